@@ -1,0 +1,88 @@
+"""The roofline backend: Counts + device profile -> time, symbolically.
+
+time = max(compute, memory, communication) + launches × per-kernel overhead
+
+- compute: Σ over precision classes of FLOPs / (peak × efficiency), with the precision the
+  device lacks replaced by the one engines would run (`DeviceProfile.rate`), reported as a
+  fallback;
+- memory: bytes / (bandwidth × efficiency);
+- communication: from the collective model when the op is a collective;
+- overhead: the per-kernel gap, smaller inside CUDA graphs (engines capture graphs for steps of
+  up to `graph_max_tokens` tokens: a Piecewise in B·S).
+
+Efficiencies come from `backends/efficiency.py`, which may make them depend on the op's shape.
+All results are sympy-safe expressions in B, S, C; nothing here evaluates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from ..sizes import B, S
+from .counts import Counts
+from .device import DeviceProfile
+from .efficiency import efficiency_for
+from .formulas.registry import OpCall
+
+
+@dataclass(frozen=True)
+class OpTime:
+    compute_s: Any
+    memory_s: Any
+    comm_s: Any
+    overhead_s: Any
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def time_s(self) -> Any:
+        return sympy.Max(self.compute_s, self.memory_s, self.comm_s) + self.overhead_s if _symbolic(
+            self.compute_s, self.memory_s, self.comm_s) else max(self.compute_s, self.memory_s, self.comm_s) + self.overhead_s
+
+
+def _symbolic(*values: Any) -> bool:
+    return any(isinstance(v, sympy.Basic) and not v.is_number for v in values)
+
+
+@dataclass(frozen=True)
+class ExecutionMode:
+    """How kernels are launched: CUDA graphs for small steps ('auto'), always, or never."""
+
+    cuda_graphs: str = "auto"  # auto | always | never
+
+
+def kernel_overhead_s(profile: DeviceProfile, launches: int, mode: ExecutionMode, tokens: Any = None) -> Any:
+    if launches == 0:
+        return 0
+    graph, eager = profile.graph_kernel_us * 1e-6, profile.kernel_launch_us * 1e-6
+    if mode.cuda_graphs == "always":
+        per = graph
+    elif mode.cuda_graphs == "never":
+        per = eager
+    else:
+        tokens = B * S if tokens is None else tokens
+        per = sympy.Piecewise((graph, sympy.Le(tokens, profile.graph_max_tokens)), (eager, True))
+    return launches * per
+
+
+def op_time(counts: Counts, call: OpCall | None, kind: str, profile: DeviceProfile,
+            mode: ExecutionMode = ExecutionMode()) -> OpTime:
+    compute: Any = 0
+    fallbacks: list[str] = []
+    eff = efficiency_for(kind, counts, call, profile)
+    for precision, flops in counts.flops.items():
+        rate, used = profile.rate(precision)
+        if used != precision and precision != "vector":
+            fallbacks.append(f"{precision}->{used}")
+        unit_eff = eff.vector if precision == "vector" else eff.compute
+        compute = compute + flops / (rate * unit_eff)
+    memory = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * eff.memory) if counts.bytes else 0
+    comm: Any = 0
+    if counts.comm is not None:
+        from .communication import collective_time_s
+
+        comm = collective_time_s(counts, profile)
+    return OpTime(compute_s=compute, memory_s=memory, comm_s=comm,
+                  overhead_s=kernel_overhead_s(profile, counts.launches, mode), fallbacks=tuple(fallbacks))

@@ -1,0 +1,68 @@
+"""fold_rotary_tables: the per-forward cos/sin computation becomes one `tensor_cast::rotary_table`.
+
+Matches: the nodes traced inside a module whose class name ends with `RotaryEmbedding`, with one
+integer input (positions), one inverse-frequency buffer and two outputs (cos, sin).
+Produces: `(cos, sin) = rotary_table(positions, inv_freq, scaling, dtype)`, a free op: serving
+engines compute the cos/sin cache once at load time and index it inside the RoPE kernel.
+Invariant after: cos and sin keep their shapes and dtypes; no node of the rotary module remains.
+Example:
+    before: positions[:, None, :].float() @ inv_freq -> cat -> cos, sin -> * scaling -> to(bf16)
+    after:  cos, sin = rotary_table(positions, inv_freq, 1.0, torch.bfloat16)
+Refuses: rotary modules whose tables the op would not reproduce (shape or dtype differs:
+multimodal / dynamic variants), which then stay as costed elementwise ops.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import fx
+
+from .graph_utils import (
+    example,
+    external_inputs,
+    finish,
+    module_stack,
+    region_outputs,
+    replace_with_op,
+    shape_key,
+)
+
+
+def _regions(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
+    regions: dict[str, list[fx.Node]] = defaultdict(list)
+    for node in gm.graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        for path, cls in module_stack(node):
+            if cls.endswith("RotaryEmbedding"):
+                regions[path].append(node)
+                break
+    return regions
+
+
+def _scaling(nodes: list[fx.Node]) -> float:
+    for node in nodes:
+        if node.op == "call_function" and "mul" in getattr(node.target, "__name__", ""):
+            for arg in node.args:
+                if isinstance(arg, float):
+                    return arg
+    return 1.0
+
+
+def fold_rotary_tables(gm: fx.GraphModule) -> fx.GraphModule:
+    op = torch.ops.tensor_cast.rotary_table.default
+    for nodes in _regions(gm).values():
+        outputs = region_outputs(nodes)
+        tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
+        positions = [n for n in tensors if not example(n).dtype.is_floating_point]
+        freqs = [n for n in tensors if "inv_freq" in n.name]
+        if len(outputs) != 2 or len(positions) != 1 or len(freqs) != 1:
+            continue
+        cos, sin = (example(o) for o in outputs)
+        expected = (*shape_key(positions[0]), str(2 * example(freqs[0]).shape[0]))
+        if shape_key(cos) != expected or shape_key(sin) != expected or cos.dtype != sin.dtype:
+            continue
+        replace_with_op(gm, nodes, op, (positions[0], freqs[0], _scaling(nodes), cos.dtype), outputs)
+    return finish(gm)

@@ -1,0 +1,43 @@
+"""fuse_add_rms_norm: a residual add feeding an RMSNorm becomes one `tensor_cast::add_rms_norm`.
+
+Matches: `r = a + b` (two tensors of r's shape and dtype) whose result is the input of a
+`tensor_cast::rms_norm` — the residual stream between sub-blocks, as in every pre-norm decoder.
+Produces: `(normed, r) = add_rms_norm(a, b, weight, eps)`: one kernel reading a, b and the
+weight and writing both the normed activations and the updated residual (vLLM's
+`fused_add_rms_norm`).
+Invariant after: no matched add remains; the residual's other users read the op's second
+output; shapes and dtypes unchanged.
+Example:
+    before: h = residual + attn_out; x = rms_norm(h, w)   (h used again by the next add)
+    after:  x, h = add_rms_norm(residual, attn_out, w)
+Refuses: broadcasting adds, adds of a tensor and a scalar, norms fed by anything else.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+from .graph_utils import example, finish, is_tensor_node, replace_with_op, shape_key
+
+ADDS = (operator.add, torch.add)
+
+
+def fuse_add_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
+    norm, fused = torch.ops.tensor_cast.rms_norm.default, torch.ops.tensor_cast.add_rms_norm.default
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != norm:
+            continue
+        add = node.args[0]
+        if not (isinstance(add, fx.Node) and add.op == "call_function" and add.target in ADDS and len(add.args) == 2):
+            continue
+        a, b = add.args
+        if not (is_tensor_node(a) and is_tensor_node(b)):
+            continue
+        out = example(add)
+        if any(shape_key(t) != shape_key(add) or example(t).dtype != out.dtype for t in (a, b)):
+            continue
+        replace_with_op(gm, [add, node], fused, (a, b, node.args[1], node.args[2]), [node, add])
+    return finish(gm)

@@ -1,0 +1,84 @@
+"""fuse_rope: the rotary-embedding arithmetic of an attention layer becomes one `tensor_cast::rope`.
+
+Matches: connected nodes traced inside the HF RoPE helpers (`apply_rotary_pos_emb`,
+`rotate_half`, and their per-family variants in `ROPE_FUNCTIONS`) within one module: slices,
+neg, cat, mul by cos/sin, add, for q and k together.
+Produces: `rope([q, k], cos, sin) -> [q', k']`: one kernel rotating q and k in place of the
+~14 elementwise kernels eager PyTorch launches (vLLM's `rotary_embedding`).
+Invariant after: no node of a matched helper remains; each rotated tensor keeps its shape and
+dtype; the op's inputs are the unrotated tensors and the two cos/sin tables.
+Example:
+    before: q*cos + cat(-q[..., 64:], q[..., :64])*sin ; same for k
+    after:  q', k' = rope([q, k], cos, sin)
+Refuses: regions whose outputs cannot each be matched to one input of the same shape, or that
+use other than two tables.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import fx
+
+from .graph_utils import (
+    ancestors_within,
+    example,
+    external_inputs,
+    finish,
+    module_path,
+    region_outputs,
+    replace_with_op,
+    shape_key,
+    source_functions,
+)
+
+ROPE_FUNCTIONS = frozenset({
+    "apply_rotary_pos_emb", "rotate_half", "apply_rotary_emb", "apply_rotary_pos_emb_interleave",
+    "rotate_half_interleave", "apply_partial_rotary_pos_emb", "_apply_rotary_emb", "apply_rope",
+})
+
+
+def _components(nodes: list[fx.Node]) -> list[list[fx.Node]]:
+    """Split a module's rope nodes into connected components (graph order kept)."""
+    parent = {n: n for n in nodes}
+
+    def find(n: fx.Node) -> fx.Node:
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    members = set(nodes)
+    for node in nodes:
+        for arg in node.all_input_nodes:
+            if arg in members:
+                parent[find(arg)] = find(node)
+    groups: dict[fx.Node, list[fx.Node]] = defaultdict(list)
+    for node in nodes:
+        groups[find(node)].append(node)
+    return list(groups.values())
+
+
+def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
+    op = torch.ops.tensor_cast.rope.default
+    by_module: dict[str, list[fx.Node]] = defaultdict(list)
+    for node in gm.graph.nodes:
+        if node.op in ("call_function", "call_method") and ROPE_FUNCTIONS.intersection(source_functions(node)[-1:]):
+            by_module[module_path(node)].append(node)
+    for nodes in by_module.values():
+        region = set(nodes)
+        outputs = region_outputs(nodes)
+        inputs = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
+        rotated = []
+        for out in outputs:
+            deps = ancestors_within(out, region)
+            same = [n for n in inputs if n in deps and shape_key(n) == shape_key(out)]
+            if len(same) != 1:
+                break
+            rotated.append(same[0])
+        tables = [n for n in inputs if n not in rotated]
+        if len(rotated) != len(outputs) or len(set(rotated)) != len(rotated) or len(tables) != 2:
+            continue
+        replace_with_op(gm, nodes, op, (rotated, tables[0], tables[1]), outputs)
+    return finish(gm)

@@ -1,0 +1,115 @@
+"""The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
+
+Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
+symbolic in B, S, C, so every shape point, device and sweep reuses it) and `analyze_spec(...)`
+(cost a traced graph on a device and wrap it in a `Report`). The public entry points in `api.py`
+resolve user arguments and call these.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import fx
+
+from .backends.device import DeviceProfile
+from .backends.roofline import ExecutionMode
+from .capture import CapturedGraph, capture
+from .costing import cost_graph
+from .memory import parameter_table
+from .models.build import RepresentativeModel, build_representative
+from .models.spec import ModelSpec
+from .passes import build_pipeline, run_pipeline
+from .report import Report, ReportContext
+from .report.graph_dump import dump_graph
+
+TRACE_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """The execution model being predicted (an optimized serving engine by default)."""
+
+    fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
+    cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
+
+
+@dataclass
+class TracedModel:
+    rep: RepresentativeModel
+    captured: CapturedGraph
+    graph: fx.GraphModule
+    dumps: list[tuple[str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def write_dumps(self, directory: str | Path) -> list[Path]:
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, text in self.dumps:
+            path = folder / name
+            path.write_text(text)
+            paths.append(path)
+        return paths
+
+
+_CACHE: OrderedDict[str, TracedModel] = OrderedDict()
+
+
+def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
+    return json.dumps([spec.key(), dict(spec.hf_config), options.fuse], sort_keys=True, default=str)
+
+
+def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> TracedModel:
+    """Build, capture and rewrite `spec` once per (spec, fusion) in this process."""
+    key = _cache_key(spec, options)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    rep = build_representative(spec)
+    timings["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    captured = capture(rep.model)
+    timings["capture_s"] = time.perf_counter() - start
+    dumps: list[tuple[str, str]] = []
+    start = time.perf_counter()
+    passes = build_pipeline(fuse=options.fuse)
+    dumps.append(("00_capture.txt", dump_graph(captured.gm)))
+    gm = captured.gm
+    for index, p in enumerate(passes, start=1):
+        gm = run_pipeline(gm, [p])
+        dumps.append((f"{index:02d}_{p.name}.txt", dump_graph(gm)))
+    timings["passes_s"] = time.perf_counter() - start
+    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings)
+    _CACHE[key] = traced
+    while len(_CACHE) > TRACE_CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return traced
+
+
+def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
+                 point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
+                 notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None) -> Report:
+    traced = trace(spec, options)
+    if dump_graph_dir is not None:
+        traced.write_dumps(dump_graph_dir)
+    costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
+                        profile=profile, mode=ExecutionMode(cuda_graphs=options.cuda_graphs))
+    context = ReportContext(
+        model=spec.name,
+        device=profile.name,
+        layer_indices=traced.rep.layer_indices,
+        layers_path=traced.rep.layers_path,
+        num_layers=spec.num_layers,
+        params=tuple(parameter_table(traced.rep)),
+        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, **(extra_options or {})},
+        notes=notes,
+    )
+    return Report(costed, context, point)

@@ -1,0 +1,134 @@
+"""The public Python API: `analyze`, `op_cost`, `load_model`, `list_models`, `list_devices`.
+
+Owns argument resolution and validation for user calls (model argument, device, shape point,
+overrides, deployment keywords) — every bad value is a `TensorCastError` naming it and the
+accepted values — and delegates the work to `analysis.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .analysis import ExecutionOptions, analyze_spec
+from .backends.counts import Counts
+from .backends.device import DeviceProfile, device_names, load_device
+from .backends.formulas import OpCall, TensorInfo, lookup
+from .backends.roofline import ExecutionMode, op_time
+from .errors import InvalidArgumentError, choices
+from .models import registry
+from .models.loader import load_spec
+from .models.overrides import apply_overrides
+from .models.spec import ModelSpec
+from .report import Report
+from .report.report import validate_point
+
+CUDA_GRAPH_MODES = ("auto", "always", "never")
+DEPLOYMENT_KEYS: tuple[str, ...] = ()  # parallelism / quantization keywords (see the deployment docs)
+
+
+def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
+               per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None,
+               trust_remote_code: bool = False) -> ModelSpec:
+    """The typed spec of a model id / directory / config, with overrides applied."""
+    spec = load_spec(model, trust_remote_code=trust_remote_code)
+    return apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+
+
+def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: int | None = None,
+            query_len: int | None = None, context_len: int = 0, num_hidden_layers: int | None = None,
+            per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
+            fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
+            trust_remote_code: bool = False, **deployment: Any) -> Report:
+    """Predict one forward step of `model` on `device`.
+
+    A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
+    `context_len` tokens in the KV cache: prefill is `query_len=prompt, context_len=0`, decode is
+    `query_len=1, context_len=tokens so far`. With `symbolic=True` the report's totals are sympy
+    expressions in B, S, C and `report.evaluate(...)` / `report.sweep(...)` give concrete values.
+    """
+    unknown = set(deployment) - set(DEPLOYMENT_KEYS)
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown option(s) {sorted(unknown)}; accepted deployment options: {choices(DEPLOYMENT_KEYS) or 'none'}")
+    if cuda_graphs not in CUDA_GRAPH_MODES:
+        raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    point = None
+    if not symbolic:
+        if batch_size is None or query_len is None:
+            raise InvalidArgumentError("batch_size and query_len are required (or pass symbolic=True)")
+        point = {"batch_size": batch_size, "query_len": query_len, "context_len": context_len}
+        validate_point(point)
+    profile = load_device(device)
+    spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
+                      trust_remote_code=trust_remote_code)
+    return analyze_spec(spec, profile, options=ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs), point=point,
+                        dump_graph_dir=dump_graph)
+
+
+@dataclass(frozen=True)
+class OpCost:
+    op: str
+    kind: str
+    counts: Counts
+    flops: float
+    bytes: float
+    time_s: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    bound: str
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value if value.device.type == "meta" else value.to("meta")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_meta(v) for v in value)
+    return value
+
+
+def _info(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_info(v) for v in value)
+    return value
+
+
+def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
+    """Cost one call of a torch `OpOverload` (aten or tensor_cast) with meta tensors as arguments."""
+    import tensor_cast.ops  # noqa: F401  (custom ops registered)
+
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        op = op.default
+    entry = lookup(op)
+    profile = load_device(device)
+    meta_args, meta_kwargs = _meta(args), _meta(kwargs)
+    try:
+        result = op(*meta_args, **meta_kwargs)
+    except Exception as exc:
+        raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
+    outputs = result if isinstance(result, (list, tuple)) else (result,)
+    call = OpCall(op=op, args=_info(meta_args), kwargs=_info(meta_kwargs),
+                  outputs=tuple(_info(o) for o in outputs if isinstance(o, torch.Tensor)))
+    counts = entry.rule(call)
+    timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
+    from .report.report import _bound
+
+    return OpCost(op=entry.name, kind=entry.kind, counts=counts, flops=float(counts.total_flops),
+                  bytes=float(counts.bytes), time_s=float(timing.time_s), compute_s=values[0], memory_s=values[1],
+                  overhead_s=values[3], bound=_bound(*values))
+
+
+def list_models() -> list[str]:
+    return registry.ids()
+
+
+def list_devices() -> list[str]:
+    return device_names()

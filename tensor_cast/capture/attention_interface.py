@@ -1,0 +1,41 @@
+"""The attention function tensor_cast registers with transformers during capture.
+
+Every HF attention module calls `ALL_ATTENTION_FUNCTIONS[config._attn_implementation]` with
+(module, q, k, v, mask, scaling, dropout, **kwargs). Ours emits one `tensor_cast::attention` op
+carrying what the cost needs: GQA from the shapes, causality from the module, the sliding window
+and sinks from the kwargs the model passes, and the cached context length from the carrier
+tensor threaded through the forward's kwargs (`CONTEXT_KWARG`), so decode is modelled without a
+materialized cache. The mask function returns None: masks are implied by the op's arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import CaptureError
+from ..ops.attention import attention as attention_op
+
+CONTEXT_KWARG = "tensor_cast_context"
+
+
+def tensor_cast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: Any, scaling: float | None = None, dropout: float = 0.0,
+                          **kwargs: Any) -> tuple[torch.Tensor, None]:
+    carrier = kwargs.get(CONTEXT_KWARG)
+    if carrier is None:
+        raise CaptureError(
+            f"{type(module).__name__} does not pass the forward's kwargs to its attention function; "
+            "its KV cache cannot be modelled")
+    window = kwargs.get("sliding_window") or 0
+    sinks = kwargs.get("s_aux")
+    scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+    causal = bool(getattr(module, "is_causal", True))
+    out = attention_op(query, key, value, carrier.shape[0], scale, causal, int(window), sinks)
+    return out, None
+
+
+def no_mask(*args: Any, **kwargs: Any) -> None:
+    """Masks are implied by the attention op's causal/window arguments."""
+    return None

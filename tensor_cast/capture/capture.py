@@ -1,0 +1,120 @@
+"""Capture a model's forward into an FX graph with symbolic batch, query and context sizes.
+
+Owns `capture(model) -> CapturedGraph`: runs `torch.compile(fullgraph=True)` with a recording
+backend on meta inputs whose batch and query dims (input_ids) and context dim (a carrier tensor
+passed through the forward's kwargs) are marked dynamic, so one graph serves every shape. The
+graph is the dynamo (torch-function) level one: one node per linear / attention / custom op,
+module paths in `nn_module_stack`, parameters as placeholders.
+
+Shape-env symbols are renamed to the engine's `B`, `S`, `C` from the inputs' own shapes (never
+by symbol name, which changes between runs). Example sizes are distinct primes >= 3 so no two
+dims are unified and none specializes to 0/1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+import torch
+from torch import fx
+
+from ..compat import IMPLEMENTATION, hf_interfaces
+from ..errors import CaptureError, TensorCastError
+from ..sizes import B, C, S
+from .attention_interface import CONTEXT_KWARG, no_mask, tensor_cast_attention
+
+EXAMPLE_BATCH, EXAMPLE_QUERY, EXAMPLE_CONTEXT = 3, 11, 13
+
+
+@dataclass
+class CapturedGraph:
+    gm: fx.GraphModule
+    symbols: Mapping[sympy.Symbol, sympy.Symbol]  # shape-env symbol -> B / S / C
+    fake_mode: Any
+
+    def to_expr(self, value: Any) -> Any:
+        """A SymInt / int / float from node metadata as an expression in B, S, C."""
+        if isinstance(value, torch.SymInt | torch.SymFloat | torch.SymBool):
+            return sympy.sympify(value.node.expr).xreplace(self.symbols)
+        if isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, sympy.Basic):
+            return value.xreplace(self.symbols)
+        raise TypeError(f"not a size: {value!r}")
+
+
+def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" and node.name.endswith(suffix):
+            return node
+    return None
+
+
+def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
+    """Trace `model(input_ids[B, S], context[C])` into one graph; logits for the last token only."""
+    graphs: list[fx.GraphModule] = []
+
+    def record(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    input_ids = torch.empty(EXAMPLE_BATCH, EXAMPLE_QUERY, dtype=torch.long, device="meta")
+    context = torch.empty(EXAMPLE_CONTEXT, dtype=torch.int8, device="meta")
+    torch._dynamo.mark_dynamic(input_ids, 0)
+    torch._dynamo.mark_dynamic(input_ids, 1)
+    torch._dynamo.mark_dynamic(context, 0)
+    torch._dynamo.reset()
+    with hf_interfaces(attention=tensor_cast_attention, mask=no_mask, experts=experts):
+        model.set_attn_implementation(IMPLEMENTATION)
+        if experts is not None:
+            model.set_experts_implementation(IMPLEMENTATION)
+        compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)
+        try:
+            with torch.no_grad():
+                compiled(input_ids=input_ids, use_cache=False, logits_to_keep=1, **{CONTEXT_KWARG: context})
+        except TensorCastError:
+            raise
+        except Exception as exc:
+            inner = exc
+            while inner.__cause__ is not None and not isinstance(inner, TensorCastError):
+                inner = inner.__cause__
+            if isinstance(inner, TensorCastError):
+                raise inner from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise CaptureError(f"could not capture {type(model).__name__}: {type(exc).__name__}: {first}") from exc
+        finally:
+            torch._dynamo.reset()
+    if len(graphs) != 1:
+        raise CaptureError(f"expected one graph from {type(model).__name__}, got {len(graphs)}")
+    gm = graphs[0]
+    ids_node = _placeholder(gm, "input_ids_")
+    if ids_node is None:
+        raise CaptureError("captured graph has no input_ids placeholder")
+    fake_mode = ids_node.meta["example_value"].fake_mode
+    return CapturedGraph(gm=gm, symbols=_rename_symbols(fake_mode.shape_env), fake_mode=fake_mode)
+
+
+# source name -> engine symbol; dynamo names sources after the forward's arguments.
+SOURCES = {
+    "['input_ids'].size()[0]": B,
+    "['input_ids'].size()[1]": S,
+    f"['{CONTEXT_KWARG}'].size()[0]": C,
+}
+
+
+def _rename_symbols(shape_env: Any) -> dict[sympy.Symbol, sympy.Symbol]:
+    """Map shape-env symbols to B, S, C through the input each one came from."""
+    mapping: dict[sympy.Symbol, sympy.Symbol] = {}
+    for symbol, sources in shape_env.var_to_sources.items():
+        for source in sources:
+            name = source.name if isinstance(source.name, str) else source.name()
+            for suffix, engine_symbol in SOURCES.items():
+                if name.endswith(suffix):
+                    mapping[symbol] = engine_symbol
+    missing = {B: "batch size", S: "query length"}.keys() - set(mapping.values())
+    if missing:
+        raise CaptureError(f"the model's code specialized {sorted(map(str, missing))}; sizes must stay symbolic")
+    return mapping

@@ -1,0 +1,134 @@
+"""The `tensor-cast` command line: `analyze`, `models`, `devices`.
+
+Owns argument parsing and output files. User errors (`TensorCastError`) print one line on
+stderr and exit with status 2; `--debug` keeps the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidArgumentError, TensorCastError
+
+
+def _per_layer_config(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    source = Path(text).read_text() if Path(text).is_file() else text
+    try:
+        data = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--per-layer-config is neither a JSON object nor a JSON file: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("--per-layer-config must be a JSON object {layer: {field: value}}")
+    return data
+
+
+def _add_analyze(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="predict one forward step of a model on a device")
+    p.add_argument("model", help="registry id (see `tensor-cast models`), local directory with config.json, or hub id")
+    p.add_argument("--device", required=True, help="device profile name (see `tensor-cast devices`) or .toml path")
+    p.add_argument("--batch-size", type=int, default=1, help="sequences in the step (default 1)")
+    p.add_argument("--query-len", type=int, default=1, help="new tokens per sequence: prompt length for prefill, 1 for decode")
+    p.add_argument("--context-len", type=int, default=0, help="tokens already in the KV cache per sequence (default 0)")
+    p.add_argument("--num-hidden-layers", type=int, help="analyze only the first N layers")
+    p.add_argument("--per-layer-config", help='JSON (or JSON file): {"3": {"intermediate_size": 8192}, "7": {"skip_attention": true}}')
+    p.add_argument("--by", default="op", help="table grouping: op, kind, layer, module, node (default op)")
+    p.add_argument("--top", type=int, help="show only the N most expensive rows")
+    p.add_argument("--json", dest="json_path", help="write the full report as JSON")
+    p.add_argument("--dump-graph", help="write the graph after every pass into this directory")
+    p.add_argument("--trace", help="write a Chrome/Perfetto trace (one event per op)")
+    p.add_argument("--unfused", action="store_true", help="eager execution: no kernel fusion")
+    p.add_argument("--cuda-graphs", default="auto", help="auto (decode-sized steps), always, never")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .api import analyze
+
+    report = analyze(
+        args.model, device=args.device, batch_size=args.batch_size, query_len=args.query_len,
+        context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
+        per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
+        cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
+    )
+    table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
+    print(report.summary())
+    print()
+    print(table)
+    written = []
+    if args.json_path:
+        Path(args.json_path).write_text(report.to_json())
+        written.append(args.json_path)
+    if args.trace:
+        Path(args.trace).write_text(json.dumps(report.chrome_trace()))
+        written.append(args.trace)
+    if args.dump_graph:
+        written.append(args.dump_graph + "/")
+    if written:
+        print("\nwrote " + ", ".join(written))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .models import registry
+    from .models.loader import load_spec
+
+    rows = []
+    for entry in registry.all_entries():
+        spec = load_spec(entry.id)
+        kinds = "; ".join(f"{len(ix)}x {k.describe()}" for k, ix in spec.layer_kinds())
+        size = f"{entry.public_parameters / 1e9:.2f}B" if entry.public_parameters else "?"
+        rows.append((entry.id, spec.model_type, size, spec.num_layers, kinds))
+    print(tabulate(rows, headers=("id", "model_type", "params (public)", "layers", "layer kinds"), disable_numparse=True))
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .backends.device import builtin_profiles
+
+    seen = {p.name: p for p in builtin_profiles().values()}
+    rows = [(p.name, p.display_name, f"{p.compute['bf16_tflops']:.0f}", f"{p.compute['fp8_tflops']:.0f}",
+             f"{p.memory_bandwidth_gbps:.0f}", f"{p.memory_capacity_gib:.0f}", ", ".join(p.aliases))
+            for p in sorted(seen.values(), key=lambda p: p.name)]
+    print(tabulate(rows, headers=("name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "HBM GiB", "aliases"),
+                   disable_numparse=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tensor-cast", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_analyze(sub)
+    sub.add_parser("models", help="list the offline registry of public architectures")
+    sub.add_parser("devices", help="list the built-in device profiles")
+    return parser
+
+
+COMMANDS = {"analyze": _analyze, "models": _models, "devices": _devices}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TensorCastError as exc:
+        if args.debug:
+            raise
+        print(f"tensor-cast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Memory of one step: weights, KV cache / recurrent state, activation peak; parameter counts.
+
+Owns:
+- `parameter_table(rep)`: every parameter of the representative model with the number of real
+  layers it stands for (model-level ones count once, tied embeddings once), and the fraction of
+  it each token uses (routed experts: top_k / num_experts);
+- `activation_candidates(costed)`: live activation bytes at each point of the representative
+  graph (liveness: an output lives from its op to its last use, views extend their base's life);
+  the peak is the max of these;
+- KV/state bytes come from the ops themselves (`Counts.state_bytes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+
+from .backends.formulas.registry import DTYPE_BYTES
+from .costing import CostedGraph
+from .models.build import RepresentativeModel
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    name: str
+    numel: int
+    dtype: torch.dtype
+    rep_layer: int | None
+    multiplicity: int  # real layers this parameter stands for (1 for model-level)
+    active_fraction: float  # fraction used per token (routed experts: top_k / E)
+    bytes_per_element: float
+
+    @property
+    def total(self) -> int:
+        return self.numel * self.multiplicity
+
+    @property
+    def nbytes(self) -> float:
+        return self.total * self.bytes_per_element
+
+
+def _rep_layer(name: str, layers_path: str) -> int | None:
+    prefix = layers_path + "."
+    if not name.startswith(prefix):
+        return None
+    head = name[len(prefix):].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def parameter_table(rep: RepresentativeModel,
+                    bytes_per_element: Callable[[str, torch.Tensor], float] | None = None) -> list[ParamEntry]:
+    entries = []
+    for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
+        layer = _rep_layer(name, rep.layers_path)
+        multiplicity = len(rep.layer_indices[layer]) if layer is not None else 1
+        fraction = 1.0
+        if layer is not None:
+            moe = rep.kinds[layer].mlp.moe
+            if moe is not None and param.dim() == 3 and param.shape[0] == moe.num_experts:
+                fraction = moe.top_k / moe.num_experts
+        size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
+        entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
+                                  multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size))
+    return entries
+
+
+def activation_candidates(costed: CostedGraph) -> list[Any]:
+    """Live activation bytes at each op of the representative graph (expressions in B, S, C)."""
+    written = {c.name: c.counts.bytes_written for c in costed.nodes}
+    out_bytes = {c.name: sum((o.nbytes for o in c.call.outputs), 0) for c in costed.nodes}
+    graph = costed.graph.graph
+    order: dict[fx.Node, int] = {}
+    root: dict[fx.Node, fx.Node] = {}
+    size: dict[fx.Node, Any] = {}
+    for index, node in enumerate(graph.nodes):
+        order[node] = index
+        if node.op in ("placeholder", "output"):
+            continue
+        if node.name in out_bytes and written.get(node.name):
+            root[node], size[node] = node, out_bytes[node.name]
+        else:  # a view or a free op aliases its first tensor input
+            inputs = [a for a in node.all_input_nodes if a in root]
+            if inputs:
+                root[node] = root[inputs[0]]
+    last_use: dict[fx.Node, int] = {}
+    for node in graph.nodes:
+        for arg in node.all_input_nodes:
+            if arg in root:
+                base = root[arg]
+                last_use[base] = max(last_use.get(base, 0), order[node])
+    candidates = []
+    births = sorted(size, key=order.__getitem__)
+    for node in births:
+        position = order[node]
+        live = [size[b] for b in births if order[b] <= position <= last_use.get(b, order[b])]
+        candidates.append(sum(live, 0))
+    return candidates or [0]

@@ -1,0 +1,48 @@
+"""The adapter table: HF `model_type` -> the adapter that translates its config.
+
+A table, not an if-chain: adding a family is adding a row (see CONTRIBUTING.md, "add a model
+adapter"). Aliases map config names that transformers does not know to the path that builds them
+(Kimi-K2 says `kimi_k2`; its architecture is DeepSeek-V3).
+"""
+
+from __future__ import annotations
+
+from ...errors import UnsupportedModelError, choices
+from .base import DecoderAdapter
+
+_ADAPTERS: dict[str, DecoderAdapter] = {}
+
+# model_type written in some public configs -> the transformers model_type that builds it
+MODEL_TYPE_ALIASES: dict[str, str] = {}
+
+
+def register(adapter: DecoderAdapter) -> DecoderAdapter:
+    for model_type in adapter.model_types:
+        if model_type in _ADAPTERS:
+            raise ValueError(f"adapter for model_type {model_type!r} registered twice")
+        _ADAPTERS[model_type] = adapter
+    return adapter
+
+
+register(DecoderAdapter(model_types=("llama",)))
+register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
+                        qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
+register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_field=None,
+                        out_bias_field=None, mlp_bias_field=None))
+register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
+                        mlp_bias_field=None))
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def adapter_for(model_type: str) -> DecoderAdapter:
+    model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
+    try:
+        return _ADAPTERS[model_type]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not supported; supported model types: "
+            f"{choices(supported_model_types())}"
+        ) from None

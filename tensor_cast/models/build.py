@@ -1,0 +1,117 @@
+"""Build the representative model: one decoder layer per distinct layer kind, on `meta`.
+
+Owns `build_representative(spec)`: the transformers model for a stack holding each distinct
+`LayerSpec` once (in first-appearance order), with the embedding, final norm and lm_head of the
+real model. Costs are computed on it and multiplied by each kind's layer count, so analysis time
+does not grow with depth. Nothing is allocated: every parameter is on the meta device.
+
+A layer whose spec differs from what the stack config gives it (a per-layer intermediate size,
+window or head count) is rebuilt from the adapter's per-layer config; a layer with a skipped
+attention or MLP sub-block is wrapped by `SkippedSubBlocks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .adapters import adapter_for
+from .spec import LayerSpec, ModelSpec
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class RepresentativeModel:
+    model: nn.Module
+    spec: ModelSpec
+    kinds: tuple[LayerSpec, ...]  # rep layer i has spec kinds[i]
+    layer_indices: tuple[tuple[int, ...], ...]  # real layer indices of each rep layer
+    layers_path: str  # module path of the decoder ModuleList, e.g. "model.layers"
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class SkippedSubBlocks(nn.Module):
+    """A pre-norm decoder layer with its attention and/or MLP sub-block removed.
+
+    Keeps the kept sub-modules under their original names, so module paths (and costs) of the
+    remaining blocks are unchanged.
+    """
+
+    PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
+    COPIED_ATTRIBUTES = ("attention_type", "layer_type", "is_sliding", "layer_idx")
+
+    def __init__(self, layer: nn.Module, *, skip_attention: bool, skip_mlp: bool) -> None:
+        super().__init__()
+        missing = [p for p in self.PARTS if not hasattr(layer, p)]
+        if missing:
+            raise UnsupportedModelError(
+                f"{type(layer).__name__} lacks {missing}: skip_attention/skip_mlp need the standard "
+                f"pre-norm layout ({', '.join(self.PARTS)})")
+        self.has_attention, self.has_mlp = not skip_attention, not skip_mlp
+        if self.has_attention:
+            self.input_layernorm, self.self_attn = layer.input_layernorm, layer.self_attn
+        if self.has_mlp:
+            self.post_attention_layernorm, self.mlp = layer.post_attention_layernorm, layer.mlp
+        for attr in self.COPIED_ATTRIBUTES:
+            if hasattr(layer, attr):
+                setattr(self, attr, getattr(layer, attr))
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.has_attention:
+            attn_out = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
+            hidden_states = hidden_states + (attn_out[0] if isinstance(attn_out, tuple) else attn_out)
+        if self.has_mlp:
+            mlp_out = self.mlp(self.post_attention_layernorm(hidden_states))
+            hidden_states = hidden_states + (mlp_out[0] if isinstance(mlp_out, tuple) else mlp_out)
+        return hidden_states
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    data = config.to_dict()
+    data.pop("num_hidden_layers", None)
+    return data
+
+
+def build_representative(spec: ModelSpec) -> RepresentativeModel:
+    from transformers import AutoModelForCausalLM
+
+    adapter = adapter_for(spec.model_type)
+    kinds = spec.layer_kinds()
+    layers = tuple(kind for kind, _ in kinds)
+    dtype = DTYPES.get(spec.dtype, torch.bfloat16)
+    config = adapter.config_for_layers(spec, layers)
+    with torch.device("meta"), default_dtype(dtype):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        stack = model.get_submodule(adapter.layers_path)
+        for index, layer_spec in enumerate(layers):
+            layer_config = adapter.config_for_layer(spec, layer_spec, config)
+            if _config_dict(layer_config) != _config_dict(config):
+                stack[index] = type(stack[index])(layer_config, index)
+            skip_attention, skip_mlp = layer_spec.attention.kind == "none", layer_spec.mlp.kind == "none"
+            if skip_attention or skip_mlp:
+                if not adapter.supports_layer_skips:
+                    raise UnsupportedModelError(f"model_type {spec.model_type!r} does not support skipped sub-blocks")
+                stack[index] = SkippedSubBlocks(stack[index], skip_attention=skip_attention, skip_mlp=skip_mlp)
+    model.eval()
+    model.requires_grad_(False)
+    return RepresentativeModel(
+        model=model, spec=spec, kinds=layers,
+        layer_indices=tuple(tuple(indices) for _, indices in kinds),
+        layers_path=adapter.layers_path,
+    )

@@ -1,0 +1,130 @@
+"""Resolve a model argument to a typed `ModelSpec`.
+
+Owns the lookup order — a local directory with `config.json`, then the offline registry, then
+(only when online) the HF hub — and the user-facing errors for each failure. Only configs are
+ever read: never weights. Remote code runs only when the caller passed `trust_remote_code=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from ..errors import MalformedConfigError, UnknownModelError, UnsupportedModelError, choices
+from . import registry
+from .adapters import MODEL_TYPE_ALIASES, adapter_for, supported_model_types
+from .spec import ModelSpec
+
+HUB_PROBE_TIMEOUT_S = 2.0
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MalformedConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise MalformedConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bool = False,
+                     local_dir: Path | None = None) -> PretrainedConfig:
+    """A transformers config from config.json contents, without executing remote code."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = data.get("model_type")
+    if not model_type:
+        raise MalformedConfigError(f"{source}: config.json has no 'model_type' field")
+    model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
+    if model_type not in CONFIG_MAPPING:
+        if "auto_map" in data and not trust_remote_code:
+            raise UnsupportedModelError(
+                f"{source}: model_type {model_type!r} is not built into transformers and its config names remote "
+                "code (auto_map); pass --trust-remote-code / trust_remote_code=True to allow running it"
+            )
+        if trust_remote_code and local_dir is not None:
+            return AutoConfig.from_pretrained(str(local_dir), trust_remote_code=True)
+        raise UnsupportedModelError(
+            f"{source}: model_type {model_type!r} is unknown to transformers; supported model types: "
+            f"{choices(supported_model_types())}"
+        )
+    fields = {k: v for k, v in data.items() if k != "model_type"}
+    try:
+        return CONFIG_MAPPING[model_type](**fields)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {exc}") from None
+
+
+def _is_offline() -> bool:
+    """True when the hub must not or cannot be reached (checked with one short connection)."""
+    flags = (os.environ.get(name, "0").lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if any(flag in ("1", "true", "yes") for flag in flags):
+        return True
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError:
+        return True
+    return False
+
+
+def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str]:
+    """(HF config, display name) for a model argument."""
+    if not isinstance(model, str) or not model.strip():
+        raise UnknownModelError(f"model must be a non-empty string, got {model!r}")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise MalformedConfigError(f"{path} is a directory but has no config.json")
+        data = read_config_file(cfg_path)
+        return config_from_dict(data, source=str(cfg_path), trust_remote_code=trust_remote_code,
+                                local_dir=path), path.name
+    if path.suffix == ".json" and path.is_file():
+        return config_from_dict(read_config_file(path), source=str(path)), path.stem
+    entry = registry.lookup(model)
+    if entry is not None:
+        return config_from_dict(dict(entry.config), source=f"registry:{entry.id}"), entry.id
+    return _from_hub(model, trust_remote_code=trust_remote_code), model
+
+
+def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
+    hint = (f"it is not a local directory with config.json and not in the offline registry "
+            f"(`tensor-cast models` lists {len(registry.ids())} ids: {choices(registry.ids(), limit=8)})")
+    if model.count("/") != 1:
+        raise UnknownModelError(f"unknown model {model!r}: {hint}")
+    if _is_offline():
+        raise UnknownModelError(f"unknown model {model!r}: {hint}; the hub is not reachable (offline)")
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except ValueError as exc:  # transformers refuses remote code without trust_remote_code
+        if "trust_remote_code" in str(exc):
+            raise UnsupportedModelError(
+                f"{model}: this config needs remote code; pass --trust-remote-code to allow running it"
+            ) from None
+        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {exc}") from None
+    except OSError as exc:
+        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {str(exc).splitlines()[0]}") from None
+
+
+def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: bool = False) -> ModelSpec:
+    """The typed spec of a model argument (id, directory, config object or spec)."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, PretrainedConfig):
+        config, name = model, getattr(model, "_name_or_path", "") or model.model_type
+    else:
+        config, name = resolve_config(model, trust_remote_code=trust_remote_code)
+    return adapter_for(config.model_type).to_spec(config, name)

@@ -1,0 +1,150 @@
+"""The engine-owned model spec: what a model *is*, independent of HF field names.
+
+Owns the frozen dataclasses `ModelSpec` / `LayerSpec` / `AttentionSpec` / `MLPSpec` (+ `MoESpec`,
+`MLASpec`, `LinearAttentionSpec`). Adapters (`models/adapters/`) translate a HF config into a spec
+and back; everything downstream (build, passes, memory, reports) reads the spec, never raw config
+fields. Per-layer heterogeneity is first-class: a spec holds one `LayerSpec` per layer, and layers
+with equal specs are one *layer kind* (traced once, costed once, multiplied by their count).
+
+Must not import torch or transformers: a spec is plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+ATTENTION_KINDS = ("full", "sliding", "linear", "mla", "none")
+MLP_KINDS = ("dense", "moe", "none")
+
+
+@dataclass(frozen=True)
+class MLASpec:
+    """DeepSeek multi-head latent attention sizes (per head unless noted)."""
+
+    q_lora_rank: int | None  # None: q is projected directly from hidden
+    kv_lora_rank: int  # latent cached per token
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int  # rope key cached per token (shared by all heads)
+    v_head_dim: int
+
+
+@dataclass(frozen=True)
+class LinearAttentionSpec:
+    """Linear-attention (gated DeltaNet style) sizes: a recurrent state instead of a KV cache."""
+
+    num_key_heads: int
+    num_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel_size: int = 4
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    kind: str  # one of ATTENTION_KINDS
+    num_heads: int = 0
+    num_kv_heads: int = 0
+    head_dim: int = 0
+    window: int | None = None  # sliding-window length in tokens (kind == "sliding")
+    qk_norm: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    sinks: bool = False  # learned attention sinks (gpt-oss)
+    mla: MLASpec | None = None
+    linear: LinearAttentionSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention kind {self.kind!r} not in {ATTENTION_KINDS}")
+        if self.kind == "sliding" and not self.window:
+            raise ValueError("sliding attention needs a window")
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    num_experts: int
+    top_k: int
+    expert_intermediate_size: int
+    num_shared_experts: int = 0
+    shared_intermediate_size: int = 0  # total over shared experts
+    router: str = "softmax"  # softmax | sigmoid
+    num_groups: int = 1  # grouped top-k (DeepSeek n_group)
+    top_k_groups: int = 1
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    kind: str  # one of MLP_KINDS
+    intermediate_size: int = 0  # dense MLP width (kind == "dense")
+    activation: str = "silu"
+    gated: bool = True  # act(gate(x)) * up(x) vs act(up(x))
+    bias: bool = False
+    moe: MoESpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in MLP_KINDS:
+            raise ValueError(f"MLP kind {self.kind!r} not in {MLP_KINDS}")
+        if self.kind == "moe" and self.moe is None:
+            raise ValueError("a MoE MLP needs a MoESpec")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One decoder layer. Equal LayerSpecs are the same layer kind."""
+
+    attention: AttentionSpec
+    mlp: MLPSpec
+
+    def describe(self) -> str:
+        a = self.attention
+        att = a.kind if a.kind != "sliding" else f"sliding({a.window})"
+        if self.mlp.kind == "moe" and self.mlp.moe is not None:
+            m = self.mlp.moe
+            mlp = f"moe({m.num_experts}x{m.expert_intermediate_size}, top{m.top_k})"
+        elif self.mlp.kind == "dense":
+            mlp = f"dense({self.mlp.intermediate_size})"
+        else:
+            mlp = "none"
+        return f"{att} + {mlp}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model_type: str
+    architecture: str  # transformers class name, e.g. LlamaForCausalLM
+    hidden_size: int
+    vocab_size: int
+    layers: tuple[LayerSpec, ...]
+    tie_word_embeddings: bool = False
+    dtype: str = "bfloat16"
+    max_position_embeddings: int = 0
+    mtp_layers: int = 0  # MTP blocks the checkpoint ships (num_nextn_predict_layers)
+    quantization: Mapping[str, Any] | None = None  # the config's own quantization_config
+    # The source config as a dict, for the adapter that made this spec (never read downstream).
+    hf_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def layer_kinds(self) -> list[tuple[LayerSpec, list[int]]]:
+        """Distinct layer specs in first-appearance order, each with the indices that use it."""
+        kinds: dict[LayerSpec, list[int]] = {}
+        for i, layer in enumerate(self.layers):
+            kinds.setdefault(layer, []).append(i)
+        return list(kinds.items())
+
+    def key(self) -> str:
+        """A stable string identifying everything that changes the traced graph."""
+        data = dataclasses.asdict(self)
+        data.pop("hf_config", None)
+        data.pop("name", None)
+        return json.dumps(data, sort_keys=True, default=str)

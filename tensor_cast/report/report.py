@@ -1,0 +1,346 @@
+"""`Report`: the result of an analysis, symbolic or evaluated at one shape point.
+
+Owns the report data model: per-op rows (`OpRow`, one per op per real layer, in execution
+order), totals (time, FLOPs, bytes, tokens/s), memory (`Memory`), parameter counts, free ops,
+and the symbolic machinery: a report built from one trace holds sympy expressions in B, S, C;
+`evaluate(batch_size=, query_len=, context_len=)` gives the concrete report at a point and
+`sweep(...)` evaluates the totals over arrays of points with one lambdified function (a
+1,000-point sweep costs about one evaluation).
+
+Rendering lives beside it: `table.py` (tabulate), `trace.py` (Chrome/Perfetto), `to_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ..costing import CostedGraph, CostedNode
+from ..errors import InvalidArgumentError
+from ..memory import ParamEntry
+from ..sizes import SYMBOL_FOR_ARG, B, C, S, pretty
+
+POINT_ARGS = ("batch_size", "query_len", "context_len")
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights_bytes: Any
+    kv_cache_bytes: Any
+    activation_peak_bytes: Any
+
+    @property
+    def total_bytes(self) -> Any:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_peak_bytes
+
+
+@dataclass(frozen=True)
+class OpRow:
+    name: str
+    op: str
+    kind: str
+    layer: int | None
+    phase: str  # prologue | layer | epilogue
+    module: str
+    shapes: str
+    dtype: str
+    flops: Any
+    bytes: Any
+    time_s: Any
+    compute_s: Any
+    memory_s: Any
+    comm_s: Any
+    overhead_s: Any
+    bound: str
+    launches: int
+    start_s: Any = 0.0
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FreeOp:
+    op: str
+    reason: str
+    count: int  # in the representative graph
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything a report needs besides the costed graph (all symbolic-independent)."""
+
+    model: str
+    device: str
+    layer_indices: tuple[tuple[int, ...], ...]
+    layers_path: str
+    num_layers: int
+    params: tuple[ParamEntry, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def _num(value: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
+    if point is None or not isinstance(value, sympy.Basic):
+        return value
+    out = value.xreplace({k: sympy.Integer(v) for k, v in point.items()})
+    try:
+        return float(out)
+    except TypeError:
+        raise ValueError(f"expression {value} does not evaluate at {point}") from None
+
+
+def _bound(compute: float, memory: float, comm: float, overhead: float) -> str:
+    work = max(compute, memory, comm)
+    if overhead > work:
+        return "overhead"
+    if comm == work and comm > 0:
+        return "comm"
+    return "compute" if compute >= memory else "memory"
+
+
+def _shape_text(shape: Iterable[Any], point: Mapping[sympy.Symbol, int] | None) -> str:
+    parts = []
+    for d in shape:
+        v = _num(d, point)
+        parts.append(str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+    return "(" + ", ".join(parts) + ")"
+
+
+class Report:
+    def __init__(self, costed: CostedGraph, context: ReportContext, point: Mapping[str, int] | None = None) -> None:
+        self._costed = costed
+        self.context = context
+        self.point = dict(point) if point is not None else None
+        self._subs = {SYMBOL_FOR_ARG[k]: v for k, v in point.items()} if point is not None else None
+        # Multiplicity of every costed node: the real layers its representative layer stands for.
+        self._mult = [len(context.layer_indices[n.rep_layer]) if n.rep_layer is not None else 1
+                      for n in costed.nodes]
+
+    # ---- identity ---------------------------------------------------------------------
+    @property
+    def symbolic(self) -> bool:
+        return self.point is None
+
+    @property
+    def model(self) -> str:
+        return self.context.model
+
+    @property
+    def device(self) -> str:
+        return self.context.device
+
+    @property
+    def batch_size(self) -> Any:
+        return self.point["batch_size"] if self.point else B
+
+    @property
+    def query_len(self) -> Any:
+        return self.point["query_len"] if self.point else S
+
+    @property
+    def context_len(self) -> Any:
+        return self.point["context_len"] if self.point else C
+
+    # ---- totals -----------------------------------------------------------------------
+    def _sum(self, value_of: Any) -> Any:
+        total = sum((m * value_of(n) for n, m in zip(self._costed.nodes, self._mult, strict=True)), sympy.Integer(0))
+        return _num(total, self._subs)
+
+    @cached_property
+    def total_time_s(self) -> Any:
+        return self._sum(lambda n: n.time.time_s)
+
+    @cached_property
+    def total_flops(self) -> Any:
+        return self._sum(lambda n: n.counts.total_flops)
+
+    @cached_property
+    def total_bytes(self) -> Any:
+        return self._sum(lambda n: n.counts.bytes)
+
+    @cached_property
+    def total_comm_bytes(self) -> Any:
+        return self._sum(lambda n: n.counts.comm_bytes)
+
+    @property
+    def tokens(self) -> Any:
+        return self.batch_size * self.query_len
+
+    @property
+    def tokens_per_s(self) -> Any:
+        return self.tokens / self.total_time_s
+
+    @cached_property
+    def flops_by_precision(self) -> dict[str, Any]:
+        keys = sorted({k for n in self._costed.nodes for k in n.counts.flops})
+        return {k: self._sum(lambda n, k=k: n.counts.flops.get(k, 0)) for k in keys}
+
+    # ---- memory and parameters ----------------------------------------------------------
+    @cached_property
+    def memory(self) -> Memory:
+        from ..memory import activation_candidates
+
+        weights = sum((p.nbytes for p in self.context.params), 0.0)
+        kv = self._sum(lambda n: n.counts.state_bytes)
+        candidates = activation_candidates(self._costed)
+        if self._subs is None:
+            peak = sympy.Max(*candidates, evaluate=False) if len(candidates) > 1 else candidates[0]
+        else:
+            peak = max(_num(c, self._subs) if isinstance(c, sympy.Basic) else float(c) for c in candidates)
+        return Memory(weights_bytes=weights, kv_cache_bytes=kv, activation_peak_bytes=peak)
+
+    @cached_property
+    def num_parameters(self) -> int:
+        return sum(p.total for p in self.context.params)
+
+    @cached_property
+    def active_parameters(self) -> int:
+        return round(sum(p.total * p.active_fraction for p in self.context.params))
+
+    @property
+    def free_ops(self) -> list[FreeOp]:
+        return [FreeOp(op=op, reason=reason, count=count)
+                for (op, reason), count in sorted(self._costed.free_ops.items())]
+
+    # ---- rows -------------------------------------------------------------------------
+    def _node_values(self, node: CostedNode) -> dict[str, Any]:
+        t = node.time
+        values = {
+            "flops": _num(node.counts.total_flops, self._subs),
+            "bytes": _num(node.counts.bytes, self._subs),
+            "time_s": _num(t.time_s, self._subs),
+            "compute_s": _num(t.compute_s, self._subs),
+            "memory_s": _num(t.memory_s, self._subs),
+            "comm_s": _num(t.comm_s, self._subs),
+            "overhead_s": _num(t.overhead_s, self._subs),
+        }
+        if self._subs is not None:
+            values["bound"] = _bound(values["compute_s"], values["memory_s"], values["comm_s"], values["overhead_s"])
+        else:
+            values["bound"] = "symbolic"
+        return values
+
+    @cached_property
+    def ops(self) -> list[OpRow]:
+        """One row per op per real layer, in execution order (prologue, layers, epilogue)."""
+        nodes = self._costed.nodes
+        values = [self._node_values(n) for n in nodes]
+        by_rep: dict[int, list[int]] = {}
+        for i, n in enumerate(nodes):
+            if n.rep_layer is not None:
+                by_rep.setdefault(n.rep_layer, []).append(i)
+        kind_of_layer = {j: r for r, indices in enumerate(self.context.layer_indices) for j in indices}
+        pattern = re.compile(rf"^{re.escape(self.context.layers_path)}\.\d+")
+        sequence: list[tuple[int, int | None]] = [(i, None) for i, n in enumerate(nodes) if n.phase == "prologue"]
+        for layer in range(self.context.num_layers):
+            sequence += [(i, layer) for i in by_rep.get(kind_of_layer[layer], [])]
+        sequence += [(i, None) for i, n in enumerate(nodes) if n.phase == "epilogue"]
+        rows, clock = [], 0.0
+        for i, layer in sequence:
+            n, v = nodes[i], values[i]
+            module = n.module if layer is None else pattern.sub(f"{self.context.layers_path}.{layer}", n.module)
+            rows.append(OpRow(
+                name=n.name if layer is None else f"layers.{layer}.{n.name}", op=n.op, kind=n.kind, layer=layer,
+                phase=n.phase, module=module, shapes=", ".join(_shape_text(s, self._subs) for s in n.input_shapes), dtype=n.dtype,
+                flops=v["flops"], bytes=v["bytes"], time_s=v["time_s"], compute_s=v["compute_s"],
+                memory_s=v["memory_s"], comm_s=v["comm_s"], overhead_s=v["overhead_s"], bound=v["bound"],
+                launches=n.counts.launches, start_s=clock, fallbacks=n.time.fallbacks,
+            ))
+            if self._subs is not None:
+                clock += v["time_s"]
+        return rows
+
+    # ---- symbolic -----------------------------------------------------------------------
+    def evaluate(self, batch_size: int, query_len: int, context_len: int = 0) -> Report:
+        point = {"batch_size": batch_size, "query_len": query_len, "context_len": context_len}
+        validate_point(point)
+        return Report(self._costed, self.context, point)
+
+    def sweep(self, batch_size: Any, query_len: Any, context_len: Any = 0,
+              metrics: Iterable[str] = ("total_time_s", "tokens_per_s", "total_flops", "total_bytes")) -> dict[str, np.ndarray]:
+        """Totals over arrays of points (broadcast together), from one lambdified expression each."""
+        symbolic = self if self.symbolic else Report(self._costed, self.context)
+        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len)))
+        out: dict[str, np.ndarray] = {}
+        for metric in metrics:
+            fn = symbolic._lambdified(metric)
+            out[metric] = np.broadcast_to(np.asarray(fn(*arrays), dtype=float), arrays[0].shape).copy()
+        return out
+
+    def _lambdified(self, metric: str) -> Any:
+        cache = self.__dict__.setdefault("_lambdas", {})
+        if metric not in cache:
+            if metric == "kv_cache_bytes":
+                expr = self.memory.kv_cache_bytes
+            elif metric == "activation_peak_bytes":
+                expr = self.memory.activation_peak_bytes
+            else:
+                expr = getattr(self, metric)
+            cache[metric] = sympy.lambdify((B, S, C), expr, modules="numpy")
+        return cache[metric]
+
+    # ---- rendering ----------------------------------------------------------------------
+    def table(self, by: str = "op", top: int | None = None) -> str:
+        from .table import render_table
+
+        return render_table(self, by=by, top=top)
+
+    def summary(self) -> str:
+        from .table import render_summary
+
+        return render_summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, sympy.Basic):
+                return float(value) if value.is_number else str(value)
+            return value
+
+        memory = {k: plain(v) for k, v in asdict(self.memory).items()}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "point": self.point,
+            "symbolic": self.symbolic,
+            "options": dict(self.context.options),
+            "notes": list(self.context.notes),
+            "totals": {
+                "time_s": plain(self.total_time_s),
+                "flops": plain(self.total_flops),
+                "bytes": plain(self.total_bytes),
+                "comm_bytes": plain(self.total_comm_bytes),
+                "tokens_per_s": plain(self.tokens_per_s),
+                "flops_by_precision": {k: plain(v) for k, v in self.flops_by_precision.items()},
+            },
+            "memory": memory,
+            "num_parameters": self.num_parameters,
+            "active_parameters": self.active_parameters,
+            "ops": [{k: plain(v) for k, v in asdict(row).items()} for row in self.ops],
+            "free_ops": [asdict(f) for f in self.free_ops],
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def chrome_trace(self) -> dict[str, Any]:
+        from .trace import chrome_trace
+
+        return chrome_trace(self)
+
+    def __repr__(self) -> str:
+        where = "symbolic" if self.symbolic else ", ".join(f"{k}={v}" for k, v in self.point.items())
+        return f"Report({self.model} on {self.device}, {where}, time={pretty(self.total_time_s)} s)"
+
+
+def validate_point(point: Mapping[str, Any]) -> None:
+    for name in POINT_ARGS:
+        value = point[name]
+        minimum = 0 if name == "context_len" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,102 @@
+"""Text rendering of a report: the aggregated op table and the totals summary (tabulate).
+
+`by`: `op` (op and kind), `kind`, `layer`, `module` (module path with the layer index folded to
+`*`), or `node` (every row). Columns: calls, FLOPs, bytes, time, share of the step, and the
+bound of the rows that take most of the group's time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from ..errors import InvalidArgumentError, choices
+from ..sizes import pretty
+
+if TYPE_CHECKING:
+    from .report import OpRow, Report
+
+GROUPINGS: dict[str, tuple[tuple[str, ...], Callable[[OpRow], tuple[Any, ...]]]] = {
+    "op": (("op", "kind"), lambda r: (r.op, r.kind)),
+    "kind": (("kind",), lambda r: (r.kind,)),
+    "layer": (("layer",), lambda r: (r.layer if r.layer is not None else r.phase,)),
+    "module": (("module",), lambda r: (re.sub(r"\.\d+(\.|$)", r".*\1", r.module),)),
+    "node": (("name", "op", "kind", "shapes"), lambda r: (r.name, r.op, r.kind, r.shapes)),
+}
+
+
+def si(value: float, unit: str) -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.3f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3f} ms"
+    return f"{value * 1e6:.1f} us"
+
+
+def gib(value: float) -> str:
+    return f"{value / 2**30:.2f} GiB ({value / 1e9:.2f} GB)"
+
+
+def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
+    if by not in GROUPINGS:
+        raise InvalidArgumentError(f"unknown grouping {by!r}; accepted: {choices(GROUPINGS)}")
+    headers, key_of = GROUPINGS[by]
+    if report.symbolic:
+        rows = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
+        return tabulate(rows[:top] if top else rows, headers=("name", "op", "kind", "flops", "bytes", "time_s"))
+    groups: dict[tuple[Any, ...], list[OpRow]] = defaultdict(list)
+    for row in report.ops:
+        groups[key_of(row)].append(row)
+    total = float(report.total_time_s) or 1.0
+    table = []
+    for key, rows in groups.items():
+        time = sum(r.time_s for r in rows)
+        by_bound: dict[str, float] = defaultdict(float)
+        for r in rows:
+            by_bound[r.bound] += r.time_s
+        table.append((*key, len(rows), si(sum(r.flops for r in rows), "FLOP"), si(sum(r.bytes for r in rows), "B"),
+                      seconds(time), f"{100 * time / total:.1f}%", max(by_bound, key=by_bound.__getitem__), time))
+    if by != "layer":
+        table.sort(key=lambda t: -t[-1])
+    shown = table[:top] if top else table
+    return tabulate([t[:-1] for t in shown],
+                    headers=(*headers, "calls", "FLOPs", "bytes", "time", "share", "bound"), disable_numparse=True)
+
+
+def render_summary(report: Report) -> str:
+    if report.symbolic:
+        return (f"{report.model} on {report.device} (symbolic in B, S, C)\n"
+                f"time_s = {report.total_time_s}\nflops = {report.total_flops}")
+    p, m = report.point, report.memory
+    lines = [
+        ("model", report.model),
+        ("device", report.device),
+        ("step", f"batch {p['batch_size']} x {p['query_len']} new tokens, {p['context_len']} cached tokens/sequence"),
+        ("time", seconds(report.total_time_s)),
+        ("throughput", f"{report.tokens_per_s:,.0f} tokens/s"),
+        ("FLOPs", si(report.total_flops, "FLOP")),
+        ("bytes moved", si(report.total_bytes, "B")),
+        ("parameters", f"{pretty(report.num_parameters)} total, {pretty(report.active_parameters)} active per token"),
+        ("weights", gib(m.weights_bytes)),
+        ("KV cache", gib(m.kv_cache_bytes)),
+        ("activation peak", gib(m.activation_peak_bytes)),
+    ]
+    if report.total_comm_bytes:
+        lines.insert(7, ("communication", si(report.total_comm_bytes, "B")))
+    fallbacks = sorted({f for r in report.ops for f in r.fallbacks})
+    if fallbacks:
+        lines.append(("precision fallbacks", ", ".join(fallbacks)))
+    for note in report.context.notes:
+        lines.append(("note", note))
+    return tabulate(lines, tablefmt="plain", disable_numparse=True)
