@@ -2,17 +2,18 @@
 
 Each pass is a function `GraphModule -> GraphModule` (one file each, named `<verb>_<object>`),
 whose docstring states what it matches, what it produces and the invariant after it runs.
-`build_pipeline(options)` returns the ordered passes for an execution model;
-`run_pipeline(gm, passes, dump_dir)` runs them, writing the graph after each pass when asked
-(`00_capture.txt`, `01_eliminate_dead_code.txt`, ...) and naming the failing pass and the ones
-that ran before it on error.
+`build_pipeline(options)` returns the ordered passes enabled for the analysis options, bound to
+their parameters; `run_pipeline(gm, passes, on_pass)` runs them, calling `on_pass` after each
+(the analysis writes `00_capture.txt`, `01_eliminate_dead_code.txt`, ... from it) and naming
+the failing pass and the ones that ran before it on error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from torch import fx
 
@@ -28,22 +29,45 @@ from .fuse_rope import fuse_rope
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
 
+def _always(options: Any) -> bool:
+    return True
+
+
+def _fusing(options: Any) -> bool:
+    return bool(getattr(options, "fuse", True))
+
+
+def _no_params(options: Any) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Pass:
+    """One pipeline entry. `run(gm, **params(options))`, only when `enabled(options)`.
+
+    Passes that need deployment values (a TP degree, a quantization mode) take them as keyword
+    arguments; `params` reads them from the analysis options, so the bound pass is still a
+    `GraphModule -> GraphModule` function.
+    """
+
     name: str
-    run: PassFn
-    fusion: bool = False  # part of the optimized-engine execution model (skipped when unfused)
+    run: Callable[..., fx.GraphModule]
+    enabled: Callable[[Any], bool] = field(default=_always)
+    params: Callable[[Any], dict[str, Any]] = field(default=_no_params)
+
+    def bind(self, options: Any) -> PassFn:
+        return partial(self.run, **self.params(options))
 
 
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
     Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
-    Pass("fold_rotary_tables", fold_rotary_tables, fusion=True),  # before fuse_rope, whose tables it produces
-    Pass("fuse_rope", fuse_rope, fusion=True),
-    Pass("fuse_rms_norm", fuse_rms_norm, fusion=True),
-    Pass("fuse_add_rms_norm", fuse_add_rms_norm, fusion=True),  # after fuse_rms_norm: matches its op
-    Pass("fuse_linears", fuse_linears, fusion=True),
-    Pass("fuse_activation_mul", fuse_activation_mul, fusion=True),
+    Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
+    Pass("fuse_rope", fuse_rope, _fusing),
+    Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
+    Pass("fuse_add_rms_norm", fuse_add_rms_norm, _fusing),  # after fuse_rms_norm: matches its op
+    Pass("fuse_linears", fuse_linears, _fusing),
+    Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
     Pass("eliminate_noop_views", eliminate_noop_views),
     Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned
 )
@@ -53,26 +77,27 @@ class PassError(RuntimeError):
     pass
 
 
-def build_pipeline(*, fuse: bool = True) -> tuple[Pass, ...]:
-    return tuple(p for p in PIPELINE if fuse or not p.fusion)
+def build_pipeline(options: Any = None) -> tuple[tuple[str, PassFn], ...]:
+    """The enabled passes for these analysis options, bound to their parameters, in order."""
+    return tuple((p.name, p.bind(options)) for p in PIPELINE if p.enabled(options))
 
 
-def run_pipeline(gm: fx.GraphModule, passes: Sequence[Pass], dump_dir: str | Path | None = None,
-                 dump: Callable[[fx.GraphModule], str] | None = None) -> fx.GraphModule:
-    directory = Path(dump_dir) if dump_dir is not None else None
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        render = dump or (lambda g: str(g.graph))
-        (directory / "00_capture.txt").write_text(render(gm))
+def run_pipeline(gm: fx.GraphModule, passes: Sequence[tuple[str, PassFn]],
+                 on_pass: Callable[[int, str, fx.GraphModule], None] | None = None) -> fx.GraphModule:
+    """Run `passes` in order; `on_pass(index, name, gm)` after each (graph dumps)."""
     done: list[str] = []
-    for index, p in enumerate(passes, start=1):
+    for index, (name, run) in enumerate(passes, start=1):
         try:
-            gm = p.run(gm)
+            gm = run(gm)
         except Exception as exc:
-            raise PassError(f"pass {p.name} failed after {done or 'no passes'}: {type(exc).__name__}: {exc}") from exc
-        done.append(p.name)
-        if directory is not None:
-            (directory / f"{index:02d}_{p.name}.txt").write_text(render(gm))
+            from ..errors import TensorCastError
+
+            if isinstance(exc, TensorCastError):
+                raise
+            raise PassError(f"pass {name} failed after {done or 'no passes'}: {type(exc).__name__}: {exc}") from exc
+        done.append(name)
+        if on_pass is not None:
+            on_pass(index, name, gm)
     return gm
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,12 @@ _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
 
 
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
-    return json.dumps([spec.key(), dict(spec.hf_config), options.fuse], sort_keys=True, default=str)
+    """Everything that changes the traced graph (the shape point and the device do not)."""
+    return json.dumps([spec.key(), dict(spec.hf_config), asdict(options)], sort_keys=True, default=str)
 
 
 def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> TracedModel:
-    """Build, capture and rewrite `spec` once per (spec, fusion) in this process."""
+    """Build, capture and rewrite `spec` once per (spec, options) in this process."""
     key = _cache_key(spec, options)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -80,12 +81,9 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
-    passes = build_pipeline(fuse=options.fuse)
     dumps.append(("00_capture.txt", dump_graph(captured.gm)))
-    gm = captured.gm
-    for index, p in enumerate(passes, start=1):
-        gm = run_pipeline(gm, [p])
-        dumps.append((f"{index:02d}_{p.name}.txt", dump_graph(gm)))
+    gm = run_pipeline(captured.gm, build_pipeline(options),
+                      on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
     timings["passes_s"] = time.perf_counter() - start
     traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings)
     _CACHE[key] = traced

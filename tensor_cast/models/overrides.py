@@ -64,15 +64,15 @@ def _bool(name: str, value: Any) -> bool:
 
 FIELDS: dict[str, Callable[[LayerSpec, Any], LayerSpec]] = {
     "intermediate_size": _dense_width,
-    "num_attention_heads": lambda l, v: _attention(l, num_heads=_positive("num_attention_heads", v)),
-    "num_key_value_heads": lambda l, v: _attention(l, num_kv_heads=_positive("num_key_value_heads", v)),
-    "head_dim": lambda l, v: _attention(l, head_dim=_positive("head_dim", v)),
+    "num_attention_heads": lambda layer, v: _attention(layer, num_heads=_positive("num_attention_heads", v)),
+    "num_key_value_heads": lambda layer, v: _attention(layer, num_kv_heads=_positive("num_key_value_heads", v)),
+    "head_dim": lambda layer, v: _attention(layer, head_dim=_positive("head_dim", v)),
     "sliding_window": _window,
     "skip_attention": _skip_attention,
     "skip_mlp": _skip_mlp,
-    "num_experts": lambda l, v: _moe(l, num_experts=_positive("num_experts", v)),
-    "num_experts_per_tok": lambda l, v: _moe(l, top_k=_positive("num_experts_per_tok", v)),
-    "moe_intermediate_size": lambda l, v: _moe(l, expert_intermediate_size=_positive("moe_intermediate_size", v)),
+    "num_experts": lambda layer, v: _moe(layer, num_experts=_positive("num_experts", v)),
+    "num_experts_per_tok": lambda layer, v: _moe(layer, top_k=_positive("num_experts_per_tok", v)),
+    "moe_intermediate_size": lambda layer, v: _moe(layer, expert_intermediate_size=_positive("moe_intermediate_size", v)),
 }
 
 

@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests are offline: the hub is disabled, models come from the registry."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import tensor_cast
+
+
+@pytest.fixture(scope="session")
+def llama8b() -> tensor_cast.Report:
+    """Llama-3.1-8B traced once, symbolic in B, S, C (every test evaluates its own point)."""
+    return tensor_cast.analyze("meta-llama/Llama-3.1-8B", device="h100-sxm", symbolic=True)
+
+
+@pytest.fixture(scope="session")
+def llama8b_config() -> dict[str, Any]:
+    from tensor_cast.models import registry
+
+    return registry.lookup("meta-llama/Llama-3.1-8B").config
+
+
+def _capture(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[torch.fx.GraphModule, list[Any]]:
+    """Dynamo-capture a small module on real CPU tensors: (graph, the real inputs in placeholder order)."""
+    graphs: list[tuple[torch.fx.GraphModule, list[Any]]] = []
+
+    def record(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+        graphs.append((gm, list(example_inputs)))
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend=record, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        compiled(*inputs)
+    torch._dynamo.reset()
+    assert len(graphs) == 1
+    return graphs[0]
+
+
+@pytest.fixture
+def capture_module() -> Callable[..., tuple[torch.fx.GraphModule, list[Any]]]:
+    return _capture
