@@ -25,6 +25,7 @@ from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .replace_moe import replace_moe
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -39,6 +40,10 @@ def _fusing(options: Any) -> bool:
 
 def _no_params(options: Any) -> dict[str, Any]:
     return {}
+
+
+def _moe_params(options: Any) -> dict[str, Any]:
+    return {"skew": float(getattr(options, "moe_skew", 0.0))}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Pass:
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
     Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    # Always on (not a fusion: the experts-hit model lives in the op), and before the fusions, which
+    # would otherwise fuse the shared experts' GEMMs the op absorbs.
+    Pass("replace_moe", replace_moe, params=_moe_params),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),

@@ -22,6 +22,7 @@ from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
 from .costing import cost_graph
 from .memory import parameter_table
+from .capture.experts_interface import check_moe_capture, experts_function
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline
@@ -37,6 +38,7 @@ class ExecutionOptions:
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
+    moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     rep = build_representative(spec)
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    captured = capture(rep.model)
+    captured = capture(rep.model, experts=experts_function(spec))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
@@ -85,6 +87,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     gm = run_pipeline(captured.gm, build_pipeline(options),
                       on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
     timings["passes_s"] = time.perf_counter() - start
+    check_moe_capture(rep, gm)
     traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings)
     _CACHE[key] = traced
     while len(_CACHE) > TRACE_CACHE_SIZE:
@@ -107,7 +110,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,
         params=tuple(parameter_table(traced.rep)),
-        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, **(extra_options or {})},
+        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "moe_skew": options.moe_skew,
+                 **(extra_options or {})},
         notes=notes,
     )
     return Report(costed, context, point)

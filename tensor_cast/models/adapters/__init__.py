@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
+from .moe import moe_adapters
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
@@ -31,6 +32,8 @@ register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_f
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
                         mlp_bias_field=None))
+for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
+    register(_moe_adapter)
 
 
 def supported_model_types() -> list[str]:
