@@ -21,7 +21,7 @@ import sympy
 import torch
 from torch import fx
 
-from ..compat import IMPLEMENTATION, hf_interfaces
+from ..compat import IMPLEMENTATION, hf_interfaces, share_implementations
 from ..errors import CaptureError, TensorCastError
 from ..sizes import B, C, S
 from .attention_interface import CONTEXT_KWARG, no_mask, tensor_cast_attention
@@ -71,6 +71,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
         model.set_attn_implementation(IMPLEMENTATION)
         if experts is not None:
             model.set_experts_implementation(IMPLEMENTATION)
+        share_implementations(model)  # layers rebuilt from a per-layer config copy
         compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)
         try:
             with torch.no_grad():
