@@ -20,9 +20,9 @@ from torch import fx
 from .backends.device import DeviceProfile
 from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
+from .capture.experts_interface import check_moe_capture, experts_function
 from .costing import cost_graph
 from .memory import parameter_table
-from .capture.experts_interface import check_moe_capture, experts_function
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline

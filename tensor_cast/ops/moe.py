@@ -30,6 +30,8 @@ gpt-oss's published alpha=1.702, limit=7.0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .fused import ACTIVATIONS
@@ -46,7 +48,11 @@ def _swiglu_oai(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return (up + 1) * gate * torch.sigmoid(gate * SWIGLU_OAI_ALPHA)
 
 
-GATED_ACTIVATIONS = {name: (lambda fn: lambda g, u: fn(g) * u)(fn) for name, fn in ACTIVATIONS.items()}
+def _gated(act: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda gate, up: act(gate) * up
+
+
+GATED_ACTIVATIONS = {name: _gated(fn) for name, fn in ACTIVATIONS.items()}
 GATED_ACTIVATIONS["swiglu_oai"] = _swiglu_oai
 EXPERT_ACTIVATIONS = tuple(GATED_ACTIVATIONS)
 
