@@ -88,11 +88,31 @@ def analytic(model_id: str) -> int:
         return total_params(c, attention=attention_params(c), moe_layer=router + expert_params(h, inter, e) + shared,
                             dense_layer=3 * h * c["intermediate_size"], dense_layers=c["moe_layer_start_index"],
                             tied=c["tie_word_embeddings"])
+    if family == "qwen2_moe":
+        e = c["num_experts"]
+        shared = 3 * h * c["shared_expert_intermediate_size"] + h  # + the (1, H) shared-expert gate
+        return total_params(c, attention=attention_params(c, qkv_bias=True),
+                            moe_layer=e * h + expert_params(h, c["moe_intermediate_size"], e) + shared)
+    if family == "olmoe":
+        e = c["num_experts"]
+        return total_params(c, attention=attention_params(c, qk_norm="full"),
+                            moe_layer=e * h + expert_params(h, c["intermediate_size"], e))
+    if family == "mimo_v2_flash":
+        heads, kv, d, vd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"], c["v_head_dim"]
+        layers, e = c["num_hidden_layers"], c["n_routed_experts"]
+        full_layers = 1 + sum(1 for i in range(layers) if (i + 1) % 6 == 0)  # layer 0 and every 6th
+        full = h * heads * d + h * kv * d + h * kv * vd + heads * vd * h
+        sliding = h * heads * d + 2 * (h * kv * d + h * kv * vd) + heads * vd * h + heads  # 2x KV heads, sinks
+        attention = full_layers * full + (layers - full_layers) * sliding
+        moe_layer = e * h + expert_params(h, c["moe_intermediate_size"], e)
+        return (attention + (layers - 1) * moe_layer + 3 * h * c["intermediate_size"] + 2 * h * layers + h
+                + 2 * c["vocab_size"] * h)
     raise AssertionError(family)
 
 
 # Public sizes (model cards / technical reports). GLM-4.5's 355B counts its MTP layer, which
-# transformers does not build (~2.2B); MiniMax-M2's card says 230B.
+# transformers does not build (~2.2B); MiniMax-M2's card says 230B. ERNIE-4.5-21B-A3B's card says
+# "21B": a rounded figure its own architecture exceeds by ~4% (checked against the analytic count only).
 PUBLIC = {
     "Qwen/Qwen3-235B-A22B": 235e9,
     "Qwen/Qwen3-30B-A3B": 30.5e9,
@@ -103,6 +123,9 @@ PUBLIC = {
     "zai-org/GLM-4.5-Air": 106e9,
     "MiniMaxAI/MiniMax-M2": 230e9,
     "baidu/ERNIE-4.5-300B-A47B-PT": 300e9,
+    "XiaomiMiMo/MiMo-V2-Flash": 309e9,
+    "Qwen/Qwen1.5-MoE-A2.7B": 14.3e9,
+    "allenai/OLMoE-1B-7B-0924": 6.9e9,
 }
 
 
@@ -196,6 +219,9 @@ FAMILIES = [
     ("zai-org/GLM-4.5", 4, [3]),  # first_k_dense_replace = 3
     ("MiniMaxAI/MiniMax-M2", 1, [0]),
     ("baidu/ERNIE-4.5-21B-A3B-PT", 2, [1]),  # moe_layer_start_index = 1
+    ("Qwen/Qwen1.5-MoE-A2.7B", 1, [0]),  # shared expert scaled by a sigmoid gate
+    ("allenai/OLMoE-1B-7B-0924", 1, [0]),
+    ("XiaomiMiMo/MiMo-V2-Flash", 2, [1]),  # layer 0: full attention + dense MLP; layer 1: sliding + MoE
 ]
 
 
@@ -209,6 +235,20 @@ def test_family_folds_every_moe_layer(model_id: str, layers: int, moe_layers: li
         ops = [r.op for r in report.ops if r.layer == layer and r.module.startswith(f"model.layers.{layer}.mlp")]
         assert ops == ["tensor_cast.fused_linear", "tensor_cast.act_mul", "linear"]
     assert report.total_time_s > 0
+
+
+def test_mimo_sliding_layers_double_kv_heads_and_have_sinks() -> None:
+    c = config("XiaomiMiMo/MiMo-V2-Flash")
+    spec = tensor_cast.load_model("XiaomiMiMo/MiMo-V2-Flash", num_hidden_layers=2)
+    full, sliding = spec.layers[0].attention, spec.layers[1].attention
+    assert (full.kind, full.num_kv_heads, full.sinks) == ("full", c["num_key_value_heads"], False)
+    assert (sliding.kind, sliding.num_kv_heads, sliding.sinks) == ("sliding", 2 * c["num_key_value_heads"], True)
+    traced = trace(spec)
+    attention = [n for n in traced.graph.graph.nodes if n.target is tc.attention.default]
+    kv_heads = [n.args[1].meta["example_value"].shape[1] for n in attention]
+    assert kv_heads == [c["num_key_value_heads"], 2 * c["num_key_value_heads"]]
+    assert [n.args[6] for n in attention] == [0, c["sliding_window_size"] + 1]  # HF attends window + the query
+    assert [n.args[7] is not None for n in attention] == [False, True]
 
 
 def test_gpt_oss_sinks_and_alternating_windows() -> None:

@@ -200,6 +200,34 @@ def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_
     return {name for name, _ in model.named_parameters() if name.startswith(prefixes)}
 
 
+@dataclass(frozen=True)
+class MiMoV2FlashAdapter(MoEAdapter):
+    """MiMo-V2-Flash: its sliding-window layers have twice the config's KV heads and learned sinks.
+
+    The spec holds each layer's real KV head count; the config holds the full-attention count
+    (`MiMoV2FlashAttention` doubles it for sliding layers). V heads are narrower than Q/K heads
+    (`v_head_dim`), which the attention op reads from the traced shapes.
+    """
+
+    SLIDING_KV_FACTOR = 2
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        spec = super().attention_spec(config, index)
+        if spec.kind != "sliding":
+            return spec
+        return dataclasses.replace(spec, num_kv_heads=spec.num_kv_heads * self.SLIDING_KV_FACTOR, sinks=True)
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        config = super().config_for_layer(spec, layer, base)
+        if layer.attention.kind == "sliding":
+            kv = layer.attention.num_kv_heads
+            if kv % self.SLIDING_KV_FACTOR:
+                raise UnsupportedModelError(
+                    f"model_type {spec.model_type!r}: sliding layers need an even num_key_value_heads, got {kv}")
+            config.num_key_value_heads = kv // self.SLIDING_KV_FACTOR
+        return config
+
+
 # ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
 def moe_adapters() -> list[MoEAdapter]:
     return [
@@ -227,4 +255,10 @@ def moe_adapters() -> list[MoEAdapter]:
                    moe=MoEFamily(num_experts="moe_num_experts", top_k="moe_k",
                                  shared_count="moe_num_shared_experts", layers=MOE_RANGE,
                                  shared_module="shared_experts")),
+        MoEAdapter(model_types=("olmoe",), qk_norm=True, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", expert_size="intermediate_size", dense_size=None)),
+        MiMoV2FlashAdapter(model_types=("mimo_v2_flash",), qkv_bias_field="attention_bias", out_bias_field=None,
+                           mlp_bias_field=None,
+                           moe=MoEFamily(num_experts="n_routed_experts", router="sigmoid",
+                                         groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES)),
     ]
