@@ -268,3 +268,16 @@ def test_pass_failure_names_the_pass_and_its_predecessors(capture_module):
 
     with pytest.raises(PassError, match=r"pass broken failed after \['fuse_linears'\]: ValueError: boom"):
         run_pipeline(gm, [("fuse_linears", fuse_linears), ("broken", broken)])
+
+
+def test_attention_outside_the_registry_is_refused(capture_module):
+    from tensor_cast.errors import UnsupportedModelError
+    from tensor_cast.passes.verify_attention_replaced import verify_attention_replaced
+
+    class SelfMadeAttention(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    gm, _ = capture_module(SelfMadeAttention(), *(torch.randn(1, 2, 4, 8) for _ in range(3)))
+    with pytest.raises(UnsupportedModelError, match="SelfMadeAttention at  computes attention itself|computes attention itself"):
+        verify_attention_replaced(gm)

@@ -86,7 +86,7 @@ def test_cli_writes_every_output(tmp_path, capsys):
     assert json.loads(out.read_text())["point"]["batch_size"] == 4
     assert json.loads(trace.read_text())["traceEvents"]
     dumps = sorted(p.name for p in graphs.iterdir())
-    assert dumps[0] == "00_capture.txt" and "01_eliminate_dead_code.txt" in dumps
+    assert dumps[0] == "00_capture.txt" and "01_verify_attention_replaced.txt" in dumps
     assert "tensor_cast.attention" in (graphs / dumps[-1]).read_text()
 
 
