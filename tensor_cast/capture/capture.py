@@ -81,9 +81,9 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     torch._dynamo.mark_dynamic(context, 0)
     torch._dynamo.reset()
     with hf_interfaces(attention=tensor_cast_attention, mask=no_mask, experts=experts):
-        model.set_attn_implementation(IMPLEMENTATION)
+        model.set_attn_implementation(IMPLEMENTATION)  # type: ignore[operator]
         if experts is not None:
-            model.set_experts_implementation(IMPLEMENTATION)
+            model.set_experts_implementation(IMPLEMENTATION)  # type: ignore[operator]
         _propagate_implementations(model, experts=experts is not None)
         compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)
         try:
@@ -92,7 +92,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
         except TensorCastError:
             raise
         except Exception as exc:
-            inner = exc
+            inner: BaseException = exc
             while inner.__cause__ is not None and not isinstance(inner, TensorCastError):
                 inner = inner.__cause__
             if isinstance(inner, TensorCastError):

@@ -74,9 +74,11 @@ class SkippedSubBlocks(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.has_attention:
+            assert isinstance(self.self_attn, nn.Module) and isinstance(self.input_layernorm, nn.Module)
             attn_out = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
             hidden_states = hidden_states + (attn_out[0] if isinstance(attn_out, tuple) else attn_out)
         if self.has_mlp:
+            assert isinstance(self.mlp, nn.Module) and isinstance(self.post_attention_layernorm, nn.Module)
             mlp_out = self.mlp(self.post_attention_layernorm(hidden_states))
             hidden_states = hidden_states + (mlp_out[0] if isinstance(mlp_out, tuple) else mlp_out)
         return hidden_states
