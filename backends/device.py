@@ -221,6 +221,10 @@ def _check(data: Mapping[str, Any], path: str) -> None:
                                           f"{choices(s for s in SCHEMA if s and s not in OPTIONAL_SECTIONS)}")
             continue
         _check_table(section, data[section], path)
+    for section, key in (("chip", "compute_units"), ("overhead", "graph_max_tokens")):
+        value = data[section].get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidProfileError(f"{path}: [{section}] {key} must be an integer >= 1, got {value!r}")
     if "interconnect" in data:
         _check_interconnect(data["interconnect"], path)
     _check_sources(data, path)

@@ -252,6 +252,7 @@ def test_base_profile_is_valid():
     pytest.param(edit("inter_node_bandwidth_gbps = 25.0", "inter_node_bandwidth_gbps = 0.0"), [r"inter_node_bandwidth_gbps", r"> 0"], id="zero-bandwidth"),
     pytest.param(edit("gpus_per_node = 4", "gpus_per_node = 0"), [r"gpus_per_node", r"integer >= 1", r"0"], id="zero-gpus"),
     pytest.param(edit("gpus_per_node = 4", "gpus_per_node = 4.5"), [r"gpus_per_node", r"integer >= 1"], id="fractional-gpus"),
+    pytest.param(edit("compute_units = 100", 'compute_units = "many"'), [r"compute_units", r"integer >= 1"], id="bad-compute-units"),
     # link names come from a table
     pytest.param(edit('intra_node = "nvlink4"', 'intra_node = "nvlink9"'), [r"intra_node", r"nvlink9", r"accepted: nvlink3, nvlink4"], id="unknown-intra-link"),
     pytest.param(edit('inter_node = "roce"', 'inter_node = "carrier-pigeon"'), [r"inter_node", r"carrier-pigeon", r"infiniband-ndr"], id="unknown-inter-link"),
