@@ -25,6 +25,7 @@ from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .verify_attention_replaced import verify_attention_replaced
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -61,7 +62,8 @@ class Pass:
 
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
-    Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
+    Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),

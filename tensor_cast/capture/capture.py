@@ -46,6 +46,19 @@ class CapturedGraph:
         raise TypeError(f"not a size: {value!r}")
 
 
+def _propagate_implementations(model: torch.nn.Module, *, experts: bool) -> None:
+    """Layers rebuilt from per-layer configs hold their own config objects, which
+    `set_attn_implementation` does not reach: point every config of this meta model at ours."""
+    from transformers import PretrainedConfig
+
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig) and config is not model.config:
+            config._attn_implementation_internal = IMPLEMENTATION
+            if experts:
+                config._experts_implementation_internal = IMPLEMENTATION
+
+
 def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
     for node in gm.graph.nodes:
         if node.op == "placeholder" and node.name.endswith(suffix):
@@ -71,6 +84,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
         model.set_attn_implementation(IMPLEMENTATION)
         if experts is not None:
             model.set_experts_implementation(IMPLEMENTATION)
+        _propagate_implementations(model, experts=experts is not None)
         compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)
         try:
             with torch.no_grad():

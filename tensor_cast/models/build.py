@@ -82,6 +82,20 @@ class SkippedSubBlocks(nn.Module):
         return hidden_states
 
 
+ATTENTION_SPEC_ATTRIBUTE = "tensor_cast_attention_spec"
+
+
+def attach_attention_spec(layer: nn.Module, layer_spec: LayerSpec) -> None:
+    """Record the layer's AttentionSpec on its modules (per instance, on our meta model).
+
+    The spec is authoritative for what the attention op models (e.g. a per-layer sliding window
+    a family's HF code would not pass to the attention function); the capture reads it from the
+    module that calls the attention interface.
+    """
+    for module in layer.modules():
+        object.__setattr__(module, ATTENTION_SPEC_ATTRIBUTE, layer_spec.attention)
+
+
 def _config_dict(config: Any) -> dict[str, Any]:
     data = config.to_dict()
     data.pop("num_hidden_layers", None)
@@ -108,6 +122,8 @@ def build_representative(spec: ModelSpec) -> RepresentativeModel:
                 if not adapter.supports_layer_skips:
                     raise UnsupportedModelError(f"model_type {spec.model_type!r} does not support skipped sub-blocks")
                 stack[index] = SkippedSubBlocks(stack[index], skip_attention=skip_attention, skip_mlp=skip_mlp)
+        for index, layer_spec in enumerate(layers):
+            attach_attention_spec(stack[index], layer_spec)
     model.eval()
     model.requires_grad_(False)
     return RepresentativeModel(

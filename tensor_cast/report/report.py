@@ -77,6 +77,7 @@ class ReportContext:
 
     model: str
     device: str
+    architecture: str
     layer_indices: tuple[tuple[int, ...], ...]
     layers_path: str
     num_layers: int
@@ -305,6 +306,7 @@ class Report:
         memory = {k: plain(v) for k, v in asdict(self.memory).items()}
         return {
             "model": self.model,
+            "architecture": self.context.architecture,
             "device": self.device,
             "point": self.point,
             "symbolic": self.symbolic,

@@ -80,7 +80,7 @@ def render_summary(report: Report) -> str:
                 f"time_s = {report.total_time_s}\nflops = {report.total_flops}")
     p, m = report.point, report.memory
     lines = [
-        ("model", report.model),
+        ("model", f"{report.model} ({report.context.architecture})"),
         ("device", report.device),
         ("step", f"batch {p['batch_size']} x {p['query_len']} new tokens, {p['context_len']} cached tokens/sequence"),
         ("time", seconds(report.total_time_s)),
