@@ -8,6 +8,8 @@ import re
 
 import pytest
 import torch
+
+import tensor_cast
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import (
     INTER_NODE_LINKS,
@@ -19,8 +21,6 @@ from tensor_cast.backends.device import (
     parse_profile,
 )
 from tensor_cast.backends.roofline import ExecutionMode, op_time
-
-import tensor_cast
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidProfileError, UnknownDeviceError
 
