@@ -26,6 +26,7 @@ from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
 from .replace_moe import replace_moe
+from .verify_attention_replaced import verify_attention_replaced
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -66,7 +67,8 @@ class Pass:
 
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
-    Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
+    Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     # Always on (not a fusion: the experts-hit model lives in the op), and before the fusions, which
     # would otherwise fuse the shared experts' GEMMs the op absorbs.
     Pass("replace_moe", replace_moe, params=_moe_params),

@@ -44,20 +44,3 @@ def hf_interfaces(*, attention: Callable[..., Any], mask: Callable[..., Any],
             stack.enter_context(registered(ALL_EXPERTS_FUNCTIONS, IMPLEMENTATION, experts))
         yield
 
-
-def share_implementations(model: Any) -> None:
-    """Give every module config of `model` the model's attention and experts implementations.
-
-    `set_attn_implementation` / `set_experts_implementation` set them on the model's own config;
-    a decoder layer the representative model rebuilt from a per-layer config copy (a per-layer
-    width, expert count or top-k) reads its own copy and would silently fall back to the default
-    (SDPA without a KV cache, grouped_mm experts) without this.
-    """
-    from transformers import PretrainedConfig
-
-    root = model.config
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if isinstance(config, PretrainedConfig) and config is not root and type(config) is type(root):
-            config._attn_implementation = root._attn_implementation
-            config._experts_implementation = root._experts_implementation
