@@ -118,15 +118,18 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     if marker not in members:
         return None
     outputs = region_outputs(region)
-    hidden = _source(marker.args[0], members)
+    x, index, routing = marker.args[0], marker.args[1], marker.args[2]
+    if not (isinstance(x, fx.Node) and isinstance(index, fx.Node) and isinstance(routing, fx.Node)):
+        return None
+    hidden = _source(x, members)
     if len(outputs) != 1 or hidden is None:
         return None
     weights = [n for n in external_inputs(region) if is_tensor_node(n) and n is not hidden]
     if any(n.op != "placeholder" for n in weights):
         return None  # the block reads another activation: not a self-contained MoE block
-    index, routing = marker.args[1], marker.args[2]
-    router_nodes = {index, routing} | ((ancestors_within(index, members) | ancestors_within(routing, members)) & members)
-    router_params = [n for n in weights if n in ancestors_within(index, members) | ancestors_within(routing, members)]
+    router_inputs = ancestors_within(index, members) | ancestors_within(routing, members)
+    router_nodes = {index, routing} | (router_inputs & members)
+    router_params = [n for n in weights if n in router_inputs]
     gate_up, down = example(marker.args[3]), example(marker.args[4])
     num_experts, hidden_size = gate_up.shape[0], example(hidden).shape[-1]
     router_weights = [n for n in router_params if tuple(example(n).shape) == (num_experts, hidden_size)]

@@ -8,6 +8,8 @@ import math
 import pytest
 import sympy
 import torch
+
+import tensor_cast
 from tensor_cast.backends.formulas import OpCall, TensorInfo
 from tensor_cast.backends.formulas.moe import (
     experts_hit,
@@ -18,8 +20,6 @@ from tensor_cast.backends.formulas.moe import (
     routing_stats,
     shared_counts,
 )
-
-import tensor_cast
 from tensor_cast.sizes import B, S
 
 tc = torch.ops.tensor_cast

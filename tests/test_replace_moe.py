@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import torch
-from tensor_cast.passes import PIPELINE
-from tensor_cast.passes.graph_utils import call_target, example
-from tensor_cast.passes.replace_moe import replace_moe
 from torch import fx
 
 from tensor_cast.capture.experts_interface import tensor_cast_experts
 from tensor_cast.compat import IMPLEMENTATION, registered
+from tensor_cast.passes import PIPELINE
+from tensor_cast.passes.graph_utils import call_target, example
+from tensor_cast.passes.replace_moe import replace_moe
 
 tc = torch.ops.tensor_cast
 HIDDEN, EXPERT_WIDTH, EXPERTS, TOP_K, TOKENS = 32, 16, 8, 2, 5

@@ -177,8 +177,9 @@ class MoEAdapter(DecoderAdapter):
         if layer.mlp.kind == "dense" and self.moe.dense_size is None:
             raise UnsupportedModelError(f"model_type {spec.model_type!r} has no dense MLP layers to build")
         config = super().config_for_layer(spec, layer, base)
-        if layer.mlp.kind == "dense" and self.moe.dense_size != "intermediate_size":
-            setattr(config, self.moe.dense_size, layer.mlp.intermediate_size)
+        dense_size = self.moe.dense_size
+        if layer.mlp.kind == "dense" and dense_size is not None and dense_size != "intermediate_size":
+            setattr(config, dense_size, layer.mlp.intermediate_size)
         if layer.mlp.kind == "moe" and layer.mlp.moe is not None:
             self.moe.set_moe_fields(config, layer.mlp.moe)
         if layer.mlp.kind in ("moe", "dense"):
