@@ -355,7 +355,7 @@ class Report:
               metrics: Iterable[str] = ("total_time_s", "tokens_per_s", "total_flops", "total_bytes")) -> dict[str, np.ndarray]:
         """Totals over arrays of points (broadcast together), from one lambdified expression each."""
         symbolic = self if self.symbolic else Report(self._costed, self.context)
-        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len)))
+        arrays = list(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len))))
         arrays[0] = np.ceil(arrays[0] / self.dp)  # the per-replica batch
         out: dict[str, np.ndarray] = {}
         for metric in metrics:
