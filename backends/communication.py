@@ -1,15 +1,10 @@
 """The communication model: a collective's `CommInfo` + device interconnect -> seconds.
 
 Owns `collective_time_s(counts, profile)`, which `roofline.py` calls for every op whose Counts
-carry a collective, and `links(profile)`, the interconnect hierarchy read from the profile's
-`[interconnect]` table:
-
-    gpus_per_node, intra_node (link name), intra_node_bandwidth_gbps (per GPU, per direction),
-    intra_node_latency_us, inter_node, inter_node_bandwidth_gbps (per GPU per direction: one
-    400 Gb/s NIC per GPU = 50), inter_node_latency_us, optional pcie_bandwidth_gbps
-
-(NVLink/NVSwitch, Infinity Fabric, Ascend HCCS, or PCIe within a node; InfiniBand/RoCE between
-nodes). A group that fits in one node uses the intra-node link; a group spanning nodes runs at the
+carry a collective, and `links(profile)`, the interconnect hierarchy of the profile's
+`[interconnect]` table (`DeviceProfile.interconnect`: per-GPU per-direction bandwidth and
+per-step latency of the intra-node link — NVLink/NVSwitch, Infinity Fabric, Ascend HCCS, PCIe —
+and of the inter-node link — InfiniBand, RoCE; one 400 Gb/s NIC per GPU is 50 GB/s). A group that fits in one node uses the intra-node link; a group spanning nodes runs at the
 slower level — a ring through every rank is as fast as its slowest hop — except all_to_all, whose
 intra- and inter-node shares travel at the same time on their own links.
 
@@ -30,21 +25,18 @@ Bandwidths are the links' peaks times an optional `comm` fraction in the profile
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidProfileError
 from ..sizes import smax, smin
 from .counts import Counts
-from .device import DeviceProfile
-
-LINK_KEYS = ("gpus_per_node", "intra_node_bandwidth_gbps", "intra_node_latency_us")
-INTER_KEYS = ("inter_node_bandwidth_gbps", "inter_node_latency_us")
+from .device import DeviceProfile, Link
 
 
 @dataclass(frozen=True)
-class Link:
+class Level:
+    """One level of the hierarchy as the algorithms use it (SI units)."""
+
     name: str
     bandwidth_bytes_s: float  # per GPU, per direction
     latency_s: float
@@ -53,77 +45,60 @@ class Link:
 @dataclass(frozen=True)
 class Links:
     gpus_per_node: int
-    intra: Link
-    inter: Link | None  # None: the profile describes a single node
+    intra: Level
+    inter: Level
 
-    def level(self, nodes: int, device: str) -> Link:
+    def level(self, nodes: int) -> Level:
+        """The link a group spanning `nodes` nodes runs at: the slower of the two when > 1."""
         if nodes <= 1:
             return self.intra
-        if self.inter is None:
-            raise InvalidProfileError(
-                f"device {device}: a collective spanning {nodes} nodes needs [interconnect] "
-                f"{' and '.join(INTER_KEYS)}")
-        slow_bw = min(self.intra.bandwidth_bytes_s, self.inter.bandwidth_bytes_s)
-        return Link(name=self.inter.name, bandwidth_bytes_s=slow_bw,
-                    latency_s=max(self.intra.latency_s, self.inter.latency_s))
+        return Level(name=self.inter.name, bandwidth_bytes_s=min(self.intra.bandwidth_bytes_s, self.inter.bandwidth_bytes_s),
+                     latency_s=max(self.intra.latency_s, self.inter.latency_s))
 
 
-def _value(table: Any, key: str) -> Any:
-    if isinstance(table, Mapping):
-        return table.get(key)
-    return getattr(table, key, None)
+def _level(link: Link, efficiency: float) -> Level:
+    return Level(name=link.name, bandwidth_bytes_s=link.bandwidth_gbps * 1e9 * efficiency,
+                 latency_s=link.latency_us * 1e-6)
 
 
-def links(profile: DeviceProfile) -> Links:
-    table = getattr(profile, "interconnect", None) or {}
-    missing = [k for k in LINK_KEYS if _value(table, k) is None]
-    if missing:
-        raise InvalidProfileError(
-            f"device {profile.name} has no [interconnect] {', '.join(missing)}: a collective needs them "
-            f"(keys: {', '.join(LINK_KEYS + INTER_KEYS)}, intra_node, inter_node)")
+def links(profile: DeviceProfile, purpose: str = "a collective") -> Links:
+    interconnect = profile.require_interconnect(purpose)
     efficiency = float(profile.efficiency.get("comm", 1.0))
-    intra = Link(name=str(_value(table, "intra_node") or "intra-node"),
-                 bandwidth_bytes_s=float(_value(table, "intra_node_bandwidth_gbps")) * 1e9 * efficiency,
-                 latency_s=float(_value(table, "intra_node_latency_us")) * 1e-6)
-    inter = None
-    if all(_value(table, k) is not None for k in INTER_KEYS):
-        inter = Link(name=str(_value(table, "inter_node") or "inter-node"),
-                     bandwidth_bytes_s=float(_value(table, "inter_node_bandwidth_gbps")) * 1e9 * efficiency,
-                     latency_s=float(_value(table, "inter_node_latency_us")) * 1e-6)
-    return Links(gpus_per_node=int(_value(table, "gpus_per_node")), intra=intra, inter=inter)
+    return Links(gpus_per_node=interconnect.gpus_per_node, intra=_level(interconnect.intra, efficiency),
+                 inter=_level(interconnect.inter, efficiency))
 
 
-def ring_all_reduce_s(n: int, payload: Any, link: Link) -> Any:
+def ring_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
     return 2 * (n - 1) * link.latency_s + 2 * (n - 1) / n * payload / link.bandwidth_bytes_s
 
 
-def tree_all_reduce_s(n: int, payload: Any, link: Link) -> Any:
+def tree_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
     return 2 * math.ceil(math.log2(n)) * link.latency_s + 2 * payload / link.bandwidth_bytes_s
 
 
-def all_reduce_s(n: int, nodes: int, payload: Any, links_: Links, device: str) -> Any:
-    link = links_.level(nodes, device)
+def all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
     return smin(ring_all_reduce_s(n, payload, link), tree_all_reduce_s(n, payload, link))
 
 
-def ring_gather_s(n: int, nodes: int, payload: Any, links_: Links, device: str) -> Any:
-    link = links_.level(nodes, device)
+def ring_gather_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
     return (n - 1) * link.latency_s + (n - 1) / n * payload / link.bandwidth_bytes_s
 
 
-def all_to_all_s(n: int, nodes: int, payload: Any, links_: Links, device: str) -> Any:
+def all_to_all_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
     if nodes <= 1:
         link = links_.intra
         return link.latency_s + (n - 1) / n * payload / link.bandwidth_bytes_s
-    inter = links_.level(nodes, device)
+    inter = links_.level(nodes)
     per_node = n // nodes  # ranks of the group on one node
     intra_s = (per_node - 1) / n * payload / links_.intra.bandwidth_bytes_s
     inter_s = (n - per_node) / n * payload / inter.bandwidth_bytes_s
     return inter.latency_s + smax(intra_s, inter_s)
 
 
-def send_recv_s(n: int, nodes: int, payload: Any, links_: Links, device: str) -> Any:
-    link = links_.level(nodes, device)
+def send_recv_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
     return link.latency_s + payload / link.bandwidth_bytes_s
 
 
@@ -147,4 +122,5 @@ def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
     except KeyError:
         raise ValueError(f"no communication model for collective {comm.collective!r}; known: "
                          f"{', '.join(ALGORITHMS)}") from None
-    return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile), profile.name)
+    purpose = f"a {comm.collective} over {comm.group_size} GPUs ({comm.scope})"
+    return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))

@@ -28,6 +28,7 @@ from .fuse_rope import fuse_rope
 from .insert_tp_collectives import insert_tp_collectives
 from .quantize_kv_cache import quantize_kv_cache
 from .quantize_linears import quantize_linears
+from .verify_attention_replaced import verify_attention_replaced
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -98,7 +99,8 @@ class Pass:
 
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
-    Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
+    Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     # before the fusions: finds row-parallel projections and embedding/lm_head by their modules
     Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces

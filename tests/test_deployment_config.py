@@ -84,7 +84,7 @@ def test_analyze_rejects_unknown_keyword():
 
 
 def test_device_without_node_size_needs_one(llama8b_spec):
-    bare = dataclasses.replace(tensor_cast.load_device("h100-sxm"), interconnect={})
+    bare = dataclasses.replace(tensor_cast.load_device("h100-sxm"), interconnect=None)
     with pytest.raises(DeploymentError, match="has no \\[interconnect\\] gpus_per_node; pass gpus_per_node"):
         resolve(Deployment(tp=2), llama8b_spec, bare)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 
@@ -64,8 +65,8 @@ def test_llama_405b_pp2_stages(h100_cluster):
     # hidden states and residual, B·S·H bf16 each, handed from stage 0 (node 0) to stage 1 (node 1)
     assert sends[0].bytes == 2 * (2 * 8 * 1 * c["hidden_size"] * 2)
     link = h100_cluster.interconnect
-    assert sends[0].comm_s == pytest.approx(link["inter_node_latency_us"] * 1e-6
-                                            + 2 * 8 * c["hidden_size"] * 2 / (link["inter_node_bandwidth_gbps"] * 1e9))
+    assert sends[0].comm_s == pytest.approx(link.inter_node_latency_us * 1e-6
+                                            + 2 * 8 * c["hidden_size"] * 2 / (link.inter_node_bandwidth_gbps * 1e9))
     assert pipe.latency_s == pytest.approx(sum(s.time_s for s in pipe.stages))
     assert pipe.step_s == max(s.time_s for s in pipe.stages)
     assert 0 <= pipe.bubble < 0.05  # 63 + 63 equal layers: nearly balanced
@@ -109,12 +110,14 @@ def test_data_parallel_replicas_split_the_batch(h100_cluster):
 
 
 def _profile_file(tmp_path, h100_cluster):
+    """A user's own profile file: the H100's, with the test interconnect numbers."""
     text = (resources.files("tensor_cast.backends") / "profiles" / "h100_sxm.toml").read_text()
-    if "[interconnect]" not in text:
-        rows = "\n".join(f"{k} = {json.dumps(v)}" for k, v in h100_cluster.interconnect.items())
-        text = text.replace("[sources]", f"[interconnect]\n{rows}\n\n[sources]")
+    head, _, rest = text.partition("[interconnect]")
+    tail = rest[rest.index("\n["):] if rest else ""
+    link = dataclasses.asdict(h100_cluster.interconnect)
+    rows = "\n".join(f"{k} = {json.dumps(v)}" for k, v in link.items() if v is not None)
     path = tmp_path / "cluster.toml"
-    path.write_text(text)
+    path.write_text(f"{head}[interconnect]\n{rows}\n{tail}")
     return str(path)
 
 

@@ -6,13 +6,12 @@ import dataclasses
 
 import pytest
 import torch
-from tensor_cast.backends.device import parse_profile
-from tensor_cast.passes.quantize_linears import quantize_linears
 from torch import nn
 
 import tensor_cast
 from tensor_cast.deployment.quantization import SCHEMES
 from tensor_cast.ops.quant import dequantize
+from tensor_cast.passes.quantize_linears import quantize_linears
 
 tc = torch.ops.tensor_cast
 FMTS = [("fp8", 0, True), ("fp8", 128, True), ("int8", -1, True), ("int8", 0, False), ("nvfp4", 16, True)]
@@ -139,34 +138,11 @@ def test_activation_quantize_cost(h100_cluster):
     assert per_group.counts.bytes_written == x.numel() + 4 * x.numel() // 128
 
 
-A100_LIKE = """
-schema_version = 1
-name = "ampere-test"
-display_name = "an Ampere-class GPU without FP8 tensor cores"
-vendor = "nvidia"
-architecture = "ampere"
-[compute]
-fp32_tflops = 19.5
-bf16_tflops = 312.0
-fp16_tflops = 312.0
-fp8_tflops = 0.0
-int8_tops = 624.0
-fp4_tflops = 0.0
-[memory]
-capacity_gib = 80.0
-bandwidth_gbps = 2039.0
-[chip]
-compute_units = 108
-[overhead]
-kernel_launch_us = 4.0
-graph_kernel_us = 1.5
-[sources]
-compute = "A100 datasheet (dense): 312 TFLOP/s bf16, 624 TOPS int8, no FP8"
-"""
 
 
 def test_fp8_on_a_device_without_fp8_falls_back_explicitly():
-    profile = parse_profile(A100_LIKE)
+    profile = tensor_cast.load_device("a100-80gb-sxm")
+    assert profile.compute["fp8_tflops"] == 0  # Ampere has no FP8 tensor cores (A100 datasheet)
     report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=profile, batch_size=8, query_len=512, quant="fp8",
                                  num_hidden_layers=2)
     gemms = [r for r in report.ops if r.op == "tensor_cast.quant_linear"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensor_cast.passes.insert_tp_collectives import insert_tp_collectives
 from torch import nn
 
 import tensor_cast
 from tensor_cast.errors import DeploymentError
+from tensor_cast.passes.insert_tp_collectives import insert_tp_collectives
 
 tc = torch.ops.tensor_cast
 LLAMA_PLAN = ("layers.*.self_attn.o_proj", "layers.*.mlp.down_proj")

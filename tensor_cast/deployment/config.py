@@ -248,13 +248,9 @@ def _span(groups: Iterable[Sequence[int]], gpus_per_node: int) -> int:
     return max((len({r // gpus_per_node for r in g}) for g in groups), default=1)
 
 
-def _interconnect_value(profile: Any, key: str) -> Any:
-    table = getattr(profile, "interconnect", None)
-    if table is None:
-        return None
-    if isinstance(table, Mapping):
-        return table.get(key)
-    return getattr(table, key, None)
+def _gpus_per_node(profile: Any) -> int | None:
+    interconnect = getattr(profile, "interconnect", None)
+    return interconnect.gpus_per_node if interconnect is not None else None
 
 
 def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeployment:
@@ -291,7 +287,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
                                   f"valid nodes: {choices(divisors(world))}")
         gpn = world // request.nodes
     if gpn is None:
-        gpn = _interconnect_value(profile, "gpus_per_node")
+        gpn = _gpus_per_node(profile)
     if gpn is None:
         if world > 1:
             raise DeploymentError(

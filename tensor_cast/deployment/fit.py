@@ -100,6 +100,7 @@ def fit(report: Report) -> Fit:
 
 
 def _suggestions(report: Report, required: float, utilization: float, limit: int = 4) -> list[str]:
+    """More of this GPU first (the smallest multiple that fits), then other devices at this count."""
     from ..backends.device import builtin_profiles
 
     deployment = report.context.deployment
@@ -108,23 +109,20 @@ def _suggestions(report: Report, required: float, utilization: float, limit: int
     rest = required - weights
     profiles = {p.name: p for p in builtin_profiles().values()}
     options = []
-    for factor in (1, 2, 4):
-        new_world = world * factor
-        estimate = weights * world / new_world + rest
-        for profile in sorted(profiles.values(), key=lambda p: p.memory_capacity_gib):
-            if factor == 1 and profile.name == report.device:
-                continue
-            if factor > 1 and profile.name != report.device:
-                continue
-            if estimate <= profile.memory_bytes * utilization:
-                gpn = _gpus_per_node(profile)
-                nodes = -(-new_world // gpn) if gpn else 1
-                where = f" ({nodes} nodes)" if nodes > 1 else ""
-                options.append(f"{new_world} x {profile.name}{where} (est. {estimate / 1e9:.0f} GB/GPU)")
+    for factor in (2, 4, 8):
+        estimate = weights / factor + rest
+        if report.device in profiles and estimate <= profiles[report.device].memory_bytes * utilization:
+            options.append(_option(profiles[report.device], world * factor, estimate))
+            break
+    for profile in sorted(profiles.values(), key=lambda p: (p.memory_capacity_gib, p.name)):
+        if profile.name != report.device and required <= profile.memory_bytes * utilization:
+            options.append(_option(profile, world, required))
     return options[:limit]
 
 
-def _gpus_per_node(profile: Any) -> int:
-    table = getattr(profile, "interconnect", None) or {}
-    value = table.get("gpus_per_node") if hasattr(table, "get") else getattr(table, "gpus_per_node", None)
-    return int(value) if value else 8
+def _option(profile: Any, world: int, estimate: float) -> str:
+    interconnect = getattr(profile, "interconnect", None)
+    gpn = interconnect.gpus_per_node if interconnect is not None else world
+    nodes = -(-world // gpn)
+    where = f" ({nodes} nodes)" if nodes > 1 else ""
+    return f"{world} x {profile.name}{where} (est. {estimate / 1e9:.0f} GB/GPU)"

@@ -79,6 +79,7 @@ class ReportContext:
 
     model: str
     device: str
+    architecture: str
     layer_indices: tuple[tuple[int, ...], ...]
     layers_path: str
     num_layers: int
@@ -324,12 +325,13 @@ class Report:
         sequence: list[tuple[int, int | None]] = [(i, None) for i, n in enumerate(nodes) if n.phase == "prologue"]
         boundary = [i for i, n in enumerate(nodes) if n.phase == BOUNDARY_PHASE]
         stage_ends = {s[-1] for s in self.context.deployment.stages[:-1]} if self.pp > 1 else set()
-        for layer in range(self.context.num_layers):
-            sequence += [(i, layer) for i in by_rep.get(kind_of_layer[layer], [])]
-            if layer in stage_ends:
+        for index in range(self.context.num_layers):
+            sequence += [(i, index) for i in by_rep.get(kind_of_layer[index], [])]
+            if index in stage_ends:
                 sequence += [(i, None) for i in boundary]
         sequence += [(i, None) for i, n in enumerate(nodes) if n.phase == "epilogue"]
-        rows, clock = [], 0.0
+        rows: list[OpRow] = []
+        clock: Any = 0.0
         for i, layer in sequence:
             n, v = nodes[i], values[i]
             module = n.module if layer is None else pattern.sub(f"{self.context.layers_path}.{layer}", n.module)
@@ -393,9 +395,8 @@ class Report:
             return value
 
         memory = {k: plain(v) for k, v in asdict(self.memory).items()}
-        memory["kv_cache_by_kind"] = {k: plain(v) for k, v in self.kv_cache_by_kind.items()}
         deployment = self.context.deployment
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"kv_cache_by_kind": {k: plain(v) for k, v in self.kv_cache_by_kind.items()}}
         if deployment is not None:
             extra["deployment"] = {"description": deployment.describe(), "world_size": deployment.world_size,
                                    **{k: getattr(deployment, k) for k in (
@@ -409,6 +410,7 @@ class Report:
                                                for st in self.pipeline.stages]
         return {**extra,
             "model": self.model,
+            "architecture": self.context.architecture,
             "device": self.device,
             "point": self.point,
             "symbolic": self.symbolic,
@@ -440,7 +442,7 @@ class Report:
         return chrome_trace(self)
 
     def __repr__(self) -> str:
-        where = "symbolic" if self.symbolic else ", ".join(f"{k}={v}" for k, v in self.point.items())
+        where = ", ".join(f"{k}={v}" for k, v in self.point.items()) if self.point else "symbolic"
         return f"Report({self.model} on {self.device}, {where}, time={pretty(self.total_time_s)} s)"
 
 
