@@ -49,11 +49,13 @@ def excluded(path: str, *, not_converted: tuple[str, ...], quantize_lm_head: boo
     return False
 
 
-def _weights(node: fx.Node) -> tuple[list[Any], list[Any]] | None:
+def _weights(node: fx.Node) -> tuple[list[Any], list[Any]]:
     if node.target is LINEAR:
         bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
         return [node.args[1]], [bias]
-    return list(node.args[1]), list(node.args[2])
+    weights, biases = node.args[1], node.args[2]
+    assert isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
+    return list(weights), list(biases)
 
 
 def _is_parameter(w: Any) -> bool:
@@ -80,15 +82,15 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
             continue
         if not isinstance(node.args[0], fx.Node):
             continue
-        found = _weights(node)
-        weights, biases = found
+        weights, biases = _weights(node)
         if not all(_is_parameter(w) for w in weights):
             continue
         if excluded(module_path(node), not_converted=not_converted, quantize_lm_head=quantize_lm_head,
                     quantize_router=quantize_router):
             continue
         x = node.args[0]
-        x_in, scale = x, None
+        x_in: fx.Node = x
+        scale: fx.Node | None = None
         if s.activation is not None:
             fmt = s.activation
             if x not in quantized_inputs:
@@ -103,10 +105,10 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
                 quantized_inputs[x] = (items[0], items[1])
             x_in, scale = quantized_inputs[x]
         out_dtype = (example(node) if node.target is LINEAR else example(node)[0]).dtype
-        args = (x_in, scale, weights, biases, s.name, out_dtype)
-        result = fake_result(gm, torch.ops.tensor_cast.quant_linear.default, args)
+        gemm_args = (x_in, scale, weights, biases, s.name, out_dtype)
+        result = fake_result(gm, torch.ops.tensor_cast.quant_linear.default, gemm_args)
         with graph.inserting_before(node):
-            new = graph.call_function(torch.ops.tensor_cast.quant_linear.default, args)
+            new = graph.call_function(torch.ops.tensor_cast.quant_linear.default, gemm_args)
             _copy_meta(node, new)
             new.meta["example_value"] = result
             if node.target is LINEAR:

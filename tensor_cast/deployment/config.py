@@ -305,7 +305,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     stage_size = tp * dp
     tp_groups = [range(s * tp, (s + 1) * tp) for s in range(world // tp)]
     ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if ep > 1 else [range(1)]
-    pp_pairs = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
+    pp_pairs: list[tuple[int, ...]] = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
     return ResolvedDeployment(
         request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source,
         not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,

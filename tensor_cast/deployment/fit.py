@@ -79,7 +79,7 @@ def _largest(ok: Any, start: int, limit: int) -> int:
 
 
 def fit(report: Report) -> Fit:
-    if report.symbolic:
+    if report.point is None:
         raise ValueError("fit needs a concrete point: call report.evaluate(...) first")
     deployment = report.context.deployment
     dp = deployment.dp if deployment is not None else 1

@@ -128,7 +128,7 @@ class Report:
         self.context = context
         self.point = dict(point) if point is not None else None
         self._subs = {SYMBOL_FOR_ARG[k]: v for k, v in point.items()} if point is not None else None
-        if self._subs is not None:  # B is the per-replica batch: DP replicas split the global batch
+        if point is not None and self._subs is not None:  # B is per replica: DP replicas split the batch
             self._subs[B] = -(-point["batch_size"] // self.dp)
         # Multiplicity of every costed node: the real layers its representative layer stands for
         # (pipeline-stage transfers: one per stage boundary).
