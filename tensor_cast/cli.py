@@ -64,6 +64,7 @@ def _add_deployment(p: Any) -> None:
     g.add_argument("--nodes", type=int, help="nodes (nodes x gpus-per-node must equal the world size)")
     g.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: the device profile's)")
     g.add_argument("--quantize-lm-head", action="store_true", help="quantize the lm_head too (excluded by default)")
+    g.add_argument("--quantize-router", action="store_true", help="quantize MoE routers too (excluded by default)")
     g.add_argument("--memory-utilization", type=float,
                    help="fraction of device memory the engine may use (default 0.9, vLLM's)")
 
@@ -73,8 +74,9 @@ DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", 
 
 def _deployment(args: argparse.Namespace) -> dict[str, Any]:
     options = {name: getattr(args, name) for name in DEPLOYMENT_FLAGS if getattr(args, name) is not None}
-    if args.quantize_lm_head:
-        options["quantize_lm_head"] = True
+    for flag in ("quantize_lm_head", "quantize_router"):
+        if getattr(args, flag):
+            options[flag] = True
     return options
 
 

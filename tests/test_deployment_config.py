@@ -57,6 +57,13 @@ def test_ep_errors(llama8b_spec, h100_cluster):
         resolve(Deployment(dp=8, ep=8), moe, h100_cluster)
     with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1, 8"):
         resolve(Deployment(tp=8, ep=4), moe, h100_cluster)
+    with pytest.raises(DeploymentError, match=r"ep=8: expert parallelism is not modelled yet; accepted ep: 1"):
+        resolve(Deployment(dp=8, ep=8), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    d = resolve(Deployment(tp=4), moe_spec(llama8b_spec, experts=64, expert_inter=1408), h100_cluster)
+    assert d.moe_tp == 4  # without ep, each expert is split over the tp ranks
+    with pytest.raises(DeploymentError, match=r"tp=8 does not divide moe_intermediate_size=1404; valid tp: 1, 2, 4 "
+                                              r"\(or use ep\)"):
+        resolve(Deployment(tp=8), moe_spec(llama8b_spec, experts=64, expert_inter=1404), h100_cluster)
 
 
 def test_world_size_must_match_nodes(llama8b_spec, h100_cluster):

@@ -172,3 +172,32 @@ def test_kv_cache_per_gpu_and_overlap(llama70b_tp4, config70b):
     assert 0 < comm < llama70b_tp4.total_time_s
     assert llama70b_tp4.overlapped_time_s == pytest.approx(max(llama70b_tp4.total_time_s - comm, comm))
     assert "TP4" in llama70b_tp4.summary() and "with ideal compute/comm overlap" in llama70b_tp4.summary()
+
+
+def test_replicated_kv_head_and_kv_by_layer_kind():
+    """Gemma-3-1B: 4 query heads, 1 KV head, 5 sliding (window 512) : 1 full layers; under TP2 each
+    rank holds 2 query heads and a replica of the KV head."""
+    from tensor_cast.models import registry
+
+    c = registry.lookup("google/gemma-3-1b-it").config
+    batch, context, tp = 8, 8192, 2
+    report = tensor_cast.analyze("google/gemma-3-1b-it", device="h100-sxm", batch_size=batch, query_len=1,
+                                 context_len=context, tp=tp)
+    full_layers = sum(1 for t in report_layer_types(c) if t == "full_attention")
+    sliding_layers = c["num_hidden_layers"] - full_layers
+    per_token = 1 * 2 * c["head_dim"] * 2  # one (replicated) KV head, K and V, bf16
+    window = c["sliding_window"]
+    assert report.kv_cache_by_kind == {
+        f"sliding({window})": sliding_layers * batch * window * per_token,  # capped at the window
+        "full": full_layers * batch * (context + 1) * per_token,
+    }
+    qkv = next(r for r in report.ops if r.layer == 0 and r.op == "tensor_cast.fused_linear")
+    hidden, hd = c["hidden_size"], c["head_dim"]
+    assert qkv.shapes.endswith(f"({c['num_attention_heads'] // tp * hd}, {hidden}), ({hd}, {hidden}), ({hd}, {hidden})")
+
+
+def report_layer_types(c):
+    """Gemma-3's default layer pattern: every 6th layer is global (full) attention."""
+    pattern = c.get("sliding_window_pattern", 6)
+    return c.get("layer_types") or ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+                                    for i in range(c["num_hidden_layers"])]

@@ -174,7 +174,7 @@ def _common(values: Iterable[int]) -> int:
     return out
 
 
-def _check_tp(spec: ModelSpec, tp: int) -> None:
+def _check_tp(spec: ModelSpec, tp: int, ep: int) -> None:
     if tp == 1:
         return
     checks: list[tuple[str, int]] = []  # (what, size) that tp must divide
@@ -187,12 +187,16 @@ def _check_tp(spec: ModelSpec, tp: int) -> None:
                        ("linear_num_value_heads", a.linear.num_value_heads)]
         if layer.mlp.kind == "dense":
             checks.append(("intermediate_size", layer.mlp.intermediate_size))
-        if layer.mlp.kind == "moe" and layer.mlp.moe is not None and layer.mlp.moe.shared_intermediate_size:
-            checks.append(("shared_expert_intermediate_size", layer.mlp.moe.shared_intermediate_size))
+        moe = layer.mlp.moe if layer.mlp.kind == "moe" else None
+        if moe is not None and moe.shared_intermediate_size:
+            checks.append(("shared_expert_intermediate_size", moe.shared_intermediate_size))
+        if moe is not None and ep == 1:  # without ep, every expert is split over the tp ranks
+            checks.append(("moe_intermediate_size", moe.expert_intermediate_size))
     for what, size in checks:
         if size % tp:
             valid = divisors(_common(s for _, s in checks))
-            raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}")
+            hint = " (or use ep)" if what == "moe_intermediate_size" else ""
+            raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}{hint}")
     for layer, _ in spec.layer_kinds():
         a = layer.attention
         if a.kind in ("full", "sliding") and a.num_kv_heads % tp and tp % a.num_kv_heads:
@@ -210,12 +214,6 @@ def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
     """The TP degree inside each expert (moe_tp)."""
     moes = _moe_layers(spec)
     if ep == 1:
-        for moe in moes:
-            if tp > 1 and moe.expert_intermediate_size % tp:
-                valid = divisors(_common(m.expert_intermediate_size for m in moes))
-                raise DeploymentError(
-                    f"tp={tp} does not divide moe_intermediate_size={moe.expert_intermediate_size} (experts are "
-                    f"tensor-parallel without ep); valid tp: {choices(valid)}, or use ep")
         return tp
     if not moes:
         raise DeploymentError(f"ep={ep} needs MoE layers; {spec.name} has none (accepted ep: 1)")
@@ -227,7 +225,10 @@ def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
         if moe.num_experts % ep:
             valid = [d for d in divisors(_common(m.num_experts for m in moes))]
             raise DeploymentError(f"ep={ep} does not divide num_experts={moe.num_experts}; valid ep: {choices(valid)}")
-    return 1
+    # Until the all_to_all dispatch/combine around tensor_cast::moe is modelled, refuse rather than
+    # cost a wrong graph (a per-rank spec with E/ep experts would also shrink the router and top-k).
+    raise DeploymentError(f"ep={ep}: expert parallelism is not modelled yet; accepted ep: 1 "
+                          f"(experts tensor-parallel over tp={tp})")
 
 
 def pipeline_stages(num_layers: int, pp: int) -> tuple[tuple[int, ...], ...]:
@@ -259,7 +260,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     if pp > spec.num_layers:
         raise DeploymentError(f"pp={pp} exceeds the {spec.num_layers} layers of {spec.name}; "
                               f"valid pp: 1..{spec.num_layers}")
-    _check_tp(spec, tp)
+    _check_tp(spec, tp, ep)
     moe_tp = _check_ep(spec, tp, dp, ep)
     notes: list[str] = []
 
