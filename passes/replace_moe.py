@@ -13,16 +13,20 @@ classified by data flow, not by family:
   one reading their product is `shared_out` (down);
 - combine: whatever adds/reshapes the results.
 Produces: `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias,
-shared_in, shared_out, top_k, scoring, activation, gate, transposed, skew)`, placed in the MoE
-block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
-`skew` is this pass's keyword (the analysis' `moe_skew`: 0 = uniform routing).
+shared_in, shared_out, top_k, scoring, activation, gate, transposed, skew, "none")`, placed in the
+MoE block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
+`skew` is this pass's keyword (the analysis' `moe_skew`: 0 = uniform routing); the scheme is
+"none" until `quantize_moe`. The node's `meta["tensor_cast_moe_modules"]` names the block's
+router, experts and shared-expert modules (for passes that treat them apart, e.g. quantization).
 Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
 replaced block; exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
-and dtype; dense MLP layers are untouched (they have no routed_experts node).
+and dtype; dense MLP layers are untouched (they have no routed_experts node). Collectives a
+deployment pass put on the block's output (tensor parallelism's all_reduce, which finds the
+block by its experts module and so runs first) stay outside the op, reading its result.
 Example:
     before: v = view(h); l = linear(v, Wr); p = softmax(l); w, i = topk(p, 8); w = w / sum(w)
             y = routed_experts(v, i, w, Wgu, Wd, None, None, "silu", "concat", False); o = reshape(y)
-    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, 0.0)
+    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, 0.0, "none")
 Refuses (leaves the block as it is; `routed_experts` keeps its own cost rule): a block with
 more than one output or another activation input, a router without exactly one (E, H) weight,
 shared-expert linears with biases or an unrecognized shape (more than one down projection,
@@ -42,6 +46,7 @@ from .graph_utils import (
     external_inputs,
     finish,
     is_tensor_node,
+    module_path,
     module_stack,
     region_outputs,
     replace_with_op,
@@ -64,8 +69,16 @@ def _block_path(marker: fx.Node) -> str | None:
     return stack[-2][0] if len(stack) >= 2 else None
 
 
+def _collectives() -> set[object]:
+    """Collectives a deployment pass attributed to the block (a TP all_reduce of its output)."""
+    names = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+    return {getattr(torch.ops.tensor_cast, name).default for name in names if hasattr(torch.ops.tensor_cast, name)}
+
+
 def _region(gm: fx.GraphModule, path: str) -> list[fx.Node]:
-    return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")
+    """The block's own nodes: traced inside its module, collectives inserted around it excluded."""
+    collectives = _collectives()
+    return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method") and n.target not in collectives
             and any(p == path for p, _ in module_stack(n))]
 
 
@@ -150,8 +163,16 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     extras = [n for n in router_params if n is not router_weights[0]]
     activation, gate, transposed = marker.args[7], marker.args[8], marker.args[9]
     args = (hidden, router_weights[0], extras, marker.args[3], marker.args[4], marker.args[5], marker.args[6],
-            shared_in, shared_out, top_k, scoring, activation, gate, transposed, float(skew))
-    return replace_with_op(gm, region, torch.ops.tensor_cast.moe.default, args, outputs)
+            shared_in, shared_out, top_k, scoring, activation, gate, transposed, float(skew), "none")
+    modules = {
+        "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
+        "experts": [module_path(marker)],
+        "shared": sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes}),
+    }
+    new = replace_with_op(gm, region, torch.ops.tensor_cast.moe.default, args, outputs)
+    if new is not None:
+        new.meta["tensor_cast_moe_modules"] = modules
+    return new
 
 
 def replace_moe(gm: fx.GraphModule, *, skew: float = 0.0) -> fx.GraphModule:

@@ -20,6 +20,7 @@ from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, TensorInfo, lookup
 from .backends.roofline import ExecutionMode, op_time
+from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
 from .models import registry
 from .models.loader import load_spec
@@ -29,7 +30,9 @@ from .report import Report
 from .report.report import validate_point
 
 CUDA_GRAPH_MODES = ("auto", "always", "never")
-DEPLOYMENT_KEYS: tuple[str, ...] = ()  # parallelism / quantization keywords (see the deployment docs)
+# parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
+# quantize_lm_head, quantize_router, memory_utilization (tensor_cast/deployment/config.py)
+DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
 
 
 def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
@@ -52,6 +55,12 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `query_len=1, context_len=tokens so far`. With `symbolic=True` the report's totals are sympy
     expressions in B, S, C and `report.evaluate(...)` / `report.sweep(...)` give concrete values.
 
+    Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp; ep is 1 or tp·dp),
+    `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
+    `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
+    `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
+    sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
+
     `moe_skew` models hot experts in MoE layers: the i-th most popular expert is picked with Zipf
     weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i
     times less often than the first, each at most once per token). It changes how many experts'
@@ -61,6 +70,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     if unknown:
         raise InvalidArgumentError(
             f"unknown option(s) {sorted(unknown)}; accepted deployment options: {choices(DEPLOYMENT_KEYS) or 'none'}")
+    request = Deployment.from_options(deployment)
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
     _check_moe_skew(moe_skew)
@@ -73,8 +83,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
-    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, moe_skew=float(moe_skew))
-    return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph)
+    resolved = resolve(request, spec, profile)
+    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, deployment=resolved.trace_options(),
+                               moe_skew=float(moe_skew))
+    return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, deployment=resolved)
 
 
 def _check_moe_skew(value: Any) -> None:

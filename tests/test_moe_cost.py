@@ -31,14 +31,14 @@ def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
 
 
 def moe_args(tokens: int, *, experts: int, top_k: int, hidden: int, inter: int, shared: int = 0,
-             skew: float = 0.0, device: str = "meta") -> tuple:
+             skew: float = 0.0, scheme: str = "none", device: str = "meta") -> tuple:
     def t(*shape: int) -> torch.Tensor:
         return torch.randn(*shape).to(torch.bfloat16) if device == "cpu" else meta(*shape)
 
     shared_in = [t(shared, hidden), t(shared, hidden)] if shared else []
     shared_out = [t(hidden, shared)] if shared else []
     return (t(tokens, hidden), t(experts, hidden), [], t(experts, 2 * inter, hidden), t(experts, hidden, inter),
-            None, None, shared_in, shared_out, top_k, "softmax", "silu", "concat", False, skew)
+            None, None, shared_in, shared_out, top_k, "softmax", "silu", "concat", False, skew, scheme)
 
 
 # ---- the ops ---------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_skewed_routing_hits_fewer_experts() -> None:
 QWEN3_30B = dict(experts=128, top_k=8, hidden=2048, inter=768)
 
 
-def _call(tokens: int, **dims: int) -> OpCall:
+def _call(tokens: int, **dims) -> OpCall:
     args = moe_args(tokens, **dims)
 
     def info(v):
@@ -178,6 +178,27 @@ def test_skew_changes_bytes_not_flops() -> None:
     skewed = tensor_cast.op_cost(tc.moe, *moe_args(32, **QWEN3_30B, skew=1.2), device="h100-sxm")
     assert skewed.counts.flops == uniform.counts.flops
     assert skewed.bytes < uniform.bytes
+
+
+def test_quantized_experts_read_scheme_bytes_and_run_at_its_precision() -> None:
+    """fp8 (W8A8): expert weights 1 byte each, expert GEMMs at fp8, the router GEMM stays bf16."""
+    t, e, k, h, i, shared = 32, 128, 8, 2048, 768, 1024
+    dims = dict(QWEN3_30B, shared=shared)
+    call = _call(t, **dims, scheme="fp8")
+    counts = tensor_cast.op_cost(tc.moe, *moe_args(t, **dims, scheme="fp8"), device="h100-sxm").counts
+    assert counts.flops["bf16"] == 2 * t * e * h  # router
+    routed_gemm = 2 * t * k * h * (2 * i) + 2 * t * k * i * h
+    shared_gemm = 2 * t * h * (2 * shared) + 2 * t * shared * h
+    assert counts.flops["fp8"] == routed_gemm + shared_gemm
+    hit, pairs, fp8 = e * (1 - (1 - k / e) ** t), t * k, 1
+    # align ids, gathered fp8 rows, GEMM 1 output, fp8 intermediate, GEMM 2 output, and the two
+    # quantizing kernels (block input: T x H, intermediate: pairs x I), each reading 16-bit values
+    activations = pairs * 4 + pairs * h * fp8 + pairs * 2 * i * BF16 + pairs * i * fp8 + pairs * h * BF16
+    quantizers = t * h * BF16 + pairs * i * BF16
+    assert routed_counts(call).bytes_read == pytest.approx(activations + quantizers + hit * 3 * h * i * fp8, rel=1e-12)
+    assert routed_counts(call).launches == 5 + 2
+    unquantized = routed_counts(_call(t, **dims))
+    assert unquantized.bytes_read > 1.9 * (routed_counts(call).bytes_read - activations - quantizers)
 
 
 def test_dims_are_read_from_layout() -> None:

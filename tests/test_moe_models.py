@@ -228,7 +228,7 @@ FAMILIES = [
 @pytest.mark.parametrize(("model_id", "layers", "moe_layers"), FAMILIES)
 def test_family_folds_every_moe_layer(model_id: str, layers: int, moe_layers: list[int]) -> None:
     report = tensor_cast.analyze(model_id, device="h100-sxm", batch_size=4, query_len=1, context_len=256,
-                                 num_hidden_layers=layers)
+                                 num_hidden_layers=layers, quant="none")  # 16-bit: the dense MLP's plain GEMMs
     assert [r.layer for r in report.ops if r.op == "tensor_cast.moe"] == moe_layers
     assert not [r for r in report.ops if any(k in r.op for k in ("topk", "grouped_mm", "routed_experts", "histc"))]
     for layer in set(range(layers)) - set(moe_layers):  # dense layers stay dense: gate+up GEMM, act, down
@@ -249,6 +249,31 @@ def test_mimo_sliding_layers_double_kv_heads_and_have_sinks() -> None:
     assert kv_heads == [c["num_key_value_heads"], 2 * c["num_key_value_heads"]]
     assert [n.args[6] for n in attention] == [0, c["sliding_window_size"] + 1]  # HF attends window + the query
     assert [n.args[7] is not None for n in attention] == [False, True]
+
+
+def test_checkpoint_quantization_reaches_the_experts() -> None:
+    """gpt-oss ships MXFP4 experts (router and attention 16-bit): the default deployment uses it."""
+    report = tensor_cast.analyze("openai/gpt-oss-20b", device="h100-sxm", batch_size=1, query_len=1,
+                                 num_hidden_layers=1)
+    params = {p.name: p for p in report.context.params}
+    mxfp4 = 0.5 + 1 / 32  # E2M1 values + one E8M0 scale per 32
+    assert params["model.layers.0.mlp.experts.gate_up_proj"].bytes_per_element == pytest.approx(mxfp4)
+    assert params["model.layers.0.mlp.experts.down_proj"].bytes_per_element == pytest.approx(mxfp4)
+    assert params["model.layers.0.mlp.router.weight"].bytes_per_element == 2
+    traced = trace(tensor_cast.load_model("openai/gpt-oss-20b", num_hidden_layers=1),
+                   report_options(report))
+    (moe,) = [n for n in traced.graph.graph.nodes if n.target is tc.moe.default]
+    assert moe.args[15] == "mxfp4"
+    unquantized = tensor_cast.analyze("openai/gpt-oss-20b", device="h100-sxm", batch_size=1, query_len=1,
+                                      num_hidden_layers=1, quant="none")
+    moe_bytes = next(r.bytes for r in report.ops if r.op == "tensor_cast.moe")
+    assert moe_bytes < 0.3 * next(r.bytes for r in unquantized.ops if r.op == "tensor_cast.moe")
+
+
+def report_options(report: tensor_cast.Report):
+    from tensor_cast.analysis import ExecutionOptions
+
+    return ExecutionOptions(deployment=report.context.deployment.trace_options())
 
 
 def test_gpt_oss_sinks_and_alternating_windows() -> None:

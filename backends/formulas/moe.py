@@ -22,6 +22,12 @@ experts' weights is the classic decode under-count). `skew` > 0 models hot exper
 c·i^-skew) with Σ q_i = k, and Σ_i 1 - (1 - q_i)^T experts are hit. Bytes read are the weights
 of the experts hit; FLOPs do not depend on the routing. `routing_stats(call)` gives the
 per-expert GEMM M (T·k / experts hit, and the hottest expert's T·q_max) for efficiency models.
+
+Quantization (`scheme`, set by `passes/quantize_moe.py`): routed and shared expert weights are
+read at the scheme's stored bytes per element (scales included) and their GEMMs run at its
+precision; schemes that quantize activations add the quantizing kernels vLLM's fused MoE runs
+(the block input before the gate+up GEMMs, the activation before the down GEMM) and the GEMMs
+read the narrow activations. The router GEMM stays in the model dtype.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from typing import Any
 import sympy
 import torch
 
+from ...deployment.quantization import QuantScheme
+from ...deployment.quantization import scheme as lookup_scheme
 from ...sizes import numel
-from ..counts import Counts
+from ..counts import ZERO, Counts
 from .matmul import gemm_precision
 from .norm_activation import ACTIVATION_FLOPS
 from .registry import OpCall, TensorInfo, register
@@ -60,6 +68,11 @@ class MoEDims:
     gated: bool
     activation: str
     skew: float
+    scheme: str = "none"  # the experts' weight quantization (deployment/quantization.py), or "none"
+
+    @property
+    def quant(self) -> QuantScheme | None:
+        return None if self.scheme == "none" else lookup_scheme(self.scheme)
 
 
 def moe_dims(call: OpCall) -> MoEDims:
@@ -72,12 +85,12 @@ def moe_dims(call: OpCall) -> MoEDims:
     if gate != "none" and first_out != 2 * intermediate:
         raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
     if call.op is tc.moe.default:
-        top_k, skew = int(call.arg(9, "top_k")), float(call.arg(14, "skew"))
+        top_k, skew, scheme = int(call.arg(9, "top_k")), float(call.arg(14, "skew")), str(call.arg(15, "scheme"))
     else:
-        top_k, skew = call.arg(1).shape[-1], 0.0
+        top_k, skew, scheme = call.arg(1).shape[-1], 0.0, "none"
     return MoEDims(tokens=numel(hidden.shape[:-1]), experts=experts, top_k=int(top_k), hidden=hidden.shape[-1],
                    intermediate=intermediate, gated=gate != "none", activation=str(_arg(call, "activation")),
-                   skew=skew)
+                   skew=skew, scheme=scheme)
 
 
 # argument positions: (moe, routed_experts)
@@ -156,30 +169,51 @@ def _activation_flops(d: MoEDims) -> int:
     return ACTIVATION_FLOPS.get(d.activation, 4) + (1 if d.gated else 0)
 
 
+def weight_bytes(weights: list[TensorInfo], quant: QuantScheme | None) -> Any:
+    """Stored bytes of weight matrices: the scheme's bytes per element (scales included), else the dtype's."""
+    if quant is None:
+        return sum((w.nbytes for w in weights), 0)
+    return sum((w.numel for w in weights), 0) * quant.weight_bytes
+
+
+def _quantize_activation(rows: Any, width: Any, itemsize: Any, quant: QuantScheme | None) -> tuple[Counts, Any]:
+    """(the quantizing kernel, bytes per element the GEMM then reads) for `rows` x `width` activations."""
+    if quant is None or quant.activation is None:
+        return ZERO, itemsize
+    q = sympy.Rational(quant.activation.bits, 8)
+    return Counts(flops={"vector": 4 * rows * width}, bytes_read=rows * width * itemsize,
+                  bytes_written=rows * width * q), q
+
+
 def routed_expert_counts(d: MoEDims, *, pairs: Any, experts_hit: Any, act: TensorInfo, gate_up: TensorInfo,
                          down: TensorInfo, gate_up_bias: TensorInfo | None, down_bias: TensorInfo | None,
-                         out_tokens: Any) -> Counts:
+                         out_tokens: Any, in_tokens: Any = None) -> Counts:
     """Routed experts over `pairs` (token, expert) rows touching `experts_hit` experts' weights.
 
+    `in_tokens` rows (default `out_tokens`) are quantized when the scheme quantizes activations;
     `out_tokens` rows are written by the final sum over the k slots.
     """
+    quant = d.quant
     n1 = 2 * d.intermediate if d.gated else d.intermediate
-    per_expert = (gate_up.nbytes + down.nbytes + (gate_up_bias.nbytes if gate_up_bias is not None else 0)
-                  + (down_bias.nbytes if down_bias is not None else 0)) / d.experts
+    biases = [b for b in (gate_up_bias, down_bias) if b is not None]
+    per_expert = (weight_bytes([gate_up, down], quant) + sum((b.nbytes for b in biases), 0)) / d.experts
     a = act.itemsize
+    quantize_in, q_in = _quantize_activation(out_tokens if in_tokens is None else in_tokens, d.hidden, a, quant)
+    quantize_mid, q_mid = _quantize_activation(pairs, d.intermediate, a, quant)
     bias_flops = pairs * (n1 if gate_up_bias is not None else 0) + pairs * (d.hidden if down_bias is not None else 0)
-    precision = gemm_precision(act, gate_up)
+    precision = quant.precision if quant is not None else gemm_precision(act, gate_up)
     gemm_flops = 2 * pairs * d.hidden * n1 + 2 * pairs * d.intermediate * d.hidden + bias_flops
     vector = (_activation_flops(d) * pairs * d.intermediate  # act(gate) * up
               + pairs * d.hidden  # routing weight in the down GEMM's epilogue
               + pairs * d.hidden)  # sum over the k slots
     read = (pairs * PAIR_INDEX_BYTES  # align: expert ids
-            + pairs * d.hidden * a + pairs * n1 * a + pairs * d.intermediate * a + pairs * d.hidden * a
+            + pairs * d.hidden * q_in + pairs * n1 * a + pairs * d.intermediate * q_mid + pairs * d.hidden * a
             + experts_hit * per_expert)
     written = (pairs * PAIR_INDEX_BYTES + pairs * n1 * a + pairs * d.intermediate * a + pairs * d.hidden * a
                + out_tokens * d.hidden * a)
-    return Counts(flops={precision: gemm_flops, "vector": vector}, bytes_read=read, bytes_written=written,
-                  launches=5)
+    kernels = Counts(flops={precision: gemm_flops, "vector": vector}, bytes_read=read, bytes_written=written,
+                     launches=5)
+    return kernels + quantize_in + quantize_mid
 
 
 def routed_counts(call: OpCall) -> Counts:
@@ -213,22 +247,25 @@ def shared_counts(call: OpCall) -> Counts:
     shared_in, shared_out = call.arg(7) or [], call.arg(8) or []
     if not shared_out:
         return Counts(launches=0)
-    x, t = call.arg(0), moe_dims(call).tokens
+    d = moe_dims(call)
+    x, t, quant = call.arg(0), d.tokens, d.quant
     a = x.itemsize
     hidden, inner = shared_out[0].shape[0], shared_out[0].shape[1]
     scalar_gates = [w for w in shared_in if w.shape[0] == 1]
     rows_in = sum((w.shape[0] for w in shared_in), 0)
-    precision = gemm_precision(x, shared_out[0])
-    up = Counts(flops={precision: 2 * t * hidden * rows_in}, bytes_read=x.nbytes + sum((w.nbytes for w in shared_in), 0),
-                bytes_written=t * rows_in * a)
-    act = Counts(flops={"vector": (ACTIVATION_FLOPS.get(moe_dims(call).activation, 4) + 1) * t * inner},
+    precision = quant.precision if quant is not None else gemm_precision(x, shared_out[0])
+    quantize_in, q_in = _quantize_activation(t, hidden, a, quant)
+    quantize_mid, q_mid = _quantize_activation(t, inner, a, quant)
+    up = Counts(flops={precision: 2 * t * hidden * rows_in},
+                bytes_read=t * hidden * q_in + weight_bytes(shared_in, quant), bytes_written=t * rows_in * a)
+    act = Counts(flops={"vector": (ACTIVATION_FLOPS.get(d.activation, 4) + 1) * t * inner},
                  bytes_read=2 * t * inner * a, bytes_written=t * inner * a)
-    down = Counts(flops={precision: 2 * t * inner * hidden}, bytes_read=t * inner * a + shared_out[0].nbytes,
-                  bytes_written=t * hidden * a)
+    down = Counts(flops={precision: 2 * t * inner * hidden},
+                  bytes_read=t * inner * q_mid + weight_bytes(shared_out, quant), bytes_written=t * hidden * a)
     # The add onto the routed output (with the sigmoid shared gate when present): one kernel.
     combine = Counts(flops={"vector": t * hidden * (1 + 5 * len(scalar_gates))},
                      bytes_read=2 * t * hidden * a + t * len(scalar_gates) * a, bytes_written=t * hidden * a)
-    return up + act + down + combine
+    return up + act + down + combine + quantize_in + quantize_mid
 
 
 @register(tc.moe.default, kind="moe")

@@ -88,15 +88,40 @@ def render_summary(report: Report) -> str:
         ("FLOPs", si(report.total_flops, "FLOP")),
         ("bytes moved", si(report.total_bytes, "B")),
         ("parameters", f"{pretty(report.num_parameters)} total, {pretty(report.active_parameters)} active per token"),
-        ("weights", gib(m.weights_bytes)),
-        ("KV cache", gib(m.kv_cache_bytes)),
+        ("weights per GPU", gib(m.weights_bytes)),
+        ("KV cache per GPU", gib(m.kv_cache_bytes)),
         ("activation peak", gib(m.activation_peak_bytes)),
     ]
     if report.total_comm_bytes:
         lines.insert(7, ("communication", si(report.total_comm_bytes, "B")))
+    lines += _deployment_lines(report)
     fallbacks = sorted({f for r in report.ops for f in r.fallbacks})
     if fallbacks:
         lines.append(("precision fallbacks", ", ".join(fallbacks)))
     for note in report.context.notes:
         lines.append(("note", note))
     return tabulate(lines, tablefmt="plain", disable_numparse=True)
+
+
+def _deployment_lines(report: Report) -> list[tuple[str, str]]:
+    """Deployment, communication, per-GPU memory and fit, pipeline stages (tensor_cast/deployment/)."""
+    deployment = report.context.deployment
+    lines: list[tuple[str, str]] = []
+    if deployment is None:
+        return lines
+    lines.insert(0, ("deployment", deployment.describe()))
+    if report.comm_time_s:
+        share = 100 * float(report.comm_time_s) / float(report.total_time_s)
+        lines.append(("comm time", f"{seconds(report.comm_time_s)} ({share:.1f}% of the step, not overlapped); "
+                                   f"with ideal compute/comm overlap the step would take "
+                                   f"{seconds(report.overlapped_time_s)}"))
+    by_kind = report.kv_cache_by_kind
+    if len(by_kind) > 1:
+        lines.append(("KV cache by kind", ", ".join(f"{k} {gib(v)}" for k, v in by_kind.items())))
+    reserve = report.context.capacity_bytes * (1 - deployment.memory_utilization)
+    lines.append(("memory per GPU", f"{gib(report.per_gpu_memory_bytes)} + reserve {gib(reserve)} of "
+                                    f"{gib(report.context.capacity_bytes)}"))
+    lines.append(("fit", report.fit.describe()))
+    if report.pipeline is not None:
+        lines.append(("pipeline", report.pipeline.describe()))
+    return lines

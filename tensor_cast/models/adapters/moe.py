@@ -141,9 +141,17 @@ class MoEFamily:
         if self.shared_size:
             setattr(config, self.shared_size, moe.shared_intermediate_size)
         elif self.shared_count:
-            # the family sizes its shared MLP as count x expert_size (so an expert-width override
-            # resizes the shared experts too, as the model itself does)
-            setattr(config, self.shared_count, moe.num_shared_experts)
+            # The family sizes its shared MLP as count x expert_size: pick the count that keeps the
+            # spec's shared width when the expert width changed (a per-layer override, TP sharding).
+            count = moe.num_shared_experts
+            if count and moe.shared_intermediate_size != count * moe.expert_intermediate_size:
+                if moe.shared_intermediate_size % moe.expert_intermediate_size:
+                    raise UnsupportedModelError(
+                        f"model_type {config.model_type!r} sizes its shared experts as {self.shared_count} x "
+                        f"{self.expert_size}: a shared width of {moe.shared_intermediate_size} is not a multiple "
+                        f"of the expert width {moe.expert_intermediate_size}")
+                count = moe.shared_intermediate_size // moe.expert_intermediate_size
+            setattr(config, self.shared_count, count)
         if self.groups:
             setattr(config, self.groups[0], moe.num_groups)
             setattr(config, self.groups[1], moe.top_k_groups)
