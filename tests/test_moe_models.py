@@ -251,6 +251,21 @@ def test_mimo_sliding_layers_double_kv_heads_and_have_sinks() -> None:
     assert [n.args[7] is not None for n in attention] == [False, True]
 
 
+def test_tensor_parallel_reduces_the_moe_output_once() -> None:
+    """tp=4: each rank holds every expert with I/4 of its width; one all_reduce after the MoE op."""
+    c, tp = config("Qwen/Qwen3-30B-A3B"), 4
+    spec = tensor_cast.load_model("Qwen/Qwen3-30B-A3B", num_hidden_layers=1)
+    report = tensor_cast.analyze(spec, device="h100-sxm", batch_size=8, query_len=1, tp=tp)
+    options = report_options(report)
+    graph = trace(spec, options).graph.graph
+    (moe,) = [n for n in graph.nodes if n.target is tc.moe.default]
+    gate_up = moe.args[3].meta["example_value"]
+    assert tuple(gate_up.shape) == (c["num_experts"], 2 * c["moe_intermediate_size"] // tp, c["hidden_size"])
+    assert [u.target for u in moe.users] == [tc.all_reduce.default]
+    mlp_ops = [r.op for r in report.ops if r.layer == 0 and r.module.startswith("model.layers.0.mlp")]
+    assert mlp_ops == ["tensor_cast.moe", "tensor_cast.all_reduce"]
+
+
 def test_checkpoint_quantization_reaches_the_experts() -> None:
     """gpt-oss ships MXFP4 experts (router and attention 16-bit): the default deployment uses it."""
     report = tensor_cast.analyze("openai/gpt-oss-20b", device="h100-sxm", batch_size=1, query_len=1,
