@@ -2,7 +2,9 @@
 
 Each model is analyzed at full depth, prefill (batch 1 x 4096) then decode (batch 64, 4096 cached),
 in its own interpreter so nothing is cached between models; the trace is built once (one
-representative layer per layer kind) and the decode point reuses it. Prints a markdown table:
+representative layer per layer kind) and the decode point reuses it. The deployment is the
+default one: one GPU, the checkpoint's own quantization (gpt-oss MXFP4 experts, MiniMax-M2 and
+MiMo-V2-Flash FP8). Prints a markdown table:
 
     python benchmarks/moe_speed.py [model ids...] > benchmarks/moe_speed.md
 """
@@ -23,14 +25,15 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import tensor_cast
-from tensor_cast.analysis import trace
+from tensor_cast.analysis import ExecutionOptions, trace
 t1 = time.perf_counter()
 model = sys.argv[1]
 prefill = tensor_cast.analyze(model, device="h100-sxm", batch_size=1, query_len=4096)
 t2 = time.perf_counter()
 decode = tensor_cast.analyze(model, device="h100-sxm", batch_size=64, query_len=1, context_len=4096)
 t3 = time.perf_counter()
-traced = trace(tensor_cast.load_model(model))
+options = ExecutionOptions(deployment=prefill.context.deployment.trace_options())  # the trace analyze made
+traced = trace(tensor_cast.load_model(model), options)
 print(json.dumps(dict(import_s=t1 - t0, prefill_s=t2 - t1, decode_s=t3 - t2, layers=prefill.context.num_layers,
                       kinds=len(traced.rep.kinds), seconds=traced.seconds,
                       prefill_ms=prefill.total_time_s * 1e3, decode_ms=decode.total_time_s * 1e3)))
