@@ -86,7 +86,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     model_params = tuple(parameter_table(build_representative(spec))) if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    captured = capture(rep.model, experts=experts_function(spec))
+    captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()

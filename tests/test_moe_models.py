@@ -12,7 +12,7 @@ import torch
 
 import tensor_cast
 from tensor_cast.analysis import trace
-from tensor_cast.capture.experts_interface import check_moe_capture
+from tensor_cast.capture.experts_interface import check_moe_capture, experts_function
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidArgumentError, UnsupportedModelError
 from tensor_cast.memory import parameter_table
@@ -336,3 +336,16 @@ def test_moe_layer_without_experts_op_is_an_error() -> None:
     graph.output(graph.placeholder("x"))
     with pytest.raises(UnsupportedModelError, match="model_type 'qwen3_moe': MoE layer 0 traced 0 experts ops"):
         check_moe_capture(rep, torch.fx.GraphModule(torch.nn.Module(), graph))
+
+
+def test_moe_modules_are_checked_against_the_family_table() -> None:
+    """Format detection: a MoE layer whose experts are not fused 3-D registry experts is refused."""
+    rep = build_representative(tensor_cast.load_model("Qwen/Qwen3-30B-A3B", num_hidden_layers=1))
+    assert experts_function(rep) is not None
+    block = rep.model.get_submodule("model.layers.0.mlp")
+    block.experts = torch.nn.ModuleList([torch.nn.Linear(4, 4, device="meta")])  # a per-expert module list
+    with pytest.raises(UnsupportedModelError, match="does not store fused 3-D experts"):
+        experts_function(rep)
+    del block.gate
+    with pytest.raises(UnsupportedModelError, match="MoE block model.layers.0.mlp lacks gate"):
+        experts_function(rep)

@@ -56,9 +56,18 @@ def tensor_cast_experts(module: torch.nn.Module, hidden_states: torch.Tensor, to
                           second_bias, _activation(module), gate, bool(module.is_transposed))
 
 
-def experts_function(spec: Any) -> Any:
-    """The experts function to capture `spec` with: ours when it has MoE layers, else None."""
-    return tensor_cast_experts if any(layer.mlp.kind == "moe" for layer in spec.layers) else None
+def experts_function(rep: Any) -> Any:
+    """The experts function to capture a representative model with: ours when it has MoE layers
+    (after checking their modules against the family table), else None."""
+    if not any(kind.mlp.kind == "moe" for kind in rep.kinds):
+        return None
+    from ..models.adapters import adapter_for
+    from ..models.adapters.moe import MoEAdapter
+
+    adapter = adapter_for(rep.spec.model_type)
+    if isinstance(adapter, MoEAdapter):
+        adapter.check_modules(rep.model, rep.layers_path, rep.kinds)
+    return tensor_cast_experts
 
 
 def check_moe_capture(rep: Any, gm: torch.fx.GraphModule) -> None:

@@ -9,7 +9,9 @@ router, experts and shared experts) and `MoEAdapter`, the `DecoderAdapter` that 
   and sets the family's layer-selection fields so the layer builds as MoE or dense whatever its
   index in the representative stack (`LayerRule.force`);
 - `routed_expert_parameters(rep)`: the parameters of the routed experts (3-D `gate_up_proj` /
-  `down_proj` and their per-expert biases), which a token uses k/E of.
+  `down_proj` and their per-expert biases), which a token uses k/E of;
+- `check_modules(...)`: the built model's MoE layers have the row's modules, with fused 3-D
+  experts dispatching through transformers' experts registry (the format detection).
 
 Every family here has fused 3-D experts decorated with transformers' `@use_experts_implementation`
 (what `capture/experts_interface.py` and `passes/replace_moe.py` rely on). Families whose experts
@@ -22,7 +24,7 @@ Must not touch torch graphs: this is config <-> spec translation plus module nam
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +198,36 @@ class MoEAdapter(DecoderAdapter):
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
         return [f"{layers_path}.{i}.{self.moe.block}.{self.moe.experts_module}." for i in range(rep_layers)]
+
+    def check_modules(self, model: Any, layers_path: str, kinds: Sequence[LayerSpec]) -> None:
+        """Every MoE layer has the table's block, router, experts (fused 3-D, dispatching through
+        transformers' experts registry) and shared experts; else a clear error naming the module."""
+        for index, kind in enumerate(kinds):
+            if kind.mlp.kind != "moe" or kind.mlp.moe is None:
+                continue
+            path = f"{layers_path}.{index}.{self.moe.block}"
+            names = [self.moe.router_module, self.moe.experts_module]
+            if kind.mlp.moe.num_shared_experts and self.moe.shared_module:
+                names.append(self.moe.shared_module)
+            missing = [name for name in names if _submodule(model, f"{path}.{name}") is None]
+            if missing:
+                raise UnsupportedModelError(
+                    f"model_type {model.config.model_type!r}: MoE block {path} lacks {', '.join(missing)}")
+            experts = _submodule(model, f"{path}.{self.moe.experts_module}")
+            weight = getattr(experts, "gate_up_proj", None)
+            if weight is None:
+                weight = getattr(experts, "up_proj", None)
+            if not hasattr(experts, "has_gate") or getattr(weight, "dim", lambda: 0)() != 3:
+                raise UnsupportedModelError(
+                    f"model_type {model.config.model_type!r}: {type(experts).__name__} does not store fused 3-D "
+                    "experts dispatched through transformers' experts registry (@use_experts_implementation)")
+
+
+def _submodule(model: Any, path: str) -> Any:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
 
 
 def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_rep_layers: int) -> set[str]:
