@@ -96,7 +96,7 @@ def _check(data: Mapping[str, Any], path: str) -> None:
                     raise InvalidProfileError(
                         f"{path}: unknown key(s) {sorted(unknown)} in [{key}]; accepted: {choices(allowed)}")
             for sub, sub_value in value.items():
-                if sub.endswith(("_tflops", "_tops", "_gbps", "_gib", "_us", "_mib", "_mhz")) and (
+                if key != "sources" and sub.endswith(("_tflops", "_tops", "_gbps", "_gib", "_us", "_mib", "_mhz")) and (
                         not isinstance(sub_value, (int, float)) or sub_value < 0):
                     raise InvalidProfileError(f"{path}: [{key}] {sub} must be a number >= 0, got {sub_value!r}")
         elif key not in SCHEMA[""]:
