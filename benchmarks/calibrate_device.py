@@ -346,6 +346,9 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
     if launch:
         values.update(launch)
         sources["overhead.kernel_launch_us"] = f"{detail} [{provenance}]"
+    for key in base.efficiency:
+        if f"efficiency.{key}" not in values:
+            sources[f"efficiency.{key}"] = "kept from the base profile: not measured by this calibration"
     sources.setdefault("overhead.graph_max_tokens",
                        "engine setting, not measured: vLLM captures CUDA graphs up to 512 tokens by default")
     text = cf.update_profile_text(base_text, values, sources,

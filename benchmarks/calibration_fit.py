@@ -347,11 +347,13 @@ def update_profile_text(text: str, values: Mapping[str, float], sources: Mapping
     efficiency = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("efficiency.")}
     sections = _sections(text)
     old = {name: lines for name, lines in sections}
-    if "overhead" in old:  # keep the keys the fit did not produce (graph_max_tokens: an engine setting)
-        for line in old["overhead"][1:]:
-            match = re.match(r"^\s*(\w+)\s*=\s*([^#]+)", line)
-            if match and match.group(1) not in overhead:
-                overhead[match.group(1)] = float(match.group(2)) if "." in match.group(2) else int(match.group(2))
+    for name, table in (("overhead", overhead), ("efficiency", efficiency)):
+        # keep the keys the fit did not produce (graph_max_tokens: an engine setting; vector: not measured)
+        for line in old.get(name, [""])[1:]:
+            match = re.match(r"^\s*(\w+)\s*=\s*([^#\s]+)", line)
+            if match and match.group(1) not in table:
+                text_value = match.group(2)
+                table[match.group(1)] = float(text_value) if "." in text_value or "e" in text_value else int(text_value)
 
     def block(name: str, table: Mapping[str, Any]) -> list[str]:
         lines = [f"[{name}]" + (f"  # {header}" if header else "")]
