@@ -139,9 +139,9 @@ def ceiling_values(cases: Sequence[Case], profile: DeviceProfile) -> tuple[dict[
 
 
 def graph_floor(cases: Sequence[Case]) -> tuple[dict[str, float], dict[str, str]]:
-    """The per-kernel floor inside a CUDA graph: the fastest single-kernel row measured in one
-    (launch gap plus the shortest kernel the GPU runs); every kernel pays at least this."""
-    single = [c for c in cases if len(c.ops) == 1 and c.stage]
+    """The per-kernel floor inside a CUDA graph: the fastest single memory-bound kernel measured in
+    one (launch gap plus the shortest kernel the GPU runs); every kernel pays at least this."""
+    single = [c for c in cases if len(c.ops) == 1 and c.stage == "memory-bound"]
     if not single:
         return {}, {}
     fastest = min(single, key=lambda c: c.measured_s)
