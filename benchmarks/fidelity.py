@@ -21,6 +21,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_device(args.device)
     cases, _ = build_cases(rows, l2_bytes=profile.l2_cache_mib * 2**20)
     device_row = next((r for r in rows if r.section == "device"), None)
-    measured_on = f"{device_row.name} {device_row.params}" if device_row else "unknown device"
+    measured_on = (f"{device_row.name} ({', '.join(f'{k} {v}' for k, v in device_row.params.items() if k != 'mem_gib')})"
+                   if device_row else "unknown device")
     predicted = {id(c): c.predict(profile) for c in cases}
     held_out = {} if args.no_cv else cf.cross_validate(cases, profile)
     errors = class_errors(cases, predicted, held_out)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [] if args.no_steps else whole_steps(rows, profile)
 
     if args.markdown:
-        print_markdown(profile, measured_on, errors, gemm, steps)
+        print_markdown(profile, measured_on, cases, predicted, held_out, steps)
         return 0
 
     print(f"tensor_cast fidelity: profile {profile.name} ({profile.path}) vs {args.data}\nmeasured on {measured_on}\n")
@@ -237,22 +239,39 @@ def _verdict(value: float, goal: float, held_out: float | None) -> str:
     return ("met" if ok else "missed") + held
 
 
-def print_markdown(profile: DeviceProfile, measured_on: str, errors: Sequence[ClassError], gemm: tuple,
-                   steps: Sequence[StepResult]) -> None:
-    print(f"Device: {profile.display_name} (`{profile.name}`); data: {measured_on}.\n")
+MARKDOWN_CLASSES = (  # (label, which cases, what was measured): the README's short table
+    ("GEMM bf16, M 1-8", lambda c: c.cls == "gemm bf16 M 1-8", "gemm"),
+    ("GEMM bf16, M 16-128", lambda c: c.cls == "gemm bf16 M 16-128", "gemm"),
+    ("GEMM bf16, M 256-1024", lambda c: c.cls == "gemm bf16 M 256-1024", "gemm"),
+    ("GEMM bf16, M 2048-16384", lambda c: c.cls == "gemm bf16 M 2048-16384", "gemm"),
+    ("GEMM fp8, M 16-16384", lambda c: c.cls.startswith("gemm fp8"), "gemm"),
+    ("**GEMM, all**", lambda c: c.stage == "gemm", "gemm"),
+    ("attention prefill", lambda c: c.cls == "attention prefill", "attention prefill"),
+    ("attention decode", lambda c: c.cls == "attention decode", "attention decode"),
+    ("RMSNorm, fused", lambda c: c.cls == "norm (fused)", "norm (fused)"),
+    ("RMSNorm, eager", lambda c: c.cls == "norm (eager, 8 kernels)", "norm (eager, 8 kernels)"),
+    ("SiLU·mul, fused", lambda c: c.cls == "activation (fused)", "activation (fused)"),
+    ("SiLU·mul, eager", lambda c: c.cls == "activation (eager, 2 kernels)", "activation (eager, 2 kernels)"),
+    ("residual add", lambda c: c.cls == "elementwise add", "elementwise add"),
+    ("embedding", lambda c: c.cls == "embedding", "embedding"),
+    ("argmax", lambda c: c.cls == "argmax (sampling)", "argmax (sampling)"),
+)
+
+
+def print_markdown(profile: DeviceProfile, measured_on: str, cases: Sequence[Case], predicted: dict[int, float],
+                   held_out: dict[int, float], steps: Sequence[StepResult]) -> None:
+    print(f"Device profile `{profile.name}` ({profile.display_name}) vs measurements on {measured_on}; "
+          f"evaluated {date.today()}.\n")
     print("| op class | rows | mean \\|err\\| | max \\|err\\| | held-out mean | held-out max | what was measured |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    for e in errors:
-        base = e.cls.removesuffix(L2_SUFFIX)
-        what = WHAT.get(base) or WHAT.get(" ".join(base.split()[:2])) or WHAT.get(base.split()[0], "")
-        if e.cls.startswith("gemm"):
-            what = WHAT["gemm"]
-        print(f"| {e.cls} | {e.n} | {fmt(e.mean)} | {fmt(e.worst)} | {fmt(e.cv_mean)} | {fmt(e.cv_worst)} | {what} |")
-    print(f"| **GEMM, all M** | {gemm[0]} | {fmt(gemm[1])} | {fmt(gemm[2])} | {fmt(gemm[3])} | {fmt(gemm[4])} | |")
+    for label, select, what in MARKDOWN_CLASSES:
+        n, mean, worst, cv_mean, cv_worst = summarize(cases, predicted, held_out, select)
+        if n:
+            print(f"| {label} | {n} | {fmt(mean)} | {fmt(worst)} | {fmt(cv_mean)} | {fmt(cv_worst)} | {WHAT[what]} |")
     for s in steps:
         if s.note in ("graph", "eager-gpu"):
             print(f"| step: {s.label} | 1 | {pct(s.predicted_us, s.measured_us):+.1f}% | | | | "
-                  f"transformers model, 4 layers, random weights |")
+                  "transformers Llama-3.1-8B-shaped model, 4 layers, random weights |")
 
 
 if __name__ == "__main__":
