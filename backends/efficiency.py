@@ -38,8 +38,16 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
-  or the window). Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the
-  split-KV combine (`attention_memory_latency_us`).
+  or the window). The softmax's vector FLOPs run at the vector rate and add to the tensor-core
+  time (FlashAttention-2 does not overlap them), so `attention_compute` is fitted with them in.
+  Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
+  (`attention_memory_latency_us`).
+
+Every other kind (norm, activation, elementwise, embedding, memory, other) is a streaming kernel:
+its own bandwidth fraction and ramp. Kernel constants that are not fitted (tile sizes, the
+q-block, the tail factor) are parameters too, so a calibration of another GPU can change them.
+The H100 values and where each comes from are in `backends/profiles/h100_sxm.toml`; the fitting
+code is `benchmarks/calibration_fit.py`. Nothing here reads measurement files.
 """
 
 from __future__ import annotations

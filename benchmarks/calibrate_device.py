@@ -58,7 +58,11 @@ TOKENS = (1, 16, 64, 256, 1024, 4096, 16384, 65536)
 HIDDEN, INTERMEDIATE, VOCAB = (4096, 7168), (14336, 2048), 128256
 HF_PREFILL = ((1, 512), (1, 2048), (8, 1024))
 HF_DECODE = ((1, 1024), (16, 2048), (64, 4096))
-DRY = {"m": (1, 64), "tokens": (1, 64), "prefill": ((1, 128),), "decode": ((2, 256),)}
+DRY = {"m": (1, 64), "tokens": (1, 64), "prefill": ((1, 128),), "decode": ((2, 256),),
+       "hf_prefill": ((1, 16),), "hf_decode": ((2, 32),),
+       "hf_config": {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 512, "bos_token_id": None,
+                     "eos_token_id": None}}
 
 
 # ---- timing -------------------------------------------------------------------------------------
@@ -138,6 +142,10 @@ class Bench:
 
         self.torch, self.device, self.timer, self.l2_bytes, self.dry = torch, device, timer, l2_bytes, dry
         self.dtype = torch.float32 if dry else torch.bfloat16  # CPU bf16 kernels are needlessly slow
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
 
     def randn(self, *shape: int, dtype: object = None) -> object:
         return self.torch.randn(*shape, device=self.device, dtype=dtype or self.dtype)
@@ -258,27 +266,30 @@ class Bench:
 
         from tensor_cast.models import registry
 
-        config = LlamaConfig(**{k: v for k, v in registry.lookup("meta-llama/Llama-3.1-8B").config.items()
-                                if k not in ("architectures", "model_type", "transformers_version")})
+        fields = {k: v for k, v in registry.lookup("meta-llama/Llama-3.1-8B").config.items()
+                  if k not in ("architectures", "model_type", "transformers_version")}
+        if self.dry:  # a toy model with the same structure: exercises the code path only
+            fields.update(DRY["hf_config"])
+        config = LlamaConfig(**fields)
         config.num_hidden_layers = layers
         model = AutoModelForCausalLM.from_config(config, dtype=self.dtype, attn_implementation="sdpa").to(self.device)
         model.eval()
         vocab = config.vocab_size
         with torch.no_grad():
-            for b, s in HF_PREFILL:
+            for b, s in DRY["hf_prefill"] if self.dry else HF_PREFILL:
                 ids = torch.randint(0, vocab, (b, s), device=self.device)
                 params = {"B": b, "S": s, "attn": "sdpa", "layers": layers}
                 step = lambda i, ids=ids: model(input_ids=ids, use_cache=False, logits_to_keep=1)  # noqa: E731
                 yield self.row("hf", f"llama3_8b.prefill_{layers}layers_graph", params, "bf16", step)
                 yield self._eager_row(f"llama3_8b.prefill_{layers}layers_eager", params, step)
-            for b, length in HF_DECODE:
+            for b, length in DRY["hf_decode"] if self.dry else HF_DECODE:
                 ids = torch.randint(0, vocab, (b, length), device=self.device)
                 out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
                 cache, nxt = out.past_key_values, torch.randint(0, vocab, (b, 1), device=self.device)
 
                 def decode(i: int, cache=cache, nxt=nxt, length=length) -> object:
                     result = model(input_ids=nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                    cache.crop(length)
+                    cache.crop(length - cache.get_seq_length())  # negative: drop the appended token (any 5.x)
                     return result
 
                 yield self._eager_row(f"llama3_8b.decode_{layers}layers_eager",
@@ -286,12 +297,12 @@ class Bench:
 
     def _eager_row(self, name: str, params: dict, fn: Callable[[int], object]) -> Row:
         """Eager wall time of a whole step (host launches included): median of 7 synchronized runs."""
-        torch, times = self.torch, []
+        times = []
         for i in range(10):
-            torch.cuda.synchronize()
+            self.sync()
             start = time.perf_counter()
             fn(i)
-            torch.cuda.synchronize()
+            self.sync()
             if i >= 3:
                 times.append((time.perf_counter() - start) * 1e6)
         median, p10, p90 = _summary(times)
@@ -315,7 +326,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
                                            "mem_gib": props.total_memory / 2**30, "torch": torch.__version__}, "", 0.0)]
     torch.manual_seed(0)
     sections = [bench.ceilings, bench.gemms, bench.attention, bench.elementwise]
-    if args.hf and not args.dry_run:
+    if args.hf:
         sections.append(bench.hf)
     for section in sections:
         for row in section():
