@@ -215,20 +215,22 @@ def fit_profile(cases: Sequence[Case], profile: DeviceProfile, stages: Sequence[
     return FitResult(values=values, sources=sources, profile=current)
 
 
-def cross_validate(cases: Sequence[Case], profile: DeviceProfile,
-                   stages: Sequence[Stage] = STAGES) -> dict[int, float]:
+def cross_validate(cases: Sequence[Case], profile: DeviceProfile, stages: Sequence[Stage] = STAGES,
+                   group_of: Callable[[Case], str] = lambda c: c.group) -> dict[int, float]:
     """id(case) -> its prediction from a fit that did not see its group (fitted stages only).
 
-    `profile` must already hold the fitted values of every stage (each refit starts from them).
+    Groups are `case.group` (a model projection, an attention shape, a kernel family) unless
+    `group_of` says otherwise (e.g. the model a GEMM shape comes from). `profile` must already
+    hold the fitted values of every stage (each refit starts from them).
     """
     held_out: dict[int, float] = {}
     for stage in stages:
-        groups = sorted({c.group for c in cases if c.stage == stage.name})
+        groups = sorted({group_of(c) for c in cases if c.stage == stage.name})
         for group in groups:
-            train = [c for c in cases if not (c.stage == stage.name and c.group == group)]
+            train = [c for c in cases if not (c.stage == stage.name and group_of(c) == group)]
             refit = with_values(profile, fit_stage(stage, train, profile))
             for case in cases:
-                if case.stage == stage.name and case.group == group:
+                if case.stage == stage.name and group_of(case) == group:
                     held_out[id(case)] = case.predict(refit)
     return held_out
 

@@ -207,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             print(tabulate(host, headers=["step", "measured us", "kernels", "host us/kernel", "max(GPU, host) us",
                                           "error", "host cost"]))
 
+    if not args.no_cv:
+        gemm_stage = [st for st in cf.STAGES if st.name == "gemm"]
+        by_model = cf.cross_validate(cases, profile, gemm_stage, group_of=lambda c: c.group.split(".")[0])
+        print("\nGEMM, leave one model out (fit on the other models' projections, predict this model's):")
+        table = []
+        for model in sorted({c.group.split(".")[0] for c in cases if c.stage == "gemm"}):
+            n, mean, worst, cv_mean, cv_worst = summarize(
+                cases, predicted, by_model, lambda c, m=model: c.stage == "gemm" and c.group.split(".")[0] == m)
+            table.append([model, n, fmt(mean), fmt(worst), fmt(cv_mean), fmt(cv_worst)])
+        print(tabulate(table, headers=["model held out", "rows", "mean |err| (all-data fit)", "max", "held-out mean",
+                                       "held-out max"]))
+
     print("\ntargets (issue 5):")
     m16 = [c for c in cases if c.stage == "gemm" and c.row.params["M"] >= 16]
     limit = TARGETS["gemm worst (M >= 16)"]
