@@ -168,6 +168,11 @@ def _fused_linear_dims(call: OpCall) -> GemmDims:
     return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), x.shape[-1])
 
 
+def _quant_linear_dims(call: OpCall) -> GemmDims:
+    x, weights = call.arg(0), call.arg(2)
+    return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), weights[0].shape[1])
+
+
 def _product_dims(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmDims:
     k = a.shape[-1]
     if b.ndim <= 2 or out.ndim <= 2:  # (..., M, K) @ (K, N): one GEMM over all leading rows
@@ -185,7 +190,7 @@ def _addmm_dims(call: OpCall) -> GemmDims:
 
 GEMM_DIMS: dict[str, Callable[[OpCall], GemmDims]] = {
     "linear": _linear_dims, "aten.linear": _linear_dims,
-    "tensor_cast.fused_linear": _fused_linear_dims,
+    "tensor_cast.fused_linear": _fused_linear_dims, "tensor_cast.quant_linear": _quant_linear_dims,
     "addmm": _addmm_dims, "aten.addmm": _addmm_dims, "baddbmm": _addmm_dims, "aten.baddbmm": _addmm_dims,
 }
 

@@ -43,6 +43,11 @@ class OpTime:
     stall_s: Any = 0  # the part of the shorter of compute / memory not overlapped
 
     @property
+    def kernel_latency_s(self) -> Any:
+        """Time beyond the roofline bound and the launch gap: fixed latency + non-overlapped part."""
+        return self.latency_s + self.stall_s
+
+    @property
     def work_s(self) -> Any:
         """The kernel's own time: the roofline bound, plus what it does not overlap, plus latency."""
         if _symbolic(self.compute_s, self.memory_s, self.comm_s):

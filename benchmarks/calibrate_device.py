@@ -339,6 +339,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
 def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
     import calibration_fit as cf
+
     from tensor_cast.backends.device import load_device
 
     base = load_device(args.base)

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+import tensor_cast.ops  # noqa: F401  (the custom ops exist before their rules are looked up)
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import DeviceProfile
 from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
 from tensor_cast.backends.roofline import ExecutionMode, op_time
-
-import tensor_cast.ops  # noqa: F401  (the custom ops exist before their rules are looked up)
 
 COLUMNS = ("section", "name", "params", "dtype", "median_us", "p10_us", "p90_us", "extra")
 IN_GRAPH = ExecutionMode(cuda_graphs="always")  # rows are timed inside CUDA graphs

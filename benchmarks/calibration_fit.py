@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from calibration_cases import Case, Row
+
 from tensor_cast.backends.device import DeviceProfile
 
 

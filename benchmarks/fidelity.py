@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import calibration_fit as cf  # noqa: E402
 from calibration_cases import L2_SUFFIX, Case, Row, build_cases, read_rows  # noqa: E402
 from tabulate import tabulate  # noqa: E402
+
 from tensor_cast.backends.device import DeviceProfile, load_device  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "calibration" / "h100" / "h100_microbench.csv"

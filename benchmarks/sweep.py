@@ -26,9 +26,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 from tabulate import tabulate
-from tensor_cast.backends.device import DeviceProfile, load_device
 
 import tensor_cast
+from tensor_cast.backends.device import DeviceProfile, load_device
 
 DEFAULT_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 DEFAULT_CONTEXT = (1024, 4096, 16384)

@@ -19,6 +19,7 @@ from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, TensorInfo, lookup
 from .backends.roofline import ExecutionMode, op_time
+from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
 from .models import registry
 from .models.loader import load_spec
@@ -28,7 +29,9 @@ from .report import Report
 from .report.report import validate_point
 
 CUDA_GRAPH_MODES = ("auto", "always", "never")
-DEPLOYMENT_KEYS: tuple[str, ...] = ()  # parallelism / quantization keywords (see the deployment docs)
+# parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
+# quantize_lm_head, quantize_router, memory_utilization (tensor_cast/deployment/config.py)
+DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
 
 
 def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
@@ -50,11 +53,18 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `context_len` tokens in the KV cache: prefill is `query_len=prompt, context_len=0`, decode is
     `query_len=1, context_len=tokens so far`. With `symbolic=True` the report's totals are sympy
     expressions in B, S, C and `report.evaluate(...)` / `report.sweep(...)` give concrete values.
+
+    Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp; ep is 1 or tp·dp),
+    `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
+    `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
+    `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
+    sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(
             f"unknown option(s) {sorted(unknown)}; accepted deployment options: {choices(DEPLOYMENT_KEYS) or 'none'}")
+    request = Deployment.from_options(deployment)
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
     point = None
@@ -66,8 +76,9 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
-    return analyze_spec(spec, profile, options=ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs), point=point,
-                        dump_graph_dir=dump_graph)
+    resolved = resolve(request, spec, profile)
+    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, deployment=resolved.trace_options())
+    return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, deployment=resolved)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class OpCost:
     memory_s: float
     overhead_s: float
     bound: str
+    latency_s: float = 0.0  # kernel latency + non-overlapped compute/memory (time = max + latency + overhead)
 
 
 def _meta(value: Any) -> Any:
@@ -123,7 +135,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
 
     return OpCost(op=entry.name, kind=entry.kind, counts=counts, flops=float(counts.total_flops),
                   bytes=float(counts.bytes), time_s=float(timing.time_s), compute_s=values[0], memory_s=values[1],
-                  overhead_s=values[3], bound=_bound(*values))
+                  overhead_s=values[3], bound=_bound(*values), latency_s=float(timing.kernel_latency_s))
 
 
 def list_models() -> list[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensor_cast.backends.device import load_device, parse_profile
 
 import tensor_cast
+from tensor_cast.backends.device import load_device, parse_profile
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"

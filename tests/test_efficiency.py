@@ -9,13 +9,13 @@ import itertools
 import pytest
 import sympy
 import torch
+
+import tensor_cast
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import parse_profile
 from tensor_cast.backends.efficiency import efficiency_for
 from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
 from tensor_cast.backends.roofline import ExecutionMode, op_time
-
-import tensor_cast
 from tensor_cast.errors import InvalidProfileError
 from tensor_cast.sizes import B, C, S
 

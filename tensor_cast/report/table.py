@@ -53,8 +53,8 @@ def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
         raise InvalidArgumentError(f"unknown grouping {by!r}; accepted: {choices(GROUPINGS)}")
     headers, key_of = GROUPINGS[by]
     if report.symbolic:
-        rows = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
-        return tabulate(rows[:top] if top else rows, headers=("name", "op", "kind", "flops", "bytes", "time_s"))
+        text = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
+        return tabulate(text[:top] if top else text, headers=("name", "op", "kind", "flops", "bytes", "time_s"))
     groups: dict[tuple[Any, ...], list[OpRow]] = defaultdict(list)
     for row in report.ops:
         groups[key_of(row)].append(row)
@@ -78,9 +78,9 @@ def render_summary(report: Report) -> str:
     if report.symbolic:
         return (f"{report.model} on {report.device} (symbolic in B, S, C)\n"
                 f"time_s = {report.total_time_s}\nflops = {report.total_flops}")
-    p, m = report.point, report.memory
+    p, m = report.point or {}, report.memory
     lines = [
-        ("model", report.model),
+        ("model", f"{report.model} ({report.context.architecture})"),
         ("device", report.device),
         ("step", f"batch {p['batch_size']} x {p['query_len']} new tokens, {p['context_len']} cached tokens/sequence"),
         ("time", seconds(report.total_time_s)),
@@ -88,15 +88,40 @@ def render_summary(report: Report) -> str:
         ("FLOPs", si(report.total_flops, "FLOP")),
         ("bytes moved", si(report.total_bytes, "B")),
         ("parameters", f"{pretty(report.num_parameters)} total, {pretty(report.active_parameters)} active per token"),
-        ("weights", gib(m.weights_bytes)),
-        ("KV cache", gib(m.kv_cache_bytes)),
+        ("weights per GPU", gib(m.weights_bytes)),
+        ("KV cache per GPU", gib(m.kv_cache_bytes)),
         ("activation peak", gib(m.activation_peak_bytes)),
     ]
     if report.total_comm_bytes:
         lines.insert(7, ("communication", si(report.total_comm_bytes, "B")))
+    lines += _deployment_lines(report)
     fallbacks = sorted({f for r in report.ops for f in r.fallbacks})
     if fallbacks:
         lines.append(("precision fallbacks", ", ".join(fallbacks)))
     for note in report.context.notes:
         lines.append(("note", note))
     return tabulate(lines, tablefmt="plain", disable_numparse=True)
+
+
+def _deployment_lines(report: Report) -> list[tuple[str, str]]:
+    """Deployment, communication, per-GPU memory and fit, pipeline stages (tensor_cast/deployment/)."""
+    deployment = report.context.deployment
+    lines: list[tuple[str, str]] = []
+    if deployment is None:
+        return lines
+    lines.insert(0, ("deployment", deployment.describe()))
+    if report.comm_time_s:
+        share = 100 * float(report.comm_time_s) / float(report.total_time_s)
+        lines.append(("comm time", f"{seconds(report.comm_time_s)} ({share:.1f}% of the step, not overlapped); "
+                                   f"with ideal compute/comm overlap the step would take "
+                                   f"{seconds(report.overlapped_time_s)}"))
+    by_kind = report.kv_cache_by_kind
+    if len(by_kind) > 1:
+        lines.append(("KV cache by kind", ", ".join(f"{k} {gib(v)}" for k, v in by_kind.items())))
+    reserve = report.context.capacity_bytes * (1 - deployment.memory_utilization)
+    lines.append(("memory per GPU", f"{gib(report.per_gpu_memory_bytes)} + reserve {gib(reserve)} of "
+                                    f"{gib(report.context.capacity_bytes)}"))
+    lines.append(("fit", report.fit.describe()))
+    if report.pipeline is not None:
+        lines.append(("pipeline", report.pipeline.describe()))
+    return lines

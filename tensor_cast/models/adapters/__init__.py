@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
+from .multimodal import TextDecoderOf
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
@@ -31,6 +32,10 @@ register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_f
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
                         mlp_bias_field=None))
+# Gemma 3: sandwich norms (pre/post attention and feed-forward), so no generic sub-block skipping.
+GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
+                                      mlp_bias_field=None, supports_layer_skips=False))
+register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 
 
 def supported_model_types() -> list[str]:
