@@ -2,11 +2,12 @@
 
     python benchmarks/compare_deployments.py                         # Llama-3.1-8B, built-in configs
     python benchmarks/compare_deployments.py Qwen/Qwen3-32B --prefill 1 4096 --decode 128 8192
-    python benchmarks/compare_deployments.py --config "H200 TP2; device=h200; tp=2"
+    python benchmarks/compare_deployments.py --config "H200 TP2 fp8; device=h200; tp=2; quant=fp8"
 
 For each configuration and workload (a prefill and a decode step) it prints step time,
-tokens/s, memory per GPU (weights + KV cache + activation peak, as the report gives it), whether
-that fits the device, the dominant bound and the top ops. A configuration is one line in
+tokens/s, memory per GPU (weights + KV cache + activation peak), whether that fits the device (and
+the largest batch that would), the dominant bound and the top ops. Calibrated profiles (see
+`fidelity.py`) give the measured accuracy; the others carry transferred efficiencies. A configuration is one line in
 `CONFIGS` (or one `--config` argument): a label, a device, the execution options and any
 deployment keywords `tensor_cast.analyze` accepts (parallelism, quantization). Configurations
 whose device or deployment keyword does not exist yet are listed as "not available yet".
@@ -43,11 +44,13 @@ class Config:
 CONFIGS: tuple[Config, ...] = (
     Config("H100 engine (fused kernels, CUDA graphs <= 512 tokens)"),
     Config("H100 eager HF modules (unfused, no graphs)", fuse=False, cuda_graphs="never"),
-    Config("H100 TP=2", deployment={"tp": 2}),
-    Config("H100 FP8 weights", deployment={"quantization": "fp8"}),
+    Config("H100 FP8 weights", deployment={"quant": "fp8"}),
+    Config("H100 FP8 weights + FP8 KV cache", deployment={"quant": "fp8", "kv_cache_dtype": "fp8"}),
+    Config("2xH100 TP=2", deployment={"tp": 2}),
+    Config("2xH100 DP=2", deployment={"dp": 2}),
     Config("H200 engine", device="h200"),
     Config("B200 engine", device="b200"),
-    Config("A100 engine", device="a100-sxm"),
+    Config("A100 engine", device="a100-80gb-sxm"),
     Config("MI300X engine", device="mi300x"),
 )
 
@@ -108,9 +111,9 @@ def run(model: str, config: Config, workload: Workload) -> list[str]:
                                      fuse=config.fuse, cuda_graphs=config.cuda_graphs, **dict(config.deployment))
     except TensorCastError as exc:
         return [config.label, workload.name, "not available yet", "", "", "", "", str(exc).splitlines()[0][:80]]
-    profile = tensor_cast.load_device(config.device)
     memory_gib = float(report.memory.total_bytes) / 2**30
-    fits = "yes" if memory_gib <= profile.memory_capacity_gib else f"no (> {profile.memory_capacity_gib:.0f})"
+    fit = report.fit
+    fits = f"yes (max batch {fit.max_batch_size})" if fit.fits else "no"
     return [config.label, workload.name, f"{float(report.total_time_s) * 1e3:.2f}",
             f"{float(report.tokens_per_s):,.0f}", f"{memory_gib:.1f}", fits, dominant_bound(report), top_ops(report)]
 
