@@ -106,6 +106,7 @@ class OpCost:
     memory_s: float
     overhead_s: float
     bound: str
+    latency_s: float = 0.0  # kernel latency + non-overlapped compute/memory (time = max + latency + overhead)
 
 
 def _meta(value: Any) -> Any:
@@ -147,7 +148,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
 
     return OpCost(op=entry.name, kind=entry.kind, counts=counts, flops=float(counts.total_flops),
                   bytes=float(counts.bytes), time_s=float(timing.time_s), compute_s=values[0], memory_s=values[1],
-                  overhead_s=values[3], bound=_bound(*values))
+                  overhead_s=values[3], bound=_bound(*values), latency_s=float(timing.kernel_latency_s))
 
 
 def list_models() -> list[str]:
