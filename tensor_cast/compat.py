@@ -43,4 +43,3 @@ def hf_interfaces(*, attention: Callable[..., Any], mask: Callable[..., Any],
 
             stack.enter_context(registered(ALL_EXPERTS_FUNCTIONS, IMPLEMENTATION, experts))
         yield
-
