@@ -20,6 +20,7 @@ from torch import fx
 from .backends.device import DeviceProfile
 from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
+from .capture.experts_interface import check_moe_capture, experts_function
 from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
@@ -42,6 +43,7 @@ class ExecutionOptions:
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
+    moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
 
 
 @dataclass
@@ -84,7 +86,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     model_params = tuple(parameter_table(build_representative(spec))) if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    captured = capture(rep.model)
+    captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
@@ -92,6 +94,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     gm = run_pipeline(captured.gm, build_pipeline(options),
                       on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
     timings["passes_s"] = time.perf_counter() - start
+    check_moe_capture(rep, gm)
     traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings,
                          model_params=model_params)
     _CACHE[key] = traced
@@ -125,7 +128,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,
         params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph))),
-        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, **(extra_options or {})},
+        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "moe_skew": options.moe_skew,
+                 **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
         model_params=traced.model_params,

@@ -7,6 +7,7 @@ accepted values — and delegates the work to `analysis.py`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             query_len: int | None = None, context_len: int = 0, num_hidden_layers: int | None = None,
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
-            trust_remote_code: bool = False, **deployment: Any) -> Report:
+            trust_remote_code: bool = False, moe_skew: float = 0.0, **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
@@ -59,6 +60,11 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
     `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
     sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
+
+    `moe_skew` models hot experts in MoE layers: the i-th most popular expert is picked with Zipf
+    weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i
+    times less often than the first, each at most once per token). It changes how many experts'
+    weights a step reads (fewer distinct experts are hit), not the FLOPs.
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
@@ -67,6 +73,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     request = Deployment.from_options(deployment)
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    _check_moe_skew(moe_skew)
     point = None
     if not symbolic:
         if batch_size is None or query_len is None:
@@ -77,8 +84,14 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
     resolved = resolve(request, spec, profile)
-    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, deployment=resolved.trace_options())
+    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, deployment=resolved.trace_options(),
+                               moe_skew=float(moe_skew))
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, deployment=resolved)
+
+
+def _check_moe_skew(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"moe_skew must be a finite number >= 0 (0: uniform routing), got {value!r}")
 
 
 @dataclass(frozen=True)

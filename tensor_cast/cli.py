@@ -46,6 +46,8 @@ def _add_analyze(sub: Any) -> None:
     p.add_argument("--unfused", action="store_true", help="eager execution: no kernel fusion")
     p.add_argument("--cuda-graphs", default="auto", help="auto (decode-sized steps), always, never")
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
+    p.add_argument("--moe-skew", type=float, default=0.0,
+                   help="MoE routing skew: Zipf exponent of expert popularity (default 0: uniform routing)")
     _add_deployment(p)
 
 
@@ -88,7 +90,7 @@ def _analyze(args: argparse.Namespace) -> int:
         context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
         per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
         cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
-        **_deployment(args),
+        moe_skew=args.moe_skew, **_deployment(args),
     )
     table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
     print(report.summary())

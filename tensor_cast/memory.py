@@ -56,6 +56,11 @@ def _rep_layer(name: str, layers_path: str) -> int | None:
 
 def parameter_table(rep: RepresentativeModel,
                     bytes_per_element: Callable[[str, torch.Tensor], float] | None = None) -> list[ParamEntry]:
+    from .models.adapters.moe import routed_expert_parameters
+
+    # Routed experts (3-D weights and their per-expert biases, by module name from the family
+    # table): a token uses top_k of num_experts. Routers and shared experts are fully active.
+    routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds))
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
         layer = _rep_layer(name, rep.layers_path)
@@ -63,7 +68,7 @@ def parameter_table(rep: RepresentativeModel,
         fraction = 1.0
         if layer is not None:
             moe = rep.kinds[layer].mlp.moe
-            if moe is not None and param.dim() == 3 and param.shape[0] == moe.num_experts:
+            if moe is not None and name in routed and param.shape[0] == moe.num_experts:
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,

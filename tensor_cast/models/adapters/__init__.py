@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
+from .moe import moe_adapters
 from .multimodal import TextDecoderOf
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
@@ -36,6 +37,8 @@ register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="at
 GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
                                       mlp_bias_field=None, supports_layer_skips=False))
 register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
+for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
+    register(_moe_adapter)
 
 
 def supported_model_types() -> list[str]:
