@@ -234,7 +234,8 @@ def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
         raise DeploymentError(f"ep={ep} needs MoE layers; {spec.name} has none (accepted ep: 1)")
     experts = _common(m.num_experts for m in moes)  # ep must divide every MoE layer's expert count
     if ep != tp * dp:
-        accepted = ", ".join(["1"] + ([str(tp * dp)] if experts % (tp * dp) == 0 else []))
+        accepted = f"1, {tp * dp}" if experts % (tp * dp) == 0 else (
+            f"1 (tp·dp = {tp * dp} does not divide num_experts={experts}; valid ep = tp·dp: {choices(divisors(experts))})")
         raise DeploymentError(
             f"ep={ep} must span the tp·dp = {tp * dp} GPUs of a pipeline stage (experts split over them, "
             f"attention TP/DP beside them); accepted ep: {accepted}")
