@@ -59,10 +59,13 @@ def _wire_dtype(node: fx.Node) -> str:
 
 
 def _routing(node: fx.Node, ep: int, dp: int, nodes: int) -> tuple[object, ...]:
+    """(top_k, E, skew, ep, dp, nodes): the exchange ops' arguments after the tensor."""
     experts = int(example(node.args[3]).shape[0])
     if experts % ep:
         raise DeploymentError(f"ep={ep} does not divide the {experts} experts of {module_path(node) or 'a MoE block'}")
-    return (int(node.args[TOP_K]), experts, float(node.args[SKEW]), ep, dp, nodes)
+    top_k, skew = node.args[TOP_K], node.args[SKEW]
+    assert isinstance(top_k, int) and isinstance(skew, (int, float)), "replace_moe writes literal top_k and skew"
+    return (top_k, experts, float(skew), ep, dp, nodes)
 
 
 def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1) -> fx.GraphModule:
