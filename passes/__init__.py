@@ -25,6 +25,7 @@ from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .replace_mla import replace_mla
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -39,6 +40,11 @@ def _fusing(options: Any) -> bool:
 
 def _no_params(options: Any) -> dict[str, Any]:
     return {}
+
+
+def _mla_params(options: Any) -> dict[str, Any]:
+    """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
+    return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Pass:
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
     Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    Pass("replace_mla", replace_mla, params=_mla_params),  # before fusions: it removes kv_b_proj and the K/V copies
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),

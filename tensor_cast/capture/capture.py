@@ -21,7 +21,7 @@ import sympy
 import torch
 from torch import fx
 
-from ..compat import IMPLEMENTATION, hf_interfaces
+from ..compat import IMPLEMENTATION, hf_interfaces, set_attention_implementation
 from ..errors import CaptureError, TensorCastError
 from ..sizes import B, C, S
 from .attention_interface import CONTEXT_KWARG, no_mask, tensor_cast_attention
@@ -68,7 +68,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     torch._dynamo.mark_dynamic(context, 0)
     torch._dynamo.reset()
     with hf_interfaces(attention=tensor_cast_attention, mask=no_mask, experts=experts):
-        model.set_attn_implementation(IMPLEMENTATION)
+        set_attention_implementation(model, IMPLEMENTATION)
         if experts is not None:
             model.set_experts_implementation(IMPLEMENTATION)
         compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
+from .deepseek import DeepseekAdapter
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
 # model_type written in some public configs -> the transformers model_type that builds it
-MODEL_TYPE_ALIASES: dict[str, str] = {}
+MODEL_TYPE_ALIASES: dict[str, str] = {
+    "kimi_k2": "deepseek_v3",  # Kimi-K2: DeepSeek-V3 architecture (DeepseekV3ForCausalLM) under its own name
+}
 
 
 def register(adapter: DecoderAdapter) -> DecoderAdapter:
@@ -31,6 +34,9 @@ register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_f
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
                         mlp_bias_field=None))
+# MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
+register(DeepseekAdapter(model_types=("deepseek_v3",)))
+register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 
 
 def supported_model_types() -> list[str]:
