@@ -27,6 +27,7 @@ from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline
 from .report import Report, ReportContext
 from .report.graph_dump import dump_graph
+from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
 
@@ -37,6 +38,8 @@ class ExecutionOptions:
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
+    mla_form: str = "auto"  # MLA kernels: auto (absorbed for decode, expanded for prefill) | absorbed | expanded
+    mtp: int = 0  # MTP draft passes per step (speculative decoding); 0: off
 
 
 @dataclass
@@ -74,7 +77,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         return _CACHE[key]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    rep = build_representative(spec)
+    rep = build_representative(spec, mtp=options.mtp)
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
     captured = capture(rep.model)
@@ -94,7 +97,8 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
 
 def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
-                 notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None) -> Report:
+                 notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
+                 speculative: SpeculativeDecoding | None = None) -> Report:
     traced = trace(spec, options)
     if dump_graph_dir is not None:
         traced.write_dumps(dump_graph_dir)
@@ -107,7 +111,9 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,
         params=tuple(parameter_table(traced.rep)),
-        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, **(extra_options or {})},
+        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
+                 "mtp": options.mtp, **(extra_options or {})},
         notes=notes,
+        speculative=speculative,
     )
     return Report(costed, context, point)

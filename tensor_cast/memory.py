@@ -51,6 +51,16 @@ def _rep_layer(name: str, layers_path: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None) -> Any:
+    """The spec of the layer a parameter belongs to: a stack layer, an MTP block's layer, or None."""
+    if layer is not None:
+        return rep.kinds[layer]
+    for prefix, spec in rep.extra_layers:
+        if name.startswith(prefix + "."):
+            return spec
+    return None
+
+
 def parameter_table(rep: RepresentativeModel,
                     bytes_per_element: Callable[[str, torch.Tensor], float] | None = None) -> list[ParamEntry]:
     entries = []
@@ -58,8 +68,9 @@ def parameter_table(rep: RepresentativeModel,
         layer = _rep_layer(name, rep.layers_path)
         multiplicity = len(rep.layer_indices[layer]) if layer is not None else 1
         fraction = 1.0
-        if layer is not None:
-            moe = rep.kinds[layer].mlp.moe
+        layer_spec = _layer_spec_of(name, rep, layer)
+        if layer_spec is not None:
+            moe = layer_spec.mlp.moe
             if moe is not None and param.dim() == 3 and param.shape[0] == moe.num_experts:
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
