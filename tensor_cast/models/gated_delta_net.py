@@ -1,9 +1,12 @@
 """The swapped forward of transformers' gated DeltaNet layers (Qwen3-Next, Qwen3.5).
 
 Keeps the module's own input projections (Qwen3-Next: fused `in_proj_qkvz` / `in_proj_ba` with
-the head-grouped layout; Qwen3.5: `in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`), its gated
-RMSNorm and `out_proj`, and replaces the conv1d + gating + delta-rule core (transformers' torch
-chunk loop) by one `tensor_cast::gated_delta_net` op. Applied by `module_swaps.py`.
+the head-grouped layout; Qwen3.5: `in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`) and
+`out_proj`, and replaces the conv1d + gating + delta-rule core (transformers' torch chunk loop) by
+one `tensor_cast::gated_delta_net` op. The gated output norm, rmsnorm(o)·silu(z), is emitted as
+the fused `rms_norm` and `act_mul` kernels with the module's own weight and epsilon (engines run
+it fused; as ~10 eager elementwise ops it would dominate a decode step's launch count). Applied by
+`module_swaps.py`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..ops.fused import act_mul, rms_norm
 from ..ops.linear_attention import gated_delta_net
 
 
@@ -43,5 +47,7 @@ class GatedDeltaNetForward:
         core = gated_delta_net(mixed, a, b, module.conv1d.weight, module.A_log, module.dt_bias, module.num_k_heads,
                                module.head_k_dim, module.num_v_heads, module.head_v_dim,
                                module.tensor_cast_decode_query_len)
-        core = module.norm(core.reshape(-1, module.head_v_dim), z.reshape(-1, module.head_v_dim))
+        gate = module.norm
+        normed = rms_norm(core.reshape(-1, module.head_v_dim), gate.weight, gate.variance_epsilon)
+        core = act_mul(z.reshape(-1, module.head_v_dim), normed, "silu")
         return module.out_proj(core.reshape(batch, seq, -1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
+from .hybrid import HybridLinearAdapter
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
@@ -37,6 +38,10 @@ register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="at
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 register(DeepseekAdapter(model_types=("deepseek_v3",)))
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
+# hybrid gated DeltaNet (linear attention) + gated full attention
+register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
+register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
+                             mtp_field="mtp_num_hidden_layers"))
 
 
 def supported_model_types() -> list[str]:
