@@ -8,6 +8,13 @@ Every number carries its unit in its name (`_tflops`, `_gbps`, `_gib`, `_us`) an
 `[sources]` table says where it comes from (a datasheet — dense, not sparse — or a measurement).
 Peaks of a precision the device lacks are 0; `rate()` then falls back to the next precision the
 device runs and says which.
+
+The optional `[interconnect]` table describes how one device reaches its peers, as a two-level
+hierarchy (inside a node, between nodes): `Interconnect`. Bandwidths are per device, per
+direction, in GB/s (1e9 B/s: H100 NVLink4 is 900 GB/s bidirectional = 450); latencies are the
+one-way latency of one transfer step on that link, in µs. This module only holds and validates
+the data; the collective cost model (ring/tree algorithms, which level a group uses) lives with
+the communication backend. It must not compute times.
 """
 
 from __future__ import annotations
@@ -33,15 +40,67 @@ SCHEMA: dict[str, dict[str, bool]] = {
     "chip": {"compute_units": True, "clock_mhz": False},
     "overhead": {"kernel_launch_us": True, "graph_kernel_us": True, "graph_max_tokens": False},
     "efficiency": {},  # free-form: parameters of the efficiency models (backends/efficiency.py)
-    "interconnect": {},  # free-form: validated by the communication model
-    "sources": {},  # key -> where the number comes from
+    "interconnect": {"gpus_per_node": True, "intra_node": True, "intra_node_bandwidth_gbps": True,
+                     "intra_node_latency_us": True, "inter_node": True, "inter_node_bandwidth_gbps": True,
+                     "inter_node_latency_us": True, "pcie_bandwidth_gbps": False},
+    "sources": {},  # "<section>" or "<section>.<key>" -> where the number comes from
 }
+SCHEMA_VERSIONS = (1,)
+# Sections a profile may leave out even though some of their keys are required when present: a
+# profile without [interconnect] describes a single device (multi-device deployments need one).
+OPTIONAL_SECTIONS = frozenset({"interconnect", "efficiency", "sources"})
+UNIT_SUFFIXES = ("_tflops", "_tops", "_gbps", "_gib", "_us", "_mib", "_mhz")
+
+# Link names a profile may use, per level of the hierarchy. HCCS is both: inside an Ascend server,
+# and (HCCS-L2 / UnifiedBus) between the servers of a SuperPoD.
+INTRA_NODE_LINKS = ("nvlink3", "nvlink4", "nvlink5", "infinity-fabric", "hccs", "pcie-gen4", "pcie-gen5",
+                    "pcie-gen6")
+INTER_NODE_LINKS = ("infiniband-hdr", "infiniband-ndr", "infiniband-xdr", "roce", "ethernet", "hccs")
 
 # When a device has no rate for a precision, the kernel engines would run instead.
 PRECISION_FALLBACK = {"fp4": "fp8", "fp8": "bf16", "int8": "bf16", "bf16": "fp16", "fp16": "bf16",
                       "tf32": "fp32", "vector": "fp32"}
 PRECISION_KEY = {"fp4": "fp4_tflops", "fp8": "fp8_tflops", "int8": "int8_tops", "bf16": "bf16_tflops",
                  "fp16": "fp16_tflops", "tf32": "tf32_tflops", "fp32": "fp32_tflops", "vector": "fp32_tflops"}
+
+
+@dataclass(frozen=True)
+class Link:
+    """One level of the interconnect: its name, per-device per-direction bandwidth, step latency."""
+
+    name: str
+    bandwidth_gbps: float
+    latency_us: float
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    """How a device reaches its peers: `gpus_per_node` devices share the intra-node link (NVLink,
+    Infinity Fabric, HCCS, PCIe); groups larger than a node also cross the inter-node link
+    (InfiniBand, RoCE). Bandwidths are per device and per direction (GB/s); latencies in µs."""
+
+    gpus_per_node: int
+    intra_node: str
+    intra_node_bandwidth_gbps: float
+    intra_node_latency_us: float
+    inter_node: str
+    inter_node_bandwidth_gbps: float
+    inter_node_latency_us: float
+    pcie_bandwidth_gbps: float | None = None  # host link, per direction; None when not given
+
+    @property
+    def intra(self) -> Link:
+        return Link(self.intra_node, self.intra_node_bandwidth_gbps, self.intra_node_latency_us)
+
+    @property
+    def inter(self) -> Link:
+        return Link(self.inter_node, self.inter_node_bandwidth_gbps, self.inter_node_latency_us)
+
+    def spans_nodes(self, group_size: int) -> bool:
+        """Whether a group of `group_size` consecutive ranks cannot fit in one node."""
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size must be an int >= 1, got {group_size!r}")
+        return group_size > self.gpus_per_node
 
 
 @dataclass(frozen=True)
@@ -60,7 +119,7 @@ class DeviceProfile:
     l2_cache_mib: float = 0.0
     clock_mhz: float = 0.0
     efficiency: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    interconnect: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    interconnect: Interconnect | None = None  # None: the profile has no [interconnect] table
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     aliases: tuple[str, ...] = ()
     notes: str = ""
@@ -82,37 +141,117 @@ class DeviceProfile:
             current = PRECISION_FALLBACK.get(current, "fp32")
         raise InvalidProfileError(f"device {self.name} has no compute rate for {precision} or its fallbacks")
 
+    def require_interconnect(self, purpose: str) -> Interconnect:
+        """The interconnect, or an error saying the profile needs one for `purpose` (e.g. 'tp=8')."""
+        if self.interconnect is None:
+            where = f" ({self.path})" if self.path else ""
+            raise InvalidProfileError(
+                f"device {self.name}{where} has no [interconnect] table, needed for {purpose}; add one with "
+                f"keys: {choices(SCHEMA['interconnect'])}")
+        return self.interconnect
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_table(section: str, table: Mapping[str, Any], path: str) -> None:
+    allowed = SCHEMA[section]
+    where = f"[{section}]" if section else "top level"
+    if allowed:
+        unknown = [k for k in table if k not in allowed and not (section == "" and isinstance(table[k], dict))]
+        if unknown:
+            raise InvalidProfileError(f"{path}: unknown key(s) {sorted(unknown)} at {where}; accepted: {choices(allowed)}")
+        missing = [k for k, required in allowed.items() if required and k not in table]
+        if missing:
+            required = [k for k, r in allowed.items() if r]
+            raise InvalidProfileError(f"{path}: missing key(s) {missing} at {where}; required: {choices(required)}")
+    if section == "sources":
+        return  # its values are texts (checked by _check_sources)
+    for key, value in table.items():
+        if key.endswith(UNIT_SUFFIXES) and (not _is_number(value) or value < 0):
+            raise InvalidProfileError(f"{path}: {where} {key} must be a number >= 0, got {value!r}")
+
+
+def _check_interconnect(table: Mapping[str, Any], path: str) -> None:
+    count = table["gpus_per_node"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidProfileError(f"{path}: [interconnect] gpus_per_node must be an integer >= 1, got {count!r}")
+    for key, accepted in (("intra_node", INTRA_NODE_LINKS), ("inter_node", INTER_NODE_LINKS)):
+        if table[key] not in accepted:
+            raise InvalidProfileError(
+                f"{path}: [interconnect] {key} = {table[key]!r} is not a known link; accepted: {choices(accepted)}")
+    for key in ("intra_node_bandwidth_gbps", "inter_node_bandwidth_gbps", "pcie_bandwidth_gbps"):
+        if key in table and table[key] <= 0:
+            raise InvalidProfileError(f"{path}: [interconnect] {key} must be > 0 (GB/s per direction), got {table[key]!r}")
+
+
+def _check_sources(data: Mapping[str, Any], path: str) -> None:
+    sections = [s for s in SCHEMA if s and s != "sources"]
+    for key, value in data.get("sources", {}).items():
+        section, _, sub = key.partition(".")
+        if section not in sections:
+            raise InvalidProfileError(
+                f"{path}: [sources] key {key!r} names no section; accepted: <section> or <section>.<key> "
+                f"with section one of {choices(sections)}")
+        if sub and sub not in data.get(section, {}):
+            raise InvalidProfileError(f"{path}: [sources] key {key!r}: [{section}] has no key {sub!r}")
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidProfileError(f"{path}: [sources] {key} must be a non-empty string naming the source")
+
 
 def _check(data: Mapping[str, Any], path: str) -> None:
     for key, value in data.items():
-        if isinstance(value, dict):
-            if key not in SCHEMA or key == "":
-                raise InvalidProfileError(
-                    f"{path}: unknown section [{key}]; accepted sections: {choices(k for k in SCHEMA if k)}")
-            allowed = SCHEMA[key]
-            if allowed:
-                unknown = set(value) - set(allowed)
-                if unknown:
-                    raise InvalidProfileError(
-                        f"{path}: unknown key(s) {sorted(unknown)} in [{key}]; accepted: {choices(allowed)}")
-            for sub, sub_value in value.items():
-                if sub.endswith(("_tflops", "_tops", "_gbps", "_gib", "_us", "_mib", "_mhz")) and (
-                        not isinstance(sub_value, (int, float)) or sub_value < 0):
-                    raise InvalidProfileError(f"{path}: [{key}] {sub} must be a number >= 0, got {sub_value!r}")
-        elif key not in SCHEMA[""]:
-            raise InvalidProfileError(f"{path}: unknown top-level key {key!r}; accepted: {choices(SCHEMA[''])}")
-    for section, keys in SCHEMA.items():
-        table = data if section == "" else data.get(section, {})
-        if section and section not in data and any(keys.values()):
-            raise InvalidProfileError(f"{path}: missing section [{section}]")
-        missing = [k for k, required in keys.items() if required and k not in table]
-        if missing:
-            where = f"[{section}]" if section else "top level"
-            raise InvalidProfileError(f"{path}: missing key(s) {missing} at {where}")
-    if data["schema_version"] != 1:
-        raise InvalidProfileError(f"{path}: schema_version {data['schema_version']} not supported (accepted: 1)")
+        if isinstance(value, dict) and (key not in SCHEMA or key == ""):
+            raise InvalidProfileError(
+                f"{path}: unknown section [{key}]; accepted sections: {choices(k for k in SCHEMA if k)}")
+        if key in SCHEMA and key and not isinstance(value, dict):
+            raise InvalidProfileError(f"{path}: {key} must be a table [{key}], got {value!r}")
+    _check_table("", data, path)
+    version = data["schema_version"]
+    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:
+        raise InvalidProfileError(
+            f"{path}: schema_version {version!r} not supported; accepted: {choices(SCHEMA_VERSIONS)}")
+    for section in SCHEMA:
+        if not section:
+            continue
+        if section not in data:
+            if section not in OPTIONAL_SECTIONS:
+                raise InvalidProfileError(f"{path}: missing section [{section}]; required sections: "
+                                          f"{choices(s for s in SCHEMA if s and s not in OPTIONAL_SECTIONS)}")
+            continue
+        _check_table(section, data[section], path)
+    for section, key in (("chip", "compute_units"), ("overhead", "graph_max_tokens")):
+        value = data[section].get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidProfileError(f"{path}: [{section}] {key} must be an integer >= 1, got {value!r}")
+    if "interconnect" in data:
+        _check_interconnect(data["interconnect"], path)
+    _check_sources(data, path)
+    for key in ("name", "display_name", "vendor", "architecture", "notes"):
+        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
+            raise InvalidProfileError(f"{path}: {key} must be a non-empty string, got {data[key]!r}")
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise InvalidProfileError(f"{path}: aliases must be a list of non-empty strings, got {aliases!r}")
     if data["memory"]["bandwidth_gbps"] <= 0 or data["compute"]["bf16_tflops"] <= 0:
         raise InvalidProfileError(f"{path}: memory bandwidth and bf16 peak must be > 0")
+
+
+def _interconnect(table: Mapping[str, Any] | None) -> Interconnect | None:
+    if table is None:
+        return None
+    pcie = table.get("pcie_bandwidth_gbps")
+    return Interconnect(
+        gpus_per_node=int(table["gpus_per_node"]),
+        intra_node=table["intra_node"],
+        intra_node_bandwidth_gbps=float(table["intra_node_bandwidth_gbps"]),
+        intra_node_latency_us=float(table["intra_node_latency_us"]),
+        inter_node=table["inter_node"],
+        inter_node_bandwidth_gbps=float(table["inter_node_bandwidth_gbps"]),
+        inter_node_latency_us=float(table["inter_node_latency_us"]),
+        pcie_bandwidth_gbps=None if pcie is None else float(pcie),
+    )
 
 
 def parse_profile(text: str, path: str = "<profile>") -> DeviceProfile:
@@ -137,7 +276,7 @@ def parse_profile(text: str, path: str = "<profile>") -> DeviceProfile:
         graph_kernel_us=float(overhead["graph_kernel_us"]),
         graph_max_tokens=int(overhead.get("graph_max_tokens", 512)),
         efficiency=MappingProxyType(dict(data.get("efficiency", {}))),
-        interconnect=MappingProxyType(dict(data.get("interconnect", {}))),
+        interconnect=_interconnect(data.get("interconnect")),
         sources=MappingProxyType(dict(data.get("sources", {}))),
         aliases=tuple(data.get("aliases", ())),
         notes=data.get("notes", ""),

@@ -26,6 +26,7 @@ from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
 from .replace_mla import replace_mla
+from .verify_attention_replaced import verify_attention_replaced
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -67,7 +68,8 @@ class Pass:
 
 # The order matters where a comment says why.
 PIPELINE: tuple[Pass, ...] = (
-    Pass("eliminate_dead_code", eliminate_dead_code),  # first: mask helpers left unused by the no-op mask
+    Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
+    Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     Pass("replace_mla", replace_mla, params=_mla_params),  # before fusions: it removes kv_b_proj and the K/V copies
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),

@@ -1,7 +1,8 @@
 """fold_rotary_tables: the per-forward cos/sin computation becomes one `tensor_cast::rotary_table`.
 
-Matches: the nodes traced inside a module whose class name ends with `RotaryEmbedding`, with one
-integer input (positions), one inverse-frequency buffer and two outputs (cos, sin).
+Matches: each connected group of nodes traced inside a module whose class name ends with
+`RotaryEmbedding`, with one integer input (positions), one inverse-frequency buffer and two
+outputs (cos, sin). (Gemma 3 computes a local and a global table pair in one module: two groups.)
 Produces: `(cos, sin) = rotary_table(positions, inv_freq, scaling, dtype)`, a free op: serving
 engines compute the cos/sin cache once at load time and index it inside the RoPE kernel.
 Invariant after: cos and sin keep their shapes and dtypes; no node of the rotary module remains.
@@ -20,6 +21,7 @@ import torch
 from torch import fx
 
 from .graph_utils import (
+    connected_components,
     example,
     external_inputs,
     finish,
@@ -53,7 +55,7 @@ def _scaling(nodes: list[fx.Node]) -> float:
 
 def fold_rotary_tables(gm: fx.GraphModule) -> fx.GraphModule:
     op = torch.ops.tensor_cast.rotary_table.default
-    for nodes in _regions(gm).values():
+    for nodes in (c for region in _regions(gm).values() for c in connected_components(region)):
         outputs = region_outputs(nodes)
         tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
         positions = [n for n in tensors if not example(n).dtype.is_floating_point]

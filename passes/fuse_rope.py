@@ -23,6 +23,7 @@ from torch import fx
 
 from .graph_utils import (
     ancestors_within,
+    connected_components,
     example,
     external_inputs,
     finish,
@@ -39,34 +40,13 @@ ROPE_FUNCTIONS = frozenset({
 })
 
 
-def _components(nodes: list[fx.Node]) -> list[list[fx.Node]]:
-    """Split a module's rope nodes into connected components (graph order kept)."""
-    parent = {n: n for n in nodes}
-
-    def find(n: fx.Node) -> fx.Node:
-        while parent[n] is not n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    members = set(nodes)
-    for node in nodes:
-        for arg in node.all_input_nodes:
-            if arg in members:
-                parent[find(arg)] = find(node)
-    groups: dict[fx.Node, list[fx.Node]] = defaultdict(list)
-    for node in nodes:
-        groups[find(node)].append(node)
-    return list(groups.values())
-
-
 def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
     op = torch.ops.tensor_cast.rope.default
     by_module: dict[str, list[fx.Node]] = defaultdict(list)
     for node in gm.graph.nodes:
         if node.op in ("call_function", "call_method") and ROPE_FUNCTIONS.intersection(source_functions(node)[-1:]):
             by_module[module_path(node)].append(node)
-    for nodes in by_module.values():
+    for nodes in (c for group in by_module.values() for c in connected_components(group)):
         region = set(nodes)
         outputs = region_outputs(nodes)
         inputs = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]

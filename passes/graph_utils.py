@@ -117,6 +117,27 @@ def ancestors_within(node: fx.Node, region: set[fx.Node]) -> set[fx.Node]:
     return out
 
 
+def connected_components(nodes: Sequence[fx.Node]) -> list[list[fx.Node]]:
+    """Split `nodes` into groups connected by edges between them (graph order kept in each)."""
+    parent = {n: n for n in nodes}
+
+    def find(n: fx.Node) -> fx.Node:
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    members = set(nodes)
+    for node in nodes:
+        for arg in node.all_input_nodes:
+            if arg in members:
+                parent[find(arg)] = find(node)
+    groups: dict[fx.Node, list[fx.Node]] = {}
+    for node in nodes:
+        groups.setdefault(find(node), []).append(node)
+    return list(groups.values())
+
+
 def _flat_nodes(value: Any) -> Iterable[fx.Node]:
     out: list[fx.Node] = []
     fx.node.map_arg(value, out.append)

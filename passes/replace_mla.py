@@ -24,6 +24,8 @@ an unknown `form` is an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import fx
 
@@ -42,13 +44,16 @@ def _inside(node: fx.Node, path: str) -> bool:
     return own == path or own.startswith(path + ".")
 
 
-def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], tuple] | None:
+def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], tuple[Any, ...]] | None:
     """(region, mla args without form) for one HF MLA attention call, or None."""
     path = module_path(attention)
     query = attention.args[0]
-    if not (isinstance(query, fx.Node) and query.target is torch.cat and len(query.args[0]) == 2):
+    if not (isinstance(query, fx.Node) and query.target is torch.cat):
         return None
-    q_nope, q_rope = query.args[0]
+    parts: Any = query.args[0]
+    if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+        return None
+    q_nope, q_rope = parts
     expand = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method") and _inside(n, path)
               and EXPAND_FUNCTION in source_functions(n)]
     linears = [n for n in expand if n.target in LINEARS]

@@ -107,6 +107,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     context = ReportContext(
         model=spec.name,
         device=profile.name,
+        architecture=spec.architecture,
         layer_indices=traced.rep.layer_indices,
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,

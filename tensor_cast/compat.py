@@ -29,22 +29,6 @@ def registered(interface: Any, name: str, function: Callable[..., Any]) -> Itera
             mapping[name] = previous
 
 
-def set_attention_implementation(model: Any, name: str) -> None:
-    """`model.set_attn_implementation(name)`, reaching every config in the module tree.
-
-    transformers updates the model's config and its registered sub-configs only; a layer rebuilt
-    from a per-layer config copy (a `per_layer_config` override, an MTP block) holds its own copy,
-    which would otherwise keep the default (sdpa) attention and escape the KV-cache-aware op.
-    """
-    from transformers import PretrainedConfig
-
-    model.set_attn_implementation(name)
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if isinstance(config, PretrainedConfig) and config._attn_implementation != name:
-            config._attn_implementation_internal = name
-
-
 @contextlib.contextmanager
 def hf_interfaces(*, attention: Callable[..., Any], mask: Callable[..., Any],
                   experts: Callable[..., Any] | None = None) -> Iterator[None]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import CaptureError
+from ..models.build import ATTENTION_SPEC_ATTRIBUTE
 from ..ops.attention import attention as attention_op
 
 CONTEXT_KWARG = "tensor_cast_context"
@@ -28,12 +29,26 @@ def tensor_cast_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
         raise CaptureError(
             f"{type(module).__name__} does not pass the forward's kwargs to its attention function; "
             "its KV cache cannot be modelled")
-    window = kwargs.get("sliding_window") or 0
+    window = _window(module, kwargs.get("sliding_window"))
     sinks = kwargs.get("s_aux")
     scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
     causal = bool(getattr(module, "is_causal", True))
     out = attention_op(query, key, value, carrier.shape[0], scale, causal, int(window), sinks)
     return out, None
+
+
+def _window(module: torch.nn.Module, hf_window: int | None) -> int:
+    """The window the layer's spec says (authoritative: per-layer overrides live there); the one
+    the HF code passes must agree with it."""
+    spec = getattr(module, ATTENTION_SPEC_ATTRIBUTE, None)
+    if spec is None:
+        return int(hf_window or 0)
+    window = spec.window if spec.kind == "sliding" else 0
+    if hf_window and int(hf_window) != window and spec.kind != "sliding":
+        raise CaptureError(
+            f"{type(module).__name__} applies a sliding window of {hf_window} but the model spec says "
+            f"{spec.kind} attention (adapter bug)")
+    return int(window or 0)
 
 
 def no_mask(*args: Any, **kwargs: Any) -> None:

@@ -21,7 +21,7 @@ import sympy
 import torch
 from torch import fx
 
-from ..compat import IMPLEMENTATION, hf_interfaces, set_attention_implementation
+from ..compat import IMPLEMENTATION, hf_interfaces
 from ..errors import CaptureError, TensorCastError
 from ..sizes import B, C, S
 from .attention_interface import CONTEXT_KWARG, no_mask, tensor_cast_attention
@@ -46,6 +46,19 @@ class CapturedGraph:
         raise TypeError(f"not a size: {value!r}")
 
 
+def _propagate_implementations(model: torch.nn.Module, *, experts: bool) -> None:
+    """Layers rebuilt from per-layer configs hold their own config objects, which
+    `set_attn_implementation` does not reach: point every config of this meta model at ours."""
+    from transformers import PretrainedConfig
+
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig) and config is not model.config:
+            config._attn_implementation_internal = IMPLEMENTATION
+            if experts:
+                config._experts_implementation_internal = IMPLEMENTATION
+
+
 def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
     for node in gm.graph.nodes:
         if node.op == "placeholder" and node.name.endswith(suffix):
@@ -68,9 +81,10 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     torch._dynamo.mark_dynamic(context, 0)
     torch._dynamo.reset()
     with hf_interfaces(attention=tensor_cast_attention, mask=no_mask, experts=experts):
-        set_attention_implementation(model, IMPLEMENTATION)
+        model.set_attn_implementation(IMPLEMENTATION)  # type: ignore[operator]
         if experts is not None:
-            model.set_experts_implementation(IMPLEMENTATION)
+            model.set_experts_implementation(IMPLEMENTATION)  # type: ignore[operator]
+        _propagate_implementations(model, experts=experts is not None)
         compiled = torch.compile(model, backend=record, fullgraph=True, dynamic=None)
         try:
             with torch.no_grad():
@@ -78,7 +92,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
         except TensorCastError:
             raise
         except Exception as exc:
-            inner = exc
+            inner: BaseException = exc
             while inner.__cause__ is not None and not isinstance(inner, TensorCastError):
                 inner = inner.__cause__
             if isinstance(inner, TensorCastError):

@@ -81,12 +81,28 @@ class SkippedSubBlocks(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.has_attention:
+            assert isinstance(self.self_attn, nn.Module) and isinstance(self.input_layernorm, nn.Module)
             attn_out = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
             hidden_states = hidden_states + (attn_out[0] if isinstance(attn_out, tuple) else attn_out)
         if self.has_mlp:
+            assert isinstance(self.mlp, nn.Module) and isinstance(self.post_attention_layernorm, nn.Module)
             mlp_out = self.mlp(self.post_attention_layernorm(hidden_states))
             hidden_states = hidden_states + (mlp_out[0] if isinstance(mlp_out, tuple) else mlp_out)
         return hidden_states
+
+
+ATTENTION_SPEC_ATTRIBUTE = "tensor_cast_attention_spec"
+
+
+def attach_attention_spec(layer: nn.Module, layer_spec: LayerSpec) -> None:
+    """Record the layer's AttentionSpec on its modules (per instance, on our meta model).
+
+    The spec is authoritative for what the attention op models (e.g. a per-layer sliding window
+    a family's HF code would not pass to the attention function); the capture reads it from the
+    module that calls the attention interface.
+    """
+    for module in layer.modules():
+        object.__setattr__(module, ATTENTION_SPEC_ATTRIBUTE, layer_spec.attention)
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -118,6 +134,8 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
                 if not adapter.supports_layer_skips:
                     raise UnsupportedModelError(f"model_type {spec.model_type!r} does not support skipped sub-blocks")
                 stack[index] = SkippedSubBlocks(stack[index], skip_attention=skip_attention, skip_mlp=skip_mlp)
+        for index, layer_spec in enumerate(built):
+            attach_attention_spec(stack[index], layer_spec)
         if mtp:
             mtp_layers = [stack[index] for index in range(len(layers), len(built))]
             for index in reversed(range(len(layers), len(built))):

@@ -20,8 +20,6 @@ Must not know about costs: the swapped forwards emit ops; formulas cost them.
 
 from __future__ import annotations
 
-from functools import cache
-
 from torch import nn
 
 from .dsa_attention import DSAAttentionForward, DSAIndexerForward
@@ -38,10 +36,15 @@ SWAPS: dict[str, type] = {
 }
 
 
-@cache
+_SWAPPED: dict[tuple[type, type], type] = {}
+
+
 def swapped_class(original: type, mixin: type) -> type:
     """`original` with `mixin`'s forward (one class per pair, so instances share it)."""
-    return type(f"TensorCast{original.__name__}", (mixin, original), {"__module__": original.__module__})
+    key = (original, mixin)
+    if key not in _SWAPPED:
+        _SWAPPED[key] = type(f"TensorCast{original.__name__}", (mixin, original), {"__module__": original.__module__})
+    return _SWAPPED[key]
 
 
 def apply_module_swaps(model: nn.Module, *, decode_query_len: int = 1) -> int:
@@ -56,6 +59,6 @@ def apply_module_swaps(model: nn.Module, *, decode_query_len: int = 1) -> int:
         if mixin is None:
             continue
         module.__class__ = swapped_class(type(module), mixin)
-        module.tensor_cast_decode_query_len = decode_query_len
+        setattr(module, "tensor_cast_decode_query_len", decode_query_len)  # noqa: B010  (not a declared attribute)
         count += 1
     return count

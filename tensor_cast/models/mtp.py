@@ -64,6 +64,8 @@ def check_mtp(spec: ModelSpec, mtp: int) -> None:
 class MTPBlock(nn.Module):
     """enorm / hnorm / eh_proj in front of one decoder layer, and the norm before the shared head."""
 
+    norm: Any
+
     def __init__(self, layer: nn.Module, hidden_size: int, norm: type, eps: float) -> None:
         super().__init__()
         self.enorm = norm(hidden_size, eps=eps)
@@ -88,7 +90,11 @@ class MTPModel(nn.Module):
     `rotary` is a copy of the model's rotary embedding (buffers only) for the drafts' positions.
     """
 
-    def __init__(self, causal_lm: nn.Module, passes: Sequence[MTPBlock]) -> None:
+    model: Any  # the transformers base model (`*Model`)
+    lm_head: Any
+    mtp_rotary_emb: Any
+
+    def __init__(self, causal_lm: Any, passes: Sequence[nn.Module]) -> None:
         super().__init__()
         self.model = causal_lm.model
         self.lm_head = causal_lm.lm_head
@@ -112,6 +118,7 @@ class MTPModel(nn.Module):
         position_embeddings = self.mtp_rotary_emb(hidden, position_ids)
         drafts = []
         for block in self.mtp:
+            assert isinstance(block, MTPBlock)
             hidden = block(embeds, hidden, position_embeddings, position_ids, **kwargs)
             drafts.append(self.lm_head(block.norm(hidden[:, -1:, :])))
         return (logits, *drafts)
@@ -127,12 +134,13 @@ def shared_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def attach_mtp(causal_lm: nn.Module, layers: Sequence[nn.Module], mtp: int) -> MTPModel:
+def attach_mtp(causal_lm: Any, layers: Sequence[nn.Module], mtp: int) -> MTPModel:
     """`causal_lm` with `mtp` draft passes over blocks built around `layers` (one per shipped block);
     pass k uses block k mod len(layers)."""
     config = causal_lm.config
     norm = type(causal_lm.model.norm)
     eps = float(getattr(config, "rms_norm_eps", 1e-6))
     blocks = [MTPBlock(layer, int(config.hidden_size), norm, eps) for layer in layers]
-    passes = [blocks[k] if k < len(blocks) else shared_copy(blocks[k % len(blocks)]) for k in range(mtp)]
+    passes: list[nn.Module] = [blocks[k] if k < len(blocks) else shared_copy(blocks[k % len(blocks)])
+                               for k in range(mtp)]
     return MTPModel(causal_lm, passes)

@@ -77,6 +77,7 @@ class ReportContext:
 
     model: str
     device: str
+    architecture: str
     layer_indices: tuple[tuple[int, ...], ...]
     layers_path: str
     num_layers: int
@@ -259,10 +260,11 @@ class Report:
         kind_of_layer = {j: r for r, indices in enumerate(self.context.layer_indices) for j in indices}
         pattern = re.compile(rf"^{re.escape(self.context.layers_path)}\.\d+")
         sequence: list[tuple[int, int | None]] = [(i, None) for i, n in enumerate(nodes) if n.phase == "prologue"]
-        for layer in range(self.context.num_layers):
-            sequence += [(i, layer) for i in by_rep.get(kind_of_layer[layer], [])]
+        for index in range(self.context.num_layers):
+            sequence += [(i, index) for i in by_rep.get(kind_of_layer[index], [])]
         sequence += [(i, None) for i, n in enumerate(nodes) if n.phase == "epilogue"]
-        rows, clock = [], 0.0
+        rows: list[OpRow] = []
+        clock: Any = 0.0
         for i, layer in sequence:
             n, v = nodes[i], values[i]
             module = n.module if layer is None else pattern.sub(f"{self.context.layers_path}.{layer}", n.module)
@@ -326,6 +328,7 @@ class Report:
         memory = {k: plain(v) for k, v in asdict(self.memory).items()}
         return {
             "model": self.model,
+            "architecture": self.context.architecture,
             "device": self.device,
             "point": self.point,
             "symbolic": self.symbolic,
@@ -359,7 +362,7 @@ class Report:
         return chrome_trace(self)
 
     def __repr__(self) -> str:
-        where = "symbolic" if self.symbolic else ", ".join(f"{k}={v}" for k, v in self.point.items())
+        where = ", ".join(f"{k}={v}" for k, v in self.point.items()) if self.point else "symbolic"
         return f"Report({self.model} on {self.device}, {where}, time={pretty(self.total_time_s)} s)"
 
 

@@ -53,8 +53,8 @@ def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
         raise InvalidArgumentError(f"unknown grouping {by!r}; accepted: {choices(GROUPINGS)}")
     headers, key_of = GROUPINGS[by]
     if report.symbolic:
-        rows = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
-        return tabulate(rows[:top] if top else rows, headers=("name", "op", "kind", "flops", "bytes", "time_s"))
+        text = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
+        return tabulate(text[:top] if top else text, headers=("name", "op", "kind", "flops", "bytes", "time_s"))
     groups: dict[tuple[Any, ...], list[OpRow]] = defaultdict(list)
     for row in report.ops:
         groups[key_of(row)].append(row)
@@ -78,9 +78,9 @@ def render_summary(report: Report) -> str:
     if report.symbolic:
         return (f"{report.model} on {report.device} (symbolic in B, S, C)\n"
                 f"time_s = {report.total_time_s}\nflops = {report.total_flops}")
-    p, m = report.point, report.memory
+    p, m = report.point or {}, report.memory
     lines = [
-        ("model", report.model),
+        ("model", f"{report.model} ({report.context.architecture})"),
         ("device", report.device),
         ("step", f"batch {p['batch_size']} x {p['query_len']} new tokens, {p['context_len']} cached tokens/sequence"),
         ("time", seconds(report.total_time_s)),

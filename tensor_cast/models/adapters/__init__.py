@@ -11,6 +11,7 @@ from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .hybrid import HybridLinearAdapter
+from .multimodal import TextDecoderOf
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
@@ -35,13 +36,18 @@ register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_f
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
                         mlp_bias_field=None))
+# Gemma 3: sandwich norms (pre/post attention and feed-forward), so no generic sub-block skipping.
+GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
+                                      mlp_bias_field=None, supports_layer_skips=False))
+register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 register(DeepseekAdapter(model_types=("deepseek_v3",)))
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # hybrid gated DeltaNet (linear attention) + gated full attention
 register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
-register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
-                             mtp_field="mtp_num_hidden_layers"))
+QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
+                                                mtp_field="mtp_num_hidden_layers"))
+register(TextDecoderOf(model_types=("qwen3_5_moe",), text=QWEN3_5_MOE_TEXT))
 
 
 def supported_model_types() -> list[str]:

@@ -1,0 +1,283 @@
+"""Each rewrite pass on a tiny graph: op counts before/after, same numbers on real tensors,
+unchanged output shapes and dtypes, and near-miss patterns left alone.
+
+The tiny modules mirror the HF structures the passes recognize (class names ending in RMSNorm /
+RotaryEmbedding, helpers named apply_rotary_pos_emb / rotate_half), written here from scratch.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tensor_cast.ops  # noqa: F401
+from tensor_cast.passes import build_pipeline, run_pipeline
+from tensor_cast.passes.eliminate_dead_code import eliminate_dead_code
+from tensor_cast.passes.eliminate_noop_views import eliminate_noop_views
+from tensor_cast.passes.fold_rotary_tables import fold_rotary_tables
+from tensor_cast.passes.fuse_activation_mul import fuse_activation_mul
+from tensor_cast.passes.fuse_add_rms_norm import fuse_add_rms_norm
+from tensor_cast.passes.fuse_linears import fuse_linears
+from tensor_cast.passes.fuse_rms_norm import fuse_rms_norm
+from tensor_cast.passes.fuse_rope import fuse_rope
+from tensor_cast.passes.graph_utils import call_target
+
+tc = torch.ops.tensor_cast
+HIDDEN, HEADS, HEAD_DIM, INTER, BATCH, SEQ = 32, 4, 8, 48, 2, 5
+
+
+class TinyRMSNorm(nn.Module):
+    def __init__(self, n: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class TinyLayerScale(TinyRMSNorm):
+    """Same arithmetic as an RMSNorm but not named like one: must be left alone."""
+
+
+class TinyRotaryEmbedding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, HEAD_DIM, 2).float() / HEAD_DIM)))
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+class TinyAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(HIDDEN, HEADS * HEAD_DIM, bias=False) for _ in range(3))
+        self.o_proj = nn.Linear(HEADS * HEAD_DIM, HIDDEN, bias=False)
+
+    def forward(self, x, cos, sin):
+        shape = (x.shape[0], x.shape[1], HEADS, HEAD_DIM)
+        q = self.q_proj(x).view(shape).transpose(1, 2)
+        k = self.k_proj(x).view(shape).transpose(1, 2)
+        v = self.v_proj(x).view(shape).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        mixed = (q * k + v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1).contiguous()
+        return self.o_proj(mixed)
+
+
+class TinyMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate_proj, self.up_proj = nn.Linear(HIDDEN, INTER, bias=False), nn.Linear(HIDDEN, INTER, bias=False)
+        self.down_proj = nn.Linear(INTER, HIDDEN, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class TinyDecoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rotary_emb = TinyRotaryEmbedding()
+        self.input_layernorm, self.post_attention_layernorm = TinyRMSNorm(HIDDEN), TinyRMSNorm(HIDDEN)
+        self.self_attn, self.mlp, self.norm = TinyAttention(), TinyMLP(), TinyRMSNorm(HIDDEN)
+
+    def forward(self, h, position_ids):
+        cos, sin = self.rotary_emb(h, position_ids)
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin)
+        h = h + self.mlp(self.post_attention_layernorm(h))
+        return self.norm(h)
+
+
+def inputs():
+    torch.manual_seed(0)
+    return torch.randn(BATCH, SEQ, HIDDEN), torch.arange(SEQ).unsqueeze(0).expand(BATCH, SEQ)
+
+
+def count(gm, target) -> int:
+    return sum(1 for n in gm.graph.nodes if call_target(n) == target)
+
+
+def run(gm, real_inputs):
+    out = gm(*real_inputs)
+    return out if isinstance(out, (list, tuple)) else (out,)
+
+
+def check_same_numbers(capture_module, module, rewrite, *args):
+    """Capture twice; rewrite one copy; both must compute the same outputs, shapes and dtypes."""
+    before, real = capture_module(module, *args)
+    after, _ = capture_module(module, *args)
+    after = rewrite(after)
+    for a, b in zip(run(before, real), run(after, real), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    return before, after
+
+
+def test_fuse_rms_norm(capture_module):
+    before, after = check_same_numbers(capture_module, TinyDecoder(), fuse_rms_norm, *inputs())
+    assert count(before, tc.rms_norm.default) == 0 and count(before, torch.rsqrt) == 3
+    assert count(after, tc.rms_norm.default) == 3 and count(after, torch.rsqrt) == 0
+
+
+def test_fuse_rms_norm_leaves_other_modules_alone(capture_module):
+    module = nn.Sequential(TinyLayerScale(HIDDEN))
+    _, after = check_same_numbers(capture_module, module, fuse_rms_norm, torch.randn(2, 3, HIDDEN))
+    assert count(after, tc.rms_norm.default) == 0 and count(after, torch.rsqrt) == 1
+
+
+def test_fuse_add_rms_norm(capture_module):
+    before, after = check_same_numbers(capture_module, TinyDecoder(), lambda g: fuse_add_rms_norm(fuse_rms_norm(g)),
+                                       *inputs())
+    # two residual adds feed a norm (post-attention norm, final norm); the first norm reads the input
+    assert count(after, tc.add_rms_norm.default) == 2
+    assert count(after, tc.rms_norm.default) == 1
+    # adds before: 3 eps adds (norms) + 2 residual + 2 RoPE (q and k) + 1 in the toy attention mix
+    assert count(before, operator.add) == 8
+    assert count(after, operator.add) == 3  # the eps adds are inside the norm ops, the residual ones fused
+
+
+def test_fuse_add_rms_norm_refuses_broadcast_add(capture_module):
+    class BiasThenNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias, self.norm = nn.Parameter(torch.randn(HIDDEN)), TinyRMSNorm(HIDDEN)
+
+        def forward(self, x):
+            return self.norm(x + self.bias)
+
+    _, after = check_same_numbers(capture_module, BiasThenNorm(), lambda g: fuse_add_rms_norm(fuse_rms_norm(g)),
+                                  torch.randn(2, 3, HIDDEN))
+    assert count(after, tc.add_rms_norm.default) == 0 and count(after, tc.rms_norm.default) == 1
+
+
+def test_fuse_linears(capture_module):
+    before, after = check_same_numbers(capture_module, TinyDecoder(), fuse_linears, *inputs())
+    linear = torch._C._nn.linear
+    assert count(before, linear) == 7
+    fused = [n for n in after.graph.nodes if call_target(n) == tc.fused_linear.default]
+    assert sorted(len(n.args[1]) for n in fused) == [2, 3]  # gate+up, q+k+v
+    assert count(after, linear) == 2  # o_proj, down_proj
+
+
+def test_fuse_linears_refuses_linears_of_different_modules(capture_module):
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.router, self.expert = nn.Linear(HIDDEN, 4, bias=False), TinyMLP()
+
+        def forward(self, x):
+            return self.router(x).sum() + self.expert.gate_proj(x).sum()
+
+    _, after = check_same_numbers(capture_module, TwoHeads(), fuse_linears, torch.randn(2, 3, HIDDEN))
+    assert count(after, tc.fused_linear.default) == 0
+
+
+def test_fuse_activation_mul(capture_module):
+    before, after = check_same_numbers(capture_module, TinyDecoder(), fuse_activation_mul, *inputs())
+    assert count(before, F.silu) == 1 and count(after, F.silu) == 0
+    assert count(after, tc.act_mul.default) == 1
+
+
+def test_fuse_activation_mul_refuses_shared_activation(capture_module):
+    class Shared(nn.Module):
+        def forward(self, g, u):
+            a = F.silu(g)
+            return a * u + a
+
+    _, after = check_same_numbers(capture_module, Shared(), fuse_activation_mul, torch.randn(3, 4), torch.randn(3, 4))
+    assert count(after, tc.act_mul.default) == 0 and count(after, F.silu) == 1
+
+
+def test_fold_rotary_tables_and_fuse_rope(capture_module):
+    before, after = check_same_numbers(capture_module, TinyDecoder(), lambda g: fuse_rope(fold_rotary_tables(g)),
+                                       *inputs())
+    assert count(after, tc.rotary_table.default) == 1
+    ropes = [n for n in after.graph.nodes if call_target(n) == tc.rope.default]
+    assert len(ropes) == 1 and len(ropes[0].args[0]) == 2  # q and k rotated by one kernel
+    assert count(before, torch.cat) == 3 and count(after, torch.cat) == 0  # rotate_half x2 + table cat
+
+
+def test_fuse_rope_ignores_unrecognized_helpers(capture_module):
+    class OddRotation(nn.Module):
+        def forward(self, q, cos, sin):
+            return q * cos + torch.cat((-q[..., 4:], q[..., :4]), dim=-1) * sin  # not in a known RoPE helper
+
+    _, after = check_same_numbers(capture_module, OddRotation(), fuse_rope, torch.randn(2, 3, 8), torch.randn(2, 3, 8),
+                                  torch.randn(2, 3, 8))
+    assert count(after, tc.rope.default) == 0
+
+
+def test_eliminate_noop_views(capture_module):
+    class Noops(nn.Module):
+        def forward(self, x):
+            y = (x * 2).contiguous().to(torch.float32).reshape(x.shape)
+            return y.reshape(-1) + y.transpose(0, 1).contiguous().reshape(-1)
+
+    before, after = check_same_numbers(capture_module, Noops(), eliminate_noop_views, torch.randn(3, 4))
+    targets_before = [n.target for n in before.graph.nodes if n.op == "call_method"]
+    targets_after = [n.target for n in after.graph.nodes if n.op == "call_method"]
+    assert targets_before.count("contiguous") == 2 and targets_after.count("contiguous") == 1  # the transposed copy stays
+    assert "to" not in targets_after
+    assert targets_after.count("reshape") == 2  # the same-shape reshape is gone, the flattening ones stay
+
+
+def test_eliminate_dead_code(capture_module):
+    class Dead(nn.Module):
+        def forward(self, x):
+            unused = torch.exp(x) * 3  # noqa: F841
+            return x + 1
+
+    before, after = check_same_numbers(capture_module, Dead(), eliminate_dead_code, torch.randn(3))
+    assert count(after, torch.exp) == 0
+
+
+def test_full_pipeline_keeps_numbers(capture_module):
+    passes = build_pipeline()
+    before, after = check_same_numbers(capture_module, TinyDecoder(), lambda g: run_pipeline(g, passes), *inputs())
+    kinds = {call_target(n) for n in after.graph.nodes if n.op == "call_function"}
+    assert {tc.rms_norm.default, tc.add_rms_norm.default, tc.fused_linear.default, tc.act_mul.default,
+            tc.rope.default, tc.rotary_table.default} <= kinds
+
+
+def test_pass_failure_names_the_pass_and_its_predecessors(capture_module):
+    from tensor_cast.passes import PassError
+
+    gm, _ = capture_module(TinyMLP(), torch.randn(2, HIDDEN))
+
+    def broken(g):
+        raise ValueError("boom")
+
+    with pytest.raises(PassError, match=r"pass broken failed after \['fuse_linears'\]: ValueError: boom"):
+        run_pipeline(gm, [("fuse_linears", fuse_linears), ("broken", broken)])
+
+
+def test_attention_outside_the_registry_is_refused(capture_module):
+    from tensor_cast.errors import UnsupportedModelError
+    from tensor_cast.passes.verify_attention_replaced import verify_attention_replaced
+
+    class SelfMadeAttention(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    gm, _ = capture_module(SelfMadeAttention(), *(torch.randn(1, 2, 4, 8) for _ in range(3)))
+    with pytest.raises(UnsupportedModelError, match="SelfMadeAttention at  computes attention itself|computes attention itself"):
+        verify_attention_replaced(gm)
