@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from ..capture.attention_interface import CONTEXT_KWARG
 from ..errors import CaptureError
 from ..ops.mla import dsa_indexer, mla_attention
 
@@ -34,6 +33,8 @@ def _original_name(module: Any) -> str:
 
 
 def _context(module: Any, kwargs: dict[str, Any]) -> Any:
+    from ..capture.attention_interface import CONTEXT_KWARG  # capture imports the build, which imports this
+
     carrier = kwargs.get(CONTEXT_KWARG)
     if carrier is None:
         raise CaptureError(f"{type(module).__name__} was called without the context carrier; "
