@@ -218,6 +218,13 @@ class Report:
         return Memory(weights_bytes=weights, kv_cache_bytes=kv, activation_peak_bytes=peak)
 
     @cached_property
+    def state_bytes_by_op(self) -> dict[str, Any]:
+        """Persistent per-sequence state by the op that holds it: KV caches (`tensor_cast.attention`),
+        MLA latent caches, indexer key caches, linear-attention recurrent states."""
+        ops = sorted({n.op for n in self._costed.nodes if n.counts.state_bytes != 0})
+        return {op: self._sum(lambda n, op=op: n.counts.state_bytes if n.op == op else 0) for op in ops}
+
+    @cached_property
     def num_parameters(self) -> int:
         return sum(p.total for p in self.context.params)
 

@@ -74,6 +74,14 @@ def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
                     headers=(*headers, "calls", "FLOPs", "bytes", "time", "share", "bound"), disable_numparse=True)
 
 
+def _state_breakdown(report: Report) -> str:
+    """`; latent (MLA) x GiB, recurrent state y GiB` when more than one kind of op holds state."""
+    parts = report.state_bytes_by_op
+    if len(parts) < 2:
+        return ""
+    return "; " + ", ".join(f"{op.removeprefix('tensor_cast.')} {float(v) / 2**30:.2f} GiB" for op, v in parts.items())
+
+
 def render_summary(report: Report) -> str:
     if report.symbolic:
         return (f"{report.model} on {report.device} (symbolic in B, S, C)\n"
@@ -89,7 +97,7 @@ def render_summary(report: Report) -> str:
         ("bytes moved", si(report.total_bytes, "B")),
         ("parameters", f"{pretty(report.num_parameters)} total, {pretty(report.active_parameters)} active per token"),
         ("weights", gib(m.weights_bytes)),
-        ("KV cache", gib(m.kv_cache_bytes)),
+        ("KV cache", gib(m.kv_cache_bytes) + _state_breakdown(report)),
         ("activation peak", gib(m.activation_peak_bytes)),
     ]
     if report.total_comm_bytes:
