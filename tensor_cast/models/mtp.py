@@ -19,7 +19,10 @@ How an MTP step is modelled (`mtp=N`, documented once here):
   position), each ending with the lm_head on the last position.
 - A step yields 1 + a + a² + ... + a^N tokens per sequence on average for a per-draft acceptance
   rate a (a draft counts only if every draft before it was accepted): see `speculative.py`.
-Each draft pass also attends over its own KV cache (one MTP layer's latent), counted per pass.
+Each draft pass also attends over its own KV cache (one MTP layer's latent), counted per pass:
+with more passes than shipped blocks (N > M) the reused layer's cache is counted N/M times where
+engines keep one (an overcount of about (N − M)/L of the KV cache for L layers). A symbolic report
+evaluates a decode step with MTP at query_len = 1 + N (the API adjusts concrete decode points).
 
 Owns `MTPBlock`, `MTPModel` (the main model + blocks, keeping the main model's module paths:
 `model.layers.*`, `lm_head`; blocks live under `mtp.*`) and `mtp_layer_spec`. Must not know about
