@@ -28,6 +28,7 @@ class CommInfo:
     group_size: int
     payload_bytes: Any  # the logical message size per rank (the formula applies the algorithm)
     scope: str = "tp"  # which parallel group: tp | ep | dp | pp
+    nodes: int = 1  # nodes the group spans (> 1: the collective runs at the inter-node link's speed)
 
 
 @dataclass(frozen=True)

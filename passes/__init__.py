@@ -25,6 +25,9 @@ from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .insert_tp_collectives import insert_tp_collectives
+from .quantize_kv_cache import quantize_kv_cache
+from .quantize_linears import quantize_linears
 from .replace_mla import replace_mla
 from .verify_attention_replaced import verify_attention_replaced
 
@@ -46,6 +49,40 @@ def _no_params(options: Any) -> dict[str, Any]:
 def _mla_params(options: Any) -> dict[str, Any]:
     """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
     return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
+
+
+# ---- deployment passes (tensor_cast/deployment/): options.deployment is a TraceDeployment ----------
+def _deployment(options: Any) -> Any:
+    from ..deployment.config import TraceDeployment
+
+    return getattr(options, "deployment", None) or TraceDeployment()
+
+
+def _tensor_parallel(options: Any) -> bool:
+    return _deployment(options).tp > 1
+
+
+def _tp_params(options: Any) -> dict[str, Any]:
+    d = _deployment(options)
+    return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel}
+
+
+def _quantized(options: Any) -> bool:
+    return _deployment(options).quant != "none"
+
+
+def _quant_params(options: Any) -> dict[str, Any]:
+    d = _deployment(options)
+    return {"scheme": d.quant, "not_converted": d.not_converted, "quantize_lm_head": d.quantize_lm_head,
+            "quantize_router": d.quantize_router}
+
+
+def _kv_quantized(options: Any) -> bool:
+    return _deployment(options).kv_cache_bytes is not None
+
+
+def _kv_params(options: Any) -> dict[str, Any]:
+    return {"kv_bytes": _deployment(options).kv_cache_bytes}
 
 
 @dataclass(frozen=True)
@@ -71,12 +108,17 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
     Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     Pass("replace_mla", replace_mla, params=_mla_params),  # before fusions: it removes kv_b_proj and the K/V copies
+    # before the fusions: finds row-parallel projections and embedding/lm_head by their modules
+    Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
     Pass("fuse_add_rms_norm", fuse_add_rms_norm, _fusing),  # after fuse_rms_norm: matches its op
     Pass("fuse_linears", fuse_linears, _fusing),
     Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
+    # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
+    Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
+    Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),
     Pass("eliminate_noop_views", eliminate_noop_views),
     Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned
 )

@@ -188,3 +188,43 @@ def finish(gm: fx.GraphModule) -> fx.GraphModule:
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+# ---- inserting ops (parallelism / quantization passes) -------------------------------------------
+def fake_result(gm: fx.GraphModule, op: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
+    """Run `op`'s fake kernel on the example values of `args`, in the graph's own fake mode."""
+    fake_args = fx.node.map_arg((args, kwargs or {}), example)
+    with fake_mode_of(gm):
+        return op(*fake_args[0], **fake_args[1])
+
+
+def insert_op_after(gm: fx.GraphModule, node: fx.Node, op: Any, args: tuple[Any, ...],
+                    users: Iterable[fx.Node] | None = None, module_stack: dict[str, Any] | None = None) -> fx.Node:
+    """Insert `op(*args)` right after `node` and make `users` (default: all of node's users) read it.
+
+    The new node's `example_value` comes from the op's fake kernel; it keeps `node`'s stack trace
+    and `module_stack` (default: `node`'s `nn_module_stack`), so it is attributed to that module.
+    """
+    targets = list(node.users) if users is None else list(users)
+    result = fake_result(gm, op, args)
+    with gm.graph.inserting_after(node):
+        new = gm.graph.call_function(op, args)
+    new.meta["nn_module_stack"] = dict(module_stack if module_stack is not None else node.meta.get("nn_module_stack") or {})
+    if "stack_trace" in node.meta:
+        new.meta["stack_trace"] = node.meta["stack_trace"]
+    new.meta["example_value"] = result
+    for user in targets:
+        if user is not new:
+            user.replace_input_with(node, new)
+    return new
+
+
+def truncated_stack(node: fx.Node, path: str) -> dict[str, Any]:
+    """`node`'s `nn_module_stack` cut at module `path` (the entries of `path` and its parents)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    out = {}
+    for key, (raw, cls) in stack.items():
+        normalized = normalize_path(raw)
+        if path == normalized or path.startswith(normalized + ".") or not normalized:
+            out[key] = (raw, cls)
+    return out

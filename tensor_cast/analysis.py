@@ -21,7 +21,10 @@ from .backends.device import DeviceProfile
 from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
 from .costing import cost_graph
-from .memory import parameter_table
+from .deployment.config import ResolvedDeployment, TraceDeployment
+from .deployment.pipeline import boundary_node
+from .deployment.sharding import rank_spec
+from .memory import ParamEntry, parameter_table, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline
@@ -40,6 +43,8 @@ class ExecutionOptions:
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
     mla_form: str = "auto"  # MLA kernels: auto (absorbed for decode, expanded for prefill) | absorbed | expanded
     mtp: int = 0  # MTP draft passes per step (speculative decoding); 0: off
+    # sharding, quantization, collectives (one rank's graph)
+    deployment: TraceDeployment = field(default_factory=TraceDeployment)
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TracedModel:
     graph: fx.GraphModule
     dumps: list[tuple[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
         folder = Path(directory)
@@ -77,7 +83,10 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         return _CACHE[key]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    rep = build_representative(spec, mtp=options.mtp)
+    # one rank's model: sharded before capture
+    rep = build_representative(rank_spec(spec, options.deployment), mtp=options.mtp)
+    model_params = tuple(parameter_table(build_representative(spec, mtp=options.mtp))) \
+        if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
     captured = capture(rep.model)
@@ -88,22 +97,32 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     gm = run_pipeline(captured.gm, build_pipeline(options),
                       on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
     timings["passes_s"] = time.perf_counter() - start
-    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings)
+    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings,
+                         model_params=model_params)
     _CACHE[key] = traced
     while len(_CACHE) > TRACE_CACHE_SIZE:
         _CACHE.popitem(last=False)
     return traced
 
 
+def _kind_name(layer: Any) -> str:
+    a = layer.attention
+    return f"sliding({a.window})" if a.kind == "sliding" else a.kind
+
+
 def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
-                 speculative: SpeculativeDecoding | None = None) -> Report:
+                 speculative: SpeculativeDecoding | None = None,
+                 deployment: ResolvedDeployment | None = None) -> Report:
     traced = trace(spec, options)
     if dump_graph_dir is not None:
         traced.write_dumps(dump_graph_dir)
+    mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
-                        profile=profile, mode=ExecutionMode(cuda_graphs=options.cuda_graphs))
+                        profile=profile, mode=mode)
+    if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
+        costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))
     context = ReportContext(
         model=spec.name,
         device=profile.name,
@@ -111,10 +130,16 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         layer_indices=traced.rep.layer_indices,
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,
-        params=tuple(parameter_table(traced.rep)),
+        params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph))),
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
                  "mtp": options.mtp, **(extra_options or {})},
-        notes=notes,
+        notes=notes + (deployment.notes if deployment is not None else ()),
+        deployment=deployment,
+        model_params=traced.model_params,
+        capacity_bytes=profile.memory_bytes,
+        tied_embeddings=spec.tie_word_embeddings,
+        max_position_embeddings=spec.max_position_embeddings,
+        kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
         speculative=speculative,
     )
     return Report(costed, context, point)

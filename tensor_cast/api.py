@@ -19,6 +19,7 @@ from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, TensorInfo, lookup
 from .backends.roofline import ExecutionMode, op_time
+from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
 from .models import registry
 from .models.loader import load_spec
@@ -30,7 +31,9 @@ from .report.report import validate_point
 from .speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding, validate_mtp
 
 CUDA_GRAPH_MODES = ("auto", "always", "never")
-DEPLOYMENT_KEYS: tuple[str, ...] = ()  # parallelism / quantization keywords (see the deployment docs)
+# parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
+# quantize_lm_head, quantize_router, memory_utilization (tensor_cast/deployment/config.py)
+DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
 
 
 def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
@@ -59,11 +62,18 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     (speculative decoding, models that ship MTP layers); a decode step (`query_len=1`) then
     verifies 1 + N tokens per sequence, and the report gives the time per output token for the
     per-draft acceptance rate `mtp_acceptance` (see `tensor_cast/models/mtp.py`).
+
+    Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp; ep is 1 or tp·dp),
+    `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
+    `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
+    `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
+    sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(
             f"unknown option(s) {sorted(unknown)}; accepted deployment options: {choices(DEPLOYMENT_KEYS) or 'none'}")
+    request = Deployment.from_options(deployment)
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
     if mla_form not in MLA_FORMS:
@@ -85,9 +95,11 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
                       trust_remote_code=trust_remote_code)
     speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
         if mtp else None
-    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp)
+    resolved = resolve(request, spec, profile)
+    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
+                               deployment=resolved.trace_options())
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
-                        speculative=speculative)
+                        speculative=speculative, deployment=resolved)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,38 @@ def _add_analyze(sub: Any) -> None:
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
     p.add_argument("--mtp-acceptance", type=float,
                    help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")
+    _add_deployment(p)
+
+
+def _add_deployment(p: Any) -> None:
+    """Deployment flags (tensor_cast/deployment/): parallelism, quantization, cluster shape."""
+    from .deployment.quantization import KV_CACHE_DTYPES, accepted_quant
+
+    g = p.add_argument_group("deployment (world size = tp x dp x pp; times and memory are per GPU)")
+    g.add_argument("--tp", type=int, help="tensor-parallel degree (default 1)")
+    g.add_argument("--ep", type=int, help="expert-parallel degree: 1 or tp x dp (default 1)")
+    g.add_argument("--dp", type=int, help="data-parallel replicas; --batch-size is split over them (default 1)")
+    g.add_argument("--pp", type=int, help="pipeline-parallel stages (default 1)")
+    g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "
+                                   "(default: the checkpoint's quantization_config, else none)")
+    g.add_argument("--kv-cache-dtype", help=f"KV cache dtype: {', '.join(KV_CACHE_DTYPES)} (default: the model dtype)")
+    g.add_argument("--nodes", type=int, help="nodes (nodes x gpus-per-node must equal the world size)")
+    g.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: the device profile's)")
+    g.add_argument("--quantize-lm-head", action="store_true", help="quantize the lm_head too (excluded by default)")
+    g.add_argument("--quantize-router", action="store_true", help="quantize MoE routers too (excluded by default)")
+    g.add_argument("--memory-utilization", type=float,
+                   help="fraction of device memory the engine may use (default 0.9, vLLM's)")
+
+
+DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization")
+
+
+def _deployment(args: argparse.Namespace) -> dict[str, Any]:
+    options = {name: getattr(args, name) for name in DEPLOYMENT_FLAGS if getattr(args, name) is not None}
+    for flag in ("quantize_lm_head", "quantize_router"):
+        if getattr(args, flag):
+            options[flag] = True
+    return options
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -62,7 +94,7 @@ def _analyze(args: argparse.Namespace) -> int:
         context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
         per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
         cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
-        mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance,
+        mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, **_deployment(args),
     )
     table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
     print(report.summary())

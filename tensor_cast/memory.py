@@ -7,7 +7,10 @@ Owns:
 - `activation_candidates(costed)`: live activation bytes at each point of the representative
   graph (liveness: an output lives from its op to its last use, views extend their base's life);
   the peak is the max of these;
-- KV/state bytes come from the ops themselves (`Counts.state_bytes`).
+- KV/state bytes come from the ops themselves (`Counts.state_bytes`);
+- `stored_bytes(gm)`: bytes per element of the parameters a pass stored in another format
+  (quantized weights: `meta["tensor_cast_element_bytes"]` on their placeholders), as the
+  `bytes_per_element` function `parameter_table` takes.
 """
 
 from __future__ import annotations
@@ -77,6 +80,24 @@ def parameter_table(rep: RepresentativeModel,
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
                                   multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size))
     return entries
+
+
+def placeholder_name(param_name: str) -> str:
+    """The name dynamo gives a parameter's placeholder ("model.norm.weight" ->
+    "l_self_modules_model_modules_norm_parameters_weight_")."""
+    *modules, leaf = param_name.split(".")
+    return "l_self_" + "".join(f"modules_{m}_" for m in modules) + f"parameters_{leaf}_"
+
+
+def stored_bytes(gm: fx.GraphModule) -> Callable[[str, torch.Tensor], float]:
+    """Bytes per element of each parameter: a recorded storage format, else its dtype's size."""
+    recorded = {n.name: float(n.meta["tensor_cast_element_bytes"]) for n in gm.graph.nodes
+                if n.op == "placeholder" and "tensor_cast_element_bytes" in n.meta}
+
+    def size(name: str, param: torch.Tensor) -> float:
+        return recorded.get(placeholder_name(name), DTYPE_BYTES[param.dtype])
+
+    return size
 
 
 def activation_candidates(costed: CostedGraph) -> list[Any]:

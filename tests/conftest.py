@@ -49,3 +49,21 @@ def _capture(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[torch.fx.G
 @pytest.fixture
 def capture_module() -> Callable[..., tuple[torch.fx.GraphModule, list[Any]]]:
     return _capture
+
+
+# ---- deployment tests: a device profile with a known interconnect ------------------------------------
+@pytest.fixture(scope="session")
+def h100_cluster() -> tensor_cast.DeviceProfile:
+    """The built-in H100 profile with test interconnect numbers (independent of the shipped ones).
+
+    Public facts: H100 SXM NVLink4 is 900 GB/s bidirectional (450 per direction per GPU); one 400 Gb/s
+    InfiniBand NDR NIC per GPU is 50 GB/s per direction. The latencies are test values.
+    """
+    import dataclasses
+
+    from tensor_cast.backends.device import Interconnect
+
+    interconnect = Interconnect(gpus_per_node=8, intra_node="nvlink4", intra_node_bandwidth_gbps=450.0,
+                                intra_node_latency_us=3.0, inter_node="infiniband-ndr",
+                                inter_node_bandwidth_gbps=50.0, inter_node_latency_us=10.0)
+    return dataclasses.replace(tensor_cast.load_device("h100-sxm"), interconnect=interconnect)

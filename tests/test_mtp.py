@@ -66,6 +66,7 @@ def test_deepseek_v3_mtp_block_weights():
 @pytest.fixture(scope="module")
 def dense_deepseek(tmp_path_factory):
     config = dict(V3, num_hidden_layers=2, first_k_dense_replace=2)
+    config.pop("quantization_config")  # bf16 weights: 2 bytes per parameter
     folder = tmp_path_factory.mktemp("dense_deepseek")
     (folder / "config.json").write_text(json.dumps(config))
     return str(folder), config

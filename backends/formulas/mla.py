@@ -23,6 +23,9 @@ Per (query, key, head) pair the attention core costs 2·(2r + dr) FLOPs absorbed
 up-projecting the whole context, which is why engines absorb for decode and expand for prefill.
 `form="auto"` picks by the step's query length (a sympy Piecewise in S when symbolic).
 
+The `kv_b_proj` weight is read at the dtype the op receives (bf16 even in FP8 checkpoints: vLLM
+dequantizes W_UK / W_UV for its absorbed kernels).
+
 Both forms add the cache append (the S new tokens' latent + rope key written, vLLM
 `concat_and_cache_mla`), ~4 vector FLOPs per score for the online softmax, and hold a KV cache of
 B·(C + S)·(r + dr) elements — the latent, not expanded K/V.

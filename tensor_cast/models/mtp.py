@@ -43,11 +43,11 @@ from .spec import LayerSpec, ModelSpec
 
 
 def mtp_layer_spec(spec: ModelSpec) -> LayerSpec:
-    """The layer kind of the model's MTP blocks: like the last decoder layer of the full model.
-
-    Read from the model's config, so analyzing the first layers only (`num_hidden_layers`) keeps
-    DeepSeek-V3's MTP block a MoE layer.
-    """
+    """The layer kind of the model's MTP blocks: `spec.mtp_layer` (set at load time to the full
+    model's last layer, so analyzing only the first layers keeps DeepSeek-V3's MTP block a MoE
+    layer, and sharded with the rest of the spec), else derived from the config the same way."""
+    if spec.mtp_layer is not None:
+        return spec.mtp_layer
     from .adapters import adapter_for
 
     depth = int(spec.hf_config.get("num_hidden_layers", 0) or 0)

@@ -132,6 +132,7 @@ class ModelSpec:
     dtype: str = "bfloat16"
     max_position_embeddings: int = 0
     mtp_layers: int = 0  # MTP blocks the checkpoint ships (num_nextn_predict_layers)
+    mtp_layer: LayerSpec | None = None  # the decoder layer inside each MTP block (set at load: like the last layer)
     quantization: Mapping[str, Any] | None = None  # the config's own quantization_config
     # The source config as a dict, for the adapter that made this spec (never read downstream).
     hf_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

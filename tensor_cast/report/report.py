@@ -23,6 +23,7 @@ import numpy as np
 import sympy
 
 from ..costing import CostedGraph, CostedNode
+from ..deployment.pipeline import BOUNDARY_PHASE
 from ..errors import InvalidArgumentError
 from ..memory import ParamEntry
 from ..sizes import SYMBOL_FOR_ARG, B, C, S, pretty
@@ -62,6 +63,7 @@ class OpRow:
     launches: int
     start_s: Any = 0.0
     fallbacks: tuple[str, ...] = ()
+    state_bytes: Any = 0  # KV cache / recurrent state this op holds after the step
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,13 @@ class ReportContext:
     params: tuple[ParamEntry, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # ---- deployment (tensor_cast/deployment/) ----
+    deployment: Any = None  # ResolvedDeployment; None: one GPU, unquantized
+    model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `params` is one rank's
+    capacity_bytes: float = 0.0  # device memory
+    tied_embeddings: bool = False
+    max_position_embeddings: int = 0
+    kind_names: tuple[str, ...] = ()  # attention kind of each representative layer
     speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
 
 
@@ -120,9 +129,12 @@ class Report:
         self.context = context
         self.point = dict(point) if point is not None else None
         self._subs = {SYMBOL_FOR_ARG[k]: v for k, v in point.items()} if point is not None else None
-        # Multiplicity of every costed node: the real layers its representative layer stands for.
-        self._mult = [len(context.layer_indices[n.rep_layer]) if n.rep_layer is not None else 1
-                      for n in costed.nodes]
+        if point is not None and self._subs is not None:  # B is per replica: DP replicas split the batch
+            self._subs[B] = -(-point["batch_size"] // self.dp)
+        # Multiplicity of every costed node: the real layers its representative layer stands for
+        # (pipeline-stage transfers: one per stage boundary).
+        self._mult = [len(context.layer_indices[n.rep_layer]) if n.rep_layer is not None else
+                      (self.pp - 1 if n.phase == BOUNDARY_PHASE else 1) for n in costed.nodes]
 
     # ---- identity ---------------------------------------------------------------------
     @property
@@ -136,6 +148,14 @@ class Report:
     @property
     def device(self) -> str:
         return self.context.device
+
+    @property
+    def dp(self) -> int:
+        return self.context.deployment.dp if self.context.deployment is not None else 1
+
+    @property
+    def pp(self) -> int:
+        return self.context.deployment.pp if self.context.deployment is not None else 1
 
     @property
     def batch_size(self) -> Any:
@@ -172,7 +192,22 @@ class Report:
 
     @property
     def tokens(self) -> Any:
-        return self.batch_size * self.query_len
+        """Tokens the whole deployment processes in the step (every DP replica's)."""
+        return self.batch_size * self.query_len if self.point else self.dp * B * S
+
+    @cached_property
+    def comm_time_s(self) -> Any:
+        """Time of the collectives (summed, none overlapped)."""
+        return self._sum(lambda n: n.time.time_s if n.kind == "collective" else 0)
+
+    @property
+    def overlapped_time_s(self) -> Any:
+        """Step time if communication hid entirely behind compute (two micro-batches overlapping,
+        as SGLang's two-batch overlap / vLLM's dual-batch overlap do): max(compute, comm)."""
+        compute = self.total_time_s - self.comm_time_s
+        if isinstance(compute, sympy.Basic) and not compute.is_number:
+            return sympy.Max(compute, self.comm_time_s)
+        return max(float(compute), float(self.comm_time_s))
 
     @property
     def tokens_per_s(self) -> Any:
@@ -205,32 +240,74 @@ class Report:
 
     # ---- memory and parameters ----------------------------------------------------------
     @cached_property
-    def memory(self) -> Memory:
+    def activation_peak_bytes(self) -> Any:
         from ..memory import activation_candidates
 
-        weights = sum((p.nbytes for p in self.context.params), 0.0)
-        kv = self._sum(lambda n: n.counts.state_bytes)
         candidates = activation_candidates(self._costed)
         if self._subs is None:
-            peak = sympy.Max(*candidates, evaluate=False) if len(candidates) > 1 else candidates[0]
-        else:
-            peak = max(_num(c, self._subs) if isinstance(c, sympy.Basic) else float(c) for c in candidates)
-        return Memory(weights_bytes=weights, kv_cache_bytes=kv, activation_peak_bytes=peak)
+            return sympy.Max(*candidates, evaluate=False) if len(candidates) > 1 else candidates[0]
+        return max(_num(c, self._subs) if isinstance(c, sympy.Basic) else float(c) for c in candidates)
 
     @cached_property
-    def state_bytes_by_op(self) -> dict[str, Any]:
-        """Persistent per-sequence state by the op that holds it: KV caches (`tensor_cast.attention`),
-        MLA latent caches, indexer key caches, linear-attention recurrent states."""
-        ops = sorted({n.op for n in self._costed.nodes if n.counts.state_bytes != 0})
-        return {op: self._sum(lambda n, op=op: n.counts.state_bytes if n.op == op else 0) for op in ops}
+    def memory(self) -> Memory:
+        """Per GPU: one rank's weights (sharded, quantized), KV cache and activation peak; with
+        pipeline stages, the heaviest stage's."""
+        if self.pp > 1:
+            from ..deployment.pipeline import stages
+
+            parts = stages(self)
+            worst = max(parts, key=lambda st: st.weights_bytes if self.symbolic else float(st.memory_bytes))
+            return Memory(weights_bytes=worst.weights_bytes, kv_cache_bytes=worst.kv_cache_bytes,
+                          activation_peak_bytes=worst.activation_peak_bytes)
+        weights = sum((p.nbytes for p in self.context.params), 0.0)
+        kv = self._sum(lambda n: n.counts.state_bytes)
+        return Memory(weights_bytes=weights, kv_cache_bytes=kv, activation_peak_bytes=self.activation_peak_bytes)
+
+    @property
+    def per_gpu_memory_bytes(self) -> Any:
+        """What the most loaded GPU needs (symbolic: the max over pipeline stages)."""
+        if self.pp > 1 and self.symbolic:
+            from ..deployment.pipeline import stages
+
+            return sympy.Max(*[st.memory_bytes for st in stages(self)])
+        return self.memory.total_bytes
+
+    @cached_property
+    def kv_cache_by_kind(self) -> dict[str, Any]:
+        """KV cache / state bytes per attention kind (full, sliding(W), mla, linear), per GPU."""
+        out: dict[str, Any] = {}
+        for n, m in zip(self._costed.nodes, self._mult, strict=True):
+            if n.rep_layer is not None and n.counts.state_bytes is not None and n.counts.state_bytes != 0:
+                name = self.context.kind_names[n.rep_layer] if self.context.kind_names else "layer"
+                out[name] = out.get(name, 0) + m * n.counts.state_bytes
+        return {k: _num(v, self._subs) for k, v in out.items()}
+
+    @property
+    def fit(self) -> Any:
+        """Fits / does not fit on this device, max batch and context, alternatives (deployment/fit.py)."""
+        from ..deployment.fit import fit
+
+        return fit(self)
+
+    @property
+    def pipeline(self) -> Any:
+        """Per-stage time and memory, latency, steady-state step and bubble (pp > 1), else None."""
+        if self.pp <= 1 or self.symbolic:
+            return None
+        from ..deployment.pipeline import summary
+
+        return summary(self)
+
+    def symbolic_view(self) -> Report:
+        return self if self.symbolic else Report(self._costed, self.context)
 
     @cached_property
     def num_parameters(self) -> int:
-        return sum(p.total for p in self.context.params)
+        return sum(p.total for p in self.context.model_params or self.context.params)
 
     @cached_property
     def active_parameters(self) -> int:
-        return round(sum(p.total * p.active_fraction for p in self.context.params))
+        return round(sum(p.total * p.active_fraction for p in self.context.model_params or self.context.params))
 
     @property
     def free_ops(self) -> list[FreeOp]:
@@ -267,8 +344,12 @@ class Report:
         kind_of_layer = {j: r for r, indices in enumerate(self.context.layer_indices) for j in indices}
         pattern = re.compile(rf"^{re.escape(self.context.layers_path)}\.\d+")
         sequence: list[tuple[int, int | None]] = [(i, None) for i, n in enumerate(nodes) if n.phase == "prologue"]
+        boundary = [i for i, n in enumerate(nodes) if n.phase == BOUNDARY_PHASE]
+        stage_ends = {s[-1] for s in self.context.deployment.stages[:-1]} if self.pp > 1 else set()
         for index in range(self.context.num_layers):
             sequence += [(i, index) for i in by_rep.get(kind_of_layer[index], [])]
+            if index in stage_ends:
+                sequence += [(i, None) for i in boundary]
         sequence += [(i, None) for i, n in enumerate(nodes) if n.phase == "epilogue"]
         rows: list[OpRow] = []
         clock: Any = 0.0
@@ -281,6 +362,7 @@ class Report:
                 flops=v["flops"], bytes=v["bytes"], time_s=v["time_s"], compute_s=v["compute_s"],
                 memory_s=v["memory_s"], comm_s=v["comm_s"], overhead_s=v["overhead_s"], bound=v["bound"],
                 launches=n.counts.launches, start_s=clock, fallbacks=n.time.fallbacks,
+                state_bytes=_num(n.counts.state_bytes, self._subs),
             ))
             if self._subs is not None:
                 clock += v["time_s"]
@@ -296,7 +378,8 @@ class Report:
               metrics: Iterable[str] = ("total_time_s", "tokens_per_s", "total_flops", "total_bytes")) -> dict[str, np.ndarray]:
         """Totals over arrays of points (broadcast together), from one lambdified expression each."""
         symbolic = self if self.symbolic else Report(self._costed, self.context)
-        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len)))
+        arrays = list(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len))))
+        arrays[0] = np.ceil(arrays[0] / self.dp)  # the per-replica batch
         out: dict[str, np.ndarray] = {}
         for metric in metrics:
             fn = symbolic._lambdified(metric)
@@ -333,7 +416,20 @@ class Report:
             return value
 
         memory = {k: plain(v) for k, v in asdict(self.memory).items()}
-        return {
+        deployment = self.context.deployment
+        extra: dict[str, Any] = {"kv_cache_by_kind": {k: plain(v) for k, v in self.kv_cache_by_kind.items()}}
+        if deployment is not None:
+            extra["deployment"] = {"description": deployment.describe(), "world_size": deployment.world_size,
+                                   **{k: getattr(deployment, k) for k in (
+                                       "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")}}
+        if not self.symbolic:
+            fit = self.fit
+            extra["fit"] = {k: plain(v) for k, v in asdict(fit).items()}
+            if self.pipeline is not None:
+                extra["pipeline"] = {k: plain(v) for k, v in asdict(self.pipeline).items() if k != "stages"}
+                extra["pipeline"]["stages"] = [{k: plain(v) for k, v in asdict(st).items()}
+                                               for st in self.pipeline.stages]
+        return {**extra,
             "model": self.model,
             "architecture": self.context.architecture,
             "device": self.device,
@@ -346,6 +442,8 @@ class Report:
                 "flops": plain(self.total_flops),
                 "bytes": plain(self.total_bytes),
                 "comm_bytes": plain(self.total_comm_bytes),
+                "comm_time_s": plain(self.comm_time_s),
+                "overlapped_time_s": plain(self.overlapped_time_s),
                 "tokens_per_s": plain(self.tokens_per_s),
                 "flops_by_precision": {k: plain(v) for k, v in self.flops_by_precision.items()},
             },

@@ -74,14 +74,6 @@ def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
                     headers=(*headers, "calls", "FLOPs", "bytes", "time", "share", "bound"), disable_numparse=True)
 
 
-def _state_breakdown(report: Report) -> str:
-    """`; latent (MLA) x GiB, recurrent state y GiB` when more than one kind of op holds state."""
-    parts = report.state_bytes_by_op
-    if len(parts) < 2:
-        return ""
-    return "; " + ", ".join(f"{op.removeprefix('tensor_cast.')} {float(v) / 2**30:.2f} GiB" for op, v in parts.items())
-
-
 def render_summary(report: Report) -> str:
     if report.symbolic:
         return (f"{report.model} on {report.device} (symbolic in B, S, C)\n"
@@ -96,12 +88,13 @@ def render_summary(report: Report) -> str:
         ("FLOPs", si(report.total_flops, "FLOP")),
         ("bytes moved", si(report.total_bytes, "B")),
         ("parameters", f"{pretty(report.num_parameters)} total, {pretty(report.active_parameters)} active per token"),
-        ("weights", gib(m.weights_bytes)),
-        ("KV cache", gib(m.kv_cache_bytes) + _state_breakdown(report)),
+        ("weights per GPU", gib(m.weights_bytes)),
+        ("KV cache per GPU", gib(m.kv_cache_bytes)),
         ("activation peak", gib(m.activation_peak_bytes)),
     ]
     if report.total_comm_bytes:
         lines.insert(7, ("communication", si(report.total_comm_bytes, "B")))
+    lines += _deployment_lines(report)
     spec = report.speculative
     if spec is not None:
         lines.insert(5, ("MTP", f"{spec.draft_tokens} draft token(s)/step, acceptance {spec.acceptance:g}: "
@@ -114,3 +107,27 @@ def render_summary(report: Report) -> str:
     for note in report.context.notes:
         lines.append(("note", note))
     return tabulate(lines, tablefmt="plain", disable_numparse=True)
+
+
+def _deployment_lines(report: Report) -> list[tuple[str, str]]:
+    """Deployment, communication, per-GPU memory and fit, pipeline stages (tensor_cast/deployment/)."""
+    deployment = report.context.deployment
+    lines: list[tuple[str, str]] = []
+    if deployment is None:
+        return lines
+    lines.insert(0, ("deployment", deployment.describe()))
+    if report.comm_time_s:
+        share = 100 * float(report.comm_time_s) / float(report.total_time_s)
+        lines.append(("comm time", f"{seconds(report.comm_time_s)} ({share:.1f}% of the step, not overlapped); "
+                                   f"with ideal compute/comm overlap the step would take "
+                                   f"{seconds(report.overlapped_time_s)}"))
+    by_kind = report.kv_cache_by_kind
+    if len(by_kind) > 1:
+        lines.append(("KV cache by kind", ", ".join(f"{k} {gib(v)}" for k, v in by_kind.items())))
+    reserve = report.context.capacity_bytes * (1 - deployment.memory_utilization)
+    lines.append(("memory per GPU", f"{gib(report.per_gpu_memory_bytes)} + reserve {gib(reserve)} of "
+                                    f"{gib(report.context.capacity_bytes)}"))
+    lines.append(("fit", report.fit.describe()))
+    if report.pipeline is not None:
+        lines.append(("pipeline", report.pipeline.describe()))
+    return lines

@@ -1,0 +1,126 @@
+"""The communication model: a collective's `CommInfo` + device interconnect -> seconds.
+
+Owns `collective_time_s(counts, profile)`, which `roofline.py` calls for every op whose Counts
+carry a collective, and `links(profile)`, the interconnect hierarchy of the profile's
+`[interconnect]` table (`DeviceProfile.interconnect`: per-GPU per-direction bandwidth and
+per-step latency of the intra-node link — NVLink/NVSwitch, Infinity Fabric, Ascend HCCS, PCIe —
+and of the inter-node link — InfiniBand, RoCE; one 400 Gb/s NIC per GPU is 50 GB/s). A group that fits in one node uses the intra-node link; a group spanning nodes runs at the
+slower level — a ring through every rank is as fast as its slowest hop — except all_to_all, whose
+intra- and inter-node shares travel at the same time on their own links.
+
+Time = latency · steps + bytes / bandwidth (the alpha-beta model), per algorithm:
+
+    ring all_reduce      2(n-1)·α + 2(n-1)/n · M/β
+    tree all_reduce      2⌈log2 n⌉·α + 2 · M/β      (NCCL double binary tree: log latency, each
+                                                      rank sends ~2M in total)
+    all_reduce           the faster of the two (NCCL's tuner picks per message size)
+    all_gather, reduce_scatter   (n-1)·α + (n-1)/n · M/β
+    all_to_all           α + max(M·(g-1)/n / β_intra, M·(n-g)/n / β_inter)   (g ranks per node)
+    send_recv            α + M/β
+
+Bandwidths are the links' peaks times an optional `comm` fraction in the profile's
+`[efficiency]` table (1.0 when absent). Results are sympy-safe expressions in B, S, C.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..sizes import smax, smin
+from .counts import Counts
+from .device import DeviceProfile, Link
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the hierarchy as the algorithms use it (SI units)."""
+
+    name: str
+    bandwidth_bytes_s: float  # per GPU, per direction
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Links:
+    gpus_per_node: int
+    intra: Level
+    inter: Level
+
+    def level(self, nodes: int) -> Level:
+        """The link a group spanning `nodes` nodes runs at: the slower of the two when > 1."""
+        if nodes <= 1:
+            return self.intra
+        return Level(name=self.inter.name, bandwidth_bytes_s=min(self.intra.bandwidth_bytes_s, self.inter.bandwidth_bytes_s),
+                     latency_s=max(self.intra.latency_s, self.inter.latency_s))
+
+
+def _level(link: Link, efficiency: float) -> Level:
+    return Level(name=link.name, bandwidth_bytes_s=link.bandwidth_gbps * 1e9 * efficiency,
+                 latency_s=link.latency_us * 1e-6)
+
+
+def links(profile: DeviceProfile, purpose: str = "a collective") -> Links:
+    interconnect = profile.require_interconnect(purpose)
+    efficiency = float(profile.efficiency.get("comm", 1.0))
+    return Links(gpus_per_node=interconnect.gpus_per_node, intra=_level(interconnect.intra, efficiency),
+                 inter=_level(interconnect.inter, efficiency))
+
+
+def ring_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
+    return 2 * (n - 1) * link.latency_s + 2 * (n - 1) / n * payload / link.bandwidth_bytes_s
+
+
+def tree_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
+    return 2 * math.ceil(math.log2(n)) * link.latency_s + 2 * payload / link.bandwidth_bytes_s
+
+
+def all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
+    return smin(ring_all_reduce_s(n, payload, link), tree_all_reduce_s(n, payload, link))
+
+
+def ring_gather_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
+    return (n - 1) * link.latency_s + (n - 1) / n * payload / link.bandwidth_bytes_s
+
+
+def all_to_all_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    if nodes <= 1:
+        link = links_.intra
+        return link.latency_s + (n - 1) / n * payload / link.bandwidth_bytes_s
+    inter = links_.level(nodes)
+    per_node = n // nodes  # ranks of the group on one node
+    intra_s = (per_node - 1) / n * payload / links_.intra.bandwidth_bytes_s
+    inter_s = (n - per_node) / n * payload / inter.bandwidth_bytes_s
+    return inter.latency_s + smax(intra_s, inter_s)
+
+
+def send_recv_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
+    return link.latency_s + payload / link.bandwidth_bytes_s
+
+
+ALGORITHMS = {
+    "all_reduce": all_reduce_s,
+    "all_gather": ring_gather_s,
+    "reduce_scatter": ring_gather_s,
+    "all_to_all": all_to_all_s,
+    "send_recv": send_recv_s,
+}
+
+
+def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
+    comm = counts.comm
+    if comm is None:
+        return 0
+    if comm.group_size <= 1:
+        return 0
+    try:
+        algorithm = ALGORITHMS[comm.collective]
+    except KeyError:
+        raise ValueError(f"no communication model for collective {comm.collective!r}; known: "
+                         f"{', '.join(ALGORITHMS)}") from None
+    purpose = f"a {comm.collective} over {comm.group_size} GPUs ({comm.scope})"
+    return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))

@@ -1,0 +1,83 @@
+"""Collective cost rules: `tensor_cast::all_reduce`, `all_gather`, `reduce_scatter`, `all_to_all`,
+`send_recv` (kind "collective").
+
+Counts only — bytes, not seconds: `comm.payload_bytes` is the logical message M (all_reduce,
+all_to_all, send/recv: the tensor; all_gather: the gathered output; reduce_scatter: the full input),
+`comm_bytes` what each rank sends with the bandwidth-optimal ring algorithm (NCCL's "bus bytes"):
+
+    all_reduce      2(n-1)/n · M   (reduce-scatter then all-gather, each (n-1)/n · M)
+    all_gather      (n-1)/n · M
+    reduce_scatter  (n-1)/n · M
+    all_to_all      (n-1)/n · M    (every rank keeps 1/n of its data)
+    send_recv       M
+
+The collective's own kernel reads its input and writes its output once in device memory, and a
+reduction adds (n-1)/n · M/itemsize vector FLOPs. `backends/communication.py` turns the
+`CommInfo` into time over the device's interconnect (ring or tree, intra- or inter-node).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy
+import torch
+
+from ...ops import collectives as _collective_ops  # noqa: F401  (ops exist before their rules)
+from ..counts import CommInfo, Counts
+from .registry import OpCall, register
+
+tc = torch.ops.tensor_cast
+
+
+def ring_bytes(collective: str, group_size: int, payload: Any) -> Any:
+    """Bytes each rank sends for a collective of `payload` bytes over `group_size` ranks."""
+    n = group_size
+    factor = {"all_reduce": sympy.Rational(2 * (n - 1), n), "all_gather": sympy.Rational(n - 1, n),
+              "reduce_scatter": sympy.Rational(n - 1, n), "all_to_all": sympy.Rational(n - 1, n),
+              "send_recv": sympy.Integer(1)}[collective]
+    return factor * payload
+
+
+def collective_counts(collective: str, *, group_size: int, nodes: int, scope: str, payload: Any,
+                      read: Any, written: Any, reduce_elements: Any = 0) -> Counts:
+    flops = {"vector": sympy.Rational(group_size - 1, group_size) * reduce_elements} if reduce_elements else {}
+    return Counts(flops=flops, bytes_read=read, bytes_written=written,
+                  comm_bytes=ring_bytes(collective, group_size, payload),
+                  comm=CommInfo(collective=collective, group_size=group_size, payload_bytes=payload, scope=scope,
+                                nodes=nodes))
+
+
+@register(tc.all_reduce.default, kind="collective")
+def all_reduce(call: OpCall) -> Counts:
+    x, n, nodes, scope = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
+    return collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
+                             read=x.nbytes, written=call.out_bytes, reduce_elements=x.numel)
+
+
+@register(tc.all_gather.default, kind="collective")
+def all_gather(call: OpCall) -> Counts:
+    x, n, nodes, scope = call.arg(0), call.arg(2), call.arg(3), call.arg(4)
+    return collective_counts("all_gather", group_size=n, nodes=nodes, scope=scope, payload=call.out_bytes,
+                             read=x.nbytes, written=call.out_bytes)
+
+
+@register(tc.reduce_scatter.default, kind="collective")
+def reduce_scatter(call: OpCall) -> Counts:
+    x, n, nodes, scope = call.arg(0), call.arg(2), call.arg(3), call.arg(4)
+    return collective_counts("reduce_scatter", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
+                             read=x.nbytes, written=call.out_bytes, reduce_elements=x.numel)
+
+
+@register(tc.all_to_all.default, kind="collective")
+def all_to_all(call: OpCall) -> Counts:
+    x, n, nodes, scope = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
+    return collective_counts("all_to_all", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
+                             read=x.nbytes, written=call.out_bytes)
+
+
+@register(tc.send_recv.default, kind="collective")
+def send_recv(call: OpCall) -> Counts:
+    x, nodes, scope = call.arg(0), call.arg(1), call.arg(2)
+    return collective_counts("send_recv", group_size=2, nodes=nodes, scope=scope, payload=x.nbytes,
+                             read=x.nbytes, written=call.out_bytes)

@@ -1,0 +1,47 @@
+"""Quantization cost rules: `tensor_cast::quantize` and `tensor_cast::quant_linear` (kind "quant"
+and "gemm").
+
+- quantize: reads the 16-bit activation, writes the quantized values and their scales. A dynamic
+  per-tensor scale needs the whole tensor's amax first: two kernels, the input read twice; per-token
+  and per-group scales are found inside the one quantizing kernel; static scales are given.
+  ~2 vector FLOPs per element to find the amax (abs, max), ~2 to scale and round.
+- quant_linear: 2·M·N·K FLOPs (+ M·N for a bias) at the scheme's tensor-core precision (fp8, int8,
+  fp4, or bf16 for weight-only schemes, which dequantize in the GEMM's main loop; that in-register
+  work is not counted separately); bytes: the (quantized) activation and its scales, every weight
+  element at the scheme's stored size (scales included), biases, and the 16-bit outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...deployment.quantization import PER_TENSOR, scheme
+from ...ops import quant as _quant_ops  # noqa: F401  (ops exist before their rules)
+from ...sizes import numel
+from ..counts import Counts
+from .matmul import gemm_counts
+from .registry import OpCall, register
+
+tc = torch.ops.tensor_cast
+
+
+@register(tc.quantize.default, kind="quant")
+def quantize(call: OpCall) -> Counts:
+    x, group, dynamic = call.arg(0), call.arg(2), bool(call.arg(3))
+    two_pass = dynamic and group == PER_TENSOR
+    flops = (4 if dynamic else 2) * x.numel
+    return Counts(flops={"vector": flops}, bytes_read=x.nbytes * (2 if two_pass else 1),
+                  bytes_written=call.out_bytes, launches=2 if two_pass else 1)
+
+
+@register(tc.quant_linear.default, kind="gemm")
+def quant_linear(call: OpCall) -> Counts:
+    x, x_scale, weights, biases = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
+    s = scheme(call.arg(4))
+    m, k = numel(x.shape[:-1]), weights[0].shape[1]
+    n = sum((w.shape[0] for w in weights), 0)
+    weight_bytes = sum((w.numel for w in weights), 0) * s.weight_bytes
+    read = (x.nbytes + (x_scale.nbytes if x_scale is not None else 0) + weight_bytes
+            + sum((b.nbytes for b in biases if b is not None), 0))
+    return gemm_counts(m, n, k, precision=s.precision, read_bytes=read, write_bytes=call.out_bytes,
+                       bias=any(b is not None for b in biases))

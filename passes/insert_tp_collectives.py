@@ -1,0 +1,115 @@
+"""insert_tp_collectives: the collectives a tensor-parallel rank runs, inserted into its graph.
+
+The graph is one rank's: it was captured from the per-rank spec (heads, intermediate sizes and
+vocabulary already divided by tp, `tensor_cast/deployment/sharding.py`), so every projection has
+its sharded shape. What is missing are the collectives that make sharded results whole again.
+
+Matches:
+- the embedding lookup (module `embed_tokens`): vocab-parallel, each rank holds V/tp rows and
+  looks up only its tokens -> `all_reduce` of the embedded hidden states;
+- every decoder sub-block (`layers.N.self_attn`, `layers.N.mlp`, ...) that holds a row-parallel
+  module (the family's TP plan: o_proj, down_proj, MoE experts, ...): its output is a partial sum
+  -> one `all_reduce` on the sub-block's output (engines reduce an MoE block's routed and shared
+  experts once, not per projection);
+- the lm_head (`lm_head`): column-parallel over the vocabulary -> `all_gather` of the logits.
+Produces: `tensor_cast::all_reduce(x, tp, nodes, "tp")` / `all_gather(logits, -1, tp, nodes, "tp")`
+between the producer and its users, attributed to the producing module.
+Invariant after: 2 all_reduces per standard decoder layer (attention, MLP); the hidden states
+keep their shapes and dtypes; the logits have the (padded) full vocabulary.
+Example (tp=4, one Llama layer):
+    before: o = linear(attn, Wo[H, H/4]); h = h + o; ...; d = linear(a, Wd[H, I/4]); h = h + d
+    after:  o = all_reduce(linear(attn, Wo), 4, 1, "tp"); h = h + o; ...
+            d = all_reduce(linear(a, Wd), 4, 1, "tp"); h = h + d
+Refuses: tp == 1 (no-op). Raises when tp > 1 and no row-parallel module of the family's plan is
+found (a TP graph without reductions would be silently wrong).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import fx
+
+from ..errors import DeploymentError
+from .graph_utils import example, finish, insert_op_after, module_path, truncated_stack
+
+EMBEDDINGS = (F.embedding, torch.embedding, torch.ops.aten.embedding.default)
+LINEARS = (torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default)
+SUBLAYER = re.compile(r"^((?:.*\.)?layers\.\d+\.[^.]+)")
+
+
+def _pattern(plan_key: str) -> re.Pattern[str]:
+    """A TP-plan key ("layers.*.mlp.down_proj") as a regex over full module paths."""
+    body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in plan_key.split("."))
+    return re.compile(rf"(^|\.){body}$")
+
+
+def _module_matches(path: str, patterns: list[re.Pattern[str]]) -> bool:
+    return any(p.search(path) for p in patterns)
+
+
+def _hidden_size(gm: fx.GraphModule) -> int | None:
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in EMBEDDINGS:
+            return example(node).shape[-1]
+    return None
+
+
+def _sublayer_outputs(gm: fx.GraphModule, sublayer: str, hidden: int | None) -> list[tuple[fx.Node, list[fx.Node]]]:
+    """(node, users outside) for the sub-block's floating outputs of the residual width."""
+    prefix = sublayer + "."
+    inside = {n for n in gm.graph.nodes if n.op == "call_function" or n.op == "call_method"
+              if (p := module_path(n)) == sublayer or p.startswith(prefix)}
+    out = []
+    for node in gm.graph.nodes:
+        if node not in inside:
+            continue
+        value = example(node)
+        if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point:
+            continue
+        if hidden is not None and value.shape[-1] != hidden:
+            continue
+        outside = [u for u in node.users if u not in inside]
+        if outside:
+            out.append((node, outside))
+    return out
+
+
+def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
+                          row_parallel: tuple[str, ...] = (), embedding: str = "embed_tokens",
+                          lm_head: str = "lm_head") -> fx.GraphModule:
+    if tp <= 1:
+        return gm
+    reduce, gather = torch.ops.tensor_cast.all_reduce.default, torch.ops.tensor_cast.all_gather.default
+    rows = [_pattern(key) for key in row_parallel]
+    hidden = _hidden_size(gm)
+    sublayers: dict[str, None] = {}
+    for node in list(gm.graph.nodes):
+        if node.op not in ("call_function", "call_method"):
+            continue
+        path = module_path(node)
+        if node.op == "call_function" and node.target in EMBEDDINGS and path.split(".")[-1] == embedding:
+            insert_op_after(gm, node, reduce, (node, tp, nodes, "tp"))
+        elif node.op == "call_function" and node.target in LINEARS and path.split(".")[-1] == lm_head:
+            insert_op_after(gm, node, gather, (node, -1, tp, nodes, "tp"))
+        elif _module_matches(path, rows) or any(_module_matches(p, rows) for p in _enclosing(path)):
+            match = SUBLAYER.match(path)
+            if match:
+                sublayers.setdefault(match.group(1))
+    if not sublayers:
+        raise DeploymentError(
+            f"tp={tp}: no row-parallel module ({', '.join(row_parallel) or 'empty TP plan'}) found in the graph; "
+            "this model family's tensor-parallel plan is unknown")
+    for sublayer in sublayers:
+        for node, users in _sublayer_outputs(gm, sublayer, hidden):
+            insert_op_after(gm, node, reduce, (node, tp, nodes, "tp"), users=users,
+                            module_stack=truncated_stack(node, sublayer))
+    return finish(gm)
+
+
+def _enclosing(path: str) -> list[str]:
+    """Parent module paths of `path` (a row-parallel MoE `experts` module encloses its ops)."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]

@@ -1,0 +1,43 @@
+"""quantize_kv_cache: the KV cache is stored in a narrower dtype (fp8 / int8) than the model's.
+
+Matches: every attention op that keeps a KV cache (`CACHE_ARGS`: the op and the positions of its
+cached tensors; `tensor_cast::attention`: key and value).
+Produces: no new node. The cached tensors' nodes get `meta["tensor_cast_element_bytes"]` (bytes per
+cached element) and the attention node is flagged, so its cost reads, appends and holds the cache
+at that size (`costing.make_call`); the attention math keeps its precision (engines dequantize
+the cache inside the kernel).
+Invariant after: the graph's nodes, shapes and dtypes are unchanged.
+Example (kv_cache_dtype fp8, bf16 model):
+    before: attention(q, k, v, C, ...)      # k, v costed at 2 bytes per element
+    after:  attention(q, k, v, C, ...)      # k, v costed at 1 byte per element
+Refuses: `kv_bytes=None` (the model dtype: no-op); attention ops without a cache entry in
+`CACHE_ARGS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+
+from .graph_utils import finish
+
+CACHE_ARGS: dict[Any, tuple[int, ...]] = {
+    torch.ops.tensor_cast.attention.default: (1, 2),  # key, value
+}
+
+
+def quantize_kv_cache(gm: fx.GraphModule, *, kv_bytes: Any = None) -> fx.GraphModule:
+    if kv_bytes is None:
+        return gm
+    for node in gm.graph.nodes:
+        positions = CACHE_ARGS.get(node.target) if node.op == "call_function" else None
+        if not positions:
+            continue
+        for i in positions:
+            arg = node.args[i]
+            if isinstance(arg, fx.Node):
+                arg.meta["tensor_cast_element_bytes"] = kv_bytes
+        node.meta["tensor_cast_element_bytes"] = True
+    return finish(gm)

@@ -1,0 +1,124 @@
+"""quantize_linears: the model's GEMMs run in a quantization scheme (FP8, INT8, INT4, FP4, ...).
+
+Matches: every `linear(x, W, b)` and horizontally fused `fused_linear(x, [W...], [b...])` whose
+weights are 2-D parameters, except the lm_head (unless `quantize_lm_head`), MoE routers (modules
+named `gate` / `router` / `shared_expert_gate`, unless `quantize_router`) and the modules the
+checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `ignore` patterns).
+Produces: for schemes with quantized activations, one `quantize(x, fmt, group, dynamic)` per
+(input, format) — shared by every GEMM reading that input — then
+`quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is
+(`quant_linear(x, None, ...)`). Weight placeholders get `meta["tensor_cast_element_bytes"]`:
+their stored bytes per element, scales included (the memory report reads it).
+Invariant after: every output keeps its shape and dtype; no matched linear remains.
+Example (fp8):
+    before: q, k, v = fused_linear(h, [Wq, Wk, Wv], [None] * 3)
+    after:  hq = quantize(h, "fp8", 0, True); q, k, v = quant_linear(hq[0], hq[1], [Wq, Wk, Wv], [None] * 3, "fp8", bf16)
+Refuses: scheme "none" (no-op); linears whose weight is not a 2-D floating parameter; excluded
+modules (left as 16-bit GEMMs).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+from typing import Any
+
+import torch
+from torch import fx
+
+from ..deployment.quantization import scheme as lookup_scheme
+from .graph_utils import example, fake_result, finish, module_path
+
+LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
+ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
+LM_HEAD = "lm_head"
+
+
+def excluded(path: str, *, not_converted: tuple[str, ...], quantize_lm_head: bool, quantize_router: bool) -> bool:
+    last = path.rsplit(".", 1)[-1]
+    if last == LM_HEAD and not quantize_lm_head:
+        return True
+    if last in ROUTER_NAMES and not quantize_router:
+        return True
+    for pattern in not_converted:
+        bare = pattern.removeprefix("model.")
+        for candidate in (path, path.removeprefix("model.")):
+            if fnmatch.fnmatch(candidate, bare) or fnmatch.fnmatch(candidate, bare + ".*") or \
+                    candidate.endswith("." + bare) or fnmatch.fnmatch(candidate, pattern):
+                return True
+    return False
+
+
+def _weights(node: fx.Node) -> tuple[list[Any], list[Any]]:
+    if node.target is LINEAR:
+        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+        return [node.args[1]], [bias]
+    weights, biases = node.args[1], node.args[2]
+    assert isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
+    return list(weights), list(biases)
+
+
+def _is_parameter(w: Any) -> bool:
+    value = example(w)
+    return (isinstance(w, fx.Node) and w.op == "placeholder" and isinstance(value, torch.Tensor)
+            and value.dim() == 2 and value.dtype.is_floating_point)
+
+
+def _copy_meta(src: fx.Node, dst: fx.Node) -> None:
+    for key in ("nn_module_stack", "stack_trace"):
+        if key in src.meta:
+            dst.meta[key] = src.meta[key]
+
+
+def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
+                     quantize_lm_head: bool = False, quantize_router: bool = False) -> fx.GraphModule:
+    if scheme == "none":
+        return gm
+    s = lookup_scheme(scheme)
+    graph = gm.graph
+    quantized_inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (LINEAR, FUSED):
+            continue
+        if not isinstance(node.args[0], fx.Node):
+            continue
+        weights, biases = _weights(node)
+        if not all(_is_parameter(w) for w in weights):
+            continue
+        if excluded(module_path(node), not_converted=not_converted, quantize_lm_head=quantize_lm_head,
+                    quantize_router=quantize_router):
+            continue
+        x = node.args[0]
+        x_in: fx.Node = x
+        scale: fx.Node | None = None
+        if s.activation is not None:
+            fmt = s.activation
+            if x not in quantized_inputs:
+                args = (x, fmt.name, fmt.group, fmt.dynamic)
+                q_value = fake_result(gm, torch.ops.tensor_cast.quantize.default, args)
+                with graph.inserting_before(node):
+                    q = graph.call_function(torch.ops.tensor_cast.quantize.default, args)
+                    items = [graph.call_function(operator.getitem, (q, i)) for i in range(2)]
+                for part, value in zip((q, *items), (q_value, *q_value), strict=True):
+                    _copy_meta(node, part)
+                    part.meta["example_value"] = value
+                quantized_inputs[x] = (items[0], items[1])
+            x_in, scale = quantized_inputs[x]
+        out_dtype = (example(node) if node.target is LINEAR else example(node)[0]).dtype
+        gemm_args = (x_in, scale, weights, biases, s.name, out_dtype)
+        result = fake_result(gm, torch.ops.tensor_cast.quant_linear.default, gemm_args)
+        with graph.inserting_before(node):
+            new = graph.call_function(torch.ops.tensor_cast.quant_linear.default, gemm_args)
+            _copy_meta(node, new)
+            new.meta["example_value"] = result
+            if node.target is LINEAR:
+                item = graph.call_function(operator.getitem, (new, 0))
+                _copy_meta(node, item)
+                item.meta["example_value"] = result[0]
+                node.replace_all_uses_with(item)
+            else:
+                node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        for w in weights:
+            w.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+    return finish(gm)

@@ -1,0 +1,315 @@
+"""A deployment: how a model is split over GPUs and in which number formats it runs.
+
+Owns:
+- `Deployment`: what the user asked for (tp, ep, dp, pp, quant, kv_cache_dtype, nodes,
+  gpus_per_node, and whether lm_head / the MoE router are quantized), with type checks;
+- `resolve(deployment, spec, profile) -> ResolvedDeployment`: checked against the model (tp must
+  divide the heads, ep the experts, ...) and the device (the node size), with every default made
+  concrete: the checkpoint's own quantization, the world size, which groups span nodes, the
+  pipeline stages;
+- `TraceDeployment`: the part that changes the traced graph (sharding, quantization, collective
+  placement), which the trace cache keys on; pipeline stages and DP replicas do not retrace.
+
+Rank layout (Megatron / vLLM order): TP innermost, then DP, then PP — rank
+`r = (pp_i * dp + dp_i) * tp + tp_i`; an EP group is the tp·dp ranks of one pipeline stage. Errors
+are `DeploymentError`s naming the bad value and the accepted ones. Never touches a graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from math import gcd
+from typing import Any
+
+from ..errors import DeploymentError, InvalidArgumentError, choices
+from ..models.spec import ModelSpec
+from .quantization import NO_QUANT, accepted_quant, kv_cache_bytes, scheme, scheme_from_hf
+from .tp_plan import tp_roles
+
+# Fraction of device memory an engine may use (vLLM `gpu_memory_utilization` default); the rest is
+# the framework reserve: CUDA context, NCCL buffers, allocator fragmentation.
+DEFAULT_MEMORY_UTILIZATION = 0.9
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the user asked for. `None` means "the default" (see `resolve`)."""
+
+    tp: int = 1
+    ep: int = 1
+    dp: int = 1
+    pp: int = 1
+    quant: str | None = None  # None: the checkpoint's own quantization_config, else unquantized
+    kv_cache_dtype: str | None = None  # None: the model dtype
+    nodes: int | None = None
+    gpus_per_node: int | None = None  # None: the device profile's [interconnect] gpus_per_node
+    quantize_lm_head: bool = False
+    quantize_router: bool = False
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "ep", "dp", "pp"):
+            _positive_int(name, getattr(self, name))
+        for name in ("nodes", "gpus_per_node"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        for name in ("quantize_lm_head", "quantize_router"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.quant is not None and (not isinstance(self.quant, str) or (
+                self.quant.lower() not in NO_QUANT and self.quant.lower() not in accepted_quant())):
+            raise DeploymentError(f"unknown quant {self.quant!r}; accepted: {choices(accepted_quant())}")
+        if self.kv_cache_dtype is not None:
+            if not isinstance(self.kv_cache_dtype, str):
+                raise DeploymentError(f"kv_cache_dtype must be a string, got {self.kv_cache_dtype!r}")
+            kv_cache_bytes(self.kv_cache_dtype)
+        u = self.memory_utilization
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
+            raise InvalidArgumentError(f"memory_utilization must be a fraction in (0, 1], got {u!r}")
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.dp * self.pp
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Deployment:
+        unknown = set(options) - set(cls.keys())
+        if unknown:
+            raise InvalidArgumentError(f"unknown deployment option(s) {sorted(unknown)}; accepted: {choices(cls.keys())}")
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TraceDeployment:
+    """The deployment values that change the traced graph (the trace cache keys on them)."""
+
+    tp: int = 1
+    ep: int = 1
+    moe_tp: int = 1  # TP degree inside each expert (tp without EP, 1 with EP)
+    quant: str = "none"  # a quantization.SCHEMES key or "none"
+    not_converted: tuple[str, ...] = ()  # module patterns left unquantized (from the checkpoint)
+    quantize_lm_head: bool = False
+    quantize_router: bool = False
+    kv_cache_bytes: Any = None  # bytes per cached K/V element; None: the model dtype
+    tp_nodes: int = 1  # nodes one TP group spans
+    ep_nodes: int = 1  # nodes one EP group spans
+    row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
+
+    @property
+    def sharded(self) -> bool:
+        return self.tp > 1 or self.ep > 1
+
+
+@dataclass(frozen=True)
+class ResolvedDeployment:
+    request: Deployment
+    tp: int
+    ep: int
+    dp: int
+    pp: int
+    moe_tp: int
+    quant: str
+    quant_source: str  # "user" | "checkpoint" | "none"
+    not_converted: tuple[str, ...]
+    kv_cache_dtype: str
+    kv_cache_bytes: Any
+    gpus_per_node: int
+    nodes: int
+    tp_nodes: int
+    ep_nodes: int
+    pp_nodes: int  # nodes a stage-to-stage send/recv crosses (1 or 2)
+    stages: tuple[tuple[int, ...], ...]  # real layer indices of each pipeline stage
+    row_parallel: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.dp * self.pp
+
+    @property
+    def memory_utilization(self) -> float:
+        return self.request.memory_utilization
+
+    def trace_options(self) -> TraceDeployment:
+        return TraceDeployment(
+            tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
+            quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
+            kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
+            row_parallel=self.row_parallel)
+
+    def describe(self) -> str:
+        parts = [f"{self.world_size} GPU{'s' if self.world_size > 1 else ''}"
+                 + (f" ({self.nodes} nodes x {self.gpus_per_node})" if self.nodes > 1 else "")]
+        for name in ("tp", "ep", "dp", "pp"):
+            if getattr(self, name) > 1:
+                parts.append(f"{name.upper()}{getattr(self, name)}")
+        if self.dp > 1 and self.ep > 1:
+            parts.append("attention DP + expert-parallel MoE")
+        parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
+                     + (" (checkpoint)" if self.quant_source == "checkpoint" else ""))
+        parts.append(f"KV cache {self.kv_cache_dtype}")
+        return ", ".join(parts)
+
+
+# ---- checks against the model ----------------------------------------------------------------
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _common(values: Iterable[int]) -> int:
+    out = 0
+    for v in values:
+        out = gcd(out, v)
+    return out
+
+
+def _check_tp(spec: ModelSpec, tp: int, ep: int) -> None:
+    if tp == 1:
+        return
+    checks: list[tuple[str, int]] = []  # (what, size) that tp must divide
+    for layer, _ in spec.layer_kinds():
+        a = layer.attention
+        if a.kind in ("full", "sliding", "mla"):
+            checks.append(("num_attention_heads", a.num_heads))
+        if a.kind == "linear" and a.linear is not None:
+            checks += [("linear_num_key_heads", a.linear.num_key_heads),
+                       ("linear_num_value_heads", a.linear.num_value_heads)]
+        if layer.mlp.kind == "dense":
+            checks.append(("intermediate_size", layer.mlp.intermediate_size))
+        moe = layer.mlp.moe if layer.mlp.kind == "moe" else None
+        if moe is not None and moe.shared_intermediate_size:
+            checks.append(("shared_expert_intermediate_size", moe.shared_intermediate_size))
+        if moe is not None and ep == 1:  # without ep, every expert is split over the tp ranks
+            checks.append(("moe_intermediate_size", moe.expert_intermediate_size))
+    for what, size in checks:
+        if size % tp:
+            valid = divisors(_common(s for _, s in checks))
+            hint = " (or use ep)" if what == "moe_intermediate_size" else ""
+            raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}{hint}")
+    for layer, _ in spec.layer_kinds():
+        a = layer.attention
+        if a.kind in ("full", "sliding") and a.num_kv_heads % tp and tp % a.num_kv_heads:
+            valid = [d for d in divisors(a.num_heads) if a.num_kv_heads % d == 0 or d % a.num_kv_heads == 0]
+            raise DeploymentError(
+                f"tp={tp} neither divides num_key_value_heads={a.num_kv_heads} nor is a multiple of it (each KV "
+                f"head must be split evenly or replicated tp/num_kv_heads times); valid tp: {choices(valid)}")
+
+
+def _moe_layers(spec: ModelSpec) -> list[Any]:
+    return [layer.mlp.moe for layer, _ in spec.layer_kinds() if layer.mlp.kind == "moe" and layer.mlp.moe]
+
+
+def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
+    """The TP degree inside each expert (moe_tp)."""
+    moes = _moe_layers(spec)
+    if ep == 1:
+        return tp
+    if not moes:
+        raise DeploymentError(f"ep={ep} needs MoE layers; {spec.name} has none (accepted ep: 1)")
+    if ep != tp * dp:
+        raise DeploymentError(
+            f"ep={ep} must span the tp·dp = {tp * dp} GPUs of a pipeline stage (experts split over them, "
+            f"attention TP/DP beside them); accepted ep: 1, {tp * dp}")
+    for moe in moes:
+        if moe.num_experts % ep:
+            valid = [d for d in divisors(_common(m.num_experts for m in moes))]
+            raise DeploymentError(f"ep={ep} does not divide num_experts={moe.num_experts}; valid ep: {choices(valid)}")
+    # Until the all_to_all dispatch/combine around tensor_cast::moe is modelled, refuse rather than
+    # cost a wrong graph (a per-rank spec with E/ep experts would also shrink the router and top-k).
+    raise DeploymentError(f"ep={ep}: expert parallelism is not modelled yet; accepted ep: 1 "
+                          f"(experts tensor-parallel over tp={tp})")
+
+
+def pipeline_stages(num_layers: int, pp: int) -> tuple[tuple[int, ...], ...]:
+    """vLLM's split (`get_pp_indices`): equal stages, the remainder on the stages before the last
+    (the last one also runs the final norm and lm_head)."""
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
+    stages, start = [], 0
+    for size in sizes:
+        stages.append(tuple(range(start, start + size)))
+        start += size
+    return tuple(stages)
+
+
+def _span(groups: Iterable[Sequence[int]], gpus_per_node: int) -> int:
+    """Nodes the widest of these rank groups spans."""
+    return max((len({r // gpus_per_node for r in g}) for g in groups), default=1)
+
+
+def _gpus_per_node(profile: Any) -> int | None:
+    interconnect = getattr(profile, "interconnect", None)
+    return interconnect.gpus_per_node if interconnect is not None else None
+
+
+def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeployment:
+    tp, ep, dp, pp = request.tp, request.ep, request.dp, request.pp
+    world = request.world_size
+    if pp > spec.num_layers:
+        raise DeploymentError(f"pp={pp} exceeds the {spec.num_layers} layers of {spec.name}; "
+                              f"valid pp: 1..{spec.num_layers}")
+    _check_tp(spec, tp, ep)
+    moe_tp = _check_ep(spec, tp, dp, ep)
+    notes: list[str] = []
+
+    # quantization: the user's, else the checkpoint's
+    hf = scheme_from_hf(spec.quantization)
+    if request.quant is not None and request.quant.lower() not in NO_QUANT:
+        quant, source = scheme(request.quant.lower()).name, "user"
+        not_converted = hf.not_converted if hf.scheme == quant else ()
+    elif request.quant is None and hf.scheme is not None:
+        quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
+    else:
+        quant, source, not_converted = "none", "none", ()
+        if request.quant is None and hf.note:
+            notes.append(hf.note)
+    kv_name = request.kv_cache_dtype or "auto"
+    kv_bytes = kv_cache_bytes(kv_name)
+    if kv_bytes is None:
+        kv_name = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(spec.dtype, spec.dtype)
+
+    # nodes
+    gpn = request.gpus_per_node
+    if gpn is None and request.nodes is not None:
+        if world % request.nodes:
+            raise DeploymentError(f"nodes={request.nodes} does not divide the world size tp·dp·pp = {world}; "
+                                  f"valid nodes: {choices(divisors(world))}")
+        gpn = world // request.nodes
+    if gpn is None:
+        gpn = _gpus_per_node(profile)
+    if gpn is None:
+        if world > 1:
+            raise DeploymentError(
+                f"device {getattr(profile, 'name', profile)} has no [interconnect] gpus_per_node; "
+                f"pass gpus_per_node (or nodes) for a {world}-GPU deployment")
+        gpn = 1
+    gpn = int(gpn)
+    nodes = request.nodes if request.nodes is not None else -(-world // gpn)
+    if request.nodes is not None and nodes * gpn != world:
+        raise DeploymentError(
+            f"world size tp·dp·pp = {tp}·{dp}·{pp} = {world} but nodes × gpus_per_node = {nodes} × {gpn} = "
+            f"{nodes * gpn}; make them equal (e.g. dp={nodes * gpn // (tp * pp)})"
+            if (nodes * gpn) % (tp * pp) == 0 else
+            f"world size tp·dp·pp = {world} but nodes × gpus_per_node = {nodes * gpn}; make them equal")
+    stage_size = tp * dp
+    tp_groups = [range(s * tp, (s + 1) * tp) for s in range(world // tp)]
+    ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if ep > 1 else [range(1)]
+    pp_pairs: list[tuple[int, ...]] = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
+    return ResolvedDeployment(
+        request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source,
+        not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,
+        gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
+        pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
+        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (), notes=tuple(notes))

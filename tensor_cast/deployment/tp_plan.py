@@ -1,0 +1,53 @@
+"""The tensor-parallel role table: which modules are row-parallel, per model family.
+
+Owns `tp_roles(model_type) -> TPRoles`. The source is the family's own `base_model_tp_plan`
+in transformers (`{"layers.*.self_attn.o_proj": "rowwise", ...}`), overlaid with `ENGINE_PLAN`:
+the roles serving engines (vLLM, SGLang) use where transformers has none or differs — MLA
+attention (HF does not shard it; engines split its heads, o_proj row-parallel) and linear
+attention's out_proj (HF gathers, engines reduce). The vocabulary-parallel embedding and the
+column-parallel lm_head with gathered logits are the same for every family.
+
+Only the roles that need a collective matter downstream: a row-parallel module produces partial
+sums, reduced once at the output of the decoder sub-block holding it
+(`passes/insert_tp_collectives.py`). Column-parallel shapes come from the per-rank spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENGINE_PLAN: dict[str, str] = {
+    "layers.*.self_attn.o_proj": "rowwise",  # every attention kind, MLA included
+    "layers.*.linear_attn.out_proj": "rowwise",
+    "layers.*.mlp.down_proj": "rowwise",
+    "layers.*.mlp.experts": "moe_tp_experts",
+    "layers.*.mlp.shared_experts.down_proj": "rowwise",
+    "layers.*.mlp.shared_expert.down_proj": "rowwise",
+}
+# plan values whose module output is a partial sum over the TP group
+PARTIAL_SUM_ROLES = ("rowwise", "rowwise_split_input", "local_rowwise", "moe_tp_experts")
+EMBEDDING = "embed_tokens"  # vocab-parallel: each rank looks up its rows, the sum is all-reduced
+LM_HEAD = "lm_head"  # column-parallel over the vocabulary: logits all-gathered
+
+
+@dataclass(frozen=True)
+class TPRoles:
+    row_parallel: tuple[str, ...]  # module patterns relative to the base model ("layers.*.mlp.down_proj")
+    embedding: str = EMBEDDING
+    lm_head: str = LM_HEAD
+
+
+def hf_tp_plan(model_type: str) -> dict[str, str]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        config_class = CONFIG_MAPPING[model_type]
+    except KeyError:
+        return {}
+    return dict(getattr(config_class, "base_model_tp_plan", None) or {})
+
+
+def tp_roles(model_type: str) -> TPRoles:
+    plan = {**hf_tp_plan(model_type), **ENGINE_PLAN}
+    rows = tuple(sorted(k for k, v in plan.items() if v in PARTIAL_SUM_ROLES))
+    return TPRoles(row_parallel=rows)

@@ -1,0 +1,78 @@
+"""Collective communication as graph ops: `all_reduce`, `all_gather`, `reduce_scatter`,
+`all_to_all`, `send_recv` (`torch.ops.tensor_cast.*`).
+
+Inserted after capture by the parallelism passes (`passes/insert_tp_collectives.py`, ...). Each
+carries what its cost needs: the group size, how many nodes the group spans (a group spanning
+nodes runs at the inter-node link's speed) and the parallel scope it belongs to (tp, ep, dp, pp).
+
+Reference implementations simulate a group in which every rank holds the same tensor (a single
+process has no peers): all_reduce sums n copies, all_gather concatenates n copies,
+reduce_scatter keeps this rank's shard of the n-copy sum, all_to_all and send_recv return the
+data unchanged. They exist so `opcheck` and numeric pass tests run on CPU; the fake kernels
+give the shapes every rank sees.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SCOPES = ("tp", "ep", "dp", "pp")
+
+
+@torch.library.custom_op("tensor_cast::all_reduce", mutates_args=())
+def all_reduce(x: torch.Tensor, group_size: int, nodes: int, scope: str) -> torch.Tensor:
+    """Sum `x` over the group; every rank gets the sum (same shape)."""
+    return x * group_size
+
+
+@all_reduce.register_fake
+def _all_reduce_fake(x, group_size, nodes, scope):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tensor_cast::all_gather", mutates_args=())
+def all_gather(x: torch.Tensor, dim: int, group_size: int, nodes: int, scope: str) -> torch.Tensor:
+    """Concatenate every rank's `x` along `dim`."""
+    return torch.cat([x] * group_size, dim=dim)
+
+
+@all_gather.register_fake
+def _all_gather_fake(x, dim, group_size, nodes, scope):
+    shape = list(x.shape)
+    shape[dim] = shape[dim] * group_size
+    return x.new_empty(shape)
+
+
+@torch.library.custom_op("tensor_cast::reduce_scatter", mutates_args=())
+def reduce_scatter(x: torch.Tensor, dim: int, group_size: int, nodes: int, scope: str) -> torch.Tensor:
+    """Sum `x` over the group and keep this rank's 1/group_size slice along `dim`."""
+    return (x.narrow(dim, 0, x.shape[dim] // group_size) * group_size).contiguous()
+
+
+@reduce_scatter.register_fake
+def _reduce_scatter_fake(x, dim, group_size, nodes, scope):
+    shape = list(x.shape)
+    shape[dim] = shape[dim] // group_size
+    return x.new_empty(shape)
+
+
+@torch.library.custom_op("tensor_cast::all_to_all", mutates_args=())
+def all_to_all(x: torch.Tensor, group_size: int, nodes: int, scope: str) -> torch.Tensor:
+    """Each rank sends 1/group_size of `x` to every rank (itself included); same shape out."""
+    return x.clone()
+
+
+@all_to_all.register_fake
+def _all_to_all_fake(x, group_size, nodes, scope):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tensor_cast::send_recv", mutates_args=())
+def send_recv(x: torch.Tensor, nodes: int, scope: str) -> torch.Tensor:
+    """Point to point: this rank sends `x` to the next pipeline stage, which receives it."""
+    return x.clone()
+
+
+@send_recv.register_fake
+def _send_recv_fake(x, nodes, scope):
+    return torch.empty_like(x)
