@@ -153,3 +153,13 @@ def test_unsupported_mla_family_names_its_model_type(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "deepseek_v2", "hidden_size": 64}))
     with pytest.raises(UnsupportedModelError, match="model_type 'deepseek_v2' is not supported"):
         tensor_cast.analyze(str(tmp_path), device="h100", batch_size=1, query_len=1)
+
+
+def test_fp8_kv_cache_halves_the_latent_and_indexer_caches():
+    kw = dict(device="h100", batch_size=8, query_len=1, context_len=4096, num_hidden_layers=1)
+    bf16 = tensor_cast.analyze("deepseek-ai/DeepSeek-V3.2", **kw)
+    fp8 = tensor_cast.analyze("deepseek-ai/DeepSeek-V3.2", kv_cache_dtype="fp8", **kw)
+    config = registry.lookup("deepseek-ai/DeepSeek-V3.2").config
+    per_token = config["kv_lora_rank"] + config["qk_rope_head_dim"] + config["index_head_dim"]  # latent, rope key, index key
+    assert bf16.memory.kv_cache_bytes == 8 * 4097 * per_token * 2
+    assert fp8.memory.kv_cache_bytes == 8 * 4097 * per_token * 1
