@@ -131,3 +131,19 @@ def test_sliding_window_caps_the_cache():
     report = tensor_cast.analyze("mistralai/Mistral-7B-v0.1", device="h100", batch_size=2, query_len=1,
                                  context_len=32_000, num_hidden_layers=1)
     assert report.memory.kv_cache_bytes == 2 * window * kv * head_dim * 2 * 2
+
+
+def test_qwen3_5_published_multimodal_layout_loads_its_text_decoder(tmp_path):
+    """Qwen3.5 ships `Qwen3_5MoeForConditionalGeneration` with the decoder under `text_config`."""
+    from tensor_cast.models.loader import load_spec
+
+    text = {k: v for k, v in registry.lookup("Qwen/Qwen3.5-35B-A3B").config.items() if k != "architectures"}
+    config = {"architectures": ["Qwen3_5MoeForConditionalGeneration"], "model_type": "qwen3_5_moe",
+              "text_config": text, "vision_config": {"depth": 2, "hidden_size": 64}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    spec = load_spec(str(tmp_path))
+    assert spec.model_type == "qwen3_5_moe_text" and spec.mtp_layers == text["mtp_num_hidden_layers"]
+    kinds = {layer.describe(): len(ix) for layer, ix in spec.layer_kinds()}
+    assert kinds == {"linear + moe(256x512, top8)": 30, "full + moe(256x512, top8)": 10}
+    linear = spec.layers[0].attention.linear
+    assert (linear.num_key_heads, linear.num_value_heads, linear.key_head_dim) == (16, 32, 128)
