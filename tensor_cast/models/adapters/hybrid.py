@@ -113,3 +113,7 @@ class HybridLinearAdapter(DecoderAdapter):
             config.moe_intermediate_size = m.expert_intermediate_size
             config.shared_expert_intermediate_size = m.shared_intermediate_size
         return config
+
+    def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
+        """Module prefixes of the routed experts (a token uses top_k / num_experts of their weights)."""
+        return [f"{layers_path}.{i}.mlp.experts." for i in range(rep_layers)]
