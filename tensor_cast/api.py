@@ -18,7 +18,7 @@ import torch
 from .analysis import ExecutionOptions, analyze_spec
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
-from .backends.formulas import OpCall, TensorInfo, lookup
+from .backends.formulas import OpCall, lookup, tensor_infos
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
@@ -117,12 +117,6 @@ def _meta(value: Any) -> Any:
     return value
 
 
-def _info(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_info(v) for v in value)
-    return value
 
 
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
@@ -139,8 +133,8 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     except Exception as exc:
         raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
     outputs = result if isinstance(result, (list, tuple)) else (result,)
-    call = OpCall(op=op, args=_info(meta_args), kwargs=_info(meta_kwargs),
-                  outputs=tuple(_info(o) for o in outputs if isinstance(o, torch.Tensor)))
+    call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
     counts = entry.rule(call)
     timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
