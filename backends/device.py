@@ -260,6 +260,9 @@ def parse_profile(text: str, path: str = "<profile>") -> DeviceProfile:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidProfileError(f"{path}: not valid TOML: {exc}") from None
     _check(data, path)
+    from .efficiency import validate_efficiency  # the efficiency models own their parameter table
+
+    validate_efficiency(data.get("efficiency", {}), path)
     overhead = data["overhead"]
     return DeviceProfile(
         name=data["name"],

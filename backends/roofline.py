@@ -1,16 +1,20 @@
 """The roofline backend: Counts + device profile -> time, symbolically.
 
-time = max(compute, memory, communication) + launches × per-kernel overhead
+time = max(compute, memory, communication) + stall + latency + launches × per-kernel overhead
 
 - compute: Σ over precision classes of FLOPs / (peak × efficiency), with the precision the
   device lacks replaced by the one engines would run (`DeviceProfile.rate`), reported as a
   fallback;
-- memory: bytes / (bandwidth × efficiency);
+- memory: bytes / (bandwidth × efficiency) + the bandwidth ramp of a small transfer;
 - communication: from the collective model when the op is a collective;
-- overhead: the per-kernel gap, smaller inside CUDA graphs (engines capture graphs for steps of
-  up to `graph_max_tokens` tokens: a Piecewise in B·S).
+- stall: the share (`overlap`) of the shorter of compute and memory that the kernel does not
+  hide behind the longer one (a GEMM near its ridge point is slower than max(compute, memory));
+- latency: the kernel's fixed cost beyond its launch (pipeline fill, split-K reduction);
+- overhead: the per-kernel launch gap, smaller inside CUDA graphs (engines capture graphs for
+  steps of up to `graph_max_tokens` tokens: a Piecewise in B·S).
 
-Efficiencies come from `backends/efficiency.py`, which may make them depend on the op's shape.
+Efficiencies, stall share and latencies come from `backends/efficiency.py`, which may make them
+depend on the op's shape. Profiles without those parameters get stall = latency = 0.
 All results are sympy-safe expressions in B, S, C; nothing here evaluates them.
 """
 
@@ -21,7 +25,7 @@ from typing import Any
 
 import sympy
 
-from ..sizes import B, S
+from ..sizes import B, S, smin
 from .counts import Counts
 from .device import DeviceProfile
 from .efficiency import efficiency_for
@@ -35,11 +39,26 @@ class OpTime:
     comm_s: Any
     overhead_s: Any
     fallbacks: tuple[str, ...] = ()
+    latency_s: Any = 0  # fixed kernel latency beyond the launch gap
+    stall_s: Any = 0  # the part of the shorter of compute / memory not overlapped
+
+    @property
+    def kernel_latency_s(self) -> Any:
+        """Time beyond the roofline bound and the launch gap: fixed latency + non-overlapped part."""
+        return self.latency_s + self.stall_s
+
+    @property
+    def work_s(self) -> Any:
+        """The kernel's own time: the roofline bound, plus what it does not overlap, plus latency."""
+        if _symbolic(self.compute_s, self.memory_s, self.comm_s):
+            bound = sympy.Max(self.compute_s, self.memory_s, self.comm_s)
+        else:
+            bound = max(self.compute_s, self.memory_s, self.comm_s)
+        return bound + self.stall_s + self.latency_s
 
     @property
     def time_s(self) -> Any:
-        return sympy.Max(self.compute_s, self.memory_s, self.comm_s) + self.overhead_s if _symbolic(
-            self.compute_s, self.memory_s, self.comm_s) else max(self.compute_s, self.memory_s, self.comm_s) + self.overhead_s
+        return self.work_s + self.overhead_s
 
 
 def _symbolic(*values: Any) -> bool:
@@ -76,13 +95,18 @@ def op_time(counts: Counts, call: OpCall | None, kind: str, profile: DeviceProfi
         rate, used = profile.rate(precision)
         if used != precision and precision != "vector":
             fallbacks.append(f"{precision}->{used}")
-        unit_eff = eff.vector if precision == "vector" else eff.compute
+        unit_eff = eff.compute_for("vector" if precision == "vector" else used)
         compute = compute + flops / (rate * unit_eff)
-    memory = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * eff.memory) if counts.bytes else 0
+    memory: Any = 0
+    if counts.bytes:
+        memory = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * eff.memory) + eff.memory_latency_s
     comm: Any = 0
     if counts.comm is not None:
         from .communication import collective_time_s
 
         comm = collective_time_s(counts, profile)
+    stall = eff.overlap * smin(compute, memory) if eff.overlap and counts.flops and counts.bytes else 0
+    latency = eff.latency_s if counts.launches else 0
     return OpTime(compute_s=compute, memory_s=memory, comm_s=comm,
-                  overhead_s=kernel_overhead_s(profile, counts.launches, mode), fallbacks=tuple(fallbacks))
+                  overhead_s=kernel_overhead_s(profile, counts.launches, mode), fallbacks=tuple(fallbacks),
+                  latency_s=latency, stall_s=stall)

@@ -28,7 +28,9 @@ from .fuse_rope import fuse_rope
 from .insert_tp_collectives import insert_tp_collectives
 from .quantize_kv_cache import quantize_kv_cache
 from .quantize_linears import quantize_linears
+from .quantize_moe import quantize_moe
 from .replace_mla import replace_mla
+from .replace_moe import replace_moe
 from .verify_attention_replaced import verify_attention_replaced
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
@@ -49,6 +51,10 @@ def _no_params(options: Any) -> dict[str, Any]:
 def _mla_params(options: Any) -> dict[str, Any]:
     """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
     return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
+
+
+def _moe_params(options: Any) -> dict[str, Any]:
+    return {"skew": float(getattr(options, "moe_skew", 0.0))}
 
 
 # ---- deployment passes (tensor_cast/deployment/): options.deployment is a TraceDeployment ----------
@@ -109,7 +115,11 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
     Pass("replace_mla", replace_mla, params=_mla_params),  # before fusions: it removes kv_b_proj and the K/V copies
     # before the fusions: finds row-parallel projections and embedding/lm_head by their modules
+    # (an MoE block's by its experts module, so before replace_moe folds that module away)
     Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),
+    # Always on (not a fusion: the experts-hit model lives in the op); before the fusions, which
+    # would otherwise fuse the shared experts' GEMMs the op absorbs, and before quantize_linears.
+    Pass("replace_moe", replace_moe, params=_moe_params),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
@@ -118,6 +128,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
     Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
+    Pass("quantize_moe", quantize_moe, _quantized, _quant_params),  # after replace_moe: the experts' op
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),
     Pass("eliminate_noop_views", eliminate_noop_views),
     Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned

@@ -20,6 +20,7 @@ from torch import fx
 from .backends.device import DeviceProfile
 from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
+from .capture.experts_interface import check_moe_capture, experts_function
 from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
@@ -45,6 +46,7 @@ class ExecutionOptions:
     mtp: int = 0  # MTP draft passes per step (speculative decoding); 0: off
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
+    moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
 
 
 @dataclass
@@ -89,7 +91,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    captured = capture(rep.model)
+    captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
@@ -97,6 +99,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     gm = run_pipeline(captured.gm, build_pipeline(options),
                       on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
     timings["passes_s"] = time.perf_counter() - start
+    check_moe_capture(rep, gm)
     traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings,
                          model_params=model_params)
     _CACHE[key] = traced
@@ -132,7 +135,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         num_layers=spec.num_layers,
         params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph))),
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
-                 "mtp": options.mtp, **(extra_options or {})},
+                 "mtp": options.mtp, "moe_skew": options.moe_skew, **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
         model_params=traced.model_params,

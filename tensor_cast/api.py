@@ -7,6 +7,7 @@ accepted values — and delegates the work to `analysis.py`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from .analysis import ExecutionOptions, analyze_spec
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
-from .backends.formulas import OpCall, TensorInfo, lookup
+from .backends.formulas import OpCall, lookup, tensor_infos
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
@@ -49,7 +50,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
-            mtp_acceptance: float | None = None, **deployment: Any) -> Report:
+            mtp_acceptance: float | None = None, moe_skew: float = 0.0, **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
@@ -68,6 +69,11 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
     `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
     sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
+
+    `moe_skew` models hot experts in MoE layers: the i-th most popular expert is picked with Zipf
+    weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i
+    times less often than the first, each at most once per token). It changes how many experts'
+    weights a step reads (fewer distinct experts are hit), not the FLOPs.
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
@@ -81,6 +87,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     validate_mtp(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance)
     if mtp_acceptance is not None and not mtp:
         raise InvalidArgumentError(f"mtp_acceptance={mtp_acceptance!r} needs MTP drafts: pass mtp >= 1")
+    _check_moe_skew(moe_skew)
     point, notes = None, []
     if not symbolic:
         if batch_size is None or query_len is None:
@@ -97,9 +104,14 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
         if mtp else None
     resolved = resolve(request, spec, profile)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
-                               deployment=resolved.trace_options())
+                               deployment=resolved.trace_options(), moe_skew=float(moe_skew))
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
                         speculative=speculative, deployment=resolved)
+
+
+def _check_moe_skew(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"moe_skew must be a finite number >= 0 (0: uniform routing), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ class OpCost:
     memory_s: float
     overhead_s: float
     bound: str
+    latency_s: float = 0.0  # kernel latency + non-overlapped compute/memory (time = max + latency + overhead)
 
 
 def _meta(value: Any) -> Any:
@@ -124,12 +137,6 @@ def _meta(value: Any) -> Any:
     return value
 
 
-def _info(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_info(v) for v in value)
-    return value
 
 
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
@@ -146,8 +153,8 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     except Exception as exc:
         raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
     outputs = result if isinstance(result, (list, tuple)) else (result,)
-    call = OpCall(op=op, args=_info(meta_args), kwargs=_info(meta_kwargs),
-                  outputs=tuple(_info(o) for o in outputs if isinstance(o, torch.Tensor)))
+    call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
     counts = entry.rule(call)
     timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
@@ -155,7 +162,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
 
     return OpCost(op=entry.name, kind=entry.kind, counts=counts, flops=float(counts.total_flops),
                   bytes=float(counts.bytes), time_s=float(timing.time_s), compute_s=values[0], memory_s=values[1],
-                  overhead_s=values[3], bound=_bound(*values))
+                  overhead_s=values[3], bound=_bound(*values), latency_s=float(timing.kernel_latency_s))
 
 
 def list_models() -> list[str]:

@@ -66,6 +66,12 @@ def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None) -> An
 
 def parameter_table(rep: RepresentativeModel,
                     bytes_per_element: Callable[[str, torch.Tensor], float] | None = None) -> list[ParamEntry]:
+    from .models.adapters.moe import routed_expert_parameters
+
+    # Routed experts (3-D weights and their per-expert biases, by module name from the family
+    # table): a token uses top_k of num_experts. Routers and shared experts are fully active.
+    routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds),
+                                      extra_layers=tuple(path for path, _ in rep.extra_layers))
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
         layer = _rep_layer(name, rep.layers_path)
@@ -74,7 +80,7 @@ def parameter_table(rep: RepresentativeModel,
         layer_spec = _layer_spec_of(name, rep, layer)
         if layer_spec is not None:
             moe = layer_spec.mlp.moe
-            if moe is not None and param.dim() == 3 and param.shape[0] == moe.num_experts:
+            if moe is not None and name in routed and param.shape[0] == moe.num_experts:
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,

@@ -17,6 +17,7 @@ from tensor_cast.errors import (
     UnknownModelError,
     UnsupportedModelError,
 )
+from tensor_cast.models import registry
 
 LLAMA = "meta-llama/Llama-3.2-1B"
 
@@ -48,10 +49,7 @@ def test_cli_errors_are_one_line_exit_2(capsys, argv, message):
 
 
 def test_unknown_model_lists_registry_ids():
-    from tensor_cast.models import registry
-
-    first = registry.ids()[0]  # the message lists the first ids (alphabetically) and how many there are
-    with pytest.raises(UnknownModelError, match=f"{len(registry.ids())} ids: {re.escape(first)}"):
+    with pytest.raises(UnknownModelError, match=re.escape(registry.ids()[0])):
         tensor_cast.analyze("no-such-model", device="h100", batch_size=1, query_len=1)
 
 

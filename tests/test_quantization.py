@@ -121,8 +121,8 @@ def test_quantized_gemm_cost(h100_cluster):
     # FP8 halves the weight and activation bytes; the bf16 output stays
     assert fp8.counts.bytes_read == m * k + 4 + n * k
     assert bf16.counts.bytes_read == 2 * (m * k + n * k)
-    # the fp8 tensor-core peak is twice the bf16 one on H100 (1978.9 vs 989.4 TFLOP/s, datasheet)
-    assert bf16.compute_s / fp8.compute_s == pytest.approx(1978.9 / 989.4)
+    # H100 sustains 1265.5 TFLOP/s in fp8 and 723.9 in bf16 on large GEMMs (measured ceilings, issue 5)
+    assert bf16.compute_s / fp8.compute_s == pytest.approx(1265.5 / 723.9, rel=2e-3)
     block = tensor_cast.op_cost(tc.quant_linear.default, xq, torch.empty(m, k // 128, device="meta"), [w], [None],
                                 "fp8_block", torch.bfloat16, device=h100_cluster)
     assert block.counts.bytes_read == m * k + 4 * m * k // 128 + n * k + 4 * n * k // (128 * 128)

@@ -38,7 +38,7 @@ def test_row_fields(decode):
     assert row.layer == 0 and row.module == "model.layers.0.self_attn"
     assert row.shapes.startswith("(8, 32, 1, 64)")
     assert row.dtype == "bfloat16" and row.bound in ("memory", "compute", "overhead")
-    assert row.time_s == pytest.approx(max(row.compute_s, row.memory_s, row.comm_s) + row.overhead_s)
+    assert row.time_s == pytest.approx(max(row.compute_s, row.memory_s, row.comm_s) + row.latency_s + row.overhead_s)
 
 
 @pytest.mark.parametrize("by", ["op", "kind", "layer", "module", "node"])

@@ -26,8 +26,12 @@ def copy_counts(call: OpCall) -> Counts:
 
 @register(F.embedding, torch.embedding, aten.embedding.default, kind="embedding")
 def embedding(call: OpCall) -> Counts:
-    """Gather: reads the selected rows (output-sized) and the indices, writes the output."""
-    indices = call.arg(0)
+    """Gather: reads the selected rows (output-sized) and the indices, writes the output.
+
+    `F.embedding(indices, weight)` and `aten.embedding(weight, indices)` order their arguments
+    differently: the indices are the integer tensor.
+    """
+    indices = next(t for t in call.inputs if not t.dtype.is_floating_point)
     return Counts(bytes_read=call.out_bytes + indices.nbytes, bytes_written=call.out_bytes)
 
 

@@ -24,10 +24,15 @@ def _mlp(layer: LayerSpec, **changes: Any) -> LayerSpec:
     return dataclasses.replace(layer, mlp=dataclasses.replace(layer.mlp, **changes))
 
 
-def _moe(layer: LayerSpec, **changes: Any) -> LayerSpec:
+def _moe(layer: LayerSpec, name: str, **changes: Any) -> LayerSpec:
     if layer.mlp.kind != "moe" or layer.mlp.moe is None:
-        raise InvalidArgumentError(f"{next(iter(changes))} applies to MoE layers only; this layer is {layer.mlp.kind}")
-    return _mlp(layer, moe=dataclasses.replace(layer.mlp.moe, **changes))
+        raise InvalidArgumentError(f"{name} applies to MoE layers only; this layer is {layer.mlp.kind}")
+    moe = dataclasses.replace(layer.mlp.moe, **changes)
+    if moe.top_k > moe.num_experts:
+        raise InvalidArgumentError(
+            f"per_layer_config: num_experts_per_tok={moe.top_k} exceeds num_experts={moe.num_experts} "
+            f"(valid: 1..{moe.num_experts})")
+    return _mlp(layer, moe=moe)
 
 
 def _dense_width(layer: LayerSpec, value: Any) -> LayerSpec:
@@ -70,9 +75,11 @@ FIELDS: dict[str, Callable[[LayerSpec, Any], LayerSpec]] = {
     "sliding_window": _window,
     "skip_attention": _skip_attention,
     "skip_mlp": _skip_mlp,
-    "num_experts": lambda layer, v: _moe(layer, num_experts=_positive("num_experts", v)),
-    "num_experts_per_tok": lambda layer, v: _moe(layer, top_k=_positive("num_experts_per_tok", v)),
-    "moe_intermediate_size": lambda layer, v: _moe(layer, expert_intermediate_size=_positive("moe_intermediate_size", v)),
+    "num_experts": lambda layer, v: _moe(layer, "num_experts", num_experts=_positive("num_experts", v)),
+    "num_experts_per_tok": lambda layer, v: _moe(layer, "num_experts_per_tok",
+                                                 top_k=_positive("num_experts_per_tok", v)),
+    "moe_intermediate_size": lambda layer, v: _moe(layer, "moe_intermediate_size",
+                                                   expert_intermediate_size=_positive("moe_intermediate_size", v)),
 }
 
 

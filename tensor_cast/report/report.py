@@ -64,6 +64,7 @@ class OpRow:
     start_s: Any = 0.0
     fallbacks: tuple[str, ...] = ()
     state_bytes: Any = 0  # KV cache / recurrent state this op holds after the step
+    latency_s: Any = 0  # kernel latency + non-overlapped compute/memory: time_s = max(...) + latency_s + overhead_s
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ class Report:
             "memory_s": _num(t.memory_s, self._subs),
             "comm_s": _num(t.comm_s, self._subs),
             "overhead_s": _num(t.overhead_s, self._subs),
+            "latency_s": _num(t.kernel_latency_s, self._subs),
         }
         if self._subs is not None:
             values["bound"] = _bound(values["compute_s"], values["memory_s"], values["comm_s"], values["overhead_s"])
@@ -362,7 +364,7 @@ class Report:
                 flops=v["flops"], bytes=v["bytes"], time_s=v["time_s"], compute_s=v["compute_s"],
                 memory_s=v["memory_s"], comm_s=v["comm_s"], overhead_s=v["overhead_s"], bound=v["bound"],
                 launches=n.counts.launches, start_s=clock, fallbacks=n.time.fallbacks,
-                state_bytes=_num(n.counts.state_bytes, self._subs),
+                state_bytes=_num(n.counts.state_bytes, self._subs), latency_s=v["latency_s"],
             ))
             if self._subs is not None:
                 clock += v["time_s"]

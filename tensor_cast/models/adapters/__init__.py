@@ -11,6 +11,7 @@ from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .hybrid import HybridLinearAdapter
+from .moe import moe_adapters
 from .multimodal import TextDecoderOf
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
@@ -40,6 +41,8 @@ register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="at
 GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
                                       mlp_bias_field=None, supports_layer_skips=False))
 register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
+for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
+    register(_moe_adapter)
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 register(DeepseekAdapter(model_types=("deepseek_v3",)))
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))

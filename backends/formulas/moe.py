@@ -1,0 +1,280 @@
+"""MoE cost rules: `tensor_cast::moe` (a whole MoE block) and `tensor_cast::routed_experts`.
+
+Counted as the kernels a serving engine runs for a MoE block (vLLM `fused_moe`, SGLang):
+- router (`router_counts`): the router GEMM (T x E x H, logits kept in fp32) and one fused
+  scoring + top-k kernel (softmax/sigmoid, correction bias, grouped top-k) — 2 launches;
+- routed experts (`routed_counts`): align/sort of the T·k (token, expert) pairs, grouped GEMM 1
+  (gate+up) reading each chosen token row once per pair and the weights of every expert hit,
+  activation-and-mul, grouped GEMM 2 (down, the routing weight applied in its epilogue), and the
+  sum over the k results per token — 5 launches;
+- shared experts (`shared_counts`): a fused gate+up GEMM (with the (1, H) shared gate when the
+  family has one), act-and-mul, down GEMM, and the add onto the routed output — dense GEMMs over
+  all T tokens.
+The three parts are separate helpers so a deployment pass (expert parallelism: all_to_all
+around the routed part, overlapped with the shared experts) can cost and schedule them apart;
+`routed_expert_counts` takes explicit pair and expert-hit counts for per-rank costing.
+
+Routing is static: each token picks k distinct experts. With uniform popularity a given expert
+is missed by one token with probability 1 - k/E, so the expected number of experts hit by T
+tokens is E·(1 - (1 - k/E)^T) (Qwen3-30B-A3B at decode batch 32: ~112 of 128; reading only k
+experts' weights is the classic decode under-count). `skew` > 0 models hot experts: expert i
+(i = 1..E) is picked with Zipf weight i^-skew, per-token inclusion probabilities q_i = min(1,
+c·i^-skew) with Σ q_i = k, and Σ_i 1 - (1 - q_i)^T experts are hit. Bytes read are the weights
+of the experts hit; FLOPs do not depend on the routing. `routing_stats(call)` gives the
+per-expert GEMM M (T·k / experts hit, and the hottest expert's T·q_max) for efficiency models.
+
+Quantization (`scheme`, set by `passes/quantize_moe.py`): routed and shared expert weights are
+read at the scheme's stored bytes per element (scales included) and their GEMMs run at its
+precision; schemes that quantize activations add the quantizing kernels vLLM's fused MoE runs
+(the block input before the gate+up GEMMs, the activation before the down GEMM) and the GEMMs
+read the narrow activations. The router GEMM stays in the model dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import sympy
+import torch
+
+from ...deployment.quantization import QuantScheme
+from ...deployment.quantization import scheme as lookup_scheme
+from ...sizes import numel
+from ..counts import ZERO, Counts
+from .matmul import gemm_precision
+from .norm_activation import ACTIVATION_FLOPS
+from .registry import OpCall, TensorInfo, register
+
+tc = torch.ops.tensor_cast
+
+ROUTER_LOGIT_BYTES = 4  # router logits / scores are kept in fp32 for the top-k
+TOPK_OUTPUT_BYTES = 4 + 4  # per (token, slot): fp32 weight + int32 expert id
+SCORE_FLOPS_PER_LOGIT = 5  # exp (or sigmoid), sum, normalize, compare for the top-k
+PAIR_INDEX_BYTES = 4  # int32 sorted (token, expert) ids written by the align kernel
+SWIGLU_OAI_FLOPS = 8  # clamp x2, mul by alpha, sigmoid, mul, add 1, mul
+
+
+@dataclass(frozen=True)
+class MoEDims:
+    """The sizes one MoE call is costed with (ints or expressions in B, S, C)."""
+
+    tokens: Any  # T = tokens in the step (B·S)
+    experts: int  # E
+    top_k: int  # k
+    hidden: int  # H
+    intermediate: int  # I (per expert)
+    gated: bool
+    activation: str
+    skew: float
+    scheme: str = "none"  # the experts' weight quantization (deployment/quantization.py), or "none"
+
+    @property
+    def quant(self) -> QuantScheme | None:
+        return None if self.scheme == "none" else lookup_scheme(self.scheme)
+
+
+def moe_dims(call: OpCall) -> MoEDims:
+    """Read E, k, H, I, T and the layout from a `moe` or `routed_experts` call."""
+    hidden, gate_up, down = call.arg(0), _arg(call, "gate_up"), _arg(call, "down")
+    transposed, gate = bool(_arg(call, "transposed")), str(_arg(call, "gate"))
+    experts = gate_up.shape[0]
+    first_out = gate_up.shape[2] if transposed else gate_up.shape[1]
+    intermediate = down.shape[1] if transposed else down.shape[2]
+    if gate != "none" and first_out != 2 * intermediate:
+        raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
+    if call.op is tc.moe.default:
+        top_k, skew, scheme = int(call.arg(9, "top_k")), float(call.arg(14, "skew")), str(call.arg(15, "scheme"))
+    else:
+        top_k, skew, scheme = call.arg(1).shape[-1], 0.0, "none"
+    return MoEDims(tokens=numel(hidden.shape[:-1]), experts=experts, top_k=int(top_k), hidden=hidden.shape[-1],
+                   intermediate=intermediate, gated=gate != "none", activation=str(_arg(call, "activation")),
+                   skew=skew, scheme=scheme)
+
+
+# argument positions: (moe, routed_experts)
+_POSITIONS = {"gate_up": (3, 3), "down": (4, 4), "gate_up_bias": (5, 5), "down_bias": (6, 6),
+              "activation": (11, 7), "gate": (12, 8), "transposed": (13, 9)}
+
+
+def _arg(call: OpCall, name: str) -> Any:
+    index = _POSITIONS[name][0 if call.op is tc.moe.default else 1]
+    return call.arg(index, name)
+
+
+# ---- routing -------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def inclusion_probabilities(experts: int, top_k: int, skew: float) -> tuple[float, ...]:
+    """Per-token probability that expert i is among its k, for Zipf(skew) popularity (sums to k).
+
+    Water-filling: q_i = min(1, c·i^-skew) with c chosen so that Σ q_i = k (an expert cannot be
+    picked twice by one token). skew = 0 gives k/E for every expert.
+    """
+    if not 0 < top_k <= experts:
+        raise ValueError(f"top_k={top_k} must be in 1..{experts}")
+    if skew < 0:
+        raise ValueError(f"skew must be >= 0, got {skew}")
+    weights = [(i + 1) ** -skew for i in range(experts)]
+    capped: set[int] = set()
+    while True:
+        free = [i for i in range(experts) if i not in capped]
+        scale = (top_k - len(capped)) / sum(weights[i] for i in free)
+        newly = {i for i in free if scale * weights[i] >= 1}
+        if not newly:
+            return tuple(1.0 if i in capped else scale * weights[i] for i in range(experts))
+        capped |= newly
+
+
+def experts_hit(tokens: Any, experts: int, top_k: int, skew: float = 0.0) -> Any:
+    """Expected number of distinct experts chosen by `tokens` tokens (symbolic-safe in tokens)."""
+    if skew == 0:
+        miss = (experts - top_k) / experts
+        # a Float base: an exact Rational**T would expand to a T-digit fraction at evaluation
+        return experts * (1 - (sympy.Float(miss) if isinstance(tokens, sympy.Basic) else miss) ** tokens)
+    total: Any = 0
+    for q in inclusion_probabilities(experts, top_k, skew):
+        if q >= 1:
+            total = total + 1
+        else:
+            miss = sympy.Float(1 - q) if isinstance(tokens, sympy.Basic) else 1 - q
+            total = total + (1 - miss ** tokens)
+    return total
+
+
+@dataclass(frozen=True)
+class RoutingStats:
+    """What the routing does to the grouped GEMMs: how many experts run, and their M."""
+
+    tokens: Any
+    pairs: Any  # T·k (token, expert) rows through the grouped GEMMs
+    experts_hit: Any
+    tokens_per_expert: Any  # mean M of a hit expert's GEMM: T·k / experts_hit
+    hottest_expert_tokens: Any  # expected M of the most popular expert: T·q_max
+
+
+def routing_stats(call: OpCall) -> RoutingStats:
+    d = moe_dims(call)
+    hit = experts_hit(d.tokens, d.experts, d.top_k, d.skew)
+    q_max = max(inclusion_probabilities(d.experts, d.top_k, d.skew))
+    pairs = d.tokens * d.top_k
+    return RoutingStats(tokens=d.tokens, pairs=pairs, experts_hit=hit, tokens_per_expert=pairs / hit,
+                        hottest_expert_tokens=d.tokens * q_max)
+
+
+# ---- the three parts -------------------------------------------------------------------------
+def _activation_flops(d: MoEDims) -> int:
+    if d.activation == "swiglu_oai":
+        return SWIGLU_OAI_FLOPS
+    return ACTIVATION_FLOPS.get(d.activation, 4) + (1 if d.gated else 0)
+
+
+def weight_bytes(weights: list[TensorInfo], quant: QuantScheme | None) -> Any:
+    """Stored bytes of weight matrices: the scheme's bytes per element (scales included), else the dtype's."""
+    if quant is None:
+        return sum((w.nbytes for w in weights), 0)
+    return sum((w.numel for w in weights), 0) * quant.weight_bytes
+
+
+def _quantize_activation(rows: Any, width: Any, itemsize: Any, quant: QuantScheme | None) -> tuple[Counts, Any]:
+    """(the quantizing kernel, bytes per element the GEMM then reads) for `rows` x `width` activations."""
+    if quant is None or quant.activation is None:
+        return ZERO, itemsize
+    q = sympy.Rational(quant.activation.bits, 8)
+    return Counts(flops={"vector": 4 * rows * width}, bytes_read=rows * width * itemsize,
+                  bytes_written=rows * width * q), q
+
+
+def routed_expert_counts(d: MoEDims, *, pairs: Any, experts_hit: Any, act: TensorInfo, gate_up: TensorInfo,
+                         down: TensorInfo, gate_up_bias: TensorInfo | None, down_bias: TensorInfo | None,
+                         out_tokens: Any, in_tokens: Any = None) -> Counts:
+    """Routed experts over `pairs` (token, expert) rows touching `experts_hit` experts' weights.
+
+    `in_tokens` rows (default `out_tokens`) are quantized when the scheme quantizes activations;
+    `out_tokens` rows are written by the final sum over the k slots.
+    """
+    quant = d.quant
+    n1 = 2 * d.intermediate if d.gated else d.intermediate
+    biases = [b for b in (gate_up_bias, down_bias) if b is not None]
+    per_expert = (weight_bytes([gate_up, down], quant) + sum((b.nbytes for b in biases), 0)) / d.experts
+    a = act.itemsize
+    quantize_in, q_in = _quantize_activation(out_tokens if in_tokens is None else in_tokens, d.hidden, a, quant)
+    quantize_mid, q_mid = _quantize_activation(pairs, d.intermediate, a, quant)
+    bias_flops = pairs * (n1 if gate_up_bias is not None else 0) + pairs * (d.hidden if down_bias is not None else 0)
+    precision = quant.precision if quant is not None else gemm_precision(act, gate_up)
+    gemm_flops = 2 * pairs * d.hidden * n1 + 2 * pairs * d.intermediate * d.hidden + bias_flops
+    vector = (_activation_flops(d) * pairs * d.intermediate  # act(gate) * up
+              + pairs * d.hidden  # routing weight in the down GEMM's epilogue
+              + pairs * d.hidden)  # sum over the k slots
+    read = (pairs * PAIR_INDEX_BYTES  # align: expert ids
+            + pairs * d.hidden * q_in + pairs * n1 * a + pairs * d.intermediate * q_mid + pairs * d.hidden * a
+            + experts_hit * per_expert)
+    written = (pairs * PAIR_INDEX_BYTES + pairs * n1 * a + pairs * d.intermediate * a + pairs * d.hidden * a
+               + out_tokens * d.hidden * a)
+    kernels = Counts(flops={precision: gemm_flops, "vector": vector}, bytes_read=read, bytes_written=written,
+                     launches=5)
+    return kernels + quantize_in + quantize_mid
+
+
+def routed_counts(call: OpCall) -> Counts:
+    """The routed experts of a `moe` or `routed_experts` call on one device (all E experts local)."""
+    d = moe_dims(call)
+    stats = routing_stats(call)
+    return routed_expert_counts(
+        d, pairs=stats.pairs, experts_hit=stats.experts_hit, act=call.arg(0), gate_up=_arg(call, "gate_up"),
+        down=_arg(call, "down"), gate_up_bias=_arg(call, "gate_up_bias"), down_bias=_arg(call, "down_bias"),
+        out_tokens=d.tokens)
+
+
+def router_counts(call: OpCall) -> Counts:
+    """Router GEMM (T x E x H) and the fused scoring + top-k kernel of a `moe` call."""
+    d = moe_dims(call)
+    x, weight, extras = call.arg(0), call.arg(1), call.arg(2) or []
+    logits = d.tokens * d.experts
+    gemm = Counts(flops={gemm_precision(x, weight): 2 * logits * d.hidden}, bytes_read=x.nbytes + weight.nbytes,
+                  bytes_written=logits * ROUTER_LOGIT_BYTES)
+    topk = Counts(flops={"vector": SCORE_FLOPS_PER_LOGIT * logits},
+                  bytes_read=logits * ROUTER_LOGIT_BYTES + sum((e.nbytes for e in extras), 0),
+                  bytes_written=d.tokens * d.top_k * TOPK_OUTPUT_BYTES)
+    return gemm + topk
+
+
+def shared_counts(call: OpCall) -> Counts:
+    """Shared experts of a `moe` call: dense gated MLP over all tokens, added to the routed output.
+
+    Zero launches when the block has no shared experts.
+    """
+    shared_in, shared_out = call.arg(7) or [], call.arg(8) or []
+    if not shared_out:
+        return Counts(launches=0)
+    d = moe_dims(call)
+    x, t, quant = call.arg(0), d.tokens, d.quant
+    a = x.itemsize
+    hidden, inner = shared_out[0].shape[0], shared_out[0].shape[1]
+    scalar_gates = [w for w in shared_in if w.shape[0] == 1]
+    rows_in = sum((w.shape[0] for w in shared_in), 0)
+    precision = quant.precision if quant is not None else gemm_precision(x, shared_out[0])
+    quantize_in, q_in = _quantize_activation(t, hidden, a, quant)
+    quantize_mid, q_mid = _quantize_activation(t, inner, a, quant)
+    up = Counts(flops={precision: 2 * t * hidden * rows_in},
+                bytes_read=t * hidden * q_in + weight_bytes(shared_in, quant), bytes_written=t * rows_in * a)
+    act = Counts(flops={"vector": (ACTIVATION_FLOPS.get(d.activation, 4) + 1) * t * inner},
+                 bytes_read=2 * t * inner * a, bytes_written=t * inner * a)
+    down = Counts(flops={precision: 2 * t * inner * hidden},
+                  bytes_read=t * inner * q_mid + weight_bytes(shared_out, quant), bytes_written=t * hidden * a)
+    # The add onto the routed output (with the sigmoid shared gate when present): one kernel.
+    combine = Counts(flops={"vector": t * hidden * (1 + 5 * len(scalar_gates))},
+                     bytes_read=2 * t * hidden * a + t * len(scalar_gates) * a, bytes_written=t * hidden * a)
+    return up + act + down + combine + quantize_in + quantize_mid
+
+
+@register(tc.moe.default, kind="moe")
+def moe(call: OpCall) -> Counts:
+    """A whole MoE block: router + routed experts + shared experts."""
+    return router_counts(call) + routed_counts(call) + shared_counts(call)
+
+
+@register(tc.routed_experts.default, kind="moe")
+def routed_experts(call: OpCall) -> Counts:
+    """Routed experts alone (a block `replace_moe` left as it is: its router is costed op by op)."""
+    return routed_counts(call)

@@ -1,0 +1,105 @@
+"""How fast is the analysis itself? Wall time and peak memory of tensor_cast on big models.
+
+    python benchmarks/analyze_speed.py
+    python benchmarks/analyze_speed.py --models meta-llama/Llama-3.1-405B --points 1000
+
+Each model is analyzed in a fresh subprocess (so the peak RSS is its own and no trace cache is
+shared): one symbolic trace, then a prefill point (B=1, S=2048), a decode point (B=64, S=1,
+C=4096) and a `--points`-point symbolic sweep of the decode step. Models the registry does not
+know yet, or whose architecture is not supported yet, are reported as "not available yet" with
+the reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+MODELS = ("meta-llama/Llama-3.1-405B", "deepseek-ai/DeepSeek-V3", "moonshotai/Kimi-K2-Instruct")
+
+
+def measure_one(model: str, device: str, points: int) -> dict:
+    """Runs in the child process: timings of one model (or why it is not available)."""
+    import resource
+
+    import numpy as np
+
+    import tensor_cast
+    from tensor_cast.errors import TensorCastError
+
+    out: dict = {"model": model}
+    start = time.perf_counter()
+    try:
+        report = tensor_cast.analyze(model, device=device, symbolic=True)
+        out["trace_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        prefill = report.evaluate(batch_size=1, query_len=2048)
+        out["prefill_ms"] = float(prefill.total_time_s) * 1e3
+        out["prefill_eval_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        decode = report.evaluate(batch_size=64, query_len=1, context_len=4096)
+        out["decode_ms"] = float(decode.total_time_s) * 1e3
+        out["ops_per_step"] = len(decode.ops)
+        out["decode_eval_s"] = time.perf_counter() - start
+        batch = np.linspace(1, 1024, points).round()
+        context = np.linspace(1024, 131072, points).round()
+        start = time.perf_counter()
+        grid = report.sweep(batch_size=batch, query_len=1, context_len=context)
+        out["sweep_s"] = time.perf_counter() - start
+        out["sweep_points"] = int(grid["total_time_s"].size)
+        out["layers"] = report.context.num_layers
+        out["parameters_b"] = report.num_parameters / 1e9
+    except TensorCastError as exc:
+        out["unavailable"] = str(exc).splitlines()[0]
+    except Exception as exc:  # an architecture that is still being built: report, do not crash the run
+        out["unavailable"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    out["total_s"] = sum(v for k, v in out.items() if k.endswith("_s") and isinstance(v, float))
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--device", default="h100-sxm")
+    parser.add_argument("--points", type=int, default=1000, help="points of the symbolic sweep")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: print one model's JSON
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.device, args.points)))
+        return 0
+
+    from tabulate import tabulate
+
+    rows = []
+    for model in args.models:
+        child = subprocess.run([sys.executable, __file__, "--one", model, "--device", args.device,
+                                "--points", str(args.points)], capture_output=True, text=True)
+        lines = [ln for ln in child.stdout.splitlines() if ln.startswith("{")]
+        if child.returncode != 0 or not lines:
+            rows.append([model, "failed", "", "", "", "", "", (child.stderr.strip().splitlines() or ["?"])[-1][:90]])
+            continue
+        r = json.loads(lines[-1])
+        if "unavailable" in r:
+            rows.append([model, "not available yet", "", "", "", "", f"{r['peak_rss_mib']:.0f}", r["unavailable"][:90]])
+            continue
+        rows.append([model, f"{r['trace_s']:.1f}", f"{r['prefill_eval_s'] * 1e3:.0f}", f"{r['decode_eval_s'] * 1e3:.0f}",
+                     f"{r['sweep_s'] * 1e3:.0f} ({r['sweep_points']} pts)", f"{r['total_s']:.1f}",
+                     f"{r['peak_rss_mib']:.0f}",
+                     f"{r['layers']} layers, {r['parameters_b']:.0f}B params; prefill {r['prefill_ms']:.0f} ms, "
+                     f"decode {r['decode_ms']:.1f} ms"])
+    print(f"analysis speed on this machine ({os.cpu_count()} CPUs), device {args.device}:")
+    print(tabulate(rows, headers=["model", "trace s", "prefill eval ms", "decode eval ms", "sweep ms", "total s",
+                                  "peak RSS MiB", "notes"], disable_numparse=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

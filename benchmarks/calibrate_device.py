@@ -1,0 +1,401 @@
+"""Measure a CUDA GPU's kernels, fit tensor_cast's efficiency models, write a device profile.
+
+    # on a machine with the GPU (writes the measurements and the fitted profile):
+    python benchmarks/calibrate_device.py --base h100-sxm --csv h100.csv --out my_h100.toml [--hf]
+    # refit a profile from measurements taken earlier (how the shipped H100 profile was made):
+    python benchmarks/calibrate_device.py --from-csv ../shared/calibration/h100/h100_microbench.csv \\
+        --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
+    # exercise the measuring harness on a CPU with tiny shapes (no GPU, numbers meaningless):
+    python benchmarks/calibrate_device.py --dry-run --csv /tmp/dry.csv --no-fit
+
+Method (that of shared/calibration/h100/README.md): each kernel is captured R times into a CUDA
+graph (so no host launch gaps, but the in-graph gap counts, as in a graph-captured serving step);
+the graph is replayed 7 times, each replay timed with CUDA events; a row is the median replay
+divided by R. Weight-like operands (GEMM weights, KV caches) rotate among enough copies that
+the working set exceeds twice the L2, as each layer of a real forward reads fresh weights from
+HBM. Data are random normal (power, hence clocks, depends on bit patterns: never zeros).
+
+The rows use the CSV format and names of `calibration_cases.py`; the fit is
+`calibration_fit.fit_profile`, the same code that produced the shipped H100 numbers. The base
+profile supplies the datasheet peaks the fitted fractions refer to (for a GPU without a profile,
+copy the closest one and edit its [compute]/[memory]/[chip] first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from calibration_cases import Row, build_cases, read_rows, write_rows  # noqa: E402
+
+# Shapes of real model projections: name -> (N, K) of y[M, N] = x[M, K] @ W^T.
+GEMM_SHAPES: dict[str, tuple[int, int]] = {
+    "llama3_8b.qkv_proj": (6144, 4096), "llama3_8b.o_proj": (4096, 4096),
+    "llama3_8b.gate_up_proj": (28672, 4096), "llama3_8b.down_proj": (4096, 14336),
+    "llama3_8b.lm_head": (128256, 4096),
+    "qwen3_32b.qkv_proj": (10240, 5120), "qwen3_32b.gate_up_proj": (51200, 5120), "qwen3_32b.down_proj": (5120, 25600),
+    "dsv3.q_a_proj": (1536, 7168), "dsv3.q_b_proj": (24576, 1536), "dsv3.kv_a_proj": (576, 7168),
+    "dsv3.kv_b_proj": (32768, 512), "dsv3.o_proj": (7168, 16384), "dsv3.dense_gate_up": (36864, 7168),
+    "dsv3.dense_down": (7168, 18432), "dsv3.shared_gate_up": (4096, 7168), "dsv3.shared_down": (7168, 2048),
+    "dsv3.router": (256, 7168),
+}
+FP8_SHAPES = ("llama3_8b.qkv_proj", "llama3_8b.gate_up_proj", "llama3_8b.down_proj", "qwen3_32b.gate_up_proj",
+              "dsv3.q_b_proj", "dsv3.o_proj")
+M_VALUES = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+PREFILL = ((1, 512), (1, 2048), (1, 8192), (4, 2048), (1, 32768))  # (B, S)
+DECODE = ((1, 1024), (1, 8192), (16, 2048), (64, 1024), (64, 4096), (128, 4096), (32, 16384))  # (B, L)
+TOKENS = (1, 16, 64, 256, 1024, 4096, 16384, 65536)
+HIDDEN, INTERMEDIATE, VOCAB = (4096, 7168), (14336, 2048), 128256
+HF_PREFILL = ((1, 512), (1, 2048), (8, 1024))
+HF_DECODE = ((1, 1024), (16, 2048), (64, 4096))
+DRY = {"m": (1, 64), "tokens": (1, 64), "prefill": ((1, 128),), "decode": ((2, 256),),
+       "hf_prefill": ((1, 16),), "hf_decode": ((2, 32),),
+       "hf_config": {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 512, "bos_token_id": None,
+                     "eos_token_id": None}}
+
+
+# ---- timing -------------------------------------------------------------------------------------
+class GraphTimer:
+    """R calls captured in one CUDA graph; 7 replays timed with CUDA events; median / R."""
+
+    def __init__(self, replays: int = 7, target_ms: float = 2.0) -> None:
+        import torch
+
+        self.torch, self.replays, self.target_ms = torch, replays, target_ms
+
+    def _reps(self, fn: Callable[[int], object], copies: int) -> int:
+        torch = self.torch
+        for i in range(max(copies, 2)):  # warm up every copy: cuBLAS handles, compiled kernels, caches
+            fn(i % copies)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(8):
+            fn(i % copies)
+        end.record()
+        torch.cuda.synchronize()
+        per_ms = start.elapsed_time(end) / 8
+        return max(4, min(500, math.ceil(self.target_ms / max(per_ms, 1e-4))))
+
+    def time(self, fn: Callable[[int], object], copies: int = 1) -> tuple[float, float, float]:
+        torch = self.torch
+        reps = self._reps(fn, copies)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            fn(0)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for i in range(reps):
+                fn(i % copies)
+        graph.replay()
+        times = []
+        for _ in range(self.replays):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) * 1e3 / reps)
+        del graph
+        return _summary(times)
+
+
+class WallTimer:
+    """--dry-run on a CPU: the same protocol with perf_counter (no graphs, no events)."""
+
+    def __init__(self, replays: int = 3, reps: int = 1) -> None:
+        self.replays, self.reps = replays, reps
+
+    def time(self, fn: Callable[[int], object], copies: int = 1) -> tuple[float, float, float]:
+        fn(0)
+        times = []
+        for _ in range(self.replays):
+            start = time.perf_counter()
+            for i in range(self.reps):
+                fn(i % copies)
+            times.append((time.perf_counter() - start) * 1e6 / self.reps)
+        return _summary(times)
+
+
+def _summary(times_us: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(times_us)
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    return statistics.median(ordered), pick(0.1), pick(0.9)
+
+
+# ---- kernels ------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, device: str, timer: GraphTimer | WallTimer, l2_bytes: int, dry: bool) -> None:
+        import torch
+
+        self.torch, self.device, self.timer, self.l2_bytes, self.dry = torch, device, timer, l2_bytes, dry
+        self.dtype = torch.float32 if dry else torch.bfloat16  # CPU bf16 kernels are needlessly slow
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def randn(self, *shape: int, dtype: object = None) -> object:
+        return self.torch.randn(*shape, device=self.device, dtype=dtype or self.dtype)
+
+    def copies(self, nbytes: int) -> int:
+        """Enough copies of an operand that cycling through them exceeds twice the L2."""
+        return 1 if self.dry else max(1, min(64, math.ceil(2 * self.l2_bytes / max(nbytes, 1))))
+
+    def row(self, section: str, name: str, params: dict, dtype: str, fn: Callable[[int], object], copies: int = 1,
+            extra: str = "") -> Row:
+        median, p10, p90 = self.timer.time(fn, copies)
+        return Row(section, name, params, dtype, median, p10, p90, extra)
+
+    def compiled(self, fn: Callable) -> Callable:
+        return fn if self.dry else self.torch.compile(fn, dynamic=False)
+
+    # ceilings
+    def ceilings(self) -> Iterator[Row]:
+        torch = self.torch
+        n = 2**20 if self.dry else 2**30
+        src, dst = torch.empty(n, dtype=torch.uint8, device=self.device), torch.empty(n, dtype=torch.uint8, device=self.device)
+        row = self.row("ceiling", "d2d_copy", {"bytes": n}, "u8", lambda i: dst.copy_(src))
+        yield replace(row, extra=f"GBps_rw={2 * n / row.median_us / 1e3:.1f}")
+        m = 256 if self.dry else 8192
+        for dtype in ("bf16", "fp32") + (() if self.dry else ("fp8",)):
+            fn = self._gemm_fn(m, m, m, dtype, copies=1)
+            if fn is None:
+                continue
+            row = self.row("ceiling", f"gemm_{dtype}_{m}", {"m": m}, dtype, fn)
+            yield replace(row, extra=f"TFLOPs={2 * m**3 / row.median_us / 1e6:.1f}")
+
+    def _gemm_fn(self, m: int, n: int, k: int, dtype: str, copies: int) -> Callable[[int], object] | None:
+        torch = self.torch
+        torch.backends.cuda.matmul.allow_tf32 = False
+        if dtype == "fp8":
+            if self.dry or not hasattr(torch, "_scaled_mm") or torch.cuda.get_device_capability() < (8, 9):
+                return None
+            m = max(16, math.ceil(m / 16) * 16)  # _scaled_mm needs multiples of 16
+            x = self.randn(m, k).to(torch.float8_e4m3fn)
+            ws = [self.randn(n, k).to(torch.float8_e4m3fn) for _ in range(copies)]
+            one = torch.ones((), device=self.device, dtype=torch.float32)
+            return lambda i: torch._scaled_mm(x, ws[i].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        dt = torch.float32 if dtype == "fp32" else self.dtype
+        x = self.randn(m, k, dtype=dt)
+        ws = [self.randn(n, k, dtype=dt) for _ in range(copies)]
+        return lambda i: torch.nn.functional.linear(x, ws[i])
+
+    def gemms(self) -> Iterator[Row]:
+        ms = DRY["m"] if self.dry else M_VALUES
+        shapes = dict(list(GEMM_SHAPES.items())[:2]) if self.dry else GEMM_SHAPES
+        for name, (n, k) in shapes.items():
+            if self.dry:
+                n, k = n // 16, k // 16
+            for dtype in ("bf16", "fp8") if name in FP8_SHAPES else ("bf16",):
+                for m in ms:
+                    copies = self.copies(n * k * (1 if dtype == "fp8" else 2))
+                    fn = self._gemm_fn(m, n, k, dtype, copies)
+                    if fn is not None:
+                        mm = max(16, math.ceil(m / 16) * 16) if dtype == "fp8" else m
+                        yield self.row("gemm", name, {"M": mm, "N": n, "K": k}, dtype, fn, copies)
+
+    def attention(self) -> Iterator[Row]:
+        sdpa = self.torch.nn.functional.scaled_dot_product_attention
+        hq, hkv, d = (8, 2, 64) if self.dry else (32, 8, 128)
+        for b, s in DRY["prefill"] if self.dry else PREFILL:
+            q, k, v = self.randn(b, hq, s, d), self.randn(b, hkv, s, d), self.randn(b, hkv, s, d)
+            yield self.row("attn", "llama3_8b.prefill_causal", {"B": b, "S": s, "hq": hq, "hkv": hkv, "d": d}, "bf16",
+                           lambda i, q=q, k=k, v=v: sdpa(q, k, v, is_causal=True, enable_gqa=True))
+        for b, length in DRY["decode"] if self.dry else DECODE:
+            copies = self.copies(2 * b * hkv * length * d * 2)
+            q = self.randn(b, hq, 1, d)
+            kv = [(self.randn(b, hkv, length, d), self.randn(b, hkv, length, d)) for _ in range(copies)]
+            yield self.row("attn", "llama3_8b.decode", {"B": b, "L": length, "hq": hq, "hkv": hkv, "d": d}, "bf16",
+                           lambda i, q=q, kv=kv: sdpa(q, *kv[i], enable_gqa=True), copies)
+
+    def elementwise(self) -> Iterator[Row]:
+        torch = self.torch
+        f32 = torch.float32
+
+        def rms_eager(x: object, w: object) -> object:  # transformers' LlamaRMSNorm
+            h = x.to(f32)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)
+            return w * h.to(x.dtype)
+
+        def add_rms(x: object, r: object, w: object) -> object:
+            s = x + r
+            return rms_eager(s, w), s
+
+        rms_c, add_rms_c = self.compiled(rms_eager), self.compiled(add_rms)
+        silu_mul = lambda g, u: torch.nn.functional.silu(g) * u  # noqa: E731
+        silu_mul_c = self.compiled(silu_mul)
+        for t in DRY["tokens"] if self.dry else TOKENS:
+            for h in HIDDEN:
+                x, r, w = self.randn(t, h), self.randn(t, h), self.randn(h)
+                p = {"T": t, "H": h}
+                yield self.row("elem", "rmsnorm_eager", p, "bf16", lambda i, x=x, w=w: rms_eager(x, w))
+                yield self.row("elem", "rmsnorm_compiled", p, "bf16", lambda i, x=x, w=w: rms_c(x, w))
+                yield self.row("elem", "add_rmsnorm_compiled", p, "bf16", lambda i, x=x, r=r, w=w: add_rms_c(x, r, w))
+                yield self.row("elem", "residual_add", p, "bf16", lambda i, x=x, r=r: x + r)
+            for inter in INTERMEDIATE:
+                g, u = self.randn(t, inter), self.randn(t, inter)
+                p = {"T": t, "I": inter}
+                yield self.row("elem", "silu_mul_eager", p, "bf16", lambda i, g=g, u=u: silu_mul(g, u))
+                yield self.row("elem", "silu_mul_compiled", p, "bf16", lambda i, g=g, u=u: silu_mul_c(g, u))
+            vocab = 1024 if self.dry else VOCAB
+            table = self.randn(vocab, HIDDEN[0])
+            ids = torch.randint(0, vocab, (t,), device=self.device)
+            yield self.row("elem", "embedding", {"T": t, "H": HIDDEN[0], "V": vocab}, "bf16",
+                           lambda i, ids=ids, table=table: torch.nn.functional.embedding(ids, table))
+            rows = min(t, 1024)
+            logits = self.randn(rows, vocab)
+            yield self.row("elem", "argmax_sample", {"T": rows, "V": vocab}, "bf16", lambda i, z=logits: z.argmax(-1))
+
+    # whole-model rows: a Llama-3.1-8B-shaped model with 4 layers and random weights
+    def hf(self, layers: int = 4) -> Iterator[Row]:
+        torch = self.torch
+        from transformers import AutoModelForCausalLM, LlamaConfig
+
+        from tensor_cast.models import registry
+
+        fields = {k: v for k, v in registry.lookup("meta-llama/Llama-3.1-8B").config.items()
+                  if k not in ("architectures", "model_type", "transformers_version")}
+        if self.dry:  # a toy model with the same structure: exercises the code path only
+            fields.update(DRY["hf_config"])
+        config = LlamaConfig(**fields)
+        config.num_hidden_layers = layers
+        model = AutoModelForCausalLM.from_config(config, dtype=self.dtype, attn_implementation="sdpa").to(self.device)
+        model.eval()
+        vocab = config.vocab_size
+        with torch.no_grad():
+            for b, s in DRY["hf_prefill"] if self.dry else HF_PREFILL:
+                ids = torch.randint(0, vocab, (b, s), device=self.device)
+                params = {"B": b, "S": s, "attn": "sdpa", "layers": layers}
+                step = lambda i, ids=ids: model(input_ids=ids, use_cache=False, logits_to_keep=1)  # noqa: E731
+                yield self.row("hf", f"llama3_8b.prefill_{layers}layers_graph", params, "bf16", step)
+                yield self._eager_row(f"llama3_8b.prefill_{layers}layers_eager", params, step)
+            for b, length in DRY["hf_decode"] if self.dry else HF_DECODE:
+                ids = torch.randint(0, vocab, (b, length), device=self.device)
+                out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                cache, nxt = out.past_key_values, torch.randint(0, vocab, (b, 1), device=self.device)
+
+                def decode(i: int, cache=cache, nxt=nxt, length=length) -> object:
+                    result = model(input_ids=nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    cache.crop(length - cache.get_seq_length())  # negative: drop the appended token (any 5.x)
+                    return result
+
+                yield self._eager_row(f"llama3_8b.decode_{layers}layers_eager",
+                                      {"B": b, "L": length, "attn": "sdpa", "layers": layers}, decode)
+
+    def _eager_row(self, name: str, params: dict, fn: Callable[[int], object]) -> Row:
+        """Eager wall time of a whole step (host launches included): median of 7 synchronized runs."""
+        times = []
+        for i in range(10):
+            self.sync()
+            start = time.perf_counter()
+            fn(i)
+            self.sync()
+            if i >= 3:
+                times.append((time.perf_counter() - start) * 1e6)
+        median, p10, p90 = _summary(times)
+        return Row("hf", name, params, "bf16", median, p10, p90, "eager")
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
+    import torch
+
+    if args.dry_run:
+        torch.set_num_threads(1)
+        bench = Bench("cpu", WallTimer(), l2_bytes=0, dry=True)
+        rows = [Row("device", "cpu (dry run)", {"torch": torch.__version__}, "", 0.0)]
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA GPU here: use --from-csv to fit measurements taken elsewhere, or --dry-run")
+        props = torch.cuda.get_device_properties(0)
+        l2 = int(getattr(props, "L2_cache_size", 50 * 2**20))
+        bench = Bench("cuda", GraphTimer(), l2_bytes=l2, dry=False)
+        rows = [Row("device", props.name, {"sms": props.multi_processor_count, "l2_bytes": l2,
+                                           "mem_gib": props.total_memory / 2**30, "torch": torch.__version__}, "", 0.0)]
+    torch.manual_seed(0)
+    sections = [bench.ceilings, bench.gemms, bench.attention, bench.elementwise]
+    if args.hf:
+        sections.append(bench.hf)
+    for section in sections:
+        for row in section():
+            rows.append(row)
+            print(f"{row.section:8s} {row.name:34s} {row.dtype:5s} {row.params} {row.median_us:10.3f} us", flush=True)
+            if args.csv:
+                write_rows(args.csv, rows)
+    return rows
+
+
+def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
+    import calibration_fit as cf
+
+    from tensor_cast.backends.device import load_device
+
+    base = load_device(args.base)
+    base_text = Path(base.path).read_text() if Path(base.path).is_file() else _builtin_text(base)
+    device_rows = [r for r in rows if r.section == "device"]
+    measured_on = device_rows[0].name if device_rows else "unknown GPU"
+    if device_rows and "sms" in device_rows[0].params and device_rows[0].params["sms"] != base.compute_units:
+        print(f"warning: measured GPU has {device_rows[0].params['sms']} SMs, base profile {base.name} says "
+              f"{base.compute_units}: the fitted fractions refer to the base profile's peaks", file=sys.stderr)
+    cases, _ = build_cases(rows, l2_bytes=base.l2_cache_mib * 2**20)
+    provenance = args.provenance or f"{Path(args.from_csv).name if args.from_csv else 'measured'} on {measured_on}, {date.today()}"
+    result = cf.fit_profile(cases, base, provenance=provenance)
+    values, sources = dict(result.values), dict(result.sources)
+    gaps = cf.launch_gaps(rows, result.profile)
+    launch, detail = cf.fit_launch_gap(gaps, result.profile.graph_kernel_us)
+    if launch:
+        values.update(launch)
+        sources["overhead.kernel_launch_us"] = f"{detail} [{provenance}]"
+    for key in base.efficiency:
+        if f"efficiency.{key}" not in values:
+            sources[f"efficiency.{key}"] = "kept from the base profile: not measured by this calibration"
+    sources.setdefault("overhead.graph_max_tokens",
+                       "engine setting, not measured: vLLM captures CUDA graphs up to 512 tokens by default")
+    text = cf.update_profile_text(base_text, values, sources,
+                                  header="fitted by benchmarks/calibrate_device.py; provenance in [sources]")
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+
+
+def _builtin_text(profile: object) -> str:
+    from importlib import resources
+
+    folder = resources.files("tensor_cast.backends") / "profiles"
+    return (folder / Path(str(profile.path)).name).read_text()  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--base", default="h100-sxm", help="profile whose datasheet peaks the fit refers to")
+    parser.add_argument("--out", help="write the fitted profile here (default: print it)")
+    parser.add_argument("--csv", help="write the measurements here (CSV, calibration_cases format)")
+    parser.add_argument("--from-csv", help="fit measurements taken earlier instead of measuring")
+    parser.add_argument("--hf", action="store_true", help="also time a 4-layer Llama-3.1-8B-shaped HF model")
+    parser.add_argument("--dry-run", action="store_true", help="run the harness on the CPU with tiny shapes")
+    parser.add_argument("--no-fit", action="store_true", help="only measure")
+    parser.add_argument("--provenance", help="text recorded in [sources] (default: file, GPU, date)")
+    args = parser.parse_args(argv)
+    rows = read_rows(args.from_csv) if args.from_csv else measure(args)
+    if not args.no_fit:
+        fit_and_write(rows, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

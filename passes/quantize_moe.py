@@ -1,0 +1,55 @@
+"""quantize_moe: a MoE block's experts run in the deployment's quantization scheme.
+
+Matches: every `tensor_cast::moe` node whose experts module the checkpoint does not leave
+unquantized (`not_converted`, the same patterns `quantize_linears` reads: gpt-oss keeps its
+attention and router 16-bit and ships MXFP4 experts; MiniMax-M2 and MiMo-V2-Flash ship FP8
+experts). The module names come from `meta["tensor_cast_moe_modules"]` (set by `replace_moe`).
+Produces: the same op with its `scheme` argument set; the routed experts' 3-D weights and the
+shared experts' weights get `meta["tensor_cast_element_bytes"]` (the scheme's stored bytes per
+element, scales included — the memory report reads it). The formula then reads those bytes and
+runs the expert GEMMs at the scheme's precision (backends/formulas/moe.py).
+Invariant after: shapes and dtypes unchanged; every converted MoE op names its scheme.
+Example (fp8):
+    before: y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "none")
+    after:  y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "fp8")      # Wgu, Wd: 1 byte per element
+Refuses: scheme "none" (no-op); MoE ops whose experts are excluded (left "none"). The router
+stays in the model dtype (engines run the MoE gate unquantized; `quantize_router` applies to
+routers that are plain linears). Shared experts follow the routed experts' scheme.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+from ..deployment.quantization import scheme as lookup_scheme
+from .graph_utils import finish
+from .quantize_linears import excluded
+
+SCHEME_ARG = 15
+
+
+def _weights(node: fx.Node) -> list[fx.Node]:
+    """The routed experts' weights and the shared experts' weights of a `moe` node."""
+    shared = [*node.args[7], *node.args[8]]  # type: ignore[misc]
+    return [w for w in (node.args[3], node.args[4], *shared) if isinstance(w, fx.Node)]
+
+
+def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
+                 quantize_lm_head: bool = False, quantize_router: bool = False) -> fx.GraphModule:
+    if scheme == "none":
+        return gm
+    s = lookup_scheme(scheme)
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.tensor_cast.moe.default:
+            continue
+        modules = node.meta.get("tensor_cast_moe_modules", {})
+        if any(excluded(path, not_converted=not_converted, quantize_lm_head=quantize_lm_head,
+                        quantize_router=quantize_router) for path in modules.get("experts", ())):
+            continue
+        args = list(node.args)
+        args[SCHEME_ARG] = scheme
+        node.args = tuple(args)
+        for weight in _weights(node):
+            weight.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+    return finish(gm)

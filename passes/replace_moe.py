@@ -1,0 +1,182 @@
+"""replace_moe: a MoE block's router -> top-k -> experts -> combine subgraph becomes one `tensor_cast::moe`.
+
+Matches: every `tensor_cast::routed_experts` node (what the capture emits for transformers'
+`@use_experts_implementation` experts) and the module that owns its experts module — the MoE
+block (`Qwen3MoeSparseMoeBlock`, `GptOssMLP`, `Glm4MoeMoE`, ...). The block's nodes are
+classified by data flow, not by family:
+- router: the ancestors of the top-k index/weights inside the block (router GEMM, softmax or
+  sigmoid, score-correction bias, grouped top-k, gather, renormalization, scaling); its one 2-D
+  parameter (E, H) is the router weight, any other parameter or buffer it reads (logit bias,
+  correction bias) goes to `router_extra`;
+- shared experts: the linears of the block that neither feed nor are the routed experts;
+  those reading the block input are `shared_in` (gate/up, the (1, H) shared-expert gate), the
+  one reading their product is `shared_out` (down);
+- combine: whatever adds/reshapes the results.
+Produces: `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias,
+shared_in, shared_out, top_k, scoring, activation, gate, transposed, skew, "none")`, placed in the
+MoE block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
+`skew` is this pass's keyword (the analysis' `moe_skew`: 0 = uniform routing); the scheme is
+"none" until `quantize_moe`. The node's `meta["tensor_cast_moe_modules"]` names the block's
+router, experts and shared-expert modules (for passes that treat them apart, e.g. quantization).
+Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
+replaced block; exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
+and dtype; dense MLP layers are untouched (they have no routed_experts node). Collectives a
+deployment pass put on the block's output (tensor parallelism's all_reduce, which finds the
+block by its experts module and so runs first) stay outside the op, reading its result.
+Example:
+    before: v = view(h); l = linear(v, Wr); p = softmax(l); w, i = topk(p, 8); w = w / sum(w)
+            y = routed_experts(v, i, w, Wgu, Wd, None, None, "silu", "concat", False); o = reshape(y)
+    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, 0.0, "none")
+Refuses (leaves the block as it is; `routed_experts` keeps its own cost rule): a block with
+more than one output or another activation input, a router without exactly one (E, H) weight,
+shared-expert linears with biases or an unrecognized shape (more than one down projection,
+projections without one), parameters used by anything else than these roles, and a block
+whose output shape or dtype differs from its input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+from .graph_utils import (
+    ancestors_within,
+    call_target,
+    example,
+    external_inputs,
+    finish,
+    is_tensor_node,
+    module_path,
+    module_stack,
+    region_outputs,
+    replace_with_op,
+    shape_key,
+)
+
+LINEARS = (torch._C._nn.linear,)
+SIGMOIDS = (torch.sigmoid, torch.nn.functional.sigmoid, "Tensor.sigmoid", torch.ops.aten.sigmoid.default)
+# a weight reaches the router GEMM through these (GLM/ERNIE run the router in fp32)
+CONVERSIONS = ("Tensor.to", "Tensor.float", "Tensor.type", "Tensor.bfloat16", "Tensor.half", "Tensor.contiguous")
+
+
+def _marker() -> object:
+    return torch.ops.tensor_cast.routed_experts.default
+
+
+def _block_path(marker: fx.Node) -> str | None:
+    """The module owning the experts module the marker was traced in."""
+    stack = module_stack(marker)
+    return stack[-2][0] if len(stack) >= 2 else None
+
+
+def _collectives() -> set[object]:
+    """Collectives a deployment pass attributed to the block (a TP all_reduce of its output)."""
+    names = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+    return {getattr(torch.ops.tensor_cast, name).default for name in names if hasattr(torch.ops.tensor_cast, name)}
+
+
+def _region(gm: fx.GraphModule, path: str) -> list[fx.Node]:
+    """The block's own nodes: traced inside its module, collectives inserted around it excluded."""
+    collectives = _collectives()
+    return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method") and n.target not in collectives
+            and any(p == path for p, _ in module_stack(n))]
+
+
+def _source(node: fx.Node, region: set[fx.Node]) -> fx.Node | None:
+    """Follow single-tensor-input nodes inside the region up to the external node they read."""
+    seen = 0
+    while node in region and seen < 64:
+        tensors = [a for a in node.all_input_nodes if is_tensor_node(a)]
+        if len(tensors) != 1:
+            return None
+        node, seen = tensors[0], seen + 1
+    return node if node not in region else None
+
+
+def _weight(arg: object) -> fx.Node | None:
+    """The placeholder a linear's weight argument comes from (through dtype conversions)."""
+    while isinstance(arg, fx.Node) and arg.op != "placeholder":
+        if call_target(arg) not in CONVERSIONS or not arg.args:
+            return None
+        arg = arg.args[0]
+    return arg if isinstance(arg, fx.Node) else None
+
+
+def _bias(node: fx.Node) -> object:
+    return node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+
+
+def _shared(region: list[fx.Node], excluded: set[fx.Node]) -> tuple[list[fx.Node], list[fx.Node]] | None:
+    """(shared_in weights, shared_out weights) from the block's other linears, or None to refuse."""
+    linears = [n for n in region if n not in excluded and n.target in LINEARS]
+    members = set(region)
+    shared_in, shared_out = [], []
+    for node in linears:
+        weight = _weight(node.args[1])
+        if weight is None or _bias(node) is not None:
+            return None
+        if ancestors_within(node, members) & set(linears):
+            shared_out.append(weight)
+        else:
+            shared_in.append(weight)
+    if len(shared_out) > 1 or bool(shared_in) != bool(shared_out):
+        return None
+    return shared_in, shared_out
+
+
+def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node | None:
+    path = _block_path(marker)
+    region = _region(gm, path) if path is not None else []
+    members = set(region)
+    if marker not in members:
+        return None
+    outputs = region_outputs(region)
+    x, index, routing = marker.args[0], marker.args[1], marker.args[2]
+    if not (isinstance(x, fx.Node) and isinstance(index, fx.Node) and isinstance(routing, fx.Node)):
+        return None
+    hidden = _source(x, members)
+    if len(outputs) != 1 or hidden is None:
+        return None
+    weights = [n for n in external_inputs(region) if is_tensor_node(n) and n is not hidden]
+    if any(n.op != "placeholder" for n in weights):
+        return None  # the block reads another activation: not a self-contained MoE block
+    router_inputs = ancestors_within(index, members) | ancestors_within(routing, members)
+    router_nodes = {index, routing} | (router_inputs & members)
+    router_params = [n for n in weights if n in router_inputs]
+    gate_up, down = example(marker.args[3]), example(marker.args[4])
+    num_experts, hidden_size = gate_up.shape[0], example(hidden).shape[-1]
+    router_weights = [n for n in router_params if tuple(example(n).shape) == (num_experts, hidden_size)]
+    if len(router_weights) != 1 or down.shape[0] != num_experts:
+        return None
+    shared = _shared(region, router_nodes | {marker} | (ancestors_within(marker, members) & members))
+    if shared is None:
+        return None
+    shared_in, shared_out = shared
+    expert_params = {a for a in marker.args[3:7] if isinstance(a, fx.Node)}
+    if set(weights) - set(router_params) - expert_params - set(shared_in) - set(shared_out):
+        return None  # a parameter with a role this op does not model
+    out = example(outputs[0])
+    if shape_key(outputs[0]) != shape_key(hidden) or out.dtype != example(hidden).dtype:
+        return None
+    scoring = "sigmoid" if any(call_target(n) in SIGMOIDS for n in router_nodes) else "softmax"
+    top_k = int(example(index).shape[-1])
+    extras = [n for n in router_params if n is not router_weights[0]]
+    activation, gate, transposed = marker.args[7], marker.args[8], marker.args[9]
+    args = (hidden, router_weights[0], extras, marker.args[3], marker.args[4], marker.args[5], marker.args[6],
+            shared_in, shared_out, top_k, scoring, activation, gate, transposed, float(skew), "none")
+    modules = {
+        "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
+        "experts": [module_path(marker)],
+        "shared": sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes}),
+    }
+    new = replace_with_op(gm, region, torch.ops.tensor_cast.moe.default, args, outputs)
+    if new is not None:
+        new.meta["tensor_cast_moe_modules"] = modules
+    return new
+
+
+def replace_moe(gm: fx.GraphModule, *, skew: float = 0.0) -> fx.GraphModule:
+    marker = _marker()
+    for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is marker]:
+        _replace_block(gm, node, skew)
+    return finish(gm)

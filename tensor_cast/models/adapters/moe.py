@@ -1,0 +1,313 @@
+"""MoE model families: how each `model_type`'s config and modules describe its MoE layers.
+
+Owns `MoEFamily` (one table row per family: the config fields for E, k, expert and shared
+widths, the router's scoring, which layers are MoE, and the module names of the MoE block, its
+router, experts and shared experts) and `MoEAdapter`, the `DecoderAdapter` that reads a row:
+- `to_spec`: MoE layers get `MLPSpec(kind="moe", moe=MoESpec(...))`, the others stay dense;
+- `config_for_layer`: maps a layer spec back to the HF fields (so a `per_layer_config` override
+  of `num_experts_per_tok` / `moe_intermediate_size` / `num_experts` changes exactly that layer)
+  and sets the family's layer-selection fields so the layer builds as MoE or dense whatever its
+  index in the representative stack (`LayerRule.force`);
+- `routed_expert_parameters(rep)`: the parameters of the routed experts (3-D `gate_up_proj` /
+  `down_proj` and their per-expert biases), which a token uses k/E of;
+- `check_modules(...)`: the built model's MoE layers have the row's modules, with fused 3-D
+  experts dispatching through transformers' experts registry (the format detection).
+
+Every family here has fused 3-D experts decorated with transformers' `@use_experts_implementation`
+(what `capture/experts_interface.py` and `passes/replace_moe.py` rely on). Families whose experts
+are not (llama4 computes every expert for every token, dbrx, jetmoe, longcat_flash's own loop) have
+no row: `adapter_for` names them as unsupported.
+
+Must not touch torch graphs: this is config <-> spec translation plus module names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from ...errors import UnsupportedModelError
+from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec, MoESpec
+from .base import DecoderAdapter, require
+
+
+# ---- which layers are MoE ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerRule:
+    """`is_moe(config, index)`: the family's rule; `force(config, moe)`: make every index that kind."""
+
+    is_moe: Callable[[PretrainedConfig, int], bool]
+    force: Callable[[PretrainedConfig, bool], None]
+
+
+def _all_moe_force(config: PretrainedConfig, moe: bool) -> None:
+    if not moe:
+        raise UnsupportedModelError(f"model_type {config.model_type!r} has no dense MLP layers to build")
+
+
+ALL_MOE = LayerRule(is_moe=lambda config, index: True, force=_all_moe_force)
+
+
+def _sparse_step_is_moe(config: PretrainedConfig, index: int) -> bool:
+    """Qwen2/3-MoE: MoE unless listed in mlp_only_layers, every decoder_sparse_step-th layer."""
+    step = int(getattr(config, "decoder_sparse_step", 1) or 1)
+    return index not in (getattr(config, "mlp_only_layers", None) or []) and (index + 1) % step == 0
+
+
+def _sparse_step_force(config: PretrainedConfig, moe: bool) -> None:
+    config.decoder_sparse_step = 1
+    config.mlp_only_layers = [] if moe else list(range(int(config.num_hidden_layers)))
+
+
+SPARSE_STEP = LayerRule(is_moe=_sparse_step_is_moe, force=_sparse_step_force)
+
+
+def _first_k_dense_force(config: PretrainedConfig, moe: bool) -> None:
+    config.first_k_dense_replace = 0 if moe else int(config.num_hidden_layers)
+
+
+FIRST_K_DENSE = LayerRule(
+    is_moe=lambda config, index: index >= int(getattr(config, "first_k_dense_replace", 0) or 0),
+    force=_first_k_dense_force)
+
+
+def _moe_range_is_moe(config: PretrainedConfig, index: int) -> bool:
+    """ERNIE-4.5: every moe_layer_interval-th layer from moe_layer_start_index to moe_layer_end_index."""
+    interval = int(config.moe_layer_interval or 1)
+    end = config.moe_layer_end_index
+    end = int(config.num_hidden_layers) - 1 if end in (None, -1) else int(end)
+    return (index + 1) % interval == 0 and int(config.moe_layer_start_index) <= index <= end
+
+
+def _moe_range_force(config: PretrainedConfig, moe: bool) -> None:
+    config.moe_layer_interval = 1
+    config.moe_layer_start_index = 0 if moe else int(config.num_hidden_layers)
+    config.moe_layer_end_index = int(config.num_hidden_layers) - 1
+
+
+MOE_RANGE = LayerRule(is_moe=_moe_range_is_moe, force=_moe_range_force)
+
+
+def _mlp_layer_types_force(config: PretrainedConfig, moe: bool) -> None:
+    config.mlp_layer_types = ["sparse" if moe else "dense"] * int(config.num_hidden_layers)
+
+
+MLP_LAYER_TYPES = LayerRule(  # MiMo-V2-Flash: a per-layer list of "dense" / "sparse"
+    is_moe=lambda config, index: config.mlp_layer_types[index] == "sparse", force=_mlp_layer_types_force)
+
+
+# ---- the family table row ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class MoEFamily:
+    """How one family names its MoE sizes (HF config attributes) and modules."""
+
+    num_experts: str  # config attribute holding E
+    expert_size: str = "moe_intermediate_size"  # per-expert intermediate width I
+    top_k: str = "num_experts_per_tok"
+    dense_size: str | None = "intermediate_size"  # width of the family's dense MLP layers (None: none)
+    shared_count: str | None = None  # number of shared experts; their width is count x expert_size
+    shared_size: str | None = None  # or: the total shared-expert width, one shared expert
+    router: str = "softmax"  # softmax | sigmoid (the scoring before top-k)
+    groups: tuple[str, str] | None = None  # (n_group, topk_group): grouped top-k
+    layers: LayerRule = ALL_MOE
+    expert_bias: bool = False  # experts carry gate_up/down biases (gpt-oss)
+    # module names: <layer>.<block> holds <router>, <experts> and <shared> (None: no shared experts)
+    block: str = "mlp"
+    router_module: str = "gate"
+    experts_module: str = "experts"
+    shared_module: str | None = None
+
+    def moe_spec(self, config: PretrainedConfig) -> MoESpec:
+        expert_size = int(require(config, self.expert_size))
+        shared_count = int(getattr(config, self.shared_count, 0) or 0) if self.shared_count else 0
+        shared_size = shared_count * expert_size
+        if self.shared_size:
+            shared_size = int(getattr(config, self.shared_size, 0) or 0)
+            shared_count = 1 if shared_size else 0
+        groups = (int(getattr(config, self.groups[0], 1) or 1), int(getattr(config, self.groups[1], 1) or 1)) \
+            if self.groups else (1, 1)
+        return MoESpec(num_experts=int(require(config, self.num_experts)), top_k=int(require(config, self.top_k)),
+                       expert_intermediate_size=expert_size, num_shared_experts=shared_count,
+                       shared_intermediate_size=shared_size, router=self.router, num_groups=groups[0],
+                       top_k_groups=groups[1])
+
+    def set_moe_fields(self, config: PretrainedConfig, moe: MoESpec) -> None:
+        """Write a layer's MoESpec back into the config attributes this family reads."""
+        setattr(config, self.num_experts, moe.num_experts)
+        setattr(config, self.top_k, moe.top_k)
+        setattr(config, self.expert_size, moe.expert_intermediate_size)
+        if self.shared_size:
+            setattr(config, self.shared_size, moe.shared_intermediate_size)
+        elif self.shared_count:
+            # The family sizes its shared MLP as count x expert_size: pick the count that keeps the
+            # spec's shared width when the expert width changed (a per-layer override, TP sharding).
+            count = moe.num_shared_experts
+            if count and moe.shared_intermediate_size != count * moe.expert_intermediate_size:
+                if moe.shared_intermediate_size % moe.expert_intermediate_size:
+                    raise UnsupportedModelError(
+                        f"model_type {config.model_type!r} sizes its shared experts as {self.shared_count} x "
+                        f"{self.expert_size}: a shared width of {moe.shared_intermediate_size} is not a multiple "
+                        f"of the expert width {moe.expert_intermediate_size}")
+                count = moe.shared_intermediate_size // moe.expert_intermediate_size
+            setattr(config, self.shared_count, count)
+        if self.groups:
+            setattr(config, self.groups[0], moe.num_groups)
+            setattr(config, self.groups[1], moe.top_k_groups)
+
+
+@dataclass(frozen=True)
+class MoEAdapter(DecoderAdapter):
+    """A decoder whose MLP is a MoE block in the layers its `MoEFamily` rule selects."""
+
+    moe: MoEFamily = field(default_factory=lambda: MoEFamily(num_experts="num_experts"))
+    qk_norm_field: str | None = None  # config flag enabling per-head q/k norms (GLM-4.5 use_qk_norm)
+    sinks: bool = False  # learned attention sinks (gpt-oss)
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        spec = super().attention_spec(config, index)
+        qk_norm = bool(getattr(config, self.qk_norm_field, False)) if self.qk_norm_field else self.qk_norm
+        return dataclasses.replace(spec, qk_norm=qk_norm, sinks=self.sinks)
+
+    def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
+        activation = str(getattr(config, self.activation_field, "silu"))
+        if self.moe.layers.is_moe(config, index):
+            return MLPSpec(kind="moe", activation=activation, bias=self.moe.expert_bias,
+                           moe=self.moe.moe_spec(config))
+        if self.moe.dense_size is None:
+            raise UnsupportedModelError(f"model_type {config.model_type!r}: layer {index} is not a MoE layer "
+                                        "but the family has no dense MLP")
+        return MLPSpec(kind="dense", intermediate_size=int(require(config, self.moe.dense_size)),
+                       activation=activation, bias=self._flag(config, self.mlp_bias_field))
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        if layer.mlp.kind == "dense" and self.moe.dense_size is None:
+            raise UnsupportedModelError(f"model_type {spec.model_type!r} has no dense MLP layers to build")
+        config = super().config_for_layer(spec, layer, base)
+        dense_size = self.moe.dense_size
+        if layer.mlp.kind == "dense" and dense_size is not None and dense_size != "intermediate_size":
+            setattr(config, dense_size, layer.mlp.intermediate_size)
+        if layer.mlp.kind == "moe" and layer.mlp.moe is not None:
+            self.moe.set_moe_fields(config, layer.mlp.moe)
+        if layer.mlp.kind in ("moe", "dense"):
+            self.moe.layers.force(config, layer.mlp.kind == "moe")
+        return config
+
+    def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
+        return [f"{layers_path}.{i}.{self.moe.block}.{self.moe.experts_module}." for i in range(rep_layers)]
+
+    def check_modules(self, model: Any, layers_path: str, kinds: Sequence[LayerSpec]) -> None:
+        """Every MoE layer has the table's block, router, experts (fused 3-D, dispatching through
+        transformers' experts registry) and shared experts; else a clear error naming the module."""
+        for index, kind in enumerate(kinds):
+            if kind.mlp.kind != "moe" or kind.mlp.moe is None:
+                continue
+            path = f"{layers_path}.{index}.{self.moe.block}"
+            names = [self.moe.router_module, self.moe.experts_module]
+            if kind.mlp.moe.num_shared_experts and self.moe.shared_module:
+                names.append(self.moe.shared_module)
+            missing = [name for name in names if _submodule(model, f"{path}.{name}") is None]
+            if missing:
+                raise UnsupportedModelError(
+                    f"model_type {model.config.model_type!r}: MoE block {path} lacks {', '.join(missing)}")
+            experts = _submodule(model, f"{path}.{self.moe.experts_module}")
+            weight = getattr(experts, "gate_up_proj", None)
+            if weight is None:
+                weight = getattr(experts, "up_proj", None)
+            if not hasattr(experts, "has_gate") or getattr(weight, "dim", lambda: 0)() != 3:
+                raise UnsupportedModelError(
+                    f"model_type {model.config.model_type!r}: {type(experts).__name__} does not store fused 3-D "
+                    "experts dispatched through transformers' experts registry (@use_experts_implementation)")
+
+
+def _submodule(model: Any, path: str) -> Any:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_rep_layers: int,
+                             extra_layers: tuple[str, ...] = ()) -> set[str]:
+    """Names of the routed experts' parameters (per-expert tensors: a token uses k/E of them).
+
+    Any adapter naming its experts (`routed_expert_prefixes`: the MoE table rows, the MLA and hybrid
+    adapters) counts; `extra_layers` are decoder layers outside the stack (MTP blocks) whose
+    experts sit under the same module names.
+    """
+    from . import adapter_for
+
+    prefixes_of = getattr(adapter_for(spec.model_type), "routed_expert_prefixes", None)
+    if prefixes_of is None:
+        return set()
+    prefixes = list(prefixes_of(layers_path, num_rep_layers))
+    inside_layer = prefixes_of("", 1)[0].removeprefix(".0")  # e.g. ".mlp.experts."
+    prefixes += [path + inside_layer for path in extra_layers]
+    return {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
+
+
+@dataclass(frozen=True)
+class MiMoV2FlashAdapter(MoEAdapter):
+    """MiMo-V2-Flash: its sliding-window layers have twice the config's KV heads and learned sinks.
+
+    The spec holds each layer's real KV head count; the config holds the full-attention count
+    (`MiMoV2FlashAttention` doubles it for sliding layers). V heads are narrower than Q/K heads
+    (`v_head_dim`), which the attention op reads from the traced shapes.
+    """
+
+    SLIDING_KV_FACTOR = 2
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        spec = super().attention_spec(config, index)
+        if spec.kind != "sliding":
+            return spec
+        return dataclasses.replace(spec, num_kv_heads=spec.num_kv_heads * self.SLIDING_KV_FACTOR, sinks=True)
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        config = super().config_for_layer(spec, layer, base)
+        if layer.attention.kind == "sliding":
+            kv = layer.attention.num_kv_heads
+            if kv % self.SLIDING_KV_FACTOR:
+                raise UnsupportedModelError(
+                    f"model_type {spec.model_type!r}: sliding layers need an even num_key_value_heads, got {kv}")
+            config.num_key_value_heads = kv // self.SLIDING_KV_FACTOR
+        return config
+
+
+# ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
+def moe_adapters() -> list[MoEAdapter]:
+    return [
+        MoEAdapter(model_types=("qwen3_moe",), qk_norm=True, out_bias_field="attention_bias", mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", layers=SPARSE_STEP)),
+        MoEAdapter(model_types=("qwen2_moe",), qkv_bias_field="qkv_bias", out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", shared_size="shared_expert_intermediate_size",
+                                 layers=SPARSE_STEP, shared_module="shared_expert")),
+        MoEAdapter(model_types=("mixtral",), window_applies_to_all_layers=True, qkv_bias_field=None,
+                   out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None)),
+        MoEAdapter(model_types=("gpt_oss",), sinks=True, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
+                                 expert_bias=True, router_module="router")),
+        MoEAdapter(model_types=("glm4_moe",), qk_norm_field="use_qk_norm", out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
+                                 groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
+                                 shared_module="shared_experts")),
+        MoEAdapter(model_types=("minimax_m2",), qk_norm_field="use_qk_norm", qkv_bias_field=None,
+                   out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
+                                 router="sigmoid")),
+        MoEAdapter(model_types=("ernie4_5_moe",), qkv_bias_field="use_bias", out_bias_field="use_bias",
+                   mlp_bias_field="use_bias",
+                   moe=MoEFamily(num_experts="moe_num_experts", top_k="moe_k",
+                                 shared_count="moe_num_shared_experts", layers=MOE_RANGE,
+                                 shared_module="shared_experts")),
+        MoEAdapter(model_types=("olmoe",), qk_norm=True, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", expert_size="intermediate_size", dense_size=None)),
+        MiMoV2FlashAdapter(model_types=("mimo_v2_flash",), qkv_bias_field="attention_bias", out_bias_field=None,
+                           mlp_bias_field=None,
+                           moe=MoEFamily(num_experts="n_routed_experts", router="sigmoid",
+                                         groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES)),
+    ]

@@ -1,0 +1,255 @@
+"""The efficiency models (backends/efficiency.py) on synthetic profiles: limits, monotonicity,
+symbolic safety, fallbacks for flat profiles, and the validator. Expected values are derived
+here from the profile's named parameters, never from running the code under test twice."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import sympy
+import torch
+
+import tensor_cast
+from tensor_cast.backends.counts import Counts
+from tensor_cast.backends.device import parse_profile
+from tensor_cast.backends.efficiency import efficiency_for
+from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
+from tensor_cast.backends.roofline import ExecutionMode, op_time
+from tensor_cast.errors import InvalidProfileError
+from tensor_cast.sizes import B, C, S
+
+PEAK_TFLOPS, BANDWIDTH_GBPS, SMS = 1000.0, 4000.0, 100
+GRAPH_US, EAGER_US = 1.0, 3.0
+
+
+def profile_text(efficiency: dict[str, float]) -> str:
+    table = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in efficiency.items())
+    return f"""
+schema_version = 1
+name = "synthetic"
+display_name = "synthetic test device"
+vendor = "test"
+architecture = "test"
+[compute]
+fp32_tflops = 50.0
+bf16_tflops = {PEAK_TFLOPS}
+fp16_tflops = {PEAK_TFLOPS}
+fp8_tflops = {2 * PEAK_TFLOPS}
+int8_tops = {2 * PEAK_TFLOPS}
+fp4_tflops = 0.0
+[memory]
+capacity_gib = 80.0
+bandwidth_gbps = {BANDWIDTH_GBPS}
+[chip]
+compute_units = {SMS}
+[overhead]
+kernel_launch_us = {EAGER_US}
+graph_kernel_us = {GRAPH_US}
+[efficiency]
+{table}
+"""
+
+
+GEMM = {"gemm_compute": 0.7, "gemm_memory": 0.8, "gemm_latency_us": 2.0, "gemm_overlap": 0.2,
+        "gemm_k_overhead": 200.0, "gemm_splitk_us": 4.0, "vector": 0.5, "memory": 0.75}
+ATTENTION = {"attention_compute": 0.6, "attention_memory": 0.9, "attention_latency_us": 1.5,
+             "attention_memory_latency_us": 3.0, "attention_tail": 1.0, "vector": 0.5}
+
+
+def synthetic(**efficiency: float):
+    return parse_profile(profile_text(efficiency), "<synthetic>")
+
+
+def linear_call(m, n, k, dtype=torch.bfloat16) -> tuple[OpCall, object]:
+    x = TensorInfo(shape=(m, k) if not isinstance(m, tuple) else (*m, k), dtype=dtype)
+    w = TensorInfo(shape=(n, k), dtype=dtype)
+    out = TensorInfo(shape=(*x.shape[:-1], n), dtype=dtype)
+    call = OpCall(op=torch.ops.aten.linear.default, args=(x, w), outputs=(out,))
+    return call, lookup(call.op)
+
+
+IN_GRAPH = ExecutionMode("always")
+
+
+def gemm_time(profile, m, n, k, mode=IN_GRAPH):
+    call, entry = linear_call(m, n, k)
+    return op_time(entry.rule(call), call, entry.kind, profile, mode)
+
+
+# ---- GEMM ---------------------------------------------------------------------------------------
+def test_large_gemm_compute_fraction_is_the_measured_ceiling_at_k_8192():
+    profile = synthetic(**GEMM)
+    call, entry = linear_call(8192, 8192, 8192)
+    eff = efficiency_for("gemm", entry.rule(call), call, profile)
+    assert eff.compute == pytest.approx(GEMM["gemm_compute"], rel=1e-12)
+    # K -> infinity: the per-tile overhead vanishes, the fraction tends to ceiling * (1 + K0 / 8192)
+    call, _ = linear_call(8192, 8192, 8192 * 4096)
+    limit = GEMM["gemm_compute"] * (1 + GEMM["gemm_k_overhead"] / 8192)
+    assert efficiency_for("gemm", entry.rule(call), call, profile).compute == pytest.approx(limit, rel=1e-3)
+
+
+def test_large_gemm_time_is_compute_over_ceiling_plus_stall_and_latency():
+    profile = synthetic(**GEMM)
+    m = n = k = 8192
+    t = gemm_time(profile, m, n, k)
+    compute = 2 * m * n * k / (PEAK_TFLOPS * 1e12 * GEMM["gemm_compute"])
+    memory = (2 * (m * k + n * k) + 2 * m * n) / (BANDWIDTH_GBPS * 1e9 * GEMM["gemm_memory"])
+    expected = compute + GEMM["gemm_overlap"] * memory + GEMM["gemm_latency_us"] * 1e-6 + GRAPH_US * 1e-6
+    assert t.time_s == pytest.approx(expected, rel=1e-9)
+    assert t.compute_s > t.memory_s
+
+
+def test_tiny_gemm_sits_on_the_latency_floor():
+    profile = synthetic(**GEMM)
+    m, n, k = 1, 64, 64
+    t = gemm_time(profile, m, n, k)
+    # 64 output columns: one 64-wide CTA of the SMs -> split-K pays (1 - 1/SMs) of gemm_splitk_us
+    floor = (GEMM["gemm_latency_us"] + GEMM["gemm_splitk_us"] * (1 - 1 / SMS) + GRAPH_US) * 1e-6
+    assert floor < t.time_s < floor * 1.01
+
+
+def test_gemm_throughput_grows_with_m_and_is_bounded_by_the_limit():
+    profile = synthetic(**GEMM)
+    n, k = 4096, 4096
+    ceiling = PEAK_TFLOPS * 1e12 * GEMM["gemm_compute"] * (1 + GEMM["gemm_k_overhead"] / 8192) / (
+        1 + GEMM["gemm_k_overhead"] / k)
+    rates = [2 * m * n * k / float(gemm_time(profile, m, n, k).time_s) for m in (2**i for i in range(15))]
+    assert all(b >= a for a, b in itertools.pairwise(rates))
+    assert rates[-1] < ceiling and rates[-1] > 0.9 * ceiling
+
+
+def test_small_gemm_streams_weights_at_the_gemm_bandwidth():
+    profile = synthetic(**GEMM)
+    m, n, k = 16, 65536, 8192  # wide enough that split-K is not needed
+    t = gemm_time(profile, m, n, k)
+    weights = 2 * n * k
+    assert t.memory_s > t.compute_s
+    assert t.memory_s == pytest.approx((weights + 2 * m * k + 2 * m * n) / (BANDWIDTH_GBPS * 1e9 * GEMM["gemm_memory"]))
+
+
+def test_gemm_model_is_symbolic_safe():
+    profile = synthetic(**GEMM, gemm_wave_quantization=0.5)
+    symbolic = gemm_time(profile, (B, S), 6144, 4096, ExecutionMode("auto"))
+    for b, s in ((1, 1), (3, 7), (8, 512), (4, 4096)):
+        numeric = gemm_time(profile, b * s, 6144, 4096, ExecutionMode("always" if b * s <= 512 else "never"))
+        value = symbolic.time_s.xreplace({B: sympy.Integer(b), S: sympy.Integer(s)})
+        assert float(value) == pytest.approx(float(numeric.time_s), rel=1e-9)
+
+
+def test_wave_quantization_penalizes_a_partial_last_wave():
+    quantized = synthetic(**GEMM, gemm_wave_quantization=1.0, gemm_tile_m=128, gemm_tile_n=128)
+    # SMS + 1 tiles of 128 x 128 -> two waves for barely more work than one
+    one_wave = gemm_time(quantized, 128 * SMS, 128, 8192)
+    two_waves = gemm_time(quantized, 128 * (SMS + 1), 128, 8192)
+    assert float(two_waves.compute_s) == pytest.approx(2 * float(one_wave.compute_s), rel=1e-9)
+
+
+# ---- attention ------------------------------------------------------------------------------------
+def sdpa_time(profile, batch, q_len, k_len, hq=32, hkv=8, d=128, causal=True):
+    q = torch.empty(batch, hq, q_len, d, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(batch, hkv, k_len, d, dtype=torch.bfloat16, device="meta")
+    return tensor_cast.op_cost(torch.ops.aten.scaled_dot_product_attention.default, q, k, k, is_causal=causal,
+                               enable_gqa=True, device=profile, cuda_graphs="always")
+
+
+def test_decode_attention_is_kv_read_bound():
+    profile = synthetic(**ATTENTION)
+    batch, length, hq, hkv, d = 64, 4096, 32, 8, 128
+    cost = sdpa_time(profile, batch, 1, length, hq, hkv, d, causal=False)
+    kv = 2 * batch * hkv * length * d * 2
+    q_and_out = 2 * batch * hq * d * 2
+    expected = ((kv + q_and_out) / (BANDWIDTH_GBPS * 1e9 * ATTENTION["attention_memory"])
+                + (ATTENTION["attention_memory_latency_us"] + ATTENTION["attention_latency_us"] + GRAPH_US) * 1e-6)
+    assert cost.bound == "memory"
+    assert cost.time_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_prefill_attention_tail_is_the_longest_cta():
+    profile = synthetic(**ATTENTION)
+    batch, s, hq, d = 1, 4096, 32, 128
+    cost = sdpa_time(profile, batch, s, s, hq=hq, d=d)
+    tensor = 4 * d * batch * hq * s * (s + 1) / 2  # causal pairs, QK^T and PV
+    softmax = 4 * batch * hq * s * (s + 1) / 2
+    longest = 4 * d * 128 * s  # the last q-block of 128 rows attends all S keys
+    rate = PEAK_TFLOPS * 1e12 * ATTENTION["attention_compute"]
+    expected_compute = (tensor + ATTENTION["attention_tail"] * SMS * longest) / rate + softmax / (50e12 * 0.5)
+    assert cost.compute_s == pytest.approx(expected_compute, rel=1e-9)
+
+
+def test_more_ctas_amortize_the_attention_tail():
+    profile = synthetic(**ATTENTION)
+    per_sequence = [sdpa_time(profile, b, 2048, 2048).time_s / b for b in (1, 2, 4, 16, 64)]
+    assert all(b < a for a, b in itertools.pairwise(per_sequence))
+
+
+def test_attention_model_is_symbolic_safe_with_a_context_symbol():
+    from tensor_cast.backends.formulas.attention import kv_cache_attention
+
+    profile = synthetic(**ATTENTION)
+
+    def call(b, s, c):
+        q = TensorInfo(shape=(b, 32, s, 128), dtype=torch.bfloat16)
+        k = TensorInfo(shape=(b, 8, s, 128), dtype=torch.bfloat16)
+        out = TensorInfo(shape=(b, s, 32, 128), dtype=torch.bfloat16)
+        return OpCall(op=torch.ops.tensor_cast.attention.default, args=(q, k, k, c, 0.1, True, 0, None), outputs=(out,))
+
+    symbolic = call(B, S, C)
+    expr = op_time(kv_cache_attention(symbolic), symbolic, "attention", profile, ExecutionMode("always")).time_s
+    for b, s, c in ((1, 2048, 0), (64, 1, 4096), (2, 100, 300)):
+        concrete = call(b, s, c)
+        value = op_time(kv_cache_attention(concrete), concrete, "attention", profile, ExecutionMode("always")).time_s
+        assert float(expr.xreplace({B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)})) == pytest.approx(float(value), rel=1e-9)
+
+
+# ---- memory-bound kernels ---------------------------------------------------------------------------
+def test_memory_bound_bandwidth_ramps_with_bytes():
+    profile = synthetic(norm_memory=0.6, norm_memory_latency_us=2.0, vector=0.5)
+    hidden = 4096
+    achieved = []
+    for tokens in (1, 64, 4096, 262144):
+        x = torch.empty(tokens, hidden, dtype=torch.bfloat16, device="meta")
+        w = torch.empty(hidden, dtype=torch.bfloat16, device="meta")
+        cost = tensor_cast.op_cost(torch.ops.tensor_cast.rms_norm.default, x, w, 1e-5, device=profile,
+                                   cuda_graphs="always")
+        achieved.append(cost.bytes / (cost.time_s - GRAPH_US * 1e-6))
+    assert all(b > a for a, b in itertools.pairwise(achieved))
+    limit = BANDWIDTH_GBPS * 1e9 * 0.6
+    assert achieved[-1] < limit and achieved[-1] > 0.99 * limit
+    assert achieved[0] < 0.01 * limit  # a 16 kB row is all ramp
+
+
+# ---- flat profiles (no model parameters) ------------------------------------------------------------
+def test_flat_profile_keeps_the_plain_roofline():
+    profile = synthetic(gemm=0.7, vector=0.5, memory=0.75)
+    m, n, k = 512, 4096, 4096
+    t = gemm_time(profile, m, n, k, ExecutionMode("never"))
+    compute = 2 * m * n * k / (PEAK_TFLOPS * 1e12 * 0.7)
+    memory = 2 * (m * k + n * k + m * n) / (BANDWIDTH_GBPS * 1e9 * 0.75)
+    assert t.latency_s == 0 and t.stall_s == 0
+    assert t.time_s == pytest.approx(max(compute, memory) + EAGER_US * 1e-6, rel=1e-12)
+    eff = efficiency_for("norm", Counts(), None, profile)
+    assert (eff.compute, eff.vector, eff.memory, eff.latency_s, eff.memory_latency_s) == (0.7, 0.5, 0.75, 0.0, 0.0)
+
+
+def test_per_precision_ceiling_and_fallback_precision():
+    profile = synthetic(gemm_compute=0.7, gemm_compute_fp8=0.6)
+    m = n = k = 8192
+    x = torch.empty(m, k, dtype=torch.float8_e4m3fn, device="meta")
+    w = torch.empty(n, k, dtype=torch.float8_e4m3fn, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.aten.linear.default, x, w, device=profile)
+    assert cost.compute_s == pytest.approx(2 * m * n * k / (2 * PEAK_TFLOPS * 1e12 * 0.6), rel=1e-12)
+
+
+# ---- validation ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("gemm_speed", 0.5, "gemm_speed"),
+    ("attention_memroy", 0.5, "attention_memroy"),
+    ("gemm_overlap", 1.5, "gemm_overlap"),
+    ("norm_memory", 0.0, "norm_memory"),
+    ("gemm_latency_us", -1.0, "gemm_latency_us"),
+    ("attention_tail", True, "attention_tail"),
+])
+def test_bad_efficiency_parameters_are_rejected(key, value, named):
+    with pytest.raises(InvalidProfileError, match=named):
+        synthetic(**{key: value})

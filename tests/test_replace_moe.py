@@ -1,0 +1,216 @@
+"""replace_moe on tiny real MoE blocks (transformers' own modules, CPU weights): op counts before and
+after, shapes and dtypes unchanged, the numbers equal, and near-misses left alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import torch
+from torch import fx
+
+from tensor_cast.capture.experts_interface import tensor_cast_experts
+from tensor_cast.compat import IMPLEMENTATION, registered
+from tensor_cast.passes import PIPELINE
+from tensor_cast.passes.graph_utils import call_target, example
+from tensor_cast.passes.replace_moe import replace_moe
+
+tc = torch.ops.tensor_cast
+HIDDEN, EXPERT_WIDTH, EXPERTS, TOP_K, TOKENS = 32, 16, 8, 2, 5
+
+
+def _init(module: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.2)
+    return module.eval()
+
+
+class _Layer(torch.nn.Module):
+    """A decoder-layer stand-in: the block is a submodule (`mlp`), as in a real model."""
+
+    def __init__(self, mlp: torch.nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+def _capture(module: torch.nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, list[Any]]:
+    """Dynamo-capture `module(x)` with tensor_cast's experts function registered (as analysis does)."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    for sub in module.modules():
+        if hasattr(sub, "config"):
+            sub.config._experts_implementation = IMPLEMENTATION
+    graphs: list[tuple[fx.GraphModule, list[Any]]] = []
+
+    def record(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        graphs.append((gm, list(example_inputs)))
+        return gm.forward
+
+    torch._dynamo.reset()
+    with registered(ALL_EXPERTS_FUNCTIONS, IMPLEMENTATION, tensor_cast_experts), torch.no_grad():
+        torch.compile(module, backend=record, fullgraph=True, dynamic=False)(x)
+    torch._dynamo.reset()
+    assert len(graphs) == 1
+    return graphs[0]
+
+
+def _counts(gm: fx.GraphModule) -> Counter[Any]:
+    return Counter(call_target(n) for n in gm.graph.nodes if n.op in ("call_function", "call_method"))
+
+
+def _run(gm: fx.GraphModule, inputs: list[Any]) -> torch.Tensor:
+    with torch.no_grad():
+        out = gm(*inputs)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def _qwen3_block() -> torch.nn.Module:
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+    config = Qwen3MoeConfig(hidden_size=HIDDEN, moe_intermediate_size=EXPERT_WIDTH, num_experts=EXPERTS,
+                            num_experts_per_tok=TOP_K, norm_topk_prob=True)
+    return _init(Qwen3MoeSparseMoeBlock(config))
+
+
+def _glm_block() -> torch.nn.Module:
+    """Sigmoid router with a score-correction bias buffer and one shared expert."""
+    from transformers import Glm4MoeConfig
+    from transformers.models.glm4_moe.modeling_glm4_moe import Glm4MoeMoE
+
+    config = Glm4MoeConfig(hidden_size=HIDDEN, moe_intermediate_size=EXPERT_WIDTH, n_routed_experts=EXPERTS,
+                           num_experts_per_tok=TOP_K, n_shared_experts=1, n_group=1, topk_group=1,
+                           norm_topk_prob=True, routed_scaling_factor=1.0)
+    return _init(Glm4MoeMoE(config))
+
+
+def _qwen2_block() -> torch.nn.Module:
+    """A shared expert scaled by a sigmoid (1, H) gate."""
+    from transformers import Qwen2MoeConfig
+    from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+
+    config = Qwen2MoeConfig(hidden_size=HIDDEN, moe_intermediate_size=EXPERT_WIDTH, num_experts=EXPERTS,
+                            num_experts_per_tok=TOP_K, shared_expert_intermediate_size=24, norm_topk_prob=True)
+    return _init(Qwen2MoeSparseMoeBlock(config))
+
+
+BLOCKS = {"qwen3_moe": (_qwen3_block, 0), "glm4_moe": (_glm_block, 3), "qwen2_moe": (_qwen2_block, 4)}
+
+
+@pytest.mark.parametrize("family", list(BLOCKS))
+def test_block_becomes_one_moe_op(family: str) -> None:
+    make, shared_linears = BLOCKS[family]
+    gm, inputs = _capture(_Layer(make()), torch.randn(1, TOKENS, HIDDEN))
+    before = _counts(gm)
+    assert before[tc.routed_experts.default] == 1
+    assert before[torch.topk] + before["Tensor.topk"] >= 1
+    assert before[torch._C._nn.linear] == 1 + shared_linears  # the router + the shared expert's
+    reference = _run(gm, inputs)
+
+    gm = replace_moe(gm, skew=0.0)
+    after = _counts(gm)
+    assert after[tc.moe.default] == 1
+    assert after[tc.routed_experts.default] == 0
+    assert after[torch.topk] + after["Tensor.topk"] == 0
+    assert after[torch._C._nn.linear] == 0
+    (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
+    assert node.args[9] == TOP_K and node.args[14] == 0.0
+    assert len(node.args[7]) + len(node.args[8]) == shared_linears
+    result = _run(gm, inputs)
+    assert result.shape == reference.shape and result.dtype == reference.dtype
+    torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_router_scoring_and_extras_are_read_from_the_graph() -> None:
+    gm, _ = _capture(_Layer(_glm_block()), torch.randn(1, TOKENS, HIDDEN))
+    gm = replace_moe(gm, skew=1.5)
+    (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
+    assert node.args[10] == "sigmoid"
+    assert [tuple(example(e).shape) for e in node.args[2]] == [(EXPERTS,)]  # e_score_correction_bias
+    assert tuple(example(node.args[1]).shape) == (EXPERTS, HIDDEN)
+    assert node.args[14] == 1.5
+
+
+class _LeakyBlock(torch.nn.Module):
+    """Near-miss (leak=True): the router logits leave the block (an aux-loss style second output)."""
+
+    def __init__(self, leak: bool) -> None:
+        super().__init__()
+        block = _qwen3_block()
+        self.gate, self.experts, self.leak = block.gate, block.experts, leak
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        flat = x.view(-1, HIDDEN)
+        logits, weights, index = self.gate(flat)
+        out = self.experts(flat, index, weights).view(x.shape)
+        return out, (logits if self.leak else None)
+
+
+class _LeakyLayer(torch.nn.Module):
+    def __init__(self, leak: bool) -> None:
+        super().__init__()
+        self.mlp = _LeakyBlock(leak)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, logits = self.mlp(x)
+        return out + logits.sum() if logits is not None else out
+
+
+class _BiasedShared(torch.nn.Module):
+    """Near-miss (bias=True): a 'shared expert' whose projection has a bias (not a shape the op models)."""
+
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        block = _qwen3_block()
+        self.gate, self.experts = block.gate, block.experts
+        self.shared_up = torch.nn.Linear(HIDDEN, 2 * EXPERT_WIDTH, bias=bias)
+        self.shared_down = torch.nn.Linear(EXPERT_WIDTH, HIDDEN, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.view(-1, HIDDEN)
+        _, weights, index = self.gate(flat)
+        gate, up = self.shared_up(flat).chunk(2, dim=-1)
+        shared = self.shared_down(torch.nn.functional.silu(gate) * up)
+        return (self.experts(flat, index, weights) + shared).view(x.shape)
+
+
+NEAR_MISSES = {
+    "router_output_leaves_block": lambda miss: _LeakyLayer(miss),
+    "biased_shared_projection": lambda miss: _Layer(_BiasedShared(miss)),
+}
+
+
+@pytest.mark.parametrize("case", list(NEAR_MISSES))
+def test_near_miss_left_alone(case: str) -> None:
+    x = torch.randn(1, TOKENS, HIDDEN)
+    # The twin without the flaw is replaced: the flaw alone is why the near-miss is refused.
+    gm, _ = _capture(_init(NEAR_MISSES[case](False)), x)
+    assert _counts(replace_moe(gm))[tc.moe.default] == 1
+    gm, inputs = _capture(_init(NEAR_MISSES[case](True)), x)
+    before = _counts(gm)
+    reference = _run(gm, inputs)
+    gm = replace_moe(gm)
+    assert _counts(gm) == before
+    torch.testing.assert_close(_run(gm, inputs), reference)
+
+
+def test_dense_mlp_untouched() -> None:
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeMLP
+
+    mlp = _init(Qwen3MoeMLP(Qwen3MoeConfig(hidden_size=HIDDEN, intermediate_size=64), intermediate_size=64))
+    gm, _ = _capture(_Layer(mlp), torch.randn(1, TOKENS, HIDDEN))
+    before = _counts(gm)
+    assert _counts(replace_moe(gm)) == before
+
+
+def test_pipeline_runs_replace_moe_before_the_fusions() -> None:
+    names = [p.name for p in PIPELINE]
+    assert names.index("replace_moe") < names.index("fuse_linears")
+    assert names.index("replace_moe") < names.index("fuse_activation_mul")
