@@ -1,13 +1,28 @@
 """Cost formulas: op -> Counts, one file per op family.
 
 Importing this package fills the registry (`registry.py`). Families: matmul, attention,
-norm/activation, elementwise, memory ops, MoE, collectives, quantization, and the free-op table.
+norm/activation, elementwise, memory ops, MoE, collectives, quantization, MLA (latent attention,
+sparse indexer), linear attention (gated DeltaNet), and the free-op table.
 """
 
 from ...ops import attention as _attention_ops  # noqa: F401  (custom ops must exist before rules)
 from ...ops import fused as _fused_ops  # noqa: F401
+from ...ops import linear_attention as _linear_attention_ops  # noqa: F401
+from ...ops import mla as _mla_ops  # noqa: F401
 from ...ops import moe as _moe_ops  # noqa: F401
-from . import attention, collectives, elementwise, free, matmul, memory, moe, norm_activation, quant  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    collectives,
+    elementwise,
+    free,
+    linear_attention,
+    matmul,
+    memory,
+    mla,
+    moe,
+    norm_activation,
+    quant,
+)
 from .registry import (
     FREE_OPS,
     KINDS,
