@@ -228,11 +228,14 @@ def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profi
 
 # ---- attention ---------------------------------------------------------------------------------
 _CONTEXT_ARG = {"tensor_cast.attention": 3}
+# ops whose first three arguments are q, k, v in (B, H, S, D) layout; other attention-kind ops
+# (MLA on the latent, gated DeltaNet) keep the kind's base efficiency
+_QKV_LAYOUT = {"tensor_cast.attention", "scaled_dot_product_attention", "aten.scaled_dot_product_attention"}
 
 
 def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
     tail = param(profile, "attention_tail")
-    if call is None or not tail:
+    if call is None or not tail or op_name(call.op) not in _QKV_LAYOUT:
         return base
     try:
         q, k, v = call.arg(0), call.arg(1), call.arg(2)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import tensor_cast.ops  # noqa: F401  (the custom ops exist before their rules are looked up)
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import DeviceProfile
-from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
+from tensor_cast.backends.formulas import OpCall, lookup, tensor_infos
 from tensor_cast.backends.roofline import ExecutionMode, op_time
 
 COLUMNS = ("section", "name", "params", "dtype", "median_us", "p10_us", "p90_us", "extra")
@@ -85,12 +85,6 @@ class Op:
     kind: str
 
 
-def _info(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_info(v) for v in value)
-    return value
 
 
 def meta_op(op: Any, *args: Any, **kwargs: Any) -> tuple[Op, Any]:
@@ -98,8 +92,8 @@ def meta_op(op: Any, *args: Any, **kwargs: Any) -> tuple[Op, Any]:
     entry = lookup(op)
     result = op(*args, **kwargs)
     outputs = result if isinstance(result, (list, tuple)) else (result,)
-    call = OpCall(op=op, args=_info(args), kwargs=_info(kwargs),
-                  outputs=tuple(_info(o) for o in outputs if isinstance(o, torch.Tensor)))
+    call = OpCall(op=op, args=tensor_infos(args), kwargs=tensor_infos(kwargs),
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
     return Op(call=call, counts=entry.rule(call), kind=entry.kind), result
 
 

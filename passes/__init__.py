@@ -30,6 +30,7 @@ from .insert_tp_collectives import insert_tp_collectives
 from .quantize_kv_cache import quantize_kv_cache
 from .quantize_linears import quantize_linears
 from .quantize_moe import quantize_moe
+from .replace_mla import replace_mla
 from .replace_moe import replace_moe
 from .verify_attention_replaced import verify_attention_replaced
 
@@ -46,6 +47,11 @@ def _fusing(options: Any) -> bool:
 
 def _no_params(options: Any) -> dict[str, Any]:
     return {}
+
+
+def _mla_params(options: Any) -> dict[str, Any]:
+    """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
+    return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
 
 
 def _moe_params(options: Any) -> dict[str, Any]:
@@ -117,6 +123,7 @@ class Pass:
 PIPELINE: tuple[Pass, ...] = (
     Pass("verify_attention_replaced", verify_attention_replaced),  # first: attention was replaced at capture
     Pass("eliminate_dead_code", eliminate_dead_code),  # mask helpers left unused by the no-op mask
+    Pass("replace_mla", replace_mla, params=_mla_params),  # before fusions: it removes kv_b_proj and the K/V copies
     # before the fusions: finds row-parallel projections and embedding/lm_head by their modules
     # (an MoE block's by its experts module, so before replace_moe folds that module away)
     Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),

@@ -15,8 +15,6 @@ multimodal / dynamic variants), which then stay as costed elementwise ops.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 from torch import fx
 
@@ -25,23 +23,11 @@ from .graph_utils import (
     example,
     external_inputs,
     finish,
-    module_stack,
+    module_regions,
     region_outputs,
     replace_with_op,
     shape_key,
 )
-
-
-def _regions(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
-    regions: dict[str, list[fx.Node]] = defaultdict(list)
-    for node in gm.graph.nodes:
-        if node.op not in ("call_function", "call_method"):
-            continue
-        for path, cls in module_stack(node):
-            if cls.endswith("RotaryEmbedding"):
-                regions[path].append(node)
-                break
-    return regions
 
 
 def _scaling(nodes: list[fx.Node]) -> float:
@@ -55,7 +41,8 @@ def _scaling(nodes: list[fx.Node]) -> float:
 
 def fold_rotary_tables(gm: fx.GraphModule) -> fx.GraphModule:
     op = torch.ops.tensor_cast.rotary_table.default
-    for nodes in (c for region in _regions(gm).values() for c in connected_components(region)):
+    regions = module_regions(gm, ("RotaryEmbedding",))
+    for nodes in (c for region in regions.values() for c in connected_components(region)):
         outputs = region_outputs(nodes)
         tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
         positions = [n for n in tensors if not example(n).dtype.is_floating_point]

@@ -16,8 +16,6 @@ output dtype the op would not reproduce.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 from torch import fx
 
@@ -25,25 +23,13 @@ from .graph_utils import (
     example,
     external_inputs,
     finish,
-    module_stack,
+    module_regions,
     region_outputs,
     replace_with_op,
     shape_key,
 )
 
 NORM_CLASS_SUFFIXES = ("RMSNorm",)
-
-
-def _norm_regions(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
-    regions: dict[str, list[fx.Node]] = defaultdict(list)
-    for node in gm.graph.nodes:
-        if node.op not in ("call_function", "call_method"):
-            continue
-        for path, cls in reversed(module_stack(node)):
-            if cls.endswith(NORM_CLASS_SUFFIXES):
-                regions[path].append(node)
-                break
-    return regions
 
 
 def _eps(nodes: list[fx.Node]) -> float:
@@ -56,7 +42,7 @@ def _eps(nodes: list[fx.Node]) -> float:
 
 def fuse_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
     op = torch.ops.tensor_cast.rms_norm.default
-    for nodes in _norm_regions(gm).values():
+    for nodes in module_regions(gm, NORM_CLASS_SUFFIXES).values():
         outputs = region_outputs(nodes)
         tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
         weights = [n for n in tensors if n.op == "placeholder" and "_parameters_" in n.name]

@@ -51,6 +51,20 @@ def module_class(node: fx.Node) -> str:
     return stack[-1][1] if stack else ""
 
 
+def module_regions(gm: fx.GraphModule, class_suffixes: tuple[str, ...]) -> dict[str, list[fx.Node]]:
+    """Ops traced inside modules whose class name ends with one of `class_suffixes`, grouped by
+    the innermost such module's path (graph order kept)."""
+    regions: dict[str, list[fx.Node]] = {}
+    for node in gm.graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        for path, cls in reversed(module_stack(node)):
+            if cls.endswith(class_suffixes):
+                regions.setdefault(path, []).append(node)
+                break
+    return regions
+
+
 def source_functions(node: fx.Node) -> list[str]:
     """Function names on the node's stack trace, outermost first."""
     trace = node.meta.get("stack_trace") or ""

@@ -25,6 +25,8 @@ from .graph_utils import finish
 
 CACHE_ARGS: dict[Any, tuple[int, ...]] = {
     torch.ops.tensor_cast.attention.default: (1, 2),  # key, value
+    torch.ops.tensor_cast.mla_attention.default: (2, 3),  # the latent and the rope key
+    torch.ops.tensor_cast.dsa_indexer.default: (1,),  # the indexer's keys
 }
 
 

@@ -31,6 +31,7 @@ from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline
 from .report import Report, ReportContext
 from .report.graph_dump import dump_graph
+from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
 
@@ -41,6 +42,8 @@ class ExecutionOptions:
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
+    mla_form: str = "auto"  # MLA kernels: auto (absorbed for decode, expanded for prefill) | absorbed | expanded
+    mtp: int = 0  # MTP draft passes per step (speculative decoding); 0: off
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
     moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
@@ -82,8 +85,10 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         return _CACHE[key]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    rep = build_representative(rank_spec(spec, options.deployment))  # one rank's model: sharded before capture
-    model_params = tuple(parameter_table(build_representative(spec))) if options.deployment.sharded else None
+    # one rank's model: sharded before capture
+    rep = build_representative(rank_spec(spec, options.deployment), mtp=options.mtp)
+    model_params = tuple(parameter_table(build_representative(spec, mtp=options.mtp))) \
+        if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep))
@@ -111,6 +116,7 @@ def _kind_name(layer: Any) -> str:
 def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
+                 speculative: SpeculativeDecoding | None = None,
                  deployment: ResolvedDeployment | None = None) -> Report:
     traced = trace(spec, options)
     if dump_graph_dir is not None:
@@ -129,8 +135,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         num_layers=spec.num_layers,
         params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
                                      share=rank_shares(traced.graph))),
-        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "moe_skew": options.moe_skew,
-                 **(extra_options or {})},
+        options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
+                 "mtp": options.mtp, "moe_skew": options.moe_skew, **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
         model_params=traced.model_params,
@@ -138,6 +144,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         tied_embeddings=spec.tie_word_embeddings,
         max_position_embeddings=spec.max_position_embeddings,
         kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
+        speculative=speculative,
         profile=profile,
     )
     return Report(costed, context, point)

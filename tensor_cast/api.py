@@ -18,7 +18,7 @@ import torch
 from .analysis import ExecutionOptions, analyze_spec
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
-from .backends.formulas import OpCall, TensorInfo, lookup
+from .backends.formulas import OpCall, lookup, tensor_infos
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
@@ -26,8 +26,10 @@ from .models import registry
 from .models.loader import load_spec
 from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
+from .ops.mla import MLA_FORMS
 from .report import Report
 from .report.report import validate_point
+from .speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding, validate_mtp
 
 CUDA_GRAPH_MODES = ("auto", "always", "never")
 # parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
@@ -47,13 +49,20 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             query_len: int | None = None, context_len: int = 0, num_hidden_layers: int | None = None,
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
-            trust_remote_code: bool = False, moe_skew: float = 0.0, **deployment: Any) -> Report:
+            trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
+            mtp_acceptance: float | None = None, moe_skew: float = 0.0, **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
     `context_len` tokens in the KV cache: prefill is `query_len=prompt, context_len=0`, decode is
     `query_len=1, context_len=tokens so far`. With `symbolic=True` the report's totals are sympy
     expressions in B, S, C and `report.evaluate(...)` / `report.sweep(...)` give concrete values.
+
+    `mla_form`: how MLA attention is computed (auto: absorbed for decode-sized steps, expanded
+    for prefill, as serving engines do | absorbed | expanded). `mtp=N` adds N MTP draft passes
+    (speculative decoding, models that ship MTP layers); a decode step (`query_len=1`) then
+    verifies 1 + N tokens per sequence, and the report gives the time per output token for the
+    per-draft acceptance rate `mtp_acceptance` (see `tensor_cast/models/mtp.py`).
 
     Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp; ep is 1 or tp·dp),
     `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
@@ -78,20 +87,31 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     request = Deployment.from_options(deployment)
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    if mla_form not in MLA_FORMS:
+        raise InvalidArgumentError(f"mla_form must be one of {choices(MLA_FORMS)}, got {mla_form!r}")
+    validate_mtp(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance)
+    if mtp_acceptance is not None and not mtp:
+        raise InvalidArgumentError(f"mtp_acceptance={mtp_acceptance!r} needs MTP drafts: pass mtp >= 1")
     _check_moe_skew(moe_skew)
-    point = None
+    point, notes = None, []
     if not symbolic:
         if batch_size is None or query_len is None:
             raise InvalidArgumentError("batch_size and query_len are required (or pass symbolic=True)")
         point = {"batch_size": batch_size, "query_len": query_len, "context_len": context_len}
         validate_point(point)
+        if mtp and query_len == 1:  # a decode step with MTP verifies the previous step's drafts
+            point["query_len"] = 1 + mtp
+            notes.append(f"MTP decode step: the main model verifies 1 + {mtp} tokens per sequence (query_len {1 + mtp})")
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
+    speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
+        if mtp else None
     resolved = resolve(request, spec, profile)
-    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, deployment=resolved.trace_options(),
-                               moe_skew=float(moe_skew))
-    return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, deployment=resolved)
+    options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
+                               deployment=resolved.trace_options(), moe_skew=float(moe_skew))
+    return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
+                        speculative=speculative, deployment=resolved)
 
 
 def _check_moe_skew(value: Any) -> None:
@@ -122,12 +142,6 @@ def _meta(value: Any) -> Any:
     return value
 
 
-def _info(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_info(v) for v in value)
-    return value
 
 
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
@@ -144,8 +158,8 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     except Exception as exc:
         raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
     outputs = result if isinstance(result, (list, tuple)) else (result,)
-    call = OpCall(op=op, args=_info(meta_args), kwargs=_info(meta_kwargs),
-                  outputs=tuple(_info(o) for o in outputs if isinstance(o, torch.Tensor)))
+    call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
     counts = entry.rule(call)
     timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]

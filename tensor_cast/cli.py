@@ -46,6 +46,12 @@ def _add_analyze(sub: Any) -> None:
     p.add_argument("--unfused", action="store_true", help="eager execution: no kernel fusion")
     p.add_argument("--cuda-graphs", default="auto", help="auto (decode-sized steps), always, never")
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
+    p.add_argument("--mla-form", default="auto",
+                   help="MLA attention kernels: auto (absorbed for decode, expanded for prefill), absorbed, expanded")
+    p.add_argument("--mtp", type=int, default=0,
+                   help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
+    p.add_argument("--mtp-acceptance", type=float,
+                   help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")
     p.add_argument("--moe-skew", type=float, default=0.0,
                    help="MoE routing skew: Zipf exponent of expert popularity (default 0: uniform routing)")
     _add_deployment(p)
@@ -92,7 +98,8 @@ def _analyze(args: argparse.Namespace) -> int:
         context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
         per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
         cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
-        moe_skew=args.moe_skew, **_deployment(args),
+        mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
+        **_deployment(args),
     )
     table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
     print(report.summary())

@@ -95,8 +95,11 @@ def make_call(node: fx.Node, to_expr: Callable[[Any], Any]) -> OpCall:
 
 
 def _with_element_bytes(info: Any, arg: Any, to_expr: Callable[[Any], Any]) -> Any:
-    if isinstance(arg, fx.Node) and "tensor_cast_element_bytes" in arg.meta and isinstance(info, TensorInfo):
-        return tensor_info(example(arg), to_expr, arg.meta["tensor_cast_element_bytes"])
+    # a bool is the flag on an op that reads recorded sizes (its output may feed another such op:
+    # the DeepSeek indexer's top-k feeds the MLA attention), not a size
+    size = arg.meta.get("tensor_cast_element_bytes") if isinstance(arg, fx.Node) else None
+    if size is not None and not isinstance(size, bool) and isinstance(info, TensorInfo):
+        return tensor_info(example(arg), to_expr, size)
     return info
 
 

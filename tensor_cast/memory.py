@@ -64,6 +64,16 @@ def _rep_layer(name: str, layers_path: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None) -> Any:
+    """The spec of the layer a parameter belongs to: a stack layer, an MTP block's layer, or None."""
+    if layer is not None:
+        return rep.kinds[layer]
+    for prefix, spec in rep.extra_layers:
+        if name.startswith(prefix + "."):
+            return spec
+    return None
+
+
 def parameter_table(rep: RepresentativeModel,
                     bytes_per_element: Callable[[str, torch.Tensor], float] | None = None,
                     share: Callable[[str], float] | None = None) -> list[ParamEntry]:
@@ -71,14 +81,16 @@ def parameter_table(rep: RepresentativeModel,
 
     # Routed experts (3-D weights and their per-expert biases, by module name from the family
     # table): a token uses top_k of num_experts. Routers and shared experts are fully active.
-    routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds))
+    routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds),
+                                      extra_layers=tuple(path for path, _ in rep.extra_layers))
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
         layer = _rep_layer(name, rep.layers_path)
         multiplicity = len(rep.layer_indices[layer]) if layer is not None else 1
         fraction = 1.0
-        if layer is not None:
-            moe = rep.kinds[layer].mlp.moe
+        layer_spec = _layer_spec_of(name, rep, layer)
+        if layer_spec is not None:
+            moe = layer_spec.mlp.moe
             if moe is not None and name in routed and param.shape[0] == moe.num_experts:
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]

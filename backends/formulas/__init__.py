@@ -2,11 +2,13 @@
 
 Importing this package fills the registry (`registry.py`). Families: matmul, attention,
 norm/activation, elementwise, memory ops, MoE, collectives, expert-parallel exchange, quantization,
-and the free-op table.
+MLA (latent attention, sparse indexer), linear attention (gated DeltaNet), and the free-op table.
 """
 
 from ...ops import attention as _attention_ops  # noqa: F401  (custom ops must exist before rules)
 from ...ops import fused as _fused_ops  # noqa: F401
+from ...ops import linear_attention as _linear_attention_ops  # noqa: F401
+from ...ops import mla as _mla_ops  # noqa: F401
 from ...ops import moe as _moe_ops  # noqa: F401
 from . import (  # noqa: F401
     attention,
@@ -14,12 +16,25 @@ from . import (  # noqa: F401
     elementwise,
     expert_parallel,
     free,
+    linear_attention,
     matmul,
     memory,
+    mla,
     moe,
     norm_activation,
     quant,
 )
-from .registry import FREE_OPS, KINDS, OpCall, RuleEntry, TensorInfo, is_free, lookup, op_name, register
+from .registry import (
+    FREE_OPS,
+    KINDS,
+    OpCall,
+    RuleEntry,
+    TensorInfo,
+    is_free,
+    lookup,
+    op_name,
+    register,
+    tensor_infos,
+)
 
-__all__ = ["FREE_OPS", "KINDS", "OpCall", "RuleEntry", "TensorInfo", "is_free", "lookup", "op_name", "register"]
+__all__ = ["FREE_OPS", "KINDS", "OpCall", "RuleEntry", "TensorInfo", "is_free", "lookup", "op_name", "register", "tensor_infos"]

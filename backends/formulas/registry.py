@@ -69,6 +69,17 @@ class TensorInfo:
         return self.numel * self.itemsize
 
 
+def tensor_infos(value: Any) -> Any:
+    """`value` with every torch tensor (nested in lists/tuples) replaced by its `TensorInfo`."""
+    if isinstance(value, torch.Tensor):
+        return TensorInfo(shape=tuple(value.shape), dtype=value.dtype, contiguous=value.is_contiguous())
+    if isinstance(value, (list, tuple)):
+        return type(value)(tensor_infos(v) for v in value)
+    if isinstance(value, dict):
+        return {k: tensor_infos(v) for k, v in value.items()}
+    return value
+
+
 def _flatten(value: Any) -> list[TensorInfo]:
     if isinstance(value, TensorInfo):
         return [value]

@@ -59,7 +59,8 @@ def tensor_cast_experts(module: torch.nn.Module, hidden_states: torch.Tensor, to
 def experts_function(rep: Any) -> Any:
     """The experts function to capture a representative model with: ours when it has MoE layers
     (after checking their modules against the family table), else None."""
-    if not any(kind.mlp.kind == "moe" for kind in rep.kinds):
+    extra = tuple(spec for _, spec in getattr(rep, "extra_layers", ()))  # MTP blocks' layers
+    if not any(kind.mlp.kind == "moe" for kind in (*rep.kinds, *extra)):
         return None
     from ..models.adapters import adapter_for
     from ..models.adapters.moe import MoEAdapter

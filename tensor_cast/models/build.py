@@ -7,7 +7,10 @@ does not grow with depth. Nothing is allocated: every parameter is on the meta d
 
 A layer whose spec differs from what the stack config gives it (a per-layer intermediate size,
 window or head count) is rebuilt from the adapter's per-layer config; a layer with a skipped
-attention or MLP sub-block is wrapped by `SkippedSubBlocks`.
+attention or MLP sub-block is wrapped by `SkippedSubBlocks`. Modules that cannot be captured as
+transformers writes them are swapped per instance (`module_swaps.py`). With `mtp=N` the model
+gets N multi-token-prediction draft passes (`mtp.py`), their decoder layers built in the same
+stack and moved out of it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from .adapters import adapter_for
+from .module_swaps import apply_module_swaps
+from .mtp import attach_mtp, check_mtp, mtp_layer_spec
 from .spec import LayerSpec, ModelSpec
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -34,6 +39,8 @@ class RepresentativeModel:
     kinds: tuple[LayerSpec, ...]  # rep layer i has spec kinds[i]
     layer_indices: tuple[tuple[int, ...], ...]  # real layer indices of each rep layer
     layers_path: str  # module path of the decoder ModuleList, e.g. "model.layers"
+    # layers outside the stack (MTP blocks): (module path prefix, spec), e.g. ("mtp.0.layer", ...)
+    extra_layers: tuple[tuple[str, LayerSpec], ...] = ()
 
 
 @contextlib.contextmanager
@@ -104,18 +111,21 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return data
 
 
-def build_representative(spec: ModelSpec) -> RepresentativeModel:
+def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeModel:
     from transformers import AutoModelForCausalLM
 
+    check_mtp(spec, mtp)
     adapter = adapter_for(spec.model_type)
     kinds = spec.layer_kinds()
     layers = tuple(kind for kind, _ in kinds)
+    mtp_blocks = min(mtp, spec.mtp_layers)
+    built = layers + (mtp_layer_spec(spec),) * mtp_blocks  # MTP layers: built in the stack, then moved out
     dtype = DTYPES.get(spec.dtype, torch.bfloat16)
-    config = adapter.config_for_layers(spec, layers)
+    config = adapter.config_for_layers(spec, built)
     with torch.device("meta"), default_dtype(dtype):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         stack = model.get_submodule(adapter.layers_path)
-        for index, layer_spec in enumerate(layers):
+        for index, layer_spec in enumerate(built):
             layer_config = adapter.config_for_layer(spec, layer_spec, config)
             if _config_dict(layer_config) != _config_dict(config):
                 stack[index] = type(stack[index])(layer_config, index)
@@ -124,12 +134,19 @@ def build_representative(spec: ModelSpec) -> RepresentativeModel:
                 if not adapter.supports_layer_skips:
                     raise UnsupportedModelError(f"model_type {spec.model_type!r} does not support skipped sub-blocks")
                 stack[index] = SkippedSubBlocks(stack[index], skip_attention=skip_attention, skip_mlp=skip_mlp)
-        for index, layer_spec in enumerate(layers):
+        for index, layer_spec in enumerate(built):
             attach_attention_spec(stack[index], layer_spec)
+        if mtp:
+            mtp_layers = [stack[index] for index in range(len(layers), len(built))]
+            for index in reversed(range(len(layers), len(built))):
+                del stack[index]
+            model = attach_mtp(model, mtp_layers, mtp)
+    apply_module_swaps(model, decode_query_len=1 + mtp)
     model.eval()
     model.requires_grad_(False)
     return RepresentativeModel(
         model=model, spec=spec, kinds=layers,
         layer_indices=tuple(tuple(indices) for _, indices in kinds),
         layers_path=adapter.layers_path,
+        extra_layers=tuple((f"mtp.{k}.layer", mtp_layer_spec(spec)) for k in range(mtp_blocks)),
     )

@@ -7,6 +7,7 @@ ever read: never weights. Remote code runs only when the caller passed `trust_re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -127,4 +128,7 @@ def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: b
         config, name = model, getattr(model, "_name_or_path", "") or model.model_type
     else:
         config, name = resolve_config(model, trust_remote_code=trust_remote_code)
-    return adapter_for(config.model_type).to_spec(config, name)
+    spec = adapter_for(config.model_type).to_spec(config, name)
+    if spec.mtp_layers and spec.mtp_layer is None:  # the MTP block's layer: like the full model's last one
+        spec = dataclasses.replace(spec, mtp_layer=spec.layers[-1])
+    return spec

@@ -32,6 +32,10 @@ class MLASpec:
     qk_nope_head_dim: int
     qk_rope_head_dim: int  # rope key cached per token (shared by all heads)
     v_head_dim: int
+    # DeepSeek sparse attention (V3.2, GLM-5): an indexer picks index_topk cached tokens per query.
+    index_topk: int = 0  # 0: dense MLA
+    index_n_heads: int = 0
+    index_head_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class LayerSpec:
     def describe(self) -> str:
         a = self.attention
         att = a.kind if a.kind != "sliding" else f"sliding({a.window})"
+        if a.mla is not None and a.mla.index_topk:
+            att = f"mla(sparse top-{a.mla.index_topk})"
         if self.mlp.kind == "moe" and self.mlp.moe is not None:
             m = self.mlp.moe
             mlp = f"moe({m.num_experts}x{m.expert_intermediate_size}, top{m.top_k})"
@@ -126,6 +132,7 @@ class ModelSpec:
     dtype: str = "bfloat16"
     max_position_embeddings: int = 0
     mtp_layers: int = 0  # MTP blocks the checkpoint ships (num_nextn_predict_layers)
+    mtp_layer: LayerSpec | None = None  # the decoder layer inside each MTP block (set at load: like the last layer)
     quantization: Mapping[str, Any] | None = None  # the config's own quantization_config
     # The source config as a dict, for the adapter that made this spec (never read downstream).
     hf_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

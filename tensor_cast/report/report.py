@@ -94,6 +94,7 @@ class ReportContext:
     tied_embeddings: bool = False
     max_position_embeddings: int = 0
     kind_names: tuple[str, ...] = ()  # attention kind of each representative layer
+    speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
     profile: Any = None  # the DeviceProfile the ops were timed on (per-part timings: report/overlap.py)
 
 
@@ -232,6 +233,26 @@ class Report:
     @property
     def tokens_per_s(self) -> Any:
         return self.tokens / self.total_time_s
+
+    # ---- speculative decoding (MTP) ----------------------------------------------------
+    @property
+    def speculative(self) -> Any:
+        return self.context.speculative
+
+    @property
+    def accepted_tokens_per_step(self) -> Any:
+        """Tokens a decode step emits per sequence: 1 without MTP, 1 + a + ... + a^N with N drafts."""
+        return self.speculative.tokens_per_step if self.speculative is not None else 1
+
+    @property
+    def time_per_output_token_s(self) -> Any:
+        """Decode: step time per emitted token of one sequence (with MTP, per accepted token)."""
+        return self.total_time_s / self.accepted_tokens_per_step
+
+    @property
+    def output_tokens_per_s(self) -> Any:
+        """Decode: tokens emitted per second over the batch."""
+        return self.batch_size * self.accepted_tokens_per_step / self.total_time_s
 
     @cached_property
     def flops_by_precision(self) -> dict[str, Any]:
@@ -451,6 +472,10 @@ class Report:
                 "flops_by_precision": {k: plain(v) for k, v in self.flops_by_precision.items()},
             },
             "memory": memory,
+            "speculative": None if self.speculative is None else {
+                **asdict(self.speculative), "accepted_tokens_per_step": self.accepted_tokens_per_step,
+                "time_per_output_token_s": plain(self.time_per_output_token_s),
+                "output_tokens_per_s": plain(self.output_tokens_per_s)},
             "num_parameters": self.num_parameters,
             "active_parameters": self.active_parameters,
             "ops": [{k: plain(v) for k, v in asdict(row).items()} for row in self.ops],

@@ -95,6 +95,12 @@ def render_summary(report: Report) -> str:
     if report.total_comm_bytes:
         lines.insert(7, ("communication", si(report.total_comm_bytes, "B")))
     lines += _deployment_lines(report)
+    spec = report.speculative
+    if spec is not None:
+        lines.insert(5, ("MTP", f"{spec.draft_tokens} draft token(s)/step, acceptance {spec.acceptance:g}: "
+                                f"{report.accepted_tokens_per_step:.3f} tokens/step/sequence"))
+        lines.insert(6, ("per output token", f"{seconds(report.time_per_output_token_s)} "
+                                             f"({report.output_tokens_per_s:,.0f} output tokens/s, decode)"))
     fallbacks = sorted({f for r in report.ops for f in r.fallbacks})
     if fallbacks:
         lines.append(("precision fallbacks", ", ".join(fallbacks)))

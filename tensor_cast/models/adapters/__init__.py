@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
+from .deepseek import DeepseekAdapter
+from .hybrid import HybridLinearAdapter
 from .moe import moe_adapters
 from .multimodal import TextDecoderOf
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
 # model_type written in some public configs -> the transformers model_type that builds it
-MODEL_TYPE_ALIASES: dict[str, str] = {}
+MODEL_TYPE_ALIASES: dict[str, str] = {
+    "kimi_k2": "deepseek_v3",  # Kimi-K2: DeepSeek-V3 architecture (DeepseekV3ForCausalLM) under its own name
+}
 
 
 def register(adapter: DecoderAdapter) -> DecoderAdapter:
@@ -39,6 +43,14 @@ GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True
 register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
+# MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
+register(DeepseekAdapter(model_types=("deepseek_v3",)))
+register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
+# hybrid gated DeltaNet (linear attention) + gated full attention
+register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
+QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
+                                                mtp_field="mtp_num_hidden_layers"))
+register(TextDecoderOf(model_types=("qwen3_5_moe",), text=QWEN3_5_MOE_TEXT))
 
 
 def supported_model_types() -> list[str]:

@@ -230,15 +230,23 @@ def _submodule(model: Any, path: str) -> Any:
         return None
 
 
-def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_rep_layers: int) -> set[str]:
-    """Names of the routed experts' parameters (per-expert tensors: a token uses k/E of them)."""
+def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_rep_layers: int,
+                             extra_layers: tuple[str, ...] = ()) -> set[str]:
+    """Names of the routed experts' parameters (per-expert tensors: a token uses k/E of them).
+
+    Any adapter naming its experts (`routed_expert_prefixes`: the MoE table rows, the MLA and hybrid
+    adapters) counts; `extra_layers` are decoder layers outside the stack (MTP blocks) whose
+    experts sit under the same module names.
+    """
     from . import adapter_for
 
-    adapter = adapter_for(spec.model_type)
-    if not isinstance(adapter, MoEAdapter):
+    prefixes_of = getattr(adapter_for(spec.model_type), "routed_expert_prefixes", None)
+    if prefixes_of is None:
         return set()
-    prefixes = tuple(adapter.routed_expert_prefixes(layers_path, num_rep_layers))
-    return {name for name, _ in model.named_parameters() if name.startswith(prefixes)}
+    prefixes = list(prefixes_of(layers_path, num_rep_layers))
+    inside_layer = prefixes_of("", 1)[0].removeprefix(".0")  # e.g. ".mlp.experts."
+    prefixes += [path + inside_layer for path in extra_layers]
+    return {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
 
 
 @dataclass(frozen=True)

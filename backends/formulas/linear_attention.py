@@ -1,0 +1,125 @@
+"""Cost rule for linear attention: `tensor_cast::gated_delta_net` (Qwen3-Next / Qwen3.5 layers).
+
+Dimensions: Hk key heads and Hv value heads of sizes dk and dv (q and k are shared by Hv/Hk value
+heads), conv channels Cc = 2·Hk·dk + Hv·dv, conv kernel K; B sequences of S new tokens, T = B·S.
+The recurrent state is Hv·dk·dv values per sequence; the conv state (K − 1)·Cc.
+
+Two kernels, as serving engines run them (vLLM / flash-linear-attention):
+
+- **recurrent** (decode-sized steps; `fused_recurrent_gated_delta_rule`), per token and value
+  head: decay the state (dk·dv), Sᵀk (2·dk·dv), the delta update k·δᵀ (2·dk·dv), the output Sᵀq
+  (2·dk·dv): 7·dk·dv vector FLOPs, plus the q/k L2 norms (3·dk each). The state is read once and
+  written once per step, whatever S is.
+- **chunked** (prefill; `chunk_gated_delta_rule`, chunks of L = 64 tokens, the WY form), per
+  chunk and value head on tensor cores: K·Kᵀ (2·L²·dk), the triangular solve (~L³/3
+  multiply-adds), W = T·K and U = T·V (2·L²·(dk + dv)), the intra-chunk Q·Kᵀ and its product
+  with the new values (2·L²·(dk + dv)), and three state products W·S, Q·S, Kᵀ·V (6·L·dk·dv). A
+  partial last chunk costs a whole one (cdiv(S, L) chunks per sequence). The per-chunk states
+  and the W/U blocks round-trip through memory.
+
+Both include the causal conv1d (2·K FLOPs per channel per token, SiLU, reading the conv state and
+writing it back in decode) and the gating (g, beta: ~8 vector FLOPs per token per value head).
+State bytes are the recurrent + conv state in the activations' dtype (engines' default cache
+dtype for these layers is the model dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...sizes import cdiv
+from ..counts import Counts
+from .kernel_forms import is_short_step, pick_form
+from .matmul import gemm_precision
+from .registry import OpCall, register
+
+CHUNK = 64  # flash-linear-attention's chunk size for chunk_gated_delta_rule
+GATING_FLOPS = 8  # exp, softplus, sigmoid, multiplies per token per value head
+SILU_FLOPS = 4
+
+
+@dataclass(frozen=True)
+class DeltaNetDims:
+    batch: Any
+    q_len: Any
+    k_heads: int
+    k_dim: int
+    v_heads: int
+    v_dim: int
+    kernel: int
+
+    @property
+    def tokens(self) -> Any:
+        return self.batch * self.q_len
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.k_heads * self.k_dim + self.v_heads * self.v_dim
+
+    @property
+    def state_elements(self) -> int:
+        return self.v_heads * self.k_dim * self.v_dim
+
+    @property
+    def conv_state_elements(self) -> int:
+        return (self.kernel - 1) * self.channels
+
+
+def conv_and_gating(d: DeltaNetDims, act: Any, weights_bytes: Any) -> Counts:
+    """Causal depthwise conv1d + SiLU over the q/k/v channels, then g and beta."""
+    conv_io = d.tokens * d.channels * act
+    conv_state = d.batch * d.conv_state_elements * act
+    gate_io = d.tokens * d.v_heads * act
+    return Counts(
+        flops={"vector": d.tokens * d.channels * (2 * d.kernel + SILU_FLOPS) + GATING_FLOPS * d.tokens * d.v_heads},
+        bytes_read=conv_io + weights_bytes + conv_state + 2 * gate_io,  # x, weights, conv state; a and b
+        bytes_written=conv_io + conv_state + 2 * gate_io,  # conv output, new conv state; g and beta
+        launches=2,
+    )
+
+
+def recurrent(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any) -> Counts:
+    per_token_head = 7 * d.k_dim * d.v_dim + 6 * d.k_dim
+    state = d.batch * d.state_elements * state_item
+    qkv = d.tokens * d.channels * act
+    gates = 2 * d.tokens * d.v_heads * act
+    return Counts(flops={"vector": d.tokens * d.v_heads * per_token_head},
+                  bytes_read=qkv + gates + state, bytes_written=out_bytes + state, launches=1)
+
+
+def chunked(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any, precision: str) -> Counts:
+    chunks = d.batch * cdiv(d.q_len, CHUNK)
+    L, dk, dv = CHUNK, d.k_dim, d.v_dim
+    per_chunk_head = 2 * L * L * dk + L**3 * 2 / 3 + 2 * L * L * (dk + dv) + 2 * L * L * (dk + dv) + 6 * L * dk * dv
+    padded_tokens = chunks * L
+    state = d.batch * d.state_elements * state_item
+    chunk_states = chunks * d.state_elements * state_item  # per-chunk states, written then read
+    wy = padded_tokens * d.v_heads * (dk + dv) * act  # W and U blocks, written then read
+    qkv = d.tokens * d.channels * act
+    gates = 2 * d.tokens * d.v_heads * act
+    return Counts(
+        flops={precision: chunks * d.v_heads * per_chunk_head,
+               "vector": d.tokens * d.v_heads * 6 * dk},  # q/k L2 norms
+        bytes_read=qkv + gates + state + chunk_states + wy,
+        bytes_written=out_bytes + state + chunk_states + wy,
+        launches=6,  # cumsum, K·Kᵀ, solve, WY, states, output
+    )
+
+
+@register(torch.ops.tensor_cast.gated_delta_net.default, kind="attention")
+def gated_delta_net(call: OpCall) -> Counts:
+    mixed, conv_weight = call.arg(0), call.arg(3)
+    batch, q_len, _ = mixed.shape
+    dims = DeltaNetDims(batch=batch, q_len=q_len, k_heads=int(call.arg(6)), k_dim=int(call.arg(7)),
+                        v_heads=int(call.arg(8)), v_dim=int(call.arg(9)), kernel=int(conv_weight.shape[-1]))
+    act = mixed.itemsize
+    small_weights = conv_weight.nbytes + call.arg(4).nbytes + call.arg(5).nbytes
+    mixer = pick_form(is_short_step(q_len, call.arg(10)), recurrent(dims, act, act, call.out_bytes),
+                      chunked(dims, act, act, call.out_bytes, gemm_precision(mixed, mixed)))
+    total = conv_and_gating(dims, act, small_weights) + mixer
+    held = batch * (dims.state_elements + dims.conv_state_elements) * act
+    return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
+                  state_bytes=held, launches=total.launches)

@@ -1,0 +1,64 @@
+"""Per-instance module swaps: transformers modules whose forward cannot be captured as-is.
+
+Owns the table `SWAPS` (transformers class name -> the mixin whose forward replaces it) and
+`apply_module_swaps(model, decode_query_len=...)`. A swap changes one module instance's class to
+a subclass of its own class with the mixin's forward: every parameter, buffer and module path
+stays (so weights, parameter counts and per-op module attribution are unchanged), nothing in
+transformers is patched, and other instances of the class are untouched.
+
+Why each is needed:
+- gated DeltaNet (Qwen3-Next, Qwen3.5): the torch fallback is a chunk loop of ~1,000-3,500 nodes
+  per layer that takes tens of seconds to capture; the swap emits one
+  `tensor_cast::gated_delta_net` op instead.
+- DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): transformers scores the indexer against a
+  materialized mask (which the capture's no-op mask removes) and only over the keys of the step;
+  the swap emits `tensor_cast::dsa_indexer` over the modelled cache and
+  `tensor_cast::mla_attention` over the latent.
+
+Must not know about costs: the swapped forwards emit ops; formulas cost them.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .dsa_attention import DSAAttentionForward, DSAIndexerForward
+from .gated_delta_net import GatedDeltaNetForward
+
+SWAPS: dict[str, type] = {
+    "Qwen3NextGatedDeltaNet": GatedDeltaNetForward,
+    "Qwen3_5MoeGatedDeltaNet": GatedDeltaNetForward,
+    "Qwen3_5GatedDeltaNet": GatedDeltaNetForward,
+    "DeepseekV32Attention": DSAAttentionForward,
+    "GlmMoeDsaAttention": DSAAttentionForward,
+    "DeepseekV32Indexer": DSAIndexerForward,
+    "GlmMoeDsaIndexer": DSAIndexerForward,
+}
+
+
+_SWAPPED: dict[tuple[type, type], type] = {}
+
+
+def swapped_class(original: type, mixin: type) -> type:
+    """`original` with `mixin`'s forward (one class per pair, so instances share it)."""
+    key = (original, mixin)
+    if key not in _SWAPPED:
+        _SWAPPED[key] = type(f"TensorCast{original.__name__}", (mixin, original), {"__module__": original.__module__})
+    return _SWAPPED[key]
+
+
+def apply_module_swaps(model: nn.Module, *, decode_query_len: int = 1) -> int:
+    """Swap every module listed in `SWAPS`; returns how many were swapped.
+
+    `decode_query_len`: the largest step (tokens per sequence) engines still run with their decode
+    kernels (1 + the number of speculative draft tokens), recorded on the swapped modules.
+    """
+    count = 0
+    for module in list(model.modules()):
+        mixin = SWAPS.get(type(module).__name__)
+        if mixin is None:
+            continue
+        module.__class__ = swapped_class(type(module), mixin)
+        setattr(module, "tensor_cast_decode_query_len", decode_query_len)  # noqa: B010  (not a declared attribute)
+        count += 1
+    return count

@@ -1,0 +1,69 @@
+"""Linear attention as one op: the gated DeltaNet token mixer (Qwen3-Next, Qwen3.5).
+
+`gated_delta_net(mixed_qkv, a, b, conv_weight, A_log, dt_bias, num_k_heads, head_k_dim,
+num_v_heads, head_v_dim, decode_query_len) -> (B, S, Hv, dv)` covers what serving engines run
+between the input projections and the gated output norm:
+
+1. the short causal depthwise conv1d (kernel K) over the concatenated q/k/v channels, with SiLU;
+2. the gating: g = -exp(A_log)·softplus(a + dt_bias) (per-token decay), beta = sigmoid(b);
+3. the gated delta rule over a recurrent state of Hv·dk·dv values per sequence (q and k
+   L2-normalized, key heads shared by Hv/Hk value heads):
+   S ← exp(g)·S;  S ← S + k·(beta·(v − Sᵀk))ᵀ;  o = Sᵀq·dk^-½.
+
+The state is the layer's whole memory of the past: no KV cache grows with the context.
+`decode_query_len` is the largest step (tokens per sequence) engines run with the recurrent
+kernel; longer steps use the chunked (WY) form. It changes the cost, not the result.
+
+The reference implementation runs the recurrence token by token from a zero state (the cached
+state is modelled by the cost rule, not materialized).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.library.custom_op("tensor_cast::gated_delta_net", mutates_args=())
+def gated_delta_net(
+    mixed_qkv: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    conv_weight: torch.Tensor,
+    A_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+    num_k_heads: int,
+    head_k_dim: int,
+    num_v_heads: int,
+    head_v_dim: int,
+    decode_query_len: int,
+) -> torch.Tensor:
+    """mixed_qkv (B, S, 2·Hk·dk + Hv·dv), a and b (B, S, Hv), conv_weight (channels, 1, K)."""
+    batch, seq, channels = mixed_qkv.shape
+    kernel = conv_weight.shape[-1]
+    x = F.conv1d(mixed_qkv.float().transpose(1, 2), conv_weight.float(), padding=kernel - 1, groups=channels)
+    x = F.silu(x[..., :seq]).transpose(1, 2)
+    key_dim = num_k_heads * head_k_dim
+    q, k, v = x.split([key_dim, key_dim, num_v_heads * head_v_dim], dim=-1)
+    rep = num_v_heads // num_k_heads
+    q = F.normalize(q.reshape(batch, seq, num_k_heads, head_k_dim), dim=-1).repeat_interleave(rep, dim=2)
+    k = F.normalize(k.reshape(batch, seq, num_k_heads, head_k_dim), dim=-1).repeat_interleave(rep, dim=2)
+    v = v.reshape(batch, seq, num_v_heads, head_v_dim)
+    g = -A_log.float().exp() * F.softplus(a.float() + dt_bias.float())
+    beta = torch.sigmoid(b.float())
+    state = q.new_zeros(batch, num_v_heads, head_k_dim, head_v_dim)
+    out = []
+    for t in range(seq):
+        state = state * g[:, t].exp()[..., None, None]
+        k_t, v_t = k[:, t], v[:, t]
+        delta = (v_t - torch.einsum("bhkv,bhk->bhv", state, k_t)) * beta[:, t, :, None]
+        state = state + torch.einsum("bhk,bhv->bhkv", k_t, delta)
+        out.append(torch.einsum("bhkv,bhk->bhv", state, q[:, t] * head_k_dim**-0.5))
+    return torch.stack(out, dim=1).to(mixed_qkv.dtype)
+
+
+@gated_delta_net.register_fake
+def _gated_delta_net_fake(mixed_qkv, a, b, conv_weight, A_log, dt_bias, num_k_heads, head_k_dim, num_v_heads,
+                          head_v_dim, decode_query_len):
+    batch, seq, _ = mixed_qkv.shape
+    return mixed_qkv.new_empty((batch, seq, num_v_heads, head_v_dim))
