@@ -354,3 +354,85 @@ def test_cli_ep(tmp_path, capsys, h100_cluster):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("tensor-cast: error: ep=6 must span the tp·dp = 8 GPUs") and err.endswith("accepted ep: 1, 8")
+
+
+# ---- DeepSeek-V3 (FP8 block checkpoint): 8xH100 vs 8xH200, EP8 + attention DP8 vs TP8 -------------
+DEEPSEEK = "deepseek-ai/DeepSeek-V3"
+FP8_BLOCK = 1 + sympy.Rational(4, 128 * 128)  # E4M3 + one fp32 scale per 128x128 block (the checkpoint)
+
+
+def deepseek_ep8_weights(c, ep=8):
+    """Bytes per GPU under attention DP8 + MoE EP8 (tp = 1): every weight whole, routed experts / ep.
+
+    Projections are stored FP8-block; norms, embeddings, lm_head and the router stay bf16.
+    kv_b_proj is counted bf16 too: tensor_cast's MLA op reads it as the absorbed W_UK / W_UV in the
+    model dtype (the checkpoint stores it FP8, ~1 GB over the 61 layers)."""
+    h, heads, layers, dense = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"], c["first_k_dense_replace"]
+    q_lora, kv_lora, nope, rope, v = (c[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                                                     "qk_rope_head_dim", "v_head_dim"))
+    e, moe_i, shared = c["n_routed_experts"], c["moe_intermediate_size"], c["n_shared_experts"]
+    fp8_attention = h * q_lora + q_lora * heads * (nope + rope) + h * (kv_lora + rope) + heads * v * h
+    bf16_attention = kv_lora * heads * (nope + v) + q_lora + kv_lora + 2 * h  # kv_b_proj, two latent norms, two layer norms
+    per_layer = fp8_attention * FP8_BLOCK + bf16_attention * BF16
+    dense_mlp = 3 * h * c["intermediate_size"] * FP8_BLOCK
+    moe = (3 * h * moe_i * e * FP8_BLOCK / ep  # routed experts: E/ep per GPU
+           + 3 * h * moe_i * shared * FP8_BLOCK  # shared expert: on every GPU
+           + e * h * BF16)  # router
+    model = (2 * c["vocab_size"] * h + h) * BF16  # embedding, lm_head, final norm: replicated under DP
+    return layers * per_layer + dense * dense_mlp + (layers - dense) * moe + model
+
+
+@pytest.fixture(scope="module")
+def deepseek_h100():
+    """Both 8xH100 deployments, symbolic (one trace each; every test evaluates its point)."""
+    return {name: tensor_cast.analyze(DEEPSEEK, device="h100-sxm", symbolic=True, **kw)
+            for name, kw in (("ep8", dict(dp=8, ep=8)), ("tp8", dict(tp=8)))}
+
+
+def test_deepseek_fp8_ep8_weights_per_gpu(deepseek_h100):
+    c = config(DEEPSEEK)
+    report = deepseek_h100["ep8"].evaluate(64, 1, 4096)
+    assert report.context.deployment.quant == "fp8_block"  # the checkpoint's own format
+    assert report.memory.weights_bytes == pytest.approx(float(deepseek_ep8_weights(c)), rel=1e-12)
+    one_rank = float(deepseek_ep8_weights(c, ep=1))
+    routed = (c["num_hidden_layers"] - c["first_k_dense_replace"]) * c["n_routed_experts"] * 3 * c["hidden_size"] \
+        * c["moe_intermediate_size"] * FP8_BLOCK
+    assert one_rank - report.memory.weights_bytes == pytest.approx(float(routed * 7 / 8))
+    # the MLA latent cache of this GPU's 64/8 sequences only: (kv_lora + rope) per token per layer
+    latent = (c["kv_lora_rank"] + c["qk_rope_head_dim"]) * BF16 * c["num_hidden_layers"]
+    assert report.memory.kv_cache_bytes == latent * (64 // 8) * (4096 + 1)
+
+
+def test_deepseek_fp8_does_not_fit_on_8_h100(deepseek_h100):
+    """The issue's headline: ~84 GB of FP8 weights per GPU under TP8 (671B / 8); 8xH100-80GB does
+    not fit, 8xH200 or 16xH100 would."""
+    for name in ("tp8", "ep8"):
+        report = deepseek_h100[name].evaluate(64, 1, 4096)
+        fit = report.fit
+        assert not fit.fits and fit.max_batch_size == 0
+        assert any(s.startswith("16 x h100-sxm (2 nodes)") for s in fit.suggestions)
+        assert any(s.startswith("8 x h200") for s in fit.suggestions)
+        assert "DOES NOT FIT" in report.summary()
+    tp8 = deepseek_h100["tp8"].evaluate(64, 1, 4096)
+    assert tp8.memory.weights_bytes == pytest.approx(671.03e9 / 8, rel=0.025)
+    # EP8 + DP8 holds more per GPU than TP8: attention and the shared expert are not split
+    assert deepseek_h100["ep8"].evaluate(64, 1, 4096).memory.weights_bytes > tp8.memory.weights_bytes
+
+
+def test_deepseek_ep8_dp8_vs_tp8_on_8_h200():
+    c = config(DEEPSEEK)
+    moe_layers = c["num_hidden_layers"] - c["first_k_dense_replace"]
+    ep8 = tensor_cast.analyze(DEEPSEEK, device="h200", batch_size=64, query_len=1, context_len=4096, dp=8, ep=8)
+    tp8 = tensor_cast.analyze(DEEPSEEK, device="h200", batch_size=64, query_len=1, context_len=4096, tp=8)
+    assert ep8.fit.fits and tp8.fit.fits
+    for op in ("tensor_cast.ep_dispatch", "tensor_cast.ep_combine"):
+        assert sum(1 for r in ep8.ops if r.op == op) == moe_layers
+        assert not any(r.op == op for r in tp8.ops)
+    assert sum(1 for r in tp8.ops if r.op == "tensor_cast.all_reduce") == 2 * c["num_hidden_layers"] + 1
+    dispatch = next(r for r in ep8.ops if r.op == "tensor_cast.ep_dispatch")
+    assert dispatch.bytes == pytest.approx(float(2 * 8 * c["num_experts_per_tok"] * c["hidden_size"] * FP8_WIRE))
+    # TP8 replicates the MLA latent cache on every rank; attention DP splits the sequences
+    assert tp8.memory.kv_cache_bytes == 8 * ep8.memory.kv_cache_bytes
+    # the shared expert hides the exchange: every layer's dispatch + combine overlapped
+    assert ep8.ep_overlapped_time_s < ep8.total_time_s
+    assert ep8.total_time_s - ep8.ep_overlapped_time_s <= ep8.ep_comm_time_s + 1e-12
