@@ -436,3 +436,17 @@ def test_deepseek_ep8_dp8_vs_tp8_on_8_h200():
     # the shared expert hides the exchange: every layer's dispatch + combine overlapped
     assert ep8.ep_overlapped_time_s < ep8.total_time_s
     assert ep8.total_time_s - ep8.ep_overlapped_time_s <= ep8.ep_comm_time_s + 1e-12
+
+
+def test_deepseek_tp8_ep8_splits_the_shared_expert_over_tp():
+    """vLLM --tensor-parallel-size 8 --enable-expert-parallel: E/8 whole experts hold as many weights
+    as E experts of width I/8, and the shared expert is split over the 8 TP ranks either way (its
+    width, I·n_shared/8, is no multiple of the whole expert width I: the build resizes it)."""
+    c = config(DEEPSEEK)
+    kwargs = dict(device="h200", batch_size=64, query_len=1, context_len=4096)
+    tp8 = tensor_cast.analyze(DEEPSEEK, **kwargs, tp=8)
+    tp8_ep8 = tensor_cast.analyze(DEEPSEEK, **kwargs, tp=8, ep=8)
+    assert tp8_ep8.memory.weights_bytes == tp8.memory.weights_bytes
+    shared = next(p for p in tp8_ep8.context.params if p.name.endswith("mlp.shared_experts.down_proj.weight"))
+    assert shared.numel == c["hidden_size"] * c["moe_intermediate_size"] * c["n_shared_experts"] // 8
+    assert not any(r.op == "tensor_cast.ep_dispatch" for r in tp8_ep8.ops)  # dp = 1: all-reduced, not exchanged
