@@ -220,6 +220,7 @@ def test_two_exchanges_around_every_moe_op(qwen_ep8):
     assert qwen_ep8.total_comm_bytes == 2 * c["num_hidden_layers"] * per_exchange
     assert qwen_ep8.ep_comm_time_s == pytest.approx(qwen_ep8.comm_time_s)
     assert qwen_ep8.ep_overlapped_time_s == qwen_ep8.total_time_s  # Qwen3-MoE has no shared experts
+    assert "no shared experts to overlap it with" in qwen_ep8.summary()
 
 
 def test_weights_and_kv_cache_per_gpu(qwen_ep8):
