@@ -131,7 +131,8 @@ def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> 
         for name in SHARED_EXPERT_MODULES:
             shared = getattr(block, name, None)
             down = getattr(shared, "down_proj", None)
-            if isinstance(down, nn.Linear) and down.in_features != moe.shared_intermediate_size:
+            if (isinstance(shared, nn.Module) and isinstance(down, nn.Linear)
+                    and down.in_features != moe.shared_intermediate_size):
                 setattr(block, name, type(shared)(config, intermediate_size=moe.shared_intermediate_size))
 
 
