@@ -25,6 +25,7 @@ from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .insert_ep_collectives import insert_ep_collectives
 from .insert_tp_collectives import insert_tp_collectives
 from .quantize_kv_cache import quantize_kv_cache
 from .quantize_linears import quantize_linears
@@ -71,6 +72,15 @@ def _tensor_parallel(options: Any) -> bool:
 def _tp_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
     return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel}
+
+
+def _expert_parallel(options: Any) -> bool:
+    return _deployment(options).ep > 1
+
+
+def _ep_params(options: Any) -> dict[str, Any]:
+    d = _deployment(options)
+    return {"ep": d.ep, "dp": d.ep_dp, "nodes": d.ep_nodes}
 
 
 def _quantized(options: Any) -> bool:
@@ -129,6 +139,8 @@ PIPELINE: tuple[Pass, ...] = (
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
     Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
     Pass("quantize_moe", quantize_moe, _quantized, _quant_params),  # after replace_moe: the experts' op
+    # after quantize_moe: the dispatch travels in the experts' activation format (FP8 or the model dtype)
+    Pass("insert_ep_collectives", insert_ep_collectives, _expert_parallel, _ep_params),
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),
     Pass("eliminate_noop_views", eliminate_noop_views),
     Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned

@@ -25,7 +25,7 @@ from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
 from .deployment.sharding import rank_spec
-from .memory import ParamEntry, parameter_table, stored_bytes
+from .memory import ParamEntry, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .passes import build_pipeline, run_pipeline
@@ -133,7 +133,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         layer_indices=traced.rep.layer_indices,
         layers_path=traced.rep.layers_path,
         num_layers=spec.num_layers,
-        params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph))),
+        params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
+                                     share=rank_shares(traced.graph))),
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
                  "mtp": options.mtp, "moe_skew": options.moe_skew, **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
@@ -144,5 +145,6 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         max_position_embeddings=spec.max_position_embeddings,
         kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
         speculative=speculative,
+        profile=profile,
     )
     return Report(costed, context, point)

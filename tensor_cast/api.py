@@ -69,6 +69,11 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
     `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
     sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
+    Attention and dense layers run tensor-parallel over tp in dp replicas; MoE experts are split
+    tensor-parallel over tp (ep=1) or whole over all tp·dp GPUs of a stage (ep=tp·dp). So
+    `tp=1, dp=8, ep=8` is attention DP8 + MoE EP8 (SGLang `--tp 8 --enable-dp-attention --dp 8
+    --ep 8`): tokens reach their experts by an all_to_all dispatch and return by a combine;
+    `tp=8, ep=8` (vLLM `--tensor-parallel-size 8 --enable-expert-parallel`) all-reduces instead.
 
     `moe_skew` models hot experts in MoE layers: the i-th most popular expert is picked with Zipf
     weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i

@@ -63,7 +63,9 @@ def _add_deployment(p: Any) -> None:
 
     g = p.add_argument_group("deployment (world size = tp x dp x pp; times and memory are per GPU)")
     g.add_argument("--tp", type=int, help="tensor-parallel degree (default 1)")
-    g.add_argument("--ep", type=int, help="expert-parallel degree: 1 or tp x dp (default 1)")
+    g.add_argument("--ep", type=int, help="expert-parallel degree: 1 or tp x dp, MoE experts split whole over the "
+                                         "tp x dp GPUs of a stage; --tp 1 --dp 8 --ep 8 is attention DP8 + MoE EP8 "
+                                         "(default 1)")
     g.add_argument("--dp", type=int, help="data-parallel replicas; --batch-size is split over them (default 1)")
     g.add_argument("--pp", type=int, help="pipeline-parallel stages (default 1)")
     g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "

@@ -10,7 +10,11 @@ Owns:
 - KV/state bytes come from the ops themselves (`Counts.state_bytes`);
 - `stored_bytes(gm)`: bytes per element of the parameters a pass stored in another format
   (quantized weights: `meta["tensor_cast_element_bytes"]` on their placeholders), as the
-  `bytes_per_element` function `parameter_table` takes.
+  `bytes_per_element` function `parameter_table` takes;
+- `rank_shares(gm)`: the fraction of each parameter one rank holds when the graph keeps the
+  whole tensor but the rank stores only its part (expert parallelism: the routed experts'
+  weights, E/ep of E — `meta["tensor_cast_rank_share"]`, set by `insert_ep_collectives`), as the
+  `share` function `parameter_table` takes.
 """
 
 from __future__ import annotations
@@ -36,14 +40,20 @@ class ParamEntry:
     multiplicity: int  # real layers this parameter stands for (1 for model-level)
     active_fraction: float  # fraction used per token (routed experts: top_k / E)
     bytes_per_element: float
+    share: float = 1.0  # fraction of the tensor this rank stores (EP: 1/ep of the routed experts)
 
     @property
     def total(self) -> int:
         return self.numel * self.multiplicity
 
     @property
+    def rank_bytes(self) -> float:
+        """Bytes one representative copy takes on this rank."""
+        return self.numel * self.bytes_per_element * self.share
+
+    @property
     def nbytes(self) -> float:
-        return self.total * self.bytes_per_element
+        return self.multiplicity * self.rank_bytes
 
 
 def _rep_layer(name: str, layers_path: str) -> int | None:
@@ -65,7 +75,8 @@ def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None) -> An
 
 
 def parameter_table(rep: RepresentativeModel,
-                    bytes_per_element: Callable[[str, torch.Tensor], float] | None = None) -> list[ParamEntry]:
+                    bytes_per_element: Callable[[str, torch.Tensor], float] | None = None,
+                    share: Callable[[str], float] | None = None) -> list[ParamEntry]:
     from .models.adapters.moe import routed_expert_parameters
 
     # Routed experts (3-D weights and their per-expert biases, by module name from the family
@@ -84,7 +95,8 @@ def parameter_table(rep: RepresentativeModel,
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
-                                  multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size))
+                                  multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size,
+                                  share=share(name) if share else 1.0))
     return entries
 
 
@@ -104,6 +116,17 @@ def stored_bytes(gm: fx.GraphModule) -> Callable[[str, torch.Tensor], float]:
         return recorded.get(placeholder_name(name), DTYPE_BYTES[param.dtype])
 
     return size
+
+
+def rank_shares(gm: fx.GraphModule) -> Callable[[str], float]:
+    """The fraction of each parameter this rank stores: a recorded share, else all of it."""
+    recorded = {n.name: float(n.meta["tensor_cast_rank_share"]) for n in gm.graph.nodes
+                if n.op == "placeholder" and "tensor_cast_rank_share" in n.meta}
+
+    def share(name: str) -> float:
+        return recorded.get(placeholder_name(name), 1.0)
+
+    return share
 
 
 def activation_candidates(costed: CostedGraph) -> list[Any]:

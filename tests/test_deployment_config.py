@@ -55,10 +55,13 @@ def test_ep_errors(llama8b_spec, h100_cluster):
     moe = moe_spec(llama8b_spec, experts=60)
     with pytest.raises(DeploymentError, match=r"ep=8 does not divide num_experts=60; valid ep: 1, 2, 3, 4, 5, 6, 10, 12"):
         resolve(Deployment(dp=8, ep=8), moe, h100_cluster)
-    with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1, 8"):
+    with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1 \(tp·dp = 8 "
+                                              r"does not divide num_experts=60; valid ep = tp·dp: 1, 2, 3, 4, 5, 6, 10"):
         resolve(Deployment(tp=8, ep=4), moe, h100_cluster)
-    with pytest.raises(DeploymentError, match=r"ep=8: expert parallelism is not modelled yet; accepted ep: 1"):
-        resolve(Deployment(dp=8, ep=8), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1, 8$"):
+        resolve(Deployment(tp=8, ep=4), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    d = resolve(Deployment(dp=8, ep=8), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    assert (d.moe_tp, d.trace_options().ep_dp) == (1, 8)  # experts whole, split over the 8 ranks (test_expert_parallel.py)
     d = resolve(Deployment(tp=4), moe_spec(llama8b_spec, experts=64, expert_inter=1408), h100_cluster)
     assert d.moe_tp == 4  # without ep, each expert is split over the tp ranks
     with pytest.raises(DeploymentError, match=r"tp=8 does not divide moe_intermediate_size=1404; valid tp: 1, 2, 4 "

@@ -1,8 +1,8 @@
 """Cost formulas: op -> Counts, one file per op family.
 
 Importing this package fills the registry (`registry.py`). Families: matmul, attention,
-norm/activation, elementwise, memory ops, MoE, collectives, quantization, MLA (latent attention,
-sparse indexer), linear attention (gated DeltaNet), and the free-op table.
+norm/activation, elementwise, memory ops, MoE, collectives, expert-parallel exchange, quantization,
+MLA (latent attention, sparse indexer), linear attention (gated DeltaNet), and the free-op table.
 """
 
 from ...ops import attention as _attention_ops  # noqa: F401  (custom ops must exist before rules)
@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     attention,
     collectives,
     elementwise,
+    expert_parallel,
     free,
     linear_attention,
     matmul,

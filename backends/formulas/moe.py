@@ -23,6 +23,16 @@ c·i^-skew) with Σ q_i = k, and Σ_i 1 - (1 - q_i)^T experts are hit. Bytes rea
 of the experts hit; FLOPs do not depend on the routing. `routing_stats(call)` gives the
 per-expert GEMM M (T·k / experts hit, and the hottest expert's T·q_max) for efficiency models.
 
+Expert parallelism (`ep`, `ep_dp`, set by `passes/insert_ep_collectives.py`): the routed experts
+are split over `ep` ranks, and the tokens of `ep_dp` attention-DP replicas (N = ep_dp·T) are
+routed over them. One rank costs its own share of the routed work: the (token, expert) pairs its
+E/ep experts receive and the weights of those of them that are hit (`ep_rank_routing`). Experts
+are placed round-robin by popularity (rank r holds the r-th, (r+ep)-th, ... most popular: the
+balance an expert-placement balancer approaches without replicating experts); the most loaded
+rank, rank 0, sets the step time and is the one costed. Uniform routing: N·k/ep pairs (exactly),
+(E/ep)·(1 - (1 - k/E)^N) experts hit. The router and the shared experts run on the rank's own T
+tokens. With ep = 1 nothing changes.
+
 Quantization (`scheme`, set by `passes/quantize_moe.py`): routed and shared expert weights are
 read at the scheme's stored bytes per element (scales included) and their GEMMs run at its
 precision; schemes that quantize activations add the quantizing kernels vLLM's fused MoE runs
@@ -69,6 +79,8 @@ class MoEDims:
     activation: str
     skew: float
     scheme: str = "none"  # the experts' weight quantization (deployment/quantization.py), or "none"
+    ep: int = 1  # ranks the routed experts are split over (expert parallelism)
+    ep_dp: int = 1  # attention-DP replicas whose tokens are routed over those ranks
 
     @property
     def quant(self) -> QuantScheme | None:
@@ -84,13 +96,15 @@ def moe_dims(call: OpCall) -> MoEDims:
     intermediate = down.shape[1] if transposed else down.shape[2]
     if gate != "none" and first_out != 2 * intermediate:
         raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
+    ep, ep_dp = 1, 1
     if call.op is tc.moe.default:
         top_k, skew, scheme = int(call.arg(9, "top_k")), float(call.arg(14, "skew")), str(call.arg(15, "scheme"))
+        ep, ep_dp = int(call.arg(16, "ep", 1)), int(call.arg(17, "ep_dp", 1))
     else:
         top_k, skew, scheme = call.arg(1).shape[-1], 0.0, "none"
     return MoEDims(tokens=numel(hidden.shape[:-1]), experts=experts, top_k=int(top_k), hidden=hidden.shape[-1],
                    intermediate=intermediate, gated=gate != "none", activation=str(_arg(call, "activation")),
-                   skew=skew, scheme=scheme)
+                   skew=skew, scheme=scheme, ep=ep, ep_dp=ep_dp)
 
 
 # argument positions: (moe, routed_experts)
@@ -132,8 +146,13 @@ def experts_hit(tokens: Any, experts: int, top_k: int, skew: float = 0.0) -> Any
         miss = (experts - top_k) / experts
         # a Float base: an exact Rational**T would expand to a T-digit fraction at evaluation
         return experts * (1 - (sympy.Float(miss) if isinstance(tokens, sympy.Basic) else miss) ** tokens)
+    return _hit(tokens, inclusion_probabilities(experts, top_k, skew))
+
+
+def _hit(tokens: Any, probabilities: tuple[float, ...]) -> Any:
+    """Expected number of these experts (per-token inclusion probabilities) hit by `tokens` tokens."""
     total: Any = 0
-    for q in inclusion_probabilities(experts, top_k, skew):
+    for q in probabilities:
         if q >= 1:
             total = total + 1
         else:
@@ -142,24 +161,52 @@ def experts_hit(tokens: Any, experts: int, top_k: int, skew: float = 0.0) -> Any
     return total
 
 
+# ---- expert parallelism: one rank's share (see the module docstring) ---------------------------
+def hottest_rank_probabilities(experts: int, top_k: int, skew: float, ep: int) -> tuple[float, ...]:
+    """Inclusion probabilities of the E/ep experts on the most loaded of `ep` ranks (placement
+    round-robin by popularity: rank 0 holds the 1st, (ep+1)-th, (2ep+1)-th ... most popular)."""
+    if ep < 1 or experts % ep:
+        raise ValueError(f"ep={ep} must divide the {experts} experts")
+    return inclusion_probabilities(experts, top_k, skew)[::ep]
+
+
+def ep_rank_share(experts: int, top_k: int, skew: float, ep: int) -> Any:
+    """Fraction of all (token, expert) pairs the most loaded rank receives (uniform: exactly 1/ep)."""
+    if ep == 1:
+        return 1
+    if skew == 0:
+        return sympy.Rational(1, ep)
+    return sum(hottest_rank_probabilities(experts, top_k, skew, ep)) / top_k
+
+
+def ep_rank_routing(tokens: Any, experts: int, top_k: int, skew: float, ep: int) -> tuple[Any, Any]:
+    """(pairs, experts hit) on the most loaded rank when `tokens` tokens are routed over `ep` ranks."""
+    pairs = tokens * top_k * ep_rank_share(experts, top_k, skew, ep)
+    if ep == 1:
+        return pairs, experts_hit(tokens, experts, top_k, skew)
+    if skew == 0:
+        return pairs, experts_hit(tokens, experts, top_k) / ep
+    return pairs, _hit(tokens, hottest_rank_probabilities(experts, top_k, skew, ep))
+
+
 @dataclass(frozen=True)
 class RoutingStats:
     """What the routing does to the grouped GEMMs: how many experts run, and their M."""
 
     tokens: Any
-    pairs: Any  # T·k (token, expert) rows through the grouped GEMMs
-    experts_hit: Any
-    tokens_per_expert: Any  # mean M of a hit expert's GEMM: T·k / experts_hit
-    hottest_expert_tokens: Any  # expected M of the most popular expert: T·q_max
+    pairs: Any  # T·k (token, expert) rows through the grouped GEMMs (EP: this rank's share)
+    experts_hit: Any  # (EP: of this rank's E/ep experts)
+    tokens_per_expert: Any  # mean M of a hit expert's GEMM: pairs / experts_hit
+    hottest_expert_tokens: Any  # expected M of the most popular expert: N·q_max (N = ep_dp·T)
 
 
 def routing_stats(call: OpCall) -> RoutingStats:
     d = moe_dims(call)
-    hit = experts_hit(d.tokens, d.experts, d.top_k, d.skew)
+    routed = d.tokens * d.ep_dp  # the tokens routed over the experts this rank's are among
+    pairs, hit = ep_rank_routing(routed, d.experts, d.top_k, d.skew, d.ep)
     q_max = max(inclusion_probabilities(d.experts, d.top_k, d.skew))
-    pairs = d.tokens * d.top_k
     return RoutingStats(tokens=d.tokens, pairs=pairs, experts_hit=hit, tokens_per_expert=pairs / hit,
-                        hottest_expert_tokens=d.tokens * q_max)
+                        hottest_expert_tokens=routed * q_max)
 
 
 # ---- the three parts -------------------------------------------------------------------------
@@ -217,7 +264,8 @@ def routed_expert_counts(d: MoEDims, *, pairs: Any, experts_hit: Any, act: Tenso
 
 
 def routed_counts(call: OpCall) -> Counts:
-    """The routed experts of a `moe` or `routed_experts` call on one device (all E experts local)."""
+    """The routed experts of a `moe` or `routed_experts` call on one device: all E experts, or
+    under expert parallelism the most loaded rank's E/ep (`routing_stats`)."""
     d = moe_dims(call)
     stats = routing_stats(call)
     return routed_expert_counts(

@@ -6,8 +6,8 @@
   row-parallel;
 - `pipeline.py`: pipeline-stage transfers and per-stage time/memory; `fit.py`: does it fit.
 
-Graph rewrites live in `passes/` (insert_tp_collectives, quantize_linears, quantize_kv_cache);
-collective and quantization ops in `tensor_cast/ops/`, their costs in `backends/formulas/`, the
+Graph rewrites live in `passes/` (insert_tp_collectives, insert_ep_collectives, quantize_linears,
+quantize_kv_cache); collective, expert-parallel exchange and quantization ops in `tensor_cast/ops/`, their costs in `backends/formulas/`, the
 interconnect model in `backends/communication.py`. This package must stay importable without
 the ops (only `config` and `quantization` are imported here).
 """

@@ -13,6 +13,19 @@ Owns:
 Rank layout (Megatron / vLLM order): TP innermost, then DP, then PP — rank
 `r = (pp_i * dp + dp_i) * tp + tp_i`; an EP group is the tp·dp ranks of one pipeline stage. Errors
 are `DeploymentError`s naming the bad value and the accepted ones. Never touches a graph.
+
+How tp, dp and ep combine (world = tp·dp·pp GPUs; ep is 1 or tp·dp):
+- attention (and dense MLPs, embedding, lm_head) runs tensor-parallel over `tp` ranks, in `dp`
+  data-parallel replicas, each with ceil(batch / dp) sequences and their KV cache;
+- MoE layers, ep = 1: every expert split tensor-parallel over the `tp` ranks of a replica;
+- MoE layers, ep = tp·dp: the routed experts are split over all tp·dp ranks of a stage (E/ep
+  each, whole), shared experts tensor-parallel over tp. With dp > 1 ("attention DP + EP MoE")
+  tokens reach their experts through an all_to_all dispatch and come back through a combine; with
+  dp = 1 every rank holds every token and the partial outputs are all-reduced over tp
+  (`passes/insert_ep_collectives.py`).
+Engine equivalents: SGLang `--tp 8 --enable-dp-attention --dp 8 --ep 8` (8 GPUs) is tp=1, dp=8,
+ep=8; vLLM `--data-parallel-size 8 --enable-expert-parallel` is the same; vLLM
+`--tensor-parallel-size 8 --enable-expert-parallel` is tp=8, ep=8.
 """
 
 from __future__ import annotations
@@ -104,6 +117,7 @@ class TraceDeployment:
     kv_cache_bytes: Any = None  # bytes per cached K/V element; None: the model dtype
     tp_nodes: int = 1  # nodes one TP group spans
     ep_nodes: int = 1  # nodes one EP group spans
+    ep_dp: int = 1  # attention-DP replicas in an EP group (dp when ep > 1; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
 
     @property
@@ -146,7 +160,7 @@ class ResolvedDeployment:
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
             quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
-            row_parallel=self.row_parallel)
+            ep_dp=self.dp if self.ep > 1 else 1, row_parallel=self.row_parallel)
 
     def describe(self) -> str:
         parts = [f"{self.world_size} GPU{'s' if self.world_size > 1 else ''}"
@@ -154,8 +168,9 @@ class ResolvedDeployment:
         for name in ("tp", "ep", "dp", "pp"):
             if getattr(self, name) > 1:
                 parts.append(f"{name.upper()}{getattr(self, name)}")
-        if self.dp > 1 and self.ep > 1:
-            parts.append("attention DP + expert-parallel MoE")
+        if self.ep > 1:
+            exchange = "all_to_all dispatch/combine" if self.dp > 1 else "outputs all-reduced"
+            parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE EP{self.ep} ({exchange})")
         parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
                      + (" (checkpoint)" if self.quant_source == "checkpoint" else ""))
         parts.append(f"KV cache {self.kv_cache_dtype}")
@@ -211,24 +226,24 @@ def _moe_layers(spec: ModelSpec) -> list[Any]:
 
 
 def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
-    """The TP degree inside each expert (moe_tp)."""
+    """The TP degree inside each expert (moe_tp): tp without EP, 1 with EP (experts whole)."""
     moes = _moe_layers(spec)
     if ep == 1:
         return tp
     if not moes:
         raise DeploymentError(f"ep={ep} needs MoE layers; {spec.name} has none (accepted ep: 1)")
+    experts = _common(m.num_experts for m in moes)  # ep must divide every MoE layer's expert count
     if ep != tp * dp:
+        accepted = f"1, {tp * dp}" if experts % (tp * dp) == 0 else (
+            f"1 (tp·dp = {tp * dp} does not divide num_experts={experts}; valid ep = tp·dp: {choices(divisors(experts))})")
         raise DeploymentError(
             f"ep={ep} must span the tp·dp = {tp * dp} GPUs of a pipeline stage (experts split over them, "
-            f"attention TP/DP beside them); accepted ep: 1, {tp * dp}")
+            f"attention TP/DP beside them); accepted ep: {accepted}")
     for moe in moes:
         if moe.num_experts % ep:
-            valid = [d for d in divisors(_common(m.num_experts for m in moes))]
-            raise DeploymentError(f"ep={ep} does not divide num_experts={moe.num_experts}; valid ep: {choices(valid)}")
-    # Until the all_to_all dispatch/combine around tensor_cast::moe is modelled, refuse rather than
-    # cost a wrong graph (a per-rank spec with E/ep experts would also shrink the router and top-k).
-    raise DeploymentError(f"ep={ep}: expert parallelism is not modelled yet; accepted ep: 1 "
-                          f"(experts tensor-parallel over tp={tp})")
+            raise DeploymentError(f"ep={ep} does not divide num_experts={moe.num_experts}; valid ep: "
+                                  f"{choices(divisors(experts))} (ep = tp·dp)")
+    return 1
 
 
 def pipeline_stages(num_layers: int, pp: int) -> tuple[tuple[int, ...], ...]:

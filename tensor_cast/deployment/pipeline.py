@@ -92,11 +92,11 @@ def stage_weights(params: Sequence[Any], layer_indices: Sequence[Sequence[int]],
     for p in params:
         if p.rep_layer is None:
             for i in _model_level_stage(p.name, tied, len(stages)):
-                out[i] += p.numel * p.bytes_per_element
+                out[i] += p.rank_bytes
         else:
             for i, layers in enumerate(members):
                 count = len(layers.intersection(layer_indices[p.rep_layer]))
-                out[i] += count * p.numel * p.bytes_per_element
+                out[i] += count * p.rank_bytes
     return out
 
 

@@ -8,8 +8,10 @@ Owns `rank_spec(spec, deployment) -> ModelSpec`: the spec of the model one rank 
   column-parallel, the latent projections replicated); linear-attention heads / tp;
 - column-parallel q/k/v, gate/up and row-parallel o_proj/down_proj follow from those sizes: the
   per-rank model's projections have exactly the sharded shapes;
-- dense MLP intermediate / tp; MoE: experts / ep, each expert's intermediate / moe_tp, shared
-  experts' intermediate / tp;
+- dense MLP intermediate / tp; MoE: each expert's intermediate / moe_tp (tp without EP, 1 with
+  it), shared experts' intermediate / tp. Every rank keeps all E experts in its graph, EP or not:
+  the router and top-k need them (E/ep experts would shrink the router and fail for k > E/ep);
+  `passes/insert_ep_collectives.py` costs and stores the rank's E/ep share;
 - vocab-parallel embedding and lm_head: vLLM pads the vocabulary to a multiple of 64 and gives
   each rank ceil(padded / tp) rows.
 
@@ -56,8 +58,7 @@ def _mlp(m: MLPSpec, d: TraceDeployment) -> MLPSpec:
         return dataclasses.replace(m, intermediate_size=m.intermediate_size // d.tp)
     if m.kind == "moe" and m.moe is not None:
         moe = dataclasses.replace(
-            m.moe, num_experts=m.moe.num_experts // d.ep,
-            expert_intermediate_size=m.moe.expert_intermediate_size // d.moe_tp,
+            m.moe, expert_intermediate_size=m.moe.expert_intermediate_size // d.moe_tp,
             shared_intermediate_size=m.moe.shared_intermediate_size // d.tp)
         return dataclasses.replace(m, moe=moe)
     return m

@@ -7,7 +7,10 @@ does not grow with depth. Nothing is allocated: every parameter is on the meta d
 
 A layer whose spec differs from what the stack config gives it (a per-layer intermediate size,
 window or head count) is rebuilt from the adapter's per-layer config; a layer with a skipped
-attention or MLP sub-block is wrapped by `SkippedSubBlocks`. Modules that cannot be captured as
+attention or MLP sub-block is wrapped by `SkippedSubBlocks`. Shared experts whose width the
+config cannot express (families that size them as count x expert width, under expert
+parallelism with tp > 1: whole experts, shared experts split over tp) are rebuilt per instance at
+the spec's width (`fit_shared_experts`). Modules that cannot be captured as
 transformers writes them are swapped per instance (`module_swaps.py`). With `mtp=N` the model
 gets N multi-token-prediction draft passes (`mtp.py`), their decoder layers built in the same
 stack and moved out of it.
@@ -111,6 +114,28 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return data
 
 
+SHARED_EXPERT_MODULES = ("shared_experts", "shared_expert")  # under the layer's MoE block
+
+
+def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> None:
+    """Rebuild the layer's shared-experts MLP at the spec's width when the built one differs.
+
+    DeepSeek, GLM-4.5 and ERNIE-4.5 build `XxxMLP(config, intermediate_size=moe_intermediate_size *
+    n_shared_experts)`; a TP-sharded shared width beside whole (EP) experts is no such product. The
+    replacement is the same class at `intermediate_size=width`: same module path and parameter
+    names, narrower shapes (one instance; nothing in transformers changes)."""
+    moe = layer_spec.mlp.moe if layer_spec.mlp.kind == "moe" else None
+    if moe is None or not moe.shared_intermediate_size:
+        return
+    for block in layer.children():
+        for name in SHARED_EXPERT_MODULES:
+            shared = getattr(block, name, None)
+            down = getattr(shared, "down_proj", None)
+            if (isinstance(shared, nn.Module) and isinstance(down, nn.Linear)
+                    and down.in_features != moe.shared_intermediate_size):
+                setattr(block, name, type(shared)(config, intermediate_size=moe.shared_intermediate_size))
+
+
 def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeModel:
     from transformers import AutoModelForCausalLM
 
@@ -129,6 +154,7 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
             layer_config = adapter.config_for_layer(spec, layer_spec, config)
             if _config_dict(layer_config) != _config_dict(config):
                 stack[index] = type(stack[index])(layer_config, index)
+            fit_shared_experts(stack[index], layer_spec, layer_config)
             skip_attention, skip_mlp = layer_spec.attention.kind == "none", layer_spec.mlp.kind == "none"
             if skip_attention or skip_mlp:
                 if not adapter.supports_layer_skips:

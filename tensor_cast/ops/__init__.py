@@ -5,4 +5,13 @@ Importing this package registers them. Each op has a reference implementation (s
 on meta / fake tensors with symbolic sizes), and a cost rule in `tensor_cast.backends.formulas`.
 """
 
-from . import attention, collectives, fused, linear_attention, mla, moe, quant  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    attention,
+    collectives,
+    expert_parallel,
+    fused,
+    linear_attention,
+    mla,
+    moe,
+    quant,
+)

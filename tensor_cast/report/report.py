@@ -95,6 +95,7 @@ class ReportContext:
     max_position_embeddings: int = 0
     kind_names: tuple[str, ...] = ()  # attention kind of each representative layer
     speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
+    profile: Any = None  # the DeviceProfile the ops were timed on (per-part timings: report/overlap.py)
 
 
 def _num(value: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
@@ -209,6 +210,25 @@ class Report:
         if isinstance(compute, sympy.Basic) and not compute.is_number:
             return sympy.Max(compute, self.comm_time_s)
         return max(float(compute), float(self.comm_time_s))
+
+    # ---- expert parallelism (report/overlap.py) ----
+    @cached_property
+    def ep_comm_time_s(self) -> Any:
+        """Time of the expert-parallel all_to_alls (ep_dispatch + ep_combine), summed."""
+        from .overlap import EXCHANGE_OPS
+
+        return self._sum(lambda n: n.time.time_s if n.op in EXCHANGE_OPS else 0)
+
+    @cached_property
+    def ep_overlapped_time_s(self) -> Any:
+        """Step time with each MoE layer's EP dispatch/combine overlapped with its shared experts
+        (single-batch overlap); equals `total_time_s` without EP exchanges or shared experts."""
+        from ..backends.roofline import ExecutionMode
+        from .overlap import shared_expert_overlap_s
+
+        mode = ExecutionMode(cuda_graphs=str(self.context.options.get("cuda_graphs", "auto")))
+        hidden = shared_expert_overlap_s(self._costed.nodes, self._mult, self.context.profile, mode)
+        return self.total_time_s - _num(hidden, self._subs)
 
     @property
     def tokens_per_s(self) -> Any:
@@ -446,6 +466,8 @@ class Report:
                 "comm_bytes": plain(self.total_comm_bytes),
                 "comm_time_s": plain(self.comm_time_s),
                 "overlapped_time_s": plain(self.overlapped_time_s),
+                "ep_comm_time_s": plain(self.ep_comm_time_s),
+                "ep_overlapped_time_s": plain(self.ep_overlapped_time_s),
                 "tokens_per_s": plain(self.tokens_per_s),
                 "flops_by_precision": {k: plain(v) for k, v in self.flops_by_precision.items()},
             },

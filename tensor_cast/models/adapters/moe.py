@@ -145,13 +145,12 @@ class MoEFamily:
         elif self.shared_count:
             # The family sizes its shared MLP as count x expert_size: pick the count that keeps the
             # spec's shared width when the expert width changed (a per-layer override, TP sharding).
+            # A width that is no such multiple (TP-sharded shared experts beside whole EP experts)
+            # keeps the count; the build rebuilds the module at the spec's width
+            # (models/build.py `fit_shared_experts`).
             count = moe.num_shared_experts
-            if count and moe.shared_intermediate_size != count * moe.expert_intermediate_size:
-                if moe.shared_intermediate_size % moe.expert_intermediate_size:
-                    raise UnsupportedModelError(
-                        f"model_type {config.model_type!r} sizes its shared experts as {self.shared_count} x "
-                        f"{self.expert_size}: a shared width of {moe.shared_intermediate_size} is not a multiple "
-                        f"of the expert width {moe.expert_intermediate_size}")
+            if (count and moe.shared_intermediate_size != count * moe.expert_intermediate_size
+                    and moe.shared_intermediate_size % moe.expert_intermediate_size == 0):
                 count = moe.shared_intermediate_size // moe.expert_intermediate_size
             setattr(config, self.shared_count, count)
         if self.groups:

@@ -1,0 +1,72 @@
+"""Expert-parallel exchange cost rules: `tensor_cast::ep_dispatch` and `ep_combine` (kind "collective").
+
+Both are all_to_all collectives over the EP group (`CommInfo(collective="all_to_all", scope="ep")`,
+timed by `backends/communication.py`, which sends the intra- and inter-node shares of a group
+spanning nodes on their own links). Counts only, no seconds.
+
+Rows exchanged. N = ep_dp·T tokens (T = the tokens of the op's input, one attention-DP replica's
+step; ep_dp replicas) are routed over `group_size` = ep ranks, k (token, expert) rows each. The
+most loaded rank — the one that sets the step time — receives N·k·share rows, share = 1/ep under
+uniform routing (`moe.ep_rank_share`; with skew, the hottest rank's share of the pairs). Its rows
+come from every rank alike, so (ep-1)/ep of them cross the interconnect, and it sends as many as
+it receives. Uniform routing: N·k/ep = T·k/tp rows (ep = tp·dp), i.e. each rank sends every row
+of its own T/tp tokens and keeps the 1/ep that stay local. A row is one (token, expert) pair — what
+DeepEP's low-latency kernels and pplx send; DeepEP's high-throughput (prefill) kernels send a
+token once per destination rank, which is fewer bytes when a token's k experts share ranks.
+
+    payload M = rows · H · bytes per element       comm_bytes = (ep-1)/ep · M   (all_to_all)
+
+Dispatch travels in `wire_dtype`: "fp8" is DeepEP's FP8 dispatch (E4M3 plus one fp32 scale per
+128 channels: 1 + 4/128 bytes), used when the experts run FP8 activations; otherwise the model
+dtype. Combine returns the expert outputs in their own dtype (bf16). Each kernel reads the rows it
+sends and writes the rows it receives once in device memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy
+import torch
+
+from ...ops import expert_parallel as _ep_ops  # noqa: F401  (ops exist before their rules)
+from ...sizes import numel
+from ..counts import Counts
+from .collectives import collective_counts
+from .moe import ep_rank_share
+from .registry import OpCall, register
+
+tc = torch.ops.tensor_cast
+
+# bytes per element on the wire; fp8: E4M3 + one fp32 scale per 128 channels (DeepEP FP8 dispatch)
+WIRE_BYTES: dict[str, Any] = {"fp8": 1 + sympy.Rational(4, 128), "bf16": 2, "fp16": 2, "fp32": 4}
+
+
+def exchanged_rows(tokens: Any, *, top_k: int, num_experts: int, skew: float, group_size: int, ep_dp: int) -> Any:
+    """Rows the most loaded rank of the EP group receives (and sends) in one exchange."""
+    return ep_dp * tokens * top_k * ep_rank_share(num_experts, top_k, skew, group_size)
+
+
+def _exchange(call: OpCall, element_bytes: Any) -> Counts:
+    x = call.arg(0)
+    top_k, experts, skew, group, ep_dp, nodes = (call.arg(i) for i in range(1, 7))
+    rows = exchanged_rows(numel(x.shape[:-1]), top_k=int(top_k), num_experts=int(experts), skew=float(skew),
+                          group_size=int(group), ep_dp=int(ep_dp))
+    payload = rows * x.shape[-1] * element_bytes
+    return collective_counts("all_to_all", group_size=int(group), nodes=int(nodes), scope="ep", payload=payload,
+                             read=payload, written=payload)
+
+
+@register(tc.ep_dispatch.default, kind="collective")
+def ep_dispatch(call: OpCall) -> Counts:
+    """Tokens to their experts' ranks, in the wire dtype."""
+    wire = str(call.arg(7, "wire_dtype"))
+    if wire not in WIRE_BYTES:
+        raise ValueError(f"unknown dispatch wire dtype {wire!r}; known: {', '.join(WIRE_BYTES)}")
+    return _exchange(call, WIRE_BYTES[wire])
+
+
+@register(tc.ep_combine.default, kind="collective")
+def ep_combine(call: OpCall) -> Counts:
+    """Expert outputs back to their tokens' ranks, in their own dtype."""
+    return _exchange(call, call.arg(0).itemsize)
