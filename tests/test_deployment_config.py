@@ -136,3 +136,8 @@ def test_checkpoint_quantization_is_the_default(llama8b_spec, h100_cluster):
     odd = dataclasses.replace(llama8b_spec, quantization={"quant_method": "bitsandbytes"})
     d = resolve(Deployment(), odd, h100_cluster)
     assert d.quant == "none" and "(quant_method='bitsandbytes') is not modelled" in d.notes[0]
+
+
+def test_tp_refused_for_families_it_cannot_shard():
+    with pytest.raises(DeploymentError, match=r"tp=2 is not supported for model_type 'olmoe'.*accepted tp: 1"):
+        tensor_cast.analyze("allenai/OLMoE-1B-7B-0924", device="h100", batch_size=1, query_len=1, tp=2)

@@ -13,6 +13,7 @@ dims are unified and none specializes to 0/1.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,21 @@ class CapturedGraph:
         if isinstance(value, sympy.Basic):
             return value.xreplace(self.symbols)
         raise TypeError(f"not a size: {value!r}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific one-line reason in a dynamo error chain (e.g. the fake-tensor shape clash
+    behind 'RuntimeError when making fake tensor call')."""
+    text = str(exc)
+    quoted = re.findall(r"got (\w+(?:Error|Exception))\('([^']+)'\)", text)
+    if quoted:
+        kind, message = quoted[-1]
+        return f"{kind}: {message}"
+    inner = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    first = next((line for line in str(inner).strip().splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {first}"
 
 
 def _propagate_implementations(model: torch.nn.Module, *, experts: bool) -> None:
@@ -97,8 +113,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
                 inner = inner.__cause__
             if isinstance(inner, TensorCastError):
                 raise inner from None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise CaptureError(f"could not capture {type(model).__name__}: {type(exc).__name__}: {first}") from exc
+            raise CaptureError(f"could not capture {type(model).__name__}: {_reason(exc)}") from exc
         finally:
             torch._dynamo.reset()
     if len(graphs) != 1:

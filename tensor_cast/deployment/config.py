@@ -189,9 +189,19 @@ def _common(values: Iterable[int]) -> int:
     return out
 
 
+# Families whose layers TP cannot shard the way engines do without an op this model lacks.
+TP_UNSUPPORTED = {
+    "olmoe": "its q/k RMSNorms span all heads (width = hidden size), so tensor parallelism needs an "
+             "all-gather of q and k before them, which is not modelled",
+}
+
+
 def _check_tp(spec: ModelSpec, tp: int, ep: int) -> None:
     if tp == 1:
         return
+    if spec.model_type in TP_UNSUPPORTED:
+        raise DeploymentError(f"tp={tp} is not supported for model_type {spec.model_type!r}: "
+                              f"{TP_UNSUPPORTED[spec.model_type]}; accepted tp: 1 (use dp to scale out)")
     checks: list[tuple[str, int]] = []  # (what, size) that tp must divide
     for layer, _ in spec.layer_kinds():
         a = layer.attention

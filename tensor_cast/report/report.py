@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -432,55 +432,9 @@ class Report:
         return render_summary(self)
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(value: Any) -> Any:
-            if isinstance(value, sympy.Basic):
-                return float(value) if value.is_number else str(value)
-            return value
+        from .serialize import report_to_dict
 
-        memory = {k: plain(v) for k, v in asdict(self.memory).items()}
-        deployment = self.context.deployment
-        extra: dict[str, Any] = {"kv_cache_by_kind": {k: plain(v) for k, v in self.kv_cache_by_kind.items()}}
-        if deployment is not None:
-            extra["deployment"] = {"description": deployment.describe(), "world_size": deployment.world_size,
-                                   **{k: getattr(deployment, k) for k in (
-                                       "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")}}
-        if not self.symbolic:
-            fit = self.fit
-            extra["fit"] = {k: plain(v) for k, v in asdict(fit).items()}
-            if self.pipeline is not None:
-                extra["pipeline"] = {k: plain(v) for k, v in asdict(self.pipeline).items() if k != "stages"}
-                extra["pipeline"]["stages"] = [{k: plain(v) for k, v in asdict(st).items()}
-                                               for st in self.pipeline.stages]
-        return {**extra,
-            "model": self.model,
-            "architecture": self.context.architecture,
-            "device": self.device,
-            "point": self.point,
-            "symbolic": self.symbolic,
-            "options": dict(self.context.options),
-            "notes": list(self.context.notes),
-            "totals": {
-                "time_s": plain(self.total_time_s),
-                "flops": plain(self.total_flops),
-                "bytes": plain(self.total_bytes),
-                "comm_bytes": plain(self.total_comm_bytes),
-                "comm_time_s": plain(self.comm_time_s),
-                "overlapped_time_s": plain(self.overlapped_time_s),
-                "ep_comm_time_s": plain(self.ep_comm_time_s),
-                "ep_overlapped_time_s": plain(self.ep_overlapped_time_s),
-                "tokens_per_s": plain(self.tokens_per_s),
-                "flops_by_precision": {k: plain(v) for k, v in self.flops_by_precision.items()},
-            },
-            "memory": memory,
-            "speculative": None if self.speculative is None else {
-                **asdict(self.speculative), "accepted_tokens_per_step": self.accepted_tokens_per_step,
-                "time_per_output_token_s": plain(self.time_per_output_token_s),
-                "output_tokens_per_s": plain(self.output_tokens_per_s)},
-            "num_parameters": self.num_parameters,
-            "active_parameters": self.active_parameters,
-            "ops": [{k: plain(v) for k, v in asdict(row).items()} for row in self.ops],
-            "free_ops": [asdict(f) for f in self.free_ops],
-        }
+        return report_to_dict(self)
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
