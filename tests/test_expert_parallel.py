@@ -451,3 +451,13 @@ def test_deepseek_tp8_ep8_splits_the_shared_expert_over_tp():
     shared = next(p for p in tp8_ep8.context.params if p.name.endswith("mlp.shared_experts.down_proj.weight"))
     assert shared.numel == c["hidden_size"] * c["moe_intermediate_size"] * c["n_shared_experts"] // 8
     assert not any(r.op == "tensor_cast.ep_dispatch" for r in tp8_ep8.ops)  # dp = 1: all-reduced, not exchanged
+
+
+def test_fit_suggests_attention_dp_when_tp_replicates_the_mla_cache():
+    """DeepSeek-V3 TP8 on 8xH200 at batch 256: every rank holds all 256 sequences' latent cache;
+    attention DP + EP on the same 8 GPUs divides it by 8 (and fits, checked by analyzing it)."""
+    point = dict(device="h200", query_len=1, context_len=4096)
+    tp8 = tensor_cast.analyze(DEEPSEEK, batch_size=256, tp=8, **point).fit
+    assert not tp8.fits
+    assert tp8.suggestions[0].startswith("attention DP + EP on these 8 GPUs (--tp 1 --dp 8 --ep 8")
+    assert tensor_cast.analyze(DEEPSEEK, batch_size=256, dp=8, ep=8, **point).fit.fits

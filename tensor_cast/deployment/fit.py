@@ -11,9 +11,12 @@ the report's *symbolic* memory: the expression in B, S, C is lambdified once and
 integers (memory grows monotonically with B and C). The batch is the global one: DP replicas each
 hold ceil(batch / dp) sequences.
 
-When the deployment does not fit, `suggestions` lists what would: the same GPU count on built-in
-devices with more memory, or 2x / 4x as many of this GPU. Those are estimates — the weights per
-GPU scaled by world / world' and the rest kept — labelled as such.
+When the deployment does not fit, `suggestions` lists what would: attention DP + expert
+parallelism on the same GPUs (MoE models whose attention cache every TP rank replicates, i.e.
+MLA: each GPU then holds only its replica's sequences), 2x / 4x as many of this GPU, and the same
+GPU count on built-in devices with more memory. Those are estimates, labelled as such: under
+attention DP the non-expert weights are replicated (x tp) and the MLA cache divided (/ tp); more
+GPUs divide the weights per GPU by the factor and keep the rest.
 """
 
 from __future__ import annotations
@@ -99,8 +102,29 @@ def fit(report: Report) -> Fit:
                context_capped=max_context >= cap - s, suggestions=suggestions)
 
 
+def _attention_dp_estimate(report: Report, required: float) -> tuple[int, float] | None:
+    """(tp, estimated bytes per GPU) with attention DP + EP over the same tp GPUs, for a MoE model
+    under pure TP whose MLA cache each rank replicates; None when that layout would not help."""
+    deployment = report.context.deployment
+    if deployment is None or deployment.tp <= 1 or deployment.dp > 1 or deployment.pp > 1:
+        return None
+    params = report.context.params
+    routed = sum(p.nbytes for p in params if p.active_fraction < 1)
+    if not routed:
+        return None
+    tp = deployment.tp
+    replicated_cache = sum(float(v) for k, v in report.kv_cache_by_kind.items() if k == "mla")
+    if not replicated_cache:
+        return None
+    weights = float(report.memory.weights_bytes)
+    dense = weights - routed  # sharded over tp now, replicated under attention DP
+    estimate = required + dense * (tp - 1) - replicated_cache * (tp - 1) / tp
+    return tp, estimate
+
+
 def _suggestions(report: Report, required: float, utilization: float, limit: int = 4) -> list[str]:
-    """More of this GPU first (the smallest multiple that fits), then other devices at this count."""
+    """Attention DP + EP on these GPUs, then more of this GPU (the smallest multiple that fits),
+    then other devices at this count."""
     from ..backends.device import builtin_profiles
 
     deployment = report.context.deployment
@@ -109,6 +133,10 @@ def _suggestions(report: Report, required: float, utilization: float, limit: int
     rest = required - weights
     profiles = {p.name: p for p in builtin_profiles().values()}
     options = []
+    same_gpus = _attention_dp_estimate(report, required)
+    if same_gpus is not None and same_gpus[1] <= report.context.capacity_bytes * utilization:
+        n, estimate = same_gpus
+        options.append(f"attention DP + EP on these {n} GPUs (--tp 1 --dp {n} --ep {n}; est. {estimate / 1e9:.0f} GB/GPU)")
     for factor in (2, 4, 8):
         estimate = weights / factor + rest
         if report.device in profiles and estimate <= profiles[report.device].memory_bytes * utilization:
