@@ -3,6 +3,7 @@
     python benchmarks/compare_deployments.py                         # Llama-3.1-8B, built-in configs
     python benchmarks/compare_deployments.py Qwen/Qwen3-32B --prefill 1 4096 --decode 128 8192
     python benchmarks/compare_deployments.py --config "H200 TP2 fp8; device=h200; tp=2; quant=fp8"
+    python benchmarks/compare_deployments.py --preset deepseek      # DeepSeek-V3: TP8 vs EP8+DP8 vs 16xH100
 
 For each configuration and workload (a prefill and a decode step) it prints step time,
 tokens/s, memory per GPU (weights + KV cache + activation peak), whether that fits the device (and
@@ -53,6 +54,26 @@ CONFIGS: tuple[Config, ...] = (
     Config("A100 engine", device="a100-80gb-sxm"),
     Config("MI300X engine", device="mi300x"),
 )
+
+
+# Presets: (model, prefill (batch, prompt), decode (batch, context), configurations).
+PRESETS: dict[str, tuple[str, tuple[int, int], tuple[int, int], tuple[Config, ...]]] = {
+    "deepseek": ("deepseek-ai/DeepSeek-V3", (16, 2048), (256, 4096), (  # FP8 block: the checkpoint's own format
+        Config("8xH100 TP8", deployment={"tp": 8}),
+        Config("8xH100 attention-DP8 + EP8", deployment={"dp": 8, "ep": 8}),
+        Config("8xH200 TP8", device="h200", deployment={"tp": 8}),
+        Config("8xH200 TP8 + EP8", device="h200", deployment={"tp": 8, "ep": 8}),
+        Config("8xH200 attention-DP8 + EP8", device="h200", deployment={"dp": 8, "ep": 8}),
+        Config("16xH100 attention-DP16 + EP16 (2 nodes)", deployment={"dp": 16, "ep": 16}),
+        Config("8xB200 attention-DP8 + EP8", device="b200", deployment={"dp": 8, "ep": 8}),
+    )),
+    "qwen3-235b": ("Qwen/Qwen3-235B-A22B", (16, 2048), (256, 4096), (
+        Config("8xH200 TP8 fp8", device="h200", deployment={"tp": 8, "quant": "fp8"}),
+        Config("8xH200 TP8 + EP8 fp8", device="h200", deployment={"tp": 8, "ep": 8, "quant": "fp8"}),
+        Config("8xH200 attention-DP8 + EP8 fp8", device="h200", deployment={"dp": 8, "ep": 8, "quant": "fp8"}),
+        Config("8xH100 TP8 fp8", deployment={"tp": 8, "quant": "fp8"}),
+    )),
+}
 
 
 @dataclass(frozen=True)
@@ -126,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", default=[],
                         help='extra configuration: "label; device=h200; tp=2; fuse=false; cuda_graphs=never"')
     parser.add_argument("--only", action="store_true", help="only the --config configurations")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a model with its deployment comparison")
     args = parser.parse_args(argv)
 
-    configs = [parse_config(c) for c in args.config] + ([] if args.only else list(CONFIGS))
+    base = list(CONFIGS)
+    if args.preset:
+        args.model, args.prefill, args.decode, preset = PRESETS[args.preset]
+        base = list(preset)
+    configs = [parse_config(c) for c in args.config] + ([] if args.only else base)
     workloads = (Workload(f"prefill B={args.prefill[0]} S={args.prefill[1]}", args.prefill[0], args.prefill[1], 0),
                  Workload(f"decode B={args.decode[0]} ctx={args.decode[1]}", args.decode[0], 1, args.decode[1]))
     rows = [run(args.model, config, workload) for workload in workloads for config in configs]
