@@ -1,5 +1,5 @@
 """The calibrated H100 profile against public facts, and the calibration tooling (benchmarks/) on
-synthetic data. Never reads ../shared: the numbers checked here are the public H100 facts quoted
+synthetic data. Never reads the shared calibration folder: the numbers checked here are the public H100 facts quoted
 in issue 5 (sustained bf16 8192³ GEMM ~724 TFLOP/s, decode attention reads KV at ~3.0 TB/s)."""
 
 from __future__ import annotations

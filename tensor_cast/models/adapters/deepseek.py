@@ -16,6 +16,7 @@ MoE and DSA lists). Must not know about capture or costs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,22 +25,17 @@ from transformers import PretrainedConfig
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MLASpec, MLPSpec, ModelSpec, MoESpec
 from .base import DecoderAdapter, require
+from .moe import MoEFamily
+
+# DeepSeek's names for the routed/shared experts and its grouped top-k (n_group / topk_group).
+DEEPSEEK_MOE = MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
+                         groups=("n_group", "topk_group"), shared_module="shared_experts")
 
 
 def deepseek_moe_spec(config: PretrainedConfig) -> MoESpec:
-    """Routed + shared experts as DeepSeek configs name them."""
-    shared = int(getattr(config, "n_shared_experts", 0) or 0)
-    expert = int(require(config, "moe_intermediate_size"))
-    return MoESpec(
-        num_experts=int(require(config, "n_routed_experts")),
-        top_k=int(require(config, "num_experts_per_tok")),
-        expert_intermediate_size=expert,
-        num_shared_experts=shared,
-        shared_intermediate_size=shared * expert,
-        router="sigmoid" if getattr(config, "scoring_func", "softmax") == "sigmoid" else "softmax",
-        num_groups=int(getattr(config, "n_group", 1) or 1),
-        top_k_groups=int(getattr(config, "topk_group", 1) or 1),
-    )
+    """Routed + shared experts as DeepSeek configs name them (`scoring_func` picks the router)."""
+    router = "sigmoid" if getattr(config, "scoring_func", "softmax") == "sigmoid" else "softmax"
+    return dataclasses.replace(DEEPSEEK_MOE.moe_spec(config), router=router)
 
 
 @dataclass(frozen=True)
@@ -113,11 +109,7 @@ class DeepseekAdapter(DecoderAdapter):
         if layer.mlp.kind == "dense":
             config.intermediate_size = layer.mlp.intermediate_size
         elif layer.mlp.kind == "moe" and layer.mlp.moe is not None:
-            m = layer.mlp.moe
-            config.n_routed_experts = m.num_experts
-            config.num_experts_per_tok = m.top_k
-            config.moe_intermediate_size = m.expert_intermediate_size
-            config.n_shared_experts = m.num_shared_experts
+            DEEPSEEK_MOE.set_moe_fields(config, layer.mlp.moe)
         return config
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:

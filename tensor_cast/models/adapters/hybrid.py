@@ -23,8 +23,13 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
-from ..spec import AttentionSpec, LayerSpec, LinearAttentionSpec, MLPSpec, ModelSpec, MoESpec
+from ..spec import AttentionSpec, LayerSpec, LinearAttentionSpec, MLPSpec, ModelSpec
 from .base import DecoderAdapter, require
+from .moe import MoEFamily
+
+# Qwen3-Next / Qwen3.5 name one shared expert by its total width.
+QWEN_NEXT_MOE = MoEFamily(num_experts="num_experts", shared_size="shared_expert_intermediate_size",
+                          shared_module="shared_expert")
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,7 @@ class HybridLinearAdapter(DecoderAdapter):
         if not self.is_moe_layer(config, index):
             return MLPSpec(kind="dense", intermediate_size=int(require(config, "intermediate_size")),
                            activation=activation)
-        shared = int(getattr(config, "shared_expert_intermediate_size", 0) or 0)
-        moe = MoESpec(num_experts=int(require(config, "num_experts")), top_k=int(require(config, "num_experts_per_tok")),
-                      expert_intermediate_size=int(require(config, "moe_intermediate_size")),
-                      num_shared_experts=1 if shared else 0, shared_intermediate_size=shared)
-        return MLPSpec(kind="moe", activation=activation, moe=moe)
+        return MLPSpec(kind="moe", activation=activation, moe=QWEN_NEXT_MOE.moe_spec(config))
 
     # ---- spec -> HF config ---------------------------------------------------------------
     def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
@@ -107,11 +108,7 @@ class HybridLinearAdapter(DecoderAdapter):
         if layer.mlp.kind == "dense":
             config.intermediate_size = layer.mlp.intermediate_size
         elif layer.mlp.kind == "moe" and layer.mlp.moe is not None:
-            m = layer.mlp.moe
-            config.num_experts = m.num_experts
-            config.num_experts_per_tok = m.top_k
-            config.moe_intermediate_size = m.expert_intermediate_size
-            config.shared_expert_intermediate_size = m.shared_intermediate_size
+            QWEN_NEXT_MOE.set_moe_fields(config, layer.mlp.moe)
         return config
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
