@@ -303,14 +303,14 @@ class Report:
                 out[name] = out.get(name, 0) + m * n.counts.state_bytes
         return {k: _num(v, self._subs) for k, v in out.items()}
 
-    @property
+    @cached_property
     def fit(self) -> Any:
         """Fits / does not fit on this device, max batch and context, alternatives (deployment/fit.py)."""
         from ..deployment.fit import fit
 
         return fit(self)
 
-    @property
+    @cached_property
     def pipeline(self) -> Any:
         """Per-stage time and memory, latency, steady-state step and bubble (pp > 1), else None."""
         if self.pp <= 1 or self.symbolic:

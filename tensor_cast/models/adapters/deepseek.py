@@ -113,5 +113,4 @@ class DeepseekAdapter(DecoderAdapter):
         return config
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        """Module prefixes of the routed experts (a token uses top_k / num_experts of their weights)."""
-        return [f"{layers_path}.{i}.mlp.experts." for i in range(rep_layers)]
+        return DEEPSEEK_MOE.routed_prefixes(layers_path, rep_layers)

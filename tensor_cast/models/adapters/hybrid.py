@@ -112,5 +112,4 @@ class HybridLinearAdapter(DecoderAdapter):
         return config
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        """Module prefixes of the routed experts (a token uses top_k / num_experts of their weights)."""
-        return [f"{layers_path}.{i}.mlp.experts." for i in range(rep_layers)]
+        return QWEN_NEXT_MOE.routed_prefixes(layers_path, rep_layers)

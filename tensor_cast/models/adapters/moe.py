@@ -135,6 +135,10 @@ class MoEFamily:
                        shared_intermediate_size=shared_size, router=self.router, num_groups=groups[0],
                        top_k_groups=groups[1])
 
+    def routed_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
+        """Module prefixes of the routed experts (a token uses top_k / num_experts of their weights)."""
+        return [f"{layers_path}.{i}.{self.block}.{self.experts_module}." for i in range(rep_layers)]
+
     def set_moe_fields(self, config: PretrainedConfig, moe: MoESpec) -> None:
         """Write a layer's MoESpec back into the config attributes this family reads."""
         setattr(config, self.num_experts, moe.num_experts)
@@ -196,7 +200,7 @@ class MoEAdapter(DecoderAdapter):
         return config
 
     def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        return [f"{layers_path}.{i}.{self.moe.block}.{self.moe.experts_module}." for i in range(rep_layers)]
+        return self.moe.routed_prefixes(layers_path, rep_layers)
 
     def check_modules(self, model: Any, layers_path: str, kinds: Sequence[LayerSpec]) -> None:
         """Every MoE layer has the table's block, router, experts (fused 3-D, dispatching through
