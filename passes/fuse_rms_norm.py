@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
+from ..capture.provenance import parameter_name
 from .graph_utils import (
     example,
     external_inputs,
@@ -45,7 +46,7 @@ def fuse_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
     for nodes in module_regions(gm, NORM_CLASS_SUFFIXES).values():
         outputs = region_outputs(nodes)
         tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
-        weights = [n for n in tensors if n.op == "placeholder" and "_parameters_" in n.name]
+        weights = [n for n in tensors if parameter_name(n) is not None]
         xs = [n for n in tensors if n not in weights]
         if len(outputs) != 1 or len(xs) != 1 or len(weights) > 1:
             continue

@@ -25,6 +25,7 @@ from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
 from .deployment.sharding import rank_spec
+from .invariants import check_layer_coverage
 from .memory import ParamEntry, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
@@ -124,6 +125,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
                         profile=profile, mode=mode)
+    check_layer_coverage(costed, traced.rep)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
         costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))
     context = ReportContext(

@@ -149,9 +149,27 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the three versions, and a warning on stderr for each outside the tested window."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        from .versions import TESTED_WINDOW, outside_window, versions
+
+        print(" ".join(f"{name} {version}" for name, version in versions().items()))
+        print("tested window: " + ", ".join(f"{name} {low} to {high}" for name, (low, high) in TESTED_WINDOW.items()))
+        for warning in outside_window():
+            print(f"tensor-cast: warning: {warning}", file=sys.stderr)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensor-cast", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print tensor_cast, torch and transformers versions (warns outside the tested window)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_analyze(sub)
     sub.add_parser("models", help="list the offline registry of public architectures")

@@ -27,6 +27,7 @@ import torch
 from torch import fx
 
 from .backends.formulas.registry import DTYPE_BYTES
+from .capture.provenance import parameter_name
 from .costing import CostedGraph
 from .models.build import RepresentativeModel
 
@@ -100,31 +101,24 @@ def parameter_table(rep: RepresentativeModel,
     return entries
 
 
-def placeholder_name(param_name: str) -> str:
-    """The name dynamo gives a parameter's placeholder ("model.norm.weight" ->
-    "l_self_modules_model_modules_norm_parameters_weight_")."""
-    *modules, leaf = param_name.split(".")
-    return "l_self_" + "".join(f"modules_{m}_" for m in modules) + f"parameters_{leaf}_"
-
-
 def stored_bytes(gm: fx.GraphModule) -> Callable[[str, torch.Tensor], float]:
     """Bytes per element of each parameter: a recorded storage format, else its dtype's size."""
-    recorded = {n.name: float(n.meta["tensor_cast_element_bytes"]) for n in gm.graph.nodes
-                if n.op == "placeholder" and "tensor_cast_element_bytes" in n.meta}
+    recorded = {parameter_name(n): float(n.meta["tensor_cast_element_bytes"]) for n in gm.graph.nodes
+                if parameter_name(n) and "tensor_cast_element_bytes" in n.meta}
 
     def size(name: str, param: torch.Tensor) -> float:
-        return recorded.get(placeholder_name(name), DTYPE_BYTES[param.dtype])
+        return recorded.get(name, DTYPE_BYTES[param.dtype])
 
     return size
 
 
 def rank_shares(gm: fx.GraphModule) -> Callable[[str], float]:
     """The fraction of each parameter this rank stores: a recorded share, else all of it."""
-    recorded = {n.name: float(n.meta["tensor_cast_rank_share"]) for n in gm.graph.nodes
-                if n.op == "placeholder" and "tensor_cast_rank_share" in n.meta}
+    recorded = {parameter_name(n): float(n.meta["tensor_cast_rank_share"]) for n in gm.graph.nodes
+                if parameter_name(n) and "tensor_cast_rank_share" in n.meta}
 
     def share(name: str) -> float:
-        return recorded.get(placeholder_name(name), 1.0)
+        return recorded.get(name, 1.0)
 
     return share
 

@@ -43,6 +43,9 @@ def _capture(module: torch.nn.Module, *inputs: torch.Tensor) -> tuple[torch.fx.G
         compiled(*inputs)
     torch._dynamo.reset()
     assert len(graphs) == 1
+    from tensor_cast.capture.provenance import attach_provenance
+
+    attach_provenance(graphs[0][0], module, graphs[0][1])  # as capture() does: module paths, parameter names
     return graphs[0]
 
 

@@ -4,7 +4,8 @@ Owns `capture(model) -> CapturedGraph`: runs `torch.compile(fullgraph=True)` wit
 backend on meta inputs whose batch and query dims (input_ids) and context dim (a carrier tensor
 passed through the forward's kwargs) are marked dynamic, so one graph serves every shape. The
 graph is the dynamo (torch-function) level one: one node per linear / attention / custom op,
-module paths in `nn_module_stack`, parameters as placeholders.
+module paths in `nn_module_stack` (resolved against the model's own modules by `provenance`),
+parameters as placeholders that name their parameter.
 
 Shape-env symbols are renamed to the engine's `B`, `S`, `C` from the inputs' own shapes (never
 by symbol name, which changes between runs). Example sizes are distinct primes >= 3 so no two
@@ -26,6 +27,7 @@ from ..compat import IMPLEMENTATION, hf_interfaces
 from ..errors import CaptureError, TensorCastError
 from ..sizes import B, C, S
 from .attention_interface import CONTEXT_KWARG, no_mask, tensor_cast_attention
+from .provenance import attach_provenance
 
 EXAMPLE_BATCH, EXAMPLE_QUERY, EXAMPLE_CONTEXT = 3, 11, 13
 
@@ -84,10 +86,10 @@ def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
 
 def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     """Trace `model(input_ids[B, S], context[C])` into one graph; logits for the last token only."""
-    graphs: list[fx.GraphModule] = []
+    graphs: list[tuple[fx.GraphModule, list[Any]]] = []
 
     def record(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
-        graphs.append(gm)
+        graphs.append((gm, list(example_inputs)))
         return gm.forward
 
     input_ids = torch.empty(EXAMPLE_BATCH, EXAMPLE_QUERY, dtype=torch.long, device="meta")
@@ -118,7 +120,8 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
             torch._dynamo.reset()
     if len(graphs) != 1:
         raise CaptureError(f"expected one graph from {type(model).__name__}, got {len(graphs)}")
-    gm = graphs[0]
+    gm, example_inputs = graphs[0]
+    attach_provenance(gm, model, example_inputs)
     ids_node = _placeholder(gm, "input_ids_")
     if ids_node is None:
         raise CaptureError("captured graph has no input_ids placeholder")

@@ -136,6 +136,23 @@ def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> 
                 setattr(block, name, type(shared)(config, intermediate_size=moe.shared_intermediate_size))
 
 
+def store_in_checkpoint_dtype(model: nn.Module, dtype: torch.dtype, fp32_suffixes: tuple[str, ...]) -> None:
+    """Checkpoint tensors (parameters and persistent buffers) in the dtype the checkpoint stores
+    them in: float32 for the family's `fp32_parameters`, the model dtype for every other one a
+    transformers release happens to create in float32 (DeepSeek-style routers since 5.24). The
+    dtype a checkpoint fixes must not depend on the transformers release."""
+    for module_name, module in model.named_modules():
+        tensors = [*module._parameters.items(),
+                   *((k, v) for k, v in module._buffers.items() if k not in module._non_persistent_buffers_set)]
+        for leaf, tensor in tensors:
+            if tensor is None or not tensor.is_floating_point():
+                continue
+            name = f"{module_name}.{leaf}" if module_name else leaf
+            target = torch.float32 if name.endswith(fp32_suffixes) else dtype
+            if tensor.dtype != target and (tensor.dtype == torch.float32 or target == torch.float32):
+                tensor.data = tensor.data.to(target)
+
+
 def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeModel:
     from transformers import AutoModelForCausalLM
 
@@ -168,6 +185,7 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
                 del stack[index]
             model = attach_mtp(model, mtp_layers, mtp)
     apply_module_swaps(model, decode_query_len=1 + mtp)
+    store_in_checkpoint_dtype(model, dtype, adapter.fp32_parameters)
     model.eval()
     model.requires_grad_(False)
     return RepresentativeModel(

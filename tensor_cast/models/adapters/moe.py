@@ -304,6 +304,7 @@ def moe_adapters() -> list[MoEAdapter]:
                                  router="sigmoid")),
         MoEAdapter(model_types=("ernie4_5_moe",), qkv_bias_field="use_bias", out_bias_field="use_bias",
                    mlp_bias_field="use_bias",
+                   fp32_parameters=("mlp.gate.weight", "e_score_correction_bias"),
                    moe=MoEFamily(num_experts="moe_num_experts", top_k="moe_k",
                                  shared_count="moe_num_shared_experts", layers=MOE_RANGE,
                                  shared_module="shared_experts")),

@@ -1,0 +1,86 @@
+"""Dependency-drift check: full-depth counts must not depend on the transformers release.
+
+`python .ci/drift_check.py --write counts.json` records, for each case below, the full-depth
+FLOPs, bytes, KV cache, weights and collectives (count and bytes) of a prefill and a decode step;
+`python .ci/drift_check.py --compare counts.json` recomputes them under whatever transformers is
+installed and prints one line per model whose numbers moved, naming the versions, exit 1.
+.ci/run records them with the pinned install and compares with the newest transformers 5.x the
+package index offers, in a second environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+CASES: dict[str, tuple[str, dict[str, object]]] = {
+    "Llama-3.1-8B": ("meta-llama/Llama-3.1-8B", {}),
+    "Qwen3-8B": ("Qwen/Qwen3-8B", {}),
+    "Qwen3-30B-A3B": ("Qwen/Qwen3-30B-A3B", {}),
+    "DeepSeek-V3": ("deepseek-ai/DeepSeek-V3", {"tp": 8}),
+    "Qwen3-Next": ("Qwen/Qwen3-Next-80B-A3B-Instruct", {}),
+    "gpt-oss-120b": ("openai/gpt-oss-120b", {}),
+    "Llama-3.1-70B TP4": ("meta-llama/Llama-3.1-70B", {"tp": 4}),
+}
+POINTS = {"prefill 1x2048": (1, 2048, 0), "decode 64 at 4096": (64, 1, 4096)}
+COLLECTIVE_KINDS = ("collective",)
+
+
+def counts() -> dict[str, dict[str, float]]:
+    import tensor_cast
+
+    out: dict[str, dict[str, float]] = {}
+    for label, (model, deployment) in CASES.items():
+        symbolic = tensor_cast.analyze(model, device="h100-sxm", symbolic=True, **deployment)  # type: ignore[arg-type]
+        row: dict[str, float] = {}
+        for name, point in POINTS.items():
+            report = symbolic.evaluate(*point)
+            collectives = [r for r in report.ops if r.kind in COLLECTIVE_KINDS]
+            row |= {f"{name}: flops": float(report.total_flops), f"{name}: bytes": float(report.total_bytes),
+                    f"{name}: kv cache bytes": float(report.memory.kv_cache_bytes),
+                    f"{name}: weights bytes": float(report.memory.weights_bytes),
+                    f"{name}: ops": float(len(report.ops)),
+                    f"{name}: collectives": float(len(collectives)),
+                    f"{name}: collective bytes": float(report.total_comm_bytes)}
+        out[label] = row
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", help="record the counts of this install into a JSON file")
+    mode.add_argument("--compare", help="compare this install's counts with a recorded JSON file")
+    args = parser.parse_args()
+    from tensor_cast.versions import versions_line
+
+    found = counts()
+    if args.write:
+        with open(args.write, "w") as f:
+            json.dump({"versions": versions_line(), "counts": found}, f, indent=1, sort_keys=True)
+        print(f"drift check: recorded {len(found)} models under {versions_line()}")
+        return 0
+    with open(args.compare) as f:
+        pinned = json.load(f)
+    failures = 0
+    for label, row in pinned["counts"].items():
+        moved = [key for key, value in row.items() if found.get(label, {}).get(key) != value]
+        if moved:
+            failures += 1
+            first = moved[0]
+            print(f"drift check FAILED: {label} under {versions_line()} differs from the pinned run "
+                  f"({pinned['versions']}) in {len(moved)} counts, e.g. {first}: "
+                  f"{found.get(label, {}).get(first)} vs {row[first]}")
+    if failures:
+        return 1
+    print(f"drift check: {len(pinned['counts'])} models identical under {versions_line()} and {pinned['versions']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
