@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import InvalidProfileError, UnknownDeviceError, choices
+from ..errors import InvalidProfileError, UnknownDeviceError, choices, close_matches, did_you_mean
 
 # section -> {key: required}
 SCHEMA: dict[str, dict[str, bool]] = {
@@ -320,5 +320,9 @@ def load_device(device: str | DeviceProfile) -> DeviceProfile:
         if not path.is_file():
             raise UnknownDeviceError(f"device profile file {path} does not exist")
         return parse_profile(path.read_text(), str(path))
+    known = sorted({key for key in builtin_profiles()} | set(device_names()))
+    close = close_matches(device.strip(), known)
+    listed = close + [n for n in device_names() if n not in close]
     raise UnknownDeviceError(
-        f"unknown device {device!r}; known devices: {choices(device_names())} (or a path to a .toml profile)")
+        f"unknown device {device!r}; {did_you_mean(device.strip(), known)}known devices: {choices(listed)} "
+        "(or a path to a .toml profile)")

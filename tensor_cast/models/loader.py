@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,8 @@ from transformers import PretrainedConfig
 from ..errors import MalformedConfigError, UnknownModelError, UnsupportedModelError, choices
 from . import registry
 from .adapters import MODEL_TYPE_ALIASES, adapter_for, supported_model_types
+from .locate import check_model_argument, unknown_model_message
 from .spec import ModelSpec
-
-HUB_PROBE_TIMEOUT_S = 2.0
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -67,22 +64,9 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
         raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {exc}") from None
 
 
-def _is_offline() -> bool:
-    """True when the hub must not or cannot be reached (checked with one short connection)."""
-    flags = (os.environ.get(name, "0").lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    if any(flag in ("1", "true", "yes") for flag in flags):
-        return True
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=HUB_PROBE_TIMEOUT_S).close()
-    except OSError:
-        return True
-    return False
-
-
 def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str]:
     """(HF config, display name) for a model argument."""
-    if not isinstance(model, str) or not model.strip():
-        raise UnknownModelError(f"model must be a non-empty string, got {model!r}")
+    check_model_argument(model)
     path = Path(model).expanduser()
     if path.is_dir():
         cfg_path = path / "config.json"
@@ -100,12 +84,6 @@ def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[Pret
 
 
 def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
-    hint = (f"it is not a local directory with config.json and not in the offline registry "
-            f"(`tensor-cast models` lists {len(registry.ids())} ids: {choices(registry.ids(), limit=8)})")
-    if model.count("/") != 1:
-        raise UnknownModelError(f"unknown model {model!r}: {hint}")
-    if _is_offline():
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; the hub is not reachable (offline)")
     from transformers import AutoConfig
 
     try:
@@ -115,9 +93,10 @@ def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
             raise UnsupportedModelError(
                 f"{model}: this config needs remote code; pass --trust-remote-code to allow running it"
             ) from None
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {exc}") from None
+        raise UnknownModelError(unknown_model_message(model, f"; hub lookup failed: {exc}")) from None
     except OSError as exc:
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {str(exc).splitlines()[0]}") from None
+        raise UnknownModelError(
+            unknown_model_message(model, f"; hub lookup failed: {str(exc).splitlines()[0]}")) from None
 
 
 def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: bool = False) -> ModelSpec:

@@ -96,6 +96,8 @@ class ReportContext:
     kind_names: tuple[str, ...] = ()  # attention kind of each representative layer
     speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
     profile: Any = None  # the DeviceProfile the ops were timed on (per-part timings: report/overlap.py)
+    warnings: tuple[str, ...] = ()  # options given that do not apply, and the like (the CLI prints them)
+    graph_dumps: tuple[tuple[str, str], ...] = ()  # (file name, graph text) after capture and each pass
 
 
 def _num(value: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
@@ -170,6 +172,22 @@ class Report:
     @property
     def context_len(self) -> Any:
         return self.point["context_len"] if self.point else C
+
+    @property
+    def graph_dumps(self) -> tuple[tuple[str, str], ...]:
+        return self.context.graph_dumps
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know about this result: options that did not apply, a context
+        beyond the model's trained length."""
+        found = list(self.context.warnings)
+        limit = self.context.max_position_embeddings
+        if self.point is not None and limit and self.point["context_len"] + self.point["query_len"] > limit:
+            found.append(f"context_len + query_len = {self.point['context_len'] + self.point['query_len']} is beyond "
+                         f"max_position_embeddings = {limit} of {self.model}: the model was not trained for it "
+                         "(the cost is extrapolated)")
+        return tuple(found)
 
     # ---- totals -----------------------------------------------------------------------
     def _sum(self, value_of: Any) -> Any:
