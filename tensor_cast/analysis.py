@@ -118,7 +118,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
-                 deployment: ResolvedDeployment | None = None) -> Report:
+                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = ()) -> Report:
     if dump_graph_dir is not None:
         check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
     traced = trace(spec, options)
@@ -150,6 +150,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         speculative=speculative,
         profile=profile,
         graph_dumps=tuple(traced.dumps),
+        warnings=warnings,
     )
     report = Report(costed, context, point)
     if dump_graph_dir is not None:

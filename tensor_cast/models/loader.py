@@ -17,6 +17,7 @@ from transformers import PretrainedConfig
 from ..errors import MalformedConfigError, UnknownModelError, UnsupportedModelError, choices
 from . import registry
 from .adapters import MODEL_TYPE_ALIASES, adapter_for, supported_model_types
+from .config_checks import check_spec, check_values
 from .locate import check_model_argument, unknown_model_message
 from .spec import ModelSpec
 
@@ -38,7 +39,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bool = False,
                      local_dir: Path | None = None) -> PretrainedConfig:
     """A transformers config from config.json contents, without executing remote code."""
-    from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     model_type = data.get("model_type")
@@ -52,16 +52,39 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
                 "code (auto_map); pass --trust-remote-code / trust_remote_code=True to allow running it"
             )
         if trust_remote_code and local_dir is not None:
-            return AutoConfig.from_pretrained(str(local_dir), trust_remote_code=True)
+            check_values(data, source)
+            return _remote_config(local_dir, source)
         raise UnsupportedModelError(
             f"{source}: model_type {model_type!r} is unknown to transformers; supported model types: "
             f"{choices(supported_model_types())}"
         )
+    check_values(data, source)
+    adapter_for(model_type).check_given(data, source)
     fields = {k: v for k, v in data.items() if k != "model_type"}
+    from huggingface_hub.errors import StrictDataclassError  # transformers' config validators raise these
+
     try:
         return CONFIG_MAPPING[model_type](**fields)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {exc}") from None
+    except (TypeError, ValueError, KeyError, StrictDataclassError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[-2:]) if isinstance(exc, StrictDataclassError) else (lines[0] if lines else repr(exc))
+        raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {detail}") from None
+
+
+def _remote_config(local_dir: Path, source: str) -> PretrainedConfig:
+    """A config built by the directory's own code (the caller allowed it): its failures are the
+    config's, reported in one line."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(local_dir), trust_remote_code=True)
+    except Exception as exc:  # the remote code may raise anything
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise MalformedConfigError(f"{source}: the config's own code (auto_map) failed: "
+                                   f"{type(exc).__name__}: {first}") from None
+    model_type = MODEL_TYPE_ALIASES.get(config.model_type, config.model_type)
+    adapter_for(model_type).check_given(config.to_dict(), source)
+    return config
 
 
 def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str]:
@@ -105,9 +128,11 @@ def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: b
         return model
     if isinstance(model, PretrainedConfig):
         config, name = model, getattr(model, "_name_or_path", "") or model.model_type
+        check_values(config.to_dict(), name)
     else:
         config, name = resolve_config(model, trust_remote_code=trust_remote_code)
     spec = adapter_for(config.model_type).to_spec(config, name)
+    check_spec(spec)
     if spec.mtp_layers and spec.mtp_layer is None:  # the MTP block's layer: like the full model's last one
         spec = dataclasses.replace(spec, mtp_layer=spec.layers[-1])
     return spec
