@@ -23,6 +23,7 @@ from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
 from .models import registry
+from .models.config_checks import check_spec
 from .models.loader import load_spec
 from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
@@ -42,7 +43,9 @@ def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
                trust_remote_code: bool = False) -> ModelSpec:
     """The typed spec of a model id / directory / config, with overrides applied."""
     spec = load_spec(model, trust_remote_code=trust_remote_code)
-    return apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    spec = apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    check_spec(spec)  # overrides may give a layer heads its KV heads do not divide
+    return spec
 
 
 def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: int | None = None,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +348,8 @@ def test_invalid_kv_head_counts_are_refused(tmp_path, kv_heads, fragment):
     with pytest.raises(MalformedConfigError) as info:
         tensor_cast.load_model(llama_dir(tmp_path, num_key_value_heads=kv_heads))
     assert fragment in str(info.value)
+    with pytest.raises(MalformedConfigError, match="layer 1: num_key_value_heads=5 does not divide"):
+        tensor_cast.load_model(LLAMA, per_layer_config={1: {"num_key_value_heads": 5}})
 
 
 def test_options_that_do_not_apply_are_warned(capsys):
@@ -375,7 +375,7 @@ def test_context_beyond_max_position_embeddings_is_warned(symbolic_llama):
 
 def test_mtp_on_prefill_gives_no_decode_figure():
     report = tensor_cast.analyze("deepseek-ai/DeepSeek-V3", device="h200", batch_size=1, query_len=64, mtp=1,
-                                 num_hidden_layers=4)
+                                 num_hidden_layers=1)
     assert report.speculative is None and "output tokens/s" not in report.summary()
     assert any("MTP on a prefill step" in note for note in report.context.notes)
 
@@ -410,12 +410,28 @@ def test_op_cost_by_name_and_fp8_int8_gemms():
 
 # ==== a newcomer's first run =====================================================================
 def test_registry_configs_trigger_no_deprecation_warning():
-    code = ("from tensor_cast.models import registry\nfrom tensor_cast.models.loader import load_spec\n"
-            "for e in registry.all_entries(): load_spec(e.id)\n")
-    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "deprecated" not in done.stderr.lower(), done.stderr
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from tensor_cast.models.build import build_representative
+    from tensor_cast.models.loader import load_spec
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # as a user without TRANSFORMERS_VERBOSITY sees it
+    logging.Logger.warning_once.cache_clear()  # transformers warns once per process
+    hf_logging.get_logger("transformers").addHandler(handler)
+    try:
+        for entry in registry.all_entries():
+            load_spec(entry.id)
+        build_representative(load_spec("google/gemma-3-12b-it"))  # its text_config has no dtype of its own
+    finally:
+        hf_logging.get_logger("transformers").removeHandler(handler)
+        hf_logging.set_verbosity(previous)
+    assert not [r.getMessage() for r in records if "deprecated" in r.getMessage()]
 
 
 def test_progress_is_shown_on_a_terminal_only(capsys):
