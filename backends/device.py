@@ -310,6 +310,10 @@ def builtin_profiles() -> dict[str, DeviceProfile]:
     return table
 
 
+def _builtin_file(profile: DeviceProfile) -> Path:
+    return Path(str(resources.files("tensor_cast.backends") / "profiles" / Path(profile.path).name)).resolve()
+
+
 def device_names() -> list[str]:
     return sorted({p.name for p in builtin_profiles().values()})
 
@@ -335,6 +339,9 @@ def load_device(device: str | DeviceProfile) -> DeviceProfile:
         except (OSError, UnicodeDecodeError) as exc:
             raise UnknownDeviceError(f"device profile file {path} cannot be read: {exc}") from None
         profile = parse_profile(text, str(path))
+        builtin = builtin_profiles().get(profile.name.lower())
+        if builtin is not None and path.resolve() == _builtin_file(builtin):
+            return builtin  # the built-in profile's own file, given by path
         taken = [n for n in (profile.name, *profile.aliases) if n.lower() in builtin_profiles()]
         if taken:
             raise InvalidProfileError(

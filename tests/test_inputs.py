@@ -332,6 +332,10 @@ def test_custom_profile_may_not_take_a_builtin_name_and_a_directory_is_named(tmp
     (tmp_path / "h100.toml").write_text(builtin_text())
     with pytest.raises(InvalidProfileError, match="is a built-in device's: a custom profile needs its own name"):
         load_device(str(tmp_path / "h100.toml"))
+    from importlib import resources
+
+    own_file = resources.files("tensor_cast.backends") / "profiles" / "h100_sxm.toml"
+    assert load_device(str(own_file)) is load_device("h100")  # the built-in's own file, by path
     (tmp_path / "mine.toml").write_text(renamed(builtin_text()))
     assert load_device(str(tmp_path / "mine.toml")).name == "my-h100"
     (tmp_path / "profiles.toml").mkdir()

@@ -78,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
     device = load_device(args.device)
     check_model_argument(args.model)
 
-    from ..api import analyze  # torch and transformers from here on
-    from ..progress import stderr_progress
+    from ..progress import stderr_progress, step
 
     with stderr_progress():
+        step("loading torch and transformers")
+        from ..api import analyze  # torch and transformers from here on
+
         report = analyze(
             args.model, device=device, batch_size=args.batch_size, query_len=args.query_len,
             context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
