@@ -32,8 +32,13 @@ def _writable_dir(folder: Path, option: str, path: Path) -> None:
         raise InvalidArgumentError(f"{option} {path}: directory {folder} does not exist; create it first")
     if not folder.is_dir():
         raise InvalidArgumentError(f"{option} {path}: {folder} is a file, not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidArgumentError(f"{option} {path}: directory {folder} is not writable")
+    try:  # a real probe: permission bits do not tell about read-only mounts or pseudo file systems
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tensor_cast_probe_")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidArgumentError(f"{option} {path}: cannot write in directory {folder}: "
+                                   f"{exc.strerror or exc}") from None
 
 
 def check_file(path: str | os.PathLike[str], option: str) -> Path:
@@ -117,7 +122,12 @@ def write_all(files: Iterable[tuple[Path, str]], dumps: Iterable[DumpSet] = ()) 
             current = target
             fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             staged.append((Path(temporary), target))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            try:
+                handle = os.fdopen(fd, "w", encoding="utf-8")
+            except OSError:
+                os.close(fd)
+                raise
+            with handle:
                 handle.write(text)
         for staged_path, target in staged:
             current = target

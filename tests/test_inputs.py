@@ -223,7 +223,7 @@ def test_cli_writes_all_outputs_or_none(tmp_path, capsys, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(outputs.tempfile, "mkstemp", no_space)
+    monkeypatch.setattr(outputs.os, "fdopen", no_space)  # the paths pass their checks; writing fails
     status, _, err = run_cli(capsys, "analyze", LLAMA, "--device", "h100", "--num-hidden-layers", "1",
                              "--json", str(tmp_path / "ok.json"), "--trace", str(tmp_path / "t.json"),
                              "--dump-graph", str(tmp_path / "d"))
