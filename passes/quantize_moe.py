@@ -24,15 +24,14 @@ from torch import fx
 
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import finish
+from .op_args import arg, set_arg
 from .quantize_linears import excluded
-
-SCHEME_ARG = 15
 
 
 def _weights(node: fx.Node) -> list[fx.Node]:
     """The routed experts' weights and the shared experts' weights of a `moe` node."""
-    shared = [*node.args[7], *node.args[8]]  # type: ignore[misc]
-    return [w for w in (node.args[3], node.args[4], *shared) if isinstance(w, fx.Node)]
+    shared = [*arg(node, "shared_in"), *arg(node, "shared_out")]
+    return [w for w in (arg(node, "gate_up"), arg(node, "down"), *shared) if isinstance(w, fx.Node)]
 
 
 def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
@@ -47,9 +46,7 @@ def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tup
         if any(excluded(path, not_converted=not_converted, quantize_lm_head=quantize_lm_head,
                         quantize_router=quantize_router) for path in modules.get("experts", ())):
             continue
-        args = list(node.args)
-        args[SCHEME_ARG] = scheme
-        node.args = tuple(args)
+        set_arg(node, "scheme", scheme)
         for weight in _weights(node):
             weight.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
     return finish(gm)

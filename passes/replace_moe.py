@@ -52,11 +52,15 @@ from .graph_utils import (
     replace_with_op,
     shape_key,
 )
+from .op_args import arg, call_args
 
 LINEARS = (torch._C._nn.linear,)
 SIGMOIDS = (torch.sigmoid, torch.nn.functional.sigmoid, "Tensor.sigmoid", torch.ops.aten.sigmoid.default)
 # a weight reaches the router GEMM through these (GLM/ERNIE run the router in fp32)
 CONVERSIONS = ("Tensor.to", "Tensor.float", "Tensor.type", "Tensor.bfloat16", "Tensor.half", "Tensor.contiguous")
+# arguments `routed_experts` and `moe` share (same names in both schemas)
+EXPERT_ARGS = ("gate_up", "down", "gate_up_bias", "down_bias")
+LAYOUT_ARGS = ("activation", "gate", "transposed")
 
 
 def _marker() -> object:
@@ -131,7 +135,7 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     if marker not in members:
         return None
     outputs = region_outputs(region)
-    x, index, routing = marker.args[0], marker.args[1], marker.args[2]
+    x, index, routing = arg(marker, "hidden"), arg(marker, "top_k_index"), arg(marker, "top_k_weights")
     if not (isinstance(x, fx.Node) and isinstance(index, fx.Node) and isinstance(routing, fx.Node)):
         return None
     hidden = _source(x, members)
@@ -143,7 +147,7 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     router_inputs = ancestors_within(index, members) | ancestors_within(routing, members)
     router_nodes = {index, routing} | (router_inputs & members)
     router_params = [n for n in weights if n in router_inputs]
-    gate_up, down = example(marker.args[3]), example(marker.args[4])
+    gate_up, down = example(arg(marker, "gate_up")), example(arg(marker, "down"))
     num_experts, hidden_size = gate_up.shape[0], example(hidden).shape[-1]
     router_weights = [n for n in router_params if tuple(example(n).shape) == (num_experts, hidden_size)]
     if len(router_weights) != 1 or down.shape[0] != num_experts:
@@ -152,7 +156,8 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     if shared is None:
         return None
     shared_in, shared_out = shared
-    expert_params = {a for a in marker.args[3:7] if isinstance(a, fx.Node)}
+    experts = {name: arg(marker, name) for name in EXPERT_ARGS}
+    expert_params = {a for a in experts.values() if isinstance(a, fx.Node)}
     if set(weights) - set(router_params) - expert_params - set(shared_in) - set(shared_out):
         return None  # a parameter with a role this op does not model
     out = example(outputs[0])
@@ -161,15 +166,16 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     scoring = "sigmoid" if any(call_target(n) in SIGMOIDS for n in router_nodes) else "softmax"
     top_k = int(example(index).shape[-1])
     extras = [n for n in router_params if n is not router_weights[0]]
-    activation, gate, transposed = marker.args[7], marker.args[8], marker.args[9]
-    args = (hidden, router_weights[0], extras, marker.args[3], marker.args[4], marker.args[5], marker.args[6],
-            shared_in, shared_out, top_k, scoring, activation, gate, transposed, float(skew), "none")
+    moe = torch.ops.tensor_cast.moe.default
+    args = call_args(moe, hidden=hidden, router_weight=router_weights[0], router_extra=extras, **experts,
+                     shared_in=shared_in, shared_out=shared_out, top_k=top_k, scoring=scoring,
+                     **{name: arg(marker, name) for name in LAYOUT_ARGS}, skew=float(skew), scheme="none")
     modules = {
         "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
         "experts": [module_path(marker)],
         "shared": sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes}),
     }
-    new = replace_with_op(gm, region, torch.ops.tensor_cast.moe.default, args, outputs)
+    new = replace_with_op(gm, region, moe, args, outputs)
     if new is not None:
         new.meta["tensor_cast_moe_modules"] = modules
     return new

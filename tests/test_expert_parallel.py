@@ -18,6 +18,7 @@ from tensor_cast.cli import main
 from tensor_cast.errors import DeploymentError
 from tensor_cast.models import registry
 from tensor_cast.passes.insert_ep_collectives import RANK_SHARE, insert_ep_collectives
+from tensor_cast.passes.op_args import arg
 
 tc = torch.ops.tensor_cast
 BF16 = 2
@@ -159,15 +160,16 @@ def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
     assert targets.count(tc.ep_dispatch.default) == 1 and targets.count(tc.ep_combine.default) == 1
     assert len(gm.graph.nodes) == count + 2
     moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
-    dispatch, combine = moe.args[0], next(iter(moe.users))
+    dispatch, combine = arg(moe, "hidden"), next(iter(moe.users))
     assert dispatch.target is tc.ep_dispatch.default and combine.target is tc.ep_combine.default
-    assert dispatch.args == (dispatch.args[0], 2, 8, 0.0, 4, 4, 1, "fp32")  # (k, E, skew, ep, dp, nodes, wire)
+    assert [arg(dispatch, k) for k in ("top_k", "num_experts", "skew", "group_size", "ep_dp", "nodes", "wire_dtype")] \
+        == [2, 8, 0.0, 4, 4, 1, "fp32"]
     assert combine.args == (moe, 2, 8, 0.0, 4, 4, 1) and list(moe.users) == [combine]
-    assert moe.args[16:] == (4, 4)
+    assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)
     assert _values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
     shares = {n.name: n.meta.get(RANK_SHARE) for n in gm.graph.nodes if n.op == "placeholder"}
     assert sorted(v for v in shares.values() if v) == [0.25, 0.25]  # gate_up and down; the router stays whole
-    assert shares[moe.args[1].name] is None
+    assert shares[arg(moe, "router_weight").name] is None
     with torch.no_grad():
         torch.testing.assert_close(gm(*inputs), expected)  # same numbers (reference exchange)
 
@@ -179,7 +181,8 @@ def test_insert_ep_collectives_near_misses(capture_module):
     assert len(insert_ep_collectives(gm, ep=1, dp=4).graph.nodes) == count  # ep = 1: no-op
     gm = insert_ep_collectives(gm, ep=4, dp=1)  # dp = 1: every rank holds every token, no exchange
     assert len(gm.graph.nodes) == count and tc.ep_dispatch.default not in _targets(gm)
-    assert next(n for n in gm.graph.nodes if n.target is tc.moe.default).args[16:] == (4, 1)
+    moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
+    assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 1)
     gm, _ = capture_module(TinyMoE(scheme="fp8"), x)
     wire = next(n for n in insert_ep_collectives(gm, ep=2, dp=2).graph.nodes if n.target is tc.ep_dispatch.default)
     assert wire.args[-1] == "fp8"  # FP8 experts: DeepEP dispatches FP8

@@ -14,6 +14,7 @@ from tensor_cast.capture.experts_interface import tensor_cast_experts
 from tensor_cast.compat import IMPLEMENTATION, registered
 from tensor_cast.passes import PIPELINE
 from tensor_cast.passes.graph_utils import call_target, example
+from tensor_cast.passes.op_args import arg
 from tensor_cast.passes.replace_moe import replace_moe
 
 tc = torch.ops.tensor_cast
@@ -120,8 +121,8 @@ def test_block_becomes_one_moe_op(family: str) -> None:
     assert after[torch.topk] + after["Tensor.topk"] == 0
     assert after[torch._C._nn.linear] == 0
     (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
-    assert node.args[9] == TOP_K and node.args[14] == 0.0
-    assert len(node.args[7]) + len(node.args[8]) == shared_linears
+    assert arg(node, "top_k") == TOP_K and arg(node, "skew") == 0.0
+    assert len(arg(node, "shared_in")) + len(arg(node, "shared_out")) == shared_linears
     result = _run(gm, inputs)
     assert result.shape == reference.shape and result.dtype == reference.dtype
     torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-5)

@@ -59,8 +59,8 @@ def attention_counts(*, batch: Any, q_heads: Any, kv_heads: Any, q_len: Any, con
 
 @register(torch.ops.tensor_cast.attention.default, kind="attention")
 def kv_cache_attention(call: OpCall) -> Counts:
-    q, k, v = call.arg(0), call.arg(1), call.arg(2)
-    context_len, causal, window = call.arg(3), bool(call.arg(5)), int(call.arg(6))
+    q, k, v = call.get("query"), call.get("key"), call.get("value")
+    context_len, causal, window = call.get("context_len"), bool(call.get("causal")), int(call.get("window"))
     batch, q_heads, q_len, head_dim = q.shape
     return attention_counts(
         batch=batch, q_heads=q_heads, kv_heads=k.shape[1], q_len=q_len, context_len=context_len,

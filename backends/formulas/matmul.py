@@ -55,7 +55,7 @@ def linear(call: OpCall) -> Counts:
 @register(torch.ops.tensor_cast.fused_linear.default, kind="gemm")
 def fused_linear(call: OpCall) -> Counts:
     """One GEMM against the concatenated weights: x read once, N = sum of output widths."""
-    x, weights, biases = call.arg(0), call.arg(1), call.arg(2)
+    x, weights, biases = call.get("x"), call.get("weights"), call.get("biases")
     m, k = numel(x.shape[:-1]), x.shape[-1]
     n = sum((w.shape[0] for w in weights), 0)
     read = x.nbytes + sum((w.nbytes for w in weights), 0) + sum((b.nbytes for b in biases if b is not None), 0)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ...errors import UnknownOpError
+from ...ops import schema
 from ...sizes import numel
 from ..counts import Counts
 
@@ -98,9 +99,14 @@ class OpCall:
     outputs: tuple[TensorInfo, ...] = ()
 
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
+        """A torch function's / aten op's argument by position (custom ops: `get`, by name)."""
         if name is not None and name in self.kwargs:
             return self.kwargs[name]
         return self.args[index] if index < len(self.args) else default
+
+    def get(self, name: str) -> Any:
+        """Argument `name` of an `OpOverload` call, from the op's schema (its default when not passed)."""
+        return schema.value(self.op, self.args, self.kwargs, name)
 
     @property
     def inputs(self) -> list[TensorInfo]:
