@@ -10,7 +10,7 @@ Produces, for each:
 - the op's `ep` / `ep_dp` cost arguments: the routed experts are split over `ep` ranks and the
   tokens of `dp` attention-DP replicas are routed over them (the formula then costs this rank's
   E/ep experts: the pairs they receive, the weights of those hit);
-- `meta["tensor_cast_rank_share"] = 1/ep` on the routed experts' weights and biases (the memory
+- `NodeFacts.rank_share = 1/ep` on the routed experts' weights and biases (the memory
   report holds E/ep experts per GPU; routers and shared experts stay whole, or TP-sharded);
 - with dp > 1 (each rank holds different tokens): `ep_dispatch` on the block input before the op
   and `ep_combine` on its output, an all_to_all each over the `ep` ranks (spanning `nodes`
@@ -42,9 +42,9 @@ from torch import fx
 from ..deployment.quantization import scheme as lookup_scheme
 from ..errors import DeploymentError
 from .graph_utils import example, fake_result, finish, insert_op_after, module_path
+from .node_facts import derive_facts, update_facts
 from .op_args import arg, call_args, set_args
 
-RANK_SHARE = "tensor_cast_rank_share"  # placeholder meta: the fraction of a parameter one rank holds
 EXPERT_WEIGHTS = ("gate_up", "down", "gate_up_bias", "down_bias")  # tensor_cast::moe arguments split over ranks
 MODEL_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 
@@ -85,7 +85,7 @@ def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes
         set_args(node, ep=ep, ep_dp=dp)
         for weight in (arg(node, name) for name in EXPERT_WEIGHTS):
             if isinstance(weight, fx.Node):
-                weight.meta[RANK_SHARE] = 1 / ep
+                update_facts(weight, rank_share=1 / ep)
         if dp <= 1:
             continue
         hidden = arg(node, "hidden")
@@ -95,6 +95,7 @@ def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes
             dispatch = gm.graph.call_function(tc.ep_dispatch.default, dispatch_args)
         dispatch.meta.update({k: v for k, v in node.meta.items() if k in ("nn_module_stack", "stack_trace")})
         dispatch.meta["example_value"] = value
+        derive_facts(dispatch, node)
         node.replace_input_with(hidden, dispatch)
         insert_op_after(gm, node, tc.ep_combine.default, call_args(tc.ep_combine.default, y=node, **routing))
     return finish(gm)

@@ -2,9 +2,9 @@
 
 Matches: every attention op that keeps a KV cache (`CACHE_ARGS`: the op and the names of its
 cached tensors; `tensor_cast::attention`: key and value).
-Produces: no new node. The cached tensors' nodes get `meta["tensor_cast_element_bytes"]` (bytes per
-cached element) and the attention node is flagged, so its cost reads, appends and holds the cache
-at that size (`costing.make_call`); the attention math keeps its precision (engines dequantize
+Produces: no new node. The attention node's `NodeFacts.input_bytes` name its cached inputs and
+their bytes per element, so its cost reads, appends and holds the cache at that size
+(`costing.make_call`); the attention math keeps its precision (engines dequantize
 the cache inside the kernel).
 Invariant after: the graph's nodes, shapes and dtypes are unchanged.
 Example (kv_cache_dtype fp8, bf16 model):
@@ -22,6 +22,7 @@ import torch
 from torch import fx
 
 from .graph_utils import finish
+from .node_facts import update_facts
 from .op_args import arg
 
 CACHE_ARGS: dict[Any, tuple[str, ...]] = {
@@ -38,9 +39,6 @@ def quantize_kv_cache(gm: fx.GraphModule, *, kv_bytes: Any = None) -> fx.GraphMo
         names = CACHE_ARGS.get(node.target) if node.op == "call_function" else None
         if not names:
             continue
-        for name in names:
-            value = arg(node, name)
-            if isinstance(value, fx.Node):
-                value.meta["tensor_cast_element_bytes"] = kv_bytes
-        node.meta["tensor_cast_element_bytes"] = True
+        cached = tuple((name, kv_bytes) for name in names if isinstance(arg(node, name), fx.Node))
+        update_facts(node, input_bytes=cached)
     return finish(gm)

@@ -5,7 +5,7 @@ unquantized (`not_converted`, the same patterns `quantize_linears` reads: gpt-os
 attention and router 16-bit and ships MXFP4 experts; MiniMax-M2 and MiMo-V2-Flash ship FP8
 experts). The module names come from `meta["tensor_cast_moe_modules"]` (set by `replace_moe`).
 Produces: the same op with its `scheme` argument set; the routed experts' 3-D weights and the
-shared experts' weights get `meta["tensor_cast_element_bytes"]` (the scheme's stored bytes per
+shared experts' weights get `NodeFacts.stored_bytes` (the scheme's stored bytes per
 element, scales included — the memory report reads it). The formula then reads those bytes and
 runs the expert GEMMs at the scheme's precision (backends/formulas/moe.py).
 Invariant after: shapes and dtypes unchanged; every converted MoE op names its scheme.
@@ -24,6 +24,7 @@ from torch import fx
 
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import finish
+from .node_facts import update_facts
 from .op_args import arg, set_arg
 from .quantize_linears import excluded
 
@@ -48,5 +49,5 @@ def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tup
             continue
         set_arg(node, "scheme", scheme)
         for weight in _weights(node):
-            weight.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+            update_facts(weight, stored_bytes=float(s.weight_bytes))
     return finish(gm)

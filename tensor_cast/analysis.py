@@ -92,7 +92,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    captured = capture(rep.model, experts=experts_function(rep))
+    captured = capture(rep.model, experts=experts_function(rep), layers=rep.layer_modules())
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
@@ -123,8 +123,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     if dump_graph_dir is not None:
         traced.write_dumps(dump_graph_dir)
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
-    costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
-                        profile=profile, mode=mode)
+    costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode)
     check_layer_coverage(costed, traced.rep)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
         costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))

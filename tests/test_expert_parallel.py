@@ -17,7 +17,8 @@ from tensor_cast.backends.formulas.moe import inclusion_probabilities, routed_co
 from tensor_cast.cli import main
 from tensor_cast.errors import DeploymentError
 from tensor_cast.models import registry
-from tensor_cast.passes.insert_ep_collectives import RANK_SHARE, insert_ep_collectives
+from tensor_cast.passes.insert_ep_collectives import insert_ep_collectives
+from tensor_cast.passes.node_facts import facts
 from tensor_cast.passes.op_args import arg
 
 tc = torch.ops.tensor_cast
@@ -167,9 +168,9 @@ def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
     assert combine.args == (moe, 2, 8, 0.0, 4, 4, 1) and list(moe.users) == [combine]
     assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)
     assert _values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
-    shares = {n.name: n.meta.get(RANK_SHARE) for n in gm.graph.nodes if n.op == "placeholder"}
-    assert sorted(v for v in shares.values() if v) == [0.25, 0.25]  # gate_up and down; the router stays whole
-    assert shares[arg(moe, "router_weight").name] is None
+    shares = {n.name: facts(n).rank_share for n in gm.graph.nodes if n.op == "placeholder"}
+    assert sorted(v for v in shares.values() if v != 1) == [0.25, 0.25]  # gate_up and down; the router stays whole
+    assert shares[arg(moe, "router_weight").name] == 1
     with torch.no_grad():
         torch.testing.assert_close(gm(*inputs), expected)  # same numbers (reference exchange)
 

@@ -11,6 +11,7 @@ import torch
 from torch import fx
 
 from tensor_cast.capture.experts_interface import tensor_cast_experts
+from tensor_cast.capture.provenance import attach_provenance
 from tensor_cast.compat import IMPLEMENTATION, registered
 from tensor_cast.passes import PIPELINE
 from tensor_cast.passes.graph_utils import call_target, example
@@ -58,6 +59,7 @@ def _capture(module: torch.nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, 
         torch.compile(module, backend=record, fullgraph=True, dynamic=False)(x)
     torch._dynamo.reset()
     assert len(graphs) == 1
+    attach_provenance(graphs[0][0], module, graphs[0][1])  # as capture() does: module paths, NodeFacts
     return graphs[0]
 
 

@@ -84,8 +84,10 @@ def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
     return None
 
 
-def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
-    """Trace `model(input_ids[B, S], context[C])` into one graph; logits for the last token only."""
+def capture(model: torch.nn.Module, *, experts: Any = None, layers: tuple[torch.nn.Module, ...] = ()) -> CapturedGraph:
+    """Trace `model(input_ids[B, S], context[C])` into one graph; logits for the last token only.
+
+    `layers`: the model's decoder layers, whose nodes get their index as `NodeFacts.layer`."""
     graphs: list[tuple[fx.GraphModule, list[Any]]] = []
 
     def record(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
@@ -121,7 +123,7 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     if len(graphs) != 1:
         raise CaptureError(f"expected one graph from {type(model).__name__}, got {len(graphs)}")
     gm, example_inputs = graphs[0]
-    attach_provenance(gm, model, example_inputs)
+    attach_provenance(gm, model, example_inputs, layers)
     ids_node = _placeholder(gm, "input_ids_")
     if ids_node is None:
         raise CaptureError("captured graph has no input_ids placeholder")
