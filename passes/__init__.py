@@ -54,10 +54,6 @@ def _mla_params(options: Any) -> dict[str, Any]:
     return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
 
 
-def _moe_params(options: Any) -> dict[str, Any]:
-    return {"skew": float(getattr(options, "moe_skew", 0.0))}
-
-
 # ---- deployment passes (tensor_cast/deployment/): options.deployment is a TraceDeployment ----------
 def _deployment(options: Any) -> Any:
     from ..deployment.config import TraceDeployment
@@ -129,7 +125,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),
     # Always on (not a fusion: the experts-hit model lives in the op); before the fusions, which
     # would otherwise fuse the shared experts' GEMMs the op absorbs, and before quantize_linears.
-    Pass("replace_moe", replace_moe, params=_moe_params),
+    Pass("replace_moe", replace_moe),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),

@@ -26,9 +26,9 @@ partial sums.
 Invariant after: shapes and dtypes unchanged; every MoE op carries ep; with dp > 1 exactly one
 dispatch reads each MoE op's input and one combine reads its output, in that order.
 Example (tp=1, dp=8, ep=8, FP8 experts):
-    before: y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "fp8"); z = add(r, y)
-    after:  d = ep_dispatch(h, 8, 256, 0.0, 8, 8, 1, "fp8"); m = moe(d, Wr, [], Wgu, Wd, ..., 0.0, "fp8", 8, 8)
-            y = ep_combine(m, 8, 256, 0.0, 8, 8, 1); z = add(r, y)
+    before: y = moe(h, Wr, [], Wgu, Wd, ..., "fp8"); z = add(r, y)
+    after:  d = ep_dispatch(h, 8, 256, 8, 8, 1, "fp8"); m = moe(d, Wr, [], Wgu, Wd, ..., 0.0, "fp8", 8, 8)
+            y = ep_combine(m, 8, 256, 8, 8, 1); z = add(r, y)
 Refuses: ep == 1 (no-op). Raises (a `DeploymentError`) when a MoE block was left as a bare
 `routed_experts` op (its experts cannot be split without the block's router) or the graph has no
 MoE op at all, or ep does not divide a block's experts.
@@ -63,9 +63,9 @@ def _routing(node: fx.Node, ep: int, dp: int, nodes: int) -> dict[str, object]:
     experts = int(example(arg(node, "gate_up")).shape[0])
     if experts % ep:
         raise DeploymentError(f"ep={ep} does not divide the {experts} experts of {module_path(node) or 'a MoE block'}")
-    top_k, skew = arg(node, "top_k"), arg(node, "skew")
-    assert isinstance(top_k, int) and isinstance(skew, (int, float)), "replace_moe writes literal top_k and skew"
-    return {"top_k": top_k, "num_experts": experts, "skew": float(skew), "group_size": ep, "ep_dp": dp, "nodes": nodes}
+    top_k = arg(node, "top_k")
+    assert isinstance(top_k, int), "replace_moe writes a literal top_k"
+    return {"top_k": top_k, "num_experts": experts, "group_size": ep, "ep_dp": dp, "nodes": nodes}
 
 
 def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1) -> fx.GraphModule:

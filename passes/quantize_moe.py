@@ -10,8 +10,8 @@ element, scales included — the memory report reads it). The formula then reads
 runs the expert GEMMs at the scheme's precision (backends/formulas/moe.py).
 Invariant after: shapes and dtypes unchanged; every converted MoE op names its scheme.
 Example (fp8):
-    before: y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "none")
-    after:  y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "fp8")      # Wgu, Wd: 1 byte per element
+    before: y = moe(h, Wr, [], Wgu, Wd, ..., "none")
+    after:  y = moe(h, Wr, [], Wgu, Wd, ..., "fp8")      # Wgu, Wd: 1 byte per element
 Refuses: scheme "none" (no-op); MoE ops whose experts are excluded (left "none"). The router
 stays in the model dtype (engines run the MoE gate unquantized; `quantize_router` applies to
 routers that are plain linears). Shared experts follow the routed experts' scheme.

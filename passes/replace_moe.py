@@ -13,10 +13,9 @@ classified by data flow, not by family:
   one reading their product is `shared_out` (down);
 - combine: whatever adds/reshapes the results.
 Produces: `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias,
-shared_in, shared_out, top_k, scoring, activation, gate, transposed, skew, "none")`, placed in the
+shared_in, shared_out, top_k, scoring, activation, gate, transposed, "none")`, placed in the
 MoE block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
-`skew` is this pass's keyword (the analysis' `moe_skew`: 0 = uniform routing); the scheme is
-"none" until `quantize_moe`. The node's `meta["tensor_cast_moe_modules"]` names the block's
+the scheme is "none" until `quantize_moe`. The routing skew is not in the graph (a cost knob). The node's `meta["tensor_cast_moe_modules"]` names the block's
 router, experts and shared-expert modules (for passes that treat them apart, e.g. quantization).
 Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
 replaced block; exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
@@ -26,7 +25,7 @@ block by its experts module and so runs first) stay outside the op, reading its 
 Example:
     before: v = view(h); l = linear(v, Wr); p = softmax(l); w, i = topk(p, 8); w = w / sum(w)
             y = routed_experts(v, i, w, Wgu, Wd, None, None, "silu", "concat", False); o = reshape(y)
-    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, 0.0, "none")
+    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, "none")
 Refuses (leaves the block as it is; `routed_experts` keeps its own cost rule): a block with
 more than one output or another activation input, a router without exactly one (E, H) weight,
 shared-expert linears with biases or an unrecognized shape (more than one down projection,
@@ -128,7 +127,7 @@ def _shared(region: list[fx.Node], excluded: set[fx.Node]) -> tuple[list[fx.Node
     return shared_in, shared_out
 
 
-def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node | None:
+def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     path = _block_path(marker)
     region = _region(gm, path) if path is not None else []
     members = set(region)
@@ -169,7 +168,7 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     moe = torch.ops.tensor_cast.moe.default
     args = call_args(moe, hidden=hidden, router_weight=router_weights[0], router_extra=extras, **experts,
                      shared_in=shared_in, shared_out=shared_out, top_k=top_k, scoring=scoring,
-                     **{name: arg(marker, name) for name in LAYOUT_ARGS}, skew=float(skew), scheme="none")
+                     **{name: arg(marker, name) for name in LAYOUT_ARGS}, scheme="none")
     modules = {
         "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
         "experts": [module_path(marker)],
@@ -181,8 +180,8 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     return new
 
 
-def replace_moe(gm: fx.GraphModule, *, skew: float = 0.0) -> fx.GraphModule:
+def replace_moe(gm: fx.GraphModule) -> fx.GraphModule:
     marker = _marker()
     for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is marker]:
-        _replace_block(gm, node, skew)
+        _replace_block(gm, node)
     return finish(gm)

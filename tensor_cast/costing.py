@@ -21,7 +21,7 @@ from torch import fx
 from .backends.counts import Counts
 from .backends.device import DeviceProfile
 from .backends.formulas import OpCall, TensorInfo, is_free, lookup, op_name
-from .backends.formulas.registry import FREE_OPS
+from .backends.formulas.registry import FREE_OPS, CostKnobs
 from .backends.roofline import ExecutionMode, OpTime, op_time
 from .errors import TensorCastError, UnknownOpError
 from .ops import schema
@@ -29,6 +29,7 @@ from .passes.graph_utils import call_target, example, module_path
 from .passes.node_facts import facts
 
 HOST_SCALAR_REASON = "host-side scalar/shape arithmetic (no tensor result)"
+DEFAULT_KNOBS = CostKnobs()
 NOOP_REASON = "no data movement for these arguments (view, same-dtype conversion, tuple unpacking)"
 
 
@@ -86,7 +87,7 @@ def _outputs(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def make_call(node: fx.Node, to_expr: Callable[[Any], Any]) -> OpCall:
+def make_call(node: fx.Node, to_expr: Callable[[Any], Any], knobs: CostKnobs = DEFAULT_KNOBS) -> OpCall:
     args = tuple(_convert(a, to_expr) for a in node.args)
     kwargs = {k: _convert(v, to_expr) for k, v in node.kwargs.items()}
     # inputs a pass stored narrower than their meta dtype, as this op reads them (an FP8 KV cache)
@@ -101,11 +102,12 @@ def make_call(node: fx.Node, to_expr: Callable[[Any], Any]) -> OpCall:
         else:
             args = (*args[:index], info, *args[index + 1:])
     outputs = tuple(tensor_info(t, to_expr) for t in _outputs(example(node)))
-    return OpCall(op=call_target(node), args=args, kwargs=kwargs, outputs=outputs)
+    return OpCall(op=call_target(node), args=args, kwargs=kwargs, outputs=outputs, knobs=knobs)
 
 
 def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, profile: DeviceProfile,
-               mode: ExecutionMode) -> CostedGraph:
+               mode: ExecutionMode, knobs: CostKnobs = DEFAULT_KNOBS) -> CostedGraph:
+    """Cost every node of `gm` on `profile`; `knobs` are the cost-only modelling choices."""
     nodes: list[CostedNode] = []
     free: Counter[tuple[str, str]] = Counter()
     for node in gm.graph.nodes:
@@ -123,7 +125,7 @@ def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, profile: De
             continue
         try:
             entry = lookup(key)
-            call = make_call(node, to_expr)
+            call = make_call(node, to_expr, knobs)
             counts = entry.rule(call)
         except TensorCastError as exc:
             raise UnknownOpError(f"{exc} (node: {node.format_node()}, module: {path or 'model'})") from None

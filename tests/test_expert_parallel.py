@@ -14,6 +14,7 @@ from torch import nn
 import tensor_cast
 from tensor_cast.backends.formulas import OpCall, TensorInfo
 from tensor_cast.backends.formulas.moe import inclusion_probabilities, routed_counts
+from tensor_cast.backends.formulas.registry import CostKnobs
 from tensor_cast.cli import main
 from tensor_cast.errors import DeploymentError
 from tensor_cast.models import registry
@@ -37,12 +38,12 @@ def config(model_id):
 # ---- the exchange ops ------------------------------------------------------------------------
 def test_opcheck_and_reference_semantics():
     x = torch.randn(3, 4, 16)
-    for op, args in ((tc.ep_dispatch.default, (x, 2, 8, 0.0, 4, 4, 1, "fp8")),
-                     (tc.ep_combine.default, (x, 2, 8, 0.0, 4, 4, 1))):
+    for op, args in ((tc.ep_dispatch.default, (x, 2, 8, 4, 4, 1, "fp8")),
+                     (tc.ep_combine.default, (x, 2, 8, 4, 4, 1))):
         torch.library.opcheck(op, args)
         torch.testing.assert_close(op(*args), x)  # every simulated rank holds the same tokens
     with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, bf16"):
-        tc.ep_dispatch(x, 2, 8, 0.0, 4, 4, 1, "int3")
+        tc.ep_dispatch(x, 2, 8, 4, 4, 1, "int3")
 
 
 @pytest.mark.parametrize("tp, dp", [(1, 8), (2, 4), (1, 16)])
@@ -54,17 +55,17 @@ def test_dispatch_and_combine_bytes_per_rank(h100_cluster, tp, dp):
     rows = dp * tokens * top_k // ep
     assert rows == tokens * top_k // tp
     x = meta(batch, seq, hidden)
-    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, 0.0, ep, dp, 1, "fp8",
+    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "fp8",
                                    device=h100_cluster)
     payload = rows * hidden * FP8_WIRE
     assert dispatch.counts.comm.payload_bytes == payload
     assert dispatch.counts.comm_bytes == sympy.Rational(ep - 1, ep) * payload
     assert (dispatch.counts.comm.collective, dispatch.counts.comm.scope, dispatch.counts.comm.group_size) == \
         ("all_to_all", "ep", ep)
-    combine = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, ep, dp, 1, device=h100_cluster)
+    combine = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, ep, dp, 1, device=h100_cluster)
     assert combine.counts.comm_bytes == sympy.Rational(ep - 1, ep) * rows * hidden * BF16
     assert combine.kind == "collective"
-    bf16 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, 0.0, ep, dp, 1, "bf16", device=h100_cluster)
+    bf16 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "bf16", device=h100_cluster)
     assert bf16.counts.comm_bytes == combine.counts.comm_bytes
 
 
@@ -73,11 +74,11 @@ def test_exchange_time_intra_and_inter_node(h100_cluster):
     tokens, hidden, top_k, experts = 64, 4096, 8, 256
     x = meta(tokens, hidden)
     m = tokens * top_k * hidden * BF16  # tp = 1: every row of the rank's tokens
-    one = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, 8, 8, 1, device=h100_cluster)
+    one = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 8, 8, 1, device=h100_cluster)
     assert one.counts.comm.payload_bytes == m
     assert one.time_s >= link.intra_node_latency_us * 1e-6 + 7 / 8 * m / (link.intra_node_bandwidth_gbps * 1e9)
     # 16 ranks over 2 nodes: 7/16 of the rows stay in the node (NVLink), 8/16 cross InfiniBand, at the same time
-    two = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, 16, 16, 2, device=h100_cluster)
+    two = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 16, 16, 2, device=h100_cluster)
     expected = link.inter_node_latency_us * 1e-6 + max(7 / 16 * m / (link.intra_node_bandwidth_gbps * 1e9),
                                                         8 / 16 * m / (link.inter_node_bandwidth_gbps * 1e9))
     assert two.counts.comm_bytes == sympy.Rational(15, 16) * m
@@ -89,8 +90,9 @@ def _moe_call(tokens, *, experts=128, top_k=8, hidden=2048, inter=768, skew=0.0,
     t = TensorInfo
     args = (t((tokens, hidden), torch.bfloat16), t((experts, hidden), torch.bfloat16), [],
             t((experts, 2 * inter, hidden), torch.bfloat16), t((experts, hidden, inter), torch.bfloat16), None, None,
-            [], [], top_k, "softmax", "silu", "concat", False, skew, "none", ep, ep_dp)
-    return OpCall(op=tc.moe.default, args=args, outputs=(t((tokens, hidden), torch.bfloat16),))
+            [], [], top_k, "softmax", "silu", "concat", False, "none", ep, ep_dp)
+    return OpCall(op=tc.moe.default, args=args, outputs=(t((tokens, hidden), torch.bfloat16),),
+                  knobs=CostKnobs(moe_skew=skew))
 
 
 @pytest.mark.parametrize("ep, dp", [(8, 1), (8, 8), (4, 2)])
@@ -119,7 +121,8 @@ def test_skewed_routing_costs_the_most_loaded_rank():
     uniform = routed_counts(_moe_call(tokens, ep=ep))
     assert counts.flops["bf16"] > uniform.flops["bf16"]  # the hot rank sets the step time
     x = meta(tokens, hidden)
-    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, skew, ep, ep, 1, "bf16", device="h100-sxm")
+    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, ep, 1, "bf16", device="h100-sxm",
+                                  moe_skew=skew)
     assert float(dispatch.counts.comm.payload_bytes) == pytest.approx(ep * tokens * sum(hottest) * hidden * BF16)
 
 
@@ -137,7 +140,7 @@ class TinyMoE(nn.Module):
     def forward(self, x):
         h = x * 2
         y = tc.moe.default(h, self.router, [], self.gate_up, self.down, None, None, [], [], 2, "softmax", "silu", "concat",
-                   False, 0.0, self.scheme)
+                   False, self.scheme)
         return x + y
 
 
@@ -163,9 +166,9 @@ def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
     moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
     dispatch, combine = arg(moe, "hidden"), next(iter(moe.users))
     assert dispatch.target is tc.ep_dispatch.default and combine.target is tc.ep_combine.default
-    assert [arg(dispatch, k) for k in ("top_k", "num_experts", "skew", "group_size", "ep_dp", "nodes", "wire_dtype")] \
-        == [2, 8, 0.0, 4, 4, 1, "fp32"]
-    assert combine.args == (moe, 2, 8, 0.0, 4, 4, 1) and list(moe.users) == [combine]
+    assert [arg(dispatch, k) for k in ("top_k", "num_experts", "group_size", "ep_dp", "nodes", "wire_dtype")] \
+        == [2, 8, 4, 4, 1, "fp32"]
+    assert combine.args == (moe, 2, 8, 4, 4, 1) and list(moe.users) == [combine]
     assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)
     assert _values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
     shares = {n.name: facts(n).rank_share for n in gm.graph.nodes if n.op == "placeholder"}

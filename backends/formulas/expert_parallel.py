@@ -48,8 +48,9 @@ def exchanged_rows(tokens: Any, *, top_k: int, num_experts: int, skew: float, gr
 
 
 def _exchange(call: OpCall, x: TensorInfo, element_bytes: Any) -> Counts:
-    top_k, experts, skew, group, ep_dp, nodes = (call.get(name) for name in (
-        "top_k", "num_experts", "skew", "group_size", "ep_dp", "nodes"))
+    top_k, experts, group, ep_dp, nodes = (call.get(name) for name in (
+        "top_k", "num_experts", "group_size", "ep_dp", "nodes"))
+    skew = call.knobs.moe_skew  # a cost knob, not in the graph
     rows = exchanged_rows(numel(x.shape[:-1]), top_k=int(top_k), num_experts=int(experts), skew=float(skew),
                           group_size=int(group), ep_dp=int(ep_dp))
     payload = rows * x.shape[-1] * element_bytes

@@ -17,7 +17,8 @@ around the routed part, overlapped with the shared experts) can cost and schedul
 Routing is static: each token picks k distinct experts. With uniform popularity a given expert
 is missed by one token with probability 1 - k/E, so the expected number of experts hit by T
 tokens is E·(1 - (1 - k/E)^T) (Qwen3-30B-A3B at decode batch 32: ~112 of 128; reading only k
-experts' weights is the classic decode under-count). `skew` > 0 models hot experts: expert i
+experts' weights is the classic decode under-count). `skew` > 0 (the cost knob
+`CostKnobs.moe_skew`, not a graph argument) models hot experts: expert i
 (i = 1..E) is picked with Zipf weight i^-skew, per-token inclusion probabilities q_i = min(1,
 c·i^-skew) with Σ q_i = k, and Σ_i 1 - (1 - q_i)^T experts are hit. Bytes read are the weights
 of the experts hit; FLOPs do not depend on the routing. `routing_stats(call)` gives the
@@ -98,7 +99,7 @@ def moe_dims(call: OpCall) -> MoEDims:
         raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
     ep, ep_dp = 1, 1
     if call.op is tc.moe.default:
-        top_k, skew, scheme = int(call.get("top_k")), float(call.get("skew")), str(call.get("scheme"))
+        top_k, skew, scheme = int(call.get("top_k")), float(call.knobs.moe_skew), str(call.get("scheme"))
         ep, ep_dp = int(call.get("ep")), int(call.get("ep_dp"))
     else:
         top_k, skew, scheme = call.get("top_k_index").shape[-1], 0.0, "none"
