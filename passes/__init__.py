@@ -33,6 +33,7 @@ from .quantize_moe import quantize_moe
 from .replace_mla import replace_mla
 from .replace_moe import replace_moe
 from .verify_attention_replaced import verify_attention_replaced
+from .verify_contract import verify_contract
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -139,7 +140,9 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("insert_ep_collectives", insert_ep_collectives, _expert_parallel, _ep_params),
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),
     Pass("eliminate_noop_views", eliminate_noop_views),
-    Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned
+    Pass("eliminate_dead_code", eliminate_dead_code),  # whatever the rewrites orphaned
+    # last: facts on every node, a cost rule for every op, every captured layer still owns costed ops
+    Pass("verify_contract", verify_contract),
 )
 
 

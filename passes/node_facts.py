@@ -31,6 +31,8 @@ from typing import Any
 from torch import fx
 
 FACTS = "tensor_cast_facts"
+# graph meta: the decoder layers that own call nodes at capture (`verify_contract` checks they still do)
+LAYERS_KEY = "tensor_cast_layers"
 PHASES = ("prologue", "layer", "epilogue")
 
 

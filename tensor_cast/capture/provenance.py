@@ -12,7 +12,8 @@ Owns `attach_provenance(gm, model, example_inputs, layers)`, run once right afte
   stack entry whose module *is* one of `layers`, the representative model's decoder layers),
   its phase (prologue / layer / epilogue, by graph order), and on parameter / buffer placeholders
   the parameter's name in `named_parameters()` (tied weights: the first name) and its layer,
-  found by tensor identity from the inputs dynamo hands the backend, in placeholder order.
+  found by tensor identity from the inputs dynamo hands the backend, in placeholder order;
+- the graph's `meta[LAYERS_KEY]`: the layers that own call nodes (what `verify_contract` keeps).
 
 A stack entry whose module is not in the model is a `CaptureError` naming the versions: the
 tracer changed in a way tensor_cast does not know, and costing on would undercount silently.
@@ -27,7 +28,7 @@ import torch
 from torch import fx
 
 from ..errors import CaptureError
-from ..passes.node_facts import NodeFacts, set_facts
+from ..passes.node_facts import LAYERS_KEY, NodeFacts, set_facts
 from ..versions import versions_line
 
 
@@ -92,3 +93,5 @@ def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs
         seen_layer = seen_layer or layer is not None
         phase = "layer" if layer is not None else ("epilogue" if seen_layer else "prologue")
         set_facts(node, NodeFacts(layer=layer, phase=phase))
+    gm.meta[LAYERS_KEY] = tuple(sorted({layer_of[n] for n in gm.graph.nodes if n.op in ("call_function", "call_method")
+                                        and layer_of[n] is not None}))
