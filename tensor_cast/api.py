@@ -166,7 +166,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
                   outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)),
                   knobs=CostKnobs(moe_skew=float(moe_skew)))
     counts = entry.rule(call)
-    timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
     from .report.report import _bound
 

@@ -141,6 +141,6 @@ def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, profile: De
             input_shapes=tuple(t.shape for t in call.inputs),
             output_shapes=tuple(o.shape for o in call.outputs),
             dtype=str(first_out.dtype).removeprefix("torch."),
-            counts=counts, time=op_time(counts, call, entry.kind, profile, mode), call=call,
+            counts=counts, time=op_time(counts, entry.kind, profile, mode), call=call,
         ))
     return CostedGraph(nodes=nodes, free_ops=free, graph=gm)

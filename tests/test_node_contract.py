@@ -134,3 +134,22 @@ def test_moe_skew_and_cuda_graphs_re_cost_without_re_tracing():
     assert skewed.total_bytes < uniform.total_bytes  # fewer distinct experts' weights read
     moe = next(n for n in traced.graph.graph.nodes if n.target is tc.moe.default)
     assert "skew" not in args_of(moe)
+
+
+# ---- kernel shapes: time from (counts, kernel shape, profile) -----------------------------------
+def test_a_gemm_rule_returns_its_kernel_shape_and_time_needs_it():
+    from tensor_cast.backends.counts import Counts
+    from tensor_cast.backends.formulas.kernels import AttentionShape, GemmShape
+    from tensor_cast.backends.roofline import op_time
+
+    m, n, k = 24, 4096, 1024
+    x = torch.empty(2, 12, k, dtype=torch.bfloat16, device="meta")
+    w = torch.empty(n, k, dtype=torch.bfloat16, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.aten.linear.default, x, w, device="h100-sxm")
+    assert cost.counts.kernel == GemmShape(1, m, n, k)
+    q = torch.empty(2, 32, 5, 128, dtype=torch.bfloat16, device="meta")
+    kv = torch.empty(2, 8, 5, 128, dtype=torch.bfloat16, device="meta")
+    attention = tensor_cast.op_cost(tc.attention.default, q, kv, kv, 100, 0.1, True, 64, None, device="h100-sxm")
+    assert attention.counts.kernel == AttentionShape(q_len=5, keys=105, head_dim=128, v_dim=128, window=64)
+    with pytest.raises(TypeError, match="GemmShape"):  # no silent fallback to a base efficiency
+        op_time(Counts(flops={"bf16": 2 * m * n * k}), "gemm", tensor_cast.load_device("h100-sxm"))

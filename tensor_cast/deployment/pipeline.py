@@ -46,7 +46,7 @@ def boundary_node(hidden_size: int, dtype: str, deployment: ResolvedDeployment, 
     counts = entry.rule(call)
     return CostedNode(name="pp_send_recv", op=entry.name, kind=entry.kind, module="pipeline", rep_layer=None,
                       phase=BOUNDARY_PHASE, input_shapes=(tensor.shape,), output_shapes=(tensor.shape,),
-                      dtype=dtype, counts=counts, time=op_time(counts, call, entry.kind, profile, mode), call=call)
+                      dtype=dtype, counts=counts, time=op_time(counts, entry.kind, profile, mode), call=call)
 
 
 @dataclass(frozen=True)

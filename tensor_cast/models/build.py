@@ -47,7 +47,9 @@ class RepresentativeModel:
 
     def layer_modules(self) -> tuple[nn.Module, ...]:
         """The representative decoder layers, in stack order (the modules themselves)."""
-        return tuple(self.model.get_submodule(self.layers_path))
+        stack = self.model.get_submodule(self.layers_path)
+        assert isinstance(stack, nn.ModuleList), f"{self.layers_path} is not a ModuleList"
+        return tuple(stack)
 
     def extra_layer_modules(self) -> tuple[nn.Module, ...]:
         """The decoder layers outside the stack (MTP blocks), in `extra_layers` order."""
