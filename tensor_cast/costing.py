@@ -30,6 +30,7 @@ from .passes.node_facts import facts
 
 HOST_SCALAR_REASON = "host-side scalar/shape arithmetic (no tensor result)"
 DEFAULT_KNOBS = CostKnobs()
+BOUNDARY_PHASE = "pp_boundary"  # the phase of a pipeline stage's transfer (added by deployment/pipeline.py)
 NOOP_REASON = "no data movement for these arguments (view, same-dtype conversion, tuple unpacking)"
 
 

@@ -153,3 +153,18 @@ def test_a_gemm_rule_returns_its_kernel_shape_and_time_needs_it():
     assert attention.counts.kernel == AttentionShape(q_len=5, keys=105, head_dim=128, v_dim=128, window=64)
     with pytest.raises(TypeError, match="GemmShape"):  # no silent fallback to a base efficiency
         op_time(Counts(flops={"bf16": 2 * m * n * k}), "gemm", tensor_cast.load_device("h100-sxm"))
+
+
+# ---- the report is data; the views over it do not import it --------------------------------------
+def test_deployment_views_do_not_import_the_report_at_run_time():
+    import ast
+    from pathlib import Path
+
+    root = Path(tensor_cast.__file__).parent
+    for path in (root / "deployment" / "fit.py", root / "deployment" / "pipeline.py"):
+        tree = ast.parse(path.read_text())
+        guarded = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+        runtime = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   and id(node) not in guarded and node.module and "report" in node.module]
+        assert runtime == [], f"{path.name} imports {runtime} at run time"

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sympy
 
 from ..sizes import B, C, S
+from ..units import gib
 
 if TYPE_CHECKING:
     from ..report.report import Report
@@ -46,7 +47,6 @@ class Fit:
     suggestions: tuple[str, ...] = field(default=())
 
     def describe(self) -> str:
-        from ..report.table import gib
 
         head = (f"fits: {gib(self.required_bytes)} of {gib(self.usable_bytes)} usable" if self.fits else
                 f"DOES NOT FIT: needs {gib(self.required_bytes)} per GPU, {gib(self.usable_bytes)} usable")

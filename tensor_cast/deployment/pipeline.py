@@ -25,14 +25,14 @@ import torch
 from ..backends.device import DeviceProfile
 from ..backends.formulas.registry import OpCall, TensorInfo, lookup
 from ..backends.roofline import ExecutionMode, op_time
-from ..costing import CostedNode
+from ..costing import BOUNDARY_PHASE, CostedNode
 from ..sizes import B, S
+from ..units import seconds
 
 if TYPE_CHECKING:
     from ..report.report import Report
     from .config import ResolvedDeployment
 
-BOUNDARY_PHASE = "pp_boundary"
 TRANSFERRED_TENSORS = 2  # hidden_states and residual (vLLM IntermediateTensors)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -71,7 +71,6 @@ class PipelineSummary:
     bubble: float  # fraction of the step the average stage idles
 
     def describe(self) -> str:
-        from ..report.table import seconds
 
         times = ", ".join(seconds(s.time_s) for s in self.stages)
         return (f"{len(self.stages)} stages [{times}]; latency {seconds(self.latency_s)}, steady-state step "

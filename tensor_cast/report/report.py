@@ -8,6 +8,12 @@ and the symbolic machinery: a report built from one trace holds sympy expression
 1,000-point sweep costs about one evaluation).
 
 Rendering lives beside it: `table.py` (tabulate), `trace.py` (Chrome/Perfetto), `to_json`.
+
+The report is data. The views over it are functions that take a report and live apart:
+`deployment/fit.py` (`fit(report)`), `deployment/pipeline.py` (`stages(report)`,
+`summary(report)`) and `report/overlap.py`; the `fit` / `pipeline` properties only call them.
+Imports run one way (report -> those views; they import `Report` for type checking only), so
+there is no import cycle — `tests/test_node_contract.py` checks it.
 """
 
 from __future__ import annotations
@@ -21,8 +27,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..costing import CostedGraph, CostedNode
-from ..deployment.pipeline import BOUNDARY_PHASE
+from ..costing import BOUNDARY_PHASE, CostedGraph, CostedNode
 from ..errors import InvalidArgumentError
 from ..memory import ParamEntry
 from ..sizes import SYMBOL_FOR_ARG, B, C, S, pretty
