@@ -61,11 +61,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
 from .counts import PRECISIONS, Counts
-from .formulas.kernels import AttentionShape, GemmShape
-from .formulas.registry import KINDS
+from .kernels import AttentionShape, GemmShape
+from .kinds import KINDS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
     from .device import DeviceProfile
+
+
+def op_name(op: Any) -> str:
+    from .formulas.registry import op_name as name_of
+
+    return name_of(op)
 
 TENSOR_PRECISIONS = tuple(p for p in PRECISIONS if p != "vector")
 GEMM_REFERENCE_K = 8192  # the K of the ceiling GEMM (8192³) that `gemm_compute` is measured at
@@ -152,7 +158,7 @@ def param(profile: DeviceProfile, key: str) -> Any:
 
 
 # ---- GEMM ----------------------------------------------------------------------------------------
-GemmDims = GemmShape  # the (batch, M, N, K) the GEMM rules return with their counts (formulas/kernels.py)
+GemmDims = GemmShape  # the (batch, M, N, K) the GEMM rules return with their counts (backends/kernels.py)
 
 
 def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:

@@ -139,7 +139,7 @@ def test_moe_skew_and_cuda_graphs_re_cost_without_re_tracing():
 # ---- kernel shapes: time from (counts, kernel shape, profile) -----------------------------------
 def test_a_gemm_rule_returns_its_kernel_shape_and_time_needs_it():
     from tensor_cast.backends.counts import Counts
-    from tensor_cast.backends.formulas.kernels import AttentionShape, GemmShape
+    from tensor_cast.backends.kernels import AttentionShape, GemmShape
     from tensor_cast.backends.roofline import op_time
 
     m, n, k = 24, 4096, 1024

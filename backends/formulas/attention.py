@@ -22,7 +22,7 @@ import torch
 
 from ...sizes import smax, smin
 from ..counts import Counts
-from .kernels import AttentionShape
+from ..kernels import AttentionShape
 from .matmul import gemm_precision
 from .registry import OpCall, register
 

@@ -16,10 +16,12 @@ error in `backends/efficiency.py`. Values may be sympy expressions in B, S, C.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...sizes import numel
-from .registry import TensorInfo
+from ..sizes import numel
+
+if TYPE_CHECKING:  # the op registry imports torch; efficiency models import this module without it
+    from .formulas.registry import TensorInfo
 
 
 @dataclass(frozen=True)
