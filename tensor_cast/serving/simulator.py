@@ -106,6 +106,7 @@ class _Loop:
         self.kv_peak = 0.0
         self.now = 0.0
         self.route = {name: 0 for name in pools}
+        self.lengths = workload.lengths()
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -251,7 +252,8 @@ class _Loop:
                 if self.progress is not None:
                     self.progress(self.finished, self.workload.num_requests)
                 if self.workload.kind == "closed" and len(self.requests) < self.workload.num_requests:
-                    self.new_request(self.now, self.workload.isl, self.workload.osl, None, 0)
+                    prompt, output = self.lengths[len(self.requests)]
+                    self.new_request(self.now, prompt, output, None, 0)
         worker.batches = []
         self.kick(worker)
 
