@@ -24,7 +24,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), else the
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
-  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200).
+  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200),
+  and TensorRT-LLM's max_num_tokens, raised to the prompt for prompts over 8192 tokens (without
+  context chunking the engine refuses a shorter one).
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def setup(row: dict[str, str]) -> dict[str, Any]:
                               **quant(row, row["model_path"], forced)}
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         kwargs["engine_args"] = {"max_num_batched_tokens": 16384}
+    if row["backend"] == "trtllm" and int(row["isl"]) > 8192:  # no context chunking: max_num_tokens >= isl
+        kwargs["engine_args"] = {"max_num_batched_tokens": int(row["isl"])}
     if row["mode"] == "disagg":
         pools = []
         for role in ("prefill", "decode"):
@@ -145,8 +149,9 @@ def main() -> int:
     import tensor_cast
     from tensor_cast.errors import TensorCastError
 
-    rows = [r for r in csv.DictReader(open(args.data)) if r["system"] in args.devices.split(",")
-            and r["mode"] in ("agg", "disagg")]
+    with open(args.data, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["system"] in args.devices.split(",")
+                and r["mode"] in ("agg", "disagg")]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["system"], r["backend"], family(r["model_path"]))].append(r)
