@@ -25,8 +25,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200),
-  and TensorRT-LLM's max_num_tokens, raised to the prompt for prompts over 8192 tokens (without
-  context chunking the engine refuses a shorter one).
+  and TensorRT-LLM's max_num_tokens, set to max(8192, isl + concurrency): without context chunking
+  a smaller budget admits a prompt only when no decode is running (every request waits for the
+  previous wave), which the measured TTFTs rule out; the benchmark recipes size it this way.
+- protocol: closed loop, all clients start together, `--requests-per-client` requests each;
+  `--range-ratio r` draws lengths uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first
+  wave (one request per client) out of the latency statistics, as benchmark tools' warm-up does.
 """
 
 from __future__ import annotations
@@ -122,8 +126,8 @@ def setup(row: dict[str, str]) -> dict[str, Any]:
                               **quant(row, row["model_path"], forced)}
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         kwargs["engine_args"] = {"max_num_batched_tokens": 16384}
-    if row["backend"] == "trtllm" and int(row["isl"]) > 8192:  # no context chunking: max_num_tokens >= isl
-        kwargs["engine_args"] = {"max_num_batched_tokens": int(row["isl"])}
+    if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
+        kwargs["engine_args"] = {"max_num_batched_tokens": max(8192, int(row["isl"]) + concurrency(row))}
     if row["mode"] == "disagg":
         pools = []
         for role in ("prefill", "decode"):
@@ -140,6 +144,7 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--sample", type=int, default=0, help="at most N rows per device x engine x family (0: all)")
     ap.add_argument("--requests-per-client", type=int, default=8)
+    ap.add_argument("--warmup", action="store_true", help="leave the first request of every client out")
     ap.add_argument("--range-ratio", type=float, default=0.0,
                     help="simulate lengths uniform in [L(1-r), L(1+r)] (desynchronizes the closed loop)")
     ap.add_argument("--devices", default=",".join(SYSTEMS))
@@ -169,7 +174,8 @@ def main() -> int:
             kwargs = setup(row)
             c = concurrency(row)
             report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
-                                          isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio)
+                                          isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio,
+                                          warmup_requests=c if args.warmup else 0)
         except Unsupported as exc:
             skipped[str(exc)].append(row["id"])
             continue
@@ -183,6 +189,8 @@ def main() -> int:
                         "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot})
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s")
+    print(f"protocol: {args.requests_per_client} requests per client, range ratio {args.range_ratio}, "
+          f"warm-up {'first wave excluded' if args.warmup else 'none'}")
     print(f"\n{len(results)} rows simulated, {sum(len(v) for v in skipped.values())} not, of {len(todo)} "
           f"({'sampled ' + str(args.sample) + ' per group' if args.sample else 'all rows'}) in {time.time() - start:.0f} s\n")
     table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)

@@ -39,6 +39,8 @@ def add_serve(sub: Any, add_deployment: Any) -> None:
     p.add_argument("--num-hidden-layers", type=int, help="simulate only the first N layers")
     p.add_argument("--range-ratio", type=float, default=0.0,
                    help="prompt/output lengths uniform in [L(1-r), L(1+r)] (vLLM --random-range-ratio); default 0")
+    p.add_argument("--warmup-requests", type=int, default=0,
+                   help="leave the first N requests out of the latency statistics (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of Poisson arrivals (default 0)")
     p.add_argument("--mtp", type=int, default=0, help="MTP draft tokens per decode step (default 0)")
     p.add_argument("--mtp-acceptance", type=float, help="per-draft acceptance rate (default 0.85)")
@@ -91,7 +93,7 @@ def run_serve(args: argparse.Namespace, deployment: dict[str, Any]) -> int:
         trace=args.trace, num_requests=args.num_requests, isl=args.isl, osl=args.osl, disagg=args.disagg,
         engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance,
         prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio, num_hidden_layers=args.num_hidden_layers,
-        record_steps=bool(args.trace_out),
+        warmup_requests=args.warmup_requests, record_steps=bool(args.trace_out),
         progress=_Progress() if sys.stderr.isatty() else None, **deployment)
     outputs = []
     if args.json_path:
