@@ -28,6 +28,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   and TensorRT-LLM's max_num_tokens, set to max(8192, isl + concurrency): without context chunking
   a smaller budget admits a prompt only when no decode is running (every request waits for the
   previous wave), which the measured TTFTs rule out; the benchmark recipes size it this way.
+- replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
+  served several identical replicas; one replica is simulated with batch_size x attention DP clients.
 - protocol: closed loop, all clients start together, `--requests-per-client` requests each;
   `--range-ratio r` draws lengths uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first
   wave (one request per client) out of the latency statistics, as benchmark tools' warm-up does.
@@ -84,6 +86,17 @@ def concurrency(row: dict[str, str]) -> int:
     if m:
         return int(m.group(1))
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
+
+
+def per_replica_concurrency(row: dict[str, str]) -> int:
+    """Clients one simulated replica serves: a few TensorRT-LLM rows measured many identical
+    replicas behind one load balancer (silicon_concurrency a multiple of batch_size x attention
+    DP, e.g. 416 = 32 x 13): one replica then sees batch_size x attention DP clients."""
+    c = concurrency(row)
+    if row["mode"] != "agg" or not row["batch_size"]:
+        return c
+    per = _int(row["batch_size"]) * _int(row["attention_dp_size"])
+    return per if c > per and c % per == 0 else c
 
 
 def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
@@ -172,7 +185,7 @@ def main() -> int:
     for i, row in enumerate(todo):
         try:
             kwargs = setup(row)
-            c = concurrency(row)
+            c = per_replica_concurrency(row)
             report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                           isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio,
                                           warmup_requests=c if args.warmup else 0)

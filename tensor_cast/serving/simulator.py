@@ -4,7 +4,9 @@ Owns `Worker` (one engine instance: one rank, or several attention-DP ranks that
 lockstep and wait for the slowest — the MoE all_to_all joins them every layer) and
 `simulate_workers(...)`, the event loop over one or more pools of workers: `agg` workers do
 prefill and decode; in a disaggregated deployment `prefill` workers hand each request, after
-its first token, to a `decode` worker once its KV cache has crossed the interconnect.
+its first token, to a `decode` worker once its KV cache has crossed the interconnect; the
+client sees that first token when the decode worker admits the request (a decode pool short of
+KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
@@ -157,6 +159,11 @@ class _Loop:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
         engine = worker.engine
+        if worker.role == "decode":  # disagg: the client sees the first token once a decode worker took the request
+            for batch in batches:
+                for r, _ in batch:
+                    if r.computed == r.prompt and r.first_token_s < self.now:
+                        r.first_token_s = self.now
         costs = []
         prefill_tokens = decode_seqs = 0
         for rank, batch in zip(worker.ranks, batches, strict=True):
