@@ -129,7 +129,7 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     return out
 
 
-def setup(row: dict[str, str]) -> dict[str, Any]:
+def setup(row: dict[str, str], range_ratio: float = 0.0) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -140,7 +140,8 @@ def setup(row: dict[str, str]) -> dict[str, Any]:
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         kwargs["engine_args"] = {"max_num_batched_tokens": 16384}
     if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
-        kwargs["engine_args"] = {"max_num_batched_tokens": max(8192, int(row["isl"]) + concurrency(row))}
+        longest = int(row["isl"]) + round(int(row["isl"]) * range_ratio) + 1
+        kwargs["engine_args"] = {"max_num_batched_tokens": max(8192, longest + concurrency(row))}
     if row["mode"] == "disagg":
         pools = []
         for role in ("prefill", "decode"):
@@ -184,7 +185,7 @@ def main() -> int:
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
     for i, row in enumerate(todo):
         try:
-            kwargs = setup(row)
+            kwargs = setup(row, args.range_ratio)
             c = per_replica_concurrency(row)
             report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                           isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio,
