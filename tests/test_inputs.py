@@ -106,6 +106,13 @@ def test_mixtral_layer_with_every_expert_is_costed_and_more_is_refused(capsys):
 
 
 # ==== crashes: config values ======================================================================
+def test_mla_head_dim_must_be_the_rotary_width(tmp_path):
+    config = dict(registry.lookup("deepseek-ai/DeepSeek-V3").config, head_dim=128)  # qk_rope_head_dim = 64
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MalformedConfigError, match="head_dim=128 contradicts qk_rope_head_dim=64"):
+        tensor_cast.load_model(str(tmp_path))
+
+
 @pytest.mark.parametrize("changes, fragments", [
     ({"hidden_size": 0}, ["hidden_size must be an integer >= 1, got 0"]),
     ({"hidden_size": -64}, ["hidden_size must be an integer >= 1, got -64"]),
