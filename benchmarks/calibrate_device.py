@@ -342,7 +342,7 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
 
     from tensor_cast.backends.device import load_device
 
-    base = load_device(args.base)
+    base = load_device(args.base, "torch")  # the PyTorch-kernel harness measures the torch section
     base_text = Path(base.path).read_text() if Path(base.path).is_file() else _builtin_text(base)
     device_rows = [r for r in rows if r.section == "device"]
     measured_on = device_rows[0].name if device_rows else "unknown GPU"

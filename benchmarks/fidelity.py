@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="measurement CSV (default: %(default)s)")
     parser.add_argument("--device", default="h100-sxm", help="device profile name or .toml path")
+    parser.add_argument("--engine", default="torch",
+                        help="efficiency section to check (default torch: the data are PyTorch kernels)")
     parser.add_argument("--no-cv", action="store_true", help="skip the held-out (cross-validated) errors")
     parser.add_argument("--no-steps", action="store_true", help="skip whole-model rows (they trace a model)")
     parser.add_argument("--markdown", action="store_true", help="print the README accuracy table")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_file():
         raise SystemExit(f"no measurement file at {args.data} (pass --data)")
     rows = read_rows(args.data)
-    profile = load_device(args.device)
+    profile = load_device(args.device, args.engine)
     cases, _ = build_cases(rows, l2_bytes=profile.l2_cache_mib * 2**20)
     device_row = next((r for r in rows if r.section == "device"), None)
     measured_on = (f"{device_row.name} ({', '.join(f'{k} {v}' for k, v in device_row.params.items() if k != 'mem_gib')})"

@@ -33,6 +33,8 @@ def _add_analyze(sub: Any) -> None:
     p = sub.add_parser("analyze", help="predict one forward step of a model on a device")
     p.add_argument("model", help="registry id (see `tensor-cast models`), local directory with config.json, or hub id")
     p.add_argument("--device", required=True, help="device profile name (see `tensor-cast devices`) or .toml path")
+    p.add_argument("--engine", help="serving engine whose kernels are costed: vllm, sglang, trtllm, torch (default "
+                                    "vllm); a device without that engine's calibration uses the nearest one's")
     p.add_argument("--batch-size", type=int, default=1, help="sequences in the step (default 1)")
     p.add_argument("--query-len", type=int, default=1, help="new tokens per sequence: prompt length for prefill, 1 for decode")
     p.add_argument("--context-len", type=int, default=0, help="tokens already in the KV cache per sequence (default 0)")
@@ -99,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
         per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
         cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
         mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
-        **_deployment(args),
+        engine=args.engine, **_deployment(args),
     )
     table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
     print(report.summary())
@@ -142,9 +144,11 @@ def _devices(args: argparse.Namespace) -> int:
 
     seen = {p.name: p for p in builtin_profiles().values()}
     rows = [(p.name, p.display_name, f"{p.compute['bf16_tflops']:.0f}", f"{p.compute['fp8_tflops']:.0f}",
-             f"{p.memory_bandwidth_gbps:.0f}", f"{p.memory_capacity_gib:.0f}", ", ".join(p.aliases))
+             f"{p.memory_bandwidth_gbps:.0f}", f"{p.memory_capacity_gib:.0f}", ", ".join(p.engine_sections) or "-",
+             ", ".join(p.aliases))
             for p in sorted(seen.values(), key=lambda p: p.name)]
-    print(tabulate(rows, headers=("name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "HBM GiB", "aliases"),
+    print(tabulate(rows, headers=("name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "HBM GiB",
+                                  "calibrated engines", "aliases"),
                    disable_numparse=True))
     return 0
 

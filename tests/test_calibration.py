@@ -37,11 +37,12 @@ def test_h100_decode_attention_reads_kv_at_about_3_tb_per_s():
 
 
 def test_h100_profile_parameters_have_sources_and_sane_values():
-    profile = load_device("h100-sxm")
+    profile = load_device("h100-sxm", "torch")
     data = tomllib.loads(Path(profile.path if Path(profile.path).is_file() else
                               REPO / "backends" / "profiles" / "h100_sxm.toml").read_text())
-    for section in ("efficiency", "overhead"):
-        for key in data[section]:
+    tables = {"overhead": data["overhead"], **{f"efficiency.{e}": t for e, t in data["efficiency"].items()}}
+    for section, table in tables.items():
+        for key in table:
             assert f"{section}.{key}" in data["sources"], f"[sources] has no entry for {section}.{key}"
     eff = profile.efficiency
     fp8, _ = profile.rate("fp8")
@@ -109,7 +110,7 @@ def synthetic_rows(cases_module, truth_profile):
 def test_fit_recovers_the_parameters_that_generated_the_data(calibration):
     pytest.importorskip("scipy")
     cases_module, fit = calibration
-    base = load_device("h100-sxm")
+    base = load_device("h100-sxm", "torch")
     truth = fit.with_values(base, {**TRUTH, "efficiency.gemm_compute": 0.7317})
     cases, _ = cases_module.build_cases(synthetic_rows(cases_module, truth))
     stages = [s for s in fit.STAGES if s.name in ("gemm", "attention")]
@@ -127,13 +128,13 @@ def test_refit_profile_text_keeps_everything_else(calibration):
     values = {"efficiency.gemm_memory": 0.5, "overhead.graph_kernel_us": 2.5}
     sources = {"efficiency.gemm_memory": "a test", "overhead.graph_kernel_us": "a test"}
     updated = fit.update_profile_text(text, values, sources)
-    profile = parse_profile(updated, "<updated>")
-    original = load_device("h100-sxm")
+    profile = parse_profile(updated, "<updated>", "torch")
+    original = load_device("h100-sxm", "torch")
     assert profile.efficiency["gemm_memory"] == 0.5 and profile.graph_kernel_us == 2.5
     assert profile.efficiency["attention_compute"] == original.efficiency["attention_compute"]
     assert dict(profile.compute) == dict(original.compute)
     assert profile.graph_max_tokens == original.graph_max_tokens
-    assert tomllib.loads(updated)["sources"]["efficiency.gemm_memory"] == "a test"
+    assert tomllib.loads(updated)["sources"]["efficiency.torch.gemm_memory"] == "a test"
 
 
 def test_calibrate_device_imports_and_shows_help_without_a_gpu():
