@@ -84,13 +84,38 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_splitk_tile_n": (1.0, 4096.0),
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
+    "attention_cta_us": _NONNEGATIVE,
+    **{f"attention_fp8kv_{name}": bounds for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
+        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE))},
 }
+# GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
+# CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
+# gemm_<variant>_<parameter> overrides gemm_<parameter> for GEMMs of that variant. The variant is
+# the quantization scheme of a `quant_linear`, else the precision class of the GEMM's FLOPs.
+GEMM_VARIANTS = ("bf16", "fp16", "fp32", "fp8", "fp8_block", "int8", "w8a8_int8", "nvfp4", "mxfp4", "w4a8")
+_GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
+    "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
+    "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
+    "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0)}
+_GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
+# measured collective protocols (backends/communication.py): <collective>_<parameter>
+_COMM_PARAMS: dict[str, tuple[float, float]] = {
+    "latency_us": _NONNEGATIVE, "step_us": _NONNEGATIVE, "ll_bandwidth": _FRACTION, "simple_us": _NONNEGATIVE,
+    "simple_bandwidth": _FRACTION}
+_COMM_KEYS: dict[str, tuple[float, float]] = {
+    **{f"{c}_{p}": bounds for c in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
+       for p, bounds in _COMM_PARAMS.items()},
+    "custom_all_reduce_max_mib": _NONNEGATIVE,
+}
 EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_LEGACY,
     **{f"{kind}_{name}": bounds for kind in KINDS for name, bounds in _PER_KIND.items()},
     **{f"{kind}_compute_{p}": _FRACTION for kind in KINDS for p in TENSOR_PRECISIONS},
     **_MODEL_KEYS,
+    **_COMM_KEYS,
+    **_GEMM_VARIANT_KEYS,
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64,
@@ -203,10 +228,46 @@ def gemm_dims(call: OpCall) -> GemmDims | None:
         return None
 
 
+def gemm_variant(counts: Counts, call: OpCall | None) -> str:
+    """The GEMM kernel variant: a quant_linear's scheme, else the precision class of its FLOPs."""
+    if call is not None and op_name(call.op) == "tensor_cast.quant_linear":
+        try:
+            return str(call.arg(4))
+        except (IndexError, TypeError):
+            pass
+    return next((p for p in counts.flops if p != "vector"), "bf16")
+
+
+def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], variant: str) -> Efficiency:
+    """`base` with the variant's own compute / memory / latency / overlap where the section has them."""
+    def get(name: str, default: Any) -> Any:
+        return table.get(f"gemm_{variant}_{name}", default)
+
+    compute = get("compute", None)
+    by_precision = dict(base.by_precision)
+    if compute is not None:
+        for precision in counts.flops:
+            if precision != "vector":
+                by_precision[precision] = compute
+    return replace(base, compute=base.compute if compute is None else compute,
+                   by_precision=MappingProxyType(by_precision), memory=get("memory", base.memory),
+                   latency_s=get("latency_us", None) * 1e-6 if f"gemm_{variant}_latency_us" in table else base.latency_s,
+                   memory_latency_s=(get("memory_latency_us", 0.0) * 1e-6 if f"gemm_{variant}_memory_latency_us" in table
+                                     else base.memory_latency_s),
+                   overlap=get("overlap", base.overlap))
+
+
 def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
     dims = gemm_dims(call) if call is not None else None
     if dims is None:
         return base
+    variant = gemm_variant(counts, call)
+    table = profile.efficiency
+    base = _variant_base(base, counts, table, variant)
+
+    def param(_: DeviceProfile, key: str) -> Any:  # the variant's value, else the kind's, else the default
+        return table.get(key.replace("gemm_", f"gemm_{variant}_", 1), table.get(key, MODEL_DEFAULTS[key]))
+
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
     k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
@@ -233,13 +294,48 @@ _CONTEXT_ARG = {"tensor_cast.attention": 3}
 _QKV_LAYOUT = {"tensor_cast.attention", "scaled_dot_product_attention", "aten.scaled_dot_product_attention"}
 
 
+def _kv_key(call: OpCall | None, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_<name> for a call reading an 8-bit KV cache when the section has it, else
+    attention_<name>."""
+    fp8 = False
+    if call is not None:
+        try:
+            fp8 = call.arg(1).itemsize == 1
+        except (AttributeError, IndexError, TypeError):
+            fp8 = False
+    if fp8 and f"attention_fp8kv_{name}" in table:
+        return table[f"attention_fp8kv_{name}"]
+    return table.get(f"attention_{name}", default)
+
+
+def _kv_variant(base: Efficiency, call: OpCall, table: Mapping[str, Any]) -> Efficiency:
+    """An 8-bit KV cache runs a different kernel path (dequantizing K/V in the main loop): its own
+    compute / memory fractions and latencies where the section calibrates them."""
+    if not any(k.startswith("attention_fp8kv_") for k in table):
+        return base
+    compute = _kv_key(call, table, "compute", base.compute)
+    return replace(base, compute=compute, memory=_kv_key(call, table, "memory", base.memory),
+                   by_precision=MappingProxyType({p: compute for p in base.by_precision}),
+                   latency_s=_kv_key(call, table, "latency_us", base.latency_s * 1e6) * 1e-6,
+                   memory_latency_s=_kv_key(call, table, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6)
+
+
 def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
+    """The Graham tail of the longest CTA (`attention_tail`) and, where the section has it, the
+    minimum time of a CTA (`attention_cta_us`): a kernel of W work items (one per sequence, KV
+    head and q-block of `attention_block_q` rows; GQA heads share a KV head's item) on the SMs
+    runs at least ceil(W / SMs) of them one after another, so its memory path takes at least
+    that long (a floor, applied as a lower bandwidth fraction)."""
+    if call is not None and op_name(call.op) in _QKV_LAYOUT:
+        base = _kv_variant(base, call, profile.efficiency)
     tail = param(profile, "attention_tail")
-    if call is None or not tail or op_name(call.op) not in _QKV_LAYOUT:
+    cta_us = _kv_key(call, profile.efficiency, "cta_us", 0.0)
+    if call is None or not (tail or cta_us) or op_name(call.op) not in _QKV_LAYOUT:
         return base
     try:
         q, k, v = call.arg(0), call.arg(1), call.arg(2)
         q_len, head_dim, v_dim = q.shape[-2], q.shape[-1], v.shape[-1]
+        batch, kv_heads = k.shape[0], k.shape[1]
         name = op_name(call.op)
         if name in _CONTEXT_ARG:
             keys = call.arg(_CONTEXT_ARG[name]) + q_len
@@ -249,17 +345,26 @@ def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, 
     except (AttributeError, IndexError, TypeError):
         return base
     block = int(param(profile, "attention_block_q"))
+    out = base
+    if cta_us and counts.bytes:
+        # the memory path cannot finish before the CTA waves: memory time = max(bytes / bandwidth, waves x cta)
+        items = batch * kv_heads * cdiv(q_len, block)
+        floor = cta_us * 1e-6 * cdiv(items, profile.compute_units)
+        streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * out.memory)
+        out = replace(out, memory=out.memory * streaming / smax(streaming, floor))
+    if not tail:
+        return out
     rows = smin(q_len, block)
     if window > 0:
         keys = smin(keys, window + rows)
     longest = 2 * (head_dim + v_dim) * rows * keys  # tensor FLOPs of the longest CTA
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     if isinstance(work, int) and work == 0:
-        return base
+        return out
     # time = (W + tail · SMs · L) / R  ==  W / (R · W / (W + tail · SMs · L))
     factor = work / (work + tail * profile.compute_units * longest)
-    return replace(base, compute=base.compute * factor,
-                   by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
+    return replace(out, compute=out.compute * factor,
+                   by_precision=MappingProxyType({p: val * factor for p, val in out.by_precision.items()}))
 
 
 ShapeModel = Callable[[Efficiency, Counts, "OpCall | None", "DeviceProfile"], Efficiency]
