@@ -1,7 +1,8 @@
 """Efficiency models: how close an op of a given kind and shape gets to the device's peaks.
 
 Owns `efficiency_for(kind, counts, call, profile) -> Efficiency`, the parameter table those
-models read (the device profile's `[efficiency]` section, `EFFICIENCY_KEYS`) and its validator.
+models read (the device profile's efficiency section of the selected engine,
+`[efficiency.<engine>]`, see `backends/engines.py`; `EFFICIENCY_KEYS`) and its validator.
 It never produces seconds itself: `backends/roofline.py` turns counts plus an `Efficiency`
 into time,
 
@@ -35,13 +36,22 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   waves). Small GEMMs stream their weights (`gemm_memory`); when the output tiles
   (`gemm_splitk_tile_n` columns × `gemm_tile_m` rows) cannot fill the SMs, cuBLAS splits K and
   pays up to `gemm_splitk_us` for the extra reduction: latency + splitk_us · max(0, 1 − CTAs/SMs).
+  An engine runs different kernels per GEMM variant (the quant_linear scheme, else the FLOPs'
+  precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides `gemm_<parameter>`
+  for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8, which has no split-K).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
   or the window). The softmax's vector FLOPs run at the vector rate and add to the tensor-core
   time (FlashAttention-2 does not overlap them), so `attention_compute` is fitted with them in.
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
-  (`attention_memory_latency_us`).
+  (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
+  CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
+  what a decode of many short sequences costs. An 8-bit KV cache runs its own kernel path:
+  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us}` override the bf16 ones.
+- **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
+  `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
+  `backends/communication.py` uses instead of the link-peak model (see its docstring).
 
 Every other kind (norm, activation, elementwise, embedding, memory, other) is a streaming kernel:
 its own bandwidth fraction and ramp. Kernel constants that are not fitted (tile sizes, the

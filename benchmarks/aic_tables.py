@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from calibration_cases import Case, Op, Row, meta, meta_op
 
 tc, aten = torch.ops.tensor_cast, torch.ops.aten
@@ -56,8 +55,8 @@ MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
                             "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"),
                "fp8_block": ("vllm_fp8moe_triton_tritonexperts",
                              "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"),
-               "fp8": ("vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts",
-                       "vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic")}
+               "fp8": ("vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
+                       "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts")}
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
 # tables' Triton rows time a fallback backend.
 ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)

@@ -215,7 +215,10 @@ def test_vllm_section_is_physically_sane(name):
     profile = load_device(name, "vllm")
     assert profile.engine == "vllm" and profile.engine_note == ""
     eff = profile.efficiency
-    for variant, precision in (("bf16", "bf16"), ("fp8", "fp8"), ("fp8_block", "fp8")):
+    variants = [(v, p) for v, p in (("bf16", "bf16"), ("fp8", "fp8"), ("fp8_block", "fp8"))
+                if f"gemm_{v}_compute" in eff]
+    assert {"bf16", "fp8"} <= {v for v, _ in variants}
+    for variant, precision in variants:
         peak, _ = profile.rate(precision)
         sustained = peak * eff[f"gemm_{variant}_compute"] * (1 + eff[f"gemm_{variant}_k_overhead"] / 8192)
         assert 0.3 * peak < sustained < peak, variant  # below the datasheet's dense peak
