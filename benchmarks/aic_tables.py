@@ -60,6 +60,7 @@ MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
 # tables' Triton rows time a fallback backend.
 ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)
+NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit never sees them)
 # FlashAttention-3 runs head_dim <= 256; the tables' d = 512 rows time another kernel (7-50x slower).
 FA3_MAX_HEAD_DIM = 256
 
@@ -166,8 +167,10 @@ def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case
         row = _row("moe", r["kernel_source"], params, r["moe_dtype"], r["latency"])
         # per-tensor fp8 MoE runs FlashInfer's CUTLASS kernel, unlike the Triton kernels the fit models:
         # evaluated, not fitted
-        stage = "moe" if r["moe_dtype"] != "fp8" else "moe (evaluation only)"
-        cases.append(Case(row=row, cls=f"moe {r['moe_dtype']}", group=f"E{e} k{k} H{h} I{i}", stage=stage,
+        fitted = r["moe_dtype"] != "fp8"
+        cls = f"moe {r['moe_dtype']}" + ("" if fitted else f" ({NOT_FITTED})")
+        cases.append(Case(row=row, cls=cls, group=f"E{e} k{k} H{h} I{i}",
+                          stage="moe" if fitted else NOT_FITTED,
                           ops=tuple(moe_ops(t, h, i, k, e, tp, ep, scheme))))
     return cases
 
