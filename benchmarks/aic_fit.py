@@ -251,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{profile.name}, efficiency section {profile.engine}, vs {args.aic} (vLLM 0.24 kernels)\n")
     print(error_table(class_errors(cases, profile), args.markdown))
     print()
+    gemms = [c for c in cases if c.stage.startswith("gemm")]
+    if gemms:  # per GEMM kernel, all M together
+        print(error_table(class_errors(gemms, profile, key=lambda c: " ".join(c.cls.split()[:2]) + " (all M)"),
+                          args.markdown))
+        print()
     modelled = [c for c in cases if c.stage != at.NOT_FITTED]
     print(error_table(class_errors(modelled, profile, key=lambda c: family(c.cls) + " (all)"), args.markdown))
     return 0
