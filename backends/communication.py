@@ -167,12 +167,13 @@ def protocol_time_s(collective: str, n: int, payload: Any, bandwidth_bytes_s: fl
                 fixed + p.simple_s + traffic / (bandwidth_bytes_s * p.simple_bandwidth))
 
 
-def measured_time_s(collective: str, n: int, payload: Any, profile: DeviceProfile) -> Any | None:
+def measured_time_s(collective: str, n: int, payload: Any, profile: DeviceProfile,
+                    purpose: str = "a collective") -> Any | None:
     """Time from the engine section's measured protocols (intra-node groups), or None when absent."""
     nccl = protocols(profile, collective)
     if nccl is None:
         return None
-    bandwidth = profile.require_interconnect(f"a {collective}").intra_node_bandwidth_gbps * 1e9
+    bandwidth = profile.require_interconnect(purpose).intra_node_bandwidth_gbps * 1e9
     time = protocol_time_s(collective, n, payload, bandwidth, nccl)
     custom = protocols(profile, "custom_all_reduce") if collective == "all_reduce" else None
     if custom is None or CUSTOM_MAX_KEY not in profile.efficiency:
@@ -197,7 +198,7 @@ def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
                          f"{', '.join(ALGORITHMS)}") from None
     purpose = f"a {comm.collective} over {comm.group_size} GPUs ({comm.scope})"
     if comm.nodes <= 1 and comm.collective in MEASURED_COLLECTIVES:
-        measured = measured_time_s(comm.collective, comm.group_size, comm.payload_bytes, profile)
+        measured = measured_time_s(comm.collective, comm.group_size, comm.payload_bytes, profile, purpose)
         if measured is not None:
             return measured
     return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))
