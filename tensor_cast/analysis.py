@@ -29,7 +29,9 @@ from .invariants import check_layer_coverage
 from .memory import ParamEntry, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
+from .outputs import DumpSet, check_directory, write_all
 from .passes import build_pipeline, run_pipeline
+from .progress import step
 from .report import Report, ReportContext
 from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
@@ -60,14 +62,9 @@ class TracedModel:
     model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, text in self.dumps:
-            path = folder / name
-            path.write_text(text)
-            paths.append(path)
-        return paths
+        """All dumps or none (tensor_cast/outputs.py); stale dumps of an earlier run are removed."""
+        folder = check_directory(directory, "dump_graph")
+        return write_all((), [DumpSet(folder, tuple(self.dumps))])
 
 
 _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
@@ -85,16 +82,19 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         _CACHE.move_to_end(key)
         return _CACHE[key]
     timings: dict[str, float] = {}
+    step(f"building {spec.name} ({len(spec.layers)} layers, {len(set(spec.layers))} distinct) on meta")
     start = time.perf_counter()
     # one rank's model: sharded before capture
     rep = build_representative(rank_spec(spec, options.deployment), mtp=options.mtp)
     model_params = tuple(parameter_table(build_representative(spec, mtp=options.mtp))) \
         if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
+    step("capturing the forward with torch.compile (symbolic B, S, C)")
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
+    step("rewriting the graph (passes)")
     start = time.perf_counter()
     dumps.append(("00_capture.txt", dump_graph(captured.gm)))
     gm = run_pipeline(captured.gm, build_pipeline(options),
@@ -118,10 +118,11 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
-                 deployment: ResolvedDeployment | None = None) -> Report:
-    traced = trace(spec, options)
+                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = ()) -> Report:
     if dump_graph_dir is not None:
-        traced.write_dumps(dump_graph_dir)
+        check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
+    traced = trace(spec, options)
+    step(f"costing {len(traced.graph.graph.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
                         profile=profile, mode=mode)
@@ -148,5 +149,10 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
         speculative=speculative,
         profile=profile,
+        graph_dumps=tuple(traced.dumps),
+        warnings=warnings,
     )
-    return Report(costed, context, point)
+    report = Report(costed, context, point)
+    if dump_graph_dir is not None:
+        traced.write_dumps(dump_graph_dir)
+    return report

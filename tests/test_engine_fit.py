@@ -58,6 +58,19 @@ inter_node = "infiniband-ndr"
 inter_node_bandwidth_gbps = 50.0
 inter_node_latency_us = 3.0
 """
+SOURCES = """
+[sources]
+compute = "a test"
+memory = "a test"
+chip = "a test"
+overhead = "a test"
+interconnect = "a test"
+"""
+
+
+def text(efficiency: str = "") -> str:
+    """HEAD, an efficiency block (e.g. "[efficiency.vllm]\nkey = 1"), and sources for every section."""
+    return HEAD + "\n" + efficiency + "\n" + SOURCES + ('"efficiency" = "a test"\n' if efficiency else "")
 NCCL = {"latency_us": 5.0, "step_us": 0.8, "ll_bandwidth": 0.3, "simple_us": 15.0, "simple_bandwidth": 0.75}
 CUSTOM = {"latency_us": 4.0, "step_us": 0.1, "ll_bandwidth": 0.5, "simple_us": 30.0, "simple_bandwidth": 0.8}
 
@@ -66,7 +79,7 @@ def section(**extra: float) -> str:
     lines = [f"all_reduce_{k} = {v}" for k, v in NCCL.items()]
     lines += [f"all_gather_{k} = {v}" for k, v in NCCL.items()]
     lines += [f"{k} = {v}" for k, v in extra.items()]
-    return HEAD + "\n[efficiency.vllm]\n" + "\n".join(lines) + "\n"
+    return text("[efficiency.vllm]\n" + "\n".join(lines))
 
 
 def comm_time(profile, collective, n, payload, nodes=1):
@@ -122,13 +135,13 @@ def test_custom_all_reduce_below_its_limit_nccl_above():
 
 def test_groups_spanning_nodes_and_unmeasured_collectives_keep_the_link_model():
     measured = parse_profile(section(), "p.toml", "vllm")
-    plain = parse_profile(HEAD, "q.toml")
+    plain = parse_profile(text(), "q.toml")
     for collective, n, nodes in (("all_reduce", 16, 2), ("reduce_scatter", 8, 1), ("send_recv", 2, 1)):
         assert comm_time(measured, collective, n, 2**24, nodes) == comm_time(plain, collective, n, 2**24, nodes)
 
 
 def test_fp8_kv_cache_uses_its_own_bandwidth_fraction():
-    profile = parse_profile(HEAD + "\n[efficiency.vllm]\nattention_memory = 0.9\nattention_fp8kv_memory = 0.45\n",
+    profile = parse_profile(text("[efficiency.vllm]\nattention_memory = 0.9\nattention_fp8kv_memory = 0.45"),
                             "p.toml", "vllm")
     batch, hq, hkv, d, context = 64, 32, 8, 128, 8191
 
@@ -148,7 +161,7 @@ def test_fp8_kv_cache_uses_its_own_bandwidth_fraction():
 
 def test_attention_cta_floor_bounds_small_decodes():
     cta_us = 3.0
-    profile = parse_profile(HEAD + f"\n[efficiency.vllm]\nattention_cta_us = {cta_us}\n", "p.toml", "vllm")
+    profile = parse_profile(text(f"[efficiency.vllm]\nattention_cta_us = {cta_us}"), "p.toml", "vllm")
     batch, hq, hkv, d = 2048, 32, 8, 128  # 16384 (sequence, KV head) items: 164 waves on 100 SMs
     q = torch.empty(batch, hq, 1, d, dtype=torch.bfloat16, device="meta")
     k = torch.empty(batch, hkv, 1, d, dtype=torch.bfloat16, device="meta")
@@ -157,8 +170,7 @@ def test_attention_cta_floor_bounds_small_decodes():
 
 
 def test_gemm_variant_keys_override_the_kind_for_that_scheme_only():
-    text = HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.7\ngemm_fp8_block_compute = 0.5\n"
-    profile = parse_profile(text, "p.toml", "vllm")
+    profile = parse_profile(text("[efficiency.vllm]\ngemm_compute = 0.7\ngemm_fp8_block_compute = 0.5"), "p.toml", "vllm")
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import aic_tables
@@ -200,7 +212,7 @@ def test_fit_recovers_nccl_protocol_parameters(aic):
             case = cases_module.Case(row=row, cls="nccl all_reduce", group=f"n{n}", stage="nccl all_reduce", ops=ops)
             cases.append(replace(case, row=replace(row, median_us=case.predict(truth) * 1e6)))
     stage = next(s for s in aic_fit.STAGES if s.name == "nccl all_reduce")
-    start = parse_profile(HEAD + "\n[efficiency.vllm]\nmemory = 1.0\n", "start.toml", "vllm")
+    start = parse_profile(text("[efficiency.vllm]\nmemory = 1.0"), "start.toml", "vllm")
     fitted = cf.fit_stage(stage, cases, start)
     for key, value in NCCL.items():
         assert fitted[f"efficiency.all_reduce_{key}"] == pytest.approx(value, rel=0.02, abs=0.05), key

@@ -41,6 +41,14 @@ compute_units = 100
 kernel_launch_us = 0.0
 graph_kernel_us = 0.0
 """
+SOURCES = """
+[sources]
+compute = "a test"
+memory = "a test"
+chip = "a test"
+overhead = "a test"
+"""
+SRC_EFF = '"efficiency" = "a test"\n'
 TWO = HEAD + """
 [efficiency.vllm]
 gemm_compute = 0.8
@@ -49,8 +57,7 @@ memory = 0.9
 [efficiency.torch]
 gemm_compute = 0.5
 memory = 0.6
-
-[sources]
+""" + SOURCES + """
 "efficiency.vllm.gemm_compute" = "a test"
 "efficiency.torch" = "a test"
 """
@@ -58,6 +65,8 @@ TORCH_ONLY = HEAD + """
 [efficiency.torch]
 gemm_compute = 0.5
 memory = 0.6
+""" + SOURCES + """
+"efficiency.torch" = "a test"
 """
 M = N = K = 8192  # compute-bound at any of these fractions: time = 2MNK / (400 TFLOP/s x fraction)
 
@@ -93,7 +102,8 @@ def test_engine_without_a_section_uses_the_nearest_with_a_note(engine):
 
 
 def test_flat_efficiency_table_is_the_torch_section():
-    flat = parse_profile(HEAD + "\n[efficiency]\ngemm_compute = 0.5\n", "flat.toml", "torch")
+    flat = parse_profile(HEAD + "\n[efficiency]\ngemm_compute = 0.5\n" + SOURCES + '"efficiency" = "a test"\n',
+                         "flat.toml", "torch")
     assert flat.engine == "torch" and dict(flat.efficiency) == {"gemm_compute": 0.5}
     assert set(flat.engine_sections) == {"torch"}
 
@@ -106,11 +116,11 @@ def test_builtin_h100_has_vllm_and_torch_sections():
 
 
 @pytest.mark.parametrize(("text", "match"), [
-    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n[efficiency.deepspeed]\ngemm_compute = 0.5\n",
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n[efficiency.deepspeed]\ngemm_compute = 0.5\n" + SOURCES + SRC_EFF,
      r"efficiency\.deepspeed.*accepted engines: vllm, sglang, trtllm, torch"),
-    (HEAD + "\n[efficiency]\nmemory = 0.5\n[efficiency.vllm]\ngemm_compute = 0.8\n", r"mixes flat keys \['memory'\]"),
-    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 1.8\n", r"efficiency\.vllm.*gemm_compute must be a number in \[1e-06, 1\]"),
-    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n[sources]\n\"efficiency.vllm.gemm_memory\" = \"x\"\n",
+    (HEAD + "\n[efficiency]\nmemory = 0.5\n[efficiency.vllm]\ngemm_compute = 0.8\n" + SOURCES + SRC_EFF, r"mixes flat keys \['memory'\]"),
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 1.8\n" + SOURCES + SRC_EFF, r"efficiency\.vllm.*gemm_compute must be a number in \[1e-06, 1\]"),
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n" + SOURCES + "\"efficiency.vllm.gemm_memory\" = \"x\"\n",
      r"\[efficiency\.vllm\] has no key 'gemm_memory'"),
 ])
 def test_bad_engine_sections_are_rejected(text, match):
