@@ -1,6 +1,7 @@
 """Efficiency models: how close an op of a given kind and shape gets to the device's peaks.
 
-Owns `efficiency_for(kind, counts, call, profile) -> Efficiency`, the parameter table those
+Owns `efficiency_for(kind, counts, profile) -> Efficiency` (shape models read the kernel shape
+the cost rule returned with its counts, `Counts.kernel`; they never re-read op arguments), the parameter table those
 models read (the device profile's efficiency section of the selected engine,
 `[efficiency.<engine>]`, see `backends/engines.py`; `EFFICIENCY_KEYS`) and its validator.
 It never produces seconds itself: `backends/roofline.py` turns counts plus an `Efficiency`
@@ -36,9 +37,9 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   waves). Small GEMMs stream their weights (`gemm_memory`); when the output tiles
   (`gemm_splitk_tile_n` columns × `gemm_tile_m` rows) cannot fill the SMs, cuBLAS splits K and
   pays up to `gemm_splitk_us` for the extra reduction: latency + splitk_us · max(0, 1 − CTAs/SMs).
-  An engine runs different kernels per GEMM variant (the quant_linear scheme, else the FLOPs'
-  precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides `gemm_<parameter>`
-  for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8, which has no split-K).
+  An engine runs different kernels per GEMM variant (`GemmShape.variant`, the quant_linear scheme,
+  else the FLOPs' precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides
+  `gemm_<parameter>` for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
@@ -68,13 +69,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidProfileError
-from ..sizes import cdiv, numel, smax, smin
+from ..sizes import cdiv, smax, smin
 from .counts import PRECISIONS, Counts
+from .kernels import AttentionShape, GemmShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
     from .device import DeviceProfile
-    from .formulas.registry import OpCall, TensorInfo
 
 
 def op_name(op: Any) -> str:
@@ -108,8 +109,7 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
-# gemm_<variant>_<parameter> overrides gemm_<parameter> for GEMMs of that variant. The variant is
-# the quantization scheme of a `quant_linear`, else the precision class of the GEMM's FLOPs.
+# gemm_<variant>_<parameter> overrides gemm_<parameter> for GEMMs of that variant.
 GEMM_VARIANTS = ("bf16", "fp16", "fp32", "fp8", "fp8_block", "int8", "w8a8_int8", "nvfp4", "mxfp4", "w4a8")
 _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
@@ -191,68 +191,13 @@ def param(profile: DeviceProfile, key: str) -> Any:
     return profile.efficiency.get(key, MODEL_DEFAULTS[key])
 
 
-# ---- GEMM --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GemmDims:
-    batch: Any
-    m: Any
-    n: Any
-    k: Any
+# ---- GEMM ----------------------------------------------------------------------------------------
+GemmDims = GemmShape  # the (batch, M, N, K) the GEMM rules return with their counts (backends/kernels.py)
 
 
-def _linear_dims(call: OpCall) -> GemmDims:
-    x, w = call.arg(0), call.arg(1)
-    return GemmDims(1, numel(x.shape[:-1]), w.shape[0], x.shape[-1])
-
-
-def _fused_linear_dims(call: OpCall) -> GemmDims:
-    x, weights = call.arg(0), call.arg(1)
-    return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), x.shape[-1])
-
-
-def _quant_linear_dims(call: OpCall) -> GemmDims:
-    x, weights = call.arg(0), call.arg(2)
-    return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), weights[0].shape[1])
-
-
-def _product_dims(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmDims:
-    k = a.shape[-1]
-    if b.ndim <= 2 or out.ndim <= 2:  # (..., M, K) @ (K, N): one GEMM over all leading rows
-        return GemmDims(1, numel(out.shape[:-1]), out.shape[-1] if b.ndim == 2 else 1, k)
-    return GemmDims(numel(out.shape[:-2]), out.shape[-2], out.shape[-1], k)
-
-
-def _matmul_dims(call: OpCall) -> GemmDims:
-    return _product_dims(call.arg(0), call.arg(1), call.out)
-
-
-def _addmm_dims(call: OpCall) -> GemmDims:
-    return _product_dims(call.arg(1), call.arg(2), call.out)
-
-
-GEMM_DIMS: dict[str, Callable[[OpCall], GemmDims]] = {
-    "linear": _linear_dims, "aten.linear": _linear_dims,
-    "tensor_cast.fused_linear": _fused_linear_dims, "tensor_cast.quant_linear": _quant_linear_dims,
-    "addmm": _addmm_dims, "aten.addmm": _addmm_dims, "baddbmm": _addmm_dims, "aten.baddbmm": _addmm_dims,
-}
-
-
-def gemm_dims(call: OpCall) -> GemmDims | None:
-    """(batch, M, N, K) of a GEMM call, or None when the call's structure is not a known GEMM."""
-    try:
-        return GEMM_DIMS.get(op_name(call.op), _matmul_dims)(call)
-    except (AttributeError, IndexError, TypeError):
-        return None
-
-
-def gemm_variant(counts: Counts, call: OpCall | None) -> str:
-    """The GEMM kernel variant: a quant_linear's scheme, else the precision class of its FLOPs."""
-    if call is not None and op_name(call.op) == "tensor_cast.quant_linear":
-        try:
-            return str(call.arg(4))
-        except (IndexError, TypeError):
-            pass
-    return next((p for p in counts.flops if p != "vector"), "bf16")
+def gemm_variant(counts: Counts, shape: GemmShape) -> str:
+    """The GEMM kernel variant: the shape's (a quant_linear scheme), else the precision of its FLOPs."""
+    return shape.variant or next((p for p in counts.flops if p != "vector"), "bf16")
 
 
 def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], variant: str) -> Efficiency:
@@ -274,11 +219,11 @@ def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], va
                    overlap=get("overlap", base.overlap))
 
 
-def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
-    dims = gemm_dims(call) if call is not None else None
-    if dims is None:
-        return base
-    variant = gemm_variant(counts, call)
+def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    dims = counts.kernel
+    if not isinstance(dims, GemmShape):
+        raise TypeError(f"a gemm-kind op must return its GemmShape with its counts (Counts.kernel), got {dims!r}")
+    variant = gemm_variant(counts, dims)
     table = profile.efficiency
     base = _variant_base(base, counts, table, variant)
 
@@ -305,91 +250,70 @@ def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profi
 
 
 # ---- attention ---------------------------------------------------------------------------------
-_CONTEXT_ARG = {"tensor_cast.attention": 3}
-# ops whose first three arguments are q, k, v in (B, H, S, D) layout; other attention-kind ops
-# (MLA on the latent, gated DeltaNet) keep the kind's base efficiency
-_QKV_LAYOUT = {"tensor_cast.attention", "scaled_dot_product_attention", "aten.scaled_dot_product_attention"}
-
-
-def _kv_key(call: OpCall | None, table: Mapping[str, Any], name: str, default: Any) -> Any:
-    """attention_fp8kv_<name> for a call reading an 8-bit KV cache when the section has it, else
+def _kv_key(shape: AttentionShape, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_<name> for a kernel reading an 8-bit KV cache when the section has it, else
     attention_<name>."""
-    fp8 = False
-    if call is not None:
-        try:
-            fp8 = call.arg(1).itemsize == 1
-        except (AttributeError, IndexError, TypeError):
-            fp8 = False
-    if fp8 and f"attention_fp8kv_{name}" in table:
+    if shape.kv_itemsize == 1 and f"attention_fp8kv_{name}" in table:
         return table[f"attention_fp8kv_{name}"]
     return table.get(f"attention_{name}", default)
 
 
-def _kv_variant(base: Efficiency, call: OpCall, table: Mapping[str, Any]) -> Efficiency:
+def _kv_variant(base: Efficiency, shape: AttentionShape, table: Mapping[str, Any]) -> Efficiency:
     """An 8-bit KV cache runs a different kernel path (dequantizing K/V in the main loop): its own
     compute / memory fractions and latencies where the section calibrates them."""
-    if not any(k.startswith("attention_fp8kv_") for k in table):
+    if shape.kv_itemsize != 1 or not any(k.startswith("attention_fp8kv_") for k in table):
         return base
-    compute = _kv_key(call, table, "compute", base.compute)
-    return replace(base, compute=compute, memory=_kv_key(call, table, "memory", base.memory),
+    compute = _kv_key(shape, table, "compute", base.compute)
+    return replace(base, compute=compute, memory=_kv_key(shape, table, "memory", base.memory),
                    by_precision=MappingProxyType({p: compute for p in base.by_precision}),
-                   latency_s=_kv_key(call, table, "latency_us", base.latency_s * 1e6) * 1e-6,
-                   memory_latency_s=_kv_key(call, table, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6)
+                   latency_s=_kv_key(shape, table, "latency_us", base.latency_s * 1e6) * 1e-6,
+                   memory_latency_s=_kv_key(shape, table, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6)
 
 
-def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
-    """The Graham tail of the longest CTA (`attention_tail`) and, where the section has it, the
-    minimum time of a CTA (`attention_cta_us`): a kernel of W work items (one per sequence, KV
-    head and q-block of `attention_block_q` rows; GQA heads share a KV head's item) on the SMs
-    runs at least ceil(W / SMs) of them one after another, so its memory path takes at least
-    that long (a floor, applied as a lower bandwidth fraction)."""
-    if call is not None and op_name(call.op) in _QKV_LAYOUT:
-        base = _kv_variant(base, call, profile.efficiency)
+def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    """FlashAttention over (B, H, S, D) queries (`AttentionShape`); other attention-kind kernels
+    (MLA on the latent, gated DeltaNet, the DSA indexer) return no shape and keep the kind's base.
+
+    The Graham tail of the longest CTA (`attention_tail`) and, where the section has it, the
+    minimum time of a CTA (`attention_cta_us`): W work items (one per sequence, KV head and
+    q-block; GQA heads share a KV head's item) on the SMs run at least ceil(W / SMs) of them one
+    after another, so the memory path takes at least that long (applied as a lower bandwidth
+    fraction)."""
+    shape = counts.kernel
+    if not isinstance(shape, AttentionShape):
+        return base
+    base = _kv_variant(base, shape, profile.efficiency)
     tail = param(profile, "attention_tail")
-    cta_us = _kv_key(call, profile.efficiency, "cta_us", 0.0)
-    if call is None or not (tail or cta_us) or op_name(call.op) not in _QKV_LAYOUT:
-        return base
-    try:
-        q, k, v = call.arg(0), call.arg(1), call.arg(2)
-        q_len, head_dim, v_dim = q.shape[-2], q.shape[-1], v.shape[-1]
-        batch, kv_heads = k.shape[0], k.shape[1]
-        name = op_name(call.op)
-        if name in _CONTEXT_ARG:
-            keys = call.arg(_CONTEXT_ARG[name]) + q_len
-            window = int(call.arg(6))
-        else:  # plain SDPA: the keys passed in
-            keys, window = k.shape[-2], 0
-    except (AttributeError, IndexError, TypeError):
-        return base
+    cta_us = _kv_key(shape, profile.efficiency, "cta_us", 0.0)
+    q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
     block = int(param(profile, "attention_block_q"))
-    out = base
     if cta_us and counts.bytes:
-        # the memory path cannot finish before the CTA waves: memory time = max(bytes / bandwidth, waves x cta)
-        items = batch * kv_heads * cdiv(q_len, block)
+        items = shape.batch * shape.kv_heads * cdiv(q_len, block)
         floor = cta_us * 1e-6 * cdiv(items, profile.compute_units)
-        streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * out.memory)
-        out = replace(out, memory=out.memory * streaming / smax(streaming, floor))
+        streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
+        base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:
-        return out
+        return base
     rows = smin(q_len, block)
     if window > 0:
         keys = smin(keys, window + rows)
     longest = 2 * (head_dim + v_dim) * rows * keys  # tensor FLOPs of the longest CTA
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     if isinstance(work, int) and work == 0:
-        return out
+        return base
     # time = (W + tail · SMs · L) / R  ==  W / (R · W / (W + tail · SMs · L))
     factor = work / (work + tail * profile.compute_units * longest)
-    return replace(out, compute=out.compute * factor,
-                   by_precision=MappingProxyType({p: val * factor for p, val in out.by_precision.items()}))
+    return replace(base, compute=base.compute * factor,
+                   by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
 
 
-ShapeModel = Callable[[Efficiency, Counts, "OpCall | None", "DeviceProfile"], Efficiency]
+ShapeModel = Callable[[Efficiency, Counts, "DeviceProfile"], Efficiency]
 SHAPE_MODELS: dict[str, ShapeModel] = {"gemm": gemm_efficiency, "attention": attention_efficiency}
 
 
-def efficiency_for(kind: str, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
+def efficiency_for(kind: str, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    """The efficiency of an op of `kind` from its counts and the kernel shape they carry."""
     base = base_efficiency(kind, profile)
     model = SHAPE_MODELS.get(kind)
-    return model(base, counts, call, profile) if model is not None else base
+    return model(base, counts, profile) if model is not None else base
 

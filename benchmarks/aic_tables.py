@@ -148,7 +148,7 @@ def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: 
     width = inter // tp
     op, _ = meta_op(tc.moe.default, meta(tokens, hidden), meta(experts, hidden), [],
                     meta(experts, 2 * width, hidden), meta(experts, hidden, width), None, None, [], [],
-                    top_k, "softmax", "silu", "concat", False, 0.0, scheme, ep, ep)
+                    top_k, "softmax", "silu", "concat", False, scheme, ep, ep)
     return [op]
 
 

@@ -182,7 +182,7 @@ def test_gemm_variant_keys_override_the_kind_for_that_scheme_only():
     m = n = k = 8192
     for variant, fraction in (("fp8", 0.7), ("fp8_block", 0.5)):
         linear = aic_tables.gemm_ops(m, n, k, variant)[-1]
-        t = op_time(linear.counts, linear.call, linear.kind, profile, IN_GRAPH)
+        t = op_time(linear.counts, linear.kind, profile, IN_GRAPH)
         assert float(t.compute_s) == pytest.approx(2 * m * n * k / (800e12 * fraction), rel=1e-12), variant
 
 
