@@ -20,6 +20,22 @@ Time = latency · steps + bytes / bandwidth (the alpha-beta model), per algorith
 
 Bandwidths are the links' peaks times an optional `comm` fraction in the profile's
 `[efficiency]` table (1.0 when absent). Results are sympy-safe expressions in B, S, C.
+
+Measured protocols (an engine section fitted from collective measurements, e.g. NCCL's and
+vLLM's custom all-reduce in `benchmarks/aic_fit.py`): a group inside one node then costs what the
+library's tuner picks, the faster of its two protocol families,
+
+    low-latency (LL/LL128)   t0 + steps·ts + traffic / (β·f_ll)
+    bulk (Simple, NVLS)      t0 + t_simple + steps·ts + traffic / (β·f_simple)
+
+with steps = 2(n-1) for all_reduce, n-1 otherwise, traffic the ring bytes per rank above (2(n-1)/n·M
+or (n-1)/n·M) and β the intra-node link's peak: t0 (`<c>_latency_us`) is the fixed cost of a call,
+ts (`<c>_step_us`) the per-step synchronisation, f_ll / f_simple (`<c>_ll_bandwidth`,
+`<c>_simple_bandwidth`) the fractions of the link each protocol sustains and t_simple
+(`<c>_simple_us`) the bulk protocol's extra start-up. vLLM's custom all-reduce
+(`custom_all_reduce_*`, same five parameters; one-shot for small messages, two-shot for larger)
+replaces NCCL for all-reduces of at most `custom_all_reduce_max_mib` MiB, as vLLM does inside
+CUDA graphs. Groups spanning nodes keep the alpha-beta model (the measurements are intra-node).
 """
 
 from __future__ import annotations
@@ -27,6 +43,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import sympy
 
 from ..sizes import smax, smin
 from .counts import Counts
@@ -111,6 +129,62 @@ ALGORITHMS = {
 }
 
 
+MEASURED_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
+PROTOCOL_PARAMS = ("latency_us", "step_us", "ll_bandwidth", "simple_us", "simple_bandwidth")
+CUSTOM_MAX_KEY = "custom_all_reduce_max_mib"
+_RING_FACTOR = {"all_reduce": lambda n: 2 * (n - 1) / n, "custom_all_reduce": lambda n: 2 * (n - 1) / n,
+                "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
+                "all_to_all": lambda n: (n - 1) / n}
+
+
+@dataclass(frozen=True)
+class Protocols:
+    """The fitted protocol parameters of one collective (see the module docstring)."""
+
+    latency_s: float
+    step_s: float
+    ll_bandwidth: float
+    simple_s: float
+    simple_bandwidth: float
+
+
+def protocols(profile: DeviceProfile, collective: str) -> Protocols | None:
+    """The collective's measured-protocol parameters in the profile's efficiency section, or None."""
+    table = profile.efficiency
+    keys = [f"{collective}_{p}" for p in PROTOCOL_PARAMS]
+    if not all(k in table for k in keys):
+        return None
+    lat, step, ll, simple, bulk = (float(table[k]) for k in keys)
+    return Protocols(lat * 1e-6, step * 1e-6, ll, simple * 1e-6, bulk)
+
+
+def protocol_time_s(collective: str, n: int, payload: Any, bandwidth_bytes_s: float, p: Protocols) -> Any:
+    """The faster of the low-latency and the bulk protocol for `payload` bytes over n ranks."""
+    steps = 2 * (n - 1) if collective in ("all_reduce", "custom_all_reduce") else n - 1
+    traffic = _RING_FACTOR[collective](n) * payload
+    fixed = p.latency_s + steps * p.step_s
+    return smin(fixed + traffic / (bandwidth_bytes_s * p.ll_bandwidth),
+                fixed + p.simple_s + traffic / (bandwidth_bytes_s * p.simple_bandwidth))
+
+
+def measured_time_s(collective: str, n: int, payload: Any, profile: DeviceProfile,
+                    purpose: str = "a collective") -> Any | None:
+    """Time from the engine section's measured protocols (intra-node groups), or None when absent."""
+    nccl = protocols(profile, collective)
+    if nccl is None:
+        return None
+    bandwidth = profile.require_interconnect(purpose).intra_node_bandwidth_gbps * 1e9
+    time = protocol_time_s(collective, n, payload, bandwidth, nccl)
+    custom = protocols(profile, "custom_all_reduce") if collective == "all_reduce" else None
+    if custom is None or CUSTOM_MAX_KEY not in profile.efficiency:
+        return time
+    limit = float(profile.efficiency[CUSTOM_MAX_KEY]) * 2**20
+    custom_time = protocol_time_s("custom_all_reduce", n, payload, bandwidth, custom)
+    if isinstance(payload, sympy.Basic) and not payload.is_number:
+        return sympy.Piecewise((custom_time, sympy.Le(payload, limit)), (time, True))
+    return custom_time if payload <= limit else time
+
+
 def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
     comm = counts.comm
     if comm is None:
@@ -123,4 +197,8 @@ def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
         raise ValueError(f"no communication model for collective {comm.collective!r}; known: "
                          f"{', '.join(ALGORITHMS)}") from None
     purpose = f"a {comm.collective} over {comm.group_size} GPUs ({comm.scope})"
+    if comm.nodes <= 1 and comm.collective in MEASURED_COLLECTIVES:
+        measured = measured_time_s(comm.collective, comm.group_size, comm.payload_bytes, profile, purpose)
+        if measured is not None:
+            return measured
     return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))

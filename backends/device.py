@@ -119,7 +119,12 @@ class DeviceProfile:
     graph_max_tokens: int = 512
     l2_cache_mib: float = 0.0
     clock_mhz: float = 0.0
-    efficiency: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    efficiency: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # the engine's section
+    # every engine section of the file (backends/engines.py); `efficiency` is the one in force
+    engine_sections: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    engine: str = ""  # the section `efficiency` comes from ("" for a profile without efficiency values)
+    engine_requested: str = ""  # the engine asked for (differs from `engine` when a nearer one stood in)
+    engine_note: str = ""  # why another engine's section is used, for the report
     interconnect: Interconnect | None = None  # None: the profile has no [interconnect] table
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     aliases: tuple[str, ...] = ()
@@ -196,7 +201,11 @@ def _check_sources(data: Mapping[str, Any], path: str) -> None:
             raise InvalidProfileError(
                 f"{path}: [sources] key {key!r} names no section; accepted: <section> or <section>.<key> "
                 f"with section one of {choices(sections)}")
-        if sub and sub not in data.get(section, {}):
+        table = data.get(section, {})
+        head, _, rest = sub.partition(".")
+        if section == "efficiency" and isinstance(table.get(head), dict):  # efficiency.<engine>[.<key>]
+            table, sub, section = table[head], rest, f"efficiency.{head}"
+        if sub and sub not in table:
             raise InvalidProfileError(f"{path}: [sources] key {key!r}: [{section}] has no key {sub!r}")
         if not isinstance(value, str) or not value.strip():
             raise InvalidProfileError(f"{path}: [sources] {key} must be a non-empty string naming the source")
@@ -262,17 +271,22 @@ def _interconnect(table: Mapping[str, Any] | None) -> Interconnect | None:
     )
 
 
-def parse_profile(text: str, path: str = "<profile>") -> DeviceProfile:
+def parse_profile(text: str, path: str = "<profile>", engine: str | None = None) -> DeviceProfile:
+    """The profile in `text`, with the efficiency section of `engine` (default: the default engine)
+    in force (backends/engines.py)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidProfileError(f"{path}: not valid TOML: {exc}") from None
     _check(data, path)
     from .efficiency import validate_efficiency  # the efficiency models own their parameter table
+    from .engines import select_engine, split_sections
 
-    validate_efficiency(data.get("efficiency", {}), path)
+    sections = split_sections(data.get("efficiency", {}), path)
+    for section, table in sections.items():
+        validate_efficiency(table, f"{path} [efficiency.{section}]")
     overhead = data["overhead"]
-    return DeviceProfile(
+    return select_engine(DeviceProfile(
         name=data["name"],
         display_name=data["display_name"],
         vendor=data["vendor"],
@@ -286,13 +300,13 @@ def parse_profile(text: str, path: str = "<profile>") -> DeviceProfile:
         kernel_launch_us=float(overhead["kernel_launch_us"]),
         graph_kernel_us=float(overhead["graph_kernel_us"]),
         graph_max_tokens=int(overhead.get("graph_max_tokens", 512)),
-        efficiency=MappingProxyType(dict(data.get("efficiency", {}))),
+        engine_sections=MappingProxyType({k: MappingProxyType(v) for k, v in sections.items()}),
         interconnect=_interconnect(data.get("interconnect")),
         sources=MappingProxyType(dict(data.get("sources", {}))),
         aliases=tuple(data.get("aliases", ())),
         notes=data.get("notes", ""),
         path=path,
-    )
+    ), engine)
 
 
 @cache
@@ -318,15 +332,20 @@ def device_names() -> list[str]:
     return sorted({p.name for p in builtin_profiles().values()})
 
 
-def load_device(device: str | DeviceProfile) -> DeviceProfile:
-    """A built-in profile by name/alias, or a profile file path."""
+def load_device(device: str | DeviceProfile, engine: str | None = None) -> DeviceProfile:
+    """A built-in profile by name/alias, or a profile file path, with the efficiency section of
+    `engine` in force (None: a given DeviceProfile as it is, else the default engine's)."""
+    from .engines import check_engine, select_engine
+
+    if engine is not None:
+        engine = check_engine(engine)
     if isinstance(device, DeviceProfile):
-        return device
+        return select_engine(device, engine)
     if not isinstance(device, str) or not device.strip():
         raise UnknownDeviceError(f"device must be a name or a profile path; known devices: {choices(device_names())}")
     profile = builtin_profiles().get(device.strip().lower())
     if profile is not None:
-        return profile
+        return select_engine(profile, engine)
     path = Path(device).expanduser()
     if path.suffix == ".toml" or path.exists():
         if path.is_dir():
@@ -338,10 +357,10 @@ def load_device(device: str | DeviceProfile) -> DeviceProfile:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise UnknownDeviceError(f"device profile file {path} cannot be read: {exc}") from None
-        profile = parse_profile(text, str(path))
+        profile = parse_profile(text, str(path), engine)
         builtin = builtin_profiles().get(profile.name.lower())
         if builtin is not None and path.resolve() == _builtin_file(builtin):
-            return builtin  # the built-in profile's own file, given by path
+            return select_engine(builtin, engine)  # the built-in profile's own file, given by path
         if profile.name.lower() in builtin_profiles() or any(a.lower() in builtin_profiles() for a in profile.aliases):
             # a copy of a built-in with other numbers: never shown (or compared) under the built-in's name
             profile = replace(profile, name=f"{profile.name} ({path.name})",

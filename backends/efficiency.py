@@ -2,7 +2,8 @@
 
 Owns `efficiency_for(kind, counts, profile) -> Efficiency` (shape models read the kernel shape
 the cost rule returned with its counts, `Counts.kernel`; they never re-read op arguments), the parameter table those
-models read (the device profile's `[efficiency]` section, `EFFICIENCY_KEYS`) and its validator.
+models read (the device profile's efficiency section of the selected engine,
+`[efficiency.<engine>]`, see `backends/engines.py`; `EFFICIENCY_KEYS`) and its validator.
 It never produces seconds itself: `backends/roofline.py` turns counts plus an `Efficiency`
 into time,
 
@@ -36,13 +37,22 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   waves). Small GEMMs stream their weights (`gemm_memory`); when the output tiles
   (`gemm_splitk_tile_n` columns × `gemm_tile_m` rows) cannot fill the SMs, cuBLAS splits K and
   pays up to `gemm_splitk_us` for the extra reduction: latency + splitk_us · max(0, 1 − CTAs/SMs).
+  An engine runs different kernels per GEMM variant (`GemmShape.variant`, the quant_linear scheme,
+  else the FLOPs' precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides
+  `gemm_<parameter>` for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
   or the window). The softmax's vector FLOPs run at the vector rate and add to the tensor-core
   time (FlashAttention-2 does not overlap them), so `attention_compute` is fitted with them in.
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
-  (`attention_memory_latency_us`).
+  (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
+  CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
+  what a decode of many short sequences costs. An 8-bit KV cache runs its own kernel path:
+  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us}` override the bf16 ones.
+- **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
+  `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
+  `backends/communication.py` uses instead of the link-peak model (see its docstring).
 
 Every other kind (norm, activation, elementwise, embedding, memory, other) is a streaming kernel:
 its own bandwidth fraction and ramp. Kernel constants that are not fitted (tile sizes, the
@@ -92,13 +102,37 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_splitk_tile_n": (1.0, 4096.0),
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
+    "attention_cta_us": _NONNEGATIVE,
+    **{f"attention_fp8kv_{name}": bounds for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
+        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE))},
 }
+# GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
+# CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
+# gemm_<variant>_<parameter> overrides gemm_<parameter> for GEMMs of that variant.
+GEMM_VARIANTS = ("bf16", "fp16", "fp32", "fp8", "fp8_block", "int8", "w8a8_int8", "nvfp4", "mxfp4", "w4a8")
+_GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
+    "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
+    "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
+    "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0)}
+_GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
+# measured collective protocols (backends/communication.py): <collective>_<parameter>
+_COMM_PARAMS: dict[str, tuple[float, float]] = {
+    "latency_us": _NONNEGATIVE, "step_us": _NONNEGATIVE, "ll_bandwidth": _FRACTION, "simple_us": _NONNEGATIVE,
+    "simple_bandwidth": _FRACTION}
+_COMM_KEYS: dict[str, tuple[float, float]] = {
+    **{f"{c}_{p}": bounds for c in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
+       for p, bounds in _COMM_PARAMS.items()},
+    "custom_all_reduce_max_mib": _NONNEGATIVE,
+}
 EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_LEGACY,
     **{f"{kind}_{name}": bounds for kind in KINDS for name, bounds in _PER_KIND.items()},
     **{f"{kind}_compute_{p}": _FRACTION for kind in KINDS for p in TENSOR_PRECISIONS},
     **_MODEL_KEYS,
+    **_COMM_KEYS,
+    **_GEMM_VARIANT_KEYS,
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64,
@@ -161,10 +195,41 @@ def param(profile: DeviceProfile, key: str) -> Any:
 GemmDims = GemmShape  # the (batch, M, N, K) the GEMM rules return with their counts (backends/kernels.py)
 
 
+def gemm_variant(counts: Counts, shape: GemmShape) -> str:
+    """The GEMM kernel variant: the shape's (a quant_linear scheme), else the precision of its FLOPs."""
+    return shape.variant or next((p for p in counts.flops if p != "vector"), "bf16")
+
+
+def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], variant: str) -> Efficiency:
+    """`base` with the variant's own compute / memory / latency / overlap where the section has them."""
+    def get(name: str, default: Any) -> Any:
+        return table.get(f"gemm_{variant}_{name}", default)
+
+    compute = get("compute", None)
+    by_precision = dict(base.by_precision)
+    if compute is not None:
+        for precision in counts.flops:
+            if precision != "vector":
+                by_precision[precision] = compute
+    return replace(base, compute=base.compute if compute is None else compute,
+                   by_precision=MappingProxyType(by_precision), memory=get("memory", base.memory),
+                   latency_s=get("latency_us", None) * 1e-6 if f"gemm_{variant}_latency_us" in table else base.latency_s,
+                   memory_latency_s=(get("memory_latency_us", 0.0) * 1e-6 if f"gemm_{variant}_memory_latency_us" in table
+                                     else base.memory_latency_s),
+                   overlap=get("overlap", base.overlap))
+
+
 def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
     dims = counts.kernel
     if not isinstance(dims, GemmShape):
         raise TypeError(f"a gemm-kind op must return its GemmShape with its counts (Counts.kernel), got {dims!r}")
+    variant = gemm_variant(counts, dims)
+    table = profile.efficiency
+    base = _variant_base(base, counts, table, variant)
+
+    def param(_: DeviceProfile, key: str) -> Any:  # the variant's value, else the kind's, else the default
+        return table.get(key.replace("gemm_", f"gemm_{variant}_", 1), table.get(key, MODEL_DEFAULTS[key]))
+
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
     k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
@@ -185,15 +250,50 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
 
 # ---- attention ---------------------------------------------------------------------------------
+def _kv_key(shape: AttentionShape, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_<name> for a kernel reading an 8-bit KV cache when the section has it, else
+    attention_<name>."""
+    if shape.kv_itemsize == 1 and f"attention_fp8kv_{name}" in table:
+        return table[f"attention_fp8kv_{name}"]
+    return table.get(f"attention_{name}", default)
+
+
+def _kv_variant(base: Efficiency, shape: AttentionShape, table: Mapping[str, Any]) -> Efficiency:
+    """An 8-bit KV cache runs a different kernel path (dequantizing K/V in the main loop): its own
+    compute / memory fractions and latencies where the section calibrates them."""
+    if shape.kv_itemsize != 1 or not any(k.startswith("attention_fp8kv_") for k in table):
+        return base
+    compute = _kv_key(shape, table, "compute", base.compute)
+    return replace(base, compute=compute, memory=_kv_key(shape, table, "memory", base.memory),
+                   by_precision=MappingProxyType({p: compute for p in base.by_precision}),
+                   latency_s=_kv_key(shape, table, "latency_us", base.latency_s * 1e6) * 1e-6,
+                   memory_latency_s=_kv_key(shape, table, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6)
+
+
 def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
     """FlashAttention over (B, H, S, D) queries (`AttentionShape`); other attention-kind kernels
-    (MLA on the latent, gated DeltaNet, the DSA indexer) return no shape and keep the kind's base."""
-    tail = param(profile, "attention_tail")
+    (MLA on the latent, gated DeltaNet, the DSA indexer) return no shape and keep the kind's base.
+
+    The Graham tail of the longest CTA (`attention_tail`) and, where the section has it, the
+    minimum time of a CTA (`attention_cta_us`): W work items (one per sequence, KV head and
+    q-block; GQA heads share a KV head's item) on the SMs run at least ceil(W / SMs) of them one
+    after another, so the memory path takes at least that long (applied as a lower bandwidth
+    fraction)."""
     shape = counts.kernel
-    if not tail or not isinstance(shape, AttentionShape):
+    if not isinstance(shape, AttentionShape):
         return base
+    base = _kv_variant(base, shape, profile.efficiency)
+    tail = param(profile, "attention_tail")
+    cta_us = _kv_key(shape, profile.efficiency, "cta_us", 0.0)
     q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
     block = int(param(profile, "attention_block_q"))
+    if cta_us and counts.bytes:
+        items = shape.batch * shape.kv_heads * cdiv(q_len, block)
+        floor = cta_us * 1e-6 * cdiv(items, profile.compute_units)
+        streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
+        base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
+    if not tail:
+        return base
     rows = smin(q_len, block)
     if window > 0:
         keys = smin(keys, window + rows)

@@ -30,6 +30,7 @@ class GemmShape:
     m: Any
     n: Any
     k: Any
+    variant: str = ""  # the kernel variant an engine section may calibrate (a quant scheme); "": the precision
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class AttentionShape:
     head_dim: Any
     v_dim: Any
     window: int = 0  # sliding window (0: full)
+    batch: Any = 1  # sequences
+    kv_heads: Any = 1  # KV heads (one work item per sequence, KV head and q-block: the CTA floor)
+    kv_itemsize: Any = 2  # bytes per KV element (1: an 8-bit KV cache, its own kernel path)
 
 
 def product_shape(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmShape:

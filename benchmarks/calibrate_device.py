@@ -5,6 +5,12 @@
     # refit a profile from measurements taken earlier (how the shipped H100 profile was made):
     python benchmarks/calibrate_device.py --from-csv ../shared/calibration/h100/h100_microbench.csv \\
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
+    # fit an engine's section from NVIDIA AIConfigurator's tables of that engine's kernels:
+    python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/h100_sxm --engine vllm \\
+        --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
+    # give a same-die device the section fitted on another (marked as transferred):
+    python benchmarks/calibrate_device.py --transfer-engine vllm --from-profile backends/profiles/h100_sxm.toml \\
+        --base backends/profiles/h200.toml --out backends/profiles/h200.toml
     # exercise the measuring harness on a CPU with tiny shapes (no GPU, numbers meaningless):
     python benchmarks/calibrate_device.py --dry-run --csv /tmp/dry.csv --no-fit
 
@@ -342,7 +348,7 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
 
     from tensor_cast.backends.device import load_device
 
-    base = load_device(args.base)
+    base = load_device(args.base, "torch")  # the PyTorch-kernel harness measures the torch section
     base_text = Path(base.path).read_text() if Path(base.path).is_file() else _builtin_text(base)
     device_rows = [r for r in rows if r.section == "device"]
     measured_on = device_rows[0].name if device_rows else "unknown GPU"
@@ -372,6 +378,67 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
         print(text)
 
 
+def fit_engine_and_write(args: argparse.Namespace) -> None:
+    """--from-aic: the engine's section fitted from AIC tables (aic_fit.py), written beside the
+    profile's other sections; keys the tables do not inform are kept from the torch section."""
+    import aic_fit
+    import aic_tables
+    import calibration_fit as cf
+
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.backends.engines import check_engine
+
+    engine = check_engine(args.engine)
+    torch_base = load_device(args.base, "torch")
+    base_text = Path(torch_base.path).read_text() if Path(torch_base.path).is_file() else _builtin_text(torch_base)
+    cases = aic_tables.all_cases(args.from_aic)
+    provenance = args.provenance or (f"AIConfigurator {Path(args.from_aic).name} tables ({engine} kernels), "
+                                     f"{date.today()}")
+    fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance)
+    values, sources = dict(fit.values), dict(fit.sources)
+    for key, value in torch_base.engine_sections.get("torch", {}).items():
+        if f"efficiency.{key}" not in values:
+            values[f"efficiency.{key}"] = value
+            sources[f"efficiency.{key}"] = ("kept from the torch section (PyTorch-harness fit): the AIC tables do not "
+                                            "time this kernel")
+    text = cf.update_profile_text(base_text, values, sources, engine=engine, overhead_too=False,
+                                  header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
+                                         f"provenance in [sources]")
+    print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values))))
+    _emit(text, args.out)
+
+
+def transfer_engine_and_write(args: argparse.Namespace) -> None:
+    """--transfer-engine: copy a same-die device's fitted section (fractions of this device's peaks)."""
+    import calibration_fit as cf
+
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.backends.engines import check_engine
+
+    engine = check_engine(args.transfer_engine)
+    source = load_device(args.from_profile, engine)
+    if source.engine != engine:
+        raise SystemExit(f"{args.from_profile} has no [efficiency.{engine}] section to transfer")
+    target = load_device(args.base, "torch")
+    text = Path(target.path).read_text() if Path(target.path).is_file() else _builtin_text(target)
+    values = {f"efficiency.{k}": v for k, v in source.efficiency.items()}
+    sources = {f"efficiency.{k}": f"transferred from {source.name} (same compute die; fractions of {target.name}'s "
+                                  f"own peaks, bandwidth and links, unvalidated on {target.name}): "
+                                  + source.sources.get(f"efficiency.{engine}.{k}", "see the source profile")
+               for k in source.efficiency}
+    text = cf.update_profile_text(text, values, sources, engine=engine, overhead_too=False,
+                                  header=f"{engine} kernels: transferred from {source.name}; provenance in [sources]")
+    _emit(text, args.out)
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        print(text)
+
+
 def _builtin_text(profile: object) -> str:
     from importlib import resources
 
@@ -390,7 +457,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="run the harness on the CPU with tiny shapes")
     parser.add_argument("--no-fit", action="store_true", help="only measure")
     parser.add_argument("--provenance", help="text recorded in [sources] (default: file, GPU, date)")
+    parser.add_argument("--from-aic", help="fit an engine section from a folder of AIConfigurator tables (*.csv.gz)")
+    parser.add_argument("--engine", default="vllm", help="the engine section --from-aic writes (default vllm)")
+    parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
+    parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
     args = parser.parse_args(argv)
+    if args.from_aic:
+        fit_engine_and_write(args)
+        return 0
+    if args.transfer_engine:
+        transfer_engine_and_write(args)
+        return 0
     rows = read_rows(args.from_csv) if args.from_csv else measure(args)
     if not args.no_fit:
         fit_and_write(rows, args)

@@ -343,14 +343,25 @@ def _sections(text: str) -> list[tuple[str, list[str]]]:
 
 
 def update_profile_text(text: str, values: Mapping[str, float], sources: Mapping[str, str],
-                        header: str = "") -> str:
-    """`text` with its [overhead] and [efficiency] sections replaced by `values` and the matching
-    [sources] entries replaced; every other section and source line is kept as it was."""
-    overhead = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("overhead.")}
+                        header: str = "", engine: str = "torch", overhead_too: bool = True) -> str:
+    """`text` with its [overhead] (when `overhead_too`) and [efficiency.<engine>] sections replaced by
+    `values` and the matching [sources] entries replaced; every other section (other engines'
+    efficiency sections included) and source line is kept as it was. `values` / `sources` name
+    efficiency keys `efficiency.<key>`; they are written under the engine's section."""
+    section_name = f"efficiency.{engine}"
+    overhead = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("overhead.")} if overhead_too else {}
     efficiency = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("efficiency.")}
+    sources = {(f"{section_name}.{k.split('.', 1)[1]}" if k.startswith("efficiency.") else k): v
+               for k, v in sources.items() if overhead_too or not k.startswith("overhead.")}
     sections = _sections(text)
+    if any(name == "efficiency" for name, _ in sections):  # a flat (pre-engine) table is the torch section
+        sections = [(("efficiency.torch", [ln.replace("[efficiency]", "[efficiency.torch]", 1) for ln in lines])
+                     if name == "efficiency" else (name, lines)) for name, lines in sections]
+        sections = [(name, [re.sub(r'^"efficiency\.(?!torch\b)', '"efficiency.torch.', ln) for ln in lines])
+                    if name == "sources" else (name, lines) for name, lines in sections]
     old = {name: lines for name, lines in sections}
-    for name, table in (("overhead", overhead), ("efficiency", efficiency)):
+    tables = {"overhead": overhead, section_name: efficiency} if overhead_too else {section_name: efficiency}
+    for name, table in tables.items():
         # keep the keys the fit did not produce (graph_max_tokens: an engine setting; vector: not measured)
         for line in old.get(name, [""])[1:]:
             match = re.match(r"^\s*(\w+)\s*=\s*([^#\s]+)", line)
@@ -363,26 +374,29 @@ def update_profile_text(text: str, values: Mapping[str, float], sources: Mapping
         lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         return [*lines, ""]
 
+    replaced = ("overhead", section_name) if overhead_too else (section_name,)
+    stale = re.compile(r'^\s*"?(' + "|".join(re.escape(n) for n in replaced) + r')(\.\w+)?"?\s*=')
     out: list[str] = []
     written = set()
     for name, lines in sections:
-        if name == "overhead":
-            out += block("overhead", overhead)
-            written.add(name)
-        elif name == "efficiency":
-            out += block("efficiency", dict(sorted(efficiency.items())))
+        if name in replaced:
+            out += block(name, dict(sorted(tables[name].items())) if name == section_name else tables[name])
             written.add(name)
         elif name == "sources":
-            kept = [ln for ln in lines[1:] if not re.match(r'^\s*"?(efficiency|overhead)\b', ln) and ln.strip()]
+            kept = [ln for ln in lines[1:] if not stale.match(ln) and ln.strip()]
             out += [lines[0], *kept]
             out += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in sorted(sources.items())]
             out.append("")
             written.add(name)
+        elif name.startswith("efficiency.") and section_name not in written and section_name not in old:
+            out += block(section_name, dict(sorted(efficiency.items())))  # a new engine section, beside the others
+            written.add(section_name)
+            out += lines
         else:
             out += lines
-    for name, table in (("overhead", overhead), ("efficiency", dict(sorted(efficiency.items())))):
+    for name in replaced:
         if name not in written:
-            out += block(name, table)
+            out += block(name, dict(sorted(tables[name].items())))
     if "sources" not in written:
         out += ["[sources]", *(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in sorted(sources.items()))]
     return "\n".join(out).rstrip() + "\n"

@@ -3,6 +3,12 @@
     python benchmarks/fidelity.py                       # H100 profile vs the shared H100 data
     python benchmarks/fidelity.py --markdown            # the README accuracy table
     python benchmarks/fidelity.py --data my.csv --device my_gpu.toml --no-cv
+    python benchmarks/fidelity.py --aic ../shared/calibration/aic/h100_sxm --device h100-sxm   # vLLM kernels
+
+With `--aic DIR` the device's `vllm` efficiency section is checked against NVIDIA AIConfigurator's
+tables of vLLM 0.24's own kernels instead (`aic_fit.py`): per op class, the mean error on the
+shape families the fit used and on the families it never saw (GEMM (N, K) families, attention
+head configurations, MoE expert configurations, the 4-GPU collective group), worst row named.
 
 Every measured kernel (`calibration_cases.py`: GEMMs of real model projections, SDPA prefill and
 decode, norms, activations, ...) is costed with `tensor_cast`'s own rules and the device profile
@@ -156,16 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="measurement CSV (default: %(default)s)")
     parser.add_argument("--device", default="h100-sxm", help="device profile name or .toml path")
+    parser.add_argument("--engine", default="torch",
+                        help="efficiency section to check (default torch: the data are PyTorch kernels)")
     parser.add_argument("--no-cv", action="store_true", help="skip the held-out (cross-validated) errors")
     parser.add_argument("--no-steps", action="store_true", help="skip whole-model rows (they trace a model)")
     parser.add_argument("--markdown", action="store_true", help="print the README accuracy table")
     parser.add_argument("--worst", type=int, default=8, help="list the N worst GEMM rows with M >= 16")
+    parser.add_argument("--aic", help="check the vllm section against this folder of AIConfigurator tables")
     args = parser.parse_args(argv)
 
+    if args.aic:
+        import aic_fit
+
+        return aic_fit.main(["--aic", args.aic, "--device", args.device, "--engine", "vllm"]
+                            + (["--markdown"] if args.markdown else []))
     if not Path(args.data).is_file():
         raise SystemExit(f"no measurement file at {args.data} (pass --data)")
     rows = read_rows(args.data)
-    profile = load_device(args.device)
+    profile = load_device(args.device, args.engine)
     cases, _ = build_cases(rows, l2_bytes=profile.l2_cache_mib * 2**20)
     device_row = next((r for r in rows if r.section == "device"), None)
     measured_on = (f"{device_row.name} ({', '.join(f'{k} {v}' for k, v in device_row.params.items() if k != 'mem_gib')})"

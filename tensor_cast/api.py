@@ -54,7 +54,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
-            mtp_acceptance: float | None = None, moe_skew: float = 0.0, **deployment: Any) -> Report:
+            mtp_acceptance: float | None = None, moe_skew: float = 0.0, engine: str | None = None,
+            **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
@@ -83,6 +84,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i
     times less often than the first, each at most once per token). It changes how many experts'
     weights a step reads (fewer distinct experts are hit), not the FLOPs.
+
+    `engine` (vllm | sglang | trtllm | torch; default vllm) picks the device profile's efficiency
+    section calibrated for that engine's kernels; a profile without one uses the nearest
+    calibrated engine's and the report says so (`report.engine`, `report.context.notes`).
     """
     for flag, value in (("symbolic", symbolic), ("fuse", fuse), ("trust_remote_code", trust_remote_code)):
         if not isinstance(value, bool):
@@ -113,7 +118,9 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
         if mtp and query_len == 1:  # a decode step with MTP verifies the previous step's drafts
             point["query_len"] = 1 + mtp
             notes.append(f"MTP decode step: the main model verifies 1 + {mtp} tokens per sequence (query_len {1 + mtp})")
-    profile = load_device(device)
+    profile = load_device(device, engine)
+    if profile.engine_note:
+        notes.append(profile.engine_note)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
     # the time per output token is a decode figure: a prefill step costs the drafts, and says so
@@ -163,6 +170,8 @@ class OpCost:
     overhead_s: float
     bound: str
     latency_s: float = 0.0  # kernel latency + non-overlapped compute/memory (time = max + latency + overhead)
+    engine: str = ""  # the efficiency section used (backends/engines.py)
+    engine_note: str = ""  # set when another engine's section stood in for the one asked for
 
 
 def _meta(value: Any) -> Any:
@@ -202,10 +211,10 @@ def _resolve_op(op: Any) -> Any:
 
 
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", moe_skew: float = 0.0,
-            **kwargs: Any) -> OpCost:
+            engine: str | None = None, **kwargs: Any) -> OpCost:
     """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
     tensors as arguments. `moe_skew` is the cost-only MoE routing skew (see `analyze`), read by the
-    MoE and EP exchange ops."""
+    MoE and EP exchange ops; `engine` picks the device's efficiency section (default vllm; see `analyze`)."""
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
     if cuda_graphs not in CUDA_GRAPH_MODES:
@@ -214,7 +223,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     if isinstance(op, torch._ops.OpOverloadPacket):
         op = op.default
     entry = lookup(op)
-    profile = load_device(device)
+    profile = load_device(device, engine)
     meta_args, meta_kwargs = _meta(args), _meta(kwargs)
     for position, tensor in enumerate(t for t in _tensors((meta_args, meta_kwargs))):
         if tensor.numel() == 0:
@@ -235,7 +244,8 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
 
     return OpCost(op=entry.name, kind=entry.kind, counts=counts, flops=float(counts.total_flops),
                   bytes=float(counts.bytes), time_s=float(timing.time_s), compute_s=values[0], memory_s=values[1],
-                  overhead_s=values[3], bound=_bound(*values), latency_s=float(timing.kernel_latency_s))
+                  overhead_s=values[3], bound=_bound(*values), latency_s=float(timing.kernel_latency_s),
+                  engine=profile.engine, engine_note=profile.engine_note)
 
 
 def list_models() -> list[str]:

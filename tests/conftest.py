@@ -60,7 +60,9 @@ def h100_cluster() -> tensor_cast.DeviceProfile:
     """The built-in H100 profile with test interconnect numbers (independent of the shipped ones).
 
     Public facts: H100 SXM NVLink4 is 900 GB/s bidirectional (450 per direction per GPU); one 400 Gb/s
-    InfiniBand NDR NIC per GPU is 50 GB/s per direction. The latencies are test values.
+    InfiniBand NDR NIC per GPU is 50 GB/s per direction. The latencies are test values. The torch
+    efficiency section: it has no measured collective protocols, so collectives follow the link
+    (alpha-beta) model these numbers feed (the vllm section's NCCL fit is tested in test_engine_fit).
     """
     import dataclasses
 
@@ -69,4 +71,4 @@ def h100_cluster() -> tensor_cast.DeviceProfile:
     interconnect = Interconnect(gpus_per_node=8, intra_node="nvlink4", intra_node_bandwidth_gbps=450.0,
                                 intra_node_latency_us=3.0, inter_node="infiniband-ndr",
                                 inter_node_bandwidth_gbps=50.0, inter_node_latency_us=10.0)
-    return dataclasses.replace(tensor_cast.load_device("h100-sxm"), interconnect=interconnect)
+    return dataclasses.replace(tensor_cast.load_device("h100-sxm", "torch"), interconnect=interconnect)

@@ -21,7 +21,7 @@ BENCHMARKS = REPO / "benchmarks"
 
 def test_h100_bf16_8192_gemm_predicts_the_measured_ceiling():
     a = torch.empty(8192, 8192, dtype=torch.bfloat16, device="meta")
-    cost = tensor_cast.op_cost(torch.ops.aten.mm.default, a, a, device="h100-sxm", cuda_graphs="always")
+    cost = tensor_cast.op_cost(torch.ops.aten.mm.default, a, a, device="h100-sxm", cuda_graphs="always", engine="torch")
     tflops = 2 * 8192**3 / cost.time_s / 1e12
     assert tflops == pytest.approx(724, rel=0.03)  # public: ~724 TFLOP/s sustained on H100 SXM
 
@@ -31,17 +31,18 @@ def test_h100_decode_attention_reads_kv_at_about_3_tb_per_s():
     q = torch.empty(batch, hq, 1, d, dtype=torch.bfloat16, device="meta")
     kv = torch.empty(batch, hkv, length, d, dtype=torch.bfloat16, device="meta")
     cost = tensor_cast.op_cost(torch.ops.aten.scaled_dot_product_attention.default, q, kv, kv, enable_gqa=True,
-                               device="h100-sxm", cuda_graphs="always")
+                               device="h100-sxm", cuda_graphs="always", engine="torch")
     kv_bytes = 2 * batch * hkv * length * d * 2
     assert kv_bytes / cost.time_s == pytest.approx(3.0e12, rel=0.05)  # public: ~3.0 TB/s on H100
 
 
 def test_h100_profile_parameters_have_sources_and_sane_values():
-    profile = load_device("h100-sxm")
+    profile = load_device("h100-sxm", "torch")
     data = tomllib.loads(Path(profile.path if Path(profile.path).is_file() else
                               REPO / "backends" / "profiles" / "h100_sxm.toml").read_text())
-    for section in ("efficiency", "overhead"):
-        for key in data[section]:
+    tables = {"overhead": data["overhead"], **{f"efficiency.{e}": t for e, t in data["efficiency"].items()}}
+    for section, table in tables.items():
+        for key in table:
             assert f"{section}.{key}" in data["sources"], f"[sources] has no entry for {section}.{key}"
     eff = profile.efficiency
     fp8, _ = profile.rate("fp8")
@@ -53,7 +54,7 @@ def test_h100_profile_parameters_have_sources_and_sane_values():
 
 def test_symbolic_report_equals_concrete_analysis(llama8b):
     point = {"batch_size": 64, "query_len": 1, "context_len": 4096}
-    concrete = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device="h100-sxm", **point)
+    concrete = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device="h100-sxm", **point)  # both default engine
     assert llama8b.evaluate(**point).total_time_s == pytest.approx(concrete.total_time_s, rel=1e-9)
     prefill = llama8b.evaluate(batch_size=1, query_len=2048)
     grid = llama8b.sweep(batch_size=[1, 64], query_len=[2048, 1], context_len=[0, 4096])
@@ -109,7 +110,7 @@ def synthetic_rows(cases_module, truth_profile):
 def test_fit_recovers_the_parameters_that_generated_the_data(calibration):
     pytest.importorskip("scipy")
     cases_module, fit = calibration
-    base = load_device("h100-sxm")
+    base = load_device("h100-sxm", "torch")
     truth = fit.with_values(base, {**TRUTH, "efficiency.gemm_compute": 0.7317})
     cases, _ = cases_module.build_cases(synthetic_rows(cases_module, truth))
     stages = [s for s in fit.STAGES if s.name in ("gemm", "attention")]
@@ -127,13 +128,13 @@ def test_refit_profile_text_keeps_everything_else(calibration):
     values = {"efficiency.gemm_memory": 0.5, "overhead.graph_kernel_us": 2.5}
     sources = {"efficiency.gemm_memory": "a test", "overhead.graph_kernel_us": "a test"}
     updated = fit.update_profile_text(text, values, sources)
-    profile = parse_profile(updated, "<updated>")
-    original = load_device("h100-sxm")
+    profile = parse_profile(updated, "<updated>", "torch")
+    original = load_device("h100-sxm", "torch")
     assert profile.efficiency["gemm_memory"] == 0.5 and profile.graph_kernel_us == 2.5
     assert profile.efficiency["attention_compute"] == original.efficiency["attention_compute"]
     assert dict(profile.compute) == dict(original.compute)
     assert profile.graph_max_tokens == original.graph_max_tokens
-    assert tomllib.loads(updated)["sources"]["efficiency.gemm_memory"] == "a test"
+    assert tomllib.loads(updated)["sources"]["efficiency.torch.gemm_memory"] == "a test"
 
 
 def test_calibrate_device_imports_and_shows_help_without_a_gpu():

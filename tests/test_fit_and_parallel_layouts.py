@@ -120,7 +120,8 @@ def _profile_file(tmp_path, h100_cluster):
     tail = rest[rest.index("\n["):] if rest else ""
     link = dataclasses.asdict(h100_cluster.interconnect)
     rows = "\n".join(f"{k} = {json.dumps(v)}" for k, v in link.items() if v is not None)
-    path = tmp_path / "cluster.toml"
+    head = head.replace('name = "h100-sxm"', 'name = "h100-test-cluster"').replace("aliases = [", "# aliases = [")
+    path = tmp_path / "cluster.toml"  # its own name: a user's file may not reuse a built-in device's
     path.write_text(f"{head}[interconnect]\n{rows}\n{tail}")
     return str(path)
 

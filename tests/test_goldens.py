@@ -49,7 +49,11 @@ CASES: dict[str, tuple[str, str, dict[str, Any], tuple[tuple[int, int, int], ...
     "mxfp4_gpt_oss_20b": ("openai/gpt-oss-20b", "b200", {}, (PREFILL, DECODE)),
     "ep_skew_qwen3_30b_tp4_ep4": ("Qwen/Qwen3-30B-A3B", "h100-sxm", {"tp": 4, "ep": 4, "moe_skew": 0.8},
                                   ((32, 1, 2048),)),
+    # the vllm efficiency sections (GEMM variants, fp8 KV attention, measured NCCL / custom all-reduce)
+    "vllm_fp8_llama3_70b_tp4": ("meta-llama/Llama-3.1-70B", "h100-sxm",
+                                {"engine": "vllm", "tp": 4, "quant": "fp8", "kv_cache_dtype": "fp8"}, (PREFILL, DECODE)),
 }
+ENGINE = "torch"  # the cases above were snapshotted before engines existed: the torch section keeps them
 
 
 def snapshot(model: str, device: str, options: dict[str, Any], points: tuple[tuple[int, int, int], ...]) -> dict:
@@ -57,7 +61,7 @@ def snapshot(model: str, device: str, options: dict[str, Any], points: tuple[tup
     out: dict[str, Any] = {}
     for batch, query, context in points:
         report = tensor_cast.analyze(model, device=device, batch_size=batch, query_len=query, context_len=context,
-                                     **options)
+                                     **{"engine": ENGINE, **options})
         data = report.to_dict()
         first = {indices[0] for indices in report.context.layer_indices}
         data["ops"] = [row for row in data["ops"] if row["layer"] is None or row["layer"] in first]

@@ -69,7 +69,8 @@ def kv_cache_attention(call: OpCall) -> Counts:
         head_dim=head_dim, v_head_dim=v.shape[-1], causal=causal, window=window,
         precision=gemm_precision(q, k), q_bytes=q.nbytes, kv_itemsize=k.itemsize, out_bytes=call.out_bytes,
     )
-    kernel = AttentionShape(q_len=q_len, keys=context_len + q_len, head_dim=head_dim, v_dim=v.shape[-1], window=window)
+    kernel = AttentionShape(q_len=q_len, keys=context_len + q_len, head_dim=head_dim, v_dim=v.shape[-1], window=window,
+                            batch=batch, kv_heads=k.shape[1], kv_itemsize=k.itemsize)
     return dataclasses.replace(counts, kernel=kernel)
 
 
@@ -88,4 +89,5 @@ def sdpa(call: OpCall) -> Counts:
     # No cache here: K/V are read once as inputs, nothing is appended or held.
     return Counts(flops=counts.flops, bytes_read=q.nbytes + k.nbytes + v.nbytes,
                   bytes_written=call.out_bytes,
-                  kernel=AttentionShape(q_len=q_len, keys=k_len, head_dim=q.shape[-1], v_dim=v.shape[-1]))
+                  kernel=AttentionShape(q_len=q_len, keys=k_len, head_dim=q.shape[-1], v_dim=v.shape[-1],
+                                        batch=q.shape[0], kv_heads=k.shape[1], kv_itemsize=k.itemsize))

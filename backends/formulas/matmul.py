@@ -38,11 +38,11 @@ def gemm_precision(a: TensorInfo, b: TensorInfo) -> str:
 
 
 def gemm_counts(m: Any, n: Any, k: Any, *, precision: str, read_bytes: Any, write_bytes: Any,
-                bias: bool = False) -> Counts:
+                bias: bool = False, variant: str = "") -> Counts:
     """One M x N x K GEMM (its shape travels with the counts for the efficiency model)."""
     flops = 2 * m * n * k + (m * n if bias else 0)
     return Counts(flops={precision: flops}, bytes_read=read_bytes, bytes_written=write_bytes,
-                  kernel=GemmShape(1, m, n, k))
+                  kernel=GemmShape(1, m, n, k, variant))
 
 
 @register(torch._C._nn.linear, aten.linear.default, kind="gemm")

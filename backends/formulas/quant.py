@@ -44,4 +44,4 @@ def quant_linear(call: OpCall) -> Counts:
     read = (x.nbytes + (x_scale.nbytes if x_scale is not None else 0) + weight_bytes
             + sum((b.nbytes for b in biases if b is not None), 0))
     return gemm_counts(m, n, k, precision=s.precision, read_bytes=read, write_bytes=call.out_bytes,
-                       bias=any(b is not None for b in biases))
+                       bias=any(b is not None for b in biases), variant=s.name)

@@ -29,6 +29,8 @@ MLA_FORMS = ("auto", "absorbed", "expanded")  # tensor_cast.ops.mla.MLA_FORMS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="registry id (see `tensor-cast models`), local directory with config.json, or hub id")
     p.add_argument("--device", required=True, help="device profile name (see `tensor-cast devices`) or .toml path")
+    p.add_argument("--engine", help="serving engine whose kernels are costed: vllm, sglang, trtllm, torch (default "
+                                    "vllm); a device without that engine's calibration uses the nearest one's")
     p.add_argument("--batch-size", type=int_at_least(1), default=1, help="sequences in the step (default 1)")
     p.add_argument("--query-len", type=int_at_least(1), default=1, help="new tokens per sequence: prompt length for prefill, 1 for decode")
     p.add_argument("--context-len", type=int_at_least(0), default=0, help="tokens already in the KV cache per sequence (default 0)")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
-            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
+            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew, engine=args.engine,
             **deployment_options(args),
         )
         table = report.table(by=args.by, top=args.top)

@@ -18,8 +18,10 @@ def run(args: argparse.Namespace) -> int:
 
     seen = {p.name: p for p in builtin_profiles().values()}
     rows = [(p.name, p.display_name, f"{p.compute['bf16_tflops']:.0f}", f"{p.compute['fp8_tflops']:.0f}",
-             f"{p.memory_bandwidth_gbps:.0f}", f"{p.memory_capacity_gib:.0f}", ", ".join(p.aliases))
+             f"{p.memory_bandwidth_gbps:.0f}", f"{p.memory_capacity_gib:.0f}",
+             ", ".join(p.engine_sections) or "-", ", ".join(p.aliases))
             for p in sorted(seen.values(), key=lambda p: p.name)]
-    print(tabulate(rows, headers=("name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "HBM GiB", "aliases"),
+    print(tabulate(rows, headers=("name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s", "HBM GiB",
+                                  "calibrated engines", "aliases"),
                    disable_numparse=True))
     return 0

@@ -158,6 +158,17 @@ class Report:
         return self.context.device
 
     @property
+    def engine(self) -> str:
+        """The engine whose efficiency section timed the ops (backends/engines.py)."""
+        profile = self.context.profile
+        return profile.engine if profile is not None else ""
+
+    @property
+    def engine_requested(self) -> str:
+        profile = self.context.profile
+        return profile.engine_requested if profile is not None else ""
+
+    @property
     def dp(self) -> int:
         return self.context.deployment.dp if self.context.deployment is not None else 1
 

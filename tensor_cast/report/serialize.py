@@ -41,6 +41,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "model": report.model,
         "architecture": report.context.architecture,
         "device": report.device,
+        "engine": {"requested": report.engine_requested, "efficiency_section": report.engine},
         "point": report.point,
         "symbolic": report.symbolic,
         "options": dict(report.context.options),

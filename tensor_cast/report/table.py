@@ -73,6 +73,7 @@ def render_summary(report: Report) -> str:
     lines = [
         ("model", f"{report.model} ({report.context.architecture})"),
         ("device", report.device),
+        ("engine", _engine_text(report)),
         ("step", f"batch {p['batch_size']} x {p['query_len']} new tokens, {p['context_len']} cached tokens/sequence"),
         ("time", seconds(report.total_time_s)),
         ("throughput", f"{report.tokens_per_s:,.0f} tokens/s"),
@@ -100,6 +101,12 @@ def render_summary(report: Report) -> str:
     for warning in report.warnings:
         lines.append(("warning", warning))
     return tabulate(lines, tablefmt="plain", disable_numparse=True)
+
+
+def _engine_text(report: Report) -> str:
+    if report.engine == report.engine_requested:
+        return f"{report.engine} (efficiency section [efficiency.{report.engine}])"
+    return f"{report.engine_requested} (efficiency section [efficiency.{report.engine}]: see note)"
 
 
 def _deployment_lines(report: Report) -> list[tuple[str, str]]:

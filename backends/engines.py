@@ -1,0 +1,92 @@
+"""Serving engines and the per-engine efficiency sections of a device profile.
+
+Owns the engine vocabulary (`ENGINES`), the table of which calibrated section stands in for an
+engine that has none (`NEAREST`), the default engine, and `select_engine(profile, engine)`: the
+profile whose `efficiency` is that engine's section, with a note when another engine's section
+stands in for it.
+
+Why per engine: the same op runs different kernels under different engines (CUTLASS scaled-mm vs
+`torch._scaled_mm` for FP8 GEMMs, FlashAttention-3 vs FlashInfer, Triton vs CUTLASS fused MoE,
+vLLM's custom all-reduce vs NCCL), so a profile's fitted efficiencies hold for the engine whose
+kernels were measured. A profile's `[efficiency]` table is either one sub-table per engine
+(`[efficiency.vllm]`, `[efficiency.torch]`) or, for profiles written before engines existed, flat
+keys, which are the `torch` section (the PyTorch-kernel harness they were fitted with).
+
+Selection never changes the roofline's inputs other than `DeviceProfile.efficiency`: the op
+timing code sees one flat table, whatever engine was asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgumentError, InvalidProfileError, choices
+
+if TYPE_CHECKING:
+    from .device import DeviceProfile
+
+# vllm: vLLM's own kernels (FA3 / FlashInfer, CUTLASS scaled-mm, Triton fused MoE, custom
+# all-reduce); sglang and trtllm: their engines; torch: plain PyTorch kernels (cuBLAS via
+# F.linear, torch._scaled_mm, SDPA, torch.compile'd elementwise), as benchmarks/calibrate_device.py
+# times them.
+ENGINES = ("vllm", "sglang", "trtllm", "torch")
+# The engine `analyze` / `op_cost` / the CLI cost for when none is given: what users deploy.
+DEFAULT_ENGINE = "vllm"
+# engine -> the sections that stand in for it, nearest first (shared kernels first: SGLang and
+# TensorRT-LLM run FlashInfer / CUTLASS kernels close to vLLM's; plain PyTorch is the farthest).
+NEAREST: dict[str, tuple[str, ...]] = {
+    "vllm": ("sglang", "trtllm", "torch"),
+    "sglang": ("vllm", "trtllm", "torch"),
+    "trtllm": ("vllm", "sglang", "torch"),
+    "torch": ("vllm", "sglang", "trtllm"),
+}
+LEGACY_ENGINE = "torch"  # the engine a flat [efficiency] table describes
+
+
+def check_engine(engine: Any) -> str:
+    if not isinstance(engine, str) or engine.strip().lower() not in ENGINES:
+        raise InvalidArgumentError(f"engine must be one of {choices(ENGINES)}, got {engine!r}")
+    return engine.strip().lower()
+
+
+def split_sections(table: Mapping[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    """engine -> its efficiency keys, from a profile's [efficiency] table (flat = the torch section)."""
+    nested = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    if not nested:
+        return {LEGACY_ENGINE: dict(table)} if table else {}
+    flat = sorted(k for k in table if k not in nested)
+    if flat:
+        raise InvalidProfileError(
+            f"{path}: [efficiency] mixes flat keys {flat[:4]} with engine sections {sorted(nested)}; put every key "
+            f"in an engine section [efficiency.<engine>], engine one of {choices(ENGINES)}")
+    unknown = sorted(k for k in nested if k not in ENGINES)
+    if unknown:
+        raise InvalidProfileError(f"{path}: unknown engine section(s) {['efficiency.' + k for k in unknown]}; "
+                                  f"accepted engines: {choices(ENGINES)}")
+    return {k: dict(v) for k, v in nested.items()}
+
+
+def resolve_section(available: tuple[str, ...], engine: str, device: str) -> tuple[str, str]:
+    """(section used, note): the engine's own section, else the nearest calibrated one."""
+    if engine in available or not available:
+        return engine if engine in available else "", ""
+    used = next((e for e in NEAREST[engine] if e in available), available[0])
+    return used, (f"engine {engine}: device {device} has no {engine}-calibrated efficiency section; "
+                  f"using the {used} section (nearest calibrated engine)")
+
+
+def select_engine(profile: DeviceProfile, engine: str | None = None) -> DeviceProfile:
+    """`profile` with the efficiency section of `engine` (default: DEFAULT_ENGINE) in force.
+
+    A profile already resolved for that engine is returned unchanged (so a caller's edited copy,
+    e.g. a calibration fit in progress, keeps its values)."""
+    wanted = DEFAULT_ENGINE if engine is None else check_engine(engine)
+    if profile.engine_requested == wanted or (engine is None and profile.engine_requested):
+        return profile
+    sections = profile.engine_sections
+    used, note = resolve_section(tuple(sections), wanted, profile.name)
+    efficiency = MappingProxyType(dict(sections.get(used, {})))
+    return replace(profile, efficiency=efficiency, engine=used or wanted, engine_requested=wanted, engine_note=note)

@@ -1,0 +1,265 @@
+"""Fit an engine's efficiency section from NVIDIA AIConfigurator's kernel tables, and check it held out.
+
+    python benchmarks/aic_fit.py --aic ../shared/calibration/aic/h100_sxm --device h100-sxm   # error table
+    python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/h100_sxm --engine vllm \\
+        --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml            # write the section
+
+Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
+`backends/communication.py` each table informs, with bounds and meanings), the split of every
+table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
+configurations, MoE expert configurations, the 4-GPU collective group size; chosen by a stable
+hash, never seen by the fit), the fit itself (`fit_engine`: `calibration_fit.fit_stage` per stage,
+on the fitted families only) and the error tables (fitted-on vs held-out, worst cases named).
+
+Models, not lookup tables: every parameter is a physical quantity of the kernel the engine runs
+— a fraction of a datasheet peak (tensor-core rate, HBM bandwidth, NVLink bandwidth), a fixed
+cost per call in µs, a per-tile or per-step cost, a share of the last wave lost — and the
+shape dependence (tile quantization, wave effects, split-K, the two NCCL protocol families,
+vLLM's switch from its custom all-reduce to NCCL) is the model's, fitted once per kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import aic_tables as at  # noqa: E402
+import calibration_fit as cf  # noqa: E402
+from calibration_cases import Case  # noqa: E402
+
+from tensor_cast.backends.communication import CUSTOM_MAX_KEY  # noqa: E402
+from tensor_cast.backends.device import DeviceProfile, load_device  # noqa: E402
+
+P = cf.Param
+CUSTOM_MAX_MIB = 8.0  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
+
+
+def gemm_stage(variant: str, tile_n: int, note: str) -> cf.Stage:
+    g = f"efficiency.gemm_{variant}"
+    return cf.Stage(f"gemm {variant}", (
+        P(f"{g}_compute", 0.8, 0.2, 1.0, "tensor-core fraction of the datasheet peak at K = 8192"),
+        P(f"{g}_memory", 0.85, 0.2, 1.0, "weight-streaming bandwidth fraction of HBM"),
+        P(f"{g}_latency_us", 3.0, 0.0, 60.0, "fixed cost per call beyond the graph floor"),
+        P(f"{g}_overlap", 0.1, 0.0, 1.0, "share of min(compute, memory) not overlapped"),
+        P(f"{g}_k_overhead", 150.0, 0.0, 5000.0, "per-tile prologue/epilogue, in steps of K"),
+        P(f"{g}_wave_quantization", 0.3, 0.0, 1.0, "share of the last wave's idle SMs lost"),
+        P(f"{g}_splitk_us", 2.0, 0.0, 60.0, "cost when the output tiles cannot fill the SMs"),
+    ), fixed={f"{g}_tile_m": 128, f"{g}_tile_n": tile_n, f"{g}_splitk_tile_n": 64}, note=note)
+
+
+def collective_stage(name: str, key: str, note: str) -> cf.Stage:
+    c = f"efficiency.{key}"
+    return cf.Stage(name, (
+        P(f"{c}_latency_us", 5.0, 0.0, 100.0, "fixed cost of a call (launch, barrier)"),
+        P(f"{c}_step_us", 0.5, 0.0, 10.0, "synchronisation per algorithm step"),
+        P(f"{c}_ll_bandwidth", 0.3, 0.01, 1.0, "low-latency protocol (LL/LL128): fraction of the NVLink peak"),
+        P(f"{c}_simple_us", 15.0, 0.0, 500.0, "bulk protocol's extra start-up"),
+        P(f"{c}_simple_bandwidth", 0.7, 0.05, 1.0, "bulk protocol (Simple/NVLS): fraction of the NVLink peak"),
+    ), note=note)
+
+
+STAGES: tuple[cf.Stage, ...] = (
+    gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
+    gemm_stage("fp8", 128, "tiles 128x128 (CUTLASS sm90 fp8 scaled-mm), 64-wide columns for small-M kernels"),
+    gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)"),
+    cf.Stage("attention decode", (
+        P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
+        P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
+        P("efficiency.attention_latency_us", 8.0, 0.0, 50.0, "fixed cost per call (attention + cache append)"),
+        P("efficiency.attention_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA (sequence x KV head x q-block)"),
+    ), fixed={"efficiency.attention_block_q": 128},
+        note="FlashAttention-3 decode (split-KV); q-block 128 rows (FlashAttention-3 on Hopper)"),
+    cf.Stage("attention prefill", (
+        P("efficiency.attention_compute", 0.6, 0.2, 1.0, "FlashAttention-3 throughput, fraction of bf16 peak"),
+        P("efficiency.attention_tail", 1.0, 0.0, 4.0, "idle share while the longest CTA finishes (1 = Graham's bound)"),
+    ), note="FlashAttention-3 prefill; latency and CTA floor from the decode stage"),
+    cf.Stage("attention decode fp8kv", (
+        P("efficiency.attention_fp8kv_memory", 0.6, 0.1, 1.0, "decode fp8 KV-read bandwidth fraction"),
+        P("efficiency.attention_fp8kv_latency_us", 8.0, 0.0, 50.0, "fixed cost per call, fp8 KV cache"),
+        P("efficiency.attention_fp8kv_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA, fp8 KV cache"),
+    ), note="FlashAttention-3 decode reading an fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
+    cf.Stage("attention prefill fp8kv", (
+        P("efficiency.attention_fp8kv_compute", 0.6, 0.1, 1.0, "FA3 prefill with an fp8 KV cache: fraction of bf16 peak"),
+    ), note="FlashAttention-3 prefill with an fp8 KV cache"),
+    cf.Stage("moe", (
+        P("efficiency.moe_compute", 0.6, 0.1, 1.0, "fused-MoE tensor-core fraction (bf16)"),
+        P("efficiency.moe_compute_fp8", 0.5, 0.05, 1.0, "fused-MoE tensor-core fraction (fp8, fp8_block)"),
+        P("efficiency.moe_memory", 0.7, 0.1, 1.0, "expert-weight streaming bandwidth fraction"),
+        P("efficiency.moe_latency_us", 20.0, 0.0, 300.0, "fixed cost per MoE layer (routing, permute, 2 GEMMs)"),
+    ), note="Triton / DeepGEMM fused MoE as vLLM runs it, balanced routing"),
+    collective_stage("nccl all_reduce", "all_reduce", "NCCL 2.29, bf16"),
+    collective_stage("nccl all_gather", "all_gather", "NCCL 2.29"),
+    collective_stage("nccl reduce_scatter", "reduce_scatter", "NCCL 2.29"),
+    collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
+    replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
+            fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
+)
+HELD_OUT_SHARE = 0.2  # of the GEMM (N, K) families
+
+
+def held_out(case: Case) -> bool:
+    """Whether the case's shape family is kept out of the fit (stable across runs); rows of a
+    kernel the fit does not model are never seen by it."""
+    if case.stage == at.NOT_FITTED:
+        return True
+    if case.stage.startswith("gemm"):
+        return at.family_hash(case.group, "gemm") < HELD_OUT_SHARE
+    if case.stage.startswith("attention"):
+        return case.group in ("hq32 hkv4 d128", "hq16 hkv2 d128", "hq64 hkv8 d64")
+    if case.stage == "moe":
+        return at.family_hash(case.group, "moe") < 0.25
+    return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
+
+
+def usable(case: Case) -> bool:
+    """Rows whose kernel the engine runs for that shape: vLLM's custom all-reduce only up to its
+    size limit (larger all-reduces go to NCCL)."""
+    if case.stage == "custom all_reduce":
+        return case.row.params["elements"] * 2 <= CUSTOM_MAX_MIB * 2**20
+    return True
+
+
+def predict(case: Case, profile: DeviceProfile) -> float:
+    """The case's time; an NCCL all-reduce row is costed as NCCL (without vLLM's custom switch)."""
+    if case.stage == "nccl all_reduce" and CUSTOM_MAX_KEY in profile.efficiency:
+        efficiency = {k: v for k, v in profile.efficiency.items() if k != CUSTOM_MAX_KEY}
+        profile = replace(profile, efficiency=MappingProxyType(efficiency))
+    return case.predict(profile)
+
+
+def _attention_stage(case: Case) -> str:
+    return case.stage + (" fp8kv" if case.row.params.get("kv") == "fp8" else "")
+
+
+@dataclass
+class EngineFit:
+    values: dict[str, float]
+    sources: dict[str, str]
+    profile: DeviceProfile
+
+
+def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stages: Sequence[cf.Stage] = STAGES,
+               digits: int = 3) -> EngineFit:
+    """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed."""
+    train = [c for c in cases if usable(c) and not held_out(c)]
+    train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith("attention") else c for c in train]
+    values: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    current = base
+    for stage in stages:
+        used = [c for c in train if c.stage == stage.name]
+        if not used:
+            continue
+        fitted = {k: cf.round_sig(v, digits) for k, v in cf.fit_stage(stage, used, current).items()}
+        values.update(fitted)
+        current = cf.with_values(current, fitted)
+        families = len({c.group for c in used})
+        for param in stage.params:
+            sources[param.key] = (f"fitted ({stage.name}: {len(used)} rows, {families} shape families; held-out "
+                                  f"families excluded): {param.meaning} [{provenance}]")
+        for key in stage.fixed:
+            sources[key] = f"fixed: {stage.note} [{provenance}]"
+    return EngineFit(values, sources, current)
+
+
+# ---- error tables ---------------------------------------------------------------------------------
+@dataclass
+class ClassError:
+    cls: str
+    fitted_n: int
+    fitted_mean: float | None
+    held_n: int
+    held_mean: float | None
+    worst: str
+
+
+def _pct(pred: float, meas: float) -> float:
+    return 100.0 * (pred / meas - 1.0)
+
+
+def _describe(case: Case) -> str:
+    return f"{case.row.name} {case.row.params}"
+
+
+def class_errors(cases: Sequence[Case], profile: DeviceProfile, key: Callable[[Case], str] = lambda c: c.cls
+                 ) -> list[ClassError]:
+    out = []
+    for cls in sorted({key(c) for c in cases if usable(c)}):
+        members = [c for c in cases if usable(c) and key(c) == cls]
+        errors = {id(c): _pct(predict(c, profile), c.measured_s) for c in members}
+        fitted = [abs(errors[id(c)]) for c in members if not held_out(c)]
+        held = [abs(errors[id(c)]) for c in members if held_out(c)]
+        worst = max(members, key=lambda c: abs(errors[id(c)]))
+        out.append(ClassError(cls, len(fitted), statistics.mean(fitted) if fitted else None, len(held),
+                              statistics.mean(held) if held else None,
+                              f"{errors[id(worst)]:+.0f}% {_describe(worst)}" + (" (held out)" if held_out(worst) else "")))
+    return out
+
+
+TARGETS = {"gemm": 10.0, "attention": 10.0, "moe": 15.0, "mla": 15.0, "nccl": 10.0, "custom": 10.0}
+
+
+def family(cls: str) -> str:
+    return cls.split()[0]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def error_table(errors: Sequence[ClassError], markdown: bool = False) -> str:
+    from tabulate import tabulate
+
+    rows = [[e.cls, e.fitted_n, _fmt(e.fitted_mean), e.held_n, _fmt(e.held_mean),
+             f"<= {TARGETS.get(family(e.cls), 10):.0f}%", e.worst] for e in errors]
+    headers = ["op class", "fitted rows", "mean |err| (fitted on)", "held-out rows", "mean |err| (held out)",
+               "target", "worst row"]
+    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", maxcolwidths=[None] * 6 + [70])
+
+
+def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch") -> DeviceProfile:
+    """`base` whose efficiency is `source_engine`'s section with the fitted `values` over it."""
+    start = dict(base.engine_sections.get(source_engine, base.efficiency))
+    start.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("efficiency.")})
+    return replace(base, efficiency=MappingProxyType(start))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--aic", required=True, help="folder of one device's AIC tables (*.csv.gz)")
+    parser.add_argument("--device", required=True, help="device profile whose section is checked (or refitted)")
+    parser.add_argument("--engine", default="vllm", help="the section to check (default vllm)")
+    parser.add_argument("--refit", action="store_true", help="fit here instead of checking the shipped section")
+    parser.add_argument("--families", default="gemm,attention,moe,collectives")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    cases = at.all_cases(args.aic, args.families.split(","))
+    profile = load_device(args.device, args.engine)
+    if args.refit:
+        fit = fit_engine(cases, engine_profile(load_device(args.device, "torch"), {}), provenance=args.aic)
+        profile = fit.profile
+        for key, value in sorted(fit.values.items()):
+            print(f"{key} = {value}")
+    print(f"{profile.name}, efficiency section {profile.engine}, vs {args.aic} (vLLM 0.24 kernels)\n")
+    print(error_table(class_errors(cases, profile), args.markdown))
+    print()
+    gemms = [c for c in cases if c.stage.startswith("gemm")]
+    if gemms:  # per GEMM kernel, all M together
+        print(error_table(class_errors(gemms, profile, key=lambda c: " ".join(c.cls.split()[:2]) + " (all M)"),
+                          args.markdown))
+        print()
+    modelled = [c for c in cases if c.stage != at.NOT_FITTED]
+    print(error_table(class_errors(modelled, profile, key=lambda c: family(c.cls) + " (all)"), args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""NVIDIA AIConfigurator kernel tables (`shared/calibration/aic/<device>/*.csv.gz`) -> calibration cases.
+
+Owns the reading of those tables (one row per measured kernel call of an engine, latency in ms)
+and their meaning in tensor_cast's vocabulary: for every row, the op calls tensor_cast would
+cost for that kernel (built with tensor_cast's own rules on meta tensors, as
+`calibration_cases.py` does for the PyTorch harness), its op class, its shape family (the unit a
+held-out check leaves out) and the fitting stage that uses it. It fits nothing
+(`aic_fit.py`) and reads only the directory it is given.
+
+Column meanings, checked against the data (latency against size, see `aic_fit.py --check`):
+- gemm_perf `m, n, k`: y[m, n] = x[m, k] W[k, n]; bf16 peaks at 883 TFLOP/s on H100 (89% of the
+  dense datasheet rate): the FLOPs are 2mnk, so the columns are what they say. fp8 rows time
+  vLLM's whole linear layer: the dynamic activation quantization plus the scaled GEMM, which is
+  what tensor_cast's quantize + quant_linear pair costs.
+- nccl_perf `message_size`: ELEMENTS, not bytes. At the same message_size the `half` rows take
+  1.5-2x the `int8` rows at large sizes (twice the bytes); read as bytes, an 8-GPU bf16
+  all-reduce of 268M would sustain 890 GB/s bus bandwidth, twice NVLink4's 450 GB/s per
+  direction; as elements it is 445 GB/s (NVLS). all_gather's size is the gathered output (as in
+  nccl-tests), reduce_scatter's and alltoall's the input.
+- custom_allreduce_perf `message_size`: elements of `allreduce_dtype` (bf16), the same convention
+  (as bytes, 2 GPUs would reach only 167 GB/s at 1 GB, half of NCCL on the same link).
+- context / generation attention: `isl` new tokens per sequence (prefill, causal) / `isl + step`
+  cached tokens per sequence with one new token (decode); `window_size` 0 = full attention.
+- moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
+  expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from calibration_cases import Case, Op, Row, meta, meta_op
+
+tc, aten = torch.ops.tensor_cast, torch.ops.aten
+FP8 = torch.float8_e4m3fn
+GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}
+# The kernel vLLM 0.24 runs for each GEMM dtype (the tables time several for fp8_block).
+GEMM_KERNELS = {"bf16": ("torch.nn.functional.linear",), "fp8": ("CutlassFP8ScaledMMLinearKernel",),
+                "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",)}
+COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
+               "alltoall": "all_to_all"}
+ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
+MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8"}
+# The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on
+# Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel), on Blackwell
+# FlashInfer's TRT-LLM kernels.
+MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
+                            "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"),
+               "fp8_block": ("vllm_fp8moe_triton_tritonexperts",
+                             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"),
+               "fp8": ("vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
+                       "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts")}
+# Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
+# tables' Triton rows time a fallback backend.
+ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)
+NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit never sees them)
+# FlashAttention-3 runs head_dim <= 256; the tables' d = 512 rows time another kernel (7-50x slower).
+FA3_MAX_HEAD_DIM = 256
+
+
+def read_table(folder: str | Path, name: str) -> list[dict[str, str]]:
+    path = Path(folder) / f"{name}.csv.gz"
+    if not path.is_file():
+        return []
+    with gzip.open(path, "rt", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def family_hash(key: Any, salt: str = "") -> float:
+    """A stable number in [0, 1) for a shape family: held-out families are chosen by it."""
+    return zlib.crc32(f"{salt}{key}".encode()) / 2**32
+
+
+def sample(items: Sequence[Any], count: int, seed: int = 0) -> list[Any]:
+    if len(items) <= count:
+        return list(items)
+    return random.Random(seed).sample(list(items), count)
+
+
+def _row(section: str, name: str, params: dict[str, Any], dtype: str, latency_ms: str) -> Row:
+    return Row(section=section, name=name, params=params, dtype=dtype, median_us=float(latency_ms) * 1e3)
+
+
+# ---- GEMM -----------------------------------------------------------------------------------------
+def gemm_ops(m: int, n: int, k: int, variant: str) -> list[Op]:
+    if variant == "bf16":
+        return [meta_op(aten.linear.default, meta(m, k), meta(n, k))[0]]
+    group = 128 if variant == "fp8_block" else -1
+    quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "fp8", group, True)
+    linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k, dtype=FP8)], [None], variant, torch.bfloat16)
+    return [quant, linear]
+
+
+def gemm_m_range(m: int) -> str:
+    return "M<=16" if m <= 16 else ("M 17-256" if m <= 256 else "M>256")
+
+
+def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0) -> list[Case]:
+    cases = []
+    rows = read_table(folder, "gemm_perf")
+    for table_dtype, variant in GEMM_DTYPES.items():
+        chosen = [r for r in rows if r["gemm_dtype"] == table_dtype and r["kernel_source"] in GEMM_KERNELS[variant]]
+        for r in sample(chosen, per_variant, seed):
+            m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
+            row = _row("gemm", r["kernel_source"], {"M": m, "N": n, "K": k}, variant, r["latency"])
+            cases.append(Case(row=row, cls=f"gemm {variant} {gemm_m_range(m)}", group=f"N{n} K{k}",
+                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant))))
+    return cases
+
+
+# ---- attention ------------------------------------------------------------------------------------
+def attention_ops(batch: int, heads: int, kv_heads: int, head_dim: int, q_len: int, context: int, window: int,
+                  kv_dtype: str) -> list[Op]:
+    kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
+    q = meta(batch, heads, q_len, head_dim)
+    k = meta(batch, kv_heads, q_len, head_dim, dtype=kv)
+    op, _ = meta_op(tc.attention.default, q, k, k, context, head_dim**-0.5, True, window, None)
+    return [op]
+
+
+def attention_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0) -> list[Case]:
+    cases = []
+    for table, phase in (("context_attention_perf", "prefill"), ("generation_attention_perf", "decode")):
+        rows = [r for r in read_table(folder, table) if r["attn_dtype"] == "bfloat16" and r.get("beam_width", "1") == "1"
+                and int(r["head_dim"]) <= FA3_MAX_HEAD_DIM and r["kernel_source"] not in ATTENTION_FALLBACK_KERNELS]
+        for r in sample(rows, per_phase, seed):
+            b, isl, h, hkv, d = (int(r[c]) for c in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
+            window, step = int(r["window_size"]), int(r["step"])
+            q_len, context = (isl, 0) if phase == "prefill" else (1, isl + step - 1)
+            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
+            params = {"B": b, "isl": isl, "step": step, "hq": h, "hkv": hkv, "d": d, "window": window, "kv": kv}
+            row = _row("attn", r["kernel_source"], params, "bf16", r["latency"])
+            cls = f"attention {phase}" + (" fp8 KV" if kv == "fp8" else "") + (" window" if window else "")
+            cases.append(Case(row=row, cls=cls, group=f"hq{h} hkv{hkv} d{d}", stage=f"attention {phase}",
+                              ops=tuple(attention_ops(b, h, hkv, d, q_len, context, window, kv))))
+    return cases
+
+
+# ---- fused MoE ------------------------------------------------------------------------------------
+def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str) -> list[Op]:
+    width = inter // tp
+    op, _ = meta_op(tc.moe.default, meta(tokens, hidden), meta(experts, hidden), [],
+                    meta(experts, 2 * width, hidden), meta(experts, hidden, width), None, None, [], [],
+                    top_k, "softmax", "silu", "concat", False, scheme, ep, ep)
+    return [op]
+
+
+def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case]:
+    cases = []
+    table = read_table(folder, "moe_perf")
+    present = {r["kernel_source"] for r in table}
+    kernel = {d: next((k for k in ks if k in present), "") for d, ks in MOE_KERNELS.items()}
+    rows = [r for r in table if r["distribution"] == "balanced" and r["moe_dtype"] in MOE_DTYPES
+            and r["moe_ep_size"] == "1" and r["kernel_source"] == kernel[r["moe_dtype"]]]
+    for r in sample(rows, count, seed):
+        t, h, i, k, e, tp, ep = (int(r[c]) for c in ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
+                                                      "moe_tp_size", "moe_ep_size"))
+        scheme = MOE_DTYPES[r["moe_dtype"]]
+        params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep}
+        row = _row("moe", r["kernel_source"], params, r["moe_dtype"], r["latency"])
+        # per-tensor fp8 MoE runs FlashInfer's CUTLASS kernel, unlike the Triton kernels the fit models:
+        # evaluated, not fitted
+        fitted = r["moe_dtype"] != "fp8"
+        cls = f"moe {r['moe_dtype']}" + ("" if fitted else f" ({NOT_FITTED})")
+        cases.append(Case(row=row, cls=cls, group=f"E{e} k{k} H{h} I{i}",
+                          stage="moe" if fitted else NOT_FITTED,
+                          ops=tuple(moe_ops(t, h, i, k, e, tp, ep, scheme))))
+    return cases
+
+
+# ---- collectives ----------------------------------------------------------------------------------
+def collective_ops(collective: str, n: int, elements: int, dtype: torch.dtype) -> list[Op]:
+    x = meta(elements, dtype=dtype)
+    if collective == "all_reduce":
+        return [meta_op(tc.all_reduce.default, x, n, 1, "tp")[0]]
+    if collective == "all_to_all":
+        return [meta_op(tc.all_to_all.default, x, n, 1, "ep")[0]]
+    if collective == "all_gather":  # the table's size is the gathered output
+        return [meta_op(tc.all_gather.default, meta(max(1, elements // n), dtype=dtype), 0, n, 1, "tp")[0]]
+    return [meta_op(tc.reduce_scatter.default, x, 0, n, 1, "tp")[0]]
+
+
+def collective_cases(folder: str | Path) -> list[Case]:
+    cases = []
+    for r in read_table(folder, "nccl_perf"):
+        collective, n = COLLECTIVES[r["op_name"]], int(r["num_gpus"])
+        dtype = torch.bfloat16 if r["nccl_dtype"] == "half" else torch.int8
+        elements = int(r["message_size"])
+        row = _row("nccl", collective, {"n": n, "elements": elements}, r["nccl_dtype"], r["latency"])
+        cases.append(Case(row=row, cls=f"nccl {collective}", group=f"n{n}", stage=f"nccl {collective}",
+                          ops=tuple(collective_ops(collective, n, elements, dtype))))
+    for r in read_table(folder, "custom_allreduce_perf"):
+        if r["kernel_source"] != "vLLM_custom_graph":  # vLLM runs it inside CUDA graphs
+            continue
+        n, elements = int(r["num_gpus"]), int(r["message_size"])
+        row = _row("custom_ar", "custom_all_reduce", {"n": n, "elements": elements}, "bf16", r["latency"])
+        cases.append(Case(row=row, cls="custom all_reduce", group=f"n{n}", stage="custom all_reduce",
+                          ops=tuple(collective_ops("all_reduce", n, elements, torch.bfloat16))))
+    return cases
+
+
+BUILDERS: dict[str, Callable[..., list[Case]]] = {
+    "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
+}
+
+
+def all_cases(folder: str | Path, families: Iterable[str] = tuple(BUILDERS)) -> list[Case]:
+    out: list[Case] = []
+    for family in families:
+        out += BUILDERS[family](folder)
+    return out

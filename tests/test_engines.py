@@ -1,0 +1,157 @@
+"""Engine as an input: a profile holds one efficiency section per calibrated engine; `engine=`
+on op_cost / analyze / the CLI picks it, an engine without a section falls back to the nearest
+calibrated one with a note, and bad engine names or sections are clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import tensor_cast
+from tensor_cast.backends.device import parse_profile
+from tensor_cast.backends.engines import DEFAULT_ENGINE, ENGINES, NEAREST
+from tensor_cast.cli import main
+from tensor_cast.errors import InvalidArgumentError, InvalidProfileError
+
+HEAD = """
+schema_version = 1
+name = "two-engine-gpu"
+display_name = "Two-engine GPU"
+vendor = "acme"
+architecture = "x1"
+
+[compute]
+fp32_tflops = 50.0
+bf16_tflops = 400.0
+fp16_tflops = 400.0
+fp8_tflops = 800.0
+int8_tops = 800.0
+fp4_tflops = 0.0
+
+[memory]
+capacity_gib = 96.0
+bandwidth_gbps = 2000.0
+
+[chip]
+compute_units = 100
+
+[overhead]
+kernel_launch_us = 0.0
+graph_kernel_us = 0.0
+"""
+SOURCES = """
+[sources]
+compute = "a test"
+memory = "a test"
+chip = "a test"
+overhead = "a test"
+"""
+SRC_EFF = '"efficiency" = "a test"\n'
+TWO = HEAD + """
+[efficiency.vllm]
+gemm_compute = 0.8
+memory = 0.9
+
+[efficiency.torch]
+gemm_compute = 0.5
+memory = 0.6
+""" + SOURCES + """
+"efficiency.vllm.gemm_compute" = "a test"
+"efficiency.torch" = "a test"
+"""
+TORCH_ONLY = HEAD + """
+[efficiency.torch]
+gemm_compute = 0.5
+memory = 0.6
+""" + SOURCES + """
+"efficiency.torch" = "a test"
+"""
+M = N = K = 8192  # compute-bound at any of these fractions: time = 2MNK / (400 TFLOP/s x fraction)
+
+
+def gemm(profile, engine=None):
+    a = torch.empty(M, K, dtype=torch.bfloat16, device="meta")
+    b = torch.empty(K, N, dtype=torch.bfloat16, device="meta")
+    return tensor_cast.op_cost(torch.ops.aten.mm.default, a, b, device=profile, engine=engine)
+
+
+@pytest.mark.parametrize(("engine", "fraction"), [("vllm", 0.8), ("torch", 0.5)])
+def test_each_engine_uses_its_own_section(engine, fraction):
+    cost = gemm(parse_profile(TWO, "two.toml"), engine)
+    assert cost.engine == engine and cost.engine_note == ""
+    assert cost.compute_s == pytest.approx(2 * M * N * K / (400e12 * fraction), rel=1e-12)
+
+
+def test_default_engine_is_vllm():
+    assert DEFAULT_ENGINE == "vllm"
+    cost = gemm(parse_profile(TWO, "two.toml"))
+    assert cost.engine == "vllm"
+    assert cost.compute_s == pytest.approx(2 * M * N * K / (400e12 * 0.8), rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["sglang", "trtllm"])
+def test_engine_without_a_section_uses_the_nearest_with_a_note(engine):
+    cost = gemm(parse_profile(TWO, "two.toml"), engine)
+    assert NEAREST[engine][0] == "vllm"
+    assert cost.engine == "vllm"
+    assert engine in cost.engine_note and "vllm section" in cost.engine_note
+    only_torch = gemm(parse_profile(TORCH_ONLY, "torch.toml"), engine)
+    assert only_torch.engine == "torch" and "torch section" in only_torch.engine_note
+
+
+def test_flat_efficiency_table_is_the_torch_section():
+    flat = parse_profile(HEAD + "\n[efficiency]\ngemm_compute = 0.5\n" + SOURCES + '"efficiency" = "a test"\n',
+                         "flat.toml", "torch")
+    assert flat.engine == "torch" and dict(flat.efficiency) == {"gemm_compute": 0.5}
+    assert set(flat.engine_sections) == {"torch"}
+
+
+def test_builtin_h100_has_vllm_and_torch_sections():
+    profile = tensor_cast.load_device("h100-sxm", "torch")
+    assert {"vllm", "torch"} <= set(profile.engine_sections)
+    assert profile.engine == "torch"
+    assert tensor_cast.load_device("h100-sxm").engine == "vllm"
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n[efficiency.deepspeed]\ngemm_compute = 0.5\n" + SOURCES + SRC_EFF,
+     r"efficiency\.deepspeed.*accepted engines: vllm, sglang, trtllm, torch"),
+    (HEAD + "\n[efficiency]\nmemory = 0.5\n[efficiency.vllm]\ngemm_compute = 0.8\n" + SOURCES + SRC_EFF, r"mixes flat keys \['memory'\]"),
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 1.8\n" + SOURCES + SRC_EFF, r"efficiency\.vllm.*gemm_compute must be a number in \[1e-06, 1\]"),
+    (HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\n" + SOURCES + "\"efficiency.vllm.gemm_memory\" = \"x\"\n",
+     r"\[efficiency\.vllm\] has no key 'gemm_memory'"),
+])
+def test_bad_engine_sections_are_rejected(text, match):
+    with pytest.raises(InvalidProfileError, match=match):
+        parse_profile(text, "bad.toml")
+
+
+def test_unknown_engine_is_an_argument_error():
+    with pytest.raises(InvalidArgumentError, match=r"engine must be one of vllm, sglang, trtllm, torch, got 'vlm'"):
+        gemm(parse_profile(TWO, "two.toml"), "vlm")
+    assert ENGINES == ("vllm", "sglang", "trtllm", "torch")
+
+
+def test_analyze_reports_the_section_used_and_the_fallback_note(tmp_path):
+    path = tmp_path / "torch_only.toml"
+    path.write_text(TORCH_ONLY)
+    report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=str(path), batch_size=1, query_len=16,
+                                 num_hidden_layers=1, engine="sglang")
+    assert (report.engine_requested, report.engine) == ("sglang", "torch")
+    assert any("engine sglang" in note and "torch section" in note for note in report.context.notes)
+    data = json.loads(report.to_json())
+    assert data["engine"] == {"requested": "sglang", "efficiency_section": "torch"}
+    assert "engine" in report.summary() and "sglang" in report.summary()
+
+
+def test_cli_engine_flag(tmp_path, capsys):
+    path = tmp_path / "two.toml"
+    path.write_text(TWO)
+    out = tmp_path / "r.json"
+    assert main(["analyze", "meta-llama/Llama-3.1-8B", "--device", str(path), "--num-hidden-layers", "1",
+                 "--query-len", "16", "--engine", "torch", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["engine"] == {"requested": "torch", "efficiency_section": "torch"}
+    assert main(["analyze", "meta-llama/Llama-3.1-8B", "--device", str(path), "--engine", "tensorrt"]) == 2
+    assert "engine must be one of" in capsys.readouterr().err
