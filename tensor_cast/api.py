@@ -50,7 +50,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
-            mtp_acceptance: float | None = None, moe_skew: float = 0.0, **deployment: Any) -> Report:
+            mtp_acceptance: float | None = None, moe_skew: float = 0.0, cache: bool = True,
+            **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
@@ -79,6 +80,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i
     times less often than the first, each at most once per token). It changes how many experts'
     weights a step reads (fewer distinct experts are hit), not the FLOPs.
+
+    `cache`: reuse the device-independent results of an earlier trace of the same model and
+    options from the disk cache (tensor_cast/cache/; `TENSOR_CAST_CACHE_DIR` moves it,
+    `TENSOR_CAST_CACHE=0` turns it off) and store new ones there. A hit gives the same report.
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
@@ -111,7 +116,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
                                deployment=resolved.trace_options(), moe_skew=float(moe_skew))
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
-                        speculative=speculative, deployment=resolved)
+                        speculative=speculative, deployment=resolved, cache=cache)
 
 
 def _check_moe_skew(value: Any) -> None:
