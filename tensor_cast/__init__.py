@@ -11,6 +11,7 @@ from .backends.device import DeviceProfile, load_device
 from .errors import TensorCastError
 from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 from .report import Memory, OpRow, Report
+from .search import SearchResult, recommend, search
 
 __all__ = [
     "AttentionSpec",
@@ -22,6 +23,7 @@ __all__ = [
     "OpCost",
     "OpRow",
     "Report",
+    "SearchResult",
     "TensorCastError",
     "analyze",
     "list_devices",
@@ -29,4 +31,6 @@ __all__ = [
     "load_device",
     "load_model",
     "op_cost",
+    "recommend",
+    "search",
 ]

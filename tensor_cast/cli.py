@@ -54,6 +54,7 @@ def _add_analyze(sub: Any) -> None:
                    help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")
     p.add_argument("--moe-skew", type=float, default=0.0,
                    help="MoE routing skew: Zipf exponent of expert popularity (default 0: uniform routing)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache (tensor_cast/cache/)")
     _add_deployment(p)
 
 
@@ -99,7 +100,7 @@ def _analyze(args: argparse.Namespace) -> int:
         per_layer_config=_per_layer_config(args.per_layer_config), fuse=not args.unfused,
         cuda_graphs=args.cuda_graphs, dump_graph=args.dump_graph, trust_remote_code=args.trust_remote_code,
         mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
-        **_deployment(args),
+        cache=not args.no_cache, **_deployment(args),
     )
     table = report.table(by=args.by, top=args.top)  # validates --by before any file is written
     print(report.summary())
@@ -174,10 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     sub.add_parser("models", help="list the offline registry of public architectures")
     sub.add_parser("devices", help="list the built-in device profiles")
+    from .search.cli import register as register_search
+
+    COMMANDS.update(register_search(sub))  # search, recommend, cache (tensor_cast/search/cli.py)
     return parser
 
 
-COMMANDS = {"analyze": _analyze, "models": _models, "devices": _devices}
+COMMANDS: dict[str, Any] = {"analyze": _analyze, "models": _models, "devices": _devices}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,92 @@
+"""The `search`, `recommend` and `cache` subcommands of `tensor-cast`.
+
+`register(sub)` adds the parsers to the main CLI's subparsers and returns {command: handler};
+handlers raise `TensorCastError` for bad input (the main CLI prints one line, exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .space import DEFAULT_CONCURRENCY
+
+
+def _common(p: Any) -> None:
+    p.add_argument("model", help="registry id, local directory with config.json, or hub id")
+    p.add_argument("--devices", required=True, help="comma-separated device profiles, e.g. h100-sxm,h200,b200")
+    p.add_argument("--isl", type=int, required=True, help="prompt tokens per request")
+    p.add_argument("--osl", type=int, required=True, help="output tokens per request")
+    p.add_argument("--ttft", help="time-to-first-token target, e.g. 300ms")
+    p.add_argument("--tpot", help="time-per-output-token target, e.g. 10ms")
+    p.add_argument("--slo-stat", default="mean", help="statistic the targets apply to: mean (default), p90")
+    p.add_argument("--engine", default="vllm", help="serving engine: vllm (default), sglang, trtllm")
+    p.add_argument("--quant", help="quantizations to try besides the checkpoint's own, e.g. fp8,fp8_block")
+    p.add_argument("--kv-cache-dtype", help="KV-cache dtypes to try: auto,fp8 (default both)")
+    p.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)),
+                   help="closed-loop clients per instance to simulate (comma-separated)")
+    p.add_argument("--price", action="append", help="GPU price, e.g. h100-sxm=2.5/h (repeat or comma-separate)")
+    p.add_argument("--jobs", type=int, help="worker processes (default: the CPUs)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run traces and simulations as Ray tasks (no address: a local Ray)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache")
+    p.add_argument("--json", dest="json_path", help="write the result as JSON")
+    p.add_argument("--csv", dest="csv_path", help="write every simulated configuration as CSV")
+
+
+def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+    p = sub.add_parser("search", help="search deployments under latency SLOs (Pareto frontier, best per device)")
+    _common(p)
+    p.add_argument("--gpus", required=True, help="total GPU counts, e.g. 8,16,32")
+    p = sub.add_parser("recommend", help="the fewest GPUs serving a request rate within latency SLOs")
+    _common(p)
+    p.add_argument("--rate", required=True, help="request rate, e.g. 20/s")
+    p.add_argument("--max-gpus-per-instance", type=int, default=16, help="largest engine instance (default 16)")
+    p = sub.add_parser("cache", help="the trace cache: info | clear")
+    p.add_argument("action", choices=("info", "clear"))
+    return {"search": _search, "recommend": _recommend, "cache": _cache}
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"devices": args.devices, "isl": args.isl, "osl": args.osl, "ttft": args.ttft, "tpot": args.tpot,
+            "slo_stat": args.slo_stat, "engine": args.engine, "quant": args.quant,
+            "kv_cache_dtype": args.kv_cache_dtype, "concurrency": args.concurrency, "prices": args.price,
+            "jobs": args.jobs, "ray": args.ray, "cache": not args.no_cache}
+
+
+def _write(result: Any, args: argparse.Namespace) -> int:
+    print(result.summary())
+    written = []
+    if args.json_path:
+        Path(args.json_path).write_text(result.to_json())
+        written.append(args.json_path)
+    if args.csv_path:
+        Path(args.csv_path).write_text(result.to_csv())
+        written.append(args.csv_path)
+    if written:
+        print("\nwrote " + ", ".join(written))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .run import search
+
+    return _write(search(args.model, gpus=args.gpus, **_options(args)), args)
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from .run import recommend
+
+    return _write(recommend(args.model, rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
+                            **_options(args)), args)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from ..cache import clear, info
+
+    found = clear() if args.action == "clear" else info()
+    verb = "removed" if args.action == "clear" else "holds"
+    print(f"trace cache {found.directory}: {verb} {found.entries} entries, {found.bytes / 1e6:.1f} MB")
+    return 0
