@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print tensor_cast, torch and transformers versions (warns outside the tested window)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_analyze(sub)
+    from .serving.cli import add_serve
+
+    add_serve(sub, _add_deployment)
     sub.add_parser("models", help="list the offline registry of public architectures")
     sub.add_parser("devices", help="list the built-in device profiles")
     from .search.cli import register as register_search
@@ -181,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: dict[str, Any] = {"analyze": _analyze, "models": _models, "devices": _devices}
+def _serve(args: argparse.Namespace) -> int:
+    from .serving.cli import run_serve
+
+    return run_serve(args, _deployment(args))
+
+
+COMMANDS: dict[str, Any] = {"analyze": _analyze, "models": _models, "devices": _devices, "serve": _serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
