@@ -11,11 +11,8 @@ from .backends.device import DeviceProfile, load_device
 from .errors import TensorCastError
 from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 from .report import Memory, OpRow, Report
-<<<<<<< HEAD
 from .search import SearchResult, recommend, search
-=======
 from .serving import ServingReport, simulate
->>>>>>> serving
 
 __all__ = [
     "AttentionSpec",
@@ -27,11 +24,8 @@ __all__ = [
     "OpCost",
     "OpRow",
     "Report",
-<<<<<<< HEAD
     "SearchResult",
-=======
     "ServingReport",
->>>>>>> serving
     "TensorCastError",
     "analyze",
     "list_devices",
@@ -39,10 +33,7 @@ __all__ = [
     "load_device",
     "load_model",
     "op_cost",
-<<<<<<< HEAD
     "recommend",
     "search",
-=======
     "simulate",
->>>>>>> serving
 ]

@@ -8,7 +8,8 @@ decode pools) and `layouts(spec, gpus, gpus_per_node)` (the structurally valid l
 What is enumerated, and why:
 - TP within a node only (TP over the inter-node link is never the better choice: the all-reduce
   per layer would run at NIC speed), powers of two and the divisors the model's heads allow.
-- PP across nodes (vLLM / SGLang split layers), only when TP alone cannot reach the instance size.
+- No PP: the serving simulator (tensor_cast/serving/) runs pp = 1 only; an instance spanning
+  nodes uses attention DP + EP (MoE) or replicas instead. `Layout` keeps the field for it.
 - Attention DP (dp > 1) only for MoE models, with EP over the tp·dp GPUs (the DeepSeek layout);
   for dense models more DP is just more replicas, which the GPU count already covers.
 - EP = 1 or tp·dp (tensor_cast's EP semantics, deployment/config.py).
@@ -131,7 +132,7 @@ def layouts(spec: ModelSpec, profile: Any, size: int) -> list[Layout]:
     gpn = profile.interconnect.gpus_per_node if getattr(profile, "interconnect", None) else 1
     moe = is_moe(spec)
     out = []
-    for pp in divisors(size):
+    for pp in (1,):  # the serving simulator supports pp = 1 only (see the module docstring)
         stage = size // pp
         for tp in divisors(stage):
             dp = stage // tp
