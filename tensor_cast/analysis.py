@@ -124,23 +124,29 @@ def traced_costs(spec: ModelSpec, options: ExecutionOptions, profile: DeviceProf
     """The device-independent costs of `spec`'s trace: from this process, else from the disk
     cache (`cache=True` and not turned off by TENSOR_CAST_CACHE=0), else traced and stored."""
     key = make_key([spec.key(), dict(spec.hf_config), asdict(options)])
-    if key in _RECORDS:
-        _RECORDS.move_to_end(key)
-        return _RECORDS[key]
     store = CacheStore() if cache and cache_enabled() else None
+    record = _RECORDS.get(key)
+    if record is not None:
+        _RECORDS.move_to_end(key)
+        if store is not None and not store.path(key).exists():  # traced earlier with the cache off
+            _store(store, record)
+        return record
     record = store.load(key) if store is not None else None
     if record is None:
         record = _record(key, trace(spec, options), profile, options)
         if store is not None:
-            try:
-                store.store(record)
-            except OSError as exc:
-                print(f"tensor-cast: warning: trace cache not written ({exc}); use --no-cache to skip it",
-                      file=sys.stderr)
+            _store(store, record)
     _RECORDS[key] = record
     while len(_RECORDS) > TRACE_CACHE_SIZE:
         _RECORDS.popitem(last=False)
     return record
+
+
+def _store(store: CacheStore, record: TracedCosts) -> None:
+    try:
+        store.store(record)
+    except OSError as exc:
+        print(f"tensor-cast: warning: trace cache not written ({exc}); use --no-cache to skip it", file=sys.stderr)
 
 
 def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:

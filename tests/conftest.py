@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The trace cache (tensor_cast/cache/) of this test process: never the user's own.
+import tempfile  # noqa: E402
+
+os.environ["TENSOR_CAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensor_cast_test_cache_")
 
 from collections.abc import Callable
 from typing import Any

@@ -189,7 +189,7 @@ def _simulate_group(task: SimTask) -> list[Metrics | str]:
         tokens_per_s = float(report.output_tokens_per_s)
         out.append(Metrics(mean_ttft_s=float(report.mean_ttft_s), mean_tpot_s=float(report.mean_tpot_s),
                            p90_ttft_s=float(report.p90_ttft_s), p90_tpot_s=float(report.p90_tpot_s),
-                           output_tokens_per_s=tokens_per_s, unit_gpus=task.variant.layout.gpus,
+                           output_tokens_per_s=tokens_per_s, unit_gpus=int(report.num_gpus),
                            requests_per_s=tokens_per_s / task.osl))
     return out
 
@@ -206,7 +206,8 @@ def _variants(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int]) -> list[Var
     return [Variant(layout, q, kv) for layout in sorted(found) for q in inputs.quants for kv in inputs.kv_dtypes]
 
 
-def _explore(inputs: Inputs, sizes: Sequence[int]) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str]]]]:
+def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
+             ) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str]]]]:
     from ..api import load_model
 
     spec = load_model(inputs.model)
@@ -214,6 +215,8 @@ def _explore(inputs: Inputs, sizes: Sequence[int]) -> tuple[list[FitInfo], list[
     fit_tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache) for v in variants]
     fits = [f for group in fan_out(_fit_variant, fit_tasks, jobs=inputs.jobs, ray_address=inputs.ray,
                                    desc="memory fit") for f in group]
+    if check_counts:
+        _check_counts(inputs, fits)
     sim_tasks = []
     for f in fits:
         if f.reason:
@@ -277,7 +280,6 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
                      simulator=simulator)
     sizes = sorted({s for n in inputs.gpus for s in instance_sizes(n)})
     fits, simulated = _explore(inputs, sizes)
-    _check_counts(inputs, fits)
     rows, failures = _rows(inputs, simulated)
     return _answer(inputs, fits, rows, failures, rate=None)
 
@@ -300,7 +302,7 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
                      simulator=options.pop("simulator", None))
     if options:
         raise InvalidArgumentError(f"unknown option(s) {sorted(options)} for recommend")
-    fits, simulated = _explore(inputs, sizes)
+    fits, simulated = _explore(inputs, sizes, check_counts=False)
     rows, failures = _rows(inputs, simulated)
     rows = [r for r in rows if r.candidate.replicas == 1]  # one row per simulated unit
     return _answer(inputs, fits, rows, failures, rate=float(per_s))
