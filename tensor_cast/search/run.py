@@ -57,8 +57,10 @@ class Inputs:
 
 
 def _device(name: str) -> str:
+    """The canonical name of a built-in profile, or the path of the user's own profile file."""
     try:
-        return load_device(name).name
+        profile = load_device(name)
+        return profile.name if profile.name in device_names() else name
     except UnknownDeviceError:
         raise UnknownDeviceError(f"unknown device {name!r}; accepted: {choices(device_names())}") from None
 
@@ -230,15 +232,25 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
 
 
 def _check_counts(inputs: Inputs, fits: Sequence[FitInfo]) -> None:
-    """A GPU count no fitting layout divides is bad input: name it and the counts that work."""
-    sizes = sorted({f.variant.layout.gpus for f in fits if not f.reason})
+    """A GPU count no fitting layout divides is bad input: name it and the counts that work
+    (the fitting instance sizes among powers of two up to twice the largest count asked)."""
+    sizes = {f.variant.layout.gpus for f in fits if not f.reason}
     bad = [n for n in inputs.gpus if not any(n % s == 0 for s in sizes)]
-    if bad:
-        accepted = sorted({k * s for s in sizes for k in range(1, 65) if k * s <= 4 * max(inputs.gpus)})
-        raise DeploymentError(
-            f"--gpus {','.join(map(str, bad))}: no parallelism of {inputs.model_name} that fits "
-            f"{'/'.join(inputs.devices)} uses that many GPUs (fitting instance sizes: {choices(sizes) or 'none'}); "
-            f"accepted GPU counts: {choices(accepted[:24]) or 'none (the model fits no layout searched)'}")
+    if not bad:
+        return
+    from ..api import load_model
+
+    limit = 2 * max(inputs.gpus)
+    extra = [2**k for k in range(16) if 2**k <= limit and 2**k not in {f.variant.layout.gpus for f in fits}]
+    tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache)
+             for v in _variants(load_model(inputs.model), inputs, extra)]
+    more = [f for group in fan_out(_fit_variant, tasks, jobs=inputs.jobs, desc="memory fit") for f in group]
+    sizes |= {f.variant.layout.gpus for f in more if not f.reason}
+    accepted = sorted({k * s for s in sizes for k in range(1, limit + 1) if k * s <= limit})
+    raise DeploymentError(
+        f"--gpus {','.join(map(str, bad))}: no parallelism of {inputs.model_name} that fits in "
+        f"{'/'.join(inputs.devices)} memory divides {'them' if len(bad) > 1 else 'it'}; accepted GPU counts "
+        f"(up to {limit}): {choices(accepted, 24) if accepted else 'none: the model fits no layout of up to ' + str(limit) + ' GPUs'}")
 
 
 def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str]]]) -> tuple[list[Row], list[str]]:
