@@ -43,6 +43,7 @@ def _add_analyze(sub: Any) -> None:
     p.add_argument("--json", dest="json_path", help="write the full report as JSON")
     p.add_argument("--dump-graph", help="write the graph after every pass into this directory")
     p.add_argument("--trace", help="write a Chrome/Perfetto trace (one event per op)")
+    p.add_argument("--html", dest="html_path", help="write a self-contained HTML report (per-op breakdown, timeline)")
     p.add_argument("--unfused", action="store_true", help="eager execution: no kernel fusion")
     p.add_argument("--cuda-graphs", default="auto", help="auto (decode-sized steps), always, never")
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
@@ -113,6 +114,11 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.trace:
         Path(args.trace).write_text(json.dumps(report.chrome_trace()))
         written.append(args.trace)
+    if args.html_path:
+        from .report.html import analysis_html
+
+        Path(args.html_path).write_text(analysis_html(report))
+        written.append(args.html_path)
     if args.dump_graph:
         written.append(args.dump_graph + "/")
     if written:

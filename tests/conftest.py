@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # The trace cache (tensor_cast/cache/) of this test process: never the user's own.
-import tempfile  # noqa: E402
+import tempfile
 
 os.environ["TENSOR_CAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensor_cast_test_cache_")
 

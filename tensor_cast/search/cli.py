@@ -34,6 +34,8 @@ def _common(p: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache")
     p.add_argument("--json", dest="json_path", help="write the result as JSON")
     p.add_argument("--csv", dest="csv_path", help="write every simulated configuration as CSV")
+    p.add_argument("--html", dest="html_path", help="write a self-contained HTML report")
+    p.add_argument("--plot", dest="plot_path", help="write the Pareto plot (.png or .svg; needs matplotlib)")
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -57,14 +59,25 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write(result: Any, args: argparse.Namespace) -> int:
+    outputs: dict[str, str] = {}  # rendered before any file is written: nothing half-written
+    if args.json_path:
+        outputs[args.json_path] = result.to_json()
+    if args.csv_path:
+        outputs[args.csv_path] = result.to_csv()
+    if args.html_path:
+        from .html import search_html
+
+        outputs[args.html_path] = search_html(result, args.model)
     print(result.summary())
     written = []
-    if args.json_path:
-        Path(args.json_path).write_text(result.to_json())
-        written.append(args.json_path)
-    if args.csv_path:
-        Path(args.csv_path).write_text(result.to_csv())
-        written.append(args.csv_path)
+    for path, text in outputs.items():
+        Path(path).write_text(text)
+        written.append(path)
+    if args.plot_path:
+        from .plot import pareto_plot
+
+        pareto_plot(result, args.plot_path)
+        written.append(args.plot_path)
     if written:
         print("\nwrote " + ", ".join(written))
     return 0
