@@ -8,6 +8,7 @@ its concurrency and mean context) drawn as `tensor-cast analyze --html` draws th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..report.html import esc, op_sections, page, table
@@ -23,7 +24,8 @@ def pareto_svg(result: SearchResult, width: int = 760, height: int = 420) -> str
         return "<p>nothing simulated</p>"
     xs = [r.metrics.tokens_per_s_per_user for r in rows]
     ys = [r.metrics.tokens_per_s_per_gpu for r in rows]
-    x_max, y_max = max(xs) * 1.08, max(ys) * 1.08
+    x_step, y_step = _step(max(xs)), _step(max(ys))
+    x_max, y_max = x_step * (int(max(xs) / x_step) + 1), y_step * (int(max(ys) / y_step) + 1)
     left, bottom, right, top = 64, 44, 16, 14
     pw, ph = width - left - right, height - top - bottom
 
@@ -36,9 +38,12 @@ def pareto_svg(result: SearchResult, width: int = 760, height: int = 420) -> str
     color = {d: DEVICE_COLORS[i % len(DEVICE_COLORS)] for i, d in enumerate(result.devices)}
     parts = [f"<svg width={width} height={height} role=img><rect x={left} y={top} width={pw} height={ph} "
              f"fill=none stroke='#ccc'/>"]
-    for i in range(6):
-        x, y = x_max * i / 5, y_max * i / 5
-        parts.append(f"<text x={sx(x):.0f} y={height - 26} font-size=10 text-anchor=middle>{x:,.0f}</text>"
+    for i in range(round(x_max / x_step) + 1):
+        x = i * x_step
+        parts.append(f"<text x={sx(x):.0f} y={height - 26} font-size=10 text-anchor=middle>{x:,.0f}</text>")
+    for i in range(round(y_max / y_step) + 1):
+        y = i * y_step
+        parts.append(f"<line x1={left} x2={left + pw} y1={sy(y):.1f} y2={sy(y):.1f} stroke='#eee'/>"
                      f"<text x={left - 6} y={sy(y) + 3:.0f} font-size=10 text-anchor=end>{y:,.0f}</text>")
     parts.append(f"<text x={left + pw / 2} y={height - 6} font-size=12 text-anchor=middle>output tokens/s per "
                  f"user (1 / TPOT)</text><text x=14 y={top + ph / 2} font-size=12 text-anchor=middle "
@@ -54,12 +59,18 @@ def pareto_svg(result: SearchResult, width: int = 760, height: int = 420) -> str
                     for r in result.frontier)
     if line:
         parts.append(f"<polyline points='{line}' fill=none stroke='#222' stroke-width=1.5/>")
-    for i, d in enumerate(result.devices):
-        parts.append(f"<circle cx={left + 12} cy={top + 14 + 16 * i} r=4 fill='{color[d]}'/>"
-                     f"<text x={left + 22} y={top + 18 + 16 * i} font-size=11>{esc(d)}</text>")
-    parts.append(f"<text x={left + pw - 6} y={top + 16} font-size=11 text-anchor=end>filled: meets the SLOs; "
-                 f"line: Pareto frontier</text></svg>")
-    return "".join(parts)
+    parts.append("</svg>")
+    key = "".join(f"<span><i style='background:{color[d]};border-radius:5px'></i>{esc(d)}</span>"
+                  for d in result.devices)
+    return ("".join(parts) + f"<div class=legend>{key}<span class=muted>filled: meets the SLOs; hollow: misses "
+            f"them; line: Pareto frontier of the SLO-meeting configurations</span></div>")
+
+
+def _step(top: float) -> float:
+    """A round tick step giving about five ticks up to `top`."""
+    raw = max(top, 1e-9) / 5
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def _rows(result: SearchResult, rows: list[Row]) -> list[tuple[Any, ...]]:
