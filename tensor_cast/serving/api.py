@@ -94,7 +94,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
              osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
              engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
-             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, record_steps: bool = False,
+             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
+             record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
@@ -103,7 +104,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     `trace` (JSONL path or TraceEntry list). `isl`/`osl`: prompt and output tokens per request.
     `disagg`: "prefill: 2x tp4; decode: 1x tp8" (pools replace tp/dp/ep; other deployment keywords
     apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
-    speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache.
+    speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
+    `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
+    `num_hidden_layers`: simulate only the first N layers (quick looks, tests).
     Deployment keywords as `analyze` (tp, ep, dp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas.
     """
@@ -115,7 +118,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         raise InvalidArgumentError(f"pp={deployment['pp']!r}: the serving simulator supports pp=1 only")
     profile_engine = engine_profile(engine, engine_args)
     workload = make_workload(concurrency=concurrency, rate=rate, trace=trace, num_requests=num_requests,
-                             isl=isl, osl=osl, seed=seed)
+                             isl=isl, osl=osl, seed=seed, range_ratio=range_ratio)
     if isinstance(prefix_hit_rate, bool) or not isinstance(prefix_hit_rate, (int, float)) \
             or not 0 <= prefix_hit_rate < 1:
         raise InvalidArgumentError(f"prefix_hit_rate must be a fraction in [0, 1), got {prefix_hit_rate!r}")
@@ -123,14 +126,19 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         if mtp else None
     pools = parse_disagg(disagg) if disagg is not None else None
     profile = load_device(device)
-    spec = load_model(model)
-    lengths = [(e[1], e[2]) for e in workload.initial_arrivals()] if workload.kind == "trace" else \
-        [(workload.isl, workload.osl)]
+    spec = load_model(model, num_hidden_layers=num_hidden_layers)
+    lengths = workload.lengths()
     longest = max(p + o for p, o in lengths)
     if spec.max_position_embeddings and longest > spec.max_position_embeddings:
         raise InvalidArgumentError(
             f"a request of {longest} tokens (prompt + output) exceeds {spec.name}'s context of "
             f"{spec.max_position_embeddings} tokens; accepted: prompt + output <= {spec.max_position_embeddings}")
+    longest_prompt = max(p for p, _ in lengths)
+    if not profile_engine.chunked_prefill and longest_prompt > profile_engine.max_num_batched_tokens:
+        raise InvalidArgumentError(
+            f"a prompt of {longest_prompt} tokens exceeds {profile_engine.name}'s max_num_batched_tokens="
+            f"{profile_engine.max_num_batched_tokens} with chunked prefill off; accepted: "
+            f"engine_args={{'max_num_batched_tokens': >= {longest_prompt}}} or {{'chunked_prefill': True}}")
     typical = round(sum(p + o for p, o in lengths) / len(lengths))
     roles = {"agg": None} if pools is None else pools
     worker_pools: dict[str, list[Worker]] = {}
@@ -184,7 +192,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                               record_steps=record_steps, progress=progress)
     workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed}
     if workload.kind != "trace":
-        workload_info.update(isl=workload.isl, osl=workload.osl)
+        workload_info.update(isl=workload.isl, osl=workload.osl, range_ratio=workload.range_ratio)
     if workload.kind == "closed":
         workload_info["concurrency"] = workload.concurrency
     if workload.kind == "poisson":

@@ -36,6 +36,9 @@ def add_serve(sub: Any, add_deployment: Any) -> None:
     p.add_argument("--isl", type=int, help="prompt tokens per request")
     p.add_argument("--osl", type=int, help="output tokens per request")
     p.add_argument("--disagg", help='prefill/decode pools, e.g. "prefill: 2x tp4; decode: 1x tp8"')
+    p.add_argument("--num-hidden-layers", type=int, help="simulate only the first N layers")
+    p.add_argument("--range-ratio", type=float, default=0.0,
+                   help="prompt/output lengths uniform in [L(1-r), L(1+r)] (vLLM --random-range-ratio); default 0")
     p.add_argument("--seed", type=int, default=0, help="random seed of Poisson arrivals (default 0)")
     p.add_argument("--mtp", type=int, default=0, help="MTP draft tokens per decode step (default 0)")
     p.add_argument("--mtp-acceptance", type=float, help="per-draft acceptance rate (default 0.85)")
@@ -87,7 +90,8 @@ def run_serve(args: argparse.Namespace, deployment: dict[str, Any]) -> int:
         args.model, device=args.device, engine=args.engine, concurrency=args.concurrency, rate=args.rate,
         trace=args.trace, num_requests=args.num_requests, isl=args.isl, osl=args.osl, disagg=args.disagg,
         engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance,
-        prefix_hit_rate=args.prefix_hit_rate, record_steps=bool(args.trace_out),
+        prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio, num_hidden_layers=args.num_hidden_layers,
+        record_steps=bool(args.trace_out),
         progress=_Progress() if sys.stderr.isatty() else None, **deployment)
     outputs = []
     if args.json_path:

@@ -225,7 +225,8 @@ class RankScheduler:
             need = self._need(req)
             if not self.engine.chunked_prefill and need > budget:
                 break
-            full = req.prompt + req.output + self.decode_tokens
+            # the whole request's KV, reserved up front (a prefill worker keeps it until the hand-over only)
+            full = req.prompt + 1 if self.role == "prefill" else req.prompt + req.output + self.decode_tokens
             if not self._allocate(req, full):
                 break
             n = self._chunk(need, budget)

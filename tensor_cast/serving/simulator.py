@@ -106,6 +106,8 @@ class _Loop:
         self.kv_peak = 0.0
         self.now = 0.0
         self.route = {name: 0 for name in pools}
+        self.lengths = workload.lengths()
+        self.pending: list[Worker] = []
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -136,10 +138,16 @@ class _Loop:
                 self.kick(self.dispatch("decode", payload))
             else:
                 self.end_step(payload)
+            if not self.heap or self.heap[0][0] > time:  # every event of this instant is in: start steps
+                pending, self.pending = self.pending, []
+                for worker in pending:
+                    if not worker.busy:
+                        self.start_step(worker)
 
     def kick(self, worker: Worker) -> None:
-        if not worker.busy:
-            self.start_step(worker)
+        """Start a step on `worker` once every event at the current instant has been handled."""
+        if not worker.busy and all(w is not worker for w in self.pending):
+            self.pending.append(worker)
 
     # ---- one step (or k fast-forwarded decode steps) ------------------------------------
     def start_step(self, worker: Worker) -> None:
@@ -246,12 +254,13 @@ class _Loop:
                 req.computed = float(req.prompt)
                 req.prefill_target = req.prompt
                 self.push(self.now + transfer, TRANSFER_END, req)
-            for req in finished:
+            for _ in finished:
                 self.finished += 1
                 if self.progress is not None:
                     self.progress(self.finished, self.workload.num_requests)
                 if self.workload.kind == "closed" and len(self.requests) < self.workload.num_requests:
-                    self.new_request(self.now, self.workload.isl, self.workload.osl, None, 0)
+                    prompt, output = self.lengths[len(self.requests)]
+                    self.new_request(self.now, prompt, output, None, 0)
         worker.batches = []
         self.kick(worker)
 

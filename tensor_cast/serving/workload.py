@@ -33,9 +33,24 @@ TRACE_FIELDS = ("arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "pre
 class Request:
     """One request and its simulated timeline (mutable; the scheduler advances it)."""
 
-    __slots__ = ("arrival_s", "blocks", "computed", "finish_s", "first_token_s", "generated", "output",
-                 "prefill_target", "prefix_id", "prefix_tokens", "preemptions", "prompt", "rank", "rid",
-                 "prefix_hit", "transfer_s")
+    __slots__ = (
+        "arrival_s",
+        "blocks",
+        "computed",
+        "finish_s",
+        "first_token_s",
+        "generated",
+        "output",
+        "preemptions",
+        "prefill_target",
+        "prefix_hit",
+        "prefix_id",
+        "prefix_tokens",
+        "prompt",
+        "rank",
+        "rid",
+        "transfer_s",
+    )
 
     def __init__(self, rid: int, arrival_s: float, prompt: int, output: int, prefix_id: str | None = None,
                  prefix_tokens: int = 0) -> None:
@@ -86,15 +101,29 @@ class Workload:
     rate: float = 0.0
     trace: tuple[TraceEntry, ...] = ()
     seed: int = 0
+    range_ratio: float = 0.0  # lengths uniform in [L(1 - r), L(1 + r)] (vLLM benchmark --random-range-ratio)
+
+    def lengths(self) -> list[tuple[int, int]]:
+        """(prompt, output) of request i, i = 0..num_requests-1 (seeded; fixed when range_ratio = 0)."""
+        if self.kind == "trace":
+            return [(e.prompt_tokens, e.output_tokens) for e in self.trace]
+        if not self.range_ratio:
+            return [(self.isl, self.osl)] * self.num_requests
+        rng = np.random.default_rng([self.seed, 1])
+        r = self.range_ratio
+        isl = rng.integers(max(1, round(self.isl * (1 - r))), round(self.isl * (1 + r)) + 1, self.num_requests)
+        osl = rng.integers(max(2, round(self.osl * (1 - r))), round(self.osl * (1 + r)) + 1, self.num_requests)
+        return [(int(a), int(b)) for a, b in zip(isl, osl)]
 
     def initial_arrivals(self) -> list[tuple[float, int, int, str | None, int]]:
         """(arrival time, prompt, output, prefix id, prefix tokens) known before the run starts."""
+        lengths = self.lengths()
         if self.kind == "closed":
-            return [(0.0, self.isl, self.osl, None, 0)] * min(self.concurrency, self.num_requests)
+            return [(0.0, p, o, None, 0) for p, o in lengths[:min(self.concurrency, self.num_requests)]]
         if self.kind == "poisson":
             gaps = np.random.default_rng(self.seed).exponential(1.0 / self.rate, self.num_requests)
             times = np.cumsum(gaps) - gaps[0]  # the first request arrives at t = 0
-            return [(float(t), self.isl, self.osl, None, 0) for t in times]
+            return [(float(t), p, o, None, 0) for t, (p, o) in zip(times, lengths)]
         return [(e.arrival_s, e.prompt_tokens, e.output_tokens, e.prefix_id,
                  e.prompt_tokens if e.prefix_tokens is None else e.prefix_tokens) for e in self.trace]
 
@@ -106,7 +135,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any, isl: Any, osl: Any,
-                  seed: int = 0) -> Workload:
+                  seed: int = 0, range_ratio: float = 0.0) -> Workload:
     """Validate the arrival arguments (exactly one of concurrency, rate, trace)."""
     given = [name for name, v in (("concurrency", concurrency), ("rate", rate), ("trace", trace)) if v is not None]
     if len(given) != 1:
@@ -120,14 +149,18 @@ def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any,
         raise InvalidArgumentError("isl and osl (prompt and output tokens per request) are required "
                                    "with concurrency or rate")
     isl, osl = _positive_int("isl", isl), _positive_int("osl", osl)
+    if isinstance(range_ratio, bool) or not isinstance(range_ratio, (int, float)) or not 0 <= range_ratio < 1:
+        raise InvalidArgumentError(f"range_ratio must be a fraction in [0, 1), got {range_ratio!r}")
     if concurrency is not None:
         concurrency = _positive_int("concurrency", concurrency)
         count = _positive_int("num_requests", num_requests) if num_requests is not None else 10 * concurrency
-        return Workload(kind="closed", num_requests=count, isl=isl, osl=osl, concurrency=concurrency, seed=seed)
+        return Workload(kind="closed", num_requests=count, isl=isl, osl=osl, concurrency=concurrency, seed=seed,
+                        range_ratio=float(range_ratio))
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
         raise InvalidArgumentError(f"rate must be a number of requests per second > 0, got {rate!r}")
     count = _positive_int("num_requests", num_requests) if num_requests is not None else 1000
-    return Workload(kind="poisson", num_requests=count, isl=isl, osl=osl, rate=float(rate), seed=seed)
+    return Workload(kind="poisson", num_requests=count, isl=isl, osl=osl, rate=float(rate), seed=seed,
+                    range_ratio=float(range_ratio))
 
 
 def read_trace(path: str | Path) -> tuple[TraceEntry, ...]:
@@ -149,7 +182,7 @@ def read_trace(path: str | Path) -> tuple[TraceEntry, ...]:
 
 
 def _entry(line: str, where: str) -> TraceEntry:
-    accepted = f"fields: arrival_s (s >= 0), prompt_tokens, output_tokens (ints >= 1), optional prefix_id, prefix_tokens"
+    accepted = "fields: arrival_s (s >= 0), prompt_tokens, output_tokens (ints >= 1), optional prefix_id, prefix_tokens"
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
