@@ -206,3 +206,52 @@ def test_gpu_count_no_fitting_parallelism_divides(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "--gpus 3: no parallelism of Qwen/Qwen3-0.6B" in err and "accepted GPU counts (up to 6): 2, 4, 6" in err
+
+
+def test_ray_gives_the_local_results():
+    """`--ray`: the same search as Ray tasks on a local Ray returns the local run's numbers."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'tensor-cast[ray]')")
+    from tensor_cast.search import search
+
+    kwargs = dict(devices="h100-sxm", gpus="1", isl=128, osl=16, ttft="1s", tpot="50ms", concurrency="2,8",
+                  kv_cache_dtype="auto", requests_per_client=2)
+    local = search("Qwen/Qwen3-0.6B", jobs=1, **kwargs)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = search("Qwen/Qwen3-0.6B", ray="local", **kwargs)
+    finally:
+        ray.shutdown()
+    assert remote.to_json() == local.to_json()
+
+
+def test_search_end_to_end_small(tmp_path):
+    """The real simulator on a small model: the answers are consistent with the rows they come from."""
+    from tensor_cast.search import recommend, search
+
+    kwargs = dict(devices="h100-sxm", isl=128, osl=16, concurrency="2,8", kv_cache_dtype="auto",
+                  requests_per_client=2, jobs=1)
+    result = search("Qwen/Qwen3-0.6B", gpus="1,2", ttft="1s", tpot="50ms", prices="h100-sxm=2/h", **kwargs)
+    # 1 GPU: TP1 at 2 concurrency levels; 2 GPUs: 2xTP1 and 1xTP2, each at 2 levels
+    assert sorted((r.candidate.gpus, r.candidate.describe(), r.candidate.concurrency) for r in result.rows) == sorted(
+        [(1, "1xTP1 ckpt", c) for c in (2, 8)] + [(2, "2xTP1 ckpt", c) for c in (2, 8)]
+        + [(2, "1xTP2 ckpt", c) for c in (2, 8)])
+    ok = [r for r in result.rows if r.metrics.mean_ttft_s <= 1 and r.metrics.mean_tpot_s <= 0.05]
+    assert result.meeting == ok and ok
+    best = max(ok, key=lambda r: r.metrics.tokens_per_s_per_gpu)
+    assert result.per_device["h100-sxm"].metrics.tokens_per_s_per_gpu == best.metrics.tokens_per_s_per_gpu
+    row = result.row_dict(best)
+    assert row["usd_per_m_tokens"] == pytest.approx(2 * 1e6 / (best.metrics.tokens_per_s_per_gpu * 3600))
+    assert len(result.to_csv().splitlines()) == 1 + len(result.rows)
+    (serve,) = result.launches[0]
+    assert serve.argv[:3] == ("vllm", "serve", "Qwen/Qwen3-0.6B")
+    # nothing meets a 1 µs TPOT: TPOT binds, the closest configurations are named
+    none = search("Qwen/Qwen3-0.6B", gpus="1", ttft="1s", tpot="1us", **kwargs)
+    assert not none.meeting and none.binding is not None and none.binding.constraint == "tpot"
+    assert none.binding.closest and "binding: TPOT" in none.summary()
+    # recommend: the fewest GPUs for a rate are units x the unit's GPUs, units = ceil(rate / unit rate)
+    rec = recommend("Qwen/Qwen3-0.6B", rate="5/s", ttft="1s", tpot="50ms", max_gpus_per_instance=2, **kwargs)
+    top = rec.sized[0]
+    assert top.units == math.ceil(5 / top.row.metrics.requests_per_s - 1e-9)
+    assert top.gpus == min(math.ceil(5 / s.row.metrics.requests_per_s - 1e-9) * s.row.candidate.unit_gpus
+                           for s in rec.sized)
+    assert rec.launches[0][0].instances == top.units

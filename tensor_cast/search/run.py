@@ -132,15 +132,18 @@ class FitTask:
     isl: int
     osl: int
     cache: bool
+    engine: str = "vllm"
 
 
 def _fit_variant(task: FitTask) -> list[FitInfo]:
     from ..api import analyze
+    from ..serving.api import _engine_kwargs  # the simulator's own trace options: one trace serves both
 
     out = []
     for device in task.devices:
         try:
-            sym = analyze(task.model, device=device, symbolic=True, cache=task.cache, **task.variant.options())
+            sym = analyze(task.model, device=device, symbolic=True, cache=task.cache, **_engine_kwargs(task.engine),
+                          **task.variant.options())
             decode = sym.evaluate(batch_size=task.variant.layout.dp, query_len=1,
                                   context_len=task.isl + task.osl - 1).fit
             prefill = sym.evaluate(batch_size=task.variant.layout.dp, query_len=min(task.isl, 8192),
@@ -214,7 +217,8 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
 
     spec = load_model(inputs.model)
     variants = _variants(spec, inputs, sizes)
-    fit_tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache) for v in variants]
+    fit_tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache, inputs.engine)
+                 for v in variants]
     fits = [f for group in fan_out(_fit_variant, fit_tasks, jobs=inputs.jobs, ray_address=inputs.ray,
                                    desc="memory fit") for f in group]
     if check_counts:
@@ -242,7 +246,7 @@ def _check_counts(inputs: Inputs, fits: Sequence[FitInfo]) -> None:
 
     limit = 2 * max(inputs.gpus)
     extra = [2**k for k in range(16) if 2**k <= limit and 2**k not in {f.variant.layout.gpus for f in fits}]
-    tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache)
+    tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache, inputs.engine)
              for v in _variants(load_model(inputs.model), inputs, extra)]
     more = [f for group in fan_out(_fit_variant, tasks, jobs=inputs.jobs, desc="memory fit") for f in group]
     sizes |= {f.variant.layout.gpus for f in more if not f.reason}
