@@ -49,9 +49,15 @@ def cache_enabled() -> bool:
     return os.environ.get("TENSOR_CAST_CACHE", "1").strip().lower() not in OFF_VALUES
 
 
+# Parts of the package that never feed a trace record (they run after it is built, or beside it):
+# editing them must not invalidate every entry.
+NOT_IN_RECORD = ("search/", "serving/", "report/", "cli.py", "__main__.py")
+
+
 @lru_cache(maxsize=1)
 def source_fingerprint() -> str:
-    """Hash of (path, size, mtime) of every tensor_cast source file (passes and backends included)."""
+    """Hash of (path, size, mtime) of every tensor_cast source file that builds a trace record
+    (passes and backends included; `NOT_IN_RECORD` excluded)."""
     import tensor_cast
 
     root = Path(tensor_cast.__file__).resolve().parent
@@ -63,8 +69,11 @@ def source_fingerprint() -> str:
     digest = hashlib.sha256()
     for folder in sorted(roots):
         for path in sorted(folder.rglob("*.py")):
+            relative = path.relative_to(folder).as_posix()
+            if folder == root and relative.startswith(NOT_IN_RECORD):
+                continue
             stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{relative}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

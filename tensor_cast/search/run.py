@@ -215,6 +215,9 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
              ) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str]]]]:
     from ..api import load_model
 
+    from ..cache.store import source_fingerprint
+
+    source_fingerprint()  # once, before the workers fork: every task of this search keys alike
     spec = load_model(inputs.model)
     variants = _variants(spec, inputs, sizes)
     fit_tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache, inputs.engine)
