@@ -244,6 +244,12 @@ def test_search_end_to_end_small(tmp_path):
     assert len(result.to_csv().splitlines()) == 1 + len(result.rows)
     (serve,) = result.launches[0]
     assert serve.argv[:3] == ("vllm", "serve", "Qwen/Qwen3-0.6B")
+    from tensor_cast.search.html import search_html
+
+    page = search_html(result, "Qwen/Qwen3-0.6B")
+    assert "<script" not in page and "//" not in re.sub(r"(?s)<pre>.*?</pre>", "", page).replace("</", "")
+    assert len(page.encode()) <= 2_000_000 and page.count("<circle") == len(result.rows)
+    assert "Per-op breakdown" in page and "Step timeline" in page
     # nothing meets a 1 µs TPOT: TPOT binds, the closest configurations are named
     none = search("Qwen/Qwen3-0.6B", gpus="1", ttft="1s", tpot="1us", **kwargs)
     assert not none.meeting and none.binding is not None and none.binding.constraint == "tpot"
