@@ -214,7 +214,6 @@ def _variants(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int]) -> list[Var
 def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
              ) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str]]]]:
     from ..api import load_model
-
     from ..cache.store import source_fingerprint
 
     source_fingerprint()  # once, before the workers fork: every task of this search keys alike
