@@ -261,3 +261,18 @@ def test_search_end_to_end_small(tmp_path):
     assert top.gpus == min(math.ceil(5 / s.row.metrics.requests_per_s - 1e-9) * s.row.candidate.unit_gpus
                            for s in rec.sized)
     assert rec.launches[0][0].instances == top.units
+
+
+def test_disaggregated_launch_has_both_roles():
+    from tensor_cast.search.space import Pool
+
+    decode = Variant(Layout(tp=1, dp=8, ep=8))
+    cand = Candidate(device="h200", gpus=32, variant=decode, concurrency=512, replicas=2,
+                     prefill=Pool(Variant(Layout(tp=8)), 1), decode=Pool(decode, 1))
+    assert cand.unit_gpus == 16
+    prefill, dec = launch("deepseek-ai/DeepSeek-V3", cand, "sglang", 4500)
+    assert (prefill.role, prefill.instances, dec.role, dec.instances) == ("prefill", 2, "decode", 2)
+    assert "--disaggregation-mode prefill" in prefill.shell() and "--tp-size 8" in prefill.shell()
+    assert "--disaggregation-mode decode" in dec.shell() and "--enable-dp-attention" in dec.shell()
+    vllm_p, vllm_d = launch("deepseek-ai/DeepSeek-V3", cand, "vllm", 4500)
+    assert "--kv-transfer-config" in vllm_p.flags and "--kv-transfer-config" in vllm_d.flags

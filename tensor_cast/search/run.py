@@ -25,7 +25,7 @@ from .launch import check_engine, launch
 from .metrics import SLO, Metrics
 from .results import FitInfo, SearchResult
 from .select import Row, best_per_device, binding, fewest_gpus, meeting, pareto
-from .space import DEFAULT_CONCURRENCY, Candidate, Layout, Variant, instance_sizes, layouts
+from .space import DEFAULT_CONCURRENCY, Candidate, Layout, Pool, Variant, instance_sizes, layouts
 from .units import duration, int_list
 from .units import prices as parse_prices
 from .units import rate as parse_rate
@@ -54,6 +54,7 @@ class Inputs:
     jobs: int
     ray: str | None
     simulator: Callable[..., Any] | None = field(default=None, compare=False)
+    disagg: bool = False
 
 
 def _device(name: str) -> str:
@@ -75,7 +76,7 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
 def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: int, ttft: Any, tpot: Any,
             engine: str, quant: Any, kv_cache_dtype: Any, concurrency: Any, prices: Any, slo_stat: str,
             requests_per_client: int, cache: bool, jobs: int | None, ray: str | None,
-            simulator: Callable[..., Any] | None) -> Inputs:
+            simulator: Callable[..., Any] | None, disagg: bool = False) -> Inputs:
     from ..api import load_model
 
     check_engine(engine)
@@ -108,7 +109,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
                   isl=isl, osl=osl, slo=slo, engine=engine, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
-                  jobs=jobs or default_jobs(), ray=ray, simulator=simulator)
+                  jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg))
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -174,6 +175,28 @@ class SimTask:
     requests_per_client: int
     cache: bool
     simulator: Callable[..., Any] | None = None
+    prefill: Pool | None = None  # disaggregated: the prefill pool (the decode pool in `decode`)
+    decode: Pool | None = None
+
+    @property
+    def unit_gpus(self) -> int:
+        if self.prefill is not None and self.decode is not None:
+            return self.prefill.gpus + self.decode.gpus
+        return self.variant.layout.gpus
+
+    def options(self) -> dict[str, Any]:
+        if self.prefill is None or self.decode is None:
+            return self.variant.options()
+        out = {k: v for k, v in self.variant.options().items() if k in ("quant", "kv_cache_dtype")}
+        out["disagg"] = {role: {"workers": pool.workers, "tp": pool.variant.layout.tp, "dp": pool.variant.layout.dp,
+                                "ep": pool.variant.layout.ep} for role, pool in (("prefill", self.prefill),
+                                                                                  ("decode", self.decode))}
+        return out
+
+    def describe(self) -> str:
+        if self.prefill is None or self.decode is None:
+            return self.variant.describe()
+        return Candidate(self.device, self.unit_gpus, self.variant, 1, 1, self.prefill, self.decode).describe()
 
 
 def _simulate_group(task: SimTask) -> list[Metrics | str]:
@@ -187,7 +210,7 @@ def _simulate_group(task: SimTask) -> list[Metrics | str]:
         try:
             report = simulate(task.model, device=task.device, engine=task.engine, concurrency=c,
                               num_requests=max(MIN_REQUESTS, task.requests_per_client * c), isl=task.isl,
-                              osl=task.osl, **task.variant.options())
+                              osl=task.osl, **task.options())
         except TensorCastError as exc:
             out.append(str(exc).splitlines()[0])
             continue
@@ -232,9 +255,41 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
         levels = tuple(c for c in inputs.concurrency if c <= f.max_batch) or (f.max_batch,)
         sim_tasks.append(SimTask(inputs.model, f.device, f.variant, levels, inputs.engine, inputs.isl, inputs.osl,
                                  inputs.requests_per_client, inputs.cache, inputs.simulator))
+    if inputs.disagg:
+        sim_tasks += _disagg_tasks(inputs, fits)
     results = fan_out(_simulate_group, sim_tasks, jobs=inputs.jobs, ray_address=inputs.ray, desc="simulate",
                       weights=[len(t.concurrencies) for t in sim_tasks])
     return fits, list(zip(sim_tasks, results))
+
+
+DISAGG_PREFILL_WORKERS = (1, 2, 4)
+
+
+def _disagg_tasks(inputs: Inputs, fits: Sequence[FitInfo]) -> list[SimTask]:
+    """Disaggregated units per device and (quantization, KV dtype): x prefill workers of the
+    smallest fitting TP-only layout (prefill is compute-bound: the cheapest instance) + one decode
+    worker of every fitting layout, kept when the unit's GPU count divides a requested count.
+    Concurrency: the levels the decode worker holds."""
+    tasks = []
+    by_key: dict[tuple[str, Any, Any], list[FitInfo]] = {}
+    for f in fits:
+        if not f.reason:
+            by_key.setdefault((f.device, f.variant.quant, f.variant.kv_cache_dtype), []).append(f)
+    for (device, _, _), group in by_key.items():
+        tp_only = [f for f in group if f.variant.layout.dp == 1 and f.variant.layout.ep == 1]
+        if not tp_only:
+            continue
+        prefill = min(tp_only, key=lambda f: f.variant.layout.gpus)
+        for decode in group:
+            for workers in DISAGG_PREFILL_WORKERS:
+                unit = workers * prefill.variant.layout.gpus + decode.variant.layout.gpus
+                if not any(n % unit == 0 for n in inputs.gpus):
+                    continue
+                levels = tuple(c for c in inputs.concurrency if c <= decode.max_batch) or (decode.max_batch,)
+                tasks.append(SimTask(inputs.model, device, decode.variant, levels, inputs.engine, inputs.isl,
+                                     inputs.osl, inputs.requests_per_client, inputs.cache, inputs.simulator,
+                                     prefill=Pool(prefill.variant, workers), decode=Pool(decode.variant, 1)))
+    return tasks
 
 
 def _check_counts(inputs: Inputs, fits: Sequence[FitInfo]) -> None:
@@ -264,13 +319,13 @@ def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str]
     for task, results in simulated:
         for c, result in zip(task.concurrencies, results):
             if isinstance(result, str):
-                failures.append(f"{task.device} {task.variant.describe()} c={c}: {result}")
+                failures.append(f"{task.device} {task.describe()} c={c}: {result}")
                 continue
             for total in inputs.gpus:
-                if total % task.variant.layout.gpus:
+                if total % task.unit_gpus:
                     continue
                 candidate = Candidate(device=task.device, gpus=total, variant=task.variant, concurrency=c,
-                                      replicas=total // task.variant.layout.gpus)
+                                      replicas=total // task.unit_gpus, prefill=task.prefill, decode=task.decode)
                 rows.append(Row(candidate, result))
     return rows, failures
 
@@ -280,7 +335,7 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
            kv_cache_dtype: str | Sequence[str] | None = None, concurrency: Any = DEFAULT_CONCURRENCY,
            prices: Any = None, slo_stat: str = "mean", requests_per_client: int = REQUESTS_PER_CLIENT,
            cache: bool = True, jobs: int | None = None, ray: str | None = None,
-           simulator: Callable[..., Any] | None = None) -> SearchResult:
+           simulator: Callable[..., Any] | None = None, disagg: bool = False) -> SearchResult:
     """Every configuration of `model` on `devices` x `gpus` GPUs for requests of `isl` prompt and
     `osl` output tokens: which meet the SLOs (`ttft`, `tpot`: seconds or '300ms'), the Pareto
     frontier of tokens/s per GPU vs tokens/s per user, the best per device, cost per million
@@ -291,11 +346,12 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
     instance; configurations that do not fit in memory are pruned before simulating. `jobs`:
     worker processes (default: the CPUs); `ray`: a Ray address ("local" for a local Ray) to run
     the traces and simulations on. `simulator` replaces `tensor_cast.simulate` (same signature).
+    `disagg=True` adds disaggregated prefill + decode units (`_disagg_tasks`).
     """
     inputs = _inputs(model, devices=devices, gpus=gpus, isl=isl, osl=osl, ttft=ttft, tpot=tpot, engine=engine,
                      quant=quant, kv_cache_dtype=kv_cache_dtype, concurrency=concurrency, prices=prices,
                      slo_stat=slo_stat, requests_per_client=requests_per_client, cache=cache, jobs=jobs, ray=ray,
-                     simulator=simulator)
+                     simulator=simulator, disagg=disagg)
     sizes = sorted({s for n in inputs.gpus for s in instance_sizes(n)})
     fits, simulated = _explore(inputs, sizes)
     rows, failures = _rows(inputs, simulated)
@@ -317,7 +373,7 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
                      slo_stat=options.pop("slo_stat", "mean"),
                      requests_per_client=options.pop("requests_per_client", REQUESTS_PER_CLIENT),
                      cache=options.pop("cache", True), jobs=options.pop("jobs", None), ray=options.pop("ray", None),
-                     simulator=options.pop("simulator", None))
+                     simulator=options.pop("simulator", None), disagg=options.pop("disagg", False))
     if options:
         raise InvalidArgumentError(f"unknown option(s) {sorted(options)} for recommend")
     fits, simulated = _explore(inputs, sizes, check_counts=False)
