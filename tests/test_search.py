@@ -84,6 +84,7 @@ def test_binding_constraint_and_closest():
     assert found.constraint == "tpot" and found.missed_by == {"tpot": 3, "ttft": 1}
     # misses: TP1 1.5x (15 ms TPOT), TP2 1.2x (12 ms), TP4 3x (900 ms TTFT): TP2, then TP1
     assert [r.candidate.variant.layout.tp for r in found.closest] == [2, 1]
+    assert "binding: TPOT (TPOT missed by 3 of 3; TTFT missed by 1 of 3)" in found.describe(slo)
     assert binding([], slo).constraint == "memory"
 
 

@@ -85,12 +85,14 @@ class Binding:
     constraint: str  # ttft | tpot | ttft+tpot | memory
     missed_by: dict[str, int]  # constraint -> configurations missing it
     closest: tuple[Row, ...]
+    simulated: int = 0
 
     def describe(self, slo: SLO) -> str:
-        total = len(self.closest) and max(self.missed_by.values())
-        parts = [f"{k.upper()} missed by {v} configurations" for k, v in sorted(self.missed_by.items())]
+        if self.constraint == "memory":
+            return "no configuration fits in memory: nothing was simulated (see the pruned list)"
+        parts = [f"{k.upper()} missed by {v} of {self.simulated}" for k, v in sorted(self.missed_by.items())]
         return (f"no configuration meets the SLOs ({slo.stat}); binding: {self.constraint.upper()} "
-                f"({'; '.join(parts) or 'nothing simulated'}; {total} simulated)")
+                f"({'; '.join(parts)})")
 
 
 def binding(rows: Sequence[Row], slo: SLO, closest: int = 5) -> Binding:
@@ -106,7 +108,6 @@ def binding(rows: Sequence[Row], slo: SLO, closest: int = 5) -> Binding:
     else:  # no single constraint fails everywhere: the one each config misses by most, in the closest
         near = min(rows, key=lambda r: slo.miss(r.metrics))
         misses = slo.violations(near.metrics)
-        constraint = "+".join(sorted(misses)) if len(everywhere) != 1 and len(misses) > 1 else \
-            max(misses, key=lambda k: misses[k])
+        constraint = "+".join(sorted(misses)) if len(misses) > 1 else next(iter(misses))
     order = sorted(rows, key=lambda r: (slo.miss(r.metrics), *_rank(r)))
-    return Binding(constraint=constraint, missed_by=missed, closest=tuple(order[:closest]))
+    return Binding(constraint=constraint, missed_by=missed, closest=tuple(order[:closest]), simulated=len(rows))
