@@ -4,15 +4,52 @@ on a given accelerator and deployment, from its HF config, without weights or th
     import tensor_cast
     report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device="h100-sxm", batch_size=1, query_len=2048)
     print(report.summary()); print(report.table())
+
+The public names are imported on first use (PEP 562 `__getattr__`), so `import tensor_cast`
+and the command line's `--help`, `models`, `devices` and argument errors do not pay for torch
+and transformers.
 """
 
-from .api import OpCost, analyze, list_devices, list_models, load_model, op_cost
-from .backends.device import DeviceProfile, load_device
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import TensorCastError
-from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
-from .report import Memory, OpRow, Report
-from .search import SearchResult, recommend, search
-from .serving import ServingReport, simulate
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from .api import OpCost, analyze, list_devices, list_models, load_model, op_cost
+    from .backends.device import DeviceProfile, load_device
+    from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+    from .report import Memory, OpRow, Report
+    from .search import SearchResult, recommend, search
+    from .serving import ServingReport, simulate
+
+# public name -> the module that defines it
+_LAZY: dict[str, str] = {
+    "OpCost": ".api", "analyze": ".api", "list_devices": ".api", "list_models": ".api",
+    "load_model": ".api", "op_cost": ".api",
+    "DeviceProfile": ".backends.device", "load_device": ".backends.device",
+    "AttentionSpec": ".models.spec", "LayerSpec": ".models.spec", "MLPSpec": ".models.spec",
+    "ModelSpec": ".models.spec",
+    "Memory": ".report", "OpRow": ".report", "Report": ".report",
+    "SearchResult": ".search", "recommend": ".search", "search": ".search",
+    "ServingReport": ".serving", "simulate": ".serving",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tensor_cast' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AttentionSpec",

@@ -33,7 +33,9 @@ from .invariants import check_layer_coverage
 from .memory import ParamEntry, activation_candidates, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
+from .outputs import DumpSet, check_directory, write_all
 from .passes import build_pipeline, run_pipeline
+from .progress import step
 from .report import Report, ReportContext
 from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
@@ -64,14 +66,9 @@ class TracedModel:
     model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, text in self.dumps:
-            path = folder / name
-            path.write_text(text)
-            paths.append(path)
-        return paths
+        """All dumps or none (tensor_cast/outputs.py); stale dumps of an earlier run are removed."""
+        folder = check_directory(directory, "dump_graph")
+        return write_all((), [DumpSet(folder, tuple(self.dumps))])
 
 
 _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
@@ -90,16 +87,19 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
         _CACHE.move_to_end(key)
         return _CACHE[key]
     timings: dict[str, float] = {}
+    step(f"building {spec.name} ({len(spec.layers)} layers, {len(set(spec.layers))} distinct) on meta")
     start = time.perf_counter()
     # one rank's model: sharded before capture
     rep = build_representative(rank_spec(spec, options.deployment), mtp=options.mtp)
     model_params = tuple(parameter_table(build_representative(spec, mtp=options.mtp))) \
         if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
+    step("capturing the forward with torch.compile (symbolic B, S, C)")
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
+    step("rewriting the graph (passes)")
     start = time.perf_counter()
     dumps.append(("00_capture.txt", dump_graph(captured.gm)))
     gm = run_pipeline(captured.gm, build_pipeline(options),
@@ -167,10 +167,15 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
-                 deployment: ResolvedDeployment | None = None, cache: bool = True) -> Report:
-    if dump_graph_dir is not None:  # the graphs themselves are not cached: trace (in-process cache only)
-        trace(spec, options).write_dumps(dump_graph_dir)
+                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = (),
+                 cache: bool = True) -> Report:
+    if dump_graph_dir is not None:
+        check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
+    # the graphs themselves are not on disk: dumps need the trace (in-process cache only)
+    traced = trace(spec, options) if dump_graph_dir is not None else None
     record = traced_costs(spec, options, profile, cache=cache)
+    traced = traced or _CACHE.get(_cache_key(spec, options))  # set when this process traced it
+    step(f"costing {len(record.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = record.costed(profile, mode)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
@@ -194,5 +199,10 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         kind_names=record.kind_names,
         speculative=speculative,
         profile=profile,
+        graph_dumps=tuple(traced.dumps) if traced is not None else (),
+        warnings=warnings,
     )
-    return Report(costed, context, point)
+    report = Report(costed, context, point)
+    if dump_graph_dir is not None and traced is not None:
+        traced.write_dumps(dump_graph_dir)
+    return report

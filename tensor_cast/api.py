@@ -23,6 +23,7 @@ from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
 from .models import registry
+from .models.config_checks import check_spec
 from .models.loader import load_spec
 from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
@@ -42,7 +43,9 @@ def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
                trust_remote_code: bool = False) -> ModelSpec:
     """The typed spec of a model id / directory / config, with overrides applied."""
     spec = load_spec(model, trust_remote_code=trust_remote_code)
-    return apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    spec = apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    check_spec(spec)  # overrides may give a layer heads its KV heads do not divide
+    return spec
 
 
 def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: int | None = None,
@@ -85,6 +88,13 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     options from the disk cache (tensor_cast/cache/; `TENSOR_CAST_CACHE_DIR` moves it,
     `TENSOR_CAST_CACHE=0` turns it off) and store new ones there. A hit gives the same report.
     """
+    for flag, value in (("symbolic", symbolic), ("fuse", fuse), ("trust_remote_code", trust_remote_code)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{flag} must be True or False, got {value!r}")
+    if per_layer_config is not None and not isinstance(per_layer_config, Mapping):
+        raise InvalidArgumentError(
+            f"per_layer_config must be a mapping {{layer: {{field: value}}}}, got {type(per_layer_config).__name__} "
+            f"{per_layer_config!r}")
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(
@@ -110,13 +120,34 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
+    # the time per output token is a decode figure: a prefill step costs the drafts, and says so
+    decode = symbolic or query_len == 1
     speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
-        if mtp else None
+        if mtp and decode else None
+    if mtp and not decode:
+        notes.append(f"MTP on a prefill step: the {mtp} draft pass(es) over the prompt are costed; the time per "
+                     "output token is a decode figure (query_len 1) and is not given")
     resolved = resolve(request, spec, profile)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
                                deployment=resolved.trace_options(), moe_skew=float(moe_skew))
+    warnings = ignored_options(spec, moe_skew=moe_skew, mla_form=mla_form, request=request)
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
-                        speculative=speculative, deployment=resolved, cache=cache)
+                        speculative=speculative, deployment=resolved, warnings=warnings,
+                        cache=cache)
+
+
+def ignored_options(spec: ModelSpec, *, moe_skew: float, mla_form: str, request: Deployment) -> tuple[str, ...]:
+    """Options given that do not apply to this model: said, not silently dropped."""
+    kinds = {layer.attention.kind for layer in spec.layers}
+    has_moe = any(layer.mlp.kind == "moe" for layer in spec.layers)
+    found = []
+    if moe_skew and not has_moe:
+        found.append(f"moe_skew={moe_skew:g} is ignored: {spec.name} has no MoE layers")
+    if mla_form != "auto" and "mla" not in kinds:
+        found.append(f"mla_form={mla_form!r} is ignored: {spec.name} has no MLA attention")
+    if request.quantize_router and not has_moe:
+        found.append(f"quantize_router is ignored: {spec.name} has no MoE router")
+    return tuple(found)
 
 
 def _check_moe_skew(value: Any) -> None:
@@ -149,15 +180,49 @@ def _meta(value: Any) -> Any:
 
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _resolve_op(op: Any) -> Any:
+    """An op given by name ('aten.mm', 'aten.mm.default', 'tensor_cast.moe') -> its torch op."""
+    if not isinstance(op, str):
+        return op
+    parts = op.removeprefix("torch.ops.").replace("::", ".").split(".")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgumentError(f"op name {op!r} is not 'namespace.op' or 'namespace.op.overload' "
+                                   "(e.g. 'aten.mm', 'aten.mm.default', 'tensor_cast.attention')")
+    try:
+        found = getattr(getattr(torch.ops, parts[0]), parts[1])
+        return getattr(found, parts[2]) if len(parts) == 3 else found
+    except (AttributeError, RuntimeError):
+        raise InvalidArgumentError(f"no torch op named {op!r} (e.g. 'aten.mm', 'aten.mm.default', "
+                                   "'tensor_cast.attention')") from None
+
+
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
-    """Cost one call of a torch `OpOverload` (aten or tensor_cast) with meta tensors as arguments."""
+    """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
+    tensors as arguments."""
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
+    if cuda_graphs not in CUDA_GRAPH_MODES:
+        raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    op = _resolve_op(op)
     if isinstance(op, torch._ops.OpOverloadPacket):
         op = op.default
     entry = lookup(op)
     profile = load_device(device)
     meta_args, meta_kwargs = _meta(args), _meta(kwargs)
+    for position, tensor in enumerate(t for t in _tensors((meta_args, meta_kwargs))):
+        if tensor.numel() == 0:
+            raise InvalidArgumentError(f"{entry.name}: tensor argument {position} has shape {tuple(tensor.shape)}, "
+                                       "with no elements; op_cost needs non-empty tensors")
     try:
         result = op(*meta_args, **meta_kwargs)
     except Exception as exc:

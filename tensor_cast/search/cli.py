@@ -1,17 +1,18 @@
 """The `search`, `recommend` and `cache` subcommands of `tensor-cast`.
 
-`register(sub)` adds the parsers to the main CLI's subparsers and returns {command: handler};
-handlers raise `TensorCastError` for bad input (the main CLI prints one line, exits 2).
+`add_*_arguments(parser)` fill the parsers (importing no torch) and `run_*(args)` run them
+(tensor_cast/commands/{search,recommend,cache}.py are their rows in the CLI's table); they
+raise `TensorCastError` for bad input (the main CLI prints one line, exits 2).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .space import DEFAULT_CONCURRENCY
+# space.DEFAULT_CONCURRENCY, spelled here so the parser imports no torch (a test keeps them equal)
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 def _common(p: Any) -> None:
@@ -40,17 +41,24 @@ def _common(p: Any) -> None:
     p.add_argument("--plot", dest="plot_path", help="write the Pareto plot (.png or .svg; needs matplotlib)")
 
 
-def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
-    p = sub.add_parser("search", help="search deployments under latency SLOs (Pareto frontier, best per device)")
+SEARCH_HELP = "search deployments under latency SLOs (Pareto frontier, best per device)"
+RECOMMEND_HELP = "the fewest GPUs serving a request rate within latency SLOs"
+CACHE_HELP = "the trace cache: info | clear"
+
+
+def add_search_arguments(p: Any) -> None:
     _common(p)
     p.add_argument("--gpus", required=True, help="total GPU counts, e.g. 8,16,32")
-    p = sub.add_parser("recommend", help="the fewest GPUs serving a request rate within latency SLOs")
+
+
+def add_recommend_arguments(p: Any) -> None:
     _common(p)
     p.add_argument("--rate", required=True, help="request rate, e.g. 20/s")
     p.add_argument("--max-gpus-per-instance", type=int, default=16, help="largest engine instance (default 16)")
-    p = sub.add_parser("cache", help="the trace cache: info | clear")
+
+
+def add_cache_arguments(p: Any) -> None:
     p.add_argument("action", choices=("info", "clear"))
-    return {"search": _search, "recommend": _recommend, "cache": _cache}
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,20 +93,20 @@ def _write(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _search(args: argparse.Namespace) -> int:
+def run_search(args: argparse.Namespace) -> int:
     from .run import search
 
     return _write(search(args.model, gpus=args.gpus, **_options(args)), args)
 
 
-def _recommend(args: argparse.Namespace) -> int:
+def run_recommend(args: argparse.Namespace) -> int:
     from .run import recommend
 
     return _write(recommend(args.model, rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
                             **_options(args)), args)
 
 
-def _cache(args: argparse.Namespace) -> int:
+def run_cache(args: argparse.Namespace) -> int:
     from ..cache import clear, info
 
     found = clear() if args.action == "clear" else info()
