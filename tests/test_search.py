@@ -277,3 +277,9 @@ def test_disaggregated_launch_has_both_roles():
     assert "--disaggregation-mode decode" in dec.shell() and "--enable-dp-attention" in dec.shell()
     vllm_p, vllm_d = launch("deepseek-ai/DeepSeek-V3", cand, "vllm", 4500)
     assert "--kv-transfer-config" in vllm_p.flags and "--kv-transfer-config" in vllm_d.flags
+
+
+def test_cli_defaults_equal_their_owners():
+    from tensor_cast.search import cli, space
+
+    assert cli.DEFAULT_CONCURRENCY == space.DEFAULT_CONCURRENCY

@@ -7,7 +7,7 @@ from typing import Any
 
 from .common import add_deployment_arguments, deployment_options
 
-HELP = "simulate serving: TTFT, TPOT, throughput under a request stream"
+HELP = "simulate serving under a request stream"
 
 
 class _Given:

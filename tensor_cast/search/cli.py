@@ -41,8 +41,8 @@ def _common(p: Any) -> None:
     p.add_argument("--plot", dest="plot_path", help="write the Pareto plot (.png or .svg; needs matplotlib)")
 
 
-SEARCH_HELP = "search deployments under latency SLOs (Pareto frontier, best per device)"
-RECOMMEND_HELP = "the fewest GPUs serving a request rate within latency SLOs"
+SEARCH_HELP = "search deployments under latency SLOs"
+RECOMMEND_HELP = "fewest GPUs for a request rate"
 CACHE_HELP = "the trace cache: info | clear"
 
 
