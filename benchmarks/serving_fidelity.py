@@ -25,8 +25,14 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200),
-  and TensorRT-LLM's max_num_tokens, raised to the prompt for prompts over 8192 tokens (without
-  context chunking the engine refuses a shorter one).
+  and TensorRT-LLM's max_num_tokens, set to max(8192, isl + concurrency): without context chunking
+  a smaller budget admits a prompt only when no decode is running (every request waits for the
+  previous wave), which the measured TTFTs rule out; the benchmark recipes size it this way.
+- replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
+  served several identical replicas; one replica is simulated with batch_size x attention DP clients.
+- protocol: closed loop, all clients start together, `--requests-per-client` requests each;
+  `--range-ratio r` draws lengths uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first
+  wave (one request per client) out of the latency statistics, as benchmark tools' warm-up does.
 """
 
 from __future__ import annotations
@@ -82,6 +88,17 @@ def concurrency(row: dict[str, str]) -> int:
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
 
 
+def per_replica_concurrency(row: dict[str, str]) -> int:
+    """Clients one simulated replica serves: a few TensorRT-LLM rows measured many identical
+    replicas behind one load balancer (silicon_concurrency a multiple of batch_size x attention
+    DP, e.g. 416 = 32 x 13): one replica then sees batch_size x attention DP clients."""
+    c = concurrency(row)
+    if row["mode"] != "agg" or not row["batch_size"]:
+        return c
+    per = _int(row["batch_size"]) * _int(row["attention_dp_size"])
+    return per if c > per and c % per == 0 else c
+
+
 def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     tp, dp = _int(row[prefix + "tp_size"]), _int(row[prefix + "attention_dp_size"])
     mtp, mep = _int(row[prefix + "moe_tp_size"]), _int(row[prefix + "moe_ep_size"])
@@ -112,7 +129,7 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     return out
 
 
-def setup(row: dict[str, str]) -> dict[str, Any]:
+def setup(row: dict[str, str], range_ratio: float = 0.0) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -122,8 +139,9 @@ def setup(row: dict[str, str]) -> dict[str, Any]:
                               **quant(row, row["model_path"], forced)}
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         kwargs["engine_args"] = {"max_num_batched_tokens": 16384}
-    if row["backend"] == "trtllm" and int(row["isl"]) > 8192:  # no context chunking: max_num_tokens >= isl
-        kwargs["engine_args"] = {"max_num_batched_tokens": int(row["isl"])}
+    if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
+        longest = int(row["isl"]) + round(int(row["isl"]) * range_ratio) + 1
+        kwargs["engine_args"] = {"max_num_batched_tokens": max(8192, longest + concurrency(row))}
     if row["mode"] == "disagg":
         pools = []
         for role in ("prefill", "decode"):
@@ -140,6 +158,7 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--sample", type=int, default=0, help="at most N rows per device x engine x family (0: all)")
     ap.add_argument("--requests-per-client", type=int, default=8)
+    ap.add_argument("--warmup", action="store_true", help="leave the first request of every client out")
     ap.add_argument("--range-ratio", type=float, default=0.0,
                     help="simulate lengths uniform in [L(1-r), L(1+r)] (desynchronizes the closed loop)")
     ap.add_argument("--devices", default=",".join(SYSTEMS))
@@ -166,10 +185,11 @@ def main() -> int:
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
     for i, row in enumerate(todo):
         try:
-            kwargs = setup(row)
-            c = concurrency(row)
+            kwargs = setup(row, args.range_ratio)
+            c = per_replica_concurrency(row)
             report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
-                                          isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio)
+                                          isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio,
+                                          warmup_requests=c if args.warmup else 0)
         except Unsupported as exc:
             skipped[str(exc)].append(row["id"])
             continue
@@ -183,6 +203,8 @@ def main() -> int:
                         "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot})
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s")
+    print(f"protocol: {args.requests_per_client} requests per client, range ratio {args.range_ratio}, "
+          f"warm-up {'first wave excluded' if args.warmup else 'none'}")
     print(f"\n{len(results)} rows simulated, {sum(len(v) for v in skipped.values())} not, of {len(todo)} "
           f"({'sampled ' + str(args.sample) + ' per group' if args.sample else 'all rows'}) in {time.time() - start:.0f} s\n")
     table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)

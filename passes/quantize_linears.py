@@ -7,7 +7,7 @@ checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `i
 Produces: for schemes with quantized activations, one `quantize(x, fmt, group, dynamic)` per
 (input, format) — shared by every GEMM reading that input — then
 `quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is
-(`quant_linear(x, None, ...)`). Weight placeholders get `meta["tensor_cast_element_bytes"]`:
+(`quant_linear(x, None, ...)`). Weight placeholders get `NodeFacts.stored_bytes`:
 their stored bytes per element, scales included (the memory report reads it).
 Invariant after: every output keeps its shape and dtype; no matched linear remains.
 Example (fp8):
@@ -28,6 +28,7 @@ from torch import fx
 
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import example, fake_result, finish, module_path
+from .node_facts import derive_facts, update_facts
 
 LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
 ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
@@ -68,6 +69,7 @@ def _copy_meta(src: fx.Node, dst: fx.Node) -> None:
     for key in ("nn_module_stack", "stack_trace"):
         if key in src.meta:
             dst.meta[key] = src.meta[key]
+    derive_facts(dst, src)
 
 
 def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
@@ -120,5 +122,5 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
                 node.replace_all_uses_with(new)
         graph.erase_node(node)
         for w in weights:
-            w.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+            update_facts(w, stored_bytes=float(s.weight_bytes))
     return finish(gm)

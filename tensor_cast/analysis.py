@@ -1,7 +1,7 @@
 """The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
 
 Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
-symbolic in B, S, C, so every shape point, device and sweep reuses it), `traced_costs(...)` (the
+symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it), `traced_costs(...)` (the
 trace's device-independent costs, cached in-process and on disk: tensor_cast/cache/) and
 `analyze_spec(...)` (re-time those costs on a device and wrap them in a `Report`). The public
 entry points in `api.py` resolve user arguments and call these.
@@ -20,6 +20,7 @@ from typing import Any
 from torch import fx
 
 from .backends.device import DeviceProfile
+from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode
 from .cache.record import TracedCosts
 from .cache.store import CacheStore, cache_enabled, make_key
@@ -41,11 +42,16 @@ from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
+COST_ONLY = ("cuda_graphs", "moe_skew")  # ExecutionOptions fields that do not change the traced graph
 
 
 @dataclass(frozen=True)
 class ExecutionOptions:
-    """The execution model being predicted (an optimized serving engine by default)."""
+    """The execution model being predicted (an optimized serving engine by default).
+
+    Fields in `COST_ONLY` change what ops cost, not the graph: they are not part of the trace
+    cache key, so changing one re-costs the cached graph and never re-traces it.
+    """
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
@@ -77,7 +83,8 @@ _RECORDS: OrderedDict[str, TracedCosts] = OrderedDict()
 
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     """Everything that changes the traced graph (the shape point and the device do not)."""
-    return json.dumps([spec.key(), dict(spec.hf_config), asdict(options)], sort_keys=True, default=str)
+    traced = {k: v for k, v in asdict(options).items() if k not in COST_ONLY}
+    return json.dumps([spec.key(), dict(spec.hf_config), traced], sort_keys=True, default=str)
 
 
 def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> TracedModel:
@@ -96,7 +103,7 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     timings["build_s"] = time.perf_counter() - start
     step("capturing the forward with torch.compile (symbolic B, S, C)")
     start = time.perf_counter()
-    captured = capture(rep.model, experts=experts_function(rep))
+    captured = capture(rep.model, experts=experts_function(rep), layers=rep.layer_modules())
     timings["capture_s"] = time.perf_counter() - start
     dumps: list[tuple[str, str]] = []
     step("rewriting the graph (passes)")
@@ -151,8 +158,8 @@ def _store(store: CacheStore, record: TracedCosts) -> None:
 
 def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
-    costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
-                        profile=profile, mode=mode)
+    costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
+                        knobs=CostKnobs(moe_skew=options.moe_skew))
     check_layer_coverage(costed, traced.rep)
     params = parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
                              share=rank_shares(traced.graph))

@@ -19,6 +19,7 @@ from .analysis import ExecutionOptions, analyze_spec
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, lookup, tensor_infos
+from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, choices
@@ -206,9 +207,11 @@ def _resolve_op(op: Any) -> Any:
                                    "'tensor_cast.attention')") from None
 
 
-def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
+def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", moe_skew: float = 0.0,
+            **kwargs: Any) -> OpCost:
     """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
-    tensors as arguments."""
+    tensors as arguments. `moe_skew` is the cost-only MoE routing skew (see `analyze`), read by the
+    MoE and EP exchange ops."""
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
     if cuda_graphs not in CUDA_GRAPH_MODES:
@@ -229,9 +232,10 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
         raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
     outputs = result if isinstance(result, (list, tuple)) else (result,)
     call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
-                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)),
+                  knobs=CostKnobs(moe_skew=float(moe_skew)))
     counts = entry.rule(call)
-    timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
     from .report.report import _bound
 

@@ -25,10 +25,10 @@ SUBCOMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "models": "models",
     "devices": "devices",
-    "serve": "serve",
-    "search": "search",
+    "serve": "serve",  # the serving simulator (tensor_cast/serving/)
+    "search": "search",  # deployment search (tensor_cast/search/)
     "recommend": "recommend",
-    "cache": "cache",
+    "cache": "cache",  # the trace cache (tensor_cast/cache/)
 }
 
 

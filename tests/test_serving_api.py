@@ -100,7 +100,16 @@ def test_cli_serve_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     assert main([*args, "--concurrency", "0", "--json", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == "tensor-cast: error: concurrency must be an integer >= 1, got 0"
+    assert err.strip().splitlines()[-1].startswith("tensor-cast serve: error: argument --concurrency: 0 is below 1")
     assert not bad.exists()
     assert main([*args, "--concurrency", "2", "--disagg", "prefill 2x", "--json", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_warmup_requests_leave_latency_stats_not_throughput():
+    full = tensor_cast.simulate(MODEL, concurrency=4, num_requests=12, isl=256, osl=8, **SMALL)
+    warm = tensor_cast.simulate(MODEL, concurrency=4, num_requests=12, isl=256, osl=8, warmup_requests=4, **SMALL)
+    later = [r.ttft_s for r in full.requests if r.rid >= 4]
+    assert warm.mean_ttft_s == pytest.approx(sum(later) / len(later))
+    assert warm.output_tokens_per_s == pytest.approx(full.output_tokens_per_s)
+    assert len(warm.requests) == 12

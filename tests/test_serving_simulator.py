@@ -122,3 +122,20 @@ def test_speculative_decoding_emits_accepted_tokens_per_step():
                                                             isl=10, osl=38))
     # 1 token from the prefill step, then ceil(37 / 1.85) = 20 decode steps
     assert sim.num_steps == 1 + 20
+
+
+def test_disagg_decode_queue_wait_is_ttft_not_tpot():
+    d, x = 0.01, 0.005
+    profile = engine_profile("vllm")
+    # the decode worker's 8 blocks x 16 tokens hold one request of 100 + 20 tokens, not two
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                ConstantCost(d), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 8, role="decode")],
+                               ConstantCost(d), profile)]}
+    workload = make_workload(concurrency=2, rate=None, trace=None, num_requests=2, isl=100, osl=20)
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: x)
+    first, second = sim.requests
+    assert first.first_token_s == pytest.approx(d + x)
+    # the second waits on the decode side until the first's 19 decode steps free its blocks
+    assert second.first_token_s == pytest.approx(d + x + 19 * d)
+    assert second.finish_s - second.first_token_s == pytest.approx(19 * d)

@@ -85,6 +85,6 @@ class TracedCosts:
 
     def costed(self, profile: DeviceProfile, mode: ExecutionMode) -> CostedGraph:
         """The costed graph on `profile`: the stored counts, re-timed for this device."""
-        nodes = [replace(n, time=op_time(n.counts, n.call, n.kind, profile, mode)) for n in self.nodes]
+        nodes = [replace(n, time=op_time(n.counts, n.kind, profile, mode)) for n in self.nodes]
         return CostedGraph(nodes=nodes, free_ops=Counter(dict(self.free_ops)), graph=None,
                            activations=self.activations)

@@ -95,7 +95,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
              engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
              mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
-             record_steps: bool = False, num_hidden_layers: int | None = None,
+             warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
@@ -106,6 +106,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
     speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
     `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
+    `warmup_requests`: the first N requests are left out of the latency statistics;
     `num_hidden_layers`: simulate only the first N layers (quick looks, tests).
     Deployment keywords as `analyze` (tp, ep, dp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas.
@@ -117,6 +118,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if deployment.get("pp", 1) != 1:
         raise InvalidArgumentError(f"pp={deployment['pp']!r}: the serving simulator supports pp=1 only")
     profile_engine = engine_profile(engine, engine_args)
+    if isinstance(warmup_requests, bool) or not isinstance(warmup_requests, int) or warmup_requests < 0:
+        raise InvalidArgumentError(f"warmup_requests must be an integer >= 0, got {warmup_requests!r}")
     workload = make_workload(concurrency=concurrency, rate=rate, trace=trace, num_requests=num_requests,
                              isl=isl, osl=osl, seed=seed, range_ratio=range_ratio)
     if isinstance(prefix_hit_rate, bool) or not isinstance(prefix_hit_rate, (int, float)) \
@@ -190,7 +193,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
     result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
                               record_steps=record_steps, progress=progress)
-    workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed}
+    workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed,
+                                     "warmup_requests": warmup_requests}
     if workload.kind != "trace":
         workload_info.update(isl=workload.isl, osl=workload.osl, range_ratio=workload.range_ratio)
     if workload.kind == "closed":
@@ -199,4 +203,4 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         workload_info["rate"] = workload.rate
     return ServingReport.build(result, model=spec.name, device=profile.name, engine=profile_engine.name,
                                deployment="; ".join(descriptions), num_gpus=total_gpus, workload=workload_info,
-                               block_size=profile_engine.block_size, notes=notes)
+                               block_size=profile_engine.block_size, notes=notes, warmup=warmup_requests)

@@ -118,17 +118,20 @@ class ServingReport:
 
     @classmethod
     def build(cls, sim: SimResult, *, model: str, device: str, engine: str, deployment: str, num_gpus: int,
-              workload: dict[str, Any], block_size: int, notes: list[str]) -> ServingReport:
+              workload: dict[str, Any], block_size: int, notes: list[str], warmup: int = 0) -> ServingReport:
+        """`warmup`: the first requests sent are left out of the latency statistics (genai-perf's
+        --warmup-request-count); they stay in `requests` and in the throughput."""
         records = [_record(r) for r in sim.requests]
+        measured = [r for r in records if r.rid >= warmup] or records
         start = min(r.arrival_s for r in sim.requests)
         span = sim.duration_s - start
         out_tokens = sum(r.output for r in sim.requests)
         all_tokens = out_tokens + sum(r.prompt for r in sim.requests)
-        tpots = [r.tpot_s for r in records if r.output_tokens > 1]
+        tpots = [r.tpot_s for r in measured if r.output_tokens > 1]
         return cls(
             model=model, device=device, engine=engine, deployment=deployment, num_gpus=num_gpus, workload=workload,
-            requests=records, ttft=Stats.of([r.ttft_s for r in records]), tpot=Stats.of(tpots),
-            itl=Stats.of(sim.itl_durations, sim.itl_weights), e2e=Stats.of([r.e2e_s for r in records]),
+            requests=records, ttft=Stats.of([r.ttft_s for r in measured]), tpot=Stats.of(tpots),
+            itl=Stats.of(sim.itl_durations, sim.itl_weights), e2e=Stats.of([r.e2e_s for r in measured]),
             duration_s=span, output_tokens_per_s=out_tokens / span if span > 0 else math.nan,
             total_tokens_per_s=all_tokens / span if span > 0 else math.nan, kv_cache_blocks=sim.kv_blocks,
             kv_cache_block_size=block_size, kv_peak_use=sim.kv_peak_use, kv_mean_use=sim.kv_mean_use,

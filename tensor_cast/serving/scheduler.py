@@ -62,9 +62,9 @@ class RankScheduler:
 
     def _allocate(self, req: Request, tokens: float) -> bool:
         """Grow `req` to hold `tokens` cached tokens; False (nothing changed) when blocks lack."""
-        need = self._blocks_for(tokens) - req.blocks
-        if need <= 0:
+        if tokens <= req.blocks * self.engine.block_size:  # fast path: the last block has room
             return True
+        need = self._blocks_for(tokens) - req.blocks
         if need > self.free_blocks:
             return False
         self.free_blocks -= need
@@ -129,10 +129,20 @@ class RankScheduler:
         batch: Batch = []
         preempted = False
         i = 0
-        while i < len(self.running) and budget > 0:
-            req = self.running[i]
-            n = self._need(req)
-            n = self._chunk(n, budget) if req.in_prefill else min(n, budget)
+        d = self.decode_tokens
+        bs = self.engine.block_size
+        running = self.running
+        while i < len(running) and budget > 0:
+            req = running[i]
+            if req.computed < req.prefill_target:
+                n = self._chunk(self._need(req), budget)
+            else:
+                n = d if d <= budget else budget
+            if req.computed + n <= req.blocks * bs:  # fits its blocks: the common decode case
+                batch.append((req, n))
+                budget -= n
+                i += 1
+                continue
             scheduled = True
             while not self._allocate(req, req.computed + n):
                 victim = self.running[-1]
@@ -243,7 +253,16 @@ class RankScheduler:
         finished: list[Request] = []
         handover: list[Request] = []
         emitted = 0
+        e = self.tokens_per_step
         for req, n in batch:
+            if req.computed >= req.prefill_target:  # decode
+                req.computed += e
+                req.generated += e
+                emitted += 1
+                if req.generated >= req.output - 1e-9:
+                    req.finish_s = end_s
+                    finished.append(req)
+                continue
             if req.in_prefill:
                 req.computed += n
                 if req.in_prefill:
@@ -261,9 +280,12 @@ class RankScheduler:
             if req.done:
                 req.finish_s = end_s
                 finished.append(req)
-        for req in finished + handover:
-            self.running.remove(req)
-            self._free(req)
+        gone = finished + handover
+        if gone:
+            ids = {id(r) for r in gone}
+            self.running = [r for r in self.running if id(r) not in ids]
+            for req in gone:
+                self._free(req)
         return finished, handover, emitted
 
     def decode_state(self) -> Any:

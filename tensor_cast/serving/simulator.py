@@ -4,7 +4,9 @@ Owns `Worker` (one engine instance: one rank, or several attention-DP ranks that
 lockstep and wait for the slowest — the MoE all_to_all joins them every layer) and
 `simulate_workers(...)`, the event loop over one or more pools of workers: `agg` workers do
 prefill and decode; in a disaggregated deployment `prefill` workers hand each request, after
-its first token, to a `decode` worker once its KV cache has crossed the interconnect.
+its first token, to a `decode` worker once its KV cache has crossed the interconnect; the
+client sees that first token when the decode worker admits the request (a decode pool short of
+KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
@@ -157,17 +159,31 @@ class _Loop:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
         engine = worker.engine
+        if worker.role == "decode":  # disagg: the client sees the first token once a decode worker took the request
+            for batch in batches:
+                for r, _ in batch:
+                    if r.computed == r.prompt and r.first_token_s < self.now:
+                        r.first_token_s = self.now
         costs = []
+        prefill_tokens = decode_seqs = 0
         for rank, batch in zip(worker.ranks, batches, strict=True):
             if not batch:
                 costs.append(0.0)
                 continue
-            decode = all(not r.in_prefill for r, _ in batch)
-            pad = engine.padded_tokens(len(batch), rank.decode_tokens) if decode else None
-            costs.append(worker.cost.step_s([(n, int(r.computed)) for r, n in batch], pad))
+            seqs = []
+            prefill = 0
+            for r, n in batch:
+                if r.computed < r.prefill_target:
+                    prefill += n
+                seqs.append((n, int(r.computed)))
+            decodes = sum(1 for r, _ in batch if r.computed >= r.prefill_target) if prefill else len(batch)
+            prefill_tokens += prefill
+            decode_seqs += decodes
+            pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
+            costs.append(worker.cost.step_s(seqs, pad))
         first = max(costs) + engine.step_overhead_s
         durations = np.array([first])
-        k = self._fast_forward(worker, batches)
+        k = self._fast_forward(worker, batches) if not prefill_tokens else 1
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -180,7 +196,6 @@ class _Loop:
         worker.ff_steps = k
         total = float(durations.sum())
         self.num_steps += k
-        decode_seqs = sum(1 for b in batches for r, _ in b if not r.in_prefill)
         if decode_seqs:
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
@@ -189,8 +204,7 @@ class _Loop:
         self.kv_time += total
         self.kv_weighted += used * total
         if self.record_steps:
-            prefill = sum(n for b in batches for r, n in b if r.in_prefill)
-            self.steps.append(StepRecord(worker.name, self.now, total, k, prefill, decode_seqs,
+            self.steps.append(StepRecord(worker.name, self.now, total, k, prefill_tokens, decode_seqs,
                                          sum(len(r.running) for r in worker.ranks)))
         self.push(self.now + total, STEP_END, worker)
 
@@ -202,24 +216,25 @@ class _Loop:
                 if rank.running or rank.waiting:
                     return 1
                 continue
-            if len(batch) != len(rank.running) or any(r.in_prefill for r, _ in batch):
+            if len(batch) != len(rank.running):
                 return 1
             if rank.waiting and len(rank.running) < rank.engine.max_num_seqs:
                 return 1  # a waiting request might be admitted as blocks free up
             e = rank.tokens_per_step
-            computed = np.array([r.computed for r, _ in batch])
-            remaining = np.array([r.output - r.generated for r, _ in batch])
-            steps = int(np.min(np.ceil(remaining / e - 1e-9)))
-            limit = min(limit, steps)
-            # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens
+            remaining = min(r.output - r.generated for r, _ in batch)
+            limit = min(limit, math.ceil(remaining / e - 1e-9))
+            # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
+            # sequence needs at most ceil(((k-1)e + d) / bs) + 1 more blocks (cheap bound first)
             bs = rank.engine.block_size
-            held = np.array([r.blocks for r, _ in batch])
             k = int(min(limit, 1 << 20))
-            while k > 1:
-                need = np.ceil((computed + (k - 1) * e + rank.decode_tokens) / bs - 1e-9) - held
-                if need.clip(min=0).sum() <= rank.free_blocks:
-                    break
-                k //= 2
+            if len(batch) * (math.ceil(((k - 1) * e + rank.decode_tokens) / bs) + 1) > rank.free_blocks:
+                computed = np.array([r.computed for r, _ in batch])
+                held = np.array([r.blocks for r, _ in batch])
+                while k > 1:
+                    need = np.ceil((computed + (k - 1) * e + rank.decode_tokens) / bs - 1e-9) - held
+                    if need.clip(min=0).sum() <= rank.free_blocks:
+                        break
+                    k //= 2
             limit = min(limit, k)
         return int(limit) if limit != math.inf else 1
 
