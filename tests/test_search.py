@@ -121,7 +121,8 @@ def _small_profile(tmp_path: Path, weights: int) -> Path:
     capacity_gib = 0.75 * weights / 0.9 / 2**30
     text = (PROFILES / "h100_sxm.toml").read_text()
     text = re.sub(r"(?m)^capacity_gib = .*$", f"capacity_gib = {capacity_gib:.6f}", text)
-    text = re.sub(r'(?m)^name = .*$', 'name = "small-h100"', text).replace("aliases = [", 'aliases = ["x-small", ')
+    text = re.sub(r'(?m)^name = .*$', 'name = "small-h100"', text)
+    text = re.sub(r'(?m)^aliases = .*$', 'aliases = ["x-small"]', text)
     profile = tmp_path / "small.toml"
     profile.write_text(text)
     return profile
