@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .backends.device import DeviceProfile, load_device
     from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
     from .report import Memory, OpRow, Report
+    from .search import SearchResult, recommend, search
     from .serving import ServingReport, simulate
 
 # public name -> the module that defines it
@@ -32,6 +33,7 @@ _LAZY: dict[str, str] = {
     "AttentionSpec": ".models.spec", "LayerSpec": ".models.spec", "MLPSpec": ".models.spec",
     "ModelSpec": ".models.spec",
     "Memory": ".report", "OpRow": ".report", "Report": ".report",
+    "SearchResult": ".search", "recommend": ".search", "search": ".search",
     "ServingReport": ".serving", "simulate": ".serving",
 }
 
@@ -59,6 +61,7 @@ __all__ = [
     "OpCost",
     "OpRow",
     "Report",
+    "SearchResult",
     "ServingReport",
     "TensorCastError",
     "analyze",
@@ -67,5 +70,7 @@ __all__ = [
     "load_device",
     "load_model",
     "op_cost",
+    "recommend",
+    "search",
     "simulate",
 ]

@@ -1,14 +1,16 @@
 """The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
 
 Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
-symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it) and `analyze_spec(...)`
-(cost a traced graph on a device and wrap it in a `Report`). The public entry points in `api.py`
-resolve user arguments and call these.
+symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it), `traced_costs(...)` (the
+trace's device-independent costs, cached in-process and on disk: tensor_cast/cache/) and
+`analyze_spec(...)` (re-time those costs on a device and wrap them in a `Report`). The public
+entry points in `api.py` resolve user arguments and call these.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -20,6 +22,8 @@ from torch import fx
 from .backends.device import DeviceProfile
 from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode
+from .cache.record import TracedCosts
+from .cache.store import CacheStore, cache_enabled, make_key
 from .capture import CapturedGraph, capture
 from .capture.experts_interface import check_moe_capture, experts_function
 from .costing import cost_graph
@@ -27,7 +31,7 @@ from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
 from .deployment.sharding import rank_spec
 from .invariants import check_layer_coverage
-from .memory import ParamEntry, parameter_table, rank_shares, stored_bytes
+from .memory import ParamEntry, activation_candidates, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .outputs import DumpSet, check_directory, write_all
@@ -74,6 +78,7 @@ class TracedModel:
 
 
 _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
+_RECORDS: OrderedDict[str, TracedCosts] = OrderedDict()
 
 
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
@@ -121,45 +126,90 @@ def _kind_name(layer: Any) -> str:
     return f"sliding({a.window})" if a.kind == "sliding" else a.kind
 
 
-def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
-                 point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
-                 notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
-                 speculative: SpeculativeDecoding | None = None,
-                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = ()) -> Report:
-    if dump_graph_dir is not None:
-        check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
-    traced = trace(spec, options)
-    step(f"costing {len(traced.graph.graph.nodes)} graph nodes on {profile.name}")
+def traced_costs(spec: ModelSpec, options: ExecutionOptions, profile: DeviceProfile, *,
+                 cache: bool = True) -> TracedCosts:
+    """The device-independent costs of `spec`'s trace: from this process, else from the disk
+    cache (`cache=True` and not turned off by TENSOR_CAST_CACHE=0), else traced and stored."""
+    key = make_key([spec.key(), dict(spec.hf_config), asdict(options)])
+    store = CacheStore() if cache and cache_enabled() else None
+    record = _RECORDS.get(key)
+    if record is not None:
+        _RECORDS.move_to_end(key)
+        if store is not None and not store.path(key).exists():  # traced earlier with the cache off
+            _store(store, record)
+        return record
+    record = store.load(key) if store is not None else None
+    if record is None:
+        record = _record(key, trace(spec, options), profile, options)
+        if store is not None:
+            _store(store, record)
+    _RECORDS[key] = record
+    while len(_RECORDS) > TRACE_CACHE_SIZE:
+        _RECORDS.popitem(last=False)
+    return record
+
+
+def _store(store: CacheStore, record: TracedCosts) -> None:
+    try:
+        store.store(record)
+    except OSError as exc:
+        print(f"tensor-cast: warning: trace cache not written ({exc}); use --no-cache to skip it", file=sys.stderr)
+
+
+def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
                         knobs=CostKnobs(moe_skew=options.moe_skew))
     check_layer_coverage(costed, traced.rep)
+    params = parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
+                             share=rank_shares(traced.graph))
+    return TracedCosts(
+        key=key, nodes=tuple(costed.nodes), free_ops=tuple(sorted(costed.free_ops.items())),
+        activations=tuple(activation_candidates(costed)), params=tuple(params), model_params=traced.model_params,
+        layer_indices=traced.rep.layer_indices, layers_path=traced.rep.layers_path,
+        kind_names=tuple(_kind_name(k) for k in traced.rep.kinds), seconds=tuple(sorted(traced.seconds.items())))
+
+
+def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
+                 point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
+                 notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
+                 speculative: SpeculativeDecoding | None = None,
+                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = (),
+                 cache: bool = True) -> Report:
+    if dump_graph_dir is not None:
+        check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
+    # the graphs themselves are not on disk: dumps need the trace (in-process cache only)
+    traced = trace(spec, options) if dump_graph_dir is not None else None
+    record = traced_costs(spec, options, profile, cache=cache)
+    traced = traced or _CACHE.get(_cache_key(spec, options))  # set when this process traced it
+    step(f"costing {len(record.nodes)} graph nodes on {profile.name}")
+    mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
+    costed = record.costed(profile, mode)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
         costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))
     context = ReportContext(
         model=spec.name,
         device=profile.name,
         architecture=spec.architecture,
-        layer_indices=traced.rep.layer_indices,
-        layers_path=traced.rep.layers_path,
+        layer_indices=record.layer_indices,
+        layers_path=record.layers_path,
         num_layers=spec.num_layers,
-        params=tuple(parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
-                                     share=rank_shares(traced.graph))),
+        params=record.params,
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
                  "mtp": options.mtp, "moe_skew": options.moe_skew, **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
-        model_params=traced.model_params,
+        model_params=record.model_params,
         capacity_bytes=profile.memory_bytes,
         tied_embeddings=spec.tie_word_embeddings,
         max_position_embeddings=spec.max_position_embeddings,
-        kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
+        kind_names=record.kind_names,
         speculative=speculative,
         profile=profile,
-        graph_dumps=tuple(traced.dumps),
+        graph_dumps=tuple(traced.dumps) if traced is not None else (),
         warnings=warnings,
     )
     report = Report(costed, context, point)
-    if dump_graph_dir is not None:
+    if dump_graph_dir is not None and traced is not None:
         traced.write_dumps(dump_graph_dir)
     return report

@@ -55,6 +55,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
             mtp_acceptance: float | None = None, moe_skew: float = 0.0, engine: str | None = None,
+            cache: bool = True,
             **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
@@ -88,6 +89,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     `engine` (vllm | sglang | trtllm | torch; default vllm) picks the device profile's efficiency
     section calibrated for that engine's kernels; a profile without one uses the nearest
     calibrated engine's and the report says so (`report.engine`, `report.context.notes`).
+
+    `cache`: reuse the device-independent results of an earlier trace of the same model and
+    options from the disk cache (tensor_cast/cache/; `TENSOR_CAST_CACHE_DIR` moves it,
+    `TENSOR_CAST_CACHE=0` turns it off) and store new ones there. A hit gives the same report.
     """
     for flag, value in (("symbolic", symbolic), ("fuse", fuse), ("trust_remote_code", trust_remote_code)):
         if not isinstance(value, bool):
@@ -135,7 +140,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
                                deployment=resolved.trace_options(), moe_skew=float(moe_skew))
     warnings = ignored_options(spec, moe_skew=moe_skew, mla_form=mla_form, request=request)
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
-                        speculative=speculative, deployment=resolved, warnings=warnings)
+                        speculative=speculative, deployment=resolved, warnings=warnings,
+                        cache=cache)
 
 
 def ignored_options(spec: ModelSpec, *, moe_skew: float, mla_form: str, request: Deployment) -> tuple[str, ...]:

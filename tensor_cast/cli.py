@@ -26,6 +26,9 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "models",
     "devices": "devices",
     "serve": "serve",  # the serving simulator (tensor_cast/serving/)
+    "search": "search",  # deployment search (tensor_cast/search/)
+    "recommend": "recommend",
+    "cache": "cache",  # the trace cache (tensor_cast/cache/)
 }
 
 

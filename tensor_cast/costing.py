@@ -54,7 +54,9 @@ class CostedNode:
 class CostedGraph:
     nodes: list[CostedNode]
     free_ops: Counter[tuple[str, str]]  # (op name, reason) -> count in the representative graph
-    graph: fx.GraphModule
+    graph: fx.GraphModule | None  # None when rebuilt from the trace cache (tensor_cast/cache/)
+    # live activation bytes at each op (memory.activation_candidates); set when `graph` is None
+    activations: tuple[Any, ...] | None = None
 
 
 def tensor_info(value: torch.Tensor, to_expr: Callable[[Any], Any], element_bytes: Any = None) -> TensorInfo:

@@ -121,6 +121,9 @@ def rank_shares(gm: fx.GraphModule) -> Callable[[str], float]:
 
 def activation_candidates(costed: CostedGraph) -> list[Any]:
     """Live activation bytes at each op of the representative graph (expressions in B, S, C)."""
+    if costed.activations is not None:  # computed when the trace was cached
+        return list(costed.activations)
+    assert costed.graph is not None, "a costed graph holds its fx graph or its activation candidates"
     written = {c.name: c.counts.bytes_written for c in costed.nodes}
     out_bytes = {c.name: sum((o.nbytes for o in c.call.outputs), 0) for c in costed.nodes}
     graph = costed.graph.graph

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The trace cache (tensor_cast/cache/) of this test process: never the user's own.
+os.environ["TENSOR_CAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensor_cast_test_cache_")
 
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +19,8 @@ import pytest
 import torch
 
 import tensor_cast
+
+atexit.register(shutil.rmtree, os.environ["TENSOR_CAST_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

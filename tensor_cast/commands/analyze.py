@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_path", help="write the full report as JSON")
     p.add_argument("--dump-graph", help="write the graph after every pass into this directory")
     p.add_argument("--trace", help="write a Chrome/Perfetto trace (one event per op)")
+    p.add_argument("--html", dest="html_path", help="write a self-contained HTML report (per-op breakdown, timeline)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache (tensor_cast/cache/)")
     p.add_argument("--unfused", action="store_true", help="eager execution: no kernel fusion")
     p.add_argument("--cuda-graphs", default="auto", help=f"{', '.join(CUDA_GRAPH_MODES)} (default auto: decode-sized steps)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
@@ -53,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--moe-skew", type=finite_float, default=0.0,
                    help="MoE routing skew: Zipf exponent of expert popularity (default 0: uniform routing)")
     add_deployment_arguments(p)
+
+
+def _html(report: object) -> str:
+    from ..report.html import analysis_html
+
+    return analysis_html(report)  # type: ignore[arg-type]
 
 
 def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
@@ -74,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         files.append(("--json", outputs.check_file(args.json_path, "--json")))
     if args.trace is not None:
         files.append(("--trace", outputs.check_file(args.trace, "--trace")))
+    if args.html_path is not None:
+        files.append(("--html", outputs.check_file(args.html_path, "--html")))
     outputs.check_distinct(files)
     dump_dir = outputs.check_directory(args.dump_graph, "--dump-graph") if args.dump_graph is not None else None
     layer_config = per_layer_config(args.per_layer_config)
@@ -91,12 +101,15 @@ def run(args: argparse.Namespace) -> int:
             context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
-            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew, engine=args.engine,
-            **deployment_options(args),
+            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
+            engine=args.engine,
+            # graph dumps need this process's trace: a --dump-graph run neither reads nor writes the cache
+            cache=not args.no_cache and dump_dir is None, **deployment_options(args),
         )
         table = report.table(by=args.by, top=args.top)
         render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(),
-                                                "--trace": lambda: json.dumps(report.chrome_trace())}
+                                                "--trace": lambda: json.dumps(report.chrome_trace()),
+                                                "--html": lambda: _html(report)}
         contents = [(path, render[option]()) for option, path in files]
         dumps = [outputs.DumpSet(dump_dir, report.graph_dumps)] if dump_dir is not None else []
         written = outputs.write_all(contents, dumps)  # all or nothing, before anything is printed

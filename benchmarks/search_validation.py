@@ -1,0 +1,118 @@
+"""Does the search rank configurations as the measured runs do?
+
+    python benchmarks/search_validation.py --data ../shared/serving/silicon_sample_visible.csv \
+        [--min-configs 5] [--max-groups N] [--out groups.csv]
+
+Rows of the measured serving runs are grouped by (model, device, engine, ISL, OSL); every group
+with at least `--min-configs` configurations that map to a tensor_cast deployment (the mapping of
+`benchmarks/serving_fidelity.py`: same models, parallelism, quantization, engine knobs) is
+simulated row by row with `tensor_cast.simulate` (closed loop at the measured concurrency).
+
+Throughput per GPU, measured: concurrency x OSL / (TTFT + (OSL - 1) x TPOT) / GPUs (a closed
+loop's steady state from the measured means); predicted: the simulator's output tokens/s per GPU.
+Per group: Spearman rho of the two rankings, and whether the configuration predicted best
+reaches >= 90% of the measured best throughput ("best within 10%"; the predicted value of that
+configuration vs its measured value is printed beside it). Prints the per-group table and the
+median rho / share of groups within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _fidelity_module() -> Any:
+    path = Path(__file__).with_name("serving_fidelity.py")
+    spec = importlib.util.spec_from_file_location("serving_fidelity", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpus(row: dict[str, str], f: Any) -> int:
+    if row["mode"] == "disagg":
+        return sum(f._int(row[f"{r}_num_workers"]) * f._int(row[f"{r}_tp_size"]) * f._int(row[f"{r}_attention_dp_size"])
+                   * f._int(row[f"{r}_pp_size"]) for r in ("prefill", "decode"))
+    return f._int(row["tp_size"]) * f._int(row["attention_dp_size"]) * f._int(row["pp_size"])
+
+
+def measured_per_gpu(row: dict[str, str], f: Any) -> float:
+    c, osl = f.concurrency(row), int(row["osl"])
+    ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+    return c * osl / (ttft + (osl - 1) * tpot) / gpus(row, f)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--min-configs", type=int, default=5)
+    ap.add_argument("--max-groups", type=int, default=0, help="at most N groups (0: all)")
+    ap.add_argument("--requests-per-client", type=int, default=4)
+    ap.add_argument("--out", help="per-group CSV")
+    args = ap.parse_args()
+    f = _fidelity_module()
+    from scipy.stats import spearmanr
+    from tabulate import tabulate
+
+    import tensor_cast
+    from tensor_cast.errors import TensorCastError
+
+    groups: dict[tuple[str, ...], list[tuple[dict[str, str], dict[str, Any]]]] = defaultdict(list)
+    with open(args.data) as handle:
+        for row in csv.DictReader(handle):
+            try:
+                setup = f.setup(row)
+            except f.Unsupported:
+                continue
+            key = (row["model_path"], row["system"], row["backend"], row["isl"], row["osl"])
+            groups[key].append((row, setup))
+    chosen = sorted((k for k, v in groups.items() if len(v) >= args.min_configs), key=lambda k: -len(groups[k]))
+    if args.max_groups:
+        chosen = chosen[: args.max_groups]
+    table, rhos, within = [], [], []
+    for n, key in enumerate(chosen, 1):
+        measured, predicted = [], []
+        for row, setup in groups[key]:
+            kwargs = dict(setup)
+            model = kwargs.pop("model")
+            c = f.concurrency(row)
+            try:
+                report = tensor_cast.simulate(model, concurrency=c, num_requests=max(16, args.requests_per_client * c),
+                                              isl=int(row["isl"]), osl=int(row["osl"]), **kwargs)
+            except TensorCastError as exc:
+                print(f"  skipped {row['id']}: {exc}", file=sys.stderr)
+                continue
+            measured.append(measured_per_gpu(row, f))
+            predicted.append(report.output_tokens_per_s / gpus(row, f))
+        if len(measured) < args.min_configs:
+            continue
+        rho = float(spearmanr(predicted, measured).statistic)
+        best_pred = max(range(len(predicted)), key=predicted.__getitem__)
+        ratio = measured[best_pred] / max(measured)
+        rhos.append(rho)
+        within.append(ratio >= 0.9)
+        table.append((*key, len(measured), f"{rho:.2f}", f"{ratio:.2f}", f"{predicted[best_pred]:.0f}",
+                      f"{measured[best_pred]:.0f}", f"{max(measured):.0f}"))
+        print(f"[{n}/{len(chosen)}] {key}: rho {rho:.2f}, best {ratio:.2f}", file=sys.stderr)
+    head = ("model", "system", "engine", "ISL", "OSL", "configs", "Spearman rho",
+            "measured(pred. best) / measured best", "pred. best tok/s/GPU", "its measured", "measured best")
+    print(tabulate(table, headers=head, disable_numparse=True, tablefmt="github"))
+    if rhos:
+        print(f"\n{len(rhos)} groups: median Spearman rho {statistics.median(rhos):.2f}; predicted best within 10% "
+              f"of the measured best in {sum(within)}/{len(within)} ({100 * sum(within) / len(within):.0f}%)")
+    if args.out:
+        with open(args.out, "w", newline="") as handle:
+            csv.writer(handle).writerows([head, *table])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

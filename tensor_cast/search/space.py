@@ -1,0 +1,157 @@
+"""The search space: every serving configuration of a model worth simulating on given hardware.
+
+Owns `Layout` (one engine instance's parallelism: tp, pp, attention dp, ep), `Variant` (a layout
+with its weight quantization and KV-cache dtype: one trace), `Candidate` (a variant on a device at
+a per-instance concurrency, replicated to the GPU count; or a disaggregated pair of prefill and
+decode pools) and `layouts(spec, gpus, gpus_per_node)` (the structurally valid layouts).
+
+What is enumerated, and why:
+- TP within a node only (TP over the inter-node link is never the better choice: the all-reduce
+  per layer would run at NIC speed), powers of two and the divisors the model's heads allow.
+- No PP: the serving simulator (tensor_cast/serving/) runs pp = 1 only; an instance spanning
+  nodes uses attention DP + EP (MoE) or replicas instead. `Layout` keeps the field for it.
+- Attention DP (dp > 1) only for MoE models, with EP over the tp·dp GPUs (the DeepSeek layout);
+  for dense models more DP is just more replicas, which the GPU count already covers.
+- EP = 1 or tp·dp (tensor_cast's EP semantics, deployment/config.py).
+- A GPU count N is served by N / size identical instances of every layout whose size divides N.
+Validity comes from `deployment.config.resolve` (the same checks `analyze` makes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..deployment.config import Deployment, divisors, resolve
+from ..errors import TensorCastError
+from ..models.spec import ModelSpec
+
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True, order=True)
+class Layout:
+    """One engine instance: tp x attention-dp GPUs per pipeline stage, pp stages."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    def describe(self) -> str:
+        parts = [f"TP{self.tp}"]
+        if self.dp > 1:
+            parts.append(f"DP{self.dp}")
+        if self.ep > 1:
+            parts.append(f"EP{self.ep}")
+        if self.pp > 1:
+            parts.append(f"PP{self.pp}")
+        return "+".join(parts)
+
+    def options(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    """A layout with its quantization: one trace serves every device, shape and concurrency."""
+
+    layout: Layout
+    quant: str | None = None  # None: the checkpoint's own
+    kv_cache_dtype: str | None = None  # None: the model dtype
+
+    def options(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.layout.options()
+        if self.quant is not None:
+            out["quant"] = self.quant
+        if self.kv_cache_dtype is not None:
+            out["kv_cache_dtype"] = self.kv_cache_dtype
+        return out
+
+    def describe(self) -> str:
+        return (f"{self.layout.describe()} {self.quant or 'ckpt'}"
+                + (f" kv:{self.kv_cache_dtype}" if self.kv_cache_dtype else ""))
+
+
+@dataclass(frozen=True, order=True)
+class Pool:
+    """Disaggregated serving: `workers` instances of `variant` doing one phase."""
+
+    variant: Variant
+    workers: int
+
+    @property
+    def gpus(self) -> int:
+        return self.variant.layout.gpus * self.workers
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """One configuration to simulate. Aggregated: `replicas` instances of `variant`, each with
+    `concurrency` clients. Disaggregated: `prefill` and `decode` pools (variant = the decode one)
+    with `concurrency` clients in all, and replicas of that unit."""
+
+    device: str
+    gpus: int  # the whole deployment
+    variant: Variant
+    concurrency: int  # per instance (aggregated) / per prefill+decode unit (disaggregated)
+    replicas: int = 1
+    prefill: Pool | None = None
+    decode: Pool | None = None
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None
+
+    @property
+    def unit_gpus(self) -> int:
+        """GPUs one simulated unit uses (an instance, or a prefill + decode pool pair)."""
+        if self.prefill is not None and self.decode is not None:
+            return self.prefill.gpus + self.decode.gpus
+        return self.variant.layout.gpus
+
+    def describe(self) -> str:
+        if self.prefill is not None and self.decode is not None:
+            return (f"{self.replicas}x[P {self.prefill.workers}x{self.prefill.variant.layout.describe()} + "
+                    f"D {self.decode.workers}x{self.decode.variant.layout.describe()}] "
+                    f"{self.variant.quant or 'ckpt'}" + (f" kv:{self.variant.kv_cache_dtype}"
+                                                          if self.variant.kv_cache_dtype else ""))
+        return f"{self.replicas}x{self.variant.describe()}"
+
+
+def is_moe(spec: ModelSpec) -> bool:
+    return any(layer.mlp.kind == "moe" and layer.mlp.moe for layer, _ in spec.layer_kinds())
+
+
+def layouts(spec: ModelSpec, profile: Any, size: int) -> list[Layout]:
+    """Every structurally valid layout of exactly `size` GPUs (see the module docstring)."""
+    gpn = profile.interconnect.gpus_per_node if getattr(profile, "interconnect", None) else 1
+    moe = is_moe(spec)
+    out = []
+    for pp in (1,):  # the serving simulator supports pp = 1 only (see the module docstring)
+        stage = size // pp
+        for tp in divisors(stage):
+            dp = stage // tp
+            if tp > gpn or (dp > 1 and not moe):
+                continue
+            if pp > 1 and stage < min(gpn, size):  # PP only to span nodes, after TP fills one
+                continue
+            for ep in ((1, tp * dp) if moe and tp * dp > 1 else (1,)):
+                if dp > 1 and ep == 1:  # attention DP goes with EP (else it is replication)
+                    continue
+                layout = Layout(tp=tp, pp=pp, dp=dp, ep=ep)
+                try:
+                    resolve(Deployment(tp=tp, pp=pp, dp=dp, ep=ep), spec, profile)
+                except TensorCastError:
+                    continue
+                out.append(layout)
+    return sorted(set(out))
+
+
+def instance_sizes(total: int) -> list[int]:
+    """Instance sizes that serve `total` GPUs as identical replicas."""
+    return divisors(total)
