@@ -6,7 +6,7 @@ on a given accelerator and deployment, from its HF config, without weights or th
     print(report.summary()); print(report.table())
 """
 
-from .api import OpCost, analyze, list_devices, list_models, load_model, op_cost
+from .api import OpCost, analyze, clear_cache, list_devices, list_models, load_model, op_cost
 from .backends.device import DeviceProfile, load_device
 from .errors import TensorCastError
 from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
@@ -24,6 +24,7 @@ __all__ = [
     "Report",
     "TensorCastError",
     "analyze",
+    "clear_cache",
     "list_devices",
     "list_models",
     "load_device",

@@ -1,7 +1,8 @@
 """The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
 
 Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
-symbolic in B, S, C, so every shape point, device and sweep reuses it) and `analyze_spec(...)`
+symbolic in B, S, C, so every shape point, device and sweep reuses it; `clear_cache()` empties
+that cache) and `analyze_spec(...)`
 (cost a traced graph on a device and wrap it in a `Report`). The public entry points in `api.py`
 resolve user arguments and call these.
 """
@@ -71,6 +72,12 @@ class TracedModel:
 
 
 _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget every traced graph of this process (`tensor_cast.clear_cache()`): the next analysis
+    of any model builds and captures it again. Frees the memory the graphs hold."""
+    _CACHE.clear()
 
 
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:

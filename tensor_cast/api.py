@@ -1,4 +1,5 @@
-"""The public Python API: `analyze`, `op_cost`, `load_model`, `list_models`, `list_devices`.
+"""The public Python API: `analyze`, `op_cost`, `load_model`, `list_models`, `list_devices`,
+`clear_cache`.
 
 Owns argument resolution and validation for user calls (model argument, device, shape point,
 overrides, deployment keywords) — every bad value is a `TensorCastError` naming it and the
@@ -15,13 +16,13 @@ from typing import Any
 
 import torch
 
-from .analysis import ExecutionOptions, analyze_spec
+from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401  (public: re-exported)
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, lookup, tensor_infos
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
-from .errors import InvalidArgumentError, choices
+from .errors import InvalidArgumentError, TensorCastError, choices
 from .models import registry
 from .models.loader import load_spec
 from .models.overrides import apply_overrides
@@ -144,8 +145,25 @@ def _meta(value: Any) -> Any:
 
 
 
+def _describe_args(args: Any) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, torch.Tensor):
+            return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(one(v) for v in value) + "]"
+        return repr(value)
+
+    return ", ".join(one(a) for a in args)
+
+
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
-    """Cost one call of a torch `OpOverload` (aten or tensor_cast) with meta tensors as arguments."""
+    """Cost one call of a torch `OpOverload` (aten or tensor_cast) with meta tensors as arguments.
+
+    Arguments the op itself rejects (wrong count, types or shapes) are the caller's error
+    (`InvalidArgumentError`). Once the op has accepted them, a failing cost rule or timing model
+    is a bug in tensor_cast: a `RuntimeError` naming the op and the arguments, with the cause
+    chained.
+    """
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
     if isinstance(op, torch._ops.OpOverloadPacket):
@@ -160,8 +178,14 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     outputs = result if isinstance(result, (list, tuple)) else (result,)
     call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
                   outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
-    counts = entry.rule(call)
-    timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    try:
+        counts = entry.rule(call)
+        timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    except TensorCastError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"tensor_cast bug: costing {entry.name}({_describe_args(meta_args)}) on {profile.name} "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
     from .report.report import _bound
 
