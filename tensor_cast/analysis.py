@@ -153,6 +153,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         tied_embeddings=spec.tie_word_embeddings,
         max_position_embeddings=spec.max_position_embeddings,
         kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
+        extra_kind_names=tuple((prefix, _kind_name(layer)) for prefix, layer in traced.rep.extra_layers),
         speculative=speculative,
         profile=profile,
     )

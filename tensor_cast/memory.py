@@ -42,6 +42,7 @@ class ParamEntry:
     active_fraction: float  # fraction used per token (routed experts: top_k / E)
     bytes_per_element: float
     share: float = 1.0  # fraction of the tensor this rank stores (EP: 1/ep of the routed experts)
+    input_embedding: bool = False  # the token embedding table (a row lookup, not multiplied)
 
     @property
     def total(self) -> int:
@@ -84,6 +85,8 @@ def parameter_table(rep: RepresentativeModel,
     # table): a token uses top_k of num_experts. Routers and shared experts are fully active.
     routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds),
                                       extra_layers=tuple(path for path, _ in rep.extra_layers))
+    embedding = rep.model.get_input_embeddings()  # type: ignore[operator]
+    embedding_weight = getattr(embedding, "weight", None)
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
         layer = _rep_layer(name, rep.layers_path)
@@ -97,7 +100,8 @@ def parameter_table(rep: RepresentativeModel,
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
                                   multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size,
-                                  share=share(name) if share else 1.0))
+                                  share=share(name) if share else 1.0,
+                                  input_embedding=param is embedding_weight))
     return entries
 
 
