@@ -56,11 +56,13 @@ class TracedModel:
     rep: RepresentativeModel
     captured: CapturedGraph
     graph: fx.GraphModule
-    dumps: list[tuple[str, str]] = field(default_factory=list)
+    dumps: list[tuple[str, str]] | None = None  # (file name, graph text) per pass; None: not rendered
     seconds: dict[str, float] = field(default_factory=dict)
     model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
+        if self.dumps is None:
+            raise RuntimeError("this trace was made without graph dumps: trace(..., dumps=True)")
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -85,12 +87,17 @@ def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     return json.dumps([spec.key(), dict(spec.hf_config), asdict(options)], sort_keys=True, default=str)
 
 
-def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> TracedModel:
-    """Build, capture and rewrite `spec` once per (spec, options) in this process."""
+def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, dumps: bool = False) -> TracedModel:
+    """Build, capture and rewrite `spec` once per (spec, options) in this process.
+
+    Graph dumps (the graph as text after capture and after every pass) are rendered only with
+    `dumps=True`; a cached trace made without them is traced again when they are asked for.
+    """
     key = _cache_key(spec, options)
-    if key in _CACHE:
+    cached = _CACHE.get(key)
+    if cached is not None and (cached.dumps is not None or not dumps):
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+        return cached
     timings: dict[str, float] = {}
     start = time.perf_counter()
     # one rank's model: sharded before capture
@@ -101,14 +108,16 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
-    dumps: list[tuple[str, str]] = []
     start = time.perf_counter()
-    dumps.append(("00_capture.txt", dump_graph(captured.gm)))
-    gm = run_pipeline(captured.gm, build_pipeline(options),
-                      on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
+    rendered: list[tuple[str, str]] = []
+    on_pass = None
+    if dumps:  # passes rewrite the graph in place: render each state as it goes by
+        rendered.append(("00_capture.txt", dump_graph(captured.gm)))
+        on_pass = lambda i, name, g: rendered.append((f"{i:02d}_{name}.txt", dump_graph(g)))  # noqa: E731
+    gm = run_pipeline(captured.gm, build_pipeline(options), on_pass=on_pass)
     timings["passes_s"] = time.perf_counter() - start
     check_moe_capture(rep, gm)
-    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings,
+    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=rendered if dumps else None, seconds=timings,
                          model_params=model_params)
     _CACHE[key] = traced
     while len(_CACHE) > TRACE_CACHE_SIZE:
@@ -126,7 +135,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
                  deployment: ResolvedDeployment | None = None) -> Report:
-    traced = trace(spec, options)
+    traced = trace(spec, options, dumps=dump_graph_dir is not None)
     if dump_graph_dir is not None:
         traced.write_dumps(dump_graph_dir)
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
