@@ -62,7 +62,7 @@ def test_captures_are_independent_under_a_callers_strict_recompile_limit(small_s
     """Each capture compiles code of its own, so captures never count as recompiles of one
     another, even when the caller set dynamo's recompile limit to 1."""
     with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True):
-        for _ in range(3):
+        for _ in range(2):  # the second capture would be a recompile if they shared code
             tensor_cast.clear_cache()
             assert analysis.trace(small_spec, ExecutionOptions()).graph is not None
 
