@@ -19,6 +19,7 @@ the communication backend. It must not compute times.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import InvalidProfileError, UnknownDeviceError, choices
+from ..errors import InvalidProfileError, UnknownDeviceError, choices, close_matches, did_you_mean
 
 # section -> {key: required}
 SCHEMA: dict[str, dict[str, bool]] = {
@@ -48,7 +49,7 @@ SCHEMA: dict[str, dict[str, bool]] = {
 SCHEMA_VERSIONS = (1,)
 # Sections a profile may leave out even though some of their keys are required when present: a
 # profile without [interconnect] describes a single device (multi-device deployments need one).
-OPTIONAL_SECTIONS = frozenset({"interconnect", "efficiency", "sources"})
+OPTIONAL_SECTIONS = frozenset({"interconnect", "efficiency"})
 UNIT_SUFFIXES = ("_tflops", "_tops", "_gbps", "_gib", "_us", "_mib", "_mhz")
 
 # Link names a profile may use, per level of the hierarchy. HCCS is both: inside an Ascend server,
@@ -169,8 +170,8 @@ def _check_table(section: str, table: Mapping[str, Any], path: str) -> None:
     if section == "sources":
         return  # its values are texts (checked by _check_sources)
     for key, value in table.items():
-        if key.endswith(UNIT_SUFFIXES) and (not _is_number(value) or value < 0):
-            raise InvalidProfileError(f"{path}: {where} {key} must be a number >= 0, got {value!r}")
+        if key.endswith(UNIT_SUFFIXES) and (not _is_number(value) or not math.isfinite(value) or value < 0):
+            raise InvalidProfileError(f"{path}: {where} {key} must be a finite number >= 0, got {value!r}")
 
 
 def _check_interconnect(table: Mapping[str, Any], path: str) -> None:
@@ -188,7 +189,8 @@ def _check_interconnect(table: Mapping[str, Any], path: str) -> None:
 
 def _check_sources(data: Mapping[str, Any], path: str) -> None:
     sections = [s for s in SCHEMA if s and s != "sources"]
-    for key, value in data.get("sources", {}).items():
+    given = data.get("sources", {})
+    for key, value in given.items():
         section, _, sub = key.partition(".")
         if section not in sections:
             raise InvalidProfileError(
@@ -198,6 +200,11 @@ def _check_sources(data: Mapping[str, Any], path: str) -> None:
             raise InvalidProfileError(f"{path}: [sources] key {key!r}: [{section}] has no key {sub!r}")
         if not isinstance(value, str) or not value.strip():
             raise InvalidProfileError(f"{path}: [sources] {key} must be a non-empty string naming the source")
+    uncovered = [s for s in sections if s in data and not any(k == s or k.startswith(s + ".") for k in given)]
+    if uncovered:
+        raise InvalidProfileError(
+            f"{path}: [sources] names no source for section(s) {', '.join(f'[{s}]' for s in uncovered)}; every "
+            "section needs one: <section> = \"datasheet / measurement it comes from\" (or <section>.<key>)")
 
 
 def _check(data: Mapping[str, Any], path: str) -> None:
@@ -234,8 +241,9 @@ def _check(data: Mapping[str, Any], path: str) -> None:
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
         raise InvalidProfileError(f"{path}: aliases must be a list of non-empty strings, got {aliases!r}")
-    if data["memory"]["bandwidth_gbps"] <= 0 or data["compute"]["bf16_tflops"] <= 0:
-        raise InvalidProfileError(f"{path}: memory bandwidth and bf16 peak must be > 0")
+    for section, key in (("memory", "bandwidth_gbps"), ("memory", "capacity_gib"), ("compute", "bf16_tflops")):
+        if data[section][key] <= 0:
+            raise InvalidProfileError(f"{path}: [{section}] {key} must be > 0, got {data[section][key]!r}")
 
 
 def _interconnect(table: Mapping[str, Any] | None) -> Interconnect | None:
@@ -302,6 +310,10 @@ def builtin_profiles() -> dict[str, DeviceProfile]:
     return table
 
 
+def _builtin_file(profile: DeviceProfile) -> Path:
+    return Path(str(resources.files("tensor_cast.backends") / "profiles" / Path(profile.path).name)).resolve()
+
+
 def device_names() -> list[str]:
     return sorted({p.name for p in builtin_profiles().values()})
 
@@ -317,8 +329,29 @@ def load_device(device: str | DeviceProfile) -> DeviceProfile:
         return profile
     path = Path(device).expanduser()
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise UnknownDeviceError(f"device profile {path} is a directory; give a .toml file (or a built-in name: "
+                                     f"{choices(device_names())})")
         if not path.is_file():
             raise UnknownDeviceError(f"device profile file {path} does not exist")
-        return parse_profile(path.read_text(), str(path))
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UnknownDeviceError(f"device profile file {path} cannot be read: {exc}") from None
+        profile = parse_profile(text, str(path))
+        builtin = builtin_profiles().get(profile.name.lower())
+        if builtin is not None and path.resolve() == _builtin_file(builtin):
+            return builtin  # the built-in profile's own file, given by path
+        taken = [n for n in (profile.name, *profile.aliases) if n.lower() in builtin_profiles()]
+        if taken:
+            raise InvalidProfileError(
+                f"{path}: name/alias {', '.join(map(repr, taken))} is a built-in device's: a custom profile needs its "
+                f"own name (reports would show a built-in name for other numbers); built-in names: "
+                f"{choices(device_names())}")
+        return profile
+    known = sorted({key for key in builtin_profiles()} | set(device_names()))
+    close = close_matches(device.strip(), known)
+    listed = close + [n for n in device_names() if n not in close]
     raise UnknownDeviceError(
-        f"unknown device {device!r}; known devices: {choices(device_names())} (or a path to a .toml profile)")
+        f"unknown device {device!r}; {did_you_mean(device.strip(), known)}known devices: {choices(listed)} "
+        "(or a path to a .toml profile)")

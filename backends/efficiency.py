@@ -60,10 +60,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, numel, smax, smin
 from .counts import PRECISIONS, Counts
-from .formulas.registry import KINDS, OpCall, TensorInfo, op_name
+from .kinds import KINDS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
     from .device import DeviceProfile
+    from .formulas.registry import OpCall, TensorInfo
+
+
+def op_name(op: Any) -> str:
+    from .formulas.registry import op_name as name_of
+
+    return name_of(op)
 
 TENSOR_PRECISIONS = tuple(p for p in PRECISIONS if p != "vector")
 GEMM_REFERENCE_K = 8192  # the K of the ceiling GEMM (8192³) that `gemm_compute` is measured at

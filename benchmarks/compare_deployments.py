@@ -157,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     configs = [parse_config(c) for c in args.config] + ([] if args.only else base)
     workloads = (Workload(f"prefill B={args.prefill[0]} S={args.prefill[1]}", args.prefill[0], args.prefill[1], 0),
                  Workload(f"decode B={args.decode[0]} ctx={args.decode[1]}", args.decode[0], 1, args.decode[1]))
-    rows = [run(args.model, config, workload) for workload in workloads for config in configs]
+    from tensor_cast.progress import stderr_progress, step
+
+    points = [(workload, config) for workload in workloads for config in configs]
+    rows = []
+    with stderr_progress():  # on a terminal only: this takes tens of seconds
+        for i, (workload, config) in enumerate(points, 1):
+            step(f"[{i}/{len(points)}] {config.label}, {workload.name}")
+            rows.append(run(args.model, config, workload))
     print(f"{args.model}: one step per workload\n")
     print(tabulate(rows, headers=["configuration", "workload", "step ms", "tokens/s", "memory/GPU GiB", "fits",
                                   "bound (time share)", "top ops"], disable_numparse=True))

@@ -4,13 +4,48 @@ on a given accelerator and deployment, from its HF config, without weights or th
     import tensor_cast
     report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device="h100-sxm", batch_size=1, query_len=2048)
     print(report.summary()); print(report.table())
+
+The public names are imported on first use (PEP 562 `__getattr__`), so `import tensor_cast`
+and the command line's `--help`, `models`, `devices` and argument errors do not pay for torch
+and transformers.
 """
 
-from .api import OpCost, analyze, clear_cache, list_devices, list_models, load_model, op_cost
-from .backends.device import DeviceProfile, load_device
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import TensorCastError
-from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
-from .report import Memory, OpRow, Report
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from .api import OpCost, analyze, clear_cache, list_devices, list_models, load_model, op_cost
+    from .backends.device import DeviceProfile, load_device
+    from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+    from .report import Memory, OpRow, Report
+
+# public name -> the module that defines it
+_LAZY: dict[str, str] = {
+    "OpCost": ".api", "analyze": ".api", "clear_cache": ".api", "list_devices": ".api", "list_models": ".api",
+    "load_model": ".api", "op_cost": ".api",
+    "DeviceProfile": ".backends.device", "load_device": ".backends.device",
+    "AttentionSpec": ".models.spec", "LayerSpec": ".models.spec", "MLPSpec": ".models.spec",
+    "ModelSpec": ".models.spec",
+    "Memory": ".report", "OpRow": ".report", "Report": ".report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tensor_cast' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AttentionSpec",

@@ -33,7 +33,9 @@ from .invariants import check_layer_coverage
 from .memory import ParamEntry, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
+from .outputs import DumpSet, check_directory, write_all
 from .passes import build_pipeline, run_pipeline
+from .progress import step
 from .report import Report, ReportContext
 from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
@@ -64,16 +66,11 @@ class TracedModel:
     model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
+        """All dumps or none (tensor_cast/outputs.py); stale dumps of an earlier run are removed."""
         if self.dumps is None:
             raise RuntimeError("this trace was made without graph dumps: trace(..., dumps=True)")
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, text in self.dumps:
-            path = folder / name
-            path.write_text(text)
-            paths.append(path)
-        return paths
+        folder = check_directory(directory, "dump_graph")
+        return write_all((), [DumpSet(folder, tuple(self.dumps))])
 
 
 _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
@@ -128,15 +125,18 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, du
 
 def _trace(spec: ModelSpec, options: ExecutionOptions, *, dumps: bool) -> TracedModel:
     timings: dict[str, float] = {}
+    step(f"building {spec.name} ({len(spec.layers)} layers, {len(set(spec.layers))} distinct) on meta")
     start = time.perf_counter()
     # one rank's model: sharded before capture
     rep = build_representative(rank_spec(spec, options.deployment), mtp=options.mtp)
     model_params = tuple(parameter_table(build_representative(spec, mtp=options.mtp))) \
         if options.deployment.sharded else None
     timings["build_s"] = time.perf_counter() - start
+    step("capturing the forward with torch.compile (symbolic B, S, C)")
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep))
     timings["capture_s"] = time.perf_counter() - start
+    step("rewriting the graph (passes)")
     start = time.perf_counter()
     rendered: list[tuple[str, str]] = []
     on_pass = None
@@ -159,10 +159,15 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  point: dict[str, int] | None = None, dump_graph_dir: str | Path | None = None,
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
-                 deployment: ResolvedDeployment | None = None) -> Report:
-    traced = trace(spec, options, dumps=dump_graph_dir is not None)
+                 deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = (),
+                 graph_dumps: bool = False) -> Report:
+    """Cost the traced graph on `profile`; graph dumps are rendered only with `graph_dumps=True`
+    or a `dump_graph_dir` (which also writes them)."""
     if dump_graph_dir is not None:
-        traced.write_dumps(dump_graph_dir)
+        check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
+    graph_dumps = graph_dumps or dump_graph_dir is not None
+    traced = trace(spec, options, dumps=graph_dumps)
+    step(f"costing {len(traced.graph.graph.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
                         profile=profile, mode=mode)
@@ -190,5 +195,10 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         extra_kind_names=tuple((prefix, _kind_name(layer)) for prefix, layer in traced.rep.extra_layers),
         speculative=speculative,
         profile=profile,
+        graph_dumps=tuple(traced.dumps or ()) if graph_dumps else (),
+        warnings=warnings,
     )
-    return Report(costed, context, point)
+    report = Report(costed, context, point)
+    if dump_graph_dir is not None:
+        traced.write_dumps(dump_graph_dir)
+    return report

@@ -24,6 +24,7 @@ from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, TensorCastError, choices
 from .models import registry
+from .models.config_checks import check_spec
 from .models.loader import load_spec
 from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
@@ -43,7 +44,9 @@ def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
                trust_remote_code: bool = False) -> ModelSpec:
     """The typed spec of a model id / directory / config, with overrides applied."""
     spec = load_spec(model, trust_remote_code=trust_remote_code)
-    return apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    spec = apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
+    check_spec(spec)  # overrides may give a layer heads its KV heads do not divide
+    return spec
 
 
 def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: int | None = None,
@@ -51,8 +54,13 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
-            mtp_acceptance: float | None = None, moe_skew: float = 0.0, **deployment: Any) -> Report:
+            mtp_acceptance: float | None = None, moe_skew: float = 0.0, graph_dumps: bool = False,
+            **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
+
+    Graph dumps (the graph as text after capture and after each pass) are rendered only when
+    asked for: `graph_dumps=True` puts them in `report.graph_dumps`, `dump_graph=DIR` also
+    writes them there.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
     `context_len` tokens in the KV cache: prefill is `query_len=prompt, context_len=0`, decode is
@@ -81,6 +89,13 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     times less often than the first, each at most once per token). It changes how many experts'
     weights a step reads (fewer distinct experts are hit), not the FLOPs.
     """
+    for flag, value in (("symbolic", symbolic), ("fuse", fuse), ("trust_remote_code", trust_remote_code)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{flag} must be True or False, got {value!r}")
+    if per_layer_config is not None and not isinstance(per_layer_config, Mapping):
+        raise InvalidArgumentError(
+            f"per_layer_config must be a mapping {{layer: {{field: value}}}}, got {type(per_layer_config).__name__} "
+            f"{per_layer_config!r}")
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(
@@ -106,13 +121,33 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code)
+    # the time per output token is a decode figure: a prefill step costs the drafts, and says so
+    decode = symbolic or query_len == 1
     speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
-        if mtp else None
+        if mtp and decode else None
+    if mtp and not decode:
+        notes.append(f"MTP on a prefill step: the {mtp} draft pass(es) over the prompt are costed; the time per "
+                     "output token is a decode figure (query_len 1) and is not given")
     resolved = resolve(request, spec, profile)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
                                deployment=resolved.trace_options(), moe_skew=float(moe_skew))
+    warnings = ignored_options(spec, moe_skew=moe_skew, mla_form=mla_form, request=request)
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
-                        speculative=speculative, deployment=resolved)
+                        speculative=speculative, deployment=resolved, warnings=warnings, graph_dumps=graph_dumps)
+
+
+def ignored_options(spec: ModelSpec, *, moe_skew: float, mla_form: str, request: Deployment) -> tuple[str, ...]:
+    """Options given that do not apply to this model: said, not silently dropped."""
+    kinds = {layer.attention.kind for layer in spec.layers}
+    has_moe = any(layer.mlp.kind == "moe" for layer in spec.layers)
+    found = []
+    if moe_skew and not has_moe:
+        found.append(f"moe_skew={moe_skew:g} is ignored: {spec.name} has no MoE layers")
+    if mla_form != "auto" and "mla" not in kinds:
+        found.append(f"mla_form={mla_form!r} is ignored: {spec.name} has no MLA attention")
+    if request.quantize_router and not has_moe:
+        found.append(f"quantize_router is ignored: {spec.name} has no MoE router")
+    return tuple(found)
 
 
 def _check_moe_skew(value: Any) -> None:
@@ -156,8 +191,35 @@ def _describe_args(args: Any) -> str:
     return ", ".join(one(a) for a in args)
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _resolve_op(op: Any) -> Any:
+    """An op given by name ('aten.mm', 'aten.mm.default', 'tensor_cast.moe') -> its torch op."""
+    if not isinstance(op, str):
+        return op
+    parts = op.removeprefix("torch.ops.").replace("::", ".").split(".")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgumentError(f"op name {op!r} is not 'namespace.op' or 'namespace.op.overload' "
+                                   "(e.g. 'aten.mm', 'aten.mm.default', 'tensor_cast.attention')")
+    try:
+        found = getattr(getattr(torch.ops, parts[0]), parts[1])
+        return getattr(found, parts[2]) if len(parts) == 3 else found
+    except (AttributeError, RuntimeError):
+        raise InvalidArgumentError(f"no torch op named {op!r} (e.g. 'aten.mm', 'aten.mm.default', "
+                                   "'tensor_cast.attention')") from None
+
+
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
-    """Cost one call of a torch `OpOverload` (aten or tensor_cast) with meta tensors as arguments.
+    """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
+    tensors as arguments.
 
     Arguments the op itself rejects (wrong count, types or shapes) are the caller's error
     (`InvalidArgumentError`). Once the op has accepted them, a failing cost rule or timing model
@@ -166,11 +228,18 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     """
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
+    if cuda_graphs not in CUDA_GRAPH_MODES:
+        raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    op = _resolve_op(op)
     if isinstance(op, torch._ops.OpOverloadPacket):
         op = op.default
     entry = lookup(op)
     profile = load_device(device)
     meta_args, meta_kwargs = _meta(args), _meta(kwargs)
+    for position, tensor in enumerate(t for t in _tensors((meta_args, meta_kwargs))):
+        if tensor.numel() == 0:
+            raise InvalidArgumentError(f"{entry.name}: tensor argument {position} has shape {tuple(tensor.shape)}, "
+                                       "with no elements; op_cost needs non-empty tensors")
     try:
         result = op(*meta_args, **meta_kwargs)
     except Exception as exc:

@@ -8,7 +8,8 @@ keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Sequence
 
 
 class TensorCastError(Exception):
@@ -57,3 +58,20 @@ def choices(values: Iterable[object], limit: int = 40) -> str:
     if len(items) > limit:
         return ", ".join(items[:limit]) + f", ... ({len(items) - limit} more)"
     return ", ".join(items)
+
+
+def close_matches(name: str, candidates: Sequence[str], n: int = 3) -> list[str]:
+    """Candidates closest to `name` (difflib; case-insensitive, also on the part after 'org/'), best first."""
+    lowered = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    tails = {c.lower().rsplit("/", 1)[-1]: c.lower() for c in candidates}
+    for tail in difflib.get_close_matches(name.lower().rsplit("/", 1)[-1], list(tails), n=n, cutoff=0.6):
+        if tails[tail] not in found:
+            found.append(tails[tail])
+    return [lowered[f] for f in found[:n]]
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """'did you mean 'x' or 'y'? ' for close candidates, else ''."""
+    close = close_matches(name, candidates)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -224,6 +224,10 @@ inter_node_latency_us = 3.0
 
 [sources]
 compute = "the vendor's datasheet"
+memory = "the vendor's datasheet"
+chip = "the vendor's datasheet"
+overhead = "none measured: zero"
+interconnect = "the server manual"
 "interconnect.gpus_per_node" = "the server manual"
 """
 
@@ -282,7 +286,7 @@ def test_validator_rejects(text, expected):
 
 
 def test_profile_without_interconnect_is_single_device():
-    text = BASE[:BASE.index("[interconnect]")] + '[sources]\ncompute = "the vendor\'s datasheet"\n'
+    text = BASE[:BASE.index("[interconnect]")] + BASE[BASE.index("[sources]"):].replace('interconnect = "the server manual"\n"interconnect.gpus_per_node" = "the server manual"\n', "")
     p = parse_profile(text, "single.toml")
     assert p.interconnect is None
     with pytest.raises(InvalidProfileError, match=r"my-gpu \(single.toml\) has no \[interconnect\] table, needed for tp=2"):

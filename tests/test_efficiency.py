@@ -48,6 +48,12 @@ kernel_launch_us = {EAGER_US}
 graph_kernel_us = {GRAPH_US}
 [efficiency]
 {table}
+[sources]
+compute = "synthetic"
+memory = "synthetic"
+chip = "synthetic"
+overhead = "synthetic"
+efficiency = "synthetic"
 """
 
 

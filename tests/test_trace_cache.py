@@ -116,10 +116,15 @@ def test_graph_dumps_are_rendered_only_when_asked_for(tmp_path):
 
     names = [name for name, _ in build_pipeline(ExecutionOptions())]
     expected = ["00_capture.txt", *(f"{i:02d}_{name}.txt" for i, name in enumerate(names, start=1))]
-    assert sorted(p.name for p in (tmp_path / "graphs").iterdir()) == sorted(expected)
+    assert sorted(p.name for p in (tmp_path / "graphs").glob("[!.]*")) == sorted(expected)
     last = (tmp_path / "graphs" / expected[-1]).read_text()
     assert "tensor_cast.fused_linear" in last and "tensor_cast.attention" in last
     assert analysis.trace(spec, dumps=True).dumps is not None  # the dumped trace replaced the plain one
+    report = tensor_cast.analyze(LLAMA, device="h100-sxm", batch_size=1, query_len=8, num_hidden_layers=1)
+    assert report.graph_dumps == ()  # not asked for: not in the report
+    asked = tensor_cast.analyze(LLAMA, device="h100-sxm", batch_size=1, query_len=8, num_hidden_layers=1,
+                                graph_dumps=True)
+    assert [name for name, _ in asked.graph_dumps] == expected
 
 
 # ---- registries refuse a second registration --------------------------------------------------------

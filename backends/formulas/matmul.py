@@ -80,3 +80,28 @@ def addmm(call: OpCall) -> Counts:
     k = a.shape[-1]
     return Counts(flops={gemm_precision(a, b): 2 * call.out.numel * k + call.out.numel},
                   bytes_read=a.nbytes + b.nbytes + bias.nbytes, bytes_written=call.out_bytes)
+
+
+def _nbytes(info: Any) -> Any:
+    return info.nbytes if isinstance(info, TensorInfo) else 0
+
+
+@register(aten._scaled_mm.default, kind="gemm")
+def scaled_mm(call: OpCall) -> Counts:
+    """fp8 GEMM with scales (`torch._scaled_mm`): (M, K) @ (K, N) · scale_a · scale_b (+ bias),
+    written in `out_dtype`. 2·M·N·K FLOPs at the operands' precision (+ M·N for a bias); bytes:
+    both operands, their scales (one per tensor, row or column) and the bias read, the output written."""
+    a, b = call.arg(0, "self"), call.arg(1, "mat2")
+    bias = call.arg(4, "bias")
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    read = a.nbytes + b.nbytes + _nbytes(call.arg(2, "scale_a")) + _nbytes(call.arg(3, "scale_b")) + _nbytes(bias)
+    return gemm_counts(m, n, k, precision=gemm_precision(a, b), read_bytes=read, write_bytes=call.out_bytes,
+                       bias=isinstance(bias, TensorInfo))
+
+
+@register(aten._int_mm.default, kind="gemm")
+def int_mm(call: OpCall) -> Counts:
+    """int8 (M, K) @ int8 (K, N) -> int32 (M, N) (`torch._int_mm`): 2·M·N·K int8 tensor-core ops."""
+    a, b = call.arg(0, "self"), call.arg(1, "mat2")
+    return gemm_counts(a.shape[0], b.shape[1], a.shape[1], precision=gemm_precision(a, b),
+                       read_bytes=a.nbytes + b.nbytes, write_bytes=call.out_bytes)

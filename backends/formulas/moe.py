@@ -133,6 +133,8 @@ def inclusion_probabilities(experts: int, top_k: int, skew: float) -> tuple[floa
     capped: set[int] = set()
     while True:
         free = [i for i in range(experts) if i not in capped]
+        if not free:  # top_k = experts: every token picks every expert
+            return (1.0,) * experts
         scale = (top_k - len(capped)) / sum(weights[i] for i in free)
         newly = {i for i in free if scale * weights[i] >= 1}
         if not newly:

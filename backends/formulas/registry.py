@@ -25,9 +25,7 @@ import torch
 from ...errors import UnknownOpError
 from ...sizes import numel
 from ..counts import Counts
-
-KINDS = ("gemm", "attention", "moe", "norm", "activation", "elementwise", "embedding", "collective",
-         "quant", "memory", "other")
+from ..kinds import KINDS  # re-exported: rules are filed under one of these
 
 DTYPE_BYTES: dict[torch.dtype, Any] = {
     torch.float64: 8, torch.float32: 4, torch.float16: 2, torch.bfloat16: 2,

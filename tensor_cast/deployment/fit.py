@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
+from ..errors import InvalidArgumentError
 from ..sizes import B, C, S
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ def _largest(ok: Any, start: int, limit: int) -> int:
 
 def fit(report: Report) -> Fit:
     if report.point is None:
-        raise ValueError("fit needs a concrete point: call report.evaluate(...) first")
+        raise InvalidArgumentError("fit needs a concrete point: call report.evaluate(batch_size=..., query_len=..., "
+                                   "context_len=...) first")
     deployment = report.context.deployment
     dp = deployment.dp if deployment is not None else 1
     utilization = deployment.memory_utilization if deployment is not None else 0.9

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,9 @@ from transformers import PretrainedConfig
 from ..errors import MalformedConfigError, UnknownModelError, UnsupportedModelError, choices
 from . import registry
 from .adapters import MODEL_TYPE_ALIASES, adapter_for, supported_model_types
+from .config_checks import check_spec, check_values
+from .locate import check_model_argument, unknown_model_message
 from .spec import ModelSpec
-
-HUB_PROBE_TIMEOUT_S = 2.0
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -41,7 +39,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bool = False,
                      local_dir: Path | None = None) -> PretrainedConfig:
     """A transformers config from config.json contents, without executing remote code."""
-    from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     model_type = data.get("model_type")
@@ -55,34 +52,44 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
                 "code (auto_map); pass --trust-remote-code / trust_remote_code=True to allow running it"
             )
         if trust_remote_code and local_dir is not None:
-            return AutoConfig.from_pretrained(str(local_dir), trust_remote_code=True)
+            check_values(data, source)
+            return _remote_config(local_dir, source)
         raise UnsupportedModelError(
             f"{source}: model_type {model_type!r} is unknown to transformers; supported model types: "
             f"{choices(supported_model_types())}"
         )
+    check_values(data, source)
+    adapter_for(model_type).check_given(data, source)
     fields = {k: v for k, v in data.items() if k != "model_type"}
+    from huggingface_hub.errors import StrictDataclassError  # transformers' config validators raise these
+
     try:
         return CONFIG_MAPPING[model_type](**fields)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {exc}") from None
+    except (TypeError, ValueError, KeyError, StrictDataclassError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[-2:]) if isinstance(exc, StrictDataclassError) else (lines[0] if lines else repr(exc))
+        raise MalformedConfigError(f"{source}: invalid config for model_type {model_type!r}: {detail}") from None
 
 
-def _is_offline() -> bool:
-    """True when the hub must not or cannot be reached (checked with one short connection)."""
-    flags = (os.environ.get(name, "0").lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    if any(flag in ("1", "true", "yes") for flag in flags):
-        return True
+def _remote_config(local_dir: Path, source: str) -> PretrainedConfig:
+    """A config built by the directory's own code (the caller allowed it): its failures are the
+    config's, reported in one line."""
+    from transformers import AutoConfig
+
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=HUB_PROBE_TIMEOUT_S).close()
-    except OSError:
-        return True
-    return False
+        config = AutoConfig.from_pretrained(str(local_dir), trust_remote_code=True)
+    except Exception as exc:  # the remote code may raise anything
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise MalformedConfigError(f"{source}: the config's own code (auto_map) failed: "
+                                   f"{type(exc).__name__}: {first}") from None
+    model_type = MODEL_TYPE_ALIASES.get(config.model_type, config.model_type)
+    adapter_for(model_type).check_given(config.to_dict(), source)
+    return config
 
 
 def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str]:
     """(HF config, display name) for a model argument."""
-    if not isinstance(model, str) or not model.strip():
-        raise UnknownModelError(f"model must be a non-empty string, got {model!r}")
+    check_model_argument(model)
     path = Path(model).expanduser()
     if path.is_dir():
         cfg_path = path / "config.json"
@@ -100,12 +107,6 @@ def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[Pret
 
 
 def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
-    hint = (f"it is not a local directory with config.json and not in the offline registry "
-            f"(`tensor-cast models` lists {len(registry.ids())} ids: {choices(registry.ids(), limit=8)})")
-    if model.count("/") != 1:
-        raise UnknownModelError(f"unknown model {model!r}: {hint}")
-    if _is_offline():
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; the hub is not reachable (offline)")
     from transformers import AutoConfig
 
     try:
@@ -115,9 +116,10 @@ def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
             raise UnsupportedModelError(
                 f"{model}: this config needs remote code; pass --trust-remote-code to allow running it"
             ) from None
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {exc}") from None
+        raise UnknownModelError(unknown_model_message(model, f"; hub lookup failed: {exc}")) from None
     except OSError as exc:
-        raise UnknownModelError(f"unknown model {model!r}: {hint}; hub lookup failed: {str(exc).splitlines()[0]}") from None
+        raise UnknownModelError(
+            unknown_model_message(model, f"; hub lookup failed: {str(exc).splitlines()[0]}")) from None
 
 
 def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: bool = False) -> ModelSpec:
@@ -126,9 +128,11 @@ def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: b
         return model
     if isinstance(model, PretrainedConfig):
         config, name = model, getattr(model, "_name_or_path", "") or model.model_type
+        check_values(config.to_dict(), name)
     else:
         config, name = resolve_config(model, trust_remote_code=trust_remote_code)
     spec = adapter_for(config.model_type).to_spec(config, name)
+    check_spec(spec)
     if spec.mtp_layers and spec.mtp_layer is None:  # the MTP block's layer: like the full model's last one
         spec = dataclasses.replace(spec, mtp_layer=spec.layers[-1])
     return spec

@@ -98,6 +98,8 @@ class ReportContext:
     extra_kind_names: tuple[tuple[str, str], ...] = ()
     speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
     profile: Any = None  # the DeviceProfile the ops were timed on (per-part timings: report/overlap.py)
+    warnings: tuple[str, ...] = ()  # options given that do not apply, and the like (the CLI prints them)
+    graph_dumps: tuple[tuple[str, str], ...] = ()  # (file name, graph text) after capture and each pass
 
 
 def _num(value: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
@@ -172,6 +174,22 @@ class Report:
     @property
     def context_len(self) -> Any:
         return self.point["context_len"] if self.point else C
+
+    @property
+    def graph_dumps(self) -> tuple[tuple[str, str], ...]:
+        return self.context.graph_dumps
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know about this result: options that did not apply, a context
+        beyond the model's trained length."""
+        found = list(self.context.warnings)
+        limit = self.context.max_position_embeddings
+        if self.point is not None and limit and self.point["context_len"] + self.point["query_len"] > limit:
+            found.append(f"context_len + query_len = {self.point['context_len'] + self.point['query_len']} is beyond "
+                         f"max_position_embeddings = {limit} of {self.model}: the model was not trained for it "
+                         "(the cost is extrapolated)")
+        return tuple(found)
 
     # ---- totals -----------------------------------------------------------------------
     def _sum(self, value_of: Any) -> Any:
@@ -415,9 +433,32 @@ class Report:
 
     def sweep(self, batch_size: Any, query_len: Any, context_len: Any = 0,
               metrics: Iterable[str] = ("total_time_s", "tokens_per_s", "total_flops", "total_bytes")) -> dict[str, np.ndarray]:
-        """Totals over arrays of points (broadcast together), from one lambdified expression each."""
+        """Totals over arrays of points (broadcast together), from one lambdified expression each.
+
+        Every point is checked as `evaluate` checks one (integers, batch and query >= 1, context
+        >= 0): a bad value is an error, never a NaN or a negative count in the result."""
+        metrics = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
+        unknown = [m for m in metrics if m not in SWEEP_METRICS]
+        if unknown:
+            raise InvalidArgumentError(f"unknown sweep metric(s) {unknown}; accepted: {', '.join(SWEEP_METRICS)}")
         symbolic = self if self.symbolic else Report(self._costed, self.context)
-        arrays = list(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (batch_size, query_len, context_len))))
+        values = {}
+        for name, given in zip(POINT_ARGS, (batch_size, query_len, context_len), strict=True):
+            try:
+                values[name] = np.asarray(given, dtype=float)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"sweep: {name} must be numbers (a number or an array), got {given!r}") from None
+            minimum = 0 if name == "context_len" else 1
+            bad = ~np.isfinite(values[name]) | (values[name] < minimum) | (values[name] != np.round(values[name]))
+            if bad.any():
+                raise InvalidArgumentError(f"sweep: {name} must be integers >= {minimum}, got "
+                                           f"{float(values[name][bad].ravel()[0])!r} among {np.size(values[name])} value(s)")
+        try:
+            arrays = list(np.broadcast_arrays(*values.values()))
+        except ValueError:
+            shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in values.items())
+            raise InvalidArgumentError(f"sweep: the arrays do not broadcast together ({shapes}); give equal shapes, "
+                                       "or scalars and one array") from None
         arrays[0] = np.ceil(arrays[0] / self.dp)  # the per-replica batch
         out: dict[str, np.ndarray] = {}
         for metric in metrics:
@@ -464,6 +505,11 @@ class Report:
     def __repr__(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.point.items()) if self.point else "symbolic"
         return f"Report({self.model} on {self.device}, {where}, time={pretty(self.total_time_s)} s)"
+
+
+# what `Report.sweep` can evaluate over arrays of points
+SWEEP_METRICS = ("total_time_s", "tokens_per_s", "total_flops", "total_bytes", "total_comm_bytes",
+                 "kv_cache_bytes", "activation_peak_bytes")
 
 
 def validate_point(point: Mapping[str, Any]) -> None:

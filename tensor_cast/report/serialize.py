@@ -45,6 +45,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "symbolic": report.symbolic,
         "options": dict(report.context.options),
         "notes": list(report.context.notes),
+        "warnings": list(report.warnings),
         "totals": {
             "time_s": plain(report.total_time_s),
             "flops": plain(report.total_flops),

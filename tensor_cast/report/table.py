@@ -51,6 +51,8 @@ def gib(value: float) -> str:
 def render_table(report: Report, by: str = "op", top: int | None = None) -> str:
     if by not in GROUPINGS:
         raise InvalidArgumentError(f"unknown grouping {by!r}; accepted: {choices(GROUPINGS)}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise InvalidArgumentError(f"top must be an integer >= 1 (rows to show) or None (all), got {top!r}")
     headers, key_of = GROUPINGS[by]
     if report.symbolic:
         text = [(r.name, r.op, r.kind, str(r.flops), str(r.bytes), str(r.time_s)) for r in report.ops]
@@ -106,6 +108,8 @@ def render_summary(report: Report) -> str:
         lines.append(("precision fallbacks", ", ".join(fallbacks)))
     for note in report.context.notes:
         lines.append(("note", note))
+    for warning in report.warnings:
+        lines.append(("warning", warning))
     return tabulate(lines, tablefmt="plain", disable_numparse=True)
 
 

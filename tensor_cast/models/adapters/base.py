@@ -18,14 +18,18 @@ An adapter owns one family's translation between HF configs and the engine's `Mo
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from transformers import PretrainedConfig
 
 from ...errors import MalformedConfigError, UnsupportedModelError
+from ..config_checks import check_required
 from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+
+# Fields every decoder's config must give: transformers' defaults for them describe another model.
+CORE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 HF_LAYER_TYPE = {"full": "full_attention", "sliding": "sliding_attention", "linear": "linear_attention"}
 SPEC_ATTENTION_KIND = {v: k for k, v in HF_LAYER_TYPE.items()}
@@ -64,6 +68,15 @@ class DecoderAdapter:
     fp32_parameters: tuple[str, ...] = ("e_score_correction_bias",)
 
     # ---- HF config -> spec -------------------------------------------------------------
+    def required_fields(self) -> tuple[str, ...]:
+        """Config fields this family cannot default (the others' defaults are what its published
+        configs rely on: head_dim, num_key_value_heads, biases, ...)."""
+        return (*CORE_FIELDS, "intermediate_size")
+
+    def check_given(self, data: Mapping[str, Any], source: str) -> None:
+        """Refuse a config.json (as a dict) that omits required fields, naming all of them."""
+        check_required(data, self.required_fields(), source, str(data.get("model_type", self.model_types[0])))
+
     def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
         num_layers = int(require(config, "num_hidden_layers"))
         layers = tuple(self.layer_spec(config, i) for i in range(num_layers))
@@ -87,7 +100,9 @@ class DecoderAdapter:
         return archs[0] if archs else f"{type(config).__name__.removesuffix('Config')}ForCausalLM"
 
     def dtype(self, config: PretrainedConfig) -> str:
-        dt = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        # transformers 5 reads a config.json's `torch_dtype` into `dtype`; its `torch_dtype` property
+        # only logs a deprecation warning, so it is never read here
+        dt = getattr(config, "dtype", None)
         text = str(dt).removeprefix("torch.") if dt is not None else "bfloat16"
         return text if text in ("bfloat16", "float16", "float32") else "bfloat16"
 

@@ -24,7 +24,7 @@ from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MLASpec, MLPSpec, ModelSpec, MoESpec
-from .base import DecoderAdapter, require
+from .base import CORE_FIELDS, DecoderAdapter, require
 from .moe import MoEFamily
 
 # DeepSeek's names for the routed/shared experts and its grouped top-k (n_group / topk_group).
@@ -48,6 +48,12 @@ class DeepseekAdapter(DecoderAdapter):
     mlp_bias_field: str | None = None
 
     # ---- HF config -> spec -------------------------------------------------------------
+    def required_fields(self) -> tuple[str, ...]:
+        moe = DEEPSEEK_MOE
+        return (*CORE_FIELDS, "intermediate_size", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                "v_head_dim", moe.num_experts, moe.top_k, moe.expert_size,
+                *(("index_topk", "index_n_heads", "index_head_dim") if self.sparse_index else ()))
+
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         heads = int(require(config, "num_attention_heads"))
         nope, rope = int(require(config, "qk_nope_head_dim")), int(require(config, "qk_rope_head_dim"))

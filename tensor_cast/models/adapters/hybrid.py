@@ -24,7 +24,7 @@ from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, LinearAttentionSpec, MLPSpec, ModelSpec
-from .base import DecoderAdapter, require
+from .base import CORE_FIELDS, DecoderAdapter, require
 from .moe import MoEFamily
 
 # Qwen3-Next / Qwen3.5 name one shared expert by its total width.
@@ -49,6 +49,12 @@ class HybridLinearAdapter(DecoderAdapter):
         return dataclasses.replace(spec, mtp_layers=int(mtp if mtp is not None else self.shipped_mtp_layers))
 
     # ---- HF config -> spec -------------------------------------------------------------
+    def required_fields(self) -> tuple[str, ...]:
+        moe = QWEN_NEXT_MOE
+        return (*CORE_FIELDS, "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
+                "linear_value_head_dim", "linear_conv_kernel_dim", moe.num_experts, moe.top_k, moe.expert_size,
+                *(("intermediate_size",) if self.dense_layers_field else ()))
+
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         if self.hf_layer_types(config)[index] != "linear_attention":
             return super().attention_spec(config, index)

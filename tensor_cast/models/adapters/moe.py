@@ -32,7 +32,7 @@ from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec, MoESpec
-from .base import DecoderAdapter, require
+from .base import CORE_FIELDS, DecoderAdapter, require
 
 
 # ---- which layers are MoE ---------------------------------------------------------------------
@@ -169,6 +169,11 @@ class MoEAdapter(DecoderAdapter):
     moe: MoEFamily = field(default_factory=lambda: MoEFamily(num_experts="num_experts"))
     qk_norm_field: str | None = None  # config flag enabling per-head q/k norms (GLM-4.5 use_qk_norm)
     sinks: bool = False  # learned attention sinks (gpt-oss)
+
+    def required_fields(self) -> tuple[str, ...]:
+        moe = self.moe
+        return (*CORE_FIELDS, moe.num_experts, moe.top_k, moe.expert_size,
+                *((moe.dense_size,) if moe.dense_size and moe.dense_size != moe.expert_size else ()))
 
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         spec = super().attention_spec(config, index)

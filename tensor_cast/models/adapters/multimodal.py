@@ -9,7 +9,9 @@ returns carries the text model_type, so building and capture go through the text
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from transformers import PretrainedConfig
 
@@ -21,6 +23,12 @@ from .base import DecoderAdapter
 @dataclass(frozen=True)
 class TextDecoderOf(DecoderAdapter):
     text: DecoderAdapter | None = None  # the adapter of the text decoder's model_type
+
+    def check_given(self, data: Mapping[str, Any], source: str) -> None:
+        text = data.get("text_config")
+        if not isinstance(text, Mapping) or self.text is None:
+            raise MalformedConfigError(f"{source}: model_type {data.get('model_type')!r} needs a text_config object")
+        self.text.check_given(text, f"{source} text_config")
 
     def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
         text_config = getattr(config, "text_config", None)

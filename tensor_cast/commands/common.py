@@ -1,0 +1,89 @@
+"""Argument helpers shared by subcommands: checked argparse types and the deployment flags.
+
+Nothing here imports torch or transformers (see `tensor_cast/commands/__init__.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError
+
+
+def int_at_least(minimum: int) -> Any:
+    """An argparse type: an integer >= minimum, with an error naming the accepted range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (accepted: integers >= {minimum})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum} (accepted: integers >= {minimum})")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (range checks stay with the API, which names them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def per_layer_config(text: str | None) -> dict[str, Any] | None:
+    """`--per-layer-config`: a JSON object, inline or in a file."""
+    if not text:
+        return None
+    source = Path(text).read_text() if Path(text).is_file() else text
+    try:
+        data = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--per-layer-config is neither a JSON object nor a JSON file: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("--per-layer-config must be a JSON object {layer: {field: value}}")
+    return data
+
+
+# flag destinations passed to the API as deployment keywords when given
+DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization")
+
+
+def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
+    """Deployment flags (tensor_cast/deployment/): parallelism, quantization, cluster shape."""
+    from ..deployment.quantization import KV_CACHE_DTYPES, accepted_quant
+
+    g = p.add_argument_group("deployment (world size = tp x dp x pp; times and memory are per GPU)")
+    g.add_argument("--tp", type=int, help="tensor-parallel degree (default 1)")
+    g.add_argument("--ep", type=int, help="expert-parallel degree: 1 or tp x dp, MoE experts split whole over the "
+                                         "tp x dp GPUs of a stage; --tp 1 --dp 8 --ep 8 is attention DP8 + MoE EP8 "
+                                         "(default 1)")
+    g.add_argument("--dp", type=int, help="data-parallel replicas; --batch-size is split over them (default 1)")
+    g.add_argument("--pp", type=int, help="pipeline-parallel stages (default 1)")
+    g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "
+                                   "(default: the checkpoint's quantization_config, else none)")
+    g.add_argument("--kv-cache-dtype", help=f"KV cache dtype: {', '.join(KV_CACHE_DTYPES)} (default: the model dtype)")
+    g.add_argument("--nodes", type=int, help="nodes (nodes x gpus-per-node must equal the world size)")
+    g.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: the device profile's)")
+    g.add_argument("--quantize-lm-head", action="store_true", help="quantize the lm_head too (excluded by default)")
+    g.add_argument("--quantize-router", action="store_true", help="quantize MoE routers too (excluded by default)")
+    g.add_argument("--memory-utilization", type=float,
+                   help="fraction of device memory the engine may use (default 0.9, vLLM's)")
+
+
+def deployment_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The deployment keywords for `tensor_cast.analyze` from parsed flags (only those given)."""
+    options = {name: getattr(args, name) for name in DEPLOYMENT_FLAGS if getattr(args, name) is not None}
+    for flag in ("quantize_lm_head", "quantize_router"):
+        if getattr(args, flag):
+            options[flag] = True
+    return options

@@ -1,0 +1,70 @@
+"""The command line answers `--help`, `--version`, `models`, `devices` and argument errors without
+importing torch or transformers, and its subcommand table is what the parser offers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tensor_cast import cli
+from tensor_cast.commands import analyze as analyze_command
+
+PROBE = """
+import sys
+from tensor_cast.cli import main
+status = main({argv!r})
+heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), "STATUS=" + str(status), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["--help"], 0),
+    (["--version"], 0),
+    (["models"], 0),
+    (["devices"], 0),
+    (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--batch-size", "x"], 2),
+    (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100sxm"], 2),
+    (["analyze", "meta-llama/Lama-3.1-8B", "--device", "h100"], 2),
+    (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--json", "/no/such/dir/r.json"], 2),
+    (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--by", "colour"], 2),
+    (["frobnicate"], 2),
+])
+def test_answers_without_importing_torch(argv, status):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=60)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"HEAVY= STATUS={status}", done.stderr
+    if status == 2:  # one line naming the problem, then the probe's own line
+        assert len(done.stderr.strip().splitlines()) == 2 and "error: " in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_every_subcommand_is_in_the_parser(capsys):
+    parser = cli.build_parser()
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.SUBCOMMANDS:
+        module = cli.command_module(name)
+        assert module.HELP in out
+        assert callable(module.run) and callable(module.add_arguments)
+    assert parser.parse_args(["devices"]).command == "devices"
+
+
+def test_choices_known_before_torch_equal_their_owners():
+    from tensor_cast.api import CUDA_GRAPH_MODES
+    from tensor_cast.ops.mla import MLA_FORMS
+    from tensor_cast.report.table import GROUPINGS
+
+    assert tuple(GROUPINGS) == analyze_command.GROUPINGS
+    assert analyze_command.CUDA_GRAPH_MODES == CUDA_GRAPH_MODES
+    assert analyze_command.MLA_FORMS == MLA_FORMS
+
+
+def test_argument_errors_are_one_line(capsys):
+    assert cli.main(["analyze", "m", "--device", "h100", "--top", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tensor-cast analyze: error: argument --top: -1 is below 1 (accepted: integers >= 1) "
+                   "(see tensor-cast analyze --help)"]
