@@ -2,7 +2,8 @@
 
 A frozen value: FLOPs per precision class, bytes read and written from device memory, bytes
 sent over the interconnect by a collective, persistent per-sequence state (KV cache, recurrent
-state) the op keeps, and how many kernels it launches. Values are ints or sympy expressions in
+state) the op keeps, and how many kernels it launches; beside them, the kernel shape an efficiency
+model reads (`kernel`, see `backends/kernels.py`). Values are ints or sympy expressions in
 the symbolic sizes (B, S, C). Formulas produce Counts; only the roofline backend turns them into
 time with a device profile.
 
@@ -40,6 +41,9 @@ class Counts:
     comm: CommInfo | None = None
     state_bytes: Any = 0  # persistent per-step state this op holds: KV cache, recurrent state
     launches: int = 1
+    # the kernel's shape for the efficiency model (backends/kernels.py: GemmShape, AttentionShape),
+    # None when the kernel has no shape model; not a count: sums and comparisons ignore it
+    kernel: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.flops) - set(PRECISIONS)

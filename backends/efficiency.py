@@ -1,6 +1,7 @@
 """Efficiency models: how close an op of a given kind and shape gets to the device's peaks.
 
-Owns `efficiency_for(kind, counts, call, profile) -> Efficiency`, the parameter table those
+Owns `efficiency_for(kind, counts, profile) -> Efficiency` (shape models read the kernel shape
+the cost rule returned with its counts, `Counts.kernel`; they never re-read op arguments), the parameter table those
 models read (the device profile's `[efficiency]` section, `EFFICIENCY_KEYS`) and its validator.
 It never produces seconds itself: `backends/roofline.py` turns counts plus an `Efficiency`
 into time,
@@ -58,13 +59,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidProfileError
-from ..sizes import cdiv, numel, smax, smin
+from ..sizes import cdiv, smax, smin
 from .counts import PRECISIONS, Counts
+from .kernels import AttentionShape, GemmShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
     from .device import DeviceProfile
-    from .formulas.registry import OpCall, TensorInfo
 
 
 def op_name(op: Any) -> str:
@@ -156,64 +157,14 @@ def param(profile: DeviceProfile, key: str) -> Any:
     return profile.efficiency.get(key, MODEL_DEFAULTS[key])
 
 
-# ---- GEMM --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GemmDims:
-    batch: Any
-    m: Any
-    n: Any
-    k: Any
+# ---- GEMM ----------------------------------------------------------------------------------------
+GemmDims = GemmShape  # the (batch, M, N, K) the GEMM rules return with their counts (backends/kernels.py)
 
 
-def _linear_dims(call: OpCall) -> GemmDims:
-    x, w = call.arg(0), call.arg(1)
-    return GemmDims(1, numel(x.shape[:-1]), w.shape[0], x.shape[-1])
-
-
-def _fused_linear_dims(call: OpCall) -> GemmDims:
-    x, weights = call.arg(0), call.arg(1)
-    return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), x.shape[-1])
-
-
-def _quant_linear_dims(call: OpCall) -> GemmDims:
-    x, weights = call.arg(0), call.arg(2)
-    return GemmDims(1, numel(x.shape[:-1]), sum((w.shape[0] for w in weights), 0), weights[0].shape[1])
-
-
-def _product_dims(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmDims:
-    k = a.shape[-1]
-    if b.ndim <= 2 or out.ndim <= 2:  # (..., M, K) @ (K, N): one GEMM over all leading rows
-        return GemmDims(1, numel(out.shape[:-1]), out.shape[-1] if b.ndim == 2 else 1, k)
-    return GemmDims(numel(out.shape[:-2]), out.shape[-2], out.shape[-1], k)
-
-
-def _matmul_dims(call: OpCall) -> GemmDims:
-    return _product_dims(call.arg(0), call.arg(1), call.out)
-
-
-def _addmm_dims(call: OpCall) -> GemmDims:
-    return _product_dims(call.arg(1), call.arg(2), call.out)
-
-
-GEMM_DIMS: dict[str, Callable[[OpCall], GemmDims]] = {
-    "linear": _linear_dims, "aten.linear": _linear_dims,
-    "tensor_cast.fused_linear": _fused_linear_dims, "tensor_cast.quant_linear": _quant_linear_dims,
-    "addmm": _addmm_dims, "aten.addmm": _addmm_dims, "baddbmm": _addmm_dims, "aten.baddbmm": _addmm_dims,
-}
-
-
-def gemm_dims(call: OpCall) -> GemmDims | None:
-    """(batch, M, N, K) of a GEMM call, or None when the call's structure is not a known GEMM."""
-    try:
-        return GEMM_DIMS.get(op_name(call.op), _matmul_dims)(call)
-    except (AttributeError, IndexError, TypeError):
-        return None
-
-
-def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
-    dims = gemm_dims(call) if call is not None else None
-    if dims is None:
-        return base
+def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    dims = counts.kernel
+    if not isinstance(dims, GemmShape):
+        raise TypeError(f"a gemm-kind op must return its GemmShape with its counts (Counts.kernel), got {dims!r}")
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
     k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
@@ -234,27 +185,14 @@ def gemm_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profi
 
 
 # ---- attention ---------------------------------------------------------------------------------
-_CONTEXT_ARG = {"tensor_cast.attention": 3}
-# ops whose first three arguments are q, k, v in (B, H, S, D) layout; other attention-kind ops
-# (MLA on the latent, gated DeltaNet) keep the kind's base efficiency
-_QKV_LAYOUT = {"tensor_cast.attention", "scaled_dot_product_attention", "aten.scaled_dot_product_attention"}
-
-
-def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
+def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    """FlashAttention over (B, H, S, D) queries (`AttentionShape`); other attention-kind kernels
+    (MLA on the latent, gated DeltaNet, the DSA indexer) return no shape and keep the kind's base."""
     tail = param(profile, "attention_tail")
-    if call is None or not tail or op_name(call.op) not in _QKV_LAYOUT:
+    shape = counts.kernel
+    if not tail or not isinstance(shape, AttentionShape):
         return base
-    try:
-        q, k, v = call.arg(0), call.arg(1), call.arg(2)
-        q_len, head_dim, v_dim = q.shape[-2], q.shape[-1], v.shape[-1]
-        name = op_name(call.op)
-        if name in _CONTEXT_ARG:
-            keys = call.arg(_CONTEXT_ARG[name]) + q_len
-            window = int(call.arg(6))
-        else:  # plain SDPA: the keys passed in
-            keys, window = k.shape[-2], 0
-    except (AttributeError, IndexError, TypeError):
-        return base
+    q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
     block = int(param(profile, "attention_block_q"))
     rows = smin(q_len, block)
     if window > 0:
@@ -269,12 +207,13 @@ def attention_efficiency(base: Efficiency, counts: Counts, call: OpCall | None, 
                    by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
 
 
-ShapeModel = Callable[[Efficiency, Counts, "OpCall | None", "DeviceProfile"], Efficiency]
+ShapeModel = Callable[[Efficiency, Counts, "DeviceProfile"], Efficiency]
 SHAPE_MODELS: dict[str, ShapeModel] = {"gemm": gemm_efficiency, "attention": attention_efficiency}
 
 
-def efficiency_for(kind: str, counts: Counts, call: OpCall | None, profile: DeviceProfile) -> Efficiency:
+def efficiency_for(kind: str, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    """The efficiency of an op of `kind` from its counts and the kernel shape they carry."""
     base = base_efficiency(kind, profile)
     model = SHAPE_MODELS.get(kind)
-    return model(base, counts, call, profile) if model is not None else base
+    return model(base, counts, profile) if model is not None else base
 

@@ -14,7 +14,8 @@ time = max(compute, memory, communication) + stall + latency + launches × per-k
   steps of up to `graph_max_tokens` tokens: a Piecewise in B·S).
 
 Efficiencies, stall share and latencies come from `backends/efficiency.py`, which may make them
-depend on the op's shape. Profiles without those parameters get stall = latency = 0.
+depend on the kernel shape the cost rule returned with its counts (`Counts.kernel`): time is a
+function of (counts, kernel shape, device profile) only, never of the op's arguments. Profiles without those parameters get stall = latency = 0.
 All results are sympy-safe expressions in B, S, C; nothing here evaluates them.
 """
 
@@ -29,7 +30,6 @@ from ..sizes import B, S, smin
 from .counts import Counts
 from .device import DeviceProfile
 from .efficiency import efficiency_for
-from .formulas.registry import OpCall
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,11 @@ def kernel_overhead_s(profile: DeviceProfile, launches: int, mode: ExecutionMode
     return launches * per
 
 
-def op_time(counts: Counts, call: OpCall | None, kind: str, profile: DeviceProfile,
-            mode: ExecutionMode = ExecutionMode()) -> OpTime:
+def op_time(counts: Counts, kind: str, profile: DeviceProfile, mode: ExecutionMode = ExecutionMode()) -> OpTime:
+    """Time of one op from its counts (and the kernel shape they carry), its kind and the device."""
     compute: Any = 0
     fallbacks: list[str] = []
-    eff = efficiency_for(kind, counts, call, profile)
+    eff = efficiency_for(kind, counts, profile)
     for precision, flops in counts.flops.items():
         rate, used = profile.rate(precision)
         if used != precision and precision != "vector":

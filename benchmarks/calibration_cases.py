@@ -114,7 +114,7 @@ class Case:
         return self.row.median_us * 1e-6
 
     def predict(self, profile: DeviceProfile, mode: ExecutionMode = IN_GRAPH) -> float:
-        return float(sum(float(op_time(o.counts, o.call, o.kind, profile, mode).time_s) for o in self.ops))
+        return float(sum(float(op_time(o.counts, o.kind, profile, mode).time_s) for o in self.ops))
 
 
 # ---- the row vocabulary -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .quantize_moe import quantize_moe
 from .replace_mla import replace_mla
 from .replace_moe import replace_moe
 from .verify_attention_replaced import verify_attention_replaced
+from .verify_contract import verify_contract
 
 PassFn = Callable[[fx.GraphModule], fx.GraphModule]
 
@@ -52,10 +53,6 @@ def _no_params(options: Any) -> dict[str, Any]:
 def _mla_params(options: Any) -> dict[str, Any]:
     """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
     return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
-
-
-def _moe_params(options: Any) -> dict[str, Any]:
-    return {"skew": float(getattr(options, "moe_skew", 0.0))}
 
 
 # ---- deployment passes (tensor_cast/deployment/): options.deployment is a TraceDeployment ----------
@@ -129,7 +126,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("insert_tp_collectives", insert_tp_collectives, _tensor_parallel, _tp_params),
     # Always on (not a fusion: the experts-hit model lives in the op); before the fusions, which
     # would otherwise fuse the shared experts' GEMMs the op absorbs, and before quantize_linears.
-    Pass("replace_moe", replace_moe, params=_moe_params),
+    Pass("replace_moe", replace_moe),
     Pass("fold_rotary_tables", fold_rotary_tables, _fusing),  # before fuse_rope, whose tables it produces
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
@@ -143,7 +140,9 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("insert_ep_collectives", insert_ep_collectives, _expert_parallel, _ep_params),
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),
     Pass("eliminate_noop_views", eliminate_noop_views),
-    Pass("eliminate_dead_code", eliminate_dead_code),  # last: whatever the rewrites orphaned
+    Pass("eliminate_dead_code", eliminate_dead_code),  # whatever the rewrites orphaned
+    # last: facts on every node, a cost rule for every op, every captured layer still owns costed ops
+    Pass("verify_contract", verify_contract),
 )
 
 

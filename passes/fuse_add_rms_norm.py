@@ -11,6 +11,10 @@ Example:
     before: h = residual + attn_out; x = rms_norm(h, w)   (h used again by the next add)
     after:  x, h = add_rms_norm(residual, attn_out, w)
 Refuses: broadcasting adds, adds of a tensor and a scalar, norms fed by anything else.
+Facts: the first layer's input norm has no add before it to fuse with (it reads the embedding):
+it stands alone and runs once per step, not once per layer, so it moves to the phase of its
+input (`NodeFacts.layer = None`) — every other layer's input norm runs fused with the previous
+layer's trailing residual add, attributed to that layer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch import fx
 
 from .graph_utils import example, finish, is_tensor_node, replace_with_op, shape_key
+from .node_facts import facts, update_facts
 
 ADDS = (operator.add, torch.add)
 
@@ -40,4 +45,8 @@ def fuse_add_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
         if any(shape_key(t) != shape_key(add) or example(t).dtype != out.dtype for t in (a, b)):
             continue
         replace_with_op(gm, [add, node], fused, (a, b, node.args[1], node.args[2]), [node, add])
+    for node in gm.graph.nodes:
+        source = node.args[0] if node.op == "call_function" and node.target == norm else None
+        if isinstance(source, fx.Node) and facts(node).layer is not None and facts(source).layer is None:
+            update_facts(node, layer=None, phase=facts(source).phase)
     return finish(gm)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from ..capture.provenance import parameter_name
 from .graph_utils import (
     example,
     external_inputs,
@@ -29,6 +28,7 @@ from .graph_utils import (
     replace_with_op,
     shape_key,
 )
+from .node_facts import parameter_name
 
 NORM_CLASS_SUFFIXES = ("RMSNorm",)
 

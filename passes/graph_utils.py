@@ -10,6 +10,8 @@ Owns:
   fake mode and the module metadata of the nodes it replaces. It refuses (returns None) when the
   region has other outputs than the ones named, or when no insertion point keeps the graph in
   topological order — passes then leave the pattern untouched.
+Every node these helpers insert gets `NodeFacts` derived from the node it stands in for
+(`node_facts.derive_facts`), so the record set at capture survives every pass.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import fx
+
+from .node_facts import derive_facts
 
 _SELF_PREFIX = re.compile(r"^L\['self'\]\.?")
 _MODULES = re.compile(r"\._modules\['([^']+)'\]|\['([^']+)'\]")
@@ -181,6 +185,7 @@ def replace_with_op(gm: fx.GraphModule, nodes: Sequence[fx.Node], op: Any, args:
         new.meta.update({k: v for k, v in template.meta.items() if k in ("nn_module_stack", "stack_trace")})
         new.meta["example_value"] = result
         new.meta["fused_from"] = [n.name for n in nodes]
+        derive_facts(new, template)
         if len(outputs) == 1 and not isinstance(result, (list, tuple)):
             replacements = [new]
         else:
@@ -227,6 +232,7 @@ def insert_op_after(gm: fx.GraphModule, node: fx.Node, op: Any, args: tuple[Any,
     if "stack_trace" in node.meta:
         new.meta["stack_trace"] = node.meta["stack_trace"]
     new.meta["example_value"] = result
+    derive_facts(new, node)
     for user in targets:
         if user is not new:
             user.replace_input_with(node, new)

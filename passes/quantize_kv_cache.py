@@ -1,10 +1,10 @@
 """quantize_kv_cache: the KV cache is stored in a narrower dtype (fp8 / int8) than the model's.
 
-Matches: every attention op that keeps a KV cache (`CACHE_ARGS`: the op and the positions of its
+Matches: every attention op that keeps a KV cache (`CACHE_ARGS`: the op and the names of its
 cached tensors; `tensor_cast::attention`: key and value).
-Produces: no new node. The cached tensors' nodes get `meta["tensor_cast_element_bytes"]` (bytes per
-cached element) and the attention node is flagged, so its cost reads, appends and holds the cache
-at that size (`costing.make_call`); the attention math keeps its precision (engines dequantize
+Produces: no new node. The attention node's `NodeFacts.input_bytes` name its cached inputs and
+their bytes per element, so its cost reads, appends and holds the cache at that size
+(`costing.make_call`); the attention math keeps its precision (engines dequantize
 the cache inside the kernel).
 Invariant after: the graph's nodes, shapes and dtypes are unchanged.
 Example (kv_cache_dtype fp8, bf16 model):
@@ -22,11 +22,13 @@ import torch
 from torch import fx
 
 from .graph_utils import finish
+from .node_facts import update_facts
+from .op_args import arg
 
-CACHE_ARGS: dict[Any, tuple[int, ...]] = {
-    torch.ops.tensor_cast.attention.default: (1, 2),  # key, value
-    torch.ops.tensor_cast.mla_attention.default: (2, 3),  # the latent and the rope key
-    torch.ops.tensor_cast.dsa_indexer.default: (1,),  # the indexer's keys
+CACHE_ARGS: dict[Any, tuple[str, ...]] = {
+    torch.ops.tensor_cast.attention.default: ("key", "value"),
+    torch.ops.tensor_cast.mla_attention.default: ("latent", "k_rope"),
+    torch.ops.tensor_cast.dsa_indexer.default: ("k",),  # the indexer's keys
 }
 
 
@@ -34,12 +36,9 @@ def quantize_kv_cache(gm: fx.GraphModule, *, kv_bytes: Any = None) -> fx.GraphMo
     if kv_bytes is None:
         return gm
     for node in gm.graph.nodes:
-        positions = CACHE_ARGS.get(node.target) if node.op == "call_function" else None
-        if not positions:
+        names = CACHE_ARGS.get(node.target) if node.op == "call_function" else None
+        if not names:
             continue
-        for i in positions:
-            arg = node.args[i]
-            if isinstance(arg, fx.Node):
-                arg.meta["tensor_cast_element_bytes"] = kv_bytes
-        node.meta["tensor_cast_element_bytes"] = True
+        cached = tuple((name, kv_bytes) for name in names if isinstance(arg(node, name), fx.Node))
+        update_facts(node, input_bytes=cached)
     return finish(gm)

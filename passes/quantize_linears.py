@@ -7,7 +7,7 @@ checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `i
 Produces: for schemes with quantized activations, one `quantize(x, fmt, group, dynamic)` per
 (input, format) — shared by every GEMM reading that input — then
 `quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is
-(`quant_linear(x, None, ...)`). Weight placeholders get `meta["tensor_cast_element_bytes"]`:
+(`quant_linear(x, None, ...)`). Weight placeholders get `NodeFacts.stored_bytes`:
 their stored bytes per element, scales included (the memory report reads it). MLA's
 `kv_b_proj` weight, folded into `tensor_cast::mla_attention` by `replace_mla`, is stored in the
 scheme's weight format too unless excluded (DeepSeek-V3's FP8 checkpoint keeps it FP8 with
@@ -29,9 +29,10 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..capture.provenance import parameter_name
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import example, fake_result, finish, module_path
+from .node_facts import derive_facts, parameter_name, update_facts
+from .op_args import arg
 
 LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
 MLA, MLA_WEIGHT = torch.ops.tensor_cast.mla_attention.default, "kv_b_weight"  # argument by schema name
@@ -69,30 +70,23 @@ def _is_parameter(w: Any) -> bool:
             and value.dim() == 2 and value.dtype.is_floating_point)
 
 
-def schema_arg(node: fx.Node, name: str) -> Any:
-    """The argument `name` (from the op's schema) of a call node, positional or keyword."""
-    for index, argument in enumerate(node.target._schema.arguments):  # type: ignore[union-attr]
-        if argument.name == name:
-            return node.args[index] if index < len(node.args) else node.kwargs.get(name, argument.default_value)
-    raise KeyError(f"{node.target} has no argument {name!r}")
-
-
 def _store_mla_weights(gm: fx.GraphModule, weight_bytes: float, is_excluded: Any) -> None:
     """kv_b_proj weights inside MLA ops: stored in the scheme's format unless excluded."""
     for node in gm.graph.nodes:
         if node.op != "call_function" or node.target is not MLA:
             continue
-        weight = schema_arg(node, MLA_WEIGHT)
+        weight = arg(node, MLA_WEIGHT)
         name = parameter_name(weight) if isinstance(weight, fx.Node) else None
         if name is None or not _is_parameter(weight) or is_excluded(name.rsplit(".", 1)[0]):
             continue
-        weight.meta["tensor_cast_element_bytes"] = weight_bytes
+        update_facts(weight, stored_bytes=weight_bytes)
 
 
 def _copy_meta(src: fx.Node, dst: fx.Node) -> None:
     for key in ("nn_module_stack", "stack_trace"):
         if key in src.meta:
             dst.meta[key] = src.meta[key]
+    derive_facts(dst, src)
 
 
 def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
@@ -145,7 +139,7 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
                 node.replace_all_uses_with(new)
         graph.erase_node(node)
         for w in weights:
-            w.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+            update_facts(w, stored_bytes=float(s.weight_bytes))
     _store_mla_weights(gm, float(s.weight_bytes), lambda path: excluded(
         path, not_converted=not_converted, quantize_lm_head=quantize_lm_head, quantize_router=quantize_router))
     return finish(gm)

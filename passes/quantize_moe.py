@@ -5,13 +5,13 @@ unquantized (`not_converted`, the same patterns `quantize_linears` reads: gpt-os
 attention and router 16-bit and ships MXFP4 experts; MiniMax-M2 and MiMo-V2-Flash ship FP8
 experts). The module names come from `meta["tensor_cast_moe_modules"]` (set by `replace_moe`).
 Produces: the same op with its `scheme` argument set; the routed experts' 3-D weights and the
-shared experts' weights get `meta["tensor_cast_element_bytes"]` (the scheme's stored bytes per
+shared experts' weights get `NodeFacts.stored_bytes` (the scheme's stored bytes per
 element, scales included — the memory report reads it). The formula then reads those bytes and
 runs the expert GEMMs at the scheme's precision (backends/formulas/moe.py).
 Invariant after: shapes and dtypes unchanged; every converted MoE op names its scheme.
 Example (fp8):
-    before: y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "none")
-    after:  y = moe(h, Wr, [], Wgu, Wd, ..., 0.0, "fp8")      # Wgu, Wd: 1 byte per element
+    before: y = moe(h, Wr, [], Wgu, Wd, ..., "none")
+    after:  y = moe(h, Wr, [], Wgu, Wd, ..., "fp8")      # Wgu, Wd: 1 byte per element
 Refuses: scheme "none" (no-op); MoE ops whose experts are excluded (left "none"). The router
 stays in the model dtype (engines run the MoE gate unquantized; `quantize_router` applies to
 routers that are plain linears). Shared experts follow the routed experts' scheme.
@@ -24,15 +24,15 @@ from torch import fx
 
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import finish
+from .node_facts import update_facts
+from .op_args import arg, set_arg
 from .quantize_linears import excluded
-
-SCHEME_ARG = 15
 
 
 def _weights(node: fx.Node) -> list[fx.Node]:
     """The routed experts' weights and the shared experts' weights of a `moe` node."""
-    shared = [*node.args[7], *node.args[8]]  # type: ignore[misc]
-    return [w for w in (node.args[3], node.args[4], *shared) if isinstance(w, fx.Node)]
+    shared = [*arg(node, "shared_in"), *arg(node, "shared_out")]
+    return [w for w in (arg(node, "gate_up"), arg(node, "down"), *shared) if isinstance(w, fx.Node)]
 
 
 def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
@@ -47,9 +47,7 @@ def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tup
         if any(excluded(path, not_converted=not_converted, quantize_lm_head=quantize_lm_head,
                         quantize_router=quantize_router) for path in modules.get("experts", ())):
             continue
-        args = list(node.args)
-        args[SCHEME_ARG] = scheme
-        node.args = tuple(args)
+        set_arg(node, "scheme", scheme)
         for weight in _weights(node):
-            weight.meta["tensor_cast_element_bytes"] = float(s.weight_bytes)
+            update_facts(weight, stored_bytes=float(s.weight_bytes))
     return finish(gm)

@@ -32,6 +32,7 @@ from torch import fx
 from ..errors import InvalidArgumentError, choices
 from ..ops.mla import MLA_FORMS
 from .graph_utils import example, finish, module_class, module_path, replace_with_op, source_functions
+from .op_args import arg, call_args, set_args
 
 # transformers classes whose forward expands the MLA latent in `expand_kv` before attention
 MLA_ATTENTION_CLASSES = frozenset({"DeepseekV3Attention", "DeepseekV32Attention", "GlmMoeDsaAttention"})
@@ -44,10 +45,10 @@ def _inside(node: fx.Node, path: str) -> bool:
     return own == path or own.startswith(path + ".")
 
 
-def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], tuple[Any, ...]] | None:
+def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], dict[str, Any]] | None:
     """(region, mla args without form) for one HF MLA attention call, or None."""
     path = module_path(attention)
-    query = attention.args[0]
+    query = arg(attention, "query")
     if not (isinstance(query, fx.Node) and query.target is torch.cat):
         return None
     parts: Any = query.args[0]
@@ -70,7 +71,8 @@ def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], tuple
     if one != 1 or one_k != 1 or rope != k_rope_dim or cols != rank or rows % heads or rows // heads <= nope:
         return None
     region = [*expand, query, attention]
-    return region, (q_nope, q_rope, latent, k_rope, weight, attention.args[3], attention.args[4], None)
+    return region, {"q_nope": q_nope, "q_rope": q_rope, "latent": latent, "k_rope": k_rope, "kv_b_weight": weight,
+                    "context_len": arg(attention, "context_len"), "scale": arg(attention, "scale"), "indices": None}
 
 
 def replace_mla(gm: fx.GraphModule, *, form: str = "auto", decode_query_len: int = 1) -> fx.GraphModule:
@@ -82,10 +84,11 @@ def replace_mla(gm: fx.GraphModule, *, form: str = "auto", decode_query_len: int
         if node.op != "call_function":
             continue
         if node.target is mla:  # emitted by a module swap: set how it is computed
-            node.args = (*node.args[:8], form, decode_query_len)
+            set_args(node, form=form, decode_query_len=decode_query_len)
         elif node.target is attention and module_class(node) in MLA_ATTENTION_CLASSES:
             match = _match(gm, node)
             if match is not None:
                 region, args = match
-                replace_with_op(gm, region, mla, (*args, form, decode_query_len), [node])
+                named = {**args, "form": form, "decode_query_len": decode_query_len}
+                replace_with_op(gm, region, mla, call_args(mla, **named), [node])
     return finish(gm)

@@ -13,10 +13,9 @@ classified by data flow, not by family:
   one reading their product is `shared_out` (down);
 - combine: whatever adds/reshapes the results.
 Produces: `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias,
-shared_in, shared_out, top_k, scoring, activation, gate, transposed, skew, "none")`, placed in the
+shared_in, shared_out, top_k, scoring, activation, gate, transposed, "none")`, placed in the
 MoE block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
-`skew` is this pass's keyword (the analysis' `moe_skew`: 0 = uniform routing); the scheme is
-"none" until `quantize_moe`. The node's `meta["tensor_cast_moe_modules"]` names the block's
+the scheme is "none" until `quantize_moe`. The routing skew is not in the graph (a cost knob). The node's `meta["tensor_cast_moe_modules"]` names the block's
 router, experts and shared-expert modules (for passes that treat them apart, e.g. quantization).
 Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
 replaced block; exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
@@ -26,7 +25,7 @@ block by its experts module and so runs first) stay outside the op, reading its 
 Example:
     before: v = view(h); l = linear(v, Wr); p = softmax(l); w, i = topk(p, 8); w = w / sum(w)
             y = routed_experts(v, i, w, Wgu, Wd, None, None, "silu", "concat", False); o = reshape(y)
-    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, 0.0, "none")
+    after:  o = moe(h, Wr, [], Wgu, Wd, None, None, [], [], 8, "softmax", "silu", "concat", False, "none")
 Refuses (leaves the block as it is; `routed_experts` keeps its own cost rule): a block with
 more than one output or another activation input, a router without exactly one (E, H) weight,
 shared-expert linears with biases or an unrecognized shape (more than one down projection,
@@ -52,11 +51,15 @@ from .graph_utils import (
     replace_with_op,
     shape_key,
 )
+from .op_args import arg, call_args
 
 LINEARS = (torch._C._nn.linear,)
 SIGMOIDS = (torch.sigmoid, torch.nn.functional.sigmoid, "Tensor.sigmoid", torch.ops.aten.sigmoid.default)
 # a weight reaches the router GEMM through these (GLM/ERNIE run the router in fp32)
 CONVERSIONS = ("Tensor.to", "Tensor.float", "Tensor.type", "Tensor.bfloat16", "Tensor.half", "Tensor.contiguous")
+# arguments `routed_experts` and `moe` share (same names in both schemas)
+EXPERT_ARGS = ("gate_up", "down", "gate_up_bias", "down_bias")
+LAYOUT_ARGS = ("activation", "gate", "transposed")
 
 
 def _marker() -> object:
@@ -124,14 +127,14 @@ def _shared(region: list[fx.Node], excluded: set[fx.Node]) -> tuple[list[fx.Node
     return shared_in, shared_out
 
 
-def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node | None:
+def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     path = _block_path(marker)
     region = _region(gm, path) if path is not None else []
     members = set(region)
     if marker not in members:
         return None
     outputs = region_outputs(region)
-    x, index, routing = marker.args[0], marker.args[1], marker.args[2]
+    x, index, routing = arg(marker, "hidden"), arg(marker, "top_k_index"), arg(marker, "top_k_weights")
     if not (isinstance(x, fx.Node) and isinstance(index, fx.Node) and isinstance(routing, fx.Node)):
         return None
     hidden = _source(x, members)
@@ -143,7 +146,7 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     router_inputs = ancestors_within(index, members) | ancestors_within(routing, members)
     router_nodes = {index, routing} | (router_inputs & members)
     router_params = [n for n in weights if n in router_inputs]
-    gate_up, down = example(marker.args[3]), example(marker.args[4])
+    gate_up, down = example(arg(marker, "gate_up")), example(arg(marker, "down"))
     num_experts, hidden_size = gate_up.shape[0], example(hidden).shape[-1]
     router_weights = [n for n in router_params if tuple(example(n).shape) == (num_experts, hidden_size)]
     if len(router_weights) != 1 or down.shape[0] != num_experts:
@@ -152,7 +155,8 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     if shared is None:
         return None
     shared_in, shared_out = shared
-    expert_params = {a for a in marker.args[3:7] if isinstance(a, fx.Node)}
+    experts = {name: arg(marker, name) for name in EXPERT_ARGS}
+    expert_params = {a for a in experts.values() if isinstance(a, fx.Node)}
     if set(weights) - set(router_params) - expert_params - set(shared_in) - set(shared_out):
         return None  # a parameter with a role this op does not model
     out = example(outputs[0])
@@ -161,22 +165,23 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node, skew: float) -> fx.Node 
     scoring = "sigmoid" if any(call_target(n) in SIGMOIDS for n in router_nodes) else "softmax"
     top_k = int(example(index).shape[-1])
     extras = [n for n in router_params if n is not router_weights[0]]
-    activation, gate, transposed = marker.args[7], marker.args[8], marker.args[9]
-    args = (hidden, router_weights[0], extras, marker.args[3], marker.args[4], marker.args[5], marker.args[6],
-            shared_in, shared_out, top_k, scoring, activation, gate, transposed, float(skew), "none")
+    moe = torch.ops.tensor_cast.moe.default
+    args = call_args(moe, hidden=hidden, router_weight=router_weights[0], router_extra=extras, **experts,
+                     shared_in=shared_in, shared_out=shared_out, top_k=top_k, scoring=scoring,
+                     **{name: arg(marker, name) for name in LAYOUT_ARGS}, scheme="none")
     modules = {
         "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
         "experts": [module_path(marker)],
         "shared": sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes}),
     }
-    new = replace_with_op(gm, region, torch.ops.tensor_cast.moe.default, args, outputs)
+    new = replace_with_op(gm, region, moe, args, outputs)
     if new is not None:
         new.meta["tensor_cast_moe_modules"] = modules
     return new
 
 
-def replace_moe(gm: fx.GraphModule, *, skew: float = 0.0) -> fx.GraphModule:
+def replace_moe(gm: fx.GraphModule) -> fx.GraphModule:
     marker = _marker()
     for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is marker]:
-        _replace_block(gm, node, skew)
+        _replace_block(gm, node)
     return finish(gm)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .backends.device import DeviceProfile, load_device
     from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
     from .report import Memory, OpRow, Report
+    from .serving import ServingReport, simulate
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
@@ -31,6 +32,7 @@ _LAZY: dict[str, str] = {
     "AttentionSpec": ".models.spec", "LayerSpec": ".models.spec", "MLPSpec": ".models.spec",
     "ModelSpec": ".models.spec",
     "Memory": ".report", "OpRow": ".report", "Report": ".report",
+    "ServingReport": ".serving", "simulate": ".serving",
 }
 
 
@@ -57,6 +59,7 @@ __all__ = [
     "OpCost",
     "OpRow",
     "Report",
+    "ServingReport",
     "TensorCastError",
     "analyze",
     "clear_cache",
@@ -65,4 +68,5 @@ __all__ = [
     "load_device",
     "load_model",
     "op_cost",
+    "simulate",
 ]

@@ -1,8 +1,8 @@
 """The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
 
 Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
-symbolic in B, S, C, so every shape point, device and sweep reuses it; `clear_cache()` empties
-that cache) and `analyze_spec(...)`
+symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it;
+`clear_cache()` empties that cache) and `analyze_spec(...)`
 (cost a traced graph on a device and wrap it in a `Report`). The public entry points in `api.py`
 resolve user arguments and call these.
 """
@@ -22,6 +22,7 @@ from typing import Any
 from torch import fx
 
 from .backends.device import DeviceProfile
+from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode
 from .capture import CapturedGraph, capture
 from .capture.experts_interface import check_moe_capture, experts_function
@@ -41,11 +42,16 @@ from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
+COST_ONLY = ("cuda_graphs", "moe_skew")  # ExecutionOptions fields that do not change the traced graph
 
 
 @dataclass(frozen=True)
 class ExecutionOptions:
-    """The execution model being predicted (an optimized serving engine by default)."""
+    """The execution model being predicted (an optimized serving engine by default).
+
+    Fields in `COST_ONLY` change what ops cost, not the graph: they are not part of the trace
+    cache key, so changing one re-costs the cached graph and never re-traces it.
+    """
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
@@ -84,7 +90,8 @@ def clear_cache() -> None:
 
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     """Everything that changes the traced graph (the shape point and the device do not)."""
-    return json.dumps([spec.key(), dict(spec.hf_config), asdict(options)], sort_keys=True, default=str)
+    traced = {k: v for k, v in asdict(options).items() if k not in COST_ONLY}
+    return json.dumps([spec.key(), dict(spec.hf_config), traced], sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
@@ -134,7 +141,7 @@ def _trace(spec: ModelSpec, options: ExecutionOptions, *, dumps: bool) -> Traced
     timings["build_s"] = time.perf_counter() - start
     step("capturing the forward with torch.compile (symbolic B, S, C)")
     start = time.perf_counter()
-    captured = capture(rep.model, experts=experts_function(rep))
+    captured = capture(rep.model, experts=experts_function(rep), layers=rep.layer_modules())
     timings["capture_s"] = time.perf_counter() - start
     step("rewriting the graph (passes)")
     start = time.perf_counter()
@@ -169,8 +176,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     traced = trace(spec, options, dumps=graph_dumps)
     step(f"costing {len(traced.graph.graph.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
-    costed = cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
-                        profile=profile, mode=mode)
+    costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
+                        knobs=CostKnobs(moe_skew=options.moe_skew))
     check_layer_coverage(costed, traced.rep)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
         costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))

@@ -20,6 +20,7 @@ from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401 
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, lookup, tensor_infos
+from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, TensorCastError, choices
@@ -217,9 +218,11 @@ def _resolve_op(op: Any) -> Any:
                                    "'tensor_cast.attention')") from None
 
 
-def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", **kwargs: Any) -> OpCost:
+def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", moe_skew: float = 0.0,
+            **kwargs: Any) -> OpCost:
     """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
-    tensors as arguments.
+    tensors as arguments. `moe_skew` is the cost-only MoE routing skew (see `analyze`), read by the
+    MoE and EP exchange ops.
 
     Arguments the op itself rejects (wrong count, types or shapes) are the caller's error
     (`InvalidArgumentError`). Once the op has accepted them, a failing cost rule or timing model
@@ -246,10 +249,11 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
         raise InvalidArgumentError(f"{entry.name} rejected these arguments: {str(exc).splitlines()[0]}") from None
     outputs = result if isinstance(result, (list, tuple)) else (result,)
     call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
-                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)))
+                  outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)),
+                  knobs=CostKnobs(moe_skew=float(moe_skew)))
     try:
         counts = entry.rule(call)
-        timing = op_time(counts, call, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+        timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
     except TensorCastError:
         raise
     except Exception as exc:

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "models": "models",
     "devices": "devices",
+    "serve": "serve",  # the serving simulator (tensor_cast/serving/)
 }
 
 

@@ -3,13 +3,13 @@
 Owns `cost_graph(...) -> CostedGraph`: a read-only walk over the final graph (it never mutates
 it) that, per node, builds the `OpCall` view from the node's fake-tensor metadata (sizes as
 expressions in B, S, C), looks up its rule (an unknown op is an error naming the node), times it
-with the roofline backend, and attributes it to a representative layer (or to the model-level
-prologue/epilogue). Free ops are tallied by name with their reason.
+with the roofline backend, and attributes it to the representative layer and phase its
+`NodeFacts` name (set at capture, kept by the passes; costing never re-derives them from module
+paths). Free ops are tallied by name with their reason.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +21,16 @@ from torch import fx
 from .backends.counts import Counts
 from .backends.device import DeviceProfile
 from .backends.formulas import OpCall, TensorInfo, is_free, lookup, op_name
-from .backends.formulas.registry import FREE_OPS
+from .backends.formulas.registry import FREE_OPS, CostKnobs
 from .backends.roofline import ExecutionMode, OpTime, op_time
 from .errors import TensorCastError, UnknownOpError
+from .ops import schema
 from .passes.graph_utils import call_target, example, module_path
+from .passes.node_facts import facts
 
 HOST_SCALAR_REASON = "host-side scalar/shape arithmetic (no tensor result)"
+DEFAULT_KNOBS = CostKnobs()
+BOUNDARY_PHASE = "pp_boundary"  # the phase of a pipeline stage's transfer (added by deployment/pipeline.py)
 NOOP_REASON = "no data movement for these arguments (view, same-dtype conversion, tuple unpacking)"
 
 
@@ -84,48 +88,34 @@ def _outputs(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def make_call(node: fx.Node, to_expr: Callable[[Any], Any]) -> OpCall:
+def make_call(node: fx.Node, to_expr: Callable[[Any], Any], knobs: CostKnobs = DEFAULT_KNOBS) -> OpCall:
     args = tuple(_convert(a, to_expr) for a in node.args)
     kwargs = {k: _convert(v, to_expr) for k, v in node.kwargs.items()}
-    element_bytes = node.meta.get("tensor_cast_element_bytes")
-    if element_bytes is not None:  # a pass recorded a storage format narrower than the meta dtype
-        args = tuple(_with_element_bytes(a, node.args[i], to_expr) for i, a in enumerate(args))
+    # inputs a pass stored narrower than their meta dtype, as this op reads them (an FP8 KV cache)
+    for name, size in facts(node).input_bytes:
+        index = schema.position(node.target, name)  # type: ignore[arg-type]
+        source = node.kwargs[name] if name in node.kwargs else node.args[index]
+        if not isinstance(source, fx.Node) or not isinstance(_convert(source, to_expr), TensorInfo):
+            continue
+        info = tensor_info(example(source), to_expr, size)
+        if name in kwargs:
+            kwargs[name] = info
+        else:
+            args = (*args[:index], info, *args[index + 1:])
     outputs = tuple(tensor_info(t, to_expr) for t in _outputs(example(node)))
-    return OpCall(op=call_target(node), args=args, kwargs=kwargs, outputs=outputs)
+    return OpCall(op=call_target(node), args=args, kwargs=kwargs, outputs=outputs, knobs=knobs)
 
 
-def _with_element_bytes(info: Any, arg: Any, to_expr: Callable[[Any], Any]) -> Any:
-    # a bool is the flag on an op that reads recorded sizes (its output may feed another such op:
-    # the DeepSeek indexer's top-k feeds the MLA attention), not a size
-    size = arg.meta.get("tensor_cast_element_bytes") if isinstance(arg, fx.Node) else None
-    if size is not None and not isinstance(size, bool) and isinstance(info, TensorInfo):
-        return tensor_info(example(arg), to_expr, size)
-    return info
-
-
-def _layer_of(path: str, layers_path: str) -> int | None:
-    match = re.match(rf"^{re.escape(layers_path)}\.(\d+)(\.|$)", path)
-    return int(match.group(1)) if match else None
-
-
-def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, layers_path: str, profile: DeviceProfile,
-               mode: ExecutionMode) -> CostedGraph:
+def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, profile: DeviceProfile,
+               mode: ExecutionMode, knobs: CostKnobs = DEFAULT_KNOBS) -> CostedGraph:
+    """Cost every node of `gm` on `profile`; `knobs` are the cost-only modelling choices."""
     nodes: list[CostedNode] = []
     free: Counter[tuple[str, str]] = Counter()
-    seen_layer = False
-    layer_of_node: dict[fx.Node, int | None] = {}
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output", "get_attr"):
             continue
         path = module_path(node)
-        rep_layer = _layer_of(path, layers_path)
-        # With add+norm fusion each layer's trailing residual add is fused with the next layer's
-        # input norm; the first layer's input norm stands alone, reads the embedding, runs once.
-        if (rep_layer is not None and node.target is torch.ops.tensor_cast.rms_norm.default
-                and isinstance(node.args[0], fx.Node) and layer_of_node.get(node.args[0]) is None):
-            rep_layer = None
-        layer_of_node[node] = rep_layer
-        seen_layer = seen_layer or rep_layer is not None
+        node_facts = facts(node)
         key = call_target(node)
         name = op_name(key)
         if not _outputs(example(node)):
@@ -136,7 +126,7 @@ def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, layers_path
             continue
         try:
             entry = lookup(key)
-            call = make_call(node, to_expr)
+            call = make_call(node, to_expr, knobs)
             counts = entry.rule(call)
         except TensorCastError as exc:
             raise UnknownOpError(f"{exc} (node: {node.format_node()}, module: {path or 'model'})") from None
@@ -145,13 +135,13 @@ def cost_graph(gm: fx.GraphModule, to_expr: Callable[[Any], Any], *, layers_path
         if counts.launches == 0 and not counts.bytes and not counts.flops:
             free[(name, NOOP_REASON)] += 1
             continue
-        phase = "layer" if rep_layer is not None else ("epilogue" if seen_layer else "prologue")
         first_out = _outputs(example(node))[0]
         nodes.append(CostedNode(
-            name=node.name, op=name, kind=entry.kind, module=path or "model", rep_layer=rep_layer, phase=phase,
+            name=node.name, op=name, kind=entry.kind, module=path or "model", rep_layer=node_facts.layer,
+            phase=node_facts.phase,
             input_shapes=tuple(t.shape for t in call.inputs),
             output_shapes=tuple(o.shape for o in call.outputs),
             dtype=str(first_out.dtype).removeprefix("torch."),
-            counts=counts, time=op_time(counts, call, entry.kind, profile, mode), call=call,
+            counts=counts, time=op_time(counts, entry.kind, profile, mode), call=call,
         ))
     return CostedGraph(nodes=nodes, free_ops=free, graph=gm)

@@ -9,12 +9,14 @@ Owns:
   the peak is the max of these;
 - KV/state bytes come from the ops themselves (`Counts.state_bytes`);
 - `stored_bytes(gm)`: bytes per element of the parameters a pass stored in another format
-  (quantized weights: `meta["tensor_cast_element_bytes"]` on their placeholders), as the
+  (quantized weights: `NodeFacts.stored_bytes` on their placeholders), as the
   `bytes_per_element` function `parameter_table` takes;
 - `rank_shares(gm)`: the fraction of each parameter one rank holds when the graph keeps the
   whole tensor but the rank stores only its part (expert parallelism: the routed experts'
-  weights, E/ep of E — `meta["tensor_cast_rank_share"]`, set by `insert_ep_collectives`), as the
+  weights, E/ep of E — `NodeFacts.rank_share`, set by `insert_ep_collectives`), as the
   `share` function `parameter_table` takes.
+A parameter's layer is the decoder layer module that holds it (`provenance.parameter_layers`,
+by identity), never parsed from its name.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import torch
 from torch import fx
 
 from .backends.formulas.registry import DTYPE_BYTES
-from .capture.provenance import parameter_name
+from .capture.provenance import parameter_layers
 from .costing import CostedGraph
 from .models.build import RepresentativeModel
+from .passes.node_facts import facts
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,11 @@ class ParamEntry:
         return self.multiplicity * self.rank_bytes
 
 
-def _rep_layer(name: str, layers_path: str) -> int | None:
-    prefix = layers_path + "."
-    if not name.startswith(prefix):
-        return None
-    head = name[len(prefix):].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None) -> Any:
+def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None, extra: dict[str, int]) -> Any:
     """The spec of the layer a parameter belongs to: a stack layer, an MTP block's layer, or None."""
     if layer is not None:
         return rep.kinds[layer]
-    for prefix, spec in rep.extra_layers:
-        if name.startswith(prefix + "."):
-            return spec
-    return None
+    return rep.extra_layers[extra[name]][1] if name in extra else None
 
 
 def parameter_table(rep: RepresentativeModel,
@@ -83,16 +75,18 @@ def parameter_table(rep: RepresentativeModel,
 
     # Routed experts (3-D weights and their per-expert biases, by module name from the family
     # table): a token uses top_k of num_experts. Routers and shared experts are fully active.
-    routed = routed_expert_parameters(rep.model, rep.spec, rep.layers_path, len(rep.kinds),
-                                      extra_layers=tuple(path for path, _ in rep.extra_layers))
+    stack, extra_layers = rep.layer_modules(), rep.extra_layer_modules()
+    routed = routed_expert_parameters(rep.model, rep.spec, (*stack, *extra_layers))
+    layer_of = parameter_layers(rep.model, stack)
+    extra = parameter_layers(rep.model, extra_layers)  # name -> index into rep.extra_layers
     embedding = rep.model.get_input_embeddings()  # type: ignore[operator]
     embedding_weight = getattr(embedding, "weight", None)
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
-        layer = _rep_layer(name, rep.layers_path)
+        layer = layer_of.get(name)
         multiplicity = len(rep.layer_indices[layer]) if layer is not None else 1
         fraction = 1.0
-        layer_spec = _layer_spec_of(name, rep, layer)
+        layer_spec = _layer_spec_of(name, rep, layer, extra)
         if layer_spec is not None:
             moe = layer_spec.mlp.moe
             if moe is not None and name in routed and param.shape[0] == moe.num_experts:
@@ -105,10 +99,13 @@ def parameter_table(rep: RepresentativeModel,
     return entries
 
 
+def _placeholder_facts(gm: fx.GraphModule) -> list[Any]:
+    return [facts(n) for n in gm.graph.nodes if n.op == "placeholder" and facts(n).param]
+
+
 def stored_bytes(gm: fx.GraphModule) -> Callable[[str, torch.Tensor], float]:
     """Bytes per element of each parameter: a recorded storage format, else its dtype's size."""
-    recorded = {parameter_name(n): float(n.meta["tensor_cast_element_bytes"]) for n in gm.graph.nodes
-                if parameter_name(n) and "tensor_cast_element_bytes" in n.meta}
+    recorded = {f.param: float(f.stored_bytes) for f in _placeholder_facts(gm) if f.stored_bytes is not None}
 
     def size(name: str, param: torch.Tensor) -> float:
         return recorded.get(name, DTYPE_BYTES[param.dtype])
@@ -118,8 +115,7 @@ def stored_bytes(gm: fx.GraphModule) -> Callable[[str, torch.Tensor], float]:
 
 def rank_shares(gm: fx.GraphModule) -> Callable[[str], float]:
     """The fraction of each parameter this rank stores: a recorded share, else all of it."""
-    recorded = {parameter_name(n): float(n.meta["tensor_cast_rank_share"]) for n in gm.graph.nodes
-                if parameter_name(n) and "tensor_cast_rank_share" in n.meta}
+    recorded = {f.param: float(f.rank_share) for f in _placeholder_facts(gm) if f.rank_share != 1}
 
     def share(name: str) -> float:
         return recorded.get(name, 1.0)

@@ -31,6 +31,9 @@ print("HEAVY=" + ",".join(heavy), "STATUS=" + str(status), file=sys.stderr)
     (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--json", "/no/such/dir/r.json"], 2),
     (["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--by", "colour"], 2),
     (["frobnicate"], 2),
+    (["serve", "meta-llama/Llama-3.2-1B", "--device", "h100", "--concurrency", "0", "--isl", "8", "--osl", "8"], 2),
+    (["serve", "meta-llama/Llama-3.2-1B", "--device", "h100", "--engine", "tgi", "--concurrency", "2"], 2),
+    (["serve", "meta-llama/Llama-3.2-1B", "--device", "h100", "--concurrency", "2", "--json", "/no/such/dir/r.json"], 2),
 ])
 def test_answers_without_importing_torch(argv, status):
     done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,

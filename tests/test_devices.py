@@ -20,6 +20,7 @@ from tensor_cast.backends.device import (
     load_device,
     parse_profile,
 )
+from tensor_cast.backends.kernels import GemmShape
 from tensor_cast.backends.roofline import ExecutionMode, op_time
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidProfileError, UnknownDeviceError
@@ -153,20 +154,21 @@ def test_rate_falls_back_explicitly():
 
 
 def test_roofline_reports_the_fallback():
-    flops = 2 * 4096 * 4096 * 4096
+    flops = 2 * 8192 * 8192 * 8192  # the GEMM the measured ceilings are taken at
     a100, h100 = load_device("a100"), load_device("h100-sxm")
-    fp8 = Counts(flops={"fp8": flops}, launches=0)
-    bf16 = Counts(flops={"bf16": flops}, launches=0)
-    on_a100 = op_time(fp8, None, "gemm", a100, ExecutionMode("never"))
+    square = GemmShape(1, 8192, 8192, 8192)
+    fp8 = Counts(flops={"fp8": flops}, launches=0, kernel=square)
+    bf16 = Counts(flops={"bf16": flops}, launches=0, kernel=square)
+    on_a100 = op_time(fp8, "gemm", a100, ExecutionMode("never"))
     assert on_a100.fallbacks == ("fp8->bf16",)
     # FP8 work on A100 costs exactly what BF16 work costs there ...
-    assert on_a100.compute_s == pytest.approx(op_time(bf16, None, "gemm", a100).compute_s, rel=1e-12)
+    assert on_a100.compute_s == pytest.approx(op_time(bf16, "gemm", a100).compute_s, rel=1e-12)
     # ... never faster than A100's datasheet BF16 peak (312 TFLOP/s dense) ...
     assert on_a100.compute_s >= flops / 312e12
     # ... while H100 runs it at its own FP8 rate: faster than its BF16, bounded by the datasheet
     # peaks (1978.9 dense FP8, 989.4 dense BF16 TFLOP/s), at most twice as fast as BF16
-    on_h100 = op_time(fp8, None, "gemm", h100, ExecutionMode("never"))
-    h100_bf16 = op_time(bf16, None, "gemm", h100).compute_s
+    on_h100 = op_time(fp8, "gemm", h100, ExecutionMode("never"))
+    h100_bf16 = op_time(bf16, "gemm", h100).compute_s
     assert on_h100.fallbacks == ()
     assert flops / 1978.9e12 <= on_h100.compute_s < h100_bf16 <= 2 * on_h100.compute_s
     assert h100_bf16 >= flops / 989.4e12

@@ -80,19 +80,19 @@ IN_GRAPH = ExecutionMode("always")
 
 def gemm_time(profile, m, n, k, mode=IN_GRAPH):
     call, entry = linear_call(m, n, k)
-    return op_time(entry.rule(call), call, entry.kind, profile, mode)
+    return op_time(entry.rule(call), entry.kind, profile, mode)
 
 
 # ---- GEMM ---------------------------------------------------------------------------------------
 def test_large_gemm_compute_fraction_is_the_measured_ceiling_at_k_8192():
     profile = synthetic(**GEMM)
     call, entry = linear_call(8192, 8192, 8192)
-    eff = efficiency_for("gemm", entry.rule(call), call, profile)
+    eff = efficiency_for("gemm", entry.rule(call), profile)
     assert eff.compute == pytest.approx(GEMM["gemm_compute"], rel=1e-12)
     # K -> infinity: the per-tile overhead vanishes, the fraction tends to ceiling * (1 + K0 / 8192)
     call, _ = linear_call(8192, 8192, 8192 * 4096)
     limit = GEMM["gemm_compute"] * (1 + GEMM["gemm_k_overhead"] / 8192)
-    assert efficiency_for("gemm", entry.rule(call), call, profile).compute == pytest.approx(limit, rel=1e-3)
+    assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(limit, rel=1e-3)
 
 
 def test_large_gemm_time_is_compute_over_ceiling_plus_stall_and_latency():
@@ -201,10 +201,10 @@ def test_attention_model_is_symbolic_safe_with_a_context_symbol():
         return OpCall(op=torch.ops.tensor_cast.attention.default, args=(q, k, k, c, 0.1, True, 0, None), outputs=(out,))
 
     symbolic = call(B, S, C)
-    expr = op_time(kv_cache_attention(symbolic), symbolic, "attention", profile, ExecutionMode("always")).time_s
+    expr = op_time(kv_cache_attention(symbolic), "attention", profile, ExecutionMode("always")).time_s
     for b, s, c in ((1, 2048, 0), (64, 1, 4096), (2, 100, 300)):
         concrete = call(b, s, c)
-        value = op_time(kv_cache_attention(concrete), concrete, "attention", profile, ExecutionMode("always")).time_s
+        value = op_time(kv_cache_attention(concrete), "attention", profile, ExecutionMode("always")).time_s
         assert float(expr.xreplace({B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)})) == pytest.approx(float(value), rel=1e-9)
 
 
@@ -234,7 +234,7 @@ def test_flat_profile_keeps_the_plain_roofline():
     memory = 2 * (m * k + n * k + m * n) / (BANDWIDTH_GBPS * 1e9 * 0.75)
     assert t.latency_s == 0 and t.stall_s == 0
     assert t.time_s == pytest.approx(max(compute, memory) + EAGER_US * 1e-6, rel=1e-12)
-    eff = efficiency_for("norm", Counts(), None, profile)
+    eff = efficiency_for("norm", Counts(), profile)
     assert (eff.compute, eff.vector, eff.memory, eff.latency_s, eff.memory_latency_s) == (0.7, 0.5, 0.75, 0.0, 0.0)
 
 

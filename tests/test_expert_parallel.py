@@ -14,10 +14,13 @@ from torch import nn
 import tensor_cast
 from tensor_cast.backends.formulas import OpCall, TensorInfo
 from tensor_cast.backends.formulas.moe import inclusion_probabilities, routed_counts
+from tensor_cast.backends.formulas.registry import CostKnobs
 from tensor_cast.cli import main
 from tensor_cast.errors import DeploymentError
 from tensor_cast.models import registry
-from tensor_cast.passes.insert_ep_collectives import RANK_SHARE, insert_ep_collectives
+from tensor_cast.passes.insert_ep_collectives import insert_ep_collectives
+from tensor_cast.passes.node_facts import facts
+from tensor_cast.passes.op_args import arg
 
 tc = torch.ops.tensor_cast
 BF16 = 2
@@ -35,12 +38,12 @@ def config(model_id):
 # ---- the exchange ops ------------------------------------------------------------------------
 def test_opcheck_and_reference_semantics():
     x = torch.randn(3, 4, 16)
-    for op, args in ((tc.ep_dispatch.default, (x, 2, 8, 0.0, 4, 4, 1, "fp8")),
-                     (tc.ep_combine.default, (x, 2, 8, 0.0, 4, 4, 1))):
+    for op, args in ((tc.ep_dispatch.default, (x, 2, 8, 4, 4, 1, "fp8")),
+                     (tc.ep_combine.default, (x, 2, 8, 4, 4, 1))):
         torch.library.opcheck(op, args)
         torch.testing.assert_close(op(*args), x)  # every simulated rank holds the same tokens
     with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, bf16"):
-        tc.ep_dispatch(x, 2, 8, 0.0, 4, 4, 1, "int3")
+        tc.ep_dispatch(x, 2, 8, 4, 4, 1, "int3")
 
 
 @pytest.mark.parametrize("tp, dp", [(1, 8), (2, 4), (1, 16)])
@@ -52,17 +55,17 @@ def test_dispatch_and_combine_bytes_per_rank(h100_cluster, tp, dp):
     rows = dp * tokens * top_k // ep
     assert rows == tokens * top_k // tp
     x = meta(batch, seq, hidden)
-    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, 0.0, ep, dp, 1, "fp8",
+    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "fp8",
                                    device=h100_cluster)
     payload = rows * hidden * FP8_WIRE
     assert dispatch.counts.comm.payload_bytes == payload
     assert dispatch.counts.comm_bytes == sympy.Rational(ep - 1, ep) * payload
     assert (dispatch.counts.comm.collective, dispatch.counts.comm.scope, dispatch.counts.comm.group_size) == \
         ("all_to_all", "ep", ep)
-    combine = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, ep, dp, 1, device=h100_cluster)
+    combine = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, ep, dp, 1, device=h100_cluster)
     assert combine.counts.comm_bytes == sympy.Rational(ep - 1, ep) * rows * hidden * BF16
     assert combine.kind == "collective"
-    bf16 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, 0.0, ep, dp, 1, "bf16", device=h100_cluster)
+    bf16 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "bf16", device=h100_cluster)
     assert bf16.counts.comm_bytes == combine.counts.comm_bytes
 
 
@@ -71,11 +74,11 @@ def test_exchange_time_intra_and_inter_node(h100_cluster):
     tokens, hidden, top_k, experts = 64, 4096, 8, 256
     x = meta(tokens, hidden)
     m = tokens * top_k * hidden * BF16  # tp = 1: every row of the rank's tokens
-    one = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, 8, 8, 1, device=h100_cluster)
+    one = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 8, 8, 1, device=h100_cluster)
     assert one.counts.comm.payload_bytes == m
     assert one.time_s >= link.intra_node_latency_us * 1e-6 + 7 / 8 * m / (link.intra_node_bandwidth_gbps * 1e9)
     # 16 ranks over 2 nodes: 7/16 of the rows stay in the node (NVLink), 8/16 cross InfiniBand, at the same time
-    two = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 0.0, 16, 16, 2, device=h100_cluster)
+    two = tensor_cast.op_cost(tc.ep_combine.default, x, top_k, experts, 16, 16, 2, device=h100_cluster)
     expected = link.inter_node_latency_us * 1e-6 + max(7 / 16 * m / (link.intra_node_bandwidth_gbps * 1e9),
                                                         8 / 16 * m / (link.inter_node_bandwidth_gbps * 1e9))
     assert two.counts.comm_bytes == sympy.Rational(15, 16) * m
@@ -87,8 +90,9 @@ def _moe_call(tokens, *, experts=128, top_k=8, hidden=2048, inter=768, skew=0.0,
     t = TensorInfo
     args = (t((tokens, hidden), torch.bfloat16), t((experts, hidden), torch.bfloat16), [],
             t((experts, 2 * inter, hidden), torch.bfloat16), t((experts, hidden, inter), torch.bfloat16), None, None,
-            [], [], top_k, "softmax", "silu", "concat", False, skew, "none", ep, ep_dp)
-    return OpCall(op=tc.moe.default, args=args, outputs=(t((tokens, hidden), torch.bfloat16),))
+            [], [], top_k, "softmax", "silu", "concat", False, "none", ep, ep_dp)
+    return OpCall(op=tc.moe.default, args=args, outputs=(t((tokens, hidden), torch.bfloat16),),
+                  knobs=CostKnobs(moe_skew=skew))
 
 
 @pytest.mark.parametrize("ep, dp", [(8, 1), (8, 8), (4, 2)])
@@ -117,7 +121,8 @@ def test_skewed_routing_costs_the_most_loaded_rank():
     uniform = routed_counts(_moe_call(tokens, ep=ep))
     assert counts.flops["bf16"] > uniform.flops["bf16"]  # the hot rank sets the step time
     x = meta(tokens, hidden)
-    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, skew, ep, ep, 1, "bf16", device="h100-sxm")
+    dispatch = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, ep, 1, "bf16", device="h100-sxm",
+                                  moe_skew=skew)
     assert float(dispatch.counts.comm.payload_bytes) == pytest.approx(ep * tokens * sum(hottest) * hidden * BF16)
 
 
@@ -135,7 +140,7 @@ class TinyMoE(nn.Module):
     def forward(self, x):
         h = x * 2
         y = tc.moe.default(h, self.router, [], self.gate_up, self.down, None, None, [], [], 2, "softmax", "silu", "concat",
-                   False, 0.0, self.scheme)
+                   False, self.scheme)
         return x + y
 
 
@@ -159,15 +164,16 @@ def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
     assert targets.count(tc.ep_dispatch.default) == 1 and targets.count(tc.ep_combine.default) == 1
     assert len(gm.graph.nodes) == count + 2
     moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
-    dispatch, combine = moe.args[0], next(iter(moe.users))
+    dispatch, combine = arg(moe, "hidden"), next(iter(moe.users))
     assert dispatch.target is tc.ep_dispatch.default and combine.target is tc.ep_combine.default
-    assert dispatch.args == (dispatch.args[0], 2, 8, 0.0, 4, 4, 1, "fp32")  # (k, E, skew, ep, dp, nodes, wire)
-    assert combine.args == (moe, 2, 8, 0.0, 4, 4, 1) and list(moe.users) == [combine]
-    assert moe.args[16:] == (4, 4)
+    assert [arg(dispatch, k) for k in ("top_k", "num_experts", "group_size", "ep_dp", "nodes", "wire_dtype")] \
+        == [2, 8, 4, 4, 1, "fp32"]
+    assert combine.args == (moe, 2, 8, 4, 4, 1) and list(moe.users) == [combine]
+    assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)
     assert _values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
-    shares = {n.name: n.meta.get(RANK_SHARE) for n in gm.graph.nodes if n.op == "placeholder"}
-    assert sorted(v for v in shares.values() if v) == [0.25, 0.25]  # gate_up and down; the router stays whole
-    assert shares[moe.args[1].name] is None
+    shares = {n.name: facts(n).rank_share for n in gm.graph.nodes if n.op == "placeholder"}
+    assert sorted(v for v in shares.values() if v != 1) == [0.25, 0.25]  # gate_up and down; the router stays whole
+    assert shares[arg(moe, "router_weight").name] == 1
     with torch.no_grad():
         torch.testing.assert_close(gm(*inputs), expected)  # same numbers (reference exchange)
 
@@ -179,7 +185,8 @@ def test_insert_ep_collectives_near_misses(capture_module):
     assert len(insert_ep_collectives(gm, ep=1, dp=4).graph.nodes) == count  # ep = 1: no-op
     gm = insert_ep_collectives(gm, ep=4, dp=1)  # dp = 1: every rank holds every token, no exchange
     assert len(gm.graph.nodes) == count and tc.ep_dispatch.default not in _targets(gm)
-    assert next(n for n in gm.graph.nodes if n.target is tc.moe.default).args[16:] == (4, 1)
+    moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
+    assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 1)
     gm, _ = capture_module(TinyMoE(scheme="fp8"), x)
     wire = next(n for n in insert_ep_collectives(gm, ep=2, dp=2).graph.nodes if n.target is tc.ep_dispatch.default)
     assert wire.args[-1] == "fp8"  # FP8 experts: DeepEP dispatches FP8

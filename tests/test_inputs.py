@@ -68,9 +68,9 @@ def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
 
 
 # ==== crashes: MoE top-k = number of experts ===================================================
-def moe_args(tokens: int, *, experts: int, top_k: int, hidden: int, inter: int, skew: float) -> tuple:
+def moe_args(tokens: int, *, experts: int, top_k: int, hidden: int, inter: int) -> tuple:
     return (meta(tokens, hidden), meta(experts, hidden), [], meta(experts, 2 * inter, hidden),
-            meta(experts, hidden, inter), None, None, [], [], top_k, "softmax", "silu", "concat", False, skew, "none")
+            meta(experts, hidden, inter), None, None, [], [], top_k, "softmax", "silu", "concat", False, "none")
 
 
 @pytest.mark.parametrize("skew", [0.0, 1.0])
@@ -78,7 +78,8 @@ def test_moe_with_top_k_equal_to_experts_hits_every_expert(skew):
     t, e, h, i = 4, 8, 64, 32
     assert inclusion_probabilities(e, e, skew) == (1.0,) * e  # every token picks every expert
     assert experts_hit(t, e, e, skew) == pytest.approx(e)
-    cost = tensor_cast.op_cost(tc.moe, *moe_args(t, experts=e, top_k=e, hidden=h, inter=i, skew=skew), device="h100")
+    cost = tensor_cast.op_cost(tc.moe, *moe_args(t, experts=e, top_k=e, hidden=h, inter=i), device="h100",
+                               moe_skew=skew)
     router = 2 * t * e * h
     routed = 2 * t * e * h * (2 * i) + 2 * t * e * i * h  # gate+up and down for all t·E pairs
     assert cost.counts.flops["bf16"] == router + routed
@@ -105,6 +106,13 @@ def test_mixtral_layer_with_every_expert_is_costed_and_more_is_refused(capsys):
 
 
 # ==== crashes: config values ======================================================================
+def test_mla_head_dim_must_be_the_rotary_width(tmp_path):
+    config = dict(registry.lookup("deepseek-ai/DeepSeek-V3").config, head_dim=128)  # qk_rope_head_dim = 64
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MalformedConfigError, match="head_dim=128 contradicts qk_rope_head_dim=64"):
+        tensor_cast.load_model(str(tmp_path))
+
+
 @pytest.mark.parametrize("changes, fragments", [
     ({"hidden_size": 0}, ["hidden_size must be an integer >= 1, got 0"]),
     ({"hidden_size": -64}, ["hidden_size must be an integer >= 1, got -64"]),

@@ -22,6 +22,7 @@ from tensor_cast.capture.attention_interface import no_mask, tensor_cast_attenti
 from tensor_cast.compat import IMPLEMENTATION, hf_interfaces
 from tensor_cast.errors import InvalidArgumentError
 from tensor_cast.passes.graph_utils import call_target, module_class
+from tensor_cast.passes.op_args import arg
 from tensor_cast.passes.replace_mla import replace_mla
 
 tc = torch.ops.tensor_cast
@@ -213,7 +214,7 @@ def test_replace_mla_on_transformers_deepseek_attention(capture_module):
     assert count(after, linear) == 4  # kv_b_proj is inside the op now
     assert "copy_" not in {n.target for n in after.graph.nodes if n.op == "call_method"}  # no expanded K/V
     mla = next(n for n in after.graph.nodes if call_target(n) == tc.mla_attention.default)
-    assert mla.args[8:] == ("absorbed", 1)
+    assert (arg(mla, "form"), arg(mla, "decode_query_len")) == ("absorbed", 1)
     assert mla.meta["example_value"].shape == (2, 5, 4, 8)
     with torch.no_grad():
         expected, got = before(*real), after(*real)

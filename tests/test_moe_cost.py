@@ -31,14 +31,14 @@ def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
 
 
 def moe_args(tokens: int, *, experts: int, top_k: int, hidden: int, inter: int, shared: int = 0,
-             skew: float = 0.0, scheme: str = "none", device: str = "meta") -> tuple:
+             scheme: str = "none", device: str = "meta") -> tuple:
     def t(*shape: int) -> torch.Tensor:
         return torch.randn(*shape).to(torch.bfloat16) if device == "cpu" else meta(*shape)
 
     shared_in = [t(shared, hidden), t(shared, hidden)] if shared else []
     shared_out = [t(hidden, shared)] if shared else []
     return (t(tokens, hidden), t(experts, hidden), [], t(experts, 2 * inter, hidden), t(experts, hidden, inter),
-            None, None, shared_in, shared_out, top_k, "softmax", "silu", "concat", False, skew, scheme)
+            None, None, shared_in, shared_out, top_k, "softmax", "silu", "concat", False, scheme)
 
 
 # ---- the ops ---------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_prefill_reads_every_expert_once() -> None:
 
 def test_skew_changes_bytes_not_flops() -> None:
     uniform = tensor_cast.op_cost(tc.moe, *moe_args(32, **QWEN3_30B), device="h100-sxm")
-    skewed = tensor_cast.op_cost(tc.moe, *moe_args(32, **QWEN3_30B, skew=1.2), device="h100-sxm")
+    skewed = tensor_cast.op_cost(tc.moe, *moe_args(32, **QWEN3_30B), device="h100-sxm", moe_skew=1.2)
     assert skewed.counts.flops == uniform.counts.flops
     assert skewed.bytes < uniform.bytes
 

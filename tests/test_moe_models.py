@@ -18,6 +18,7 @@ from tensor_cast.errors import InvalidArgumentError, UnsupportedModelError
 from tensor_cast.memory import parameter_table
 from tensor_cast.models import registry
 from tensor_cast.models.build import build_representative
+from tensor_cast.passes.op_args import arg
 
 tc = torch.ops.tensor_cast
 
@@ -257,10 +258,10 @@ def test_mimo_sliding_layers_double_kv_heads_and_have_sinks() -> None:
     assert (sliding.kind, sliding.num_kv_heads, sliding.sinks) == ("sliding", 2 * c["num_key_value_heads"], True)
     traced = trace(spec)
     attention = [n for n in traced.graph.graph.nodes if n.target is tc.attention.default]
-    kv_heads = [n.args[1].meta["example_value"].shape[1] for n in attention]
+    kv_heads = [arg(n, "key").meta["example_value"].shape[1] for n in attention]
     assert kv_heads == [c["num_key_value_heads"], 2 * c["num_key_value_heads"]]
-    assert [n.args[6] for n in attention] == [0, c["sliding_window_size"] + 1]  # HF attends window + the query
-    assert [n.args[7] is not None for n in attention] == [False, True]
+    assert [arg(n, "window") for n in attention] == [0, c["sliding_window_size"] + 1]  # HF attends window + the query
+    assert [arg(n, "sinks") is not None for n in attention] == [False, True]
 
 
 def test_tensor_parallel_reduces_the_moe_output_once() -> None:
@@ -271,7 +272,7 @@ def test_tensor_parallel_reduces_the_moe_output_once() -> None:
     options = report_options(report)
     graph = trace(spec, options).graph.graph
     (moe,) = [n for n in graph.nodes if n.target is tc.moe.default]
-    gate_up = moe.args[3].meta["example_value"]
+    gate_up = arg(moe, "gate_up").meta["example_value"]
     assert tuple(gate_up.shape) == (c["num_experts"], 2 * c["moe_intermediate_size"] // tp, c["hidden_size"])
     assert [u.target for u in moe.users] == [tc.all_reduce.default]
     mlp_ops = [r.op for r in report.ops if r.layer == 0 and r.module.startswith("model.layers.0.mlp")]
@@ -290,7 +291,7 @@ def test_checkpoint_quantization_reaches_the_experts() -> None:
     traced = trace(tensor_cast.load_model("openai/gpt-oss-20b", num_hidden_layers=1),
                    report_options(report))
     (moe,) = [n for n in traced.graph.graph.nodes if n.target is tc.moe.default]
-    assert moe.args[15] == "mxfp4"
+    assert arg(moe, "scheme") == "mxfp4"
     unquantized = tensor_cast.analyze("openai/gpt-oss-20b", device="h100-sxm", batch_size=1, query_len=1,
                                       num_hidden_layers=1, quant="none")
     moe_bytes = next(r.bytes for r in report.ops if r.op == "tensor_cast.moe")
@@ -306,11 +307,11 @@ def report_options(report: tensor_cast.Report):
 def test_gpt_oss_sinks_and_alternating_windows() -> None:
     traced = trace(tensor_cast.load_model("openai/gpt-oss-20b", num_hidden_layers=2))
     attention = [n for n in traced.graph.graph.nodes if n.target is tc.attention.default]
-    assert [n.args[6] for n in attention] == [config("openai/gpt-oss-20b")["sliding_window"], 0]
-    assert all(n.args[7] is not None for n in attention)  # the learned sinks reach the op
+    assert [arg(n, "window") for n in attention] == [config("openai/gpt-oss-20b")["sliding_window"], 0]
+    assert all(arg(n, "sinks") is not None for n in attention)  # the learned sinks reach the op
     (moe,) = [n for n in traced.graph.graph.nodes if n.target is tc.moe.default][:1]
-    assert moe.args[11:14] == ("swiglu_oai", "interleaved", True)
-    assert moe.args[5] is not None and moe.args[6] is not None  # expert biases
+    assert [arg(moe, k) for k in ("activation", "gate", "transposed")] == ["swiglu_oai", "interleaved", True]
+    assert arg(moe, "gate_up_bias") is not None and arg(moe, "down_bias") is not None  # expert biases
 
 
 # ---- CLI and errors ---------------------------------------------------------------------------------

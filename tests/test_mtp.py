@@ -166,4 +166,4 @@ def test_cli_mtp_flags(dense_deepseek, capsys):
     assert "per output token" in out
     assert main(["analyze", dense_deepseek[0], "--device", "h100", "--mtp", "-2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "mtp must be an integer >= 0" in err[0]
+    assert len(err) == 1 and "argument --mtp: -2 is below 0 (accepted: integers >= 0)" in err[0]

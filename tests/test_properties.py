@@ -124,6 +124,7 @@ def test_mla_moe_family(dims, point, data):
            "moe_intermediate_size": 16, "n_shared_experts": data.draw(st.integers(0, 1)),
            "first_k_dense_replace": data.draw(st.integers(0, layers - 1)), "num_nextn_predict_layers": 0}
     config = dict(dims, **mla, **moe, num_key_value_heads=dims["num_attention_heads"])
+    del config["head_dim"]  # MLA: the rotary width is qk_rope_head_dim (a different head_dim is refused)
     report = check_invariants(config_dir("deepseek-ai/DeepSeek-V3", config), point, layers)
     h, heads, i = dims["hidden_size"], dims["num_attention_heads"], dims["intermediate_size"]
     qk = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]

@@ -11,6 +11,7 @@ from torch import nn
 import tensor_cast
 from tensor_cast.deployment.quantization import SCHEMES
 from tensor_cast.ops.quant import dequantize
+from tensor_cast.passes.node_facts import facts
 from tensor_cast.passes.quantize_linears import quantize_linears
 
 tc = torch.ops.tensor_cast
@@ -92,7 +93,7 @@ def test_quantize_linears_pass(capture_module):
     for a, e in zip(actual, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype
         torch.testing.assert_close(a.float(), e.float(), rtol=0.15, atol=0.15)  # fp8 activations
-    weights = {n.name: n.meta.get("tensor_cast_element_bytes") for n in gm.graph.nodes if n.op == "placeholder"}
+    weights = {n.name: facts(n).stored_bytes for n in gm.graph.nodes if n.op == "placeholder"}
     assert [k for k, v in weights.items() if v == 1.0] == [k for k in weights if "_mlp_" in k]
     assert not any(v for k, v in weights.items() if "lm_head" in k or "_gate_parameters" in k)
 
@@ -104,7 +105,7 @@ def test_weight_only_and_lm_head_option(capture_module):
     assert _count(gm, tc.quantize.default) == 0  # weight-only: activations stay 16-bit
     assert _count(gm, tc.quant_linear.default) == 4 and _count(gm, torch._C._nn.linear) == 1
     int4_group128 = 0.5 + 2 / 128 + 0.5 / 128  # 4-bit weight, fp16 scale and 4-bit zero per 128
-    recorded = [n.meta["tensor_cast_element_bytes"] for n in gm.graph.nodes if "tensor_cast_element_bytes" in n.meta]
+    recorded = [facts(n).stored_bytes for n in gm.graph.nodes if n.op == "placeholder" and facts(n).stored_bytes]
     assert recorded == pytest.approx([int4_group128] * 4)
 
 

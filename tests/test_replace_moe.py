@@ -11,9 +11,11 @@ import torch
 from torch import fx
 
 from tensor_cast.capture.experts_interface import tensor_cast_experts
+from tensor_cast.capture.provenance import attach_provenance
 from tensor_cast.compat import IMPLEMENTATION, registered
 from tensor_cast.passes import PIPELINE
 from tensor_cast.passes.graph_utils import call_target, example
+from tensor_cast.passes.op_args import arg, args_of
 from tensor_cast.passes.replace_moe import replace_moe
 
 tc = torch.ops.tensor_cast
@@ -57,6 +59,7 @@ def _capture(module: torch.nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, 
         torch.compile(module, backend=record, fullgraph=True, dynamic=False)(x)
     torch._dynamo.reset()
     assert len(graphs) == 1
+    attach_provenance(graphs[0][0], module, graphs[0][1])  # as capture() does: module paths, NodeFacts
     return graphs[0]
 
 
@@ -113,15 +116,15 @@ def test_block_becomes_one_moe_op(family: str) -> None:
     assert before[torch._C._nn.linear] == 1 + shared_linears  # the router + the shared expert's
     reference = _run(gm, inputs)
 
-    gm = replace_moe(gm, skew=0.0)
+    gm = replace_moe(gm)
     after = _counts(gm)
     assert after[tc.moe.default] == 1
     assert after[tc.routed_experts.default] == 0
     assert after[torch.topk] + after["Tensor.topk"] == 0
     assert after[torch._C._nn.linear] == 0
     (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
-    assert node.args[9] == TOP_K and node.args[14] == 0.0
-    assert len(node.args[7]) + len(node.args[8]) == shared_linears
+    assert arg(node, "top_k") == TOP_K and "skew" not in args_of(node)  # a cost knob, not in the graph
+    assert len(arg(node, "shared_in")) + len(arg(node, "shared_out")) == shared_linears
     result = _run(gm, inputs)
     assert result.shape == reference.shape and result.dtype == reference.dtype
     torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-5)
@@ -129,12 +132,11 @@ def test_block_becomes_one_moe_op(family: str) -> None:
 
 def test_router_scoring_and_extras_are_read_from_the_graph() -> None:
     gm, _ = _capture(_Layer(_glm_block()), torch.randn(1, TOKENS, HIDDEN))
-    gm = replace_moe(gm, skew=1.5)
+    gm = replace_moe(gm)
     (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
-    assert node.args[10] == "sigmoid"
-    assert [tuple(example(e).shape) for e in node.args[2]] == [(EXPERTS,)]  # e_score_correction_bias
-    assert tuple(example(node.args[1]).shape) == (EXPERTS, HIDDEN)
-    assert node.args[14] == 1.5
+    assert arg(node, "scoring") == "sigmoid"
+    assert [tuple(example(e).shape) for e in arg(node, "router_extra")] == [(EXPERTS,)]  # e_score_correction_bias
+    assert tuple(example(arg(node, "router_weight")).shape) == (EXPERTS, HIDDEN)
 
 
 class _LeakyBlock(torch.nn.Module):

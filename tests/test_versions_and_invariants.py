@@ -11,10 +11,11 @@ import torch
 
 import tensor_cast
 from tensor_cast import versions
-from tensor_cast.capture.provenance import PARAM_KEY, attach_provenance
+from tensor_cast.capture.provenance import attach_provenance
 from tensor_cast.cli import main
 from tensor_cast.errors import CaptureError
 from tensor_cast.invariants import check_layer_coverage
+from tensor_cast.passes.node_facts import facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,7 @@ def test_provenance_names_modules_and_parameters_by_identity(capture_module):
     linears = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is torch._C._nn.linear]
     assert len(linears) == 2
     assert all(list(n.meta["nn_module_stack"].values())[-1][0] == "proj" for n in linears)
-    assert [n.meta.get(PARAM_KEY) for n in gm.graph.nodes if n.op == "placeholder"].count("proj.weight") == 1
+    assert [facts(n).param for n in gm.graph.nodes if n.op == "placeholder"].count("proj.weight") == 1
 
 
 def test_provenance_refuses_a_module_the_model_does_not_have(capture_module):
@@ -82,7 +83,7 @@ def _costed(traced):
     from tensor_cast.backends.roofline import ExecutionMode
     from tensor_cast.costing import cost_graph
 
-    return cost_graph(traced.graph, traced.captured.to_expr, layers_path=traced.rep.layers_path,
+    return cost_graph(traced.graph, traced.captured.to_expr,
                       profile=tensor_cast.load_device("h100-sxm"), mode=ExecutionMode())
 
 

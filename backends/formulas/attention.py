@@ -15,12 +15,14 @@ Counted as the fused kernels serving engines run (FlashAttention / paged decode 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
 from ...sizes import smax, smin
 from ..counts import Counts
+from ..kernels import AttentionShape
 from .matmul import gemm_precision
 from .registry import OpCall, register
 
@@ -59,14 +61,16 @@ def attention_counts(*, batch: Any, q_heads: Any, kv_heads: Any, q_len: Any, con
 
 @register(torch.ops.tensor_cast.attention.default, kind="attention")
 def kv_cache_attention(call: OpCall) -> Counts:
-    q, k, v = call.arg(0), call.arg(1), call.arg(2)
-    context_len, causal, window = call.arg(3), bool(call.arg(5)), int(call.arg(6))
+    q, k, v = call.get("query"), call.get("key"), call.get("value")
+    context_len, causal, window = call.get("context_len"), bool(call.get("causal")), int(call.get("window"))
     batch, q_heads, q_len, head_dim = q.shape
-    return attention_counts(
+    counts = attention_counts(
         batch=batch, q_heads=q_heads, kv_heads=k.shape[1], q_len=q_len, context_len=context_len,
         head_dim=head_dim, v_head_dim=v.shape[-1], causal=causal, window=window,
         precision=gemm_precision(q, k), q_bytes=q.nbytes, kv_itemsize=k.itemsize, out_bytes=call.out_bytes,
     )
+    kernel = AttentionShape(q_len=q_len, keys=context_len + q_len, head_dim=head_dim, v_dim=v.shape[-1], window=window)
+    return dataclasses.replace(counts, kernel=kernel)
 
 
 @register(torch._C._nn.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default,
@@ -83,4 +87,5 @@ def sdpa(call: OpCall) -> Counts:
     )
     # No cache here: K/V are read once as inputs, nothing is appended or held.
     return Counts(flops=counts.flops, bytes_read=q.nbytes + k.nbytes + v.nbytes,
-                  bytes_written=call.out_bytes)
+                  bytes_written=call.out_bytes,
+                  kernel=AttentionShape(q_len=q_len, keys=k_len, head_dim=q.shape[-1], v_dim=v.shape[-1]))

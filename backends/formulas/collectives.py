@@ -50,34 +50,34 @@ def collective_counts(collective: str, *, group_size: int, nodes: int, scope: st
 
 @register(tc.all_reduce.default, kind="collective")
 def all_reduce(call: OpCall) -> Counts:
-    x, n, nodes, scope = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
     return collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
                              read=x.nbytes, written=call.out_bytes, reduce_elements=x.numel)
 
 
 @register(tc.all_gather.default, kind="collective")
 def all_gather(call: OpCall) -> Counts:
-    x, n, nodes, scope = call.arg(0), call.arg(2), call.arg(3), call.arg(4)
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
     return collective_counts("all_gather", group_size=n, nodes=nodes, scope=scope, payload=call.out_bytes,
                              read=x.nbytes, written=call.out_bytes)
 
 
 @register(tc.reduce_scatter.default, kind="collective")
 def reduce_scatter(call: OpCall) -> Counts:
-    x, n, nodes, scope = call.arg(0), call.arg(2), call.arg(3), call.arg(4)
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
     return collective_counts("reduce_scatter", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
                              read=x.nbytes, written=call.out_bytes, reduce_elements=x.numel)
 
 
 @register(tc.all_to_all.default, kind="collective")
 def all_to_all(call: OpCall) -> Counts:
-    x, n, nodes, scope = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
     return collective_counts("all_to_all", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
                              read=x.nbytes, written=call.out_bytes)
 
 
 @register(tc.send_recv.default, kind="collective")
 def send_recv(call: OpCall) -> Counts:
-    x, nodes, scope = call.arg(0), call.arg(1), call.arg(2)
+    x, nodes, scope = call.get("x"), call.get("nodes"), call.get("scope")
     return collective_counts("send_recv", group_size=2, nodes=nodes, scope=scope, payload=x.nbytes,
                              read=x.nbytes, written=call.out_bytes)

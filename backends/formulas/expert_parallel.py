@@ -34,7 +34,7 @@ from ...sizes import numel
 from ..counts import Counts
 from .collectives import collective_counts
 from .moe import ep_rank_share
-from .registry import OpCall, register
+from .registry import OpCall, TensorInfo, register
 
 tc = torch.ops.tensor_cast
 
@@ -47,9 +47,10 @@ def exchanged_rows(tokens: Any, *, top_k: int, num_experts: int, skew: float, gr
     return ep_dp * tokens * top_k * ep_rank_share(num_experts, top_k, skew, group_size)
 
 
-def _exchange(call: OpCall, element_bytes: Any) -> Counts:
-    x = call.arg(0)
-    top_k, experts, skew, group, ep_dp, nodes = (call.arg(i) for i in range(1, 7))
+def _exchange(call: OpCall, x: TensorInfo, element_bytes: Any) -> Counts:
+    top_k, experts, group, ep_dp, nodes = (call.get(name) for name in (
+        "top_k", "num_experts", "group_size", "ep_dp", "nodes"))
+    skew = call.knobs.moe_skew  # a cost knob, not in the graph
     rows = exchanged_rows(numel(x.shape[:-1]), top_k=int(top_k), num_experts=int(experts), skew=float(skew),
                           group_size=int(group), ep_dp=int(ep_dp))
     payload = rows * x.shape[-1] * element_bytes
@@ -60,13 +61,14 @@ def _exchange(call: OpCall, element_bytes: Any) -> Counts:
 @register(tc.ep_dispatch.default, kind="collective")
 def ep_dispatch(call: OpCall) -> Counts:
     """Tokens to their experts' ranks, in the wire dtype."""
-    wire = str(call.arg(7, "wire_dtype"))
+    wire = str(call.get("wire_dtype"))
     if wire not in WIRE_BYTES:
         raise ValueError(f"unknown dispatch wire dtype {wire!r}; known: {', '.join(WIRE_BYTES)}")
-    return _exchange(call, WIRE_BYTES[wire])
+    return _exchange(call, call.get("x"), WIRE_BYTES[wire])
 
 
 @register(tc.ep_combine.default, kind="collective")
 def ep_combine(call: OpCall) -> Counts:
     """Expert outputs back to their tokens' ranks, in their own dtype."""
-    return _exchange(call, call.arg(0).itemsize)
+    y = call.get("y")
+    return _exchange(call, y, y.itemsize)

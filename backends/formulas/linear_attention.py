@@ -111,13 +111,13 @@ def chunked(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any, precisio
 
 @register(torch.ops.tensor_cast.gated_delta_net.default, kind="attention")
 def gated_delta_net(call: OpCall) -> Counts:
-    mixed, conv_weight = call.arg(0), call.arg(3)
+    mixed, conv_weight = call.get("mixed_qkv"), call.get("conv_weight")
     batch, q_len, _ = mixed.shape
-    dims = DeltaNetDims(batch=batch, q_len=q_len, k_heads=int(call.arg(6)), k_dim=int(call.arg(7)),
-                        v_heads=int(call.arg(8)), v_dim=int(call.arg(9)), kernel=int(conv_weight.shape[-1]))
+    dims = DeltaNetDims(batch=batch, q_len=q_len, k_heads=int(call.get("num_k_heads")), k_dim=int(call.get("head_k_dim")),
+                        v_heads=int(call.get("num_v_heads")), v_dim=int(call.get("head_v_dim")), kernel=int(conv_weight.shape[-1]))
     act = mixed.itemsize
-    small_weights = conv_weight.nbytes + call.arg(4).nbytes + call.arg(5).nbytes
-    mixer = pick_form(is_short_step(q_len, call.arg(10)), recurrent(dims, act, act, call.out_bytes),
+    small_weights = conv_weight.nbytes + call.get("A_log").nbytes + call.get("dt_bias").nbytes
+    mixer = pick_form(is_short_step(q_len, call.get("decode_query_len")), recurrent(dims, act, act, call.out_bytes),
                       chunked(dims, act, act, call.out_bytes, gemm_precision(mixed, mixed)))
     total = conv_and_gating(dims, act, small_weights) + mixer
     held = batch * (dims.state_elements + dims.conv_state_elements) * act

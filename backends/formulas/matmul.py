@@ -15,6 +15,7 @@ import torch
 
 from ...sizes import numel
 from ..counts import Counts
+from ..kernels import GemmShape, product_shape
 from .registry import OpCall, TensorInfo, register
 
 aten = torch.ops.aten
@@ -38,8 +39,10 @@ def gemm_precision(a: TensorInfo, b: TensorInfo) -> str:
 
 def gemm_counts(m: Any, n: Any, k: Any, *, precision: str, read_bytes: Any, write_bytes: Any,
                 bias: bool = False) -> Counts:
+    """One M x N x K GEMM (its shape travels with the counts for the efficiency model)."""
     flops = 2 * m * n * k + (m * n if bias else 0)
-    return Counts(flops={precision: flops}, bytes_read=read_bytes, bytes_written=write_bytes)
+    return Counts(flops={precision: flops}, bytes_read=read_bytes, bytes_written=write_bytes,
+                  kernel=GemmShape(1, m, n, k))
 
 
 @register(torch._C._nn.linear, aten.linear.default, kind="gemm")
@@ -55,7 +58,7 @@ def linear(call: OpCall) -> Counts:
 @register(torch.ops.tensor_cast.fused_linear.default, kind="gemm")
 def fused_linear(call: OpCall) -> Counts:
     """One GEMM against the concatenated weights: x read once, N = sum of output widths."""
-    x, weights, biases = call.arg(0), call.arg(1), call.arg(2)
+    x, weights, biases = call.get("x"), call.get("weights"), call.get("biases")
     m, k = numel(x.shape[:-1]), x.shape[-1]
     n = sum((w.shape[0] for w in weights), 0)
     read = x.nbytes + sum((w.nbytes for w in weights), 0) + sum((b.nbytes for b in biases if b is not None), 0)
@@ -70,7 +73,7 @@ def matmul(call: OpCall) -> Counts:
     a, b = call.arg(0), call.arg(1)
     k = a.shape[-1]
     return Counts(flops={gemm_precision(a, b): 2 * call.out.numel * k},
-                  bytes_read=a.nbytes + b.nbytes, bytes_written=call.out_bytes)
+                  bytes_read=a.nbytes + b.nbytes, bytes_written=call.out_bytes, kernel=product_shape(a, b, call.out))
 
 
 @register(aten.addmm.default, torch.addmm, aten.baddbmm.default, torch.baddbmm, kind="gemm")
@@ -79,7 +82,9 @@ def addmm(call: OpCall) -> Counts:
     bias, a, b = call.arg(0), call.arg(1), call.arg(2)
     k = a.shape[-1]
     return Counts(flops={gemm_precision(a, b): 2 * call.out.numel * k + call.out.numel},
-                  bytes_read=a.nbytes + b.nbytes + bias.nbytes, bytes_written=call.out_bytes)
+                  bytes_read=a.nbytes + b.nbytes + bias.nbytes, bytes_written=call.out_bytes,
+                  kernel=product_shape(a, b, call.out))
+
 
 
 def _nbytes(info: Any) -> Any:

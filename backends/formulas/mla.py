@@ -120,8 +120,10 @@ def expanded_counts(d: MLADims, b: MLABytes, precision: str) -> Counts:
 
 @register(torch.ops.tensor_cast.mla_attention.default, kind="attention")
 def mla_attention(call: OpCall) -> Counts:
-    q_nope, q_rope, latent, k_rope, weight = (call.arg(i) for i in range(5))
-    context, indices, form, decode_query_len = call.arg(5), call.arg(7), str(call.arg(8)), call.arg(9)
+    q_nope, q_rope, latent, k_rope, weight = (call.get(name) for name in (
+        "q_nope", "q_rope", "latent", "k_rope", "kv_b_weight"))
+    context, indices = call.get("context_len"), call.get("indices")
+    form, decode_query_len = str(call.get("form")), call.get("decode_query_len")
     if form not in MLA_FORMS:
         raise InvalidArgumentError(f"mla_form {form!r} is not one of {choices(MLA_FORMS)}")
     batch, heads, q_len, nope = q_nope.shape
@@ -154,8 +156,8 @@ def dsa_indexer(call: OpCall) -> Counts:
     written and read back by the top-k kernel, the indices written, the new keys appended.
     State: the indexer key cache, B·(C + S)·Di elements.
     """
-    q, k, weights = call.arg(0), call.arg(1), call.arg(2)
-    context = call.arg(3)
+    q, k, weights = call.get("q"), call.get("k"), call.get("weights")
+    context = call.get("context_len")
     batch, q_len, heads, dim = q.shape
     pairs = batch * attended_keys(q_len, context, causal=True, window=0)
     cached = batch * (context + q_len) * dim * k.itemsize

@@ -17,7 +17,8 @@ around the routed part, overlapped with the shared experts) can cost and schedul
 Routing is static: each token picks k distinct experts. With uniform popularity a given expert
 is missed by one token with probability 1 - k/E, so the expected number of experts hit by T
 tokens is E·(1 - (1 - k/E)^T) (Qwen3-30B-A3B at decode batch 32: ~112 of 128; reading only k
-experts' weights is the classic decode under-count). `skew` > 0 models hot experts: expert i
+experts' weights is the classic decode under-count). `skew` > 0 (the cost knob
+`CostKnobs.moe_skew`, not a graph argument) models hot experts: expert i
 (i = 1..E) is picked with Zipf weight i^-skew, per-token inclusion probabilities q_i = min(1,
 c·i^-skew) with Σ q_i = k, and Σ_i 1 - (1 - q_i)^T experts are hit. Bytes read are the weights
 of the experts hit; FLOPs do not depend on the routing. `routing_stats(call)` gives the
@@ -89,8 +90,8 @@ class MoEDims:
 
 def moe_dims(call: OpCall) -> MoEDims:
     """Read E, k, H, I, T and the layout from a `moe` or `routed_experts` call."""
-    hidden, gate_up, down = call.arg(0), _arg(call, "gate_up"), _arg(call, "down")
-    transposed, gate = bool(_arg(call, "transposed")), str(_arg(call, "gate"))
+    hidden, gate_up, down = call.get("hidden"), call.get("gate_up"), call.get("down")
+    transposed, gate = bool(call.get("transposed")), str(call.get("gate"))
     experts = gate_up.shape[0]
     first_out = gate_up.shape[2] if transposed else gate_up.shape[1]
     intermediate = down.shape[1] if transposed else down.shape[2]
@@ -98,23 +99,13 @@ def moe_dims(call: OpCall) -> MoEDims:
         raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
     ep, ep_dp = 1, 1
     if call.op is tc.moe.default:
-        top_k, skew, scheme = int(call.arg(9, "top_k")), float(call.arg(14, "skew")), str(call.arg(15, "scheme"))
-        ep, ep_dp = int(call.arg(16, "ep", 1)), int(call.arg(17, "ep_dp", 1))
+        top_k, skew, scheme = int(call.get("top_k")), float(call.knobs.moe_skew), str(call.get("scheme"))
+        ep, ep_dp = int(call.get("ep")), int(call.get("ep_dp"))
     else:
-        top_k, skew, scheme = call.arg(1).shape[-1], 0.0, "none"
+        top_k, skew, scheme = call.get("top_k_index").shape[-1], 0.0, "none"
     return MoEDims(tokens=numel(hidden.shape[:-1]), experts=experts, top_k=int(top_k), hidden=hidden.shape[-1],
-                   intermediate=intermediate, gated=gate != "none", activation=str(_arg(call, "activation")),
+                   intermediate=intermediate, gated=gate != "none", activation=str(call.get("activation")),
                    skew=skew, scheme=scheme, ep=ep, ep_dp=ep_dp)
-
-
-# argument positions: (moe, routed_experts)
-_POSITIONS = {"gate_up": (3, 3), "down": (4, 4), "gate_up_bias": (5, 5), "down_bias": (6, 6),
-              "activation": (11, 7), "gate": (12, 8), "transposed": (13, 9)}
-
-
-def _arg(call: OpCall, name: str) -> Any:
-    index = _POSITIONS[name][0 if call.op is tc.moe.default else 1]
-    return call.arg(index, name)
 
 
 # ---- routing -------------------------------------------------------------------------------
@@ -271,15 +262,15 @@ def routed_counts(call: OpCall) -> Counts:
     d = moe_dims(call)
     stats = routing_stats(call)
     return routed_expert_counts(
-        d, pairs=stats.pairs, experts_hit=stats.experts_hit, act=call.arg(0), gate_up=_arg(call, "gate_up"),
-        down=_arg(call, "down"), gate_up_bias=_arg(call, "gate_up_bias"), down_bias=_arg(call, "down_bias"),
+        d, pairs=stats.pairs, experts_hit=stats.experts_hit, act=call.get("hidden"), gate_up=call.get("gate_up"),
+        down=call.get("down"), gate_up_bias=call.get("gate_up_bias"), down_bias=call.get("down_bias"),
         out_tokens=d.tokens)
 
 
 def router_counts(call: OpCall) -> Counts:
     """Router GEMM (T x E x H) and the fused scoring + top-k kernel of a `moe` call."""
     d = moe_dims(call)
-    x, weight, extras = call.arg(0), call.arg(1), call.arg(2) or []
+    x, weight, extras = call.get("hidden"), call.get("router_weight"), call.get("router_extra") or []
     logits = d.tokens * d.experts
     gemm = Counts(flops={gemm_precision(x, weight): 2 * logits * d.hidden}, bytes_read=x.nbytes + weight.nbytes,
                   bytes_written=logits * ROUTER_LOGIT_BYTES)
@@ -294,11 +285,11 @@ def shared_counts(call: OpCall) -> Counts:
 
     Zero launches when the block has no shared experts.
     """
-    shared_in, shared_out = call.arg(7) or [], call.arg(8) or []
+    shared_in, shared_out = call.get("shared_in") or [], call.get("shared_out") or []
     if not shared_out:
         return Counts(launches=0)
     d = moe_dims(call)
-    x, t, quant = call.arg(0), d.tokens, d.quant
+    x, t, quant = call.get("hidden"), d.tokens, d.quant
     a = x.itemsize
     hidden, inner = shared_out[0].shape[0], shared_out[0].shape[1]
     scalar_gates = [w for w in shared_in if w.shape[0] == 1]

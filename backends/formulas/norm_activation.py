@@ -47,7 +47,7 @@ def layer_norm(call: OpCall) -> Counts:
 @register(tc.act_mul.default, kind="activation")
 def act_mul(call: OpCall) -> Counts:
     """act(gate) * up in one kernel: reads both halves, writes one."""
-    return streaming(call, ACTIVATION_FLOPS.get(str(call.arg(2)), 4) + 1)
+    return streaming(call, ACTIVATION_FLOPS.get(str(call.get("activation")), 4) + 1)
 
 
 @register(F.silu, torch.nn.functional.hardswish, "Tensor.silu", aten.silu.default, kind="activation")

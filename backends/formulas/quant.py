@@ -27,7 +27,7 @@ tc = torch.ops.tensor_cast
 
 @register(tc.quantize.default, kind="quant")
 def quantize(call: OpCall) -> Counts:
-    x, group, dynamic = call.arg(0), call.arg(2), bool(call.arg(3))
+    x, group, dynamic = call.get("x"), call.get("group"), bool(call.get("dynamic"))
     two_pass = dynamic and group == PER_TENSOR
     flops = (4 if dynamic else 2) * x.numel
     return Counts(flops={"vector": flops}, bytes_read=x.nbytes * (2 if two_pass else 1),
@@ -36,8 +36,8 @@ def quantize(call: OpCall) -> Counts:
 
 @register(tc.quant_linear.default, kind="gemm")
 def quant_linear(call: OpCall) -> Counts:
-    x, x_scale, weights, biases = call.arg(0), call.arg(1), call.arg(2), call.arg(3)
-    s = scheme(call.arg(4))
+    x, x_scale, weights, biases = call.get("x"), call.get("x_scale"), call.get("weights"), call.get("biases")
+    s = scheme(call.get("scheme_name"))
     m, k = numel(x.shape[:-1]), weights[0].shape[1]
     n = sum((w.shape[0] for w in weights), 0)
     weight_bytes = sum((w.numel for w in weights), 0) * s.weight_bytes

@@ -3,6 +3,9 @@
 Owns:
 - `TensorInfo` / `OpCall`: an op call as rules see it (shapes as ints or sympy expressions,
   dtypes, contiguity), built from a graph node or from meta tensors;
+- `CostKnobs`: the modelling choices that change what an op costs but not the graph (the MoE
+  routing skew): they reach rules through `OpCall.knobs`, so changing one re-costs a traced
+  graph and never re-traces it;
 - `register(*ops, kind=...)`: the decorator that files one rule under one or more op keys
   (registering a key twice raises);
 - `FREE_OPS`: ops that cost nothing, each with the reason (views, shape arithmetic);
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 
 from ...errors import UnknownOpError
+from ...ops import schema
 from ...sizes import numel
 from ..counts import Counts
 from ..kinds import KINDS  # re-exported: rules are filed under one of these
@@ -87,6 +91,14 @@ def _flatten(value: Any) -> list[TensorInfo]:
 
 
 @dataclass(frozen=True)
+class CostKnobs:
+    """Cost-only modelling choices (not in the graph; not in the trace cache key)."""
+
+    # Zipf exponent of MoE expert popularity (0: uniform routing); read by the MoE and EP exchange rules
+    moe_skew: float = 0.0
+
+
+@dataclass(frozen=True)
 class OpCall:
     """One call of an op: arguments (TensorInfo for tensors, literals otherwise) and outputs."""
 
@@ -94,11 +106,17 @@ class OpCall:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[TensorInfo, ...] = ()
+    knobs: CostKnobs = field(default_factory=CostKnobs)
 
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
+        """A torch function's / aten op's argument by position (custom ops: `get`, by name)."""
         if name is not None and name in self.kwargs:
             return self.kwargs[name]
         return self.args[index] if index < len(self.args) else default
+
+    def get(self, name: str) -> Any:
+        """Argument `name` of an `OpOverload` call, from the op's schema (its default when not passed)."""
+        return schema.value(self.op, self.args, self.kwargs, name)
 
     @property
     def inputs(self) -> list[TensorInfo]:

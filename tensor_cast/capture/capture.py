@@ -79,13 +79,6 @@ def _propagate_implementations(model: torch.nn.Module, *, experts: bool) -> None
                 config._experts_implementation_internal = IMPLEMENTATION
 
 
-def _placeholder(gm: fx.GraphModule, suffix: str) -> fx.Node | None:
-    for node in gm.graph.nodes:
-        if node.op == "placeholder" and node.name.endswith(suffix):
-            return node
-    return None
-
-
 _ENTRIES = itertools.count()
 
 
@@ -105,12 +98,12 @@ def _entry_point(model: torch.nn.Module) -> types.FunctionType:
     return types.FunctionType(code, entry.__globals__, code.co_name, entry.__defaults__, entry.__closure__)
 
 
-def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
+def capture(model: torch.nn.Module, *, experts: Any = None, layers: tuple[torch.nn.Module, ...] = ()) -> CapturedGraph:
     """Trace `model(input_ids[B, S], context[C])` into one graph; logits for the last token only.
 
     dynamo's state outside this capture is left alone: functions the caller compiled keep their
     compiled code (no `torch._dynamo.reset()`; see `_entry_point`).
-    """
+    `layers`: the model's decoder layers, whose nodes get their index as `NodeFacts.layer`."""
     graphs: list[tuple[fx.GraphModule, list[Any]]] = []
 
     def record(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
@@ -148,8 +141,10 @@ def capture(model: torch.nn.Module, *, experts: Any = None) -> CapturedGraph:
     if len(graphs) != 1:
         raise CaptureError(f"expected one graph from {type(model).__name__}, got {len(graphs)}")
     gm, example_inputs = graphs[0]
-    attach_provenance(gm, model, example_inputs)
-    ids_node = _placeholder(gm, "input_ids_")
+    attach_provenance(gm, model, example_inputs, layers)
+    # the input_ids placeholder by identity of the tensor handed to the backend, not by its generated name
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    ids_node = next((n for n, value in zip(placeholders, example_inputs, strict=True) if value is input_ids), None)
     if ids_node is None:
         raise CaptureError("captured graph has no input_ids placeholder")
     fake_mode = ids_node.meta["example_value"].fake_mode

@@ -77,17 +77,14 @@ def check_moe_capture(rep: Any, gm: torch.fx.GraphModule) -> None:
     A MoE layer without a `tensor_cast::moe` / `routed_experts` node means its experts did not
     dispatch through transformers' experts registry: its cost would be wrong, so it is an error.
     """
-    from ..passes.graph_utils import module_path
+    from ..passes.node_facts import facts
 
     ops = (torch.ops.tensor_cast.moe.default, torch.ops.tensor_cast.routed_experts.default)
     found: dict[int, int] = {}
-    prefix = rep.layers_path + "."
     for node in gm.graph.nodes:
-        if node.op == "call_function" and node.target in ops:
-            path = module_path(node)
-            head = path[len(prefix):].split(".", 1)[0] if path.startswith(prefix) else ""
-            if head.isdigit():
-                found[int(head)] = found.get(int(head), 0) + 1
+        layer = facts(node).layer if node.op == "call_function" and node.target in ops else None
+        if layer is not None:
+            found[layer] = found.get(layer, 0) + 1
     for index, kind in enumerate(rep.kinds):
         if kind.mlp.kind == "moe" and found.get(index, 0) != 1:
             raise UnsupportedModelError(

@@ -1,15 +1,19 @@
 """Where each captured node comes from, resolved against the model itself.
 
-Owns `attach_provenance(gm, model, example_inputs)`, run once right after capture:
+Owns `attach_provenance(gm, model, example_inputs, layers)`, run once right after capture, and
+`parameter_layers(model, layers)`:
 
 - every node's `nn_module_stack` is rewritten to hold the module paths of the model's own
   `named_modules()` ("model.layers.0.mlp"), found by module identity: dynamo keys each stack
   entry by `id(module)` (`id@n` for the module's n-th call). The source-name strings dynamo writes (`L['self'].model...` in one
   transformers release, `L['args'][0].model...` in the next, when the forward is wrapped in a
   decorator) are never parsed;
-- every parameter / buffer placeholder gets `meta[PARAM_KEY]`, the parameter's name in
-  `named_parameters()` (tied weights: the first name), found by tensor identity from the inputs
-  dynamo hands the backend, in placeholder order.
+- every node gets its `NodeFacts` (`passes/node_facts.py`): the decoder layer it belongs to (the
+  stack entry whose module *is* one of `layers`, the representative model's decoder layers),
+  its phase (prologue / layer / epilogue, by graph order), and on parameter / buffer placeholders
+  the parameter's name in `named_parameters()` (tied weights: the first name) and its layer,
+  found by tensor identity from the inputs dynamo hands the backend, in placeholder order;
+- the graph's `meta[LAYERS_KEY]`: the layers that own call nodes (what `verify_contract` keeps).
 
 A stack entry whose module is not in the model is a `CaptureError` naming the versions: the
 tracer changed in a way tensor_cast does not know, and costing on would undercount silently.
@@ -24,21 +28,34 @@ import torch
 from torch import fx
 
 from ..errors import CaptureError
+from ..passes.node_facts import LAYERS_KEY, NodeFacts, set_facts
 from ..versions import versions_line
 
-PARAM_KEY = "tensor_cast_param"  # on placeholders: the parameter's name in the model
+
+def _tensor_layers(layers: Sequence[torch.nn.Module]) -> dict[int, int]:
+    """id(parameter or buffer) -> index of the decoder layer holding it."""
+    out: dict[int, int] = {}
+    for index, layer in enumerate(layers):
+        for tensor in [*layer.parameters(), *layer.buffers()]:
+            out.setdefault(id(tensor), index)
+    return out
 
 
-def parameter_name(node: fx.Node) -> str | None:
-    """The model parameter (or buffer) a placeholder carries, or None."""
-    return node.meta.get(PARAM_KEY) if node.op == "placeholder" else None
+def parameter_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module]) -> dict[str, int]:
+    """Name of every parameter held by one of `layers` -> that layer's index (by identity)."""
+    owner = _tensor_layers(layers)
+    return {name: owner[id(p)] for name, p in model.named_parameters() if id(p) in owner}
 
 
-def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs: Sequence[Any]) -> None:
+def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs: Sequence[Any],
+                      layers: Sequence[torch.nn.Module] = ()) -> None:
     paths = {id(module): name for name, module in model.named_modules(remove_duplicate=False)}
+    layer_of_module = {id(module): index for index, module in enumerate(layers)}
     unknown: set[str] = set()
+    layer_of: dict[fx.Node, int | None] = {}
     for node in gm.graph.nodes:
         stack = node.meta.get("nn_module_stack")
+        layer_of[node] = None
         if not stack:
             continue
         resolved = {}
@@ -49,6 +66,8 @@ def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs
                 unknown.add(str(raw))
                 continue
             resolved[key] = (path, cls)
+            if layer_of[node] is None:
+                layer_of[node] = layer_of_module.get(int(module_id))
         node.meta["nn_module_stack"] = resolved
     if unknown:
         raise CaptureError(f"{type(model).__name__}: {len(unknown)} traced module(s) are not modules of the model "
@@ -61,7 +80,18 @@ def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs
     if len(placeholders) != len(example_inputs):
         raise CaptureError(f"{type(model).__name__}: {len(placeholders)} graph inputs but {len(example_inputs)} "
                            f"example inputs ({versions_line()})")
+    owner = _tensor_layers(layers)
     for node, value in zip(placeholders, example_inputs, strict=True):
-        param = tensors.get(id(value))
-        if param is not None:
-            node.meta[PARAM_KEY] = param
+        layer = owner.get(id(value))
+        set_facts(node, NodeFacts(layer=layer, phase="prologue" if layer is None else "layer",
+                                  param=tensors.get(id(value))))
+    seen_layer = False
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        layer = layer_of[node] if node.op not in ("output", "get_attr") else None
+        seen_layer = seen_layer or layer is not None
+        phase = "layer" if layer is not None else ("epilogue" if seen_layer else "prologue")
+        set_facts(node, NodeFacts(layer=layer, phase=phase))
+    gm.meta[LAYERS_KEY] = tuple(sorted({layer_of[n] for n in gm.graph.nodes if n.op in ("call_function", "call_method")
+                                        and layer_of[n] is not None}))

@@ -29,10 +29,10 @@ MLA_FORMS = ("auto", "absorbed", "expanded")  # tensor_cast.ops.mla.MLA_FORMS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="registry id (see `tensor-cast models`), local directory with config.json, or hub id")
     p.add_argument("--device", required=True, help="device profile name (see `tensor-cast devices`) or .toml path")
-    p.add_argument("--batch-size", type=int, default=1, help="sequences in the step (default 1)")
-    p.add_argument("--query-len", type=int, default=1, help="new tokens per sequence: prompt length for prefill, 1 for decode")
-    p.add_argument("--context-len", type=int, default=0, help="tokens already in the KV cache per sequence (default 0)")
-    p.add_argument("--num-hidden-layers", type=int, help="analyze only the first N layers")
+    p.add_argument("--batch-size", type=int_at_least(1), default=1, help="sequences in the step (default 1)")
+    p.add_argument("--query-len", type=int_at_least(1), default=1, help="new tokens per sequence: prompt length for prefill, 1 for decode")
+    p.add_argument("--context-len", type=int_at_least(0), default=0, help="tokens already in the KV cache per sequence (default 0)")
+    p.add_argument("--num-hidden-layers", type=int_at_least(1), help="analyze only the first N layers")
     p.add_argument("--per-layer-config", help='JSON (or JSON file): {"3": {"intermediate_size": 8192}, "7": {"skip_attention": true}}')
     p.add_argument("--by", default="op", help=f"table grouping: {', '.join(GROUPINGS)} (default op)")
     p.add_argument("--top", type=int_at_least(1), help="show only the N most expensive rows")
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
     p.add_argument("--mla-form", default="auto",
                    help="MLA attention kernels: auto (absorbed for decode, expanded for prefill), absorbed, expanded")
-    p.add_argument("--mtp", type=int, default=0,
+    p.add_argument("--mtp", type=int_at_least(0), default=0,
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
     p.add_argument("--mtp-acceptance", type=finite_float,
                    help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")

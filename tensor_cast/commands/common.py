@@ -63,17 +63,17 @@ def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
     from ..deployment.quantization import KV_CACHE_DTYPES, accepted_quant
 
     g = p.add_argument_group("deployment (world size = tp x dp x pp; times and memory are per GPU)")
-    g.add_argument("--tp", type=int, help="tensor-parallel degree (default 1)")
-    g.add_argument("--ep", type=int, help="expert-parallel degree: 1 or tp x dp, MoE experts split whole over the "
+    g.add_argument("--tp", type=int_at_least(1), help="tensor-parallel degree (default 1)")
+    g.add_argument("--ep", type=int_at_least(1), help="expert-parallel degree: 1 or tp x dp, MoE experts split whole over the "
                                          "tp x dp GPUs of a stage; --tp 1 --dp 8 --ep 8 is attention DP8 + MoE EP8 "
                                          "(default 1)")
-    g.add_argument("--dp", type=int, help="data-parallel replicas; --batch-size is split over them (default 1)")
-    g.add_argument("--pp", type=int, help="pipeline-parallel stages (default 1)")
+    g.add_argument("--dp", type=int_at_least(1), help="data-parallel replicas; --batch-size is split over them (default 1)")
+    g.add_argument("--pp", type=int_at_least(1), help="pipeline-parallel stages (default 1)")
     g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "
                                    "(default: the checkpoint's quantization_config, else none)")
     g.add_argument("--kv-cache-dtype", help=f"KV cache dtype: {', '.join(KV_CACHE_DTYPES)} (default: the model dtype)")
-    g.add_argument("--nodes", type=int, help="nodes (nodes x gpus-per-node must equal the world size)")
-    g.add_argument("--gpus-per-node", type=int, help="GPUs per node (default: the device profile's)")
+    g.add_argument("--nodes", type=int_at_least(1), help="nodes (nodes x gpus-per-node must equal the world size)")
+    g.add_argument("--gpus-per-node", type=int_at_least(1), help="GPUs per node (default: the device profile's)")
     g.add_argument("--quantize-lm-head", action="store_true", help="quantize the lm_head too (excluded by default)")
     g.add_argument("--quantize-router", action="store_true", help="quantize MoE routers too (excluded by default)")
     g.add_argument("--memory-utilization", type=float,

@@ -28,6 +28,7 @@ import sympy
 
 from ..errors import InvalidArgumentError
 from ..sizes import B, C, S
+from ..units import gib
 
 if TYPE_CHECKING:
     from ..report.report import Report
@@ -47,7 +48,6 @@ class Fit:
     suggestions: tuple[str, ...] = field(default=())
 
     def describe(self) -> str:
-        from ..report.table import gib
 
         head = (f"fits: {gib(self.required_bytes)} of {gib(self.usable_bytes)} usable" if self.fits else
                 f"DOES NOT FIT: needs {gib(self.required_bytes)} per GPU, {gib(self.usable_bytes)} usable")

@@ -25,14 +25,14 @@ import torch
 from ..backends.device import DeviceProfile
 from ..backends.formulas.registry import OpCall, TensorInfo, lookup
 from ..backends.roofline import ExecutionMode, op_time
-from ..costing import CostedNode
+from ..costing import BOUNDARY_PHASE, CostedNode
 from ..sizes import B, S
+from ..units import seconds
 
 if TYPE_CHECKING:
     from ..report.report import Report
     from .config import ResolvedDeployment
 
-BOUNDARY_PHASE = "pp_boundary"
 TRANSFERRED_TENSORS = 2  # hidden_states and residual (vLLM IntermediateTensors)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -46,7 +46,7 @@ def boundary_node(hidden_size: int, dtype: str, deployment: ResolvedDeployment, 
     counts = entry.rule(call)
     return CostedNode(name="pp_send_recv", op=entry.name, kind=entry.kind, module="pipeline", rep_layer=None,
                       phase=BOUNDARY_PHASE, input_shapes=(tensor.shape,), output_shapes=(tensor.shape,),
-                      dtype=dtype, counts=counts, time=op_time(counts, call, entry.kind, profile, mode), call=call)
+                      dtype=dtype, counts=counts, time=op_time(counts, entry.kind, profile, mode), call=call)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,6 @@ class PipelineSummary:
     bubble: float  # fraction of the step the average stage idles
 
     def describe(self) -> str:
-        from ..report.table import seconds
 
         times = ", ".join(seconds(s.time_s) for s in self.stages)
         return (f"{len(self.stages)} stages [{times}]; latency {seconds(self.latency_s)}, steady-state step "

@@ -45,6 +45,16 @@ class RepresentativeModel:
     # layers outside the stack (MTP blocks): (module path prefix, spec), e.g. ("mtp.0.layer", ...)
     extra_layers: tuple[tuple[str, LayerSpec], ...] = ()
 
+    def layer_modules(self) -> tuple[nn.Module, ...]:
+        """The representative decoder layers, in stack order (the modules themselves)."""
+        stack = self.model.get_submodule(self.layers_path)
+        assert isinstance(stack, nn.ModuleList), f"{self.layers_path} is not a ModuleList"
+        return tuple(stack)
+
+    def extra_layer_modules(self) -> tuple[nn.Module, ...]:
+        """The decoder layers outside the stack (MTP blocks), in `extra_layers` order."""
+        return tuple(self.model.get_submodule(path) for path, _ in self.extra_layers)
+
 
 @contextlib.contextmanager
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:

@@ -66,8 +66,13 @@ def check_values(data: Mapping[str, Any], source: str) -> None:
                 if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                     raise MalformedConfigError(
                         f"{source}: {prefix}{name} must be an integer >= {minimum}, got {_describe(value)}")
+        rope, head_dim = section.get("qk_rope_head_dim"), section.get("head_dim")
+        if section.get("kv_lora_rank") is not None and head_dim is not None and rope is not None and head_dim != rope:
+            raise MalformedConfigError(  # MLA: the rotary embedding's width, qk_rope_head_dim (GLM-5 writes both)
+                f"{source}: {prefix}head_dim={head_dim} contradicts {prefix}qk_rope_head_dim={rope}: in latent "
+                f"attention (kv_lora_rank) head_dim is the rotary part; leave it out or make it {rope}")
         hidden, heads = section.get("hidden_size"), section.get("num_attention_heads")
-        if hidden and heads and section.get("head_dim") is None and hidden % heads:
+        if hidden and heads and head_dim is None and hidden % heads:
             raise MalformedConfigError(
                 f"{source}: {prefix}hidden_size={hidden} is not divisible by {prefix}num_attention_heads={heads} and "
                 f"there is no head_dim; give head_dim, or num_attention_heads dividing {hidden}")

@@ -4,14 +4,14 @@ Under expert parallelism with attention data parallelism each rank holds its own
 token's k experts live on other ranks. Serving engines (DeepEP in SGLang and vLLM, pplx) move
 them with two all_to_all exchanges around the routed experts:
 
-- `ep_dispatch(x, top_k, num_experts, skew, group_size, ep_dp, nodes, wire_dtype)`: every rank
+- `ep_dispatch(x, top_k, num_experts, group_size, ep_dp, nodes, wire_dtype)`: every rank
   sends each (token, expert) row of its tokens to the rank holding that expert, in `wire_dtype`
   ("fp8": DeepEP's FP8 dispatch, when the experts run FP8 activations; else the model dtype);
-- `ep_combine(y, top_k, num_experts, skew, group_size, ep_dp, nodes)`: the expert outputs travel
+- `ep_combine(y, top_k, num_experts, group_size, ep_dp, nodes)`: the expert outputs travel
   back to their tokens' ranks (in y's dtype, bf16), where they are weighted and summed.
 
 `insert_ep_collectives` places them around `tensor_cast::moe`. They carry what their cost needs:
-the routing (k, E, skew) that sets how many rows the most loaded rank receives, the EP group
+the routing (k, E; the skew is a cost knob, outside the graph) that sets how many rows the most loaded rank receives, the EP group
 (`group_size` ranks over `nodes` nodes) and `ep_dp`, the attention-DP replicas whose tokens the
 group routes. The cost rule is in `backends/formulas/expert_parallel.py`.
 
@@ -34,7 +34,7 @@ def _check(wire_dtype: str) -> None:
 
 
 @torch.library.custom_op("tensor_cast::ep_dispatch", mutates_args=())
-def ep_dispatch(x: torch.Tensor, top_k: int, num_experts: int, skew: float, group_size: int, ep_dp: int,
+def ep_dispatch(x: torch.Tensor, top_k: int, num_experts: int, group_size: int, ep_dp: int,
                 nodes: int, wire_dtype: str) -> torch.Tensor:
     """Send each (token, expert) row of `x` (..., H) to the rank holding the expert."""
     _check(wire_dtype)
@@ -42,20 +42,20 @@ def ep_dispatch(x: torch.Tensor, top_k: int, num_experts: int, skew: float, grou
 
 
 @ep_dispatch.register_fake
-def _ep_dispatch_fake(x, top_k, num_experts, skew, group_size, ep_dp, nodes, wire_dtype):
+def _ep_dispatch_fake(x, top_k, num_experts, group_size, ep_dp, nodes, wire_dtype):
     _check(wire_dtype)
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("tensor_cast::ep_combine", mutates_args=())
-def ep_combine(y: torch.Tensor, top_k: int, num_experts: int, skew: float, group_size: int, ep_dp: int,
+def ep_combine(y: torch.Tensor, top_k: int, num_experts: int, group_size: int, ep_dp: int,
                nodes: int) -> torch.Tensor:
     """Return every expert output row to the rank owning its token (same shape as `y`)."""
     return y.clone()
 
 
 @ep_combine.register_fake
-def _ep_combine_fake(y, top_k, num_experts, skew, group_size, ep_dp, nodes):
+def _ep_combine_fake(y, top_k, num_experts, group_size, ep_dp, nodes):
     return torch.empty_like(y)
 
 

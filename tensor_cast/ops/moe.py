@@ -7,15 +7,16 @@
   `grouped_mm` path (topk/sort/histc/cumsum/_grouped_mm), so every family with fused 3-D experts
   traces to one node whose arguments carry E, k, H, I, the weights' dtype and layout.
 - `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias, shared_in,
-  shared_out, top_k, scoring, activation, gate, transposed, skew, scheme, ep=1, ep_dp=1)`: the whole MoE block —
+  shared_out, top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1)`: the whole MoE block —
   router GEMM, scoring and top-k, routed experts, shared experts and the combine — as one op; the
   `replace_moe` pass produces it from the router subgraph, `routed_experts` and the shared-expert
-  GEMMs. `skew` (the routing-skew model, 0: uniform) and `scheme` (the deployment's weight
-  quantization of the experts, "none" or a `deployment/quantization.py` scheme, set by
-  `quantize_moe`) are cost parameters, not part of the maths; so are `ep` (expert parallelism:
+  GEMMs. `scheme` (the deployment's weight quantization of the experts, "none" or a
+  `deployment/quantization.py` scheme, set by `quantize_moe`) is a cost parameter, not part of
+  the maths; so are `ep` (expert parallelism:
   the ranks the routed experts are split over, this rank running E/ep of them) and `ep_dp` (the
   attention-DP replicas whose tokens are routed over those ranks), set by
-  `insert_ep_collectives`. Every rank's graph keeps all E experts (the router and top-k need them).
+  `insert_ep_collectives`. The routing skew is not in the graph: it changes the cost, not the
+  graph, so it is a cost knob (`CostKnobs.moe_skew`, backends/formulas/registry.py). Every rank's graph keeps all E experts (the router and top-k need them).
 
 Weight layout (`gate`, `transposed`): `gate_up` is (E, 2I, H) with the gate rows first
 ("concat"), gate/up rows alternating ("interleaved", gpt-oss), or an ungated (E, I, H) up
@@ -166,7 +167,6 @@ def moe(
     activation: str,
     gate: str,
     transposed: bool,
-    skew: float,
     scheme: str,
     ep: int = 1,
     ep_dp: int = 1,
@@ -185,7 +185,7 @@ def moe(
 
 @moe.register_fake
 def _moe_fake(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias, shared_in, shared_out,
-              top_k, scoring, activation, gate, transposed, skew, scheme, ep=1, ep_dp=1):
+              top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1):
     _check(activation, gate)
     return hidden.new_empty(hidden.shape)
 

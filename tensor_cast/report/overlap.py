@@ -51,6 +51,6 @@ def shared_expert_overlap_s(nodes: Sequence[CostedNode], multiplicities: Sequenc
             exchange[layer] = exchange.get(layer, 0) + node.time.time_s
             count[layer] = mult
         elif node.call.op is torch.ops.tensor_cast.moe.default:
-            part = op_time(shared_counts(node.call), node.call, node.kind, profile, mode)
+            part = op_time(shared_counts(node.call), node.kind, profile, mode)
             shared[layer] = shared.get(layer, 0) + part.work_s
     return sum((count[k] * smin(exchange[k], shared.get(k, 0)) for k in exchange), 0)

@@ -8,12 +8,17 @@ and the symbolic machinery: a report built from one trace holds sympy expression
 1,000-point sweep costs about one evaluation).
 
 Rendering lives beside it: `table.py` (tabulate), `trace.py` (Chrome/Perfetto), `to_json`.
+
+The report is data. The views over it are functions that take a report and live apart:
+`deployment/fit.py` (`fit(report)`), `deployment/pipeline.py` (`stages(report)`,
+`summary(report)`) and `report/overlap.py`; the `fit` / `pipeline` properties only call them.
+Imports run one way (report -> those views; they import `Report` for type checking only), so
+there is no import cycle — `tests/test_node_contract.py` checks it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,8 +27,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..costing import CostedGraph, CostedNode
-from ..deployment.pipeline import BOUNDARY_PHASE
+from ..costing import BOUNDARY_PHASE, CostedGraph, CostedNode
 from ..errors import InvalidArgumentError
 from ..memory import ParamEntry
 from ..sizes import SYMBOL_FOR_ARG, B, C, S, pretty
@@ -399,7 +403,6 @@ class Report:
             if n.rep_layer is not None:
                 by_rep.setdefault(n.rep_layer, []).append(i)
         kind_of_layer = {j: r for r, indices in enumerate(self.context.layer_indices) for j in indices}
-        pattern = re.compile(rf"^{re.escape(self.context.layers_path)}\.\d+")
         sequence: list[tuple[int, int | None]] = [(i, None) for i, n in enumerate(nodes) if n.phase == "prologue"]
         boundary = [i for i, n in enumerate(nodes) if n.phase == BOUNDARY_PHASE]
         stage_ends = {s[-1] for s in self.context.deployment.stages[:-1]} if self.pp > 1 else set()
@@ -412,7 +415,7 @@ class Report:
         clock: Any = 0.0
         for i, layer in sequence:
             n, v = nodes[i], values[i]
-            module = n.module if layer is None else pattern.sub(f"{self.context.layers_path}.{layer}", n.module)
+            module = n.module if layer is None else _in_layer(n.module, self.context.layers_path, n.rep_layer, layer)
             rows.append(OpRow(
                 name=n.name if layer is None else f"layers.{layer}.{n.name}", op=n.op, kind=n.kind, layer=layer,
                 phase=n.phase, module=module, shapes=", ".join(_shape_text(s, self._subs) for s in n.input_shapes), dtype=n.dtype,
@@ -505,6 +508,14 @@ class Report:
     def __repr__(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.point.items()) if self.point else "symbolic"
         return f"Report({self.model} on {self.device}, {where}, time={pretty(self.total_time_s)} s)"
+
+
+def _in_layer(module: str, layers_path: str, rep_layer: Any, layer: int) -> str:
+    """The module path of a representative layer's module in real layer `layer`."""
+    own, real = f"{layers_path}.{rep_layer}", f"{layers_path}.{layer}"
+    if module == own or module.startswith(own + "."):
+        return real + module[len(own):]
+    return module
 
 
 # what `Report.sweep` can evaluate over arrays of points

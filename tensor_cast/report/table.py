@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from ..errors import InvalidArgumentError, choices
 from ..sizes import pretty
+from ..units import gib, seconds
 
 if TYPE_CHECKING:
     from .report import OpRow, Report
@@ -34,18 +35,6 @@ def si(value: float, unit: str) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.2f} {prefix}{unit}"
     return f"{value:.0f} {unit}"
-
-
-def seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.3f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.3f} ms"
-    return f"{value * 1e6:.1f} us"
-
-
-def gib(value: float) -> str:
-    return f"{value / 2**30:.2f} GiB ({value / 1e9:.2f} GB)"
 
 
 def render_table(report: Report, by: str = "op", top: int | None = None) -> str:

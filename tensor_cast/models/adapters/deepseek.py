@@ -118,5 +118,6 @@ class DeepseekAdapter(DecoderAdapter):
             DEEPSEEK_MOE.set_moe_fields(config, layer.mlp.moe)
         return config
 
-    def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        return DEEPSEEK_MOE.routed_prefixes(layers_path, rep_layers)
+    @property
+    def routed_experts_path(self) -> str:
+        return DEEPSEEK_MOE.experts_path

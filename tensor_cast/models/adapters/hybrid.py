@@ -117,5 +117,6 @@ class HybridLinearAdapter(DecoderAdapter):
             QWEN_NEXT_MOE.set_moe_fields(config, layer.mlp.moe)
         return config
 
-    def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        return QWEN_NEXT_MOE.routed_prefixes(layers_path, rep_layers)
+    @property
+    def routed_experts_path(self) -> str:
+        return QWEN_NEXT_MOE.experts_path

@@ -135,9 +135,10 @@ class MoEFamily:
                        shared_intermediate_size=shared_size, router=self.router, num_groups=groups[0],
                        top_k_groups=groups[1])
 
-    def routed_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        """Module prefixes of the routed experts (a token uses top_k / num_experts of their weights)."""
-        return [f"{layers_path}.{i}.{self.block}.{self.experts_module}." for i in range(rep_layers)]
+    @property
+    def experts_path(self) -> str:
+        """The routed experts' module inside a decoder layer (a token uses top_k / num_experts of its weights)."""
+        return f"{self.block}.{self.experts_module}"
 
     def set_moe_fields(self, config: PretrainedConfig, moe: MoESpec) -> None:
         """Write a layer's MoESpec back into the config attributes this family reads."""
@@ -204,8 +205,9 @@ class MoEAdapter(DecoderAdapter):
             self.moe.layers.force(config, layer.mlp.kind == "moe")
         return config
 
-    def routed_expert_prefixes(self, layers_path: str, rep_layers: int) -> list[str]:
-        return self.moe.routed_prefixes(layers_path, rep_layers)
+    @property
+    def routed_experts_path(self) -> str:
+        return self.moe.experts_path
 
     def check_modules(self, model: Any, layers_path: str, kinds: Sequence[LayerSpec]) -> None:
         """Every MoE layer has the table's block, router, experts (fused 3-D, dispatching through
@@ -238,23 +240,21 @@ def _submodule(model: Any, path: str) -> Any:
         return None
 
 
-def routed_expert_parameters(model: Any, spec: ModelSpec, layers_path: str, num_rep_layers: int,
-                             extra_layers: tuple[str, ...] = ()) -> set[str]:
+def routed_expert_parameters(model: Any, spec: ModelSpec, layers: Sequence[Any]) -> set[str]:
     """Names of the routed experts' parameters (per-expert tensors: a token uses k/E of them).
 
-    Any adapter naming its experts (`routed_expert_prefixes`: the MoE table rows, the MLA and hybrid
-    adapters) counts; `extra_layers` are decoder layers outside the stack (MTP blocks) whose
-    experts sit under the same module names.
+    Any adapter naming its experts module inside a decoder layer (`routed_experts_path`: the MoE
+    table rows, the MLA and hybrid adapters) counts; `layers` are the decoder layer modules (the
+    stack's and the MTP blocks'). Parameters are matched by identity, not by name.
     """
     from . import adapter_for
 
-    prefixes_of = getattr(adapter_for(spec.model_type), "routed_expert_prefixes", None)
-    if prefixes_of is None:
+    path = getattr(adapter_for(spec.model_type), "routed_experts_path", None)
+    if path is None:
         return set()
-    prefixes = list(prefixes_of(layers_path, num_rep_layers))
-    inside_layer = prefixes_of("", 1)[0].removeprefix(".0")  # e.g. ".mlp.experts."
-    prefixes += [path + inside_layer for path in extra_layers]
-    return {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
+    experts = [_submodule(layer, path) for layer in layers]
+    owned = {id(p) for module in experts if module is not None for p in module.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in owned}
 
 
 @dataclass(frozen=True)

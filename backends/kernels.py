@@ -1,0 +1,49 @@
+"""Kernel shapes: what an efficiency model needs to know about an op beyond its counts.
+
+A cost rule that runs a kernel whose achieved fraction of peak depends on its shape returns that
+shape with its counts (`Counts.kernel`), so the backend computes time from (counts, kernel shape,
+device profile) alone and never re-reads the op's arguments:
+
+- `GemmShape(batch, m, n, k)`: a (batched) GEMM — tile counts, wave quantization, split-K;
+- `AttentionShape(q_len, keys, head_dim, v_dim, window)`: a FlashAttention-style kernel over
+  (B, H, S, D) queries — the longest CTA attends `keys` keys (or the window).
+
+Kernels without a shape model (norms, elementwise, MLA on the latent, linear attention) leave
+`kernel` None and get their kind's base efficiency; a GEMM-kind op without a `GemmShape` is an
+error in `backends/efficiency.py`. Values may be sympy expressions in B, S, C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..sizes import numel
+
+if TYPE_CHECKING:  # the op registry imports torch; efficiency models import this module without it
+    from .formulas.registry import TensorInfo
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    batch: Any
+    m: Any
+    n: Any
+    k: Any
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    q_len: Any  # queries per sequence
+    keys: Any  # keys the last query block attends (context + queries)
+    head_dim: Any
+    v_dim: Any
+    window: int = 0  # sliding window (0: full)
+
+
+def product_shape(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmShape:
+    """(..., M, K) @ (..., K, N) as one GEMM over all leading rows, or a batch of GEMMs."""
+    k = a.shape[-1]
+    if b.ndim <= 2 or out.ndim <= 2:  # (..., M, K) @ (K, N): one GEMM over all leading rows
+        return GemmShape(1, numel(out.shape[:-1]), out.shape[-1] if b.ndim == 2 else 1, k)
+    return GemmShape(numel(out.shape[:-2]), out.shape[-2], out.shape[-1], k)

@@ -1,0 +1,67 @@
+"""Serving simulator speed: batch-cost calls and closed-loop runs, after the trace.
+
+    python benchmarks/serving_speed.py [--model meta-llama/Llama-3.1-8B] [--device h100-sxm] [--big 100000]
+
+Prints a table: microseconds per `BatchCost.step_s` call on typical batches, and wall time of
+closed-loop runs of 1,000 and `--big` requests (the trace and BatchCost are built first and
+not counted), plus a determinism check (two runs with the same seed -> identical JSON bytes).
+Run it with one core (`taskset -c 0`) to check the issue's one-core budgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from tabulate import tabulate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="meta-llama/Llama-3.1-8B")
+    ap.add_argument("--device", default="h100-sxm")
+    ap.add_argument("--engine", default="vllm")
+    ap.add_argument("--big", type=int, default=100_000)
+    args = ap.parse_args()
+
+    import tensor_cast
+    from tensor_cast.serving import step_cost
+
+    start = time.perf_counter()  # the trace and BatchCost, built once (simulate() reuses them from its cache)
+    tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
+                         isl=16, osl=2)
+    trace_s = time.perf_counter() - start
+    _, cost = step_cost(tensor_cast.load_model(args.model), device=tensor_cast.load_device(args.device),
+                        engine=args.engine, table_tokens=16384)
+    rows = [("trace + BatchCost build", f"{trace_s:.2f} s")]
+    batches = {
+        "64 decodes": [(1, 1000 + i) for i in range(64)],
+        "256 decodes + 2048-token chunk": [(1, 1000 + i) for i in range(256)] + [(2048, 0)],
+        "8 prefills of 1024": [(1024, 0)] * 8,
+    }
+    for name, batch in batches.items():
+        n = 2000
+        t = time.perf_counter()
+        for _ in range(n):
+            cost.step_s(batch)
+        rows.append((f"step_s: {name}", f"{(time.perf_counter() - t) / n * 1e6:.1f} us/call"))
+    for label, count, conc, isl, osl in (("closed loop 1,000 requests, c=64, 1024/1024", 1000, 64, 1024, 1024),
+                                         (f"closed loop {args.big:,} requests, c=64, 1024/1024", args.big, 64,
+                                          1024, 1024),
+                                         (f"closed loop {args.big:,} requests, c=256, 1024/1024", args.big, 256,
+                                          1024, 1024),
+                                         ("closed loop 1,000 requests, c=64, lengths +-10 %", 1000, 64, 1024, 1024)):
+        ratio = 0.1 if "+-" in label else 0.0
+        t = time.perf_counter()
+        report = tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=conc,
+                                      num_requests=count, isl=isl, osl=osl, range_ratio=ratio)
+        rows.append((label, f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
+    runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
+                                 isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
+    rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))
+    print(tabulate(rows, headers=(f"{args.model} on {args.device}, {args.engine}", "")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""`simulate(...)`: a model served by an engine on a deployment under a request stream.
+
+Owns argument validation for serving runs and the assembly of one simulation: one symbolic
+trace per (model, deployment) -> `BatchCost` (cached in-process) and the KV pool it leaves
+(`kv_pool`, from tensor_cast's own memory model: weights and the activation peak at the step
+budget, at the engine's memory utilization) -> ranks and workers -> the event loop ->
+`ServingReport`. Every bad argument is a `TensorCastError` naming it and the accepted values.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from ..api import DEPLOYMENT_KEYS, analyze, load_model
+from ..backends.device import load_device
+from ..errors import DeploymentError, InvalidArgumentError
+from ..models.spec import ModelSpec
+from ..sizes import B, C, S
+from ..speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding
+from .batch_cost import BatchCost
+from .disagg import kv_transfer_s, parse_disagg
+from .engines import EngineProfile, engine_profile
+from .report import ServingReport
+from .scheduler import RankScheduler
+from .simulator import Worker, simulate_workers
+from .workload import make_workload
+
+_COST_CACHE: OrderedDict[str, tuple[Any, BatchCost]] = OrderedDict()
+COST_CACHE_SIZE = 32
+
+
+def _engine_kwargs(engine: str) -> dict[str, Any]:
+    """ENGINE HOOK: per-engine kernel calibration lives in `analyze(engine=...)` once that lands
+    (the "engines" branch); until then analyze has no such keyword and the step costs are the
+    device profile's own."""
+    return {"engine": engine} if "engine" in inspect.signature(analyze).parameters else {}
+
+
+def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp: int = 0,
+              table_tokens: int = 16384, **deployment: Any) -> tuple[Any, BatchCost]:
+    """(symbolic report, BatchCost) of one (model, device, deployment), cached in-process."""
+    key = repr((model if isinstance(model, str) else model.key(), getattr(device, 'name', device),
+                getattr(device, 'path', ''), engine, mtp, table_tokens,
+                sorted(deployment.items())))
+    if key in _COST_CACHE:
+        _COST_CACHE.move_to_end(key)
+        return _COST_CACHE[key]
+    sym = analyze(model, device=device, symbolic=True, mtp=mtp, **_engine_kwargs(engine), **deployment)
+    value = (sym, BatchCost.from_report(sym, table_tokens=table_tokens))
+    _COST_CACHE[key] = value
+    while len(_COST_CACHE) > COST_CACHE_SIZE:
+        _COST_CACHE.popitem(last=False)
+    return value
+
+
+@dataclass(frozen=True)
+class KVPool:
+    blocks: int  # per rank
+    bytes_per_token: float  # per GPU
+    budget_bytes: float
+
+
+def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, memory_utilization: float) -> KVPool:
+    """KV blocks per rank: what the engine's memory share leaves after weights and the activation
+    peak of a full-budget prefill step (vLLM's profile run does the same), per GPU."""
+    point = {B: sympy.Integer(1), S: sympy.Integer(engine.max_num_batched_tokens), C: sympy.Integer(0)}
+    weights = float(sym.memory.weights_bytes)
+    activation = float(sympy.sympify(sym.memory.activation_peak_bytes).xreplace(point))
+    kv = sympy.sympify(sym.memory.kv_cache_bytes)
+    length = max(1, typical_tokens)
+    at = lambda c: float(kv.xreplace({B: sympy.Integer(1), S: sympy.Integer(1), C: sympy.Integer(c)}))  # noqa: E731
+    per_token = (at(length) - at(0)) / length
+    capacity = profile.memory_bytes
+    if engine.memory_basis == "total":
+        budget = capacity * memory_utilization - weights - activation
+    else:
+        budget = (capacity - weights - activation) * memory_utilization
+    if budget <= 0:
+        raise DeploymentError(
+            f"no memory left for the KV cache: weights {weights / 2**30:.1f} GiB + activations "
+            f"{activation / 2**30:.1f} GiB per GPU exceed {memory_utilization:.2f} of {capacity / 2**30:.0f} GiB; "
+            "use more GPUs (tp/dp/ep), quantization, or a larger device")
+    blocks = int(budget // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
+    return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
+
+
+def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concurrency: int | None = None,
+             rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
+             osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
+             engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
+             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
+             warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
+             progress: Callable[[int, int], None] | None = None, **deployment: Any) -> ServingReport:
+    """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
+
+    Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
+    in all, default 10 x concurrency), `rate` (Poisson, requests/s, default 1,000 requests) or
+    `trace` (JSONL path or TraceEntry list). `isl`/`osl`: prompt and output tokens per request.
+    `disagg`: "prefill: 2x tp4; decode: 1x tp8" (pools replace tp/dp/ep; other deployment keywords
+    apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
+    speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
+    `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
+    `warmup_requests`: the first N requests are left out of the latency statistics;
+    `num_hidden_layers`: simulate only the first N layers (quick looks, tests).
+    Deployment keywords as `analyze` (tp, ep, dp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
+    is attention DP (ranks step together), dp > 1 without EP is independent replicas.
+    """
+    unknown = set(deployment) - set(DEPLOYMENT_KEYS)
+    if unknown:
+        raise InvalidArgumentError(f"unknown option(s) {sorted(unknown)}; accepted deployment options: "
+                                   f"{', '.join(DEPLOYMENT_KEYS)}")
+    if deployment.get("pp", 1) != 1:
+        raise InvalidArgumentError(f"pp={deployment['pp']!r}: the serving simulator supports pp=1 only")
+    profile_engine = engine_profile(engine, engine_args)
+    if isinstance(warmup_requests, bool) or not isinstance(warmup_requests, int) or warmup_requests < 0:
+        raise InvalidArgumentError(f"warmup_requests must be an integer >= 0, got {warmup_requests!r}")
+    workload = make_workload(concurrency=concurrency, rate=rate, trace=trace, num_requests=num_requests,
+                             isl=isl, osl=osl, seed=seed, range_ratio=range_ratio)
+    if isinstance(prefix_hit_rate, bool) or not isinstance(prefix_hit_rate, (int, float)) \
+            or not 0 <= prefix_hit_rate < 1:
+        raise InvalidArgumentError(f"prefix_hit_rate must be a fraction in [0, 1), got {prefix_hit_rate!r}")
+    speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
+        if mtp else None
+    pools = parse_disagg(disagg) if disagg is not None else None
+    profile = load_device(device)
+    spec = load_model(model, num_hidden_layers=num_hidden_layers)
+    lengths = workload.lengths()
+    longest = max(p + o for p, o in lengths)
+    if spec.max_position_embeddings and longest > spec.max_position_embeddings:
+        raise InvalidArgumentError(
+            f"a request of {longest} tokens (prompt + output) exceeds {spec.name}'s context of "
+            f"{spec.max_position_embeddings} tokens; accepted: prompt + output <= {spec.max_position_embeddings}")
+    longest_prompt = max(p for p, _ in lengths)
+    if not profile_engine.chunked_prefill and longest_prompt > profile_engine.max_num_batched_tokens:
+        raise InvalidArgumentError(
+            f"a prompt of {longest_prompt} tokens exceeds {profile_engine.name}'s max_num_batched_tokens="
+            f"{profile_engine.max_num_batched_tokens} with chunked prefill off; accepted: "
+            f"engine_args={{'max_num_batched_tokens': >= {longest_prompt}}} or {{'chunked_prefill': True}}")
+    typical = round(sum(p + o for p, o in lengths) / len(lengths))
+    roles = {"agg": None} if pools is None else pools
+    worker_pools: dict[str, list[Worker]] = {}
+    gpus = 0
+    per_token: dict[str, float] = {}
+    notes: list[str] = []
+    descriptions = []
+    for role, pool in roles.items():
+        options = dict(deployment)
+        if pool is not None:
+            options.update(pool.deployment())
+        sym, cost = step_cost(spec, device=profile, engine=profile_engine.name,
+                              mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
+        resolved = sym.context.deployment
+        utilization = options.get("memory_utilization", profile_engine.memory_utilization)
+        kv = kv_pool(sym, profile, profile_engine, typical, utilization)
+        per_token[role] = kv.bytes_per_token
+        need = longest + (1 + mtp) if profile_engine.policy == "no_evict" else \
+            (max(p for p, _ in lengths) + 1 if role == "prefill" else longest)
+        capacity = kv.blocks * profile_engine.block_size
+        if capacity < need:
+            raise DeploymentError(
+                f"the KV cache holds {capacity} tokens per rank ({kv.budget_bytes / 2**30:.2f} GiB free for it), "
+                f"too small for one request of {need} tokens; accepted: a request that fits, or more memory "
+                "(more GPUs, quantization, kv_cache_dtype='fp8', memory_utilization)")
+        lockstep = resolved.dp > 1 and resolved.ep > 1
+        replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
+        ranks_per_worker = resolved.dp if lockstep else 1
+        workers = []
+        for w in range(replicas):
+            ranks = [RankScheduler(profile_engine, kv.blocks, decode_tokens=1 + mtp,
+                                   tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
+                                   prefix_hit_rate=float(prefix_hit_rate), role=role)
+                     for _ in range(ranks_per_worker)]
+            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=cost, engine=profile_engine))
+        worker_pools[role] = workers
+        gpus += replicas * (resolved.tp * ranks_per_worker)
+        label = resolved.describe()
+        descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}]")
+    total_gpus = gpus
+
+    def transfer(req: Any) -> float:
+        return kv_transfer_s(per_token["prefill"] * req.prompt, profile, total_gpus)
+
+    if speculative is not None:
+        notes.append(f"MTP: {mtp} draft token(s), acceptance {speculative.acceptance}: "
+                     f"{speculative.tokens_per_step:.3f} tokens per decode step (expected value)")
+    if pools is not None:
+        notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
+    result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
+                              record_steps=record_steps, progress=progress)
+    workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed,
+                                     "warmup_requests": warmup_requests}
+    if workload.kind != "trace":
+        workload_info.update(isl=workload.isl, osl=workload.osl, range_ratio=workload.range_ratio)
+    if workload.kind == "closed":
+        workload_info["concurrency"] = workload.concurrency
+    if workload.kind == "poisson":
+        workload_info["rate"] = workload.rate
+    return ServingReport.build(result, model=spec.name, device=profile.name, engine=profile_engine.name,
+                               deployment="; ".join(descriptions), num_gpus=total_gpus, workload=workload_info,
+                               block_size=profile_engine.block_size, notes=notes, warmup=warmup_requests)

@@ -1,0 +1,147 @@
+"""Step cost of a heterogeneous batch from ONE symbolic trace of a (model, deployment).
+
+Owns `BatchCost`: given a batch as (new tokens, cached tokens) per sequence, the time of one
+engine step on one GPU (one rank's graph). It is built once from `analyze(..., symbolic=True)`,
+whose per-op times are sympy expressions in B (sequences), S (new tokens each) and C (cached
+tokens each), by splitting the ops into two groups:
+
+- token-linear ops (GEMMs, norms, activations, MoE, collectives, embedding, lm_head: every op
+  whose time depends on B and S only through the token count B·S — checked numerically per op,
+  not assumed from its kind). Their summed time is a function of the step's total token count
+  T only, so it runs with the GEMM efficiency of M = T exactly as a serving engine's packed
+  (varlen) batch does; it is tabulated once over T = 1..`table_tokens` (a numpy sweep), so a
+  call is one array lookup.
+- per-sequence ops (attention, MLA, DSA indexer, linear attention — everything else). A batch
+  is split into groups of sequences with the same new-token count (all decodes; each prefill
+  chunk length) and each group is costed as one kernel call with B = group size, S = its new
+  tokens and C = the group's mean cached tokens (attention work is linear in C at fixed S, so
+  the mean preserves the group's total work).
+
+CUDA-graph choices inside the expressions (`kernel_overhead_s`: graph launch for steps of at
+most `graph_max_tokens` tokens) are re-keyed on the whole step's T, not the group's, because
+one step is one graph replay or none.
+
+Invariant (tests/test_serving_batch_cost.py): on a uniform batch (n sequences, each s new and
+c cached tokens) the cost equals `analyze(batch_size=n, query_len=s, context_len=c)`'s
+`total_time_s` for dp = pp = 1.
+
+It must not schedule, simulate time, or know about engines (those are `scheduler.py` and
+`simulator.py`); the engine only passes the token count it pads to (CUDA-graph batch sizes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ..sizes import B, C, S
+
+T = sympy.Symbol("T", positive=True, integer=True)  # the whole step's token count (one rank)
+PER_SEQUENCE_PROBES = ((2, 3), (1, 6), (3, 5), (1, 15), (4, 64), (1, 256))
+
+
+def _rekey_graph_conditions(expr: Any) -> Any:
+    """Piecewise conditions on B·S (CUDA graph or eager) -> conditions on the step's T."""
+    if not isinstance(expr, sympy.Basic) or not expr.has(sympy.Piecewise):
+        return expr
+
+    def rebuild(p: sympy.Piecewise) -> sympy.Piecewise:
+        return sympy.Piecewise(*[(v, c.subs(B * S, T) if isinstance(c, sympy.Basic) else c) for v, c in p.args])
+
+    return expr.replace(lambda e: isinstance(e, sympy.Piecewise), rebuild)
+
+
+def _is_token_linear(expr: Any) -> bool:
+    """True when `expr` depends on (B, S, C) only through B·S (numeric check at several points)."""
+    if not isinstance(expr, sympy.Basic):
+        return True
+    if C in expr.free_symbols:
+        return False
+    values = []
+    for b, s in PER_SEQUENCE_PROBES:
+        values.append(float(expr.xreplace({B: sympy.Integer(b), S: sympy.Integer(s)})))
+    pairs = zip(values[0::2], values[1::2])
+    return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in pairs)
+
+
+@dataclass
+class BatchCost:
+    """Step time (s) of a batch of (new, cached) token pairs on one rank; see the module docstring."""
+
+    linear_table: np.ndarray  # [T] -> seconds of the token-linear ops (index 0 unused)
+    linear_fn: Callable[[Any], Any]  # numpy function of T beyond the table
+    group_fn: Callable[..., float]  # python-math function (B, S, C, T) of the per-sequence ops
+    group_np: Callable[..., Any]  # numpy version (arrays of C for fast-forwarded decode steps)
+    linear_expr: Any
+    group_expr: Any
+
+    @classmethod
+    def from_report(cls, sym: Any, table_tokens: int = 16384) -> BatchCost:
+        """Build from a symbolic `Report` (dp replicas: B is the per-replica batch)."""
+        if not sym.symbolic:
+            raise ValueError("BatchCost needs a symbolic report (analyze(..., symbolic=True))")
+        linear: Any = sympy.Integer(0)
+        group: Any = sympy.Integer(0)
+        for node, mult in zip(sym._costed.nodes, sym._mult, strict=True):
+            expr = mult * node.time.time_s
+            if _is_token_linear(expr):
+                linear = linear + _rekey_graph_conditions(expr)
+            else:
+                group = group + _rekey_graph_conditions(expr)
+        linear_t = linear.xreplace({B: sympy.Integer(1)}).subs(S, T) if isinstance(linear, sympy.Basic) else linear
+        linear_t = linear_t.subs(S, T) if isinstance(linear_t, sympy.Basic) else linear_t
+        linear_fn = sympy.lambdify((T,), linear_t, modules="numpy")
+        grid = np.arange(0, table_tokens + 1, dtype=float)
+        grid[0] = 1.0
+        table = np.broadcast_to(np.asarray(linear_fn(grid), dtype=float), grid.shape).copy()
+        table[0] = 0.0
+        return cls(linear_table=table, linear_fn=linear_fn,
+                   group_fn=sympy.lambdify((B, S, C, T), group, modules="math"),
+                   group_np=sympy.lambdify((B, S, C, T), group, modules="numpy"),
+                   linear_expr=linear_t, group_expr=group)
+
+    def linear_s(self, tokens: int) -> float:
+        if tokens <= 0:
+            return 0.0
+        if tokens < len(self.linear_table):
+            return float(self.linear_table[tokens])
+        return float(self.linear_fn(float(tokens)))
+
+    def step_s(self, batch: Sequence[tuple[int, int]], padded_tokens: int | None = None) -> float:
+        """Seconds of one step over `batch` = [(new tokens, cached tokens), ...] on one rank.
+
+        `padded_tokens`: the token count the token-linear ops run at (an engine pads a decode
+        batch to its next CUDA-graph size); default the batch's own total.
+        """
+        if not batch:
+            return 0.0
+        groups: dict[int, list[int]] = {}
+        total = 0
+        for new, cached in batch:
+            if new <= 0 or cached < 0:
+                raise ValueError(f"a sequence needs new tokens >= 1 and cached >= 0, got ({new}, {cached})")
+            total += new
+            entry = groups.get(new)
+            if entry is None:
+                groups[new] = [1, cached]
+            else:
+                entry[0] += 1
+                entry[1] += cached
+        tokens = total if padded_tokens is None else max(total, padded_tokens)
+        time = self.linear_s(tokens)
+        for new, (count, cached) in groups.items():
+            time += self.group_fn(count, new, cached / count, tokens)
+        return time
+
+    def decode_steps_s(self, count: int, new: int, mean_cached: np.ndarray, padded_tokens: int) -> np.ndarray:
+        """Seconds of successive pure-decode steps: `count` sequences of `new` tokens each, whose
+        mean cached length is each entry of `mean_cached` (vectorized fast-forward)."""
+        tokens = max(count * new, padded_tokens)
+        group = np.asarray(self.group_np(float(count), float(new), np.asarray(mean_cached, dtype=float),
+                                         float(tokens)), dtype=float)
+        return np.broadcast_to(group, np.shape(mean_cached)) + self.linear_s(tokens)

@@ -1,0 +1,91 @@
+"""Prefill/decode disaggregation: the pool spec and the KV transfer between pools.
+
+Owns `parse_disagg(spec)` -> {"prefill": Pool, "decode": Pool} from text such as
+"prefill: 2x tp4; decode: 1x tp8 dp8 ep8" (or a mapping {"prefill": {"workers": 2, "tp": 4},
+...}), and `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
+to its decode worker over the interconnect model of `backends/communication.py` (alpha-beta:
+latency + bytes / per-GPU bandwidth; every GPU of the prefill worker sends its own shard at once,
+NIXL/Mooncake-style; the inter-node link when the two pools cannot share one node).
+
+It must not simulate or schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.communication import links
+from ..backends.device import DeviceProfile
+from ..errors import InvalidArgumentError
+
+ROLES = ("prefill", "decode")
+PARALLEL_KEYS = ("tp", "dp", "ep")
+FORMAT = 'accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>]; decode: <M>x tp<d> [dp<e>] [ep<f>]"'
+
+
+@dataclass(frozen=True)
+class Pool:
+    workers: int
+    tp: int = 1
+    dp: int = 1
+    ep: int = 1
+
+    @property
+    def gpus_per_worker(self) -> int:
+        return self.tp * self.dp
+
+    def deployment(self) -> dict[str, int]:
+        return {"tp": self.tp, "dp": self.dp, "ep": self.ep}
+
+
+def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
+    if isinstance(spec, Mapping):
+        return _from_mapping(spec)
+    if not isinstance(spec, str):
+        raise InvalidArgumentError(f"disagg must be a string or a mapping, got {spec!r}; {FORMAT}")
+    pools: dict[str, Pool] = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        match = re.fullmatch(r"(\w+)\s*:\s*(\d+)\s*x\s*(.*)", part)
+        if not match or match.group(1) not in ROLES or match.group(1) in pools:
+            raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
+        values: dict[str, int] = {}
+        for token in match.group(3).split():
+            m = re.fullmatch(r"(tp|dp|ep)(\d+)", token)
+            if not m or m.group(1) in values:
+                raise InvalidArgumentError(f"bad disagg spec {spec!r} at {token!r}; {FORMAT}")
+            values[m.group(1)] = int(m.group(2))
+        pools[match.group(1)] = _pool(spec, int(match.group(2)), values)
+    if set(pools) != set(ROLES):
+        raise InvalidArgumentError(f"disagg spec {spec!r} needs both a prefill and a decode pool; {FORMAT}")
+    return pools
+
+
+def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
+    if set(spec) != set(ROLES):
+        raise InvalidArgumentError(f"disagg mapping needs exactly the keys prefill, decode, got {sorted(spec)}")
+    pools = {}
+    for role in ROLES:
+        entry = dict(spec[role])
+        workers = entry.pop("workers", 1)
+        unknown = set(entry) - set(PARALLEL_KEYS)
+        if unknown:
+            raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; accepted: workers, tp, dp, ep")
+        pools[role] = _pool(str(dict(spec)), workers, entry)
+    return pools
+
+
+def _pool(spec: str, workers: Any, values: Mapping[str, Any]) -> Pool:
+    for name, value in [("workers", workers), *values.items()]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"disagg spec {spec!r}: {name} must be an integer >= 1, got {value!r}; {FORMAT}")
+    return Pool(workers=workers, **values)
+
+
+def kv_transfer_s(kv_bytes_per_gpu: float, profile: DeviceProfile, total_gpus: int) -> float:
+    """Seconds to move one request's KV shard (`kv_bytes_per_gpu` on each prefill GPU)."""
+    link = links(profile, "the disaggregated KV transfer")
+    level = link.level(1 if total_gpus <= link.gpus_per_node else 2)
+    return level.latency_s + kv_bytes_per_gpu / level.bandwidth_bytes_s

@@ -1,0 +1,161 @@
+"""Engine profiles: each serving engine's scheduling defaults and knobs, as a table with sources.
+
+Owns `EngineProfile` (typed, validated), `ENGINES` (vllm, sglang, trtllm) and
+`engine_profile(name, overrides)`. The numbers are the engines' own defaults for an online
+server on an 80+ GB GPU, read from their code/docs (sources in each row's `sources`); a user
+overrides any knob by name (`engine_args={"max_num_seqs": 256}`, CLI `--engine-arg k=v`).
+
+Scheduling policy (the algorithm, in `scheduler.py`):
+- `decode_first` (vLLM v1, `vllm/v1/core/sched/scheduler.py::Scheduler.schedule`): every step
+  first gives each RUNNING request its tokens (1 for a decode, the next prefill chunk for a
+  partial prefill) out of `max_num_batched_tokens`, preempting the last running request by
+  recompute when its KV blocks cannot be allocated; then, only if nothing was preempted, admits
+  WAITING requests FCFS while the budget and `max_num_seqs` allow, chunking the last prefill to
+  the remaining budget. Prefill chunks and decodes share one step (mixed batch).
+- `prefill_first` (SGLang, `python/sglang/srt/managers/scheduler.py::get_next_batch_to_run` and
+  `schedule_policy.py::PrefillAdder`): if requests wait and memory admits them (free KV minus a
+  reservation of `new_token_ratio` × the running requests' remaining output), a prefill-only
+  ("extend") step runs with up to `chunked_prefill_size` tokens — the partially prefilled
+  (chunked) request first — and the decodes pause; otherwise one decode step of every running
+  request. Out of KV in decode: retract the request with the fewest output tokens (recompute).
+- `no_evict` (TensorRT-LLM, capacity scheduler `GUARANTEED_NO_EVICT`, the default — docs
+  "Useful Runtime Options"; in-flight batching, docs "Paged Attention, IFB, and Request
+  Scheduling"): a request is admitted only when KV blocks for its whole prompt + output can be
+  reserved, so nothing is ever paused; context and generation requests share a step within
+  `max_num_tokens`; context chunking is off by default (a prompt larger than the remaining
+  budget waits).
+
+It must not simulate time or cost steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ..errors import InvalidArgumentError, choices
+
+POLICIES = ("decode_first", "prefill_first", "no_evict")
+MEMORY_BASES = ("total", "free")  # fraction of device memory | fraction of what weights+activations leave
+
+
+def _vllm_graph_sizes() -> tuple[int, ...]:
+    # vLLM v1 default cudagraph_capture_sizes: [1, 2, 4] + range(8, 256, 8) + range(256, 513, 16)
+    # (vllm/config/compilation.py, max_capture_size 512)
+    return (1, 2, 4, *range(8, 256, 8), *range(256, 513, 16))
+
+
+def _sglang_graph_sizes() -> tuple[int, ...]:
+    # SGLang server_args._generate_cuda_graph_batch_sizes: 1, 2, 4, 8, 12, ..., then steps of 8/16
+    # up to cuda_graph_max_bs (256 for tp < 4 on H100-class GPUs, 512 otherwise/B200)
+    return (1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128,
+            *range(144, 257, 16), *range(288, 513, 32))
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    name: str
+    policy: str  # one of POLICIES
+    max_num_batched_tokens: int  # token budget of one step (SGLang: chunked_prefill_size of a prefill step)
+    max_num_seqs: int  # running requests at most (SGLang max_running_requests, TRT-LLM max_batch_size)
+    chunked_prefill: bool
+    long_prefill_token_threshold: int  # cap of one request's prefill chunk per step (0: the budget)
+    block_size: int  # KV tokens per block / page
+    memory_utilization: float
+    memory_basis: str  # "total": fraction of device memory (vLLM, SGLang) | "free": of what is left (TRT-LLM)
+    new_token_ratio: float = 0.0  # SGLang: reserved fraction of running requests' remaining output
+    cuda_graph_sizes: tuple[int, ...] = ()  # decode batch sizes with a captured graph (padded up to)
+    step_overhead_s: float = 0.0  # host scheduling time per step not hidden behind the GPU
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise InvalidArgumentError(f"engine policy must be one of {choices(POLICIES)}, got {self.policy!r}")
+        if self.memory_basis not in MEMORY_BASES:
+            raise InvalidArgumentError(f"memory_basis must be one of {choices(MEMORY_BASES)}, got {self.memory_basis!r}")
+        for name in ("max_num_batched_tokens", "max_num_seqs", "block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
+        if not 0 < self.memory_utilization <= 1:
+            raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
+        if self.long_prefill_token_threshold < 0 or self.step_overhead_s < 0 or not 0 <= self.new_token_ratio <= 1:
+            raise InvalidArgumentError("engine long_prefill_token_threshold and step_overhead_s must be >= 0, "
+                                       "new_token_ratio in [0, 1]")
+
+    def padded_tokens(self, decode_seqs: int, tokens_per_seq: int) -> int:
+        """Tokens a pure-decode step runs at: the batch padded to the next CUDA-graph size."""
+        for size in self.cuda_graph_sizes:
+            if size >= decode_seqs:
+                return size * tokens_per_seq
+        return decode_seqs * tokens_per_seq
+
+
+ENGINES: dict[str, EngineProfile] = {
+    "vllm": EngineProfile(
+        name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
+        long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
+        cuda_graph_sizes=_vllm_graph_sizes(),
+        sources={
+            "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
+                                                    ">= 70 GiB non-A100 GPUs: 8192 tokens, 1024 seqs",
+            "chunked_prefill": "vLLM v1 enables chunked prefill by default (SchedulerConfig)",
+            "block_size": "vllm/config/cache.py: block_size 16 on CUDA",
+            "memory_utilization": "vllm/config/cache.py: gpu_memory_utilization 0.9 (fraction of total memory)",
+            "policy": "vllm/v1/core/sched/scheduler.py Scheduler.schedule: RUNNING first, then WAITING; "
+                      "preempt running.pop() (RECOMPUTE)",
+            "cuda_graph_sizes": "vllm/config/compilation.py default cudagraph_capture_sizes up to 512",
+        }),
+    "sglang": EngineProfile(
+        name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
+        long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
+        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(),
+        sources={
+            "max_num_batched_tokens": "python/sglang/srt/server_args.py: chunked_prefill_size 8192 on 35-160 GB GPUs "
+                                      "(H100/H200), 16384 above (B200): override with engine_args",
+            "max_num_seqs": "max_running_requests: derived from the KV pool (no fixed cap; 4096 here as a bound)",
+            "block_size": "server_args.py page_size 1",
+            "memory_utilization": "server_args.py mem_fraction_static 0.88 fallback (fraction of total memory)",
+            "new_token_ratio": "schedule_policy.py / SGLANG_INIT_NEW_TOKEN_RATIO 0.7: reserved share of remaining output",
+            "policy": "python/sglang/srt/managers/scheduler.py get_next_batch_to_run: a new prefill batch first, "
+                      "else decode; retract_decode on KV shortage",
+            "cuda_graph_sizes": "server_args.py _generate_cuda_graph_batch_sizes, cuda_graph_max_bs 512",
+        }),
+    "trtllm": EngineProfile(
+        name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
+        long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
+        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128),
+        sources={
+            "max_num_batched_tokens, max_num_seqs": "TensorRT-LLM BuildConfig defaults max_num_tokens 8192, "
+                                                    "max_batch_size 2048 (docs: Tuning Max Batch Size and Max Num Tokens)",
+            "chunked_prefill": "LLM API enable_chunked_prefill=False by default",
+            "block_size": "KvCacheConfig tokens_per_block 32",
+            "memory_utilization": "KvCacheConfig free_gpu_memory_fraction 0.9 (of memory free after weights)",
+            "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
+            "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
+        }),
+}
+
+
+def engine_names() -> list[str]:
+    return sorted(ENGINES)
+
+
+KNOBS = tuple(f.name for f in fields(EngineProfile) if f.name not in ("name", "sources"))
+
+
+def engine_profile(name: str, overrides: Mapping[str, Any] | None = None) -> EngineProfile:
+    """The named engine's profile with `overrides` (knob name -> value) applied."""
+    if not isinstance(name, str) or name.lower() not in ENGINES:
+        raise InvalidArgumentError(f"unknown engine {name!r}; accepted engines: {choices(engine_names())}")
+    profile = ENGINES[name.lower()]
+    if not overrides:
+        return profile
+    unknown = sorted(set(overrides) - set(KNOBS))
+    if unknown:
+        raise InvalidArgumentError(f"unknown engine option(s) {unknown}; accepted: {choices(KNOBS)}")
+    values = dict(overrides)
+    if "cuda_graph_sizes" in values:
+        values["cuda_graph_sizes"] = tuple(sorted(int(v) for v in values["cuda_graph_sizes"]))
+    return replace(profile, **values)

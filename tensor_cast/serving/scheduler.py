@@ -1,0 +1,295 @@
+"""One engine rank's scheduler: which requests run in the next step, and their KV blocks.
+
+Owns `RankScheduler`: the waiting and running queues of one rank (one engine instance, or one
+attention-DP rank), its KV-cache block pool, prefix cache, and the three policies of
+`engines.py` (`decode_first` = vLLM v1, `prefill_first` = SGLang, `no_evict` = TensorRT-LLM;
+the docstring there cites the engines' code). `schedule()` returns the step's batch as
+[(request, new tokens)]; `complete(batch, end_s)` advances the requests after the step ran
+(prefill progress, emitted tokens, finished requests freeing their blocks).
+
+KV accounting: a request holds ceil(tokens / block_size) blocks for the tokens in its cache
+(plus, under `no_evict`, the whole prompt + output reserved at admission). Preemption is by
+recompute, as vLLM v1 and SGLang do: the victim's blocks are freed and it re-enters the front
+of the waiting queue with its prompt and the tokens it generated to recompute.
+
+Invariants checked at run time: free blocks never negative, no step over the token budget or
+`max_num_seqs` running requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from .engines import EngineProfile
+from .workload import Request
+
+Batch = list[tuple[Request, int]]
+
+
+class RankScheduler:
+    def __init__(self, engine: EngineProfile, kv_blocks: int, *, decode_tokens: int = 1,
+                 tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0, role: str = "agg") -> None:
+        self.engine = engine
+        self.total_blocks = kv_blocks
+        self.free_blocks = kv_blocks
+        self.decode_tokens = decode_tokens  # tokens a decode step computes per sequence (1 + MTP drafts)
+        self.tokens_per_step = tokens_per_step  # tokens a decode step emits per sequence (expected)
+        self.prefix_hit_rate = prefix_hit_rate
+        self.role = role  # agg | prefill (stops after the first token) | decode (requests arrive prefilled)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.preemptions = 0
+        self.prefixes: set[str] = set()
+        self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
+                        "no_evict": self._no_evict}[engine.policy]
+
+    # ---- queues and blocks --------------------------------------------------------------
+    def add(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.running
+
+    @property
+    def used_blocks(self) -> int:
+        return self.total_blocks - self.free_blocks
+
+    def _blocks_for(self, tokens: float) -> int:
+        return math.ceil(tokens / self.engine.block_size - 1e-9)
+
+    def _allocate(self, req: Request, tokens: float) -> bool:
+        """Grow `req` to hold `tokens` cached tokens; False (nothing changed) when blocks lack."""
+        if tokens <= req.blocks * self.engine.block_size:  # fast path: the last block has room
+            return True
+        need = self._blocks_for(tokens) - req.blocks
+        if need > self.free_blocks:
+            return False
+        self.free_blocks -= need
+        req.blocks += need
+        return True
+
+    def _free(self, req: Request) -> None:
+        self.free_blocks += req.blocks
+        req.blocks = 0
+        if self.free_blocks > self.total_blocks:
+            raise AssertionError(f"KV pool over-freed: {self.free_blocks} > {self.total_blocks} blocks")
+
+    def _preempt(self, req: Request) -> None:
+        """Recompute preemption: drop the KV, back to the front of the waiting queue."""
+        self.running.remove(req)
+        self._free(req)
+        req.computed = 0.0
+        req.prefill_target = req.prompt + int(req.generated)
+        req.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(req)
+
+    def _prefix(self, req: Request) -> None:
+        """Prefix-cache hit on first admission: shared prompt tokens need no compute (vLLM and
+        SGLang always recompute at least the last prompt token)."""
+        if req.computed or req.generated or req.prefix_hit:
+            return
+        hit = 0
+        if req.prefix_id is not None:
+            if req.prefix_id in self.prefixes:
+                hit = req.prefix_tokens
+            self.prefixes.add(req.prefix_id)
+        elif self.prefix_hit_rate:
+            hit = int(req.prompt * self.prefix_hit_rate)
+        hit = min(hit, req.prompt - 1)
+        hit -= hit % self.engine.block_size  # whole blocks only
+        req.prefix_hit = hit
+        req.computed = float(hit)
+
+    def _need(self, req: Request) -> int:
+        if req.in_prefill:
+            return math.ceil(req.prefill_target - req.computed - 1e-9)
+        return self.decode_tokens
+
+    def _chunk(self, need: int, budget: int) -> int:
+        cap = self.engine.long_prefill_token_threshold or budget
+        return min(need, budget, cap)
+
+    # ---- policies -----------------------------------------------------------------------
+    def schedule(self) -> Batch:
+        batch = self._policy()
+        tokens = sum(n for _, n in batch)
+        if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
+                or len(self.running) > self.engine.max_num_seqs:
+            raise AssertionError(f"scheduler broke its limits: {tokens} tokens, {len(self.running)} running")
+        if self.free_blocks < 0:
+            raise AssertionError("KV pool overdrawn")
+        return batch
+
+    def _decode_first(self) -> Batch:
+        budget = self.engine.max_num_batched_tokens
+        batch: Batch = []
+        preempted = False
+        i = 0
+        d = self.decode_tokens
+        bs = self.engine.block_size
+        running = self.running
+        while i < len(running) and budget > 0:
+            req = running[i]
+            if req.computed < req.prefill_target:
+                n = self._chunk(self._need(req), budget)
+            else:
+                n = d if d <= budget else budget
+            if req.computed + n <= req.blocks * bs:  # fits its blocks: the common decode case
+                batch.append((req, n))
+                budget -= n
+                i += 1
+                continue
+            scheduled = True
+            while not self._allocate(req, req.computed + n):
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim is req:
+                    scheduled = False
+                    break
+            if not scheduled:
+                break
+            batch.append((req, n))
+            budget -= n
+            i += 1
+        if preempted:
+            return batch
+        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+            req = self.waiting[0]
+            self._prefix(req)
+            n = self._need(req)
+            if not self.engine.chunked_prefill and n > budget:
+                break
+            n = self._chunk(n, budget)
+            if not self._allocate(req, req.computed + n):
+                break
+            self.waiting.popleft()
+            self.running.append(req)
+            batch.append((req, n))
+            budget -= n
+        return batch
+
+    def _reserved_tokens(self) -> float:
+        ratio = self.engine.new_token_ratio
+        return sum(ratio * (r.output - r.generated) for r in self.running)
+
+    def _prefill_first(self) -> Batch:
+        batch: Batch = []
+        budget = self.engine.max_num_batched_tokens
+        bs = self.engine.block_size
+        # the chunked (partially prefilled) request continues first
+        for req in self.running:
+            if req.in_prefill and budget > 0:
+                n = self._chunk(self._need(req), budget)
+                if not self._allocate(req, req.computed + n):
+                    break
+                batch.append((req, n))
+                budget -= n
+        if self.waiting and len(self.running) < self.engine.max_num_seqs:
+            available = self.free_blocks * bs - self._reserved_tokens()
+            while self.waiting and budget > 0 and len(self.running) < self.engine.max_num_seqs:
+                req = self.waiting[0]
+                self._prefix(req)
+                need = self._need(req)
+                reserve = need + self.engine.new_token_ratio * (req.output - req.generated)
+                if reserve > available and self.running:  # an empty engine admits what its blocks hold
+                    break
+                if not self.engine.chunked_prefill and need > budget:
+                    break
+                n = self._chunk(need, budget)
+                if not self._allocate(req, req.computed + n):
+                    break
+                available -= reserve
+                self.waiting.popleft()
+                self.running.append(req)
+                batch.append((req, n))
+                budget -= n
+        if batch:
+            return batch
+        # a decode step of every running request; retract on KV shortage (fewest output tokens first)
+        decoding = [r for r in self.running if not r.in_prefill]
+        for req in decoding:
+            while req in self.running and not self._allocate(req, req.computed + self.decode_tokens):
+                victim = min(self.running, key=lambda r: (r.generated, -r.rid))
+                self._preempt(victim)
+        return [(r, self.decode_tokens) for r in self.running if not r.in_prefill]
+
+    def _no_evict(self) -> Batch:
+        budget = self.engine.max_num_batched_tokens
+        batch: Batch = []
+        for req in self.running:  # generation requests first (each reserved its KV at admission)
+            n = self._need(req)
+            if req.in_prefill:
+                n = self._chunk(n, budget) if self.engine.chunked_prefill else n
+                if n > budget:
+                    continue
+            batch.append((req, n))
+            budget -= n
+        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+            req = self.waiting[0]
+            self._prefix(req)
+            need = self._need(req)
+            if not self.engine.chunked_prefill and need > budget:
+                break
+            # the whole request's KV, reserved up front (a prefill worker keeps it until the hand-over only)
+            full = req.prompt + 1 if self.role == "prefill" else req.prompt + req.output + self.decode_tokens
+            if not self._allocate(req, full):
+                break
+            n = self._chunk(need, budget)
+            self.waiting.popleft()
+            self.running.append(req)
+            batch.append((req, n))
+            budget -= n
+        return batch
+
+    # ---- after the step -------------------------------------------------------------------
+    def complete(self, batch: Batch, end_s: float) -> tuple[list[Request], list[Request], int]:
+        """Advance the batch's requests; returns (finished, handed over after prefill, decode tokens
+        emitted). A `prefill` role hands a request over once its first token exists."""
+        finished: list[Request] = []
+        handover: list[Request] = []
+        emitted = 0
+        e = self.tokens_per_step
+        for req, n in batch:
+            if req.computed >= req.prefill_target:  # decode
+                req.computed += e
+                req.generated += e
+                emitted += 1
+                if req.generated >= req.output - 1e-9:
+                    req.finish_s = end_s
+                    finished.append(req)
+                continue
+            if req.in_prefill:
+                req.computed += n
+                if req.in_prefill:
+                    continue
+                req.generated += 1  # the prefill's last position samples a token
+                if math.isnan(req.first_token_s):
+                    req.first_token_s = end_s
+                if self.role == "prefill" and not req.done:
+                    handover.append(req)
+                    continue
+            else:
+                req.computed += self.tokens_per_step
+                req.generated += self.tokens_per_step
+                emitted += 1
+            if req.done:
+                req.finish_s = end_s
+                finished.append(req)
+        gone = finished + handover
+        if gone:
+            ids = {id(r) for r in gone}
+            self.running = [r for r in self.running if id(r) not in ids]
+            for req in gone:
+                self._free(req)
+        return finished, handover, emitted
+
+    def decode_state(self) -> Any:
+        """(count, mean cached) of a pure-decode running set, or None when a prefill is pending."""
+        if not self.running or any(r.in_prefill for r in self.running):
+            return None
+        return len(self.running), sum(r.computed for r in self.running) / len(self.running)

@@ -1,0 +1,298 @@
+"""The discrete-event loop: requests arrive, workers run steps, requests finish.
+
+Owns `Worker` (one engine instance: one rank, or several attention-DP ranks that step in
+lockstep and wait for the slowest — the MoE all_to_all joins them every layer) and
+`simulate_workers(...)`, the event loop over one or more pools of workers: `agg` workers do
+prefill and decode; in a disaggregated deployment `prefill` workers hand each request, after
+its first token, to a `decode` worker once its KV cache has crossed the interconnect; the
+client sees that first token when the decode worker admits the request (a decode pool short of
+KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
+
+Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
+arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
+once; arrivals during a step wait for the next one (engines schedule between steps).
+
+Fast-forward (speed, exact): when every rank of a worker runs all its requests in pure decode
+and nothing can change its batch (no waiting request it could admit), the next k steps have a
+known composition — same sequences, cached lengths +1 (or + accepted tokens) per step — so their
+times come from one vectorized batch-cost call, up to the first request that finishes, the KV
+blocks that still fit, and the next event anywhere else.
+
+It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .batch_cost import BatchCost
+from .engines import EngineProfile
+from .scheduler import Batch, RankScheduler
+from .workload import Request, Workload
+
+ARRIVAL, STEP_END, TRANSFER_END = 0, 1, 2
+
+
+@dataclass
+class StepRecord:
+    worker: str
+    start_s: float
+    duration_s: float
+    steps: int
+    prefill_tokens: int
+    decode_seqs: int
+    running: int
+
+
+@dataclass
+class Worker:
+    name: str
+    role: str  # agg | prefill | decode
+    ranks: list[RankScheduler]
+    cost: BatchCost
+    engine: EngineProfile
+    busy: bool = False
+    next_rank: int = 0
+    batches: list[Batch] = field(default_factory=list)
+    ff_steps: int = 1
+
+    def assign(self, req: Request) -> None:
+        rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
+        self.next_rank += 1
+        req.rank = rank
+        self.ranks[rank].add(req)
+
+    @property
+    def load(self) -> int:
+        return sum(len(r.running) + len(r.waiting) for r in self.ranks)
+
+
+@dataclass
+class SimResult:
+    requests: list[Request]
+    steps: list[StepRecord]
+    itl_durations: np.ndarray
+    itl_weights: np.ndarray
+    duration_s: float
+    preemptions: int
+    kv_blocks: int
+    kv_peak_use: float
+    kv_mean_use: float
+    num_steps: int
+
+
+class _Loop:
+    def __init__(self, pools: dict[str, list[Worker]], workload: Workload, *, transfer_s: Callable[[Request], float],
+                 record_steps: bool, progress: Callable[[int, int], None] | None) -> None:
+        self.pools = pools
+        self.workload = workload
+        self.transfer_s = transfer_s
+        self.record_steps = record_steps
+        self.progress = progress
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.order = 0
+        self.requests: list[Request] = []
+        self.finished = 0
+        self.steps: list[StepRecord] = []
+        self.itl_d: list[np.ndarray] = []
+        self.itl_w: list[np.ndarray] = []
+        self.num_steps = 0
+        self.kv_time = 0.0
+        self.kv_weighted = 0.0
+        self.kv_peak = 0.0
+        self.now = 0.0
+        self.route = {name: 0 for name in pools}
+        self.lengths = workload.lengths()
+        self.pending: list[Worker] = []
+
+    def push(self, time: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self.heap, (time, self.order, kind, payload))
+        self.order += 1
+
+    def new_request(self, time: float, prompt: int, output: int, prefix_id: str | None, prefix_tokens: int) -> None:
+        req = Request(len(self.requests), time, prompt, output, prefix_id, prefix_tokens)
+        self.requests.append(req)
+        self.push(time, ARRIVAL, req)
+
+    def dispatch(self, pool: str, req: Request) -> Worker:
+        workers = self.pools[pool]
+        worker = workers[self.route[pool] % len(workers)]  # round robin over the pool's workers
+        self.route[pool] += 1
+        worker.assign(req)
+        return worker
+
+    def run(self) -> None:
+        for arrival in self.workload.initial_arrivals():
+            self.new_request(*arrival)
+        first = "agg" if "agg" in self.pools else "prefill"
+        while self.heap:
+            time, _, kind, payload = heapq.heappop(self.heap)
+            self.now = time
+            if kind == ARRIVAL:
+                self.kick(self.dispatch(first, payload))
+            elif kind == TRANSFER_END:
+                self.kick(self.dispatch("decode", payload))
+            else:
+                self.end_step(payload)
+            if not self.heap or self.heap[0][0] > time:  # every event of this instant is in: start steps
+                pending, self.pending = self.pending, []
+                for worker in pending:
+                    if not worker.busy:
+                        self.start_step(worker)
+
+    def kick(self, worker: Worker) -> None:
+        """Start a step on `worker` once every event at the current instant has been handled."""
+        if not worker.busy and all(w is not worker for w in self.pending):
+            self.pending.append(worker)
+
+    # ---- one step (or k fast-forwarded decode steps) ------------------------------------
+    def start_step(self, worker: Worker) -> None:
+        batches = [rank.schedule() for rank in worker.ranks]
+        if not any(batches):
+            if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
+                raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
+            return
+        engine = worker.engine
+        if worker.role == "decode":  # disagg: the client sees the first token once a decode worker took the request
+            for batch in batches:
+                for r, _ in batch:
+                    if r.computed == r.prompt and r.first_token_s < self.now:
+                        r.first_token_s = self.now
+        costs = []
+        prefill_tokens = decode_seqs = 0
+        for rank, batch in zip(worker.ranks, batches, strict=True):
+            if not batch:
+                costs.append(0.0)
+                continue
+            seqs = []
+            prefill = 0
+            for r, n in batch:
+                if r.computed < r.prefill_target:
+                    prefill += n
+                seqs.append((n, int(r.computed)))
+            decodes = sum(1 for r, _ in batch if r.computed >= r.prefill_target) if prefill else len(batch)
+            prefill_tokens += prefill
+            decode_seqs += decodes
+            pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
+            costs.append(worker.cost.step_s(seqs, pad))
+        first = max(costs) + engine.step_overhead_s
+        durations = np.array([first])
+        k = self._fast_forward(worker, batches) if not prefill_tokens else 1
+        if k > 1:
+            durations = self._decode_durations(worker, batches, k)
+            durations[0] = first
+            starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+            horizon = self.heap[0][0] - self.now if self.heap else math.inf
+            k = max(1, min(k, int(np.searchsorted(starts, horizon, side="left"))))
+            durations = durations[:k]
+        worker.busy = True
+        worker.batches = batches
+        worker.ff_steps = k
+        total = float(durations.sum())
+        self.num_steps += k
+        if decode_seqs:
+            self.itl_d.append(durations)
+            self.itl_w.append(np.full(k, decode_seqs, dtype=float))
+        used = sum(r.used_blocks for r in worker.ranks) / max(1, sum(r.total_blocks for r in worker.ranks))
+        self.kv_peak = max(self.kv_peak, used)
+        self.kv_time += total
+        self.kv_weighted += used * total
+        if self.record_steps:
+            self.steps.append(StepRecord(worker.name, self.now, total, k, prefill_tokens, decode_seqs,
+                                         sum(len(r.running) for r in worker.ranks)))
+        self.push(self.now + total, STEP_END, worker)
+
+    def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
+        """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
+        limit = math.inf
+        for rank, batch in zip(worker.ranks, batches, strict=True):
+            if not batch:
+                if rank.running or rank.waiting:
+                    return 1
+                continue
+            if len(batch) != len(rank.running):
+                return 1
+            if rank.waiting and len(rank.running) < rank.engine.max_num_seqs:
+                return 1  # a waiting request might be admitted as blocks free up
+            e = rank.tokens_per_step
+            remaining = min(r.output - r.generated for r, _ in batch)
+            limit = min(limit, math.ceil(remaining / e - 1e-9))
+            # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
+            # sequence needs at most ceil(((k-1)e + d) / bs) + 1 more blocks (cheap bound first)
+            bs = rank.engine.block_size
+            k = int(min(limit, 1 << 20))
+            if len(batch) * (math.ceil(((k - 1) * e + rank.decode_tokens) / bs) + 1) > rank.free_blocks:
+                computed = np.array([r.computed for r, _ in batch])
+                held = np.array([r.blocks for r, _ in batch])
+                while k > 1:
+                    need = np.ceil((computed + (k - 1) * e + rank.decode_tokens) / bs - 1e-9) - held
+                    if need.clip(min=0).sum() <= rank.free_blocks:
+                        break
+                    k //= 2
+            limit = min(limit, k)
+        return int(limit) if limit != math.inf else 1
+
+    def _decode_durations(self, worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
+        out = np.zeros(k)
+        for rank, batch in zip(worker.ranks, batches, strict=True):
+            if not batch:
+                continue
+            count = len(batch)
+            mean0 = sum(int(r.computed) for r, _ in batch) / count
+            means = mean0 + rank.tokens_per_step * np.arange(k)
+            pad = rank.engine.padded_tokens(count, rank.decode_tokens)
+            out = np.maximum(out, worker.cost.decode_steps_s(count, rank.decode_tokens, means, pad))
+        return out + worker.engine.step_overhead_s
+
+    def end_step(self, worker: Worker) -> None:
+        worker.busy = False
+        k = worker.ff_steps
+        for rank, batch in zip(worker.ranks, worker.batches, strict=True):
+            if k > 1 and batch:
+                advance = (k - 1) * rank.tokens_per_step
+                for req, n in batch:
+                    req.computed += advance
+                    req.generated += advance
+                    if not rank._allocate(req, req.computed + n):
+                        raise AssertionError("fast-forward ran past the KV blocks it checked")
+            finished, handover, _ = rank.complete(batch, self.now)
+            for req in handover:
+                transfer = self.transfer_s(req)
+                req.transfer_s = transfer
+                req.first_token_s = self.now + transfer  # the client sees it once the decode side has the KV
+                req.computed = float(req.prompt)
+                req.prefill_target = req.prompt
+                self.push(self.now + transfer, TRANSFER_END, req)
+            for _ in finished:
+                self.finished += 1
+                if self.progress is not None:
+                    self.progress(self.finished, self.workload.num_requests)
+                if self.workload.kind == "closed" and len(self.requests) < self.workload.num_requests:
+                    prompt, output = self.lengths[len(self.requests)]
+                    self.new_request(self.now, prompt, output, None, 0)
+        worker.batches = []
+        self.kick(worker)
+
+
+def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
+                     transfer_s: Callable[[Request], float] = lambda r: 0.0, record_steps: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> SimResult:
+    loop = _Loop(pools, workload, transfer_s=transfer_s, record_steps=record_steps, progress=progress)
+    loop.run()
+    unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
+    if unfinished:
+        raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
+    ranks = [rank for workers in pools.values() for w in workers for rank in w.ranks]
+    durations = np.concatenate(loop.itl_d) if loop.itl_d else np.zeros(0)
+    weights = np.concatenate(loop.itl_w) if loop.itl_w else np.zeros(0)
+    end = max(r.finish_s for r in loop.requests)
+    return SimResult(requests=loop.requests, steps=loop.steps, itl_durations=durations, itl_weights=weights,
+                     duration_s=end, preemptions=sum(r.preemptions for r in ranks),
+                     kv_blocks=sum(r.total_blocks for r in ranks), kv_peak_use=loop.kv_peak,
+                     kv_mean_use=loop.kv_weighted / loop.kv_time if loop.kv_time else 0.0, num_steps=loop.num_steps)

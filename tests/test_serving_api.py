@@ -1,0 +1,115 @@
+"""simulate() and `tensor-cast serve` end to end on a small model: outputs, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tensor_cast
+from tensor_cast.cli import main
+from tensor_cast.errors import TensorCastError
+from tensor_cast.serving.disagg import kv_transfer_s, parse_disagg
+
+MODEL = "Qwen/Qwen3-0.6B"
+SMALL = {"device": "h100-sxm", "num_hidden_layers": 2}
+
+
+def test_simulate_reports_the_contract_fields():
+    rep = tensor_cast.simulate(MODEL, concurrency=4, num_requests=12, isl=256, osl=32, **SMALL)
+    assert len(rep.requests) == 12
+    for name in ("mean_ttft_s", "mean_tpot_s", "p90_ttft_s", "p90_tpot_s", "output_tokens_per_s",
+                 "output_tokens_per_s_per_gpu"):
+        assert getattr(rep, name) > 0
+    assert rep.output_tokens_per_s == pytest.approx(12 * 32 / rep.duration_s)
+    assert rep.p90_ttft_s >= rep.ttft.p50
+    # every request's E2E is its TTFT plus (osl - 1) TPOTs
+    for r in rep.requests:
+        assert r.e2e_s == pytest.approx(r.ttft_s + 31 * r.tpot_s)
+
+
+def test_same_seed_same_bytes_other_seed_other_arrivals():
+    def once(seed):
+        return tensor_cast.simulate(MODEL, rate=50.0, num_requests=40, isl=128, osl=16, seed=seed,
+                                    **SMALL).to_json(requests=True)
+
+    assert once(7) == once(7)
+    assert once(7) != once(8)
+
+
+def test_disagg_spec_and_kv_transfer_time():
+    pools = parse_disagg("prefill: 2x tp4; decode: 1x tp1 dp8 ep8")
+    assert (pools["prefill"].workers, pools["prefill"].tp) == (2, 4)
+    assert (pools["decode"].dp, pools["decode"].ep, pools["decode"].gpus_per_worker) == (8, 8, 8)
+    profile = tensor_cast.load_device("h100-sxm")
+    link = profile.interconnect
+    nbytes = 64e6
+    # inside one node: NVLink latency + bytes / per-GPU bandwidth (comm efficiency from the profile)
+    eff = float(profile.efficiency.get("comm", 1.0))
+    assert kv_transfer_s(nbytes, profile, 8) == pytest.approx(
+        link.intra_node_latency_us * 1e-6 + nbytes / (link.intra_node_bandwidth_gbps * 1e9 * eff))
+    assert kv_transfer_s(nbytes, profile, 16) > kv_transfer_s(nbytes, profile, 8)  # across nodes: the NIC
+
+
+def test_disagg_run_adds_transfer_to_ttft():
+    agg = tensor_cast.simulate(MODEL, concurrency=1, num_requests=2, isl=512, osl=8, **SMALL)
+    dis = tensor_cast.simulate(MODEL, concurrency=1, num_requests=2, isl=512, osl=8,
+                               disagg="prefill: 1x tp1; decode: 1x tp1", **SMALL)
+    assert dis.num_gpus == 2
+    for a, d in zip(agg.requests, dis.requests):
+        assert d.kv_transfer_s > 0
+        assert d.ttft_s == pytest.approx(a.ttft_s + d.kv_transfer_s)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"concurrency": 0, "isl": 10, "osl": 10}, "concurrency must be an integer >= 1, got 0"),
+    ({"rate": -1.0, "isl": 10, "osl": 10}, "rate must be .* > 0, got -1.0"),
+    ({"concurrency": 2, "isl": 40000, "osl": 1000}, "exceeds .*context of 40960"),
+    ({"concurrency": 2, "isl": 10, "osl": 10, "engine": "tgi"}, "unknown engine 'tgi'; accepted engines: sglang, trtllm, vllm"),
+    ({"concurrency": 2, "isl": 10, "osl": 10, "disagg": "prefill: 2x tp4"}, "needs both a prefill and a decode pool"),
+    ({"concurrency": 2, "isl": 10, "osl": 10, "disagg": "prefill: 2x tq4; decode: 1x tp1"}, "at 'tq4'"),
+    ({"concurrency": 2, "isl": 30000, "osl": 10000, "memory_utilization": 0.006}, "KV cache"),
+    ({"concurrency": 2, "rate": 1.0, "isl": 10, "osl": 10}, "exactly one of concurrency, rate, trace"),
+])
+def test_bad_input_names_value_and_accepted(kwargs, match):
+    with pytest.raises(TensorCastError, match=match):
+        tensor_cast.simulate(MODEL, **SMALL, **kwargs)
+
+
+def test_malformed_trace_line_is_named(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"arrival_s": 0, "prompt_tokens": 64, "output_tokens": 8}\n{"arrival_s": 0.1, "prompt_tokens": 64}\n')
+    with pytest.raises(TensorCastError, match=r"t.jsonl:2: unknown \[\] / missing \['output_tokens'\]"):
+        tensor_cast.simulate(MODEL, trace=str(trace), **SMALL)
+    trace.write_text('{"arrival_s": 0, "prompt_tokens": 64, "output_tokens": 8, "prefix_id": "a"}\n'
+                     '{"arrival_s": 0.5, "prompt_tokens": 64, "output_tokens": 8, "prefix_id": "a"}\n')
+    rep = tensor_cast.simulate(MODEL, trace=str(trace), **SMALL)
+    # the second request finds the first one's prompt cached: whole 16-token blocks of the 63 reusable tokens
+    assert [r.prefix_hit_tokens for r in rep.requests] == [0, 48]
+
+
+def test_cli_serve_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
+    out, steps, reqs = tmp_path / "o.json", tmp_path / "steps.json", tmp_path / "r.jsonl"
+    args = ["serve", MODEL, "--device", "h100-sxm", "--num-hidden-layers", "2", "--isl", "128", "--osl", "8"]
+    assert main([*args, "--concurrency", "2", "--num-requests", "4", "--json", str(out),
+                 "--trace-out", str(steps), "--requests-out", str(reqs)]) == 0
+    data = json.loads(out.read_text())
+    assert data["num_requests"] == 4 and len(data["requests"]) == 4
+    assert len(reqs.read_text().splitlines()) == 4
+    assert any(e.get("ph") == "X" for e in json.loads(steps.read_text())["traceEvents"])
+    bad = tmp_path / "bad.json"
+    assert main([*args, "--concurrency", "0", "--json", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("tensor-cast serve: error: argument --concurrency: 0 is below 1")
+    assert not bad.exists()
+    assert main([*args, "--concurrency", "2", "--disagg", "prefill 2x", "--json", str(bad)]) == 2
+    assert not bad.exists()
+
+
+def test_warmup_requests_leave_latency_stats_not_throughput():
+    full = tensor_cast.simulate(MODEL, concurrency=4, num_requests=12, isl=256, osl=8, **SMALL)
+    warm = tensor_cast.simulate(MODEL, concurrency=4, num_requests=12, isl=256, osl=8, warmup_requests=4, **SMALL)
+    later = [r.ttft_s for r in full.requests if r.rid >= 4]
+    assert warm.mean_ttft_s == pytest.approx(sum(later) / len(later))
+    assert warm.output_tokens_per_s == pytest.approx(full.output_tokens_per_s)
+    assert len(warm.requests) == 12

@@ -1,0 +1,141 @@
+"""The serving simulator against hand-derived results: constant step costs, closed forms,
+Little's law, scheduler limits, preemption, disaggregation, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tensor_cast.serving.engines import engine_profile
+from tensor_cast.serving.report import ServingReport
+from tensor_cast.serving.scheduler import RankScheduler
+from tensor_cast.serving.simulator import Worker, simulate_workers
+from tensor_cast.serving.workload import Request, make_workload
+
+
+class ConstantCost:
+    """Every step costs `d` seconds, whatever its batch (a hand-solvable model)."""
+
+    def __init__(self, d: float) -> None:
+        self.d = d
+
+    def step_s(self, batch, padded_tokens=None):
+        return self.d
+
+    def decode_steps_s(self, count, new, means, padded):
+        return np.full(np.shape(means), self.d)
+
+
+def run(engine="vllm", *, d=0.01, blocks=100_000, engine_args=None, **workload):
+    profile = engine_profile(engine, engine_args)
+    worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], ConstantCost(d), profile)
+    sim = simulate_workers({"agg": [worker]}, make_workload(**{"concurrency": None, "rate": None, "trace": None,
+                                                                "num_requests": None, **workload}))
+    return sim, ServingReport.build(sim, model="m", device="dev", engine=engine, deployment="1 GPU", num_gpus=1,
+                                    workload={}, block_size=profile.block_size, notes=[])
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_closed_loop_with_constant_steps_follows_closed_form(engine):
+    c, isl, osl, d, waves = 8, 100, 50, 0.01, 3
+    sim, rep = run(engine, d=d, concurrency=c, num_requests=waves * c, isl=isl, osl=osl)
+    # c x isl = 800 tokens fit one step's budget: every wave prefills in one step (first token at d),
+    # then osl - 1 decode steps of d each; the next wave starts when the previous finishes.
+    assert rep.mean_ttft_s == pytest.approx(d)
+    assert rep.mean_tpot_s == pytest.approx(d)
+    assert rep.e2e.mean == pytest.approx(osl * d)
+    assert rep.duration_s == pytest.approx(waves * osl * d)
+    assert rep.output_tokens_per_s == pytest.approx(c / d)
+    # Little's law: requests in the system = throughput (requests/s) x mean time in the system
+    assert (waves * c / rep.duration_s) * rep.e2e.mean == pytest.approx(c)
+    assert sim.num_steps == waves * osl
+    assert rep.itl.mean == pytest.approx(d)
+
+
+def test_poisson_light_load_has_no_queueing():
+    d, osl = 0.001, 10
+    _, rep = run(d=d, rate=1.0, num_requests=50, isl=64, osl=osl, seed=3)
+    # arrivals 1 s apart on average, a request lasts 10 ms: almost never two at once
+    assert rep.p90_ttft_s == pytest.approx(d)
+    assert rep.mean_tpot_s == pytest.approx(d)
+
+
+def test_vllm_step_respects_token_budget_and_max_num_seqs():
+    profile = engine_profile("vllm", {"max_num_batched_tokens": 100, "max_num_seqs": 3})
+    rank = RankScheduler(profile, 10_000)
+    for i in range(10):
+        rank.add(Request(i, 0.0, 250, 5))
+    sizes = []
+    for _ in range(12):
+        batch = rank.schedule()
+        assert sum(n for _, n in batch) <= 100
+        assert len(rank.running) <= 3
+        sizes.append([(r.rid, n) for r, n in batch])
+        rank.complete(batch, 0.0)
+    # chunked prefill of 250-token prompts through a 100-token budget, FCFS, decodes first
+    assert sizes[:4] == [[(0, 100)], [(0, 100)], [(0, 50), (1, 50)], [(0, 1), (1, 99)]]
+
+
+def test_sglang_prefill_first_pauses_decodes_trtllm_waits_for_a_whole_prompt():
+    sg = RankScheduler(engine_profile("sglang", {"max_num_batched_tokens": 100}), 10_000)
+    sg.add(Request(0, 0.0, 50, 5))
+    sg.complete(sg.schedule(), 0.0)  # r0 prefilled, now decoding
+    sg.add(Request(1, 0.0, 50, 5))
+    assert [(r.rid, n) for r, n in sg.schedule()] == [(1, 50)]  # prefill-only step, r0 waits
+    tr = RankScheduler(engine_profile("trtllm", {"max_num_batched_tokens": 100}), 10_000)
+    tr.add(Request(0, 0.0, 150, 5))  # no context chunking by default: a 150-token prompt never fits 100
+    assert tr.schedule() == []
+
+
+def test_preemption_by_recompute_when_kv_runs_short():
+    # 10 blocks x 16 tokens = 160 tokens of KV; two requests of 64 + 64 tokens need 256
+    sim, rep = run("vllm", blocks=10, concurrency=2, num_requests=2, isl=64, osl=64)
+    assert rep.preemptions > 0
+    assert all(r.output_tokens == 64 for r in rep.requests)
+    # TRT-LLM's GUARANTEED_NO_EVICT admits only what fits whole: no preemption, one at a time
+    _, tr = run("trtllm", blocks=5, concurrency=2, num_requests=2, isl=64, osl=64)  # 5 x 32 = 160 tokens
+    assert tr.preemptions == 0
+    assert sorted(r.ttft_s for r in tr.requests)[1] >= 64 * 0.01  # the second waits for the first to finish
+
+
+def test_disagg_ttft_adds_the_kv_transfer():
+    d, x = 0.01, 0.005
+    profile = engine_profile("vllm")
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                ConstantCost(d), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
+                               ConstantCost(d), profile)]}
+    workload = make_workload(concurrency=1, rate=None, trace=None, num_requests=2, isl=100, osl=20)
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: x)
+    first = sim.requests[0]
+    assert first.first_token_s - first.arrival_s == pytest.approx(d + x)  # prefill step + transfer
+    # the decode worker emits tokens 2..20: 19 steps after the KV arrived
+    assert first.finish_s - first.first_token_s == pytest.approx(19 * d)
+
+
+def test_speculative_decoding_emits_accepted_tokens_per_step():
+    profile = engine_profile("vllm")
+    e = 1.85  # one MTP draft accepted 85 % of the time: 1 + 0.85 tokens per step
+    worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000, decode_tokens=2, tokens_per_step=e)],
+                    ConstantCost(0.01), profile)
+    sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None, num_requests=1,
+                                                            isl=10, osl=38))
+    # 1 token from the prefill step, then ceil(37 / 1.85) = 20 decode steps
+    assert sim.num_steps == 1 + 20
+
+
+def test_disagg_decode_queue_wait_is_ttft_not_tpot():
+    d, x = 0.01, 0.005
+    profile = engine_profile("vllm")
+    # the decode worker's 8 blocks x 16 tokens hold one request of 100 + 20 tokens, not two
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                ConstantCost(d), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 8, role="decode")],
+                               ConstantCost(d), profile)]}
+    workload = make_workload(concurrency=2, rate=None, trace=None, num_requests=2, isl=100, osl=20)
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: x)
+    first, second = sim.requests
+    assert first.first_token_s == pytest.approx(d + x)
+    # the second waits on the decode side until the first's 19 decode steps free its blocks
+    assert second.first_token_s == pytest.approx(d + x + 19 * d)
+    assert second.finish_s - second.first_token_s == pytest.approx(19 * d)
