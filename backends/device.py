@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -342,12 +342,10 @@ def load_device(device: str | DeviceProfile) -> DeviceProfile:
         builtin = builtin_profiles().get(profile.name.lower())
         if builtin is not None and path.resolve() == _builtin_file(builtin):
             return builtin  # the built-in profile's own file, given by path
-        taken = [n for n in (profile.name, *profile.aliases) if n.lower() in builtin_profiles()]
-        if taken:
-            raise InvalidProfileError(
-                f"{path}: name/alias {', '.join(map(repr, taken))} is a built-in device's: a custom profile needs its "
-                f"own name (reports would show a built-in name for other numbers); built-in names: "
-                f"{choices(device_names())}")
+        if profile.name.lower() in builtin_profiles() or any(a.lower() in builtin_profiles() for a in profile.aliases):
+            # a copy of a built-in with other numbers: never shown (or compared) under the built-in's name
+            profile = replace(profile, name=f"{profile.name} ({path.name})",
+                              aliases=tuple(a for a in profile.aliases if a.lower() not in builtin_profiles()))
         return profile
     known = sorted({key for key in builtin_profiles()} | set(device_names()))
     close = close_matches(device.strip(), known)

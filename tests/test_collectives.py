@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import tensor_cast
+import tensor_cast.ops  # registers torch.ops.tensor_cast.*
 from tensor_cast.backends.communication import collective_time_s
 from tensor_cast.backends.counts import CommInfo, Counts
 from tensor_cast.errors import InvalidProfileError

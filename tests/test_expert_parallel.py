@@ -5,6 +5,7 @@ overlap, CLI). Every expected number is derived here from named dimensions."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import sympy
@@ -338,6 +339,9 @@ def _device_file(tmp_path, h100_cluster):
 
     text = (resources.files("tensor_cast.backends") / "profiles" / "h100_sxm.toml").read_text()
     head, _, rest = text.partition("[interconnect]")
+    # a custom profile needs its own name: built-in names and aliases are refused for files
+    head = re.sub(r'(?m)^name = .*$', 'name = "h100-test-cluster"', head)
+    head = re.sub(r'(?m)^aliases = .*$', 'aliases = []', head)
     tail = rest[rest.index("\n["):] if rest else ""
     rows = "\n".join(f"{k} = {json.dumps(v)}" for k, v in dataclasses.asdict(h100_cluster.interconnect).items()
                      if v is not None)

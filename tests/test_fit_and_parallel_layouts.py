@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from importlib import resources
 
 import pytest
@@ -113,6 +114,9 @@ def _profile_file(tmp_path, h100_cluster):
     """A user's own profile file: the H100's, with the test interconnect numbers."""
     text = (resources.files("tensor_cast.backends") / "profiles" / "h100_sxm.toml").read_text()
     head, _, rest = text.partition("[interconnect]")
+    # a custom profile needs its own name: built-in names and aliases are refused for files
+    head = re.sub(r'(?m)^name = .*$', 'name = "h100-test-cluster"', head)
+    head = re.sub(r'(?m)^aliases = .*$', 'aliases = []', head)
     tail = rest[rest.index("\n["):] if rest else ""
     link = dataclasses.asdict(h100_cluster.interconnect)
     rows = "\n".join(f"{k} = {json.dumps(v)}" for k, v in link.items() if v is not None)

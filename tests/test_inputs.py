@@ -336,10 +336,12 @@ def test_profile_needs_sources_for_every_section():
         parse_profile(only_compute, "mine.toml")
 
 
-def test_custom_profile_may_not_take_a_builtin_name_and_a_directory_is_named(tmp_path, capsys):
-    (tmp_path / "h100.toml").write_text(builtin_text())
-    with pytest.raises(InvalidProfileError, match="is a built-in device's: a custom profile needs its own name"):
-        load_device(str(tmp_path / "h100.toml"))
+def test_custom_profile_never_passes_for_a_builtin_and_a_directory_is_named(tmp_path, capsys):
+    (tmp_path / "h100.toml").write_text(builtin_text().replace("\nbandwidth_gbps = 3350.0", "\nbandwidth_gbps = 3000.0"))
+    copy = load_device(str(tmp_path / "h100.toml"))  # a copy with other numbers keeps no built-in name
+    assert copy.name == "h100-sxm (h100.toml)" and copy.aliases == () and copy.memory_bandwidth_gbps == 3000
+    report = tensor_cast.analyze(LLAMA, device=copy, batch_size=1, query_len=1, num_hidden_layers=1)
+    assert report.device == "h100-sxm (h100.toml)"
     from importlib import resources
 
     own_file = resources.files("tensor_cast.backends") / "profiles" / "h100_sxm.toml"
