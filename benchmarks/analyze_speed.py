@@ -2,6 +2,12 @@
 
     python benchmarks/analyze_speed.py
     python benchmarks/analyze_speed.py --models meta-llama/Llama-3.1-405B --points 1000
+    python benchmarks/analyze_speed.py --cli [--repeat 3] [--markdown]   # whole-process CLI runs
+
+`--cli` times what a user waits for: each `tensor-cast analyze ...` command of `CLI_COMMANDS`
+run as a fresh process (import, build, capture, passes, cost, print, interpreter exit), the
+median of `--repeat` runs, next to the median of a bare `import tensor_cast` process and the
+in-process split of one run (import / build / capture / passes / cost + print).
 
 Each model is analyzed in a fresh subprocess (so the peak RSS is its own and no trace cache is
 shared): one symbolic trace, then a prefill point (B=1, S=2048), a decode point (B=64, S=1,
@@ -23,6 +29,73 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 MODELS = ("meta-llama/Llama-3.1-405B", "deepseek-ai/DeepSeek-V3", "moonshotai/Kimi-K2-Instruct")
+# (label, CLI arguments, target seconds cold: issue 8)
+CLI_COMMANDS = (
+    ("Qwen3-8B prefill 1x2048", ["analyze", "Qwen/Qwen3-8B", "--device", "h100-sxm", "--batch-size", "1",
+                                 "--query-len", "2048"], 6.0),
+    ("DeepSeek-V3 prefill 1x2048", ["analyze", "deepseek-ai/DeepSeek-V3", "--device", "h100-sxm", "--batch-size",
+                                    "1", "--query-len", "2048"], 8.0),
+)
+
+
+def _run(argv: list[str]) -> tuple[float, float]:
+    """(wall s, CPU s = user + sys) of one child process. CPU time is the figure to compare on a
+    busy machine: the analysis is single-threaded, so on quiet cores wall ~ CPU."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def split_one(cli_args: list[str]) -> dict:
+    """Runs in a child process: where one CLI run spends its time (in-process clocks)."""
+    start = time.perf_counter()
+    import contextlib
+    import io
+
+    from tensor_cast import analysis
+    from tensor_cast.cli import main
+
+    imported = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(cli_args)
+    finished = time.perf_counter()
+    seconds = next(reversed(analysis._CACHE.values())).seconds
+    out = {"import_s": imported - start, **seconds}
+    out["cost_and_print_s"] = finished - imported - sum(seconds.values())
+    return out
+
+
+def whole_process(repeat: int, markdown: bool) -> int:
+    from statistics import median
+
+    from tabulate import tabulate
+
+    python = sys.executable
+    imports = [_run([python, "-c", "import tensor_cast"]) for _ in range(repeat)]
+    rows = []
+    for label, cli_args, target in CLI_COMMANDS:
+        runs = [_run([python, "-m", "tensor_cast", *cli_args]) for _ in range(repeat)]
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        child = subprocess.run([python, __file__, "--split", json.dumps(cli_args)], capture_output=True, text=True)
+        lines = [ln for ln in child.stdout.splitlines() if ln.startswith("{")]
+        split = json.loads(lines[-1]) if lines else {}
+        parts = ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in split.items())
+        rows.append([label, f"{median(walls):.2f}", f"{min(walls):.2f}-{max(walls):.2f}", f"{median(cpus):.2f}",
+                     f"{target:.0f}", "yes" if median(walls) <= target else "no", parts])
+    print(f"whole-process times, median of {repeat} ({os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}); bare `import tensor_cast` process: "
+          f"{median(w for w, _ in imports):.2f} s wall, {median(c for _, c in imports):.2f} s CPU")
+    print(tabulate(rows, headers=["command", "wall s", "wall range s", "CPU s", "target s (wall)", "met",
+                                  "split of one run (s, in-process)"],
+                   tablefmt="github" if markdown else "simple", disable_numparse=True))
+    return 0
 
 
 def measure_one(model: str, device: str, points: int) -> dict:
@@ -71,7 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="h100-sxm")
     parser.add_argument("--points", type=int, default=1000, help="points of the symbolic sweep")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: print one model's JSON
+    parser.add_argument("--cli", action="store_true", help="time whole-process CLI runs (CLI_COMMANDS)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per CLI command (median)")
+    parser.add_argument("--markdown", action="store_true", help="print the --cli table as markdown")
+    parser.add_argument("--split", help=argparse.SUPPRESS)  # child mode: one CLI run's in-process split
     args = parser.parse_args(argv)
+    if args.split:
+        print(json.dumps(split_one(json.loads(args.split))))
+        return 0
+    if args.cli:
+        return whole_process(args.repeat, args.markdown)
     if args.one:
         print(json.dumps(measure_one(args.one, args.device, args.points)))
         return 0

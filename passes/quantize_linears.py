@@ -8,7 +8,10 @@ Produces: for schemes with quantized activations, one `quantize(x, fmt, group, d
 (input, format) — shared by every GEMM reading that input — then
 `quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is
 (`quant_linear(x, None, ...)`). Weight placeholders get `NodeFacts.stored_bytes`:
-their stored bytes per element, scales included (the memory report reads it).
+their stored bytes per element, scales included (the memory report reads it). MLA's
+`kv_b_proj` weight, folded into `tensor_cast::mla_attention` by `replace_mla`, is stored in the
+scheme's weight format too unless excluded (DeepSeek-V3's FP8 checkpoint keeps it FP8 with
+128x128 block scales); how the op reads it is the MLA rule's business (`formulas/mla.py`).
 Invariant after: every output keeps its shape and dtype; no matched linear remains.
 Example (fp8):
     before: q, k, v = fused_linear(h, [Wq, Wk, Wv], [None] * 3)
@@ -28,9 +31,11 @@ from torch import fx
 
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import example, fake_result, finish, module_path
-from .node_facts import derive_facts, update_facts
+from .node_facts import derive_facts, parameter_name, update_facts
+from .op_args import arg
 
 LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
+MLA, MLA_WEIGHT = torch.ops.tensor_cast.mla_attention.default, "kv_b_weight"  # argument by schema name
 ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
 LM_HEAD = "lm_head"
 
@@ -63,6 +68,18 @@ def _is_parameter(w: Any) -> bool:
     value = example(w)
     return (isinstance(w, fx.Node) and w.op == "placeholder" and isinstance(value, torch.Tensor)
             and value.dim() == 2 and value.dtype.is_floating_point)
+
+
+def _store_mla_weights(gm: fx.GraphModule, weight_bytes: float, is_excluded: Any) -> None:
+    """kv_b_proj weights inside MLA ops: stored in the scheme's format unless excluded."""
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is not MLA:
+            continue
+        weight = arg(node, MLA_WEIGHT)
+        name = parameter_name(weight) if isinstance(weight, fx.Node) else None
+        if name is None or not _is_parameter(weight) or is_excluded(name.rsplit(".", 1)[0]):
+            continue
+        update_facts(weight, stored_bytes=weight_bytes)
 
 
 def _copy_meta(src: fx.Node, dst: fx.Node) -> None:
@@ -123,4 +140,6 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
         graph.erase_node(node)
         for w in weights:
             update_facts(w, stored_bytes=float(s.weight_bytes))
+    _store_mla_weights(gm, float(s.weight_bytes), lambda path: excluded(
+        path, not_converted=not_converted, quantize_lm_head=quantize_lm_head, quantize_router=quantize_router))
     return finish(gm)

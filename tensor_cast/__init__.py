@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import TensorCastError
 
 if TYPE_CHECKING:  # the same names, for type checkers
-    from .api import OpCost, analyze, list_devices, list_models, load_model, op_cost
+    from .api import OpCost, analyze, clear_cache, list_devices, list_models, load_model, op_cost
     from .backends.device import DeviceProfile, load_device
     from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
     from .report import Memory, OpRow, Report
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
-    "OpCost": ".api", "analyze": ".api", "list_devices": ".api", "list_models": ".api",
+    "OpCost": ".api", "analyze": ".api", "clear_cache": ".api", "list_devices": ".api", "list_models": ".api",
     "load_model": ".api", "op_cost": ".api",
     "DeviceProfile": ".backends.device", "load_device": ".backends.device",
     "AttentionSpec": ".models.spec", "LayerSpec": ".models.spec", "MLPSpec": ".models.spec",
@@ -65,6 +65,7 @@ __all__ = [
     "ServingReport",
     "TensorCastError",
     "analyze",
+    "clear_cache",
     "list_devices",
     "list_models",
     "load_device",

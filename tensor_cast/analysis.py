@@ -1,18 +1,22 @@
 """The analysis pipeline, stage by stage: spec -> representative model -> graph -> passes -> cost.
 
 Owns `trace(spec, ...)` (build + capture + rewrite, cached in-process: a traced graph is
-symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it), `traced_costs(...)` (the
-trace's device-independent costs, cached in-process and on disk: tensor_cast/cache/) and
-`analyze_spec(...)` (re-time those costs on a device and wrap them in a `Report`). The public
-entry points in `api.py` resolve user arguments and call these.
+symbolic in B, S, C, so every shape point, device, sweep and cost-only knob reuses it;
+`clear_cache()` empties it), `traced_costs(...)` (the trace's device-independent costs, cached
+in-process and on disk: tensor_cast/cache/) and `analyze_spec(...)` (re-time those costs on a
+device and wrap them in a `Report`). The public entry points in `api.py` resolve user arguments
+and call these.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,12 +71,14 @@ class TracedModel:
     rep: RepresentativeModel
     captured: CapturedGraph
     graph: fx.GraphModule
-    dumps: list[tuple[str, str]] = field(default_factory=list)
+    dumps: list[tuple[str, str]] | None = None  # (file name, graph text) per pass; None: not rendered
     seconds: dict[str, float] = field(default_factory=dict)
     model_params: tuple[ParamEntry, ...] | None = None  # the whole model's, when `rep` is one rank's
 
     def write_dumps(self, directory: str | Path) -> list[Path]:
         """All dumps or none (tensor_cast/outputs.py); stale dumps of an earlier run are removed."""
+        if self.dumps is None:
+            raise RuntimeError("this trace was made without graph dumps: trace(..., dumps=True)")
         folder = check_directory(directory, "dump_graph")
         return write_all((), [DumpSet(folder, tuple(self.dumps))])
 
@@ -81,18 +87,57 @@ _CACHE: OrderedDict[str, TracedModel] = OrderedDict()
 _RECORDS: OrderedDict[str, TracedCosts] = OrderedDict()
 
 
+def clear_cache() -> None:
+    """Forget every traced graph of this process (`tensor_cast.clear_cache()`): the next analysis
+    of any model builds and captures it again (the disk cache stays: `tensor-cast cache clear`).
+    Frees the memory the graphs hold."""
+    _CACHE.clear()
+    _RECORDS.clear()
+
+
 def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     """Everything that changes the traced graph (the shape point and the device do not)."""
     traced = {k: v for k, v in asdict(options).items() if k not in COST_ONLY}
     return json.dumps([spec.key(), dict(spec.hf_config), traced], sort_keys=True, default=str)
 
 
-def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> TracedModel:
-    """Build, capture and rewrite `spec` once per (spec, options) in this process."""
+@contextlib.contextmanager
+def _paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for the block, back to its previous state after.
+
+    Building and capturing allocate millions of short-lived objects next to the millions torch,
+    transformers and sympy keep alive; every full collection walks all of them (about 1 s of a
+    Qwen3-8B trace on 2 cores). The block's cyclic garbage is collected once the GC is back on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, dumps: bool = False) -> TracedModel:
+    """Build, capture and rewrite `spec` once per (spec, options) in this process.
+
+    Graph dumps (the graph as text after capture and after every pass) are rendered only with
+    `dumps=True`; a cached trace made without them is traced again when they are asked for.
+    """
     key = _cache_key(spec, options)
-    if key in _CACHE:
+    cached = _CACHE.get(key)
+    if cached is not None and (cached.dumps is not None or not dumps):
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+        return cached
+    with _paused_gc():
+        traced = _trace(spec, options, dumps=dumps)
+    _CACHE[key] = traced
+    while len(_CACHE) > TRACE_CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return traced
+
+
+def _trace(spec: ModelSpec, options: ExecutionOptions, *, dumps: bool) -> TracedModel:
     timings: dict[str, float] = {}
     step(f"building {spec.name} ({len(spec.layers)} layers, {len(set(spec.layers))} distinct) on meta")
     start = time.perf_counter()
@@ -105,20 +150,18 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions()) -> Tr
     start = time.perf_counter()
     captured = capture(rep.model, experts=experts_function(rep), layers=rep.layer_modules())
     timings["capture_s"] = time.perf_counter() - start
-    dumps: list[tuple[str, str]] = []
     step("rewriting the graph (passes)")
     start = time.perf_counter()
-    dumps.append(("00_capture.txt", dump_graph(captured.gm)))
-    gm = run_pipeline(captured.gm, build_pipeline(options),
-                      on_pass=lambda i, name, g: dumps.append((f"{i:02d}_{name}.txt", dump_graph(g))))
+    rendered: list[tuple[str, str]] = []
+    on_pass = None
+    if dumps:  # passes rewrite the graph in place: render each state as it goes by
+        rendered.append(("00_capture.txt", dump_graph(captured.gm)))
+        on_pass = lambda i, name, g: rendered.append((f"{i:02d}_{name}.txt", dump_graph(g)))  # noqa: E731
+    gm = run_pipeline(captured.gm, build_pipeline(options), on_pass=on_pass)
     timings["passes_s"] = time.perf_counter() - start
     check_moe_capture(rep, gm)
-    traced = TracedModel(rep=rep, captured=captured, graph=gm, dumps=dumps, seconds=timings,
-                         model_params=model_params)
-    _CACHE[key] = traced
-    while len(_CACHE) > TRACE_CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return traced
+    return TracedModel(rep=rep, captured=captured, graph=gm, dumps=rendered if dumps else None, seconds=timings,
+                       model_params=model_params)
 
 
 def _kind_name(layer: Any) -> str:
@@ -167,7 +210,9 @@ def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: Exec
         key=key, nodes=tuple(costed.nodes), free_ops=tuple(sorted(costed.free_ops.items())),
         activations=tuple(activation_candidates(costed)), params=tuple(params), model_params=traced.model_params,
         layer_indices=traced.rep.layer_indices, layers_path=traced.rep.layers_path,
-        kind_names=tuple(_kind_name(k) for k in traced.rep.kinds), seconds=tuple(sorted(traced.seconds.items())))
+        kind_names=tuple(_kind_name(k) for k in traced.rep.kinds),
+        extra_kind_names=tuple((prefix, _kind_name(layer)) for prefix, layer in traced.rep.extra_layers),
+        seconds=tuple(sorted(traced.seconds.items())))
 
 
 def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionOptions = ExecutionOptions(),
@@ -175,13 +220,15 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  notes: tuple[str, ...] = (), extra_options: dict[str, Any] | None = None,
                  speculative: SpeculativeDecoding | None = None,
                  deployment: ResolvedDeployment | None = None, warnings: tuple[str, ...] = (),
-                 cache: bool = True) -> Report:
+                 cache: bool = True, graph_dumps: bool = False) -> Report:
+    """Re-time the trace's costs on `profile`; graph dumps are rendered only with
+    `graph_dumps=True` or a `dump_graph_dir` (which also writes them)."""
     if dump_graph_dir is not None:
         check_directory(dump_graph_dir, "dump_graph")  # before the work, not after it
+    graph_dumps = graph_dumps or dump_graph_dir is not None
     # the graphs themselves are not on disk: dumps need the trace (in-process cache only)
-    traced = trace(spec, options) if dump_graph_dir is not None else None
+    traced = trace(spec, options, dumps=True) if graph_dumps else None
     record = traced_costs(spec, options, profile, cache=cache)
-    traced = traced or _CACHE.get(_cache_key(spec, options))  # set when this process traced it
     step(f"costing {len(record.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = record.costed(profile, mode)
@@ -204,9 +251,10 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         tied_embeddings=spec.tie_word_embeddings,
         max_position_embeddings=spec.max_position_embeddings,
         kind_names=record.kind_names,
+        extra_kind_names=record.extra_kind_names,
         speculative=speculative,
         profile=profile,
-        graph_dumps=tuple(traced.dumps) if traced is not None else (),
+        graph_dumps=tuple(traced.dumps or ()) if graph_dumps and traced is not None else (),
         warnings=warnings,
     )
     report = Report(costed, context, point)

@@ -1,4 +1,5 @@
-"""The public Python API: `analyze`, `op_cost`, `load_model`, `list_models`, `list_devices`.
+"""The public Python API: `analyze`, `op_cost`, `load_model`, `list_models`, `list_devices`,
+`clear_cache`.
 
 Owns argument resolution and validation for user calls (model argument, device, shape point,
 overrides, deployment keywords) — every bad value is a `TensorCastError` naming it and the
@@ -15,14 +16,14 @@ from typing import Any
 
 import torch
 
-from .analysis import ExecutionOptions, analyze_spec
+from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401  (public: re-exported)
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.formulas import OpCall, lookup, tensor_infos
 from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
-from .errors import InvalidArgumentError, choices
+from .errors import InvalidArgumentError, TensorCastError, choices
 from .models import registry
 from .models.config_checks import check_spec
 from .models.loader import load_spec
@@ -55,9 +56,13 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
             mtp_acceptance: float | None = None, moe_skew: float = 0.0, engine: str | None = None,
-            cache: bool = True,
+            cache: bool = True, graph_dumps: bool = False,
             **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
+
+    Graph dumps (the graph as text after capture and after each pass) are rendered only when
+    asked for: `graph_dumps=True` puts them in `report.graph_dumps`, `dump_graph=DIR` also
+    writes them there.
 
     A step processes `query_len` new tokens for each of `batch_size` sequences that already hold
     `context_len` tokens in the KV cache: prefill is `query_len=prompt, context_len=0`, decode is
@@ -141,7 +146,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     warnings = ignored_options(spec, moe_skew=moe_skew, mla_form=mla_form, request=request)
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
                         speculative=speculative, deployment=resolved, warnings=warnings,
-                        cache=cache)
+                        cache=cache, graph_dumps=graph_dumps)
 
 
 def ignored_options(spec: ModelSpec, *, moe_skew: float, mla_form: str, request: Deployment) -> tuple[str, ...]:
@@ -190,6 +195,17 @@ def _meta(value: Any) -> Any:
 
 
 
+def _describe_args(args: Any) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, torch.Tensor):
+            return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(one(v) for v in value) + "]"
+        return repr(value)
+
+    return ", ".join(one(a) for a in args)
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
@@ -220,7 +236,13 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
             engine: str | None = None, **kwargs: Any) -> OpCost:
     """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
     tensors as arguments. `moe_skew` is the cost-only MoE routing skew (see `analyze`), read by the
-    MoE and EP exchange ops; `engine` picks the device's efficiency section (default vllm; see `analyze`)."""
+    MoE and EP exchange ops; `engine` picks the device's efficiency section (default vllm; see `analyze`).
+
+    Arguments the op itself rejects (wrong count, types or shapes) are the caller's error
+    (`InvalidArgumentError`). Once the op has accepted them, a failing cost rule or timing model
+    is a bug in tensor_cast: a `RuntimeError` naming the op and the arguments, with the cause
+    chained.
+    """
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
 
     if cuda_graphs not in CUDA_GRAPH_MODES:
@@ -243,8 +265,14 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
                   outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)),
                   knobs=CostKnobs(moe_skew=float(moe_skew)))
-    counts = entry.rule(call)
-    timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    try:
+        counts = entry.rule(call)
+        timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))
+    except TensorCastError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"tensor_cast bug: costing {entry.name}({_describe_args(meta_args)}) on {profile.name} "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
     values = [float(v) for v in (timing.compute_s, timing.memory_s, timing.comm_s, timing.overhead_s)]
     from .report.report import _bound
 

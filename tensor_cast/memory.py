@@ -45,6 +45,7 @@ class ParamEntry:
     active_fraction: float  # fraction used per token (routed experts: top_k / E)
     bytes_per_element: float
     share: float = 1.0  # fraction of the tensor this rank stores (EP: 1/ep of the routed experts)
+    input_embedding: bool = False  # the token embedding table (a row lookup, not multiplied)
 
     @property
     def total(self) -> int:
@@ -78,6 +79,8 @@ def parameter_table(rep: RepresentativeModel,
     routed = routed_expert_parameters(rep.model, rep.spec, (*stack, *extra_layers))
     layer_of = parameter_layers(rep.model, stack)
     extra = parameter_layers(rep.model, extra_layers)  # name -> index into rep.extra_layers
+    embedding = rep.model.get_input_embeddings()  # type: ignore[operator]
+    embedding_weight = getattr(embedding, "weight", None)
     entries = []
     for name, param in rep.model.named_parameters():  # shared (tied) parameters appear once
         layer = layer_of.get(name)
@@ -91,7 +94,8 @@ def parameter_table(rep: RepresentativeModel,
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
         entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
                                   multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size,
-                                  share=share(name) if share else 1.0))
+                                  share=share(name) if share else 1.0,
+                                  input_embedding=param is embedding_weight))
     return entries
 
 

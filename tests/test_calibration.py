@@ -19,11 +19,21 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
 
 
-def test_h100_bf16_8192_gemm_predicts_the_measured_ceiling():
-    a = torch.empty(8192, 8192, dtype=torch.bfloat16, device="meta")
-    cost = tensor_cast.op_cost(torch.ops.aten.mm.default, a, a, device="h100-sxm", cuda_graphs="always", engine="torch")
-    tflops = 2 * 8192**3 / cost.time_s / 1e12
-    assert tflops == pytest.approx(724, rel=0.03)  # public: ~724 TFLOP/s sustained on H100 SXM
+H100_DATASHEET_BF16_TFLOPS = 989.4  # NVIDIA H100 SXM datasheet, dense (not sparse) BF16 tensor core
+
+
+def test_h100_large_gemm_against_datasheet_and_measurement():
+    """Not the profile against itself (its GEMM ceiling is a direct reading of the 8192³ GEMM):
+    a Llama-3-8B gate+up projection (M 4096, N 28672, K 4096) is never faster than the datasheet
+    peak allows, and lands within 12% of its measured 1527.1 µs (one H100 SXM, torch 2.11,
+    CUDA graph; an in-sample row of the fit — its group's held-out mean error is 6.5%, README)."""
+    m, n, k = 4096, 28672, 4096
+    x = torch.empty(m, k, dtype=torch.bfloat16, device="meta")
+    w = torch.empty(n, k, dtype=torch.bfloat16, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.aten.linear.default, x, w, device="h100-sxm", cuda_graphs="always",
+                               engine="torch")
+    assert cost.time_s > 2 * m * n * k / (H100_DATASHEET_BF16_TFLOPS * 1e12)
+    assert cost.time_s == pytest.approx(1527.1e-6, rel=0.12)
 
 
 def test_h100_decode_attention_reads_kv_at_about_3_tb_per_s():

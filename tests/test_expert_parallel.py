@@ -377,15 +377,16 @@ FP8_BLOCK = 1 + sympy.Rational(4, 128 * 128)  # E4M3 + one fp32 scale per 128x12
 def deepseek_ep8_weights(c, ep=8):
     """Bytes per GPU under attention DP8 + MoE EP8 (tp = 1): every weight whole, routed experts / ep.
 
-    Projections are stored FP8-block; norms, embeddings, lm_head and the router stay bf16.
-    kv_b_proj is counted bf16 too: tensor_cast's MLA op reads it as the absorbed W_UK / W_UV in the
-    model dtype (the checkpoint stores it FP8, ~1 GB over the 61 layers)."""
+    Projections are stored FP8-block, kv_b_proj included (as the checkpoint stores it: its
+    quantization_config lists no modules_to_not_convert); norms, embeddings, lm_head and the
+    router stay bf16."""
     h, heads, layers, dense = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"], c["first_k_dense_replace"]
     q_lora, kv_lora, nope, rope, v = (c[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
                                                      "qk_rope_head_dim", "v_head_dim"))
     e, moe_i, shared = c["n_routed_experts"], c["moe_intermediate_size"], c["n_shared_experts"]
-    fp8_attention = h * q_lora + q_lora * heads * (nope + rope) + h * (kv_lora + rope) + heads * v * h
-    bf16_attention = kv_lora * heads * (nope + v) + q_lora + kv_lora + 2 * h  # kv_b_proj, two latent norms, two layer norms
+    fp8_attention = (h * q_lora + q_lora * heads * (nope + rope) + h * (kv_lora + rope)
+                     + kv_lora * heads * (nope + v) + heads * v * h)  # q_a, q_b, kv_a, kv_b, o
+    bf16_attention = q_lora + kv_lora + 2 * h  # two latent norms, two layer norms
     per_layer = fp8_attention * FP8_BLOCK + bf16_attention * BF16
     dense_mlp = 3 * h * c["intermediate_size"] * FP8_BLOCK
     moe = (3 * h * moe_i * e * FP8_BLOCK / ep  # routed experts: E/ep per GPU

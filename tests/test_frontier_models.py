@@ -34,16 +34,29 @@ def test_deepseek_v3_structure(deepseek_v3):
     assert not [r for r in dense_mlp if r.kind == "moe"]
 
 
+def active_gemm_weights(c: dict) -> int:
+    """GEMM weights one token multiplies by, from named dimensions: the MLA projections (kv_b_proj
+    as the absorbed W_UK / W_UV), dense MLPs, the router, top-k routed + shared experts, lm_head."""
+    h, heads, layers, dense = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"], \
+        c["first_k_dense_replace"]
+    q_lora, rank, rope, nope, v = (c[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
+                                                  "qk_nope_head_dim", "v_head_dim"))
+    attention = h * q_lora + q_lora * heads * (nope + rope) + h * (rank + rope) + rank * heads * (nope + v) \
+        + heads * v * h
+    expert = 3 * h * c["moe_intermediate_size"]
+    moe = c["n_routed_experts"] * h + (c["num_experts_per_tok"] + c["n_shared_experts"]) * expert
+    return layers * attention + dense * 3 * h * c["intermediate_size"] + (layers - dense) * moe \
+        + c["vocab_size"] * h
+
+
 def test_deepseek_v3_decode_flops_per_token(deepseek_v3):
-    """Decode: every GEMM weight a token uses is used once per token (2 FLOPs per active parameter,
-    the embedding gathered instead), plus attention over the latent cache (absorbed form)."""
+    """Decode: every GEMM weight a token uses is used once per token (2 FLOPs per weight, the
+    embedding gathered instead), plus attention over the latent cache (absorbed form)."""
     batch, context = 64, 4096
     point = deepseek_v3.evaluate(batch_size=batch, query_len=1, context_len=context)
-    hidden, heads, layers = V3["hidden_size"], V3["num_attention_heads"], V3["num_hidden_layers"]
+    heads, layers = V3["num_attention_heads"], V3["num_hidden_layers"]
     rank, rope = V3["kv_lora_rank"], V3["qk_rope_head_dim"]
-    embedding = V3["vocab_size"] * hidden
-    norms = layers * (2 * hidden + V3["q_lora_rank"] + rank) + hidden  # elementwise, not GEMM weights
-    gemm = 2 * (point.active_parameters - embedding - norms)
+    gemm = 2 * active_gemm_weights(V3)
     attention = layers * 2 * heads * (context + 1) * (2 * rank + rope)  # q·latent, q_rope·k_rope, p·latent
     tensor_core = sum(f for precision, f in point.flops_by_precision.items() if precision != "vector")
     assert tensor_core / batch == pytest.approx(gemm + attention, rel=1e-3)  # fp8 GEMMs (the checkpoint's), bf16 attention

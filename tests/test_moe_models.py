@@ -154,6 +154,18 @@ def test_active_parameters() -> None:
     assert active == pytest.approx(total - routed * (1 - c["num_experts_per_tok"] / c["num_local_experts"]), rel=1e-12)
 
 
+def test_report_active_parameters_follow_the_gpt_oss_model_card() -> None:
+    """OpenAI's gpt-oss model card: 116.83B total, 5.13B active = attention + top-4-of-128 MLP +
+    the unembedding; the input embedding (a row lookup, 0.58B) is not counted as active."""
+    report = tensor_cast.analyze("openai/gpt-oss-120b", device="h100-sxm", symbolic=True)
+    c = config("openai/gpt-oss-120b")
+    embedding = c["vocab_size"] * c["hidden_size"]
+    assert report.num_parameters == pytest.approx(116.83e9, rel=1e-3)
+    assert report.active_parameters == pytest.approx(5.13e9, rel=2e-3)
+    _, active_with_embedding = params("openai/gpt-oss-120b")
+    assert report.active_parameters == round(active_with_embedding - embedding)
+
+
 # ---- end to end -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def qwen30b() -> tensor_cast.Report:
@@ -307,8 +319,12 @@ def test_cli_analyzes_a_moe_model(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["analyze", "Qwen/Qwen3-30B-A3B", "--device", "h100-sxm", "--num-hidden-layers", "1",
                "--batch-size", "8", "--context-len", "128", "--by", "kind", "--moe-skew", "0.5"])
     out = capsys.readouterr().out
+    c = dict(config("Qwen/Qwen3-30B-A3B"), num_hidden_layers=1)
+    one_layer = total_params(c, attention=attention_params(c, qk_norm="per_head"),
+                             moe_layer=expert_params(c["hidden_size"], c["moe_intermediate_size"], c["num_experts"])
+                             + c["num_experts"] * c["hidden_size"])  # experts + router
     assert rc == 0
-    assert "moe" in out and "1,245,452,544 total" in out  # embeddings + 1 layer of Qwen3-30B-A3B
+    assert "moe" in out and f"{one_layer:,} total" in out  # embeddings + 1 layer of Qwen3-30B-A3B
 
 
 def test_cli_rejects_bad_skew(capsys: pytest.CaptureFixture[str]) -> None:

@@ -94,6 +94,17 @@ def test_mtp_adds_its_block_to_the_step(dense_deepseek):
     assert drafted.total_time_s > plain.total_time_s
 
 
+def test_mtp_layer_cache_is_in_the_cache_by_kind(dense_deepseek):
+    """The MTP block's MLA layer holds a latent cache like every other layer; the per-kind split
+    covers it (2 stack layers + 1 MTP layer), so the kinds add up to the KV cache."""
+    model, c = dense_deepseek
+    report = analyze(model, mtp=1)  # decode with one draft: the step verifies 1 + 1 tokens
+    per_token = (c["kv_lora_rank"] + c["qk_rope_head_dim"]) * 2  # latent + rope key, bf16
+    expected = (2 + 1) * 16 * (4096 + 2) * per_token
+    assert report.kv_cache_by_kind == {"mla": expected}
+    assert report.memory.kv_cache_bytes == expected
+
+
 def test_more_drafts_run_more_passes(dense_deepseek):
     model, _ = dense_deepseek
     one, three = analyze(model, mtp=1), analyze(model, mtp=3)

@@ -80,6 +80,7 @@ class TracedCosts:
     layer_indices: tuple[tuple[int, ...], ...]
     layers_path: str
     kind_names: tuple[str, ...]
+    extra_kind_names: tuple[tuple[str, str], ...] = ()  # layers outside the stack (MTP): (module prefix, kind)
     seconds: tuple[tuple[str, float], ...] = ()  # build / capture / passes time of the trace
     format: int = RECORD_FORMAT
 

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
             mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
-            engine=args.engine,
+            engine=args.engine, graph_dumps=dump_dir is not None,
             # graph dumps need this process's trace: a --dump-graph run neither reads nor writes the cache
             cache=not args.no_cache and dump_dir is None, **deployment_options(args),
         )

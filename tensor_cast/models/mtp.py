@@ -111,6 +111,9 @@ class MTPModel(nn.Module):
     def set_experts_implementation(self, name: str) -> None:
         self.model.set_experts_implementation(name)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()  # the drafts embed their tokens with it too
+
     def forward(self, input_ids: torch.Tensor, use_cache: bool = False, logits_to_keep: int = 1,
                 **kwargs: Any) -> tuple[torch.Tensor, ...]:
         hidden = self.model(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state

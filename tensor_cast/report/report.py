@@ -98,6 +98,8 @@ class ReportContext:
     tied_embeddings: bool = False
     max_position_embeddings: int = 0
     kind_names: tuple[str, ...] = ()  # attention kind of each representative layer
+    # (module prefix, attention kind) of decoder layers outside the stack (MTP blocks)
+    extra_kind_names: tuple[tuple[str, str], ...] = ()
     speculative: Any = None  # speculative.SpeculativeDecoding when MTP drafts run (mtp > 0)
     profile: Any = None  # the DeviceProfile the ops were timed on (per-part timings: report/overlap.py)
     warnings: tuple[str, ...] = ()  # options given that do not apply, and the like (the CLI prints them)
@@ -326,13 +328,22 @@ class Report:
             return sympy.Max(*[st.memory_bytes for st in stages(self)])
         return self.memory.total_bytes
 
+    def _kind_of(self, node: CostedNode) -> str:
+        if node.rep_layer is not None:
+            return self.context.kind_names[node.rep_layer] if self.context.kind_names else "layer"
+        for prefix, name in self.context.extra_kind_names:  # an MTP block's layer holds its own cache
+            if node.module == prefix or node.module.startswith(prefix + "."):
+                return name
+        return "other"
+
     @cached_property
     def kv_cache_by_kind(self) -> dict[str, Any]:
-        """KV cache / state bytes per attention kind (full, sliding(W), mla, linear), per GPU."""
+        """KV cache / state bytes per attention kind (full, sliding(W), mla, linear), per GPU,
+        MTP blocks' layers included: the kinds add up to `memory.kv_cache_bytes`."""
         out: dict[str, Any] = {}
         for n, m in zip(self._costed.nodes, self._mult, strict=True):
-            if n.rep_layer is not None and n.counts.state_bytes is not None and n.counts.state_bytes != 0:
-                name = self.context.kind_names[n.rep_layer] if self.context.kind_names else "layer"
+            if n.counts.state_bytes is not None and n.counts.state_bytes != 0:
+                name = self._kind_of(n)
                 out[name] = out.get(name, 0) + m * n.counts.state_bytes
         return {k: _num(v, self._subs) for k, v in out.items()}
 
@@ -361,7 +372,13 @@ class Report:
 
     @cached_property
     def active_parameters(self) -> int:
-        return round(sum(p.total * p.active_fraction for p in self.context.model_params or self.context.params))
+        """Parameters one token's forward multiplies by: routed experts at top_k / num_experts,
+        the unembedding (lm_head) counted, the input embedding not (a row lookup; when tied to
+        the lm_head it counts once, as the lm_head). This is the convention of OpenAI's gpt-oss
+        model card (gpt-oss-120b: 5.13B active = attention + active MLP + unembedding)."""
+        tied = self.context.tied_embeddings
+        return round(sum(p.total * p.active_fraction for p in self.context.model_params or self.context.params
+                         if tied or not p.input_embedding))
 
     @property
     def free_ops(self) -> list[FreeOp]:
