@@ -17,6 +17,7 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ["TENSOR_CAST_CACHE"] = "0"  # every count from a fresh trace under this install, never a cached one
 
 CASES: dict[str, tuple[str, dict[str, object]]] = {
     "Llama-3.1-8B": ("meta-llama/Llama-3.1-8B", {}),
