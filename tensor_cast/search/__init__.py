@@ -6,20 +6,13 @@ simulator (`tensor_cast.simulate`), and answer (`select.py`, `results.py`) with 
 commands (`launch.py`, flags from `engine_flags.py`). Fan-out: `fanout.py`.
 """
 
-from importlib import import_module
-from typing import Any
+from ..lazy import lazy_exports
 
 # Imported on first use (PEP 562): the CLI's parser imports tensor_cast.search.cli without torch.
 _LAZY = {"SearchResult": ".results", "recommend": ".run", "search": ".run"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tensor_cast.search' has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["SearchResult", "recommend", "search"]
