@@ -21,11 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pyproject_declares_the_tested_window():
+    """pyproject's bounds admit exactly the tested releases: >=low and below the patch after high."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     for package, (low, high) in versions.TESTED_WINDOW.items():
         spec = next(d for d in deps if d.startswith(package))
         bounds = spec.removeprefix(package)
-        assert bounds in (f"=={low}",) if low == high else bounds == f">={low},<={high}", spec
+        major, minor, patch = high.split(".")
+        expected = f"=={low}" if low == high else f">={low},<{major}.{minor}.{int(patch) + 1}"
+        assert bounds == expected, spec
 
 
 def test_version_flag_prints_the_three_versions_and_warns_outside_the_window(capsys, monkeypatch):
