@@ -19,31 +19,28 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from torch import fx
+from typing import TYPE_CHECKING, Any
 
 from .backends.device import DeviceProfile
-from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode
 from .cache.record import TracedCosts
 from .cache.store import CacheStore, cache_enabled, make_key
-from .capture import CapturedGraph, capture
-from .capture.experts_interface import check_moe_capture, experts_function
-from .costing import cost_graph
+from .costed import ParamEntry
 from .deployment.config import ResolvedDeployment, TraceDeployment
-from .deployment.pipeline import boundary_node
-from .deployment.sharding import rank_spec
-from .invariants import check_layer_coverage
-from .memory import ParamEntry, activation_candidates, parameter_table, rank_shares, stored_bytes
-from .models.build import RepresentativeModel, build_representative
 from .models.spec import ModelSpec
 from .outputs import DumpSet, check_directory, write_all
-from .passes import build_pipeline, run_pipeline
 from .progress import step
 from .report import Report, ReportContext
-from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
+
+if TYPE_CHECKING:
+    from torch import fx
+
+    from .capture import CapturedGraph
+    from .models.build import RepresentativeModel
+
+# Tracing (build, capture, passes, costing) imports torch and transformers inside the functions
+# that trace: a report rebuilt from the disk cache needs neither (tests/test_cli_startup.py).
 
 TRACE_CACHE_SIZE = 16
 COST_ONLY = ("cuda_graphs", "moe_skew")  # ExecutionOptions fields that do not change the traced graph
@@ -138,6 +135,14 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, du
 
 
 def _trace(spec: ModelSpec, options: ExecutionOptions, *, dumps: bool) -> TracedModel:
+    from .capture import capture
+    from .capture.experts_interface import check_moe_capture, experts_function
+    from .deployment.sharding import rank_spec
+    from .memory import parameter_table
+    from .models.build import build_representative
+    from .passes import build_pipeline, run_pipeline
+    from .report.graph_dump import dump_graph
+
     timings: dict[str, float] = {}
     step(f"building {spec.name} ({len(spec.layers)} layers, {len(set(spec.layers))} distinct) on meta")
     start = time.perf_counter()
@@ -200,6 +205,11 @@ def _store(store: CacheStore, record: TracedCosts) -> None:
 
 
 def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:
+    from .backends.formulas.registry import CostKnobs
+    from .costing import cost_graph
+    from .invariants import check_layer_coverage
+    from .memory import activation_candidates, parameter_table, rank_shares, stored_bytes
+
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
                         knobs=CostKnobs(moe_skew=options.moe_skew))
@@ -233,6 +243,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = record.costed(profile, mode)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
+        from .deployment.pipeline import boundary_node
+
         costed.nodes.append(boundary_node(spec.hidden_size, spec.dtype, deployment, profile, mode))
     context = ReportContext(
         model=spec.name,

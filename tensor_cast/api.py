@@ -12,29 +12,29 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401  (public: re-exported)
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
-from .backends.formulas import OpCall, lookup, tensor_infos
-from .backends.formulas.registry import CostKnobs
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, TensorCastError, choices
 from .models import registry
 from .models.config_checks import check_spec
-from .models.loader import load_spec
 from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
-from .ops.mla import MLA_FORMS
 from .report import Report
 from .report.report import validate_point
 from .speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding, validate_mtp
 
+if TYPE_CHECKING:
+    import torch
+
+# torch and transformers are imported where they are used (tracing, `op_cost`, a model's config
+# read by transformers): a report rebuilt from the disk trace cache needs neither.
 CUDA_GRAPH_MODES = ("auto", "always", "never")
+MLA_FORMS = ("auto", "absorbed", "expanded")  # tensor_cast.ops.mla.MLA_FORMS (checked equal by a test)
 # parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
 # quantize_lm_head, quantize_router, memory_utilization (tensor_cast/deployment/config.py)
 DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
@@ -42,9 +42,12 @@ DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
 
 def load_model(model: str | ModelSpec, *, num_hidden_layers: int | None = None,
                per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None,
-               trust_remote_code: bool = False) -> ModelSpec:
-    """The typed spec of a model id / directory / config, with overrides applied."""
-    spec = load_spec(model, trust_remote_code=trust_remote_code)
+               trust_remote_code: bool = False, cache: bool = True) -> ModelSpec:
+    """The typed spec of a model id / directory / config, with overrides applied. `cache`: read a
+    local or registry config's spec from the disk cache, and store it there (tensor_cast/cache/)."""
+    from .cache.specs import load_spec
+
+    spec = load_spec(model, trust_remote_code=trust_remote_code, cache=cache)
     spec = apply_overrides(spec, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config)
     check_spec(spec)  # overrides may give a layer heads its KV heads do not divide
     return spec
@@ -132,7 +135,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     if profile.engine_note:
         notes.append(profile.engine_note)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
-                      trust_remote_code=trust_remote_code)
+                      trust_remote_code=trust_remote_code, cache=cache)
     # the time per output token is a decode figure: a prefill step costs the drafts, and says so
     decode = symbolic or query_len == 1
     speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
@@ -186,6 +189,8 @@ class OpCost:
 
 
 def _meta(value: Any) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value if value.device.type == "meta" else value.to("meta")
     if isinstance(value, (list, tuple)):
@@ -196,6 +201,8 @@ def _meta(value: Any) -> Any:
 
 
 def _describe_args(args: Any) -> str:
+    import torch
+
     def one(value: Any) -> str:
         if isinstance(value, torch.Tensor):
             return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
@@ -207,6 +214,8 @@ def _describe_args(args: Any) -> str:
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (list, tuple)):
@@ -218,6 +227,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
 
 def _resolve_op(op: Any) -> Any:
     """An op given by name ('aten.mm', 'aten.mm.default', 'tensor_cast.moe') -> its torch op."""
+    import torch
+
     if not isinstance(op, str):
         return op
     parts = op.removeprefix("torch.ops.").replace("::", ".").split(".")
@@ -243,7 +254,12 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     is a bug in tensor_cast: a `RuntimeError` naming the op and the arguments, with the cause
     chained.
     """
+    import torch
+
     import tensor_cast.ops  # noqa: F401  (custom ops registered)
+
+    from .backends.formulas import OpCall, lookup, tensor_infos
+    from .backends.formulas.registry import CostKnobs
 
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx
 
-from .backends.counts import Counts
 from .backends.device import DeviceProfile
 from .backends.formulas import OpCall, TensorInfo, is_free, lookup, op_name
 from .backends.formulas.registry import FREE_OPS, CostKnobs
-from .backends.roofline import ExecutionMode, OpTime, op_time
+from .backends.roofline import ExecutionMode, op_time
+from .costed import BOUNDARY_PHASE, CostedGraph, CostedNode  # noqa: F401  (BOUNDARY_PHASE: re-exported)
 from .errors import TensorCastError, UnknownOpError
 from .ops import schema
 from .passes.graph_utils import call_target, example, module_path
@@ -30,33 +29,7 @@ from .passes.node_facts import facts
 
 HOST_SCALAR_REASON = "host-side scalar/shape arithmetic (no tensor result)"
 DEFAULT_KNOBS = CostKnobs()
-BOUNDARY_PHASE = "pp_boundary"  # the phase of a pipeline stage's transfer (added by deployment/pipeline.py)
 NOOP_REASON = "no data movement for these arguments (view, same-dtype conversion, tuple unpacking)"
-
-
-@dataclass(frozen=True)
-class CostedNode:
-    name: str
-    op: str
-    kind: str
-    module: str  # normalized module path in the representative model
-    rep_layer: int | None  # index of the representative layer; None: model-level
-    phase: str  # prologue | layer | epilogue
-    input_shapes: tuple[tuple[Any, ...], ...]
-    output_shapes: tuple[tuple[Any, ...], ...]
-    dtype: str
-    counts: Counts
-    time: OpTime
-    call: OpCall = field(repr=False, compare=False)
-
-
-@dataclass
-class CostedGraph:
-    nodes: list[CostedNode]
-    free_ops: Counter[tuple[str, str]]  # (op name, reason) -> count in the representative graph
-    graph: fx.GraphModule | None  # None when rebuilt from the trace cache (tensor_cast/cache/)
-    # live activation bytes at each op (memory.activation_candidates); set when `graph` is None
-    activations: tuple[Any, ...] | None = None
 
 
 def tensor_info(value: torch.Tensor, to_expr: Callable[[Any], Any], element_bytes: Any = None) -> TensorInfo:

@@ -22,7 +22,6 @@ by identity), never parsed from its name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,35 +29,9 @@ from torch import fx
 
 from .backends.formulas.registry import DTYPE_BYTES
 from .capture.provenance import parameter_layers
-from .costing import CostedGraph
+from .costed import CostedGraph, ParamEntry
 from .models.build import RepresentativeModel
 from .passes.node_facts import facts
-
-
-@dataclass(frozen=True)
-class ParamEntry:
-    name: str
-    numel: int
-    dtype: torch.dtype
-    rep_layer: int | None
-    multiplicity: int  # real layers this parameter stands for (1 for model-level)
-    active_fraction: float  # fraction used per token (routed experts: top_k / E)
-    bytes_per_element: float
-    share: float = 1.0  # fraction of the tensor this rank stores (EP: 1/ep of the routed experts)
-    input_embedding: bool = False  # the token embedding table (a row lookup, not multiplied)
-
-    @property
-    def total(self) -> int:
-        return self.numel * self.multiplicity
-
-    @property
-    def rank_bytes(self) -> float:
-        """Bytes one representative copy takes on this rank."""
-        return self.numel * self.bytes_per_element * self.share
-
-    @property
-    def nbytes(self) -> float:
-        return self.multiplicity * self.rank_bytes
 
 
 def _layer_spec_of(name: str, rep: RepresentativeModel, layer: int | None, extra: dict[str, int]) -> Any:
@@ -92,7 +65,7 @@ def parameter_table(rep: RepresentativeModel,
             if moe is not None and name in routed and param.shape[0] == moe.num_experts:
                 fraction = moe.top_k / moe.num_experts
         size = bytes_per_element(name, param) if bytes_per_element else DTYPE_BYTES[param.dtype]
-        entries.append(ParamEntry(name=name, numel=param.numel(), dtype=param.dtype, rep_layer=layer,
+        entries.append(ParamEntry(name=name, numel=param.numel(), dtype=str(param.dtype).removeprefix("torch."), rep_layer=layer,
                                   multiplicity=multiplicity, active_fraction=fraction, bytes_per_element=size,
                                   share=share(name) if share else 1.0,
                                   input_embedding=param is embedding_weight))
@@ -129,7 +102,7 @@ def activation_candidates(costed: CostedGraph) -> list[Any]:
         return list(costed.activations)
     assert costed.graph is not None, "a costed graph holds its fx graph or its activation candidates"
     written = {c.name: c.counts.bytes_written for c in costed.nodes}
-    out_bytes = {c.name: sum((o.nbytes for o in c.call.outputs), 0) for c in costed.nodes}
+    out_bytes = {c.name: sum((o.nbytes for o in c.op_call().outputs), 0) for c in costed.nodes}
     graph = costed.graph.graph
     order: dict[fx.Node, int] = {}
     root: dict[fx.Node, fx.Node] = {}

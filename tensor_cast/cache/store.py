@@ -10,6 +10,10 @@ versions, a fingerprint of tensor_cast's own source files (an editable install c
 without changing its version) and the record format. The shape point and the device are not in
 it: one entry serves every shape and device.
 
+Besides the traces, `specs/` holds the typed `ModelSpec` of a model argument read from a local
+config or the registry (`specs.py`: keyed by the argument and the config's contents), so a warm
+run never imports transformers to read a config it has read before.
+
 Entry file: a magic line, the SHA-256 of the payload, the pickled payload. On load the magic, the
 digest, the unpickling, the stored key and the record format are all checked; any failure is a
 miss (the file is removed and the trace rebuilt), never a trusted result. Writes go to a
@@ -90,31 +94,56 @@ class CacheInfo:
     bytes: int
 
 
+SIDE_FOLDERS = {"spec": "specs"}  # side-entry kind -> folder beside traces/
+
+
+@dataclass(frozen=True)
+class SideEntry:
+    """A side entry's payload: what it holds, under which key, in which record format."""
+
+    kind: str
+    key: str
+    value: Any
+    format: int = RECORD_FORMAT
+
+
 class CacheStore:
     """The entries of one cache directory."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.directory = (directory or cache_dir()) / "traces"
+        self.root = directory or cache_dir()
+        self.directory = self.root / "traces"
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
 
+    def side_path(self, kind: str, key: str) -> Path:
+        return self.root / SIDE_FOLDERS[kind] / f"{key}{SUFFIX}"
+
     def load(self, key: str) -> TracedCosts | None:
         """The record stored under `key`, or None (absent, or corrupt / stale and now removed)."""
-        path = self.path(key)
+        found = self._read(self.path(key), key, None)
+        return found if isinstance(found, TracedCosts) else None
+
+    def load_side(self, kind: str, key: str) -> Any:
+        """The value of the `kind` side entry stored under `key`, or None (as `load`)."""
+        found = self._read(self.side_path(kind, key), key, kind)
+        return found.value if isinstance(found, SideEntry) else None
+
+    def _read(self, path: Path, key: str, kind: str | None) -> Any:
         try:
             data = path.read_bytes()
         except OSError:
             return None
-        problem = self._check(data, key)
-        if isinstance(problem, TracedCosts):
+        problem = self._check(data, key, kind)
+        if not isinstance(problem, str):
             return problem
         print(f"tensor-cast: warning: cache entry {path.name} is {problem}; rebuilding it", file=sys.stderr)
         path.unlink(missing_ok=True)
         return None
 
     @staticmethod
-    def _check(data: bytes, key: str) -> TracedCosts | str:
+    def _check(data: bytes, key: str, kind: str | None = None) -> TracedCosts | SideEntry | str:
         if not data.startswith(MAGIC):
             return "not a tensor_cast cache entry"
         head, _, payload = data[len(MAGIC):].partition(b"\n")
@@ -124,20 +153,27 @@ class CacheStore:
             record = loads(payload)
         except Exception as exc:  # a payload from another code version that no longer unpickles
             return f"unreadable ({type(exc).__name__})"
-        if not isinstance(record, TracedCosts) or record.format != RECORD_FORMAT:
+        expected = TracedCosts if kind is None else SideEntry
+        if not isinstance(record, expected) or record.format != RECORD_FORMAT:
             return "stale (another record format)"
-        if record.key != key:
+        if record.key != key or (isinstance(record, SideEntry) and record.kind != kind):
             return "stale (stored under another key)"
         return record
 
     def store(self, record: TracedCosts) -> None:
-        payload = dumps(record)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=SUFFIX)
+        self._write(self.path(record.key), dumps(record))
+
+    def store_side(self, kind: str, key: str, value: Any) -> None:
+        self._write(self.side_path(kind, key), dumps(SideEntry(kind, key, value)))
+
+    @staticmethod
+    def _write(path: Path, payload: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-            os.replace(tmp, self.path(record.key))
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -147,15 +183,17 @@ class CacheStore:
 
     def info(self) -> CacheInfo:
         files = self.entries()
-        return CacheInfo(directory=self.directory.parent, entries=len(files),
+        return CacheInfo(directory=self.root, entries=len(files),
                          bytes=sum(f.stat().st_size for f in files))
 
     def clear(self) -> CacheInfo:
-        """Remove every entry (and leftover temporary files); returns what was removed."""
+        """Remove every trace entry and side entry (and leftover temporary files); returns what was
+        removed (`entries` counts the traces)."""
         before = self.info()
-        if self.directory.is_dir():
-            for path in self.directory.glob(f"*{SUFFIX}"):
-                path.unlink(missing_ok=True)
+        for folder in (self.directory, *(self.root / f for f in SIDE_FOLDERS.values())):
+            if folder.is_dir():
+                for path in folder.glob(f"*{SUFFIX}"):
+                    path.unlink(missing_ok=True)
         return before
 
 

@@ -20,12 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..backends.device import DeviceProfile
-from ..backends.formulas.registry import OpCall, TensorInfo, lookup
 from ..backends.roofline import ExecutionMode, op_time
-from ..costing import BOUNDARY_PHASE, CostedNode
+from ..costed import BOUNDARY_PHASE, CostedNode
 from ..sizes import B, S
 from ..units import seconds
 
@@ -34,13 +31,18 @@ if TYPE_CHECKING:
     from .config import ResolvedDeployment
 
 TRANSFERRED_TENSORS = 2  # hidden_states and residual (vLLM IntermediateTensors)
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = ("bfloat16", "float16", "float32")  # transferred as the model dtype; others as bfloat16
 
 
 def boundary_node(hidden_size: int, dtype: str, deployment: ResolvedDeployment, profile: DeviceProfile,
                   mode: ExecutionMode) -> CostedNode:
+    import torch  # the send_recv rule (a report's stage views below need no torch)
+
+    from ..backends.formulas.registry import OpCall, TensorInfo, lookup
+
     op = torch.ops.tensor_cast.send_recv.default
-    tensor = TensorInfo(shape=(TRANSFERRED_TENSORS, B, S, hidden_size), dtype=DTYPES.get(dtype, torch.bfloat16))
+    tensor = TensorInfo(shape=(TRANSFERRED_TENSORS, B, S, hidden_size),
+                        dtype=getattr(torch, dtype if dtype in DTYPES else "bfloat16"))
     call = OpCall(op=op, args=(tensor, deployment.pp_nodes, "pp"), outputs=(tensor,))
     entry = lookup(op)
     counts = entry.rule(call)

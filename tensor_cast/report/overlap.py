@@ -20,26 +20,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..sizes import smin
 
 if TYPE_CHECKING:
     from ..backends.device import DeviceProfile
     from ..backends.roofline import ExecutionMode
-    from ..costing import CostedNode
+    from ..costed import CostedNode
 
 EXCHANGE_OPS = ("tensor_cast.ep_dispatch", "tensor_cast.ep_combine")
+MOE_OP = "tensor_cast.moe"  # the name (CostedNode.op) of tensor_cast::moe
 
 
 def shared_expert_overlap_s(nodes: Sequence[CostedNode], multiplicities: Sequence[int],
                             profile: DeviceProfile | None, mode: ExecutionMode) -> Any:
     """Seconds of EP exchange hidden behind shared experts over the whole step (0 without EP)."""
+    if profile is None or not any(node.op in EXCHANGE_OPS for node in nodes):
+        return 0
+    import torch
+
     from ..backends.formulas.moe import shared_counts
     from ..backends.roofline import op_time
 
-    if profile is None:
-        return 0
     exchange: dict[int, Any] = {}
     shared: dict[int, Any] = {}
     count: dict[int, int] = {}
@@ -50,7 +51,7 @@ def shared_expert_overlap_s(nodes: Sequence[CostedNode], multiplicities: Sequenc
         if node.op in EXCHANGE_OPS:
             exchange[layer] = exchange.get(layer, 0) + node.time.time_s
             count[layer] = mult
-        elif node.call.op is torch.ops.tensor_cast.moe.default:
-            part = op_time(shared_counts(node.call), node.kind, profile, mode)
+        elif node.op.startswith(MOE_OP) and node.op_call().op is torch.ops.tensor_cast.moe.default:
+            part = op_time(shared_counts(node.op_call()), node.kind, profile, mode)
             shared[layer] = shared.get(layer, 0) + part.work_s
     return sum((count[k] * smin(exchange[k], shared.get(k, 0)) for k in exchange), 0)

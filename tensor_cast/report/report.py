@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..costing import BOUNDARY_PHASE, CostedGraph, CostedNode
+from ..costed import BOUNDARY_PHASE, CostedGraph, CostedNode, ParamEntry
 from ..errors import InvalidArgumentError
-from ..memory import ParamEntry
 from ..sizes import SYMBOL_FOR_ARG, B, C, S, pretty
 
 POINT_ARGS = ("batch_size", "query_len", "context_len")
@@ -114,6 +113,15 @@ def _num(value: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
         return float(out)
     except TypeError:
         raise ValueError(f"expression {value} does not evaluate at {point}") from None
+
+
+def _time_at(t: Any, point: Mapping[sympy.Symbol, int] | None) -> Any:
+    """`OpTime.time_s` at `point`, its parts evaluated first: the same number as evaluating the
+    symbolic time, without building sympy's Max of symbolic parts (tens of ms an op)."""
+    if point is None:
+        return t.time_s
+    work = max(_num(t.compute_s, point), _num(t.memory_s, point), _num(t.comm_s, point))
+    return float(work + _num(t.stall_s, point) + _num(t.latency_s, point) + _num(t.overhead_s, point))
 
 
 def _bound(compute: float, memory: float, comm: float, overhead: float) -> str:
@@ -213,6 +221,9 @@ class Report:
 
     @cached_property
     def total_time_s(self) -> Any:
+        if self._subs is not None:  # per op at the point (see _time_at)
+            return float(sum(m * _time_at(n.time, self._subs) for n, m in zip(self._costed.nodes, self._mult,
+                                                                             strict=True)))
         return self._sum(lambda n: n.time.time_s)
 
     @cached_property
@@ -297,9 +308,12 @@ class Report:
     # ---- memory and parameters ----------------------------------------------------------
     @cached_property
     def activation_peak_bytes(self) -> Any:
-        from ..memory import activation_candidates
+        if self._costed.activations is not None:  # from the trace cache: no torch needed
+            candidates = list(self._costed.activations)
+        else:
+            from ..memory import activation_candidates
 
-        candidates = activation_candidates(self._costed)
+            candidates = activation_candidates(self._costed)
         if self._subs is None:
             return sympy.Max(*candidates, evaluate=False) if len(candidates) > 1 else candidates[0]
         return max(_num(c, self._subs) if isinstance(c, sympy.Basic) else float(c) for c in candidates)
@@ -391,7 +405,7 @@ class Report:
         values = {
             "flops": _num(node.counts.total_flops, self._subs),
             "bytes": _num(node.counts.bytes, self._subs),
-            "time_s": _num(t.time_s, self._subs),
+            "time_s": _time_at(t, self._subs),
             "compute_s": _num(t.compute_s, self._subs),
             "memory_s": _num(t.memory_s, self._subs),
             "comm_s": _num(t.comm_s, self._subs),
