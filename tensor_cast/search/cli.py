@@ -35,6 +35,9 @@ def _common(p: Any) -> None:
     p.add_argument("--disagg", action="store_true",
                    help="also search disaggregated units (x prefill workers + a decode worker)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache")
+    p.add_argument("--no-screen", action="store_true",
+                   help="simulate every concurrency level, also those above a level that already misses the SLOs "
+                        "(by default they are listed as screened, not simulated)")
     p.add_argument("--json", dest="json_path", help="write the result as JSON")
     p.add_argument("--csv", dest="csv_path", help="write every simulated configuration as CSV")
     p.add_argument("--html", dest="html_path", help="write a self-contained HTML report")
@@ -65,7 +68,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"devices": args.devices, "isl": args.isl, "osl": args.osl, "ttft": args.ttft, "tpot": args.tpot,
             "slo_stat": args.slo_stat, "engine": args.engine, "quant": args.quant,
             "kv_cache_dtype": args.kv_cache_dtype, "concurrency": args.concurrency, "prices": args.price,
-            "jobs": args.jobs, "ray": args.ray, "cache": not args.no_cache, "disagg": args.disagg}
+            "jobs": args.jobs, "ray": args.ray, "cache": not args.no_cache, "disagg": args.disagg,
+            "screen": not args.no_screen}
 
 
 def _write(result: Any, args: argparse.Namespace) -> int:

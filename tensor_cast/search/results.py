@@ -2,8 +2,9 @@
 
 Holds every simulated row, the rows meeting the SLOs, the Pareto frontier, the best per device
 (or, for `recommend`, the fewest GPUs per device), the chosen configurations with their launch
-commands, what was pruned by memory and why, and — when nothing meets the SLOs — the binding
-constraint with the closest configurations.
+commands, what was pruned by memory and why, what was screened out without simulating and why
+(`Screened`), and — when nothing meets the SLOs — the binding constraint with the closest
+configurations.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from .launch import Launch
 from .metrics import SLO
 from .select import Binding, Row, Sized, cost_per_million_tokens
-from .space import Variant
+from .space import Candidate, Variant
 
 CSV_FIELDS = ("device", "gpus", "config", "tp", "pp", "dp", "ep", "quant", "kv_cache_dtype", "replicas",
               "concurrency", "mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p90_tpot_ms", "tokens_per_s",
@@ -31,6 +32,19 @@ class FitInfo:
     max_batch: int  # the largest batch an instance holds at context ISL + OSL (0: pruned)
     weights_bytes: float
     reason: str = ""  # why it was pruned ("" when it fits)
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A concurrency level not simulated: a lower level of the same instance, `below`, already
+    missed the SLOs (by these factors over target), and latency only rises with concurrency."""
+
+    below: int
+    missed: dict[str, float]  # "ttft" / "tpot" -> measured / target (> 1)
+
+    def reason(self) -> str:
+        over = ", ".join(f"{k.upper()} {v:.2f}x its target" for k, v in sorted(self.missed.items()))
+        return f"not simulated: concurrency {self.below} already misses the SLOs ({over}); latency rises with concurrency"
 
 
 @dataclass
@@ -55,6 +69,7 @@ class SearchResult:
     sized: list[Sized] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     binding: Binding | None = None
+    screened: list[tuple[Candidate, Screened]] = field(default_factory=list)  # configurations not simulated
 
     # ---- data ------------------------------------------------------------------------------
     def cost(self, row: Row) -> float | None:
@@ -81,6 +96,8 @@ class SearchResult:
             "devices": list(self.devices), "gpus": list(self.gpus), "prices_usd_per_gpu_hour": self.prices,
             "rate_per_s": self.rate,
             "simulated": len(self.rows), "meeting_slo": len(self.meeting),
+            "screened": [{"device": c.device, "gpus": c.gpus, "config": c.describe(), "concurrency": c.concurrency,
+                          "reason": s.reason()} for c, s in self.screened],
             "pruned": [{"device": f.device, "config": f.variant.describe(), "reason": f.reason}
                        for f in self.fits if f.reason],
             "frontier": [self.row_dict(r) for r in self.frontier],
@@ -131,7 +148,10 @@ class SearchResult:
         pruned = sum(1 for f in self.fits if f.reason)
         lines = [f"{self.model} on {', '.join(self.devices)} ({self.engine}), ISL {self.isl} / OSL {self.osl}, "
                  f"{slo} ({self.slo.stat}): {len(self.rows)} configurations simulated, {len(self.meeting)} meet the "
-                 f"SLOs; {pruned} of {len(self.fits)} device x layout variants pruned by memory"]
+                 f"SLOs; {pruned} of {len(self.fits)} device x layout variants pruned by memory"
+                 + (f"; {len(self.screened)} configurations screened out unsimulated (each above a concurrency "
+                    "level of the same instance that already misses the SLOs; latency rises with concurrency)"
+                    if self.screened else "")]
         if self.rate is not None and self.sized:
             best = self.sized[0]
             lines.append(f"\nFewest GPUs for {self.rate:g} requests/s: {best.gpus} x {best.row.candidate.device} "

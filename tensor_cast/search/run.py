@@ -7,7 +7,12 @@ Stages (each a function below):
    every device — the largest batch at context ISL + OSL (`Report.fit`) — so what cannot hold
    one request is pruned before any simulation.
 3. `_simulate_group` (fanned out, one task per device x variant): the serving simulator at every
-   concurrency level up to that batch. One simulated instance serves every GPU count it divides.
+   concurrency level up to that batch, lowest first. One simulated instance serves every GPU
+   count it divides. Screening: once a level misses the SLOs, the higher levels of the same
+   instance are not simulated — TTFT and TPOT only rise with concurrency in a closed loop (more
+   sequences share every step, and each waits behind more prefills) — and the result lists them
+   as screened, with the level that missed and by how much (`Screened`; `screen=False` simulates
+   them all; benchmarks/search_speed.py --check-screening checks that none would have met them).
 4. `select.py` answers: SLO filter, Pareto frontier, best per device, cost, fewest GPUs.
 """
 
@@ -23,7 +28,7 @@ from ..models.spec import ModelSpec
 from .fanout import default_jobs, fan_out
 from .launch import check_engine, launch
 from .metrics import SLO, Metrics
-from .results import FitInfo, SearchResult
+from .results import FitInfo, Screened, SearchResult
 from .select import Row, best_per_device, binding, fewest_gpus, meeting, pareto
 from .space import DEFAULT_CONCURRENCY, Candidate, Layout, Pool, Variant, instance_sizes, layouts
 from .units import duration, int_list
@@ -55,6 +60,7 @@ class Inputs:
     ray: str | None
     simulator: Callable[..., Any] | None = field(default=None, compare=False)
     disagg: bool = False
+    screen: bool = True
 
 
 def _device(name: str) -> str:
@@ -76,7 +82,7 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
 def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: int, ttft: Any, tpot: Any,
             engine: str, quant: Any, kv_cache_dtype: Any, concurrency: Any, prices: Any, slo_stat: str,
             requests_per_client: int, cache: bool, jobs: int | None, ray: str | None,
-            simulator: Callable[..., Any] | None, disagg: bool = False) -> Inputs:
+            simulator: Callable[..., Any] | None, disagg: bool = False, screen: bool = True) -> Inputs:
     from ..api import load_model
 
     check_engine(engine)
@@ -109,7 +115,8 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
                   isl=isl, osl=osl, slo=slo, engine=engine, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
-                  jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg))
+                  jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg),
+                  screen=bool(screen))
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -177,6 +184,7 @@ class SimTask:
     simulator: Callable[..., Any] | None = None
     prefill: Pool | None = None  # disaggregated: the prefill pool (the decode pool in `decode`)
     decode: Pool | None = None
+    slo: SLO | None = None  # screening: levels above one that misses it are not simulated
 
     @property
     def unit_gpus(self) -> int:
@@ -199,14 +207,20 @@ class SimTask:
         return Candidate(self.device, self.unit_gpus, self.variant, 1, 1, self.prefill, self.decode).describe()
 
 
-def _simulate_group(task: SimTask) -> list[Metrics | str]:
+def _simulate_group(task: SimTask) -> list[Metrics | str | Screened]:
+    """The metrics at each of `task.concurrencies` (ascending), a one-line failure, or — above a
+    level that missed `task.slo` — `Screened` (see the module docstring)."""
     simulate = task.simulator
     if simulate is None:
         from .. import simulate as default_simulate  # type: ignore[attr-defined]
 
         simulate = default_simulate
-    out: list[Metrics | str] = []
+    out: list[Metrics | str | Screened] = []
+    missed: Screened | None = None
     for c in task.concurrencies:
+        if missed is not None:
+            out.append(missed)
+            continue
         try:
             report = simulate(task.model, device=task.device, engine=task.engine, concurrency=c,
                               num_requests=max(MIN_REQUESTS, task.requests_per_client * c), isl=task.isl,
@@ -215,10 +229,13 @@ def _simulate_group(task: SimTask) -> list[Metrics | str]:
             out.append(str(exc).splitlines()[0])
             continue
         tokens_per_s = float(report.output_tokens_per_s)
-        out.append(Metrics(mean_ttft_s=float(report.mean_ttft_s), mean_tpot_s=float(report.mean_tpot_s),
-                           p90_ttft_s=float(report.p90_ttft_s), p90_tpot_s=float(report.p90_tpot_s),
-                           output_tokens_per_s=tokens_per_s, unit_gpus=int(report.num_gpus),
-                           requests_per_s=tokens_per_s / task.osl))
+        metrics = Metrics(mean_ttft_s=float(report.mean_ttft_s), mean_tpot_s=float(report.mean_tpot_s),
+                          p90_ttft_s=float(report.p90_ttft_s), p90_tpot_s=float(report.p90_tpot_s),
+                          output_tokens_per_s=tokens_per_s, unit_gpus=int(report.num_gpus),
+                          requests_per_s=tokens_per_s / task.osl)
+        out.append(metrics)
+        if task.slo is not None and not task.slo.met(metrics):
+            missed = Screened(c, task.slo.violations(metrics))
     return out
 
 
@@ -254,7 +271,8 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
             continue
         levels = tuple(c for c in inputs.concurrency if c <= f.max_batch) or (f.max_batch,)
         sim_tasks.append(SimTask(inputs.model, f.device, f.variant, levels, inputs.engine, inputs.isl, inputs.osl,
-                                 inputs.requests_per_client, inputs.cache, inputs.simulator))
+                                 inputs.requests_per_client, inputs.cache, inputs.simulator,
+                                 slo=_screening(inputs)))
     if inputs.disagg:
         sim_tasks += _disagg_tasks(inputs, fits)
     results = fan_out(_simulate_group, sim_tasks, jobs=inputs.jobs, ray_address=inputs.ray, desc="simulate",
@@ -288,8 +306,15 @@ def _disagg_tasks(inputs: Inputs, fits: Sequence[FitInfo]) -> list[SimTask]:
                 levels = tuple(c for c in inputs.concurrency if c <= decode.max_batch) or (decode.max_batch,)
                 tasks.append(SimTask(inputs.model, device, decode.variant, levels, inputs.engine, inputs.isl,
                                      inputs.osl, inputs.requests_per_client, inputs.cache, inputs.simulator,
-                                     prefill=Pool(prefill.variant, workers), decode=Pool(decode.variant, 1)))
+                                     prefill=Pool(prefill.variant, workers), decode=Pool(decode.variant, 1),
+                                     slo=_screening(inputs)))
     return tasks
+
+
+def _screening(inputs: Inputs) -> SLO | None:
+    """The SLO simulations are screened by (None: every level is simulated)."""
+    has_target = inputs.slo.ttft_s is not None or inputs.slo.tpot_s is not None
+    return inputs.slo if inputs.screen and has_target else None
 
 
 def _check_counts(inputs: Inputs, fits: Sequence[FitInfo]) -> None:
@@ -314,10 +339,11 @@ def _check_counts(inputs: Inputs, fits: Sequence[FitInfo]) -> None:
         f"(up to {limit}): {choices(accepted, 24) if accepted else 'none: the model fits no layout of up to ' + str(limit) + ' GPUs'}")
 
 
-def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str]]]) -> tuple[list[Row], list[str]]:
-    rows, failures = [], []
+def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str | Screened]]],
+          ) -> tuple[list[Row], list[str], list[tuple[Candidate, Screened]]]:
+    rows, failures, screened = [], [], []
     for task, results in simulated:
-        for c, result in zip(task.concurrencies, results):
+        for c, result in zip(task.concurrencies, results, strict=True):
             if isinstance(result, str):
                 failures.append(f"{task.device} {task.describe()} c={c}: {result}")
                 continue
@@ -326,8 +352,11 @@ def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str]
                     continue
                 candidate = Candidate(device=task.device, gpus=total, variant=task.variant, concurrency=c,
                                       replicas=total // task.unit_gpus, prefill=task.prefill, decode=task.decode)
-                rows.append(Row(candidate, result))
-    return rows, failures
+                if isinstance(result, Screened):
+                    screened.append((candidate, result))
+                else:
+                    rows.append(Row(candidate, result))
+    return rows, failures, screened
 
 
 def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | Sequence[int], isl: int, osl: int,
@@ -335,7 +364,7 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
            kv_cache_dtype: str | Sequence[str] | None = None, concurrency: Any = DEFAULT_CONCURRENCY,
            prices: Any = None, slo_stat: str = "mean", requests_per_client: int = REQUESTS_PER_CLIENT,
            cache: bool = True, jobs: int | None = None, ray: str | None = None,
-           simulator: Callable[..., Any] | None = None, disagg: bool = False) -> SearchResult:
+           simulator: Callable[..., Any] | None = None, disagg: bool = False, screen: bool = True) -> SearchResult:
     """Every configuration of `model` on `devices` x `gpus` GPUs for requests of `isl` prompt and
     `osl` output tokens: which meet the SLOs (`ttft`, `tpot`: seconds or '300ms'), the Pareto
     frontier of tokens/s per GPU vs tokens/s per user, the best per device, cost per million
@@ -346,16 +375,18 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
     instance; configurations that do not fit in memory are pruned before simulating. `jobs`:
     worker processes (default: the CPUs); `ray`: a Ray address ("local" for a local Ray) to run
     the traces and simulations on. `simulator` replaces `tensor_cast.simulate` (same signature).
-    `disagg=True` adds disaggregated prefill + decode units (`_disagg_tasks`).
+    `disagg=True` adds disaggregated prefill + decode units (`_disagg_tasks`). `screen=False`
+    simulates every concurrency level, also those above a level that already misses the SLOs
+    (by default they are listed in `SearchResult.screened`, not simulated: see the module docstring).
     """
     inputs = _inputs(model, devices=devices, gpus=gpus, isl=isl, osl=osl, ttft=ttft, tpot=tpot, engine=engine,
                      quant=quant, kv_cache_dtype=kv_cache_dtype, concurrency=concurrency, prices=prices,
                      slo_stat=slo_stat, requests_per_client=requests_per_client, cache=cache, jobs=jobs, ray=ray,
-                     simulator=simulator, disagg=disagg)
+                     simulator=simulator, disagg=disagg, screen=screen)
     sizes = sorted({s for n in inputs.gpus for s in instance_sizes(n)})
     fits, simulated = _explore(inputs, sizes)
-    rows, failures = _rows(inputs, simulated)
-    return _answer(inputs, fits, rows, failures, rate=None)
+    rows, failures, screened = _rows(inputs, simulated)
+    return _answer(inputs, fits, rows, failures, rate=None, screened=screened)
 
 
 def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str], isl: int, osl: int,
@@ -373,17 +404,19 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
                      slo_stat=options.pop("slo_stat", "mean"),
                      requests_per_client=options.pop("requests_per_client", REQUESTS_PER_CLIENT),
                      cache=options.pop("cache", True), jobs=options.pop("jobs", None), ray=options.pop("ray", None),
-                     simulator=options.pop("simulator", None), disagg=options.pop("disagg", False))
+                     simulator=options.pop("simulator", None), disagg=options.pop("disagg", False),
+                     screen=options.pop("screen", True))
     if options:
         raise InvalidArgumentError(f"unknown option(s) {sorted(options)} for recommend")
     fits, simulated = _explore(inputs, sizes, check_counts=False)
-    rows, failures = _rows(inputs, simulated)
+    rows, failures, screened = _rows(inputs, simulated)
     rows = [r for r in rows if r.candidate.replicas == 1]  # one row per simulated unit
-    return _answer(inputs, fits, rows, failures, rate=float(per_s))
+    screened = [(c, s) for c, s in screened if c.replicas == 1]
+    return _answer(inputs, fits, rows, failures, rate=float(per_s), screened=screened)
 
 
 def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list[str],
-            rate: float | None) -> SearchResult:
+            rate: float | None, screened: Sequence[tuple[Candidate, Screened]] = ()) -> SearchResult:
     ok = meeting(rows, inputs.slo)
     max_len = inputs.isl + inputs.osl
     model_id = inputs.model if isinstance(inputs.model, str) else inputs.model_name
@@ -403,7 +436,7 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
         devices=inputs.devices, gpus=inputs.gpus, prices=dict(inputs.prices), rate=rate, fits=fits, rows=rows,
         meeting=ok, frontier=pareto(ok), frontier_all=pareto(rows), per_device=per_device, chosen=chosen,
         launches=[launches[id(r)] for r in chosen], sized=sized[:10], failures=failures,
-        binding=None if ok else binding(rows, inputs.slo))
+        binding=None if ok else binding(rows, inputs.slo), screened=list(screened))
 
 
 def _scaled(row: Row, sized: Sequence[Any]) -> Candidate:
