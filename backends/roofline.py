@@ -51,7 +51,9 @@ class OpTime:
     def work_s(self) -> Any:
         """The kernel's own time: the roofline bound, plus what it does not overlap, plus latency."""
         if _symbolic(self.compute_s, self.memory_s, self.comm_s):
-            bound = sympy.Max(self.compute_s, self.memory_s, self.comm_s)
+            # unevaluated: sympy's simplification of a Max of symbolic parts (tens of ms an op, most of
+            # a serving simulator's setup) never changes its value at any point
+            bound = sympy.Max(self.compute_s, self.memory_s, self.comm_s, evaluate=False)
         else:
             bound = max(self.compute_s, self.memory_s, self.comm_s)
         return bound + self.stall_s + self.latency_s

@@ -25,6 +25,7 @@ from .backends.device import DeviceProfile
 from .backends.roofline import ExecutionMode
 from .cache.record import TracedCosts
 from .cache.store import CacheStore, cache_enabled, make_key
+from .cache.timed import costed as timed_costed
 from .costed import ParamEntry
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .models.spec import ModelSpec
@@ -241,7 +242,7 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
     record = traced_costs(spec, options, profile, cache=cache)
     step(f"costing {len(record.nodes)} graph nodes on {profile.name}")
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
-    costed = record.costed(profile, mode)
+    costed = timed_costed(record, profile, mode, CacheStore() if cache and cache_enabled() else None)
     if deployment is not None and deployment.pp > 1:  # stage-to-stage transfers (not in the graph)
         from .deployment.pipeline import boundary_node
 

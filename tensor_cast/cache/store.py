@@ -12,7 +12,8 @@ it: one entry serves every shape and device.
 
 Besides the traces, `specs/` holds the typed `ModelSpec` of a model argument read from a local
 config or the registry (`specs.py`: keyed by the argument and the config's contents), so a warm
-run never imports transformers to read a config it has read before.
+run never imports transformers to read a config it has read before; `timed/` holds records
+re-timed on a device (`timed.py`), so a warm run skips the roofline's sympy work.
 
 Entry file: a magic line, the SHA-256 of the payload, the pickled payload. On load the magic, the
 digest, the unpickling, the stored key and the record format are all checked; any failure is a
@@ -94,7 +95,7 @@ class CacheInfo:
     bytes: int
 
 
-SIDE_FOLDERS = {"spec": "specs"}  # side-entry kind -> folder beside traces/
+SIDE_FOLDERS = {"spec": "specs", "timed": "timed"}  # side-entry kind -> folder beside traces/
 
 
 @dataclass(frozen=True)
