@@ -1,7 +1,7 @@
 """Does the search rank configurations as the measured runs do?
 
     python benchmarks/search_validation.py --data ../shared/serving/silicon_sample_visible.csv \
-        [--min-configs 5] [--max-groups N] [--out groups.csv]
+        [--min-configs 5] [--per-model K | --max-groups N] [--out groups.csv]
 
 Rows of the measured serving runs are grouped by (model, device, engine, ISL, OSL); every group
 with at least `--min-configs` configurations that map to a tensor_cast deployment (the mapping of
@@ -14,6 +14,11 @@ Per group: Spearman rho of the two rankings, and whether the configuration predi
 reaches >= 90% of the measured best throughput ("best within 10%"; the predicted value of that
 configuration vs its measured value is printed beside it). Prints the per-group table and the
 median rho / share of groups within 10%.
+
+Sampling (`--per-model K`): every group is worth having but each (model, parallelism,
+quantization) needs its own trace, so at most K groups per model are taken, greedily the ones that
+need the fewest traces not already needed (groups of one model on one device share most of theirs
+across ISL / OSL and engines). The output says how many groups of how many were taken.
 """
 
 from __future__ import annotations
@@ -50,11 +55,34 @@ def measured_per_gpu(row: dict[str, str], f: Any) -> float:
     return c * osl / (ttft + (osl - 1) * tpot) / gpus(row, f)
 
 
+def trace_keys(setups: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """What needs a trace of its own: the model and everything but the device and engine."""
+    return {(s["model"], tuple(sorted((k, str(v)) for k, v in s.items() if k not in ("model", "device", "engine",
+                                                                               "engine_args"))))
+            for s in setups}
+
+
+def sample(groups: dict[tuple[str, ...], list[tuple[dict[str, str], dict[str, Any]]]],
+           chosen: list[tuple[str, ...]], per_model: int) -> list[tuple[str, ...]]:
+    """At most `per_model` groups per model, fewest new traces first (ties: most configurations)."""
+    needed: set[tuple[Any, ...]] = set()
+    out = []
+    for model in sorted({k[0] for k in chosen}):
+        left = [k for k in chosen if k[0] == model]
+        for _ in range(min(per_model, len(left))):
+            best = min(left, key=lambda k: (len(trace_keys([s for _, s in groups[k]]) - needed), -len(groups[k]), k))
+            left.remove(best)
+            needed |= trace_keys([s for _, s in groups[best]])
+            out.append(best)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--min-configs", type=int, default=5)
-    ap.add_argument("--max-groups", type=int, default=0, help="at most N groups (0: all)")
+    ap.add_argument("--max-groups", type=int, default=0, help="at most N groups, the largest (0: all)")
+    ap.add_argument("--per-model", type=int, default=0, help="at most K groups per model (0: all; see the docstring)")
     ap.add_argument("--requests-per-client", type=int, default=4)
     ap.add_argument("--out", help="per-group CSV")
     args = ap.parse_args()
@@ -75,8 +103,14 @@ def main() -> int:
             key = (row["model_path"], row["system"], row["backend"], row["isl"], row["osl"])
             groups[key].append((row, setup))
     chosen = sorted((k for k, v in groups.items() if len(v) >= args.min_configs), key=lambda k: -len(groups[k]))
+    eligible = len(chosen)
+    if args.per_model:
+        chosen = sample(groups, chosen, args.per_model)
     if args.max_groups:
         chosen = chosen[: args.max_groups]
+    print(f"{len(chosen)} of {eligible} groups with >= {args.min_configs} mapped configurations "
+          f"({sum(len(groups[k]) for k in chosen)} rows, {len(trace_keys([s for k in chosen for _, s in groups[k]]))} "
+          "traces)", file=sys.stderr)
     table, rhos, within = [], [], []
     for n, key in enumerate(chosen, 1):
         measured, predicted = [], []
@@ -106,7 +140,7 @@ def main() -> int:
             "measured(pred. best) / measured best", "pred. best tok/s/GPU", "its measured", "measured best")
     print(tabulate(table, headers=head, disable_numparse=True, tablefmt="github"))
     if rhos:
-        print(f"\n{len(rhos)} groups: median Spearman rho {statistics.median(rhos):.2f}; predicted best within 10% "
+        print(f"\n{len(rhos)} groups (of {eligible} with >= {args.min_configs} mapped configurations): median Spearman rho {statistics.median(rhos):.2f}; predicted best within 10% "
               f"of the measured best in {sum(within)}/{len(within)} ({100 * sum(within) / len(within):.0f}%)")
     if args.out:
         with open(args.out, "w", newline="") as handle:

@@ -64,6 +64,9 @@ def test_choices_known_before_torch_equal_their_owners():
     assert tuple(GROUPINGS) == analyze_command.GROUPINGS
     assert analyze_command.CUDA_GRAPH_MODES == CUDA_GRAPH_MODES
     assert analyze_command.MLA_FORMS == MLA_FORMS
+    from tensor_cast import api
+
+    assert api.MLA_FORMS == MLA_FORMS  # api.py spells it too: importing ops registers the custom ops (torch)
 
 
 def test_argument_errors_are_one_line(capsys):
