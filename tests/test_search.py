@@ -284,3 +284,36 @@ def test_cli_defaults_equal_their_owners():
     from tensor_cast.search import cli, space
 
     assert cli.DEFAULT_CONCURRENCY == space.DEFAULT_CONCURRENCY
+
+
+def test_levels_above_a_missed_slo_are_screened_and_listed():
+    """A stand-in simulator whose TPOT is 1 ms per client: with a 10 ms target, 1..8 clients meet it,
+    16 misses (1.6x) and 32, 64 are screened (listed with the level and the factor), not simulated;
+    `screen=False` simulates them and they miss too."""
+    from types import SimpleNamespace
+
+    from tensor_cast.search import search
+
+    calls: list[int] = []
+
+    def simulate(model, *, concurrency, osl, **kwargs):
+        calls.append(concurrency)
+        tpot = 1e-3 * concurrency
+        return SimpleNamespace(mean_ttft_s=0.01, p90_ttft_s=0.01, mean_tpot_s=tpot, p90_tpot_s=tpot,
+                               output_tokens_per_s=concurrency / tpot / 2, num_gpus=1)
+
+    kwargs = dict(devices="h100-sxm", gpus="1", isl=128, osl=16, tpot="10ms", kv_cache_dtype="auto",
+                  concurrency="1,2,4,8,16,32,64", jobs=1, simulator=simulate)
+    result = search("Qwen/Qwen3-0.6B", **kwargs)
+    assert calls == [1, 2, 4, 8, 16]
+    assert [r.candidate.concurrency for r in result.meeting] == [1, 2, 4, 8]
+    assert [(c.concurrency, s.below, s.missed) for c, s in result.screened] == [(32, 16, {"tpot": 1.6}),
+                                                                                (64, 16, {"tpot": 1.6})]
+    data = result.to_dict()
+    assert [s["concurrency"] for s in data["screened"]] == [32, 64]
+    assert "concurrency 16 already misses the SLOs (TPOT 1.60x its target)" in data["screened"][0]["reason"]
+    assert "2 configurations screened out unsimulated" in result.summary()
+    calls.clear()
+    full = search("Qwen/Qwen3-0.6B", screen=False, **kwargs)
+    assert calls == [1, 2, 4, 8, 16, 32, 64] and not full.screened
+    assert [r.candidate.concurrency for r in full.meeting] == [1, 2, 4, 8]
