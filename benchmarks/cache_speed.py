@@ -1,6 +1,7 @@
 """A repeated `tensor-cast analyze` with the trace cache: wall and CPU time, imports included.
 
-    python benchmarks/cache_speed.py [--model Qwen/Qwen3-8B] [--repeat 3]
+    python benchmarks/cache_speed.py [--model Qwen/Qwen3-8B] [--repeat 3] [--batch-size 32 --query-len 1
+        --context-len 2048]
 
 Runs the CLI in fresh processes: once with `--no-cache` (what every run cost before the cache),
 then against an empty cache directory (the run that fills it) and `--repeat` times warm. Prints
@@ -34,10 +35,14 @@ def main() -> None:
     parser.add_argument("--model", default="Qwen/Qwen3-8B")
     parser.add_argument("--device", default="h100-sxm")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", default="32")
+    parser.add_argument("--query-len", default="1")
+    parser.add_argument("--context-len", default="2048")
     args = parser.parse_args()
     from tabulate import tabulate
 
-    cmd = ["analyze", args.model, "--device", args.device, "--batch-size", "32", "--context-len", "2048"]
+    cmd = ["analyze", args.model, "--device", args.device, "--batch-size", args.batch_size, "--query-len",
+           args.query_len, "--context-len", args.context_len]
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TENSOR_CAST_CACHE_DIR": cache, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
         rows = []

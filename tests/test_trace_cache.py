@@ -128,10 +128,10 @@ def test_warm_analyze_imports_neither_torch_nor_transformers(store, capsys):
     import subprocess
     import sys
 
-    args = ["analyze", MODEL, "--device", "h100-sxm", "--batch-size", "4", "--context-len", "512"]
-    assert main(args) == 0  # cold: traces, stores the record, the spec and the re-timed record
+    args = ["analyze", MODEL, "--device", "h100-sxm", "--batch-size", "4", "--context-len", "512", "--tp", "2"]
+    assert main(args) == 0  # cold: stores the record, the spec, the re-timed record and the family's TP plan
     cold = capsys.readouterr().out
-    assert {p.parent.name for p in store.root.rglob("*.trace")} == {"traces", "specs", "timed"}
+    assert {p.parent.name for p in store.root.rglob("*.trace")} == {"traces", "specs", "timed", "tp_plans"}
     env = {**os.environ, "TENSOR_CAST_CACHE_DIR": str(store.root)}
     done = subprocess.run([sys.executable, "-c", WARM_PROBE.format(argv=args)], capture_output=True, text=True,
                           env=env, timeout=120)

@@ -13,7 +13,8 @@ it: one entry serves every shape and device.
 Besides the traces, `specs/` holds the typed `ModelSpec` of a model argument read from a local
 config or the registry (`specs.py`: keyed by the argument and the config's contents), so a warm
 run never imports transformers to read a config it has read before; `timed/` holds records
-re-timed on a device (`timed.py`), so a warm run skips the roofline's sympy work.
+re-timed on a device (`timed.py`), so a warm run skips the roofline's sympy work; `tp_plans/`
+holds each model family's tensor-parallel plan as transformers defines it (`side_value`).
 
 Entry file: a magic line, the SHA-256 of the payload, the pickled payload. On load the magic, the
 digest, the unpickling, the stored key and the record format are all checked; any failure is a
@@ -25,10 +26,12 @@ load: the cache directory must be the user's own, as any cache of pickles must.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -68,9 +71,11 @@ def source_fingerprint() -> str:
     root = Path(tensor_cast.__file__).resolve().parent
     roots = {root}
     for sub in ("passes", "backends"):  # installed inside the namespace but may live elsewhere
-        module = sys.modules.get(f"tensor_cast.{sub}")
-        if module is not None and getattr(module, "__file__", None):
-            roots.add(Path(module.__file__).resolve().parent)  # type: ignore[arg-type]
+        # found, not imported: the fingerprint must not depend on what this process imported so
+        # far (a warm run never imports the passes; the run that stored the entry did)
+        found = importlib.util.find_spec(f"tensor_cast.{sub}")
+        if found is not None and found.origin:
+            roots.add(Path(found.origin).resolve().parent)
     digest = hashlib.sha256()
     for folder in sorted(roots):
         for path in sorted(folder.rglob("*.py")):
@@ -95,7 +100,7 @@ class CacheInfo:
     bytes: int
 
 
-SIDE_FOLDERS = {"spec": "specs", "timed": "timed"}  # side-entry kind -> folder beside traces/
+SIDE_FOLDERS = {"spec": "specs", "timed": "timed", "tp_plan": "tp_plans"}  # side-entry kind -> folder beside traces/
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,22 @@ class CacheStore:
                 for path in folder.glob(f"*{SUFFIX}"):
                     path.unlink(missing_ok=True)
         return before
+
+
+def side_value(kind: str, parts: Any, compute: Callable[[], Any]) -> Any:
+    """`compute()`, stored as a side entry of `kind` under `make_key([kind, parts])` and read from
+    there next time (directly computed when the cache is off: TENSOR_CAST_CACHE=0)."""
+    if not cache_enabled():
+        return compute()
+    key, store = make_key([kind, parts]), CacheStore()
+    value = store.load_side(kind, key)
+    if value is None:
+        value = compute()
+        try:
+            store.store_side(kind, key, value)
+        except OSError as exc:
+            print(f"tensor-cast: warning: trace cache not written ({exc}); use --no-cache to skip it", file=sys.stderr)
+    return value
 
 
 def info() -> CacheInfo:

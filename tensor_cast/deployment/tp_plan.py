@@ -38,6 +38,14 @@ class TPRoles:
 
 
 def hf_tp_plan(model_type: str) -> dict[str, str]:
+    """The family's `base_model_tp_plan` ({} when transformers has none), through the disk cache:
+    importing transformers to read it costs more than a warm analysis (tensor_cast/cache/)."""
+    from ..cache.store import side_value
+
+    return dict(side_value("tp_plan", model_type, lambda: _read_hf_tp_plan(model_type)))
+
+
+def _read_hf_tp_plan(model_type: str) -> dict[str, str]:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     try:

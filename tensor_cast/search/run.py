@@ -257,6 +257,8 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
     from ..cache.store import source_fingerprint
 
     source_fingerprint()  # once, before the workers fork: every task of this search keys alike
+    if inputs.simulator is None:
+        import tensor_cast.serving.api  # noqa: F401  (imported once here, inherited by every forked worker)
     spec = load_model(inputs.model)
     variants = _variants(spec, inputs, sizes)
     fit_tasks = [FitTask(inputs.model, v, inputs.devices, inputs.isl, inputs.osl, inputs.cache, inputs.engine)
