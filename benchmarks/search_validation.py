@@ -15,6 +15,11 @@ reaches >= 90% of the measured best throughput ("best within 10%"; the predicted
 configuration vs its measured value is printed beside it). Prints the per-group table and the
 median rho / share of groups within 10%.
 
+A group whose rows share one deployment and differ only in concurrency is ranked by concurrency
+alone (throughput rises with it), an easier test: the "deployments" column counts each group's
+distinct (parallelism, quantization) and the summary repeats the medians over groups with more
+than one.
+
 Sampling (`--per-model K`): every group is worth having but each (model, parallelism,
 quantization) needs its own trace, so at most K groups per model are taken, greedily the ones that
 need the fewest traces not already needed (groups of one model on one device share most of theirs
@@ -111,7 +116,7 @@ def main() -> int:
     print(f"{len(chosen)} of {eligible} groups with >= {args.min_configs} mapped configurations "
           f"({sum(len(groups[k]) for k in chosen)} rows, {len(trace_keys([s for k in chosen for _, s in groups[k]]))} "
           "traces)", file=sys.stderr)
-    table, rhos, within = [], [], []
+    table, rhos, within, spread = [], [], [], []
     for n, key in enumerate(chosen, 1):
         measured, predicted = [], []
         for row, setup in groups[key]:
@@ -133,15 +138,23 @@ def main() -> int:
         ratio = measured[best_pred] / max(measured)
         rhos.append(rho)
         within.append(ratio >= 0.9)
-        table.append((*key, len(measured), f"{rho:.2f}", f"{ratio:.2f}", f"{predicted[best_pred]:.0f}",
+        layouts = len(trace_keys([s for _, s in groups[key]]))
+        spread.append(layouts > 1)
+        table.append((*key, len(measured), layouts, f"{rho:.2f}", f"{ratio:.2f}", f"{predicted[best_pred]:.0f}",
                       f"{measured[best_pred]:.0f}", f"{max(measured):.0f}"))
         print(f"[{n}/{len(chosen)}] {key}: rho {rho:.2f}, best {ratio:.2f}", file=sys.stderr)
-    head = ("model", "system", "engine", "ISL", "OSL", "configs", "Spearman rho",
+    head = ("model", "system", "engine", "ISL", "OSL", "configs", "deployments", "Spearman rho",
             "measured(pred. best) / measured best", "pred. best tok/s/GPU", "its measured", "measured best")
     print(tabulate(table, headers=head, disable_numparse=True, tablefmt="github"))
     if rhos:
         print(f"\n{len(rhos)} groups (of {eligible} with >= {args.min_configs} mapped configurations): median Spearman rho {statistics.median(rhos):.2f}; predicted best within 10% "
               f"of the measured best in {sum(within)}/{len(within)} ({100 * sum(within) / len(within):.0f}%)")
+        # groups whose configurations differ only in concurrency rank by it: say how the others fare
+        mixed = [i for i, m in enumerate(spread) if m]
+        if mixed:
+            print(f"{len(mixed)} of them with more than one deployment (parallelism / quantization), not only "
+                  f"concurrency: median rho {statistics.median(rhos[i] for i in mixed):.2f}; best within 10% in "
+                  f"{sum(within[i] for i in mixed)}/{len(mixed)}")
     if args.out:
         with open(args.out, "w", newline="") as handle:
             csv.writer(handle).writerows([head, *table])

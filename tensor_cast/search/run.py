@@ -252,7 +252,7 @@ def _variants(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int]) -> list[Var
 
 
 def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
-             ) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str]]]]:
+             ) -> tuple[list[FitInfo], list[tuple[SimTask, list[Metrics | str | Screened]]]]:
     from ..api import load_model
     from ..cache.store import source_fingerprint
 
