@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import stderr_progress, step
 
     with stderr_progress():
-        step("loading torch and transformers")
-        from ..api import analyze  # torch and transformers from here on
+        step("loading the analysis")
+        from ..api import analyze  # torch and transformers only if a trace is not in the disk cache
 
         report = analyze(
             args.model, device=device, batch_size=args.batch_size, query_len=args.query_len,
