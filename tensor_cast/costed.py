@@ -44,6 +44,8 @@ class LazyCall:
         return self._call  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:  # only for names not in __slots__
+        if name.startswith("__"):  # protocol probes (copy, pickle) must not unpickle the call
+            raise AttributeError(name)
         return getattr(self.resolve(), name)
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickles again as the same bytes, unresolved
