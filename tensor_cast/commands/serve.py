@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import stderr_progress, step
 
     with stderr_progress():
-        step("loading torch and transformers")
-        from ..serving.api import simulate  # torch and transformers from here on
+        step("loading the simulator")
+        from ..serving.api import simulate  # torch and transformers only if a trace is not in the disk cache
 
         report = simulate(
             args.model, device=args.device, engine=args.engine, concurrency=args.concurrency,
