@@ -46,7 +46,8 @@ from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
-COST_ONLY = ("cuda_graphs", "moe_skew")  # ExecutionOptions fields that do not change the traced graph
+# ExecutionOptions fields that do not change the traced graph (the knobs, and how kernels run)
+COST_ONLY = ("cuda_graphs", "moe_skew", "mla_form")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class ExecutionOptions:
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
     moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
+
+    def knobs(self) -> CostKnobs:
+        """The cost-only modelling choices the cost rules read (`OpCall.knobs`)."""
+        return CostKnobs(moe_skew=self.moe_skew, mla_form=self.mla_form)
 
 
 @dataclass
@@ -202,7 +207,7 @@ def _store(store: CacheStore, record: TracedCosts) -> None:
 def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
-                        knobs=CostKnobs(moe_skew=options.moe_skew))
+                        knobs=options.knobs())
     check_layer_coverage(costed, traced.rep)
     params = parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
                              share=rank_shares(traced.graph))
