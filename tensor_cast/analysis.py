@@ -10,13 +10,10 @@ and call these.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
 from .deployment.sharding import rank_spec
+from .gc_pause import paused_gc
 from .invariants import check_layer_coverage
 from .memory import ParamEntry, activation_candidates, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
@@ -106,23 +104,6 @@ def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     return json.dumps([spec.key(), dict(spec.hf_config), traced], sort_keys=True, default=str)
 
 
-@contextlib.contextmanager
-def _paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for the block, back to its previous state after.
-
-    Building and capturing allocate millions of short-lived objects next to the millions torch,
-    transformers and sympy keep alive; every full collection walks all of them (about 1 s of a
-    Qwen3-8B trace on 2 cores). The block's cyclic garbage is collected once the GC is back on.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, dumps: bool = False) -> TracedModel:
     """Build, capture and rewrite `spec` once per (spec, options) in this process.
 
@@ -134,7 +115,8 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, du
     if cached is not None and (cached.dumps is not None or not dumps):
         _CACHE.move_to_end(key)
         return cached
-    with _paused_gc():
+    # building and capturing: about 1 s of a Qwen3-8B trace on 2 cores is GC walks otherwise
+    with paused_gc():
         traced = _trace(spec, options, dumps=dumps)
     _CACHE[key] = traced
     while len(_CACHE) > TRACE_CACHE_SIZE:

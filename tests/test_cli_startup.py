@@ -71,3 +71,25 @@ def test_argument_errors_are_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tensor-cast analyze: error: argument --top: -1 is below 1 (accepted: integers >= 1) "
                    "(see tensor-cast analyze --help)"]
+
+
+def test_analyze_runs_with_the_gc_paused_and_restores_it(monkeypatch):
+    """`analyze` (PAUSE_GC) runs with the cyclic GC off, errors included; the caller's GC state is
+    back afterwards. A subcommand without PAUSE_GC runs with the GC as the caller left it."""
+    import gc
+
+    from tensor_cast.commands import models as models_command
+
+    seen = []
+    monkeypatch.setattr(analyze_command, "run", lambda args: seen.append(gc.isenabled()) or 0)
+    monkeypatch.setattr(models_command, "run", lambda args: seen.append(gc.isenabled()) or 0)
+    assert gc.isenabled()
+    assert cli.main(["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100"]) == 0
+    assert cli.main(["models"]) == 0
+    assert seen == [False, True] and gc.isenabled()
+
+    def fails(args):
+        raise analyze_command.InvalidArgumentError("bad")
+
+    monkeypatch.setattr(analyze_command, "run", fails)
+    assert cli.main(["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100"]) == 2 and gc.isenabled()

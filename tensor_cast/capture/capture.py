@@ -124,8 +124,11 @@ def capture(model: torch.nn.Module, *, experts: Any = None, layers: tuple[torch.
         compiled = torch.compile(entry, backend=record, fullgraph=True, dynamic=None)
         try:
             # One trace of each op: fake-tensor results are not reused, so building dynamo's cache
-            # of them is pure cost (~0.3 s of a Qwen3-8B capture on 2 cores).
-            with torch.no_grad(), torch._dynamo.config.patch(fake_tensor_cache_enabled=False):
+            # of them is pure cost (~0.3 s of a Qwen3-8B capture on 2 cores). Nor does dynamo
+            # collect garbage after compiling: the caller pauses the GC for the whole trace
+            # (analysis.trace), and a forced collection then walks every object made since.
+            with torch.no_grad(), torch._dynamo.config.patch(fake_tensor_cache_enabled=False,
+                                                             run_gc_after_compile=False):
                 compiled(input_ids=input_ids, use_cache=False, logits_to_keep=1, **{CONTEXT_KWARG: context})
         except TensorCastError:
             raise
