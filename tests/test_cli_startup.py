@@ -93,3 +93,28 @@ def test_analyze_runs_with_the_gc_paused_and_restores_it(monkeypatch):
 
     monkeypatch.setattr(analyze_command, "run", fails)
     assert cli.main(["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100"]) == 2 and gc.isenabled()
+
+
+EXIT_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+sys.argv = ["tensor-cast", *{argv!r}]
+from tensor_cast.__main__ import run
+sys.exit(run())
+"""
+
+
+@pytest.mark.parametrize("argv, status", [(["models"], 0), (["devices", "--bogus"], 2)])
+def test_fast_exit_keeps_output_status_and_atexit_handlers(argv, status, tmp_path):
+    """The CLI process ends with os._exit after flushing its streams and running the atexit
+    handlers: a fully buffered stdout (a file) is complete, the status is the command's."""
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        done = subprocess.run([sys.executable, "-c", EXIT_PROBE.format(argv=argv)], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+                              timeout=60)
+    assert done.returncode == status
+    assert done.stderr.strip().endswith("atexit ran")
+    if status == 0:
+        lines = out.read_text().splitlines()
+        assert "meta-llama/Llama-3.1-8B" in out.read_text() and len(lines) > 30  # every registry row, flushed
