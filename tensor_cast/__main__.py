@@ -1,6 +1,7 @@
 """`python -m tensor_cast` and the `tensor-cast` console script: run the CLI, then exit fast.
 
-The process ends right after the command. Output is complete by then: `main` has written and
+The command runs as `main(own_process=True)` (process-wide shortcuts allowed: `cli.py`). The
+process ends right after the command. Output is complete by then: `main` has written and
 closed every file. Then:
 - `gc.freeze()` moves every live object out of the garbage collector's reach;
 - stdout and stderr are flushed and the `atexit` handlers run (logging's flush among them), as a
@@ -24,7 +25,7 @@ from .cli import main
 
 
 def run() -> int:
-    code = main()
+    code = main(own_process=True)
     gc.freeze()
     if threading.active_count() > 1:  # let the interpreter wait for them, as it normally does
         return code

@@ -4,7 +4,9 @@ Each subcommand is one module of `tensor_cast/commands/` (`HELP`, `add_arguments
 `run(args) -> int`) and one row of `SUBCOMMANDS`: adding a subcommand is adding a module and a
 row. A module that sets `PAUSE_GC = True` (one bounded piece of work: `analyze`) runs with the
 cyclic garbage collector paused (`gc_pause.py`), its imports of torch and transformers included;
-the collector's state is restored when it returns. Building the parser imports no torch or transformers, so `--help`, `--version`, argument
+the collector's state is restored when it returns. In a process of its own (`own_process=True`:
+the `tensor-cast` script, `python -m tensor_cast`) such a command also keeps transformers from
+importing scipy, which it needs for nothing tensor_cast runs (`compat.skip_scipy_in_transformers`). Building the parser imports no torch or transformers, so `--help`, `--version`, argument
 errors, `models` and `devices` answer at once; a subcommand imports the heavy modules inside
 `run`, after checking its arguments.
 
@@ -76,15 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one command; `own_process`: this process exits after it (process-wide shortcuts allowed)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) and argument errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     module = command_module(args.command)
+    bounded = getattr(module, "PAUSE_GC", False)
+    if bounded and own_process:
+        from .compat import skip_scipy_in_transformers
+
+        skip_scipy_in_transformers()
     try:
-        with paused_gc() if getattr(module, "PAUSE_GC", False) else contextlib.nullcontext():
+        with paused_gc() if bounded else contextlib.nullcontext():
             return int(module.run(args))
     except TensorCastError as exc:
         if args.debug:

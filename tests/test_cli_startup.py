@@ -3,6 +3,7 @@ importing torch or transformers, and its subcommand table is what the parser off
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -118,3 +119,21 @@ def test_fast_exit_keeps_output_status_and_atexit_handlers(argv, status, tmp_pat
     if status == 0:
         lines = out.read_text().splitlines()
         assert "meta-llama/Llama-3.1-8B" in out.read_text() and len(lines) > 30  # every registry row, flushed
+
+
+SCIPY_PROBE = """
+import sys
+from tensor_cast.cli import main
+status = main(["analyze", "meta-llama/Llama-3.2-1B", "--device", "h100", "--num-hidden-layers", "1"], own_process={own})
+print("STATUS", status, "LOSSES", "transformers.loss" in sys.modules, "SCIPY", "scipy" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="scipy is not installed: nothing to skip")
+def test_own_process_analysis_never_imports_scipy():
+    """transformers imports scipy.optimize for object-detection losses only; the CLI's own process
+    skips it (compat.skip_scipy_in_transformers), and the analysis is complete without it."""
+    done = subprocess.run([sys.executable, "-c", SCIPY_PROBE.format(own=True)], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TENSOR_CAST_CACHE": "0"}, timeout=300)
+    assert done.stderr.strip().splitlines()[-1] == "STATUS 0 LOSSES True SCIPY False"
+    assert "Llama-3.2-1B" in done.stdout and "total" in done.stdout
