@@ -161,3 +161,16 @@ def test_registering_a_cost_rule_twice_is_an_error():
     with pytest.raises(ValueError, match=r"registered twice"):
         register_free("no reason", torch.ops.aten.mm.default)
 
+
+
+def test_every_cost_knob_is_a_cost_only_option():
+    """Each CostKnobs field is an ExecutionOptions field outside the trace cache key, and
+    `ExecutionOptions.knobs()` carries its value to the cost rules."""
+    import dataclasses
+
+    from tensor_cast.backends.formulas.registry import CostKnobs
+
+    knobs = {f.name for f in dataclasses.fields(CostKnobs)}
+    assert knobs <= set(analysis.COST_ONLY) <= {f.name for f in dataclasses.fields(ExecutionOptions)}
+    options = ExecutionOptions(moe_skew=0.5, mla_form="expanded")
+    assert options.knobs() == CostKnobs(moe_skew=0.5, mla_form="expanded")
