@@ -6,9 +6,11 @@ row. A module that sets `PAUSE_GC = True` (one bounded piece of work: `analyze`)
 cyclic garbage collector paused (`gc_pause.py`), its imports of torch and transformers included;
 the collector's state is restored when it returns. In a process of its own (`own_process=True`:
 the `tensor-cast` script, `python -m tensor_cast`) such a command also keeps transformers from
-importing scipy, which it needs for nothing tensor_cast runs (`compat.skip_scipy_in_transformers`). Building the parser imports no torch or transformers, so `--help`, `--version`, argument
-errors, `models` and `devices` answer at once; a subcommand imports the heavy modules inside
-`run`, after checking its arguments.
+importing scipy, which it needs for nothing tensor_cast runs (`compat.skip_scipy_in_transformers`).
+
+Building the parser imports no torch or transformers, so `--help`, `--version`, argument errors,
+`models` and `devices` answer at once; a subcommand imports the heavy modules inside `run`,
+after checking its arguments.
 
 User errors (`TensorCastError`, bad arguments) print one line on stderr and exit with status 2;
 `--debug` keeps the traceback of a `TensorCastError`.
