@@ -66,7 +66,8 @@ class EngineProfile:
     memory_basis: str  # "total": fraction of device memory (vLLM, SGLang) | "free": of what is left (TRT-LLM)
     new_token_ratio: float = 0.0  # SGLang: reserved fraction of running requests' remaining output
     cuda_graph_sizes: tuple[int, ...] = ()  # decode batch sizes with a captured graph (padded up to)
-    step_overhead_s: float = 0.0  # host scheduling time per step not hidden behind the GPU
+    step_overhead_s: float = 0.0  # per step: host/framework time not hidden behind the GPU (see overhead_s)
+    seq_overhead_s: float = 0.0  # per sequence in a step: sampling, logits processing, output handling
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,9 +81,15 @@ class EngineProfile:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
-        if self.long_prefill_token_threshold < 0 or self.step_overhead_s < 0 or not 0 <= self.new_token_ratio <= 1:
-            raise InvalidArgumentError("engine long_prefill_token_threshold and step_overhead_s must be >= 0, "
-                                       "new_token_ratio in [0, 1]")
+        if self.long_prefill_token_threshold < 0 or self.step_overhead_s < 0 or self.seq_overhead_s < 0 \
+                or not 0 <= self.new_token_ratio <= 1:
+            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s and seq_overhead_s "
+                                       "must be >= 0, new_token_ratio in [0, 1]")
+
+    def overhead_s(self, seqs: int) -> float:
+        """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
+        `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Per-step overhead")."""
+        return self.step_overhead_s + self.seq_overhead_s * seqs
 
     def padded_tokens(self, decode_seqs: int, tokens_per_seq: int) -> int:
         """Tokens a pure-decode step runs at: the batch padded to the next CUDA-graph size."""

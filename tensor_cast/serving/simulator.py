@@ -180,8 +180,8 @@ class _Loop:
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
-            costs.append(worker.cost.step_s(seqs, pad))
-        first = max(costs) + engine.step_overhead_s
+            costs.append(worker.cost.step_s(seqs, pad) + engine.overhead_s(len(batch)))
+        first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens else 1
         if k > 1:
@@ -247,8 +247,9 @@ class _Loop:
             mean0 = sum(int(r.computed) for r, _ in batch) / count
             means = mean0 + rank.tokens_per_step * np.arange(k)
             pad = rank.engine.padded_tokens(count, rank.decode_tokens)
-            out = np.maximum(out, worker.cost.decode_steps_s(count, rank.decode_tokens, means, pad))
-        return out + worker.engine.step_overhead_s
+            out = np.maximum(out, worker.cost.decode_steps_s(count, rank.decode_tokens, means, pad)
+                             + rank.engine.overhead_s(count))
+        return out
 
     def end_step(self, worker: Worker) -> None:
         worker.busy = False
