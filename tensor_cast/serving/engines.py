@@ -68,6 +68,7 @@ class EngineProfile:
     cuda_graph_sizes: tuple[int, ...] = ()  # decode batch sizes with a captured graph (padded up to)
     step_overhead_s: float = 0.0  # per step: host/framework time not hidden behind the GPU (see overhead_s)
     seq_overhead_s: float = 0.0  # per sequence in a step: sampling, logits processing, output handling
+    request_overhead_s: float = 0.0  # per request, before the engine sees it: HTTP, tokenization, streaming
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,10 +82,10 @@ class EngineProfile:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
-        if self.long_prefill_token_threshold < 0 or self.step_overhead_s < 0 or self.seq_overhead_s < 0 \
-                or not 0 <= self.new_token_ratio <= 1:
-            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s and seq_overhead_s "
-                                       "must be >= 0, new_token_ratio in [0, 1]")
+        if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
+               self.request_overhead_s) < 0 or not 0 <= self.new_token_ratio <= 1:
+            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s, seq_overhead_s and "
+                                       "request_overhead_s must be >= 0, new_token_ratio in [0, 1]")
 
     def overhead_s(self, seqs: int) -> float:
         """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:

@@ -8,6 +8,9 @@ its first token, to a `decode` worker once its KV cache has crossed the intercon
 client sees that first token when the decode worker admits the request (a decode pool short of
 KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
+A request reaches the engine core `request_overhead_s` (engines.py) after its client sent it:
+the server's front end (HTTP, tokenization, streaming back) is part of every TTFT and E2E.
+
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
 once; arrivals during a step wait for the next one (engines schedule between steps).
@@ -110,15 +113,18 @@ class _Loop:
         self.route = {name: 0 for name in pools}
         self.lengths = workload.lengths()
         self.pending: list[Worker] = []
+        first = pools["agg"] if "agg" in pools else pools["prefill"]
+        self.front_end_s = first[0].engine.request_overhead_s
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
         self.order += 1
 
     def new_request(self, time: float, prompt: int, output: int, prefix_id: str | None, prefix_tokens: int) -> None:
+        """A client sends a request at `time`; the engine core sees it `request_overhead_s` later."""
         req = Request(len(self.requests), time, prompt, output, prefix_id, prefix_tokens)
         self.requests.append(req)
-        self.push(time, ARRIVAL, req)
+        self.push(time + self.front_end_s, ARRIVAL, req)
 
     def dispatch(self, pool: str, req: Request) -> Worker:
         workers = self.pools[pool]
