@@ -169,3 +169,22 @@ def test_disagg_decode_queue_wait_is_ttft_not_tpot():
     # the second waits on the decode side until the first's 19 decode steps free its blocks
     assert second.first_token_s == pytest.approx(d + x + 19 * d)
     assert second.finish_s - second.first_token_s == pytest.approx(19 * d)
+
+
+def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
+    # Closed loop over a prefill and a decode worker, constant step d, no transfer time. When a
+    # request finishes, the decode worker plans its next (fast-forwarded) decode run at the same
+    # instant as the prefill worker starts the new request's prefill; the handed-over request must
+    # join at the next decode step boundary, not after the run: TTFT <= one prefill step queued
+    # behind another (2 d) + one decode step (d).
+    d = 0.01
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "max_num_batched_tokens": 100})
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                ConstantCost(d), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
+                               ConstantCost(d), profile)]}
+    workload = make_workload(concurrency=3, rate=None, trace=None, num_requests=30, isl=100, osl=40,
+                             range_ratio=0.5, seed=1)
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: 0.0)
+    ttfts = [r.first_token_s - r.arrival_s for r in sim.requests]
+    assert max(ttfts) <= 3 * d + 1e-9
