@@ -80,6 +80,8 @@ def test_engine_defaults_carry_the_fitted_overheads_and_reject_negative_ones():
         assert 0 < profile.overhead_s(1) < 5e-3  # sub-millisecond host work, not a kernel
     with pytest.raises(InvalidArgumentError, match="seq_overhead_s"):
         engine_profile("vllm", {"seq_overhead_s": -1e-6})
+    with pytest.raises(InvalidArgumentError, match="step_overhead_s must be a number"):
+        engine_profile("sglang", {"step_overhead_s": "1ms"})
 
 
 def test_poisson_light_load_has_no_queueing():

@@ -100,6 +100,10 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
+        for name in ("memory_utilization", "new_token_ratio", "step_overhead_s", "seq_overhead_s", "request_overhead_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
         if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
@@ -109,7 +113,7 @@ class EngineProfile:
 
     def overhead_s(self, seqs: int) -> float:
         """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
-        `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Per-step overhead")."""
+        `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Overheads")."""
         return self.step_overhead_s + self.seq_overhead_s * seqs
 
     def padded_tokens(self, decode_seqs: int, tokens_per_seq: int) -> int:
