@@ -1,7 +1,7 @@
 """Fit the serving engines' per-step and per-sequence overheads on a TRAINING split of measured runs.
 
     python benchmarks/serving_overhead_fit.py --data ../shared/serving/silicon_sample_visible.csv \
-        [--per-group 6] [--range-ratio R]
+        [--per-group 10] [--range-ratio R]
 
 What is fitted, per engine: `EngineProfile.step_overhead_s` (a) and `seq_overhead_s` (b), the
 time a step spends beyond its kernels — host work the engines' overlap schedulers do not hide,
@@ -90,7 +90,7 @@ def nnls2(p0: list[float], sa: list[float], sb: list[float], m: list[float]) -> 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
-    ap.add_argument("--per-group", type=int, default=6, help="training rows per engine x family")
+    ap.add_argument("--per-group", type=int, default=10, help="training rows per engine x family")
     ap.add_argument("--requests-per-client", type=int, default=8)
     ap.add_argument("--range-ratio", type=float, default=None, help="default: per engine, as serving_fidelity.py")
     args = ap.parse_args()

@@ -131,9 +131,9 @@ ENGINES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
-        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.86e-3, seq_overhead_s=0.0,
+        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6,
         sources={
-            "step_overhead_s, seq_overhead_s": FITTED.format(rows=12, families="Llama-3.1-70B, Qwen3-32B"),
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
                                                     ">= 70 GiB non-A100 GPUs: 8192 tokens, 1024 seqs",
             "chunked_prefill": "vLLM v1 enables chunked prefill by default (SchedulerConfig)",
@@ -146,9 +146,9 @@ ENGINES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
-        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=0.75e-3, seq_overhead_s=9.5e-6,
+        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=1.0e-3, seq_overhead_s=8.2e-6,
         sources={
-            "step_overhead_s, seq_overhead_s": FITTED.format(rows=6, families="Qwen3-32B"),
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B"),
             "max_num_batched_tokens": "python/sglang/srt/server_args.py: chunked_prefill_size 8192 on 35-160 GB GPUs "
                                       "(H100/H200), 16384 above (B200): override with engine_args",
             "max_num_seqs": "max_running_requests: derived from the KV pool (no fixed cap; 4096 here as a bound)",
@@ -162,9 +162,9 @@ ENGINES: dict[str, EngineProfile] = {
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
-        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=0.38e-3, seq_overhead_s=21e-6,
+        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=0.72e-3, seq_overhead_s=0.0,
         sources={
-            "step_overhead_s, seq_overhead_s": FITTED.format(rows=12, families="Llama-3.1-8B, Qwen3-32B"),
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "TensorRT-LLM BuildConfig defaults max_num_tokens 8192, "
                                                     "max_batch_size 2048 (docs: Tuning Max Batch Size and Max Num Tokens)",
             "chunked_prefill": "LLM API enable_chunked_prefill=False by default",
