@@ -76,13 +76,15 @@ def test_capture_leaves_dynamo_settings_and_the_gc_as_it_found_them(small_spec, 
 
     lookup = symbolic_convert.get_funcname
     seen = []
-    real_capture = analysis.capture
+    import tensor_cast.capture as capture_package  # analysis imports `capture` from here when it traces
+
+    real_capture = capture_package.capture
 
     def capture(*args, **kwargs):
         seen.append(gc.isenabled())
         return real_capture(*args, **kwargs)
 
-    monkeypatch.setattr(analysis, "capture", capture)
+    monkeypatch.setattr(capture_package, "capture", capture)
     settings = (torch._dynamo.config.fake_tensor_cache_enabled, torch._dynamo.config.run_gc_after_compile)
     tensor_cast.clear_cache()
     analysis.trace(small_spec, ExecutionOptions())

@@ -77,8 +77,10 @@ def test_mla_form_re_costs_and_never_re_traces(monkeypatch):
     from the absorbed to the expanded formula, written out here from DeepSeek-V3's named dims."""
     tensor_cast.clear_cache()
     captures = []
-    real_capture = analysis.capture
-    monkeypatch.setattr(analysis, "capture", lambda *a, **k: captures.append(1) or real_capture(*a, **k))
+    import tensor_cast.capture as capture_package  # analysis imports `capture` from here when it traces
+
+    real_capture = capture_package.capture
+    monkeypatch.setattr(capture_package, "capture", lambda *a, **k: captures.append(1) or real_capture(*a, **k))
     batch, context = 8, 4096
     kw = dict(device="h100-sxm", batch_size=batch, query_len=1, context_len=context, num_hidden_layers=1, cache=False)
     mla = {form: next(r for r in tensor_cast.analyze("deepseek-ai/DeepSeek-V3", mla_form=form, **kw).ops
