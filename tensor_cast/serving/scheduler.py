@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from operator import itemgetter
 from typing import Any
 
 from .engines import EngineProfile
@@ -116,7 +117,7 @@ class RankScheduler:
     # ---- policies -----------------------------------------------------------------------
     def schedule(self) -> Batch:
         batch = self._policy()
-        tokens = sum(n for _, n in batch)
+        tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
             raise AssertionError(f"scheduler broke its limits: {tokens} tokens, {len(self.running)} running")

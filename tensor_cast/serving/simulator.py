@@ -207,13 +207,10 @@ class _Loop:
             if not batch:
                 costs.append(0.0)
                 continue
-            seqs = []
-            prefill = 0
-            for r, n in batch:
-                if r.computed < r.prefill_target:
-                    prefill += n
-                seqs.append((n, int(r.computed)))
-            decodes = sum(1 for r, _ in batch if r.computed >= r.prefill_target) if prefill else len(batch)
+            seqs = [(n, int(r.computed)) for r, n in batch]
+            chunks = [n for r, n in batch if r.computed < r.prefill_target]
+            prefill = sum(chunks)
+            decodes = len(batch) - len(chunks)
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
