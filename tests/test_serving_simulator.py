@@ -210,9 +210,11 @@ def test_sglang_waiting_request_held_by_the_reservation_fast_forwards_exactly():
     assert len(sim.steps) <= 6  # runs planned (52 before: one per step while r2 waited)
 
 
-def test_sglang_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch):
-    # A batch-dependent cost, KV short enough that requests wait on SGLang's reservation: the run
-    # with fast-forward gives the same per-request times as one forced to plan every step.
+@pytest.mark.parametrize(("engine", "blocks"), [("sglang", 6000), ("vllm", 400), ("trtllm", 250)])
+def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, engine, blocks):
+    # A batch-dependent cost, KV short enough that requests wait (SGLang's reservation, vLLM's
+    # blocks with preemption, TRT-LLM's whole-request reservation): the run with fast-forward gives
+    # the same per-request times as one forced to plan every step.
     class LinearCost(ConstantCost):
         def step_s(self, batch, padded_tokens=None):
             return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
@@ -221,8 +223,8 @@ def test_sglang_fast_forward_past_waiting_requests_equals_step_by_step(monkeypat
             return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
 
     def simulate():
-        profile = engine_profile("sglang", NO_OVERHEAD)
-        worker = Worker("agg0", "agg", [RankScheduler(profile, 6000)], LinearCost(0.0), profile)
+        profile = engine_profile(engine, NO_OVERHEAD)
+        worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], LinearCost(0.0), profile)
         workload = make_workload(concurrency=16, rate=None, trace=None, num_requests=60, isl=400, osl=300,
                                  range_ratio=0.5, seed=3)
         return simulate_workers({"agg": [worker]}, workload, record_steps=True)

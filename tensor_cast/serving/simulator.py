@@ -20,8 +20,7 @@ and nothing can change its batch (no waiting request it could admit), the next k
 known composition — same sequences, cached lengths +1 (or + accepted tokens) per step — so their
 times (and KV use per step) come from one vectorized call, up to the first request that finishes,
 the KV blocks that still fit, and the next event anywhere else. A request still waiting does not
-stop the run where admission is provably impossible for k steps (SGLang's reservation bound,
-`_admission_horizon`). An event pushed later that lands inside
+stop the run where admission is provably impossible for k steps (`_admission_horizon`). An event pushed later that lands inside
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
 
@@ -281,12 +280,17 @@ class _Loop:
         every sequence grows by e tokens a step, at most those now + S - n·e·(j - 1) (S: the room left
         in the sequences' last blocks); the reservation falls by ratio·n·e a step. Admission is thus
         impossible while reserve exceeds both bounds; the run stops where the first bound allows it
-        (a conservative horizon: the scheduler itself decides at that step). Other policies, and a
-        head with a prefix id (its first check registers the prefix), get 1 (step by step)."""
+        (a conservative horizon: the scheduler itself decides at that step). vLLM's `decode_first`
+        and TRT-LLM's `no_evict` admit the head when its blocks fit in the same token budget: during
+        a decode run the budget is fixed and free blocks only shrink, so a head refused now stays
+        refused (inf) — unless this step returned before trying it (a preemption). A head with a
+        prefix id gets 1 (step by step): its first check registers the prefix."""
         engine = rank.engine
         head = rank.waiting[0]
-        if engine.policy != "prefill_first" or head.prefix_id is not None:
+        if head.prefix_id is not None or not rank.admission_checked:
             return 1
+        if engine.policy != "prefill_first":
+            return math.inf
         n = len(batch)
         e, bs, ratio = rank.tokens_per_step, engine.block_size, engine.new_token_ratio
         reserve = rank._need(head) + ratio * (head.output - head.generated)
