@@ -20,6 +20,7 @@ from typing import Any
 
 import sympy
 
+from ..errors import InvalidProfileError
 from ..sizes import as_expr
 
 
@@ -60,7 +61,8 @@ TILE_TABLES: dict[str, tuple[Rule, ...]] = {
 def tile_rules(architecture: str) -> tuple[Rule, ...]:
     """The architecture's rules; an error for one without a table (a section may not ask for it)."""
     if architecture not in TILE_TABLES:
-        raise KeyError(f"no GEMM tile-switch table for architecture {architecture!r}; tables: {', '.join(TILE_TABLES)}")
+        raise InvalidProfileError(f"gemm_<variant>_tile_switch = 1 needs a tile-switch table for the profile's "
+                                  f"architecture {architecture!r}; tables exist for: {', '.join(TILE_TABLES)}")
     return TILE_TABLES[architecture]
 
 

@@ -389,3 +389,8 @@ def test_dynamic_per_tensor_quantization_pays_one_atomic_per_row():
 
     assert latency(PER_TENSOR) == pytest.approx(rows * atomic_ns * 1e-9)
     assert latency(PER_TOKEN) == 0  # the scale of a row is found inside its own CTA
+
+
+def test_tile_switch_needs_a_table_for_the_architecture():
+    with pytest.raises(InvalidProfileError, match="tile-switch table.*'test'.*hopper, blackwell"):
+        fp8_gemm_time(synthetic(**FP8), 300, 8192, 4096)
