@@ -22,6 +22,7 @@ All results are sympy-safe expressions in B, S, C; nothing here evaluates them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sympy
@@ -48,7 +49,8 @@ class OpTime:
         """Time beyond the roofline bound and the launch gap: fixed latency + non-overlapped part."""
         return self.latency_s + self.stall_s
 
-    @property
+    # computed once per op (a symbolic max is costly to build; rows and totals both read it)
+    @cached_property
     def work_s(self) -> Any:
         """The kernel's own time: the roofline bound, plus what it does not overlap, plus latency."""
         if _symbolic(self.compute_s, self.memory_s, self.comm_s):
@@ -57,7 +59,7 @@ class OpTime:
             bound = max(self.compute_s, self.memory_s, self.comm_s)
         return bound + self.stall_s + self.latency_s
 
-    @property
+    @cached_property
     def time_s(self) -> Any:
         if isinstance(self.floor_s, (int, float)) and self.floor_s == 0:
             return self.work_s + self.overhead_s

@@ -3,11 +3,18 @@
     python benchmarks/analyze_speed.py
     python benchmarks/analyze_speed.py --models meta-llama/Llama-3.1-405B --points 1000
     python benchmarks/analyze_speed.py --cli [--repeat 3] [--markdown]   # whole-process CLI runs
+    python benchmarks/analyze_speed.py --sharded-build   # what the whole-model parameter count costs
 
 `--cli` times what a user waits for: each `tensor-cast analyze ...` command of `CLI_COMMANDS`
-run as a fresh process (import, build, capture, passes, cost, print, interpreter exit), the
-median of `--repeat` runs, next to the median of a bare `import tensor_cast` process and the
-in-process split of one run (import / build / capture / passes / cost + print).
+run as a fresh process (import, build, capture, passes, cost, print, interpreter exit), cold
+(`TENSOR_CAST_CACHE=0`: no disk trace cache), the median of `--repeat` runs, next to the median
+of a bare `import tensor_cast` process and the in-process split of one run (import / build /
+capture / passes / cost + print). The wall and CPU (user + sys) times are printed with the load
+average they were taken under.
+
+`--sharded-build` times, in one process per case, what a sharded analysis spends on the whole
+model's parameter table (`analysis._trace`: the unsharded representative model built on meta
+next to the rank's, `parameter_table` of it) after the rank's build, CPU seconds.
 
 Each model is analyzed in a fresh subprocess (so the peak RSS is its own and no trace cache is
 shared): one symbolic trace, then a prefill point (B=1, S=2048), a decode point (B=64, S=1,
@@ -53,6 +60,56 @@ def _run(argv: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+SHARDED_CASES = (
+    ("meta-llama/Llama-3.1-70B", {"tp": 4}),
+    ("deepseek-ai/DeepSeek-V3", {"tp": 8}),
+    ("deepseek-ai/DeepSeek-V3", {"ep": 8, "dp": 8}),
+    ("Qwen/Qwen3-30B-A3B", {"tp": 4}),
+    ("Qwen/Qwen3-Next-80B-A3B-Instruct", {"tp": 4}),
+)
+
+
+def sharded_build_one(model: str, options: dict) -> dict:
+    """Runs in a child process: CPU s of the rank's build, then of the whole model's table."""
+    import tensor_cast
+    from tensor_cast.deployment.config import Deployment, resolve
+    from tensor_cast.deployment.sharding import rank_spec
+    from tensor_cast.gc_pause import paused_gc
+    from tensor_cast.memory import parameter_table
+    from tensor_cast.models.build import build_representative
+
+    spec = tensor_cast.load_model(model)
+    deployment = resolve(Deployment.from_options(options), spec, tensor_cast.load_device("h100-sxm")).trace_options()
+    with paused_gc():  # as analysis.trace builds
+        start = time.process_time()
+        build_representative(rank_spec(spec, deployment))
+        rank_s = time.process_time() - start
+        start = time.process_time()
+        whole = parameter_table(build_representative(spec))
+        whole_s = time.process_time() - start
+    return {"rank_build_s": rank_s, "whole_table_s": whole_s, "parameters": sum(p.total for p in whole)}
+
+
+def sharded_builds() -> int:
+    from tabulate import tabulate
+
+    rows = []
+    for model, options in SHARDED_CASES:
+        child = subprocess.run([sys.executable, __file__, "--sharded-one", json.dumps([model, options])],
+                               capture_output=True, text=True)
+        lines = [ln for ln in child.stdout.splitlines() if ln.startswith("{")]
+        if child.returncode != 0 or not lines:
+            rows.append([model, json.dumps(options), "failed", "", (child.stderr.strip().splitlines() or ["?"])[-1]])
+            continue
+        r = json.loads(lines[-1])
+        rows.append([model, json.dumps(options), f"{r['rank_build_s']:.3f}", f"{r['whole_table_s'] * 1e3:.1f}",
+                     f"{r['parameters'] / 1e9:.2f}B"])
+    print(f"whole-model parameter table of a sharded analysis, CPU (load average {os.getloadavg()[0]:.1f}):")
+    print(tabulate(rows, headers=["model", "deployment", "rank build s (first: imports)", "whole-model table ms",
+                                  "parameters"], disable_numparse=True))
+    return 0
+
+
 def split_one(cli_args: list[str]) -> dict:
     """Runs in a child process: where one CLI run spends its time (in-process clocks)."""
     start = time.perf_counter()
@@ -78,6 +135,7 @@ def whole_process(repeat: int, markdown: bool) -> int:
     from tabulate import tabulate
 
     python = sys.executable
+    os.environ["TENSOR_CAST_CACHE"] = "0"  # cold: every run builds and captures (children inherit it)
     imports = [_run([python, "-c", "import tensor_cast"]) for _ in range(repeat)]
     rows = []
     for label, cli_args, target in CLI_COMMANDS:
@@ -148,10 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per CLI command (median)")
     parser.add_argument("--markdown", action="store_true", help="print the --cli table as markdown")
     parser.add_argument("--split", help=argparse.SUPPRESS)  # child mode: one CLI run's in-process split
+    parser.add_argument("--sharded-build", action="store_true",
+                        help="time the whole-model parameter table of sharded analyses (SHARDED_CASES)")
+    parser.add_argument("--sharded-one", help=argparse.SUPPRESS)  # child mode: one case of --sharded-build
     args = parser.parse_args(argv)
     if args.split:
         print(json.dumps(split_one(json.loads(args.split))))
         return 0
+    if args.sharded_one:
+        print(json.dumps(sharded_build_one(*json.loads(args.sharded_one))))
+        return 0
+    if args.sharded_build:
+        return sharded_builds()
     if args.cli:
         return whole_process(args.repeat, args.markdown)
     if args.one:

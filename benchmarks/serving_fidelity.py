@@ -30,15 +30,36 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   previous wave), which the measured TTFTs rule out; the benchmark recipes size it this way.
 - replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
   served several identical replicas; one replica is simulated with batch_size x attention DP clients.
+- disagg worker counts: when the row gives `prefill_num_workers` / `decode_num_workers`, those.
+  Most disagg rows leave them empty (393 of 465 on h100_sxm / b200_sxm), though one worker
+  cannot hold their concurrency's KV cache (e.g. DeepSeek-R1 at 1,088 clients x 9,216 tokens on
+  one TP8 decode worker, whose MLA cache is replicated on every TP rank). For those the
+  deployment is sized by rule, from tensor_cast's own model and never from the measured times:
+  decode workers = the fewest whose KV pools hold every client's whole request (isl + osl);
+  prefill workers = the fewest whose prefill rate (one isl prompt per step per rank) covers the
+  closed loop's request rate at the decode pool's estimated step time. Such rows are reported
+  apart ("disagg, workers inferred").
 - protocol: closed loop, all clients start together, `--requests-per-client` requests each;
-  `--range-ratio r` draws lengths uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first
-  wave (one request per client) out of the latency statistics, as benchmark tools' warm-up does.
+  lengths drawn uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first wave (one request
+  per client) out of the latency statistics, as benchmark tools' warm-up does. r is per engine
+  (`LENGTH_JITTER`), or `--range-ratio r` for all. The CSV says fixed lengths, and a closed loop
+  of fixed lengths runs in lock-step waves (a whole wave prefills, then decodes together): the
+  SGLang and TensorRT-LLM rows look like that (TTFT of a wave's prefill, TPOT of pure decode),
+  the vLLM rows do not (TTFT of one prefill: their clients evidently desynchronize, e.g. outputs
+  ending early). r was chosen per engine between 0 and 0.1 on the overhead fit's split (H100
+  dense agg rows) with overheads off: SGLang TPOT/TTFT MAE 6.0/9.6 % at r=0 vs 25.0/79.4 % at
+  0.1; TensorRT-LLM 13.5/44.6 % vs 11.0/68.2 %; vLLM 10.2/141.4 % vs 7.6/34.9 %.
+- overhead: the engines' per-step and per-sequence overheads (engines.py; fitted by
+  `benchmarks/serving_overhead_fit.py` on H100 dense-model agg rows only). `--overhead none`
+  zeroes them (the simulator before they existed). Every result row says whether it belongs to
+  that fit's population (`split` = fit) or not (held-out), and the table reports the two apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import sys
 import time
@@ -68,8 +89,20 @@ CHECKPOINT_FP8 = ("deepseek", "kimi", "glm", "minimax", "qwen3-235b-a22b-fp8")
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4", "int4_wo": "w4a16"}
 
 
+FIT_SYSTEMS = ("h100_sxm",)  # the overhead fit's population: H100 agg rows of dense models
+FIT_FAMILIES = ("Llama", "Qwen3-dense")
+LENGTH_JITTER = {"sglang": 0.0, "trtllm": 0.0, "vllm": 0.1}  # chosen on the fit split (docstring)
+ZERO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0}
+
+
 class Unsupported(Exception):
     pass
+
+
+def split(row: dict[str, str]) -> str:
+    """`fit` for a row of the overhead fit's population, else `held-out`."""
+    fit = row["mode"] == "agg" and row["system"] in FIT_SYSTEMS and family(row["model_path"]) in FIT_FAMILIES
+    return "fit" if fit else "held-out"
 
 
 def family(model_path: str) -> str:
@@ -129,7 +162,46 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     return out
 
 
-def setup(row: dict[str, str], range_ratio: float = 0.0) -> dict[str, Any]:
+def jitter(row: dict[str, str], override: float | None) -> float:
+    return override if override is not None else LENGTH_JITTER[row["backend"]]
+
+
+def workers_given(row: dict[str, str]) -> bool:
+    return bool(row["prefill_num_workers"] and row["decode_num_workers"])
+
+
+def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], clients: int, isl: int,
+                osl: int) -> tuple[int, int]:
+    """(prefill workers, decode workers) for a disagg row without counts (rule in the docstring)."""
+    import math
+
+    from tensor_cast.api import load_model
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.serving.api import kv_pool, step_cost
+    from tensor_cast.serving.engines import engine_profile
+
+    engine = engine_profile(kwargs["engine"], kwargs.get("engine_args"))
+    spec, profile = load_model(kwargs["model"]), load_device(kwargs["device"])
+    extra = {k: v for k, v in kwargs.items() if k in ("quant", "kv_cache_dtype")}
+    table = max(16384, engine.max_num_batched_tokens)
+    costs = {}
+    for role, par in pools.items():
+        costs[role] = step_cost(spec, device=profile, engine=engine.name, table_tokens=table, **extra, **par)
+    dsym, dcost = costs["decode"]
+    ranks = pools["decode"].get("dp", 1)
+    pool = kv_pool(dsym, profile, engine, isl + osl, engine.memory_utilization)
+    tokens_per_worker = pool.blocks * engine.block_size * ranks
+    decode = max(1, math.ceil(clients * (isl + osl) / tokens_per_worker))
+    per_rank = max(1, math.ceil(clients / (decode * ranks)))
+    step = dcost.step_s([(1, isl + osl // 2)] * per_rank, engine.padded_tokens(per_rank, 1)) + engine.overhead_s(per_rank)
+    pcost = costs["prefill"][1]
+    prefill_s = pcost.step_s([(isl, 0)]) + engine.overhead_s(1)
+    rate = clients / (prefill_s + osl * step)  # requests/s of the closed loop
+    prefill = max(1, math.ceil(rate * prefill_s / pools["prefill"].get("dp", 1)))
+    return prefill, decode
+
+
+def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -137,20 +209,36 @@ def setup(row: dict[str, str], range_ratio: float = 0.0) -> dict[str, Any]:
     model, forced = MODELS[row["model_path"]]
     kwargs: dict[str, Any] = {"device": SYSTEMS[row["system"]], "engine": row["backend"],
                               **quant(row, row["model_path"], forced)}
+    engine_args: dict[str, Any] = {} if overhead else dict(ZERO_OVERHEAD)
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
-        kwargs["engine_args"] = {"max_num_batched_tokens": 16384}
+        engine_args["max_num_batched_tokens"] = 16384
     if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
         longest = int(row["isl"]) + round(int(row["isl"]) * range_ratio) + 1
-        kwargs["engine_args"] = {"max_num_batched_tokens": max(8192, longest + concurrency(row))}
+        engine_args["max_num_batched_tokens"] = max(8192, longest + concurrency(row))
+    if engine_args:
+        kwargs["engine_args"] = engine_args
     if row["mode"] == "disagg":
-        pools = []
-        for role in ("prefill", "decode"):
-            p = parallel(row, role + "_")
-            pools.append(f"{role}: {_int(row[role + '_num_workers'])}x " + " ".join(f"{k}{v}" for k, v in p.items()))
-        kwargs["disagg"] = "; ".join(pools)
+        pools = {role: parallel(row, role + "_") for role in ("prefill", "decode")}
+        if workers_given(row):
+            counts = {role: _int(row[role + "_num_workers"]) for role in pools}
+        else:
+            p, d = size_disagg({"model": model, **kwargs}, pools, concurrency(row), int(row["isl"]), int(row["osl"]))
+            counts = {"prefill": p, "decode": d}
+        kwargs["disagg"] = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k}{v}" for k, v in p.items())
+                                     for role, p in pools.items())
     else:
         kwargs.update(parallel(row))
     return {"model": model, **kwargs}
+
+
+def group_label(r: dict[str, Any]) -> str:
+    if r["mode"] == "disagg":
+        return "disagg, workers given" if r["workers_given"] else "disagg, workers inferred"
+    return f"agg, {r['split']}"
+
+
+def mae(rows: list[dict[str, Any]], key: str) -> str:
+    return f"{100 * sum(r[key] for r in rows) / len(rows):.1f}%" if rows else "-"
 
 
 def main() -> int:
@@ -159,10 +247,16 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=0, help="at most N rows per device x engine x family (0: all)")
     ap.add_argument("--requests-per-client", type=int, default=8)
     ap.add_argument("--warmup", action="store_true", help="leave the first request of every client out")
-    ap.add_argument("--range-ratio", type=float, default=0.0,
-                    help="simulate lengths uniform in [L(1-r), L(1+r)] (desynchronizes the closed loop)")
+    ap.add_argument("--range-ratio", type=float, default=None,
+                    help="simulate lengths uniform in [L(1-r), L(1+r)] (desynchronizes the closed loop); "
+                         "default per engine (LENGTH_JITTER)")
     ap.add_argument("--devices", default=",".join(SYSTEMS))
-    ap.add_argument("--out", help="per-row CSV of predictions")
+    ap.add_argument("--engines", default="vllm,sglang,trtllm")
+    ap.add_argument("--families", default="", help="comma-separated families (default: all)")
+    ap.add_argument("--modes", default="agg,disagg")
+    ap.add_argument("--overhead", choices=("profile", "none"), default="profile",
+                    help="engine per-step/per-sequence overheads: the profiles' (fitted) or none")
+    ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     args = ap.parse_args()
 
     import tensor_cast
@@ -170,7 +264,8 @@ def main() -> int:
 
     with open(args.data, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["system"] in args.devices.split(",")
-                and r["mode"] in ("agg", "disagg")]
+                and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
+                and (not args.families or family(r["model_path"]) in args.families.split(","))]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["system"], r["backend"], family(r["model_path"]))].append(r)
@@ -183,56 +278,71 @@ def main() -> int:
     start = time.time()
     todo = sorted((r for members in groups.values() for r in members),
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
-    for i, row in enumerate(todo):
-        try:
-            kwargs = setup(row, args.range_ratio)
-            c = per_replica_concurrency(row)
-            report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
-                                          isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=args.range_ratio,
-                                          warmup_requests=c if args.warmup else 0)
-        except Unsupported as exc:
-            skipped[str(exc)].append(row["id"])
-            continue
-        except TensorCastError as exc:
-            skipped[f"{type(exc).__name__}: {str(exc)[:110]}"].append(row["id"])
-            continue
-        ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
-        results.append({"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
-                        "family": family(row["model_path"]), "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
-                        "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,
-                        "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot})
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s")
-    print(f"protocol: {args.requests_per_client} requests per client, range ratio {args.range_ratio}, "
-          f"warm-up {'first wave excluded' if args.warmup else 'none'}")
+    fields = ["id", "system", "engine", "mode", "family", "split", "workers_given", "concurrency", "deployment",
+              "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err"]
+    with open(args.out or os.devnull, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for i, row in enumerate(todo):
+            try:
+                ratio = jitter(row, args.range_ratio)
+                kwargs = setup(row, ratio, overhead=args.overhead == "profile")
+                c = per_replica_concurrency(row)
+                report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
+                                              isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=ratio,
+                                              warmup_requests=c if args.warmup else 0)
+            except Unsupported as exc:
+                skipped[str(exc)].append(row["id"])
+                continue
+            except TensorCastError as exc:
+                skipped[f"{type(exc).__name__}: {str(exc)[:110]}"].append(row["id"])
+                continue
+            ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+            result = {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
+                      "family": family(row["model_path"]), "split": split(row),
+                      "workers_given": row["mode"] == "agg" or workers_given(row), "concurrency": c,
+                      "deployment": report.deployment, "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
+                      "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,
+                      "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot}
+            results.append(result)
+            writer.writerow(result)
+            out.flush()
+            sys.stderr.write(f"{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s\n")
+    print(f"protocol: {args.requests_per_client} requests per client, range ratio {args.range_ratio if args.range_ratio is not None else LENGTH_JITTER}, "
+          f"warm-up {'first wave excluded' if args.warmup else 'none'}, engine overheads {args.overhead}")
     print(f"\n{len(results)} rows simulated, {sum(len(v) for v in skipped.values())} not, of {len(todo)} "
           f"({'sampled ' + str(args.sample) + ' per group' if args.sample else 'all rows'}) in {time.time() - start:.0f} s\n")
     table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         table[(r["system"], r["engine"], r["family"])].append(r)
-    print("| device | engine | family | rows simulated / in group | TPOT MAE | TTFT MAE |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+    print("| device | engine | family | rows simulated / in group | split | TPOT MAE | TTFT MAE |")
+    print("| --- | --- | --- | ---: | --- | ---: | ---: |")
     for key in sorted(groups):
         got = table.get(key, [])
-        tp = f"{100 * sum(r['tpot_err'] for r in got) / len(got):.1f}%" if got else "-"
-        tt = f"{100 * sum(r['ttft_err'] for r in got) / len(got):.1f}%" if got else "-"
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(got)} / {len(groups[key])} | {tp} | {tt} |")
-    if results:
+        splits = "/".join(sorted({group_label(r).split(", ")[-1] for r in got})) or "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(got)} / {len(groups[key])} | {splits} | "
+              f"{mae(got, 'tpot_err')} | {mae(got, 'ttft_err')} |")
+    labels = sorted({group_label(r) for r in results})
+    for label in labels:
+        sub = [r for r in results if group_label(r) == label]
+        print(f"| all | | {label} | {len(sub)} | | {mae(sub, 'tpot_err')} | {mae(sub, 'ttft_err')} |")
+    for system in sorted({r["system"] for r in results}):
         for mode in ("agg", "disagg"):
-            sub = [r for r in results if r["mode"] == mode]
+            sub = [r for r in results if r["system"] == system and r["mode"] == mode]
             if sub:
-                print(f"| all | | {mode} | {len(sub)} | {100 * sum(r['tpot_err'] for r in sub) / len(sub):.1f}% | "
-                      f"{100 * sum(r['ttft_err'] for r in sub) / len(sub):.1f}% |")
-        print(f"| all | | all | {len(results)} | {100 * sum(r['tpot_err'] for r in results) / len(results):.1f}% | "
-              f"{100 * sum(r['ttft_err'] for r in results) / len(results):.1f}% |")
+                print(f"| {system} | | {mode} | {len(sub)} | | {mae(sub, 'tpot_err')} | {mae(sub, 'ttft_err')} |")
+    for mode in ("agg", "disagg"):
+        sub = [r for r in results if r["mode"] == mode]
+        if sub:
+            print(f"| all | | {mode} | {len(sub)} | | {mae(sub, 'tpot_err')} | {mae(sub, 'ttft_err')} |")
+    if results:
+        low_tpot = sum(r["pred_tpot_s"] < r["meas_tpot_s"] for r in results)
+        low_ttft = sum(r["pred_ttft_s"] < r["meas_ttft_s"] for r in results)
+        print(f"| all | | all | {len(results)} | | {mae(results, 'tpot_err')} | {mae(results, 'ttft_err')} |")
+        print(f"\npredicted below measured: TPOT in {low_tpot}, TTFT in {low_ttft} of {len(results)} rows")
     print("\nrows not simulated:")
     for reason, ids in sorted(skipped.items(), key=lambda kv: -len(kv[1])):
         print(f"- {len(ids)} rows: {reason} (e.g. {ids[0]})")
-    if args.out:
-        with open(args.out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(results[0]) if results else ["id"])
-            writer.writeheader()
-            writer.writerows(results)
     return 0
 
 

@@ -51,8 +51,9 @@ def _no_params(options: Any) -> dict[str, Any]:
 
 
 def _mla_params(options: Any) -> dict[str, Any]:
-    """MLA form; with N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode."""
-    return {"form": getattr(options, "mla_form", "auto"), "decode_query_len": 1 + getattr(options, "mtp", 0)}
+    """With N MTP drafts a decode step verifies 1 + N tokens per sequence, still decode (the MLA
+    form is a cost knob, not in the graph)."""
+    return {"decode_query_len": 1 + getattr(options, "mtp", 0)}
 
 
 # ---- deployment passes (tensor_cast/deployment/): options.deployment is a TraceDeployment ----------

@@ -26,6 +26,7 @@ from torch import fx
 
 from .graph_utils import example, finish, is_tensor_node, replace_with_op, shape_key
 from .node_facts import facts, update_facts
+from .op_args import arg, call_args
 
 ADDS = (operator.add, torch.add)
 
@@ -35,7 +36,7 @@ def fuse_add_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target != norm:
             continue
-        add = node.args[0]
+        add = arg(node, "x")
         if not (isinstance(add, fx.Node) and add.op == "call_function" and add.target in ADDS and len(add.args) == 2):
             continue
         a, b = add.args
@@ -44,9 +45,10 @@ def fuse_add_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
         out = example(add)
         if any(shape_key(t) != shape_key(add) or example(t).dtype != out.dtype for t in (a, b)):
             continue
-        replace_with_op(gm, [add, node], fused, (a, b, node.args[1], node.args[2]), [node, add])
+        named = call_args(fused, x=a, residual=b, weight=arg(node, "weight"), eps=arg(node, "eps"))
+        replace_with_op(gm, [add, node], fused, named, [node, add])
     for node in gm.graph.nodes:
-        source = node.args[0] if node.op == "call_function" and node.target == norm else None
+        source = arg(node, "x") if node.op == "call_function" and node.target == norm else None
         if isinstance(source, fx.Node) and facts(node).layer is not None and facts(source).layer is None:
             update_facts(node, layer=None, phase=facts(source).phase)
     return finish(gm)

@@ -32,7 +32,7 @@ from torch import fx
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import example, fake_result, finish, module_path
 from .node_facts import derive_facts, parameter_name, update_facts
-from .op_args import arg
+from .op_args import arg, call_args
 
 LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
 MLA, MLA_WEIGHT = torch.ops.tensor_cast.mla_attention.default, "kv_b_weight"  # argument by schema name
@@ -55,11 +55,16 @@ def excluded(path: str, *, not_converted: tuple[str, ...], quantize_lm_head: boo
     return False
 
 
+def _input(node: fx.Node) -> Any:
+    """The activation a linear multiplies: torch's `linear` by position (no schema), ours by name."""
+    return node.args[0] if node.target is LINEAR else arg(node, "x")
+
+
 def _weights(node: fx.Node) -> tuple[list[Any], list[Any]]:
     if node.target is LINEAR:
         bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
         return [node.args[1]], [bias]
-    weights, biases = node.args[1], node.args[2]
+    weights, biases = arg(node, "weights"), arg(node, "biases")
     assert isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
     return list(weights), list(biases)
 
@@ -99,7 +104,7 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in (LINEAR, FUSED):
             continue
-        if not isinstance(node.args[0], fx.Node):
+        if not isinstance(_input(node), fx.Node):
             continue
         weights, biases = _weights(node)
         if not all(_is_parameter(w) for w in weights):
@@ -107,13 +112,14 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
         if excluded(module_path(node), not_converted=not_converted, quantize_lm_head=quantize_lm_head,
                     quantize_router=quantize_router):
             continue
-        x = node.args[0]
+        x = _input(node)
         x_in: fx.Node = x
         scale: fx.Node | None = None
         if s.activation is not None:
             fmt = s.activation
             if x not in quantized_inputs:
-                args = (x, fmt.name, fmt.group, fmt.dynamic)
+                args = call_args(torch.ops.tensor_cast.quantize.default, x=x, fmt=fmt.name, group=fmt.group,
+                                 dynamic=fmt.dynamic)
                 q_value = fake_result(gm, torch.ops.tensor_cast.quantize.default, args)
                 with graph.inserting_before(node):
                     q = graph.call_function(torch.ops.tensor_cast.quantize.default, args)
@@ -124,7 +130,8 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
                 quantized_inputs[x] = (items[0], items[1])
             x_in, scale = quantized_inputs[x]
         out_dtype = (example(node) if node.target is LINEAR else example(node)[0]).dtype
-        gemm_args = (x_in, scale, weights, biases, s.name, out_dtype)
+        gemm_args = call_args(torch.ops.tensor_cast.quant_linear.default, x=x_in, x_scale=scale, weights=weights,
+                              biases=biases, scheme_name=s.name, out_dtype=out_dtype)
         result = fake_result(gm, torch.ops.tensor_cast.quant_linear.default, gemm_args)
         with graph.inserting_before(node):
             new = graph.call_function(torch.ops.tensor_cast.quant_linear.default, gemm_args)

@@ -5,21 +5,21 @@ keys and values come from the module's `expand_kv` (transformers' MLA: the laten
 `kv_b_proj` into per-head no-rope keys and values, the shared rope key broadcast to every head and
 copied beside them) and whose query is `cat(q_nope, q_rope)`.
 Produces: `mla_attention(q_nope, q_rope, latent, k_rope, kv_b_proj.weight, context_len, scale,
-None, form, decode_query_len)`: attention over the latent cache (kv_lora_rank + qk_rope_head_dim
-values per token), its cost computed in the absorbed or expanded form (`form`: auto | absorbed
-| expanded; auto switches at `decode_query_len` tokens per sequence, the step size engines still
-run as decode). `mla_attention` ops that module swaps emitted at build time (DeepSeek sparse
-attention) get the same `form` and `decode_query_len`.
+None, decode_query_len)`: attention over the latent cache (kv_lora_rank + qk_rope_head_dim
+values per token). Its cost is computed in the absorbed or expanded form the cost knob
+`CostKnobs.mla_form` picks (auto | absorbed | expanded; auto switches at `decode_query_len`
+tokens per sequence, the step size engines still run as decode): the form is not in the graph,
+so changing it re-costs and never re-traces. `mla_attention` ops that module swaps emitted at
+build time (DeepSeek sparse attention) get the same `decode_query_len`.
 Invariant after: no `kv_b_proj` GEMM, no expanded K/V and no `tensor_cast::attention` remain in
 a matched module; the attention output keeps its shape (B, S, H, v_head_dim) and dtype.
 Example:
     before: kv = linear(latent, W_kv_b).view(...).transpose(1, 2); k_nope, v = split(kv)
             k = new_empty(...); k[..., :128].copy_(k_nope); k[..., 128:].copy_(k_rope.expand(...))
             out = attention(cat(q_nope, q_rope), k, v, C, scale, True, 0, None)
-    after:  out = mla_attention(q_nope, q_rope, latent, k_rope, W_kv_b, C, scale, None, "auto", 1)
+    after:  out = mla_attention(q_nope, q_rope, latent, k_rope, W_kv_b, C, scale, None, 1)
 Refuses: attention in other modules (a near-miss: an attention whose K/V do not come from
-`expand_kv`), a `kv_b_proj` with a bias, shapes that do not line up with the latent layout;
-an unknown `form` is an error.
+`expand_kv`), a `kv_b_proj` with a bias, shapes that do not line up with the latent layout.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..errors import InvalidArgumentError, choices
-from ..ops.mla import MLA_FORMS
 from .graph_utils import example, finish, module_class, module_path, replace_with_op, source_functions
 from .op_args import arg, call_args, set_args
 
@@ -75,20 +73,18 @@ def _match(gm: fx.GraphModule, attention: fx.Node) -> tuple[list[fx.Node], dict[
                     "context_len": arg(attention, "context_len"), "scale": arg(attention, "scale"), "indices": None}
 
 
-def replace_mla(gm: fx.GraphModule, *, form: str = "auto", decode_query_len: int = 1) -> fx.GraphModule:
-    if form not in MLA_FORMS:
-        raise InvalidArgumentError(f"mla_form must be one of {choices(MLA_FORMS)}, got {form!r}")
+def replace_mla(gm: fx.GraphModule, *, decode_query_len: int = 1) -> fx.GraphModule:
     mla = torch.ops.tensor_cast.mla_attention.default
     attention = torch.ops.tensor_cast.attention.default
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
         if node.target is mla:  # emitted by a module swap: set how it is computed
-            set_args(node, form=form, decode_query_len=decode_query_len)
+            set_args(node, decode_query_len=decode_query_len)
         elif node.target is attention and module_class(node) in MLA_ATTENTION_CLASSES:
             match = _match(gm, node)
             if match is not None:
                 region, args = match
-                named = {**args, "form": form, "decode_query_len": decode_query_len}
+                named = {**args, "decode_query_len": decode_query_len}
                 replace_with_op(gm, region, mla, call_args(mla, **named), [node])
     return finish(gm)

@@ -10,13 +10,10 @@ and call these.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from .costing import cost_graph
 from .deployment.config import ResolvedDeployment, TraceDeployment
 from .deployment.pipeline import boundary_node
 from .deployment.sharding import rank_spec
+from .gc_pause import paused_gc
 from .invariants import check_layer_coverage
 from .memory import ParamEntry, activation_candidates, parameter_table, rank_shares, stored_bytes
 from .models.build import RepresentativeModel, build_representative
@@ -46,7 +44,8 @@ from .report.graph_dump import dump_graph
 from .speculative import SpeculativeDecoding
 
 TRACE_CACHE_SIZE = 16
-COST_ONLY = ("cuda_graphs", "moe_skew")  # ExecutionOptions fields that do not change the traced graph
+# ExecutionOptions fields that do not change the traced graph (the knobs, and how kernels run)
+COST_ONLY = ("cuda_graphs", "moe_skew", "mla_form")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,10 @@ class ExecutionOptions:
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
     moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
+
+    def knobs(self) -> CostKnobs:
+        """The cost-only modelling choices the cost rules read (`OpCall.knobs`)."""
+        return CostKnobs(moe_skew=self.moe_skew, mla_form=self.mla_form)
 
 
 @dataclass
@@ -101,23 +104,6 @@ def _cache_key(spec: ModelSpec, options: ExecutionOptions) -> str:
     return json.dumps([spec.key(), dict(spec.hf_config), traced], sort_keys=True, default=str)
 
 
-@contextlib.contextmanager
-def _paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for the block, back to its previous state after.
-
-    Building and capturing allocate millions of short-lived objects next to the millions torch,
-    transformers and sympy keep alive; every full collection walks all of them (about 1 s of a
-    Qwen3-8B trace on 2 cores). The block's cyclic garbage is collected once the GC is back on.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, dumps: bool = False) -> TracedModel:
     """Build, capture and rewrite `spec` once per (spec, options) in this process.
 
@@ -129,7 +115,8 @@ def trace(spec: ModelSpec, options: ExecutionOptions = ExecutionOptions(), *, du
     if cached is not None and (cached.dumps is not None or not dumps):
         _CACHE.move_to_end(key)
         return cached
-    with _paused_gc():
+    # building and capturing: about 1 s of a Qwen3-8B trace on 2 cores is GC walks otherwise
+    with paused_gc():
         traced = _trace(spec, options, dumps=dumps)
     _CACHE[key] = traced
     while len(_CACHE) > TRACE_CACHE_SIZE:
@@ -202,7 +189,7 @@ def _store(store: CacheStore, record: TracedCosts) -> None:
 def _record(key: str, traced: TracedModel, profile: DeviceProfile, options: ExecutionOptions) -> TracedCosts:
     mode = ExecutionMode(cuda_graphs=options.cuda_graphs)
     costed = cost_graph(traced.graph, traced.captured.to_expr, profile=profile, mode=mode,
-                        knobs=CostKnobs(moe_skew=options.moe_skew))
+                        knobs=options.knobs())
     check_layer_coverage(costed, traced.rep)
     params = parameter_table(traced.rep, bytes_per_element=stored_bytes(traced.graph),
                              share=rank_shares(traced.graph))

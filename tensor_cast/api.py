@@ -233,10 +233,11 @@ def _resolve_op(op: Any) -> Any:
 
 
 def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str = "never", moe_skew: float = 0.0,
-            engine: str | None = None, **kwargs: Any) -> OpCost:
+            mla_form: str = "auto", engine: str | None = None, **kwargs: Any) -> OpCost:
     """Cost one call of a torch `OpOverload` (aten or tensor_cast; or its name, 'aten.mm') with meta
     tensors as arguments. `moe_skew` is the cost-only MoE routing skew (see `analyze`), read by the
-    MoE and EP exchange ops; `engine` picks the device's efficiency section (default vllm; see `analyze`).
+    MoE and EP exchange ops; `mla_form` the cost-only MLA kernel form (see `analyze`), read by
+    `tensor_cast.mla_attention`; `engine` picks the device's efficiency section (default vllm; see `analyze`).
 
     Arguments the op itself rejects (wrong count, types or shapes) are the caller's error
     (`InvalidArgumentError`). Once the op has accepted them, a failing cost rule or timing model
@@ -247,6 +248,8 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
 
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
+    if mla_form not in MLA_FORMS:
+        raise InvalidArgumentError(f"mla_form must be one of {choices(MLA_FORMS)}, got {mla_form!r}")
     op = _resolve_op(op)
     if isinstance(op, torch._ops.OpOverloadPacket):
         op = op.default
@@ -264,7 +267,7 @@ def op_cost(op: Any, *args: Any, device: str | DeviceProfile, cuda_graphs: str =
     outputs = result if isinstance(result, (list, tuple)) else (result,)
     call = OpCall(op=op, args=tensor_infos(meta_args), kwargs=tensor_infos(meta_kwargs),
                   outputs=tuple(tensor_infos(o) for o in outputs if isinstance(o, torch.Tensor)),
-                  knobs=CostKnobs(moe_skew=float(moe_skew)))
+                  knobs=CostKnobs(moe_skew=float(moe_skew), mla_form=mla_form))
     try:
         counts = entry.rule(call)
         timing = op_time(counts, entry.kind, profile, ExecutionMode(cuda_graphs=cuda_graphs))

@@ -2,9 +2,15 @@
 
 Each subcommand is one module of `tensor_cast/commands/` (`HELP`, `add_arguments(parser)`,
 `run(args) -> int`) and one row of `SUBCOMMANDS`: adding a subcommand is adding a module and a
-row. Building the parser imports no torch or transformers, so `--help`, `--version`, argument
-errors, `models` and `devices` answer at once; a subcommand imports the heavy modules inside
-`run`, after checking its arguments.
+row. A module that sets `PAUSE_GC = True` (one bounded piece of work: `analyze`) runs with the
+cyclic garbage collector paused (`gc_pause.py`), its imports of torch and transformers included;
+the collector's state is restored when it returns. In a process of its own (`own_process=True`:
+the `tensor-cast` script, `python -m tensor_cast`) such a command also keeps transformers from
+importing scipy, which it needs for nothing tensor_cast runs (`compat.skip_scipy_in_transformers`).
+
+Building the parser imports no torch or transformers, so `--help`, `--version`, argument errors,
+`models` and `devices` answer at once; a subcommand imports the heavy modules inside `run`,
+after checking its arguments.
 
 User errors (`TensorCastError`, bad arguments) print one line on stderr and exit with status 2;
 `--debug` keeps the traceback of a `TensorCastError`.
@@ -13,12 +19,14 @@ User errors (`TensorCastError`, bad arguments) print one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from importlib import import_module
 from typing import Any, NoReturn
 
 from .errors import TensorCastError
+from .gc_pause import paused_gc
 
 # subcommand name -> the module (under tensor_cast.commands) that defines it, in --help order
 SUBCOMMANDS: dict[str, str] = {
@@ -72,14 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one command; `own_process`: this process exits after it (process-wide shortcuts allowed)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) and argument errors (2)
         return exc.code if isinstance(exc.code, int) else 2
+    module = command_module(args.command)
+    bounded = getattr(module, "PAUSE_GC", False)
+    if bounded and own_process:
+        from .compat import skip_scipy_in_transformers
+
+        skip_scipy_in_transformers()
     try:
-        return int(command_module(args.command).run(args))
+        with paused_gc() if bounded else contextlib.nullcontext():
+            return int(module.run(args))
     except TensorCastError as exc:
         if args.debug:
             raise

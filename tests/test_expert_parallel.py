@@ -231,6 +231,31 @@ def test_two_exchanges_around_every_moe_op(qwen_ep8):
     assert "no shared experts to overlap it with" in qwen_ep8.summary()
 
 
+def test_deepseek_v3_ep8_counts_the_whole_model_from_named_dims():
+    """Under EP8 + attention DP8 each GPU stores 32 of the 256 routed experts, but the model has
+    671B parameters, 37B active per token (DeepSeek-V3 technical report), written out here from
+    the config's named dims (e_score_correction_bias is a buffer in transformers, not a parameter)."""
+    c = config("deepseek-ai/DeepSeek-V3")
+    h, heads, q_rank, kv_rank, nope, rope, v, vocab, layers, dense_layers, experts, top_k, moe_inter, inter, \
+        shared = (c[k] for k in ("hidden_size", "num_attention_heads", "q_lora_rank", "kv_lora_rank",
+                                 "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "vocab_size", "num_hidden_layers",
+                                 "first_k_dense_replace", "n_routed_experts", "num_experts_per_tok",
+                                 "moe_intermediate_size", "intermediate_size", "n_shared_experts"))
+    attention = (h * q_rank + q_rank + q_rank * heads * (nope + rope) + h * (kv_rank + rope) + kv_rank
+                 + kv_rank * heads * (nope + v) + heads * v * h)
+
+    def moe(used):
+        return experts * h + used * 3 * h * moe_inter + shared * 3 * h * moe_inter  # router, experts, shared
+
+    base = layers * (attention + 2 * h) + dense_layers * 3 * h * inter + h  # + 2 norms per layer, final norm
+    report = tensor_cast.analyze("deepseek-ai/DeepSeek-V3", device="h200", batch_size=8, query_len=1, context_len=1024,
+                                 ep=8, dp=8)
+    assert report.num_parameters == base + (layers - dense_layers) * moe(experts) + 2 * vocab * h
+    assert report.active_parameters == base + (layers - dense_layers) * moe(top_k) + vocab * h  # lm_head, no lookup
+    assert report.num_parameters == pytest.approx(671e9, rel=1e-3)
+    assert report.active_parameters == pytest.approx(37e9, rel=0.02)
+
+
 def test_weights_and_kv_cache_per_gpu(qwen_ep8):
     c = config(QWEN)
     h, heads, kv, hd, e, inter, layers, vocab = (c[k] for k in (

@@ -67,6 +67,30 @@ def test_captures_are_independent_under_a_callers_strict_recompile_limit(small_s
             assert analysis.trace(small_spec, ExecutionOptions()).graph is not None
 
 
+def test_capture_leaves_dynamo_settings_and_the_gc_as_it_found_them(small_spec, monkeypatch):
+    """A capture turns off, for itself only, dynamo's fake-tensor cache, its forced collection after
+    compiling and its log-only function-name lookup, and pauses the GC: all back afterwards."""
+    import gc
+
+    from torch._dynamo import symbolic_convert
+
+    lookup = symbolic_convert.get_funcname
+    seen = []
+    real_capture = analysis.capture
+
+    def capture(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real_capture(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "capture", capture)
+    settings = (torch._dynamo.config.fake_tensor_cache_enabled, torch._dynamo.config.run_gc_after_compile)
+    tensor_cast.clear_cache()
+    analysis.trace(small_spec, ExecutionOptions())
+    assert seen == [False] and gc.isenabled()
+    assert symbolic_convert.get_funcname is lookup
+    assert (torch._dynamo.config.fake_tensor_cache_enabled, torch._dynamo.config.run_gc_after_compile) == settings
+
+
 def test_op_cost_rejected_arguments_are_the_callers_error():
     a = torch.empty(64, 128, dtype=torch.bfloat16, device="meta")
     b = torch.empty(256, 32, dtype=torch.bfloat16, device="meta")  # inner dims differ: 128 vs 256

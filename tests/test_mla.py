@@ -18,11 +18,13 @@ from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
 
 import tensor_cast
 import tensor_cast.ops
+from tensor_cast.backends.formulas import OpCall, lookup, tensor_infos
+from tensor_cast.backends.formulas.registry import CostKnobs
 from tensor_cast.capture.attention_interface import no_mask, tensor_cast_attention
 from tensor_cast.compat import IMPLEMENTATION, hf_interfaces
 from tensor_cast.errors import InvalidArgumentError
 from tensor_cast.passes.graph_utils import call_target, module_class
-from tensor_cast.passes.op_args import arg
+from tensor_cast.passes.op_args import arg, args_of
 from tensor_cast.passes.replace_mla import replace_mla
 
 tc = torch.ops.tensor_cast
@@ -40,7 +42,7 @@ def small_mla_inputs(batch=2, heads=4, seq=5, rank=16, rope=4, nope=8, v_dim=8):
 def test_mla_opcheck(sparse):
     q_nope, q_rope, latent, k_rope, w = small_mla_inputs()
     indices = torch.tensor([[[0, -1], [0, 1], [2, 0], [3, 1], [4, 2]]] * 2, dtype=torch.int32) if sparse else None
-    torch.library.opcheck(tc.mla_attention.default, (q_nope, q_rope, latent, k_rope, w, 0, 0.3, indices, "auto", 1))
+    torch.library.opcheck(tc.mla_attention.default, (q_nope, q_rope, latent, k_rope, w, 0, 0.3, indices, 1))
 
 
 def test_dsa_indexer_opcheck():
@@ -61,7 +63,7 @@ def test_mla_reference_equals_the_absorbed_computation():
     scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf"))
     o_lat = torch.einsum("bhst,btr->bhsr", scores.softmax(-1), latent[:, 0])
     absorbed = torch.einsum("bhsr,hvr->bshv", o_lat, w_uv)
-    out = tc.mla_attention.default(q_nope, q_rope, latent, k_rope, w, 0, scale, None, "absorbed", 1)
+    out = tc.mla_attention.default(q_nope, q_rope, latent, k_rope, w, 0, scale, None, 1)
     torch.testing.assert_close(out, absorbed, rtol=1e-4, atol=1e-5)
 
 
@@ -73,13 +75,17 @@ def test_dsa_indexer_picks_the_best_causal_keys():
 
 
 # ---- cost rule -----------------------------------------------------------------------------------
-def mla_cost(batch, seq, context, form, *, topk=0, decode_query_len=1):
+def mla_args(batch, seq, context, *, topk=0, decode_query_len=1):
     meta = dict(device="meta", dtype=torch.bfloat16)
-    args = (torch.empty(batch, H, seq, DN, **meta), torch.empty(batch, H, seq, DR, **meta),
+    return (torch.empty(batch, H, seq, DN, **meta), torch.empty(batch, H, seq, DR, **meta),
             torch.empty(batch, 1, seq, R, **meta), torch.empty(batch, 1, seq, DR, **meta),
             torch.empty(H * (DN + DV), R, **meta), context, 0.1,
-            torch.empty(batch, seq, topk, device="meta", dtype=torch.int32) if topk else None, form, decode_query_len)
-    return tensor_cast.op_cost(tc.mla_attention.default, *args, device="h100")
+            torch.empty(batch, seq, topk, device="meta", dtype=torch.int32) if topk else None, decode_query_len)
+
+
+def mla_cost(batch, seq, context, form, *, topk=0, decode_query_len=1):
+    args = mla_args(batch, seq, context, topk=topk, decode_query_len=decode_query_len)
+    return tensor_cast.op_cost(tc.mla_attention.default, *args, device="h100", mla_form=form)
 
 
 def test_absorbed_and_expanded_flops_from_named_dims():
@@ -157,8 +163,11 @@ def test_dsa_indexer_scores_every_cached_key():
 
 
 def test_unknown_form_is_a_clear_error():
-    with pytest.raises(InvalidArgumentError, match="'bogus'.*auto, absorbed, expanded"):
+    with pytest.raises(InvalidArgumentError, match="mla_form must be one of auto, absorbed, expanded, got 'bogus'"):
         mla_cost(1, 1, 8, "bogus")
+    call = OpCall(op=tc.mla_attention.default, args=tensor_infos(mla_args(1, 1, 8)), knobs=CostKnobs(mla_form="bogus"))
+    with pytest.raises(InvalidArgumentError, match="mla_form 'bogus' is not one of auto, absorbed, expanded"):
+        lookup(tc.mla_attention.default).rule(call)  # a knob built past the API is refused by the rule too
 
 
 # ---- the pass on a tiny transformers MLA attention -----------------------------------------------
@@ -209,12 +218,13 @@ def test_replace_mla_on_transformers_deepseek_attention(capture_module):
     linear = torch._C._nn.linear
     assert count(before, tc.attention.default) == 1 and count(before, tc.mla_attention.default) == 0
     assert count(before, linear) == 5  # q_a, q_b, kv_a, kv_b, o
-    after = replace_mla(after, form="absorbed", decode_query_len=1)
+    after = replace_mla(after, decode_query_len=1)
     assert count(after, tc.attention.default) == 0 and count(after, tc.mla_attention.default) == 1
     assert count(after, linear) == 4  # kv_b_proj is inside the op now
     assert "copy_" not in {n.target for n in after.graph.nodes if n.op == "call_method"}  # no expanded K/V
     mla = next(n for n in after.graph.nodes if call_target(n) == tc.mla_attention.default)
-    assert (arg(mla, "form"), arg(mla, "decode_query_len")) == ("absorbed", 1)
+    assert arg(mla, "decode_query_len") == 1
+    assert "form" not in args_of(mla)  # the MLA form is a cost knob, not in the graph
     assert mla.meta["example_value"].shape == (2, 5, 4, 8)
     with torch.no_grad():
         expected, got = before(*real), after(*real)
@@ -252,8 +262,3 @@ def test_replace_mla_leaves_other_attention_alone(capture_module):
     gm = replace_mla(gm)
     assert count(gm, tc.attention.default) == 1 and count(gm, tc.mla_attention.default) == 0
 
-
-def test_replace_mla_refuses_unknown_form(capture_module):
-    gm, _ = capture_attention(capture_module, tiny_mla_call(), *call_inputs())
-    with pytest.raises(InvalidArgumentError, match="mla_form must be one of auto, absorbed, expanded, got 'fast'"):
-        replace_mla(gm, form="fast")

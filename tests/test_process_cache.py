@@ -43,7 +43,6 @@ def test_cache_key_changes_with_what_changes_the_graph():
         "depth": key(num_hidden_layers=2),
         "a per-layer override": key(per_layer_config={1: {"intermediate_size": 4096}}),
         "unfused": key(fuse=False),
-        "MLA form": key(mla_form="absorbed"),
     }
     assert [name for name, value in changed.items() if value == base] == []
     spec = tensor_cast.load_model(LLAMA)
@@ -53,6 +52,8 @@ def test_cache_key_changes_with_what_changes_the_graph():
 
 def test_cache_key_ignores_what_does_not_change_the_graph():
     assert key("META-LLAMA/llama-3.2-1b") == key()  # the same registry entry, spelled differently
+    for knob in (dict(mla_form="absorbed"), dict(moe_skew=1.0), dict(cuda_graphs="never")):  # cost knobs
+        assert key(**knob) == key(), knob
     spec = tensor_cast.load_model(LLAMA)
     on_h100 = resolve(Deployment.from_options({}), spec, tensor_cast.load_device("h100-sxm"))
     on_b200 = resolve(Deployment.from_options({}), spec, tensor_cast.load_device("b200"))
@@ -69,6 +70,32 @@ def test_new_point_and_device_reuse_the_traced_graph():
     assert analysis.trace(tensor_cast.load_model(LLAMA, num_hidden_layers=1)) is traced  # no new trace
     assert len(analysis._CACHE) == 1
     assert first.device != second.device and first.total_flops != second.total_flops
+
+
+def test_mla_form_re_costs_and_never_re_traces(monkeypatch):
+    """The MLA form is a cost knob: changing it captures nothing new, and the MLA op's FLOPs move
+    from the absorbed to the expanded formula, written out here from DeepSeek-V3's named dims."""
+    tensor_cast.clear_cache()
+    captures = []
+    real_capture = analysis.capture
+    monkeypatch.setattr(analysis, "capture", lambda *a, **k: captures.append(1) or real_capture(*a, **k))
+    batch, context = 8, 4096
+    kw = dict(device="h100-sxm", batch_size=batch, query_len=1, context_len=context, num_hidden_layers=1, cache=False)
+    mla = {form: next(r for r in tensor_cast.analyze("deepseek-ai/DeepSeek-V3", mla_form=form, **kw).ops
+                      if r.op == "tensor_cast.mla_attention") for form in ("auto", "absorbed", "expanded")}
+    assert len(captures) == 1 and len(analysis._CACHE) == 1
+    c = registry.lookup("deepseek-ai/DeepSeek-V3").config
+    heads, rank, rope, nope, v_dim = (c["num_attention_heads"], c["kv_lora_rank"], c["qk_rope_head_dim"],
+                                      c["qk_nope_head_dim"], c["v_head_dim"])
+    pairs = batch * heads * (context + 1)  # one causal query per sequence: the cached tokens and itself
+    softmax = 4 * pairs
+    absorbed = (2 * batch * heads * nope * rank + 2 * pairs * (rank + rope) + 2 * pairs * rank
+                + 2 * batch * heads * rank * v_dim + softmax)
+    expanded = (2 * batch * (context + 1) * rank * heads * (nope + v_dim) + 2 * pairs * (nope + rope)
+                + 2 * pairs * v_dim + softmax)
+    assert mla["absorbed"].flops == absorbed and mla["expanded"].flops == expanded
+    assert mla["auto"].flops == absorbed  # a decode step: the absorbed kernel
+    assert mla["expanded"].time_s > mla["absorbed"].time_s
 
 
 # ---- fuse=False / --unfused -------------------------------------------------------------------------
@@ -134,3 +161,16 @@ def test_registering_a_cost_rule_twice_is_an_error():
     with pytest.raises(ValueError, match=r"registered twice"):
         register_free("no reason", torch.ops.aten.mm.default)
 
+
+
+def test_every_cost_knob_is_a_cost_only_option():
+    """Each CostKnobs field is an ExecutionOptions field outside the trace cache key, and
+    `ExecutionOptions.knobs()` carries its value to the cost rules."""
+    import dataclasses
+
+    from tensor_cast.backends.formulas.registry import CostKnobs
+
+    knobs = {f.name for f in dataclasses.fields(CostKnobs)}
+    assert knobs <= set(analysis.COST_ONLY) <= {f.name for f in dataclasses.fields(ExecutionOptions)}
+    options = ExecutionOptions(moe_skew=0.5, mla_form="expanded")
+    assert options.knobs() == CostKnobs(moe_skew=0.5, mla_form="expanded")

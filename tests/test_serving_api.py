@@ -113,3 +113,17 @@ def test_warmup_requests_leave_latency_stats_not_throughput():
     assert warm.mean_ttft_s == pytest.approx(sum(later) / len(later))
     assert warm.output_tokens_per_s == pytest.approx(full.output_tokens_per_s)
     assert len(warm.requests) == 12
+
+
+def test_mla_kv_pool_holds_one_latent_per_token_per_layer_on_every_tp_rank():
+    from tensor_cast.api import load_model
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.serving.api import kv_pool, step_cost
+    from tensor_cast.serving.engines import engine_profile
+
+    # DeepSeek-R1's MLA caches kv_lora_rank 512 + qk_rope_head_dim 64 = 576 values per token per
+    # layer, the same on every TP rank (the latent is not split over heads); FP8 KV: 1 byte each
+    spec, device = load_model("deepseek-ai/DeepSeek-R1", num_hidden_layers=2), load_device("h100-sxm")
+    sym, _ = step_cost(spec, device=device, tp=8, kv_cache_dtype="fp8")
+    pool = kv_pool(sym, device, engine_profile("vllm"), 1024, 0.9)
+    assert pool.bytes_per_token == (512 + 64) * 2 * 1

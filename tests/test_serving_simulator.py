@@ -26,8 +26,11 @@ class ConstantCost:
         return np.full(np.shape(means), self.d)
 
 
+NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
+
+
 def run(engine="vllm", *, d=0.01, blocks=100_000, engine_args=None, **workload):
-    profile = engine_profile(engine, engine_args)
+    profile = engine_profile(engine, {**NO_OVERHEAD, **(engine_args or {})})
     worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], ConstantCost(d), profile)
     sim = simulate_workers({"agg": [worker]}, make_workload(**{"concurrency": None, "rate": None, "trace": None,
                                                                 "num_requests": None, **workload}))
@@ -50,6 +53,35 @@ def test_closed_loop_with_constant_steps_follows_closed_form(engine):
     assert (waves * c / rep.duration_s) * rep.e2e.mean == pytest.approx(c)
     assert sim.num_steps == waves * osl
     assert rep.itl.mean == pytest.approx(d)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_overheads_add_per_step_per_sequence_and_per_request(engine):
+    c, isl, osl, d, waves = 8, 100, 50, 0.01, 3
+    a, b, r = 0.002, 1e-4, 0.005  # per step, per sequence in the step, per request (front end)
+    sim, rep = run(engine, d=d, concurrency=c, num_requests=waves * c, isl=isl, osl=osl,
+                   engine_args={"step_overhead_s": a, "seq_overhead_s": b, "request_overhead_s": r})
+    # every step holds the whole wave of c sequences (one prefill step, then osl - 1 decodes):
+    step = d + a + b * c  # 12.8 ms
+    assert rep.mean_ttft_s == pytest.approx(r + step)
+    assert rep.mean_tpot_s == pytest.approx(step)
+    assert rep.e2e.mean == pytest.approx(r + osl * step)
+    assert rep.duration_s == pytest.approx(waves * (r + osl * step))
+    assert sim.num_steps == waves * osl
+
+
+def test_engine_defaults_carry_the_fitted_overheads_and_reject_negative_ones():
+    from tensor_cast.errors import InvalidArgumentError
+
+    for name in ("vllm", "sglang", "trtllm"):
+        profile = engine_profile(name)
+        assert "fitted" in profile.sources["step_overhead_s, seq_overhead_s"]
+        assert profile.overhead_s(10) == pytest.approx(profile.step_overhead_s + 10 * profile.seq_overhead_s)
+        assert 0 < profile.overhead_s(1) < 5e-3  # sub-millisecond host work, not a kernel
+    with pytest.raises(InvalidArgumentError, match="seq_overhead_s"):
+        engine_profile("vllm", {"seq_overhead_s": -1e-6})
+    with pytest.raises(InvalidArgumentError, match="step_overhead_s must be a number"):
+        engine_profile("sglang", {"step_overhead_s": "1ms"})
 
 
 def test_poisson_light_load_has_no_queueing():
@@ -100,7 +132,7 @@ def test_preemption_by_recompute_when_kv_runs_short():
 
 def test_disagg_ttft_adds_the_kv_transfer():
     d, x = 0.01, 0.005
-    profile = engine_profile("vllm")
+    profile = engine_profile("vllm", NO_OVERHEAD)
     pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
                                 ConstantCost(d), profile)],
              "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
@@ -114,7 +146,7 @@ def test_disagg_ttft_adds_the_kv_transfer():
 
 
 def test_speculative_decoding_emits_accepted_tokens_per_step():
-    profile = engine_profile("vllm")
+    profile = engine_profile("vllm", NO_OVERHEAD)
     e = 1.85  # one MTP draft accepted 85 % of the time: 1 + 0.85 tokens per step
     worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000, decode_tokens=2, tokens_per_step=e)],
                     ConstantCost(0.01), profile)
@@ -126,7 +158,7 @@ def test_speculative_decoding_emits_accepted_tokens_per_step():
 
 def test_disagg_decode_queue_wait_is_ttft_not_tpot():
     d, x = 0.01, 0.005
-    profile = engine_profile("vllm")
+    profile = engine_profile("vllm", NO_OVERHEAD)
     # the decode worker's 8 blocks x 16 tokens hold one request of 100 + 20 tokens, not two
     pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
                                 ConstantCost(d), profile)],
@@ -139,3 +171,22 @@ def test_disagg_decode_queue_wait_is_ttft_not_tpot():
     # the second waits on the decode side until the first's 19 decode steps free its blocks
     assert second.first_token_s == pytest.approx(d + x + 19 * d)
     assert second.finish_s - second.first_token_s == pytest.approx(19 * d)
+
+
+def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
+    # Closed loop over a prefill and a decode worker, constant step d, no transfer time. When a
+    # request finishes, the decode worker plans its next (fast-forwarded) decode run at the same
+    # instant as the prefill worker starts the new request's prefill; the handed-over request must
+    # join at the next decode step boundary, not after the run: TTFT <= one prefill step queued
+    # behind another (2 d) + one decode step (d).
+    d = 0.01
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "max_num_batched_tokens": 100})
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                ConstantCost(d), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
+                               ConstantCost(d), profile)]}
+    workload = make_workload(concurrency=3, rate=None, trace=None, num_requests=30, isl=100, osl=40,
+                             range_ratio=0.5, seed=1)
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: 0.0)
+    ttfts = [r.first_token_s - r.arrival_s for r in sim.requests]
+    assert max(ttfts) <= 3 * d + 1e-9

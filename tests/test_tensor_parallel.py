@@ -160,7 +160,11 @@ def test_weights_per_gpu(llama70b_tp4, config70b):
     per_rank = layers * (sharded // tp + 2 * hidden) + 2 * (padded_vocab // tp) * hidden + hidden
     assert llama70b_tp4.memory.weights_bytes == 2 * per_rank
     assert llama70b_tp4.memory.weights_bytes == pytest.approx(35.3e9, rel=0.002)
-    assert llama70b_tp4.num_parameters == pytest.approx(70.55e9, rel=1e-3)  # the whole model's
+    # the whole model's parameters, not the rank's: unpadded vocabulary, every head
+    whole = layers * (sharded + 2 * hidden) + 2 * vocab * hidden + hidden
+    assert llama70b_tp4.num_parameters == whole
+    assert llama70b_tp4.num_parameters == pytest.approx(70.55e9, rel=1e-3)
+    assert llama70b_tp4.active_parameters == whole - vocab * hidden  # the input embedding is a lookup
 
 
 def test_kv_cache_per_gpu_and_overlap(llama70b_tp4, config70b):

@@ -21,7 +21,8 @@ Two ways to compute the same attention, as serving engines (vLLM, SGLang) do:
 Per (query, key, head) pair the attention core costs 2·(2r + dr) FLOPs absorbed vs
 2·(dn + dr + dv) expanded: 2176 vs 640 for DeepSeek-V3, 3.4x; the expanded form pays instead for
 up-projecting the whole context, which is why engines absorb for decode and expand for prefill.
-`form="auto"` picks by the step's query length (a sympy Piecewise in S when symbolic).
+The form is the cost knob `CostKnobs.mla_form` (not an op argument: it changes the cost, not the
+graph); `"auto"` picks by the step's query length (a sympy Piecewise in S when symbolic).
 
 The `kv_b_proj` weight is read at the dtype the op receives (bf16 even in FP8 checkpoints: vLLM
 dequantizes W_UK / W_UV for its absorbed kernels).
@@ -123,7 +124,7 @@ def mla_attention(call: OpCall) -> Counts:
     q_nope, q_rope, latent, k_rope, weight = (call.get(name) for name in (
         "q_nope", "q_rope", "latent", "k_rope", "kv_b_weight"))
     context, indices = call.get("context_len"), call.get("indices")
-    form, decode_query_len = str(call.get("form")), call.get("decode_query_len")
+    form, decode_query_len = str(call.knobs.mla_form), call.get("decode_query_len")  # the form: a cost knob
     if form not in MLA_FORMS:
         raise InvalidArgumentError(f"mla_form {form!r} is not one of {choices(MLA_FORMS)}")
     batch, heads, q_len, nope = q_nope.shape

@@ -4,8 +4,8 @@ Owns:
 - `TensorInfo` / `OpCall`: an op call as rules see it (shapes as ints or sympy expressions,
   dtypes, contiguity), built from a graph node or from meta tensors;
 - `CostKnobs`: the modelling choices that change what an op costs but not the graph (the MoE
-  routing skew): they reach rules through `OpCall.knobs`, so changing one re-costs a traced
-  graph and never re-traces it;
+  routing skew, the MLA kernel form): they reach rules through `OpCall.knobs`, so changing one
+  re-costs a traced graph and never re-traces it;
 - `register(*ops, kind=...)`: the decorator that files one rule under one or more op keys
   (registering a key twice raises);
 - `FREE_OPS`: ops that cost nothing, each with the reason (views, shape arithmetic);
@@ -96,6 +96,9 @@ class CostKnobs:
 
     # Zipf exponent of MoE expert popularity (0: uniform routing); read by the MoE and EP exchange rules
     moe_skew: float = 0.0
+    # how MLA attention is computed (auto: absorbed for decode-sized steps, expanded otherwise |
+    # absorbed | expanded; tensor_cast/ops/mla.py); read by the `mla_attention` rule
+    mla_form: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ dims are unified and none specializes to 0/1.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import types
-from collections.abc import Mapping
+import unittest.mock
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +81,25 @@ def _propagate_implementations(model: torch.nn.Module, *, experts: bool) -> None
                 config._experts_implementation_internal = IMPLEMENTATION
 
 
+@contextlib.contextmanager
+def _no_log_funcnames() -> Iterator[None]:
+    """dynamo names the enclosing function of every traced line for its `trace_call` debug log by
+    tokenizing each source file it steps through (transformers' modeling_utils.py included:
+    ~0.14 s of a Qwen3-8B capture), even when that log is off. It only decorates log lines: with
+    the log off, the name lookup answers "unknown" for the capture. With `TORCH_LOGS` turning the
+    log on, or a torch that no longer has the lookup, nothing is changed."""
+    import logging
+
+    from torch._dynamo import symbolic_convert
+
+    log = getattr(symbolic_convert, "trace_call_log", None)
+    if not hasattr(symbolic_convert, "get_funcname") or log is None or log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    with unittest.mock.patch.object(symbolic_convert, "get_funcname", lambda filename, lineno: None):
+        yield
+
+
 _ENTRIES = itertools.count()
 
 
@@ -124,8 +145,11 @@ def capture(model: torch.nn.Module, *, experts: Any = None, layers: tuple[torch.
         compiled = torch.compile(entry, backend=record, fullgraph=True, dynamic=None)
         try:
             # One trace of each op: fake-tensor results are not reused, so building dynamo's cache
-            # of them is pure cost (~0.3 s of a Qwen3-8B capture on 2 cores).
-            with torch.no_grad(), torch._dynamo.config.patch(fake_tensor_cache_enabled=False):
+            # of them is pure cost (~0.3 s of a Qwen3-8B capture on 2 cores). Nor does dynamo
+            # collect garbage after compiling: the caller pauses the GC for the whole trace
+            # (analysis.trace), and a forced collection then walks every object made since.
+            with torch.no_grad(), torch._dynamo.config.patch(fake_tensor_cache_enabled=False,
+                                                             run_gc_after_compile=False), _no_log_funcnames():
                 compiled(input_ids=input_ids, use_cache=False, logits_to_keep=1, **{CONTEXT_KWARG: context})
         except TensorCastError:
             raise

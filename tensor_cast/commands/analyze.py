@@ -18,6 +18,9 @@ from ..errors import InvalidArgumentError, choices
 from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least, per_layer_config
 
 HELP = "predict one forward step of a model on a device"
+# one analysis, bounded: run with the cyclic GC paused (imports, build, capture, costing; about
+# 1 s of CPU of a cold Qwen3-8B run on 2 cores is collections otherwise; tensor_cast/cli.py)
+PAUSE_GC = True
 
 # The accepted values, known here without importing the modules that own them (they import
 # torch); tests/test_cli_startup.py checks each equals its owner's table.

@@ -5,7 +5,7 @@ its family's RoPE helper (so `fuse_rope` still fuses it), then:
 - the indexer (`DSAIndexerForward`, its own projections wq_b / wk / k_norm / weights_proj and
   RoPE kept) becomes one `tensor_cast::dsa_indexer` op scoring every cached and new key;
 - the attention becomes `tensor_cast::mla_attention` on the latent with the indexer's top-k
-  positions (`form` and `decode_query_len` are set later by the `replace_mla` pass).
+  positions (`decode_query_len` is set later by the `replace_mla` pass).
 
 The cached context length comes from the carrier tensor the capture threads through the forward
 kwargs, as for every other attention. Applied by `module_swaps.py`.
@@ -89,8 +89,7 @@ class DSAAttentionForward:
         q_rot, k_rot = _family_function(module, "apply_rotary_pos_emb_interleave")(q_rot, k_rot, cos, sin)
         context = _context(module, kwargs)
         indices = module.indexer(hidden_states, q_resid, position_embeddings, context)
-        out = mla_attention(q_nope, q_rot, latent, k_rot, module.kv_b_proj.weight, context, module.scaling, indices,
-                            "auto", 1)
+        out = mla_attention(q_nope, q_rot, latent, k_rot, module.kv_b_proj.weight, context, module.scaling, indices, 1)
         out = module.o_proj(out.reshape(batch, seq, -1))
         if _original_name(module) in self.RETURNS_INDICES:
             return out, None, indices

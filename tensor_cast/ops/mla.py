@@ -1,14 +1,15 @@
 """Multi-head latent attention (DeepSeek MLA) and the DeepSeek sparse-attention indexer, as ops.
 
-- `mla_attention(q_nope, q_rope, latent, k_rope, kv_b_weight, context_len, scale, indices, form,
+- `mla_attention(q_nope, q_rope, latent, k_rope, kv_b_weight, context_len, scale, indices,
   decode_query_len)`: attention over the compressed KV cache. What is cached per token is the
   latent (`kv_lora_rank` values, shared by all heads) and one rope key (`qk_rope_head_dim`);
   `kv_b_weight` (H·(d_nope + d_v), kv_lora_rank) up-projects the latent into per-head no-rope
-  keys and values. `form` says how a serving engine computes it — `"absorbed"` (the up-projection
-  folded into the query and the output: multi-query attention over the latent, FlashMLA),
-  `"expanded"` (the latent up-projected into per-head K/V, then multi-head attention) or
-  `"auto"` (absorbed for steps of at most `decode_query_len` tokens per sequence, expanded
-  otherwise). The form changes the cost, not the result. `indices` (B, S, top-k), when given,
+  keys and values. How a serving engine computes it (the MLA form: `"absorbed"`, the
+  up-projection folded into the query and the output, multi-query attention over the latent,
+  FlashMLA; `"expanded"`, the latent up-projected into per-head K/V, then multi-head attention;
+  `"auto"`, absorbed for steps of at most `decode_query_len` tokens per sequence, expanded
+  otherwise) changes the cost, not the result nor the graph: it is a cost knob
+  (`CostKnobs.mla_form`, backends/formulas/registry.py), not an argument. `indices` (B, S, top-k), when given,
   are the cache positions each query attends (DeepSeek sparse attention); `context_len` tokens
   per sequence are already cached (a SymInt: no cache is materialized).
 - `dsa_indexer(q, k, weights, context_len, topk)`: DeepSeek-V3.2's lightning indexer: per query,
@@ -38,7 +39,6 @@ def mla_attention(
     context_len: int,
     scale: float,
     indices: torch.Tensor | None,
-    form: str,
     decode_query_len: int,
 ) -> torch.Tensor:
     """q_nope (B, H, S, dn), q_rope (B, H, S, dr), latent (B, 1, S, r), k_rope (B, 1, S, dr),
@@ -65,8 +65,7 @@ def mla_attention(
 
 
 @mla_attention.register_fake
-def _mla_attention_fake(q_nope, q_rope, latent, k_rope, kv_b_weight, context_len, scale, indices, form,
-                        decode_query_len):
+def _mla_attention_fake(q_nope, q_rope, latent, k_rope, kv_b_weight, context_len, scale, indices, decode_query_len):
     batch, heads, q_len, nope = q_nope.shape
     v_dim = kv_b_weight.shape[0] // heads - nope
     return q_nope.new_empty((batch, q_len, heads, v_dim))

@@ -25,6 +25,26 @@ Scheduling policy (the algorithm, in `scheduler.py`):
   `max_num_tokens`; context chunking is off by default (a prompt larger than the remaining
   budget waits).
 
+Overheads (time outside the traced forward graph; `overhead_s`, `request_overhead_s`):
+- what a step does besides the model's kernels: the scheduler and input preparation on the
+  host, the sampler (logits to float32, temperature / top-k / top-p, softmax over the whole
+  vocabulary, per sequence: vLLM `vllm/v1/sample/sampler.py`, SGLang `layers/sampler.py`,
+  TensorRT-LLM's `TorchSampler`), and output handling (stop checks, detokenization, streaming).
+  All three engines overlap the host part with the GPU by default or on request — TensorRT-LLM's
+  overlap scheduler ("enabled by default", docs features/overlap-scheduler: `_process_previous_batch`
+  runs while step n+1 is on the GPU), SGLang's zero-overhead batch scheduler (v0.4,
+  lmsys.org/blog/2024-12-04-sglang-v0-4), vLLM v1's `--async-scheduling` and its detokenizer in
+  the separate front-end process — so what remains is the part that is not hidden: a constant
+  per step (`step_overhead_s`) and a part per sequence in the step (`seq_overhead_s`). Neither
+  can be derived from kernel tables: both are fitted, per engine, by
+  `benchmarks/serving_overhead_fit.py` on H100 agg rows of dense models only (the rows whose
+  kernels are calibrated), and checked on held-out rows (MoE models, B200, disagg) by
+  `benchmarks/serving_fidelity.py`; README "Serving accuracy" gives both errors.
+- CUDA graphs: a pure-decode step runs at the next captured batch size (`cuda_graph_sizes`,
+  `padded_tokens`): the token-linear ops pay for the padding rows.
+- `request_overhead_s`: the front end before the engine core sees a request (HTTP, chat template,
+  tokenization); 0 by default (not fitted: see serving_overhead_fit.py), settable.
+
 It must not simulate time or cost steps.
 """
 
@@ -66,7 +86,9 @@ class EngineProfile:
     memory_basis: str  # "total": fraction of device memory (vLLM, SGLang) | "free": of what is left (TRT-LLM)
     new_token_ratio: float = 0.0  # SGLang: reserved fraction of running requests' remaining output
     cuda_graph_sizes: tuple[int, ...] = ()  # decode batch sizes with a captured graph (padded up to)
-    step_overhead_s: float = 0.0  # host scheduling time per step not hidden behind the GPU
+    step_overhead_s: float = 0.0  # per step: host/framework time not hidden behind the GPU (see overhead_s)
+    seq_overhead_s: float = 0.0  # per sequence in a step: sampling, logits processing, output handling
+    request_overhead_s: float = 0.0  # per request, before the engine sees it: HTTP, tokenization, streaming
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,11 +100,21 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
+        for name in ("memory_utilization", "new_token_ratio", "step_overhead_s", "seq_overhead_s", "request_overhead_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
-        if self.long_prefill_token_threshold < 0 or self.step_overhead_s < 0 or not 0 <= self.new_token_ratio <= 1:
-            raise InvalidArgumentError("engine long_prefill_token_threshold and step_overhead_s must be >= 0, "
-                                       "new_token_ratio in [0, 1]")
+        if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
+               self.request_overhead_s) < 0 or not 0 <= self.new_token_ratio <= 1:
+            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s, seq_overhead_s and "
+                                       "request_overhead_s must be >= 0, new_token_ratio in [0, 1]")
+
+    def overhead_s(self, seqs: int) -> float:
+        """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
+        `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Overheads")."""
+        return self.step_overhead_s + self.seq_overhead_s * seqs
 
     def padded_tokens(self, decode_seqs: int, tokens_per_seq: int) -> int:
         """Tokens a pure-decode step runs at: the batch padded to the next CUDA-graph size."""
@@ -92,12 +124,16 @@ class EngineProfile:
         return decode_seqs * tokens_per_seq
 
 
+FITTED = ("fitted by benchmarks/serving_overhead_fit.py on {rows} H100 agg rows of dense models ({families}) of "
+          "AIConfigurator's silicon sample; every other row held out")
+
 ENGINES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
-        cuda_graph_sizes=_vllm_graph_sizes(),
+        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6,
         sources={
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
                                                     ">= 70 GiB non-A100 GPUs: 8192 tokens, 1024 seqs",
             "chunked_prefill": "vLLM v1 enables chunked prefill by default (SchedulerConfig)",
@@ -110,8 +146,9 @@ ENGINES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
-        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(),
+        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=1.0e-3, seq_overhead_s=8.2e-6,
         sources={
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B"),
             "max_num_batched_tokens": "python/sglang/srt/server_args.py: chunked_prefill_size 8192 on 35-160 GB GPUs "
                                       "(H100/H200), 16384 above (B200): override with engine_args",
             "max_num_seqs": "max_running_requests: derived from the KV pool (no fixed cap; 4096 here as a bound)",
@@ -125,8 +162,9 @@ ENGINES: dict[str, EngineProfile] = {
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
-        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128),
+        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=0.72e-3, seq_overhead_s=0.0,
         sources={
+            "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "TensorRT-LLM BuildConfig defaults max_num_tokens 8192, "
                                                     "max_batch_size 2048 (docs: Tuning Max Batch Size and Max Num Tokens)",
             "chunked_prefill": "LLM API enable_chunked_prefill=False by default",

@@ -8,6 +8,9 @@ its first token, to a `decode` worker once its KV cache has crossed the intercon
 client sees that first token when the decode worker admits the request (a decode pool short of
 KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
+A request reaches the engine core `request_overhead_s` (engines.py) after its client sent it:
+the server's front end (HTTP, tokenization, streaming back) is part of every TTFT and E2E.
+
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
 once; arrivals during a step wait for the next one (engines schedule between steps).
@@ -16,7 +19,9 @@ Fast-forward (speed, exact): when every rank of a worker runs all its requests i
 and nothing can change its batch (no waiting request it could admit), the next k steps have a
 known composition — same sequences, cached lengths +1 (or + accepted tokens) per step — so their
 times come from one vectorized batch-cost call, up to the first request that finishes, the KV
-blocks that still fit, and the next event anywhere else.
+blocks that still fit, and the next event anywhere else. An event pushed later that lands inside
+such a run (another worker planned at the same instant hands over a request, say) cuts the run
+at the first step boundary at or after it, so a worker never overlooks work that reached it.
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 """
@@ -61,6 +66,10 @@ class Worker:
     next_rank: int = 0
     batches: list[Batch] = field(default_factory=list)
     ff_steps: int = 1
+    run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
+    run_durations: Any = None
+    run_info: tuple[int, int, float, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use, running
+    version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
 
     def assign(self, req: Request) -> None:
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
@@ -110,15 +119,39 @@ class _Loop:
         self.route = {name: 0 for name in pools}
         self.lengths = workload.lengths()
         self.pending: list[Worker] = []
+        self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
+        first = pools["agg"] if "agg" in pools else pools["prefill"]
+        self.front_end_s = first[0].engine.request_overhead_s
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
         self.order += 1
+        if self.running_ff:
+            self._cut_runs(time)
+
+    def _cut_runs(self, time: float) -> None:
+        """An event at `time` lands inside another worker's fast-forwarded decode run (pushed after
+        that run was planned, e.g. by a worker that started at the same instant): the run stops at
+        the first step boundary at or after `time`, as if the horizon had been known."""
+        for worker in list(self.running_ff):
+            starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
+            k = max(1, int(np.searchsorted(starts, time, side="left")))
+            if k >= worker.ff_steps:
+                continue
+            worker.ff_steps = k
+            worker.run_durations = worker.run_durations[:k]
+            worker.version += 1
+            if k == 1:
+                self.running_ff.remove(worker)
+            end = worker.run_start_s + float(worker.run_durations.sum())
+            heapq.heappush(self.heap, (end, self.order, STEP_END, (worker, worker.version)))
+            self.order += 1
 
     def new_request(self, time: float, prompt: int, output: int, prefix_id: str | None, prefix_tokens: int) -> None:
+        """A client sends a request at `time`; the engine core sees it `request_overhead_s` later."""
         req = Request(len(self.requests), time, prompt, output, prefix_id, prefix_tokens)
         self.requests.append(req)
-        self.push(time, ARRIVAL, req)
+        self.push(time + self.front_end_s, ARRIVAL, req)
 
     def dispatch(self, pool: str, req: Request) -> Worker:
         workers = self.pools[pool]
@@ -139,7 +172,9 @@ class _Loop:
             elif kind == TRANSFER_END:
                 self.kick(self.dispatch("decode", payload))
             else:
-                self.end_step(payload)
+                worker, version = payload
+                if version == worker.version:  # else: a run cut short, re-pushed with its new end
+                    self.end_step(worker)
             if not self.heap or self.heap[0][0] > time:  # every event of this instant is in: start steps
                 pending, self.pending = self.pending, []
                 for worker in pending:
@@ -180,8 +215,8 @@ class _Loop:
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
-            costs.append(worker.cost.step_s(seqs, pad))
-        first = max(costs) + engine.step_overhead_s
+            costs.append(worker.cost.step_s(seqs, pad) + engine.overhead_s(len(batch)))
+        first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens else 1
         if k > 1:
@@ -194,19 +229,13 @@ class _Loop:
         worker.busy = True
         worker.batches = batches
         worker.ff_steps = k
-        total = float(durations.sum())
-        self.num_steps += k
-        if decode_seqs:
-            self.itl_d.append(durations)
-            self.itl_w.append(np.full(k, decode_seqs, dtype=float))
+        worker.run_start_s = self.now
+        worker.run_durations = durations
         used = sum(r.used_blocks for r in worker.ranks) / max(1, sum(r.total_blocks for r in worker.ranks))
-        self.kv_peak = max(self.kv_peak, used)
-        self.kv_time += total
-        self.kv_weighted += used * total
-        if self.record_steps:
-            self.steps.append(StepRecord(worker.name, self.now, total, k, prefill_tokens, decode_seqs,
-                                         sum(len(r.running) for r in worker.ranks)))
-        self.push(self.now + total, STEP_END, worker)
+        worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
+        if k > 1:
+            self.running_ff.append(worker)
+        self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
@@ -247,11 +276,30 @@ class _Loop:
             mean0 = sum(int(r.computed) for r, _ in batch) / count
             means = mean0 + rank.tokens_per_step * np.arange(k)
             pad = rank.engine.padded_tokens(count, rank.decode_tokens)
-            out = np.maximum(out, worker.cost.decode_steps_s(count, rank.decode_tokens, means, pad))
-        return out + worker.engine.step_overhead_s
+            out = np.maximum(out, worker.cost.decode_steps_s(count, rank.decode_tokens, means, pad)
+                             + rank.engine.overhead_s(count))
+        return out
+
+    def _account(self, worker: Worker) -> None:
+        """Statistics of the run that just ended (its steps as finally run)."""
+        durations, k = worker.run_durations, worker.ff_steps
+        prefill_tokens, decode_seqs, used, running = worker.run_info
+        total = float(durations.sum())
+        self.num_steps += k
+        if decode_seqs:
+            self.itl_d.append(durations)
+            self.itl_w.append(np.full(k, decode_seqs, dtype=float))
+        self.kv_peak = max(self.kv_peak, used)
+        self.kv_time += total
+        self.kv_weighted += used * total
+        if self.record_steps:
+            self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
 
     def end_step(self, worker: Worker) -> None:
         worker.busy = False
+        if worker in self.running_ff:
+            self.running_ff.remove(worker)
+        self._account(worker)
         k = worker.ff_steps
         for rank, batch in zip(worker.ranks, worker.batches, strict=True):
             if k > 1 and batch:
