@@ -190,3 +190,51 @@ def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
     sim = simulate_workers(pools, workload, transfer_s=lambda r: 0.0)
     ttfts = [r.first_token_s - r.arrival_s for r in sim.requests]
     assert max(ttfts) <= 3 * d + 1e-9
+
+
+def test_sglang_waiting_request_held_by_the_reservation_fast_forwards_exactly():
+    # SGLang, page size 1, 300 KV tokens, new_token_ratio 0.5, three 100-token prompts of 50 output
+    # tokens each. Step 1 admits r0 and r1 (reserve 100 + 0.5 x 50 = 125 each: 250 <= 300) and r2
+    # waits (125 > 300 - 250). At decode step j the free tokens are 100 - 2 (j - 1) and the running
+    # pair reserves 0.5 x 2 x (49 - (j - 1)): available = 52 - j < 125, so r2 waits until the pair
+    # finishes after 1 prefill + 49 decode steps; it then prefills in step 51 (TTFT 51 d) and
+    # decodes 49 more steps: 100 steps in all, which now run as a few fast-forwarded runs.
+    d = 0.01
+    profile = engine_profile("sglang", {**NO_OVERHEAD, "new_token_ratio": 0.5})
+    worker = Worker("agg0", "agg", [RankScheduler(profile, 300)], ConstantCost(d), profile)
+    workload = make_workload(concurrency=3, rate=None, trace=None, num_requests=3, isl=100, osl=50)
+    sim = simulate_workers({"agg": [worker]}, workload, record_steps=True)
+    ttft = sorted(r.first_token_s - r.arrival_s for r in sim.requests)
+    assert ttft == pytest.approx([d, d, 51 * d])
+    assert sim.num_steps == 100
+    assert len(sim.steps) <= 6  # runs planned (52 before: one per step while r2 waited)
+
+
+@pytest.mark.parametrize(("engine", "blocks"), [("sglang", 6000), ("vllm", 400), ("trtllm", 250)])
+def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, engine, blocks):
+    # A batch-dependent cost, KV short enough that requests wait (SGLang's reservation, vLLM's
+    # blocks with preemption, TRT-LLM's whole-request reservation): the run with fast-forward gives
+    # the same per-request times as one forced to plan every step.
+    class LinearCost(ConstantCost):
+        def step_s(self, batch, padded_tokens=None):
+            return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
+
+        def decode_steps_s(self, count, new, means, padded):
+            return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
+
+    def simulate():
+        profile = engine_profile(engine, NO_OVERHEAD)
+        worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], LinearCost(0.0), profile)
+        workload = make_workload(concurrency=16, rate=None, trace=None, num_requests=60, isl=400, osl=300,
+                                 range_ratio=0.5, seed=3)
+        return simulate_workers({"agg": [worker]}, workload, record_steps=True)
+
+    fast = simulate()
+    from tensor_cast.serving import simulator
+    monkeypatch.setattr(simulator._Loop, "_fast_forward", lambda self, worker, batches: 1)
+    slow = simulate()
+    assert fast.num_steps == slow.num_steps
+    assert len(fast.steps) < len(slow.steps) / 2
+    for a, b in zip(fast.requests, slow.requests, strict=True):
+        assert (a.first_token_s, a.finish_s, a.preemptions) == pytest.approx((b.first_token_s, b.finish_s,
+                                                                             b.preemptions), rel=1e-12)

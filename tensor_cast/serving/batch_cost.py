@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import eq, ne
 from typing import Any
 
 import numpy as np
@@ -120,22 +122,35 @@ class BatchCost:
         """
         if not batch:
             return 0.0
-        groups: dict[int, list[int]] = {}
-        total = 0
-        for new, cached in batch:
-            if new <= 0 or cached < 0:
-                raise ValueError(f"a sequence needs new tokens >= 1 and cached >= 0, got ({new}, {cached})")
-            total += new
-            entry = groups.get(new)
-            if entry is None:
-                groups[new] = [1, cached]
-            else:
-                entry[0] += 1
-                entry[1] += cached
+        # C-level passes (zip, count, sum) instead of a Python loop per sequence: a step is
+        # mostly one group (the decodes), so only the other sequences are grouped in Python.
+        # Groups keep their first-appearance order, so the sum is the same as a plain loop's.
+        news, cached = zip(*batch)
+        first = news[0]
+        count = news.count(first)
+        total = sum(news)
+        groups: dict[int, list[Any]] = {first: [count, 0]}
+        rest: Any = 0
+        if count != len(news):
+            for new, c in compress(batch, map(ne, news, repeat(first))):
+                rest += c
+                entry = groups.get(new)
+                if entry is None:
+                    groups[new] = [1, c]
+                else:
+                    entry[0] += 1
+                    entry[1] += c
+        if first <= 0 or min(news) <= 0 or min(cached) < 0:
+            bad = next((n, c) for n, c in batch if n <= 0 or c < 0)
+            raise ValueError(f"a sequence needs new tokens >= 1 and cached >= 0, got {bad}")
+        whole = sum(cached)
+        # integer token counts: the first group's sum is exact by subtraction; otherwise summed
+        groups[first][1] = whole - rest if type(whole) is int else \
+            sum(compress(cached, map(eq, news, repeat(first))))
         tokens = total if padded_tokens is None else max(total, padded_tokens)
         time = self.linear_s(tokens)
-        for new, (count, cached) in groups.items():
-            time += self.group_fn(count, new, cached / count, tokens)
+        for new, (n, c) in groups.items():
+            time += self.group_fn(n, new, c / n, tokens)
         return time
 
     def decode_steps_s(self, count: int, new: int, mean_cached: np.ndarray, padded_tokens: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from operator import itemgetter
 from typing import Any
 
 from .engines import EngineProfile
@@ -42,6 +43,7 @@ class RankScheduler:
         self.running: list[Request] = []
         self.preemptions = 0
         self.prefixes: set[str] = set()
+        self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
 
@@ -115,8 +117,9 @@ class RankScheduler:
 
     # ---- policies -----------------------------------------------------------------------
     def schedule(self) -> Batch:
+        self.admission_checked = False
         batch = self._policy()
-        tokens = sum(n for _, n in batch)
+        tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
             raise AssertionError(f"scheduler broke its limits: {tokens} tokens, {len(self.running)} running")
@@ -158,6 +161,7 @@ class RankScheduler:
             i += 1
         if preempted:
             return batch
+        self.admission_checked = True
         while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
@@ -189,6 +193,7 @@ class RankScheduler:
                     break
                 batch.append((req, n))
                 budget -= n
+        self.admission_checked = True
         if self.waiting and len(self.running) < self.engine.max_num_seqs:
             available = self.free_blocks * bs - self._reserved_tokens()
             while self.waiting and budget > 0 and len(self.running) < self.engine.max_num_seqs:
@@ -229,6 +234,7 @@ class RankScheduler:
                     continue
             batch.append((req, n))
             budget -= n
+        self.admission_checked = True
         while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)

@@ -18,8 +18,9 @@ once; arrivals during a step wait for the next one (engines schedule between ste
 Fast-forward (speed, exact): when every rank of a worker runs all its requests in pure decode
 and nothing can change its batch (no waiting request it could admit), the next k steps have a
 known composition — same sequences, cached lengths +1 (or + accepted tokens) per step — so their
-times come from one vectorized batch-cost call, up to the first request that finishes, the KV
-blocks that still fit, and the next event anywhere else. An event pushed later that lands inside
+times (and KV use per step) come from one vectorized call, up to the first request that finishes,
+the KV blocks that still fit, and the next event anywhere else. A request still waiting does not
+stop the run where admission is provably impossible for k steps (`_admission_horizon`). An event pushed later that lands inside
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
 
@@ -68,7 +69,7 @@ class Worker:
     ff_steps: int = 1
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
-    run_info: tuple[int, int, float, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use, running
+    run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
 
     def assign(self, req: Request) -> None:
@@ -205,13 +206,10 @@ class _Loop:
             if not batch:
                 costs.append(0.0)
                 continue
-            seqs = []
-            prefill = 0
-            for r, n in batch:
-                if r.computed < r.prefill_target:
-                    prefill += n
-                seqs.append((n, int(r.computed)))
-            decodes = sum(1 for r, _ in batch if r.computed >= r.prefill_target) if prefill else len(batch)
+            seqs = [(n, int(r.computed)) for r, n in batch]
+            chunks = [n for r, n in batch if r.computed < r.prefill_target]
+            prefill = sum(chunks)
+            decodes = len(batch) - len(chunks)
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
@@ -231,7 +229,10 @@ class _Loop:
         worker.ff_steps = k
         worker.run_start_s = self.now
         worker.run_durations = durations
-        used = sum(r.used_blocks for r in worker.ranks) / max(1, sum(r.total_blocks for r in worker.ranks))
+        total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
+        used: Any = sum(r.used_blocks for r in worker.ranks) / total_blocks
+        if k > 1:
+            used = used + self._run_growth(worker, batches, k) / total_blocks
         worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
         if k > 1:
             self.running_ff.append(worker)
@@ -248,7 +249,10 @@ class _Loop:
             if len(batch) != len(rank.running):
                 return 1
             if rank.waiting and len(rank.running) < rank.engine.max_num_seqs:
-                return 1  # a waiting request might be admitted as blocks free up
+                horizon = self._admission_horizon(rank, batch)  # a waiting request might be admitted
+                if horizon <= 1:
+                    return 1
+                limit = min(limit, horizon)
             e = rank.tokens_per_step
             remaining = min(r.output - r.generated for r, _ in batch)
             limit = min(limit, math.ceil(remaining / e - 1e-9))
@@ -266,6 +270,53 @@ class _Loop:
                     k //= 2
             limit = min(limit, k)
         return int(limit) if limit != math.inf else 1
+
+    @staticmethod
+    def _admission_horizon(rank: RankScheduler, batch: Batch) -> float:
+        """Steps (>= 1; inf: none) during which the head of `rank`'s waiting queue surely stays out,
+        for SGLang's `prefill_first` admission (reserve = its need + new_token_ratio x its output,
+        admitted when reserve <= free KV tokens - new_token_ratio x the running requests' remaining
+        output). At the schedule of run step j >= 1 the free tokens are at most those now and, since
+        every sequence grows by e tokens a step, at most those now + S - n·e·(j - 1) (S: the room left
+        in the sequences' last blocks); the reservation falls by ratio·n·e a step. Admission is thus
+        impossible while reserve exceeds both bounds; the run stops where the first bound allows it
+        (a conservative horizon: the scheduler itself decides at that step). vLLM's `decode_first`
+        and TRT-LLM's `no_evict` admit the head when its blocks fit in the same token budget: during
+        a decode run the budget is fixed and free blocks only shrink, so a head refused now stays
+        refused (inf) — unless this step returned before trying it (a preemption). A head with a
+        prefix id gets 1 (step by step): its first check registers the prefix."""
+        engine = rank.engine
+        head = rank.waiting[0]
+        if head.prefix_id is not None or not rank.admission_checked:
+            return 1
+        if engine.policy != "prefill_first":
+            return math.inf
+        n = len(batch)
+        e, bs, ratio = rank.tokens_per_step, engine.block_size, engine.new_token_ratio
+        reserve = rank._need(head) + ratio * (head.output - head.generated)
+        avail = rank.free_blocks * bs - sum(ratio * (r.output - r.generated - e) for r, _ in batch)
+        slack = sum(max(0.0, r.blocks * bs - (r.computed + rank.decode_tokens)) for r, _ in batch)
+        gap = reserve - avail - 1e-6 * (abs(reserve) + abs(avail) + 1.0)
+        if gap <= 0:
+            return 1
+        if gap > slack or ratio == 0:
+            return math.inf
+        return 1 + math.ceil(gap / (ratio * n * e))
+
+    @staticmethod
+    def _run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
+        """KV blocks each step of a fast-forwarded run holds beyond its first step's (after that
+        step's allocation: every sequence at its cached tokens + j·e + its decode tokens)."""
+        extra = np.zeros(k)
+        steps = np.arange(k, dtype=float)[:, None]
+        for rank, batch in zip(worker.ranks, batches, strict=True):
+            if batch:
+                computed = np.array([r.computed for r, _ in batch])
+                held = np.array([r.blocks for r, _ in batch])
+                tokens = computed + steps * rank.tokens_per_step + rank.decode_tokens
+                need = np.ceil(tokens / rank.engine.block_size - 1e-9) - held
+                extra += need.clip(min=0).sum(axis=1)
+        return extra
 
     def _decode_durations(self, worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
         out = np.zeros(k)
@@ -289,9 +340,10 @@ class _Loop:
         if decode_seqs:
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
-        self.kv_peak = max(self.kv_peak, used)
+        used = used[:k] if isinstance(used, np.ndarray) else used
+        self.kv_peak = max(self.kv_peak, float(np.max(used)))
         self.kv_time += total
-        self.kv_weighted += used * total
+        self.kv_weighted += float(np.dot(used, durations)) if isinstance(used, np.ndarray) else used * total
         if self.record_steps:
             self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
 
