@@ -40,6 +40,15 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   An engine runs different kernels per GEMM variant (`GemmShape.variant`, the quant_linear scheme,
   else the FLOPs' precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides
   `gemm_<parameter>` for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8).
+  `gemm_<variant>_tile_switch` = 1: the tile (and CTA cluster along M) comes from the engine's
+  kernel-switch table for the architecture (`backends/gemm_tiles.py`, by M and N: vLLM's CUTLASS
+  fp8 dispatch), a Piecewise in a symbolic M; `gemm_<variant>_sm_gbps`: the operand bandwidth one
+  SM sustains, which caps a small tile's rate at its arithmetic intensity.
+  `gemm_<variant>_call_floor_us`: a launcher whose host-side work per call (DeepGEMM's Python
+  wrapper: scale-layout transforms, kernel lookup) outlasts a small GEMM; an eagerly launched call
+  takes max(floor, its GPU time), a CUDA-graph replay only the GPU time (`roofline.op_time`).
+- **quant**: `quant_atomic_ns` per row of a dynamic per-tensor quantization (the serialized
+  atomic max on the one scale; `QuantShape`).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
@@ -50,6 +59,13 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
   what a decode of many short sequences costs. An 8-bit KV cache runs its own kernel path:
   `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us}` override the bf16 ones.
+  Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
+  the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
+  tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
+  peak, the longest CTA's tiles weighted by `attention_prefill_tail`, plus per call
+  `attention_prefill_latency_us`, per CTA `attention_prefill_cta_us` / SMs and per new token and
+  KV head `attention_prefill_kv_ns` (× head_dim / 128: staging the new K/V, cache append and
+  paged gather); `attention_fp8kv_prefill_*` for an 8-bit KV cache.
 - **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
   `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
   `backends/communication.py` uses instead of the link-peak model (see its docstring).
@@ -68,10 +84,14 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import sympy
+
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
+from .attention_tiles import prefill_tiles
 from .counts import PRECISIONS, Counts
-from .kernels import AttentionShape, GemmShape
+from .gemm_tiles import rule_condition, tile_rules
+from .kernels import AttentionShape, GemmShape, QuantShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
@@ -100,12 +120,21 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_tile_n": (1.0, 4096.0),
     "gemm_splitk_us": _NONNEGATIVE,
     "gemm_splitk_tile_n": (1.0, 4096.0),
+    "gemm_tile_switch": (0.0, 1.0),
+    "gemm_sm_gbps": _NONNEGATIVE,
+    "quant_atomic_ns": _NONNEGATIVE,
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
     "attention_cta_us": _NONNEGATIVE,
     **{f"attention_fp8kv_{name}": bounds for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
         ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE))},
+    # the tiled prefill model (engine sections): see attention_efficiency
+    "attention_prefill_block": (16.0, 512.0),
+    "attention_prefill_pack_gqa": (0.0, 1.0),
+    **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
+        ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
+        ("kv_ns", _NONNEGATIVE))},
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
@@ -114,7 +143,8 @@ GEMM_VARIANTS = ("bf16", "fp16", "fp32", "fp8", "fp8_block", "int8", "w8a8_int8"
 _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
     "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
-    "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0)}
+    "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0), "tile_switch": (0.0, 1.0),
+    "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE}
 _GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
 # measured collective protocols (backends/communication.py): <collective>_<parameter>
@@ -135,7 +165,8 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_GEMM_VARIANT_KEYS,
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
-                  "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64,
+                  "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
+                  "gemm_sm_gbps": 0.0,
                   "attention_block_q": 128, "attention_tail": 0.0}
 
 
@@ -164,6 +195,7 @@ class Efficiency:
     memory_latency_s: Any = 0  # added to the memory path: the bandwidth ramp of a small transfer
     latency_s: Any = 0  # added once: fixed kernel latency beyond the launch gap
     overlap: Any = 0  # share of min(compute, memory) that does not overlap the larger one
+    call_floor_s: Any = 0  # eager launches only: the call takes at least this (host-side launcher work)
 
     def compute_for(self, precision: str) -> Any:
         if precision == "vector":
@@ -216,7 +248,10 @@ def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], va
                    latency_s=get("latency_us", None) * 1e-6 if f"gemm_{variant}_latency_us" in table else base.latency_s,
                    memory_latency_s=(get("memory_latency_us", 0.0) * 1e-6 if f"gemm_{variant}_memory_latency_us" in table
                                      else base.memory_latency_s),
-                   overlap=get("overlap", base.overlap))
+                   overlap=get("overlap", base.overlap), call_floor_s=get("call_floor_us", 0.0) * 1e-6)
+
+
+ELEMENT_BYTES = {"fp8": 1, "int8": 1, "fp4": 0.5}  # operand bytes per element by tensor-core precision (else 2)
 
 
 def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
@@ -233,20 +268,51 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
     k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
-    tile_m, tile_n, q = param(profile, "gemm_tile_m"), param(profile, "gemm_tile_n"), param(profile, "gemm_wave_quantization")
-    row_tiles = cdiv(dims.m, int(tile_m))
-    wave = 1
-    if q:
-        tiles = dims.batch * row_tiles * cdiv(dims.n, int(tile_n))
-        wave = tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
+    q, sm_gbps = param(profile, "gemm_wave_quantization"), param(profile, "gemm_sm_gbps")
+    precision = next((p for p in counts.flops if p != "vector"), "bf16")
+
+    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1) -> Any:
+        """Wave quantization over the tiles and, with `gemm_sm_gbps`, the per-SM load limit of a tile
+        whose operands arrive slower than its MMAs consume them (small swap-AB tiles)."""
+        row_tiles = cdiv(dims.m, tile_m * cluster_m) * cluster_m
+        wave = 1
+        if q:
+            tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n)
+            wave = tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
+        if not sm_gbps:
+            return wave
+        intensity = 2 * tile_m * tile_n / ((tile_m + tile_n) * ELEMENT_BYTES.get(precision, 2))  # FLOPs per byte
+        per_sm = profile.rate(precision)[0] * base.compute_for(precision) / sms
+        return wave * min(1.0, sm_gbps * 1e9 * intensity / per_sm)
+
+    if param(profile, "gemm_tile_switch"):
+        rules = tile_rules(profile.architecture)
+        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m), rule_condition(r, dims.m, dims.n)) for r in rules]
+        concrete = [value for value, condition in choices if condition is True]
+        wave = concrete[0] if concrete else sympy.Piecewise(*[(v, c) for v, c in choices if c is not False])
+    else:
+        wave = tiled(int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_tile_n")))
     scale = k_factor * wave
     latency = base.latency_s
     splitk = param(profile, "gemm_splitk_us")
     if splitk:
-        ctas = dims.batch * row_tiles * cdiv(dims.n, int(param(profile, "gemm_splitk_tile_n")))
+        ctas = dims.batch * cdiv(dims.m, int(param(profile, "gemm_tile_m"))) * cdiv(
+            dims.n, int(param(profile, "gemm_splitk_tile_n")))
         latency = latency + splitk * 1e-6 * smax(0, 1 - ctas / sms)
     return replace(base, compute=base.compute * scale, latency_s=latency,
                    by_precision=MappingProxyType({p: v * scale for p, v in base.by_precision.items()}))
+
+
+# ---- quantization --------------------------------------------------------------------------------
+def quant_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
+    """A dynamic per-tensor scale reduces the absmax with one atomic per row on one address
+    (vLLM's `dynamic_scaled_fp8_quant`): `quant_atomic_ns` per row, serialized, on top of the
+    streaming time."""
+    shape = counts.kernel
+    atomic_ns = profile.efficiency.get("quant_atomic_ns", 0.0)
+    if not isinstance(shape, QuantShape) or not atomic_ns:
+        return base
+    return replace(base, latency_s=base.latency_s + atomic_ns * 1e-9 * shape.amax_atomics)
 
 
 # ---- attention ---------------------------------------------------------------------------------
@@ -283,6 +349,53 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
     if not isinstance(shape, AttentionShape):
         return base
     base = _kv_variant(base, shape, profile.efficiency)
+    if "attention_prefill_compute" in profile.efficiency:
+        decode = _flash_efficiency(base, counts, shape, profile)
+        prefill = smin(1, shape.q_len - 1)  # 0 for one query per sequence (the decode kernel), else 1
+        if isinstance(prefill, int) and prefill == 0:
+            return decode
+        tiled = _prefill_efficiency(base, counts, shape, profile)
+        if isinstance(prefill, int):
+            return tiled
+        return _blend(decode, tiled, prefill)
+    return _flash_efficiency(base, counts, shape, profile)
+
+
+def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
+    """decode · (1 - weight) + prefill · weight, field by field (weight 0 or 1 at every integer size)."""
+    def mix(a: Any, b: Any) -> Any:
+        return a * (1 - weight) + b * weight
+
+    return replace(decode, compute=mix(decode.compute, prefill.compute), memory=mix(decode.memory, prefill.memory),
+                   latency_s=mix(decode.latency_s, prefill.latency_s),
+                   memory_latency_s=mix(decode.memory_latency_s, prefill.memory_latency_s),
+                   by_precision=MappingProxyType({p: mix(v, prefill.by_precision.get(p, v))
+                                                  for p, v in decode.by_precision.items()}))
+
+
+def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The tiled prefill kernel: time = padded tiles + tail x the longest CTA at the prefill compute
+    fraction, plus latency, a cost per CTA (over the SMs) and per new token and KV head."""
+    table = profile.efficiency
+    block = int(table.get("attention_prefill_block", 128))
+    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)))
+    compute = _kv_key(shape, table, "prefill_compute", base.compute)
+    tail = _kv_key(shape, table, "prefill_tail", 0.0)
+    cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
+    work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
+    sms = profile.compute_units
+    padded = (tiles.tiles + tail * sms * tiles.longest) * tiles.tile_flops
+    factor = work / padded
+    latency_us = (_kv_key(shape, table, "prefill_latency_us", base.latency_s * 1e6)
+                  + cta_us * (tiles.ctas / sms + tail)
+                  + _kv_key(shape, table, "prefill_kv_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.kv_heads
+                  * shape.head_dim / 128)
+    return replace(base, compute=compute * factor, latency_s=latency_us * 1e-6,
+                   by_precision=MappingProxyType({p: compute * factor for p in base.by_precision}))
+
+
+def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The FlashAttention model of a decode (and, without a tiled prefill section, of a prefill)."""
     tail = param(profile, "attention_tail")
     cta_us = _kv_key(shape, profile.efficiency, "cta_us", 0.0)
     q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
@@ -308,7 +421,8 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
 
 
 ShapeModel = Callable[[Efficiency, Counts, "DeviceProfile"], Efficiency]
-SHAPE_MODELS: dict[str, ShapeModel] = {"gemm": gemm_efficiency, "attention": attention_efficiency}
+SHAPE_MODELS: dict[str, ShapeModel] = {"gemm": gemm_efficiency, "attention": attention_efficiency,
+                                     "quant": quant_efficiency}
 
 
 def efficiency_for(kind: str, counts: Counts, profile: DeviceProfile) -> Efficiency:

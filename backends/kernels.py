@@ -5,8 +5,12 @@ shape with its counts (`Counts.kernel`), so the backend computes time from (coun
 device profile) alone and never re-reads the op's arguments:
 
 - `GemmShape(batch, m, n, k)`: a (batched) GEMM — tile counts, wave quantization, split-K;
-- `AttentionShape(q_len, keys, head_dim, v_dim, window)`: a FlashAttention-style kernel over
-  (B, H, S, D) queries — the longest CTA attends `keys` keys (or the window).
+- `AttentionShape(q_len, keys, head_dim, v_dim, window, batch, kv_heads, kv_itemsize, q_heads)`: a
+  FlashAttention-style kernel over (B, H, S, D) queries — its tiles (`backends/attention_tiles.py`),
+  the longest CTA attending `keys` keys (or the window).
+
+- `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
+  dynamic per-tensor scale.
 
 Kernels without a shape model (norms, elementwise, MLA on the latent, linear attention) leave
 `kernel` None and get their kind's base efficiency; a GEMM-kind op without a `GemmShape` is an
@@ -43,6 +47,13 @@ class AttentionShape:
     batch: Any = 1  # sequences
     kv_heads: Any = 1  # KV heads (one work item per sequence, KV head and q-block: the CTA floor)
     kv_itemsize: Any = 2  # bytes per KV element (1: an 8-bit KV cache, its own kernel path)
+    q_heads: Any = 1  # query heads (GQA: q_heads / kv_heads share a KV head; PackGQA packs them into one q-block)
+
+
+@dataclass(frozen=True)
+class QuantShape:
+    rows: Any  # rows (tokens) quantized
+    amax_atomics: Any = 0  # atomic max updates of one shared scale (dynamic per-tensor: one per row)
 
 
 def product_shape(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmShape:

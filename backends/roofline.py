@@ -27,7 +27,7 @@ from typing import Any
 
 import sympy
 
-from ..sizes import B, S, smin
+from ..sizes import B, S, smax, smin
 from .counts import Counts
 from .device import DeviceProfile
 from .efficiency import efficiency_for
@@ -42,6 +42,7 @@ class OpTime:
     fallbacks: tuple[str, ...] = ()
     latency_s: Any = 0  # fixed kernel latency beyond the launch gap
     stall_s: Any = 0  # the part of the shorter of compute / memory not overlapped
+    floor_s: Any = 0  # eager launches: the call's host-side floor (time = max(floor, work + overhead))
 
     @property
     def kernel_latency_s(self) -> Any:
@@ -62,7 +63,9 @@ class OpTime:
 
     @cached_property
     def time_s(self) -> Any:
-        return self.work_s + self.overhead_s
+        if isinstance(self.floor_s, (int, float)) and self.floor_s == 0:
+            return self.work_s + self.overhead_s
+        return smax(self.work_s + self.overhead_s, self.floor_s)
 
 
 def _symbolic(*values: Any) -> bool:
@@ -90,6 +93,16 @@ def kernel_overhead_s(profile: DeviceProfile, launches: int, mode: ExecutionMode
     return launches * per
 
 
+def eager_share(profile: DeviceProfile, mode: ExecutionMode, tokens: Any = None) -> Any:
+    """1 where kernels launch eagerly, 0 inside a CUDA graph (a Piecewise in B·S for 'auto')."""
+    if mode.cuda_graphs == "always":
+        return 0
+    if mode.cuda_graphs == "never":
+        return 1
+    tokens = B * S if tokens is None else tokens
+    return sympy.Piecewise((0, sympy.Le(tokens, profile.graph_max_tokens)), (1, True))
+
+
 def op_time(counts: Counts, kind: str, profile: DeviceProfile, mode: ExecutionMode = ExecutionMode()) -> OpTime:
     """Time of one op from its counts (and the kernel shape they carry), its kind and the device."""
     compute: Any = 0
@@ -113,4 +126,5 @@ def op_time(counts: Counts, kind: str, profile: DeviceProfile, mode: ExecutionMo
     latency = eff.latency_s if counts.launches else 0
     return OpTime(compute_s=compute, memory_s=memory, comm_s=comm,
                   overhead_s=kernel_overhead_s(profile, counts.launches, mode), fallbacks=tuple(fallbacks),
-                  latency_s=latency, stall_s=stall)
+                  latency_s=latency, stall_s=stall,
+                  floor_s=eff.call_floor_s * eager_share(profile, mode) if eff.call_floor_s else 0)

@@ -108,12 +108,14 @@ class Case:
     group: str  # cross-validation group (rows fitted or held out together)
     stage: str  # the fitting stage that uses it ("" = evaluation only)
     ops: tuple[Op, ...] = field(repr=False)
+    mode: ExecutionMode = field(default=IN_GRAPH, repr=False)  # how the row's kernels were launched
 
     @property
     def measured_s(self) -> float:
         return self.row.median_us * 1e-6
 
-    def predict(self, profile: DeviceProfile, mode: ExecutionMode = IN_GRAPH) -> float:
+    def predict(self, profile: DeviceProfile, mode: ExecutionMode | None = None) -> float:
+        mode = self.mode if mode is None else mode
         return float(sum(float(op_time(o.counts, o.kind, profile, mode).time_s) for o in self.ops))
 
 

@@ -5,6 +5,7 @@ here from the profile's named parameters, never from running the code under test
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import sympy
@@ -15,6 +16,8 @@ from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import parse_profile
 from tensor_cast.backends.efficiency import efficiency_for
 from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
+from tensor_cast.backends.formulas.attention import kv_cache_attention
+from tensor_cast.backends.kernels import GemmShape
 from tensor_cast.backends.roofline import ExecutionMode, op_time
 from tensor_cast.errors import InvalidProfileError
 from tensor_cast.sizes import B, C, S
@@ -259,3 +262,135 @@ def test_per_precision_ceiling_and_fallback_precision():
 def test_bad_efficiency_parameters_are_rejected(key, value, named):
     with pytest.raises(InvalidProfileError, match=named):
         synthetic(**{key: value})
+
+
+# ---- tiled prefill (engine sections) ----------------------------------------------------------------
+PREFILL = {"attention_compute": 0.6, "attention_memory": 0.9, "attention_latency_us": 1.5, "attention_tail": 1.0,
+           "vector": 0.5, "attention_prefill_compute": 0.7, "attention_prefill_latency_us": 6.0,
+           "attention_prefill_cta_us": 3.0, "attention_prefill_tail": 0.5, "attention_prefill_kv_ns": 0.25,
+           "attention_prefill_pack_gqa": 1, "attention_prefill_block": 128}
+
+
+def prefill_call(b, s, c, hq=32, hkv=8, d=128):
+    q = TensorInfo(shape=(b, hq, s, d), dtype=torch.bfloat16)
+    k = TensorInfo(shape=(b, hkv, s, d), dtype=torch.bfloat16)
+    out = TensorInfo(shape=(b, s, hq, d), dtype=torch.bfloat16)
+    return OpCall(op=torch.ops.tensor_cast.attention.default, args=(q, k, k, c, 0.1, True, 0, None), outputs=(out,))
+
+
+def test_prefill_time_is_padded_tiles_plus_tail_plus_per_cta_and_per_token_costs():
+    profile = synthetic(**PREFILL)
+    b, s, hq, hkv, d = 2, 1000, 32, 8, 128
+    cost = op_time(kv_cache_attention(prefill_call(b, s, 0)), "attention", profile, ExecutionMode("always"))
+    # 1000 positions x 4 packed heads = 4000 rows: 32 q-blocks of 128 rows (32 positions each);
+    # q-block j (1-based) reaches position 32j: ceil(j / 4) key blocks; the last one 8
+    per_column, longest = sum(math.ceil(j / 4) for j in range(1, 33)), 8
+    tile = 4 * d * 128 * 128
+    softmax = 4 * b * hq * s * (s + 1) / 2
+    compute = ((b * hkv * per_column + PREFILL["attention_prefill_tail"] * SMS * longest) * tile
+               / (PEAK_TFLOPS * 1e12 * PREFILL["attention_prefill_compute"]) + softmax / (50e12 * 0.5))
+    ctas = b * hkv * math.ceil(s * hq / hkv / 128)
+    latency_us = (PREFILL["attention_prefill_latency_us"]
+                  + PREFILL["attention_prefill_cta_us"] * (ctas / SMS + PREFILL["attention_prefill_tail"])
+                  + PREFILL["attention_prefill_kv_ns"] * 1e-3 * b * s * hkv)
+    assert float(cost.compute_s) == pytest.approx(compute, rel=1e-9)
+    assert float(cost.time_s) == pytest.approx(max(compute, float(cost.memory_s)) + (latency_us + 2 * GRAPH_US) * 1e-6,
+                                               rel=1e-9)
+
+
+def test_one_query_per_sequence_keeps_the_decode_model():
+    with_prefill = synthetic(**PREFILL)
+    without = synthetic(**{k: v for k, v in PREFILL.items() if "prefill" not in k})
+    decode = prefill_call(64, 1, 4096)
+    times = [op_time(kv_cache_attention(decode), "attention", p, ExecutionMode("always")).time_s
+             for p in (with_prefill, without)]
+    assert times[0] == times[1]
+
+
+def test_tiled_prefill_is_symbolic_safe():
+    profile = synthetic(**PREFILL)
+    expr = op_time(kv_cache_attention(prefill_call(B, S, C)), "attention", profile, ExecutionMode("always")).time_s
+    for b, s, c in ((1, 2048, 0), (64, 1, 4096), (2, 100, 256), (4, 16, 0)):
+        value = op_time(kv_cache_attention(prefill_call(b, s, c)), "attention", profile, ExecutionMode("always")).time_s
+        point = {B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)}
+        assert float(expr.xreplace(point)) == pytest.approx(float(value), rel=1e-9)
+
+
+# ---- engine GEMM kernels: tile switch, per-SM load limit, host floor; per-tensor quant atomics -------
+def hopper(**efficiency: float):
+    return parse_profile(profile_text(efficiency).replace('architecture = "test"', 'architecture = "hopper"'),
+                         "<synthetic hopper>")
+
+
+def fp8_gemm_time(profile, m, n, k, mode=IN_GRAPH, variant="fp8"):
+    counts = Counts(flops={"fp8": 2 * m * n * k}, bytes_read=m * k + n * k, bytes_written=2 * m * n,
+                    kernel=GemmShape(1, m, n, k, variant))
+    return op_time(counts, "gemm", profile, mode)
+
+
+FP8 = {"gemm_fp8_compute": 0.5, "gemm_fp8_memory": 0.8, "gemm_fp8_wave_quantization": 1.0,
+       "gemm_fp8_tile_switch": 1, "vector": 0.5}
+
+
+@pytest.mark.parametrize("m, n, rows, cols", [
+    (8, 8192, 1, 128),  # M <= 16, N > 1280: swap-AB 64x16 tiles (16 rows of M, 64 columns of N)
+    (40, 1024, 3, 16),  # 16 < M <= 64, N <= 1280: 16 x 64 tiles
+    (100, 8192, 2, 64),  # 64 < M <= 128: 64 x 128 tiles, clusters of 2 along M
+    (300, 8192, 4, 64),  # M > 128: 128 x 128, clusters of 2 along M: ceil(300 / 256) x 2 row tiles
+])
+def test_hopper_fp8_gemm_takes_vllms_tile_for_its_shape(m, n, rows, cols):
+    k = 4096
+    cost = fp8_gemm_time(hopper(**FP8), m, n, k)
+    tiles = rows * cols
+    wave = tiles / (math.ceil(tiles / SMS) * SMS)  # every idle slot of the last wave lost (q = 1)
+    assert float(cost.compute_s) == pytest.approx(2 * m * n * k / (2 * PEAK_TFLOPS * 1e12 * 0.5 * wave), rel=1e-9)
+
+
+def test_tile_switch_is_symbolic_safe_in_m():
+    profile = hopper(**FP8)
+    expr = fp8_gemm_time(profile, B * S, 8192, 4096).time_s
+    for m in (1, 16, 17, 64, 65, 128, 129, 5000):
+        assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(
+            float(fp8_gemm_time(profile, m, 8192, 4096).time_s), rel=1e-9)
+
+
+def test_small_tiles_are_capped_by_the_operand_bandwidth_of_one_sm():
+    sm_gbps = 100.0
+    capped = fp8_gemm_time(hopper(**FP8, gemm_fp8_sm_gbps=sm_gbps), 8, 8192, 4096)
+    free = fp8_gemm_time(hopper(**FP8), 8, 8192, 4096)
+    intensity = 2 * 16 * 64 / (16 + 64)  # FLOPs per fp8 byte of a 16 x 64 tile
+    per_sm = 2 * PEAK_TFLOPS * 1e12 * 0.5 / SMS
+    assert float(capped.compute_s) == pytest.approx(float(free.compute_s) * per_sm / (sm_gbps * 1e9 * intensity))
+
+
+def test_host_floor_applies_to_eager_calls_only():
+    profile = hopper(**FP8, gemm_fp8_block_call_floor_us=80.0)
+    small = (16, 256, 128)
+    eager = fp8_gemm_time(profile, *small, mode=ExecutionMode("never"), variant="fp8_block")
+    graph = fp8_gemm_time(profile, *small, mode=IN_GRAPH, variant="fp8_block")
+    assert float(eager.time_s) == pytest.approx(80e-6)
+    assert float(graph.time_s) < 10e-6
+    big = (8192, 8192, 8192)  # GPU time beyond the floor: the floor is hidden, not added
+    no_floor = hopper(**FP8)
+    assert float(fp8_gemm_time(profile, *big, mode=ExecutionMode("never"), variant="fp8_block").time_s) == \
+        pytest.approx(float(fp8_gemm_time(no_floor, *big, mode=ExecutionMode("never"), variant="fp8_block").time_s))
+
+
+def test_dynamic_per_tensor_quantization_pays_one_atomic_per_row():
+    from tensor_cast.deployment.quantization import PER_TENSOR, PER_TOKEN
+
+    rows, hidden, atomic_ns = 4096, 1024, 7.0
+    profile = synthetic(quant_memory=0.5, quant_atomic_ns=atomic_ns)
+    x = torch.empty(rows, hidden, dtype=torch.bfloat16, device="meta")
+
+    def latency(group):
+        return tensor_cast.op_cost(torch.ops.tensor_cast.quantize.default, x, "fp8", group, True, device=profile,
+                                   cuda_graphs="always").latency_s
+
+    assert latency(PER_TENSOR) == pytest.approx(rows * atomic_ns * 1e-9)
+    assert latency(PER_TOKEN) == 0  # the scale of a row is found inside its own CTA
+
+
+def test_tile_switch_needs_a_table_for_the_architecture():
+    with pytest.raises(InvalidProfileError, match="tile-switch table.*'test'.*hopper, blackwell"):
+        fp8_gemm_time(synthetic(**FP8), 300, 8192, 4096)

@@ -260,3 +260,31 @@ def test_collectives_no_longer_run_at_the_link_peak():
     x = torch.empty(2048, 8192, dtype=torch.bfloat16, device="meta")
     cost = tensor_cast.op_cost(torch.ops.tensor_cast.all_reduce.default, x, 4, 1, "tp", device="h100-sxm")
     assert cost.time_s > 1.2 * peak_only
+
+
+PREFILL_TRUTH = {"attention_prefill_compute": 0.65, "attention_prefill_latency_us": 8.0,
+                 "attention_prefill_cta_us": 3.0, "attention_prefill_tail": 0.6, "attention_prefill_kv_ns": 0.4}
+
+
+def test_fit_recovers_the_tiled_prefill_parameters(aic):
+    """Prefill rows made by a known section (PackGQA, 128-row tiles) over prompt lengths, batches,
+    head configurations and windows: the prefill stage finds the section again."""
+    aic_fit, aic_tables, cases_module, cf = aic
+    fixed = {"attention_prefill_block": 128, "attention_prefill_pack_gqa": 1, "vector": 0.5}
+    truth = parse_profile(text("[efficiency.vllm]\n" + "\n".join(
+        f"{k} = {v}" for k, v in {**PREFILL_TRUTH, **fixed}.items())), "truth.toml", "vllm")
+    cases = []
+    for (hq, hkv, d), batch, isl, window in [
+            (c, b, s, w) for c in ((32, 8, 128), (8, 8, 64), (64, 4, 128)) for b in (1, 8, 64)
+            for s in (16, 128, 1000, 4096) for w in (0, 128)]:
+        ops = tuple(aic_tables.attention_ops(batch, hq, hkv, d, isl, 0, window, "bf16"))
+        row = cases_module.Row("attn", "prefill", {"B": batch, "isl": isl}, "bf16", 0.0)
+        case = cases_module.Case(row=row, cls="attention prefill", group=f"hq{hq} hkv{hkv} d{d}",
+                                 stage="attention prefill", ops=ops)
+        cases.append(replace(case, row=replace(row, median_us=case.predict(truth) * 1e6)))
+    stage = next(s for s in aic_fit.STAGES if s.name == "attention prefill")
+    stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": 1})
+    start = parse_profile(text("[efficiency.vllm]\nvector = 0.5"), "start.toml", "vllm")
+    fitted = cf.fit_stage(stage, cases, start)
+    for key, value in PREFILL_TRUTH.items():
+        assert fitted[f"efficiency.{key}"] == pytest.approx(value, rel=0.02), key

@@ -151,7 +151,7 @@ def test_a_gemm_rule_returns_its_kernel_shape_and_time_needs_it():
     kv = torch.empty(2, 8, 5, 128, dtype=torch.bfloat16, device="meta")
     attention = tensor_cast.op_cost(tc.attention.default, q, kv, kv, 100, 0.1, True, 64, None, device="h100-sxm")
     assert attention.counts.kernel == AttentionShape(q_len=5, keys=105, head_dim=128, v_dim=128, window=64,
-                                                     batch=2, kv_heads=8, kv_itemsize=2)
+                                                     batch=2, kv_heads=8, kv_itemsize=2, q_heads=32)
     with pytest.raises(TypeError, match="GemmShape"):  # no silent fallback to a base efficiency
         op_time(Counts(flops={"bf16": 2 * m * n * k}), "gemm", tensor_cast.load_device("h100-sxm"))
 

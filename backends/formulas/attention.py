@@ -70,7 +70,7 @@ def kv_cache_attention(call: OpCall) -> Counts:
         precision=gemm_precision(q, k), q_bytes=q.nbytes, kv_itemsize=k.itemsize, out_bytes=call.out_bytes,
     )
     kernel = AttentionShape(q_len=q_len, keys=context_len + q_len, head_dim=head_dim, v_dim=v.shape[-1], window=window,
-                            batch=batch, kv_heads=k.shape[1], kv_itemsize=k.itemsize)
+                            batch=batch, kv_heads=k.shape[1], kv_itemsize=k.itemsize, q_heads=q_heads)
     return dataclasses.replace(counts, kernel=kernel)
 
 
@@ -90,4 +90,5 @@ def sdpa(call: OpCall) -> Counts:
     return Counts(flops=counts.flops, bytes_read=q.nbytes + k.nbytes + v.nbytes,
                   bytes_written=call.out_bytes,
                   kernel=AttentionShape(q_len=q_len, keys=k_len, head_dim=q.shape[-1], v_dim=v.shape[-1],
-                                        batch=q.shape[0], kv_heads=k.shape[1], kv_itemsize=k.itemsize))
+                                        batch=q.shape[0], kv_heads=k.shape[1], kv_itemsize=k.itemsize,
+                                        q_heads=q.shape[1]))

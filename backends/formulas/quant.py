@@ -19,6 +19,7 @@ from ...deployment.quantization import PER_TENSOR, scheme
 from ...ops import quant as _quant_ops  # noqa: F401  (ops exist before their rules)
 from ...sizes import numel
 from ..counts import Counts
+from ..kernels import QuantShape
 from .matmul import gemm_counts
 from .registry import OpCall, register
 
@@ -30,8 +31,10 @@ def quantize(call: OpCall) -> Counts:
     x, group, dynamic = call.get("x"), call.get("group"), bool(call.get("dynamic"))
     two_pass = dynamic and group == PER_TENSOR
     flops = (4 if dynamic else 2) * x.numel
+    rows = numel(x.shape[:-1])
     return Counts(flops={"vector": flops}, bytes_read=x.nbytes * (2 if two_pass else 1),
-                  bytes_written=call.out_bytes, launches=2 if two_pass else 1)
+                  bytes_written=call.out_bytes, launches=2 if two_pass else 1,
+                  kernel=QuantShape(rows, rows if two_pass else 0))
 
 
 @register(tc.quant_linear.default, kind="gemm")
