@@ -53,6 +53,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   `benchmarks/serving_overhead_fit.py` on H100 dense-model agg rows only). `--overhead none`
   zeroes them (the simulator before they existed). Every result row says whether it belongs to
   that fit's population (`split` = fit) or not (held-out), and the table reports the two apart.
+- kernels: `--kernels torch` costs every step with the device profile's `torch` section (the
+  PyTorch-harness fit) instead of the serving engine's own (`simulate(kernels=...)`): the
+  comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
+  fitted on the engine sections).
 """
 
 from __future__ import annotations
@@ -256,6 +260,8 @@ def main() -> int:
     ap.add_argument("--modes", default="agg,disagg")
     ap.add_argument("--overhead", choices=("profile", "none"), default="profile",
                     help="engine per-step/per-sequence overheads: the profiles' (fitted) or none")
+    ap.add_argument("--kernels", default=None, choices=("vllm", "sglang", "trtllm", "torch"),
+                    help="device-profile efficiency section for step costs (default: each row's engine)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     args = ap.parse_args()
 
@@ -290,7 +296,7 @@ def main() -> int:
                 c = per_replica_concurrency(row)
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                               isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=ratio,
-                                              warmup_requests=c if args.warmup else 0)
+                                              warmup_requests=c if args.warmup else 0, kernels=args.kernels)
             except Unsupported as exc:
                 skipped[str(exc)].append(row["id"])
                 continue

@@ -127,3 +127,22 @@ def test_mla_kv_pool_holds_one_latent_per_token_per_layer_on_every_tp_rank():
     sym, _ = step_cost(spec, device=device, tp=8, kv_cache_dtype="fp8")
     pool = kv_pool(sym, device, engine_profile("vllm"), 1024, 0.9)
     assert pool.bytes_per_token == (512 + 64) * 2 * 1
+
+
+def test_kernels_choose_the_profile_section_that_costs_the_steps():
+    """One request alone: its TTFT is one prefill step, so moving the step costs from the `vllm`
+    section to the `torch` one moves the TTFT by exactly the difference `analyze` gives for that
+    prefill under the two sections (a second route: the plain report, not the batch-cost table)."""
+    spec = tensor_cast.load_model(MODEL, num_hidden_layers=2)
+    prefill = {engine: float(tensor_cast.analyze(spec, device="h100-sxm", engine=engine, batch_size=1,
+                                                 query_len=256).total_time_s) for engine in ("vllm", "torch")}
+    assert prefill["vllm"] != pytest.approx(prefill["torch"], rel=1e-3)  # the two sections differ here
+    own = tensor_cast.simulate(MODEL, concurrency=1, num_requests=1, isl=256, osl=4, **SMALL)
+    torch_kernels = tensor_cast.simulate(MODEL, concurrency=1, num_requests=1, isl=256, osl=4, kernels="torch",
+                                         **SMALL)
+    assert torch_kernels.requests[0].ttft_s - own.requests[0].ttft_s == pytest.approx(
+        prefill["torch"] - prefill["vllm"], rel=1e-6, abs=1e-9)
+    assert any("'torch' kernel section" in note for note in torch_kernels.notes)
+    assert not any("kernel section" in note for note in own.notes)
+    with pytest.raises(TensorCastError, match="unknown kernels 'cutlass'; accepted: vllm, sglang, trtllm, torch"):
+        tensor_cast.simulate(MODEL, concurrency=1, isl=16, osl=2, kernels="cutlass", **SMALL)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import InvalidArgumentError
 from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least
 
@@ -28,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="registry id (see `tensor-cast models`), local directory with config.json, or hub id")
     p.add_argument("--device", required=True, help="device profile name (see `tensor-cast devices`) or .toml path")
     p.add_argument("--engine", default="vllm", help=f"serving engine: {', '.join(engine_names())} (default vllm)")
+    p.add_argument("--kernels", choices=KERNEL_SECTIONS, default=None,
+                   help="device-profile efficiency section that costs the steps (default: the engine's own)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KNOB=VALUE",
                    help="override an engine knob, e.g. max_num_seqs=256 (repeatable)")
     arrivals = p.add_mutually_exclusive_group()
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
             mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
             warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers,
-            record_steps=args.trace_out is not None, progress=_Progress() if sys.stderr.isatty() else None,
+            record_steps=args.trace_out is not None, kernels=args.kernels, progress=_Progress() if sys.stderr.isatty() else None,
             **deployment_options(args))
         render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True),
                                                 "--requests-out": report.requests_jsonl,

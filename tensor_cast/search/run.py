@@ -145,12 +145,11 @@ class FitTask:
 
 def _fit_variant(task: FitTask) -> list[FitInfo]:
     from ..api import analyze
-    from ..serving.api import _engine_kwargs  # the simulator's own trace options: one trace serves both
 
     out = []
     for device in task.devices:
         try:
-            sym = analyze(task.model, device=device, symbolic=True, cache=task.cache, **_engine_kwargs(task.engine),
+            sym = analyze(task.model, device=device, symbolic=True, cache=task.cache, engine=task.engine,
                           **task.variant.options())
             decode = sym.evaluate(batch_size=task.variant.layout.dp, query_len=1,
                                   context_len=task.isl + task.osl - 1).fit

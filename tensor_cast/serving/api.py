@@ -9,7 +9,6 @@ budget, at the engine's memory utilization) -> ranks and workers -> the event lo
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import sympy
 
 from ..api import DEPLOYMENT_KEYS, analyze, load_model
 from ..backends.device import load_device
+from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import DeploymentError, InvalidArgumentError
 from ..models.spec import ModelSpec
 from ..sizes import B, C, S
@@ -35,13 +35,6 @@ _COST_CACHE: OrderedDict[str, tuple[Any, BatchCost]] = OrderedDict()
 COST_CACHE_SIZE = 32
 
 
-def _engine_kwargs(engine: str) -> dict[str, Any]:
-    """ENGINE HOOK: per-engine kernel calibration lives in `analyze(engine=...)` once that lands
-    (the "engines" branch); until then analyze has no such keyword and the step costs are the
-    device profile's own."""
-    return {"engine": engine} if "engine" in inspect.signature(analyze).parameters else {}
-
-
 def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp: int = 0,
               table_tokens: int = 16384, **deployment: Any) -> tuple[Any, BatchCost]:
     """(symbolic report, BatchCost) of one (model, device, deployment), cached in-process."""
@@ -51,7 +44,7 @@ def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp:
     if key in _COST_CACHE:
         _COST_CACHE.move_to_end(key)
         return _COST_CACHE[key]
-    sym = analyze(model, device=device, symbolic=True, mtp=mtp, **_engine_kwargs(engine), **deployment)
+    sym = analyze(model, device=device, symbolic=True, mtp=mtp, engine=engine, **deployment)
     value = (sym, BatchCost.from_report(sym, table_tokens=table_tokens))
     _COST_CACHE[key] = value
     while len(_COST_CACHE) > COST_CACHE_SIZE:
@@ -96,7 +89,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
              mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
              warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, **deployment: Any) -> ServingReport:
+             progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
+             **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
     Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
@@ -108,6 +102,10 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
     `warmup_requests`: the first N requests are left out of the latency statistics;
     `num_hidden_layers`: simulate only the first N layers (quick looks, tests).
+    `kernels`: the device profile's efficiency section the step costs use (`analyze(engine=...)`:
+    vllm | sglang | trtllm | torch); default the serving engine's own (a profile without that
+    section falls back to the nearest one, with a note). For what-ifs such as "vLLM's scheduler
+    on plain PyTorch kernels" (`benchmarks/serving_fidelity.py --kernels torch`).
     Deployment keywords as `analyze` (tp, ep, dp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas.
     """
@@ -118,6 +116,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if deployment.get("pp", 1) != 1:
         raise InvalidArgumentError(f"pp={deployment['pp']!r}: the serving simulator supports pp=1 only")
     profile_engine = engine_profile(engine, engine_args)
+    if kernels is not None and kernels not in KERNEL_SECTIONS:
+        raise InvalidArgumentError(f"unknown kernels {kernels!r}; accepted: {', '.join(KERNEL_SECTIONS)}")
     if isinstance(warmup_requests, bool) or not isinstance(warmup_requests, int) or warmup_requests < 0:
         raise InvalidArgumentError(f"warmup_requests must be an integer >= 0, got {warmup_requests!r}")
     workload = make_workload(concurrency=concurrency, rate=rate, trace=trace, num_requests=num_requests,
@@ -153,7 +153,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         options = dict(deployment)
         if pool is not None:
             options.update(pool.deployment())
-        sym, cost = step_cost(spec, device=profile, engine=profile_engine.name,
+        sym, cost = step_cost(spec, device=profile, engine=kernels or profile_engine.name,
                               mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
         utilization = options.get("memory_utilization", profile_engine.memory_utilization)
@@ -191,6 +191,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                      f"{speculative.tokens_per_step:.3f} tokens per decode step (expected value)")
     if pools is not None:
         notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
+    if kernels is not None and kernels != profile_engine.name:
+        notes.append(f"step costs from the device profile's {kernels!r} kernel section, not {profile_engine.name}'s")
     result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
                               record_steps=record_steps, progress=progress)
     workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed,
