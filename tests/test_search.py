@@ -4,6 +4,8 @@ not simulate; expected values come from named dimensions and brute force, not fr
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import math
 import random
@@ -313,6 +315,16 @@ def test_levels_above_a_missed_slo_are_screened_and_listed():
     assert [s["concurrency"] for s in data["screened"]] == [32, 64]
     assert "concurrency 16 already misses the SLOs (TPOT 1.60x its target)" in data["screened"][0]["reason"]
     assert "2 configurations screened out unsimulated" in result.summary()
+    table = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert len(table) == len(result.rows) + 2
+    assert {r["status"] for r in table[:len(result.rows)]} == {"simulated"}
+    assert [(int(r["concurrency"]), r["mean_tpot_ms"], r["meets_slo"]) for r in table[len(result.rows):]] == [
+        (32, "", "False"), (64, "", "False")]
+    assert table[-1]["status"].startswith("not simulated: concurrency 16 already misses the SLOs")
+    from tensor_cast.search.html import search_html
+
+    page = search_html(result, "Qwen/Qwen3-0.6B")
+    assert "Screened out, not simulated (2)" in page and page.count("already misses the SLOs") == 2
     calls.clear()
     full = search("Qwen/Qwen3-0.6B", screen=False, **kwargs)
     assert calls == [1, 2, 4, 8, 16, 32, 64] and not full.screened

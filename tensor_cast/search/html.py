@@ -116,6 +116,10 @@ def search_html(result: SearchResult, model: Any) -> str:
     for row, launches in zip(result.chosen, result.launches):
         text = "\n\n".join(f"# {x.role}: {x.instances} instance(s)\n" + x.shell() for x in launches)
         body.append(f"<h2>Launch: {esc(row.candidate.device)} {esc(row.candidate.describe())}</h2><pre>{esc(text)}</pre>")
+    if result.screened:
+        body.append(f"<h2>Screened out, not simulated ({len(result.screened)})</h2>" + table(
+            ("device", "configuration", "conc.", "why"),
+            [(c.device, c.describe(), c.concurrency, s.reason()) for c, s in result.screened], scroll=True))
     report = chosen_report(result, model)
     if report is not None:
         row = result.chosen[0]

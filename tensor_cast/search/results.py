@@ -22,7 +22,8 @@ from .space import Candidate, Variant
 
 CSV_FIELDS = ("device", "gpus", "config", "tp", "pp", "dp", "ep", "quant", "kv_cache_dtype", "replicas",
               "concurrency", "mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p90_tpot_ms", "tokens_per_s",
-              "tokens_per_s_per_gpu", "tokens_per_s_per_user", "meets_slo", "on_frontier", "usd_per_m_tokens")
+              "tokens_per_s_per_gpu", "tokens_per_s_per_user", "meets_slo", "on_frontier", "usd_per_m_tokens",
+              "status")  # status: "simulated", or the reason a configuration was screened out unsimulated
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,25 @@ class SearchResult:
     def cost(self, row: Row) -> float | None:
         return cost_per_million_tokens(row, self.prices)
 
-    def row_dict(self, row: Row) -> dict[str, Any]:
-        c, m, lay = row.candidate, row.metrics, row.candidate.variant.layout
-        cost = self.cost(row)
+    @staticmethod
+    def _candidate_dict(c: Candidate) -> dict[str, Any]:
+        lay = c.variant.layout
         return {
             "device": c.device, "gpus": c.gpus, "config": c.describe(), "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
             "ep": lay.ep, "quant": c.variant.quant or "checkpoint", "kv_cache_dtype": c.variant.kv_cache_dtype or "auto",
             "replicas": c.replicas, "concurrency": c.concurrency,
+        }
+
+    def row_dict(self, row: Row) -> dict[str, Any]:
+        c, m = row.candidate, row.metrics
+        cost = self.cost(row)
+        return {
+            **self._candidate_dict(c),
             "mean_ttft_ms": m.mean_ttft_s * 1e3, "p90_ttft_ms": m.p90_ttft_s * 1e3,
             "mean_tpot_ms": m.mean_tpot_s * 1e3, "p90_tpot_ms": m.p90_tpot_s * 1e3,
             "tokens_per_s": row.tokens_per_s, "tokens_per_s_per_gpu": m.tokens_per_s_per_gpu,
             "tokens_per_s_per_user": m.tokens_per_s_per_user, "meets_slo": self.slo.met(m),
-            "on_frontier": any(row is f for f in self.frontier), "usd_per_m_tokens": cost,
+            "on_frontier": any(row is f for f in self.frontier), "usd_per_m_tokens": cost, "status": "simulated",
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +132,9 @@ class SearchResult:
         writer.writeheader()
         for row in self.rows:
             writer.writerow(self.row_dict(row))
+        for candidate, screened in self.screened:  # latency columns empty: never simulated
+            writer.writerow({**self._candidate_dict(candidate), "meets_slo": False, "on_frontier": False,
+                             "status": screened.reason()})
         return buffer.getvalue()
 
     # ---- text ------------------------------------------------------------------------------
