@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", required=True, help="device profile whose section is checked (or refitted)")
     parser.add_argument("--engine", default="vllm", help="the section to check (default vllm)")
     parser.add_argument("--refit", action="store_true", help="fit here instead of checking the shipped section")
-    parser.add_argument("--families", default="gemm,attention,moe,collectives")
+    parser.add_argument("--families", default="gemm,attention,moe,collectives,mla")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     cases = at.all_cases(args.aic, args.families.split(","))

@@ -21,6 +21,13 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   (as bytes, 2 GPUs would reach only 167 GB/s at 1 GB, half of NCCL on the same link).
 - context / generation attention: `isl` new tokens per sequence (prefill, causal) / `isl + step`
   cached tokens per sequence with one new token (decode); `window_size` 0 = full attention.
+- mla_context_module_perf / mla_generation_module_perf: one DeepSeek-V3 MLA attention layer on
+  one GPU, projections included (at B=1, one token, 128 heads the bf16 rows take ~210 us on H100:
+  the layer's 187 M projection weights are ~374 MB, ~112 us of HBM at the datasheet rate; the
+  attention core of one token is a few us). `num_heads` is the heads on this GPU (128 / TP;
+  `tp_size` is always 1), `isl` the prompt (context: `batch_size` fresh prompts of `isl` tokens;
+  generation: `isl` = 1, one new token over `isl + step` cached tokens), `gemm_type` the
+  projections' dtype, `kv_cache_dtype` the latent cache's.
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 """
@@ -187,6 +194,58 @@ def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case
     return cases
 
 
+# ---- MLA modules ---------------------------------------------------------------------------------
+# DeepSeek-V3's MLA dimensions (config.json): hidden, q_lora_rank, kv_lora_rank, qk_nope/rope head
+# dims, v head dim.
+MLA_DIMS = {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128}
+MLA_GEMM_TYPES = {"bfloat16": "bf16"}  # fp8_block / nvfp4 projections: not evaluated here
+
+
+def mla_linear(tokens: int, n: int, k: int) -> Op:
+    return meta_op(aten.linear.default, meta(tokens, k), meta(n, k))[0]
+
+
+def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str) -> list[Op]:
+    """What tensor_cast costs for one DeepSeek-V3 MLA attention layer on one GPU with `heads`
+    local heads (vLLM's DeepseekV2MLAAttention forward): the fused q_a + kv_a projection
+    (7168 -> 1536 + 576), the q_a and kv_a RMSNorms, q_b (1536 -> heads x 192), RoPE on the query
+    and key rope parts, `mla_attention` over the latent (form `auto`: absorbed, FlashMLA-style, for
+    one-token decode steps; expanded with kv_b for prefill, which also up-projects the latent) and
+    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost."""
+    d = MLA_DIMS
+    tokens = batch * q_len
+    kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
+    ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]),
+           meta_op(tc.rms_norm.default, meta(tokens, d["q_lora"]), meta(d["q_lora"]), 1e-6)[0],
+           meta_op(tc.rms_norm.default, meta(tokens, d["kv_lora"]), meta(d["kv_lora"]), 1e-6)[0],
+           mla_linear(tokens, heads * (d["nope"] + d["rope"]), d["q_lora"])]
+    q_nope, q_rope = meta(batch, heads, q_len, d["nope"]), meta(batch, heads, q_len, d["rope"])
+    latent, k_rope = meta(batch, 1, q_len, d["kv_lora"], dtype=kv), meta(batch, 1, q_len, d["rope"], dtype=kv)
+    kv_b = meta(heads * (d["nope"] + d["v"]), d["kv_lora"])
+    ops.append(meta_op(tc.mla_attention.default, q_nope, q_rope, latent, k_rope, kv_b, context,
+                       (d["nope"] + d["rope"]) ** -0.5, None, 1)[0])
+    ops.append(mla_linear(tokens, d["hidden"], heads * d["v"]))
+    return ops
+
+
+def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[Case]:
+    """Evaluation only (stage `NOT_FITTED`): no efficiency parameter is fitted on these rows."""
+    cases = []
+    for table, phase in (("mla_context_module_perf", "prefill"), ("mla_generation_module_perf", "decode")):
+        rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
+                and r["mla_dtype"] == "bfloat16" and r["tp_size"] == "1"]
+        for r in sample(rows, per_phase, seed):
+            b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
+            q_len, context = (isl, 0) if phase == "prefill" else (1, isl + step - 1)
+            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
+            params = {"B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
+            row = _row("mla", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
+            cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "") + f" ({NOT_FITTED.split(':')[0]})"
+            cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage=NOT_FITTED,
+                              ops=tuple(mla_module_ops(b, h, q_len, context, kv))))
+    return cases
+
+
 # ---- collectives ----------------------------------------------------------------------------------
 def collective_ops(collective: str, n: int, elements: int, dtype: torch.dtype) -> list[Op]:
     x = meta(elements, dtype=dtype)
@@ -220,6 +279,7 @@ def collective_cases(folder: str | Path) -> list[Case]:
 
 BUILDERS: dict[str, Callable[..., list[Case]]] = {
     "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
+    "mla": mla_cases,
 }
 
 
