@@ -22,7 +22,8 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
 - context / generation attention: `isl` new tokens per sequence (prefill, causal) / `isl + step`
   cached tokens per sequence with one new token (decode); `window_size` 0 = full attention.
 - mla_context_module_perf / mla_generation_module_perf: one DeepSeek-V3 MLA attention layer on
-  one GPU, projections included (at B=1, one token, 128 heads the bf16 rows take ~210 us on H100:
+  one GPU, projections included (AIConfigurator's loader: "module-level attention profiling
+  (complete self_attn forward)"; at B=1, one token, 128 heads the bf16 rows take ~210 us on H100:
   the layer's 187 M projection weights are ~374 MB, ~112 us of HBM at the datasheet rate; the
   attention core of one token is a few us). `num_heads` is the heads on this GPU (128 / TP;
   `tp_size` is always 1), `isl` the prompt (context: `batch_size` fresh prompts of `isl` tokens;
