@@ -1,6 +1,6 @@
 """The MLA module tables' reading (benchmarks/aic_tables.py `mla_cases`): which rows are kept, what
 each row's shape means (prefill prompt vs decode cache), and that the costed module is DeepSeek-V3's
-projections + attention with the named dimensions. Synthetic rows written here; never ../shared."""
+projections + attention with the named dimensions. Synthetic rows written here; no measured table is read."""
 
 from __future__ import annotations
 
