@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from profile_text import profile_head
 
 import tensor_cast
 from tensor_cast.backends.counts import Counts
@@ -188,33 +189,7 @@ def test_interconnect_levels():
 
 # --- validator ---------------------------------------------------------------------------------
 
-BASE = """\
-schema_version = 1
-name = "my-gpu"
-display_name = "My GPU"
-vendor = "acme"
-architecture = "x1"
-aliases = ["mine"]
-
-[compute]
-fp32_tflops = 50.0
-bf16_tflops = 400.0
-fp16_tflops = 400.0
-fp8_tflops = 800.0
-int8_tops = 800.0
-fp4_tflops = 0.0
-
-[memory]
-capacity_gib = 96.0
-bandwidth_gbps = 3000.0
-
-[chip]
-compute_units = 100
-
-[overhead]
-kernel_launch_us = 0.0
-graph_kernel_us = 0.0
-
+BASE = profile_head("my-gpu", "My GPU", bandwidth_gbps=3000.0, header_extra='aliases = ["mine"]\n') + """
 [interconnect]
 gpus_per_node = 4
 intra_node = "nvlink4"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sympy
 import torch
+from profile_text import profile_head
 
 import tensor_cast
 from tensor_cast.backends.communication import collective_time_s
@@ -23,32 +24,7 @@ from tensor_cast.sizes import B, S
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
 LINK_GBPS = 400.0
-HEAD = f"""
-schema_version = 1
-name = "proto-gpu"
-display_name = "Protocol GPU"
-vendor = "acme"
-architecture = "x1"
-
-[compute]
-fp32_tflops = 50.0
-bf16_tflops = 400.0
-fp16_tflops = 400.0
-fp8_tflops = 800.0
-int8_tops = 800.0
-fp4_tflops = 0.0
-
-[memory]
-capacity_gib = 96.0
-bandwidth_gbps = 2000.0
-
-[chip]
-compute_units = 100
-
-[overhead]
-kernel_launch_us = 0.0
-graph_kernel_us = 0.0
-
+HEAD = profile_head("proto-gpu", "Protocol GPU") + f"""
 [interconnect]
 gpus_per_node = 8
 intra_node = "nvlink4"

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from profile_text import profile_head
 
 import tensor_cast
 from tensor_cast.backends.device import parse_profile
@@ -15,32 +16,7 @@ from tensor_cast.backends.engines import DEFAULT_ENGINE, ENGINES, NEAREST
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidArgumentError, InvalidProfileError
 
-HEAD = """
-schema_version = 1
-name = "two-engine-gpu"
-display_name = "Two-engine GPU"
-vendor = "acme"
-architecture = "x1"
-
-[compute]
-fp32_tflops = 50.0
-bf16_tflops = 400.0
-fp16_tflops = 400.0
-fp8_tflops = 800.0
-int8_tops = 800.0
-fp4_tflops = 0.0
-
-[memory]
-capacity_gib = 96.0
-bandwidth_gbps = 2000.0
-
-[chip]
-compute_units = 100
-
-[overhead]
-kernel_launch_us = 0.0
-graph_kernel_us = 0.0
-"""
+HEAD = profile_head("two-engine-gpu", "Two-engine GPU")
 SOURCES = """
 [sources]
 compute = "a test"
