@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sympy
 import torch
-from profile_text import profile_head
+from profile_text import profile_head, profile_sources
 
 import tensor_cast
 from tensor_cast.backends.communication import collective_time_s
@@ -34,14 +34,7 @@ inter_node = "infiniband-ndr"
 inter_node_bandwidth_gbps = 50.0
 inter_node_latency_us = 3.0
 """
-SOURCES = """
-[sources]
-compute = "a test"
-memory = "a test"
-chip = "a test"
-overhead = "a test"
-interconnect = "a test"
-"""
+SOURCES = profile_sources("interconnect")
 
 
 def text(efficiency: str = "") -> str:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from profile_text import profile_head
+from profile_text import profile_head, profile_sources
 
 import tensor_cast
 from tensor_cast.backends.device import parse_profile
@@ -17,13 +17,7 @@ from tensor_cast.cli import main
 from tensor_cast.errors import InvalidArgumentError, InvalidProfileError
 
 HEAD = profile_head("two-engine-gpu", "Two-engine GPU")
-SOURCES = """
-[sources]
-compute = "a test"
-memory = "a test"
-chip = "a test"
-overhead = "a test"
-"""
+SOURCES = profile_sources()
 SRC_EFF = '"efficiency" = "a test"\n'
 TWO = HEAD + """
 [efficiency.vllm]
