@@ -178,9 +178,10 @@ def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
     # request finishes, the decode worker plans its next (fast-forwarded) decode run at the same
     # instant as the prefill worker starts the new request's prefill; the handed-over request must
     # join at the next decode step boundary, not after the run: TTFT <= one prefill step queued
-    # behind another (2 d) + one decode step (d).
+    # behind another (2 d) + one decode step (d). Synchronous scheduling, so that the bound is the
+    # cut's alone (async scheduling adds a step per worker: test_async_scheduling_...).
     d = 0.01
-    profile = engine_profile("vllm", {**NO_OVERHEAD, "max_num_batched_tokens": 100})
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "max_num_batched_tokens": 100, "async_scheduling": False})
     pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
                                 ConstantCost(d), profile)],
              "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
@@ -190,6 +191,45 @@ def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
     sim = simulate_workers(pools, workload, transfer_s=lambda r: 0.0)
     ttfts = [r.first_token_s - r.arrival_s for r in sim.requests]
     assert max(ttfts) <= 3 * d + 1e-9
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+@pytest.mark.parametrize("async_scheduling", [True, False])
+def test_async_scheduling_new_request_waits_for_the_step_in_flight(engine, async_scheduling):
+    # Open-loop trace, constant step d. r0 (20 output tokens) arrives at 0 on an idle engine:
+    # prefilled in step 1 [0, d]. r1 arrives at 0.5 d, during step 1. Synchronously, step 2 [d, 2d]
+    # admits it: first token at 2d, TTFT 1.5 d. With async scheduling, step 2 was scheduled while
+    # step 1 ran (r0's decode alone), so r1 is first scheduled in step 3 [2d, 3d]: TTFT 2.5 d, one
+    # step more. r2 arrives at 30 d, after r0 finished (20 d): an idle engine runs it at once (d).
+    from tensor_cast.serving.workload import TraceEntry
+
+    d = 0.01
+    trace = [TraceEntry(0.0, 10, 20), TraceEntry(0.5 * d, 10, 5), TraceEntry(30 * d, 10, 5)]
+    _, rep = run(engine, d=d, trace=trace, isl=None, osl=None, engine_args={"async_scheduling": async_scheduling})
+    ttft = [r.ttft_s for r in sorted(rep.requests, key=lambda r: r.arrival_s)]
+    assert ttft == pytest.approx([d, (2.5 if async_scheduling else 1.5) * d, d])
+
+
+def test_async_scheduling_closed_loop_follow_up_waits_one_step():
+    # Closed loop of 2 clients, constant step d, vLLM; client A's request has 10 output tokens,
+    # client B's 3: B's request is prefilled in step 1 and decodes in steps 2-3, finishing at 3d
+    # while A still decodes. B's next request is sent at 3d, just as step 4 starts; with async
+    # scheduling step 4 was scheduled during step 3 (A alone), so the new request's prefill is
+    # step 5: TTFT 2 d. Synchronously it joins step 4: TTFT d.
+    from tensor_cast.serving.workload import Workload
+
+    class Lengths(Workload):
+        def lengths(self):
+            return [(10, 10), (10, 3), (10, 3)]
+
+    d = 0.01
+    for async_scheduling, expected in ((True, 2 * d), (False, d)):
+        profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling})
+        worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
+        sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2))
+        follow_up = sim.requests[2]
+        assert follow_up.arrival_s == pytest.approx(3 * d)
+        assert follow_up.first_token_s - follow_up.arrival_s == pytest.approx(expected)
 
 
 def test_sglang_waiting_request_held_by_the_reservation_fast_forwards_exactly():

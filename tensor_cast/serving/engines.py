@@ -45,6 +45,19 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
 - `request_overhead_s`: the front end before the engine core sees a request (HTTP, chat template,
   tokenization); 0 by default (not fitted: see serving_overhead_fit.py), settable.
 
+Async scheduling (`async_scheduling`, on for all three): the engine schedules step n+1 on the
+host while step n runs on the GPU, so the batch of step n+1 is fixed when step n starts. A
+request that reaches the engine while a step is in flight — including the closed-loop client's
+next request, sent when its previous request's last token arrives, i.e. just as the following
+step starts — first shows up in the schedule after that step ends: it waits for the step in
+flight, then one more. vLLM: `AsyncScheduler` (vllm/v1/core/sched/async_scheduler.py), on by
+default (vllm/config/scheduler.py `async_scheduling: bool | None = None`, which
+vllm/config/vllm.py turns on unless an incompatible option is set); SGLang: the overlap ("zero-overhead") scheduler, default since v0.4;
+TensorRT-LLM: the overlap scheduler, default (docs features/overlap-scheduler). AIConfigurator
+names the same term (docs/design/queueing_model.md, failure modes 13-14: "a real closed-loop
+client's next request typically arrives after the engine has already scheduled the following
+iteration and waits ~one extra pass"). An idle engine schedules a new request at once.
+
 It must not simulate time or cost steps.
 """
 
@@ -89,6 +102,7 @@ class EngineProfile:
     step_overhead_s: float = 0.0  # per step: host/framework time not hidden behind the GPU (see overhead_s)
     seq_overhead_s: float = 0.0  # per sequence in a step: sampling, logits processing, output handling
     request_overhead_s: float = 0.0  # per request, before the engine sees it: HTTP, tokenization, streaming
+    async_scheduling: bool = True  # step n+1 is scheduled while step n runs (see "Async scheduling")
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +118,8 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
+        if not isinstance(self.async_scheduling, bool):
+            raise InvalidArgumentError(f"engine async_scheduling must be true or false, got {self.async_scheduling!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
         if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
@@ -142,6 +158,7 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "vllm/v1/core/sched/scheduler.py Scheduler.schedule: RUNNING first, then WAITING; "
                       "preempt running.pop() (RECOMPUTE)",
             "cuda_graph_sizes": "vllm/config/compilation.py default cudagraph_capture_sizes up to 512",
+            "async_scheduling": "vllm/config/vllm.py: SchedulerConfig.async_scheduling None -> on unless incompatible (AsyncScheduler)",
         }),
     "sglang": EngineProfile(
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
@@ -158,6 +175,7 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "python/sglang/srt/managers/scheduler.py get_next_batch_to_run: a new prefill batch first, "
                       "else decode; retract_decode on KV shortage",
             "cuda_graph_sizes": "server_args.py _generate_cuda_graph_batch_sizes, cuda_graph_max_bs 512",
+            "async_scheduling": "overlap scheduler on unless --disable-overlap-schedule (zero-overhead batch scheduler, v0.4)",
         }),
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
@@ -172,6 +190,7 @@ ENGINES: dict[str, EngineProfile] = {
             "memory_utilization": "KvCacheConfig free_gpu_memory_fraction 0.9 (of memory free after weights)",
             "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
             "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
+            "async_scheduling": "PyTorch backend overlap scheduler, enabled by default (disable_overlap_scheduler=False)",
         }),
 }
 

@@ -10,6 +10,10 @@ KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
 A request reaches the engine core `request_overhead_s` (engines.py) after its client sent it:
 the server's front end (HTTP, tokenization, streaming back) is part of every TTFT and E2E.
+With `async_scheduling` (engines.py) a request reaching a worker whose engine loop is running
+(a step in flight, or one starting at this instant) waits in the worker's inbox and joins the
+waiting queues when the next step starts, so the first schedule that sees it is the one after
+that step; an idle worker schedules it at once.
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
@@ -71,12 +75,28 @@ class Worker:
     run_durations: Any = None
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
+    inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
 
     def assign(self, req: Request) -> None:
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
         self.next_rank += 1
         req.rank = rank
-        self.ranks[rank].add(req)
+        if self.engine.async_scheduling and (self.busy or any(r.running for r in self.ranks)):
+            self.inbox.append(req)  # the engine loop is running: its next step is already scheduled
+        else:
+            self.ranks[rank].add(req)
+
+    def release_inbox(self) -> bool:
+        """Requests that arrived while the current step was being scheduled join the waiting
+        queues (seen by the next schedule); True when there were any."""
+        if not self.inbox:
+            return False
+        for req in self.inbox:
+            rank = self.ranks[req.rank]
+            rank.add(req)
+            rank.admission_checked = False  # a new request: not yet tried by the scheduler
+        self.inbox = []
+        return True
 
     @property
     def load(self) -> int:
@@ -190,10 +210,13 @@ class _Loop:
     # ---- one step (or k fast-forwarded decode steps) ------------------------------------
     def start_step(self, worker: Worker) -> None:
         batches = [rank.schedule() for rank in worker.ranks]
+        if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
+            batches = [rank.schedule() for rank in worker.ranks]
         if not any(batches):
             if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
+        worker.release_inbox()  # async scheduling: what arrived before this step starts joins the next schedule
         engine = worker.engine
         if worker.role == "decode":  # disagg: the client sees the first token once a decode worker took the request
             for batch in batches:
