@@ -39,16 +39,30 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   prefill workers = the fewest whose prefill rate (one isl prompt per step per rank) covers the
   closed loop's request rate at the decode pool's estimated step time. Such rows are reported
   apart ("disagg, workers inferred").
-- protocol: closed loop, all clients start together, `--requests-per-client` requests each;
-  lengths drawn uniformly in [L(1-r), L(1+r)] and `--warmup` leaves the first wave (one request
-  per client) out of the latency statistics, as benchmark tools' warm-up does. r is per engine
-  (`LENGTH_JITTER`), or `--range-ratio r` for all. The CSV says fixed lengths, and a closed loop
-  of fixed lengths runs in lock-step waves (a whole wave prefills, then decodes together): the
-  SGLang and TensorRT-LLM rows look like that (TTFT of a wave's prefill, TPOT of pure decode),
-  the vLLM rows do not (TTFT of one prefill: their clients evidently desynchronize, e.g. outputs
-  ending early). r was chosen per engine between 0 and 0.1 on the overhead fit's split (H100
-  dense agg rows) with overheads off: SGLang TPOT/TTFT MAE 6.0/9.6 % at r=0 vs 25.0/79.4 % at
-  0.1; TensorRT-LLM 13.5/44.6 % vs 11.0/68.2 %; vLLM 10.2/141.4 % vs 7.6/34.9 %.
+- protocol: closed loop, all clients start together, `--requests-per-client` requests each
+  (default 10). Which benchmark client measured a row follows from its `silicon_data_source`
+  (`benchmark_source`), and the two clients differ in the lengths they send:
+  - `sa-bench` (3,548 rows: `source_file=<date>.csv`, `db-dump/...; workflow_run_id=...`,
+    `*-gap-analysis.csv`; the InferenceMAX grid: isl/osl 1k/1k, 1k/8k, 8k/1k, concurrency 4-256,
+    public engine images): SemiAnalysis' benchmark_serving run with `--num-prompts CONC*10
+    --max-concurrency CONC --random-range-ratio 0.8`, and that client draws every prompt and
+    output length uniformly in [0.8 L, L] (the older vLLM benchmark_serving convention: lower
+    bound int(L * ratio)). Simulated as lengths centred on 0.9 L with range ratio 1/9, i.e.
+    [0.8 L, L] (to the token); the clients desynchronize by themselves.
+  - `aic-eval` (706 rows: `aic-auto-gap-analysis`, Dynamo runtime images; isl 1k-4k, osl
+    128-512): AIConfigurator's own eval runners — genai-perf / AIPerf with
+    `--synthetic-input-tokens-stddev 0 --output-tokens-stddev 0 ignore_eos`, `--request-count
+    v*10`, `--warmup-request-count v*2` (eval/benchmarks/genai_perf_runner.py; AIPerf waits for
+    every warm-up response before the measured phase, so that phase again starts with all clients
+    at once and its first wave counts). Fixed lengths; a closed loop of fixed lengths runs in
+    lock-step waves, which the SGLang and TensorRT-LLM rows of this source show (TTFT of a
+    wave's prefill) and the vLLM rows do not (their clients desynchronize), so a small length
+    jitter stands for the run's timing noise: lengths in [L(1-r), L(1+r)] with r per engine
+    (`LENGTH_JITTER`: 0 for SGLang and TensorRT-LLM, 0.1 for vLLM, chosen between 0 and 0.1 on the
+    overhead fit's split with overheads off, when every row was simulated this way).
+  `--range-ratio r` simulates every row with lengths in [L(1-r), L(1+r)] instead; `--warmup`
+  leaves the first wave (one request per client) out of the latency statistics (neither client
+  does that, see above).
 - overhead: the engines' per-step and per-sequence overheads (engines.py; fitted by
   `benchmarks/serving_overhead_fit.py` on H100 dense-model agg rows only). `--overhead none`
   zeroes them (the simulator before they existed). Every result row says whether it belongs to
@@ -166,8 +180,29 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     return out
 
 
-def jitter(row: dict[str, str], override: float | None) -> float:
-    return override if override is not None else LENGTH_JITTER[row["backend"]]
+SA_BENCH_RATIO = 0.8  # sa-bench --random-range-ratio: lengths uniform in [0.8 L, L]
+
+
+def benchmark_source(row: dict[str, str]) -> str:
+    """`aic-eval` (AIConfigurator's genai-perf / AIPerf runs) or `sa-bench` (the InferenceMAX
+    grid's benchmark_serving runs), from the row's `silicon_data_source` (docstring, protocol)."""
+    source = row["silicon_data_source"]
+    if "aic-auto-gap-analysis" in source:
+        return "aic-eval"
+    if re.match(r"(source_file=(\d{4}-\d{2}-\d{2}|[\w.-]+-gap-analysis)\.csv|db-dump/)", source):
+        return "sa-bench"
+    raise Unsupported(f"unknown benchmark source {source[:60]!r}")
+
+
+def lengths(row: dict[str, str], override: float | None) -> tuple[int, int, float]:
+    """(isl, osl, range ratio) to simulate: lengths uniform in [L(1-r), L(1+r)] around them."""
+    isl, osl = int(row["isl"]), int(row["osl"])
+    if override is not None:
+        return isl, osl, override
+    if benchmark_source(row) == "sa-bench":  # [0.8 L, L] = centre 0.9 L, half-width 0.1 L = 1/9 of it
+        centre = (1 + SA_BENCH_RATIO) / 2
+        return round(isl * centre), round(osl * centre), (1 - SA_BENCH_RATIO) / (1 + SA_BENCH_RATIO)
+    return isl, osl, LENGTH_JITTER[row["backend"]]
 
 
 def workers_given(row: dict[str, str]) -> bool:
@@ -205,7 +240,7 @@ def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], client
     return prefill, decode
 
 
-def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True) -> dict[str, Any]:
+def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -217,7 +252,8 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True) 
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         engine_args["max_num_batched_tokens"] = 16384
     if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
-        longest = int(row["isl"]) + round(int(row["isl"]) * range_ratio) + 1
+        prompt = int(row["isl"]) if isl is None else isl  # the simulated centre length
+        longest = round(prompt * (1 + range_ratio)) + 1
         engine_args["max_num_batched_tokens"] = max(8192, longest + concurrency(row))
     if engine_args:
         kwargs["engine_args"] = engine_args
@@ -249,7 +285,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--sample", type=int, default=0, help="at most N rows per device x engine x family (0: all)")
-    ap.add_argument("--requests-per-client", type=int, default=8)
+    ap.add_argument("--requests-per-client", type=int, default=10)
     ap.add_argument("--warmup", action="store_true", help="leave the first request of every client out")
     ap.add_argument("--range-ratio", type=float, default=None,
                     help="simulate lengths uniform in [L(1-r), L(1+r)] (desynchronizes the closed loop); "
@@ -291,11 +327,11 @@ def main() -> int:
         writer.writeheader()
         for i, row in enumerate(todo):
             try:
-                ratio = jitter(row, args.range_ratio)
-                kwargs = setup(row, ratio, overhead=args.overhead == "profile")
+                isl, osl, ratio = lengths(row, args.range_ratio)
+                kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl)
                 c = per_replica_concurrency(row)
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
-                                              isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=ratio,
+                                              isl=isl, osl=osl, range_ratio=ratio,
                                               warmup_requests=c if args.warmup else 0, kernels=args.kernels)
             except Unsupported as exc:
                 skipped[str(exc)].append(row["id"])
@@ -314,7 +350,9 @@ def main() -> int:
             writer.writerow(result)
             out.flush()
             sys.stderr.write(f"{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s\n")
-    print(f"protocol: {args.requests_per_client} requests per client, range ratio {args.range_ratio if args.range_ratio is not None else LENGTH_JITTER}, "
+    jitter_text = (f"in [L(1-r), L(1+r)], r = {args.range_ratio}" if args.range_ratio is not None else
+                   f"sa-bench rows in [{SA_BENCH_RATIO} L, L], aic-eval rows jittered by {LENGTH_JITTER}")
+    print(f"protocol: {args.requests_per_client} requests per client, lengths {jitter_text}, "
           f"warm-up {'first wave excluded' if args.warmup else 'none'}, engine overheads {args.overhead}")
     print(f"\n{len(results)} rows simulated, {sum(len(v) for v in skipped.values())} not, of {len(todo)} "
           f"({'sampled ' + str(args.sample) + ' per group' if args.sample else 'all rows'}) in {time.time() - start:.0f} s\n")

@@ -18,7 +18,7 @@ disagg row and every B200 row is held out (`serving_fidelity.py` labels rows `fi
 and reports the two apart). `--per-group N` rows per engine x family, spread over the group.
 
 Method: each row is simulated as `serving_fidelity.py` does (closed loop of the measured
-concurrency, 8 requests per client) with overheads (a, b) = (0, 0), (a0, 0) and (0, b0): the TPOT
+concurrency, 10 requests per client, its benchmark client's lengths) with overheads (a, b) = (0, 0), (a0, 0) and (0, b0): the TPOT
 changes give the row's sensitivity to a and b (linear: an overhead adds to every step of the
 same schedule). Per engine, a >= 0 and b >= 0 minimise the summed squared relative TPOT error
 (two-variable non-negative least squares). A last simulation at (a, b) per row gives the table: TPOT / TTFT mean absolute error on these fitted-on rows before (no
@@ -42,7 +42,7 @@ from serving_fidelity import (
     FIT_SYSTEMS,
     Unsupported,
     family,
-    jitter,
+    lengths,
     per_replica_concurrency,
     setup,
 )
@@ -54,12 +54,12 @@ B0 = 20e-6  # probe: 20 us per sequence
 def simulate(row: dict[str, str], args: argparse.Namespace, a: float, b: float) -> tuple[float, float]:
     import tensor_cast
 
-    ratio = jitter(row, args.range_ratio)
-    kwargs = setup(row, ratio, overhead=False)
+    isl, osl, ratio = lengths(row, args.range_ratio)
+    kwargs = setup(row, ratio, overhead=False, isl=isl)
     kwargs["engine_args"] = {**kwargs.get("engine_args", {}), "step_overhead_s": a, "seq_overhead_s": b}
     c = per_replica_concurrency(row)
     report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
-                                  isl=int(row["isl"]), osl=int(row["osl"]), range_ratio=ratio)
+                                  isl=isl, osl=osl, range_ratio=ratio)
     return report.mean_tpot_s, report.mean_ttft_s
 
 
@@ -91,8 +91,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--per-group", type=int, default=10, help="training rows per engine x family")
-    ap.add_argument("--requests-per-client", type=int, default=8)
-    ap.add_argument("--range-ratio", type=float, default=None, help="default: per engine, as serving_fidelity.py")
+    ap.add_argument("--requests-per-client", type=int, default=10)
+    ap.add_argument("--range-ratio", type=float, default=None, help="default: per benchmark source and engine, as serving_fidelity.py")
     args = ap.parse_args()
     from tensor_cast.errors import TensorCastError
 
