@@ -1,0 +1,60 @@
+"""The serving-fidelity benchmark's protocol mapping (benchmarks/serving_fidelity.py): which
+benchmark client measured a row, and the request lengths it sent, against the clients' own rules
+(sa-bench: lengths uniform in [int(0.8 L), L]; AIConfigurator's genai-perf runs: fixed lengths).
+Rows are made up here; the measured CSV is never read."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tensor_cast.serving.workload import make_workload
+
+PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "serving_fidelity.py"
+SPEC = importlib.util.spec_from_file_location("serving_fidelity", PATH)
+assert SPEC is not None and SPEC.loader is not None
+fidelity = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(fidelity)
+
+
+def row(source: str, isl: int = 1024, osl: int = 8192, backend: str = "trtllm") -> dict[str, str]:
+    return {"silicon_data_source": source, "isl": str(isl), "osl": str(osl), "backend": backend}
+
+
+SA_BENCH = ("source_file=2026-04-06.csv; model=Llama-3.1-70B; silicon_concurrency=16",
+            "db-dump/2026-04-27; config_id=691; silicon_concurrency=256; workflow_run_id=799",
+            "source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=4")
+AIC_EVAL = "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/1.0.0rc3/m.csv; silicon_concurrency=8"
+
+
+@pytest.mark.parametrize("source", SA_BENCH)
+def test_inferencemax_grid_rows_draw_lengths_as_sa_bench_does(source):
+    r = row(source)
+    assert fidelity.benchmark_source(r) == "sa-bench"
+    isl, osl, ratio = fidelity.lengths(r, None)
+    workload = make_workload(concurrency=64, rate=None, trace=None, num_requests=20_000, isl=isl, osl=osl,
+                             range_ratio=ratio, seed=5)
+    lengths = np.array(workload.lengths())
+    # sa-bench --random-range-ratio 0.8: uniform integers in [int(0.8 L), L]; L = 1024 -> [819, 1024],
+    # L = 8192 -> [6553, 8192] (simulated to within one token at the lower end)
+    for column, (low, high) in ((0, (819, 1024)), (1, (6553, 8192))):
+        assert lengths[:, column].max() == high
+        assert low <= lengths[:, column].min() <= low + 1
+        assert lengths[:, column].mean() == pytest.approx((low + high) / 2, rel=2e-3)
+
+
+@pytest.mark.parametrize("backend", ["vllm", "sglang", "trtllm"])
+def test_aic_eval_rows_keep_fixed_lengths_with_the_engine_jitter(backend):
+    r = row(AIC_EVAL, isl=2048, osl=256, backend=backend)
+    assert fidelity.benchmark_source(r) == "aic-eval"
+    assert fidelity.lengths(r, None) == (2048, 256, fidelity.LENGTH_JITTER[backend])
+    assert fidelity.lengths(r, 0.3) == (2048, 256, 0.3)  # --range-ratio overrides every row
+    assert fidelity.lengths(row(SA_BENCH[0]), 0.0) == (1024, 8192, 0.0)
+
+
+def test_unknown_benchmark_source_is_listed_not_guessed():
+    with pytest.raises(fidelity.Unsupported, match="unknown benchmark source"):
+        fidelity.benchmark_source(row("measured by hand"))
