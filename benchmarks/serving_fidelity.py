@@ -240,7 +240,8 @@ def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], client
     return prefill, decode
 
 
-def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None) -> dict[str, Any]:
+def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
+          host_launch_s: float = 0.0) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -249,6 +250,8 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     kwargs: dict[str, Any] = {"device": SYSTEMS[row["system"]], "engine": row["backend"],
                               **quant(row, row["model_path"], forced)}
     engine_args: dict[str, Any] = {} if overhead else dict(ZERO_OVERHEAD)
+    if host_launch_s:
+        engine_args["eager_launch_host_s"] = host_launch_s
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         engine_args["max_num_batched_tokens"] = 16384
     if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
@@ -298,6 +301,9 @@ def main() -> int:
                     help="engine per-step/per-sequence overheads: the profiles' (fitted) or none")
     ap.add_argument("--kernels", default=None, choices=("vllm", "sglang", "trtllm", "torch"),
                     help="device-profile efficiency section for step costs (default: each row's engine)")
+    ap.add_argument("--host-launch-us", type=float, default=0.0,
+                    help="what-if: host time per kernel launch of steps run without CUDA graphs (engine "
+                         "eager_launch_host_s; default 0, not charged)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     args = ap.parse_args()
 
@@ -328,7 +334,8 @@ def main() -> int:
         for i, row in enumerate(todo):
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
-                kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl)
+                kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
+                               host_launch_s=args.host_launch_us * 1e-6)
                 c = per_replica_concurrency(row)
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                               isl=isl, osl=osl, range_ratio=ratio,

@@ -56,6 +56,14 @@ def test_vectorized_decode_steps_match_single_calls(traced):
         assert v == pytest.approx(cost.step_s([(1, int(m))] * 8), rel=1e-12)
 
 
+def test_launches_per_step_count_every_layer(traced):
+    sym, cost = traced
+    # second route: the per-op rows of a concrete report (one row per op per layer instance)
+    report = tensor_cast.analyze(MODEL, device="h100-sxm", batch_size=1, query_len=1024, num_hidden_layers=2)
+    assert cost.launches == sum(row.launches for row in report.ops) > 0
+    assert sum(row.launches for row in report.ops if row.layer == 1) > 0  # the second layer's ops counted too
+
+
 def test_bad_sequence_is_an_error(traced):
     _, cost = traced
     with pytest.raises(ValueError, match="new tokens >= 1"):

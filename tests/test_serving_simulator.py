@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tensor_cast.errors import InvalidArgumentError
 from tensor_cast.serving.engines import engine_profile
 from tensor_cast.serving.report import ServingReport
 from tensor_cast.serving.scheduler import RankScheduler
@@ -230,6 +231,35 @@ def test_async_scheduling_closed_loop_follow_up_waits_one_step():
         follow_up = sim.requests[2]
         assert follow_up.arrival_s == pytest.approx(3 * d)
         assert follow_up.first_token_s - follow_up.arrival_s == pytest.approx(expected)
+
+
+def test_eager_launch_host_time_floors_steps_run_without_cuda_graphs():
+    # host_floor_s: launches x host time for a step with prefill tokens that runs without graphs
+    vllm = engine_profile("vllm", {"eager_launch_host_s": 20e-6})
+    trtllm = engine_profile("trtllm", {"eager_launch_host_s": 20e-6})
+    assert vllm.graph_prefill and not trtllm.graph_prefill
+    assert vllm.host_floor_s(prefill_tokens=1000, step_tokens=1003, launches=1000) == pytest.approx(0.02)
+    assert vllm.host_floor_s(prefill_tokens=500, step_tokens=512, launches=1000) == 0.0  # within vLLM's graphs
+    assert trtllm.host_floor_s(prefill_tokens=500, step_tokens=512, launches=1000) == pytest.approx(0.02)
+    assert trtllm.host_floor_s(prefill_tokens=0, step_tokens=64, launches=1000) == 0.0  # pure decode: a graph
+    assert engine_profile("vllm").host_floor_s(1000, 1000, 1000) == 0.0  # off by default
+    with pytest.raises(InvalidArgumentError, match="eager_launch_host_s"):
+        engine_profile("vllm", {"eager_launch_host_s": -1e-6})
+
+    # in the simulator: one client, 1000-token prompt, 1,000 launches x 20 us = 20 ms > d = 10 ms:
+    # the prefill step takes 20 ms (TTFT), the decode steps d (TPOT)
+    class Launching(ConstantCost):
+        launches = 1000
+
+    d = 0.01
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "eager_launch_host_s": 20e-6})
+    worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], Launching(d), profile)
+    sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None, num_requests=2,
+                                                            isl=1000, osl=5))
+    rep = ServingReport.build(sim, model="m", device="dev", engine="vllm", deployment="1 GPU", num_gpus=1,
+                              workload={}, block_size=profile.block_size, notes=[])
+    assert rep.mean_ttft_s == pytest.approx(0.02)
+    assert rep.mean_tpot_s == pytest.approx(d)
 
 
 def test_sglang_waiting_request_held_by_the_reservation_fast_forwards_exactly():

@@ -81,6 +81,7 @@ class BatchCost:
     group_np: Callable[..., Any]  # numpy version (arrays of C for fast-forwarded decode steps)
     linear_expr: Any
     group_expr: Any
+    launches: int = 0  # kernels one step launches (every op's launches x its layer count)
 
     @classmethod
     def from_report(cls, sym: Any, table_tokens: int = 16384) -> BatchCost:
@@ -102,7 +103,9 @@ class BatchCost:
         grid[0] = 1.0
         table = np.broadcast_to(np.asarray(linear_fn(grid), dtype=float), grid.shape).copy()
         table[0] = 0.0
-        return cls(linear_table=table, linear_fn=linear_fn,
+        launches = sum(int(node.counts.launches) * int(mult) for node, mult in zip(sym._costed.nodes, sym._mult,
+                                                                                     strict=True))
+        return cls(linear_table=table, linear_fn=linear_fn, launches=launches,
                    group_fn=sympy.lambdify((B, S, C, T), group, modules="math"),
                    group_np=sympy.lambdify((B, S, C, T), group, modules="numpy"),
                    linear_expr=linear_t, group_expr=group)

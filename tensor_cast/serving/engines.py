@@ -58,6 +58,14 @@ names the same term (docs/design/queueing_model.md, failure modes 13-14: "a real
 client's next request typically arrives after the engine has already scheduled the following
 iteration and waits ~one extra pass"). An idle engine schedules a new request at once.
 
+Eager steps (`eager_launch_host_s`, off by default): a step that runs without CUDA graphs —
+TensorRT-LLM and SGLang capture decode batches only; vLLM (`graph_prefill`) also replays
+piecewise graphs for mixed steps up to its largest capture size (512 tokens) — has every kernel
+launched from the host, and when the host takes longer per launch than the GPU per kernel, the
+step lasts at least launches x host time per launch (AIConfigurator measured a launch-bound vLLM
+step at ~60 µs between launches: collector/layerwise/fpm_ground_truth/
+SMALL_PREFILL_WHY_GOLDEN_16MS.md). Not charged by default: no per-engine host measurement here.
+
 It must not simulate time or cost steps.
 """
 
@@ -103,6 +111,8 @@ class EngineProfile:
     seq_overhead_s: float = 0.0  # per sequence in a step: sampling, logits processing, output handling
     request_overhead_s: float = 0.0  # per request, before the engine sees it: HTTP, tokenization, streaming
     async_scheduling: bool = True  # step n+1 is scheduled while step n runs (see "Async scheduling")
+    eager_launch_host_s: float = 0.0  # host time per kernel of a step run without CUDA graphs (0: not charged)
+    graph_prefill: bool = False  # steps with prefill tokens replay CUDA graphs up to the largest graph size (vLLM)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,23 +124,35 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 1, got {value!r}")
-        for name in ("memory_utilization", "new_token_ratio", "step_overhead_s", "seq_overhead_s", "request_overhead_s"):
+        for name in ("memory_utilization", "new_token_ratio", "step_overhead_s", "seq_overhead_s", "request_overhead_s",
+                     "eager_launch_host_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
-        if not isinstance(self.async_scheduling, bool):
-            raise InvalidArgumentError(f"engine async_scheduling must be true or false, got {self.async_scheduling!r}")
+        for name in ("async_scheduling", "graph_prefill"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
         if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
-               self.request_overhead_s) < 0 or not 0 <= self.new_token_ratio <= 1:
-            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s, seq_overhead_s and "
-                                       "request_overhead_s must be >= 0, new_token_ratio in [0, 1]")
+               self.request_overhead_s, self.eager_launch_host_s) < 0 or not 0 <= self.new_token_ratio <= 1:
+            raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s, seq_overhead_s, "
+                                       "request_overhead_s and eager_launch_host_s must be >= 0, new_token_ratio in [0, 1]")
 
     def overhead_s(self, seqs: int) -> float:
         """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
         `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Overheads")."""
         return self.step_overhead_s + self.seq_overhead_s * seqs
+
+    def host_floor_s(self, prefill_tokens: int, step_tokens: int, launches: int) -> float:
+        """Least time of a step whose kernels the host launches one by one (no CUDA graph):
+        `eager_launch_host_s` x `launches`; 0 for a graph step (pure decode, or with `graph_prefill`
+        a step within the largest graph size). See the module docstring, "Eager steps"."""
+        if not self.eager_launch_host_s or not prefill_tokens:
+            return 0.0
+        if self.graph_prefill and self.cuda_graph_sizes and step_tokens <= self.cuda_graph_sizes[-1]:
+            return 0.0
+        return self.eager_launch_host_s * launches
 
     def padded_tokens(self, decode_seqs: int, tokens_per_seq: int) -> int:
         """Tokens a pure-decode step runs at: the batch padded to the next CUDA-graph size."""
@@ -147,7 +169,7 @@ ENGINES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
-        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6,
+        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6, graph_prefill=True,
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
@@ -158,6 +180,7 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "vllm/v1/core/sched/scheduler.py Scheduler.schedule: RUNNING first, then WAITING; "
                       "preempt running.pop() (RECOMPUTE)",
             "cuda_graph_sizes": "vllm/config/compilation.py default cudagraph_capture_sizes up to 512",
+            "graph_prefill": "CUDAGraphMode FULL_AND_PIECEWISE: mixed steps up to the capture size replay piecewise graphs",
             "async_scheduling": "vllm/config/vllm.py: SchedulerConfig.async_scheduling None -> on unless incompatible (AsyncScheduler)",
         }),
     "sglang": EngineProfile(

@@ -236,7 +236,10 @@ class _Loop:
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
-            costs.append(worker.cost.step_s(seqs, pad) + engine.overhead_s(len(batch)))
+            step = worker.cost.step_s(seqs, pad)
+            floor = engine.host_floor_s(prefill, sum(n for n, _ in seqs), worker.cost.launches) \
+                if engine.eager_launch_host_s else 0.0
+            costs.append(max(step, floor) + engine.overhead_s(len(batch)))
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens else 1
