@@ -25,9 +25,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200),
-  and TensorRT-LLM's max_num_tokens, set to max(8192, isl + concurrency): without context chunking
+  and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
+  AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
+  isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
+  batch_size). Other TensorRT-LLM rows get max(8192, isl + concurrency): without context chunking
   a smaller budget admits a prompt only when no decode is running (every request waits for the
-  previous wave), which the measured TTFTs rule out; the benchmark recipes size it this way.
+  previous wave), which the measured TTFTs rule out.
 - replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
   served several identical replicas; one replica is simulated with batch_size x attention DP clients.
 - disagg worker counts: when the row gives `prefill_num_workers` / `decode_num_workers`, those.
@@ -254,7 +257,10 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
         engine_args["eager_launch_host_s"] = host_launch_s
     if row["backend"] == "sglang" and row["system"] == "b200_sxm":
         engine_args["max_num_batched_tokens"] = 16384
-    if row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
+    if benchmark_source(row) == "aic-eval" and row["backend"] in ("vllm", "trtllm") and row["mode"] == "agg":
+        # AIConfigurator's generator sized the budget of the engines it launched (docstring, engine)
+        engine_args["max_num_batched_tokens"] = _int(row["batch_size"]) + int(row["isl"]) + 1500
+    elif row["backend"] == "trtllm":  # no context chunking: a step must hold a whole prompt beside the decodes
         prompt = int(row["isl"]) if isl is None else isl  # the simulated centre length
         longest = round(prompt * (1 + range_ratio)) + 1
         engine_args["max_num_batched_tokens"] = max(8192, longest + concurrency(row))
