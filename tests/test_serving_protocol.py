@@ -58,3 +58,25 @@ def test_aic_eval_rows_keep_fixed_lengths_with_the_engine_jitter(backend):
 def test_unknown_benchmark_source_is_listed_not_guessed():
     with pytest.raises(fidelity.Unsupported, match="unknown benchmark source"):
         fidelity.benchmark_source(row("measured by hand"))
+
+
+def agg_row(source: str, backend: str) -> dict[str, str]:
+    fields = dict.fromkeys(("gemm_quant_mode", "moe_quant_mode", "attention_dp_size", "moe_tp_size", "moe_ep_size"), "")
+    return {**fields, "silicon_data_source": source, "backend": backend, "system": "h100_sxm", "mode": "agg",
+            "model_path": "meta-llama/Llama-3.1-8B-Instruct", "isl": "4096", "osl": "512", "batch_size": "16",
+            "tp_size": "1", "pp_size": "1"}
+
+
+@pytest.mark.parametrize("backend", ["vllm", "trtllm"])
+def test_aic_eval_agg_rows_get_the_generators_step_budget(backend):
+    # AIConfigurator's generator rule: agg max_num_tokens = max_batch_size + isl + 1500 = 16 + 4096 + 1500
+    kwargs = fidelity.setup(agg_row(AIC_EVAL, backend), 0.0)
+    assert kwargs["engine_args"]["max_num_batched_tokens"] == 5612
+    assert kwargs["tp"] == 1 and kwargs["engine"] == backend
+
+
+def test_other_rows_keep_the_engine_budget():
+    assert "engine_args" not in fidelity.setup(agg_row(SA_BENCH[0], "vllm"), 0.0)  # vLLM's own 8192
+    # TensorRT-LLM without context chunking: the whole longest prompt beside every client's decode
+    kwargs = fidelity.setup(agg_row(SA_BENCH[0], "trtllm"), 1 / 9, isl=3686)
+    assert kwargs["engine_args"]["max_num_batched_tokens"] == max(8192, round(3686 * 10 / 9) + 1 + 16)
