@@ -66,6 +66,11 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_prefill_latency_us`, per CTA `attention_prefill_cta_us` / SMs and per new token and
   KV head `attention_prefill_kv_ns` (× head_dim / 128: staging the new K/V, cache append and
   paged gather); `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
+  `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
+  `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
+  `attention_mla_prefill_*` for the expanded (prefill) form, `attention_fp8kv_mla_*` for an
+  8-bit latent cache; see `_mla_efficiency`.
 - **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
   `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
   `backends/communication.py` uses instead of the link-peak model (see its docstring).
@@ -91,7 +96,7 @@ from ..sizes import cdiv, smax, smin
 from .attention_tiles import prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
-from .kernels import AttentionShape, GemmShape, QuantShape
+from .kernels import AttentionShape, GemmShape, MLAShape, QuantShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
@@ -135,6 +140,11 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE))},
+    # multi-head latent attention (engine sections): see _mla_efficiency
+    **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
+        ("head_token_ns", _NONNEGATIVE), ("prefill_compute", _FRACTION), ("prefill_latency_us", _NONNEGATIVE),
+        ("prefill_token_ns", _NONNEGATIVE), ("prefill_head_token_ns", _NONNEGATIVE))},
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
@@ -346,6 +356,8 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
     after another, so the memory path takes at least that long (applied as a lower bandwidth
     fraction)."""
     shape = counts.kernel
+    if isinstance(shape, MLAShape):
+        return _mla_efficiency(base, shape, profile.efficiency)
     if not isinstance(shape, AttentionShape):
         return base
     base = _kv_variant(base, shape, profile.efficiency)
@@ -359,6 +371,46 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
             return tiled
         return _blend(decode, tiled, prefill)
     return _flash_efficiency(base, counts, shape, profile)
+
+
+def _mla_key(shape: MLAShape, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_mla_<name> for an 8-bit latent cache when the section has it, else attention_mla_<name>."""
+    if shape.kv_itemsize == 1 and f"attention_fp8kv_mla_{name}" in table:
+        return table[f"attention_fp8kv_mla_{name}"]
+    return table.get(f"attention_mla_{name}", default)
+
+
+def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any]) -> Efficiency:
+    """Multi-head latent attention as an engine runs it (sections with `attention_mla_*` keys; others
+    keep the attention base). The absorbed form (the decode kernel over the latent) at
+    `attention_mla_{compute,memory}` plus a fixed GPU cost per call (`attention_mla_latency_us`: the
+    chain of small kernels around the core inside a CUDA graph), a cost per new token
+    (`attention_mla_token_ns`: RoPE, the latent cache append, the query's copies and quantization)
+    and per new token and local head (`attention_mla_head_token_ns`: the per-head batched GEMMs
+    q_nope·W_UK / ·W_UV and the transposes around them). The expanded form (prefill: kv_b
+    up-projection, key assembly, multi-head attention) has its own `attention_mla_prefill_{compute,
+    latency_us,token_ns,head_token_ns}` (the per-head cost there: the up-projected keys and values
+    written and read). `attention_fp8kv_mla_*` override them for an 8-bit latent cache. A symbolic
+    form (a step of symbolic length) blends the two field by field."""
+    if not any(k.startswith(("attention_mla_", "attention_fp8kv_mla_")) for k in table):
+        return base
+
+    def form(prefix: str, default_compute: Any) -> Efficiency:
+        compute = _mla_key(shape, table, f"{prefix}compute", default_compute)
+        latency_us = (_mla_key(shape, table, f"{prefix}latency_us", base.latency_s * 1e6)
+                      + _mla_key(shape, table, f"{prefix}token_ns", 0.0) * 1e-3 * shape.tokens
+                      + _mla_key(shape, table, f"{prefix}head_token_ns", 0.0) * 1e-3 * shape.tokens * shape.heads)
+        return replace(base, compute=compute, memory=_mla_key(shape, table, "memory", base.memory),
+                       by_precision=MappingProxyType({p: compute for p in base.by_precision}),
+                       latency_s=latency_us * 1e-6)
+
+    absorbed = form("", base.compute)
+    if shape.absorbed in (True, sympy.true):
+        return absorbed
+    expanded = form("prefill_", absorbed.compute)
+    if shape.absorbed in (False, sympy.false):
+        return expanded
+    return _blend(absorbed, expanded, sympy.Piecewise((0, shape.absorbed), (1, True)))
 
 
 def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:

@@ -88,6 +88,27 @@ def prefill_stage(name: str, kv: str, note: str) -> cf.Stage:
              f"Blackwell (TRT-LLM FMHA)")
 
 
+def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
+    a = f"efficiency.attention{kv}_mla"
+    return cf.Stage(name, (
+        P(f"{a}_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the absorbed (decode) MLA core"),
+        P(f"{a}_memory", 0.7, 0.1, 1.0, "latent-cache read bandwidth fraction of the MLA core"),
+        P(f"{a}_latency_us", 20.0, 0.0, 150.0, "fixed GPU cost per MLA layer call in a CUDA graph (the small "
+                                               "kernels around the attention core)"),
+        P(f"{a}_token_ns", 20.0, 0.0, 2000.0, "per new token: RoPE, latent cache append, query copies/quantization"),
+        P(f"{a}_head_token_ns", 0.5, 0.0, 50.0, "per new token and local head: the per-head absorb GEMMs "
+                                                "(q_nope x W_UK, x W_UV) and their transposes"),
+        P(f"{a}_prefill_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the expanded (prefill) MLA core: kv_b "
+                                                  "up-projection and multi-head attention, the softmax's vector "
+                                                  "time charged on top (1.0: the kernel hides it under the MMAs)"),
+        P(f"{a}_prefill_latency_us", 20.0, 0.0, 150.0, "fixed GPU cost per expanded (prefill) MLA call"),
+        P(f"{a}_prefill_token_ns", 20.0, 0.0, 2000.0, "per new token, expanded form: RoPE, cache append"),
+        P(f"{a}_prefill_head_token_ns", 0.5, 0.0, 50.0, "per new token and local head, expanded form: the "
+                                                        "up-projected keys and values assembled, written, read"),
+    ), note=f"DeepSeek-V3 MLA layer as vLLM runs it ({note})")
+
+
+MLA_STAGES = (mla_stage("mla", "", "bf16 latent cache"), mla_stage("mla fp8kv", "_fp8kv", "fp8 latent cache"))
 STAGES: tuple[cf.Stage, ...] = (
     gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
     gemm_stage("fp8", 128, "CUTLASS fp8 scaled-mm: tile and cluster by M and N from vLLM's dispatch table "
@@ -128,8 +149,12 @@ STAGES: tuple[cf.Stage, ...] = (
     collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
     replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
             fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
+    *MLA_STAGES,  # last: a module row also runs GEMMs and norms the earlier stages fix
 )
 HELD_OUT_SHARE = 0.2  # of the GEMM (N, K) families
+# of the MLA head-count families (1..128 local heads): family_hash("heads<h>", "mla") < 0.45 keeps
+# heads 2 and 64 out of the fit
+MLA_HELD_OUT_SHARE = 0.45
 
 
 def held_out(case: Case) -> bool:
@@ -143,6 +168,8 @@ def held_out(case: Case) -> bool:
         return at.family_hash(case.group, "attention") < HELD_OUT_SHARE
     if case.stage == "moe":
         return at.family_hash(case.group, "moe") < 0.25
+    if case.stage.startswith("mla"):
+        return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
     return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
 
 
@@ -166,6 +193,9 @@ def _attention_stage(case: Case) -> str:
     return case.stage + (" fp8kv" if case.row.params.get("kv") == "fp8" else "")
 
 
+KV_STAGED = ("attention", "mla")  # stages split by KV-cache dtype (an 8-bit cache runs its own kernel path)
+
+
 @dataclass
 class EngineFit:
     values: dict[str, float]
@@ -177,7 +207,7 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
                digits: int = 3) -> EngineFit:
     """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed."""
     train = [c for c in cases if usable(c) and not held_out(c)]
-    train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith("attention") else c for c in train]
+    train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
     current = base
