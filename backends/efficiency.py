@@ -57,8 +57,13 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
   (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
   CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
-  what a decode of many short sequences costs. An 8-bit KV cache runs its own kernel path:
-  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us}` override the bf16 ones.
+  what a decode of many short sequences costs; `attention_cta_dim_share` of it scales with
+  head_dim / 128 (a d = 64 CTA loads and stores half the bytes). `attention_sm_gbps`: split-KV
+  gives each work item at most `attention_max_splits` CTAs (one per 128-key block; vLLM caps
+  FlashAttention's splits at 32 in CUDA graphs), each streaming at that rate, so a decode of few
+  sequences x KV heads cannot reach the HBM rate. An 8-bit KV cache runs its own kernel path:
+  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,cta_dim_share,sm_gbps}`
+  override the bf16 ones.
   Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
   the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
   tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
@@ -131,9 +136,13 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
     "attention_cta_us": _NONNEGATIVE,
+    "attention_cta_dim_share": (0.0, 1.0),
+    "attention_sm_gbps": _NONNEGATIVE,
+    "attention_max_splits": (1.0, 1024.0),
     **{f"attention_fp8kv_{name}": bounds for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
-        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE))},
+        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("cta_dim_share", (0.0, 1.0)),
+        ("sm_gbps", _NONNEGATIVE))},
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
@@ -177,7 +186,8 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
                   "gemm_sm_gbps": 0.0,
-                  "attention_block_q": 128, "attention_tail": 0.0}
+                  "attention_block_q": 128, "attention_tail": 0.0, "attention_max_splits": 32}
+KV_SPLIT_BLOCK = 128  # keys per split-KV block of a decode kernel (FlashAttention-3's n-block at d <= 128)
 
 
 def validate_efficiency(table: Mapping[str, Any], path: str = "<profile>") -> None:
@@ -452,9 +462,20 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
     cta_us = _kv_key(shape, profile.efficiency, "cta_us", 0.0)
     q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
     block = int(param(profile, "attention_block_q"))
-    if cta_us and counts.bytes:
+    sm_gbps = _kv_key(shape, profile.efficiency, "sm_gbps", 0.0)
+    if (cta_us or sm_gbps) and counts.bytes:
+        sms = profile.compute_units
         items = shape.batch * shape.kv_heads * cdiv(q_len, block)
-        floor = cta_us * 1e-6 * cdiv(items, profile.compute_units)
+        bounds = []
+        if cta_us:  # ceil(items / SMs) CTAs one after another, each at least its minimum time
+            dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
+            per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
+            bounds.append(per_cta_us * 1e-6 * cdiv(items, sms))
+        if sm_gbps:  # split-KV: at most max_splits CTAs per item (one per KV block), each streaming at sm_gbps
+            touched = smin(keys, window + q_len - 1) if window > 0 else keys
+            splits = smin(int(param(profile, "attention_max_splits")), cdiv(touched, KV_SPLIT_BLOCK))
+            bounds.append(counts.bytes / (smin(sms, items * splits) * sm_gbps * 1e9))
+        floor = bounds[0] if len(bounds) == 1 else smax(*bounds)
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:

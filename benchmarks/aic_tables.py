@@ -205,6 +205,15 @@ def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case
 # dims, v head dim.
 MLA_DIMS = {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128}
 MLA_GEMM_TYPES = {"bfloat16": "bf16"}
+# Tables whose harness ran vLLM's two MLA RMSNorms (q_a, kv_a) as the native eager chain (8 kernels
+# each: fp32 upcast, pow, mean, +eps, rsqrt, mul, downcast, x weight), not the fused kernel a
+# serving engine runs. AIConfigurator's collector/vllm/utils.py `enable_engine_fused_ops` says
+# module collectors did so until it installed the fused `vllm_c` RMSNorm ("tens of us per call";
+# B200 MLA generation module, 64 heads, fp8 cache, 8192 tokens: bs1 109.5 -> 78.6 us, bs16
+# 143.7 -> 95.2 us). The B200 tables match the fused numbers (78.1 / 97.7 us), the H100 ones show
+# its signature: a cost per prompt token (22 ns in a fit without the chain; 0 with it and on B200)
+# and ~22 us more per call. The chain is costed as the eager kernels it is, so the fitted MLA
+# parameters keep only what a serving engine also runs.
 NATIVE_NORM_DEVICES = {"NVIDIA H100 80GB HBM3"}  # fp8_block / nvfp4 projections: not evaluated here
 
 
