@@ -44,6 +44,7 @@ class RankScheduler:
         self.preemptions = 0
         self.prefixes: set[str] = set()
         self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
+        self._held: list[Request] = []  # running requests in flight in the pipeline, during schedule()
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
 
@@ -116,9 +117,29 @@ class RankScheduler:
         return min(need, budget, cap)
 
     # ---- policies -----------------------------------------------------------------------
-    def schedule(self) -> Batch:
+    def schedule(self, in_flight: set[int] | None = None) -> Batch:
+        """The next step's batch. `in_flight`: ids (`id(request)`) of running requests in a batch
+        still in the pipeline (pp > 1): they are not scheduled again until that batch ends (vLLM
+        skips a request with no new token to schedule, TRT-LLM its `inflight_req_ids`), but keep
+        their KV blocks, their place in `max_num_seqs` and (SGLang) their output reservation."""
         self.admission_checked = False
-        batch = self._policy()
+        held: list[Request] = []
+        if in_flight:
+            everyone = self.running
+            held = [r for r in everyone if id(r) in in_flight]
+            if held:
+                self.running = [r for r in everyone if id(r) not in in_flight]
+        self._held = held
+        try:
+            batch = self._policy()
+        finally:
+            if held:
+                # back in admission order: the held ones, the survivors (not preempted), the new ones
+                kept = {id(r) for r in self.running}
+                merged = [r for r in everyone if id(r) in in_flight or id(r) in kept]
+                known = {id(r) for r in everyone}
+                self.running = merged + [r for r in self.running if id(r) not in known]
+            self._held = []
         tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
@@ -162,7 +183,7 @@ class RankScheduler:
         if preempted:
             return batch
         self.admission_checked = True
-        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+        while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
             n = self._need(req)
@@ -177,9 +198,14 @@ class RankScheduler:
             budget -= n
         return batch
 
+    @property
+    def _occupied(self) -> int:
+        """Running requests, those held in the pipeline included (`schedule(in_flight=...)`)."""
+        return len(self.running) + len(self._held)
+
     def _reserved_tokens(self) -> float:
         ratio = self.engine.new_token_ratio
-        return sum(ratio * (r.output - r.generated) for r in self.running)
+        return sum(ratio * (r.output - r.generated) for r in (*self.running, *self._held))
 
     def _prefill_first(self) -> Batch:
         batch: Batch = []
@@ -194,14 +220,14 @@ class RankScheduler:
                 batch.append((req, n))
                 budget -= n
         self.admission_checked = True
-        if self.waiting and len(self.running) < self.engine.max_num_seqs:
+        if self.waiting and self._occupied < self.engine.max_num_seqs:
             available = self.free_blocks * bs - self._reserved_tokens()
-            while self.waiting and budget > 0 and len(self.running) < self.engine.max_num_seqs:
+            while self.waiting and budget > 0 and self._occupied < self.engine.max_num_seqs:
                 req = self.waiting[0]
                 self._prefix(req)
                 need = self._need(req)
                 reserve = need + self.engine.new_token_ratio * (req.output - req.generated)
-                if reserve > available and self.running:  # an empty engine admits what its blocks hold
+                if reserve > available and self._occupied:  # an empty engine admits what its blocks hold
                     break
                 if not self.engine.chunked_prefill and need > budget:
                     break
@@ -235,7 +261,7 @@ class RankScheduler:
             batch.append((req, n))
             budget -= n
         self.admission_checked = True
-        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+        while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
             need = self._need(req)
