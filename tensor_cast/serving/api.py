@@ -201,9 +201,10 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
-            pipelined = {"stages": costs, "clock": StageClock(len(costs))} if len(costs) > 1 else {}
+            pipelined = len(costs) > 1
             workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=profile_engine,
-                                  **pipelined))
+                                  stages=costs if pipelined else (),
+                                  clock=StageClock(len(costs)) if pipelined else None))
         worker_pools[role] = workers
         gpus += replicas * (resolved.tp * resolved.pp * ranks_per_worker)
         label = resolved.describe()

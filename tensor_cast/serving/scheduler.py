@@ -124,11 +124,12 @@ class RankScheduler:
         their KV blocks, their place in `max_num_seqs` and (SGLang) their output reservation."""
         self.admission_checked = False
         held: list[Request] = []
-        if in_flight:
-            everyone = self.running
-            held = [r for r in everyone if id(r) in in_flight]
+        everyone: list[Request] = self.running
+        flying: set[int] = in_flight or set()
+        if flying:
+            held = [r for r in everyone if id(r) in flying]
             if held:
-                self.running = [r for r in everyone if id(r) not in in_flight]
+                self.running = [r for r in everyone if id(r) not in flying]
         self._held = held
         try:
             batch = self._policy()
@@ -136,7 +137,7 @@ class RankScheduler:
             if held:
                 # back in admission order: the held ones, the survivors (not preempted), the new ones
                 kept = {id(r) for r in self.running}
-                merged = [r for r in everyone if id(r) in in_flight or id(r) in kept]
+                merged = [r for r in everyone if id(r) in flying or id(r) in kept]
                 known = {id(r) for r in everyone}
                 self.running = merged + [r for r in self.running if id(r) not in known]
             self._held = []
