@@ -24,6 +24,14 @@ stop the run where admission is provably impossible for k steps (`_admission_hor
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
 
+Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
+while fewer than pp are in flight, each of requests not already in one; a batch's stages are
+placed on the worker's `StageClock` at once and a BATCH_END event fires when its last stage
+ends, in the order the batches started. With nothing schedulable and batches in flight the
+worker waits for the oldest (vLLM's `step_with_batch_queue`). Such workers are stepped one batch
+at a time (no fast-forward); their inter-token latency is a batch's time from its scheduling to
+its last stage's end.
+
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 """
 
