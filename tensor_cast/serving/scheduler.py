@@ -123,24 +123,7 @@ class RankScheduler:
         skips a request with no new token to schedule, TRT-LLM its `inflight_req_ids`), but keep
         their KV blocks, their place in `max_num_seqs` and (SGLang) their output reservation."""
         self.admission_checked = False
-        held: list[Request] = []
-        everyone: list[Request] = self.running
-        flying: set[int] = in_flight or set()
-        if flying:
-            held = [r for r in everyone if id(r) in flying]
-            if held:
-                self.running = [r for r in everyone if id(r) not in flying]
-        self._held = held
-        try:
-            batch = self._policy()
-        finally:
-            if held:
-                # back in admission order: the held ones, the survivors (not preempted), the new ones
-                kept = {id(r) for r in self.running}
-                merged = [r for r in everyone if id(r) in flying or id(r) in kept]
-                known = {id(r) for r in everyone}
-                self.running = merged + [r for r in self.running if id(r) not in known]
-            self._held = []
+        batch = self._policy() if not in_flight else self._schedule_around(in_flight)
         tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
@@ -148,6 +131,24 @@ class RankScheduler:
         if self.free_blocks < 0:
             raise AssertionError("KV pool overdrawn")
         return batch
+
+    def _schedule_around(self, in_flight: set[int]) -> Batch:
+        """The policy over the running requests not in flight; the others held (see `schedule`)."""
+        everyone = self.running
+        held = [r for r in everyone if id(r) in in_flight]
+        if not held:
+            return self._policy()
+        self.running = [r for r in everyone if id(r) not in in_flight]
+        self._held = held
+        try:
+            return self._policy()
+        finally:
+            # back in admission order: the held ones, the survivors (not preempted), the new ones
+            kept = {id(r) for r in self.running}
+            merged = [r for r in everyone if id(r) in in_flight or id(r) in kept]
+            known = {id(r) for r in everyone}
+            self.running = merged + [r for r in self.running if id(r) not in known]
+            self._held = []
 
     def _decode_first(self) -> Batch:
         budget = self.engine.max_num_batched_tokens
