@@ -117,8 +117,8 @@ class RankScheduler:
         return min(need, budget, cap)
 
     # ---- policies -----------------------------------------------------------------------
-    def schedule(self, in_flight: set[int] | None = None) -> Batch:
-        """The next step's batch. `in_flight`: ids (`id(request)`) of running requests in a batch
+    def schedule(self, in_flight: set[Request] | None = None) -> Batch:
+        """The next step's batch. `in_flight`: the running requests in a batch
         still in the pipeline (pp > 1): they are not scheduled again until that batch ends (vLLM
         skips a request with no new token to schedule, TRT-LLM its `inflight_req_ids`), but keep
         their KV blocks, their place in `max_num_seqs` and (SGLang) their output reservation."""
@@ -132,22 +132,22 @@ class RankScheduler:
             raise AssertionError("KV pool overdrawn")
         return batch
 
-    def _schedule_around(self, in_flight: set[int]) -> Batch:
+    def _schedule_around(self, in_flight: set[Request]) -> Batch:
         """The policy over the running requests not in flight; the others held (see `schedule`)."""
         everyone = self.running
-        held = [r for r in everyone if id(r) in in_flight]
+        held = [r for r in everyone if r in in_flight]
         if not held:
             return self._policy()
-        self.running = [r for r in everyone if id(r) not in in_flight]
+        self.running = [r for r in everyone if r not in in_flight]
         self._held = held
         try:
             return self._policy()
         finally:
             # back in admission order: the held ones, the survivors (not preempted), the new ones
-            kept = {id(r) for r in self.running}
-            merged = [r for r in everyone if id(r) in in_flight or id(r) in kept]
-            known = {id(r) for r in everyone}
-            self.running = merged + [r for r in self.running if id(r) not in known]
+            kept = set(self.running)  # identity hashing: a request is its own key
+            merged = [r for r in everyone if r in in_flight or r in kept]
+            known = set(everyone)
+            self.running = merged + [r for r in self.running if r not in known]
             self._held = []
 
     def _decode_first(self) -> Batch:

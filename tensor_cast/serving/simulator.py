@@ -83,7 +83,7 @@ class Worker:
     stages: tuple[BatchCost, ...] = ()  # pp > 1: each pipeline stage's step cost (pipeline.py)
     clock: StageClock | None = None  # pp > 1: when each stage is next free
     in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
-    in_flight_ids: set[int] = field(default_factory=set)  # pp > 1: id() of their requests
+    in_flight_requests: set[Request] = field(default_factory=set)  # pp > 1: their requests
 
     @property
     def pp(self) -> int:
@@ -383,7 +383,7 @@ class _Loop:
         assert clock is not None
         last = worker.pp - 1
         while len(worker.in_flight) < worker.pp:
-            batches = [rank.schedule(worker.in_flight_ids) for rank in worker.ranks]
+            batches = [rank.schedule(worker.in_flight_requests) for rank in worker.ranks]
             if not any(batches):
                 if worker.in_flight:
                     worker.busy = True  # blocked on the oldest batch's result
@@ -411,7 +411,8 @@ class _Loop:
                             kv_use=sum(r.used_blocks for r in worker.ranks) / total_blocks,
                             running=sum(len(r.running) for r in worker.ranks))
             worker.in_flight.append(flight)
-            worker.in_flight_ids.update(id(r) for batch in batches for r, _ in batch)
+            for batch in batches:
+                worker.in_flight_requests.update(r for r, _ in batch)
             self.push(flight.end_s, BATCH_END, (worker, flight))
         worker.busy = True  # pp batches in flight: the next is scheduled when the oldest ends
 
@@ -420,7 +421,7 @@ class _Loop:
             raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
         worker.in_flight.pop(0)
         for batch in flight.batches:
-            worker.in_flight_ids.difference_update(id(r) for r, _ in batch)
+            worker.in_flight_requests.difference_update(r for r, _ in batch)
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
