@@ -5,6 +5,7 @@ hand-written recurrence of two request groups alternating through two stages."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -67,7 +68,7 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
     isl, osl, overhead = 256, 6, 2e-4
     engine_args = {"max_num_batched_tokens": 4 * isl, "step_overhead_s": overhead, "seq_overhead_s": 0.0}
     rep = tensor_cast.simulate(spec, device=DEVICE, pp=2, concurrency=8, num_requests=8, isl=isl, osl=osl,
-                               engine_args=engine_args)
+                               engine_args=engine_args, record_steps=True)
     prefill = _stage_times(spec, device, batch_size=4, query_len=isl, context_len=0)
     decodes = [_stage_times(spec, device, batch_size=4, query_len=1, context_len=isl + j) for j in range(osl - 1)]
     free = [0.0, 0.0]
@@ -90,6 +91,12 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
         assert r.e2e_s == pytest.approx(e[-1], rel=1e-9)
         assert r.tpot_s == pytest.approx((e[-1] - e[0]) / (osl - 1), rel=1e-9)
     assert rep.output_tokens_per_s == pytest.approx(8 * osl / ends["B"][-1], rel=1e-9)
+    # the step trace: one event per stage per batch, a stage never runs two batches at once
+    for stage in ("agg0.stage0", "agg0.stage1"):
+        spans = sorted((s.start_s, s.start_s + s.duration_s) for s in rep.step_records if s.worker == stage)
+        assert len(spans) == 2 * osl and all(a[1] <= b[0] + 1e-15 for a, b in itertools.pairwise(spans))
+    last = max(s.start_s + s.duration_s for s in rep.step_records if s.worker == "agg0.stage1")
+    assert last == pytest.approx(ends["B"][-1], rel=1e-12)
     # steady state: a group's token takes max(its latency through both stages, two slowest-stage times)
     d0, d1 = decodes[2][0], decodes[2][1] + overhead
     period = ends["A"][4] - ends["A"][3]

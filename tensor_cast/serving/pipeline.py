@@ -102,6 +102,7 @@ class Flight:
     start_s: float
     end_s: float
     stage_s: tuple[float, ...]
+    stage_end_s: tuple[float, ...]
     prefill_tokens: int
     decode_seqs: int
     kv_use: float

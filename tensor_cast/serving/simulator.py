@@ -407,6 +407,7 @@ class _Loop:
             ends = clock.run(self.now, times)
             total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
             flight = Flight(batches=batches, start_s=self.now, end_s=ends[-1], stage_s=tuple(times),
+                            stage_end_s=tuple(ends),
                             prefill_tokens=prefill_tokens, decode_seqs=decode_seqs,
                             kv_use=sum(r.used_blocks for r in worker.ranks) / total_blocks,
                             running=sum(len(r.running) for r in worker.ranks))
@@ -431,9 +432,10 @@ class _Loop:
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
         self.kv_weighted += flight.kv_use * period
-        if self.record_steps:
-            self.steps.append(StepRecord(worker.name, flight.start_s, flight.end_s - flight.start_s, 1,
-                                         flight.prefill_tokens, flight.decode_seqs, flight.running))
+        if self.record_steps:  # one record per stage: the trace shows the batches passing the stages
+            for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True)):
+                self.steps.append(StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1,
+                                             flight.prefill_tokens, flight.decode_seqs, flight.running))
         for rank, batch in zip(worker.ranks, flight.batches, strict=True):
             self._complete(rank, batch)
         self.kick(worker)
