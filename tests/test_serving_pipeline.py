@@ -103,6 +103,34 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
     assert period == pytest.approx(max(d0 + d1, 2 * max(d0, d1)), rel=0.02)
 
 
+def test_long_prompt_chunks_fill_the_pipeline(spec, device):
+    """A 3,072-token prompt with a 1,024-token budget: vLLM schedules its second chunk while the
+    first is still in the pipeline (num_computed_tokens advances at scheduling), and the third when
+    the first leaves it (two batches in flight at most); the first token comes with the third."""
+    isl, chunk = 3 * 1024, 1024
+    rep = tensor_cast.simulate(spec, device=DEVICE, pp=2, concurrency=1, num_requests=1, isl=isl, osl=2,
+                               engine_args={"max_num_batched_tokens": chunk, "step_overhead_s": 0.0,
+                                            "seq_overhead_s": 0.0})
+    free = [0.0, 0.0]
+
+    def run(start, times):
+        t = start
+        for i, duration in enumerate(times):
+            t = max(t, free[i]) + duration
+            free[i] = t
+        return t
+
+    c1, c2, c3 = (_stage_times(spec, device, batch_size=1, query_len=chunk, context_len=k * chunk) for k in range(3))
+    end1 = run(0.0, c1)
+    run(0.0, c2)  # scheduled at once: its first chunk is in flight, the prompt is not
+    first_token = run(end1, c3)
+    (r,) = rep.requests
+    assert r.ttft_s == pytest.approx(first_token, rel=1e-9)
+    decode = _stage_times(spec, device, batch_size=1, query_len=1, context_len=isl)
+    assert r.e2e_s == pytest.approx(run(first_token, decode), rel=1e-9)
+    assert r.ttft_s < sum(c1) + sum(c2) + sum(c3)  # the chunks overlap across the stages
+
+
 def test_one_group_gets_no_overlap(spec, device):
     """All 4 clients fit one batch: vLLM keeps them together (a request joins the group of the
     batch that admitted it), so every token pays both stages back to back — the pipeline's

@@ -33,11 +33,14 @@ How the engines run a pipeline (what `simulator.py` does with these):
   keeps `num_micro_batches = pp_size` micro-batches in flight and schedules around
   `inflight_req_ids` (requests of a micro-batch in flight are not scheduled again).
 So every engine is simulated the same way: up to pp batches in flight, each made of requests
-not already in one; a new batch is scheduled when fewer than pp are in flight, the engine waits
-for the oldest when nothing can be scheduled. Known simplifications: a long prompt's next
-prefill chunk waits for its previous chunk's batch to end (vLLM may put consecutive chunks in
-consecutive batches); the host's per-step time (`EngineProfile.overhead_s`: scheduling,
-sampling, output handling) is charged on the last stage, where the sampler runs.
+not already in one — except that a long prompt's next prefill chunk may go into the next batch
+while its previous chunk is still in flight (vLLM advances `num_computed_tokens` when it
+schedules, so only a request whose whole prompt is scheduled waits; SGLang's PP docs describe the
+same "chunked pipeline"; assumed for TensorRT-LLM, which chunks no context by default). A new
+batch is scheduled when fewer than pp are in flight; the engine waits for the oldest when nothing
+can be scheduled. The host's per-step time (`EngineProfile.overhead_s`: scheduling, sampling,
+output handling) is charged on the last stage, where the sampler runs. A request preempted while
+one of its batches is in flight loses that batch's work (its KV is gone; it recomputes).
 
 KV cache: each stage's GPUs hold the KV of their own layers only; the engine sizes one block
 pool for all stages from the tightest stage (vLLM takes the minimum over its workers) — see
@@ -103,6 +106,7 @@ class Flight:
     end_s: float
     stage_s: tuple[float, ...]
     stage_end_s: tuple[float, ...]
+    preemptions: list[list[int]]  # per rank, each request's preemption count when scheduled
     prefill_tokens: int
     decode_seqs: int
     kv_use: float

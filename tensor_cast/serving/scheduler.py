@@ -117,11 +117,14 @@ class RankScheduler:
         return min(need, budget, cap)
 
     # ---- policies -----------------------------------------------------------------------
-    def schedule(self, in_flight: set[Request] | None = None) -> Batch:
-        """The next step's batch. `in_flight`: the running requests in a batch
-        still in the pipeline (pp > 1): they are not scheduled again until that batch ends (vLLM
-        skips a request with no new token to schedule, TRT-LLM its `inflight_req_ids`), but keep
-        their KV blocks, their place in `max_num_seqs` and (SGLang) their output reservation."""
+    def schedule(self, in_flight: dict[Request, int] | None = None) -> Batch:
+        """The next step's batch. `in_flight` (pp > 1): running requests in batches still in the
+        pipeline -> their tokens there. One whose prompt those tokens complete, or a decode, is
+        held: not scheduled until its batch ends (its next token is not known yet — vLLM skips a
+        request with no new token to schedule, TRT-LLM its `inflight_req_ids`) but it keeps its
+        KV blocks, its place in `max_num_seqs` and (SGLang) its output reservation. One still
+        mid-prompt after them may get its next prefill chunk now, as if they were computed (vLLM
+        advances `num_computed_tokens` when it schedules; SGLang's chunked pipeline)."""
         self.admission_checked = False
         batch = self._policy() if not in_flight else self._schedule_around(in_flight)
         tokens = sum(map(itemgetter(1), batch))
@@ -132,23 +135,30 @@ class RankScheduler:
             raise AssertionError("KV pool overdrawn")
         return batch
 
-    def _schedule_around(self, in_flight: set[Request]) -> Batch:
-        """The policy over the running requests not in flight; the others held (see `schedule`)."""
+    def _schedule_around(self, in_flight: dict[Request, int]) -> Batch:
+        """The policy over the running requests not held, the chunks in flight counted as computed."""
         everyone = self.running
-        held = [r for r in everyone if r in in_flight]
-        if not held:
-            return self._policy()
-        self.running = [r for r in everyone if r not in in_flight]
-        self._held = held
+        held = [r for r in everyone if r in in_flight and r.computed + in_flight[r] >= r.prefill_target]
+        ahead = [(r, r.preemptions) for r in everyone if r in in_flight and r not in held]
+        if held:
+            hold = set(held)  # identity hashing: a request is its own key
+            self.running = [r for r in everyone if r not in hold]
+            self._held = held
+        for r, _ in ahead:
+            r.computed += in_flight[r]
         try:
             return self._policy()
         finally:
-            # back in admission order: the held ones, the survivors (not preempted), the new ones
-            kept = set(self.running)  # identity hashing: a request is its own key
-            merged = [r for r in everyone if r in in_flight or r in kept]
-            known = set(everyone)
-            self.running = merged + [r for r in self.running if r not in known]
-            self._held = []
+            for r, preemptions in ahead:
+                if r.preemptions == preemptions:  # a preempted one restarts from 0: nothing to undo
+                    r.computed -= in_flight[r]
+            if held:
+                # back in admission order: the held ones, the survivors (not preempted), the new ones
+                kept = set(self.running)
+                merged = [r for r in everyone if r in hold or r in kept]
+                known = set(everyone)
+                self.running = merged + [r for r in self.running if r not in known]
+                self._held = []
 
     def _decode_first(self) -> Batch:
         budget = self.engine.max_num_batched_tokens

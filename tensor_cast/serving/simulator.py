@@ -83,7 +83,7 @@ class Worker:
     stages: tuple[BatchCost, ...] = ()  # pp > 1: each pipeline stage's step cost (pipeline.py)
     clock: StageClock | None = None  # pp > 1: when each stage is next free
     in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
-    in_flight_requests: set[Request] = field(default_factory=set)  # pp > 1: their requests
+    in_flight_tokens: dict[Request, int] = field(default_factory=dict)  # pp > 1: their requests -> tokens
 
     @property
     def pp(self) -> int:
@@ -383,7 +383,8 @@ class _Loop:
         assert clock is not None
         last = worker.pp - 1
         while len(worker.in_flight) < worker.pp:
-            batches = [rank.schedule(worker.in_flight_requests) for rank in worker.ranks]
+            pending = worker.in_flight_tokens
+            batches = [rank.schedule(pending) for rank in worker.ranks]
             if not any(batches):
                 if worker.in_flight:
                     worker.busy = True  # blocked on the oldest batch's result
@@ -396,7 +397,7 @@ class _Loop:
             for rank, batch in zip(worker.ranks, batches, strict=True):
                 if not batch:
                     continue
-                seqs = [(n, int(r.computed)) for r, n in batch]
+                seqs = [(n, int(r.computed) + pending.get(r, 0)) for r, n in batch]  # earlier chunks in flight
                 chunks = sum(n for r, n in batch if r.computed < r.prefill_target)
                 prefill_tokens += chunks
                 decode_seqs += sum(1 for r, _ in batch if r.computed >= r.prefill_target)
@@ -408,12 +409,14 @@ class _Loop:
             total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
             flight = Flight(batches=batches, start_s=self.now, end_s=ends[-1], stage_s=tuple(times),
                             stage_end_s=tuple(ends),
+                            preemptions=[[r.preemptions for r, _ in batch] for batch in batches],
                             prefill_tokens=prefill_tokens, decode_seqs=decode_seqs,
                             kv_use=sum(r.used_blocks for r in worker.ranks) / total_blocks,
                             running=sum(len(r.running) for r in worker.ranks))
             worker.in_flight.append(flight)
             for batch in batches:
-                worker.in_flight_requests.update(r for r, _ in batch)
+                for r, n in batch:
+                    pending[r] = pending.get(r, 0) + n
             self.push(flight.end_s, BATCH_END, (worker, flight))
         worker.busy = True  # pp batches in flight: the next is scheduled when the oldest ends
 
@@ -421,8 +424,12 @@ class _Loop:
         if not worker.in_flight or worker.in_flight[0] is not flight:
             raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
         worker.in_flight.pop(0)
+        pending = worker.in_flight_tokens
         for batch in flight.batches:
-            worker.in_flight_requests.difference_update(r for r, _ in batch)
+            for r, n in batch:
+                left = pending.pop(r) - n
+                if left:
+                    pending[r] = left
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
@@ -436,8 +443,9 @@ class _Loop:
             for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True)):
                 self.steps.append(StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1,
                                              flight.prefill_tokens, flight.decode_seqs, flight.running))
-        for rank, batch in zip(worker.ranks, flight.batches, strict=True):
-            self._complete(rank, batch)
+        for rank, batch, preemptions in zip(worker.ranks, flight.batches, flight.preemptions, strict=True):
+            # a request preempted while this batch was in flight lost its KV: its work here is void
+            self._complete(rank, [e for e, p in zip(batch, preemptions, strict=True) if e[0].preemptions == p])
         self.kick(worker)
 
     def end_step(self, worker: Worker) -> None:
