@@ -59,20 +59,22 @@ from typing import Any
 from ..deployment.pipeline import stage_multiplicities
 from .batch_cost import BatchCost
 
-PROBE_BATCH = ((1, 512), (1, 2048), (37, 0))  # two decodes and a prefill chunk: checks the stage split
+PROBES = ((3, 1, 100), (2, 37, 0))  # (sequences per rank, new, cached): a decode and a prefill batch
 
 
 def stage_costs(sym: Any, table_tokens: int = 16384) -> tuple[BatchCost, ...]:
-    """One `BatchCost` per pipeline stage of the symbolic report `sym` (pp = 1: the whole model)."""
+    """One `BatchCost` per pipeline stage of the symbolic report `sym` (pp = 1: the whole model).
+    Checked: on uniform probe batches the stages add up to the whole model's `analyze` time."""
     if sym.pp <= 1:
         return (BatchCost.from_report(sym, table_tokens=table_tokens),)
     parts = tuple(BatchCost.from_report(sym, table_tokens=table_tokens, multiplicities=m)
                   for m in stage_multiplicities(sym))
-    whole = BatchCost.from_report(sym, table_tokens=min(table_tokens, 64))
-    total = whole.step_s(PROBE_BATCH)
-    summed = sum(p.step_s(PROBE_BATCH) for p in parts)
-    if not math.isclose(summed, total, rel_tol=1e-9):
-        raise AssertionError(f"pipeline stages cost {summed} s on the probe batch, the whole model {total} s")
+    for n, new, cached in PROBES:
+        total = float(sym.evaluate(batch_size=n * sym.dp, query_len=new, context_len=cached).total_time_s)
+        summed = sum(p.step_s([(new, cached)] * n) for p in parts)
+        if not math.isclose(summed, total, rel_tol=1e-6):
+            raise AssertionError(f"pipeline stages cost {summed} s for {n} x ({new} new, {cached} cached) tokens, "
+                                 f"the whole model {total} s")
     return parts
 
 
