@@ -189,3 +189,17 @@ def test_cli_pp_beyond_layers_exits_2(capsys):
                  "--num-hidden-layers", "4", "--pp", "8"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "pp=8 exceeds the 4 layers" in err, err
+
+
+def test_a_stage_split_that_loses_work_fails_loudly(spec, device, monkeypatch):
+    """The run-time check: stages that do not add up to the whole model (here the send/recv of
+    the first stage dropped) stop the run instead of simulating a wrong pipeline."""
+    from tensor_cast.serving import pipeline
+
+    sym, _ = step_costs(spec, device=device, pp=2, table_tokens=1024)
+    split = pipeline.stage_multiplicities(sym)
+    boundary = [i for i, n in enumerate(sym._costed.nodes) if n.phase == "pp_boundary"]
+    split[0] = [0 if i in boundary else m for i, m in enumerate(split[0])]
+    monkeypatch.setattr(pipeline, "stage_multiplicities", lambda report: split)
+    with pytest.raises(AssertionError, match="pipeline stages cost"):
+        pipeline.stage_costs(sym, table_tokens=1024)
