@@ -45,6 +45,7 @@ class RankScheduler:
         self.prefixes: set[str] = set()
         self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
         self._held: list[Request] = []  # running requests in flight in the pipeline, during schedule()
+        self.preempted: list[Request] = []  # preempted by the last schedule()
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
 
@@ -83,6 +84,7 @@ class RankScheduler:
     def _preempt(self, req: Request) -> None:
         """Recompute preemption: drop the KV, back to the front of the waiting queue."""
         self.running.remove(req)
+        self.preempted.append(req)
         self._free(req)
         req.computed = 0.0
         req.prefill_target = req.prompt + int(req.generated)
@@ -126,6 +128,8 @@ class RankScheduler:
         mid-prompt after them may get its next prefill chunk now, as if they were computed (vLLM
         advances `num_computed_tokens` when it schedules; SGLang's chunked pipeline)."""
         self.admission_checked = False
+        if self.preempted:
+            self.preempted = []
         batch = self._policy() if not in_flight else self._schedule_around(in_flight)
         tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \

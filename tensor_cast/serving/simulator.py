@@ -385,6 +385,9 @@ class _Loop:
         while len(worker.in_flight) < worker.pp:
             pending = worker.in_flight_tokens
             batches = [rank.schedule(pending) for rank in worker.ranks]
+            for rank in worker.ranks:
+                for r in rank.preempted:  # its KV is gone: its work in flight is void (end_batch skips it)
+                    pending.pop(r, None)
             if not any(batches):
                 if worker.in_flight:
                     worker.busy = True  # blocked on the oldest batch's result
@@ -425,11 +428,12 @@ class _Loop:
             raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
         worker.in_flight.pop(0)
         pending = worker.in_flight_tokens
-        for batch in flight.batches:
-            for r, n in batch:
-                left = pending.pop(r) - n
-                if left:
-                    pending[r] = left
+        for batch, preemptions in zip(flight.batches, flight.preemptions, strict=True):
+            for (r, n), p in zip(batch, preemptions, strict=True):
+                if r.preemptions == p:  # else preempted since: already dropped from `pending`
+                    left = pending.pop(r) - n
+                    if left:
+                        pending[r] = left
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
@@ -493,6 +497,9 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
         raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
+    stuck = [w.name for workers in pools.values() for w in workers if w.in_flight or w.in_flight_tokens]
+    if stuck:
+        raise AssertionError(f"pipeline books do not balance: batches or tokens still in flight on {stuck}")
     ranks = [rank for workers in pools.values() for w in workers for rank in w.ranks]
     durations = np.concatenate(loop.itl_d) if loop.itl_d else np.zeros(0)
     weights = np.concatenate(loop.itl_w) if loop.itl_w else np.zeros(0)
