@@ -284,18 +284,26 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
 
 def _pipeline_fits(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int], fits: Sequence[FitInfo]) -> list[FitInfo]:
     """Pipeline stages inside a node, fitted for the (device, GPU count) at which no other layout
-    fits in memory (space.py's module docstring)."""
+    fits in memory (space.py's module docstring). A PP layout is not even traced when the same
+    layout without PP (fitted above) holds more than pp x the device's memory in weights per GPU:
+    its heaviest stage holds at least 1/pp of them, so it cannot fit."""
     fitting = {(f.device, f.variant.layout.gpus) for f in fits if not f.reason}
+    weights = {(f.device, f.variant): f.weights_bytes for f in fits if f.weights_bytes}
     tasks = []
     for device in inputs.devices:
         profile = load_device(device)
         for size in sizes:
             if (device, size) in fitting:
                 continue
-            tasks += [FitTask(inputs.model, Variant(layout, q, kv), (device,), inputs.isl, inputs.osl, inputs.cache,
-                              inputs.engine)
-                      for layout in layouts(spec, profile, size, pp_in_node=True)
-                      for q in inputs.quants for kv in inputs.kv_dtypes]
+            for layout in layouts(spec, profile, size, pp_in_node=True):
+                flat = Layout(tp=layout.tp, dp=layout.dp, ep=layout.ep)
+                for q in inputs.quants:
+                    for kv in inputs.kv_dtypes:
+                        base = weights.get((device, Variant(flat, q, kv)))
+                        if base is not None and base / layout.pp > profile.memory_bytes:
+                            continue
+                        tasks.append(FitTask(inputs.model, Variant(layout, q, kv), (device,), inputs.isl, inputs.osl,
+                                             inputs.cache, inputs.engine))
     if not tasks:
         return []
     return [f for group in fan_out(_fit_variant, tasks, jobs=inputs.jobs, ray_address=inputs.ray,

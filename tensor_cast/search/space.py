@@ -9,8 +9,9 @@ What is enumerated, and why:
 - TP within a node only (TP over the inter-node link is never the better choice: the all-reduce
   per layer would run at NIC speed), powers of two and the divisors the model's heads allow.
 - PP (pipeline stages, `serving/pipeline.py`) in two cases: to span nodes once TP fills one
-  (every stage a whole node or more: TP8 PP2 on 16 H100s; the stage-to-stage send/recv is the
-  only traffic on the inter-node link), and inside a node only for a GPU count at which no
+  (every stage exactly one node: TP8 PP2 on 16 H100s, or a node of attention DP + EP per stage
+  for MoE; the stage-to-stage send/recv is then the only traffic on the inter-node link), and
+  inside a node only for a GPU count at which no
   layout without PP fits in memory (`layouts(..., pp_in_node=True)`, asked for by the search
   after its memory fit: PP splits the layers, so the KV cache is not replicated the way TP
   beyond the KV-head count replicates it). PP degrees divide the GPU count and are at most the
@@ -140,8 +141,8 @@ def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False) 
     out = []
     for pp in (d for d in divisors(size) if d <= spec.num_layers):
         stage = size // pp
-        if pp_in_node != (pp > 1 and stage < gpn):
-            continue  # PP spans nodes after TP fills one; in-node PP only when asked (docstring)
+        if pp_in_node != (pp > 1 and stage < gpn) or (pp > 1 and stage > gpn):
+            continue  # PP spans nodes a whole node per stage; in-node PP only when asked (docstring)
         for tp in divisors(stage):
             dp = stage // tp
             if tp > gpn or (dp > 1 and not moe):
