@@ -9,9 +9,9 @@ What is enumerated, and why:
 - TP within a node only (TP over the inter-node link is never the better choice: the all-reduce
   per layer would run at NIC speed), powers of two and the divisors the model's heads allow.
 - PP (pipeline stages, `serving/pipeline.py`) in two cases: to span nodes once TP fills one
-  (every stage exactly one node: TP8 PP2 on 16 H100s, or a node of attention DP + EP per stage
-  for MoE; the stage-to-stage send/recv is then the only traffic on the inter-node link), and
-  inside a node only for a GPU count at which no
+  (every stage exactly one node of TP: TP8 PP2 on 16 H100s, with or without EP8 for MoE; the
+  stage-to-stage send/recv is then the only traffic on the inter-node link; attention DP + EP
+  spans nodes without PP), and inside a node only for a GPU count at which no
   layout without PP fits in memory (`layouts(..., pp_in_node=True)`, asked for by the search
   after its memory fit: PP splits the layers, so the KV cache is not replicated the way TP
   beyond the KV-head count replicates it). PP degrees divide the GPU count and are at most the
@@ -146,6 +146,8 @@ def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False) 
         for tp in divisors(stage):
             dp = stage // tp
             if tp > gpn or (dp > 1 and not moe):
+                continue
+            if pp > 1 and not pp_in_node and tp < gpn:  # across nodes: TP fills each stage's node
                 continue
             for ep in ((1, tp * dp) if moe and tp * dp > 1 else (1,)):
                 if dp > 1 and ep == 1:  # attention DP goes with EP (else it is replication)
