@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import sympy
 
@@ -64,6 +65,9 @@ def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp:
     return sym, costs[0]
 
 
+_STAGE_MEMORY: WeakKeyDictionary[Any, list[tuple[Any, Any, Any]]] = WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class KVPool:
     blocks: int  # per rank
@@ -77,9 +81,12 @@ def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, 
     stages every stage's GPUs hold only their own layers' weights and KV; one block pool serves
     all stages, so the stage with the fewest blocks sets it (vLLM: the minimum over workers)."""
     if sym.pp > 1:
-        from ..deployment.pipeline import stages
+        parts = _STAGE_MEMORY.get(sym)
+        if parts is None:  # the per-stage view walks every op row: once per trace, not per simulation
+            from ..deployment.pipeline import stages
 
-        parts = [(st.weights_bytes, st.activation_peak_bytes, st.kv_cache_bytes) for st in stages(sym)]
+            parts = [(st.weights_bytes, st.activation_peak_bytes, st.kv_cache_bytes) for st in stages(sym)]
+            _STAGE_MEMORY[sym] = parts
     else:
         parts = [(sym.memory.weights_bytes, sym.memory.activation_peak_bytes, sym.memory.kv_cache_bytes)]
     pools = [_kv_pool(*part, profile, engine, typical_tokens, memory_utilization) for part in parts]
