@@ -142,11 +142,20 @@ class RankScheduler:
     def _schedule_around(self, in_flight: dict[Request, int]) -> Batch:
         """The policy over the running requests not held, the chunks in flight counted as computed."""
         everyone = self.running
-        held = [r for r in everyone if r in in_flight and r.computed + in_flight[r] >= r.prefill_target]
-        ahead = [(r, r.preemptions) for r in everyone if r in in_flight and r not in held]
+        held: list[Request] = []
+        ahead: list[tuple[Request, int]] = []
+        visible: list[Request] = []
+        for r in everyone:
+            tokens = in_flight.get(r)
+            if tokens is not None and r.computed + tokens >= r.prefill_target:
+                held.append(r)
+                continue
+            if tokens is not None:
+                ahead.append((r, r.preemptions))
+            visible.append(r)
         if held:
             hold = set(held)  # identity hashing: a request is its own key
-            self.running = [r for r in everyone if r not in hold]
+            self.running = visible
             self._held = held
         for r, _ in ahead:
             r.computed += in_flight[r]
