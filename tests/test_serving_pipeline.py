@@ -47,8 +47,21 @@ def test_stage_costs_match_analyze_per_stage_and_add_up(spec, device):
         assert got == pytest.approx(expected, rel=1e-9)
         whole = tensor_cast.analyze(spec, device=device, pp=2, batch_size=n, query_len=s, context_len=c)
         assert sum(got) == pytest.approx(float(whole.total_time_s), rel=1e-9)
-    # the first stage sends the activations to the second: its cost includes the send/recv, the last has none
-    assert any(n.phase == "pp_boundary" for n in sym._costed.nodes)
+    # the first stage's cost includes its send/recv of the activations to the second (2 tensors of
+    # B x S x hidden), timed as analyze's pp_send_recv row at the same point; the last sends nothing
+    from tensor_cast.deployment.pipeline import stage_multiplicities
+    from tensor_cast.serving.batch_cost import BatchCost
+
+    split = stage_multiplicities(sym)
+    boundary = [i for i, n in enumerate(sym._costed.nodes) if n.phase == "pp_boundary"]
+    assert [split[0][i] for i in boundary] == [1] and [split[1][i] for i in boundary] == [0]
+    no_send = BatchCost.from_report(sym, table_tokens=64, multiplicities=[
+        0 if i in boundary else m for i, m in enumerate(split[0])])
+    point = tensor_cast.analyze(spec, device=device, pp=2, batch_size=4, query_len=8, context_len=40)
+    (row,) = [r for r in point.ops if r.phase == "pp_boundary"]
+    hidden = registry.lookup(MODEL).config["hidden_size"]
+    assert row.shapes == f"(2, 4, 8, {hidden})" and row.time_s > 0
+    assert stages[0].step_s([(8, 40)] * 4) - no_send.step_s([(8, 40)] * 4) == pytest.approx(row.time_s, rel=1e-9)
 
 
 def test_uneven_split_is_vllms(spec, device):
