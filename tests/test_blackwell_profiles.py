@@ -109,3 +109,15 @@ def test_16_gpu_all_reduce_costs_nvlink_time_on_gb200_and_network_time_on_b200()
     floor = 2 * (n - 1) / n * payload / (900 * 1e9)
     assert floor < measured < floor / vllm.efficiency["all_reduce_simple_bandwidth"] + 1e-3
     assert measured < 2 * (n - 1) / n * payload / (50 * 1e9) / 5
+
+
+def test_devices_cli_lists_them_with_transferred_sections_starred(capsys):
+    from tensor_cast.cli import main
+
+    assert main(["devices"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()}
+    for name in NEW:
+        assert "vllm*, torch*" in rows[name], rows[name]
+    assert "vllm, torch*" in rows["b200"]  # fitted on AIConfigurator's B200 tables; torch from H100
+    assert "vllm, torch " in rows["h100-sxm"]  # both fitted on H100 measurements
+    assert "2500" in rows["gb200"] and "288" in rows["b300"]
