@@ -57,8 +57,13 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
   (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
   CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
-  what a decode of many short sequences costs. An 8-bit KV cache runs its own kernel path:
-  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us}` override the bf16 ones.
+  what a decode of many short sequences costs; `attention_cta_dim_share` of it scales with
+  head_dim / 128 (a d = 64 CTA loads and stores half the bytes). `attention_sm_gbps`: split-KV
+  gives each work item at most `attention_max_splits` CTAs (one per 128-key block; vLLM caps
+  FlashAttention's splits at 32 in CUDA graphs), each streaming at that rate, so a decode of few
+  sequences x KV heads cannot reach the HBM rate. An 8-bit KV cache runs its own kernel path:
+  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,cta_dim_share,sm_gbps}`
+  override the bf16 ones.
   Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
   the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
   tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
@@ -66,6 +71,11 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_prefill_latency_us`, per CTA `attention_prefill_cta_us` / SMs and per new token and
   KV head `attention_prefill_kv_ns` (× head_dim / 128: staging the new K/V, cache append and
   paged gather); `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
+  `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
+  `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
+  `attention_mla_prefill_*` for the expanded (prefill) form, `attention_fp8kv_mla_*` for an
+  8-bit latent cache; see `_mla_efficiency`.
 - **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
   `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
   `backends/communication.py` uses instead of the link-peak model (see its docstring).
@@ -91,7 +101,7 @@ from ..sizes import cdiv, smax, smin
 from .attention_tiles import prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
-from .kernels import AttentionShape, GemmShape, QuantShape
+from .kernels import AttentionShape, GemmShape, MLAShape, QuantShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
@@ -126,15 +136,24 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
     "attention_cta_us": _NONNEGATIVE,
+    "attention_cta_dim_share": (0.0, 1.0),
+    "attention_sm_gbps": _NONNEGATIVE,
+    "attention_max_splits": (1.0, 1024.0),
     **{f"attention_fp8kv_{name}": bounds for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
-        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE))},
+        ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("cta_dim_share", (0.0, 1.0)),
+        ("sm_gbps", _NONNEGATIVE))},
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE))},
+    # multi-head latent attention (engine sections): see _mla_efficiency
+    **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
+        ("head_token_ns", _NONNEGATIVE), ("prefill_compute", _FRACTION), ("prefill_latency_us", _NONNEGATIVE),
+        ("prefill_token_ns", _NONNEGATIVE), ("prefill_head_token_ns", _NONNEGATIVE))},
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
@@ -167,7 +186,8 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
                   "gemm_sm_gbps": 0.0,
-                  "attention_block_q": 128, "attention_tail": 0.0}
+                  "attention_block_q": 128, "attention_tail": 0.0, "attention_max_splits": 32}
+KV_SPLIT_BLOCK = 128  # keys per split-KV block of a decode kernel (FlashAttention-3's n-block at d <= 128)
 
 
 def validate_efficiency(table: Mapping[str, Any], path: str = "<profile>") -> None:
@@ -346,6 +366,8 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
     after another, so the memory path takes at least that long (applied as a lower bandwidth
     fraction)."""
     shape = counts.kernel
+    if isinstance(shape, MLAShape):
+        return _mla_efficiency(base, shape, profile.efficiency)
     if not isinstance(shape, AttentionShape):
         return base
     base = _kv_variant(base, shape, profile.efficiency)
@@ -359,6 +381,46 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
             return tiled
         return _blend(decode, tiled, prefill)
     return _flash_efficiency(base, counts, shape, profile)
+
+
+def _mla_key(shape: MLAShape, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_mla_<name> for an 8-bit latent cache when the section has it, else attention_mla_<name>."""
+    if shape.kv_itemsize == 1 and f"attention_fp8kv_mla_{name}" in table:
+        return table[f"attention_fp8kv_mla_{name}"]
+    return table.get(f"attention_mla_{name}", default)
+
+
+def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any]) -> Efficiency:
+    """Multi-head latent attention as an engine runs it (sections with `attention_mla_*` keys; others
+    keep the attention base). The absorbed form (the decode kernel over the latent) at
+    `attention_mla_{compute,memory}` plus a fixed GPU cost per call (`attention_mla_latency_us`: the
+    chain of small kernels around the core inside a CUDA graph), a cost per new token
+    (`attention_mla_token_ns`: RoPE, the latent cache append, the query's copies and quantization)
+    and per new token and local head (`attention_mla_head_token_ns`: the per-head batched GEMMs
+    q_nope·W_UK / ·W_UV and the transposes around them). The expanded form (prefill: kv_b
+    up-projection, key assembly, multi-head attention) has its own `attention_mla_prefill_{compute,
+    latency_us,token_ns,head_token_ns}` (the per-head cost there: the up-projected keys and values
+    written and read). `attention_fp8kv_mla_*` override them for an 8-bit latent cache. A symbolic
+    form (a step of symbolic length) blends the two field by field."""
+    if not any(k.startswith(("attention_mla_", "attention_fp8kv_mla_")) for k in table):
+        return base
+
+    def form(prefix: str, default_compute: Any) -> Efficiency:
+        compute = _mla_key(shape, table, f"{prefix}compute", default_compute)
+        latency_us = (_mla_key(shape, table, f"{prefix}latency_us", base.latency_s * 1e6)
+                      + _mla_key(shape, table, f"{prefix}token_ns", 0.0) * 1e-3 * shape.tokens
+                      + _mla_key(shape, table, f"{prefix}head_token_ns", 0.0) * 1e-3 * shape.tokens * shape.heads)
+        return replace(base, compute=compute, memory=_mla_key(shape, table, "memory", base.memory),
+                       by_precision=MappingProxyType({p: compute for p in base.by_precision}),
+                       latency_s=latency_us * 1e-6)
+
+    absorbed = form("", base.compute)
+    if shape.absorbed in (True, sympy.true):
+        return absorbed
+    expanded = form("prefill_", absorbed.compute)
+    if shape.absorbed in (False, sympy.false):
+        return expanded
+    return _blend(absorbed, expanded, sympy.Piecewise((0, shape.absorbed), (1, True)))
 
 
 def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
@@ -400,9 +462,20 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
     cta_us = _kv_key(shape, profile.efficiency, "cta_us", 0.0)
     q_len, head_dim, v_dim, keys, window = shape.q_len, shape.head_dim, shape.v_dim, shape.keys, shape.window
     block = int(param(profile, "attention_block_q"))
-    if cta_us and counts.bytes:
+    sm_gbps = _kv_key(shape, profile.efficiency, "sm_gbps", 0.0)
+    if (cta_us or sm_gbps) and counts.bytes:
+        sms = profile.compute_units
         items = shape.batch * shape.kv_heads * cdiv(q_len, block)
-        floor = cta_us * 1e-6 * cdiv(items, profile.compute_units)
+        bounds = []
+        if cta_us:  # ceil(items / SMs) CTAs one after another, each at least its minimum time
+            dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
+            per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
+            bounds.append(per_cta_us * 1e-6 * cdiv(items, sms))
+        if sm_gbps:  # split-KV: at most max_splits CTAs per item (one per KV block), each streaming at sm_gbps
+            touched = smin(keys, window + q_len - 1) if window > 0 else keys
+            splits = smin(int(param(profile, "attention_max_splits")), cdiv(touched, KV_SPLIT_BLOCK))
+            bounds.append(counts.bytes / (smin(sms, items * splits) * sm_gbps * 1e9))
+        floor = bounds[0] if len(bounds) == 1 else smax(*bounds)
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:

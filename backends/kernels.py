@@ -11,8 +11,11 @@ device profile) alone and never re-reads the op's arguments:
 
 - `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
   dynamic per-tensor scale.
+- `MLAShape(tokens, heads, kv_itemsize, absorbed)`: multi-head latent attention — the new tokens
+  and local heads an engine's per-token glue scales with, and which form (absorbed decode kernel or
+  expanded prefill) the step runs.
 
-Kernels without a shape model (norms, elementwise, MLA on the latent, linear attention) leave
+Kernels without a shape model (norms, elementwise, linear attention) leave
 `kernel` None and get their kind's base efficiency; a GEMM-kind op without a `GemmShape` is an
 error in `backends/efficiency.py`. Values may be sympy expressions in B, S, C.
 """
@@ -48,6 +51,14 @@ class AttentionShape:
     kv_heads: Any = 1  # KV heads (one work item per sequence, KV head and q-block: the CTA floor)
     kv_itemsize: Any = 2  # bytes per KV element (1: an 8-bit KV cache, its own kernel path)
     q_heads: Any = 1  # query heads (GQA: q_heads / kv_heads share a KV head; PackGQA packs them into one q-block)
+
+
+@dataclass(frozen=True)
+class MLAShape:
+    tokens: Any  # new tokens of the step, B·S
+    heads: Any  # query heads on this GPU
+    kv_itemsize: Any = 2  # bytes per cached latent element (1: an 8-bit cache, its own kernel path)
+    absorbed: Any = True  # the form: True (absorbed, decode kernel), False (expanded prefill), or a sympy condition
 
 
 @dataclass(frozen=True)

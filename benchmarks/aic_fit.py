@@ -7,8 +7,8 @@
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
 table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
-configurations, MoE expert configurations, the 4-GPU collective group size; chosen by a stable
-hash, never seen by the fit), the fit itself (`fit_engine`: `calibration_fit.fit_stage` per stage,
+configurations, MoE expert configurations, the 4-GPU collective group size, MLA local head counts;
+chosen by a stable hash, never seen by the fit), the fit itself (`fit_engine`: `calibration_fit.fit_stage` per stage,
 on the fitted families only) and the error tables (fitted-on vs held-out, worst cases named).
 
 Models, not lookup tables: every parameter is a physical quantity of the kernel the engine runs
@@ -73,6 +73,9 @@ def collective_stage(name: str, key: str, note: str) -> cf.Stage:
 # 16% packed on B200's bf16 rows), one CTA column per query head.
 PACK_GQA = {"hopper": 1, "blackwell": 0}
 PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 causal: 128 x 128)
+# vLLM caps FlashAttention's split-KV at VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH (default 32,
+# vllm/envs.py) for decodes captured in CUDA graphs, as every decode step of a serving run is.
+MAX_SPLITS = 32
 
 
 def prefill_stage(name: str, kv: str, note: str) -> cf.Stage:
@@ -88,6 +91,28 @@ def prefill_stage(name: str, kv: str, note: str) -> cf.Stage:
              f"Blackwell (TRT-LLM FMHA)")
 
 
+def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
+    a = f"efficiency.attention{kv}_mla"
+    return cf.Stage(name, (
+        P(f"{a}_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the absorbed (decode) MLA core"),
+        P(f"{a}_memory", 0.7, 0.1, 1.0, "latent-cache read bandwidth fraction of the MLA core"),
+        P(f"{a}_latency_us", 20.0, 0.0, 150.0, "fixed GPU cost per MLA layer call in a CUDA graph (the small "
+                                               "kernels around the attention core)"),
+        P(f"{a}_token_ns", 20.0, 0.0, 2000.0, "per new token: RoPE, latent cache append, query copies/quantization"),
+        P(f"{a}_head_token_ns", 0.5, 0.0, 50.0, "per new token and local head: the per-head absorb GEMMs "
+                                                "(q_nope x W_UK, x W_UV) and their transposes"),
+        P(f"{a}_prefill_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the expanded (prefill) MLA core: kv_b "
+                                                  "up-projection and multi-head attention, the softmax's vector "
+                                                  "time charged on top (1.0: the kernel hides it under the MMAs)"),
+        P(f"{a}_prefill_latency_us", 20.0, 0.0, 150.0, "fixed GPU cost per expanded (prefill) MLA call"),
+        P(f"{a}_prefill_token_ns", 20.0, 0.0, 2000.0, "per new token, expanded form: RoPE, cache append"),
+        P(f"{a}_prefill_head_token_ns", 0.5, 0.0, 50.0, "per new token and local head, expanded form: the "
+                                                        "up-projected keys and values assembled, written, read"),
+    ), note=f"DeepSeek-V3 MLA layer as vLLM runs it ({note}); the H100 tables' unfused RMSNorm chain is costed "
+             f"as such (aic_tables.NATIVE_NORM_DEVICES), not fitted into these")
+
+
+MLA_STAGES = (mla_stage("mla", "", "bf16 latent cache"), mla_stage("mla fp8kv", "_fp8kv", "fp8 latent cache"))
 STAGES: tuple[cf.Stage, ...] = (
     gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
     gemm_stage("fp8", 128, "CUTLASS fp8 scaled-mm: tile and cluster by M and N from vLLM's dispatch table "
@@ -106,13 +131,22 @@ STAGES: tuple[cf.Stage, ...] = (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
         P("efficiency.attention_latency_us", 8.0, 0.0, 50.0, "fixed cost per call (attention + cache append)"),
-        P("efficiency.attention_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA (sequence x KV head x q-block)"),
-    ), fixed={"efficiency.attention_block_q": 128},
+        P("efficiency.attention_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA (sequence x KV head x q-block) "
+                                                          "at head_dim 128"),
+        P("efficiency.attention_cta_dim_share", 0.3, 0.0, 1.0, "share of the CTA's minimum time that scales with "
+                                                              "head_dim / 128 (Q load, output store)"),
+        P("efficiency.attention_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams (GB/s): caps a "
+                                                            "decode of few sequences x KV heads"),
+    ), fixed={"efficiency.attention_block_q": 128, "efficiency.attention_max_splits": MAX_SPLITS},
         note="FlashAttention-3 decode (split-KV); q-block 128 rows (FlashAttention-3 on Hopper)"),
     cf.Stage("attention decode fp8kv", (
         P("efficiency.attention_fp8kv_memory", 0.6, 0.1, 1.0, "decode fp8 KV-read bandwidth fraction"),
         P("efficiency.attention_fp8kv_latency_us", 8.0, 0.0, 50.0, "fixed cost per call, fp8 KV cache"),
         P("efficiency.attention_fp8kv_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA, fp8 KV cache"),
+        P("efficiency.attention_fp8kv_cta_dim_share", 0.3, 0.0, 1.0, "share of the CTA's minimum time that scales "
+                                                                     "with head_dim / 128, fp8 KV cache"),
+        P("efficiency.attention_fp8kv_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams (GB/s), "
+                                                                  "fp8 KV cache (dequantized in the loop)"),
     ), note="FlashAttention-3 decode reading an fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
     prefill_stage("attention prefill", "", "bf16 KV cache"),
     prefill_stage("attention prefill fp8kv", "_fp8kv", "fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
@@ -128,8 +162,12 @@ STAGES: tuple[cf.Stage, ...] = (
     collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
     replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
             fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
+    *MLA_STAGES,  # last: a module row also runs GEMMs and norms the earlier stages fix
 )
 HELD_OUT_SHARE = 0.2  # of the GEMM (N, K) families
+# of the MLA head-count families (1..128 local heads): family_hash("heads<h>", "mla") < 0.45 keeps
+# heads 2 and 64 out of the fit
+MLA_HELD_OUT_SHARE = 0.45
 
 
 def held_out(case: Case) -> bool:
@@ -143,6 +181,8 @@ def held_out(case: Case) -> bool:
         return at.family_hash(case.group, "attention") < HELD_OUT_SHARE
     if case.stage == "moe":
         return at.family_hash(case.group, "moe") < 0.25
+    if case.stage.startswith("mla"):
+        return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
     return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
 
 
@@ -166,6 +206,9 @@ def _attention_stage(case: Case) -> str:
     return case.stage + (" fp8kv" if case.row.params.get("kv") == "fp8" else "")
 
 
+KV_STAGED = ("attention", "mla")  # stages split by KV-cache dtype (an 8-bit cache runs its own kernel path)
+
+
 @dataclass
 class EngineFit:
     values: dict[str, float]
@@ -177,7 +220,7 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
                digits: int = 3) -> EngineFit:
     """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed."""
     train = [c for c in cases if usable(c) and not held_out(c)]
-    train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith("attention") else c for c in train]
+    train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
     current = base

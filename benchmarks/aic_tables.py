@@ -28,7 +28,12 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   attention core of one token is a few us). `num_heads` is the heads on this GPU (128 / TP;
   `tp_size` is always 1), `isl` the prompt (context: `batch_size` fresh prompts of `isl` tokens;
   generation: `isl` = 1, one new token over `isl + step` cached tokens), `gemm_type` the
-  projections' dtype, `kv_cache_dtype` the latent cache's.
+  projections' dtype, `kv_cache_dtype` the latent cache's. Timed as a CUDA-graph replay of the
+  module's forward (AIConfigurator's `collector/vllm/collect_mla_module.py`: `use_cuda_graph` for
+  MLA context and both generation phases), so no host launch time is in the rows. `kernel_source`
+  is the backend that ran the attention: on H100 the decode backend also takes short prompts
+  (FLASH_ATTN_MLA, bf16 cache, up to 512 tokens; FLASHMLA, fp8 cache, up to 128), longer ones
+  run FLASH_ATTN prefill; on B200 only one-token prompts go to FLASHINFER_MLA.
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 """
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from calibration_cases import IN_GRAPH, Case, Op, Row, meta, meta_op
+from calibration_cases import IN_GRAPH, Case, Op, Row, _rms_norm_eager, meta, meta_op
 
 from tensor_cast.backends.roofline import ExecutionMode
 from tensor_cast.deployment.quantization import PER_TENSOR
@@ -199,14 +204,25 @@ def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case
 # DeepSeek-V3's MLA dimensions (config.json): hidden, q_lora_rank, kv_lora_rank, qk_nope/rope head
 # dims, v head dim.
 MLA_DIMS = {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128}
-MLA_GEMM_TYPES = {"bfloat16": "bf16"}  # fp8_block / nvfp4 projections: not evaluated here
+MLA_GEMM_TYPES = {"bfloat16": "bf16"}
+# Tables whose harness ran vLLM's two MLA RMSNorms (q_a, kv_a) as the native eager chain (8 kernels
+# each: fp32 upcast, pow, mean, +eps, rsqrt, mul, downcast, x weight), not the fused kernel a
+# serving engine runs. AIConfigurator's collector/vllm/utils.py `enable_engine_fused_ops` says
+# module collectors did so until it installed the fused `vllm_c` RMSNorm ("tens of us per call";
+# B200 MLA generation module, 64 heads, fp8 cache, 8192 tokens: bs1 109.5 -> 78.6 us, bs16
+# 143.7 -> 95.2 us). The B200 tables match the fused numbers (78.1 / 97.7 us), the H100 ones show
+# its signature: a cost per prompt token (22 ns in a fit without the chain; 0 with it and on B200)
+# and ~22 us more per call. The chain is costed as the eager kernels it is, so the fitted MLA
+# parameters keep only what a serving engine also runs.
+NATIVE_NORM_DEVICES = {"NVIDIA H100 80GB HBM3"}  # fp8_block / nvfp4 projections: not evaluated here
 
 
 def mla_linear(tokens: int, n: int, k: int) -> Op:
     return meta_op(aten.linear.default, meta(tokens, k), meta(n, k))[0]
 
 
-def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str) -> list[Op]:
+def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str,
+                   native_norms: bool = False) -> list[Op]:
     """What tensor_cast costs for one DeepSeek-V3 MLA attention layer on one GPU with `heads`
     local heads (vLLM's DeepseekV2MLAAttention forward): the fused q_a + kv_a projection
     (7168 -> 1536 + 576), the q_a and kv_a RMSNorms, q_b (1536 -> heads x 192), RoPE on the query
@@ -216,9 +232,12 @@ def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: s
     d = MLA_DIMS
     tokens = batch * q_len
     kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
-    ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]),
-           meta_op(tc.rms_norm.default, meta(tokens, d["q_lora"]), meta(d["q_lora"]), 1e-6)[0],
-           meta_op(tc.rms_norm.default, meta(tokens, d["kv_lora"]), meta(d["kv_lora"]), 1e-6)[0],
+    if native_norms:  # the harness's unfused RMSNorm: 8 eager kernels each (see NATIVE_NORM_DEVICES)
+        norms = _rms_norm_eager(tokens, d["q_lora"]) + _rms_norm_eager(tokens, d["kv_lora"])
+    else:
+        norms = [meta_op(tc.rms_norm.default, meta(tokens, width), meta(width), 1e-6)[0]
+                 for width in (d["q_lora"], d["kv_lora"])]
+    ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]), *norms,
            mla_linear(tokens, heads * (d["nope"] + d["rope"]), d["q_lora"])]
     q_nope, q_rope = meta(batch, heads, q_len, d["nope"]), meta(batch, heads, q_len, d["rope"])
     latent, k_rope = meta(batch, 1, q_len, d["kv_lora"], dtype=kv), meta(batch, 1, q_len, d["rope"], dtype=kv)
@@ -230,7 +249,8 @@ def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: s
 
 
 def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[Case]:
-    """Evaluation only (stage `NOT_FITTED`): no efficiency parameter is fitted on these rows."""
+    """One DeepSeek-V3 MLA layer per row (bf16 projections), fitting stage `mla`; the shape family is
+    the local head count (`aic_fit.held_out` keeps some head counts out of the fit)."""
     cases = []
     for table, phase in (("mla_context_module_perf", "prefill"), ("mla_generation_module_perf", "decode")):
         rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
@@ -241,9 +261,9 @@ def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[
             kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
             params = {"B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
             row = _row("mla", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
-            cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "") + f" ({NOT_FITTED.split(':')[0]})"
-            cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage=NOT_FITTED,
-                              ops=tuple(mla_module_ops(b, h, q_len, context, kv))))
+            cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "")
+            cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage="mla",
+                              ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES))))
     return cases
 
 

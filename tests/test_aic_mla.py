@@ -1,6 +1,7 @@
 """The MLA module tables' reading (benchmarks/aic_tables.py `mla_cases`): which rows are kept, what
-each row's shape means (prefill prompt vs decode cache), and that the costed module is DeepSeek-V3's
-projections + attention with the named dimensions. Synthetic rows written here; no measured table is read."""
+each row's shape means (prefill prompt vs decode cache), that the costed module is DeepSeek-V3's
+projections + attention with the named dimensions, and that the H100 tables' unfused RMSNorms are
+costed as the 8-kernel chain they ran. Synthetic rows written here; no measured table is read."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def write(folder: Path, name: str, rows: list[dict[str, str]]) -> None:
             writer.writerow({c: r.get(c, "x") for c in COLUMNS})
 
 
-def row(heads: int, batch: int, isl: int, step: int, ms: float, gemm: str = "bfloat16", kv: str = "bfloat16"):
-    return {"kernel_source": "FLASHMLA", "mla_dtype": "bfloat16", "kv_cache_dtype": kv, "gemm_type": gemm,
+def row(heads: int, batch: int, isl: int, step: int, ms: float, gemm: str = "bfloat16", kv: str = "bfloat16",
+        device: str = "NVIDIA B200"):
+    return {"device": device, "kernel_source": "FLASHMLA", "mla_dtype": "bfloat16", "kv_cache_dtype": kv, "gemm_type": gemm,
             "num_heads": str(heads), "batch_size": str(batch), "isl": str(isl), "tp_size": "1", "step": str(step),
             "latency": str(ms)}
 
@@ -47,8 +49,8 @@ def test_mla_rows_read_as_module_cases(tables, tmp_path):
     cases = tables.mla_cases(tmp_path)
     assert len(cases) == 2  # the fp8_block-projection row is left out
     prefill, decode = sorted(cases, key=lambda c: c.row.params["step"])
-    assert prefill.cls.startswith("mla prefill (") and decode.cls.startswith("mla decode fp8 KV (")
-    assert prefill.stage == decode.stage == tables.NOT_FITTED  # evaluated, never fitted
+    assert prefill.cls == "mla prefill" and decode.cls == "mla decode fp8 KV"
+    assert prefill.stage == decode.stage == "mla"
     assert prefill.row.median_us == pytest.approx(1500.0) and decode.group == "heads8"
 
     def projection_flops(tokens: int, heads: int) -> float:
@@ -71,3 +73,17 @@ def test_mla_prefill_costs_more_with_a_longer_prompt(tables, tmp_path):
     attn = [next(o for o in c.ops if "mla_attention" in str(o.call.op)) for c in (short, long)]
     # causal attention FLOPs grow with the square of the prompt: 8x the tokens, > 8x the FLOPs
     assert float(attn[1].counts.flops["bf16"]) > 8 * float(attn[0].counts.flops["bf16"])
+
+
+def test_h100_tables_ran_the_unfused_rmsnorm_chain(tables, tmp_path):
+    tokens = 64
+    write(tmp_path, "mla_generation_module_perf", [row(8, tokens, 1, 4096, 0.3, device="NVIDIA H100 80GB HBM3"),
+                                                   row(8, tokens, 1, 4096, 0.3)])
+    h100, other = sorted(tables.mla_cases(tmp_path), key=lambda c: len(c.ops), reverse=True)
+    norms = [o for o in other.ops if o.kind == "norm"]
+    assert len(norms) == 2 and len(other.ops) == 6  # 3 linears, 2 fused norms, attention
+    assert len(h100.ops) == 3 + 2 * 8 + 1  # each norm: to fp32, pow, mean, add eps, rsqrt, mul, to bf16, x weight
+    upcasts = [o for o in h100.ops if "_to_copy" in str(o.call.op)]
+    # the fp32 upcast writes 4 bytes and the downcast 2 per element of both latents (1536 + 512 wide)
+    written = sum(float(o.counts.bytes_written) for o in upcasts)
+    assert written == pytest.approx(tokens * (Q_LORA + KV_LORA) * (4 + 2))

@@ -187,6 +187,32 @@ def test_fit_recovers_nccl_protocol_parameters(aic):
         assert fitted[f"efficiency.all_reduce_{key}"] == pytest.approx(value, rel=0.02, abs=0.05), key
 
 
+def test_cta_floor_scales_its_head_dim_share():
+    cta_us, share = 3.0, 0.5
+    profile = parse_profile(text(f"[efficiency.vllm]\nattention_cta_us = {cta_us}\nattention_cta_dim_share = {share}"),
+                            "p.toml", "vllm")
+    batch, hq, hkv, d = 2048, 32, 8, 64  # 16384 items: 164 waves on 100 SMs, half the head_dim of the reference
+    q = torch.empty(batch, hq, 1, d, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(batch, hkv, 1, d, dtype=torch.bfloat16, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, 3, 0.1, True, 0, None, device=profile)
+    assert cost.memory_s == pytest.approx(164 * cta_us * (1 - share + share * 64 / 128) * 1e-6, rel=1e-12)
+
+
+@pytest.mark.parametrize("context, splits", [(32767, 32), (999, 8)])
+def test_split_kv_decode_of_one_sequence_streams_at_its_ctas_rate(context, splits):
+    """One sequence, one KV head: split-KV gives it one CTA per 128-key block, at most 32 (vLLM's cap in
+    CUDA graphs), each streaming at attention_sm_gbps."""
+    sm_gbps = 10.0
+    profile = parse_profile(text(f"[efficiency.vllm]\nattention_sm_gbps = {sm_gbps}"), "p.toml", "vllm")
+    q = torch.empty(1, 8, 1, 128, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, context, 0.1, True, 0, None,
+                               device=profile)
+    kv_bytes = 2 * (context + 1) * 128 * 2
+    assert cost.bytes >= kv_bytes
+    assert cost.memory_s == pytest.approx(cost.bytes / (splits * sm_gbps * 1e9), rel=1e-12)
+
+
 # ---- the shipped vllm sections -----------------------------------------------------------------------
 FITTED = ("h100-sxm", "b200")
 

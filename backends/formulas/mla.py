@@ -43,6 +43,7 @@ from ...errors import InvalidArgumentError, choices
 from ...ops.mla import MLA_FORMS
 from ...sizes import smin
 from ..counts import Counts
+from ..kernels import MLAShape
 from .attention import SOFTMAX_FLOPS_PER_SCORE, attended_keys
 from .kernel_forms import is_short_step, pick_form
 from .matmul import gemm_precision
@@ -136,15 +137,18 @@ def mla_attention(call: OpCall) -> Counts:
                      index_bytes=indices.nbytes if indices is not None else 0)
     precision = gemm_precision(q_nope, latent)
     if form == "absorbed":
+        absorbed: Any = True
         counts = absorbed_counts(dims, sizes, precision)
     elif form == "expanded":
+        absorbed = False
         counts = expanded_counts(dims, sizes, precision)
     else:  # engines: the absorbed (FlashMLA) kernel for decode-sized steps, expanded attention for prefill
-        counts = pick_form(is_short_step(q_len, decode_query_len), absorbed_counts(dims, sizes, precision),
-                           expanded_counts(dims, sizes, precision))
+        absorbed = is_short_step(q_len, decode_query_len)
+        counts = pick_form(absorbed, absorbed_counts(dims, sizes, precision), expanded_counts(dims, sizes, precision))
     held = dims.batch * (dims.context + dims.q_len) * (dims.rank + dims.rope) * latent.itemsize
     return Counts(flops=counts.flops, bytes_read=counts.bytes_read, bytes_written=counts.bytes_written,
-                  state_bytes=held, launches=counts.launches)
+                  state_bytes=held, launches=counts.launches,
+                  kernel=MLAShape(tokens=batch * q_len, heads=heads, kv_itemsize=latent.itemsize, absorbed=absorbed))
 
 
 @register(torch.ops.tensor_cast.dsa_indexer.default, kind="attention")
