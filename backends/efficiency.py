@@ -44,6 +44,9 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   kernel-switch table for the architecture (`backends/gemm_tiles.py`, by M and N: vLLM's CUTLASS
   fp8 dispatch), a Piecewise in a symbolic M; `gemm_<variant>_sm_gbps`: the operand bandwidth one
   SM sustains, which caps a small tile's rate at its arithmetic intensity.
+  `gemm_<variant>_pad_rows` = 1 (with the tile switch): tile quantization along M — a CTA's MMA
+  covers its tile's rows (`Tile.mma_m`) whether M fills them or not, so the tensor-core rate is
+  scaled by M / (ceil(M / mma_m) · mma_m): a 17-row GEMM in 64-row tiles costs a 64-row one.
   `gemm_<variant>_call_floor_us`: a launcher whose host-side work per call (DeepGEMM's Python
   wrapper: scale-layout transforms, kernel lookup) outlasts a small GEMM; an eagerly launched call
   takes max(floor, its GPU time), a CUDA-graph replay only the GPU time (`roofline.op_time`).
@@ -132,6 +135,7 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_splitk_tile_n": (1.0, 4096.0),
     "gemm_tile_switch": (0.0, 1.0),
     "gemm_sm_gbps": _NONNEGATIVE,
+    "gemm_pad_rows": (0.0, 1.0),
     "quant_atomic_ns": _NONNEGATIVE,
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
@@ -163,7 +167,7 @@ _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
     "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
     "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0), "tile_switch": (0.0, 1.0),
-    "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE}
+    "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE, "pad_rows": (0.0, 1.0)}
 _GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
 # measured collective protocols (backends/communication.py): <collective>_<parameter>
@@ -185,7 +189,7 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
-                  "gemm_sm_gbps": 0.0,
+                  "gemm_sm_gbps": 0.0, "gemm_pad_rows": 0,
                   "attention_block_q": 128, "attention_tail": 0.0, "attention_max_splits": 32}
 KV_SPLIT_BLOCK = 128  # keys per split-KV block of a decode kernel (FlashAttention-3's n-block at d <= 128)
 
@@ -291,14 +295,17 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
     q, sm_gbps = param(profile, "gemm_wave_quantization"), param(profile, "gemm_sm_gbps")
     precision = next((p for p in counts.flops if p != "vector"), "bf16")
 
-    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1) -> Any:
+    pad = param(profile, "gemm_pad_rows")
+
+    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1, mma_m: int = 0) -> Any:
         """Wave quantization over the tiles and, with `gemm_sm_gbps`, the per-SM load limit of a tile
-        whose operands arrive slower than its MMAs consume them (small swap-AB tiles)."""
+        whose operands arrive slower than its MMAs consume them (small swap-AB tiles); with
+        `gemm_pad_rows`, the share of the MMA rows (`mma_m` per CTA) that M fills."""
         row_tiles = cdiv(dims.m, tile_m * cluster_m) * cluster_m
-        wave = 1
+        wave = dims.m / (cdiv(dims.m, mma_m) * mma_m) if pad and mma_m else 1
         if q:
             tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n)
-            wave = tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
+            wave = wave * tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
         if not sm_gbps:
             return wave
         intensity = 2 * tile_m * tile_n / ((tile_m + tile_n) * ELEMENT_BYTES.get(precision, 2))  # FLOPs per byte
@@ -307,7 +314,7 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     if param(profile, "gemm_tile_switch"):
         rules = tile_rules(profile.architecture)
-        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m), rule_condition(r, dims.m, dims.n)) for r in rules]
+        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m, r.tile.rows_per_cta), rule_condition(r, dims.m, dims.n)) for r in rules]
         concrete = [value for value, condition in choices if condition is True]
         wave = concrete[0] if concrete else sympy.Piecewise(*[(v, c) for v, c in choices if c is not False])
     else:

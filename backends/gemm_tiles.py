@@ -29,6 +29,12 @@ class Tile:
     m: int  # rows of the output per tile
     n: int  # columns of the output per tile
     cluster_m: int = 1  # CTAs per cluster along M
+    mma_m: int = 0  # rows of M one CTA's MMA covers when they differ from m (Blackwell's 2-SM MMA)
+
+    @property
+    def rows_per_cta(self) -> int:
+        """Rows of M one CTA computes whether M fills them or not (tile quantization along M)."""
+        return self.mma_m or self.m
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,8 @@ TILE_TABLES: dict[str, tuple[Rule, ...]] = {
         Rule(16, Tile(32, 128)),  # M16 swap AB: 128x32x128, cluster 4x1 (along N after the swap)
         Rule(64, Tile(64, 128)),  # M64 swap AB: 128x64x256 (M = 64 with K < 4096: 64x64x128)
         Rule(256, Tile(128, 128, 2)),  # M256: 128x128x128, cluster 2x1
-        Rule(INF, Tile(256, 128, 2)),  # default: 256x128x128, cluster 2x2
+        # default: 256x128x128, cluster 2x2: a 2-SM MMA (tcgen05 cta_group::2), 128 rows per CTA
+        Rule(INF, Tile(256, 128, 2, mma_m=128)),
     ),
 }
 

@@ -121,7 +121,7 @@ STAGES: tuple[cf.Stage, ...] = (
                    P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row: the serialized atomic max of a "
                                                                        "dynamic per-tensor scale"),
                    P("efficiency.quant_memory", 0.5, 0.05, 1.0, "activation quantization's bandwidth fraction"),
-               ), fixed={"efficiency.gemm_fp8_tile_switch": 1}),
+               ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1}),
     gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)", extra=(
         P("efficiency.gemm_fp8_block_call_floor_us", 80.0, 0.0, 500.0, "host-side floor of an eager call (DeepGEMM's "
                                                                          "launcher); not paid in a CUDA graph"),),

@@ -363,6 +363,33 @@ def test_small_tiles_are_capped_by_the_operand_bandwidth_of_one_sm():
     assert float(capped.compute_s) == pytest.approx(float(free.compute_s) * per_sm / (sm_gbps * 1e9 * intensity))
 
 
+def blackwell(**efficiency: float):
+    return parse_profile(profile_text(efficiency).replace('architecture = "test"', 'architecture = "blackwell"'),
+                         "<synthetic blackwell>")
+
+
+@pytest.mark.parametrize("arch, m, n, rows_per_cta", [
+    (hopper, 5, 8192, 16),  # M <= 16: swap-AB tile of 16 rows of M; 5 rows still run all 16
+    (hopper, 70, 8192, 64),  # 64 < M <= 128: 64-row tiles, 2 of them for 70 rows
+    (blackwell, 20, 8192, 64),  # 16 < M <= 64: swap-AB 64-row tiles
+    (blackwell, 300, 8192, 128),  # M > 256: 256 x 128 tiles of a 2-SM MMA, 128 rows on each CTA
+])
+def test_padded_rows_cost_the_whole_mma_tile(arch, m, n, rows_per_cta):
+    k = 4096
+    padded = fp8_gemm_time(arch(**FP8, gemm_fp8_pad_rows=1), m, n, k)
+    unpadded = fp8_gemm_time(arch(**FP8), m, n, k)
+    share = m / (math.ceil(m / rows_per_cta) * rows_per_cta)  # rows M fills of the MMA rows the CTAs compute
+    assert float(padded.compute_s) == pytest.approx(float(unpadded.compute_s) / share, rel=1e-9)
+
+
+def test_padded_rows_are_symbolic_safe_in_m():
+    profile = blackwell(**FP8, gemm_fp8_pad_rows=1)
+    expr = fp8_gemm_time(profile, B * S, 8192, 4096).time_s
+    for m in (1, 16, 17, 64, 65, 256, 257, 5000):
+        assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(
+            float(fp8_gemm_time(profile, m, 8192, 4096).time_s), rel=1e-9)
+
+
 def test_host_floor_applies_to_eager_calls_only():
     profile = hopper(**FP8, gemm_fp8_block_call_floor_us=80.0)
     small = (16, 256, 128)
