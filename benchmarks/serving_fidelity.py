@@ -19,7 +19,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - parallelism: tp = tp_size (attention TP), dp = attention_dp_size (empty = 1); MoE: moe_ep_size
   equal to tp x dp -> ep = tp x dp (attention DP + EP, or TP + EP); moe_ep_size 1 and
   moe_tp_size = tp with dp 1 -> ep = 1 (MoE TP); any other MoE split (MoE TP across attention-DP
-  ranks, mixed MoE TP x EP) is not modelled by tensor_cast and is listed as unsupported. pp > 1: unsupported.
+  ranks, mixed MoE TP x EP) is not modelled by tensor_cast and is listed as unsupported. pp = pp_size
+  (no row of the visible sample has pp_size > 1, so pipeline parallelism is not checked here).
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss); the MoE mode wins when the two differ (the
@@ -142,15 +143,14 @@ def per_replica_concurrency(row: dict[str, str]) -> int:
 def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     tp, dp = _int(row[prefix + "tp_size"]), _int(row[prefix + "attention_dp_size"])
     mtp, mep = _int(row[prefix + "moe_tp_size"]), _int(row[prefix + "moe_ep_size"])
-    if _int(row[prefix + "pp_size"]) > 1:
-        raise Unsupported("pipeline parallelism (pp > 1)")
+    pp = {"pp": _int(row[prefix + "pp_size"])} if _int(row[prefix + "pp_size"]) > 1 else {}
     world = tp * dp
     if mep == world and mep > 1:
-        return {"tp": tp, "dp": dp, "ep": world}
+        return {"tp": tp, "dp": dp, "ep": world, **pp}
     if mep <= 1 and dp == 1:
-        return {"tp": tp}
+        return {"tp": tp, **pp}
     if mep <= 1 and mtp == 1 and dp > 1 and tp == 1:
-        return {"tp": 1, "dp": dp}  # dense model in attention-DP replicas
+        return {"tp": 1, "dp": dp, **pp}  # dense model in attention-DP replicas
     raise Unsupported(f"MoE split moe_tp={mtp} x moe_ep={mep} over tp={tp} x attention_dp={dp}")
 
 
@@ -184,7 +184,7 @@ def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], client
 
     from tensor_cast.api import load_model
     from tensor_cast.backends.device import load_device
-    from tensor_cast.serving.api import kv_pool, step_cost
+    from tensor_cast.serving.api import kv_pool, step_costs
     from tensor_cast.serving.engines import engine_profile
 
     engine = engine_profile(kwargs["engine"], kwargs.get("engine_args"))
@@ -193,16 +193,17 @@ def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], client
     table = max(16384, engine.max_num_batched_tokens)
     costs = {}
     for role, par in pools.items():
-        costs[role] = step_cost(spec, device=profile, engine=engine.name, table_tokens=table, **extra, **par)
-    dsym, dcost = costs["decode"]
+        costs[role] = step_costs(spec, device=profile, engine=engine.name, table_tokens=table, **extra, **par)
+    dsym, dstages = costs["decode"]
     ranks = pools["decode"].get("dp", 1)
     pool = kv_pool(dsym, profile, engine, isl + osl, engine.memory_utilization)
     tokens_per_worker = pool.blocks * engine.block_size * ranks
     decode = max(1, math.ceil(clients * (isl + osl) / tokens_per_worker))
     per_rank = max(1, math.ceil(clients / (decode * ranks)))
-    step = dcost.step_s([(1, isl + osl // 2)] * per_rank, engine.padded_tokens(per_rank, 1)) + engine.overhead_s(per_rank)
-    pcost = costs["prefill"][1]
-    prefill_s = pcost.step_s([(isl, 0)]) + engine.overhead_s(1)
+    # a token's latency through every pipeline stage (one stage without PP)
+    step = sum(c.step_s([(1, isl + osl // 2)] * per_rank, engine.padded_tokens(per_rank, 1)) for c in dstages) \
+        + engine.overhead_s(per_rank)
+    prefill_s = sum(c.step_s([(isl, 0)]) for c in costs["prefill"][1]) + engine.overhead_s(1)
     rate = clients / (prefill_s + osl * step)  # requests/s of the closed loop
     prefill = max(1, math.ceil(rate * prefill_s / pools["prefill"].get("dp", 1)))
     return prefill, decode

@@ -62,6 +62,14 @@ def main() -> int:
         report = tensor_cast.simulate(args.model, device=args.device, engine=engine, concurrency=conc,
                                       num_requests=count, isl=isl, osl=osl, range_ratio=ratio)
         rows.append((label, f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
+    # pipeline parallelism: stepped batch by batch (no fast-forward); its stage costs built first
+    tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
+                         isl=16, osl=2, pp=2)
+    t = time.perf_counter()
+    report = tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=64,
+                                  num_requests=1000, isl=1024, osl=1024, pp=2)
+    rows.append(("closed loop 1,000 requests, c=64, 1024/1024, pp=2",
+                 f"{time.perf_counter() - t:.2f} s ({report.steps:,} batches)"))
     runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
                                  isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
     rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))

@@ -24,7 +24,7 @@ from tensor_cast.search.metrics import SLO, Metrics
 from tensor_cast.search.pareto import frontier
 from tensor_cast.search.run import FitTask, _fit_variant
 from tensor_cast.search.select import Row, binding, fewest_gpus, meeting, pareto
-from tensor_cast.search.space import Candidate, Layout, Variant
+from tensor_cast.search.space import Candidate, Layout, Variant, layouts
 
 PROFILES = Path(__file__).resolve().parents[1] / "backends" / "profiles"
 
@@ -143,7 +143,7 @@ def test_memory_pruning_from_named_dims(tmp_path):
 
 # ---- launch commands ---------------------------------------------------------------------------
 
-LAYOUTS = [Layout(tp=8), Layout(tp=1, dp=8, ep=8), Layout(tp=8, ep=8), Layout(tp=2, dp=4, ep=8)]
+LAYOUTS = [Layout(tp=8), Layout(tp=1, dp=8, ep=8), Layout(tp=8, ep=8), Layout(tp=2, dp=4, ep=8), Layout(tp=4, pp=2)]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -168,6 +168,16 @@ def test_launch_spellings():
     (trt,) = launch("deepseek-ai/DeepSeek-V3", cand, "trtllm", 4500)
     assert trt.argv[0] == "trtllm-serve" and "--ep_size 8" in trt.shell()
     assert "enable_attention_dp: true" in trt.yaml and "dtype: fp8" in trt.yaml
+
+
+def test_launch_spellings_pipeline():
+    """PP as each engine spells it (vLLM engine args, SGLang server arguments, trtllm-serve options)."""
+    cand = Candidate(device="h100-sxm", gpus=16, variant=Variant(Layout(tp=8, pp=2)), concurrency=64)
+    expected = {"vllm": "--tensor-parallel-size 8 --pipeline-parallel-size 2", "sglang": "--tp-size 8 --pp-size 2",
+                "trtllm": "--tp_size 8 --pp_size 2"}
+    for engine, text in expected.items():
+        (cmd,) = launch("meta-llama/Llama-3.1-70B", cand, engine, 2048)
+        assert text in cmd.shell(), cmd.shell()
 
 
 # ---- quantities and bad input ------------------------------------------------------------------
@@ -202,14 +212,32 @@ def test_bad_input_one_line_exit_2(capsys, extra, needle):
 
 
 def test_gpu_count_no_fitting_parallelism_divides(tmp_path, capsys):
-    """TP1 does not fit the small profile (above) and 3 divides neither 16 heads nor 8 KV heads:
-    3 GPUs have no layout; 2, 4, 6 and 8 (TP2 / TP4 instances) do."""
+    """TP1 does not fit the small profile (above) and one GPU has no other layout; 2 GPUs do (TP2)."""
     profile = _small_profile(tmp_path, _qwen06_weight_bytes())
-    code = main(["search", "Qwen/Qwen3-0.6B", "--devices", str(profile), "--gpus", "3", "--isl", "128",
+    code = main(["search", "Qwen/Qwen3-0.6B", "--devices", str(profile), "--gpus", "1", "--isl", "128",
                  "--osl", "128", "--kv-cache-dtype", "auto", "--jobs", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert "--gpus 3: no parallelism of Qwen/Qwen3-0.6B" in err and "accepted GPU counts (up to 6): 2, 4, 6" in err
+    assert "--gpus 1: no parallelism of Qwen/Qwen3-0.6B" in err and "accepted GPU counts (up to 2): 2" in err
+
+
+def test_pipeline_stages_in_a_node_only_when_nothing_else_fits(tmp_path):
+    """3 GPUs: 3 divides neither 16 heads nor 8 KV heads (no TP3) and TP1 does not fit, so the
+    search fits PP3 (28 layers as 10 + 9 + 9, vLLM's split): a third of the layers per GPU."""
+    from tensor_cast.api import load_model
+    from tensor_cast.search import search
+
+    profile = _small_profile(tmp_path, _qwen06_weight_bytes())
+    spec = load_model("Qwen/Qwen3-0.6B")
+    gpn = load_device("h100-sxm").interconnect.gpus_per_node
+    assert layouts(spec, load_device(str(profile)), 3) == []
+    assert layouts(spec, load_device(str(profile)), 3, pp_in_node=True) == [Layout(tp=1, pp=3)]
+    # across nodes PP comes with TP filling a node, without asking
+    assert Layout(tp=gpn, pp=2) in layouts(spec, load_device("h100-sxm"), 2 * gpn)
+    assert all(lay.pp == 1 for lay in layouts(spec, load_device("h100-sxm"), gpn))
+    res = search("Qwen/Qwen3-0.6B", devices=str(profile), gpus="3", isl=128, osl=16, concurrency="4",
+                 kv_cache_dtype="auto", jobs=1, requests_per_client=2)
+    assert {row.candidate.variant.layout for row in res.rows} == {Layout(tp=1, pp=3)}
 
 
 def test_ray_gives_the_local_results():

@@ -9,6 +9,11 @@ Owns:
 - `stages(report) -> [Stage]`: each stage's layers, time (its layers, plus the embedding on the
   first stage and the final norm / lm_head on the last, plus its outgoing transfer), and memory
   (its layers' weights and KV cache; model-level weights on the stage that runs them);
+- `stage_multiplicities(report)`: per stage, how many times each costed node of the report's
+  graph runs on that stage (its representative layer's real layers inside the stage; the
+  prologue on the first stage, the epilogue on the last, one outgoing transfer on every stage but
+  the last) — summed over the stages it equals the report's own multiplicities (checked); the
+  serving simulator costs each stage of a step from it (`serving/pipeline.py`);
 - `PipelineSummary`: latency of one batch through every stage (the report's total), the
   steady-state step time when the stages work on different micro-batches (the slowest stage),
   and the bubble: the fraction of that step the other stages idle (1 - mean/max stage time).
@@ -98,6 +103,29 @@ def stage_weights(params: Sequence[Any], layer_indices: Sequence[Sequence[int]],
             for i, layers in enumerate(members):
                 count = len(layers.intersection(layer_indices[p.rep_layer]))
                 out[i] += count * p.rank_bytes
+    return out
+
+
+def stage_multiplicities(report: Report) -> list[list[int]]:
+    """[stage][node] -> how many times `report`'s costed node runs on that stage (module docstring)."""
+    deployment = report.context.deployment
+    plan = deployment.stages if deployment is not None else (tuple(range(report.context.num_layers)),)
+    last = len(plan) - 1
+    out: list[list[int]] = []
+    for i, layers in enumerate(plan):
+        members = set(layers)
+        row = []
+        for node in report._costed.nodes:
+            if node.rep_layer is not None:
+                row.append(len(members.intersection(report.context.layer_indices[node.rep_layer])))
+            elif node.phase == BOUNDARY_PHASE:
+                row.append(1 if i < last else 0)
+            else:
+                row.append(1 if (i == 0 if node.phase == "prologue" else i == last) else 0)
+        out.append(row)
+    totals = [sum(column) for column in zip(*out, strict=True)]
+    if totals != list(report._mult):
+        raise AssertionError(f"pipeline stages cover the graph's nodes {totals} times, the report {report._mult}")
     return out
 
 

@@ -196,8 +196,8 @@ class SimTask:
             return self.variant.options()
         out = {k: v for k, v in self.variant.options().items() if k in ("quant", "kv_cache_dtype")}
         out["disagg"] = {role: {"workers": pool.workers, "tp": pool.variant.layout.tp, "dp": pool.variant.layout.dp,
-                                "ep": pool.variant.layout.ep} for role, pool in (("prefill", self.prefill),
-                                                                                  ("decode", self.decode))}
+                                "ep": pool.variant.layout.ep, "pp": pool.variant.layout.pp}
+                         for role, pool in (("prefill", self.prefill), ("decode", self.decode))}
         return out
 
     def describe(self) -> str:
@@ -264,6 +264,7 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
                  for v in variants]
     fits = [f for group in fan_out(_fit_variant, fit_tasks, jobs=inputs.jobs, ray_address=inputs.ray,
                                    desc="memory fit") for f in group]
+    fits += _pipeline_fits(spec, inputs, sizes, fits)
     if check_counts:
         _check_counts(inputs, fits)
     sim_tasks = []
@@ -279,6 +280,34 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
     results = fan_out(_simulate_group, sim_tasks, jobs=inputs.jobs, ray_address=inputs.ray, desc="simulate",
                       weights=[len(t.concurrencies) for t in sim_tasks])
     return fits, list(zip(sim_tasks, results))
+
+
+def _pipeline_fits(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int], fits: Sequence[FitInfo]) -> list[FitInfo]:
+    """Pipeline stages inside a node, fitted for the (device, GPU count) at which no other layout
+    fits in memory (space.py's module docstring). A PP layout is not even traced when the same
+    layout without PP (fitted above) holds more than pp x the device's memory in weights per GPU:
+    its heaviest stage holds at least 1/pp of them, so it cannot fit."""
+    fitting = {(f.device, f.variant.layout.gpus) for f in fits if not f.reason}
+    weights = {(f.device, f.variant): f.weights_bytes for f in fits if f.weights_bytes}
+    tasks = []
+    for device in inputs.devices:
+        profile = load_device(device)
+        for size in sizes:
+            if (device, size) in fitting:
+                continue
+            for layout in layouts(spec, profile, size, pp_in_node=True):
+                flat = Layout(tp=layout.tp, dp=layout.dp, ep=layout.ep)
+                for q in inputs.quants:
+                    for kv in inputs.kv_dtypes:
+                        base = weights.get((device, Variant(flat, q, kv)))
+                        if base is not None and base / layout.pp > profile.memory_bytes:
+                            continue
+                        tasks.append(FitTask(inputs.model, Variant(layout, q, kv), (device,), inputs.isl, inputs.osl,
+                                             inputs.cache, inputs.engine))
+    if not tasks:
+        return []
+    return [f for group in fan_out(_fit_variant, tasks, jobs=inputs.jobs, ray_address=inputs.ray,
+                                   desc="memory fit (pipeline stages)") for f in group]
 
 
 DISAGG_PREFILL_WORKERS = (1, 2, 4)

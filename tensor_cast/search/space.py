@@ -8,8 +8,14 @@ decode pools) and `layouts(spec, gpus, gpus_per_node)` (the structurally valid l
 What is enumerated, and why:
 - TP within a node only (TP over the inter-node link is never the better choice: the all-reduce
   per layer would run at NIC speed), powers of two and the divisors the model's heads allow.
-- No PP: the serving simulator (tensor_cast/serving/) runs pp = 1 only; an instance spanning
-  nodes uses attention DP + EP (MoE) or replicas instead. `Layout` keeps the field for it.
+- PP (pipeline stages, `serving/pipeline.py`) in two cases: to span nodes once TP fills one
+  (every stage exactly one node of TP: TP8 PP2 on 16 H100s, with or without EP8 for MoE; the
+  stage-to-stage send/recv is then the only traffic on the inter-node link; attention DP + EP
+  spans nodes without PP), and inside a node only for a GPU count at which no
+  layout without PP fits in memory (`layouts(..., pp_in_node=True)`, asked for by the search
+  after its memory fit: PP splits the layers, so the KV cache is not replicated the way TP
+  beyond the KV-head count replicates it). PP degrees divide the GPU count and are at most the
+  model's layers.
 - Attention DP (dp > 1) only for MoE models, with EP over the tp·dp GPUs (the DeepSeek layout);
   for dense models more DP is just more replicas, which the GPU count already covers.
 - EP = 1 or tp·dp (tensor_cast's EP semantics, deployment/config.py).
@@ -127,18 +133,21 @@ def is_moe(spec: ModelSpec) -> bool:
     return any(layer.mlp.kind == "moe" and layer.mlp.moe for layer, _ in spec.layer_kinds())
 
 
-def layouts(spec: ModelSpec, profile: Any, size: int) -> list[Layout]:
-    """Every structurally valid layout of exactly `size` GPUs (see the module docstring)."""
+def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False) -> list[Layout]:
+    """Every structurally valid layout of exactly `size` GPUs (see the module docstring);
+    `pp_in_node`: only the layouts with pipeline stages smaller than a node."""
     gpn = profile.interconnect.gpus_per_node if getattr(profile, "interconnect", None) else 1
     moe = is_moe(spec)
     out = []
-    for pp in (1,):  # the serving simulator supports pp = 1 only (see the module docstring)
+    for pp in (d for d in divisors(size) if d <= spec.num_layers):
         stage = size // pp
+        if pp_in_node != (pp > 1 and stage < gpn) or (pp > 1 and stage > gpn):
+            continue  # PP spans nodes a whole node per stage; in-node PP only when asked (docstring)
         for tp in divisors(stage):
             dp = stage // tp
             if tp > gpn or (dp > 1 and not moe):
                 continue
-            if pp > 1 and stage < min(gpn, size):  # PP only to span nodes, after TP fills one
+            if pp > 1 and not pp_in_node and tp < gpn:  # across nodes: TP fills each stage's node
                 continue
             for ep in ((1, tp * dp) if moe and tp * dp > 1 else (1,)):
                 if dp > 1 and ep == 1:  # attention DP goes with EP (else it is replication)

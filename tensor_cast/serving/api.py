@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import sympy
 
@@ -26,18 +27,20 @@ from ..speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding
 from .batch_cost import BatchCost
 from .disagg import kv_transfer_s, parse_disagg
 from .engines import EngineProfile, engine_profile
+from .pipeline import StageClock, stage_costs
 from .report import ServingReport
 from .scheduler import RankScheduler
 from .simulator import Worker, simulate_workers
 from .workload import make_workload
 
-_COST_CACHE: OrderedDict[str, tuple[Any, BatchCost]] = OrderedDict()
+_COST_CACHE: OrderedDict[str, tuple[Any, tuple[BatchCost, ...]]] = OrderedDict()
 COST_CACHE_SIZE = 32
 
 
-def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp: int = 0,
-              table_tokens: int = 16384, **deployment: Any) -> tuple[Any, BatchCost]:
-    """(symbolic report, BatchCost) of one (model, device, deployment), cached in-process."""
+def step_costs(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp: int = 0,
+               table_tokens: int = 16384, **deployment: Any) -> tuple[Any, tuple[BatchCost, ...]]:
+    """(symbolic report, one BatchCost per pipeline stage) of one (model, device, deployment),
+    cached in-process; pp = 1: (report, (the whole model's,)). See `pipeline.py`."""
     key = repr((model if isinstance(model, str) else model.key(), getattr(device, 'name', device),
                 getattr(device, 'path', ''), engine, mtp, table_tokens,
                 sorted(deployment.items())))
@@ -45,27 +48,57 @@ def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp:
         _COST_CACHE.move_to_end(key)
         return _COST_CACHE[key]
     sym = analyze(model, device=device, symbolic=True, mtp=mtp, engine=engine, **deployment)
-    value = (sym, BatchCost.from_report(sym, table_tokens=table_tokens))
+    value = (sym, stage_costs(sym, table_tokens=table_tokens))
     _COST_CACHE[key] = value
     while len(_COST_CACHE) > COST_CACHE_SIZE:
         _COST_CACHE.popitem(last=False)
     return value
 
 
+def step_cost(model: str | ModelSpec, *, device: Any, engine: str = "vllm", mtp: int = 0,
+              table_tokens: int = 16384, **deployment: Any) -> tuple[Any, BatchCost]:
+    """(symbolic report, BatchCost) of one (model, device, deployment) without pipeline stages."""
+    if deployment.get("pp", 1) != 1:
+        raise InvalidArgumentError(f"step_cost is one step of the whole model (pp=1), got pp={deployment['pp']!r}; "
+                                   "accepted: pp=1, or step_costs(...) for one cost per pipeline stage")
+    sym, costs = step_costs(model, device=device, engine=engine, mtp=mtp, table_tokens=table_tokens, **deployment)
+    return sym, costs[0]
+
+
+_STAGE_MEMORY: WeakKeyDictionary[Any, list[tuple[Any, Any, Any]]] = WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class KVPool:
     blocks: int  # per rank
-    bytes_per_token: float  # per GPU
+    bytes_per_token: float  # per GPU (pp > 1: on the GPUs of the stage that holds the fewest blocks)
     budget_bytes: float
 
 
 def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, memory_utilization: float) -> KVPool:
     """KV blocks per rank: what the engine's memory share leaves after weights and the activation
-    peak of a full-budget prefill step (vLLM's profile run does the same), per GPU."""
+    peak of a full-budget prefill step (vLLM's profile run does the same), per GPU. With pipeline
+    stages every stage's GPUs hold only their own layers' weights and KV; one block pool serves
+    all stages, so the stage with the fewest blocks sets it (vLLM: the minimum over workers)."""
+    if sym.pp > 1:
+        parts = _STAGE_MEMORY.get(sym)
+        if parts is None:  # the per-stage view walks every op row: once per trace, not per simulation
+            from ..deployment.pipeline import stages
+
+            parts = [(st.weights_bytes, st.activation_peak_bytes, st.kv_cache_bytes) for st in stages(sym)]
+            _STAGE_MEMORY[sym] = parts
+    else:
+        parts = [(sym.memory.weights_bytes, sym.memory.activation_peak_bytes, sym.memory.kv_cache_bytes)]
+    pools = [_kv_pool(*part, profile, engine, typical_tokens, memory_utilization) for part in parts]
+    return min(pools, key=lambda p: p.blocks)
+
+
+def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any, engine: EngineProfile,
+             typical_tokens: int, memory_utilization: float) -> KVPool:
     point = {B: sympy.Integer(1), S: sympy.Integer(engine.max_num_batched_tokens), C: sympy.Integer(0)}
-    weights = float(sym.memory.weights_bytes)
-    activation = float(sympy.sympify(sym.memory.activation_peak_bytes).xreplace(point))
-    kv = sympy.sympify(sym.memory.kv_cache_bytes)
+    weights = float(weights_expr)
+    activation = float(sympy.sympify(activation_expr).xreplace(point))
+    kv = sympy.sympify(kv_expr)
     length = max(1, typical_tokens)
     at = lambda c: float(kv.xreplace({B: sympy.Integer(1), S: sympy.Integer(1), C: sympy.Integer(c)}))  # noqa: E731
     per_token = (at(length) - at(0)) / length
@@ -78,7 +111,7 @@ def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, 
         raise DeploymentError(
             f"no memory left for the KV cache: weights {weights / 2**30:.1f} GiB + activations "
             f"{activation / 2**30:.1f} GiB per GPU exceed {memory_utilization:.2f} of {capacity / 2**30:.0f} GiB; "
-            "use more GPUs (tp/dp/ep), quantization, or a larger device")
+            "use more GPUs (tp/pp/dp/ep), quantization, or a larger device")
     blocks = int(budget // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
@@ -96,7 +129,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
     in all, default 10 x concurrency), `rate` (Poisson, requests/s, default 1,000 requests) or
     `trace` (JSONL path or TraceEntry list). `isl`/`osl`: prompt and output tokens per request.
-    `disagg`: "prefill: 2x tp4; decode: 1x tp8" (pools replace tp/dp/ep; other deployment keywords
+    `disagg`: "prefill: 2x tp4; decode: 1x tp4 pp2" (pools replace tp/dp/ep/pp; other deployment keywords
     apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
     speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
     `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
@@ -106,15 +139,14 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     vllm | sglang | trtllm | torch); default the serving engine's own (a profile without that
     section falls back to the nearest one, with a note). For what-ifs such as "vLLM's scheduler
     on plain PyTorch kernels" (`benchmarks/serving_fidelity.py --kernels torch`).
-    Deployment keywords as `analyze` (tp, ep, dp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
-    is attention DP (ranks step together), dp > 1 without EP is independent replicas.
+    Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
+    is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
+    the layers into stages with up to pp batches in flight (`pipeline.py`).
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(f"unknown option(s) {sorted(unknown)}; accepted deployment options: "
                                    f"{', '.join(DEPLOYMENT_KEYS)}")
-    if deployment.get("pp", 1) != 1:
-        raise InvalidArgumentError(f"pp={deployment['pp']!r}: the serving simulator supports pp=1 only")
     profile_engine = engine_profile(engine, engine_args)
     if kernels is not None and kernels not in KERNEL_SECTIONS:
         raise InvalidArgumentError(f"unknown kernels {kernels!r}; accepted: {', '.join(KERNEL_SECTIONS)}")
@@ -153,8 +185,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         options = dict(deployment)
         if pool is not None:
             options.update(pool.deployment())
-        sym, cost = step_cost(spec, device=profile, engine=kernels or profile_engine.name,
-                              mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
+        sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
+                                mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
         utilization = options.get("memory_utilization", profile_engine.memory_utilization)
         kv = kv_pool(sym, profile, profile_engine, typical, utilization)
@@ -176,9 +208,12 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
-            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=cost, engine=profile_engine))
+            pipelined = len(costs) > 1
+            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=profile_engine,
+                                  stages=costs if pipelined else (),
+                                  clock=StageClock(len(costs)) if pipelined else None))
         worker_pools[role] = workers
-        gpus += replicas * (resolved.tp * ranks_per_worker)
+        gpus += replicas * (resolved.tp * resolved.pp * ranks_per_worker)
         label = resolved.describe()
         descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}]")
     total_gpus = gpus

@@ -23,7 +23,8 @@ one step is one graph replay or none.
 
 Invariant (tests/test_serving_batch_cost.py): on a uniform batch (n sequences, each s new and
 c cached tokens) the cost equals `analyze(batch_size=n, query_len=s, context_len=c)`'s
-`total_time_s` for dp = pp = 1.
+`total_time_s` for dp = pp = 1; with pp > 1 the stages' costs (built from each stage's
+multiplicities) add up to the whole model's.
 
 It must not schedule, simulate time, or know about engines (those are `scheduler.py` and
 `simulator.py`); the engine only passes the token count it pads to (CUDA-graph batch sizes).
@@ -83,13 +84,21 @@ class BatchCost:
     group_expr: Any
 
     @classmethod
-    def from_report(cls, sym: Any, table_tokens: int = 16384) -> BatchCost:
-        """Build from a symbolic `Report` (dp replicas: B is the per-replica batch)."""
+    def from_report(cls, sym: Any, table_tokens: int = 16384,
+                    multiplicities: Sequence[int] | None = None) -> BatchCost:
+        """Build from a symbolic `Report` (dp replicas: B is the per-replica batch).
+
+        `multiplicities`: how many times each costed node runs (default the report's own: the
+        whole model); one pipeline stage's (`deployment/pipeline.py::stage_multiplicities`)
+        gives that stage's step cost."""
         if not sym.symbolic:
             raise ValueError("BatchCost needs a symbolic report (analyze(..., symbolic=True))")
+        mults = sym._mult if multiplicities is None else multiplicities
         linear: Any = sympy.Integer(0)
         group: Any = sympy.Integer(0)
-        for node, mult in zip(sym._costed.nodes, sym._mult, strict=True):
+        for node, mult in zip(sym._costed.nodes, mults, strict=True):
+            if not mult:
+                continue
             expr = mult * node.time.time_s
             if _is_token_linear(expr):
                 linear = linear + _rekey_graph_conditions(expr)

@@ -1,7 +1,7 @@
 """Prefill/decode disaggregation: the pool spec and the KV transfer between pools.
 
 Owns `parse_disagg(spec)` -> {"prefill": Pool, "decode": Pool} from text such as
-"prefill: 2x tp4; decode: 1x tp8 dp8 ep8" (or a mapping {"prefill": {"workers": 2, "tp": 4},
+"prefill: 2x tp4; decode: 1x tp8 dp8 ep8" or "decode: 1x tp4 pp2" (or a mapping {"prefill": {"workers": 2, "tp": 4},
 ...}), and `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
 to its decode worker over the interconnect model of `backends/communication.py` (alpha-beta:
 latency + bytes / per-GPU bandwidth; every GPU of the prefill worker sends its own shard at once,
@@ -22,8 +22,8 @@ from ..backends.device import DeviceProfile
 from ..errors import InvalidArgumentError
 
 ROLES = ("prefill", "decode")
-PARALLEL_KEYS = ("tp", "dp", "ep")
-FORMAT = 'accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>]; decode: <M>x tp<d> [dp<e>] [ep<f>]"'
+PARALLEL_KEYS = ("tp", "dp", "ep", "pp")
+FORMAT = 'accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [pp<g>]; decode: <M>x tp<d> [dp<e>] [ep<f>] [pp<h>]"'
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,14 @@ class Pool:
     tp: int = 1
     dp: int = 1
     ep: int = 1
+    pp: int = 1
 
     @property
     def gpus_per_worker(self) -> int:
-        return self.tp * self.dp
+        return self.tp * self.dp * self.pp
 
     def deployment(self) -> dict[str, int]:
-        return {"tp": self.tp, "dp": self.dp, "ep": self.ep}
+        return {"tp": self.tp, "dp": self.dp, "ep": self.ep, "pp": self.pp}
 
 
 def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
@@ -53,7 +54,7 @@ def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
             raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
         values: dict[str, int] = {}
         for token in match.group(3).split():
-            m = re.fullmatch(r"(tp|dp|ep)(\d+)", token)
+            m = re.fullmatch(r"(tp|dp|ep|pp)(\d+)", token)
             if not m or m.group(1) in values:
                 raise InvalidArgumentError(f"bad disagg spec {spec!r} at {token!r}; {FORMAT}")
             values[m.group(1)] = int(m.group(2))
@@ -72,7 +73,7 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
         workers = entry.pop("workers", 1)
         unknown = set(entry) - set(PARALLEL_KEYS)
         if unknown:
-            raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; accepted: workers, tp, dp, ep")
+            raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; accepted: workers, tp, dp, ep, pp")
         pools[role] = _pool(str(dict(spec)), workers, entry)
     return pools
 

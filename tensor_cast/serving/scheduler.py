@@ -44,6 +44,8 @@ class RankScheduler:
         self.preemptions = 0
         self.prefixes: set[str] = set()
         self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
+        self._held: list[Request] = []  # running requests in flight in the pipeline, during schedule()
+        self.preempted: list[Request] = []  # preempted by the last schedule()
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
 
@@ -82,6 +84,7 @@ class RankScheduler:
     def _preempt(self, req: Request) -> None:
         """Recompute preemption: drop the KV, back to the front of the waiting queue."""
         self.running.remove(req)
+        self.preempted.append(req)
         self._free(req)
         req.computed = 0.0
         req.prefill_target = req.prompt + int(req.generated)
@@ -116,9 +119,18 @@ class RankScheduler:
         return min(need, budget, cap)
 
     # ---- policies -----------------------------------------------------------------------
-    def schedule(self) -> Batch:
+    def schedule(self, in_flight: dict[Request, int] | None = None) -> Batch:
+        """The next step's batch. `in_flight` (pp > 1): running requests in batches still in the
+        pipeline -> their tokens there. One whose prompt those tokens complete, or a decode, is
+        held: not scheduled until its batch ends (its next token is not known yet — vLLM skips a
+        request with no new token to schedule, TRT-LLM its `inflight_req_ids`) but it keeps its
+        KV blocks, its place in `max_num_seqs` and (SGLang) its output reservation. One still
+        mid-prompt after them may get its next prefill chunk now, as if they were computed (vLLM
+        advances `num_computed_tokens` when it schedules; SGLang's chunked pipeline)."""
         self.admission_checked = False
-        batch = self._policy()
+        if self.preempted:
+            self.preempted = []
+        batch = self._policy() if not in_flight else self._schedule_around(in_flight)
         tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
@@ -126,6 +138,40 @@ class RankScheduler:
         if self.free_blocks < 0:
             raise AssertionError("KV pool overdrawn")
         return batch
+
+    def _schedule_around(self, in_flight: dict[Request, int]) -> Batch:
+        """The policy over the running requests not held, the chunks in flight counted as computed."""
+        everyone = self.running
+        held: list[Request] = []
+        ahead: list[tuple[Request, int]] = []
+        visible: list[Request] = []
+        for r in everyone:
+            tokens = in_flight.get(r)
+            if tokens is not None and r.computed + tokens >= r.prefill_target:
+                held.append(r)
+                continue
+            if tokens is not None:
+                ahead.append((r, r.preemptions))
+            visible.append(r)
+        if held:
+            hold = set(held)  # identity hashing: a request is its own key
+            self.running = visible
+            self._held = held
+        for r, _ in ahead:
+            r.computed += in_flight[r]
+        try:
+            return self._policy()
+        finally:
+            for r, preemptions in ahead:
+                if r.preemptions == preemptions:  # a preempted one restarts from 0: nothing to undo
+                    r.computed -= in_flight[r]
+            if held:
+                # back in admission order: the held ones, the survivors (not preempted), the new ones
+                kept = set(self.running)
+                merged = [r for r in everyone if r in hold or r in kept]
+                known = set(everyone)
+                self.running = merged + [r for r in self.running if r not in known]
+                self._held = []
 
     def _decode_first(self) -> Batch:
         budget = self.engine.max_num_batched_tokens
@@ -162,7 +208,7 @@ class RankScheduler:
         if preempted:
             return batch
         self.admission_checked = True
-        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+        while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
             n = self._need(req)
@@ -177,9 +223,14 @@ class RankScheduler:
             budget -= n
         return batch
 
+    @property
+    def _occupied(self) -> int:
+        """Running requests, those held in the pipeline included (`schedule(in_flight=...)`)."""
+        return len(self.running) + len(self._held)
+
     def _reserved_tokens(self) -> float:
         ratio = self.engine.new_token_ratio
-        return sum(ratio * (r.output - r.generated) for r in self.running)
+        return sum(ratio * (r.output - r.generated) for r in (*self.running, *self._held))
 
     def _prefill_first(self) -> Batch:
         batch: Batch = []
@@ -194,14 +245,14 @@ class RankScheduler:
                 batch.append((req, n))
                 budget -= n
         self.admission_checked = True
-        if self.waiting and len(self.running) < self.engine.max_num_seqs:
+        if self.waiting and self._occupied < self.engine.max_num_seqs:
             available = self.free_blocks * bs - self._reserved_tokens()
-            while self.waiting and budget > 0 and len(self.running) < self.engine.max_num_seqs:
+            while self.waiting and budget > 0 and self._occupied < self.engine.max_num_seqs:
                 req = self.waiting[0]
                 self._prefix(req)
                 need = self._need(req)
                 reserve = need + self.engine.new_token_ratio * (req.output - req.generated)
-                if reserve > available and self.running:  # an empty engine admits what its blocks hold
+                if reserve > available and self._occupied:  # an empty engine admits what its blocks hold
                     break
                 if not self.engine.chunked_prefill and need > budget:
                     break
@@ -235,7 +286,7 @@ class RankScheduler:
             batch.append((req, n))
             budget -= n
         self.admission_checked = True
-        while self.waiting and len(self.running) < self.engine.max_num_seqs and budget > 0:
+        while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
             need = self._need(req)

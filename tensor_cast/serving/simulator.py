@@ -24,6 +24,14 @@ stop the run where admission is provably impossible for k steps (`_admission_hor
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
 
+Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
+while fewer than pp are in flight, each of requests not already in one; a batch's stages are
+placed on the worker's `StageClock` at once and a BATCH_END event fires when its last stage
+ends, in the order the batches started. With nothing schedulable and batches in flight the
+worker waits for the oldest (vLLM's `step_with_batch_queue`). Such workers are stepped one batch
+at a time (no fast-forward); their inter-token latency is a batch's time from its scheduling to
+its last stage's end.
+
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 """
 
@@ -39,10 +47,11 @@ import numpy as np
 
 from .batch_cost import BatchCost
 from .engines import EngineProfile
+from .pipeline import Flight, StageClock
 from .scheduler import Batch, RankScheduler
 from .workload import Request, Workload
 
-ARRIVAL, STEP_END, TRANSFER_END = 0, 1, 2
+ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
 
 
 @dataclass
@@ -71,6 +80,14 @@ class Worker:
     run_durations: Any = None
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
+    stages: tuple[BatchCost, ...] = ()  # pp > 1: each pipeline stage's step cost (pipeline.py)
+    clock: StageClock | None = None  # pp > 1: when each stage is next free
+    in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
+    in_flight_tokens: dict[Request, int] = field(default_factory=dict)  # pp > 1: their requests -> tokens
+
+    @property
+    def pp(self) -> int:
+        return max(1, len(self.stages))
 
     def assign(self, req: Request) -> None:
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
@@ -172,6 +189,8 @@ class _Loop:
                 self.kick(self.dispatch(first, payload))
             elif kind == TRANSFER_END:
                 self.kick(self.dispatch("decode", payload))
+            elif kind == BATCH_END:
+                self.end_batch(*payload)
             else:
                 worker, version = payload
                 if version == worker.version:  # else: a run cut short, re-pushed with its new end
@@ -188,18 +207,25 @@ class _Loop:
             self.pending.append(worker)
 
     # ---- one step (or k fast-forwarded decode steps) ------------------------------------
+    def _first_token_at_admission(self, worker: Worker, batches: Sequence[Batch]) -> None:
+        """Disagg: the client sees the first token once a decode worker took the request."""
+        if worker.role == "decode":
+            for batch in batches:
+                for r, _ in batch:
+                    if r.computed == r.prompt and r.first_token_s < self.now:
+                        r.first_token_s = self.now
+
     def start_step(self, worker: Worker) -> None:
+        if worker.pp > 1:
+            self.start_batches(worker)
+            return
         batches = [rank.schedule() for rank in worker.ranks]
         if not any(batches):
             if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
         engine = worker.engine
-        if worker.role == "decode":  # disagg: the client sees the first token once a decode worker took the request
-            for batch in batches:
-                for r, _ in batch:
-                    if r.computed == r.prompt and r.first_token_s < self.now:
-                        r.first_token_s = self.now
+        self._first_token_at_admission(worker, batches)
         costs = []
         prefill_tokens = decode_seqs = 0
         for rank, batch in zip(worker.ranks, batches, strict=True):
@@ -347,6 +373,85 @@ class _Loop:
         if self.record_steps:
             self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
 
+    # ---- pipeline parallelism: up to pp batches in flight (pipeline.py) ---------------------
+    def start_batches(self, worker: Worker) -> None:
+        """Schedule batches while fewer than pp are in flight (vLLM `step_with_batch_queue`):
+        each one's stages run as soon as the previous stage handed it over and the stage is free.
+        When nothing can be scheduled with batches in flight, the engine waits for the oldest."""
+        engine = worker.engine
+        clock = worker.clock
+        assert clock is not None
+        last = worker.pp - 1
+        while len(worker.in_flight) < worker.pp:
+            pending = worker.in_flight_tokens
+            batches = [rank.schedule(pending) for rank in worker.ranks]
+            for rank in worker.ranks:
+                for r in rank.preempted:  # its KV is gone: its work in flight is void (end_batch skips it)
+                    pending.pop(r, None)
+            if not any(batches):
+                if worker.in_flight:
+                    worker.busy = True  # blocked on the oldest batch's result
+                elif any(r.running or r.waiting for r in worker.ranks) and not self.heap:
+                    raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
+                return
+            self._first_token_at_admission(worker, batches)
+            times = [0.0] * worker.pp
+            prefill_tokens = decode_seqs = 0
+            for rank, batch in zip(worker.ranks, batches, strict=True):
+                if not batch:
+                    continue
+                seqs = [(n, int(r.computed) + pending.get(r, 0)) for r, n in batch]  # earlier chunks in flight
+                chunks = sum(n for r, n in batch if r.computed < r.prefill_target)
+                prefill_tokens += chunks
+                decode_seqs += sum(1 for r, _ in batch if r.computed >= r.prefill_target)
+                pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not chunks else None
+                for i, cost in enumerate(worker.stages):
+                    stage = cost.step_s(seqs, pad) + (engine.overhead_s(len(batch)) if i == last else 0.0)
+                    times[i] = max(times[i], stage)
+            ends = clock.run(self.now, times)
+            total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
+            flight = Flight(batches=batches, start_s=self.now, end_s=ends[-1], stage_s=tuple(times),
+                            stage_end_s=tuple(ends),
+                            preemptions=[[r.preemptions for r, _ in batch] for batch in batches],
+                            prefill_tokens=prefill_tokens, decode_seqs=decode_seqs,
+                            kv_use=sum(r.used_blocks for r in worker.ranks) / total_blocks,
+                            running=sum(len(r.running) for r in worker.ranks))
+            worker.in_flight.append(flight)
+            for batch in batches:
+                for r, n in batch:
+                    pending[r] = pending.get(r, 0) + n
+            self.push(flight.end_s, BATCH_END, (worker, flight))
+        worker.busy = True  # pp batches in flight: the next is scheduled when the oldest ends
+
+    def end_batch(self, worker: Worker, flight: Flight) -> None:
+        if not worker.in_flight or worker.in_flight[0] is not flight:
+            raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
+        worker.in_flight.pop(0)
+        pending = worker.in_flight_tokens
+        for batch, preemptions in zip(flight.batches, flight.preemptions, strict=True):
+            for (r, n), p in zip(batch, preemptions, strict=True):
+                if r.preemptions == p:  # else preempted since: already dropped from `pending`
+                    left = pending.pop(r) - n
+                    if left:
+                        pending[r] = left
+        worker.busy = False
+        self.num_steps += 1
+        if flight.decode_seqs:
+            self.itl_d.append(np.array([flight.end_s - flight.start_s]))
+            self.itl_w.append(np.array([float(flight.decode_seqs)]))
+        period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
+        self.kv_peak = max(self.kv_peak, flight.kv_use)
+        self.kv_time += period
+        self.kv_weighted += flight.kv_use * period
+        if self.record_steps:  # one record per stage: the trace shows the batches passing the stages
+            for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True)):
+                self.steps.append(StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1,
+                                             flight.prefill_tokens, flight.decode_seqs, flight.running))
+        for rank, batch, preemptions in zip(worker.ranks, flight.batches, flight.preemptions, strict=True):
+            # a request preempted while this batch was in flight lost its KV: its work here is void
+            self._complete(rank, [e for e, p in zip(batch, preemptions, strict=True) if e[0].preemptions == p])
+        self.kick(worker)
+
     def end_step(self, worker: Worker) -> None:
         worker.busy = False
         if worker in self.running_ff:
@@ -361,23 +466,27 @@ class _Loop:
                     req.generated += advance
                     if not rank._allocate(req, req.computed + n):
                         raise AssertionError("fast-forward ran past the KV blocks it checked")
-            finished, handover, _ = rank.complete(batch, self.now)
-            for req in handover:
-                transfer = self.transfer_s(req)
-                req.transfer_s = transfer
-                req.first_token_s = self.now + transfer  # the client sees it once the decode side has the KV
-                req.computed = float(req.prompt)
-                req.prefill_target = req.prompt
-                self.push(self.now + transfer, TRANSFER_END, req)
-            for _ in finished:
-                self.finished += 1
-                if self.progress is not None:
-                    self.progress(self.finished, self.workload.num_requests)
-                if self.workload.kind == "closed" and len(self.requests) < self.workload.num_requests:
-                    prompt, output = self.lengths[len(self.requests)]
-                    self.new_request(self.now, prompt, output, None, 0)
+            self._complete(rank, batch)
         worker.batches = []
         self.kick(worker)
+
+    def _complete(self, rank: RankScheduler, batch: Batch) -> None:
+        """The step of `batch` on `rank` ended now: advance its requests, hand over, finish, refill."""
+        finished, handover, _ = rank.complete(batch, self.now)
+        for req in handover:
+            transfer = self.transfer_s(req)
+            req.transfer_s = transfer
+            req.first_token_s = self.now + transfer  # the client sees it once the decode side has the KV
+            req.computed = float(req.prompt)
+            req.prefill_target = req.prompt
+            self.push(self.now + transfer, TRANSFER_END, req)
+        for _ in finished:
+            self.finished += 1
+            if self.progress is not None:
+                self.progress(self.finished, self.workload.num_requests)
+            if self.workload.kind == "closed" and len(self.requests) < self.workload.num_requests:
+                prompt, output = self.lengths[len(self.requests)]
+                self.new_request(self.now, prompt, output, None, 0)
 
 
 def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
@@ -388,6 +497,9 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
         raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
+    stuck = [w.name for workers in pools.values() for w in workers if w.in_flight or w.in_flight_tokens]
+    if stuck:
+        raise AssertionError(f"pipeline books do not balance: batches or tokens still in flight on {stuck}")
     ranks = [rank for workers in pools.values() for w in workers for rank in w.ranks]
     durations = np.concatenate(loop.itl_d) if loop.itl_d else np.zeros(0)
     weights = np.concatenate(loop.itl_w) if loop.itl_w else np.zeros(0)
