@@ -78,7 +78,9 @@ class Link:
 class Interconnect:
     """How a device reaches its peers: `gpus_per_node` devices share the intra-node link (NVLink,
     Infinity Fabric, HCCS, PCIe); groups larger than a node also cross the inter-node link
-    (InfiniBand, RoCE). Bandwidths are per device and per direction (GB/s); latencies in µs."""
+    (InfiniBand, RoCE). Bandwidths are per device and per direction (GB/s); latencies in µs.
+    A "node" is the domain the intra-node link spans: an HGX board's 8 GPUs, but a whole NVL72
+    rack's 72 (GB200 / GB300: the NVLink Switch System joins every GPU of the rack)."""
 
     gpus_per_node: int
     intra_node: str

@@ -90,3 +90,17 @@ def select_engine(profile: DeviceProfile, engine: str | None = None) -> DevicePr
     used, note = resolve_section(tuple(sections), wanted, profile.name)
     efficiency = MappingProxyType(dict(sections.get(used, {})))
     return replace(profile, efficiency=efficiency, engine=used or wanted, engine_requested=wanted, engine_note=note)
+
+
+TRANSFERRED = "transferred from"  # how a profile's [sources] marks values copied from another device
+
+
+def is_transferred(profile: DeviceProfile, engine: str) -> bool:
+    """Whether `profile`'s section for `engine` was copied from another device rather than fitted
+    on this one: every key's source (its own `efficiency.<engine>.<key>` entry, else the section's
+    `efficiency.<engine>`) starts with "transferred from" (benchmarks/calibrate_device.py
+    --transfer-engine writes it so)."""
+    keys = profile.engine_sections.get(engine, {})
+    texts = [profile.sources.get(f"efficiency.{engine}.{k}", profile.sources.get(f"efficiency.{engine}", ""))
+             for k in keys]
+    return bool(texts) and all(t.startswith(TRANSFERRED) for t in texts)

@@ -11,6 +11,9 @@
     # give a same-die device the section fitted on another (marked as transferred):
     python benchmarks/calibrate_device.py --transfer-engine vllm --from-profile backends/profiles/h100_sxm.toml \\
         --base backends/profiles/h200.toml --out backends/profiles/h200.toml
+    # ... or a related one, saying how (how b300 / gb200 / gb300 got B200's sections, torch then vllm):
+    python benchmarks/calibrate_device.py --transfer-engine vllm --from-profile backends/profiles/b200.toml \
+        --relation "same compute die at higher power" --base backends/profiles/gb200.toml --out backends/profiles/gb200.toml
     # exercise the measuring harness on a CPU with tiny shapes (no GPU, numbers meaningless):
     python benchmarks/calibrate_device.py --dry-run --csv /tmp/dry.csv --no-fit
 
@@ -409,7 +412,8 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
 
 
 def transfer_engine_and_write(args: argparse.Namespace) -> None:
-    """--transfer-engine: copy a same-die device's fitted section (fractions of this device's peaks)."""
+    """--transfer-engine: copy a same-die (or `--relation`) device's fitted section (fractions of this device's
+    peaks), every key's source saying `transferred from <device> (<relation>; ...)`."""
     import calibration_fit as cf
 
     from tensor_cast.backends.device import load_device
@@ -422,9 +426,10 @@ def transfer_engine_and_write(args: argparse.Namespace) -> None:
     target = load_device(args.base, "torch")
     text = Path(target.path).read_text() if Path(target.path).is_file() else _builtin_text(target)
     values = {f"efficiency.{k}": v for k, v in source.efficiency.items()}
-    sources = {f"efficiency.{k}": f"transferred from {source.name} (same compute die; fractions of {target.name}'s "
+    section_source = source.sources.get(f"efficiency.{engine}", "see the source profile")
+    sources = {f"efficiency.{k}": f"transferred from {source.name} ({args.relation}; fractions of {target.name}'s "
                                   f"own peaks, bandwidth and links, unvalidated on {target.name}): "
-                                  + source.sources.get(f"efficiency.{engine}.{k}", "see the source profile")
+                                  + source.sources.get(f"efficiency.{engine}.{k}", section_source)
                for k in source.efficiency}
     text = cf.update_profile_text(text, values, sources, engine=engine, overhead_too=False,
                                   header=f"{engine} kernels: transferred from {source.name}; provenance in [sources]")
@@ -461,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="vllm", help="the engine section --from-aic writes (default vllm)")
     parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
     parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
+    parser.add_argument("--relation", default="same compute die",
+                        help="how --from-profile's device relates to --base's, recorded in every transferred source "
+                             "(e.g. 'same compute die at higher power')")
     args = parser.parse_args(argv)
     if args.from_aic:
         fit_engine_and_write(args)

@@ -1,7 +1,7 @@
 """Serving fidelity: simulated TTFT / TPOT vs measured serving runs (AIConfigurator silicon sample).
 
     python benchmarks/serving_fidelity.py --data ../shared/serving/silicon_sample_visible.csv \
-        [--sample N] [--devices h100_sxm,b200_sxm] [--out rows.csv]
+        [--sample N] [--devices h100_sxm,b200_sxm,b300_sxm,gb200,gb300] [--out rows.csv]
 
 Every agg and disagg row on a system with a tensor_cast device profile is mapped to a
 deployment and simulated as the benchmark ran it: a closed loop of `silicon_concurrency`
@@ -10,7 +10,9 @@ that cannot be mapped are listed with the reason. Prints a markdown table of mea
 relative error of TTFT and TPOT per device x engine x model family, with coverage.
 
 Mapping (decided from the CSV's README and the engines' launch flags):
-- system: h100_sxm -> h100-sxm, b200_sxm -> b200 (the other systems have no profile here).
+- system: h100_sxm -> h100-sxm, b200_sxm -> b200, b300_sxm -> b300, gb200 -> gb200, gb300 -> gb300. Only
+  H100 and B200 have measured kernel tables: the b300 / gb200 / gb300 profiles carry datasheet peaks and
+  B200's transferred efficiency sections, so every row on them is held out (no fit has seen them).
 - model: the HF id, or its registry twin with the same architecture: *-Instruct -> base,
   Qwen3-235B-A22B-FP8 -> Qwen3-235B-A22B + fp8, MiniMax-M2.5 -> MiniMax-M2, Kimi-K2.5 ->
   Kimi-K2-Instruct (the text backbone), zhipuai/GLM-5 -> zai-org/GLM-5, nvidia/X-NVFP4 -> X + nvfp4.
@@ -25,7 +27,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), else the
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
-  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on B200),
+  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on the
+  Blackwell parts: B200, B300, GB200, GB300),
   and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
   AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
   isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
@@ -88,7 +91,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200"}
+SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
 MODELS = {
     "meta-llama/Llama-3.1-8B-Instruct": ("meta-llama/Llama-3.1-8B", None),
     "meta-llama/Llama-3.1-70B": ("meta-llama/Llama-3.1-70B", None),
@@ -256,7 +259,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     engine_args: dict[str, Any] = {} if overhead else dict(ZERO_OVERHEAD)
     if host_launch_s:
         engine_args["eager_launch_host_s"] = host_launch_s
-    if row["backend"] == "sglang" and row["system"] == "b200_sxm":
+    if row["backend"] == "sglang" and row["system"] != "h100_sxm":
         engine_args["max_num_batched_tokens"] = 16384
     if benchmark_source(row) == "aic-eval" and row["backend"] in ("vllm", "trtllm") and row["mode"] == "agg":
         # AIConfigurator's generator sized the budget of the engines it launched (docstring, engine)

@@ -26,7 +26,8 @@ from tensor_cast.backends.roofline import ExecutionMode, op_time
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidProfileError, UnknownDeviceError
 
-BUILTIN = ("a100-80gb-sxm", "ascend-910b", "atlas-a3", "b200", "h100-sxm", "h200", "l40s", "mi300x")
+BUILTIN = ("a100-80gb-sxm", "ascend-910b", "atlas-a3", "b200", "b300", "gb200", "gb300", "h100-sxm", "h200", "l40s",
+           "mi300x")
 
 
 def profiles():
@@ -50,7 +51,7 @@ def test_sanity_relations(name):
     assert c["bf16_tflops"] > 0
     if c["fp8_tflops"] > 0:
         assert c["fp8_tflops"] >= c["bf16_tflops"]
-    if c["int8_tops"] > 0:
+    if c["int8_tops"] > 0 and p.architecture != "blackwell-ultra":  # Blackwell Ultra cut INT8 to ~1/12 of BF16
         assert c["int8_tops"] >= c["bf16_tflops"]
     if c["fp4_tflops"] > 0:
         assert c["fp4_tflops"] >= c["fp8_tflops"] > 0
@@ -98,6 +99,13 @@ DATASHEET = {
     "h200": (989.4, 4800, 900 / 2),
     # NVIDIA HGX B200 (8 GPUs): FP16/BF16 36 PFLOPS with sparsity, 64 TB/s HBM3e, NVLink 1.8 TB/s per GPU
     "b200": (36_000 / 8 / 2, 64_000 / 8, 1800 / 2),
+    # NVIDIA HGX B300 (8 GPUs): FP16/BF16 36 PFLOPS with sparsity, 8 TB/s HBM3e per GPU, NVLink 1.8 TB/s per GPU
+    "b300": (36_000 / 8 / 2, 8000, 1800 / 2),
+    # NVIDIA GB200 NVL72 (per superchip of 2 GPUs): FP16/BF16 10 PFLOPS with sparsity, 16 TB/s HBM3e, NVLink 3.6 TB/s
+    "gb200": (10_000 / 2 / 2, 16_000 / 2, 3600 / 2 / 2),
+    # NVIDIA GB300 NVL72 (72 GPUs): FP16/BF16 360 PFLOPS with sparsity, 576 TB/s HBM3e, NVLink 130 TB/s (rounded
+    # from 72 x 1.8)
+    "gb300": (360_000 / 72 / 2, 576_000 / 72, 1800 / 2),
     # NVIDIA A100 datasheet, 80GB SXM: BF16 312 TFLOPS (624 with sparsity), 2,039 GB/s, NVLink 600 GB/s
     "a100-80gb-sxm": (312, 2039, 600 / 2),
     # AMD MI300X data sheet: BF16 1,307.4 TFLOPS dense, 5.3 TB/s HBM3, 7 Infinity Fabric links x 128 GB/s
@@ -122,8 +130,9 @@ def test_datasheet_numbers(name):
 
 
 def test_inter_node_bandwidth_is_one_nic_per_gpu():
-    # 400 Gb/s NDR (H100/H200/B200/MI300X), 200 Gb/s HDR (A100): bits / 8 = bytes
-    for name, gbit in (("h100-sxm", 400), ("h200", 400), ("b200", 400), ("mi300x", 400), ("a100-80gb-sxm", 200)):
+    # 400 Gb/s NDR (H100/H200/B200/GB200/MI300X), 800 Gb/s ConnectX-8 (B300/GB300), 200 Gb/s HDR (A100): bits / 8 = bytes
+    for name, gbit in (("h100-sxm", 400), ("h200", 400), ("b200", 400), ("gb200", 400), ("b300", 800), ("gb300", 800),
+                       ("mi300x", 400), ("a100-80gb-sxm", 200)):
         assert load_device(name).interconnect.inter_node_bandwidth_gbps == gbit / 8, name
 
 
