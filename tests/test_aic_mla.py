@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import gzip
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_modules import benchmarks
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 COLUMNS = ("framework", "version", "device", "op_name", "kernel_source", "model", "architecture", "mla_dtype",
            "kv_cache_dtype", "gemm_type", "num_heads", "batch_size", "isl", "tp_size", "step", "latency")
 HIDDEN, Q_LORA, KV_LORA, NOPE, ROPE, V = 7168, 1536, 512, 128, 64, 128  # DeepSeek-V3 config.json
@@ -20,11 +19,7 @@ HIDDEN, Q_LORA, KV_LORA, NOPE, ROPE, V = 7168, 1536, 512, 128, 64, 128  # DeepSe
 
 @pytest.fixture(scope="module")
 def tables():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import aic_tables
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    (aic_tables,) = benchmarks("aic_tables")
     return aic_tables
 
 

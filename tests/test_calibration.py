@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from benchmark_modules import benchmarks
 
 import tensor_cast
 from tensor_cast.backends.device import load_device, parse_profile
@@ -75,13 +76,7 @@ def test_symbolic_report_equals_concrete_analysis(llama8b):
 # ---- the calibration tooling ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def calibration():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import calibration_cases
-        import calibration_fit
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return calibration_cases, calibration_fit
+    return benchmarks("calibration_cases", "calibration_fit")
 
 
 TRUTH = {

@@ -5,7 +5,6 @@ vllm sections. Never reads the shared AIC tables: synthetic rows and the shipped
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import sympy
 import torch
+from benchmark_modules import benchmarks
 from profile_text import profile_head, profile_sources
 
 import tensor_cast
@@ -22,7 +22,6 @@ from tensor_cast.backends.formulas.collectives import collective_counts
 from tensor_cast.sizes import B, S
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = REPO / "benchmarks"
 LINK_GBPS = 400.0
 HEAD = profile_head("proto-gpu", "Protocol GPU") + f"""
 [interconnect]
@@ -140,12 +139,8 @@ def test_attention_cta_floor_bounds_small_decodes():
 
 def test_gemm_variant_keys_override_the_kind_for_that_scheme_only():
     profile = parse_profile(text("[efficiency.vllm]\ngemm_compute = 0.7\ngemm_fp8_block_compute = 0.5"), "p.toml", "vllm")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import aic_tables
-        from calibration_cases import IN_GRAPH
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    aic_tables, calibration_cases = benchmarks("aic_tables", "calibration_cases")
+    IN_GRAPH = calibration_cases.IN_GRAPH
     from tensor_cast.backends.roofline import op_time
 
     m = n = k = 8192
@@ -159,15 +154,7 @@ def test_gemm_variant_keys_override_the_kind_for_that_scheme_only():
 @pytest.fixture(scope="module")
 def aic():
     pytest.importorskip("scipy")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import aic_fit
-        import aic_tables
-        import calibration_cases
-        import calibration_fit
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return aic_fit, aic_tables, calibration_cases, calibration_fit
+    return benchmarks("aic_fit", "aic_tables", "calibration_cases", "calibration_fit")
 
 
 def test_fit_recovers_nccl_protocol_parameters(aic):

@@ -6,11 +6,9 @@ Made-up profiles and the shipped profiles only; no measured table is read."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from benchmark_modules import benchmarks
 from profile_text import profile_head, profile_sources
 
 import tensor_cast
@@ -20,7 +18,6 @@ from tensor_cast.backends.efficiency import efficiency_for
 from tensor_cast.backends.kernels import MLAShape
 from tensor_cast.sizes import B, S
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 HEADS, RANK, ROPE, NOPE, V = 16, 512, 64, 128, 128  # DeepSeek-V3's latent dims, 16 local heads
 BANDWIDTH_GBPS = 2000.0  # profile_head's
 FRACTIONS = {"attention_mla_compute": 0.6, "attention_mla_memory": 0.8, "attention_mla_prefill_compute": 0.7}
@@ -84,13 +81,7 @@ def test_symbolic_form_blends_to_each_form_at_its_step_length():
 
 @pytest.fixture(scope="module")
 def aic():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import aic_fit
-        import aic_tables
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return aic_fit, aic_tables
+    return benchmarks("aic_fit", "aic_tables")
 
 
 def test_mla_fit_holds_two_head_counts_out(aic):

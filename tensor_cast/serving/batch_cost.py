@@ -134,6 +134,12 @@ class BatchCost:
         """
         if not batch:
             return 0.0
+        return self.grouped_s(*self.groups(batch), padded_tokens)
+
+    @staticmethod
+    def groups(batch: Sequence[tuple[int, int]]) -> tuple[int, dict[int, list[Any]]]:
+        """(total new tokens, {new tokens: [sequences, summed cached tokens]}) of a non-empty batch,
+        in first-appearance order: what `grouped_s` costs (pipeline stages share one grouping)."""
         # C-level passes (zip, count, sum) instead of a Python loop per sequence: a step is
         # mostly one group (the decodes), so only the other sequences are grouped in Python.
         # Groups keep their first-appearance order, so the sum is the same as a plain loop's.
@@ -159,6 +165,10 @@ class BatchCost:
         # integer token counts: the first group's sum is exact by subtraction; otherwise summed
         groups[first][1] = whole - rest if type(whole) is int else \
             sum(compress(cached, map(eq, news, repeat(first))))
+        return total, groups
+
+    def grouped_s(self, total: int, groups: dict[int, list[Any]], padded_tokens: int | None = None) -> float:
+        """Seconds of one step over a batch grouped by `groups` (see `step_s`)."""
         tokens = total if padded_tokens is None else max(total, padded_tokens)
         time = self.linear_s(tokens)
         for new, (n, c) in groups.items():

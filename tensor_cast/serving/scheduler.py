@@ -157,6 +157,7 @@ class RankScheduler:
             hold = set(held)  # identity hashing: a request is its own key
             self.running = visible
             self._held = held
+            shown = list(visible)  # the policy may append to `visible` itself
         for r, _ in ahead:
             r.computed += in_flight[r]
         try:
@@ -167,10 +168,14 @@ class RankScheduler:
                     r.computed -= in_flight[r]
             if held:
                 # back in admission order: the held ones, the survivors (not preempted), the new ones
-                kept = set(self.running)
-                merged = [r for r in everyone if r in hold or r in kept]
-                known = set(everyone)
-                self.running = merged + [r for r in self.running if r not in known]
+                count = len(shown)
+                if not self.preempted and self.running[:count] == shown:  # common: nobody left, new ones appended
+                    self.running = everyone + self.running[count:]
+                else:
+                    kept = set(self.running)
+                    merged = [r for r in everyone if r in hold or r in kept]
+                    known = set(everyone)
+                    self.running = merged + [r for r in self.running if r not in known]
                 self._held = []
 
     def _decode_first(self) -> Batch:

@@ -409,8 +409,9 @@ class _Loop:
         engine = worker.engine
         clock = worker.clock
         assert clock is not None
-        last = worker.pp - 1
-        while len(worker.in_flight) < worker.pp:
+        depth = worker.pp
+        last = depth - 1
+        while len(worker.in_flight) < depth:
             pending = worker.in_flight_tokens
             batches = [rank.schedule(pending) for rank in worker.ranks]
             for rank in worker.ranks:
@@ -423,18 +424,26 @@ class _Loop:
                     raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
                 return
             self._first_token_at_admission(worker, batches)
-            times = [0.0] * worker.pp
+            times = [0.0] * depth
             prefill_tokens = decode_seqs = 0
             for rank, batch in zip(worker.ranks, batches, strict=True):
                 if not batch:
                     continue
-                seqs = [(n, int(r.computed) + pending.get(r, 0)) for r, n in batch]  # earlier chunks in flight
-                chunks = sum(n for r, n in batch if r.computed < r.prefill_target)
+                seqs = []
+                chunks = decodes = 0
+                for r, n in batch:
+                    computed = r.computed
+                    seqs.append((n, int(computed) + pending.get(r, 0)))  # earlier chunks in flight
+                    if computed < r.prefill_target:
+                        chunks += n
+                    else:
+                        decodes += 1
                 prefill_tokens += chunks
-                decode_seqs += sum(1 for r, _ in batch if r.computed >= r.prefill_target)
+                decode_seqs += decodes
                 pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not chunks else None
+                grouped = BatchCost.groups(seqs)  # one grouping, costed on every stage
                 for i, cost in enumerate(worker.stages):
-                    stage = cost.step_s(seqs, pad) + (engine.overhead_s(len(batch)) if i == last else 0.0)
+                    stage = cost.grouped_s(*grouped, pad) + (engine.overhead_s(len(batch)) if i == last else 0.0)
                     times[i] = max(times[i], stage)
             ends = clock.run(self.now, times)
             total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
