@@ -5,19 +5,13 @@ Rows are made up here; the measured CSV is never read."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_modules import benchmarks
 
 from tensor_cast.serving.workload import make_workload
 
-PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "serving_fidelity.py"
-SPEC = importlib.util.spec_from_file_location("serving_fidelity", PATH)
-assert SPEC is not None and SPEC.loader is not None
-fidelity = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(fidelity)
+(fidelity,) = benchmarks("serving_fidelity")
 
 
 def row(source: str, isl: int = 1024, osl: int = 8192, backend: str = "trtllm") -> dict[str, str]:
