@@ -161,6 +161,8 @@ def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     tp, dp = _int(row[prefix + "tp_size"]), _int(row[prefix + "attention_dp_size"])
     mtp, mep = _int(row[prefix + "moe_tp_size"]), _int(row[prefix + "moe_ep_size"])
     pp = {"pp": _int(row[prefix + "pp_size"])} if _int(row[prefix + "pp_size"]) > 1 else {}
+    if dp == 0:  # 15 gb200 Qwen3-32B rows: "0" with batch_size = concurrency / 2, so not "no attention DP"
+        raise Unsupported("attention_dp_size=0 (ambiguous: neither 1 nor concurrency / batch_size)")
     world = tp * dp
     if mep == world and mep > 1:
         return {"tp": tp, "dp": dp, "ep": world, **pp}
