@@ -59,7 +59,10 @@ TILE_TABLES: dict[str, tuple[Rule, ...]] = {
         Rule(16, Tile(32, 128)),  # M16 swap AB: 128x32x128, cluster 4x1 (along N after the swap)
         Rule(64, Tile(64, 128)),  # M64 swap AB: 128x64x256 (M = 64 with K < 4096: 64x64x128)
         Rule(256, Tile(128, 128, 2)),  # M256: 128x128x128, cluster 2x1
-        # default: 256x128x128, cluster 2x2: a 2-SM MMA (tcgen05 cta_group::2), 128 rows per CTA
+        # default: 256x128x128, cluster 2x2: a 2-SM MMA (tcgen05 cta_group::2), 128 rows per CTA.
+        # A one-CTA tcgen05 MMA covers M = 64 or 128 rows only (PTX ISA, tcgen05.mma shapes), so a
+        # 256-row tile is the pair form, whose two CTAs on paired SMs each hold half of M (CUTLASS
+        # docs, 'Blackwell SM100 GEMMs': 2-SM kernels; tilus tutorial 'matmul-blackwell' v6)
         Rule(INF, Tile(256, 128, 2, mma_m=128)),
     ),
 }
