@@ -250,7 +250,7 @@ def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], client
 
 
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
-          host_launch_s: float = 0.0) -> dict[str, Any]:
+          host_launch_s: float | None = None) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -259,7 +259,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     kwargs: dict[str, Any] = {"device": SYSTEMS[row["system"]], "engine": row["backend"],
                               **quant(row, row["model_path"], forced)}
     engine_args: dict[str, Any] = {} if overhead else dict(ZERO_OVERHEAD)
-    if host_launch_s:
+    if host_launch_s is not None:  # what-if: one host time per eager launch for every engine (0: off)
         engine_args["eager_launch_host_s"] = host_launch_s
     if row["backend"] == "sglang" and row["system"] != "h100_sxm":
         engine_args["max_num_batched_tokens"] = 16384
@@ -313,9 +313,9 @@ def main() -> int:
                     help="engine per-step/per-sequence overheads: the profiles' (fitted) or none")
     ap.add_argument("--kernels", default=None, choices=("vllm", "sglang", "trtllm", "torch"),
                     help="device-profile efficiency section for step costs (default: each row's engine)")
-    ap.add_argument("--host-launch-us", type=float, default=0.0,
-                    help="what-if: host time per kernel launch of steps run without CUDA graphs (engine "
-                         "eager_launch_host_s; default 0, not charged)")
+    ap.add_argument("--host-launch-us", type=float, default=None,
+                    help="what-if: host time per kernel launch of steps run without CUDA graphs, for every "
+                         "engine (eager_launch_host_s; 0 turns the floor off; default: each engine's own)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     args = ap.parse_args()
 
@@ -347,7 +347,7 @@ def main() -> int:
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
-                               host_launch_s=args.host_launch_us * 1e-6)
+                               host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6)
                 c = per_replica_concurrency(row)
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                               isl=isl, osl=osl, range_ratio=ratio,
@@ -371,8 +371,10 @@ def main() -> int:
             sys.stderr.write(f"{i + 1}/{len(todo)} rows, {time.time() - start:.0f} s\n")
     jitter_text = (f"in [L(1-r), L(1+r)], r = {args.range_ratio}" if args.range_ratio is not None else
                    f"sa-bench rows in [{SA_BENCH_RATIO} L, L], aic-eval rows jittered by {LENGTH_JITTER}")
+    host_text = "the engine's own" if args.host_launch_us is None else f"{args.host_launch_us} us"
     print(f"protocol: {args.requests_per_client} requests per client, lengths {jitter_text}, "
-          f"warm-up {'first wave excluded' if args.warmup else 'none'}, engine overheads {args.overhead}")
+          f"warm-up {'first wave excluded' if args.warmup else 'none'}, engine overheads {args.overhead}, "
+          f"host time per eager launch {host_text}")
     print(f"\n{len(results)} rows simulated, {sum(len(v) for v in skipped.values())} not, of {len(todo)} "
           f"({'sampled ' + str(args.sample) + ' per group' if args.sample else 'all rows'}) in {time.time() - start:.0f} s\n")
     table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)

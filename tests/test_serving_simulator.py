@@ -15,7 +15,10 @@ from tensor_cast.serving.workload import Request, make_workload
 
 
 class ConstantCost:
-    """Every step costs `d` seconds, whatever its batch (a hand-solvable model)."""
+    """Every step costs `d` seconds, whatever its batch (a hand-solvable model); it launches no
+    kernels, so no engine's host-launch floor (`eager_launch_host_s`) applies to it."""
+
+    launches = 0
 
     def __init__(self, d: float) -> None:
         self.d = d
@@ -260,6 +263,35 @@ def test_eager_launch_host_time_floors_steps_run_without_cuda_graphs():
                               workload={}, block_size=profile.block_size, notes=[])
     assert rep.mean_ttft_s == pytest.approx(0.02)
     assert rep.mean_tpot_s == pytest.approx(d)
+
+
+def test_engines_default_host_time_per_eager_launch_is_the_cited_measurement():
+    # TensorRT-LLM: "CPU dispatch interval (~35us)" per kernel of its PyTorch flow (PR #12653)
+    assert engine_profile("trtllm").eager_launch_host_s == pytest.approx(35e-6)
+    # SGLang: an eager 1-token DeepSeek-V3 prefill step took 82.6 ms (PR #12160); at tensor_cast's
+    # 1,929 launches for DeepSeek-V3 TP8 the default floor gives that step back within 0.5 %
+    sglang = engine_profile("sglang")
+    assert sglang.host_floor_s(prefill_tokens=1, step_tokens=1, launches=1929) == pytest.approx(82.6e-3, rel=5e-3)
+    assert sglang.host_floor_s(prefill_tokens=0, step_tokens=64, launches=1929) == 0.0  # decode: a CUDA graph
+    assert engine_profile("vllm").eager_launch_host_s == 0.0  # not charged (engines.py, "Eager steps")
+    assert engine_profile("trtllm", {"eager_launch_host_s": 0}).host_floor_s(1000, 1000, 1000) == 0.0
+
+    # in the simulator, with the defaults: one client, a 1000-token prompt, 1,000 launches, GPU
+    # steps of d = 10 ms: TensorRT-LLM's eager context step lasts 1,000 x 35 us = 35 ms (TTFT),
+    # its generation steps replay graphs (d each); vLLM's stays at d (no floor)
+    class Launching(ConstantCost):
+        launches = 1000
+
+    d = 0.01
+    for engine, ttft in (("trtllm", 0.035), ("sglang", 0.043), ("vllm", d)):
+        profile = engine_profile(engine, NO_OVERHEAD)
+        worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], Launching(d), profile)
+        sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None,
+                                                                num_requests=2, isl=1000, osl=5))
+        rep = ServingReport.build(sim, model="m", device="dev", engine=engine, deployment="1 GPU", num_gpus=1,
+                                  workload={}, block_size=profile.block_size, notes=[])
+        assert rep.mean_ttft_s == pytest.approx(ttft), engine
+        assert rep.mean_tpot_s == pytest.approx(d), engine
 
 
 def test_sglang_waiting_request_held_by_the_reservation_fast_forwards_exactly():

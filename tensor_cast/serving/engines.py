@@ -58,13 +58,29 @@ names the same term (docs/design/queueing_model.md, failure modes 13-14: "a real
 client's next request typically arrives after the engine has already scheduled the following
 iteration and waits ~one extra pass"). An idle engine schedules a new request at once.
 
-Eager steps (`eager_launch_host_s`, off by default): a step that runs without CUDA graphs —
-TensorRT-LLM and SGLang capture decode batches only; vLLM (`graph_prefill`) also replays
-piecewise graphs for mixed steps up to its largest capture size (512 tokens) — has every kernel
-launched from the host, and when the host takes longer per launch than the GPU per kernel, the
-step lasts at least launches x host time per launch (AIConfigurator measured a launch-bound vLLM
-step at ~60 µs between launches: collector/layerwise/fpm_ground_truth/
-SMALL_PREFILL_WHY_GOLDEN_16MS.md). Not charged by default: no per-engine host measurement here.
+Eager steps (`eager_launch_host_s`): a step that runs without CUDA graphs has every kernel launched
+from the host, and when the host takes longer per launch than the GPU per kernel, the step lasts
+at least launches x host time per launch (`host_floor_s`; the launches are tensor_cast's own count
+of the step's kernels, `BatchCost.launches`). Which steps run eagerly, per engine:
+- TensorRT-LLM (PyTorch backend): CUDA graphs replay generation-only iterations; context-only and
+  mixed iterations run eagerly unless piecewise CUDA graphs are enabled, which is opt-in (docs
+  "Torch Compile & Piecewise CUDA Graph": piecewise graphs exist "to reduce context-phase launch
+  overhead" and "only handle context-only and mixed context+generation iterations"). Host time
+  per launch 35 us: TensorRT-LLM's own measurement of its PyTorch flow, "CPU dispatch interval
+  (~35us)" per kernel (NVIDIA/TensorRT-LLM PR #12653).
+- SGLang: decode batches replay CUDA graphs; prefill ("extend") steps run eagerly unless
+  `--enable-piecewise-cuda-graph` (opt-in, sgl-project/sglang PR #10062). Host time per launch
+  43 us: an eager one-token DeepSeek-V3 prefill step measured at 82.6 ms of forward time against
+  23.1 ms when replayed as a CUDA graph (sgl-project/sglang PR #12160), i.e. host-bound at
+  82.6 ms / 1,929 launches (tensor_cast's count for DeepSeek-V3 at TP8).
+- vLLM (`graph_prefill`): mixed steps up to the largest capture size (512 tokens) replay piecewise
+  graphs; larger steps run the torch.compile'd (Inductor) graph without CUDA graphs, whose fused
+  kernels are fewer than tensor_cast's count. Not charged (0): the one measurement at hand
+  (AIConfigurator, ~60 us between launches of vLLM 0.20.1 on B300, a hybrid model launched from
+  Python: collector/layerwise/fpm_ground_truth/SMALL_PREFILL_WHY_GOLDEN_16MS.md) raises the H100
+  dense rows' TTFT error (README "Serving accuracy"), and the held-out vLLM rows it helps are
+  predicted as low at 8,192-token prompts, where no launch floor binds.
+The floor is a per-engine knob (`engine_args={"eager_launch_host_s": 0}` turns it off).
 
 It must not simulate time or cost steps.
 """
@@ -187,6 +203,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
         new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=1.0e-3, seq_overhead_s=8.2e-6,
+        eager_launch_host_s=43e-6,
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B"),
             "max_num_batched_tokens": "python/sglang/srt/server_args.py: chunked_prefill_size 8192 on 35-160 GB GPUs "
@@ -199,11 +216,14 @@ ENGINES: dict[str, EngineProfile] = {
                       "else decode; retract_decode on KV shortage",
             "cuda_graph_sizes": "server_args.py _generate_cuda_graph_batch_sizes, cuda_graph_max_bs 512",
             "async_scheduling": "overlap scheduler on unless --disable-overlap-schedule (zero-overhead batch scheduler, v0.4)",
+            "eager_launch_host_s": "sgl-project/sglang PR #12160: eager 1-token DeepSeek-V3 prefill 82.6 ms (23.1 ms as a "
+                                   "CUDA graph) / 1,929 launches; prefill graphs opt-in (PR #10062)",
         }),
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
         cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=0.72e-3, seq_overhead_s=0.0,
+        eager_launch_host_s=35e-6,
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "TensorRT-LLM BuildConfig defaults max_num_tokens 8192, "
@@ -214,6 +234,8 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
             "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
             "async_scheduling": "PyTorch backend overlap scheduler, enabled by default (disable_overlap_scheduler=False)",
+            "eager_launch_host_s": "NVIDIA/TensorRT-LLM PR #12653: CPU dispatch interval ~35 us per kernel (PyTorch flow); "
+                                   "context and mixed iterations eager (piecewise CUDA graphs opt-in, docs)",
         }),
 }
 
