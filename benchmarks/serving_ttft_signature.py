@@ -1,0 +1,122 @@
+"""TTFT signatures in the measured serving runs: which mechanism a TTFT gap follows.
+
+    python benchmarks/serving_ttft_signature.py --data ../shared/serving/silicon_sample_visible.csv \
+        [--rows rows.csv] [--simulate]
+
+Prints, from the measured rows alone (no simulation):
+- per (engine, model) of the AIConfigurator-eval agg rows on H100 (fixed lengths, isl 1k-4k,
+  osl 128-512): the slope k of TTFT against decode_time / concurrency = osl x TPOT / c, fitted
+  per (tp, quantization, isl, concurrency) over the rows' output lengths. k ~ 1 is the signature
+  of a request that waits for the next completion in a closed loop of c clients (completions
+  come every osl x TPOT / c); k ~ 0: TTFT does not depend on the output length.
+With `--rows` (a per-row CSV of `serving_fidelity.py --out`): the median measured / simulated
+TTFT per engine x family x prompt length at <= 16 clients (little queueing): a gap that stays
+at long prompts, where the step is GPU-bound, is not a host-launch floor.
+With `--simulate`: the TensorRT-LLM Llama-3.1-8B H100 rows simulated as in serving_fidelity.py and
+again with one running request fewer than the clients (max_num_seqs = c - 1): the what-if of a
+request that waits for the next completion. It is not a default: the same engine version's
+Qwen3 rows of the same source have k ~ 0 (see README "Serving accuracy").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+from collections import defaultdict
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import serving_fidelity as sf  # noqa: E402  (the fidelity script's row mapping)
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+
+
+def completion_slopes(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[float]]:
+    groups: dict[tuple[Any, ...], dict[int, tuple[float, float]]] = defaultdict(dict)
+    for r in rows:
+        if r["system"] != "h100_sxm" or r["mode"] != "agg" or sf.benchmark_source(r) != "aic-eval":
+            continue
+        key = (r["backend"], r["model_path"].split("/")[-1], r["tp_size"], r["gemm_quant_mode"], int(r["isl"]),
+               sf.concurrency(r))
+        groups[key][int(r["osl"])] = (float(r["silicon_ttft_ms"]), float(r["silicon_tpot_ms"]))
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, by_osl in groups.items():
+        if len(by_osl) < 3:
+            continue
+        c = key[5]
+        xs = [osl * tpot / c for osl, (_, tpot) in sorted(by_osl.items())]
+        ys = [ttft for _, (ttft, _) in sorted(by_osl.items())]
+        out[(key[0], key[1])].append(slope(xs, ys))
+    return out
+
+
+def gap_by_prompt(path: str, data: dict[str, dict[str, str]]) -> None:
+    cells: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["mode"] != "agg" or int(r["concurrency"]) > 16 or r["id"] not in data:
+                continue
+            cells[(r["engine"], r["system"], r["family"], int(data[r["id"]]["isl"]))].append(
+                float(r["meas_ttft_s"]) / float(r["pred_ttft_s"]))
+    print("\n| engine | device | family | isl | rows (<= 16 clients) | median measured / simulated TTFT |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for key in sorted(cells):
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(cells[key])} | {statistics.median(cells[key]):.2f} |")
+
+
+def simulate_slots(rows: list[dict[str, str]]) -> None:
+    import tensor_cast
+
+    chosen = [r for r in rows if r["system"] == "h100_sxm" and r["backend"] == "trtllm" and r["mode"] == "agg"
+              and r["model_path"].endswith("Llama-3.1-8B-Instruct") and sf.concurrency(r) <= 32]
+    errs: dict[str, list[float]] = defaultdict(list)
+    print("\n| tp | isl | osl | clients | measured TTFT ms | simulated | simulated, c - 1 running |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in sorted(chosen, key=lambda r: (int(r["tp_size"]), int(r["isl"]), sf.concurrency(r), int(r["osl"]))):
+        isl, osl, ratio = sf.lengths(r, None)
+        c = sf.per_replica_concurrency(r)
+        meas = float(r["silicon_ttft_ms"]) / 1e3
+        got = []
+        for label, seqs in (("default", None), ("c - 1", c - 1)):
+            kwargs = sf.setup(r, ratio, isl=isl)
+            if seqs:
+                kwargs.setdefault("engine_args", {})["max_num_seqs"] = seqs
+            rep = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * 10, isl=isl, osl=osl,
+                                       range_ratio=ratio)
+            got.append(rep.mean_ttft_s)
+            errs[label].append(abs(rep.mean_ttft_s - meas) / meas)
+        print(f"| {r['tp_size']} | {isl} | {osl} | {c} | {meas * 1e3:.0f} | {got[0] * 1e3:.0f} | {got[1] * 1e3:.0f} |")
+    for label, e in errs.items():
+        print(f"TTFT MAE, {label}: {100 * sum(e) / len(e):.1f}% over {len(e)} rows")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--rows", help="per-row CSV written by serving_fidelity.py --out")
+    ap.add_argument("--simulate", action="store_true", help="simulate the TRT-LLM Llama-3.1-8B rows with c - 1 slots")
+    args = ap.parse_args()
+    with open(args.data, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    print("| engine | model | (tp, quant, isl, clients) groups | median k | quartiles |")
+    print("| --- | --- | ---: | ---: | --- |")
+    for (engine, model), ks in sorted(completion_slopes(rows).items()):
+        q = statistics.quantiles(ks, n=4) if len(ks) > 1 else ks * 3
+        print(f"| {engine} | {model} | {len(ks)} | {statistics.median(ks):.2f} | {q[0]:.2f} .. {q[2]:.2f} |")
+    if args.rows:
+        gap_by_prompt(args.rows, {r["id"]: r for r in rows})
+    if args.simulate:
+        simulate_slots(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
