@@ -108,7 +108,7 @@ def main() -> int:
         for row in csv.DictReader(handle):
             try:
                 setup = f.setup(row)
-            except f.Unsupported:
+            except (f.Unsupported, TensorCastError):  # e.g. a disagg pool whose tp does not divide the heads
                 continue
             key: tuple[str, ...] = (row["model_path"], row["system"], row["backend"], row["isl"], row["osl"])
             groups[key].append((row, setup))
