@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import serving_fidelity as sf  # noqa: E402  (the fidelity script's row mapping)
+import serving_fidelity as sf  # the fidelity script's row mapping
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -42,7 +42,11 @@ def slope(xs: list[float], ys: list[float]) -> float:
 def completion_slopes(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[float]]:
     groups: dict[tuple[Any, ...], dict[int, tuple[float, float]]] = defaultdict(dict)
     for r in rows:
-        if r["system"] != "h100_sxm" or r["mode"] != "agg" or sf.benchmark_source(r) != "aic-eval":
+        try:
+            aic = sf.benchmark_source(r) == "aic-eval"
+        except sf.Unsupported:
+            continue
+        if r["system"] != "h100_sxm" or r["mode"] != "agg" or not aic:
             continue
         key = (r["backend"], r["model_path"].split("/")[-1], r["tp_size"], r["gemm_quant_mode"], int(r["isl"]),
                sf.concurrency(r))
