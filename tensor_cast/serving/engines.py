@@ -65,7 +65,8 @@ of the step's kernels, `BatchCost.launches`). Which steps run eagerly, per engin
 - TensorRT-LLM (PyTorch backend): CUDA graphs replay generation-only iterations; context-only and
   mixed iterations run eagerly unless piecewise CUDA graphs are enabled, which is opt-in (docs
   "Torch Compile & Piecewise CUDA Graph": piecewise graphs exist "to reduce context-phase launch
-  overhead" and "only handle context-only and mixed context+generation iterations"). Host time
+  overhead", and "Piecewise CUDA Graph only handles context-only and mixed context+generation
+  iterations"). Host time
   per launch 35 us: TensorRT-LLM's own measurement of its PyTorch flow, "CPU dispatch interval
   (~35us)" per kernel (NVIDIA/TensorRT-LLM PR #12653).
 - SGLang: decode batches replay CUDA graphs; prefill ("extend") steps run eagerly unless
