@@ -75,8 +75,9 @@ of the step's kernels, `BatchCost.launches`). Which steps run eagerly, per engin
   23.1 ms when replayed as a CUDA graph (sgl-project/sglang PR #12160), i.e. host-bound at
   82.6 ms / 1,929 launches (tensor_cast's count for DeepSeek-V3 at TP8).
 - vLLM (`graph_prefill`): mixed steps up to the largest capture size (512 tokens) replay piecewise
-  graphs; larger steps run the torch.compile'd (Inductor) graph without CUDA graphs, whose fused
-  kernels are fewer than tensor_cast's count. Not charged (0): the one measurement at hand
+  graphs; larger steps run the torch.compile'd (Inductor) graph without CUDA graphs, whose fusions
+  (e.g. RMSNorm + FP8 quantization) launch fewer kernels than tensor_cast counts for quantized
+  models. Not charged (0): the one measurement at hand
   (AIConfigurator, ~60 us between launches of vLLM 0.20.1 on B300, a hybrid model launched from
   Python: collector/layerwise/fpm_ground_truth/SMALL_PREFILL_WHY_GOLDEN_16MS.md) raises the H100
   dense rows' TTFT error (README "Serving accuracy"), and the held-out vLLM rows it helps are
