@@ -79,6 +79,15 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
   `attention_mla_prefill_*` for the expanded (prefill) form, `attention_fp8kv_mla_*` for an
   8-bit latent cache; see `_mla_efficiency`.
+  Gated DeltaNet (`DeltaNetShape`) in a section with `attention_gdn_*` keys: one scan CTA per
+  (sequence, value head), ceil(B·Hv / SMs) waves. Chunked (prefill): each CTA walks its
+  ceil(S / chunk) chunks one after another at `attention_gdn_chunk_compute` of one SM's share of
+  the tensor-core peak, plus `attention_gdn_chunk_cta_us` per wave and `attention_gdn_chunk_latency_us`
+  per call; the conv's and the scan's I/O (a fused scan's bytes, `DeltaNetShape.fused_bytes`)
+  stream at `attention_gdn_chunk_memory` and add to it (separate kernels). Recurrent (decode): the
+  state, conv and I/O bytes at `attention_gdn_recurrent_memory`, at least
+  `attention_gdn_recurrent_cta_us` per wave, plus `attention_gdn_recurrent_latency_us`; see
+  `_gdn_efficiency`.
 - **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
   `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
   `backends/communication.py` uses instead of the link-peak model (see its docstring).
@@ -104,7 +113,7 @@ from ..sizes import cdiv, smax, smin
 from .attention_tiles import prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
-from .kernels import AttentionShape, GemmShape, MLAShape, QuantShape
+from .kernels import AttentionShape, DeltaNetShape, GemmShape, MLAShape, QuantShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
@@ -158,6 +167,11 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
         ("head_token_ns", _NONNEGATIVE), ("prefill_compute", _FRACTION), ("prefill_latency_us", _NONNEGATIVE),
         ("prefill_token_ns", _NONNEGATIVE), ("prefill_head_token_ns", _NONNEGATIVE))},
+    # gated DeltaNet (engine sections): see _gdn_efficiency
+    **{f"attention_gdn_{name}": bounds for name, bounds in (
+        ("chunk_compute", _FRACTION), ("chunk_cta_us", _NONNEGATIVE), ("chunk_latency_us", _NONNEGATIVE),
+        ("chunk_memory", _FRACTION), ("recurrent_memory", _FRACTION), ("recurrent_cta_us", _NONNEGATIVE),
+        ("recurrent_latency_us", _NONNEGATIVE))},
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
@@ -375,6 +389,8 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
     shape = counts.kernel
     if isinstance(shape, MLAShape):
         return _mla_efficiency(base, shape, profile.efficiency)
+    if isinstance(shape, DeltaNetShape):
+        return _gdn_efficiency(base, counts, shape, profile)
     if not isinstance(shape, AttentionShape):
         return base
     base = _kv_variant(base, shape, profile.efficiency)
@@ -430,6 +446,52 @@ def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any])
     return _blend(absorbed, expanded, sympy.Piecewise((0, shape.absorbed), (1, True)))
 
 
+def _gdn_efficiency(base: Efficiency, counts: Counts, shape: DeltaNetShape, profile: DeviceProfile) -> Efficiency:
+    """Gated DeltaNet as an engine runs it (sections with `attention_gdn_*` keys; others keep the
+    attention base). The scan runs one CTA per (sequence, value head): W = B·Hv work items in
+    ceil(W / SMs) waves.
+
+    Chunked (prefill): a CTA walks its ceil(S / chunk) chunks one after another, each at
+    `attention_gdn_chunk_compute` of one SM's share of the tensor-core peak, so the scan takes
+    waves x chunks x chunk_flops x SMs / (peak x fraction) — applied as the compute fraction
+    fraction x W / (waves x SMs), the share of the waves' SM slots that hold a CTA — plus
+    `attention_gdn_chunk_cta_us` per wave (state load and store) and `attention_gdn_chunk_latency_us`
+    per call. The conv and the scan's I/O stream `DeltaNetShape.fused_bytes` at
+    `attention_gdn_chunk_memory` of HBM (applied as the memory fraction of the counted bytes, which
+    are the unfused kernels') and add to the scan (overlap 1: the conv is its own kernel).
+    Recurrent (decode): memory-bound on the state, the conv and the I/O (the counted bytes) at
+    `attention_gdn_recurrent_memory`, at least `attention_gdn_recurrent_cta_us` per wave, plus
+    `attention_gdn_recurrent_latency_us`. A symbolic form blends the two field by field."""
+    table = profile.efficiency
+    if not any(k.startswith("attention_gdn_") for k in table):
+        return base
+    sms = profile.compute_units
+    items = shape.sequences * shape.v_heads
+    waves = cdiv(items, sms)
+
+    def chunked() -> Efficiency:
+        compute = table.get("attention_gdn_chunk_compute", base.compute) * items / (waves * sms)
+        memory = table.get("attention_gdn_chunk_memory", base.memory) * counts.bytes / shape.fused_bytes
+        latency_us = table.get("attention_gdn_chunk_latency_us", 0.0) + table.get("attention_gdn_chunk_cta_us", 0.0) * waves
+        return replace(base, compute=compute, by_precision=MappingProxyType({p: compute for p in TENSOR_PRECISIONS}),
+                       memory=memory, memory_latency_s=0, latency_s=latency_us * 1e-6, overlap=1)
+
+    def recurrent() -> Efficiency:
+        memory = table.get("attention_gdn_recurrent_memory", base.memory)
+        cta_us = table.get("attention_gdn_recurrent_cta_us", 0.0)
+        if cta_us and counts.bytes:
+            streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * memory)
+            memory = memory * streaming / smax(streaming, cta_us * 1e-6 * waves)
+        return replace(base, memory=memory, memory_latency_s=0, overlap=0,
+                       latency_s=table.get("attention_gdn_recurrent_latency_us", 0.0) * 1e-6)
+
+    if shape.recurrent in (True, sympy.true):
+        return recurrent()
+    if shape.recurrent in (False, sympy.false):
+        return chunked()
+    return _blend(recurrent(), chunked(), sympy.Piecewise((0, shape.recurrent), (1, True)))
+
+
 def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
     """decode · (1 - weight) + prefill · weight, field by field (weight 0 or 1 at every integer size)."""
     def mix(a: Any, b: Any) -> Any:
@@ -438,6 +500,7 @@ def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
     return replace(decode, compute=mix(decode.compute, prefill.compute), memory=mix(decode.memory, prefill.memory),
                    latency_s=mix(decode.latency_s, prefill.latency_s),
                    memory_latency_s=mix(decode.memory_latency_s, prefill.memory_latency_s),
+                   overlap=decode.overlap if decode.overlap == prefill.overlap else mix(decode.overlap, prefill.overlap),
                    by_precision=MappingProxyType({p: mix(v, prefill.by_precision.get(p, v))
                                                   for p, v in decode.by_precision.items()}))
 

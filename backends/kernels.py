@@ -9,13 +9,16 @@ device profile) alone and never re-reads the op's arguments:
   FlashAttention-style kernel over (B, H, S, D) queries — its tiles (`backends/attention_tiles.py`),
   the longest CTA attending `keys` keys (or the window).
 
+- `DeltaNetShape(sequences, q_len, v_heads, chunk, chunk_flops, fused_bytes, recurrent)`: a gated
+  DeltaNet layer (conv1d + delta rule) — the (sequence, value head) work items its scan runs one
+  CTA each, the chunks a CTA walks one after another, and the bytes a fused chunked scan moves.
 - `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
   dynamic per-tensor scale.
 - `MLAShape(tokens, heads, kv_itemsize, absorbed)`: multi-head latent attention — the new tokens
   and local heads an engine's per-token glue scales with, and which form (absorbed decode kernel or
   expanded prefill) the step runs.
 
-Kernels without a shape model (norms, elementwise, linear attention) leave
+Kernels without a shape model (norms, elementwise, the DSA indexer) leave
 `kernel` None and get their kind's base efficiency; a GEMM-kind op without a `GemmShape` is an
 error in `backends/efficiency.py`. Values may be sympy expressions in B, S, C.
 """
@@ -59,6 +62,17 @@ class MLAShape:
     heads: Any  # query heads on this GPU
     kv_itemsize: Any = 2  # bytes per cached latent element (1: an 8-bit cache, its own kernel path)
     absorbed: Any = True  # the form: True (absorbed, decode kernel), False (expanded prefill), or a sympy condition
+
+
+@dataclass(frozen=True)
+class DeltaNetShape:
+    sequences: Any  # B
+    q_len: Any  # new tokens per sequence, S
+    v_heads: Any  # value heads on this GPU (one scan work item per sequence and value head)
+    chunk: int  # tokens per chunk of the chunked scan
+    chunk_flops: Any  # tensor-core FLOPs of one chunk of one value head (the chunked form)
+    fused_bytes: Any  # bytes a fused chunked scan plus the conv move (no per-chunk states or W/U round trips)
+    recurrent: Any = True  # the form: True (recurrent decode kernel), False (chunked), or a sympy condition
 
 
 @dataclass(frozen=True)

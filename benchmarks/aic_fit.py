@@ -7,7 +7,8 @@
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
 table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
-configurations, MoE expert configurations, the 4-GPU collective group size, MLA local head counts;
+configurations, MoE expert configurations, the 4-GPU collective group size, MLA local head counts, gated DeltaNet (key, value)
+head pairs;
 chosen by a stable hash, never seen by the fit), the fit itself (`fit_engine`: `calibration_fit.fit_stage` per stage,
 on the fitted families only) and the error tables (fitted-on vs held-out, worst cases named).
 
@@ -113,6 +114,27 @@ def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
 
 
 MLA_STAGES = (mla_stage("mla", "", "bf16 latent cache"), mla_stage("mla fp8kv", "_fp8kv", "fp8 latent cache"))
+GDN_STAGES = (
+    cf.Stage("gdn chunked", (
+        P("efficiency.attention_gdn_chunk_compute", 0.5, 0.05, 1.0, "tensor-core fraction of one SM's share of the "
+                                                                     "peak that a chunked-scan CTA (one sequence and "
+                                                                     "value head) sustains, chunk after chunk"),
+        P("efficiency.attention_gdn_chunk_cta_us", 5.0, 0.0, 100.0, "per wave of scan CTAs: state load and store, "
+                                                                    "chunk-independent set-up"),
+        P("efficiency.attention_gdn_chunk_latency_us", 3.0, 0.0, 100.0, "fixed cost per layer call (the conv and "
+                                                                        "scan kernels' launches in a graph)"),
+        P("efficiency.attention_gdn_chunk_memory", 0.7, 0.05, 1.0, "bandwidth fraction of the conv's and the fused "
+                                                                   "scan's I/O"),
+    ), note="causal_conv1d_fn + FlashInfer's chunked gated delta rule (vLLM's prefill path on SM90 / SM100)"),
+    cf.Stage("gdn recurrent", (
+        P("efficiency.attention_gdn_recurrent_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the recurrent decode "
+                                                                       "(state read and written, conv state, I/O)"),
+        P("efficiency.attention_gdn_recurrent_cta_us", 2.0, 0.0, 50.0, "minimum time of a wave of (sequence, value "
+                                                                       "head) CTAs"),
+        P("efficiency.attention_gdn_recurrent_latency_us", 4.0, 0.0, 50.0, "fixed cost per layer call (conv update + "
+                                                                           "packed recurrent decode, in a graph)"),
+    ), note="causal_conv1d_update + vLLM's packed fused-recurrent gated delta rule (decode)"),
+)
 STAGES: tuple[cf.Stage, ...] = (
     gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
     gemm_stage("fp8", 128, "CUTLASS fp8 scaled-mm: tile and cluster by M and N from vLLM's dispatch table "
@@ -162,12 +184,15 @@ STAGES: tuple[cf.Stage, ...] = (
     collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
     replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
             fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
-    *MLA_STAGES,  # last: a module row also runs GEMMs and norms the earlier stages fix
+    *MLA_STAGES,  # after the GEMM stages: a module row also runs GEMMs and norms the earlier stages fix
+    *GDN_STAGES,
 )
 HELD_OUT_SHARE = 0.2  # of the GEMM (N, K) families
 # of the MLA head-count families (1..128 local heads): family_hash("heads<h>", "mla") < 0.45 keeps
 # heads 2 and 64 out of the fit
 MLA_HELD_OUT_SHARE = 0.45
+# of the gated DeltaNet (key heads, value heads) families on the GPU (18 in the tables)
+GDN_HELD_OUT_SHARE = 0.25
 
 
 def held_out(case: Case) -> bool:
@@ -183,6 +208,8 @@ def held_out(case: Case) -> bool:
         return at.family_hash(case.group, "moe") < 0.25
     if case.stage.startswith("mla"):
         return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
+    if case.stage.startswith("gdn"):
+        return at.family_hash(case.group, "gdn") < GDN_HELD_OUT_SHARE
     return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
 
 
@@ -277,7 +304,7 @@ def class_errors(cases: Sequence[Case], profile: DeviceProfile, key: Callable[[C
     return out
 
 
-TARGETS = {"gemm": 10.0, "attention": 10.0, "moe": 15.0, "mla": 15.0, "nccl": 10.0, "custom": 10.0}
+TARGETS = {"gemm": 10.0, "attention": 10.0, "moe": 15.0, "mla": 15.0, "gdn": 15.0, "nccl": 10.0, "custom": 10.0}
 
 
 def family(cls: str) -> str:
@@ -311,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", required=True, help="device profile whose section is checked (or refitted)")
     parser.add_argument("--engine", default="vllm", help="the section to check (default vllm)")
     parser.add_argument("--refit", action="store_true", help="fit here instead of checking the shipped section")
-    parser.add_argument("--families", default="gemm,attention,moe,collectives,mla")
+    parser.add_argument("--families", default="gemm,attention,moe,collectives,mla,gdn")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     cases = at.all_cases(args.aic, args.families.split(","))

@@ -34,6 +34,20 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   is the backend that ran the attention: on H100 the decode backend also takes short prompts
   (FLASH_ATTN_MLA, bf16 cache, up to 512 tokens; FLASHMLA, fp8 cache, up to 128), longer ones
   run FLASH_ATTN prefill; on B200 only one-token prompts go to FLASHINFER_MLA.
+- gdn_perf: one gated DeltaNet layer's kernels on one GPU, by `phase` (AIConfigurator's
+  `collector/vllm/collect_gdn.py`): `context` times the packed-QKV causal conv1d
+  (`causal_conv1d_fn`, launched eagerly: vLLM 0.24's varlen conv cannot be captured) and the
+  chunked scan (`chunk_gated_delta_rule_flashinfer`, vLLM's default backend on SM90 / SM100: q and
+  k arrive L2-normalized, g and beta precomputed) of `batch_size` fresh prompts of `seq_len`
+  tokens; `generation` times `causal_conv1d_update` and the packed recurrent decode
+  (`fused_recurrent_gated_delta_rule_packed_decode`: gating and q/k norms inside) of one token
+  per sequence. One row per kernel: a layer is the sum of its phase's two rows (`num_tokens` =
+  batch x seq_len, checked). `num_k_heads` / `num_v_heads` are the heads on this GPU (the
+  models' 16 / 32-64 heads over TP), head dims 128, conv width `d_conv`; `d_model` is the hidden
+  size, which the two kernels never read. The scan's latency follows one CTA per (sequence,
+  value head) running its chunks one after another: flat up to a wave of SMs, then stepping by
+  whole waves (H100, 32 heads, 32768 tokens: 1.5 ms for 1-4 sequences, 3.5 ms for 8, 7.2 ms for
+  16); the recurrent decode follows the state bytes (64 KB per sequence and head).
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 """
@@ -267,6 +281,49 @@ def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[
     return cases
 
 
+# ---- gated DeltaNet --------------------------------------------------------------------------------
+GDN_KERNELS = {"context": ("causal_conv1d_fn", "chunk_gated_delta_rule_flashinfer"),
+               "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}
+
+
+def gdn_ops(batch: int, seq: int, k_heads: int, k_dim: int, v_heads: int, v_dim: int, conv: int,
+            decode_query_len: int) -> list[Op]:
+    """One `gated_delta_net` call (conv1d + gating + the delta rule) for `batch` sequences of `seq` new tokens."""
+    channels = 2 * k_heads * k_dim + v_heads * v_dim
+    gate = meta(batch, seq, v_heads)
+    op, _ = meta_op(tc.gated_delta_net.default, meta(batch, seq, channels), gate, gate, meta(channels, 1, conv),
+                    meta(v_heads, dtype="fp32"), meta(v_heads), k_heads, k_dim, v_heads, v_dim, decode_query_len)
+    return [op]
+
+
+def gdn_cases(folder: str | Path) -> list[Case]:
+    """One gated DeltaNet layer per (phase, shape): the phase's two kernel rows summed (conv + scan).
+    Context rows cost the chunked form (decode_query_len 0: vLLM's prefill path runs it even for one
+    token), generation rows the recurrent one; the shape family is the (key heads, value heads) pair
+    on the GPU (`aic_fit.held_out`)."""
+    rows = read_table(folder, "gdn_perf")
+    keys = ("phase", "batch_size", "seq_len", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim", "d_conv")
+    layers: dict[tuple[str, ...], dict[str, dict[str, str]]] = {}
+    for r in rows:
+        if r["kernel_source"] in GDN_KERNELS.get(r["phase"], ()):
+            if int(r["num_tokens"]) != int(r["batch_size"]) * int(r["seq_len"]):
+                raise ValueError(f"gdn_perf row with num_tokens != batch_size x seq_len: {r}")
+            layers.setdefault(tuple(r[k] for k in keys), {})[r["kernel_source"]] = r
+    cases = []
+    for key, kernels in sorted(layers.items()):
+        phase = key[0]
+        if set(kernels) != set(GDN_KERNELS[phase]):
+            continue  # a shape one of the kernels could not run (vLLM's recurrent grid-y limit)
+        b, s, hk, dk, hv, dv, conv = (int(v) for v in key[1:])
+        latency = sum(float(r["latency"]) for r in kernels.values())
+        params = {"B": b, "S": s, "hk": hk, "hv": hv}
+        form = "chunked" if phase == "context" else "recurrent"
+        row = _row("gdn", "+".join(GDN_KERNELS[phase]), params, "bf16", str(latency))
+        cases.append(Case(row=row, cls=f"gdn {form}", group=f"hk{hk} hv{hv}", stage=f"gdn {form}",
+                          ops=tuple(gdn_ops(b, s, hk, dk, hv, dv, conv, 0 if phase == "context" else 1))))
+    return cases
+
+
 # ---- collectives ----------------------------------------------------------------------------------
 def collective_ops(collective: str, n: int, elements: int, dtype: torch.dtype) -> list[Op]:
     x = meta(elements, dtype=dtype)
@@ -300,7 +357,7 @@ def collective_cases(folder: str | Path) -> list[Case]:
 
 BUILDERS: dict[str, Callable[..., list[Case]]] = {
     "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
-    "mla": mla_cases,
+    "mla": mla_cases, "gdn": gdn_cases,
 }
 
 
