@@ -236,14 +236,19 @@ def mla_linear(tokens: int, n: int, k: int) -> Op:
 
 
 def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str,
-                   native_norms: bool = False) -> list[Op]:
+                   native_norms: bool = False, dims: dict[str, int] | None = None) -> list[Op]:
     """What tensor_cast costs for one DeepSeek-V3 MLA attention layer on one GPU with `heads`
     local heads (vLLM's DeepseekV2MLAAttention forward): the fused q_a + kv_a projection
     (7168 -> 1536 + 576), the q_a and kv_a RMSNorms, q_b (1536 -> heads x 192), RoPE on the query
     and key rope parts, `mla_attention` over the latent (form `auto`: absorbed, FlashMLA-style, for
     one-token decode steps; expanded with kv_b for prefill, which also up-projects the latent) and
-    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost."""
-    d = MLA_DIMS
+    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost.
+
+    `dims` with `index_heads`, `index_dim`, `topk` (a DSA model, `DSA_DIMS`): the layer also runs
+    the lightning indexer as tensor_cast traces it (`models/dsa_attention.py`: wq_b from the q_a
+    residual, wk and its LayerNorm, the head weights, one `dsa_indexer`) and attends its top-k
+    (sparse MLA, absorbed at every step length)."""
+    d = MLA_DIMS if dims is None else dims
     tokens = batch * q_len
     kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
     if native_norms:  # the harness's unfused RMSNorm: 8 eager kernels each (see NATIVE_NORM_DEVICES)
@@ -253,13 +258,31 @@ def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: s
                  for width in (d["q_lora"], d["kv_lora"])]
     ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]), *norms,
            mla_linear(tokens, heads * (d["nope"] + d["rope"]), d["q_lora"])]
+    indices = None
+    if "topk" in d:
+        ops += dsa_indexer_ops(batch, q_len, context, kv, d)
+        indices = meta(batch, q_len, d["topk"], dtype=torch.int32)
     q_nope, q_rope = meta(batch, heads, q_len, d["nope"]), meta(batch, heads, q_len, d["rope"])
     latent, k_rope = meta(batch, 1, q_len, d["kv_lora"], dtype=kv), meta(batch, 1, q_len, d["rope"], dtype=kv)
     kv_b = meta(heads * (d["nope"] + d["v"]), d["kv_lora"])
     ops.append(meta_op(tc.mla_attention.default, q_nope, q_rope, latent, k_rope, kv_b, context,
-                       (d["nope"] + d["rope"]) ** -0.5, None, 1)[0])
+                       (d["nope"] + d["rope"]) ** -0.5, indices, 1)[0])
     ops.append(mla_linear(tokens, d["hidden"], heads * d["v"]))
     return ops
+
+
+def dsa_indexer_ops(batch: int, q_len: int, context: int, kv: torch.dtype, d: dict[str, int]) -> list[Op]:
+    """The lightning indexer of one DSA layer as tensor_cast traces it: wq_b (q_lora -> index heads x
+    index dim, from the q_a residual), wk (hidden -> index dim) and its LayerNorm, weights_proj
+    (hidden -> index heads), then `dsa_indexer` over the cached and new keys (the keys at the KV
+    cache dtype). The indexer is replicated, not split by tensor parallelism: its heads are the
+    model's whatever `heads` the attention has on the GPU."""
+    tokens, heads, dim = batch * q_len, d["index_heads"], d["index_dim"]
+    norm = meta_op(aten.layer_norm.default, meta(tokens, dim), [dim], meta(dim), meta(dim), 1e-6)[0]
+    indexer = meta_op(tc.dsa_indexer.default, meta(batch, q_len, heads, dim), meta(batch, q_len, dim, dtype=kv),
+                      meta(batch, q_len, heads), context, d["topk"])[0]
+    return [mla_linear(tokens, heads * dim, d["q_lora"]), mla_linear(tokens, dim, d["hidden"]), norm,
+            mla_linear(tokens, heads, d["hidden"]), indexer]
 
 
 def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[Case]:
@@ -278,6 +301,41 @@ def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[
             cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "")
             cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage="mla",
                               ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES))))
+    return cases
+
+
+# ---- DSA modules ---------------------------------------------------------------------------------
+# The DSA models' attention dimensions (config.json), by the tables' `architecture`.
+DSA_DIMS = {
+    "DeepseekV32ForCausalLM": {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128,
+                               "index_heads": 64, "index_dim": 128, "topk": 2048},
+    "GlmMoeDsaForCausalLM": {"hidden": 6144, "q_lora": 2048, "kv_lora": 512, "nope": 192, "rope": 64, "v": 256,
+                             "index_heads": 32, "index_dim": 128, "topk": 2048},
+}
+DSA_NAMES = {"DeepseekV32ForCausalLM": "V3.2", "GlmMoeDsaForCausalLM": "GLM-5"}
+
+
+def dsa_cases(folder: str | Path, per_phase: int = 2500, seed: int = 0) -> list[Case]:
+    """One DSA attention layer per row (bf16 projections; DeepSeek-V3.2 and GLM-5), fitting stage
+    `dsa`; the shape family is the model's head configuration on the GPU (`aic_fit.held_out`).
+    Context rows were launched eagerly (AIConfigurator's collector: the sparse prefill's scratch
+    does not survive CUDA-graph capture), generation rows replayed in a CUDA graph; context rows'
+    `step` is the cached prefix, generation rows' the sequence length with the new token."""
+    cases = []
+    for table, phase in (("dsa_context_module_perf", "prefill"), ("dsa_generation_module_perf", "decode")):
+        rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
+                and r["mla_dtype"] == "bfloat16" and r["tp_size"] == "1" and r["architecture"] in DSA_DIMS]
+        for r in sample(rows, per_phase, seed):
+            b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
+            q_len, context = (isl, step) if phase == "prefill" else (1, isl + step - 1)
+            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
+            model = DSA_NAMES[r["architecture"]]
+            params = {"model": model, "B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
+            row = _row("dsa", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
+            cls = f"dsa {phase}" + (" fp8 KV" if kv == "fp8" else "")
+            ops = mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES, DSA_DIMS[r["architecture"]])
+            cases.append(Case(row=row, cls=cls, group=f"{model} heads{h}", stage="dsa", ops=tuple(ops),
+                              mode=HOST_TIMED if phase == "prefill" else IN_GRAPH))
     return cases
 
 
@@ -357,7 +415,7 @@ def collective_cases(folder: str | Path) -> list[Case]:
 
 BUILDERS: dict[str, Callable[..., list[Case]]] = {
     "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
-    "mla": mla_cases, "gdn": gdn_cases,
+    "mla": mla_cases, "dsa": dsa_cases, "gdn": gdn_cases,
 }
 
 
