@@ -315,7 +315,7 @@ DSA_DIMS = {
 DSA_NAMES = {"DeepseekV32ForCausalLM": "V3.2", "GlmMoeDsaForCausalLM": "GLM-5"}
 
 
-def dsa_cases(folder: str | Path, per_phase: int = 2500, seed: int = 0) -> list[Case]:
+def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0) -> list[Case]:
     """One DSA attention layer per row (bf16 projections; DeepSeek-V3.2 and GLM-5), fitting stage
     `dsa`; the shape family is the model's head configuration on the GPU (`aic_fit.held_out`).
     Context rows were launched eagerly (AIConfigurator's collector: the sparse prefill's scratch
