@@ -143,8 +143,10 @@ def dsa_stage(name: str, kv: str, note: str, indexer: bool) -> cf.Stage:
                                                       "dequantized)"),
         P(f"{a}_prefill_head_token_ns", 0.5, 0.0, 100.0, "per new token and local head of a prefill step"),
     ), fixed={f"{i}_key_bytes": INDEXER_KEY_BYTES} if indexer else {},
-        note=f"DeepSeek sparse attention layer as vLLM runs it ({note}); the H100 tables' unfused RMSNorm chain is "
-             f"costed as such")
+        note=f"DeepSeek sparse attention layer as vLLM runs it ({note}); head padding, the fp8 mixed-batch switch and "
+             f"the FlashInfer backend switch are vLLM 0.24's FlashMLA sparse backend's (aic_fit.DSA_KERNEL_SWITCHES, by "
+             f"architecture), the indexer's key cache 128 fp8 values and one fp32 scale a token; the H100 tables' "
+             f"unfused RMSNorm chain is costed as such")
 
 
 # vLLM 0.24's FlashMLA sparse backend (v1/attention/backends/mla/flashmla_sparse.py) by architecture: the bf16

@@ -34,6 +34,16 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   is the backend that ran the attention: on H100 the decode backend also takes short prompts
   (FLASH_ATTN_MLA, bf16 cache, up to 512 tokens; FLASHMLA, fp8 cache, up to 128), longer ones
   run FLASH_ATTN prefill; on B200 only one-token prompts go to FLASHINFER_MLA.
+- dsa_context_module_perf / dsa_generation_module_perf: one DeepSeek sparse-attention layer on one
+  GPU (`architecture` DeepseekV32ForCausalLM or GlmMoeDsaForCausalLM, each with its own dims), the
+  MLA module above plus the lightning indexer and sparse MLA over its top-k (the same collector,
+  `collect_mla_module.py`, attention type `dsa`). Context rows: `isl` new tokens per prompt over a
+  cached prefix of `step` tokens (0 or 128), launched eagerly (the collector: the sparse prefill's
+  scratch does not survive CUDA-graph capture; none takes less than ~1.1 ms on H100 at any size);
+  generation rows: one new token over `isl + step - 1` cached, CUDA-graph replays. `num_heads` is
+  the attention's local heads; the indexer is replicated (64 / 32 heads whatever `num_heads`).
+  `kernel_source` FLASHMLA_SPARSE, or on B200 FLASHINFER_MLA_SPARSE for a bf16 cache at <= 16
+  heads and every fp8 cache.
 - gdn_perf: one gated DeltaNet layer's kernels on one GPU, by `phase` (AIConfigurator's
   `collector/vllm/collect_gdn.py`): `context` times the packed-QKV causal conv1d
   (`causal_conv1d_fn`, launched eagerly: vLLM 0.24's varlen conv cannot be captured) and the
