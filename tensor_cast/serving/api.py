@@ -123,7 +123,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
              warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
-             **deployment: Any) -> ServingReport:
+             fast_forward: bool = True, **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
     Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
@@ -139,6 +139,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     vllm | sglang | trtllm | torch); default the serving engine's own (a profile without that
     section falls back to the nearest one, with a note). For what-ifs such as "vLLM's scheduler
     on plain PyTorch kernels" (`benchmarks/serving_fidelity.py --kernels torch`).
+    `fast_forward=False`: step every worker one step (pp > 1: one batch) at a time instead of
+    fast-forwarding runs of pure-decode steps (simulator.py, decode_ring.py): the slow reference
+    path, for checking (same results up to float rounding).
     Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
@@ -229,7 +232,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if kernels is not None and kernels != profile_engine.name:
         notes.append(f"step costs from the device profile's {kernels!r} kernel section, not {profile_engine.name}'s")
     result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
-                              record_steps=record_steps, progress=progress)
+                              record_steps=record_steps, progress=progress, fast_forward=bool(fast_forward))
     workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed,
                                      "warmup_requests": warmup_requests}
     if workload.kind != "trace":

@@ -182,3 +182,19 @@ class BatchCost:
         group = np.asarray(self.group_np(float(count), float(new), np.asarray(mean_cached, dtype=float),
                                          float(tokens)), dtype=float)
         return np.broadcast_to(group, np.shape(mean_cached)) + self.linear_s(tokens)
+
+    def decode_many_s(self, count: np.ndarray, new: np.ndarray, mean_cached: np.ndarray,
+                      tokens: np.ndarray) -> np.ndarray:
+        """Seconds of many pure-decode steps at once, each given as arrays of one length: its
+        sequences, new tokens each, mean cached tokens and the token count the token-linear ops
+        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        group = np.asarray(self.group_np(np.asarray(count, dtype=float), np.asarray(new, dtype=float),
+                                         np.asarray(mean_cached, dtype=float), tokens.astype(float)), dtype=float)
+        size = len(self.linear_table)
+        linear = self.linear_table[np.minimum(tokens, size - 1)]
+        beyond = tokens >= size
+        if beyond.any():
+            linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
+        return np.broadcast_to(group, tokens.shape) + linear
+

@@ -113,3 +113,4 @@ class Flight:
     decode_seqs: int
     kv_use: float
     running: int
+    group: int = -1  # in a fast-forwarded decode ring (`decode_ring.py`): its group; -1 otherwise
