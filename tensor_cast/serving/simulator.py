@@ -94,12 +94,14 @@ class Worker:
     in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
     in_flight_tokens: dict[Request, int] = field(default_factory=dict)  # pp > 1: their requests -> tokens
     ring: DecodeRing | None = None  # pp > 1: the decode ring fast-forwarding its batches (decode_ring.py)
+    ring_ready: bool = False  # pp > 1: a ring may be planned at the next batch end (nothing assigned since)
 
     @property
     def pp(self) -> int:
         return max(1, len(self.stages))
 
     def assign(self, req: Request) -> None:
+        self.ring_ready = False
         if self.ring is not None:  # a new request may join the next batch: back to the scheduler
             self.ring.materialize(self)
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
@@ -159,6 +161,7 @@ class _Loop:
         self.steps: list[StepRecord] = []
         self.itl_d: list[np.ndarray] = []
         self.itl_w: list[np.ndarray] = []
+        self.itl_pp: list[tuple[float, float]] = []  # pipelined batches' (ITL, decode sequences), not yet in itl_d/w
         self.num_steps = 0
         self.kv_time = 0.0
         self.kv_weighted = 0.0
@@ -170,6 +173,14 @@ class _Loop:
         self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
         first = pools["agg"] if "agg" in pools else pools["prefill"]
         self.front_end_s = first[0].engine.request_overhead_s
+
+    def _flush_itl(self) -> None:
+        """Move the pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
+        if self.itl_pp:
+            durations, weights = zip(*self.itl_pp)
+            self.itl_d.append(np.array(durations))
+            self.itl_w.append(np.array(weights))
+            self.itl_pp = []
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -400,6 +411,7 @@ class _Loop:
         total = float(durations.sum())
         self.num_steps += k
         if decode_seqs:
+            self._flush_itl()
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
         used = used[:k] if isinstance(used, np.ndarray) else used
@@ -436,8 +448,7 @@ class _Loop:
             if not any(batches):
                 if worker.in_flight:
                     worker.busy = True  # blocked on the oldest batch's result
-                    if self.fast_forward:
-                        worker.ring = plan_ring(worker)
+                    worker.ring_ready = self.fast_forward
                 elif any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                     raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
                 return
@@ -477,12 +488,14 @@ class _Loop:
                     pending[r] = pending.get(r, 0) + n
             self.push(flight.end_s, BATCH_END, (worker, flight))
         worker.busy = True  # pp batches in flight: the next is scheduled when the oldest ends
-        if self.fast_forward:
-            worker.ring = plan_ring(worker)
+        worker.ring_ready = self.fast_forward  # planned at the next batch end unless a request is assigned first
 
     def end_batch(self, worker: Worker, flight: Flight) -> None:
         if not worker.in_flight or worker.in_flight[0] is not flight:
             raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
+        if worker.ring_ready:  # the state the last schedule left (a ring planned now would be cut at once)
+            worker.ring_ready = False
+            worker.ring = plan_ring(worker)
         ring = worker.ring
         if ring is not None and not ring.take(flight):
             ring.materialize(worker)  # this end goes through the scheduler
@@ -493,8 +506,7 @@ class _Loop:
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
-            self.itl_d.append(np.array([flight.end_s - flight.start_s]))
-            self.itl_w.append(np.array([float(flight.decode_seqs)]))
+            self.itl_pp.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
         period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
@@ -565,6 +577,7 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     loop = _Loop(pools, workload, transfer_s=transfer_s, record_steps=record_steps, progress=progress,
                  fast_forward=fast_forward)
     loop.run()
+    loop._flush_itl()
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
         raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
