@@ -144,7 +144,7 @@ def plan_ring(worker: Any) -> DecodeRing | None:
     for rank in ranks:
         if rank.preempted or rank.tokens_per_step != int(rank.tokens_per_step):
             return None
-    finish = []
+    finish: list[int] = []
     for f in flights:
         first = math.inf
         for rank, batch, preemptions in zip(ranks, f.batches, f.preemptions, strict=True):
@@ -154,9 +154,9 @@ def plan_ring(worker: Any) -> DecodeRing | None:
                     return None
                 # the round (0: the one in flight) whose end brings `generated` to the output
                 first = min(first, math.ceil((r.output - r.generated - 1e-9) / e) - 1)
-        if first < MIN_ROUNDS:
+        if first < MIN_ROUNDS or first == math.inf:
             return None
-        finish.append(first)
+        finish.append(int(first))
     for i, rank in enumerate(ranks):
         if rank.waiting:
             for f in flights:  # each group's schedule tries the waiting queue with its own budget
@@ -195,8 +195,8 @@ def plan_ring(worker: Any) -> DecodeRing | None:
             new_blocks[1:, i] = np.diff(grown).astype(np.int64)
         groups.append(_Group(batches=f.batches, preemptions=f.preemptions, decode_seqs=f.decode_seqs, start=start,
                              times=[], new_blocks=new_blocks.tolist(), rounds=k))
-    count, new, mean, tokens, overhead = (np.concatenate(c) for c in columns)
-    per_stage = [cost.decode_many_s(count, new, mean, tokens) for cost in worker.stages]
+    sequences, news, means, tokens, overhead = (np.concatenate(c) for c in columns)
+    per_stage = [cost.decode_many_s(sequences, news, means, tokens) for cost in worker.stages]
     per_stage[-1] = per_stage[-1] + overhead  # the host's step time, on the last stage (simulator.py)
     stacked = np.stack(per_stage, axis=1)
     times = [np.zeros((group.rounds + 1, worker.pp)) for group in groups]
