@@ -114,10 +114,18 @@ class BatchCost:
         table[0] = 0.0
         launches = sum(int(node.counts.launches) * int(mult) for node, mult in zip(sym._costed.nodes, sym._mult,
                                                                                      strict=True))
-        return cls(linear_table=table, linear_fn=linear_fn, launches=launches,
-                   group_fn=sympy.lambdify((B, S, C, T), group, modules="math"),
-                   group_np=sympy.lambdify((B, S, C, T), group, modules="numpy"),
-                   linear_expr=linear_t, group_expr=group)
+        return cls.from_parts(linear_t, group, table, launches, linear_fn=linear_fn)
+
+    @classmethod
+    def from_parts(cls, linear_expr: Any, group_expr: Any, table: np.ndarray, launches: int,
+                   linear_fn: Callable[[Any], Any] | None = None) -> BatchCost:
+        """From what `from_report` computes (the token-linear expression in T and its table, the
+        per-sequence expression): how a build stored on disk comes back (`cost_cache.py`)."""
+        return cls(linear_table=table, launches=launches,
+                   linear_fn=linear_fn or sympy.lambdify((T,), linear_expr, modules="numpy"),
+                   group_fn=sympy.lambdify((B, S, C, T), group_expr, modules="math"),
+                   group_np=sympy.lambdify((B, S, C, T), group_expr, modules="numpy"),
+                   linear_expr=linear_expr, group_expr=group_expr)
 
     def linear_s(self, tokens: int) -> float:
         if tokens <= 0:
