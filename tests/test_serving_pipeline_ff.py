@@ -113,3 +113,39 @@ def test_cli_no_fast_forward(capsys):
     fast = capsys.readouterr().out
     assert main([*args, "--no-fast-forward"]) == 0
     assert capsys.readouterr().out == fast
+
+
+@pytest.mark.parametrize(("engine", "free", "running", "expected"), [
+    ("vllm", 3, 1, True),  # the head's first 64-token chunk needs 4 blocks of 16, 3 free
+    ("vllm", 4, 1, False),  # ... 4 free: admitted
+    ("vllm", 100, 2, True),  # max_num_seqs (2) reached
+    ("trtllm", 10, 1, True),  # no_evict reserves prompt + output + 1 = 321 tokens: 11 blocks of 32
+    ("trtllm", 11, 1, False),
+    ("trtllm", 100, 0, True),  # no chunked prefill: the 256-token prompt exceeds a 64-token budget
+    ("sglang", 0, 1, False),  # prefill_first: its reservations move as others decode; not decided here
+])
+def test_admission_refused_agrees_with_the_policy(engine, free, running, expected):
+    """`RankScheduler.admission_refused` (the ring runs while it holds) against the scheduler
+    itself: where it says refused, a schedule leaves the head waiting; where it says admissible
+    (vLLM, TRT-LLM), a schedule admits it."""
+    from tensor_cast.serving.engines import engine_profile
+    from tensor_cast.serving.scheduler import RankScheduler
+    from tensor_cast.serving.workload import Request
+
+    tokens = 64 if engine == "vllm" or not running else 256  # TRT-LLM does not chunk: room for the prompt
+    profile = engine_profile(engine, {"max_num_seqs": 2, "max_num_batched_tokens": tokens + running})
+    rank = RankScheduler(profile, kv_blocks=200)
+    for i in range(running):
+        r = Request(i, 0.0, 100, 50)
+        r.computed, r.prefill_target, r.generated, r.blocks = 120.0, 100, 21.0, 8
+        rank.running.append(r)
+    rank.free_blocks = free
+    rank.total_blocks = free + 8 * running
+    head = Request(99, 0.0, 256, 64)
+    head.prefill_target = 256
+    rank.add(head)
+    budget = profile.max_num_batched_tokens - running  # what the running decodes leave
+    assert rank.admission_refused(budget) is expected
+    if engine != "sglang":
+        rank.schedule()
+        assert (head in rank.waiting) is expected
