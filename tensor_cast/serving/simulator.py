@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from ..gc_pause import paused_gc
 from .batch_cost import BatchCost
 from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
@@ -576,7 +577,8 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     time (the reference the fast-forwards are tested against)."""
     loop = _Loop(pools, workload, transfer_s=transfer_s, record_steps=record_steps, progress=progress,
                  fast_forward=fast_forward)
-    loop.run()
+    with paused_gc():  # a run allocates per step / batch; each automatic collection would walk the
+        loop.run()  # process's millions of long-lived objects (torch, sympy): a third of a PP run's time
     loop._flush_itl()
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
