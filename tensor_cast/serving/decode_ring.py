@@ -5,16 +5,19 @@ pure decode, those batches hold every running request, and no waiting request ca
 (`RankScheduler.admission_refused`), each batch's requests (its *group*) come back as the same
 batch the moment it leaves the last stage (`simulator.py`, `pipeline.py`): a group's round j+1
 is its round j with every sequence e tokens longer (e = tokens per decode step). The ring
-computes, per group, the stage times of its next rounds with one vectorized call per stage and
-rank (`BatchCost.decode_steps_s`) and the KV blocks each round adds, up to the round whose end
-finishes one of its requests (or the next group's first finish + 1, or `MAX_ROUNDS`). The event
+computes the stage times of every group's next rounds with one vectorized call per stage
+(`BatchCost.decode_many_s`; a stage takes as long as its slowest attention-DP rank) and the KV
+blocks each round adds, up to the round whose end finishes one of the group's requests (at most
+the earliest such round of any group + 1, and `MAX_ROUNDS`). The planning waits for the first
+batch end after a schedule (the simulator's `ring_ready`), so a request assigned in between
+costs no plan. The event
 loop then re-issues a group's batch in a few float operations instead of a scheduler pass; the
 stage clock and one BATCH_END event per batch stay, so the max-plus stage recurrence, the
 event order and every statistic are the step-by-step path's own. The requests' counters and KV
 blocks (and the worker's tokens in flight) are brought up to date by `materialize`, which ends
 the ring: at the end of a round that finishes a request or reaches the ring's last round, when a
 round's new blocks would not fit (the scheduler then preempts), when a request is assigned to
-the worker, or when nothing awaits a schedule.
+the worker, or when nothing awaits a schedule. A ring needs every group to last `MIN_ROUNDS`.
 
 Exact against `simulate(..., fast_forward=False)`: the same batches at the same times, except
 that the stage times come from numpy instead of Python math (equal up to float rounding; the
