@@ -90,6 +90,8 @@ def main() -> int:
     ap.add_argument("--max-groups", type=int, default=0, help="at most N groups, the largest (0: all)")
     ap.add_argument("--per-model", type=int, default=0, help="at most K groups per model (0: all; see the docstring)")
     ap.add_argument("--requests-per-client", type=int, default=4)
+    ap.add_argument("--cheapest-first", action="store_true",
+                    help="simulate the groups in order of their output tokens (concurrency x OSL summed over rows)")
     ap.add_argument("--out", help="per-group CSV, written group by group")
     ap.add_argument("--resume", action="store_true",
                     help="keep the groups already in --out (same columns), simulate only the others")
@@ -118,6 +120,8 @@ def main() -> int:
         chosen = sample(groups, chosen, args.per_model)
     if args.max_groups:
         chosen = chosen[: args.max_groups]
+    if args.cheapest_first:  # by simulated output tokens (the simulation's work), so coverage comes first
+        chosen.sort(key=lambda k: sum(f.concurrency(r) * int(r["osl"]) for r, _ in groups[k]))
     print(f"{len(chosen)} of {eligible} groups with >= {args.min_configs} mapped configurations "
           f"({sum(len(groups[k]) for k in chosen)} rows, {len(trace_keys([s for k in chosen for _, s in groups[k]]))} "
           "traces)", file=sys.stderr)
