@@ -107,3 +107,13 @@ def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
 ])
 def test_recipe_parallelism_maps_to_deployment_keys(tp, ep, dp_attn, expected):
     assert fidelity.recipe_parallel(tp, ep, dp_attn) == expected
+
+
+def test_disagg_concurrency_without_silicon_concurrency_is_the_decode_pools_batch():
+    r = {"mode": "disagg", "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/sglang/q.csv",
+         "decode_batch_size": "256", "decode_num_workers": "2", "decode_attention_dp_size": "1", "batch_size": ""}
+    assert fidelity.concurrency(r) == 512  # 256 per rank x 1 rank x 2 workers
+    r.update(decode_attention_dp_size="4", decode_num_workers="1", decode_batch_size="64")
+    assert fidelity.concurrency(r) == 256
+    r["silicon_data_source"] += "; silicon_concurrency=300"  # the measured count wins where given
+    assert fidelity.concurrency(r) == 300
