@@ -64,10 +64,13 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   DP + wide EP); no dp-attn, ep = tp -> tp, ep = tp (TP attention, EP experts); ep 1 -> tp
   (MoE TP); dp-attn with ep 1 (MoE TP across attention-DP ranks) is not modelled (listed). MTP
   acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per draft).
-- disagg concurrency: `silicon_concurrency` where given, else decode_batch_size x
-  decode_num_workers x decode_attention_dp_size (the decode pool's batch per rank times its
-  ranks: equal to silicon_concurrency on all 239 disagg rows that carry both). The 7
-  AIConfigurator-eval disagg rows (Qwen3 on H100) carry only the batch; they ran one client before.
+- disagg concurrency: `silicon_concurrency`. The 7 AIConfigurator-eval disagg rows (Qwen3 on
+  H100) do not carry it, and their decode_batch_size is not it: on the 239 disagg rows that carry
+  both, silicon_concurrency = decode_batch_size x decode_num_workers x decode_attention_dp_size,
+  but on these 7 that product cannot be the load (a Qwen3-32B row's 2 TP4 decode workers x 224
+  requests of ~4,500 tokens would read >= 33 GB of FP8 KV cache per GPU per step, >= 10 ms on an
+  H100, against 8.7 ms measured TPOT). They are listed as not determined; before, they ran one
+  client each (batch_size is empty).
 - protocol: closed loop, all clients start together, `--requests-per-client` requests each
   (default 10). Which benchmark client measured a row follows from its `silicon_data_source`
   (`benchmark_source`), and the two clients differ in the lengths they send:
@@ -165,10 +168,8 @@ def concurrency(row: dict[str, str]) -> int:
     m = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"])
     if m:
         return int(m.group(1))
-    if row["mode"] == "disagg" and row.get("decode_batch_size"):
-        # the decode pool's batch per rank x ranks: silicon_concurrency equals this on all 239 disagg
-        # rows that carry both; the 7 AIConfigurator-eval disagg rows carry only the batch
-        return _int(row["decode_batch_size"]) * _int(row["decode_num_workers"]) * _int(row["decode_attention_dp_size"])
+    if row["mode"] == "disagg":  # docstring, "disagg concurrency"
+        raise Unsupported("disagg row without silicon_concurrency: its concurrency is not determined")
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
 
 

@@ -109,11 +109,10 @@ def test_recipe_parallelism_maps_to_deployment_keys(tp, ep, dp_attn, expected):
     assert fidelity.recipe_parallel(tp, ep, dp_attn) == expected
 
 
-def test_disagg_concurrency_without_silicon_concurrency_is_the_decode_pools_batch():
+def test_disagg_row_without_silicon_concurrency_is_listed_not_run_with_one_client():
     r = {"mode": "disagg", "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/sglang/q.csv",
-         "decode_batch_size": "256", "decode_num_workers": "2", "decode_attention_dp_size": "1", "batch_size": ""}
-    assert fidelity.concurrency(r) == 512  # 256 per rank x 1 rank x 2 workers
-    r.update(decode_attention_dp_size="4", decode_num_workers="1", decode_batch_size="64")
-    assert fidelity.concurrency(r) == 256
-    r["silicon_data_source"] += "; silicon_concurrency=300"  # the measured count wins where given
+         "decode_batch_size": "224", "decode_num_workers": "2", "decode_attention_dp_size": "1", "batch_size": ""}
+    with pytest.raises(fidelity.Unsupported, match="concurrency is not determined"):
+        fidelity.concurrency(r)
+    r["silicon_data_source"] += "; silicon_concurrency=300"
     assert fidelity.concurrency(r) == 300
