@@ -48,7 +48,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   concurrencies, MTP or not, and each pool's num-worker / tp / ep / dp-attn; the CONFIG_FILE recipe
   name carries the MTP draft count, e.g. `ctx1_gen5_dep8_batch16_eplb0_mtp2`). Those entries are
   transcribed in `benchmarks/data/inferencemax_disagg_recipes.csv` (README there: source commit,
-  what was transcribed). A row takes the recipe that matches its system, engine, precision,
+  what was transcribed). A row takes the recipe that matches its model (DeepSeek-R1 / -V3 rows take
+  the `dsr1` entries, gpt-oss the `gptoss` ones; no other model has entries), system, engine, precision,
   isl/osl, concurrency, prefill tp, prefill EP and decode tp; the match is exact (the recipes'
   concurrencies are odd numbers such as 1214 or 10860, found verbatim in the rows). Where nothing
   matches, or recipes with different worker counts / parallelism match, the counts are not
@@ -246,6 +247,7 @@ def workers_given(row: dict[str, str]) -> bool:
 
 RECIPES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_disagg_recipes.csv")
 ROLES = ("prefill", "decode")
+RECIPE_MODELS = {"DeepSeek": "dsr1", "gpt-oss": "gptoss"}  # family -> the recipes' InferenceMAX model prefix
 
 
 def load_recipes(path: str = RECIPES_PATH) -> list[dict[str, Any]]:
@@ -253,8 +255,8 @@ def load_recipes(path: str = RECIPES_PATH) -> list[dict[str, Any]]:
     out = []
     with open(path, newline="") as fh:
         for rec in csv.DictReader(fh):
-            ints = {k: int(v) for k, v in rec.items() if k not in ("system", "backend", "precision", "concurrency",
-                                                                  "recipe")}
+            ints = {k: int(v) for k, v in rec.items() if k not in ("model", "system", "backend", "precision",
+                                                                  "concurrency", "recipe")}
             mtp = re.search(r"mtp(\d*)", rec["recipe"])
             out.append({**rec, **ints, "concurrency": {int(c) for c in rec["concurrency"].split()},
                         "mtp": (int(mtp.group(1)) if mtp.group(1) else None) if mtp else 0})
@@ -285,7 +287,8 @@ def recipe_parallel(tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
 
 def _matching_recipes(row: dict[str, str], given: bool) -> list[dict[str, Any]]:
     c = concurrency(row)
-    found = [r for r in recipes() if r["system"] == row["system"] and r["backend"] == row["backend"]
+    model = RECIPE_MODELS.get(family(row["model_path"]))
+    found = [r for r in recipes() if r["model"] == model and r["system"] == row["system"] and r["backend"] == row["backend"]
              and r["precision"] == row["precision"] and r["isl"] == int(row["isl"]) and r["osl"] == int(row["osl"])
              and c in r["concurrency"]]
     if given:  # the row's own counts and decode GPUs per worker

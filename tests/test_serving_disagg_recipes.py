@@ -10,20 +10,20 @@ from benchmark_modules import benchmarks
 
 (fidelity,) = benchmarks("serving_fidelity")
 
-HEADER = "system,backend,precision,isl,osl,concurrency,p_workers,p_tp,p_ep,p_dp_attn,d_workers,d_tp,d_ep,d_dp_attn,recipe"
+HEADER = "model,system,backend,precision,isl,osl,concurrency,p_workers,p_tp,p_ep,p_dp_attn,d_workers,d_tp,d_ep,d_dp_attn,recipe"
 TABLE = [
     # the same layout measured with MTP (3 drafts) and without, at the same concurrencies
-    "b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp3",
-    "b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp0",
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp3",
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp0",
     # one recipe only: 2 DEP8 decode workers of 64 requests per rank, MTP 2
-    "b200_sxm,trtllm,fp4,1024,1024,1214,1,4,4,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp2",
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,1214,1,4,4,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp2",
     # two recipes with different decode worker counts at one concurrency: undetermined
-    "b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,1,8,8,1,ctx1_gen1_dep8_batch128_eplb0_mtp0_128",
-    "b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp0_128",
+    "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,1,8,8,1,ctx1_gen1_dep8_batch128_eplb0_mtp0_128",
+    "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp0_128",
     # attention DP 4 with MoE TP 4 (ep 1) in the prefill pool: not modelled
-    "b300_sxm,trtllm,fp8,1024,1024,720,1,4,1,1,5,8,8,1,ctx1_gen5_dep8_batch16_eplb0_mtp2_720",
+    "dsr1,b300_sxm,trtllm,fp8,1024,1024,720,1,4,1,1,5,8,8,1,ctx1_gen5_dep8_batch16_eplb0_mtp2_720",
     # an SGLang recipe: no batch in its name
-    "b200_sxm,sglang,fp8,1024,1024,4,1,8,8,0,1,8,8,0,b200-fp8/1k1k/stp/low-latency-tep8-1p1d",
+    "dsr1,b200_sxm,sglang,fp8,1024,1024,4,1,8,8,0,1,8,8,0,b200-fp8/1k1k/stp/low-latency-tep8-1p1d",
 ]
 
 
@@ -43,7 +43,7 @@ def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, cl
         pools.update({f"{role}_tp_size": str(tp), f"{role}_pp_size": "1", f"{role}_attention_dp_size": "1",
                       f"{role}_moe_tp_size": str(tp // p_ep), f"{role}_moe_ep_size": str(p_ep),
                       f"{role}_num_workers": ""})
-    return {**pools, **given, "system": system, "backend": backend, "precision": precision, "mode": "disagg",
+    return {**pools, **given, "model_path": "deepseek-ai/DeepSeek-R1", "system": system, "backend": backend, "precision": precision, "mode": "disagg",
             "isl": str(isl), "osl": str(osl), "batch_size": "",
             "silicon_data_source": f"source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency={clients}"}
 
@@ -116,3 +116,10 @@ def test_disagg_row_without_silicon_concurrency_is_listed_not_run_with_one_clien
         fidelity.concurrency(r)
     r["silicon_data_source"] += "; silicon_concurrency=300"
     assert fidelity.concurrency(r) == 300
+
+
+def test_recipes_are_per_model(table):
+    # a Kimi row with a DeepSeek recipe's system, engine, lengths, concurrency and pools matches nothing
+    r = {**disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8), "model_path": "moonshotai/Kimi-K2.5"}
+    with pytest.raises(fidelity.Unsupported, match="no InferenceMAX recipe matches"):
+        fidelity.disagg_deployment(r)
