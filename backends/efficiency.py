@@ -78,7 +78,25 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
   `attention_mla_prefill_*` for the expanded (prefill) form, `attention_fp8kv_mla_*` for an
-  8-bit latent cache; see `_mla_efficiency`.
+  8-bit latent cache; see `_mla_efficiency`. Sparse MLA (DeepSeek sparse attention: the top-k
+  the indexer picked, absorbed at every step length, FlashMLA's sparse kernels) reads
+  `attention_dsa_*` / `attention_fp8kv_dsa_*` with the same meanings (`attention_dsa_prefill_*`
+  for prefill steps) where the section has them; see `_dsa_efficiency`.
+  The DSA indexer (`IndexerShape`) in a section with `attention_dsa_indexer_*` keys: its logits at
+  `attention_dsa_indexer_compute`, its bytes at `attention_dsa_indexer_memory` with the cached
+  keys read at the engine's layout (`attention_dsa_indexer_key_bytes` per token), plus
+  `attention_dsa_indexer_latency_us` per call and `attention_dsa_indexer_token_ns` per new token,
+  and an eager call's host-side floor `attention_dsa_indexer_call_floor_us`; see
+  `_indexer_efficiency`.
+  Gated DeltaNet (`DeltaNetShape`) in a section with `attention_gdn_*` keys: one scan CTA per
+  (sequence, value head), ceil(B·Hv / SMs) waves. Chunked (prefill): each CTA walks its
+  ceil(S / chunk) chunks one after another at `attention_gdn_chunk_compute` of one SM's share of
+  the tensor-core peak, plus `attention_gdn_chunk_cta_us` per wave and `attention_gdn_chunk_latency_us`
+  per call; the conv's and the scan's I/O (a fused scan's bytes, `DeltaNetShape.fused_bytes`)
+  stream at `attention_gdn_chunk_memory` and add to it (separate kernels). Recurrent (decode): the
+  state, conv and I/O bytes at `attention_gdn_recurrent_memory`, at least
+  `attention_gdn_recurrent_cta_us` per wave, plus `attention_gdn_recurrent_latency_us`; see
+  `_gdn_efficiency`.
 - **collective**: `<collective>_{latency_us,step_us,ll_bandwidth,simple_us,simple_bandwidth}` and
   `custom_all_reduce_*` are the measured NCCL / custom all-reduce protocols that
   `backends/communication.py` uses instead of the link-peak model (see its docstring).
@@ -104,7 +122,7 @@ from ..sizes import cdiv, smax, smin
 from .attention_tiles import prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
-from .kernels import AttentionShape, GemmShape, MLAShape, QuantShape
+from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
 from .kinds import KINDS
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
@@ -158,6 +176,21 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
         ("head_token_ns", _NONNEGATIVE), ("prefill_compute", _FRACTION), ("prefill_latency_us", _NONNEGATIVE),
         ("prefill_token_ns", _NONNEGATIVE), ("prefill_head_token_ns", _NONNEGATIVE))},
+    # sparse MLA (DeepSeek sparse attention, engine sections): see _mla_efficiency
+    **{f"attention{kv}_dsa_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
+        ("head_token_ns", _NONNEGATIVE), ("prefill_compute", _FRACTION), ("prefill_latency_us", _NONNEGATIVE),
+        ("prefill_token_ns", _NONNEGATIVE), ("prefill_head_token_ns", _NONNEGATIVE), ("head_pad", (0.0, 1024.0)),
+        ("pad_min_heads", (0.0, 1024.0)), ("prefill_min_heads", (0.0, 1024.0)))},
+    # the DSA indexer (engine sections): see _indexer_efficiency
+    **{f"attention_dsa_indexer_{name}": bounds for name, bounds in (
+        ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
+        ("key_bytes", (1.0, 4096.0)), ("call_floor_us", _NONNEGATIVE))},
+    # gated DeltaNet (engine sections): see _gdn_efficiency
+    **{f"attention_gdn_{name}": bounds for name, bounds in (
+        ("chunk_compute", _FRACTION), ("chunk_cta_us", _NONNEGATIVE), ("chunk_latency_us", _NONNEGATIVE),
+        ("chunk_memory", _FRACTION), ("recurrent_memory", _FRACTION), ("recurrent_cta_us", _NONNEGATIVE),
+        ("recurrent_latency_us", _NONNEGATIVE))},
 }
 # GEMM kernel variants an engine section may calibrate separately (vLLM runs cuBLAS for bf16,
 # CUTLASS scaled-mm for per-tensor fp8, DeepGEMM / CUTLASS block-scaled kernels for fp8_block):
@@ -375,6 +408,10 @@ def attention_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfil
     shape = counts.kernel
     if isinstance(shape, MLAShape):
         return _mla_efficiency(base, shape, profile.efficiency)
+    if isinstance(shape, DeltaNetShape):
+        return _gdn_efficiency(base, counts, shape, profile)
+    if isinstance(shape, IndexerShape):
+        return _indexer_efficiency(base, counts, shape, profile)
     if not isinstance(shape, AttentionShape):
         return base
     base = _kv_variant(base, shape, profile.efficiency)
@@ -397,6 +434,86 @@ def _mla_key(shape: MLAShape, table: Mapping[str, Any], name: str, default: Any)
     return table.get(f"attention_mla_{name}", default)
 
 
+def _dsa_key(shape: MLAShape, table: Mapping[str, Any], name: str, default: Any) -> Any:
+    """attention_fp8kv_dsa_<name> for an 8-bit latent cache when the section has it, else attention_dsa_<name>."""
+    if shape.kv_itemsize == 1 and f"attention_fp8kv_dsa_{name}" in table:
+        return table[f"attention_fp8kv_dsa_{name}"]
+    return table.get(f"attention_dsa_{name}", default)
+
+
+def _dsa_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any]) -> Efficiency:
+    """Sparse MLA (DeepSeek sparse attention over the indexer's top-k, absorbed at every step length)
+    as an engine runs it, in a section with `attention_dsa_*` keys: the core at
+    `attention_dsa_{compute,memory}`, plus per call `attention_dsa_latency_us`, per new token
+    `attention_dsa_token_ns` and per new token and local head `attention_dsa_head_token_ns` (the
+    absorb GEMMs and the kernel's walk over the top-k slots: FlashMLA's fp8 sparse decode visits
+    every slot, filled or not). A prefill step (more tokens per sequence than a decode) has its own
+    `attention_dsa_prefill_{compute,latency_us,token_ns,head_token_ns}` (FlashMLA's sparse prefill
+    kernel; with an 8-bit cache vLLM first gathers and dequantizes the top-k latents), each
+    falling back to the decode value; `attention_fp8kv_dsa_*` override them for an 8-bit latent
+    cache. A symbolic step length blends the two field by field.
+
+    Kernel constraints the engine works around (vLLM's FlashMLA sparse backend): the kernels take
+    whole tiles of query heads, so the local heads are padded up to a multiple of
+    `attention_dsa_head_pad` (64 on Hopper, 128 on Blackwell for the bf16 kernel; the fp8 decode
+    kernel takes 64 or 128) from `attention_dsa_pad_min_heads` local heads on (below it another
+    backend without padding runs: FlashInfer's sparse MLA on Blackwell): the core runs at
+    heads / padded of its fraction and the per-head cost counts the padded heads. With an 8-bit
+    cache, a prefill with fewer than `attention_fp8kv_dsa_prefill_min_heads` local heads runs the
+    fp8 decode kernel over all its tokens (vLLM's mixed-batch mode, MIN_HEADS_FOR_BF16_PREFILL),
+    i.e. the decode values."""
+    heads = shape.heads
+    pad = _dsa_key(shape, table, "head_pad", 0)
+    padded = cdiv(heads, int(pad)) * int(pad) if pad and heads >= _dsa_key(shape, table, "pad_min_heads", 0) else heads
+
+    def form(prefix: str) -> Efficiency:
+        def get(name: str, default: Any) -> Any:
+            return _dsa_key(shape, table, f"{prefix}{name}", _dsa_key(shape, table, name, default))
+
+        compute = get("compute", base.compute) * heads / padded
+        latency_us = (get("latency_us", base.latency_s * 1e6) + get("token_ns", 0.0) * 1e-3 * shape.tokens
+                      + get("head_token_ns", 0.0) * 1e-3 * shape.tokens * padded)
+        return replace(base, compute=compute, memory=_dsa_key(shape, table, "memory", base.memory),
+                       by_precision=MappingProxyType({p: compute for p in base.by_precision}),
+                       latency_s=latency_us * 1e-6)
+
+    decode = form("")
+    if shape.short_step in (True, sympy.true):
+        return decode
+    prefill = decode if heads < _dsa_key(shape, table, "prefill_min_heads", 0) else form("prefill_")
+    if shape.short_step in (False, sympy.false):
+        return prefill
+    return _blend(decode, prefill, sympy.Piecewise((0, shape.short_step), (1, True)))
+
+
+def _indexer_efficiency(base: Efficiency, counts: Counts, shape: IndexerShape, profile: DeviceProfile) -> Efficiency:
+    """The DeepSeek sparse-attention indexer as an engine runs it (sections with
+    `attention_dsa_indexer_*` keys; others keep the attention base): the logits GEMM at
+    `attention_dsa_indexer_compute` of the peak; the bytes (queries, head weights, cached keys,
+    logits written and read back by the top-k) at `attention_dsa_indexer_memory`, the cached keys
+    counted at the engine's cache layout, `attention_dsa_indexer_key_bytes` per token (vLLM: 128
+    fp8 values and one fp32 scale), instead of the traced cache dtype's (applied as the memory
+    fraction of the counted bytes); plus `attention_dsa_indexer_latency_us` per call (the chain:
+    RoPE, quantization, cache insert, logits, top-k) and `attention_dsa_indexer_token_ns` per new
+    token (one top-k row each). `attention_dsa_indexer_call_floor_us`: an eagerly launched call
+    takes at least this long (the host-side work of the indexer's launch path); a CUDA-graph
+    replay does not pay it."""
+    table = profile.efficiency
+    if not any(k.startswith("attention_dsa_indexer_") for k in table):
+        return base
+    compute = table.get("attention_dsa_indexer_compute", base.compute)
+    memory = table.get("attention_dsa_indexer_memory", base.memory)
+    key_bytes = table.get("attention_dsa_indexer_key_bytes")
+    if key_bytes and counts.bytes:
+        engine_bytes = counts.bytes - shape.key_bytes + shape.cached_tokens * key_bytes
+        memory = memory * counts.bytes / engine_bytes
+    latency_us = (table.get("attention_dsa_indexer_latency_us", base.latency_s * 1e6)
+                  + table.get("attention_dsa_indexer_token_ns", 0.0) * 1e-3 * shape.tokens)
+    return replace(base, compute=compute, by_precision=MappingProxyType({p: compute for p in TENSOR_PRECISIONS}),
+                   memory=memory, memory_latency_s=0, latency_s=latency_us * 1e-6,
+                   call_floor_s=table.get("attention_dsa_indexer_call_floor_us", 0.0) * 1e-6)
+
+
 def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any]) -> Efficiency:
     """Multi-head latent attention as an engine runs it (sections with `attention_mla_*` keys; others
     keep the attention base). The absorbed form (the decode kernel over the latent) at
@@ -411,6 +528,10 @@ def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any])
     form (a step of symbolic length) blends the two field by field."""
     if not any(k.startswith(("attention_mla_", "attention_fp8kv_mla_")) for k in table):
         return base
+    if shape.sparse and shape.absorbed is True and any(
+            k.startswith(("attention_dsa_", "attention_fp8kv_dsa_")) and not k.startswith("attention_dsa_indexer_")
+            for k in table):
+        return _dsa_efficiency(base, shape, table)
 
     def form(prefix: str, default_compute: Any) -> Efficiency:
         compute = _mla_key(shape, table, f"{prefix}compute", default_compute)
@@ -430,6 +551,52 @@ def _mla_efficiency(base: Efficiency, shape: MLAShape, table: Mapping[str, Any])
     return _blend(absorbed, expanded, sympy.Piecewise((0, shape.absorbed), (1, True)))
 
 
+def _gdn_efficiency(base: Efficiency, counts: Counts, shape: DeltaNetShape, profile: DeviceProfile) -> Efficiency:
+    """Gated DeltaNet as an engine runs it (sections with `attention_gdn_*` keys; others keep the
+    attention base). The scan runs one CTA per (sequence, value head): W = B·Hv work items in
+    ceil(W / SMs) waves.
+
+    Chunked (prefill): a CTA walks its ceil(S / chunk) chunks one after another, each at
+    `attention_gdn_chunk_compute` of one SM's share of the tensor-core peak, so the scan takes
+    waves x chunks x chunk_flops x SMs / (peak x fraction) — applied as the compute fraction
+    fraction x W / (waves x SMs), the share of the waves' SM slots that hold a CTA — plus
+    `attention_gdn_chunk_cta_us` per wave (state load and store) and `attention_gdn_chunk_latency_us`
+    per call. The conv and the scan's I/O stream `DeltaNetShape.fused_bytes` at
+    `attention_gdn_chunk_memory` of HBM (applied as the memory fraction of the counted bytes, which
+    are the unfused kernels') and add to the scan (overlap 1: the conv is its own kernel).
+    Recurrent (decode): memory-bound on the state, the conv and the I/O (the counted bytes) at
+    `attention_gdn_recurrent_memory`, at least `attention_gdn_recurrent_cta_us` per wave, plus
+    `attention_gdn_recurrent_latency_us`. A symbolic form blends the two field by field."""
+    table = profile.efficiency
+    if not any(k.startswith("attention_gdn_") for k in table):
+        return base
+    sms = profile.compute_units
+    items = shape.sequences * shape.v_heads
+    waves = cdiv(items, sms)
+
+    def chunked() -> Efficiency:
+        compute = table.get("attention_gdn_chunk_compute", base.compute) * items / (waves * sms)
+        memory = table.get("attention_gdn_chunk_memory", base.memory) * counts.bytes / shape.fused_bytes
+        latency_us = table.get("attention_gdn_chunk_latency_us", 0.0) + table.get("attention_gdn_chunk_cta_us", 0.0) * waves
+        return replace(base, compute=compute, by_precision=MappingProxyType({p: compute for p in TENSOR_PRECISIONS}),
+                       memory=memory, memory_latency_s=0, latency_s=latency_us * 1e-6, overlap=1)
+
+    def recurrent() -> Efficiency:
+        memory = table.get("attention_gdn_recurrent_memory", base.memory)
+        cta_us = table.get("attention_gdn_recurrent_cta_us", 0.0)
+        if cta_us and counts.bytes:
+            streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * memory)
+            memory = memory * streaming / smax(streaming, cta_us * 1e-6 * waves)
+        return replace(base, memory=memory, memory_latency_s=0, overlap=0,
+                       latency_s=table.get("attention_gdn_recurrent_latency_us", 0.0) * 1e-6)
+
+    if shape.recurrent in (True, sympy.true):
+        return recurrent()
+    if shape.recurrent in (False, sympy.false):
+        return chunked()
+    return _blend(recurrent(), chunked(), sympy.Piecewise((0, shape.recurrent), (1, True)))
+
+
 def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
     """decode · (1 - weight) + prefill · weight, field by field (weight 0 or 1 at every integer size)."""
     def mix(a: Any, b: Any) -> Any:
@@ -438,6 +605,7 @@ def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
     return replace(decode, compute=mix(decode.compute, prefill.compute), memory=mix(decode.memory, prefill.memory),
                    latency_s=mix(decode.latency_s, prefill.latency_s),
                    memory_latency_s=mix(decode.memory_latency_s, prefill.memory_latency_s),
+                   overlap=decode.overlap if decode.overlap == prefill.overlap else mix(decode.overlap, prefill.overlap),
                    by_precision=MappingProxyType({p: mix(v, prefill.by_precision.get(p, v))
                                                   for p, v in decode.by_precision.items()}))
 

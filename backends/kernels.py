@@ -9,13 +9,22 @@ device profile) alone and never re-reads the op's arguments:
   FlashAttention-style kernel over (B, H, S, D) queries — its tiles (`backends/attention_tiles.py`),
   the longest CTA attending `keys` keys (or the window).
 
+- `DeltaNetShape(sequences, q_len, v_heads, chunk, chunk_flops, fused_bytes, recurrent)`: a gated
+  DeltaNet layer (conv1d + delta rule) — the (sequence, value head) work items its scan runs one
+  CTA each, the chunks a CTA walks one after another, and the bytes a fused chunked scan moves.
 - `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
   dynamic per-tensor scale.
-- `MLAShape(tokens, heads, kv_itemsize, absorbed)`: multi-head latent attention — the new tokens
-  and local heads an engine's per-token glue scales with, and which form (absorbed decode kernel or
-  expanded prefill) the step runs.
+- `MLAShape(tokens, heads, kv_itemsize, absorbed, sparse, short_step)`: multi-head latent attention
+  — the new tokens and local heads an engine's per-token glue scales with, which form (absorbed
+  decode kernel or expanded prefill) the step runs, whether it attends the indexer's top-k
+  (DeepSeek sparse attention: FlashMLA's sparse kernels, absorbed at every step length) and
+  whether the step is decode-sized (sparse MLA runs a decode and a prefill kernel).
+- `IndexerShape(tokens, key_bytes, cached_tokens)`: the DeepSeek sparse-attention indexer — the new
+  tokens (each scores its keys, then a top-k), and the key-cache bytes counted at the traced cache
+  dtype beside the cached tokens, so an engine whose indexer cache has its own layout (vLLM: fp8
+  keys with a per-token scale) reads its own bytes.
 
-Kernels without a shape model (norms, elementwise, linear attention) leave
+Kernels without a shape model (norms, elementwise) leave
 `kernel` None and get their kind's base efficiency; a GEMM-kind op without a `GemmShape` is an
 error in `backends/efficiency.py`. Values may be sympy expressions in B, S, C.
 """
@@ -59,6 +68,26 @@ class MLAShape:
     heads: Any  # query heads on this GPU
     kv_itemsize: Any = 2  # bytes per cached latent element (1: an 8-bit cache, its own kernel path)
     absorbed: Any = True  # the form: True (absorbed, decode kernel), False (expanded prefill), or a sympy condition
+    sparse: bool = False  # attends the DSA indexer's top-k (sparse MLA kernel)
+    short_step: Any = True  # at most decode_query_len tokens per sequence (the decode kernel), or a sympy condition
+
+
+@dataclass(frozen=True)
+class IndexerShape:
+    tokens: Any  # new tokens of the step, B·S (each scores its keys, then selects its top-k)
+    key_bytes: Any  # bytes of cached indexer keys the counts read, at the traced cache dtype
+    cached_tokens: Any  # tokens whose indexer keys are read, B·(C + S)
+
+
+@dataclass(frozen=True)
+class DeltaNetShape:
+    sequences: Any  # B
+    q_len: Any  # new tokens per sequence, S
+    v_heads: Any  # value heads on this GPU (one scan work item per sequence and value head)
+    chunk: int  # tokens per chunk of the chunked scan
+    chunk_flops: Any  # tensor-core FLOPs of one chunk of one value head (the chunked form)
+    fused_bytes: Any  # bytes a fused chunked scan plus the conv move (no per-chunk states or W/U round trips)
+    recurrent: Any = True  # the form: True (recurrent decode kernel), False (chunked), or a sympy condition
 
 
 @dataclass(frozen=True)

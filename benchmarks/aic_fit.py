@@ -7,7 +7,8 @@
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
 table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
-configurations, MoE expert configurations, the 4-GPU collective group size, MLA local head counts;
+configurations, MoE expert configurations, the 4-GPU collective group size, MLA local head counts, DSA (model, local heads)
+configurations, gated DeltaNet (key, value) head pairs;
 chosen by a stable hash, never seen by the fit), the fit itself (`fit_engine`: `calibration_fit.fit_stage` per stage,
 on the fitted families only) and the error tables (fitted-on vs held-out, worst cases named).
 
@@ -113,6 +114,77 @@ def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
 
 
 MLA_STAGES = (mla_stage("mla", "", "bf16 latent cache"), mla_stage("mla fp8kv", "_fp8kv", "fp8 latent cache"))
+def dsa_stage(name: str, kv: str, note: str, indexer: bool) -> cf.Stage:
+    a = f"efficiency.attention{kv}_dsa"
+    i = "efficiency.attention_dsa_indexer"
+    indexer_params = (
+        P(f"{i}_compute", 0.3, 0.01, 1.0, "tensor-core fraction of the indexer's logits (and the top-k over them)"),
+        P(f"{i}_memory", 0.6, 0.05, 1.0, "bandwidth fraction of the indexer's keys (at the engine's cache layout), "
+                                         "queries, head weights and fp32 logits"),
+        P(f"{i}_latency_us", 20.0, 0.0, 300.0, "fixed GPU cost per indexer call in a CUDA graph (RoPE, fp8 "
+                                               "quantization, key-cache insert, logits, top-k)"),
+        P(f"{i}_token_ns", 20.0, 0.0, 5000.0, "per new token: one top-k row, its quantization and cache insert"),
+        P(f"{i}_call_floor_us", 1000.0, 0.0, 5000.0, "host-side floor of an eagerly launched indexer call (the "
+                                                     "sparse prefill path's launches and synchronizations); not paid "
+                                                     "in a CUDA graph"),
+    ) if indexer else ()
+    return cf.Stage(name, (*indexer_params,
+        P(f"{a}_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the sparse (top-k) absorbed MLA core"),
+        P(f"{a}_memory", 0.7, 0.05, 1.0, "bandwidth fraction of the top-k latent reads"),
+        P(f"{a}_latency_us", 20.0, 0.0, 300.0, "fixed GPU cost per sparse MLA call in a CUDA graph (the small "
+                                               "kernels around the attention core)"),
+        P(f"{a}_token_ns", 20.0, 0.0, 5000.0, "per new token: RoPE, latent cache append, query copies"),
+        P(f"{a}_head_token_ns", 0.5, 0.0, 100.0, "per new token and local head: the absorb GEMMs and the sparse "
+                                                 "kernel's work over the top-k slots whether filled or not"),
+        P(f"{a}_prefill_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the sparse prefill kernel's core"),
+        P(f"{a}_prefill_latency_us", 20.0, 0.0, 300.0, "fixed GPU cost per sparse MLA call of a prefill step"),
+        P(f"{a}_prefill_token_ns", 20.0, 0.0, 5000.0, "per new token of a prefill step: RoPE, cache append (and "
+                                                      "with an 8-bit cache the top-k latents gathered and "
+                                                      "dequantized)"),
+        P(f"{a}_prefill_head_token_ns", 0.5, 0.0, 100.0, "per new token and local head of a prefill step"),
+    ), fixed={f"{i}_key_bytes": INDEXER_KEY_BYTES} if indexer else {},
+        note=f"DeepSeek sparse attention layer as vLLM runs it ({note}); head padding, the fp8 mixed-batch switch and "
+             f"the FlashInfer backend switch are vLLM 0.24's FlashMLA sparse backend's (aic_fit.DSA_KERNEL_SWITCHES, by "
+             f"architecture), the indexer's key cache 128 fp8 values and one fp32 scale a token; the H100 tables' "
+             f"unfused RMSNorm chain is costed as such")
+
+
+# vLLM 0.24's FlashMLA sparse backend (v1/attention/backends/mla/flashmla_sparse.py) by architecture: the bf16
+# kernel pads the local heads to a multiple of 64 on Hopper, 128 on Blackwell (`prefill_padding`); the fp8 decode
+# kernel takes 64 or 128 heads (`_compute_fp8_decode_padded_heads`); with an fp8 cache and fewer than 32 local heads
+# prefill runs the fp8 decode kernel too (MIN_HEADS_FOR_BF16_PREFILL). On Blackwell vLLM runs FlashInfer's sparse MLA
+# instead for a bf16 cache at <= 16 local heads and for every fp8 cache (the tables' kernel_source): no padding there.
+DSA_KERNEL_SWITCHES = {
+    "hopper": {"efficiency.attention_dsa_head_pad": 64, "efficiency.attention_fp8kv_dsa_head_pad": 64,
+               "efficiency.attention_fp8kv_dsa_prefill_min_heads": 32},
+    "blackwell": {"efficiency.attention_dsa_head_pad": 128, "efficiency.attention_dsa_pad_min_heads": 17,
+                  "efficiency.attention_fp8kv_dsa_head_pad": 0},
+}
+# vLLM's indexer key cache per token: 128 fp8 values and one fp32 scale (whatever the KV cache dtype)
+INDEXER_KEY_BYTES = 132
+DSA_STAGES = (dsa_stage("dsa", "", "bf16 latent cache", indexer=True),
+              dsa_stage("dsa fp8kv", "_fp8kv", "fp8 latent cache", indexer=False))
+GDN_STAGES = (
+    cf.Stage("gdn chunked", (
+        P("efficiency.attention_gdn_chunk_compute", 0.5, 0.05, 1.0, "tensor-core fraction of one SM's share of the "
+                                                                     "peak that a chunked-scan CTA (one sequence and "
+                                                                     "value head) sustains, chunk after chunk"),
+        P("efficiency.attention_gdn_chunk_cta_us", 5.0, 0.0, 100.0, "per wave of scan CTAs: state load and store, "
+                                                                    "chunk-independent set-up"),
+        P("efficiency.attention_gdn_chunk_latency_us", 3.0, 0.0, 100.0, "fixed cost per layer call (the conv and "
+                                                                        "scan kernels' launches in a graph)"),
+        P("efficiency.attention_gdn_chunk_memory", 0.7, 0.05, 1.0, "bandwidth fraction of the conv's and the fused "
+                                                                   "scan's I/O"),
+    ), note="causal_conv1d_fn + FlashInfer's chunked gated delta rule (vLLM's prefill path on SM90 / SM100)"),
+    cf.Stage("gdn recurrent", (
+        P("efficiency.attention_gdn_recurrent_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the recurrent decode "
+                                                                       "(state read and written, conv state, I/O)"),
+        P("efficiency.attention_gdn_recurrent_cta_us", 2.0, 0.0, 50.0, "minimum time of a wave of (sequence, value "
+                                                                       "head) CTAs"),
+        P("efficiency.attention_gdn_recurrent_latency_us", 4.0, 0.0, 50.0, "fixed cost per layer call (conv update + "
+                                                                           "packed recurrent decode, in a graph)"),
+    ), note="causal_conv1d_update + vLLM's packed fused-recurrent gated delta rule (decode)"),
+)
 STAGES: tuple[cf.Stage, ...] = (
     gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
     gemm_stage("fp8", 128, "CUTLASS fp8 scaled-mm: tile and cluster by M and N from vLLM's dispatch table "
@@ -162,12 +234,19 @@ STAGES: tuple[cf.Stage, ...] = (
     collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
     replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
             fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
-    *MLA_STAGES,  # last: a module row also runs GEMMs and norms the earlier stages fix
+    *MLA_STAGES,  # after the GEMM stages: a module row also runs GEMMs and norms the earlier stages fix
+    *DSA_STAGES,
+    *GDN_STAGES,
 )
 HELD_OUT_SHARE = 0.2  # of the GEMM (N, K) families
 # of the MLA head-count families (1..128 local heads): family_hash("heads<h>", "mla") < 0.45 keeps
 # heads 2 and 64 out of the fit
 MLA_HELD_OUT_SHARE = 0.45
+# of the DSA (model, local heads) families: family_hash("<model> heads<h>", "dsa") < 0.35 keeps
+# DeepSeek-V3.2 at 2, 16, 32, 128 heads and GLM-5 at 32 heads out of the fit
+DSA_HELD_OUT_SHARE = 0.35
+# of the gated DeltaNet (key heads, value heads) families on the GPU (18 in the tables)
+GDN_HELD_OUT_SHARE = 0.25
 
 
 def held_out(case: Case) -> bool:
@@ -183,6 +262,10 @@ def held_out(case: Case) -> bool:
         return at.family_hash(case.group, "moe") < 0.25
     if case.stage.startswith("mla"):
         return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
+    if case.stage.startswith("dsa"):
+        return at.family_hash(case.group, "dsa") < DSA_HELD_OUT_SHARE
+    if case.stage.startswith("gdn"):
+        return at.family_hash(case.group, "gdn") < GDN_HELD_OUT_SHARE
     return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
 
 
@@ -206,7 +289,7 @@ def _attention_stage(case: Case) -> str:
     return case.stage + (" fp8kv" if case.row.params.get("kv") == "fp8" else "")
 
 
-KV_STAGED = ("attention", "mla")  # stages split by KV-cache dtype (an 8-bit cache runs its own kernel path)
+KV_STAGED = ("attention", "mla", "dsa")  # stages split by KV-cache dtype (an 8-bit cache runs its own kernel path)
 
 
 @dataclass
@@ -228,6 +311,11 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     for stage in stages:
         if stage.name.startswith("attention prefill"):
             stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": pack})
+        if stage.name.startswith("dsa"):
+            kv = "_fp8kv" if stage.name.endswith("fp8kv") else ""
+            switches = {k: v for k, v in DSA_KERNEL_SWITCHES.get(base.architecture, {}).items()
+                        if k.startswith(f"efficiency.attention{kv}_dsa_")}
+            stage = replace(stage, fixed={**stage.fixed, **switches})
         used = [c for c in train if c.stage == stage.name]
         if not used:
             continue
@@ -277,7 +365,7 @@ def class_errors(cases: Sequence[Case], profile: DeviceProfile, key: Callable[[C
     return out
 
 
-TARGETS = {"gemm": 10.0, "attention": 10.0, "moe": 15.0, "mla": 15.0, "nccl": 10.0, "custom": 10.0}
+TARGETS = {"gemm": 10.0, "attention": 10.0, "moe": 15.0, "mla": 15.0, "dsa": 15.0, "gdn": 15.0, "nccl": 10.0, "custom": 10.0}
 
 
 def family(cls: str) -> str:
@@ -311,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", required=True, help="device profile whose section is checked (or refitted)")
     parser.add_argument("--engine", default="vllm", help="the section to check (default vllm)")
     parser.add_argument("--refit", action="store_true", help="fit here instead of checking the shipped section")
-    parser.add_argument("--families", default="gemm,attention,moe,collectives,mla")
+    parser.add_argument("--families", default="gemm,attention,moe,collectives,mla,dsa,gdn")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     cases = at.all_cases(args.aic, args.families.split(","))

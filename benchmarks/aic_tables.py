@@ -34,6 +34,30 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   is the backend that ran the attention: on H100 the decode backend also takes short prompts
   (FLASH_ATTN_MLA, bf16 cache, up to 512 tokens; FLASHMLA, fp8 cache, up to 128), longer ones
   run FLASH_ATTN prefill; on B200 only one-token prompts go to FLASHINFER_MLA.
+- dsa_context_module_perf / dsa_generation_module_perf: one DeepSeek sparse-attention layer on one
+  GPU (`architecture` DeepseekV32ForCausalLM or GlmMoeDsaForCausalLM, each with its own dims), the
+  MLA module above plus the lightning indexer and sparse MLA over its top-k (the same collector,
+  `collect_mla_module.py`, attention type `dsa`). Context rows: `isl` new tokens per prompt over a
+  cached prefix of `step` tokens (0 or 128), launched eagerly (the collector: the sparse prefill's
+  scratch does not survive CUDA-graph capture; none takes less than ~1.1 ms on H100 at any size);
+  generation rows: one new token over `isl + step - 1` cached, CUDA-graph replays. `num_heads` is
+  the attention's local heads; the indexer is replicated (64 / 32 heads whatever `num_heads`).
+  `kernel_source` FLASHMLA_SPARSE, or on B200 FLASHINFER_MLA_SPARSE for a bf16 cache at <= 16
+  heads and every fp8 cache.
+- gdn_perf: one gated DeltaNet layer's kernels on one GPU, by `phase` (AIConfigurator's
+  `collector/vllm/collect_gdn.py`): `context` times the packed-QKV causal conv1d
+  (`causal_conv1d_fn`, launched eagerly: vLLM 0.24's varlen conv cannot be captured) and the
+  chunked scan (`chunk_gated_delta_rule_flashinfer`, vLLM's default backend on SM90 / SM100: q and
+  k arrive L2-normalized, g and beta precomputed) of `batch_size` fresh prompts of `seq_len`
+  tokens; `generation` times `causal_conv1d_update` and the packed recurrent decode
+  (`fused_recurrent_gated_delta_rule_packed_decode`: gating and q/k norms inside) of one token
+  per sequence. One row per kernel: a layer is the sum of its phase's two rows (`num_tokens` =
+  batch x seq_len, checked). `num_k_heads` / `num_v_heads` are the heads on this GPU (the
+  models' 16 / 32-64 heads over TP), head dims 128, conv width `d_conv`; `d_model` is the hidden
+  size, which the two kernels never read. The scan's latency follows one CTA per (sequence,
+  value head) running its chunks one after another: flat up to a wave of SMs, then stepping by
+  whole waves (H100, 32 heads, 32768 tokens: 1.5 ms for 1-4 sequences, 3.5 ms for 8, 7.2 ms for
+  16); the recurrent decode follows the state bytes (64 KB per sequence and head).
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 """
@@ -222,14 +246,19 @@ def mla_linear(tokens: int, n: int, k: int) -> Op:
 
 
 def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str,
-                   native_norms: bool = False) -> list[Op]:
+                   native_norms: bool = False, dims: dict[str, int] | None = None) -> list[Op]:
     """What tensor_cast costs for one DeepSeek-V3 MLA attention layer on one GPU with `heads`
     local heads (vLLM's DeepseekV2MLAAttention forward): the fused q_a + kv_a projection
     (7168 -> 1536 + 576), the q_a and kv_a RMSNorms, q_b (1536 -> heads x 192), RoPE on the query
     and key rope parts, `mla_attention` over the latent (form `auto`: absorbed, FlashMLA-style, for
     one-token decode steps; expanded with kv_b for prefill, which also up-projects the latent) and
-    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost."""
-    d = MLA_DIMS
+    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost.
+
+    `dims` with `index_heads`, `index_dim`, `topk` (a DSA model, `DSA_DIMS`): the layer also runs
+    the lightning indexer as tensor_cast traces it (`models/dsa_attention.py`: wq_b from the q_a
+    residual, wk and its LayerNorm, the head weights, one `dsa_indexer`) and attends its top-k
+    (sparse MLA, absorbed at every step length)."""
+    d = MLA_DIMS if dims is None else dims
     tokens = batch * q_len
     kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
     if native_norms:  # the harness's unfused RMSNorm: 8 eager kernels each (see NATIVE_NORM_DEVICES)
@@ -239,13 +268,31 @@ def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: s
                  for width in (d["q_lora"], d["kv_lora"])]
     ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]), *norms,
            mla_linear(tokens, heads * (d["nope"] + d["rope"]), d["q_lora"])]
+    indices = None
+    if "topk" in d:
+        ops += dsa_indexer_ops(batch, q_len, context, kv, d)
+        indices = meta(batch, q_len, d["topk"], dtype=torch.int32)
     q_nope, q_rope = meta(batch, heads, q_len, d["nope"]), meta(batch, heads, q_len, d["rope"])
     latent, k_rope = meta(batch, 1, q_len, d["kv_lora"], dtype=kv), meta(batch, 1, q_len, d["rope"], dtype=kv)
     kv_b = meta(heads * (d["nope"] + d["v"]), d["kv_lora"])
     ops.append(meta_op(tc.mla_attention.default, q_nope, q_rope, latent, k_rope, kv_b, context,
-                       (d["nope"] + d["rope"]) ** -0.5, None, 1)[0])
+                       (d["nope"] + d["rope"]) ** -0.5, indices, 1)[0])
     ops.append(mla_linear(tokens, d["hidden"], heads * d["v"]))
     return ops
+
+
+def dsa_indexer_ops(batch: int, q_len: int, context: int, kv: torch.dtype, d: dict[str, int]) -> list[Op]:
+    """The lightning indexer of one DSA layer as tensor_cast traces it: wq_b (q_lora -> index heads x
+    index dim, from the q_a residual), wk (hidden -> index dim) and its LayerNorm, weights_proj
+    (hidden -> index heads), then `dsa_indexer` over the cached and new keys (the keys at the KV
+    cache dtype). The indexer is replicated, not split by tensor parallelism: its heads are the
+    model's whatever `heads` the attention has on the GPU."""
+    tokens, heads, dim = batch * q_len, d["index_heads"], d["index_dim"]
+    norm = meta_op(aten.layer_norm.default, meta(tokens, dim), [dim], meta(dim), meta(dim), 1e-6)[0]
+    indexer = meta_op(tc.dsa_indexer.default, meta(batch, q_len, heads, dim), meta(batch, q_len, dim, dtype=kv),
+                      meta(batch, q_len, heads), context, d["topk"])[0]
+    return [mla_linear(tokens, heads * dim, d["q_lora"]), mla_linear(tokens, dim, d["hidden"]), norm,
+            mla_linear(tokens, heads, d["hidden"]), indexer]
 
 
 def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[Case]:
@@ -264,6 +311,84 @@ def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[
             cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "")
             cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage="mla",
                               ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES))))
+    return cases
+
+
+# ---- DSA modules ---------------------------------------------------------------------------------
+# The DSA models' attention dimensions (config.json), by the tables' `architecture`.
+DSA_DIMS = {
+    "DeepseekV32ForCausalLM": {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128,
+                               "index_heads": 64, "index_dim": 128, "topk": 2048},
+    "GlmMoeDsaForCausalLM": {"hidden": 6144, "q_lora": 2048, "kv_lora": 512, "nope": 192, "rope": 64, "v": 256,
+                             "index_heads": 32, "index_dim": 128, "topk": 2048},
+}
+DSA_NAMES = {"DeepseekV32ForCausalLM": "V3.2", "GlmMoeDsaForCausalLM": "GLM-5"}
+
+
+def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0) -> list[Case]:
+    """One DSA attention layer per row (bf16 projections; DeepSeek-V3.2 and GLM-5), fitting stage
+    `dsa`; the shape family is the model's head configuration on the GPU (`aic_fit.held_out`).
+    Context rows were launched eagerly (AIConfigurator's collector: the sparse prefill's scratch
+    does not survive CUDA-graph capture), generation rows replayed in a CUDA graph; context rows'
+    `step` is the cached prefix, generation rows' the sequence length with the new token."""
+    cases = []
+    for table, phase in (("dsa_context_module_perf", "prefill"), ("dsa_generation_module_perf", "decode")):
+        rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
+                and r["mla_dtype"] == "bfloat16" and r["tp_size"] == "1" and r["architecture"] in DSA_DIMS]
+        for r in sample(rows, per_phase, seed):
+            b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
+            q_len, context = (isl, step) if phase == "prefill" else (1, isl + step - 1)
+            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
+            model = DSA_NAMES[r["architecture"]]
+            params = {"model": model, "B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
+            row = _row("dsa", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
+            cls = f"dsa {phase}" + (" fp8 KV" if kv == "fp8" else "")
+            ops = mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES, DSA_DIMS[r["architecture"]])
+            cases.append(Case(row=row, cls=cls, group=f"{model} heads{h}", stage="dsa", ops=tuple(ops),
+                              mode=HOST_TIMED if phase == "prefill" else IN_GRAPH))
+    return cases
+
+
+# ---- gated DeltaNet --------------------------------------------------------------------------------
+GDN_KERNELS = {"context": ("causal_conv1d_fn", "chunk_gated_delta_rule_flashinfer"),
+               "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}
+
+
+def gdn_ops(batch: int, seq: int, k_heads: int, k_dim: int, v_heads: int, v_dim: int, conv: int,
+            decode_query_len: int) -> list[Op]:
+    """One `gated_delta_net` call (conv1d + gating + the delta rule) for `batch` sequences of `seq` new tokens."""
+    channels = 2 * k_heads * k_dim + v_heads * v_dim
+    gate = meta(batch, seq, v_heads)
+    op, _ = meta_op(tc.gated_delta_net.default, meta(batch, seq, channels), gate, gate, meta(channels, 1, conv),
+                    meta(v_heads, dtype="fp32"), meta(v_heads), k_heads, k_dim, v_heads, v_dim, decode_query_len)
+    return [op]
+
+
+def gdn_cases(folder: str | Path) -> list[Case]:
+    """One gated DeltaNet layer per (phase, shape): the phase's two kernel rows summed (conv + scan).
+    Context rows cost the chunked form (decode_query_len 0: vLLM's prefill path runs it even for one
+    token), generation rows the recurrent one; the shape family is the (key heads, value heads) pair
+    on the GPU (`aic_fit.held_out`)."""
+    rows = read_table(folder, "gdn_perf")
+    keys = ("phase", "batch_size", "seq_len", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim", "d_conv")
+    layers: dict[tuple[str, ...], dict[str, dict[str, str]]] = {}
+    for r in rows:
+        if r["kernel_source"] in GDN_KERNELS.get(r["phase"], ()):
+            if int(r["num_tokens"]) != int(r["batch_size"]) * int(r["seq_len"]):
+                raise ValueError(f"gdn_perf row with num_tokens != batch_size x seq_len: {r}")
+            layers.setdefault(tuple(r[k] for k in keys), {})[r["kernel_source"]] = r
+    cases = []
+    for key, kernels in sorted(layers.items()):
+        phase = key[0]
+        if set(kernels) != set(GDN_KERNELS[phase]):
+            continue  # a shape one of the kernels could not run (vLLM's recurrent grid-y limit)
+        b, s, hk, dk, hv, dv, conv = (int(v) for v in key[1:])
+        latency = sum(float(r["latency"]) for r in kernels.values())
+        params = {"B": b, "S": s, "hk": hk, "hv": hv}
+        form = "chunked" if phase == "context" else "recurrent"
+        row = _row("gdn", "+".join(GDN_KERNELS[phase]), params, "bf16", str(latency))
+        cases.append(Case(row=row, cls=f"gdn {form}", group=f"hk{hk} hv{hv}", stage=f"gdn {form}",
+                          ops=tuple(gdn_ops(b, s, hk, dk, hv, dv, conv, 0 if phase == "context" else 1))))
     return cases
 
 
@@ -300,7 +425,7 @@ def collective_cases(folder: str | Path) -> list[Case]:
 
 BUILDERS: dict[str, Callable[..., list[Case]]] = {
     "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
-    "mla": mla_cases,
+    "mla": mla_cases, "dsa": dsa_cases, "gdn": gdn_cases,
 }
 
 

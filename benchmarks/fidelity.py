@@ -9,7 +9,8 @@ With `--aic DIR` the device's `vllm` efficiency section is checked against NVIDI
 tables of vLLM 0.24's own kernels instead (`aic_fit.py`): per op class, the mean error on the
 shape families the fit used and on the families it never saw (GEMM (N, K) families, attention
 head configurations, MoE expert configurations, the 4-GPU collective group, MLA local head
-counts 2 and 64), worst row named.
+counts 2 and 64, five DSA (model, local heads) configurations, five gated DeltaNet (key, value)
+head pairs), worst row named.
 
 Every measured kernel (`calibration_cases.py`: GEMMs of real model projections, SDPA prefill and
 decode, norms, activations, ...) is costed with `tensor_cast`'s own rules and the device profile

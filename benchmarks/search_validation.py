@@ -33,6 +33,7 @@ import csv
 import importlib.util
 import statistics
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,14 @@ def main() -> int:
     ap.add_argument("--max-groups", type=int, default=0, help="at most N groups, the largest (0: all)")
     ap.add_argument("--per-model", type=int, default=0, help="at most K groups per model (0: all; see the docstring)")
     ap.add_argument("--requests-per-client", type=int, default=4)
-    ap.add_argument("--out", help="per-group CSV")
+    ap.add_argument("--cheapest-first", action="store_true",
+                    help="simulate the groups in order of their output tokens (concurrency x OSL summed over rows)")
+    ap.add_argument("--out", help="per-group CSV, written group by group")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the groups already in --out (same columns), simulate only the others")
     args = ap.parse_args()
+    if args.resume and not args.out:
+        ap.error("--resume needs --out (the CSV of the groups already done)")
     f = _fidelity_module()
     from scipy.stats import spearmanr
     from tabulate import tabulate
@@ -103,21 +110,40 @@ def main() -> int:
         for row in csv.DictReader(handle):
             try:
                 setup = f.setup(row)
-            except f.Unsupported:
+            except (f.Unsupported, TensorCastError):  # e.g. a disagg pool whose tp does not divide the heads
                 continue
-            key = (row["model_path"], row["system"], row["backend"], row["isl"], row["osl"])
+            key: tuple[str, ...] = (row["model_path"], row["system"], row["backend"], row["isl"], row["osl"])
             groups[key].append((row, setup))
-    chosen = sorted((k for k, v in groups.items() if len(v) >= args.min_configs), key=lambda k: -len(groups[k]))
+    chosen: list[tuple[str, ...]] = sorted((k for k, v in groups.items() if len(v) >= args.min_configs), key=lambda k: -len(groups[k]))
     eligible = len(chosen)
     if args.per_model:
         chosen = sample(groups, chosen, args.per_model)
     if args.max_groups:
         chosen = chosen[: args.max_groups]
+    if args.cheapest_first:  # by simulated output tokens (the simulation's work), so coverage comes first
+        chosen.sort(key=lambda k: sum(f.concurrency(r) * int(r["osl"]) for r, _ in groups[k]))
     print(f"{len(chosen)} of {eligible} groups with >= {args.min_configs} mapped configurations "
           f"({sum(len(groups[k]) for k in chosen)} rows, {len(trace_keys([s for k in chosen for _, s in groups[k]]))} "
           "traces)", file=sys.stderr)
-    table, rhos, within, spread = [], [], [], []
+    head = ("model", "system", "engine", "ISL", "OSL", "configs", "deployments", "Spearman rho",
+            "measured(pred. best) / measured best", "pred. best tok/s/GPU", "its measured", "measured best")
+    table: list[tuple[Any, ...]] = []
+    done: set[tuple[str, ...]] = set()
+    if args.resume and Path(args.out).exists():
+        with open(args.out, newline="") as handle:
+            old = list(csv.reader(handle))
+        if not old or tuple(old[0]) != head:
+            ap.error(f"--resume: {args.out} does not have this script's columns; remove it or drop --resume")
+        table = [tuple(r) for r in old[1:] if tuple(r[:5]) in set(chosen)]
+        done = {tuple(r[:5]) for r in table}
+        print(f"resuming: {len(done)} groups already in {args.out}", file=sys.stderr)
+    if args.out:
+        with open(args.out, "w", newline="") as handle:
+            csv.writer(handle).writerows([head, *table])
+    started = time.perf_counter()
     for n, key in enumerate(chosen, 1):
+        if key in done:
+            continue
         measured, predicted = [], []
         for row, setup in groups[key]:
             kwargs = dict(setup)
@@ -136,15 +162,18 @@ def main() -> int:
         rho = float(spearmanr(predicted, measured).statistic)
         best_pred = max(range(len(predicted)), key=predicted.__getitem__)
         ratio = measured[best_pred] / max(measured)
-        rhos.append(rho)
-        within.append(ratio >= 0.9)
         layouts = len(trace_keys([s for _, s in groups[key]]))
-        spread.append(layouts > 1)
-        table.append((*key, len(measured), layouts, f"{rho:.2f}", f"{ratio:.2f}", f"{predicted[best_pred]:.0f}",
-                      f"{measured[best_pred]:.0f}", f"{max(measured):.0f}"))
-        print(f"[{n}/{len(chosen)}] {key}: rho {rho:.2f}, best {ratio:.2f}", file=sys.stderr)
-    head = ("model", "system", "engine", "ISL", "OSL", "configs", "deployments", "Spearman rho",
-            "measured(pred. best) / measured best", "pred. best tok/s/GPU", "its measured", "measured best")
+        line = (*key, len(measured), layouts, f"{rho:.2f}", f"{ratio:.2f}", f"{predicted[best_pred]:.0f}",
+                f"{measured[best_pred]:.0f}", f"{max(measured):.0f}")
+        table.append(line)
+        if args.out:
+            with open(args.out, "a", newline="") as handle:
+                csv.writer(handle).writerow(line)
+        print(f"[{n}/{len(chosen)}] {key}: rho {rho:.2f}, best {ratio:.2f} ({time.perf_counter() - started:.0f} s)",
+              file=sys.stderr)
+    rhos = [float(r[7]) for r in table]
+    within = [float(r[8]) >= 0.9 for r in table]
+    spread = [int(r[6]) > 1 for r in table]
     print(tabulate(table, headers=head, disable_numparse=True, tablefmt="github"))
     if rhos:
         print(f"\n{len(rhos)} groups (of {eligible} with >= {args.min_configs} mapped configurations): median Spearman rho {statistics.median(rhos):.2f}; predicted best within 10% "
@@ -155,9 +184,6 @@ def main() -> int:
             print(f"{len(mixed)} of them with more than one deployment (parallelism / quantization), not only "
                   f"concurrency: median rho {statistics.median(rhos[i] for i in mixed):.2f}; best within 10% in "
                   f"{sum(within[i] for i in mixed)}/{len(mixed)}")
-    if args.out:
-        with open(args.out, "w", newline="") as handle:
-            csv.writer(handle).writerows([head, *table])
     return 0
 
 

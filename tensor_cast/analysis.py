@@ -57,7 +57,7 @@ class ExecutionOptions:
 
     fuse: bool = True  # fused QKV / gate+up GEMMs, norms, activations, RoPE (vLLM/SGLang kernels)
     cuda_graphs: str = "auto"  # auto: decode-sized steps run in CUDA graphs | always | never
-    mla_form: str = "auto"  # MLA kernels: auto (absorbed for decode, expanded for prefill) | absorbed | expanded
+    mla_form: str = "auto"  # MLA kernels: auto (absorbed for decode and sparse, expanded for prefill) | absorbed | expanded
     mtp: int = 0  # MTP draft passes per step (speculative decoding); 0: off
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)

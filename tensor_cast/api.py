@@ -73,7 +73,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     expressions in B, S, C and `report.evaluate(...)` / `report.sweep(...)` give concrete values.
 
     `mla_form`: how MLA attention is computed (auto: absorbed for decode-sized steps, expanded
-    for prefill, as serving engines do | absorbed | expanded). `mtp=N` adds N MTP draft passes
+    for prefill, absorbed at every step under DeepSeek sparse attention, as serving engines do |
+    absorbed | expanded). `mtp=N` adds N MTP draft passes
     (speculative decoding, models that ship MTP layers); a decode step (`query_len=1`) then
     verifies 1 + N tokens per sequence, and the report gives the time per output token for the
     per-draft acceptance rate `mtp_acceptance` (see `tensor_cast/models/mtp.py`).

@@ -21,6 +21,14 @@ Both include the causal conv1d (2·K FLOPs per channel per token, SiLU, reading 
 writing it back in decode) and the gating (g, beta: ~8 vector FLOPs per token per value head).
 State bytes are the recurrent + conv state in the activations' dtype (engines' default cache
 dtype for these layers is the model dtype).
+
+The counts are the kernels' as flash-linear-attention runs them (the chunked form writes and
+reads back its per-chunk states and W/U blocks). The rule returns a `DeltaNetShape` with them:
+the (sequence, value head) work items, the FLOPs of one chunk of one head and the bytes a fused
+chunked scan moves instead (FlashInfer's, vLLM's default on SM90 / SM100: one CTA per sequence
+and value head keeps its state and the chunk's blocks on chip, so only the conv's input and
+output, q / k / v, g / beta, the output and the state once cross HBM); an engine section with a
+gated DeltaNet model (`backends/efficiency.py`, `attention_gdn_*`) times the layer from it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import torch
 
 from ...sizes import cdiv
 from ..counts import Counts
+from ..kernels import DeltaNetShape
 from .kernel_forms import is_short_step, pick_form
 from .matmul import gemm_precision
 from .registry import OpCall, register
@@ -90,10 +99,25 @@ def recurrent(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any) -> Cou
                   bytes_read=qkv + gates + state, bytes_written=out_bytes + state, launches=1)
 
 
+def chunk_flops(d: DeltaNetDims) -> Any:
+    """Tensor-core FLOPs of one chunk of one value head: K·Kᵀ, the triangular solve, W = T·K and
+    U = T·V, the intra-chunk Q·Kᵀ and its product with the new values, and the three state products."""
+    L, dk, dv = CHUNK, d.k_dim, d.v_dim
+    return 2 * L * L * dk + L**3 * 2 / 3 + 2 * L * L * (dk + dv) + 2 * L * L * (dk + dv) + 6 * L * dk * dv
+
+
+def fused_bytes(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any, weights_bytes: Any) -> Any:
+    """What a fused chunked scan and the conv move: conv input, weights and output, the scan's q / k / v
+    (the conv's output read back), g and beta, the output, the state read and written once."""
+    qkv = d.tokens * d.channels * act
+    return (3 * qkv + weights_bytes + 2 * d.batch * d.conv_state_elements * act + 4 * d.tokens * d.v_heads * act
+            + out_bytes + 2 * d.batch * d.state_elements * state_item)
+
+
 def chunked(d: DeltaNetDims, act: Any, state_item: Any, out_bytes: Any, precision: str) -> Counts:
     chunks = d.batch * cdiv(d.q_len, CHUNK)
     L, dk, dv = CHUNK, d.k_dim, d.v_dim
-    per_chunk_head = 2 * L * L * dk + L**3 * 2 / 3 + 2 * L * L * (dk + dv) + 2 * L * L * (dk + dv) + 6 * L * dk * dv
+    per_chunk_head = chunk_flops(d)
     padded_tokens = chunks * L
     state = d.batch * d.state_elements * state_item
     chunk_states = chunks * d.state_elements * state_item  # per-chunk states, written then read
@@ -117,9 +141,12 @@ def gated_delta_net(call: OpCall) -> Counts:
                         v_heads=int(call.get("num_v_heads")), v_dim=int(call.get("head_v_dim")), kernel=int(conv_weight.shape[-1]))
     act = mixed.itemsize
     small_weights = conv_weight.nbytes + call.get("A_log").nbytes + call.get("dt_bias").nbytes
-    mixer = pick_form(is_short_step(q_len, call.get("decode_query_len")), recurrent(dims, act, act, call.out_bytes),
+    short = is_short_step(q_len, call.get("decode_query_len"))
+    mixer = pick_form(short, recurrent(dims, act, act, call.out_bytes),
                       chunked(dims, act, act, call.out_bytes, gemm_precision(mixed, mixed)))
     total = conv_and_gating(dims, act, small_weights) + mixer
     held = batch * (dims.state_elements + dims.conv_state_elements) * act
+    shape = DeltaNetShape(sequences=batch, q_len=q_len, v_heads=dims.v_heads, chunk=CHUNK, chunk_flops=chunk_flops(dims),
+                          fused_bytes=fused_bytes(dims, act, act, call.out_bytes, small_weights), recurrent=short)
     return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
-                  state_bytes=held, launches=total.launches)
+                  state_bytes=held, launches=total.launches, kernel=shape)

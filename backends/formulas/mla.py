@@ -22,7 +22,11 @@ Per (query, key, head) pair the attention core costs 2·(2r + dr) FLOPs absorbed
 2·(dn + dr + dv) expanded: 2176 vs 640 for DeepSeek-V3, 3.4x; the expanded form pays instead for
 up-projecting the whole context, which is why engines absorb for decode and expand for prefill.
 The form is the cost knob `CostKnobs.mla_form` (not an op argument: it changes the cost, not the
-graph); `"auto"` picks by the step's query length (a sympy Piecewise in S when symbolic).
+graph); `"auto"` picks by the step's query length (a sympy Piecewise in S when symbolic), except
+under sparse attention (top-k indices given), which engines run absorbed at every step length:
+FlashMLA's sparse kernels (vLLM's FLASHMLA_SPARSE, SGLang's NSA backend) take the latent query
+for prefill as for decode, the top-k cap making the absorbed form's per-pair cost the smaller
+total.
 
 The `kv_b_proj` weight is read at the dtype the op receives (bf16 even in FP8 checkpoints: vLLM
 dequantizes W_UK / W_UV for its absorbed kernels).
@@ -43,7 +47,7 @@ from ...errors import InvalidArgumentError, choices
 from ...ops.mla import MLA_FORMS
 from ...sizes import smin
 from ..counts import Counts
-from ..kernels import MLAShape
+from ..kernels import IndexerShape, MLAShape
 from .attention import SOFTMAX_FLOPS_PER_SCORE, attended_keys
 from .kernel_forms import is_short_step, pick_form
 from .matmul import gemm_precision
@@ -126,6 +130,7 @@ def mla_attention(call: OpCall) -> Counts:
         "q_nope", "q_rope", "latent", "k_rope", "kv_b_weight"))
     context, indices = call.get("context_len"), call.get("indices")
     form, decode_query_len = str(call.knobs.mla_form), call.get("decode_query_len")  # the form: a cost knob
+    short = is_short_step(q_nope.shape[2], decode_query_len)
     if form not in MLA_FORMS:
         raise InvalidArgumentError(f"mla_form {form!r} is not one of {choices(MLA_FORMS)}")
     batch, heads, q_len, nope = q_nope.shape
@@ -142,13 +147,17 @@ def mla_attention(call: OpCall) -> Counts:
     elif form == "expanded":
         absorbed = False
         counts = expanded_counts(dims, sizes, precision)
+    elif indices is not None:  # engines: sparse MLA runs absorbed at every step length
+        absorbed = True
+        counts = absorbed_counts(dims, sizes, precision)
     else:  # engines: the absorbed (FlashMLA) kernel for decode-sized steps, expanded attention for prefill
-        absorbed = is_short_step(q_len, decode_query_len)
+        absorbed = short
         counts = pick_form(absorbed, absorbed_counts(dims, sizes, precision), expanded_counts(dims, sizes, precision))
     held = dims.batch * (dims.context + dims.q_len) * (dims.rank + dims.rope) * latent.itemsize
     return Counts(flops=counts.flops, bytes_read=counts.bytes_read, bytes_written=counts.bytes_written,
                   state_bytes=held, launches=counts.launches,
-                  kernel=MLAShape(tokens=batch * q_len, heads=heads, kv_itemsize=latent.itemsize, absorbed=absorbed))
+                  kernel=MLAShape(tokens=batch * q_len, heads=heads, kv_itemsize=latent.itemsize, absorbed=absorbed,
+                                  sparse=indices is not None, short_step=short))
 
 
 @register(torch.ops.tensor_cast.dsa_indexer.default, kind="attention")
@@ -174,4 +183,5 @@ def dsa_indexer(call: OpCall) -> Counts:
         bytes_written=append + logits + call.out_bytes,
         state_bytes=cached,
         launches=3,  # key-cache append, logits, top-k
+        kernel=IndexerShape(tokens=batch * q_len, key_bytes=cached, cached_tokens=batch * (context + q_len)),
     )

@@ -96,8 +96,8 @@ class CostKnobs:
 
     # Zipf exponent of MoE expert popularity (0: uniform routing); read by the MoE and EP exchange rules
     moe_skew: float = 0.0
-    # how MLA attention is computed (auto: absorbed for decode-sized steps, expanded otherwise |
-    # absorbed | expanded; tensor_cast/ops/mla.py); read by the `mla_attention` rule
+    # how MLA attention is computed (auto: absorbed for decode-sized steps and sparse attention,
+    # expanded otherwise | absorbed | expanded; tensor_cast/ops/mla.py); read by the `mla_attention` rule
     mla_form: str = "auto"
 
 

@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graphs", default="auto", help=f"{', '.join(CUDA_GRAPH_MODES)} (default auto: decode-sized steps)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
     p.add_argument("--mla-form", default="auto",
-                   help="MLA attention kernels: auto (absorbed for decode, expanded for prefill), absorbed, expanded")
+                   help="MLA attention kernels: auto (absorbed for decode and sparse attention, expanded for "
+                        "dense prefill), absorbed, expanded")
     p.add_argument("--mtp", type=int_at_least(0), default=0,
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
     p.add_argument("--mtp-acceptance", type=finite_float,

@@ -7,8 +7,8 @@
   keys and values. How a serving engine computes it (the MLA form: `"absorbed"`, the
   up-projection folded into the query and the output, multi-query attention over the latent,
   FlashMLA; `"expanded"`, the latent up-projected into per-head K/V, then multi-head attention;
-  `"auto"`, absorbed for steps of at most `decode_query_len` tokens per sequence, expanded
-  otherwise) changes the cost, not the result nor the graph: it is a cost knob
+  `"auto"`, absorbed for steps of at most `decode_query_len` tokens per sequence and whenever
+  `indices` are given (engines run sparse MLA absorbed at every step length), expanded otherwise) changes the cost, not the result nor the graph: it is a cost knob
   (`CostKnobs.mla_form`, backends/formulas/registry.py), not an argument. `indices` (B, S, top-k), when given,
   are the cache positions each query attends (DeepSeek sparse attention); `context_len` tokens
   per sequence are already cached (a SymInt: no cache is materialized).
