@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int_at_least(1), help="requests in all (closed loop: default 10 x concurrency)")
     p.add_argument("--isl", type=int_at_least(1), help="prompt tokens per request")
     p.add_argument("--osl", type=int_at_least(1), help="output tokens per request")
-    p.add_argument("--disagg", help='prefill/decode pools, each "<N>x tp<a> [dp<b>] [ep<c>] [pp<d>]", e.g. '
-                                     '"prefill: 2x tp4; decode: 1x tp8"')
+    p.add_argument("--disagg", help='prefill/decode pools, each "<N>x tp<a> [dp<b>] [ep<c>] [pp<d>] [bs<s>]" '
+                                     '(bs: requests one rank runs at once), e.g. "prefill: 2x tp4; decode: 1x tp8 bs64"')
     p.add_argument("--num-hidden-layers", type=int, help="simulate only the first N layers")
     p.add_argument("--range-ratio", type=finite_float, default=0.0,
                    help="prompt/output lengths uniform in [L(1-r), L(1+r)] (vLLM --random-range-ratio); default 0")

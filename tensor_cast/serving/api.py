@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -131,7 +131,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     in all, default 10 x concurrency), `rate` (Poisson, requests/s, default 1,000 requests) or
     `trace` (JSONL path or TraceEntry list). `isl`/`osl`: prompt and output tokens per request.
     `disagg`: "prefill: 2x tp4; decode: 1x tp4 pp2" (pools replace tp/dp/ep/pp; other deployment keywords
-    apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
+    apply to both; `bs<n>` caps the requests one rank of that pool runs at once, disagg.py). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
     speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
     `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
     `warmup_requests`: the first N requests are left out of the latency statistics;
@@ -225,20 +225,23 @@ def _simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", conc
         lockstep = resolved.dp > 1 and resolved.ep > 1
         replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
         ranks_per_worker = resolved.dp if lockstep else 1
+        pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \
+            replace(profile_engine, max_num_seqs=pool.max_num_seqs)  # the pool's own cap (disagg.py)
         workers = []
         for w in range(replicas):
-            ranks = [RankScheduler(profile_engine, kv.blocks, decode_tokens=1 + mtp,
+            ranks = [RankScheduler(pool_engine, kv.blocks, decode_tokens=1 + mtp,
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
             pipelined = len(costs) > 1
-            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=profile_engine,
+            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=pool_engine,
                                   stages=costs if pipelined else (),
                                   clock=StageClock(len(costs)) if pipelined else None))
         worker_pools[role] = workers
         gpus += replicas * (resolved.tp * resolved.pp * ranks_per_worker)
         label = resolved.describe()
-        descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}]")
+        cap = f", max_num_seqs {pool.max_num_seqs}" if pool is not None and pool.max_num_seqs is not None else ""
+        descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}{cap}]")
     total_gpus = gpus
 
     def transfer(req: Any) -> float:
