@@ -50,6 +50,13 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `gemm_<variant>_call_floor_us`: a launcher whose host-side work per call (DeepGEMM's Python
   wrapper: scale-layout transforms, kernel lookup) outlasts a small GEMM; an eagerly launched call
   takes max(floor, its GPU time), a CUDA-graph replay only the GPU time (`roofline.op_time`).
+  `gemm_<variant>_unaligned_floor_us` adds to that floor when M is not a multiple of 4: the fp32
+  per-token scales' rows then miss TMA's 16-byte alignment and are re-laid out first.
+  `gemm_<variant>_cta_gbps` (memory side): while the output tiles (`gemm_tile_m` ×
+  `gemm_splitk_tile_n`) cannot fill the SMs, each tile's CTA walks its K range reading (tile rows +
+  tile columns) operand elements per step at most at that rate, K split into
+  ceil(K / `gemm_<variant>_splitk_k`) slices of one CTA each (0: no split-K, as CUTLASS): a narrow
+  weight of few tiles streams at CTAs × cta_gbps, not at the HBM fraction (`_cta_stream_share`).
 - **quant**: `quant_atomic_ns` per row of a dynamic per-tensor quantization (the serialized
   atomic max on the one scale; `QuantShape`).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
@@ -154,6 +161,9 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_tile_switch": (0.0, 1.0),
     "gemm_sm_gbps": _NONNEGATIVE,
     "gemm_pad_rows": (0.0, 1.0),
+    "gemm_cta_gbps": _NONNEGATIVE,
+    "gemm_splitk_k": _NONNEGATIVE,
+    "gemm_unaligned_floor_us": _NONNEGATIVE,
     "quant_atomic_ns": _NONNEGATIVE,
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
@@ -200,7 +210,8 @@ _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "compute": _FRACTION, "memory": _FRACTION, "latency_us": _NONNEGATIVE, "memory_latency_us": _NONNEGATIVE,
     "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
     "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0), "tile_switch": (0.0, 1.0),
-    "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE, "pad_rows": (0.0, 1.0)}
+    "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE, "pad_rows": (0.0, 1.0), "cta_gbps": _NONNEGATIVE,
+    "splitk_k": _NONNEGATIVE, "unaligned_floor_us": _NONNEGATIVE}
 _GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
 # measured collective protocols (backends/communication.py): <collective>_<parameter>
@@ -222,8 +233,13 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
-                  "gemm_sm_gbps": 0.0, "gemm_pad_rows": 0,
+                  "gemm_sm_gbps": 0.0, "gemm_pad_rows": 0, "gemm_cta_gbps": 0.0, "gemm_splitk_k": 0.0,
+                  "gemm_unaligned_floor_us": 0.0,
                   "attention_block_q": 128, "attention_tail": 0.0, "attention_max_splits": 32}
+# DeepGEMM's TMA needs 16-byte aligned rows of the fp32 per-token scales (get_tma_aligned_size,
+# kNumTMAAlignmentBytes = 16): an M that is not a multiple of 16 / 4 rows makes the launcher re-lay
+# the scales out before the kernel (`gemm_<variant>_unaligned_floor_us`).
+TMA_ALIGN_ROWS = 16 // 4
 KV_SPLIT_BLOCK = 128  # keys per split-KV block of a decode kernel (FlashAttention-3's n-block at d <= 128)
 
 
@@ -355,12 +371,46 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
     scale = k_factor * wave
     latency = base.latency_s
     splitk = param(profile, "gemm_splitk_us")
+    tile_m, splitk_n = int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_splitk_tile_n"))
+    tiles = dims.batch * cdiv(dims.m, tile_m) * cdiv(dims.n, splitk_n)
     if splitk:
-        ctas = dims.batch * cdiv(dims.m, int(param(profile, "gemm_tile_m"))) * cdiv(
-            dims.n, int(param(profile, "gemm_splitk_tile_n")))
-        latency = latency + splitk * 1e-6 * smax(0, 1 - ctas / sms)
-    return replace(base, compute=base.compute * scale, latency_s=latency,
+        latency = latency + splitk * 1e-6 * smax(0, 1 - tiles / sms)
+    memory = base.memory
+    cta_gbps = param(profile, "gemm_cta_gbps")
+    if cta_gbps and counts.bytes:
+        memory = memory * _cta_stream_share(counts, dims, profile, base.memory, tiles, tile_m + splitk_n,
+                                            ELEMENT_BYTES.get(precision, 2), cta_gbps, param)
+    floor = base.call_floor_s
+    unaligned = param(profile, "gemm_unaligned_floor_us")
+    if unaligned:
+        floor = floor + unaligned * 1e-6 * smin(1, sympy.Mod(dims.m, TMA_ALIGN_ROWS) if not isinstance(dims.m, int)
+                                                 else dims.m % TMA_ALIGN_ROWS)
+    return replace(base, compute=base.compute * scale, latency_s=latency, memory=memory, call_floor_s=floor,
                    by_precision=MappingProxyType({p: v * scale for p, v in base.by_precision.items()}))
+
+
+def _cta_stream_share(counts: Counts, dims: GemmShape, profile: DeviceProfile, memory: Any, tiles: Any,
+                      step_elements: int, element_bytes: float, cta_gbps: float,
+                      param: Callable[[DeviceProfile, str], Any]) -> Any:
+    """The share of the HBM streaming rate a small-M GEMM reaches when its CTAs, not HBM, limit it.
+
+    The small-M kernels run one CTA per output tile (`gemm_tile_m` x `gemm_splitk_tile_n`) and each
+    CTA walks its K range reading (tile rows + tile columns) operand elements per step at no more
+    than `gemm_<variant>_cta_gbps`. cuBLAS splits K into ceil(K / `gemm_splitk_k`) slices per tile
+    (one CTA each), so a narrow weight (few tiles) of short K streams at CTAs x cta_gbps, not at the
+    HBM rate, and its time grows with K up to where the split starts. Time of that path:
+    tiles x K x step bytes / (min(CTAs, SMs) x cta_gbps); applied as a lower bandwidth fraction. Only
+    while the tiles cannot fill the SMs (the regime of those kernels; the split-K latency term's):
+    a GEMM of more tiles runs the large-tile kernels, whose deep pipelines are not held to it."""
+    ctas = tiles
+    splitk_k = param(profile, "gemm_splitk_k")
+    if splitk_k:
+        ctas = tiles * cdiv(dims.k, int(splitk_k))
+    sms = profile.compute_units
+    small = smin(1, smax(0, sms - tiles))  # 1 while the tiles cannot fill the SMs (the small-M kernels), else 0
+    per_cta = small * tiles * dims.k * step_elements * element_bytes / (smin(ctas, sms) * cta_gbps * 1e9)
+    streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * memory)
+    return streaming / smax(streaming, per_cta)
 
 
 # ---- quantization --------------------------------------------------------------------------------

@@ -185,18 +185,38 @@ GDN_STAGES = (
                                                                            "packed recurrent decode, in a graph)"),
     ), note="causal_conv1d_update + vLLM's packed fused-recurrent gated delta rule (decode)"),
 )
+# The K one cuBLAS split-K slice covers (`gemm_bf16_splitk_k`): read from the tables, where the time
+# of a narrow small-M GEMM (N <= 512, M <= 256) grows linearly with K up to K ~ 2-4k and then
+# levels off (B200: 4.6 us at K = 2048 and 8192 alike, M = 1, N = 32); chosen among 2,048 / 4,096 /
+# 8,192 on the fitted families (B200 bf16 held-in error 10.5 / 9.4 / 10.1%).
+SPLITK_K = 4096
+
+
+def _cta_gbps(variant: str) -> cf.Param:
+    return P(f"efficiency.gemm_{variant}_cta_gbps", 300.0, 10.0, 3000.0,
+             "operand bandwidth one CTA's K loop streams (GB/s): caps a small-M GEMM of few output tiles")
+
+
 STAGES: tuple[cf.Stage, ...] = (
-    gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels"),
+    gemm_stage("bf16", 256, "tiles 128x256 (cuBLAS Hopper bf16), 64-wide columns for small-M kernels, one "
+               f"split-K slice per {SPLITK_K} of K", extra=(_cta_gbps("bf16"),),
+               fixed={"efficiency.gemm_bf16_splitk_k": SPLITK_K}),
     gemm_stage("fp8", 128, "CUTLASS fp8 scaled-mm: tile and cluster by M and N from vLLM's dispatch table "
-               "(backends/gemm_tiles.py); dynamic per-tensor activation quantization in front", extra=(
+               "(backends/gemm_tiles.py); dynamic per-tensor activation quantization in front; no split-K "
+               "(each output tile's CTA streams all of K)", extra=(
                    P("efficiency.gemm_fp8_sm_gbps", 100.0, 10.0, 2000.0, "operand bandwidth one SM sustains (GB/s)"),
+                   _cta_gbps("fp8"),
                    P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row: the serialized atomic max of a "
                                                                        "dynamic per-tensor scale"),
                    P("efficiency.quant_memory", 0.5, 0.05, 1.0, "activation quantization's bandwidth fraction"),
                ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1}),
     gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)", extra=(
         P("efficiency.gemm_fp8_block_call_floor_us", 80.0, 0.0, 500.0, "host-side floor of an eager call (DeepGEMM's "
-                                                                         "launcher); not paid in a CUDA graph"),),
+                                                                         "launcher); not paid in a CUDA graph"),
+        P("efficiency.gemm_fp8_block_unaligned_floor_us", 10.0, 0.0, 200.0, "extra floor of an eager call whose M is "
+                                                                               "not a multiple of 4 (the fp32 scales' rows "
+                                                                               "miss TMA's 16-byte alignment and are "
+                                                                               "re-laid out first)"),),
                # the GPU's own fixed cost stays a kernel's few us: the floor, not it, holds the tables' ~80 us
                max_latency_us=10.0),
     cf.Stage("attention decode", (
@@ -319,7 +339,8 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
         used = [c for c in train if c.stage == stage.name]
         if not used:
             continue
-        fitted = {k: cf.round_sig(v, digits) for k, v in cf.fit_stage(stage, used, current).items()}
+        fitted = {k: v if k in stage.fixed else cf.round_sig(v, digits)
+                  for k, v in cf.fit_stage(stage, used, current).items()}
         values.update(fitted)
         current = cf.with_values(current, fitted)
         families = len({c.group for c in used})

@@ -37,15 +37,41 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   previous wave), which the measured TTFTs rule out.
 - replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
   served several identical replicas; one replica is simulated with batch_size x attention DP clients.
-- disagg worker counts: when the row gives `prefill_num_workers` / `decode_num_workers`, those.
-  Most disagg rows leave them empty (393 of 465 on h100_sxm / b200_sxm), though one worker
-  cannot hold their concurrency's KV cache (e.g. DeepSeek-R1 at 1,088 clients x 9,216 tokens on
-  one TP8 decode worker, whose MLA cache is replicated on every TP rank). For those the
-  deployment is sized by rule, from tensor_cast's own model and never from the measured times:
-  decode workers = the fewest whose KV pools hold every client's whole request (isl + osl);
-  prefill workers = the fewest whose prefill rate (one isl prompt per step per rank) covers the
-  closed loop's request rate at the decode pool's estimated step time. Such rows are reported
-  apart ("disagg, workers inferred").
+- disagg worker counts, MTP and attention DP (`disagg_deployment`): 1,172 of the 1,418 disagg rows
+  (393 of 465 on h100_sxm / b200_sxm) leave `prefill_num_workers` / `decode_num_workers` empty. They
+  are InferenceMAX multinode runs (`source_file=2026-03-25.csv` / `2026-04-06.csv`), whose own
+  result records carry prefill/decode workers, tp, ep and dp-attn (InferenceMAX
+  utils/process_result.py); the CSV kept one tp per pool, wrote the prefill pool's EP into both
+  pools (decode tp 8 with moe_tp 2 x moe_ep 4 beside prefill tp4/ep4: moe_tp = tp / that EP), and
+  dropped the worker counts, dp-attn and the speculative-decoding setting. Every such run is one
+  entry of InferenceMAX's benchmark matrix, `.github/configs/nvidia-master.yaml` (per entry: its
+  concurrencies, MTP or not, and each pool's num-worker / tp / ep / dp-attn; the CONFIG_FILE recipe
+  name carries the MTP draft count, e.g. `ctx1_gen5_dep8_batch16_eplb0_mtp2`). Those entries are
+  transcribed in `benchmarks/data/inferencemax_disagg_recipes.csv` (README there: source commit,
+  what was transcribed). A row takes the recipe that matches its model (DeepSeek-R1 / -V3 rows take
+  the `dsr1` entries, gpt-oss the `gptoss` ones; no other model has entries), system, engine, precision,
+  isl/osl, concurrency, prefill tp, prefill EP and decode tp; the match is exact (the recipes'
+  concurrencies are odd numbers such as 1214 or 10860, found verbatim in the rows). Where nothing
+  matches, or recipes with different worker counts / parallelism match, the counts are not
+  determined: the row is not simulated and is listed with that reason (no rule guesses them).
+  Where the matching recipes agree on the deployment but not on MTP (InferenceMAX runs most
+  points both with and without MTP, and the CSV does not say which row is which), the row is
+  simulated without MTP and reported apart ("disagg, recipe, MTP unknown"). Rows that give the
+  counts take MTP from a recipe when exactly one matches them (counts, concurrency, decode GPUs).
+  The TensorRT-LLM recipe names also give the decode servers' max_batch_size per attention-DP
+  rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
+  runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
+  decides the decode batch, and the excess clients queue (TTFT). A pool's recipe parallelism maps as: dp-attn with ep = tp -> tp 1, dp = tp, ep = tp (attention
+  DP + wide EP); no dp-attn, ep = tp -> tp, ep = tp (TP attention, EP experts); ep 1 -> tp
+  (MoE TP); dp-attn with ep 1 (MoE TP across attention-DP ranks) is not modelled (listed). MTP
+  acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per draft).
+- disagg concurrency: `silicon_concurrency`. The 7 AIConfigurator-eval disagg rows (Qwen3 on
+  H100) do not carry it, and their decode_batch_size is not it: on the 239 disagg rows that carry
+  both, silicon_concurrency = decode_batch_size x decode_num_workers x decode_attention_dp_size,
+  but on these 7 that product cannot be the load (a Qwen3-32B row's 2 TP4 decode workers x 224
+  requests of ~4,500 tokens would read >= 33 GB of FP8 KV cache per GPU per step, >= 10 ms on an
+  H100, against 8.7 ms measured TPOT). They are listed as not determined; before, they ran one
+  client each (batch_size is empty).
 - protocol: closed loop, all clients start together, `--requests-per-client` requests each
   (default 10). Which benchmark client measured a row follows from its `silicon_data_source`
   (`benchmark_source`), and the two clients differ in the lengths they send:
@@ -143,6 +169,8 @@ def concurrency(row: dict[str, str]) -> int:
     m = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"])
     if m:
         return int(m.group(1))
+    if row["mode"] == "disagg":  # docstring, "disagg concurrency"
+        raise Unsupported("disagg row without silicon_concurrency: its concurrency is not determined")
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
 
 
@@ -217,36 +245,105 @@ def workers_given(row: dict[str, str]) -> bool:
     return bool(row["prefill_num_workers"] and row["decode_num_workers"])
 
 
-def size_disagg(kwargs: dict[str, Any], pools: dict[str, dict[str, int]], clients: int, isl: int,
-                osl: int) -> tuple[int, int]:
-    """(prefill workers, decode workers) for a disagg row without counts (rule in the docstring)."""
-    import math
+RECIPES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_disagg_recipes.csv")
+ROLES = ("prefill", "decode")
+RECIPE_MODELS = {"DeepSeek": "dsr1", "gpt-oss": "gptoss"}  # family -> the recipes' InferenceMAX model prefix
 
-    from tensor_cast.api import load_model
-    from tensor_cast.backends.device import load_device
-    from tensor_cast.serving.api import kv_pool, step_costs
-    from tensor_cast.serving.engines import engine_profile
 
-    engine = engine_profile(kwargs["engine"], kwargs.get("engine_args"))
-    spec, profile = load_model(kwargs["model"]), load_device(kwargs["device"])
-    extra = {k: v for k, v in kwargs.items() if k in ("quant", "kv_cache_dtype")}
-    table = max(16384, engine.max_num_batched_tokens)
-    costs = {}
-    for role, par in pools.items():
-        costs[role] = step_costs(spec, device=profile, engine=engine.name, table_tokens=table, **extra, **par)
-    dsym, dstages = costs["decode"]
-    ranks = pools["decode"].get("dp", 1)
-    pool = kv_pool(dsym, profile, engine, isl + osl, engine.memory_utilization)
-    tokens_per_worker = pool.blocks * engine.block_size * ranks
-    decode = max(1, math.ceil(clients * (isl + osl) / tokens_per_worker))
-    per_rank = max(1, math.ceil(clients / (decode * ranks)))
-    # a token's latency through every pipeline stage (one stage without PP)
-    step = sum(c.step_s([(1, isl + osl // 2)] * per_rank, engine.padded_tokens(per_rank, 1)) for c in dstages) \
-        + engine.overhead_s(per_rank)
-    prefill_s = sum(c.step_s([(isl, 0)]) for c in costs["prefill"][1]) + engine.overhead_s(1)
-    rate = clients / (prefill_s + osl * step)  # requests/s of the closed loop
-    prefill = max(1, math.ceil(rate * prefill_s / pools["prefill"].get("dp", 1)))
-    return prefill, decode
+def load_recipes(path: str = RECIPES_PATH) -> list[dict[str, Any]]:
+    """InferenceMAX disagg matrix entries (docstring, disagg), one per recipe and concurrency list."""
+    out = []
+    with open(path, newline="") as fh:
+        for rec in csv.DictReader(fh):
+            ints = {k: int(v) for k, v in rec.items() if k not in ("model", "system", "backend", "precision",
+                                                                  "concurrency", "recipe")}
+            mtp = re.search(r"mtp(\d*)", rec["recipe"])
+            out.append({**rec, **ints, "concurrency": {int(c) for c in rec["concurrency"].split()},
+                        "mtp": (int(mtp.group(1)) if mtp.group(1) else None) if mtp else 0})
+    return out
+
+
+_RECIPES: list[dict[str, Any]] = []
+
+
+def recipes() -> list[dict[str, Any]]:
+    if not _RECIPES:
+        _RECIPES.extend(load_recipes())
+    return _RECIPES
+
+
+def recipe_parallel(tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
+    """tensor_cast deployment keys of one pool's InferenceMAX (tp, ep, dp-attn) (docstring, disagg)."""
+    if dp_attn and tp > 1:
+        if ep != tp:
+            raise Unsupported(f"attention DP {tp} with MoE EP {ep} (MoE TP across attention-DP ranks)")
+        return {"tp": 1, "dp": tp, "ep": tp}
+    if ep == tp and tp > 1:
+        return {"tp": tp, "ep": tp}
+    if ep <= 1:
+        return {"tp": tp}
+    raise Unsupported(f"MoE EP {ep} under attention TP {tp} without attention DP")
+
+
+def _matching_recipes(row: dict[str, str], given: bool) -> list[dict[str, Any]]:
+    c = concurrency(row)
+    model = RECIPE_MODELS.get(family(row["model_path"]))
+    found = [r for r in recipes() if r["model"] == model and r["system"] == row["system"] and r["backend"] == row["backend"]
+             and r["precision"] == row["precision"] and r["isl"] == int(row["isl"]) and r["osl"] == int(row["osl"])
+             and c in r["concurrency"]]
+    if given:  # the row's own counts and decode GPUs per worker
+        return [r for r in found if r["p_workers"] == _int(row["prefill_num_workers"])
+                and r["d_workers"] == _int(row["decode_num_workers"])
+                and r["d_tp"] == _int(row["decode_tp_size"]) * _int(row["decode_attention_dp_size"])]
+    return [r for r in found if r["p_tp"] == _int(row["prefill_tp_size"]) and r["d_tp"] == _int(row["decode_tp_size"])
+            and r["p_ep"] == _int(row["prefill_moe_ep_size"])]
+
+
+def disagg_source(row: dict[str, str]) -> str:
+    """How a disagg row's deployment was decided: `given`, `recipe` or `recipe, MTP unknown` (or
+    Unsupported with the reason it is not determined)."""
+    if workers_given(row):
+        return "given"
+    found = _matching_recipes(row, given=False)
+    if not found:
+        raise Unsupported("disagg worker counts not determined: no InferenceMAX recipe matches the row")
+    layouts = {tuple(r[k] for k in ("p_workers", "p_tp", "p_ep", "p_dp_attn", "d_workers", "d_tp", "d_ep",
+                                    "d_dp_attn")) for r in found}
+    if len(layouts) > 1:
+        raise Unsupported("disagg worker counts not determined: InferenceMAX recipes with different "
+                          "worker counts / parallelism match the row")
+    return "recipe" if len({r["mtp"] for r in found}) == 1 and found[0]["mtp"] is not None else "recipe, MTP unknown"
+
+
+def decode_batch(recipe: dict[str, Any]) -> int | None:
+    """The decode servers' max_batch_size (per attention-DP rank) of a TensorRT-LLM recipe, from its
+    name (`..._dep8_batch64_...`); None where the name does not say (the SGLang recipes)."""
+    m = re.search(r"_batch(\d+)_", recipe["recipe"])
+    return int(m.group(1)) if m else None
+
+
+def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
+    """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg)."""
+    source = disagg_source(row)
+    if source == "given":
+        pools = {role: parallel(row, role + "_") for role in ROLES}
+        counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
+        found = _matching_recipes(row, given=True)
+        mtp = found[0]["mtp"] or 0 if len(found) == 1 else 0
+        if len(found) == 1 and decode_batch(found[0]):
+            pools["decode"]["bs"] = decode_batch(found[0])
+    else:
+        found = _matching_recipes(row, given=False)
+        rec = found[0]
+        pools = {role: recipe_parallel(rec[role[0] + "_tp"], rec[role[0] + "_ep"], bool(rec[role[0] + "_dp_attn"]))
+                 for role in ROLES}
+        counts = {role: rec[role[0] + "_workers"] for role in ROLES}
+        mtp = rec["mtp"] if source == "recipe" else 0
+        if decode_batch(rec):
+            pools["decode"]["bs"] = decode_batch(rec)
+    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k}{v}" for k, v in pools[role].items())
+                     for role in ROLES)
+    return spec, mtp
 
 
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
@@ -273,14 +370,9 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     if engine_args:
         kwargs["engine_args"] = engine_args
     if row["mode"] == "disagg":
-        pools = {role: parallel(row, role + "_") for role in ("prefill", "decode")}
-        if workers_given(row):
-            counts = {role: _int(row[role + "_num_workers"]) for role in pools}
-        else:
-            p, d = size_disagg({"model": model, **kwargs}, pools, concurrency(row), int(row["isl"]), int(row["osl"]))
-            counts = {"prefill": p, "decode": d}
-        kwargs["disagg"] = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k}{v}" for k, v in p.items())
-                                     for role, p in pools.items())
+        kwargs["disagg"], mtp = disagg_deployment(row)
+        if mtp:
+            kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
     return {"model": model, **kwargs}
@@ -288,7 +380,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
 
 def group_label(r: dict[str, Any]) -> str:
     if r["mode"] == "disagg":
-        return "disagg, workers given" if r["workers_given"] else "disagg, workers inferred"
+        return "disagg, workers given" if r["workers"] == "given" else f"disagg, {r['workers']}"
     return f"agg, {r['split']}"
 
 
@@ -338,7 +430,7 @@ def main() -> int:
     start = time.time()
     todo = sorted((r for members in groups.values() for r in members),
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
-    fields = ["id", "system", "engine", "mode", "family", "split", "workers_given", "concurrency", "deployment",
+    fields = ["id", "system", "engine", "mode", "family", "split", "workers", "mtp", "concurrency", "deployment",
               "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err"]
     with open(args.out or os.devnull, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=fields)
@@ -361,7 +453,8 @@ def main() -> int:
             ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
             result = {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
                       "family": family(row["model_path"]), "split": split(row),
-                      "workers_given": row["mode"] == "agg" or workers_given(row), "concurrency": c,
+                      "workers": disagg_source(row) if row["mode"] == "disagg" else "given",
+                      "mtp": kwargs.get("mtp", 0), "concurrency": c,
                       "deployment": report.deployment, "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
                       "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,
                       "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot}

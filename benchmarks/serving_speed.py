@@ -62,14 +62,23 @@ def main() -> int:
         report = tensor_cast.simulate(args.model, device=args.device, engine=engine, concurrency=conc,
                                       num_requests=count, isl=isl, osl=osl, range_ratio=ratio)
         rows.append((label, f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
-    # pipeline parallelism: stepped batch by batch (no fast-forward); its stage costs built first
+    # pipeline parallelism: the decode ring (serving/decode_ring.py) against the step-by-step path
+    # (fast_forward=False: every batch through the scheduler); its stage costs built first
     tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
                          isl=16, osl=2, pp=2)
-    t = time.perf_counter()
-    report = tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=64,
-                                  num_requests=1000, isl=1024, osl=1024, pp=2)
-    rows.append(("closed loop 1,000 requests, c=64, 1024/1024, pp=2",
-                 f"{time.perf_counter() - t:.2f} s ({report.steps:,} batches)"))
+    for ratio in (0.0, 0.1):
+        spread = ", lengths +-10 %" if ratio else ""
+        timings = {}
+        for fast in (True, False):
+            t = time.perf_counter()
+            report = tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=64,
+                                          num_requests=1000, isl=1024, osl=1024, pp=2, range_ratio=ratio,
+                                          fast_forward=fast)
+            timings[fast] = (time.perf_counter() - t, report.to_json(requests=True))
+        same = "same JSON" if timings[True][1] == timings[False][1] else "JSON DIFFERS"
+        rows.append((f"closed loop 1,000 requests, c=64, 1024/1024, pp=2{spread}",
+                     f"{timings[True][0]:.2f} s ({report.steps:,} batches); fast_forward=False "
+                     f"{timings[False][0]:.2f} s; {same}"))
     runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
                                  isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
     rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))

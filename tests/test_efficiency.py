@@ -328,6 +328,41 @@ def fp8_gemm_time(profile, m, n, k, mode=IN_GRAPH, variant="fp8"):
     return op_time(counts, "gemm", profile, mode)
 
 
+# ---- the per-CTA streaming limit of small-M GEMMs (gemm_<variant>_cta_gbps, gemm_<variant>_splitk_k) ----
+CTA = {**GEMM, "gemm_splitk_us": 0.0, "gemm_cta_gbps": 100.0, "gemm_tile_m": 128, "gemm_splitk_tile_n": 64}
+
+
+def test_few_output_tiles_stream_at_the_rate_of_their_ctas():
+    # M = 1, N = 128, K = 2048, bf16: ceil(1 / 128) x ceil(128 / 64) = 2 output tiles of 128 x 64;
+    # split K in slices of 1024: 2 CTAs per tile, 4 in all, each reading 1024 x (128 + 64) x 2 bytes
+    # = 393,216 bytes at 100 GB/s = 3.93 us, far above the 528,640 bytes' 0.17 us at 80% of 4 TB/s.
+    split = gemm_time(synthetic(**CTA, gemm_splitk_k=1024.0), 1, 128, 2048)
+    assert float(split.memory_s) == pytest.approx(1024 * (128 + 64) * 2 / 100e9, rel=1e-9)
+    # without split-K the 2 CTAs each walk all 2048 of K: twice as long
+    whole = gemm_time(synthetic(**CTA), 1, 128, 2048)
+    assert float(whole.memory_s) == pytest.approx(2048 * (128 + 64) * 2 / 100e9, rel=1e-9)
+    # a wide weight's many CTAs outrun HBM: N = 4096 is 64 tiles x 8 slices = 512 CTAs on the 100 SMs,
+    # 64 x 8192 x 384 bytes / (100 x 100 GB/s) = 20.1 us < the weight's 67.1 MB at 3.2 TB/s = 21.0 us
+    wide = gemm_time(synthetic(**CTA, gemm_splitk_k=1024.0), 1, 4096, 8192)
+    weight_bytes = 2 * (4096 * 8192 + 8192 + 4096)
+    assert float(wide.memory_s) == pytest.approx(weight_bytes / (BANDWIDTH_GBPS * 1e9 * GEMM["gemm_memory"]), rel=1e-9)
+
+
+def test_cta_limit_leaves_gemms_that_fill_the_sms_alone():
+    # 8192 x 8192 outputs in 128 x 64 tiles: 8,192 tiles >= 100 SMs: the large-tile kernels, no cap
+    capped = gemm_time(synthetic(**CTA, gemm_splitk_k=1024.0), 8192, 8192, 8192)
+    free = gemm_time(synthetic(**{k: v for k, v in CTA.items() if k != "gemm_cta_gbps"}), 8192, 8192, 8192)
+    assert float(capped.memory_s) == pytest.approx(float(free.memory_s), rel=1e-12)
+
+
+def test_cta_limit_is_symbolic_safe_in_m():
+    profile = synthetic(**CTA, gemm_splitk_k=1024.0)
+    expr = gemm_time(profile, B * S, 512, 6144).time_s
+    for m in (1, 7, 128, 129, 1500, 2000):  # 2000 rows: 16 x 8 = 128 tiles, more than the SMs
+        assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(
+            float(gemm_time(profile, m, 512, 6144).time_s), rel=1e-9)
+
+
 FP8 = {"gemm_fp8_compute": 0.5, "gemm_fp8_memory": 0.8, "gemm_fp8_wave_quantization": 1.0,
        "gemm_fp8_tile_switch": 1, "vector": 0.5}
 
@@ -401,6 +436,19 @@ def test_host_floor_applies_to_eager_calls_only():
     no_floor = hopper(**FP8)
     assert float(fp8_gemm_time(profile, *big, mode=ExecutionMode("never"), variant="fp8_block").time_s) == \
         pytest.approx(float(fp8_gemm_time(no_floor, *big, mode=ExecutionMode("never"), variant="fp8_block").time_s))
+
+
+def test_unaligned_m_pays_the_scale_relayout_floor():
+    # DeepGEMM's fp32 per-token scales need 16-byte aligned rows: M a multiple of 4 keeps the 80 us
+    # floor, M = 13 (13 x 4 = 52 bytes) pays 80 + 50 us; a CUDA-graph replay pays neither
+    profile = hopper(**FP8, gemm_fp8_block_call_floor_us=80.0, gemm_fp8_block_unaligned_floor_us=50.0)
+    eager = ExecutionMode("never")
+    assert float(fp8_gemm_time(profile, 16, 256, 128, mode=eager, variant="fp8_block").time_s) == pytest.approx(80e-6)
+    assert float(fp8_gemm_time(profile, 13, 256, 128, mode=eager, variant="fp8_block").time_s) == pytest.approx(130e-6)
+    assert float(fp8_gemm_time(profile, 13, 256, 128, mode=IN_GRAPH, variant="fp8_block").time_s) < 10e-6
+    expr = fp8_gemm_time(profile, B * S, 256, 128, mode=eager, variant="fp8_block").time_s
+    for m, floor in ((12, 80e-6), (13, 130e-6), (14, 130e-6), (1024, 80e-6)):
+        assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(floor)
 
 
 def test_dynamic_per_tensor_quantization_pays_one_atomic_per_row():

@@ -51,6 +51,30 @@ def test_disagg_spec_and_kv_transfer_time():
     assert kv_transfer_s(nbytes, profile, 16) > kv_transfer_s(nbytes, profile, 8)  # across nodes: the NIC
 
 
+def test_disagg_pool_batch_cap_parses_and_bad_caps_are_named():
+    pools = parse_disagg("prefill: 1x tp4; decode: 2x tp1 dp8 ep8 bs64")
+    assert (pools["prefill"].max_num_seqs, pools["decode"].max_num_seqs) == (None, 64)
+    mapped = parse_disagg({"prefill": {"workers": 1}, "decode": {"workers": 2, "tp": 8, "max_num_seqs": 32}})
+    assert mapped["decode"].max_num_seqs == 32 and mapped["decode"].workers == 2
+    with pytest.raises(TensorCastError, match="max_num_seqs must be an integer >= 1, got 0"):
+        parse_disagg("prefill: 1x tp1; decode: 1x tp1 bs0")
+    with pytest.raises(TensorCastError, match="at 'bs4'"):
+        parse_disagg("prefill: 1x tp1; decode: 1x tp1 bs2 bs4")
+
+
+def test_disagg_decode_cap_of_one_serializes_the_decode_pool():
+    # two clients, one decode worker that runs one request at a time: the second request's first
+    # token comes only once the first request has finished (it waits, KV transferred, for the slot)
+    dis = tensor_cast.simulate(MODEL, concurrency=2, num_requests=2, isl=256, osl=16,
+                               disagg="prefill: 1x tp1; decode: 1x tp1 bs1", **SMALL)
+    assert "max_num_seqs 1" in dis.deployment
+    first, second = sorted(dis.requests, key=lambda r: r.ttft_s)
+    assert second.ttft_s >= first.e2e_s
+    free = tensor_cast.simulate(MODEL, concurrency=2, num_requests=2, isl=256, osl=16,
+                                disagg="prefill: 1x tp1; decode: 1x tp1", **SMALL)
+    assert max(r.ttft_s for r in free.requests) < first.e2e_s  # without the cap both decode together
+
+
 def test_disagg_run_adds_transfer_to_ttft():
     agg = tensor_cast.simulate(MODEL, concurrency=1, num_requests=2, isl=512, osl=8, **SMALL)
     dis = tensor_cast.simulate(MODEL, concurrency=1, num_requests=2, isl=512, osl=8,

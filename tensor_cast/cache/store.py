@@ -14,7 +14,8 @@ Besides the traces, `specs/` holds the typed `ModelSpec` of a model argument rea
 config or the registry (`specs.py`: keyed by the argument and the config's contents), so a warm
 run never imports transformers to read a config it has read before; `timed/` holds records
 re-timed on a device (`timed.py`), so a warm run skips the roofline's sympy work; `tp_plans/`
-holds each model family's tensor-parallel plan as transformers defines it (`side_value`).
+holds each model family's tensor-parallel plan as transformers defines it (`side_value`);
+`step_costs/` holds the serving simulator's step-cost builds (`serving/cost_cache.py`).
 
 Entry file: a magic line, the SHA-256 of the payload, the pickled payload. On load the magic, the
 digest, the unpickling, the stored key and the record format are all checked; any failure is a
@@ -100,7 +101,8 @@ class CacheInfo:
     bytes: int
 
 
-SIDE_FOLDERS = {"spec": "specs", "timed": "timed", "tp_plan": "tp_plans"}  # side-entry kind -> folder beside traces/
+SIDE_FOLDERS = {"spec": "specs", "timed": "timed", "tp_plan": "tp_plans",  # side-entry kind -> folder beside traces/
+                "step_cost": "step_costs"}
 
 
 @dataclass(frozen=True)

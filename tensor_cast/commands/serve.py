@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int_at_least(1), help="requests in all (closed loop: default 10 x concurrency)")
     p.add_argument("--isl", type=int_at_least(1), help="prompt tokens per request")
     p.add_argument("--osl", type=int_at_least(1), help="output tokens per request")
-    p.add_argument("--disagg", help='prefill/decode pools, each "<N>x tp<a> [dp<b>] [ep<c>] [pp<d>]", e.g. '
-                                     '"prefill: 2x tp4; decode: 1x tp8"')
+    p.add_argument("--disagg", help='prefill/decode pools, each "<N>x tp<a> [dp<b>] [ep<c>] [pp<d>] [bs<s>]" '
+                                     '(bs: requests one rank runs at once), e.g. "prefill: 2x tp4; decode: 1x tp8 bs64"')
     p.add_argument("--num-hidden-layers", type=int, help="simulate only the first N layers")
     p.add_argument("--range-ratio", type=finite_float, default=0.0,
                    help="prompt/output lengths uniform in [L(1-r), L(1+r)] (vLLM --random-range-ratio); default 0")
@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_path", help="write the report (with per-request rows) as JSON")
     p.add_argument("--requests-out", help="write one JSON line per request")
     p.add_argument("--trace-out", help="write a Chrome/Perfetto trace of the steps")
+    p.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
+                   help="step every batch one at a time (the slow reference path; same results up to float rounding)")
     add_deployment_arguments(p)
 
 
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
             mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
             warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers,
-            record_steps=args.trace_out is not None, kernels=args.kernels, progress=_Progress() if sys.stderr.isatty() else None,
+            record_steps=args.trace_out is not None, kernels=args.kernels, fast_forward=args.fast_forward,
+            progress=_Progress() if sys.stderr.isatty() else None,
             **deployment_options(args))
         render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True),
                                                 "--requests-out": report.requests_jsonl,

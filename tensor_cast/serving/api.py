@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -21,6 +21,7 @@ from ..api import DEPLOYMENT_KEYS, analyze, load_model
 from ..backends.device import load_device
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import DeploymentError, InvalidArgumentError
+from ..gc_pause import paused_gc
 from ..models.spec import ModelSpec
 from ..sizes import B, C, S
 from ..speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding
@@ -123,14 +124,14 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
              warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
-             **deployment: Any) -> ServingReport:
+             fast_forward: bool = True, **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
     Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
     in all, default 10 x concurrency), `rate` (Poisson, requests/s, default 1,000 requests) or
     `trace` (JSONL path or TraceEntry list). `isl`/`osl`: prompt and output tokens per request.
     `disagg`: "prefill: 2x tp4; decode: 1x tp4 pp2" (pools replace tp/dp/ep/pp; other deployment keywords
-    apply to both). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
+    apply to both; `bs<n>` caps the requests one rank of that pool runs at once, disagg.py). `engine_args`: engine knobs (engines.KNOBS). `mtp`/`mtp_acceptance`: MTP
     speculative decoding; `prefix_hit_rate`: share of each prompt found in the prefix cache;
     `range_ratio`: prompt/output lengths drawn uniformly in [L(1 - r), L(1 + r)] (seeded);
     `warmup_requests`: the first N requests are left out of the latency statistics;
@@ -139,10 +140,32 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     vllm | sglang | trtllm | torch); default the serving engine's own (a profile without that
     section falls back to the nearest one, with a note). For what-ifs such as "vLLM's scheduler
     on plain PyTorch kernels" (`benchmarks/serving_fidelity.py --kernels torch`).
+    `fast_forward=False`: step every worker one step (pp > 1: one batch) at a time instead of
+    fast-forwarding runs of pure-decode steps (simulator.py, decode_ring.py): the slow reference
+    path, for checking (same results up to float rounding).
     Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
     """
+    # the setup's sympy work and the event loop allocate heavily: automatic collections would walk
+    # the process's millions of long-lived objects (torch, sympy) again and again (gc_pause.py)
+    with paused_gc():
+        return _simulate(model, device=device, engine=engine, concurrency=concurrency, rate=rate, trace=trace,
+                         num_requests=num_requests, isl=isl, osl=osl, disagg=disagg, engine_args=engine_args,
+                         seed=seed, mtp=mtp, mtp_acceptance=mtp_acceptance, prefix_hit_rate=prefix_hit_rate,
+                         range_ratio=range_ratio, warmup_requests=warmup_requests, record_steps=record_steps,
+                         num_hidden_layers=num_hidden_layers, progress=progress, kernels=kernels,
+                         fast_forward=fast_forward, **deployment)
+
+
+def _simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concurrency: int | None = None,
+             rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
+             osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
+             engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
+             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
+             warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
+             progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
+             fast_forward: bool = True, **deployment: Any) -> ServingReport:
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(f"unknown option(s) {sorted(unknown)}; accepted deployment options: "
@@ -202,20 +225,23 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         lockstep = resolved.dp > 1 and resolved.ep > 1
         replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
         ranks_per_worker = resolved.dp if lockstep else 1
+        pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \
+            replace(profile_engine, max_num_seqs=pool.max_num_seqs)  # the pool's own cap (disagg.py)
         workers = []
         for w in range(replicas):
-            ranks = [RankScheduler(profile_engine, kv.blocks, decode_tokens=1 + mtp,
+            ranks = [RankScheduler(pool_engine, kv.blocks, decode_tokens=1 + mtp,
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
             pipelined = len(costs) > 1
-            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=profile_engine,
+            workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=pool_engine,
                                   stages=costs if pipelined else (),
                                   clock=StageClock(len(costs)) if pipelined else None))
         worker_pools[role] = workers
         gpus += replicas * (resolved.tp * resolved.pp * ranks_per_worker)
         label = resolved.describe()
-        descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}]")
+        cap = f", max_num_seqs {pool.max_num_seqs}" if pool is not None and pool.max_num_seqs is not None else ""
+        descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}{cap}]")
     total_gpus = gpus
 
     def transfer(req: Any) -> float:
@@ -229,7 +255,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if kernels is not None and kernels != profile_engine.name:
         notes.append(f"step costs from the device profile's {kernels!r} kernel section, not {profile_engine.name}'s")
     result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
-                              record_steps=record_steps, progress=progress)
+                              record_steps=record_steps, progress=progress, fast_forward=bool(fast_forward))
     workload_info: dict[str, Any] = {"kind": workload.kind, "num_requests": workload.num_requests, "seed": seed,
                                      "warmup_requests": warmup_requests}
     if workload.kind != "trace":

@@ -114,10 +114,18 @@ class BatchCost:
         table[0] = 0.0
         launches = sum(int(node.counts.launches) * int(mult) for node, mult in zip(sym._costed.nodes, sym._mult,
                                                                                      strict=True))
-        return cls(linear_table=table, linear_fn=linear_fn, launches=launches,
-                   group_fn=sympy.lambdify((B, S, C, T), group, modules="math"),
-                   group_np=sympy.lambdify((B, S, C, T), group, modules="numpy"),
-                   linear_expr=linear_t, group_expr=group)
+        return cls.from_parts(linear_t, group, table, launches, linear_fn=linear_fn)
+
+    @classmethod
+    def from_parts(cls, linear_expr: Any, group_expr: Any, table: np.ndarray, launches: int,
+                   linear_fn: Callable[[Any], Any] | None = None) -> BatchCost:
+        """From what `from_report` computes (the token-linear expression in T and its table, the
+        per-sequence expression): how a build stored on disk comes back (`cost_cache.py`)."""
+        return cls(linear_table=table, launches=launches,
+                   linear_fn=linear_fn or sympy.lambdify((T,), linear_expr, modules="numpy"),
+                   group_fn=sympy.lambdify((B, S, C, T), group_expr, modules="math"),
+                   group_np=sympy.lambdify((B, S, C, T), group_expr, modules="numpy"),
+                   linear_expr=linear_expr, group_expr=group_expr)
 
     def linear_s(self, tokens: int) -> float:
         if tokens <= 0:
@@ -182,3 +190,19 @@ class BatchCost:
         group = np.asarray(self.group_np(float(count), float(new), np.asarray(mean_cached, dtype=float),
                                          float(tokens)), dtype=float)
         return np.broadcast_to(group, np.shape(mean_cached)) + self.linear_s(tokens)
+
+    def decode_many_s(self, count: np.ndarray, new: np.ndarray, mean_cached: np.ndarray,
+                      tokens: np.ndarray) -> np.ndarray:
+        """Seconds of many pure-decode steps at once, each given as arrays of one length: its
+        sequences, new tokens each, mean cached tokens and the token count the token-linear ops
+        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        group = np.asarray(self.group_np(np.asarray(count, dtype=float), np.asarray(new, dtype=float),
+                                         np.asarray(mean_cached, dtype=float), tokens.astype(float)), dtype=float)
+        size = len(self.linear_table)
+        linear = self.linear_table[np.minimum(tokens, size - 1)]
+        beyond = tokens >= size
+        if beyond.any():
+            linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
+        return np.broadcast_to(group, tokens.shape) + linear
+

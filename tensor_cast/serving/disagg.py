@@ -2,7 +2,11 @@
 
 Owns `parse_disagg(spec)` -> {"prefill": Pool, "decode": Pool} from text such as
 "prefill: 2x tp4; decode: 1x tp8 dp8 ep8" or "decode: 1x tp4 pp2" (or a mapping {"prefill": {"workers": 2, "tp": 4},
-...}), and `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
+...}); `bs<n>` (mapping key `max_num_seqs`) caps the requests one rank of that pool runs at once
+(the engine's max_num_seqs / max_running_requests / max_batch_size, per attention-DP rank), as
+disaggregated recipes set it per pool (TensorRT-LLM's `max_batch_size` of the generation
+servers, e.g. Dynamo's `ctx1_gen2_dep8_batch64` recipes: 64 per DP rank); without it the
+engine's own default applies. And `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
 to its decode worker over the interconnect model of `backends/communication.py` (alpha-beta:
 latency + bytes / per-GPU bandwidth; every GPU of the prefill worker sends its own shard at once,
 NIXL/Mooncake-style; the inter-node link when the two pools cannot share one node).
@@ -23,7 +27,9 @@ from ..errors import InvalidArgumentError
 
 ROLES = ("prefill", "decode")
 PARALLEL_KEYS = ("tp", "dp", "ep", "pp")
-FORMAT = 'accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [pp<g>]; decode: <M>x tp<d> [dp<e>] [ep<f>] [pp<h>]"'
+ENGINE_KEYS = {"bs": "max_num_seqs"}  # text token -> Pool field
+FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [pp<g>] [bs<s>]; '
+          'decode: <M>x tp<d> [dp<e>] [ep<f>] [pp<h>] [bs<t>]"')
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Pool:
     dp: int = 1
     ep: int = 1
     pp: int = 1
+    max_num_seqs: int | None = None  # requests one rank runs at once (None: the engine's default)
 
     @property
     def gpus_per_worker(self) -> int:
@@ -54,10 +61,11 @@ def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
             raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
         values: dict[str, int] = {}
         for token in match.group(3).split():
-            m = re.fullmatch(r"(tp|dp|ep|pp)(\d+)", token)
-            if not m or m.group(1) in values:
+            m = re.fullmatch(r"(tp|dp|ep|pp|bs)(\d+)", token)
+            key = ENGINE_KEYS.get(m.group(1), m.group(1)) if m else ""
+            if not m or key in values:
                 raise InvalidArgumentError(f"bad disagg spec {spec!r} at {token!r}; {FORMAT}")
-            values[m.group(1)] = int(m.group(2))
+            values[key] = int(m.group(2))
         pools[match.group(1)] = _pool(spec, int(match.group(2)), values)
     if set(pools) != set(ROLES):
         raise InvalidArgumentError(f"disagg spec {spec!r} needs both a prefill and a decode pool; {FORMAT}")
@@ -71,9 +79,10 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
     for role in ROLES:
         entry = dict(spec[role])
         workers = entry.pop("workers", 1)
-        unknown = set(entry) - set(PARALLEL_KEYS)
+        unknown = set(entry) - set(PARALLEL_KEYS) - set(ENGINE_KEYS.values())
         if unknown:
-            raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; accepted: workers, tp, dp, ep, pp")
+            raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; "
+                                       "accepted: workers, tp, dp, ep, pp, max_num_seqs")
         pools[role] = _pool(str(dict(spec)), workers, entry)
     return pools
 

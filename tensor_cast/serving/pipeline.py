@@ -58,17 +58,18 @@ from typing import Any
 
 from ..deployment.pipeline import stage_multiplicities
 from .batch_cost import BatchCost
+from .cost_cache import batch_cost
 
 PROBES = ((3, 1, 100), (2, 37, 0))  # (sequences per rank, new, cached): a decode and a prefill batch
 
 
 def stage_costs(sym: Any, table_tokens: int = 16384) -> tuple[BatchCost, ...]:
-    """One `BatchCost` per pipeline stage of the symbolic report `sym` (pp = 1: the whole model).
+    """One `BatchCost` per pipeline stage of the symbolic report `sym` (pp = 1: the whole model),
+    through the disk cache of builds (`cost_cache.py`).
     Checked: on uniform probe batches the stages add up to the whole model's `analyze` time."""
     if sym.pp <= 1:
-        return (BatchCost.from_report(sym, table_tokens=table_tokens),)
-    parts = tuple(BatchCost.from_report(sym, table_tokens=table_tokens, multiplicities=m)
-                  for m in stage_multiplicities(sym))
+        return (batch_cost(sym, table_tokens=table_tokens),)
+    parts = tuple(batch_cost(sym, table_tokens=table_tokens, multiplicities=m) for m in stage_multiplicities(sym))
     for n, new, cached in PROBES:
         total = float(sym.evaluate(batch_size=n * sym.dp, query_len=new, context_len=cached).total_time_s)
         summed = sum(p.step_s([(new, cached)] * n) for p in parts)
@@ -113,3 +114,4 @@ class Flight:
     decode_seqs: int
     kv_use: float
     running: int
+    group: int = -1  # in a fast-forwarded decode ring (`decode_ring.py`): its group; -1 otherwise

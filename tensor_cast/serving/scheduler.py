@@ -308,6 +308,28 @@ class RankScheduler:
             budget -= n
         return batch
 
+    def admission_refused(self, budget: int) -> bool:
+        """True when a schedule with `budget` tokens left after its running requests would leave the
+        waiting queue's head out now and at every later schedule while the running requests only
+        decode (free blocks only shrink, the budget and the occupancy stay): `max_num_seqs` reached,
+        no budget, or (`decode_first`, `no_evict`) the head's first chunk or whole reservation needs
+        more blocks than are free, or its unchunked prompt exceeds the budget. False when it might be
+        admitted, and for what this cannot tell side-effect free: `prefill_first` (its reservations
+        fall as the running requests decode), a head still to try the prefix cache."""
+        if not self.waiting or self._occupied >= self.engine.max_num_seqs or budget <= 0:
+            return True
+        head = self.waiting[0]
+        if self.engine.policy == "prefill_first" or head.prefix_id is not None or self.prefix_hit_rate:
+            return False
+        need = self._need(head)
+        if not self.engine.chunked_prefill and need > budget:
+            return True
+        tokens = head.computed + self._chunk(need, budget)
+        if self.engine.policy == "no_evict":
+            tokens = head.prompt + 1 if self.role == "prefill" else head.prompt + head.output + self.decode_tokens
+        return tokens > head.blocks * self.engine.block_size and \
+            self._blocks_for(tokens) - head.blocks > self.free_blocks
+
     # ---- after the step -------------------------------------------------------------------
     def complete(self, batch: Batch, end_s: float) -> tuple[list[Request], list[Request], int]:
         """Advance the batch's requests; returns (finished, handed over after prefill, decode tokens

@@ -27,14 +27,17 @@ the KV blocks that still fit, and the next event anywhere else. A request still 
 stop the run where admission is provably impossible for k steps (`_admission_horizon`). An event pushed later that lands inside
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
+`simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
 
 Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
 while fewer than pp are in flight, each of requests not already in one; a batch's stages are
 placed on the worker's `StageClock` at once and a BATCH_END event fires when its last stage
 ends, in the order the batches started. With nothing schedulable and batches in flight the
-worker waits for the oldest (vLLM's `step_with_batch_queue`). Such workers are stepped one batch
-at a time (no fast-forward); their inter-token latency is a batch's time from its scheduling to
-its last stage's end.
+worker waits for the oldest (vLLM's `step_with_batch_queue`). Their inter-token latency is a
+batch's time from its scheduling to its last stage's end. When the batches in flight are a steady
+decode ring (`decode_ring.py`), a batch that ends is re-issued from the ring's precomputed round
+(stage times, KV blocks) without a scheduler pass, until the ring's first finishing round, a KV
+shortfall, or a request assigned to the worker ends it; otherwise they are stepped batch by batch.
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 """
@@ -49,7 +52,9 @@ from typing import Any
 
 import numpy as np
 
+from ..gc_pause import paused_gc
 from .batch_cost import BatchCost
+from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
 from .pipeline import Flight, StageClock
 from .scheduler import Batch, RankScheduler
@@ -89,12 +94,17 @@ class Worker:
     clock: StageClock | None = None  # pp > 1: when each stage is next free
     in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
     in_flight_tokens: dict[Request, int] = field(default_factory=dict)  # pp > 1: their requests -> tokens
+    ring: DecodeRing | None = None  # pp > 1: the decode ring fast-forwarding its batches (decode_ring.py)
+    ring_ready: bool = False  # pp > 1: a ring may be planned at the next batch end (nothing assigned since)
 
     @property
     def pp(self) -> int:
         return max(1, len(self.stages))
 
     def assign(self, req: Request) -> None:
+        self.ring_ready = False
+        if self.ring is not None:  # a new request may join the next batch: back to the scheduler
+            self.ring.materialize(self)
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
         self.next_rank += 1
         req.rank = rank
@@ -138,8 +148,9 @@ class SimResult:
 
 class _Loop:
     def __init__(self, pools: dict[str, list[Worker]], workload: Workload, *, transfer_s: Callable[[Request], float],
-                 record_steps: bool, progress: Callable[[int, int], None] | None) -> None:
+                 record_steps: bool, progress: Callable[[int, int], None] | None, fast_forward: bool = True) -> None:
         self.pools = pools
+        self.fast_forward = fast_forward
         self.workload = workload
         self.transfer_s = transfer_s
         self.record_steps = record_steps
@@ -151,6 +162,7 @@ class _Loop:
         self.steps: list[StepRecord] = []
         self.itl_d: list[np.ndarray] = []
         self.itl_w: list[np.ndarray] = []
+        self.itl_pp: list[tuple[float, float]] = []  # pipelined batches' (ITL, decode sequences), not yet in itl_d/w
         self.num_steps = 0
         self.kv_time = 0.0
         self.kv_weighted = 0.0
@@ -162,6 +174,14 @@ class _Loop:
         self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
         first = pools["agg"] if "agg" in pools else pools["prefill"]
         self.front_end_s = first[0].engine.request_overhead_s
+
+    def _flush_itl(self) -> None:
+        """Move the pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
+        if self.itl_pp:
+            durations, weights = zip(*self.itl_pp)
+            self.itl_d.append(np.array(durations))
+            self.itl_w.append(np.array(weights))
+            self.itl_pp = []
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -270,7 +290,7 @@ class _Loop:
             costs.append(max(step, floor) + engine.overhead_s(len(batch)))
         first = max(costs)
         durations = np.array([first])
-        k = self._fast_forward(worker, batches) if not prefill_tokens else 1
+        k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -392,6 +412,7 @@ class _Loop:
         total = float(durations.sum())
         self.num_steps += k
         if decode_seqs:
+            self._flush_itl()
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
         used = used[:k] if isinstance(used, np.ndarray) else used
@@ -406,6 +427,14 @@ class _Loop:
         """Schedule batches while fewer than pp are in flight (vLLM `step_with_batch_queue`):
         each one's stages run as soon as the previous stage handed it over and the stage is free.
         When nothing can be scheduled with batches in flight, the engine waits for the oldest."""
+        if worker.ring is not None:
+            ringed = worker.ring.schedule(worker, self.now)
+            if ringed is not None:
+                worker.in_flight.append(ringed)
+                self.push(ringed.end_s, BATCH_END, (worker, ringed))
+                worker.busy = True
+                return
+            worker.ring.materialize(worker)  # the scheduler decides this batch
         engine = worker.engine
         clock = worker.clock
         assert clock is not None
@@ -420,6 +449,7 @@ class _Loop:
             if not any(batches):
                 if worker.in_flight:
                     worker.busy = True  # blocked on the oldest batch's result
+                    worker.ring_ready = self.fast_forward
                 elif any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                     raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
                 return
@@ -459,23 +489,25 @@ class _Loop:
                     pending[r] = pending.get(r, 0) + n
             self.push(flight.end_s, BATCH_END, (worker, flight))
         worker.busy = True  # pp batches in flight: the next is scheduled when the oldest ends
+        worker.ring_ready = self.fast_forward  # planned at the next batch end unless a request is assigned first
 
     def end_batch(self, worker: Worker, flight: Flight) -> None:
         if not worker.in_flight or worker.in_flight[0] is not flight:
             raise AssertionError(f"{worker.name}: pipeline batches must end in the order they started")
+        if worker.ring_ready:  # the state the last schedule left (a ring planned now would be cut at once)
+            worker.ring_ready = False
+            worker.ring = plan_ring(worker)
+        ring = worker.ring
+        if ring is not None and not ring.take(flight):
+            ring.materialize(worker)  # this end goes through the scheduler
+            ring = None
         worker.in_flight.pop(0)
-        pending = worker.in_flight_tokens
-        for batch, preemptions in zip(flight.batches, flight.preemptions, strict=True):
-            for (r, n), p in zip(batch, preemptions, strict=True):
-                if r.preemptions == p:  # else preempted since: already dropped from `pending`
-                    left = pending.pop(r) - n
-                    if left:
-                        pending[r] = left
+        if ring is None:
+            self._settle(worker, flight)
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
-            self.itl_d.append(np.array([flight.end_s - flight.start_s]))
-            self.itl_w.append(np.array([float(flight.decode_seqs)]))
+            self.itl_pp.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
         period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
@@ -484,10 +516,22 @@ class _Loop:
             for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True)):
                 self.steps.append(StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1,
                                              flight.prefill_tokens, flight.decode_seqs, flight.running))
-        for rank, batch, preemptions in zip(worker.ranks, flight.batches, flight.preemptions, strict=True):
-            # a request preempted while this batch was in flight lost its KV: its work here is void
-            self._complete(rank, [e for e, p in zip(batch, preemptions, strict=True) if e[0].preemptions == p])
+        if ring is None:
+            for rank, batch, preemptions in zip(worker.ranks, flight.batches, flight.preemptions, strict=True):
+                # a request preempted while this batch was in flight lost its KV: its work here is void
+                self._complete(rank, [e for e, p in zip(batch, preemptions, strict=True) if e[0].preemptions == p])
         self.kick(worker)
+
+    @staticmethod
+    def _settle(worker: Worker, flight: Flight) -> None:
+        """The tokens of `flight`, which just ended, are no longer in flight."""
+        pending = worker.in_flight_tokens
+        for batch, preemptions in zip(flight.batches, flight.preemptions, strict=True):
+            for (r, n), p in zip(batch, preemptions, strict=True):
+                if r.preemptions == p:  # else preempted since: already dropped from `pending`
+                    left = pending.pop(r) - n
+                    if left:
+                        pending[r] = left
 
     def end_step(self, worker: Worker) -> None:
         worker.busy = False
@@ -528,13 +572,18 @@ class _Loop:
 
 def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
                      transfer_s: Callable[[Request], float] = lambda r: 0.0, record_steps: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> SimResult:
-    loop = _Loop(pools, workload, transfer_s=transfer_s, record_steps=record_steps, progress=progress)
-    loop.run()
+                     progress: Callable[[int, int], None] | None = None, fast_forward: bool = True) -> SimResult:
+    """Run `workload` on `pools`; `fast_forward=False` steps every worker one step (batch) at a
+    time (the reference the fast-forwards are tested against)."""
+    loop = _Loop(pools, workload, transfer_s=transfer_s, record_steps=record_steps, progress=progress,
+                 fast_forward=fast_forward)
+    with paused_gc():  # a run allocates per step / batch; each automatic collection would walk the
+        loop.run()  # process's millions of long-lived objects (torch, sympy): a third of a PP run's time
+    loop._flush_itl()
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
         raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
-    stuck = [w.name for workers in pools.values() for w in workers if w.in_flight or w.in_flight_tokens]
+    stuck = [w.name for workers in pools.values() for w in workers if w.in_flight or w.in_flight_tokens or w.ring]
     if stuck:
         raise AssertionError(f"pipeline books do not balance: batches or tokens still in flight on {stuck}")
     ranks = [rank for workers in pools.values() for w in workers for rank in w.ranks]

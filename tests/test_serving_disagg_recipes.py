@@ -1,0 +1,125 @@
+"""The serving-fidelity benchmark's disagg mapping (benchmarks/serving_fidelity.py): a disagg row
+without worker counts takes the InferenceMAX recipe it matches exactly (workers, parallelism,
+MTP, decode batch cap), or is listed as undetermined. The recipe table and the rows are made up
+here (a table of our own in tmp_path); neither the measured CSV nor the shipped table is read."""
+
+from __future__ import annotations
+
+import pytest
+from benchmark_modules import benchmarks
+
+(fidelity,) = benchmarks("serving_fidelity")
+
+HEADER = "model,system,backend,precision,isl,osl,concurrency,p_workers,p_tp,p_ep,p_dp_attn,d_workers,d_tp,d_ep,d_dp_attn,recipe"
+TABLE = [
+    # the same layout measured with MTP (3 drafts) and without, at the same concurrencies
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp3",
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,10 15,1,4,4,1,5,8,8,0,ctx1_gen5_tep8_batch32_eplb0_mtp0",
+    # one recipe only: 2 DEP8 decode workers of 64 requests per rank, MTP 2
+    "dsr1,b200_sxm,trtllm,fp4,1024,1024,1214,1,4,4,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp2",
+    # two recipes with different decode worker counts at one concurrency: undetermined
+    "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,1,8,8,1,ctx1_gen1_dep8_batch128_eplb0_mtp0_128",
+    "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp0_128",
+    # attention DP 4 with MoE TP 4 (ep 1) in the prefill pool: not modelled
+    "dsr1,b300_sxm,trtllm,fp8,1024,1024,720,1,4,1,1,5,8,8,1,ctx1_gen5_dep8_batch16_eplb0_mtp2_720",
+    # an SGLang recipe: no batch in its name
+    "dsr1,b200_sxm,sglang,fp8,1024,1024,4,1,8,8,0,1,8,8,0,b200-fp8/1k1k/stp/low-latency-tep8-1p1d",
+]
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+    path = tmp_path / "recipes.csv"
+    path.write_text("\n".join([HEADER, *TABLE]) + "\n")
+    monkeypatch.setattr(fidelity, "_RECIPES", fidelity.load_recipes(str(path)))
+
+
+def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, clients: int, p_tp: int, p_ep: int,
+               d_tp: int, **given: str) -> dict[str, str]:
+    """A row as the CSV writes an InferenceMAX multinode run: one EP (the prefill pool's) in both
+    pools, moe_tp = tp / that EP, no worker counts (unless `given`)."""
+    pools = {}
+    for role, tp in (("prefill", p_tp), ("decode", d_tp)):
+        pools.update({f"{role}_tp_size": str(tp), f"{role}_pp_size": "1", f"{role}_attention_dp_size": "1",
+                      f"{role}_moe_tp_size": str(tp // p_ep), f"{role}_moe_ep_size": str(p_ep),
+                      f"{role}_num_workers": ""})
+    return {**pools, **given, "model_path": "deepseek-ai/DeepSeek-R1", "system": system, "backend": backend, "precision": precision, "mode": "disagg",
+            "isl": str(isl), "osl": str(osl), "batch_size": "",
+            "silicon_data_source": f"source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency={clients}"}
+
+
+def test_unique_recipe_gives_workers_attention_dp_mtp_and_decode_cap(table):
+    r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8)
+    assert fidelity.disagg_source(r) == "recipe"
+    spec, mtp = fidelity.disagg_deployment(r)
+    # prefill 1 x (tp4, ep4, dp-attn) = attention DP 4 + EP 4; decode 2 x DEP8 capped at 64 per rank
+    assert spec == "prefill: 1x tp1 dp4 ep4; decode: 2x tp1 dp8 ep8 bs64"
+    assert mtp == 2
+
+
+def test_same_layout_with_and_without_mtp_is_simulated_without_and_labelled(table):
+    r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 15, 4, 4, 8)
+    assert fidelity.disagg_source(r) == "recipe, MTP unknown"
+    spec, mtp = fidelity.disagg_deployment(r)
+    assert spec == "prefill: 1x tp1 dp4 ep4; decode: 5x tp8 ep8 bs32"  # TEP8: attention TP 8, EP 8
+    assert mtp == 0
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    # two recipes, 1 or 2 decode workers
+    (("b200_sxm", "trtllm", "fp8", 8192, 1024, 128, 8, 8, 8), "recipes with different worker counts"),
+    # no recipe at this concurrency
+    (("b200_sxm", "trtllm", "fp4", 1024, 1024, 16, 4, 4, 8), "no InferenceMAX recipe matches"),
+    # the row's prefill EP (1) is not the recipe's (4): another recipe version, not this one
+    (("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 1, 8), "no InferenceMAX recipe matches"),
+])
+def test_undetermined_counts_are_listed_not_guessed(table, args, reason):
+    with pytest.raises(fidelity.Unsupported, match=reason):
+        fidelity.disagg_deployment(disagg_row(*args))
+
+
+def test_attention_dp_with_moe_tp_is_listed(table):
+    with pytest.raises(fidelity.Unsupported, match="attention DP 4 with MoE EP 1"):
+        fidelity.disagg_deployment(disagg_row("b300_sxm", "trtllm", "fp8", 1024, 1024, 720, 4, 1, 8))
+
+
+def test_sglang_recipe_has_no_decode_cap(table):
+    spec, mtp = fidelity.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp8", 1024, 1024, 4, 8, 8, 8))
+    assert spec == "prefill: 1x tp8 ep8; decode: 1x tp8 ep8" and mtp == 0
+
+
+def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
+    given = {"prefill_num_workers": "1", "decode_num_workers": "2", "decode_tp_size": "1",
+             "decode_attention_dp_size": "8", "decode_moe_tp_size": "1", "decode_moe_ep_size": "8"}
+    r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8, **given)
+    assert fidelity.disagg_source(r) == "given"
+    spec, mtp = fidelity.disagg_deployment(r)
+    # the row's own parallelism (prefill tp4 with EP 4 = TP attention + EP), the recipe's MTP and cap
+    assert spec == "prefill: 1x tp4 dp1 ep4; decode: 2x tp1 dp8 ep8 bs64"
+    assert mtp == 2
+
+
+@pytest.mark.parametrize(("tp", "ep", "dp_attn", "expected"), [
+    (8, 8, True, {"tp": 1, "dp": 8, "ep": 8}),  # DEP8
+    (8, 8, False, {"tp": 8, "ep": 8}),  # TEP8
+    (8, 1, False, {"tp": 8}),  # TP8, MoE TP
+    (1, 1, False, {"tp": 1}),
+])
+def test_recipe_parallelism_maps_to_deployment_keys(tp, ep, dp_attn, expected):
+    assert fidelity.recipe_parallel(tp, ep, dp_attn) == expected
+
+
+def test_disagg_row_without_silicon_concurrency_is_listed_not_run_with_one_client():
+    r = {"mode": "disagg", "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/sglang/q.csv",
+         "decode_batch_size": "224", "decode_num_workers": "2", "decode_attention_dp_size": "1", "batch_size": ""}
+    with pytest.raises(fidelity.Unsupported, match="concurrency is not determined"):
+        fidelity.concurrency(r)
+    r["silicon_data_source"] += "; silicon_concurrency=300"
+    assert fidelity.concurrency(r) == 300
+
+
+def test_recipes_are_per_model(table):
+    # a Kimi row with a DeepSeek recipe's system, engine, lengths, concurrency and pools matches nothing
+    r = {**disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8), "model_path": "moonshotai/Kimi-K2.5"}
+    with pytest.raises(fidelity.Unsupported, match="no InferenceMAX recipe matches"):
+        fidelity.disagg_deployment(r)
