@@ -117,6 +117,9 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
 
+# the setup's sympy work and the event loop allocate heavily: automatic collections would walk
+# the process's millions of long-lived objects (torch, sympy) again and again (gc_pause.py)
+@paused_gc()
 def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concurrency: int | None = None,
              rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
              osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
@@ -147,25 +150,6 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
     """
-    # the setup's sympy work and the event loop allocate heavily: automatic collections would walk
-    # the process's millions of long-lived objects (torch, sympy) again and again (gc_pause.py)
-    with paused_gc():
-        return _simulate(model, device=device, engine=engine, concurrency=concurrency, rate=rate, trace=trace,
-                         num_requests=num_requests, isl=isl, osl=osl, disagg=disagg, engine_args=engine_args,
-                         seed=seed, mtp=mtp, mtp_acceptance=mtp_acceptance, prefix_hit_rate=prefix_hit_rate,
-                         range_ratio=range_ratio, warmup_requests=warmup_requests, record_steps=record_steps,
-                         num_hidden_layers=num_hidden_layers, progress=progress, kernels=kernels,
-                         fast_forward=fast_forward, **deployment)
-
-
-def _simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concurrency: int | None = None,
-             rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
-             osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
-             engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
-             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
-             warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
-             fast_forward: bool = True, **deployment: Any) -> ServingReport:
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
     if unknown:
         raise InvalidArgumentError(f"unknown option(s) {sorted(unknown)}; accepted deployment options: "
