@@ -137,6 +137,7 @@ from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
 from .kinds import KINDS
+from .moe_tiles import MOE_KEYS, moe_efficiency
 
 if TYPE_CHECKING:  # the op registry imports torch: profiles are validated without it
     from .device import DeviceProfile
@@ -236,6 +237,7 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_MODEL_KEYS,
     **_COMM_KEYS,
     **_GEMM_VARIANT_KEYS,
+    **MOE_KEYS,  # the fused-MoE kernel model's per-variant keys (backends/moe_tiles.py)
 }
 MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
@@ -726,7 +728,7 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
 
 ShapeModel = Callable[[Efficiency, Counts, "DeviceProfile"], Efficiency]
 SHAPE_MODELS: dict[str, ShapeModel] = {"gemm": gemm_efficiency, "attention": attention_efficiency,
-                                     "quant": quant_efficiency}
+                                     "quant": quant_efficiency, "moe": moe_efficiency}
 
 
 def efficiency_for(kind: str, counts: Counts, profile: DeviceProfile) -> Efficiency:

@@ -12,6 +12,11 @@ device profile) alone and never re-reads the op's arguments:
 - `DeltaNetShape(sequences, q_len, v_heads, chunk, chunk_flops, fused_bytes, recurrent)`: a gated
   DeltaNet layer (conv1d + delta rule) — the (sequence, value head) work items its scan runs one
   CTA each, the chunks a CTA walks one after another, and the bytes a fused chunked scan moves.
+- `MoEShape(routed, bins, pairs, experts, row_flops, variant, spread)`: the routed experts' grouped
+  GEMMs of a MoE block on one device — the tokens routed, the rank's experts in bins of equal
+  per-token inclusion probability, the (token, expert) rows, the GEMM FLOPs of one row, the kernel
+  variant (the experts' quant scheme) and whether the rows per expert are random (routing) or
+  exact; `backends/moe_tiles.py` pads each hit expert's rows to the kernel's M tile.
 - `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
   dynamic per-tensor scale.
 - `MLAShape(tokens, heads, kv_itemsize, absorbed, sparse, short_step)`: multi-head latent attention
@@ -88,6 +93,23 @@ class DeltaNetShape:
     chunk_flops: Any  # tensor-core FLOPs of one chunk of one value head (the chunked form)
     fused_bytes: Any  # bytes a fused chunked scan plus the conv move (no per-chunk states or W/U round trips)
     recurrent: Any = True  # the form: True (recurrent decode kernel), False (chunked), or a sympy condition
+
+
+@dataclass(frozen=True)
+class MoEShape:
+    routed: Any  # N: tokens routed over the experts (this rank's T, or the EP group's N = ep_dp·T)
+    # the experts on this GPU in bins: (experts in the bin, per-token inclusion probability q, or
+    # exact rows per expert when `spread` = 0); an expert of the bin gets N·q rows on average
+    bins: tuple[tuple[int, float], ...]
+    pairs: Any  # (token, expert) rows through the grouped GEMMs on this GPU
+    experts: int  # experts on this GPU (E / ep)
+    row_flops: Any  # tensor-core FLOPs of one row through both grouped GEMMs (2·H·n1 + 2·I·H)
+    hidden: int = 1  # H: the K of the gate+up GEMM
+    intermediate: int = 1  # I (per GPU): the K of the down GEMM
+    expert_bytes: Any = 0  # stored bytes of one expert's weights (both GEMMs, scales included)
+    variant: str = "bf16"  # the experts' scheme (fp8, fp8_block, mxfp4, w4a16, nvfp4, ...) or "bf16"
+    spread: int = 1  # 1: rows per expert vary with the routing (binomial); 0: exactly the bin's rows
+    top_k: int = 1  # experts per token
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,30 @@ GDN_STAGES = (
                                                                            "packed recurrent decode, in a graph)"),
     ), note="causal_conv1d_update + vLLM's packed fused-recurrent gated delta rule (decode)"),
 )
+def moe_stage(variant: str, note: str) -> cf.Stage:
+    m = f"efficiency.moe_{variant}"
+    return cf.Stage(f"moe {variant}", (
+        P(f"{m}_compute", 0.5, 0.05, 1.0, "tensor-core fraction of the grouped GEMMs' MMAs, padded rows included"),
+        P(f"{m}_memory", 0.7, 0.1, 1.0, "bandwidth fraction of the hit experts' weights and the routed rows"),
+        P(f"{m}_latency_us", 20.0, 0.0, 300.0, "fixed cost per MoE layer (routing, align/sort, the GEMM launches)"),
+        P(f"{m}_overlap", 0.3, 0.0, 1.0, "share of min(compute, memory) not overlapped"),
+        P(f"{m}_k_overhead", 100.0, 0.0, 5000.0, "per-tile prologue/epilogue of the grouped GEMMs, in steps of K"),
+        P(f"{m}_memory_latency_us", 2.0, 0.0, 50.0, "bandwidth ramp of the expert-weight reads"),
+        P(f"{m}_reread", 0.3, 0.0, 1.0, "share of an expert's weights read again from HBM by each of its M tiles "
+                                        "beyond the first"),
+    ), fixed={f"{m}_tile_switch": 1},
+        note=f"{note}; each hit expert's rows padded to the kernel's M tile (backends/moe_tiles.py)")
+
+
+# One stage per expert scheme: vLLM runs a different fused-MoE kernel for each (backends/moe_tiles.py).
+MOE_STAGES = tuple(moe_stage(v, note) for v, note in (
+    ("bf16", "unquantized fused MoE (Triton on Hopper, FlashInfer TRT-LLM on Blackwell)"),
+    ("fp8_block", "block-fp8 fused MoE (Triton on Hopper, FlashInfer TRT-LLM on Blackwell)"),
+    ("fp8", "per-tensor fp8 fused MoE (FlashInfer CUTLASS on Hopper, TRT-LLM on Blackwell)"),
+    ("mxfp4", "MXFP4 weights, 16-bit activations (OAI Triton on Hopper, FlashInfer TRT-LLM on Blackwell)"),
+    ("w4a16", "int4 weight-only (Marlin MoE)"),
+    ("nvfp4", "NVFP4 weights and activations (FlashInfer TRT-LLM, Blackwell)"),
+))
 # The K one cuBLAS split-K slice covers (`gemm_bf16_splitk_k`): read from the tables, where the time
 # of a narrow small-M GEMM (N <= 512, M <= 256) grows linearly with K up to K ~ 2-4k and then
 # levels off (B200: 4.6 us at K = 2048 and 8192 alike, M = 1, N = 32); chosen among 2,048 / 4,096 /
@@ -242,12 +266,7 @@ STAGES: tuple[cf.Stage, ...] = (
     ), note="FlashAttention-3 decode reading an fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
     prefill_stage("attention prefill", "", "bf16 KV cache"),
     prefill_stage("attention prefill fp8kv", "_fp8kv", "fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
-    cf.Stage("moe", (
-        P("efficiency.moe_compute", 0.6, 0.1, 1.0, "fused-MoE tensor-core fraction (bf16)"),
-        P("efficiency.moe_compute_fp8", 0.5, 0.05, 1.0, "fused-MoE tensor-core fraction (fp8, fp8_block)"),
-        P("efficiency.moe_memory", 0.7, 0.1, 1.0, "expert-weight streaming bandwidth fraction"),
-        P("efficiency.moe_latency_us", 20.0, 0.0, 300.0, "fixed cost per MoE layer (routing, permute, 2 GEMMs)"),
-    ), note="Triton / DeepGEMM fused MoE as vLLM runs it, balanced routing"),
+    *MOE_STAGES,
     collective_stage("nccl all_reduce", "all_reduce", "NCCL 2.29, bf16"),
     collective_stage("nccl all_gather", "all_gather", "NCCL 2.29"),
     collective_stage("nccl reduce_scatter", "reduce_scatter", "NCCL 2.29"),
@@ -278,7 +297,7 @@ def held_out(case: Case) -> bool:
         return at.family_hash(case.group, "gemm") < HELD_OUT_SHARE
     if case.stage.startswith("attention"):
         return at.family_hash(case.group, "attention") < HELD_OUT_SHARE
-    if case.stage == "moe":
+    if case.stage.startswith("moe"):
         return at.family_hash(case.group, "moe") < 0.25
     if case.stage.startswith("mla"):
         return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE

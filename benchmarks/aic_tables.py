@@ -69,6 +69,7 @@ import gzip
 import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +94,25 @@ HOST_TIMED_GEMMS = ("fp8_block",)
 COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
                "alltoall": "all_to_all"}
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
-MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8"}
+# The tables' MoE dtypes and the tensor_cast scheme of each (int4_wo: Marlin's int4 weight-only, group
+# 128 -> w4a16; w4a16_mxfp4: MXFP4 weights with 16-bit activations -> mxfp4). w4a8_mxfp4_mxfp8 (MXFP4
+# weights with MXFP8 activations, two shapes on B200) has no scheme here: not evaluated.
+MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8", "w4a16_mxfp4": "mxfp4",
+              "int4_wo": "w4a16", "nvfp4": "nvfp4"}
 # The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on
-# Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel), on Blackwell
-# FlashInfer's TRT-LLM kernels.
+# Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel; gpt-oss MXFP4:
+# the OAI triton_kernels), on Blackwell FlashInfer's TRT-LLM kernels; int4 on both: Marlin
+# (backends/moe_tiles.py MOE_KERNELS says the same per architecture).
 MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
                             "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"),
                "fp8_block": ("vllm_fp8moe_triton_tritonexperts",
                              "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"),
                "fp8": ("vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
-                       "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts")}
+                       "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"),
+               "w4a16_mxfp4": ("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
+                               "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic"),
+               "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
+               "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
 # tables' Triton rows time a fallback backend.
 ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)
@@ -193,35 +203,192 @@ def attention_cases(folder: str | Path, per_phase: int = 4000, seed: int = 0) ->
 
 
 # ---- fused MoE ------------------------------------------------------------------------------------
+# Expert configurations (hidden, inter, k, E) of NVIDIA Nemotron-3 MoE layers: squared-ReLU experts
+# without a gate (one up projection of `inter` rows, not 2 x inter). Read as gated SwiGLU, the
+# H100 bf16 (2688, 1856, 6, 128) rows would stream 3.8 GB of weights in 858 us, 4.5 TB/s, above
+# H100's 3.35 TB/s; ungated, 2.6 GB at 3.0 TB/s.
+UNGATED_MOE = {(2688, 1856, 6, 128), (1024, 2688, 22, 512), (2048, 5120, 22, 512)}
+
+
 def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str) -> list[Op]:
+    """One MoE layer as tensor_cast costs it from its shape alone (uniform random routing); `tokens`
+    are routed over all E experts and this GPU holds E / ep of them (ep_dp 1: the tables' EP rows
+    route `num_tokens` tokens in all, one rank timed)."""
     width = inter // tp
+    gated = (hidden, inter, top_k, experts) not in UNGATED_MOE
     op, _ = meta_op(tc.moe.default, meta(tokens, hidden), meta(experts, hidden), [],
-                    meta(experts, 2 * width, hidden), meta(experts, hidden, width), None, None, [], [],
-                    top_k, "softmax", "silu", "concat", False, scheme, ep, ep)
+                    meta(experts, (2 if gated else 1) * width, hidden), meta(experts, hidden, width), None, None, [],
+                    [], top_k, "softmax", "silu" if gated else "relu", "concat" if gated else "none", False, scheme,
+                    ep, 1)
     return [op]
 
 
-def moe_cases(folder: str | Path, count: int = 1200, seed: int = 0) -> list[Case]:
+def balanced_counts(tokens: int, experts: int, top_k: int) -> Any:
+    """Rows per expert of AIConfigurator's `balanced_logits` (collector/helper.py): token i picks
+    experts (i + j·stride) mod E, j < k, stride = ceil(E / k); with fewer tokens than the stride,
+    (floor(i·stride / T) + j·stride) mod E (exact, no randomness)."""
+    import numpy as np
+
+    stride = -(-experts // top_k)
+    i = np.arange(tokens)[:, None]
+    j = np.arange(top_k)[None, :]
+    if tokens >= stride:
+        picks = (i + j * stride) % experts
+    else:
+        picks = np.floor(i * stride / tokens + j * stride).astype(np.int64) % experts
+    return np.bincount(picks.ravel(), minlength=experts)
+
+
+def power_law_counts(tokens: int, experts: int, top_k: int, ep: int, alpha: float, seed: int) -> Any:
+    """Rows per expert of one draw of AIConfigurator's power-law generator (collector/helper.py
+    `_generate_power_law_distribution`, facts only): E iid samples of a power law x^-alpha on [1,
+    0.8 T] (on [0.01, 2] when T·k <= E), scaled to T·k rows and rounded (the remainder given to the
+    largest / taken from the smallest, ties in random order), then the EP rank of largest load
+    swapped to rank 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    low, high = (1.0, tokens * 0.8) if tokens * top_k > experts else (0.01, 2.0)
+    u = rng.random(experts)
+    a = 1 - alpha
+    x = ((high ** a - low ** a) * u + low ** a) ** (1 / a)
+    counts = np.round(x / x.sum() * tokens * top_k).astype(np.int64)
+    delta = tokens * top_k - int(counts.sum())
+    order = np.lexsort((rng.random(experts), -counts))  # largest first, ties in random order (torch.argsort's are unordered)
+    for n in range(abs(delta)):
+        if delta > 0:
+            counts[order[n % experts]] += 1
+        else:
+            e = order[-(n % experts) - 1]
+            counts[e if counts[e] > 0 else int(np.argmax(counts))] -= 1
+    groups = counts.reshape(ep, experts // ep)
+    top = int(np.argmax(groups.sum(axis=1)))
+    groups[[0, top]] = groups[[top, 0]]
+    return groups.reshape(-1)
+
+
+def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int) -> list[int]:
+    """Rows per expert on the timed rank (its E / ep experts) for a table row's routing; an
+    expert's rows are capped at the tokens (a token picks an expert once)."""
+    if distribution == "balanced":
+        counts = balanced_counts(tokens, experts, top_k)
+    elif distribution.startswith("power_law_"):
+        counts = power_law_counts(tokens, experts, top_k, ep, float(distribution.removeprefix("power_law_")), seed)
+    else:
+        raise ValueError(f"unknown MoE routing distribution {distribution!r}; known: balanced, power_law_<alpha>")
+    return [min(int(c), tokens) for c in counts[: experts // ep]]
+
+
+def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> float:
+    """The `moe_skew` (Zipf exponent of expert popularity, `CostKnobs.moe_skew`) whose hottest expert
+    takes the same expected share of the rows as in AIConfigurator's routing `distribution`
+    (0 for balanced). The generator's expert loads are iid power-law draws on [low, high]
+    (`power_law_counts`), so its hottest expert is the top order statistic of E draws, expected at
+    the quantile 1 - 1/(2E); Zipf(s) gives expert 1 the inclusion probability q_1(s) (capped at 1:
+    a token picks an expert once). Solved for s by bisection. The two shapes differ below the top
+    (a power law's loads fall off exponentially with rank, Zipf's as a power): see README."""
+    from tensor_cast.backends.formulas.moe import inclusion_probabilities
+
+    if distribution == "balanced":
+        return 0.0
+    alpha = float(distribution.removeprefix("power_law_"))
+    low, high = (1.0, tokens * 0.8) if tokens * top_k > experts else (0.01, 2.0)
+    a = 1 - alpha
+
+    def quantile(u: float) -> float:
+        return ((high ** a - low ** a) * u + low ** a) ** (1 / a)
+
+    grid = 2000
+    mean = sum(quantile((j + 0.5) / grid) for j in range(grid)) / grid
+    share = min(1.0, quantile(1 - 0.5 / experts) / (experts * mean) * top_k)  # q_1: the hottest's per-token rate
+    lo, hi = 0.0, 8.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if inclusion_probabilities(experts, top_k, round(mid, 6))[0] < share:
+            lo = mid
+        else:
+            hi = mid
+    return round((lo + hi) / 2, 3)
+
+
+def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
+                  rows: Sequence[int]) -> list[Op]:
+    """One MoE layer costed with the routing the table row measured: the rank's (token, expert)
+    rows and the experts hit from `rows` (exact counts, `MoEShape.spread` 0) instead of tensor_cast's
+    expectation under random routing."""
+    from tensor_cast.backends.formulas.moe import moe_dims, moe_shape, routed_expert_counts, router_counts
+
+    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
+    call, d = op.call, moe_dims(op.call)
+    pairs, hit = sum(rows), sum(1 for r in rows if r)
+    routed = routed_expert_counts(d, pairs=pairs, experts_hit=hit, act=call.get("hidden"), gate_up=call.get("gate_up"),
+                                  down=call.get("down"), gate_up_bias=None, down_bias=None, out_tokens=tokens)
+    by_rows: dict[int, int] = {}
+    for r in rows:
+        if r:
+            by_rows[r] = by_rows.get(r, 0) + 1
+    shape = replace(moe_shape(d, pairs, call.get("hidden"), call.get("gate_up"), call.get("down")),
+                    bins=tuple((n, r / tokens) for r, n in sorted(by_rows.items(), reverse=True)), spread=0)
+    counts = router_counts(call) + routed
+    if ep > 1:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
+        counts = counts + remote_rows(d, tokens * top_k - pairs, call)
+    return [replace(op, counts=replace(counts, kernel=shape))]
+
+
+def remote_rows(d: Any, rows: int, call: Any) -> Any:
+    """What the (token, expert) rows of other ranks' experts cost an EP rank in vLLM's fused MoE
+    with an expert map (all tokens gathered to every rank, AIConfigurator's EP rows): no GEMM, but
+    their intermediate rows are written (the Triton kernel's `write_zeros_to_output` for blocks of
+    non-local experts), activated and summed like local ones."""
+    from tensor_cast.backends.counts import Counts
+    from tensor_cast.backends.formulas.moe import routed_expert_counts
+
+    if rows <= 0:
+        return Counts(launches=0)
+    full = routed_expert_counts(d, pairs=rows, experts_hit=0, act=call.get("hidden"), gate_up=call.get("gate_up"),
+                                down=call.get("down"), gate_up_bias=None, down_bias=None, out_tokens=0, in_tokens=0)
+    return Counts(flops={"vector": full.flops.get("vector", 0)}, bytes_read=full.bytes_read,
+                  bytes_written=full.bytes_written, launches=0)
+
+
+def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[Case]:
+    """MoE layers of every dtype with a scheme (`MOE_DTYPES`), each run by the kernel vLLM picks on
+    the device (`MOE_KERNELS`), balanced and power-law routing, expert-parallel ranks included;
+    fitting stage `moe <scheme>` (per kernel variant), shape family the expert configuration."""
     cases = []
     table = read_table(folder, "moe_perf")
     present = {r["kernel_source"] for r in table}
     kernel = {d: next((k for k in ks if k in present), "") for d, ks in MOE_KERNELS.items()}
-    rows = [r for r in table if r["distribution"] == "balanced" and r["moe_dtype"] in MOE_DTYPES
-            and r["moe_ep_size"] == "1" and r["kernel_source"] == kernel[r["moe_dtype"]]]
-    for r in sample(rows, count, seed):
-        t, h, i, k, e, tp, ep = (int(r[c]) for c in ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
-                                                      "moe_tp_size", "moe_ep_size"))
-        scheme = MOE_DTYPES[r["moe_dtype"]]
-        params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep}
-        row = _row("moe", r["kernel_source"], params, r["moe_dtype"], r["latency"])
-        # per-tensor fp8 MoE runs FlashInfer's CUTLASS kernel, unlike the Triton kernels the fit models:
-        # evaluated, not fitted
-        fitted = r["moe_dtype"] != "fp8"
-        cls = f"moe {r['moe_dtype']}" + ("" if fitted else f" ({NOT_FITTED})")
-        cases.append(Case(row=row, cls=cls, group=f"E{e} k{k} H{h} I{i}",
-                          stage="moe" if fitted else NOT_FITTED,
-                          ops=tuple(moe_ops(t, h, i, k, e, tp, ep, scheme))))
+    for dtype, scheme in MOE_DTYPES.items():
+        rows = [r for r in table if r["moe_dtype"] == dtype and r["kernel_source"] == kernel[dtype]]
+        for r in sample(rows, per_dtype, seed):
+            t, h, i, k, e, tp, ep = (int(r[c]) for c in ("num_tokens", "hidden_size", "inter_size", "topk",
+                                                          "num_experts", "moe_tp_size", "moe_ep_size"))
+            dist = r["distribution"]
+            params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep, "routing": dist}
+            row = _row("moe", r["kernel_source"], params, dtype, r["latency"])
+            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()))
+            routing = "balanced" if dist == "balanced" else "power-law"
+            variant = "bf16" if scheme == "none" else scheme
+            group = f"E{e} k{k} H{h} I{i}"
+            cases.append(Case(row=row, cls=f"moe {dtype} {routing}", group=group, stage=f"moe {variant}",
+                              ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert))))
+            if routing == "power-law":  # the same row as a user would cost it: random routing at a matched skew
+                cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
+                                  stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,
+                                                                           zipf_skew_for(dist, t, e, k)))))
     return cases
+
+
+def moe_skew_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
+                 skew: float) -> list[Op]:
+    """`moe_ops` costed with `CostKnobs.moe_skew` = skew (random routing over Zipf popularity)."""
+    from tensor_cast.backends.formulas.moe import moe
+    from tensor_cast.backends.formulas.registry import CostKnobs
+
+    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
+    call = replace(op.call, knobs=CostKnobs(moe_skew=skew))
+    return [replace(op, call=call, counts=moe(call))]
 
 
 # ---- MLA modules ---------------------------------------------------------------------------------

@@ -408,6 +408,9 @@ def main() -> int:
     ap.add_argument("--host-launch-us", type=float, default=None,
                     help="what-if: host time per kernel launch of steps run without CUDA graphs, for every "
                          "engine (eager_launch_host_s; 0 turns the floor off; default: each engine's own)")
+    ap.add_argument("--moe-skew", type=float, default=0.0,
+                    help="what-if: Zipf skew of MoE expert popularity in every step (analyze's moe_skew; 0: uniform "
+                         "random routing, the default)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     args = ap.parse_args()
 
@@ -441,6 +444,8 @@ def main() -> int:
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
                                host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6)
                 c = per_replica_concurrency(row)
+                if args.moe_skew:
+                    kwargs["moe_skew"] = args.moe_skew
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                               isl=isl, osl=osl, range_ratio=ratio,
                                               warmup_requests=c if args.warmup else 0, kernels=args.kernels)

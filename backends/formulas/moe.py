@@ -43,7 +43,7 @@ read the narrow activations. The router GEMM stays in the model dtype.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -54,6 +54,7 @@ from ...deployment.quantization import QuantScheme
 from ...deployment.quantization import scheme as lookup_scheme
 from ...sizes import numel
 from ..counts import ZERO, Counts
+from ..kernels import MoEShape
 from .matmul import gemm_precision
 from .norm_activation import ACTIVATION_FLOPS
 from .registry import OpCall, TensorInfo, register
@@ -256,15 +257,41 @@ def routed_expert_counts(d: MoEDims, *, pairs: Any, experts_hit: Any, act: Tenso
     return kernels + quantize_in + quantize_mid
 
 
+MOE_BINS = 8  # popularity bins of a skewed routing's experts in the kernel shape (padding per bin)
+
+
+def rank_bins(experts: int, top_k: int, skew: float, ep: int) -> tuple[tuple[int, float], ...]:
+    """This rank's experts as (count, per-token inclusion probability) bins, most popular first:
+    one bin under uniform routing; under skew the rank's experts (`hottest_rank_probabilities`)
+    in up to `MOE_BINS` contiguous popularity bins, each at its members' mean probability."""
+    if skew == 0:
+        return ((experts // ep, top_k / experts),)
+    q = hottest_rank_probabilities(experts, top_k, skew, ep)
+    size = -(-len(q) // MOE_BINS)
+    chunks = [q[i:i + size] for i in range(0, len(q), size)]
+    return tuple((len(c), sum(c) / len(c)) for c in chunks)
+
+
+def moe_shape(d: MoEDims, pairs: Any, act: TensorInfo, gate_up: TensorInfo, down: TensorInfo) -> MoEShape:
+    """The routed experts' grouped-GEMM shape (`backends/moe_tiles.py` pads it to the kernel's tiles)."""
+    n1 = 2 * d.intermediate if d.gated else d.intermediate
+    variant = d.scheme if d.scheme != "none" else gemm_precision(act, gate_up)
+    return MoEShape(routed=d.tokens * d.ep_dp, bins=rank_bins(d.experts, d.top_k, d.skew, d.ep), pairs=pairs,
+                    experts=d.experts // d.ep, row_flops=2 * d.hidden * n1 + 2 * d.intermediate * d.hidden,
+                    hidden=d.hidden, intermediate=d.intermediate,
+                    expert_bytes=weight_bytes([gate_up, down], d.quant) / d.experts, variant=variant, top_k=d.top_k)
+
+
 def routed_counts(call: OpCall) -> Counts:
     """The routed experts of a `moe` or `routed_experts` call on one device: all E experts, or
-    under expert parallelism the most loaded rank's E/ep (`routing_stats`)."""
+    under expert parallelism the most loaded rank's E/ep (`routing_stats`), with their kernel shape."""
     d = moe_dims(call)
     stats = routing_stats(call)
-    return routed_expert_counts(
+    counts = routed_expert_counts(
         d, pairs=stats.pairs, experts_hit=stats.experts_hit, act=call.get("hidden"), gate_up=call.get("gate_up"),
         down=call.get("down"), gate_up_bias=call.get("gate_up_bias"), down_bias=call.get("down_bias"),
         out_tokens=d.tokens)
+    return replace(counts, kernel=moe_shape(d, stats.pairs, call.get("hidden"), call.get("gate_up"), call.get("down")))
 
 
 def router_counts(call: OpCall) -> Counts:
@@ -311,8 +338,9 @@ def shared_counts(call: OpCall) -> Counts:
 
 @register(tc.moe.default, kind="moe")
 def moe(call: OpCall) -> Counts:
-    """A whole MoE block: router + routed experts + shared experts."""
-    return router_counts(call) + routed_counts(call) + shared_counts(call)
+    """A whole MoE block: router + routed experts + shared experts (the routed experts' kernel shape)."""
+    routed = routed_counts(call)
+    return replace(router_counts(call) + routed + shared_counts(call), kernel=routed.kernel)
 
 
 @register(tc.routed_experts.default, kind="moe")

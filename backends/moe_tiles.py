@@ -1,0 +1,211 @@
+"""The fused-MoE kernel model: which M tile an engine's grouped GEMM runs, and what the padding costs.
+
+Owns the kernel table (`MOE_KERNELS`: the fused-MoE kernel vLLM 0.24 runs per architecture and
+expert scheme), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
+MoE layer (`padded_rows`), the parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the
+shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
+`backends/roofline.py` turns the `Efficiency` into time.
+
+The physics. A fused MoE runs two grouped GEMMs; each expert hit by the step's routing runs its
+rows (the (token, expert) pairs it received) in tiles of `tile` rows, and a tile's MMAs cover all
+its rows whether the expert filled them or not. With m rows, an expert pays ceil(m / tile) tiles:
+at 1,024 tokens, k = 8, E = 256 an expert gets 32 rows of a 64-row tile, half of the tensor-core
+work is padding. Rows per expert are random under real routing (binomial around N·q), so the
+expected tiles of an expert are P(hit) below half a tile and about m / tile + 1/2 above it
+(`expected_tiles`); a table measured with exactly balanced routing has exactly ceil(m / tile).
+Skewed routing (`CostKnobs.moe_skew`) spreads the rows unevenly: cold experts pay a whole tile for
+a few rows, which is why power-law routing is 1.1-1.5x slower than balanced where experts hold a
+few dozen rows. The padding is charged as extra tensor-core FLOPs of the routed GEMMs only (the
+router and shared experts in the same op are dense GEMMs without it): the compute fraction is
+scaled by FLOPs / (FLOPs + padded rows x row FLOPs).
+
+Which tile (first match wins; r = the average rows per hit expert, M = the step's tokens):
+- `triton` (vLLM `fused_moe` on Hopper, bf16 and block fp8): Triton's MMA takes at least 16 rows;
+  vLLM's tuned configs (`fused_moe/configs/E=..,N=..,device_name=NVIDIA_H100_80GB_HBM3.json`) grow
+  BLOCK_SIZE_M with the batch, and the tables show the tile following the rows per expert: time
+  flat until r passes 128 on E = 256 bf16 layers (H100, H 6144: 7.7 ms at r = 128, 10.9 ms at
+  192). Modelled as r rounded up to a power of two in [16, 128] (block fp8: [16, 64], the block
+  kernels' BLOCK_SIZE_M in `get_default_config`).
+- `trtllm` (FlashInfer TRT-LLM fused MoE on Blackwell): `tile_tokens_dim` = r rounded up to a
+  power of two, clamped to [8, 64].
+- `oai_triton` (gpt-oss MXFP4 on Hopper, triton_kernels `matmul_ogs`): block_m = r rounded up to a
+  power of two in [16, 128].
+- `marlin` (vLLM `fused_marlin_moe`): the smallest of 8, 16, 32, 48, 64 rows with r / block < 0.9,
+  else 64.
+- `cutlass` (FlashInfer CUTLASS grouped GEMM, per-tensor fp8 on Hopper): 128-row tiles.
+
+Parameters, per kernel variant v (the expert scheme, or bf16), each falling back to the kind's
+`moe_<parameter>`: `moe_<v>_compute`, `moe_<v>_memory`, `moe_<v>_latency_us`, `moe_<v>_overlap`
+(as every kind's); `moe_<v>_tile_switch` = 1 turns the tile model on for that variant (0 or
+absent: no padding, the flat model of before); `moe_<v>_k_overhead`: a per-tile prologue and
+epilogue worth that many steps of K in each grouped GEMM (K = H for gate+up, K = I for down), so
+a GEMM runs at `moe_<v>_compute` x K / (K + K0) (`moe_<v>_compute` is the long-K limit, at most
+the datasheet peak): a TP-split expert of I = 90 runs its down GEMM far below the peak; `moe_<v>_reread`: the share of an
+expert's weights read again from HBM by each of its M tiles beyond the first (tiles of one expert
+run on different SMs, each streaming the expert's weight columns; L2 serves the rest). Skewed
+routing puts many tiles on hot experts: in the weight-bound middle range the re-reads, not the
+FLOPs, are why power-law routing is slower (H100 gpt-oss MXFP4, 768 tokens: 1.14 ms power-law,
+0.86 ms balanced at 1,024).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import sympy
+
+from ..sizes import as_expr, cdiv, smax
+from .kernels import MoEShape
+
+if TYPE_CHECKING:
+    from .device import DeviceProfile
+    from .efficiency import Efficiency
+
+INF = float("inf")
+# The fused-MoE kernel vLLM 0.24 runs by default, by architecture and expert scheme ("bf16": none).
+MOE_KERNELS: dict[str, dict[str, str]] = {
+    "hopper": {"bf16": "triton", "fp8_block": "triton", "w8a8_int8": "triton", "fp8": "cutlass",
+               "mxfp4": "oai_triton", "w4a16": "marlin"},
+    "blackwell": {"bf16": "trtllm", "fp8_block": "trtllm", "fp8": "trtllm", "nvfp4": "trtllm", "mxfp4": "trtllm",
+                  "w4a16": "marlin"},
+}
+# (bound, tile rows): the first rule whose bound is >= the size wins. `tokens` rules read the
+# step's tokens M, `rows` rules the average rows per hit expert.
+TOKEN_RULES: dict[str, tuple[tuple[float, int], ...]] = {
+    "cutlass": ((INF, 128),),
+}
+ROW_RULES: dict[str, tuple[tuple[float, int], ...]] = {
+    "triton": ((16, 16), (32, 32), (INF, 64)),
+    "triton_fp8_block": ((16, 16), (32, 32), (INF, 64)),
+    "trtllm": ((8, 8), (16, 16), (32, 32), (INF, 64)),
+    "oai_triton": ((16, 16), (32, 32), (64, 64), (INF, 128)),
+    "marlin": ((0.9 * 8, 8), (0.9 * 16, 16), (0.9 * 32, 32), (0.9 * 48, 48), (INF, 64)),
+}
+MOE_VARIANT_PARAMS = ("compute", "memory", "latency_us", "overlap", "tile_switch", "k_overhead", "memory_latency_us", "reread")
+MOE_VARIANTS = ("bf16", "fp8", "fp8_block", "w8a8_int8", "mxfp4", "w4a16", "nvfp4")
+_FRACTION = (1e-6, 1.0)
+_BOUNDS = {"compute": _FRACTION, "memory": _FRACTION, "latency_us": (0.0, float("inf")), "overlap": (0.0, 1.0),
+           "tile_switch": (0.0, 1.0), "k_overhead": (0.0, float("inf")), "memory_latency_us": (0.0, float("inf")), "reread": (0.0, 1.0)}
+MOE_KEYS: dict[str, tuple[float, float]] = {
+    f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
+
+
+def kernel_for(architecture: str, variant: str) -> str:
+    """The fused-MoE kernel of `variant` on `architecture` (KeyError-free: "" when not tabled)."""
+    return MOE_KERNELS.get(architecture, {}).get(variant, "")
+
+
+def _piecewise(size: Any, rules: tuple[tuple[float, int], ...]) -> Any:
+    """The tile of the first rule whose bound is >= size (a Piecewise for a symbolic size)."""
+    if not isinstance(size, sympy.Basic):
+        return next(tile for bound, tile in rules if size <= bound)
+    pieces = [(tile, as_expr(size) <= bound) for bound, tile in rules[:-1]]
+    return sympy.Piecewise(*pieces, (rules[-1][1], True))
+
+
+def tile_rows(kernel: str, variant: str, tokens: Any, rows_per_expert: Any) -> Any:
+    """Rows of the M tile `kernel` runs a grouped GEMM in (`tokens`: the step's, rows: per hit expert)."""
+    if kernel == "triton" and variant == "fp8_block":
+        kernel = "triton_fp8_block"
+    if kernel in TOKEN_RULES:
+        return _piecewise(tokens, TOKEN_RULES[kernel])
+    if kernel in ROW_RULES:
+        return _piecewise(rows_per_expert, ROW_RULES[kernel])
+    raise ValueError(f"no tile rule for fused-MoE kernel {kernel!r}; known: {sorted({*TOKEN_RULES, *ROW_RULES})}")
+
+
+def expected_tiles(rows: Any, hit: Any, tile: Any, spread: int) -> Any:
+    """Expected M tiles of one expert with `rows` expected rows, hit with probability `hit`.
+
+    Exact rows (spread 0): ceil(rows / tile). Random rows (spread 1): below half a tile an expert
+    hit pays one tile (P(hit)); above it the rows' residue over the tile is spread evenly, so it
+    pays rows / tile + 1/2 on average: max(P(hit), rows / tile + P(hit) / 2)."""
+    if spread:
+        return smax(hit, rows / tile + hit / 2)
+    return cdiv(rows, tile)
+
+
+def padded_rows(shape: MoEShape, tile: Any) -> Any:
+    """Expected rows the grouped GEMMs run on this GPU, padding included (>= shape.pairs)."""
+    total: Any = 0
+    n = shape.routed
+    for count, q in shape.bins:
+        if q <= 0:
+            continue
+        rows = n * q
+        if shape.spread:
+            miss = sympy.Float(1 - q) if isinstance(n, sympy.Basic) else 1 - q
+            hit = 1 - miss ** n if q < 1 else 1
+        else:
+            hit = 1
+        total = total + count * tile * expected_tiles(rows, hit, tile, shape.spread)
+    return total
+
+
+def rows_per_hit_expert(shape: MoEShape) -> Any:
+    """Average rows of a hit expert (what the adaptive-tile kernels size their tile by)."""
+    return shape.pairs / hit_experts(shape)
+
+
+def hit_experts(shape: MoEShape) -> Any:
+    """Expected experts hit on this GPU (exact under `spread` 0)."""
+    n = shape.routed
+    hit: Any = 0
+    for count, q in shape.bins:
+        if q <= 0:
+            continue
+        if shape.spread and q < 1:
+            miss = sympy.Float(1 - q) if isinstance(n, sympy.Basic) else 1 - q
+            hit = hit + count * (1 - miss ** n)
+        else:
+            hit = hit + count
+    return hit
+
+
+def _key(table: Mapping[str, Any], variant: str, name: str, default: Any) -> Any:
+    return table.get(f"moe_{variant}_{name}", table.get(f"moe_{name}", default))
+
+
+def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Efficiency:
+    """The kind `moe` with its kernel: the variant's fractions and latency, and with
+    `moe_<v>_tile_switch` the tensor-core rate scaled by FLOPs / (FLOPs + padding FLOPs)."""
+    shape = counts.kernel
+    if not isinstance(shape, MoEShape):
+        return base
+    table = profile.efficiency
+    v = shape.variant
+    if not any(k.startswith(f"moe_{v}_") for k in table):
+        return base
+    compute = table.get(f"moe_{v}_compute")
+    by_precision = dict(base.by_precision)
+    if compute is not None:
+        by_precision = {p: compute for p in counts.flops if p != "vector"}
+    base = replace(base, compute=base.compute if compute is None else compute,
+                   by_precision=MappingProxyType(by_precision), memory=_key(table, v, "memory", base.memory),
+                   latency_s=_key(table, v, "latency_us", base.latency_s * 1e6) * 1e-6,
+                   memory_latency_s=_key(table, v, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6,
+                   overlap=_key(table, v, "overlap", base.overlap))
+    k0 = table.get(f"moe_{v}_k_overhead", 0.0)
+    if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
+        up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate
+        slow = (up * (1 + k0 / shape.hidden) + down * (1 + k0 / shape.intermediate)) / shape.row_flops
+        base = replace(base, compute=base.compute / slow,
+                       by_precision=MappingProxyType({p: val / slow for p, val in base.by_precision.items()}))
+    kernel = kernel_for(profile.architecture, v)
+    if not table.get(f"moe_{v}_tile_switch") or not kernel:
+        return base
+    tokens = shape.routed
+    tile = tile_rows(kernel, v, tokens, rows_per_hit_expert(shape))
+    work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
+    padded = padded_rows(shape, tile)
+    factor = work / (work + (padded - shape.pairs) * shape.row_flops)
+    base = replace(base, compute=base.compute * factor,
+                   by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
+    reread = table.get(f"moe_{v}_reread", 0.0)
+    if reread and counts.bytes:  # every M tile of an expert beyond its first streams its weights again
+        extra = reread * (padded / tile - hit_experts(shape)) * shape.expert_bytes
+        base = replace(base, memory=base.memory * counts.bytes / (counts.bytes + extra))
+    return base

@@ -1,0 +1,204 @@
+"""The fused-MoE kernel model (backends/moe_tiles.py): the kernel and M tile per architecture and
+scheme, the expected padded rows of a routed layer (exact and random rows per expert), the padding,
+K-overhead and weight re-read terms of the efficiency, the skew bins of the kernel shape, and the
+AIC table helpers (scheme mapping, the balanced and power-law routings the tables were measured
+with). Every expected number is derived here from named dimensions; no shared data is read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import sympy
+import torch
+from benchmark_modules import benchmarks
+from profile_text import profile_head, profile_sources
+
+from tensor_cast.backends.counts import Counts
+from tensor_cast.backends.device import parse_profile
+from tensor_cast.backends.efficiency import base_efficiency, efficiency_for
+from tensor_cast.backends.formulas import OpCall
+from tensor_cast.backends.formulas.moe import moe, rank_bins
+from tensor_cast.backends.kernels import MoEShape
+from tensor_cast.backends.moe_tiles import expected_tiles, kernel_for, padded_rows, tile_rows
+from tensor_cast.sizes import B
+
+tc = torch.ops.tensor_cast
+
+
+def profile(architecture: str, efficiency: str):
+    text = profile_head("moe-gpu", "MoE GPU").replace('architecture = "x1"', f'architecture = "{architecture}"')
+    return parse_profile(text + "\n[efficiency.vllm]\n" + efficiency + "\n" + profile_sources()
+                         + '"efficiency" = "a test"\n', engine="vllm")
+
+
+# ---- kernels and tiles --------------------------------------------------------------------------
+def test_kernel_per_architecture_and_scheme():
+    assert kernel_for("hopper", "bf16") == "triton" and kernel_for("hopper", "fp8") == "cutlass"
+    assert kernel_for("hopper", "mxfp4") == "oai_triton" and kernel_for("hopper", "w4a16") == "marlin"
+    assert kernel_for("blackwell", "nvfp4") == "trtllm" and kernel_for("blackwell", "fp8_block") == "trtllm"
+    assert kernel_for("x1", "bf16") == ""
+
+
+@pytest.mark.parametrize(("kernel", "variant", "rows", "tile"), [
+    ("trtllm", "fp8_block", 1.0, 8), ("trtllm", "fp8_block", 8.0, 8), ("trtllm", "fp8_block", 9.0, 16),
+    ("trtllm", "bf16", 24.0, 32), ("trtllm", "bf16", 500.0, 64),  # TRT-LLM: next power of two in [8, 64]
+    ("triton", "bf16", 1.0, 16), ("triton", "bf16", 40.0, 64), ("triton", "bf16", 300.0, 64),
+    ("triton", "fp8_block", 20.0, 32), ("triton", "fp8_block", 100.0, 64),
+    ("oai_triton", "mxfp4", 100.0, 128),
+    ("marlin", "w4a16", 7.0, 8), ("marlin", "w4a16", 8.0, 16),  # 8 / 8 = 1 >= 0.9: the next block
+    ("cutlass", "fp8", 1.0, 128),
+])
+def test_tile_rules(kernel, variant, rows, tile):
+    assert tile_rows(kernel, variant, 4096, rows) == tile
+
+
+def test_tile_rule_is_symbolic_safe():
+    tile = tile_rows("trtllm", "bf16", B, B / 4)
+    assert isinstance(tile, sympy.Basic)
+    assert tile.subs(B, 4) == 8 and tile.subs(B, 100) == 32 and tile.subs(B, 10_000) == 64
+    with pytest.raises(ValueError, match="no tile rule"):
+        tile_rows("nope", "bf16", 1, 1)
+
+
+# ---- expected padded rows -----------------------------------------------------------------------
+def test_exact_rows_pad_to_whole_tiles():
+    # 4 experts, 10 tokens, q = 0.5: each expert gets exactly 5 rows; 8-row tiles: 4 x 8 rows
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=1, spread=0)
+    assert padded_rows(shape, 8) == 4 * 8
+    # 20 rows each in 8-row tiles: ceil(20 / 8) = 3 tiles = 24 rows
+    assert padded_rows(replace(shape, routed=40), 8) == 4 * 24
+
+
+def test_random_rows_pay_half_a_tile_above_half_a_tile():
+    # one expert hit with probability p: below half a tile it pays one tile per hit
+    assert expected_tiles(1.0, 0.6, 16, 1) == pytest.approx(0.6)
+    # 100 rows in 16-row tiles: 100 / 16 + 1 / 2 tiles on average
+    assert expected_tiles(100.0, 1.0, 16, 1) == pytest.approx(100 / 16 + 0.5)
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=1, spread=1)
+    hit = 1 - 0.5**10
+    assert padded_rows(shape, 8) == pytest.approx(4 * 8 * max(hit, 5 / 8 + hit / 2))
+
+
+# ---- the efficiency --------------------------------------------------------------------------------
+def _meta(*shape: int) -> torch.Tensor:
+    return torch.empty(*shape, dtype=torch.bfloat16, device="meta")
+
+
+def _moe_counts(tokens: int, experts: int, top_k: int, hidden: int, inter: int, skew: float = 0.0) -> Counts:
+    from tensor_cast.backends.formulas.registry import CostKnobs, tensor_infos
+
+    args = (_meta(tokens, hidden), _meta(experts, hidden), [], _meta(experts, 2 * inter, hidden),
+            _meta(experts, hidden, inter), None, None, [], [], top_k, "softmax", "silu", "concat", False, "none", 1, 1)
+    out = tc.moe.default(*args)
+    call = OpCall(op=tc.moe.default, args=tensor_infos(args), outputs=(tensor_infos(out),),
+                  knobs=CostKnobs(moe_skew=skew))
+    return moe(call)
+
+
+def test_padding_scales_the_routed_gemms_compute_fraction():
+    # E = 8, k = 2, H = 256, I = 128, T = 4 tokens, uniform random routing on Hopper (Triton)
+    t, e, k, h, i = 4, 8, 2, 256, 128
+    counts = _moe_counts(t, e, k, h, i)
+    hit = 1 - (1 - k / e) ** t  # per expert
+    pairs, rows_per_hit = t * k, t * k / (e * hit)
+    assert rows_per_hit < 16  # Triton's smallest tile: 16 rows
+    padded = e * 16 * max(hit, (t * k / e) / 16 + hit / 2)
+    row_flops = 2 * h * 2 * i + 2 * i * h
+    work = 2 * t * e * h + pairs * row_flops  # router GEMM + the routed GEMMs
+    p = profile("hopper", "moe_bf16_compute = 0.5\nmoe_bf16_tile_switch = 1")
+    eff = efficiency_for("moe", counts, p)
+    assert eff.compute == pytest.approx(0.5 * work / (work + (padded - pairs) * row_flops))
+    # without the tile switch: the flat fraction
+    flat = profile("hopper", "moe_bf16_compute = 0.5")
+    assert efficiency_for("moe", counts, flat).compute == pytest.approx(0.5)
+    # an architecture without a kernel table keeps the fraction too
+    assert efficiency_for("moe", counts, profile("x1", "moe_bf16_compute = 0.5\nmoe_bf16_tile_switch = 1")).compute \
+        == pytest.approx(0.5)
+
+
+def test_k_overhead_slows_short_k_gemms():
+    h, i, k0 = 1024, 128, 256.0
+    shape = MoEShape(routed=1000, bins=((8, 0.25),), pairs=2000, experts=8, row_flops=2 * h * 2 * i + 2 * i * h,
+                     hidden=h, intermediate=i, spread=0)
+    counts = Counts(flops={"bf16": 2000 * shape.row_flops}, bytes_read=1, kernel=shape)
+    p = profile("x1", f"moe_bf16_compute = 0.5\nmoe_bf16_k_overhead = {k0}")
+    up, down = 2 * h * 2 * i, 2 * i * h
+    slow = (up * (1 + k0 / h) + down * (1 + k0 / i)) / (up + down)  # each GEMM at compute x K / (K + K0)
+    assert efficiency_for("moe", counts, p).compute == pytest.approx(0.5 / slow)
+
+
+def test_every_extra_m_tile_rereads_its_experts_weights():
+    # Blackwell TRT-LLM: 2 experts with exactly 100 rows each -> 64-row tiles, 2 tiles each
+    shape = MoEShape(routed=100, bins=((2, 1.0),), pairs=200, experts=2, row_flops=10, expert_bytes=1000, spread=0)
+    counts = Counts(flops={"bf16": 2000}, bytes_read=3000, kernel=shape)
+    p = profile("blackwell", "moe_bf16_memory = 0.8\nmoe_bf16_tile_switch = 1\nmoe_bf16_reread = 0.5")
+    extra = 0.5 * (2 * 2 - 2) * 1000  # one re-read of each expert, half of it from HBM
+    assert efficiency_for("moe", counts, p).memory == pytest.approx(0.8 * 3000 / (3000 + extra))
+
+
+def test_variant_keys_apply_to_their_scheme_only():
+    counts = _moe_counts(4, 8, 2, 256, 128)
+    p = profile("hopper", "moe_compute = 0.3\nmoe_fp8_compute = 0.9\nmoe_fp8_latency_us = 50.0")
+    assert efficiency_for("moe", counts, p) == base_efficiency("moe", p)  # a bf16 layer: the kind's values
+
+
+# ---- skew ---------------------------------------------------------------------------------------------
+def test_skewed_routing_bins_the_experts_by_popularity():
+    e, k, s = 16, 2, 1.0
+    harmonic = sum(1 / j for j in range(1, e + 1))
+    q = [k / harmonic / j for j in range(1, e + 1)]  # no expert capped: k / H_16 < 1
+    bins = rank_bins(e, k, s, 1)
+    assert [n for n, _ in bins] == [2] * 8
+    assert [b for _, b in bins] == pytest.approx([(q[2 * j] + q[2 * j + 1]) / 2 for j in range(8)])
+    assert rank_bins(e, k, 0.0, 4) == ((4, k / e),)
+
+
+def test_skew_costs_more_padding_than_uniform_routing():
+    uniform, skewed = _moe_counts(512, 64, 4, 512, 256), _moe_counts(512, 64, 4, 512, 256, skew=1.2)
+    p = profile("blackwell", "moe_bf16_compute = 0.5\nmoe_bf16_tile_switch = 1")
+    assert efficiency_for("moe", skewed, p).compute < efficiency_for("moe", uniform, p).compute
+
+
+# ---- the AIC table helpers -----------------------------------------------------------------------
+(aic_tables,) = benchmarks("aic_tables")
+
+
+def test_every_table_dtype_maps_to_a_scheme():
+    from tensor_cast.deployment.quantization import accepted_quant
+
+    assert aic_tables.MOE_DTYPES["int4_wo"] == "w4a16" and aic_tables.MOE_DTYPES["w4a16_mxfp4"] == "mxfp4"
+    assert set(aic_tables.MOE_DTYPES.values()) <= set(accepted_quant())
+
+
+def test_balanced_routing_of_the_tables():
+    # 32 tokens, 256 experts, k = 8: stride 32, token i picks i, i + 32, ...: every expert once
+    assert list(aic_tables.balanced_counts(32, 256, 8)) == [1] * 256
+    # 4 tokens: floor(i * 32 / 4) + 32 j: experts 0, 8, 16, 24 (+ 32 j), one row each
+    counts = aic_tables.balanced_counts(4, 256, 8)
+    assert sorted(int(x) for x in counts.nonzero()[0]) == sorted(8 * i + 32 * j for i in range(4) for j in range(8))
+    # 1,024 tokens: 32 rows per expert
+    assert set(aic_tables.balanced_counts(1024, 256, 8)) == {32}
+
+
+def test_power_law_routing_of_the_tables():
+    t, e, k, ep = 1024, 64, 4, 8
+    counts = aic_tables.power_law_counts(t, e, k, ep, 1.01, seed=3)
+    assert counts.sum() == t * k
+    loads = counts.reshape(ep, e // ep).sum(axis=1)
+    assert loads[0] == loads.max()  # the timed rank holds the largest load
+    # heavy-tailed: the hottest expert takes several times the mean share
+    assert counts.max() > 3 * t * k / e
+    rows = aic_tables.routed_rows("power_law_1.01", t, e, k, ep, seed=3)
+    assert len(rows) == e // ep and max(rows) <= t
+    with pytest.raises(ValueError, match="unknown MoE routing"):
+        aic_tables.routed_rows("zipf", t, e, k, ep, 0)
+
+
+def test_ungated_experts_stream_a_third_less():
+    gated = aic_tables.moe_ops(64, 1024, 512, 2, 16, 1, 1, "none")[0].counts
+    ungated = aic_tables.moe_ops(64, 2688, 1856, 6, 128, 1, 1, "none")[0].counts
+    assert ungated.kernel.row_flops == 2 * 2688 * 1856 + 2 * 1856 * 2688  # up + down, no gate
+    assert gated.kernel.row_flops == 2 * 1024 * 1024 + 2 * 512 * 1024
+    assert math.isclose(ungated.kernel.expert_bytes, 2 * 2688 * 1856 * 2)
