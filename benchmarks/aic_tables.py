@@ -312,10 +312,11 @@ def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> f
 
 
 def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
-                  rows: Sequence[int]) -> list[Op]:
+                  rows: Sequence[int], trtllm: bool = False) -> list[Op]:
     """One MoE layer costed with the routing the table row measured: the rank's (token, expert)
     rows and the experts hit from `rows` (exact counts, `MoEShape.spread` 0) instead of tensor_cast's
-    expectation under random routing."""
+    expectation under random routing. `trtllm`: FlashInfer's TRT-LLM kernel, which routes and
+    permutes only this rank's experts (`local_expert_offset`, `local_num_experts`): no remote rows."""
     from tensor_cast.backends.formulas.moe import moe_dims, moe_shape, routed_expert_counts, router_counts
 
     op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
@@ -330,14 +331,15 @@ def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int
     shape = replace(moe_shape(d, pairs, call.get("hidden"), call.get("gate_up"), call.get("down")),
                     bins=tuple((n, r / tokens) for r, n in sorted(by_rows.items(), reverse=True)), spread=0)
     counts = router_counts(call) + routed
-    if ep > 1:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
+    if ep > 1 and not trtllm:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
         counts = counts + remote_rows(d, tokens * top_k - pairs, call)
     return [replace(op, counts=replace(counts, kernel=shape))]
 
 
 def remote_rows(d: Any, rows: int, call: Any) -> Any:
-    """What the (token, expert) rows of other ranks' experts cost an EP rank in vLLM's fused MoE
-    with an expert map (all tokens gathered to every rank, AIConfigurator's EP rows): no GEMM, but
+    """What the (token, expert) rows of other ranks' experts cost an EP rank in vLLM's modular fused
+    MoE with an expert map (Triton, CUTLASS, Marlin; all tokens gathered to every rank,
+    AIConfigurator's EP rows): no GEMM, but
     their intermediate rows are written (the Triton kernel's `write_zeros_to_output` for blocks of
     non-local experts), activated and summed like local ones."""
     from tensor_cast.backends.counts import Counts
@@ -372,7 +374,8 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"
             cases.append(Case(row=row, cls=f"moe {dtype} {routing}", group=group, stage=f"moe {variant}",
-                              ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert))))
+                              ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
+                                                      trtllm="trtllm" in r["kernel_source"]))))
             if routing == "power-law":  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
                                   stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,

@@ -202,3 +202,36 @@ def test_ungated_experts_stream_a_third_less():
     assert ungated.kernel.row_flops == 2 * 2688 * 1856 + 2 * 1856 * 2688  # up + down, no gate
     assert gated.kernel.row_flops == 2 * 1024 * 1024 + 2 * 512 * 1024
     assert math.isclose(ungated.kernel.expert_bytes, 2 * 2688 * 1856 * 2)
+
+
+def test_ep_rows_of_the_modular_kernels_carry_the_other_ranks_rows():
+    # 64 tokens, k = 2, E = 16 over ep = 4: balanced routing puts 8 rows on each expert, 32 on the rank;
+    # vLLM's expert-map path (Triton) still writes, activates and sums the other 96 rows (no GEMM)
+    t, h, i, k, e, ep = 64, 256, 128, 2, 16, 4
+    rows = aic_tables.routed_rows("balanced", t, e, k, ep, 0)
+    assert rows == [8] * 4
+    modular = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows)[0].counts
+    trtllm = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, trtllm=True)[0].counts
+    remote = t * k - sum(rows)
+    n1 = 2 * i
+    per_row = (4 + 2 * h + 2 * n1 + 2 * i + 2 * h) + (4 + 2 * n1 + 2 * i + 2 * h)  # index, rows in and out, bf16
+    assert modular.bytes - trtllm.bytes == remote * per_row
+    assert modular.flops["bf16"] == trtllm.flops["bf16"]  # the remote rows run no GEMM
+
+
+def test_time_of_a_tiny_padded_moe_by_hand():
+    # Blackwell TRT-LLM, 4 experts x exactly 5 rows (20 rows): the 8-row tile pads each to 8 (32 rows).
+    # 1 GFLOP per row, 1 MB per expert; bf16 400 TFLOP/s at 0.5, 2,000 GB/s at 1.0, 10 us, overlap 0.
+    from tensor_cast.backends.roofline import op_time
+
+    row_flops, expert_bytes = 1e9, 1e6
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=row_flops,
+                     expert_bytes=expert_bytes, spread=0)
+    counts = Counts(flops={"bf16": 20 * row_flops}, bytes_read=4 * expert_bytes, kernel=shape)
+    p = profile("blackwell", "moe_bf16_compute = 0.5\nmoe_bf16_memory = 1.0\nmoe_bf16_latency_us = 10.0\n"
+                             "moe_bf16_tile_switch = 1")
+    compute = 32 * row_flops / (400e12 * 0.5)  # the padded rows' MMAs: 160 us
+    memory = 4 * expert_bytes / 2000e9  # 2 us
+    t = op_time(counts, "moe", p)
+    assert t.compute_s == pytest.approx(compute) and t.memory_s == pytest.approx(memory)
+    assert float(t.time_s) == pytest.approx(max(compute, memory) + 10e-6)
