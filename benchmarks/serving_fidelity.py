@@ -23,7 +23,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   (no row of the visible sample has pp_size > 1, so pipeline parallelism is not checked here).
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
-  the checkpoint's own (bf16, or MXFP4 for gpt-oss); the MoE mode wins when the two differ (the
+  the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
+  and both engines serve gpt-oss's MXFP4 experts natively); the MoE mode wins when the two differ (the
   experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), else the
   model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
@@ -137,6 +138,10 @@ MODELS = {
 FAMILY = [("llama", "Llama"), ("qwen3.5", "Qwen3.5"), ("qwen3-235b", "Qwen3-MoE"), ("qwen3-32b", "Qwen3-dense"),
           ("deepseek", "DeepSeek"), ("gpt-oss", "gpt-oss"), ("minimax", "MiniMax"), ("kimi", "Kimi"), ("glm", "GLM")]
 CHECKPOINT_FP8 = ("deepseek", "kimi", "glm", "minimax", "qwen3-235b-a22b-fp8")
+# gpt-oss rows labelled nvfp4 ran the checkpoint's own MXFP4 experts: H100 has no FP4 tensor cores, and
+# vLLM / TensorRT-LLM serve gpt-oss's MXFP4 weights natively (the AIC kernel tables time gpt-oss's MoE
+# as w4a16_mxfp4: OAI Triton on Hopper, FlashInfer TRT-LLM mxfp4 on Blackwell)
+CHECKPOINT_MXFP4 = ("gpt-oss",)
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4", "int4_wo": "w4a16"}
 
 
@@ -209,7 +214,8 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     elif mode:
         if mode not in QUANT:
             raise Unsupported(f"quant mode {mode}")
-        if not (mode == "fp8" and any(k in model_path.lower() for k in CHECKPOINT_FP8)):
+        if not (mode == "fp8" and any(k in model_path.lower() for k in CHECKPOINT_FP8)) and not (
+                mode == "nvfp4" and any(k in model_path.lower() for k in CHECKPOINT_MXFP4)):
             out["quant"] = QUANT[mode]
     if mode == "nvfp4" or forced == "nvfp4":
         out["kv_cache_dtype"] = "fp8"
