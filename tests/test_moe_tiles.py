@@ -235,3 +235,17 @@ def test_time_of_a_tiny_padded_moe_by_hand():
     t = op_time(counts, "moe", p)
     assert t.compute_s == pytest.approx(compute) and t.memory_s == pytest.approx(memory)
     assert float(t.time_s) == pytest.approx(max(compute, memory) + 10e-6)
+
+
+def test_simulate_takes_the_moe_skew_of_its_steps():
+    """simulate(moe_skew=s) costs every step with skewed routing: on the tile model's section (vllm)
+    fewer experts are hit, more rows pad cold experts' tiles; a bad skew is the analyze error."""
+    import tensor_cast
+    from tensor_cast.errors import TensorCastError
+
+    run = dict(device="b200", engine="vllm", concurrency=4, num_requests=4, isl=512, osl=4, num_hidden_layers=1)
+    uniform = tensor_cast.simulate("Qwen/Qwen3-30B-A3B", **run)
+    skewed = tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=1.2, **run)
+    assert skewed.mean_ttft_s != uniform.mean_ttft_s
+    with pytest.raises(TensorCastError, match="moe_skew"):
+        tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=-1.0, **run)

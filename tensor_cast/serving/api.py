@@ -127,7 +127,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
              warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
-             fast_forward: bool = True, **deployment: Any) -> ServingReport:
+             fast_forward: bool = True, moe_skew: float = 0.0, **deployment: Any) -> ServingReport:
     """Simulate serving `model` on `device` with `engine` (vllm | sglang | trtllm).
 
     Arrivals: exactly one of `concurrency` (closed loop, all clients start together, `num_requests`
@@ -146,6 +146,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     `fast_forward=False`: step every worker one step (pp > 1: one batch) at a time instead of
     fast-forwarding runs of pure-decode steps (simulator.py, decode_ring.py): the slow reference
     path, for checking (same results up to float rounding).
+    `moe_skew`: Zipf skew of MoE expert popularity in every step (`analyze(moe_skew=...)`; 0: uniform
+    random routing, the default).
     Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
     is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
@@ -192,6 +194,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         options = dict(deployment)
         if pool is not None:
             options.update(pool.deployment())
+        if moe_skew:  # a cost knob of every step (analyze's moe_skew), not a deployment option
+            options["moe_skew"] = moe_skew
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
