@@ -131,6 +131,7 @@ ALGORITHMS = {
 
 MEASURED_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
 PROTOCOL_PARAMS = ("latency_us", "step_us", "ll_bandwidth", "simple_us", "simple_bandwidth")
+SELF_SHARE = "self_share"  # optional, all_to_all only: <c>_self_share
 CUSTOM_MAX_KEY = "custom_all_reduce_max_mib"
 _RING_FACTOR = {"all_reduce": lambda n: 2 * (n - 1) / n, "custom_all_reduce": lambda n: 2 * (n - 1) / n,
                 "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
@@ -146,6 +147,7 @@ class Protocols:
     ll_bandwidth: float
     simple_s: float
     simple_bandwidth: float
+    self_share: float = 0.0  # all_to_all: what moving the rank's own slice costs, as a share of a peer's
 
 
 def protocols(profile: DeviceProfile, collective: str) -> Protocols | None:
@@ -155,13 +157,16 @@ def protocols(profile: DeviceProfile, collective: str) -> Protocols | None:
     if not all(k in table for k in keys):
         return None
     lat, step, ll, simple, bulk = (float(table[k]) for k in keys)
-    return Protocols(lat * 1e-6, step * 1e-6, ll, simple * 1e-6, bulk)
+    return Protocols(lat * 1e-6, step * 1e-6, ll, simple * 1e-6, bulk,
+                     float(table.get(f"{collective}_{SELF_SHARE}", 0.0)))
 
 
 def protocol_time_s(collective: str, n: int, payload: Any, bandwidth_bytes_s: float, p: Protocols) -> Any:
     """The faster of the low-latency and the bulk protocol for `payload` bytes over n ranks."""
     steps = 2 * (n - 1) if collective in ("all_reduce", "custom_all_reduce") else n - 1
     traffic = _RING_FACTOR[collective](n) * payload
+    if collective == "all_to_all":  # the rank's own slice (1/n of the payload) at self_share of a peer's cost
+        traffic = traffic + p.self_share / n * payload
     fixed = p.latency_s + steps * p.step_s
     return smin(fixed + traffic / (bandwidth_bytes_s * p.ll_bandwidth),
                 fixed + p.simple_s + traffic / (bandwidth_bytes_s * p.simple_bandwidth))
