@@ -217,10 +217,13 @@ STAGES: tuple[cf.Stage, ...] = (
                    _cta_gbps("fp8"),
                    P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row of a dynamic per-tensor scale: its "
                                                                        "block's reduction and atomic max"),
-                   P("efficiency.quant_memory", 0.5, 0.05, 1.0, "activation quantization's bandwidth fraction"),
+                   P("efficiency.quant_per_tensor_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the dynamic "
+                                                                            "per-tensor quantization's two kernels"),
                ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1,
                          "efficiency.quant_row_elements": QUANT_ROW_ELEMENTS}),
     gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)", extra=(
+        P("efficiency.quant_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the one-pass per-token-group "
+                                                     "activation quantization in front"),
         P("efficiency.gemm_fp8_block_call_floor_us", 80.0, 0.0, 500.0, "host-side floor of an eager call (DeepGEMM's "
                                                                          "launcher); not paid in a CUDA graph"),
         P("efficiency.gemm_fp8_block_unaligned_floor_us", 10.0, 0.0, 200.0, "extra floor of an eager call whose M is "
