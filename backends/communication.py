@@ -29,7 +29,9 @@ library's tuner picks, the faster of its two protocol families,
     bulk (Simple, NVLS)      t0 + t_simple + steps·ts + traffic / (β·f_simple)
 
 with steps = 2(n-1) for all_reduce, n-1 otherwise, traffic the ring bytes per rank above (2(n-1)/n·M
-or (n-1)/n·M) and β the intra-node link's peak: t0 (`<c>_latency_us`) is the fixed cost of a call,
+or (n-1)/n·M; all_to_all adds s/n·M for the rank's own slice, s = `all_to_all_self_share`: NCCL
+sends it to itself inside the same grouped send/recv kernel, at up to a peer's cost) and β the
+intra-node link's peak: t0 (`<c>_latency_us`) is the fixed cost of a call,
 ts (`<c>_step_us`) the per-step synchronisation, f_ll / f_simple (`<c>_ll_bandwidth`,
 `<c>_simple_bandwidth`) the fractions of the link each protocol sustains and t_simple
 (`<c>_simple_us`) the bulk protocol's extra start-up. vLLM's custom all-reduce

@@ -3,6 +3,9 @@
     python benchmarks/aic_fit.py --aic ../shared/calibration/aic/h100_sxm --device h100-sxm   # error table
     python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/h100_sxm --engine vllm \\
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml            # write the section
+    python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/b200_sxm --engine vllm \\
+        --base backends/profiles/b200.toml --stages "gemm fp8,gemm fp8_block" \\
+        --out backends/profiles/b200.toml        # refit named stages from the shipped section, nothing else
 
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every

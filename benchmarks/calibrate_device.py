@@ -433,12 +433,14 @@ def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str
     known = {stage.name: stage for stage in aic_fit.STAGES}
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise SystemExit(f"error: --stages: unknown stage {', '.join(map(repr, unknown)) or '(none given)'}; "
-                         f"accepted: {', '.join(known)}")
+        print(f"error: --stages: unknown stage {', '.join(map(repr, unknown)) or '(none given)'}; "
+              f"accepted: {', '.join(known)}", file=sys.stderr)
+        raise SystemExit(2)
     shipped = load_device(args.base, engine)
     if shipped.engine != engine:
-        raise SystemExit(f"error: --stages refits from the shipped [efficiency.{engine}] section, which "
-                         f"{args.base} does not have; fit the whole section first (without --stages)")
+        print(f"error: --stages refits from the shipped [efficiency.{engine}] section, which {args.base} does "
+              f"not have; fit the whole section first (without --stages)", file=sys.stderr)
+        raise SystemExit(2)
     families = sorted({STAGE_FAMILIES[name.split()[0]] for name in names})
     cases = aic_tables.all_cases(args.from_aic, families)
     fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names])
