@@ -146,8 +146,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     `fast_forward=False`: step every worker one step (pp > 1: one batch) at a time instead of
     fast-forwarding runs of pure-decode steps (simulator.py, decode_ring.py): the slow reference
     path, for checking (same results up to float rounding).
-    Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
-    is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
+    Deployment keywords as `analyze` (tp, ep, dp, pp, moe_tp, quant, kv_cache_dtype, ...); dp > 1
+    with the experts spanning the replicas (ep > 1, or moe_tp = tp·dp) is attention DP (ranks step
+    together), dp > 1 with per-replica experts (ep 1, moe_tp unset) is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
@@ -206,7 +207,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                 f"the KV cache holds {capacity} tokens per rank ({kv.budget_bytes / 2**30:.2f} GiB free for it), "
                 f"too small for one request of {need} tokens; accepted: a request that fits, or more memory "
                 "(more GPUs, quantization, kv_cache_dtype='fp8', memory_utilization)")
-        lockstep = resolved.dp > 1 and resolved.ep > 1
+        lockstep = resolved.experts_span_replicas  # attention DP: the ranks share the MoE layers' exchange
         replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
         ranks_per_worker = resolved.dp if lockstep else 1
         pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \
