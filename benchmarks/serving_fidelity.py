@@ -185,19 +185,56 @@ def per_replica_concurrency(row: dict[str, str]) -> int:
     return per if c > per and c % per == 0 else c
 
 
+IMX_ID = re.compile(r"_tp(\d+)_ep(\d+)_")  # InferenceMAX run ids: `..._tp8_ep8_920`
+
+
+def inferencemax_layout(row: dict[str, str]) -> tuple[int, int, bool] | None:
+    """The InferenceMAX matrix entry (tp, ep, dp-attn) an sa-bench agg row ran, where its columns
+    were written in another convention (docstring, parallelism), else None."""
+    if row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
+        return None
+    tp, dp = _int(row["tp_size"]), _int(row["attention_dp_size"])
+    mtp, mep = _int(row["moe_tp_size"]), _int(row["moe_ep_size"])
+    m = IMX_ID.search(row["id"])
+    if m:
+        return int(m.group(1)), int(m.group(2)), dp > 1
+    if mtp == mep > 1 and tp * dp == mtp * mep:  # tp x dp = InferenceMAX tp x ep
+        return mtp, mep, dp > 1
+    if dp > 1 and mtp <= 1 and tp == dp and mep == tp * dp:  # vLLM: tp = dp = InferenceMAX tp, ep = tp x dp
+        return tp, tp, True
+    return None
+
+
+def imx_parallel(tp: int, ep: int, dp_attn: bool, moe: bool) -> dict[str, int]:
+    """tensor_cast deployment keys of an InferenceMAX (tp, ep, dp-attn) on tp GPUs: with dp-attn,
+    attention DP over the tp GPUs (vLLM `--tensor-parallel-size=1 --data-parallel-size=$TP`,
+    SGLang `--enable-dp-attention`, TensorRT-LLM `enable_attention_dp`) and the experts split
+    (tp / ep) x ep over them; without it TP attention and the same MoE split (TensorRT-LLM
+    `--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`)."""
+    if not dp_attn or tp == 1:
+        return {"tp": tp, "ep": ep} if ep > 1 else {"tp": tp}
+    if ep > 1:
+        return {"tp": 1, "dp": tp, "ep": ep}  # moe_tp = tp / ep, the default
+    return {"tp": 1, "dp": tp, "moe_tp": tp} if moe else {"tp": 1, "dp": tp}
+
+
 def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     tp, dp = _int(row[prefix + "tp_size"]), _int(row[prefix + "attention_dp_size"])
     mtp, mep = _int(row[prefix + "moe_tp_size"]), _int(row[prefix + "moe_ep_size"])
     pp = {"pp": _int(row[prefix + "pp_size"])} if _int(row[prefix + "pp_size"]) > 1 else {}
     if dp == 0:  # 15 gb200 Qwen3-32B rows: "0" with batch_size = concurrency / 2, so not "no attention DP"
         raise Unsupported("attention_dp_size=0 (ambiguous: neither 1 nor concurrency / batch_size)")
+    imx = None if prefix else inferencemax_layout(row)
+    if imx is not None:
+        return {**imx_parallel(*imx, moe=mtp > 1 or mep > 1), **pp}
     world = tp * dp
-    if mep == world and mep > 1:
-        return {"tp": tp, "dp": dp, "ep": world, **pp}
     if mep <= 1 and dp == 1:
         return {"tp": tp, **pp}
     if mep <= 1 and mtp == 1 and dp > 1 and tp == 1:
         return {"tp": 1, "dp": dp, **pp}  # dense model in attention-DP replicas
+    if mtp >= 1 and mep >= 1 and mtp * mep == world:  # AIConfigurator's own: moe_tp x moe_ep = tp x dp
+        return {"tp": tp, **({"dp": dp} if dp > 1 else {}), **({"ep": mep} if mep > 1 else {}),
+                **({"moe_tp": mtp} if mtp != (world // mep if mep > 1 else tp) else {}), **pp}
     raise Unsupported(f"MoE split moe_tp={mtp} x moe_ep={mep} over tp={tp} x attention_dp={dp}")
 
 
@@ -273,16 +310,9 @@ def recipes() -> list[dict[str, Any]]:
 
 
 def recipe_parallel(tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
-    """tensor_cast deployment keys of one pool's InferenceMAX (tp, ep, dp-attn) (docstring, disagg)."""
-    if dp_attn and tp > 1:
-        if ep != tp:
-            raise Unsupported(f"attention DP {tp} with MoE EP {ep} (MoE TP across attention-DP ranks)")
-        return {"tp": 1, "dp": tp, "ep": tp}
-    if ep == tp and tp > 1:
-        return {"tp": tp, "ep": tp}
-    if ep <= 1:
-        return {"tp": tp}
-    raise Unsupported(f"MoE EP {ep} under attention TP {tp} without attention DP")
+    """tensor_cast deployment keys of one pool's InferenceMAX (tp, ep, dp-attn) (docstring, disagg);
+    the recipes are all of MoE models (DeepSeek-R1, gpt-oss)."""
+    return imx_parallel(tp, ep, dp_attn, moe=True)
 
 
 def _matching_recipes(row: dict[str, str], given: bool) -> list[dict[str, Any]]:
@@ -322,13 +352,32 @@ def decode_batch(recipe: dict[str, Any]) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def given_pool(row: dict[str, str], role: str, found: list[dict[str, Any]]) -> dict[str, int]:
+    """One pool's deployment keys of a disagg row that gives its worker counts (docstring, disagg):
+    its own columns, except a pool written as attention DP with MoE TP over the DP ranks (moe_ep 1,
+    moe_tp = attention DP): on every such h100_sxm / b200_sxm row the InferenceMAX entries that match
+    it run that pool with ep = tp (DEP), so the column is the other pool's EP; the entries' layout
+    is taken when they agree, else the row is not simulated."""
+    prefix = role + "_"
+    dp, mtp, mep = (_int(row[prefix + k]) for k in ("attention_dp_size", "moe_tp_size", "moe_ep_size"))
+    if not (dp > 1 and mep <= 1 and mtp == dp * _int(row[prefix + "tp_size"])):
+        return parallel(row, prefix)
+    r = role[0]
+    layouts = {(rec[r + "_tp"], rec[r + "_ep"], rec[r + "_dp_attn"]) for rec in found}
+    if len(layouts) != 1:
+        raise Unsupported(f"{role} pool written as attention DP{dp} with MoE TP{mtp} (moe_ep 1), and no single "
+                          "InferenceMAX entry gives its EP")
+    tp, ep, dp_attn = layouts.pop()
+    return recipe_parallel(tp, ep, bool(dp_attn))
+
+
 def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
     """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg)."""
     source = disagg_source(row)
     if source == "given":
-        pools = {role: parallel(row, role + "_") for role in ROLES}
-        counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         found = _matching_recipes(row, given=True)
+        pools = {role: given_pool(row, role, found) for role in ROLES}
+        counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         mtp = found[0]["mtp"] or 0 if len(found) == 1 else 0
         if len(found) == 1 and decode_batch(found[0]):
             pools["decode"]["bs"] = decode_batch(found[0])
@@ -341,7 +390,7 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
-    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k}{v}" for k, v in pools[role].items())
+    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k.replace('_', '')}{v}" for k, v in pools[role].items())
                      for role in ROLES)
     return spec, mtp
 
@@ -409,13 +458,20 @@ def main() -> int:
                     help="what-if: host time per kernel launch of steps run without CUDA graphs, for every "
                          "engine (eager_launch_host_s; 0 turns the floor off; default: each engine's own)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
+    ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
+                                  "change newly covers)")
     args = ap.parse_args()
 
     import tensor_cast
     from tensor_cast.errors import TensorCastError
 
+    wanted = None
+    if args.ids:
+        with open(args.ids) as fh:
+            wanted = {line.strip() for line in fh if line.strip()}
     with open(args.data, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["system"] in args.devices.split(",")
+                and (wanted is None or r["id"] in wanted)
                 and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
                 and (not args.families or family(r["model_path"]) in args.families.split(","))]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
