@@ -16,11 +16,29 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - model: the HF id, or its registry twin with the same architecture: *-Instruct -> base,
   Qwen3-235B-A22B-FP8 -> Qwen3-235B-A22B + fp8, MiniMax-M2.5 -> MiniMax-M2, Kimi-K2.5 ->
   Kimi-K2-Instruct (the text backbone), zhipuai/GLM-5 -> zai-org/GLM-5, nvidia/X-NVFP4 -> X + nvfp4.
-- parallelism: tp = tp_size (attention TP), dp = attention_dp_size (empty = 1); MoE: moe_ep_size
-  equal to tp x dp -> ep = tp x dp (attention DP + EP, or TP + EP); moe_ep_size 1 and
-  moe_tp_size = tp with dp 1 -> ep = 1 (MoE TP); any other MoE split (MoE TP across attention-DP
-  ranks, mixed MoE TP x EP) is not modelled by tensor_cast and is listed as unsupported. pp = pp_size
-  (no row of the visible sample has pp_size > 1, so pipeline parallelism is not checked here).
+- parallelism: the columns follow two conventions, told apart row by row.
+  - AIConfigurator's own (its `aic-eval` rows and most others): tp = tp_size (attention TP), dp =
+    attention_dp_size (empty = 1), and the routed experts split moe_tp_size x moe_ep_size over the
+    tp x dp GPUs (TensorRT-LLM moe_tensor_parallel_size x moe_expert_parallel_size, whose product
+    is its tp_size). Mapped as written: ep = moe_ep_size, moe_tp = moe_tp_size (tensor_cast's
+    `moe_tp`; its default, tp x dp / ep, is left implicit), e.g. TensorRT-LLM Qwen3-235B on H100
+    tp 4 with moe_tp 2 x moe_ep 2 -> tp=4, ep=2; moe_ep_size 1 with dp 1 -> tp (MoE TP).
+  - InferenceMAX runs (`sa-bench`) written with tp_size x attention_dp_size = moe_tp_size x
+    moe_ep_size, where moe_tp_size is the run's tp and moe_ep_size its ep: `..._tp8_ep8_920` is
+    tp_size 64, moe 8 x 8 (and with dp-attn attention_dp_size 64); vLLM's dp-attn runs are
+    written tp = dp = the run's tp, moe_ep = tp x dp (`_tp4_ep4_` -> 4, 4, 1, 16). InferenceMAX
+    agg runs are single-node (runner `b200`, 8 GPUs; tp 64 cannot be), the run's GPU count is its
+    tp (`--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`,
+    vLLM dp-attn `--tensor-parallel-size=1 --data-parallel-size=$TP --enable-expert-parallel`;
+    benchmarks/*.sh of SemiAnalysisAI/InferenceX), and the sample holds the same measurements
+    twice: every b200 SGLang Qwen3.5 row written (16, 1, 4, 4) has a twin (4, 1, 1, 4) with
+    identical TTFT and TPOT. So (tp, ep, dp-attn) comes from the run id (`_tp<T>_ep<E>_`), else
+    from moe_tp_size = moe_ep_size > 1 with tp_size x dp = their product, else from the vLLM form
+    (`inferencemax_layout`), and maps as: no dp-attn -> tp=T, ep=E (moe_tp = T / E); dp-attn ->
+    tp=1, dp=T, ep=E (moe_tp = T / E; with E = 1 MoE TP across the T attention-DP ranks,
+    moe_tp=T).
+  pp = pp_size (no row of the visible sample has pp_size > 1, so pipeline parallelism is not
+  checked here).
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss); the MoE mode wins when the two differ (the
@@ -62,9 +80,14 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
   decides the decode batch, and the excess clients queue (TTFT). A pool's recipe parallelism maps as: dp-attn with ep = tp -> tp 1, dp = tp, ep = tp (attention
-  DP + wide EP); no dp-attn, ep = tp -> tp, ep = tp (TP attention, EP experts); ep 1 -> tp
-  (MoE TP); dp-attn with ep 1 (MoE TP across attention-DP ranks) is not modelled (listed). MTP
-  acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per draft).
+  DP + wide EP); no dp-attn -> tp, ep (TP attention, experts moe_tp = tp / ep x ep; ep 1: MoE
+  TP); dp-attn with ep < tp -> tp 1, dp = tp, ep, moe_tp = tp / ep (MoE TP across the
+  attention-DP ranks, `imx_parallel`). Rows that give their counts keep their own pool columns,
+  except a pool written as attention DP with moe_ep 1 and moe_tp = dp (every such h100_sxm /
+  b200_sxm row's matching InferenceMAX entries run that prefill pool as DEP8, ep = tp: the column
+  is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
+  (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
+  draft).
 - disagg concurrency: `silicon_concurrency`. The 7 AIConfigurator-eval disagg rows (Qwen3 on
   H100) do not carry it, and their decode_batch_size is not it: on the 239 disagg rows that carry
   both, silicon_concurrency = decode_batch_size x decode_num_workers x decode_attention_dp_size,
