@@ -218,7 +218,7 @@ def inferencemax_layout(row: dict[str, str]) -> tuple[int, int, bool] | None:
         return None
     tp, dp = _int(row["tp_size"]), _int(row["attention_dp_size"])
     mtp, mep = _int(row["moe_tp_size"]), _int(row["moe_ep_size"])
-    m = IMX_ID.search(row["id"])
+    m = IMX_ID.search(row.get("id", ""))
     if m:
         return int(m.group(1)), int(m.group(2)), dp > 1
     if mtp == mep > 1 and tp * dp == mtp * mep:  # tp x dp = InferenceMAX tp x ep
