@@ -47,6 +47,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on the
   Blackwell parts: B200, B300, GB200, GB300),
+  the launch flags InferenceMAX's SGLang DeepSeek-R1 B200 scripts set (`IMX_SGLANG_DSR1_B200`:
+  mem-fraction-static, max-running-requests = cuda-graph-max-bs, chunked-prefill-size; the FP8
+  TP4 runs set 0.95, without which 157 GiB of weights per GPU do not fit SGLang's default),
   and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
   AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
   isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
@@ -447,7 +450,34 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
+        flags = inferencemax_sglang_flags(row, kwargs["tp"])
+        if flags:  # the scripts also pass --kv-cache-dtype fp8_e4m3
+            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **flags}
+            kwargs["kv_cache_dtype"] = "fp8"
     return {"model": model, **kwargs}
+
+
+# InferenceMAX's SGLang DeepSeek-R1 launch flags on B200 (precision, tp) -> engine_args: benchmarks/
+# dsr1_fp8_b200.sh (TP8: --mem-fraction-static 0.82 --max-running-requests 128 --cuda-graph-max-bs 128
+# --chunked-prefill-size 32768; TP4: 0.95, 32, 32, 8192) and dsr1_fp4_b200.sh (0.85, 256, 256, 16384),
+# all with --kv-cache-dtype fp8_e4m3
+# of SemiAnalysisAI/InferenceX at 1fc5d73 (docstring, engine)
+IMX_SGLANG_DSR1_B200 = {("fp8", 8): (0.82, 128, 32768), ("fp8", 4): (0.95, 32, 8192), ("fp4", 4): (0.85, 256, 16384),
+                        ("fp4", 8): (0.85, 256, 16384)}
+
+
+def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
+    """engine_args of the launch flags an InferenceMAX SGLang DeepSeek-R1 B200 run set, else {}."""
+    key = (row["precision"], tp)
+    if not (row["backend"] == "sglang" and row["system"] == "b200_sxm" and family(row["model_path"]) == "DeepSeek"
+            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench" and key in IMX_SGLANG_DSR1_B200):
+        return {}
+    from tensor_cast.serving.engines import ENGINES
+
+    memory, running, chunk = IMX_SGLANG_DSR1_B200[key]
+    graphs = tuple(b for b in ENGINES["sglang"].cuda_graph_sizes if b <= running)  # --cuda-graph-max-bs = running
+    return {"memory_utilization": memory, "max_num_seqs": running, "max_num_batched_tokens": chunk,
+            "cuda_graph_sizes": graphs}
 
 
 def group_label(r: dict[str, Any]) -> str:
