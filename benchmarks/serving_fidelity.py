@@ -468,9 +468,11 @@ IMX_SGLANG_DSR1_B200 = {("fp8", 8): (0.82, 128, 32768), ("fp8", 4): (0.95, 32, 8
 
 def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
     """engine_args of the launch flags an InferenceMAX SGLang DeepSeek-R1 B200 run set, else {}."""
-    key = (row["precision"], tp)
     if not (row["backend"] == "sglang" and row["system"] == "b200_sxm" and family(row["model_path"]) == "DeepSeek"
-            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench" and key in IMX_SGLANG_DSR1_B200):
+            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench"):
+        return {}
+    key = (row["precision"], tp)
+    if key not in IMX_SGLANG_DSR1_B200:
         return {}
     from tensor_cast.serving.engines import ENGINES
 

@@ -107,3 +107,14 @@ def test_aic_eval_rows_map_mixed_moe_splits_as_written():
     assert fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "1", "4", "4", "1")) == {"tp": 1, "dp": 4, "moe_tp": 4}
     with pytest.raises(fidelity.Unsupported, match="MoE split moe_tp=2 x moe_ep=2 over tp=8"):
         fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "8", "", "2", "2"))  # 4 != 8 GPUs
+
+
+def test_inferencemax_sglang_deepseek_b200_rows_get_their_launch_flags():
+    # benchmarks/dsr1_fp8_b200.sh, TP4 branch: --mem-fraction-static 0.95 --max-running-requests 32
+    # --cuda-graph-max-bs 32 --chunked-prefill-size 8192 --kv-cache-dtype fp8_e4m3
+    r = {**moe_row(SA_BENCH[1], "sglang", "4", "1", "4", "1"), "system": "b200_sxm", "precision": "fp8"}
+    kwargs = fidelity.setup(r, 0.0)
+    args = kwargs["engine_args"]
+    assert (args["memory_utilization"], args["max_num_seqs"], args["max_num_batched_tokens"]) == (0.95, 32, 8192)
+    assert max(args["cuda_graph_sizes"]) == 32 and kwargs["kv_cache_dtype"] == "fp8"
+    assert "memory_utilization" not in fidelity.setup({**r, "backend": "vllm"}, 0.0).get("engine_args", {})
