@@ -114,7 +114,7 @@ NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit nev
 # 17 one by one, then pairs 32/33 ... 4352/4353, then 8192 ... 32768), so a row 1.8x off both
 # sides is a measurement glitch, not a kernel effect: B200 fp8 at N = 768, K = 768 takes 19.3 us at
 # M = 2048 and 22.9 us at 2560 but 10.4 us at 2304; N = 8192, K = 8192 takes 38 us at M = 16 and
-# 18-19 us at 8 and 17; most sweeps' M = 1 row (the first timed) is 2-4x its M = 2 and 3 rows. Such rows are
+# 18-19 us at 8 and 17; 305 of its 483 sweeps' M = 1 row (the first timed) is 2-4x its M = 2 and 3 rows. Such rows are
 # marked (`Row.extra`), kept out of the fit and reported apart (`aic_fit.class_errors`).
 ISOLATED_RATIO = 1.8
 ISOLATED = "isolated: > 1.8x off both M neighbours"
