@@ -132,7 +132,7 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
-from .attention_tiles import prefill_tiles
+from .attention_tiles import decode_tiles, prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
@@ -186,7 +186,8 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_prefill_pack_gqa": (0.0, 1.0),
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
-        ("kv_ns", _NONNEGATIVE))},
+        ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
+        ("score_flops", (0.0, 4096.0)))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -677,13 +678,24 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
     cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     sms = profile.compute_units
-    padded = (tiles.tiles + tail * sms * tiles.longest) * tiles.tile_flops
+    # per score of a tile, the softmax work the MMAs do not hide, in tensor-FLOP equivalents
+    tile_flops = tiles.tile_flops + _kv_key(shape, table, "prefill_score_flops", 0.0) * block * block
+    padded = (tiles.tiles + tail * sms * tiles.longest) * tile_flops
     factor = work / padded
     latency_us = (_kv_key(shape, table, "prefill_latency_us", base.latency_s * 1e6)
                   + cta_us * (tiles.ctas / sms + tail)
                   + _kv_key(shape, table, "prefill_kv_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.kv_heads
+                  * shape.head_dim / 128
+                  + _kv_key(shape, table, "prefill_q_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.q_heads
                   * shape.head_dim / 128)
-    return replace(base, compute=compute * factor, latency_s=latency_us * 1e-6,
+    memory = base.memory
+    prefill_memory = _kv_key(shape, table, "prefill_memory", 0.0)
+    if prefill_memory and counts.bytes:
+        # the cache append (new K/V read, written into the cache) is its own kernel, costed by kv_ns:
+        # the attention kernel streams the rest (Q, the cached K/V, O) at prefill_memory of HBM
+        append = shape.batch * shape.q_len * shape.kv_heads * (shape.head_dim + shape.v_dim) * shape.kv_itemsize
+        memory = prefill_memory * counts.bytes / smax(counts.bytes - 2 * append, 1)
+    return replace(base, compute=compute * factor, latency_s=latency_us * 1e-6, memory=memory,
                    by_precision=MappingProxyType({p: compute * factor for p in base.by_precision}))
 
 
@@ -695,18 +707,18 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
     block = int(param(profile, "attention_block_q"))
     sm_gbps = _kv_key(shape, profile.efficiency, "sm_gbps", 0.0)
     if (cta_us or sm_gbps) and counts.bytes:
+        # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py) run
+        # ceil(CTAs / SMs) after another on an SM, each its set-up (cta_us) plus its key blocks
+        # streamed at sm_gbps: the memory path takes at least that long
         sms = profile.compute_units
-        items = shape.batch * shape.kv_heads * cdiv(q_len, block)
-        bounds = []
-        if cta_us:  # ceil(items / SMs) CTAs one after another, each at least its minimum time
+        tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")))
+        per_cta_us = 0.0
+        if cta_us:
             dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
             per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
-            bounds.append(per_cta_us * 1e-6 * cdiv(items, sms))
-        if sm_gbps:  # split-KV: at most max_splits CTAs per item (one per KV block), each streaming at sm_gbps
-            touched = smin(keys, window + q_len - 1) if window > 0 else keys
-            splits = smin(int(param(profile, "attention_max_splits")), cdiv(touched, KV_SPLIT_BLOCK))
-            bounds.append(counts.bytes / (smin(sms, items * splits) * sm_gbps * 1e9))
-        floor = bounds[0] if len(bounds) == 1 else smax(*bounds)
+        block_bytes = KV_SPLIT_BLOCK * (head_dim + v_dim) * shape.kv_itemsize
+        stream_us = tiles.per_cta * block_bytes / (sm_gbps * 1e3) if sm_gbps else 0
+        floor = tiles.waves * (per_cta_us + stream_us) * 1e-6
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:

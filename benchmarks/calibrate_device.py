@@ -37,10 +37,11 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -383,7 +384,9 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
 
 def fit_engine_and_write(args: argparse.Namespace) -> None:
     """--from-aic: the engine's section fitted from AIC tables (aic_fit.py), written beside the
-    profile's other sections; keys the tables do not inform are kept from the torch section."""
+    profile's other sections; keys the tables do not inform are kept from the torch section.
+    With --stages, only those stages are refitted, starting from the shipped engine section, and
+    only their keys (values and sources) change."""
     import aic_fit
     import aic_tables
     import calibration_fit as cf
@@ -394,9 +397,25 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     engine = check_engine(args.engine)
     torch_base = load_device(args.base, "torch")
     base_text = Path(torch_base.path).read_text() if Path(torch_base.path).is_file() else _builtin_text(torch_base)
-    cases = aic_tables.all_cases(args.from_aic)
     provenance = args.provenance or (f"AIConfigurator {Path(args.from_aic).name} tables ({engine} kernels), "
                                      f"{date.today()}")
+    if args.stages:
+        stages = _chosen_stages(aic_fit.STAGES, args.stages)
+        shipped = load_device(args.base, engine)
+        if shipped.engine != engine:
+            raise SystemExit(f"--stages refits the shipped [efficiency.{engine}] section: {args.base} has none")
+        cases = aic_tables.all_cases(args.from_aic, sorted({s.name.split()[0] for s in stages}))
+        fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=stages)
+        values = {**{f"efficiency.{k}": v for k, v in shipped.efficiency.items()}, **fit.values}
+        sources = {**{f"efficiency.{k}": shipped.sources[f"efficiency.{engine}.{k}"] for k in shipped.efficiency
+                      if f"efficiency.{engine}.{k}" in shipped.sources}, **fit.sources}
+        text = cf.update_profile_text(base_text, values, sources, engine=engine, overhead_too=False,
+                                      header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
+                                             f"provenance in [sources]")
+        print(aic_fit.error_table(aic_fit.class_errors(cases, fit.profile)))
+        _emit(text, args.out)
+        return
+    cases = aic_tables.all_cases(args.from_aic)
     fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance)
     values, sources = dict(fit.values), dict(fit.sources)
     for key, value in torch_base.engine_sections.get("torch", {}).items():
@@ -409,6 +428,16 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
                                          f"provenance in [sources]")
     print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values))))
     _emit(text, args.out)
+
+
+def _chosen_stages(stages: Sequence[Any], names: str) -> list[Any]:
+    """The stages named in a comma-separated list, in fitting order; an unknown name exits naming the known ones."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [s.name for s in stages]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {', '.join(unknown)}; accepted: {', '.join(known)}")
+    return [s for s in stages if s.name in wanted]
 
 
 def transfer_engine_and_write(args: argparse.Namespace) -> None:
@@ -464,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provenance", help="text recorded in [sources] (default: file, GPU, date)")
     parser.add_argument("--from-aic", help="fit an engine section from a folder of AIConfigurator tables (*.csv.gz)")
     parser.add_argument("--engine", default="vllm", help="the engine section --from-aic writes (default vllm)")
+    parser.add_argument("--stages", help="with --from-aic: refit only these stages (comma-separated aic_fit.STAGES "
+                                         "names) from the shipped engine section, writing only their keys")
     parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
     parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
     parser.add_argument("--relation", default="same compute die",
