@@ -71,22 +71,29 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   or the window). The softmax's vector FLOPs run at the vector rate and add to the tensor-core
   time (FlashAttention-2 does not overlap them), so `attention_compute` is fitted with them in.
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
-  (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
-  CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
-  what a decode of many short sequences costs; `attention_cta_dim_share` of it scales with
-  head_dim / 128 (a d = 64 CTA loads and stores half the bytes). `attention_sm_gbps`: split-KV
-  gives each work item at most `attention_max_splits` CTAs (one per 128-key block; vLLM caps
-  FlashAttention's splits at 32 in CUDA graphs), each streaming at that rate, so a decode of few
-  sequences x KV heads cannot reach the HBM rate. An 8-bit KV cache runs its own kernel path:
-  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,cta_dim_share,sm_gbps}`
-  override the bf16 ones.
+  (`attention_memory_latency_us`). Engine sections bound the memory path from below by the
+  split-KV CTAs (`attention_tiles.decode_tiles`): FlashAttention-3's dynamic split gives each work
+  item (sequence × KV head × q-block) clamp(ceil(n / ceil(1.1·items·n / SMs)), 1,
+  `attention_max_splits`) CTAs over its n 128-key blocks (vLLM caps the splits at 32 in CUDA
+  graphs), and ceil(CTAs / SMs) waves of them each take `attention_cta_us` to set up plus their
+  ceil(n / splits) blocks streamed at `attention_sm_gbps`: what a decode of many short sequences
+  (the set-up) or of few long ones (one CTA's streaming rate) costs. `attention_cta_dim_share` of
+  the set-up scales with head_dim / 128 (a d = 64 CTA loads and stores half the bytes). A window
+  of W keys covers ceil((W − 1) / 128) + 1 blocks once the cache is longer. An 8-bit KV cache runs
+  its own kernel path: `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,
+  cta_dim_share,sm_gbps}` override the bf16 ones.
   Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
   the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
   tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
-  peak, the longest CTA's tiles weighted by `attention_prefill_tail`, plus per call
-  `attention_prefill_latency_us`, per CTA `attention_prefill_cta_us` / SMs and per new token and
-  KV head `attention_prefill_kv_ns` (× head_dim / 128: staging the new K/V, cache append and
-  paged gather); `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  peak, each tile also paying `attention_prefill_score_flops` tensor-FLOP equivalents per score
+  (the softmax the MMAs do not hide), the longest CTA's tiles weighted by
+  `attention_prefill_tail`, plus per call `attention_prefill_latency_us`, per CTA
+  `attention_prefill_cta_us` / SMs, per new token and KV head `attention_prefill_kv_ns`
+  (× head_dim / 128: the cache append, its own kernel) and per new token and query head
+  `attention_prefill_q_ns` (× head_dim / 128: an 8-bit cache's static fp8 quantization of the
+  query, vLLM's `scaled_fp8_quant` before FlashAttention-3's fp8 kernel). The attention kernel's
+  own bytes (Q, the cached K/V, O: the counted bytes less the append read and written) stream at
+  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache.
   Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
@@ -668,8 +675,10 @@ def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
 
 
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
-    """The tiled prefill kernel: time = padded tiles + tail x the longest CTA at the prefill compute
-    fraction, plus latency, a cost per CTA (over the SMs) and per new token and KV head."""
+    """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
+    the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
+    new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
+    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction."""
     table = profile.efficiency
     block = int(table.get("attention_prefill_block", 128))
     tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)))

@@ -309,3 +309,15 @@ def test_fit_recovers_the_tiled_prefill_parameters(aic):
     fitted = cf.fit_stage(stage, cases, start)
     for key, value in PREFILL_TRUTH.items():
         assert fitted[f"efficiency.{key}"] == pytest.approx(value, rel=0.02), key
+
+
+def test_stage_refit_names_unknown_stages_and_accepts_the_fits_own(aic):
+    """calibrate_device.py --stages: the named stages of aic_fit.STAGES in fitting order; a misspelt one
+    exits with one line naming every accepted stage."""
+    aic_fit = aic[0]
+    (calibrate,) = benchmarks("calibrate_device")
+    chosen = calibrate._chosen_stages(aic_fit.STAGES, "attention prefill, attention decode")
+    assert [s.name for s in chosen] == ["attention decode", "attention prefill"]
+    with pytest.raises(SystemExit, match=r"unknown stage\(s\) attention prefil; accepted: gemm bf16, .*attention "
+                                         r"decode fp8kv"):
+        calibrate._chosen_stages(aic_fit.STAGES, "attention prefil")
