@@ -55,7 +55,6 @@ class DecodeTiles:
     blocks: Any  # key blocks of one item
     splits: Any  # split-KV CTAs per item
     per_cta: Any  # key blocks one CTA walks: ceil(blocks / splits)
-    waves: Any  # ceil(items x splits / SMs): CTAs one SM runs one after another
 
 
 def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, max_splits: int) -> DecodeTiles:
@@ -65,8 +64,7 @@ def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, ma
         blocks = smin(blocks, cdiv(shape.window + shape.q_len - 2, block_n) + 1)
     per_sm = cdiv(11 * items * blocks, 10 * sms)  # ceil(1.1 x total blocks / SMs), FA3's 10% margin
     splits = smin(max_splits, smax(1, cdiv(blocks, per_sm)))
-    return DecodeTiles(items=items, blocks=blocks, splits=splits, per_cta=cdiv(blocks, splits),
-                       waves=cdiv(items * splits, sms))
+    return DecodeTiles(items=items, blocks=blocks, splits=splits, per_cta=cdiv(blocks, splits))
 
 
 def _floor_div(a: Any, b: int) -> Any:

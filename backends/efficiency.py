@@ -75,9 +75,10 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   split-KV CTAs (`attention_tiles.decode_tiles`): FlashAttention-3's dynamic split gives each work
   item (sequence × KV head × q-block) clamp(ceil(n / ceil(1.1·items·n / SMs)), 1,
   `attention_max_splits`) CTAs over its n 128-key blocks (vLLM caps the splits at 32 in CUDA
-  graphs), and ceil(CTAs / SMs) waves of them each take `attention_cta_us` to set up plus their
-  ceil(n / splits) blocks streamed at `attention_sm_gbps`: what a decode of many short sequences
-  (the set-up) or of few long ones (one CTA's streaming rate) costs. `attention_cta_dim_share` of
+  graphs), each taking `attention_cta_us` to set up plus its ceil(n / splits) blocks streamed at
+  `attention_sm_gbps`; the memory path takes at least their total over the SMs and at least one
+  CTA's time (a list schedule's lower bound): what a decode of many short sequences (the set-up)
+  or of few long ones (one CTA's streaming rate) costs. `attention_cta_dim_share` of
   the set-up scales with head_dim / 128 (a d = 64 CTA loads and stores half the bytes). A window
   of W keys covers ceil((W − 1) / 128) + 1 blocks once the cache is longer. An 8-bit KV cache runs
   its own kernel path: `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,
@@ -716,9 +717,8 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
     block = int(param(profile, "attention_block_q"))
     sm_gbps = _kv_key(shape, profile.efficiency, "sm_gbps", 0.0)
     if (cta_us or sm_gbps) and counts.bytes:
-        # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py) run
-        # ceil(CTAs / SMs) after another on an SM, each its set-up (cta_us) plus its key blocks
-        # streamed at sm_gbps: the memory path takes at least that long
+        # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py), each its set-up
+        # (cta_us) plus its key blocks streamed at sm_gbps: the memory path takes at least that long
         sms = profile.compute_units
         tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")))
         per_cta_us = 0.0
@@ -727,7 +727,8 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
             per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
         block_bytes = KV_SPLIT_BLOCK * (head_dim + v_dim) * shape.kv_itemsize
         stream_us = tiles.per_cta * block_bytes / (sm_gbps * 1e3) if sm_gbps else 0
-        floor = tiles.waves * (per_cta_us + stream_us) * 1e-6
+        # the CTAs' total time over the SMs, and at least one CTA's (Graham's lower bound of a list schedule)
+        floor = smax(1, tiles.items * tiles.splits / sms) * (per_cta_us + stream_us) * 1e-6
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:
