@@ -16,11 +16,29 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - model: the HF id, or its registry twin with the same architecture: *-Instruct -> base,
   Qwen3-235B-A22B-FP8 -> Qwen3-235B-A22B + fp8, MiniMax-M2.5 -> MiniMax-M2, Kimi-K2.5 ->
   Kimi-K2-Instruct (the text backbone), zhipuai/GLM-5 -> zai-org/GLM-5, nvidia/X-NVFP4 -> X + nvfp4.
-- parallelism: tp = tp_size (attention TP), dp = attention_dp_size (empty = 1); MoE: moe_ep_size
-  equal to tp x dp -> ep = tp x dp (attention DP + EP, or TP + EP); moe_ep_size 1 and
-  moe_tp_size = tp with dp 1 -> ep = 1 (MoE TP); any other MoE split (MoE TP across attention-DP
-  ranks, mixed MoE TP x EP) is not modelled by tensor_cast and is listed as unsupported. pp = pp_size
-  (no row of the visible sample has pp_size > 1, so pipeline parallelism is not checked here).
+- parallelism: the columns follow two conventions, told apart row by row.
+  - AIConfigurator's own (its `aic-eval` rows and most others): tp = tp_size (attention TP), dp =
+    attention_dp_size (empty = 1), and the routed experts split moe_tp_size x moe_ep_size over the
+    tp x dp GPUs (TensorRT-LLM moe_tensor_parallel_size x moe_expert_parallel_size, whose product
+    is its tp_size). Mapped as written: ep = moe_ep_size, moe_tp = moe_tp_size (tensor_cast's
+    `moe_tp`; its default, tp x dp / ep, is left implicit), e.g. TensorRT-LLM Qwen3-235B on H100
+    tp 4 with moe_tp 2 x moe_ep 2 -> tp=4, ep=2; moe_ep_size 1 with dp 1 -> tp (MoE TP).
+  - InferenceMAX runs (`sa-bench`) written with tp_size x attention_dp_size = moe_tp_size x
+    moe_ep_size, where moe_tp_size is the run's tp and moe_ep_size its ep: `..._tp8_ep8_920` is
+    tp_size 64, moe 8 x 8 (and with dp-attn attention_dp_size 64); vLLM's dp-attn runs are
+    written tp = dp = the run's tp, moe_ep = tp x dp (`_tp4_ep4_` -> 4, 4, 1, 16). InferenceMAX
+    agg runs are single-node (runner `b200`, 8 GPUs; tp 64 cannot be), the run's GPU count is its
+    tp (`--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`,
+    vLLM dp-attn `--tensor-parallel-size=1 --data-parallel-size=$TP --enable-expert-parallel`;
+    benchmarks/*.sh of SemiAnalysisAI/InferenceX), and the sample holds the same measurements
+    twice: every b200 SGLang Qwen3.5 row written (16, 1, 4, 4) has a twin (4, 1, 1, 4) with
+    identical TTFT and TPOT. So (tp, ep, dp-attn) comes from the run id (`_tp<T>_ep<E>_`), else
+    from moe_tp_size = moe_ep_size > 1 with tp_size x dp = their product, else from the vLLM form
+    (`inferencemax_layout`), and maps as: no dp-attn -> tp=T, ep=E (moe_tp = T / E); dp-attn ->
+    tp=1, dp=T, ep=E (moe_tp = T / E; with E = 1 MoE TP across the T attention-DP ranks,
+    moe_tp=T).
+  pp = pp_size (no row of the visible sample has pp_size > 1, so pipeline parallelism is not
+  checked here).
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss); the MoE mode wins when the two differ (the
@@ -29,6 +47,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on the
   Blackwell parts: B200, B300, GB200, GB300),
+  the launch flags InferenceMAX's SGLang DeepSeek-R1 B200 scripts set (`IMX_SGLANG_DSR1_B200`:
+  mem-fraction-static, max-running-requests = cuda-graph-max-bs, chunked-prefill-size; the FP8
+  TP4 runs set 0.95, without which 157 GiB of weights per GPU do not fit SGLang's default),
   and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
   AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
   isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
@@ -62,9 +83,14 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
   decides the decode batch, and the excess clients queue (TTFT). A pool's recipe parallelism maps as: dp-attn with ep = tp -> tp 1, dp = tp, ep = tp (attention
-  DP + wide EP); no dp-attn, ep = tp -> tp, ep = tp (TP attention, EP experts); ep 1 -> tp
-  (MoE TP); dp-attn with ep 1 (MoE TP across attention-DP ranks) is not modelled (listed). MTP
-  acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per draft).
+  DP + wide EP); no dp-attn -> tp, ep (TP attention, experts moe_tp = tp / ep x ep; ep 1: MoE
+  TP); dp-attn with ep < tp -> tp 1, dp = tp, ep, moe_tp = tp / ep (MoE TP across the
+  attention-DP ranks, `imx_parallel`). Rows that give their counts keep their own pool columns,
+  except a pool written as attention DP with moe_ep 1 and moe_tp = dp (every such h100_sxm /
+  b200_sxm row's matching InferenceMAX entries run that prefill pool as DEP8, ep = tp: the column
+  is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
+  (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
+  draft).
 - disagg concurrency: `silicon_concurrency`. The 7 AIConfigurator-eval disagg rows (Qwen3 on
   H100) do not carry it, and their decode_batch_size is not it: on the 239 disagg rows that carry
   both, silicon_concurrency = decode_batch_size x decode_num_workers x decode_attention_dp_size,
@@ -185,19 +211,56 @@ def per_replica_concurrency(row: dict[str, str]) -> int:
     return per if c > per and c % per == 0 else c
 
 
+IMX_ID = re.compile(r"_tp(\d+)_ep(\d+)_")  # InferenceMAX run ids: `..._tp8_ep8_920`
+
+
+def inferencemax_layout(row: dict[str, str]) -> tuple[int, int, bool] | None:
+    """The InferenceMAX matrix entry (tp, ep, dp-attn) an sa-bench agg row ran, where its columns
+    were written in another convention (docstring, parallelism), else None."""
+    if row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
+        return None
+    tp, dp = _int(row["tp_size"]), _int(row["attention_dp_size"])
+    mtp, mep = _int(row["moe_tp_size"]), _int(row["moe_ep_size"])
+    m = IMX_ID.search(row.get("id", ""))
+    if m:
+        return int(m.group(1)), int(m.group(2)), dp > 1
+    if mtp == mep > 1 and tp * dp == mtp * mep:  # tp x dp = InferenceMAX tp x ep
+        return mtp, mep, dp > 1
+    if dp > 1 and mtp <= 1 and tp == dp and mep == tp * dp:  # vLLM: tp = dp = InferenceMAX tp, ep = tp x dp
+        return tp, tp, True
+    return None
+
+
+def imx_parallel(tp: int, ep: int, dp_attn: bool, moe: bool) -> dict[str, int]:
+    """tensor_cast deployment keys of an InferenceMAX (tp, ep, dp-attn) on tp GPUs: with dp-attn,
+    attention DP over the tp GPUs (vLLM `--tensor-parallel-size=1 --data-parallel-size=$TP`,
+    SGLang `--enable-dp-attention`, TensorRT-LLM `enable_attention_dp`) and the experts split
+    (tp / ep) x ep over them; without it TP attention and the same MoE split (TensorRT-LLM
+    `--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`)."""
+    if not dp_attn or tp == 1:
+        return {"tp": tp, "ep": ep} if ep > 1 else {"tp": tp}
+    if ep > 1:
+        return {"tp": 1, "dp": tp, "ep": ep}  # moe_tp = tp / ep, the default
+    return {"tp": 1, "dp": tp, "moe_tp": tp} if moe else {"tp": 1, "dp": tp}
+
+
 def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     tp, dp = _int(row[prefix + "tp_size"]), _int(row[prefix + "attention_dp_size"])
     mtp, mep = _int(row[prefix + "moe_tp_size"]), _int(row[prefix + "moe_ep_size"])
     pp = {"pp": _int(row[prefix + "pp_size"])} if _int(row[prefix + "pp_size"]) > 1 else {}
     if dp == 0:  # 15 gb200 Qwen3-32B rows: "0" with batch_size = concurrency / 2, so not "no attention DP"
         raise Unsupported("attention_dp_size=0 (ambiguous: neither 1 nor concurrency / batch_size)")
+    imx = None if prefix else inferencemax_layout(row)
+    if imx is not None:
+        return {**imx_parallel(*imx, moe=mtp > 1 or mep > 1), **pp}
     world = tp * dp
-    if mep == world and mep > 1:
-        return {"tp": tp, "dp": dp, "ep": world, **pp}
     if mep <= 1 and dp == 1:
         return {"tp": tp, **pp}
     if mep <= 1 and mtp == 1 and dp > 1 and tp == 1:
         return {"tp": 1, "dp": dp, **pp}  # dense model in attention-DP replicas
+    if mtp >= 1 and mep >= 1 and mtp * mep == world:  # AIConfigurator's own: moe_tp x moe_ep = tp x dp
+        return {"tp": tp, **({"dp": dp} if dp > 1 else {}), **({"ep": mep} if mep > 1 else {}),
+                **({"moe_tp": mtp} if mtp != (world // mep if mep > 1 else tp) else {}), **pp}
     raise Unsupported(f"MoE split moe_tp={mtp} x moe_ep={mep} over tp={tp} x attention_dp={dp}")
 
 
@@ -273,16 +336,9 @@ def recipes() -> list[dict[str, Any]]:
 
 
 def recipe_parallel(tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
-    """tensor_cast deployment keys of one pool's InferenceMAX (tp, ep, dp-attn) (docstring, disagg)."""
-    if dp_attn and tp > 1:
-        if ep != tp:
-            raise Unsupported(f"attention DP {tp} with MoE EP {ep} (MoE TP across attention-DP ranks)")
-        return {"tp": 1, "dp": tp, "ep": tp}
-    if ep == tp and tp > 1:
-        return {"tp": tp, "ep": tp}
-    if ep <= 1:
-        return {"tp": tp}
-    raise Unsupported(f"MoE EP {ep} under attention TP {tp} without attention DP")
+    """tensor_cast deployment keys of one pool's InferenceMAX (tp, ep, dp-attn) (docstring, disagg);
+    the recipes are all of MoE models (DeepSeek-R1, gpt-oss)."""
+    return imx_parallel(tp, ep, dp_attn, moe=True)
 
 
 def _matching_recipes(row: dict[str, str], given: bool) -> list[dict[str, Any]]:
@@ -322,13 +378,32 @@ def decode_batch(recipe: dict[str, Any]) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def given_pool(row: dict[str, str], role: str, found: list[dict[str, Any]]) -> dict[str, int]:
+    """One pool's deployment keys of a disagg row that gives its worker counts (docstring, disagg):
+    its own columns, except a pool written as attention DP with MoE TP over the DP ranks (moe_ep 1,
+    moe_tp = attention DP): on every such h100_sxm / b200_sxm row the InferenceMAX entries that match
+    it run that pool with ep = tp (DEP), so the column is the other pool's EP; the entries' layout
+    is taken when they agree, else the row is not simulated."""
+    prefix = role + "_"
+    dp, mtp, mep = (_int(row[prefix + k]) for k in ("attention_dp_size", "moe_tp_size", "moe_ep_size"))
+    if not (dp > 1 and mep <= 1 and mtp == dp * _int(row[prefix + "tp_size"])):
+        return parallel(row, prefix)
+    r = role[0]
+    layouts = {(rec[r + "_tp"], rec[r + "_ep"], rec[r + "_dp_attn"]) for rec in found}
+    if len(layouts) != 1:
+        raise Unsupported(f"{role} pool written as attention DP{dp} with MoE TP{mtp} (moe_ep 1), and no single "
+                          "InferenceMAX entry gives its EP")
+    tp, ep, dp_attn = layouts.pop()
+    return recipe_parallel(tp, ep, bool(dp_attn))
+
+
 def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
     """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg)."""
     source = disagg_source(row)
     if source == "given":
-        pools = {role: parallel(row, role + "_") for role in ROLES}
-        counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         found = _matching_recipes(row, given=True)
+        pools = {role: given_pool(row, role, found) for role in ROLES}
+        counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         mtp = found[0]["mtp"] or 0 if len(found) == 1 else 0
         if len(found) == 1 and decode_batch(found[0]):
             pools["decode"]["bs"] = decode_batch(found[0])
@@ -341,7 +416,7 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
-    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k}{v}" for k, v in pools[role].items())
+    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k.replace('_', '')}{v}" for k, v in pools[role].items())
                      for role in ROLES)
     return spec, mtp
 
@@ -375,7 +450,36 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
+        flags = inferencemax_sglang_flags(row, kwargs["tp"])
+        if flags:  # the scripts also pass --kv-cache-dtype fp8_e4m3
+            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **flags}
+            kwargs["kv_cache_dtype"] = "fp8"
     return {"model": model, **kwargs}
+
+
+# InferenceMAX's SGLang DeepSeek-R1 launch flags on B200 (precision, tp) -> engine_args: benchmarks/
+# dsr1_fp8_b200.sh (TP8: --mem-fraction-static 0.82 --max-running-requests 128 --cuda-graph-max-bs 128
+# --chunked-prefill-size 32768; TP4: 0.95, 32, 32, 8192) and dsr1_fp4_b200.sh (0.85, 256, 256, 16384),
+# all with --kv-cache-dtype fp8_e4m3
+# of SemiAnalysisAI/InferenceX at 1fc5d73 (docstring, engine)
+IMX_SGLANG_DSR1_B200 = {("fp8", 8): (0.82, 128, 32768), ("fp8", 4): (0.95, 32, 8192), ("fp4", 4): (0.85, 256, 16384),
+                        ("fp4", 8): (0.85, 256, 16384)}
+
+
+def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
+    """engine_args of the launch flags an InferenceMAX SGLang DeepSeek-R1 B200 run set, else {}."""
+    if not (row["backend"] == "sglang" and row["system"] == "b200_sxm" and family(row["model_path"]) == "DeepSeek"
+            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench"):
+        return {}
+    key = (row["precision"], tp)
+    if key not in IMX_SGLANG_DSR1_B200:
+        return {}
+    from tensor_cast.serving.engines import ENGINES
+
+    memory, running, chunk = IMX_SGLANG_DSR1_B200[key]
+    graphs = tuple(b for b in ENGINES["sglang"].cuda_graph_sizes if b <= running)  # --cuda-graph-max-bs = running
+    return {"memory_utilization": memory, "max_num_seqs": running, "max_num_batched_tokens": chunk,
+            "cuda_graph_sizes": graphs}
 
 
 def group_label(r: dict[str, Any]) -> str:
@@ -409,13 +513,20 @@ def main() -> int:
                     help="what-if: host time per kernel launch of steps run without CUDA graphs, for every "
                          "engine (eager_launch_host_s; 0 turns the floor off; default: each engine's own)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
+    ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
+                                  "change newly covers)")
     args = ap.parse_args()
 
     import tensor_cast
     from tensor_cast.errors import TensorCastError
 
+    wanted = None
+    if args.ids:
+        with open(args.ids) as fh:
+            wanted = {line.strip() for line in fh if line.strip()}
     with open(args.data, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["system"] in args.devices.split(",")
+                and (wanted is None or r["id"] in wanted)
                 and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
                 and (not args.families or family(r["model_path"]) in args.families.split(","))]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)

@@ -73,12 +73,14 @@ def _tp_params(options: Any) -> dict[str, Any]:
 
 
 def _expert_parallel(options: Any) -> bool:
-    return _deployment(options).ep > 1
+    """Experts split over ranks (ep > 1), or spanning the attention-DP replicas (MoE TP across them)."""
+    d = _deployment(options)
+    return d.ep > 1 or d.ep_dp > 1
 
 
 def _ep_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
-    return {"ep": d.ep, "dp": d.ep_dp, "nodes": d.ep_nodes}
+    return {"ep": d.ep, "dp": d.ep_dp, "nodes": d.ep_nodes, "moe_tp": d.moe_tp}
 
 
 def _quantized(options: Any) -> bool:

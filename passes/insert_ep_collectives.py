@@ -1,5 +1,5 @@
 """insert_ep_collectives: expert parallelism on one rank's graph — its share of the experts, and the
-all_to_all exchanges that bring tokens to them.
+exchanges that bring tokens to them (all_to_all, or all-gather / reduce-scatter under MoE TP).
 
 The graph is one rank's and keeps every expert (the router and top-k need all E; a per-rank spec
 with E/ep experts would shrink the router and fail when k > E/ep). This pass makes the rank's
@@ -11,11 +11,21 @@ Produces, for each:
   tokens of `dp` attention-DP replicas are routed over them (the formula then costs this rank's
   E/ep experts: the pairs they receive, the weights of those hit);
 - `NodeFacts.rank_share = 1/ep` on the routed experts' weights and biases (the memory
-  report holds E/ep experts per GPU; routers and shared experts stay whole, or TP-sharded);
-- with dp > 1 (each rank holds different tokens): `ep_dispatch` on the block input before the op
-  and `ep_combine` on its output, an all_to_all each over the `ep` ranks (spanning `nodes`
-  nodes). Dispatch travels in FP8 when the experts run FP8 activations (DeepEP's FP8 dispatch),
-  else in the model dtype; combine in the output dtype.
+  report holds E/ep experts per GPU; routers and shared experts stay whole, or TP-sharded). The
+  column split of each expert over `moe_tp` ranks is already in the graph's shapes (the per-rank
+  spec, `deployment/sharding.py`);
+- with dp > 1 and moe_tp == 1 (each rank holds different tokens, whole experts): `ep_dispatch`
+  on the block input before the op and `ep_combine` on its output, an all_to_all each over the
+  `ep` ranks (spanning `nodes` nodes). Dispatch travels in FP8 when the experts run FP8
+  activations (DeepEP's FP8 dispatch), else in the model dtype; combine in the output dtype;
+- with dp > 1 and moe_tp > 1 (MoE TP across attention-DP ranks, with or without EP): a token
+  must reach every column slice of its experts, which an all_to_all cannot do; TensorRT-LLM
+  then all-gathers the tokens of the dp replicas and reduce-scatters the partial outputs
+  (`AllGatherReduceScatter`, selected whenever moe_tp_size != 1 under attention DP,
+  `_torch/modules/fused_moe/communication/communication_factory.py`): `ep_allgather` before the
+  op, `ep_reducescatter` after it, over the dp ranks (in the same wire dtypes). Every rank then
+  runs its E/ep experts' I/moe_tp columns over all N = dp·T tokens. This pass runs for ep == 1
+  too when dp > 1 and the experts span the replicas (moe_tp = tp·dp).
 With dp == 1 (ep == tp: vLLM's `--tensor-parallel-size N --enable-expert-parallel`) every rank
 already holds every token: no exchange; each rank computes its experts' rows for all tokens and
 the MoE block's output is a partial sum, which the TP all_reduce after the block (inserted by
@@ -29,12 +39,14 @@ Example (tp=1, dp=8, ep=8, FP8 experts):
     before: y = moe(h, Wr, [], Wgu, Wd, ..., "fp8"); z = add(r, y)
     after:  d = ep_dispatch(h, 8, 256, 8, 8, 1, "fp8"); m = moe(d, Wr, [], Wgu, Wd, ..., 0.0, "fp8", 8, 8)
             y = ep_combine(m, 8, 256, 8, 8, 1); z = add(r, y)
-Refuses: ep == 1 (no-op). Raises (a `DeploymentError`) when a MoE block was left as a bare
+Refuses: ep == 1 unless dp > 1 and moe_tp > 1 (no-op: nothing is split across ranks). Raises (a `DeploymentError`) when a MoE block was left as a bare
 `routed_experts` op (its experts cannot be split without the block's router) or the graph has no
 MoE op at all, or ep does not divide a block's experts.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import fx
@@ -68,8 +80,23 @@ def _routing(node: fx.Node, ep: int, dp: int, nodes: int) -> dict[str, object]:
     return {"top_k": top_k, "num_experts": experts, "group_size": ep, "ep_dp": dp, "nodes": nodes}
 
 
-def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1) -> fx.GraphModule:
-    if ep <= 1:
+def _insert_around(gm: fx.GraphModule, node: fx.Node, before: Any, before_args: tuple[Any, ...], after: Any,
+                   after_args: dict[str, Any]) -> None:
+    """`before` on the MoE op's hidden input, `after` on its output."""
+    hidden = arg(node, "hidden")
+    value = fake_result(gm, before, before_args)
+    with gm.graph.inserting_before(node):
+        sent = gm.graph.call_function(before, before_args)
+    sent.meta.update({k: v for k, v in node.meta.items() if k in ("nn_module_stack", "stack_trace")})
+    sent.meta["example_value"] = value
+    derive_facts(sent, node)
+    node.replace_input_with(hidden, sent)
+    insert_op_after(gm, node, after, call_args(after, y=node, **after_args))
+
+
+def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1,
+                          moe_tp: int = 1) -> fx.GraphModule:
+    if ep <= 1 and (dp <= 1 or moe_tp <= 1):  # nothing split: every rank holds every expert whole
         return gm
     tc = torch.ops.tensor_cast
     calls = [n for n in gm.graph.nodes if n.op == "call_function"]
@@ -83,19 +110,20 @@ def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes
     for node in moes:
         routing = _routing(node, ep, dp, nodes)
         set_args(node, ep=ep, ep_dp=dp)
-        for weight in (arg(node, name) for name in EXPERT_WEIGHTS):
-            if isinstance(weight, fx.Node):
-                update_facts(weight, rank_share=1 / ep)
+        if ep > 1:
+            for weight in (arg(node, name) for name in EXPERT_WEIGHTS):
+                if isinstance(weight, fx.Node):
+                    update_facts(weight, rank_share=1 / ep)
         if dp <= 1:
             continue
         hidden = arg(node, "hidden")
-        dispatch_args = call_args(tc.ep_dispatch.default, x=hidden, **routing, wire_dtype=_wire_dtype(node))
-        value = fake_result(gm, tc.ep_dispatch.default, dispatch_args)
-        with gm.graph.inserting_before(node):
-            dispatch = gm.graph.call_function(tc.ep_dispatch.default, dispatch_args)
-        dispatch.meta.update({k: v for k, v in node.meta.items() if k in ("nn_module_stack", "stack_trace")})
-        dispatch.meta["example_value"] = value
-        derive_facts(dispatch, node)
-        node.replace_input_with(hidden, dispatch)
-        insert_op_after(gm, node, tc.ep_combine.default, call_args(tc.ep_combine.default, y=node, **routing))
+        if moe_tp == 1:
+            _insert_around(gm, node, tc.ep_dispatch.default,
+                           call_args(tc.ep_dispatch.default, x=hidden, **routing, wire_dtype=_wire_dtype(node)),
+                           tc.ep_combine.default, routing)
+        else:
+            group = {"group_size": dp, "ep_dp": dp, "nodes": nodes}
+            _insert_around(gm, node, tc.ep_allgather.default,
+                           call_args(tc.ep_allgather.default, x=hidden, **group, wire_dtype=_wire_dtype(node)),
+                           tc.ep_reducescatter.default, group)
     return finish(gm)

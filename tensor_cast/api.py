@@ -79,16 +79,21 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     verifies 1 + N tokens per sequence, and the report gives the time per output token for the
     per-draft acceptance rate `mtp_acceptance` (see `tensor_cast/models/mtp.py`).
 
-    Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp; ep is 1 or tp·dp),
+    Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp), `moe_tp`,
     `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
     `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
     `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
     sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
-    Attention and dense layers run tensor-parallel over tp in dp replicas; MoE experts are split
-    tensor-parallel over tp (ep=1) or whole over all tp·dp GPUs of a stage (ep=tp·dp). So
-    `tp=1, dp=8, ep=8` is attention DP8 + MoE EP8 (SGLang `--tp 8 --enable-dp-attention --dp 8
-    --ep 8`): tokens reach their experts by an all_to_all dispatch and return by a combine;
-    `tp=8, ep=8` (vLLM `--tensor-parallel-size 8 --enable-expert-parallel`) all-reduces instead.
+    Attention and dense layers run tensor-parallel over tp in dp replicas; MoE routed experts are
+    split over the tp·dp GPUs of a stage as a moe_tp x ep grid (E/ep experts per rank, each with
+    1/moe_tp of its intermediate columns; moe_tp·ep = tp·dp, default moe_tp = tp·dp / ep), or,
+    with ep=1 and moe_tp unset, tensor-parallel over tp within each replica. So `tp=1, dp=8,
+    ep=8` is attention DP8 + MoE EP8 (SGLang `--tp 8 --enable-dp-attention --dp 8 --ep 8`):
+    tokens reach their experts by an all_to_all dispatch and return by a combine; `tp=8, ep=8`
+    (vLLM `--tensor-parallel-size 8 --enable-expert-parallel`) all-reduces instead; `tp=4, ep=2`
+    is TensorRT-LLM's moe_tp 2 x moe_ep 2 (SGLang `--tp 4 --ep-size 2`); `tp=1, dp=4, ep=1,
+    moe_tp=4` is attention DP4 with MoE TP4 (TensorRT-LLM `enable_attention_dp`, tp_size 4,
+    ep_size 1): tokens are all-gathered over the replicas and the outputs reduce-scattered.
 
     `moe_skew` models hot experts in MoE layers: the i-th most popular expert is picked with Zipf
     weight i^-skew (0: uniform routing, the default; 1: classic Zipf, the i-th expert is picked i

@@ -53,20 +53,38 @@ def test_ep_errors(llama8b_spec, h100_cluster):
     with pytest.raises(DeploymentError, match=r"ep=2 needs MoE layers; .* \(accepted ep: 1\)"):
         resolve(Deployment(tp=2, ep=2), llama8b_spec, h100_cluster)
     moe = moe_spec(llama8b_spec, experts=60)
-    with pytest.raises(DeploymentError, match=r"ep=8 does not divide num_experts=60; valid ep: 1, 2, 3, 4, 5, 6, 10, 12"):
+    with pytest.raises(DeploymentError, match=r"ep=8 does not divide num_experts=60; valid ep: 1, 2, 4$"):
         resolve(Deployment(dp=8, ep=8), moe, h100_cluster)
-    with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1 \(tp·dp = 8 "
-                                              r"does not divide num_experts=60; valid ep = tp·dp: 1, 2, 3, 4, 5, 6, 10"):
-        resolve(Deployment(tp=8, ep=4), moe, h100_cluster)
-    with pytest.raises(DeploymentError, match=r"ep=4 must span the tp·dp = 8 GPUs .*accepted ep: 1, 8$"):
-        resolve(Deployment(tp=8, ep=4), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    with pytest.raises(DeploymentError, match=r"ep=3 does not divide the tp·dp = 8 GPUs of a pipeline stage .*"
+                                              r"valid ep: 1, 2, 4$"):
+        resolve(Deployment(tp=8, ep=3), moe, h100_cluster)
+    with pytest.raises(DeploymentError, match=r"moe_tp=2 x ep=8 must equal the tp·dp = 8 GPUs the experts span; "
+                                              r"accepted moe_tp: 1$"):
+        resolve(Deployment(tp=8, ep=8, moe_tp=2), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    with pytest.raises(DeploymentError, match=r"moe_tp=2 x ep=1 must equal the tp·dp = 8 GPUs the experts span \(or "
+                                              r"moe_tp = tp with ep 1: experts per DP replica\); accepted moe_tp: 8 or 4$"):
+        resolve(Deployment(tp=4, dp=2, moe_tp=2), moe_spec(llama8b_spec, experts=64), h100_cluster)
+    with pytest.raises(DeploymentError, match=r"moe_tp=2 needs MoE layers; .* \(accepted moe_tp: tp = 1\)"):
+        resolve(Deployment(dp=2, moe_tp=2), llama8b_spec, h100_cluster)
+    # TensorRT-LLM tp_size 8, moe_tp 2 x moe_ep 4: E/4 experts per rank, each with I/2 columns
+    d = resolve(Deployment(tp=8, ep=4), moe_spec(llama8b_spec, experts=64, expert_inter=1408), h100_cluster)
+    assert (d.moe_tp, d.trace_options().ep_dp, d.trace_options().moe_tp) == (2, 1, 2)
+    # attention DP4 with MoE TP4 (enable_attention_dp, ep_size 1): the experts span the replicas
+    d = resolve(Deployment(dp=4, moe_tp=4), moe_spec(llama8b_spec, experts=64, expert_inter=1408), h100_cluster)
+    assert (d.moe_tp, d.ep, d.trace_options().ep_dp, d.ep_nodes) == (4, 1, 4, 1)
+    assert "attention DP4 x TP1 + MoE TP4 (all-gather/reduce-scatter)" in d.describe()
+    with pytest.raises(DeploymentError, match=r"moe_tp=8 does not divide moe_intermediate_size=1404; valid moe_tp: "
+                                              r"1, 2, 4 \(raise ep"):
+        resolve(Deployment(dp=8, moe_tp=8), moe_spec(llama8b_spec, experts=64, expert_inter=1404), h100_cluster)
     d = resolve(Deployment(dp=8, ep=8), moe_spec(llama8b_spec, experts=64), h100_cluster)
     assert (d.moe_tp, d.trace_options().ep_dp) == (1, 8)  # experts whole, split over the 8 ranks (test_expert_parallel.py)
     d = resolve(Deployment(tp=4), moe_spec(llama8b_spec, experts=64, expert_inter=1408), h100_cluster)
     assert d.moe_tp == 4  # without ep, each expert is split over the tp ranks
-    with pytest.raises(DeploymentError, match=r"tp=8 does not divide moe_intermediate_size=1404; valid tp: 1, 2, 4 "
-                                              r"\(or use ep\)"):
+    with pytest.raises(DeploymentError, match=r"moe_tp=8 does not divide moe_intermediate_size=1404; valid moe_tp: "
+                                              r"1, 2, 4 \(raise ep"):
         resolve(Deployment(tp=8), moe_spec(llama8b_spec, experts=64, expert_inter=1404), h100_cluster)
+    assert resolve(Deployment(tp=8, ep=2), moe_spec(llama8b_spec, experts=64, expert_inter=1404),
+                   h100_cluster).moe_tp == 4  # ep 2 brings moe_tp down to 8 / 2 = 4, which divides 1404
 
 
 def test_world_size_must_match_nodes(llama8b_spec, h100_cluster):

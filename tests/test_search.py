@@ -357,3 +357,20 @@ def test_levels_above_a_missed_slo_are_screened_and_listed():
     full = search("Qwen/Qwen3-0.6B", screen=False, **kwargs)
     assert calls == [1, 2, 4, 8, 16, 32, 64] and not full.screened
     assert [r.candidate.concurrency for r in full.meeting] == [1, 2, 4, 8]
+
+
+def test_mixed_moe_splits_offered_to_engines_that_split_experts():
+    """SGLang and TensorRT-LLM split each expert over an EP group's ranks (`--tp 8 --ep-size 2`:
+    moe_tp 4), vLLM does not: the mixed EPs appear only when asked (the search asks for those two
+    engines), only under TP attention, and launch with the engines' own tp / ep flags."""
+    from tensor_cast.api import load_model
+
+    spec, h100 = load_model("Qwen/Qwen3-30B-A3B"), load_device("h100-sxm")
+    plain, mixed = layouts(spec, h100, 8), layouts(spec, h100, 8, mixed_ep=True)
+    assert set(mixed) - set(plain) == {Layout(tp=8, ep=2), Layout(tp=8, ep=4)}
+    assert Layout(tp=8, ep=2).describe() == "TP8+EP2(MoE-TP4)" and Layout(tp=8, ep=8).describe() == "TP8+EP8"
+    candidate = Candidate(device="h100-sxm", gpus=8, variant=Variant(Layout(tp=8, ep=2)), concurrency=16)
+    (sglang,) = launch("Qwen/Qwen3-30B-A3B", candidate, "sglang", 4096)
+    assert " --tp-size 8 --ep-size 2 " in " ".join(sglang.argv) + " "
+    (trtllm,) = launch("Qwen/Qwen3-30B-A3B", candidate, "trtllm", 4096)
+    assert " --tp_size 8 --ep_size 2 " in " ".join(trtllm.argv) + " "

@@ -20,7 +20,7 @@ TABLE = [
     # two recipes with different decode worker counts at one concurrency: undetermined
     "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,1,8,8,1,ctx1_gen1_dep8_batch128_eplb0_mtp0_128",
     "dsr1,b200_sxm,trtllm,fp8,8192,1024,128,1,8,8,1,2,8,8,1,ctx1_gen2_dep8_batch64_eplb0_mtp0_128",
-    # attention DP 4 with MoE TP 4 (ep 1) in the prefill pool: not modelled
+    # attention DP 4 with MoE TP 4 (ep 1) in the prefill pool
     "dsr1,b300_sxm,trtllm,fp8,1024,1024,720,1,4,1,1,5,8,8,1,ctx1_gen5_dep8_batch16_eplb0_mtp2_720",
     # an SGLang recipe: no batch in its name
     "dsr1,b200_sxm,sglang,fp8,1024,1024,4,1,8,8,0,1,8,8,0,b200-fp8/1k1k/stp/low-latency-tep8-1p1d",
@@ -78,9 +78,25 @@ def test_undetermined_counts_are_listed_not_guessed(table, args, reason):
         fidelity.disagg_deployment(disagg_row(*args))
 
 
-def test_attention_dp_with_moe_tp_is_listed(table):
-    with pytest.raises(fidelity.Unsupported, match="attention DP 4 with MoE EP 1"):
-        fidelity.disagg_deployment(disagg_row("b300_sxm", "trtllm", "fp8", 1024, 1024, 720, 4, 1, 8))
+def test_attention_dp_with_moe_tp_maps_to_moe_tp(table):
+    spec, mtp = fidelity.disagg_deployment(disagg_row("b300_sxm", "trtllm", "fp8", 1024, 1024, 720, 4, 1, 8))
+    assert spec == "prefill: 1x tp1 dp4 moetp4; decode: 5x tp1 dp8 ep8 bs16" and mtp == 2
+
+
+def test_given_pool_written_as_moe_tp_over_attention_dp_takes_the_entries_ep(table):
+    """A row with counts whose prefill pool is written attention DP 8 with moe_tp 8 x moe_ep 1 while
+    the InferenceMAX entries it matches run that pool as DEP8: the entries' layout, when they agree."""
+    pools = {"prefill_tp_size": "1", "prefill_attention_dp_size": "8", "prefill_moe_tp_size": "8",
+             "prefill_moe_ep_size": "1", "prefill_num_workers": "1", "decode_num_workers": "1",
+             "decode_tp_size": "1", "decode_attention_dp_size": "8", "decode_moe_tp_size": "1",
+             "decode_moe_ep_size": "8"}
+    r = disagg_row("b200_sxm", "trtllm", "fp8", 8192, 1024, 128, 8, 8, 8, **pools)
+    found = fidelity._matching_recipes(r, given=True)
+    assert [rec["d_workers"] for rec in found] == [1]
+    assert fidelity.given_pool(r, "prefill", found) == {"tp": 1, "dp": 8, "ep": 8}
+    assert fidelity.given_pool(r, "decode", found) == {"tp": 1, "dp": 8, "ep": 8}  # its own columns
+    with pytest.raises(fidelity.Unsupported, match="no single InferenceMAX entry gives its EP"):
+        fidelity.given_pool(r, "prefill", [])
 
 
 def test_sglang_recipe_has_no_decode_cap(table):
@@ -95,7 +111,7 @@ def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
     assert fidelity.disagg_source(r) == "given"
     spec, mtp = fidelity.disagg_deployment(r)
     # the row's own parallelism (prefill tp4 with EP 4 = TP attention + EP), the recipe's MTP and cap
-    assert spec == "prefill: 1x tp4 dp1 ep4; decode: 2x tp1 dp8 ep8 bs64"
+    assert spec == "prefill: 1x tp4 ep4; decode: 2x tp1 dp8 ep8 bs64"
     assert mtp == 2
 
 
@@ -103,6 +119,9 @@ def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
     (8, 8, True, {"tp": 1, "dp": 8, "ep": 8}),  # DEP8
     (8, 8, False, {"tp": 8, "ep": 8}),  # TEP8
     (8, 1, False, {"tp": 8}),  # TP8, MoE TP
+    (8, 2, False, {"tp": 8, "ep": 2}),  # TP8 attention, MoE TP4 x EP2 (moe_tp = tp / ep, the default)
+    (4, 1, True, {"tp": 1, "dp": 4, "moe_tp": 4}),  # attention DP4, MoE TP4 across the DP ranks
+    (8, 4, True, {"tp": 1, "dp": 8, "ep": 4}),  # attention DP8, MoE TP2 x EP4
     (1, 1, False, {"tp": 1}),
 ])
 def test_recipe_parallelism_maps_to_deployment_keys(tp, ep, dp_attn, expected):

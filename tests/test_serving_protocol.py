@@ -74,3 +74,47 @@ def test_other_rows_keep_the_engine_budget():
     # TensorRT-LLM without context chunking: the whole longest prompt beside every client's decode
     kwargs = fidelity.setup(agg_row(SA_BENCH[0], "trtllm"), 1 / 9, isl=3686)
     assert kwargs["engine_args"]["max_num_batched_tokens"] == max(8192, round(3686 * 10 / 9) + 1 + 16)
+
+
+def moe_row(source: str, backend: str, tp: str, dp: str, moe_tp: str, moe_ep: str, run: str = "x") -> dict[str, str]:
+    return {**agg_row(source, backend), "model_path": "deepseek-ai/DeepSeek-R1", "id": run, "tp_size": tp,
+            "attention_dp_size": dp, "moe_tp_size": moe_tp, "moe_ep_size": moe_ep}
+
+
+@pytest.mark.parametrize(("backend", "columns", "run", "expected"), [
+    # InferenceMAX tp8 ep8 on one 8-GPU node, written tp_size 64 = moe_tp 8 x moe_ep 8
+    ("trtllm", ("64", "1", "8", "8"), "dsr1_b200_trtllm_fp8_agg_8192x1024_c4_tp8_ep8_920", {"tp": 8, "ep": 8}),
+    ("sglang", ("16", "1", "4", "4"), "qwen3_5_b200_sglang_fp8_agg_8192x1024_c64_cfg615", {"tp": 4, "ep": 4}),
+    # the same with dp-attn: attention_dp_size 64 = 8 x 8
+    ("trtllm", ("1", "64", "8", "8"), "r_tp8_ep8_937", {"tp": 1, "dp": 8, "ep": 8}),
+    ("trtllm", ("1", "4", "2", "2"), "r_tp2_ep2_1741", {"tp": 1, "dp": 2, "ep": 2}),
+    # dp-attn with ep 1: attention DP 4 with MoE TP 4 across the DP ranks
+    ("trtllm", ("1", "4", "4", "1"), "r_tp4_ep1_296", {"tp": 1, "dp": 4, "moe_tp": 4}),
+    # vLLM dp-attn written tp = dp = the run's tp, moe_ep = tp x dp (--data-parallel-size=$TP)
+    ("vllm", ("4", "4", "1", "16"), "minimaxm2_5_b200_vllm_fp8_agg_1024x1024_c256_cfg691", {"tp": 1, "dp": 4, "ep": 4}),
+    # the convention tensor_cast reads directly: tp4 with EP4 (moe_tp 1), TP4 MoE TP
+    ("vllm", ("4", "1", "1", "4"), "r", {"tp": 4, "ep": 4}),
+    ("sglang", ("4", "1", "4", "1"), "r", {"tp": 4}),
+])
+def test_inferencemax_rows_map_to_the_runs_own_layout(backend, columns, run, expected):
+    assert fidelity.parallel(moe_row(SA_BENCH[1], backend, *columns, run=run)) == expected
+
+
+def test_aic_eval_rows_map_mixed_moe_splits_as_written():
+    # TensorRT-LLM moe_tp 2 x moe_ep 2 over tp 4 (moe_tp = tp / ep, the default), 2 x 4 over tp 8
+    assert fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "4", "", "2", "2")) == {"tp": 4, "ep": 2}
+    assert fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "8", "", "2", "4")) == {"tp": 8, "ep": 4}
+    assert fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "1", "4", "4", "1")) == {"tp": 1, "dp": 4, "moe_tp": 4}
+    with pytest.raises(fidelity.Unsupported, match="MoE split moe_tp=2 x moe_ep=2 over tp=8"):
+        fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "8", "", "2", "2"))  # 4 != 8 GPUs
+
+
+def test_inferencemax_sglang_deepseek_b200_rows_get_their_launch_flags():
+    # benchmarks/dsr1_fp8_b200.sh, TP4 branch: --mem-fraction-static 0.95 --max-running-requests 32
+    # --cuda-graph-max-bs 32 --chunked-prefill-size 8192 --kv-cache-dtype fp8_e4m3
+    r = {**moe_row(SA_BENCH[1], "sglang", "4", "1", "4", "1"), "system": "b200_sxm", "precision": "fp8"}
+    kwargs = fidelity.setup(r, 0.0)
+    args = kwargs["engine_args"]
+    assert (args["memory_utilization"], args["max_num_seqs"], args["max_num_batched_tokens"]) == (0.95, 32, 8192)
+    assert max(args["cuda_graph_sizes"]) == 32 and kwargs["kv_cache_dtype"] == "fp8"
+    assert "memory_utilization" not in fidelity.setup({**r, "backend": "vllm"}, 0.0).get("engine_args", {})

@@ -1,4 +1,5 @@
-"""Expert-parallel exchange cost rules: `tensor_cast::ep_dispatch` and `ep_combine` (kind "collective").
+"""Expert-parallel exchange cost rules: `tensor_cast::ep_dispatch` and `ep_combine`, and the MoE-TP
+exchange `ep_allgather` / `ep_reducescatter` (kind "collective").
 
 Both are all_to_all collectives over the EP group (`CommInfo(collective="all_to_all", scope="ep")`,
 timed by `backends/communication.py`, which sends the intra- and inter-node shares of a group
@@ -20,6 +21,15 @@ Dispatch travels in `wire_dtype`: "fp8" is DeepEP's FP8 dispatch (E4M3 plus one 
 128 channels: 1 + 4/128 bytes), used when the experts run FP8 activations; otherwise the model
 dtype. Combine returns the expert outputs in their own dtype (bf16). Each kernel reads the rows it
 sends and writes the rows it receives once in device memory.
+
+MoE TP across attention-DP replicas (`ep_allgather` / `ep_reducescatter`, moe_tp > 1): every rank
+needs every token of the N = ep_dp·T its experts serve, whole (its column slice of the expert
+needs the full hidden vector). The all-gather's output is the N rows in the wire dtype, the
+reduce-scatter's input the N rows of partial outputs in their own dtype, over the `group_size`
+ranks that hold different tokens (the dp replicas):
+
+    all_gather      M = N · H · wire bytes      comm_bytes = (n-1)/n · M
+    reduce_scatter  M = N · H · out bytes       comm_bytes = (n-1)/n · M, (n-1)/n · N·H adds
 """
 
 from __future__ import annotations
@@ -72,3 +82,31 @@ def ep_combine(call: OpCall) -> Counts:
     """Expert outputs back to their tokens' ranks, in their own dtype."""
     y = call.get("y")
     return _exchange(call, y, y.itemsize)
+
+
+def _gathered(call: OpCall, x: TensorInfo) -> Any:
+    """Rows every rank holds after the gather: the tokens of all ep_dp replicas."""
+    return int(call.get("ep_dp")) * numel(x.shape[:-1])
+
+
+@register(tc.ep_allgather.default, kind="collective")
+def ep_allgather(call: OpCall) -> Counts:
+    """Every replica's tokens to every rank of the group, in the wire dtype."""
+    wire = str(call.get("wire_dtype"))
+    if wire not in WIRE_BYTES:
+        raise ValueError(f"unknown dispatch wire dtype {wire!r}; known: {', '.join(WIRE_BYTES)}")
+    x = call.get("x")
+    local = numel(x.shape[:-1]) * x.shape[-1] * WIRE_BYTES[wire]
+    payload = _gathered(call, x) * x.shape[-1] * WIRE_BYTES[wire]
+    return collective_counts("all_gather", group_size=int(call.get("group_size")), nodes=int(call.get("nodes")),
+                             scope="ep", payload=payload, read=local, written=payload)
+
+
+@register(tc.ep_reducescatter.default, kind="collective")
+def ep_reducescatter(call: OpCall) -> Counts:
+    """The partial outputs of all gathered tokens summed over the group; this rank keeps its own rows."""
+    y = call.get("y")
+    elements = _gathered(call, y) * y.shape[-1]
+    return collective_counts("reduce_scatter", group_size=int(call.get("group_size")), nodes=int(call.get("nodes")),
+                             scope="ep", payload=elements * y.itemsize, read=elements * y.itemsize,
+                             written=y.nbytes, reduce_elements=elements)

@@ -55,7 +55,7 @@ def per_layer_config(text: str | None) -> dict[str, Any] | None:
 
 
 # flag destinations passed to the API as deployment keywords when given
-DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization")
+DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "moe_tp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization")
 
 
 def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,9 +64,13 @@ def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("deployment (world size = tp x dp x pp; times and memory are per GPU)")
     g.add_argument("--tp", type=int_at_least(1), help="tensor-parallel degree (default 1)")
-    g.add_argument("--ep", type=int_at_least(1), help="expert-parallel degree: 1 or tp x dp, MoE experts split whole over the "
-                                         "tp x dp GPUs of a stage; --tp 1 --dp 8 --ep 8 is attention DP8 + MoE EP8 "
+    g.add_argument("--ep", type=int_at_least(1), help="expert-parallel degree: MoE routed experts split over ep groups "
+                                         "of the tp x dp GPUs of a stage; --tp 1 --dp 8 --ep 8 is attention DP8 + MoE EP8 "
                                          "(default 1)")
+    g.add_argument("--moe-tp", type=int_at_least(1),
+                   help="TP degree inside each routed expert; moe-tp x ep must equal tp x dp (default tp x dp / ep "
+                        "with --ep, else tp: each DP replica holds every expert); --tp 4 --ep 2 is TensorRT-LLM's "
+                        "moe_tp 2 x moe_ep 2, --dp 4 --moe-tp 4 attention DP4 with MoE TP4")
     g.add_argument("--dp", type=int_at_least(1), help="data-parallel replicas; --batch-size is split over them (default 1)")
     g.add_argument("--pp", type=int_at_least(1), help="pipeline-parallel stages (default 1)")
     g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "

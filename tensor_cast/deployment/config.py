@@ -14,18 +14,26 @@ Rank layout (Megatron / vLLM order): TP innermost, then DP, then PP — rank
 `r = (pp_i * dp + dp_i) * tp + tp_i`; an EP group is the tp·dp ranks of one pipeline stage. Errors
 are `DeploymentError`s naming the bad value and the accepted ones. Never touches a graph.
 
-How tp, dp and ep combine (world = tp·dp·pp GPUs; ep is 1 or tp·dp):
+How tp, dp, ep and moe_tp combine (world = tp·dp·pp GPUs):
 - attention (and dense MLPs, embedding, lm_head) runs tensor-parallel over `tp` ranks, in `dp`
   data-parallel replicas, each with ceil(batch / dp) sequences and their KV cache;
-- MoE layers, ep = 1: every expert split tensor-parallel over the `tp` ranks of a replica;
-- MoE layers, ep = tp·dp: the routed experts are split over all tp·dp ranks of a stage (E/ep
-  each, whole), shared experts tensor-parallel over tp. With dp > 1 ("attention DP + EP MoE")
-  tokens reach their experts through an all_to_all dispatch and come back through a combine; with
-  dp = 1 every rank holds every token and the partial outputs are all-reduced over tp
-  (`passes/insert_ep_collectives.py`).
+- MoE layers split the routed experts over the ranks of a stage as a moe_tp x ep grid: `ep`
+  groups of E/ep experts, each expert's intermediate split over `moe_tp` ranks (TensorRT-LLM's
+  `moe_expert_parallel_size` x `moe_tensor_parallel_size`, whose product must be its tp_size;
+  SGLang `--tp N --ep-size E`: moe_tp = N / E). Accepted: moe_tp·ep = tp·dp (the experts span
+  the whole stage; the default moe_tp = tp·dp / ep when ep > 1), or ep = 1 with moe_tp = tp
+  (the default without ep: every DP replica holds all experts, split over its own tp ranks).
+  Shared experts stay tensor-parallel over tp.
+- how tokens reach the experts (`passes/insert_ep_collectives.py`): with dp = 1 every rank holds
+  every token and the partial outputs are all-reduced over tp; with dp > 1 and moe_tp = 1 an
+  all_to_all dispatch and combine ("attention DP + EP MoE"); with dp > 1 and moe_tp > 1 an
+  all-gather of the replicas' tokens and a reduce-scatter of the outputs (TensorRT-LLM's
+  `AllGatherReduceScatter`, the one exchange it supports with MoE TP).
 Engine equivalents: SGLang `--tp 8 --enable-dp-attention --dp 8 --ep 8` (8 GPUs) is tp=1, dp=8,
 ep=8; vLLM `--data-parallel-size 8 --enable-expert-parallel` is the same; vLLM
-`--tensor-parallel-size 8 --enable-expert-parallel` is tp=8, ep=8.
+`--tensor-parallel-size 8 --enable-expert-parallel` is tp=8, ep=8; TensorRT-LLM `tp_size 4,
+moe_expert_parallel_size 2` is tp=4, ep=2, moe_tp=2, and with `enable_attention_dp` tp=1, dp=4,
+ep=2, moe_tp=2.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ class Deployment:
     ep: int = 1
     dp: int = 1
     pp: int = 1
+    moe_tp: int | None = None  # TP degree inside each routed expert; None: tp·dp / ep with ep > 1, else tp
     quant: str | None = None  # None: the checkpoint's own quantization_config, else unquantized
     kv_cache_dtype: str | None = None  # None: the model dtype
     nodes: int | None = None
@@ -65,7 +74,7 @@ class Deployment:
     def __post_init__(self) -> None:
         for name in ("tp", "ep", "dp", "pp"):
             _positive_int(name, getattr(self, name))
-        for name in ("nodes", "gpus_per_node"):
+        for name in ("moe_tp", "nodes", "gpus_per_node"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         for name in ("quantize_lm_head", "quantize_router"):
@@ -109,7 +118,7 @@ class TraceDeployment:
 
     tp: int = 1
     ep: int = 1
-    moe_tp: int = 1  # TP degree inside each expert (tp without EP, 1 with EP)
+    moe_tp: int = 1  # TP degree inside each routed expert (config.py docstring)
     quant: str = "none"  # a quantization.SCHEMES key or "none"
     not_converted: tuple[str, ...] = ()  # module patterns left unquantized (from the checkpoint)
     quantize_lm_head: bool = False
@@ -117,12 +126,12 @@ class TraceDeployment:
     kv_cache_bytes: Any = None  # bytes per cached K/V element; None: the model dtype
     tp_nodes: int = 1  # nodes one TP group spans
     ep_nodes: int = 1  # nodes one EP group spans
-    ep_dp: int = 1  # attention-DP replicas in an EP group (dp when ep > 1; DP alone does not retrace)
+    ep_dp: int = 1  # attention-DP replicas the experts span (dp when moe_tp·ep = tp·dp; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
 
     @property
     def sharded(self) -> bool:
-        return self.tp > 1 or self.ep > 1
+        return self.tp > 1 or self.ep > 1 or self.moe_tp > 1
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,12 @@ class ResolvedDeployment:
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
             quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
-            ep_dp=self.dp if self.ep > 1 else 1, row_parallel=self.row_parallel)
+            ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel)
+
+    @property
+    def experts_span_replicas(self) -> bool:
+        """Whether the routed experts are split over the ranks of all dp replicas (moe_tp·ep = tp·dp)."""
+        return self.dp > 1 and self.moe_tp * self.ep == self.tp * self.dp
 
     def describe(self) -> str:
         parts = [f"{self.world_size} GPU{'s' if self.world_size > 1 else ''}"
@@ -168,9 +182,13 @@ class ResolvedDeployment:
         for name in ("tp", "ep", "dp", "pp"):
             if getattr(self, name) > 1:
                 parts.append(f"{name.upper()}{getattr(self, name)}")
-        if self.ep > 1:
-            exchange = "all_to_all dispatch/combine" if self.dp > 1 else "outputs all-reduced"
-            parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE EP{self.ep} ({exchange})")
+        if self.ep > 1 or self.experts_span_replicas or self.moe_tp != self.tp:
+            if self.dp == 1:
+                exchange = "outputs all-reduced"
+            else:
+                exchange = "all_to_all dispatch/combine" if self.moe_tp == 1 else "all-gather/reduce-scatter"
+            split = " x ".join(f"{k}{v}" for k, v in (("TP", self.moe_tp), ("EP", self.ep)) if v > 1) or "TP1"
+            parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE {split} ({exchange})")
         parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
                      + (" (checkpoint)" if self.quant_source == "checkpoint" else ""))
         parts.append(f"KV cache {self.kv_cache_dtype}")
@@ -196,7 +214,7 @@ TP_UNSUPPORTED = {
 }
 
 
-def _check_tp(spec: ModelSpec, tp: int, ep: int) -> None:
+def _check_tp(spec: ModelSpec, tp: int) -> None:
     if tp == 1:
         return
     if spec.model_type in TP_UNSUPPORTED:
@@ -215,13 +233,10 @@ def _check_tp(spec: ModelSpec, tp: int, ep: int) -> None:
         moe = layer.mlp.moe if layer.mlp.kind == "moe" else None
         if moe is not None and moe.shared_intermediate_size:
             checks.append(("shared_expert_intermediate_size", moe.shared_intermediate_size))
-        if moe is not None and ep == 1:  # without ep, every expert is split over the tp ranks
-            checks.append(("moe_intermediate_size", moe.expert_intermediate_size))
     for what, size in checks:
         if size % tp:
             valid = divisors(_common(s for _, s in checks))
-            hint = " (or use ep)" if what == "moe_intermediate_size" else ""
-            raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}{hint}")
+            raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}")
     for layer, _ in spec.layer_kinds():
         a = layer.attention
         if a.kind in ("full", "sliding") and a.num_kv_heads % tp and tp % a.num_kv_heads:
@@ -235,25 +250,39 @@ def _moe_layers(spec: ModelSpec) -> list[Any]:
     return [layer.mlp.moe for layer, _ in spec.layer_kinds() if layer.mlp.kind == "moe" and layer.mlp.moe]
 
 
-def _check_ep(spec: ModelSpec, tp: int, dp: int, ep: int) -> int:
-    """The TP degree inside each expert (moe_tp): tp without EP, 1 with EP (experts whole)."""
+def _check_moe(spec: ModelSpec, tp: int, dp: int, ep: int, moe_tp: int | None) -> int:
+    """The TP degree inside each routed expert (moe_tp), checked: moe_tp·ep = tp·dp (the experts
+    span the stage) or ep = 1 with moe_tp = tp (each replica holds every expert); ep divides every
+    MoE layer's experts, moe_tp every expert's intermediate size."""
     moes = _moe_layers(spec)
-    if ep == 1:
-        return tp
+    stage = tp * dp
     if not moes:
-        raise DeploymentError(f"ep={ep} needs MoE layers; {spec.name} has none (accepted ep: 1)")
+        if ep > 1 or (moe_tp is not None and moe_tp != tp):
+            what, accepted = (f"ep={ep}", "ep: 1") if ep > 1 else (f"moe_tp={moe_tp}", f"moe_tp: tp = {tp}")
+            raise DeploymentError(f"{what} needs MoE layers; {spec.name} has none (accepted {accepted})")
+        return tp
     experts = _common(m.num_experts for m in moes)  # ep must divide every MoE layer's expert count
-    if ep != tp * dp:
-        accepted = f"1, {tp * dp}" if experts % (tp * dp) == 0 else (
-            f"1 (tp·dp = {tp * dp} does not divide num_experts={experts}; valid ep = tp·dp: {choices(divisors(experts))})")
-        raise DeploymentError(
-            f"ep={ep} must span the tp·dp = {tp * dp} GPUs of a pipeline stage (experts split over them, "
-            f"attention TP/DP beside them); accepted ep: {accepted}")
+    if ep > 1 and stage % ep:
+        valid = [d for d in divisors(stage) if experts % d == 0]
+        raise DeploymentError(f"ep={ep} does not divide the tp·dp = {stage} GPUs of a pipeline stage (experts split "
+                              f"over them as moe_tp x ep); valid ep: {choices(valid)}")
+    if moe_tp is None:
+        moe_tp = stage // ep if ep > 1 else tp
+    if moe_tp * ep != stage and not (ep == 1 and moe_tp == tp):
+        accepted = f"{stage // ep}" + (f" or {tp}" if ep == 1 and tp != stage else "")
+        raise DeploymentError(f"moe_tp={moe_tp} x ep={ep} must equal the tp·dp = {stage} GPUs the experts span"
+                              + (" (or moe_tp = tp with ep 1: experts per DP replica)" if ep == 1 else "")
+                              + f"; accepted moe_tp: {accepted}")
     for moe in moes:
         if moe.num_experts % ep:
             raise DeploymentError(f"ep={ep} does not divide num_experts={moe.num_experts}; valid ep: "
-                                  f"{choices(divisors(experts))} (ep = tp·dp)")
-    return 1
+                                  f"{choices([d for d in divisors(stage) if experts % d == 0])}")
+        if moe.expert_intermediate_size % moe_tp:
+            valid = [d for d in divisors(stage) if _common(m.expert_intermediate_size for m in moes) % d == 0]
+            raise DeploymentError(f"moe_tp={moe_tp} does not divide moe_intermediate_size="
+                                  f"{moe.expert_intermediate_size}; valid moe_tp: {choices(valid)} (raise ep to "
+                                  f"lower moe_tp = tp·dp / ep)")
+    return moe_tp
 
 
 def pipeline_stages(num_layers: int, pp: int) -> tuple[tuple[int, ...], ...]:
@@ -285,8 +314,8 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     if pp > spec.num_layers:
         raise DeploymentError(f"pp={pp} exceeds the {spec.num_layers} layers of {spec.name}; "
                               f"valid pp: 1..{spec.num_layers}")
-    _check_tp(spec, tp, ep)
-    moe_tp = _check_ep(spec, tp, dp, ep)
+    _check_tp(spec, tp)
+    moe_tp = _check_moe(spec, tp, dp, ep, request.moe_tp)
     notes: list[str] = []
 
     # quantization: the user's, else the checkpoint's
@@ -330,7 +359,8 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
             f"world size tp·dp·pp = {world} but nodes × gpus_per_node = {nodes * gpn}; make them equal")
     stage_size = tp * dp
     tp_groups = [range(s * tp, (s + 1) * tp) for s in range(world // tp)]
-    ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if ep > 1 else [range(1)]
+    spans = ep > 1 or (dp > 1 and moe_tp * ep == stage_size)  # the experts' exchange spans the stage
+    ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if spans else [range(1)]
     pp_pairs: list[tuple[int, ...]] = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
     return ResolvedDeployment(
         request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source,

@@ -10,6 +10,17 @@ them with two all_to_all exchanges around the routed experts:
 - `ep_combine(y, top_k, num_experts, group_size, ep_dp, nodes)`: the expert outputs travel
   back to their tokens' ranks (in y's dtype, bf16), where they are weighted and summed.
 
+When the experts are also split tensor-parallel (moe_tp > 1) an all_to_all cannot deliver a
+token to every column slice of its experts; engines then gather every replica's tokens on every
+rank and reduce-scatter the partial outputs (TensorRT-LLM `AllGatherReduceScatter`, chosen
+whenever `moe_tp_size != 1` under attention DP: "AlltoAll cannot support MoE TP",
+`_torch/modules/fused_moe/communication/communication_factory.py`):
+
+- `ep_allgather(x, group_size, ep_dp, nodes, wire_dtype)`: every rank receives the tokens of all
+  `ep_dp` replicas (TensorRT-LLM gathers after quantizing: "post-quant dispatch");
+- `ep_reducescatter(y, group_size, ep_dp, nodes)`: the partial outputs of all those tokens are
+  summed over the ranks and each rank keeps its replica's rows.
+
 `insert_ep_collectives` places them around `tensor_cast::moe`. They carry what their cost needs:
 the routing (k, E; the skew is a cost knob, outside the graph) that sets how many rows the most loaded rank receives, the EP group
 (`group_size` ranks over `nodes` nodes) and `ep_dp`, the attention-DP replicas whose tokens the
@@ -59,4 +70,28 @@ def _ep_combine_fake(y, top_k, num_experts, group_size, ep_dp, nodes):
     return torch.empty_like(y)
 
 
-__all__ = ["WIRE_DTYPES", "ep_combine", "ep_dispatch"]
+@torch.library.custom_op("tensor_cast::ep_allgather", mutates_args=())
+def ep_allgather(x: torch.Tensor, group_size: int, ep_dp: int, nodes: int, wire_dtype: str) -> torch.Tensor:
+    """Gather the tokens of all `ep_dp` replicas on every rank (same shape: rows live in the cost)."""
+    _check(wire_dtype)
+    return x.clone()
+
+
+@ep_allgather.register_fake
+def _ep_allgather_fake(x, group_size, ep_dp, nodes, wire_dtype):
+    _check(wire_dtype)
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tensor_cast::ep_reducescatter", mutates_args=())
+def ep_reducescatter(y: torch.Tensor, group_size: int, ep_dp: int, nodes: int) -> torch.Tensor:
+    """Sum the partial outputs of all gathered tokens and keep this rank's rows (same shape as `y`)."""
+    return y.clone()
+
+
+@ep_reducescatter.register_fake
+def _ep_reducescatter_fake(y, group_size, ep_dp, nodes):
+    return torch.empty_like(y)
+
+
+__all__ = ["WIRE_DTYPES", "ep_allgather", "ep_combine", "ep_dispatch", "ep_reducescatter"]

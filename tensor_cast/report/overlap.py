@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from ..backends.roofline import ExecutionMode
     from ..costed import CostedNode
 
-EXCHANGE_OPS = ("tensor_cast.ep_dispatch", "tensor_cast.ep_combine")
+# the all_to_alls, and the all-gather / reduce-scatter that replace them under MoE TP
+EXCHANGE_OPS = ("tensor_cast.ep_dispatch", "tensor_cast.ep_combine", "tensor_cast.ep_allgather",
+                "tensor_cast.ep_reducescatter")
 MOE_OP = "tensor_cast.moe"  # the name (CostedNode.op) of tensor_cast::moe
 
 

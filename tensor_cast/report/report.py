@@ -260,7 +260,7 @@ class Report:
     # ---- expert parallelism (report/overlap.py) ----
     @cached_property
     def ep_comm_time_s(self) -> Any:
-        """Time of the expert-parallel all_to_alls (ep_dispatch + ep_combine), summed."""
+        """Time of the expert-parallel exchanges (ep_dispatch + ep_combine, or ep_allgather + ep_reducescatter), summed."""
         from .overlap import EXCHANGE_OPS
 
         return self._sum(lambda n: n.time.time_s if n.op in EXCHANGE_OPS else 0)

@@ -121,11 +121,13 @@ def _deployment_lines(report: Report) -> list[tuple[str, str]]:
         lines.append(("comm time", f"{seconds(report.comm_time_s)} ({share:.1f}% of the step, not overlapped); "
                                    f"with ideal compute/comm overlap the step would take "
                                    f"{seconds(report.overlapped_time_s)}"))
-    if deployment.ep > 1 and report.ep_comm_time_s:
+    if report.ep_comm_time_s:
         hidden = float(report.total_time_s) - float(report.ep_overlapped_time_s)
         overlap = (f"overlapped with the shared experts the step would take {seconds(report.ep_overlapped_time_s)}"
                    if hidden > 0 else "no shared experts to overlap it with")
-        lines.append(("EP all_to_all", f"{seconds(report.ep_comm_time_s)} (dispatch + combine); {overlap}"))
+        label, what = (("EP all_to_all", "dispatch + combine") if deployment.moe_tp == 1 else
+                       ("MoE all-gather", "all-gather + reduce-scatter"))
+        lines.append((label, f"{seconds(report.ep_comm_time_s)} ({what}); {overlap}"))
     by_kind = report.kv_cache_by_kind
     if len(by_kind) > 1:
         lines.append(("KV cache by kind", ", ".join(f"{k} {gib(v)}" for k, v in by_kind.items())))

@@ -239,6 +239,8 @@ def _simulate_group(task: SimTask) -> list[Metrics | str | Screened]:
 
 
 # ---- the pipeline ------------------------------------------------------------------------------
+MIXED_EP_ENGINES = ("sglang", "trtllm")  # split each expert over an EP group's ranks (space.py)
+
 
 
 def _variants(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int]) -> list[Variant]:
@@ -246,7 +248,7 @@ def _variants(spec: ModelSpec, inputs: Inputs, sizes: Iterable[int]) -> list[Var
     for device in inputs.devices:
         profile = load_device(device)
         for size in sizes:
-            found.update(layouts(spec, profile, size))
+            found.update(layouts(spec, profile, size, mixed_ep=inputs.engine in MIXED_EP_ENGINES))
     return [Variant(layout, q, kv) for layout in sorted(found) for q in inputs.quants for kv in inputs.kv_dtypes]
 
 

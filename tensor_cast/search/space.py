@@ -18,7 +18,11 @@ What is enumerated, and why:
   model's layers.
 - Attention DP (dp > 1) only for MoE models, with EP over the tp·dp GPUs (the DeepSeek layout);
   for dense models more DP is just more replicas, which the GPU count already covers.
-- EP = 1 or tp·dp (tensor_cast's EP semantics, deployment/config.py).
+- EP = 1 or tp·dp; with `mixed_ep` (engines that split each expert over the ranks of an EP
+  group: SGLang `--tp N --ep-size E`, TensorRT-LLM `--tp_size N --ep_size E`, moe_tp = N / E;
+  vLLM's `--enable-expert-parallel` is all or nothing) also every EP between them under TP
+  attention (dp = 1): a mixed MoE TP x EP split (deployment/config.py). The launch commands are
+  the same flags (launch.py).
 - A GPU count N is served by N / size identical instances of every layout whose size divides N.
 Validity comes from `deployment.config.resolve` (the same checks `analyze` makes).
 """
@@ -53,7 +57,8 @@ class Layout:
         if self.dp > 1:
             parts.append(f"DP{self.dp}")
         if self.ep > 1:
-            parts.append(f"EP{self.ep}")
+            moe_tp = self.tp * self.dp // self.ep
+            parts.append(f"EP{self.ep}" + (f"(MoE-TP{moe_tp})" if moe_tp > 1 else ""))
         if self.pp > 1:
             parts.append(f"PP{self.pp}")
         return "+".join(parts)
@@ -133,9 +138,10 @@ def is_moe(spec: ModelSpec) -> bool:
     return any(layer.mlp.kind == "moe" and layer.mlp.moe for layer, _ in spec.layer_kinds())
 
 
-def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False) -> list[Layout]:
+def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False, mixed_ep: bool = False) -> list[Layout]:
     """Every structurally valid layout of exactly `size` GPUs (see the module docstring);
-    `pp_in_node`: only the layouts with pipeline stages smaller than a node."""
+    `pp_in_node`: only the layouts with pipeline stages smaller than a node; `mixed_ep`: also
+    the MoE TP x EP splits under TP attention."""
     gpn = profile.interconnect.gpus_per_node if getattr(profile, "interconnect", None) else 1
     moe = is_moe(spec)
     out = []
@@ -149,7 +155,10 @@ def layouts(spec: ModelSpec, profile: Any, size: int, pp_in_node: bool = False) 
                 continue
             if pp > 1 and not pp_in_node and tp < gpn:  # across nodes: TP fills each stage's node
                 continue
-            for ep in ((1, tp * dp) if moe and tp * dp > 1 else (1,)):
+            eps = [1, tp * dp] if moe and tp * dp > 1 else [1]
+            if moe and mixed_ep and dp == 1:
+                eps += [e for e in divisors(tp) if 1 < e < tp]
+            for ep in eps:
                 if dp > 1 and ep == 1:  # attention DP goes with EP (else it is replication)
                     continue
                 layout = Layout(tp=tp, pp=pp, dp=dp, ep=ep)

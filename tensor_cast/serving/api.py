@@ -31,6 +31,7 @@ from .engines import EngineProfile, engine_profile
 from .pipeline import StageClock, stage_costs
 from .report import ServingReport
 from .scheduler import RankScheduler
+from .sglang_memory import sglang_mem_fraction_static
 from .simulator import Worker, simulate_workers
 from .workload import make_workload
 
@@ -117,6 +118,20 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
 
+def default_utilization(engine: EngineProfile, engine_args: Mapping[str, Any] | None, profile: Any, resolved: Any,
+                        mtp: int) -> float:
+    """The engine's memory utilization when the user sets none: SGLang computes its
+    mem_fraction_static from the GPU's memory and the parallelism (sglang_memory.py); the other
+    engines' defaults are constants of their profile."""
+    if engine.name != "sglang" or "memory_utilization" in (engine_args or {}):
+        return engine.memory_utilization
+    attention_dp = resolved.experts_span_replicas  # SGLang --enable-dp-attention: tp_size counts every rank
+    return sglang_mem_fraction_static(
+        profile.memory_capacity_gib * 1024, tp_size=resolved.tp * (resolved.dp if attention_dp else 1),
+        pp_size=resolved.pp, dp_size=resolved.dp if attention_dp else 1, dp_attention=attention_dp,
+        chunked_prefill_size=engine.max_num_batched_tokens, speculative=mtp > 0)
+
+
 # the setup's sympy work and the event loop allocate heavily: automatic collections would walk
 # the process's millions of long-lived objects (torch, sympy) again and again (gc_pause.py)
 @paused_gc()
@@ -146,8 +161,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     `fast_forward=False`: step every worker one step (pp > 1: one batch) at a time instead of
     fast-forwarding runs of pure-decode steps (simulator.py, decode_ring.py): the slow reference
     path, for checking (same results up to float rounding).
-    Deployment keywords as `analyze` (tp, ep, dp, pp, quant, kv_cache_dtype, ...); dp > 1 with ep > 1
-    is attention DP (ranks step together), dp > 1 without EP is independent replicas; pp > 1 splits
+    Deployment keywords as `analyze` (tp, ep, dp, pp, moe_tp, quant, kv_cache_dtype, ...); dp > 1
+    with the experts spanning the replicas (ep > 1, or moe_tp = tp·dp) is attention DP (ranks step
+    together), dp > 1 with per-replica experts (ep 1, moe_tp unset) is independent replicas; pp > 1 splits
     the layers into stages with up to pp batches in flight (`pipeline.py`).
     """
     unknown = set(deployment) - set(DEPLOYMENT_KEYS)
@@ -195,7 +211,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
-        utilization = options.get("memory_utilization", profile_engine.memory_utilization)
+        utilization = options.get("memory_utilization") or default_utilization(
+            profile_engine, engine_args, profile, resolved, mtp)
         kv = kv_pool(sym, profile, profile_engine, typical, utilization)
         per_token[role] = kv.bytes_per_token
         need = longest + (1 + mtp) if profile_engine.policy == "no_evict" else \
@@ -206,7 +223,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                 f"the KV cache holds {capacity} tokens per rank ({kv.budget_bytes / 2**30:.2f} GiB free for it), "
                 f"too small for one request of {need} tokens; accepted: a request that fits, or more memory "
                 "(more GPUs, quantization, kv_cache_dtype='fp8', memory_utilization)")
-        lockstep = resolved.dp > 1 and resolved.ep > 1
+        lockstep = resolved.experts_span_replicas  # attention DP: the ranks share the MoE layers' exchange
         replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
         ranks_per_worker = resolved.dp if lockstep else 1
         pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \

@@ -2,7 +2,9 @@
 
 Owns `parse_disagg(spec)` -> {"prefill": Pool, "decode": Pool} from text such as
 "prefill: 2x tp4; decode: 1x tp8 dp8 ep8" or "decode: 1x tp4 pp2" (or a mapping {"prefill": {"workers": 2, "tp": 4},
-...}); `bs<n>` (mapping key `max_num_seqs`) caps the requests one rank of that pool runs at once
+...}); `moetp<n>` (mapping key `moe_tp`) sets the TP degree inside each routed expert (the
+deployment keyword `moe_tp`: "prefill: 1x tp1 dp8 moetp8" is attention DP8 with MoE TP8);
+`bs<n>` (mapping key `max_num_seqs`) caps the requests one rank of that pool runs at once
 (the engine's max_num_seqs / max_running_requests / max_batch_size, per attention-DP rank), as
 disaggregated recipes set it per pool (TensorRT-LLM's `max_batch_size` of the generation
 servers, e.g. Dynamo's `ctx1_gen2_dep8_batch64` recipes: 64 per DP rank); without it the
@@ -26,10 +28,11 @@ from ..backends.device import DeviceProfile
 from ..errors import InvalidArgumentError
 
 ROLES = ("prefill", "decode")
-PARALLEL_KEYS = ("tp", "dp", "ep", "pp")
+PARALLEL_KEYS = ("tp", "dp", "ep", "pp", "moe_tp")
+TEXT_KEYS = {"moetp": "moe_tp"}  # text token -> parallel key
 ENGINE_KEYS = {"bs": "max_num_seqs"}  # text token -> Pool field
-FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [pp<g>] [bs<s>]; '
-          'decode: <M>x tp<d> [dp<e>] [ep<f>] [pp<h>] [bs<t>]"')
+FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>]; '
+          'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>]"')
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Pool:
     dp: int = 1
     ep: int = 1
     pp: int = 1
+    moe_tp: int | None = None  # TP degree inside each routed expert (None: the deployment's default)
     max_num_seqs: int | None = None  # requests one rank runs at once (None: the engine's default)
 
     @property
@@ -46,7 +50,8 @@ class Pool:
         return self.tp * self.dp * self.pp
 
     def deployment(self) -> dict[str, int]:
-        return {"tp": self.tp, "dp": self.dp, "ep": self.ep, "pp": self.pp}
+        out = {"tp": self.tp, "dp": self.dp, "ep": self.ep, "pp": self.pp}
+        return out if self.moe_tp is None else {**out, "moe_tp": self.moe_tp}
 
 
 def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
@@ -61,8 +66,8 @@ def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
             raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
         values: dict[str, int] = {}
         for token in match.group(3).split():
-            m = re.fullmatch(r"(tp|dp|ep|pp|bs)(\d+)", token)
-            key = ENGINE_KEYS.get(m.group(1), m.group(1)) if m else ""
+            m = re.fullmatch(r"(tp|dp|ep|moetp|pp|bs)(\d+)", token)
+            key = ENGINE_KEYS.get(m.group(1), TEXT_KEYS.get(m.group(1), m.group(1))) if m else ""
             if not m or key in values:
                 raise InvalidArgumentError(f"bad disagg spec {spec!r} at {token!r}; {FORMAT}")
             values[key] = int(m.group(2))
@@ -82,7 +87,7 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
         unknown = set(entry) - set(PARALLEL_KEYS) - set(ENGINE_KEYS.values())
         if unknown:
             raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; "
-                                       "accepted: workers, tp, dp, ep, pp, max_num_seqs")
+                                       "accepted: workers, tp, dp, ep, pp, moe_tp, max_num_seqs")
         pools[role] = _pool(str(dict(spec)), workers, entry)
     return pools
 

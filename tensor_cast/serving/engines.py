@@ -212,7 +212,9 @@ ENGINES: dict[str, EngineProfile] = {
                                       "(H100/H200), 16384 above (B200): override with engine_args",
             "max_num_seqs": "max_running_requests: derived from the KV pool (no fixed cap; 4096 here as a bound)",
             "block_size": "server_args.py page_size 1",
-            "memory_utilization": "server_args.py mem_fraction_static 0.88 fallback (fraction of total memory)",
+            "memory_utilization": "server_args.py mem_fraction_static 0.88 fallback (fraction of total memory) when the "
+                                  "GPU memory is unknown; simulate() computes SGLang's default from the GPU memory "
+                                  "(_handle_gpu_memory_settings, serving/sglang_memory.py)",
             "new_token_ratio": "schedule_policy.py / SGLANG_INIT_NEW_TOKEN_RATIO 0.7: reserved share of remaining output",
             "policy": "python/sglang/srt/managers/scheduler.py get_next_batch_to_run: a new prefill batch first, "
                       "else decode; retract_decode on KV shortage",
