@@ -37,11 +37,10 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -384,9 +383,7 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
 
 def fit_engine_and_write(args: argparse.Namespace) -> None:
     """--from-aic: the engine's section fitted from AIC tables (aic_fit.py), written beside the
-    profile's other sections; keys the tables do not inform are kept from the torch section.
-    With --stages, only those stages are refitted, starting from the shipped engine section, and
-    only their keys (values and sources) change."""
+    profile's other sections; keys the tables do not inform are kept from the torch section."""
     import aic_fit
     import aic_tables
     import calibration_fit as cf
@@ -400,20 +397,7 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     provenance = args.provenance or (f"AIConfigurator {Path(args.from_aic).name} tables ({engine} kernels), "
                                      f"{date.today()}")
     if args.stages:
-        stages = _chosen_stages(aic_fit.STAGES, args.stages)
-        shipped = load_device(args.base, engine)
-        if shipped.engine != engine:
-            raise SystemExit(f"--stages refits the shipped [efficiency.{engine}] section: {args.base} has none")
-        cases = aic_tables.all_cases(args.from_aic, sorted({s.name.split()[0] for s in stages}))
-        fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=stages)
-        values = {**{f"efficiency.{k}": v for k, v in shipped.efficiency.items()}, **fit.values}
-        sources = {**{f"efficiency.{k}": shipped.sources[f"efficiency.{engine}.{k}"] for k in shipped.efficiency
-                      if f"efficiency.{engine}.{k}" in shipped.sources}, **fit.sources}
-        text = cf.update_profile_text(base_text, values, sources, engine=engine, overhead_too=False,
-                                      header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
-                                             f"provenance in [sources]")
-        print(aic_fit.error_table(aic_fit.class_errors(cases, fit.profile)))
-        _emit(text, args.out)
+        refit_stages_and_write(args, engine, base_text, provenance)
         return
     cases = aic_tables.all_cases(args.from_aic)
     fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance)
@@ -430,14 +414,46 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     _emit(text, args.out)
 
 
-def _chosen_stages(stages: Sequence[Any], names: str) -> list[Any]:
-    """The stages named in a comma-separated list, in fitting order; an unknown name exits naming the known ones."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = [s.name for s in stages]
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise SystemExit(f"unknown stage(s) {', '.join(unknown)}; accepted: {', '.join(known)}")
-    return [s for s in stages if s.name in wanted]
+# the AIC table family (aic_tables.BUILDERS) each fitting stage's rows come from, by the stage name's first word
+STAGE_FAMILIES = {"gemm": "gemm", "attention": "attention", "moe": "moe", "nccl": "collectives",
+                  "custom": "collectives", "mla": "mla", "dsa": "dsa", "gdn": "gdn"}
+
+
+def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str, provenance: str) -> None:
+    """--from-aic with --stages: refit only the named stages, starting from the profile's shipped
+    `engine` section (every other stage's values as shipped); only those stages' keys and sources
+    are rewritten."""
+    import aic_fit
+    import aic_tables
+    import calibration_fit as cf
+
+    from tensor_cast.backends.device import load_device
+
+    names = [name.strip() for name in args.stages.split(",") if name.strip()]
+    known = {stage.name: stage for stage in aic_fit.STAGES}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        print(f"error: --stages: unknown stage {', '.join(map(repr, unknown)) or '(none given)'}; "
+              f"accepted: {', '.join(known)}", file=sys.stderr)
+        raise SystemExit(2)
+    shipped = load_device(args.base, engine)
+    if shipped.engine != engine:
+        print(f"error: --stages refits from the shipped [efficiency.{engine}] section, which {args.base} does "
+              f"not have; fit the whole section first (without --stages)", file=sys.stderr)
+        raise SystemExit(2)
+    families = sorted({STAGE_FAMILIES[name.split()[0]] for name in names})
+    cases = aic_tables.all_cases(args.from_aic, families)
+    fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names])
+    sources = {f"efficiency.{key}": shipped.sources[f"efficiency.{engine}.{key}"] for key in shipped.efficiency
+               if f"efficiency.{engine}.{key}" in shipped.sources}  # the other stages' entries, as shipped
+    sources.update(fit.sources)
+    text = cf.update_profile_text(base_text, fit.values, sources, engine=engine, overhead_too=False,
+                                  header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
+                                         f"provenance in [sources]")
+    for key, value in sorted(fit.values.items()):
+        print(f"{key} = {value} (was {shipped.efficiency.get(key.split('.', 1)[1])})")
+    print(aic_fit.error_table(aic_fit.class_errors([c for c in cases if c.stage in names], fit.profile)))
+    _emit(text, args.out)
 
 
 def transfer_engine_and_write(args: argparse.Namespace) -> None:
@@ -493,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provenance", help="text recorded in [sources] (default: file, GPU, date)")
     parser.add_argument("--from-aic", help="fit an engine section from a folder of AIConfigurator tables (*.csv.gz)")
     parser.add_argument("--engine", default="vllm", help="the engine section --from-aic writes (default vllm)")
-    parser.add_argument("--stages", help="with --from-aic: refit only these stages (comma-separated aic_fit.STAGES "
-                                         "names) from the shipped engine section, writing only their keys")
+    parser.add_argument("--stages", help="with --from-aic: refit only these stages of benchmarks/aic_fit.py "
+                                         "(comma-separated names, e.g. 'gemm fp8,nccl all_to_all') from the "
+                                         "profile's shipped engine section, rewriting only their keys")
     parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
     parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
     parser.add_argument("--relation", default="same compute die",
