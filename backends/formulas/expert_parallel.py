@@ -21,8 +21,10 @@ Dispatch travels in `wire_dtype`: "fp8" is DeepEP's FP8 dispatch (E4M3 plus one 
 128 channels: 1 + 4/128 bytes), used when the experts run FP8 activations; "nvfp4" is the
 quantize-then-dispatch of NVFP4 experts (E2M1 plus one E4M3 scale per 16 channels: 1/2 + 1/16
 bytes; TensorRT-LLM's post-quant all_to_all, `TRTLLM_MOE_POST_QUANT_ALLTOALLV` default "1" when the
-MoE quant mode has NVFP4, tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py); otherwise
-the model dtype. Combine returns the expert outputs in their own dtype (bf16). Each kernel reads the rows it
+MoE quant mode has NVFP4, tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py; vLLM's
+FlashInfer NVFP4 paths likewise quantize before `mnnvl_moe_alltoallv` or the DP all_gatherv,
+vllm/model_executor/layers/fused_moe/flashinfer_cutlass_prepare_finalize.py); otherwise the model
+dtype. Combine returns the expert outputs in their own dtype (bf16). Each kernel reads the rows it
 sends and writes the rows it receives once in device memory.
 
 MoE TP across attention-DP replicas (`ep_allgather` / `ep_reducescatter`, moe_tp > 1): every rank
