@@ -29,7 +29,9 @@ library's tuner picks, the faster of its two protocol families,
     bulk (Simple, NVLS)      t0 + t_simple + steps·ts + traffic / (β·f_simple)
 
 with steps = 2(n-1) for all_reduce, n-1 otherwise, traffic the ring bytes per rank above (2(n-1)/n·M
-or (n-1)/n·M) and β the intra-node link's peak: t0 (`<c>_latency_us`) is the fixed cost of a call,
+or (n-1)/n·M; all_to_all adds s/n·M for the rank's own slice, s = `all_to_all_self_share`: NCCL
+sends it to itself inside the same grouped send/recv kernel, at up to a peer's cost) and β the
+intra-node link's peak: t0 (`<c>_latency_us`) is the fixed cost of a call,
 ts (`<c>_step_us`) the per-step synchronisation, f_ll / f_simple (`<c>_ll_bandwidth`,
 `<c>_simple_bandwidth`) the fractions of the link each protocol sustains and t_simple
 (`<c>_simple_us`) the bulk protocol's extra start-up. vLLM's custom all-reduce
@@ -131,6 +133,7 @@ ALGORITHMS = {
 
 MEASURED_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
 PROTOCOL_PARAMS = ("latency_us", "step_us", "ll_bandwidth", "simple_us", "simple_bandwidth")
+SELF_SHARE = "self_share"  # optional, all_to_all only: <c>_self_share
 CUSTOM_MAX_KEY = "custom_all_reduce_max_mib"
 _RING_FACTOR = {"all_reduce": lambda n: 2 * (n - 1) / n, "custom_all_reduce": lambda n: 2 * (n - 1) / n,
                 "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
@@ -146,6 +149,7 @@ class Protocols:
     ll_bandwidth: float
     simple_s: float
     simple_bandwidth: float
+    self_share: float = 0.0  # all_to_all: what moving the rank's own slice costs, as a share of a peer's
 
 
 def protocols(profile: DeviceProfile, collective: str) -> Protocols | None:
@@ -155,13 +159,16 @@ def protocols(profile: DeviceProfile, collective: str) -> Protocols | None:
     if not all(k in table for k in keys):
         return None
     lat, step, ll, simple, bulk = (float(table[k]) for k in keys)
-    return Protocols(lat * 1e-6, step * 1e-6, ll, simple * 1e-6, bulk)
+    return Protocols(lat * 1e-6, step * 1e-6, ll, simple * 1e-6, bulk,
+                     float(table.get(f"{collective}_{SELF_SHARE}", 0.0)))
 
 
 def protocol_time_s(collective: str, n: int, payload: Any, bandwidth_bytes_s: float, p: Protocols) -> Any:
     """The faster of the low-latency and the bulk protocol for `payload` bytes over n ranks."""
     steps = 2 * (n - 1) if collective in ("all_reduce", "custom_all_reduce") else n - 1
     traffic = _RING_FACTOR[collective](n) * payload
+    if collective == "all_to_all":  # the rank's own slice (1/n of the payload) at self_share of a peer's cost
+        traffic = traffic + p.self_share / n * payload
     fixed = p.latency_s + steps * p.step_s
     return smin(fixed + traffic / (bandwidth_bytes_s * p.ll_bandwidth),
                 fixed + p.simple_s + traffic / (bandwidth_bytes_s * p.simple_bandwidth))

@@ -63,8 +63,10 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   tile columns) operand elements per step at most at that rate, K split into
   ceil(K / `gemm_<variant>_splitk_k`) slices of one CTA each (0: no split-K, as CUTLASS): a narrow
   weight of few tiles streams at CTAs × cta_gbps, not at the HBM fraction (`_cta_stream_share`).
-- **quant**: `quant_atomic_ns` per row of a dynamic per-tensor quantization (the serialized
-  atomic max on the one scale; `QuantShape`).
+- **quant**: `quant_atomic_ns` per row of a dynamic per-tensor quantization (one block per row,
+  ending in an atomic max on the one scale; `QuantShape`); `quant_row_elements`: the elements one
+  iteration of a row's block covers, so a row's bytes are those of whole iterations;
+  `quant_per_tensor_memory`: those two kernels' bandwidth fraction (else `quant_memory`).
 - **attention** (`attention_*`): FlashAttention runs one CTA per (sequence, head, block of
   `attention_block_q` queries); by Graham's list-scheduling bound the kernel takes the total work
   over the SMs plus `attention_tail` × the longest CTA (the last q-block attends all C + S keys,
@@ -171,6 +173,8 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_splitk_k": _NONNEGATIVE,
     "gemm_unaligned_floor_us": _NONNEGATIVE,
     "quant_atomic_ns": _NONNEGATIVE,
+    "quant_row_elements": (0.0, 65536.0),
+    "quant_per_tensor_memory": _FRACTION,
     "attention_block_q": (1.0, 4096.0),
     "attention_tail": (0.0, 4.0),
     "attention_cta_us": _NONNEGATIVE,
@@ -228,6 +232,7 @@ _COMM_KEYS: dict[str, tuple[float, float]] = {
     **{f"{c}_{p}": bounds for c in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "custom_all_reduce")
        for p, bounds in _COMM_PARAMS.items()},
     "custom_all_reduce_max_mib": _NONNEGATIVE,
+    "all_to_all_self_share": (0.0, 1.0),
 }
 EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_LEGACY,
@@ -421,14 +426,24 @@ def _cta_stream_share(counts: Counts, dims: GemmShape, profile: DeviceProfile, m
 
 # ---- quantization --------------------------------------------------------------------------------
 def quant_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) -> Efficiency:
-    """A dynamic per-tensor scale reduces the absmax with one atomic per row on one address
-    (vLLM's `dynamic_scaled_fp8_quant`): `quant_atomic_ns` per row, serialized, on top of the
-    streaming time."""
+    """A dynamic per-tensor scale runs two kernels of one block per row (vLLM's
+    `dynamic_scaled_fp8_quant`: grid = rows, 256 threads): each block reduces its row's absmax and
+    ends in one atomic max on the one scale, `quant_atomic_ns` per row on top of the streaming time.
+    With `quant_row_elements` (W), a block walks its row of K elements in whole iterations of W
+    (256 threads x one 16-byte vector of 8 16-bit elements: 2,048), so the row costs the bytes of
+    ceil(K / W) x W: a 32-wide row as much as a 2,048-wide one, a 2,049-wide one as two. These two
+    kernels stream at `quant_per_tensor_memory` of HBM where the section has it (else `quant_memory`,
+    which the one-pass per-token / per-group kernels use)."""
     shape = counts.kernel
-    atomic_ns = profile.efficiency.get("quant_atomic_ns", 0.0)
-    if not isinstance(shape, QuantShape) or not atomic_ns:
+    if not isinstance(shape, QuantShape):
         return base
-    return replace(base, latency_s=base.latency_s + atomic_ns * 1e-9 * shape.amax_atomics)
+    table = profile.efficiency
+    atomic_ns, walk = table.get("quant_atomic_ns", 0.0), int(table.get("quant_row_elements", 0))
+    latency = base.latency_s + atomic_ns * 1e-9 * shape.amax_atomics if atomic_ns else base.latency_s
+    memory = table.get("quant_per_tensor_memory", base.memory) if shape.row_walk else base.memory
+    if walk and shape.row_walk:
+        memory = memory * shape.row_walk / (cdiv(shape.row_walk, walk) * walk)
+    return replace(base, latency_s=latency, memory=memory)
 
 
 # ---- attention ---------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ device profile) alone and never re-reads the op's arguments:
 - `DeltaNetShape(sequences, q_len, v_heads, chunk, chunk_flops, fused_bytes, recurrent)`: a gated
   DeltaNet layer (conv1d + delta rule) — the (sequence, value head) work items its scan runs one
   CTA each, the chunks a CTA walks one after another, and the bytes a fused chunked scan moves.
-- `QuantShape(rows, amax_atomics)`: an activation quantization — the serialized atomics of a
-  dynamic per-tensor scale.
+- `QuantShape(rows, amax_atomics, row_walk)`: an activation quantization — the per-row work of
+  a dynamic per-tensor scale (one reduction block per row, each ending in an atomic max on the
+  one scale) and the elements of the row that block walks (K).
 - `MLAShape(tokens, heads, kv_itemsize, absorbed, sparse, short_step)`: multi-head latent attention
   — the new tokens and local heads an engine's per-token glue scales with, which form (absorbed
   decode kernel or expanded prefill) the step runs, whether it attends the indexer's top-k
@@ -94,6 +95,7 @@ class DeltaNetShape:
 class QuantShape:
     rows: Any  # rows (tokens) quantized
     amax_atomics: Any = 0  # atomic max updates of one shared scale (dynamic per-tensor: one per row)
+    row_walk: Any = 0  # elements of a row one block walks (dynamic per-tensor: K, the row length); 0: no row walk
 
 
 def product_shape(a: TensorInfo, b: TensorInfo, out: TensorInfo) -> GemmShape:

@@ -3,6 +3,9 @@
     python benchmarks/aic_fit.py --aic ../shared/calibration/aic/h100_sxm --device h100-sxm   # error table
     python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/h100_sxm --engine vllm \\
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml            # write the section
+    python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/b200_sxm --engine vllm \\
+        --base backends/profiles/b200.toml --stages "gemm fp8,gemm fp8_block" \\
+        --out backends/profiles/b200.toml        # refit named stages from the shipped section, nothing else
 
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
@@ -57,9 +60,9 @@ def gemm_stage(variant: str, tile_n: int, note: str, extra: tuple[cf.Param, ...]
     ), fixed={f"{g}_tile_m": 128, f"{g}_tile_n": tile_n, f"{g}_splitk_tile_n": 64, **(fixed or {})}, note=note)
 
 
-def collective_stage(name: str, key: str, note: str) -> cf.Stage:
+def collective_stage(name: str, key: str, note: str, extra: tuple[cf.Param, ...] = ()) -> cf.Stage:
     c = f"efficiency.{key}"
-    return cf.Stage(name, (
+    return cf.Stage(name, (*extra,
         P(f"{c}_latency_us", 5.0, 0.0, 100.0, "fixed cost of a call (launch, barrier)"),
         P(f"{c}_step_us", 0.5, 0.0, 10.0, "synchronisation per algorithm step"),
         P(f"{c}_ll_bandwidth", 0.3, 0.01, 1.0, "low-latency protocol (LL/LL128): fraction of the NVLink peak"),
@@ -192,6 +195,15 @@ GDN_STAGES = (
 SPLITK_K = 4096
 
 
+# vLLM 0.24's dynamic per-tensor fp8 quantization (csrc/quantization/w8a8/fp8/common.cu,
+# dynamic_scaled_fp8_quant): two kernels of grid = rows x 256 threads, each block walking its row in
+# 16-byte vectors (8 bf16), 2,048 elements per iteration. The B200 tables show the steps: at
+# N <= 128 (the GEMM a few us) the time per row at M = 8k-32k is 6.3-6.6 ns for every K <= 2,048,
+# 10.2-10.5 ns at K = 2,560-4,096, 14.0-14.3 at 5,120-6,144, 17.3-18.5 at 7,168-8,192, 123 at
+# 65,536: one step of ~3.8 ns (10 KB moved at ~2.7 TB/s) per 2,048 of K.
+QUANT_ROW_ELEMENTS = 2048
+
+
 def _cta_gbps(variant: str) -> cf.Param:
     return P(f"efficiency.gemm_{variant}_cta_gbps", 300.0, 10.0, 3000.0,
              "operand bandwidth one CTA's K loop streams (GB/s): caps a small-M GEMM of few output tiles")
@@ -206,11 +218,15 @@ STAGES: tuple[cf.Stage, ...] = (
                "(each output tile's CTA streams all of K)", extra=(
                    P("efficiency.gemm_fp8_sm_gbps", 100.0, 10.0, 2000.0, "operand bandwidth one SM sustains (GB/s)"),
                    _cta_gbps("fp8"),
-                   P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row: the serialized atomic max of a "
-                                                                       "dynamic per-tensor scale"),
-                   P("efficiency.quant_memory", 0.5, 0.05, 1.0, "activation quantization's bandwidth fraction"),
-               ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1}),
+                   P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row of a dynamic per-tensor scale: its "
+                                                                       "block's reduction and atomic max"),
+                   P("efficiency.quant_per_tensor_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the dynamic "
+                                                                            "per-tensor quantization's two kernels"),
+               ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1,
+                         "efficiency.quant_row_elements": QUANT_ROW_ELEMENTS}),
     gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)", extra=(
+        P("efficiency.quant_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the one-pass per-token-group "
+                                                     "activation quantization in front"),
         P("efficiency.gemm_fp8_block_call_floor_us", 80.0, 0.0, 500.0, "host-side floor of an eager call (DeepGEMM's "
                                                                          "launcher); not paid in a CUDA graph"),
         P("efficiency.gemm_fp8_block_unaligned_floor_us", 10.0, 0.0, 200.0, "extra floor of an eager call whose M is "
@@ -251,7 +267,9 @@ STAGES: tuple[cf.Stage, ...] = (
     collective_stage("nccl all_reduce", "all_reduce", "NCCL 2.29, bf16"),
     collective_stage("nccl all_gather", "all_gather", "NCCL 2.29"),
     collective_stage("nccl reduce_scatter", "reduce_scatter", "NCCL 2.29"),
-    collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29"),
+    collective_stage("nccl all_to_all", "all_to_all", "NCCL 2.29", extra=(
+        P("efficiency.all_to_all_self_share", 0.5, 0.0, 1.0, "what the rank's own slice costs, as a share of a "
+                                                             "peer's (NCCL sends it to itself in the same kernel)"),)),
     replace(collective_stage("custom all_reduce", "custom_all_reduce", "vLLM custom all-reduce in CUDA graphs"),
             fixed={f"efficiency.{CUSTOM_MAX_KEY}": CUSTOM_MAX_MIB}),
     *MLA_STAGES,  # after the GEMM stages: a module row also runs GEMMs and norms the earlier stages fix
@@ -297,6 +315,12 @@ def usable(case: Case) -> bool:
     return True
 
 
+def isolated(case: Case) -> bool:
+    """A GEMM row the table contradicts on both sides in M (`aic_tables.ISOLATED`): kept out of the
+    fit, reported with and without."""
+    return case.row.extra == at.ISOLATED
+
+
 def predict(case: Case, profile: DeviceProfile) -> float:
     """The case's time; an NCCL all-reduce row is costed as NCCL (without vLLM's custom switch)."""
     if case.stage == "nccl all_reduce" and CUSTOM_MAX_KEY in profile.efficiency:
@@ -322,7 +346,7 @@ class EngineFit:
 def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stages: Sequence[cf.Stage] = STAGES,
                digits: int = 3) -> EngineFit:
     """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed."""
-    train = [c for c in cases if usable(c) and not held_out(c)]
+    train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c)]
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
@@ -361,6 +385,8 @@ class ClassError:
     held_n: int
     held_mean: float | None
     worst: str
+    held_clean_mean: float | None = None  # held out, isolated rows (aic_tables.ISOLATED) left out
+    isolated_n: int = 0  # isolated rows among the class's rows
 
 
 def _pct(pred: float, meas: float) -> float:
@@ -379,10 +405,13 @@ def class_errors(cases: Sequence[Case], profile: DeviceProfile, key: Callable[[C
         errors = {id(c): _pct(predict(c, profile), c.measured_s) for c in members}
         fitted = [abs(errors[id(c)]) for c in members if not held_out(c)]
         held = [abs(errors[id(c)]) for c in members if held_out(c)]
+        clean = [abs(errors[id(c)]) for c in members if held_out(c) and not isolated(c)]
         worst = max(members, key=lambda c: abs(errors[id(c)]))
         out.append(ClassError(cls, len(fitted), statistics.mean(fitted) if fitted else None, len(held),
                               statistics.mean(held) if held else None,
-                              f"{errors[id(worst)]:+.0f}% {_describe(worst)}" + (" (held out)" if held_out(worst) else "")))
+                              f"{errors[id(worst)]:+.0f}% {_describe(worst)}" + (" (held out)" if held_out(worst) else "")
+                              + (" (isolated)" if isolated(worst) else ""),
+                              statistics.mean(clean) if clean else None, sum(isolated(c) for c in members)))
     return out
 
 
@@ -401,10 +430,11 @@ def error_table(errors: Sequence[ClassError], markdown: bool = False) -> str:
     from tabulate import tabulate
 
     rows = [[e.cls, e.fitted_n, _fmt(e.fitted_mean), e.held_n, _fmt(e.held_mean),
+             _fmt(e.held_clean_mean) + (f" ({e.isolated_n})" if e.isolated_n else ""),
              f"<= {TARGETS.get(family(e.cls), 10):.0f}%", e.worst] for e in errors]
     headers = ["op class", "fitted rows", "mean |err| (fitted on)", "held-out rows", "mean |err| (held out)",
-               "target", "worst row"]
-    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", maxcolwidths=[None] * 6 + [70])
+               "held out w/o isolated (isolated rows, all)", "target", "worst row"]
+    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", maxcolwidths=[None] * 7 + [70])
 
 
 def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch") -> DeviceProfile:

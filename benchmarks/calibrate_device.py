@@ -394,9 +394,12 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     engine = check_engine(args.engine)
     torch_base = load_device(args.base, "torch")
     base_text = Path(torch_base.path).read_text() if Path(torch_base.path).is_file() else _builtin_text(torch_base)
-    cases = aic_tables.all_cases(args.from_aic)
     provenance = args.provenance or (f"AIConfigurator {Path(args.from_aic).name} tables ({engine} kernels), "
                                      f"{date.today()}")
+    if args.stages:
+        refit_stages_and_write(args, engine, base_text, provenance)
+        return
+    cases = aic_tables.all_cases(args.from_aic)
     fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance)
     values, sources = dict(fit.values), dict(fit.sources)
     for key, value in torch_base.engine_sections.get("torch", {}).items():
@@ -408,6 +411,48 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
                                   header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
                                          f"provenance in [sources]")
     print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values))))
+    _emit(text, args.out)
+
+
+# the AIC table family (aic_tables.BUILDERS) each fitting stage's rows come from, by the stage name's first word
+STAGE_FAMILIES = {"gemm": "gemm", "attention": "attention", "moe": "moe", "nccl": "collectives",
+                  "custom": "collectives", "mla": "mla", "dsa": "dsa", "gdn": "gdn"}
+
+
+def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str, provenance: str) -> None:
+    """--from-aic with --stages: refit only the named stages, starting from the profile's shipped
+    `engine` section (every other stage's values as shipped); only those stages' keys and sources
+    are rewritten."""
+    import aic_fit
+    import aic_tables
+    import calibration_fit as cf
+
+    from tensor_cast.backends.device import load_device
+
+    names = [name.strip() for name in args.stages.split(",") if name.strip()]
+    known = {stage.name: stage for stage in aic_fit.STAGES}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        print(f"error: --stages: unknown stage {', '.join(map(repr, unknown)) or '(none given)'}; "
+              f"accepted: {', '.join(known)}", file=sys.stderr)
+        raise SystemExit(2)
+    shipped = load_device(args.base, engine)
+    if shipped.engine != engine:
+        print(f"error: --stages refits from the shipped [efficiency.{engine}] section, which {args.base} does "
+              f"not have; fit the whole section first (without --stages)", file=sys.stderr)
+        raise SystemExit(2)
+    families = sorted({STAGE_FAMILIES[name.split()[0]] for name in names})
+    cases = aic_tables.all_cases(args.from_aic, families)
+    fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names])
+    sources = {f"efficiency.{key}": shipped.sources[f"efficiency.{engine}.{key}"] for key in shipped.efficiency
+               if f"efficiency.{engine}.{key}" in shipped.sources}  # the other stages' entries, as shipped
+    sources.update(fit.sources)
+    text = cf.update_profile_text(base_text, fit.values, sources, engine=engine, overhead_too=False,
+                                  header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
+                                         f"provenance in [sources]")
+    for key, value in sorted(fit.values.items()):
+        print(f"{key} = {value} (was {shipped.efficiency.get(key.split('.', 1)[1])})")
+    print(aic_fit.error_table(aic_fit.class_errors([c for c in cases if c.stage in names], fit.profile)))
     _emit(text, args.out)
 
 
@@ -464,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provenance", help="text recorded in [sources] (default: file, GPU, date)")
     parser.add_argument("--from-aic", help="fit an engine section from a folder of AIConfigurator tables (*.csv.gz)")
     parser.add_argument("--engine", default="vllm", help="the engine section --from-aic writes (default vllm)")
+    parser.add_argument("--stages", help="with --from-aic: refit only these stages of benchmarks/aic_fit.py "
+                                         "(comma-separated names, e.g. 'gemm fp8,nccl all_to_all') from the "
+                                         "profile's shipped engine section, rewriting only their keys")
     parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
     parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
     parser.add_argument("--relation", default="same compute die",

@@ -160,3 +160,15 @@ def test_calibrate_device_dry_run_writes_rows_the_fit_understands(tmp_path, cali
     assert {r.section for r in skipped} == {"device"}
     assert {c.stage for c in cases} == {"ceiling", "gemm", "attention", "memory-bound"}
     assert all(c.measured_s > 0 for c in cases)
+
+
+def test_calibrate_device_stages_names_the_accepted_stages(tmp_path):
+    """--from-aic --stages with a stage the fit does not have: one line naming it and the accepted
+    ones, exit status 2, nothing written (the names are checked before any table is read)."""
+    out = tmp_path / "p.toml"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "calibrate_device.py"), "--from-aic", str(tmp_path),
+                             "--base", "b200", "--stages", "gemm fp8,gemm fp4", "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "unknown stage 'gemm fp4'; accepted: gemm bf16, gemm fp8, gemm fp8_block" in result.stderr
+    assert not out.exists()

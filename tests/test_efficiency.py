@@ -466,6 +466,31 @@ def test_dynamic_per_tensor_quantization_pays_one_atomic_per_row():
     assert latency(PER_TOKEN) == 0  # the scale of a row is found inside its own CTA
 
 
+@pytest.mark.parametrize("hidden, iterations", [(32, 1), (2048, 1), (2049, 2), (5120, 3), (65536, 32)])
+def test_dynamic_per_tensor_quantization_walks_rows_in_whole_iterations(hidden, iterations):
+    """vLLM's per-tensor quantization runs one 256-thread block per row, 8 bf16 per 16-byte vector:
+    2,048 elements an iteration. A row of K elements streams the bytes of ceil(K / 2048) x 2048
+    (B200: 6.3-6.6 ns per row for every K <= 2,048, one more ~3.8 ns step per 2,048 of K)."""
+    from tensor_cast.deployment.quantization import PER_TENSOR, PER_TOKEN
+
+    rows, memory, bandwidth = 4096, 0.5, BANDWIDTH_GBPS * 1e9
+    # the two per-tensor kernels at their own fraction, the one-pass per-token kernel at quant_memory
+    walked = synthetic(quant_memory=0.9, quant_per_tensor_memory=memory, quant_row_elements=2048)
+    plain = synthetic(quant_memory=memory)
+
+    def cost(profile, group=PER_TENSOR):
+        x = torch.empty(rows, hidden, dtype=torch.bfloat16, device="meta")
+        return tensor_cast.op_cost(torch.ops.tensor_cast.quantize.default, x, "fp8", group, True, device=profile,
+                                   cuda_graphs="always")
+
+    # the counted bytes: bf16 input read twice (amax pass, quantizing pass), fp8 output, one fp32 scale
+    assert cost(plain).bytes == rows * hidden * (2 * 2 + 1) + 4
+    padded = iterations * 2048
+    assert cost(walked).memory_s == pytest.approx(cost(plain).bytes * padded / hidden / (bandwidth * memory), rel=1e-9)
+    per_token = cost(plain, PER_TOKEN)  # one pass, no walk, at quant_memory
+    assert cost(walked, PER_TOKEN).memory_s == pytest.approx(per_token.bytes / (bandwidth * 0.9), rel=1e-9)
+
+
 def test_tile_switch_needs_a_table_for_the_architecture():
     with pytest.raises(InvalidProfileError, match="tile-switch table.*'test'.*hopper, blackwell"):
         fp8_gemm_time(synthetic(**FP8), 300, 8192, 4096)

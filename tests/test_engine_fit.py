@@ -101,6 +101,33 @@ def test_custom_all_reduce_below_its_limit_nccl_above():
         assert float(expr.xreplace({B: sympy.Integer(b), S: sympy.Integer(s)})) == pytest.approx(concrete, rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_all_to_all_own_slice_costs_its_share_of_a_peer(n):
+    """all_to_all with `all_to_all_self_share` s: the traffic is the (n - 1) / n peers' share of the
+    payload plus s / n for the rank's own slice. s = 1: every slice costs a peer's, so a 256 MiB
+    payload takes the same time at 2, 4 and 8 GPUs past the fixed costs (B200: 810 / 825 / 834 us)."""
+    a2a = {f"all_to_all_{k}": v for k, v in NCCL.items()}
+    payload = 2**28
+    for share in (0.0, 0.5, 1.0):
+        profile = parse_profile(section(**a2a, all_to_all_self_share=share), "p.toml", "vllm")
+        traffic = ((n - 1) + share) / n * payload
+        assert comm_time(profile, "all_to_all", n, payload) == pytest.approx(hand(NCCL, n - 1, traffic), rel=1e-12)
+    plain = parse_profile(section(**a2a), "p.toml", "vllm")  # no key: the peers' share only, as before
+    assert comm_time(plain, "all_to_all", n, payload) == pytest.approx(hand(NCCL, n - 1, (n - 1) / n * payload),
+                                                                      rel=1e-12)
+    # s = 1 on a large payload: the bulk protocol moves the whole payload, whatever n
+    bulk = (NCCL["simple_us"] + NCCL["latency_us"] + (n - 1) * NCCL["step_us"]) * 1e-6
+    full = parse_profile(section(**a2a, all_to_all_self_share=1.0), "p.toml", "vllm")
+    assert comm_time(full, "all_to_all", n, payload) - bulk == pytest.approx(
+        payload / (LINK_GBPS * 1e9 * NCCL["simple_bandwidth"]), rel=1e-12)
+
+
+def test_all_to_all_self_share_is_a_fraction():
+    a2a = "\n".join(f"all_to_all_{k} = {v}" for k, v in NCCL.items())
+    with pytest.raises(tensor_cast.errors.InvalidProfileError, match="all_to_all_self_share"):
+        parse_profile(text(f"[efficiency.vllm]\n{a2a}\nall_to_all_self_share = 1.5"), "p.toml", "vllm")
+
+
 def test_groups_spanning_nodes_and_unmeasured_collectives_keep_the_link_model():
     measured = parse_profile(section(), "p.toml", "vllm")
     plain = parse_profile(text(), "q.toml")
@@ -270,3 +297,43 @@ def test_fit_recovers_the_tiled_prefill_parameters(aic):
     fitted = cf.fit_stage(stage, cases, start)
     for key, value in PREFILL_TRUTH.items():
         assert fitted[f"efficiency.{key}"] == pytest.approx(value, rel=0.02), key
+
+
+def test_isolated_gemm_rows_are_marked_kept_out_of_the_fit_and_reported_apart(aic, tmp_path, monkeypatch):
+    """A row more than 1.8x off both of its M neighbours (one neighbour at an end of the sweep) is a
+    measurement glitch (at an end of the sweep: off its two nearest): marked, never fitted, and the error
+    table gives the held-out mean without it.
+    A real step (2x from one neighbour, level with the other) is kept."""
+    import csv
+    import gzip
+
+    aic_fit, aic_tables, _, _ = aic
+    sweeps = {  # (N, K) -> latency in ms by M
+        (512, 1024): {1: 0.020, 2: 0.006, 4: 0.0062, 8: 0.0064},  # M = 1: 3.3x its two nearest
+        (768, 768): {1: 0.006, 2: 0.0061, 4: 0.0030, 8: 0.0063},  # M = 4: 2.0x / 2.1x below both; M = 8 (an end) level with M = 2
+        (1024, 1024): {1: 0.006, 2: 0.006, 4: 0.012, 8: 0.0125},  # M = 4: a step, level with M = 8
+    }
+    rows = [{"framework": "VLLM", "version": "0.24.0", "device": "B200", "op_name": "gemm",
+             "kernel_source": "CutlassFP8ScaledMMLinearKernel", "gemm_dtype": "fp8", "m": m, "n": n, "k": k,
+             "latency": latency} for (n, k), by_m in sweeps.items() for m, latency in by_m.items()]
+    with gzip.open(tmp_path / "gemm_perf.csv.gz", "wt", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert aic_tables.isolated_gemm_rows(aic_tables.read_table(tmp_path, "gemm_perf")) == {
+        ("CutlassFP8ScaledMMLinearKernel", "fp8", 1, 512, 1024), ("CutlassFP8ScaledMMLinearKernel", "fp8", 4, 768, 768)}
+    cases = aic_tables.gemm_cases(tmp_path, per_variant=len(rows))
+    marked = {(c.row.params["M"], c.row.params["N"]) for c in cases if aic_fit.isolated(c)}
+    assert marked == {(1, 512), (4, 768)}
+    seen = []
+    monkeypatch.setattr(aic_fit.cf, "fit_stage", lambda stage, used, profile: seen.extend(used) or {})
+    aic_fit.fit_engine(cases, load_device("b200", "vllm"), "test", stages=[aic_fit.STAGES[1]])
+    assert seen and {id(c) for c in seen} == {id(c) for c in cases if not aic_fit.isolated(c)
+                                               and not aic_fit.held_out(c)}
+    # every case counted as held out: the clean mean leaves the two isolated rows out
+    everything_held = [replace(c, stage=aic_tables.NOT_FITTED) for c in cases]
+    profile = load_device("b200", "vllm")
+    errors = aic_fit.class_errors(everything_held, profile, key=lambda c: "all")
+    assert errors[0].isolated_n == 2 and errors[0].held_n == len(rows) == 12
+    pct = [abs(aic_fit.predict(c, profile) / c.measured_s - 1) * 100 for c in everything_held if not aic_fit.isolated(c)]
+    assert errors[0].held_clean_mean == pytest.approx(sum(pct) / len(pct))

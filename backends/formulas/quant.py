@@ -4,6 +4,8 @@ and "gemm").
 - quantize: reads the 16-bit activation, writes the quantized values and their scales. A dynamic
   per-tensor scale needs the whole tensor's amax first: two kernels, the input read twice; per-token
   and per-group scales are found inside the one quantizing kernel; static scales are given.
+  The dynamic per-tensor kernels run one block per row (vLLM's `dynamic_scaled_fp8_quant`), so the
+  shape carries the rows, their atomics on the one scale and the row length each block walks.
   ~2 vector FLOPs per element to find the amax (abs, max), ~2 to scale and round.
 - quant_linear: 2·M·N·K FLOPs (+ M·N for a bias) at the scheme's tensor-core precision (fp8, int8,
   fp4, or bf16 for weight-only schemes, which dequantize in the GEMM's main loop; that in-register
@@ -34,7 +36,7 @@ def quantize(call: OpCall) -> Counts:
     rows = numel(x.shape[:-1])
     return Counts(flops={"vector": flops}, bytes_read=x.nbytes * (2 if two_pass else 1),
                   bytes_written=call.out_bytes, launches=2 if two_pass else 1,
-                  kernel=QuantShape(rows, rows if two_pass else 0))
+                  kernel=QuantShape(rows, rows if two_pass else 0, x.shape[-1] if two_pass else 0))
 
 
 @register(tc.quant_linear.default, kind="gemm")
