@@ -19,6 +19,15 @@ rows per position (1 unpacked) and cb = cached keys / block, q-block j (1-based)
 ceil(j / g) + cb key blocks; summed over j = 1..n with q = floor(n / g), r = n - g·q:
 g·q(q+1)/2 + r(q+1) + n·cb. A window caps each q-block at cap = ceil((W - 1) / block) + 1 blocks:
 the first u = min(n, g·(cap - 1 - cb)) q-blocks are below the cap.
+
+A decode (one query per sequence) runs split-KV: each work item (sequence, KV head; PackGQA puts a
+KV head's query heads in one item) has its n key blocks cut into `splits` CTAs of ceil(n / splits)
+blocks each. The split count is FlashAttention-3's dynamic one (vLLM's FA3 fork,
+`hopper/flash_prepare_scheduler.cu`): blocks_per_sm = ceil(1.1 · items · n / SMs), splits =
+clamp(ceil(n / blocks_per_sm), 1, max_splits) (max_splits: vLLM's cap in CUDA graphs, 32), so items
+that fill the SMs get one CTA each and one long sequence gets about SMs / items of them. A window of
+W keys covers ceil((W - 1) / block) + 1 key blocks once the cache is longer than it (its first key
+falls inside a block), as in prefill.
 """
 
 from __future__ import annotations
@@ -38,6 +47,24 @@ class PrefillTiles:
     tiles: Any  # block x block tiles over all CTAs
     longest: Any  # key blocks of the longest CTA
     tile_flops: Any  # tensor FLOPs of one full tile (QK^T and PV)
+
+
+@dataclass(frozen=True)
+class DecodeTiles:
+    items: Any  # (sequence, KV head, q-block) work items
+    blocks: Any  # key blocks of one item
+    splits: Any  # split-KV CTAs per item
+    per_cta: Any  # key blocks one CTA walks: ceil(blocks / splits)
+
+
+def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, max_splits: int) -> DecodeTiles:
+    items = shape.batch * shape.kv_heads * cdiv(shape.q_len, block_q)
+    blocks = cdiv(shape.keys, block_n)
+    if shape.window > 0:  # a window's first key falls anywhere in a block: one block more than it covers
+        blocks = smin(blocks, cdiv(shape.window + shape.q_len - 2, block_n) + 1)
+    per_sm = cdiv(11 * items * blocks, 10 * sms)  # ceil(1.1 x total blocks / SMs), FA3's 10% margin
+    splits = smin(max_splits, smax(1, cdiv(blocks, per_sm)))
+    return DecodeTiles(items=items, blocks=blocks, splits=splits, per_cta=cdiv(blocks, splits))
 
 
 def _floor_div(a: Any, b: int) -> Any:

@@ -73,22 +73,30 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   or the window). The softmax's vector FLOPs run at the vector rate and add to the tensor-core
   time (FlashAttention-2 does not overlap them), so `attention_compute` is fitted with them in.
   Decode is KV-read bound (`attention_memory`, ~3 TB/s on H100) plus the split-KV combine
-  (`attention_memory_latency_us`). `attention_cta_us` (engine sections): the minimum time of one
-  CTA — the memory path cannot be shorter than ceil(B·Hkv·q-blocks / SMs) × cta_us, which is
-  what a decode of many short sequences costs; `attention_cta_dim_share` of it scales with
-  head_dim / 128 (a d = 64 CTA loads and stores half the bytes). `attention_sm_gbps`: split-KV
-  gives each work item at most `attention_max_splits` CTAs (one per 128-key block; vLLM caps
-  FlashAttention's splits at 32 in CUDA graphs), each streaming at that rate, so a decode of few
-  sequences x KV heads cannot reach the HBM rate. An 8-bit KV cache runs its own kernel path:
-  `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,cta_dim_share,sm_gbps}`
-  override the bf16 ones.
+  (`attention_memory_latency_us`). Engine sections bound the memory path from below by the
+  split-KV CTAs (`attention_tiles.decode_tiles`): FlashAttention-3's dynamic split gives each work
+  item (sequence × KV head × q-block) clamp(ceil(n / ceil(1.1·items·n / SMs)), 1,
+  `attention_max_splits`) CTAs over its n 128-key blocks (vLLM caps the splits at 32 in CUDA
+  graphs), each taking `attention_cta_us` to set up plus its ceil(n / splits) blocks streamed at
+  `attention_sm_gbps`; the memory path takes at least their total over the SMs and at least one
+  CTA's time (a list schedule's lower bound): what a decode of many short sequences (the set-up)
+  or of few long ones (one CTA's streaming rate) costs. `attention_cta_dim_share` of
+  the set-up scales with head_dim / 128 (a d = 64 CTA loads and stores half the bytes). A window
+  of W keys covers ceil((W − 1) / 128) + 1 blocks once the cache is longer. An 8-bit KV cache runs
+  its own kernel path: `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,
+  cta_dim_share,sm_gbps}` override the bf16 ones.
   Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
   the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
   tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
-  peak, the longest CTA's tiles weighted by `attention_prefill_tail`, plus per call
-  `attention_prefill_latency_us`, per CTA `attention_prefill_cta_us` / SMs and per new token and
-  KV head `attention_prefill_kv_ns` (× head_dim / 128: staging the new K/V, cache append and
-  paged gather); `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  peak, each tile also paying `attention_prefill_score_flops` tensor-FLOP equivalents per score
+  (the softmax the MMAs do not hide), the longest CTA's tiles weighted by
+  `attention_prefill_tail`, plus per call `attention_prefill_latency_us`, per CTA
+  `attention_prefill_cta_us` / SMs, per new token and KV head `attention_prefill_kv_ns`
+  (× head_dim / 128: the cache append, its own kernel) and per new token and query head
+  `attention_prefill_q_ns` (× head_dim / 128: an 8-bit cache's static fp8 quantization of the
+  query, vLLM's `scaled_fp8_quant` before FlashAttention-3's fp8 kernel). The attention kernel's
+  own bytes (Q, the cached K/V, O: the counted bytes less the append read and written) stream at
+  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache.
   Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
@@ -134,7 +142,7 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
-from .attention_tiles import prefill_tiles
+from .attention_tiles import decode_tiles, prefill_tiles
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
@@ -190,7 +198,8 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_prefill_pack_gqa": (0.0, 1.0),
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
-        ("kv_ns", _NONNEGATIVE))},
+        ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
+        ("score_flops", (0.0, 4096.0)))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -682,8 +691,10 @@ def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
 
 
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
-    """The tiled prefill kernel: time = padded tiles + tail x the longest CTA at the prefill compute
-    fraction, plus latency, a cost per CTA (over the SMs) and per new token and KV head."""
+    """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
+    the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
+    new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
+    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction."""
     table = profile.efficiency
     block = int(table.get("attention_prefill_block", 128))
     tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)))
@@ -692,13 +703,24 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
     cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     sms = profile.compute_units
-    padded = (tiles.tiles + tail * sms * tiles.longest) * tiles.tile_flops
+    # per score of a tile, the softmax work the MMAs do not hide, in tensor-FLOP equivalents
+    tile_flops = tiles.tile_flops + _kv_key(shape, table, "prefill_score_flops", 0.0) * block * block
+    padded = (tiles.tiles + tail * sms * tiles.longest) * tile_flops
     factor = work / padded
     latency_us = (_kv_key(shape, table, "prefill_latency_us", base.latency_s * 1e6)
                   + cta_us * (tiles.ctas / sms + tail)
                   + _kv_key(shape, table, "prefill_kv_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.kv_heads
+                  * shape.head_dim / 128
+                  + _kv_key(shape, table, "prefill_q_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.q_heads
                   * shape.head_dim / 128)
-    return replace(base, compute=compute * factor, latency_s=latency_us * 1e-6,
+    memory = base.memory
+    prefill_memory = _kv_key(shape, table, "prefill_memory", 0.0)
+    if prefill_memory and counts.bytes:
+        # the cache append (new K/V read, written into the cache) is its own kernel, costed by kv_ns:
+        # the attention kernel streams the rest (Q, the cached K/V, O) at prefill_memory of HBM
+        append = shape.batch * shape.q_len * shape.kv_heads * (shape.head_dim + shape.v_dim) * shape.kv_itemsize
+        memory = prefill_memory * counts.bytes / smax(counts.bytes - 2 * append, 1)
+    return replace(base, compute=compute * factor, latency_s=latency_us * 1e-6, memory=memory,
                    by_precision=MappingProxyType({p: compute * factor for p in base.by_precision}))
 
 
@@ -710,18 +732,18 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
     block = int(param(profile, "attention_block_q"))
     sm_gbps = _kv_key(shape, profile.efficiency, "sm_gbps", 0.0)
     if (cta_us or sm_gbps) and counts.bytes:
+        # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py), each its set-up
+        # (cta_us) plus its key blocks streamed at sm_gbps: the memory path takes at least that long
         sms = profile.compute_units
-        items = shape.batch * shape.kv_heads * cdiv(q_len, block)
-        bounds = []
-        if cta_us:  # ceil(items / SMs) CTAs one after another, each at least its minimum time
+        tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")))
+        per_cta_us = 0.0
+        if cta_us:
             dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
             per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
-            bounds.append(per_cta_us * 1e-6 * cdiv(items, sms))
-        if sm_gbps:  # split-KV: at most max_splits CTAs per item (one per KV block), each streaming at sm_gbps
-            touched = smin(keys, window + q_len - 1) if window > 0 else keys
-            splits = smin(int(param(profile, "attention_max_splits")), cdiv(touched, KV_SPLIT_BLOCK))
-            bounds.append(counts.bytes / (smin(sms, items * splits) * sm_gbps * 1e9))
-        floor = bounds[0] if len(bounds) == 1 else smax(*bounds)
+        block_bytes = KV_SPLIT_BLOCK * (head_dim + v_dim) * shape.kv_itemsize
+        stream_us = tiles.per_cta * block_bytes / (sm_gbps * 1e3) if sm_gbps else 0
+        # the CTAs' total time over the SMs, and at least one CTA's (Graham's lower bound of a list schedule)
+        floor = smax(1, tiles.items * tiles.splits / sms) * (per_cta_us + stream_us) * 1e-6
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
     if not tail:

@@ -82,7 +82,7 @@ PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 ca
 MAX_SPLITS = 32
 
 
-def prefill_stage(name: str, kv: str, note: str) -> cf.Stage:
+def prefill_stage(name: str, kv: str, note: str, extra: tuple[cf.Param, ...] = ()) -> cf.Stage:
     a = f"efficiency.attention{kv}_prefill"
     return cf.Stage(name, (
         P(f"{a}_compute", 0.6, 0.1, 1.0, "tensor-core fraction of the bf16 peak on full 128x128 tiles"),
@@ -90,6 +90,11 @@ def prefill_stage(name: str, kv: str, note: str) -> cf.Stage:
         P(f"{a}_cta_us", 2.0, 0.0, 20.0, "cost per CTA (Q load, epilogue), spread over the SMs"),
         P(f"{a}_tail", 0.5, 0.0, 4.0, "idle share while the longest CTA finishes (1 = Graham's bound)"),
         P(f"{a}_kv_ns", 0.5, 0.0, 10.0, "per new token and KV head (x d/128): K/V staging, cache append"),
+        P(f"{a}_memory", 0.8, 0.1, 1.0, "HBM fraction the attention kernel streams Q, the cached K/V and O at (the "
+                                        "cache append is kv_ns's)"),
+        P(f"{a}_score_flops", 64.0, 0.0, 2048.0, "softmax work per score of a tile the MMAs do not hide (exp, max, "
+                                                 "rescale), in tensor-FLOP equivalents (QK^T and PV: 4 x d per score)"),
+        *extra,
     ), fixed={"efficiency.attention_prefill_block": PREFILL_BLOCK},
         note=f"tiled prefill kernel ({note}): 128 x 128 tiles, PackGQA on Hopper (FlashAttention-3), unpacked on "
              f"Blackwell (TRT-LLM FMHA)")
@@ -239,25 +244,31 @@ STAGES: tuple[cf.Stage, ...] = (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
         P("efficiency.attention_latency_us", 8.0, 0.0, 50.0, "fixed cost per call (attention + cache append)"),
-        P("efficiency.attention_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA (sequence x KV head x q-block) "
-                                                          "at head_dim 128"),
+        P("efficiency.attention_cta_us", 2.5, 0.0, 20.0, "set-up time of one split-KV CTA (sequence x KV head x "
+                                                          "split) at head_dim 128, before its key blocks stream"),
         P("efficiency.attention_cta_dim_share", 0.3, 0.0, 1.0, "share of the CTA's minimum time that scales with "
                                                               "head_dim / 128 (Q load, output store)"),
-        P("efficiency.attention_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams (GB/s): caps a "
-                                                            "decode of few sequences x KV heads"),
+        P("efficiency.attention_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams its 128-key blocks "
+                                                            "at after its set-up (GB/s)"),
     ), fixed={"efficiency.attention_block_q": 128, "efficiency.attention_max_splits": MAX_SPLITS},
-        note="FlashAttention-3 decode (split-KV); q-block 128 rows (FlashAttention-3 on Hopper)"),
+        note="FlashAttention-3 decode: split-KV with FA3's dynamic split count (flash_prepare_scheduler.cu: "
+             "ceil(n / ceil(1.1 x items x n / SMs)) CTAs per item, at most 32), CTAs in waves over the SMs; q-block "
+             "128 rows"),
     cf.Stage("attention decode fp8kv", (
         P("efficiency.attention_fp8kv_memory", 0.6, 0.1, 1.0, "decode fp8 KV-read bandwidth fraction"),
         P("efficiency.attention_fp8kv_latency_us", 8.0, 0.0, 50.0, "fixed cost per call, fp8 KV cache"),
-        P("efficiency.attention_fp8kv_cta_us", 2.5, 0.0, 20.0, "minimum time of one CTA, fp8 KV cache"),
+        P("efficiency.attention_fp8kv_cta_us", 2.5, 0.0, 20.0, "set-up time of one split-KV CTA, fp8 KV cache"),
         P("efficiency.attention_fp8kv_cta_dim_share", 0.3, 0.0, 1.0, "share of the CTA's minimum time that scales "
                                                                      "with head_dim / 128, fp8 KV cache"),
-        P("efficiency.attention_fp8kv_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams (GB/s), "
-                                                                  "fp8 KV cache (dequantized in the loop)"),
+        P("efficiency.attention_fp8kv_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams its key "
+                                                                  "blocks at after its set-up (GB/s), fp8 KV cache"),
     ), note="FlashAttention-3 decode reading an fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
     prefill_stage("attention prefill", "", "bf16 KV cache"),
-    prefill_stage("attention prefill fp8kv", "_fp8kv", "fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
+    prefill_stage("attention prefill fp8kv", "_fp8kv", "fp8 KV cache (vLLM kv_cache_dtype=fp8)", extra=(
+        P("efficiency.attention_fp8kv_prefill_q_ns", 0.1, 0.0, 5.0, "per new token and query head (x d/128): the "
+                                                                    "query's static fp8 quantization before the fp8 "
+                                                                    "kernel (vLLM's scaled_fp8_quant, 3 bytes an "
+                                                                    "element)"),)),
     cf.Stage("moe", (
         P("efficiency.moe_compute", 0.6, 0.1, 1.0, "fused-MoE tensor-core fraction (bf16)"),
         P("efficiency.moe_compute_fp8", 0.5, 0.05, 1.0, "fused-MoE tensor-core fraction (fp8, fp8_block)"),

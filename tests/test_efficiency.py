@@ -298,6 +298,33 @@ def test_prefill_time_is_padded_tiles_plus_tail_plus_per_cta_and_per_token_costs
                                                rel=1e-9)
 
 
+def test_prefill_query_quantization_softmax_per_score_and_the_append_outside_the_kernels_bytes():
+    """The three terms beside the tiles, by hand on B = 2 x 1000 tokens, 32 / 8 heads, d = 128:
+    the query's quantization (q_ns per token and query head), the softmax the MMAs do not hide
+    (score_flops per score of every padded 128 x 128 tile) and the attention kernel's own bytes (the
+    cache append, new K/V read and written, left to kv_ns) at prefill_memory of HBM."""
+    extra = {"attention_prefill_q_ns": 0.1, "attention_prefill_score_flops": 64.0, "attention_prefill_memory": 0.5}
+    profile = synthetic(**PREFILL, **extra)
+    b, s, hq, hkv, d = 2, 1000, 32, 8, 128
+    counts = kv_cache_attention(prefill_call(b, s, 0))
+    cost = op_time(counts, "attention", profile, ExecutionMode("always"))
+    per_column, longest = sum(math.ceil(j / 4) for j in range(1, 33)), 8  # as in the test above
+    tile = (4 * d + 64) * 128 * 128  # QK^T and PV, plus the softmax's 64 FLOP-equivalents per score
+    softmax = 4 * b * hq * s * (s + 1) / 2
+    compute = ((b * hkv * per_column + PREFILL["attention_prefill_tail"] * SMS * longest) * tile
+               / (PEAK_TFLOPS * 1e12 * PREFILL["attention_prefill_compute"]) + softmax / (50e12 * 0.5))
+    assert float(cost.compute_s) == pytest.approx(compute, rel=1e-9)
+    q = o = b * s * hq * d * 2
+    append = b * s * hkv * 2 * d * 2  # new K and V, bf16
+    assert counts.bytes == q + o + 3 * append  # the kernel reads the cached K/V (= the new ones here) once
+    assert float(cost.memory_s) == pytest.approx((q + o + append) / (BANDWIDTH_GBPS * 1e9 * 0.5), rel=1e-9)
+    ctas = b * hkv * math.ceil(s * hq / hkv / 128)
+    latency_us = (PREFILL["attention_prefill_latency_us"]
+                  + PREFILL["attention_prefill_cta_us"] * (ctas / SMS + PREFILL["attention_prefill_tail"])
+                  + PREFILL["attention_prefill_kv_ns"] * 1e-3 * b * s * hkv + 0.1e-3 * b * s * hq)
+    assert float(cost.latency_s) == pytest.approx(latency_us * 1e-6, rel=1e-9)
+
+
 def test_one_query_per_sequence_keeps_the_decode_model():
     with_prefill = synthetic(**PREFILL)
     without = synthetic(**{k: v for k, v in PREFILL.items() if "prefill" not in k})

@@ -16,9 +16,11 @@ from benchmark_modules import benchmarks
 from profile_text import profile_head, profile_sources
 
 import tensor_cast
+from tensor_cast.backends.attention_tiles import decode_tiles
 from tensor_cast.backends.communication import collective_time_s
 from tensor_cast.backends.device import load_device, parse_profile
 from tensor_cast.backends.formulas.collectives import collective_counts
+from tensor_cast.backends.kernels import AttentionShape
 from tensor_cast.sizes import B, S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,11 +159,11 @@ def test_fp8_kv_cache_uses_its_own_bandwidth_fraction():
 def test_attention_cta_floor_bounds_small_decodes():
     cta_us = 3.0
     profile = parse_profile(text(f"[efficiency.vllm]\nattention_cta_us = {cta_us}"), "p.toml", "vllm")
-    batch, hq, hkv, d = 2048, 32, 8, 128  # 16384 (sequence, KV head) items: 164 waves on 100 SMs
+    batch, hq, hkv, d = 2048, 32, 8, 128  # 16384 (sequence, KV head) one-CTA items over 100 SMs: 163.84 each
     q = torch.empty(batch, hq, 1, d, dtype=torch.bfloat16, device="meta")
     k = torch.empty(batch, hkv, 1, d, dtype=torch.bfloat16, device="meta")
     cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, 3, 0.1, True, 0, None, device=profile)
-    assert cost.memory_s == pytest.approx(-(-batch * hkv // 100) * cta_us * 1e-6, rel=1e-12)
+    assert cost.memory_s == pytest.approx(batch * hkv / 100 * cta_us * 1e-6, rel=1e-12)
 
 
 def test_gemm_variant_keys_override_the_kind_for_that_scheme_only():
@@ -205,26 +207,63 @@ def test_cta_floor_scales_its_head_dim_share():
     cta_us, share = 3.0, 0.5
     profile = parse_profile(text(f"[efficiency.vllm]\nattention_cta_us = {cta_us}\nattention_cta_dim_share = {share}"),
                             "p.toml", "vllm")
-    batch, hq, hkv, d = 2048, 32, 8, 64  # 16384 items: 164 waves on 100 SMs, half the head_dim of the reference
+    batch, hq, hkv, d = 2048, 32, 8, 64  # 16384 items: 163.84 a SM, half the head_dim of the reference
     q = torch.empty(batch, hq, 1, d, dtype=torch.bfloat16, device="meta")
     k = torch.empty(batch, hkv, 1, d, dtype=torch.bfloat16, device="meta")
     cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, 3, 0.1, True, 0, None, device=profile)
-    assert cost.memory_s == pytest.approx(164 * cta_us * (1 - share + share * 64 / 128) * 1e-6, rel=1e-12)
+    assert cost.memory_s == pytest.approx(163.84 * cta_us * (1 - share + share * 64 / 128) * 1e-6, rel=1e-12)
 
 
-@pytest.mark.parametrize("context, splits", [(32767, 32), (999, 8)])
-def test_split_kv_decode_of_one_sequence_streams_at_its_ctas_rate(context, splits):
-    """One sequence, one KV head: split-KV gives it one CTA per 128-key block, at most 32 (vLLM's cap in
-    CUDA graphs), each streaming at attention_sm_gbps."""
+@pytest.mark.parametrize(("batch", "context", "blocks_per_cta"), [(1, 32767, 8), (1, 999, 1), (32, 32767, 86)])
+def test_split_kv_decode_takes_fa3s_dynamic_split(batch, context, blocks_per_cta):
+    """FlashAttention-3's dynamic split (flash_prepare_scheduler.cu) on 100 SMs, one KV head per sequence,
+    n = ceil(keys / 128) blocks: blocks_per_sm = ceil(1.1 x items x n / 100), splits = clamp(ceil(n /
+    blocks_per_sm), 1, 32), each CTA streaming its ceil(n / splits) blocks at attention_sm_gbps.
+    One sequence over 32,768 keys: n = 256, blocks_per_sm = ceil(2.816) = 3, ceil(256 / 3) = 86 splits,
+    capped at 32: 8 blocks a CTA. Over 1,000 keys: n = 8, blocks_per_sm = 1, 8 splits of one block. 32
+    sequences over 32,768: blocks_per_sm = ceil(90.1) = 91, 3 splits of 86 blocks (96 CTAs, one wave)."""
     sm_gbps = 10.0
     profile = parse_profile(text(f"[efficiency.vllm]\nattention_sm_gbps = {sm_gbps}"), "p.toml", "vllm")
-    q = torch.empty(1, 8, 1, 128, dtype=torch.bfloat16, device="meta")
-    k = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16, device="meta")
+    q = torch.empty(batch, 8, 1, 128, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(batch, 1, 1, 128, dtype=torch.bfloat16, device="meta")
     cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, context, 0.1, True, 0, None,
                                device=profile)
-    kv_bytes = 2 * (context + 1) * 128 * 2
-    assert cost.bytes >= kv_bytes
-    assert cost.memory_s == pytest.approx(cost.bytes / (splits * sm_gbps * 1e9), rel=1e-12)
+    block_bytes = 128 * (128 + 128) * 2
+    assert cost.memory_s == pytest.approx(blocks_per_cta * block_bytes / (sm_gbps * 1e9), rel=1e-12)
+
+
+def test_a_decode_ctas_set_up_and_its_blocks_add_over_the_sms():
+    """2,048 sequences x 8 KV heads over 4 keys: 16,384 one-block items, one split each (blocks_per_sm
+    = ceil(1.1 x 16,384 / 100) = 181 > 1 block), 163.84 CTAs an SM on 100 SMs, each cta_us plus one
+    64 KiB block at sm_gbps: 163.84 x (3 + 65,536 / 10 GB/s) = 163.84 x 9.5536 us. Fewer CTAs than SMs
+    take one CTA's time (the split tests above)."""
+    profile = parse_profile(text("[efficiency.vllm]\nattention_cta_us = 3.0\nattention_sm_gbps = 10.0"), "p.toml",
+                            "vllm")
+    q = torch.empty(2048, 32, 1, 128, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(2048, 8, 1, 128, dtype=torch.bfloat16, device="meta")
+    cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, 3, 0.1, True, 0, None, device=profile)
+    assert cost.memory_s == pytest.approx(163.84 * (3.0 + 65536 / 10e3) * 1e-6, rel=1e-12)
+
+
+def test_a_window_past_its_start_reads_one_key_block_more_than_it_covers():
+    """A 128-key window once the cache is longer: its first key falls inside a block, so the CTA walks
+    ceil(127 / 128) + 1 = 2 blocks (the tables: 11.8 -> 13.3 us on H100 from 128 to 256 cached keys at
+    B = 1, flat after); at 100 cached keys, 1 block. One sequence, one KV head, sm_gbps only."""
+    profile = parse_profile(text("[efficiency.vllm]\nattention_sm_gbps = 10.0"), "p.toml", "vllm")
+    q = torch.empty(1, 8, 1, 128, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16, device="meta")
+    for context, blocks in ((99, 1), (4095, 2)):
+        cost = tensor_cast.op_cost(torch.ops.tensor_cast.attention.default, q, k, k, context, 0.1, True, 128, None,
+                                   device=profile)
+        # one item: blocks_per_sm = 1, one split per block, one block a CTA
+        assert cost.memory_s == pytest.approx(65536 / 10e9, rel=1e-12), context
+        shape = cost_shape(context)
+        assert decode_tiles(shape, 128, 128, 100, 32).blocks == blocks, context
+
+
+def cost_shape(context: int) -> AttentionShape:
+    return AttentionShape(q_len=1, keys=context + 1, head_dim=128, v_dim=128, window=128, batch=1, kv_heads=1,
+                          q_heads=8)
 
 
 # ---- the shipped vllm sections -----------------------------------------------------------------------
@@ -272,7 +311,8 @@ def test_collectives_no_longer_run_at_the_link_peak():
 
 
 PREFILL_TRUTH = {"attention_prefill_compute": 0.65, "attention_prefill_latency_us": 8.0,
-                 "attention_prefill_cta_us": 3.0, "attention_prefill_tail": 0.6, "attention_prefill_kv_ns": 0.4}
+                 "attention_prefill_cta_us": 3.0, "attention_prefill_tail": 0.6, "attention_prefill_kv_ns": 0.4,
+                 "attention_prefill_memory": 0.3, "attention_prefill_score_flops": 100.0}
 
 
 def test_fit_recovers_the_tiled_prefill_parameters(aic):

@@ -172,7 +172,8 @@ def test_an_edited_device_profile_or_config_is_a_new_side_entry(store, tmp_path)
     slow = tensor_cast.analyze(MODEL, device=str(slower), **POINT)
     assert len(list((store.root / "timed").glob("*.trace"))) == 2
     decode_memory = sum(r.memory_s for r in fast.ops)
-    assert sum(r.memory_s for r in slow.ops) > 1.5 * decode_memory  # half the bandwidth, not the cached timing
+    # half the bandwidth, not the cached timing (the decode attention's split-KV CTA floor does not scale with HBM)
+    assert sum(r.memory_s for r in slow.ops) > 1.3 * decode_memory
 
     model_dir = tmp_path / "tiny"
     model_dir.mkdir()
