@@ -51,6 +51,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   the launch flags InferenceMAX's SGLang DeepSeek-R1 B200 scripts set (`IMX_SGLANG_DSR1_B200`:
   mem-fraction-static, max-running-requests = cuda-graph-max-bs, chunked-prefill-size; the FP8
   TP4 runs set 0.95, without which 157 GiB of weights per GPU do not fit SGLang's default),
+  the attention-DP balance InferenceMAX's TensorRT-LLM scripts turn on for every dp-attention run
+  (DeepSeek-R1: `attention_dp_config: {enable_balance: true, timeout_iters: 60, batching_wait_iters:
+  0}`, benchmarks/dsr1_fp4_b200_trt.sh and dsr1_fp8_b200_trt.sh; gpt-oss: `enable_balance: true`
+  with TensorRT-LLM's defaults 50 and 10, gptoss_fp4_b200_trt.sh): `adp_balance_timeout_iters` /
+  `adp_batching_wait_iters` on the sa-bench TensorRT-LLM agg rows with attention DP (engines.py,
+  "Attention-DP balance"),
   and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
   AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
   isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
@@ -456,11 +462,32 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
+        balance = trtllm_adp_balance(row, kwargs)
+        if balance:
+            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **balance}
         flags = inferencemax_sglang_flags(row, kwargs["tp"])
         if flags:  # the scripts also pass --kv-cache-dtype fp8_e4m3
             kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **flags}
             kwargs["kv_cache_dtype"] = "fp8"
     return {"model": model, **kwargs}
+
+
+# InferenceMAX's TensorRT-LLM scripts with dp-attention turn the attention-DP balance on: DeepSeek-R1
+# with timeout_iters 60, batching_wait_iters 0 (benchmarks/dsr1_fp4_b200_trt.sh, dsr1_fp8_b200_trt.sh),
+# gpt-oss with `enable_balance: true` alone, i.e. TensorRT-LLM's defaults 50 and 10
+# (benchmarks/gptoss_fp4_b200_trt.sh; AttentionDpConfig) of SemiAnalysisAI/InferenceX (docstring, engine)
+IMX_TRTLLM_ADP_BALANCE = {"DeepSeek": (60, 0), "gpt-oss": (50, 10)}
+
+
+def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[str, int]:
+    """engine_args of TensorRT-LLM's attention-DP balance where an InferenceMAX (sa-bench) TensorRT-LLM
+    agg row ran with attention DP (dp > 1, experts spanning the replicas) and its model's script
+    turned the balance on, else {}."""
+    knobs = IMX_TRTLLM_ADP_BALANCE.get(family(row["model_path"]))
+    if not (knobs and row["backend"] == "trtllm" and row["mode"] == "agg" and benchmark_source(row) == "sa-bench"
+            and deployment.get("dp", 1) > 1 and (deployment.get("ep", 1) > 1 or deployment.get("moe_tp", 1) > 1)):
+        return {}
+    return {"adp_balance_timeout_iters": knobs[0], "adp_batching_wait_iters": knobs[1]}
 
 
 # InferenceMAX's SGLang DeepSeek-R1 launch flags on B200 (precision, tp) -> engine_args: benchmarks/

@@ -17,7 +17,8 @@ Produces, for each:
 - with dp > 1 and moe_tp == 1 (each rank holds different tokens, whole experts): `ep_dispatch`
   on the block input before the op and `ep_combine` on its output, an all_to_all each over the
   `ep` ranks (spanning `nodes` nodes). Dispatch travels in FP8 when the experts run FP8
-  activations (DeepEP's FP8 dispatch), else in the model dtype; combine in the output dtype;
+  activations (DeepEP's FP8 dispatch), in NVFP4 when they run NVFP4 ones (TensorRT-LLM's
+  post-quant all_to_all), else in the model dtype; combine in the output dtype;
 - with dp > 1 and moe_tp > 1 (MoE TP across attention-DP ranks, with or without EP): a token
   must reach every column slice of its experts, which an all_to_all cannot do; TensorRT-LLM
   then all-gathers the tokens of the dp replicas and reduce-scatters the partial outputs
@@ -62,11 +63,12 @@ MODEL_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "f
 
 
 def _wire_dtype(node: fx.Node) -> str:
-    """FP8 when the experts' scheme quantizes activations to FP8 (DeepEP dispatches FP8), else the model dtype."""
+    """The experts' activation format when their scheme quantizes activations to FP8 (DeepEP dispatches
+    FP8) or NVFP4 (TensorRT-LLM quantizes before its all_to_all / all-gather), else the model dtype."""
     scheme = str(arg(node, "scheme"))
     activation = lookup_scheme(scheme).activation if scheme != "none" else None
-    if activation is not None and activation.name == "fp8":
-        return "fp8"
+    if activation is not None and activation.name in ("fp8", "nvfp4"):
+        return activation.name
     return MODEL_DTYPES.get(example(arg(node, "hidden")).dtype, "bf16")
 
 

@@ -377,3 +377,39 @@ def test_isolated_gemm_rows_are_marked_kept_out_of_the_fit_and_reported_apart(ai
     assert errors[0].isolated_n == 2 and errors[0].held_n == len(rows) == 12
     pct = [abs(aic_fit.predict(c, profile) / c.measured_s - 1) * 100 for c in everything_held if not aic_fit.isolated(c)]
     assert errors[0].held_clean_mean == pytest.approx(sum(pct) / len(pct))
+
+
+def test_quantization_bound_rows_are_the_small_n_large_m_cutlass_fp8_rows(aic, tmp_path, monkeypatch):
+    """Every CUTLASS fp8 row with N <= 128 at M = 8,192 or 16,384 (the GEMM ~10% of the row, the
+    per-tensor quantization the rest) is reported as its own class, evaluation only: never fitted,
+    every row in the held-out column; isolated rows, another kernel, a wider N, M = 32,768 left out."""
+    import csv
+    import gzip
+
+    aic_fit, aic_tables, _, _ = aic
+    kept = {(8192, 32, 65536), (16384, 128, 2048), (8192, 128, 4096)}
+    rows = [(m, n, k, "CutlassFP8ScaledMMLinearKernel", "fp8") for m, n, k in kept]
+    rows += [(8192, 256, 4096, "CutlassFP8ScaledMMLinearKernel", "fp8"),  # N too wide: the GEMM's time
+             (32768, 32, 4096, "CutlassFP8ScaledMMLinearKernel", "fp8"),  # M = 32,768: left out
+             (4096, 32, 4096, "CutlassFP8ScaledMMLinearKernel", "fp8"),  # M too small
+             (8192, 32, 4096, "DeepGemmFp8BlockScaledMMKernel", "fp8_block")]  # another kernel
+    table = [{"framework": "VLLM", "version": "0.24.0", "device": "B200", "op_name": "gemm", "kernel_source": kernel,
+              "gemm_dtype": dtype, "m": m, "n": n, "k": k, "latency": 0.1} for m, n, k, kernel, dtype in rows]
+    with gzip.open(tmp_path / "gemm_perf.csv.gz", "wt", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    read = aic_tables.read_table(tmp_path, "gemm_perf")
+    cases = aic_tables.quant_bound_cases(read, set())
+    assert {(c.row.params["M"], c.row.params["N"], c.row.params["K"]) for c in cases} == kept
+    assert all(c.stage == aic_tables.NOT_FITTED and aic_fit.held_out(c) for c in cases)
+    isolated = {("CutlassFP8ScaledMMLinearKernel", "fp8", 8192, 32, 65536)}
+    assert len(aic_tables.quant_bound_cases(read, isolated)) == 2
+    # in the gemm family's cases, beside (not instead of) the sampled rows; never handed to a stage
+    every = aic_tables.gemm_cases(tmp_path, per_variant=len(rows))
+    assert sum(c.cls == aic_tables.QUANT_BOUND_CLASS for c in every) == 3
+    assert sum(c.stage == "gemm fp8" for c in every) == 6
+    seen = []
+    monkeypatch.setattr(aic_fit.cf, "fit_stage", lambda stage, used, profile: seen.extend(used) or {})
+    aic_fit.fit_engine(every, load_device("b200", "vllm"), "test")
+    assert seen and not any(c.cls == aic_tables.QUANT_BOUND_CLASS for c in seen)

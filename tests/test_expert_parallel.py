@@ -43,7 +43,7 @@ def test_opcheck_and_reference_semantics():
                      (tc.ep_combine.default, (x, 2, 8, 4, 4, 1))):
         torch.library.opcheck(op, args)
         torch.testing.assert_close(op(*args), x)  # every simulated rank holds the same tokens
-    with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, bf16"):
+    with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, nvfp4, bf16"):
         tc.ep_dispatch(x, 2, 8, 4, 4, 1, "int3")
 
 
@@ -68,6 +68,9 @@ def test_dispatch_and_combine_bytes_per_rank(h100_cluster, tp, dp):
     assert combine.kind == "collective"
     bf16 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "bf16", device=h100_cluster)
     assert bf16.counts.comm_bytes == combine.counts.comm_bytes
+    # NVFP4: E2M1 (half a byte) + one E4M3 scale byte per 16 channels = 9/16 byte per element
+    nvfp4 = tensor_cast.op_cost(tc.ep_dispatch.default, x, top_k, experts, ep, dp, 1, "nvfp4", device=h100_cluster)
+    assert nvfp4.counts.comm_bytes == sympy.Rational(ep - 1, ep) * rows * hidden * sympy.Rational(9, 16)
 
 
 def test_exchange_time_intra_and_inter_node(h100_cluster):
@@ -191,6 +194,9 @@ def test_insert_ep_collectives_near_misses(capture_module):
     gm, _ = capture_module(TinyMoE(scheme="fp8"), x)
     wire = next(n for n in insert_ep_collectives(gm, ep=2, dp=2).graph.nodes if n.target is tc.ep_dispatch.default)
     assert wire.args[-1] == "fp8"  # FP8 experts: DeepEP dispatches FP8
+    gm, _ = capture_module(TinyMoE(scheme="nvfp4"), x)
+    wire = next(n for n in insert_ep_collectives(gm, ep=2, dp=2).graph.nodes if n.target is tc.ep_dispatch.default)
+    assert wire.args[-1] == "nvfp4"  # NVFP4 experts: quantized before the all_to_all (TensorRT-LLM post-quant)
     gm, _ = capture_module(TinyMoE(scheme="w4a16"), x)
     wire = next(n for n in insert_ep_collectives(gm, ep=2, dp=2).graph.nodes if n.target is tc.ep_dispatch.default)
     assert wire.args[-1] == "fp32"  # weight-only: the model dtype (fp32 here)

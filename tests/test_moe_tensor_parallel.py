@@ -37,7 +37,7 @@ def test_opcheck_and_reference_semantics():
     for op, args in ((tc.ep_allgather.default, (x, 4, 4, 1, "fp8")), (tc.ep_reducescatter.default, (x, 4, 4, 1))):
         torch.library.opcheck(op, args)
         torch.testing.assert_close(op(*args), x)  # shape-preserving: the gathered rows live in the cost
-    with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, bf16"):
+    with pytest.raises(ValueError, match="unknown dispatch wire dtype 'int3'; known: fp8, nvfp4, bf16"):
         tc.ep_allgather(x, 4, 4, 1, "int3")
 
 

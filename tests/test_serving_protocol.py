@@ -118,3 +118,20 @@ def test_inferencemax_sglang_deepseek_b200_rows_get_their_launch_flags():
     assert (args["memory_utilization"], args["max_num_seqs"], args["max_num_batched_tokens"]) == (0.95, 32, 8192)
     assert max(args["cuda_graph_sizes"]) == 32 and kwargs["kv_cache_dtype"] == "fp8"
     assert "memory_utilization" not in fidelity.setup({**r, "backend": "vllm"}, 0.0).get("engine_args", {})
+
+
+def test_inferencemax_trtllm_dp_attention_rows_get_the_attention_dp_balance():
+    # dsr1_fp4_b200_trt.sh / dsr1_fp8_b200_trt.sh with DP_ATTENTION=true: attention_dp_config
+    # {enable_balance: true, timeout_iters: 60, batching_wait_iters: 0}
+    r = {**moe_row(SA_BENCH[1], "trtllm", "1", "64", "8", "8", run="r_tp8_ep8_937"), "system": "b200_sxm",
+         "precision": "fp4"}
+    args = fidelity.setup(r, 0.0)["engine_args"]
+    assert (args["adp_balance_timeout_iters"], args["adp_batching_wait_iters"]) == (60, 0)
+    # gptoss_fp4_b200_trt.sh sets enable_balance alone: TensorRT-LLM's AttentionDpConfig defaults 50 / 10
+    gpt = {**r, "model_path": "openai/gpt-oss-120b"}
+    args = fidelity.setup(gpt, 0.0)["engine_args"]
+    assert (args["adp_balance_timeout_iters"], args["adp_batching_wait_iters"]) == (50, 10)
+    # no attention DP (tp8 ep8), another engine, or AIConfigurator's own runs: no balance
+    for other in ({**r, "id": "r_tp8_ep8_920", "tp_size": "64", "attention_dp_size": "1"}, {**r, "backend": "vllm"},
+                  {**r, "silicon_data_source": AIC_EVAL}):
+        assert "adp_balance_timeout_iters" not in fidelity.setup(other, 0.0).get("engine_args", {})

@@ -340,3 +340,51 @@ def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, eng
     for a, b in zip(fast.requests, slow.requests, strict=True):
         assert (a.first_token_s, a.finish_s, a.preemptions) == pytest.approx((b.first_token_s, b.finish_s,
                                                                              b.preemptions), rel=1e-12)
+
+
+def balanced_run(balance, trace, *, fast_forward=True, batching=0, d=0.01):
+    """Two attention-DP ranks of TensorRT-LLM (async scheduling off, no overheads) stepping a
+    constant d, with the attention-DP balance timeout `balance` (0: off)."""
+    from tensor_cast.serving.workload import TraceEntry
+
+    profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False,
+                                        "adp_balance_timeout_iters": balance, "adp_batching_wait_iters": batching})
+    ranks = [RankScheduler(profile, 100_000), RankScheduler(profile, 100_000)]
+    worker = Worker("agg0", "agg", ranks, ConstantCost(d), profile)
+    entries = [TraceEntry(t * d, 10, out) for t, out in trace]
+    return simulate_workers({"agg": [worker]}, make_workload(concurrency=None, rate=None, trace=entries,
+                                                             num_requests=None, isl=None, osl=None),
+                            fast_forward=fast_forward)
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_attention_dp_balance_holds_a_lone_request_until_the_timeout(fast_forward):
+    d, timeout = 0.01, 20
+    # A and B (round robin: ranks 0 and 1) arrive at 0 and prefill together in the step at 0 (every
+    # rank ready: the counter resets). C reaches rank 0 at 10.5 d: rank 1 has nothing to prefill, so
+    # C waits while the counter grows by one per step (the step starting at (j-1) d is iteration j,
+    # counter j - 1) until it reaches the timeout: the step starting at 20 d admits C, whose first
+    # token comes at 21 d (TTFT 10.5 d). Without the balance C joins the step at 11 d (TTFT 1.5 d).
+    trace = [(0, 100), (0, 100), (10.5, 50)]
+    held = balanced_run(timeout, trace, fast_forward=fast_forward).requests
+    free = balanced_run(0, trace, fast_forward=fast_forward).requests
+    assert held[2].first_token_s - held[2].arrival_s == pytest.approx(10.5 * d)
+    assert free[2].first_token_s - free[2].arrival_s == pytest.approx(1.5 * d)
+    assert held[0].first_token_s == pytest.approx(d) and held[1].first_token_s == pytest.approx(d)
+    # D reaches rank 1 at 14.5 d: at 15 d both ranks have a request ready, so C and D prefill together
+    both = balanced_run(timeout, [*trace, (14.5, 50)], fast_forward=fast_forward).requests
+    assert both[2].first_token_s == pytest.approx(16 * d) and both[3].first_token_s == pytest.approx(16 * d)
+
+
+def test_attention_dp_balance_batching_wait_holds_ready_ranks_that_generate():
+    d = 0.01
+    # C (rank 0) and D (rank 1) both arrive at 10.5 d, every rank generating: with batching_wait_iters
+    # 3 the ready ranks are held 3 iterations (11 d, 12 d, 13 d) and admitted in the step at 14 d
+    reqs = balanced_run(60, [(0, 100), (0, 100), (10.5, 50), (10.5, 50)], batching=3).requests
+    assert reqs[2].first_token_s == pytest.approx(15 * d) and reqs[3].first_token_s == pytest.approx(15 * d)
+
+
+def test_attention_dp_balance_knobs_reject_negative_values():
+    for knob in ("adp_balance_timeout_iters", "adp_batching_wait_iters"):
+        with pytest.raises(InvalidArgumentError, match=f"{knob} must be an integer >= 0"):
+            engine_profile("trtllm", {knob: -1})

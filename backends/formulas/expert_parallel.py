@@ -18,7 +18,12 @@ token once per destination rank, which is fewer bytes when a token's k experts s
     payload M = rows · H · bytes per element       comm_bytes = (ep-1)/ep · M   (all_to_all)
 
 Dispatch travels in `wire_dtype`: "fp8" is DeepEP's FP8 dispatch (E4M3 plus one fp32 scale per
-128 channels: 1 + 4/128 bytes), used when the experts run FP8 activations; otherwise the model
+128 channels: 1 + 4/128 bytes), used when the experts run FP8 activations; "nvfp4" is the
+quantize-then-dispatch of NVFP4 experts (E2M1 plus one E4M3 scale per 16 channels: 1/2 + 1/16
+bytes; TensorRT-LLM's post-quant all_to_all, `TRTLLM_MOE_POST_QUANT_ALLTOALLV` default "1" when the
+MoE quant mode has NVFP4, tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py; vLLM's
+FlashInfer NVFP4 paths likewise quantize before `mnnvl_moe_alltoallv` or the DP all_gatherv,
+vllm/model_executor/layers/fused_moe/flashinfer_cutlass_prepare_finalize.py); otherwise the model
 dtype. Combine returns the expert outputs in their own dtype (bf16). Each kernel reads the rows it
 sends and writes the rows it receives once in device memory.
 
@@ -48,8 +53,10 @@ from .registry import OpCall, TensorInfo, register
 
 tc = torch.ops.tensor_cast
 
-# bytes per element on the wire; fp8: E4M3 + one fp32 scale per 128 channels (DeepEP FP8 dispatch)
-WIRE_BYTES: dict[str, Any] = {"fp8": 1 + sympy.Rational(4, 128), "bf16": 2, "fp16": 2, "fp32": 4}
+# bytes per element on the wire; fp8: E4M3 + one fp32 scale per 128 channels (DeepEP FP8 dispatch);
+# nvfp4: E2M1 + one E4M3 scale per 16 channels (post-quant all_to_all of NVFP4 experts)
+WIRE_BYTES: dict[str, Any] = {"fp8": 1 + sympy.Rational(4, 128), "nvfp4": sympy.Rational(1, 2) + sympy.Rational(1, 16),
+                              "bf16": 2, "fp16": 2, "fp32": 4}
 
 
 def exchanged_rows(tokens: Any, *, top_k: int, num_experts: int, skew: float, group_size: int, ep_dp: int) -> Any:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-WIRE_DTYPES = ("fp8", "bf16", "fp16", "fp32")
+WIRE_DTYPES = ("fp8", "nvfp4", "bf16", "fp16", "fp32")
 
 
 def _check(wire_dtype: str) -> None:

@@ -84,6 +84,24 @@ of the step's kernels, `BatchCost.launches`). Which steps run eagerly, per engin
   predicted as low at 8,192-token prompts, where no launch floor binds.
 The floor is a per-engine knob (`engine_args={"eager_launch_host_s": 0}` turns it off).
 
+Attention-DP balance (`adp_balance_timeout_iters`, TensorRT-LLM `attention_dp_config:
+{enable_balance: true, timeout_iters: N}`; 0 = off, TensorRT-LLM's default): the attention-DP
+ranks of a worker step together and a step lasts as long as its slowest rank, so one rank
+prefilling a prompt while the others decode stalls them all. With the balance on, TensorRT-LLM
+schedules new context requests only in an iteration where every rank has one (and a free batch
+slot), or after N iterations without that, or when some rank has no generation request
+(`PyExecutor._balance_adp_requests`, tensorrt_llm/_torch/pyexecutor/py_executor.py: the waiting
+counter grows every iteration that is not such an iteration and resets when it reaches N; the
+TensorRT-LLM tech blog 10 "ADP Balance Strategy": 1.31x throughput on DeepSeek-V3 DEP8). The
+InferenceMAX TensorRT-LLM DeepSeek-R1 scripts set it, N = 60, for every dp-attention run
+(SemiAnalysisAI/InferenceX benchmarks/dsr1_fp4_b200_trt.sh, dsr1_fp8_b200_trt.sh; their
+`batching_wait_iters: 0`); TensorRT-LLM's defaults once enabled are timeout_iters 50 and
+batching_wait_iters 10 (`AttentionDpConfig`, tensorrt_llm/llmapi/llm_args.py), which the
+gpt-oss script takes (benchmarks/gptoss_fp4_b200_trt.sh: `enable_balance: true` alone).
+`adp_batching_wait_iters` is that second knob: in an iteration where every rank is ready and
+every rank generates, new requests are still held for up to that many iterations. Simulated in
+`simulator.py`.
+
 It must not simulate time or cost steps.
 """
 
@@ -131,6 +149,8 @@ class EngineProfile:
     async_scheduling: bool = True  # step n+1 is scheduled while step n runs (see "Async scheduling")
     eager_launch_host_s: float = 0.0  # host time per kernel of a step run without CUDA graphs (0: not charged)
     graph_prefill: bool = False  # steps with prefill tokens replay CUDA graphs up to the largest graph size (vLLM)
+    adp_balance_timeout_iters: int = 0  # TensorRT-LLM attention-DP balance timeout (0: off; "Attention-DP balance")
+    adp_batching_wait_iters: int = 0  # its batching wait (iterations every rank is ready but still held)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,6 +167,10 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
+        for name in ("adp_balance_timeout_iters", "adp_batching_wait_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgumentError(f"engine {name} must be an integer >= 0 (0: off), got {value!r}")
         for name in ("async_scheduling", "graph_prefill"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")

@@ -119,18 +119,28 @@ class RankScheduler:
         return min(need, budget, cap)
 
     # ---- policies -----------------------------------------------------------------------
-    def schedule(self, in_flight: dict[Request, int] | None = None) -> Batch:
+    def schedule(self, in_flight: dict[Request, int] | None = None, admit: bool = True) -> Batch:
         """The next step's batch. `in_flight` (pp > 1): running requests in batches still in the
         pipeline -> their tokens there. One whose prompt those tokens complete, or a decode, is
         held: not scheduled until its batch ends (its next token is not known yet — vLLM skips a
         request with no new token to schedule, TRT-LLM its `inflight_req_ids`) but it keeps its
         KV blocks, its place in `max_num_seqs` and (SGLang) its output reservation. One still
         mid-prompt after them may get its next prefill chunk now, as if they were computed (vLLM
-        advances `num_computed_tokens` when it schedules; SGLang's chunked pipeline)."""
+        advances `num_computed_tokens` when it schedules; SGLang's chunked pipeline).
+        `admit=False`: no waiting request is admitted this step (TensorRT-LLM's attention-DP
+        balance holds new context requests back, simulator.py); the running ones run as usual."""
         self.admission_checked = False
         if self.preempted:
             self.preempted = []
-        batch = self._policy() if not in_flight else self._schedule_around(in_flight)
+        if admit:
+            batch = self._policy() if not in_flight else self._schedule_around(in_flight)
+        else:  # new requests held back (attention-DP balance): the policy sees no waiting queue
+            waiting, self.waiting = self.waiting, deque()
+            try:
+                batch = self._policy() if not in_flight else self._schedule_around(in_flight)
+            finally:
+                requeued, self.waiting = self.waiting, waiting  # preempted this step: ahead of the others
+                self.waiting.extendleft(reversed(requeued))
         tokens = sum(map(itemgetter(1), batch))
         if tokens > max(self.engine.max_num_batched_tokens, len(batch) * self.decode_tokens) \
                 or len(self.running) > self.engine.max_num_seqs:
@@ -371,6 +381,15 @@ class RankScheduler:
             for req in gone:
                 self._free(req)
         return finished, handover, emitted
+
+    def context_ready(self) -> bool:
+        """A new context request could join this rank's next step: one waits and a batch slot is
+        free (what TensorRT-LLM's attention-DP balance asks of every rank; KV blocks not checked)."""
+        return bool(self.waiting) and self._occupied < self.engine.max_num_seqs
+
+    def generating(self) -> int:
+        """Running requests past their prompt (TensorRT-LLM's scheduled generation requests)."""
+        return sum(not r.in_prefill for r in self.running)
 
     def decode_state(self) -> Any:
         """(count, mean cached) of a pure-decode running set, or None when a prefill is pending."""

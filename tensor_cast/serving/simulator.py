@@ -39,6 +39,11 @@ decode ring (`decode_ring.py`), a batch that ends is re-issued from the ring's p
 (stage times, KV blocks) without a scheduler pass, until the ring's first finishing round, a KV
 shortfall, or a request assigned to the worker ends it; otherwise they are stepped batch by batch.
 
+Attention-DP balance (TensorRT-LLM `attention_dp_config.enable_balance`, engines.py): before a
+step (pp = 1) the worker decides whether its ranks may admit new requests this step
+(`_adp_admit`, the engine's rule); a held step is an ordinary decode step and may be
+fast-forwarded up to the step where the rule's timeout lets requests in. Not applied with pp > 1.
+
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 """
 
@@ -96,6 +101,8 @@ class Worker:
     in_flight_tokens: dict[Request, int] = field(default_factory=dict)  # pp > 1: their requests -> tokens
     ring: DecodeRing | None = None  # pp > 1: the decode ring fast-forwarding its batches (decode_ring.py)
     ring_ready: bool = False  # pp > 1: a ring may be planned at the next batch end (nothing assigned since)
+    adp_wait: int = 0  # attention-DP balance: iterations waiting for every rank to have a request (engines.py)
+    adp_batching: int = 0  # attention-DP balance: iterations every rank was ready but held (batching_wait_iters)
 
     @property
     def pp(self) -> int:
@@ -261,9 +268,10 @@ class _Loop:
         if worker.pp > 1:
             self.start_batches(worker)
             return
-        batches = [rank.schedule() for rank in worker.ranks]
+        admit = self._adp_admit(worker)
+        batches = [rank.schedule(admit=admit) for rank in worker.ranks]
         if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
-            batches = [rank.schedule() for rank in worker.ranks]
+            batches = [rank.schedule() for rank in worker.ranks]  # (held only while every rank generates)
         if not any(batches):
             if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
@@ -291,6 +299,8 @@ class _Loop:
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
+        if not admit:  # held by the attention-DP balance: released at the latest when the counter times out
+            k = 1 if worker.adp_batching else min(k, max(1, engine.adp_balance_timeout_iters - worker.adp_wait))
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -311,6 +321,32 @@ class _Loop:
         if k > 1:
             self.running_ff.append(worker)
         self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
+
+    @staticmethod
+    def _adp_admit(worker: Worker) -> bool:
+        """Whether this step may admit new requests under TensorRT-LLM's attention-DP balance
+        (engines.py, "Attention-DP balance"; always True when it is off or the worker has one rank):
+        yes when every rank has a context request ready and a free slot (after `adp_batching_wait_iters`
+        such iterations while every rank generates); otherwise the waiting
+        counter grows, and they are held unless it reached the timeout (then it resets) or some rank
+        has no generation request. `_account` adds the further steps of a fast-forwarded run."""
+        limit = worker.engine.adp_balance_timeout_iters
+        if not limit or len(worker.ranks) == 1:
+            return True
+        generating = [rank.generating() for rank in worker.ranks]
+        if all(rank.context_ready() and g < rank.engine.max_num_seqs for rank, g in zip(worker.ranks, generating,
+                                                                                        strict=True)):
+            worker.adp_wait = 0
+            if all(generating) and worker.adp_batching < worker.engine.adp_batching_wait_iters:
+                worker.adp_batching += 1  # every rank ready: wait a few more iterations for more requests
+                return False
+            worker.adp_batching = 0
+            return True
+        worker.adp_wait += 1
+        if worker.adp_wait >= limit or not all(generating):
+            worker.adp_wait = 0
+            return True
+        return False
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
@@ -408,6 +444,9 @@ class _Loop:
     def _account(self, worker: Worker) -> None:
         """Statistics of the run that just ended (its steps as finally run)."""
         durations, k = worker.run_durations, worker.ff_steps
+        limit = worker.engine.adp_balance_timeout_iters
+        if limit and k > 1 and all(worker.batches):  # each further step of the run: one more iteration of
+            worker.adp_wait = (worker.adp_wait + k - 1) % limit  # the counter (a rank without work keeps it at 0)
         prefill_tokens, decode_seqs, used, running = worker.run_info
         total = float(durations.sum())
         self.num_steps += k
