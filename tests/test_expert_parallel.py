@@ -10,6 +10,7 @@ import re
 import pytest
 import sympy
 import torch
+from moe_graphs import TinyMoE, call_targets, node_values
 from torch import nn
 
 import tensor_cast
@@ -130,41 +131,15 @@ def test_skewed_routing_costs_the_most_loaded_rank():
     assert float(dispatch.counts.comm.payload_bytes) == pytest.approx(ep * tokens * sum(hottest) * hidden * BF16)
 
 
-# ---- the pass on a tiny graph -------------------------------------------------------------------
-class TinyMoE(nn.Module):
-    """A rank's MoE block as `replace_moe` leaves it: one tensor_cast::moe, a residual add after."""
-
-    def __init__(self, hidden=16, experts=8, inter=8, scheme="none"):
-        super().__init__()
-        self.router = nn.Parameter(torch.randn(experts, hidden))
-        self.gate_up = nn.Parameter(torch.randn(experts, 2 * inter, hidden) * 0.2)
-        self.down = nn.Parameter(torch.randn(experts, hidden, inter) * 0.2)
-        self.scheme = scheme
-
-    def forward(self, x):
-        h = x * 2
-        y = tc.moe.default(h, self.router, [], self.gate_up, self.down, None, None, [], [], 2, "softmax", "silu", "concat",
-                   False, self.scheme)
-        return x + y
-
-
-def _targets(gm):
-    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
-
-
-def _values(gm):
-    return {n.name: (tuple(n.meta["example_value"].shape), n.meta["example_value"].dtype)
-            for n in gm.graph.nodes if isinstance(n.meta.get("example_value"), torch.Tensor)}
-
-
+# ---- the pass on a tiny graph (tests/moe_graphs.py) ------------------------------------------------
 def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
     x = torch.randn(3, 16)
     gm, inputs = capture_module(TinyMoE(), x)
     with torch.no_grad():
         expected = gm(*inputs)
-    before, count = _values(gm), len(gm.graph.nodes)
+    before, count = node_values(gm), len(gm.graph.nodes)
     gm = insert_ep_collectives(gm, ep=4, dp=4, nodes=1)
-    targets = _targets(gm)
+    targets = call_targets(gm)
     assert targets.count(tc.ep_dispatch.default) == 1 and targets.count(tc.ep_combine.default) == 1
     assert len(gm.graph.nodes) == count + 2
     moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
@@ -174,7 +149,7 @@ def test_insert_ep_collectives_places_dispatch_and_combine(capture_module):
         == [2, 8, 4, 4, 1, "fp32"]
     assert combine.args == (moe, 2, 8, 4, 4, 1) and list(moe.users) == [combine]
     assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)
-    assert _values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
+    assert node_values(gm).items() >= before.items()  # every earlier node keeps its shape and dtype
     shares = {n.name: facts(n).rank_share for n in gm.graph.nodes if n.op == "placeholder"}
     assert sorted(v for v in shares.values() if v != 1) == [0.25, 0.25]  # gate_up and down; the router stays whole
     assert shares[arg(moe, "router_weight").name] == 1
@@ -188,7 +163,7 @@ def test_insert_ep_collectives_near_misses(capture_module):
     count = len(gm.graph.nodes)
     assert len(insert_ep_collectives(gm, ep=1, dp=4).graph.nodes) == count  # ep = moe_tp = 1: nothing split
     gm = insert_ep_collectives(gm, ep=4, dp=1)  # dp = 1: every rank holds every token, no exchange
-    assert len(gm.graph.nodes) == count and tc.ep_dispatch.default not in _targets(gm)
+    assert len(gm.graph.nodes) == count and tc.ep_dispatch.default not in call_targets(gm)
     moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
     assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 1)
     gm, _ = capture_module(TinyMoE(scheme="fp8"), x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import sympy
 import torch
-from torch import nn
+from moe_graphs import TinyMoE, call_targets, node_values
 
 import tensor_cast
 from tensor_cast.backends.formulas import OpCall, TensorInfo
@@ -92,39 +92,15 @@ def test_rank_routed_work_is_its_experts_columns(moe_tp, ep, dp):
 
 
 # ---- the pass on a tiny graph ----------------------------------------------------------------------
-class TinyMoE(nn.Module):
-    """A rank's MoE block as `replace_moe` leaves it: one tensor_cast::moe, a residual add after."""
-
-    def __init__(self, hidden=16, experts=8, inter=8):
-        super().__init__()
-        self.router = nn.Parameter(torch.randn(experts, hidden))
-        self.gate_up = nn.Parameter(torch.randn(experts, 2 * inter, hidden) * 0.2)
-        self.down = nn.Parameter(torch.randn(experts, hidden, inter) * 0.2)
-
-    def forward(self, x):
-        y = tc.moe.default(x * 2, self.router, [], self.gate_up, self.down, None, None, [], [], 2, "softmax", "silu",
-                           "concat", False, "none")
-        return x + y
-
-
-def _targets(gm):
-    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
-
-
-def _values(gm):
-    return {n.name: (tuple(n.meta["example_value"].shape), n.meta["example_value"].dtype)
-            for n in gm.graph.nodes if isinstance(n.meta.get("example_value"), torch.Tensor)}
-
-
 @pytest.mark.parametrize("ep, moe_tp", [(2, 2), (1, 4)])
 def test_pass_gathers_and_reduce_scatters_under_moe_tp(capture_module, ep, moe_tp):
     x = torch.randn(3, 16)
     gm, inputs = capture_module(TinyMoE(inter=8 // moe_tp), x)
     with torch.no_grad():
         expected = gm(*inputs)
-    before, count = _values(gm), len(gm.graph.nodes)
+    before, count = node_values(gm), len(gm.graph.nodes)
     gm = insert_ep_collectives(gm, ep=ep, dp=4, nodes=1, moe_tp=moe_tp)
-    targets = _targets(gm)
+    targets = call_targets(gm)
     assert targets.count(tc.ep_allgather.default) == 1 and targets.count(tc.ep_reducescatter.default) == 1
     assert tc.ep_dispatch.default not in targets and tc.ep_combine.default not in targets  # no all_to_all with MoE TP
     assert len(gm.graph.nodes) == count + 2
@@ -134,7 +110,7 @@ def test_pass_gathers_and_reduce_scatters_under_moe_tp(capture_module, ep, moe_t
     assert [arg(gather, k) for k in ("group_size", "ep_dp", "nodes", "wire_dtype")] == [4, 4, 1, "fp32"]
     assert scatter.args == (moe, 4, 4, 1) and list(moe.users) == [scatter]
     assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (ep, 4)
-    assert _values(gm).items() >= before.items()
+    assert node_values(gm).items() >= before.items()
     shares = sorted(facts(n).rank_share for n in gm.graph.nodes if n.op == "placeholder")
     assert shares == [1 / ep, 1 / ep, 1, 1]  # gate_up and down: E/ep experts (their columns are in the shapes)
     with torch.no_grad():
