@@ -14,7 +14,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   H100 and B200 have measured kernel tables: the b300 / gb200 / gb300 profiles carry datasheet peaks and
   B200's transferred efficiency sections, so every row on them is held out (no fit has seen them).
 - model: the HF id, or its registry twin with the same architecture: *-Instruct -> base,
-  Qwen3-235B-A22B-FP8 -> Qwen3-235B-A22B + fp8, MiniMax-M2.5 -> MiniMax-M2, Kimi-K2.5 ->
+  Qwen3-235B-A22B-FP8 -> Qwen3-235B-A22B + fp8_block (the checkpoint is fine-grained FP8, 128 x 128
+  weight blocks, per its model card), MiniMax-M2.5 -> MiniMax-M2, Kimi-K2.5 ->
   Kimi-K2-Instruct (the text backbone), zhipuai/GLM-5 -> zai-org/GLM-5, nvidia/X-NVFP4 -> X + nvfp4.
 - parallelism: the columns follow two conventions, told apart row by row.
   - AIConfigurator's own (its `aic-eval` rows and most others): tp = tp_size (attention TP), dp =
@@ -155,7 +156,7 @@ MODELS = {
     "meta-llama/Llama-3.1-8B-Instruct": ("meta-llama/Llama-3.1-8B", None),
     "meta-llama/Llama-3.1-70B": ("meta-llama/Llama-3.1-70B", None),
     "Qwen/Qwen3-32B": ("Qwen/Qwen3-32B", None),
-    "Qwen/Qwen3-235B-A22B-FP8": ("Qwen/Qwen3-235B-A22B", "fp8"),
+    "Qwen/Qwen3-235B-A22B-FP8": ("Qwen/Qwen3-235B-A22B", "fp8_block"),
     "Qwen/Qwen3.5-397B-A17B": ("Qwen/Qwen3.5-397B-A17B", None),
     "deepseek-ai/DeepSeek-R1": ("deepseek-ai/DeepSeek-R1", None),
     "deepseek-ai/DeepSeek-V3": ("deepseek-ai/DeepSeek-V3", None),

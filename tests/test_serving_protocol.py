@@ -135,3 +135,13 @@ def test_inferencemax_trtllm_dp_attention_rows_get_the_attention_dp_balance():
     for other in ({**r, "id": "r_tp8_ep8_920", "tp_size": "64", "attention_dp_size": "1"}, {**r, "backend": "vllm"},
                   {**r, "silicon_data_source": AIC_EVAL}):
         assert "adp_balance_timeout_iters" not in fidelity.setup(other, 0.0).get("engine_args", {})
+
+
+def test_qwen3_fp8_checkpoint_rows_run_block_fp8():
+    # Qwen/Qwen3-235B-A22B-FP8 is fine-grained FP8 (128 x 128 weight blocks): its experts run vLLM's
+    # block-FP8 MoE, not the per-tensor FlashInfer CUTLASS kernel (3-4x slower per layer on H100 at
+    # decode batches in the kernel tables)
+    path = "Qwen/Qwen3-235B-A22B-FP8"
+    model, forced = fidelity.MODELS[path]
+    r = {"gemm_quant_mode": "fp8", "moe_quant_mode": "fp8"}
+    assert (model, fidelity.quant(r, path, forced)) == ("Qwen/Qwen3-235B-A22B", {"quant": "fp8_block"})
