@@ -14,7 +14,7 @@ into time,
 Every value may be a sympy expression in B, S, C (Max/Min/ceiling only, no Python `if` on a
 size), so a symbolic trace keeps working.
 
-Why one file of ~730 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
+Why one file of ~780 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
 validator and the shape models that read those keys change together (a new kernel term is a key,
 a bound, a default and a model); the per-kind models are small sections below (GEMM, quantization,
 attention with its MLA / DSA / gated-DeltaNet variants). Splitting the shape models per kind into

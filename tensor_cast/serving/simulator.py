@@ -45,6 +45,12 @@ step (pp = 1) the worker decides whether its ranks may admit new requests this s
 fast-forwarded up to the step where the rule's timeout lets requests in. Not applied with pp > 1.
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
+
+Why one file of ~640 lines: the event loop, the worker state it advances and the decode
+fast-forward that must keep its event order are one invariant (the stepped and fast-forwarded paths
+give bit-identical results, `tests/test_serving_pipeline_ff.py`); the PP ring is already its own
+module (`decode_ring.py`), the scheduler policy `scheduler.py`. The attention-DP admission
+(`_adp_admit`) is the next piece to move out if the loop grows.
 """
 
 from __future__ import annotations
