@@ -46,6 +46,7 @@ class RankScheduler:
         self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
         self._held: list[Request] = []  # running requests in flight in the pipeline, during schedule()
         self.preempted: list[Request] = []  # preempted by the last schedule()
+        self.admitted: list[Request] = []  # moved from the waiting queue to running by the last schedule()
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
 
@@ -132,6 +133,8 @@ class RankScheduler:
         self.admission_checked = False
         if self.preempted:
             self.preempted = []
+        if self.admitted:
+            self.admitted = []
         if admit:
             batch = self._policy() if not in_flight else self._schedule_around(in_flight)
         else:  # new requests held back (attention-DP balance): the policy sees no waiting queue
@@ -234,6 +237,7 @@ class RankScheduler:
                 break
             self.waiting.popleft()
             self.running.append(req)
+            self.admitted.append(req)
             batch.append((req, n))
             budget -= n
         return batch
@@ -277,6 +281,7 @@ class RankScheduler:
                 available -= reserve
                 self.waiting.popleft()
                 self.running.append(req)
+                self.admitted.append(req)
                 batch.append((req, n))
                 budget -= n
         if batch:
@@ -292,13 +297,18 @@ class RankScheduler:
     def _no_evict(self) -> Batch:
         budget = self.engine.max_num_batched_tokens
         batch: Batch = []
+        append = batch.append
+        d = self.decode_tokens
+        chunked = self.engine.chunked_prefill
         for req in self.running:  # generation requests first (each reserved its KV at admission)
-            n = self._need(req)
-            if req.in_prefill:
-                n = self._chunk(n, budget) if self.engine.chunked_prefill else n
+            if req.computed < req.prefill_target:  # in prefill (`_need` inlined: the loop runs every step)
+                n = self._need(req)
+                n = self._chunk(n, budget) if chunked else n
                 if n > budget:
                     continue
-            batch.append((req, n))
+            else:
+                n = d
+            append((req, n))
             budget -= n
         self.admission_checked = True
         while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
@@ -314,6 +324,7 @@ class RankScheduler:
             n = self._chunk(need, budget)
             self.waiting.popleft()
             self.running.append(req)
+            self.admitted.append(req)
             batch.append((req, n))
             budget -= n
         return batch

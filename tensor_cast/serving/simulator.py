@@ -59,6 +59,8 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter, lt
 from typing import Any
 
 import numpy as np
@@ -72,6 +74,7 @@ from .scheduler import Batch, RankScheduler
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
+_COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
 
 
 @dataclass
@@ -265,8 +268,10 @@ class _Loop:
     def _first_token_at_admission(self, worker: Worker, batches: Sequence[Batch]) -> None:
         """Disagg: the client sees the first token once a decode worker took the request."""
         if worker.role == "decode":
-            for batch in batches:
-                for r, _ in batch:
+            for rank, batch in zip(worker.ranks, batches, strict=True):
+                # only a request just admitted can be at its prompt's end (a decode step moves it past
+                # it), unless a preempted one is recomputing its prompt on this rank: then look at all
+                for r in ([r for r, _ in batch] if rank.preemptions else rank.admitted):
                     if r.computed == r.prompt and r.first_token_s < self.now:
                         r.first_token_s = self.now
 
@@ -291,27 +296,33 @@ class _Loop:
             if not batch:
                 costs.append(0.0)
                 continue
-            seqs = [(n, int(r.computed)) for r, n in batch]
-            chunks = [n for r, n in batch if r.computed < r.prefill_target]
+            # C-level passes (map, zip, compress) over the batch: in a decode pool this runs every step
+            # over every running request
+            reqs, news = zip(*batch)
+            computed = list(map(_COMPUTED, reqs))
+            seqs = list(zip(news, map(int, computed)))
+            chunks = list(compress(news, map(lt, computed, map(_PREFILL_TARGET, reqs))))
             prefill = sum(chunks)
             decodes = len(batch) - len(chunks)
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
             step = worker.cost.step_s(seqs, pad)
-            floor = engine.host_floor_s(prefill, sum(n for n, _ in seqs), worker.cost.launches) \
+            floor = engine.host_floor_s(prefill, sum(news), worker.cost.launches) \
                 if engine.eager_launch_host_s else 0.0
             costs.append(max(step, floor) + engine.overhead_s(len(batch)))
         first = max(costs)
         durations = np.array([first])
-        k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
+        horizon = self.heap[0][0] - self.now if self.heap else math.inf
+        # an event before the first step ends cuts any run to that step: no run to plan (the
+        # common case in a disaggregated decode pool, where hand-overs land every step or two)
+        k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward and horizon > first else 1
         if not admit:  # held by the attention-DP balance: released at the latest when the counter times out
             k = 1 if worker.adp_batching else min(k, max(1, engine.adp_balance_timeout_iters - worker.adp_wait))
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
             starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
-            horizon = self.heap[0][0] - self.now if self.heap else math.inf
             k = max(1, min(k, int(np.searchsorted(starts, horizon, side="left"))))
             durations = durations[:k]
         worker.busy = True
