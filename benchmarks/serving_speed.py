@@ -1,10 +1,14 @@
 """Serving simulator speed: batch-cost calls and closed-loop runs, after the trace.
 
     python benchmarks/serving_speed.py [--model meta-llama/Llama-3.1-8B] [--device h100-sxm] [--big 100000]
+        [--disagg "prefill: 1x tp1; decode: 1x tp1"] [--only agg|pp|disagg]
 
 Prints a table: microseconds per `BatchCost.step_s` call on typical batches, and wall time of
 closed-loop runs of 1,000 and `--big` requests (the trace and BatchCost are built first and
 not counted), plus a determinism check (two runs with the same seed -> identical JSON bytes).
+The disaggregated rows (`--disagg`) run the same closed loops on a prefill and a decode pool:
+every request's KV hand-over lands in the decode pool while it decodes, which cuts its
+fast-forward (simulator.py), so these measure the step-by-step path's own speed.
 Run it with one core (`taskset -c 0`) to check the issue's one-core budgets.
 """
 
@@ -23,18 +27,34 @@ def main() -> int:
     ap.add_argument("--device", default="h100-sxm")
     ap.add_argument("--engine", default="vllm")
     ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--disagg", default="prefill: 1x tp1; decode: 1x tp1", help="pools of the disaggregated rows")
+    ap.add_argument("--only", choices=("agg", "pp", "disagg"), help="only these rows (default: all)")
     args = ap.parse_args()
 
     import tensor_cast
-    from tensor_cast.serving import step_cost
 
     start = time.perf_counter()  # the trace and BatchCost, built once (simulate() reuses them from its cache)
     tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
                          isl=16, osl=2)
     trace_s = time.perf_counter() - start
+    rows = [("trace + BatchCost build", f"{trace_s:.2f} s")]
+    if args.only in (None, "agg"):
+        rows += agg_rows(args)
+    if args.only in (None, "pp"):
+        rows += pp_rows(args)
+    if args.only in (None, "disagg"):
+        rows += disagg_rows(args)
+    print(tabulate(rows, headers=(f"{args.model} on {args.device}, {args.engine}", "")))
+    return 0
+
+
+def agg_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    import tensor_cast
+    from tensor_cast.serving import step_cost
+
     _, cost = step_cost(tensor_cast.load_model(args.model), device=tensor_cast.load_device(args.device),
                         engine=args.engine, table_tokens=16384)
-    rows = [("trace + BatchCost build", f"{trace_s:.2f} s")]
+    rows = []
     batches = {
         "64 decodes": [(1, 1000 + i) for i in range(64)],
         "256 decodes + 2048-token chunk": [(1, 1000 + i) for i in range(256)] + [(2048, 0)],
@@ -62,6 +82,16 @@ def main() -> int:
         report = tensor_cast.simulate(args.model, device=args.device, engine=engine, concurrency=conc,
                                       num_requests=count, isl=isl, osl=osl, range_ratio=ratio)
         rows.append((label, f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
+    runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
+                                 isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
+    rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))
+    return rows
+
+
+def pp_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    import tensor_cast
+
+    rows = []
     # pipeline parallelism: the decode ring (serving/decode_ring.py) against the step-by-step path
     # (fast_forward=False: every batch through the scheduler); its stage costs built first
     tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
@@ -79,11 +109,28 @@ def main() -> int:
         rows.append((f"closed loop 1,000 requests, c=64, 1024/1024, pp=2{spread}",
                      f"{timings[True][0]:.2f} s ({report.steps:,} batches); fast_forward=False "
                      f"{timings[False][0]:.2f} s; {same}"))
-    runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
-                                 isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
-    rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))
-    print(tabulate(rows, headers=(f"{args.model} on {args.device}, {args.engine}", "")))
-    return 0
+    return rows
+
+
+def disagg_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Closed loops on `args.disagg` (both pools' step costs built first, not counted)."""
+    import tensor_cast
+
+    tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
+                         isl=16, osl=2, disagg=args.disagg)
+    rows = []
+    for count, conc, ratio in ((1000, 64, 0.0), (1000, 64, 0.1), (args.big, 64, 0.1), (10_000, 256, 0.1)):
+        spread = ", lengths +-10 %" if ratio else ""
+        t = time.perf_counter()
+        report = tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=conc,
+                                      num_requests=count, isl=1024, osl=1024, range_ratio=ratio, disagg=args.disagg)
+        rows.append((f"disagg closed loop {count:,} requests, c={conc}, 1024/1024{spread}",
+                     f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
+    runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=64, num_requests=500,
+                                 isl=512, osl=256, seed=3, range_ratio=0.2, disagg=args.disagg).to_json(requests=True)
+            for _ in range(2)]
+    rows.append(("disagg, same seed twice: identical JSON bytes", str(runs[0] == runs[1])))
+    return rows
 
 
 if __name__ == "__main__":
