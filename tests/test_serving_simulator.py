@@ -26,7 +26,7 @@ class ConstantCost:
     def step_s(self, batch, padded_tokens=None):
         return self.d
 
-    def decode_steps_s(self, count, new, means, padded):
+    def decode_many_s(self, count, new, means, tokens):
         return np.full(np.shape(means), self.d)
 
 
@@ -321,7 +321,7 @@ def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, eng
         def step_s(self, batch, padded_tokens=None):
             return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
 
-        def decode_steps_s(self, count, new, means, padded):
+        def decode_many_s(self, count, new, means, tokens):
             return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
 
     def simulate():

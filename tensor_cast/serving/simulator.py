@@ -60,7 +60,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter, lt
+from operator import attrgetter, lt, sub
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,7 @@ from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
+_OUTPUT, _GENERATED = attrgetter("output"), attrgetter("generated")
 
 
 @dataclass
@@ -381,7 +382,8 @@ class _Loop:
                     return 1
                 limit = min(limit, horizon)
             e = rank.tokens_per_step
-            remaining = min(r.output - r.generated for r, _ in batch)
+            reqs = [r for r, _ in batch]
+            remaining = min(map(sub, map(_OUTPUT, reqs), map(_GENERATED, reqs)))
             limit = min(limit, math.ceil(remaining / e - 1e-9))
             # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
             # sequence needs at most ceil(((k-1)e + d) / bs) + 1 more blocks (cheap bound first)
