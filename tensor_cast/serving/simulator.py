@@ -27,6 +27,9 @@ the KV blocks that still fit, and the next event anywhere else. A request still 
 stop the run where admission is provably impossible for k steps (`_admission_horizon`). An event pushed later that lands inside
 such a run (another worker planned at the same instant hands over a request, say) cuts the run
 at the first step boundary at or after it, so a worker never overlooks work that reached it.
+When the next event already lands inside the first step (a disaggregated decode pool with
+hundreds of clients receives a hand-over every step or two) no run is planned: it would be cut to
+that one step. A run's k steps on every attention-DP rank are costed in one vectorized call.
 `simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
 
 Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
