@@ -151,7 +151,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~660 lines: the docstring above is the mapping's specification and the code
+Why one file of ~720 lines: the docstring above is the mapping's specification and the code
 below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
 protocol); a reader checks one against the other. The recipe table lives in
 `benchmarks/data/inferencemax_disagg_recipes.csv`; moving the row mapping into a module of its own
