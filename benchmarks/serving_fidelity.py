@@ -103,7 +103,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   without MTP (SGLang `dsr1_fp8_b200_mtp.sh` / `dsr1_fp4_b200_mtp.sh`: EAGLE, `--speculative-num-steps 2`,
   TP8 only; TensorRT-LLM `dsr1_fp8_b200_trt_mtp.sh` / `dsr1_fp4_b200_trt_mtp.sh`:
   `num_nextn_predict_layers` 3, 1 with attention DP), and the agg rows, like the disagg ones, do not
-  say which run a row is. They show it: of the 544 sa-bench DeepSeek B200 agg rows, 206 share their
+  say which run a row is. They show it: of the 544 sa-bench DeepSeek B200 agg rows, 185 share their
   configuration (engine, precision, isl/osl, tp / attention DP / moe_tp / moe_ep, concurrency) with a
   row measured at a second TPOT level, 1.3-2.2x apart on the same image and date (TRT-LLM FP8 TP8, 16
   clients, 1k/1k: 8.61 and 18.45 ms), while no gpt-oss, Kimi, GLM-5 or Qwen3.5 configuration (no MTP
