@@ -43,6 +43,10 @@ Attention-DP balance (TensorRT-LLM `attention_dp_config.enable_balance`, engines
 step (pp = 1) the worker decides whether its ranks may admit new requests this step
 (`_adp_admit`, the engine's rule); a held step is an ordinary decode step and may be
 fast-forwarded up to the step where the rule's timeout lets requests in. Not applied with pp > 1.
+TensorRT-LLM's batch waiting (`_batch_wait_holds`) and SGLang's receive interval (`_receive`, the
+poll of the async inbox) hold new requests the same way and cap a fast-forwarded run at the step
+whose counter lets them in (engines.py, "Batch waiting", "Receive interval"); with pp > 1 they
+are refused (`Worker`).
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 
@@ -63,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..gc_pause import paused_gc
 from .batch_cost import BatchCost
 from .decode_ring import DecodeRing, plan_ring
@@ -72,6 +77,7 @@ from .scheduler import Batch, RankScheduler
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
+RECV_WEIGHT_EXTEND = 1000  # SGLang's receive-skipper weight of a batch that is not decode (engines.py)
 
 
 @dataclass
@@ -109,6 +115,15 @@ class Worker:
     ring_ready: bool = False  # pp > 1: a ring may be planned at the next batch end (nothing assigned since)
     adp_wait: int = 0  # attention-DP balance: iterations waiting for every rank to have a request (engines.py)
     adp_batching: int = 0  # attention-DP balance: iterations every rank was ready but held (batching_wait_iters)
+    batch_wait: int = 0  # TensorRT-LLM batch waiting: iterations new contexts were held so far (engines.py)
+    batch_wait_held: bool = False  # the current step (run) holds new contexts by batch waiting
+    recv_count: int = 0  # SGLang receive interval: the skipper's counter (engines.py, "Receive interval")
+
+    def __post_init__(self) -> None:
+        engine = self.engine
+        if self.pp > 1 and (engine.batch_wait_timeout_iters or engine.scheduler_recv_interval > 1):
+            raise InvalidArgumentError("batch_wait_timeout_iters and scheduler_recv_interval are not modelled with "
+                                       "pipeline parallelism (pp > 1): leave them at 0 and 1")
 
     @property
     def pp(self) -> int:
@@ -121,7 +136,8 @@ class Worker:
         rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
         self.next_rank += 1
         req.rank = rank
-        if self.engine.async_scheduling and self.pp == 1 and (self.busy or any(r.running for r in self.ranks)):
+        if (self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1) and self.pp == 1 \
+                and (self.busy or any(r.running for r in self.ranks)):
             # the engine loop is running: its next step is already scheduled (pp > 1 schedules per
             # micro-batch as a stage frees, pipeline.py: not modelled there)
             self.inbox.append(req)
@@ -275,14 +291,16 @@ class _Loop:
             self.start_batches(worker)
             return
         admit = self._adp_admit(worker)
+        worker.batch_wait_held = admit and self._batch_wait_holds(worker)
+        admit = admit and not worker.batch_wait_held
         batches = [rank.schedule(admit=admit) for rank in worker.ranks]
         if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
+            worker.recv_count = 0  # (an idle SGLang loop polls within microseconds: the poll resets its counter)
             batches = [rank.schedule() for rank in worker.ranks]  # (held only while every rank generates)
         if not any(batches):
             if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
-        worker.release_inbox()  # async scheduling: what arrived before this step starts joins the next schedule
         engine = worker.engine
         self._first_token_at_admission(worker, batches)
         costs = []
@@ -302,11 +320,16 @@ class _Loop:
             floor = engine.host_floor_s(prefill, sum(n for n, _ in seqs), worker.cost.launches) \
                 if engine.eager_launch_host_s else 0.0
             costs.append(max(step, floor) + engine.overhead_s(len(batch)))
+        self._receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
-        if not admit:  # held by the attention-DP balance: released at the latest when the counter times out
+        if not admit and not worker.batch_wait_held:  # held by the attention-DP balance: released at the latest
             k = 1 if worker.adp_batching else min(k, max(1, engine.adp_balance_timeout_iters - worker.adp_wait))
+        if worker.batch_wait_held:  # released by the iteration whose counter reaches the timeout (see below)
+            k = self._batch_wait_run(worker, batches, min(k, engine.batch_wait_timeout_iters - worker.batch_wait + 1))
+        if worker.inbox and engine.scheduler_recv_interval > 1:  # polled by the step whose weight reaches it
+            k = min(k, engine.scheduler_recv_interval - worker.recv_count)
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -353,6 +376,51 @@ class _Loop:
             worker.adp_wait = 0
             return True
         return False
+
+    @staticmethod
+    def _batch_wait_holds(worker: Worker) -> bool:
+        """Whether TensorRT-LLM's batch waiting holds this step's new context requests back (engines.py,
+        "Batch waiting"; one-rank workers only, as the engine turns it off under attention DP): consulted
+        when the step would schedule a context and a generation request; held while the counter is
+        below `batch_wait_timeout_iters` and the scheduled tokens below `batch_wait_max_tokens_ratio` x
+        the token budget (the counter then grows), else admitted (it resets). `_account` adds the
+        further steps of a fast-forwarded held run."""
+        engine = worker.engine
+        if not engine.batch_wait_timeout_iters or len(worker.ranks) != 1:
+            return False
+        prompts, generation = worker.ranks[0].batch_wait_tokens()
+        if not prompts or not generation:
+            return False
+        if worker.batch_wait >= engine.batch_wait_timeout_iters or \
+                prompts + generation >= engine.batch_wait_max_tokens_ratio * engine.max_num_batched_tokens:
+            worker.batch_wait = 0
+            return False
+        worker.batch_wait += 1
+        return True
+
+    def _batch_wait_run(self, worker: Worker, batches: Sequence[Batch], k: int) -> int:
+        """Steps (<= k) of a decode run held by batch waiting in which the rule is consulted every time:
+        each later step's schedule must still find the waiting head's KV reservation free (the decodes'
+        growth only shrinks it), else that step leaves the counter alone and the run stops before it."""
+        if k <= 1:
+            return max(1, k)
+        rank = worker.ranks[0]
+        growth = self._run_growth(worker, batches, k)  # step j >= 2 schedules with growth[j - 2] more held
+        short = np.nonzero(rank.free_blocks - growth[:k - 1] < rank.head_blocks())[0]
+        return int(short[0]) + 1 if len(short) else k
+
+    @staticmethod
+    def _receive(worker: Worker, extend: bool) -> None:
+        """The engine polls for new requests as the step starts (async scheduling: they join the next
+        schedule). With SGLang's receive interval (engines.py) the poll happens only when the skipper's
+        counter, grown by this step's weight (1 for decode, 1000 for a step with prefill), reaches it."""
+        interval = worker.engine.scheduler_recv_interval
+        if interval > 1:
+            worker.recv_count += RECV_WEIGHT_EXTEND if extend else 1
+            if worker.recv_count < interval:
+                return
+            worker.recv_count = 0
+        worker.release_inbox()
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
@@ -453,6 +521,11 @@ class _Loop:
         limit = worker.engine.adp_balance_timeout_iters
         if limit and k > 1 and all(worker.batches):  # each further step of the run: one more iteration of
             worker.adp_wait = (worker.adp_wait + k - 1) % limit  # the counter (a rank without work keeps it at 0)
+        if worker.batch_wait_held and k > 1:  # every further step of a held run was held too (_batch_wait_run)
+            worker.batch_wait += k - 1
+        interval = worker.engine.scheduler_recv_interval
+        if interval > 1 and k > 1:  # further decode steps add 1 each; a poll (of an empty inbox) resets it
+            worker.recv_count = (worker.recv_count + k - 1) % interval
         prefill_tokens, decode_seqs, used, running = worker.run_info
         total = float(durations.sum())
         self.num_steps += k
