@@ -469,24 +469,26 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
-        balance = trtllm_adp_balance(row, kwargs)
-        if balance:
-            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **balance}
-        flags = inferencemax_sglang_flags(row, kwargs["tp"])
-        if flags:  # the scripts also pass --kv-cache-dtype fp8_e4m3
-            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **flags}
-            kwargs["kv_cache_dtype"] = "fp8"
+        flags = inferencemax_flags(row)
+        if flags is None:  # no InferenceMAX entry (other systems, AIConfigurator's runs)
+            flags = trtllm_adp_balance(row, kwargs), {}
+        args, extra = flags
+        if host_launch_s is not None:  # the what-if wins over a script's piecewise graphs
+            args.pop("eager_launch_host_s", None)
+        if args:
+            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **args}
+        kwargs.update(extra)
     return {"model": model, **kwargs}
 
 
-# InferenceMAX's TensorRT-LLM scripts with dp-attention turn the attention-DP balance on: DeepSeek-R1
-# with timeout_iters 60, batching_wait_iters 0 (benchmarks/dsr1_fp4_b200_trt.sh, dsr1_fp8_b200_trt.sh),
-# gpt-oss with `enable_balance: true` alone, i.e. TensorRT-LLM's defaults 50 and 10
-# (benchmarks/gptoss_fp4_b200_trt.sh; AttentionDpConfig) of SemiAnalysisAI/InferenceX (docstring, engine)
+# Rows of sa-bench agg runs without an entry in the flags table (systems other than h100_sxm / b200_sxm)
+# keep the one InferenceMAX setting taken before the table existed: the TensorRT-LLM scripts with
+# dp-attention turn the attention-DP balance on, DeepSeek-R1 with timeout_iters 60, batching_wait_iters 0,
+# gpt-oss with TensorRT-LLM's defaults 50 and 10 (docstring, engine)
 IMX_TRTLLM_ADP_BALANCE = {"DeepSeek": (60, 0), "gpt-oss": (50, 10)}
 
 
-def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[str, int]:
+def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[str, Any]:
     """engine_args of TensorRT-LLM's attention-DP balance where an InferenceMAX (sa-bench) TensorRT-LLM
     agg row ran with attention DP (dp > 1, experts spanning the replicas) and its model's script
     turned the balance on, else {}."""
@@ -497,29 +499,148 @@ def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[
     return {"adp_balance_timeout_iters": knobs[0], "adp_batching_wait_iters": knobs[1]}
 
 
-# InferenceMAX's SGLang DeepSeek-R1 launch flags on B200 (precision, tp) -> engine_args: benchmarks/
-# dsr1_fp8_b200.sh (TP8: --mem-fraction-static 0.82 --max-running-requests 128 --cuda-graph-max-bs 128
-# --chunked-prefill-size 32768; TP4: 0.95, 32, 32, 8192) and dsr1_fp4_b200.sh (0.85, 256, 256, 16384),
-# all with --kv-cache-dtype fp8_e4m3
-# of SemiAnalysisAI/InferenceX at 1fc5d73 (docstring, engine)
-IMX_SGLANG_DSR1_B200 = {("fp8", 8): (0.82, 128, 32768), ("fp8", 4): (0.95, 32, 8192), ("fp4", 4): (0.85, 256, 16384),
-                        ("fp4", 8): (0.85, 256, 16384)}
+FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
+# the measured CSV's model -> InferenceMAX's model prefix (DeepSeek-V3 rows are DeepSeek-R1 runs, docstring)
+IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1", "deepseek-ai/DeepSeek-V3": "dsr1",
+             "openai/gpt-oss-120b": "gptoss", "Qwen/Qwen3.5-397B-A17B": "qwen3.5", "zhipuai/GLM-5": "glm5",
+             "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
+FLAG_KEYS = ("model", "system", "backend", "precision")
+FLAG_CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc")
+FLAG_NOTES = ("kernels", "source", "commit")  # recorded, not simulated
+_FLAGS: list[dict[str, str]] = []
 
 
-def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
-    """engine_args of the launch flags an InferenceMAX SGLang DeepSeek-R1 B200 run set, else {}."""
-    if not (row["backend"] == "sglang" and row["system"] == "b200_sxm" and family(row["model_path"]) == "DeepSeek"
-            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench"):
-        return {}
-    key = (row["precision"], tp)
-    if key not in IMX_SGLANG_DSR1_B200:
-        return {}
-    from tensor_cast.serving.engines import ENGINES
+def flag_rows() -> list[dict[str, str]]:
+    if not _FLAGS:
+        with open(FLAGS_PATH, newline="") as fh:
+            _FLAGS.extend(csv.DictReader(fh))
+    return _FLAGS
 
-    memory, running, chunk = IMX_SGLANG_DSR1_B200[key]
-    graphs = tuple(b for b in ENGINES["sglang"].cuda_graph_sizes if b <= running)  # --cuda-graph-max-bs = running
-    return {"memory_utilization": memory, "max_num_seqs": running, "max_num_batched_tokens": chunk,
-            "cuda_graph_sizes": graphs}
+
+def flag_value(text: str, env: dict[str, int]) -> float:
+    """A table cell: a number, or an expression of the script's variables (CONC, ISL, OSL, TP, EP,
+    MAX_MODEL_LEN) with + - * //, max, min, comparisons and `a if cond else b`, as the scripts compute."""
+    import ast
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in env:
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in FLAG_OPS:
+            return FLAG_OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min"):
+            return (max if node.func.id == "max" else min)(ev(a) for a in node.args)
+        if isinstance(node, ast.IfExp):
+            return ev(node.body) if ev(node.test) else ev(node.orelse)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in FLAG_OPS:
+            return FLAG_OPS[type(node.ops[0])](ev(node.left), ev(node.comparators[0]))
+        raise ValueError(f"unsupported expression in {FLAGS_PATH}: {text!r}")
+
+    return ev(ast.parse(text, mode="eval"))
+
+
+def _flag_ops() -> dict[type, Any]:
+    import ast
+    import operator
+
+    return {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+            ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq}
+
+
+FLAG_OPS = _flag_ops()
+
+
+def condition_holds(cell: str, value: int | bool) -> bool:
+    """A condition cell: empty (any), `true`/`false`, `N`, `<N`, `<=N`, `>N`, `>=N` or `A-B` (inclusive)."""
+    if not cell:
+        return True
+    if cell in ("true", "false"):
+        return value == (cell == "true")
+    m = re.fullmatch(r"(<=|>=|<|>)?(\d+)(?:-(\d+))?", cell)
+    if not m or (m.group(1) and m.group(3)):
+        raise ValueError(f"bad condition {cell!r} in {FLAGS_PATH}")
+    low = int(m.group(2))
+    if m.group(3):
+        return low <= value <= int(m.group(3))
+    return {None: value == low, "<": value < low, "<=": value <= low, ">": value > low, ">=": value >= low}[m.group(1)]
+
+
+def imx_variables(row: dict[str, str]) -> dict[str, int]:
+    """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
+    the run's TP, EP and DP_ATTENTION (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
+    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k)."""
+    layout = inferencemax_layout(row)
+    if layout is None:
+        layout = (_int(row["tp_size"]), max(1, _int(row["moe_ep_size"])), _int(row["attention_dp_size"]) > 1)
+    isl, osl = int(row["isl"]), int(row["osl"])
+    return {"CONC": concurrency(row), "ISL": isl, "OSL": osl, "TP": layout[0], "EP": layout[1],
+            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200}
+
+
+def inferencemax_entry(row: dict[str, str]) -> dict[str, str] | None:
+    """The launch flags of the InferenceMAX script that ran an sa-bench agg row (benchmarks/data/
+    inferencemax_agg_flags.csv): the table's rows for its model, system, engine and precision apply
+    in order where their conditions hold, a later row's non-empty cells overriding (`kernels`
+    accumulating); None where the table has no row for it."""
+    model = IMX_MODEL.get(row["model_path"])
+    if model is None or row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
+        return None
+    key = (model, row["system"], row["backend"], row["precision"])
+    rows = [r for r in flag_rows() if tuple(r[k] for k in FLAG_KEYS) == key]
+    if not rows:
+        return None
+    env = imx_variables(row)
+    values = {"isl": env["ISL"], "osl": env["OSL"], "tp": env["TP"], "ep": env["EP"], "dp_attn": bool(env["DP_ATTN"]),
+              "conc": env["CONC"]}
+    merged: dict[str, str] = {}
+    for r in rows:
+        if all(condition_holds(r[c], values[c]) for c in FLAG_CONDITIONS):
+            for k, v in r.items():
+                if v and k not in FLAG_KEYS and k not in FLAG_CONDITIONS:
+                    merged[k] = f"{merged[k]}; {v}" if k == "kernels" and k in merged else v
+    return merged
+
+
+def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(engine_args, deployment keys) of an sa-bench agg row's InferenceMAX launch flags (docstring,
+    engine), None where the table has no entry. Mapped: the step budget (TensorRT-LLM max_num_tokens,
+    vLLM max-num-batched-tokens, SGLang chunked-prefill-size), max_num_seqs (max_batch_size,
+    max-num-seqs, max-running-requests), memory_utilization (free_gpu_memory_fraction,
+    gpu-memory-utilization, mem-fraction-static), block_size, the decode CUDA-graph sizes (TensorRT-LLM
+    cuda_graph_config via `trtllm_graph_sizes`, SGLang cuda-graph-max-bs), prefill graphs (TensorRT-LLM
+    piecewise CUDA graphs: no eager context step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY:
+    graph_prefill off), batch waiting, SGLang's receive interval, the attention-DP balance and an FP8
+    KV cache. Recorded only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix
+    caching (off in every script; the fidelity runs share no prefixes), and the kernel choices."""
+    entry = inferencemax_entry(row)
+    if entry is None:
+        return None
+    from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
+
+    env = imx_variables(row)
+    engine = row["backend"]
+    args: dict[str, Any] = {}
+    for knob in ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
+                 "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters"):
+        if knob in entry:
+            args[knob] = int(flag_value(entry[knob], env))
+    for knob in ("memory_utilization", "batch_wait_max_tokens_ratio"):
+        if knob in entry:
+            args[knob] = float(flag_value(entry[knob], env))
+    if "cuda_graph_max_bs" in entry and engine != "vllm":  # vLLM's capture sizes already cover every batch here
+        top = int(flag_value(entry["cuda_graph_max_bs"], env))
+        args["cuda_graph_sizes"] = (trtllm_graph_sizes(top, entry.get("cuda_graph_padding") == "true")
+                                    if engine == "trtllm" else
+                                    tuple(b for b in ENGINES[engine].cuda_graph_sizes if b <= top))
+    if entry.get("prefill_graphs") == "true" and engine == "trtllm":
+        args["eager_launch_host_s"] = 0.0
+    if entry.get("prefill_graphs") == "false" and engine == "vllm":
+        args["graph_prefill"] = False
+    extra = {"kv_cache_dtype": "fp8"} if entry.get("kv_cache_dtype") == "fp8" else {}
+    return args, extra
 
 
 def group_label(r: dict[str, Any]) -> str:

@@ -145,3 +145,75 @@ def test_qwen3_fp8_checkpoint_rows_run_block_fp8():
     model, forced = fidelity.MODELS[path]
     r = {"gemm_quant_mode": "fp8", "moe_quant_mode": "fp8"}
     assert (model, fidelity.quant(r, path, forced)) == ("Qwen/Qwen3-235B-A22B", {"quant": "fp8_block"})
+
+
+def imx_row(model: str, backend: str, precision: str, isl: int, osl: int, conc: int, run: str,
+            system: str = "b200_sxm") -> dict[str, str]:
+    """An sa-bench agg row of an InferenceMAX run `..._tp<T>_ep<E>_...` (TP attention, no dp-attn)."""
+    return {**agg_row(f"source_file=2026-04-06.csv; silicon_concurrency={conc}", backend), "model_path": model,
+            "system": system, "precision": precision, "isl": str(isl), "osl": str(osl), "id": run,
+            "tp_size": run.split("_tp")[1].split("_")[0], "attention_dp_size": "1"}
+
+
+LLAMA = "meta-llama/Llama-3.1-70B"
+
+
+@pytest.mark.parametrize(("isl", "osl", "tp", "waits"), [(1024, 1024, 2, True), (1024, 1024, 8, False),
+                                                        (8192, 1024, 2, False), (1024, 8192, 4, False)])
+def test_llama_trtllm_b200_rows_get_the_scripts_batch_wait_and_budget(isl, osl, tp, waits):
+    # 70b_fp8_b200_trt_slurm.sh: --max_num_tokens 16384, fp8 KV, CUDA graphs to 1024 with padding; at
+    # 1k/1k with TP < 8 also batch_wait_timeout_iters 20, batch_wait_max_tokens_ratio 0.9
+    kwargs = fidelity.setup(imx_row(LLAMA, "trtllm", "fp8", isl, osl, 8, f"r_tp{tp}_ep1_5"), 0.0)
+    args = kwargs["engine_args"]
+    assert args["max_num_batched_tokens"] == 16384 and kwargs["kv_cache_dtype"] == "fp8"
+    assert args["cuda_graph_sizes"][-3:] == (256, 512, 1024) and 24 in args["cuda_graph_sizes"]
+    expected = (20, 0.9) if waits else (None, None)
+    assert (args.get("batch_wait_timeout_iters"), args.get("batch_wait_max_tokens_ratio")) == expected
+    # the FP4 script passes --max_num_tokens $MAX_MODEL_LEN: the harness's ISL + OSL + 200
+    fp4 = fidelity.setup(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"), 0.0)["engine_args"]
+    assert fp4["max_num_batched_tokens"] == isl + osl + 200
+
+
+def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
+    # dsr1_fp8_b200_trt.sh: MAX_NUM_TOKENS = max(8192, (CONC + ISL + 64 + 63) / 64 * 64); 8k/1k at 256
+    # clients: (256 + 8192 + 127) // 64 * 64 = 8512; TP4 at 8k/1k: free_gpu_memory_fraction 0.75, piecewise
+    # CUDA graphs from 64 clients (no eager context steps)
+    dsr1 = "deepseek-ai/DeepSeek-R1"
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 8192, 1024, 256, "r_tp4_ep1_9"), 0.0)["engine_args"]
+    assert (args["max_num_batched_tokens"], args["memory_utilization"], args["eager_launch_host_s"]) == (8512, 0.75, 0)
+    # 1k/1k from 64 clients: batch waiting 40 / 0.8; below 64 clients none; 1k/8k from 256: graphs to CONC // 8
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 64, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert (args["batch_wait_timeout_iters"], args["batch_wait_max_tokens_ratio"]) == (40, 0.8)
+    assert args["max_num_batched_tokens"] == 8192 and args["memory_utilization"] == 0.8
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 32, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert "batch_wait_timeout_iters" not in args and "eager_launch_host_s" not in args
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 8192, 256, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert max(args["cuda_graph_sizes"]) == 32 and args["memory_utilization"] == 0.7
+
+
+@pytest.mark.parametrize(("conc", "interval"), [(8, 10), (16, 30), (64, 30)])
+def test_sglang_b200_rows_get_the_scripts_receive_interval(conc, interval):
+    # qwen3.5_fp8_b200.sh: --scheduler-recv-interval 10 under 16 clients, else 30; --chunked-prefill-size
+    # 32768, --max-running-requests 128, --mem-fraction-static 0.82, --cuda-graph-max-bs $CONC
+    kwargs = fidelity.setup(imx_row("Qwen/Qwen3.5-397B-A17B", "sglang", "fp8", 1024, 1024, conc, "r_tp4_ep4_1"), 0.0)
+    args = kwargs["engine_args"]
+    assert args["scheduler_recv_interval"] == interval and max(args["cuda_graph_sizes"]) == conc
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["memory_utilization"]) == (32768, 128, 0.82)
+    # GLM-5 FP8 sets no receive interval (SGLang's default 1)
+    glm = fidelity.setup(imx_row("zhipuai/GLM-5", "sglang", "fp8", 1024, 1024, conc, "r_tp8_ep1_1"), 0.0)
+    assert "scheduler_recv_interval" not in glm["engine_args"]
+
+
+def test_flag_table_cells_parse_and_every_entry_names_its_source():
+    assert fidelity.flag_value("max(8192, (CONC + ISL + 127) // 64 * 64)", {"CONC": 4, "ISL": 8192}) == 8320
+    assert fidelity.flag_value("CONC if CONC < 4 else CONC // 4", {"CONC": 2}) == 2
+    assert fidelity.flag_value("CONC if CONC < 4 else CONC // 4", {"CONC": 64}) == 16
+    with pytest.raises(ValueError, match="unsupported expression"):
+        fidelity.flag_value("__import__('os')", {})
+    assert fidelity.condition_holds("128-255", 200) and not fidelity.condition_holds("128-255", 256)
+    assert fidelity.condition_holds("<8", 4) and not fidelity.condition_holds(">=64", 32)
+    with pytest.raises(ValueError, match="bad condition"):
+        fidelity.condition_holds("~8", 8)
+    rows = fidelity.flag_rows()
+    assert rows and all(r["source"].startswith("benchmarks/") and len(r["commit"]) == 40 for r in rows)
+    assert {r["model"] for r in rows} == set(fidelity.IMX_MODEL.values())
