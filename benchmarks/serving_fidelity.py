@@ -44,26 +44,32 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
   and both engines serve gpt-oss's MXFP4 experts natively); the MoE mode wins when the two differ (the
-  experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), else the
-  model dtype.
+  experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
+  sa-bench agg rows whose script sets it (see engine), else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
-  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on the
-  Blackwell parts: B200, B300, GB200, GB300),
-  the launch flags InferenceMAX's SGLang DeepSeek-R1 B200 scripts set (`IMX_SGLANG_DSR1_B200`:
-  mem-fraction-static, max-running-requests = cuda-graph-max-bs, chunked-prefill-size; the FP8
-  TP4 runs set 0.95, without which 157 GiB of weights per GPU do not fit SGLang's default),
-  the attention-DP balance InferenceMAX's TensorRT-LLM scripts turn on for every dp-attention run
-  (DeepSeek-R1: `attention_dp_config: {enable_balance: true, timeout_iters: 60, batching_wait_iters:
-  0}`, benchmarks/dsr1_fp4_b200_trt.sh and dsr1_fp8_b200_trt.sh; gpt-oss: `enable_balance: true`
-  with TensorRT-LLM's defaults 50 and 10, gptoss_fp4_b200_trt.sh): `adp_balance_timeout_iters` /
-  `adp_batching_wait_iters` on the sa-bench TensorRT-LLM agg rows with attention DP (engines.py,
-  "Attention-DP balance"),
-  and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
-  AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
-  isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
-  batch_size). Other TensorRT-LLM rows get max(8192, isl + concurrency): without context chunking
-  a smaller budget admits a prompt only when no decode is running (every request waits for the
-  previous wave), which the measured TTFTs rule out.
+  - sa-bench agg rows on h100_sxm / b200_sxm: the launch flags of the InferenceMAX script that ran
+    them (`benchmarks/data/inferencemax_agg_flags.csv`, README there: script path and commit per
+    entry; `inferencemax_flags`): step budget, max_num_seqs, memory utilization, block size, the
+    decode CUDA-graph sizes, piecewise prefill graphs (TensorRT-LLM: no eager context step), vLLM's
+    FULL_DECODE_ONLY graphs, TensorRT-LLM batch waiting (`batch_wait_timeout_iters`,
+    `batch_wait_max_tokens_ratio`: Llama-3.1-70B 1k/1k TP < 8 20 / 0.9, DeepSeek-R1 FP8 1k/1k from 64
+    clients 40 / 0.8), SGLang's receive interval (`scheduler_recv_interval`: 10 or 30 on the
+    DeepSeek-R1, Qwen3.5 and GLM-5 FP4 runs), the attention-DP balance of dp-attention runs
+    (DeepSeek-R1 60 / 0, gpt-oss TensorRT-LLM's defaults 50 / 10) and an FP8 KV cache (engines.py
+    for each knob's semantics). The scripts' stream interval, prefix-caching switch and kernel
+    choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
+    simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
+    dp-attn and the concurrency, in file order, later lines overriding.
+  - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
+    TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
+  - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
+    Blackwell parts: B200, B300, GB200, GB300) unless the table sets it.
+  - the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
+    AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
+    isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
+    batch_size). Other TensorRT-LLM rows without a table budget get max(8192, isl + concurrency):
+    without context chunking a smaller budget admits a prompt only when no decode is running (every
+    request waits for the previous wave), which the measured TTFTs rule out.
 - replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
   served several identical replicas; one replica is simulated with batch_size x attention DP clients.
 - disagg worker counts, MTP and attention DP (`disagg_deployment`): 1,172 of the 1,418 disagg rows
