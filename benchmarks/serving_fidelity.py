@@ -645,7 +645,8 @@ def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, A
         args["eager_launch_host_s"] = 0.0
     if entry.get("prefill_graphs") == "false" and engine == "vllm":
         args["graph_prefill"] = False
-    extra = {"kv_cache_dtype": "fp8"} if entry.get("kv_cache_dtype") == "fp8" else {}
+    kv = entry.get("kv_cache_dtype")  # fp8, or auto: the model dtype (a script passing none on a row that
+    extra = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}  # `quant` gives FP8 KV, gpt-oss H100)
     return args, extra
 
 

@@ -217,3 +217,12 @@ def test_flag_table_cells_parse_and_every_entry_names_its_source():
     rows = fidelity.flag_rows()
     assert rows and all(r["source"].startswith("benchmarks/") and len(r["commit"]) == 40 for r in rows)
     assert {r["model"] for r in rows} == set(fidelity.IMX_MODEL.values())
+
+
+def test_gpt_oss_kv_cache_follows_the_scripts():
+    # gptoss_fp4_b200.sh passes kv-cache-dtype fp8; gptoss_fp4_h100.sh none (the model dtype), although
+    # the row's nvfp4 label would give an FP8 KV cache (`quant`)
+    gpt = {**imx_row("openai/gpt-oss-120b", "vllm", "fp4", 1024, 1024, 16, "r_tp2_ep1_3"), "gemm_quant_mode": "nvfp4"}
+    assert fidelity.setup(gpt, 0.0)["kv_cache_dtype"] == "fp8"
+    h100 = fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)
+    assert h100["kv_cache_dtype"] is None and h100["engine_args"]["max_num_seqs"] == 16
