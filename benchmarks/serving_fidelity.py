@@ -626,6 +626,10 @@ def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, A
         return None
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
 
+    undetermined = sorted(k for k, v in entry.items() if v == "?")
+    if undetermined:
+        raise Unsupported(f"InferenceMAX launch flag(s) {', '.join(undetermined)} not determined for this run "
+                          "(the stored script contradicts the measurement: inferencemax_agg_flags README)")
     env = imx_variables(row)
     engine = row["backend"]
     args: dict[str, Any] = {}

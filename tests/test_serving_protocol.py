@@ -226,3 +226,13 @@ def test_gpt_oss_kv_cache_follows_the_scripts():
     assert fidelity.setup(gpt, 0.0)["kv_cache_dtype"] == "fp8"
     h100 = fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)
     assert h100["kv_cache_dtype"] is None and h100["engine_args"]["max_num_seqs"] == 16
+
+
+def test_flags_the_measurements_contradict_are_listed_not_simulated():
+    # qwen3.5_fp8_b200.sh caps --max-running-requests at 128; the runs above 128 clients decode larger
+    # batches, so their cap is not determined (README of the table)
+    qwen = imx_row("Qwen/Qwen3.5-397B-A17B", "sglang", "fp8", 8192, 1024, 256, "r_tp4_ep1_1")
+    with pytest.raises(fidelity.Unsupported, match="max_num_seqs not determined"):
+        fidelity.setup(qwen, 0.0)
+    assert fidelity.setup({**qwen, "silicon_data_source": "source_file=2026-04-06.csv; silicon_concurrency=128"},
+                          0.0)["engine_args"]["max_num_seqs"] == 128
