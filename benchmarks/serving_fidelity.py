@@ -145,11 +145,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~660 lines: the docstring above is the mapping's specification and the code
+Why one file of ~700 lines: the docstring above is the mapping's specification and the code
 below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
 protocol); a reader checks one against the other. The recipe table lives in
-`benchmarks/data/inferencemax_disagg_recipes.csv`; moving the row mapping into a module of its own
-is the split to make when another dataset needs it.
+`benchmarks/data/inferencemax_disagg_recipes.csv`, the agg launch-flags table in
+`benchmarks/data/inferencemax_agg_flags.csv` with its reader in `inferencemax_flags.py`; moving the
+row mapping into a module of its own is the split to make when another dataset needs it.
 """
 
 from __future__ import annotations
@@ -162,6 +163,10 @@ import sys
 import time
 from collections import defaultdict
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import inferencemax_flags as imx  # the InferenceMAX agg launch-flags table (benchmarks/data/)
 
 SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
 MODELS = {
@@ -505,78 +510,15 @@ def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[
     return {"adp_balance_timeout_iters": knobs[0], "adp_batching_wait_iters": knobs[1]}
 
 
-FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
 # the measured CSV's model -> InferenceMAX's model prefix (DeepSeek-V3 rows are DeepSeek-R1 runs, docstring)
 IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1", "deepseek-ai/DeepSeek-V3": "dsr1",
              "openai/gpt-oss-120b": "gptoss", "Qwen/Qwen3.5-397B-A17B": "qwen3.5", "zhipuai/GLM-5": "glm5",
              "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
-FLAG_KEYS = ("model", "system", "backend", "precision")
-FLAG_CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc")
-FLAG_NOTES = ("kernels", "source", "commit")  # recorded, not simulated
-_FLAGS: list[dict[str, str]] = []
-
-
-def flag_rows() -> list[dict[str, str]]:
-    if not _FLAGS:
-        with open(FLAGS_PATH, newline="") as fh:
-            _FLAGS.extend(csv.DictReader(fh))
-    return _FLAGS
-
-
-def flag_value(text: str, env: dict[str, int]) -> float:
-    """A table cell: a number, or an expression of the script's variables (CONC, ISL, OSL, TP, EP,
-    MAX_MODEL_LEN) with + - * //, max, min, comparisons and `a if cond else b`, as the scripts compute."""
-    import ast
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return node.value
-        if isinstance(node, ast.Name) and node.id in env:
-            return env[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in FLAG_OPS:
-            return FLAG_OPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min"):
-            return (max if node.func.id == "max" else min)(ev(a) for a in node.args)
-        if isinstance(node, ast.IfExp):
-            return ev(node.body) if ev(node.test) else ev(node.orelse)
-        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in FLAG_OPS:
-            return FLAG_OPS[type(node.ops[0])](ev(node.left), ev(node.comparators[0]))
-        raise ValueError(f"unsupported expression in {FLAGS_PATH}: {text!r}")
-
-    return ev(ast.parse(text, mode="eval"))
-
-
-def _flag_ops() -> dict[type, Any]:
-    import ast
-    import operator
-
-    return {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
-            ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq}
-
-
-FLAG_OPS = _flag_ops()
-
-
-def condition_holds(cell: str, value: int | bool) -> bool:
-    """A condition cell: empty (any), `true`/`false`, `N`, `<N`, `<=N`, `>N`, `>=N` or `A-B` (inclusive)."""
-    if not cell:
-        return True
-    if cell in ("true", "false"):
-        return value == (cell == "true")
-    m = re.fullmatch(r"(<=|>=|<|>)?(\d+)(?:-(\d+))?", cell)
-    if not m or (m.group(1) and m.group(3)):
-        raise ValueError(f"bad condition {cell!r} in {FLAGS_PATH}")
-    low = int(m.group(2))
-    if m.group(3):
-        return low <= value <= int(m.group(3))
-    return {None: value == low, "<": value < low, "<=": value <= low, ">": value > low, ">=": value >= low}[m.group(1)]
 
 
 def imx_variables(row: dict[str, str]) -> dict[str, int]:
     """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
-    the run's TP, EP and DP_ATTENTION (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
+    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
     the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k)."""
     layout = inferencemax_layout(row)
     if layout is None:
@@ -586,72 +528,21 @@ def imx_variables(row: dict[str, str]) -> dict[str, int]:
             "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200}
 
 
-def inferencemax_entry(row: dict[str, str]) -> dict[str, str] | None:
-    """The launch flags of the InferenceMAX script that ran an sa-bench agg row (benchmarks/data/
-    inferencemax_agg_flags.csv): the table's rows for its model, system, engine and precision apply
-    in order where their conditions hold, a later row's non-empty cells overriding (`kernels`
-    accumulating); None where the table has no row for it."""
+def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(engine_args, deployment keys) of the launch flags of the InferenceMAX script that ran an
+    sa-bench agg row (docstring, engine; `inferencemax_flags.py` and the table's README), None where
+    the table has no entry for its model, system, engine and precision."""
     model = IMX_MODEL.get(row["model_path"])
     if model is None or row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
         return None
-    key = (model, row["system"], row["backend"], row["precision"])
-    rows = [r for r in flag_rows() if tuple(r[k] for k in FLAG_KEYS) == key]
-    if not rows:
+    variables = imx_variables(row)
+    flags = imx.entry((model, row["system"], row["backend"], row["precision"]), variables)
+    if flags is None:
         return None
-    env = imx_variables(row)
-    values = {"isl": env["ISL"], "osl": env["OSL"], "tp": env["TP"], "ep": env["EP"], "dp_attn": bool(env["DP_ATTN"]),
-              "conc": env["CONC"]}
-    merged: dict[str, str] = {}
-    for r in rows:
-        if all(condition_holds(r[c], values[c]) for c in FLAG_CONDITIONS):
-            for k, v in r.items():
-                if v and k not in FLAG_KEYS and k not in FLAG_CONDITIONS:
-                    merged[k] = f"{merged[k]}; {v}" if k == "kernels" and k in merged else v
-    return merged
-
-
-def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(engine_args, deployment keys) of an sa-bench agg row's InferenceMAX launch flags (docstring,
-    engine), None where the table has no entry. Mapped: the step budget (TensorRT-LLM max_num_tokens,
-    vLLM max-num-batched-tokens, SGLang chunked-prefill-size), max_num_seqs (max_batch_size,
-    max-num-seqs, max-running-requests), memory_utilization (free_gpu_memory_fraction,
-    gpu-memory-utilization, mem-fraction-static), block_size, the decode CUDA-graph sizes (TensorRT-LLM
-    cuda_graph_config via `trtllm_graph_sizes`, SGLang cuda-graph-max-bs), prefill graphs (TensorRT-LLM
-    piecewise CUDA graphs: no eager context step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY:
-    graph_prefill off), batch waiting, SGLang's receive interval, the attention-DP balance and an FP8
-    KV cache. Recorded only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix
-    caching (off in every script; the fidelity runs share no prefixes), and the kernel choices."""
-    entry = inferencemax_entry(row)
-    if entry is None:
-        return None
-    from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
-
-    undetermined = sorted(k for k, v in entry.items() if v == "?")
-    if undetermined:
-        raise Unsupported(f"InferenceMAX launch flag(s) {', '.join(undetermined)} not determined for this run "
-                          "(the stored script contradicts the measurement: inferencemax_agg_flags README)")
-    env = imx_variables(row)
-    engine = row["backend"]
-    args: dict[str, Any] = {}
-    for knob in ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
-                 "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters"):
-        if knob in entry:
-            args[knob] = int(flag_value(entry[knob], env))
-    for knob in ("memory_utilization", "batch_wait_max_tokens_ratio"):
-        if knob in entry:
-            args[knob] = float(flag_value(entry[knob], env))
-    if "cuda_graph_max_bs" in entry and engine != "vllm":  # vLLM's capture sizes already cover every batch here
-        top = int(flag_value(entry["cuda_graph_max_bs"], env))
-        args["cuda_graph_sizes"] = (trtllm_graph_sizes(top, entry.get("cuda_graph_padding") == "true")
-                                    if engine == "trtllm" else
-                                    tuple(b for b in ENGINES[engine].cuda_graph_sizes if b <= top))
-    if entry.get("prefill_graphs") == "true" and engine == "trtllm":
-        args["eager_launch_host_s"] = 0.0
-    if entry.get("prefill_graphs") == "false" and engine == "vllm":
-        args["graph_prefill"] = False
-    kv = entry.get("kv_cache_dtype")  # fp8, or auto: the model dtype (a script passing none on a row that
-    extra = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}  # `quant` gives FP8 KV, gpt-oss H100)
-    return args, extra
+    try:
+        return imx.engine_knobs(flags, variables, row["backend"])
+    except imx.Undetermined as exc:
+        raise Unsupported(str(exc)) from None
 
 
 def group_label(r: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from benchmark_modules import benchmarks
 
 from tensor_cast.serving.workload import make_workload
 
-(fidelity,) = benchmarks("serving_fidelity")
+fidelity, imx = benchmarks("serving_fidelity", "inferencemax_flags")
 
 
 def row(source: str, isl: int = 1024, osl: int = 8192, backend: str = "trtllm") -> dict[str, str]:
@@ -205,16 +205,16 @@ def test_sglang_b200_rows_get_the_scripts_receive_interval(conc, interval):
 
 
 def test_flag_table_cells_parse_and_every_entry_names_its_source():
-    assert fidelity.flag_value("max(8192, (CONC + ISL + 127) // 64 * 64)", {"CONC": 4, "ISL": 8192}) == 8320
-    assert fidelity.flag_value("CONC if CONC < 4 else CONC // 4", {"CONC": 2}) == 2
-    assert fidelity.flag_value("CONC if CONC < 4 else CONC // 4", {"CONC": 64}) == 16
+    assert imx.value("max(8192, (CONC + ISL + 127) // 64 * 64)", {"CONC": 4, "ISL": 8192}) == 8320
+    assert imx.value("CONC if CONC < 4 else CONC // 4", {"CONC": 2}) == 2
+    assert imx.value("CONC if CONC < 4 else CONC // 4", {"CONC": 64}) == 16
     with pytest.raises(ValueError, match="unsupported expression"):
-        fidelity.flag_value("__import__('os')", {})
-    assert fidelity.condition_holds("128-255", 200) and not fidelity.condition_holds("128-255", 256)
-    assert fidelity.condition_holds("<8", 4) and not fidelity.condition_holds(">=64", 32)
+        imx.value("__import__('os')", {})
+    assert imx.condition_holds("128-255", 200) and not imx.condition_holds("128-255", 256)
+    assert imx.condition_holds("<8", 4) and not imx.condition_holds(">=64", 32)
     with pytest.raises(ValueError, match="bad condition"):
-        fidelity.condition_holds("~8", 8)
-    rows = fidelity.flag_rows()
+        imx.condition_holds("~8", 8)
+    rows = imx.rows()
     assert rows and all(r["source"].startswith("benchmarks/") and len(r["commit"]) == 40 for r in rows)
     assert {r["model"] for r in rows} == set(fidelity.IMX_MODEL.values())
 
