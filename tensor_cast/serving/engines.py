@@ -100,7 +100,7 @@ batching_wait_iters 10 (`AttentionDpConfig`, tensorrt_llm/llmapi/llm_args.py), w
 gpt-oss script takes (benchmarks/gptoss_fp4_b200_trt.sh: `enable_balance: true` alone).
 `adp_batching_wait_iters` is that second knob: in an iteration where every rank is ready and
 every rank generates, new requests are still held for up to that many iterations. Simulated in
-`simulator.py`.
+`admission.py`, as are the two options below.
 
 Batch waiting (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`; TensorRT-LLM LLM API
 options of the same names, both 0 = off by default): without attention DP, TensorRT-LLM holds the

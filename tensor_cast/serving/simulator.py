@@ -39,22 +39,18 @@ decode ring (`decode_ring.py`), a batch that ends is re-issued from the ring's p
 (stage times, KV blocks) without a scheduler pass, until the ring's first finishing round, a KV
 shortfall, or a request assigned to the worker ends it; otherwise they are stepped batch by batch.
 
-Attention-DP balance (TensorRT-LLM `attention_dp_config.enable_balance`, engines.py): before a
-step (pp = 1) the worker decides whether its ranks may admit new requests this step
-(`_adp_admit`, the engine's rule); a held step is an ordinary decode step and may be
-fast-forwarded up to the step where the rule's timeout lets requests in. Not applied with pp > 1.
-TensorRT-LLM's batch waiting (`_batch_wait_holds`) and SGLang's receive interval (`_receive`, the
-poll of the async inbox) hold new requests the same way and cap a fast-forwarded run at the step
-whose counter lets them in (engines.py, "Batch waiting", "Receive interval"); with pp > 1 they
-are refused (`Worker`).
+Admission holds (`admission.py`): before a step (pp = 1) the worker decides whether its ranks may
+admit new requests this step (TensorRT-LLM's attention-DP balance and batch waiting), and as it
+starts whether it polls the requests that arrived meanwhile (SGLang's receive interval); a held
+step is an ordinary decode step and may be fast-forwarded up to the step whose counter lets the
+requests in. Not applied with pp > 1 (the balance is skipped there, the other two refused by `Worker`).
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 
 Why one file of ~640 lines: the event loop, the worker state it advances and the decode
 fast-forward that must keep its event order are one invariant (the stepped and fast-forwarded paths
 give bit-identical results, `tests/test_serving_pipeline_ff.py`); the PP ring is already its own
-module (`decode_ring.py`), the scheduler policy `scheduler.py`. The attention-DP admission
-(`_adp_admit`) is the next piece to move out if the loop grows.
+module (`decode_ring.py`), the scheduler policy `scheduler.py`, the admission holds `admission.py`.
 """
 
 from __future__ import annotations
@@ -69,6 +65,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..gc_pause import paused_gc
+from . import admission
 from .batch_cost import BatchCost
 from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
@@ -77,7 +74,6 @@ from .scheduler import Batch, RankScheduler
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
-RECV_WEIGHT_EXTEND = 1000  # SGLang's receive-skipper weight of a batch that is not decode (engines.py)
 
 
 @dataclass
@@ -290,9 +286,7 @@ class _Loop:
         if worker.pp > 1:
             self.start_batches(worker)
             return
-        admit = self._adp_admit(worker)
-        worker.batch_wait_held = admit and self._batch_wait_holds(worker)
-        admit = admit and not worker.batch_wait_held
+        admit = admission.admit(worker)
         batches = [rank.schedule(admit=admit) for rank in worker.ranks]
         if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
             worker.recv_count = 0  # (an idle SGLang loop polls within microseconds: the poll resets its counter)
@@ -320,16 +314,12 @@ class _Loop:
             floor = engine.host_floor_s(prefill, sum(n for n, _ in seqs), worker.cost.launches) \
                 if engine.eager_launch_host_s else 0.0
             costs.append(max(step, floor) + engine.overhead_s(len(batch)))
-        self._receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
+        admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
-        if not admit and not worker.batch_wait_held:  # held by the attention-DP balance: released at the latest
-            k = 1 if worker.adp_batching else min(k, max(1, engine.adp_balance_timeout_iters - worker.adp_wait))
-        if worker.batch_wait_held:  # released by the iteration whose counter reaches the timeout (see below)
-            k = self._batch_wait_run(worker, batches, min(k, engine.batch_wait_timeout_iters - worker.batch_wait + 1))
-        if worker.inbox and engine.scheduler_recv_interval > 1:  # polled by the step whose weight reaches it
-            k = min(k, engine.scheduler_recv_interval - worker.recv_count)
+        if k > 1:  # a held run stops at the step whose counter lets the held requests in
+            k = admission.run_limit(worker, admit, k, lambda n: self._run_growth(worker, batches, n))
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -350,77 +340,6 @@ class _Loop:
         if k > 1:
             self.running_ff.append(worker)
         self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
-
-    @staticmethod
-    def _adp_admit(worker: Worker) -> bool:
-        """Whether this step may admit new requests under TensorRT-LLM's attention-DP balance
-        (engines.py, "Attention-DP balance"; always True when it is off or the worker has one rank):
-        yes when every rank has a context request ready and a free slot (after `adp_batching_wait_iters`
-        such iterations while every rank generates); otherwise the waiting
-        counter grows, and they are held unless it reached the timeout (then it resets) or some rank
-        has no generation request. `_account` adds the further steps of a fast-forwarded run."""
-        limit = worker.engine.adp_balance_timeout_iters
-        if not limit or len(worker.ranks) == 1:
-            return True
-        generating = [rank.generating() for rank in worker.ranks]
-        if all(rank.context_ready() and g < rank.engine.max_num_seqs for rank, g in zip(worker.ranks, generating,
-                                                                                        strict=True)):
-            worker.adp_wait = 0
-            if all(generating) and worker.adp_batching < worker.engine.adp_batching_wait_iters:
-                worker.adp_batching += 1  # every rank ready: wait a few more iterations for more requests
-                return False
-            worker.adp_batching = 0
-            return True
-        worker.adp_wait += 1
-        if worker.adp_wait >= limit or not all(generating):
-            worker.adp_wait = 0
-            return True
-        return False
-
-    @staticmethod
-    def _batch_wait_holds(worker: Worker) -> bool:
-        """Whether TensorRT-LLM's batch waiting holds this step's new context requests back (engines.py,
-        "Batch waiting"; one-rank workers only, as the engine turns it off under attention DP): consulted
-        when the step would schedule a context and a generation request; held while the counter is
-        below `batch_wait_timeout_iters` and the scheduled tokens below `batch_wait_max_tokens_ratio` x
-        the token budget (the counter then grows), else admitted (it resets). `_account` adds the
-        further steps of a fast-forwarded held run."""
-        engine = worker.engine
-        if not engine.batch_wait_timeout_iters or len(worker.ranks) != 1:
-            return False
-        prompts, generation = worker.ranks[0].batch_wait_tokens()
-        if not prompts or not generation:
-            return False
-        if worker.batch_wait >= engine.batch_wait_timeout_iters or \
-                prompts + generation >= engine.batch_wait_max_tokens_ratio * engine.max_num_batched_tokens:
-            worker.batch_wait = 0
-            return False
-        worker.batch_wait += 1
-        return True
-
-    def _batch_wait_run(self, worker: Worker, batches: Sequence[Batch], k: int) -> int:
-        """Steps (<= k) of a decode run held by batch waiting in which the rule is consulted every time:
-        each later step's schedule must still find the waiting head's KV reservation free (the decodes'
-        growth only shrinks it), else that step leaves the counter alone and the run stops before it."""
-        if k <= 1:
-            return max(1, k)
-        rank = worker.ranks[0]
-        growth = self._run_growth(worker, batches, k)  # step j >= 2 schedules with growth[j - 2] more held
-        short = np.nonzero(rank.free_blocks - growth[:k - 1] < rank.head_blocks())[0]
-        return int(short[0]) + 1 if len(short) else k
-
-    @staticmethod
-    def _receive(worker: Worker, extend: bool) -> None:
-        """The engine polls for new requests as the step starts (async scheduling: they join the next
-        schedule). With SGLang's receive interval (engines.py) the poll happens only when the skipper's
-        counter, grown by this step's weight (1 for decode, 1000 for a step with prefill), reaches it."""
-        interval = worker.engine.scheduler_recv_interval
-        if interval > 1:
-            worker.recv_count += RECV_WEIGHT_EXTEND if extend else 1
-            if worker.recv_count < interval:
-                return
-            worker.recv_count = 0
-        worker.release_inbox()
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
@@ -518,14 +437,8 @@ class _Loop:
     def _account(self, worker: Worker) -> None:
         """Statistics of the run that just ended (its steps as finally run)."""
         durations, k = worker.run_durations, worker.ff_steps
-        limit = worker.engine.adp_balance_timeout_iters
-        if limit and k > 1 and all(worker.batches):  # each further step of the run: one more iteration of
-            worker.adp_wait = (worker.adp_wait + k - 1) % limit  # the counter (a rank without work keeps it at 0)
-        if worker.batch_wait_held and k > 1:  # every further step of a held run was held too (_batch_wait_run)
-            worker.batch_wait += k - 1
-        interval = worker.engine.scheduler_recv_interval
-        if interval > 1 and k > 1:  # further decode steps add 1 each; a poll (of an empty inbox) resets it
-            worker.recv_count = (worker.recv_count + k - 1) % interval
+        if k > 1:
+            admission.advance(worker, k)
         prefill_tokens, decode_seqs, used, running = worker.run_info
         total = float(durations.sum())
         self.num_steps += k
