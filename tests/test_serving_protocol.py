@@ -169,9 +169,9 @@ def test_llama_trtllm_b200_rows_get_the_scripts_batch_wait_and_budget(isl, osl, 
     assert args["cuda_graph_sizes"][-3:] == (256, 512, 1024) and 24 in args["cuda_graph_sizes"]
     expected = (20, 0.9) if waits else (None, None)
     assert (args.get("batch_wait_timeout_iters"), args.get("batch_wait_max_tokens_ratio")) == expected
-    # the FP4 script passes --max_num_tokens $MAX_MODEL_LEN: the harness's ISL + OSL + 200
-    fp4 = fidelity.setup(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"), 0.0)["engine_args"]
-    assert fp4["max_num_batched_tokens"] == isl + osl + 200
+    # the harness's max-model-len, a script variable: ISL + OSL + 200
+    assert fidelity.imx_variables(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"))["MAX_MODEL_LEN"] \
+        == isl + osl + 200
 
 
 def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
