@@ -63,13 +63,14 @@ def adp_admit(worker: Worker) -> bool:
 
 def batch_wait_holds(worker: Worker) -> bool:
     """Whether TensorRT-LLM's batch waiting holds this step's new context requests back (engines.py,
-    "Batch waiting"; one-rank workers only, as the engine turns it off under attention DP): consulted
+    "Batch waiting"; one-rank agg or prefill workers only, as the engine turns it off under attention
+    DP): consulted
     when the step would schedule a context and a generation request; held while the counter is below
     `batch_wait_timeout_iters` and the scheduled tokens below `batch_wait_max_tokens_ratio` x the
     token budget (the counter then grows), else admitted (it resets)."""
     engine = worker.engine
-    if not engine.batch_wait_timeout_iters or len(worker.ranks) != 1:
-        return False
+    if not engine.batch_wait_timeout_iters or len(worker.ranks) != 1 or worker.role == "decode":
+        return False  # (a disagg decode worker's new requests arrive prefilled: no context to hold)
     prompts, generation = worker.ranks[0].batch_wait_tokens()
     if not prompts or not generation:
         return False
