@@ -113,7 +113,8 @@ at least one context and one generation request (no dead wait); a held iteration
 counter, an admitting one resets it (`PyExecutor._schedule` / `_waiting_requests`,
 tensorrt_llm/_torch/pyexecutor/py_executor.py, TensorRT-LLM 1.1-1.2; the later unified scheduler's
 `_apply_batch_waiting` keeps the rule). With attention DP the rule is off (`not
-enable_attention_dp`), and the simulator applies it only to one-rank workers. So a new request that
+enable_attention_dp`), and the simulator applies it only to one-rank workers (not to a disagg
+decode worker, whose requests arrive prefilled). So a new request that
 finds decodes running waits `batch_wait_timeout_iters` decode steps unless enough prompts queue
 up: InferenceMAX's Llama-3.1-70B TensorRT-LLM runs at 1k/1k and TP < 8 set 20 and 0.9 (x 16,384
 tokens), its DeepSeek-R1 FP8 1k/1k runs from 64 clients 40 and 0.8
