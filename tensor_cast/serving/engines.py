@@ -127,7 +127,7 @@ each loop iteration adds the weight of the batch that last ran — 1 for a decod
 batch or none, 1000 for any other (extend) batch — and a poll resets it
 (`SchedulerRecvSkipper`, python/sglang/srt/managers/scheduler_recv_skipper.py; weights
 `SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_*`, sglang/srt/environ.py). With the overlap scheduler the
-iteration that launches step n polls while step n runs, with step n as its last batch: the
+iteration that schedules step n + 1 polls while step n runs, with step n as its last batch: the
 simulator adds step n's weight when step n starts and, on reaching the interval, moves the
 requests that arrived meanwhile (the async inbox) to the waiting queue, seen by step n + 1's
 schedule. So during decode a new request waits up to `scheduler_recv_interval` steps, after a
