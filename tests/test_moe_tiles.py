@@ -211,12 +211,22 @@ def test_ep_rows_of_the_modular_kernels_carry_the_other_ranks_rows():
     rows = aic_tables.routed_rows("balanced", t, e, k, ep, 0)
     assert rows == [8] * 4
     modular = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows)[0].counts
-    trtllm = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, trtllm=True)[0].counts
+    trtllm = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, local_only=True)[0].counts
     remote = t * k - sum(rows)
     n1 = 2 * i
     per_row = (4 + 2 * h + 2 * n1 + 2 * i + 2 * h) + (4 + 2 * n1 + 2 * i + 2 * h)  # index, rows in and out, bf16
     assert modular.bytes - trtllm.bytes == remote * per_row
     assert modular.flops["bf16"] == trtllm.flops["bf16"]  # the remote rows run no GEMM
+
+
+def test_flashinfer_kernels_permute_only_local_rows():
+    # FlashInfer's CUTLASS and TRT-LLM fused MoE take the EP rank (ep_size / ep_rank, local experts);
+    # vLLM's Triton and Marlin kernels run the expert-map path
+    local = ("vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts",
+             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic")
+    modular = ("vllm_fp8moe_triton_tritonexperts", "vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts")
+    assert all(aic_tables.local_rows_only(k) for k in local)
+    assert not any(aic_tables.local_rows_only(k) for k in modular)
 
 
 def test_time_of_a_tiny_padded_moe_by_hand():
