@@ -334,10 +334,61 @@ def power_law_counts(tokens: int, experts: int, top_k: int, ep: int, alpha: floa
     return groups.reshape(-1)
 
 
-def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int) -> list[int]:
+# Expert configurations whose model routes group-limited (DeepSeek-V3's `n_group` 8, `topk_group` 4:
+# a token picks its k experts only inside the 4 groups of E / 8 experts with the best top-2 scores),
+# as the harness runs them: (H, I, k, E) -> (groups, groups kept). The tables show it in the balanced
+# rows: DeepSeek-V3's layer (H 7,168, I 2,048, E 256) takes 832 us at 32 tokens on B200 (block fp8),
+# which would stream all 256 experts at 13.6 TB/s (B200's HBM: 8 TB/s), and 0.53-0.62x the time of
+# the same experts at H 6,144 from 8 to 64 tokens; costed with `group_limited_counts` its balanced
+# rows up to 128 tokens come within -7 to +15% on B200 block fp8 and NVFP4 and on H100 block fp8 (was
+# +36 to +125%). Kimi-K2 (E 384) and the E 256, k 6 configuration route plainly (n_group 1): costed
+# group-limited they come out 20-50% fast.
+GROUP_LIMITED_MOE = {(7168, 2048, 8, 256): (8, 4)}
+
+
+def group_limited_counts(tokens: int, experts: int, top_k: int, groups: int, kept: int) -> Any:
+    """Rows per expert of AIConfigurator's balanced logits (`balanced_counts`) under group-limited
+    top-k routing. The logits are softmax(one-hot of the token's k balanced experts): every picked
+    expert scores the same, every other one the same lower value. A group scores the sum of its top
+    two; with stride E / k = E / groups every group holds one of the token's experts, so all groups
+    tie and the `kept` lowest-indexed win; the token keeps its experts there and fills the k -
+    `kept` other picks with the lowest-indexed remaining experts of those groups (ties broken by
+    index, as the tables show: those few experts take every token's extra picks)."""
+    import numpy as np
+
+    per = experts // groups
+    stride = -(-experts // top_k)
+    counts = np.zeros(experts, dtype=np.int64)
+    for i in range(tokens):
+        if tokens >= stride:
+            picks = [(i + j * stride) % experts for j in range(top_k)]
+        else:
+            picks = [int(i * stride / tokens + j * stride) % experts for j in range(top_k)]
+        score = [0] * groups
+        for e in picks:
+            score[e // per] = min(2, score[e // per] + 1)
+        chosen_groups = sorted(sorted(range(groups), key=lambda g: (-score[g], g))[:kept])
+        chosen = [e for e in picks if e // per in chosen_groups][:top_k]
+        taken = set(chosen)
+        for g in chosen_groups:
+            for e in range(g * per, (g + 1) * per):
+                if len(chosen) == top_k:
+                    break
+                if e not in taken:
+                    chosen.append(e)
+                    taken.add(e)
+        counts[chosen] += 1
+    return counts
+
+
+def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int,
+                groups: tuple[int, int] | None = None) -> list[int]:
     """Rows per expert on the timed rank (its E / ep experts) for a table row's routing; an
-    expert's rows are capped at the tokens (a token picks an expert once)."""
-    if distribution == "balanced":
+    expert's rows are capped at the tokens (a token picks an expert once). `groups`: (groups, kept)
+    of a group-limited model (`GROUP_LIMITED_MOE`), applied to the balanced rows."""
+    if distribution == "balanced" and groups:
+        counts = group_limited_counts(tokens, experts, top_k, *groups)
+    elif distribution == "balanced":
         counts = balanced_counts(tokens, experts, top_k)
     elif distribution.startswith("power_law_"):
         counts = power_law_counts(tokens, experts, top_k, ep, float(distribution.removeprefix("power_law_")), seed)
@@ -448,7 +499,8 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             dist = r["distribution"]
             params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep, "routing": dist}
             row = _row("moe", r["kernel_source"], params, dtype, r["latency"])
-            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()))
+            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()),
+                                          GROUP_LIMITED_MOE.get((h, i, k, e)))
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"

@@ -259,3 +259,16 @@ def test_simulate_takes_the_moe_skew_of_its_steps():
     assert skewed.mean_ttft_s != uniform.mean_ttft_s
     with pytest.raises(TensorCastError, match="moe_skew"):
         tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=-1.0, **run)
+
+
+def test_group_limited_balanced_routing_keeps_half_the_groups():
+    # DeepSeek-V3 (E 256 in 8 groups of 32, k 8, 4 groups kept): a token's balanced experts are i + 32 j,
+    # one per group; all groups tie, groups 0-3 win, so it keeps i, i + 32, i + 64, i + 96 and fills
+    # its other 4 picks with the lowest-indexed free experts of group 0
+    one = aic_tables.group_limited_counts(1, 256, 8, 8, 4)
+    assert sorted(one.nonzero()[0].tolist()) == [0, 1, 2, 3, 4, 32, 64, 96]
+    rows = aic_tables.group_limited_counts(32, 256, 8, 8, 4)
+    assert rows.sum() == 32 * 8
+    assert (rows[:128] > 0).all() and not rows[128:].any()  # half the experts, every one of groups 0-3
+    assert rows[:4].tolist() == [32, 32, 32, 32]  # the fill experts take every token
+    assert aic_tables.routed_rows("balanced", 32, 256, 8, 1, 0, groups=(8, 4)) == rows.tolist()
