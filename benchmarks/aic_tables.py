@@ -100,10 +100,10 @@ COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_s
                "alltoall": "all_to_all"}
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
 # The tables' MoE dtypes and the tensor_cast scheme of each (int4_wo: Marlin's int4 weight-only, group
-# 128 -> w4a16; w4a16_mxfp4: MXFP4 weights with 16-bit activations -> mxfp4). w4a8_mxfp4_mxfp8 (MXFP4
-# weights with MXFP8 activations, two shapes on B200) has no scheme here: not evaluated.
+# 128 -> w4a16; w4a16_mxfp4: MXFP4 weights with 16-bit activations -> mxfp4; w4a8_mxfp4_mxfp8: MXFP4
+# weights with MXFP8 activations, two expert configurations on B200 -> w4a8_mxfp4_mxfp8).
 MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8", "w4a16_mxfp4": "mxfp4",
-              "int4_wo": "w4a16", "nvfp4": "nvfp4"}
+              "w4a8_mxfp4_mxfp8": "w4a8_mxfp4_mxfp8", "int4_wo": "w4a16", "nvfp4": "nvfp4"}
 # The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on
 # Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel; gpt-oss MXFP4:
 # the OAI triton_kernels), on Blackwell FlashInfer's TRT-LLM kernels; int4 on both: Marlin
@@ -116,6 +116,7 @@ MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
                        "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"),
                "w4a16_mxfp4": ("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
                                "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic"),
+               "w4a8_mxfp4_mxfp8": ("vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular",),
                "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
                "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
@@ -458,12 +459,15 @@ def local_rows_only(kernel_source: str) -> bool:
     """Whether an EP rank's fused MoE permutes only the rows of its own experts: FlashInfer's kernels
     do (TRT-LLM's take `local_expert_offset` / `local_num_experts`; the CUTLASS one, vLLM's
     `FlashInferExperts`, takes `ep_size` / `ep_rank`, and its permute expands only the (token,
-    expert) pairs of local experts), vLLM's expert-map path (Triton, Marlin) does not. H100's
-    per-tensor fp8 table (FlashInfer CUTLASS) shows it: Nemotron's E 512, k 22 at EP 256 and 16,384
-    tokens takes 398 us for 2 local experts, where the 360k remote pairs' intermediate rows alone
-    (I 2,688, bf16, written and read) would take ~1.3 ms; costed with them, EP 32-256 rows came out
-    +56% to +214% on average (49% over the configuration), without them 5-7%."""
-    return "flashinfer" in kernel_source
+    expert) pairs of local experts), and so does gpt-oss's OAI Triton kernel (its routing data is
+    built from the rank's experts only); vLLM's expert-map path (Triton `fused_experts`, Marlin) does
+    not. The tables show it: H100 per-tensor fp8 (FlashInfer CUTLASS), Nemotron's E 512, k 22 at EP
+    256 and 16,384 tokens takes 398 us for 2 local experts, where the 360k remote pairs'
+    intermediate rows alone (I 2,688, bf16, written and read) would take ~1.3 ms (costed with them,
+    EP 32-256 rows came out +56% to +214% on average, without them 5-7%); H100 gpt-oss MXFP4 (OAI
+    Triton), E 128 at EP 128 and 16,384 tokens: 204 us for one local expert (with the remote rows
+    +545%, without them -20%)."""
+    return "flashinfer" in kernel_source or "oaitriton" in kernel_source
 
 
 def remote_rows(d: Any, rows: int, call: Any) -> Any:

@@ -220,10 +220,12 @@ def test_ep_rows_of_the_modular_kernels_carry_the_other_ranks_rows():
 
 
 def test_flashinfer_kernels_permute_only_local_rows():
-    # FlashInfer's CUTLASS and TRT-LLM fused MoE take the EP rank (ep_size / ep_rank, local experts);
-    # vLLM's Triton and Marlin kernels run the expert-map path
+    # FlashInfer's CUTLASS and TRT-LLM fused MoE take the EP rank (ep_size / ep_rank, local experts), and
+    # gpt-oss's OAI Triton kernel routes the local experts only; vLLM's Triton and Marlin kernels run the
+    # expert-map path
     local = ("vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts",
-             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic")
+             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
+             "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic")
     modular = ("vllm_fp8moe_triton_tritonexperts", "vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts")
     assert all(aic_tables.local_rows_only(k) for k in local)
     assert not any(aic_tables.local_rows_only(k) for k in modular)
