@@ -61,6 +61,9 @@ per pair at 16,384 tokens than at 2,048 with one to four local experts (block fp
 I 1,536, EP 256: 746 us at 16,384 tokens for 512 local rows; bf16, H 2,048, I 512: 94 us), work the
 local rows' bytes and FLOPs do not carry: routing and permuting every pair, and the grid the
 kernels launch for the worst-case padded rows of all pairs, most of whose CTAs find no rows.
+`moe_<v>_ep_latency_us`: a fixed cost an expert-parallel rank's call pays beyond a TP one (H100
+gpt-oss MXFP4, OAI Triton: one token takes 67-71 us at EP 8-32, where TP 8-32 takes 38-39 us and
+TP 1 61-63 us with 50 MB more weights to read).
 """
 
 from __future__ import annotations
@@ -100,12 +103,12 @@ ROW_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "marlin": ((0.9 * 8, 8), (0.9 * 16, 16), (0.9 * 32, 32), (0.9 * 48, 48), (INF, 64)),
 }
 MOE_VARIANT_PARAMS = ("compute", "memory", "latency_us", "overlap", "tile_switch", "k_overhead", "memory_latency_us", "reread",
-                      "pad_penalty", "pair_ns")
+                      "pad_penalty", "pair_ns", "ep_latency_us")
 MOE_VARIANTS = ("bf16", "fp8", "fp8_block", "w8a8_int8", "mxfp4", "w4a8_mxfp4_mxfp8", "w4a16", "nvfp4")
 _FRACTION = (1e-6, 1.0)
 _BOUNDS = {"compute": _FRACTION, "memory": _FRACTION, "latency_us": (0.0, float("inf")), "overlap": (0.0, 1.0),
            "tile_switch": (0.0, 1.0), "k_overhead": (0.0, float("inf")), "memory_latency_us": (0.0, float("inf")), "reread": (0.0, 1.0),
-           "pad_penalty": (0.0, 8.0), "pair_ns": (0.0, float("inf"))}
+           "pad_penalty": (0.0, 8.0), "pair_ns": (0.0, float("inf")), "ep_latency_us": (0.0, float("inf"))}
 MOE_KEYS: dict[str, tuple[float, float]] = {
     f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
 
@@ -208,6 +211,9 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     pair_ns = table.get(f"moe_{v}_pair_ns", 0.0)
     if pair_ns:  # per (token, expert) pair the kernel routes, local or not: routing, permutation, grid slots
         base = replace(base, latency_s=base.latency_s + pair_ns * 1e-9 * shape.routed * shape.top_k)
+    ep_latency = table.get(f"moe_{v}_ep_latency_us", 0.0)
+    if ep_latency and shape.ep > 1:  # an expert-parallel rank's call: the expert map's extra kernels
+        base = replace(base, latency_s=base.latency_s + ep_latency * 1e-6)
     k0 = table.get(f"moe_{v}_k_overhead", 0.0)
     if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
         up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate

@@ -208,6 +208,8 @@ def moe_stage(variant: str, note: str) -> cf.Stage:
                                              "share of a filled row's"),
         P(f"{m}_pair_ns", 0.5, 0.0, 50.0, "per (token, expert) pair the kernel routes, local or not (routing, "
                                           "permutation, grid slots of the worst-case padded rows)"),
+        P(f"{m}_ep_latency_us", 5.0, 0.0, 100.0, "fixed cost of an expert-parallel rank's call beyond a TP one "
+                                                 "(not identified: the expert map's handling is one candidate)"),
     ), fixed={f"{m}_tile_switch": 1},
         note=f"{note}; each hit expert's rows padded to the kernel's M tile (backends/moe_tiles.py)")
 
