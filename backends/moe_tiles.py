@@ -90,6 +90,12 @@ MOE_KERNELS: dict[str, dict[str, str]] = {
     "blackwell": {"bf16": "trtllm", "fp8_block": "trtllm", "fp8": "trtllm", "nvfp4": "trtllm", "mxfp4": "trtllm",
                   "w4a8_mxfp4_mxfp8": "trtllm", "w4a16": "marlin"},
 }
+# Expert dimensions the engine pads the weights to, by (architecture, variant): vLLM's MXFP4 method
+# on SM100 with FlashInfer's TRT-LLM kernels (VLLM_USE_FLASHINFER_MOE_MXFP4_BF16 / _MXFP8) rounds
+# the per-GPU intermediate size and the hidden size up to multiples of 256 (`Mxfp4MoEMethod.
+# create_weights`). The tables show it: B200 MXFP4 x MXFP8, H 4,096, I 2,048 runs TP 8, 16 and 32
+# (I / tp = 256, 128, 64) in the same 85 us at 32 tokens.
+PAD_TO: dict[tuple[str, str], int] = {("blackwell", "mxfp4"): 256, ("blackwell", "w4a8_mxfp4_mxfp8"): 256}
 # (bound, tile rows): the first rule whose bound is >= the size wins. `tokens` rules read the
 # step's tokens M, `rows` rules the average rows per hit expert.
 TOKEN_RULES: dict[str, tuple[tuple[float, int], ...]] = {
@@ -214,12 +220,22 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     ep_latency = table.get(f"moe_{v}_ep_latency_us", 0.0)
     if ep_latency and shape.ep > 1:  # an expert-parallel rank's call: the expert map's extra kernels
         base = replace(base, latency_s=base.latency_s + ep_latency * 1e-6)
+    pad = PAD_TO.get((profile.architecture, v))
+    hidden, inter = shape.hidden, shape.intermediate
+    if pad:  # the GEMMs run the padded dimensions
+        hidden, inter = -(-shape.hidden // pad) * pad, -(-shape.intermediate // pad) * pad
     k0 = table.get(f"moe_{v}_k_overhead", 0.0)
     if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
         up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate
-        slow = (up * (1 + k0 / shape.hidden) + down * (1 + k0 / shape.intermediate)) / shape.row_flops
+        slow = (up * (1 + k0 / hidden) + down * (1 + k0 / inter)) / shape.row_flops
         base = replace(base, compute=base.compute / slow,
                        by_precision=MappingProxyType({p: val / slow for p, val in base.by_precision.items()}))
+    if pad and counts.bytes:  # the padded weights' MMAs and bytes (H x I in both GEMMs)
+        grow = hidden * inter / (shape.hidden * shape.intermediate)
+        extra = (grow - 1) * hit_experts(shape) * shape.expert_bytes
+        base = replace(base, compute=base.compute / grow,
+                       by_precision=MappingProxyType({p: val / grow for p, val in base.by_precision.items()}),
+                       memory=base.memory * counts.bytes / (counts.bytes + extra))
     kernel = kernel_for(profile.architecture, v)
     if not table.get(f"moe_{v}_tile_switch") or not kernel:
         return base

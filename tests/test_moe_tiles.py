@@ -249,6 +249,47 @@ def test_time_of_a_tiny_padded_moe_by_hand():
     assert float(t.time_s) == pytest.approx(max(compute, memory) + 10e-6)
 
 
+def test_padded_rows_pairs_and_ep_calls_by_hand():
+    # The tiny layer above (4 experts x 5 rows in 8-row tiles: 12 padded rows), now with a padded row
+    # costing 1.5x more than its MMAs, 2 ns per routed pair (10 tokens x k 2) and an EP call's 7 us.
+    from tensor_cast.backends.roofline import op_time
+
+    row_flops, expert_bytes = 1e9, 1e6
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=row_flops,
+                     expert_bytes=expert_bytes, spread=0, top_k=2, ep=4)
+    counts = Counts(flops={"bf16": 20 * row_flops}, bytes_read=4 * expert_bytes, kernel=shape)
+    p = profile("blackwell", "moe_bf16_compute = 0.5\nmoe_bf16_memory = 1.0\nmoe_bf16_latency_us = 10.0\n"
+                             "moe_bf16_tile_switch = 1\nmoe_bf16_pad_penalty = 1.5\nmoe_bf16_pair_ns = 2.0\n"
+                             "moe_bf16_ep_latency_us = 7.0")
+    compute = (20 + 12 * 2.5) * row_flops / (400e12 * 0.5)  # filled rows, then padded ones at 1 + 1.5
+    t = op_time(counts, "moe", p)
+    assert t.compute_s == pytest.approx(compute)
+    assert float(t.time_s) == pytest.approx(compute + 10e-6 + 20 * 2e-9 + 7e-6)
+    tp = op_time(replace(counts, kernel=replace(shape, ep=1)), "moe", p)  # no EP: no EP call cost
+    assert float(t.time_s) - float(tp.time_s) == pytest.approx(7e-6)
+
+
+def test_mxfp4_experts_pad_to_256_on_blackwell():
+    # vLLM pads MXFP4 experts to multiples of 256 for FlashInfer's TRT-LLM kernels: an I = 64 expert
+    # (TP 32 of I = 2,048) runs the MMAs and streams the weights of I = 256, 4x its own
+    from tensor_cast.backends.roofline import op_time
+
+    def layer(inter: int) -> Counts:
+        row_flops = 3 * 2 * 4096 * inter
+        shape = MoEShape(routed=64, bins=((8, 1.0),), pairs=512, experts=8, row_flops=row_flops, hidden=4096,
+                         intermediate=inter, expert_bytes=3 * 4096 * inter * 0.53, variant="w4a8_mxfp4_mxfp8",
+                         spread=0)
+        return Counts(flops={"fp8": 512 * row_flops}, bytes_read=8 * 3 * 4096 * inter * 0.53, kernel=shape)
+
+    keys = "moe_w4a8_mxfp4_mxfp8_compute = 0.5\nmoe_w4a8_mxfp4_mxfp8_memory = 0.8"
+    narrow, wide = op_time(layer(64), "moe", profile("blackwell", keys)), op_time(layer(256), "moe", profile("blackwell", keys))
+    assert narrow.compute_s == pytest.approx(wide.compute_s) and narrow.memory_s == pytest.approx(wide.memory_s)
+    hopper = profile("hopper", keys)  # no such padding on Hopper: a quarter of the bytes and MMAs
+    h_narrow, h_wide = op_time(layer(64), "moe", hopper), op_time(layer(256), "moe", hopper)
+    assert h_narrow.memory_s == pytest.approx(h_wide.memory_s / 4)
+    assert h_narrow.compute_s == pytest.approx(h_wide.compute_s / 4)
+
+
 def test_simulate_takes_the_moe_skew_of_its_steps():
     """simulate(moe_skew=s) costs every step with skewed routing: on the tile model's section (vllm)
     fewer experts are hit, more rows pad cold experts' tiles; a bad skew is the analyze error."""
