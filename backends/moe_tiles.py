@@ -2,8 +2,8 @@
 
 Owns the kernel table (`MOE_KERNELS`: the fused-MoE kernel vLLM 0.24 runs per architecture and
 expert scheme), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
-MoE layer (`padded_rows`), the parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the
-shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
+MoE layer (`padded_rows`), the expert dimensions an engine pads the weights to (`PAD_TO`), the
+parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
 `backends/roofline.py` turns the `Efficiency` into time.
 
 The physics. A fused MoE runs two grouped GEMMs; each expert hit by the step's routing runs its
