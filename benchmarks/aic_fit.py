@@ -49,7 +49,8 @@ CUSTOM_MAX_MIB = 8.0  # vLLM's CustomAllreduce max_size default: 8192 * 1024 byt
 def gemm_stage(variant: str, tile_n: int, note: str, extra: tuple[cf.Param, ...] = (),
                fixed: Mapping[str, float] | None = None, max_latency_us: float = 60.0) -> cf.Stage:
     g = f"efficiency.gemm_{variant}"
-    return cf.Stage(f"gemm {variant}", (*extra,
+    fixed = {f"{g}_tile_m": 128, f"{g}_tile_n": tile_n, f"{g}_splitk_tile_n": 64, **(fixed or {})}
+    params = (*extra,
         P(f"{g}_compute", 0.8, 0.2, 1.0, "tensor-core fraction of the datasheet peak at K = 8192"),
         P(f"{g}_memory", 0.85, 0.2, 1.0, "weight-streaming bandwidth fraction of HBM"),
         P(f"{g}_latency_us", 3.0, 0.0, max_latency_us, "fixed cost per call beyond the graph floor"),
@@ -57,7 +58,9 @@ def gemm_stage(variant: str, tile_n: int, note: str, extra: tuple[cf.Param, ...]
         P(f"{g}_k_overhead", 150.0, 0.0, 5000.0, "per-tile prologue/epilogue, in steps of K"),
         P(f"{g}_wave_quantization", 0.3, 0.0, 1.0, "share of the last wave's idle SMs lost"),
         P(f"{g}_splitk_us", 2.0, 0.0, 60.0, "cost when the output tiles cannot fill the SMs"),
-    ), fixed={f"{g}_tile_m": 128, f"{g}_tile_n": tile_n, f"{g}_splitk_tile_n": 64, **(fixed or {})}, note=note)
+    )
+    # a parameter given in `fixed` is set, not fitted
+    return cf.Stage(f"gemm {variant}", tuple(p for p in params if p.key not in fixed), fixed=fixed, note=note)
 
 
 def collective_stage(name: str, key: str, note: str, extra: tuple[cf.Param, ...] = ()) -> cf.Stage:
@@ -240,6 +243,10 @@ SPLITK_K = 4096
 QUANT_ROW_ELEMENTS = 2048
 
 
+# DeepGEMM's block-FP8 GEMM in a CUDA graph: its fixed GPU cost per call (see the fp8_block stage)
+FP8_BLOCK_GPU_LATENCY_US = 1.0
+
+
 def _cta_gbps(variant: str) -> cf.Param:
     return P(f"efficiency.gemm_{variant}_cta_gbps", 300.0, 10.0, 3000.0,
              "operand bandwidth one CTA's K loop streams (GB/s): caps a small-M GEMM of few output tiles")
@@ -260,7 +267,9 @@ STAGES: tuple[cf.Stage, ...] = (
                                                                             "per-tensor quantization's two kernels"),
                ), fixed={"efficiency.gemm_fp8_tile_switch": 1, "efficiency.gemm_fp8_pad_rows": 1,
                          "efficiency.quant_row_elements": QUANT_ROW_ELEMENTS}),
-    gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks)", extra=(
+    gemm_stage("fp8_block", 128, "tiles 128x128 (DeepGEMM block-scaled fp8: 128-wide scale blocks); in a CUDA graph "
+               f"{FP8_BLOCK_GPU_LATENCY_US:g} us fixed GPU cost and no split-K (DeepGEMM has none), set from DeepGEMM's "
+               "in-isolation H800 timings (README, Feb 2025): the tables' small-M rows are host-bound", extra=(
         P("efficiency.quant_memory", 0.5, 0.05, 1.0, "bandwidth fraction of the one-pass per-token-group "
                                                      "activation quantization in front"),
         P("efficiency.gemm_fp8_block_call_floor_us", 80.0, 0.0, 500.0, "host-side floor of an eager call (DeepGEMM's "
@@ -269,8 +278,15 @@ STAGES: tuple[cf.Stage, ...] = (
                                                                                "not a multiple of 4 (the fp32 scales' rows "
                                                                                "miss TMA's 16-byte alignment and are "
                                                                                "re-laid out first)"),),
-               # the GPU's own fixed cost stays a kernel's few us: the floor, not it, holds the tables' ~80 us
-               max_latency_us=10.0),
+               # The GPU-side fixed costs are set, not fitted: every small-M row of these tables sits on the
+               # eager host floor (~80 us on H100, ~175 us on B200), so they cannot identify what a CUDA-graph
+               # replay pays. DeepGEMM's dense kernel has no split-K (one CTA per output block over all of K,
+               # block_n chosen to fill the SMs): splitk_us 0. Its in-isolation timings on H800 (H100's
+               # die and HBM; DeepGEMM README, Feb 2025: M x N x K 64x2112x7168 206 TFLOPS, 128x2112x7168
+               # 352, 128x4096x7168 533, 128x7168x2048 510, i.e. 9.4 / 11.0 / 14.1 / 7.4 us) come out
+               # 0.96-1.28x with no fixed cost at all, so it is at most the ~1 us of a graph-replayed launch.
+               fixed={"efficiency.gemm_fp8_block_latency_us": FP8_BLOCK_GPU_LATENCY_US,
+                      "efficiency.gemm_fp8_block_splitk_us": 0.0}),
     cf.Stage("attention decode", (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),

@@ -99,6 +99,18 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
   (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
   draft).
+- agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
+  without MTP (SGLang `dsr1_fp8_b200_mtp.sh` / `dsr1_fp4_b200_mtp.sh`: EAGLE, `--speculative-num-steps 2`,
+  TP8 only; TensorRT-LLM `dsr1_fp8_b200_trt_mtp.sh` / `dsr1_fp4_b200_trt_mtp.sh`:
+  `num_nextn_predict_layers` 3, 1 with attention DP), and the agg rows, like the disagg ones, do not
+  say which run a row is. They show it: of the 544 sa-bench DeepSeek B200 agg rows, 185 share their
+  configuration (engine, precision, isl/osl, tp / attention DP / moe_tp / moe_ep, concurrency) with a
+  row measured at a second TPOT level, 1.3-2.2x apart on the same image and date (TRT-LLM FP8 TP8, 16
+  clients, 1k/1k: 8.61 and 18.45 ms), while no gpt-oss, Kimi, GLM-5 or Qwen3.5 configuration (no MTP
+  scripts) has two levels. Where a configuration has exactly two levels at least `MTP_TWIN_RATIO`
+  apart, the faster rows are the MTP run (simulated with the script's draft count, tensor_cast's
+  default acceptance) and the slower ones the plain run; rows of a one-level configuration are
+  simulated without MTP and reported apart ("agg, ..., MTP unknown"), as the disagg rows are.
 - disagg concurrency: `silicon_concurrency`. The 7 AIConfigurator-eval disagg rows (Qwen3 on
   H100) do not carry it, and their decode_batch_size is not it: on the 239 disagg rows that carry
   both, silicon_concurrency = decode_batch_size x decode_num_workers x decode_attention_dp_size,
@@ -139,7 +151,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~660 lines: the docstring above is the mapping's specification and the code
+Why one file of ~720 lines: the docstring above is the mapping's specification and the code
 below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
 protocol); a reader checks one against the other. The recipe table lives in
 `benchmarks/data/inferencemax_disagg_recipes.csv`; moving the row mapping into a module of its own
@@ -216,6 +228,45 @@ def concurrency(row: dict[str, str]) -> int:
     if row["mode"] == "disagg":  # docstring, "disagg concurrency"
         raise Unsupported("disagg row without silicon_concurrency: its concurrency is not determined")
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
+
+
+# InferenceMAX's DeepSeek-R1 B200 MTP scripts: draft tokens by (engine, attention DP) (docstring, agg MTP)
+IMX_AGG_MTP = {("sglang", False): 2, ("trtllm", False): 3, ("trtllm", True): 1}
+MTP_TWIN_RATIO = 1.2  # below it two levels could be run-to-run noise, not an MTP / plain pair
+
+
+def agg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
+    """row id -> "MTP", "no MTP" or "MTP unknown" for the sa-bench DeepSeek-R1 agg rows on b200_sxm
+    (docstring, agg MTP), from every row given (the whole file: a row's twin may not be sampled)."""
+    levels: dict[tuple[str, ...], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if (r["mode"] == "agg" and r["system"] == "b200_sxm" and family(r["model_path"]) == "DeepSeek"
+                and benchmark_source(r) == "sa-bench"):
+            # the same run appears in several source files, under either checkpoint name (R1 / R1-NVFP4) and
+            # with empty or 1 parallel columns, its TPOT equal to ~1e-12 ms
+            key = (r["backend"], r["precision"], r["isl"], r["osl"], concurrency(r),
+                   *(_int(r[k]) for k in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")))
+            levels[key][f"{float(r['silicon_tpot_ms']):.4f}"].append(r["id"])
+    out: dict[str, str] = {}
+    for by_tpot in levels.values():
+        tpots = sorted(by_tpot, key=float)
+        twins = len(tpots) == 2 and float(tpots[1]) >= MTP_TWIN_RATIO * float(tpots[0])
+        for tpot, ids in by_tpot.items():
+            label = ("MTP" if tpot == tpots[0] else "no MTP") if twins else "MTP unknown"
+            out.update(dict.fromkeys(ids, label))
+    return out
+
+
+def agg_mtp(row: dict[str, str], deployment: dict[str, Any], source: str | None) -> int:
+    """Draft tokens an agg row ran with: the InferenceMAX script's for an `MTP` row, else 0; an MTP
+    row whose (engine, attention DP) has no MTP script is not simulated."""
+    if source != "MTP":
+        return 0
+    key = (row["backend"], deployment.get("dp", 1) > 1)
+    if key not in IMX_AGG_MTP:
+        raise Unsupported(f"agg MTP twin on {key[0]} {'with' if key[1] else 'without'} attention DP: no InferenceMAX "
+                          "MTP script gives its draft count")
+    return IMX_AGG_MTP[key]
 
 
 def per_replica_concurrency(row: dict[str, str]) -> int:
@@ -525,7 +576,7 @@ def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
 def group_label(r: dict[str, Any]) -> str:
     if r["mode"] == "disagg":
         return "disagg, workers given" if r["workers"] == "given" else f"disagg, {r['workers']}"
-    return f"agg, {r['split']}"
+    return f"agg, {r['split']}" + (", MTP unknown" if r.get("mtp_source") == "MTP unknown" else "")
 
 
 def mae(rows: list[dict[str, Any]], key: str) -> str:
@@ -555,6 +606,8 @@ def main() -> int:
     ap.add_argument("--moe-skew", type=float, default=0.0,
                     help="what-if: Zipf skew of MoE expert popularity in every step (analyze's moe_skew; 0: uniform "
                          "random routing, the default)")
+    ap.add_argument("--no-agg-mtp", action="store_true",
+                    help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: docstring, agg MTP)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
                                   "change newly covers)")
@@ -568,10 +621,12 @@ def main() -> int:
         with open(args.ids) as fh:
             wanted = {line.strip() for line in fh if line.strip()}
     with open(args.data, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["system"] in args.devices.split(",")
-                and (wanted is None or r["id"] in wanted)
-                and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
-                and (not args.families or family(r["model_path"]) in args.families.split(","))]
+        every = list(csv.DictReader(fh))
+    mtp_sources = {} if args.no_agg_mtp else agg_mtp_sources(every)
+    rows = [r for r in every if r["system"] in args.devices.split(",")
+            and (wanted is None or r["id"] in wanted)
+            and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
+            and (not args.families or family(r["model_path"]) in args.families.split(","))]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["system"], r["backend"], family(r["model_path"]))].append(r)
@@ -584,7 +639,8 @@ def main() -> int:
     start = time.time()
     todo = sorted((r for members in groups.values() for r in members),
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
-    fields = ["id", "system", "engine", "mode", "family", "split", "workers", "mtp", "concurrency", "deployment",
+    fields = ["id", "system", "engine", "mode", "family", "split", "workers", "mtp", "mtp_source", "concurrency",
+              "deployment",
               "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err"]
     with open(args.out or os.devnull, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=fields)
@@ -595,6 +651,8 @@ def main() -> int:
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
                                host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6)
                 c = per_replica_concurrency(row)
+                if row["mode"] == "agg" and agg_mtp(row, kwargs, mtp_sources.get(row["id"])):
+                    kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
@@ -610,7 +668,9 @@ def main() -> int:
             result = {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
                       "family": family(row["model_path"]), "split": split(row),
                       "workers": disagg_source(row) if row["mode"] == "disagg" else "given",
-                      "mtp": kwargs.get("mtp", 0), "concurrency": c,
+                      "mtp": kwargs.get("mtp", 0),
+                      "mtp_source": mtp_sources.get(row["id"], "given") if row["mode"] == "agg" else "",
+                      "concurrency": c,
                       "deployment": report.deployment, "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
                       "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,
                       "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot}

@@ -413,3 +413,43 @@ def test_quantization_bound_rows_are_the_small_n_large_m_cutlass_fp8_rows(aic, t
     monkeypatch.setattr(aic_fit.cf, "fit_stage", lambda stage, used, profile: seen.extend(used) or {})
     aic_fit.fit_engine(every, load_device("b200", "vllm"), "test")
     assert seen and not any(c.cls == aic_tables.QUANT_BOUND_CLASS for c in seen)
+
+
+# ---- block-FP8 GEMMs (DeepGEMM) inside a CUDA graph -------------------------------------------------
+def test_fp8_block_gpu_fixed_costs_are_set_not_fitted():
+    # the tables' small-M fp8_block rows sit on the eager host floor, so the stage sets the GPU-side
+    # fixed cost and split-K term instead of fitting them (aic_fit.py, the fp8_block stage)
+    aic_fit, cf = benchmarks("aic_fit", "calibration_fit")
+    stage = next(s for s in aic_fit.STAGES if s.name == "gemm fp8_block")
+    fitted = {p.key for p in stage.params}
+    for key, value in (("efficiency.gemm_fp8_block_latency_us", aic_fit.FP8_BLOCK_GPU_LATENCY_US),
+                       ("efficiency.gemm_fp8_block_splitk_us", 0.0)):
+        assert key not in fitted and stage.fixed[key] == value
+    assert "efficiency.gemm_fp8_block_compute" in fitted  # the rest of the stage is still fitted
+    for name in FITTED:
+        eff = load_device(name, "vllm").efficiency
+        assert eff["gemm_fp8_block_latency_us"] == aic_fit.FP8_BLOCK_GPU_LATENCY_US
+        assert eff["gemm_fp8_block_splitk_us"] == 0.0
+
+
+def test_block_fp8_decode_gemm_in_a_graph_is_near_deepgemms_published_time():
+    # DeepGEMM README (Feb 2025), H800 (H100's die and HBM): M x N x K = 64 x 2112 x 7168 at 206 TFLOPS
+    aic_tables, calibration_cases = benchmarks("aic_tables", "calibration_cases")
+    from tensor_cast.backends.roofline import ExecutionMode, op_time
+
+    profile = load_device("h100-sxm", "vllm")
+    m, n, k = 64, 2112, 7168
+    published = 2 * m * n * k / 206e12  # 9.40 us
+    linear = aic_tables.gemm_ops(m, n, k, "fp8_block")[-1]
+    graph = float(op_time(linear.counts, linear.kind, profile, calibration_cases.IN_GRAPH).time_s)
+    assert 0.9 * published < graph < 1.35 * published
+    # an eager call still waits for DeepGEMM's host-side launcher (the tables' floor)
+    eager = float(op_time(linear.counts, linear.kind, profile, ExecutionMode("never")).time_s)
+    assert eager == pytest.approx(profile.efficiency["gemm_fp8_block_call_floor_us"] * 1e-6)
+    # a decode-size projection (Qwen3-235B q/k/v at TP4: M 4, N 2304, K 4096) is weight-streaming bound:
+    # its 9.4 MB of fp8 weights at the fitted HBM fraction plus the graph-replayed fixed costs
+    m, n, k = 4, 2304, 4096
+    linear = aic_tables.gemm_ops(m, n, k, "fp8_block")[-1]
+    graph = float(op_time(linear.counts, linear.kind, profile, calibration_cases.IN_GRAPH).time_s)
+    stream = n * k / (profile.memory_bandwidth_gbps * 1e9 * profile.efficiency["gemm_fp8_block_memory"])
+    assert stream < graph < stream + 5e-6
