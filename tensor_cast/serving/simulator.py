@@ -39,6 +39,19 @@ decode ring (`decode_ring.py`), a batch that ends is re-issued from the ring's p
 (stage times, KV blocks) without a scheduler pass, until the ring's first finishing round, a KV
 shortfall, or a request assigned to the worker ends it; otherwise they are stepped batch by batch.
 
+Attention-DP steps (a worker of dp ranks): every rank runs its own batch, and the ranks meet in
+every MoE layer's exchange, so a step lasts as long as its slowest rank. Each rank costs its own
+attention and dense layers at its own tokens; the MoE share (`BatchCost.shared_s`: the MoE ops
+and the EP exchange, which the trace costs with every rank at T tokens) runs at what the ranks
+send it. In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up
+to the largest capture size) the engines pad every rank to the largest rank's tokens, so that is
+the MoE's count (vLLM `vllm/v1/worker/dp_utils.py` `_synchronize_dp_ranks`: `should_dp_pad` when
+the ranks' synced cudagraph mode is not NONE, then `_post_process_dp_padding` -> the max). In an
+eager step (a prefill chunk beyond the graph sizes; SGLang and TensorRT-LLM: any prefill) nothing
+is padded: the MoE runs at the ranks' combined tokens, dp x their mean (vLLM: the unpadded
+`num_tokens_across_dp`; an idle rank runs `execute_dummy_batch`, vllm/v1/engine/core.py
+`DPEngineCoreProc`), instead of dp x the prefilling rank's chunk.
+
 Attention-DP balance (TensorRT-LLM `attention_dp_config.enable_balance`, engines.py): before a
 step (pp = 1) the worker decides whether its ranks may admit new requests this step
 (`_adp_admit`, the engine's rule); a held step is an ordinary decode step and may be
@@ -287,9 +300,9 @@ class _Loop:
         self._first_token_at_admission(worker, batches)
         costs = []
         prefill_tokens = decode_seqs = 0
+        parts = []  # per busy rank: (step, host floor, overhead, tokens)
         for rank, batch in zip(worker.ranks, batches, strict=True):
             if not batch:
-                costs.append(0.0)
                 continue
             seqs = [(n, int(r.computed)) for r, n in batch]
             chunks = [n for r, n in batch if r.computed < r.prefill_target]
@@ -299,9 +312,14 @@ class _Loop:
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
             step = worker.cost.step_s(seqs, pad)
-            floor = engine.host_floor_s(prefill, sum(n for n, _ in seqs), worker.cost.launches) \
-                if engine.eager_launch_host_s else 0.0
-            costs.append(max(step, floor) + engine.overhead_s(len(batch)))
+            tokens = sum(n for n, _ in seqs)
+            floor = engine.host_floor_s(prefill, tokens, worker.cost.launches) if engine.eager_launch_host_s else 0.0
+            parts.append((step, floor, engine.overhead_s(len(batch)), tokens))
+        shared = self._adp_shared_s(worker, parts) if prefill_tokens else None
+        for step, floor, overhead, tokens in parts:
+            if shared is not None:  # the MoE runs at the ranks' combined tokens, not this rank's
+                step = step - worker.cost.shared_s(tokens) + shared
+            costs.append(max(step, floor) + overhead)
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
@@ -327,6 +345,22 @@ class _Loop:
         if k > 1:
             self.running_ff.append(worker)
         self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
+
+    @staticmethod
+    def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
+        """Seconds of the MoE share (MoE ops + EP exchange, `BatchCost.shared_s`) of an attention-DP
+        step in which some rank prefills, when the ranks run it without DP padding: at the ranks'
+        combined tokens spread over the dp ranks (an idle rank runs a dummy batch of none). None:
+        the ranks are padded to the largest one (every rank a CUDA-graph step) or there is one rank.
+        See the module docstring, "Attention-DP steps"."""
+        ranks = len(worker.ranks)
+        if ranks == 1 or not parts:
+            return None
+        engine = worker.engine
+        largest = max(p[3] for p in parts)
+        if engine.graph_prefill and engine.cuda_graph_sizes and largest <= engine.cuda_graph_sizes[-1]:
+            return None  # a piecewise-graph step on every rank: padded to the largest rank's tokens
+        return worker.cost.shared_s(math.ceil(sum(p[3] for p in parts) / ranks))
 
     @staticmethod
     def _adp_admit(worker: Worker) -> bool:
