@@ -102,6 +102,15 @@ gpt-oss script takes (benchmarks/gptoss_fp4_b200_trt.sh: `enable_balance: true` 
 every rank generates, new requests are still held for up to that many iterations. Simulated in
 `simulator.py`.
 
+Attention-DP routing (`dp_routing`): which rank of a worker a new request joins. vLLM's front end
+sends it to the rank with the least waiting x 4 + running requests (`DPLBAsyncMPClient`,
+vllm/v1/engine/core_client.py); TensorRT-LLM hands new requests to the ranks with the fewest
+active requests, up to an even share (`_balance_requests_across_ranks`, executor_request_queue.py):
+both `least_loaded` (vLLM's score, ties to the lowest rank). SGLang's data-parallel controller
+deals them out in turn (`load_balance_method` round_robin): `round_robin`. With round robin in a
+closed loop a client's next request lands on whichever rank is next, not the one its last
+request left, so the ranks drift apart and the lockstep step runs at the fullest rank.
+
 It must not simulate time or cost steps.
 """
 
@@ -114,6 +123,8 @@ from typing import Any
 from ..errors import InvalidArgumentError, choices
 
 POLICIES = ("decode_first", "prefill_first", "no_evict")
+# how a new request picks its attention-DP rank ("Attention-DP routing")
+DP_ROUTINGS = ("round_robin", "least_loaded")
 MEMORY_BASES = ("total", "free")  # fraction of device memory | fraction of what weights+activations leave
 
 
@@ -151,11 +162,14 @@ class EngineProfile:
     graph_prefill: bool = False  # steps with prefill tokens replay CUDA graphs up to the largest graph size (vLLM)
     adp_balance_timeout_iters: int = 0  # TensorRT-LLM attention-DP balance timeout (0: off; "Attention-DP balance")
     adp_batching_wait_iters: int = 0  # its batching wait (iterations every rank is ready but still held)
+    dp_routing: str = "round_robin"  # one of DP_ROUTINGS: a new request's attention-DP rank
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidArgumentError(f"engine policy must be one of {choices(POLICIES)}, got {self.policy!r}")
+        if self.dp_routing not in DP_ROUTINGS:
+            raise InvalidArgumentError(f"engine dp_routing must be one of {choices(DP_ROUTINGS)}, got {self.dp_routing!r}")
         if self.memory_basis not in MEMORY_BASES:
             raise InvalidArgumentError(f"memory_basis must be one of {choices(MEMORY_BASES)}, got {self.memory_basis!r}")
         for name in ("max_num_batched_tokens", "max_num_seqs", "block_size"):
@@ -212,6 +226,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
         cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6, graph_prefill=True,
+        dp_routing="least_loaded",
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
@@ -224,6 +239,8 @@ ENGINES: dict[str, EngineProfile] = {
             "cuda_graph_sizes": "vllm/config/compilation.py default cudagraph_capture_sizes up to 512",
             "graph_prefill": "CUDAGraphMode FULL_AND_PIECEWISE: mixed steps up to the capture size replay piecewise graphs",
             "async_scheduling": "vllm/config/vllm.py: SchedulerConfig.async_scheduling None -> on unless incompatible (AsyncScheduler)",
+            "dp_routing": "vllm/v1/engine/core_client.py DPLBAsyncMPClient.get_core_engine_for_request: the rank of least "
+                          "waiting x 4 + running, ties to the first from eng_start_index",
         }),
     "sglang": EngineProfile(
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
@@ -251,7 +268,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
         cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=0.72e-3, seq_overhead_s=0.0,
-        eager_launch_host_s=35e-6,
+        eager_launch_host_s=35e-6, dp_routing="least_loaded",
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "TensorRT-LLM BuildConfig defaults max_num_tokens 8192, "
@@ -262,6 +279,8 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
             "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
             "async_scheduling": "PyTorch backend overlap scheduler, enabled by default (disable_overlap_scheduler=False)",
+            "dp_routing": "tensorrt_llm/_torch/pyexecutor executor_request_queue.py _balance_requests_across_ranks: new "
+                          "requests to the ranks with the fewest active requests / tokens (a heap), up to an even share",
             "eager_launch_host_s": "NVIDIA/TensorRT-LLM PR #12653: CPU dispatch interval ~35 us per kernel (PyTorch flow); "
                                    "context and mixed iterations eager (piecewise CUDA graphs opt-in, docs)",
         }),

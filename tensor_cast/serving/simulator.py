@@ -131,15 +131,27 @@ class Worker:
         self.ring_ready = False
         if self.ring is not None:  # a new request may join the next batch: back to the scheduler
             self.ring.materialize(self)
-        rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
-        self.next_rank += 1
-        req.rank = rank
+        req.rank = rank = self._route()
         if self.engine.async_scheduling and self.pp == 1 and (self.busy or any(r.running for r in self.ranks)):
             # the engine loop is running: its next step is already scheduled (pp > 1 schedules per
             # micro-batch as a stage frees, pipeline.py: not modelled there)
             self.inbox.append(req)
         else:
             self.ranks[rank].add(req)
+
+    def _route(self) -> int:
+        """The attention-DP rank a new request joins (engines.py, "Attention-DP routing")."""
+        if len(self.ranks) == 1:
+            return 0
+        if self.engine.dp_routing == "least_loaded":  # least waiting x 4 + running; ties: the lowest rank
+            waiting = [len(r.waiting) for r in self.ranks]
+            for req in self.inbox:
+                waiting[req.rank] += 1
+            scores = [4 * w + len(r.running) for w, r in zip(waiting, self.ranks, strict=True)]
+            return scores.index(min(scores))
+        rank = self.next_rank % len(self.ranks)  # round robin
+        self.next_rank += 1
+        return rank
 
     def release_inbox(self) -> bool:
         """Requests that arrived while the current step was being scheduled join the waiting
