@@ -18,7 +18,7 @@ from tensor_cast.serving.simulator import Worker, simulate_workers
 from tensor_cast.serving.workload import Request, TraceEntry, make_workload
 
 MOE = "Qwen/Qwen3-30B-A3B"
-SHARED_OPS = ("tensor_cast.moe", "tensor_cast.ep_dispatch", "tensor_cast.ep_combine")
+SHARED_OPS = ("tensor_cast.moe",)  # the all_to_alls stay with each rank's own tokens (batch_cost.py)
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0, "async_scheduling": False}
 
 
@@ -29,14 +29,14 @@ def moe_dp2():
 
 
 @pytest.mark.parametrize("tokens", [1, 96, 300])  # 300: beyond the table (the expression in T)
-def test_shared_share_is_the_moe_and_exchange_ops_of_analyze(moe_dp2, tokens):
+def test_shared_share_is_the_moe_ops_of_analyze(moe_dp2, tokens):
     _, cost = moe_dp2
     # second route: a concrete analyze() of `tokens` one-token sequences per rank (batch_size is both
-    # replicas' batch), its MoE and all_to_all rows summed over the layers
+    # replicas' batch), its MoE rows summed over the layers; the all_to_alls are in, but not shared
     report = tensor_cast.analyze(MOE, device="h100-sxm", dp=2, ep=2, num_hidden_layers=2, batch_size=2 * tokens,
                                  query_len=1, context_len=64)
     expected = sum(float(r.time_s) for r in report.ops if r.op in SHARED_OPS)
-    assert {r.op for r in report.ops} >= set(SHARED_OPS)
+    assert {r.op for r in report.ops} >= {"tensor_cast.moe", "tensor_cast.ep_dispatch", "tensor_cast.ep_combine"}
     assert cost.shared_s(tokens) == pytest.approx(expected, rel=1e-9)
     assert 0 < cost.shared_s(tokens) < cost.linear_s(tokens)
 

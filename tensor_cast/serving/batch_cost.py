@@ -17,12 +17,13 @@ tokens each), by splitting the ops into two groups:
   tokens and C = the group's mean cached tokens (attention work is linear in C at fixed S, so
   the mean preserves the group's total work).
 
-Attention DP (`shared_s`): the part of the token-linear ops that an attention-DP rank does not
-run on its own tokens — the MoE ops (`tensor_cast.moe`) and the expert-parallel exchange around
-them (`overlap.EXCHANGE_OPS`) — is also tabulated on its own. The trace costs it as if every
-rank had T tokens (the experts see the ranks' combined tokens, dp x T); a step whose ranks hold
-different token counts runs it at their combined count instead (simulator.py, "Attention-DP
-steps"). Empty (all zeros) for a model without MoE or EP exchange.
+Attention DP (`shared_s`): the part of the token-linear ops whose work is the ranks' combined
+tokens, not one rank's — the MoE ops (`tensor_cast.moe`: the experts see every rank's tokens) and,
+under MoE TP, the all-gather / reduce-scatter of every rank's tokens (`SHARED_OPS`) — is also
+tabulated on its own. The trace costs it as if every rank had T tokens (dp x T in all); a step
+whose ranks hold different token counts runs it at their combined count instead (simulator.py,
+"Attention-DP steps"). The all_to_all dispatch / combine stay with the rank: the step waits for
+the rank that sends the most, its own tokens. Empty (all zeros) for a model without MoE.
 
 CUDA-graph choices inside the expressions (`kernel_overhead_s`: graph launch for steps of at
 most `graph_max_tokens` tokens) are re-keyed on the whole step's T, not the group's, because
@@ -49,10 +50,12 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..report.overlap import EXCHANGE_OPS, MOE_OP
+from ..report.overlap import MOE_OP
 from ..sizes import B, C, S
 
 T = sympy.Symbol("T", positive=True, integer=True)  # the whole step's token count (one rank)
+# ops (besides tensor_cast.moe) that move every attention-DP rank's tokens: see "Attention DP" above
+SHARED_OPS = ("tensor_cast.ep_allgather", "tensor_cast.ep_reducescatter")
 PER_SEQUENCE_PROBES = ((2, 3), (1, 6), (3, 5), (1, 15), (4, 64), (1, 256))
 
 
@@ -104,7 +107,7 @@ class BatchCost:
     linear_expr: Any
     group_expr: Any
     launches: int = 0  # kernels one step launches (every op's launches x its layer count)
-    shared_table: np.ndarray | None = None  # [T] -> seconds of the MoE / EP-exchange share of linear_table
+    shared_table: np.ndarray | None = None  # [T] -> seconds of the MoE share of linear_table (see "Attention DP")
     shared_fn: Callable[[Any], Any] | None = None  # numpy function of T beyond the table
     shared_expr: Any = 0
 
@@ -128,7 +131,7 @@ class BatchCost:
             expr = mult * node.time.time_s
             if _is_token_linear(expr):
                 linear = linear + _rekey_graph_conditions(expr)
-                if node.op in EXCHANGE_OPS or node.op.startswith(MOE_OP):
+                if node.op in SHARED_OPS or node.op.startswith(MOE_OP):
                     shared = shared + _rekey_graph_conditions(expr)
             else:
                 group = group + _rekey_graph_conditions(expr)
@@ -164,7 +167,7 @@ class BatchCost:
         return float(self.linear_fn(float(tokens)))
 
     def shared_s(self, tokens: int) -> float:
-        """Seconds of the MoE / EP-exchange share of `linear_s(tokens)` (0 without MoE)."""
+        """Seconds of the MoE share of `linear_s(tokens)` (module docstring, "Attention DP"; 0 without MoE)."""
         if tokens <= 0 or self.shared_table is None:
             return 0.0
         if tokens < len(self.shared_table):

@@ -41,9 +41,8 @@ shortfall, or a request assigned to the worker ends it; otherwise they are stepp
 
 Attention-DP steps (a worker of dp ranks): every rank runs its own batch, and the ranks meet in
 every MoE layer's exchange, so a step lasts as long as its slowest rank. Each rank costs its own
-attention and dense layers at its own tokens; the MoE share (`BatchCost.shared_s`: the MoE ops
-and the EP exchange, which the trace costs with every rank at T tokens) runs at what the ranks
-send it. In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up
+attention, dense layers and all_to_all sends at its own tokens; the MoE share (`BatchCost.shared_s`:
+the MoE ops, which the trace costs with every rank at T tokens) runs at what the ranks send it. In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up
 to the largest capture size) the engines pad every rank to the largest rank's tokens, so that is
 the MoE's count (vLLM `vllm/v1/worker/dp_utils.py` `_synchronize_dp_ranks`: `should_dp_pad` when
 the ranks' synced cudagraph mode is not NONE, then `_post_process_dp_padding` -> the max). In an
@@ -360,7 +359,7 @@ class _Loop:
 
     @staticmethod
     def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
-        """Seconds of the MoE share (MoE ops + EP exchange, `BatchCost.shared_s`) of an attention-DP
+        """Seconds of the MoE share (`BatchCost.shared_s`) of an attention-DP
         step in which some rank prefills, when the ranks run it without DP padding: at the ranks'
         combined tokens spread over the dp ranks (an idle rank runs a dummy batch of none). None:
         the ranks are padded to the largest one (every rank a CUDA-graph step) or there is one rank.
