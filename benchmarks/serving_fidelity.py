@@ -44,26 +44,33 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
   and both engines serve gpt-oss's MXFP4 experts natively); the MoE mode wins when the two differ (the
-  experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), else the
-  model dtype.
+  experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
+  sa-bench agg rows whose script sets it (see engine), else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
-  SGLang's chunked_prefill_size, which follows its GPU-memory tiers (8192 on H100, 16384 on the
-  Blackwell parts: B200, B300, GB200, GB300),
-  the launch flags InferenceMAX's SGLang DeepSeek-R1 B200 scripts set (`IMX_SGLANG_DSR1_B200`:
-  mem-fraction-static, max-running-requests = cuda-graph-max-bs, chunked-prefill-size; the FP8
-  TP4 runs set 0.95, without which 157 GiB of weights per GPU do not fit SGLang's default),
-  the attention-DP balance InferenceMAX's TensorRT-LLM scripts turn on for every dp-attention run
-  (DeepSeek-R1: `attention_dp_config: {enable_balance: true, timeout_iters: 60, batching_wait_iters:
-  0}`, benchmarks/dsr1_fp4_b200_trt.sh and dsr1_fp8_b200_trt.sh; gpt-oss: `enable_balance: true`
-  with TensorRT-LLM's defaults 50 and 10, gptoss_fp4_b200_trt.sh): `adp_balance_timeout_iters` /
-  `adp_batching_wait_iters` on the sa-bench TensorRT-LLM agg rows with attention DP (engines.py,
-  "Attention-DP balance"),
-  and the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
-  AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
-  isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
-  batch_size). Other TensorRT-LLM rows get max(8192, isl + concurrency): without context chunking
-  a smaller budget admits a prompt only when no decode is running (every request waits for the
-  previous wave), which the measured TTFTs rule out.
+  - sa-bench agg rows on h100_sxm / b200_sxm: the launch flags of the InferenceMAX script that ran
+    them (`benchmarks/data/inferencemax_agg_flags.csv`, README there: script path and commit per
+    entry; `inferencemax_flags`): step budget, max_num_seqs, memory utilization, block size, the
+    decode CUDA-graph sizes, piecewise prefill graphs (TensorRT-LLM: no eager context step), vLLM's
+    FULL_DECODE_ONLY graphs, TensorRT-LLM batch waiting (`batch_wait_timeout_iters`,
+    `batch_wait_max_tokens_ratio`: Llama-3.1-70B 1k/1k TP < 8 20 / 0.9, DeepSeek-R1 FP8 1k/1k from 64
+    clients 40 / 0.8), SGLang's receive interval (`scheduler_recv_interval`: 10 or 30 on the
+    DeepSeek-R1, Qwen3.5 and GLM-5 FP4 runs), the attention-DP balance of dp-attention runs
+    (DeepSeek-R1 60 / 0, gpt-oss TensorRT-LLM's defaults 50 / 10) and an FP8 KV cache (engines.py
+    for each knob's semantics). The scripts' stream interval, prefix-caching switch and kernel
+    choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
+    simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
+    dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
+    take their plain twins' entries (the `_mtp.sh` scripts are not transcribed).
+  - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
+    TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
+  - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
+    Blackwell parts: B200, B300, GB200, GB300) unless the table sets it.
+  - the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
+    AIConfigurator's generator set for the engines it launched: max_num_tokens = max_batch_size +
+    isl + 1500 (generator/rule_plugin/benchmark/{vllm,trtllm}.rule; max_batch_size = the row's
+    batch_size). Other TensorRT-LLM rows without a table budget get max(8192, isl + concurrency):
+    without context chunking a smaller budget admits a prompt only when no decode is running (every
+    request waits for the previous wave), which the measured TTFTs rule out.
 - replicas: when silicon_concurrency is a multiple (> 1) of batch_size x attention DP, the run
   served several identical replicas; one replica is simulated with batch_size x attention DP clients.
 - disagg worker counts, MTP and attention DP (`disagg_deployment`): 1,172 of the 1,418 disagg rows
@@ -151,11 +158,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~720 lines: the docstring above is the mapping's specification and the code
+Why one file of ~750 lines: the docstring above is the mapping's specification and the code
 below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
 protocol); a reader checks one against the other. The recipe table lives in
-`benchmarks/data/inferencemax_disagg_recipes.csv`; moving the row mapping into a module of its own
-is the split to make when another dataset needs it.
+`benchmarks/data/inferencemax_disagg_recipes.csv`, the agg launch-flags table in
+`benchmarks/data/inferencemax_agg_flags.csv` with its reader in `inferencemax_flags.py`; moving the
+row mapping into a module of its own is the split to make when another dataset needs it.
 """
 
 from __future__ import annotations
@@ -168,6 +176,10 @@ import sys
 import time
 from collections import defaultdict
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import inferencemax_flags as imx  # the InferenceMAX agg launch-flags table (benchmarks/data/)
 
 SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
 MODELS = {
@@ -520,24 +532,26 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
-        balance = trtllm_adp_balance(row, kwargs)
-        if balance:
-            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **balance}
-        flags = inferencemax_sglang_flags(row, kwargs["tp"])
-        if flags:  # the scripts also pass --kv-cache-dtype fp8_e4m3
-            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **flags}
-            kwargs["kv_cache_dtype"] = "fp8"
+        flags = inferencemax_flags(row)
+        if flags is None:  # no InferenceMAX entry (other systems, AIConfigurator's runs)
+            flags = trtllm_adp_balance(row, kwargs), {}
+        args, extra = flags
+        if host_launch_s is not None:  # the what-if wins over a script's piecewise graphs
+            args.pop("eager_launch_host_s", None)
+        if args:
+            kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **args}
+        kwargs.update(extra)
     return {"model": model, **kwargs}
 
 
-# InferenceMAX's TensorRT-LLM scripts with dp-attention turn the attention-DP balance on: DeepSeek-R1
-# with timeout_iters 60, batching_wait_iters 0 (benchmarks/dsr1_fp4_b200_trt.sh, dsr1_fp8_b200_trt.sh),
-# gpt-oss with `enable_balance: true` alone, i.e. TensorRT-LLM's defaults 50 and 10
-# (benchmarks/gptoss_fp4_b200_trt.sh; AttentionDpConfig) of SemiAnalysisAI/InferenceX (docstring, engine)
+# Rows of sa-bench agg runs without an entry in the flags table (systems other than h100_sxm / b200_sxm)
+# keep the one InferenceMAX setting taken before the table existed: the TensorRT-LLM scripts with
+# dp-attention turn the attention-DP balance on, DeepSeek-R1 with timeout_iters 60, batching_wait_iters 0,
+# gpt-oss with TensorRT-LLM's defaults 50 and 10 (docstring, engine)
 IMX_TRTLLM_ADP_BALANCE = {"DeepSeek": (60, 0), "gpt-oss": (50, 10)}
 
 
-def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[str, int]:
+def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[str, Any]:
     """engine_args of TensorRT-LLM's attention-DP balance where an InferenceMAX (sa-bench) TensorRT-LLM
     agg row ran with attention DP (dp > 1, experts spanning the replicas) and its model's script
     turned the balance on, else {}."""
@@ -548,29 +562,39 @@ def trtllm_adp_balance(row: dict[str, str], deployment: dict[str, Any]) -> dict[
     return {"adp_balance_timeout_iters": knobs[0], "adp_batching_wait_iters": knobs[1]}
 
 
-# InferenceMAX's SGLang DeepSeek-R1 launch flags on B200 (precision, tp) -> engine_args: benchmarks/
-# dsr1_fp8_b200.sh (TP8: --mem-fraction-static 0.82 --max-running-requests 128 --cuda-graph-max-bs 128
-# --chunked-prefill-size 32768; TP4: 0.95, 32, 32, 8192) and dsr1_fp4_b200.sh (0.85, 256, 256, 16384),
-# all with --kv-cache-dtype fp8_e4m3
-# of SemiAnalysisAI/InferenceX at 1fc5d73 (docstring, engine)
-IMX_SGLANG_DSR1_B200 = {("fp8", 8): (0.82, 128, 32768), ("fp8", 4): (0.95, 32, 8192), ("fp4", 4): (0.85, 256, 16384),
-                        ("fp4", 8): (0.85, 256, 16384)}
+# the measured CSV's model -> InferenceMAX's model prefix (DeepSeek-V3 rows are DeepSeek-R1 runs, docstring)
+IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1", "deepseek-ai/DeepSeek-V3": "dsr1",
+             "openai/gpt-oss-120b": "gptoss", "Qwen/Qwen3.5-397B-A17B": "qwen3.5", "zhipuai/GLM-5": "glm5",
+             "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
 
 
-def inferencemax_sglang_flags(row: dict[str, str], tp: int) -> dict[str, Any]:
-    """engine_args of the launch flags an InferenceMAX SGLang DeepSeek-R1 B200 run set, else {}."""
-    if not (row["backend"] == "sglang" and row["system"] == "b200_sxm" and family(row["model_path"]) == "DeepSeek"
-            and row["mode"] == "agg" and benchmark_source(row) == "sa-bench"):
-        return {}
-    key = (row["precision"], tp)
-    if key not in IMX_SGLANG_DSR1_B200:
-        return {}
-    from tensor_cast.serving.engines import ENGINES
+def imx_variables(row: dict[str, str]) -> dict[str, int]:
+    """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
+    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
+    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k)."""
+    layout = inferencemax_layout(row)
+    if layout is None:
+        layout = (_int(row["tp_size"]), max(1, _int(row["moe_ep_size"])), _int(row["attention_dp_size"]) > 1)
+    isl, osl = int(row["isl"]), int(row["osl"])
+    return {"CONC": concurrency(row), "ISL": isl, "OSL": osl, "TP": layout[0], "EP": layout[1],
+            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200}
 
-    memory, running, chunk = IMX_SGLANG_DSR1_B200[key]
-    graphs = tuple(b for b in ENGINES["sglang"].cuda_graph_sizes if b <= running)  # --cuda-graph-max-bs = running
-    return {"memory_utilization": memory, "max_num_seqs": running, "max_num_batched_tokens": chunk,
-            "cuda_graph_sizes": graphs}
+
+def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(engine_args, deployment keys) of the launch flags of the InferenceMAX script that ran an
+    sa-bench agg row (docstring, engine; `inferencemax_flags.py` and the table's README), None where
+    the table has no entry for its model, system, engine and precision."""
+    model = IMX_MODEL.get(row["model_path"])
+    if model is None or row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
+        return None
+    variables = imx_variables(row)
+    flags = imx.entry((model, row["system"], row["backend"], row["precision"]), variables)
+    if flags is None:
+        return None
+    try:
+        return imx.engine_knobs(flags, variables, row["backend"])
+    except imx.Undetermined as exc:
+        raise Unsupported(str(exc)) from None
 
 
 def group_label(r: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from benchmark_modules import benchmarks
 
 from tensor_cast.serving.workload import make_workload
 
-(fidelity,) = benchmarks("serving_fidelity")
+fidelity, imx = benchmarks("serving_fidelity", "inferencemax_flags")
 
 
 def row(source: str, isl: int = 1024, osl: int = 8192, backend: str = "trtllm") -> dict[str, str]:
@@ -145,3 +145,94 @@ def test_qwen3_fp8_checkpoint_rows_run_block_fp8():
     model, forced = fidelity.MODELS[path]
     r = {"gemm_quant_mode": "fp8", "moe_quant_mode": "fp8"}
     assert (model, fidelity.quant(r, path, forced)) == ("Qwen/Qwen3-235B-A22B", {"quant": "fp8_block"})
+
+
+def imx_row(model: str, backend: str, precision: str, isl: int, osl: int, conc: int, run: str,
+            system: str = "b200_sxm") -> dict[str, str]:
+    """An sa-bench agg row of an InferenceMAX run `..._tp<T>_ep<E>_...` (TP attention, no dp-attn)."""
+    return {**agg_row(f"source_file=2026-04-06.csv; silicon_concurrency={conc}", backend), "model_path": model,
+            "system": system, "precision": precision, "isl": str(isl), "osl": str(osl), "id": run,
+            "tp_size": run.split("_tp")[1].split("_")[0], "attention_dp_size": "1"}
+
+
+LLAMA = "meta-llama/Llama-3.1-70B"
+
+
+@pytest.mark.parametrize(("isl", "osl", "tp", "waits"), [(1024, 1024, 2, True), (1024, 1024, 8, False),
+                                                        (8192, 1024, 2, False), (1024, 8192, 4, False)])
+def test_llama_trtllm_b200_rows_get_the_scripts_batch_wait_and_budget(isl, osl, tp, waits):
+    # 70b_fp8_b200_trt_slurm.sh: --max_num_tokens 16384, fp8 KV, CUDA graphs to 1024 with padding; at
+    # 1k/1k with TP < 8 also batch_wait_timeout_iters 20, batch_wait_max_tokens_ratio 0.9
+    kwargs = fidelity.setup(imx_row(LLAMA, "trtllm", "fp8", isl, osl, 8, f"r_tp{tp}_ep1_5"), 0.0)
+    args = kwargs["engine_args"]
+    assert args["max_num_batched_tokens"] == 16384 and kwargs["kv_cache_dtype"] == "fp8"
+    assert args["cuda_graph_sizes"][-3:] == (256, 512, 1024) and 24 in args["cuda_graph_sizes"]
+    expected = (20, 0.9) if waits else (None, None)
+    assert (args.get("batch_wait_timeout_iters"), args.get("batch_wait_max_tokens_ratio")) == expected
+    # the harness's max-model-len, a script variable: ISL + OSL + 200
+    assert fidelity.imx_variables(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"))["MAX_MODEL_LEN"] \
+        == isl + osl + 200
+
+
+def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
+    # dsr1_fp8_b200_trt.sh: MAX_NUM_TOKENS = max(8192, (CONC + ISL + 64 + 63) / 64 * 64); 8k/1k at 256
+    # clients: (256 + 8192 + 127) // 64 * 64 = 8512; TP4 at 8k/1k: free_gpu_memory_fraction 0.75, piecewise
+    # CUDA graphs from 64 clients (no eager context steps)
+    dsr1 = "deepseek-ai/DeepSeek-R1"
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 8192, 1024, 256, "r_tp4_ep1_9"), 0.0)["engine_args"]
+    assert (args["max_num_batched_tokens"], args["memory_utilization"], args["eager_launch_host_s"]) == (8512, 0.75, 0)
+    # 1k/1k from 64 clients: batch waiting 40 / 0.8; below 64 clients none; 1k/8k from 256: graphs to CONC // 8
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 64, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert (args["batch_wait_timeout_iters"], args["batch_wait_max_tokens_ratio"]) == (40, 0.8)
+    assert args["max_num_batched_tokens"] == 8192 and args["memory_utilization"] == 0.8
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 32, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert "batch_wait_timeout_iters" not in args and "eager_launch_host_s" not in args
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp8", 1024, 8192, 256, "r_tp8_ep8_9"), 0.0)["engine_args"]
+    assert max(args["cuda_graph_sizes"]) == 32 and args["memory_utilization"] == 0.7
+
+
+@pytest.mark.parametrize(("conc", "interval"), [(8, 10), (16, 30), (64, 30)])
+def test_sglang_b200_rows_get_the_scripts_receive_interval(conc, interval):
+    # qwen3.5_fp8_b200.sh: --scheduler-recv-interval 10 under 16 clients, else 30; --chunked-prefill-size
+    # 32768, --max-running-requests 128, --mem-fraction-static 0.82, --cuda-graph-max-bs $CONC
+    kwargs = fidelity.setup(imx_row("Qwen/Qwen3.5-397B-A17B", "sglang", "fp8", 1024, 1024, conc, "r_tp4_ep4_1"), 0.0)
+    args = kwargs["engine_args"]
+    assert args["scheduler_recv_interval"] == interval and max(args["cuda_graph_sizes"]) == conc
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["memory_utilization"]) == (32768, 128, 0.82)
+    # GLM-5 FP8 sets no receive interval (SGLang's default 1)
+    glm = fidelity.setup(imx_row("zhipuai/GLM-5", "sglang", "fp8", 1024, 1024, conc, "r_tp8_ep1_1"), 0.0)
+    assert "scheduler_recv_interval" not in glm["engine_args"]
+
+
+def test_flag_table_cells_parse_and_every_entry_names_its_source():
+    assert imx.value("max(8192, (CONC + ISL + 127) // 64 * 64)", {"CONC": 4, "ISL": 8192}) == 8320
+    assert imx.value("CONC if CONC < 4 else CONC // 4", {"CONC": 2}) == 2
+    assert imx.value("CONC if CONC < 4 else CONC // 4", {"CONC": 64}) == 16
+    with pytest.raises(ValueError, match="unsupported expression"):
+        imx.value("__import__('os')", {})
+    assert imx.condition_holds("128-255", 200) and not imx.condition_holds("128-255", 256)
+    assert imx.condition_holds("<8", 4) and not imx.condition_holds(">=64", 32)
+    with pytest.raises(ValueError, match="bad condition"):
+        imx.condition_holds("~8", 8)
+    rows = imx.rows()
+    assert rows and all(r["source"].startswith("benchmarks/") and len(r["commit"]) == 40 for r in rows)
+    assert {r["model"] for r in rows} == set(fidelity.IMX_MODEL.values())
+
+
+def test_gpt_oss_kv_cache_follows_the_scripts():
+    # gptoss_fp4_b200.sh passes kv-cache-dtype fp8; gptoss_fp4_h100.sh none (the model dtype), although
+    # the row's nvfp4 label would give an FP8 KV cache (`quant`)
+    gpt = {**imx_row("openai/gpt-oss-120b", "vllm", "fp4", 1024, 1024, 16, "r_tp2_ep1_3"), "gemm_quant_mode": "nvfp4"}
+    assert fidelity.setup(gpt, 0.0)["kv_cache_dtype"] == "fp8"
+    h100 = fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)
+    assert h100["kv_cache_dtype"] is None and h100["engine_args"]["max_num_seqs"] == 16
+
+
+def test_flags_the_measurements_contradict_are_listed_not_simulated():
+    # qwen3.5_fp8_b200.sh caps --max-running-requests at 128; the runs above 128 clients decode larger
+    # batches, so their cap is not determined (README of the table)
+    qwen = imx_row("Qwen/Qwen3.5-397B-A17B", "sglang", "fp8", 8192, 1024, 256, "r_tp4_ep1_1")
+    with pytest.raises(fidelity.Unsupported, match="max_num_seqs not determined"):
+        fidelity.setup(qwen, 0.0)
+    assert fidelity.setup({**qwen, "silicon_data_source": "source_file=2026-04-06.csv; silicon_concurrency=128"},
+                          0.0)["engine_args"]["max_num_seqs"] == 128

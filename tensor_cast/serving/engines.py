@@ -100,7 +100,45 @@ batching_wait_iters 10 (`AttentionDpConfig`, tensorrt_llm/llmapi/llm_args.py), w
 gpt-oss script takes (benchmarks/gptoss_fp4_b200_trt.sh: `enable_balance: true` alone).
 `adp_batching_wait_iters` is that second knob: in an iteration where every rank is ready and
 every rank generates, new requests are still held for up to that many iterations. Simulated in
-`simulator.py`.
+`admission.py`, as are the two options below.
+
+Batch waiting (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`; TensorRT-LLM LLM API
+options of the same names, both 0 = off by default): without attention DP, TensorRT-LLM holds the
+context requests its scheduler picked for an iteration back, and runs the generation requests
+alone, while both (a) the iterations waited so far are fewer than `batch_wait_timeout_iters` and
+(b) the iteration's scheduled tokens — every picked context request's whole prompt
+(`len(get_tokens(0))`) plus 1 + draft tokens per generation request — are fewer than
+`batch_wait_max_tokens_ratio` x `max_num_tokens`. The rule is consulted only in an iteration with
+at least one context and one generation request (no dead wait); a held iteration adds one to the
+counter, an admitting one resets it (`PyExecutor._schedule` / `_waiting_requests`,
+tensorrt_llm/_torch/pyexecutor/py_executor.py, TensorRT-LLM 1.1-1.2; the later unified scheduler's
+`_apply_batch_waiting` keeps the rule). With attention DP the rule is off (`not
+enable_attention_dp`), and the simulator applies it only to one-rank workers (not to a disagg
+decode worker, whose requests arrive prefilled). So a new request that
+finds decodes running waits `batch_wait_timeout_iters` decode steps unless enough prompts queue
+up: InferenceMAX's Llama-3.1-70B TensorRT-LLM runs at 1k/1k and TP < 8 set 20 and 0.9 (x 16,384
+tokens), its DeepSeek-R1 FP8 1k/1k runs from 64 clients 40 and 0.8
+(SemiAnalysisAI/InferenceX benchmarks/70b_fp8_b200_trt_slurm.sh, single_node/dsr1_fp8_b200_trt.sh).
+Only the `no_evict` policy (TensorRT-LLM) takes it.
+
+Receive interval (`scheduler_recv_interval`, SGLang `--scheduler-recv-interval`, default 1 = every
+iteration): SGLang's scheduler polls its input queue only when a counter reaches the interval;
+each loop iteration adds the weight of the batch that last ran — 1 for a decode (or target-verify)
+batch or none, 1000 for any other (extend) batch — and a poll resets it
+(`SchedulerRecvSkipper`, python/sglang/srt/managers/scheduler_recv_skipper.py; weights
+`SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_*`, sglang/srt/environ.py). With the overlap scheduler the
+iteration that schedules step n + 1 polls while step n runs, with step n as its last batch: the
+simulator adds step n's weight when step n starts and, on reaching the interval, moves the
+requests that arrived meanwhile (the async inbox) to the waiting queue, seen by step n + 1's
+schedule. So during decode a new request waits up to `scheduler_recv_interval` steps, after a
+prefill step none; an idle engine polls at once. InferenceMAX's SGLang DeepSeek-R1, Qwen3.5 and
+GLM-5 B200 scripts set 10 (under 16 clients) or 30. Needs `async_scheduling` (the overlap loop).
+
+Stream interval (TensorRT-LLM `stream_interval`, SGLang `--stream-interval`) is not a knob: both
+engines send the first token at once (`py_decoding_iter == 1`, TensorRT-LLM
+`PyExecutor._handle_responses`; `len(req.output_ids) == 1`, SGLang `stream_output`) and the last
+with the finished request, so TTFT and the mean TPOT (end-to-end minus TTFT over the tokens after
+the first) do not depend on it; only the spacing of intermediate chunks does.
 
 Attention-DP routing (`dp_routing`): which rank of a worker a new request joins. vLLM's front end
 sends it to the rank with the least waiting x 4 + running requests (`DPLBAsyncMPClient`,
@@ -116,6 +154,7 @@ It must not simulate time or cost steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -141,6 +180,21 @@ def _sglang_graph_sizes() -> tuple[int, ...]:
             *range(144, 257, 16), *range(288, 513, 32))
 
 
+def trtllm_graph_sizes(max_batch_size: int, enable_padding: bool) -> tuple[int, ...]:
+    """TensorRT-LLM's CUDA-graph batch sizes for `cuda_graph_config: {max_batch_size, enable_padding}`
+    (`CudaGraphConfig._generate_cuda_graph_batch_sizes`, tensorrt_llm/llmapi/llm_args.py): with padding
+    1, 2, 4 and multiples of 8 to 128, else 1-31, 32, 64, 128; then powers of two from 256 below
+    max_batch_size; those up to max_batch_size, and max_batch_size itself."""
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+        raise InvalidArgumentError(f"CUDA-graph max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+    sizes = [1, 2, 4, *range(8, 129, 8)] if enable_padding else [*range(1, 32), 32, 64, 128]
+    sizes += [2 ** i for i in range(8, math.ceil(math.log2(max_batch_size)))]
+    sizes = sorted(s for s in sizes if s <= max_batch_size)
+    if sizes[-1] != max_batch_size:
+        sizes.append(max_batch_size)
+    return tuple(sizes)
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     name: str
@@ -163,6 +217,9 @@ class EngineProfile:
     adp_balance_timeout_iters: int = 0  # TensorRT-LLM attention-DP balance timeout (0: off; "Attention-DP balance")
     adp_batching_wait_iters: int = 0  # its batching wait (iterations every rank is ready but still held)
     dp_routing: str = "round_robin"  # one of DP_ROUTINGS: a new request's attention-DP rank
+    batch_wait_timeout_iters: int = 0  # TensorRT-LLM batch waiting: iterations new contexts wait at most (0: off)
+    batch_wait_max_tokens_ratio: float = 0.0  # ... unless scheduled tokens reach this share of the budget
+    scheduler_recv_interval: int = 1  # SGLang: loop weight between polls of new requests (1: every step)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -185,6 +242,20 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 0 (0: off), got {value!r}")
+        for name in ("batch_wait_timeout_iters", "scheduler_recv_interval"):
+            value = getattr(self, name)
+            floor = 1 if name == "scheduler_recv_interval" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < floor:
+                raise InvalidArgumentError(f"engine {name} must be an integer >= {floor}, got {value!r}")
+        ratio = self.batch_wait_max_tokens_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise InvalidArgumentError(f"engine batch_wait_max_tokens_ratio must be a number in [0, 1], got {ratio!r}")
+        if self.batch_wait_timeout_iters and self.policy != "no_evict":
+            raise InvalidArgumentError(f"engine batch_wait_timeout_iters is TensorRT-LLM's (policy no_evict); the "
+                                       f"{self.name} profile's policy is {self.policy}")
+        if self.scheduler_recv_interval > 1 and not self.async_scheduling:
+            raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
+                                       "it needs async_scheduling=true")
         for name in ("async_scheduling", "graph_prefill"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")

@@ -318,6 +318,50 @@ class RankScheduler:
             budget -= n
         return batch
 
+    def batch_wait_tokens(self) -> tuple[int, int]:
+        """(prompt tokens, generation tokens) of the iteration `_no_evict` would schedule now, without
+        scheduling it: the whole prompts of the waiting requests it would admit (TensorRT-LLM counts
+        `len(get_tokens(0))`, engines.py "Batch waiting") and the running requests' decode tokens.
+        The prefix cache is not consulted (a prefix hit would only let more prompts fit)."""
+        if self.engine.policy != "no_evict":
+            raise AssertionError("batch waiting is TensorRT-LLM's: the no_evict policy only")
+        budget = self.engine.max_num_batched_tokens
+        generation = 0
+        for req in self.running:
+            n = self._need(req)
+            if req.in_prefill:
+                n = self._chunk(n, budget) if self.engine.chunked_prefill else n
+                if n > budget:
+                    continue
+            else:
+                generation += n
+            budget -= n
+        prompts, free, occupied = 0, self.free_blocks, self._occupied
+        for req in self.waiting:
+            if occupied >= self.engine.max_num_seqs or budget <= 0:
+                break
+            need = self._need(req)
+            if not self.engine.chunked_prefill and need > budget:
+                break
+            full = req.prompt + 1 if self.role == "prefill" else req.prompt + req.output + self.decode_tokens
+            blocks = max(0, self._blocks_for(full) - req.blocks)
+            if blocks > free:
+                break
+            free -= blocks
+            occupied += 1
+            prompts += req.prompt
+            budget -= self._chunk(need, budget)
+        return prompts, generation
+
+    def head_blocks(self) -> int:
+        """KV blocks the waiting queue's head still needs to be admitted under `no_evict` (its whole
+        prompt + output reserved), 0 when nothing waits."""
+        if not self.waiting:
+            return 0
+        head = self.waiting[0]
+        full = head.prompt + 1 if self.role == "prefill" else head.prompt + head.output + self.decode_tokens
+        return max(0, self._blocks_for(full) - head.blocks)
+
     def admission_refused(self, budget: int) -> bool:
         """True when a schedule with `budget` tokens left after its running requests would leave the
         waiting queue's head out now and at every later schedule while the running requests only

@@ -51,18 +51,18 @@ is padded: the MoE runs at the ranks' combined tokens, dp x their mean (vLLM: th
 `num_tokens_across_dp`; an idle rank runs `execute_dummy_batch`, vllm/v1/engine/core.py
 `DPEngineCoreProc`), instead of dp x the prefilling rank's chunk.
 
-Attention-DP balance (TensorRT-LLM `attention_dp_config.enable_balance`, engines.py): before a
-step (pp = 1) the worker decides whether its ranks may admit new requests this step
-(`_adp_admit`, the engine's rule); a held step is an ordinary decode step and may be
-fast-forwarded up to the step where the rule's timeout lets requests in. Not applied with pp > 1.
+Admission holds (`admission.py`): before a step (pp = 1) the worker decides whether its ranks may
+admit new requests this step (TensorRT-LLM's attention-DP balance and batch waiting), and as it
+starts whether it polls the requests that arrived meanwhile (SGLang's receive interval); a held
+step is an ordinary decode step and may be fast-forwarded up to the step whose counter lets the
+requests in. Not applied with pp > 1 (the balance is skipped there, the other two refused by `Worker`).
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 
 Why one file of ~640 lines: the event loop, the worker state it advances and the decode
 fast-forward that must keep its event order are one invariant (the stepped and fast-forwarded paths
 give bit-identical results, `tests/test_serving_pipeline_ff.py`); the PP ring is already its own
-module (`decode_ring.py`), the scheduler policy `scheduler.py`. The attention-DP admission
-(`_adp_admit`) is the next piece to move out if the loop grows.
+module (`decode_ring.py`), the scheduler policy `scheduler.py`, the admission holds `admission.py`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..gc_pause import paused_gc
+from . import admission
 from .batch_cost import BatchCost
 from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
@@ -121,6 +123,15 @@ class Worker:
     ring_ready: bool = False  # pp > 1: a ring may be planned at the next batch end (nothing assigned since)
     adp_wait: int = 0  # attention-DP balance: iterations waiting for every rank to have a request (engines.py)
     adp_batching: int = 0  # attention-DP balance: iterations every rank was ready but held (batching_wait_iters)
+    batch_wait: int = 0  # TensorRT-LLM batch waiting: iterations new contexts were held so far (engines.py)
+    batch_wait_held: bool = False  # the current step (run) holds new contexts by batch waiting
+    recv_count: int = 0  # SGLang receive interval: the skipper's counter (engines.py, "Receive interval")
+
+    def __post_init__(self) -> None:
+        engine = self.engine
+        if self.pp > 1 and (engine.batch_wait_timeout_iters or engine.scheduler_recv_interval > 1):
+            raise InvalidArgumentError("batch_wait_timeout_iters and scheduler_recv_interval are not modelled with "
+                                       "pipeline parallelism (pp > 1): leave them at 0 and 1")
 
     @property
     def pp(self) -> int:
@@ -131,7 +142,8 @@ class Worker:
         if self.ring is not None:  # a new request may join the next batch: back to the scheduler
             self.ring.materialize(self)
         req.rank = rank = self._route()
-        if self.engine.async_scheduling and self.pp == 1 and (self.busy or any(r.running for r in self.ranks)):
+        if (self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1) and self.pp == 1 \
+                and (self.busy or any(r.running for r in self.ranks)):
             # the engine loop is running: its next step is already scheduled (pp > 1 schedules per
             # micro-batch as a stage frees, pipeline.py: not modelled there)
             self.inbox.append(req)
@@ -298,15 +310,15 @@ class _Loop:
         if worker.pp > 1:
             self.start_batches(worker)
             return
-        admit = self._adp_admit(worker)
+        admit = admission.admit(worker)
         batches = [rank.schedule(admit=admit) for rank in worker.ranks]
         if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
+            worker.recv_count = 0  # (an idle SGLang loop polls within microseconds: the poll resets its counter)
             batches = [rank.schedule() for rank in worker.ranks]  # (held only while every rank generates)
         if not any(batches):
             if any(r.running or r.waiting for r in worker.ranks) and not self.heap:
                 raise AssertionError(f"{worker.name}: requests pending but nothing schedulable (deadlock)")
             return
-        worker.release_inbox()  # async scheduling: what arrived before this step starts joins the next schedule
         engine = worker.engine
         self._first_token_at_admission(worker, batches)
         costs = []
@@ -331,11 +343,12 @@ class _Loop:
             if shared is not None:  # the MoE runs at the ranks' combined tokens, not this rank's
                 step = step - worker.cost.shared_s(tokens) + shared
             costs.append(max(step, floor) + overhead)
+        admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
         durations = np.array([first])
         k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward else 1
-        if not admit:  # held by the attention-DP balance: released at the latest when the counter times out
-            k = 1 if worker.adp_batching else min(k, max(1, engine.adp_balance_timeout_iters - worker.adp_wait))
+        if k > 1:  # a held run stops at the step whose counter lets the held requests in
+            k = admission.run_limit(worker, admit, k, lambda n: self._run_growth(worker, batches, n))
         if k > 1:
             durations = self._decode_durations(worker, batches, k)
             durations[0] = first
@@ -372,32 +385,6 @@ class _Loop:
         if engine.graph_prefill and engine.cuda_graph_sizes and largest <= engine.cuda_graph_sizes[-1]:
             return None  # a piecewise-graph step on every rank: padded to the largest rank's tokens
         return worker.cost.shared_s(math.ceil(sum(p[3] for p in parts) / ranks))
-
-    @staticmethod
-    def _adp_admit(worker: Worker) -> bool:
-        """Whether this step may admit new requests under TensorRT-LLM's attention-DP balance
-        (engines.py, "Attention-DP balance"; always True when it is off or the worker has one rank):
-        yes when every rank has a context request ready and a free slot (after `adp_batching_wait_iters`
-        such iterations while every rank generates); otherwise the waiting
-        counter grows, and they are held unless it reached the timeout (then it resets) or some rank
-        has no generation request. `_account` adds the further steps of a fast-forwarded run."""
-        limit = worker.engine.adp_balance_timeout_iters
-        if not limit or len(worker.ranks) == 1:
-            return True
-        generating = [rank.generating() for rank in worker.ranks]
-        if all(rank.context_ready() and g < rank.engine.max_num_seqs for rank, g in zip(worker.ranks, generating,
-                                                                                        strict=True)):
-            worker.adp_wait = 0
-            if all(generating) and worker.adp_batching < worker.engine.adp_batching_wait_iters:
-                worker.adp_batching += 1  # every rank ready: wait a few more iterations for more requests
-                return False
-            worker.adp_batching = 0
-            return True
-        worker.adp_wait += 1
-        if worker.adp_wait >= limit or not all(generating):
-            worker.adp_wait = 0
-            return True
-        return False
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
@@ -495,9 +482,8 @@ class _Loop:
     def _account(self, worker: Worker) -> None:
         """Statistics of the run that just ended (its steps as finally run)."""
         durations, k = worker.run_durations, worker.ff_steps
-        limit = worker.engine.adp_balance_timeout_iters
-        if limit and k > 1 and all(worker.batches):  # each further step of the run: one more iteration of
-            worker.adp_wait = (worker.adp_wait + k - 1) % limit  # the counter (a rank without work keeps it at 0)
+        if k > 1:
+            admission.advance(worker, k)
         prefill_tokens, decode_seqs, used, running = worker.run_info
         total = float(durations.sum())
         self.num_steps += k

@@ -1,0 +1,130 @@
+"""The InferenceMAX agg launch-flags table (benchmarks/data/inferencemax_agg_flags.csv) and its semantics.
+
+Owns reading the table, its condition and value cells, and turning one run's flags into tensor_cast
+engine knobs (`engine_args`) and deployment keys. Which run a measured row is, and its variables
+(CONC, ISL, OSL, TP, EP, DP_ATTN, MAX_MODEL_LEN), are the caller's (`serving_fidelity.py`,
+`inferencemax_flags`); the table's README says what each column transcribes and from which script.
+
+Lines of one key (model, system, backend, precision) apply in file order where all their conditions
+hold, a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
+defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
+is not determined (`Undetermined`).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import operator
+import os
+import re
+from typing import Any
+
+FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
+KEYS = ("model", "system", "backend", "precision")
+CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc")  # matched against the same-named variables
+INT_KNOBS = ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
+             "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters")
+FLOAT_KNOBS = ("memory_utilization", "batch_wait_max_tokens_ratio")
+OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                        ast.FloorDiv: operator.floordiv, ast.Lt: operator.lt, ast.LtE: operator.le,
+                        ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq}
+_ROWS: list[dict[str, str]] = []
+
+
+class Undetermined(Exception):
+    """The table marks a flag of this run `?`: the stored script contradicts the measurement."""
+
+
+def rows() -> list[dict[str, str]]:
+    if not _ROWS:
+        with open(FLAGS_PATH, newline="") as fh:
+            _ROWS.extend(csv.DictReader(fh))
+    return _ROWS
+
+
+def value(text: str, env: dict[str, int]) -> float:
+    """A value cell: a number, or an expression of the script's variables with + - * //, max, min,
+    comparisons and `a if cond else b`, as the scripts compute them."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in env:
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in OPS:
+            return OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min"):
+            return (max if node.func.id == "max" else min)(ev(a) for a in node.args)
+        if isinstance(node, ast.IfExp):
+            return ev(node.body) if ev(node.test) else ev(node.orelse)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in OPS:
+            return OPS[type(node.ops[0])](ev(node.left), ev(node.comparators[0]))
+        raise ValueError(f"unsupported expression in {FLAGS_PATH}: {text!r}")
+
+    return ev(ast.parse(text, mode="eval"))
+
+
+def condition_holds(cell: str, variable: int | bool) -> bool:
+    """A condition cell: empty (any), `true`/`false`, `N`, `<N`, `<=N`, `>N`, `>=N` or `A-B` (inclusive)."""
+    if not cell:
+        return True
+    if cell in ("true", "false"):
+        return variable == (cell == "true")
+    m = re.fullmatch(r"(<=|>=|<|>)?(\d+)(?:-(\d+))?", cell)
+    if not m or (m.group(1) and m.group(3)):
+        raise ValueError(f"bad condition {cell!r} in {FLAGS_PATH}")
+    low = int(m.group(2))
+    if m.group(3):
+        return low <= variable <= int(m.group(3))
+    return {None: variable == low, "<": variable < low, "<=": variable <= low, ">": variable > low,
+            ">=": variable >= low}[m.group(1)]
+
+
+def entry(key: tuple[str, str, str, str], variables: dict[str, int]) -> dict[str, str] | None:
+    """The merged flags of the run `key` with script variables `variables`; None where the table has
+    no line for the key."""
+    lines = [r for r in rows() if tuple(r[k] for k in KEYS) == key]
+    if not lines:
+        return None
+    merged: dict[str, str] = {}
+    for line in lines:
+        if all(condition_holds(line[c], variables[c.upper()]) for c in CONDITIONS):
+            for k, v in line.items():
+                if v and k not in KEYS and k not in CONDITIONS:
+                    merged[k] = f"{merged[k]}; {v}" if k == "kernels" and k in merged else v
+    return merged
+
+
+def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(engine_args, deployment keys) of one run's merged flags. Mapped: the step budget (TensorRT-LLM
+    max_num_tokens, vLLM max-num-batched-tokens, SGLang chunked-prefill-size), max_num_seqs
+    (max_batch_size, max-num-seqs, max-running-requests), memory_utilization (free_gpu_memory_fraction,
+    gpu-memory-utilization, mem-fraction-static), block_size, the decode CUDA-graph sizes (TensorRT-LLM
+    cuda_graph_config via `trtllm_graph_sizes`, SGLang cuda-graph-max-bs; vLLM's defaults already cover
+    every batch of these runs), prefill graphs (TensorRT-LLM piecewise CUDA graphs: no eager context
+    step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY: graph_prefill off), batch waiting, SGLang's
+    receive interval, the attention-DP balance and the KV-cache dtype (`auto`: the model's). Recorded
+    only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
+    script; the fidelity runs share no prefixes) and the kernel choices."""
+    from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
+
+    undetermined = sorted(k for k, v in flags.items() if v == "?")
+    if undetermined:
+        raise Undetermined(f"InferenceMAX launch flag(s) {', '.join(undetermined)} not determined for this run "
+                           "(the stored script contradicts the measurement: inferencemax_agg_flags README)")
+    args: dict[str, Any] = {k: int(value(flags[k], variables)) for k in INT_KNOBS if k in flags}
+    args.update({k: float(value(flags[k], variables)) for k in FLOAT_KNOBS if k in flags})
+    if "cuda_graph_max_bs" in flags and engine != "vllm":
+        top = int(value(flags["cuda_graph_max_bs"], variables))
+        args["cuda_graph_sizes"] = (trtllm_graph_sizes(top, flags.get("cuda_graph_padding") == "true")
+                                    if engine == "trtllm" else
+                                    tuple(b for b in ENGINES[engine].cuda_graph_sizes if b <= top))
+    if flags.get("prefill_graphs") == "true" and engine == "trtllm":
+        args["eager_launch_host_s"] = 0.0
+    if flags.get("prefill_graphs") == "false" and engine == "vllm":
+        args["graph_prefill"] = False
+    kv = flags.get("kv_cache_dtype")
+    return args, ({"kv_cache_dtype": None if kv == "auto" else kv} if kv else {})
