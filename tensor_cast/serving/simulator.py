@@ -42,8 +42,9 @@ shortfall, or a request assigned to the worker ends it; otherwise they are stepp
 Attention-DP steps (a worker of dp ranks): every rank runs its own batch, and the ranks meet in
 every MoE layer's exchange, so a step lasts as long as its slowest rank. Each rank costs its own
 attention, dense layers and all_to_all sends at its own tokens; the MoE share (`BatchCost.shared_s`:
-the MoE ops, which the trace costs with every rank at T tokens) runs at what the ranks send it. In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up
-to the largest capture size) the engines pad every rank to the largest rank's tokens, so that is
+the MoE ops, which the trace costs with every rank at T tokens) runs at what the ranks send it.
+In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up to the
+largest capture size) the engines pad every rank to the largest rank's tokens, so that is
 the MoE's count (vLLM `vllm/v1/worker/dp_utils.py` `_synchronize_dp_ranks`: `should_dp_pad` when
 the ranks' synced cudagraph mode is not NONE, then `_post_process_dp_padding` -> the max). In an
 eager step (a prefill chunk beyond the graph sizes; SGLang and TensorRT-LLM: any prefill) nothing
