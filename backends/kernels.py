@@ -111,6 +111,7 @@ class MoEShape:
     variant: str = "bf16"  # the experts' scheme (fp8, fp8_block, mxfp4, w4a16, nvfp4, ...) or "bf16"
     spread: int = 1  # 1: rows per expert vary with the routing (binomial); 0: exactly the bin's rows
     top_k: int = 1  # experts per token
+    ep: int = 1  # ranks the routed experts are split over (this GPU holds E / ep of them)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Owns the kernel table (`MOE_KERNELS`: the fused-MoE kernel vLLM 0.24 runs per architecture and
 expert scheme), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
-MoE layer (`padded_rows`), the parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the
-shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
+MoE layer (`padded_rows`), the expert dimensions an engine pads the weights to (`PAD_TO`), the
+parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
 `backends/roofline.py` turns the `Efficiency` into time.
 
 The physics. A fused MoE runs two grouped GEMMs; each expert hit by the step's routing runs its
@@ -45,7 +45,25 @@ expert's weights read again from HBM by each of its M tiles beyond the first (ti
 run on different SMs, each streaming the expert's weight columns; L2 serves the rest). Skewed
 routing puts many tiles on hot experts: in the weight-bound middle range the re-reads, not the
 FLOPs, are why power-law routing is slower (H100 gpt-oss MXFP4, 768 tokens: 1.14 ms power-law,
-0.86 ms balanced at 1,024).
+0.86 ms balanced at 1,024); `moe_<v>_pad_penalty`: what a padded row of a partly filled tile costs
+beyond a filled row's MMAs, as a share of them. FlashInfer's CUTLASS fp8 kernel on Hopper (per-tensor
+fp8) runs a tile faster the more of it the expert fills: the tables time it slowest at one row per
+expert and 0.5-0.75x of that once the rows fill the 128-row tile (E 256, H 4,096, I 2,048: 10.3 ms
+at 32 tokens, 7.5 ms at 4,096, then 17.0 ms at 6,144 where each expert's 192 rows take a second
+tile; E 8, H 4,096, I 14,336: 2.2-2.4 ms from 8 to 256 tokens, 1.1 ms at 512, 3.3 ms at 768). With
+a compute rate per configuration, a share of the padded rows beyond their MMAs fits the rows better
+than a flat tile (6.4 vs 10.6% mean error; a step for any partly filled tile: 7.1%); why a padded
+row costs more than a filled one is not established (the tile's out-of-range rows are masked loads
+in the kernel's mainloop, which is one candidate). `moe_<v>_pair_ns`: a cost per (token, expert)
+pair the kernel routes, whether its expert is on this GPU or not (routed tokens x k). The tables'
+EP rows route every token on one rank: FlashInfer's TRT-LLM kernels on B200 take 0.6-5 ns more
+per pair at 16,384 tokens than at 2,048 with one to four local experts (block fp8, E 256, H 3,072,
+I 1,536, EP 256: 746 us at 16,384 tokens for 512 local rows; bf16, H 2,048, I 512: 94 us), work the
+local rows' bytes and FLOPs do not carry: routing and permuting every pair, and the grid the
+kernels launch for the worst-case padded rows of all pairs, most of whose CTAs find no rows.
+`moe_<v>_ep_latency_us`: a fixed cost an expert-parallel rank's call pays beyond a TP one (H100
+gpt-oss MXFP4, OAI Triton: one token takes 67-71 us at EP 8-32, where TP 8-32 takes 38-39 us and
+TP 1 61-63 us with 50 MB more weights to read).
 """
 
 from __future__ import annotations
@@ -70,8 +88,14 @@ MOE_KERNELS: dict[str, dict[str, str]] = {
     "hopper": {"bf16": "triton", "fp8_block": "triton", "w8a8_int8": "triton", "fp8": "cutlass",
                "mxfp4": "oai_triton", "w4a16": "marlin"},
     "blackwell": {"bf16": "trtllm", "fp8_block": "trtllm", "fp8": "trtllm", "nvfp4": "trtllm", "mxfp4": "trtllm",
-                  "w4a16": "marlin"},
+                  "w4a8_mxfp4_mxfp8": "trtllm", "w4a16": "marlin"},
 }
+# Expert dimensions the engine pads the weights to, by (architecture, variant): vLLM's MXFP4 method
+# on SM100 with FlashInfer's TRT-LLM kernels (VLLM_USE_FLASHINFER_MOE_MXFP4_BF16 / _MXFP8) rounds
+# the per-GPU intermediate size and the hidden size up to multiples of 256 (`Mxfp4MoEMethod.
+# create_weights`). The tables show it: B200 MXFP4 x MXFP8, H 4,096, I 2,048 runs TP 8, 16 and 32
+# (I / tp = 256, 128, 64) in the same 85 us at 32 tokens.
+PAD_TO: dict[tuple[str, str], int] = {("blackwell", "mxfp4"): 256, ("blackwell", "w4a8_mxfp4_mxfp8"): 256}
 # (bound, tile rows): the first rule whose bound is >= the size wins. `tokens` rules read the
 # step's tokens M, `rows` rules the average rows per hit expert.
 TOKEN_RULES: dict[str, tuple[tuple[float, int], ...]] = {
@@ -84,11 +108,13 @@ ROW_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "oai_triton": ((16, 16), (32, 32), (64, 64), (INF, 128)),
     "marlin": ((0.9 * 8, 8), (0.9 * 16, 16), (0.9 * 32, 32), (0.9 * 48, 48), (INF, 64)),
 }
-MOE_VARIANT_PARAMS = ("compute", "memory", "latency_us", "overlap", "tile_switch", "k_overhead", "memory_latency_us", "reread")
-MOE_VARIANTS = ("bf16", "fp8", "fp8_block", "w8a8_int8", "mxfp4", "w4a16", "nvfp4")
+MOE_VARIANT_PARAMS = ("compute", "memory", "latency_us", "overlap", "tile_switch", "k_overhead", "memory_latency_us", "reread",
+                      "pad_penalty", "pair_ns", "ep_latency_us")
+MOE_VARIANTS = ("bf16", "fp8", "fp8_block", "w8a8_int8", "mxfp4", "w4a8_mxfp4_mxfp8", "w4a16", "nvfp4")
 _FRACTION = (1e-6, 1.0)
 _BOUNDS = {"compute": _FRACTION, "memory": _FRACTION, "latency_us": (0.0, float("inf")), "overlap": (0.0, 1.0),
-           "tile_switch": (0.0, 1.0), "k_overhead": (0.0, float("inf")), "memory_latency_us": (0.0, float("inf")), "reread": (0.0, 1.0)}
+           "tile_switch": (0.0, 1.0), "k_overhead": (0.0, float("inf")), "memory_latency_us": (0.0, float("inf")), "reread": (0.0, 1.0),
+           "pad_penalty": (0.0, 8.0), "pair_ns": (0.0, float("inf")), "ep_latency_us": (0.0, float("inf"))}
 MOE_KEYS: dict[str, tuple[float, float]] = {
     f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
 
@@ -188,12 +214,28 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
                    latency_s=_key(table, v, "latency_us", base.latency_s * 1e6) * 1e-6,
                    memory_latency_s=_key(table, v, "memory_latency_us", base.memory_latency_s * 1e6) * 1e-6,
                    overlap=_key(table, v, "overlap", base.overlap))
+    pair_ns = table.get(f"moe_{v}_pair_ns", 0.0)
+    if pair_ns:  # per (token, expert) pair the kernel routes, local or not: routing, permutation, grid slots
+        base = replace(base, latency_s=base.latency_s + pair_ns * 1e-9 * shape.routed * shape.top_k)
+    ep_latency = table.get(f"moe_{v}_ep_latency_us", 0.0)
+    if ep_latency and shape.ep > 1:  # an expert-parallel rank's call: the expert map's extra kernels
+        base = replace(base, latency_s=base.latency_s + ep_latency * 1e-6)
+    pad = PAD_TO.get((profile.architecture, v))
+    hidden, inter = shape.hidden, shape.intermediate
+    if pad:  # the GEMMs run the padded dimensions
+        hidden, inter = -(-shape.hidden // pad) * pad, -(-shape.intermediate // pad) * pad
     k0 = table.get(f"moe_{v}_k_overhead", 0.0)
     if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
         up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate
-        slow = (up * (1 + k0 / shape.hidden) + down * (1 + k0 / shape.intermediate)) / shape.row_flops
+        slow = (up * (1 + k0 / hidden) + down * (1 + k0 / inter)) / shape.row_flops
         base = replace(base, compute=base.compute / slow,
                        by_precision=MappingProxyType({p: val / slow for p, val in base.by_precision.items()}))
+    if pad and counts.bytes:  # the padded weights' MMAs and bytes (H x I in both GEMMs)
+        grow = hidden * inter / (shape.hidden * shape.intermediate)
+        extra = (grow - 1) * hit_experts(shape) * shape.expert_bytes
+        base = replace(base, compute=base.compute / grow,
+                       by_precision=MappingProxyType({p: val / grow for p, val in base.by_precision.items()}),
+                       memory=base.memory * counts.bytes / (counts.bytes + extra))
     kernel = kernel_for(profile.architecture, v)
     if not table.get(f"moe_{v}_tile_switch") or not kernel:
         return base
@@ -201,7 +243,8 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     tile = tile_rows(kernel, v, tokens, rows_per_hit_expert(shape))
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     padded = padded_rows(shape, tile)
-    factor = work / (work + (padded - shape.pairs) * shape.row_flops)
+    empty = (1 + table.get(f"moe_{v}_pad_penalty", 0.0)) * (padded - shape.pairs)  # a padded row's MMAs, and more
+    factor = work / (work + empty * shape.row_flops)
     base = replace(base, compute=base.compute * factor,
                    by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
     reread = table.get(f"moe_{v}_reread", 0.0)

@@ -207,6 +207,12 @@ def moe_stage(variant: str, note: str) -> cf.Stage:
         P(f"{m}_memory_latency_us", 2.0, 0.0, 50.0, "bandwidth ramp of the expert-weight reads"),
         P(f"{m}_reread", 0.3, 0.0, 1.0, "share of an expert's weights read again from HBM by each of its M tiles "
                                         "beyond the first"),
+        P(f"{m}_pad_penalty", 0.2, 0.0, 8.0, "cost of a padded row of a partly filled M tile beyond its MMAs, as a "
+                                             "share of a filled row's"),
+        P(f"{m}_pair_ns", 0.5, 0.0, 50.0, "per (token, expert) pair the kernel routes, local or not (routing, "
+                                          "permutation, grid slots of the worst-case padded rows)"),
+        P(f"{m}_ep_latency_us", 5.0, 0.0, 100.0, "fixed cost of an expert-parallel rank's call beyond a TP one "
+                                                 "(not identified: the expert map's handling is one candidate)"),
     ), fixed={f"{m}_tile_switch": 1},
         note=f"{note}; each hit expert's rows padded to the kernel's M tile (backends/moe_tiles.py)")
 
@@ -217,6 +223,7 @@ MOE_STAGES = tuple(moe_stage(v, note) for v, note in (
     ("fp8_block", "block-fp8 fused MoE (Triton on Hopper, FlashInfer TRT-LLM on Blackwell)"),
     ("fp8", "per-tensor fp8 fused MoE (FlashInfer CUTLASS on Hopper, TRT-LLM on Blackwell)"),
     ("mxfp4", "MXFP4 weights, 16-bit activations (OAI Triton on Hopper, FlashInfer TRT-LLM on Blackwell)"),
+    ("w4a8_mxfp4_mxfp8", "MXFP4 weights, MXFP8 activations (FlashInfer TRT-LLM, Blackwell)"),
     ("w4a16", "int4 weight-only (Marlin MoE)"),
     ("nvfp4", "NVFP4 weights and activations (FlashInfer TRT-LLM, Blackwell)"),
 ))

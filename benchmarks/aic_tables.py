@@ -61,7 +61,7 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 
-Why one file of ~670 lines: every table's reader, case builder and held-out family rule share the
+Why one file of ~740 lines: every table's reader, case builder and held-out family rule share the
 row conventions above (`_row`, `sample`, the kernel tables per dtype), and a table's section is
 read top to bottom beside its column notes; the sections (GEMM, attention, MoE, MLA, DSA, gated
 DeltaNet, collectives) are independent and would split into per-table modules when one grows.
@@ -100,10 +100,10 @@ COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_s
                "alltoall": "all_to_all"}
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
 # The tables' MoE dtypes and the tensor_cast scheme of each (int4_wo: Marlin's int4 weight-only, group
-# 128 -> w4a16; w4a16_mxfp4: MXFP4 weights with 16-bit activations -> mxfp4). w4a8_mxfp4_mxfp8 (MXFP4
-# weights with MXFP8 activations, two shapes on B200) has no scheme here: not evaluated.
+# 128 -> w4a16; w4a16_mxfp4: MXFP4 weights with 16-bit activations -> mxfp4; w4a8_mxfp4_mxfp8: MXFP4
+# weights with MXFP8 activations, two expert configurations on B200 -> w4a8_mxfp4_mxfp8).
 MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8", "w4a16_mxfp4": "mxfp4",
-              "int4_wo": "w4a16", "nvfp4": "nvfp4"}
+              "w4a8_mxfp4_mxfp8": "w4a8_mxfp4_mxfp8", "int4_wo": "w4a16", "nvfp4": "nvfp4"}
 # The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on
 # Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel; gpt-oss MXFP4:
 # the OAI triton_kernels), on Blackwell FlashInfer's TRT-LLM kernels; int4 on both: Marlin
@@ -116,6 +116,7 @@ MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
                        "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"),
                "w4a16_mxfp4": ("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
                                "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic"),
+               "w4a8_mxfp4_mxfp8": ("vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular",),
                "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
                "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
@@ -334,10 +335,61 @@ def power_law_counts(tokens: int, experts: int, top_k: int, ep: int, alpha: floa
     return groups.reshape(-1)
 
 
-def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int) -> list[int]:
+# Expert configurations whose model routes group-limited (DeepSeek-V3's `n_group` 8, `topk_group` 4:
+# a token picks its k experts only inside the 4 groups of E / 8 experts with the best top-2 scores),
+# as the harness runs them: (H, I, k, E) -> (groups, groups kept). The tables show it in the balanced
+# rows: DeepSeek-V3's layer (H 7,168, I 2,048, E 256) takes 832 us at 32 tokens on B200 (block fp8),
+# which would stream all 256 experts at 13.6 TB/s (B200's HBM: 8 TB/s), and 0.53-0.62x the time of
+# the same experts at H 6,144 from 8 to 64 tokens; costed with `group_limited_counts` its balanced
+# rows up to 128 tokens come within -7 to +15% on B200 block fp8 and NVFP4 and on H100 block fp8 (was
+# +36 to +125%). Kimi-K2 (E 384) and the E 256, k 6 configuration route plainly (n_group 1): costed
+# group-limited they come out 20-50% fast.
+GROUP_LIMITED_MOE = {(7168, 2048, 8, 256): (8, 4)}
+
+
+def group_limited_counts(tokens: int, experts: int, top_k: int, groups: int, kept: int) -> Any:
+    """Rows per expert of AIConfigurator's balanced logits (`balanced_counts`) under group-limited
+    top-k routing. The logits are softmax(one-hot of the token's k balanced experts): every picked
+    expert scores the same, every other one the same lower value. A group scores the sum of its top
+    two; with stride E / k = E / groups every group holds one of the token's experts, so all groups
+    tie and the `kept` lowest-indexed win; the token keeps its experts there and fills the k -
+    `kept` other picks with the lowest-indexed remaining experts of those groups (ties broken by
+    index, as the tables show: those few experts take every token's extra picks)."""
+    import numpy as np
+
+    per = experts // groups
+    stride = -(-experts // top_k)
+    counts = np.zeros(experts, dtype=np.int64)
+    for i in range(tokens):
+        if tokens >= stride:
+            picks = [(i + j * stride) % experts for j in range(top_k)]
+        else:
+            picks = [int(i * stride / tokens + j * stride) % experts for j in range(top_k)]
+        score = [0] * groups
+        for e in picks:
+            score[e // per] = min(2, score[e // per] + 1)
+        chosen_groups = sorted(sorted(range(groups), key=lambda g: (-score[g], g))[:kept])
+        chosen = [e for e in picks if e // per in chosen_groups][:top_k]
+        taken = set(chosen)
+        for g in chosen_groups:
+            for e in range(g * per, (g + 1) * per):
+                if len(chosen) == top_k:
+                    break
+                if e not in taken:
+                    chosen.append(e)
+                    taken.add(e)
+        counts[chosen] += 1
+    return counts
+
+
+def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int,
+                groups: tuple[int, int] | None = None) -> list[int]:
     """Rows per expert on the timed rank (its E / ep experts) for a table row's routing; an
-    expert's rows are capped at the tokens (a token picks an expert once)."""
-    if distribution == "balanced":
+    expert's rows are capped at the tokens (a token picks an expert once). `groups`: (groups, kept)
+    of a group-limited model (`GROUP_LIMITED_MOE`), applied to the balanced rows."""
+    if distribution == "balanced" and groups:
+        counts = group_limited_counts(tokens, experts, top_k, *groups)
+    elif distribution == "balanced":
         counts = balanced_counts(tokens, experts, top_k)
     elif distribution.startswith("power_law_"):
         counts = power_law_counts(tokens, experts, top_k, ep, float(distribution.removeprefix("power_law_")), seed)
@@ -379,11 +431,11 @@ def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> f
 
 
 def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
-                  rows: Sequence[int], trtllm: bool = False) -> list[Op]:
+                  rows: Sequence[int], local_only: bool = False) -> list[Op]:
     """One MoE layer costed with the routing the table row measured: the rank's (token, expert)
     rows and the experts hit from `rows` (exact counts, `MoEShape.spread` 0) instead of tensor_cast's
-    expectation under random routing. `trtllm`: FlashInfer's TRT-LLM kernel, which routes and
-    permutes only this rank's experts (`local_expert_offset`, `local_num_experts`): no remote rows."""
+    expectation under random routing. `local_only`: a FlashInfer kernel (`local_rows_only`), which
+    permutes only this rank's experts' rows: no remote rows."""
     from tensor_cast.backends.formulas.moe import moe_dims, moe_shape, routed_expert_counts, router_counts
 
     op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
@@ -398,9 +450,24 @@ def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int
     shape = replace(moe_shape(d, pairs, call.get("hidden"), call.get("gate_up"), call.get("down")),
                     bins=tuple((n, r / tokens) for r, n in sorted(by_rows.items(), reverse=True)), spread=0)
     counts = router_counts(call) + routed
-    if ep > 1 and not trtllm:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
+    if ep > 1 and not local_only:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
         counts = counts + remote_rows(d, tokens * top_k - pairs, call)
     return [replace(op, counts=replace(counts, kernel=shape))]
+
+
+def local_rows_only(kernel_source: str) -> bool:
+    """Whether an EP rank's fused MoE permutes only the rows of its own experts: FlashInfer's kernels
+    do (TRT-LLM's take `local_expert_offset` / `local_num_experts`; the CUTLASS one, vLLM's
+    `FlashInferExperts`, takes `ep_size` / `ep_rank`, and its permute expands only the (token,
+    expert) pairs of local experts), and so does gpt-oss's OAI Triton kernel (its routing data is
+    built from the rank's experts only); vLLM's expert-map path (Triton `fused_experts`, Marlin) does
+    not. The tables show it: H100 per-tensor fp8 (FlashInfer CUTLASS), Nemotron's E 512, k 22 at EP
+    256 and 16,384 tokens takes 398 us for 2 local experts, where the 360k remote pairs'
+    intermediate rows alone (I 2,688, bf16, written and read) would take ~1.3 ms (costed with them,
+    EP 32-256 rows came out +56% to +214% on average, without them 5-7%); H100 gpt-oss MXFP4 (OAI
+    Triton), E 128 at EP 128 and 16,384 tokens: 204 us for one local expert (with the remote rows
+    +545%, without them -20%)."""
+    return "flashinfer" in kernel_source or "oaitriton" in kernel_source
 
 
 def remote_rows(d: Any, rows: int, call: Any) -> Any:
@@ -436,13 +503,14 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             dist = r["distribution"]
             params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep, "routing": dist}
             row = _row("moe", r["kernel_source"], params, dtype, r["latency"])
-            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()))
+            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()),
+                                          GROUP_LIMITED_MOE.get((h, i, k, e)))
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"
             cases.append(Case(row=row, cls=f"moe {dtype} {routing}", group=group, stage=f"moe {variant}",
                               ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
-                                                      trtllm="trtllm" in r["kernel_source"]))))
+                                                      local_only=local_rows_only(r["kernel_source"])))))
             if routing == "power-law":  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
                                   stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,

@@ -211,12 +211,24 @@ def test_ep_rows_of_the_modular_kernels_carry_the_other_ranks_rows():
     rows = aic_tables.routed_rows("balanced", t, e, k, ep, 0)
     assert rows == [8] * 4
     modular = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows)[0].counts
-    trtllm = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, trtllm=True)[0].counts
+    trtllm = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, local_only=True)[0].counts
     remote = t * k - sum(rows)
     n1 = 2 * i
     per_row = (4 + 2 * h + 2 * n1 + 2 * i + 2 * h) + (4 + 2 * n1 + 2 * i + 2 * h)  # index, rows in and out, bf16
     assert modular.bytes - trtllm.bytes == remote * per_row
     assert modular.flops["bf16"] == trtllm.flops["bf16"]  # the remote rows run no GEMM
+
+
+def test_flashinfer_kernels_permute_only_local_rows():
+    # FlashInfer's CUTLASS and TRT-LLM fused MoE take the EP rank (ep_size / ep_rank, local experts), and
+    # gpt-oss's OAI Triton kernel routes the local experts only; vLLM's Triton and Marlin kernels run the
+    # expert-map path
+    local = ("vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts",
+             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
+             "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic")
+    modular = ("vllm_fp8moe_triton_tritonexperts", "vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts")
+    assert all(aic_tables.local_rows_only(k) for k in local)
+    assert not any(aic_tables.local_rows_only(k) for k in modular)
 
 
 def test_time_of_a_tiny_padded_moe_by_hand():
@@ -237,6 +249,47 @@ def test_time_of_a_tiny_padded_moe_by_hand():
     assert float(t.time_s) == pytest.approx(max(compute, memory) + 10e-6)
 
 
+def test_padded_rows_pairs_and_ep_calls_by_hand():
+    # The tiny layer above (4 experts x 5 rows in 8-row tiles: 12 padded rows), now with a padded row
+    # costing 1.5x more than its MMAs, 2 ns per routed pair (10 tokens x k 2) and an EP call's 7 us.
+    from tensor_cast.backends.roofline import op_time
+
+    row_flops, expert_bytes = 1e9, 1e6
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=row_flops,
+                     expert_bytes=expert_bytes, spread=0, top_k=2, ep=4)
+    counts = Counts(flops={"bf16": 20 * row_flops}, bytes_read=4 * expert_bytes, kernel=shape)
+    p = profile("blackwell", "moe_bf16_compute = 0.5\nmoe_bf16_memory = 1.0\nmoe_bf16_latency_us = 10.0\n"
+                             "moe_bf16_tile_switch = 1\nmoe_bf16_pad_penalty = 1.5\nmoe_bf16_pair_ns = 2.0\n"
+                             "moe_bf16_ep_latency_us = 7.0")
+    compute = (20 + 12 * 2.5) * row_flops / (400e12 * 0.5)  # filled rows, then padded ones at 1 + 1.5
+    t = op_time(counts, "moe", p)
+    assert t.compute_s == pytest.approx(compute)
+    assert float(t.time_s) == pytest.approx(compute + 10e-6 + 20 * 2e-9 + 7e-6)
+    tp = op_time(replace(counts, kernel=replace(shape, ep=1)), "moe", p)  # no EP: no EP call cost
+    assert float(t.time_s) - float(tp.time_s) == pytest.approx(7e-6)
+
+
+def test_mxfp4_experts_pad_to_256_on_blackwell():
+    # vLLM pads MXFP4 experts to multiples of 256 for FlashInfer's TRT-LLM kernels: an I = 64 expert
+    # (TP 32 of I = 2,048) runs the MMAs and streams the weights of I = 256, 4x its own
+    from tensor_cast.backends.roofline import op_time
+
+    def layer(inter: int) -> Counts:
+        row_flops = 3 * 2 * 4096 * inter
+        shape = MoEShape(routed=64, bins=((8, 1.0),), pairs=512, experts=8, row_flops=row_flops, hidden=4096,
+                         intermediate=inter, expert_bytes=3 * 4096 * inter * 0.53, variant="w4a8_mxfp4_mxfp8",
+                         spread=0)
+        return Counts(flops={"fp8": 512 * row_flops}, bytes_read=8 * 3 * 4096 * inter * 0.53, kernel=shape)
+
+    keys = "moe_w4a8_mxfp4_mxfp8_compute = 0.5\nmoe_w4a8_mxfp4_mxfp8_memory = 0.8"
+    narrow, wide = op_time(layer(64), "moe", profile("blackwell", keys)), op_time(layer(256), "moe", profile("blackwell", keys))
+    assert narrow.compute_s == pytest.approx(wide.compute_s) and narrow.memory_s == pytest.approx(wide.memory_s)
+    hopper = profile("hopper", keys)  # no such padding on Hopper: a quarter of the bytes and MMAs
+    h_narrow, h_wide = op_time(layer(64), "moe", hopper), op_time(layer(256), "moe", hopper)
+    assert h_narrow.memory_s == pytest.approx(h_wide.memory_s / 4)
+    assert h_narrow.compute_s == pytest.approx(h_wide.compute_s / 4)
+
+
 def test_simulate_takes_the_moe_skew_of_its_steps():
     """simulate(moe_skew=s) costs every step with skewed routing: on the tile model's section (vllm)
     fewer experts are hit, more rows pad cold experts' tiles; a bad skew is the analyze error."""
@@ -249,3 +302,16 @@ def test_simulate_takes_the_moe_skew_of_its_steps():
     assert skewed.mean_ttft_s != uniform.mean_ttft_s
     with pytest.raises(TensorCastError, match="moe_skew"):
         tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=-1.0, **run)
+
+
+def test_group_limited_balanced_routing_keeps_half_the_groups():
+    # DeepSeek-V3 (E 256 in 8 groups of 32, k 8, 4 groups kept): a token's balanced experts are i + 32 j,
+    # one per group; all groups tie, groups 0-3 win, so it keeps i, i + 32, i + 64, i + 96 and fills
+    # its other 4 picks with the lowest-indexed free experts of group 0
+    one = aic_tables.group_limited_counts(1, 256, 8, 8, 4)
+    assert sorted(one.nonzero()[0].tolist()) == [0, 1, 2, 3, 4, 32, 64, 96]
+    rows = aic_tables.group_limited_counts(32, 256, 8, 8, 4)
+    assert rows.sum() == 32 * 8
+    assert (rows[:128] > 0).all() and not rows[128:].any()  # half the experts, every one of groups 0-3
+    assert rows[:4].tolist() == [32, 32, 32, 32]  # the fill experts take every token
+    assert aic_tables.routed_rows("balanced", 32, 256, 8, 1, 0, groups=(8, 4)) == rows.tolist()

@@ -15,7 +15,8 @@ from tensor_cast.passes.node_facts import facts
 from tensor_cast.passes.quantize_linears import quantize_linears
 
 tc = torch.ops.tensor_cast
-FMTS = [("fp8", 0, True), ("fp8", 128, True), ("int8", -1, True), ("int8", 0, False), ("nvfp4", 16, True)]
+FMTS = [("fp8", 0, True), ("fp8", 128, True), ("int8", -1, True), ("int8", 0, False), ("nvfp4", 16, True),
+        ("mxfp8", 32, True)]
 
 
 @pytest.mark.parametrize("fmt, group, dynamic", FMTS)
@@ -25,10 +26,15 @@ def test_quantize_opcheck_and_roundtrip(fmt, group, dynamic):
     q, scale = tc.quantize(x, fmt, group, dynamic)
     back = dequantize(q, scale, fmt, group)
     # relative step of each format near its max: fp8 e4m3 2^-3, int8 1/127, fp4 e2m1 up to 0.5 (6 vs 4)
-    tolerance = {"fp8": 0.07, "int8": 0.01, "nvfp4": 0.35}[fmt]
+    # (mxfp8: its power-of-two scale leaves the group's max at 224-448, the same relative step)
+    tolerance = {"fp8": 0.07, "int8": 0.01, "nvfp4": 0.35, "mxfp8": 0.07}[fmt]
     assert (back - x.float()).abs().max() <= tolerance * x.float().abs().max()
     if fmt == "nvfp4":
         assert q.shape == (4, 128) and q.dtype == torch.uint8  # two E2M1 codes per byte
+    if fmt == "mxfp8":  # one E8M0 scale per 32: a power of two, rounded up so no element passes 448
+        assert scale.shape == (4, 8) and scale.dtype == torch.float8_e8m0fnu
+        assert torch.equal(scale.float(), torch.exp2(torch.log2(scale.float()).round()))
+        assert q.float().abs().max() <= 448
 
 
 def test_quant_linear_opcheck():

@@ -279,7 +279,8 @@ def moe_shape(d: MoEDims, pairs: Any, act: TensorInfo, gate_up: TensorInfo, down
     return MoEShape(routed=d.tokens * d.ep_dp, bins=rank_bins(d.experts, d.top_k, d.skew, d.ep), pairs=pairs,
                     experts=d.experts // d.ep, row_flops=2 * d.hidden * n1 + 2 * d.intermediate * d.hidden,
                     hidden=d.hidden, intermediate=d.intermediate,
-                    expert_bytes=weight_bytes([gate_up, down], d.quant) / d.experts, variant=variant, top_k=d.top_k)
+                    expert_bytes=weight_bytes([gate_up, down], d.quant) / d.experts, variant=variant, top_k=d.top_k,
+                    ep=d.ep)
 
 
 def routed_counts(call: OpCall) -> Counts:

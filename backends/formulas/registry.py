@@ -35,6 +35,7 @@ DTYPE_BYTES: dict[torch.dtype, Any] = {
     torch.float64: 8, torch.float32: 4, torch.float16: 2, torch.bfloat16: 2,
     torch.int64: 8, torch.int32: 4, torch.int16: 2, torch.int8: 1, torch.uint8: 1, torch.bool: 1,
     torch.float8_e4m3fn: 1, torch.float8_e5m2: 1, torch.float8_e4m3fnuz: 1, torch.float8_e5m2fnuz: 1,
+    torch.float8_e8m0fnu: 1,  # MXFP8 / MXFP4 block scales (a power-of-two exponent)
     torch.complex64: 8,
 }
 if hasattr(torch, "float4_e2m1fn_x2"):

@@ -60,7 +60,7 @@ def _fmt(name: str, bits: int, scale_bytes: int, group: int, dynamic: bool = Tru
 # Scale overheads (per weight element) are part of the stored bytes:
 # - FP8 block (DeepSeek-V3 checkpoint): one fp32 `weight_scale_inv` per 128x128 block;
 # - AWQ/GPTQ int4, group 128: an fp16 scale and a 4-bit zero point per group of 128;
-# - MXFP4 (OCP Microscaling): one E8M0 (1-byte) scale per 32 elements;
+# - MXFP4 (OCP Microscaling): one E8M0 (1-byte) scale per 32 elements (MXFP8 activations likewise);
 # - NVFP4: one FP8 E4M3 scale per 16 elements (plus one fp32 per tensor, negligible);
 # - per-channel int8 / per-tensor fp8 scales are one float per row / tensor (negligible: 4/K).
 SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
@@ -80,6 +80,9 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
                 "INT4 weights (group 128) with FP8 activations (TensorRT-LLM W4A8-AWQ)"),
     QuantScheme("mxfp4", R(1, 2) + R(1, 32), None, "bf16",
                 "MXFP4 E2M1 weights, one E8M0 scale per 32; 16-bit activations (gpt-oss native experts)"),
+    QuantScheme("w4a8_mxfp4_mxfp8", R(1, 2) + R(1, 32), _fmt("mxfp8", 8, 1, 32), "fp8",
+                "MXFP4 E2M1 weights with MXFP8 activations (E4M3, one E8M0 scale per 32 of each): FlashInfer's "
+                "TRT-LLM MoE on Blackwell (vLLM VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1)"),
     QuantScheme("nvfp4", R(1, 2) + R(1, 16), _fmt("nvfp4", 4, 1, 16), "fp4",
                 "NVFP4 E2M1 weights and activations, one FP8 scale per 16 (Blackwell FP4 tensor cores)"),
 )}

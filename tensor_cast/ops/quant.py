@@ -22,9 +22,11 @@ import torch.nn.functional as F
 
 from ..deployment.quantization import PER_TENSOR, PER_TOKEN, scheme
 
-STORAGE = {"fp8": torch.float8_e4m3fn, "int8": torch.int8, "nvfp4": torch.uint8}
-QMAX = {"fp8": 448.0, "int8": 127.0, "nvfp4": 6.0}
-SCALE_DTYPE = {"fp8": torch.float32, "int8": torch.float32, "nvfp4": torch.float8_e4m3fn}
+STORAGE = {"fp8": torch.float8_e4m3fn, "int8": torch.int8, "nvfp4": torch.uint8, "mxfp8": torch.float8_e4m3fn}
+QMAX = {"fp8": 448.0, "int8": 127.0, "nvfp4": 6.0, "mxfp8": 448.0}
+# MXFP8 (OCP Microscaling): E4M3 elements, one E8M0 scale (a power of two) per 32
+SCALE_DTYPE = {"fp8": torch.float32, "int8": torch.float32, "nvfp4": torch.float8_e4m3fn, "mxfp8": torch.float8_e8m0fnu}
+POWER_OF_TWO_SCALES = ("mxfp8",)  # E8M0 holds only powers of two: the scale rounds up, so no element overflows
 E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])  # FP4 magnitudes, codes 0..7 (bit 3: sign)
 
 
@@ -61,6 +63,8 @@ def quantize(x: torch.Tensor, fmt: str, group: int, dynamic: bool) -> tuple[torc
     grouped = _groups(x.float(), group)
     amax = grouped.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
     scale = amax / QMAX[fmt]
+    if fmt in POWER_OF_TWO_SCALES:
+        scale = torch.exp2(torch.ceil(torch.log2(scale)))
     scaled = (grouped / scale).reshape(x.shape)
     if fmt == "int8":
         q = scaled.round().clamp(-128, 127).to(torch.int8)
