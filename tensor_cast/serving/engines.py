@@ -208,6 +208,10 @@ class EngineProfile:
     batch_wait_timeout_iters: int = 0  # TensorRT-LLM batch waiting: iterations new contexts wait at most (0: off)
     batch_wait_max_tokens_ratio: float = 0.0  # ... unless scheduled tokens reach this share of the budget
     scheduler_recv_interval: int = 1  # SGLang: loop weight between polls of new requests (1: every step)
+    # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
+    # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
+    # SGLang --enable-flashinfer-allreduce-fusion
+    allreduce_fusion: bool | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -245,6 +249,9 @@ class EngineProfile:
         for name in ("async_scheduling", "graph_prefill"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
+        if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):
+            raise InvalidArgumentError(f"engine allreduce_fusion must be true, false or null (the engine's default), "
+                                       f"got {self.allreduce_fusion!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
         if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
