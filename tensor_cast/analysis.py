@@ -248,8 +248,9 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         num_layers=spec.num_layers,
         params=record.params,
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
-                 "mtp": options.mtp, "moe_skew": options.moe_skew, "allreduce_fusion": options.allreduce_fusion,
-                 **(extra_options or {})},
+                 "mtp": options.mtp, "moe_skew": options.moe_skew,
+                 # only when it changed the graph: reports without TP fusion read as before
+                 **({"allreduce_fusion": True} if options.allreduce_fusion else {}), **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
         model_params=record.model_params,
