@@ -221,3 +221,16 @@ def test_llama70b_tp4_end_to_end(h100_cluster):
     assert on.total_time_s < off.total_time_s
     assert on.context.options["allreduce_fusion"] is True and "allreduce_fusion" not in off.context.options
     assert any("set by the user" in n for n in on.context.notes)
+
+
+def test_serving_engine_knob_and_default():
+    from tensor_cast.serving.api import allreduce_fusion
+    from tensor_cast.serving.engines import engine_profile
+
+    spec, profile = tensor_cast.load_model("meta-llama/Llama-3.1-8B"), tensor_cast.load_device("h100-sxm")
+    assert allreduce_fusion(engine_profile("trtllm"), spec, profile, {"tp": 4}) is True
+    assert allreduce_fusion(engine_profile("vllm"), spec, profile, {"tp": 4}) is False
+    assert allreduce_fusion(engine_profile("vllm", {"allreduce_fusion": True}), spec, profile, {"tp": 4}) is True
+    assert allreduce_fusion(engine_profile("trtllm", {"allreduce_fusion": False}), spec, profile, {"tp": 4}) is False
+    with pytest.raises(InvalidArgumentError, match="engine allreduce_fusion must be true, false or null"):
+        engine_profile("vllm", {"allreduce_fusion": "sometimes"})
