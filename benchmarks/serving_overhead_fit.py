@@ -93,12 +93,13 @@ def main() -> int:
     ap.add_argument("--per-group", type=int, default=10, help="training rows per engine x family")
     ap.add_argument("--requests-per-client", type=int, default=10)
     ap.add_argument("--range-ratio", type=float, default=None, help="default: per benchmark source and engine, as serving_fidelity.py")
+    ap.add_argument("--engines", default="vllm,sglang,trtllm", help="engines to fit (comma-separated)")
     args = ap.parse_args()
     from tensor_cast.errors import TensorCastError
 
     with open(args.data, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["mode"] == "agg" and r["system"] in FIT_SYSTEMS
-                and family(r["model_path"]) in FIT_FAMILIES]
+                and family(r["model_path"]) in FIT_FAMILIES and r["backend"] in args.engines.split(",")]
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["backend"], family(r["model_path"]))].append(r)
