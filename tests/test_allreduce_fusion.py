@@ -234,3 +234,12 @@ def test_serving_engine_knob_and_default():
     assert allreduce_fusion(engine_profile("trtllm", {"allreduce_fusion": False}), spec, profile, {"tp": 4}) is False
     with pytest.raises(InvalidArgumentError, match="engine allreduce_fusion must be true, false or null"):
         engine_profile("vllm", {"allreduce_fusion": "sometimes"})
+
+
+def test_fused_op_reference_and_opcheck():
+    x, residual, w = torch.randn(4, 6), torch.randn(4, 6), torch.randn(6)
+    torch.library.opcheck(tc.all_reduce_add_rms_norm.default, (x, residual, w, 1e-6, 4, 1, "tp"))
+    normed, summed = tc.all_reduce_add_rms_norm(x, residual, w, 1e-6, 4, 1, "tp")
+    torch.testing.assert_close(summed, 4 * x + residual)  # every rank holds x: the sum is 4x
+    h = summed.float()
+    torch.testing.assert_close(normed, w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)))
