@@ -106,9 +106,10 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     cuda_graph_config via `trtllm_graph_sizes`, SGLang cuda-graph-max-bs; vLLM's defaults already cover
     every batch of these runs), prefill graphs (TensorRT-LLM piecewise CUDA graphs: no eager context
     step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY: graph_prefill off), batch waiting, SGLang's
-    receive interval, the attention-DP balance and the KV-cache dtype (`auto`: the model's). Recorded
+    receive interval, the attention-DP balance, the KV-cache dtype (`auto`: the model's) and vLLM's
+    all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
-    script; the fidelity runs share no prefixes) and the kernel choices."""
+    script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
 
     undetermined = sorted(k for k, v in flags.items() if v == "?")
@@ -126,5 +127,7 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
         args["eager_launch_host_s"] = 0.0
     if flags.get("prefill_graphs") == "false" and engine == "vllm":
         args["graph_prefill"] = False
+    if engine == "vllm" and "allreduce+rms" in flags.get("kernels", ""):  # pass_config.fuse_allreduce_rms
+        args["allreduce_fusion"] = True
     kv = flags.get("kv_cache_dtype")
     return args, ({"kv_cache_dtype": None if kv == "auto" else kv} if kv else {})

@@ -632,6 +632,9 @@ def main() -> int:
                          "random routing, the default)")
     ap.add_argument("--no-agg-mtp", action="store_true",
                     help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: docstring, agg MTP)")
+    ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
+                    help="TP all-reduce + residual add + RMSNorm fused (engine knob allreduce_fusion): auto = each "
+                         "engine's default and the launch flags; on / off for every row (what-if)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
                                   "change newly covers)")
@@ -679,6 +682,9 @@ def main() -> int:
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
+                if args.allreduce_fusion != "auto":
+                    kwargs["engine_args"] = {**kwargs.get("engine_args", {}),
+                                             "allreduce_fusion": args.allreduce_fusion == "on"}
                 report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                               isl=isl, osl=osl, range_ratio=ratio,
                                               warmup_requests=c if args.warmup else 0, kernels=args.kernels)

@@ -57,6 +57,8 @@ def simulate(row: dict[str, str], args: argparse.Namespace, a: float, b: float) 
     isl, osl, ratio = lengths(row, args.range_ratio)
     kwargs = setup(row, ratio, overhead=False, isl=isl)
     kwargs["engine_args"] = {**kwargs.get("engine_args", {}), "step_overhead_s": a, "seq_overhead_s": b}
+    if args.allreduce_fusion != "auto":
+        kwargs["engine_args"]["allreduce_fusion"] = args.allreduce_fusion == "on"
     c = per_replica_concurrency(row)
     report = tensor_cast.simulate(**kwargs, concurrency=c, num_requests=c * args.requests_per_client,
                                   isl=isl, osl=osl, range_ratio=ratio)
@@ -93,12 +95,15 @@ def main() -> int:
     ap.add_argument("--per-group", type=int, default=10, help="training rows per engine x family")
     ap.add_argument("--requests-per-client", type=int, default=10)
     ap.add_argument("--range-ratio", type=float, default=None, help="default: per benchmark source and engine, as serving_fidelity.py")
+    ap.add_argument("--engines", default="vllm,sglang,trtllm", help="engines to fit (comma-separated)")
+    ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
+                    help="TP all-reduce + residual add + RMSNorm fused: auto = each engine's default")
     args = ap.parse_args()
     from tensor_cast.errors import TensorCastError
 
     with open(args.data, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["mode"] == "agg" and r["system"] in FIT_SYSTEMS
-                and family(r["model_path"]) in FIT_FAMILIES]
+                and family(r["model_path"]) in FIT_FAMILIES and r["backend"] in args.engines.split(",")]
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["backend"], family(r["model_path"]))].append(r)

@@ -22,6 +22,7 @@ from .eliminate_noop_views import eliminate_noop_views
 from .fold_rotary_tables import fold_rotary_tables
 from .fuse_activation_mul import fuse_activation_mul
 from .fuse_add_rms_norm import fuse_add_rms_norm
+from .fuse_allreduce_add_rms_norm import fuse_allreduce_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
@@ -70,6 +71,11 @@ def _tensor_parallel(options: Any) -> bool:
 def _tp_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
     return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel}
+
+
+def _allreduce_fusing(options: Any) -> bool:
+    """The engine fuses TP all-reduce + residual add + RMSNorm (`ExecutionOptions.allreduce_fusion`)."""
+    return _fusing(options) and _tensor_parallel(options) and bool(getattr(options, "allreduce_fusion", False))
 
 
 def _expert_parallel(options: Any) -> bool:
@@ -134,6 +140,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
     Pass("fuse_add_rms_norm", fuse_add_rms_norm, _fusing),  # after fuse_rms_norm: matches its op
+    # after fuse_add_rms_norm: matches its op fed by insert_tp_collectives' all_reduce
+    Pass("fuse_allreduce_add_rms_norm", fuse_allreduce_add_rms_norm, _allreduce_fusing),
     Pass("fuse_linears", fuse_linears, _fusing),
     Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once

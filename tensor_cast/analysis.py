@@ -62,6 +62,9 @@ class ExecutionOptions:
     # sharding, quantization, collectives (one rank's graph)
     deployment: TraceDeployment = field(default_factory=TraceDeployment)
     moe_skew: float = 0.0  # MoE routing skew (Zipf exponent of expert popularity; 0: uniform)
+    # TP all-reduce + residual add + RMSNorm in one kernel (backends/engines.py ALLREDUCE_FUSION);
+    # changes the graph (passes/fuse_allreduce_add_rms_norm.py), so it is part of the trace key
+    allreduce_fusion: bool = False
 
     def knobs(self) -> CostKnobs:
         """The cost-only modelling choices the cost rules read (`OpCall.knobs`)."""
@@ -245,7 +248,9 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
         num_layers=spec.num_layers,
         params=record.params,
         options={"fuse": options.fuse, "cuda_graphs": options.cuda_graphs, "mla_form": options.mla_form,
-                 "mtp": options.mtp, "moe_skew": options.moe_skew, **(extra_options or {})},
+                 "mtp": options.mtp, "moe_skew": options.moe_skew,
+                 # only when it changed the graph: reports without TP fusion read as before
+                 **({"allreduce_fusion": True} if options.allreduce_fusion else {}), **(extra_options or {})},
         notes=notes + (deployment.notes if deployment is not None else ()),
         deployment=deployment,
         model_params=record.model_params,

@@ -18,6 +18,7 @@ from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401 
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.roofline import ExecutionMode, op_time
+from .deployment.allreduce_fusion import check_allreduce_fusion, resolve_allreduce_fusion
 from .deployment.config import Deployment, resolve
 from .errors import InvalidArgumentError, TensorCastError, choices
 from .models import registry
@@ -59,7 +60,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
             mtp_acceptance: float | None = None, moe_skew: float = 0.0, engine: str | None = None,
-            cache: bool = True, graph_dumps: bool = False,
+            cache: bool = True, graph_dumps: bool = False, allreduce_fusion: bool | str | None = None,
             **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
 
@@ -104,6 +105,12 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     section calibrated for that engine's kernels; a profile without one uses the nearest
     calibrated engine's and the report says so (`report.engine`, `report.context.notes`).
 
+    `allreduce_fusion` (True | False | None = the engine's default; "on" | "off" | "auto"): under
+    tensor parallelism, run each TP all-reduce with the residual add and RMSNorm after it as one
+    kernel (`passes/fuse_allreduce_add_rms_norm.py`). Defaults (tensor_cast/deployment/
+    allreduce_fusion.py): on for trtllm, off for vllm (its `pass_config.fuse_allreduce_rms`) and
+    torch, on for sglang only for the MoE architectures it enables it for.
+
     `cache`: reuse the device-independent results of an earlier trace of the same model and
     options from the disk cache (tensor_cast/cache/; `TENSOR_CAST_CACHE_DIR` moves it,
     `TENSOR_CAST_CACHE=0` turns it off) and store new ones there. A hit gives the same report.
@@ -120,6 +127,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
         raise InvalidArgumentError(
             f"unknown option(s) {sorted(unknown)}; accepted deployment options: {choices(DEPLOYMENT_KEYS) or 'none'}")
     request = Deployment.from_options(deployment)
+    check_allreduce_fusion(allreduce_fusion)  # before loading anything
     if cuda_graphs not in CUDA_GRAPH_MODES:
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
     if mla_form not in MLA_FORMS:
@@ -150,8 +158,14 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
         notes.append(f"MTP on a prefill step: the {mtp} draft pass(es) over the prompt are costed; the time per "
                      "output token is a decode figure (query_len 1) and is not given")
     resolved = resolve(request, spec, profile)
+    fused_reduce, why = resolve_allreduce_fusion(allreduce_fusion, profile.engine_requested or "vllm",
+                                                 spec.architecture, resolved)
+    fused_reduce = fused_reduce and resolved.tp > 1 and fuse
+    if fused_reduce:  # said when it changes the graph
+        notes.append(why)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
-                               deployment=resolved.trace_options(), moe_skew=float(moe_skew))
+                               deployment=resolved.trace_options(), moe_skew=float(moe_skew),
+                               allreduce_fusion=fused_reduce)
     warnings = ignored_options(spec, moe_skew=moe_skew, mla_form=mla_form, request=request)
     return analyze_spec(spec, profile, options=options, point=point, dump_graph_dir=dump_graph, notes=tuple(notes),
                         speculative=speculative, deployment=resolved, warnings=warnings,

@@ -226,6 +226,9 @@ def test_gpt_oss_kv_cache_follows_the_scripts():
     assert fidelity.setup(gpt, 0.0)["kv_cache_dtype"] == "fp8"
     h100 = fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)
     assert h100["kv_cache_dtype"] is None and h100["engine_args"]["max_num_seqs"] == 16
+    # gptoss_fp4_b200.sh runs vLLM's all-reduce + RMSNorm fusion pass; gptoss_fp4_h100.sh does not
+    assert fidelity.setup(gpt, 0.0)["engine_args"]["allreduce_fusion"] is True
+    assert "allreduce_fusion" not in h100["engine_args"]
 
 
 def test_flags_the_measurements_contradict_are_listed_not_simulated():

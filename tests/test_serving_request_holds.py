@@ -24,6 +24,9 @@ class ConstantCost:
     def step_s(self, batch, padded_tokens=None):
         return D
 
+    def shared_s(self, tokens):  # no MoE share (what attention-DP ranks run at their combined tokens)
+        return 0.0
+
     def decode_many_s(self, count, new, means, tokens):
         return np.full(np.shape(means), D)
 

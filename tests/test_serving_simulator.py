@@ -16,7 +16,8 @@ from tensor_cast.serving.workload import Request, make_workload
 
 class ConstantCost:
     """Every step costs `d` seconds, whatever its batch (a hand-solvable model); it launches no
-    kernels, so no engine's host-launch floor (`eager_launch_host_s`) applies to it."""
+    kernels, so no engine's host-launch floor (`eager_launch_host_s`) applies to it, and has no
+    MoE share (`shared_s`: what attention-DP ranks run at their combined tokens)."""
 
     launches = 0
 
@@ -25,6 +26,9 @@ class ConstantCost:
 
     def step_s(self, batch, padded_tokens=None):
         return self.d
+
+    def shared_s(self, tokens):
+        return 0.0
 
     def decode_many_s(self, count, new, means, tokens):
         return np.full(np.shape(means), self.d)

@@ -1,5 +1,5 @@
 """Collective cost rules: `tensor_cast::all_reduce`, `all_gather`, `reduce_scatter`, `all_to_all`,
-`send_recv` (kind "collective").
+`send_recv` and the fused `all_reduce_add_rms_norm` (kind "collective").
 
 Counts only — bytes, not seconds: `comm.payload_bytes` is the logical message M (all_reduce,
 all_to_all, send/recv: the tensor; all_gather: the gathered output; reduce_scatter: the full input),
@@ -14,6 +14,14 @@ all_to_all, send/recv: the tensor; all_gather: the gathered output; reduce_scatt
 The collective's own kernel reads its input and writes its output once in device memory, and a
 reduction adds (n-1)/n · M/itemsize vector FLOPs. `backends/communication.py` turns the
 `CommInfo` into time over the device's interconnect (ring or tree, intra- or inter-node).
+
+`all_reduce_add_rms_norm(x, residual, weight)` is the all-reduce of x and the residual add + RMSNorm
+of `add_rms_norm` in one kernel: the same communication as the unfused `all_reduce` of x (same
+payload, same CommInfo, so the same protocol / ring / tree model times it), and device-memory
+traffic of x, residual and weight read once and the normed output and the new residual written
+once. The unfused pair also writes the all-reduced x and reads it back into the norm: 2 · M
+bytes (M = x's bytes) and one launch that the fused kernel does not spend. FLOPs: the reduction's
+(n-1)/n per element plus the norm's (`norm_activation.add_rms_norm`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import torch
 
 from ...ops import collectives as _collective_ops  # noqa: F401  (ops exist before their rules)
 from ..counts import CommInfo, Counts
+from .norm_activation import RMS_NORM_FLOPS_PER_ELEMENT
 from .registry import OpCall, register
 
 tc = torch.ops.tensor_cast
@@ -53,6 +62,16 @@ def all_reduce(call: OpCall) -> Counts:
     x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
     return collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
                              read=x.nbytes, written=call.out_bytes, reduce_elements=x.numel)
+
+
+@register(tc.all_reduce_add_rms_norm.default, kind="collective")
+def all_reduce_add_rms_norm(call: OpCall) -> Counts:
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
+    reduced = collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=x.nbytes,
+                                read=call.in_bytes, written=call.out_bytes, reduce_elements=x.numel)
+    norm_flops = (RMS_NORM_FLOPS_PER_ELEMENT + 1) * call.out.numel  # the add + the norm, per element
+    return Counts(flops={"vector": reduced.flops.get("vector", 0) + norm_flops}, bytes_read=reduced.bytes_read,
+                  bytes_written=reduced.bytes_written, comm_bytes=reduced.comm_bytes, comm=reduced.comm)
 
 
 @register(tc.all_gather.default, kind="collective")

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
     p.add_argument("--mtp-acceptance", type=finite_float,
                    help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")
+    p.add_argument("--allreduce-fusion", default="auto",
+                   help="TP all-reduce + residual add + RMSNorm as one kernel: auto (the engine's default: on for "
+                        "trtllm, off for vllm and torch, sglang per model), on, off")
     p.add_argument("--moe-skew", type=finite_float, default=0.0,
                    help="MoE routing skew: Zipf exponent of expert popularity (default 0: uniform routing)")
     add_deployment_arguments(p)
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"unknown grouping {args.by!r}; accepted: {choices(GROUPINGS)}")
     _check_choice("--cuda-graphs mode", args.cuda_graphs, CUDA_GRAPH_MODES)
     _check_choice("--mla-form", args.mla_form, MLA_FORMS)
+    _check_choice("--allreduce-fusion", args.allreduce_fusion, ("auto", "on", "off"))
     files: list[tuple[str, Path]] = []
     if args.json_path is not None:
         files.append(("--json", outputs.check_file(args.json_path, "--json")))
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
             mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
-            engine=args.engine, graph_dumps=dump_dir is not None,
+            engine=args.engine, graph_dumps=dump_dir is not None, allreduce_fusion=args.allreduce_fusion,
             # graph dumps need this process's trace: a --dump-graph run neither reads nor writes the cache
             cache=not args.no_cache and dump_dir is None, **deployment_options(args),
         )

@@ -1,5 +1,8 @@
 """Collective communication as graph ops: `all_reduce`, `all_gather`, `reduce_scatter`,
-`all_to_all`, `send_recv` (`torch.ops.tensor_cast.*`).
+`all_to_all`, `send_recv` (`torch.ops.tensor_cast.*`), and `all_reduce_add_rms_norm`, the
+all-reduce that also adds the residual and normalizes (one kernel: TensorRT-LLM's `AllReduce` with
+`RESIDUAL_RMS_NORM`, FlashInfer's `allreduce_fusion` in vLLM and SGLang;
+`passes/fuse_allreduce_add_rms_norm.py` produces it).
 
 Inserted after capture by the parallelism passes (`passes/insert_tp_collectives.py`, ...). Each
 carries what its cost needs: the group size, how many nodes the group spans (a group spanning
@@ -28,6 +31,25 @@ def all_reduce(x: torch.Tensor, group_size: int, nodes: int, scope: str) -> torc
 @all_reduce.register_fake
 def _all_reduce_fake(x, group_size, nodes, scope):
     return torch.empty_like(x)
+
+
+@torch.library.custom_op("tensor_cast::all_reduce_add_rms_norm", mutates_args=())
+def all_reduce_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None, eps: float,
+                            group_size: int, nodes: int, scope: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rms_norm(sum over the group of `x` + residual), that sum + residual): `add_rms_norm` of
+    the all-reduced `x`, in one kernel."""
+    from .fused import add_rms_norm
+
+    normed, summed = add_rms_norm(x * group_size, residual, weight, eps)
+    return normed.clone(), summed.clone()
+
+
+@all_reduce_add_rms_norm.register_fake
+def _all_reduce_add_rms_norm_fake(x, residual, weight, eps, group_size, nodes, scope):
+    summed_dtype = torch.promote_types(x.dtype, residual.dtype)
+    out_dtype = torch.promote_types(summed_dtype, weight.dtype) if weight is not None else summed_dtype
+    shape = torch.broadcast_shapes(x.shape, residual.shape)
+    return x.new_empty(shape, dtype=out_dtype), x.new_empty(shape, dtype=summed_dtype)
 
 
 @torch.library.custom_op("tensor_cast::all_gather", mutates_args=())

@@ -118,6 +118,19 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
 
+def allreduce_fusion(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> bool:
+    """Whether `engine` runs this deployment's TP all-reduces fused with the residual add and
+    RMSNorm: its `allreduce_fusion` knob, else its default (deployment/allreduce_fusion.py)."""
+    from ..deployment.allreduce_fusion import resolve_allreduce_fusion
+    from ..deployment.config import Deployment, resolve
+
+    if engine.allreduce_fusion is not None:
+        return engine.allreduce_fusion
+    deployment = {k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}
+    resolved = resolve(Deployment.from_options(deployment), spec, profile)
+    return resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[0]
+
+
 def default_utilization(engine: EngineProfile, engine_args: Mapping[str, Any] | None, profile: Any, resolved: Any,
                         mtp: int) -> float:
     """The engine's memory utilization when the user sets none: SGLang computes its
@@ -212,6 +225,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             options.update(pool.deployment())
         if moe_skew:  # a cost knob of every step (analyze's moe_skew), not a deployment option
             options["moe_skew"] = moe_skew
+        # the serving engine's fusion default, also when another engine's kernels cost the steps
+        options["allreduce_fusion"] = allreduce_fusion(profile_engine, spec, profile, options)
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment

@@ -17,6 +17,14 @@ tokens each), by splitting the ops into two groups:
   tokens and C = the group's mean cached tokens (attention work is linear in C at fixed S, so
   the mean preserves the group's total work).
 
+Attention DP (`shared_s`): the part of the token-linear ops whose work is the ranks' combined
+tokens, not one rank's — the MoE ops (`tensor_cast.moe`: the experts see every rank's tokens) and,
+under MoE TP, the all-gather / reduce-scatter of every rank's tokens (`SHARED_OPS`) — is also
+tabulated on its own. The trace costs it as if every rank had T tokens (dp x T in all); a step
+whose ranks hold different token counts runs it at their combined count instead (simulator.py,
+"Attention-DP steps"). The all_to_all dispatch / combine stay with the rank: the step waits for
+the rank that sends the most, its own tokens. Empty (all zeros) for a model without MoE.
+
 CUDA-graph choices inside the expressions (`kernel_overhead_s`: graph launch for steps of at
 most `graph_max_tokens` tokens) are re-keyed on the whole step's T, not the group's, because
 one step is one graph replay or none.
@@ -42,9 +50,12 @@ from typing import Any
 import numpy as np
 import sympy
 
+from ..report.overlap import MOE_OP
 from ..sizes import B, C, S
 
 T = sympy.Symbol("T", positive=True, integer=True)  # the whole step's token count (one rank)
+# ops (besides tensor_cast.moe) that move every attention-DP rank's tokens: see "Attention DP" above
+SHARED_OPS = ("tensor_cast.ep_allgather", "tensor_cast.ep_reducescatter")
 PER_SEQUENCE_PROBES = ((2, 3), (1, 6), (3, 5), (1, 15), (4, 64), (1, 256))
 
 
@@ -72,6 +83,19 @@ def _is_token_linear(expr: Any) -> bool:
     return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in pairs)
 
 
+def _in_tokens(expr: Any, table_tokens: int) -> tuple[Any, Callable[[Any], Any], np.ndarray]:
+    """A token-linear sum (in B, S) as an expression in T, its numpy function and its table over
+    T = 0..table_tokens (T = 0 costs 0)."""
+    expr_t = expr.xreplace({B: sympy.Integer(1)}).subs(S, T) if isinstance(expr, sympy.Basic) else expr
+    expr_t = expr_t.subs(S, T) if isinstance(expr_t, sympy.Basic) else expr_t
+    fn = sympy.lambdify((T,), expr_t, modules="numpy")
+    grid = np.arange(0, table_tokens + 1, dtype=float)
+    grid[0] = 1.0
+    table = np.broadcast_to(np.asarray(fn(grid), dtype=float), grid.shape).copy()
+    table[0] = 0.0
+    return expr_t, fn, table
+
+
 @dataclass
 class BatchCost:
     """Step time (s) of a batch of (new, cached) token pairs on one rank; see the module docstring."""
@@ -83,6 +107,9 @@ class BatchCost:
     linear_expr: Any
     group_expr: Any
     launches: int = 0  # kernels one step launches (every op's launches x its layer count)
+    shared_table: np.ndarray | None = None  # [T] -> seconds of the MoE share of linear_table (see "Attention DP")
+    shared_fn: Callable[[Any], Any] | None = None  # numpy function of T beyond the table
+    shared_expr: Any = 0
 
     @classmethod
     def from_report(cls, sym: Any, table_tokens: int = 16384,
@@ -97,31 +124,36 @@ class BatchCost:
         mults = sym._mult if multiplicities is None else multiplicities
         linear: Any = sympy.Integer(0)
         group: Any = sympy.Integer(0)
+        shared: Any = sympy.Integer(0)
         for node, mult in zip(sym._costed.nodes, mults, strict=True):
             if not mult:
                 continue
             expr = mult * node.time.time_s
             if _is_token_linear(expr):
                 linear = linear + _rekey_graph_conditions(expr)
+                if node.op in SHARED_OPS or node.op.startswith(MOE_OP):
+                    shared = shared + _rekey_graph_conditions(expr)
             else:
                 group = group + _rekey_graph_conditions(expr)
-        linear_t = linear.xreplace({B: sympy.Integer(1)}).subs(S, T) if isinstance(linear, sympy.Basic) else linear
-        linear_t = linear_t.subs(S, T) if isinstance(linear_t, sympy.Basic) else linear_t
-        linear_fn = sympy.lambdify((T,), linear_t, modules="numpy")
-        grid = np.arange(0, table_tokens + 1, dtype=float)
-        grid[0] = 1.0
-        table = np.broadcast_to(np.asarray(linear_fn(grid), dtype=float), grid.shape).copy()
-        table[0] = 0.0
+        linear_t, linear_fn, table = _in_tokens(linear, table_tokens)
         launches = sum(int(node.counts.launches) * int(mult) for node, mult in zip(sym._costed.nodes, sym._mult,
                                                                                      strict=True))
-        return cls.from_parts(linear_t, group, table, launches, linear_fn=linear_fn)
+        shared_t, shared_fn, shared_table = _in_tokens(shared, table_tokens)
+        return cls.from_parts(linear_t, group, table, launches, linear_fn=linear_fn,
+                              shared=(shared_t, shared_table, shared_fn))
 
     @classmethod
     def from_parts(cls, linear_expr: Any, group_expr: Any, table: np.ndarray, launches: int,
-                   linear_fn: Callable[[Any], Any] | None = None) -> BatchCost:
+                   linear_fn: Callable[[Any], Any] | None = None,
+                   shared: tuple[Any, np.ndarray, Callable[[Any], Any] | None] | None = None) -> BatchCost:
         """From what `from_report` computes (the token-linear expression in T and its table, the
-        per-sequence expression): how a build stored on disk comes back (`cost_cache.py`)."""
-        return cls(linear_table=table, launches=launches,
+        per-sequence expression, the MoE share's expression in T and its table): how a build
+        stored on disk comes back (`cost_cache.py`)."""
+        shared_expr, shared_table, shared_fn = shared if shared is not None else (0, None, None)
+        if shared_table is not None and shared_fn is None:
+            shared_fn = sympy.lambdify((T,), shared_expr, modules="numpy")
+        return cls(linear_table=table, launches=launches, shared_table=shared_table, shared_fn=shared_fn,
+                   shared_expr=shared_expr,
                    linear_fn=linear_fn or sympy.lambdify((T,), linear_expr, modules="numpy"),
                    group_fn=sympy.lambdify((B, S, C, T), group_expr, modules="math"),
                    group_np=sympy.lambdify((B, S, C, T), group_expr, modules="numpy"),
@@ -133,6 +165,15 @@ class BatchCost:
         if tokens < len(self.linear_table):
             return float(self.linear_table[tokens])
         return float(self.linear_fn(float(tokens)))
+
+    def shared_s(self, tokens: int) -> float:
+        """Seconds of the MoE share of `linear_s(tokens)` (module docstring, "Attention DP"; 0 without MoE)."""
+        if tokens <= 0 or self.shared_table is None:
+            return 0.0
+        if tokens < len(self.shared_table):
+            return float(self.shared_table[tokens])
+        assert self.shared_fn is not None
+        return float(self.shared_fn(float(tokens)))
 
     def step_s(self, batch: Sequence[tuple[int, int]], padded_tokens: int | None = None) -> float:
         """Seconds of one step over `batch` = [(new tokens, cached tokens), ...] on one rank.

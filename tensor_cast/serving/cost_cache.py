@@ -3,8 +3,8 @@
 `BatchCost.from_report` classifies and sums every costed node's time expression and rewrites
 the sum in T (sympy rebuilding `Max`/`Piecewise` terms): seconds for a large model, once per
 (trace, device, deployment) and per pipeline stage, the same every time. Its result — the
-token-linear expression in T, the per-sequence expression in (B, S, C, T), the T table and the
-launch count — is stored as a side entry of kind "step_cost" beside the traces (`cache/store.py`)
+token-linear expression in T, the per-sequence expression in (B, S, C, T), the T table, the
+launch count and the MoE share's expression and table — is stored as a side entry of kind "step_cost" beside the traces (`cache/store.py`)
 and rebuilt by `lambdify` on a hit (the expressions come back unevaluated, as records do, so the
 generated functions are the same source: the same numbers).
 
@@ -58,13 +58,14 @@ def batch_cost(sym: Any, table_tokens: int = 16384, multiplicities: Sequence[int
     store = CacheStore()
     key = step_cost_key(sym, table_tokens, multiplicities)
     found = store.load_side(KIND, key)
-    if isinstance(found, tuple) and len(found) == 4 and isinstance(found[2], np.ndarray) \
-            and found[2].shape == (table_tokens + 1,):
-        linear, group, table, launches = found
-        return BatchCost.from_parts(linear, group, table, int(launches))
+    if isinstance(found, tuple) and len(found) == 6 and isinstance(found[2], np.ndarray) \
+            and found[2].shape == (table_tokens + 1,) == getattr(found[5], "shape", None):
+        linear, group, table, launches, shared, shared_table = found
+        return BatchCost.from_parts(linear, group, table, int(launches), shared=(shared, shared_table, None))
     cost = BatchCost.from_report(sym, table_tokens=table_tokens, multiplicities=multiplicities)
     try:
-        store.store_side(KIND, key, (cost.linear_expr, cost.group_expr, cost.linear_table, cost.launches))
+        store.store_side(KIND, key, (cost.linear_expr, cost.group_expr, cost.linear_table, cost.launches,
+                                        cost.shared_expr, cost.shared_table))
     except OSError as exc:
         print(f"tensor-cast: warning: step-cost cache not written ({exc}); TENSOR_CAST_CACHE=0 skips it",
               file=sys.stderr)

@@ -42,6 +42,19 @@ decode ring (`decode_ring.py`), a batch that ends is re-issued from the ring's p
 (stage times, KV blocks) without a scheduler pass, until the ring's first finishing round, a KV
 shortfall, or a request assigned to the worker ends it; otherwise they are stepped batch by batch.
 
+Attention-DP steps (a worker of dp ranks): every rank runs its own batch, and the ranks meet in
+every MoE layer's exchange, so a step lasts as long as its slowest rank. Each rank costs its own
+attention, dense layers and all_to_all sends at its own tokens; the MoE share (`BatchCost.shared_s`:
+the MoE ops, which the trace costs with every rank at T tokens) runs at what the ranks send it.
+In a step where every rank runs a CUDA graph (pure decode, or vLLM's piecewise graphs up to the
+largest capture size) the engines pad every rank to the largest rank's tokens, so that is
+the MoE's count (vLLM `vllm/v1/worker/dp_utils.py` `_synchronize_dp_ranks`: `should_dp_pad` when
+the ranks' synced cudagraph mode is not NONE, then `_post_process_dp_padding` -> the max). In an
+eager step (a prefill chunk beyond the graph sizes; SGLang and TensorRT-LLM: any prefill) nothing
+is padded: the MoE runs at the ranks' combined tokens, dp x their mean (vLLM: the unpadded
+`num_tokens_across_dp`; an idle rank runs `execute_dummy_batch`, vllm/v1/engine/core.py
+`DPEngineCoreProc`), instead of dp x the prefilling rank's chunk.
+
 Admission holds (`admission.py`): before a step (pp = 1) the worker decides whether its ranks may
 admit new requests this step (TensorRT-LLM's attention-DP balance and batch waiting), and as it
 starts whether it polls the requests that arrived meanwhile (SGLang's receive interval); a held
@@ -136,9 +149,7 @@ class Worker:
         self.ring_ready = False
         if self.ring is not None:  # a new request may join the next batch: back to the scheduler
             self.ring.materialize(self)
-        rank = self.next_rank % len(self.ranks)  # round robin over attention-DP ranks
-        self.next_rank += 1
-        req.rank = rank
+        req.rank = rank = self._route()
         if (self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1) and self.pp == 1 \
                 and (self.busy or any(r.running for r in self.ranks)):
             # the engine loop is running: its next step is already scheduled (pp > 1 schedules per
@@ -146,6 +157,20 @@ class Worker:
             self.inbox.append(req)
         else:
             self.ranks[rank].add(req)
+
+    def _route(self) -> int:
+        """The attention-DP rank a new request joins (engines.py, "Attention-DP routing")."""
+        if len(self.ranks) == 1:
+            return 0
+        if self.engine.dp_routing == "least_loaded":  # least waiting x 4 + running; ties: the lowest rank
+            waiting = [len(r.waiting) for r in self.ranks]
+            for req in self.inbox:
+                waiting[req.rank] += 1
+            scores = [4 * w + len(r.running) for w, r in zip(waiting, self.ranks, strict=True)]
+            return scores.index(min(scores))
+        rank = self.next_rank % len(self.ranks)  # round robin
+        self.next_rank += 1
+        return rank
 
     def release_inbox(self) -> bool:
         """Requests that arrived while the current step was being scheduled join the waiting
@@ -308,9 +333,9 @@ class _Loop:
         self._first_token_at_admission(worker, batches)
         costs = []
         prefill_tokens = decode_seqs = 0
+        parts = []  # per busy rank: (step, host floor, overhead, tokens)
         for rank, batch in zip(worker.ranks, batches, strict=True):
             if not batch:
-                costs.append(0.0)
                 continue
             # C-level passes (map, zip, compress) over the batch: in a decode pool this runs every step
             # over every running request
@@ -324,9 +349,14 @@ class _Loop:
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
             step = worker.cost.step_s(seqs, pad)
-            floor = engine.host_floor_s(prefill, sum(news), worker.cost.launches) \
-                if engine.eager_launch_host_s else 0.0
-            costs.append(max(step, floor) + engine.overhead_s(len(batch)))
+            tokens = sum(news)
+            floor = engine.host_floor_s(prefill, tokens, worker.cost.launches) if engine.eager_launch_host_s else 0.0
+            parts.append((step, floor, engine.overhead_s(len(batch)), tokens))
+        shared = self._adp_shared_s(worker, parts) if prefill_tokens else None
+        for step, floor, overhead, tokens in parts:
+            if shared is not None:  # the MoE runs at the ranks' combined tokens, not this rank's
+                step = step - worker.cost.shared_s(tokens) + shared
+            costs.append(max(step, floor) + overhead)
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
         durations = np.array([first])
@@ -355,6 +385,22 @@ class _Loop:
         if k > 1:
             self.running_ff.append(worker)
         self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
+
+    @staticmethod
+    def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
+        """Seconds of the MoE share (`BatchCost.shared_s`) of an attention-DP
+        step in which some rank prefills, when the ranks run it without DP padding: at the ranks'
+        combined tokens spread over the dp ranks (an idle rank runs a dummy batch of none). None:
+        the ranks are padded to the largest one (every rank a CUDA-graph step) or there is one rank.
+        See the module docstring, "Attention-DP steps"."""
+        ranks = len(worker.ranks)
+        if ranks == 1 or not parts:
+            return None
+        engine = worker.engine
+        largest = max(p[3] for p in parts)
+        if engine.graph_prefill and engine.cuda_graph_sizes and largest <= engine.cuda_graph_sizes[-1]:
+            return None  # a piecewise-graph step on every rank: padded to the largest rank's tokens
+        return worker.cost.shared_s(math.ceil(sum(p[3] for p in parts) / ranks))
 
     def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
         """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
