@@ -43,8 +43,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
-  and both engines serve gpt-oss's MXFP4 experts natively); the MoE mode wins when the two differ (the
-  experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
+  and both engines serve gpt-oss's MXFP4 experts natively; on the b200_sxm sa-bench vLLM / TensorRT-LLM
+  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`); the
+  MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
   sa-bench agg rows whose script sets it (see engine), else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   - sa-bench agg rows on h100_sxm / b200_sxm: the launch flags of the InferenceMAX script that ran
@@ -205,6 +206,11 @@ CHECKPOINT_FP8 = ("deepseek", "kimi", "glm", "minimax", "qwen3-235b-a22b-fp8")
 # vLLM / TensorRT-LLM serve gpt-oss's MXFP4 weights natively (the AIC kernel tables time gpt-oss's MoE
 # as w4a16_mxfp4: OAI Triton on Hopper, FlashInfer TRT-LLM mxfp4 on Blackwell)
 CHECKPOINT_MXFP4 = ("gpt-oss",)
+# ...except where InferenceMAX's B200 scripts select the MXFP8-activation kernel for those MXFP4 experts:
+# vLLM `VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1` (benchmarks/gptoss_fp4_b200.sh), TensorRT-LLM
+# `moe_config: {backend: TRTLLM}` (gptoss_fp4_b200_trt.sh): the same weights as w4a8_mxfp4_mxfp8
+# (quantization.SAME_WEIGHTS_AS keeps the checkpoint's 16-bit attention)
+MXFP8_ACTIVATION_RUNS = {("b200_sxm", "vllm"), ("b200_sxm", "trtllm")}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4", "int4_wo": "w4a16"}
 
 
@@ -356,6 +362,9 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
         if not (mode == "fp8" and any(k in model_path.lower() for k in CHECKPOINT_FP8)) and not (
                 mode == "nvfp4" and any(k in model_path.lower() for k in CHECKPOINT_MXFP4)):
             out["quant"] = QUANT[mode]
+    if (not forced and any(k in model_path.lower() for k in CHECKPOINT_MXFP4)
+            and (row["system"], row["backend"]) in MXFP8_ACTIVATION_RUNS and benchmark_source(row) == "sa-bench"):
+        out["quant"] = "w4a8_mxfp4_mxfp8"
     if mode == "nvfp4" or forced == "nvfp4":
         out["kv_cache_dtype"] = "fp8"
     return out

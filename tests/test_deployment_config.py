@@ -151,6 +151,12 @@ def test_checkpoint_quantization_is_the_default(llama8b_spec, h100_cluster):
         "quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]})
     d = resolve(Deployment(), gpt_oss, h100_cluster)
     assert d.quant == "mxfp4" and d.not_converted == ("model.layers.*.self_attn", "lm_head")
+    # the same MXFP4 weights run with MXFP8 activations keep the checkpoint's 16-bit attention;
+    # another weight format quantizes every linear
+    d = resolve(Deployment(quant="w4a8_mxfp4_mxfp8"), gpt_oss, h100_cluster)
+    assert (d.quant, d.quant_source) == ("w4a8_mxfp4_mxfp8", "user")
+    assert d.not_converted == ("model.layers.*.self_attn", "lm_head")
+    assert resolve(Deployment(quant="nvfp4"), gpt_oss, h100_cluster).not_converted == ()
     odd = dataclasses.replace(llama8b_spec, quantization={"quant_method": "bitsandbytes"})
     d = resolve(Deployment(), odd, h100_cluster)
     assert d.quant == "none" and "(quant_method='bitsandbytes') is not modelled" in d.notes[0]

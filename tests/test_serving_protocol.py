@@ -147,6 +147,19 @@ def test_qwen3_fp8_checkpoint_rows_run_block_fp8():
     assert (model, fidelity.quant(r, path, forced)) == ("Qwen/Qwen3-235B-A22B", {"quant": "fp8_block"})
 
 
+def test_gpt_oss_b200_inferencemax_rows_run_mxfp8_activations():
+    # InferenceMAX's B200 gpt-oss scripts select FlashInfer's MXFP4 x MXFP8 MoE (vLLM env var, TRT-LLM
+    # moe backend TRTLLM): the checkpoint's MXFP4 experts costed as w4a8_mxfp4_mxfp8; H100 rows, SGLang
+    # and AIConfigurator's own runs keep the checkpoint's scheme (no quant key)
+    r = {"gemm_quant_mode": "", "moe_quant_mode": "nvfp4", "system": "b200_sxm", "silicon_data_source": SA_BENCH[0]}
+    for backend in ("vllm", "trtllm"):
+        assert fidelity.quant({**r, "backend": backend}, "openai/gpt-oss-120b", None)["quant"] == "w4a8_mxfp4_mxfp8"
+    for other in ({**r, "backend": "vllm", "system": "h100_sxm"}, {**r, "backend": "sglang"},
+                  {**r, "backend": "vllm", "silicon_data_source": AIC_EVAL}):
+        assert "quant" not in fidelity.quant(other, "openai/gpt-oss-120b", None)
+    assert fidelity.quant({**r, "backend": "vllm"}, "openai/gpt-oss-120b", "mxfp4")["quant"] == "mxfp4"
+
+
 def imx_row(model: str, backend: str, precision: str, isl: int, osl: int, conc: int, run: str,
             system: str = "b200_sxm") -> dict[str, str]:
     """An sa-bench agg row of an InferenceMAX run `..._tp<T>_ep<E>_...` (TP attention, no dp-attn)."""

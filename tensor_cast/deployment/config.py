@@ -46,7 +46,7 @@ from typing import Any
 
 from ..errors import DeploymentError, InvalidArgumentError, choices
 from ..models.spec import ModelSpec
-from .quantization import NO_QUANT, accepted_quant, kv_cache_bytes, scheme, scheme_from_hf
+from .quantization import NO_QUANT, SAME_WEIGHTS_AS, accepted_quant, kv_cache_bytes, scheme, scheme_from_hf
 from .tp_plan import tp_roles
 
 # Fraction of device memory an engine may use (vLLM `gpu_memory_utilization` default); the rest is
@@ -322,7 +322,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     hf = scheme_from_hf(spec.quantization)
     if request.quant is not None and request.quant.lower() not in NO_QUANT:
         quant, source = scheme(request.quant.lower()).name, "user"
-        not_converted = hf.not_converted if hf.scheme == quant else ()
+        not_converted = hf.not_converted if hf.scheme in (quant, SAME_WEIGHTS_AS.get(quant)) else ()
     elif request.quant is None and hf.scheme is not None:
         quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
     else:

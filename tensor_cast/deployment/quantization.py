@@ -6,6 +6,7 @@ Owns:
 - `SCHEMES`: each weight/activation scheme a user can ask for (`--quant`): bytes per weight
   element *including its scales*, the activation format (None: weight-only, activations stay in
   the model dtype), and the tensor-core precision class its GEMM runs at;
+- `SAME_WEIGHTS_AS`: schemes that run a checkpoint's weights as stored, with other activations;
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
   block 128x128; gpt-oss: MXFP4 experts) and the modules it leaves unquantized.
@@ -86,6 +87,11 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
     QuantScheme("nvfp4", R(1, 2) + R(1, 16), _fmt("nvfp4", 4, 1, 16), "fp4",
                 "NVFP4 E2M1 weights and activations, one FP8 scale per 16 (Blackwell FP4 tensor cores)"),
 )}
+
+# Schemes that run a checkpoint's stored weights as they are, with another activation path: asked for
+# on that checkpoint, they keep the modules it leaves unquantized (gpt-oss's MXFP4 experts run with
+# MXFP8 activations by FlashInfer's TRT-LLM MoE on Blackwell; its attention stays 16-bit).
+SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4"}
 
 NO_QUANT = ("none", "bf16", "fp16", "bfloat16", "float16")  # accepted spellings of "no quantization"
 
