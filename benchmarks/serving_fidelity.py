@@ -354,16 +354,17 @@ def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
 def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     mode = row["moe_quant_mode"] or row["gemm_quant_mode"]
+    mxfp4_checkpoint = any(k in model_path.lower() for k in CHECKPOINT_MXFP4)
     if forced:
         out["quant"] = forced
     elif mode:
         if mode not in QUANT:
             raise Unsupported(f"quant mode {mode}")
         if not (mode == "fp8" and any(k in model_path.lower() for k in CHECKPOINT_FP8)) and not (
-                mode == "nvfp4" and any(k in model_path.lower() for k in CHECKPOINT_MXFP4)):
+                mode == "nvfp4" and mxfp4_checkpoint):
             out["quant"] = QUANT[mode]
-    if (not forced and any(k in model_path.lower() for k in CHECKPOINT_MXFP4)
-            and (row["system"], row["backend"]) in MXFP8_ACTIVATION_RUNS and benchmark_source(row) == "sa-bench"):
+    if (not forced and mxfp4_checkpoint and (row["system"], row["backend"]) in MXFP8_ACTIVATION_RUNS
+            and benchmark_source(row) == "sa-bench"):
         out["quant"] = "w4a8_mxfp4_mxfp8"
     if mode == "nvfp4" or forced == "nvfp4":
         out["kv_cache_dtype"] = "fp8"

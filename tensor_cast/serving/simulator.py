@@ -63,10 +63,13 @@ requests in. Not applied with pp > 1 (the balance is skipped there, the other tw
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 
-Why one file of ~640 lines: the event loop, the worker state it advances and the decode
+Why one file of ~700 lines: the event loop, the worker state it advances and the decode
 fast-forward that must keep its event order are one invariant (the stepped and fast-forwarded paths
 give bit-identical results, `tests/test_serving_pipeline_ff.py`); the PP ring is already its own
 module (`decode_ring.py`), the scheduler policy `scheduler.py`, the admission holds `admission.py`.
+What grew this round is the step loop's attention-DP MoE share and its C-level per-sequence passes, both
+inside that invariant; the next piece to move out is the fast-forward planner (`_fast_forward`,
+`_decode_durations`, `_run_growth`) as a module of its own taking the worker and the heap horizon.
 """
 
 from __future__ import annotations
