@@ -28,6 +28,15 @@ clamp(ceil(n / blocks_per_sm), 1, max_splits) (max_splits: vLLM's cap in CUDA gr
 that fill the SMs get one CTA each and one long sequence gets about SMs / items of them. A window of
 W keys covers ceil((W - 1) / block) + 1 key blocks once the cache is longer than it (its first key
 falls inside a block), as in prefill.
+
+FlashAttention-3's own decode tiles (`fa3_decode_block`, `split_gate`; `decode_tiles(..., fa3=True)`):
+the k-block is FA3's for the head dim, the cache dtype and whether a window is set (vLLM's FA3
+fork, `hopper/tile_size.h`, `tile_size_fwd_sm90` with paged_kv_non_TMA: vLLM's 16-token pages are
+never a whole k-block), so a d = 256 bf16 decode walks 80-key blocks (64 with a window) and an fp8
+d = 128 one 160-key blocks; a window's blocks are those FA3 visits, from floor((keys - W) / N) to
+ceil(keys / N) (`n_block_min` / `n_block_max` for one query), so a 128-key window over 256 cached
+keys of 128-key blocks is one block, not two; and above 992 sequences (`PREPARE_VARLEN_MAX_BATCHES_1CTA`,
+`hopper/flash_api.cpp`) FA3 does not split at all.
 """
 
 from __future__ import annotations
@@ -55,16 +64,55 @@ class DecodeTiles:
     blocks: Any  # key blocks of one item
     splits: Any  # split-KV CTAs per item
     per_cta: Any  # key blocks one CTA walks: ceil(blocks / splits)
+    block_n: int = 128  # keys per block
 
 
-def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, max_splits: int) -> DecodeTiles:
+# FlashAttention-3's k-block (kBlockN) on Hopper by the head dim it is compiled for (the smallest of 64,
+# 96, 128, 192, 256 at least d) and the KV element size, as vLLM runs it: paged_kv_non_TMA (16-token
+# pages), one query per sequence (a decode is not causal, except d = 128 bf16, whose causal tile is the
+# same 128). (element bytes, head-dim bound) -> (k-block without a window, k-block with one);
+# vLLM's FA3 fork, hopper/tile_size.h, tile_size_fwd_sm90.
+FA3_DECODE_BLOCK_N: dict[tuple[int, int], tuple[int, int]] = {
+    (2, 64): (160, 160), (2, 96): (128, 128), (2, 128): (128, 128), (2, 192): (96, 96), (2, 256): (80, 64),
+    (1, 64): (160, 160), (1, 96): (128, 128), (1, 128): (160, 160), (1, 192): (160, 128), (1, 256): (128, 64),
+}
+FA3_MAX_SPLIT_BATCH = 992  # hopper/flash_api.cpp: PREPARE_VARLEN_MAX_BATCHES_1CTA; above it num_splits = 1
+
+
+def fa3_decode_block(head_dim: int, kv_itemsize: int, window: bool) -> int:
+    """FlashAttention-3's k-block for a decode (`FA3_DECODE_BLOCK_N`)."""
+    bounds = sorted(b for size, b in FA3_DECODE_BLOCK_N if size == kv_itemsize)
+    if not bounds:
+        raise ValueError(f"FlashAttention-3 has no kernel for {kv_itemsize}-byte K/V elements; accepted: 1, 2")
+    bound = next((b for b in bounds if head_dim <= b), None)
+    if bound is None:
+        raise ValueError(f"FlashAttention-3 takes head dims up to {bounds[-1]}, got {head_dim}")
+    return FA3_DECODE_BLOCK_N[(kv_itemsize, bound)][1 if window else 0]
+
+
+def split_gate(batch: Any, limit: int) -> Any:
+    """1 while `batch` <= limit (FA3 may split), 0 above it (symbolic-safe)."""
+    return 1 - smin(1, smax(0, batch - limit))
+
+
+def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, max_splits: int,
+                 fa3: bool = False) -> DecodeTiles:
+    """The split-KV CTAs of a decode. `fa3`: FlashAttention-3's own k-block for the shape (`block_n`
+    ignored), the window's blocks as FA3 visits them and no split above `FA3_MAX_SPLIT_BATCH` sequences."""
     items = shape.batch * shape.kv_heads * cdiv(shape.q_len, block_q)
+    if fa3:
+        block_n = fa3_decode_block(max(shape.head_dim, shape.v_dim), shape.kv_itemsize, shape.window > 0)
     blocks = cdiv(shape.keys, block_n)
-    if shape.window > 0:  # a window's first key falls anywhere in a block: one block more than it covers
+    if shape.window > 0 and fa3:  # n_block_min = floor((keys - W) / N) .. n_block_max = ceil(keys / N)
+        blocks = smin(blocks, blocks - _floor_div(shape.keys - shape.window, block_n))
+    elif shape.window > 0:  # a window's first key falls anywhere in a block: one block more than it covers
         blocks = smin(blocks, cdiv(shape.window + shape.q_len - 2, block_n) + 1)
     per_sm = cdiv(11 * items * blocks, 10 * sms)  # ceil(1.1 x total blocks / SMs), FA3's 10% margin
     splits = smin(max_splits, smax(1, cdiv(blocks, per_sm)))
-    return DecodeTiles(items=items, blocks=blocks, splits=splits, per_cta=cdiv(blocks, splits))
+    if fa3:
+        gate = split_gate(shape.batch, FA3_MAX_SPLIT_BATCH)
+        splits = splits * gate + (1 - gate)
+    return DecodeTiles(items=items, blocks=blocks, splits=splits, per_cta=cdiv(blocks, splits), block_n=block_n)
 
 
 def _floor_div(a: Any, b: int) -> Any:

@@ -190,10 +190,12 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_cta_dim_share": (0.0, 1.0),
     "attention_sm_gbps": _NONNEGATIVE,
     "attention_max_splits": (1.0, 1024.0),
+    "attention_fa3_tiles": (0.0, 1.0),
+    "attention_window_cta_us": _NONNEGATIVE,
     **{f"attention_fp8kv_{name}": bounds for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
         ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("cta_dim_share", (0.0, 1.0)),
-        ("sm_gbps", _NONNEGATIVE))},
+        ("sm_gbps", _NONNEGATIVE), ("window_cta_us", _NONNEGATIVE))},
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
@@ -737,12 +739,18 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
         # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py), each its set-up
         # (cta_us) plus its key blocks streamed at sm_gbps: the memory path takes at least that long
         sms = profile.compute_units
-        tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")))
+        fa3 = bool(profile.efficiency.get("attention_fa3_tiles", 0))
+        tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")), fa3)
         per_cta_us = 0.0
         if cta_us:
             dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
             per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
-        block_bytes = KV_SPLIT_BLOCK * (head_dim + v_dim) * shape.kv_itemsize
+        window_cta_us = _kv_key(shape, profile.efficiency, "window_cta_us", 0.0)
+        if window > 0 and window_cta_us:
+            # FA3 runs its local (sliding-window) kernel only while the cache is longer than the window
+            # (flash_api.cpp drops a window >= seqlen_k); its CTAs mask both ends of their key range
+            per_cta_us = per_cta_us + window_cta_us * smin(1, smax(0, keys - window))
+        block_bytes = tiles.block_n * (head_dim + v_dim) * shape.kv_itemsize
         stream_us = tiles.per_cta * block_bytes / (sm_gbps * 1e3) if sm_gbps else 0
         # the CTAs' total time over the SMs, and at least one CTA's (Graham's lower bound of a list schedule)
         floor = smax(1, tiles.items * tiles.splits / sms) * (per_cta_us + stream_us) * 1e-6

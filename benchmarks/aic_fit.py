@@ -79,6 +79,10 @@ def collective_stage(name: str, key: str, note: str, extra: tuple[cf.Param, ...]
 # FlashInfer's TRT-LLM FMHA (Blackwell) follows the tables better unpacked (held-in error 14% vs
 # 16% packed on B200's bf16 rows), one CTA column per query head.
 PACK_GQA = {"hopper": 1, "blackwell": 0}
+# Whether the decode runs FlashAttention-3's own k-blocks, split rule and window blocks
+# (`attention_tiles.decode_tiles(..., fa3=True)`), by architecture: vLLM's FA3 on Hopper; Blackwell
+# runs FlashInfer's TRT-LLM decode kernel, modelled with 128-key blocks.
+FA3_TILES = {"hopper": 1, "blackwell": 0}
 PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 causal: 128 x 128)
 # vLLM caps FlashAttention's split-KV at VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH (default 32,
 # vllm/envs.py) for decodes captured in CUDA graphs, as every decode step of a serving run is.
@@ -297,10 +301,14 @@ STAGES: tuple[cf.Stage, ...] = (
                                                               "head_dim / 128 (Q load, output store)"),
         P("efficiency.attention_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams its 128-key blocks "
                                                             "at after its set-up (GB/s)"),
+        P("efficiency.attention_window_cta_us", 0.5, 0.0, 20.0, "extra time of a split-KV CTA of the sliding-window "
+                                                                "kernel (masks both ends of its keys), while the cache "
+                                                                "is longer than the window"),
     ), fixed={"efficiency.attention_block_q": 128, "efficiency.attention_max_splits": MAX_SPLITS},
         note="FlashAttention-3 decode: split-KV with FA3's dynamic split count (flash_prepare_scheduler.cu: "
              "ceil(n / ceil(1.1 x items x n / SMs)) CTAs per item, at most 32), CTAs in waves over the SMs; q-block "
-             "128 rows"),
+             "128 rows; on Hopper FA3's own k-block by head dim, cache dtype and window (hopper/tile_size.h), the "
+             "window's blocks from floor((keys - W) / N) and no split above 992 sequences (hopper/flash_api.cpp)"),
     cf.Stage("attention decode fp8kv", (
         P("efficiency.attention_fp8kv_memory", 0.6, 0.1, 1.0, "decode fp8 KV-read bandwidth fraction"),
         P("efficiency.attention_fp8kv_latency_us", 8.0, 0.0, 50.0, "fixed cost per call, fp8 KV cache"),
@@ -309,6 +317,8 @@ STAGES: tuple[cf.Stage, ...] = (
                                                                      "with head_dim / 128, fp8 KV cache"),
         P("efficiency.attention_fp8kv_sm_gbps", 40.0, 2.0, 500.0, "KV bandwidth one split-KV CTA streams its key "
                                                                   "blocks at after its set-up (GB/s), fp8 KV cache"),
+        P("efficiency.attention_fp8kv_window_cta_us", 0.5, 0.0, 20.0, "extra time of a split-KV CTA of the "
+                                                                      "sliding-window kernel, fp8 KV cache"),
     ), note="FlashAttention-3 decode reading an fp8 KV cache (vLLM kv_cache_dtype=fp8)"),
     prefill_stage("attention prefill", "", "bf16 KV cache"),
     prefill_stage("attention prefill fp8kv", "_fp8kv", "fp8 KV cache (vLLM kv_cache_dtype=fp8)", extra=(
@@ -408,6 +418,9 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     for stage in stages:
         if stage.name.startswith("attention prefill"):
             stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": pack})
+        if stage.name == "attention decode":
+            stage = replace(stage, fixed={**stage.fixed,
+                                          "efficiency.attention_fa3_tiles": FA3_TILES.get(base.architecture, 0)})
         if stage.name.startswith("dsa"):
             kv = "_fp8kv" if stage.name.endswith("fp8kv") else ""
             switches = {k: v for k, v in DSA_KERNEL_SWITCHES.get(base.architecture, {}).items()
