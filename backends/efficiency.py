@@ -142,7 +142,7 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
-from .attention_tiles import decode_tiles, prefill_tiles
+from .attention_tiles import FA3_MAX_SPLIT_BATCH, decode_tiles, prefill_tiles, split_gate
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
@@ -192,10 +192,11 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "attention_max_splits": (1.0, 1024.0),
     "attention_fa3_tiles": (0.0, 1.0),
     "attention_window_cta_us": _NONNEGATIVE,
+    "attention_combine_ns": _NONNEGATIVE,
     **{f"attention_fp8kv_{name}": bounds for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE),
         ("memory_latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("cta_dim_share", (0.0, 1.0)),
-        ("sm_gbps", _NONNEGATIVE), ("window_cta_us", _NONNEGATIVE))},
+        ("sm_gbps", _NONNEGATIVE), ("window_cta_us", _NONNEGATIVE), ("combine_ns", _NONNEGATIVE))},
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
@@ -756,6 +757,13 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
         floor = smax(1, tiles.items * tiles.splits / sms) * (per_cta_us + stream_us) * 1e-6
         streaming = counts.bytes / (profile.memory_bandwidth_gbps * 1e9 * base.memory)
         base = replace(base, memory=base.memory * streaming / smax(streaming, floor))
+        combine_ns = _kv_key(shape, profile.efficiency, "combine_ns", 0.0)
+        if fa3 and combine_ns:
+            # up to FA3_MAX_SPLIT_BATCH sequences vLLM's CUDA-graph decode runs FA3's Split kernel (num_splits
+            # = 32 given): every (sequence, query head) row leaves an fp32 partial output per split, which
+            # flash_fwd_combine reads back and reduces into O
+            rows = shape.batch * shape.q_heads * q_len * tiles.splits * split_gate(shape.batch, FA3_MAX_SPLIT_BATCH)
+            base = replace(base, latency_s=base.latency_s + combine_ns * 1e-9 * rows * v_dim / 128)
     if not tail:
         return base
     rows = smin(q_len, block)

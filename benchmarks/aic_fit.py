@@ -304,6 +304,9 @@ STAGES: tuple[cf.Stage, ...] = (
         P("efficiency.attention_window_cta_us", 0.5, 0.0, 20.0, "extra time of a split-KV CTA of the sliding-window "
                                                                 "kernel (masks both ends of its keys), while the cache "
                                                                 "is longer than the window"),
+        P("efficiency.attention_combine_ns", 0.5, 0.0, 20.0, "per (sequence, query head, split) partial row at dv 128: "
+                                                             "FA3's Split kernel's fp32 partial output, read back and "
+                                                             "reduced by flash_fwd_combine (up to 992 sequences)"),
     ), fixed={"efficiency.attention_block_q": 128, "efficiency.attention_max_splits": MAX_SPLITS},
         note="FlashAttention-3 decode: split-KV with FA3's dynamic split count (flash_prepare_scheduler.cu: "
              "ceil(n / ceil(1.1 x items x n / SMs)) CTAs per item, at most 32), CTAs in waves over the SMs; q-block "
