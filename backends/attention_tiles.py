@@ -42,6 +42,7 @@ keys of 128-key blocks is one block, not two; and above 992 sequences (`PREPARE_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import sympy
@@ -76,18 +77,40 @@ FA3_DECODE_BLOCK_N: dict[tuple[int, int], tuple[int, int]] = {
     (2, 64): (160, 160), (2, 96): (128, 128), (2, 128): (128, 128), (2, 192): (96, 96), (2, 256): (80, 64),
     (1, 64): (160, 160), (1, 96): (128, 128), (1, 128): (160, 160), (1, 192): (160, 128), (1, 256): (128, 64),
 }
+# FlashAttention-3's prefill tile on Hopper as vLLM runs it (causal, or local with a window; paged_kv_non_TMA):
+# (element bytes, head-dim bound) -> (kBlockM, kBlockN causal, kBlockN local, IntraWGOverlap causal,
+# IntraWGOverlap local). Without IntraWGOverlap the softmax of one tile does not overlap the next tile's
+# MMAs (bf16 d <= 64 with a window; fp8 d = 256 on paged KV). vLLM's FA3 fork, hopper/tile_size.h.
+FA3_PREFILL_TILES: dict[tuple[int, int], tuple[int, int, int, bool, bool]] = {
+    (2, 64): (192, 128, 160, True, False), (2, 96): (192, 128, 128, True, True),
+    (2, 128): (128, 128, 128, True, True), (2, 192): (128, 96, 96, True, True), (2, 256): (128, 80, 64, True, True),
+    (1, 64): (192, 160, 160, True, True), (1, 96): (192, 128, 128, True, True),
+    (1, 128): (128, 160, 160, True, True), (1, 192): (128, 160, 128, True, True),
+    (1, 256): (128, 128, 64, False, False),
+}
 FA3_MAX_SPLIT_BATCH = 992  # hopper/flash_api.cpp: PREPARE_VARLEN_MAX_BATCHES_1CTA; above it num_splits = 1
 
 
 def fa3_decode_block(head_dim: int, kv_itemsize: int, window: bool) -> int:
     """FlashAttention-3's k-block for a decode (`FA3_DECODE_BLOCK_N`)."""
-    bounds = sorted(b for size, b in FA3_DECODE_BLOCK_N if size == kv_itemsize)
+    return FA3_DECODE_BLOCK_N[_fa3_bound(FA3_DECODE_BLOCK_N, head_dim, kv_itemsize)][1 if window else 0]
+
+
+def _fa3_bound(table: Any, head_dim: int, kv_itemsize: int) -> tuple[int, int]:
+    bounds = sorted(b for size, b in table if size == kv_itemsize)
     if not bounds:
         raise ValueError(f"FlashAttention-3 has no kernel for {kv_itemsize}-byte K/V elements; accepted: 1, 2")
     bound = next((b for b in bounds if head_dim <= b), None)
     if bound is None:
         raise ValueError(f"FlashAttention-3 takes head dims up to {bounds[-1]}, got {head_dim}")
-    return FA3_DECODE_BLOCK_N[(kv_itemsize, bound)][1 if window else 0]
+    return kv_itemsize, bound
+
+
+def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool) -> tuple[int, int, bool]:
+    """FlashAttention-3's prefill (kBlockM, kBlockN, IntraWGOverlap) (`FA3_PREFILL_TILES`)."""
+    block_m, causal_n, local_n, causal_overlap, local_overlap = FA3_PREFILL_TILES[
+        _fa3_bound(FA3_PREFILL_TILES, head_dim, kv_itemsize)]
+    return (block_m, local_n, local_overlap) if window else (block_m, causal_n, causal_overlap)
 
 
 def split_gate(batch: Any, limit: int) -> Any:
@@ -116,33 +139,46 @@ def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, ma
 
 
 def _floor_div(a: Any, b: int) -> Any:
-    if isinstance(a, int):
+    if isinstance(a, (int, float)):
         return a // b
     return sympy.floor(as_expr(a) / b)
 
 
-def _causal_blocks(n: Any, g: int) -> Any:
-    """sum_{j=1..n} ceil(j / g): key blocks of n packed q-blocks up to the diagonal."""
-    q = _floor_div(n, g)
-    return g * q * (q + 1) / 2 + (n - g * q) * (q + 1)
+def _causal_blocks(n: Any, p: int, q: int = 1) -> Any:
+    """sum_{j=1..n} ceil(j p / q) (p / q in lowest terms: the k-blocks one q-block advances the diagonal
+    by): the key blocks of n q-blocks up to the diagonal. Exact for p = 1; otherwise exact at whole
+    periods of q q-blocks and the period's mean rounding in between."""
+    if p == 1:
+        whole = _floor_div(n, q)
+        return q * whole * (whole + 1) / 2 + (n - q * whole) * (whole + 1)
+    return p * n * (n + 1) / (2 * q) + (q - 1) * n / (2 * q)
 
 
-def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool) -> PrefillTiles:
+def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: int | None = None) -> PrefillTiles:
+    """Tiles of `block` (q-block rows) x `block_n` (keys; default `block`) over the shape."""
     heads, kv_heads = shape.q_heads, shape.kv_heads
     if pack_gqa and not (isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads == 0):
         raise ValueError(f"PackGQA needs integer query heads divisible by KV heads, got {heads} / {kv_heads}")
+    block_n = block if block_n is None else block_n
     g = heads // kv_heads if pack_gqa else 1
+    step = Fraction(block, g * block_n)  # k-blocks the diagonal advances per q-block
+    p, q = step.numerator, step.denominator
     columns = shape.batch * (kv_heads if pack_gqa else heads)
     n = cdiv(shape.q_len * g, block)  # q-blocks per column
-    cached = (shape.keys - shape.q_len) / block  # key blocks before the chunk (chunked prefill)
-    full_longest = cdiv(n, g) + cached
+    cached = (shape.keys - shape.q_len) / block_n  # key blocks before the chunk (chunked prefill)
+    full_longest = cdiv(n * p, q) + cached
     if shape.window > 0:
-        cap = cdiv(shape.window - 1, block) + 1
-        below = smin(n, smax(0, g * (cap - 1 - cached)))
-        per_column = _causal_blocks(below, g) + below * cached + (n - below) * cap
+        if p == 1:  # q-blocks start on k-block bounds: a window touches whole-block spans
+            cap = cdiv(shape.window - 1, block_n) + 1
+        else:  # q-blocks start anywhere in a k-block: the mean k-blocks a span of block / g + W - 1 keys touches
+            cap = (block / g + shape.window - 2) / block_n + 1
+        below = smin(n, smax(0, (cap - 1 - cached) * q / p if p != 1 else q * (cap - 1 - cached)))
+        if p != 1:
+            below = _floor_div(below, 1)
+        per_column = _causal_blocks(below, p, q) + below * cached + (n - below) * cap
         longest = smin(full_longest, cap)
     else:
-        per_column = _causal_blocks(n, g) + n * cached
+        per_column = _causal_blocks(n, p, q) + n * cached
         longest = full_longest
     return PrefillTiles(ctas=columns * n, tiles=columns * per_column, longest=longest,
-                        tile_flops=2 * (shape.head_dim + shape.v_dim) * block * block)
+                        tile_flops=2 * (shape.head_dim + shape.v_dim) * block * block_n)

@@ -142,7 +142,7 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
-from .attention_tiles import FA3_MAX_SPLIT_BATCH, decode_tiles, prefill_tiles, split_gate
+from .attention_tiles import FA3_MAX_SPLIT_BATCH, decode_tiles, fa3_prefill_tile, prefill_tiles, split_gate
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
@@ -203,7 +203,7 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
-        ("score_flops", (0.0, 4096.0)))},
+        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -701,21 +701,32 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
     new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
     quantization); the kernel's own bytes, without the append's, at the prefill memory fraction."""
     table = profile.efficiency
-    block = int(table.get("attention_prefill_block", 128))
-    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)))
+    block = block_n = int(table.get("attention_prefill_block", 128))
+    serial = False
+    if table.get("attention_fa3_tiles", 0):  # FlashAttention-3's own tile for the head dim, dtype and window
+        block, block_n, overlap = fa3_prefill_tile(max(shape.head_dim, shape.v_dim), shape.kv_itemsize,
+                                                   shape.window > 0)
+        serial = not overlap
+    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n)
     compute = _kv_key(shape, table, "prefill_compute", base.compute)
     tail = _kv_key(shape, table, "prefill_tail", 0.0)
     cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     sms = profile.compute_units
     # per score of a tile, the softmax work the MMAs do not hide, in tensor-FLOP equivalents
-    tile_flops = tiles.tile_flops + _kv_key(shape, table, "prefill_score_flops", 0.0) * block * block
+    score_flops = _kv_key(shape, table, "prefill_score_flops", 0.0)
+    if serial:  # no intra-warpgroup overlap: the softmax the pipelining would hide runs between the MMAs
+        score_flops = score_flops + _kv_key(shape, table, "prefill_serial_flops", 0.0)
+    tile_flops = tiles.tile_flops + score_flops * block * block_n
     padded = (tiles.tiles + tail * sms * tiles.longest) * tile_flops
     factor = work / padded
     latency_us = (_kv_key(shape, table, "prefill_latency_us", base.latency_s * 1e6)
                   + cta_us * (tiles.ctas / sms + tail)
                   + _kv_key(shape, table, "prefill_kv_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.kv_heads
                   * shape.head_dim / 128
+                  # the append launches one thread block per new token (vLLM cache_kernels.cu,
+                  # reshape_and_cache_flash: grid(num_tokens)), whatever its K/V width
+                  + _kv_key(shape, table, "prefill_token_ns", 0.0) * 1e-3 * shape.batch * shape.q_len
                   + _kv_key(shape, table, "prefill_q_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.q_heads
                   * shape.head_dim / 128)
     memory = base.memory

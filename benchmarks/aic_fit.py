@@ -97,14 +97,20 @@ def prefill_stage(name: str, kv: str, note: str, extra: tuple[cf.Param, ...] = (
         P(f"{a}_cta_us", 2.0, 0.0, 20.0, "cost per CTA (Q load, epilogue), spread over the SMs"),
         P(f"{a}_tail", 0.5, 0.0, 4.0, "idle share while the longest CTA finishes (1 = Graham's bound)"),
         P(f"{a}_kv_ns", 0.5, 0.0, 10.0, "per new token and KV head (x d/128): K/V staging, cache append"),
+        P(f"{a}_token_ns", 1.0, 0.0, 50.0, "per new token: the cache append's thread block (reshape_and_cache_flash "
+                                           "launches one per token, whatever the K/V width)"),
         P(f"{a}_memory", 0.8, 0.1, 1.0, "HBM fraction the attention kernel streams Q, the cached K/V and O at (the "
                                         "cache append is kv_ns's)"),
         P(f"{a}_score_flops", 64.0, 0.0, 2048.0, "softmax work per score of a tile the MMAs do not hide (exp, max, "
                                                  "rescale), in tensor-FLOP equivalents (QK^T and PV: 4 x d per score)"),
+        P(f"{a}_serial_flops", 256.0, 0.0, 4096.0, "softmax work per score of a tile of an FA3 kernel without "
+                                                   "intra-warpgroup overlap (bf16 d <= 64 with a window, fp8 d = 256 "
+                                                   "on paged KV), which runs between the MMAs, in tensor-FLOP "
+                                                   "equivalents"),
         *extra,
     ), fixed={"efficiency.attention_prefill_block": PREFILL_BLOCK},
-        note=f"tiled prefill kernel ({note}): 128 x 128 tiles, PackGQA on Hopper (FlashAttention-3), unpacked on "
-             f"Blackwell (TRT-LLM FMHA)")
+        note=f"tiled prefill kernel ({note}): FlashAttention-3's kBlockM x kBlockN by head dim, cache dtype and "
+             f"window with PackGQA on Hopper (hopper/tile_size.h), 128 x 128 unpacked on Blackwell (TRT-LLM FMHA)")
 
 
 def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
@@ -420,7 +426,11 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     pack = PACK_GQA.get(base.architecture, 0)
     for stage in stages:
         if stage.name.startswith("attention prefill"):
-            stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": pack})
+            fa3 = FA3_TILES.get(base.architecture, 0)
+            # FA3's tiles on Hopper; serial_flops only means something for FA3's kernels without overlap
+            stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": pack,
+                                          "efficiency.attention_fa3_tiles": fa3},
+                            params=tuple(p for p in stage.params if fa3 or not p.key.endswith("_serial_flops")))
         if stage.name == "attention decode":
             stage = replace(stage, fixed={**stage.fixed,
                                           "efficiency.attention_fa3_tiles": FA3_TILES.get(base.architecture, 0)})
