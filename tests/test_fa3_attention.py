@@ -13,7 +13,7 @@ import torch
 from profile_text import profile_head, profile_sources
 
 import tensor_cast
-import tensor_cast.ops  # noqa: F401  (registers tensor_cast::attention)
+import tensor_cast.ops
 from tensor_cast.backends.attention_tiles import (
     FA3_MAX_SPLIT_BATCH,
     decode_tiles,
