@@ -82,17 +82,27 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   CTA's time (a list schedule's lower bound): what a decode of many short sequences (the set-up)
   or of few long ones (one CTA's streaming rate) costs. `attention_cta_dim_share` of
   the set-up scales with head_dim / 128 (a d = 64 CTA loads and stores half the bytes). A window
-  of W keys covers ceil((W − 1) / 128) + 1 blocks once the cache is longer. An 8-bit KV cache runs
-  its own kernel path: `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,
-  cta_dim_share,sm_gbps}` override the bf16 ones.
+  of W keys covers ceil((W − 1) / 128) + 1 blocks once the cache is longer. With
+  `attention_fa3_tiles` = 1 (vLLM's FlashAttention-3 on Hopper) the blocks are FA3's own
+  (`attention_tiles.FA3_DECODE_BLOCK_N` by head dim, cache dtype and window), a window's blocks
+  those FA3 visits and no split above `FA3_MAX_SPLIT_BATCH` sequences; up to it FA3's Split kernel
+  leaves an fp32 partial row per (sequence, query head, split) that its combine kernel reads back,
+  `attention_combine_ns` each (× dv / 128), and a window shorter than the cache runs the local
+  kernel, whose CTAs take `attention_window_cta_us` more. An 8-bit KV cache runs its own kernel
+  path: `attention_fp8kv_{compute,memory,latency_us,memory_latency_us,cta_us,cta_dim_share,sm_gbps,
+  window_cta_us,combine_ns}` override the bf16 ones.
   Prefill (more than one query per sequence) in a section with `attention_prefill_compute` runs
   the tiled model instead (`backends/attention_tiles.py`): full `attention_prefill_block`-square
-  tiles (PackGQA rows when `attention_prefill_pack_gqa` = 1) at `attention_prefill_compute` of the
-  peak, each tile also paying `attention_prefill_score_flops` tensor-FLOP equivalents per score
-  (the softmax the MMAs do not hide), the longest CTA's tiles weighted by
+  tiles (with `attention_fa3_tiles` = 1 FlashAttention-3's own kBlockM × kBlockN,
+  `attention_tiles.FA3_PREFILL_TILES`; PackGQA rows when `attention_prefill_pack_gqa` = 1) at
+  `attention_prefill_compute` of the peak, each tile also paying `attention_prefill_score_flops`
+  tensor-FLOP equivalents per score (the softmax the MMAs do not hide; plus
+  `attention_prefill_serial_flops` in FA3's kernels without intra-warpgroup overlap), the longest
+  CTA's tiles weighted by
   `attention_prefill_tail`, plus per call `attention_prefill_latency_us`, per CTA
   `attention_prefill_cta_us` / SMs, per new token and KV head `attention_prefill_kv_ns`
-  (× head_dim / 128: the cache append, its own kernel) and per new token and query head
+  (× head_dim / 128: the cache append, its own kernel), per new token `attention_prefill_token_ns`
+  (the append's thread block per token) and per new token and query head
   `attention_prefill_q_ns` (× head_dim / 128: an 8-bit cache's static fp8 quantization of the
   query, vLLM's `scaled_fp8_quant` before FlashAttention-3's fp8 kernel). The attention kernel's
   own bytes (Q, the cached K/V, O: the counted bytes less the append read and written) stream at
