@@ -416,8 +416,10 @@ class EngineFit:
 
 
 def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stages: Sequence[cf.Stage] = STAGES,
-               digits: int = 3) -> EngineFit:
-    """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed."""
+               digits: int = 3, warm_start: bool = False) -> EngineFit:
+    """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed.
+    `warm_start`: each parameter starts at `base`'s value where it has one (a refit from a shipped
+    section), not at the stage's default start."""
     train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c)]
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
@@ -442,6 +444,10 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
         used = [c for c in train if c.stage == stage.name]
         if not used:
             continue
+        if warm_start:
+            stage = replace(stage, params=tuple(
+                replace(p, initial=current.efficiency.get(p.key.split(".", 1)[1], p.initial))
+                if p.key.startswith("efficiency.") else p for p in stage.params))
         fitted = {k: v if k in stage.fixed else cf.round_sig(v, digits)
                   for k, v in cf.fit_stage(stage, used, current).items()}
         values.update(fitted)

@@ -443,7 +443,8 @@ def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str
         raise SystemExit(2)
     families = sorted({STAGE_FAMILIES[name.split()[0]] for name in names})
     cases = aic_tables.all_cases(args.from_aic, families)
-    fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names])
+    fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names],
+                             warm_start=args.warm_start)
     sources = {f"efficiency.{key}": shipped.sources[f"efficiency.{engine}.{key}"] for key in shipped.efficiency
                if f"efficiency.{engine}.{key}" in shipped.sources}  # the other stages' entries, as shipped
     sources.update(fit.sources)
@@ -512,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", help="with --from-aic: refit only these stages of benchmarks/aic_fit.py "
                                          "(comma-separated names, e.g. 'gemm fp8,nccl all_to_all') from the "
                                          "profile's shipped engine section, rewriting only their keys")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="with --stages: start each refitted parameter at the shipped section's value "
+                             "(a local refit) instead of the stage's default start")
     parser.add_argument("--transfer-engine", help="copy this engine's section from --from-profile into --base")
     parser.add_argument("--from-profile", help="the calibrated profile --transfer-engine copies from")
     parser.add_argument("--relation", default="same compute die",
