@@ -213,7 +213,7 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
-        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)))},
+        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)), ("window_cta_us", _NONNEGATIVE))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -705,6 +705,15 @@ def _blend(decode: Efficiency, prefill: Efficiency, weight: Any) -> Efficiency:
                                                   for p, v in decode.by_precision.items()}))
 
 
+def _window_cta_us(shape: AttentionShape, table: Mapping[str, Any], name: str) -> Any:
+    """The extra time of a CTA of FlashAttention's sliding-window (local) kernel, which runs only while
+    the keys outnumber the window (FA3's flash_api.cpp drops a window >= seqlen_k): 0 otherwise."""
+    extra = _kv_key(shape, table, name, 0.0)
+    if shape.window <= 0 or not extra:
+        return 0.0
+    return extra * smin(1, smax(0, shape.keys - shape.window))
+
+
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
     """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
     the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
@@ -732,6 +741,7 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
     factor = work / padded
     latency_us = (_kv_key(shape, table, "prefill_latency_us", base.latency_s * 1e6)
                   + cta_us * (tiles.ctas / sms + tail)
+                  + _window_cta_us(shape, table, "prefill_window_cta_us") * tiles.ctas / sms
                   + _kv_key(shape, table, "prefill_kv_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.kv_heads
                   * shape.head_dim / 128
                   # the append launches one thread block per new token (vLLM cache_kernels.cu,
@@ -767,11 +777,8 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
         if cta_us:
             dim_share = _kv_key(shape, profile.efficiency, "cta_dim_share", 0.0)
             per_cta_us = cta_us * (1 - dim_share + dim_share * head_dim / 128) if dim_share else cta_us
-        window_cta_us = _kv_key(shape, profile.efficiency, "window_cta_us", 0.0)
-        if window > 0 and window_cta_us:
-            # FA3 runs its local (sliding-window) kernel only while the cache is longer than the window
-            # (flash_api.cpp drops a window >= seqlen_k); its CTAs mask both ends of their key range
-            per_cta_us = per_cta_us + window_cta_us * smin(1, smax(0, keys - window))
+        # FA3's local (sliding-window) kernel: its CTAs mask both ends of their key range
+        per_cta_us = per_cta_us + _window_cta_us(shape, profile.efficiency, "window_cta_us")
         block_bytes = tiles.block_n * (head_dim + v_dim) * shape.kv_itemsize
         stream_us = tiles.per_cta * block_bytes / (sm_gbps * 1e3) if sm_gbps else 0
         # the CTAs' total time over the SMs, and at least one CTA's (Graham's lower bound of a list schedule)

@@ -103,6 +103,8 @@ def prefill_stage(name: str, kv: str, note: str, extra: tuple[cf.Param, ...] = (
                                         "cache append is kv_ns's)"),
         P(f"{a}_score_flops", 64.0, 0.0, 2048.0, "softmax work per score of a tile the MMAs do not hide (exp, max, "
                                                  "rescale), in tensor-FLOP equivalents (QK^T and PV: 4 x d per score)"),
+        P(f"{a}_window_cta_us", 2.0, 0.0, 50.0, "extra time of a CTA of the sliding-window (local) kernel, while "
+                                                "the prompt is longer than the window, spread over the SMs"),
         P(f"{a}_serial_flops", 256.0, 0.0, 4096.0, "softmax work per score of a tile of an FA3 kernel without "
                                                    "intra-warpgroup overlap (bf16 d <= 64 with a window, fp8 d = 256 "
                                                    "on paged KV), which runs between the MMAs, in tensor-FLOP "

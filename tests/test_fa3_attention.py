@@ -198,3 +198,14 @@ def test_fa3_attention_is_symbolic_safe():
             value = op_time(kv_cache_attention(call(b, s, c, d, window)), "attention", profile, mode).time_s
             point = {B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)}
             assert float(expr.xreplace(point)) == pytest.approx(float(value), rel=1e-9), (d, window, b, s, c)
+
+
+def test_a_prefills_window_kernel_adds_its_per_cta_cost_once_the_prompt_outgrows_the_window():
+    """One sequence, one head, d 128 (FA3's 128 x 128 tile), window 128, window_cta_us 5: 1,024 tokens
+    are 8 q-blocks, 8 CTAs x 5 us over 100 SMs = 0.4 us; 100 tokens fit the window (FA3 drops it): 0."""
+    base = {"attention_fa3_tiles": 1, "attention_prefill_compute": 0.5}
+    window, plain = vllm(**base, attention_prefill_window_cta_us=5.0), vllm(**base)
+    for q_len, extra_us in ((1024, 8 * 5.0 / SMS), (100, 0.0)):
+        extra = (attention(window, 1, 1, 1, 128, q_len, 0, window=128).latency_s
+                 - attention(plain, 1, 1, 1, 128, q_len, 0, window=128).latency_s)
+        assert extra == pytest.approx(extra_us * 1e-6, rel=1e-9, abs=1e-15), q_len
