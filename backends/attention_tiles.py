@@ -113,6 +113,12 @@ def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool) -> tuple[int
     return (block_m, local_n, local_overlap) if window else (block_m, causal_n, causal_overlap)
 
 
+def fa3_runs(shape: AttentionShape) -> bool:
+    """Whether FlashAttention-3 has a kernel for the shape (16- or 8-bit K/V, head dims up to 256);
+    other shapes keep the generic 128-key blocks (an engine runs another backend for them)."""
+    return shape.kv_itemsize in (1, 2) and max(shape.head_dim, shape.v_dim) <= max(b for _, b in FA3_PREFILL_TILES)
+
+
 def split_gate(batch: Any, limit: int) -> Any:
     """1 while `batch` <= limit (FA3 may split), 0 above it (symbolic-safe)."""
     return 1 - smin(1, smax(0, batch - limit))
@@ -121,8 +127,10 @@ def split_gate(batch: Any, limit: int) -> Any:
 def decode_tiles(shape: AttentionShape, block_q: int, block_n: int, sms: int, max_splits: int,
                  fa3: bool = False) -> DecodeTiles:
     """The split-KV CTAs of a decode. `fa3`: FlashAttention-3's own k-block for the shape (`block_n`
-    ignored), the window's blocks as FA3 visits them and no split above `FA3_MAX_SPLIT_BATCH` sequences."""
+    ignored), the window's blocks as FA3 visits them and no split above `FA3_MAX_SPLIT_BATCH` sequences,
+    where FA3 has a kernel for the shape (`fa3_runs`)."""
     items = shape.batch * shape.kv_heads * cdiv(shape.q_len, block_q)
+    fa3 = fa3 and fa3_runs(shape)
     if fa3:
         block_n = fa3_decode_block(max(shape.head_dim, shape.v_dim), shape.kv_itemsize, shape.window > 0)
     blocks = cdiv(shape.keys, block_n)

@@ -152,7 +152,14 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
-from .attention_tiles import FA3_MAX_SPLIT_BATCH, decode_tiles, fa3_prefill_tile, prefill_tiles, split_gate
+from .attention_tiles import (
+    FA3_MAX_SPLIT_BATCH,
+    decode_tiles,
+    fa3_prefill_tile,
+    fa3_runs,
+    prefill_tiles,
+    split_gate,
+)
 from .counts import PRECISIONS, Counts
 from .gemm_tiles import rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
@@ -722,7 +729,7 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
     table = profile.efficiency
     block = block_n = int(table.get("attention_prefill_block", 128))
     serial = False
-    if table.get("attention_fa3_tiles", 0):  # FlashAttention-3's own tile for the head dim, dtype and window
+    if table.get("attention_fa3_tiles", 0) and fa3_runs(shape):  # FA3's own tile for the head dim, dtype, window
         block, block_n, overlap = fa3_prefill_tile(max(shape.head_dim, shape.v_dim), shape.kv_itemsize,
                                                    shape.window > 0)
         serial = not overlap
@@ -771,7 +778,7 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
         # split-KV CTAs (FlashAttention-3's dynamic split, backends/attention_tiles.py), each its set-up
         # (cta_us) plus its key blocks streamed at sm_gbps: the memory path takes at least that long
         sms = profile.compute_units
-        fa3 = bool(profile.efficiency.get("attention_fa3_tiles", 0))
+        fa3 = bool(profile.efficiency.get("attention_fa3_tiles", 0)) and fa3_runs(shape)
         tiles = decode_tiles(shape, block, KV_SPLIT_BLOCK, sms, int(param(profile, "attention_max_splits")), fa3)
         per_cta_us = 0.0
         if cta_us:

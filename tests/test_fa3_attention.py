@@ -209,3 +209,9 @@ def test_a_prefills_window_kernel_adds_its_per_cta_cost_once_the_prompt_outgrows
         extra = (attention(window, 1, 1, 1, 128, q_len, 0, window=128).latency_s
                  - attention(plain, 1, 1, 1, 128, q_len, 0, window=128).latency_s)
         assert extra == pytest.approx(extra_us * 1e-6, rel=1e-9, abs=1e-15), q_len
+
+
+def test_shapes_fa3_has_no_kernel_for_keep_the_generic_blocks():
+    """An fp32 cache or d 512 (another backend in vLLM) walks 128-key blocks: 4,096 keys are 32."""
+    for s in (shape(4096, itemsize=4), shape(4096, d=512)):
+        assert decode_tiles(s, 128, 128, SMS, 32, fa3=True).blocks == 32
