@@ -247,9 +247,17 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         ranks_per_worker = resolved.dp if lockstep else 1
         pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \
             replace(profile_engine, max_num_seqs=pool.max_num_seqs)  # the pool's own cap (disagg.py)
+        # attention DP: SGLang divides its step budget (and a given max_num_seqs) among the ranks
+        # (engines.py, "Attention-DP division"); a pool's `bs<n>` is already per rank
+        seqs_given = "max_num_seqs" in (engine_args or {}) and (pool is None or pool.max_num_seqs is None)
+        rank_engine = pool_engine.attention_dp_rank(ranks_per_worker, seqs_given)
+        if rank_engine is not pool_engine:
+            notes.append(f"{role}: {profile_engine.name} attention DP{ranks_per_worker}: per rank "
+                         f"max_num_batched_tokens {rank_engine.max_num_batched_tokens}, max_num_seqs "
+                         f"{rank_engine.max_num_seqs}, new_token_ratio {rank_engine.new_token_ratio:.3g}")
         workers = []
         for w in range(replicas):
-            ranks = [RankScheduler(pool_engine, kv.blocks, decode_tokens=1 + mtp,
+            ranks = [RankScheduler(rank_engine, kv.blocks, decode_tokens=1 + mtp,
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
