@@ -61,7 +61,11 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
     simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
     dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
-    take their plain twins' entries (the `_mtp.sh` scripts are not transcribed).
+    of TensorRT-LLM take their `_mtp.sh` scripts' own lines (`mtp` true: max_batch_size = CONC, or
+    CONC / 8 (FP8) / CONC / 4 (FP4) per rank under dp-attn, max_num_tokens = (1 + drafts) x
+    max_batch_size + ISL rounded up to 64, no batch waiting, the FP8 script's piecewise graphs);
+    SGLang's MTP twins take their plain twins' entries (the SGLang `_mtp.sh` scripts are not
+    transcribed).
   - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
     TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
   - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
@@ -514,7 +518,7 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
 
 
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
-          host_launch_s: float | None = None) -> dict[str, Any]:
+          host_launch_s: float | None = None, mtp_source: str | None = None) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -542,7 +546,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
-        flags = inferencemax_flags(row)
+        flags = inferencemax_flags(row, mtp=mtp_source == "MTP")
         if flags is None:  # no InferenceMAX entry (other systems, AIConfigurator's runs)
             flags = trtllm_adp_balance(row, kwargs), {}
         args, extra = flags
@@ -578,26 +582,27 @@ IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1
              "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
 
 
-def imx_variables(row: dict[str, str]) -> dict[str, int]:
+def imx_variables(row: dict[str, str], mtp: bool = False) -> dict[str, int]:
     """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
-    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
-    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k)."""
+    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns), MAX_MODEL_LEN,
+    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k), and MTP: 1 for the run of an
+    `_mtp.sh` script (an agg MTP twin, docstring), whose table lines are its own."""
     layout = inferencemax_layout(row)
     if layout is None:
         layout = (_int(row["tp_size"]), max(1, _int(row["moe_ep_size"])), _int(row["attention_dp_size"]) > 1)
     isl, osl = int(row["isl"]), int(row["osl"])
     return {"CONC": concurrency(row), "ISL": isl, "OSL": osl, "TP": layout[0], "EP": layout[1],
-            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200}
+            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200, "MTP": int(mtp)}
 
 
-def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def inferencemax_flags(row: dict[str, str], mtp: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(engine_args, deployment keys) of the launch flags of the InferenceMAX script that ran an
     sa-bench agg row (docstring, engine; `inferencemax_flags.py` and the table's README), None where
     the table has no entry for its model, system, engine and precision."""
     model = IMX_MODEL.get(row["model_path"])
     if model is None or row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
         return None
-    variables = imx_variables(row)
+    variables = imx_variables(row, mtp)
     flags = imx.entry((model, row["system"], row["backend"], row["precision"]), variables)
     if flags is None:
         return None
@@ -686,7 +691,8 @@ def main() -> int:
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
-                               host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6)
+                               host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6,
+                               mtp_source=mtp_sources.get(row["id"]))
                 c = per_replica_concurrency(row)
                 if row["mode"] == "agg" and agg_mtp(row, kwargs, mtp_sources.get(row["id"])):
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
