@@ -110,7 +110,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   b200_sxm row's matching InferenceMAX entries run that prefill pool as DEP8, ep = tp: the column
   is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
   (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
-  draft).
+  draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (README, "MTP
+  acceptance"); `--mtp-acceptance A` is the what-if.
 - agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
   without MTP (SGLang `dsr1_fp8_b200_mtp.sh` / `dsr1_fp4_b200_mtp.sh`: EAGLE, `--speculative-num-steps 2`,
   TP8 only; TensorRT-LLM `dsr1_fp8_b200_trt_mtp.sh` / `dsr1_fp4_b200_trt_mtp.sh`:
@@ -645,6 +646,10 @@ def main() -> int:
     ap.add_argument("--moe-skew", type=float, default=0.0,
                     help="what-if: Zipf skew of MoE expert popularity in every step (analyze's moe_skew; 0: uniform "
                          "random routing, the default)")
+    ap.add_argument("--mtp-acceptance", type=float, default=None,
+                    help="what-if: per-draft MTP acceptance of every MTP row (simulate's mtp_acceptance; default "
+                         "tensor_cast's DEFAULT_ACCEPTANCE, 0.85: no public figure for DeepSeek-R1 on sa-bench's random "
+                         "prompts, README 'MTP acceptance')")
     ap.add_argument("--no-agg-mtp", action="store_true",
                     help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: docstring, agg MTP)")
     ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
@@ -698,6 +703,8 @@ def main() -> int:
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
+                if args.mtp_acceptance is not None and kwargs.get("mtp"):
+                    kwargs["mtp_acceptance"] = args.mtp_acceptance
                 if args.allreduce_fusion != "auto":
                     kwargs["engine_args"] = {**kwargs.get("engine_args", {}),
                                              "allreduce_fusion": args.allreduce_fusion == "on"}
