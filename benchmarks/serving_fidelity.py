@@ -61,11 +61,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
     simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
     dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
-    of TensorRT-LLM take their `_mtp.sh` scripts' own lines (`mtp` true: max_batch_size = CONC, or
+    take their `_mtp.sh` scripts' own lines (`mtp` true). TensorRT-LLM: max_batch_size = CONC, or
     CONC / 8 (FP8) / CONC / 4 (FP4) per rank under dp-attn, max_num_tokens = (1 + drafts) x
-    max_batch_size + ISL rounded up to 64, no batch waiting, the FP8 script's piecewise graphs);
-    SGLang's MTP twins take their plain twins' entries (the SGLang `_mtp.sh` scripts are not
-    transcribed).
+    max_batch_size + ISL rounded up to 64, no batch waiting, the FP8 script's piecewise graphs.
+    SGLang (FP8, TP8): chunked-prefill-size 16384, max-running-requests and cuda-graph-max-bs 512.
   - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
     TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
   - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the

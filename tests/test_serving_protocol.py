@@ -204,7 +204,7 @@ def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
     assert max(args["cuda_graph_sizes"]) == 32 and args["memory_utilization"] == 0.7
 
 
-def test_deepseek_trtllm_b200_mtp_twins_take_their_mtp_scripts_flags():
+def test_deepseek_b200_mtp_twins_take_their_mtp_scripts_flags():
     # dsr1_fp8_b200_trt_mtp.sh: MAX_BATCH_SIZE = CONC, MTP 3, MAX_NUM_TOKENS = ((MTP + 1) x MAX_BATCH_SIZE
     # + ISL + 64 + 63) / 64 x 64: (256 + 1024 + 127) // 64 x 64 = 1344 at 64 clients, 1k/1k; no batch
     # waiting (the plain script's 40 / 0.8 at these points), piecewise graphs above 4 clients
@@ -225,6 +225,13 @@ def test_deepseek_trtllm_b200_mtp_twins_take_their_mtp_scripts_flags():
     args = fidelity.setup(imx_row(dsr1, "trtllm", "fp4", 8192, 1024, 16, "r_tp8_ep8_9"), 0.0,
                           mtp_source="MTP")["engine_args"]
     assert (args["max_num_batched_tokens"], args["max_num_seqs"]) == (8320, 16) and "eager_launch_host_s" not in args
+    # SGLang dsr1_fp8_b200_mtp.sh (TP8 only): --chunked-prefill-size 16384 (the plain script's TP8 branch
+    # 32768), --max-running-requests 512, --cuda-graph-max-bs 512
+    row = imx_row(dsr1, "sglang", "fp8", 8192, 1024, 32, "r_tp8_ep1_3")
+    args = fidelity.setup(row, 0.0, mtp_source="MTP")["engine_args"]
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["scheduler_recv_interval"]) == (16384, 512, 30)
+    assert max(args["cuda_graph_sizes"]) == 512
+    assert fidelity.setup(row, 0.0, mtp_source="no MTP")["engine_args"]["max_num_batched_tokens"] == 32768
 
 
 @pytest.mark.parametrize(("conc", "interval"), [(8, 10), (16, 30), (64, 30)])
