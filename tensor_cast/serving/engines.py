@@ -170,7 +170,9 @@ with the division in mind (ishandhanani/srt-slurm recipes/b200-fp8/8k1k/stp/max-
 each rank's (one engine per DP rank; the TensorRT-LLM recipes name `batch64` per DP rank): not
 divided. `EngineProfile.attention_dp_rank` gives one rank's profile; a disagg pool's `bs<n>` is
 already per rank and is not divided. Not modelled: SGLang's `max_prefill_tokens` (16,384 by default,
-not divided) as a second cap on a prefill batch's new tokens.
+not divided) as a second cap on a prefill batch's new tokens. The decode CUDA-graph sizes stay per
+rank (each rank replays its own graphs up to `cuda_graph_max_bs`; no division of it was found in
+`_handle_data_parallelism`).
 
 It must not simulate time or cost steps.
 """
