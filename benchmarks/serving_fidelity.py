@@ -110,7 +110,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   except a pool written as attention DP with moe_ep 1 and moe_tp = dp (every such h100_sxm /
   b200_sxm row's matching InferenceMAX entries run that prefill pool as DEP8, ep = tp: the column
   is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
-  (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
+  (`given_pool`). SGLang pools take their recipe's `--chunked-prefill-size` (`tok`, divided among
+  the pool's attention-DP ranks by the engine) and `--max-running-requests` // dp (`bs`, per rank)
+  where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`;
+  a few srt-slurm recipes so far), else the engine's defaults. MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
   draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (README, "MTP
   acceptance"); `--mtp-acceptance A` is the what-if.
 - agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
@@ -514,9 +517,33 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
+    if row["backend"] == "sglang":
+        for role in ROLES:
+            pools[role].update(sglang_pool_flags(found, role, pools[role].get("dp", 1)))
     spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k.replace('_', '')}{v}" for k, v in pools[role].items())
                      for role in ROLES)
     return spec, mtp
+
+
+SGLANG_FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sglang_disagg_recipe_flags.csv")
+_SGLANG_FLAGS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def sglang_pool_flags(found: list[dict[str, Any]], role: str, dp: int) -> dict[str, int]:
+    """Disagg spec keys of one pool from its SGLang recipe's flags (`benchmarks/data/
+    sglang_disagg_recipe_flags.csv`, README there): `tok` = `--chunked-prefill-size` (the worker's
+    budget, which SGLang divides among the pool's attention-DP ranks), `bs` = `--max-running-requests`
+    // dp (what SGLang gives each rank; `bs` is per rank). Taken where the table has lines for the
+    matched recipes and they agree (a recipe's `stp` and `mtp` variants share them), else {}."""
+    if not _SGLANG_FLAGS:
+        with open(SGLANG_FLAGS_PATH, newline="") as fh:
+            _SGLANG_FLAGS.update(((r["recipe"], r["role"]), r) for r in csv.DictReader(fh))
+    lines = {(int(f["chunked_prefill_size"]), int(f["max_running_requests"]))
+             for rec in found if (f := _SGLANG_FLAGS.get((rec["recipe"], role)))}
+    if len(lines) != 1:
+        return {}
+    chunk, running = lines.pop()
+    return {"bs": max(1, running // dp), "tok": chunk}
 
 
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
