@@ -107,7 +107,8 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     every batch of these runs), prefill graphs (TensorRT-LLM piecewise CUDA graphs: no eager context
     step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY: graph_prefill off), batch waiting, SGLang's
     receive interval, the attention-DP balance, the KV-cache dtype (`auto`: the model's) and vLLM's
-    all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on). Recorded
+    all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on), vLLM's
+    Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
     script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
@@ -130,4 +131,7 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     if engine == "vllm" and "allreduce+rms" in flags.get("kernels", ""):  # pass_config.fuse_allreduce_rms
         args["allreduce_fusion"] = True
     kv = flags.get("kv_cache_dtype")
-    return args, ({"kv_cache_dtype": None if kv == "auto" else kv} if kv else {})
+    deployment: dict[str, Any] = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}
+    if engine == "vllm" and "VLLM_MXFP4_USE_MARLIN=1" in flags.get("kernels", ""):  # MXFP4 experts on Marlin
+        deployment["quant"] = "mxfp4_marlin"
+    return args, deployment

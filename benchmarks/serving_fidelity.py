@@ -44,7 +44,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
   and both engines serve gpt-oss's MXFP4 experts natively; on the b200_sxm sa-bench vLLM / TensorRT-LLM
-  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`); the
+  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`; on the
+  h100_sxm sa-bench vLLM rows on Marlin's MoE, mxfp4_marlin, as the script's VLLM_MXFP4_USE_MARLIN=1
+  selects: inferencemax_flags.engine_knobs); the
   MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
   sa-bench agg rows whose script sets it (see engine), else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except

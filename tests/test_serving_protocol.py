@@ -252,3 +252,13 @@ def test_flags_the_measurements_contradict_are_listed_not_simulated():
         fidelity.setup(qwen, 0.0)
     assert fidelity.setup({**qwen, "silicon_data_source": "source_file=2026-04-06.csv; silicon_concurrency=128"},
                           0.0)["engine_args"]["max_num_seqs"] == 128
+
+
+def test_gpt_oss_h100_vllm_rows_run_marlin_moe():
+    # gptoss_fp4_h100.sh exports VLLM_MXFP4_USE_MARLIN=1: the checkpoint's MXFP4 experts run vLLM's Marlin
+    # MoE (quant mxfp4_marlin); gptoss_fp4_b200.sh selects FlashInfer's MXFP8-activation kernel instead
+    gpt = {**imx_row("openai/gpt-oss-120b", "vllm", "fp4", 1024, 1024, 16, "r_tp2_ep1_3"), "gemm_quant_mode": "nvfp4"}
+    assert fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)["quant"] == "mxfp4_marlin"
+    assert fidelity.setup(gpt, 0.0)["quant"] == "w4a8_mxfp4_mxfp8"
+    args, deployment = imx.engine_knobs({"kernels": "env VLLM_MXFP4_USE_MARLIN=1"}, {}, "sglang")
+    assert "quant" not in deployment  # a vLLM environment variable: no other engine reads it
