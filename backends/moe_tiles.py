@@ -35,7 +35,9 @@ Which tile (first match wins; r = the average rows per hit expert, M = the step'
   rows) sizes its tile by pairs that mostly go to other ranks: at EP 256 one local expert with a few
   rows runs 128-row tiles from 16 tokens on. Against the hit-expert rule, refitted (B200 NVFP4, 300
   rows): 14.7 -> 14.0 % fitted on, 16.5 -> 15.9 % held out; the padding penalty a padded row carries
-  falls from 1.56 to 0.51 of a filled row's MMAs.
+  falls from 1.56 to 0.51 of a filled row's MMAs. A vLLM server autotunes FlashInfer at start-up
+  (`kernel_warmup.flashinfer_autotune`) and may pick a wider candidate where it runs faster, so on
+  a served step this rule is the fallback's cost, at most the tuned one's among the same candidates.
 - `oai_triton` (gpt-oss MXFP4 on Hopper, triton_kernels `matmul_ogs`): block_m = r rounded up to a
   power of two in [16, 128].
 - `marlin` (vLLM `fused_marlin_moe`): the smallest of 8, 16, 32, 48, 64 rows with r / block < 0.9,
