@@ -6,7 +6,8 @@ engine knobs (`engine_args`) and deployment keys. Which run a measured row is, a
 `inferencemax_flags`); the table's README says what each column transcribes and from which script.
 
 Lines of one key (model, system, backend, precision) apply in file order where all their conditions
-hold, a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
+hold (`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain
+script's, marked false), a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
 defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
 is not determined (`Undetermined`).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
 KEYS = ("model", "system", "backend", "precision")
-CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc")  # matched against the same-named variables
+CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc", "mtp")  # matched against the same-named variables
 INT_KNOBS = ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
              "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters")
 FLOAT_KNOBS = ("memory_utilization", "batch_wait_max_tokens_ratio")
