@@ -112,6 +112,7 @@ class MoEShape:
     spread: int = 1  # 1: rows per expert vary with the routing (binomial); 0: exactly the bin's rows
     top_k: int = 1  # experts per token
     ep: int = 1  # ranks the routed experts are split over (this GPU holds E / ep of them)
+    act_bytes: Any = 2  # bytes of one activation element the block takes and returns (bf16: 2)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,17 @@ Which tile (first match wins; r = the average rows per hit expert, M = the step'
   192). Modelled as r rounded up to a power of two in [16, 128] (block fp8: [16, 64], the block
   kernels' BLOCK_SIZE_M in `get_default_config`).
 - `trtllm` (FlashInfer TRT-LLM fused MoE on Blackwell): `tile_tokens_dim` = r rounded up to a
-  power of two, clamped to [8, 64].
+  power of two, clamped to [8, 64]. NVFP4 (`LOCAL_RULES`): FlashInfer's FP4 launcher, run without an
+  autotuned tactic as the tables were, takes the smallest of its candidate tiles
+  (`selectDefaultTileN` / `computeSelectedTileN`, csrc/trtllm_fused_moe_kernel_launcher.cu): one
+  step of the ladder {8, ..., 256} below the next power of two of T·k / (E / ep), the pairs per
+  *local* expert, hit or not, so in [8, 128]. An EP rank that receives every token (the tables' EP
+  rows) sizes its tile by pairs that mostly go to other ranks: at EP 256 one local expert with a few
+  rows runs 128-row tiles from 16 tokens on. Against the hit-expert rule, refitted (B200 NVFP4, 300
+  rows): 14.7 -> 14.0 % fitted on, 16.5 -> 15.9 % held out; the padding penalty a padded row carries
+  falls from 1.56 to 0.51 of a filled row's MMAs. A vLLM server autotunes FlashInfer at start-up
+  (`kernel_warmup.flashinfer_autotune`) and may pick a wider candidate where it runs faster, so on
+  a served step this rule is the fallback's cost, at most the tuned one's among the same candidates.
 - `oai_triton` (gpt-oss MXFP4 on Hopper, triton_kernels `matmul_ogs`): block_m = r rounded up to a
   power of two in [16, 128].
 - `marlin` (vLLM `fused_marlin_moe`): the smallest of 8, 16, 32, 48, 64 rows with r / block < 0.9,
@@ -61,6 +71,10 @@ per pair at 16,384 tokens than at 2,048 with one to four local experts (block fp
 I 1,536, EP 256: 746 us at 16,384 tokens for 512 local rows; bf16, H 2,048, I 512: 94 us), work the
 local rows' bytes and FLOPs do not carry: routing and permuting every pair, and the grid the
 kernels launch for the worst-case padded rows of all pairs, most of whose CTAs find no rows.
+Fused epilogue (`FUSED_INTERMEDIATE`): TRT-LLM-gen's FP4 MoE applies the gated activation and
+quantizes the intermediate to NVFP4 in GEMM1's epilogue, so the 16-bit round trip the counts hold
+(GEMM1's output and the activation's, each written and read) is not moved; with it and the tile
+rule above, refitted: 14.0 -> 13.8 % fitted on, 15.9 -> 15.6 % held out (padding penalty 0.17).
 `moe_<v>_ep_latency_us`: a fixed cost an expert-parallel rank's call pays beyond a TP one (H100
 gpt-oss MXFP4, OAI Triton: one token takes 67-71 us at EP 8-32, where TP 8-32 takes 38-39 us and
 TP 1 61-63 us with 50 MB more weights to read).
@@ -103,10 +117,26 @@ KERNEL_OF_SCHEME: dict[str, str] = {"mxfp4_marlin": "w4a16"}
 # create_weights`). The tables show it: B200 MXFP4 x MXFP8, H 4,096, I 2,048 runs TP 8, 16 and 32
 # (I / tp = 256, 128, 64) in the same 85 us at 32 tokens.
 PAD_TO: dict[tuple[str, str], int] = {("blackwell", "mxfp4"): 256, ("blackwell", "w4a8_mxfp4_mxfp8"): 256}
+# Kernels whose gate+up GEMM applies the gated activation and quantizes the intermediate in its
+# epilogue, by (architecture, variant): TRT-LLM-gen's FP4 MoE (FlashInfer's FP4 launcher keeps no
+# activation buffer: GEMM1 writes the NVFP4 intermediate and its scale factors, GEMM2 reads them;
+# its DeepSeek-FP8 path has a separate activation kernel and buffer). The intermediate's 16-bit round
+# trip (GEMM1's output written and read, the activation's output written and read by the quantizer)
+# is not moved: 2 x (n1 + I) activation elements per (token, expert) pair fewer bytes.
+FUSED_INTERMEDIATE: frozenset[tuple[str, str]] = frozenset({("blackwell", "nvfp4")})
 # (bound, tile rows): the first rule whose bound is >= the size wins. `tokens` rules read the
 # step's tokens M, `rows` rules the average rows per hit expert.
 TOKEN_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "cutlass": ((INF, 128),),
+}
+# `local` rules read the (token, expert) pairs the step routes per expert on this GPU, hit or not:
+# T x k / (E / ep), what FlashInfer's launcher sizes its tile by.
+LOCAL_RULES: dict[str, tuple[tuple[float, int], ...]] = {
+    # FlashInfer's TRT-LLM-gen FP4 launcher without an autotuned tactic (`selectDefaultTileN`):
+    # the candidates around clamp(next power of two of T k / local experts, 8, 256) on the NVFP4
+    # ladder {8, ..., 256}, and the smallest of them, one step below the centre: half that power of
+    # two, in [8, 128] (`computeSelectedTileN`, csrc/trtllm_fused_moe_kernel_launcher.cu).
+    "trtllm_nvfp4": ((16, 8), (32, 16), (64, 32), (128, 64), (INF, 128)),
 }
 ROW_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "triton": ((16, 16), (32, 32), (INF, 64)),
@@ -139,10 +169,15 @@ def _piecewise(size: Any, rules: tuple[tuple[float, int], ...]) -> Any:
     return sympy.Piecewise(*pieces, (rules[-1][1], True))
 
 
-def tile_rows(kernel: str, variant: str, tokens: Any, rows_per_expert: Any) -> Any:
-    """Rows of the M tile `kernel` runs a grouped GEMM in (`tokens`: the step's, rows: per hit expert)."""
+def tile_rows(kernel: str, variant: str, tokens: Any, rows_per_expert: Any, rows_per_local_expert: Any = None) -> Any:
+    """Rows of the M tile `kernel` runs a grouped GEMM in (`tokens`: the step's, rows: per hit expert;
+    `rows_per_local_expert`: the step's pairs over this GPU's experts, T x k / (E / ep))."""
     if kernel == "triton" and variant == "fp8_block":
         kernel = "triton_fp8_block"
+    if f"{kernel}_{variant}" in LOCAL_RULES:
+        if rows_per_local_expert is None:
+            raise ValueError(f"the {kernel} {variant} tile follows the pairs per local expert; none given")
+        return _piecewise(rows_per_local_expert, LOCAL_RULES[f"{kernel}_{variant}"])
     if kernel in TOKEN_RULES:
         return _piecewise(tokens, TOKEN_RULES[kernel])
     if kernel in ROW_RULES:
@@ -231,6 +266,14 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     hidden, inter = shape.hidden, shape.intermediate
     if pad:  # the GEMMs run the padded dimensions
         hidden, inter = -(-shape.hidden // pad) * pad, -(-shape.intermediate // pad) * pad
+    if (profile.architecture, v) in FUSED_INTERMEDIATE and counts.bytes:
+        n1 = (shape.row_flops - 2 * shape.hidden * shape.intermediate) / (2 * shape.hidden)  # 2 I gated, I not
+        saved = shape.pairs * shape.act_bytes * 2 * (n1 + shape.intermediate)
+        kept = counts.bytes - saved
+        if not isinstance(kept, sympy.Basic) and kept <= 0:
+            raise ValueError(f"fused-MoE intermediate bytes {saved} exceed the layer's {counts.bytes}: the "
+                             f"counts do not hold the unfused activation round trip")
+        base = replace(base, memory=base.memory * counts.bytes / kept)
     k0 = table.get(f"moe_{v}_k_overhead", 0.0)
     if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
         up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate
@@ -247,7 +290,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     if not table.get(f"moe_{v}_tile_switch") or not kernel:
         return base
     tokens = shape.routed
-    tile = tile_rows(kernel, v, tokens, rows_per_hit_expert(shape))
+    tile = tile_rows(kernel, v, tokens, rows_per_hit_expert(shape), tokens * shape.top_k / shape.experts)
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
     padded = padded_rows(shape, tile)
     empty = (1 + table.get(f"moe_{v}_pad_penalty", 0.0)) * (padded - shape.pairs)  # a padded row's MMAs, and more

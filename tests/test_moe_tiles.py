@@ -54,6 +54,60 @@ def test_tile_rules(kernel, variant, rows, tile):
     assert tile_rows(kernel, variant, 4096, rows) == tile
 
 
+@pytest.mark.parametrize(("tokens", "top_k", "local_experts", "tile"), [
+    (1, 8, 256, 8),  # 8 / 256 pairs an expert: the ladder's front, 8 (no smaller candidate)
+    (256, 8, 256, 8),  # 8 an expert: centre 8, candidates {8, 16, 32}: 8
+    (1024, 8, 256, 16),  # 32 an expert: centre 32, candidates {16, 32, 64, 128}: 16
+    (1024, 8, 32, 128),  # EP 8 of E 256 (32 local experts), all 1,024 tokens routed: 256 an expert: centre 256: 128
+    (4100, 8, 256, 128),  # 128.1 an expert: centre 256, candidates {128, 256}: 128
+    (3, 1, 1, 8),  # 3 pairs on one local expert: centre 8 (clamped up): 8
+])
+def test_trtllm_nvfp4_default_tile_follows_pairs_per_local_expert(tokens, top_k, local_experts, tile):
+    # FlashInfer's FP4 launcher without an autotuned tactic: the smallest candidate, one ladder step below
+    # clamp(next power of two of T k / local experts, 8, 256); rows per *hit* expert play no part
+    per_local = tokens * top_k / local_experts
+    assert tile_rows("trtllm", "nvfp4", tokens, 1.0, per_local) == tile
+    assert tile_rows("trtllm", "bf16", tokens, 1.0, per_local) == 8  # other variants keep the hit-expert rule
+    with pytest.raises(ValueError, match="pairs per local expert"):
+        tile_rows("trtllm", "nvfp4", tokens, 1.0)
+
+
+def test_nvfp4_tile_in_the_efficiency_by_hand():
+    # Blackwell, nvfp4: 10 tokens, k 2, over 4 local experts, exactly 5 rows each: 10 x 2 / 4 = 5 pairs
+    # an expert -> centre 8 -> tile 8: 32 rows run for 20 filled. With EP 8 the same rank's 4 experts
+    # get the same 5 rows, but FlashInfer sizes the tile by all 80 tokens routed (80 x 2 / 4 = 40 ->
+    # centre 64 -> tile 32): 4 x 32 = 128 rows run.
+    row_flops = 1e9
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=row_flops, variant="nvfp4",
+                     spread=0, top_k=2)
+    p = profile("blackwell", "moe_nvfp4_compute = 0.5\nmoe_nvfp4_tile_switch = 1")
+    counts = Counts(flops={"fp4": 20 * row_flops}, kernel=shape)
+    assert efficiency_for("moe", counts, p).by_precision["fp4"] == pytest.approx(0.5 * 20 / 32)
+    ep = replace(shape, routed=80, bins=((4, 5 / 80),), ep=8)
+    assert efficiency_for("moe", replace(counts, kernel=ep), p).by_precision["fp4"] == pytest.approx(0.5 * 20 / 128)
+
+
+def test_fp4_gemm1_epilogue_fuses_the_intermediate_on_blackwell():
+    # TRT-LLM-gen FP4: the gated activation and the NVFP4 quantization of the intermediate run in GEMM1's
+    # epilogue, so the 16-bit round trip the counts hold (GEMM1's 2I outputs written and read, the
+    # activation's I outputs written and read) is not moved: 2 x (2I + I) bf16 elements a pair.
+    from tensor_cast.backends.roofline import op_time
+
+    hidden, inter, pairs = 1024, 512, 20
+    row_flops = 2 * hidden * 2 * inter + 2 * inter * hidden  # gated: gate+up 2I wide, then down
+    total = 50e6  # bytes the counts hold, the round trip included
+    saved = pairs * 2 * 2 * (2 * inter + inter)  # 122,880 bytes
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=pairs, experts=4, row_flops=row_flops, hidden=hidden,
+                     intermediate=inter, variant="nvfp4", spread=0, act_bytes=2)
+    counts = Counts(flops={"fp4": pairs * row_flops}, bytes_read=total, kernel=shape)
+    keys = "moe_nvfp4_memory = 0.5"
+    blackwell, hopper = op_time(counts, "moe", profile("blackwell", keys)), op_time(counts, "moe", profile("hopper", keys))
+    assert float(blackwell.memory_s) == pytest.approx((total - saved) / (2000e9 * 0.5))
+    assert float(hopper.memory_s) == pytest.approx(total / (2000e9 * 0.5))  # no such kernel there
+    with pytest.raises(ValueError, match="unfused activation round trip"):
+        op_time(replace(counts, bytes_read=saved), "moe", profile("blackwell", keys))
+
+
 def test_tile_rule_is_symbolic_safe():
     tile = tile_rows("trtllm", "bf16", B, B / 4)
     assert isinstance(tile, sympy.Basic)

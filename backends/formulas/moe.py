@@ -280,7 +280,7 @@ def moe_shape(d: MoEDims, pairs: Any, act: TensorInfo, gate_up: TensorInfo, down
                     experts=d.experts // d.ep, row_flops=2 * d.hidden * n1 + 2 * d.intermediate * d.hidden,
                     hidden=d.hidden, intermediate=d.intermediate,
                     expert_bytes=weight_bytes([gate_up, down], d.quant) / d.experts, variant=variant, top_k=d.top_k,
-                    ep=d.ep)
+                    ep=d.ep, act_bytes=act.itemsize)
 
 
 def routed_counts(call: OpCall) -> Counts:
