@@ -1,7 +1,8 @@
 """Device transfer check: the held-out devices' profiles against their B200 twins, engine held fixed.
 
     python benchmarks/serving_device_transfer.py --data ../shared/serving/silicon_sample_visible.csv \
-        [--devices b300_sxm,gb200,gb300] [--per-group 3] [--any-image] [--out pairs.csv]
+        [--devices b300_sxm,gb200,gb300] [--per-group 3] [--any-image] [--out pairs.csv] \
+        [--profile b300_sxm=old_b300.toml]
 
 The b300 / gb200 / gb300 profiles carry datasheet peaks and B200's transferred efficiency sections,
 so a held-out row's error mixes two things: what the simulator gets wrong on any device (it shows
@@ -90,6 +91,9 @@ def main() -> int:
     ap.add_argument("--any-image", action="store_true", help="pair rows measured on different engine images too")
     ap.add_argument("--requests-per-client", type=int, default=10)
     ap.add_argument("--out", help="per-pair CSV")
+    ap.add_argument("--profile", action="append", default=[], metavar="SYSTEM=TOML",
+                    help="simulate a held-out system's rows on this profile file instead of its built-in one "
+                         "(e.g. the profile before a change); repeatable")
     args = ap.parse_args()
 
     from tensor_cast.errors import TensorCastError
@@ -97,7 +101,14 @@ def main() -> int:
     with open(args.data, newline="") as fh:
         rows = list(csv.DictReader(fh))
     todo = pairs(rows, args.devices.split(","), args.any_image, args.per_group)
+    profiles = dict(sf.SYSTEMS)
+    for item in args.profile:
+        system, sep, path = item.partition("=")
+        if not sep or system not in profiles:
+            ap.error(f"--profile {item!r}: accepted SYSTEM=TOML with SYSTEM one of {', '.join(profiles)}")
+        profiles[system] = path
     fields = ["id", "b200_id", "system", "engine", "model", "precision", "isl", "concurrency", "image",
+              "b200_tpot_err", "tpot_err", "b200_ttft_err", "ttft_err",
               "meas_tpot_ratio", "pred_tpot_ratio", "meas_ttft_ratio", "pred_ttft_ratio"]
     results: list[dict[str, Any]] = []
     with open(args.out or "/dev/null", "w", newline="") as out:
@@ -106,33 +117,38 @@ def main() -> int:
         for i, (row, twin) in enumerate(todo):
             try:
                 ttft_b, tpot_b = simulate(twin, "b200", args.requests_per_client)
-                ttft_h, tpot_h = simulate(twin, sf.SYSTEMS[row["system"]], args.requests_per_client)
+                ttft_h, tpot_h = simulate(twin, profiles[row["system"]], args.requests_per_client)
             except (sf.Unsupported, TensorCastError) as exc:
                 print(f"skipped {row['id']}: {str(exc)[:120]}", file=sys.stderr)
                 continue
+            tpot, twin_tpot = float(row["silicon_tpot_ms"]) / 1e3, float(twin["silicon_tpot_ms"]) / 1e3
+            ttft, twin_ttft = float(row["silicon_ttft_ms"]) / 1e3, float(twin["silicon_ttft_ms"]) / 1e3
             result = {"id": row["id"], "b200_id": twin["id"], "system": row["system"], "engine": row["backend"],
                       "model": sf.family(row["model_path"]), "precision": row["precision"], "isl": row["isl"],
                       "concurrency": sf.concurrency(row), "image": image(row),
-                      "meas_tpot_ratio": float(row["silicon_tpot_ms"]) / float(twin["silicon_tpot_ms"]),
-                      "pred_tpot_ratio": tpot_h / tpot_b,
-                      "meas_ttft_ratio": float(row["silicon_ttft_ms"]) / float(twin["silicon_ttft_ms"]),
-                      "pred_ttft_ratio": ttft_h / ttft_b}
+                      "b200_tpot_err": tpot_b / twin_tpot - 1, "tpot_err": tpot_h / tpot - 1,
+                      "b200_ttft_err": ttft_b / twin_ttft - 1, "ttft_err": ttft_h / ttft - 1,
+                      "meas_tpot_ratio": tpot / twin_tpot, "pred_tpot_ratio": tpot_h / tpot_b,
+                      "meas_ttft_ratio": ttft / twin_ttft, "pred_ttft_ratio": ttft_h / ttft_b}
             results.append(result)
             writer.writerow(result)
             out.flush()
             print(f"{i + 1}/{len(todo)} pairs", file=sys.stderr)
     print(f"{len(results)} pairs ({'any image' if args.any_image else 'same engine image'}), "
           f"{args.requests_per_client} requests per client\n")
-    print("| device | engine | model | precision | pairs | TPOT ratio measured | predicted | "
-          "TTFT ratio measured | predicted |")
-    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("Medians over the pairs. Signed errors: predicted / measured - 1 of the B200 twin (b200 profile) and of the "
+          "held-out row (its own profile, the twin's mapping). Ratios: held-out / B200.\n")
+    print("| device | engine | model | precision | pairs | TPOT err B200 | held-out | TPOT ratio measured | predicted "
+          "| TTFT err B200 | held-out | TTFT ratio measured | predicted |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     table: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         table[(r["system"], r["engine"], r["model"], r["precision"])].append(r)
     for key, rs in sorted(table.items()):
-        med = {k: statistics.median(r[k] for r in rs) for k in fields[-4:]}
-        print(f"| {' | '.join(key)} | {len(rs)} | {med['meas_tpot_ratio']:.2f} | {med['pred_tpot_ratio']:.2f} | "
-              f"{med['meas_ttft_ratio']:.2f} | {med['pred_ttft_ratio']:.2f} |")
+        med = {k: statistics.median(r[k] for r in rs) for k in fields[9:]}
+        print(f"| {' | '.join(key)} | {len(rs)} | {med['b200_tpot_err']:+.0%} | {med['tpot_err']:+.0%} | "
+              f"{med['meas_tpot_ratio']:.2f} | {med['pred_tpot_ratio']:.2f} | {med['b200_ttft_err']:+.0%} | "
+              f"{med['ttft_err']:+.0%} | {med['meas_ttft_ratio']:.2f} | {med['pred_ttft_ratio']:.2f} |")
     return 0
 
 
