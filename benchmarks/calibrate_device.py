@@ -457,9 +457,25 @@ def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str
     _emit(text, args.out)
 
 
+# What a section transferred between architectures cannot carry as a fraction of the target's peaks:
+# (source architecture, target architecture) -> {key: (factor, datasheet reason)}. The transfer multiplies
+# the key by the factor and says so in its source.
+SFU_X2 = ("Blackwell Ultra doubles Blackwell's SFU (MUFU.EX2) throughput at the same tensor-core rate per clock "
+          "(NVIDIA technical blog 'Inside NVIDIA Blackwell Ultra: The Chip Powering the AI Factory Era', Table 2: "
+          "attention-layer acceleration 10.7 vs 5 TeraExponentials/s; 'Making Softmax More Efficient with NVIDIA "
+          "Blackwell Ultra', 2026-02-25: an exp2 loop measured at 4,943 Gop/s on GB200 and 10,024 on GB300): the "
+          "softmax work the MMAs do not hide, counted in tensor-FLOP equivalents per score, halves (an upper bound: "
+          "the max / scale / convert work on the FP32 cores is not doubled)")
+TRANSFER_SCALES: dict[tuple[str, str], dict[str, tuple[float, str]]] = {
+    ("blackwell", "blackwell-ultra"): {"attention_prefill_score_flops": (0.5, SFU_X2),
+                                       "attention_fp8kv_prefill_score_flops": (0.5, SFU_X2)},
+}
+
+
 def transfer_engine_and_write(args: argparse.Namespace) -> None:
     """--transfer-engine: copy a same-die (or `--relation`) device's fitted section (fractions of this device's
-    peaks), every key's source saying `transferred from <device> (<relation>; ...)`."""
+    peaks), every key's source saying `transferred from <device> (<relation>; ...)`; keys the architectures
+    differ in (`TRANSFER_SCALES`) are scaled and their sources say by what and why."""
     import calibration_fit as cf
 
     from tensor_cast.backends.device import load_device
@@ -477,6 +493,10 @@ def transfer_engine_and_write(args: argparse.Namespace) -> None:
                                   f"own peaks, bandwidth and links, unvalidated on {target.name}): "
                                   + source.sources.get(f"efficiency.{engine}.{k}", section_source)
                for k in source.efficiency}
+    for k, (factor, why) in TRANSFER_SCALES.get((source.architecture, target.architecture), {}).items():
+        if k in source.efficiency:
+            values[f"efficiency.{k}"] = float(f"{source.efficiency[k] * factor:.3g}")
+            sources[f"efficiency.{k}"] += f"; then x {factor} on {target.name}: {why}"
     text = cf.update_profile_text(text, values, sources, engine=engine, overhead_too=False,
                                   header=f"{engine} kernels: transferred from {source.name}; provenance in [sources]")
     _emit(text, args.out)

@@ -32,9 +32,15 @@ PEAKS = {
     "gb300": (100 / 72, 6_000 / 72, 180_000 / 72 / 2, 360_000 / 72 / 2, 360_000 / 72 / 2, 720_000 / 72 / 2,
               24_000 / 72 / 2, 1_080_000 / 72),
 }
-# HBM per GPU (GB) and bandwidth (GB/s): HGX B300 2.3 TB / 8 GPUs (288 GB), 8 TB/s per GPU; GB200 372 GB and
-# 16 TB/s per superchip of 2; GB300 288 GB per GPU, 576 TB/s per 72 GPUs
-MEMORY = {"b300": (288, 8000), "gb200": (372 / 2, 16_000 / 2), "gb300": (288, 576_000 / 72)}
+# HBM per GPU (GB) and bandwidth (GB/s): HGX B300 exposes 270 GB of its 288 GB (NVIDIA Blackwell technical brief
+# v2.1 Table 3; MLPerf's B300-SXM-270GB), 8 TB/s per GPU; GB200 372 GB and 16 TB/s per superchip of 2; GB300 288 GB
+# per GPU (MLPerf's GB300-288GB), 576 TB/s per 72 GPUs
+MEMORY = {"b300": (270, 8000), "gb200": (372 / 2, 16_000 / 2), "gb300": (288, 576_000 / 72)}
+# Blackwell Ultra doubles Blackwell's SFU exponential throughput (NVIDIA, 'Inside NVIDIA Blackwell Ultra' Table 2:
+# 10.7 vs 5 TeraExponentials/s); its tensor-core rate per clock is Blackwell's, so the softmax share of a
+# prefill attention tile, in tensor-FLOP equivalents, is half B200's on b300 / gb300 and B200's own on gb200
+SFU_SPEEDUP = {"b300": 2.0, "gb200": 1.0, "gb300": 2.0}
+SOFTMAX_KEYS = ("attention_prefill_score_flops", "attention_fp8kv_prefill_score_flops")
 # GPUs one NVLink domain joins: HGX 8; NVL72 72
 DOMAIN = {"b300": 8, "gb200": 72, "gb300": 72}
 NVLINK5_GBPS = 1800 / 2  # fifth-generation NVLink: 1.8 TB/s per GPU, bidirectional
@@ -68,11 +74,16 @@ def test_blackwell_ultra_trades_int8_and_fp64_for_fp4():
 @pytest.mark.parametrize("engine", ("vllm", "torch"))
 def test_efficiency_sections_are_b200s_marked_transferred(name, engine):
     p, b200 = tensor_cast.load_device(name, engine), tensor_cast.load_device("b200", engine)
-    assert p.engine == engine and p.efficiency and dict(p.efficiency) == dict(b200.efficiency)
+    assert p.engine == engine and p.efficiency and set(p.efficiency) == set(b200.efficiency)
     for key in p.efficiency:
         source = p.sources[f"efficiency.{engine}.{key}"]
         assert source.startswith("transferred from b200 ("), (key, source)
         assert f"unvalidated on {name}" in source
+        if key in SOFTMAX_KEYS and SFU_SPEEDUP[name] != 1.0:
+            assert p.efficiency[key] == pytest.approx(b200.efficiency[key] / SFU_SPEEDUP[name], rel=2e-3), key
+            assert "x 0.5" in source and "MUFU.EX2" in source, source
+        else:
+            assert p.efficiency[key] == b200.efficiency[key], key
     assert (p.kernel_launch_us, p.graph_kernel_us) == (b200.kernel_launch_us, b200.graph_kernel_us)
 
 
@@ -120,4 +131,4 @@ def test_devices_cli_lists_them_with_transferred_sections_starred(capsys):
         assert "vllm*, torch*" in rows[name], rows[name]
     assert "vllm, torch*" in rows["b200"]  # fitted on AIConfigurator's B200 tables; torch from H100
     assert "vllm, torch " in rows["h100-sxm"]  # both fitted on H100 measurements
-    assert "2500" in rows["gb200"] and "288" in rows["b300"]
+    assert "2500" in rows["gb200"] and "270" in rows["b300"] and "288" in rows["gb300"]
