@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import compress, repeat
 from operator import eq, ne
 from typing import Any
@@ -232,18 +233,49 @@ class BatchCost:
                                          float(tokens)), dtype=float)
         return np.broadcast_to(group, np.shape(mean_cached)) + self.linear_s(tokens)
 
-    def decode_many_s(self, count: np.ndarray, new: np.ndarray, mean_cached: np.ndarray,
-                      tokens: np.ndarray) -> np.ndarray:
+    def decode_many_s(self, count: Any, new: Any, mean_cached: np.ndarray, tokens: Any) -> np.ndarray:
         """Seconds of many pure-decode steps at once, each given as arrays of one length: its
         sequences, new tokens each, mean cached tokens and the token count the token-linear ops
-        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch."""
+        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch.
+
+        `count`, `new` and `tokens` may be plain integers shared by every step (one rank's
+        fast-forwarded run): then, bit for bit the same numbers, the per-sequence expression gets
+        them as numpy scalars, so its terms without C are evaluated once instead of per step (half
+        the time of a short run's call). Every operation is the same IEEE one on the same values;
+        where the expression holds one whose scalar and array forms might round differently
+        (`_scalar_exact`), they are spread into arrays instead."""
+        mean_cached = np.asarray(mean_cached, dtype=float)
+        if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
+            if self._scalar_exact:
+                token_count = np.array([tokens], dtype=np.int64)
+                group = np.asarray(self.group_np(np.float64(count), np.float64(new), mean_cached,
+                                                 np.float64(tokens)), dtype=float)
+                return np.broadcast_to(group, mean_cached.shape) + self._linear_many(token_count)
+            count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)
         group = np.asarray(self.group_np(np.asarray(count, dtype=float), np.asarray(new, dtype=float),
-                                         np.asarray(mean_cached, dtype=float), tokens.astype(float)), dtype=float)
+                                         mean_cached, tokens.astype(float)), dtype=float)
+        return np.broadcast_to(group, tokens.shape) + self._linear_many(tokens)
+
+    def _linear_many(self, tokens: np.ndarray) -> np.ndarray:
+        """`linear_s` of each entry of an int64 array of token counts (>= 1)."""
         size = len(self.linear_table)
         linear = self.linear_table[np.minimum(tokens, size - 1)]
         beyond = tokens >= size
         if beyond.any():
             linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
-        return np.broadcast_to(group, tokens.shape) + linear
+        return linear
+
+    @cached_property
+    def _scalar_exact(self) -> bool:
+        """True when `group_expr` is built only from + - * /, ceiling, floor, Min, Max and Piecewise:
+        numpy evaluates each of those element by element with one IEEE rounding (or none), so a
+        numpy scalar gives the same bits as that element of an array. Powers other than x**-1 (numpy
+        special-cases x**2, x**0.5 on arrays) and transcendental functions are left to the arrays."""
+        expr = self.group_expr
+        if not isinstance(expr, sympy.Basic):
+            return True
+        allowed = (sympy.ceiling, sympy.floor, sympy.Piecewise, sympy.Min, sympy.Max)
+        functions = expr.atoms(sympy.Function) | expr.atoms(sympy.Min, sympy.Max)
+        return all(isinstance(f, allowed) for f in functions) and all(p.exp == -1 for p in expr.atoms(sympy.Pow))
 
