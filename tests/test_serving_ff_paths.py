@@ -13,7 +13,7 @@ import pytest
 import sympy
 
 import tensor_cast
-from tensor_cast.serving import api
+from tensor_cast.serving import api, hoist
 from tensor_cast.serving.batch_cost import BatchCost, T
 from tensor_cast.sizes import B, C, S
 
@@ -84,3 +84,46 @@ def test_disagg_json_is_the_same_bytes_through_either_route(monkeypatch):
     slow = tensor_cast.simulate(spec, **kwargs).to_json(requests=True)
     assert routes and not any(routes)
     assert fast == slow
+
+
+def test_hoisted_terms_are_the_same_bits_and_cached(cost):
+    hoisted = cost._group_hoisted
+    assert hoisted is not None and hoisted.count > 5  # the decode run's C-free terms were split out
+    hoisted.cache.clear()
+    means = np.array([0.0, 17.0, 2048.5, 31999.0])
+    for b, s, t in ((64.0, 1.0, 64.0), (5.0, 2.0, 16.0), (64.0, 1.0, 64.0)):
+        args = (np.float64(b), np.float64(s), means, np.float64(t))
+        assert np.asarray(hoisted(*args)).tobytes() == np.asarray(cost.group_np(*args)).tobytes()
+    assert len(hoisted.cache) == 2  # (64, 1, 64) came back from the cache
+
+
+def test_hoist_refuses_what_it_cannot_split_exactly():
+    def conditional(B, S, C, T):  # a branch: its subtrees are not all evaluated
+        return B * S if T > 4 else C * B
+
+    def c_free(B, S, C, T):
+        return C + 0
+
+    def wrong_args(B, S, T):
+        return B * S
+
+    def plain(B, S, C, T):
+        return B * S * C
+
+    assert hoist.build(plain) is not None  # (a nested function's source is read too)
+    assert hoist.build(conditional) is None
+    assert hoist.build(wrong_args) is None
+    assert hoist.build(c_free) is None  # nothing to hoist: the caller keeps the function itself
+    assert hoist.build(len) is None  # no Python source
+
+
+def test_hoist_cache_is_bounded(monkeypatch):
+    def fn(B, S, C, T):
+        return (B * S + T) * C
+
+    monkeypatch.setattr(hoist, "CACHE_SIZE", 3)
+    h = hoist.build(fn)
+    assert h is not None and h.count == 1
+    for b in range(7):
+        assert h(float(b), 2.0, 3.0, 1.0) == fn(float(b), 2.0, 3.0, 1.0)
+        assert len(h.cache) <= 3

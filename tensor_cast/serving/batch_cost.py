@@ -53,6 +53,8 @@ import sympy
 
 from ..report.overlap import MOE_OP
 from ..sizes import B, C, S
+from . import hoist
+from .hoist import Hoisted
 
 T = sympy.Symbol("T", positive=True, integer=True)  # the whole step's token count (one rank)
 # ops (besides tensor_cast.moe) that move every attention-DP rank's tokens: see "Attention DP" above
@@ -240,16 +242,17 @@ class BatchCost:
 
         `count`, `new` and `tokens` may be plain integers shared by every step (one rank's
         fast-forwarded run): then, bit for bit the same numbers, the per-sequence expression gets
-        them as numpy scalars, so its terms without C are evaluated once instead of per step (half
-        the time of a short run's call). Every operation is the same IEEE one on the same values;
-        where the expression holds one whose scalar and array forms might round differently
-        (`_scalar_exact`), they are spread into arrays instead."""
+        them as numpy scalars, so its terms without C are evaluated once per call instead of per
+        step, and once per (count, new, tokens) across calls where hoist.py can split them out.
+        Every operation is the same IEEE one on the same values; where the expression holds one
+        whose scalar and array forms might round differently (`_scalar_exact`), they are spread
+        into arrays instead."""
         mean_cached = np.asarray(mean_cached, dtype=float)
         if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
             if self._scalar_exact:
                 token_count = np.array([tokens], dtype=np.int64)
-                group = np.asarray(self.group_np(np.float64(count), np.float64(new), mean_cached,
-                                                 np.float64(tokens)), dtype=float)
+                fn = self._group_hoisted or self.group_np
+                group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)), dtype=float)
                 return np.broadcast_to(group, mean_cached.shape) + self._linear_many(token_count)
             count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -265,6 +268,12 @@ class BatchCost:
         if beyond.any():
             linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
         return linear
+
+    @cached_property
+    def _group_hoisted(self) -> Hoisted | None:
+        """`group_np` with its terms free of C evaluated once per (B, S, T) (hoist.py; None: not
+        hoistable), for the scalar route of `decode_many_s` only."""
+        return hoist.build(self.group_np) if self._scalar_exact else None
 
     @cached_property
     def _scalar_exact(self) -> bool:

@@ -63,12 +63,17 @@ def cut(worker: Worker, time: float) -> bool:
     """An event at `time` lands inside the worker's fast-forwarded run (pushed after the run was
     planned): the run stops at the first step boundary at or after `time`, as if the horizon had
     been known. True when the run got shorter (its old end is stale: `worker.version` is bumped)."""
-    starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
+    starts = worker.run_starts  # computed at the first event that may cut the run, then kept
+    if starts is None:
+        starts = worker.run_starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
+    if time > starts[-1]:  # after the last step's start: the run stands (searchsorted would give k = ff_steps)
+        return False
     k = max(1, int(np.searchsorted(starts, time, side="left")))
     if k >= worker.ff_steps:
         return False
     worker.ff_steps = k
     worker.run_durations = worker.run_durations[:k]
+    worker.run_starts = starts[:k]  # (a prefix of a cumulative sum is the prefix's own)
     worker.version += 1
     return True
 

@@ -116,6 +116,7 @@ class Worker:
     ff_steps: int = 1
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
+    run_starts: Any = None  # a fast-forwarded run's step starts, once an event pushed during it asked (fast_forward.cut)
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
     inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
@@ -215,7 +216,7 @@ class _Loop:
         self.steps: list[StepRecord] = []
         self.itl_d: list[np.ndarray] = []
         self.itl_w: list[np.ndarray] = []
-        self.itl_pp: list[tuple[float, float]] = []  # pipelined batches' (ITL, decode sequences), not yet in itl_d/w
+        self.itl_one: list[tuple[float, float]] = []  # single steps' and pipelined batches' (ITL, decode sequences), not yet in itl_d/w
         self.num_steps = 0
         self.kv_time = 0.0
         self.kv_weighted = 0.0
@@ -229,12 +230,12 @@ class _Loop:
         self.front_end_s = first[0].engine.request_overhead_s
 
     def _flush_itl(self) -> None:
-        """Move the pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
-        if self.itl_pp:
-            durations, weights = zip(*self.itl_pp)
+        """Move the single steps' and pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
+        if self.itl_one:
+            durations, weights = zip(*self.itl_one)
             self.itl_d.append(np.array(durations))
             self.itl_w.append(np.array(weights))
-            self.itl_pp = []
+            self.itl_one = []
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -362,6 +363,7 @@ class _Loop:
         worker.ff_steps = k
         worker.run_start_s = self.now
         worker.run_durations = durations
+        worker.run_starts = None
         total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
         used: Any = sum(r.used_blocks for r in worker.ranks) / total_blocks
         if k > 1:
@@ -369,7 +371,7 @@ class _Loop:
         worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
         if k > 1:
             self.running_ff.append(worker)
-        self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
+        self.push(self.now + (first if k == 1 else float(durations.sum())), STEP_END, (worker, worker.version))
 
     @staticmethod
     def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
@@ -393,16 +395,27 @@ class _Loop:
         if k > 1:
             admission.advance(worker, k)
         prefill_tokens, decode_seqs, used, running = worker.run_info
-        total = float(durations.sum())
         self.num_steps += k
+        if not isinstance(used, np.ndarray):  # one step (never a run cut to one): plain floats, the same numbers
+            total = float(durations[0])
+            if decode_seqs:
+                self.itl_one.append((total, float(decode_seqs)))
+            self.kv_peak = max(self.kv_peak, used)
+            self.kv_time += total
+            self.kv_weighted += used * total
+            if self.record_steps:
+                self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs,
+                                             running))
+            return
+        total = float(durations.sum())
         if decode_seqs:
             self._flush_itl()
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
-        used = used[:k] if isinstance(used, np.ndarray) else used
+        used = used[:k]
         self.kv_peak = max(self.kv_peak, float(np.max(used)))
         self.kv_time += total
-        self.kv_weighted += float(np.dot(used, durations)) if isinstance(used, np.ndarray) else used * total
+        self.kv_weighted += float(np.dot(used, durations))
         if self.record_steps:
             self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
 
@@ -491,7 +504,7 @@ class _Loop:
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
-            self.itl_pp.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
+            self.itl_one.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
         period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
