@@ -95,6 +95,13 @@ def test_hoisted_terms_are_the_same_bits_and_cached(cost):
         args = (np.float64(b), np.float64(s), means, np.float64(t))
         assert np.asarray(hoisted(*args)).tobytes() == np.asarray(cost.group_np(*args)).tobytes()
     assert len(hoisted.cache) == 2  # (64, 1, 64) came back from the cache
+    # the math-module function that costs one step (BatchCost.grouped_s), its T <= 512 branch on both sides
+    one = cost._group_fn_hoisted
+    assert one is not None and one.count > 5
+    for n, new, tokens in ((64, 1, 64), (64, 1, 600), (3, 128, 400), (1, 1024, 1024)):
+        for c in (0.0, 1000.0, 1234.5):
+            assert one(n, new, c, tokens) == cost.group_fn(n, new, c, tokens)
+            assert repr(one(n, new, c, tokens)) == repr(cost.group_fn(n, new, c, tokens))
 
 
 def test_hoist_refuses_what_it_cannot_split_exactly():
@@ -110,7 +117,13 @@ def test_hoist_refuses_what_it_cannot_split_exactly():
     def plain(B, S, C, T):
         return B * S * C
 
+    def branch_without_c(B, S, C, T):  # hoisted whole: evaluated once, as it was
+        return (B * S if T > 4 else B) * C
+
     assert hoist.build(plain) is not None  # (a nested function's source is read too)
+    h = hoist.build(branch_without_c)
+    assert h is not None and h.count == 1
+    assert [h(2.0, 3.0, 5.0, t) for t in (1.0, 9.0)] == [10.0, 30.0]
     assert hoist.build(conditional) is None
     assert hoist.build(wrong_args) is None
     assert hoist.build(c_free) is None  # nothing to hoist: the caller keeps the function itself

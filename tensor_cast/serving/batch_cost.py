@@ -223,8 +223,9 @@ class BatchCost:
         """Seconds of one step over a batch grouped by `groups` (see `step_s`)."""
         tokens = total if padded_tokens is None else max(total, padded_tokens)
         time = self.linear_s(tokens)
+        group_fn = self._group_fn_hoisted or self.group_fn
         for new, (n, c) in groups.items():
-            time += self.group_fn(n, new, c / n, tokens)
+            time += group_fn(n, new, c / n, tokens)
         return time
 
     def decode_steps_s(self, count: int, new: int, mean_cached: np.ndarray, padded_tokens: int) -> np.ndarray:
@@ -268,6 +269,12 @@ class BatchCost:
         if beyond.any():
             linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
         return linear
+
+    @cached_property
+    def _group_fn_hoisted(self) -> Hoisted | None:
+        """`group_fn` with its terms free of C evaluated once per (B, S, T) (hoist.py; None: not
+        hoistable): one step's per-sequence cost, the same bits."""
+        return hoist.build(self.group_fn)
 
     @cached_property
     def _group_hoisted(self) -> Hoisted | None:

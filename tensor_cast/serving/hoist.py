@@ -1,18 +1,19 @@
 """Partial evaluation of a lambdified expression: its terms free of one argument, evaluated once.
 
-Owns `Hoisted`: built from a function that `sympy.lambdify` printed for numpy (one `return`
-of one Python expression), it rewrites that expression's syntax tree so that every largest
-subtree not naming the varying argument (C, the cached tokens) becomes a value computed once
-per combination of the other arguments (B, S, T) and kept in a bounded cache; the rest is
-evaluated on the varying argument's array with those values in place. A fast-forwarded decode
-run costs its steps at one (B, S, T) and an array of C, and a decode pool sees the same few
-(B, S, T) again and again, so most of the expression is not evaluated at all.
+Owns `Hoisted`: built from a function that `sympy.lambdify` printed (one `return` of one Python
+expression of B, S, C, T; numpy or math module), it rewrites that expression's syntax tree so
+that every largest subtree not naming the varying argument (C, the cached tokens) becomes a
+value computed once per combination of the other arguments (B, S, T) and kept in a bounded
+cache; the rest is evaluated with those values in place. A decode pool costs its steps at the
+same few (B, S, T) again and again with a new C each time (one C per step, or an array of C
+for a fast-forwarded run), so most of the expression is not evaluated at all.
 
 Exact by construction: each hoisted subtree is the same Python expression applied to the same
-values as in the original evaluation order (an expression without short-circuits is evaluated
-bottom-up), so the result has the same bits (tests/test_serving_ff_paths.py). An expression
-with a conditional or a short-circuit (whose subtrees might not be evaluated at all) is
-refused (`build` returns None) and the caller evaluates the original function.
+values as in the original (an expression without conditionals is evaluated bottom-up, every
+subtree once), so the result has the same bits (tests/test_serving_ff_paths.py). A conditional
+or a short-circuit (whose subtrees might not be evaluated at all) is hoisted whole when it is
+free of C; one that C flows through is refused (`build` returns None) and the caller evaluates
+the original function.
 
 It must not know what the expression costs (batch_cost.py).
 """
@@ -27,8 +28,9 @@ from typing import Any
 
 CACHE_SIZE = 4096  # (B, S, T) combinations kept; a decode pool cycles through a few dozen
 
-_REFUSED = (ast.IfExp, ast.BoolOp, ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp,
-            ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)
+_REFUSED = (ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp, ast.NamedExpr, ast.Await,
+            ast.Yield, ast.YieldFrom)
+_LAZY = (ast.IfExp, ast.BoolOp, ast.Compare)  # may leave subtrees unevaluated (a Compare chain stops early)
 
 
 _KEPT = (ast.Constant, ast.Name, ast.List, ast.Tuple)  # cheap, or mutable: never hoisted themselves
@@ -44,7 +46,7 @@ class Hoisted:
         self.cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def __call__(self, b: Any, s: Any, c: Any, t: Any) -> Any:
-        key = (b, s, t)
+        key = (b, s, t, type(b), type(s), type(t))  # 64 and 64.0 hash alike but may not compute alike
         values = self.cache.get(key)
         if values is None:
             if len(self.cache) >= CACHE_SIZE:
@@ -78,6 +80,10 @@ def build(fn: Callable[..., Any], varying: str = "C") -> Hoisted | None:
         return found
 
     mark(expr)
+    # a lazy node without C is hoisted whole (evaluated once as it was); one with C could have its
+    # C-free parts hoisted that it would not have evaluated (a branch that raises, say): refused
+    if any(isinstance(node, _LAZY) and id(node) in dependent and not _strict(node) for node in ast.walk(expr)):
+        return None
 
     class Hoist(ast.NodeTransformer):
         def generic_visit(self, node: ast.AST) -> ast.AST:
@@ -96,3 +102,8 @@ def build(fn: Callable[..., Any], varying: str = "C") -> Hoisted | None:
     namespace = dict(fn.__globals__)
     exec(compile(source, f"<hoisted {fn.__name__}>", "exec"), namespace)
     return Hoisted(namespace["_constants"], namespace["_varying"], len(hoisted))
+
+
+def _strict(node: ast.AST) -> bool:
+    """A comparison of two operands evaluates both; other lazy nodes may not."""
+    return isinstance(node, ast.Compare) and len(node.ops) == 1
