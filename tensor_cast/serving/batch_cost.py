@@ -251,10 +251,11 @@ class BatchCost:
         mean_cached = np.asarray(mean_cached, dtype=float)
         if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
             if self._scalar_exact:
-                token_count = np.array([tokens], dtype=np.int64)
                 fn = self._group_hoisted or self.group_np
                 group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)), dtype=float)
-                return np.broadcast_to(group, mean_cached.shape) + self._linear_many(token_count)
+                if group.shape != mean_cached.shape:
+                    group = np.broadcast_to(group, mean_cached.shape)
+                return group + self._linear_many(np.array([tokens], dtype=np.int64))[0]
             count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)
         group = np.asarray(self.group_np(np.asarray(count, dtype=float), np.asarray(new, dtype=float),
@@ -264,6 +265,8 @@ class BatchCost:
     def _linear_many(self, tokens: np.ndarray) -> np.ndarray:
         """`linear_s` of each entry of an int64 array of token counts (>= 1)."""
         size = len(self.linear_table)
+        if len(tokens) == 1 and tokens[0] < size:  # (one count inside the table: a plain lookup)
+            return self.linear_table[tokens]
         linear = self.linear_table[np.minimum(tokens, size - 1)]
         beyond = tokens >= size
         if beyond.any():

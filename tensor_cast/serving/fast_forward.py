@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .simulator import Worker
 
 _OUTPUT, _GENERATED = attrgetter("output"), attrgetter("generated")
+_COMPUTED, _BLOCKS = attrgetter("computed"), attrgetter("blocks")
 
 
 def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float, horizon: float) -> np.ndarray:
@@ -88,10 +89,12 @@ def write_back(worker: Worker) -> None:
     for rank, batch in zip(worker.ranks, worker.batches, strict=True):
         if batch:
             advance = (k - 1) * rank.tokens_per_step
+            bs = rank.engine.block_size
             for req, n in batch:
                 req.computed += advance
                 req.generated += advance
-                if not rank._allocate(req, req.computed + n):
+                # (`_allocate`'s own first test inlined: most sequences still fit their last block)
+                if req.computed + n > req.blocks * bs and not rank._allocate(req, req.computed + n):
                     raise AssertionError("fast-forward ran past the KV blocks it checked")
 
 
@@ -165,16 +168,18 @@ def admission_horizon(rank: RankScheduler, batch: Batch) -> float:
 def run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
     """KV blocks each step of a fast-forwarded run holds beyond its first step's (after that
     step's allocation: every sequence at its cached tokens + j·e + its decode tokens)."""
-    extra = np.zeros(k)
+    extra = None
     steps = np.arange(k, dtype=float)[:, None]
     for rank, batch in zip(worker.ranks, batches, strict=True):
         if batch:
-            computed = np.array([r.computed for r, _ in batch])
-            held = np.array([r.blocks for r, _ in batch])
+            reqs = next(zip(*batch))
+            computed = np.array(list(map(_COMPUTED, reqs)))
+            held = np.array(list(map(_BLOCKS, reqs)))
             tokens = computed + steps * rank.tokens_per_step + rank.decode_tokens
             need = np.ceil(tokens / rank.engine.block_size - 1e-9) - held
-            extra += need.clip(min=0).sum(axis=1)
-    return extra
+            blocks = need.clip(min=0).sum(axis=1)  # whole blocks: exact in any order of addition
+            extra = blocks if extra is None else extra + blocks
+    return np.zeros(k) if extra is None else extra
 
 
 def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
@@ -192,7 +197,7 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
         means.append(sum(int(r.computed) for r, _ in batch) / count + rank.tokens_per_step * steps)
         overheads.append(rank.engine.overhead_s(count))
     if len(counts) == 1:  # one busy rank: its sizes as scalars (the same numbers, faster: BatchCost.decode_many_s)
-        times = worker.cost.decode_many_s(counts[0], news[0], means[0], tokens[0]).reshape(1, k)
+        times = np.broadcast_to(worker.cost.decode_many_s(counts[0], news[0], means[0], tokens[0]), (1, k))
     else:
         times = worker.cost.decode_many_s(np.repeat(counts, k), np.repeat(news, k), np.concatenate(means),
                                           np.repeat(tokens, k)).reshape(len(counts), k)
