@@ -17,8 +17,10 @@ worker never overlooks work that reached it. A run's k steps on every attention-
 costed in one vectorized call.
 
 The invariant it keeps with simulator.py: a fast-forwarded run gives the results of stepping
-it one step at a time (`simulate(..., fast_forward=False)`) to float rounding, and the same
-float sequence whatever the planned k (tests/test_serving_simulator.py, test_serving_ff_paths.py).
+it one step at a time (`simulate(..., fast_forward=False)`) to float rounding
+(tests/test_serving_simulator.py, test_serving_request_holds.py); the quick routes its runs are
+costed by (`BatchCost.decode_many_s` with scalar sizes, hoist.py) give the same bits as the
+arrays route they replaced (tests/test_serving_ff_paths.py).
 
 It must not schedule (scheduler.py), decide admission holds (admission.py) or push events
 (simulator.py).
@@ -114,7 +116,7 @@ def run_length(worker: Worker, batches: Sequence[Batch]) -> int:
                 return 1
             limit = min(limit, horizon)
         e = rank.tokens_per_step
-        reqs = [r for r, _ in batch]
+        reqs = next(zip(*batch))
         remaining = min(map(sub, map(_OUTPUT, reqs), map(_GENERATED, reqs)))
         limit = min(limit, math.ceil(remaining / e - 1e-9))
         # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
@@ -194,7 +196,7 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
         counts.append(count)
         news.append(d)
         tokens.append(max(count * d, rank.engine.padded_tokens(count, d)))
-        means.append(sum(int(r.computed) for r, _ in batch) / count + rank.tokens_per_step * steps)
+        means.append(sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count + rank.tokens_per_step * steps)
         overheads.append(rank.engine.overhead_s(count))
     if len(counts) == 1:  # one busy rank: its sizes as scalars (the same numbers, faster: BatchCost.decode_many_s)
         times = np.broadcast_to(worker.cost.decode_many_s(counts[0], news[0], means[0], tokens[0]), (1, k))
