@@ -13,8 +13,8 @@ step) come from one vectorized cost call, up to the first request that finishes,
 that still fit, and the next event anywhere else. A request still waiting does not stop the run
 where admission is provably impossible for k steps (`admission_horizon`). An event pushed later
 that lands inside such a run cuts it at the first step boundary at or after it (`cut`), so a
-worker never overlooks work that reached it. A run's k steps on every attention-DP rank are
-costed in one vectorized call.
+worker never overlooks work that reached it. A run's k steps on all attention-DP ranks of the same
+sizes are costed in one vectorized call.
 
 The invariant it keeps with simulator.py: a fast-forwarded run gives the results of stepping
 it one step at a time (`simulate(..., fast_forward=False)`) to float rounding
@@ -185,8 +185,9 @@ def run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
 
 
 def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
-    """Each of the k steps' time: the slowest rank's, every rank's k steps costed in one
-    vectorized call (an attention-DP worker has up to dozens of ranks)."""
+    """Each of the k steps' time: the slowest rank's, the k steps of all ranks with the same sizes
+    costed in one vectorized call (an attention-DP worker has up to dozens of ranks, mostly of a
+    few sizes)."""
     steps = np.arange(k)
     counts, news, tokens, means, overheads = [], [], [], [], []
     for rank, batch in zip(worker.ranks, batches, strict=True):
@@ -198,11 +199,16 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
         tokens.append(max(count * d, rank.engine.padded_tokens(count, d)))
         means.append(sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count + rank.tokens_per_step * steps)
         overheads.append(rank.engine.overhead_s(count))
-    if len(counts) == 1:  # one busy rank: its sizes as scalars (the same numbers, faster: BatchCost.decode_many_s)
-        times = np.broadcast_to(worker.cost.decode_many_s(counts[0], news[0], means[0], tokens[0]), (1, k))
-    else:
-        times = worker.cost.decode_many_s(np.repeat(counts, k), np.repeat(news, k), np.concatenate(means),
-                                          np.repeat(tokens, k)).reshape(len(counts), k)
+    # ranks of the same sizes are costed together, their sizes as scalars (BatchCost.decode_many_s:
+    # the same numbers as arrays of sizes, but the expression's terms without C are evaluated once)
+    alike: dict[tuple[int, int, int], list[int]] = {}
+    for i, sizes in enumerate(zip(counts, news, tokens)):
+        alike.setdefault(sizes, []).append(i)
+    times = np.empty((len(counts), k))
+    for (count, d, padded), rows in alike.items():
+        stacked = means[rows[0]] if len(rows) == 1 else np.concatenate([means[i] for i in rows])
+        times[rows] = np.broadcast_to(worker.cost.decode_many_s(count, d, stacked, padded),
+                                      (len(rows) * k,)).reshape(len(rows), k)
     out = np.zeros(k)
     for row, overhead in zip(times, overheads, strict=True):
         out = np.maximum(out, row + overhead)
