@@ -66,17 +66,21 @@ def cut(worker: Worker, time: float) -> bool:
     """An event at `time` lands inside the worker's fast-forwarded run (pushed after the run was
     planned): the run stops at the first step boundary at or after `time`, as if the horizon had
     been known. True when the run got shorter (its old end is stale: `worker.version` is bumped)."""
+    if time > worker.run_last_start:  # after the last step's start: the run stands (k would be ff_steps)
+        return False
     starts = worker.run_starts  # computed at the first event that may cut the run, then kept
     if starts is None:
         starts = worker.run_starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
-    if time > starts[-1]:  # after the last step's start: the run stands (searchsorted would give k = ff_steps)
-        return False
+        worker.run_last_start = float(starts[-1])
+        if time > worker.run_last_start:
+            return False
     k = max(1, int(np.searchsorted(starts, time, side="left")))
     if k >= worker.ff_steps:
         return False
     worker.ff_steps = k
     worker.run_durations = worker.run_durations[:k]
     worker.run_starts = starts[:k]  # (a prefix of a cumulative sum is the prefix's own)
+    worker.run_last_start = float(starts[k - 1])
     worker.version += 1
     return True
 
@@ -207,8 +211,9 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
     times = np.empty((len(counts), k))
     for (count, d, padded), rows in alike.items():
         stacked = means[rows[0]] if len(rows) == 1 else np.concatenate([means[i] for i in rows])
-        times[rows] = np.broadcast_to(worker.cost.decode_many_s(count, d, stacked, padded),
-                                      (len(rows) * k,)).reshape(len(rows), k)
+        seconds = np.asarray(worker.cost.decode_many_s(count, d, stacked, padded))
+        times[rows] = (seconds if seconds.shape == stacked.shape else np.broadcast_to(seconds, stacked.shape)) \
+            .reshape(len(rows), k)
     out = np.zeros(k)
     for row, overhead in zip(times, overheads, strict=True):
         out = np.maximum(out, row + overhead)

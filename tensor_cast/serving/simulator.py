@@ -117,6 +117,7 @@ class Worker:
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
     run_starts: Any = None  # a fast-forwarded run's step starts, once an event pushed during it asked (fast_forward.cut)
+    run_last_start: float = math.inf  # its last step's start, once known (fast_forward.cut)
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
     inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
@@ -364,6 +365,7 @@ class _Loop:
         worker.run_start_s = self.now
         worker.run_durations = durations
         worker.run_starts = None
+        worker.run_last_start = math.inf
         total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
         used: Any = sum(r.used_blocks for r in worker.ranks) / total_blocks
         if k > 1:
