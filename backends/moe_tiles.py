@@ -1,7 +1,7 @@
 """The fused-MoE kernel model: which M tile an engine's grouped GEMM runs, and what the padding costs.
 
 Owns the kernel table (`MOE_KERNELS`: the fused-MoE kernel vLLM 0.24 runs per architecture and
-expert scheme), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
+expert scheme; `KERNEL_OF_SCHEME`: schemes an engine runs on another variant's kernel), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
 MoE layer (`padded_rows`), the expert dimensions an engine pads the weights to (`PAD_TO`), the
 parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
 `backends/roofline.py` turns the `Efficiency` into time.
@@ -90,6 +90,13 @@ MOE_KERNELS: dict[str, dict[str, str]] = {
     "blackwell": {"bf16": "trtllm", "fp8_block": "trtllm", "fp8": "trtllm", "nvfp4": "trtllm", "mxfp4": "trtllm",
                   "w4a8_mxfp4_mxfp8": "trtllm", "w4a16": "marlin"},
 }
+# Schemes whose experts run another variant's kernel, costed with that variant's parameters and tiles:
+# vLLM's Marlin MoE runs MXFP4 experts (VLLM_MXFP4_USE_MARLIN=1) as it runs int4 weight-only ones
+# (`fused_marlin_moe`, 4-bit weights dequantized to 16-bit in the kernel; the MXFP4 scales are one
+# E8M0 per 32 where int4's are an fp16 scale and a zero point per 128: the bytes are the scheme's
+# own). The tables time Marlin only on Kimi-K2's int4 experts, so MXFP4 on Marlin is that fit,
+# transferred.
+KERNEL_OF_SCHEME: dict[str, str] = {"mxfp4_marlin": "w4a16"}
 # Expert dimensions the engine pads the weights to, by (architecture, variant): vLLM's MXFP4 method
 # on SM100 with FlashInfer's TRT-LLM kernels (VLLM_USE_FLASHINFER_MOE_MXFP4_BF16 / _MXFP8) rounds
 # the per-GPU intermediate size and the hidden size up to multiples of 256 (`Mxfp4MoEMethod.
@@ -202,7 +209,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     if not isinstance(shape, MoEShape):
         return base
     table = profile.efficiency
-    v = shape.variant
+    v = KERNEL_OF_SCHEME.get(shape.variant, shape.variant)
     if not any(k.startswith(f"moe_{v}_") for k in table):
         return base
     compute = table.get(f"moe_{v}_compute")

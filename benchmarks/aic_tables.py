@@ -119,6 +119,10 @@ MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
                "w4a8_mxfp4_mxfp8": ("vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular",),
                "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
                "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}
+# MoE kernels vLLM runs only when a launch flag selects them, with the scheme that costs them
+# (`moe_tiles.KERNEL_OF_SCHEME`): evaluated on their rows, never fitted (VLLM_MXFP4_USE_MARLIN=1:
+# MXFP4 experts on Marlin, costed with the int4 Marlin fit).
+FLAG_MOE_KERNELS = {("w4a16_mxfp4", "marlin"): "mxfp4_marlin"}
 # Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
 # tables' Triton rows time a fallback backend.
 ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)
@@ -487,16 +491,25 @@ def remote_rows(d: Any, rows: int, call: Any) -> Any:
                   bytes_written=full.bytes_written, launches=0)
 
 
+def dtype_rows(table: Sequence[dict[str, str]], dtype: str, kernel_source: str) -> list[dict[str, str]]:
+    return [r for r in table if r["moe_dtype"] == dtype and r["kernel_source"] == kernel_source]
+
+
 def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[Case]:
     """MoE layers of every dtype with a scheme (`MOE_DTYPES`), each run by the kernel vLLM picks on
     the device (`MOE_KERNELS`), balanced and power-law routing, expert-parallel ranks included;
-    fitting stage `moe <scheme>` (per kernel variant), shape family the expert configuration."""
+    fitting stage `moe <scheme>` (per kernel variant), shape family the expert configuration. Rows of
+    a kernel a launch flag selects (`FLAG_MOE_KERNELS`) are costed with its scheme, evaluated only."""
     cases = []
     table = read_table(folder, "moe_perf")
     present = {r["kernel_source"] for r in table}
     kernel = {d: next((k for k in ks if k in present), "") for d, ks in MOE_KERNELS.items()}
-    for dtype, scheme in MOE_DTYPES.items():
-        rows = [r for r in table if r["moe_dtype"] == dtype and r["kernel_source"] == kernel[dtype]]
+    runs = [(dtype, scheme, kernel[dtype], f"moe {dtype}", False) for dtype, scheme in MOE_DTYPES.items()]
+    runs += [(dtype, scheme, next((k for k in sorted(present) if name in k and dtype_rows(table, dtype, k)), ""),
+              f"moe {dtype} on {name} ({scheme}; evaluated only)", True)
+             for (dtype, name), scheme in FLAG_MOE_KERNELS.items()]
+    for dtype, scheme, source, cls, flag_kernel in runs:
+        rows = dtype_rows(table, dtype, source)
         for r in sample(rows, per_dtype, seed):
             t, h, i, k, e, tp, ep = (int(r[c]) for c in ("num_tokens", "hidden_size", "inter_size", "topk",
                                                           "num_experts", "moe_tp_size", "moe_ep_size"))
@@ -508,10 +521,11 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"
-            cases.append(Case(row=row, cls=f"moe {dtype} {routing}", group=group, stage=f"moe {variant}",
+            cases.append(Case(row=row, cls=cls if flag_kernel else f"{cls} {routing}", group=group,
+                              stage=NOT_FITTED if flag_kernel else f"moe {variant}",
                               ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
                                                       local_only=local_rows_only(r["kernel_source"])))))
-            if routing == "power-law":  # the same row as a user would cost it: random routing at a matched skew
+            if routing == "power-law" and not flag_kernel:  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
                                   stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,
                                                                            zipf_skew_for(dist, t, e, k)))))

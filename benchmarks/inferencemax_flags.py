@@ -6,7 +6,8 @@ engine knobs (`engine_args`) and deployment keys. Which run a measured row is, a
 `inferencemax_flags`); the table's README says what each column transcribes and from which script.
 
 Lines of one key (model, system, backend, precision) apply in file order where all their conditions
-hold, a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
+hold (`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain
+script's, marked false), a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
 defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
 is not determined (`Undetermined`).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
 KEYS = ("model", "system", "backend", "precision")
-CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc")  # matched against the same-named variables
+CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc", "mtp")  # matched against the same-named variables
 INT_KNOBS = ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
              "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters")
 FLOAT_KNOBS = ("memory_utilization", "batch_wait_max_tokens_ratio")
@@ -107,7 +108,8 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     every batch of these runs), prefill graphs (TensorRT-LLM piecewise CUDA graphs: no eager context
     step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY: graph_prefill off), batch waiting, SGLang's
     receive interval, the attention-DP balance, the KV-cache dtype (`auto`: the model's) and vLLM's
-    all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on). Recorded
+    all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on), vLLM's
+    Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
     script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
@@ -130,4 +132,7 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     if engine == "vllm" and "allreduce+rms" in flags.get("kernels", ""):  # pass_config.fuse_allreduce_rms
         args["allreduce_fusion"] = True
     kv = flags.get("kv_cache_dtype")
-    return args, ({"kv_cache_dtype": None if kv == "auto" else kv} if kv else {})
+    deployment: dict[str, Any] = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}
+    if engine == "vllm" and "VLLM_MXFP4_USE_MARLIN=1" in flags.get("kernels", ""):  # MXFP4 experts on Marlin
+        deployment["quant"] = "mxfp4_marlin"
+    return args, deployment

@@ -44,7 +44,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
   and both engines serve gpt-oss's MXFP4 experts natively; on the b200_sxm sa-bench vLLM / TensorRT-LLM
-  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`); the
+  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`; on the
+  h100_sxm sa-bench vLLM rows on Marlin's MoE, mxfp4_marlin, as the script's VLLM_MXFP4_USE_MARLIN=1
+  selects: inferencemax_flags.engine_knobs); the
   MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
   sa-bench agg rows whose script sets it (see engine), else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
@@ -61,7 +63,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
     simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
     dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
-    take their plain twins' entries (the `_mtp.sh` scripts are not transcribed).
+    take their `_mtp.sh` scripts' own lines (`mtp` true). TensorRT-LLM: max_batch_size = CONC, or
+    CONC / 8 (FP8) / CONC / 4 (FP4) per rank under dp-attn, max_num_tokens = (1 + drafts) x
+    max_batch_size + ISL rounded up to 64, no batch waiting, the FP8 script's piecewise graphs.
+    SGLang (FP8, TP8): chunked-prefill-size 16384, max-running-requests and cuda-graph-max-bs 512.
   - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
     TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
   - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
@@ -105,8 +110,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   except a pool written as attention DP with moe_ep 1 and moe_tp = dp (every such h100_sxm /
   b200_sxm row's matching InferenceMAX entries run that prefill pool as DEP8, ep = tp: the column
   is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
-  (`given_pool`). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
-  draft).
+  (`given_pool`). SGLang pools take their recipe's `--chunked-prefill-size` (`tok`, divided among
+  the pool's attention-DP ranks by the engine) and `--max-running-requests` // dp (`bs`, per rank)
+  where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`;
+  a few srt-slurm recipes so far), else the engine's defaults. MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
+  draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (README, "MTP
+  acceptance"); `--mtp-acceptance A` is the what-if.
 - agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
   without MTP (SGLang `dsr1_fp8_b200_mtp.sh` / `dsr1_fp4_b200_mtp.sh`: EAGLE, `--speculative-num-steps 2`,
   TP8 only; TensorRT-LLM `dsr1_fp8_b200_trt_mtp.sh` / `dsr1_fp4_b200_trt_mtp.sh`:
@@ -508,13 +517,37 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
+    if row["backend"] == "sglang":
+        for role in ROLES:
+            pools[role].update(sglang_pool_flags(found, role, pools[role].get("dp", 1)))
     spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k.replace('_', '')}{v}" for k, v in pools[role].items())
                      for role in ROLES)
     return spec, mtp
 
 
+SGLANG_FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sglang_disagg_recipe_flags.csv")
+_SGLANG_FLAGS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def sglang_pool_flags(found: list[dict[str, Any]], role: str, dp: int) -> dict[str, int]:
+    """Disagg spec keys of one pool from its SGLang recipe's flags (`benchmarks/data/
+    sglang_disagg_recipe_flags.csv`, README there): `tok` = `--chunked-prefill-size` (the worker's
+    budget, which SGLang divides among the pool's attention-DP ranks), `bs` = `--max-running-requests`
+    // dp (what SGLang gives each rank; `bs` is per rank). Taken where the table has lines for the
+    matched recipes and they agree (a recipe's `stp` and `mtp` variants share them), else {}."""
+    if not _SGLANG_FLAGS:
+        with open(SGLANG_FLAGS_PATH, newline="") as fh:
+            _SGLANG_FLAGS.update(((r["recipe"], r["role"]), r) for r in csv.DictReader(fh))
+    lines = {(int(f["chunked_prefill_size"]), int(f["max_running_requests"]))
+             for rec in found if (f := _SGLANG_FLAGS.get((rec["recipe"], role)))}
+    if len(lines) != 1:
+        return {}
+    chunk, running = lines.pop()
+    return {"bs": max(1, running // dp), "tok": chunk}
+
+
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
-          host_launch_s: float | None = None) -> dict[str, Any]:
+          host_launch_s: float | None = None, mtp_source: str | None = None) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
         raise Unsupported(f"no device profile for {row['system']}")
     if row["model_path"] not in MODELS:
@@ -542,7 +575,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
-        flags = inferencemax_flags(row)
+        flags = inferencemax_flags(row, mtp=mtp_source == "MTP")
         if flags is None:  # no InferenceMAX entry (other systems, AIConfigurator's runs)
             flags = trtllm_adp_balance(row, kwargs), {}
         args, extra = flags
@@ -578,26 +611,27 @@ IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1
              "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
 
 
-def imx_variables(row: dict[str, str]) -> dict[str, int]:
+def imx_variables(row: dict[str, str], mtp: bool = False) -> dict[str, int]:
     """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
-    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns) and MAX_MODEL_LEN,
-    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k)."""
+    the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns), MAX_MODEL_LEN,
+    the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k), and MTP: 1 for the run of an
+    `_mtp.sh` script (an agg MTP twin, docstring), whose table lines are its own."""
     layout = inferencemax_layout(row)
     if layout is None:
         layout = (_int(row["tp_size"]), max(1, _int(row["moe_ep_size"])), _int(row["attention_dp_size"]) > 1)
     isl, osl = int(row["isl"]), int(row["osl"])
     return {"CONC": concurrency(row), "ISL": isl, "OSL": osl, "TP": layout[0], "EP": layout[1],
-            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200}
+            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200, "MTP": int(mtp)}
 
 
-def inferencemax_flags(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def inferencemax_flags(row: dict[str, str], mtp: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(engine_args, deployment keys) of the launch flags of the InferenceMAX script that ran an
     sa-bench agg row (docstring, engine; `inferencemax_flags.py` and the table's README), None where
     the table has no entry for its model, system, engine and precision."""
     model = IMX_MODEL.get(row["model_path"])
     if model is None or row["mode"] != "agg" or benchmark_source(row) != "sa-bench":
         return None
-    variables = imx_variables(row)
+    variables = imx_variables(row, mtp)
     flags = imx.entry((model, row["system"], row["backend"], row["precision"]), variables)
     if flags is None:
         return None
@@ -640,6 +674,10 @@ def main() -> int:
     ap.add_argument("--moe-skew", type=float, default=0.0,
                     help="what-if: Zipf skew of MoE expert popularity in every step (analyze's moe_skew; 0: uniform "
                          "random routing, the default)")
+    ap.add_argument("--mtp-acceptance", type=float, default=None,
+                    help="what-if: per-draft MTP acceptance of every MTP row (simulate's mtp_acceptance; default "
+                         "tensor_cast's DEFAULT_ACCEPTANCE, 0.85: no public figure for DeepSeek-R1 on sa-bench's random "
+                         "prompts, README 'MTP acceptance')")
     ap.add_argument("--no-agg-mtp", action="store_true",
                     help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: docstring, agg MTP)")
     ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
@@ -686,12 +724,15 @@ def main() -> int:
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
-                               host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6)
+                               host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6,
+                               mtp_source=mtp_sources.get(row["id"]))
                 c = per_replica_concurrency(row)
                 if row["mode"] == "agg" and agg_mtp(row, kwargs, mtp_sources.get(row["id"])):
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
+                if args.mtp_acceptance is not None and kwargs.get("mtp"):
+                    kwargs["mtp_acceptance"] = args.mtp_acceptance
                 if args.allreduce_fusion != "auto":
                     kwargs["engine_args"] = {**kwargs.get("engine_args", {}),
                                              "allreduce_fusion": args.allreduce_fusion == "on"}

@@ -156,6 +156,8 @@ def test_checkpoint_quantization_is_the_default(llama8b_spec, h100_cluster):
     d = resolve(Deployment(quant="w4a8_mxfp4_mxfp8"), gpt_oss, h100_cluster)
     assert (d.quant, d.quant_source) == ("w4a8_mxfp4_mxfp8", "user")
     assert d.not_converted == ("model.layers.*.self_attn", "lm_head")
+    marlin = resolve(Deployment(quant="mxfp4_marlin"), gpt_oss, h100_cluster)  # same weights, Marlin's kernel
+    assert marlin.not_converted == ("model.layers.*.self_attn", "lm_head")
     assert resolve(Deployment(quant="nvfp4"), gpt_oss, h100_cluster).not_converted == ()
     odd = dataclasses.replace(llama8b_spec, quantization={"quant_method": "bitsandbytes"})
     d = resolve(Deployment(), odd, h100_cluster)

@@ -453,3 +453,31 @@ def test_block_fp8_decode_gemm_in_a_graph_is_near_deepgemms_published_time():
     graph = float(op_time(linear.counts, linear.kind, profile, calibration_cases.IN_GRAPH).time_s)
     stream = n * k / (profile.memory_bandwidth_gbps * 1e9 * profile.efficiency["gemm_fp8_block_memory"])
     assert stream < graph < stream + 5e-6
+
+
+def test_moe_rows_of_a_flag_selected_kernel_are_evaluated_with_its_scheme(aic, tmp_path):
+    """A MoE table's rows of a kernel only a launch flag selects (Marlin for MXFP4 experts,
+    VLLM_MXFP4_USE_MARLIN=1) become evaluated-only cases costed with its scheme (mxfp4_marlin), beside
+    the default kernel's fitted cases (OAI Triton for w4a16_mxfp4 on Hopper); the fit never sees them."""
+    import csv
+    import gzip
+
+    _, aic_tables, _, _ = aic
+    kernels = {"vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic": (2880, 2880, 128, 4),
+               "vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts": (3584, 3072, 896, 16)}
+    rows = [{"framework": "VLLM", "version": "0.24.0", "device": "H100", "op_name": "moe", "kernel_source": source,
+             "moe_dtype": "w4a16_mxfp4", "num_tokens": t, "hidden_size": h, "inter_size": i, "topk": k,
+             "num_experts": e, "moe_tp_size": 1, "moe_ep_size": 1, "distribution": "balanced", "latency": 0.1}
+            for source, (h, i, e, k) in kernels.items() for t in (16, 256)]
+    with gzip.open(tmp_path / "moe_perf.csv.gz", "wt", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cases = aic_tables.moe_cases(tmp_path)
+    flagged = [c for c in cases if "marlin" in c.row.name]
+    default = [c for c in cases if "oaitriton" in c.row.name]
+    assert len(flagged) == len(default) == 2
+    assert {c.stage for c in flagged} == {aic_tables.NOT_FITTED} and {c.stage for c in default} == {"moe mxfp4"}
+    assert {c.cls for c in flagged} == {"moe w4a16_mxfp4 on marlin (mxfp4_marlin; evaluated only)"}
+    assert {c.ops[0].counts.kernel.variant for c in flagged} == {"mxfp4_marlin"}
+    assert {c.ops[0].counts.kernel.variant for c in default} == {"mxfp4"}

@@ -269,6 +269,23 @@ def test_padded_rows_pairs_and_ep_calls_by_hand():
     assert float(t.time_s) - float(tp.time_s) == pytest.approx(7e-6)
 
 
+def test_mxfp4_experts_on_marlin_take_marlins_tiles_and_parameters():
+    # vLLM's Marlin MoE runs MXFP4 experts (mxfp4_marlin) as it runs int4 ones: 4 experts x 5 rows take
+    # Marlin's 8-row tiles (5 < 0.9 x 8; OAI Triton's would be 16) at the w4a16 section's rate, not mxfp4's
+    from tensor_cast.backends.roofline import op_time
+
+    row_flops, expert_bytes = 1e9, 1e6
+    shape = MoEShape(routed=10, bins=((4, 0.5),), pairs=20, experts=4, row_flops=row_flops,
+                     expert_bytes=expert_bytes, variant="mxfp4_marlin", spread=0)
+    counts = Counts(flops={"bf16": 20 * row_flops}, bytes_read=4 * expert_bytes, kernel=shape)
+    p = profile("hopper", "moe_w4a16_compute = 0.5\nmoe_w4a16_memory = 1.0\nmoe_w4a16_latency_us = 10.0\n"
+                          "moe_w4a16_tile_switch = 1\nmoe_mxfp4_compute = 0.25\nmoe_mxfp4_tile_switch = 1")
+    t = op_time(counts, "moe", p)
+    assert t.compute_s == pytest.approx(32 * row_flops / (400e12 * 0.5))  # 20 rows + 12 padded, at 0.5
+    triton = op_time(replace(counts, kernel=replace(shape, variant="mxfp4")), "moe", p)
+    assert triton.compute_s == pytest.approx(64 * row_flops / (400e12 * 0.25))  # 16-row tiles at 0.25
+
+
 def test_mxfp4_experts_pad_to_256_on_blackwell():
     # vLLM pads MXFP4 experts to multiples of 256 for FlashInfer's TRT-LLM kernels: an I = 64 expert
     # (TP 32 of I = 2,048) runs the MMAs and streams the weights of I = 256, 4x its own

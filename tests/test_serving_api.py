@@ -62,6 +62,20 @@ def test_disagg_pool_batch_cap_parses_and_bad_caps_are_named():
         parse_disagg("prefill: 1x tp1; decode: 1x tp1 bs2 bs4")
 
 
+def test_disagg_pool_step_budget_chunks_that_pools_prefills():
+    # "tok512" is the prefill pool's step budget (SGLang's chunked_prefill_size): a 1,200-token prompt
+    # runs as 512 + 512 + 176 there; a TensorRT-LLM pool (no chunking) refuses a budget below the prompt
+    pools = parse_disagg("prefill: 1x tp1 tok512; decode: 1x tp1")
+    assert (pools["prefill"].max_num_batched_tokens, pools["decode"].max_num_batched_tokens) == (512, None)
+    rep = tensor_cast.simulate(MODEL, engine="sglang", concurrency=1, num_requests=1, isl=1200, osl=4,
+                               disagg="prefill: 1x tp1 tok512; decode: 1x tp1", record_steps=True, **SMALL)
+    chunks = [s.prefill_tokens for s in rep.step_records if s.worker.startswith("prefill")]
+    assert chunks == [512, 512, 176] and "max_num_batched_tokens 512" in rep.deployment
+    with pytest.raises(TensorCastError, match="exceeds the prefill pool's max_num_batched_tokens=512"):
+        tensor_cast.simulate(MODEL, engine="trtllm", concurrency=1, num_requests=1, isl=1200, osl=4,
+                             disagg="prefill: 1x tp1 tok512; decode: 1x tp1", **SMALL)
+
+
 def test_disagg_decode_cap_of_one_serializes_the_decode_pool():
     # two clients, one decode worker that runs one request at a time: the second request's first
     # token comes only once the first request has finished (it waits, KV transferred, for the slot)

@@ -24,7 +24,14 @@ TABLE = [
     "dsr1,b300_sxm,trtllm,fp8,1024,1024,720,1,4,1,1,5,8,8,1,ctx1_gen5_dep8_batch16_eplb0_mtp2_720",
     # an SGLang recipe: no batch in its name
     "dsr1,b200_sxm,sglang,fp8,1024,1024,4,1,8,8,0,1,8,8,0,b200-fp8/1k1k/stp/low-latency-tep8-1p1d",
+    # an SGLang layout run with and without MTP; the flags table (below) has the stp recipe's lines only
+    "dsr1,b200_sxm,sglang,fp4,1024,1024,512,1,4,4,1,1,8,8,1,b200-fp4/1k1k/stp/max-tpt-dep4-1p-dep8-1d",
+    "dsr1,b200_sxm,sglang,fp4,1024,1024,512,1,4,4,1,1,8,8,1,b200-fp4/1k1k/mtp/max-tpt-dep4-1p-dep8-1d",
 ]
+# SGLang recipe flags (sglang_disagg_recipe_flags.csv's columns): chunked-prefill-size, max-running-requests
+SGLANG_FLAGS = {("b200-fp4/1k1k/stp/max-tpt-dep4-1p-dep8-1d", role): {"chunked_prefill_size": "32768",
+                                                                     "max_running_requests": "1024"}
+                for role in ("prefill", "decode")}
 
 
 @pytest.fixture
@@ -32,6 +39,7 @@ def table(tmp_path, monkeypatch):
     path = tmp_path / "recipes.csv"
     path.write_text("\n".join([HEADER, *TABLE]) + "\n")
     monkeypatch.setattr(fidelity, "_RECIPES", fidelity.load_recipes(str(path)))
+    monkeypatch.setattr(fidelity, "_SGLANG_FLAGS", SGLANG_FLAGS)
 
 
 def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, clients: int, p_tp: int, p_ep: int,
@@ -102,6 +110,14 @@ def test_given_pool_written_as_moe_tp_over_attention_dp_takes_the_entries_ep(tab
 def test_sglang_recipe_has_no_decode_cap(table):
     spec, mtp = fidelity.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp8", 1024, 1024, 4, 8, 8, 8))
     assert spec == "prefill: 1x tp8 ep8; decode: 1x tp8 ep8" and mtp == 0
+
+
+def test_sglang_pools_take_their_recipes_budget_and_per_rank_running_cap(table):
+    # --chunked-prefill-size 32768 is each pool's worker budget (SGLang divides it among the DP ranks
+    # itself: `tok`); --max-running-requests 1024 // dp per rank (`bs`): 256 on DEP4, 128 on DEP8. The
+    # stp and mtp twins match; only the stp one has flags lines, which both share
+    spec, mtp = fidelity.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp4", 1024, 1024, 512, 4, 4, 8))
+    assert spec == "prefill: 1x tp1 dp4 ep4 bs256 tok32768; decode: 1x tp1 dp8 ep8 bs128 tok32768" and mtp == 0
 
 
 def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):

@@ -204,6 +204,36 @@ def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
     assert max(args["cuda_graph_sizes"]) == 32 and args["memory_utilization"] == 0.7
 
 
+def test_deepseek_b200_mtp_twins_take_their_mtp_scripts_flags():
+    # dsr1_fp8_b200_trt_mtp.sh: MAX_BATCH_SIZE = CONC, MTP 3, MAX_NUM_TOKENS = ((MTP + 1) x MAX_BATCH_SIZE
+    # + ISL + 64 + 63) / 64 x 64: (256 + 1024 + 127) // 64 x 64 = 1344 at 64 clients, 1k/1k; no batch
+    # waiting (the plain script's 40 / 0.8 at these points), piecewise graphs above 4 clients
+    dsr1 = "deepseek-ai/DeepSeek-R1"
+    row = imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 64, "r_tp8_ep8_9")
+    args = fidelity.setup(row, 0.0, mtp_source="MTP")["engine_args"]
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["memory_utilization"]) == (1344, 64, 0.8)
+    assert "batch_wait_timeout_iters" not in args and args["eager_launch_host_s"] == 0
+    assert max(args["cuda_graph_sizes"]) == 64
+    # the plain twin keeps the plain script's lines
+    assert fidelity.setup(row, 0.0, mtp_source="no MTP")["engine_args"]["batch_wait_timeout_iters"] == 40
+    # dp-attn (FP8): MAX_BATCH_SIZE = CONC / 8 per rank, MTP 1: (2 x 32 + 1024 + 127) // 64 x 64 = 1152
+    dep = {**imx_row(dsr1, "trtllm", "fp8", 1024, 1024, 256, "r_tp8_ep8_9"), "attention_dp_size": "8"}
+    args = fidelity.setup(dep, 0.0, mtp_source="MTP")["engine_args"]
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["memory_utilization"]) == (1152, 32, 0.7)
+    assert args["adp_balance_timeout_iters"] == 60 and "eager_launch_host_s" not in args
+    # FP4, 8k/1k at 16 clients: (4 x 16 + 8192 + 127) // 64 x 64 = 8320, no piecewise graphs
+    args = fidelity.setup(imx_row(dsr1, "trtllm", "fp4", 8192, 1024, 16, "r_tp8_ep8_9"), 0.0,
+                          mtp_source="MTP")["engine_args"]
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"]) == (8320, 16) and "eager_launch_host_s" not in args
+    # SGLang dsr1_fp8_b200_mtp.sh (TP8 only): --chunked-prefill-size 16384 (the plain script's TP8 branch
+    # 32768), --max-running-requests 512, --cuda-graph-max-bs 512
+    row = imx_row(dsr1, "sglang", "fp8", 8192, 1024, 32, "r_tp8_ep1_3")
+    args = fidelity.setup(row, 0.0, mtp_source="MTP")["engine_args"]
+    assert (args["max_num_batched_tokens"], args["max_num_seqs"], args["scheduler_recv_interval"]) == (16384, 512, 30)
+    assert max(args["cuda_graph_sizes"]) == 512
+    assert fidelity.setup(row, 0.0, mtp_source="no MTP")["engine_args"]["max_num_batched_tokens"] == 32768
+
+
 @pytest.mark.parametrize(("conc", "interval"), [(8, 10), (16, 30), (64, 30)])
 def test_sglang_b200_rows_get_the_scripts_receive_interval(conc, interval):
     # qwen3.5_fp8_b200.sh: --scheduler-recv-interval 10 under 16 clients, else 30; --chunked-prefill-size
@@ -252,3 +282,13 @@ def test_flags_the_measurements_contradict_are_listed_not_simulated():
         fidelity.setup(qwen, 0.0)
     assert fidelity.setup({**qwen, "silicon_data_source": "source_file=2026-04-06.csv; silicon_concurrency=128"},
                           0.0)["engine_args"]["max_num_seqs"] == 128
+
+
+def test_gpt_oss_h100_vllm_rows_run_marlin_moe():
+    # gptoss_fp4_h100.sh exports VLLM_MXFP4_USE_MARLIN=1: the checkpoint's MXFP4 experts run vLLM's Marlin
+    # MoE (quant mxfp4_marlin); gptoss_fp4_b200.sh selects FlashInfer's MXFP8-activation kernel instead
+    gpt = {**imx_row("openai/gpt-oss-120b", "vllm", "fp4", 1024, 1024, 16, "r_tp2_ep1_3"), "gemm_quant_mode": "nvfp4"}
+    assert fidelity.setup({**gpt, "system": "h100_sxm"}, 0.0)["quant"] == "mxfp4_marlin"
+    assert fidelity.setup(gpt, 0.0)["quant"] == "w4a8_mxfp4_mxfp8"
+    args, deployment = imx.engine_knobs({"kernels": "env VLLM_MXFP4_USE_MARLIN=1"}, {}, "sglang")
+    assert "quant" not in deployment  # a vLLM environment variable: no other engine reads it

@@ -6,7 +6,8 @@ Owns:
 - `SCHEMES`: each weight/activation scheme a user can ask for (`--quant`): bytes per weight
   element *including its scales*, the activation format (None: weight-only, activations stay in
   the model dtype), and the tensor-core precision class its GEMM runs at;
-- `SAME_WEIGHTS_AS`: schemes that run a checkpoint's weights as stored, with other activations;
+- `SAME_WEIGHTS_AS`: schemes that run a checkpoint's weights as stored, with other activations or
+  another kernel;
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
   block 128x128; gpt-oss: MXFP4 experts) and the modules it leaves unquantized.
@@ -81,6 +82,9 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
                 "INT4 weights (group 128) with FP8 activations (TensorRT-LLM W4A8-AWQ)"),
     QuantScheme("mxfp4", R(1, 2) + R(1, 32), None, "bf16",
                 "MXFP4 E2M1 weights, one E8M0 scale per 32; 16-bit activations (gpt-oss native experts)"),
+    QuantScheme("mxfp4_marlin", R(1, 2) + R(1, 32), None, "bf16",
+                "MXFP4 E2M1 weights (one E8M0 scale per 32) dequantized to 16-bit inside vLLM's Marlin MoE "
+                "kernel (VLLM_MXFP4_USE_MARLIN=1): gpt-oss's experts on Hopper as InferenceMAX serves them"),
     QuantScheme("w4a8_mxfp4_mxfp8", R(1, 2) + R(1, 32), _fmt("mxfp8", 8, 1, 32), "fp8",
                 "MXFP4 E2M1 weights with MXFP8 activations (E4M3, one E8M0 scale per 32 of each): FlashInfer's "
                 "TRT-LLM MoE on Blackwell (vLLM VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1)"),
@@ -88,10 +92,11 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
                 "NVFP4 E2M1 weights and activations, one FP8 scale per 16 (Blackwell FP4 tensor cores)"),
 )}
 
-# Schemes that run a checkpoint's stored weights as they are, with another activation path: asked for
-# on that checkpoint, they keep the modules it leaves unquantized (gpt-oss's MXFP4 experts run with
-# MXFP8 activations by FlashInfer's TRT-LLM MoE on Blackwell; its attention stays 16-bit).
-SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4"}
+# Schemes that run a checkpoint's stored weights as they are, with another activation path or kernel:
+# asked for on that checkpoint, they keep the modules it leaves unquantized (gpt-oss's MXFP4 experts
+# run with MXFP8 activations by FlashInfer's TRT-LLM MoE on Blackwell, or by vLLM's Marlin MoE; its
+# attention stays 16-bit).
+SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4", "mxfp4_marlin": "mxfp4"}
 
 NO_QUANT = ("none", "bf16", "fp16", "bfloat16", "float16")  # accepted spellings of "no quantization"
 

@@ -245,11 +245,25 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         lockstep = resolved.experts_span_replicas  # attention DP: the ranks share the MoE layers' exchange
         replicas = (pool.workers if pool is not None else 1) * (1 if lockstep else resolved.dp)
         ranks_per_worker = resolved.dp if lockstep else 1
-        pool_engine = profile_engine if pool is None or pool.max_num_seqs is None else \
-            replace(profile_engine, max_num_seqs=pool.max_num_seqs)  # the pool's own cap (disagg.py)
+        own: dict[str, Any] = {} if pool is None else {
+            k: v for k, v in (("max_num_seqs", pool.max_num_seqs), ("max_num_batched_tokens", pool.max_num_batched_tokens))
+            if v is not None}
+        pool_engine = replace(profile_engine, **own) if own else profile_engine  # the pool's own knobs (disagg.py)
+        if role != "decode" and not pool_engine.chunked_prefill and longest_prompt > pool_engine.max_num_batched_tokens:
+            raise InvalidArgumentError(
+                f"a prompt of {longest_prompt} tokens exceeds the {role} pool's max_num_batched_tokens="
+                f"{pool_engine.max_num_batched_tokens} with chunked prefill off; accepted: tok<n> >= {longest_prompt}")
+        # attention DP: SGLang divides its step budget (and a given max_num_seqs) among the ranks
+        # (engines.py, "Attention-DP division"); a pool's `bs<n>` is already per rank
+        seqs_given = "max_num_seqs" in (engine_args or {}) and (pool is None or pool.max_num_seqs is None)
+        rank_engine = pool_engine.attention_dp_rank(ranks_per_worker, seqs_given)
+        if rank_engine is not pool_engine:
+            notes.append(f"{role}: {profile_engine.name} attention DP{ranks_per_worker}: per rank "
+                         f"max_num_batched_tokens {rank_engine.max_num_batched_tokens}, max_num_seqs "
+                         f"{rank_engine.max_num_seqs}, new_token_ratio {rank_engine.new_token_ratio:.3g}")
         workers = []
         for w in range(replicas):
-            ranks = [RankScheduler(pool_engine, kv.blocks, decode_tokens=1 + mtp,
+            ranks = [RankScheduler(rank_engine, kv.blocks, decode_tokens=1 + mtp,
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
                                    prefix_hit_rate=float(prefix_hit_rate), role=role)
                      for _ in range(ranks_per_worker)]
@@ -260,7 +274,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         worker_pools[role] = workers
         gpus += replicas * (resolved.tp * resolved.pp * ranks_per_worker)
         label = resolved.describe()
-        cap = f", max_num_seqs {pool.max_num_seqs}" if pool is not None and pool.max_num_seqs is not None else ""
+        cap = "".join(f", {k} {v}" for k, v in own.items())
         descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}{cap}]")
     total_gpus = gpus
 

@@ -8,7 +8,10 @@ deployment keyword `moe_tp`: "prefill: 1x tp1 dp8 moetp8" is attention DP8 with 
 (the engine's max_num_seqs / max_running_requests / max_batch_size, per attention-DP rank), as
 disaggregated recipes set it per pool (TensorRT-LLM's `max_batch_size` of the generation
 servers, e.g. Dynamo's `ctx1_gen2_dep8_batch64` recipes: 64 per DP rank); without it the
-engine's own default applies. And `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
+engine's own default applies. `tok<n>` (mapping key `max_num_batched_tokens`) sets that pool's step
+budget, the engine knob of that name (SGLang: its `--chunked-prefill-size`, which SGLang divides
+among a pool's attention-DP ranks itself, engines.py "Attention-DP division"), as disaggregated
+recipes set it per pool. And `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
 to its decode worker over the interconnect model of `backends/communication.py` (alpha-beta:
 latency + bytes / per-GPU bandwidth; every GPU of the prefill worker sends its own shard at once,
 NIXL/Mooncake-style; the inter-node link when the two pools cannot share one node).
@@ -30,9 +33,9 @@ from ..errors import InvalidArgumentError
 ROLES = ("prefill", "decode")
 PARALLEL_KEYS = ("tp", "dp", "ep", "pp", "moe_tp")
 TEXT_KEYS = {"moetp": "moe_tp"}  # text token -> parallel key
-ENGINE_KEYS = {"bs": "max_num_seqs"}  # text token -> Pool field
-FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>]; '
-          'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>]"')
+ENGINE_KEYS = {"bs": "max_num_seqs", "tok": "max_num_batched_tokens"}  # text token -> Pool field
+FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>] [tok<k>]; '
+          'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>] [tok<l>]"')
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Pool:
     pp: int = 1
     moe_tp: int | None = None  # TP degree inside each routed expert (None: the deployment's default)
     max_num_seqs: int | None = None  # requests one rank runs at once (None: the engine's default)
+    max_num_batched_tokens: int | None = None  # the pool's step budget (None: the engine's default)
 
     @property
     def gpus_per_worker(self) -> int:
@@ -66,7 +70,7 @@ def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
             raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
         values: dict[str, int] = {}
         for token in match.group(3).split():
-            m = re.fullmatch(r"(tp|dp|ep|moetp|pp|bs)(\d+)", token)
+            m = re.fullmatch(r"(tp|dp|ep|moetp|pp|bs|tok)(\d+)", token)
             key = ENGINE_KEYS.get(m.group(1), TEXT_KEYS.get(m.group(1), m.group(1))) if m else ""
             if not m or key in values:
                 raise InvalidArgumentError(f"bad disagg spec {spec!r} at {token!r}; {FORMAT}")
@@ -87,7 +91,8 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
         unknown = set(entry) - set(PARALLEL_KEYS) - set(ENGINE_KEYS.values())
         if unknown:
             raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; "
-                                       "accepted: workers, tp, dp, ep, pp, moe_tp, max_num_seqs")
+                                       "accepted: workers, tp, dp, ep, pp, moe_tp, max_num_seqs, "
+                                       "max_num_batched_tokens")
         pools[role] = _pool(str(dict(spec)), workers, entry)
     return pools
 

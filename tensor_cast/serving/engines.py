@@ -149,6 +149,31 @@ deals them out in turn (`load_balance_method` round_robin): `round_robin`. With 
 closed loop a client's next request lands on whichever rank is next, not the one its last
 request left, so the ranks drift apart and the lockstep step runs at the fullest rank.
 
+Attention-DP division (`dp_attention_divides`, `dp_attention_conservativeness`): with attention DP
+each rank of a worker runs its own scheduler (SGLang: one `Scheduler` process per DP rank; vLLM: one
+`EngineCore` per DP rank; TensorRT-LLM: one executor per rank), and the engines differ in whether the
+step budget and the running cap they are given are per rank or for the whole worker. SGLang's are
+the worker's: `--enable-dp-attention` divides `chunked_prefill_size` by `dp_size`
+(`ServerArgs._handle_data_parallelism`, python/sglang/srt/server_args.py: `self.chunked_prefill_size
+= self.chunked_prefill_size // self.dp_size`, "to avoid MoE kernel issues"; it runs after
+`_handle_gpu_memory_settings`, so the memory rule of sglang_memory.py sees the undivided size), and
+gives each rank `max_running_requests // dp_size` when `--max-running-requests` is set (model_runner
+/ tp_worker: `server_args.max_running_requests // (dp_size if enable_dp_attention else 1)`;
+`pool_configurator.py`: `requested_max_running_requests_per_worker = max_running_requests //
+dp_size`); unset, each rank's cap comes from its own KV pool, undivided. The same function
+multiplies `schedule_conservativeness` by 0.3, and the scheduler's reservation ratio is
+`SGLANG_INIT_NEW_TOKEN_RATIO` (0.7) x schedule_conservativeness (scheduler.py
+`init_new_token_ratio`): 0.21 under attention DP. InferenceMAX's SGLang disagg recipes are written
+with the division in mind (ishandhanani/srt-slurm recipes/b200-fp8/8k1k/stp/max-tpt-dep8-1p1d.yaml:
+`chunked-prefill-size: 131072  # 8k x 16`, `max-prefill-tokens: 16384  # 8k x 16 / dp_size`). vLLM's
+`max_num_batched_tokens` / `max_num_seqs` and TensorRT-LLM's `max_num_tokens` / `max_batch_size` are
+each rank's (one engine per DP rank; the TensorRT-LLM recipes name `batch64` per DP rank): not
+divided. `EngineProfile.attention_dp_rank` gives one rank's profile; a disagg pool's `bs<n>` is
+already per rank and is not divided. Not modelled: SGLang's `max_prefill_tokens` (16,384 by default,
+not divided) as a second cap on a prefill batch's new tokens. The decode CUDA-graph sizes stay per
+rank (each rank replays its own graphs up to `cuda_graph_max_bs`; no division of it was found in
+`_handle_data_parallelism`).
+
 It must not simulate time or cost steps.
 """
 
@@ -224,6 +249,10 @@ class EngineProfile:
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
     # SGLang --enable-flashinfer-allreduce-fusion
     allreduce_fusion: bool | None = None
+    # attention DP ("Attention-DP division"): the step budget and a given max_num_seqs are the worker's,
+    # divided among its ranks (SGLang), and the reservation ratio is scaled by this factor
+    dp_attention_divides: bool = False
+    dp_attention_conservativeness: float = 1.0
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -260,18 +289,39 @@ class EngineProfile:
         if self.scheduler_recv_interval > 1 and not self.async_scheduling:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
-        for name in ("async_scheduling", "graph_prefill"):
+        for name in ("async_scheduling", "graph_prefill", "dp_attention_divides"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):
             raise InvalidArgumentError(f"engine allreduce_fusion must be true, false or null (the engine's default), "
                                        f"got {self.allreduce_fusion!r}")
+        factor = self.dp_attention_conservativeness
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor <= 1:
+            raise InvalidArgumentError(f"engine dp_attention_conservativeness must be a number in [0, 1], got {factor!r}")
         if not 0 < self.memory_utilization <= 1:
             raise InvalidArgumentError(f"engine memory_utilization must be in (0, 1], got {self.memory_utilization!r}")
         if min(self.long_prefill_token_threshold, self.step_overhead_s, self.seq_overhead_s,
                self.request_overhead_s, self.eager_launch_host_s) < 0 or not 0 <= self.new_token_ratio <= 1:
             raise InvalidArgumentError("engine long_prefill_token_threshold, step_overhead_s, seq_overhead_s, "
                                        "request_overhead_s and eager_launch_host_s must be >= 0, new_token_ratio in [0, 1]")
+
+    def attention_dp_rank(self, dp: int, max_num_seqs_given: bool) -> EngineProfile:
+        """One attention-DP rank's profile in a worker of `dp` ranks (module docstring, "Attention-DP
+        division"): with `dp_attention_divides`, the step budget // dp, max_num_seqs // dp when the
+        user gave it (`max_num_seqs_given`; else the engine's own bound, per rank), and
+        new_token_ratio x `dp_attention_conservativeness`; otherwise this profile unchanged."""
+        if isinstance(dp, bool) or not isinstance(dp, int) or dp < 1:
+            raise InvalidArgumentError(f"attention-DP ranks must be an integer >= 1, got {dp!r}")
+        if dp == 1 or not self.dp_attention_divides:
+            return self
+        budget = self.max_num_batched_tokens // dp
+        seqs = self.max_num_seqs // dp if max_num_seqs_given else self.max_num_seqs
+        if budget < 1 or seqs < 1:
+            raise InvalidArgumentError(
+                f"{self.name} divides max_num_batched_tokens={self.max_num_batched_tokens} and max_num_seqs="
+                f"{self.max_num_seqs} among {dp} attention-DP ranks, leaving none per rank; accepted: values >= {dp}")
+        return replace(self, max_num_batched_tokens=budget, max_num_seqs=seqs,
+                       new_token_ratio=self.new_token_ratio * self.dp_attention_conservativeness)
 
     def overhead_s(self, seqs: int) -> float:
         """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
@@ -324,7 +374,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
         new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=1.0e-3, seq_overhead_s=8.2e-6,
-        eager_launch_host_s=43e-6,
+        eager_launch_host_s=43e-6, dp_attention_divides=True, dp_attention_conservativeness=0.3,
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B"),
             "max_num_batched_tokens": "python/sglang/srt/server_args.py: chunked_prefill_size 8192 on 35-160 GB GPUs "
@@ -341,6 +391,9 @@ ENGINES: dict[str, EngineProfile] = {
             "async_scheduling": "overlap scheduler on unless --disable-overlap-schedule (zero-overhead batch scheduler, v0.4)",
             "eager_launch_host_s": "sgl-project/sglang PR #12160: eager 1-token DeepSeek-V3 prefill 82.6 ms (23.1 ms as a "
                                    "CUDA graph) / 1,929 launches; prefill graphs opt-in (PR #10062)",
+            "dp_attention_divides, dp_attention_conservativeness": "server_args.py _handle_data_parallelism: under "
+                "--enable-dp-attention chunked_prefill_size //= dp_size and schedule_conservativeness *= 0.3; "
+                "max_running_requests // dp_size per rank when set (model_runner / pool_configurator.py)",
         }),
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
