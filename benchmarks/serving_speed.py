@@ -8,8 +8,9 @@ closed-loop runs of 1,000 and `--big` requests (the trace and BatchCost are buil
 not counted), plus a determinism check (two runs with the same seed -> identical JSON bytes).
 The disaggregated rows (`--disagg`) run the same closed loops on a prefill and a decode pool:
 every request's KV hand-over lands in the decode pool while it decodes, which cuts its
-fast-forward (simulator.py), so these measure the step-by-step path's own speed.
-Run it with one core (`taskset -c 0`) to check the issue's one-core budgets.
+fast-forward (fast_forward.py) to a few steps, so these measure the per-step and per-run costs.
+Closed-loop rows print wall and CPU (process) time: on a shared machine only the latter is the
+run's own. Run it with one core (`taskset -c 0`) to check the issue's one-core budgets.
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ def agg_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
                                           1024)):
         ratio = 0.1 if "+-" in label else 0.0
         engine = "sglang" if label.endswith("sglang") else args.engine
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()  # CPU time too: on a shared machine wall time is not ours
         report = tensor_cast.simulate(args.model, device=args.device, engine=engine, concurrency=conc,
                                       num_requests=count, isl=isl, osl=osl, range_ratio=ratio)
-        rows.append((label, f"{time.perf_counter() - t:.2f} s ({report.steps:,} steps)"))
+        rows.append((label, f"{time.perf_counter() - t:.2f} s, CPU {time.process_time() - cpu:.2f} s "
+                            f"({report.steps:,} steps)"))
     runs = [tensor_cast.simulate(args.model, device=args.device, engine=args.engine, rate=20.0, num_requests=500,
                                  isl=512, osl=128, seed=11, range_ratio=0.2).to_json(requests=True) for _ in range(2)]
     rows.append(("same seed twice: identical JSON bytes", str(runs[0] == runs[1])))

@@ -155,8 +155,8 @@ def test_held_runs_fast_forward_exactly(monkeypatch, engine, args):
     free = simulate({k: v for k, v in args.items() if k == "max_num_batched_tokens"})
     mean_ttft = [np.mean([r.first_token_s - r.arrival_s for r in sim.requests]) for sim in (fast, free)]
     assert mean_ttft[0] > 1.05 * mean_ttft[1]  # the holds bind in this run
-    from tensor_cast.serving import simulator
-    monkeypatch.setattr(simulator._Loop, "_fast_forward", lambda self, worker, batches: 1)
+    from tensor_cast.serving import fast_forward
+    monkeypatch.setattr(fast_forward, "run_length", lambda worker, batches: 1)
     slow = simulate(args)
     assert fast.num_steps == slow.num_steps and len(fast.steps) < len(slow.steps) / 2
     for a, b in zip(fast.requests, slow.requests, strict=True):

@@ -336,8 +336,8 @@ def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, eng
         return simulate_workers({"agg": [worker]}, workload, record_steps=True)
 
     fast = simulate()
-    from tensor_cast.serving import simulator
-    monkeypatch.setattr(simulator._Loop, "_fast_forward", lambda self, worker, batches: 1)
+    from tensor_cast.serving import fast_forward
+    monkeypatch.setattr(fast_forward, "run_length", lambda worker, batches: 1)
     slow = simulate()
     assert fast.num_steps == slow.num_steps
     assert len(fast.steps) < len(slow.steps) / 2

@@ -278,8 +278,13 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}{cap}]")
     total_gpus = gpus
 
+    transfers: dict[int, float] = {}  # prompt tokens -> seconds (a pure function of them: computed once each)
+
     def transfer(req: Any) -> float:
-        return kv_transfer_s(per_token["prefill"] * req.prompt, profile, total_gpus)
+        seconds = transfers.get(req.prompt)
+        if seconds is None:
+            seconds = transfers[req.prompt] = kv_transfer_s(per_token["prefill"] * req.prompt, profile, total_gpus)
+        return seconds
 
     if speculative is not None:
         notes.append(f"MTP: {mtp} draft token(s), acceptance {speculative.acceptance}: "

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import compress, repeat
 from operator import eq, ne
 from typing import Any
@@ -52,6 +53,8 @@ import sympy
 
 from ..report.overlap import MOE_OP
 from ..sizes import B, C, S
+from . import hoist
+from .hoist import Hoisted
 
 T = sympy.Symbol("T", positive=True, integer=True)  # the whole step's token count (one rank)
 # ops (besides tensor_cast.moe) that move every attention-DP rank's tokens: see "Attention DP" above
@@ -220,8 +223,9 @@ class BatchCost:
         """Seconds of one step over a batch grouped by `groups` (see `step_s`)."""
         tokens = total if padded_tokens is None else max(total, padded_tokens)
         time = self.linear_s(tokens)
+        group_fn = self._group_fn_hoisted or self.group_fn
         for new, (n, c) in groups.items():
-            time += self.group_fn(n, new, c / n, tokens)
+            time += group_fn(n, new, c / n, tokens)
         return time
 
     def decode_steps_s(self, count: int, new: int, mean_cached: np.ndarray, padded_tokens: int) -> np.ndarray:
@@ -232,18 +236,65 @@ class BatchCost:
                                          float(tokens)), dtype=float)
         return np.broadcast_to(group, np.shape(mean_cached)) + self.linear_s(tokens)
 
-    def decode_many_s(self, count: np.ndarray, new: np.ndarray, mean_cached: np.ndarray,
-                      tokens: np.ndarray) -> np.ndarray:
+    def decode_many_s(self, count: Any, new: Any, mean_cached: np.ndarray, tokens: Any) -> np.ndarray:
         """Seconds of many pure-decode steps at once, each given as arrays of one length: its
         sequences, new tokens each, mean cached tokens and the token count the token-linear ops
-        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch."""
+        run at (>= 1; the padded size). The same sum as `grouped_s` of a one-group batch.
+
+        `count`, `new` and `tokens` may be plain integers shared by every step (one rank's
+        fast-forwarded run): then, bit for bit the same numbers, the per-sequence expression gets
+        them as numpy scalars, so its terms without C are evaluated once per call instead of per
+        step, and once per (count, new, tokens) across calls where hoist.py can split them out.
+        Every operation is the same IEEE one on the same values; where the expression holds one
+        whose scalar and array forms might round differently (`_scalar_exact`), they are spread
+        into arrays instead."""
+        mean_cached = np.asarray(mean_cached, dtype=float)
+        if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
+            if self._scalar_exact:
+                fn = self._group_hoisted or self.group_np
+                group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)), dtype=float)
+                if group.shape != mean_cached.shape:
+                    group = np.broadcast_to(group, mean_cached.shape)
+                return group + self._linear_many(np.array([tokens], dtype=np.int64))[0]
+            count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)
         group = np.asarray(self.group_np(np.asarray(count, dtype=float), np.asarray(new, dtype=float),
-                                         np.asarray(mean_cached, dtype=float), tokens.astype(float)), dtype=float)
+                                         mean_cached, tokens.astype(float)), dtype=float)
+        return np.broadcast_to(group, tokens.shape) + self._linear_many(tokens)
+
+    def _linear_many(self, tokens: np.ndarray) -> np.ndarray:
+        """`linear_s` of each entry of an int64 array of token counts (>= 1)."""
         size = len(self.linear_table)
+        if len(tokens) == 1 and tokens[0] < size:  # (one count inside the table: a plain lookup)
+            return self.linear_table[tokens]
         linear = self.linear_table[np.minimum(tokens, size - 1)]
         beyond = tokens >= size
         if beyond.any():
             linear = np.where(beyond, np.asarray(self.linear_fn(tokens.astype(float)), dtype=float), linear)
-        return np.broadcast_to(group, tokens.shape) + linear
+        return linear
+
+    @cached_property
+    def _group_fn_hoisted(self) -> Hoisted | None:
+        """`group_fn` with its terms free of C evaluated once per (B, S, T) (hoist.py; None: not
+        hoistable): one step's per-sequence cost, the same bits."""
+        return hoist.build(self.group_fn)
+
+    @cached_property
+    def _group_hoisted(self) -> Hoisted | None:
+        """`group_np` with its terms free of C evaluated once per (B, S, T) (hoist.py; None: not
+        hoistable), for the scalar route of `decode_many_s` only."""
+        return hoist.build(self.group_np) if self._scalar_exact else None
+
+    @cached_property
+    def _scalar_exact(self) -> bool:
+        """True when `group_expr` is built only from + - * /, ceiling, floor, Min, Max and Piecewise:
+        numpy evaluates each of those element by element with one IEEE rounding (or none), so a
+        numpy scalar gives the same bits as that element of an array. Powers other than x**-1 (numpy
+        special-cases x**2, x**0.5 on arrays) and transcendental functions are left to the arrays."""
+        expr = self.group_expr
+        if not isinstance(expr, sympy.Basic):
+            return True
+        allowed = (sympy.ceiling, sympy.floor, sympy.Piecewise, sympy.Min, sympy.Max)
+        functions = expr.atoms(sympy.Function) | expr.atoms(sympy.Min, sympy.Max)
+        return all(isinstance(f, allowed) for f in functions) and all(p.exp == -1 for p in expr.atoms(sympy.Pow))
 

@@ -19,17 +19,13 @@ Events (a heap ordered by time, then by a sequence number, so a run is determini
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
 once; arrivals during a step wait for the next one (engines schedule between steps).
 
-Fast-forward (speed, exact): when every rank of a worker runs all its requests in pure decode
-and nothing can change its batch (no waiting request it could admit), the next k steps have a
-known composition — same sequences, cached lengths +1 (or + accepted tokens) per step — so their
-times (and KV use per step) come from one vectorized call, up to the first request that finishes,
-the KV blocks that still fit, and the next event anywhere else. A request still waiting does not
-stop the run where admission is provably impossible for k steps (`_admission_horizon`). An event pushed later that lands inside
-such a run (another worker planned at the same instant hands over a request, say) cuts the run
-at the first step boundary at or after it, so a worker never overlooks work that reached it.
-When the next event already lands inside the first step (a disaggregated decode pool with
-hundreds of clients receives a hand-over every step or two) no run is planned: it would be cut to
-that one step. A run's k steps on every attention-DP rank are costed in one vectorized call.
+Fast-forward (speed, exact; `fast_forward.py`): when a worker's step is a pure decode that
+nothing can change, the loop plans the run of identical steps that follows (`fast_forward.plan`)
+up to the next event already queued, and keeps the worker in `running_ff` so that an event
+pushed later inside the run cuts it (`fast_forward.cut`) and its STEP_END is pushed again (a
+stale one is recognised by `Worker.version`). When the next event already lands inside the first
+step (a disaggregated decode pool with hundreds of clients receives a hand-over every step or
+two) no run is planned: it would be cut to that one step.
 `simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
 
 Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
@@ -63,13 +59,11 @@ requests in. Not applied with pp > 1 (the balance is skipped there, the other tw
 
 It must not know engine policies (scheduler.py) or step costs (batch_cost.py) beyond calling them.
 
-Why one file of ~700 lines: the event loop, the worker state it advances and the decode
-fast-forward that must keep its event order are one invariant (the stepped and fast-forwarded paths
-give bit-identical results, `tests/test_serving_pipeline_ff.py`); the PP ring is already its own
-module (`decode_ring.py`), the scheduler policy `scheduler.py`, the admission holds `admission.py`.
-What grew this round is the step loop's attention-DP MoE share and its C-level per-sequence passes, both
-inside that invariant; the next piece to move out is the fast-forward planner (`_fast_forward`,
-`_decode_durations`, `_run_growth`) as a module of its own taking the worker and the heap horizon.
+Split: the PP ring is its own module (`decode_ring.py`), the decode fast-forward planner
+`fast_forward.py`, the scheduler policy `scheduler.py`, the admission holds `admission.py`; what
+stays here is the event loop and the worker state it advances, whose event order the
+fast-forwarded and stepped paths share (`tests/test_serving_pipeline_ff.py`,
+`tests/test_serving_simulator.py`).
 """
 
 from __future__ import annotations
@@ -79,14 +73,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter, lt, sub
+from operator import attrgetter, lt
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..gc_pause import paused_gc
-from . import admission
+from . import admission, fast_forward
 from .batch_cost import BatchCost
 from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
@@ -96,7 +90,6 @@ from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
-_OUTPUT, _GENERATED = attrgetter("output"), attrgetter("generated")
 
 
 @dataclass
@@ -123,6 +116,8 @@ class Worker:
     ff_steps: int = 1
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
+    run_starts: Any = None  # a fast-forwarded run's step starts, once an event pushed during it asked (fast_forward.cut)
+    run_last_start: float = math.inf  # its last step's start, once known (fast_forward.cut)
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
     inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
@@ -222,7 +217,7 @@ class _Loop:
         self.steps: list[StepRecord] = []
         self.itl_d: list[np.ndarray] = []
         self.itl_w: list[np.ndarray] = []
-        self.itl_pp: list[tuple[float, float]] = []  # pipelined batches' (ITL, decode sequences), not yet in itl_d/w
+        self.itl_one: list[tuple[float, float]] = []  # single steps' and pipelined batches' (ITL, decode sequences), not yet in itl_d/w
         self.num_steps = 0
         self.kv_time = 0.0
         self.kv_weighted = 0.0
@@ -236,12 +231,12 @@ class _Loop:
         self.front_end_s = first[0].engine.request_overhead_s
 
     def _flush_itl(self) -> None:
-        """Move the pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
-        if self.itl_pp:
-            durations, weights = zip(*self.itl_pp)
+        """Move the single steps' and pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
+        if self.itl_one:
+            durations, weights = zip(*self.itl_one)
             self.itl_d.append(np.array(durations))
             self.itl_w.append(np.array(weights))
-            self.itl_pp = []
+            self.itl_one = []
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -250,18 +245,12 @@ class _Loop:
             self._cut_runs(time)
 
     def _cut_runs(self, time: float) -> None:
-        """An event at `time` lands inside another worker's fast-forwarded decode run (pushed after
-        that run was planned, e.g. by a worker that started at the same instant): the run stops at
-        the first step boundary at or after `time`, as if the horizon had been known."""
+        """An event at `time` lands inside other workers' fast-forwarded runs: each stops at the
+        first step boundary at or after it (fast_forward.cut) and its end is pushed again."""
         for worker in list(self.running_ff):
-            starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
-            k = max(1, int(np.searchsorted(starts, time, side="left")))
-            if k >= worker.ff_steps:
+            if not fast_forward.cut(worker, time):
                 continue
-            worker.ff_steps = k
-            worker.run_durations = worker.run_durations[:k]
-            worker.version += 1
-            if k == 1:
+            if worker.ff_steps == 1:
                 self.running_ff.remove(worker)
             end = worker.run_start_s + float(worker.run_durations.sum())
             heapq.heappush(self.heap, (end, self.order, STEP_END, (worker, worker.version)))
@@ -362,32 +351,29 @@ class _Loop:
             costs.append(max(step, floor) + overhead)
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
-        durations = np.array([first])
         horizon = self.heap[0][0] - self.now if self.heap else math.inf
         # an event before the first step ends cuts any run to that step: no run to plan (the
         # common case in a disaggregated decode pool, where hand-overs land every step or two)
-        k = self._fast_forward(worker, batches) if not prefill_tokens and self.fast_forward and horizon > first else 1
-        if k > 1:  # a held run stops at the step whose counter lets the held requests in
-            k = admission.run_limit(worker, admit, k, lambda n: self._run_growth(worker, batches, n))
-        if k > 1:
-            durations = self._decode_durations(worker, batches, k)
-            durations[0] = first
-            starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
-            k = max(1, min(k, int(np.searchsorted(starts, horizon, side="left"))))
-            durations = durations[:k]
+        if not prefill_tokens and self.fast_forward and horizon > first:
+            durations = fast_forward.plan(worker, batches, admit, first, horizon)
+        else:
+            durations = np.array([first])
+        k = len(durations)
         worker.busy = True
         worker.batches = batches
         worker.ff_steps = k
         worker.run_start_s = self.now
         worker.run_durations = durations
+        worker.run_starts = None
+        worker.run_last_start = math.inf
         total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
         used: Any = sum(r.used_blocks for r in worker.ranks) / total_blocks
         if k > 1:
-            used = used + self._run_growth(worker, batches, k) / total_blocks
+            used = used + fast_forward.run_growth(worker, batches, k) / total_blocks
         worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
         if k > 1:
             self.running_ff.append(worker)
-        self.push(self.now + float(durations.sum()), STEP_END, (worker, worker.version))
+        self.push(self.now + (first if k == 1 else float(durations.sum())), STEP_END, (worker, worker.version))
 
     @staticmethod
     def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
@@ -405,124 +391,33 @@ class _Loop:
             return None  # a piecewise-graph step on every rank: padded to the largest rank's tokens
         return worker.cost.shared_s(math.ceil(sum(p[3] for p in parts) / ranks))
 
-    def _fast_forward(self, worker: Worker, batches: Sequence[Batch]) -> int:
-        """How many steps (>= 1) the current decode batch can run unchanged (see module docstring)."""
-        limit = math.inf
-        for rank, batch in zip(worker.ranks, batches, strict=True):
-            if not batch:
-                if rank.running or rank.waiting:
-                    return 1
-                continue
-            if len(batch) != len(rank.running):
-                return 1
-            if rank.waiting and len(rank.running) < rank.engine.max_num_seqs:
-                horizon = self._admission_horizon(rank, batch)  # a waiting request might be admitted
-                if horizon <= 1:
-                    return 1
-                limit = min(limit, horizon)
-            e = rank.tokens_per_step
-            reqs = [r for r, _ in batch]
-            remaining = min(map(sub, map(_OUTPUT, reqs), map(_GENERATED, reqs)))
-            limit = min(limit, math.ceil(remaining / e - 1e-9))
-            # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
-            # sequence needs at most ceil(((k-1)e + d) / bs) + 1 more blocks (cheap bound first)
-            bs = rank.engine.block_size
-            k = int(min(limit, 1 << 20))
-            if len(batch) * (math.ceil(((k - 1) * e + rank.decode_tokens) / bs) + 1) > rank.free_blocks:
-                computed = np.array([r.computed for r, _ in batch])
-                held = np.array([r.blocks for r, _ in batch])
-                while k > 1:
-                    need = np.ceil((computed + (k - 1) * e + rank.decode_tokens) / bs - 1e-9) - held
-                    if need.clip(min=0).sum() <= rank.free_blocks:
-                        break
-                    k //= 2
-            limit = min(limit, k)
-        return int(limit) if limit != math.inf else 1
-
-    @staticmethod
-    def _admission_horizon(rank: RankScheduler, batch: Batch) -> float:
-        """Steps (>= 1; inf: none) during which the head of `rank`'s waiting queue surely stays out,
-        for SGLang's `prefill_first` admission (reserve = its need + new_token_ratio x its output,
-        admitted when reserve <= free KV tokens - new_token_ratio x the running requests' remaining
-        output). At the schedule of run step j >= 1 the free tokens are at most those now and, since
-        every sequence grows by e tokens a step, at most those now + S - n·e·(j - 1) (S: the room left
-        in the sequences' last blocks); the reservation falls by ratio·n·e a step. Admission is thus
-        impossible while reserve exceeds both bounds; the run stops where the first bound allows it
-        (a conservative horizon: the scheduler itself decides at that step). vLLM's `decode_first`
-        and TRT-LLM's `no_evict` admit the head when its blocks fit in the same token budget: during
-        a decode run the budget is fixed and free blocks only shrink, so a head refused now stays
-        refused (inf) — unless this step returned before trying it (a preemption). A head with a
-        prefix id gets 1 (step by step): its first check registers the prefix."""
-        engine = rank.engine
-        head = rank.waiting[0]
-        if head.prefix_id is not None or not rank.admission_checked:
-            return 1
-        if engine.policy != "prefill_first":
-            return math.inf
-        n = len(batch)
-        e, bs, ratio = rank.tokens_per_step, engine.block_size, engine.new_token_ratio
-        reserve = rank._need(head) + ratio * (head.output - head.generated)
-        avail = rank.free_blocks * bs - sum(ratio * (r.output - r.generated - e) for r, _ in batch)
-        slack = sum(max(0.0, r.blocks * bs - (r.computed + rank.decode_tokens)) for r, _ in batch)
-        gap = reserve - avail - 1e-6 * (abs(reserve) + abs(avail) + 1.0)
-        if gap <= 0:
-            return 1
-        if gap > slack or ratio == 0:
-            return math.inf
-        return 1 + math.ceil(gap / (ratio * n * e))
-
-    @staticmethod
-    def _run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
-        """KV blocks each step of a fast-forwarded run holds beyond its first step's (after that
-        step's allocation: every sequence at its cached tokens + j·e + its decode tokens)."""
-        extra = np.zeros(k)
-        steps = np.arange(k, dtype=float)[:, None]
-        for rank, batch in zip(worker.ranks, batches, strict=True):
-            if batch:
-                computed = np.array([r.computed for r, _ in batch])
-                held = np.array([r.blocks for r, _ in batch])
-                tokens = computed + steps * rank.tokens_per_step + rank.decode_tokens
-                need = np.ceil(tokens / rank.engine.block_size - 1e-9) - held
-                extra += need.clip(min=0).sum(axis=1)
-        return extra
-
-    def _decode_durations(self, worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
-        """Each of the k steps' time: the slowest rank's, every rank's k steps costed in one
-        vectorized call (an attention-DP worker has up to dozens of ranks)."""
-        steps = np.arange(k)
-        counts, news, tokens, means, overheads = [], [], [], [], []
-        for rank, batch in zip(worker.ranks, batches, strict=True):
-            if not batch:
-                continue
-            count, d = len(batch), rank.decode_tokens
-            counts.append(count)
-            news.append(d)
-            tokens.append(max(count * d, rank.engine.padded_tokens(count, d)))
-            means.append(sum(int(r.computed) for r, _ in batch) / count + rank.tokens_per_step * steps)
-            overheads.append(rank.engine.overhead_s(count))
-        times = worker.cost.decode_many_s(np.repeat(counts, k), np.repeat(news, k), np.concatenate(means),
-                                          np.repeat(tokens, k)).reshape(len(counts), k)
-        out = np.zeros(k)
-        for row, overhead in zip(times, overheads, strict=True):
-            out = np.maximum(out, row + overhead)
-        return out
-
     def _account(self, worker: Worker) -> None:
         """Statistics of the run that just ended (its steps as finally run)."""
         durations, k = worker.run_durations, worker.ff_steps
         if k > 1:
             admission.advance(worker, k)
         prefill_tokens, decode_seqs, used, running = worker.run_info
-        total = float(durations.sum())
         self.num_steps += k
+        if not isinstance(used, np.ndarray):  # one step (never a run cut to one): plain floats, the same numbers
+            total = float(durations[0])
+            if decode_seqs:
+                self.itl_one.append((total, float(decode_seqs)))
+            self.kv_peak = max(self.kv_peak, used)
+            self.kv_time += total
+            self.kv_weighted += used * total
+            if self.record_steps:
+                self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs,
+                                             running))
+            return
+        total = float(durations.sum())
         if decode_seqs:
             self._flush_itl()
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
-        used = used[:k] if isinstance(used, np.ndarray) else used
+        used = used[:k]
         self.kv_peak = max(self.kv_peak, float(np.max(used)))
         self.kv_time += total
-        self.kv_weighted += float(np.dot(used, durations)) if isinstance(used, np.ndarray) else used * total
+        self.kv_weighted += float(np.dot(used, durations))
         if self.record_steps:
             self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
 
@@ -611,7 +506,7 @@ class _Loop:
         worker.busy = False
         self.num_steps += 1
         if flight.decode_seqs:
-            self.itl_pp.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
+            self.itl_one.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
         period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
@@ -642,15 +537,8 @@ class _Loop:
         if worker in self.running_ff:
             self.running_ff.remove(worker)
         self._account(worker)
-        k = worker.ff_steps
+        fast_forward.write_back(worker)
         for rank, batch in zip(worker.ranks, worker.batches, strict=True):
-            if k > 1 and batch:
-                advance = (k - 1) * rank.tokens_per_step
-                for req, n in batch:
-                    req.computed += advance
-                    req.generated += advance
-                    if not rank._allocate(req, req.computed + n):
-                        raise AssertionError("fast-forward ran past the KV blocks it checked")
             self._complete(rank, batch)
         worker.batches = []
         self.kick(worker)

@@ -1,0 +1,220 @@
+"""The decode fast-forward: runs of identical pure-decode steps planned in closed form.
+
+Owns, for one worker (`simulator.Worker`, pp = 1) whose step the event loop has just scheduled
+and costed, how many steps its batch runs unchanged (`run_length`), those steps' times and KV
+growth (`decode_durations`, `run_growth`), the run as finally planned against the event heap's
+horizon (`plan`), a run cut short by an event pushed after it was planned (`cut`), and the
+requests' write-back when the run ends (`write_back`).
+
+When every rank of a worker runs all its requests in pure decode and nothing can change its
+batch (no waiting request it could admit), the next k steps have a known composition — same
+sequences, cached lengths +1 (or + accepted tokens) per step — so their times (and KV use per
+step) come from one vectorized cost call, up to the first request that finishes, the KV blocks
+that still fit, and the next event anywhere else. A request still waiting does not stop the run
+where admission is provably impossible for k steps (`admission_horizon`). An event pushed later
+that lands inside such a run cuts it at the first step boundary at or after it (`cut`), so a
+worker never overlooks work that reached it. A run's k steps on all attention-DP ranks of the same
+sizes are costed in one vectorized call.
+
+The invariant it keeps with simulator.py: a fast-forwarded run gives the results of stepping
+it one step at a time (`simulate(..., fast_forward=False)`) to float rounding
+(tests/test_serving_simulator.py, test_serving_request_holds.py); the quick routes its runs are
+costed by (`BatchCost.decode_many_s` with scalar sizes, hoist.py) give the same bits as the
+arrays route they replaced (tests/test_serving_ff_paths.py).
+
+It must not schedule (scheduler.py), decide admission holds (admission.py) or push events
+(simulator.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from operator import attrgetter, sub
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import admission
+from .scheduler import Batch, RankScheduler
+
+if TYPE_CHECKING:
+    from .simulator import Worker
+
+_OUTPUT, _GENERATED = attrgetter("output"), attrgetter("generated")
+_COMPUTED, _BLOCKS = attrgetter("computed"), attrgetter("blocks")
+
+
+def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float, horizon: float) -> np.ndarray:
+    """The times of the steps (>= 1) the worker runs before it schedules again: its first step
+    (`first` seconds, costed by the caller), then as many further identical decode steps as
+    `run_length` and the admission holds allow, cut at the first step boundary at or after
+    `horizon` (seconds from now to the next event already queued)."""
+    k = run_length(worker, batches)
+    if k > 1:  # a held run stops at the step whose counter lets the held requests in
+        k = admission.run_limit(worker, admit, k, lambda n: run_growth(worker, batches, n))
+    if k <= 1:
+        return np.array([first])
+    durations = decode_durations(worker, batches, k)
+    durations[0] = first
+    starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+    k = max(1, min(k, int(np.searchsorted(starts, horizon, side="left"))))
+    return durations[:k]
+
+
+def cut(worker: Worker, time: float) -> bool:
+    """An event at `time` lands inside the worker's fast-forwarded run (pushed after the run was
+    planned): the run stops at the first step boundary at or after `time`, as if the horizon had
+    been known. True when the run got shorter (its old end is stale: `worker.version` is bumped)."""
+    if time > worker.run_last_start:  # after the last step's start: the run stands (k would be ff_steps)
+        return False
+    starts = worker.run_starts  # computed at the first event that may cut the run, then kept
+    if starts is None:
+        starts = worker.run_starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
+        worker.run_last_start = float(starts[-1])
+        if time > worker.run_last_start:
+            return False
+    k = max(1, int(np.searchsorted(starts, time, side="left")))
+    if k >= worker.ff_steps:
+        return False
+    worker.ff_steps = k
+    worker.run_durations = worker.run_durations[:k]
+    worker.run_starts = starts[:k]  # (a prefix of a cumulative sum is the prefix's own)
+    worker.run_last_start = float(starts[k - 1])
+    worker.version += 1
+    return True
+
+
+def write_back(worker: Worker) -> None:
+    """A run of k > 1 steps ended: its requests' cached and generated tokens move on by the k - 1
+    steps after the first (the first step's own progress is `RankScheduler.complete`'s), and
+    their KV blocks grow to hold the last step's tokens."""
+    k = worker.ff_steps
+    if k <= 1:
+        return
+    for rank, batch in zip(worker.ranks, worker.batches, strict=True):
+        if batch:
+            advance = (k - 1) * rank.tokens_per_step
+            bs = rank.engine.block_size
+            for req, n in batch:
+                req.computed += advance
+                req.generated += advance
+                # (`_allocate`'s own first test inlined: most sequences still fit their last block)
+                if req.computed + n > req.blocks * bs and not rank._allocate(req, req.computed + n):
+                    raise AssertionError("fast-forward ran past the KV blocks it checked")
+
+
+def run_length(worker: Worker, batches: Sequence[Batch]) -> int:
+    """How many steps (>= 1) the current decode batch can run unchanged (see the module docstring)."""
+    limit = math.inf
+    for rank, batch in zip(worker.ranks, batches, strict=True):
+        if not batch:
+            if rank.running or rank.waiting:
+                return 1
+            continue
+        if len(batch) != len(rank.running):
+            return 1
+        if rank.waiting and len(rank.running) < rank.engine.max_num_seqs:
+            horizon = admission_horizon(rank, batch)  # a waiting request might be admitted
+            if horizon <= 1:
+                return 1
+            limit = min(limit, horizon)
+        e = rank.tokens_per_step
+        reqs = next(zip(*batch))
+        remaining = min(map(sub, map(_OUTPUT, reqs), map(_GENERATED, reqs)))
+        limit = min(limit, math.ceil(remaining / e - 1e-9))
+        # KV blocks for the k-th step: every sequence holds computed + (k-1)e + d tokens; a
+        # sequence needs at most ceil(((k-1)e + d) / bs) + 1 more blocks (cheap bound first)
+        bs = rank.engine.block_size
+        k = int(min(limit, 1 << 20))
+        if len(batch) * (math.ceil(((k - 1) * e + rank.decode_tokens) / bs) + 1) > rank.free_blocks:
+            computed = np.array([r.computed for r, _ in batch])
+            held = np.array([r.blocks for r, _ in batch])
+            while k > 1:
+                need = np.ceil((computed + (k - 1) * e + rank.decode_tokens) / bs - 1e-9) - held
+                if need.clip(min=0).sum() <= rank.free_blocks:
+                    break
+                k //= 2
+        limit = min(limit, k)
+    return int(limit) if limit != math.inf else 1
+
+
+def admission_horizon(rank: RankScheduler, batch: Batch) -> float:
+    """Steps (>= 1; inf: none) during which the head of `rank`'s waiting queue surely stays out,
+    for SGLang's `prefill_first` admission (reserve = its need + new_token_ratio x its output,
+    admitted when reserve <= free KV tokens - new_token_ratio x the running requests' remaining
+    output). At the schedule of run step j >= 1 the free tokens are at most those now and, since
+    every sequence grows by e tokens a step, at most those now + S - n·e·(j - 1) (S: the room left
+    in the sequences' last blocks); the reservation falls by ratio·n·e a step. Admission is thus
+    impossible while reserve exceeds both bounds; the run stops where the first bound allows it
+    (a conservative horizon: the scheduler itself decides at that step). vLLM's `decode_first`
+    and TRT-LLM's `no_evict` admit the head when its blocks fit in the same token budget: during
+    a decode run the budget is fixed and free blocks only shrink, so a head refused now stays
+    refused (inf) — unless this step returned before trying it (a preemption). A head with a
+    prefix id gets 1 (step by step): its first check registers the prefix."""
+    engine = rank.engine
+    head = rank.waiting[0]
+    if head.prefix_id is not None or not rank.admission_checked:
+        return 1
+    if engine.policy != "prefill_first":
+        return math.inf
+    n = len(batch)
+    e, bs, ratio = rank.tokens_per_step, engine.block_size, engine.new_token_ratio
+    reserve = rank._need(head) + ratio * (head.output - head.generated)
+    avail = rank.free_blocks * bs - sum(ratio * (r.output - r.generated - e) for r, _ in batch)
+    slack = sum(max(0.0, r.blocks * bs - (r.computed + rank.decode_tokens)) for r, _ in batch)
+    gap = reserve - avail - 1e-6 * (abs(reserve) + abs(avail) + 1.0)
+    if gap <= 0:
+        return 1
+    if gap > slack or ratio == 0:
+        return math.inf
+    return 1 + math.ceil(gap / (ratio * n * e))
+
+
+def run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
+    """KV blocks each step of a fast-forwarded run holds beyond its first step's (after that
+    step's allocation: every sequence at its cached tokens + j·e + its decode tokens)."""
+    extra = None
+    steps = np.arange(k, dtype=float)[:, None]
+    for rank, batch in zip(worker.ranks, batches, strict=True):
+        if batch:
+            reqs = next(zip(*batch))
+            computed = np.array(list(map(_COMPUTED, reqs)))
+            held = np.array(list(map(_BLOCKS, reqs)))
+            tokens = computed + steps * rank.tokens_per_step + rank.decode_tokens
+            need = np.ceil(tokens / rank.engine.block_size - 1e-9) - held
+            blocks = need.clip(min=0).sum(axis=1)  # whole blocks: exact in any order of addition
+            extra = blocks if extra is None else extra + blocks
+    return np.zeros(k) if extra is None else extra
+
+
+def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
+    """Each of the k steps' time: the slowest rank's, the k steps of all ranks with the same sizes
+    costed in one vectorized call (an attention-DP worker has up to dozens of ranks, mostly of a
+    few sizes)."""
+    steps = np.arange(k)
+    counts, news, tokens, means, overheads = [], [], [], [], []
+    for rank, batch in zip(worker.ranks, batches, strict=True):
+        if not batch:
+            continue
+        count, d = len(batch), rank.decode_tokens
+        counts.append(count)
+        news.append(d)
+        tokens.append(max(count * d, rank.engine.padded_tokens(count, d)))
+        means.append(sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count + rank.tokens_per_step * steps)
+        overheads.append(rank.engine.overhead_s(count))
+    # ranks of the same sizes are costed together, their sizes as scalars (BatchCost.decode_many_s:
+    # the same numbers as arrays of sizes, but the expression's terms without C are evaluated once)
+    alike: dict[tuple[int, int, int], list[int]] = {}
+    for i, sizes in enumerate(zip(counts, news, tokens)):
+        alike.setdefault(sizes, []).append(i)
+    times = np.empty((len(counts), k))
+    for (count, d, padded), rows in alike.items():
+        stacked = means[rows[0]] if len(rows) == 1 else np.concatenate([means[i] for i in rows])
+        seconds = np.asarray(worker.cost.decode_many_s(count, d, stacked, padded))
+        times[rows] = (seconds if seconds.shape == stacked.shape else np.broadcast_to(seconds, stacked.shape)) \
+            .reshape(len(rows), k)
+    out = np.zeros(k)
+    for row, overhead in zip(times, overheads, strict=True):
+        out = np.maximum(out, row + overhead)
+    return out
