@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from serving_costs import ConstantCost, LinearCost
 
 from tensor_cast.errors import InvalidArgumentError
 from tensor_cast.serving.engines import engine_profile, trtllm_graph_sizes
@@ -18,23 +19,10 @@ D = 0.01  # every step lasts D seconds
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
 
 
-class ConstantCost:
-    launches = 0  # no kernels: no engine's eager-launch floor applies
-
-    def step_s(self, batch, padded_tokens=None):
-        return D
-
-    def shared_s(self, tokens):  # no MoE share (what attention-DP ranks run at their combined tokens)
-        return 0.0
-
-    def decode_many_s(self, count, new, means, tokens):
-        return np.full(np.shape(means), D)
-
-
 def ttfts(engine, args, trace, *, ranks=1, fast_forward=True):
     """TTFT (in steps of D) of each request of `trace` [(arrival in steps, prompt, output)]."""
     profile = engine_profile(engine, {**NO_OVERHEAD, **args})
-    worker = Worker("agg0", "agg", [RankScheduler(profile, 100_000) for _ in range(ranks)], ConstantCost(), profile)
+    worker = Worker("agg0", "agg", [RankScheduler(profile, 100_000) for _ in range(ranks)], ConstantCost(D), profile)
     entries = [TraceEntry(t * D, prompt, output) for t, prompt, output in trace]
     sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=None, rate=None, trace=entries,
                                                             num_requests=None, isl=None, osl=None),
@@ -124,8 +112,8 @@ def test_hold_knobs_reject_bad_values():
         engine_profile("sglang", {"scheduler_recv_interval": 10, "async_scheduling": False})
     profile = engine_profile("sglang", {"scheduler_recv_interval": 10})
     with pytest.raises(InvalidArgumentError, match="not modelled with pipeline parallelism"):
-        Worker("agg0", "agg", [RankScheduler(profile, 1000)], ConstantCost(), profile,
-               stages=(ConstantCost(), ConstantCost()))
+        Worker("agg0", "agg", [RankScheduler(profile, 1000)], ConstantCost(D), profile,
+               stages=(ConstantCost(D), ConstantCost(D)))
 
 
 @pytest.mark.parametrize(("engine", "args"), [
@@ -136,13 +124,6 @@ def test_held_runs_fast_forward_exactly(monkeypatch, engine, args):
     # A closed loop of 16 clients with jittered lengths and a batch-dependent cost, KV short enough that
     # requests also wait for blocks: fast-forwarded held runs give the per-request times of stepping
     # every step, and plan far fewer runs.
-    class LinearCost(ConstantCost):
-        def step_s(self, batch, padded_tokens=None):
-            return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
-
-        def decode_many_s(self, count, new, means, tokens):
-            return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
-
     def simulate(knobs):
         profile = engine_profile(engine, {**NO_OVERHEAD, **knobs})
         worker = Worker("agg0", "agg", [RankScheduler(profile, 300 if engine == "trtllm" else 20_000)], LinearCost(),

@@ -3,8 +3,8 @@ Little's law, scheduler limits, preemption, disaggregation, determinism."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from serving_costs import ConstantCost, LinearCost
 
 from tensor_cast.errors import InvalidArgumentError
 from tensor_cast.serving.engines import engine_profile
@@ -12,27 +12,6 @@ from tensor_cast.serving.report import ServingReport
 from tensor_cast.serving.scheduler import RankScheduler
 from tensor_cast.serving.simulator import Worker, simulate_workers
 from tensor_cast.serving.workload import Request, make_workload
-
-
-class ConstantCost:
-    """Every step costs `d` seconds, whatever its batch (a hand-solvable model); it launches no
-    kernels, so no engine's host-launch floor (`eager_launch_host_s`) applies to it, and has no
-    MoE share (`shared_s`: what attention-DP ranks run at their combined tokens)."""
-
-    launches = 0
-
-    def __init__(self, d: float) -> None:
-        self.d = d
-
-    def step_s(self, batch, padded_tokens=None):
-        return self.d
-
-    def shared_s(self, tokens):
-        return 0.0
-
-    def decode_many_s(self, count, new, means, tokens):
-        return np.full(np.shape(means), self.d)
-
 
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
 
@@ -321,13 +300,6 @@ def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, eng
     # A batch-dependent cost, KV short enough that requests wait (SGLang's reservation, vLLM's
     # blocks with preemption, TRT-LLM's whole-request reservation): the run with fast-forward gives
     # the same per-request times as one forced to plan every step.
-    class LinearCost(ConstantCost):
-        def step_s(self, batch, padded_tokens=None):
-            return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
-
-        def decode_many_s(self, count, new, means, tokens):
-            return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
-
     def simulate():
         profile = engine_profile(engine, NO_OVERHEAD)
         worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], LinearCost(0.0), profile)
@@ -400,13 +372,6 @@ def test_attention_dp_decode_pool_fast_forward_equals_step_by_step():
     # the ranks' step times differ. Its fast-forwarded runs (every rank's steps costed in one vectorized
     # call; a run cut where a hand-over lands; none planned when one lands inside the first step) give
     # the same per-request times as the step-by-step path (Python sums vs numpy: 1e-12 relative).
-    class LinearCost(ConstantCost):
-        def step_s(self, batch, padded_tokens=None):
-            return 1e-3 + 1e-6 * sum(n for n, _ in batch) + 1e-8 * sum(c for _, c in batch)
-
-        def decode_many_s(self, count, new, means, tokens):
-            return 1e-3 + 1e-6 * count * new + 1e-8 * count * np.asarray(means)
-
     def simulate(fast_forward):
         profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
         pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
