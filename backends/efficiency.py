@@ -318,6 +318,12 @@ class Efficiency:
             return self.vector
         return self.by_precision.get(precision, self.compute)
 
+    def with_compute(self, change: Callable[[Any], Any]) -> Efficiency:
+        """The same efficiency with `change` applied to the tensor-core fraction and to every
+        precision's own (a shape model's tile, wave or padding factor)."""
+        return replace(self, compute=change(self.compute),
+                       by_precision=MappingProxyType({p: change(v) for p, v in self.by_precision.items()}))
+
 
 def base_efficiency(kind: str, profile: DeviceProfile) -> Efficiency:
     """The per-kind table values with their fallbacks (no shape dependence)."""
@@ -428,8 +434,7 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
     if unaligned:
         floor = floor + unaligned * 1e-6 * smin(1, sympy.Mod(dims.m, TMA_ALIGN_ROWS) if not isinstance(dims.m, int)
                                                  else dims.m % TMA_ALIGN_ROWS)
-    return replace(base, compute=base.compute * scale, latency_s=latency, memory=memory, call_floor_s=floor,
-                   by_precision=MappingProxyType({p: v * scale for p, v in base.by_precision.items()}))
+    return replace(base.with_compute(lambda c: c * scale), latency_s=latency, memory=memory, call_floor_s=floor)
 
 
 def _cta_stream_share(counts: Counts, dims: GemmShape, profile: DeviceProfile, memory: Any, tiles: Any,
@@ -811,8 +816,7 @@ def _flash_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, p
         return base
     # time = (W + tail · SMs · L) / R  ==  W / (R · W / (W + tail · SMs · L))
     factor = work / (work + tail * profile.compute_units * longest)
-    return replace(base, compute=base.compute * factor,
-                   by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
+    return base.with_compute(lambda c: c * factor)
 
 
 ShapeModel = Callable[[Efficiency, Counts, "DeviceProfile"], Efficiency]

@@ -1,10 +1,12 @@
 """The fused-MoE kernel model: which M tile an engine's grouped GEMM runs, and what the padding costs.
 
 Owns the kernel table (`MOE_KERNELS`: the fused-MoE kernel vLLM 0.24 runs per architecture and
-expert scheme; `KERNEL_OF_SCHEME`: schemes an engine runs on another variant's kernel), each kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed
-MoE layer (`padded_rows`), the expert dimensions an engine pads the weights to (`PAD_TO`), the
-parameter keys of the model (`MOE_KEYS`) and `moe_efficiency`, the shape model of kind `moe`. It reads only the profile's efficiency section and produces no seconds:
-`backends/roofline.py` turns the `Efficiency` into time.
+expert scheme; `KERNEL_OF_SCHEME`: schemes an engine runs on another variant's kernel), each
+kernel's M-tile rule (`tile_rows`), the expected padded rows of a routed MoE layer
+(`padded_rows`), the expert dimensions an engine pads the weights to (`PAD_TO`), the parameter
+keys of the model (`MOE_KEYS`) and `moe_efficiency`, the shape model of kind `moe`. It reads only
+the profile's efficiency section and produces no seconds: `backends/roofline.py` turns the
+`Efficiency` into time.
 
 The physics. A fused MoE runs two grouped GEMMs; each expert hit by the step's routing runs its
 rows (the (token, expert) pairs it received) in tiles of `tile` rows, and a tile's MMAs cover all
@@ -278,14 +280,11 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     if k0:  # a per-tile prologue / epilogue worth k0 steps of K, in each GEMM (K = H, then K = I)
         up, down = shape.row_flops - 2 * shape.hidden * shape.intermediate, 2 * shape.hidden * shape.intermediate
         slow = (up * (1 + k0 / hidden) + down * (1 + k0 / inter)) / shape.row_flops
-        base = replace(base, compute=base.compute / slow,
-                       by_precision=MappingProxyType({p: val / slow for p, val in base.by_precision.items()}))
+        base = base.with_compute(lambda c: c / slow)
     if pad and counts.bytes:  # the padded weights' MMAs and bytes (H x I in both GEMMs)
         grow = hidden * inter / (shape.hidden * shape.intermediate)
         extra = (grow - 1) * hit_experts(shape) * shape.expert_bytes
-        base = replace(base, compute=base.compute / grow,
-                       by_precision=MappingProxyType({p: val / grow for p, val in base.by_precision.items()}),
-                       memory=base.memory * counts.bytes / (counts.bytes + extra))
+        base = replace(base.with_compute(lambda c: c / grow), memory=base.memory * counts.bytes / (counts.bytes + extra))
     kernel = kernel_for(profile.architecture, v)
     if not table.get(f"moe_{v}_tile_switch") or not kernel:
         return base
@@ -295,8 +294,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     padded = padded_rows(shape, tile)
     empty = (1 + table.get(f"moe_{v}_pad_penalty", 0.0)) * (padded - shape.pairs)  # a padded row's MMAs, and more
     factor = work / (work + empty * shape.row_flops)
-    base = replace(base, compute=base.compute * factor,
-                   by_precision=MappingProxyType({p: val * factor for p, val in base.by_precision.items()}))
+    base = base.with_compute(lambda c: c * factor)
     reread = table.get(f"moe_{v}_reread", 0.0)
     if reread and counts.bytes:  # every M tile of an expert beyond its first streams its weights again
         extra = reread * (padded / tile - hit_experts(shape)) * shape.expert_bytes
