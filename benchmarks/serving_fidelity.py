@@ -61,7 +61,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     (DeepSeek-R1 60 / 0, gpt-oss TensorRT-LLM's defaults 50 / 10) and an FP8 KV cache (engines.py
     for each knob's semantics). The scripts' stream interval, prefix-caching switch and kernel
     choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
-    simulated. Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
+    simulated, except the MoE kernel of gpt-oss's experts (vLLM's VLLM_MXFP4_USE_MARLIN=1:
+    mxfp4_marlin, see quantization above). Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
     dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
     take their `_mtp.sh` scripts' own lines (`mtp` true). TensorRT-LLM: max_batch_size = CONC, or
     CONC / 8 (FP8) / CONC / 4 (FP4) per rank under dp-attn, max_num_tokens = (1 + drafts) x

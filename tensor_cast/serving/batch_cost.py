@@ -90,13 +90,21 @@ def _in_tokens(expr: Any, table_tokens: int) -> tuple[Any, Callable[[Any], Any],
     """A token-linear sum (in B, S) as an expression in T, its numpy function and its table over
     T = 0..table_tokens (T = 0 costs 0)."""
     expr_t = expr.xreplace({B: sympy.Integer(1)}).subs(S, T) if isinstance(expr, sympy.Basic) else expr
-    expr_t = expr_t.subs(S, T) if isinstance(expr_t, sympy.Basic) else expr_t
     fn = sympy.lambdify((T,), expr_t, modules="numpy")
     grid = np.arange(0, table_tokens + 1, dtype=float)
     grid[0] = 1.0
     table = np.broadcast_to(np.asarray(fn(grid), dtype=float), grid.shape).copy()
     table[0] = 0.0
     return expr_t, fn, table
+
+
+def _at(tokens: int, table: np.ndarray, fn: Callable[[Any], Any]) -> float:
+    """A table over T = 0..len - 1 read at `tokens` (0 at or below 0), its function beyond it."""
+    if tokens <= 0:
+        return 0.0
+    if tokens < len(table):
+        return float(table[tokens])
+    return float(fn(float(tokens)))
 
 
 @dataclass
@@ -163,20 +171,14 @@ class BatchCost:
                    linear_expr=linear_expr, group_expr=group_expr)
 
     def linear_s(self, tokens: int) -> float:
-        if tokens <= 0:
-            return 0.0
-        if tokens < len(self.linear_table):
-            return float(self.linear_table[tokens])
-        return float(self.linear_fn(float(tokens)))
+        return _at(tokens, self.linear_table, self.linear_fn)
 
     def shared_s(self, tokens: int) -> float:
         """Seconds of the MoE share of `linear_s(tokens)` (module docstring, "Attention DP"; 0 without MoE)."""
-        if tokens <= 0 or self.shared_table is None:
+        if self.shared_table is None:
             return 0.0
-        if tokens < len(self.shared_table):
-            return float(self.shared_table[tokens])
         assert self.shared_fn is not None
-        return float(self.shared_fn(float(tokens)))
+        return _at(tokens, self.shared_table, self.shared_fn)
 
     def step_s(self, batch: Sequence[tuple[int, int]], padded_tokens: int | None = None) -> float:
         """Seconds of one step over `batch` = [(new tokens, cached tokens), ...] on one rank.

@@ -4,8 +4,8 @@
 the sum in T (sympy rebuilding `Max`/`Piecewise` terms): seconds for a large model, once per
 (trace, device, deployment) and per pipeline stage, the same every time. Its result — the
 token-linear expression in T, the per-sequence expression in (B, S, C, T), the T table, the
-launch count and the MoE share's expression and table — is stored as a side entry of kind "step_cost" beside the traces (`cache/store.py`)
-and rebuilt by `lambdify` on a hit (the expressions come back unevaluated, as records do, so the
+launch count and the MoE share's expression and table — is stored as a side entry of kind
+"step_cost" beside the traces (`cache/store.py`) and rebuilt by `lambdify` on a hit (the expressions come back unevaluated, as records do, so the
 generated functions are the same source: the same numbers).
 
 Key: the content it is built from — a SHA-256 of the nodes' time terms and launch counts,
