@@ -56,10 +56,12 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
   ran the model and processed its outputs in turn, so the host time added to every step. The vLLM
   overheads are fitted on rows of that time (vLLM 0.12.0 and runs measured in October 2025,
   `benchmarks/serving_fidelity.py` `vllm_scheduling`), where they add; on a current vLLM they
-  overlap. Measured on the sampled agg rows (README "Serving accuracy"): every gpt-oss vLLM row
-  (vLLM 0.15.1 on B200, 0.18.0 on H100) predicted without any overhead is within a few tenths of a
-  millisecond of its TPOT or above it, where the added 0.28 ms + 44 us x 64 sequences made the
-  B200 one-GPU 64-client step 16.8 ms against 10.5 measured. SGLang's and TensorRT-LLM's overheads
+  overlap. Measured on the sampled agg rows (README "Serving accuracy", "gpt-oss TPOT, term by
+  term"): predicted without any overhead, 18 of the 20 gpt-oss vLLM rows (vLLM 0.15.1 on B200,
+  0.18.0 on H100) come within 0.4 ms of their TPOT or above it, where the added 0.28 ms + 44 us x
+  64 sequences made the B200 one-GPU 64-client step 16.8 ms against 10.5 measured; the sampler's
+  kernels are not that time (64 x 201,088 logits to fp32 and their argmax move 129 MB, 16 us on a
+  B200). SGLang's and TensorRT-LLM's overheads
   were fitted on rows that already ran their overlap schedulers, so what was fitted is the part
   those do not hide: `host_overlap` off, the overhead adds.
 
