@@ -395,14 +395,14 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     pad = param(profile, "gemm_pad_rows")
 
-    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1, mma_m: int = 0) -> Any:
+    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1, mma_m: int = 0, cluster_n: int = 1) -> Any:
         """Wave quantization over the tiles and, with `gemm_sm_gbps`, the per-SM load limit of a tile
         whose operands arrive slower than its MMAs consume them (small swap-AB tiles); with
         `gemm_pad_rows`, the share of the MMA rows (`mma_m` per CTA) that M fills."""
         row_tiles = cdiv(dims.m, tile_m * cluster_m) * cluster_m
         wave = dims.m / (cdiv(dims.m, mma_m) * mma_m) if pad and mma_m else 1
         if q:
-            tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n)
+            tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n * cluster_n) * cluster_n
             wave = wave * tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
         if not sm_gbps:
             return wave
@@ -412,7 +412,8 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     if param(profile, "gemm_tile_switch"):
         rules = tile_rules(profile.architecture)
-        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m, r.tile.rows_per_cta), rule_condition(r, dims.m, dims.n)) for r in rules]
+        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m, r.tile.rows_per_cta, r.tile.cluster_n),
+                    rule_condition(r, dims.m, dims.n, dims.k)) for r in rules]
         concrete = [value for value, condition in choices if condition is True]
         wave = concrete[0] if concrete else sympy.Piecewise(*[(v, c) for v, c in choices if c is not False])
     else:

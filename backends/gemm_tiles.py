@@ -30,6 +30,7 @@ class Tile:
     n: int  # columns of the output per tile
     cluster_m: int = 1  # CTAs per cluster along M
     mma_m: int = 0  # rows of M one CTA's MMA covers when they differ from m (Blackwell's 2-SM MMA)
+    cluster_n: int = 1  # CTAs per cluster along N (a swap-AB kernel's cluster over the weight's rows)
 
     @property
     def rows_per_cta(self) -> int:
@@ -42,6 +43,8 @@ class Rule:
     max_m: float  # the rule applies to M <= max_m (the first matching rule wins)
     tile: Tile
     max_n: float = float("inf")  # ... and N <= max_n
+    min_m: float = 0  # ... and M >= min_m
+    max_k: float = float("inf")  # ... and K <= max_k
 
 
 INF = float("inf")
@@ -56,8 +59,9 @@ TILE_TABLES: dict[str, tuple[Rule, ...]] = {
         Rule(INF, Tile(128, 128, 2)),  # default: 128x128x128, cluster 2x1, ping-pong
     ),
     "blackwell": (
-        Rule(16, Tile(32, 128)),  # M16 swap AB: 128x32x128, cluster 4x1 (along N after the swap)
-        Rule(64, Tile(64, 128)),  # M64 swap AB: 128x64x256 (M = 64 with K < 4096: 64x64x128)
+        Rule(16, Tile(32, 128, cluster_n=4)),  # M16 swap AB: 128x32x128, cluster 4x1 (along N after the swap)
+        Rule(64, Tile(64, 64), min_m=64, max_k=4095),  # M = 64 with K < 4096: no swap, 64x64x128, cluster 1x1
+        Rule(64, Tile(64, 128, cluster_n=4)),  # M64 swap AB: 128x64x256, cluster 4x1 (along N after the swap)
         Rule(256, Tile(128, 128, 2)),  # M256: 128x128x128, cluster 2x1
         # default: 256x128x128, cluster 2x2: a 2-SM MMA (tcgen05 cta_group::2), 128 rows per CTA.
         # A one-CTA tcgen05 MMA covers M = 64 or 128 rows only (PTX ISA, tcgen05.mma shapes), so a
@@ -76,9 +80,11 @@ def tile_rules(architecture: str) -> tuple[Rule, ...]:
     return TILE_TABLES[architecture]
 
 
-def rule_condition(rule: Rule, m: Any, n: Any) -> Any:
-    """Whether (M, N) falls in the rule: a bool for sizes that are numbers, a sympy condition otherwise."""
-    conditions = [(m, rule.max_m), (n, rule.max_n)]
-    if all(isinstance(v, (int, float)) for v, _ in conditions):
-        return all(v <= bound for v, bound in conditions)
-    return sympy.And(*[sympy.Le(as_expr(v), bound) for v, bound in conditions if bound != INF])
+def rule_condition(rule: Rule, m: Any, n: Any, k: Any) -> Any:
+    """Whether (M, N, K) falls in the rule: a bool for sizes that are numbers, a sympy condition otherwise."""
+    upper = [(m, rule.max_m), (n, rule.max_n), (k, rule.max_k)]
+    lower = [(m, rule.min_m)]
+    if all(isinstance(v, (int, float)) for v, _ in upper):
+        return all(v <= bound for v, bound in upper) and all(v >= bound for v, bound in lower)
+    return sympy.And(*[sympy.Le(as_expr(v), bound) for v, bound in upper if bound != INF],
+                     *[sympy.Ge(as_expr(v), bound) for v, bound in lower if bound > 0])

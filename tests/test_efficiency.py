@@ -444,6 +444,35 @@ def test_padded_rows_cost_the_whole_mma_tile(arch, m, n, rows_per_cta):
     assert float(padded.compute_s) == pytest.approx(float(unpadded.compute_s) / share, rel=1e-9)
 
 
+@pytest.mark.parametrize("m, n, k, row_tiles, col_ctas", [
+    # M <= 16: swap-AB 128 x 32 tiles in clusters of 4 along N: 640 columns = 5 tiles, launched as 8 CTAs
+    (8, 640, 4096, 1, 8),
+    (8, 512, 4096, 1, 4),  # 4 tiles: one whole cluster
+    # M = 64 and K < 4096: vLLM does not swap, 64 x 64 x 128 tiles, no cluster: 8,192 / 64 = 128 column tiles
+    (64, 8192, 2048, 1, 128),
+    # M = 64 with K >= 4096 (and 16 < M < 64 at any K): swap-AB 128 x 64, clusters of 4: 64 tiles, 64 CTAs
+    (64, 8192, 4096, 1, 64),
+    (40, 8192, 2048, 1, 64),
+    (40, 640, 2048, 1, 8),  # 5 tiles of 128 columns -> 2 clusters of 4
+])
+def test_blackwell_fp8_gemm_takes_vllms_tile_and_cluster_for_its_shape(m, n, k, row_tiles, col_ctas):
+    """vLLM's sm100 dispatch (scaled_mm_sm100_fp8_dispatch.cuh): the swap-AB kernels launch whole 4 x 1
+    clusters over the weight's rows (N), and M = 64 with K < 4096 runs the unswapped 64 x 64 config."""
+    cost = fp8_gemm_time(blackwell(**FP8), m, n, k)
+    ctas = row_tiles * col_ctas
+    wave = ctas / (math.ceil(ctas / SMS) * SMS)  # q = 1: every idle slot of the last wave lost
+    assert float(cost.compute_s) == pytest.approx(2 * m * n * k / (2 * PEAK_TFLOPS * 1e12 * 0.5 * wave), rel=1e-9)
+
+
+def test_blackwell_k_switch_is_symbolic_safe_in_m():
+    profile = blackwell(**FP8)
+    for k in (2048, 4096):
+        expr = fp8_gemm_time(profile, B * S, 8192, k).time_s
+        for m in (16, 17, 63, 64, 65):
+            assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(
+                float(fp8_gemm_time(profile, m, 8192, k).time_s), rel=1e-9)
+
+
 def test_padded_rows_are_symbolic_safe_in_m():
     profile = blackwell(**FP8, gemm_fp8_pad_rows=1)
     expr = fp8_gemm_time(profile, B * S, 8192, 4096).time_s
