@@ -47,13 +47,15 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   An engine runs different kernels per GEMM variant (`GemmShape.variant`, the quant_linear scheme,
   else the FLOPs' precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides
   `gemm_<parameter>` for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8).
-  `gemm_<variant>_tile_switch` = 1: the tile (and CTA cluster along M) comes from the engine's
-  kernel-switch table for the architecture (`backends/gemm_tiles.py`, by M and N: vLLM's CUTLASS
-  fp8 dispatch), a Piecewise in a symbolic M; `gemm_<variant>_sm_gbps`: the operand bandwidth one
-  SM sustains, which caps a small tile's rate at its arithmetic intensity.
+  `gemm_<variant>_tile_switch` = 1: the tile (its CTA cluster along M and N, and on Blackwell the
+  2-SM MMA's CTA pair) comes from the engine's kernel-switch table for the architecture
+  (`backends/gemm_tiles.py`, by M, N and K: vLLM's CUTLASS fp8 dispatch), a Piecewise in a
+  symbolic M; the wave quantization counts the CTAs it launches (`Tile.ctas`);
+  `gemm_<variant>_sm_gbps`: the operand bandwidth one SM sustains, which caps a small tile's rate
+  at its arithmetic intensity.
   `gemm_<variant>_pad_rows` = 1 (with the tile switch): tile quantization along M — a CTA's MMA
-  covers its tile's rows (`Tile.mma_m`) whether M fills them or not, so the tensor-core rate is
-  scaled by M / (ceil(M / mma_m) · mma_m): a 17-row GEMM in 64-row tiles costs a 64-row one.
+  covers its rows (`Tile.cta_m`) whether M fills them or not, so the tensor-core rate is
+  scaled by M / (ceil(M / cta_m) · cta_m): a 17-row GEMM in 64-row tiles costs a 64-row one.
   `gemm_<variant>_call_floor_us`: a launcher whose host-side work per call (DeepGEMM's Python
   wrapper: scale-layout transforms, kernel lookup) outlasts a small GEMM; an eagerly launched call
   takes max(floor, its GPU time), a CUDA-graph replay only the GPU time (`roofline.op_time`).
@@ -162,7 +164,7 @@ from .attention_tiles import (
     split_gate,
 )
 from .counts import PRECISIONS, Counts
-from .gemm_tiles import rule_condition, tile_rules
+from .gemm_tiles import Tile, rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
 from .kinds import KINDS
 from .moe_tiles import MOE_KEYS, moe_efficiency
@@ -395,29 +397,29 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     pad = param(profile, "gemm_pad_rows")
 
-    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1, mma_m: int = 0, cluster_n: int = 1) -> Any:
-        """Wave quantization over the tiles and, with `gemm_sm_gbps`, the per-SM load limit of a tile
-        whose operands arrive slower than its MMAs consume them (small swap-AB tiles); with
-        `gemm_pad_rows`, the share of the MMA rows (`mma_m` per CTA) that M fills."""
-        row_tiles = cdiv(dims.m, tile_m * cluster_m) * cluster_m
-        wave = dims.m / (cdiv(dims.m, mma_m) * mma_m) if pad and mma_m else 1
+    def tiled(tile: Tile, padded: bool = False) -> Any:
+        """Wave quantization over the CTAs (whole clusters) and, with `gemm_sm_gbps`, the per-SM load
+        limit of a tile whose operands arrive slower than its MMAs consume them (small swap-AB
+        tiles); `padded` (the tile switch with `gemm_pad_rows`): the share of the rows each CTA's
+        MMA covers (`Tile.cta_m`) that M fills."""
+        wave = dims.m / (cdiv(dims.m, tile.cta_m) * tile.cta_m) if padded else 1
         if q:
-            tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n * cluster_n) * cluster_n
+            tiles = dims.batch * tile.ctas(dims.m, dims.n)
             wave = wave * tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
         if not sm_gbps:
             return wave
-        intensity = 2 * tile_m * tile_n / ((tile_m + tile_n) * ELEMENT_BYTES.get(precision, 2))  # FLOPs per byte
+        # FLOPs per operand byte of the MMA tile (a 2-SM pair's too: each CTA loads half of each side)
+        intensity = 2 * tile.m * tile.n / ((tile.m + tile.n) * ELEMENT_BYTES.get(precision, 2))
         per_sm = profile.rate(precision)[0] * base.compute_for(precision) / sms
         return wave * min(1.0, sm_gbps * 1e9 * intensity / per_sm)
 
     if param(profile, "gemm_tile_switch"):
         rules = tile_rules(profile.architecture)
-        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m, r.tile.rows_per_cta, r.tile.cluster_n),
-                    rule_condition(r, dims.m, dims.n, dims.k)) for r in rules]
+        choices = [(tiled(r.tile, bool(pad)), rule_condition(r, dims.m, dims.n, dims.k)) for r in rules]
         concrete = [value for value, condition in choices if condition is True]
         wave = concrete[0] if concrete else sympy.Piecewise(*[(v, c) for v, c in choices if c is not False])
     else:
-        wave = tiled(int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_tile_n")))
+        wave = tiled(Tile(int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_tile_n"))))
     scale = k_factor * wave
     latency = base.latency_s
     splitk = param(profile, "gemm_splitk_us")
