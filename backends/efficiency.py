@@ -38,7 +38,9 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
 
 - **gemm** (`gemm_*`): `gemm_compute` is the measured large-GEMM ceiling at K = 8192. A tiled
   GEMM pays a fixed prologue/epilogue per output tile, worth `gemm_k_overhead` steps of K, so
-  the compute fraction scales by (1 + K0/8192) / (1 + K0/K). Wave quantization: with tiles of
+  the compute fraction scales by (1 + K0/8192) / (1 + K0/K); `gemm_epilogue_overlap` (o) is the
+  share of the shorter of the K loop and that per-tile work hidden under the other (a persistent
+  kernel storing one tile while it computes the next): a tile takes K + K0 − o·min(K, K0) steps. Wave quantization: with tiles of
   `gemm_tile_m` × `gemm_tile_n` over `compute_units` SMs, a fraction `gemm_wave_quantization`
   of the idle slots of the last wave is lost (0: stream-K / heuristics hide it; 1: classic
   waves). Small GEMMs stream their weights (`gemm_memory`); when the output tiles
@@ -190,6 +192,7 @@ _PER_KIND: dict[str, tuple[float, float]] = {
 }
 _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_k_overhead": _NONNEGATIVE,
+    "gemm_epilogue_overlap": (0.0, 1.0),
     "gemm_wave_quantization": (0.0, 1.0),
     "gemm_tile_m": (1.0, 4096.0),
     "gemm_tile_n": (1.0, 4096.0),
@@ -254,7 +257,7 @@ _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
     "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0), "tile_switch": (0.0, 1.0),
     "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE, "pad_rows": (0.0, 1.0), "cta_gbps": _NONNEGATIVE,
-    "splitk_k": _NONNEGATIVE, "unaligned_floor_us": _NONNEGATIVE}
+    "splitk_k": _NONNEGATIVE, "unaligned_floor_us": _NONNEGATIVE, "epilogue_overlap": (0.0, 1.0)}
 _GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
 # measured collective protocols (backends/communication.py): <collective>_<parameter>
@@ -276,7 +279,8 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_GEMM_VARIANT_KEYS,
     **MOE_KEYS,  # the fused-MoE kernel model's per-variant keys (backends/moe_tiles.py)
 }
-MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
+MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_epilogue_overlap": 0.0, "gemm_wave_quantization": 0.0,
+                  "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
                   "gemm_sm_gbps": 0.0, "gemm_pad_rows": 0, "gemm_cta_gbps": 0.0, "gemm_splitk_k": 0.0,
                   "gemm_unaligned_floor_us": 0.0,
@@ -391,7 +395,7 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
-    k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
+    k_factor = _k_factor(k0, dims.k, param(profile, "gemm_epilogue_overlap")) if k0 else 1
     q, sm_gbps = param(profile, "gemm_wave_quantization"), param(profile, "gemm_sm_gbps")
     precision = next((p for p in counts.flops if p != "vector"), "bf16")
 
@@ -438,6 +442,21 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
         floor = floor + unaligned * 1e-6 * smin(1, sympy.Mod(dims.m, TMA_ALIGN_ROWS) if not isinstance(dims.m, int)
                                                  else dims.m % TMA_ALIGN_ROWS)
     return replace(base.with_compute(lambda c: c * scale), latency_s=latency, memory=memory, call_floor_s=floor)
+
+
+def _k_factor(k0: Any, k: Any, overlap: Any) -> Any:
+    """The compute-fraction scale of a tile's K loop with its fixed per-tile work worth `k0` steps
+    of K, relative to the ceiling's K = 8192: a tile takes K + k0 - overlap x min(K, k0) steps.
+    `overlap` (`gemm_<variant>_epilogue_overlap`) is the share of the shorter of the two that runs
+    under the other: a persistent kernel whose accumulators are double-buffered (CUTLASS sm100:
+    two accumulator stages in tensor memory) stores one tile's output while its MMAs run the next
+    tile's K loop, so a tile costs max(K, k0) at overlap 1 and K + k0 at 0."""
+    if not overlap:
+        return (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / k)
+
+    def steps(kk: Any) -> Any:
+        return kk + k0 - overlap * smin(kk, k0)
+    return steps(GEMM_REFERENCE_K) / GEMM_REFERENCE_K * k / steps(k)
 
 
 def _cta_stream_share(counts: Counts, dims: GemmShape, profile: DeviceProfile, memory: Any, tiles: Any,

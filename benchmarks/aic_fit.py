@@ -287,6 +287,9 @@ STAGES: tuple[cf.Stage, ...] = (
                "(backends/gemm_tiles.py); dynamic per-tensor activation quantization in front; no split-K "
                "(each output tile's CTA streams all of K)", extra=(
                    P("efficiency.gemm_fp8_sm_gbps", 100.0, 10.0, 2000.0, "operand bandwidth one SM sustains (GB/s)"),
+                   P("efficiency.gemm_fp8_epilogue_overlap", 0.8, 0.0, 1.0, "share of the shorter of a tile's K loop "
+                     "and its per-tile work (k_overhead) hidden under the other: the persistent kernel stores one "
+                     "tile's output while it computes the next"),
                    _cta_gbps("fp8"),
                    P("efficiency.quant_atomic_ns", 5.0, 0.0, 50.0, "per row of a dynamic per-tensor scale: its "
                                                                        "block's reduction and atomic max"),

@@ -98,6 +98,21 @@ def test_large_gemm_compute_fraction_is_the_measured_ceiling_at_k_8192():
     assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(limit, rel=1e-3)
 
 
+@pytest.mark.parametrize("overlap, scale", [
+    # K0 = 1,024 steps of per-tile work, K = 512: a tile takes K + K0 - o * min(K, K0) steps,
+    # relative to the ceiling's 8,192 + K0 - o * K0 at K = 8,192
+    (0.0, (8192 + 1024) / 8192 * 512 / (512 + 1024)),  # 0.375: the K loop and the tile's store in series
+    (0.5, (8192 + 1024 - 512) / 8192 * 512 / (512 + 1024 - 256)),  # 0.425
+    (1.0, 8192 / 8192 * 512 / 1024),  # 0.5: max(K, K0); the store of one tile under the next's K loop
+])
+def test_per_tile_work_hidden_under_the_next_tiles_k_loop(overlap, scale):
+    profile = synthetic(gemm_compute=0.5, gemm_k_overhead=1024.0, gemm_epilogue_overlap=overlap)
+    call, entry = linear_call(4096, 4096, 512)
+    assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(0.5 * scale, rel=1e-12)
+    call, _ = linear_call(4096, 4096, 8192)  # the ceiling's K: the measured fraction whatever the overlap
+    assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(0.5, rel=1e-12)
+
+
 def test_large_gemm_time_is_compute_over_ceiling_plus_stall_and_latency():
     profile = synthetic(**GEMM)
     m = n = k = 8192
