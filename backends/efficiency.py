@@ -38,7 +38,9 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
 
 - **gemm** (`gemm_*`): `gemm_compute` is the measured large-GEMM ceiling at K = 8192. A tiled
   GEMM pays a fixed prologue/epilogue per output tile, worth `gemm_k_overhead` steps of K, so
-  the compute fraction scales by (1 + K0/8192) / (1 + K0/K). Wave quantization: with tiles of
+  the compute fraction scales by (1 + K0/8192) / (1 + K0/K); `gemm_epilogue_overlap` (o) is the
+  share of the shorter of the K loop and that per-tile work hidden under the other (a persistent
+  kernel storing one tile while it computes the next): a tile takes K + K0 − o·min(K, K0) steps. Wave quantization: with tiles of
   `gemm_tile_m` × `gemm_tile_n` over `compute_units` SMs, a fraction `gemm_wave_quantization`
   of the idle slots of the last wave is lost (0: stream-K / heuristics hide it; 1: classic
   waves). Small GEMMs stream their weights (`gemm_memory`); when the output tiles
@@ -47,13 +49,15 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   An engine runs different kernels per GEMM variant (`GemmShape.variant`, the quant_linear scheme,
   else the FLOPs' precision: bf16, fp8, fp8_block, ...): `gemm_<variant>_<parameter>` overrides
   `gemm_<parameter>` for that variant (e.g. `gemm_fp8_wave_quantization` for CUTLASS fp8).
-  `gemm_<variant>_tile_switch` = 1: the tile (and CTA cluster along M) comes from the engine's
-  kernel-switch table for the architecture (`backends/gemm_tiles.py`, by M and N: vLLM's CUTLASS
-  fp8 dispatch), a Piecewise in a symbolic M; `gemm_<variant>_sm_gbps`: the operand bandwidth one
-  SM sustains, which caps a small tile's rate at its arithmetic intensity.
+  `gemm_<variant>_tile_switch` = 1: the tile (its CTA cluster along M and N, and on Blackwell the
+  2-SM MMA's CTA pair) comes from the engine's kernel-switch table for the architecture
+  (`backends/gemm_tiles.py`, by M, N and K: vLLM's CUTLASS fp8 dispatch), a Piecewise in a
+  symbolic M; the wave quantization counts the CTAs it launches (`Tile.ctas`);
+  `gemm_<variant>_sm_gbps`: the operand bandwidth one SM sustains, which caps a small tile's rate
+  at its arithmetic intensity.
   `gemm_<variant>_pad_rows` = 1 (with the tile switch): tile quantization along M — a CTA's MMA
-  covers its tile's rows (`Tile.mma_m`) whether M fills them or not, so the tensor-core rate is
-  scaled by M / (ceil(M / mma_m) · mma_m): a 17-row GEMM in 64-row tiles costs a 64-row one.
+  covers its rows (`Tile.cta_m`) whether M fills them or not, so the tensor-core rate is
+  scaled by M / (ceil(M / cta_m) · cta_m): a 17-row GEMM in 64-row tiles costs a 64-row one.
   `gemm_<variant>_call_floor_us`: a launcher whose host-side work per call (DeepGEMM's Python
   wrapper: scale-layout transforms, kernel lookup) outlasts a small GEMM; an eagerly launched call
   takes max(floor, its GPU time), a CUDA-graph replay only the GPU time (`roofline.op_time`).
@@ -162,7 +166,7 @@ from .attention_tiles import (
     split_gate,
 )
 from .counts import PRECISIONS, Counts
-from .gemm_tiles import rule_condition, tile_rules
+from .gemm_tiles import Tile, rule_condition, tile_rules
 from .kernels import AttentionShape, DeltaNetShape, GemmShape, IndexerShape, MLAShape, QuantShape
 from .kinds import KINDS
 from .moe_tiles import MOE_KEYS, moe_efficiency
@@ -188,6 +192,7 @@ _PER_KIND: dict[str, tuple[float, float]] = {
 }
 _MODEL_KEYS: dict[str, tuple[float, float]] = {
     "gemm_k_overhead": _NONNEGATIVE,
+    "gemm_epilogue_overlap": (0.0, 1.0),
     "gemm_wave_quantization": (0.0, 1.0),
     "gemm_tile_m": (1.0, 4096.0),
     "gemm_tile_n": (1.0, 4096.0),
@@ -252,7 +257,7 @@ _GEMM_VARIANT_PARAMS: dict[str, tuple[float, float]] = {
     "overlap": (0.0, 1.0), "k_overhead": _NONNEGATIVE, "wave_quantization": (0.0, 1.0), "tile_m": (1.0, 4096.0),
     "tile_n": (1.0, 4096.0), "splitk_us": _NONNEGATIVE, "splitk_tile_n": (1.0, 4096.0), "tile_switch": (0.0, 1.0),
     "sm_gbps": _NONNEGATIVE, "call_floor_us": _NONNEGATIVE, "pad_rows": (0.0, 1.0), "cta_gbps": _NONNEGATIVE,
-    "splitk_k": _NONNEGATIVE, "unaligned_floor_us": _NONNEGATIVE}
+    "splitk_k": _NONNEGATIVE, "unaligned_floor_us": _NONNEGATIVE, "epilogue_overlap": (0.0, 1.0)}
 _GEMM_VARIANT_KEYS = {f"gemm_{v}_{p}": b for v in GEMM_VARIANTS for p, b in _GEMM_VARIANT_PARAMS.items()}
 _LEGACY = {"gemm": _FRACTION, "vector": _FRACTION, "memory": _FRACTION}
 # measured collective protocols (backends/communication.py): <collective>_<parameter>
@@ -274,7 +279,8 @@ EFFICIENCY_KEYS: dict[str, tuple[float, float]] = {
     **_GEMM_VARIANT_KEYS,
     **MOE_KEYS,  # the fused-MoE kernel model's per-variant keys (backends/moe_tiles.py)
 }
-MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_wave_quantization": 0.0, "gemm_tile_m": 128,
+MODEL_DEFAULTS = {"gemm_k_overhead": 0.0, "gemm_epilogue_overlap": 0.0, "gemm_wave_quantization": 0.0,
+                  "gemm_tile_m": 128,
                   "gemm_tile_n": 256, "gemm_splitk_us": 0.0, "gemm_splitk_tile_n": 64, "gemm_tile_switch": 0,
                   "gemm_sm_gbps": 0.0, "gemm_pad_rows": 0, "gemm_cta_gbps": 0.0, "gemm_splitk_k": 0.0,
                   "gemm_unaligned_floor_us": 0.0,
@@ -389,34 +395,35 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
 
     sms = profile.compute_units
     k0 = param(profile, "gemm_k_overhead")
-    k_factor = (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / dims.k) if k0 else 1
+    k_factor = _k_factor(k0, dims.k, param(profile, "gemm_epilogue_overlap")) if k0 else 1
     q, sm_gbps = param(profile, "gemm_wave_quantization"), param(profile, "gemm_sm_gbps")
     precision = next((p for p in counts.flops if p != "vector"), "bf16")
 
     pad = param(profile, "gemm_pad_rows")
 
-    def tiled(tile_m: int, tile_n: int, cluster_m: int = 1, mma_m: int = 0) -> Any:
-        """Wave quantization over the tiles and, with `gemm_sm_gbps`, the per-SM load limit of a tile
-        whose operands arrive slower than its MMAs consume them (small swap-AB tiles); with
-        `gemm_pad_rows`, the share of the MMA rows (`mma_m` per CTA) that M fills."""
-        row_tiles = cdiv(dims.m, tile_m * cluster_m) * cluster_m
-        wave = dims.m / (cdiv(dims.m, mma_m) * mma_m) if pad and mma_m else 1
+    def tiled(tile: Tile, padded: bool = False) -> Any:
+        """Wave quantization over the CTAs (whole clusters) and, with `gemm_sm_gbps`, the per-SM load
+        limit of a tile whose operands arrive slower than its MMAs consume them (small swap-AB
+        tiles); `padded` (the tile switch with `gemm_pad_rows`): the share of the rows each CTA's
+        MMA covers (`Tile.cta_m`) that M fills."""
+        wave = dims.m / (cdiv(dims.m, tile.cta_m) * tile.cta_m) if padded else 1
         if q:
-            tiles = dims.batch * row_tiles * cdiv(dims.n, tile_n)
+            tiles = dims.batch * tile.ctas(dims.m, dims.n)
             wave = wave * tiles / (tiles + q * (cdiv(tiles, sms) * sms - tiles))
         if not sm_gbps:
             return wave
-        intensity = 2 * tile_m * tile_n / ((tile_m + tile_n) * ELEMENT_BYTES.get(precision, 2))  # FLOPs per byte
+        # FLOPs per operand byte of the MMA tile (a 2-SM pair's too: each CTA loads half of each side)
+        intensity = 2 * tile.m * tile.n / ((tile.m + tile.n) * ELEMENT_BYTES.get(precision, 2))
         per_sm = profile.rate(precision)[0] * base.compute_for(precision) / sms
         return wave * min(1.0, sm_gbps * 1e9 * intensity / per_sm)
 
     if param(profile, "gemm_tile_switch"):
         rules = tile_rules(profile.architecture)
-        choices = [(tiled(r.tile.m, r.tile.n, r.tile.cluster_m, r.tile.rows_per_cta), rule_condition(r, dims.m, dims.n)) for r in rules]
+        choices = [(tiled(r.tile, bool(pad)), rule_condition(r, dims.m, dims.n, dims.k)) for r in rules]
         concrete = [value for value, condition in choices if condition is True]
         wave = concrete[0] if concrete else sympy.Piecewise(*[(v, c) for v, c in choices if c is not False])
     else:
-        wave = tiled(int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_tile_n")))
+        wave = tiled(Tile(int(param(profile, "gemm_tile_m")), int(param(profile, "gemm_tile_n"))))
     scale = k_factor * wave
     latency = base.latency_s
     splitk = param(profile, "gemm_splitk_us")
@@ -435,6 +442,21 @@ def gemm_efficiency(base: Efficiency, counts: Counts, profile: DeviceProfile) ->
         floor = floor + unaligned * 1e-6 * smin(1, sympy.Mod(dims.m, TMA_ALIGN_ROWS) if not isinstance(dims.m, int)
                                                  else dims.m % TMA_ALIGN_ROWS)
     return replace(base.with_compute(lambda c: c * scale), latency_s=latency, memory=memory, call_floor_s=floor)
+
+
+def _k_factor(k0: Any, k: Any, overlap: Any) -> Any:
+    """The compute-fraction scale of a tile's K loop with its fixed per-tile work worth `k0` steps
+    of K, relative to the ceiling's K = 8192: a tile takes K + k0 - overlap x min(K, k0) steps.
+    `overlap` (`gemm_<variant>_epilogue_overlap`) is the share of the shorter of the two that runs
+    under the other: a persistent kernel whose accumulators are double-buffered (CUTLASS sm100:
+    two accumulator stages in tensor memory) stores one tile's output while its MMAs run the next
+    tile's K loop, so a tile costs max(K, k0) at overlap 1 and K + k0 at 0."""
+    if not overlap:
+        return (1 + k0 / GEMM_REFERENCE_K) / (1 + k0 / k)
+
+    def steps(kk: Any) -> Any:
+        return kk + k0 - overlap * smin(kk, k0)
+    return steps(GEMM_REFERENCE_K) / GEMM_REFERENCE_K * k / steps(k)
 
 
 def _cta_stream_share(counts: Counts, dims: GemmShape, profile: DeviceProfile, memory: Any, tiles: Any,

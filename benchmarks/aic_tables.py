@@ -219,10 +219,9 @@ def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0) -> li
 # or 16,384, where the GEMM is ~10% of the row (B200, M = 8,192, K = 65,536: 1,039 us at N = 32 and
 # 1,041 us at N = 128; 127 ns a row). A 1,000-row sample holds a handful of them, so every such row
 # of the table is reported as its own class, evaluation only (no stage fits them): they show the
-# per-row and per-iteration costs of the quantization apart. B200's sections put 1.4 ns a row and
-# 4.2 ns an iteration (fitted with the GEMMs); these rows alone give 2.8 ns and 3.4 ns (3.3% vs
-# 9.0% on them), but with those values the GEMM stage refits worse on its sampled rows (held out
-# 10.9 -> 11.1%): at N = 512-4,096 the tables' quantization costs less than on its own. The
+# per-row and per-iteration costs of the quantization apart. B200's section puts 2.2 ns a row and
+# 3.9 ns an iteration (fitted with the GEMMs, with the epilogue overlap: 6.6% on these rows; the
+# section before it, 1.4 and 4.2 ns: 10.1%); these rows alone give 2.8 ns and 3.4 ns (3.3%). The
 # M = 32,768 rows are left out: at K = 1,536-8,192 they take less per row than the table's own
 # M = 32,768, K = 32 row (B200, N = 32: 3.0 ns a row at K = 1,536, 6.5 at K = 32).
 QUANT_BOUND_N = 128

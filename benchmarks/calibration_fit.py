@@ -6,7 +6,7 @@ numbers come from running exactly this code on `shared/calibration/h100/h100_mic
 (`python benchmarks/calibrate_device.py --from-csv ... --base backends/profiles/h100_sxm.toml`).
 
 Stages, each a small least-squares fit of log(predicted / measured) over the rows that inform
-it, with the parameters of earlier stages fixed (`STAGES`):
+it (a stage may name a robust loss, `Stage.loss`), with the parameters of earlier stages fixed (`STAGES`):
 
 1. ceilings and floor (no fit): measured large-GEMM throughput per precision and device-copy
    bandwidth as fractions of the datasheet peaks; the per-kernel floor inside a CUDA graph (the
@@ -54,6 +54,19 @@ class Stage:
     params: tuple[Param, ...]
     fixed: Mapping[str, float] = field(default_factory=dict)  # set before fitting, never fitted
     note: str = ""
+    # scipy's least_squares loss on the log residuals: "linear" (least squares) or a robust one
+    # ("soft_l1", "huber", ...) for tables whose glitches the isolated-row rule cannot flag, with
+    # `loss_scale` the log residual (0.1: ~10 %) beyond which a row's pull grows slower than squared
+    loss: str = "linear"
+    loss_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES or not self.loss_scale > 0:
+            raise ValueError(f"stage {self.name!r}: loss must be one of {', '.join(LOSSES)} with a positive "
+                             f"loss_scale, got {self.loss!r}, {self.loss_scale!r}")
+
+
+LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")  # scipy.optimize.least_squares' losses
 
 
 STAGES: tuple[Stage, ...] = (
@@ -179,7 +192,7 @@ def fit_stage(stage: Stage, cases: Sequence[Case], profile: DeviceProfile) -> di
 
     x0 = [min(max(p.initial, p.low), p.high) for p in stage.params]
     result = least_squares(objective, x0, bounds=([p.low for p in stage.params], [p.high for p in stage.params]),
-                           x_scale="jac")
+                           x_scale="jac", loss=stage.loss, f_scale=stage.loss_scale)
     return {**fixed, **dict(zip(keys, (float(v) for v in result.x)))}
 
 

@@ -98,6 +98,21 @@ def test_large_gemm_compute_fraction_is_the_measured_ceiling_at_k_8192():
     assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(limit, rel=1e-3)
 
 
+@pytest.mark.parametrize("overlap, scale", [
+    # K0 = 1,024 steps of per-tile work, K = 512: a tile takes K + K0 - o * min(K, K0) steps,
+    # relative to the ceiling's 8,192 + K0 - o * K0 at K = 8,192
+    (0.0, (8192 + 1024) / 8192 * 512 / (512 + 1024)),  # 0.375: the K loop and the tile's store in series
+    (0.5, (8192 + 1024 - 512) / 8192 * 512 / (512 + 1024 - 256)),  # 0.425
+    (1.0, 8192 / 8192 * 512 / 1024),  # 0.5: max(K, K0); the store of one tile under the next's K loop
+])
+def test_per_tile_work_hidden_under_the_next_tiles_k_loop(overlap, scale):
+    profile = synthetic(gemm_compute=0.5, gemm_k_overhead=1024.0, gemm_epilogue_overlap=overlap)
+    call, entry = linear_call(4096, 4096, 512)
+    assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(0.5 * scale, rel=1e-12)
+    call, _ = linear_call(4096, 4096, 8192)  # the ceiling's K: the measured fraction whatever the overlap
+    assert efficiency_for("gemm", entry.rule(call), profile).compute == pytest.approx(0.5, rel=1e-12)
+
+
 def test_large_gemm_time_is_compute_over_ceiling_plus_stall_and_latency():
     profile = synthetic(**GEMM)
     m = n = k = 8192
@@ -434,6 +449,7 @@ def blackwell(**efficiency: float):
     (hopper, 5, 8192, 16),  # M <= 16: swap-AB tile of 16 rows of M; 5 rows still run all 16
     (hopper, 70, 8192, 64),  # 64 < M <= 128: 64-row tiles, 2 of them for 70 rows
     (blackwell, 20, 8192, 64),  # 16 < M <= 64: swap-AB 64-row tiles
+    (blackwell, 100, 8192, 64),  # 64 < M <= 256: 128 x 128 tiles of a 2-SM MMA, 64 rows on each CTA
     (blackwell, 300, 8192, 128),  # M > 256: 256 x 128 tiles of a 2-SM MMA, 128 rows on each CTA
 ])
 def test_padded_rows_cost_the_whole_mma_tile(arch, m, n, rows_per_cta):
@@ -442,6 +458,51 @@ def test_padded_rows_cost_the_whole_mma_tile(arch, m, n, rows_per_cta):
     unpadded = fp8_gemm_time(arch(**FP8), m, n, k)
     share = m / (math.ceil(m / rows_per_cta) * rows_per_cta)  # rows M fills of the MMA rows the CTAs compute
     assert float(padded.compute_s) == pytest.approx(float(unpadded.compute_s) / share, rel=1e-9)
+
+
+@pytest.mark.parametrize("m, n, k, row_ctas, col_ctas", [
+    # M <= 16: swap-AB 128 x 32 tile, a 2-SM MMA (cluster 4 x 1 over N: 64 of N per CTA), whole clusters
+    # of 4 CTAs = 256 columns: 640 columns -> 3 clusters, 12 CTAs
+    (8, 640, 4096, 1, 12),
+    (8, 512, 4096, 1, 8),  # 2 whole clusters
+    # M = 64 and K < 4096: vLLM does not swap, 64 x 64 x 128 tiles, one CTA each: 640 / 64 = 10
+    (64, 640, 2048, 1, 10),
+    # M = 64 with K >= 4096 (and 16 < M < 64 at any K): swap-AB 128 x 64 2-SM tiles, clusters of 4
+    (64, 640, 4096, 1, 12),
+    (40, 640, 2048, 1, 12),
+    (40, 8192, 2048, 1, 128),
+    # 64 < M <= 256: 128 x 128 2-SM tiles, cluster 2 x 1: 64 rows per CTA, 128 rows per pair
+    (100, 8192, 4096, 2, 64),
+    (200, 8192, 4096, 4, 64),
+    # M > 256: 256 x 128 2-SM tiles, cluster 2 x 2: 128 rows per CTA, columns in pairs of tiles
+    (300, 8192, 4096, 4, 64),
+    (300, 640, 4096, 4, 6),  # 5 column tiles -> 3 clusters of 2
+])
+def test_blackwell_fp8_gemm_launches_vllms_ctas_for_its_shape(m, n, k, row_ctas, col_ctas):
+    """vLLM's sm100 dispatch (scaled_mm_sm100_fp8_dispatch.cuh) as CUTLASS builds it: every config
+    but the unswapped M = 64 one has an even cluster along its (swapped) M and a 128-multiple tile
+    M, so KernelScheduleAuto builds the 2-SM MMA (two CTAs per tile); CTAs launch in whole clusters."""
+    cost = fp8_gemm_time(blackwell(**FP8), m, n, k)
+    ctas = row_ctas * col_ctas
+    wave = ctas / (math.ceil(ctas / SMS) * SMS)  # q = 1: every idle slot of the last wave lost
+    assert float(cost.compute_s) == pytest.approx(2 * m * n * k / (2 * PEAK_TFLOPS * 1e12 * 0.5 * wave), rel=1e-9)
+
+
+def test_a_2sm_tile_splits_along_m_or_n_only():
+    from tensor_cast.backends.gemm_tiles import Tile
+
+    assert (Tile(256, 128, pair="m").cta_m, Tile(32, 128, pair="n").cta_n) == (128, 64)
+    with pytest.raises(ValueError, match="pair must be"):
+        Tile(128, 128, pair="k")
+
+
+def test_blackwell_k_switch_is_symbolic_safe_in_m():
+    profile = blackwell(**FP8)
+    for k in (2048, 4096):
+        expr = fp8_gemm_time(profile, B * S, 640, k).time_s
+        for m in (16, 17, 63, 64, 65, 300):
+            assert float(expr.xreplace({B: sympy.Integer(1), S: sympy.Integer(m)})) == pytest.approx(
+                float(fp8_gemm_time(profile, m, 640, k).time_s), rel=1e-9)
 
 
 def test_padded_rows_are_symbolic_safe_in_m():
