@@ -113,6 +113,11 @@ class MoEShape:
     top_k: int = 1  # experts per token
     ep: int = 1  # ranks the routed experts are split over (this GPU holds E / ep of them)
     act_bytes: Any = 2  # bytes of one activation element the block takes and returns (bf16: 2)
+    # expert-weight bytes a kernel benchmark touches between two runs of this call when it replays
+    # the same layer back to back (its hit experts' weights; over several routings, their union):
+    # what L2 may still hold (`moe_tiles.l2_resident_share`). 0 in a served step, where every other
+    # layer's weights pass through L2 between two calls of one layer.
+    replay_bytes: Any = 0
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,21 @@ rule above, refitted: 14.0 -> 13.8 % fitted on, 15.9 -> 15.6 % held out (padding
 `moe_<v>_ep_latency_us`: a fixed cost an expert-parallel rank's call pays beyond a TP one (H100
 gpt-oss MXFP4, OAI Triton: one token takes 67-71 us at EP 8-32, where TP 8-32 takes 38-39 us and
 TP 1 61-63 us with 50 MB more weights to read).
+`moe_<v>_routing_us` (TRT-LLM-gen kernels, `ROUTING_PATH_KERNELS`): the routing's cost beyond its
+single-block kernel. FlashInfer's top-k routing runs up to 4 tokens in one CTA, up to 16 in its
+dynamic block kernel (up to 512 experts), up to 256 in one 8-CTA cluster, more in histogram +
+offsets kernels (`BlockKernelMaxNumTokens` 4, `DynBlockKernelMaxNumTokens` 16,
+`MaxNumTokensSingleClusterScores`); the tables step at 16 -> 32 tokens (B200 NVFP4, E 256, k 8,
+H 2,048 at EP 256, one local expert and one pair from 1 to 256 tokens: 15 us up to 4 tokens, 17-19
+at 8-16, 25 from 32 on), charged from `ROUTING_BLOCK_TOKENS` + 1 tokens on (`routing_path_s`).
+`moe_<v>_l2_gbps`: the rate at which a *replayed* call reads the expert weights L2 still holds
+(`MoEShape.replay_bytes`, set only by a kernel benchmark that replays one layer back to back, as
+AIConfigurator's harness does; a served step's other layers flush L2 between two calls of one
+layer): all of them while the working set is at most half of L2 (`DeviceProfile.l2_cache_mib`),
+none from a whole L2 on, linear between (`l2_resident_share`). With both, NVFP4 refitted (B200, 300
+rows): 13.8 -> 12.1 % fitted on, 15.6 -> 11.5 % held out; routing 7.1 us, L2 8.1 TB/s (1.24x the
+section's HBM rate: once the routing path carries the small-token rows, the fit wants little from
+L2), padding penalty ~0.
 """
 
 from __future__ import annotations
@@ -91,7 +106,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from ..sizes import as_expr, cdiv, smax
+from ..sizes import as_expr, cdiv, smax, smin
 from .kernels import MoEShape
 
 if TYPE_CHECKING:
@@ -147,13 +162,17 @@ ROW_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "oai_triton": ((16, 16), (32, 32), (64, 64), (INF, 128)),
     "marlin": ((0.9 * 8, 8), (0.9 * 16, 16), (0.9 * 32, 32), (0.9 * 48, 48), (INF, 64)),
 }
+# Tokens TRT-LLM-gen's routing handles in one CTA, and the kernels that route so (`routing_path_s`).
+ROUTING_BLOCK_TOKENS = 16
+ROUTING_PATH_KERNELS = frozenset({"trtllm"})
 MOE_VARIANT_PARAMS = ("compute", "memory", "latency_us", "overlap", "tile_switch", "k_overhead", "memory_latency_us", "reread",
-                      "pad_penalty", "pair_ns", "ep_latency_us")
+                      "pad_penalty", "pair_ns", "ep_latency_us", "l2_gbps", "routing_us")
 MOE_VARIANTS = ("bf16", "fp8", "fp8_block", "w8a8_int8", "mxfp4", "w4a8_mxfp4_mxfp8", "w4a16", "nvfp4")
 _FRACTION = (1e-6, 1.0)
 _BOUNDS = {"compute": _FRACTION, "memory": _FRACTION, "latency_us": (0.0, float("inf")), "overlap": (0.0, 1.0),
            "tile_switch": (0.0, 1.0), "k_overhead": (0.0, float("inf")), "memory_latency_us": (0.0, float("inf")), "reread": (0.0, 1.0),
-           "pad_penalty": (0.0, 8.0), "pair_ns": (0.0, float("inf")), "ep_latency_us": (0.0, float("inf"))}
+           "pad_penalty": (0.0, 8.0), "pair_ns": (0.0, float("inf")), "ep_latency_us": (0.0, float("inf")),
+           "l2_gbps": (0.0, float("inf")), "routing_us": (0.0, float("inf"))}
 MOE_KEYS: dict[str, tuple[float, float]] = {
     f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
 
@@ -261,6 +280,9 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     pair_ns = table.get(f"moe_{v}_pair_ns", 0.0)
     if pair_ns:  # per (token, expert) pair the kernel routes, local or not: routing, permutation, grid slots
         base = replace(base, latency_s=base.latency_s + pair_ns * 1e-9 * shape.routed * shape.top_k)
+    routing = table.get(f"moe_{v}_routing_us", 0.0)
+    if routing and kernel_for(profile.architecture, v) in ROUTING_PATH_KERNELS:  # the routing kernel's path by the tokens it routes (`routing_path_s`)
+        base = replace(base, latency_s=base.latency_s + routing_path_s(shape.routed, routing * 1e-6))
     ep_latency = table.get(f"moe_{v}_ep_latency_us", 0.0)
     if ep_latency and shape.ep > 1:  # an expert-parallel rank's call: the expert map's extra kernels
         base = replace(base, latency_s=base.latency_s + ep_latency * 1e-6)
@@ -286,8 +308,13 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
         extra = (grow - 1) * hit_experts(shape) * shape.expert_bytes
         base = replace(base.with_compute(lambda c: c / grow), memory=base.memory * counts.bytes / (counts.bytes + extra))
     kernel = kernel_for(profile.architecture, v)
-    if not table.get(f"moe_{v}_tile_switch") or not kernel:
-        return base
+    if table.get(f"moe_{v}_tile_switch") and kernel:
+        base = _tiled(base, counts, shape, table, v, kernel)
+    return _l2_resident(base, counts, shape, table.get(f"moe_{v}_l2_gbps", 0.0), profile)
+
+
+def _tiled(base: Efficiency, counts: Any, shape: MoEShape, table: Mapping[str, Any], v: str, kernel: str) -> Efficiency:
+    """The M-tile padding (and its penalty) on the tensor-core rate, the tiles' weight re-reads on memory."""
     tokens = shape.routed
     tile = tile_rows(kernel, v, tokens, rows_per_hit_expert(shape), tokens * shape.top_k / shape.experts)
     work = sum((f for p, f in counts.flops.items() if p != "vector"), 0)
@@ -300,3 +327,39 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
         extra = reread * (padded / tile - hit_experts(shape)) * shape.expert_bytes
         base = replace(base, memory=base.memory * counts.bytes / (counts.bytes + extra))
     return base
+
+
+def routing_path_s(tokens: Any, cluster_s: float) -> Any:
+    """What the routing costs beyond its single-block kernel: TRT-LLM-gen's top-k routing
+    (`routingRenormalize`, FlashInfer's csrc/trtllm_fused_moe_routing_*.cu) routes up to
+    `ROUTING_BLOCK_TOKENS` tokens in one CTA (`BlockKernelMaxNumTokens` 4, then the dynamic block
+    kernel to `DynBlockKernelMaxNumTokens` 16, for up to 512 experts), more in an 8-CTA cluster
+    kernel (up to 256 tokens) or its histogram + offsets kernels, `cluster_s` more per call."""
+    if isinstance(tokens, sympy.Basic) and not tokens.is_number:
+        return sympy.Piecewise((0, as_expr(tokens) <= ROUTING_BLOCK_TOKENS), (cluster_s, True))
+    return cluster_s if tokens > ROUTING_BLOCK_TOKENS else 0
+
+
+def l2_resident_share(replay_bytes: Any, l2_bytes: float) -> Any:
+    """Share of a replayed call's expert weights still in an L2 of `l2_bytes` when the call runs
+    again (`MoEShape.replay_bytes` touched in between): all of them up to half the L2, none from a
+    whole L2 on (a cyclic stream larger than an LRU cache misses every line), linear in between
+    (the same L2 holds the activations, scales and routing buffers, and its set-associative
+    placement overflows some sets before the total reaches the capacity)."""
+    if not l2_bytes:
+        return 0
+    return smin(1, smax(0, 2 - 2 * replay_bytes / l2_bytes))
+
+
+def _l2_resident(base: Efficiency, counts: Any, shape: MoEShape, l2_gbps: float, profile: DeviceProfile) -> Efficiency:
+    """A benchmark's replays of one layer find its hit experts' weights in L2 while they fit
+    (`l2_resident_share`): those bytes stream at `moe_<v>_l2_gbps`, the rest at the HBM fraction.
+    Off (0) in a served step (`replay_bytes` 0) and for a variant without the key."""
+    replay = shape.replay_bytes
+    if not l2_gbps or not counts.bytes or (not isinstance(replay, sympy.Basic) and replay <= 0):
+        return base
+    resident = l2_resident_share(replay, profile.l2_cache_mib * 2**20) * hit_experts(shape) * shape.expert_bytes
+    if not isinstance(resident, sympy.Basic) and not 0 <= resident <= counts.bytes:
+        raise ValueError(f"L2-resident expert bytes {resident} outside the layer's 0..{counts.bytes}")
+    hbm = profile.memory_bandwidth_gbps * base.memory  # GB/s the HBM-read bytes stream at
+    return replace(base, memory=base.memory * counts.bytes / (counts.bytes - resident + resident * hbm / l2_gbps))

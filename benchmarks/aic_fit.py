@@ -41,6 +41,7 @@ from calibration_cases import Case  # noqa: E402
 
 from tensor_cast.backends.communication import CUSTOM_MAX_KEY  # noqa: E402
 from tensor_cast.backends.device import DeviceProfile, load_device  # noqa: E402
+from tensor_cast.backends.moe_tiles import ROUTING_PATH_KERNELS, kernel_for  # noqa: E402
 
 P = cf.Param
 CUSTOM_MAX_MIB = 8.0  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
@@ -227,6 +228,12 @@ def moe_stage(variant: str, note: str) -> cf.Stage:
                                           "permutation, grid slots of the worst-case padded rows)"),
         P(f"{m}_ep_latency_us", 5.0, 0.0, 100.0, "fixed cost of an expert-parallel rank's call beyond a TP one "
                                                  "(not identified: the expert map's handling is one candidate)"),
+        P(f"{m}_routing_us", 5.0, 0.0, 50.0, "TRT-LLM-gen routing beyond its single-block kernel: the 8-CTA "
+                                             "cluster or histogram + offsets path above 16 tokens "
+                                             "(moe_tiles.routing_path_s)"),
+        P(f"{m}_l2_gbps", 20000.0, 1000.0, 100000.0, "rate at which a replayed call reads the expert weights "
+                                                     "still in L2 (the tables' harness replays one layer; "
+                                                     "moe_tiles.l2_resident_share)"),
     ), fixed={f"{m}_tile_switch": 1},
         note=f"{note}; each hit expert's rows padded to the kernel's M tile (backends/moe_tiles.py)")
 
@@ -462,6 +469,9 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
             switches = {k: v for k, v in DSA_KERNEL_SWITCHES.get(base.architecture, {}).items()
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
+        if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
+            routed_so = kernel_for(base.architecture, stage.name.split()[1]) in ROUTING_PATH_KERNELS
+            stage = replace(stage, params=tuple(p for p in stage.params if routed_so or not p.key.endswith("_routing_us")))
         used = [c for c in train if c.stage == stage.name]
         if not used:
             continue

@@ -401,6 +401,31 @@ def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: in
     return [min(int(c), tokens) for c in counts[: experts // ep]]
 
 
+# Routings one power-law row's CUDA graph cycles through (AIConfigurator collector/vllm/collect_moe.py:
+# `num_iter = 5` power-law draws captured in one graph, its latency divided by 5; a balanced row
+# replays its one routing).
+POWER_LAW_DRAWS = 5
+
+
+def replayed_experts(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int,
+                     groups: tuple[int, int] | None = None) -> int:
+    """Distinct experts of the timed rank whose weights the harness's replays touch. It replays the
+    same weights back to back (`benchmark_with_power`: warm-up, then timed CUDA-graph replays, no L2
+    flush), so what fits in L2 is read from it (`moe_tiles.l2_resident_share`). A balanced row: its
+    hit experts. A power-law row cycles through `POWER_LAW_DRAWS` draws: with T·k <= E the
+    generator's scaled loads all round to 0 rows and its remainder loop hands the T·k rows out
+    round-robin over the ranks to the lowest-indexed experts (collector/helper.py
+    `_generate_power_law_distribution`), the same experts every draw; above, every draw hits its own
+    random experts: the union of the seeded draws `seed`, `seed + 1`, ... (the first is the one the
+    row is costed with)."""
+    draws = POWER_LAW_DRAWS if distribution.startswith("power_law_") and tokens * top_k > experts else 1
+    hit: set[int] = set()
+    for j in range(draws):
+        rows = routed_rows(distribution, tokens, experts, top_k, ep, seed + j, groups)
+        hit.update(e for e, r in enumerate(rows) if r)
+    return len(hit)
+
+
 def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> float:
     """The `moe_skew` (Zipf exponent of expert popularity, `CostKnobs.moe_skew`) whose hottest expert
     takes the same expected share of the rows as in AIConfigurator's routing `distribution`
@@ -434,11 +459,12 @@ def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> f
 
 
 def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
-                  rows: Sequence[int], local_only: bool = False) -> list[Op]:
+                  rows: Sequence[int], local_only: bool = False, replayed: int = 0) -> list[Op]:
     """One MoE layer costed with the routing the table row measured: the rank's (token, expert)
     rows and the experts hit from `rows` (exact counts, `MoEShape.spread` 0) instead of tensor_cast's
     expectation under random routing. `local_only`: a FlashInfer kernel (`local_rows_only`), which
-    permutes only this rank's experts' rows: no remote rows."""
+    permutes only this rank's experts' rows: no remote rows. `replayed`: distinct experts whose
+    weights the harness's replays touch (`replayed_experts`), `MoEShape.replay_bytes` of them."""
     from tensor_cast.backends.formulas.moe import moe_dims, moe_shape, routed_expert_counts, router_counts
 
     op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
@@ -452,6 +478,7 @@ def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int
             by_rows[r] = by_rows.get(r, 0) + 1
     shape = replace(moe_shape(d, pairs, call.get("hidden"), call.get("gate_up"), call.get("down")),
                     bins=tuple((n, r / tokens) for r, n in sorted(by_rows.items(), reverse=True)), spread=0)
+    shape = replace(shape, replay_bytes=replayed * shape.expert_bytes)
     counts = router_counts(call) + routed
     if ep > 1 and not local_only:  # vLLM's EP path (expert_map): every pair's rows still flow through the kernels
         counts = counts + remote_rows(d, tokens * top_k - pairs, call)
@@ -515,15 +542,16 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             dist = r["distribution"]
             params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep, "routing": dist}
             row = _row("moe", r["kernel_source"], params, dtype, r["latency"])
-            rows_per_expert = routed_rows(dist, t, e, k, ep, zlib.crc32(repr(params).encode()),
-                                          GROUP_LIMITED_MOE.get((h, i, k, e)))
+            draw, groups = zlib.crc32(repr(params).encode()), GROUP_LIMITED_MOE.get((h, i, k, e))
+            rows_per_expert = routed_rows(dist, t, e, k, ep, draw, groups)
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"
             cases.append(Case(row=row, cls=cls if flag_kernel else f"{cls} {routing}", group=group,
                               stage=NOT_FITTED if flag_kernel else f"moe {variant}",
                               ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
-                                                      local_only=local_rows_only(r["kernel_source"])))))
+                                                      local_only=local_rows_only(r["kernel_source"]),
+                                                      replayed=replayed_experts(dist, t, e, k, ep, draw, groups)))))
             if routing == "power-law" and not flag_kernel:  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
                                   stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,

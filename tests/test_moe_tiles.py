@@ -21,7 +21,14 @@ from tensor_cast.backends.efficiency import base_efficiency, efficiency_for
 from tensor_cast.backends.formulas import OpCall
 from tensor_cast.backends.formulas.moe import moe, rank_bins
 from tensor_cast.backends.kernels import MoEShape
-from tensor_cast.backends.moe_tiles import expected_tiles, kernel_for, padded_rows, tile_rows
+from tensor_cast.backends.moe_tiles import (
+    expected_tiles,
+    kernel_for,
+    l2_resident_share,
+    padded_rows,
+    routing_path_s,
+    tile_rows,
+)
 from tensor_cast.sizes import B
 
 tc = torch.ops.tensor_cast
@@ -321,6 +328,83 @@ def test_padded_rows_pairs_and_ep_calls_by_hand():
     assert float(t.time_s) == pytest.approx(compute + 10e-6 + 20 * 2e-9 + 7e-6)
     tp = op_time(replace(counts, kernel=replace(shape, ep=1)), "moe", p)  # no EP: no EP call cost
     assert float(t.time_s) - float(tp.time_s) == pytest.approx(7e-6)
+
+
+MIB = 2**20
+
+
+def test_l2_keeps_a_replayed_working_set_up_to_half_its_size_none_from_its_size():
+    l2 = 100 * MIB
+    assert l2_resident_share(40 * MIB, l2) == 1 and l2_resident_share(50 * MIB, l2) == 1
+    assert l2_resident_share(75 * MIB, l2) == pytest.approx(0.5)  # linear from C / 2 (all) to C (none)
+    assert l2_resident_share(100 * MIB, l2) == 0 and l2_resident_share(300 * MIB, l2) == 0
+    assert l2_resident_share(10 * MIB, 0) == 0  # a profile without an L2 size: nothing resident
+    symbolic = l2_resident_share(B * MIB, l2)
+    assert symbolic.subs(B, 75) == pytest.approx(0.5) and symbolic.subs(B, 20) == 1
+
+
+def test_replayed_expert_weights_stream_from_l2_by_hand():
+    # Blackwell bf16 (TRT-LLM), 2 experts hit, 10 MiB of weights each, 25 MiB moved in all; L2 100 MiB;
+    # HBM 2,000 GB/s at 0.5, the L2-resident weights at 8,000 GB/s.
+    from tensor_cast.backends.roofline import op_time
+
+    shape = MoEShape(routed=4, bins=((2, 0.5),), pairs=4, experts=8, row_flops=10, expert_bytes=10 * MIB, spread=0)
+    counts = Counts(flops={"bf16": 40}, bytes_read=25 * MIB, kernel=shape)
+    head = profile_head("moe-gpu", "MoE GPU").replace('architecture = "x1"', 'architecture = "blackwell"')
+    text = head.replace("bandwidth_gbps = 2000.0", "bandwidth_gbps = 2000.0\nl2_cache_mib = 100.0")
+    p = parse_profile(text + "\n[efficiency.vllm]\nmoe_bf16_memory = 0.5\nmoe_bf16_l2_gbps = 8000.0\n"
+                      + profile_sources() + '"efficiency" = "a test"\n', engine="vllm")
+    served = op_time(counts, "moe", p)  # replay_bytes 0: a served step, every byte from HBM
+    assert float(served.memory_s) == pytest.approx(25 * MIB / 1000e9)
+    replayed = op_time(replace(counts, kernel=replace(shape, replay_bytes=20 * MIB)), "moe", p)
+    assert float(replayed.memory_s) == pytest.approx(5 * MIB / 1000e9 + 20 * MIB / 8000e9)
+    # a 90 MiB working set: 0.2 of it resident (2 - 2 x 0.9), 4 MiB of the 20 MiB read from L2
+    partly = op_time(replace(counts, kernel=replace(shape, replay_bytes=90 * MIB)), "moe", p)
+    assert float(partly.memory_s) == pytest.approx(21 * MIB / 1000e9 + 4 * MIB / 8000e9)
+
+
+def test_trtllm_routing_takes_its_cluster_path_above_16_tokens_by_hand():
+    from tensor_cast.backends.roofline import op_time
+
+    assert routing_path_s(16, 5e-6) == 0 and routing_path_s(17, 5e-6) == 5e-6
+    assert routing_path_s(B, 5e-6).subs(B, 4) == 0 and routing_path_s(B, 5e-6).subs(B, 64) == 5e-6
+    keys = "moe_bf16_latency_us = 10.0\nmoe_bf16_routing_us = 5.0"
+    shape = MoEShape(routed=16, bins=((2, 0.5),), pairs=16, experts=8, row_flops=10, spread=0)
+    counts = Counts(flops={"bf16": 160}, kernel=shape, launches=1)
+    wide = replace(counts, kernel=replace(shape, routed=32))
+    blackwell, hopper = profile("blackwell", keys), profile("hopper", keys)
+    assert float(op_time(counts, "moe", blackwell).latency_s) == pytest.approx(10e-6)  # one CTA routes 16 tokens
+    assert float(op_time(wide, "moe", blackwell).latency_s) == pytest.approx(15e-6)  # 32: the cluster kernel
+    assert float(op_time(wide, "moe", hopper).latency_s) == pytest.approx(10e-6)  # Triton: no such path
+
+
+def test_table_rows_replay_their_hit_experts():
+    # AIConfigurator's harness replays one layer back to back: the experts its replays touch are what the
+    # next replay may find in L2. 64 tokens, k 2, E 16 over ep 4: 4 local experts, all hit.
+    t, h, i, k, e, ep = 64, 256, 128, 2, 16, 4
+    assert aic_tables.replayed_experts("balanced", t, e, k, ep, 0) == 4
+    rows = aic_tables.routed_rows("balanced", t, e, k, ep, 0)
+    replayed = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, local_only=True, replayed=4)
+    served = aic_tables.moe_table_ops(t, h, i, k, e, 1, ep, "none", rows, local_only=True)
+    expert = 2 * (2 * i * h + h * i)  # bf16 gate+up and down of one expert
+    assert replayed[0].counts.kernel.replay_bytes == 4 * expert
+    assert served[0].counts.kernel.replay_bytes == 0
+
+
+def test_power_law_rows_replay_the_union_of_their_draws():
+    # A power-law row's graph cycles through 5 draws. Above T k = E each draw hits its own experts: the
+    # union of the 5 seeded draws (at least the first draw's hits, at most the rank's experts).
+    t, k, e, ep = 64, 2, 64, 1
+    union = set()
+    for j in range(aic_tables.POWER_LAW_DRAWS):
+        union |= {x for x, r in enumerate(aic_tables.routed_rows("power_law_1.2", t, e, k, ep, 7 + j)) if r}
+    first = sum(1 for r in aic_tables.routed_rows("power_law_1.2", t, e, k, ep, 7) if r)
+    assert aic_tables.replayed_experts("power_law_1.2", t, e, k, ep, 7) == len(union)
+    assert first <= len(union) <= e
+    # T k <= E: the generator's loads all round to 0 and its remainder goes to the same experts every
+    # draw: the costed draw's hit experts alone
+    small = sum(1 for r in aic_tables.routed_rows("power_law_1.2", 8, 256, 8, 1, 7) if r)
+    assert aic_tables.replayed_experts("power_law_1.2", 8, 256, 8, 1, 7) == small
 
 
 def test_mxfp4_experts_on_marlin_take_marlins_tiles_and_parameters():
