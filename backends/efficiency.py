@@ -153,6 +153,7 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
+from .attention_append import append_rounds
 from .attention_tiles import (
     FA3_MAX_SPLIT_BATCH,
     decode_tiles,
@@ -218,10 +219,14 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
+    "attention_append_threads": (0.0, 4096.0),
+    "attention_sm_threads": (1.0, 65536.0),
+    "attention_sm_blocks": (1.0, 1024.0),
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
-        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)), ("window_cta_us", _NONNEGATIVE))},
+        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)), ("window_cta_us", _NONNEGATIVE),
+        ("append_block_us", _NONNEGATIVE))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -727,11 +732,41 @@ def _window_cta_us(shape: AttentionShape, table: Mapping[str, Any], name: str) -
     return extra * smin(1, smax(0, shape.keys - shape.window))
 
 
+def window_runs(shape: AttentionShape) -> Any:
+    """1 when the sliding-window (local) kernel runs, 0 when it does not (symbolic-safe): FlashAttention
+    drops a window that covers every key (FA3's flash_api.cpp: window_size_left >= max_seqlen_k - 1, with
+    vLLM's window_size_left = W - 1) and runs its causal kernel, causal tile and all."""
+    if shape.window <= 0:
+        return 0
+    return smin(1, smax(0, shape.keys - shape.window))
+
+
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The prefill kernel FlashAttention runs for the shape: its local (sliding-window) kernel while the
+    window is shorter than the keys, else its causal one over the whole prompt (`window_runs`)."""
+    local = window_runs(shape)
+    if isinstance(local, int):
+        return _prefill_kernel(base, counts, shape if local else replace(shape, window=0), profile)
+    return _blend(_prefill_kernel(base, counts, replace(shape, window=0), profile),
+                  _prefill_kernel(base, counts, shape, profile), local)
+
+
+def _append_rounds(shape: AttentionShape, table: Mapping[str, Any], sms: int) -> Any:
+    """Rounds of the cache append's resident thread blocks (`attention_append.append_rounds`), 0 in a
+    section without `attention_append_threads` (vLLM's block cap)."""
+    cap = int(table.get("attention_append_threads", 0))
+    if not cap:
+        return 0
+    return append_rounds(shape, sms, cap, int(table.get("attention_sm_threads", 2048)),
+                         int(table.get("attention_sm_blocks", 32)))
+
+
+def _prefill_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
     """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
     the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
     new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
-    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction."""
+    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction. A
+    shape with a window runs the local kernel (the caller decides whether it does)."""
     table = profile.efficiency
     block = block_n = int(table.get("attention_prefill_block", 128))
     serial = False
@@ -760,6 +795,7 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
                   # the append launches one thread block per new token (vLLM cache_kernels.cu,
                   # reshape_and_cache_flash: grid(num_tokens)), whatever its K/V width
                   + _kv_key(shape, table, "prefill_token_ns", 0.0) * 1e-3 * shape.batch * shape.q_len
+                  + _append_rounds(shape, table, sms) * _kv_key(shape, table, "prefill_append_block_us", 0.0)
                   + _kv_key(shape, table, "prefill_q_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.q_heads
                   * shape.head_dim / 128)
     memory = base.memory
