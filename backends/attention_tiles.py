@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 from typing import Any
 
 import sympy
@@ -162,8 +163,24 @@ def _causal_blocks(n: Any, p: int, q: int = 1) -> Any:
     return p * n * (n + 1) / (2 * q) + (q - 1) * n / (2 * q)
 
 
-def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: int | None = None) -> PrefillTiles:
-    """Tiles of `block` (q-block rows) x `block_n` (keys; default `block`) over the shape."""
+def window_span_blocks(block: int, block_n: int, g: int, window: int) -> tuple[Fraction, int]:
+    """(mean, most) key blocks of a q-block once its window is full, in FlashAttention-3's local kernel,
+    which starts each q-block's keys at its window's first key (hopper/block.h, get_n_block_min_max:
+    n_offset = m_idx_min - window_size_left, K pointers moved there): ceil((rows / g + W - 1) / block_n)
+    for the positions its packed rows cover (they vary with j mod g / gcd(block, g); one period)."""
+    period = g // gcd(block, g)
+    counts = []
+    for j in range(period):
+        first, last = (j * block) // g, ((j + 1) * block - 1) // g + 1  # positions [first, last)
+        counts.append(-(-(last - first + window - 1) // block_n))
+    return Fraction(sum(counts), period), max(counts)
+
+
+def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: int | None = None,
+                  window_from_key: bool = False) -> PrefillTiles:
+    """Tiles of `block` (q-block rows) x `block_n` (keys; default `block`) over the shape. `window_from_key`:
+    a window's key blocks start at its first key (FlashAttention-3's local kernel, `window_span_blocks`),
+    not on the key-block grid."""
     heads, kv_heads = shape.q_heads, shape.kv_heads
     if pack_gqa and not (isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads == 0):
         raise ValueError(f"PackGQA needs integer query heads divisible by KV heads, got {heads} / {kv_heads}")
@@ -175,7 +192,14 @@ def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: in
     n = cdiv(shape.q_len * g, block)  # q-blocks per column
     cached = (shape.keys - shape.q_len) / block_n  # key blocks before the chunk (chunked prefill)
     full_longest = cdiv(n * p, q) + cached
-    if shape.window > 0:
+    if shape.window > 0 and window_from_key:
+        mean, most = window_span_blocks(block, block_n, g, shape.window)
+        cap: Any = sympy.Rational(mean.numerator, mean.denominator) if mean.denominator != 1 else int(mean)
+        # q-blocks whose first position is short of a full window: they start at key 0 (causal blocks)
+        below = smin(n, smax(0, cdiv((shape.window - 1 - (shape.keys - shape.q_len)) * g, block)))
+        per_column = _causal_blocks(below, p, q) + below * cached + (n - below) * cap
+        longest = smin(full_longest, most)
+    elif shape.window > 0:
         if p == 1:  # q-blocks start on k-block bounds: a window touches whole-block spans
             cap = cdiv(shape.window - 1, block_n) + 1
         else:  # q-blocks start anywhere in a k-block: the mean k-blocks a span of block / g + W - 1 keys touches

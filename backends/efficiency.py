@@ -769,12 +769,13 @@ def _prefill_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, pro
     shape with a window runs the local kernel (the caller decides whether it does)."""
     table = profile.efficiency
     block = block_n = int(table.get("attention_prefill_block", 128))
-    serial = False
+    serial = fa3 = False
     if table.get("attention_fa3_tiles", 0) and fa3_runs(shape):  # FA3's own tile for the head dim, dtype, window
         block, block_n, overlap = fa3_prefill_tile(max(shape.head_dim, shape.v_dim), shape.kv_itemsize,
                                                    shape.window > 0)
-        serial = not overlap
-    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n)
+        serial, fa3 = not overlap, True
+    # FA3's local kernel starts a q-block's keys at its window's first key (attention_tiles.window_span_blocks)
+    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n, window_from_key=fa3)
     compute = _kv_key(shape, table, "prefill_compute", base.compute)
     tail = _kv_key(shape, table, "prefill_tail", 0.0)
     cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
