@@ -18,7 +18,12 @@ Closed forms (symbolic-safe: sizes may be sympy expressions in B, S, C). With n 
 rows per position (1 unpacked) and cb = cached keys / block, q-block j (1-based) attends
 ceil(j / g) + cb key blocks; summed over j = 1..n with q = floor(n / g), r = n - g·q:
 g·q(q+1)/2 + r(q+1) + n·cb. A window caps each q-block at cap = ceil((W - 1) / block) + 1 blocks:
-the first u = min(n, g·(cap - 1 - cb)) q-blocks are below the cap.
+the first u = min(n, g·(cap - 1 - cb)) q-blocks are below the cap. FlashAttention-3's local kernel
+instead starts each q-block's keys at its window's first key (hopper/block.h, get_n_block_min_max:
+n_offset = first position - (W - 1), the K pointers moved there), so once the window is full a
+q-block takes ceil((its positions + W - 1) / block_n) blocks whatever its offset on the key grid
+(`window_span_blocks`; `prefill_tiles(..., window_from_key=True)`): at d = 64 (192 x 160 tiles) a
+128-key window costs two blocks per q-block, not the three a grid-aligned count averages.
 
 A decode (one query per sequence) runs split-KV: each work item (sequence, KV head; PackGQA puts a
 KV head's query heads in one item) has its n key blocks cut into `splits` CTAs of ceil(n / splits)

@@ -14,10 +14,10 @@ into time,
 Every value may be a sympy expression in B, S, C (Max/Min/ceiling only, no Python `if` on a
 size), so a symbolic trace keeps working.
 
-Why one file of ~830 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
+Why one file of ~870 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
 validator and the shape models that read those keys change together (a new kernel term is a key,
 a bound, a default and a model); the per-kind models are sections below (GEMM, quantization,
-attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~340
+attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~370
 lines with FlashAttention-3's kernel facts (its tile tables live in `attention_tiles.py`): it is
 the next to move into a module of its own, the key table staying here.
 
@@ -103,11 +103,17 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_prefill_tail`, plus per call `attention_prefill_latency_us`, per CTA
   `attention_prefill_cta_us` / SMs, per new token and KV head `attention_prefill_kv_ns`
   (× head_dim / 128: the cache append, its own kernel), per new token `attention_prefill_token_ns`
-  (the append's thread block per token) and per new token and query head
+  (the append's thread block per token), per round of the append's resident blocks
+  `attention_prefill_append_block_us` (`attention_append.append_rounds`: one block of
+  min(KV heads × head_dim, `attention_append_threads`) threads per token, min(`attention_sm_blocks`,
+  `attention_sm_threads` / threads) resident per SM) and per new token and query head
   `attention_prefill_q_ns` (× head_dim / 128: an 8-bit cache's static fp8 quantization of the
   query, vLLM's `scaled_fp8_quant` before FlashAttention-3's fp8 kernel). The attention kernel's
   own bytes (Q, the cached K/V, O: the counted bytes less the append read and written) stream at
-  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache. A window
+  runs the local kernel only while it is shorter than the keys (`window_runs`: FA3 drops one that
+  covers them, causal tile and all); FA3's local kernel starts each q-block's keys at its window's
+  first key (`attention_tiles.window_span_blocks`).
   Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
