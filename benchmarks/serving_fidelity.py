@@ -100,7 +100,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   Where the matching recipes agree on the deployment but not on MTP (InferenceMAX runs most
   points both with and without MTP, and the CSV does not say which row is which), the row is
   simulated without MTP and reported apart ("disagg, recipe, MTP unknown"). Rows that give the
-  counts take MTP from a recipe when exactly one matches them (counts, concurrency, decode GPUs).
+  counts take MTP from a recipe when exactly one matches them (counts, concurrency, decode GPUs),
+  and the decode batch cap below when every matching recipe gives the same one (the MTP and
+  non-MTP twins of a layout do: `..._batch1_eplb0_mtp3` / `_mtp0`).
   The TensorRT-LLM recipe names also give the decode servers' max_batch_size per attention-DP
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
@@ -507,8 +509,9 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         pools = {role: given_pool(row, role, found) for role in ROLES}
         counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         mtp = found[0]["mtp"] or 0 if len(found) == 1 else 0
-        if len(found) == 1 and decode_batch(found[0]):
-            pools["decode"]["bs"] = decode_batch(found[0])
+        caps = {decode_batch(rec) for rec in found}  # the MTP twins of a layout share their batch cap
+        if len(caps) == 1 and (cap := caps.pop()):
+            pools["decode"]["bs"] = cap
     else:
         found = _matching_recipes(row, given=False)
         rec = found[0]

@@ -131,6 +131,15 @@ def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
     assert mtp == 2
 
 
+def test_rows_with_counts_take_the_cap_their_mtp_twins_agree_on_but_no_mtp(table):
+    # the TEP8 layout at 10 clients matches its mtp3 and mtp0 recipes: both say batch32, MTP unknown
+    given = {"prefill_num_workers": "1", "decode_num_workers": "5", "decode_moe_tp_size": "1", "decode_moe_ep_size": "8"}
+    r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 10, 4, 4, 8, **given)
+    spec, mtp = fidelity.disagg_deployment(r)
+    assert spec == "prefill: 1x tp4 ep4; decode: 5x tp8 ep8 bs32"
+    assert mtp == 0
+
+
 @pytest.mark.parametrize(("tp", "ep", "dp_attn", "expected"), [
     (8, 8, True, {"tp": 1, "dp": 8, "ep": 8}),  # DEP8
     (8, 8, False, {"tp": 8, "ep": 8}),  # TEP8

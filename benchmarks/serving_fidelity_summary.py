@@ -1,0 +1,111 @@
+"""Summarise one or more `serving_fidelity.py --out` CSVs into the README's serving-accuracy tables.
+
+    python benchmarks/serving_fidelity_summary.py h100_agg.csv h100_disagg.csv b200_agg.csv b200_disagg.csv \
+        [--before previous.csv]
+
+`serving_fidelity.py` is run as separate processes (per device, agg and disagg apart: a combined
+run samples a different row set, see its docstring), each writing its rows with `--out`. This
+script reads those rows back and prints, as markdown:
+- the population table: fit population, held out, per device x mode, disagg, all — mean absolute
+  error of TPOT and TTFT, with the same rows' numbers from `--before` in brackets where given
+  (matched by row id: only rows present in both files are compared in the brackets' population);
+- the per device x engine x family table: rows, TPOT / TTFT mean absolute error, and the median
+  predicted / measured ratio of each (below 1: predicted low);
+- how many rows are predicted below their measurement.
+The error of a row is |predicted - measured| / measured, as `serving_fidelity.py` writes it.
+Nothing here simulates: the numbers are the CSVs' own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+
+def read(paths: Iterable[str]) -> dict[str, dict[str, str]]:
+    rows: dict[str, dict[str, str]] = {}
+    for path in paths:
+        with open(path, newline="") as fh:
+            for r in csv.DictReader(fh):
+                rows[r["id"]] = r
+    return rows
+
+
+def mae(rows: list[dict[str, str]], key: str) -> str:
+    return f"{100 * sum(float(r[key]) for r in rows) / len(rows):.1f}%" if rows else "-"
+
+
+def median_ratio(rows: list[dict[str, str]], what: str) -> str:
+    if not rows:
+        return "-"
+    return f"{statistics.median(float(r[f'pred_{what}_s']) / float(r[f'meas_{what}_s']) for r in rows):.2f}"
+
+
+POPULATIONS: list[tuple[str, Callable[[dict[str, str]], bool]]] = [
+    ("agg, fit population (H100 dense)", lambda r: r["mode"] == "agg" and r["split"] == "fit"),
+    ("agg, held out", lambda r: r["mode"] == "agg" and r["split"] != "fit"),
+    ("agg, held out without gpt-oss", lambda r: r["mode"] == "agg" and r["split"] != "fit" and r["family"] != "gpt-oss"),
+    ("agg, h100_sxm", lambda r: r["mode"] == "agg" and r["system"] == "h100_sxm"),
+    ("agg, b200_sxm", lambda r: r["mode"] == "agg" and r["system"] == "b200_sxm"),
+    ("disagg (all held out)", lambda r: r["mode"] == "disagg"),
+    ("all", lambda r: True),
+]
+
+
+def population_table(now: dict[str, dict[str, str]], before: dict[str, dict[str, str]] | None) -> list[str]:
+    lines = ["| rows | n | TPOT | TTFT |", "| --- | ---: | ---: | ---: |"]
+    for name, keep in POPULATIONS:
+        sub = [r for r in now.values() if keep(r)]
+        if not sub:
+            continue
+        tpot, ttft = mae(sub, "tpot_err"), mae(sub, "ttft_err")
+        if before is not None:
+            old = [before[r["id"]] for r in sub if r["id"] in before]
+            tpot, ttft = f"{tpot} ({mae(old, 'tpot_err')})", f"{ttft} ({mae(old, 'ttft_err')})"
+        lines.append(f"| {name} | {len(sub)} | {tpot} | {ttft} |")
+    return lines
+
+
+def group_table(now: dict[str, dict[str, str]]) -> list[str]:
+    groups: dict[tuple[str, str, str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in now.values():
+        groups[(r["system"], r["engine"], r["family"], r["mode"])].append(r)
+    lines = ["| device | engine | family | mode | rows | split | TPOT MAE (median pred/meas) | TTFT MAE (median pred/meas) |",
+             "| --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
+    for key in sorted(groups):
+        sub = groups[key]
+        splits = "/".join(sorted({r["split"] for r in sub}))
+        lines.append(f"| {' | '.join(key)} | {len(sub)} | {splits} | {mae(sub, 'tpot_err')} ({median_ratio(sub, 'tpot')}) "
+                     f"| {mae(sub, 'ttft_err')} ({median_ratio(sub, 'ttft')}) |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", nargs="+", help="serving_fidelity.py --out files")
+    ap.add_argument("--before", action="append", default=None, help="an earlier run's --out file(s), for the brackets")
+    args = ap.parse_args(argv)
+    try:
+        now = read(args.csv)
+        before = read(args.before) if args.before else None
+    except (OSError, KeyError, csv.Error) as exc:
+        print(f"error: cannot read the fidelity CSVs ({exc}); pass serving_fidelity.py --out files", file=sys.stderr)
+        return 2
+    if not now:
+        print("error: the CSVs hold no rows; pass serving_fidelity.py --out files of a finished run", file=sys.stderr)
+        return 2
+    print("\n".join(population_table(now, before)))
+    print()
+    print("\n".join(group_table(now)))
+    low_tpot = sum(float(r["pred_tpot_s"]) < float(r["meas_tpot_s"]) for r in now.values())
+    low_ttft = sum(float(r["pred_ttft_s"]) < float(r["meas_ttft_s"]) for r in now.values())
+    print(f"\npredicted below measured: TPOT in {low_tpot}, TTFT in {low_ttft} of {len(now)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
