@@ -94,6 +94,15 @@ FA3_PREFILL_TILES: dict[tuple[int, int], tuple[int, int, int, bool, bool]] = {
     (1, 128): (128, 160, 160, True, True), (1, 192): (128, 160, 128, True, True),
     (1, 256): (128, 128, 64, False, False),
 }
+# FlashAttention-3's one-MMA-warpgroup kernel (use_one_mma_wg: one consumer warpgroup, a 64-row q-block) for a
+# prompt of at most 64 packed query rows at head dim 64 or 128 (V's the same): head-dim bound -> (kBlockM,
+# kBlockN; 0: the two-warpgroup tile's). vLLM's FA3 fork, hopper/tile_size.h (64 x 192 at d <= 64; 64 x 128 at
+# d = 128, causal and paged) and run_mha_fwd_ (kHeadDim 64 / 128, kHeadDimV == kHeadDim). The fork's fp8 tiles
+# read here have no one-warpgroup branch; the tables' fp8 short prompts follow it all the same (fp8 prefill
+# windows 10.2 -> 9.5% held out), so it is taken for both cache dtypes: kBlockN 192 at d = 64, at d = 128 the
+# two-warpgroup tile's (128 bf16, 160 fp8).
+FA3_ONE_WG_ROWS = 64
+FA3_ONE_WG_TILES: dict[int, tuple[int, int]] = {64: (64, 192), 128: (64, 0)}
 FA3_MAX_SPLIT_BATCH = 992  # hopper/flash_api.cpp: PREPARE_VARLEN_MAX_BATCHES_1CTA; above it num_splits = 1
 
 
@@ -112,11 +121,28 @@ def _fa3_bound(table: Any, head_dim: int, kv_itemsize: int) -> tuple[int, int]:
     return kv_itemsize, bound
 
 
-def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool) -> tuple[int, int, bool]:
-    """FlashAttention-3's prefill (kBlockM, kBlockN, IntraWGOverlap) (`FA3_PREFILL_TILES`)."""
-    block_m, causal_n, local_n, causal_overlap, local_overlap = FA3_PREFILL_TILES[
-        _fa3_bound(FA3_PREFILL_TILES, head_dim, kv_itemsize)]
+def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool, one_wg: bool = False) -> tuple[int, int, bool]:
+    """FlashAttention-3's prefill (kBlockM, kBlockN, IntraWGOverlap) (`FA3_PREFILL_TILES`); `one_wg`: its
+    one-MMA-warpgroup tile for a short causal prompt (`FA3_ONE_WG_TILES`, `fa3_one_wg`)."""
+    bound = _fa3_bound(FA3_PREFILL_TILES, head_dim, kv_itemsize)
+    block_m, causal_n, local_n, causal_overlap, local_overlap = FA3_PREFILL_TILES[bound]
+    if one_wg and not window and bound[1] in FA3_ONE_WG_TILES:
+        block_m, block_n = FA3_ONE_WG_TILES[bound[1]]
+        return block_m, block_n or causal_n, True
     return (block_m, local_n, local_overlap) if window else (block_m, causal_n, causal_overlap)
+
+
+def fa3_one_wg(shape: AttentionShape, pack_gqa: bool) -> Any:
+    """1 where FA3 runs its one-MMA-warpgroup kernel for the shape, else 0 (symbolic-safe in the prompt
+    length): a head dim it has the tile for (64 or 128, V's the same) and at most `FA3_ONE_WG_ROWS` query
+    rows a q-block would hold (the prompt's positions x the query heads PackGQA puts in one)."""
+    d = max(shape.head_dim, shape.v_dim)
+    if shape.head_dim != shape.v_dim or not fa3_runs(shape):
+        return 0
+    if _fa3_bound(FA3_PREFILL_TILES, d, shape.kv_itemsize)[1] not in FA3_ONE_WG_TILES:
+        return 0
+    g = shape.q_heads // shape.kv_heads if pack_gqa else 1
+    return smin(1, smax(0, FA3_ONE_WG_ROWS + 1 - shape.q_len * g))
 
 
 def fa3_runs(shape: AttentionShape) -> bool:

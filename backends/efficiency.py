@@ -163,6 +163,7 @@ from .attention_append import append_rounds
 from .attention_tiles import (
     FA3_MAX_SPLIT_BATCH,
     decode_tiles,
+    fa3_one_wg,
     fa3_prefill_tile,
     fa3_runs,
     prefill_tiles,
@@ -749,12 +750,26 @@ def window_runs(shape: AttentionShape) -> Any:
 
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
     """The prefill kernel FlashAttention runs for the shape: its local (sliding-window) kernel while the
-    window is shorter than the keys, else its causal one over the whole prompt (`window_runs`)."""
+    window is shorter than the keys, else its causal one over the whole prompt (`window_runs`); the causal
+    one on FA3's one-MMA-warpgroup tile for a short prompt (`attention_tiles.fa3_one_wg`)."""
     local = window_runs(shape)
+    causal = _causal_kernel(base, counts, replace(shape, window=0), profile)
     if isinstance(local, int):
-        return _prefill_kernel(base, counts, shape if local else replace(shape, window=0), profile)
-    return _blend(_prefill_kernel(base, counts, replace(shape, window=0), profile),
-                  _prefill_kernel(base, counts, shape, profile), local)
+        return _prefill_kernel(base, counts, shape, profile) if local else causal
+    return _blend(causal, _prefill_kernel(base, counts, shape, profile), local)
+
+
+def _causal_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The causal kernel, on FA3's one-MMA-warpgroup tile where it runs (symbolic-safe blend)."""
+    table = profile.efficiency
+    if not (table.get("attention_fa3_tiles", 0) and fa3_runs(shape)):
+        return _prefill_kernel(base, counts, shape, profile)
+    pack = bool(table.get("attention_prefill_pack_gqa", 0))
+    one_wg = fa3_one_wg(shape, pack)
+    if isinstance(one_wg, int):
+        return _prefill_kernel(base, counts, shape, profile, one_wg=bool(one_wg))
+    return _blend(_prefill_kernel(base, counts, shape, profile),
+                  _prefill_kernel(base, counts, shape, profile, one_wg=True), one_wg)
 
 
 def _append_rounds(shape: AttentionShape, table: Mapping[str, Any], sms: int) -> Any:
@@ -767,18 +782,20 @@ def _append_rounds(shape: AttentionShape, table: Mapping[str, Any], sms: int) ->
                          int(table.get("attention_sm_blocks", 32)))
 
 
-def _prefill_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+def _prefill_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile,
+                    one_wg: bool = False) -> Efficiency:
     """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
     the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
     new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
     quantization); the kernel's own bytes, without the append's, at the prefill memory fraction. A
-    shape with a window runs the local kernel (the caller decides whether it does)."""
+    shape with a window runs the local kernel, `one_wg` FA3's one-MMA-warpgroup tile (the caller decides
+    whether they run)."""
     table = profile.efficiency
     block = block_n = int(table.get("attention_prefill_block", 128))
     serial = fa3 = False
     if table.get("attention_fa3_tiles", 0) and fa3_runs(shape):  # FA3's own tile for the head dim, dtype, window
         block, block_n, overlap = fa3_prefill_tile(max(shape.head_dim, shape.v_dim), shape.kv_itemsize,
-                                                   shape.window > 0)
+                                                   shape.window > 0, one_wg)
         serial, fa3 = not overlap, True
     # FA3's local kernel starts a q-block's keys at its window's first key (attention_tiles.window_span_blocks)
     tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n, window_from_key=fa3)
