@@ -8,7 +8,12 @@ from fractions import Fraction
 
 import pytest
 
-from tensor_cast.backends.attention_tiles import prefill_tiles, window_span_blocks
+from tensor_cast.backends.attention_tiles import (
+    fa3_one_wg,
+    fa3_prefill_tile,
+    prefill_tiles,
+    window_span_blocks,
+)
 from tensor_cast.backends.kernels import AttentionShape
 
 BLOCK = 128
@@ -124,3 +129,25 @@ def test_append_rounds_by_hand_and_bad_limits():
         append_rounds(shape(16), 132, 0, 2048, 32)
     with pytest.raises(ValueError, match="does not fit an SM"):
         append_rounds(shape(16, hq=32, hkv=8), 132, 4096, 512, 32)
+
+
+@pytest.mark.parametrize("q_len, hq, hkv, d, dv, expected", [
+    (64, 8, 8, 128, 128, 1),   # 64 rows: FA3's one-MMA-warpgroup kernel
+    (65, 8, 8, 128, 128, 0),   # 65 rows: two warpgroups
+    (16, 32, 8, 64, 64, 1),    # 16 positions x 4 packed heads = 64 rows
+    (17, 32, 8, 64, 64, 0),    # 68 rows
+    (16, 8, 8, 192, 192, 0),   # no one-warpgroup tile at d = 192
+    (16, 8, 8, 96, 96, 0),     # nor at 96
+    (16, 8, 8, 128, 64, 0),    # V's head dim differs
+])
+def test_fa3_one_mma_warpgroup_gate_by_hand(q_len, hq, hkv, d, dv, expected):
+    s = AttentionShape(q_len=q_len, keys=q_len, head_dim=d, v_dim=dv, batch=2, kv_heads=hkv, q_heads=hq)
+    assert fa3_one_wg(s, pack_gqa=True) == expected
+
+
+def test_fa3_one_mma_warpgroup_tiles():
+    assert fa3_prefill_tile(64, 2, False, one_wg=True) == (64, 192, True)
+    assert fa3_prefill_tile(128, 2, False, one_wg=True) == (64, 128, True)
+    assert fa3_prefill_tile(128, 1, False, one_wg=True) == (64, 160, True)  # the fp8 k-block kept
+    assert fa3_prefill_tile(128, 2, True, one_wg=True) == (128, 128, True)  # a local kernel keeps its tile
+    assert fa3_prefill_tile(192, 2, False, one_wg=True) == (128, 96, True)

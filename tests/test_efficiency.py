@@ -387,6 +387,23 @@ def test_a_window_covering_the_prompt_runs_the_causal_kernel():
         assert float(expr.xreplace({S: sympy.Integer(s)})) == pytest.approx(time(s, 128), rel=1e-9)
 
 
+@pytest.mark.parametrize("s, block_m", [(64, 64), (65, 128)])
+def test_a_short_prompt_runs_fa3s_one_warpgroup_tile(s, block_m):
+    """At most 64 query rows (8 / 8 heads, d = 128, PackGQA) run FA3's one-MMA-warpgroup kernel: one 64 x 128
+    tile a column at 64 tokens, one 128 x 128 tile at 65, by hand (B = 2: 16 columns, 100 SMs)."""
+    b, hq, hkv, d = 2, 8, 8, 128
+    cost = op_time(kv_cache_attention(prefill_call(b, s, 0, hq=hq, hkv=hkv, d=d)), "attention", synthetic(**FA3),
+                   IN_GRAPH)
+    tile = 4 * d * block_m * 128
+    softmax = 4 * b * hq * s * (s + 1) / 2
+    compute = ((b * hkv + PREFILL["attention_prefill_tail"] * SMS) * tile
+               / (PEAK_TFLOPS * 1e12 * PREFILL["attention_prefill_compute"]) + softmax / (50e12 * 0.5))
+    assert float(cost.compute_s) == pytest.approx(compute, rel=1e-9)
+    expr = op_time(kv_cache_attention(prefill_call(b, S, 0, hq=hq, hkv=hkv, d=d)), "attention", synthetic(**FA3),
+                   IN_GRAPH).time_s
+    assert float(expr.xreplace({S: sympy.Integer(s)})) == pytest.approx(float(cost.time_s), rel=1e-9)
+
+
 def test_tiled_prefill_with_append_and_window_is_symbolic_safe():
     profile = synthetic(**FA3, **APPEND)
     expr = op_time(kv_cache_attention(prefill_call(B, S, C, window=256)), "attention", profile, IN_GRAPH).time_s
