@@ -14,10 +14,10 @@ into time,
 Every value may be a sympy expression in B, S, C (Max/Min/ceiling only, no Python `if` on a
 size), so a symbolic trace keeps working.
 
-Why one file of ~870 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
+Why one file of ~890 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
 validator and the shape models that read those keys change together (a new kernel term is a key,
 a bound, a default and a model); the per-kind models are sections below (GEMM, quantization,
-attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~370
+attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~390
 lines with FlashAttention-3's kernel facts (its tile tables live in `attention_tiles.py`): it is
 the next to move into a module of its own, the key table staying here.
 
