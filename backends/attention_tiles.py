@@ -24,6 +24,8 @@ n_offset = first position - (W - 1), the K pointers moved there), so once the wi
 q-block takes ceil((its positions + W - 1) / block_n) blocks whatever its offset on the key grid
 (`window_span_blocks`; `prefill_tiles(..., window_from_key=True)`): at d = 64 (192 x 160 tiles) a
 128-key window costs two blocks per q-block, not the three a grid-aligned count averages.
+A causal prompt of at most 64 packed query rows at head dim 64 or 128 runs FA3's one-MMA-warpgroup kernel
+on a 64-row q-block (`fa3_one_wg`, `FA3_ONE_WG_TILES`; `fa3_prefill_tile(..., one_wg=True)`).
 
 A decode (one query per sequence) runs split-KV: each work item (sequence, KV head; PackGQA puts a
 KV head's query heads in one item) has its n key blocks cut into `splits` CTAs of ceil(n / splits)

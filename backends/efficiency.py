@@ -113,7 +113,8 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache. A window
   runs the local kernel only while it is shorter than the keys (`window_runs`: FA3 drops one that
   covers them, causal tile and all); FA3's local kernel starts each q-block's keys at its window's
-  first key (`attention_tiles.window_span_blocks`).
+  first key (`attention_tiles.window_span_blocks`); a causal prompt of at most 64 packed query rows at
+  d = 64 / 128 runs FA3's one-MMA-warpgroup tile (`attention_tiles.fa3_one_wg`).
   Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
