@@ -70,6 +70,13 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     SGLang (FP8, TP8): chunked-prefill-size 16384, max-running-requests and cuda-graph-max-bs 512.
   - other sa-bench agg rows (no entry: b300_sxm, gb200, gb300): the attention-DP balance above for
     TensorRT-LLM DeepSeek-R1 / gpt-oss dp-attention runs (`trtllm_adp_balance`).
+  - vLLM's host overlap (engines.py "Host overlap"): rows of a vLLM released before async
+    scheduling became the default (vllm-project/vllm#27614, late December 2025) run with
+    `host_overlap` off, their overhead added to every step as it was fitted (`vllm_scheduling`):
+    a backend_version below 0.14, or no version and measured before 2026 (the Llama-3.1-70B runs of
+    October 2025, whose H100 script passes the then-experimental `--async-scheduling`, show the
+    added overhead as much as the 0.12.0 Qwen3-32B runs: both are the fit rows). Versions 0.14 on
+    (0.15.1, 0.17.0, 0.18.0, 0.19.0, nightlies) keep the profile's overlap.
   - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
     Blackwell parts: B200, B300, GB200, GB300) unless the table sets it.
   - the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
@@ -550,6 +557,27 @@ def sglang_pool_flags(found: list[dict[str, Any]], role: str, dp: int) -> dict[s
     return {"bs": max(1, running // dp), "tok": chunk}
 
 
+# the first vLLM release with async scheduling on by default (vllm-project/vllm#27614; docstring, engine)
+VLLM_ASYNC_DEFAULT = (0, 14)
+
+
+def vllm_scheduling(row: dict[str, str]) -> dict[str, Any]:
+    """engine_args of a vLLM row measured on a release before async scheduling was the default: its
+    host overhead adds to each step (`host_overlap` off; docstring, engine); {} otherwise."""
+    if row["backend"] != "vllm":
+        return {}
+    version = row.get("backend_version", "")
+    release = re.match(r"(\d+)\.(\d+)", version)
+    if release:
+        old = (int(release.group(1)), int(release.group(2))) < VLLM_ASYNC_DEFAULT
+    elif version:  # nightly builds of 2026
+        old = False
+    else:
+        measured = re.search(r"measured=(\d{4})-", row["silicon_data_source"])
+        old = measured is not None and int(measured.group(1)) < 2026
+    return {"host_overlap": False} if old else {}
+
+
 def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, isl: int | None = None,
           host_launch_s: float | None = None, mtp_source: str | None = None) -> dict[str, Any]:
     if row["system"] not in SYSTEMS:
@@ -562,6 +590,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     engine_args: dict[str, Any] = {} if overhead else dict(ZERO_OVERHEAD)
     if host_launch_s is not None:  # what-if: one host time per eager launch for every engine (0: off)
         engine_args["eager_launch_host_s"] = host_launch_s
+    engine_args.update(vllm_scheduling(row))
     if row["backend"] == "sglang" and row["system"] != "h100_sxm":
         engine_args["max_num_batched_tokens"] = 16384
     if benchmark_source(row) == "aic-eval" and row["backend"] in ("vllm", "trtllm") and row["mode"] == "agg":

@@ -17,6 +17,10 @@ measured steps), so their TPOT residual is overhead rather than kernel error; ev
 disagg row and every B200 row is held out (`serving_fidelity.py` labels rows `fit` / `held-out`
 and reports the two apart). `--per-group N` rows per engine x family, spread over the group.
 
+Every fit row runs with its overhead added to each step (`host_overlap` off: vLLM rows of releases
+before async scheduling was the default, `serving_fidelity.vllm_scheduling`; SGLang and TensorRT-LLM
+always), so the TPOT is linear in a and b; a row whose engine overlaps the overhead is refused.
+
 Method: each row is simulated as `serving_fidelity.py` does (closed loop of the measured
 concurrency, 10 requests per client, its benchmark client's lengths) with overheads (a, b) = (0, 0), (a0, 0) and (0, b0): the TPOT
 changes give the row's sensitivity to a and b (linear: an overhead adds to every step of the
@@ -53,10 +57,14 @@ B0 = 20e-6  # probe: 20 us per sequence
 
 def simulate(row: dict[str, str], args: argparse.Namespace, a: float, b: float) -> tuple[float, float]:
     import tensor_cast
+    from tensor_cast.serving.engines import engine_profile
 
     isl, osl, ratio = lengths(row, args.range_ratio)
     kwargs = setup(row, ratio, overhead=False, isl=isl)
     kwargs["engine_args"] = {**kwargs.get("engine_args", {}), "step_overhead_s": a, "seq_overhead_s": b}
+    if engine_profile(row["backend"], kwargs["engine_args"]).host_overlap:  # max(kernels, overhead): not linear
+        raise Unsupported(f"{row['id']}: the engine hides its overhead behind the kernels (host_overlap), which "
+                          "the linear fit cannot take; the fit rows are vLLM releases before async scheduling")
     if args.allreduce_fusion != "auto":
         kwargs["engine_args"]["allreduce_fusion"] = args.allreduce_fusion == "on"
     c = per_replica_concurrency(row)

@@ -292,3 +292,18 @@ def test_gpt_oss_h100_vllm_rows_run_marlin_moe():
     assert fidelity.setup(gpt, 0.0)["quant"] == "w4a8_mxfp4_mxfp8"
     args, deployment = imx.engine_knobs({"kernels": "env VLLM_MXFP4_USE_MARLIN=1"}, {}, "sglang")
     assert "quant" not in deployment  # a vLLM environment variable: no other engine reads it
+
+
+@pytest.mark.parametrize(("backend", "version", "source", "added"), [
+    ("vllm", "0.12.0", AIC_EVAL, True),  # before vllm-project/vllm#27614: host work between steps
+    ("vllm", "0.11.2", SA_BENCH[0] + "; measured=2025-12-07T00:00:00Z", True),
+    ("vllm", "", SA_BENCH[0] + "; measured=2025-10-29T00:00:00.000Z", True),  # no version: the date decides
+    ("vllm", "", SA_BENCH[0] + "; measured=2026-03-27T00:00:00.000Z", False),
+    ("vllm", "0.15.1", SA_BENCH[0], False),  # async scheduling by default: the overhead overlaps
+    ("vllm", "0.19.0", SA_BENCH[1], False),
+    ("vllm", "nightly-5b8c30d62b754b57", SA_BENCH[1], False),
+    ("trtllm", "1.0.0rc3", AIC_EVAL, False),  # not vLLM: the profile's own (added) overhead, untouched
+])
+def test_vllm_rows_before_async_scheduling_add_their_host_overhead(backend, version, source, added):
+    r = {**row(source, backend=backend), "backend_version": version}
+    assert fidelity.vllm_scheduling(r) == ({"host_overlap": False} if added else {})

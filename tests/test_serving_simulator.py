@@ -3,6 +3,7 @@ Little's law, scheduler limits, preemption, disaggregation, determinism."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from serving_costs import ConstantCost, LinearCost
 
@@ -16,11 +17,12 @@ from tensor_cast.serving.workload import Request, make_workload
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
 
 
-def run(engine="vllm", *, d=0.01, blocks=100_000, engine_args=None, **workload):
+def run(engine="vllm", *, d=0.01, blocks=100_000, engine_args=None, fast_forward=True, **workload):
     profile = engine_profile(engine, {**NO_OVERHEAD, **(engine_args or {})})
     worker = Worker("agg0", "agg", [RankScheduler(profile, blocks)], ConstantCost(d), profile)
     sim = simulate_workers({"agg": [worker]}, make_workload(**{"concurrency": None, "rate": None, "trace": None,
-                                                                "num_requests": None, **workload}))
+                                                                "num_requests": None, **workload}),
+                           fast_forward=fast_forward)
     return sim, ServingReport.build(sim, model="m", device="dev", engine=engine, deployment="1 GPU", num_gpus=1,
                                     workload={}, block_size=profile.block_size, notes=[])
 
@@ -47,7 +49,8 @@ def test_overheads_add_per_step_per_sequence_and_per_request(engine):
     c, isl, osl, d, waves = 8, 100, 50, 0.01, 3
     a, b, r = 0.002, 1e-4, 0.005  # per step, per sequence in the step, per request (front end)
     sim, rep = run(engine, d=d, concurrency=c, num_requests=waves * c, isl=isl, osl=osl,
-                   engine_args={"step_overhead_s": a, "seq_overhead_s": b, "request_overhead_s": r})
+                   engine_args={"step_overhead_s": a, "seq_overhead_s": b, "request_overhead_s": r,
+                                "host_overlap": False})  # vLLM's default overlaps (test below)
     # every step holds the whole wave of c sequences (one prefill step, then osl - 1 decodes):
     step = d + a + b * c  # 12.8 ms
     assert rep.mean_ttft_s == pytest.approx(r + step)
@@ -55,6 +58,33 @@ def test_overheads_add_per_step_per_sequence_and_per_request(engine):
     assert rep.e2e.mean == pytest.approx(r + osl * step)
     assert rep.duration_s == pytest.approx(waves * (r + osl * step))
     assert sim.num_steps == waves * osl
+
+
+@pytest.mark.parametrize(("d", "step"), [(0.01, 0.01), (0.001, 0.0028)])
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_overlapped_host_overhead_hides_behind_the_kernels_until_it_is_longer(d, step, fast_forward):
+    # vLLM's async scheduler prepares step n + 1 while step n runs: a step lasts max(kernels, host),
+    # host = a + b x c = 2 ms + 0.1 ms x 8 = 2.8 ms; kernels of 10 ms hide it, kernels of 1 ms do not
+    c, isl, osl, waves, a, b = 8, 100, 50, 3, 0.002, 1e-4
+    sim, rep = run("vllm", d=d, concurrency=c, num_requests=waves * c, isl=isl, osl=osl, fast_forward=fast_forward,
+                   engine_args={"step_overhead_s": a, "seq_overhead_s": b})
+    assert engine_profile("vllm").host_overlap
+    assert rep.mean_tpot_s == pytest.approx(step)
+    assert rep.mean_ttft_s == pytest.approx(step)  # the wave's prefill step, overlapped the same way
+    assert rep.duration_s == pytest.approx(waves * osl * step)
+    assert sim.num_steps == waves * osl
+
+
+def test_host_overlap_needs_the_async_scheduler_and_combines_floats_and_arrays():
+    # a synchronous engine runs its host work between steps: the overhead adds whatever host_overlap says
+    assert engine_profile("vllm", {"async_scheduling": False}).step_s(0.004, 0.003) == pytest.approx(0.007)
+    with pytest.raises(InvalidArgumentError, match="host_overlap must be true or false"):
+        engine_profile("vllm", {"host_overlap": 1})
+    assert not engine_profile("sglang").host_overlap and not engine_profile("trtllm").host_overlap
+    vllm, added = engine_profile("vllm"), engine_profile("vllm", {"host_overlap": False})
+    assert vllm.step_s(0.004, 0.003) == 0.004 and vllm.step_s(0.002, 0.003) == 0.003
+    assert added.step_s(0.004, 0.003) == pytest.approx(0.007)
+    assert list(vllm.step_s(np.array([0.004, 0.002]), np.array([0.003, 0.003]))) == [0.004, 0.003]
 
 
 def test_engine_defaults_carry_the_fitted_overheads_and_reject_negative_ones():

@@ -200,7 +200,7 @@ def plan_ring(worker: Any) -> DecodeRing | None:
                              times=[], new_blocks=new_blocks.tolist(), rounds=k))
     sequences, news, means, tokens, overhead = (np.concatenate(c) for c in columns)
     per_stage = [cost.decode_many_s(sequences, news, means, tokens) for cost in worker.stages]
-    per_stage[-1] = per_stage[-1] + overhead  # the host's step time, on the last stage (simulator.py)
+    per_stage[-1] = engine.step_s(per_stage[-1], overhead)  # the host's step time, on the last stage (simulator.py)
     stacked = np.stack(per_stage, axis=1)
     times = [np.zeros((group.rounds + 1, worker.pp)) for group in groups]
     for g, _, row, rows in spans:  # a stage takes as long as its slowest rank

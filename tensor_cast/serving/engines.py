@@ -44,6 +44,26 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
   `padded_tokens`): the token-linear ops pay for the padding rows.
 - `request_overhead_s`: the front end before the engine core sees a request (HTTP, chat template,
   tokenization); 0 by default (not fitted: see serving_overhead_fit.py), settable.
+- Host overlap (`host_overlap`): where the engine core prepares step n + 1 on the host while step n
+  runs on the GPU, the host's per-step work (`overhead_s`) hides behind the kernels and a step lasts
+  max(kernels, overhead) instead of kernels + overhead: the GPU idles only when the host takes
+  longer than the kernels. vLLM v1's `AsyncScheduler` does this (vllm/v1/core/sched/
+  async_scheduler.py: the scheduler runs one step ahead, with output placeholders for the tokens not
+  yet sampled; vllm-project/vllm#19970 "to minimize scheduler overhead by overlapping scheduling with
+  model execution"), on by default since vllm-project/vllm#27614 ("[Core] Enable async scheduling
+  by default", opened 2025-10-27, merged once the blockers of its plan vllm-project/vllm#27679 were
+  in, the last of them in late December 2025); before it, vLLM's `EngineCore.step` scheduled,
+  ran the model and processed its outputs in turn, so the host time added to every step. The vLLM
+  overheads are fitted on rows of that time (vLLM 0.12.0 and runs measured in October 2025,
+  `benchmarks/serving_fidelity.py` `vllm_scheduling`), where they add; on a current vLLM they
+  overlap. Measured on the sampled agg rows (README "Serving accuracy", "gpt-oss TPOT, term by
+  term"): predicted without any overhead, 18 of the 20 gpt-oss vLLM rows (vLLM 0.15.1 on B200,
+  0.18.0 on H100) come within 0.4 ms of their TPOT or above it, where the added 0.28 ms + 44 us x
+  64 sequences made the B200 one-GPU 64-client step 16.8 ms against 10.5 measured; the sampler's
+  kernels are not that time (64 x 201,088 logits to fp32 and their argmax move 129 MB, 16 us on a
+  B200). SGLang's and TensorRT-LLM's overheads
+  were fitted on rows that already ran their overlap schedulers, so what was fitted is the part
+  those do not hide: `host_overlap` off, the overhead adds.
 
 Async scheduling (`async_scheduling`, on for all three): the engine schedules step n+1 on the
 host while step n runs on the GPU, so the batch of step n+1 is fixed when step n starts. A
@@ -184,6 +204,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidArgumentError, choices
 
 POLICIES = ("decode_first", "prefill_first", "no_evict")
@@ -245,6 +267,7 @@ class EngineProfile:
     batch_wait_timeout_iters: int = 0  # TensorRT-LLM batch waiting: iterations new contexts wait at most (0: off)
     batch_wait_max_tokens_ratio: float = 0.0  # ... unless scheduled tokens reach this share of the budget
     scheduler_recv_interval: int = 1  # SGLang: loop weight between polls of new requests (1: every step)
+    host_overlap: bool = False  # with async_scheduling, overhead_s runs beside the kernels: max, not sum ("Host overlap")
     # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
     # SGLang --enable-flashinfer-allreduce-fusion
@@ -289,7 +312,7 @@ class EngineProfile:
         if self.scheduler_recv_interval > 1 and not self.async_scheduling:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
-        for name in ("async_scheduling", "graph_prefill", "dp_attention_divides"):
+        for name in ("async_scheduling", "graph_prefill", "dp_attention_divides", "host_overlap"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):
@@ -328,6 +351,16 @@ class EngineProfile:
         `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Overheads")."""
         return self.step_overhead_s + self.seq_overhead_s * seqs
 
+    def step_s(self, kernels_s: Any, overhead_s: Any) -> Any:
+        """A step's time from its kernels' time and its `overhead_s` (floats, or numpy arrays of
+        steps): max(kernels, overhead) with `host_overlap` on an async scheduler, else their sum
+        (a synchronous engine runs its host work between steps; "Host overlap")."""
+        if not (self.host_overlap and self.async_scheduling):
+            return kernels_s + overhead_s
+        if isinstance(kernels_s, float) and isinstance(overhead_s, float):
+            return max(kernels_s, overhead_s)
+        return np.maximum(kernels_s, overhead_s)
+
     def host_floor_s(self, prefill_tokens: int, step_tokens: int, launches: int) -> float:
         """Least time of a step whose kernels the host launches one by one (no CUDA graph):
         `eager_launch_host_s` x `launches`; 0 for a graph step (pure decode, or with `graph_prefill`
@@ -354,8 +387,11 @@ ENGINES: dict[str, EngineProfile] = {
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
         cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6, graph_prefill=True,
-        dp_routing="least_loaded",
+        dp_routing="least_loaded", host_overlap=True,
         sources={
+            "host_overlap": "AsyncScheduler (vllm/v1/core/sched/async_scheduler.py) schedules one step ahead, on by "
+                            "default since vllm-project/vllm#27614; rows of earlier versions: async_scheduling and "
+                            "host_overlap off (benchmarks/serving_fidelity.py vllm_scheduling)",
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
                                                     ">= 70 GiB non-A100 GPUs: 8192 tokens, 1024 seqs",

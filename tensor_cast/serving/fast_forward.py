@@ -193,7 +193,7 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
     costed in one vectorized call (an attention-DP worker has up to dozens of ranks, mostly of a
     few sizes)."""
     steps = np.arange(k)
-    counts, news, tokens, means, overheads = [], [], [], [], []
+    counts, news, tokens, means, overheads, engines = [], [], [], [], [], []
     for rank, batch in zip(worker.ranks, batches, strict=True):
         if not batch:
             continue
@@ -203,6 +203,7 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
         tokens.append(max(count * d, rank.engine.padded_tokens(count, d)))
         means.append(sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count + rank.tokens_per_step * steps)
         overheads.append(rank.engine.overhead_s(count))
+        engines.append(rank.engine)
     # ranks of the same sizes are costed together, their sizes as scalars (BatchCost.decode_many_s:
     # the same numbers as arrays of sizes, but the expression's terms without C are evaluated once)
     alike: dict[tuple[int, int, int], list[int]] = {}
@@ -215,6 +216,6 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
         times[rows] = (seconds if seconds.shape == stacked.shape else np.broadcast_to(seconds, stacked.shape)) \
             .reshape(len(rows), k)
     out = np.zeros(k)
-    for row, overhead in zip(times, overheads, strict=True):
-        out = np.maximum(out, row + overhead)
+    for row, overhead, engine in zip(times, overheads, engines, strict=True):
+        out = np.maximum(out, engine.step_s(row, overhead))
     return out

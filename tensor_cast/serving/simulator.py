@@ -348,7 +348,7 @@ class _Loop:
         for step, floor, overhead, tokens in parts:
             if shared is not None:  # the MoE runs at the ranks' combined tokens, not this rank's
                 step = step - worker.cost.shared_s(tokens) + shared
-            costs.append(max(step, floor) + overhead)
+            costs.append(engine.step_s(max(step, floor), overhead))
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         first = max(costs)
         horizon = self.heap[0][0] - self.now if self.heap else math.inf
@@ -472,7 +472,9 @@ class _Loop:
                 pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not chunks else None
                 grouped = BatchCost.groups(seqs)  # one grouping, costed on every stage
                 for i, cost in enumerate(worker.stages):
-                    stage = cost.grouped_s(*grouped, pad) + (engine.overhead_s(len(batch)) if i == last else 0.0)
+                    stage = cost.grouped_s(*grouped, pad)
+                    if i == last:  # the host's step work, on the last stage
+                        stage = engine.step_s(stage, engine.overhead_s(len(batch)))
                     times[i] = max(times[i], stage)
             ends = clock.run(self.now, times)
             total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
