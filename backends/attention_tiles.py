@@ -18,7 +18,14 @@ Closed forms (symbolic-safe: sizes may be sympy expressions in B, S, C). With n 
 rows per position (1 unpacked) and cb = cached keys / block, q-block j (1-based) attends
 ceil(j / g) + cb key blocks; summed over j = 1..n with q = floor(n / g), r = n - g·q:
 g·q(q+1)/2 + r(q+1) + n·cb. A window caps each q-block at cap = ceil((W - 1) / block) + 1 blocks:
-the first u = min(n, g·(cap - 1 - cb)) q-blocks are below the cap.
+the first u = min(n, g·(cap - 1 - cb)) q-blocks are below the cap. FlashAttention-3's local kernel
+instead starts each q-block's keys at its window's first key (hopper/block.h, get_n_block_min_max:
+n_offset = first position - (W - 1), the K pointers moved there), so once the window is full a
+q-block takes ceil((its positions + W - 1) / block_n) blocks whatever its offset on the key grid
+(`window_span_blocks`; `prefill_tiles(..., window_from_key=True)`): at d = 64 (192 x 160 tiles) a
+128-key window costs two blocks per q-block, not the three a grid-aligned count averages.
+A causal prompt of at most 64 packed query rows at head dim 64 or 128 runs FA3's one-MMA-warpgroup kernel
+on a 64-row q-block (`fa3_one_wg`, `FA3_ONE_WG_TILES`; `fa3_prefill_tile(..., one_wg=True)`).
 
 A decode (one query per sequence) runs split-KV: each work item (sequence, KV head; PackGQA puts a
 KV head's query heads in one item) has its n key blocks cut into `splits` CTAs of ceil(n / splits)
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 from typing import Any
 
 import sympy
@@ -88,6 +96,15 @@ FA3_PREFILL_TILES: dict[tuple[int, int], tuple[int, int, int, bool, bool]] = {
     (1, 128): (128, 160, 160, True, True), (1, 192): (128, 160, 128, True, True),
     (1, 256): (128, 128, 64, False, False),
 }
+# FlashAttention-3's one-MMA-warpgroup kernel (use_one_mma_wg: one consumer warpgroup, a 64-row q-block) for a
+# prompt of at most 64 packed query rows at head dim 64 or 128 (V's the same): head-dim bound -> (kBlockM,
+# kBlockN; 0: the two-warpgroup tile's). vLLM's FA3 fork, hopper/tile_size.h (64 x 192 at d <= 64; 64 x 128 at
+# d = 128, causal and paged) and run_mha_fwd_ (kHeadDim 64 / 128, kHeadDimV == kHeadDim). The fork's fp8 tiles
+# read here have no one-warpgroup branch; the tables' fp8 short prompts follow it all the same (fp8 prefill
+# windows 10.2 -> 9.5% held out), so it is taken for both cache dtypes: kBlockN 192 at d = 64, at d = 128 the
+# two-warpgroup tile's (128 bf16, 160 fp8).
+FA3_ONE_WG_ROWS = 64
+FA3_ONE_WG_TILES: dict[int, tuple[int, int]] = {64: (64, 192), 128: (64, 0)}
 FA3_MAX_SPLIT_BATCH = 992  # hopper/flash_api.cpp: PREPARE_VARLEN_MAX_BATCHES_1CTA; above it num_splits = 1
 
 
@@ -106,11 +123,28 @@ def _fa3_bound(table: Any, head_dim: int, kv_itemsize: int) -> tuple[int, int]:
     return kv_itemsize, bound
 
 
-def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool) -> tuple[int, int, bool]:
-    """FlashAttention-3's prefill (kBlockM, kBlockN, IntraWGOverlap) (`FA3_PREFILL_TILES`)."""
-    block_m, causal_n, local_n, causal_overlap, local_overlap = FA3_PREFILL_TILES[
-        _fa3_bound(FA3_PREFILL_TILES, head_dim, kv_itemsize)]
+def fa3_prefill_tile(head_dim: int, kv_itemsize: int, window: bool, one_wg: bool = False) -> tuple[int, int, bool]:
+    """FlashAttention-3's prefill (kBlockM, kBlockN, IntraWGOverlap) (`FA3_PREFILL_TILES`); `one_wg`: its
+    one-MMA-warpgroup tile for a short causal prompt (`FA3_ONE_WG_TILES`, `fa3_one_wg`)."""
+    bound = _fa3_bound(FA3_PREFILL_TILES, head_dim, kv_itemsize)
+    block_m, causal_n, local_n, causal_overlap, local_overlap = FA3_PREFILL_TILES[bound]
+    if one_wg and not window and bound[1] in FA3_ONE_WG_TILES:
+        block_m, block_n = FA3_ONE_WG_TILES[bound[1]]
+        return block_m, block_n or causal_n, True
     return (block_m, local_n, local_overlap) if window else (block_m, causal_n, causal_overlap)
+
+
+def fa3_one_wg(shape: AttentionShape, pack_gqa: bool) -> Any:
+    """1 where FA3 runs its one-MMA-warpgroup kernel for the shape, else 0 (symbolic-safe in the prompt
+    length): a head dim it has the tile for (64 or 128, V's the same) and at most `FA3_ONE_WG_ROWS` query
+    rows a q-block would hold (the prompt's positions x the query heads PackGQA puts in one)."""
+    d = max(shape.head_dim, shape.v_dim)
+    if shape.head_dim != shape.v_dim or not fa3_runs(shape):
+        return 0
+    if _fa3_bound(FA3_PREFILL_TILES, d, shape.kv_itemsize)[1] not in FA3_ONE_WG_TILES:
+        return 0
+    g = shape.q_heads // shape.kv_heads if pack_gqa else 1
+    return smin(1, smax(0, FA3_ONE_WG_ROWS + 1 - shape.q_len * g))
 
 
 def fa3_runs(shape: AttentionShape) -> bool:
@@ -162,8 +196,24 @@ def _causal_blocks(n: Any, p: int, q: int = 1) -> Any:
     return p * n * (n + 1) / (2 * q) + (q - 1) * n / (2 * q)
 
 
-def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: int | None = None) -> PrefillTiles:
-    """Tiles of `block` (q-block rows) x `block_n` (keys; default `block`) over the shape."""
+def window_span_blocks(block: int, block_n: int, g: int, window: int) -> tuple[Fraction, int]:
+    """(mean, most) key blocks of a q-block once its window is full, in FlashAttention-3's local kernel,
+    which starts each q-block's keys at its window's first key (hopper/block.h, get_n_block_min_max:
+    n_offset = m_idx_min - window_size_left, K pointers moved there): ceil((rows / g + W - 1) / block_n)
+    for the positions its packed rows cover (they vary with j mod g / gcd(block, g); one period)."""
+    period = g // gcd(block, g)
+    counts = []
+    for j in range(period):
+        first, last = (j * block) // g, ((j + 1) * block - 1) // g + 1  # positions [first, last)
+        counts.append(-(-(last - first + window - 1) // block_n))
+    return Fraction(sum(counts), period), max(counts)
+
+
+def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: int | None = None,
+                  window_from_key: bool = False) -> PrefillTiles:
+    """Tiles of `block` (q-block rows) x `block_n` (keys; default `block`) over the shape. `window_from_key`:
+    a window's key blocks start at its first key (FlashAttention-3's local kernel, `window_span_blocks`),
+    not on the key-block grid."""
     heads, kv_heads = shape.q_heads, shape.kv_heads
     if pack_gqa and not (isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads == 0):
         raise ValueError(f"PackGQA needs integer query heads divisible by KV heads, got {heads} / {kv_heads}")
@@ -175,7 +225,14 @@ def prefill_tiles(shape: AttentionShape, block: int, pack_gqa: bool, block_n: in
     n = cdiv(shape.q_len * g, block)  # q-blocks per column
     cached = (shape.keys - shape.q_len) / block_n  # key blocks before the chunk (chunked prefill)
     full_longest = cdiv(n * p, q) + cached
-    if shape.window > 0:
+    if shape.window > 0 and window_from_key:
+        mean, most = window_span_blocks(block, block_n, g, shape.window)
+        cap: Any = sympy.Rational(mean.numerator, mean.denominator) if mean.denominator != 1 else int(mean)
+        # q-blocks whose first position is short of a full window: they start at key 0 (causal blocks)
+        below = smin(n, smax(0, cdiv((shape.window - 1 - (shape.keys - shape.q_len)) * g, block)))
+        per_column = _causal_blocks(below, p, q) + below * cached + (n - below) * cap
+        longest = smin(full_longest, most)
+    elif shape.window > 0:
         if p == 1:  # q-blocks start on k-block bounds: a window touches whole-block spans
             cap = cdiv(shape.window - 1, block_n) + 1
         else:  # q-blocks start anywhere in a k-block: the mean k-blocks a span of block / g + W - 1 keys touches

@@ -14,10 +14,10 @@ into time,
 Every value may be a sympy expression in B, S, C (Max/Min/ceiling only, no Python `if` on a
 size), so a symbolic trace keeps working.
 
-Why one file of ~830 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
+Why one file of ~890 lines: the key table (`EFFICIENCY_KEYS`, bounds, `MODEL_DEFAULTS`), its
 validator and the shape models that read those keys change together (a new kernel term is a key,
 a bound, a default and a model); the per-kind models are sections below (GEMM, quantization,
-attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~340
+attention with its MLA / DSA / gated-DeltaNet variants). The attention section has grown to ~390
 lines with FlashAttention-3's kernel facts (its tile tables live in `attention_tiles.py`): it is
 the next to move into a module of its own, the key table staying here.
 
@@ -107,11 +107,18 @@ Shape models (one function per kind, in the `SHAPE_MODELS` table) refine these:
   `attention_prefill_tail`, plus per call `attention_prefill_latency_us`, per CTA
   `attention_prefill_cta_us` / SMs, per new token and KV head `attention_prefill_kv_ns`
   (× head_dim / 128: the cache append, its own kernel), per new token `attention_prefill_token_ns`
-  (the append's thread block per token) and per new token and query head
+  (the append's thread block per token), per round of the append's resident blocks
+  `attention_prefill_append_block_us` (`attention_append.append_rounds`: one block of
+  min(KV heads × head_dim, `attention_append_threads`) threads per token, min(`attention_sm_blocks`,
+  `attention_sm_threads` / threads) resident per SM) and per new token and query head
   `attention_prefill_q_ns` (× head_dim / 128: an 8-bit cache's static fp8 quantization of the
   query, vLLM's `scaled_fp8_quant` before FlashAttention-3's fp8 kernel). The attention kernel's
   own bytes (Q, the cached K/V, O: the counted bytes less the append read and written) stream at
-  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache.
+  `attention_prefill_memory` of HBM. `attention_fp8kv_prefill_*` for an 8-bit KV cache. A window
+  runs the local kernel only while it is shorter than the keys (`window_runs`: FA3 drops one that
+  covers them, causal tile and all); FA3's local kernel starts each q-block's keys at its window's
+  first key (`attention_tiles.window_span_blocks`); a causal prompt of at most 64 packed query rows at
+  d = 64 / 128 runs FA3's one-MMA-warpgroup tile (`attention_tiles.fa3_one_wg`).
   Multi-head latent attention (`MLAShape`) in a section with `attention_mla_*` keys: the core at
   `attention_mla_{compute,memory}`, plus per call `attention_mla_latency_us`, per new token
   `attention_mla_token_ns` and per new token and local head `attention_mla_head_token_ns`;
@@ -157,9 +164,11 @@ import sympy
 
 from ..errors import InvalidProfileError
 from ..sizes import cdiv, smax, smin
+from .attention_append import append_rounds
 from .attention_tiles import (
     FA3_MAX_SPLIT_BATCH,
     decode_tiles,
+    fa3_one_wg,
     fa3_prefill_tile,
     fa3_runs,
     prefill_tiles,
@@ -223,10 +232,14 @@ _MODEL_KEYS: dict[str, tuple[float, float]] = {
     # the tiled prefill model (engine sections): see attention_efficiency
     "attention_prefill_block": (16.0, 512.0),
     "attention_prefill_pack_gqa": (0.0, 1.0),
+    "attention_append_threads": (0.0, 4096.0),
+    "attention_sm_threads": (1.0, 65536.0),
+    "attention_sm_blocks": (1.0, 1024.0),
     **{f"attention{kv}_prefill_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("latency_us", _NONNEGATIVE), ("cta_us", _NONNEGATIVE), ("tail", (0.0, 4.0)),
         ("kv_ns", _NONNEGATIVE), ("q_ns", _NONNEGATIVE), ("memory", _FRACTION),
-        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)), ("window_cta_us", _NONNEGATIVE))},
+        ("score_flops", (0.0, 4096.0)), ("token_ns", _NONNEGATIVE), ("serial_flops", (0.0, 4096.0)), ("window_cta_us", _NONNEGATIVE),
+        ("append_block_us", _NONNEGATIVE))},
     # multi-head latent attention (engine sections): see _mla_efficiency
     **{f"attention{kv}_mla_{name}": bounds for kv in ("", "_fp8kv") for name, bounds in (
         ("compute", _FRACTION), ("memory", _FRACTION), ("latency_us", _NONNEGATIVE), ("token_ns", _NONNEGATIVE),
@@ -749,19 +762,66 @@ def _window_cta_us(shape: AttentionShape, table: Mapping[str, Any], name: str) -
     return extra * smin(1, smax(0, shape.keys - shape.window))
 
 
+def window_runs(shape: AttentionShape) -> Any:
+    """1 when the sliding-window (local) kernel runs, 0 when it does not (symbolic-safe): FlashAttention
+    drops a window that covers every key (FA3's flash_api.cpp: window_size_left >= max_seqlen_k - 1, with
+    vLLM's window_size_left = W - 1) and runs its causal kernel, causal tile and all."""
+    if shape.window <= 0:
+        return 0
+    return smin(1, smax(0, shape.keys - shape.window))
+
+
 def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The prefill kernel FlashAttention runs for the shape: its local (sliding-window) kernel while the
+    window is shorter than the keys, else its causal one over the whole prompt (`window_runs`); the causal
+    one on FA3's one-MMA-warpgroup tile for a short prompt (`attention_tiles.fa3_one_wg`)."""
+    local = window_runs(shape)
+    causal = _causal_kernel(base, counts, replace(shape, window=0), profile)
+    if isinstance(local, int):
+        return _prefill_kernel(base, counts, shape, profile) if local else causal
+    return _blend(causal, _prefill_kernel(base, counts, shape, profile), local)
+
+
+def _causal_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile) -> Efficiency:
+    """The causal kernel, on FA3's one-MMA-warpgroup tile where it runs (symbolic-safe blend)."""
+    table = profile.efficiency
+    if not (table.get("attention_fa3_tiles", 0) and fa3_runs(shape)):
+        return _prefill_kernel(base, counts, shape, profile)
+    pack = bool(table.get("attention_prefill_pack_gqa", 0))
+    one_wg = fa3_one_wg(shape, pack)
+    if isinstance(one_wg, int):
+        return _prefill_kernel(base, counts, shape, profile, one_wg=bool(one_wg))
+    return _blend(_prefill_kernel(base, counts, shape, profile),
+                  _prefill_kernel(base, counts, shape, profile, one_wg=True), one_wg)
+
+
+def _append_rounds(shape: AttentionShape, table: Mapping[str, Any], sms: int) -> Any:
+    """Rounds of the cache append's resident thread blocks (`attention_append.append_rounds`), 0 in a
+    section without `attention_append_threads` (vLLM's block cap)."""
+    cap = int(table.get("attention_append_threads", 0))
+    if not cap:
+        return 0
+    return append_rounds(shape, sms, cap, int(table.get("attention_sm_threads", 2048)),
+                         int(table.get("attention_sm_blocks", 32)))
+
+
+def _prefill_kernel(base: Efficiency, counts: Counts, shape: AttentionShape, profile: DeviceProfile,
+                    one_wg: bool = False) -> Efficiency:
     """The tiled prefill kernel: time = padded tiles (each with its unhidden softmax per score) + tail x
     the longest CTA at the prefill compute fraction, plus latency, a cost per CTA (over the SMs), per
     new token and KV head (the cache append) and per new token and query head (an 8-bit cache's query
-    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction."""
+    quantization); the kernel's own bytes, without the append's, at the prefill memory fraction. A
+    shape with a window runs the local kernel, `one_wg` FA3's one-MMA-warpgroup tile (the caller decides
+    whether they run)."""
     table = profile.efficiency
     block = block_n = int(table.get("attention_prefill_block", 128))
-    serial = False
+    serial = fa3 = False
     if table.get("attention_fa3_tiles", 0) and fa3_runs(shape):  # FA3's own tile for the head dim, dtype, window
         block, block_n, overlap = fa3_prefill_tile(max(shape.head_dim, shape.v_dim), shape.kv_itemsize,
-                                                   shape.window > 0)
-        serial = not overlap
-    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n)
+                                                   shape.window > 0, one_wg)
+        serial, fa3 = not overlap, True
+    # FA3's local kernel starts a q-block's keys at its window's first key (attention_tiles.window_span_blocks)
+    tiles = prefill_tiles(shape, block, bool(table.get("attention_prefill_pack_gqa", 0)), block_n, window_from_key=fa3)
     compute = _kv_key(shape, table, "prefill_compute", base.compute)
     tail = _kv_key(shape, table, "prefill_tail", 0.0)
     cta_us = _kv_key(shape, table, "prefill_cta_us", 0.0)
@@ -782,6 +842,7 @@ def _prefill_efficiency(base: Efficiency, counts: Counts, shape: AttentionShape,
                   # the append launches one thread block per new token (vLLM cache_kernels.cu,
                   # reshape_and_cache_flash: grid(num_tokens)), whatever its K/V width
                   + _kv_key(shape, table, "prefill_token_ns", 0.0) * 1e-3 * shape.batch * shape.q_len
+                  + _append_rounds(shape, table, sms) * _kv_key(shape, table, "prefill_append_block_us", 0.0)
                   + _kv_key(shape, table, "prefill_q_ns", 0.0) * 1e-3 * shape.batch * shape.q_len * shape.q_heads
                   * shape.head_dim / 128)
     memory = base.memory

@@ -92,6 +92,13 @@ PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 ca
 MAX_SPLITS = 32
 
 
+# The cache append's launch (vLLM csrc/cache_kernels.cu, reshape_and_cache_flash: grid(num_tokens),
+# block(min(num_heads * head_size, 512))) and the SM limits it runs under (CUDA compute capability 9.0 and
+# 10.0: at most 2,048 resident threads and 32 resident blocks per SM).
+APPEND_LIMITS = {"efficiency.attention_append_threads": 512, "efficiency.attention_sm_threads": 2048,
+                 "efficiency.attention_sm_blocks": 32}
+
+
 def prefill_stage(name: str, kv: str, note: str, extra: tuple[cf.Param, ...] = ()) -> cf.Stage:
     a = f"efficiency.attention{kv}_prefill"
     return cf.Stage(name, (
@@ -112,10 +119,15 @@ def prefill_stage(name: str, kv: str, note: str, extra: tuple[cf.Param, ...] = (
                                                    "intra-warpgroup overlap (bf16 d <= 64 with a window, fp8 d = 256 "
                                                    "on paged KV), which runs between the MMAs, in tensor-FLOP "
                                                    "equivalents"),
+        P(f"{a}_append_block_us", 2.0, 0.0, 50.0, "lifetime of one cache-append thread block (one new token) on "
+                                                  "an SM, paid once per round of resident blocks"),
         *extra,
-    ), fixed={"efficiency.attention_prefill_block": PREFILL_BLOCK},
+    ), fixed={"efficiency.attention_prefill_block": PREFILL_BLOCK, **APPEND_LIMITS},
         note=f"tiled prefill kernel ({note}): FlashAttention-3's kBlockM x kBlockN by head dim, cache dtype and "
-             f"window with PackGQA on Hopper (hopper/tile_size.h), 128 x 128 unpacked on Blackwell (TRT-LLM FMHA)")
+             f"window with PackGQA on Hopper (hopper/tile_size.h), 128 x 128 unpacked on Blackwell (TRT-LLM FMHA); "
+             f"a window as long as the prompt dropped (hopper/flash_api.cpp); the cache append one block of "
+             f"min(KV heads x d, 512) threads per new token (vLLM csrc/cache_kernels.cu, reshape_and_cache_flash), at "
+             f"most 2,048 threads and 32 blocks resident per SM (CUDA compute capability 9.0 / 10.0)")
 
 
 def mla_stage(name: str, kv: str, note: str) -> cf.Stage:

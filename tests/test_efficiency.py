@@ -286,11 +286,12 @@ PREFILL = {"attention_compute": 0.6, "attention_memory": 0.9, "attention_latency
            "attention_prefill_pack_gqa": 1, "attention_prefill_block": 128}
 
 
-def prefill_call(b, s, c, hq=32, hkv=8, d=128):
+def prefill_call(b, s, c, hq=32, hkv=8, d=128, window=0):
     q = TensorInfo(shape=(b, hq, s, d), dtype=torch.bfloat16)
     k = TensorInfo(shape=(b, hkv, s, d), dtype=torch.bfloat16)
     out = TensorInfo(shape=(b, s, hq, d), dtype=torch.bfloat16)
-    return OpCall(op=torch.ops.tensor_cast.attention.default, args=(q, k, k, c, 0.1, True, 0, None), outputs=(out,))
+    return OpCall(op=torch.ops.tensor_cast.attention.default, args=(q, k, k, c, 0.1, True, window, None),
+                  outputs=(out,))
 
 
 def test_prefill_time_is_padded_tiles_plus_tail_plus_per_cta_and_per_token_costs():
@@ -354,6 +355,75 @@ def test_tiled_prefill_is_symbolic_safe():
     expr = op_time(kv_cache_attention(prefill_call(B, S, C)), "attention", profile, ExecutionMode("always")).time_s
     for b, s, c in ((1, 2048, 0), (64, 1, 4096), (2, 100, 256), (4, 16, 0)):
         value = op_time(kv_cache_attention(prefill_call(b, s, c)), "attention", profile, ExecutionMode("always")).time_s
+        point = {B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)}
+        assert float(expr.xreplace(point)) == pytest.approx(float(value), rel=1e-9)
+
+
+# the cache append's launch (vLLM reshape_and_cache_flash) and the SM limits it runs under
+APPEND = {"attention_append_threads": 512, "attention_sm_threads": 2048, "attention_sm_blocks": 32,
+          "attention_prefill_append_block_us": 2.0}
+
+
+@pytest.mark.parametrize("hq, hkv, d, rounds", [
+    (32, 8, 128, 5.0),   # 8 x 128 -> 512 threads a block, 4 resident per SM: 2,000 tokens / (100 SMs x 4)
+    (8, 1, 64, 0.625),   # 64 threads, 32 resident (the block limit): 2,000 / 3,200
+    (16, 2, 128, 2.5),   # 256 threads, 8 resident: 2,000 / 800
+])
+def test_prefill_pays_the_cache_appends_rounds_of_resident_blocks(hq, hkv, d, rounds):
+    """One append block per new token, min(KV heads x d, 512) threads, min(32, 2,048 / threads) resident per
+    SM: each round of them costs append_block_us (2 us), by hand on B = 2 x 1000 tokens, 100 SMs."""
+    call = kv_cache_attention(prefill_call(2, 1000, 0, hq=hq, hkv=hkv, d=d))
+    with_append = op_time(call, "attention", synthetic(**PREFILL, **APPEND), IN_GRAPH).latency_s
+    without = op_time(call, "attention", synthetic(**PREFILL), IN_GRAPH).latency_s
+    assert float(with_append - without) == pytest.approx(rounds * 2.0e-6, rel=1e-9)
+
+
+FA3 = {**PREFILL, "attention_fa3_tiles": 1, "attention_prefill_window_cta_us": 1.0,
+       "attention_prefill_serial_flops": 256.0}
+
+
+def test_a_window_covering_the_prompt_runs_the_causal_kernel():
+    """FA3 drops a window as long as the keys (flash_api.cpp: window_size_left = W - 1 >= seqlen_k - 1):
+    a 128-token prompt under a 128-key window costs the causal kernel (192 x 128 tile at d = 64, overlapped
+    softmax), a 1,000-token one the local kernel (192 x 160 tile, serial softmax, its CTA cost)."""
+    profile = synthetic(**FA3)
+
+    def time(s, window):
+        return float(op_time(kv_cache_attention(prefill_call(2, s, 0, d=64, window=window)), "attention", profile,
+                             IN_GRAPH).time_s)
+
+    assert time(128, 128) == time(128, 0)
+    assert time(100, 128) == time(100, 0)
+    assert time(1000, 128) != time(1000, 0)
+    # symbolic S: the blend picks the same kernel as the concrete size on either side of the window
+    expr = op_time(kv_cache_attention(prefill_call(2, S, 0, d=64, window=128)), "attention", profile,
+                   IN_GRAPH).time_s
+    for s in (100, 128, 1000):
+        assert float(expr.xreplace({S: sympy.Integer(s)})) == pytest.approx(time(s, 128), rel=1e-9)
+
+
+@pytest.mark.parametrize("s, block_m", [(64, 64), (65, 128)])
+def test_a_short_prompt_runs_fa3s_one_warpgroup_tile(s, block_m):
+    """At most 64 query rows (8 / 8 heads, d = 128, PackGQA) run FA3's one-MMA-warpgroup kernel: one 64 x 128
+    tile a column at 64 tokens, one 128 x 128 tile at 65, by hand (B = 2: 16 columns, 100 SMs)."""
+    b, hq, hkv, d = 2, 8, 8, 128
+    cost = op_time(kv_cache_attention(prefill_call(b, s, 0, hq=hq, hkv=hkv, d=d)), "attention", synthetic(**FA3),
+                   IN_GRAPH)
+    tile = 4 * d * block_m * 128
+    softmax = 4 * b * hq * s * (s + 1) / 2
+    compute = ((b * hkv + PREFILL["attention_prefill_tail"] * SMS) * tile
+               / (PEAK_TFLOPS * 1e12 * PREFILL["attention_prefill_compute"]) + softmax / (50e12 * 0.5))
+    assert float(cost.compute_s) == pytest.approx(compute, rel=1e-9)
+    expr = op_time(kv_cache_attention(prefill_call(b, S, 0, hq=hq, hkv=hkv, d=d)), "attention", synthetic(**FA3),
+                   IN_GRAPH).time_s
+    assert float(expr.xreplace({S: sympy.Integer(s)})) == pytest.approx(float(cost.time_s), rel=1e-9)
+
+
+def test_tiled_prefill_with_append_and_window_is_symbolic_safe():
+    profile = synthetic(**FA3, **APPEND)
+    expr = op_time(kv_cache_attention(prefill_call(B, S, C, window=256)), "attention", profile, IN_GRAPH).time_s
+    for b, s, c in ((1, 2048, 0), (2, 100, 256), (4, 16, 0), (3, 300, 0)):
+        value = op_time(kv_cache_attention(prefill_call(b, s, c, window=256)), "attention", profile, IN_GRAPH).time_s
         point = {B: sympy.Integer(b), S: sympy.Integer(s), C: sympy.Integer(c)}
         assert float(expr.xreplace(point)) == pytest.approx(float(value), rel=1e-9)
 
