@@ -124,7 +124,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   the pool's attention-DP ranks by the engine) and `--max-running-requests` // dp (`bs`, per rank)
   where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`;
   a few srt-slurm recipes so far), else the engine's defaults. MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
-  draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (README, "MTP
+  draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (docs/serving_accuracy.md, "MTP
   acceptance"); `--mtp-acceptance A` is the what-if.
 - agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
   without MTP (SGLang `dsr1_fp8_b200_mtp.sh` / `dsr1_fp4_b200_mtp.sh`: EAGLE, `--speculative-num-steps 2`,
@@ -710,7 +710,7 @@ def main() -> int:
     ap.add_argument("--mtp-acceptance", type=float, default=None,
                     help="what-if: per-draft MTP acceptance of every MTP row (simulate's mtp_acceptance; default "
                          "tensor_cast's DEFAULT_ACCEPTANCE, 0.85: no public figure for DeepSeek-R1 on sa-bench's random "
-                         "prompts, README 'MTP acceptance')")
+                         "prompts, docs/serving_accuracy.md 'MTP acceptance')")
     ap.add_argument("--no-agg-mtp", action="store_true",
                     help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: docstring, agg MTP)")
     ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",

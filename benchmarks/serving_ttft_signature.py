@@ -15,7 +15,7 @@ at long prompts, where the step is GPU-bound, is not a host-launch floor.
 With `--simulate`: the TensorRT-LLM Llama-3.1-8B H100 rows simulated as in serving_fidelity.py and
 again with one running request fewer than the clients (max_num_seqs = c - 1): the what-if of a
 request that waits for the next completion. It is not a default: the same engine version's
-Qwen3 rows of the same source have k ~ 0 (see README "Serving accuracy").
+Qwen3 rows of the same source have k ~ 0 (see docs/serving_accuracy.md, the TensorRT-LLM `aic-eval` run-set artefact).
 """
 
 from __future__ import annotations

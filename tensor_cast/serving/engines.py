@@ -56,7 +56,7 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
   ran the model and processed its outputs in turn, so the host time added to every step. The vLLM
   overheads are fitted on rows of that time (vLLM 0.12.0 and runs measured in October 2025,
   `benchmarks/serving_fidelity.py` `vllm_scheduling`), where they add; on a current vLLM they
-  overlap. Measured on the sampled agg rows (README "Serving accuracy", "gpt-oss TPOT, term by
+  overlap. Measured on the sampled agg rows (docs/serving_accuracy.md, "gpt-oss TPOT, term by
   term"): predicted without any overhead, 18 of the 20 gpt-oss vLLM rows (vLLM 0.15.1 on B200,
   0.18.0 on H100) come within 0.4 ms of their TPOT or above it, where the added 0.28 ms + 44 us x
   64 sequences made the B200 one-GPU 64-client step 16.8 ms against 10.5 measured; the sampler's
