@@ -9,7 +9,8 @@ Owns:
   return `Counts`; they never import device code;
 - `device.py` and `profiles/*.toml`: device profiles as validated data (peaks, memory,
   interconnect, efficiency and overhead parameters, each with its source);
-- `efficiency.py`: how close a kernel of a kind and shape gets to the peaks;
+- `efficiency.py`: how close a kernel of a kind and shape gets to the peaks (its key table, the GEMM
+  and quantization models; attention's in `attention_efficiency.py`, MoE's in `moe_tiles.py`);
 - `roofline.py`: `op_time(counts, kind, profile, mode)`, the only place counts become seconds;
 - `communication.py`: collective time over the interconnect model.
 Must not: know about graphs, passes, models or reports.
