@@ -40,6 +40,7 @@ from types import MappingProxyType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import aic_engine_kernels as aek  # noqa: E402
 import aic_tables as at  # noqa: E402
 import calibration_fit as cf  # noqa: E402
 from calibration_cases import Case  # noqa: E402
@@ -49,7 +50,7 @@ from tensor_cast.backends.device import DeviceProfile, load_device  # noqa: E402
 from tensor_cast.backends.moe_tiles import ROUTING_PATH_KERNELS, kernel_for  # noqa: E402
 
 P = cf.Param
-CUSTOM_MAX_MIB = 8.0  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
+CUSTOM_MAX_MIB = aek.VLLM.custom_max_mib  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
 
 
 def gemm_stage(variant: str, tile_n: int, note: str, extra: tuple[cf.Param, ...] = (),
@@ -86,15 +87,15 @@ def collective_stage(name: str, key: str, note: str, extra: tuple[cf.Param, ...]
 # architecture: FlashAttention-3 (Hopper) takes PackGQA on every varlen call, as vLLM's prefill is;
 # FlashInfer's TRT-LLM FMHA (Blackwell) follows the tables better unpacked (held-in error 14% vs
 # 16% packed on B200's bf16 rows), one CTA column per query head.
-PACK_GQA = {"hopper": 1, "blackwell": 0}
+PACK_GQA = dict(aek.VLLM.pack_gqa)  # per engine: EngineKernels.pack_gqa
 # Whether the decode runs FlashAttention-3's own k-blocks, split rule and window blocks
 # (`attention_tiles.decode_tiles(..., fa3=True)`), by architecture: vLLM's FA3 on Hopper; Blackwell
 # runs FlashInfer's TRT-LLM decode kernel, modelled with 128-key blocks.
-FA3_TILES = {"hopper": 1, "blackwell": 0}
+FA3_TILES = dict(aek.VLLM.fa3_tiles)  # per engine: EngineKernels.fa3_tiles
 PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 causal: 128 x 128)
 # vLLM caps FlashAttention's split-KV at VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH (default 32,
 # vllm/envs.py) for decodes captured in CUDA graphs, as every decode step of a serving run is.
-MAX_SPLITS = 32
+MAX_SPLITS = aek.VLLM.max_splits  # per engine: EngineKernels.max_splits
 
 
 # The cache append's launch (vLLM csrc/cache_kernels.cu, reshape_and_cache_flash: grid(num_tokens),
@@ -197,12 +198,7 @@ def dsa_stage(name: str, kv: str, note: str, indexer: bool) -> cf.Stage:
 # kernel takes 64 or 128 heads (`_compute_fp8_decode_padded_heads`); with an fp8 cache and fewer than 32 local heads
 # prefill runs the fp8 decode kernel too (MIN_HEADS_FOR_BF16_PREFILL). On Blackwell vLLM runs FlashInfer's sparse MLA
 # instead for a bf16 cache at <= 16 local heads and for every fp8 cache (the tables' kernel_source): no padding there.
-DSA_KERNEL_SWITCHES = {
-    "hopper": {"efficiency.attention_dsa_head_pad": 64, "efficiency.attention_fp8kv_dsa_head_pad": 64,
-               "efficiency.attention_fp8kv_dsa_prefill_min_heads": 32},
-    "blackwell": {"efficiency.attention_dsa_head_pad": 128, "efficiency.attention_dsa_pad_min_heads": 17,
-                  "efficiency.attention_fp8kv_dsa_head_pad": 0},
-}
+DSA_KERNEL_SWITCHES = {arch: dict(v) for arch, v in aek.VLLM.dsa_kernel_switches.items()}  # per engine
 # vLLM's indexer key cache per token: 128 fp8 values and one fp32 scale (whatever the KV cache dtype)
 INDEXER_KEY_BYTES = 132
 DSA_STAGES = (dsa_stage("dsa", "", "bf16 latent cache", indexer=True),
@@ -425,11 +421,9 @@ def held_out(case: Case) -> bool:
 
 
 def usable(case: Case) -> bool:
-    """Rows whose kernel the engine runs for that shape: vLLM's custom all-reduce only up to its
-    size limit (larger all-reduces go to NCCL)."""
-    if case.stage == "custom all_reduce":
-        return case.row.params["elements"] * 2 <= CUSTOM_MAX_MIB * 2**20
-    return True
+    """Rows whose kernel the engine runs for that shape: its custom all-reduce only up to its size
+    limit (`EngineKernels.custom_max_mib`; larger all-reduces go to NCCL)."""
+    return case.row.extra != at.ABOVE_CUSTOM_LIMIT
 
 
 def isolated(case: Case) -> bool:
@@ -461,29 +455,36 @@ class EngineFit:
 
 
 def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stages: Sequence[cf.Stage] = STAGES,
-               digits: int = 3, warm_start: bool = False) -> EngineFit:
+               digits: int = 3, warm_start: bool = False, engine: aek.EngineKernels = aek.VLLM) -> EngineFit:
     """Every stage on its fitted families (held-out ones excluded), earlier stages' values fixed.
     `warm_start`: each parameter starts at `base`'s value where it has one (a refit from a shipped
-    section), not at the stage's default start."""
+    section), not at the stage's default start. `engine`: whose kernels the cases timed (its
+    structural switches are fixed, `aic_engine_kernels.EngineKernels`)."""
     train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c)]
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
     current = base
-    pack = PACK_GQA.get(base.architecture, 0)
+    pack = engine.pack_gqa.get(base.architecture, 0)
     for stage in stages:
+        if stage.name in engine.stage_notes:
+            stage = replace(stage, note=engine.stage_notes[stage.name])
+        if stage.name.startswith("attention decode") and "efficiency.attention_max_splits" in stage.fixed:
+            stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_max_splits": engine.max_splits})
+        if stage.name == "custom all_reduce":
+            stage = replace(stage, fixed={**stage.fixed, f"efficiency.{CUSTOM_MAX_KEY}": engine.custom_max_mib})
         if stage.name.startswith("attention prefill"):
-            fa3 = FA3_TILES.get(base.architecture, 0)
+            fa3 = engine.fa3_tiles.get(base.architecture, 0)
             # FA3's tiles on Hopper; serial_flops only means something for FA3's kernels without overlap
             stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_prefill_pack_gqa": pack,
                                           "efficiency.attention_fa3_tiles": fa3},
                             params=tuple(p for p in stage.params if fa3 or not p.key.endswith("_serial_flops")))
         if stage.name == "attention decode":
             stage = replace(stage, fixed={**stage.fixed,
-                                          "efficiency.attention_fa3_tiles": FA3_TILES.get(base.architecture, 0)})
+                                          "efficiency.attention_fa3_tiles": engine.fa3_tiles.get(base.architecture, 0)})
         if stage.name.startswith("dsa"):
             kv = "_fp8kv" if stage.name.endswith("fp8kv") else ""
-            switches = {k: v for k, v in DSA_KERNEL_SWITCHES.get(base.architecture, {}).items()
+            switches = {k: v for k, v in engine.dsa_kernel_switches.get(base.architecture, {}).items()
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
         if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
@@ -586,14 +587,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default="gemm,attention,moe,collectives,mla,dsa,gdn")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
-    cases = at.all_cases(args.aic, args.families.split(","))
+    tables = aek.kernels(aek.engine_of(args.aic))  # whose kernels the tables timed, from their framework column
+    cases = at.all_cases(args.aic, args.families.split(","), engine=tables)
     profile = load_device(args.device, args.engine)
     if args.refit:
-        fit = fit_engine(cases, engine_profile(load_device(args.device, "torch"), {}), provenance=args.aic)
+        fit = fit_engine(cases, engine_profile(load_device(args.device, "torch"), {}), provenance=args.aic,
+                         engine=tables)
         profile = fit.profile
         for key, value in sorted(fit.values.items()):
             print(f"{key} = {value}")
-    print(f"{profile.name}, efficiency section {profile.engine}, vs {args.aic} (vLLM 0.24 kernels)\n")
+    print(f"{profile.name}, efficiency section {profile.engine}, vs {args.aic} ({tables.label})\n")
     print(error_table(class_errors(cases, profile), args.markdown))
     print()
     gemms = [c for c in cases if c.stage.startswith("gemm")]

@@ -78,7 +78,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aic_engine_kernels as aek
 import torch
+from aic_engine_kernels import VLLM, EngineKernels
 from calibration_cases import IN_GRAPH, Case, Op, Row, _rms_norm_eager, meta, meta_op
 
 from tensor_cast.backends.roofline import ExecutionMode
@@ -86,16 +88,17 @@ from tensor_cast.deployment.quantization import PER_TENSOR
 
 tc, aten = torch.ops.tensor_cast, torch.ops.aten
 FP8 = torch.float8_e4m3fn
-GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}
-# The kernel vLLM 0.24 runs for each GEMM dtype (the tables time several for fp8_block).
-GEMM_KERNELS = {"bf16": ("torch.nn.functional.linear",), "fp8": ("CutlassFP8ScaledMMLinearKernel",),
-                "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",)}
+# Which kernel_source rows each engine's stages read, and how they were launched: aic_engine_kernels.py
+# (`EngineKernels`, one entry per engine; the engine is the tables' `framework`). The vLLM names below
+# are kept for importers.
+GEMM_DTYPES = dict(VLLM.gemm_dtypes)
+GEMM_KERNELS = dict(VLLM.gemm_kernels)
 # DeepGEMM rows never take less than ~80 us (H100) / ~170 us (B200) per call, at any shape up to
 # where the GPU time passes it (then latency follows the FLOPs: max(floor, GPU), not a sum): the
 # launcher's host-side work per call is in them. They are costed as eager launches, which pay
 # `gemm_fp8_block_call_floor_us`; a CUDA-graph replay does not.
 HOST_TIMED = ExecutionMode(cuda_graphs="never")
-HOST_TIMED_GEMMS = ("fp8_block",)
+HOST_TIMED_GEMMS = VLLM.host_timed_gemms
 COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
                "alltoall": "all_to_all"}
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
@@ -104,28 +107,9 @@ ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "int8": 1}
 # weights with MXFP8 activations, two expert configurations on B200 -> w4a8_mxfp4_mxfp8).
 MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8", "w4a16_mxfp4": "mxfp4",
               "w4a8_mxfp4_mxfp8": "w4a8_mxfp4_mxfp8", "int4_wo": "w4a16", "nvfp4": "nvfp4"}
-# The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on
-# Hopper Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel; gpt-oss MXFP4:
-# the OAI triton_kernels), on Blackwell FlashInfer's TRT-LLM kernels; int4 on both: Marlin
-# (backends/moe_tiles.py MOE_KERNELS says the same per architecture).
-MOE_KERNELS = {"bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
-                            "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"),
-               "fp8_block": ("vllm_fp8moe_triton_tritonexperts",
-                             "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"),
-               "fp8": ("vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
-                       "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"),
-               "w4a16_mxfp4": ("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
-                               "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic"),
-               "w4a8_mxfp4_mxfp8": ("vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular",),
-               "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
-               "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}
-# MoE kernels vLLM runs only when a launch flag selects them, with the scheme that costs them
-# (`moe_tiles.KERNEL_OF_SCHEME`): evaluated on their rows, never fitted (VLLM_MXFP4_USE_MARLIN=1:
-# MXFP4 experts on Marlin, costed with the int4 Marlin fit).
-FLAG_MOE_KERNELS = {("w4a16_mxfp4", "marlin"): "mxfp4_marlin"}
-# Attention kernels vLLM picks per device (FA3 on Hopper, FlashInfer TRT-LLM on Blackwell); the
-# tables' Triton rows time a fallback backend.
-ATTENTION_FALLBACK_KERNELS = ("vllm_triton_attn",)
+MOE_KERNELS = dict(VLLM.moe_kernels)  # per engine: EngineKernels.moe_kernels
+FLAG_MOE_KERNELS = dict(VLLM.flag_moe_kernels)
+ATTENTION_FALLBACK_KERNELS = VLLM.attention_excluded
 NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit never sees them)
 # An isolated GEMM row: more than ISOLATED_RATIO x off both of its M neighbours in the table (the
 # next smaller and larger M of the same kernel, dtype, N and K; at an end of the sweep, the two
@@ -137,8 +121,14 @@ NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit nev
 # marked (`Row.extra`), kept out of the fit and reported apart (`aic_fit.class_errors`).
 ISOLATED_RATIO = 1.8
 ISOLATED = "isolated: > 1.8x off both M neighbours"
-# FlashAttention-3 runs head_dim <= 256; the tables' d = 512 rows time another kernel (7-50x slower).
-FA3_MAX_HEAD_DIM = 256
+# A custom all-reduce row larger than the engine's custom kernel takes (it runs NCCL there): not used
+ABOVE_CUSTOM_LIMIT = "above the engine's custom all-reduce limit"
+FA3_MAX_HEAD_DIM = VLLM.attention_max_head_dim  # FlashAttention-3 runs head_dim <= 256
+
+
+def engine_for(folder: str | Path, engine: EngineKernels | None) -> EngineKernels:
+    """`engine`, else the entry of the engine whose kernels the folder's tables timed."""
+    return engine if engine is not None else aek.kernels(aek.engine_of(folder))
 
 
 def read_table(folder: str | Path, name: str) -> list[dict[str, str]]:
@@ -165,13 +155,13 @@ def _row(section: str, name: str, params: dict[str, Any], dtype: str, latency_ms
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
-def gemm_ops(m: int, n: int, k: int, variant: str) -> list[Op]:
+def gemm_ops(m: int, n: int, k: int, variant: str, dynamic: bool = True) -> list[Op]:
     if variant == "bf16":
         return [meta_op(aten.linear.default, meta(m, k), meta(n, k))[0]]
-    # vLLM's fp8 scheme quantizes activations dynamically per tensor (tensor_cast's "fp8" scheme);
-    # fp8_block per 1x128 group
+    # vLLM's fp8 scheme quantizes activations dynamically per tensor (tensor_cast's "fp8" scheme),
+    # TRT-LLM's with the checkpoint's static scale (`dynamic` False); fp8_block per 1x128 group
     group = 128 if variant == "fp8_block" else PER_TENSOR
-    quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "fp8", group, True)
+    quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "fp8", group, dynamic or variant == "fp8_block")
     linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k, dtype=FP8)], [None], variant, torch.bfloat16)
     return [quant, linear]
 
@@ -198,21 +188,23 @@ def isolated_gemm_rows(rows: Iterable[dict[str, str]]) -> set[tuple[str, str, in
     return out
 
 
-def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0) -> list[Case]:
+def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0, engine: EngineKernels | None = None
+               ) -> list[Case]:
+    eng = engine_for(folder, engine)
     cases = []
     rows = read_table(folder, "gemm_perf")
     isolated = isolated_gemm_rows(rows)
-    for table_dtype, variant in GEMM_DTYPES.items():
-        chosen = [r for r in rows if r["gemm_dtype"] == table_dtype and r["kernel_source"] in GEMM_KERNELS[variant]]
+    for table_dtype, variant in eng.gemm_dtypes.items():
+        chosen = [r for r in rows if r["gemm_dtype"] == table_dtype and r["kernel_source"] in eng.gemm_kernels[variant]]
         for r in sample(chosen, per_variant, seed):
             m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
             row = _row("gemm", r["kernel_source"], {"M": m, "N": n, "K": k}, variant, r["latency"])
             if (r["kernel_source"], table_dtype, m, n, k) in isolated:
                 row = replace(row, extra=ISOLATED)
             cases.append(Case(row=row, cls=f"gemm {variant} {gemm_m_range(m)}", group=f"N{n} K{k}",
-                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant)),
-                              mode=HOST_TIMED if variant in HOST_TIMED_GEMMS else IN_GRAPH))
-    return cases + quant_bound_cases(rows, isolated)
+                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant, eng.fp8_dynamic_quant)),
+                              mode=HOST_TIMED if variant in eng.host_timed_gemms else IN_GRAPH))
+    return cases + (quant_bound_cases(rows, isolated) if eng.quant_bound_rows else [])
 
 
 # The CUTLASS fp8 rows whose time is the dynamic per-tensor quantization's: N <= 128 and M = 8,192
@@ -255,11 +247,13 @@ def attention_ops(batch: int, heads: int, kv_heads: int, head_dim: int, q_len: i
     return [op]
 
 
-def attention_cases(folder: str | Path, per_phase: int = 4000, seed: int = 0) -> list[Case]:
+def attention_cases(folder: str | Path, per_phase: int = 4000, seed: int = 0, engine: EngineKernels | None = None
+                    ) -> list[Case]:
+    eng = engine_for(folder, engine)
     cases = []
     for table, phase in (("context_attention_perf", "prefill"), ("generation_attention_perf", "decode")):
         rows = [r for r in read_table(folder, table) if r["attn_dtype"] == "bfloat16" and r.get("beam_width", "1") == "1"
-                and int(r["head_dim"]) <= FA3_MAX_HEAD_DIM and r["kernel_source"] not in ATTENTION_FALLBACK_KERNELS]
+                and int(r["head_dim"]) <= eng.attention_max_head_dim and r["kernel_source"] not in eng.attention_excluded]
         for r in sample(rows, per_phase, seed):
             b, isl, h, hkv, d = (int(r[c]) for c in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
             window, step = int(r["window_size"]), int(r["step"])
@@ -485,7 +479,7 @@ def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int
     return [replace(op, counts=replace(counts, kernel=shape))]
 
 
-def local_rows_only(kernel_source: str) -> bool:
+def local_rows_only(kernel_source: str, engine: EngineKernels = VLLM) -> bool:
     """Whether an EP rank's fused MoE permutes only the rows of its own experts: FlashInfer's kernels
     do (TRT-LLM's take `local_expert_offset` / `local_num_experts`; the CUTLASS one, vLLM's
     `FlashInferExperts`, takes `ep_size` / `ep_rank`, and its permute expands only the (token,
@@ -497,7 +491,7 @@ def local_rows_only(kernel_source: str) -> bool:
     EP 32-256 rows came out +56% to +214% on average, without them 5-7%); H100 gpt-oss MXFP4 (OAI
     Triton), E 128 at EP 128 and 16,384 tokens: 204 us for one local expert (with the remote rows
     +545%, without them -20%)."""
-    return "flashinfer" in kernel_source or "oaitriton" in kernel_source
+    return any(marker in kernel_source for marker in engine.local_rows_markers)
 
 
 def remote_rows(d: Any, rows: int, call: Any) -> Any:
@@ -521,28 +515,32 @@ def dtype_rows(table: Sequence[dict[str, str]], dtype: str, kernel_source: str) 
     return [r for r in table if r["moe_dtype"] == dtype and r["kernel_source"] == kernel_source]
 
 
-def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[Case]:
+def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0, engine: EngineKernels | None = None
+              ) -> list[Case]:
     """MoE layers of every dtype with a scheme (`MOE_DTYPES`), each run by the kernel vLLM picks on
     the device (`MOE_KERNELS`), balanced and power-law routing, expert-parallel ranks included;
     fitting stage `moe <scheme>` (per kernel variant), shape family the expert configuration. Rows of
     a kernel a launch flag selects (`FLAG_MOE_KERNELS`) are costed with its scheme, evaluated only."""
+    eng = engine_for(folder, engine)
     cases = []
     table = read_table(folder, "moe_perf")
     present = {r["kernel_source"] for r in table}
-    kernel = {d: next((k for k in ks if k in present), "") for d, ks in MOE_KERNELS.items()}
-    runs = [(dtype, scheme, kernel[dtype], f"moe {dtype}", False) for dtype, scheme in MOE_DTYPES.items()]
-    runs += [(dtype, scheme, next((k for k in sorted(present) if name in k and dtype_rows(table, dtype, k)), ""),
+    kernel = {d: next((k for k in ks if k in present), "") for d, ks in eng.moe_kernels.items()}
+    runs = [(dtype, scheme, (kernel.get(dtype, ""), *eng.moe_also.get(dtype, ())), f"moe {dtype}", False)
+            for dtype, scheme in MOE_DTYPES.items()]
+    runs += [(dtype, scheme, (next((k for k in sorted(present) if name in k and dtype_rows(table, dtype, k)), ""),),
               f"moe {dtype} on {name} ({scheme}; evaluated only)", True)
-             for (dtype, name), scheme in FLAG_MOE_KERNELS.items()]
-    for dtype, scheme, source, cls, flag_kernel in runs:
-        rows = dtype_rows(table, dtype, source)
+             for (dtype, name), scheme in eng.flag_moe_kernels.items()]
+    for dtype, scheme, sources, cls, flag_kernel in runs:
+        rows = [r for source in sources for r in dtype_rows(table, dtype, source)]
         for r in sample(rows, per_dtype, seed):
             t, h, i, k, e, tp, ep = (int(r[c]) for c in ("num_tokens", "hidden_size", "inter_size", "topk",
                                                           "num_experts", "moe_tp_size", "moe_ep_size"))
             dist = r["distribution"]
             params = {"T": t, "H": h, "I": i, "k": k, "E": e, "tp": tp, "ep": ep, "routing": dist}
             row = _row("moe", r["kernel_source"], params, dtype, r["latency"])
-            draw, groups = zlib.crc32(repr(params).encode()), GROUP_LIMITED_MOE.get((h, i, k, e))
+            draw = zlib.crc32(repr(params).encode())
+            groups = GROUP_LIMITED_MOE.get((h, i, k, e)) if eng.group_limited_routing else None
             rows_per_expert = routed_rows(dist, t, e, k, ep, draw, groups)
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
@@ -550,7 +548,7 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0) -> list[C
             cases.append(Case(row=row, cls=cls if flag_kernel else f"{cls} {routing}", group=group,
                               stage=NOT_FITTED if flag_kernel else f"moe {variant}",
                               ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
-                                                      local_only=local_rows_only(r["kernel_source"]),
+                                                      local_only=local_rows_only(r["kernel_source"], eng),
                                                       replayed=replayed_experts(dist, t, e, k, ep, draw, groups)))))
             if routing == "power-law" and not flag_kernel:  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
@@ -584,7 +582,7 @@ MLA_GEMM_TYPES = {"bfloat16": "bf16"}
 # its signature: a cost per prompt token (22 ns in a fit without the chain; 0 with it and on B200)
 # and ~22 us more per call. The chain is costed as the eager kernels it is, so the fitted MLA
 # parameters keep only what a serving engine also runs.
-NATIVE_NORM_DEVICES = {"NVIDIA H100 80GB HBM3"}  # fp8_block / nvfp4 projections: not evaluated here
+NATIVE_NORM_DEVICES = set(VLLM.native_norm_devices)  # per engine: EngineKernels.native_norm_devices
 
 
 def mla_linear(tokens: int, n: int, k: int) -> Op:
@@ -641,9 +639,11 @@ def dsa_indexer_ops(batch: int, q_len: int, context: int, kv: torch.dtype, d: di
             mla_linear(tokens, heads, d["hidden"]), indexer]
 
 
-def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[Case]:
+def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0, engine: EngineKernels | None = None
+              ) -> list[Case]:
     """One DeepSeek-V3 MLA layer per row (bf16 projections), fitting stage `mla`; the shape family is
     the local head count (`aic_fit.held_out` keeps some head counts out of the fit)."""
+    eng = engine_for(folder, engine)
     cases = []
     for table, phase in (("mla_context_module_perf", "prefill"), ("mla_generation_module_perf", "decode")):
         rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
@@ -656,7 +656,7 @@ def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0) -> list[
             row = _row("mla", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
             cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "")
             cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage="mla",
-                              ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES))))
+                              ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in eng.native_norm_devices))))
     return cases
 
 
@@ -671,12 +671,14 @@ DSA_DIMS = {
 DSA_NAMES = {"DeepseekV32ForCausalLM": "V3.2", "GlmMoeDsaForCausalLM": "GLM-5"}
 
 
-def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0) -> list[Case]:
+def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0, engine: EngineKernels | None = None
+              ) -> list[Case]:
     """One DSA attention layer per row (bf16 projections; DeepSeek-V3.2 and GLM-5), fitting stage
     `dsa`; the shape family is the model's head configuration on the GPU (`aic_fit.held_out`).
     Context rows were launched eagerly (AIConfigurator's collector: the sparse prefill's scratch
     does not survive CUDA-graph capture), generation rows replayed in a CUDA graph; context rows'
     `step` is the cached prefix, generation rows' the sequence length with the new token."""
+    eng = engine_for(folder, engine)
     cases = []
     for table, phase in (("dsa_context_module_perf", "prefill"), ("dsa_generation_module_perf", "decode")):
         rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
@@ -689,15 +691,15 @@ def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0) -> list[
             params = {"model": model, "B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
             row = _row("dsa", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
             cls = f"dsa {phase}" + (" fp8 KV" if kv == "fp8" else "")
-            ops = mla_module_ops(b, h, q_len, context, kv, r["device"] in NATIVE_NORM_DEVICES, DSA_DIMS[r["architecture"]])
+            ops = mla_module_ops(b, h, q_len, context, kv, r["device"] in eng.native_norm_devices,
+                                 DSA_DIMS[r["architecture"]])
             cases.append(Case(row=row, cls=cls, group=f"{model} heads{h}", stage="dsa", ops=tuple(ops),
                               mode=HOST_TIMED if phase == "prefill" else IN_GRAPH))
     return cases
 
 
 # ---- gated DeltaNet --------------------------------------------------------------------------------
-GDN_KERNELS = {"context": ("causal_conv1d_fn", "chunk_gated_delta_rule_flashinfer"),
-               "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}
+GDN_KERNELS = dict(VLLM.gdn_kernels)  # per engine: EngineKernels.gdn_kernels
 
 
 def gdn_ops(batch: int, seq: int, k_heads: int, k_dim: int, v_heads: int, v_dim: int, conv: int,
@@ -710,29 +712,30 @@ def gdn_ops(batch: int, seq: int, k_heads: int, k_dim: int, v_heads: int, v_dim:
     return [op]
 
 
-def gdn_cases(folder: str | Path) -> list[Case]:
+def gdn_cases(folder: str | Path, engine: EngineKernels | None = None) -> list[Case]:
     """One gated DeltaNet layer per (phase, shape): the phase's two kernel rows summed (conv + scan).
     Context rows cost the chunked form (decode_query_len 0: vLLM's prefill path runs it even for one
     token), generation rows the recurrent one; the shape family is the (key heads, value heads) pair
     on the GPU (`aic_fit.held_out`)."""
+    gdn_kernels = engine_for(folder, engine).gdn_kernels
     rows = read_table(folder, "gdn_perf")
     keys = ("phase", "batch_size", "seq_len", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim", "d_conv")
     layers: dict[tuple[str, ...], dict[str, dict[str, str]]] = {}
     for r in rows:
-        if r["kernel_source"] in GDN_KERNELS.get(r["phase"], ()):
+        if r["kernel_source"] in gdn_kernels.get(r["phase"], ()):
             if int(r["num_tokens"]) != int(r["batch_size"]) * int(r["seq_len"]):
                 raise ValueError(f"gdn_perf row with num_tokens != batch_size x seq_len: {r}")
             layers.setdefault(tuple(r[k] for k in keys), {})[r["kernel_source"]] = r
     cases = []
     for key, kernels in sorted(layers.items()):
         phase = key[0]
-        if set(kernels) != set(GDN_KERNELS[phase]):
+        if set(kernels) != set(gdn_kernels[phase]):
             continue  # a shape one of the kernels could not run (vLLM's recurrent grid-y limit)
         b, s, hk, dk, hv, dv, conv = (int(v) for v in key[1:])
         latency = sum(float(r["latency"]) for r in kernels.values())
         params = {"B": b, "S": s, "hk": hk, "hv": hv}
         form = "chunked" if phase == "context" else "recurrent"
-        row = _row("gdn", "+".join(GDN_KERNELS[phase]), params, "bf16", str(latency))
+        row = _row("gdn", "+".join(gdn_kernels[phase]), params, "bf16", str(latency))
         cases.append(Case(row=row, cls=f"gdn {form}", group=f"hk{hk} hv{hv}", stage=f"gdn {form}",
                           ops=tuple(gdn_ops(b, s, hk, dk, hv, dv, conv, 0 if phase == "context" else 1))))
     return cases
@@ -750,7 +753,8 @@ def collective_ops(collective: str, n: int, elements: int, dtype: torch.dtype) -
     return [meta_op(tc.reduce_scatter.default, x, 0, n, 1, "tp")[0]]
 
 
-def collective_cases(folder: str | Path) -> list[Case]:
+def collective_cases(folder: str | Path, engine: EngineKernels | None = None) -> list[Case]:
+    eng = engine_for(folder, engine)
     cases = []
     for r in read_table(folder, "nccl_perf"):
         collective, n = COLLECTIVES[r["op_name"]], int(r["num_gpus"])
@@ -760,10 +764,12 @@ def collective_cases(folder: str | Path) -> list[Case]:
         cases.append(Case(row=row, cls=f"nccl {collective}", group=f"n{n}", stage=f"nccl {collective}",
                           ops=tuple(collective_ops(collective, n, elements, dtype))))
     for r in read_table(folder, "custom_allreduce_perf"):
-        if r["kernel_source"] != "vLLM_custom_graph":  # vLLM runs it inside CUDA graphs
+        if r["kernel_source"] != eng.custom_allreduce_kernel:
             continue
         n, elements = int(r["num_gpus"]), int(r["message_size"])
         row = _row("custom_ar", "custom_all_reduce", {"n": n, "elements": elements}, "bf16", r["latency"])
+        if elements * 2 > eng.custom_max_mib * 2**20:  # the engine sends it to NCCL (aic_fit.usable)
+            row = replace(row, extra=ABOVE_CUSTOM_LIMIT)
         cases.append(Case(row=row, cls="custom all_reduce", group=f"n{n}", stage="custom all_reduce",
                           ops=tuple(collective_ops("all_reduce", n, elements, torch.bfloat16))))
     return cases
@@ -775,8 +781,11 @@ BUILDERS: dict[str, Callable[..., list[Case]]] = {
 }
 
 
-def all_cases(folder: str | Path, families: Iterable[str] = tuple(BUILDERS)) -> list[Case]:
+def all_cases(folder: str | Path, families: Iterable[str] = tuple(BUILDERS), engine: EngineKernels | None = None
+              ) -> list[Case]:
+    """Every family's cases, read as `engine`'s kernels (default: the engine the tables' `framework` names)."""
+    eng = engine_for(folder, engine)
     out: list[Case] = []
     for family in families:
-        out += BUILDERS[family](folder)
+        out += BUILDERS[family](folder, engine=eng)
     return out

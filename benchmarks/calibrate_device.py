@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -381,6 +382,23 @@ def fit_and_write(rows: list[Row], args: argparse.Namespace) -> None:
         print(text)
 
 
+def _tables_of(folder: str, engine: str) -> Any:
+    """The kernel-table entry of the engine whose kernels `folder`'s tables timed (their `framework`
+    column); exit 2 when that is not the section asked for (a section fitted on another engine's kernels)."""
+    import aic_engine_kernels
+
+    try:
+        measured = aic_engine_kernels.engine_of(folder)
+    except aic_engine_kernels.UnknownEngineTables as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if measured != engine:
+        print(f"error: --from-aic {folder} timed {measured}'s kernels, not {engine}'s; pass --engine {measured}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return aic_engine_kernels.kernels(measured)
+
+
 def fit_engine_and_write(args: argparse.Namespace) -> None:
     """--from-aic: the engine's section fitted from AIC tables (aic_fit.py), written beside the
     profile's other sections; keys the tables do not inform are kept from the torch section."""
@@ -399,8 +417,9 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     if args.stages:
         refit_stages_and_write(args, engine, base_text, provenance)
         return
-    cases = aic_tables.all_cases(args.from_aic)
-    fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance)
+    tables = _tables_of(args.from_aic, engine)
+    cases = aic_tables.all_cases(args.from_aic, engine=tables)
+    fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance, engine=tables)
     values, sources = dict(fit.values), dict(fit.sources)
     for key, value in torch_base.engine_sections.get("torch", {}).items():
         if f"efficiency.{key}" not in values:
@@ -442,9 +461,10 @@ def refit_stages_and_write(args: argparse.Namespace, engine: str, base_text: str
               f"not have; fit the whole section first (without --stages)", file=sys.stderr)
         raise SystemExit(2)
     families = sorted({STAGE_FAMILIES[name.split()[0]] for name in names})
-    cases = aic_tables.all_cases(args.from_aic, families)
+    tables = _tables_of(args.from_aic, engine)
+    cases = aic_tables.all_cases(args.from_aic, families, engine=tables)
     fit = aic_fit.fit_engine(cases, shipped, provenance=provenance, stages=[known[name] for name in names],
-                             warm_start=args.warm_start)
+                             warm_start=args.warm_start, engine=tables)
     sources = {f"efficiency.{key}": shipped.sources[f"efficiency.{engine}.{key}"] for key in shipped.efficiency
                if f"efficiency.{engine}.{key}" in shipped.sources}  # the other stages' entries, as shipped
     sources.update(fit.sources)

@@ -5,8 +5,9 @@
     python benchmarks/fidelity.py --data my.csv --device my_gpu.toml --no-cv
     python benchmarks/fidelity.py --aic ../shared/calibration/aic/h100_sxm --device h100-sxm   # vLLM kernels
 
-With `--aic DIR` the device's `vllm` efficiency section is checked against NVIDIA AIConfigurator's
-tables of vLLM 0.24's own kernels instead (`aic_fit.py`): per op class, the mean error on the
+With `--aic DIR` the device's `vllm` efficiency section (or `--engine`'s) is checked against NVIDIA
+AIConfigurator's tables of an engine's own kernels instead (`aic_fit.py`; vLLM 0.24's in
+../shared/calibration/aic, the engine read from the tables' `framework`): per op class, the mean error on the
 shape families the fit used and on the families it never saw (GEMM (N, K) families, attention
 head configurations, MoE expert configurations, the 4-GPU collective group, MLA local head
 counts 2 and 64, five DSA (model, local heads) configurations, five gated DeltaNet (key, value)
@@ -170,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-steps", action="store_true", help="skip whole-model rows (they trace a model)")
     parser.add_argument("--markdown", action="store_true", help="print the README accuracy table")
     parser.add_argument("--worst", type=int, default=8, help="list the N worst GEMM rows with M >= 16")
-    parser.add_argument("--aic", help="check the vllm section against this folder of AIConfigurator tables")
+    parser.add_argument("--aic", help="check an engine section (--engine; default vllm) against this folder of "
+                                      "AIConfigurator tables, whichever engine's kernels they timed")
     args = parser.parse_args(argv)
 
     if args.aic:
         import aic_fit
 
-        return aic_fit.main(["--aic", args.aic, "--device", args.device, "--engine", "vllm"]
+        engine = "vllm" if args.engine == "torch" else args.engine  # the torch section is not an engine's kernels
+        return aic_fit.main(["--aic", args.aic, "--device", args.device, "--engine", engine]
                             + (["--markdown"] if args.markdown else []))
     if not Path(args.data).is_file():
         raise SystemExit(f"no measurement file at {args.data} (pass --data)")

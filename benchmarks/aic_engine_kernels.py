@@ -1,0 +1,165 @@
+"""Which rows of an AIConfigurator kernel table an engine's fit reads, and which of its structural rules apply.
+
+Owns the per-engine facts the AIC readers (`aic_tables.py`) and the fit (`aic_fit.py`) used to hold as
+vLLM constants: for every table, the `kernel_source` values that time the kernel the engine runs by
+default (and the ones it runs only under a flag or as a fallback), how the harness launched them, and
+the structural switches of the engine's kernels that the fit fixes per architecture (FlashAttention-3
+tiles and PackGQA, the split-KV cap, the custom all-reduce's size limit, the sparse-MLA head padding).
+A table of `EngineKernels`, one entry per engine (`ENGINES`); a new engine adds an entry, not branches.
+
+Which engine a folder of tables measured is read from the tables themselves (`framework` column:
+`VLLM` / `vLLM`, `TRTLLM`, `SGLANG`; `engine_of`), so the same folder is read the same way whatever
+section it is checked against.
+
+Facts per engine, from the AIConfigurator collectors (`collector/<engine>/collect_*.py`; facts only)
+and the engines' dispatch code:
+- vLLM 0.24 (`VLLM`): see the comments of each field; these are the rules aic_tables / aic_fit applied
+  before this module existed, unchanged.
+- TensorRT-LLM 1.3.0rc20 (`TRTLLM`, AIConfigurator 0.12.0's packaged tables): every GEMM row is
+  `torch_flow` (TRT-LLM's Linear: cuBLAS / CUTLASS bf16, CUTLASS fp8 with a static per-tensor
+  activation scale from the checkpoint, block fp8 by CUTLASS on Hopper, DeepGEMM on Blackwell
+  (`deepgemm`), NVFP4 by its CUTLASS / cuBLASLt FP4 GEMMs on Blackwell); attention `torch_flow` is
+  TRT-LLM's own backend (FMHA for prefill, XQA / MMHA for decode), `torch_flow_flashinfer` the
+  optional FlashInfer backend (not the default: evaluated only); the fused MoE
+  (collector/trtllm/collect_moe.py) runs `create_moe` with RenormalizeMoeRoutingMethod (plain top-k:
+  no group-limited routing, whatever the model) on the backend TRT-LLM picks: CUTLASS
+  (`moe_torch_flow_cutlass`; Nemotron's ungated experts `moe_torch_flow_nongated`) for bf16 / fp8 /
+  Hopper block fp8 / NVFP4, DeepGEMM (`deepgemm`) for Blackwell block fp8, TRT-LLM-gen
+  (`moe_torch_flow`) for MXFP4 on Blackwell, Triton (`moe_torch_flow`) for gpt-oss MXFP4 on Hopper;
+  `moe_torch_flow_min_latency` is TRT-LLM-gen's NVFP4 min-latency mode with DeepSeek-V3's
+  group-limited router (a serving flag: evaluated only). Power-law rows cycle 5 draws in one CUDA
+  graph as vLLM's collector does. TRT-LLM's MoE permutes only the rank's own experts' rows under EP.
+  The custom all-reduce rows (`TRTLLM`) time TRT-LLM's AllReduce with its AUTO strategy at every size
+  (it switches to NCCL by itself): all rows are what a served all-reduce costs.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from tensor_cast.errors import TensorCastError
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class EngineKernels:
+    """One engine's reading of the AIC tables (see the module docstring)."""
+
+    name: str  # the efficiency section it fits (tensor_cast.backends.engines)
+    label: str  # how the tables' kernels are named in reports
+    # table gemm_dtype -> GEMM variant, and variant -> the kernel_source rows of the kernel the engine runs
+    gemm_dtypes: Mapping[str, str]
+    gemm_kernels: Mapping[str, tuple[str, ...]]
+    host_timed_gemms: tuple[str, ...]  # variants whose rows were launched eagerly (host floor in them)
+    fp8_dynamic_quant: bool  # fp8 rows quantize the activation with a dynamic per-tensor scale (else a static one)
+    quant_bound_rows: bool  # report the quantization-bound fp8 rows as their own class (aic_tables.quant_bound_cases)
+    attention_excluded: tuple[str, ...]  # attention kernel_sources the engine does not run by default
+    attention_max_head_dim: int
+    moe_kernels: Mapping[str, tuple[str, ...]]  # moe_dtype -> default kernel, the first one a device's table has
+    moe_also: Mapping[str, tuple[str, ...]]  # moe_dtype -> kernels also read (a model class's own kernel)
+    flag_moe_kernels: Mapping[tuple[str, str], str]  # (moe_dtype, kernel substring) -> scheme: evaluated only
+    local_rows_markers: tuple[str, ...]  # kernel_source substrings of MoE kernels that permute only local rows
+    group_limited_routing: bool  # the harness routes group-limited models (aic_tables.GROUP_LIMITED_MOE) so
+    custom_allreduce_kernel: str  # the custom_allreduce_perf kernel_source the engine runs
+    custom_max_mib: float  # the custom all-reduce's size limit (larger ones go to NCCL)
+    native_norm_devices: frozenset[str]  # devices whose MLA module rows ran the unfused RMSNorm chain
+    gdn_kernels: Mapping[str, tuple[str, ...]]  # gdn_perf phase -> the two kernel rows of one layer
+    # structural switches the fit fixes, by architecture
+    pack_gqa: Mapping[str, int]
+    fa3_tiles: Mapping[str, int]
+    max_splits: int  # split-KV cap of the decode kernel in CUDA graphs
+    dsa_kernel_switches: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # stage name -> the note written as the [sources] line of the stage's fixed keys (overrides aic_fit's)
+    stage_notes: Mapping[str, str] = field(default_factory=dict)
+
+
+VLLM = EngineKernels(
+    name="vllm", label="vLLM 0.24 kernels",
+    gemm_dtypes=_frozen({"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}),
+    gemm_kernels=_frozen({"bf16": ("torch.nn.functional.linear",), "fp8": ("CutlassFP8ScaledMMLinearKernel",),
+                          "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",)}),
+    # DeepGEMM rows never take less than ~80 us (H100) / ~170 us (B200) per call: launched eagerly
+    host_timed_gemms=("fp8_block",),
+    fp8_dynamic_quant=True, quant_bound_rows=True,
+    # vLLM picks FA3 on Hopper, FlashInfer TRT-LLM on Blackwell; the Triton rows time a fallback backend.
+    # FlashAttention-3 runs head_dim <= 256; the d = 512 rows time another kernel (7-50x slower).
+    attention_excluded=("vllm_triton_attn",), attention_max_head_dim=256,
+    # The fused-MoE kernel vLLM 0.24 runs by default per dtype, first one a device's table has: on Hopper
+    # Triton (per-tensor fp8 ModelOpt checkpoints: FlashInfer's CUTLASS kernel; gpt-oss MXFP4: the OAI
+    # triton_kernels), on Blackwell FlashInfer's TRT-LLM kernels; int4 on both: Marlin (backends/moe_tiles.py
+    # MOE_KERNELS says the same per architecture).
+    moe_kernels=_frozen({
+        "bfloat16": ("vllm_unquantizedfusedmoe_triton_tritonexperts",
+                     "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"),
+        "fp8_block": ("vllm_fp8moe_triton_tritonexperts", "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"),
+        "fp8": ("vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic",
+                "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"),
+        "w4a16_mxfp4": ("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
+                        "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic"),
+        "w4a8_mxfp4_mxfp8": ("vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular",),
+        "int4_wo": ("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",),
+        "nvfp4": ("vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic",)}),
+    moe_also=_frozen({}),
+    # VLLM_MXFP4_USE_MARLIN=1: MXFP4 experts on Marlin, costed with the int4 Marlin fit
+    flag_moe_kernels=_frozen({("w4a16_mxfp4", "marlin"): "mxfp4_marlin"}),
+    local_rows_markers=("flashinfer", "oaitriton"),  # aic_tables.local_rows_only
+    group_limited_routing=True,
+    custom_allreduce_kernel="vLLM_custom_graph",  # vLLM runs it inside CUDA graphs
+    custom_max_mib=8.0,  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
+    native_norm_devices=frozenset({"NVIDIA H100 80GB HBM3"}),
+    gdn_kernels=_frozen({"context": ("causal_conv1d_fn", "chunk_gated_delta_rule_flashinfer"),
+                         "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}),
+    # FA3 takes PackGQA on every varlen call (Hopper); FlashInfer's TRT-LLM FMHA (Blackwell) unpacked
+    pack_gqa=_frozen({"hopper": 1, "blackwell": 0}),
+    fa3_tiles=_frozen({"hopper": 1, "blackwell": 0}),
+    max_splits=32,  # VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH default
+    # vLLM 0.24's FlashMLA sparse backend (aic_fit.DSA_KERNEL_SWITCHES says why)
+    dsa_kernel_switches=_frozen({
+        "hopper": _frozen({"efficiency.attention_dsa_head_pad": 64, "efficiency.attention_fp8kv_dsa_head_pad": 64,
+                           "efficiency.attention_fp8kv_dsa_prefill_min_heads": 32}),
+        "blackwell": _frozen({"efficiency.attention_dsa_head_pad": 128, "efficiency.attention_dsa_pad_min_heads": 17,
+                              "efficiency.attention_fp8kv_dsa_head_pad": 0})}),
+)
+
+ENGINES: Mapping[str, EngineKernels] = _frozen({e.name: e for e in (VLLM,)})
+# the tables' `framework` column (lower-cased) -> engine
+FRAMEWORKS: Mapping[str, str] = _frozen({"vllm": "vllm"})
+
+
+# tables every engine's folder holds the same copy of (NCCL is not the engine's kernel)
+SHARED_TABLES = ("nccl_perf.csv.gz",)
+
+
+class UnknownEngineTables(TensorCastError):
+    """A folder of AIC tables measured by an engine without an entry here."""
+
+
+def kernels(engine: str) -> EngineKernels:
+    if engine not in ENGINES:
+        raise UnknownEngineTables(f"no AIC kernel-table entry for engine {engine!r}; known: {', '.join(ENGINES)}")
+    return ENGINES[engine]
+
+
+def engine_of(folder: str | Path) -> str:
+    """The engine whose kernels a folder of AIC tables timed, from the `framework` column of its
+    first table (every table of a folder comes from one collector run)."""
+    for path in sorted(Path(folder).glob("*.csv.gz")):
+        if path.name in SHARED_TABLES:
+            continue
+        with gzip.open(path, "rt", newline="") as handle:
+            row = next(csv.DictReader(handle), None)
+        if row and row.get("framework"):
+            framework = row["framework"].lower()
+            if framework not in FRAMEWORKS:
+                raise UnknownEngineTables(f"{path}: framework {row['framework']!r} has no AIC kernel-table entry; "
+                                          f"known: {', '.join(FRAMEWORKS)}")
+            return FRAMEWORKS[framework]
+    raise UnknownEngineTables(f"no AIC table with a framework column in {folder}")
