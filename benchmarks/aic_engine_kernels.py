@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from tensor_cast.deployment.quantization import PER_TENSOR, PER_TOKEN
 from tensor_cast.errors import TensorCastError
 
 
@@ -77,6 +78,14 @@ class EngineKernels:
     fa3_tiles: Mapping[str, int]
     max_splits: int  # split-KV cap of the decode kernel in CUDA graphs
     dsa_kernel_switches: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # activation scale of the fp8 (not block) GEMM rows: PER_TENSOR, or PER_TOKEN (one scale a row)
+    fp8_act_group: int = PER_TENSOR
+    # dsa module kernel_source substrings of paths tensor_cast does not trace (dense MHA prefill, layers that
+    # reuse another layer's top-k): not read
+    dsa_excluded: tuple[str, ...] = ()
+    # attention rows' attn_dtype read: 16-bit queries, and where the engine's 8-bit-cache prefill runs in fp8
+    # (FA3 / TRT-LLM-gen with an fp8 cache in SGLang) the fp8 rows, costed as the fp8-cache class
+    attention_dtypes: tuple[str, ...] = ("bfloat16",)
     # stage name -> the note written as the [sources] line of the stage's fixed keys (overrides aic_fit's)
     stage_notes: Mapping[str, str] = field(default_factory=dict)
 
@@ -129,9 +138,69 @@ VLLM = EngineKernels(
                               "efficiency.attention_fp8kv_dsa_head_pad": 0})}),
 )
 
-ENGINES: Mapping[str, EngineKernels] = _frozen({e.name: e for e in (VLLM,)})
+SGLANG = EngineKernels(
+    name="sglang", label="SGLang 0.5.14 kernels",
+    gemm_dtypes=_frozen({"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}),
+    gemm_kernels=_frozen({"bf16": ("sglang_torch_linear",), "fp8": ("sglang_sgl_kernel_fp8_scaled_mm",),
+                          "fp8_block": ("sglang_deepgemm_gemm_nt_f8f8bf16",),
+                          "nvfp4": ("sglang_flashinfer_cutedsl_nvfp4",)}),
+    # every GEMM row is a CUDA-graph replay (DeepGEMM's smallest rows: 3.4 us on H100, 4.2 us on B200)
+    host_timed_gemms=(),
+    fp8_dynamic_quant=True, quant_bound_rows=False, fp8_act_group=PER_TOKEN,
+    # FA3 on Hopper, TRT-LLM-gen MHA on Blackwell; Triton and FlashInfer rows time optional backends
+    attention_excluded=("triton", "flashinfer"), attention_max_head_dim=256, attention_dtypes=("bfloat16", "fp8"),
+    moe_kernels=_frozen({
+        "bfloat16": ("sglang_flashinfer_trtllm_moe", "sglang_fused_moe_triton"),
+        "fp8_block": ("sglang_flashinfer_trtllm_moe", "sglang_fused_moe_triton"),
+        "nvfp4": ("sglang_flashinfer_trtllm_moe",),
+        "w4a16_mxfp4": ("sglang_flashinfer_trtllm_moe", "sglang_fused_moe_triton"),
+        "w4a8_mxfp4_mxfp8": ("sglang_mxfp4_flashinfer_trtllm_moe",),
+        "int4_wo": ("sglang_marlin_moe", "sglang_flashinfer_trtllm_moe")}),
+    moe_also=_frozen({}),
+    flag_moe_kernels=_frozen({}),
+    # the collector times rank 0's own work only (build_rank0_local_workload: the tokens that pick one of its
+    # experts, remote picks masked to -1), whatever the kernel
+    local_rows_markers=("sglang",),
+    group_limited_routing=True,
+    custom_allreduce_kernel="SGLang_CustomAllReduce_graph",
+    # the tables' custom rows beat NCCL up to 16 MiB (8 GPUs: H100 110 vs 122 us, B200 58 vs 99 us) and equal
+    # it from 32 MiB (198 / 170 us, within 1%): the custom kernel runs up to 16 MiB
+    custom_max_mib=16.0,
+    native_norm_devices=frozenset(),
+    gdn_kernels=_frozen({"context": ("causal_conv1d_fn", "chunk_gated_delta_rule"),
+                         "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}),
+    pack_gqa=_frozen({"hopper": 1, "blackwell": 0}),
+    fa3_tiles=_frozen({"hopper": 1, "blackwell": 0}),
+    max_splits=32,
+    # SGLang's NSA backends: FlashMLA sparse (bf16 cache) and FlashMLA's fp8 KV kernel (fp8 cache, prefill
+    # included: the context rows' kernel_source) on Hopper, heads padded to 64; TRT-LLM-gen sparse MLA on
+    # Blackwell (decode, and fp8-cache prefill), unpadded
+    dsa_kernel_switches=_frozen({
+        "hopper": _frozen({"efficiency.attention_dsa_head_pad": 64, "efficiency.attention_fp8kv_dsa_head_pad": 64,
+                           "efficiency.attention_fp8kv_dsa_prefill_min_heads": 1024}),
+        "blackwell": _frozen({"efficiency.attention_dsa_head_pad": 0, "efficiency.attention_fp8kv_dsa_head_pad": 0})}),
+    dsa_excluded=("dense_mha", "skip_indexer"),
+    stage_notes=_frozen({
+        "gemm fp8": "sgl-kernel fp8_scaled_mm (CUTLASS) with SGLang's dynamic per-token activation quantization in "
+                    "front (AIConfigurator collector/sglang/collect_gemm.py: sgl_per_token_quant_fp8); tile and "
+                    "cluster by M and N (backends/gemm_tiles.py); no split-K",
+        "gemm fp8_block": "tiles 128x128 (DeepGEMM block-scaled fp8 with SGLang's per-token-group quantization in "
+                          "front); 1 us fixed GPU cost and no split-K (DeepGEMM's); every SGLang row is a CUDA-graph "
+                          "replay (smallest 3.4 us on H100, 4.2 us on B200), so no eager host floor is in them: "
+                          "call floors 0, not measured",
+        "custom all_reduce": "SGLang custom all-reduce in CUDA graphs (SGLang_CustomAllReduce_graph rows), up to "
+                             "16 MiB (above it the tables' rows equal NCCL's)",
+        "dsa": "DeepSeek sparse attention layer as SGLang runs it (bf16 latent cache; rows with the indexer, "
+               "aic_engine_kernels.SGLANG dsa_excluded); heads padded to 64 on Hopper (FlashMLA sparse), unpadded "
+               "on Blackwell (TRT-LLM-gen sparse MLA)",
+        "dsa fp8kv": "DeepSeek sparse attention layer as SGLang runs it (fp8 latent cache): FlashMLA's fp8 KV kernel "
+                     "for prefill and decode on Hopper (heads padded to 64), TRT-LLM-gen sparse MLA on Blackwell",
+    }),
+)
+
+ENGINES: Mapping[str, EngineKernels] = _frozen({e.name: e for e in (VLLM, SGLANG)})
 # the tables' `framework` column (lower-cased) -> engine
-FRAMEWORKS: Mapping[str, str] = _frozen({"vllm": "vllm"})
+FRAMEWORKS: Mapping[str, str] = _frozen({"vllm": "vllm", "sglang": "sglang"})
 
 
 # tables every engine's folder holds the same copy of (NCCL is not the engine's kernel)

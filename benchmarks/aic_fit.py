@@ -338,6 +338,11 @@ STAGES: tuple[cf.Stage, ...] = (
                # 0.96-1.28x with no fixed cost at all, so it is at most the ~1 us of a graph-replayed launch.
                fixed={"efficiency.gemm_fp8_block_latency_us": FP8_BLOCK_GPU_LATENCY_US,
                       "efficiency.gemm_fp8_block_splitk_us": 0.0}),
+    # SGLang's B200 tables (vLLM's have no FP4 GEMM rows): FlashInfer's FP4 GEMM with the activation's NVFP4
+    # quantization in front (AIConfigurator's collector/sglang/collect_gemm.py: fp4_quantize + mm_fp4, CUTLASS),
+    # CUDA-graph replays
+    gemm_stage("nvfp4", 128, "tiles 128x128 (FlashInfer / CUTLASS block-scaled FP4, 16-element scale blocks); "
+               "NVFP4 activation quantization in front", extra=(_cta_gbps("nvfp4"),)),
     cf.Stage("attention decode", (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
@@ -487,6 +492,11 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
             switches = {k: v for k, v in engine.dsa_kernel_switches.get(base.architecture, {}).items()
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
+        if stage.name.startswith("gemm ") and stage.name.split()[1] not in engine.host_timed_gemms:
+            # no eagerly launched row: a launcher's host floor is not in the tables, so it is not fitted (0)
+            floors = {p.key: 0.0 for p in stage.params if p.key.endswith(("_call_floor_us", "_unaligned_floor_us"))}
+            stage = replace(stage, params=tuple(p for p in stage.params if p.key not in floors),
+                            fixed={**stage.fixed, **floors})
         if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
             routed_so = kernel_for(base.architecture, stage.name.split()[1]) in ROUTING_PATH_KERNELS
             stage = replace(stage, params=tuple(p for p in stage.params if routed_so or not p.key.endswith("_routing_us")))

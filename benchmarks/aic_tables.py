@@ -155,12 +155,17 @@ def _row(section: str, name: str, params: dict[str, Any], dtype: str, latency_ms
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
-def gemm_ops(m: int, n: int, k: int, variant: str, dynamic: bool = True) -> list[Op]:
+def gemm_ops(m: int, n: int, k: int, variant: str, dynamic: bool = True, fp8_group: int = PER_TENSOR) -> list[Op]:
     if variant == "bf16":
         return [meta_op(aten.linear.default, meta(m, k), meta(n, k))[0]]
+    if variant == "nvfp4":  # FP4 activations quantized on the fly (one FP8 scale per 16), then the FP4 GEMM
+        quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "nvfp4", 16, True)
+        linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k)], [None], variant, torch.bfloat16)
+        return [quant, linear]
     # vLLM's fp8 scheme quantizes activations dynamically per tensor (tensor_cast's "fp8" scheme),
-    # TRT-LLM's with the checkpoint's static scale (`dynamic` False); fp8_block per 1x128 group
-    group = 128 if variant == "fp8_block" else PER_TENSOR
+    # SGLang's per token (`fp8_group` PER_TOKEN), TRT-LLM's with the checkpoint's static scale
+    # (`dynamic` False); fp8_block per 1x128 group
+    group = 128 if variant == "fp8_block" else fp8_group
     quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "fp8", group, dynamic or variant == "fp8_block")
     linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k, dtype=FP8)], [None], variant, torch.bfloat16)
     return [quant, linear]
@@ -202,7 +207,8 @@ def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0, engin
             if (r["kernel_source"], table_dtype, m, n, k) in isolated:
                 row = replace(row, extra=ISOLATED)
             cases.append(Case(row=row, cls=f"gemm {variant} {gemm_m_range(m)}", group=f"N{n} K{k}",
-                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant, eng.fp8_dynamic_quant)),
+                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant, eng.fp8_dynamic_quant,
+                                                                 eng.fp8_act_group)),
                               mode=HOST_TIMED if variant in eng.host_timed_gemms else IN_GRAPH))
     return cases + (quant_bound_cases(rows, isolated) if eng.quant_bound_rows else [])
 
@@ -252,7 +258,8 @@ def attention_cases(folder: str | Path, per_phase: int = 4000, seed: int = 0, en
     eng = engine_for(folder, engine)
     cases = []
     for table, phase in (("context_attention_perf", "prefill"), ("generation_attention_perf", "decode")):
-        rows = [r for r in read_table(folder, table) if r["attn_dtype"] == "bfloat16" and r.get("beam_width", "1") == "1"
+        rows = [r for r in read_table(folder, table) if r["attn_dtype"] in eng.attention_dtypes
+                and r.get("beam_width", "1") == "1"
                 and int(r["head_dim"]) <= eng.attention_max_head_dim and r["kernel_source"] not in eng.attention_excluded]
         for r in sample(rows, per_phase, seed):
             b, isl, h, hkv, d = (int(r[c]) for c in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
@@ -681,8 +688,10 @@ def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0, engine: 
     eng = engine_for(folder, engine)
     cases = []
     for table, phase in (("dsa_context_module_perf", "prefill"), ("dsa_generation_module_perf", "decode")):
+        # `num_heads` is the heads on the GPU (SGLang's rows at tp_size 2-8 too: 64 / tp_size for GLM-5)
         rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
-                and r["mla_dtype"] == "bfloat16" and r["tp_size"] == "1" and r["architecture"] in DSA_DIMS]
+                and r["mla_dtype"] == "bfloat16" and r["architecture"] in DSA_DIMS
+                and not any(marker in r["kernel_source"] for marker in eng.dsa_excluded)]
         for r in sample(rows, per_phase, seed):
             b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
             q_len, context = (isl, step) if phase == "prefill" else (1, isl + step - 1)
@@ -695,6 +704,36 @@ def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0, engine: 
                                  DSA_DIMS[r["architecture"]])
             cases.append(Case(row=row, cls=cls, group=f"{model} heads{h}", stage="dsa", ops=tuple(ops),
                               mode=HOST_TIMED if phase == "prefill" else IN_GRAPH))
+    return cases
+
+
+# SGLang's GLM-5 indexer kernels timed alone (AIConfigurator's collector/sglang/glm5_dsa_sparse_modules.py, CUDA-graph
+# replays, synthetic inputs): DeepGEMM's fp8_mqa_logits over each request's causal key range and the fused top-2048
+# (`score_mode` top_last: clear winners; the collector writes 0 where a request's keys are at most the top-k: nothing
+# to select, no kernel). Their sum is the indexer's logits + top-k; the module rows also hold its RoPE, fp8
+# quantization and key-cache insert, which these do not. Rows of one new token are left out: the collector times the
+# ragged prefill kernel at those shapes too (one query's keys walked by one CTA: B200, 1 x 131,072 keys, 311 us), where
+# SGLang's decode runs the paged kernel (fp8_paged_mqa_logits, split over the keys).
+INDEXER_KERNEL_TABLES = ("glm5_mqa_logits_module_perf", "glm5_topk_module_perf")
+INDEXER_KERNELS_CLASS = "dsa indexer kernels, GLM-5 (logits + top-k alone; evaluated only)"
+
+
+def dsa_indexer_kernel_cases(folder: str | Path, count: int = 400, seed: int = 0,
+                             engine: EngineKernels | None = None) -> list[Case]:
+    """Evaluation-only cases: the `dsa_indexer` op of GLM-5 (fp8 keys) against the logits + top-k kernel rows
+    of the same (batch, new tokens, cached tokens)."""
+    logits = {(r["batch_size"], r["isl"], r["step"]): float(r["latency"])
+              for r in read_table(folder, INDEXER_KERNEL_TABLES[0])}
+    topk = {(r["batch_size"], r["isl"], r["step"]): float(r["latency"])
+            for r in read_table(folder, INDEXER_KERNEL_TABLES[1]) if r["score_mode"] == "top_last"}
+    d = DSA_DIMS["GlmMoeDsaForCausalLM"]
+    cases = []
+    for key in sample(sorted(k for k in set(logits) & set(topk) if int(k[1]) > 1), count, seed):
+        b, isl, step = (int(v) for v in key)
+        row = _row("dsa", "+".join(INDEXER_KERNEL_TABLES), {"model": "GLM-5", "B": b, "isl": isl, "step": step},
+                   "fp8", str(logits[key] + topk[key]))
+        indexer = dsa_indexer_ops(b, isl, step, FP8, d)[-1]
+        cases.append(Case(row=row, cls=INDEXER_KERNELS_CLASS, group="GLM-5 indexer", stage=NOT_FITTED, ops=(indexer,)))
     return cases
 
 
@@ -777,7 +816,8 @@ def collective_cases(folder: str | Path, engine: EngineKernels | None = None) ->
 
 BUILDERS: dict[str, Callable[..., list[Case]]] = {
     "gemm": gemm_cases, "attention": attention_cases, "moe": moe_cases, "collectives": collective_cases,
-    "mla": mla_cases, "dsa": dsa_cases, "gdn": gdn_cases,
+    "mla": mla_cases, "dsa": lambda folder, **kw: dsa_cases(folder, **kw) + dsa_indexer_kernel_cases(folder, **kw),
+    "gdn": gdn_cases,
 }
 
 

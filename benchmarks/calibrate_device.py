@@ -401,7 +401,9 @@ def _tables_of(folder: str, engine: str) -> Any:
 
 def fit_engine_and_write(args: argparse.Namespace) -> None:
     """--from-aic: the engine's section fitted from AIC tables (aic_fit.py), written beside the
-    profile's other sections; keys the tables do not inform are kept from the torch section."""
+    profile's other sections; keys the tables do not inform are kept from the vllm section where the
+    profile has one and another engine's section is fitted (the nearest serving-engine kernels: SGLang's
+    tables time no MLA module, for one), else from the torch section."""
     import aic_fit
     import aic_tables
     import calibration_fit as cf
@@ -419,17 +421,21 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
         return
     tables = _tables_of(args.from_aic, engine)
     cases = aic_tables.all_cases(args.from_aic, engine=tables)
-    fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}), provenance=provenance, engine=tables)
+    start = "vllm" if engine != "vllm" and "vllm" in torch_base.engine_sections else "torch"
+    fit = aic_fit.fit_engine(cases, aic_fit.engine_profile(torch_base, {}, start), provenance=provenance,
+                             engine=tables)
     values, sources = dict(fit.values), dict(fit.sources)
-    for key, value in torch_base.engine_sections.get("torch", {}).items():
+    kept = ("kept from the torch section (PyTorch-harness fit): the AIC tables do not time this kernel"
+            if start == "torch" else f"kept from the vllm section: the {engine} AIC tables do not time this kernel")
+    for key, value in torch_base.engine_sections.get(start, {}).items():
         if f"efficiency.{key}" not in values:
             values[f"efficiency.{key}"] = value
-            sources[f"efficiency.{key}"] = ("kept from the torch section (PyTorch-harness fit): the AIC tables do not "
-                                            "time this kernel")
+            origin = torch_base.sources.get(f"efficiency.{start}.{key}", "") if start != "torch" else ""
+            sources[f"efficiency.{key}"] = kept + (f" (vllm's source: {origin})" if origin else "")
     text = cf.update_profile_text(base_text, values, sources, engine=engine, overhead_too=False,
                                   header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
                                          f"provenance in [sources]")
-    print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values))))
+    print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values, start))))
     _emit(text, args.out)
 
 
