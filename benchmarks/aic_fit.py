@@ -493,9 +493,13 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
         if stage.name.startswith("gemm ") and stage.name.split()[1] not in engine.host_timed_gemms:
-            # no eagerly launched row: a launcher's host floor is not in the tables, so it is not fitted (0)
+            # no eagerly launched row: a launcher's host floor is not in the tables, so it is not fitted (0); the
+            # small-M rows then show the GPU's own cap instead, one CTA's operand stream (`gemm_<variant>_cta_gbps`,
+            # without it SGLang's DeepGEMM row M = 5, N = 128, K = 65,536 on B200 came out 87% short)
+            variant = stage.name.split()[1]
             floors = {p.key: 0.0 for p in stage.params if p.key.endswith(("_call_floor_us", "_unaligned_floor_us"))}
-            stage = replace(stage, params=tuple(p for p in stage.params if p.key not in floors),
+            cta = () if any(p.key.endswith("_cta_gbps") for p in stage.params) else (_cta_gbps(variant),)
+            stage = replace(stage, params=tuple(p for p in stage.params if p.key not in floors) + cta,
                             fixed={**stage.fixed, **floors})
         if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
             routed_so = kernel_for(base.architecture, stage.name.split()[1]) in ROUTING_PATH_KERNELS
