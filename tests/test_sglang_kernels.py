@@ -187,7 +187,7 @@ def test_analyze_with_engine_sglang_costs_a_decode_with_the_sglang_section(tmp_p
     (tmp_path / "config.json").write_text(json.dumps(QWEN3_NEXT))
     rows = {}
     for engine in ("sglang", "vllm"):
-        report = tensor_cast.analyze(str(tmp_path), device="b200", engine=engine)
+        report = tensor_cast.analyze(str(tmp_path), device="b200", engine=engine, symbolic=True)
         point = report.evaluate(batch_size=2048, query_len=1, context_len=1024)
         rows[engine] = next(r for r in point.ops if r.op == "tensor_cast.gated_delta_net")
     device = load_device("b200", "sglang")
