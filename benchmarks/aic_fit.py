@@ -7,6 +7,10 @@
         --base backends/profiles/b200.toml --stages "gemm fp8,gemm fp8_block" \\
         --out backends/profiles/b200.toml        # refit named stages from the shipped section, nothing else
 
+Which rows of the tables each stage reads, and which structural switches of the engine's kernels
+the fit fixes, is the engine's entry in `aic_engine_kernels.py` (vLLM 0.24, TensorRT-LLM 1.3.0rc20;
+the engine read from the tables' `framework` column).
+
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
 table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
@@ -338,6 +342,9 @@ STAGES: tuple[cf.Stage, ...] = (
                # 0.96-1.28x with no fixed cost at all, so it is at most the ~1 us of a graph-replayed launch.
                fixed={"efficiency.gemm_fp8_block_latency_us": FP8_BLOCK_GPU_LATENCY_US,
                       "efficiency.gemm_fp8_block_splitk_us": 0.0}),
+    # NVFP4 GEMMs (Blackwell FP4 tensor cores), read only from tables that time them (TensorRT-LLM's; vLLM's have none)
+    gemm_stage("nvfp4", 128, "NVFP4 GEMM (FP4 tensor cores, one FP8 scale per 16) with the activation's FP4 "
+               "quantization in front (its bandwidth the fp8_block stage's quant_memory)", extra=(_cta_gbps("nvfp4"),)),
     cf.Stage("attention decode", (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
@@ -464,11 +471,14 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
-    current = base
+    current = replace(base, engine=engine.name)  # the engine's kernels (moe_tiles.ENGINE_MOE_KERNELS) while fitting
     pack = engine.pack_gqa.get(base.architecture, 0)
     for stage in stages:
         if stage.name in engine.stage_notes:
             stage = replace(stage, note=engine.stage_notes[stage.name])
+        if stage.name in engine.stage_fixed:  # the engine's kernel sets these: not fitted
+            fixed = {**stage.fixed, **engine.stage_fixed[stage.name]}
+            stage = replace(stage, fixed=fixed, params=tuple(p for p in stage.params if p.key not in fixed))
         if stage.name.startswith("attention decode") and "efficiency.attention_max_splits" in stage.fixed:
             stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_max_splits": engine.max_splits})
         if stage.name == "custom all_reduce":
@@ -488,7 +498,7 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
         if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
-            routed_so = kernel_for(base.architecture, stage.name.split()[1]) in ROUTING_PATH_KERNELS
+            routed_so = kernel_for(base.architecture, stage.name.split()[1], engine.name) in ROUTING_PATH_KERNELS
             stage = replace(stage, params=tuple(p for p in stage.params if routed_so or not p.key.endswith("_routing_us")))
         used = [c for c in train if c.stage == stage.name]
         if not used:
@@ -571,11 +581,13 @@ def error_table(errors: Sequence[ClassError], markdown: bool = False) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", maxcolwidths=[None] * 7 + [70])
 
 
-def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch") -> DeviceProfile:
-    """`base` whose efficiency is `source_engine`'s section with the fitted `values` over it."""
+def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch",
+                   engine: str = "") -> DeviceProfile:
+    """`base` whose efficiency is `source_engine`'s section with the fitted `values` over it, costed as
+    `engine`'s kernels where given."""
     start = dict(base.engine_sections.get(source_engine, base.efficiency))
     start.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("efficiency.")})
-    return replace(base, efficiency=MappingProxyType(start))
+    return replace(base, efficiency=MappingProxyType(start), engine=engine or base.engine)
 
 
 def main(argv: list[str] | None = None) -> int:
