@@ -62,6 +62,7 @@ class EngineKernels:
     gemm_dtypes: Mapping[str, str]
     gemm_kernels: Mapping[str, tuple[str, ...]]
     host_timed_gemms: tuple[str, ...]  # variants whose rows were launched eagerly (host floor in them)
+    fp8_dynamic_quant: bool  # fp8 rows quantize the activation with a dynamic per-tensor scale (else a static one)
     quant_bound_rows: bool  # report the quantization-bound fp8 rows as their own class (aic_tables.quant_bound_cases)
     attention_excluded: tuple[str, ...]  # attention kernel_sources the engine does not run by default
     attention_max_head_dim: int
@@ -93,7 +94,7 @@ VLLM = EngineKernels(
                           "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",)}),
     # DeepGEMM rows never take less than ~80 us (H100) / ~170 us (B200) per call: launched eagerly
     host_timed_gemms=("fp8_block",),
-    quant_bound_rows=True,
+    fp8_dynamic_quant=True, quant_bound_rows=True,
     # vLLM picks FA3 on Hopper, FlashInfer TRT-LLM on Blackwell; the Triton rows time a fallback backend.
     # FlashAttention-3 runs head_dim <= 256; the d = 512 rows time another kernel (7-50x slower).
     attention_excluded=("vllm_triton_attn",), attention_max_head_dim=256,
@@ -141,6 +142,7 @@ TRTLLM = EngineKernels(
     gemm_kernels=_frozen({"bf16": ("torch_flow",), "fp8": ("torch_flow",), "fp8_block": ("torch_flow", "deepgemm"),
                           "nvfp4": ("torch_flow",)}),
     host_timed_gemms=(),  # every GEMM row is a CUDA-graph replay (collect_gemm.py, benchmark_with_power)
+    fp8_dynamic_quant=True,  # the collector loads no input_scale: the scale is computed per call
     quant_bound_rows=False,  # that class isolates vLLM's dynamic-quant kernel (aic_tables.QUANT_BOUND_CLASS)
     # TRT-LLM's own attention backend (FMHA / XQA); FlashInfer is an optional backend
     attention_excluded=("torch_flow_flashinfer",), attention_max_head_dim=256,

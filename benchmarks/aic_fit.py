@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import aic_engine_kernels as aek  # noqa: E402
+import aic_sanity  # noqa: E402
 import aic_tables as at  # noqa: E402
 import calibration_fit as cf  # noqa: E402
 from calibration_cases import Case  # noqa: E402
@@ -342,9 +343,11 @@ STAGES: tuple[cf.Stage, ...] = (
                # 0.96-1.28x with no fixed cost at all, so it is at most the ~1 us of a graph-replayed launch.
                fixed={"efficiency.gemm_fp8_block_latency_us": FP8_BLOCK_GPU_LATENCY_US,
                       "efficiency.gemm_fp8_block_splitk_us": 0.0}),
-    # NVFP4 GEMMs (Blackwell FP4 tensor cores), read only from tables that time them (TensorRT-LLM's; vLLM's have none)
-    gemm_stage("nvfp4", 128, "NVFP4 GEMM (FP4 tensor cores, one FP8 scale per 16) with the activation's FP4 "
-               "quantization in front (its bandwidth the fp8_block stage's quant_memory)", extra=(_cta_gbps("nvfp4"),)),
+    # SGLang's B200 tables (vLLM's have no FP4 GEMM rows): FlashInfer's FP4 GEMM with the activation's NVFP4
+    # quantization in front (AIConfigurator's collector/sglang/collect_gemm.py: fp4_quantize + mm_fp4, CUTLASS),
+    # CUDA-graph replays
+    gemm_stage("nvfp4", 128, "tiles 128x128 (FlashInfer / CUTLASS block-scaled FP4, 16-element scale blocks); "
+               "NVFP4 activation quantization in front", extra=(_cta_gbps("nvfp4"),)),
     cf.Stage("attention decode", (
         P("efficiency.attention_memory", 0.85, 0.2, 1.0, "decode KV-read bandwidth fraction"),
         P("efficiency.attention_memory_latency_us", 1.0, 0.0, 50.0, "decode split-KV combine"),
@@ -433,6 +436,14 @@ def usable(case: Case) -> bool:
     return case.row.extra != at.ABOVE_CUSTOM_LIMIT
 
 
+def beats_hbm(case: Case, device: DeviceProfile) -> bool:
+    """A row faster than its weights' HBM reads allow at the datasheet bandwidth (`aic_sanity.hbm_bound_s`):
+    not a DRAM-bound measurement, so kept out of the fit (H100's TensorRT-LLM tables: 2 power-law MoE rows of
+    the sample, whose 5 replayed draws hit fewer experts than the one they are costed with)."""
+    bound = aic_sanity.hbm_bound_s(case, device.memory_bandwidth_gbps * 1e9, device.l2_cache_mib * 2**20)
+    return bool(bound) and case.measured_s < bound
+
+
 def isolated(case: Case) -> bool:
     """A GEMM row the table contradicts on both sides in M (`aic_tables.ISOLATED`): kept out of the
     fit, reported with and without."""
@@ -467,7 +478,7 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     `warm_start`: each parameter starts at `base`'s value where it has one (a refit from a shipped
     section), not at the stage's default start. `engine`: whose kernels the cases timed (its
     structural switches are fixed, `aic_engine_kernels.EngineKernels`)."""
-    train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c)]
+    train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c) and not beats_hbm(c, base)]
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}

@@ -84,7 +84,7 @@ from aic_engine_kernels import VLLM, EngineKernels
 from calibration_cases import IN_GRAPH, Case, Op, Row, _rms_norm_eager, meta, meta_op
 
 from tensor_cast.backends.roofline import ExecutionMode
-from tensor_cast.deployment.quantization import scheme as quant_scheme
+from tensor_cast.deployment.quantization import PER_TENSOR
 
 tc, aten = torch.ops.tensor_cast, torch.ops.aten
 FP8 = torch.float8_e4m3fn
@@ -155,16 +155,19 @@ def _row(section: str, name: str, params: dict[str, Any], dtype: str, latency_ms
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
-def gemm_ops(m: int, n: int, k: int, variant: str) -> list[Op]:
+def gemm_ops(m: int, n: int, k: int, variant: str, dynamic: bool = True, fp8_group: int = PER_TENSOR) -> list[Op]:
     if variant == "bf16":
         return [meta_op(aten.linear.default, meta(m, k), meta(n, k))[0]]
-    # the activation quantized as the scheme says (tensor_cast's fp8: dynamic per tensor, as vLLM's; fp8_block
-    # per 1x128 group; nvfp4 per 16), then the quantized GEMM
-    fmt = quant_scheme(variant).activation
-    assert fmt is not None, f"{variant} has no activation format"
-    quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), fmt.name, fmt.group, fmt.dynamic)
-    weight = meta(n, k, dtype=FP8) if fmt.name == "fp8" else meta(n, k)  # the scheme gives the stored bytes
-    linear, _ = meta_op(tc.quant_linear.default, q, scale, [weight], [None], variant, torch.bfloat16)
+    if variant == "nvfp4":  # FP4 activations quantized on the fly (one FP8 scale per 16), then the FP4 GEMM
+        quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "nvfp4", 16, True)
+        linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k)], [None], variant, torch.bfloat16)
+        return [quant, linear]
+    # vLLM's fp8 scheme quantizes activations dynamically per tensor (tensor_cast's "fp8" scheme),
+    # SGLang's per token (`fp8_group` PER_TOKEN), TRT-LLM's with the checkpoint's static scale
+    # (`dynamic` False); fp8_block per 1x128 group
+    group = 128 if variant == "fp8_block" else fp8_group
+    quant, (q, scale) = meta_op(tc.quantize.default, meta(m, k), "fp8", group, dynamic or variant == "fp8_block")
+    linear, _ = meta_op(tc.quant_linear.default, q, scale, [meta(n, k, dtype=FP8)], [None], variant, torch.bfloat16)
     return [quant, linear]
 
 
@@ -204,7 +207,7 @@ def gemm_cases(folder: str | Path, per_variant: int = 1000, seed: int = 0, engin
             if (r["kernel_source"], table_dtype, m, n, k) in isolated:
                 row = replace(row, extra=ISOLATED)
             cases.append(Case(row=row, cls=f"gemm {variant} {gemm_m_range(m)}", group=f"N{n} K{k}",
-                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant)),
+                              stage=f"gemm {variant}", ops=tuple(gemm_ops(m, n, k, variant, eng.fp8_dynamic_quant)),
                               mode=HOST_TIMED if variant in eng.host_timed_gemms else IN_GRAPH))
     return cases + (quant_bound_cases(rows, isolated) if eng.quant_bound_rows else [])
 
