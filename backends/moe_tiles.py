@@ -121,16 +121,6 @@ MOE_KERNELS: dict[str, dict[str, str]] = {
     "blackwell": {"bf16": "trtllm", "fp8_block": "trtllm", "fp8": "trtllm", "nvfp4": "trtllm", "mxfp4": "trtllm",
                   "w4a8_mxfp4_mxfp8": "trtllm", "w4a16": "marlin"},
 }
-# Engines whose fused MoE is another kernel than vLLM's, by engine, architecture and variant (the section's
-# engine, `DeviceProfile.engine`): TensorRT-LLM 1.3's `create_moe` runs its CUTLASS grouped GEMMs for bf16, per-tensor
-# fp8, Hopper block fp8 and NVFP4, and DeepGEMM for Blackwell block fp8 (AIConfigurator's collector/trtllm/
-# collect_moe.py, the backend per quantization and SM); its MXFP4 experts run Triton (Hopper) and TRT-LLM-gen
-# (Blackwell), vLLM's kernels there. FlashInfer's CUTLASS fused MoE, whose 128-row tiles the `cutlass` rule holds,
-# is TRT-LLM's kernel; DeepGEMM's grouped contiguous layout pads each expert's rows to 128.
-ENGINE_MOE_KERNELS: dict[str, dict[str, dict[str, str]]] = {
-    "trtllm": {"hopper": {"bf16": "cutlass", "fp8_block": "cutlass"},
-               "blackwell": {"bf16": "cutlass", "fp8": "cutlass", "nvfp4": "cutlass", "fp8_block": "deepgemm"}},
-}
 # Schemes whose experts run another variant's kernel, costed with that variant's parameters and tiles:
 # vLLM's Marlin MoE runs MXFP4 experts (VLLM_MXFP4_USE_MARLIN=1) as it runs int4 weight-only ones
 # (`fused_marlin_moe`, 4-bit weights dequantized to 16-bit in the kernel; the MXFP4 scales are one
@@ -151,12 +141,10 @@ PAD_TO: dict[tuple[str, str], int] = {("blackwell", "mxfp4"): 256, ("blackwell",
 # trip (GEMM1's output written and read, the activation's output written and read by the quantizer)
 # is not moved: 2 x (n1 + I) activation elements per (token, expert) pair fewer bytes.
 FUSED_INTERMEDIATE: frozenset[tuple[str, str]] = frozenset({("blackwell", "nvfp4")})
-FUSED_INTERMEDIATE_KERNELS = frozenset({"trtllm"})  # (CUTLASS's FP4 MoE runs its activation as a kernel of its own)
 # (bound, tile rows): the first rule whose bound is >= the size wins. `tokens` rules read the
 # step's tokens M, `rows` rules the average rows per hit expert.
 TOKEN_RULES: dict[str, tuple[tuple[float, int], ...]] = {
     "cutlass": ((INF, 128),),
-    "deepgemm": ((INF, 128),),
 }
 # `local` rules read the (token, expert) pairs the step routes per expert on this GPU, hit or not:
 # T x k / (E / ep), what FlashInfer's launcher sizes its tile by.
@@ -189,11 +177,9 @@ MOE_KEYS: dict[str, tuple[float, float]] = {
     f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
 
 
-def kernel_for(architecture: str, variant: str, engine: str = "") -> str:
-    """The fused-MoE kernel of `variant` on `architecture` under `engine` (ENGINE_MOE_KERNELS, else vLLM's
-    MOE_KERNELS; KeyError-free: "" when not tabled)."""
-    override = ENGINE_MOE_KERNELS.get(engine, {}).get(architecture, {}).get(variant)
-    return override or MOE_KERNELS.get(architecture, {}).get(variant, "")
+def kernel_for(architecture: str, variant: str) -> str:
+    """The fused-MoE kernel of `variant` on `architecture` (KeyError-free: "" when not tabled)."""
+    return MOE_KERNELS.get(architecture, {}).get(variant, "")
 
 
 def _piecewise(size: Any, rules: tuple[tuple[float, int], ...]) -> Any:
@@ -295,8 +281,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     if pair_ns:  # per (token, expert) pair the kernel routes, local or not: routing, permutation, grid slots
         base = replace(base, latency_s=base.latency_s + pair_ns * 1e-9 * shape.routed * shape.top_k)
     routing = table.get(f"moe_{v}_routing_us", 0.0)
-    kernel = kernel_for(profile.architecture, v, profile.engine)
-    if routing and kernel in ROUTING_PATH_KERNELS:  # the routing kernel's path by the tokens it routes (`routing_path_s`)
+    if routing and kernel_for(profile.architecture, v) in ROUTING_PATH_KERNELS:  # the routing kernel's path by the tokens it routes (`routing_path_s`)
         base = replace(base, latency_s=base.latency_s + routing_path_s(shape.routed, routing * 1e-6))
     ep_latency = table.get(f"moe_{v}_ep_latency_us", 0.0)
     if ep_latency and shape.ep > 1:  # an expert-parallel rank's call: the expert map's extra kernels
@@ -305,7 +290,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
     hidden, inter = shape.hidden, shape.intermediate
     if pad:  # the GEMMs run the padded dimensions
         hidden, inter = -(-shape.hidden // pad) * pad, -(-shape.intermediate // pad) * pad
-    if (profile.architecture, v) in FUSED_INTERMEDIATE and kernel in FUSED_INTERMEDIATE_KERNELS and counts.bytes:
+    if (profile.architecture, v) in FUSED_INTERMEDIATE and counts.bytes:
         n1 = (shape.row_flops - 2 * shape.hidden * shape.intermediate) / (2 * shape.hidden)  # 2 I gated, I not
         saved = shape.pairs * shape.act_bytes * 2 * (n1 + shape.intermediate)
         kept = counts.bytes - saved
@@ -322,6 +307,7 @@ def moe_efficiency(base: Efficiency, counts: Any, profile: DeviceProfile) -> Eff
         grow = hidden * inter / (shape.hidden * shape.intermediate)
         extra = (grow - 1) * hit_experts(shape) * shape.expert_bytes
         base = replace(base.with_compute(lambda c: c / grow), memory=base.memory * counts.bytes / (counts.bytes + extra))
+    kernel = kernel_for(profile.architecture, v)
     if table.get(f"moe_{v}_tile_switch") and kernel:
         base = _tiled(base, counts, shape, table, v, kernel)
     return _l2_resident(base, counts, shape, table.get(f"moe_{v}_l2_gbps", 0.0), profile)

@@ -509,7 +509,7 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
                         if k.startswith(f"efficiency.attention{kv}_dsa_")}
             stage = replace(stage, fixed={**stage.fixed, **switches})
         if stage.name.startswith("moe "):  # the routing-path term only where the kernel routes so
-            routed_so = kernel_for(base.architecture, stage.name.split()[1], engine.name) in ROUTING_PATH_KERNELS
+            routed_so = kernel_for(base.architecture, stage.name.split()[1]) in ROUTING_PATH_KERNELS
             stage = replace(stage, params=tuple(p for p in stage.params if routed_so or not p.key.endswith("_routing_us")))
         used = [c for c in train if c.stage == stage.name]
         if not used:

@@ -182,15 +182,3 @@ def test_analyze_with_engine_trtllm_costs_a_decode_gemm_with_the_trtllm_section(
     weights = 4096 * 4096 * 2
     assert by_hand > weights / (profile.memory_bandwidth_gbps * 1e9 * profile.efficiency["gemm_bf16_memory"])
 
-
-def test_trtllms_fused_moe_kernels_and_their_tiles():
-    """TensorRT-LLM runs CUTLASS's grouped GEMM (128-row tiles) where vLLM runs Triton or TRT-LLM-gen, and
-    DeepGEMM (rows padded to 128 per expert) for Blackwell block fp8; MXFP4 stays vLLM's kernels."""
-    from tensor_cast.backends.moe_tiles import kernel_for, tile_rows
-
-    assert kernel_for("hopper", "bf16") == "triton" and kernel_for("hopper", "bf16", "trtllm") == "cutlass"
-    assert kernel_for("blackwell", "nvfp4", "trtllm") == "cutlass" and kernel_for("blackwell", "nvfp4") == "trtllm"
-    assert kernel_for("blackwell", "fp8_block", "trtllm") == "deepgemm"
-    assert kernel_for("hopper", "mxfp4", "trtllm") == kernel_for("hopper", "mxfp4") == "oai_triton"
-    assert kernel_for("hopper", "bf16", "sglang") == "triton"  # an engine without an entry: vLLM's kernels
-    assert tile_rows("deepgemm", "fp8_block", 4, 1) == tile_rows("cutlass", "bf16", 4, 1) == 128
