@@ -148,7 +148,8 @@ TRTLLM = EngineKernels(
     attention_excluded=("torch_flow_flashinfer",), attention_max_head_dim=256,
     moe_kernels=_frozen({
         "bfloat16": ("moe_torch_flow_cutlass",), "fp8": ("moe_torch_flow_cutlass",),
-        "fp8_block": ("moe_torch_flow_cutlass", "deepgemm"),  # CUTLASS on Hopper, DeepGEMM on Blackwell
+        # DeepGEMM on Blackwell (only its tables have it), CUTLASS on Hopper: the first kernel the table has wins
+        "fp8_block": ("deepgemm", "moe_torch_flow_cutlass"),
         "w4a16_mxfp4": ("moe_torch_flow",),  # Triton on Hopper, TRT-LLM-gen on Blackwell
         "w4a8_mxfp4_mxfp8": ("moe_torch_flow",), "nvfp4": ("moe_torch_flow_cutlass",)}),
     # Nemotron-3's ungated (ReLU^2) experts: CUTLASS's non-gated path (collect_moe.py's NON_GATED_MOE_MODELS)

@@ -91,11 +91,15 @@ def test_moe_rows_of_trtllms_kernels_ungated_ones_told_by_their_kernel(aic, tmp_
         moe_row("moe_torch_flow_cutlass", "bfloat16", 4096, 1024, 8, 64),
         moe_row("moe_torch_flow_nongated", "bfloat16", h, i, k, e),
         moe_row("moe_torch_flow_min_latency", "nvfp4", 7168, 2048, 8, 256),  # a serving flag's kernel: not read
+        # Blackwell block fp8: DeepGEMM, though the table has CUTLASS rows of other dtypes
+        moe_row("deepgemm", "fp8_block", 7168, 2048, 8, 256),
         moe_row("vllm_unquantizedfusedmoe_triton_tritonexperts", "bfloat16", 4096, 1024, 8, 64)])
     cases = aic_tables.moe_cases(tmp_path)
-    assert sorted((c.row.name, c.stage) for c in cases) == [("moe_torch_flow_cutlass", "moe bf16"),
+    assert sorted((c.row.name, c.stage) for c in cases) == [("deepgemm", "moe fp8_block"),
+                                                            ("moe_torch_flow_cutlass", "moe bf16"),
                                                             ("moe_torch_flow_nongated", "moe bf16")]
     by_kernel = {c.row.name: c.ops[0].counts.kernel for c in cases}
+    assert by_kernel["deepgemm"].variant == "fp8_block"
     # bf16 expert weights: gated = gate + up + down (3 H x I), ungated = up + down (2 H x I)
     assert by_kernel["moe_torch_flow_cutlass"].expert_bytes == 3 * 4096 * 1024 * 2
     assert by_kernel["moe_torch_flow_nongated"].expert_bytes == 2 * h * i * 2
