@@ -16,9 +16,12 @@ and the engines' dispatch code:
 - vLLM 0.24 (`VLLM`): see the comments of each field; these are the rules aic_tables / aic_fit applied
   before this module existed, unchanged.
 - TensorRT-LLM 1.3.0rc20 (`TRTLLM`, AIConfigurator 0.12.0's packaged tables): every GEMM row is
-  `torch_flow` (TRT-LLM's Linear: cuBLAS / CUTLASS bf16, CUTLASS fp8 with a static per-tensor
-  activation scale from the checkpoint, block fp8 by CUTLASS on Hopper, DeepGEMM on Blackwell
-  (`deepgemm`), NVFP4 by its CUTLASS / cuBLASLt FP4 GEMMs on Blackwell); attention `torch_flow` is
+  `torch_flow` (TRT-LLM's Linear, collector/trtllm/collect_gemm.py: bf16; per-tensor fp8 (the
+  collector loads no input_scale, so the activation scale is computed per call); block fp8 by CUTLASS
+  on Hopper, DeepGEMM on Blackwell (`deepgemm`); NVFP4 on Blackwell), each replayed in a CUDA graph
+  over up to 5 weight copies that together exceed L2 (so the rows are DRAM-bound where the weights
+  are): B200 DeepGEMM takes 9.3 us at M = 1, N = K = 4096, no host floor as vLLM's DeepGEMM rows
+  have; attention `torch_flow` is
   TRT-LLM's own backend (FMHA for prefill, XQA / MMHA for decode), `torch_flow_flashinfer` the
   optional FlashInfer backend (not the default: evaluated only); the fused MoE
   (collector/trtllm/collect_moe.py) runs `create_moe` with RenormalizeMoeRoutingMethod (plain top-k:
@@ -69,6 +72,7 @@ class EngineKernels:
     flag_moe_kernels: Mapping[tuple[str, str], str]  # (moe_dtype, kernel substring) -> scheme: evaluated only
     local_rows_markers: tuple[str, ...]  # kernel_source substrings of MoE kernels that permute only local rows
     group_limited_routing: bool  # the harness routes group-limited models (aic_tables.GROUP_LIMITED_MOE) so
+    ungated_moe_kernels: tuple[str, ...]  # MoE kernel_sources that run ungated experts (one up projection)
     custom_allreduce_kernel: str  # the custom_allreduce_perf kernel_source the engine runs
     custom_max_mib: float  # the custom all-reduce's size limit (larger ones go to NCCL)
     native_norm_devices: frozenset[str]  # devices whose MLA module rows ran the unfused RMSNorm chain
@@ -88,6 +92,8 @@ class EngineKernels:
     attention_dtypes: tuple[str, ...] = ("bfloat16",)
     # stage name -> the note written as the [sources] line of the stage's fixed keys (overrides aic_fit's)
     stage_notes: Mapping[str, str] = field(default_factory=dict)
+    # stage name -> keys set, not fitted, for this engine's kernel (added to the stage's fixed keys)
+    stage_fixed: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 VLLM = EngineKernels(
@@ -121,6 +127,7 @@ VLLM = EngineKernels(
     flag_moe_kernels=_frozen({("w4a16_mxfp4", "marlin"): "mxfp4_marlin"}),
     local_rows_markers=("flashinfer", "oaitriton"),  # aic_tables.local_rows_only
     group_limited_routing=True,
+    ungated_moe_kernels=(),  # the ungated configurations are told by shape (aic_tables.UNGATED_MOE)
     custom_allreduce_kernel="vLLM_custom_graph",  # vLLM runs it inside CUDA graphs
     custom_max_mib=8.0,  # vLLM's CustomAllreduce max_size default: 8192 * 1024 bytes
     native_norm_devices=frozenset({"NVIDIA H100 80GB HBM3"}),
@@ -162,6 +169,7 @@ SGLANG = EngineKernels(
     # experts, remote picks masked to -1), whatever the kernel
     local_rows_markers=("sglang",),
     group_limited_routing=True,
+    ungated_moe_kernels=(),  # Nemotron's ungated experts: the shapes of aic_tables.UNGATED_MOE
     custom_allreduce_kernel="SGLang_CustomAllReduce_graph",
     # the tables' custom rows beat NCCL up to 16 MiB (8 GPUs: H100 110 vs 122 us, B200 58 vs 99 us) and equal
     # it from 32 MiB (198 / 170 us, within 1%): the custom kernel runs up to 16 MiB
@@ -198,9 +206,68 @@ SGLANG = EngineKernels(
     }),
 )
 
-ENGINES: Mapping[str, EngineKernels] = _frozen({e.name: e for e in (VLLM, SGLANG)})
+TRTLLM = EngineKernels(
+    name="trtllm", label="TensorRT-LLM 1.3.0rc20 kernels",
+    gemm_dtypes=_frozen({"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}),
+    gemm_kernels=_frozen({"bf16": ("torch_flow",), "fp8": ("torch_flow",), "fp8_block": ("torch_flow", "deepgemm"),
+                          "nvfp4": ("torch_flow",)}),
+    host_timed_gemms=(),  # every GEMM row is a CUDA-graph replay (collect_gemm.py, benchmark_with_power)
+    fp8_dynamic_quant=True,  # the collector loads no input_scale: the scale is computed per call
+    quant_bound_rows=False,  # that class isolates vLLM's dynamic-quant kernel (aic_tables.QUANT_BOUND_CLASS)
+    # TRT-LLM's own attention backend (FMHA / XQA); FlashInfer is an optional backend
+    attention_excluded=("torch_flow_flashinfer",), attention_max_head_dim=256,
+    moe_kernels=_frozen({
+        "bfloat16": ("moe_torch_flow_cutlass",), "fp8": ("moe_torch_flow_cutlass",),
+        # DeepGEMM on Blackwell (only its tables have it), CUTLASS on Hopper: the first kernel the table has wins
+        "fp8_block": ("deepgemm", "moe_torch_flow_cutlass"),
+        "w4a16_mxfp4": ("moe_torch_flow",),  # Triton on Hopper, TRT-LLM-gen on Blackwell
+        "w4a8_mxfp4_mxfp8": ("moe_torch_flow",), "nvfp4": ("moe_torch_flow_cutlass",)}),
+    # Nemotron-3's ungated (ReLU^2) experts: CUTLASS's non-gated path (collect_moe.py's NON_GATED_MOE_MODELS)
+    moe_also=_frozen({d: ("moe_torch_flow_nongated",) for d in ("bfloat16", "fp8", "nvfp4")}),
+    flag_moe_kernels=_frozen({}),  # min-latency NVFP4 (TRT-LLM-gen, DeepSeek routing): not read
+    local_rows_markers=("moe_torch_flow", "deepgemm"),  # TRT-LLM's fused MoE permutes only the rank's experts' rows
+    group_limited_routing=False,  # RenormalizeMoeRoutingMethod for every model (collect_moe.py)
+    # Nemotron-3's ReLU^2 experts, e.g. H 8,192, I 5,120, k 22, E 512, which aic_tables.UNGATED_MOE does not list:
+    # costed gated, B200 bf16 rows would stream the hit experts' weights at 1.2x HBM's datasheet rate
+    ungated_moe_kernels=("moe_torch_flow_nongated",),
+    custom_allreduce_kernel="TRTLLM",
+    # TRT-LLM's AUTO all-reduce times as NCCL (nccl_perf, same sizes, within ~5%) from 8M elements (16 MB) at 2
+    # H100s, 2M at 4 and 512K at 8; B200 from 16M elements: the custom kernel's rows are fitted up to 8 MiB (as
+    # vLLM's limit), larger all-reduces costed as NCCL
+    custom_max_mib=8.0,
+    native_norm_devices=frozenset(),  # TRT-LLM's MLA module runs its fused RMSNorm
+    gdn_kernels=_frozen({"context": ("causal_conv1d_fn", "chunk_gated_delta_rule"),
+                         "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule")}),
+    # TRT-LLM's FMHA / XQA are not FlashAttention-3: no FA3 tiles, one CTA column per query head
+    pack_gqa=_frozen({"hopper": 0, "blackwell": 0}),
+    fa3_tiles=_frozen({"hopper": 0, "blackwell": 0}),
+    max_splits=32,  # XQA's multi-block count is not identified from the tables: vLLM's cap kept
+    dsa_kernel_switches=_frozen({}),  # TRT-LLM's sparse MLA head padding not identified: none
+    stage_fixed=_frozen({
+        # TRT-LLM's per-tensor fp8 GEMM is not CUTLASS's vLLM dispatch table (backends/gemm_tiles.py): tile model off
+        "gemm fp8": _frozen({"efficiency.gemm_fp8_tile_switch": 0, "efficiency.gemm_fp8_pad_rows": 0}),
+        # graph-replayed rows: no eager launcher floor to fit (TRT-LLM launches its GEMMs from C++)
+        "gemm fp8_block": _frozen({"efficiency.gemm_fp8_block_call_floor_us": 0.0,
+                                   "efficiency.gemm_fp8_block_unaligned_floor_us": 0.0}),
+    }),
+    stage_notes=_frozen({
+        "attention prefill": "TRT-LLM's FMHA prefill (not FlashAttention-3: FA3 tiles and PackGQA off), 128 x 128 "
+                             "tiles; the cache append modelled as vLLM's one block per new token",
+        "attention prefill fp8kv": "TRT-LLM's FMHA prefill over an fp8 KV cache (FA3 tiles and PackGQA off)",
+        "attention decode": "TRT-LLM's XQA / MMHA decode modelled as split-KV over 128-key blocks (FA3 tiles off); "
+                            "the split cap (32) not identified from the tables",
+        "custom all_reduce": "TRT-LLM AllReduce (AUTO strategy) in CUDA graphs, fitted up to 8 MiB; larger ones "
+                             "cost as NCCL (the tables time them as NCCL)",
+        "gemm fp8": "TRT-LLM's per-tensor fp8 Linear (activation quantized per call, then the scaled GEMM), tile "
+                    "model off: not vLLM's CUTLASS dispatch",
+        "gemm fp8_block": "TRT-LLM's block-fp8 Linear (CUTLASS on Hopper, DeepGEMM on Blackwell), rows replayed in "
+                          "CUDA graphs: no eager floor; 1 us fixed GPU cost, no split-K",
+    }),
+)
+
+ENGINES: Mapping[str, EngineKernels] = _frozen({e.name: e for e in (VLLM, SGLANG, TRTLLM)})
 # the tables' `framework` column (lower-cased) -> engine
-FRAMEWORKS: Mapping[str, str] = _frozen({"vllm": "vllm", "sglang": "sglang"})
+FRAMEWORKS: Mapping[str, str] = _frozen({"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"})
 
 
 # tables every engine's folder holds the same copy of (NCCL is not the engine's kernel)

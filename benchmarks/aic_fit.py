@@ -7,6 +7,10 @@
         --base backends/profiles/b200.toml --stages "gemm fp8,gemm fp8_block" \\
         --out backends/profiles/b200.toml        # refit named stages from the shipped section, nothing else
 
+Which rows of the tables each stage reads, and which structural switches of the engine's kernels
+the fit fixes, is the engine's entry in `aic_engine_kernels.py` (vLLM 0.24, TensorRT-LLM 1.3.0rc20;
+the engine read from the tables' `framework` column).
+
 Owns the stages of the engine fit (`STAGES`: which parameters of `backends/efficiency.py` /
 `backends/communication.py` each table informs, with bounds and meanings), the split of every
 table into fitted and held-out shape families (`held_out`: GEMM (N, K) families, attention head
@@ -41,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import aic_engine_kernels as aek  # noqa: E402
+import aic_sanity  # noqa: E402
 import aic_tables as at  # noqa: E402
 import calibration_fit as cf  # noqa: E402
 from calibration_cases import Case  # noqa: E402
@@ -431,6 +436,14 @@ def usable(case: Case) -> bool:
     return case.row.extra != at.ABOVE_CUSTOM_LIMIT
 
 
+def beats_hbm(case: Case, device: DeviceProfile) -> bool:
+    """A row faster than its weights' HBM reads allow at the datasheet bandwidth (`aic_sanity.hbm_bound_s`):
+    not a DRAM-bound measurement, so kept out of the fit (H100's TensorRT-LLM tables: 2 power-law MoE rows of
+    the sample, whose 5 replayed draws hit fewer experts than the one they are costed with)."""
+    bound = aic_sanity.hbm_bound_s(case, device.memory_bandwidth_gbps * 1e9, device.l2_cache_mib * 2**20)
+    return bool(bound) and case.measured_s < bound
+
+
 def isolated(case: Case) -> bool:
     """A GEMM row the table contradicts on both sides in M (`aic_tables.ISOLATED`): kept out of the
     fit, reported with and without."""
@@ -465,15 +478,18 @@ def fit_engine(cases: Sequence[Case], base: DeviceProfile, provenance: str, stag
     `warm_start`: each parameter starts at `base`'s value where it has one (a refit from a shipped
     section), not at the stage's default start. `engine`: whose kernels the cases timed (its
     structural switches are fixed, `aic_engine_kernels.EngineKernels`)."""
-    train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c)]
+    train = [c for c in cases if usable(c) and not held_out(c) and not isolated(c) and not beats_hbm(c, base)]
     train = [replace(c, stage=_attention_stage(c)) if c.stage.startswith(KV_STAGED) else c for c in train]
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
-    current = base
+    current = replace(base, engine=engine.name)  # the engine's kernels (moe_tiles.ENGINE_MOE_KERNELS) while fitting
     pack = engine.pack_gqa.get(base.architecture, 0)
     for stage in stages:
         if stage.name in engine.stage_notes:
             stage = replace(stage, note=engine.stage_notes[stage.name])
+        if stage.name in engine.stage_fixed:  # the engine's kernel sets these: not fitted
+            fixed = {**stage.fixed, **engine.stage_fixed[stage.name]}
+            stage = replace(stage, fixed=fixed, params=tuple(p for p in stage.params if p.key not in fixed))
         if stage.name.startswith("attention decode") and "efficiency.attention_max_splits" in stage.fixed:
             stage = replace(stage, fixed={**stage.fixed, "efficiency.attention_max_splits": engine.max_splits})
         if stage.name == "custom all_reduce":
@@ -585,11 +601,13 @@ def error_table(errors: Sequence[ClassError], markdown: bool = False) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", maxcolwidths=[None] * 7 + [70])
 
 
-def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch") -> DeviceProfile:
-    """`base` whose efficiency is `source_engine`'s section with the fitted `values` over it."""
+def engine_profile(base: DeviceProfile, values: Mapping[str, float], source_engine: str = "torch",
+                   engine: str = "") -> DeviceProfile:
+    """`base` whose efficiency is `source_engine`'s section with the fitted `values` over it, costed as
+    `engine`'s kernels where given."""
     start = dict(base.engine_sections.get(source_engine, base.efficiency))
     start.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("efficiency.")})
-    return replace(base, efficiency=MappingProxyType(start))
+    return replace(base, efficiency=MappingProxyType(start), engine=engine or base.engine)
 
 
 def main(argv: list[str] | None = None) -> int:

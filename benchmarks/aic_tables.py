@@ -282,12 +282,14 @@ def attention_cases(folder: str | Path, per_phase: int = 4000, seed: int = 0, en
 UNGATED_MOE = {(2688, 1856, 6, 128), (1024, 2688, 22, 512), (2048, 5120, 22, 512)}
 
 
-def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str) -> list[Op]:
+def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
+            ungated: bool = False) -> list[Op]:
     """One MoE layer as tensor_cast costs it from its shape alone (uniform random routing); `tokens`
     are routed over all E experts and this GPU holds E / ep of them (ep_dp 1: the tables' EP rows
-    route `num_tokens` tokens in all, one rank timed)."""
+    route `num_tokens` tokens in all, one rank timed). `ungated`: the row's kernel says so (TensorRT-LLM's
+    `moe_torch_flow_nongated`), whatever UNGATED_MOE lists."""
     width = inter // tp
-    gated = (hidden, inter, top_k, experts) not in UNGATED_MOE
+    gated = not ungated and (hidden, inter, top_k, experts) not in UNGATED_MOE
     op, _ = meta_op(tc.moe.default, meta(tokens, hidden), meta(experts, hidden), [],
                     meta(experts, (2 if gated else 1) * width, hidden), meta(experts, hidden, width), None, None, [],
                     [], top_k, "softmax", "silu" if gated else "relu", "concat" if gated else "none", False, scheme,
@@ -460,7 +462,7 @@ def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> f
 
 
 def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
-                  rows: Sequence[int], local_only: bool = False, replayed: int = 0) -> list[Op]:
+                  rows: Sequence[int], local_only: bool = False, replayed: int = 0, ungated: bool = False) -> list[Op]:
     """One MoE layer costed with the routing the table row measured: the rank's (token, expert)
     rows and the experts hit from `rows` (exact counts, `MoEShape.spread` 0) instead of tensor_cast's
     expectation under random routing. `local_only`: a FlashInfer kernel (`local_rows_only`), which
@@ -468,7 +470,7 @@ def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int
     weights the harness's replays touch (`replayed_experts`), `MoEShape.replay_bytes` of them."""
     from tensor_cast.backends.formulas.moe import moe_dims, moe_shape, routed_expert_counts, router_counts
 
-    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
+    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme, ungated)[0]
     call, d = op.call, moe_dims(op.call)
     pairs, hit = sum(rows), sum(1 for r in rows if r)
     routed = routed_expert_counts(d, pairs=pairs, experts_hit=hit, act=call.get("hidden"), gate_up=call.get("gate_up"),
@@ -552,25 +554,27 @@ def moe_cases(folder: str | Path, per_dtype: int = 300, seed: int = 0, engine: E
             routing = "balanced" if dist == "balanced" else "power-law"
             variant = "bf16" if scheme == "none" else scheme
             group = f"E{e} k{k} H{h} I{i}"
+            ungated = r["kernel_source"] in eng.ungated_moe_kernels
             cases.append(Case(row=row, cls=cls if flag_kernel else f"{cls} {routing}", group=group,
                               stage=NOT_FITTED if flag_kernel else f"moe {variant}",
                               ops=tuple(moe_table_ops(t, h, i, k, e, tp, ep, scheme, rows_per_expert,
                                                       local_only=local_rows_only(r["kernel_source"], eng),
-                                                      replayed=replayed_experts(dist, t, e, k, ep, draw, groups)))))
+                                                      replayed=replayed_experts(dist, t, e, k, ep, draw, groups),
+                                                      ungated=ungated))))
             if routing == "power-law" and not flag_kernel:  # the same row as a user would cost it: random routing at a matched skew
                 cases.append(Case(row=row, cls=f"moe {dtype} power-law via moe_skew (evaluated only)", group=group,
                                   stage=NOT_FITTED, ops=tuple(moe_skew_ops(t, h, i, k, e, tp, ep, scheme,
-                                                                           zipf_skew_for(dist, t, e, k)))))
+                                                                           zipf_skew_for(dist, t, e, k), ungated))))
     return cases
 
 
 def moe_skew_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
-                 skew: float) -> list[Op]:
+                 skew: float, ungated: bool = False) -> list[Op]:
     """`moe_ops` costed with `CostKnobs.moe_skew` = skew (random routing over Zipf popularity)."""
     from tensor_cast.backends.formulas.moe import moe
     from tensor_cast.backends.formulas.registry import CostKnobs
 
-    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme)[0]
+    op = moe_ops(tokens, hidden, inter, top_k, experts, tp, ep, scheme, ungated)[0]
     call = replace(op.call, knobs=CostKnobs(moe_skew=skew))
     return [replace(op, call=call, counts=moe(call))]
 

@@ -8,6 +8,10 @@
     # fit an engine's section from NVIDIA AIConfigurator's tables of that engine's kernels:
     python benchmarks/calibrate_device.py --from-aic ../shared/calibration/aic/h100_sxm --engine vllm \\
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
+    # ... from TensorRT-LLM's (AIConfigurator 0.12.0's package tables, converted by aic_package_tables.py; the
+    # engine must be the one the tables' framework column names, aic_engine_kernels.py):
+    python benchmarks/calibrate_device.py --from-aic /work/aic_engines/trtllm/h100_sxm --engine trtllm \
+        --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
     # give a same-die device the section fitted on another (marked as transferred):
     python benchmarks/calibrate_device.py --transfer-engine vllm --from-profile backends/profiles/h100_sxm.toml \\
         --base backends/profiles/h200.toml --out backends/profiles/h200.toml
@@ -435,7 +439,8 @@ def fit_engine_and_write(args: argparse.Namespace) -> None:
     text = cf.update_profile_text(base_text, values, sources, engine=engine, overhead_too=False,
                                   header=f"{engine} kernels: fitted by benchmarks/calibrate_device.py --from-aic; "
                                          f"provenance in [sources]")
-    print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values, start))))
+    print(aic_fit.error_table(aic_fit.class_errors(cases, aic_fit.engine_profile(torch_base, values, start,
+                                                                                 engine=engine))))
     _emit(text, args.out)
 
 

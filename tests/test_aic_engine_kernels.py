@@ -1,0 +1,188 @@
+"""The engine-keyed reading of AIConfigurator's kernel tables (benchmarks/aic_engine_kernels.py) and the
+shipped trtllm sections it fitted: which rows a TensorRT-LLM table sends to which stage (and which a
+vLLM reading of the same table does), the engine told from the tables' `framework` column, and
+`analyze(engine="trtllm")` costing with the trtllm section. Synthetic tables only (never the shared data)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from benchmark_modules import benchmarks
+
+import tensor_cast
+from tensor_cast.backends.device import load_device
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def aic():
+    return benchmarks("aic_engine_kernels", "aic_tables", "aic_fit", "calibration_cases")
+
+
+def write_table(folder: Path, name: str, rows: list[dict]) -> None:
+    with gzip.open(folder / f"{name}.csv.gz", "wt", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def gemm_row(framework: str, kernel: str, dtype: str, m: int, n: int = 4096, k: int = 4096) -> dict:
+    return {"framework": framework, "version": "x", "device": "NVIDIA B200", "op_name": "gemm", "kernel_source": kernel,
+            "gemm_dtype": dtype, "m": m, "n": n, "k": k, "latency": 0.01}
+
+
+def test_the_engine_is_the_tables_framework_and_an_unknown_one_is_refused(aic, tmp_path):
+    engines, *_ = aic
+    write_table(tmp_path, "gemm_perf", [gemm_row("TRTLLM", "torch_flow", "bfloat16", 1)])
+    # nccl_perf is the same copy in every engine's folder: it never decides
+    write_table(tmp_path, "nccl_perf", [{"framework": "VLLM", "op_name": "all_reduce"}])
+    assert engines.engine_of(tmp_path) == "trtllm"
+    assert engines.kernels("trtllm") is engines.TRTLLM and engines.kernels("vllm") is engines.VLLM
+    write_table(tmp_path, "gemm_perf", [gemm_row("LMDEPLOY", "x", "bfloat16", 1)])
+    with pytest.raises(engines.UnknownEngineTables, match=r"framework 'LMDEPLOY' has no AIC kernel-table entry; "
+                                                          r"known: vllm, trtllm"):
+        engines.engine_of(tmp_path)
+    with pytest.raises(engines.UnknownEngineTables, match="known: vllm, trtllm"):
+        engines.kernels("lmdeploy")
+
+
+def test_gemm_rows_go_to_the_stage_of_the_kernel_each_engine_runs(aic, tmp_path):
+    engines, aic_tables, _, cases_module = aic
+    rows = [gemm_row("TRTLLM", "torch_flow", "bfloat16", 8), gemm_row("TRTLLM", "torch_flow", "nvfp4", 8),
+            gemm_row("TRTLLM", "deepgemm", "fp8_block", 8), gemm_row("TRTLLM", "torch_flow", "fp8", 8),
+            gemm_row("TRTLLM", "CutlassFP8ScaledMMLinearKernel", "fp8", 16),
+            gemm_row("TRTLLM", "DeepGemmFp8BlockScaledMMKernel", "fp8_block", 16)]
+    write_table(tmp_path, "gemm_perf", rows)
+    trt = aic_tables.gemm_cases(tmp_path)  # the folder's framework: TensorRT-LLM
+    assert sorted((c.row.name, c.stage) for c in trt) == [
+        ("deepgemm", "gemm fp8_block"), ("torch_flow", "gemm bf16"), ("torch_flow", "gemm fp8"),
+        ("torch_flow", "gemm nvfp4")]
+    # TensorRT-LLM's rows are CUDA-graph replays: no eager (host-timed) GEMM
+    assert {c.mode for c in trt} == {cases_module.IN_GRAPH}
+    # the nvfp4 row: the FP4 activation quantization (one scale per 16) and the NVFP4 GEMM
+    nvfp4 = next(c for c in trt if c.stage == "gemm nvfp4")
+    assert [str(o.call.op) for o in nvfp4.ops] == ["tensor_cast.quantize.default", "tensor_cast.quant_linear.default"]
+    assert nvfp4.ops[0].call.args[1:] == ("nvfp4", 16, True) and nvfp4.ops[1].counts.kernel.variant == "nvfp4"
+    # the same table read as vLLM's kernels takes only vLLM's kernel rows, DeepGEMM launched eagerly
+    vllm = aic_tables.gemm_cases(tmp_path, engine=engines.VLLM)
+    assert sorted((c.row.name, c.stage) for c in vllm) == [
+        ("CutlassFP8ScaledMMLinearKernel", "gemm fp8"), ("DeepGemmFp8BlockScaledMMKernel", "gemm fp8_block")]
+    assert next(c for c in vllm if c.stage == "gemm fp8_block").mode == aic_tables.HOST_TIMED
+
+
+def moe_row(kernel: str, dtype: str, h: int, i: int, k: int, e: int, t: int = 64) -> dict:
+    return {"framework": "TRTLLM", "version": "x", "device": "NVIDIA B200", "op_name": "moe", "kernel_source": kernel,
+            "moe_dtype": dtype, "num_tokens": t, "hidden_size": h, "inter_size": i, "topk": k, "num_experts": e,
+            "moe_tp_size": 1, "moe_ep_size": 1, "distribution": "balanced", "latency": 0.1}
+
+
+def test_moe_rows_of_trtllms_kernels_ungated_ones_told_by_their_kernel(aic, tmp_path):
+    engines, aic_tables, _, _ = aic
+    h, i, k, e = 8192, 5120, 22, 512  # Nemotron-3's ReLU^2 experts: not in aic_tables.UNGATED_MOE
+    assert (h, i, k, e) not in aic_tables.UNGATED_MOE
+    write_table(tmp_path, "moe_perf", [
+        moe_row("moe_torch_flow_cutlass", "bfloat16", 4096, 1024, 8, 64),
+        moe_row("moe_torch_flow_nongated", "bfloat16", h, i, k, e),
+        moe_row("moe_torch_flow_min_latency", "nvfp4", 7168, 2048, 8, 256),  # a serving flag's kernel: not read
+        # Blackwell block fp8: DeepGEMM, though the table has CUTLASS rows of other dtypes
+        moe_row("deepgemm", "fp8_block", 7168, 2048, 8, 256),
+        moe_row("vllm_unquantizedfusedmoe_triton_tritonexperts", "bfloat16", 4096, 1024, 8, 64)])
+    cases = aic_tables.moe_cases(tmp_path)
+    assert sorted((c.row.name, c.stage) for c in cases) == [("deepgemm", "moe fp8_block"),
+                                                            ("moe_torch_flow_cutlass", "moe bf16"),
+                                                            ("moe_torch_flow_nongated", "moe bf16")]
+    by_kernel = {c.row.name: c.ops[0].counts.kernel for c in cases}
+    assert by_kernel["deepgemm"].variant == "fp8_block"
+    # bf16 expert weights: gated = gate + up + down (3 H x I), ungated = up + down (2 H x I)
+    assert by_kernel["moe_torch_flow_cutlass"].expert_bytes == 3 * 4096 * 1024 * 2
+    assert by_kernel["moe_torch_flow_nongated"].expert_bytes == 2 * h * i * 2
+    # plain top-k routing (RenormalizeMoeRoutingMethod): DeepSeek-V3's shape is not routed group-limited
+    assert not engines.TRTLLM.group_limited_routing and engines.VLLM.group_limited_routing
+
+
+def test_trtllm_custom_all_reduce_rows_above_its_limit_are_left_to_nccl(aic, tmp_path):
+    engines, aic_tables, aic_fit, _ = aic
+    limit = int(engines.TRTLLM.custom_max_mib * 2**20 / 2)  # bf16 elements
+    write_table(tmp_path, "custom_allreduce_perf", [
+        {"framework": "TRTLLM", "version": "x", "device": "NVIDIA B200", "op_name": "all_reduce",
+         "kernel_source": source, "allreduce_dtype": "bfloat16", "num_gpus": 8, "message_size": size,
+         "latency": 0.01, "implementation": "x"}
+        for source in ("TRTLLM", "vLLM_custom_graph") for size in (1024, limit, 2 * limit)])
+    cases = aic_tables.collective_cases(tmp_path)
+    assert [(c.row.params["elements"], aic_fit.usable(c)) for c in cases] == [(1024, True), (limit, True),
+                                                                             (2 * limit, False)]
+
+
+def test_the_fit_fixes_the_engines_structural_switches(aic):
+    engines, _, aic_fit, _ = aic
+    trt = engines.TRTLLM
+    assert trt.fa3_tiles == {"hopper": 0, "blackwell": 0} and trt.pack_gqa == {"hopper": 0, "blackwell": 0}
+    for stage, fixed in trt.stage_fixed.items():
+        assert stage in {s.name for s in aic_fit.STAGES}, stage
+        assert all(key.startswith("efficiency.") for key in fixed)
+
+
+def test_calibrate_refuses_a_section_fitted_on_another_engines_tables(tmp_path):
+    write_table(tmp_path, "gemm_perf", [gemm_row("TRTLLM", "torch_flow", "bfloat16", 1)])
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibrate_device.py"), "--from-aic",
+                          str(tmp_path), "--engine", "vllm", "--base", "h100-sxm"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (f"error: --from-aic {tmp_path} timed trtllm's kernels, not "
+                                                   f"vllm's; pass --engine trtllm")
+
+
+# ---- the shipped trtllm sections ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["h100-sxm", "b200"])
+def test_trtllm_section_is_fitted_sane_and_sourced(name):
+    profile = load_device(name, "trtllm")
+    assert profile.engine == "trtllm" and profile.engine_note == ""  # its own section, not the vllm one
+    eff = profile.efficiency
+    for variant, precision in (("bf16", "bf16"), ("fp8", "fp8")):
+        peak, _ = profile.rate(precision)
+        sustained = peak * eff[f"gemm_{variant}_compute"] * (1 + eff[f"gemm_{variant}_k_overhead"] / 8192)
+        assert 0.3 * peak < sustained < peak, variant
+        assert 0 < eff[f"gemm_{variant}_memory"] <= 1.0
+    data = tomllib.loads((REPO / "backends" / "profiles" / Path(profile.path).name).read_text())
+    for key in data["efficiency"]["trtllm"]:
+        source = data["sources"][f"efficiency.trtllm.{key}"]
+        assert "TensorRT-LLM 1.3.0rc20" in source or "torch section" in source, key
+
+
+@pytest.mark.parametrize(("name", "transferred"), [("h100-sxm", ("h200",)), ("b200", ("b300", "gb200", "gb300"))])
+def test_trtllm_section_is_transferred_like_the_vllm_one(name, transferred):
+    source = load_device(name, "trtllm")
+    for target in transferred:
+        profile = load_device(target, "trtllm")
+        assert profile.engine == "trtllm" and profile.engine_note == ""
+        assert all(f"transferred from {name}" in profile.sources[f"efficiency.trtllm.{k}"] for k in profile.efficiency)
+        if target == "h200":  # the same die: the same fractions
+            assert dict(profile.efficiency) == dict(source.efficiency)
+
+
+def test_analyze_with_engine_trtllm_costs_a_decode_gemm_with_the_trtllm_section(aic):
+    """A decode step of Llama-3.1-8B (one layer, 8 sequences) under engine trtllm: its o_proj (M 8,
+    N = K = 4096, bf16) takes the time the trtllm section gives that GEMM built on its own
+    (aic_tables.gemm_ops, in a CUDA graph), which is not the vllm section's, and at least its weights'
+    read at the section's bandwidth fraction of HBM."""
+    _, aic_tables, _, cases_module = aic
+    from tensor_cast.backends.roofline import op_time
+
+    kwargs = dict(device="h100-sxm", num_hidden_layers=1, batch_size=8, query_len=1, context_len=1024)
+    report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", engine="trtllm", **kwargs)
+    row = next(r for r in report.ops if r.module.endswith("o_proj"))
+    profile = load_device("h100-sxm", "trtllm")
+    linear = aic_tables.gemm_ops(8, 4096, 4096, "bf16")[0]
+    by_hand = float(op_time(linear.counts, linear.kind, profile, cases_module.IN_GRAPH).time_s)
+    assert float(row.time_s) == pytest.approx(by_hand, rel=1e-9)
+    vllm = float(op_time(linear.counts, linear.kind, load_device("h100-sxm", "vllm"), cases_module.IN_GRAPH).time_s)
+    assert abs(by_hand / vllm - 1) > 0.01
+    weights = 4096 * 4096 * 2
+    assert by_hand > weights / (profile.memory_bandwidth_gbps * 1e9 * profile.efficiency["gemm_bf16_memory"])
+
