@@ -47,7 +47,7 @@ def test_the_engine_is_the_tables_framework_and_an_unknown_one_is_refused(aic, t
     assert engines.kernels("trtllm") is engines.TRTLLM and engines.kernels("vllm") is engines.VLLM
     write_table(tmp_path, "gemm_perf", [gemm_row("LMDEPLOY", "x", "bfloat16", 1)])
     with pytest.raises(engines.UnknownEngineTables, match=r"framework 'LMDEPLOY' has no AIC kernel-table entry; "
-                                                          r"known: vllm, trtllm"):
+                                                          r"known: vllm, sglang, trtllm"):
         engines.engine_of(tmp_path)
     with pytest.raises(engines.UnknownEngineTables, match="known: vllm, trtllm"):
         engines.kernels("lmdeploy")
