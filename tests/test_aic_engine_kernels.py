@@ -49,7 +49,7 @@ def test_the_engine_is_the_tables_framework_and_an_unknown_one_is_refused(aic, t
     with pytest.raises(engines.UnknownEngineTables, match=r"framework 'LMDEPLOY' has no AIC kernel-table entry; "
                                                           r"known: vllm, sglang, trtllm"):
         engines.engine_of(tmp_path)
-    with pytest.raises(engines.UnknownEngineTables, match="known: vllm, trtllm"):
+    with pytest.raises(engines.UnknownEngineTables, match="known: vllm, sglang, trtllm"):
         engines.kernels("lmdeploy")
 
 
