@@ -28,7 +28,7 @@ def write(folder: Path, name: str, rows: list[dict[str, str]]) -> None:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({c: r.get(c, "x") for c in COLUMNS})
+            writer.writerow({c: r.get(c, "vLLM" if c == "framework" else "x") for c in COLUMNS})  # vLLM's tables
 
 
 def row(heads: int, batch: int, isl: int, step: int, ms: float, gemm: str = "bfloat16", kv: str = "bfloat16",
