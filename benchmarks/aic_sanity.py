@@ -1,6 +1,6 @@
 """Which AIConfigurator table rows are faster than the hardware allows, read as tensor_cast reads them.
 
-    python benchmarks/aic_sanity.py --aic /work/aic_engines/trtllm/b200_sxm --device b200
+    python benchmarks/aic_sanity.py --aic /tmp/aic_engines/trtllm/b200_sxm --device b200
 
 For every GEMM and MoE row (`aic_tables`), the time its weights need from HBM at the datasheet
 bandwidth (`memory.bandwidth_gbps`) and its FLOPs at the datasheet tensor peak, against the measured

@@ -10,7 +10,7 @@
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
     # ... from TensorRT-LLM's (AIConfigurator 0.12.0's package tables, converted by aic_package_tables.py; the
     # engine must be the one the tables' framework column names, aic_engine_kernels.py):
-    python benchmarks/calibrate_device.py --from-aic /work/aic_engines/trtllm/h100_sxm --engine trtllm \
+    python benchmarks/calibrate_device.py --from-aic /tmp/aic_engines/trtllm/h100_sxm --engine trtllm \
         --base backends/profiles/h100_sxm.toml --out backends/profiles/h100_sxm.toml
     # give a same-die device the section fitted on another (marked as transferred):
     python benchmarks/calibrate_device.py --transfer-engine vllm --from-profile backends/profiles/h100_sxm.toml \\
