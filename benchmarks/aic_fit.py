@@ -25,7 +25,7 @@ cost per call in µs, a per-tile or per-step cost, a share of the last wave lost
 shape dependence (tile quantization, wave effects, split-K, the two NCCL protocol families,
 vLLM's switch from its custom all-reduce to NCCL) is the model's, fitted once per kernel.
 
-Why one file of ~600 lines: the stage table (`STAGES`, ~350 lines of parameters, bounds and the
+Why one file of ~650 lines: the stage table (`STAGES`, ~350 lines of parameters, bounds and the
 note that says what each means) is the specification the fit, the held-out rule and the error
 table are read against, and `calibrate_device.py` / the tests import them together. The stage
 table is the part to move into a module of its own (e.g. `aic_stages.py`) when it grows again.

@@ -61,7 +61,7 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 
-Why one file of ~780 lines: every table's reader, case builder and held-out family rule share the
+Why one file of ~840 lines: every table's reader, case builder and held-out family rule share the
 row conventions above (`_row`, `sample`, the kernel tables per dtype), and a table's section is
 read top to bottom beside its column notes; the sections (GEMM, attention, MoE, MLA, DSA, gated
 DeltaNet, collectives) are independent and would split into per-table modules when one grows.
