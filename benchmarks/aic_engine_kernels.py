@@ -133,8 +133,12 @@ VLLM = EngineKernels(
     native_norm_devices=frozenset({"NVIDIA H100 80GB HBM3"}),
     gdn_kernels=_frozen({"context": ("causal_conv1d_fn", "chunk_gated_delta_rule_flashinfer"),
                          "generation": ("causal_conv1d_update", "fused_recurrent_gated_delta_rule_packed_decode")}),
-    # FA3 takes PackGQA on every varlen call (Hopper); FlashInfer's TRT-LLM FMHA (Blackwell) unpacked
+    # FlashAttention-3 (Hopper) takes PackGQA on every varlen call, as vLLM's prefill is; FlashInfer's TRT-LLM
+    # FMHA (Blackwell) follows the tables better unpacked (held-in error 14% vs 16% packed on B200's bf16 rows),
+    # one CTA column per query head
     pack_gqa=_frozen({"hopper": 1, "blackwell": 0}),
+    # the decode runs FA3's own k-blocks, split rule and window blocks (`attention_tiles.decode_tiles(...,
+    # fa3=True)`) on Hopper; Blackwell runs FlashInfer's TRT-LLM decode kernel, modelled with 128-key blocks
     fa3_tiles=_frozen({"hopper": 1, "blackwell": 0}),
     max_splits=32,  # VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH default
     # vLLM 0.24's FlashMLA sparse backend (aic_fit.DSA_KERNEL_SWITCHES says why)

@@ -88,15 +88,7 @@ def collective_stage(name: str, key: str, note: str, extra: tuple[cf.Param, ...]
     ), note=note)
 
 
-# Whether the engine's prefill kernel packs the query heads of a KV head into one q-block, by
-# architecture: FlashAttention-3 (Hopper) takes PackGQA on every varlen call, as vLLM's prefill is;
-# FlashInfer's TRT-LLM FMHA (Blackwell) follows the tables better unpacked (held-in error 14% vs
-# 16% packed on B200's bf16 rows), one CTA column per query head.
-PACK_GQA = dict(aek.VLLM.pack_gqa)  # per engine: EngineKernels.pack_gqa
-# Whether the decode runs FlashAttention-3's own k-blocks, split rule and window blocks
-# (`attention_tiles.decode_tiles(..., fa3=True)`), by architecture: vLLM's FA3 on Hopper; Blackwell
-# runs FlashInfer's TRT-LLM decode kernel, modelled with 128-key blocks.
-FA3_TILES = dict(aek.VLLM.fa3_tiles)  # per engine: EngineKernels.fa3_tiles
+# PackGQA and FlashAttention-3's tiles by architecture are per engine: `EngineKernels.pack_gqa` / `.fa3_tiles`.
 PREFILL_BLOCK = 128  # q- and k-block rows of the prefill kernels (FA3 d<=128 causal: 128 x 128)
 # vLLM caps FlashAttention's split-KV at VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH (default 32,
 # vllm/envs.py) for decodes captured in CUDA graphs, as every decode step of a serving run is.
