@@ -251,11 +251,18 @@ def test_async_scheduling_closed_loop_follow_up_waits_one_step():
 
 def test_eager_launch_host_time_floors_steps_run_without_cuda_graphs():
     # host_floor_s: launches x host time for a step with prefill tokens that runs without graphs
-    vllm = engine_profile("vllm", {"eager_launch_host_s": 20e-6})
+    vllm = engine_profile("vllm", {"eager_launch_host_s": 20e-6, "eager_beyond_graphs": True})
     trtllm = engine_profile("trtllm", {"eager_launch_host_s": 20e-6})
     assert vllm.graph_prefill and not trtllm.graph_prefill
     assert vllm.host_floor_s(prefill_tokens=1000, step_tokens=1003, launches=1000) == pytest.approx(0.02)
     assert vllm.host_floor_s(prefill_tokens=500, step_tokens=512, launches=1000) == 0.0  # within vLLM's graphs
+    # vLLM's default: piecewise-compiled steps beyond the graphs are not charged; FULL_DECODE_ONLY
+    # (no prefill graphs) charges every step with prefill tokens, small ones too
+    default = engine_profile("vllm", {"eager_launch_host_s": 20e-6})
+    assert not default.eager_beyond_graphs and default.host_floor_s(1000, 1003, 1000) == 0.0
+    decode_only = engine_profile("vllm", {"eager_launch_host_s": 20e-6, "graph_prefill": False})
+    assert decode_only.host_floor_s(prefill_tokens=500, step_tokens=512, launches=1000) == pytest.approx(0.02)
+    assert decode_only.host_floor_s(prefill_tokens=0, step_tokens=64, launches=1000) == 0.0  # decode: a graph
     assert trtllm.host_floor_s(prefill_tokens=500, step_tokens=512, launches=1000) == pytest.approx(0.02)
     assert trtllm.host_floor_s(prefill_tokens=0, step_tokens=64, launches=1000) == 0.0  # pure decode: a graph
     assert engine_profile("vllm").host_floor_s(1000, 1000, 1000) == 0.0  # off by default
@@ -268,7 +275,7 @@ def test_eager_launch_host_time_floors_steps_run_without_cuda_graphs():
         launches = 1000
 
     d = 0.01
-    profile = engine_profile("vllm", {**NO_OVERHEAD, "eager_launch_host_s": 20e-6})
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "eager_launch_host_s": 20e-6, "graph_prefill": False})
     worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], Launching(d), profile)
     sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None, num_requests=2,
                                                             isl=1000, osl=5))
@@ -286,7 +293,13 @@ def test_engines_default_host_time_per_eager_launch_is_the_cited_measurement():
     sglang = engine_profile("sglang")
     assert sglang.host_floor_s(prefill_tokens=1, step_tokens=1, launches=1929) == pytest.approx(82.6e-3, rel=5e-3)
     assert sglang.host_floor_s(prefill_tokens=0, step_tokens=64, launches=1929) == 0.0  # decode: a CUDA graph
-    assert engine_profile("vllm").eager_launch_host_s == 0.0  # not charged (engines.py, "Eager steps")
+    # vLLM: AIConfigurator's ~60 us between eager launches, charged only where no graph covers a
+    # prefill step (FULL_DECODE_ONLY): a 1,607-launch step (Llama-3.1-70B FP8 TP8) floors at 96.4 ms
+    vllm = engine_profile("vllm")
+    assert vllm.eager_launch_host_s == pytest.approx(60e-6)
+    assert vllm.host_floor_s(prefill_tokens=884, step_tokens=887, launches=1607) == 0.0  # piecewise-compiled
+    decode_only = engine_profile("vllm", {"graph_prefill": False})
+    assert decode_only.host_floor_s(prefill_tokens=884, step_tokens=887, launches=1607) == pytest.approx(96.42e-3)
     assert engine_profile("trtllm", {"eager_launch_host_s": 0}).host_floor_s(1000, 1000, 1000) == 0.0
 
     # in the simulator, with the defaults: one client, a 1000-token prompt, 1,000 launches, GPU

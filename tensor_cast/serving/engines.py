@@ -94,14 +94,21 @@ of the step's kernels, `BatchCost.launches`). Which steps run eagerly, per engin
   43 us: an eager one-token DeepSeek-V3 prefill step measured at 82.6 ms of forward time against
   23.1 ms when replayed as a CUDA graph (sgl-project/sglang PR #12160), i.e. host-bound at
   82.6 ms / 1,929 launches (tensor_cast's count for DeepSeek-V3 at TP8).
-- vLLM (`graph_prefill`): mixed steps up to the largest capture size (512 tokens) replay piecewise
-  graphs; larger steps run the torch.compile'd (Inductor) graph without CUDA graphs, whose fusions
-  (e.g. RMSNorm + FP8 quantization) launch fewer kernels than tensor_cast counts for quantized
-  models. Not charged (0): the one measurement at hand
-  (AIConfigurator, ~60 us between launches of vLLM 0.20.1 on B300, a hybrid model launched from
-  Python: collector/layerwise/fpm_ground_truth/SMALL_PREFILL_WHY_GOLDEN_16MS.md) raises the H100
-  dense rows' TTFT error (README "Serving accuracy"), and the held-out vLLM rows it helps are
-  predicted as low at 8,192-token prompts, where no launch floor binds.
+- vLLM (`graph_prefill`, `eager_beyond_graphs`): with its default CUDA-graph mode
+  (FULL_AND_PIECEWISE) mixed steps up to the largest capture size (512 tokens) replay piecewise
+  graphs, and larger ones run the piecewise-compiled (Inductor) graph without CUDA graphs. Those
+  larger steps are not charged (`eager_beyond_graphs` off): the H100 Llama-3.1-70B FP8 TP8 rows
+  bound their host time to at most ~28 us per launch (a 884-token step is 45 ms of kernels and
+  1,607 launches, and their measured TTFT at 4 clients, 70 ms, leaves no room for more).
+  With `cudagraph_mode: FULL_DECODE_ONLY` (CUDAGraphMode (FULL, NONE): "mixed batches run
+  without cudagraph", no piecewise compilation; `graph_prefill` off) every step with prefill
+  tokens is charged 60 us per launch: AIConfigurator's measurement of vLLM's eager launches (~60 us
+  between launches, vLLM 0.20.1 on B300: collector/layerwise/fpm_ground_truth/
+  SMALL_PREFILL_WHY_GOLDEN_16MS.md). The InferenceMAX B200 Llama-3.1-70B scripts run that mode,
+  and their rows show the floor (not fitted on them): at 4 clients and 1k prompts TTFT is
+  85-130 ms at TP1, 2, 4 and 8 alike while the kernels of the prefill step fall from 65 to 35 ms
+  (FP8), and the FP4 runs, with fewer launches (1,125-1,287 against 1,445-1,607), sit lower
+  (78-94 ms against 91-133 ms).
 The floor is a per-engine knob (`engine_args={"eager_launch_host_s": 0}` turns it off).
 
 Attention-DP balance (`adp_balance_timeout_iters`, TensorRT-LLM `attention_dp_config:
@@ -261,6 +268,7 @@ class EngineProfile:
     async_scheduling: bool = True  # step n+1 is scheduled while step n runs (see "Async scheduling")
     eager_launch_host_s: float = 0.0  # host time per kernel of a step run without CUDA graphs (0: not charged)
     graph_prefill: bool = False  # steps with prefill tokens replay CUDA graphs up to the largest graph size (vLLM)
+    eager_beyond_graphs: bool = True  # with graph_prefill, larger prefill steps pay the host floor ("Eager steps")
     adp_balance_timeout_iters: int = 0  # TensorRT-LLM attention-DP balance timeout (0: off; "Attention-DP balance")
     adp_batching_wait_iters: int = 0  # its batching wait (iterations every rank is ready but still held)
     dp_routing: str = "round_robin"  # one of DP_ROUTINGS: a new request's attention-DP rank
@@ -312,7 +320,8 @@ class EngineProfile:
         if self.scheduler_recv_interval > 1 and not self.async_scheduling:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
-        for name in ("async_scheduling", "graph_prefill", "dp_attention_divides", "host_overlap"):
+        for name in ("async_scheduling", "graph_prefill", "eager_beyond_graphs", "dp_attention_divides",
+                     "host_overlap"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):
@@ -364,10 +373,12 @@ class EngineProfile:
     def host_floor_s(self, prefill_tokens: int, step_tokens: int, launches: int) -> float:
         """Least time of a step whose kernels the host launches one by one (no CUDA graph):
         `eager_launch_host_s` x `launches`; 0 for a graph step (pure decode, or with `graph_prefill`
-        a step within the largest graph size). See the module docstring, "Eager steps"."""
+        a step within the largest graph size) and, with `graph_prefill` and `eager_beyond_graphs`
+        off, for the larger steps too. See the module docstring, "Eager steps"."""
         if not self.eager_launch_host_s or not prefill_tokens:
             return 0.0
-        if self.graph_prefill and self.cuda_graph_sizes and step_tokens <= self.cuda_graph_sizes[-1]:
+        if self.graph_prefill and (not self.eager_beyond_graphs or
+                                   (self.cuda_graph_sizes and step_tokens <= self.cuda_graph_sizes[-1])):
             return 0.0
         return self.eager_launch_host_s * launches
 
@@ -387,7 +398,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
         cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6, graph_prefill=True,
-        dp_routing="least_loaded", host_overlap=True,
+        eager_beyond_graphs=False, eager_launch_host_s=60e-6, dp_routing="least_loaded", host_overlap=True,
         sources={
             "host_overlap": "AsyncScheduler (vllm/v1/core/sched/async_scheduler.py) schedules one step ahead, on by "
                             "default since vllm-project/vllm#27614; rows of earlier versions: async_scheduling and "
@@ -402,6 +413,11 @@ ENGINES: dict[str, EngineProfile] = {
                       "preempt running.pop() (RECOMPUTE)",
             "cuda_graph_sizes": "vllm/config/compilation.py default cudagraph_capture_sizes up to 512",
             "graph_prefill": "CUDAGraphMode FULL_AND_PIECEWISE: mixed steps up to the capture size replay piecewise graphs",
+            "eager_beyond_graphs": "off: piecewise-compiled steps beyond the capture sizes show no host floor on the H100 "
+                                   "Llama-3.1-70B rows (module docstring, 'Eager steps')",
+            "eager_launch_host_s": "AIConfigurator collector/layerwise/fpm_ground_truth/SMALL_PREFILL_WHY_GOLDEN_16MS.md: "
+                                   "~60 us between eager launches (vLLM 0.20.1, B300); charged only where no graph "
+                                   "covers a prefill step (cudagraph_mode FULL_DECODE_ONLY: graph_prefill off)",
             "async_scheduling": "vllm/config/vllm.py: SchedulerConfig.async_scheduling None -> on unless incompatible (AsyncScheduler)",
             "dp_routing": "vllm/v1/engine/core_client.py DPLBAsyncMPClient.get_core_engine_for_request: the rank of least "
                           "waiting x 4 + running, ties to the first from eng_start_index",
