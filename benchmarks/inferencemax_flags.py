@@ -109,7 +109,9 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     step, eager_launch_host_s 0; vLLM FULL_DECODE_ONLY: graph_prefill off), batch waiting, SGLang's
     receive interval, the attention-DP balance, the KV-cache dtype (`auto`: the model's) and vLLM's
     all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on), vLLM's
-    Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin). Recorded
+    Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin),
+    TensorRT-LLM's post-processing workers (`kernels` naming "num_postprocess_workers N":
+    postprocess_workers N). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
     script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
@@ -131,6 +133,9 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
         args["graph_prefill"] = False
     if engine == "vllm" and "allreduce+rms" in flags.get("kernels", ""):  # pass_config.fuse_allreduce_rms
         args["allreduce_fusion"] = True
+    workers = re.search(r"num_postprocess_workers (\d+)", flags.get("kernels", ""))
+    if engine == "trtllm" and workers:  # trtllm-serve's post-processing workers: no fitted overhead
+        args["postprocess_workers"] = int(workers.group(1))
     kv = flags.get("kv_cache_dtype")
     deployment: dict[str, Any] = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}
     if engine == "vllm" and "VLLM_MXFP4_USE_MARLIN=1" in flags.get("kernels", ""):  # MXFP4 experts on Marlin

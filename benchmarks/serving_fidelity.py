@@ -62,7 +62,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     for each knob's semantics). The scripts' stream interval, prefix-caching switch and kernel
     choices (MoE / attention backends, kernel environment variables) are recorded in the table, not
     simulated, except the MoE kernel of gpt-oss's experts (vLLM's VLLM_MXFP4_USE_MARLIN=1:
-    mxfp4_marlin, see quantization above). Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
+    mxfp4_marlin, see quantization above) and TensorRT-LLM's post-processing workers
+    (`num_postprocess_workers`, the Llama-3.1-70B FP8 and gpt-oss scripts: engines.py "Overheads"). Its lines apply by conditions on the harness's ISL / OSL, the run's TP / EP /
     dp-attn and the concurrency, in file order, later lines overriding. The agg MTP twins (below)
     take their `_mtp.sh` scripts' own lines (`mtp` true). TensorRT-LLM: max_batch_size = CONC, or
     CONC / 8 (FP8) / CONC / 4 (FP4) per rank under dp-attn, max_num_tokens = (1 + drafts) x

@@ -187,6 +187,19 @@ def test_llama_trtllm_b200_rows_get_the_scripts_batch_wait_and_budget(isl, osl, 
         == isl + osl + 200
 
 
+def test_trtllm_scripts_postprocess_workers_reach_the_engine():
+    # 70b_fp8_b200_trt_slurm.sh and gptoss_fp4_b200_trt.sh launch trtllm-serve with
+    # num_postprocess_workers 2 / 4; the FP4 Llama and the DeepSeek-R1 scripts set none
+    fp8 = fidelity.setup(imx_row(LLAMA, "trtllm", "fp8", 1024, 1024, 8, "r_tp8_ep1_5"), 0.0)["engine_args"]
+    gpt = fidelity.setup(imx_row("openai/gpt-oss-120b", "trtllm", "fp4", 1024, 1024, 8, "r_tp2_ep1_5"),
+                         0.0)["engine_args"]
+    fp4 = fidelity.setup(imx_row(LLAMA, "trtllm", "fp4", 1024, 1024, 8, "r_tp8_ep1_5"), 0.0)["engine_args"]
+    dsr1 = fidelity.setup(imx_row("deepseek-ai/DeepSeek-R1", "trtllm", "fp8", 1024, 1024, 8, "r_tp8_ep1_5"),
+                          0.0)["engine_args"]
+    assert (fp8["postprocess_workers"], gpt["postprocess_workers"]) == (2, 4)
+    assert "postprocess_workers" not in fp4 and "postprocess_workers" not in dsr1
+
+
 def test_deepseek_trtllm_b200_budget_and_overrides_follow_the_script():
     # dsr1_fp8_b200_trt.sh: MAX_NUM_TOKENS = max(8192, (CONC + ISL + 64 + 63) / 64 * 64); 8k/1k at 256
     # clients: (256 + 8192 + 127) // 64 * 64 = 8512; TP4 at 8k/1k: free_gpu_memory_fraction 0.75, piecewise

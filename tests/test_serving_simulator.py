@@ -434,3 +434,29 @@ def test_attention_dp_decode_pool_fast_forward_equals_step_by_step():
     for a, b in zip(fast.requests, slow.requests, strict=True):
         assert (a.first_token_s, a.finish_s) == pytest.approx((b.first_token_s, b.finish_s), rel=1e-12)
     assert fast.itl_durations.sum() == pytest.approx(slow.itl_durations.sum(), rel=1e-12)
+
+
+def test_trtllm_postprocess_workers_drop_the_fitted_overhead():
+    # engines.py "Overheads": the TensorRT-LLM overhead was fitted on Dynamo-served rows (no
+    # post-processing workers); with trtllm-serve's workers it is not charged
+    trtllm = engine_profile("trtllm")
+    assert trtllm.overhead_s(4) == pytest.approx(1.02e-3 + 4 * 4.6e-6)
+    assert engine_profile("trtllm", {"postprocess_workers": 2}).overhead_s(4) == 0.0
+    with pytest.raises(InvalidArgumentError, match="postprocess_workers is TensorRT-LLM's"):
+        engine_profile("vllm", {"postprocess_workers": 2})
+    with pytest.raises(InvalidArgumentError, match="postprocess_workers must be an integer >= 0"):
+        engine_profile("trtllm", {"postprocess_workers": -1})
+
+    # in the simulator, one client decoding alone: TPOT = d + the overhead without workers, d with
+    d = 0.005
+    tpots = []
+    for workers in (0, 4):
+        profile = engine_profile("trtllm", {"postprocess_workers": workers})
+        worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
+        sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None,
+                                                                num_requests=1, isl=100, osl=20))
+        rep = ServingReport.build(sim, model="m", device="dev", engine="trtllm", deployment="1 GPU", num_gpus=1,
+                                  workload={}, block_size=profile.block_size, notes=[])
+        tpots.append(rep.mean_tpot_s)
+    assert tpots[0] == pytest.approx(d + 1.02e-3 + 4.6e-6)  # overlap scheduler: host work adds (host_overlap off)
+    assert tpots[1] == pytest.approx(d)

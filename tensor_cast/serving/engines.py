@@ -44,6 +44,19 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
   `padded_tokens`): the token-linear ops pay for the padding rows.
 - `request_overhead_s`: the front end before the engine core sees a request (HTTP, chat template,
   tokenization); 0 by default (not fitted: see serving_overhead_fit.py), settable.
+- TensorRT-LLM's post-processing workers (`postprocess_workers`, trtllm-serve
+  `num_postprocess_workers`): trtllm-serve builds every streamed response (detokenization, the
+  OpenAI chunk) in the process whose executor loop runs the steps, and the two compete for the
+  host (the GIL); with N > 0 workers that post-processing runs in other processes
+  (NVIDIA/TensorRT-LLM PR #5122: "to reduce the main process pressure by splitting the
+  post-processing to other processes"; PR #7508: "to minimize host side benchmarking latency").
+  TensorRT-LLM's overheads were fitted on rows served through Dynamo, which takes no such
+  workers (ai-dynamo/dynamo PR #12592 strips the setting: "not effective in dynamo"), so with
+  workers the fitted overhead is not charged (`overhead_s` 0). Measured on every B200 sa-bench
+  TensorRT-LLM agg row of the two InferenceMAX scripts that set it (held out; not fitted on them):
+  Llama-3.1-70B FP8 (2 workers) TPOT 17.5 -> 7.6 % (median predicted / measured 1.08-1.24 by
+  TP -> 1.02-1.10; the FP4 script's rows, without workers, sit at 0.87-0.95 with the overhead),
+  gpt-oss-120b (4 workers) 44.0 -> 19.4 % (1.38-1.53 -> 1.12-1.22).
 - Host overlap (`host_overlap`): where the engine core prepares step n + 1 on the host while step n
   runs on the GPU, the host's per-step work (`overhead_s`) hides behind the kernels and a step lasts
   max(kernels, overhead) instead of kernels + overhead: the GPU idles only when the host takes
@@ -275,6 +288,7 @@ class EngineProfile:
     batch_wait_timeout_iters: int = 0  # TensorRT-LLM batch waiting: iterations new contexts wait at most (0: off)
     batch_wait_max_tokens_ratio: float = 0.0  # ... unless scheduled tokens reach this share of the budget
     scheduler_recv_interval: int = 1  # SGLang: loop weight between polls of new requests (1: every step)
+    postprocess_workers: int = 0  # TensorRT-LLM num_postprocess_workers: > 0, no fitted overhead ("Overheads")
     host_overlap: bool = False  # with async_scheduling, overhead_s runs beside the kernels: max, not sum ("Host overlap")
     # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
@@ -302,7 +316,7 @@ class EngineProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                 raise InvalidArgumentError(f"engine {name} must be a number, got {value!r}")
-        for name in ("adp_balance_timeout_iters", "adp_batching_wait_iters"):
+        for name in ("adp_balance_timeout_iters", "adp_batching_wait_iters", "postprocess_workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidArgumentError(f"engine {name} must be an integer >= 0 (0: off), got {value!r}")
@@ -317,6 +331,9 @@ class EngineProfile:
         if self.batch_wait_timeout_iters and self.policy != "no_evict":
             raise InvalidArgumentError(f"engine batch_wait_timeout_iters is TensorRT-LLM's (policy no_evict); the "
                                        f"{self.name} profile's policy is {self.policy}")
+        if self.postprocess_workers and self.name != "trtllm":
+            raise InvalidArgumentError(f"engine postprocess_workers is TensorRT-LLM's (trtllm-serve "
+                                       f"num_postprocess_workers); the {self.name} profile has none")
         if self.scheduler_recv_interval > 1 and not self.async_scheduling:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
@@ -357,7 +374,10 @@ class EngineProfile:
 
     def overhead_s(self, seqs: int) -> float:
         """Seconds one step of `seqs` sequences (on one rank) spends beyond its kernels:
-        `step_overhead_s` + `seq_overhead_s` x seqs (see the module docstring, "Overheads")."""
+        `step_overhead_s` + `seq_overhead_s` x seqs, or 0 with TensorRT-LLM's post-processing workers
+        (see the module docstring, "Overheads")."""
+        if self.postprocess_workers:
+            return 0.0
         return self.step_overhead_s + self.seq_overhead_s * seqs
 
     def step_s(self, kernels_s: Any, overhead_s: Any) -> Any:
@@ -466,6 +486,8 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
             "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
             "async_scheduling": "PyTorch backend overlap scheduler, enabled by default (disable_overlap_scheduler=False)",
+            "postprocess_workers": "LLM API num_postprocess_workers 0 by default (PR #5122); > 0: the fitted overhead is "
+                                   "not charged (module docstring, 'Overheads')",
             "dp_routing": "tensorrt_llm/_torch/pyexecutor executor_request_queue.py _balance_requests_across_ranks: new "
                           "requests to the ranks with the fewest active requests / tokens (a heap), up to an even share",
             "eager_launch_host_s": "NVIDIA/TensorRT-LLM PR #12653: CPU dispatch interval ~35 us per kernel (PyTorch flow); "
