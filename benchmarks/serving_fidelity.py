@@ -750,7 +750,8 @@ def main() -> int:
                   key=lambda r: (r["model_path"], r["system"], r["backend"], r["mode"]))
     fields = ["id", "system", "engine", "mode", "family", "split", "workers", "mtp", "mtp_source", "concurrency",
               "deployment",
-              "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err"]
+              "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err", "preemptions",
+              "kv_peak_use"]
     with open(args.out or os.devnull, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
@@ -788,7 +789,8 @@ def main() -> int:
                       "concurrency": c,
                       "deployment": report.deployment, "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
                       "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,
-                      "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot}
+                      "ttft_err": abs(report.mean_ttft_s - ttft) / ttft, "tpot_err": abs(report.mean_tpot_s - tpot) / tpot,
+                      "preemptions": report.preemptions, "kv_peak_use": round(report.kv_peak_use, 4)}
             results.append(result)
             writer.writerow(result)
             out.flush()
