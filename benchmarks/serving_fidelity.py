@@ -268,6 +268,15 @@ def concurrency(row: dict[str, str]) -> int:
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
 
 
+def _measured_clients(row: dict[str, str]) -> float:
+    """The row's measured concurrency for `--max-concurrency`; a row that does not determine it passes
+    (it is listed as not simulated later, with the reason)."""
+    try:
+        return concurrency(row)
+    except Unsupported:
+        return 0
+
+
 # InferenceMAX's DeepSeek-R1 B200 MTP scripts: draft tokens by (engine, attention DP) (docstring, agg MTP)
 IMX_AGG_MTP = {("sglang", False): 2, ("trtllm", False): 3, ("trtllm", True): 1}
 MTP_TWIN_RATIO = 1.2  # below it two levels could be run-to-run noise, not an MTP / plain pair
@@ -720,6 +729,9 @@ def main() -> int:
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
                                   "change newly covers)")
+    ap.add_argument("--max-concurrency", type=int, default=0,
+                    help="only rows measured at most this many clients (silicon_concurrency; 0: all): the "
+                         "little-queueing rows serving_ttft_signature.py --rows reads")
     args = ap.parse_args()
 
     import tensor_cast
@@ -735,7 +747,8 @@ def main() -> int:
     rows = [r for r in every if r["system"] in args.devices.split(",")
             and (wanted is None or r["id"] in wanted)
             and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
-            and (not args.families or family(r["model_path"]) in args.families.split(","))]
+            and (not args.families or family(r["model_path"]) in args.families.split(","))
+            and (not args.max_concurrency or _measured_clients(r) <= args.max_concurrency)]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["system"], r["backend"], family(r["model_path"]))].append(r)

@@ -10,8 +10,13 @@ Prints, from the measured rows alone (no simulation):
   of a request that waits for the next completion in a closed loop of c clients (completions
   come every osl x TPOT / c); k ~ 0: TTFT does not depend on the output length.
 With `--rows` (a per-row CSV of `serving_fidelity.py --out`): the median measured / simulated
-TTFT per engine x family x prompt length at <= 16 clients (little queueing): a gap that stays
-at long prompts, where the step is GPU-bound, is not a host-launch floor.
+TTFT and the median measured - simulated TTFT (ms) per engine x family x prompt length at
+<= `--max-clients` clients (default 16: little queueing), over distinct measurements (the sample
+holds some runs twice). A gap that stays at long prompts, where the step is GPU-bound, is not a
+host-launch floor; a gap that differs by model at the same prompt length is not a front-end
+constant. The rows of README "Serving accuracy" ("What is left"): `serving_fidelity.py
+--sample 0 --modes agg --devices h100_sxm,b200_sxm --max-concurrency 8 --out low.csv`, then
+`--rows low.csv --max-clients 8`.
 With `--simulate`: the TensorRT-LLM Llama-3.1-8B H100 rows simulated as in serving_fidelity.py and
 again with one running request fewer than the clients (max_num_seqs = c - 1): the what-if of a
 request that waits for the next completion. It is not a default: the same engine version's
@@ -62,18 +67,24 @@ def completion_slopes(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[
     return out
 
 
-def gap_by_prompt(path: str, data: dict[str, dict[str, str]]) -> None:
-    cells: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
+def gap_by_prompt(path: str, data: dict[str, dict[str, str]], max_clients: int = 16) -> None:
+    cells: dict[tuple[str, str, str, int], dict[tuple[Any, ...], tuple[float, float]]] = defaultdict(dict)
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
-            if r["mode"] != "agg" or int(r["concurrency"]) > 16 or r["id"] not in data:
+            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
                 continue
-            cells[(r["engine"], r["system"], r["family"], int(data[r["id"]]["isl"]))].append(
-                float(r["meas_ttft_s"]) / float(r["pred_ttft_s"]))
-    print("\n| engine | device | family | isl | rows (<= 16 clients) | median measured / simulated TTFT |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+            row = data[r["id"]]
+            meas, pred = float(r["meas_ttft_s"]), float(r["pred_ttft_s"])
+            # one entry per distinct measurement: the sample repeats some runs under other ids
+            run = (row["tp_size"], row["precision"], row["osl"], r["concurrency"], r["deployment"], round(meas, 6))
+            cells[(r["engine"], r["system"], r["family"], int(row["isl"]))][run] = (meas / pred, (meas - pred) * 1e3)
+    print(f"\n| engine | device | family | isl | runs (<= {max_clients} clients) | median measured / simulated TTFT "
+          "| median measured - simulated (ms) |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for key in sorted(cells):
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(cells[key])} | {statistics.median(cells[key]):.2f} |")
+        ratios, gaps = zip(*cells[key].values())
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(ratios)} | {statistics.median(ratios):.2f} "
+              f"| {statistics.median(gaps):+.0f} |")
 
 
 def simulate_slots(rows: list[dict[str, str]]) -> None:
@@ -106,6 +117,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--rows", help="per-row CSV written by serving_fidelity.py --out")
+    ap.add_argument("--max-clients", type=int, default=16, help="--rows: only rows of at most this many clients")
     ap.add_argument("--simulate", action="store_true", help="simulate the TRT-LLM Llama-3.1-8B rows with c - 1 slots")
     args = ap.parse_args()
     with open(args.data, newline="") as fh:
@@ -116,7 +128,7 @@ def main() -> int:
         q = statistics.quantiles(ks, n=4) if len(ks) > 1 else ks * 3
         print(f"| {engine} | {model} | {len(ks)} | {statistics.median(ks):.2f} | {q[0]:.2f} .. {q[2]:.2f} |")
     if args.rows:
-        gap_by_prompt(args.rows, {r["id"]: r for r in rows})
+        gap_by_prompt(args.rows, {r["id"]: r for r in rows}, args.max_clients)
     if args.simulate:
         simulate_slots(rows)
     return 0

@@ -29,3 +29,22 @@ def test_waiting_for_the_next_completion_has_slope_one_and_a_fixed_ttft_slope_ze
     assert set(slopes) == {("trtllm", "Llama-3.1-8B-Instruct"), ("vllm", "Llama-3.1-8B-Instruct")}
     assert slopes[("trtllm", "Llama-3.1-8B-Instruct")] == [pytest.approx(1.0)]
     assert slopes[("vllm", "Llama-3.1-8B-Instruct")] == [pytest.approx(0.0)]
+
+
+def test_gap_table_takes_each_measurement_once_and_only_the_few_client_rows(tmp_path, capsys):
+    (sig,) = benchmarks("serving_ttft_signature")
+    fields = ["id", "mode", "engine", "system", "family", "concurrency", "deployment", "meas_ttft_s", "pred_ttft_s"]
+    runs = [  # id, clients, measured s, simulated s
+        ("a", 4, 0.100, 0.050), ("a-twin", 4, 0.100, 0.050),  # the same run under two ids: counted once
+        ("b", 8, 0.200, 0.160), ("c", 8, 0.300, 0.100),
+        ("queued", 64, 9.0, 1.0),  # above --max-clients: left out
+    ]
+    with open(tmp_path / "rows.csv", "w") as fh:
+        fh.write(",".join(fields) + "\n")
+        for rid, c, meas, pred in runs:
+            fh.write(f"{rid},agg,vllm,b200_sxm,Llama,{c},8 GPUs,{meas},{pred}\n")
+    data = {rid: {"isl": "1024", "tp_size": "8", "precision": "fp8", "osl": "1024"} for rid, *_ in runs}
+    sig.gap_by_prompt(str(tmp_path / "rows.csv"), data, max_clients=8)
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| vllm")]
+    # three distinct runs: ratios 2.0, 1.25, 3.0 (median 2.0), gaps +50, +40, +200 ms (median +50)
+    assert line == ["| vllm | b200_sxm | Llama | 1024 | 3 | 2.00 | +50 |"]
