@@ -27,12 +27,9 @@ import os
 import sys
 from pathlib import Path
 
+from aic_tables import read_table
+
 MOE = "moe_perf.csv.gz"
-
-
-def read(path: Path) -> list[dict[str, str]]:
-    with gzip.open(path, "rt", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def twin_rows(base: list[dict[str, str]], twin: list[dict[str, str]], dtype: str,
@@ -68,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --hidden must be comma-separated integers, got {args.hidden!r}", file=sys.stderr)
         return 2
-    base = read(base_dir / MOE)
-    added = twin_rows(base, read(twin_dir / MOE), args.dtype, hidden)
+    base = read_table(base_dir, "moe_perf")
+    added = twin_rows(base, read_table(twin_dir, "moe_perf"), args.dtype, hidden)
     out.mkdir(parents=True, exist_ok=True)
     for table in sorted(base_dir.glob("*.csv.gz")):
         if table.name != MOE and not (out / table.name).exists():

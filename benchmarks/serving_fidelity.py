@@ -179,7 +179,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~840 lines: the docstring above is the mapping's specification and the code
+Why one file of ~850 lines: the docstring above is the mapping's specification and the code
 below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
 protocol); a reader checks one against the other. The recipe table lives in
 `benchmarks/data/inferencemax_disagg_recipes.csv`, the agg launch-flags table in
@@ -268,7 +268,7 @@ def concurrency(row: dict[str, str]) -> int:
     return _int(row["batch_size"]) * _int(row["attention_dp_size"])
 
 
-def _measured_clients(row: dict[str, str]) -> float:
+def _measured_clients(row: dict[str, str]) -> int:
     """The row's measured concurrency for `--max-concurrency`; a row that does not determine it passes
     (it is listed as not simulated later, with the reason)."""
     try:

@@ -449,14 +449,8 @@ def test_trtllm_postprocess_workers_drop_the_fitted_overhead():
 
     # in the simulator, one client decoding alone: TPOT = d + the overhead without workers, d with
     d = 0.005
-    tpots = []
-    for workers in (0, 4):
-        profile = engine_profile("trtllm", {"postprocess_workers": workers})
-        worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
-        sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=1, rate=None, trace=None,
-                                                                num_requests=1, isl=100, osl=20))
-        rep = ServingReport.build(sim, model="m", device="dev", engine="trtllm", deployment="1 GPU", num_gpus=1,
-                                  workload={}, block_size=profile.block_size, notes=[])
-        tpots.append(rep.mean_tpot_s)
+    fitted = {"step_overhead_s": 1.02e-3, "seq_overhead_s": 4.6e-6}
+    tpots = [run("trtllm", d=d, blocks=10_000, engine_args={**fitted, "postprocess_workers": workers},
+                 concurrency=1, num_requests=1, isl=100, osl=20)[1].mean_tpot_s for workers in (0, 4)]
     assert tpots[0] == pytest.approx(d + 1.02e-3 + 4.6e-6)  # overlap scheduler: host work adds (host_overlap off)
     assert tpots[1] == pytest.approx(d)
