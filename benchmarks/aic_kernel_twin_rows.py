@@ -37,12 +37,12 @@ def twin_rows(base: list[dict[str, str]], twin: list[dict[str, str]], dtype: str
     """`twin`'s rows of `dtype` at the `hidden` sizes, relabelled as `base`'s kernel of that dtype."""
     own = [r for r in base if r["moe_dtype"] == dtype]
     if not own:
-        raise SystemExit(f"error: the base table has no {dtype} rows to take a kernel name from; "
+        raise ValueError(f"the base table has no {dtype} rows to take a kernel name from; "
                          f"its dtypes: {', '.join(sorted({r['moe_dtype'] for r in base}))}")
     label = {k: own[0][k] for k in ("framework", "version", "kernel_source")}
     picked = [r for r in twin if r["moe_dtype"] == dtype and int(r["hidden_size"]) in hidden]
     if not picked:
-        raise SystemExit(f"error: the twin table has no {dtype} rows at hidden sizes {sorted(hidden)}")
+        raise ValueError(f"the twin table has no {dtype} rows at hidden sizes {sorted(hidden)}")
     return [{k: (label[k] if k in label else r[k]) for k in base[0]} for r in picked]
 
 
@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --hidden must be comma-separated integers, got {args.hidden!r}", file=sys.stderr)
         return 2
     base = read_table(base_dir, "moe_perf")
-    added = twin_rows(base, read_table(twin_dir, "moe_perf"), args.dtype, hidden)
+    try:
+        added = twin_rows(base, read_table(twin_dir, "moe_perf"), args.dtype, hidden)
+    except ValueError as exc:  # nothing written yet
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     for table in sorted(base_dir.glob("*.csv.gz")):
         if table.name != MOE and not (out / table.name).exists():
