@@ -111,7 +111,9 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     all-reduce + RMSNorm fusion pass (`kernels` naming "allreduce+rms": allreduce_fusion on), vLLM's
     Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin),
     TensorRT-LLM's post-processing workers (`kernels` naming "num_postprocess_workers N":
-    postprocess_workers N). Recorded
+    postprocess_workers N), TensorRT-LLM's forced NVLink all-to-all (`kernels` naming "ep > 1: ...
+    TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL" on a run with EP > 1: moe_exchange all_to_all, where the
+    engine's default on an 8-GPU node is its all-gather, tensor_cast/deployment/moe_exchange.py). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
     script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
@@ -140,4 +142,7 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     deployment: dict[str, Any] = {"kv_cache_dtype": None if kv == "auto" else kv} if kv else {}
     if engine == "vllm" and "VLLM_MXFP4_USE_MARLIN=1" in flags.get("kernels", ""):  # MXFP4 experts on Marlin
         deployment["quant"] = "mxfp4_marlin"
+    forced = re.search(r"ep > 1:[^;]*TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL", flags.get("kernels", ""))
+    if engine == "trtllm" and forced and variables.get("EP", 1) > 1:  # the NVLink all-to-all, forced
+        deployment["moe_exchange"] = "all_to_all"
     return args, deployment

@@ -86,7 +86,7 @@ def _expert_parallel(options: Any) -> bool:
 
 def _ep_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
-    return {"ep": d.ep, "dp": d.ep_dp, "nodes": d.ep_nodes, "moe_tp": d.moe_tp}
+    return {"ep": d.ep, "dp": d.ep_dp, "nodes": d.ep_nodes, "moe_tp": d.moe_tp, "exchange": d.moe_exchange}
 
 
 def _quantized(options: Any) -> bool:

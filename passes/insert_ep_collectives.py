@@ -14,11 +14,15 @@ Produces, for each:
   report holds E/ep experts per GPU; routers and shared experts stay whole, or TP-sharded). The
   column split of each expert over `moe_tp` ranks is already in the graph's shapes (the per-rank
   spec, `deployment/sharding.py`);
-- with dp > 1 and moe_tp == 1 (each rank holds different tokens, whole experts): `ep_dispatch`
+- with dp > 1, moe_tp == 1 and `exchange="all_to_all"` (each rank holds different tokens, whole experts): `ep_dispatch`
   on the block input before the op and `ep_combine` on its output, an all_to_all each over the
   `ep` ranks (spanning `nodes` nodes). Dispatch travels in FP8 when the experts run FP8
   activations (DeepEP's FP8 dispatch), in NVFP4 when they run NVFP4 ones (TensorRT-LLM's
   post-quant all_to_all), else in the model dtype; combine in the output dtype;
+- with dp > 1, moe_tp == 1 and `exchange="allgather"` (vLLM's and SGLang's default exchange,
+  TensorRT-LLM's without a multi-node NVLink domain: tensor_cast/deployment/moe_exchange.py):
+  `ep_allgather` / `ep_reducescatter` over the dp ranks as below; each rank's E/ep experts still
+  compute only the pairs routed to them (the op's costing is the all_to_all case's);
 - with dp > 1 and moe_tp > 1 (MoE TP across attention-DP ranks, with or without EP): a token
   must reach every column slice of its experts, which an all_to_all cannot do; TensorRT-LLM
   then all-gathers the tokens of the dp replicas and reduce-scatters the partial outputs
@@ -35,7 +39,8 @@ kernels. With tp > 1 and dp > 1 each TP rank dispatches a 1/tp slice of its repl
 (sequence-parallel MoE) and the same TP all_reduce reassembles them with the shared experts'
 partial sums.
 Invariant after: shapes and dtypes unchanged; every MoE op carries ep; with dp > 1 exactly one
-dispatch reads each MoE op's input and one combine reads its output, in that order.
+dispatch (all_to_all) or all-gather (allgather, or moe_tp > 1) reads each MoE op's input and one
+combine or reduce-scatter reads its output, in that order.
 Example (tp=1, dp=8, ep=8, FP8 experts):
     before: y = moe(h, Wr, [], Wgu, Wd, ..., "fp8"); z = add(r, y)
     after:  d = ep_dispatch(h, 8, 256, 8, 8, 1, "fp8"); m = moe(d, Wr, [], Wgu, Wd, ..., 0.0, "fp8", 8, 8)
@@ -97,7 +102,9 @@ def _insert_around(gm: fx.GraphModule, node: fx.Node, before: Any, before_args: 
 
 
 def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1,
-                          moe_tp: int = 1) -> fx.GraphModule:
+                          moe_tp: int = 1, exchange: str = "all_to_all") -> fx.GraphModule:
+    if exchange not in ("all_to_all", "allgather"):
+        raise DeploymentError(f"unknown MoE exchange {exchange!r}; accepted: all_to_all, allgather")
     if ep <= 1 and (dp <= 1 or moe_tp <= 1):  # nothing split: every rank holds every expert whole
         return gm
     tc = torch.ops.tensor_cast
@@ -119,7 +126,7 @@ def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes
         if dp <= 1:
             continue
         hidden = arg(node, "hidden")
-        if moe_tp == 1:
+        if moe_tp == 1 and exchange == "all_to_all":
             _insert_around(gm, node, tc.ep_dispatch.default,
                            call_args(tc.ep_dispatch.default, x=hidden, **routing, wire_dtype=_wire_dtype(node)),
                            tc.ep_combine.default, routing)

@@ -190,9 +190,11 @@ BATCH, CONTEXT = 64, 4096
 
 @pytest.fixture(scope="module")
 def qwen_ep8(h100_cluster):
-    """Attention DP8 + MoE EP8 on one 8-GPU node (SGLang --tp 8 --enable-dp-attention --dp 8 --ep 8)."""
+    """Attention DP8 + MoE EP8 on one 8-GPU node with an all-to-all exchange (SGLang --tp 8
+    --enable-dp-attention --dp 8 --ep 8 --moe-a2a-backend deepep; the engines' default all-gather is
+    tests/test_moe_exchange.py's)."""
     return tensor_cast.analyze(QWEN, device=h100_cluster, batch_size=BATCH, query_len=1, context_len=CONTEXT,
-                               dp=8, ep=8)
+                               dp=8, ep=8, moe_exchange="all_to_all")
 
 
 def test_two_exchanges_around_every_moe_op(qwen_ep8):
@@ -360,7 +362,7 @@ def test_cli_ep(tmp_path, capsys, h100_cluster):
     device = _device_file(tmp_path, h100_cluster)
     out = tmp_path / "ep.json"
     code = main(["analyze", QWEN, "--device", device, "--batch-size", str(BATCH), "--context-len", str(CONTEXT),
-                 "--dp", "8", "--ep", "8", "--json", str(out)])
+                 "--dp", "8", "--ep", "8", "--moe-exchange", "all_to_all", "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     for needle in ("8 GPUs, EP8, DP8, attention DP8 x TP1 + MoE EP8 (all_to_all dispatch/combine)",
@@ -441,7 +443,8 @@ def test_deepseek_fp8_does_not_fit_on_8_h100(deepseek_h100):
 def test_deepseek_ep8_dp8_vs_tp8_on_8_h200():
     c = config(DEEPSEEK)
     moe_layers = c["num_hidden_layers"] - c["first_k_dense_replace"]
-    ep8 = tensor_cast.analyze(DEEPSEEK, device="h200", batch_size=64, query_len=1, context_len=4096, dp=8, ep=8)
+    ep8 = tensor_cast.analyze(DEEPSEEK, device="h200", batch_size=64, query_len=1, context_len=4096, dp=8, ep=8,
+                              moe_exchange="all_to_all")  # DeepEP (vLLM's default all-gather: test_moe_exchange.py)
     tp8 = tensor_cast.analyze(DEEPSEEK, device="h200", batch_size=64, query_len=1, context_len=4096, tp=8)
     assert ep8.fit.fits and tp8.fit.fits
     for op in ("tensor_cast.ep_dispatch", "tensor_cast.ep_combine"):

@@ -18,25 +18,31 @@ from tensor_cast.serving.simulator import Worker, simulate_workers
 from tensor_cast.serving.workload import Request, TraceEntry, make_workload
 
 MOE = "Qwen/Qwen3-30B-A3B"
-SHARED_OPS = ("tensor_cast.moe",)  # the all_to_alls stay with each rank's own tokens (batch_cost.py)
+# ops whose work is every rank's tokens (batch_cost.py): an all_to_all stays with each rank's own tokens,
+# the engines' default all-gather / reduce-scatter moves every rank's (deployment/moe_exchange.py)
+SHARED_OPS = {"all_to_all": ("tensor_cast.moe",),
+              "allgather": ("tensor_cast.moe", "tensor_cast.ep_allgather", "tensor_cast.ep_reducescatter")}
+EXCHANGE_OPS = {"all_to_all": {"tensor_cast.ep_dispatch", "tensor_cast.ep_combine"},
+                "allgather": {"tensor_cast.ep_allgather", "tensor_cast.ep_reducescatter"}}
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0, "async_scheduling": False}
 
 
-@pytest.fixture(scope="module")
-def moe_dp2():
-    sym = tensor_cast.analyze(MOE, device="h100-sxm", dp=2, ep=2, num_hidden_layers=2, symbolic=True)
-    return sym, BatchCost.from_report(sym, table_tokens=256)
+@pytest.fixture(scope="module", params=["all_to_all", "allgather"])
+def moe_dp2(request):
+    sym = tensor_cast.analyze(MOE, device="h100-sxm", dp=2, ep=2, num_hidden_layers=2, symbolic=True,
+                              moe_exchange=request.param)
+    return sym, BatchCost.from_report(sym, table_tokens=256), request.param
 
 
 @pytest.mark.parametrize("tokens", [1, 96, 300])  # 300: beyond the table (the expression in T)
 def test_shared_share_is_the_moe_ops_of_analyze(moe_dp2, tokens):
-    _, cost = moe_dp2
+    _, cost, exchange = moe_dp2
     # second route: a concrete analyze() of `tokens` one-token sequences per rank (batch_size is both
-    # replicas' batch), its MoE rows summed over the layers; the all_to_alls are in, but not shared
+    # replicas' batch), its shared rows summed over the layers (an all_to_all is in, but not shared)
     report = tensor_cast.analyze(MOE, device="h100-sxm", dp=2, ep=2, num_hidden_layers=2, batch_size=2 * tokens,
-                                 query_len=1, context_len=64)
-    expected = sum(float(r.time_s) for r in report.ops if r.op in SHARED_OPS)
-    assert {r.op for r in report.ops} >= {"tensor_cast.moe", "tensor_cast.ep_dispatch", "tensor_cast.ep_combine"}
+                                 query_len=1, context_len=64, moe_exchange=exchange)
+    expected = sum(float(r.time_s) for r in report.ops if r.op in SHARED_OPS[exchange])
+    assert {r.op for r in report.ops} >= {"tensor_cast.moe"} | EXCHANGE_OPS[exchange]
     assert cost.shared_s(tokens) == pytest.approx(expected, rel=1e-9)
     assert 0 < cost.shared_s(tokens) < cost.linear_s(tokens)
 

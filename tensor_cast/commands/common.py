@@ -55,7 +55,8 @@ def per_layer_config(text: str | None) -> dict[str, Any] | None:
 
 
 # flag destinations passed to the API as deployment keywords when given
-DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "moe_tp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization")
+DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "moe_tp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization",
+                    "moe_exchange")
 
 
 def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +72,10 @@ def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
                    help="TP degree inside each routed expert; moe-tp x ep must equal tp x dp (default tp x dp / ep "
                         "with --ep, else tp: each DP replica holds every expert); --tp 4 --ep 2 is TensorRT-LLM's "
                         "moe_tp 2 x moe_ep 2, --dp 4 --moe-tp 4 attention DP4 with MoE TP4")
+    g.add_argument("--moe-exchange", help="how attention-DP ranks exchange tokens with their experts (dp > 1, "
+                                          "moe-tp 1): all_to_all (DeepEP-style dispatch / combine) or allgather "
+                                          "(all-gather + reduce-scatter); default the engine's: allgather for vllm "
+                                          "and sglang, trtllm all_to_all only on an NVL72-class NVLink domain")
     g.add_argument("--dp", type=int_at_least(1), help="data-parallel replicas; --batch-size is split over them (default 1)")
     g.add_argument("--pp", type=int_at_least(1), help="pipeline-parallel stages (default 1)")
     g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "

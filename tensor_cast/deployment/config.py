@@ -25,8 +25,9 @@ How tp, dp, ep and moe_tp combine (world = tp·dp·pp GPUs):
   (the default without ep: every DP replica holds all experts, split over its own tp ranks).
   Shared experts stay tensor-parallel over tp.
 - how tokens reach the experts (`passes/insert_ep_collectives.py`): with dp = 1 every rank holds
-  every token and the partial outputs are all-reduced over tp; with dp > 1 and moe_tp = 1 an
-  all_to_all dispatch and combine ("attention DP + EP MoE"); with dp > 1 and moe_tp > 1 an
+  every token and the partial outputs are all-reduced over tp; with dp > 1 and moe_tp = 1 the
+  engine's exchange ("attention DP + EP MoE", `moe_exchange`: an all_to_all dispatch and combine,
+  or an all-gather and reduce-scatter, vLLM's and SGLang's default; moe_exchange.py); with dp > 1 and moe_tp > 1 an
   all-gather of the replicas' tokens and a reduce-scatter of the outputs (TensorRT-LLM's
   `AllGatherReduceScatter`, the one exchange it supports with MoE TP).
 Engine equivalents: SGLang `--tp 8 --enable-dp-attention --dp 8 --ep 8` (8 GPUs) is tp=1, dp=8,
@@ -46,6 +47,7 @@ from typing import Any
 
 from ..errors import DeploymentError, InvalidArgumentError, choices
 from ..models.spec import ModelSpec
+from .moe_exchange import check_moe_exchange, resolve_moe_exchange
 from .quantization import NO_QUANT, SAME_WEIGHTS_AS, accepted_quant, kv_cache_bytes, scheme, scheme_from_hf
 from .tp_plan import tp_roles
 
@@ -70,8 +72,10 @@ class Deployment:
     quantize_lm_head: bool = False
     quantize_router: bool = False
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+    moe_exchange: str | None = None  # attention DP + EP MoE: "all_to_all" | "allgather"; None: the engine's (moe_exchange.py)
 
     def __post_init__(self) -> None:
+        check_moe_exchange(self.moe_exchange)
         for name in ("tp", "ep", "dp", "pp"):
             _positive_int(name, getattr(self, name))
         for name in ("moe_tp", "nodes", "gpus_per_node"):
@@ -128,6 +132,7 @@ class TraceDeployment:
     ep_nodes: int = 1  # nodes one EP group spans
     ep_dp: int = 1  # attention-DP replicas the experts span (dp when moe_tp·ep = tp·dp; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
+    moe_exchange: str = "all_to_all"  # dp > 1, moe_tp = 1: all_to_all or allgather (moe_exchange.py)
 
     @property
     def sharded(self) -> bool:
@@ -155,6 +160,7 @@ class ResolvedDeployment:
     stages: tuple[tuple[int, ...], ...]  # real layer indices of each pipeline stage
     row_parallel: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    moe_exchange: str = "all_to_all"  # the exchange of attention-DP + EP MoE layers (moe_exchange.py)
 
     @property
     def world_size(self) -> int:
@@ -169,7 +175,14 @@ class ResolvedDeployment:
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
             quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
-            ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel)
+            ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
+            moe_exchange=self.moe_exchange if self.exchanges_tokens else "all_to_all")
+
+    @property
+    def exchanges_tokens(self) -> bool:
+        """Whether the MoE layers exchange tokens between attention-DP ranks by the chosen `moe_exchange`
+        (dp > 1 with whole experts, moe_tp = 1; MoE TP across replicas always all-gathers)."""
+        return self.experts_span_replicas and self.moe_tp == 1
 
     @property
     def experts_span_replicas(self) -> bool:
@@ -186,7 +199,8 @@ class ResolvedDeployment:
             if self.dp == 1:
                 exchange = "outputs all-reduced"
             else:
-                exchange = "all_to_all dispatch/combine" if self.moe_tp == 1 else "all-gather/reduce-scatter"
+                exchange = "all_to_all dispatch/combine" if self.exchanges_tokens and self.moe_exchange == "all_to_all" \
+                    else "all-gather/reduce-scatter"
             split = " x ".join(f"{k}{v}" for k, v in (("TP", self.moe_tp), ("EP", self.ep)) if v > 1) or "TP1"
             parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE {split} ({exchange})")
         parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
@@ -367,4 +381,6 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,
         gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
-        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (), notes=tuple(notes))
+        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (), notes=tuple(notes),
+        moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
+                                          profile)[0])

@@ -20,6 +20,7 @@ import sympy
 from ..api import DEPLOYMENT_KEYS, analyze, load_model
 from ..backends.device import load_device
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
+from ..deployment.moe_exchange import resolve_moe_exchange
 from ..errors import DeploymentError, InvalidArgumentError
 from ..gc_pause import paused_gc
 from ..models.spec import ModelSpec
@@ -227,6 +228,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             options["moe_skew"] = moe_skew
         # the serving engine's fusion default, also when another engine's kernels cost the steps
         options["allreduce_fusion"] = allreduce_fusion(profile_engine, spec, profile, options)
+        # and its MoE exchange under attention DP + EP (deployment/moe_exchange.py), likewise
+        options["moe_exchange"] = resolve_moe_exchange(options.get("moe_exchange"), profile_engine.name, profile)[0]
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment

@@ -18,11 +18,12 @@ tokens each), by splitting the ops into two groups:
   the mean preserves the group's total work).
 
 Attention DP (`shared_s`): the part of the token-linear ops whose work is the ranks' combined
-tokens, not one rank's — the MoE ops (`tensor_cast.moe`: the experts see every rank's tokens) and,
-under MoE TP, the all-gather / reduce-scatter of every rank's tokens (`SHARED_OPS`) — is also
+tokens, not one rank's — the MoE ops (`tensor_cast.moe`: the experts see every rank's tokens) and
+the all-gather / reduce-scatter of every rank's tokens (`SHARED_OPS`: MoE TP, or the engines'
+all-gather exchange, deployment/moe_exchange.py) — is also
 tabulated on its own. The trace costs it as if every rank had T tokens (dp x T in all); a step
 whose ranks hold different token counts runs it at their combined count instead (simulator.py,
-"Attention-DP steps"). The all_to_all dispatch / combine stay with the rank: the step waits for
+"Attention-DP steps"). An all_to_all dispatch / combine stays with the rank: the step waits for
 the rank that sends the most, its own tokens. Empty (all zeros) for a model without MoE.
 
 CUDA-graph choices inside the expressions (`kernel_overhead_s`: graph launch for steps of at

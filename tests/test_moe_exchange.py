@@ -1,0 +1,123 @@
+"""The MoE exchange of attention DP + EP (dp > 1, moe_tp = 1): all_to_all or allgather, the engines'
+defaults (tensor_cast/deployment/moe_exchange.py), the pass on a tiny graph, Qwen3-30B-A3B end to
+end with the all-gather bytes derived from named dimensions, the CLI and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from moe_graphs import TinyMoE, call_targets
+
+import tensor_cast
+from tensor_cast.backends.device import load_device
+from tensor_cast.cli import main
+from tensor_cast.deployment.moe_exchange import resolve_moe_exchange
+from tensor_cast.errors import DeploymentError
+from tensor_cast.models import registry
+from tensor_cast.passes.insert_ep_collectives import insert_ep_collectives
+from tensor_cast.passes.op_args import arg
+
+tc = torch.ops.tensor_cast
+BF16 = 2
+QWEN = "Qwen/Qwen3-30B-A3B"
+
+
+@pytest.mark.parametrize("engine, device, expected", [
+    ("vllm", "h100-sxm", "allgather"),  # ParallelConfig.all2all_backend = "allgather_reducescatter"
+    ("sglang", "b200", "allgather"),  # moe_a2a_backend "none": DP attention gathers the tokens
+    ("trtllm", "h100-sxm", "allgather"),  # no multi-node NVLink domain: AllGatherReduceScatter
+    ("trtllm", "b200", "allgather"),  # an 8-GPU HGX node is not one either
+    ("trtllm", "gb200", "all_to_all"),  # NVL72: the NVLink all-to-all comes first
+    ("torch", "h100-sxm", "all_to_all"),
+])
+def test_engine_defaults(engine, device, expected):
+    assert resolve_moe_exchange(None, engine, load_device(device))[0] == expected
+    other = "all_to_all" if expected == "allgather" else "allgather"
+    assert resolve_moe_exchange(other, engine, load_device(device)) == (other, "moe_exchange given")
+
+
+def test_pass_allgathers_whole_experts_on_request(capture_module):
+    x = torch.randn(3, 16)
+    gm, inputs = capture_module(TinyMoE(), x)
+    with torch.no_grad():
+        expected = gm(*inputs)
+    count = len(gm.graph.nodes)
+    gm = insert_ep_collectives(gm, ep=4, dp=4, nodes=1, exchange="allgather")
+    targets = call_targets(gm)
+    assert targets.count(tc.ep_allgather.default) == 1 and targets.count(tc.ep_reducescatter.default) == 1
+    assert tc.ep_dispatch.default not in targets and len(gm.graph.nodes) == count + 2
+    moe = next(n for n in gm.graph.nodes if n.target is tc.moe.default)
+    gather, scatter = arg(moe, "hidden"), next(iter(moe.users))
+    assert gather.target is tc.ep_allgather.default and scatter.target is tc.ep_reducescatter.default
+    assert [arg(gather, k) for k in ("group_size", "ep_dp", "nodes")] == [4, 4, 1]
+    assert (arg(moe, "ep"), arg(moe, "ep_dp")) == (4, 4)  # the experts' share and routed work: as with all_to_all
+    with torch.no_grad():
+        torch.testing.assert_close(gm(*inputs), expected)
+    gm, _ = capture_module(TinyMoE(), x)
+    with pytest.raises(DeploymentError, match="unknown MoE exchange 'ring'; accepted: all_to_all, allgather"):
+        insert_ep_collectives(gm, ep=4, dp=4, exchange="ring")
+
+
+@pytest.fixture(scope="module")
+def qwen_dep8(h100_cluster):
+    """vLLM --data-parallel-size 8 --enable-expert-parallel on one node: its default exchange."""
+    return tensor_cast.analyze(QWEN, device=h100_cluster, engine="vllm", batch_size=64, query_len=1,
+                               context_len=4096, dp=8, ep=8)
+
+
+def test_vllm_default_allgathers_every_replicas_tokens(qwen_dep8, h100_cluster):
+    c = registry.lookup(QWEN).config
+    layers, hidden = c["num_hidden_layers"], c["hidden_size"]
+    layer0 = [r.op for r in qwen_dep8.ops if r.layer == 0]
+    i = layer0.index("tensor_cast.moe")
+    assert layer0[i - 1:i + 2] == ["tensor_cast.ep_allgather", "tensor_cast.moe", "tensor_cast.ep_reducescatter"]
+    assert "all-gather/reduce-scatter" in qwen_dep8.context.deployment.describe()
+    # each rank receives the other 7 replicas' 8 tokens whole (bf16 wire: unquantized experts), and
+    # reduce-scatters the 64 rows' partial outputs: (n-1)/n of 64 rows x hidden, twice per MoE layer
+    rows, dp = 64, 8
+    per_exchange = (dp - 1) * rows * hidden * BF16 // dp
+    assert qwen_dep8.total_comm_bytes == 2 * layers * per_exchange
+    # the routed work is the all_to_all deployment's (same pairs per rank), only the exchange differs
+    a2a = tensor_cast.analyze(QWEN, device=h100_cluster, engine="vllm", batch_size=64, query_len=1, context_len=4096,
+                              dp=8, ep=8, moe_exchange="all_to_all")
+    moe = [sum(r.flops for r in rep.ops if r.op == "tensor_cast.moe") for rep in (qwen_dep8, a2a)]
+    assert moe[0] == moe[1] and "all_to_all dispatch/combine" in a2a.context.deployment.describe()
+    # top-8 over 8 ranks: all_to_all moves k/ep = 1 row per token each way, as many as the gather
+    assert a2a.total_comm_bytes == qwen_dep8.total_comm_bytes
+
+
+def test_trtllm_on_nvl72_keeps_all_to_all():
+    gb200 = load_device("gb200")
+    report = tensor_cast.analyze(QWEN, device=gb200, engine="trtllm", batch_size=16, query_len=1, context_len=1024,
+                                 dp=16, ep=16)
+    assert "all_to_all dispatch/combine" in report.context.deployment.describe()
+    h100 = tensor_cast.analyze(QWEN, device="h100-sxm", engine="trtllm", batch_size=16, query_len=1, context_len=1024,
+                               dp=16, ep=16)
+    assert "all-gather/reduce-scatter" in h100.context.deployment.describe()
+    assert h100.ep_comm_time_s > report.ep_comm_time_s  # two nodes of InfiniBand against one NVLink domain
+
+
+def test_bad_exchange_is_one_line_exit_2(capsys):
+    with pytest.raises(DeploymentError, match="unknown moe_exchange 'ring'; accepted: all_to_all, allgather"):
+        tensor_cast.analyze(QWEN, device="h100-sxm", batch_size=8, query_len=1, dp=8, ep=8, moe_exchange="ring")
+    code = main(["analyze", QWEN, "--device", "h100-sxm", "--dp", "8", "--ep", "8", "--moe-exchange", "ring"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "accepted: all_to_all, allgather" in err
+
+
+def test_cli_and_simulate_take_the_exchange(capsys):
+    code = main(["analyze", QWEN, "--device", "h100-sxm", "--dp", "8", "--ep", "8", "--moe-exchange", "all_to_all",
+                 "--batch-size", "8", "--query-len", "1"])
+    assert code == 0 and "all_to_all dispatch/combine" in capsys.readouterr().out
+    reports = [tensor_cast.simulate(QWEN, device="h100-sxm", engine="vllm", concurrency=16, num_requests=16, isl=128,
+                                    osl=8, dp=8, ep=8, **extra) for extra in ({}, {"moe_exchange": "all_to_all"})]
+    assert "all-gather/reduce-scatter" in reports[0].deployment and "all_to_all" in reports[1].deployment
+
+
+def test_replace_keeps_the_request_checked():
+    from tensor_cast.deployment.config import Deployment
+
+    with pytest.raises(DeploymentError, match="accepted: all_to_all, allgather"):
+        dataclasses.replace(Deployment(dp=2, ep=2), moe_exchange="nccl")
