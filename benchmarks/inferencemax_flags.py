@@ -112,8 +112,8 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     Marlin MoE for MXFP4 experts (`kernels` naming VLLM_MXFP4_USE_MARLIN=1: quant mxfp4_marlin),
     TensorRT-LLM's post-processing workers (`kernels` naming "num_postprocess_workers N":
     postprocess_workers N), TensorRT-LLM's forced NVLink all-to-all (`kernels` naming "ep > 1: ...
-    TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL" on a run with EP > 1: moe_exchange all_to_all, where the
-    engine's default on an 8-GPU node is its all-gather, tensor_cast/deployment/moe_exchange.py). Recorded
+    TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL" on a run with EP > 1: moe_exchange all_to_all, also the
+    engine's default on one node, made explicit; tensor_cast/deployment/moe_exchange.py). Recorded
     only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
     script; the fidelity runs share no prefixes) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes

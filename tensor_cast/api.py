@@ -90,7 +90,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     1/moe_tp of its intermediate columns; moe_tp·ep = tp·dp, default moe_tp = tp·dp / ep), or,
     with ep=1 and moe_tp unset, tensor-parallel over tp within each replica. So `tp=1, dp=8,
     ep=8` is attention DP8 + MoE EP8 (SGLang `--tp 8 --enable-dp-attention --dp 8 --ep 8`):
-    tokens reach their experts by an all_to_all dispatch and return by a combine; `tp=8, ep=8`
+    tokens reach their experts by the engine's exchange, `moe_exchange="all_to_all"` (a dispatch and a
+    combine: DeepEP, TensorRT-LLM's within one NVLink domain) or `"allgather"` (all-gather +
+    reduce-scatter: vLLM's and SGLang's default, TensorRT-LLM's across nodes); None, the default, takes
+    the engine's (deployment/moe_exchange.py); `tp=8, ep=8`
     (vLLM `--tensor-parallel-size 8 --enable-expert-parallel`) all-reduces instead; `tp=4, ep=2`
     is TensorRT-LLM's moe_tp 2 x moe_ep 2 (SGLang `--tp 4 --ep-size 2`); `tp=1, dp=4, ep=1,
     moe_tp=4` is attention DP4 with MoE TP4 (TensorRT-LLM `enable_attention_dp`, tp_size 4,

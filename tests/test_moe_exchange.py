@@ -11,7 +11,6 @@ import torch
 from moe_graphs import TinyMoE, call_targets
 
 import tensor_cast
-from tensor_cast.backends.device import load_device
 from tensor_cast.cli import main
 from tensor_cast.deployment.moe_exchange import resolve_moe_exchange
 from tensor_cast.errors import DeploymentError
@@ -24,18 +23,18 @@ BF16 = 2
 QWEN = "Qwen/Qwen3-30B-A3B"
 
 
-@pytest.mark.parametrize("engine, device, expected", [
-    ("vllm", "h100-sxm", "allgather"),  # ParallelConfig.all2all_backend = "allgather_reducescatter"
-    ("sglang", "b200", "allgather"),  # moe_a2a_backend "none": DP attention gathers the tokens
-    ("trtllm", "h100-sxm", "allgather"),  # no multi-node NVLink domain: AllGatherReduceScatter
-    ("trtllm", "b200", "allgather"),  # an 8-GPU HGX node is not one either
-    ("trtllm", "gb200", "all_to_all"),  # NVL72: the NVLink all-to-all comes first
-    ("torch", "h100-sxm", "all_to_all"),
+@pytest.mark.parametrize("engine, spans_nodes, expected", [
+    ("vllm", False, "allgather"),  # ParallelConfig.all2all_backend = "allgather_reducescatter"
+    ("vllm", True, "allgather"),
+    ("sglang", False, "allgather"),  # moe_a2a_backend "none": DP attention gathers the tokens
+    ("trtllm", False, "all_to_all"),  # one NVLink domain: the NVLink all-to-all
+    ("trtllm", True, "allgather"),  # across InfiniBand, DeepEP off by default: AllGatherReduceScatter
+    ("torch", True, "all_to_all"),
 ])
-def test_engine_defaults(engine, device, expected):
-    assert resolve_moe_exchange(None, engine, load_device(device))[0] == expected
+def test_engine_defaults(engine, spans_nodes, expected):
+    assert resolve_moe_exchange(None, engine, spans_nodes)[0] == expected
     other = "all_to_all" if expected == "allgather" else "allgather"
-    assert resolve_moe_exchange(other, engine, load_device(device)) == (other, "moe_exchange given")
+    assert resolve_moe_exchange(other, engine, spans_nodes) == (other, "moe_exchange given")
 
 
 def test_pass_allgathers_whole_experts_on_request(capture_module):
@@ -88,15 +87,15 @@ def test_vllm_default_allgathers_every_replicas_tokens(qwen_dep8, h100_cluster):
     assert a2a.total_comm_bytes == qwen_dep8.total_comm_bytes
 
 
-def test_trtllm_on_nvl72_keeps_all_to_all():
-    gb200 = load_device("gb200")
-    report = tensor_cast.analyze(QWEN, device=gb200, engine="trtllm", batch_size=16, query_len=1, context_len=1024,
-                                 dp=16, ep=16)
-    assert "all_to_all dispatch/combine" in report.context.deployment.describe()
-    h100 = tensor_cast.analyze(QWEN, device="h100-sxm", engine="trtllm", batch_size=16, query_len=1, context_len=1024,
-                               dp=16, ep=16)
-    assert "all-gather/reduce-scatter" in h100.context.deployment.describe()
-    assert h100.ep_comm_time_s > report.ep_comm_time_s  # two nodes of InfiniBand against one NVLink domain
+def test_trtllm_all_to_all_within_one_nvlink_domain():
+    point = dict(engine="trtllm", batch_size=16, query_len=1, context_len=1024)
+    nvl72 = tensor_cast.analyze(QWEN, device="gb200", dp=16, ep=16, **point)  # 16 GPUs of one NVL72 rack
+    node = tensor_cast.analyze(QWEN, device="h100-sxm", dp=8, ep=8, **point)  # one HGX node
+    two_nodes = tensor_cast.analyze(QWEN, device="h100-sxm", dp=16, ep=16, **point)  # over InfiniBand
+    for report, exchange in ((nvl72, "all_to_all dispatch/combine"), (node, "all_to_all dispatch/combine"),
+                             (two_nodes, "all-gather/reduce-scatter")):
+        assert exchange in report.context.deployment.describe()
+    assert two_nodes.ep_comm_time_s > nvl72.ep_comm_time_s  # two nodes of InfiniBand against one NVLink domain
 
 
 def test_bad_exchange_is_one_line_exit_2(capsys):

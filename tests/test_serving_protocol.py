@@ -320,3 +320,15 @@ def test_gpt_oss_h100_vllm_rows_run_marlin_moe():
 def test_vllm_rows_before_async_scheduling_add_their_host_overhead(backend, version, source, added):
     r = {**row(source, backend=backend), "backend_version": version}
     assert fidelity.vllm_scheduling(r) == ({"host_overlap": False} if added else {})
+
+
+def test_trtllm_forced_nvlink_all_to_all_is_the_moe_exchange():
+    # gptoss_fp4_b200_trt.sh with dp-attention: "ep 1: env TRTLLM_FORCE_ALLTOALL_METHOD=NotEnabled; ep > 1:
+    # env ... TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL" -> the all_to_all exchange for EP > 1 only
+    kernels = ("ep 1: env TRTLLM_FORCE_ALLTOALL_METHOD=NotEnabled; ep > 1: env "
+               "TRTLLM_MOE_ALLTOALL_BACKEND=mnnvlthroughput TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL")
+    _, ep4 = imx.engine_knobs({"kernels": kernels}, {"EP": 4}, "trtllm")
+    _, ep1 = imx.engine_knobs({"kernels": kernels}, {"EP": 1}, "trtllm")
+    assert ep4 == {"moe_exchange": "all_to_all"} and ep1 == {}
+    _, vllm = imx.engine_knobs({"kernels": kernels}, {"EP": 4}, "vllm")
+    assert vllm == {}

@@ -75,7 +75,8 @@ def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--moe-exchange", help="how attention-DP ranks exchange tokens with their experts (dp > 1, "
                                           "moe-tp 1): all_to_all (DeepEP-style dispatch / combine) or allgather "
                                           "(all-gather + reduce-scatter); default the engine's: allgather for vllm "
-                                          "and sglang, trtllm all_to_all only on an NVL72-class NVLink domain")
+                                          "and sglang; trtllm all_to_all within one NVLink domain (node or NVL72 rack), "
+                                          "allgather across nodes")
     g.add_argument("--dp", type=int_at_least(1), help="data-parallel replicas; --batch-size is split over them (default 1)")
     g.add_argument("--pp", type=int_at_least(1), help="pipeline-parallel stages (default 1)")
     g.add_argument("--quant", help=f"weight/activation quantization: {', '.join(accepted_quant())} "

@@ -383,4 +383,4 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
         row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (), notes=tuple(notes),
         moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
-                                          profile)[0])
+                                          _span(ep_groups, gpn) > 1)[0])

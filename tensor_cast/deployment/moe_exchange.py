@@ -18,12 +18,14 @@ Engine defaults (the exchange when the launch names no all-to-all backend):
   gathered before the MoE layer and scattered after it (`dp_gather` / `dp_scatter`,
   python/sglang/srt/layers/dp_attention.py); DeepEP is opt-in.
 - TensorRT-LLM: `CommunicationFactory.create_strategy` (tensorrt_llm/_torch/modules/fused_moe/
-  communication/communication_factory.py) tries the NVLink one-/two-sided all-to-all first (a
-  multi-node NVLink domain: GB200 / GB300 NVL72), then DeepEP only when `TRTLLM_CAN_USE_DEEP_EP` is
-  "1" (default "0" in the 2025 releases), else `AllGatherReduceScatter`: all-to-all on a device whose
-  NVLink domain spans more than one 8-GPU node (the profile's gpus_per_node > 8), all-gather
-  elsewhere. InferenceMAX's B200 gpt-oss script forces the NVLink all-to-all
-  (`TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL`) for EP > 1: the default there was not it.
+  communication/communication_factory.py) tries the NVLink one-sided / two-sided all-to-all first —
+  `MnnvlMemory.supports_mnnvl()` asks only that every NVLink be up, and their workspace is NVLink
+  memory shared by the EP group — then DeepEP only when `TRTLLM_CAN_USE_DEEP_EP=1` (off by default:
+  NVIDIA/TensorRT-LLM PR #4792, and again after the revert of PR #11532, February 2026), else
+  `AllGatherReduceScatter`: all_to_all when the EP group lies in one NVLink domain (an HGX node,
+  an NVL72 rack), allgather when it spans nodes over InfiniBand. InferenceMAX's B200 gpt-oss script
+  forces the NVLink all-to-all on one node (`TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL` for EP > 1), which
+  it could not on a node without it.
 - torch (the PyTorch harness, no serving engine): all_to_all, the exchange without replicated work.
 Measured (README "Serving accuracy", eighth round): H100 TensorRT-LLM DeepSeek-R1 DEP16 decode at
 256 sequences per rank (4,916 clients, two nodes): predicted / measured TPOT 0.60 with all-to-all,
@@ -46,7 +48,6 @@ ENGINE_DEFAULTS: dict[str, tuple[str | None, str]] = {
     "trtllm": (None, "TensorRT-LLM's CommunicationFactory"),
     "torch": ("all_to_all", "no serving engine: the all-to-all exchange"),
 }
-NVLINK_NODE = 8  # GPUs of one HGX node; a larger NVLink domain is a multi-node NVLink system (NVL72)
 
 
 def check_moe_exchange(value: Any) -> str | None:
@@ -56,15 +57,15 @@ def check_moe_exchange(value: Any) -> str | None:
     raise DeploymentError(f"unknown moe_exchange {value!r}; accepted: {choices(EXCHANGES)} (default: the engine's)")
 
 
-def resolve_moe_exchange(value: Any, engine: str, profile: Any) -> tuple[str, str]:
-    """The exchange of attention-DP + EP MoE layers, and why."""
+def resolve_moe_exchange(value: Any, engine: str, spans_nodes: bool) -> tuple[str, str]:
+    """The exchange of attention-DP + EP MoE layers, and why; `spans_nodes`: the EP group crosses
+    NVLink domains (the profile's nodes)."""
     chosen = check_moe_exchange(value)
     if chosen is not None:
         return chosen, "moe_exchange given"
     default, why = ENGINE_DEFAULTS.get(engine, ENGINE_DEFAULTS["vllm"])
     if default is not None:
         return default, why
-    domain = int(getattr(getattr(profile, "interconnect", None), "gpus_per_node", 0) or 0)
-    if domain > NVLINK_NODE:
-        return "all_to_all", f"{why}: NVLink all-to-all on a {domain}-GPU NVLink domain"
-    return "allgather", f"{why}: AllGatherReduceScatter without a multi-node NVLink domain"
+    if spans_nodes:
+        return "allgather", f"{why}: AllGatherReduceScatter for an EP group across nodes"
+    return "all_to_all", f"{why}: the NVLink all-to-all within one NVLink domain"

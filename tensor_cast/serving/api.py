@@ -119,6 +119,15 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
 
+def moe_exchange(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> str:
+    """The serving engine's default MoE exchange for this deployment (deployment/moe_exchange.py),
+    also when another engine's kernels cost the steps."""
+    from ..deployment.config import Deployment, resolve
+
+    resolved = resolve(Deployment.from_options({k: options[k] for k in DEPLOYMENT_KEYS if k in options}), spec, profile)
+    return resolve_moe_exchange(None, engine.name, resolved.ep_nodes > 1)[0]
+
+
 def allreduce_fusion(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> bool:
     """Whether `engine` runs this deployment's TP all-reduces fused with the residual add and
     RMSNorm: its `allreduce_fusion` knob, else its default (deployment/allreduce_fusion.py)."""
@@ -228,8 +237,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             options["moe_skew"] = moe_skew
         # the serving engine's fusion default, also when another engine's kernels cost the steps
         options["allreduce_fusion"] = allreduce_fusion(profile_engine, spec, profile, options)
-        # and its MoE exchange under attention DP + EP (deployment/moe_exchange.py), likewise
-        options["moe_exchange"] = resolve_moe_exchange(options.get("moe_exchange"), profile_engine.name, profile)[0]
+        if options.get("moe_exchange") is None:  # and its MoE exchange (deployment/moe_exchange.py), likewise
+            options["moe_exchange"] = moe_exchange(profile_engine, spec, profile, options)
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
