@@ -124,7 +124,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   (`given_pool`). SGLang pools take their recipe's `--chunked-prefill-size` (`tok`, divided among
   the pool's attention-DP ranks by the engine) and `--max-running-requests` // dp (`bs`, per rank)
   where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`;
-  a few srt-slurm recipes so far), else the engine's defaults. MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
+  a few srt-slurm recipes so far), else the engine's defaults; and an attention-DP pool's MoE
+  exchange from its recipe's `moe-a2a-backend` (`a2a` in the spec for deepep; without one the
+  all-gather, SGLang's default; `sglang_pool_exchange`, `benchmarks/data/sglang_disagg_recipe_a2a.csv`, every SGLang
+  recipe of the recipes table), the engine's default (all-gather) where the table has no line. TensorRT-LLM
+  pools take the engine's default exchange (deployment/moe_exchange.py: its NVLink all-to-all within one
+  NVLink domain, AllGatherReduceScatter across nodes). MTP acceptance is tensor_cast's default (`speculative.DEFAULT_ACCEPTANCE`, per
   draft): no public figure for DeepSeek-R1 on sa-bench's random prompts was found (docs/serving_accuracy.md, "MTP
   acceptance"); `--mtp-acceptance A` is the what-if.
 - agg MTP (`agg_mtp_sources`): InferenceMAX runs DeepSeek-R1 on B200 at the same points with and
@@ -538,10 +543,14 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
+    exchange: dict[str, str] = {}
     if row["backend"] == "sglang":
         for role in ROLES:
             pools[role].update(sglang_pool_flags(found, role, pools[role].get("dp", 1)))
-    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join(f"{k.replace('_', '')}{v}" for k, v in pools[role].items())
+            if sglang_pool_exchange(found, role) == "a2a" and pools[role].get("dp", 1) > 1:
+                exchange[role] = "a2a"  # "allgather" is SGLang's default already
+    spec = "; ".join(f"{role}: {counts[role]}x " + " ".join([*(f"{k.replace('_', '')}{v}" for k, v in pools[role].items()),
+                                                              *([exchange[role]] if role in exchange else [])])
                      for role in ROLES)
     return spec, mtp
 
@@ -565,6 +574,24 @@ def sglang_pool_flags(found: list[dict[str, Any]], role: str, dp: int) -> dict[s
         return {}
     chunk, running = lines.pop()
     return {"bs": max(1, running // dp), "tok": chunk}
+
+
+SGLANG_A2A_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sglang_disagg_recipe_a2a.csv")
+_SGLANG_A2A: dict[tuple[str, str], str] = {}
+
+
+def sglang_pool_exchange(found: list[dict[str, Any]], role: str) -> str | None:
+    """The disagg spec's exchange word of one attention-DP pool from its SGLang recipe's
+    `moe-a2a-backend` (`benchmarks/data/sglang_disagg_recipe_a2a.csv`, README there): "a2a" for
+    deepep, "allgather" for none (SGLang's default: DP attention gathers the tokens); None where the
+    table has no line for a matched recipe or the matched recipes disagree (the engine's default)."""
+    if not _SGLANG_A2A:
+        with open(SGLANG_A2A_PATH, newline="") as fh:
+            _SGLANG_A2A.update(((r["recipe"], r["role"]), r["moe_a2a_backend"]) for r in csv.DictReader(fh))
+    backends = [_SGLANG_A2A.get((rec["recipe"], role)) for rec in found]
+    if not backends or None in backends or len(set(backends)) != 1:
+        return None
+    return {"deepep": "a2a", "none": "allgather"}.get(str(backends[0]))
 
 
 # the first vLLM release with async scheduling on by default (vllm-project/vllm#27614; docstring, engine)

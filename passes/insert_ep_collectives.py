@@ -20,7 +20,7 @@ Produces, for each:
   activations (DeepEP's FP8 dispatch), in NVFP4 when they run NVFP4 ones (TensorRT-LLM's
   post-quant all_to_all), else in the model dtype; combine in the output dtype;
 - with dp > 1, moe_tp == 1 and `exchange="allgather"` (vLLM's and SGLang's default exchange,
-  TensorRT-LLM's without a multi-node NVLink domain: tensor_cast/deployment/moe_exchange.py):
+  TensorRT-LLM's across nodes: tensor_cast/deployment/moe_exchange.py):
   `ep_allgather` / `ep_reducescatter` over the dp ranks as below; each rank's E/ep experts still
   compute only the pairs routed to them (the op's costing is the all_to_all case's);
 - with dp > 1 and moe_tp > 1 (MoE TP across attention-DP ranks, with or without EP): a token

@@ -13,10 +13,12 @@ from moe_graphs import TinyMoE, call_targets
 import tensor_cast
 from tensor_cast.cli import main
 from tensor_cast.deployment.moe_exchange import resolve_moe_exchange
-from tensor_cast.errors import DeploymentError
+from tensor_cast.errors import DeploymentError, InvalidArgumentError
 from tensor_cast.models import registry
 from tensor_cast.passes.insert_ep_collectives import insert_ep_collectives
 from tensor_cast.passes.op_args import arg
+from tensor_cast.report.serialize import report_to_dict
+from tensor_cast.serving.disagg import parse_disagg
 
 tc = torch.ops.tensor_cast
 BF16 = 2
@@ -85,6 +87,9 @@ def test_vllm_default_allgathers_every_replicas_tokens(qwen_dep8, h100_cluster):
     assert moe[0] == moe[1] and "all_to_all dispatch/combine" in a2a.context.deployment.describe()
     # top-8 over 8 ranks: all_to_all moves k/ep = 1 row per token each way, as many as the gather
     assert a2a.total_comm_bytes == qwen_dep8.total_comm_bytes
+    assert [report_to_dict(r)["deployment"]["moe_exchange"] for r in (qwen_dep8, a2a)] == ["allgather", "all_to_all"]
+    tp8 = tensor_cast.analyze(QWEN, device=h100_cluster, engine="vllm", batch_size=8, query_len=1, tp=8, ep=8)
+    assert report_to_dict(tp8)["deployment"]["moe_exchange"] is None  # dp = 1: the outputs are all-reduced
 
 
 def test_trtllm_all_to_all_within_one_nvlink_domain():
@@ -120,3 +125,20 @@ def test_replace_keeps_the_request_checked():
 
     with pytest.raises(DeploymentError, match="accepted: all_to_all, allgather"):
         dataclasses.replace(Deployment(dp=2, ep=2), moe_exchange="nccl")
+
+
+def test_disagg_pools_take_their_own_exchange():
+    spec = "prefill: 1x tp1 dp8 ep8 a2a; decode: 1x tp1 dp8 ep8"
+    pools = parse_disagg(spec)
+    assert pools["prefill"].deployment()["moe_exchange"] == "all_to_all"
+    assert "moe_exchange" not in pools["decode"].deployment()  # the engine's default (SGLang: all-gather)
+    assert parse_disagg({"prefill": {"tp": 1, "dp": 8, "ep": 8, "moe_exchange": "allgather"},
+                         "decode": {"tp": 8}})["prefill"].moe_exchange == "allgather"
+    report = tensor_cast.simulate(QWEN, device="h100-sxm", engine="sglang", concurrency=16, num_requests=16, isl=128,
+                                  osl=8, disagg=spec)
+    prefill, decode = report.deployment.split("; decode")
+    assert "all_to_all dispatch/combine" in prefill and "all-gather/reduce-scatter" in decode
+    with pytest.raises(InvalidArgumentError, match=r"at 'ring'; accepted: .*\[a2a\|allgather\]"):
+        parse_disagg("prefill: 1x tp1 dp8 ep8 ring; decode: 1x tp8")
+    with pytest.raises(InvalidArgumentError, match="moe_exchange must be all_to_all or allgather, got 'ring'"):
+        parse_disagg({"prefill": {"moe_exchange": "ring"}, "decode": {"tp": 8}})

@@ -332,3 +332,13 @@ def test_trtllm_forced_nvlink_all_to_all_is_the_moe_exchange():
     assert ep4 == {"moe_exchange": "all_to_all"} and ep1 == {}
     _, vllm = imx.engine_knobs({"kernels": kernels}, {"EP": 4}, "vllm")
     assert vllm == {}
+
+
+def test_sglang_disagg_pools_take_their_recipes_moe_exchange():
+    # srt-slurm gb200-fp8/1k1k/max-tpt: moe-a2a-backend deepep in both pools; b200-fp8/1k1k/mtp/
+    # max-tpt-dep8-1p2d sets none (SGLang's default: DP attention gathers the tokens)
+    wide, dep8 = {"recipe": "gb200-fp8/1k1k/max-tpt"}, {"recipe": "b200-fp8/1k1k/mtp/max-tpt-dep8-1p2d"}
+    assert [fidelity.sglang_pool_exchange([wide], role) for role in ("prefill", "decode")] == ["a2a", "a2a"]
+    assert fidelity.sglang_pool_exchange([dep8], "decode") == "allgather"
+    assert fidelity.sglang_pool_exchange([wide, dep8], "decode") is None  # matched recipes disagree
+    assert fidelity.sglang_pool_exchange([{"recipe": "no/such/recipe"}], "decode") is None

@@ -27,10 +27,11 @@ Engine defaults (the exchange when the launch names no all-to-all backend):
   forces the NVLink all-to-all on one node (`TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL` for EP > 1), which
   it could not on a node without it.
 - torch (the PyTorch harness, no serving engine): all_to_all, the exchange without replicated work.
-Measured (README "Serving accuracy", eighth round): H100 TensorRT-LLM DeepSeek-R1 DEP16 decode at
-256 sequences per rank (4,916 clients, two nodes): predicted / measured TPOT 0.60 with all-to-all,
-1.03 with all-gather; vLLM attention-DP MiniMax-M2.5 and Kimi-K2.5 rows' TPOT error 10.1 / 7.9 ->
-6.5 / 3.8 %.
+Measured (README "Serving accuracy", eighth round; none of these rows fitted anything): H100
+TensorRT-LLM DeepSeek-R1 DEP16 decode over two nodes, predicted / measured TPOT 0.60 -> 1.03 at 256
+sequences per rank (4,916 clients), 0.56 -> 0.77 at 32 (1,845), 1.20 -> 1.43 at 4 (231); the vLLM
+attention-DP rows (MiniMax-M2.5 FP8 and Kimi-K2.5 NVFP4, DP4 + EP4: top-8 over 4 ranks, where the
+gather moves half the rows of an all_to_all) 1.00-1.24 -> 0.98-1.17.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     if deployment is not None:
         extra["deployment"] = {"description": deployment.describe(), "world_size": deployment.world_size,
                                **{k: getattr(deployment, k) for k in (
-                                   "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")}}
+                                   "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")},
+                               # the attention-DP ranks' MoE exchange; None where the MoE layers exchange no tokens
+                               "moe_exchange": deployment.moe_exchange if deployment.exchanges_tokens else None}
     if not report.symbolic:
         fit = report.fit
         extra["fit"] = {k: plain(v) for k, v in asdict(fit).items()}

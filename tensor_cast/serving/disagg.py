@@ -11,7 +11,10 @@ servers, e.g. Dynamo's `ctx1_gen2_dep8_batch64` recipes: 64 per DP rank); withou
 engine's own default applies. `tok<n>` (mapping key `max_num_batched_tokens`) sets that pool's step
 budget, the engine knob of that name (SGLang: its `--chunked-prefill-size`, which SGLang divides
 among a pool's attention-DP ranks itself, engines.py "Attention-DP division"), as disaggregated
-recipes set it per pool. And `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
+recipes set it per pool. `a2a` / `allgather` (mapping key `moe_exchange`: "all_to_all" / "allgather") set
+that pool's MoE exchange under attention DP + EP (the deployment keyword `moe_exchange`,
+deployment/moe_exchange.py), as recipes choose it per pool (SGLang `moe-a2a-backend: deepep`: a2a);
+without it the deployment's, else the engine's default. And `kv_transfer_s(...)`: the time to move one request's KV cache from its prefill worker
 to its decode worker over the interconnect model of `backends/communication.py` (alpha-beta:
 latency + bytes / per-GPU bandwidth; every GPU of the prefill worker sends its own shard at once,
 NIXL/Mooncake-style; the inter-node link when the two pools cannot share one node).
@@ -34,8 +37,9 @@ ROLES = ("prefill", "decode")
 PARALLEL_KEYS = ("tp", "dp", "ep", "pp", "moe_tp")
 TEXT_KEYS = {"moetp": "moe_tp"}  # text token -> parallel key
 ENGINE_KEYS = {"bs": "max_num_seqs", "tok": "max_num_batched_tokens"}  # text token -> Pool field
-FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>] [tok<k>]; '
-          'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>] [tok<l>]"')
+EXCHANGE_WORDS = {"a2a": "all_to_all", "allgather": "allgather"}  # text word -> Pool.moe_exchange
+FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>] [tok<k>] [a2a|allgather]; '
+          'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>] [tok<l>] [a2a|allgather]"')
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,16 @@ class Pool:
     moe_tp: int | None = None  # TP degree inside each routed expert (None: the deployment's default)
     max_num_seqs: int | None = None  # requests one rank runs at once (None: the engine's default)
     max_num_batched_tokens: int | None = None  # the pool's step budget (None: the engine's default)
+    moe_exchange: str | None = None  # attention DP + EP exchange (None: the deployment's / engine's)
 
     @property
     def gpus_per_worker(self) -> int:
         return self.tp * self.dp * self.pp
 
-    def deployment(self) -> dict[str, int]:
-        out = {"tp": self.tp, "dp": self.dp, "ep": self.ep, "pp": self.pp}
-        return out if self.moe_tp is None else {**out, "moe_tp": self.moe_tp}
+    def deployment(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tp": self.tp, "dp": self.dp, "ep": self.ep, "pp": self.pp}
+        optional = (("moe_tp", self.moe_tp), ("moe_exchange", self.moe_exchange))
+        return {**out, **{k: v for k, v in optional if v is not None}}
 
 
 def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
@@ -68,8 +74,11 @@ def parse_disagg(spec: str | Mapping[str, Any]) -> dict[str, Pool]:
         match = re.fullmatch(r"(\w+)\s*:\s*(\d+)\s*x\s*(.*)", part)
         if not match or match.group(1) not in ROLES or match.group(1) in pools:
             raise InvalidArgumentError(f"bad disagg spec {spec!r} at {part!r}; {FORMAT}")
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
         for token in match.group(3).split():
+            if token in EXCHANGE_WORDS and "moe_exchange" not in values:
+                values["moe_exchange"] = EXCHANGE_WORDS[token]
+                continue
             m = re.fullmatch(r"(tp|dp|ep|moetp|pp|bs|tok)(\d+)", token)
             key = ENGINE_KEYS.get(m.group(1), TEXT_KEYS.get(m.group(1), m.group(1))) if m else ""
             if not m or key in values:
@@ -88,17 +97,20 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
     for role in ROLES:
         entry = dict(spec[role])
         workers = entry.pop("workers", 1)
-        unknown = set(entry) - set(PARALLEL_KEYS) - set(ENGINE_KEYS.values())
+        unknown = set(entry) - set(PARALLEL_KEYS) - set(ENGINE_KEYS.values()) - {"moe_exchange"}
         if unknown:
             raise InvalidArgumentError(f"disagg {role} has unknown keys {sorted(unknown)}; "
                                        "accepted: workers, tp, dp, ep, pp, moe_tp, max_num_seqs, "
-                                       "max_num_batched_tokens")
+                                       "max_num_batched_tokens, moe_exchange")
         pools[role] = _pool(str(dict(spec)), workers, entry)
     return pools
 
 
 def _pool(spec: str, workers: Any, values: Mapping[str, Any]) -> Pool:
-    for name, value in [("workers", workers), *values.items()]:
+    exchange = values.get("moe_exchange")
+    if exchange is not None and exchange not in EXCHANGE_WORDS.values():
+        raise InvalidArgumentError(f"disagg spec {spec!r}: moe_exchange must be all_to_all or allgather, got {exchange!r}")
+    for name, value in [("workers", workers), *((k, v) for k, v in values.items() if k != "moe_exchange")]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"disagg spec {spec!r}: {name} must be an integer >= 1, got {value!r}; {FORMAT}")
     return Pool(workers=workers, **values)
