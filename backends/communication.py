@@ -15,6 +15,9 @@ Time = latency · steps + bytes / bandwidth (the alpha-beta model), per algorith
                                                       rank sends ~2M in total)
     all_reduce           the faster of the two (NCCL's tuner picks per message size)
     all_gather, reduce_scatter   (n-1)·α + (n-1)/n · M/β
+    (a ring spanning N nodes: N - 1 of each pass's steps at the inter-node α, the others at the
+     intra-node α, at least NCCL's 1 µs network post overhead; a tree spanning nodes: a chain of
+     n/N - 1 intra-node steps and log2(N) inter-node ones, each way — NCCL's tuning.cc model)
     all_to_all           α + max(M·(g-1)/n / β_intra, M·(n-g)/n / β_inter)   (g ranks per node)
     send_recv            α + M/β
 
@@ -88,22 +91,46 @@ def links(profile: DeviceProfile, purpose: str = "a collective") -> Links:
                  inter=_level(interconnect.inter, efficiency))
 
 
-def ring_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
-    return 2 * (n - 1) * link.latency_s + 2 * (n - 1) / n * payload / link.bandwidth_bytes_s
+NET_OVERHEAD_S = 1e-6  # NCCL getNetOverhead (tuning.cc): the network post cost every step of a multi-node ring pays
 
 
-def tree_all_reduce_s(n: int, payload: Any, link: Level) -> Any:
-    return 2 * math.ceil(math.log2(n)) * link.latency_s + 2 * payload / link.bandwidth_bytes_s
+def ring_latency_s(steps: int, nodes: int, links_: Links) -> float:
+    """`steps` ring steps, of which the ones that cross a node boundary (nodes - 1 per pass round the
+    ring) wait for the inter-node link and the rest for the intra-node one, each at least the network
+    post overhead once the ring spans nodes: NCCL's own ring latency model (src/graph/tuning.cc:
+    `intraLat = max(intraLat, netOverhead)`, `(nsteps - nInterSteps) * intraLat + nInterSteps * interLat`,
+    nInterSteps = nNodes - 1 per pass)."""
+    if nodes <= 1:
+        return steps * links_.intra.latency_s
+    crossing = min(steps, nodes - 1)
+    intra = max(links_.intra.latency_s, NET_OVERHEAD_S)
+    return (steps - crossing) * intra + crossing * max(links_.intra.latency_s, links_.inter.latency_s)
+
+
+def ring_all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    link = links_.level(nodes)
+    return 2 * ring_latency_s(n - 1, nodes, links_) + 2 * (n - 1) / n * payload / link.bandwidth_bytes_s
+
+
+def tree_all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
+    """NCCL's double binary tree: a chain inside each node, a tree of depth log2(nodes) between nodes
+    (tuning.cc: 2 * ((nRanks/nNodes - 1) * intraLat + log2i(nNodes) * interLat)); one node: log2(n)."""
+    link = links_.level(nodes)
+    if nodes <= 1:
+        latency = 2 * math.ceil(math.log2(n)) * link.latency_s
+    else:
+        latency = 2 * ((n // nodes - 1) * links_.intra.latency_s
+                       + math.ceil(math.log2(nodes)) * max(links_.intra.latency_s, links_.inter.latency_s))
+    return latency + 2 * payload / link.bandwidth_bytes_s
 
 
 def all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
-    link = links_.level(nodes)
-    return smin(ring_all_reduce_s(n, payload, link), tree_all_reduce_s(n, payload, link))
+    return smin(ring_all_reduce_s(n, nodes, payload, links_), tree_all_reduce_s(n, nodes, payload, links_))
 
 
 def ring_gather_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
     link = links_.level(nodes)
-    return (n - 1) * link.latency_s + (n - 1) / n * payload / link.bandwidth_bytes_s
+    return ring_latency_s(n - 1, nodes, links_) + (n - 1) / n * payload / link.bandwidth_bytes_s
 
 
 def all_to_all_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:

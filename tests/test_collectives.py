@@ -73,15 +73,26 @@ def test_all_reduce_time_ring_or_tree(h100_cluster):
 
 
 def test_group_spanning_nodes_runs_at_the_slower_level(h100_cluster):
+    """Bandwidth: the slower link. Latency as NCCL's tuner models a ring over 2 nodes (src/graph/
+    tuning.cc): one of each pass's n - 1 steps crosses the node boundary at the inter-node latency, the
+    rest at the intra-node one; its tree: a chain of 8 in each node plus a log2(2) = 1 step between."""
     link = h100_cluster.interconnect
     inter_bw, inter_lat = link.inter_node_bandwidth_gbps * 1e9, link.inter_node_latency_us * 1e-6
-    n, payload = 16, 1 << 28
-    ring = 2 * (n - 1) * inter_lat + 2 * (n - 1) / n * payload / inter_bw
-    tree = 2 * math.ceil(math.log2(n)) * inter_lat + 2 * payload / inter_bw
-    assert _time(h100_cluster, "all_reduce", n, payload, nodes=2) == pytest.approx(min(ring, tree))
-    gather = (n - 1) * inter_lat + (n - 1) / n * payload / inter_bw
-    assert _time(h100_cluster, "all_gather", n, payload, nodes=2) == pytest.approx(gather)
+    intra_lat = link.intra_node_latency_us * 1e-6
+    hop = max(intra_lat, 1e-6)  # an intra-node ring step of a multi-node ring: at least NCCL's 1 us net overhead
+    n = 16
+    for payload in (1 << 28, 64 * 1024):  # bandwidth-bound, latency-bound
+        ring = 2 * (14 * hop + inter_lat) + 2 * (n - 1) / n * payload / inter_bw
+        tree = 2 * (7 * intra_lat + inter_lat) + 2 * payload / inter_bw
+        assert _time(h100_cluster, "all_reduce", n, payload, nodes=2) == pytest.approx(min(ring, tree))
+        gather = 14 * hop + inter_lat + (n - 1) / n * payload / inter_bw
+        assert _time(h100_cluster, "all_gather", n, payload, nodes=2) == pytest.approx(gather)
+        assert _time(h100_cluster, "reduce_scatter", n, payload, nodes=2) == pytest.approx(gather)
+    payload = 1 << 28
     assert _time(h100_cluster, "all_reduce", n, payload, nodes=2) > 5 * _time(h100_cluster, "all_reduce", 8, payload)
+    # four nodes: three crossings per pass
+    four = 3 * inter_lat + 28 * hop + 31 / 32 * payload / inter_bw
+    assert _time(h100_cluster, "all_gather", 32, payload, nodes=4) == pytest.approx(four)
 
 
 def test_all_to_all_splits_intra_and_inter_node_traffic(h100_cluster):
