@@ -26,7 +26,8 @@ Bandwidths are the links' peaks times an optional `comm` fraction in the profile
 
 Measured protocols (an engine section fitted from collective measurements, e.g. NCCL's and
 vLLM's custom all-reduce in `benchmarks/aic_fit.py`): a group inside one node then costs what the
-library's tuner picks, the faster of its two protocol families,
+library's tuner picks, the faster of its two protocol families (a group spanning nodes keeps the
+alpha-beta model above plus the measured fixed cost t0 of a call),
 
     low-latency (LL/LL128)   t0 + steps·ts + traffic / (β·f_ll)
     bulk (Simple, NVLS)      t0 + t_simple + steps·ts + traffic / (β·f_simple)
@@ -235,4 +236,16 @@ def collective_time_s(counts: Counts, profile: DeviceProfile) -> Any:
         measured = measured_time_s(comm.collective, comm.group_size, comm.payload_bytes, profile, purpose)
         if measured is not None:
             return measured
-    return algorithm(comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))
+    return call_latency_s(comm.collective, comm.nodes, profile) + algorithm(
+        comm.group_size, comm.nodes, comm.payload_bytes, links(profile, purpose))
+
+
+def call_latency_s(collective: str, nodes: int, profile: DeviceProfile) -> float:
+    """The fixed cost of one library call (launch, setup: the measured protocols' t0,
+    `<collective>_latency_us`), which a group spanning nodes pays as well as one inside a node
+    (NCCL's tuner adds its base latency to every algorithm, tuning.cc `baseLat`); 0 for a section
+    without measured protocols. Groups inside one node have it in `measured_time_s` already."""
+    if nodes <= 1:
+        return 0.0
+    p = protocols(profile, collective)
+    return p.latency_s if p is not None else 0.0

@@ -95,6 +95,19 @@ def test_group_spanning_nodes_runs_at_the_slower_level(h100_cluster):
     assert _time(h100_cluster, "all_gather", 32, payload, nodes=4) == pytest.approx(four)
 
 
+def test_a_call_spanning_nodes_pays_its_measured_fixed_cost_too():
+    """With measured protocols (the vllm section's NCCL fit) a group inside a node costs the fitted
+    protocols; one spanning nodes the alpha-beta model plus the call's fitted fixed cost t0
+    (`<collective>_latency_us`): launch and setup do not vanish across nodes."""
+    vllm, torch_ = tensor_cast.load_device("h100-sxm", "vllm"), tensor_cast.load_device("h100-sxm", "torch")
+    n, payload = 16, 16 * 1024  # a TP16 decode all-reduce of one token: latency-bound
+    for collective in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
+        t0 = vllm.efficiency[f"{collective}_latency_us"] * 1e-6
+        without = _time(torch_, collective, n, payload, nodes=2)  # same links, no measured protocols
+        assert _time(vllm, collective, n, payload, nodes=2) == pytest.approx(t0 + without)
+    assert _time(vllm, "all_reduce", 8, payload) < _time(vllm, "all_reduce", n, payload, nodes=2)
+
+
 def test_all_to_all_splits_intra_and_inter_node_traffic(h100_cluster):
     link = h100_cluster.interconnect
     intra_bw, inter_bw = link.intra_node_bandwidth_gbps * 1e9, link.inter_node_bandwidth_gbps * 1e9
