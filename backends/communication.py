@@ -41,7 +41,8 @@ ts (`<c>_step_us`) the per-step synchronisation, f_ll / f_simple (`<c>_ll_bandwi
 (`<c>_simple_us`) the bulk protocol's extra start-up. vLLM's custom all-reduce
 (`custom_all_reduce_*`, same five parameters; one-shot for small messages, two-shot for larger)
 replaces NCCL for all-reduces of at most `custom_all_reduce_max_mib` MiB, as vLLM does inside
-CUDA graphs. Groups spanning nodes keep the alpha-beta model (the measurements are intra-node).
+CUDA graphs. Groups spanning nodes keep the alpha-beta model (the measurements are intra-node), plus
+the measured call cost t0 (`call_latency_s`).
 """
 
 from __future__ import annotations
