@@ -106,7 +106,7 @@ def ring_latency_s(steps: int, nodes: int, links_: Links) -> float:
         return steps * links_.intra.latency_s
     crossing = min(steps, nodes - 1)
     intra = max(links_.intra.latency_s, NET_OVERHEAD_S)
-    return (steps - crossing) * intra + crossing * max(links_.intra.latency_s, links_.inter.latency_s)
+    return (steps - crossing) * intra + crossing * links_.level(nodes).latency_s
 
 
 def ring_all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
@@ -121,8 +121,7 @@ def tree_all_reduce_s(n: int, nodes: int, payload: Any, links_: Links) -> Any:
     if nodes <= 1:
         latency = 2 * math.ceil(math.log2(n)) * link.latency_s
     else:
-        latency = 2 * ((n // nodes - 1) * links_.intra.latency_s
-                       + math.ceil(math.log2(nodes)) * max(links_.intra.latency_s, links_.inter.latency_s))
+        latency = 2 * ((n // nodes - 1) * links_.intra.latency_s + math.ceil(math.log2(nodes)) * link.latency_s)
     return latency + 2 * payload / link.bandwidth_bytes_s
 
 

@@ -123,7 +123,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   is the decode pool's EP): the entries' layout is taken when they agree, else the row is listed
   (`given_pool`). SGLang pools take their recipe's `--chunked-prefill-size` (`tok`, divided among
   the pool's attention-DP ranks by the engine) and `--max-running-requests` // dp (`bs`, per rank)
-  where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`;
+  where `benchmarks/data/sglang_disagg_recipe_flags.csv` transcribes the recipe (`sglang_pool_flags`,
+  `sglang_recipe_tables.py`;
   a few srt-slurm recipes so far), else the engine's defaults; and an attention-DP pool's MoE
   exchange from its recipe's `moe-a2a-backend` (`a2a` in the spec for deepep; without one the
   all-gather, SGLang's default; `sglang_pool_exchange`, `benchmarks/data/sglang_disagg_recipe_a2a.csv`, every SGLang
@@ -184,12 +185,13 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~850 lines: the docstring above is the mapping's specification and the code
-below implements it line for line (parallelism, quantization, engine arguments, disagg recipes,
-protocol); a reader checks one against the other. The recipe table lives in
-`benchmarks/data/inferencemax_disagg_recipes.csv`, the agg launch-flags table in
-`benchmarks/data/inferencemax_agg_flags.csv` with its reader in `inferencemax_flags.py`; moving the
-row mapping into a module of its own is the split to make when another dataset needs it.
+Why one file of ~840 lines (about 190 of them this docstring): the docstring above is the mapping's
+specification and the code below implements it line for line (parallelism, quantization, engine
+arguments, disagg recipes, protocol); a reader checks one against the other. The tables and their
+readers live elsewhere: the recipe table in `benchmarks/data/inferencemax_disagg_recipes.csv`, the agg
+launch-flags table in `benchmarks/data/inferencemax_agg_flags.csv` with its reader in
+`inferencemax_flags.py`, the SGLang recipes' flag tables with theirs in `sglang_recipe_tables.py`;
+moving the row mapping into a module of its own is the split to make when another dataset needs it.
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferencemax_flags as imx  # the InferenceMAX agg launch-flags table (benchmarks/data/)
+from sglang_recipe_tables import sglang_pool_exchange, sglang_pool_flags  # SGLang recipe flag tables (data/)
 
 SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
 MODELS = {
@@ -553,45 +556,6 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
                                                               *([exchange[role]] if role in exchange else [])])
                      for role in ROLES)
     return spec, mtp
-
-
-SGLANG_FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sglang_disagg_recipe_flags.csv")
-_SGLANG_FLAGS: dict[tuple[str, str], dict[str, str]] = {}
-
-
-def sglang_pool_flags(found: list[dict[str, Any]], role: str, dp: int) -> dict[str, int]:
-    """Disagg spec keys of one pool from its SGLang recipe's flags (`benchmarks/data/
-    sglang_disagg_recipe_flags.csv`, README there): `tok` = `--chunked-prefill-size` (the worker's
-    budget, which SGLang divides among the pool's attention-DP ranks), `bs` = `--max-running-requests`
-    // dp (what SGLang gives each rank; `bs` is per rank). Taken where the table has lines for the
-    matched recipes and they agree (a recipe's `stp` and `mtp` variants share them), else {}."""
-    if not _SGLANG_FLAGS:
-        with open(SGLANG_FLAGS_PATH, newline="") as fh:
-            _SGLANG_FLAGS.update(((r["recipe"], r["role"]), r) for r in csv.DictReader(fh))
-    lines = {(int(f["chunked_prefill_size"]), int(f["max_running_requests"]))
-             for rec in found if (f := _SGLANG_FLAGS.get((rec["recipe"], role)))}
-    if len(lines) != 1:
-        return {}
-    chunk, running = lines.pop()
-    return {"bs": max(1, running // dp), "tok": chunk}
-
-
-SGLANG_A2A_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sglang_disagg_recipe_a2a.csv")
-_SGLANG_A2A: dict[tuple[str, str], str] = {}
-
-
-def sglang_pool_exchange(found: list[dict[str, Any]], role: str) -> str | None:
-    """The disagg spec's exchange word of one attention-DP pool from its SGLang recipe's
-    `moe-a2a-backend` (`benchmarks/data/sglang_disagg_recipe_a2a.csv`, README there): "a2a" for
-    deepep, "allgather" for none (SGLang's default: DP attention gathers the tokens); None where the
-    table has no line for a matched recipe or the matched recipes disagree (the engine's default)."""
-    if not _SGLANG_A2A:
-        with open(SGLANG_A2A_PATH, newline="") as fh:
-            _SGLANG_A2A.update(((r["recipe"], r["role"]), r["moe_a2a_backend"]) for r in csv.DictReader(fh))
-    backends = [_SGLANG_A2A.get((rec["recipe"], role)) for rec in found]
-    if not backends or None in backends or len(set(backends)) != 1:
-        return None
-    return {"deepep": "a2a", "none": "allgather"}.get(str(backends[0]))
 
 
 # the first vLLM release with async scheduling on by default (vllm-project/vllm#27614; docstring, engine)

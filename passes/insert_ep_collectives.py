@@ -57,6 +57,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from ..deployment.moe_exchange import EXCHANGES
 from ..deployment.quantization import scheme as lookup_scheme
 from ..errors import DeploymentError
 from .graph_utils import example, fake_result, finish, insert_op_after, module_path
@@ -103,8 +104,8 @@ def _insert_around(gm: fx.GraphModule, node: fx.Node, before: Any, before_args: 
 
 def insert_ep_collectives(gm: fx.GraphModule, *, ep: int = 1, dp: int = 1, nodes: int = 1,
                           moe_tp: int = 1, exchange: str = "all_to_all") -> fx.GraphModule:
-    if exchange not in ("all_to_all", "allgather"):
-        raise DeploymentError(f"unknown MoE exchange {exchange!r}; accepted: all_to_all, allgather")
+    if exchange not in EXCHANGES:
+        raise DeploymentError(f"unknown MoE exchange {exchange!r}; accepted: {', '.join(EXCHANGES)}")
     if ep <= 1 and (dp <= 1 or moe_tp <= 1):  # nothing split: every rank holds every expert whole
         return gm
     tc = torch.ops.tensor_cast

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from benchmark_modules import benchmarks
 
-(fidelity,) = benchmarks("serving_fidelity")
+fidelity, sglang_recipes = benchmarks("serving_fidelity", "sglang_recipe_tables")
 
 HEADER = "model,system,backend,precision,isl,osl,concurrency,p_workers,p_tp,p_ep,p_dp_attn,d_workers,d_tp,d_ep,d_dp_attn,recipe"
 TABLE = [
@@ -39,7 +39,7 @@ def table(tmp_path, monkeypatch):
     path = tmp_path / "recipes.csv"
     path.write_text("\n".join([HEADER, *TABLE]) + "\n")
     monkeypatch.setattr(fidelity, "_RECIPES", fidelity.load_recipes(str(path)))
-    monkeypatch.setattr(fidelity, "_SGLANG_FLAGS", SGLANG_FLAGS)
+    monkeypatch.setattr(sglang_recipes, "_SGLANG_FLAGS", SGLANG_FLAGS)
 
 
 def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, clients: int, p_tp: int, p_ep: int,

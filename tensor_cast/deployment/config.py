@@ -176,13 +176,14 @@ class ResolvedDeployment:
             quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
-            moe_exchange=self.moe_exchange if self.exchanges_tokens else "all_to_all")
+            moe_exchange=self.token_exchange or "all_to_all")
 
     @property
-    def exchanges_tokens(self) -> bool:
-        """Whether the MoE layers exchange tokens between attention-DP ranks by the chosen `moe_exchange`
-        (dp > 1 with whole experts, moe_tp = 1; MoE TP across replicas always all-gathers)."""
-        return self.experts_span_replicas and self.moe_tp == 1
+    def token_exchange(self) -> str | None:
+        """The exchange by which the MoE layers move tokens between attention-DP ranks, `moe_exchange`,
+        where one applies (dp > 1 with whole experts, moe_tp = 1; MoE TP across replicas always
+        all-gathers, dp = 1 all-reduces), else None."""
+        return self.moe_exchange if self.experts_span_replicas and self.moe_tp == 1 else None
 
     @property
     def experts_span_replicas(self) -> bool:
@@ -199,7 +200,7 @@ class ResolvedDeployment:
             if self.dp == 1:
                 exchange = "outputs all-reduced"
             else:
-                exchange = "all_to_all dispatch/combine" if self.exchanges_tokens and self.moe_exchange == "all_to_all" \
+                exchange = "all_to_all dispatch/combine" if self.token_exchange == "all_to_all" \
                     else "all-gather/reduce-scatter"
             split = " x ".join(f"{k}{v}" for k, v in (("TP", self.moe_tp), ("EP", self.ep)) if v > 1) or "TP1"
             parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE {split} ({exchange})")

@@ -31,7 +31,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
                                **{k: getattr(deployment, k) for k in (
                                    "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")},
                                # the attention-DP ranks' MoE exchange; None where the MoE layers exchange no tokens
-                               "moe_exchange": deployment.moe_exchange if deployment.exchanges_tokens else None}
+                               "moe_exchange": deployment.token_exchange}
     if not report.symbolic:
         fit = report.fit
         extra["fit"] = {k: plain(v) for k, v in asdict(fit).items()}

@@ -125,8 +125,7 @@ def _deployment_lines(report: Report) -> list[tuple[str, str]]:
         hidden = float(report.total_time_s) - float(report.ep_overlapped_time_s)
         overlap = (f"overlapped with the shared experts the step would take {seconds(report.ep_overlapped_time_s)}"
                    if hidden > 0 else "no shared experts to overlap it with")
-        all_to_all = deployment.exchanges_tokens and deployment.moe_exchange == "all_to_all"
-        label, what = (("EP all_to_all", "dispatch + combine") if all_to_all else
+        label, what = (("EP all_to_all", "dispatch + combine") if deployment.token_exchange == "all_to_all" else
                        ("MoE all-gather", "all-gather + reduce-scatter"))
         lines.append((label, f"{seconds(report.ep_comm_time_s)} ({what}); {overlap}"))
     by_kind = report.kv_cache_by_kind

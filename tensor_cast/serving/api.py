@@ -119,26 +119,27 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
 
 
-def moe_exchange(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> str:
-    """The serving engine's default MoE exchange for this deployment (deployment/moe_exchange.py),
-    also when another engine's kernels cost the steps."""
-    from ..deployment.config import Deployment, resolve
-
-    resolved = resolve(Deployment.from_options({k: options[k] for k in DEPLOYMENT_KEYS if k in options}), spec, profile)
-    return resolve_moe_exchange(None, engine.name, resolved.ep_nodes > 1)[0]
-
-
-def allreduce_fusion(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> bool:
-    """Whether `engine` runs this deployment's TP all-reduces fused with the residual add and
-    RMSNorm: its `allreduce_fusion` knob, else its default (deployment/allreduce_fusion.py)."""
+def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
+                          options: Mapping[str, Any]) -> dict[str, Any]:
+    """The serving engine's graph-changing defaults for this deployment, also when another engine's
+    kernels cost the steps: whether it fuses the TP all-reduce with the residual add and RMSNorm (its
+    `allreduce_fusion` knob, else deployment/allreduce_fusion.py) and, unless the deployment names
+    one, its MoE exchange under attention DP + EP (deployment/moe_exchange.py). One resolve of the
+    deployment serves both."""
     from ..deployment.allreduce_fusion import resolve_allreduce_fusion
     from ..deployment.config import Deployment, resolve
 
-    if engine.allreduce_fusion is not None:
-        return engine.allreduce_fusion
-    deployment = {k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}
-    resolved = resolve(Deployment.from_options(deployment), spec, profile)
-    return resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[0]
+    resolved = resolve(Deployment.from_options({k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}),
+                       spec, profile)
+    fused = engine.allreduce_fusion if engine.allreduce_fusion is not None else \
+        resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[0]
+    exchange = options.get("moe_exchange") or resolve_moe_exchange(None, engine.name, resolved.ep_nodes > 1)[0]
+    return {"allreduce_fusion": fused, "moe_exchange": exchange}
+
+
+def allreduce_fusion(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> bool:
+    """Whether `engine` runs this deployment's TP all-reduces fused with the residual add and RMSNorm."""
+    return bool(engine_graph_defaults(engine, spec, profile, options)["allreduce_fusion"])
 
 
 def default_utilization(engine: EngineProfile, engine_args: Mapping[str, Any] | None, profile: Any, resolved: Any,
@@ -235,10 +236,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             options.update(pool.deployment())
         if moe_skew:  # a cost knob of every step (analyze's moe_skew), not a deployment option
             options["moe_skew"] = moe_skew
-        # the serving engine's fusion default, also when another engine's kernels cost the steps
-        options["allreduce_fusion"] = allreduce_fusion(profile_engine, spec, profile, options)
-        if options.get("moe_exchange") is None:  # and its MoE exchange (deployment/moe_exchange.py), likewise
-            options["moe_exchange"] = moe_exchange(profile_engine, spec, profile, options)
+        # the serving engine's fusion and MoE-exchange defaults, also when another engine's kernels cost the steps
+        options.update(engine_graph_defaults(profile_engine, spec, profile, options))
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
