@@ -227,12 +227,15 @@ def test_async_scheduling_new_request_waits_for_the_step_in_flight(engine, async
     assert ttft == pytest.approx([d, (2.5 if async_scheduling else 1.5) * d, d])
 
 
-def test_async_scheduling_closed_loop_follow_up_waits_one_step():
+def test_closed_loop_follow_up_misses_the_schedule_made_as_its_reply_went_out():
     # Closed loop of 2 clients, constant step d, vLLM; client A's request has 10 output tokens,
-    # client B's 3: B's request is prefilled in step 1 and decodes in steps 2-3, finishing at 3d
-    # while A still decodes. B's next request is sent at 3d, just as step 4 starts; with async
-    # scheduling step 4 was scheduled during step 3 (A alone), so the new request's prefill is
-    # step 5: TTFT 2 d. Synchronously it joins step 4: TTFT d.
+    # client B's 3: B's request is prefilled in step 1 [0, d] and decodes in steps 2-3, finishing at
+    # 3d while A still decodes. The engine loops (vLLM EngineCore.step / step_with_batch_queue, SGLang
+    # event_loop_normal / event_loop_overlap, TensorRT-LLM's executor loop) send step 3's tokens and
+    # schedule the next step at once, before B's client can answer, so B's next request, sent at 3d,
+    # misses that schedule. Synchronously that schedule is step 4's [3d, 4d]: the request joins step 5,
+    # TTFT 2 d. With async scheduling step 4 was scheduled while step 3 ran and the one made at 3d is
+    # step 5's: the request joins step 6, TTFT 3 d.
     from tensor_cast.serving.workload import Workload
 
     class Lengths(Workload):
@@ -240,13 +243,39 @@ def test_async_scheduling_closed_loop_follow_up_waits_one_step():
             return [(10, 10), (10, 3), (10, 3)]
 
     d = 0.01
-    for async_scheduling, expected in ((True, 2 * d), (False, d)):
+    for async_scheduling, steps in ((True, 3), (False, 2)):
         profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling})
         worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
-        sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2))
+        sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2),
+                               record_steps=True)
         follow_up = sim.requests[2]
         assert follow_up.arrival_s == pytest.approx(3 * d)
-        assert follow_up.first_token_s - follow_up.arrival_s == pytest.approx(expected)
+        assert follow_up.first_token_s - follow_up.arrival_s == pytest.approx(steps * d)
+        # the steps before its own carry A's decode alone
+        between = [s for s in sim.steps if 3 * d - 1e-12 <= s.start_s < (3 + steps) * d - 1e-12]
+        assert [(s.prefill_tokens, s.decode_seqs) for s in between] == [(0, 1)] * (steps - 1) + [(10, 1)]
+
+
+def test_a_request_reaching_the_engine_just_after_the_reply_waits_as_a_latecomer_does():
+    # The same closed loop with a front end of 1 us (the request reaches the engine core just after
+    # step 4 started): the TTFT is that microsecond plus what a request at the step's very start
+    # waits, i.e. the same steps: the instant of the reply is not a special case.
+    from tensor_cast.serving.workload import Workload
+
+    class Lengths(Workload):
+        def lengths(self):
+            return [(10, 10), (10, 3), (10, 3)]
+
+    d = 0.01
+    for async_scheduling in (True, False):
+        ttft = []
+        for front_end in (0.0, 1e-6):
+            profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling,
+                                              "request_overhead_s": front_end})
+            worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
+            sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2))
+            ttft.append(sim.requests[2].first_token_s - sim.requests[2].arrival_s)
+        assert ttft[1] == pytest.approx(ttft[0], abs=2e-6)
 
 
 def test_eager_launch_host_time_floors_steps_run_without_cuda_graphs():

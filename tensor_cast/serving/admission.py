@@ -111,8 +111,8 @@ def run_limit(worker: Worker, admitted: bool, k: int, growth: Callable[[int], np
             rank = worker.ranks[0]  # step j >= 2 schedules with growth[j - 2] more blocks held
             short = np.nonzero(rank.free_blocks - growth(k)[:k - 1] < rank.head_blocks())[0]
             k = int(short[0]) + 1 if len(short) else k
-    if worker.inbox and engine.scheduler_recv_interval > 1:
-        k = min(k, engine.scheduler_recv_interval - worker.recv_count)
+    if worker.inbox:  # the step whose poll takes them (the next one, without a receive interval)
+        k = min(k, max(1, engine.scheduler_recv_interval - worker.recv_count))
     return max(1, k)
 
 

@@ -80,16 +80,29 @@ Overheads (time outside the traced forward graph; `overhead_s`, `request_overhea
 
 Async scheduling (`async_scheduling`, on for all three): the engine schedules step n+1 on the
 host while step n runs on the GPU, so the batch of step n+1 is fixed when step n starts. A
-request that reaches the engine while a step is in flight — including the closed-loop client's
-next request, sent when its previous request's last token arrives, i.e. just as the following
-step starts — first shows up in the schedule after that step ends: it waits for the step in
-flight, then one more. vLLM: `AsyncScheduler` (vllm/v1/core/sched/async_scheduler.py), on by
-default (vllm/config/scheduler.py `async_scheduling: bool | None = None`, which
-vllm/config/vllm.py turns on unless an incompatible option is set); SGLang: the overlap ("zero-overhead") scheduler, default since v0.4;
-TensorRT-LLM: the overlap scheduler, default (docs features/overlap-scheduler). AIConfigurator
-names the same term (docs/design/queueing_model.md, failure modes 13-14: "a real closed-loop
-client's next request typically arrives after the engine has already scheduled the following
-iteration and waits ~one extra pass"). An idle engine schedules a new request at once.
+request that reaches the engine while step n is in flight first shows up in the schedule made
+as step n ends, which is step n+2's: it waits for the rest of step n and all of step n+1. vLLM:
+`AsyncScheduler` (vllm/v1/core/sched/async_scheduler.py), on by default (vllm/config/scheduler.py
+`async_scheduling: bool | None = None`, which vllm/config/vllm.py turns on unless an incompatible
+option is set); SGLang: the overlap ("zero-overhead") scheduler, default since v0.4; TensorRT-LLM:
+the overlap scheduler, default (docs features/overlap-scheduler).
+
+The closed-loop client's next request (the latecomer rule, simulator.py): every engine loop sends
+step n's tokens and then schedules at once — synchronously step n+1 (vLLM `EngineCore.step`:
+schedule, execute, `update_from_output`, outputs out; SGLang `event_loop_normal`), with async
+scheduling step n+2 (vLLM `EngineCore.step_with_batch_queue`: "fulfilling the batch queue has a
+higher priority than getting model outputs", so step n+1 is already queued when step n's outputs
+are processed and step n+2 is scheduled on the next pass of the loop; SGLang `event_loop_overlap`:
+recv, schedule and launch batch n+1, then `process_batch_result` of batch n; TensorRT-LLM's
+overlap loop: schedule and launch step n+1, then `_process_previous_batch`). A request the client
+sends when step n's last token reaches it has to cross the front end twice (detokenize, stream,
+the client's reply, tokenize) and so reaches the engine after that schedule: it joins the step
+after the next one — its prefill is step n+2 synchronously and step n+3 with async scheduling,
+i.e. it waits one step more than a request arriving just before step n ended. AIConfigurator names the
+same term (docs/design/queueing_model.md, failure modes 13-14: "a real closed-loop client's next
+request typically arrives after the engine has already scheduled the following iteration and
+waits ~one extra pass"). With `request_overhead_s` > 0 that request arrives during step n+1 and
+the general rule gives the same steps. An idle engine schedules a new request at once.
 
 Eager steps (`eager_launch_host_s`): a step that runs without CUDA graphs has every kernel launched
 from the host, and when the host takes longer per launch than the GPU per kernel, the step lasts

@@ -10,10 +10,14 @@ KV blocks makes requests queue there, and that wait is TTFT, not TPOT).
 
 A request reaches the engine core `request_overhead_s` (engines.py) after its client sent it:
 the server's front end (HTTP, tokenization, streaming back) is part of every TTFT and E2E.
-With `async_scheduling` (engines.py) a request reaching a worker whose engine loop is running
-(a step in flight, or one starting at this instant) waits in the worker's inbox and joins the
-waiting queues when the next step starts, so the first schedule that sees it is the one after
-that step; an idle worker schedules it at once.
+With `async_scheduling` (engines.py) a request reaching a worker while a step is in flight waits
+in the worker's inbox and joins the waiting queues when the next step starts, so the first
+schedule that sees it is the one after that step; an idle worker schedules it at once. A client's
+request that reaches a running worker at the very instant one of its steps ended (a closed-loop
+follow-up, sent as that step's tokens went out) is a latecomer: the engine scheduled the step
+starting then before the request could reach it, so it waits as if it had arrived during that
+step (`Worker.latecomers`, engines.py "The closed-loop client's next request"); a KV hand-over
+(disagg) at that instant is seen by that step's schedule.
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
@@ -121,6 +125,7 @@ class Worker:
     run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
     inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
+    latecomers: list[Request] = field(default_factory=list)  # arrived as the next step was being scheduled
     stages: tuple[BatchCost, ...] = ()  # pp > 1: each pipeline stage's step cost (pipeline.py)
     clock: StageClock | None = None  # pp > 1: when each stage is next free
     in_flight: list[Flight] = field(default_factory=list)  # pp > 1: batches in the pipeline, oldest first
@@ -143,16 +148,24 @@ class Worker:
     def pp(self) -> int:
         return max(1, len(self.stages))
 
-    def assign(self, req: Request) -> None:
+    def assign(self, req: Request, from_client: bool = True) -> None:
         self.ring_ready = False
         if self.ring is not None:  # a new request may join the next batch: back to the scheduler
             self.ring.materialize(self)
         req.rank = rank = self._route()
-        if (self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1) and self.pp == 1 \
-                and (self.busy or any(r.running for r in self.ranks)):
-            # the engine loop is running: its next step is already scheduled (pp > 1 schedules per
-            # micro-batch as a stage frees, pipeline.py: not modelled there)
-            self.inbox.append(req)
+        if self.pp == 1 and (self.busy or any(r.running for r in self.ranks)):
+            # the engine loop is running (pp > 1 schedules per micro-batch as a stage frees, pipeline.py:
+            # not modelled there). A client's request at the instant a step ended (a closed-loop
+            # follow-up): the engine scheduled the next step as that step's tokens went out, before a
+            # request they caused could reach it (a latecomer, seen one schedule later); during a step:
+            # its next step is already scheduled (async), or the schedule at its end sees the request
+            # (sync). A KV hand-over (disagg) at that instant is no reply to it: seen as it starts.
+            if not self.busy and from_client:
+                self.latecomers.append(req)
+            elif self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1:
+                self.inbox.append(req)
+            else:
+                self.ranks[rank].add(req)
         else:
             self.ranks[rank].add(req)
 
@@ -162,7 +175,7 @@ class Worker:
             return 0
         if self.engine.dp_routing == "least_loaded":  # least waiting x 4 + running; ties: the lowest rank
             waiting = [len(r.waiting) for r in self.ranks]
-            for req in self.inbox:
+            for req in self.inbox + self.latecomers:
                 waiting[req.rank] += 1
             scores = [4 * w + len(r.running) for w, r in zip(waiting, self.ranks, strict=True)]
             return scores.index(min(scores))
@@ -170,9 +183,13 @@ class Worker:
         self.next_rank += 1
         return rank
 
-    def release_inbox(self) -> bool:
+    def release_inbox(self, latecomers: bool = False) -> bool:
         """Requests that arrived while the current step was being scheduled join the waiting
-        queues (seen by the next schedule); True when there were any."""
+        queues (seen by the next schedule), with `latecomers` those that arrived as it was being
+        scheduled too (an idle engine sees everything at once); True when there were any."""
+        if latecomers and self.latecomers:
+            self.inbox += self.latecomers
+            self.latecomers = []
         if not self.inbox:
             return False
         for req in self.inbox:
@@ -181,6 +198,18 @@ class Worker:
             rank.admission_checked = False  # a new request: not yet tried by the scheduler
         self.inbox = []
         return True
+
+    def settle_latecomers(self) -> None:
+        """The step that was being scheduled as the latecomers arrived has started without them: now
+        they wait like any request that arrives during a step (async: in the inbox, polled as the next
+        step starts; sync: in the waiting queues, seen by the next schedule)."""
+        if not self.latecomers:
+            return
+        if self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1:
+            self.inbox += self.latecomers
+            self.latecomers = []
+        else:
+            self.release_inbox(latecomers=True)
 
     @property
     def load(self) -> int:
@@ -262,11 +291,11 @@ class _Loop:
         self.requests.append(req)
         self.push(time + self.front_end_s, ARRIVAL, req)
 
-    def dispatch(self, pool: str, req: Request) -> Worker:
+    def dispatch(self, pool: str, req: Request, from_client: bool = True) -> Worker:
         workers = self.pools[pool]
         worker = workers[self.route[pool] % len(workers)]  # round robin over the pool's workers
         self.route[pool] += 1
-        worker.assign(req)
+        worker.assign(req, from_client)
         return worker
 
     def run(self) -> None:
@@ -279,7 +308,7 @@ class _Loop:
             if kind == ARRIVAL:
                 self.kick(self.dispatch(first, payload))
             elif kind == TRANSFER_END:
-                self.kick(self.dispatch("decode", payload))
+                self.kick(self.dispatch("decode", payload, from_client=False))
             elif kind == BATCH_END:
                 self.end_batch(*payload)
             else:
@@ -314,7 +343,7 @@ class _Loop:
             return
         admit = admission.admit(worker)
         batches = [rank.schedule(admit=admit) for rank in worker.ranks]
-        if not any(batches) and worker.release_inbox():  # an engine with nothing to run sees new requests at once
+        if not any(batches) and worker.release_inbox(latecomers=True):  # an engine with nothing to run sees new requests at once
             worker.recv_count = 0  # (an idle SGLang loop polls within microseconds: the poll resets its counter)
             batches = [rank.schedule() for rank in worker.ranks]  # (held only while every rank generates)
         if not any(batches):
@@ -350,6 +379,7 @@ class _Loop:
                 step = step - worker.cost.shared_s(tokens) + shared
             costs.append(engine.step_s(max(step, floor), overhead))
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
+        worker.settle_latecomers()
         first = max(costs)
         horizon = self.heap[0][0] - self.now if self.heap else math.inf
         # an event before the first step ends cuts any run to that step: no run to plan (the
