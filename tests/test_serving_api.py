@@ -187,3 +187,25 @@ def test_kernels_choose_the_profile_section_that_costs_the_steps():
     assert not any("kernel section" in note for note in own.notes)
     with pytest.raises(TensorCastError, match="unknown kernels 'cutlass'; accepted: vllm, sglang, trtllm, torch"):
         tensor_cast.simulate(MODEL, concurrency=1, isl=16, osl=2, kernels="cutlass", **SMALL)
+
+
+def test_trtllm_prefill_pool_runs_without_the_overlap_scheduler():
+    # TensorRT-LLM's context servers run with disable_overlap_scheduler (engines.py, "Async scheduling").
+    # Prefill pool, step budget of two 512-token prompts, no chunking: r0, r1, r2 arrive at 0, step 1
+    # prefills r0 and r1 (P seconds), r2 waits; r3 arrives at 0.5 P. Synchronously step 2 [P, 2P] takes
+    # r2 and r3; with the overlap scheduler step 2 was scheduled (r2 alone) while step 1 ran, so r3
+    # waits for step 3 [2P, 3P].
+    from tensor_cast.serving.workload import TraceEntry
+
+    def prefill_steps(engine_args, r3_at):
+        trace = [TraceEntry(0.0, 512, 4)] * 3 + [TraceEntry(r3_at, 512, 4)]
+        rep = tensor_cast.simulate(MODEL, engine="trtllm", trace=trace, engine_args=engine_args,
+                                   disagg="prefill: 1x tp1 tok1100; decode: 1x tp1", record_steps=True, **SMALL)
+        return [s for s in rep.step_records if s.worker.startswith("prefill")]
+
+    p = prefill_steps(None, 10.0)[0].duration_s  # step 1 (r0 + r1) alone: r3 arrives long after
+    sync = prefill_steps(None, 0.5 * p)
+    overlap = prefill_steps({"async_scheduling": True}, 0.5 * p)
+    assert [s.prefill_tokens for s in sync] == [1024, 1024]
+    assert [s.prefill_tokens for s in overlap] == [1024, 512, 512]
+    assert overlap[2].start_s == pytest.approx(overlap[1].start_s + overlap[1].duration_s)

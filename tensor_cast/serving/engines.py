@@ -85,7 +85,12 @@ as step n ends, which is step n+2's: it waits for the rest of step n and all of 
 `AsyncScheduler` (vllm/v1/core/sched/async_scheduler.py), on by default (vllm/config/scheduler.py
 `async_scheduling: bool | None = None`, which vllm/config/vllm.py turns on unless an incompatible
 option is set); SGLang: the overlap ("zero-overhead") scheduler, default since v0.4; TensorRT-LLM:
-the overlap scheduler, default (docs features/overlap-scheduler).
+the overlap scheduler, default (docs features/overlap-scheduler), except on the context servers of
+a disaggregated deployment, which run without it (`prefill_pool_async` off: TensorRT-LLM's
+examples/disaggregated README, "not yet supported in disaggregated context server architectures";
+AIConfigurator's generator and the srt-slurm recipes set `disable_overlap_scheduler: true` on every
+prefill pool): a TensorRT-LLM prefill worker schedules synchronously unless `async_scheduling` is
+given explicitly.
 
 The closed-loop client's next request (the latecomer rule, simulator.py): every engine loop sends
 step n's tokens and then schedules at once — synchronously step n+1 (vLLM `EngineCore.step`:
@@ -303,6 +308,7 @@ class EngineProfile:
     scheduler_recv_interval: int = 1  # SGLang: loop weight between polls of new requests (1: every step)
     postprocess_workers: int = 0  # TensorRT-LLM num_postprocess_workers: > 0, no fitted overhead ("Overheads")
     host_overlap: bool = False  # with async_scheduling, overhead_s runs beside the kernels: max, not sum ("Host overlap")
+    prefill_pool_async: bool = True  # a disaggregated prefill pool keeps async_scheduling ("Async scheduling")
     # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
     # SGLang --enable-flashinfer-allreduce-fusion
@@ -351,7 +357,7 @@ class EngineProfile:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
         for name in ("async_scheduling", "graph_prefill", "eager_beyond_graphs", "dp_attention_divides",
-                     "host_overlap"):
+                     "host_overlap", "prefill_pool_async"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):
@@ -485,7 +491,7 @@ ENGINES: dict[str, EngineProfile] = {
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
         cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=1.02e-3, seq_overhead_s=4.6e-6,
-        eager_launch_host_s=35e-6, dp_routing="least_loaded",
+        eager_launch_host_s=35e-6, dp_routing="least_loaded", prefill_pool_async=False,
         sources={
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B") +
             " (refitted with its default all-reduce + RMSNorm fusion in the graph: 0.70 ms + 0 without it)",
@@ -499,6 +505,11 @@ ENGINES: dict[str, EngineProfile] = {
             "policy": "CapacitySchedulerPolicy GUARANTEED_NO_EVICT default (docs: Useful Runtime Options)",
             "cuda_graph_sizes": "CudaGraphConfig default batch sizes up to 128 (powers of two)",
             "async_scheduling": "PyTorch backend overlap scheduler, enabled by default (disable_overlap_scheduler=False)",
+            "prefill_pool_async": "examples/disaggregated/README.md ctx_config.yaml: 'The overlap scheduler for context "
+                                  "servers is currently disabled, as it is not yet supported in disaggregated context "
+                                  "server architectures. disable_overlap_scheduler: True'; AIConfigurator's generator "
+                                  "(rule_plugin/benchmark/trtllm.rule: prefill disable_overlap_scheduler = true) and the "
+                                  "srt-slurm TensorRT-LLM recipes set it on every prefill pool",
             "postprocess_workers": "LLM API num_postprocess_workers 0 by default (PR #5122); > 0: the fitted overhead is "
                                    "not charged (module docstring, 'Overheads')",
             "dp_routing": "tensorrt_llm/_torch/pyexecutor executor_request_queue.py _balance_requests_across_ranks: new "
