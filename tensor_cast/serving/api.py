@@ -262,6 +262,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         pool_engine = replace(profile_engine, **own) if own else profile_engine  # the pool's own knobs (disagg.py)
         if role == "prefill" and not pool_engine.prefill_pool_async and "async_scheduling" not in (engine_args or {}):
             pool_engine = replace(pool_engine, async_scheduling=False)  # TensorRT-LLM's context servers (engines.py)
+            notes.append(f"prefill: {profile_engine.name}'s context servers schedule without the overlap scheduler "
+                         "(engines.py, 'Async scheduling'; --engine-arg async_scheduling=true to keep it)")
         if role != "decode" and not pool_engine.chunked_prefill and longest_prompt > pool_engine.max_num_batched_tokens:
             raise InvalidArgumentError(
                 f"a prompt of {longest_prompt} tokens exceeds the {role} pool's max_num_batched_tokens="
