@@ -12,7 +12,7 @@ from tensor_cast.serving.engines import engine_profile
 from tensor_cast.serving.report import ServingReport
 from tensor_cast.serving.scheduler import RankScheduler
 from tensor_cast.serving.simulator import Worker, simulate_workers
-from tensor_cast.serving.workload import Request, make_workload
+from tensor_cast.serving.workload import Request, Workload, make_workload
 
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
 
@@ -227,6 +227,13 @@ def test_async_scheduling_new_request_waits_for_the_step_in_flight(engine, async
     assert ttft == pytest.approx([d, (2.5 if async_scheduling else 1.5) * d, d])
 
 
+class _AShortAndALongClient(Workload):
+    """Two closed-loop clients: A's request has 10 output tokens, B's 3, then B's next request 3."""
+
+    def lengths(self):
+        return [(10, 10), (10, 3), (10, 3)]
+
+
 def test_closed_loop_follow_up_misses_the_schedule_made_as_its_reply_went_out():
     # Closed loop of 2 clients, constant step d, vLLM; client A's request has 10 output tokens,
     # client B's 3: B's request is prefilled in step 1 [0, d] and decodes in steps 2-3, finishing at
@@ -236,17 +243,11 @@ def test_closed_loop_follow_up_misses_the_schedule_made_as_its_reply_went_out():
     # misses that schedule. Synchronously that schedule is step 4's [3d, 4d]: the request joins step 5,
     # TTFT 2 d. With async scheduling step 4 was scheduled while step 3 ran and the one made at 3d is
     # step 5's: the request joins step 6, TTFT 3 d.
-    from tensor_cast.serving.workload import Workload
-
-    class Lengths(Workload):
-        def lengths(self):
-            return [(10, 10), (10, 3), (10, 3)]
-
     d = 0.01
     for async_scheduling, steps in ((True, 3), (False, 2)):
         profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling})
         worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
-        sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2),
+        sim = simulate_workers({"agg": [worker]}, _AShortAndALongClient("closed", num_requests=3, concurrency=2),
                                record_steps=True)
         follow_up = sim.requests[2]
         assert follow_up.arrival_s == pytest.approx(3 * d)
@@ -260,12 +261,6 @@ def test_a_request_reaching_the_engine_just_after_the_reply_waits_as_a_latecomer
     # The same closed loop with a front end of 1 us (the request reaches the engine core just after
     # step 4 started): the TTFT is that microsecond plus what a request at the step's very start
     # waits, i.e. the same steps: the instant of the reply is not a special case.
-    from tensor_cast.serving.workload import Workload
-
-    class Lengths(Workload):
-        def lengths(self):
-            return [(10, 10), (10, 3), (10, 3)]
-
     d = 0.01
     for async_scheduling in (True, False):
         ttft = []
@@ -273,7 +268,7 @@ def test_a_request_reaching_the_engine_just_after_the_reply_waits_as_a_latecomer
             profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling,
                                               "request_overhead_s": front_end})
             worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], ConstantCost(d), profile)
-            sim = simulate_workers({"agg": [worker]}, Lengths("closed", num_requests=3, concurrency=2))
+            sim = simulate_workers({"agg": [worker]}, _AShortAndALongClient("closed", num_requests=3, concurrency=2))
             ttft.append(sim.requests[2].first_token_s - sim.requests[2].arrival_s)
         assert ttft[1] == pytest.approx(ttft[0], abs=2e-6)
 

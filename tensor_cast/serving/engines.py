@@ -440,8 +440,12 @@ ENGINES: dict[str, EngineProfile] = {
         eager_beyond_graphs=False, eager_launch_host_s=60e-6, dp_routing="least_loaded", host_overlap=True,
         sources={
             "host_overlap": "AsyncScheduler (vllm/v1/core/sched/async_scheduler.py) schedules one step ahead, on by "
-                            "default since vllm-project/vllm#27614; rows of earlier versions: async_scheduling and "
-                            "host_overlap off (benchmarks/serving_fidelity.py vllm_scheduling)",
+                            "default since vllm-project/vllm#27614; rows of earlier versions: host_overlap off "
+                            "(benchmarks/serving_fidelity.py vllm_scheduling); their scheduling stays async: the "
+                            "H100 Llama-3.1-70B script passes --async-scheduling; the 0.12.0 Qwen3-32B rows' launch "
+                            "(AIConfigurator's vLLM 0.12.0 template, through Dynamo) passes no flag, so they may have "
+                            "run vLLM 0.12's synchronous default: not settled (TTFT error of those 10 rows 24.4 % "
+                            "async, 26.9 % sync)",
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-70B, Qwen3-32B"),
             "max_num_batched_tokens, max_num_seqs": "vllm/engine/arg_utils.py get_batch_defaults: OPENAI_API_SERVER on "
                                                     ">= 70 GiB non-A100 GPUs: 8192 tokens, 1024 seqs",
