@@ -3,7 +3,8 @@
 Owns, for one worker (`simulator.Worker`, pp = 1), the decision before a step whether its ranks may
 admit waiting requests (`admit`: TensorRT-LLM's attention-DP balance, then its batch waiting), the
 poll of the requests that arrived meanwhile as the step starts (`receive`: SGLang's receive
-interval), how far a fast-forwarded decode run may go before one of those rules would let the held
+interval; `release_inbox` moves them to the waiting queues, `settle_latecomers` holds a closed-loop
+follow-up that arrived as the step was being scheduled for the schedule after it), how far a fast-forwarded decode run may go before one of those rules would let the held
 requests in (`run_limit`), and the rules' counters across such a run (`advance`). The rules and
 their sources are in engines.py ("Attention-DP balance", "Batch waiting", "Receive interval").
 
@@ -92,7 +93,37 @@ def receive(worker: Worker, extend: bool) -> None:
         if worker.recv_count < interval:
             return
         worker.recv_count = 0
-    worker.release_inbox()
+    release_inbox(worker)
+
+
+def release_inbox(worker: Worker, latecomers: bool = False) -> bool:
+    """Requests that arrived while the current step was being scheduled join the waiting queues
+    (seen by the next schedule), with `latecomers` those that arrived as it was being scheduled too
+    (an idle engine sees everything at once); True when there were any."""
+    if latecomers and worker.latecomers:
+        worker.inbox += worker.latecomers
+        worker.latecomers = []
+    if not worker.inbox:
+        return False
+    for req in worker.inbox:
+        rank = worker.ranks[req.rank]
+        rank.add(req)
+        rank.admission_checked = False  # a new request: not yet tried by the scheduler
+    worker.inbox = []
+    return True
+
+
+def settle_latecomers(worker: Worker) -> None:
+    """The step that was being scheduled as the latecomers (simulator.py) arrived has started without
+    them: now they wait like any request that arrives during a step (async: in the inbox, polled as
+    the next step starts; sync: in the waiting queues, seen by the next schedule)."""
+    if not worker.latecomers:
+        return
+    if worker.engine.async_scheduling or worker.engine.scheduler_recv_interval > 1:
+        worker.inbox += worker.latecomers
+        worker.latecomers = []
+    else:
+        release_inbox(worker, latecomers=True)
 
 
 def run_limit(worker: Worker, admitted: bool, k: int, growth: Callable[[int], np.ndarray]) -> int:

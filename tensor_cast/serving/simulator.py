@@ -16,7 +16,8 @@ schedule that sees it is the one after that step; an idle worker schedules it at
 request that reaches a running worker at the very instant one of its steps ended (a closed-loop
 follow-up, sent as that step's tokens went out) is a latecomer: the engine scheduled the step
 starting then before the request could reach it, so it waits as if it had arrived during that
-step (`Worker.latecomers`, engines.py "The closed-loop client's next request"); a KV hand-over
+step (`Worker.latecomers`, `admission.settle_latecomers`, engines.py "The closed-loop client's next
+request"); a KV hand-over
 (disagg) at that instant is seen by that step's schedule.
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
@@ -183,34 +184,6 @@ class Worker:
         self.next_rank += 1
         return rank
 
-    def release_inbox(self, latecomers: bool = False) -> bool:
-        """Requests that arrived while the current step was being scheduled join the waiting
-        queues (seen by the next schedule), with `latecomers` those that arrived as it was being
-        scheduled too (an idle engine sees everything at once); True when there were any."""
-        if latecomers and self.latecomers:
-            self.inbox += self.latecomers
-            self.latecomers = []
-        if not self.inbox:
-            return False
-        for req in self.inbox:
-            rank = self.ranks[req.rank]
-            rank.add(req)
-            rank.admission_checked = False  # a new request: not yet tried by the scheduler
-        self.inbox = []
-        return True
-
-    def settle_latecomers(self) -> None:
-        """The step that was being scheduled as the latecomers arrived has started without them: now
-        they wait like any request that arrives during a step (async: in the inbox, polled as the next
-        step starts; sync: in the waiting queues, seen by the next schedule)."""
-        if not self.latecomers:
-            return
-        if self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1:
-            self.inbox += self.latecomers
-            self.latecomers = []
-        else:
-            self.release_inbox(latecomers=True)
-
     @property
     def load(self) -> int:
         return sum(len(r.running) + len(r.waiting) for r in self.ranks)
@@ -343,7 +316,7 @@ class _Loop:
             return
         admit = admission.admit(worker)
         batches = [rank.schedule(admit=admit) for rank in worker.ranks]
-        if not any(batches) and worker.release_inbox(latecomers=True):  # an engine with nothing to run sees new requests at once
+        if not any(batches) and admission.release_inbox(worker, latecomers=True):  # an idle engine sees them at once
             worker.recv_count = 0  # (an idle SGLang loop polls within microseconds: the poll resets its counter)
             batches = [rank.schedule() for rank in worker.ranks]  # (held only while every rank generates)
         if not any(batches):
@@ -379,7 +352,7 @@ class _Loop:
                 step = step - worker.cost.shared_s(tokens) + shared
             costs.append(engine.step_s(max(step, floor), overhead))
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
-        worker.settle_latecomers()
+        admission.settle_latecomers(worker)
         first = max(costs)
         horizon = self.heap[0][0] - self.now if self.heap else math.inf
         # an event before the first step ends cuts any run to that step: no run to plan (the
