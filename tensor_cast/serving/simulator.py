@@ -17,8 +17,7 @@ request that reaches a running worker at the very instant one of its steps ended
 follow-up, sent as that step's tokens went out) is a latecomer: the engine scheduled the step
 starting then before the request could reach it, so it waits as if it had arrived during that
 step (`Worker.latecomers`, `admission.settle_latecomers`, engines.py "The closed-loop client's next
-request"); a KV hand-over
-(disagg) at that instant is seen by that step's schedule.
+request"); a KV hand-over (disagg) at that instant is seen by that step's schedule.
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
 arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
