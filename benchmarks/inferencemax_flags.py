@@ -113,9 +113,11 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
     TensorRT-LLM's post-processing workers (`kernels` naming "num_postprocess_workers N":
     postprocess_workers N), TensorRT-LLM's forced NVLink all-to-all (`kernels` naming "ep > 1: ...
     TRTLLM_FORCE_ALLTOALL_METHOD=MNNVL" on a run with EP > 1: moe_exchange all_to_all, also the
-    engine's default on one node, made explicit; tensor_cast/deployment/moe_exchange.py). Recorded
-    only: stream interval (no effect on TTFT / mean TPOT, engines.py), prefix caching (off in every
-    script; the fidelity runs share no prefixes) and the other kernel choices."""
+    engine's default on one node, made explicit; tensor_cast/deployment/moe_exchange.py), the prefix
+    cache where a script turns it off (`prefix_caching` false: the runs share no prefixes, but a vLLM
+    request preempted by recompute finds its own blocks still cached, engines.py "Preemption and the
+    prefix cache"; the scripts that do not set it run the engine's default, on). Recorded only:
+    stream interval (no effect on TTFT / mean TPOT, engines.py) and the other kernel choices."""
     from tensor_cast.serving.engines import ENGINES, trtllm_graph_sizes
 
     undetermined = sorted(k for k, v in flags.items() if v == "?")
@@ -135,6 +137,8 @@ def engine_knobs(flags: dict[str, str], variables: dict[str, int], engine: str) 
         args["graph_prefill"] = False
     if engine == "vllm" and "allreduce+rms" in flags.get("kernels", ""):  # pass_config.fuse_allreduce_rms
         args["allreduce_fusion"] = True
+    if flags.get("prefix_caching") == "false":  # --no-enable-prefix-caching / enable_block_reuse false
+        args["prefix_caching"] = False
     workers = re.search(r"num_postprocess_workers (\d+)", flags.get("kernels", ""))
     if engine == "trtllm" and workers:  # trtllm-serve's post-processing workers: no fitted overhead
         args["postprocess_workers"] = int(workers.group(1))

@@ -78,6 +78,12 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     October 2025, whose H100 script passes the then-experimental `--async-scheduling`, show the
     added overhead as much as the 0.12.0 Qwen3-32B runs: both are the fit rows). Versions 0.14 on
     (0.15.1, 0.17.0, 0.18.0, 0.19.0, nightlies) keep the profile's overlap.
+  - the prefix cache (engines.py "Preemption and the prefix cache": what a vLLM request preempted by
+    recompute finds still cached): off on the `aic-eval` rows (AIConfigurator's generator sets
+    `disable_prefix_cache` unless the workload has a shared prefix, `rule_plugin/benchmark/*.rule`,
+    mapped to `--no-enable-prefix-caching` / `--disable-radix-cache` / `enable_block_reuse: false` by
+    `config/backend_config_mapping.yaml`) and where an InferenceMAX script turns it off; the engine's
+    default (on) elsewhere.
   - SGLang's chunked_prefill_size follows its GPU-memory tiers (8192 on H100, 16384 on the
     Blackwell parts: B200, B300, GB200, GB300) unless the table sets it.
   - the step budget of the `aic-eval` agg rows (see protocol) on vLLM and TensorRT-LLM, which
@@ -594,6 +600,8 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     engine_args.update(vllm_scheduling(row))
     if row["backend"] == "sglang" and row["system"] != "h100_sxm":
         engine_args["max_num_batched_tokens"] = 16384
+    if benchmark_source(row) == "aic-eval":  # AIConfigurator's generator disables it without a shared prefix
+        engine_args["prefix_caching"] = False
     if benchmark_source(row) == "aic-eval" and row["backend"] in ("vllm", "trtllm") and row["mode"] == "agg":
         # AIConfigurator's generator sized the budget of the engines it launched (docstring, engine)
         engine_args["max_num_batched_tokens"] = _int(row["batch_size"]) + int(row["isl"]) + 1500

@@ -478,3 +478,31 @@ def test_trtllm_postprocess_workers_drop_the_fitted_overhead():
                  concurrency=1, num_requests=1, isl=100, osl=20)[1].mean_tpot_s for workers in (0, 4)]
     assert tpots[0] == pytest.approx(d + 1.02e-3 + 4.6e-6)  # overlap scheduler: host work adds (host_overlap off)
     assert tpots[1] == pytest.approx(d)
+
+
+@pytest.mark.parametrize("prefix_caching", [True, False])
+def test_vllm_preempted_request_recomputes_only_what_the_prefix_cache_evicted(prefix_caching):
+    # 10 blocks of 16 tokens; r0 and r1: 64-token prompts (4 blocks each). They decode in step until
+    # both hold 80 tokens (5 blocks each, the pool full); r0's 81st token needs a 6th block, so r1 is
+    # preempted (generated 17: recompute target 64 + 17 = 81 tokens). Its 5 full blocks stay cached
+    # behind the 0 blocks that were free; every block r0 allocates after that evicts one of them, its
+    # last first: r0 grows to 7 blocks (tokens 81-112), evicting 2. r0 (40 output tokens) finishes at
+    # 103 tokens; r1 is scheduled again with 3 blocks (48 tokens) still cached and recomputes 81 - 48
+    # = 33 tokens. Without the prefix cache it recomputes all 81.
+    vllm = engine_profile("vllm", {"max_num_batched_tokens": 1000, "prefix_caching": prefix_caching})
+    rank = RankScheduler(vllm, 10)
+    r0, r1 = Request(0, 0.0, 64, 40), Request(1, 0.0, 64, 40)
+    rank.add(r0)
+    rank.add(r1)
+    readmitted = None
+    for _ in range(200):
+        batch = rank.schedule()
+        if r1.preemptions and any(r is r1 for r, _ in batch):
+            readmitted = dict((r.rid, n) for r, n in batch)[1]
+            break
+        rank.complete(batch, 0.0)
+    assert r1.preemptions == 1 and r0.done
+    assert readmitted == (33 if prefix_caching else 81)
+    assert r1.computed == (48 if prefix_caching else 0)  # what the step computes on top of
+    assert rank.used_blocks == 6  # ceil(81 / 16) blocks either way (r0 finished and freed its 7)
+    assert rank.victims == []

@@ -118,6 +118,7 @@ class DecodeRing:
                     # the blocks of the latest scheduled round (cached + its decode tokens)
                     req.blocks = max(held, math.ceil((computed + group.round * e + d) / bs - 1e-9))
         for rank, free, base in zip(worker.ranks, self.free, self.base, strict=True):
+            rank.allocated += max(0, rank.free_blocks - free)  # the rounds' growth, as `_allocate` counts it
             rank.free_blocks = free
             if _outside(rank) != base:
                 raise AssertionError(f"{worker.name}: decode ring KV books do not balance "

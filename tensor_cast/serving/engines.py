@@ -109,6 +109,21 @@ request typically arrives after the engine has already scheduled the following i
 waits ~one extra pass"). With `request_overhead_s` > 0 that request arrives during step n+1 and
 the general rule gives the same steps. An idle engine schedules a new request at once.
 
+Preemption and the prefix cache (`prefix_caching`, on by default as in the engines: vLLM v1's
+`enable_prefix_caching`, SGLang's radix cache, TensorRT-LLM's `enable_block_reuse`): vLLM preempts by
+recompute, but its KV blocks go back to the free queue with their hashes (vllm/v1/core/
+kv_cache_manager.py `free` -> block_pool.py `free_blocks`, appended to the free queue's tail, the last
+block first) and are evicted only when an allocation pops them from the queue's head (LRU,
+`get_new_blocks`); when the preempted request is scheduled again `get_computed_blocks` finds the
+blocks still cached and only the rest is recomputed. Modelled for `decode_first` (vLLM): a victim's
+full blocks stay cached until the rank has allocated, since its preemption, more blocks than were
+free before it (those were ahead of it in the queue); each further allocated block evicts one of its
+blocks, its last first. Blocks another victim takes back from the middle of the queue bring the later
+victims' eviction forward. The scheduling of a victim needs blocks only for what is not cached (at
+least its last token is recomputed). `prefix_caching` off (`--no-enable-prefix-caching`): the whole
+prompt and output so far are recomputed. SGLang's retraction and TensorRT-LLM (which never preempts
+under GUARANTEED_NO_EVICT) recompute in full.
+
 Eager steps (`eager_launch_host_s`): a step that runs without CUDA graphs has every kernel launched
 from the host, and when the host takes longer per launch than the GPU per kernel, the step lasts
 at least launches x host time per launch (`host_floor_s`; the launches are tensor_cast's own count
@@ -309,6 +324,7 @@ class EngineProfile:
     postprocess_workers: int = 0  # TensorRT-LLM num_postprocess_workers: > 0, no fitted overhead ("Overheads")
     host_overlap: bool = False  # with async_scheduling, overhead_s runs beside the kernels: max, not sum ("Host overlap")
     prefill_pool_async: bool = True  # a disaggregated prefill pool keeps async_scheduling ("Async scheduling")
+    prefix_caching: bool = True  # freed KV blocks stay cached until evicted ("Preemption and the prefix cache")
     # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
     # SGLang --enable-flashinfer-allreduce-fusion
@@ -357,7 +373,7 @@ class EngineProfile:
             raise InvalidArgumentError("engine scheduler_recv_interval > 1 is modelled on the overlap loop only: "
                                        "it needs async_scheduling=true")
         for name in ("async_scheduling", "graph_prefill", "eager_beyond_graphs", "dp_attention_divides",
-                     "host_overlap", "prefill_pool_async"):
+                     "host_overlap", "prefill_pool_async", "prefix_caching"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"engine {name} must be true or false, got {getattr(self, name)!r}")
         if self.allreduce_fusion is not None and not isinstance(self.allreduce_fusion, bool):

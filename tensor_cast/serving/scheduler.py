@@ -10,7 +10,9 @@ the docstring there cites the engines' code). `schedule()` returns the step's ba
 KV accounting: a request holds ceil(tokens / block_size) blocks for the tokens in its cache
 (plus, under `no_evict`, the whole prompt + output reserved at admission). Preemption is by
 recompute, as vLLM v1 and SGLang do: the victim's blocks are freed and it re-enters the front
-of the waiting queue with its prompt and the tokens it generated to recompute.
+of the waiting queue with its prompt and the tokens it generated to recompute; under `decode_first`
+with the prefix cache on (vLLM) the victim's blocks stay cached until allocations evict them, and
+its recompute skips what is still cached (engines.py, "Preemption and the prefix cache").
 
 Invariants checked at run time: free blocks never negative, no step over the token budget or
 `max_num_seqs` running requests.
@@ -46,6 +48,9 @@ class RankScheduler:
         self.admission_checked = False  # the last schedule() tried the waiting queue (no early return)
         self._held: list[Request] = []  # running requests in flight in the pipeline, during schedule()
         self.preempted: list[Request] = []  # preempted by the last schedule()
+        self.allocated = 0  # blocks allocated so far (each pops the free queue's head: vLLM's LRU eviction)
+        self.victims: list[Request] = []  # preempted, blocks still cached (oldest first; decode_first + prefix cache)
+        self._retain = engine.prefix_caching and engine.policy == "decode_first"
         self.admitted: list[Request] = []  # moved from the waiting queue to running by the last schedule()
         self._policy = {"decode_first": self._decode_first, "prefill_first": self._prefill_first,
                         "no_evict": self._no_evict}[engine.policy]
@@ -73,6 +78,7 @@ class RankScheduler:
         if need > self.free_blocks:
             return False
         self.free_blocks -= need
+        self.allocated += need
         req.blocks += need
         return True
 
@@ -86,12 +92,32 @@ class RankScheduler:
         """Recompute preemption: drop the KV, back to the front of the waiting queue."""
         self.running.remove(req)
         self.preempted.append(req)
+        if self._retain:  # its full blocks stay cached behind what was free before it
+            req.cached_blocks = min(req.blocks, int(req.computed // self.engine.block_size))
+            req.evicted_after = self.allocated + self.free_blocks
+            if req.cached_blocks:
+                self.victims.append(req)
         self._free(req)
         req.computed = 0.0
         req.prefill_target = req.prompt + int(req.generated)
         req.preemptions += 1
         self.preemptions += 1
         self.waiting.appendleft(req)
+
+    def _cached(self, req: Request) -> int:
+        """Blocks of a preempted request still in the prefix cache that its recompute can skip (at
+        least its last token is recomputed); 0 once allocations have evicted them."""
+        evicted = max(0, self.allocated - req.evicted_after)
+        return max(0, min(req.cached_blocks - evicted, (req.prefill_target - 1) // self.engine.block_size))
+
+    def _restored(self, req: Request, hit: int) -> None:
+        """A preempted request scheduled again took `hit` cached blocks back from the free queue: the
+        victims preempted after it, whose blocks were queued behind those, move up by as many."""
+        i = self.victims.index(req)
+        for later in self.victims[i + 1:]:
+            later.evicted_after -= hit
+        del self.victims[i]
+        req.cached_blocks = 0
 
     def _prefix(self, req: Request) -> None:
         """Prefix-cache hit on first admission: shared prompt tokens need no compute (vLLM and
@@ -229,12 +255,22 @@ class RankScheduler:
         while self.waiting and self._occupied < self.engine.max_num_seqs and budget > 0:
             req = self.waiting[0]
             self._prefix(req)
+            hit = self._cached(req) if req.cached_blocks else 0
+            if hit:  # tentatively take its cached blocks back (undone if it is not scheduled)
+                self.free_blocks -= hit
+                req.blocks = hit
+                req.computed = float(hit * bs)
             n = self._need(req)
-            if not self.engine.chunked_prefill and n > budget:
+            if (not self.engine.chunked_prefill and n > budget) or \
+                    not self._allocate(req, req.computed + self._chunk(n, budget)):
+                if hit:
+                    self.free_blocks += hit
+                    req.blocks = 0
+                    req.computed = 0.0
                 break
             n = self._chunk(n, budget)
-            if not self._allocate(req, req.computed + n):
-                break
+            if req.cached_blocks:
+                self._restored(req, hit)
             self.waiting.popleft()
             self.running.append(req)
             self.admitted.append(req)

@@ -36,7 +36,9 @@ class Request:
     __slots__ = (
         "arrival_s",
         "blocks",
+        "cached_blocks",
         "computed",
+        "evicted_after",
         "finish_s",
         "first_token_s",
         "generated",
@@ -64,6 +66,8 @@ class Request:
         self.generated = 0.0  # output tokens emitted (fractional with speculative decoding: expected value)
         self.prefill_target = prompt  # tokens to (re)compute before the next token is sampled
         self.blocks = 0
+        self.cached_blocks = 0  # preempted with prefix caching: its full blocks left in the cache (scheduler.py)
+        self.evicted_after = 0  # ... which allocations start to evict once the rank has allocated this many blocks
         self.first_token_s = math.nan
         self.finish_s = math.nan
         self.preemptions = 0
