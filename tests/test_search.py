@@ -308,6 +308,10 @@ def test_disaggregated_launch_has_both_roles():
     assert "--disaggregation-mode decode" in dec.shell() and "--enable-dp-attention" in dec.shell()
     vllm_p, vllm_d = launch("deepseek-ai/DeepSeek-V3", cand, "vllm", 4500)
     assert "--kv-transfer-config" in vllm_p.flags and "--kv-transfer-config" in vllm_d.flags
+    # TensorRT-LLM's context servers run without the overlap scheduler, as simulated
+    trt_p, trt_d = launch("deepseek-ai/DeepSeek-V3", cand, "trtllm", 4500)
+    assert "disable_overlap_scheduler: true" in trt_p.yaml
+    assert "disable_overlap_scheduler" not in (trt_d.yaml or "")
 
 
 def test_cli_defaults_equal_their_owners():

@@ -70,6 +70,9 @@ ENGINE_FLAGS: dict[str, dict[str, str]] = {
 TRTLLM_YAML_KEYS: dict[str, str] = {
     "enable_attention_dp": TRTLLM_BENCH,
     "kv_cache_config.dtype": "https://nvidia.github.io/TensorRT-LLM/1.0.0/llm-api/reference.html",
+    # a disaggregated context server runs without the overlap scheduler (serving/engines.py,
+    # "Async scheduling"; TensorRT-LLM examples/disaggregated/README.md ctx_config.yaml)
+    "disable_overlap_scheduler": "https://github.com/NVIDIA/TensorRT-LLM/blob/main/examples/disaggregated/README.md",
 }
 
 # tensor_cast KV-cache dtype -> each engine's spelling

@@ -116,6 +116,8 @@ def _one(engine: str, model: str, variant: Variant, max_seqs: int, max_len: int,
             lines.append("enable_attention_dp: true")
         if kv:
             lines.append(f"kv_cache_config:\n  dtype: {kv}")
+        if role == "prefill":  # the context servers' loop, as simulated (engines.py, "Async scheduling")
+            lines.append("disable_overlap_scheduler: true")
         if lines:
             yaml = "\n".join(lines) + "\n"
             argv += ["--extra_llm_api_options", "extra_llm_api_options.yaml"]
