@@ -31,13 +31,14 @@ from typing import Any
 
 from ..backends.communication import links
 from ..backends.device import DeviceProfile
+from ..deployment.moe_exchange import EXCHANGES
 from ..errors import InvalidArgumentError
 
 ROLES = ("prefill", "decode")
 PARALLEL_KEYS = ("tp", "dp", "ep", "pp", "moe_tp")
 TEXT_KEYS = {"moetp": "moe_tp"}  # text token -> parallel key
 ENGINE_KEYS = {"bs": "max_num_seqs", "tok": "max_num_batched_tokens"}  # text token -> Pool field
-EXCHANGE_WORDS = {"a2a": "all_to_all", "allgather": "allgather"}  # text word -> Pool.moe_exchange
+EXCHANGE_WORDS = {"a2a": "all_to_all", "allgather": "allgather"}  # text word -> Pool.moe_exchange (EXCHANGES)
 FORMAT = ('accepted: "prefill: <N>x tp<a> [dp<b>] [ep<c>] [moetp<m>] [pp<g>] [bs<s>] [tok<k>] [a2a|allgather]; '
           'decode: <M>x tp<d> [dp<e>] [ep<f>] [moetp<n>] [pp<h>] [bs<t>] [tok<l>] [a2a|allgather]"')
 
@@ -108,8 +109,8 @@ def _from_mapping(spec: Mapping[str, Any]) -> dict[str, Pool]:
 
 def _pool(spec: str, workers: Any, values: Mapping[str, Any]) -> Pool:
     exchange = values.get("moe_exchange")
-    if exchange is not None and exchange not in EXCHANGE_WORDS.values():
-        raise InvalidArgumentError(f"disagg spec {spec!r}: moe_exchange must be all_to_all or allgather, got {exchange!r}")
+    if exchange is not None and exchange not in EXCHANGES:
+        raise InvalidArgumentError(f"disagg spec {spec!r}: moe_exchange must be {' or '.join(EXCHANGES)}, got {exchange!r}")
     for name, value in [("workers", workers), *((k, v) for k, v in values.items() if k != "moe_exchange")]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"disagg spec {spec!r}: {name} must be an integer >= 1, got {value!r}; {FORMAT}")

@@ -260,15 +260,14 @@ class RankScheduler:
                 self.free_blocks -= hit
                 req.blocks = hit
                 req.computed = float(hit * bs)
-            n = self._need(req)
-            if (not self.engine.chunked_prefill and n > budget) or \
-                    not self._allocate(req, req.computed + self._chunk(n, budget)):
+            need = self._need(req)
+            n = self._chunk(need, budget)
+            if (not self.engine.chunked_prefill and need > budget) or not self._allocate(req, req.computed + n):
                 if hit:
                     self.free_blocks += hit
                     req.blocks = 0
                     req.computed = 0.0
                 break
-            n = self._chunk(n, budget)
             if req.cached_blocks:
                 self._restored(req, hit)
             self.waiting.popleft()
