@@ -20,6 +20,7 @@ from tensor_cast.serving.engines import engine_profile
 MODEL = "Qwen/Qwen3-0.6B"
 LAYERS = 4
 DEVICE = "h100-sxm"
+FRONT_END = 10e-3  # vLLM's front end per request (engines.py "Overheads": vllm-project/vllm PR #54628's +8-12 ms)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
     the two batches it keeps in flight (group A = requests 0-3, B = 4-7); each group then decodes
     alone, scheduled again the moment its previous batch leaves the last stage. Stage times from
     analyze(pp=2) at each step's point; the host's step overhead on the last stage, overlapped with
-    its kernels (vLLM's default)."""
+    its kernels (vLLM's default). Every request reaches the engine FRONT_END after its client sent it."""
     isl, osl, overhead = 256, 6, 2e-4
     engine_args = {"max_num_batched_tokens": 4 * isl, "step_overhead_s": overhead, "seq_overhead_s": 0.0}
     rep = tensor_cast.simulate(spec, device=DEVICE, pp=2, concurrency=8, num_requests=8, isl=isl, osl=osl,
@@ -96,7 +97,7 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
             free[i] = t
         return t
 
-    ends = {"A": [run(0.0, prefill)], "B": [run(0.0, prefill)]}
+    ends = {"A": [run(FRONT_END, prefill)], "B": [run(FRONT_END, prefill)]}
     for j in range(osl - 1):
         for group in "AB":
             ends[group].append(run(ends[group][-1], decodes[j]))
@@ -122,7 +123,8 @@ def test_decode_closed_loop_pp2_by_hand(spec, device):
 def test_long_prompt_chunks_fill_the_pipeline(spec, device):
     """A 3,072-token prompt with a 1,024-token budget: vLLM schedules its second chunk while the
     first is still in the pipeline (num_computed_tokens advances at scheduling), and the third when
-    the first leaves it (two batches in flight at most); the first token comes with the third."""
+    the first leaves it (two batches in flight at most); the first token comes with the third. The
+    request reaches the engine FRONT_END after it was sent."""
     isl, chunk = 3 * 1024, 1024
     rep = tensor_cast.simulate(spec, device=DEVICE, pp=2, concurrency=1, num_requests=1, isl=isl, osl=2,
                                engine_args={"max_num_batched_tokens": chunk, "step_overhead_s": 0.0,
@@ -137,14 +139,14 @@ def test_long_prompt_chunks_fill_the_pipeline(spec, device):
         return t
 
     c1, c2, c3 = (_stage_times(spec, device, batch_size=1, query_len=chunk, context_len=k * chunk) for k in range(3))
-    end1 = run(0.0, c1)
-    run(0.0, c2)  # scheduled at once: its first chunk is in flight, the prompt is not
+    end1 = run(FRONT_END, c1)
+    run(FRONT_END, c2)  # scheduled at once: its first chunk is in flight, the prompt is not
     first_token = run(end1, c3)
     (r,) = rep.requests
     assert r.ttft_s == pytest.approx(first_token, rel=1e-9)
     decode = _stage_times(spec, device, batch_size=1, query_len=1, context_len=isl)
     assert r.e2e_s == pytest.approx(run(first_token, decode), rel=1e-9)
-    assert r.ttft_s < sum(c1) + sum(c2) + sum(c3)  # the chunks overlap across the stages
+    assert r.ttft_s - FRONT_END < sum(c1) + sum(c2) + sum(c3)  # the chunks overlap across the stages
 
 
 def test_one_group_gets_no_overlap(spec, device):

@@ -304,6 +304,11 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if speculative is not None:
         notes.append(f"MTP: {mtp} draft token(s), acceptance {speculative.acceptance}: "
                      f"{speculative.tokens_per_step:.3f} tokens per decode step (expected value)")
+    entry = worker_pools["agg"] if "agg" in worker_pools else worker_pools["prefill"]  # where requests arrive
+    front_end = entry[0].engine.request_overhead_s
+    if front_end > 0:
+        notes.append(f"TTFT and E2E include the server's front end, {front_end * 1e3:g} ms per request (HTTP, "
+                     "tokenization, streaming back: engine_args request_overhead_s)")
     if pools is not None:
         notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
     if kernels is not None and kernels != profile_engine.name:
