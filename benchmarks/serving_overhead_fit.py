@@ -7,9 +7,9 @@ What is fitted, per engine: `EngineProfile.step_overhead_s` (a) and `seq_overhea
 time a step spends beyond its kernels — host work the engines' overlap schedulers do not hide,
 sampling and logits processing over the vocabulary, output handling — which tensor_cast's traced
 forward graph does not contain. engines.py ("Overheads") says what each engine does there.
-`request_overhead_s` (the front end) is not fitted: on this split the TTFT left over is not a
-constant (on TensorRT-LLM it grows with the output length), so a fitted constant would stand in
-for something else.
+`request_overhead_s` (the front end, 10 ms) is not fitted here: it is vLLM's measurement of the
+client's TTFT minus the server's (engines.py "Overheads"), checked on this split's TTFT by a grid
+(README "Serving accuracy"); it delays arrivals, not steps, so the TPOT fitted here does not see it.
 
 Training split: agg rows on h100_sxm of the dense model families (Llama, Qwen3-dense). Those are
 the rows whose step cost rests on the H100 kernel calibration (one step within a few % of the
