@@ -50,7 +50,7 @@ def clients(row: dict[str, str]) -> str:
 
 def config(row: dict[str, str], mtp: dict[str, str] | None = None) -> tuple[str, ...]:
     """The recorded configuration; `mtp`: row id -> the agg MTP label (serving_fidelity.agg_mtp_sources)."""
-    return tuple(row[k] for k in CONFIG) + (clients(row), (mtp or {}).get(row["id"], ""))
+    return (*(row[k] for k in CONFIG), clients(row), (mtp or {}).get(row["id"], ""))
 
 
 def measurements(row: dict[str, str]) -> tuple[float, float]:
@@ -98,7 +98,7 @@ def spread_table(groups: dict[tuple[str, ...], list[dict[str, str]]]) -> list[st
     lines = ["| system | engine | mode | configurations | runs | TTFT twin error | TTFT to the mean | TTFT max/min "
              "(median, p90) | TPOT twin error | TPOT to the mean | TPOT max/min (median, p90) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
-    cells = sorted(by_cell.items()) + [(("all", "", ""), [r for v in by_cell.values() for r in v])]
+    cells = [*sorted(by_cell.items()), (("all", "", ""), [r for v in by_cell.values() for r in v])]
     for (system, engine, mode), configs in cells:
         cols = []
         for i, _ in enumerate(METRICS):
