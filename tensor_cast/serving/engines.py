@@ -468,8 +468,9 @@ ENGINES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm", policy="decode_first", max_num_batched_tokens=8192, max_num_seqs=1024, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=16, memory_utilization=0.9, memory_basis="total",
-        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6, request_overhead_s=FRONT_END_S, graph_prefill=True,
-        eager_beyond_graphs=False, eager_launch_host_s=60e-6, dp_routing="least_loaded", host_overlap=True,
+        cuda_graph_sizes=_vllm_graph_sizes(), step_overhead_s=0.28e-3, seq_overhead_s=44e-6,
+        request_overhead_s=FRONT_END_S, graph_prefill=True, eager_beyond_graphs=False, eager_launch_host_s=60e-6,
+        dp_routing="least_loaded", host_overlap=True,
         sources={
             "request_overhead_s": FRONT_END_SOURCE,
             "host_overlap": "AsyncScheduler (vllm/v1/core/sched/async_scheduler.py) schedules one step ahead, on by "
@@ -501,8 +502,9 @@ ENGINES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang", policy="prefill_first", max_num_batched_tokens=8192, max_num_seqs=4096, chunked_prefill=True,
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
-        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=0.86e-3, seq_overhead_s=10.7e-6, request_overhead_s=FRONT_END_S,
-        eager_launch_host_s=43e-6, dp_attention_divides=True, dp_attention_conservativeness=0.3,
+        new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=0.86e-3, seq_overhead_s=10.7e-6,
+        request_overhead_s=FRONT_END_S, eager_launch_host_s=43e-6, dp_attention_divides=True,
+        dp_attention_conservativeness=0.3,
         sources={
             "request_overhead_s": FRONT_END_SOURCE,
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B") +
@@ -528,8 +530,8 @@ ENGINES: dict[str, EngineProfile] = {
     "trtllm": EngineProfile(
         name="trtllm", policy="no_evict", max_num_batched_tokens=8192, max_num_seqs=2048, chunked_prefill=False,
         long_prefill_token_threshold=0, block_size=32, memory_utilization=0.9, memory_basis="free",
-        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=1.02e-3, seq_overhead_s=4.6e-6, request_overhead_s=FRONT_END_S,
-        eager_launch_host_s=35e-6, dp_routing="least_loaded", prefill_pool_async=False,
+        cuda_graph_sizes=(1, 2, 4, 8, 16, 32, 64, 128), step_overhead_s=1.02e-3, seq_overhead_s=4.6e-6,
+        request_overhead_s=FRONT_END_S, eager_launch_host_s=35e-6, dp_routing="least_loaded", prefill_pool_async=False,
         sources={
             "request_overhead_s": FRONT_END_SOURCE,
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=20, families="Llama-3.1-8B, Qwen3-32B") +
