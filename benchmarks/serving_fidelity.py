@@ -184,7 +184,8 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   does that, see above).
 - overhead: the engines' per-step and per-sequence overheads (engines.py; fitted by
   `benchmarks/serving_overhead_fit.py` on H100 dense-model agg rows only). `--overhead none`
-  zeroes them (the simulator before they existed). Every result row says whether it belongs to
+  zeroes them (the simulator before they existed; the 10 ms front end, `request_overhead_s`, stays:
+  a measurement, not fitted). Every result row says whether it belongs to
   that fit's population (`split` = fit) or not (held-out), and the table reports the two apart.
 - kernels: `--kernels torch` costs every step with the device profile's `torch` section (the
   PyTorch-harness fit) instead of the serving engine's own (`simulate(kernels=...)`): the
