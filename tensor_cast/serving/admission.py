@@ -119,7 +119,7 @@ def settle_latecomers(worker: Worker) -> None:
     the next step starts; sync: in the waiting queues, seen by the next schedule)."""
     if not worker.latecomers:
         return
-    if worker.engine.async_scheduling or worker.engine.scheduler_recv_interval > 1:
+    if worker.engine.async_scheduling:  # (a receive interval implies it: engines.py checks)
         worker.inbox += worker.latecomers
         worker.latecomers = []
     else:

@@ -33,7 +33,7 @@ from .pipeline import StageClock, stage_costs
 from .report import ServingReport
 from .scheduler import RankScheduler
 from .sglang_memory import sglang_mem_fraction_static
-from .simulator import Worker, simulate_workers
+from .simulator import Worker, entry_role, simulate_workers
 from .workload import make_workload
 
 _COST_CACHE: OrderedDict[str, tuple[Any, tuple[BatchCost, ...]]] = OrderedDict()
@@ -304,8 +304,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if speculative is not None:
         notes.append(f"MTP: {mtp} draft token(s), acceptance {speculative.acceptance}: "
                      f"{speculative.tokens_per_step:.3f} tokens per decode step (expected value)")
-    entry = worker_pools["agg"] if "agg" in worker_pools else worker_pools["prefill"]  # where requests arrive
-    front_end = entry[0].engine.request_overhead_s
+    front_end = worker_pools[entry_role(worker_pools)][0].engine.request_overhead_s  # where requests arrive
     if front_end > 0:
         notes.append(f"TTFT and E2E include the server's front end, {front_end * 1e3:g} ms per request (HTTP, "
                      "tokenization, streaming back: engine_args request_overhead_s)")

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter, lt
@@ -162,7 +162,7 @@ class Worker:
             # (sync). A KV hand-over (disagg) at that instant is no reply to it: seen as it starts.
             if not self.busy and from_client:
                 self.latecomers.append(req)
-            elif self.engine.async_scheduling or self.engine.scheduler_recv_interval > 1:
+            elif self.engine.async_scheduling:  # (a receive interval implies it: engines.py checks)
                 self.inbox.append(req)
             else:
                 self.ranks[rank].add(req)
@@ -202,6 +202,11 @@ class SimResult:
     num_steps: int
 
 
+def entry_role(pools: Mapping[str, Any]) -> str:
+    """The pool a client's request arrives at: the aggregated one, else the prefill pool (disagg)."""
+    return "agg" if "agg" in pools else "prefill"
+
+
 class _Loop:
     def __init__(self, pools: dict[str, list[Worker]], workload: Workload, *, transfer_s: Callable[[Request], float],
                  record_steps: bool, progress: Callable[[int, int], None] | None, fast_forward: bool = True) -> None:
@@ -228,8 +233,7 @@ class _Loop:
         self.lengths = workload.lengths()
         self.pending: list[Worker] = []
         self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
-        first = pools["agg"] if "agg" in pools else pools["prefill"]
-        self.front_end_s = first[0].engine.request_overhead_s
+        self.front_end_s = pools[entry_role(pools)][0].engine.request_overhead_s
 
     def _flush_itl(self) -> None:
         """Move the single steps' and pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
@@ -273,7 +277,7 @@ class _Loop:
     def run(self) -> None:
         for arrival in self.workload.initial_arrivals():
             self.new_request(*arrival)
-        first = "agg" if "agg" in self.pools else "prefill"
+        first = entry_role(self.pools)
         while self.heap:
             time, _, kind, payload = heapq.heappop(self.heap)
             self.now = time
