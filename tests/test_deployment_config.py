@@ -147,6 +147,13 @@ def test_checkpoint_quantization_is_the_default(llama8b_spec, h100_cluster):
     d = resolve(Deployment(), deepseek, h100_cluster)
     assert (d.quant, d.quant_source) == ("fp8_block", "checkpoint")
     assert resolve(Deployment(quant="none"), deepseek, h100_cluster).quant == "none"
+    # fp8 asked for on that block-FP8 checkpoint is served as its blocks (engines read weight_block_size),
+    # and says so; on a 16-bit checkpoint it stays per-tensor, and another format re-quantizes
+    d = resolve(Deployment(quant="fp8"), deepseek, h100_cluster)
+    assert (d.quant, d.quant_source) == ("fp8_block", "checkpoint")
+    assert any("quant=fp8 on a checkpoint stored as fp8_block: served as fp8_block" in n for n in d.notes)
+    assert resolve(Deployment(quant="fp8"), llama8b_spec, h100_cluster).quant == "fp8"
+    assert (resolve(Deployment(quant="nvfp4"), deepseek, h100_cluster).quant_source) == "user"
     gpt_oss = dataclasses.replace(llama8b_spec, quantization={
         "quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]})
     d = resolve(Deployment(), gpt_oss, h100_cluster)

@@ -209,3 +209,29 @@ def test_trtllm_prefill_pool_runs_without_the_overlap_scheduler():
     assert [s.prefill_tokens for s in sync] == [1024, 1024]
     assert [s.prefill_tokens for s in overlap] == [1024, 512, 512]
     assert overlap[2].start_s == pytest.approx(overlap[1].start_s + overlap[1].duration_s)
+
+
+def test_the_step_costs_notes_reach_the_serving_report():
+    """What the step costs say about the deployment reaches the serving report: the quantization as served
+    (fp8 asked for on DeepSeek-V3's block-FP8 checkpoint runs its blocks), the engine's own fusion default
+    worded as the engine's (the simulator passes it to the step costs as a value), a note both pools of a
+    disagg deployment share said once, a pool's own prefixed with it."""
+    ds = {"device": "h100-sxm", "num_hidden_layers": 2, "tp": 2}
+    rep = tensor_cast.simulate("deepseek-ai/DeepSeek-V3", engine="trtllm", concurrency=2, num_requests=2, isl=64,
+                               osl=4, quant="fp8", **ds)
+    assert "weights fp8_block (checkpoint)" in rep.deployment
+    served = [n for n in rep.notes if n.startswith("quant=fp8 on a checkpoint stored as fp8_block")]
+    assert len(served) == 1
+    assert "TensorRT-LLM fuses the TP all-reduce with the residual add and RMSNorm by default" in rep.notes
+    assert not any("set by the user" in n for n in rep.notes)
+    off = tensor_cast.simulate("deepseek-ai/DeepSeek-V3", engine="trtllm", concurrency=2, num_requests=2, isl=64,
+                               osl=4, engine_args={"allreduce_fusion": False}, **ds)
+    assert not any("fusion" in n for n in off.notes)
+    split = tensor_cast.simulate("deepseek-ai/DeepSeek-V3", engine="trtllm", concurrency=2, num_requests=2, isl=64,
+                                 osl=4, quant="fp8", disagg="prefill: 1x tp2; decode: 1x tp2", **ds)
+    assert sum(n.startswith("quant=fp8 on a checkpoint") for n in split.notes) == 1
+    assert any(n.startswith("prefill: trtllm's context servers schedule without the overlap") for n in split.notes)
+    uneven = tensor_cast.simulate("deepseek-ai/DeepSeek-V3", engine="trtllm", concurrency=2, num_requests=2, isl=64,
+                                  osl=4, disagg="prefill: 1x tp2; decode: 1x tp1", **ds)  # one TP group to fuse
+    fusion = [n for n in uneven.notes if "all-reduce with the residual add" in n]
+    assert fusion == ["prefill: TensorRT-LLM fuses the TP all-reduce with the residual add and RMSNorm by default"]

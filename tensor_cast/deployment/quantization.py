@@ -8,6 +8,8 @@ Owns:
   the model dtype), and the tensor-core precision class its GEMM runs at;
 - `SAME_WEIGHTS_AS`: schemes that run a checkpoint's weights as stored, with other activations or
   another kernel;
+- `CHECKPOINT_FORM_OF`: the checkpoint schemes a requested scheme is served as (fp8 asked for on a
+  block-FP8 checkpoint runs its blocks);
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
   block 128x128; gpt-oss: MXFP4 experts) and the modules it leaves unquantized.
@@ -97,6 +99,13 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
 # run with MXFP8 activations by FlashInfer's TRT-LLM MoE on Blackwell, or by vLLM's Marlin MoE; its
 # attention stays 16-bit).
 SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4", "mxfp4_marlin": "mxfp4"}
+
+# A scheme asked for on a checkpoint stored in a finer form of it runs as the checkpoint: the engines
+# take the granularity from the checkpoint's quantization_config, they do not re-quantize its weights.
+# `--quantization fp8` on DeepSeek-V3's FP8 checkpoint (quant_method "fp8", weight_block_size
+# [128, 128]) serves 128 x 128 blocks: vLLM's `Fp8Config.from_config` and SGLang's read
+# `weight_block_size` from that config, and TensorRT-LLM loads the checkpoint's own quantization.
+CHECKPOINT_FORM_OF: dict[str, tuple[str, ...]] = {"fp8": ("fp8_block",)}
 
 NO_QUANT = ("none", "bf16", "fp16", "bfloat16", "float16")  # accepted spellings of "no quantization"
 

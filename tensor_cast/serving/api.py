@@ -10,7 +10,7 @@ budget, at the engine's memory utilization) -> ranks and workers -> the event lo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -20,6 +20,7 @@ import sympy
 from ..api import DEPLOYMENT_KEYS, analyze, load_model
 from ..backends.device import load_device
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
+from ..deployment.allreduce_fusion import resolve_allreduce_fusion
 from ..deployment.moe_exchange import resolve_moe_exchange
 from ..errors import DeploymentError, InvalidArgumentError
 from ..gc_pause import paused_gc
@@ -126,7 +127,6 @@ def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
     `allreduce_fusion` knob, else deployment/allreduce_fusion.py) and, unless the deployment names
     one, its MoE exchange under attention DP + EP (deployment/moe_exchange.py). One resolve of the
     deployment serves both."""
-    from ..deployment.allreduce_fusion import resolve_allreduce_fusion
     from ..deployment.config import Deployment, resolve
 
     resolved = resolve(Deployment.from_options({k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}),
@@ -135,6 +135,28 @@ def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
         resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[0]
     exchange = options.get("moe_exchange") or resolve_moe_exchange(None, engine.name, resolved.ep_nodes > 1)[0]
     return {"allreduce_fusion": fused, "moe_exchange": exchange}
+
+
+def fusion_note(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> str:
+    """Why the serving engine fuses (or not) the TP all-reduce with the residual add and RMSNorm: its
+    `allreduce_fusion` knob when given, else its default for this model and deployment. The step costs
+    receive the choice as an explicit value and would call it the user's."""
+    if engine.allreduce_fusion is not None:
+        return f"all-reduce + RMSNorm fusion {'on' if engine.allreduce_fusion else 'off'} " \
+               "(engine_args allreduce_fusion)"
+    from ..deployment.config import Deployment, resolve
+
+    resolved = resolve(Deployment.from_options({k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}),
+                       spec, profile)
+    return resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[1]
+
+
+def step_notes(per_role: Mapping[str, Sequence[str]]) -> list[str]:
+    """The step costs' notes (deployment, calibration fallback, engine defaults) for the serving report:
+    a note every pool shares once, the others prefixed with their pool."""
+    roles = list(per_role)
+    shared = [n for n in dict.fromkeys(per_role[roles[0]]) if all(n in per_role[r] for r in roles)]
+    return shared + [f"{r}: {n}" for r in roles for n in dict.fromkeys(per_role[r]) if n not in shared]
 
 
 def allreduce_fusion(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> bool:
@@ -229,6 +251,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     gpus = 0
     per_token: dict[str, float] = {}
     notes: list[str] = []
+    context_notes: dict[str, list[str]] = {}
     descriptions = []
     for role, pool in roles.items():
         options = dict(deployment)
@@ -241,6 +264,10 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
+        given = resolve_allreduce_fusion(options["allreduce_fusion"], profile_engine.name, spec.architecture,
+                                         resolved)[1]  # how the step costs word the value passed to them
+        context_notes[role] = [fusion_note(profile_engine, spec, profile, options) if n == given else n
+                               for n in sym.context.notes]
         utilization = options.get("memory_utilization") or default_utilization(
             profile_engine, engine_args, profile, resolved, mtp)
         kv = kv_pool(sym, profile, profile_engine, typical, utilization)
@@ -292,6 +319,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         cap = "".join(f", {k} {v}" for k, v in own.items())
         descriptions.append(label if pool is None else f"{role}: {pool.workers}x [{label}{cap}]")
     total_gpus = gpus
+    notes[:0] = step_notes(context_notes)
 
     transfers: dict[int, float] = {}  # prompt tokens -> seconds (a pure function of them: computed once each)
 
