@@ -58,6 +58,9 @@ def test_ep_errors(llama8b_spec, h100_cluster):
     with pytest.raises(DeploymentError, match=r"ep=3 does not divide the tp·dp = 8 GPUs of a pipeline stage .*"
                                               r"valid ep: 1, 2, 4$"):
         resolve(Deployment(tp=8, ep=3), moe, h100_cluster)
+    # ep alone (one GPU per stage): the error says how to spread the experts over ep GPUs
+    with pytest.raises(DeploymentError, match=r"valid ep: 1 \(for 4 GPUs: tp=4 ep=4, or dp=4 ep=4 for attention DP\)$"):
+        resolve(Deployment(ep=4), moe, h100_cluster)
     with pytest.raises(DeploymentError, match=r"moe_tp=2 x ep=8 must equal the tp·dp = 8 GPUs the experts span; "
                                               r"accepted moe_tp: 1$"):
         resolve(Deployment(tp=8, ep=8, moe_tp=2), moe_spec(llama8b_spec, experts=64), h100_cluster)

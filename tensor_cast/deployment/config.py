@@ -287,8 +287,9 @@ def _check_moe(spec: ModelSpec, tp: int, dp: int, ep: int, moe_tp: int | None) -
     experts = _common(m.num_experts for m in moes)  # ep must divide every MoE layer's expert count
     if ep > 1 and stage % ep:
         valid = [d for d in divisors(stage) if experts % d == 0]
+        hint = f" (for {ep} GPUs: tp={ep} ep={ep}, or dp={ep} ep={ep} for attention DP)" if stage == 1 else ""
         raise DeploymentError(f"ep={ep} does not divide the tp·dp = {stage} GPUs of a pipeline stage (experts split "
-                              f"over them as moe_tp x ep); valid ep: {choices(valid)}")
+                              f"over them as moe_tp x ep); valid ep: {choices(valid)}{hint}")
     if moe_tp is None:
         moe_tp = stage // ep if ep > 1 else tp
     if moe_tp * ep != stage and not (ep == 1 and moe_tp == tp):
