@@ -378,3 +378,17 @@ def test_mixed_moe_splits_offered_to_engines_that_split_experts():
     assert " --tp-size 8 --ep-size 2 " in " ".join(sglang.argv) + " "
     (trtllm,) = launch("Qwen/Qwen3-30B-A3B", candidate, "trtllm", 4096)
     assert " --tp_size 8 --ep_size 2 " in " ".join(trtllm.argv) + " "
+
+
+def test_quants_the_checkpoint_serves_as_its_own_are_not_searched_twice():
+    """DeepSeek-V3 ships block FP8: fp8 (served at the checkpoint's blocks) and fp8_block are its own
+    configurations; nvfp4 re-quantizes and is searched; a 16-bit checkpoint searches fp8."""
+    from tensor_cast.search.run import _inputs
+
+    def quants(model, asked):
+        return _inputs(model, devices="h200", gpus="8", isl=100, osl=10, ttft="1s", tpot="50ms", engine="vllm",
+                       quant=asked, kv_cache_dtype="auto", concurrency="8", prices={}, slo_stat="mean",
+                       requests_per_client=2, cache=False, jobs=1, ray=None, simulator=None).quants
+
+    assert quants("deepseek-ai/DeepSeek-V3", "fp8,fp8_block,nvfp4") == (None, "nvfp4")
+    assert quants("Qwen/Qwen3-0.6B", "fp8,fp8_block") == (None, "fp8", "fp8_block")

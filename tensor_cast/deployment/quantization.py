@@ -117,6 +117,12 @@ def accepted_quant() -> list[str]:
     return ["none", *SCHEMES]
 
 
+def serves_checkpoint(requested: str, checkpoint: str | None) -> bool:
+    """Whether asking for `requested` on a checkpoint stored as `checkpoint` serves the checkpoint as stored
+    (the same scheme, or one the engines read at the checkpoint's granularity: `CHECKPOINT_FORM_OF`)."""
+    return checkpoint is not None and (requested == checkpoint or checkpoint in CHECKPOINT_FORM_OF.get(requested, ()))
+
+
 def scheme(name: str) -> QuantScheme:
     try:
         return SCHEMES[name]

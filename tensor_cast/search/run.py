@@ -100,14 +100,16 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
         if item not in KV_CHOICES:
             raise InvalidArgumentError(f"unknown KV-cache dtype {item!r} to search; accepted: {choices(KV_CHOICES)}")
         kv.append(None if item == "auto" else item)
-    from ..deployment.quantization import accepted_quant
+    from ..deployment.quantization import accepted_quant, scheme_from_hf, serves_checkpoint
 
+    spec = load_model(model)
+    stored = scheme_from_hf(spec.quantization).scheme
     quants: list[str | None] = [None]  # the checkpoint's own
     for item in _split(quant):
         if item not in accepted_quant():
             raise InvalidArgumentError(f"unknown quant {item!r}; accepted: {choices(accepted_quant())}")
-        quants.append(item)
-    spec = load_model(model)
+        if not serves_checkpoint(item, stored):  # else the same configurations as the checkpoint's own
+            quants.append(item)
     if isl + osl > spec.max_position_embeddings > 0:
         raise InvalidArgumentError(f"isl + osl = {isl + osl} exceeds {spec.name}'s context of "
                                    f"{spec.max_position_embeddings} tokens")
