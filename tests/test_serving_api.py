@@ -235,3 +235,7 @@ def test_the_step_costs_notes_reach_the_serving_report():
                                   osl=4, disagg="prefill: 1x tp2; decode: 1x tp1", **ds)  # one TP group to fuse
     fusion = [n for n in uneven.notes if "all-reduce with the residual add" in n]
     assert fusion == ["prefill: TensorRT-LLM fuses the TP all-reduce with the residual add and RMSNorm by default"]
+    # H100 has no FP4 tensor cores: NVFP4 GEMMs are costed at FP8, as analyze's summary says
+    fp4 = tensor_cast.simulate(MODEL, concurrency=2, num_requests=2, isl=64, osl=4, quant="nvfp4", **SMALL)
+    assert any(n.startswith("precision fallbacks on ") and n.endswith(": fp4->fp8") for n in fp4.notes)
+    assert not any("precision fallbacks" in n for n in rep.notes)

@@ -268,6 +268,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                                          resolved)[1]  # how the step costs word the value passed to them
         context_notes[role] = [fusion_note(profile_engine, spec, profile, options) if n == given else n
                                for n in sym.context.notes]
+        fallbacks = sorted({f for op in sym.ops for f in op.fallbacks})
+        if fallbacks:  # a precision the device lacks, costed at the next one it has (as analyze's summary says)
+            context_notes[role].append(f"precision fallbacks on {profile.name}: {', '.join(fallbacks)}")
         utilization = options.get("memory_utilization") or default_utilization(
             profile_engine, engine_args, profile, resolved, mtp)
         kv = kv_pool(sym, profile, profile_engine, typical, utilization)
