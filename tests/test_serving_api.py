@@ -239,3 +239,16 @@ def test_the_step_costs_notes_reach_the_serving_report():
     fp4 = tensor_cast.simulate(MODEL, concurrency=2, num_requests=2, isl=64, osl=4, quant="nvfp4", **SMALL)
     assert any(n.startswith("precision fallbacks on ") and n.endswith(": fp4->fp8") for n in fp4.notes)
     assert not any("precision fallbacks" in n for n in rep.notes)
+
+
+def test_lock_step_waves_of_fixed_lengths_are_said():
+    """All clients start together; with fixed lengths they also finish together, so every wave of follow-ups
+    prefills at once: the report says so, and not when lengths are spread or arrivals are Poisson."""
+    def waves(**kw):
+        rep = tensor_cast.simulate(MODEL, num_requests=8, isl=64, osl=8, **kw, **SMALL)
+        return any(n.startswith("fixed prompt and output lengths: the clients") for n in rep.notes)
+
+    assert waves(concurrency=4)
+    assert not waves(concurrency=4, range_ratio=0.1)
+    assert not waves(concurrency=1)
+    assert not waves(rate=10.0)

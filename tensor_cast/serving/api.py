@@ -339,6 +339,10 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if front_end > 0:
         notes.append(f"TTFT and E2E include the server's front end, {front_end * 1e3:g} ms per request (HTTP, "
                      "tokenization, streaming back: engine_args request_overhead_s)")
+    if workload.kind == "closed" and workload.concurrency > 1 and not workload.range_ratio:
+        notes.append("fixed prompt and output lengths: the clients, starting together, finish together and stay in "
+                     "lock-step waves whose prompts prefill together (range_ratio, e.g. 0.1, spreads the lengths and "
+                     "desynchronizes them, as benchmark_serving's --random-range-ratio does)")
     if pools is not None:
         notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
     if kernels is not None and kernels != profile_engine.name:
