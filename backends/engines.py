@@ -104,3 +104,18 @@ def is_transferred(profile: DeviceProfile, engine: str) -> bool:
     texts = [profile.sources.get(f"efficiency.{engine}.{k}", profile.sources.get(f"efficiency.{engine}", ""))
              for k in keys]
     return bool(texts) and all(t.startswith(TRANSFERRED) for t in texts)
+
+
+def transfer_note(profile: DeviceProfile) -> str:
+    """For the report: the section in force was fitted on another device ("" when it was fitted on this
+    one, or the profile says nothing about it). The origin is its source's own words up to the first
+    parenthesis or colon ("transferred from h100-sxm")."""
+    engine = profile.engine
+    if not engine or not is_transferred(profile, engine):
+        return ""
+    text = profile.sources.get(f"efficiency.{engine}") or next(
+        profile.sources[f"efficiency.{engine}.{k}"] for k in profile.engine_sections[engine]
+        if f"efficiency.{engine}.{k}" in profile.sources)
+    origin = text.split(" (")[0].split(":")[0].strip()
+    return (f"{profile.name}'s {engine} efficiency section is {origin}, not fitted on measurements of "
+            f"{profile.name}: expect larger errors than on the device it was fitted on")

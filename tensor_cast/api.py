@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401  (public: re-exported)
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
+from .backends.engines import transfer_note
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.allreduce_fusion import check_allreduce_fusion, resolve_allreduce_fusion
 from .deployment.config import Deployment, resolve
@@ -151,6 +152,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device, engine)
     if profile.engine_note:
         notes.append(profile.engine_note)
+    if transfer_note(profile):
+        notes.append(transfer_note(profile))
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code, cache=cache)
     # the time per output token is a decode figure: a prefill step costs the drafts, and says so

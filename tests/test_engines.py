@@ -125,3 +125,27 @@ def test_cli_engine_flag(tmp_path, capsys):
     assert json.loads(out.read_text())["engine"] == {"requested": "torch", "efficiency_section": "torch"}
     assert main(["analyze", "meta-llama/Llama-3.1-8B", "--device", str(path), "--engine", "tensorrt"]) == 2
     assert "engine must be one of" in capsys.readouterr().err
+
+
+def test_a_section_fitted_on_another_device_is_said(tmp_path):
+    """A section whose every key's source reads "transferred from ..." (as calibrate_device.py
+    --transfer-engine writes them) was fitted on another device: the report names it. Fitted here, or
+    one key fitted here among transferred ones: nothing is said."""
+    def notes(sources):
+        path = tmp_path / "p.toml"
+        path.write_text(HEAD + "\n[efficiency.vllm]\ngemm_compute = 0.8\nmemory = 0.9\n" + SOURCES + sources)
+        report = tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=str(path), batch_size=1, query_len=16,
+                                     num_hidden_layers=1, engine="vllm")
+        return [n for n in report.context.notes if "efficiency section is" in n]
+
+    assert notes('"efficiency.vllm" = "transferred from h100-sxm (same die): fitted on its tables"\n') == [
+        "two-engine-gpu's vllm efficiency section is transferred from h100-sxm, not fitted on measurements of "
+        "two-engine-gpu: expect larger errors than on the device it was fitted on"]
+    assert notes('"efficiency.vllm" = "fitted on this GPU"\n') == []
+    assert notes('"efficiency.vllm" = "transferred from b200: kept"\n'
+                 '"efficiency.vllm.memory" = "measured on this GPU"\n') == []
+    # the built-in profiles: H200's sections come from H100, B200's vllm section is B200's own
+    h200 = tensor_cast.analyze("Qwen/Qwen3-0.6B", device="h200", batch_size=1, query_len=1, num_hidden_layers=1)
+    assert any(n.startswith("h200's vllm efficiency section is transferred from h100-sxm") for n in h200.context.notes)
+    b200 = tensor_cast.analyze("Qwen/Qwen3-0.6B", device="b200", batch_size=1, query_len=1, num_hidden_layers=1)
+    assert not any("efficiency section is" in n for n in b200.context.notes)
