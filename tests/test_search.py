@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import math
 import random
 import re
@@ -392,3 +393,30 @@ def test_quants_the_checkpoint_serves_as_its_own_are_not_searched_twice():
 
     assert quants("deepseek-ai/DeepSeek-V3", "fp8,fp8_block,nvfp4") == (None, "nvfp4")
     assert quants("Qwen/Qwen3-0.6B", "fp8,fp8_block") == (None, "fp8", "fp8_block")
+
+
+def test_length_spread_reaches_every_simulation_and_the_summary(capsys):
+    """range_ratio is passed to every simulation (a stand-in records it), said in the summary and the
+    JSON; fixed lengths say so too; a ratio outside [0, 1) is one line, exit 2."""
+    from types import SimpleNamespace
+
+    from tensor_cast.search import search
+
+    seen: list[float] = []
+
+    def simulate(model, *, concurrency, osl, range_ratio, **kwargs):
+        seen.append(range_ratio)
+        return SimpleNamespace(mean_ttft_s=0.01, p90_ttft_s=0.01, mean_tpot_s=1e-3, p90_tpot_s=1e-3,
+                               output_tokens_per_s=1000.0, num_gpus=1)
+
+    kwargs = dict(devices="h100-sxm", gpus="1", isl=128, osl=16, tpot="10ms", kv_cache_dtype="auto",
+                  concurrency="1,2", jobs=1, simulator=simulate)
+    spread = search("Qwen/Qwen3-0.6B", range_ratio=0.2, **kwargs)
+    assert seen == [0.2, 0.2] and "ISL 128 / OSL 16 (each ±20%)" in spread.summary()
+    assert json.loads(spread.to_json())["range_ratio"] == 0.2
+    assert "(fixed lengths)" in search("Qwen/Qwen3-0.6B", **kwargs).summary() and seen[2:] == [0.0, 0.0]
+    args = ["search", "Qwen/Qwen3-0.6B", "--devices", "h100-sxm", "--gpus", "1", "--isl", "100", "--osl", "10",
+            "--range-ratio", "1.5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "tensor-cast: error: range_ratio must be a fraction in [0, 1), got 1.5"

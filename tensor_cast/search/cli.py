@@ -29,6 +29,9 @@ def _common(p: Any) -> None:
     p.add_argument("--kv-cache-dtype", help="KV-cache dtypes to try: auto,fp8 (default both)")
     p.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)),
                    help="closed-loop clients per instance to simulate (comma-separated)")
+    p.add_argument("--range-ratio", type=float, default=0.0,
+                   help="prompt/output lengths uniform in [L(1-r), L(1+r)]; default 0: fixed lengths, whose clients "
+                        "move in lock-step waves")
     p.add_argument("--price", action="append", help="GPU price, e.g. h100-sxm=2.5/h (repeat or comma-separate)")
     p.add_argument("--jobs", type=int, help="worker processes (default: the CPUs)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -70,7 +73,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "slo_stat": args.slo_stat, "engine": args.engine, "quant": args.quant,
             "kv_cache_dtype": args.kv_cache_dtype, "concurrency": args.concurrency, "prices": args.price,
             "jobs": args.jobs, "ray": args.ray, "cache": not args.no_cache, "disagg": args.disagg,
-            "screen": not args.no_screen}
+            "screen": not args.no_screen, "range_ratio": args.range_ratio}
 
 
 def _write(result: Any, args: argparse.Namespace) -> int:

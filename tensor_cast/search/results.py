@@ -54,6 +54,7 @@ class SearchResult:
     engine: str
     isl: int
     osl: int
+    range_ratio: float
     slo: SLO
     devices: tuple[str, ...]
     gpus: tuple[int, ...]
@@ -100,6 +101,7 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "engine": self.engine, "isl": self.isl, "osl": self.osl,
+            "range_ratio": self.range_ratio,
             "slo": {"ttft_s": self.slo.ttft_s, "tpot_s": self.slo.tpot_s, "stat": self.slo.stat},
             "devices": list(self.devices), "gpus": list(self.gpus), "prices_usd_per_gpu_hour": self.prices,
             "rate_per_s": self.rate,
@@ -157,7 +159,8 @@ class SearchResult:
         slo = ", ".join(f"{k} ≤ {v * 1e3:g} ms" for k, v in (("TTFT", self.slo.ttft_s), ("TPOT", self.slo.tpot_s))
                         if v is not None) or "no SLO"
         pruned = sum(1 for f in self.fits if f.reason)
-        lines = [f"{self.model} on {', '.join(self.devices)} ({self.engine}), ISL {self.isl} / OSL {self.osl}, "
+        spread = f" (each ±{self.range_ratio:.0%})" if self.range_ratio else " (fixed lengths)"
+        lines = [f"{self.model} on {', '.join(self.devices)} ({self.engine}), ISL {self.isl} / OSL {self.osl}{spread}, "
                  f"{slo} ({self.slo.stat}): {len(self.rows)} configurations simulated, {len(self.meeting)} meet the "
                  f"SLOs; {pruned} of {len(self.fits)} device x layout variants pruned by memory"
                  + (f"; {len(self.screened)} configurations screened out unsimulated (each above a concurrency "

@@ -61,6 +61,7 @@ class Inputs:
     simulator: Callable[..., Any] | None = field(default=None, compare=False)
     disagg: bool = False
     screen: bool = True
+    range_ratio: float = 0.0  # prompt / output lengths uniform in [L(1 - r), L(1 + r)] (simulate's range_ratio)
 
 
 def _device(name: str) -> str:
@@ -82,7 +83,8 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
 def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: int, ttft: Any, tpot: Any,
             engine: str, quant: Any, kv_cache_dtype: Any, concurrency: Any, prices: Any, slo_stat: str,
             requests_per_client: int, cache: bool, jobs: int | None, ray: str | None,
-            simulator: Callable[..., Any] | None, disagg: bool = False, screen: bool = True) -> Inputs:
+            simulator: Callable[..., Any] | None, disagg: bool = False, screen: bool = True,
+            range_ratio: float = 0.0) -> Inputs:
     from ..api import load_model
 
     check_engine(engine)
@@ -118,7 +120,13 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
                   jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg),
-                  screen=bool(screen))
+                  screen=bool(screen), range_ratio=_range_ratio(range_ratio))
+
+
+def _range_ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InvalidArgumentError(f"range_ratio must be a fraction in [0, 1), got {value!r}")
+    return float(value)
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -186,6 +194,7 @@ class SimTask:
     prefill: Pool | None = None  # disaggregated: the prefill pool (the decode pool in `decode`)
     decode: Pool | None = None
     slo: SLO | None = None  # screening: levels above one that misses it are not simulated
+    range_ratio: float = 0.0
 
     @property
     def unit_gpus(self) -> int:
@@ -225,7 +234,7 @@ def _simulate_group(task: SimTask) -> list[Metrics | str | Screened]:
         try:
             report = simulate(task.model, device=task.device, engine=task.engine, concurrency=c,
                               num_requests=max(MIN_REQUESTS, task.requests_per_client * c), isl=task.isl,
-                              osl=task.osl, **task.options())
+                              osl=task.osl, range_ratio=task.range_ratio, **task.options())
         except TensorCastError as exc:
             out.append(str(exc).splitlines()[0])
             continue
@@ -278,7 +287,7 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
         levels = tuple(c for c in inputs.concurrency if c <= f.max_batch) or (f.max_batch,)
         sim_tasks.append(SimTask(inputs.model, f.device, f.variant, levels, inputs.engine, inputs.isl, inputs.osl,
                                  inputs.requests_per_client, inputs.cache, inputs.simulator,
-                                 slo=_screening(inputs)))
+                                 slo=_screening(inputs), range_ratio=inputs.range_ratio))
     if inputs.disagg:
         sim_tasks += _disagg_tasks(inputs, fits)
     results = fan_out(_simulate_group, sim_tasks, jobs=inputs.jobs, ray_address=inputs.ray, desc="simulate",
@@ -341,7 +350,7 @@ def _disagg_tasks(inputs: Inputs, fits: Sequence[FitInfo]) -> list[SimTask]:
                 tasks.append(SimTask(inputs.model, device, decode.variant, levels, inputs.engine, inputs.isl,
                                      inputs.osl, inputs.requests_per_client, inputs.cache, inputs.simulator,
                                      prefill=Pool(prefill.variant, workers), decode=Pool(decode.variant, 1),
-                                     slo=_screening(inputs)))
+                                     slo=_screening(inputs), range_ratio=inputs.range_ratio))
     return tasks
 
 
@@ -398,7 +407,8 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
            kv_cache_dtype: str | Sequence[str] | None = None, concurrency: Any = DEFAULT_CONCURRENCY,
            prices: Any = None, slo_stat: str = "mean", requests_per_client: int = REQUESTS_PER_CLIENT,
            cache: bool = True, jobs: int | None = None, ray: str | None = None,
-           simulator: Callable[..., Any] | None = None, disagg: bool = False, screen: bool = True) -> SearchResult:
+           simulator: Callable[..., Any] | None = None, disagg: bool = False, screen: bool = True,
+           range_ratio: float = 0.0) -> SearchResult:
     """Every configuration of `model` on `devices` x `gpus` GPUs for requests of `isl` prompt and
     `osl` output tokens: which meet the SLOs (`ttft`, `tpot`: seconds or '300ms'), the Pareto
     frontier of tokens/s per GPU vs tokens/s per user, the best per device, cost per million
@@ -412,11 +422,13 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
     `disagg=True` adds disaggregated prefill + decode units (`_disagg_tasks`). `screen=False`
     simulates every concurrency level, also those above a level that already misses the SLOs
     (by default they are listed in `SearchResult.screened`, not simulated: see the module docstring).
+    `range_ratio` > 0 draws every request's prompt and output lengths uniformly in [L(1 - r), L(1 + r)]
+    (0: fixed lengths, whose closed-loop clients move in lock-step waves that prefill together).
     """
     inputs = _inputs(model, devices=devices, gpus=gpus, isl=isl, osl=osl, ttft=ttft, tpot=tpot, engine=engine,
                      quant=quant, kv_cache_dtype=kv_cache_dtype, concurrency=concurrency, prices=prices,
                      slo_stat=slo_stat, requests_per_client=requests_per_client, cache=cache, jobs=jobs, ray=ray,
-                     simulator=simulator, disagg=disagg, screen=screen)
+                     simulator=simulator, disagg=disagg, screen=screen, range_ratio=range_ratio)
     sizes = sorted({s for n in inputs.gpus for s in instance_sizes(n)})
     fits, simulated = _explore(inputs, sizes)
     rows, failures, screened = _rows(inputs, simulated)
@@ -439,7 +451,7 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
                      requests_per_client=options.pop("requests_per_client", REQUESTS_PER_CLIENT),
                      cache=options.pop("cache", True), jobs=options.pop("jobs", None), ray=options.pop("ray", None),
                      simulator=options.pop("simulator", None), disagg=options.pop("disagg", False),
-                     screen=options.pop("screen", True))
+                     screen=options.pop("screen", True), range_ratio=options.pop("range_ratio", 0.0))
     if options:
         raise InvalidArgumentError(f"unknown option(s) {sorted(options)} for recommend")
     fits, simulated = _explore(inputs, sizes, check_counts=False)
@@ -466,7 +478,8 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
         per_device = dict(best)
     launches = {id(r): launch(model_id, _scaled(r, sized), inputs.engine, max_len) for r in chosen}
     return SearchResult(
-        model=inputs.model_name, engine=inputs.engine, isl=inputs.isl, osl=inputs.osl, slo=inputs.slo,
+        model=inputs.model_name, engine=inputs.engine, isl=inputs.isl, osl=inputs.osl, range_ratio=inputs.range_ratio,
+        slo=inputs.slo,
         devices=inputs.devices, gpus=inputs.gpus, prices=dict(inputs.prices), rate=rate, fits=fits, rows=rows,
         meeting=ok, frontier=pareto(ok), frontier_all=pareto(rows), per_device=per_device, chosen=chosen,
         launches=[launches[id(r)] for r in chosen], sized=sized[:10], failures=failures,
