@@ -67,11 +67,13 @@ PRESETS: dict[str, tuple[str, tuple[int, int], tuple[int, int], tuple[Config, ..
         Config("16xH100 attention-DP16 + EP16 (2 nodes)", deployment={"dp": 16, "ep": 16}),
         Config("8xB200 attention-DP8 + EP8", device="b200", deployment={"dp": 8, "ep": 8}),
     )),
+    # Qwen3-235B-A22B-FP8, the published FP8 checkpoint: 128 x 128 blocks (its model card)
     "qwen3-235b": ("Qwen/Qwen3-235B-A22B", (16, 2048), (256, 4096), (
-        Config("8xH200 TP8 fp8", device="h200", deployment={"tp": 8, "quant": "fp8"}),
-        Config("8xH200 TP8 + EP8 fp8", device="h200", deployment={"tp": 8, "ep": 8, "quant": "fp8"}),
-        Config("8xH200 attention-DP8 + EP8 fp8", device="h200", deployment={"dp": 8, "ep": 8, "quant": "fp8"}),
-        Config("8xH100 TP8 fp8", deployment={"tp": 8, "quant": "fp8"}),
+        Config("8xH200 TP8 fp8_block", device="h200", deployment={"tp": 8, "quant": "fp8_block"}),
+        Config("8xH200 TP8 + EP8 fp8_block", device="h200", deployment={"tp": 8, "ep": 8, "quant": "fp8_block"}),
+        Config("8xH200 attention-DP8 + EP8 fp8_block", device="h200",
+               deployment={"dp": 8, "ep": 8, "quant": "fp8_block"}),
+        Config("8xH100 TP8 fp8_block", deployment={"tp": 8, "quant": "fp8_block"}),
     )),
 }
 
