@@ -128,6 +128,13 @@ MOE_KERNELS: dict[str, dict[str, str]] = {
 # own). The tables time Marlin only on Kimi-K2's int4 experts, so MXFP4 on Marlin is that fit,
 # transferred.
 KERNEL_OF_SCHEME: dict[str, str] = {"mxfp4_marlin": "w4a16"}
+# What the report says when a (architecture, variant)'s kernel, as its tables time it, is far from what
+# reading the experts' weights would take: the user may want the other scheme of the same bytes.
+KERNEL_NOTES: dict[tuple[str, str], str] = {
+    ("hopper", "fp8"): "per-tensor FP8 MoE on Hopper is costed as FlashInfer's CUTLASS MoE runs in vLLM's kernel "
+                       "tables, 5-9x slower than reading the hit experts' weights at decode sizes (its 128-row tiles); "
+                       "a checkpoint in 128 x 128 blocks (quant fp8_block) runs vLLM's Triton MoE",
+}
 # Expert dimensions the engine pads the weights to, by (architecture, variant): vLLM's MXFP4 method
 # on SM100 with FlashInfer's TRT-LLM kernels (VLLM_USE_FLASHINFER_MOE_MXFP4_BF16 / _MXFP8) rounds
 # the per-GPU intermediate size and the hidden size up to multiples of 256 (`Mxfp4MoEMethod.
@@ -175,6 +182,12 @@ _BOUNDS = {"compute": _FRACTION, "memory": _FRACTION, "latency_us": (0.0, float(
            "l2_gbps": (0.0, float("inf")), "routing_us": (0.0, float("inf"))}
 MOE_KEYS: dict[str, tuple[float, float]] = {
     f"moe_{v}_{p}": _BOUNDS[p] for v in MOE_VARIANTS for p in MOE_VARIANT_PARAMS}
+
+
+def kernel_note(architecture: str, variant: str, efficiency: Mapping[str, Any]) -> str:
+    """`KERNEL_NOTES`' line for this variant's MoE kernel, when the section in force fits that kernel."""
+    note = KERNEL_NOTES.get((architecture, variant), "")
+    return note if note and any(k.startswith(f"moe_{variant}_") for k in efficiency) else ""
 
 
 def kernel_for(architecture: str, variant: str) -> str:

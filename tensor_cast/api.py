@@ -18,6 +18,7 @@ from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401 
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
 from .backends.engines import transfer_note
+from .backends.moe_tiles import kernel_note
 from .backends.roofline import ExecutionMode, op_time
 from .deployment.allreduce_fusion import check_allreduce_fusion, resolve_allreduce_fusion
 from .deployment.config import Deployment, resolve
@@ -169,6 +170,10 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     fused_reduce = fused_reduce and resolved.tp > 1 and fuse
     if fused_reduce:  # said when it changes the graph
         notes.append(why)
+    if any(layer.mlp.kind == "moe" for layer in spec.layers):
+        moe_note = kernel_note(profile.architecture, resolved.quant, profile.efficiency)
+        if moe_note:
+            notes.append(moe_note)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,
                                deployment=resolved.trace_options(), moe_skew=float(moe_skew),
                                allreduce_fusion=fused_reduce)

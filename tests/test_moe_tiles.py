@@ -470,3 +470,20 @@ def test_group_limited_balanced_routing_keeps_half_the_groups():
     assert (rows[:128] > 0).all() and not rows[128:].any()  # half the experts, every one of groups 0-3
     assert rows[:4].tolist() == [32, 32, 32, 32]  # the fill experts take every token
     assert aic_tables.routed_rows("balanced", 32, 256, 8, 1, 0, groups=(8, 4)) == rows.tolist()
+
+
+def test_the_hopper_per_tensor_fp8_moe_kernel_is_said():
+    """Per-tensor FP8 experts on Hopper run FlashInfer's CUTLASS MoE, which the vLLM tables time far
+    above reading the weights at decode sizes: the report says so, and names the block-FP8 alternative.
+    Not for block FP8, a dense model, or Blackwell (TRT-LLM-gen kernels)."""
+    import tensor_cast
+
+    def said(model, quant, device):
+        report = tensor_cast.analyze(model, device=device, quant=quant, batch_size=1, query_len=1,
+                                     num_hidden_layers=1)
+        return any(n.startswith("per-tensor FP8 MoE on Hopper") for n in report.context.notes)
+
+    assert said("Qwen/Qwen3-30B-A3B", "fp8", "h100-sxm")
+    assert not said("Qwen/Qwen3-30B-A3B", "fp8_block", "h100-sxm")
+    assert not said("meta-llama/Llama-3.1-8B", "fp8", "h100-sxm")
+    assert not said("Qwen/Qwen3-30B-A3B", "fp8", "b200")
