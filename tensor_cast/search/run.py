@@ -25,6 +25,7 @@ from typing import Any
 from ..backends.device import device_names, load_device
 from ..errors import DeploymentError, InvalidArgumentError, TensorCastError, UnknownDeviceError, choices
 from ..models.spec import ModelSpec
+from ..serving.workload import check_range_ratio
 from .fanout import default_jobs, fan_out
 from .launch import check_engine, launch
 from .metrics import SLO, Metrics
@@ -120,13 +121,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
                   jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg),
-                  screen=bool(screen), range_ratio=_range_ratio(range_ratio))
-
-
-def _range_ratio(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InvalidArgumentError(f"range_ratio must be a fraction in [0, 1), got {value!r}")
-    return float(value)
+                  screen=bool(screen), range_ratio=check_range_ratio(range_ratio))
 
 
 def _seconds(value: Any, name: str) -> float | None:

@@ -138,6 +138,13 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_range_ratio(value: Any) -> float:
+    """A length spread r: lengths uniform in [L(1 - r), L(1 + r)], r in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InvalidArgumentError(f"range_ratio must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
 def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any, isl: Any, osl: Any,
                   seed: int = 0, range_ratio: float = 0.0) -> Workload:
     """Validate the arrival arguments (exactly one of concurrency, rate, trace)."""
@@ -153,8 +160,7 @@ def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any,
         raise InvalidArgumentError("isl and osl (prompt and output tokens per request) are required "
                                    "with concurrency or rate")
     isl, osl = _positive_int("isl", isl), _positive_int("osl", osl)
-    if isinstance(range_ratio, bool) or not isinstance(range_ratio, (int, float)) or not 0 <= range_ratio < 1:
-        raise InvalidArgumentError(f"range_ratio must be a fraction in [0, 1), got {range_ratio!r}")
+    range_ratio = check_range_ratio(range_ratio)
     if concurrency is not None:
         concurrency = _positive_int("concurrency", concurrency)
         count = _positive_int("num_requests", num_requests) if num_requests is not None else 10 * concurrency
