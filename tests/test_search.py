@@ -414,6 +414,12 @@ def test_length_spread_reaches_every_simulation_and_the_summary(capsys):
     spread = search("Qwen/Qwen3-0.6B", range_ratio=0.2, **kwargs)
     assert seen == [0.2, 0.2] and "ISL 128 / OSL 16 (each ±20%)" in spread.summary()
     assert json.loads(spread.to_json())["range_ratio"] == 0.2
+    # the launch admits the longest request drawn: round(128 x 1.2) + round(16 x 1.2) = 154 + 19 tokens
+    argv = spread.launches[0][0].argv
+    assert argv[argv.index("--max-model-len") + 1] == "173"
+    with pytest.raises(InvalidArgumentError, match=r"the longest request, \(isl \+ osl\) x 1.5 = 46500, exceeds "
+                                                   r"Qwen/Qwen3-0.6B's context of 40960 tokens"):
+        search("Qwen/Qwen3-0.6B", **{**kwargs, "isl": 30000, "osl": 1000}, range_ratio=0.5)
     assert "(fixed lengths)" in search("Qwen/Qwen3-0.6B", **kwargs).summary() and seen[2:] == [0.0, 0.0]
     args = ["search", "Qwen/Qwen3-0.6B", "--devices", "h100-sxm", "--gpus", "1", "--isl", "100", "--osl", "10",
             "--range-ratio", "1.5"]

@@ -25,7 +25,7 @@ from typing import Any
 from ..backends.device import device_names, load_device
 from ..errors import DeploymentError, InvalidArgumentError, TensorCastError, UnknownDeviceError, choices
 from ..models.spec import ModelSpec
-from ..serving.workload import check_range_ratio
+from ..serving.workload import check_range_ratio, longest_request
 from .fanout import default_jobs, fan_out
 from .launch import check_engine, launch
 from .metrics import SLO, Metrics
@@ -113,15 +113,18 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
             raise InvalidArgumentError(f"unknown quant {item!r}; accepted: {choices(accepted_quant())}")
         if not serves_checkpoint(item, stored):  # else the same configurations as the checkpoint's own
             quants.append(item)
-    if isl + osl > spec.max_position_embeddings > 0:
-        raise InvalidArgumentError(f"isl + osl = {isl + osl} exceeds {spec.name}'s context of "
-                                   f"{spec.max_position_embeddings} tokens")
+    spread = check_range_ratio(range_ratio)
+    longest = longest_request(isl, osl, spread)
+    if longest > spec.max_position_embeddings > 0:
+        what = f"isl + osl = {isl + osl}" if not spread else \
+            f"the longest request, (isl + osl) x {1 + spread:g} = {longest},"
+        raise InvalidArgumentError(f"{what} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens")
     return Inputs(model=model, model_name=spec.name, devices=names, gpus=int_list(gpus, name="--gpus"),
                   isl=isl, osl=osl, slo=slo, engine=engine, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
                   jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg),
-                  screen=bool(screen), range_ratio=check_range_ratio(range_ratio))
+                  screen=bool(screen), range_ratio=spread)
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -459,7 +462,7 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
 def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list[str],
             rate: float | None, screened: Sequence[tuple[Candidate, Screened]] = ()) -> SearchResult:
     ok = meeting(rows, inputs.slo)
-    max_len = inputs.isl + inputs.osl
+    max_len = longest_request(inputs.isl, inputs.osl, inputs.range_ratio)  # the engine's context limit must admit it
     model_id = inputs.model if isinstance(inputs.model, str) else inputs.model_name
     sized = fewest_gpus(ok, rate) if rate is not None else []
     if rate is not None:

@@ -145,6 +145,11 @@ def check_range_ratio(value: Any) -> float:
     return float(value)
 
 
+def longest_request(isl: int, osl: int, range_ratio: float) -> int:
+    """Prompt + output tokens of the longest request `Workload.lengths` can draw around isl / osl."""
+    return round(isl * (1 + range_ratio)) + round(osl * (1 + range_ratio))
+
+
 def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any, isl: Any, osl: Any,
                   seed: int = 0, range_ratio: float = 0.0) -> Workload:
     """Validate the arrival arguments (exactly one of concurrency, rate, trace)."""
