@@ -252,3 +252,23 @@ def test_lock_step_waves_of_fixed_lengths_are_said():
     assert not waves(concurrency=4, range_ratio=0.1)
     assert not waves(concurrency=1)
     assert not waves(rate=10.0)
+
+
+def test_an_overloaded_open_loop_is_said():
+    """Poisson arrivals faster than the deployment serves: at the last arrival most requests still wait for
+    their first token, and the report says the latencies grow with the run; a light rate and a closed loop
+    (which cannot outpace its server) say nothing. `backlog` counted by hand on made-up records."""
+    from tensor_cast.serving.report import RequestRecord, backlog
+
+    def overloaded(**kw):
+        rep = tensor_cast.simulate(MODEL, num_requests=200, isl=512, osl=64, **kw, **SMALL)
+        return [n for n in rep.notes if "arrivals outpaced the deployment" in n]
+
+    (note,) = overloaded(rate=5000.0)
+    waiting = int(note.split("arrived, ")[1].split(" of 200")[0])
+    assert waiting >= 20
+    assert overloaded(rate=1.0) == []
+    assert overloaded(concurrency=64) == []
+    records = [RequestRecord(rid=i, arrival_s=a, prompt_tokens=8, output_tokens=4, ttft_s=t, tpot_s=0.01, e2e_s=1.0,
+                             preemptions=0, prefix_hit_tokens=0, kv_transfer_s=0.0) for i, (a, t) in enumerate([(0.0, 0.5), (1.0, 2.5), (2.0, 0.1), (3.0, 0.2)])]
+    assert backlog(records) == 2  # the second (first token at 3.5 s) and the last one

@@ -24,6 +24,19 @@ import numpy as np
 from .simulator import SimResult, StepRecord
 from .workload import Request
 
+OPEN_LOOP = ("poisson", "trace")  # arrivals that do not wait for the server
+# An open-loop run is overloaded when, at the last arrival, this share of its requests (and at least this
+# many) has not had its first token: a stable queue does not grow with the run, an overloaded one holds
+# about N (1 - served rate / offered rate) then.
+BACKLOG_SHARE = 0.1
+BACKLOG_MIN = 10
+
+
+def backlog(records: list[RequestRecord]) -> int:
+    """Requests without their first token at the time the last request arrived."""
+    last = max(r.arrival_s for r in records)
+    return sum(1 for r in records if r.arrival_s + r.ttft_s > last)
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -125,6 +138,13 @@ class ServingReport:
         measured = [r for r in records if r.rid >= warmup] or records
         start = min(r.arrival_s for r in sim.requests)
         span = sim.duration_s - start
+        if workload.get("kind") in OPEN_LOOP:
+            waiting = backlog(records)
+            if waiting >= max(BACKLOG_MIN, BACKLOG_SHARE * len(records)):
+                notes = [*notes, f"when the last request arrived, {waiting} of {len(records)} were still waiting for "
+                                 "their first token: arrivals outpaced the deployment (it served "
+                                 f"{len(records) / span:.3g} requests/s), so TTFT and E2E grow with the run's length "
+                                 "(num_requests) rather than settling; lower the rate or add replicas"]
         out_tokens = sum(r.output for r in sim.requests)
         all_tokens = out_tokens + sum(r.prompt for r in sim.requests)
         tpots = [r.tpot_s for r in measured if r.output_tokens > 1]
