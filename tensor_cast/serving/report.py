@@ -7,7 +7,9 @@ step per sequence); E2E = finish − arrival. Each has mean, p50, p90, p99 (nump
 percentile). Throughput counts tokens over the run's makespan (first arrival to last finish):
 per deployment, per GPU, and per user (1 / mean TPOT). Also KV-cache use (peak and
 time-weighted mean fraction of the blocks), preemptions, the per-request JSONL and a Chrome
-trace of the steps (one event per step or fast-forwarded decode run, with its batch).
+trace of the steps (one event per step or fast-forwarded decode run, with its batch). An open-loop
+run whose arrivals outpaced the deployment (`backlog` at the last arrival) is said in a note: its
+latencies grow with the run's length.
 
 It must not simulate; `to_json()` is deterministic (sorted keys, repr floats).
 """
