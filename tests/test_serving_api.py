@@ -124,6 +124,12 @@ def test_malformed_trace_line_is_named(tmp_path):
     rep = tensor_cast.simulate(MODEL, trace=str(trace), **SMALL)
     # the second request finds the first one's prompt cached: whole 16-token blocks of the 63 reusable tokens
     assert [r.prefix_hit_tokens for r in rep.requests] == [0, 48]
+    # the run's total, in the summary and the JSON: 48 of the 128 prompt tokens
+    assert (rep.prefix_hit_tokens, rep.prompt_tokens) == (48, 128)
+    assert "prefix cache: 48 of 128 prompt tokens hit (37.5%)" in rep.summary()
+    assert json.loads(rep.to_json())["prefix_cache"] == {"hit_tokens": 48, "prompt_tokens": 128}
+    assert "prefix cache" not in tensor_cast.simulate(MODEL, concurrency=2, num_requests=2, isl=64, osl=4,
+                                                      **SMALL).summary()
 
 
 def test_cli_serve_writes_outputs_and_rejects_bad_input(tmp_path, capsys):

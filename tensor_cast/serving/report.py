@@ -6,7 +6,8 @@ request; ITL = the gap between successive token emissions of a sequence (one sam
 step per sequence); E2E = finish − arrival. Each has mean, p50, p90, p99 (numpy's linear
 percentile). Throughput counts tokens over the run's makespan (first arrival to last finish):
 per deployment, per GPU, and per user (1 / mean TPOT). Also KV-cache use (peak and
-time-weighted mean fraction of the blocks), preemptions, the per-request JSONL and a Chrome
+time-weighted mean fraction of the blocks), prefix-cache hits (prompt tokens found cached at first
+admission), preemptions, the per-request JSONL and a Chrome
 trace of the steps (one event per step or fast-forwarded decode run, with its batch). An open-loop
 run whose arrivals outpaced the deployment (`backlog` at the last arrival) is said in a note: its
 latencies grow with the run's length.
@@ -128,6 +129,15 @@ class ServingReport:
         return self.total_tokens_per_s / self.num_gpus
 
     @property
+    def prefix_hit_tokens(self) -> int:
+        """Prompt tokens found in the prefix cache at the requests' first admission (not computed)."""
+        return sum(r.prefix_hit_tokens for r in self.requests)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.requests)
+
+    @property
     def output_tokens_per_s_per_user(self) -> float:
         return 1.0 / self.tpot.mean if self.tpot.mean > 0 else math.nan
 
@@ -173,6 +183,7 @@ class ServingReport:
             "kv_cache": {"blocks": self.kv_cache_blocks, "block_size": self.kv_cache_block_size,
                          "peak_use": self.kv_peak_use, "mean_use": self.kv_mean_use},
             "preemptions": self.preemptions, "steps": self.steps, "notes": self.notes,
+            "prefix_cache": {"hit_tokens": self.prefix_hit_tokens, "prompt_tokens": self.prompt_tokens},
         }
         if requests:
             out["requests"] = [asdict(r) for r in self.requests]
@@ -213,7 +224,9 @@ class ServingReport:
             f"output tokens/s: {self.output_tokens_per_s:.1f} ({self.output_tokens_per_s_per_gpu:.1f} per GPU, "
             f"{self.output_tokens_per_s_per_user:.1f} per user); total tokens/s: {self.total_tokens_per_s:.1f}",
             f"KV cache: {self.kv_cache_blocks} blocks x {self.kv_cache_block_size} tokens, peak use "
-            f"{self.kv_peak_use:.1%}, mean {self.kv_mean_use:.1%}; preemptions: {self.preemptions}",
+            f"{self.kv_peak_use:.1%}, mean {self.kv_mean_use:.1%}; preemptions: {self.preemptions}"
+            + (f"; prefix cache: {self.prefix_hit_tokens} of {self.prompt_tokens} prompt tokens hit "
+               f"({self.prefix_hit_tokens / self.prompt_tokens:.1%})" if self.prefix_hit_tokens else ""),
         ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
