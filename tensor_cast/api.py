@@ -153,8 +153,9 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     profile = load_device(device, engine)
     if profile.engine_note:
         notes.append(profile.engine_note)
-    if transfer_note(profile):
-        notes.append(transfer_note(profile))
+    transferred = transfer_note(profile)
+    if transferred:
+        notes.append(transferred)
     spec = load_model(model, num_hidden_layers=num_hidden_layers, per_layer_config=per_layer_config,
                       trust_remote_code=trust_remote_code, cache=cache)
     # the time per output token is a decode figure: a prefill step costs the drafts, and says so

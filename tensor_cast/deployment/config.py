@@ -49,13 +49,13 @@ from ..errors import DeploymentError, InvalidArgumentError, choices
 from ..models.spec import ModelSpec
 from .moe_exchange import check_moe_exchange, resolve_moe_exchange
 from .quantization import (
-    CHECKPOINT_FORM_OF,
     NO_QUANT,
     SAME_WEIGHTS_AS,
     accepted_quant,
     kv_cache_bytes,
     scheme,
     scheme_from_hf,
+    served_scheme,
 )
 from .tp_plan import tp_roles
 
@@ -347,10 +347,11 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     if request.quant is not None and request.quant.lower() not in NO_QUANT:
         quant, source = scheme(request.quant.lower()).name, "user"
         not_converted = hf.not_converted if hf.scheme in (quant, SAME_WEIGHTS_AS.get(quant)) else ()
-        if hf.scheme in CHECKPOINT_FORM_OF.get(quant, ()):
-            notes.append(f"quant={quant} on a checkpoint stored as {hf.scheme}: served as {hf.scheme}, the engines "
+        served = served_scheme(quant, hf.scheme)
+        if served != quant:
+            notes.append(f"quant={quant} on a checkpoint stored as {served}: served as {served}, the engines "
                          f"take the checkpoint's granularity (vLLM and SGLang read its weight_block_size)")
-            quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
+            quant, source, not_converted = served, "checkpoint", hf.not_converted
     elif request.quant is None and hf.scheme is not None:
         quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
     else:

@@ -8,8 +8,8 @@ Owns:
   the model dtype), and the tensor-core precision class its GEMM runs at;
 - `SAME_WEIGHTS_AS`: schemes that run a checkpoint's weights as stored, with other activations or
   another kernel;
-- `CHECKPOINT_FORM_OF`: the checkpoint schemes a requested scheme is served as (fp8 asked for on a
-  block-FP8 checkpoint runs its blocks);
+- `CHECKPOINT_FORM_OF` / `served_scheme`: the checkpoint schemes a requested scheme is served as (fp8
+  asked for on a block-FP8 checkpoint runs its blocks);
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
   block 128x128; gpt-oss: MXFP4 experts) and the modules it leaves unquantized.
@@ -117,10 +117,12 @@ def accepted_quant() -> list[str]:
     return ["none", *SCHEMES]
 
 
-def serves_checkpoint(requested: str, checkpoint: str | None) -> bool:
-    """Whether asking for `requested` on a checkpoint stored as `checkpoint` serves the checkpoint as stored
-    (the same scheme, or one the engines read at the checkpoint's granularity: `CHECKPOINT_FORM_OF`)."""
-    return checkpoint is not None and (requested == checkpoint or checkpoint in CHECKPOINT_FORM_OF.get(requested, ()))
+def served_scheme(requested: str, checkpoint: str | None) -> str:
+    """The scheme `requested` runs as on a checkpoint stored as `checkpoint`: the checkpoint's own where the
+    engines read it at its granularity (`CHECKPOINT_FORM_OF`), else `requested`."""
+    if checkpoint is not None and checkpoint in CHECKPOINT_FORM_OF.get(requested, ()):
+        return checkpoint
+    return requested
 
 
 def scheme(name: str) -> QuantScheme:

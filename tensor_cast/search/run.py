@@ -103,7 +103,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
         if item not in KV_CHOICES:
             raise InvalidArgumentError(f"unknown KV-cache dtype {item!r} to search; accepted: {choices(KV_CHOICES)}")
         kv.append(None if item == "auto" else item)
-    from ..deployment.quantization import accepted_quant, scheme_from_hf, serves_checkpoint
+    from ..deployment.quantization import accepted_quant, scheme_from_hf, served_scheme
 
     spec = load_model(model)
     stored = scheme_from_hf(spec.quantization).scheme
@@ -111,7 +111,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
     for item in _split(quant):
         if item not in accepted_quant():
             raise InvalidArgumentError(f"unknown quant {item!r}; accepted: {choices(accepted_quant())}")
-        if not serves_checkpoint(item, stored):  # else the same configurations as the checkpoint's own
+        if served_scheme(item, stored) != stored:  # else the same configurations as the checkpoint's own
             quants.append(item)
     spread = check_range_ratio(range_ratio)
     longest = longest_request(isl, osl, spread)

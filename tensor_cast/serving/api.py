@@ -137,18 +137,14 @@ def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
     return {"allreduce_fusion": fused, "moe_exchange": exchange}
 
 
-def fusion_note(engine: EngineProfile, spec: ModelSpec, profile: Any, options: Mapping[str, Any]) -> str:
-    """Why the serving engine fuses (or not) the TP all-reduce with the residual add and RMSNorm: its
-    `allreduce_fusion` knob when given, else its default for this model and deployment. The step costs
+def fusion_note(engine: EngineProfile, architecture: str, resolved: Any) -> str:
+    """Why the serving engine fuses (or not) the TP all-reduce with the residual add and RMSNorm on the
+    `resolved` deployment: its `allreduce_fusion` knob when given, else its default. The step costs
     receive the choice as an explicit value and would call it the user's."""
     if engine.allreduce_fusion is not None:
         return f"all-reduce + RMSNorm fusion {'on' if engine.allreduce_fusion else 'off'} " \
                "(engine_args allreduce_fusion)"
-    from ..deployment.config import Deployment, resolve
-
-    resolved = resolve(Deployment.from_options({k: v for k, v in options.items() if k in DEPLOYMENT_KEYS}),
-                       spec, profile)
-    return resolve_allreduce_fusion(None, engine.name, spec.architecture, resolved)[1]
+    return resolve_allreduce_fusion(None, engine.name, architecture, resolved)[1]
 
 
 def step_notes(per_role: Mapping[str, Sequence[str]]) -> list[str]:
@@ -266,7 +262,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         resolved = sym.context.deployment
         given = resolve_allreduce_fusion(options["allreduce_fusion"], profile_engine.name, spec.architecture,
                                          resolved)[1]  # how the step costs word the value passed to them
-        context_notes[role] = [fusion_note(profile_engine, spec, profile, options) if n == given else n
+        context_notes[role] = [fusion_note(profile_engine, spec.architecture, resolved) if n == given else n
                                for n in sym.context.notes]
         fallbacks = sorted({f for op in sym.ops for f in op.fallbacks})
         if fallbacks:  # a precision the device lacks, costed at the next one it has (as analyze's summary says)

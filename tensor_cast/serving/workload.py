@@ -114,9 +114,10 @@ class Workload:
         if not self.range_ratio:
             return [(self.isl, self.osl)] * self.num_requests
         rng = np.random.default_rng([self.seed, 1])
-        r = self.range_ratio
-        isl = rng.integers(max(1, round(self.isl * (1 - r))), round(self.isl * (1 + r)) + 1, self.num_requests)
-        osl = rng.integers(max(2, round(self.osl * (1 - r))), round(self.osl * (1 + r)) + 1, self.num_requests)
+        p_lo, p_hi = length_range(self.isl, self.range_ratio, 1)
+        o_lo, o_hi = length_range(self.osl, self.range_ratio, 2)
+        isl = rng.integers(p_lo, p_hi + 1, self.num_requests)
+        osl = rng.integers(o_lo, o_hi + 1, self.num_requests)
         return [(int(a), int(b)) for a, b in zip(isl, osl)]
 
     def initial_arrivals(self) -> list[tuple[float, int, int, str | None, int]]:
@@ -145,9 +146,15 @@ def check_range_ratio(value: Any) -> float:
     return float(value)
 
 
+def length_range(length: int, range_ratio: float, least: int) -> tuple[int, int]:
+    """The lengths `Workload.lengths` draws around `length`, both ends included: [L(1 - r), L(1 + r)]
+    rounded, at least `least`."""
+    return max(least, round(length * (1 - range_ratio))), round(length * (1 + range_ratio))
+
+
 def longest_request(isl: int, osl: int, range_ratio: float) -> int:
     """Prompt + output tokens of the longest request `Workload.lengths` can draw around isl / osl."""
-    return round(isl * (1 + range_ratio)) + round(osl * (1 + range_ratio))
+    return length_range(isl, range_ratio, 1)[1] + length_range(osl, range_ratio, 2)[1]
 
 
 def make_workload(*, concurrency: Any, rate: Any, trace: Any, num_requests: Any, isl: Any, osl: Any,
