@@ -33,6 +33,7 @@ from tensor_cast.models import registry
 SETTINGS = settings(max_examples=2, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 BF16 = 2
+SCRATCH = tempfile.TemporaryDirectory(prefix="tc_property_")  # removed when the test process ends
 
 
 @st.composite
@@ -54,7 +55,7 @@ def points(draw: Any) -> dict[str, int]:
 def config_dir(model: str, changes: dict[str, Any]) -> str:
     config = dict(registry.lookup(model).config)
     config.update(changes)
-    folder = Path(tempfile.mkdtemp(prefix="tc_property_"))
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH.name))
     (folder / "config.json").write_text(json.dumps(config))
     return str(folder)
 
