@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -35,6 +36,7 @@ from .report import ServingReport
 from .scheduler import RankScheduler
 from .sglang_memory import sglang_mem_fraction_static
 from .simulator import Worker, entry_role, simulate_workers
+from .time_split import split_time
 from .workload import make_workload
 
 _COST_CACHE: OrderedDict[str, tuple[Any, tuple[BatchCost, ...]]] = OrderedDict()
@@ -244,6 +246,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     typical = round(sum(p + o for p, o in lengths) / len(lengths))
     roles = {"agg": None} if pools is None else pools
     worker_pools: dict[str, list[Worker]] = {}
+    traces: dict[str, Any] = {}  # each pool's symbolic report (the time split's typical steps)
     gpus = 0
     per_token: dict[str, float] = {}
     notes: list[str] = []
@@ -260,6 +263,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         sym, costs = step_costs(spec, device=profile, engine=kernels or profile_engine.name,
                                 mtp=mtp, table_tokens=max(16384, profile_engine.max_num_batched_tokens), **options)
         resolved = sym.context.deployment
+        traces[role] = sym
         given = resolve_allreduce_fusion(options["allreduce_fusion"], profile_engine.name, spec.architecture,
                                          resolved)[1]  # how the step costs word the value passed to them
         context_notes[role] = [fusion_note(profile_engine, spec.architecture, resolved) if n == given else n
@@ -355,4 +359,5 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         workload_info["rate"] = workload.rate
     return ServingReport.build(result, model=spec.name, device=profile.name, engine=profile_engine.name,
                                deployment="; ".join(descriptions), num_gpus=total_gpus, workload=workload_info,
-                               block_size=profile_engine.block_size, notes=notes, warmup=warmup_requests)
+                               block_size=profile_engine.block_size, notes=notes, warmup=warmup_requests,
+                               time_split=partial(split_time, result.phases, traces, result.requests, 1 + mtp))

@@ -7,7 +7,8 @@ step per sequence); E2E = finish − arrival. Each has mean, p50, p90, p99 (nump
 percentile). Throughput counts tokens over the run's makespan (first arrival to last finish):
 per deployment, per GPU, and per user (1 / mean TPOT). Also KV-cache use (peak and
 time-weighted mean fraction of the blocks), prefix-cache hits (prompt tokens found cached at first
-admission), preemptions, the per-request JSONL and a Chrome
+admission), preemptions, where the step time goes (`time_split`, built by time_split.py on first
+use), the per-request JSONL and a Chrome
 trace of the steps (one event per step or fast-forwarded decode run, with its batch). An open-loop
 run whose arrivals outpaced the deployment (`backlog` at the last arrival) is said in a note: its
 latencies grow with the run's length.
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from .simulator import SimResult, StepRecord
+from .time_split import PhaseSplit
+from .time_split import render as render_time_split
 from .workload import Request
 
 OPEN_LOOP = ("poisson", "trace")  # arrivals that do not wait for the server
@@ -101,7 +106,15 @@ class ServingReport:
     preemptions: int
     steps: int
     notes: list[str] = field(default_factory=list)
+    # where the step time goes (time_split.py), computed on first use: a few op-by-op evaluations of the
+    # traces, which a search simulating hundreds of candidates should not pay for
+    split_source: Callable[[], list[PhaseSplit]] | None = field(default=None, repr=False, compare=False)
     step_records: list[StepRecord] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def time_split(self) -> list[PhaseSplit]:
+        """Per pool and phase: its steps, their share of the step time, a typical step's kernels by kind."""
+        return self.split_source() if self.split_source is not None else []
 
     # ---- the headline numbers (the API contract) -----------------------------------------
     @property
@@ -143,7 +156,8 @@ class ServingReport:
 
     @classmethod
     def build(cls, sim: SimResult, *, model: str, device: str, engine: str, deployment: str, num_gpus: int,
-              workload: dict[str, Any], block_size: int, notes: list[str], warmup: int = 0) -> ServingReport:
+              workload: dict[str, Any], block_size: int, notes: list[str], warmup: int = 0,
+              time_split: Callable[[], list[PhaseSplit]] | None = None) -> ServingReport:
         """`warmup`: the first requests sent are left out of the latency statistics (genai-perf's
         --warmup-request-count); they stay in `requests` and in the throughput."""
         records = [_record(r) for r in sim.requests]
@@ -167,7 +181,8 @@ class ServingReport:
             duration_s=span, output_tokens_per_s=out_tokens / span if span > 0 else math.nan,
             total_tokens_per_s=all_tokens / span if span > 0 else math.nan, kv_cache_blocks=sim.kv_blocks,
             kv_cache_block_size=block_size, kv_peak_use=sim.kv_peak_use, kv_mean_use=sim.kv_mean_use,
-            preemptions=sim.preemptions, steps=sim.num_steps, notes=notes, step_records=sim.steps)
+            preemptions=sim.preemptions, steps=sim.num_steps, notes=notes, step_records=sim.steps,
+            split_source=time_split)
 
     # ---- renderings ------------------------------------------------------------------------
     def to_dict(self, requests: bool = False) -> dict[str, Any]:
@@ -184,6 +199,7 @@ class ServingReport:
                          "peak_use": self.kv_peak_use, "mean_use": self.kv_mean_use},
             "preemptions": self.preemptions, "steps": self.steps, "notes": self.notes,
             "prefix_cache": {"hit_tokens": self.prefix_hit_tokens, "prompt_tokens": self.prompt_tokens},
+            "time_split": [asdict(s) for s in self.time_split],
         }
         if requests:
             out["requests"] = [asdict(r) for r in self.requests]
@@ -228,6 +244,7 @@ class ServingReport:
             + (f"; prefix cache: {self.prefix_hit_tokens} of {self.prompt_tokens} prompt tokens hit "
                f"({self.prefix_hit_tokens / self.prompt_tokens:.1%})" if self.prefix_hit_tokens else ""),
         ]
+        lines += [f"time: {line}" for line in render_time_split(self.time_split)]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -90,6 +90,7 @@ from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
 from .pipeline import Flight, StageClock
 from .scheduler import Batch, RankScheduler
+from .time_split import PhaseTotals
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
@@ -200,6 +201,7 @@ class SimResult:
     kv_peak_use: float
     kv_mean_use: float
     num_steps: int
+    phases: dict[str, PhaseTotals]  # per pool: its steps split by phase (time_split.py)
 
 
 def entry_role(pools: Mapping[str, Any]) -> str:
@@ -234,6 +236,7 @@ class _Loop:
         self.pending: list[Worker] = []
         self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
         self.front_end_s = pools[entry_role(pools)][0].engine.request_overhead_s
+        self.phases = {role: PhaseTotals(ranks=len(workers[0].ranks)) for role, workers in pools.items()}
 
     def _flush_itl(self) -> None:
         """Move the single steps' and pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
@@ -406,6 +409,7 @@ class _Loop:
         self.num_steps += k
         if not isinstance(used, np.ndarray):  # one step (never a run cut to one): plain floats, the same numbers
             total = float(durations[0])
+            self.phases[worker.role].add(total, k, prefill_tokens, decode_seqs)
             if decode_seqs:
                 self.itl_one.append((total, float(decode_seqs)))
             self.kv_peak = max(self.kv_peak, used)
@@ -416,6 +420,7 @@ class _Loop:
                                              running))
             return
         total = float(durations.sum())
+        self.phases[worker.role].add(total, k, prefill_tokens, decode_seqs)
         if decode_seqs:
             self._flush_itl()
             self.itl_d.append(durations)
@@ -516,6 +521,7 @@ class _Loop:
         if flight.decode_seqs:
             self.itl_one.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
         period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
+        self.phases[worker.role].add(period, 1, flight.prefill_tokens, flight.decode_seqs)
         self.kv_peak = max(self.kv_peak, flight.kv_use)
         self.kv_time += period
         self.kv_weighted += flight.kv_use * period
@@ -593,4 +599,5 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     return SimResult(requests=loop.requests, steps=loop.steps, itl_durations=durations, itl_weights=weights,
                      duration_s=end, preemptions=sum(r.preemptions for r in ranks),
                      kv_blocks=sum(r.total_blocks for r in ranks), kv_peak_use=loop.kv_peak,
-                     kv_mean_use=loop.kv_weighted / loop.kv_time if loop.kv_time else 0.0, num_steps=loop.num_steps)
+                     kv_mean_use=loop.kv_weighted / loop.kv_time if loop.kv_time else 0.0, num_steps=loop.num_steps,
+                     phases=loop.phases)
