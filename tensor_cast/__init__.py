@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
     from .report import Memory, OpRow, Report
     from .search import SearchResult, recommend, search
-    from .serving import ServingReport, simulate
+    from .serving import ServingReport, ServingSweep, simulate, simulate_sweep
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
@@ -34,7 +34,7 @@ _LAZY: dict[str, str] = {
     "ModelSpec": ".models.spec",
     "Memory": ".report", "OpRow": ".report", "Report": ".report",
     "SearchResult": ".search", "recommend": ".search", "search": ".search",
-    "ServingReport": ".serving", "simulate": ".serving",
+    "ServingReport": ".serving", "ServingSweep": ".serving", "simulate": ".serving", "simulate_sweep": ".serving",
 }
 
 
@@ -53,6 +53,7 @@ __all__ = [
     "Report",
     "SearchResult",
     "ServingReport",
+    "ServingSweep",
     "TensorCastError",
     "analyze",
     "clear_cache",
@@ -64,4 +65,5 @@ __all__ = [
     "recommend",
     "search",
     "simulate",
+    "simulate_sweep",
 ]

@@ -29,6 +29,19 @@ def int_at_least(minimum: int) -> Any:
     return parse
 
 
+def list_of(item: Any) -> Any:
+    """An argparse type: a comma-separated list of `item` values (one value is a list of one)."""
+
+    def parse(text: str) -> list[Any]:
+        parts = [p.strip() for p in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty value (accepted: comma-separated values, e.g. 1,8,64)")
+        return [item(p) for p in parts]
+
+    parse.__name__ = f"comma-separated {getattr(item, '__name__', 'values')}"
+    return parse
+
+
 def finite_float(text: str) -> float:
     """An argparse type: a finite number (range checks stay with the API, which names them)."""
     try:

@@ -4,7 +4,9 @@ Checks its arguments, output paths and device before importing torch, then runs
 `tensor_cast.simulate` and writes `--json` (report with per-request rows), `--requests-out`
 (per-request JSONL) and `--trace-out` (Chrome trace of the steps) all-or-nothing
 (`tensor_cast/outputs.py`): a failed run leaves nothing half-written. A progress line on stderr
-while it runs, only when stderr is a terminal.
+while it runs, only when stderr is a terminal. Several comma-separated `--concurrency` or `--rate`
+values sweep the load (`tensor_cast.simulate_sweep`): a table with one row per level, `--json` with
+every level's report.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import InvalidArgumentError
-from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least
+from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least, list_of
 
 HELP = "simulate serving: TTFT, TPOT, throughput under load"
 
@@ -34,8 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-arg", action="append", default=[], metavar="KNOB=VALUE",
                    help="override an engine knob, e.g. max_num_seqs=256 (repeatable)")
     arrivals = p.add_mutually_exclusive_group()
-    arrivals.add_argument("--concurrency", type=int_at_least(1), help="closed loop: clients, all starting together")
-    arrivals.add_argument("--rate", type=finite_float, help="Poisson arrivals, requests per second")
+    arrivals.add_argument("--concurrency", type=list_of(int_at_least(1)),
+                          help="closed loop: clients, all starting together; several (e.g. 1,8,32,128) sweep the load")
+    arrivals.add_argument("--rate", type=list_of(finite_float),
+                          help="Poisson arrivals, requests per second; several (e.g. 1,2,4,8) sweep the load")
     arrivals.add_argument("--trace", help="JSONL trace: arrival_s, prompt_tokens, output_tokens[, prefix_id, prefix_tokens]")
     p.add_argument("--num-requests", type=int_at_least(1), help="requests in all (closed loop: default 10 x concurrency)")
     p.add_argument("--isl", type=int_at_least(1), help="prompt tokens per request")
@@ -73,16 +77,17 @@ def _engine_args(items: list[str]) -> dict[str, Any]:
 
 
 class _Progress:
-    """Requests finished so far, on stderr (only used when stderr is a terminal)."""
+    """Requests (or sweep levels) finished so far, on stderr (only used when stderr is a terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "requests") -> None:
         self.last = -1
+        self.unit = unit
 
     def __call__(self, done: int, total: int) -> None:
         percent = done * 100 // max(1, total)
         if percent != self.last:
             self.last = percent
-            sys.stderr.write(f"\rtensor-cast: simulating {done}/{total} requests ({percent}%)")
+            sys.stderr.write(f"\rtensor-cast: simulating {done}/{total} {self.unit} ({percent}%)")
             if done >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -95,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     from ..serving.engines import engine_profile
 
     engine_profile(args.engine, _engine_args(args.engine_arg))  # unknown engine / knob: before torch
+    levels = args.concurrency or args.rate or []
+    sweep = len(levels) > 1
+    if sweep:
+        for option, value in (("--requests-out", args.requests_out), ("--trace-out", args.trace_out)):
+            if value is not None:
+                raise InvalidArgumentError(f"{option} takes one run, not a sweep of {len(levels)} levels; accepted: one "
+                                           f"--{'concurrency' if args.concurrency else 'rate'} value with {option}")
     files: list[tuple[str, Path]] = []
     for option, value in (("--json", args.json_path), ("--requests-out", args.requests_out),
                           ("--trace-out", args.trace_out)):
@@ -109,18 +121,27 @@ def run(args: argparse.Namespace) -> int:
     with stderr_progress():
         step("loading the simulator")
         from ..serving.api import simulate  # torch and transformers only if a trace is not in the disk cache
+        from ..serving.sweep import simulate_sweep
 
-        report = simulate(
-            args.model, device=args.device, engine=args.engine, concurrency=args.concurrency,
-            rate=args.rate, trace=args.trace, num_requests=args.num_requests, isl=args.isl, osl=args.osl,
-            disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
+        shared = dict(
+            device=args.device, engine=args.engine, trace=args.trace, num_requests=args.num_requests, isl=args.isl,
+            osl=args.osl, disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
             mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
-            warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers,
-            record_steps=args.trace_out is not None, kernels=args.kernels, fast_forward=args.fast_forward,
-            progress=_Progress() if sys.stderr.isatty() else None,
-            **deployment_options(args))
+            warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers, kernels=args.kernels,
+            fast_forward=args.fast_forward, **deployment_options(args))
+        report: Any
+        if sweep:
+            shared.pop("trace")
+            kind = "concurrency" if args.concurrency else "rate"
+            report = simulate_sweep(args.model, **{kind: levels}, **shared,
+                                    progress=_Progress("levels") if sys.stderr.isatty() else None)
+        else:
+            report = simulate(
+                args.model, concurrency=args.concurrency[0] if args.concurrency else None,
+                rate=args.rate[0] if args.rate else None, record_steps=args.trace_out is not None,
+                progress=_Progress() if sys.stderr.isatty() else None, **shared)
         render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True),
-                                                "--requests-out": report.requests_jsonl,
+                                                "--requests-out": lambda: report.requests_jsonl(),
                                                 "--trace-out": lambda: json.dumps(report.chrome_trace())}
         written = outputs.write_all([(path, render[option]()) for option, path in files])
     print(report.summary())

@@ -46,6 +46,11 @@ def backlog(records: list[RequestRecord]) -> int:
     return sum(1 for r in records if r.arrival_s + r.ttft_s > last)
 
 
+def outpaced(waiting: int, total: int) -> bool:
+    """The overload rule: `waiting` of `total` requests left at the last arrival is a growing queue."""
+    return waiting >= max(BACKLOG_MIN, BACKLOG_SHARE * total)
+
+
 @dataclass(frozen=True)
 class Stats:
     mean: float
@@ -151,6 +156,14 @@ class ServingReport:
         return sum(r.prompt_tokens for r in self.requests)
 
     @property
+    def overloaded(self) -> bool:
+        """An open loop (rate, trace) whose arrivals outpaced the deployment: at the last arrival a tenth of the
+        requests (and at least BACKLOG_MIN) still waited for their first token (the note says so too)."""
+        if self.workload.get("kind") not in OPEN_LOOP or not self.requests:
+            return False
+        return outpaced(backlog(self.requests), len(self.requests))
+
+    @property
     def output_tokens_per_s_per_user(self) -> float:
         return 1.0 / self.tpot.mean if self.tpot.mean > 0 else math.nan
 
@@ -166,7 +179,7 @@ class ServingReport:
         span = sim.duration_s - start
         if workload.get("kind") in OPEN_LOOP:
             waiting = backlog(records)
-            if waiting >= max(BACKLOG_MIN, BACKLOG_SHARE * len(records)):
+            if outpaced(waiting, len(records)):
                 notes = [*notes, f"when the last request arrived, {waiting} of {len(records)} were still waiting for "
                                  "their first token: arrivals outpaced the deployment (it served "
                                  f"{len(records) / span:.3g} requests/s), so TTFT and E2E grow with the run's length "
