@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mtp", type=int, default=0, help="MTP draft tokens per decode step (default 0)")
     p.add_argument("--mtp-acceptance", type=finite_float, help="per-draft acceptance rate (default 0.85)")
     p.add_argument("--prefix-hit-rate", type=finite_float, default=0.0, help="share of each prompt in the prefix cache")
+    p.add_argument("--goodput", nargs="+", metavar="KEY:MS",
+                   help="latency objectives, e.g. ttft:300 tpot:50 (milliseconds; keys ttft, tpot, e2el): the share of "
+                        "requests meeting all of them and their rate, as vLLM's benchmark --goodput")
     p.add_argument("--json", dest="json_path", help="write the report (with per-request rows) as JSON")
     p.add_argument("--requests-out", help="write one JSON line per request")
     p.add_argument("--trace-out", help="write a Chrome/Perfetto trace of the steps")
@@ -98,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.device import load_device
     from ..models.locate import check_model_argument
     from ..serving.engines import engine_profile
+    from ..serving.goodput import parse_slo
 
     engine_profile(args.engine, _engine_args(args.engine_arg))  # unknown engine / knob: before torch
+    slo = parse_slo(args.goodput) if args.goodput is not None else None
     levels = args.concurrency or args.rate or []
     sweep = len(levels) > 1
     if sweep:
@@ -140,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
                 args.model, concurrency=args.concurrency[0] if args.concurrency else None,
                 rate=args.rate[0] if args.rate else None, record_steps=args.trace_out is not None,
                 progress=_Progress() if sys.stderr.isatty() else None, **shared)
-        render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True),
+        render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True, slo=slo),
                                                 "--requests-out": lambda: report.requests_jsonl(),
                                                 "--trace-out": lambda: json.dumps(report.chrome_trace())}
         written = outputs.write_all([(path, render[option]()) for option, path in files])
-    print(report.summary())
+    print(report.summary(slo))
     if written:
         print("\nwrote " + ", ".join(str(path) for _, path in files))
     return 0

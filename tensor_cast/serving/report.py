@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .goodput import Goodput, goodput
 from .simulator import SimResult, StepRecord
 from .time_split import PhaseSplit
 from .time_split import render as render_time_split
@@ -155,6 +156,11 @@ class ServingReport:
     def prompt_tokens(self) -> int:
         return sum(r.prompt_tokens for r in self.requests)
 
+    def goodput(self, slo: Any) -> Goodput:
+        """Requests meeting every objective of `slo` ("ttft:300 tpot:50", milliseconds, as vLLM's benchmark
+        `--goodput`; or {"ttft": 300}) and their rate over the run (goodput.py)."""
+        return goodput(self, slo)
+
     @property
     def overloaded(self) -> bool:
         """An open loop (rate, trace) whose arrivals outpaced the deployment: at the last arrival a tenth of the
@@ -198,7 +204,8 @@ class ServingReport:
             split_source=time_split)
 
     # ---- renderings ------------------------------------------------------------------------
-    def to_dict(self, requests: bool = False) -> dict[str, Any]:
+    def to_dict(self, requests: bool = False, slo: Any = None) -> dict[str, Any]:
+        """`slo`: goodput objectives (see `goodput`); with them the dict carries the goodput too."""
         out: dict[str, Any] = {
             "model": self.model, "device": self.device, "engine": self.engine, "deployment": self.deployment,
             "num_gpus": self.num_gpus, "workload": self.workload, "num_requests": len(self.requests),
@@ -214,12 +221,16 @@ class ServingReport:
             "prefix_cache": {"hit_tokens": self.prefix_hit_tokens, "prompt_tokens": self.prompt_tokens},
             "time_split": [asdict(s) for s in self.time_split],
         }
+        if slo is not None:
+            g = self.goodput(slo)
+            out["goodput"] = {"slo_ms": g.slo_ms, "good": g.good, "total": g.total, "share": g.share,
+                              "requests_per_s": g.requests_per_s}
         if requests:
             out["requests"] = [asdict(r) for r in self.requests]
         return out
 
-    def to_json(self, requests: bool = False) -> str:
-        return json.dumps(self.to_dict(requests), sort_keys=True, indent=1)
+    def to_json(self, requests: bool = False, slo: Any = None) -> str:
+        return json.dumps(self.to_dict(requests, slo), sort_keys=True, indent=1)
 
     def requests_jsonl(self) -> str:
         return "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in self.requests)
@@ -239,7 +250,7 @@ class ServingReport:
                                     "decode_seqs": s.decode_seqs, "running": s.running}})
         return {"traceEvents": events, "displayTimeUnit": "ms"}
 
-    def summary(self) -> str:
+    def summary(self, slo: Any = None) -> str:
         ms = 1e3
         lines = [
             f"{self.model} on {self.num_gpus}x {self.device}, {self.engine}, {self.deployment}",
@@ -257,6 +268,8 @@ class ServingReport:
             + (f"; prefix cache: {self.prefix_hit_tokens} of {self.prompt_tokens} prompt tokens hit "
                f"({self.prefix_hit_tokens / self.prompt_tokens:.1%})" if self.prefix_hit_tokens else ""),
         ]
+        if slo is not None:
+            lines.append(self.goodput(slo).describe())
         lines += [f"time: {line}" for line in render_time_split(self.time_split)]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import InvalidArgumentError
+from .goodput import parse_slo
 from .report import ServingReport
 from .workload import make_workload
 
@@ -31,11 +32,16 @@ class ServingSweep:
     values: list[float]
     levels: list[ServingReport]
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One record per level: the load and its headline numbers (seconds, tokens/s)."""
+    def rows(self, slo: Any = None) -> list[dict[str, Any]]:
+        """One record per level: the load and its headline numbers (seconds, tokens/s); with `slo` (goodput
+        objectives, goodput.py) also the share of requests meeting them and their rate."""
         out = []
         for value, r in zip(self.values, self.levels, strict=True):
-            out.append({self.kind: value, "mean_ttft_s": r.ttft.mean, "p90_ttft_s": r.ttft.p90,
+            extra: dict[str, Any] = {}
+            if slo is not None:
+                g = r.goodput(slo)
+                extra = {"goodput_share": g.share, "goodput_requests_per_s": g.requests_per_s}
+            out.append({self.kind: value, **extra, "mean_ttft_s": r.ttft.mean, "p90_ttft_s": r.ttft.p90,
                         "mean_tpot_s": r.tpot.mean, "p90_tpot_s": r.tpot.p90, "mean_e2e_s": r.e2e.mean,
                         "output_tokens_per_s": r.output_tokens_per_s,
                         "output_tokens_per_s_per_gpu": r.output_tokens_per_s_per_gpu,
@@ -43,21 +49,29 @@ class ServingSweep:
                         "kv_peak_use": r.kv_peak_use, "preemptions": r.preemptions, "overloaded": r.overloaded})
         return out
 
-    def table(self) -> str:
+    def table(self, slo: Any = None) -> str:
         ms = 1e3
+        rows = self.rows(slo)
         body = [[f"{row[self.kind]:g}" + (" *" if row["overloaded"] else ""),
                  f"{row['mean_ttft_s'] * ms:.1f}", f"{row['p90_ttft_s'] * ms:.1f}", f"{row['mean_tpot_s'] * ms:.2f}",
                  f"{row['p90_tpot_s'] * ms:.2f}", f"{row['mean_e2e_s']:.2f}", f"{row['output_tokens_per_s']:.1f}",
                  f"{row['output_tokens_per_s_per_gpu']:.1f}", f"{row['output_tokens_per_s_per_user']:.1f}",
-                 f"{row['kv_peak_use']:.1%}", row["preemptions"]] for row in self.rows()]
-        head = "clients" if self.kind == "concurrency" else "req/s"
-        return tabulate(body, headers=(head, "TTFT ms", "p90", "TPOT ms", "p90", "E2E s", "out tok/s", "/GPU", "/user",
-                                       "KV peak", "preempt"), disable_numparse=True)
+                 f"{row['kv_peak_use']:.1%}", row["preemptions"]] for row in rows]
+        headers = ["clients" if self.kind == "concurrency" else "req/s", "TTFT ms", "p90", "TPOT ms", "p90", "E2E s",
+                   "out tok/s", "/GPU", "/user", "KV peak", "preempt"]
+        if slo is not None:
+            for line, row in zip(body, rows, strict=True):
+                line += [f"{row['goodput_share']:.1%}", f"{row['goodput_requests_per_s']:.3g}"]
+            headers += ["in SLO", "goodput req/s"]
+        return tabulate(body, headers=headers, disable_numparse=True)
 
-    def summary(self) -> str:
+    def summary(self, slo: Any = None) -> str:
         first = self.levels[0]
         lines = [f"{first.model} on {first.num_gpus}x {first.device}, {first.engine}, {first.deployment}",
-                 f"sweep over {self.kind}: {', '.join(f'{v:g}' for v in self.values)}", self.table()]
+                 f"sweep over {self.kind}: {', '.join(f'{v:g}' for v in self.values)}", self.table(slo)]
+        if slo is not None:
+            objectives = " and ".join(f"{k.upper()} <= {v:g} ms" for k, v in parse_slo(slo).items())
+            lines.append(f"in SLO: requests meeting {objectives}; goodput: those per second (vLLM's --goodput)")
         if any(r.overloaded for r in self.levels):
             lines.append("* arrivals outpaced the deployment: TTFT and E2E grow with num_requests (see that level's "
                          "note)")
@@ -70,12 +84,12 @@ class ServingSweep:
             lines.append(f"note: {scope}{note}")
         return "\n".join(lines)
 
-    def to_dict(self, requests: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "values": self.values, "rows": self.rows(),
-                "levels": [r.to_dict(requests) for r in self.levels]}
+    def to_dict(self, requests: bool = False, slo: Any = None) -> dict[str, Any]:
+        return {"kind": self.kind, "values": self.values, "rows": self.rows(slo),
+                "levels": [r.to_dict(requests, slo) for r in self.levels]}
 
-    def to_json(self, requests: bool = False) -> str:
-        return json.dumps(self.to_dict(requests), sort_keys=True, indent=1)
+    def to_json(self, requests: bool = False, slo: Any = None) -> str:
+        return json.dumps(self.to_dict(requests, slo), sort_keys=True, indent=1)
 
 
 def simulate_sweep(model: Any, *, concurrency: Sequence[int] | None = None, rate: Sequence[float] | None = None,
