@@ -14,16 +14,23 @@ script reads those rows back and prints, as markdown:
 - how many rows are predicted below their measurement.
 The error of a row is |predicted - measured| / measured, as `serving_fidelity.py` writes it.
 Nothing here simulates: the numbers are the CSVs' own.
+
+`--package-table tensor_cast/serving/data/measured_accuracy.json --data silicon_sample_visible.csv
+--measured-with "commit ..., --sample 10"` also writes the per-group table every serving report
+quotes (`tensor_cast/serving/accuracy.py`): the same groups as the per-family table, with the
+measured models' HF ids (from `--data`, by row id) and the all-rows error.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def read(paths: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -70,10 +77,35 @@ def population_table(now: dict[str, dict[str, str]], before: dict[str, dict[str,
     return lines
 
 
-def group_table(now: dict[str, dict[str, str]]) -> list[str]:
+def grouped(now: dict[str, dict[str, str]]) -> dict[tuple[str, str, str, str], list[dict[str, str]]]:
     groups: dict[tuple[str, str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in now.values():
         groups[(r["system"], r["engine"], r["family"], r["mode"])].append(r)
+    return groups
+
+
+def package_table(now: dict[str, dict[str, str]], models: dict[str, str], measured_with: str) -> dict[str, Any]:
+    """The JSON `tensor_cast/serving/accuracy.py` reads: one entry per group (module docstring)."""
+    def err(rows: list[dict[str, str]], key: str) -> float:
+        return sum(float(r[key]) for r in rows) / len(rows)
+
+    def ratio(rows: list[dict[str, str]], what: str) -> float:
+        return statistics.median(float(r[f"pred_{what}_s"]) / float(r[f"meas_{what}_s"]) for r in rows)
+
+    groups = []
+    for (system, engine, family, mode), rows in sorted(grouped(now).items()):
+        groups.append({"system": system, "engine": engine, "family": family, "mode": mode, "rows": len(rows),
+                       "split": "/".join(sorted({r["split"] for r in rows})),
+                       "tpot_mae": err(rows, "tpot_err"), "ttft_mae": err(rows, "ttft_err"),
+                       "tpot_ratio": ratio(rows, "tpot"), "ttft_ratio": ratio(rows, "ttft"),
+                       "models": sorted({models.get(r["id"], "?") for r in rows})})
+    rows = list(now.values())
+    return {"measured_with": measured_with, "groups": groups,
+            "overall": {"rows": len(rows), "tpot_mae": err(rows, "tpot_err"), "ttft_mae": err(rows, "ttft_err")}}
+
+
+def group_table(now: dict[str, dict[str, str]]) -> list[str]:
+    groups = grouped(now)
     lines = ["| device | engine | family | mode | rows | split | TPOT MAE (median pred/meas) | TTFT MAE (median pred/meas) |",
              "| --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
     for key in sorted(groups):
@@ -88,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", nargs="+", help="serving_fidelity.py --out files")
     ap.add_argument("--before", action="append", default=None, help="an earlier run's --out file(s), for the brackets")
+    ap.add_argument("--package-table", help="also write the per-group JSON that serving reports quote (docstring)")
+    ap.add_argument("--data", help="the measured rows' CSV (model ids of --package-table's groups)")
+    ap.add_argument("--measured-with", default="", help="what --package-table says the groups were measured with")
     args = ap.parse_args(argv)
+    if args.package_table and not (args.data and args.measured_with):
+        print("error: --package-table needs --data (the measured rows) and --measured-with (commit, options)",
+              file=sys.stderr)
+        return 2
     try:
         now = read(args.csv)
         before = read(args.before) if args.before else None
@@ -104,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     low_tpot = sum(float(r["pred_tpot_s"]) < float(r["meas_tpot_s"]) for r in now.values())
     low_ttft = sum(float(r["pred_ttft_s"]) < float(r["meas_ttft_s"]) for r in now.values())
     print(f"\npredicted below measured: TPOT in {low_tpot}, TTFT in {low_ttft} of {len(now)} rows")
+    if args.package_table:
+        with open(args.data, newline="") as fh:
+            models = {r["id"]: r["model_path"] for r in csv.DictReader(fh)}
+        with open(args.package_table, "w") as fh:
+            json.dump(package_table(now, models, args.measured_with), fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        print(f"wrote {args.package_table}")
     return 0
 
 
