@@ -414,6 +414,9 @@ def test_length_spread_reaches_every_simulation_and_the_summary(capsys):
     spread = search("Qwen/Qwen3-0.6B", range_ratio=0.2, **kwargs)
     assert seen == [0.2, 0.2] and "ISL 128 / OSL 16 (each ±20%)" in spread.summary()
     assert json.loads(spread.to_json())["range_ratio"] == 0.2
+    # each recommendation carries the measured accuracy of similar runs (Qwen3-dense vLLM agg rows on H100)
+    assert "# measured accuracy on similar runs: vllm Qwen3-dense agg on h100_sxm" in spread.summary()
+    assert json.loads(spread.to_json())["recommended"][0]["measured_accuracy"].startswith("measured accuracy")
     # the launch admits the longest request drawn: round(128 x 1.2) + round(16 x 1.2) = 154 + 19 tokens
     argv = spread.launches[0][0].argv
     assert argv[argv.index("--max-model-len") + 1] == "173"

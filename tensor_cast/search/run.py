@@ -25,6 +25,7 @@ from typing import Any
 from ..backends.device import device_names, load_device
 from ..errors import DeploymentError, InvalidArgumentError, TensorCastError, UnknownDeviceError, choices
 from ..models.spec import ModelSpec
+from ..serving.accuracy import accuracy_note
 from ..serving.workload import check_range_ratio, longest_request
 from .fanout import default_jobs, fan_out
 from .launch import check_engine, launch
@@ -63,6 +64,7 @@ class Inputs:
     disagg: bool = False
     screen: bool = True
     range_ratio: float = 0.0  # prompt / output lengths uniform in [L(1 - r), L(1 + r)] (simulate's range_ratio)
+    model_type: str = ""  # the config's model_type: the measured-accuracy line of each recommendation
 
 
 def _device(name: str) -> str:
@@ -119,7 +121,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
         what = f"isl + osl = {isl + osl}" if not spread else \
             f"the longest request, (isl + osl) x {1 + spread:g} = {longest},"
         raise InvalidArgumentError(f"{what} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens")
-    return Inputs(model=model, model_name=spec.name, devices=names, gpus=int_list(gpus, name="--gpus"),
+    return Inputs(model=model, model_name=spec.name, model_type=spec.model_type, devices=names, gpus=int_list(gpus, name="--gpus"),
                   isl=isl, osl=osl, slo=slo, engine=engine, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
@@ -475,12 +477,14 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
         chosen = sorted(best.values(), key=lambda r: -r.metrics.tokens_per_s_per_gpu)
         per_device = dict(best)
     launches = {id(r): launch(model_id, _scaled(r, sized), inputs.engine, max_len) for r in chosen}
+    accuracy = [accuracy_note(inputs.model_type, r.candidate.device, inputs.engine,
+                              "disagg" if r.candidate.disaggregated else "agg") for r in chosen]
     return SearchResult(
         model=inputs.model_name, engine=inputs.engine, isl=inputs.isl, osl=inputs.osl, range_ratio=inputs.range_ratio,
         slo=inputs.slo,
         devices=inputs.devices, gpus=inputs.gpus, prices=dict(inputs.prices), rate=rate, fits=fits, rows=rows,
         meeting=ok, frontier=pareto(ok), frontier_all=pareto(rows), per_device=per_device, chosen=chosen,
-        launches=[launches[id(r)] for r in chosen], sized=sized[:10], failures=failures,
+        launches=[launches[id(r)] for r in chosen], accuracy=accuracy, sized=sized[:10], failures=failures,
         binding=None if ok else binding(rows, inputs.slo), screened=list(screened))
 
 
