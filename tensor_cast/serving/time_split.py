@@ -121,6 +121,10 @@ def split_time(totals: Mapping[str, PhaseTotals], traces: Mapping[str, Any], req
     return out
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
 def render(splits: list[PhaseSplit]) -> list[str]:
     """Summary lines: one per pool and phase."""
     lines = []
@@ -136,12 +140,12 @@ def render(splits: list[PhaseSplit]) -> list[str]:
             what = f"one {k.query_len}-token prompt" + (f" ({k.context_len} cached)" if k.context_len else "")
             head = f"{pool}steps with prompt tokens"
         else:
-            what = f"a decode step of {k.batch_size} sequences x {k.query_len} token" + \
-                   ("s" if k.query_len > 1 else "") + f", {k.context_len} cached"
+            what = f"a decode step of {k.batch_size} sequence{'s' if k.batch_size > 1 else ''} x {k.query_len} " \
+                   f"token{'s' if k.query_len > 1 else ''}, {k.context_len} cached"
             head = f"{pool}decode-only steps"
         if k.ranks > 1:
             what += f" on each of {k.ranks} attention-DP ranks"
         stages = f" (its {k.stages} pipeline stages together)" if k.stages > 1 else ""
         lines.append(f"{head}: {s.steps} ({s.share:.1%} of the step time); {what}: "
-                     f"{k.kernel_s * 1e3:.3g} ms of kernels{stages}: {kinds}")
+                     f"{_duration(k.kernel_s)} of kernels{stages}: {kinds}")
     return lines
