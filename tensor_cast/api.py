@@ -9,7 +9,7 @@ accepted values — and delegates the work to `analysis.py`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from .models.overrides import apply_overrides
 from .models.spec import ModelSpec
 from .report import Report
 from .report.report import validate_point
-from .speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding, validate_mtp
+from .speculative import SpeculativeDecoding, validate_mtp
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
             per_layer_config: Mapping[Any, Mapping[str, Any]] | None = None, symbolic: bool = False,
             fuse: bool = True, cuda_graphs: str = "auto", dump_graph: str | Path | None = None,
             trust_remote_code: bool = False, mla_form: str = "auto", mtp: int = 0,
-            mtp_acceptance: float | None = None, moe_skew: float = 0.0, engine: str | None = None,
+            mtp_acceptance: float | Sequence[float] | None = None, moe_skew: float = 0.0, engine: str | None = None,
             cache: bool = True, graph_dumps: bool = False, allreduce_fusion: bool | str | None = None,
             **deployment: Any) -> Report:
     """Predict one forward step of `model` on `device`.
@@ -80,7 +80,9 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     absorbed | expanded). `mtp=N` adds N MTP draft passes
     (speculative decoding, models that ship MTP layers); a decode step (`query_len=1`) then
     verifies 1 + N tokens per sequence, and the report gives the time per output token for the
-    per-draft acceptance rate `mtp_acceptance` (see `tensor_cast/models/mtp.py`).
+    acceptance `mtp_acceptance`: one rate for every draft, one per draft position, or None for the default
+    schedule (0.85 for the first draft, falling at later ones: `tensor_cast/speculative.py`; the MTP
+    layers themselves: `tensor_cast/models/mtp.py`).
 
     Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp), `moe_tp`,
     `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
@@ -137,7 +139,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
         raise InvalidArgumentError(f"cuda_graphs must be one of {choices(CUDA_GRAPH_MODES)}, got {cuda_graphs!r}")
     if mla_form not in MLA_FORMS:
         raise InvalidArgumentError(f"mla_form must be one of {choices(MLA_FORMS)}, got {mla_form!r}")
-    validate_mtp(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance)
+    validate_mtp(mtp, mtp_acceptance)
     if mtp_acceptance is not None and not mtp:
         raise InvalidArgumentError(f"mtp_acceptance={mtp_acceptance!r} needs MTP drafts: pass mtp >= 1")
     _check_moe_skew(moe_skew)
@@ -160,8 +162,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
                       trust_remote_code=trust_remote_code, cache=cache)
     # the time per output token is a decode figure: a prefill step costs the drafts, and says so
     decode = symbolic or query_len == 1
-    speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
-        if mtp and decode else None
+    speculative = SpeculativeDecoding(mtp, mtp_acceptance) if mtp and decode else None
     if mtp and not decode:
         notes.append(f"MTP on a prefill step: the {mtp} draft pass(es) over the prompt are costed; the time per "
                      "output token is a decode figure (query_len 1) and is not given")

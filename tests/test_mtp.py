@@ -126,6 +126,27 @@ def test_time_per_output_token_follows_acceptance(dense_deepseek, acceptance):
     assert report.to_dict()["speculative"]["acceptance"] == acceptance
 
 
+def test_default_acceptance_falls_at_later_drafts(dense_deepseek):
+    """Default: 0.85 for the first draft, each later one 0.856 x the one before (speculative.py: DeepSeek's
+    85-90 % for its one MTP draft; Nebius' 3.20 tokens for the original module at 7 drafts)."""
+    model, _ = dense_deepseek
+    a1, a2, a3 = 0.85, 0.85 * 0.856, 0.85 * 0.856**2
+    report = analyze(model, mtp=3)
+    assert report.accepted_tokens_per_step == pytest.approx(1 + a1 + a1 * a2 + a1 * a2 * a3)
+    assert report.to_dict()["speculative"]["rates"] == pytest.approx([a1, a2, a3])
+    assert "acceptance by draft 0.85, 0.728, 0.623 (default)" in report.summary()
+    assert analyze(model, mtp=1).accepted_tokens_per_step == pytest.approx(1.85)  # one draft: the report's 85 %
+    # the schedule reproduces the public 7-draft measurement it was set from (3.20 tokens per step)
+    from tensor_cast.speculative import SpeculativeDecoding
+
+    assert SpeculativeDecoding(7).tokens_per_step == pytest.approx(3.20, abs=0.005)
+    # one rate per draft position, as given
+    given = analyze(model, mtp=2, mtp_acceptance=(0.9, 0.5))
+    assert given.accepted_tokens_per_step == pytest.approx(1 + 0.9 + 0.9 * 0.5)
+    with pytest.raises(InvalidArgumentError, match=r"gives 3 rate\(s\) for 2 draft\(s\)"):
+        analyze(model, mtp=2, mtp_acceptance=(0.9, 0.5, 0.4))
+
+
 def test_symbolic_report_with_mtp_evaluates_like_a_point(dense_deepseek):
     model, _ = dense_deepseek
     symbolic = tensor_cast.analyze(model, device="h100", symbolic=True, mtp=1)
@@ -164,6 +185,9 @@ def test_cli_mtp_flags(dense_deepseek, capsys):
     out = capsys.readouterr().out
     assert "1 draft token(s)/step, acceptance 0.9: 1.900 tokens/step/sequence" in out
     assert "per output token" in out
+    assert main(["analyze", dense_deepseek[0], "--device", "h100", "--batch-size", "8", "--mtp", "2",
+                 "--mtp-acceptance", "0.9,0.5", "--top", "1"]) == 0
+    assert "2 draft token(s)/step, acceptance by draft 0.9, 0.5: 2.350 tokens/step/sequence" in capsys.readouterr().out
     assert main(["analyze", dense_deepseek[0], "--device", "h100", "--mtp", "-2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "argument --mtp: -2 is below 0 (accepted: integers >= 0)" in err[0]

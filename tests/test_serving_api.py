@@ -108,6 +108,7 @@ def test_disagg_run_adds_transfer_to_ttft():
     ({"concurrency": 2, "isl": 10, "osl": 10, "disagg": "prefill: 2x tq4; decode: 1x tp1"}, "at 'tq4'"),
     ({"concurrency": 2, "isl": 30000, "osl": 10000, "memory_utilization": 0.006}, "KV cache"),
     ({"concurrency": 2, "rate": 1.0, "isl": 10, "osl": 10}, "exactly one of concurrency, rate, trace"),
+    ({"concurrency": 2, "isl": 10, "osl": 10, "mtp_acceptance": 0.7}, "mtp_acceptance=0.7 needs MTP drafts"),
 ])
 def test_bad_input_names_value_and_accepted(kwargs, match):
     with pytest.raises(TensorCastError, match=match):

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, choices
-from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least, per_layer_config
+from .common import (
+    acceptance_arg,
+    add_deployment_arguments,
+    deployment_options,
+    finite_float,
+    int_at_least,
+    list_of,
+    per_layer_config,
+)
 
 HELP = "predict one forward step of a model on a device"
 # one analysis, bounded: run with the cyclic GC paused (imports, build, capture, costing; about
@@ -54,8 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dense prefill), absorbed, expanded")
     p.add_argument("--mtp", type=int_at_least(0), default=0,
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
-    p.add_argument("--mtp-acceptance", type=finite_float,
-                   help="per-draft acceptance rate in (0, 1] for the time per output token (default 0.85)")
+    p.add_argument("--mtp-acceptance", type=list_of(finite_float),
+                   help="draft acceptance in (0, 1]: one rate for every draft, or one per draft (e.g. 0.85,0.7); "
+                        "default 0.85 for the first draft, falling at later ones (tensor_cast/speculative.py)")
     p.add_argument("--allreduce-fusion", default="auto",
                    help="TP all-reduce + residual add + RMSNorm as one kernel: auto (the engine's default: on for "
                         "trtllm, off for vllm and torch, sglang per model), on, off")
@@ -109,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
-            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
+            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=acceptance_arg(args.mtp_acceptance), moe_skew=args.moe_skew,
             engine=args.engine, graph_dumps=dump_dir is not None, allreduce_fusion=args.allreduce_fusion,
             # graph dumps need this process's trace: a --dump-graph run neither reads nor writes the cache
             cache=not args.no_cache and dump_dir is None, **deployment_options(args),

@@ -42,6 +42,13 @@ def list_of(item: Any) -> Any:
     return parse
 
 
+def acceptance_arg(values: list[float] | None) -> float | tuple[float, ...] | None:
+    """`--mtp-acceptance`: one value is the rate of every draft, several are one per draft."""
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def finite_float(text: str) -> float:
     """An argparse type: a finite number (range checks stay with the API, which names them)."""
     try:

@@ -20,7 +20,14 @@ from typing import Any
 
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import InvalidArgumentError
-from .common import add_deployment_arguments, deployment_options, finite_float, int_at_least, list_of
+from .common import (
+    acceptance_arg,
+    add_deployment_arguments,
+    deployment_options,
+    finite_float,
+    int_at_least,
+    list_of,
+)
 
 HELP = "simulate serving: TTFT, TPOT, throughput under load"
 
@@ -53,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave the first N requests out of the latency statistics (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
     p.add_argument("--mtp", type=int, default=0, help="MTP draft tokens per decode step (default 0)")
-    p.add_argument("--mtp-acceptance", type=finite_float, help="per-draft acceptance rate (default 0.85)")
+    p.add_argument("--mtp-acceptance", type=list_of(finite_float),
+                   help="draft acceptance in (0, 1]: one rate for every draft, or one per draft (e.g. 0.85,0.7); "
+                        "default 0.85 for the first draft, falling at later ones (tensor_cast/speculative.py)")
     p.add_argument("--prefix-hit-rate", type=finite_float, default=0.0, help="share of each prompt in the prefix cache")
     p.add_argument("--goodput", nargs="+", metavar="KEY:MS",
                    help="latency objectives, e.g. ttft:300 tpot:50 (milliseconds; keys ttft, tpot, e2el): the share of "
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         shared = dict(
             device=args.device, engine=args.engine, trace=args.trace, num_requests=args.num_requests, isl=args.isl,
             osl=args.osl, disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
-            mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
+            mtp_acceptance=acceptance_arg(args.mtp_acceptance), prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
             warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers, kernels=args.kernels,
             fast_forward=args.fast_forward, **deployment_options(args))
         report: Any

@@ -63,7 +63,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         },
         "memory": memory,
         "speculative": None if report.speculative is None else {
-            **asdict(report.speculative), "accepted_tokens_per_step": report.accepted_tokens_per_step,
+            **asdict(report.speculative), "rates": list(report.speculative.rates),
+            "accepted_tokens_per_step": report.accepted_tokens_per_step,
             "time_per_output_token_s": plain(report.time_per_output_token_s),
             "output_tokens_per_s": plain(report.output_tokens_per_s)},
         "num_parameters": report.num_parameters,

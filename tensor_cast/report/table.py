@@ -89,7 +89,7 @@ def render_summary(report: Report) -> str:
     lines += _deployment_lines(report)
     spec = report.speculative
     if spec is not None:
-        lines.insert(5, ("MTP", f"{spec.draft_tokens} draft token(s)/step, acceptance {spec.acceptance:g}: "
+        lines.insert(5, ("MTP", f"{spec.draft_tokens} draft token(s)/step, {spec.describe()}: "
                                 f"{report.accepted_tokens_per_step:.3f} tokens/step/sequence"))
         lines.insert(6, ("per output token", f"{seconds(report.time_per_output_token_s)} "
                                              f"({report.output_tokens_per_s:,.0f} output tokens/s, decode)"))

@@ -27,7 +27,7 @@ from ..errors import DeploymentError, InvalidArgumentError
 from ..gc_pause import paused_gc
 from ..models.spec import ModelSpec
 from ..sizes import B, C, S
-from ..speculative import DEFAULT_ACCEPTANCE, SpeculativeDecoding
+from ..speculative import SpeculativeDecoding
 from .accuracy import accuracy_note
 from .batch_cost import BatchCost
 from .disagg import kv_transfer_s, parse_disagg
@@ -184,7 +184,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
              rate: float | None = None, trace: Any = None, num_requests: int | None = None, isl: int | None = None,
              osl: int | None = None, disagg: str | Mapping[str, Any] | None = None,
              engine_args: Mapping[str, Any] | None = None, seed: int = 0, mtp: int = 0,
-             mtp_acceptance: float | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
+             mtp_acceptance: float | Sequence[float] | None = None, prefix_hit_rate: float = 0.0, range_ratio: float = 0.0,
              warmup_requests: int = 0, record_steps: bool = False, num_hidden_layers: int | None = None,
              progress: Callable[[int, int], None] | None = None, kernels: str | None = None,
              fast_forward: bool = True, moe_skew: float = 0.0, **deployment: Any) -> ServingReport:
@@ -227,8 +227,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     if isinstance(prefix_hit_rate, bool) or not isinstance(prefix_hit_rate, (int, float)) \
             or not 0 <= prefix_hit_rate < 1:
         raise InvalidArgumentError(f"prefix_hit_rate must be a fraction in [0, 1), got {prefix_hit_rate!r}")
-    speculative = SpeculativeDecoding(mtp, DEFAULT_ACCEPTANCE if mtp_acceptance is None else mtp_acceptance) \
-        if mtp else None
+    if mtp_acceptance is not None and not mtp:
+        raise InvalidArgumentError(f"mtp_acceptance={mtp_acceptance!r} needs MTP drafts: pass mtp >= 1")
+    speculative = SpeculativeDecoding(mtp, mtp_acceptance) if mtp else None
     pools = parse_disagg(disagg) if disagg is not None else None
     profile = load_device(device)
     spec = load_model(model, num_hidden_layers=num_hidden_layers)
@@ -334,7 +335,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         return seconds
 
     if speculative is not None:
-        notes.append(f"MTP: {mtp} draft token(s), acceptance {speculative.acceptance}: "
+        notes.append(f"MTP: {mtp} draft token(s), {speculative.describe()}: "
                      f"{speculative.tokens_per_step:.3f} tokens per decode step (expected value)")
     front_end = worker_pools[entry_role(worker_pools)][0].engine.request_overhead_s  # where requests arrive
     if front_end > 0:
