@@ -429,3 +429,35 @@ def test_length_spread_reaches_every_simulation_and_the_summary(capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == "tensor-cast: error: range_ratio must be a fraction in [0, 1), got 1.5"
+
+
+def test_several_engines_are_compared_in_one_search():
+    """--engine vllm,sglang: every configuration under each engine (each simulation told its engine), the best
+    per device and engine, each recommendation launched with its own engine's command."""
+    from types import SimpleNamespace
+
+    from tensor_cast.search import search
+
+    seen: list[str] = []
+    speed = {"vllm": 1000.0, "sglang": 1200.0}  # the stand-in makes SGLang the faster engine
+
+    def simulate(model, *, engine, concurrency, osl, **kwargs):
+        seen.append(engine)
+        return SimpleNamespace(mean_ttft_s=0.01, p90_ttft_s=0.01, mean_tpot_s=1e-3, p90_tpot_s=1e-3,
+                               output_tokens_per_s=speed[engine], num_gpus=1)
+
+    result = search("Qwen/Qwen3-0.6B", devices="h100-sxm", gpus="1", isl=128, osl=16, tpot="10ms",
+                    kv_cache_dtype="auto", concurrency="1", jobs=1, simulator=simulate, engine="vllm,sglang")
+    assert sorted(seen) == ["sglang", "vllm"]
+    assert result.engine == "vllm,sglang"
+    assert sorted(result.per_device) == ["h100-sxm sglang", "h100-sxm vllm"]
+    assert {r.candidate.engine for r in result.rows} == {"vllm", "sglang"}
+    best = result.chosen[0]
+    assert best.candidate.engine == "sglang" and best.candidate.describe().startswith("sglang ")
+    commands = [ls[0].shell() for ls in result.launches]
+    assert commands[0].startswith("python -m sglang.launch_server") and commands[1].startswith("vllm serve")
+    data = json.loads(result.to_json())
+    assert {r["engine"] for r in data["rows"]} == {"vllm", "sglang"}
+    assert "engine" in result.to_csv().splitlines()[0].split(",")
+    with pytest.raises(InvalidArgumentError, match="unknown engine 'tgi'"):
+        search("Qwen/Qwen3-0.6B", devices="h100-sxm", gpus="1", isl=128, osl=16, engine="vllm,tgi", simulator=simulate)

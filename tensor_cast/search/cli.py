@@ -23,7 +23,9 @@ def _common(p: Any) -> None:
     p.add_argument("--ttft", help="time-to-first-token target, e.g. 300ms")
     p.add_argument("--tpot", help="time-per-output-token target, e.g. 10ms")
     p.add_argument("--slo-stat", default="mean", help="statistic the targets apply to: mean (default), p90")
-    p.add_argument("--engine", default="vllm", help="serving engine: vllm (default), sglang, trtllm")
+    p.add_argument("--engine", default="vllm",
+                   help="serving engine: vllm (default), sglang, trtllm; several (e.g. vllm,sglang) are compared: "
+                        "every configuration under each, the best per device and engine")
     p.add_argument("--quant", help="quantizations to try besides the checkpoint's own, e.g. fp8,fp8_block "
                    "(those the checkpoint serves as stored are its own)")
     p.add_argument("--kv-cache-dtype", help="KV-cache dtypes to try: auto,fp8 (default both)")

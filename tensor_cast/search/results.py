@@ -20,7 +20,7 @@ from .metrics import SLO
 from .select import Binding, Row, Sized, cost_per_million_tokens
 from .space import Candidate, Variant
 
-CSV_FIELDS = ("device", "gpus", "config", "tp", "pp", "dp", "ep", "quant", "kv_cache_dtype", "replicas",
+CSV_FIELDS = ("device", "engine", "gpus", "config", "tp", "pp", "dp", "ep", "quant", "kv_cache_dtype", "replicas",
               "concurrency", "mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p90_tpot_ms", "tokens_per_s",
               "tokens_per_s_per_gpu", "tokens_per_s_per_user", "meets_slo", "on_frontier", "usd_per_m_tokens",
               "status")  # status: "simulated", or the reason a configuration was screened out unsimulated
@@ -65,7 +65,7 @@ class SearchResult:
     meeting: list[Row]
     frontier: list[Row]  # of the rows meeting the SLOs
     frontier_all: list[Row]  # of every simulated row
-    per_device: dict[str, Any]  # device -> best Row (search) / fewest-GPU Sized (recommend)
+    per_device: dict[str, Any]  # device (and engine, when compared) -> best Row / fewest-GPU Sized (recommend)
     chosen: list[Row]
     launches: list[list[Launch]]
     accuracy: list[str] = field(default_factory=list)  # per chosen row: the measured accuracy of similar runs
@@ -78,11 +78,10 @@ class SearchResult:
     def cost(self, row: Row) -> float | None:
         return cost_per_million_tokens(row, self.prices)
 
-    @staticmethod
-    def _candidate_dict(c: Candidate) -> dict[str, Any]:
+    def _candidate_dict(self, c: Candidate) -> dict[str, Any]:
         lay = c.variant.layout
         return {
-            "device": c.device, "gpus": c.gpus, "config": c.describe(), "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
+            "device": c.device, "engine": c.engine or self.engine, "gpus": c.gpus, "config": c.describe(), "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
             "ep": lay.ep, "quant": c.variant.quant or "checkpoint", "kv_cache_dtype": c.variant.kv_cache_dtype or "auto",
             "replicas": c.replicas, "concurrency": c.concurrency,
         }

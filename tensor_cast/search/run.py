@@ -19,7 +19,7 @@ Stages (each a function below):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.device import device_names, load_device
@@ -28,10 +28,10 @@ from ..models.spec import ModelSpec
 from ..serving.accuracy import accuracy_note
 from ..serving.workload import check_range_ratio, longest_request
 from .fanout import default_jobs, fan_out
-from .launch import check_engine, launch
+from .launch import ENGINES, check_engine, launch
 from .metrics import SLO, Metrics
 from .results import FitInfo, Screened, SearchResult
-from .select import Row, best_per_device, binding, fewest_gpus, meeting, pareto
+from .select import Row, best_per_device, binding, fewest_gpus, meeting, pareto, per_device_key
 from .space import DEFAULT_CONCURRENCY, Candidate, Layout, Pool, Variant, instance_sizes, layouts
 from .units import duration, int_list
 from .units import prices as parse_prices
@@ -65,6 +65,7 @@ class Inputs:
     screen: bool = True
     range_ratio: float = 0.0  # prompt / output lengths uniform in [L(1 - r), L(1 + r)] (simulate's range_ratio)
     model_type: str = ""  # the config's model_type: the measured-accuracy line of each recommendation
+    engines: tuple[str, ...] = ()  # every engine searched (`engine` is the one being explored); > 1: compared
 
 
 def _device(name: str) -> str:
@@ -84,13 +85,15 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
 
 
 def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: int, ttft: Any, tpot: Any,
-            engine: str, quant: Any, kv_cache_dtype: Any, concurrency: Any, prices: Any, slo_stat: str,
+            engine: str | Sequence[str], quant: Any, kv_cache_dtype: Any, concurrency: Any, prices: Any, slo_stat: str,
             requests_per_client: int, cache: bool, jobs: int | None, ray: str | None,
             simulator: Callable[..., Any] | None, disagg: bool = False, screen: bool = True,
             range_ratio: float = 0.0) -> Inputs:
     from ..api import load_model
 
-    check_engine(engine)
+    engines = tuple(dict.fromkeys(check_engine(e) for e in _split(engine)))
+    if not engines:
+        raise InvalidArgumentError(f"no engine given; accepted: {choices(ENGINES)}")
     names = tuple(dict.fromkeys(_device(d) for d in _split(devices)))
     if not names:
         raise InvalidArgumentError(f"no devices given; accepted: {choices(device_names())}")
@@ -122,7 +125,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
             f"the longest request, (isl + osl) x {1 + spread:g} = {longest},"
         raise InvalidArgumentError(f"{what} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens")
     return Inputs(model=model, model_name=spec.name, model_type=spec.model_type, devices=names, gpus=int_list(gpus, name="--gpus"),
-                  isl=isl, osl=osl, slo=slo, engine=engine, quants=tuple(dict.fromkeys(quants)),
+                  isl=isl, osl=osl, slo=slo, engine=engines[0], engines=engines, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
                   jobs=jobs or default_jobs(), ray=ray, simulator=simulator, disagg=bool(disagg),
@@ -394,7 +397,8 @@ def _rows(inputs: Inputs, simulated: Sequence[tuple[SimTask, list[Metrics | str 
                 if total % task.unit_gpus:
                     continue
                 candidate = Candidate(device=task.device, gpus=total, variant=task.variant, concurrency=c,
-                                      replicas=total // task.unit_gpus, prefill=task.prefill, decode=task.decode)
+                                      replicas=total // task.unit_gpus, prefill=task.prefill, decode=task.decode,
+                                      engine=task.engine if len(inputs.engines) > 1 else "")
                 if isinstance(result, Screened):
                     screened.append((candidate, result))
                 else:
@@ -430,9 +434,27 @@ def search(model: str | ModelSpec, *, devices: str | Sequence[str], gpus: str | 
                      slo_stat=slo_stat, requests_per_client=requests_per_client, cache=cache, jobs=jobs, ray=ray,
                      simulator=simulator, disagg=disagg, screen=screen, range_ratio=range_ratio)
     sizes = sorted({s for n in inputs.gpus for s in instance_sizes(n)})
-    fits, simulated = _explore(inputs, sizes)
-    rows, failures, screened = _rows(inputs, simulated)
+    fits, rows, failures, screened = _per_engine(inputs, sizes)
     return _answer(inputs, fits, rows, failures, rate=None, screened=screened)
+
+
+def _per_engine(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
+                ) -> tuple[list[FitInfo], list[Row], list[str], list[tuple[Candidate, Screened]]]:
+    """`_explore` and `_rows` once per engine searched, pooled (each row's candidate names its engine
+    when there are several)."""
+    fits: list[FitInfo] = []
+    rows: list[Row] = []
+    failures: list[str] = []
+    screened: list[tuple[Candidate, Screened]] = []
+    for engine in inputs.engines or (inputs.engine,):
+        one = replace(inputs, engine=engine)
+        f, simulated = _explore(one, sizes, check_counts=check_counts)
+        r, fail, scr = _rows(one, simulated)
+        fits += f
+        rows += r
+        failures += [f"{engine}: {x}" if len(inputs.engines) > 1 else x for x in fail]
+        screened += scr
+    return fits, rows, failures, screened
 
 
 def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str], isl: int, osl: int,
@@ -454,8 +476,7 @@ def recommend(model: str | ModelSpec, *, rate: Any, devices: str | Sequence[str]
                      screen=options.pop("screen", True), range_ratio=options.pop("range_ratio", 0.0))
     if options:
         raise InvalidArgumentError(f"unknown option(s) {sorted(options)} for recommend")
-    fits, simulated = _explore(inputs, sizes, check_counts=False)
-    rows, failures, screened = _rows(inputs, simulated)
+    fits, rows, failures, screened = _per_engine(inputs, sizes, check_counts=False)
     rows = [r for r in rows if r.candidate.replicas == 1]  # one row per simulated unit
     screened = [(c, s) for c, s in screened if c.replicas == 1]
     return _answer(inputs, fits, rows, failures, rate=float(per_s), screened=screened)
@@ -471,17 +492,18 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
         chosen = [s.row for s in sized[:1]]
         per_device: dict[str, Any] = {}
         for s in sized:
-            per_device.setdefault(s.row.candidate.device, s)
+            per_device.setdefault(per_device_key(s.row.candidate), s)
     else:
         best = best_per_device(ok)
         chosen = sorted(best.values(), key=lambda r: -r.metrics.tokens_per_s_per_gpu)
         per_device = dict(best)
-    launches = {id(r): launch(model_id, _scaled(r, sized), inputs.engine, max_len) for r in chosen}
-    accuracy = [accuracy_note(inputs.model_type, r.candidate.device, inputs.engine,
+    launches = {id(r): launch(model_id, _scaled(r, sized), r.candidate.engine or inputs.engine, max_len)
+                for r in chosen}
+    accuracy = [accuracy_note(inputs.model_type, r.candidate.device, r.candidate.engine or inputs.engine,
                               "disagg" if r.candidate.disaggregated else "agg") for r in chosen]
     return SearchResult(
-        model=inputs.model_name, engine=inputs.engine, isl=inputs.isl, osl=inputs.osl, range_ratio=inputs.range_ratio,
-        slo=inputs.slo,
+        model=inputs.model_name, engine=",".join(inputs.engines or (inputs.engine,)), isl=inputs.isl, osl=inputs.osl,
+        range_ratio=inputs.range_ratio, slo=inputs.slo,
         devices=inputs.devices, gpus=inputs.gpus, prices=dict(inputs.prices), rate=rate, fits=fits, rows=rows,
         meeting=ok, frontier=pareto(ok), frontier_all=pareto(rows), per_device=per_device, chosen=chosen,
         launches=[launches[id(r)] for r in chosen], accuracy=accuracy, sized=sized[:10], failures=failures,
@@ -491,8 +513,6 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
 def _scaled(row: Row, sized: Sequence[Any]) -> Candidate:
     for s in sized:
         if s.row is row:
-            from dataclasses import replace
-
             return replace(row.candidate, replicas=s.units, gpus=s.gpus)
     return row.candidate
 

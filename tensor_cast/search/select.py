@@ -40,10 +40,16 @@ def _rank(row: Row) -> tuple[float, float, str]:
     return (-row.metrics.tokens_per_s_per_gpu, row.metrics.mean_tpot_s, row.candidate.describe())
 
 
+def per_device_key(candidate: Candidate) -> str:
+    """The device, and the engine where one search compares engines ('h200 sglang')."""
+    return f"{candidate.device} {candidate.engine}" if candidate.engine else candidate.device
+
+
 def best_per_device(rows: Sequence[Row]) -> dict[str, Row]:
+    """The best row per device (per device and engine where the search compares engines)."""
     out: dict[str, Row] = {}
     for row in sorted(rows, key=_rank):
-        out.setdefault(row.candidate.device, row)
+        out.setdefault(per_device_key(row.candidate), row)
     return out
 
 

@@ -113,6 +113,7 @@ class Candidate:
     replicas: int = 1
     prefill: Pool | None = None
     decode: Pool | None = None
+    engine: str = ""  # set when one search compares engines (run.py): the engine this configuration runs
 
     @property
     def disaggregated(self) -> bool:
@@ -126,6 +127,9 @@ class Candidate:
         return self.variant.layout.gpus
 
     def describe(self) -> str:
+        return (f"{self.engine} " if self.engine else "") + self._layout()
+
+    def _layout(self) -> str:
         if self.prefill is not None and self.decode is not None:
             return (f"{self.replicas}x[P {self.prefill.workers}x{self.prefill.variant.layout.describe()} + "
                     f"D {self.decode.workers}x{self.decode.variant.layout.describe()}] "
