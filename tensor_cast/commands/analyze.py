@@ -18,10 +18,10 @@ from ..errors import InvalidArgumentError, choices
 from .common import (
     acceptance_arg,
     add_deployment_arguments,
+    add_mtp_arguments,
     deployment_options,
     finite_float,
     int_at_least,
-    list_of,
     per_layer_config,
 )
 
@@ -60,11 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mla-form", default="auto",
                    help="MLA attention kernels: auto (absorbed for decode and sparse attention, expanded for "
                         "dense prefill), absorbed, expanded")
-    p.add_argument("--mtp", type=int_at_least(0), default=0,
-                   help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
-    p.add_argument("--mtp-acceptance", type=list_of(finite_float),
-                   help="draft acceptance in (0, 1]: one rate for every draft, or one per draft (e.g. 0.85,0.7); "
-                        "default 0.85 for the first draft, falling at later ones (tensor_cast/speculative.py)")
+    add_mtp_arguments(p)
     p.add_argument("--allreduce-fusion", default="auto",
                    help="TP all-reduce + residual add + RMSNorm as one kernel: auto (the engine's default: on for "
                         "trtllm, off for vllm and torch, sglang per model), on, off")

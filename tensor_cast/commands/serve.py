@@ -23,6 +23,7 @@ from ..errors import InvalidArgumentError
 from .common import (
     acceptance_arg,
     add_deployment_arguments,
+    add_mtp_arguments,
     deployment_options,
     finite_float,
     int_at_least,
@@ -59,10 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-requests", type=int_at_least(0), default=0,
                    help="leave the first N requests out of the latency statistics (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
-    p.add_argument("--mtp", type=int, default=0, help="MTP draft tokens per decode step (default 0)")
-    p.add_argument("--mtp-acceptance", type=list_of(finite_float),
-                   help="draft acceptance in (0, 1]: one rate for every draft, or one per draft (e.g. 0.85,0.7); "
-                        "default 0.85 for the first draft, falling at later ones (tensor_cast/speculative.py)")
+    add_mtp_arguments(p)
     p.add_argument("--prefix-hit-rate", type=finite_float, default=0.0, help="share of each prompt in the prefix cache")
     p.add_argument("--goodput", nargs="+", metavar="KEY:MS",
                    help="latency objectives, e.g. ttft:300 tpot:50 (milliseconds; keys ttft, tpot, e2el): the share of "
