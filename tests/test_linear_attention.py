@@ -147,3 +147,35 @@ def test_qwen3_5_published_multimodal_layout_loads_its_text_decoder(tmp_path):
     assert kinds == {"linear + moe(256x512, top8)": 30, "full + moe(256x512, top8)": 10}
     linear = spec.layers[0].attention.linear
     assert (linear.num_key_heads, linear.num_value_heads, linear.key_head_dim) == (16, 32, 128)
+
+
+def test_qwen3_5_dense_every_mlp_is_dense(tmp_path):
+    """Qwen3.5's dense models (`qwen3_5_text`, multimodal `qwen3_5`, e.g. Qwen3.5-27B): the hybrid
+    3 x DeltaNet + 1 x full attention stack with a dense MLP in every layer; parameters by hand."""
+    h, inter, layers, vocab = 64, 96, 8, 128
+    hk, hv, dk, dv, conv = 2, 4, 16, 16, 4
+    heads, kv, hd = 4, 2, 16
+    text = {"model_type": "qwen3_5_text", "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": hd, "vocab_size": vocab,
+            "linear_num_key_heads": hk, "linear_num_value_heads": hv, "linear_key_head_dim": dk,
+            "linear_value_head_dim": dv, "linear_conv_kernel_dim": conv, "tie_word_embeddings": False,
+            "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 2, "mtp_num_hidden_layers": 1}
+    config = {"architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5", "text_config": text,
+              "vision_config": {"depth": 2, "hidden_size": 64}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    from tensor_cast.models.loader import load_spec
+
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=2, query_len=1, context_len=100)
+    spec = load_spec(str(tmp_path))
+    assert spec.model_type == "qwen3_5_text" and spec.mtp_layers == 1
+    kinds = {layer.describe(): len(ix) for layer, ix in spec.layer_kinds()}
+    assert kinds == {f"linear + dense({inter})": 6, f"full + dense({inter})": 2}
+    # by hand (transformers' Qwen3.5 modules): the gated full attention projects q and its gate (2 x heads x hd)
+    mlp = 3 * h * inter
+    norms = 2 * h
+    full = h * 2 * heads * hd + 2 * h * kv * hd + heads * hd * h + 2 * hd  # q+gate, k, v, o, q/k norm
+    channels = 2 * hk * dk + hv * dv
+    linear = h * (channels + hv * dv) + 2 * h * hv + channels * conv + 2 * hv + dv + hv * dv * h
+    expected = vocab * h * 2 + h + 6 * (linear + mlp + norms) + 2 * (full + mlp + norms)
+    assert report.num_parameters == expected
+    assert sum(r.op == "tensor_cast.gated_delta_net" for r in report.ops) == 6

@@ -51,6 +51,8 @@ register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
 QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
                                                 mtp_field="mtp_num_hidden_layers"))
 register(TextDecoderOf(model_types=("qwen3_5_moe",), text=QWEN3_5_MOE_TEXT))
+QWEN3_5_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_text",), moe=False, mtp_field="mtp_num_hidden_layers"))
+register(TextDecoderOf(model_types=("qwen3_5",), text=QWEN3_5_TEXT))
 
 
 def supported_model_types() -> list[str]:

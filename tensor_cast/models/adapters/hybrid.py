@@ -1,4 +1,4 @@
-"""The adapter for hybrid linear/full-attention models: Qwen3-Next and Qwen3.5 (MoE, text).
+"""The adapter for hybrid linear/full-attention models: Qwen3-Next and Qwen3.5 (MoE and dense, text).
 
 `layer_types` says which layers are gated DeltaNet (`linear_attention`: a recurrent state sized by
 `linear_num_key_heads` / `linear_num_value_heads` x `linear_key_head_dim` /
@@ -6,7 +6,8 @@
 attention (GQA with a per-head q/k norm and a sigmoid output gate). The MLP is MoE
 (`num_experts`, `num_experts_per_tok`, `moe_intermediate_size`, and a gated shared expert of
 `shared_expert_intermediate_size`) except in Qwen3-Next's `mlp_only_layers` or off the
-`decoder_sparse_step` grid (dense `intermediate_size`). Both ship one MTP layer (Qwen3-Next's is
+`decoder_sparse_step` grid (dense `intermediate_size`); Qwen3.5's dense models (`qwen3_5_text`,
+e.g. Qwen3.5-27B) have a dense MLP in every layer. Both ship one MTP layer (Qwen3-Next's is
 implied by its checkpoint, Qwen3.5 says `mtp_num_hidden_layers`).
 
 Maps a stack of layer specs back to `layer_types` / `mlp_only_layers`. Must not know about
@@ -42,6 +43,7 @@ class HybridLinearAdapter(DecoderAdapter):
     dense_layers_field: str | None = "mlp_only_layers"  # None: every layer is MoE
     mtp_field: str | None = None  # config field counting MTP layers
     shipped_mtp_layers: int = 0  # MTP layers the checkpoints ship when the config does not say
+    moe: bool = True  # False: every MLP is dense (Qwen3.5's dense models, `qwen3_5_text`)
 
     def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
         spec = super().to_spec(config, name)
@@ -51,9 +53,10 @@ class HybridLinearAdapter(DecoderAdapter):
     # ---- HF config -> spec -------------------------------------------------------------
     def required_fields(self) -> tuple[str, ...]:
         moe = QWEN_NEXT_MOE
+        experts = (moe.num_experts, moe.top_k, moe.expert_size) if self.moe else ()
         return (*CORE_FIELDS, "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
-                "linear_value_head_dim", "linear_conv_kernel_dim", moe.num_experts, moe.top_k, moe.expert_size,
-                *(("intermediate_size",) if self.dense_layers_field else ()))
+                "linear_value_head_dim", "linear_conv_kernel_dim", *experts,
+                *(("intermediate_size",) if self.dense_layers_field or not self.moe else ()))
 
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         if self.hf_layer_types(config)[index] != "linear_attention":
@@ -68,7 +71,7 @@ class HybridLinearAdapter(DecoderAdapter):
         return AttentionSpec(kind="linear", linear=linear)
 
     def is_moe_layer(self, config: PretrainedConfig, index: int) -> bool:
-        if int(getattr(config, "num_experts", 0) or 0) <= 0:
+        if not self.moe or int(getattr(config, "num_experts", 0) or 0) <= 0:
             return False
         if self.dense_layers_field is None:
             return True
