@@ -72,7 +72,8 @@ def check_values(data: Mapping[str, Any], source: str) -> None:
                 f"{source}: {prefix}head_dim={head_dim} contradicts {prefix}qk_rope_head_dim={rope}: in latent "
                 f"attention (kv_lora_rank) head_dim is the rotary part; leave it out or make it {rope}")
         hidden, heads = section.get("hidden_size"), section.get("num_attention_heads")
-        if hidden and heads and head_dim is None and hidden % heads:
+        latent = section.get("kv_lora_rank") is not None  # MLA: head sizes are qk_nope / qk_rope / v_head_dim
+        if hidden and heads and head_dim is None and hidden % heads and not latent:
             raise MalformedConfigError(
                 f"{source}: {prefix}hidden_size={hidden} is not divisible by {prefix}num_attention_heads={heads} and "
                 f"there is no head_dim; give head_dim, or num_attention_heads dividing {hidden}")

@@ -44,7 +44,7 @@ register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
-register(DeepseekAdapter(model_types=("deepseek_v3",)))
+register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite")))  # glm4_moe_lite: GLM-4.7-Flash
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # hybrid gated DeltaNet (linear attention) + gated full attention
 register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
