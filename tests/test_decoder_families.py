@@ -1,0 +1,53 @@
+"""Llama-shaped decoder families served by the standard adapter row (models/adapters/__init__.py):
+for each, transformers' own default config cut to 4 layers — parameters against transformers' own
+modules built on the meta device (a second route), the KV cache by hand from the config (sliding
+layers hold at most their window: the window is set below the context to exercise it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import tensor_cast
+
+FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee", "granite", "internlm3",
+            "ministral3")
+CONTEXT, BATCH, WINDOW = 100, 2, 32
+
+
+def config_for(model_type: str):
+    config = AutoConfig.for_model(model_type, num_hidden_layers=4)
+    if getattr(config, "layer_types", None):
+        config.layer_types = list(config.layer_types[:4])
+    if hasattr(config, "sliding_window"):
+        config.sliding_window = WINDOW
+        if hasattr(config, "use_sliding_window"):
+            config.use_sliding_window = True
+    return config
+
+
+def expected_kv_bytes(config, model_type: str) -> int:
+    heads = config.num_attention_heads
+    kv = config.num_key_value_heads or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kinds = list(getattr(config, "layer_types", None) or ["full_attention"] * 4)
+    if model_type == "ministral3":  # Mistral's attention: the window applies to every layer
+        kinds = ["sliding_attention"] * 4
+    held = [min(CONTEXT + 1, WINDOW) if k == "sliding_attention" else CONTEXT + 1 for k in kinds]
+    return sum(BATCH * h * 2 * kv * head_dim * 2 for h in held)  # K and V, bf16
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_family_parameters_and_kv_cache(model_type, tmp_path):
+    config = config_for(model_type)
+    data = config.to_dict()
+    data["architectures"] = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with torch.device("meta"):
+        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    assert report.num_parameters == reference
+    assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
