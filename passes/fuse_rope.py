@@ -3,8 +3,9 @@
 Matches: connected nodes traced inside the HF RoPE helpers (`apply_rotary_pos_emb`,
 `rotate_half`, and their per-family variants in `ROPE_FUNCTIONS`) within one module: slices,
 neg, cat, mul by cos/sin, add, for q and k together.
-Produces: `rope([q, k], cos, sin) -> [q', k']`: one kernel rotating q and k in place of the
-~14 elementwise kernels eager PyTorch launches (vLLM's `rotary_embedding`).
+Produces: `rope([q, k], cos, sin[, dtype]) -> [q', k']`: one kernel rotating q and k in place of the
+~14 elementwise kernels eager PyTorch launches (vLLM's `rotary_embedding`); `dtype` where the
+helper casts its result back from float32 math (ERNIE-4.5) to the dtype the region outputs.
 Invariant after: no node of a matched helper remains; each rotated tensor keeps its shape and
 dtype; the op's inputs are the unrotated tensors and the two cos/sin tables.
 Example:
@@ -60,5 +61,9 @@ def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
         tables = [n for n in inputs if n not in rotated]
         if len(rotated) != len(outputs) or len(set(rotated)) != len(rotated) or len(tables) != 2:
             continue
-        replace_with_op(gm, nodes, op, (rotated, tables[0], tables[1]), outputs)
+        dtypes = {example(o).dtype for o in outputs}
+        promoted = {torch.promote_types(example(x).dtype, example(tables[0]).dtype) for x in rotated}
+        args = (rotated, tables[0], tables[1]) if dtypes == promoted or len(dtypes) != 1 else \
+            (rotated, tables[0], tables[1], dtypes.pop())  # the helper casts back (ERNIE: float32 math)
+        replace_with_op(gm, nodes, op, args, outputs)
     return finish(gm)

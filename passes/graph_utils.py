@@ -162,9 +162,20 @@ def _flat_nodes(value: Any) -> Iterable[fx.Node]:
     return out
 
 
+def _same_value(node: fx.Node, value: Any) -> bool:
+    """True when `value` (a fake result) has the shape and dtype of `node`'s example value."""
+    old = example(node)
+    if not isinstance(old, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return True  # not a tensor (symbolic sizes, tuples): nothing to compare
+    return old.dtype == value.dtype and tuple(old.shape) == tuple(value.shape)
+
+
 def replace_with_op(gm: fx.GraphModule, nodes: Sequence[fx.Node], op: Any, args: tuple[Any, ...],
                     outputs: Sequence[fx.Node], kwargs: dict[str, Any] | None = None) -> fx.Node | None:
-    """Replace `nodes` by one call `op(*args)`; its i-th result replaces `outputs[i]`."""
+    """Replace `nodes` by one call `op(*args)`; its i-th result replaces `outputs[i]`.
+
+    Refuses (returns None, the graph untouched) when a result differs from the output it replaces
+    in shape or dtype: a fusion keeps every value its users read as it was."""
     graph = gm.graph
     region = set(nodes)
     if set(region_outputs(nodes)) - set(outputs):
@@ -179,6 +190,9 @@ def replace_with_op(gm: fx.GraphModule, nodes: Sequence[fx.Node], op: Any, args:
     fake_args = fx.node.map_arg((args, kwargs or {}), example)
     with fake_mode:
         result = op(*fake_args[0], **fake_args[1])
+    values = [result] if len(outputs) == 1 and not isinstance(result, (list, tuple)) else list(result)
+    if len(values) != len(outputs) or not all(_same_value(o, v) for o, v in zip(outputs, values, strict=True)):
+        return None
     template = outputs[-1] if outputs else nodes[-1]
     with graph.inserting_before(anchor):
         new = graph.call_function(op, args, kwargs or {})

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import tensor_cast
 
 FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee", "granite", "internlm3",
-            "ministral3")
+            "olmo3", "ernie4_5", "ministral3")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 

@@ -366,3 +366,14 @@ def test_moe_modules_are_checked_against_the_family_table() -> None:
     del block.gate
     with pytest.raises(UnsupportedModelError, match="MoE block model.layers.0.mlp lacks gate"):
         experts_function(rep)
+
+
+def test_ernie_kv_cache_is_bf16_keys_and_values():
+    """ERNIE-4.5 rotates q/k in float32 and casts back: the attention reads bf16 K/V, so the KV cache is
+    layers x tokens x 2 x KV heads x head_dim x 2 bytes (it was counted with float32 keys)."""
+    config = registry.lookup("baidu/ERNIE-4.5-21B-A3B-PT").config
+    kv, head_dim = config["num_key_value_heads"], config.get("head_dim") or config["hidden_size"] // config[
+        "num_attention_heads"]
+    report = tensor_cast.analyze("baidu/ERNIE-4.5-21B-A3B-PT", device="h100", batch_size=2, query_len=1,
+                                 context_len=100, num_hidden_layers=2)
+    assert report.memory.kv_cache_bytes == 2 * 2 * 101 * 2 * kv * head_dim * 2

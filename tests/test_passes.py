@@ -226,6 +226,49 @@ def test_fuse_rope_ignores_unrecognized_helpers(capture_module):
     assert count(after, tc.rope.default) == 0
 
 
+def apply_rotary_emb(q, k, cos, sin):
+    """ERNIE-4.5's kind of helper: the rotation in float32, the result cast back to the inputs' dtype."""
+    dtype, half = q.dtype, q.shape[-1] // 2
+    q_embed = q.float() * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1).float() * sin
+    k_embed = k.float() * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1).float() * sin
+    return q_embed.to(dtype), k_embed.to(dtype)
+
+
+class Float32Rotation(nn.Module):
+    def forward(self, q, k, cos, sin):
+        q, k = apply_rotary_emb(q, k, cos, sin)
+        return q * 1, k * 1
+
+
+def test_fuse_rope_keeps_the_dtype_a_helper_casts_back_to(capture_module):
+    """bf16 q/k rotated with float32 tables and cast back (ERNIE-4.5): the fused op returns bf16, as the
+    helper did (a float32 result fed the attention float32 keys: ERNIE's KV cache counted twice)."""
+    args = (torch.randn(2, 4, 3, 8).bfloat16(), torch.randn(2, 2, 3, 8).bfloat16(), torch.randn(1, 3, 8),
+            torch.randn(1, 3, 8))
+    _, after = check_same_numbers(capture_module, Float32Rotation(), fuse_rope, *args)
+    ropes = [n for n in after.graph.nodes if call_target(n) == tc.rope.default]
+    assert ropes and all(r.args[3] == torch.bfloat16 for r in ropes)  # q and k: not joined by shared tables here
+    assert {v.dtype for r in ropes for v in r.meta["example_value"]} == {torch.bfloat16}
+
+
+def test_a_fusion_that_would_change_a_dtype_is_refused(capture_module):
+    """replace_with_op refuses a replacement whose result differs from the output it replaces (here the
+    rope op without its dtype: float32 where the region gave bf16) and leaves the graph as it was."""
+    from tensor_cast.passes.graph_utils import region_outputs, replace_with_op
+
+    args = (torch.randn(2, 4, 3, 8).bfloat16(), torch.randn(2, 2, 3, 8).bfloat16(), torch.randn(1, 3, 8),
+            torch.randn(1, 3, 8))
+    gm, _ = capture_module(Float32Rotation(), *args)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    region = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")
+              and n not in placeholders and not (n.target is operator.mul and n.args[1] == 1)]
+    outputs = region_outputs(region)
+    before = len(list(gm.graph.nodes))
+    assert replace_with_op(gm, region, tc.rope.default, (placeholders[:2], placeholders[2], placeholders[3]),
+                           outputs) is None
+    assert len(list(gm.graph.nodes)) == before
+
+
 def test_eliminate_noop_views(capture_module):
     class Noops(nn.Module):
         def forward(self, x):

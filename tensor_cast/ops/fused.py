@@ -81,19 +81,22 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.library.custom_op("tensor_cast::rope", mutates_args=())
-def rope(xs: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor) -> list[torch.Tensor]:
+def rope(xs: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor,
+         dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """`dtype`: the rotated tensors' dtype (default: x's promoted with the tables', as eager math
+    gives; a family whose helper casts back, e.g. ERNIE's float32 rotation, passes x's own)."""
     out = []
     for x in xs:
         c, s = cos, sin
         while c.dim() < x.dim():  # (B, S, D) tables broadcast over the heads dim of (B, H, S, D)
             c, s = c.unsqueeze(1), s.unsqueeze(1)
-        out.append((x * c + _rotate_half(x) * s).to(torch.promote_types(x.dtype, cos.dtype)))
+        out.append((x * c + _rotate_half(x) * s).to(dtype or torch.promote_types(x.dtype, cos.dtype)))
     return out
 
 
 @rope.register_fake
-def _rope_fake(xs, cos, sin):
-    return [x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, cos.dtype)) for x in xs]
+def _rope_fake(xs, cos, sin, dtype=None):
+    return [x.new_empty(x.shape, dtype=dtype or torch.promote_types(x.dtype, cos.dtype)) for x in xs]
 
 
 @torch.library.custom_op("tensor_cast::fused_linear", mutates_args=())
