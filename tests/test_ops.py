@@ -45,3 +45,18 @@ def test_ops_run_on_meta():
         out = tc.attention.default(torch.empty(2, 8, 5, 16), torch.empty(2, 2, 5, 16), torch.empty(2, 2, 5, 16),
                                    4096, 0.1, True, 0, None)
     assert out.shape == (2, 5, 8, 16) and out.device.type == "meta"
+
+
+def test_inference_dropout_is_free_and_training_dropout_an_error():
+    """Dropout in eval (training=False) returns its input: no cost. In training mode it is not an
+    inference op: an error naming it, never a silent zero."""
+    from tensor_cast.backends.formulas import lookup
+    from tensor_cast.backends.formulas.registry import OpCall, TensorInfo
+    from tensor_cast.errors import UnknownOpError
+
+    x = TensorInfo(shape=(4, 8), dtype=torch.bfloat16)
+    rule = lookup(torch.nn.functional.dropout).rule
+    counts = rule(OpCall(torch.nn.functional.dropout, (x,), {"p": 0.1, "training": False}, outputs=(x,)))
+    assert counts.flops == {} and counts.bytes_read == 0 and counts.bytes_written == 0
+    with pytest.raises(UnknownOpError, match="dropout with training=True and p=0.1"):
+        rule(OpCall(torch.nn.functional.dropout, (x,), {"p": 0.1, "training": True}, outputs=(x,)))

@@ -12,6 +12,7 @@ import operator
 
 import torch
 
+from ...errors import UnknownOpError
 from ..counts import ZERO, Counts
 from .registry import OpCall, register
 
@@ -59,6 +60,17 @@ def convert(call: OpCall) -> Counts:
     if src.dtype == call.out.dtype:
         return ZERO
     return Counts(bytes_read=src.nbytes, bytes_written=call.out_bytes)
+
+
+@register(torch.nn.functional.dropout, "Tensor.dropout", kind="elementwise")
+def dropout(call: OpCall) -> Counts:
+    """Inference dropout (`training=False`, or p = 0) returns its input: free. Training-mode dropout
+    is not an inference op: an error, never a silent zero."""
+    training = call.arg(2, "training", True)
+    p = call.arg(1, "p", 0.5)
+    if training and p:
+        raise UnknownOpError(f"dropout with training=True and p={p} is not an inference op (a model in train mode?)")
+    return ZERO
 
 
 @register(torch.mean, torch.sum, torch.amax, torch.amin, torch.var, torch.prod, torch.norm, torch.max,

@@ -33,12 +33,12 @@ def register(adapter: DecoderAdapter) -> DecoderAdapter:
 register(DecoderAdapter(model_types=("llama",)))
 # Llama-shaped decoders whose config uses the standard names (`layer_types` for their sliding layers):
 # Apertus, SmolLM3, EXAONE 4, GLM-4 / GLM, Cohere Command-A (cohere2), Helium, Arcee AFM, Granite, InternLM3,
-# OLMo 3, ERNIE-4.5 dense (tests/test_decoder_families.py: parameters against transformers' own modules,
+# OLMo 3, ERNIE-4.5 dense, Seed-OSS (tests/test_decoder_families.py: parameters against transformers' own modules,
 # KV cache by hand)
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee",
-                                     "granite", "internlm3", "olmo3", "ernie4_5")))
-# Ministral 3: Mistral's attention, its sliding_window (when set) on every layer
-register(DecoderAdapter(model_types=("ministral3",), window_applies_to_all_layers=True))
+                                     "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
+# Ministral 3 and Phi-3: Mistral's attention, their sliding_window (when set) on every layer
+register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
 register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
                         qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_field=None,
