@@ -74,3 +74,15 @@ def test_head_dim_is_not_hidden_over_heads_for_qwen3():
     hidden/heads = 5120/64 = 80 and head_dim 128."""
     spec = load_spec("Qwen/Qwen3-32B")
     assert spec.layers[0].attention.head_dim == 128 != spec.hidden_size // spec.layers[0].attention.num_heads
+
+
+def test_cli_lists_the_supported_families(capsys):
+    from tensor_cast.cli import main
+    from tensor_cast.models.adapters import supported_model_types
+
+    assert main(["models", "--families"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert sorted(rows) == supported_model_types()
+    assert rows["deepseek_v3"][1:] == ["kimi_k2", "3"]  # DeepSeek-V3, DeepSeek-R1, and Kimi-K2 under its alias
+    assert rows["qwen3_5_text"][-1] == "0" and rows["glm4_moe_lite"][-1] == "0"  # families beyond the registry

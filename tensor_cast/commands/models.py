@@ -1,6 +1,8 @@
 """`tensor-cast models`: the offline registry, read from its JSON files (no transformers import).
 
-`--kinds` adds each model's distinct layer kinds, which needs the adapters (transformers).
+`--kinds` adds each model's distinct layer kinds, which needs the adapters (transformers);
+`--families` lists instead every config `model_type` the adapters translate (any checkpoint of
+those families loads by hub id or local config.json, registry or not).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ HELP = "list the offline registry of public architectures"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kinds", action="store_true",
                    help="also describe each model's distinct layer kinds (builds every spec: a few seconds)")
+    p.add_argument("--families", action="store_true",
+                   help="list the supported config model_types instead (any checkpoint of them loads, registry or not)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +24,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models import registry
 
+    if args.families:
+        from ..models.adapters import MODEL_TYPE_ALIASES, supported_model_types
+
+        aliases = {v: [k for k, t in MODEL_TYPE_ALIASES.items() if t == v] for v in MODEL_TYPE_ALIASES.values()}
+        in_registry: dict[str, int] = {}
+        for entry in registry.all_entries():
+            kind = MODEL_TYPE_ALIASES.get(entry.config.get("model_type", ""), entry.config.get("model_type", ""))
+            in_registry[kind] = in_registry.get(kind, 0) + 1
+        print(tabulate([[t, ", ".join(aliases.get(t, [])), in_registry.get(t, 0)] for t in supported_model_types()],
+                       headers=["model_type", "also written as", "registry models"], disable_numparse=True))
+        return 0
     rows = []
     for entry in registry.all_entries():
         config = entry.config
