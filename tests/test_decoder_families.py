@@ -14,7 +14,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import tensor_cast
 
 FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee", "granite", "internlm3",
-            "olmo3", "ernie4_5", "seed_oss", "ministral3", "phi3")
+            "olmo3", "ernie4_5", "seed_oss", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
+            "cohere", "phi")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 
@@ -34,7 +35,7 @@ def expected_kv_bytes(config, model_type: str) -> int:
     kv = config.num_key_value_heads or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kinds = list(getattr(config, "layer_types", None) or ["full_attention"] * 4)
-    if model_type in ("ministral3", "phi3"):  # Mistral's attention: the window applies to every layer
+    if model_type in ("ministral3", "phi3", "starcoder2"):  # Mistral's attention: the window on every layer
         kinds = ["sliding_attention"] * 4
     held = [min(CONTEXT + 1, WINDOW) if k == "sliding_attention" else CONTEXT + 1 for k in kinds]
     return sum(BATCH * h * 2 * kv * head_dim * 2 for h in held)  # K and V, bf16

@@ -37,8 +37,15 @@ register(DecoderAdapter(model_types=("llama",)))
 # KV cache by hand)
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
-# Ministral 3 and Phi-3: Mistral's attention, their sliding_window (when set) on every layer
+# Ministral 3, Phi-3 and StarCoder2: Mistral's attention, their sliding_window (when set) on every layer
 register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
+register(DecoderAdapter(model_types=("starcoder2",), window_applies_to_all_layers=True, qkv_bias_field="use_bias",
+                        out_bias_field="use_bias", mlp_bias_field="use_bias"))
+# Gemma / Gemma 2 (Gemma 2: sandwich norms and its sliding / global `layer_types`, as Gemma 3), OLMo / OLMo 2,
+# Cohere Command-R (`cohere`), Phi-1/2 (`phi`)
+register(DecoderAdapter(model_types=("gemma", "olmo", "olmo2", "cohere", "phi")))
+register(DecoderAdapter(model_types=("gemma2",), activation_field="hidden_activation", mlp_bias_field=None,
+                        supports_layer_skips=False))
 register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
                         qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_field=None,
