@@ -52,3 +52,36 @@ def test_family_parameters_and_kv_cache(model_type, tmp_path):
     report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
     assert report.num_parameters == reference
     assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
+
+
+MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set where transformers' default is None)
+    "flex_olmo": ("num_experts", "intermediate_size", {}),
+    "sarvam_moe": ("n_routed_experts", "moe_intermediate_size", {}),
+    "dots1": ("n_routed_experts", "moe_intermediate_size", {"n_routed_experts": 16, "num_experts_per_tok": 4,
+                                                             "n_shared_experts": 1}),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(MOE_FAMILIES))
+def test_moe_family_parameters_active_parameters_and_kv_cache(model_type, tmp_path):
+    """MoE rows: parameters against transformers; active parameters by hand — all of them but the input
+    embedding table (a lookup) and the E - k routed experts a token skips in each MoE layer."""
+    experts_field, width_field, given = MOE_FAMILIES[model_type]
+    config = config_for(model_type)
+    for name, value in given.items():
+        setattr(config, name, value)
+    dense_first = 1 if getattr(config, "first_k_dense_replace", None) is not None else 0
+    if dense_first:
+        config.first_k_dense_replace = dense_first
+    data = config.to_dict()
+    data["architectures"] = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with torch.device("meta"):
+        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    assert report.num_parameters == reference
+    experts, k = getattr(config, experts_field), config.num_experts_per_tok
+    skipped = (4 - dense_first) * (experts - k) * 3 * config.hidden_size * getattr(config, width_field)
+    assert report.active_parameters == reference - config.vocab_size * config.hidden_size - skipped
+    assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
+    assert sum(r.op == "tensor_cast.moe" for r in report.ops) == 4 - dense_first
