@@ -461,3 +461,52 @@ def test_several_engines_are_compared_in_one_search():
     assert "engine" in result.to_csv().splitlines()[0].split(",")
     with pytest.raises(InvalidArgumentError, match="unknown engine 'tgi'"):
         search("Qwen/Qwen3-0.6B", devices="h100-sxm", gpus="1", isl=128, osl=16, engine="vllm,tgi", simulator=simulate)
+
+
+def test_slo_attainment_judges_each_requests_share():
+    """--slo-stat attainment[:share]: at least that share of the requests within both targets (DistServe's
+    attainment, vLLM's goodput); the violation is the required share over the attained one."""
+    from dataclasses import replace as with_
+
+    from tensor_cast.search.metrics import SLO, Metrics
+
+    slo = SLO(ttft_s=0.3, tpot_s=0.02, stat="attainment")
+    assert (slo.stat, slo.attainment) == ("attainment", 0.9)
+    assert SLO(ttft_s=0.3, stat="attainment:0.95").attainment == 0.95
+    base = Metrics(mean_ttft_s=1.0, mean_tpot_s=1.0, p90_ttft_s=1.0, p90_tpot_s=1.0, output_tokens_per_s=1.0,
+                   unit_gpus=1, requests_per_s=1.0)  # every mean and p90 misses: attainment ignores them
+    assert slo.met(with_(base, ttft_share=0.95, tpot_share=0.97, joint_share=0.92))
+    assert slo.violations(with_(base, ttft_share=0.8, tpot_share=0.97, joint_share=0.78)) == {"ttft": pytest.approx(0.9 / 0.8)}
+    # each target alone attained, both together not: the joint constraint binds
+    assert slo.violations(with_(base, ttft_share=0.93, tpot_share=0.93, joint_share=0.86)) == {
+        "ttft+tpot": pytest.approx(0.9 / 0.86)}
+    for bad, message in (("attainment:1.5", r"must be a share in \(0, 1\]"), ("p90:0.9", "is not one of"),
+                         ("median", "is not one of")):
+        with pytest.raises(InvalidArgumentError, match=message):
+            SLO(ttft_s=0.3, stat=bad)
+
+
+def test_search_with_attainment_measures_the_shares():
+    """The search asks each simulated report for its goodput at the targets (a stand-in's, here): the level whose
+    joint share falls below 0.9 misses, the table shows the share."""
+    from types import SimpleNamespace
+
+    from tensor_cast.search import search
+
+    asked = []
+
+    def simulate(model, *, concurrency, osl, **kwargs):
+        def goodput(targets):
+            asked.append(dict(targets))
+            share = 0.95 if concurrency == 1 else 0.6  # 2 clients: 60 % of the requests within the targets
+            return SimpleNamespace(share=share)
+        return SimpleNamespace(mean_ttft_s=0.01, p90_ttft_s=0.01, mean_tpot_s=1e-3, p90_tpot_s=1e-3,
+                               output_tokens_per_s=1000.0 * concurrency, num_gpus=1, goodput=goodput)
+
+    result = search("Qwen/Qwen3-0.6B", devices="h100-sxm", gpus="1", isl=128, osl=16, ttft="50ms", tpot="10ms",
+                    kv_cache_dtype="auto", concurrency="1,2", jobs=1, simulator=simulate, slo_stat="attainment",
+                    screen=False)
+    assert {"ttft": 50.0, "tpot": 10.0} in asked and {"ttft": 50.0} in asked
+    assert [r.candidate.concurrency for r in result.meeting] == [1]  # the means meet at 2 clients; 60 % does not
+    assert "in SLO" in result.summary() and "95.0%" in result.summary()
+    assert json.loads(result.to_json())["slo"]["attainment"] == 0.9

@@ -22,7 +22,10 @@ def _common(p: Any) -> None:
     p.add_argument("--osl", type=int, required=True, help="output tokens per request")
     p.add_argument("--ttft", help="time-to-first-token target, e.g. 300ms")
     p.add_argument("--tpot", help="time-per-output-token target, e.g. 10ms")
-    p.add_argument("--slo-stat", default="mean", help="statistic the targets apply to: mean (default), p90")
+    p.add_argument("--slo-stat", default="mean",
+                   help="statistic the targets apply to: mean (default), p90, or attainment[:share] — at least that "
+                        "share of the requests (default 0.9) within both targets, each request on its own TTFT and "
+                        "TPOT (DistServe's SLO attainment, vLLM's goodput)")
     p.add_argument("--engine", default="vllm",
                    help="serving engine: vllm (default), sglang, trtllm; several (e.g. vllm,sglang) are compared: "
                         "every configuration under each, the best per device and engine")

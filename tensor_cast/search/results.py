@@ -22,7 +22,7 @@ from .space import Candidate, Variant
 
 CSV_FIELDS = ("device", "engine", "gpus", "config", "tp", "pp", "dp", "ep", "quant", "kv_cache_dtype", "replicas",
               "concurrency", "mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p90_tpot_ms", "tokens_per_s",
-              "tokens_per_s_per_gpu", "tokens_per_s_per_user", "meets_slo", "on_frontier", "usd_per_m_tokens",
+              "tokens_per_s_per_gpu", "tokens_per_s_per_user", "slo_share", "meets_slo", "on_frontier", "usd_per_m_tokens",
               "status")  # status: "simulated", or the reason a configuration was screened out unsimulated
 
 
@@ -94,7 +94,7 @@ class SearchResult:
             "mean_ttft_ms": m.mean_ttft_s * 1e3, "p90_ttft_ms": m.p90_ttft_s * 1e3,
             "mean_tpot_ms": m.mean_tpot_s * 1e3, "p90_tpot_ms": m.p90_tpot_s * 1e3,
             "tokens_per_s": row.tokens_per_s, "tokens_per_s_per_gpu": m.tokens_per_s_per_gpu,
-            "tokens_per_s_per_user": m.tokens_per_s_per_user, "meets_slo": self.slo.met(m),
+            "tokens_per_s_per_user": m.tokens_per_s_per_user, "slo_share": m.joint_share, "meets_slo": self.slo.met(m),
             "on_frontier": any(row is f for f in self.frontier), "usd_per_m_tokens": cost, "status": "simulated",
         }
 
@@ -102,7 +102,8 @@ class SearchResult:
         return {
             "model": self.model, "engine": self.engine, "isl": self.isl, "osl": self.osl,
             "range_ratio": self.range_ratio,
-            "slo": {"ttft_s": self.slo.ttft_s, "tpot_s": self.slo.tpot_s, "stat": self.slo.stat},
+            "slo": {"ttft_s": self.slo.ttft_s, "tpot_s": self.slo.tpot_s, "stat": self.slo.stat,
+                    "attainment": self.slo.attainment if self.slo.stat == "attainment" else None},
             "devices": list(self.devices), "gpus": list(self.gpus), "prices_usd_per_gpu_hour": self.prices,
             "rate_per_s": self.rate,
             "simulated": len(self.rows), "meeting_slo": len(self.meeting),
@@ -144,16 +145,18 @@ class SearchResult:
     def _table(self, rows: list[Row]) -> str:
         from tabulate import tabulate
 
+        attainment = self.slo.stat == "attainment"
+        shown = "p90" if attainment else self.slo.stat  # attainment judges shares; the table shows the p90
         head = ("device", "GPUs", "configuration", "conc.", "TTFT ms", "TPOT ms", "tok/s/GPU", "tok/s/user",
-                "$/M tok")
+                "$/M tok") + (("in SLO",) if attainment else ())
         body = []
         for r in rows:
             d = self.row_dict(r)
             cost = d["usd_per_m_tokens"]
             body.append((d["device"], d["gpus"], d["config"], d["concurrency"],
-                         f"{d[f'{self.slo.stat}_ttft_ms']:.0f}", f"{d[f'{self.slo.stat}_tpot_ms']:.1f}",
+                         f"{d[f'{shown}_ttft_ms']:.0f}", f"{d[f'{shown}_tpot_ms']:.1f}",
                          f"{d['tokens_per_s_per_gpu']:.0f}", f"{d['tokens_per_s_per_user']:.1f}",
-                         "" if cost is None else f"{cost:.3f}"))
+                         "" if cost is None else f"{cost:.3f}") + ((f"{d['slo_share']:.1%}",) if attainment else ()))
         return tabulate(body, headers=head, disable_numparse=True)
 
     def summary(self) -> str:
@@ -162,7 +165,7 @@ class SearchResult:
         pruned = sum(1 for f in self.fits if f.reason)
         spread = f" (each ±{self.range_ratio:.0%})" if self.range_ratio else " (fixed lengths)"
         lines = [f"{self.model} on {', '.join(self.devices)} ({self.engine}), ISL {self.isl} / OSL {self.osl}{spread}, "
-                 f"{slo} ({self.slo.stat}): {len(self.rows)} configurations simulated, {len(self.meeting)} meet the "
+                 f"{slo} ({self._stat()}): {len(self.rows)} configurations simulated, {len(self.meeting)} meet the "
                  f"SLOs; {pruned} of {len(self.fits)} device x layout variants pruned by memory"
                  + (f"; {len(self.screened)} configurations screened out unsimulated (each above a concurrency "
                     "level of the same instance that already misses the SLOs; latency rises with concurrency)"
@@ -192,6 +195,11 @@ class SearchResult:
                 lines.append(f"# {x.role}: {x.instances} instance(s)" + "".join(f"\n# note: {n}" for n in x.notes))
                 lines.append(x.shell())
         return "\n".join(lines)
+
+    def _stat(self) -> str:
+        if self.slo.stat == "attainment":
+            return f"attainment: {self.slo.attainment:.0%} of requests within both, table times p90"
+        return self.slo.stat
 
     def _accuracy(self) -> list[str]:
         """One line per chosen row ("" each where the result was built without them)."""

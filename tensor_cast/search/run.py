@@ -198,6 +198,7 @@ class SimTask:
     decode: Pool | None = None
     slo: SLO | None = None  # screening: levels above one that misses it are not simulated
     range_ratio: float = 0.0
+    shares: SLO | None = None  # the attainment statistic: the shares of requests within its targets are measured
 
     @property
     def unit_gpus(self) -> int:
@@ -245,11 +246,22 @@ def _simulate_group(task: SimTask) -> list[Metrics | str | Screened]:
         metrics = Metrics(mean_ttft_s=float(report.mean_ttft_s), mean_tpot_s=float(report.mean_tpot_s),
                           p90_ttft_s=float(report.p90_ttft_s), p90_tpot_s=float(report.p90_tpot_s),
                           output_tokens_per_s=tokens_per_s, unit_gpus=int(report.num_gpus),
-                          requests_per_s=tokens_per_s / task.osl)
+                          requests_per_s=tokens_per_s / task.osl, **_shares(report, task.shares))
         out.append(metrics)
         if task.slo is not None and not task.slo.met(metrics):
             missed = Screened(c, task.slo.violations(metrics))
     return out
+
+
+def _shares(report: Any, slo: SLO | None) -> dict[str, float]:
+    """The shares of `report`'s requests within each target of `slo` and within both (its goodput)."""
+    if slo is None or slo.stat != "attainment":
+        return {}
+    targets = {k: v * 1e3 for k, v in (("ttft", slo.ttft_s), ("tpot", slo.tpot_s)) if v is not None}
+    if not targets:
+        return {}
+    shares = {f"{k}_share": report.goodput({k: v}).share for k, v in targets.items()}
+    return {**shares, "joint_share": report.goodput(targets).share}
 
 
 # ---- the pipeline ------------------------------------------------------------------------------
@@ -290,7 +302,7 @@ def _explore(inputs: Inputs, sizes: Sequence[int], check_counts: bool = True,
         levels = tuple(c for c in inputs.concurrency if c <= f.max_batch) or (f.max_batch,)
         sim_tasks.append(SimTask(inputs.model, f.device, f.variant, levels, inputs.engine, inputs.isl, inputs.osl,
                                  inputs.requests_per_client, inputs.cache, inputs.simulator,
-                                 slo=_screening(inputs), range_ratio=inputs.range_ratio))
+                                 slo=_screening(inputs), range_ratio=inputs.range_ratio, shares=inputs.slo))
     if inputs.disagg:
         sim_tasks += _disagg_tasks(inputs, fits)
     results = fan_out(_simulate_group, sim_tasks, jobs=inputs.jobs, ray_address=inputs.ray, desc="simulate",
@@ -353,7 +365,7 @@ def _disagg_tasks(inputs: Inputs, fits: Sequence[FitInfo]) -> list[SimTask]:
                 tasks.append(SimTask(inputs.model, device, decode.variant, levels, inputs.engine, inputs.isl,
                                      inputs.osl, inputs.requests_per_client, inputs.cache, inputs.simulator,
                                      prefill=Pool(prefill.variant, workers), decode=Pool(decode.variant, 1),
-                                     slo=_screening(inputs), range_ratio=inputs.range_ratio))
+                                     slo=_screening(inputs), range_ratio=inputs.range_ratio, shares=inputs.slo))
     return tasks
 
 
