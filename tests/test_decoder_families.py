@@ -41,15 +41,21 @@ def expected_kv_bytes(config, model_type: str) -> int:
     return sum(BATCH * h * 2 * kv * head_dim * 2 for h in held)  # K and V, bf16
 
 
+def analyze_against_transformers(config, folder):
+    """(tensor_cast's report of `config` written to `folder`, transformers' own parameter count on meta)."""
+    data = config.to_dict()
+    data["architectures"] = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
+    (folder / "config.json").write_text(json.dumps(data))
+    with torch.device("meta"):
+        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    report = tensor_cast.analyze(str(folder), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    return report, reference
+
+
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_family_parameters_and_kv_cache(model_type, tmp_path):
     config = config_for(model_type)
-    data = config.to_dict()
-    data["architectures"] = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
-    (tmp_path / "config.json").write_text(json.dumps(data))
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
 
@@ -73,12 +79,7 @@ def test_moe_family_parameters_active_parameters_and_kv_cache(model_type, tmp_pa
     dense_first = 1 if getattr(config, "first_k_dense_replace", None) is not None else 0
     if dense_first:
         config.first_k_dense_replace = dense_first
-    data = config.to_dict()
-    data["architectures"] = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
-    (tmp_path / "config.json").write_text(json.dumps(data))
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     experts, k = getattr(config, experts_field), config.num_experts_per_tok
     skipped = (4 - dense_first) * (experts - k) * 3 * config.hidden_size * getattr(config, width_field)
