@@ -81,5 +81,5 @@ def adapter_for(model_type: str) -> DecoderAdapter:
     except KeyError:
         raise UnsupportedModelError(
             f"model_type {model_type!r} is not supported; supported model types: "
-            f"{choices(supported_model_types())}"
+            f"{choices(supported_model_types())} (all of them: tensor-cast models --families)"
         ) from None
