@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import tensor_cast
 
-FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee", "granite", "internlm3",
+FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee", "granite", "internlm3",
             "olmo3", "ernie4_5", "seed_oss", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
             "cohere", "phi")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
@@ -58,6 +58,10 @@ def test_family_parameters_and_kv_cache(model_type, tmp_path):
     report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
+    # tensor parallelism over 2 GPUs: every weight (the vocabulary too) and the KV heads split in half
+    split = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT, tp=2)
+    assert float(split.memory.weights_bytes) == pytest.approx(float(report.memory.weights_bytes) / 2, rel=1e-3)
+    assert float(split.memory.kv_cache_bytes) == pytest.approx(float(report.memory.kv_cache_bytes) / 2)
 
 
 MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set where transformers' default is None)

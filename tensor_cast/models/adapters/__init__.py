@@ -32,10 +32,10 @@ def register(adapter: DecoderAdapter) -> DecoderAdapter:
 
 register(DecoderAdapter(model_types=("llama",)))
 # Llama-shaped decoders whose config uses the standard names (`layer_types` for their sliding layers):
-# Apertus, SmolLM3, EXAONE 4, GLM-4 / GLM, Cohere Command-A (cohere2), Helium, Arcee AFM, Granite, InternLM3,
+# Apertus, SmolLM3, EXAONE 4, GLM-4 / GLM, Cohere Command-A (cohere2), Arcee AFM, Granite, InternLM3,
 # OLMo 3, ERNIE-4.5 dense, Seed-OSS (tests/test_decoder_families.py: parameters against transformers' own modules,
 # KV cache by hand)
-register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "helium", "arcee",
+register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
 # Ministral 3, Phi-3 and StarCoder2: Mistral's attention, their sliding_window (when set) on every layer
 register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
