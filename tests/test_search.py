@@ -283,6 +283,7 @@ def test_search_end_to_end_small(tmp_path):
     assert "<script" not in page and "//" not in re.sub(r"(?s)<pre>.*?</pre>", "", page).replace("</", "")
     assert len(page.encode()) <= 2_000_000 and page.count("<circle") == len(result.rows)
     assert "Per-op breakdown" in page and "Step timeline" in page
+    assert "# measured accuracy on similar runs: vllm Qwen3-dense agg on h100_sxm" in page  # each launch says it
     # nothing meets a 1 µs TPOT: TPOT binds, the closest configurations are named
     none = search("Qwen/Qwen3-0.6B", gpus="1", ttft="1s", tpot="1us", **kwargs)
     assert not none.meeting and none.binding is not None and none.binding.constraint == "tpot"

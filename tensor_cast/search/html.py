@@ -95,7 +95,8 @@ def chosen_report(result: SearchResult, model: Any) -> Any:
         return None
     row = result.chosen[0]
     return analyze(model, device=row.candidate.device, batch_size=row.candidate.concurrency, query_len=1,
-                   context_len=result.isl + result.osl // 2, **row.candidate.variant.options())
+                   context_len=result.isl + result.osl // 2, engine=row.candidate.engine or result.engine,
+                   **row.candidate.variant.options())
 
 
 def search_html(result: SearchResult, model: Any) -> str:
@@ -113,8 +114,9 @@ def search_html(result: SearchResult, model: Any) -> str:
         per_device = [v if isinstance(v, Row) else v.row for v in result.per_device.values()]
         body.append("<h2>Best per device</h2>" + table(HEAD, _rows(result, per_device), highlight=0))
         body.append("<h2>Frontier (SLOs met)</h2>" + table(HEAD, _rows(result, result.frontier), scroll=True))
-    for row, launches in zip(result.chosen, result.launches):
-        text = "\n\n".join(f"# {x.role}: {x.instances} instance(s)\n" + x.shell() for x in launches)
+    for row, launches, accuracy in zip(result.chosen, result.launches, result._accuracy(), strict=True):
+        text = (f"# {accuracy}\n\n" if accuracy else "") + "\n\n".join(
+            f"# {x.role}: {x.instances} instance(s)\n" + x.shell() for x in launches)
         body.append(f"<h2>Launch: {esc(row.candidate.device)} {esc(row.candidate.describe())}</h2><pre>{esc(text)}</pre>")
     if result.screened:
         body.append(f"<h2>Screened out, not simulated ({len(result.screened)})</h2>" + table(
