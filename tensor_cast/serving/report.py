@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .goodput import Goodput, goodput
-from .simulator import SimResult, StepRecord
+from .sim_result import SimResult, StepRecord
 from .time_split import PhaseSplit
 from .time_split import render as render_time_split
 from .workload import Request

@@ -90,22 +90,12 @@ from .decode_ring import DecodeRing, plan_ring
 from .engines import EngineProfile
 from .pipeline import Flight, StageClock
 from .scheduler import Batch, RankScheduler
+from .sim_result import SimResult, StepRecord
 from .time_split import PhaseTotals
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
-
-
-@dataclass
-class StepRecord:
-    worker: str
-    start_s: float
-    duration_s: float
-    steps: int
-    prefill_tokens: int
-    decode_seqs: int
-    running: int
 
 
 @dataclass
@@ -187,21 +177,6 @@ class Worker:
     @property
     def load(self) -> int:
         return sum(len(r.running) + len(r.waiting) for r in self.ranks)
-
-
-@dataclass
-class SimResult:
-    requests: list[Request]
-    steps: list[StepRecord]
-    itl_durations: np.ndarray
-    itl_weights: np.ndarray
-    duration_s: float
-    preemptions: int
-    kv_blocks: int
-    kv_peak_use: float
-    kv_mean_use: float
-    num_steps: int
-    phases: dict[str, PhaseTotals]  # per pool: its steps split by phase (time_split.py)
 
 
 def entry_role(pools: Mapping[str, Any]) -> str:
