@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError, choices
 from .common import (
-    acceptance_arg,
     add_deployment_arguments,
     add_mtp_arguments,
     deployment_options,
@@ -114,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             context_len=args.context_len, num_hidden_layers=args.num_hidden_layers,
             per_layer_config=layer_config, fuse=not args.unfused,
             cuda_graphs=args.cuda_graphs, trust_remote_code=args.trust_remote_code,
-            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=acceptance_arg(args.mtp_acceptance), moe_skew=args.moe_skew,
+            mla_form=args.mla_form, mtp=args.mtp, mtp_acceptance=args.mtp_acceptance, moe_skew=args.moe_skew,
             engine=args.engine, graph_dumps=dump_dir is not None, allreduce_fusion=args.allreduce_fusion,
             # graph dumps need this process's trace: a --dump-graph run neither reads nor writes the cache
             cache=not args.no_cache and dump_dir is None, **deployment_options(args),

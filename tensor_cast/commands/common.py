@@ -46,15 +46,14 @@ def add_mtp_arguments(p: argparse.ArgumentParser) -> None:
     """`--mtp` and `--mtp-acceptance` (speculative decoding with the model's MTP layers)."""
     p.add_argument("--mtp", type=int_at_least(0), default=0,
                    help="MTP draft tokens per step (speculative decoding; models shipping MTP layers); default 0")
-    p.add_argument("--mtp-acceptance", type=list_of(finite_float),
+    p.add_argument("--mtp-acceptance", type=_acceptance,
                    help="draft acceptance in (0, 1]: one rate for every draft, or one per draft (e.g. 0.85,0.7); "
                         "default 0.85 for the first draft, falling at later ones (tensor_cast/speculative.py)")
 
 
-def acceptance_arg(values: list[float] | None) -> float | tuple[float, ...] | None:
+def _acceptance(text: str) -> float | tuple[float, ...]:
     """`--mtp-acceptance`: one value is the rate of every draft, several are one per draft."""
-    if values is None:
-        return None
+    values = list_of(finite_float)(text)
     return values[0] if len(values) == 1 else tuple(values)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from ..backends.engines import ENGINES as KERNEL_SECTIONS
 from ..errors import InvalidArgumentError
 from .common import (
-    acceptance_arg,
     add_deployment_arguments,
     add_mtp_arguments,
     deployment_options,
@@ -138,12 +137,11 @@ def run(args: argparse.Namespace) -> int:
         shared = dict(
             device=args.device, engine=args.engine, trace=args.trace, num_requests=args.num_requests, isl=args.isl,
             osl=args.osl, disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
-            mtp_acceptance=acceptance_arg(args.mtp_acceptance), prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
+            mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
             warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers, kernels=args.kernels,
             fast_forward=args.fast_forward, **deployment_options(args))
         report: Any
-        if sweep:
-            shared.pop("trace")
+        if sweep:  # --concurrency / --rate / --trace are exclusive: trace is None here
             kind = "concurrency" if args.concurrency else "rate"
             report = simulate_sweep(args.model, **{kind: levels}, **shared,
                                     progress=_Progress("levels") if sys.stderr.isatty() else None)

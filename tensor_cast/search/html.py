@@ -114,8 +114,8 @@ def search_html(result: SearchResult, model: Any) -> str:
         per_device = [v if isinstance(v, Row) else v.row for v in result.per_device.values()]
         body.append("<h2>Best per device</h2>" + table(HEAD, _rows(result, per_device), highlight=0))
         body.append("<h2>Frontier (SLOs met)</h2>" + table(HEAD, _rows(result, result.frontier), scroll=True))
-    for row, launches, accuracy in zip(result.chosen, result.launches, result._accuracy(), strict=True):
-        text = (f"# {accuracy}\n\n" if accuracy else "") + "\n\n".join(
+    for row, launches, accuracy in zip(result.chosen, result.launches, result.accuracy, strict=True):
+        text = f"# {accuracy}\n\n" + "\n\n".join(
             f"# {x.role}: {x.instances} instance(s)\n" + x.shell() for x in launches)
         body.append(f"<h2>Launch: {esc(row.candidate.device)} {esc(row.candidate.describe())}</h2><pre>{esc(text)}</pre>")
     if result.screened:

@@ -68,7 +68,7 @@ class SearchResult:
     per_device: dict[str, Any]  # device (and engine, when compared) -> best Row / fewest-GPU Sized (recommend)
     chosen: list[Row]
     launches: list[list[Launch]]
-    accuracy: list[str] = field(default_factory=list)  # per chosen row: the measured accuracy of similar runs
+    accuracy: list[str] = field(default_factory=list)  # one per chosen row: the measured accuracy of similar runs
     sized: list[Sized] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     binding: Binding | None = None
@@ -117,7 +117,7 @@ class SearchResult:
                 {**self.row_dict(r), "launch": [{"role": x.role, "instances": x.instances, "argv": list(x.argv),
                                                  "yaml": x.yaml, "notes": list(x.notes)} for x in ls],
                  "measured_accuracy": a}
-                for r, ls, a in zip(self.chosen, self.launches, self._accuracy(), strict=True)],
+                for r, ls, a in zip(self.chosen, self.launches, self.accuracy, strict=True)],
             "sized": [{"config": s.row.candidate.describe(), "device": s.row.candidate.device, "units": s.units,
                        "gpus": s.gpus, "requests_per_s_per_unit": s.rate_per_unit} for s in self.sized],
             "binding": None if self.binding is None else {
@@ -187,10 +187,9 @@ class SearchResult:
             lines.append(self._table(list(self.per_device.values())))
             lines.append("\nPareto frontier (SLOs met; tokens/s per GPU vs tokens/s per user):")
             lines.append(self._table(self.frontier))
-        for row, ls, accuracy in zip(self.chosen, self.launches, self._accuracy(), strict=True):
+        for row, ls, accuracy in zip(self.chosen, self.launches, self.accuracy, strict=True):
             lines.append(f"\nLaunch ({row.candidate.device}, {row.candidate.describe()}):")
-            if accuracy:
-                lines.append(f"# {accuracy}")
+            lines.append(f"# {accuracy}")
             for x in ls:
                 lines.append(f"# {x.role}: {x.instances} instance(s)" + "".join(f"\n# note: {n}" for n in x.notes))
                 lines.append(x.shell())
@@ -200,10 +199,6 @@ class SearchResult:
         if self.slo.stat == "attainment":
             return f"attainment: {self.slo.attainment:.0%} of requests within both, table times p90"
         return self.slo.stat
-
-    def _accuracy(self) -> list[str]:
-        """One line per chosen row ("" each where the result was built without them)."""
-        return self.accuracy if len(self.accuracy) == len(self.chosen) else [""] * len(self.chosen)
 
     def _sized_table(self) -> str:
         from tabulate import tabulate

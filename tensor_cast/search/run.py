@@ -509,9 +509,9 @@ def _answer(inputs: Inputs, fits: list[FitInfo], rows: list[Row], failures: list
         best = best_per_device(ok)
         chosen = sorted(best.values(), key=lambda r: -r.metrics.tokens_per_s_per_gpu)
         per_device = dict(best)
-    launches = {id(r): launch(model_id, _scaled(r, sized), r.candidate.engine or inputs.engine, max_len)
-                for r in chosen}
-    accuracy = [accuracy_note(inputs.model_type, r.candidate.device, r.candidate.engine or inputs.engine,
+    engine = {id(r): r.candidate.engine or inputs.engine for r in chosen}  # the row's own where engines compared
+    launches = {id(r): launch(model_id, _scaled(r, sized), engine[id(r)], max_len) for r in chosen}
+    accuracy = [accuracy_note(inputs.model_type, r.candidate.device, engine[id(r)],
                               "disagg" if r.candidate.disaggregated else "agg") for r in chosen]
     return SearchResult(
         model=inputs.model_name, engine=",".join(inputs.engines or (inputs.engine,)), isl=inputs.isl, osl=inputs.osl,

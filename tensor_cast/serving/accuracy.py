@@ -93,15 +93,11 @@ def accuracy_note(model_type: str, device: str, engine: str, mode: str) -> str:
     exact = [g for g in same if g.system == system]
     if exact:
         return f"measured accuracy on similar runs: {exact[0].describe()} [{source}]"
-    if same:
-        where = _some(same)
-        return (f"no measured runs of {engine} {family} {mode} on {device} to check against; on other devices: "
-                f"{where} [{source}]")
     kin = [g for g in table.groups if (g.family, g.mode) == (family, mode)]
-    if kin:
-        where = _some(kin)
-        return (f"no measured runs of {family} {mode} under {engine} to check against; under other engines: "
-                f"{where} [{source}]")
+    for groups, missing, elsewhere in ((same, f"{engine} {family} {mode} on {device}", "on other devices"),
+                                       (kin, f"{family} {mode} under {engine}", "under other engines")):
+        if groups:
+            return f"no measured runs of {missing} to check against; {elsewhere}: {_some(groups)} [{source}]"
     o = table.overall
     what = f"the {family} family" if family else f"model_type {model_type!r}"
     return (f"no measured runs of {what} under {engine} {mode} to check against; over all {o['rows']} sampled runs "

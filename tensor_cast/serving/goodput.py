@@ -36,9 +36,14 @@ class Goodput:
         return self.good / self.total if self.total else math.nan
 
     def describe(self) -> str:
-        slo = " and ".join(f"{k.upper()} <= {v:g} ms" for k, v in self.slo_ms.items())
+        slo = objectives_text(self.slo_ms)
         return (f"goodput: {self.good} of {self.total} requests ({self.share:.1%}) met {slo}: "
                 f"{self.requests_per_s:.3g} requests/s")
+
+
+def objectives_text(slo_ms: Mapping[str, float]) -> str:
+    """'TTFT <= 300 ms and TPOT <= 50 ms'."""
+    return " and ".join(f"{k.upper()} <= {v:g} ms" for k, v in slo_ms.items())
 
 
 def parse_slo(given: Sequence[str] | Mapping[str, Any] | str) -> dict[str, float]:

@@ -21,7 +21,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import InvalidArgumentError
-from .goodput import parse_slo
+from .goodput import objectives_text, parse_slo
 from .report import ServingReport
 from .workload import make_workload
 
@@ -70,7 +70,7 @@ class ServingSweep:
         lines = [f"{first.model} on {first.num_gpus}x {first.device}, {first.engine}, {first.deployment}",
                  f"sweep over {self.kind}: {', '.join(f'{v:g}' for v in self.values)}", self.table(slo)]
         if slo is not None:
-            objectives = " and ".join(f"{k.upper()} <= {v:g} ms" for k, v in parse_slo(slo).items())
+            objectives = objectives_text(parse_slo(slo))
             lines.append(f"in SLO: requests meeting {objectives}; goodput: those per second (vLLM's --goodput)")
         if any(r.overloaded for r in self.levels):
             lines.append("* arrivals outpaced the deployment: TTFT and E2E grow with num_requests (see that level's "
