@@ -86,3 +86,5 @@ def test_cli_lists_the_supported_families(capsys):
     assert sorted(rows) == supported_model_types()
     assert rows["deepseek_v3"][1:] == ["kimi_k2", "3"]  # DeepSeek-V3, DeepSeek-R1, and Kimi-K2 under its alias
     assert rows["qwen3_5_text"][-1] == "0" and rows["glm4_moe_lite"][-1] == "0"  # families beyond the registry
+    # GLM-4.5, -4.5-Air, -4.6 and the two Ling 2.0 configs (remote code, built as glm4_moe: models/translations.py)
+    assert rows["glm4_moe"][1:] == ["bailing_moe", "(BailingMoeV2ForCausalLM)", "5"]

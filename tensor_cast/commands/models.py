@@ -2,7 +2,8 @@
 
 `--kinds` adds each model's distinct layer kinds, which needs the adapters (transformers);
 `--families` lists instead every config `model_type` the adapters translate (any checkpoint of
-those families loads by hub id or local config.json, registry or not).
+those families loads by hub id or local config.json, registry or not), with the names configs also
+write for them (aliases, and the remote-code configs models/translations.py builds as them).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.families:
         from ..models.adapters import MODEL_TYPE_ALIASES, supported_model_types
+        from ..models.translations import TRANSLATIONS
 
-        aliases = {v: [k for k, t in MODEL_TYPE_ALIASES.items() if t == v] for v in MODEL_TYPE_ALIASES.values()}
+        built_as = {**MODEL_TYPE_ALIASES, **{k: t.target for k, t in TRANSLATIONS.items()}}
+        written = {**{k: k for k in MODEL_TYPE_ALIASES},
+                   **{k: f"{k} ({', '.join(t.architectures)})" for k, t in TRANSLATIONS.items()}}
+        aliases = {v: [written[k] for k, t in built_as.items() if t == v] for v in built_as.values()}
         in_registry: dict[str, int] = {}
         for entry in registry.all_entries():
-            kind = MODEL_TYPE_ALIASES.get(entry.config.get("model_type", ""), entry.config.get("model_type", ""))
+            kind = built_as.get(entry.config.get("model_type", ""), entry.config.get("model_type", ""))
             in_registry[kind] = in_registry.get(kind, 0) + 1
         print(tabulate([[t, ", ".join(aliases.get(t, [])), in_registry.get(t, 0)] for t in supported_model_types()],
                        headers=["model_type", "also written as", "registry models"], disable_numparse=True))

@@ -20,6 +20,7 @@ from .adapters import MODEL_TYPE_ALIASES, adapter_for, supported_model_types
 from .config_checks import check_spec, check_values
 from .locate import check_model_argument, unknown_model_message
 from .spec import ModelSpec
+from .translations import TRANSLATIONS, translate
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -44,6 +45,9 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
     model_type = data.get("model_type")
     if not model_type:
         raise MalformedConfigError(f"{source}: config.json has no 'model_type' field")
+    if model_type in TRANSLATIONS:  # built as the architecture that computes the same model: no remote code
+        data = translate(data, source)
+        model_type = data["model_type"]
     model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
     if model_type not in CONFIG_MAPPING:
         if "auto_map" in data and not trust_remote_code:
@@ -113,6 +117,9 @@ def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
         return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
     except ValueError as exc:  # transformers refuses remote code without trust_remote_code
         if "trust_remote_code" in str(exc):
+            data = _hub_config_json(model)
+            if data is not None and data.get("model_type") in TRANSLATIONS:
+                return config_from_dict(data, source=f"hub:{model}")
             raise UnsupportedModelError(
                 f"{model}: this config needs remote code; pass --trust-remote-code to allow running it"
             ) from None
@@ -120,6 +127,16 @@ def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
     except OSError as exc:
         raise UnknownModelError(
             unknown_model_message(model, f"; hub lookup failed: {str(exc).splitlines()[0]}")) from None
+
+
+def _hub_config_json(model: str) -> dict[str, Any] | None:
+    """The hub repository's config.json as a dict (read as data, no code), or None when it cannot be fetched."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return read_config_file(Path(hf_hub_download(model, "config.json")))
+    except Exception:  # offline, gated, missing: the caller reports the remote-code refusal instead
+        return None
 
 
 def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: bool = False) -> ModelSpec:

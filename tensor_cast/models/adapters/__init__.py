@@ -38,7 +38,7 @@ register(DecoderAdapter(model_types=("llama",)))
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
 # Ministral 3, Phi-3 and StarCoder2: Mistral's attention, their sliding_window (when set) on every layer
-register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
+MINISTRAL3 = register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
 register(DecoderAdapter(model_types=("starcoder2",), window_applies_to_all_layers=True, qkv_bias_field="use_bias",
                         out_bias_field="use_bias", mlp_bias_field="use_bias"))
 # Gemma / Gemma 2 (Gemma 2: sandwich norms and its sliding / global `layer_types`, as Gemma 3), OLMo / OLMo 2,
@@ -46,8 +46,10 @@ register(DecoderAdapter(model_types=("starcoder2",), window_applies_to_all_layer
 register(DecoderAdapter(model_types=("gemma", "olmo", "olmo2", "cohere", "phi")))
 register(DecoderAdapter(model_types=("gemma2",), activation_field="hidden_activation", mlp_bias_field=None,
                         supports_layer_skips=False))
-register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
-                        qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
+MISTRAL = register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
+                                  qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
+# Mistral 3 (Mistral3ForConditionalGeneration: Mistral Small 3.1 / 3.2, Magistral, Devstral; Ministral 3): its text decoder
+register(TextDecoderOf(model_types=("mistral3",), texts={"mistral": MISTRAL, "ministral3": MINISTRAL3}))
 register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_field=None,
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
@@ -59,7 +61,8 @@ register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
-register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite")))  # glm4_moe_lite: GLM-4.7-Flash
+DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite")))  # glm4_moe_lite: GLM-4.7-Flash
+register(TextDecoderOf(model_types=("kimi_k25",), text=DEEPSEEK_V3))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # hybrid gated DeltaNet (linear attention) + gated full attention
 register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))

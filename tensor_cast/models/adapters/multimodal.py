@@ -3,7 +3,9 @@
 `TextDecoderOf` owns one rule: a config with a `text_config` (Gemma 3 4B/12B/27B are
 `Gemma3ForConditionalGeneration`) is analyzed as its text decoder — the serving cost of
 generating tokens — with the vision tower left out (the report's notes say so). The spec it
-returns carries the text model_type, so building and capture go through the text adapter.
+returns carries the text model_type, so building and capture go through the text adapter: one
+fixed adapter (`text`), or, for wrappers whose text decoder varies by checkpoint (Mistral 3: a
+Mistral or a Ministral 3 decoder), the adapter of the text config's own model_type (`texts`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ...errors import MalformedConfigError
+from ...errors import MalformedConfigError, UnsupportedModelError, choices
 from ..spec import ModelSpec
 from .base import DecoderAdapter
 
@@ -23,16 +25,25 @@ from .base import DecoderAdapter
 @dataclass(frozen=True)
 class TextDecoderOf(DecoderAdapter):
     text: DecoderAdapter | None = None  # the adapter of the text decoder's model_type
+    texts: Mapping[str, DecoderAdapter] = dataclasses.field(default_factory=dict)  # else: text model_type -> adapter
+
+    def text_adapter(self, text_model_type: Any, source: str) -> DecoderAdapter:
+        if self.text is not None:
+            return self.text
+        if text_model_type in self.texts:
+            return self.texts[text_model_type]
+        raise UnsupportedModelError(f"{source}: text_config model_type {text_model_type!r} is not supported inside "
+                                    f"{self.model_types[0]}; supported: {choices(sorted(self.texts))}")
 
     def check_given(self, data: Mapping[str, Any], source: str) -> None:
         text = data.get("text_config")
-        if not isinstance(text, Mapping) or self.text is None:
+        if not isinstance(text, Mapping):
             raise MalformedConfigError(f"{source}: model_type {data.get('model_type')!r} needs a text_config object")
-        self.text.check_given(text, f"{source} text_config")
+        self.text_adapter(text.get("model_type"), source).check_given(text, f"{source} text_config")
 
     def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
         text_config = getattr(config, "text_config", None)
-        if text_config is None or self.text is None:
+        if text_config is None:
             raise MalformedConfigError(f"{name}: model_type {config.model_type!r} needs a text_config")
-        spec = self.text.to_spec(text_config, name)
+        spec = self.text_adapter(text_config.model_type, name).to_spec(text_config, name)
         return dataclasses.replace(spec, architecture=f"{self.architecture(config)} (text decoder only)")
