@@ -79,3 +79,17 @@ def test_a_serving_report_carries_the_line():
     rep = tensor_cast.simulate("Qwen/Qwen3-0.6B", device="h100-sxm", concurrency=2, isl=64, osl=8,
                                num_hidden_layers=1)
     assert any(n.startswith(("measured accuracy on similar runs:", "no measured runs of")) for n in rep.notes)
+
+
+def test_the_lookup_uses_the_family_the_config_writes():
+    """Kimi-K2's config writes `kimi_k2` and is built as DeepSeek-V3: its reports quote the measured Kimi rows
+    (the packaged table has vLLM Kimi agg rows on B200), not DeepSeek's."""
+    from tensor_cast.models.loader import load_spec
+
+    spec = load_spec("moonshotai/Kimi-K2-Instruct")
+    assert (spec.model_type, spec.written_model_type, spec.family_model_type) == ("deepseek_v3", "kimi_k2", "kimi_k2")
+    assert load_spec("inclusionAI/Ling-mini-2.0").family_model_type == "bailing_moe"
+    rep = tensor_cast.simulate("moonshotai/Kimi-K2-Instruct", device="b200", engine="vllm", concurrency=2, isl=64,
+                               osl=4, num_hidden_layers=2, tp=8)
+    line = next(n for n in rep.notes if n.startswith(("measured accuracy on similar runs:", "no measured runs of")))
+    assert line.startswith("measured accuracy on similar runs: vllm Kimi agg on b200_sxm"), line

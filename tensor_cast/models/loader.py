@@ -91,8 +91,8 @@ def _remote_config(local_dir: Path, source: str) -> PretrainedConfig:
     return config
 
 
-def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str]:
-    """(HF config, display name) for a model argument."""
+def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[PretrainedConfig, str, str]:
+    """(HF config, display name, the model_type the config.json writes) for a model argument."""
     check_model_argument(model)
     path = Path(model).expanduser()
     if path.is_dir():
@@ -101,25 +101,30 @@ def resolve_config(model: str, *, trust_remote_code: bool = False) -> tuple[Pret
             raise MalformedConfigError(f"{path} is a directory but has no config.json")
         data = read_config_file(cfg_path)
         return config_from_dict(data, source=str(cfg_path), trust_remote_code=trust_remote_code,
-                                local_dir=path), path.name
+                                local_dir=path), path.name, str(data.get("model_type", ""))
     if path.suffix == ".json" and path.is_file():
-        return config_from_dict(read_config_file(path), source=str(path)), path.stem
+        data = read_config_file(path)
+        return config_from_dict(data, source=str(path)), path.stem, str(data.get("model_type", ""))
     entry = registry.lookup(model)
     if entry is not None:
-        return config_from_dict(dict(entry.config), source=f"registry:{entry.id}"), entry.id
-    return _from_hub(model, trust_remote_code=trust_remote_code), model
+        return (config_from_dict(dict(entry.config), source=f"registry:{entry.id}"), entry.id,
+                str(entry.config.get("model_type", "")))
+    config, written = _from_hub(model, trust_remote_code=trust_remote_code)
+    return config, model, written
 
 
-def _from_hub(model: str, *, trust_remote_code: bool) -> PretrainedConfig:
+def _from_hub(model: str, *, trust_remote_code: bool) -> tuple[PretrainedConfig, str]:
+    """(config, the model_type its config.json writes) from the hub."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        return config, config.model_type
     except ValueError as exc:  # transformers refuses remote code without trust_remote_code
         if "trust_remote_code" in str(exc):
             data = _hub_config_json(model)
             if data is not None and data.get("model_type") in TRANSLATIONS:
-                return config_from_dict(data, source=f"hub:{model}")
+                return config_from_dict(data, source=f"hub:{model}"), str(data["model_type"])
             raise UnsupportedModelError(
                 f"{model}: this config needs remote code; pass --trust-remote-code to allow running it"
             ) from None
@@ -144,11 +149,11 @@ def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: b
     if isinstance(model, ModelSpec):
         return model
     if isinstance(model, PretrainedConfig):
-        config, name = model, getattr(model, "_name_or_path", "") or model.model_type
+        config, name, written = model, getattr(model, "_name_or_path", "") or model.model_type, model.model_type
         check_values(config.to_dict(), name)
     else:
-        config, name = resolve_config(model, trust_remote_code=trust_remote_code)
-    spec = adapter_for(config.model_type).to_spec(config, name)
+        config, name, written = resolve_config(model, trust_remote_code=trust_remote_code)
+    spec = dataclasses.replace(adapter_for(config.model_type).to_spec(config, name), written_model_type=written)
     check_spec(spec)
     if spec.mtp_layers and spec.mtp_layer is None:  # the MTP block's layer: like the full model's last one
         spec = dataclasses.replace(spec, mtp_layer=spec.layers[-1])

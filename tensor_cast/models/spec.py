@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: written_model_type
 
 ATTENTION_KINDS = ("full", "sliding", "linear", "mla", "none")
 MLP_KINDS = ("dense", "moe", "none")
@@ -136,7 +136,16 @@ class ModelSpec:
     quantization: Mapping[str, Any] | None = None  # the config's own quantization_config
     # The source config as a dict, for the adapter that made this spec (never read downstream).
     hf_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The model_type the config.json writes, before aliases (kimi_k2), translations (bailing_moe) and
+    # multimodal wrappers (kimi_k25) pick the modules that build it: the model family, for the
+    # measured-accuracy lookup (serving/accuracy.py). "" when the spec was made otherwise.
+    written_model_type: str = field(default="", compare=False)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def family_model_type(self) -> str:
+        """The written model_type where known, else the one that builds the spec."""
+        return self.written_model_type or self.model_type
 
     @property
     def num_layers(self) -> int:
@@ -154,4 +163,5 @@ class ModelSpec:
         data = dataclasses.asdict(self)
         data.pop("hf_config", None)
         data.pop("name", None)
+        data.pop("written_model_type", None)
         return json.dumps(data, sort_keys=True, default=str)

@@ -124,7 +124,7 @@ def _inputs(model: str | ModelSpec, *, devices: Any, gpus: Any, isl: int, osl: i
         what = f"isl + osl = {isl + osl}" if not spread else \
             f"the longest request, (isl + osl) x {1 + spread:g} = {longest},"
         raise InvalidArgumentError(f"{what} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens")
-    return Inputs(model=model, model_name=spec.name, model_type=spec.model_type, devices=names, gpus=int_list(gpus, name="--gpus"),
+    return Inputs(model=model, model_name=spec.name, model_type=spec.family_model_type, devices=names, gpus=int_list(gpus, name="--gpus"),
                   isl=isl, osl=osl, slo=slo, engine=engines[0], engines=engines, quants=tuple(dict.fromkeys(quants)),
                   kv_dtypes=tuple(dict.fromkeys(kv)), concurrency=int_list(concurrency, name="--concurrency"),
                   prices=price_map, requests_per_client=requests_per_client, cache=cache,
