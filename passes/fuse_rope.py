@@ -6,13 +6,17 @@ neg, cat, mul by cos/sin, add, for q and k together.
 Produces: `rope([q, k], cos, sin[, dtype]) -> [q', k']`: one kernel rotating q and k in place of the
 ~14 elementwise kernels eager PyTorch launches (vLLM's `rotary_embedding`); `dtype` where the
 helper casts its result back from float32 math (ERNIE-4.5) to the dtype the region outputs.
+The complex form (Llama 4, DeepSeek-V2: q and k viewed as complex pairs times one complex table
+`freqs_cis`, `torch.polar`'s e^(i theta)) becomes `rope([q, k], table, None, dtype)`: the table's own
+preparation inside the helper (unsqueeze, indexing) stays in the graph and the op reads the
+prepared table; only the nodes that depend on q or k are replaced.
 Invariant after: no node of a matched helper remains; each rotated tensor keeps its shape and
 dtype; the op's inputs are the unrotated tensors and the two cos/sin tables.
 Example:
     before: q*cos + cat(-q[..., 64:], q[..., :64])*sin ; same for k
     after:  q', k' = rope([q, k], cos, sin)
 Refuses: regions whose outputs cannot each be matched to one input of the same shape, or that
-use other than two tables.
+use other than two real tables or one complex table.
 """
 
 from __future__ import annotations
@@ -59,7 +63,12 @@ def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
                 break
             rotated.append(same[0])
         tables = [n for n in inputs if n not in rotated]
-        if len(rotated) != len(outputs) or len(set(rotated)) != len(rotated) or len(tables) != 2:
+        if len(rotated) != len(outputs) or len(set(rotated)) != len(rotated):
+            continue
+        if len(tables) == 1 and example(tables[0]).is_complex():
+            _fuse_complex(gm, nodes, rotated, tables[0], outputs)
+            continue
+        if len(tables) != 2:
             continue
         dtypes = {example(o).dtype for o in outputs}
         promoted = {torch.promote_types(example(x).dtype, example(tables[0]).dtype) for x in rotated}
@@ -67,3 +76,22 @@ def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
             (rotated, tables[0], tables[1], dtypes.pop())  # the helper casts back (ERNIE: float32 math)
         replace_with_op(gm, nodes, op, args, outputs)
     return finish(gm)
+
+
+def _fuse_complex(gm: fx.GraphModule, nodes: list[fx.Node], rotated: list[fx.Node], table: fx.Node,
+                  outputs: list[fx.Node]) -> None:
+    """The complex form: the nodes preparing the table (those not depending on q or k) stay; the op reads
+    the prepared table the rotation multiplies by (one shape: Llama 4 indexes the table once per tensor)."""
+    region = set(nodes)
+    prep = [n for n in nodes if not ancestors_within(n, region) & set(rotated)]
+    core = [n for n in nodes if n not in prep]
+    fed = list(dict.fromkeys(a for n in core for a in n.all_input_nodes if a in prep or a is table))
+    dtypes = {example(o).dtype for o in outputs}
+    if not fed or len({shape_key(n) for n in fed}) != 1 or len(dtypes) != 1:
+        return
+    if replace_with_op(gm, core, torch.ops.tensor_cast.rope.default, (rotated, fed[0], None, dtypes.pop()),
+                       outputs) is None:
+        return
+    for node in reversed(prep):  # a second indexing of the table, now unread
+        if not node.users:
+            gm.graph.erase_node(node)

@@ -33,7 +33,7 @@ from .graph_utils import example, finish, module_class, module_path, replace_wit
 from .op_args import arg, call_args, set_args
 
 # transformers classes whose forward expands the MLA latent in `expand_kv` before attention
-MLA_ATTENTION_CLASSES = frozenset({"DeepseekV3Attention", "DeepseekV32Attention", "GlmMoeDsaAttention",
+MLA_ATTENTION_CLASSES = frozenset({"DeepseekV2Attention", "DeepseekV3Attention", "DeepseekV32Attention", "GlmMoeDsaAttention",
                                    "Glm4MoeLiteAttention"})
 EXPAND_FUNCTION = "expand_kv"
 LINEARS = (torch._C._nn.linear,)

@@ -1,4 +1,4 @@
-"""DeepSeek-V3-style families (DeepSeek-V3 / R1 / V3.2, Kimi-K2, GLM-5): parameter counts by two
+"""DeepSeek-V3-style families (DeepSeek-V3 / R1 / V3.2, Kimi-K2, GLM-5, DeepSeek-V2 / V2-Lite): parameter counts by two
 routes (the meta model vs an analytic count from the published config's named dimensions), the
 active parameters, the layer structure, the latent KV cache, and clear errors.
 """
@@ -17,7 +17,8 @@ from tensor_cast.models.build import build_representative
 from tensor_cast.models.loader import load_spec
 
 FAMILY = ["deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.2",
-          "deepseek-ai/DeepSeek-V3.2-Exp", "moonshotai/Kimi-K2-Instruct", "zai-org/GLM-5"]
+          "deepseek-ai/DeepSeek-V3.2-Exp", "moonshotai/Kimi-K2-Instruct", "zai-org/GLM-5",
+          "deepseek-ai/DeepSeek-V2", "deepseek-ai/DeepSeek-V2-Lite"]
 
 
 def analytic_params(c: dict) -> tuple[int, int]:
@@ -25,8 +26,8 @@ def analytic_params(c: dict) -> tuple[int, int]:
     hidden, heads, layers = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
     rope, nope, v_dim, q_rank, kv_rank = (c["qk_rope_head_dim"], c["qk_nope_head_dim"], c["v_head_dim"],
                                           c["q_lora_rank"], c["kv_lora_rank"])
-    attention = (hidden * q_rank + q_rank + q_rank * heads * (nope + rope)
-                 + hidden * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v_dim) + heads * v_dim * hidden)
+    query = hidden * heads * (nope + rope) if q_rank is None else hidden * q_rank + q_rank + q_rank * heads * (nope + rope)
+    attention = query + hidden * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v_dim) + heads * v_dim * hidden
     if "index_topk" in c:  # DeepSeek sparse attention's indexer: wq_b, wk, k_norm (LayerNorm), weights_proj
         dim, index_heads = c["index_head_dim"], c["index_n_heads"]
         attention += q_rank * index_heads * dim + hidden * dim + 2 * dim + hidden * index_heads
@@ -60,6 +61,7 @@ def test_parameters_match_the_analytic_count(model_id):
     ("deepseek-ai/DeepSeek-V3", 671e9, 37e9),  # DeepSeek-V3 technical report
     ("moonshotai/Kimi-K2-Instruct", 1.03e12, 32e9),  # model card: 1T total (1.03T), 32B activated
     ("zai-org/GLM-5", 744e9, 40e9),
+    ("deepseek-ai/DeepSeek-V2", 236e9, 21e9),  # model card: 236B total, 21B activated
 ])
 def test_public_sizes(model_id, public_total, public_active):
     total, active = counted(model_id)
@@ -116,6 +118,23 @@ def test_latent_kv_cache(deepseek_v3_attention):
     assert point.memory.kv_cache_bytes == batch * (context + 1) * per_token
 
 
+def test_deepseek_v2_lite_layers_latent_cache_and_complex_rope():
+    """DeepSeek-V2-Lite (27 layers, no query LoRA): MLA in every layer over the latent cache (512 + 64 values per
+    token and layer), its complex-table RoPE fused to one rope op per layer, MoE from layer 1 on; TP2 halves the
+    weights of the heads (the latent cache is replicated: one latent per token)."""
+    c = registry.lookup("deepseek-ai/DeepSeek-V2-Lite").config
+    layers = c["num_hidden_layers"]
+    point = tensor_cast.analyze("deepseek-ai/DeepSeek-V2-Lite", device="h100", batch_size=4, query_len=1,
+                                context_len=1000)
+    by_op = {op: sorted(r.layer for r in point.ops if r.op == op)
+             for op in ("tensor_cast.mla_attention", "tensor_cast.rope", "tensor_cast.moe", "tensor_cast.attention")}
+    assert by_op == {"tensor_cast.mla_attention": list(range(layers)), "tensor_cast.rope": list(range(layers)),
+                     "tensor_cast.moe": list(range(c["first_k_dense_replace"], layers)), "tensor_cast.attention": []}
+    assert point.memory.kv_cache_bytes == 4 * 1001 * layers * (c["kv_lora_rank"] + c["qk_rope_head_dim"]) * 2
+    assert point.num_parameters == pytest.approx(15.7e9, rel=0.01)  # model card: 15.7B total, 2.4B activated
+    assert point.active_parameters == pytest.approx(2.4e9, rel=0.05)  # without the input embedding (a lookup)
+
+
 def test_mla_form_option_changes_decode_cost(deepseek_v3_attention):
     skip = {i: {"skip_mlp": True} for i in range(3, 61)}
     kw = dict(device="h100", batch_size=8, query_len=1, context_len=8192, per_layer_config=skip)
@@ -150,8 +169,8 @@ def test_glm5_shared_indexer_layers_are_refused(tmp_path):
 
 
 def test_unsupported_mla_family_names_its_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "deepseek_v2", "hidden_size": 64}))
-    with pytest.raises(UnsupportedModelError, match="model_type 'deepseek_v2' is not supported"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "kimi_linear", "hidden_size": 64}))
+    with pytest.raises(UnsupportedModelError, match="model_type 'kimi_linear' is not supported"):
         tensor_cast.analyze(str(tmp_path), device="h100", batch_size=1, query_len=1)
 
 

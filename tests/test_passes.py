@@ -251,6 +251,41 @@ def test_fuse_rope_keeps_the_dtype_a_helper_casts_back_to(capture_module):
     assert {v.dtype for r in ropes for v in r.meta["example_value"]} == {torch.bfloat16}
 
 
+def _apply_rotary_emb(q, k, freqs_cis, heads_dim):  # a helper name fuse_rope knows (ROPE_FUNCTIONS)
+    """DeepSeek-V2's (heads_dim 1: (B, H, S, D)) and Llama 4's (heads_dim 2: (B, S, H, D)) complex-table RoPE."""
+    q_ = torch.view_as_complex(q.float().reshape(*q.shape[:-1], -1, 2))
+    k_ = torch.view_as_complex(k.float().reshape(*k.shape[:-1], -1, 2))
+    table = freqs_cis.unsqueeze(heads_dim)
+    return torch.view_as_real(q_ * table).flatten(3).type_as(q), torch.view_as_real(k_ * table).flatten(3).type_as(k)
+
+
+class ComplexRotation(nn.Module):
+    def __init__(self, heads_dim):
+        super().__init__()
+        self.heads_dim = heads_dim
+
+    def forward(self, q, k, angles):
+        freqs_cis = torch.polar(torch.ones_like(angles), angles)  # in the rotary module, outside the helper
+        q, k = _apply_rotary_emb(q, k, freqs_cis, self.heads_dim)
+        return q * 1, k * 1
+
+
+@pytest.mark.parametrize("heads_dim", [1, 2])
+def test_fuse_rope_complex_table(capture_module, heads_dim):
+    """q and k rotated as complex pairs by one e^(i theta) table: one rope op reading the table as the helper
+    prepared it (the unsqueeze stays), no complex views left, the same numbers and bf16 outputs."""
+    shape_q, shape_k = ((2, 4, 3, 8), (2, 1, 3, 8)) if heads_dim == 1 else ((2, 3, 4, 8), (2, 3, 1, 8))
+    args = (torch.randn(*shape_q).bfloat16(), torch.randn(*shape_k).bfloat16(), torch.randn(2, 3, 4))
+    before, after = check_same_numbers(capture_module, ComplexRotation(heads_dim), fuse_rope, *args)
+    ropes = [n for n in after.graph.nodes if call_target(n) == tc.rope.default]
+    assert len(ropes) == 1 and len(ropes[0].args[0]) == 2 and ropes[0].args[2] is None
+    assert ropes[0].args[3] == torch.bfloat16
+    table = ropes[0].args[1]
+    assert table.meta["example_value"].is_complex() and table.meta["example_value"].dim() == 4
+    assert count(before, torch.view_as_complex) == 2 and count(after, torch.view_as_complex) == 0
+    assert count(after, torch.view_as_real) == 0 and count(after, torch.polar) == 1
+
+
 def test_a_fusion_that_would_change_a_dtype_is_refused(capture_module):
     """replace_with_op refuses a replacement whose result differs from the output it replaces (here the
     rope op without its dtype: float32 where the region gave bf16) and leaves the graph as it was."""

@@ -51,6 +51,13 @@ def transcendental(call: OpCall) -> Counts:
     return elementwise_counts(call, 4)
 
 
+@register(torch.polar, kind="elementwise")
+def polar(call: OpCall) -> Counts:
+    """abs x e^(i angle), one complex output element from two reals: a cosine, a sine (4 FLOPs each,
+    as `transcendental`) and two multiplies."""
+    return elementwise_counts(call, 10)
+
+
 @register("Tensor.to", "Tensor.float", "Tensor.half", "Tensor.bfloat16", "Tensor.type_as", "Tensor.type",
           "Tensor.double", "Tensor.int", "Tensor.long", "Tensor.bool", aten._to_copy.default,
           kind="elementwise")

@@ -4,7 +4,8 @@
 - `add_rms_norm(x, residual, weight, eps) -> (normed, x + residual)`: the residual add fused into
   the norm (vLLM `fused_add_rms_norm`).
 - `act_mul(gate, up, activation) -> act(gate) * up`: SiLU/GELU-and-mul (vLLM `silu_and_mul`).
-- `rope(xs, cos, sin) -> xs rotated`: one kernel rotating q and k together.
+- `rope(xs, cos, sin) -> xs rotated`: one kernel rotating q and k together (`rope(xs, freqs_cis, None)`
+  for the complex-table form).
 - `fused_linear(x, weights, biases) -> [x @ w.T + b ...]`: horizontally fused GEMM (QKV,
   gate+up): reads x once, one launch, N = sum of the weights' rows.
 - `rotary_table(positions, inv_freq, scaling, dtype) -> (cos, sin)`: the per-forward cos/sin
@@ -81,12 +82,18 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.library.custom_op("tensor_cast::rope", mutates_args=())
-def rope(xs: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor,
+def rope(xs: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor | None,
          dtype: torch.dtype | None = None) -> list[torch.Tensor]:
     """`dtype`: the rotated tensors' dtype (default: x's promoted with the tables', as eager math
-    gives; a family whose helper casts back, e.g. ERNIE's float32 rotation, passes x's own)."""
+    gives; a family whose helper casts back, e.g. ERNIE's float32 rotation, passes x's own).
+    `sin` None: `cos` is one complex table e^(i theta) (`freqs_cis`: Llama 4, DeepSeek-V2), already
+    shaped to broadcast against x's consecutive pairs viewed as complex numbers, which it multiplies."""
     out = []
     for x in xs:
+        if sin is None:  # the table as the helper multiplies by it: broadcastable against x's complex pairs
+            pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+            out.append(torch.view_as_real(pairs * cos).flatten(-2).to(dtype or x.dtype))
+            continue
         c, s = cos, sin
         while c.dim() < x.dim():  # (B, S, D) tables broadcast over the heads dim of (B, H, S, D)
             c, s = c.unsqueeze(1), s.unsqueeze(1)
@@ -96,6 +103,8 @@ def rope(xs: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor,
 
 @rope.register_fake
 def _rope_fake(xs, cos, sin, dtype=None):
+    if sin is None:
+        return [x.new_empty(x.shape, dtype=dtype or x.dtype) for x in xs]
     return [x.new_empty(x.shape, dtype=dtype or torch.promote_types(x.dtype, cos.dtype)) for x in xs]
 
 

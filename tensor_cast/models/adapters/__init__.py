@@ -61,7 +61,8 @@ register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
-DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite")))  # glm4_moe_lite: GLM-4.7-Flash
+# glm4_moe_lite: GLM-4.7-Flash; deepseek_v2: DeepSeek-V2 / V2.5 / V2-Lite (softmax routing, complex-table RoPE)
+DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))
 register(TextDecoderOf(model_types=("kimi_k25",), text=DEEPSEEK_V3))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # hybrid gated DeltaNet (linear attention) + gated full attention

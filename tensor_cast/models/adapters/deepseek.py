@@ -1,7 +1,8 @@
 """The adapter for DeepSeek-V3-style models: MLA attention, dense first layers, then MoE.
 
 Covers `deepseek_v3` (DeepSeek-V3, DeepSeek-R1, Kimi-K2 through the `kimi_k2` alias;
-`glm4_moe_lite`, GLM-4.7-Flash, is the same layout under GLM's class names),
+`glm4_moe_lite`, GLM-4.7-Flash, is the same layout under GLM's class names; `deepseek_v2`,
+DeepSeek-V2 / V2.5 / V2-Lite, its predecessor: softmax routing, RoPE by a complex table),
 `deepseek_v32` (DeepSeek-V3.2: MLA with a sparse-attention indexer) and `glm_moe_dsa` (GLM-5: the
 same layout with GLM's sizes). Reads the MLA sizes (`q_lora_rank`, `kv_lora_rank`,
 `qk_nope_head_dim`, `qk_rope_head_dim`, `v_head_dim`), the indexer (`index_topk`,
