@@ -90,6 +90,15 @@ def test_translation_refuses_what_the_target_cannot_express(change, needle, tmp_
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+def test_translated_config_missing_a_field_names_it_as_written(tmp_path, capsys):
+    config = {k: v for k, v in registry.lookup("inclusionAI/Ling-mini-2.0").config.items() if k != "num_experts"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["analyze", str(tmp_path), "--device", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model_type 'bailing_moe' lacks required field(s) num_experts (required:" in err
+    assert "n_routed_experts" not in err and len(err.splitlines()) == 1
+
+
 def test_ling_runs_without_remote_code(tmp_path):
     """The written config names remote code (auto_map); the translation builds it without it."""
     config = registry.lookup("inclusionAI/Ling-1T").config

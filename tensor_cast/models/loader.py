@@ -46,7 +46,7 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
     if not model_type:
         raise MalformedConfigError(f"{source}: config.json has no 'model_type' field")
     if model_type in TRANSLATIONS:  # built as the architecture that computes the same model: no remote code
-        data = translate(data, source)
+        data = translate(data, source, adapter_for(TRANSLATIONS[model_type].target).required_fields())
         model_type = data["model_type"]
     model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
     if model_type not in CONFIG_MAPPING:

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import UnsupportedModelError, choices
+from .config_checks import check_required
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,11 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType({
 })
 
 
-def translate(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+def translate(data: Mapping[str, Any], source: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config.json dict `data` as its translation's target config (model_type included), or
     `data` unchanged when its model_type has no translation. Raises UnsupportedModelError, one line,
-    for an architecture or a setting the target cannot express."""
+    for an architecture or a setting the target cannot express; MalformedConfigError for a missing
+    field of `required` (the target adapter's required fields), named as the written config names it."""
     written = data.get("model_type")
     row = TRANSLATIONS.get(str(written))
     if row is None:
@@ -101,7 +103,10 @@ def translate(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             raise UnsupportedModelError(
                 f"{source}: {arch} with {name}={data.get(name)!r} is not supported ({refusal.lacks}: not in "
                 f"{row.target}'s modules, which cost it); accepted {name}: {refusal.accepted}")
+    derived = row.derive(dict(data))
+    written_name = {target: name for name, target in row.renames.items()}
+    check_required(data, [written_name.get(f, f) for f in required if f not in derived], source, str(written))
     out = {row.renames.get(k, k): v for k, v in data.items() if k not in ("model_type", "auto_map")}
-    out.update(row.derive(dict(data)))
+    out.update(derived)
     out["model_type"] = row.target
     return out
