@@ -1,7 +1,8 @@
 """fuse_rms_norm: an RMSNorm module's subgraph becomes one `tensor_cast::rms_norm`.
 
 Matches: the nodes traced inside a module whose class name ends with `RMSNorm` (Llama, Qwen,
-Mistral, Gemma — with its (1 + w) weight —, DeepSeek, per-head q/k norms of Qwen3): upcast,
+Mistral, Gemma — with its (1 + w) weight —, DeepSeek, per-head q/k norms of Qwen3) or is Llama 4's
+weightless `Llama4TextL2Norm`: upcast,
 pow, mean, add eps, rsqrt, mul, downcast, mul by weight; one tensor input (x), an optional
 weight parameter, one output.
 Produces: `rms_norm(x, weight, eps)`, one kernel reading x and the weight, writing the output.
@@ -20,6 +21,7 @@ import torch
 from torch import fx
 
 from .graph_utils import (
+    connected_components,
     example,
     external_inputs,
     finish,
@@ -30,7 +32,8 @@ from .graph_utils import (
 )
 from .node_facts import parameter_name
 
-NORM_CLASS_SUFFIXES = ("RMSNorm",)
+# Llama 4's L2Norm (its per-head q/k norm) is x * rsqrt(mean(x^2) + eps): an RMSNorm without a weight
+NORM_CLASS_SUFFIXES = ("RMSNorm", "Llama4TextL2Norm")
 
 
 def _eps(nodes: list[fx.Node]) -> float:
@@ -43,7 +46,8 @@ def _eps(nodes: list[fx.Node]) -> float:
 
 def fuse_rms_norm(gm: fx.GraphModule) -> fx.GraphModule:
     op = torch.ops.tensor_cast.rms_norm.default
-    for nodes in module_regions(gm, NORM_CLASS_SUFFIXES).values():
+    # one norm module called twice (Llama 4's qk_norm on q, then on k) is two unconnected calls
+    for nodes in (c for region in module_regions(gm, NORM_CLASS_SUFFIXES).values() for c in connected_components(region)):
         outputs = region_outputs(nodes)
         tensors = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
         weights = [n for n in tensors if parameter_name(n) is not None]

@@ -51,7 +51,7 @@ def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
     for node in gm.graph.nodes:
         if node.op in ("call_function", "call_method") and ROPE_FUNCTIONS.intersection(source_functions(node)[-1:]):
             by_module[module_path(node)].append(node)
-    for nodes in (c for group in by_module.values() for c in connected_components(group)):
+    for nodes in (c for group in by_module.values() for c in _join_on_complex_table(connected_components(group))):
         region = set(nodes)
         outputs = region_outputs(nodes)
         inputs = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor)]
@@ -76,6 +76,23 @@ def fuse_rope(gm: fx.GraphModule) -> fx.GraphModule:
             (rotated, tables[0], tables[1], dtypes.pop())  # the helper casts back (ERNIE: float32 math)
         replace_with_op(gm, nodes, op, args, outputs)
     return finish(gm)
+
+
+def _join_on_complex_table(components: list[list[fx.Node]]) -> list[list[fx.Node]]:
+    """Components that read the same complex table are one region (Llama 4 indexes the table once for q
+    and once for k, so q's and k's rotations share no node): q and k rotated by one kernel."""
+    by_table: dict[fx.Node, list[fx.Node]] = {}
+    joined: list[list[fx.Node]] = []
+    for nodes in components:
+        tables = [n for n in external_inputs(nodes) if isinstance(example(n), torch.Tensor) and example(n).is_complex()]
+        if len(tables) != 1:
+            joined.append(nodes)
+        elif tables[0] in by_table:
+            by_table[tables[0]].extend(nodes)
+        else:
+            by_table[tables[0]] = list(nodes)
+            joined.append(by_table[tables[0]])
+    return joined
 
 
 def _fuse_complex(gm: fx.GraphModule, nodes: list[fx.Node], rotated: list[fx.Node], table: fx.Node,

@@ -165,7 +165,7 @@ def _trace(spec: ModelSpec, options: ExecutionOptions, *, dumps: bool) -> Traced
 
 def _kind_name(layer: Any) -> str:
     a = layer.attention
-    return f"sliding({a.window})" if a.kind == "sliding" else a.kind
+    return a.describe()
 
 
 def traced_costs(spec: ModelSpec, options: ExecutionOptions, profile: DeviceProfile, *,

@@ -339,7 +339,7 @@ def test_override_of_moe_field_on_dense_layer_is_an_error() -> None:
         tensor_cast.load_model("zai-org/GLM-4.5", per_layer_config={0: {"num_experts_per_tok": 4}})
 
 
-@pytest.mark.parametrize("model_type", ["dbrx", "jetmoe", "llama4_text"])
+@pytest.mark.parametrize("model_type", ["dbrx", "jetmoe", "longcat_flash"])
 def test_unsupported_moe_family_names_its_model_type(tmp_path, model_type: str) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
     with pytest.raises(UnsupportedModelError, match=f"model_type '{model_type}' is not supported"):

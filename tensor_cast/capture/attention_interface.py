@@ -3,7 +3,8 @@
 Every HF attention module calls `ALL_ATTENTION_FUNCTIONS[config._attn_implementation]` with
 (module, q, k, v, mask, scaling, dropout, **kwargs). Ours emits one `tensor_cast::attention` op
 carrying what the cost needs: GQA from the shapes, causality from the module, the sliding window
-and sinks from the kwargs the model passes, and the cached context length from the carrier
+and sinks from the kwargs the model passes, the local-attention chunk from the layer's spec (Llama 4's
+chunked mask, which the capture drops, is not an argument), and the cached context length from the carrier
 tensor threaded through the forward's kwargs (`CONTEXT_KWARG`), so decode is modelled without a
 materialized cache. The mask function returns None: masks are implied by the op's arguments.
 """
@@ -33,7 +34,9 @@ def tensor_cast_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     sinks = kwargs.get("s_aux")
     scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
     causal = bool(getattr(module, "is_causal", True))
-    out = attention_op(query, key, value, carrier.shape[0], scale, causal, int(window), sinks)
+    spec = getattr(module, ATTENTION_SPEC_ATTRIBUTE, None)
+    chunk = int(spec.chunk or 0) if spec is not None and spec.kind == "chunked" else 0
+    out = attention_op(query, key, value, carrier.shape[0], scale, causal, int(window), sinks, chunk)
     return out, None
 
 

@@ -46,7 +46,7 @@ from math import gcd
 from typing import Any
 
 from ..errors import DeploymentError, InvalidArgumentError, choices
-from ..models.spec import ModelSpec
+from ..models.spec import GQA_KINDS, ModelSpec
 from .moe_exchange import check_moe_exchange, resolve_moe_exchange
 from .quantization import (
     NO_QUANT,
@@ -246,7 +246,7 @@ def _check_tp(spec: ModelSpec, tp: int) -> None:
     checks: list[tuple[str, int]] = []  # (what, size) that tp must divide
     for layer, _ in spec.layer_kinds():
         a = layer.attention
-        if a.kind in ("full", "sliding", "mla"):
+        if a.kind in (*GQA_KINDS, "mla"):
             checks.append(("num_attention_heads", a.num_heads))
         if a.kind == "linear" and a.linear is not None:
             checks += [("linear_num_key_heads", a.linear.num_key_heads),
@@ -262,7 +262,7 @@ def _check_tp(spec: ModelSpec, tp: int) -> None:
             raise DeploymentError(f"tp={tp} does not divide {what}={size}; valid tp: {choices(valid)}")
     for layer, _ in spec.layer_kinds():
         a = layer.attention
-        if a.kind in ("full", "sliding") and a.num_kv_heads % tp and tp % a.num_kv_heads:
+        if a.kind in GQA_KINDS and a.num_kv_heads % tp and tp % a.num_kv_heads:
             valid = [d for d in divisors(a.num_heads) if a.num_kv_heads % d == 0 or d % a.num_kv_heads == 0]
             raise DeploymentError(
                 f"tp={tp} neither divides num_key_value_heads={a.num_kv_heads} nor is a multiple of it (each KV "

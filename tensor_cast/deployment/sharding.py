@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..models.spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+from ..models.spec import GQA_KINDS, AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 from .config import TraceDeployment
 
 VOCAB_PADDING = 64  # vLLM `DEFAULT_VOCAB_PADDING_SIZE`
@@ -39,7 +39,7 @@ def rank_vocab(vocab_size: int, tp: int) -> int:
 def _attention(a: AttentionSpec, tp: int) -> AttentionSpec:
     if tp == 1 or a.kind == "none":
         return a
-    if a.kind in ("full", "sliding"):
+    if a.kind in GQA_KINDS:
         kv = a.num_kv_heads // tp if a.num_kv_heads >= tp else 1
         return dataclasses.replace(a, num_heads=a.num_heads // tp, num_kv_heads=kv)
     if a.kind == "mla":

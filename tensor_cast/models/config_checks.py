@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import MalformedConfigError
-from .spec import ModelSpec
+from .spec import GQA_KINDS, ModelSpec
 
 POSITIVE_FIELDS = (
     "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
@@ -92,7 +92,7 @@ def check_spec(spec: ModelSpec) -> None:
     """Attention heads of every layer: KV heads >= 1 and dividing the query heads (GQA groups)."""
     for index, layer in enumerate(spec.layers):
         att = layer.attention
-        if att.kind not in ("full", "sliding"):
+        if att.kind not in GQA_KINDS:
             continue
         heads, kv = att.num_heads, att.num_kv_heads
         if kv < 1 or heads % kv:

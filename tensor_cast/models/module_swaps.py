@@ -14,6 +14,8 @@ Why each is needed:
   materialized mask (which the capture's no-op mask removes) and only over the keys of the step;
   the swap emits `tensor_cast::dsa_indexer` over the modelled cache and
   `tensor_cast::mla_attention` over the latent.
+- Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
+  the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 
 Must not know about costs: the swapped forwards emit ops; formulas cost them.
 """
@@ -24,6 +26,7 @@ from torch import nn
 
 from .dsa_attention import DSAAttentionForward, DSAIndexerForward
 from .gated_delta_net import GatedDeltaNetForward
+from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
 
 SWAPS: dict[str, type] = {
     "Qwen3NextGatedDeltaNet": GatedDeltaNetForward,
@@ -33,6 +36,8 @@ SWAPS: dict[str, type] = {
     "GlmMoeDsaAttention": DSAAttentionForward,
     "DeepseekV32Indexer": DSAIndexerForward,
     "GlmMoeDsaIndexer": DSAIndexerForward,
+    "Llama4TextMoe": Llama4MoeForward,
+    "Llama4TextExperts": Llama4ExpertsForward,
 }
 
 

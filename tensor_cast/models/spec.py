@@ -19,7 +19,9 @@ from typing import Any
 
 SCHEMA_VERSION = 2  # 2: written_model_type
 
-ATTENTION_KINDS = ("full", "sliding", "linear", "mla", "none")
+ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mla", "none")
+# softmax attention over per-head K/V (GQA): the kinds that differ only in which keys a query sees
+GQA_KINDS = ("full", "sliding", "chunked")
 MLP_KINDS = ("dense", "moe", "none")
 
 
@@ -56,6 +58,9 @@ class AttentionSpec:
     num_kv_heads: int = 0
     head_dim: int = 0
     window: int | None = None  # sliding-window length in tokens (kind == "sliding")
+    # chunked local attention (kind == "chunked", Llama 4): a query attends only to the keys of its own
+    # aligned chunk of `chunk` tokens, [c * floor(p / c), p]
+    chunk: int | None = None
     qk_norm: bool = False
     qkv_bias: bool = False
     out_bias: bool = False
@@ -68,6 +73,15 @@ class AttentionSpec:
             raise ValueError(f"attention kind {self.kind!r} not in {ATTENTION_KINDS}")
         if self.kind == "sliding" and not self.window:
             raise ValueError("sliding attention needs a window")
+        if self.kind == "chunked" and not self.chunk:
+            raise ValueError("chunked attention needs a chunk size")
+
+    def describe(self) -> str:
+        if self.kind == "sliding":
+            return f"sliding({self.window})"
+        if self.kind == "chunked":
+            return f"chunked({self.chunk})"
+        return self.kind
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,7 @@ class LayerSpec:
 
     def describe(self) -> str:
         a = self.attention
-        att = a.kind if a.kind != "sliding" else f"sliding({a.window})"
+        att = a.describe()
         if a.mla is not None and a.mla.index_topk:
             att = f"mla(sparse top-{a.mla.index_topk})"
         if self.mlp.kind == "moe" and self.mlp.moe is not None:

@@ -3,8 +3,8 @@
 Replaces the model's attention kernel (SDPA / FlashAttention / eager matmul-softmax-matmul) at
 capture, through transformers' attention-function registry. It carries everything the cost needs:
 query/key/value shapes (GQA: fewer KV heads), the number of tokens already cached per sequence
-(`context_len`: a SymInt, so no cache is ever materialized), causality, the sliding window and
-attention sinks.
+(`context_len`: a SymInt, so no cache is ever materialized), causality, the sliding window or the
+local-attention chunk, and attention sinks.
 
 The reference implementation attends over the keys passed in (the cached tokens are modelled,
 not materialized), which is what `opcheck` and numeric pass tests exercise.
@@ -27,12 +27,14 @@ def attention(
     causal: bool,
     window: int,
     sinks: torch.Tensor | None,
+    chunk: int = 0,
 ) -> torch.Tensor:
     """q (B, Hq, S, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv) -> out (B, S, Hq, Dv).
 
     `context_len` tokens per sequence are already in the KV cache (0 for a fresh prefill);
     `window` > 0 limits each query to the last `window` keys; `sinks` (Hq,) are gpt-oss style
-    learned softmax sinks.
+    learned softmax sinks; `chunk` > 0 limits each query to the keys of its own aligned chunk of
+    `chunk` positions (Llama 4's chunked local attention).
     """
     q_len, k_len = query.shape[2], key.shape[2]
     rep = query.shape[1] // key.shape[1]
@@ -46,6 +48,8 @@ def attention(
         allowed &= k_pos <= q_pos
     if window > 0:
         allowed &= k_pos > q_pos - window
+    if chunk > 0:
+        allowed &= (k_pos // chunk) == (q_pos // chunk)
     scores = scores.masked_fill(~allowed, -math.inf)
     if sinks is not None:
         sink = sinks.float().reshape(1, -1, 1, 1).expand(scores.shape[0], -1, q_len, 1)
@@ -57,6 +61,6 @@ def attention(
 
 
 @attention.register_fake
-def _attention_fake(query, key, value, context_len, scale, causal, window, sinks):
+def _attention_fake(query, key, value, context_len, scale, causal, window, sinks, chunk=0):
     batch, heads, q_len, _ = query.shape
     return query.new_empty((batch, q_len, heads, value.shape[-1]))

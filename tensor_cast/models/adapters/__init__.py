@@ -60,6 +60,7 @@ GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True
 register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
+register(TextDecoderOf(model_types=("llama4",), text=_ADAPTERS["llama4_text"]))  # Llama 4: its text decoder
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 # glm4_moe_lite: GLM-4.7-Flash; deepseek_v2: DeepSeek-V2 / V2.5 / V2-Lite (softmax routing, complex-table RoPE)
 DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))

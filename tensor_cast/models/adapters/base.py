@@ -26,12 +26,13 @@ from transformers import PretrainedConfig
 
 from ...errors import MalformedConfigError, UnsupportedModelError
 from ..config_checks import check_required
-from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+from ..spec import GQA_KINDS, AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 
 # Fields every decoder's config must give: transformers' defaults for them describe another model.
 CORE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
-HF_LAYER_TYPE = {"full": "full_attention", "sliding": "sliding_attention", "linear": "linear_attention"}
+HF_LAYER_TYPE = {"full": "full_attention", "sliding": "sliding_attention", "chunked": "chunked_attention",
+                 "linear": "linear_attention"}
 SPEC_ATTENTION_KIND = {v: k for k, v in HF_LAYER_TYPE.items()}
 
 
@@ -134,12 +135,14 @@ class DecoderAdapter:
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
         head_dim = int(getattr(config, "head_dim", None) or int(require(config, "hidden_size")) // heads)
         window = int(config.sliding_window) if kind == "sliding" else None
+        chunk = int(require(config, "attention_chunk_size")) if kind == "chunked" else None
         return AttentionSpec(
             kind=kind,
             num_heads=heads,
             num_kv_heads=kv_heads,
             head_dim=head_dim,
             window=window,
+            chunk=chunk,
             qk_norm=self.qk_norm,
             qkv_bias=self.qkv_bias_always or self._flag(config, self.qkv_bias_field),
             out_bias=self._flag(config, self.out_bias_field),
@@ -170,12 +173,14 @@ class DecoderAdapter:
         """`base` with the global fields that shape one layer set for `layer`."""
         config = copy.deepcopy(base)
         att = layer.attention
-        if att.kind in ("full", "sliding"):
+        if att.kind in GQA_KINDS:
             config.num_attention_heads = att.num_heads
             config.num_key_value_heads = att.num_kv_heads
             config.head_dim = att.head_dim
             if att.kind == "sliding":
                 config.sliding_window = att.window
+            elif att.kind == "chunked":
+                config.attention_chunk_size = att.chunk
             elif self.window_applies_to_all_layers:
                 config.sliding_window = None
         if layer.mlp.kind == "dense":

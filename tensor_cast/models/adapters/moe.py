@@ -14,9 +14,10 @@ router, experts and shared experts) and `MoEAdapter`, the `DecoderAdapter` that 
   experts dispatching through transformers' experts registry (the format detection).
 
 Every family here has fused 3-D experts decorated with transformers' `@use_experts_implementation`
-(what `capture/experts_interface.py` and `passes/replace_moe.py` rely on). Families whose experts
-are not (llama4 computes every expert for every token, dbrx, jetmoe, longcat_flash's own loop) have
-no row: `adapter_for` names them as unsupported.
+(what `capture/experts_interface.py` and `passes/replace_moe.py` rely on), or swapped to behave so
+(Llama 4, whose transformers code computes every expert for every token: `models/llama4_moe.py`).
+Families whose experts are neither (dbrx, jetmoe, longcat_flash's own loop) have no row:
+`adapter_for` names them as unsupported.
 
 Must not touch torch graphs: this is config <-> spec translation plus module names.
 """
@@ -96,6 +97,14 @@ def _mlp_layer_types_force(config: PretrainedConfig, moe: bool) -> None:
     config.mlp_layer_types = ["sparse" if moe else "dense"] * int(config.num_hidden_layers)
 
 
+def _moe_list_force(config: PretrainedConfig, moe: bool) -> None:
+    config.moe_layers = list(range(int(config.num_hidden_layers))) if moe else []
+
+
+MOE_LAYER_LIST = LayerRule(  # Llama 4: the list of MoE layer indices (from interleave_moe_layer_step)
+    is_moe=lambda config, index: index in (config.moe_layers or []), force=_moe_list_force)
+
+
 MLP_LAYER_TYPES = LayerRule(  # MiMo-V2-Flash: a per-layer list of "dense" / "sparse"
     is_moe=lambda config, index: config.mlp_layer_types[index] == "sparse", force=_mlp_layer_types_force)
 
@@ -111,6 +120,7 @@ class MoEFamily:
     dense_size: str | None = "intermediate_size"  # width of the family's dense MLP layers (None: none)
     shared_count: str | None = None  # number of shared experts; their width is count x expert_size
     shared_size: str | None = None  # or: the total shared-expert width, one shared expert
+    shared_experts: int = 0  # or: a fixed count of shared experts of the expert width, not in the config (Llama 4)
     router: str = "softmax"  # softmax | sigmoid (the scoring before top-k)
     groups: tuple[str, str] | None = None  # (n_group, topk_group): grouped top-k
     layers: LayerRule = ALL_MOE
@@ -128,6 +138,8 @@ class MoEFamily:
         if self.shared_size:
             shared_size = int(getattr(config, self.shared_size, 0) or 0)
             shared_count = 1 if shared_size else 0
+        if self.shared_experts:
+            shared_count, shared_size = self.shared_experts, self.shared_experts * expert_size
         groups = (int(getattr(config, self.groups[0], 1) or 1), int(getattr(config, self.groups[1], 1) or 1)) \
             if self.groups else (1, 1)
         return MoESpec(num_experts=int(require(config, self.num_experts)), top_k=int(require(config, self.top_k)),
@@ -285,6 +297,36 @@ class MiMoV2FlashAdapter(MoEAdapter):
         return config
 
 
+@dataclass(frozen=True)
+class Llama4Adapter(MoEAdapter):
+    """Llama 4: RoPE layers attend within their chunk (`attention_chunk_size`), every
+    `no_rope_layer_interval`-th layer is NoPE with full attention; the layer's kind says which, so a
+    representative stack sets `no_rope_layers` from it. Refused: a config whose RoPE and chunked layers
+    differ (without a chunk size a RoPE and a NoPE full-attention layer are one spec kind, but not one
+    computation), and an activation other than SiLU (the swapped experts run SiLU, `llama4_moe.py`)."""
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        spec = super().attention_spec(config, index)
+        rope = bool((getattr(config, "no_rope_layers", None) or [1] * (index + 1))[index])
+        if rope != (spec.kind == "chunked"):
+            raise UnsupportedModelError(
+                f"model_type {config.model_type!r}: layer {index} is {'RoPE' if rope else 'NoPE'} with {spec.kind} "
+                "attention; supported: RoPE layers with chunked attention (attention_chunk_size set) and NoPE "
+                "layers with full attention")
+        return spec
+
+    def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
+        if str(getattr(config, "hidden_act", "silu")) != "silu":
+            raise UnsupportedModelError(f"model_type {config.model_type!r}: hidden_act {config.hidden_act!r} is not "
+                                        "supported; accepted: silu")
+        return super().mlp_spec(config, index)
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        config = super().config_for_layer(spec, layer, base)
+        config.no_rope_layers = [int(layer.attention.kind == "chunked")] * int(config.num_hidden_layers)
+        return config
+
+
 # ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
 def moe_adapters() -> list[MoEAdapter]:
     return [
@@ -329,4 +371,12 @@ def moe_adapters() -> list[MoEAdapter]:
                            mlp_bias_field=None,
                            moe=MoEFamily(num_experts="n_routed_experts", router="sigmoid",
                                          groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES)),
+        # Llama 4 Scout / Maverick: top-1 sigmoid routing plus one shared expert, MoE in `moe_layers`
+        # (Maverick: every other layer), dense layers of intermediate_size_mlp; experts swapped (llama4_moe.py)
+        Llama4Adapter(model_types=("llama4_text",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
+                      mlp_bias_field=None,
+                      moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size",
+                                    dense_size="intermediate_size_mlp", router="sigmoid", layers=MOE_LAYER_LIST,
+                                    block="feed_forward", router_module="router", shared_module="shared_expert",
+                                    shared_experts=1)),
     ]
