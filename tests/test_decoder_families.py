@@ -35,7 +35,7 @@ def expected_kv_bytes(config, model_type: str) -> int:
     kv = config.num_key_value_heads or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kinds = list(getattr(config, "layer_types", None) or ["full_attention"] * 4)
-    if model_type in ("ministral3", "phi3", "starcoder2"):  # Mistral's attention: the window on every layer
+    if model_type in ("ministral3", "phi3", "starcoder2", "phimoe"):  # Mistral's attention: the window on every layer
         kinds = ["sliding_attention"] * 4
     held = [min(CONTEXT + 1, WINDOW) if k == "sliding_attention" else CONTEXT + 1 for k in kinds]
     return sum(BATCH * h * 2 * kv * head_dim * 2 for h in held)  # K and V, bf16
@@ -66,6 +66,8 @@ def test_family_parameters_and_kv_cache(model_type, tmp_path):
 
 MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set where transformers' default is None)
     "flex_olmo": ("num_experts", "intermediate_size", {}),
+    "phimoe": ("num_local_experts", "intermediate_size", {}),
+    "granitemoe": ("num_local_experts", "intermediate_size", {}),
     "sarvam_moe": ("n_routed_experts", "moe_intermediate_size", {}),
     "dots1": ("n_routed_experts", "moe_intermediate_size", {"n_routed_experts": 16, "num_experts_per_tok": 4,
                                                              "n_shared_experts": 1}),

@@ -371,6 +371,16 @@ def moe_adapters() -> list[MoEAdapter]:
                            mlp_bias_field=None,
                            moe=MoEFamily(num_experts="n_routed_experts", router="sigmoid",
                                          groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES)),
+        # Phi-3.5-MoE (its sliding_window, when set, on every layer) and Granite 3.x MoE: Mixtral-style top-k
+        # experts in every layer under `router`, no shared expert
+        MoEAdapter(model_types=("phimoe",), window_applies_to_all_layers=True, qkv_bias_field="attention_bias",
+                   out_bias_field="attention_bias", mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
+                                 router_module="router")),
+        MoEAdapter(model_types=("granitemoe",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
+                   mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
+                                 block="block_sparse_moe", router_module="router")),
         # Llama 4 Scout / Maverick: top-1 sigmoid routing plus one shared expert, MoE in `moe_layers`
         # (Maverick: every other layer), dense layers of intermediate_size_mlp; experts swapped (llama4_moe.py)
         Llama4Adapter(model_types=("llama4_text",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
