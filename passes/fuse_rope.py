@@ -10,8 +10,9 @@ The complex form (Llama 4, DeepSeek-V2: q and k viewed as complex pairs times on
 `freqs_cis`, `torch.polar`'s e^(i theta)) becomes `rope([q, k], table, None, dtype)`: the table's own
 preparation inside the helper (unsqueeze, indexing) stays in the graph and the op reads the
 prepared table; only the nodes that depend on q or k are replaced.
-Invariant after: no node of a matched helper remains; each rotated tensor keeps its shape and
-dtype; the op's inputs are the unrotated tensors and the two cos/sin tables.
+Invariant after: no node of a matched helper remains (but a complex table's preparation); each
+rotated tensor keeps its shape and dtype; the op's inputs are the unrotated tensors and the two
+cos/sin tables, or the one prepared complex table.
 Example:
     before: q*cos + cat(-q[..., 64:], q[..., :64])*sin ; same for k
     after:  q', k' = rope([q, k], cos, sin)
