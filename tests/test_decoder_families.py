@@ -15,12 +15,15 @@ import tensor_cast
 
 FAMILIES = ("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee", "granite", "internlm3",
             "olmo3", "ernie4_5", "seed_oss", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
-            "cohere", "phi")
+            "cohere", "phi", "hunyuan_v1_dense")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 
+GIVEN = {"hunyuan_v1_dense": {"head_dim": 128}}  # fields a family's transformers default leaves unusable
+
+
 def config_for(model_type: str):
-    config = AutoConfig.for_model(model_type, num_hidden_layers=4)
+    config = AutoConfig.for_model(model_type, num_hidden_layers=4, **GIVEN.get(model_type, {}))
     if getattr(config, "layer_types", None):
         config.layer_types = list(config.layer_types[:4])
     if hasattr(config, "sliding_window"):
@@ -92,3 +95,15 @@ def test_moe_family_parameters_active_parameters_and_kv_cache(model_type, tmp_pa
     assert report.active_parameters == reference - config.vocab_size * config.hidden_size - skipped
     assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
     assert sum(r.op == "tensor_cast.moe" for r in report.ops) == 4 - dense_first
+
+
+def test_hunyuan_dense_without_head_dim_is_refused(tmp_path, capsys):
+    """transformers' Hunyuan config defaults head_dim to None, which does not build: required, named in one line."""
+    from tensor_cast.cli import main
+
+    data = AutoConfig.for_model("hunyuan_v1_dense", num_hidden_layers=2).to_dict()
+    data.pop("head_dim", None)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert main(["analyze", str(tmp_path), "--device", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lacks required field(s) head_dim" in err and len(err.splitlines()) == 1

@@ -37,6 +37,8 @@ register(DecoderAdapter(model_types=("llama",)))
 # KV cache by hand)
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
+# Hunyuan dense (Hunyuan-0.5B to 7B): per-head q/k RMSNorm; its config must give head_dim (transformers' default is None)
+register(DecoderAdapter(model_types=("hunyuan_v1_dense",), qk_norm=True, extra_required=("head_dim",)))
 # Ministral 3, Phi-3 and StarCoder2: Mistral's attention, their sliding_window (when set) on every layer
 MINISTRAL3 = register(DecoderAdapter(model_types=("ministral3", "phi3"), window_applies_to_all_layers=True))
 register(DecoderAdapter(model_types=("starcoder2",), window_applies_to_all_layers=True, qkv_bias_field="use_bias",

@@ -67,12 +67,14 @@ class DecoderAdapter:
     # MiniMax-M2, MiMo and ERNIE ship it so). Every other parameter is stored in the checkpoint's
     # dtype, whatever dtype a transformers release creates it in.
     fp32_parameters: tuple[str, ...] = ("e_score_correction_bias",)
+    # fields this family's transformers config leaves without a usable default (Hunyuan: head_dim None)
+    extra_required: tuple[str, ...] = ()
 
     # ---- HF config -> spec -------------------------------------------------------------
     def required_fields(self) -> tuple[str, ...]:
         """Config fields this family cannot default (the others' defaults are what its published
         configs rely on: head_dim, num_key_value_heads, biases, ...)."""
-        return (*CORE_FIELDS, "intermediate_size")
+        return (*CORE_FIELDS, "intermediate_size", *self.extra_required)
 
     def check_given(self, data: Mapping[str, Any], source: str) -> None:
         """Refuse a config.json (as a dict) that omits required fields, naming all of them."""
