@@ -51,7 +51,7 @@ register(DecoderAdapter(model_types=("gemma2",), activation_field="hidden_activa
 MISTRAL = register(DecoderAdapter(model_types=("mistral",), window_applies_to_all_layers=True,
                                   qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None))
 # Mistral 3 (Mistral3ForConditionalGeneration: Mistral Small 3.1 / 3.2, Magistral, Devstral; Ministral 3): its text decoder
-register(TextDecoderOf(model_types=("mistral3",), texts={"mistral": MISTRAL, "ministral3": MINISTRAL3}))
+register(TextDecoderOf(model_types=("mistral3",), texts=(MISTRAL, MINISTRAL3)))
 register(DecoderAdapter(model_types=("qwen2",), qkv_bias_always=True, qkv_bias_field=None,
                         out_bias_field=None, mlp_bias_field=None))
 register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="attention_bias",
@@ -59,22 +59,22 @@ register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="at
 # Gemma 3: sandwich norms (pre/post attention and feed-forward), so no generic sub-block skipping.
 GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
                                       mlp_bias_field=None, supports_layer_skips=False))
-register(TextDecoderOf(model_types=("gemma3",), text=GEMMA3_TEXT))
+register(TextDecoderOf(model_types=("gemma3",), texts=(GEMMA3_TEXT,)))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
-register(TextDecoderOf(model_types=("llama4",), text=_ADAPTERS["llama4_text"]))  # Llama 4: its text decoder
+register(TextDecoderOf(model_types=("llama4",), texts=(_ADAPTERS["llama4_text"],)))  # Llama 4: its text decoder
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 # glm4_moe_lite: GLM-4.7-Flash; deepseek_v2: DeepSeek-V2 / V2.5 / V2-Lite (softmax routing, complex-table RoPE)
 DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))
-register(TextDecoderOf(model_types=("kimi_k25",), text=DEEPSEEK_V3))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
+register(TextDecoderOf(model_types=("kimi_k25",), texts=(DEEPSEEK_V3,)))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # hybrid gated DeltaNet (linear attention) + gated full attention
 register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
 QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,
                                                 mtp_field="mtp_num_hidden_layers"))
-register(TextDecoderOf(model_types=("qwen3_5_moe",), text=QWEN3_5_MOE_TEXT))
+register(TextDecoderOf(model_types=("qwen3_5_moe",), texts=(QWEN3_5_MOE_TEXT,)))
 QWEN3_5_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_text",), moe=False, mtp_field="mtp_num_hidden_layers"))
-register(TextDecoderOf(model_types=("qwen3_5",), text=QWEN3_5_TEXT))
+register(TextDecoderOf(model_types=("qwen3_5",), texts=(QWEN3_5_TEXT,)))
 
 
 def supported_model_types() -> list[str]:

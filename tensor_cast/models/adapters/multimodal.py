@@ -3,9 +3,9 @@
 `TextDecoderOf` owns one rule: a config with a `text_config` (Gemma 3 4B/12B/27B are
 `Gemma3ForConditionalGeneration`) is analyzed as its text decoder — the serving cost of
 generating tokens — with the vision tower left out (the report's notes say so). The spec it
-returns carries the text model_type, so building and capture go through the text adapter: one
-fixed adapter (`text`), or, for wrappers whose text decoder varies by checkpoint (Mistral 3: a
-Mistral or a Ministral 3 decoder), the adapter of the text config's own model_type (`texts`).
+returns carries the text model_type, so building and capture go through the text adapter: the one
+of `texts` whose model types hold the text config's own (Mistral 3 holds a Mistral or a Ministral 3
+decoder, by checkpoint); a text config that does not say its model_type takes a single `texts` entry.
 """
 
 from __future__ import annotations
@@ -24,16 +24,15 @@ from .base import DecoderAdapter
 
 @dataclass(frozen=True)
 class TextDecoderOf(DecoderAdapter):
-    text: DecoderAdapter | None = None  # the adapter of the text decoder's model_type
-    texts: Mapping[str, DecoderAdapter] = dataclasses.field(default_factory=dict)  # else: text model_type -> adapter
+    texts: tuple[DecoderAdapter, ...] = ()  # the adapters of the text decoders this wrapper holds
 
     def text_adapter(self, text_model_type: Any, source: str) -> DecoderAdapter:
-        if self.text is not None:
-            return self.text
-        if text_model_type in self.texts:
-            return self.texts[text_model_type]
+        found = [a for a in self.texts if text_model_type in a.model_types]
+        if found or (text_model_type is None and len(self.texts) == 1):
+            return (found or list(self.texts))[0]
+        supported = sorted(t for a in self.texts for t in a.model_types)
         raise UnsupportedModelError(f"{source}: text_config model_type {text_model_type!r} is not supported inside "
-                                    f"{self.model_types[0]}; supported: {choices(sorted(self.texts))}")
+                                    f"{self.model_types[0]}; supported: {choices(supported)}")
 
     def check_given(self, data: Mapping[str, Any], source: str) -> None:
         text = data.get("text_config")
