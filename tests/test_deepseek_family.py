@@ -169,8 +169,8 @@ def test_glm5_shared_indexer_layers_are_refused(tmp_path):
 
 
 def test_unsupported_mla_family_names_its_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "kimi_linear", "hidden_size": 64}))
-    with pytest.raises(UnsupportedModelError, match="model_type 'kimi_linear' is not supported"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "longcat_flash", "hidden_size": 64}))
+    with pytest.raises(UnsupportedModelError, match="model_type 'longcat_flash' is not supported"):
         tensor_cast.analyze(str(tmp_path), device="h100", batch_size=1, query_len=1)
 
 

@@ -1,4 +1,5 @@
-"""Cost rule for linear attention: `tensor_cast::gated_delta_net` (Qwen3-Next / Qwen3.5 layers).
+"""Cost rules for linear attention: `tensor_cast::gated_delta_net` (Qwen3-Next / Qwen3.5 layers) and
+`tensor_cast::kimi_delta_attention` (Kimi-Linear's KDA layers; at the end of this module).
 
 Dimensions: Hk key heads and Hv value heads of sizes dk and dv (q and k are shared by Hv/Hk value
 heads), conv channels Cc = 2·Hk·dk + Hv·dv, conv kernel K; B sequences of S new tokens, T = B·S.
@@ -150,3 +151,82 @@ def gated_delta_net(call: OpCall) -> Counts:
                           fused_bytes=fused_bytes(dims, act, act, call.out_bytes, small_weights), recurrent=short)
     return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
                   state_bytes=held, launches=total.launches, kernel=shape)
+
+
+# ---- Kimi Delta Attention (KDA) --------------------------------------------------------------
+# KDA is the gated delta rule with one decay per (head, key channel) instead of one per head. The
+# engines run it as flash-linear-attention's kernels (SGLang `kda_triton.py`: `chunk_kda` for
+# extend steps, `fused_sigmoid_gating_delta_rule_update(..., is_kda=True)` for decode, the gate
+# fused into the recurrent kernel; vLLM's `kda.py` the same FLA ops with `fused_kda_gate`):
+# - gate: g = -exp(A_log)·softplus(g + dt_bias) and beta = sigmoid(b), per (token, head, key
+#   channel) for g; its own kernel before the chunked form, fused into the recurrent one;
+# - recurrent: the GDN recurrence's 7·dk·dv FLOPs per token and head (the per-row decay costs as the
+#   per-head one: one multiply per state element), the state read and written once;
+# - chunked: the GDN chunk's tensor-core products (chunk_kda runs the same K·Kᵀ, solve, W / U,
+#   intra-chunk and state products, with the decay folded into q and k), plus the per-channel
+#   decay's vector work (cumsum and exp(±G) applied to q, k and the chunk's last row:
+#   `KDA_DECAY_FLOPS` per token, head and key channel) and g's cumulative sum written and read in
+#   float32; per-chunk states and W / U blocks round-trip through memory as for GDN.
+# No engine section here has measured KDA kernels: the op carries no `DeltaNetShape` (the GDN
+# sections' fused-scan timing is FlashInfer's GDN kernel, not FLA's chunk_kda), so an engine section
+# times it as a streaming attention kernel from these counts.
+KDA_GATE_FLOPS = 8  # exp(A_log)·softplus(g + dt_bias): add, exp, log1p, multiply, negate; sigmoid for beta
+KDA_DECAY_FLOPS = 6  # chunked form: cumsum, exp(G), exp(-G), three multiplies
+FLOAT32 = 4
+
+
+def kda_conv(d: DeltaNetDims, act: Any, weights_bytes: Any) -> Counts:
+    """The causal depthwise conv1d + SiLU over q / k / v (GDN's, without its gating)."""
+    conv_io = d.tokens * d.channels * act
+    conv_state = d.batch * d.conv_state_elements * act
+    return Counts(flops={"vector": d.tokens * d.channels * (2 * d.kernel + SILU_FLOPS)},
+                  bytes_read=conv_io + weights_bytes + conv_state, bytes_written=conv_io + conv_state, launches=1)
+
+
+def kda_gate_flops(d: DeltaNetDims) -> Any:
+    return KDA_GATE_FLOPS * d.tokens * d.v_heads * (d.k_dim + 1)
+
+
+def kda_recurrent(d: DeltaNetDims, act: Any, out_bytes: Any) -> Counts:
+    """Decode: GDN's recurrence with the per-channel gate fused in (raw g, H·dk per token, and b read)."""
+    base = recurrent(d, act, act, out_bytes)
+    extra_gates = d.tokens * d.v_heads * (d.k_dim - 1) * act  # `recurrent` reads 2·H per token (GDN's a, b)
+    flops = dict(base.flops)
+    flops["vector"] = flops.get("vector", 0) + kda_gate_flops(d)
+    return Counts(flops=flops, bytes_read=base.bytes_read + extra_gates, bytes_written=base.bytes_written,
+                  launches=base.launches)
+
+
+def kda_chunked(d: DeltaNetDims, act: Any, out_bytes: Any, precision: str) -> Counts:
+    """Prefill: the gate kernel (raw g and b in, float32 g and beta out), then chunk_kda: GDN's chunked
+    form plus the per-channel decay's vector work and g's chunk-local cumsum (float32, written and read)."""
+    decay = d.tokens * d.v_heads * d.k_dim
+    gate = Counts(flops={"vector": kda_gate_flops(d)},
+                  bytes_read=(decay + d.tokens * d.v_heads) * act,
+                  bytes_written=(decay + d.tokens * d.v_heads) * FLOAT32, launches=1)
+    base = chunked(d, act, act, out_bytes, precision)
+    flops = dict(base.flops)
+    flops["vector"] = flops.get("vector", 0) + KDA_DECAY_FLOPS * decay
+    # `chunked` reads 2·H act-sized gate values per token (GDN's g, beta): here float32 g (H·dk) and beta
+    gates = (decay + d.tokens * d.v_heads) * FLOAT32 - 2 * d.tokens * d.v_heads * act
+    scan = Counts(flops=flops, bytes_read=base.bytes_read + gates + decay * FLOAT32,
+                  bytes_written=base.bytes_written + decay * FLOAT32, launches=base.launches + 1)  # + the cumsum
+    return gate + scan
+
+
+@register(torch.ops.tensor_cast.kimi_delta_attention.default, kind="attention")
+def kimi_delta_attention(call: OpCall) -> Counts:
+    q, conv_weight = call.get("q"), call.get("conv_weight")
+    batch, q_len, _ = q.shape
+    heads, dim = int(call.get("num_heads")), int(call.get("head_dim"))
+    dims = DeltaNetDims(batch=batch, q_len=q_len, k_heads=heads, k_dim=dim, v_heads=heads, v_dim=dim,
+                        kernel=int(conv_weight.shape[-1]))
+    act = q.itemsize
+    small_weights = conv_weight.nbytes + call.get("A_log").nbytes + call.get("dt_bias").nbytes
+    short = is_short_step(q_len, call.get("decode_query_len"))
+    mixer = pick_form(short, kda_recurrent(dims, act, call.out_bytes),
+                      kda_chunked(dims, act, call.out_bytes, gemm_precision(q, q)))
+    total = kda_conv(dims, act, small_weights) + mixer
+    held = batch * (dims.state_elements + dims.conv_state_elements) * act
+    return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
+                  state_bytes=held, launches=total.launches)

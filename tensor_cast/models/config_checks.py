@@ -43,6 +43,10 @@ NON_NEGATIVE_FIELDS = (
 )
 
 
+# latent attention without RoPE: `head_dim` is not read by the modules (Kimi-Linear's checkpoint writes 72)
+NO_ROPE_LATENT = ("kimi_linear",)
+
+
 def _describe(value: Any) -> str:
     kind = {str: "a string", float: "a float", bool: "a bool", list: "a list", dict: "an object"}.get(type(value))
     return f"{value!r} ({kind})" if kind else repr(value)
@@ -67,7 +71,9 @@ def check_values(data: Mapping[str, Any], source: str) -> None:
                     raise MalformedConfigError(
                         f"{source}: {prefix}{name} must be an integer >= {minimum}, got {_describe(value)}")
         rope, head_dim = section.get("qk_rope_head_dim"), section.get("head_dim")
-        if section.get("kv_lora_rank") is not None and head_dim is not None and rope is not None and head_dim != rope:
+        no_rope = section.get("model_type") in NO_ROPE_LATENT
+        if (section.get("kv_lora_rank") is not None and head_dim is not None and rope is not None and head_dim != rope
+                and not no_rope):
             raise MalformedConfigError(  # MLA: the rotary embedding's width, qk_rope_head_dim (GLM-5 writes both)
                 f"{source}: {prefix}head_dim={head_dim} contradicts {prefix}qk_rope_head_dim={rope}: in latent "
                 f"attention (kv_lora_rank) head_dim is the rotary part; leave it out or make it {rope}")

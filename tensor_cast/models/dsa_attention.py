@@ -32,7 +32,8 @@ def _original_name(module: Any) -> str:
     return type(module).__name__.removeprefix("TensorCast")
 
 
-def _context(module: Any, kwargs: dict[str, Any]) -> Any:
+def context_length(module: Any, kwargs: dict[str, Any]) -> Any:
+    """The cached context length a swapped attention reads from the capture's carrier kwarg."""
     from ..capture.attention_interface import CONTEXT_KWARG  # capture imports the build, which imports this
 
     carrier = kwargs.get(CONTEXT_KWARG)
@@ -87,7 +88,7 @@ class DSAAttentionForward:
         k_rot = k_rot.view(batch, 1, seq, rope_dim)
         cos, sin = position_embeddings
         q_rot, k_rot = _family_function(module, "apply_rotary_pos_emb_interleave")(q_rot, k_rot, cos, sin)
-        context = _context(module, kwargs)
+        context = context_length(module, kwargs)
         indices = module.indexer(hidden_states, q_resid, position_embeddings, context)
         out = mla_attention(q_nope, q_rot, latent, k_rot, module.kv_b_proj.weight, context, module.scaling, indices, 1)
         out = module.o_proj(out.reshape(batch, seq, -1))

@@ -14,6 +14,9 @@ Why each is needed:
   materialized mask (which the capture's no-op mask removes) and only over the keys of the step;
   the swap emits `tensor_cast::dsa_indexer` over the modelled cache and
   `tensor_cast::mla_attention` over the latent.
+- Kimi-Linear (`kimi_linear.py`): KDA's torch fallback is a chunk loop like GDN's, emitted as one
+  `tensor_cast::kimi_delta_attention`; its MLA layers have no RoPE, so their query is not the
+  `cat(q_nope, q_rope)` `replace_mla` matches: the swap emits `tensor_cast::mla_attention` itself.
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 
@@ -26,6 +29,7 @@ from torch import nn
 
 from .dsa_attention import DSAAttentionForward, DSAIndexerForward
 from .gated_delta_net import GatedDeltaNetForward
+from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
 from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
 
 SWAPS: dict[str, type] = {
@@ -36,6 +40,8 @@ SWAPS: dict[str, type] = {
     "GlmMoeDsaAttention": DSAAttentionForward,
     "DeepseekV32Indexer": DSAIndexerForward,
     "GlmMoeDsaIndexer": DSAIndexerForward,
+    "KimiLinearDeltaAttention": KimiDeltaAttentionForward,
+    "KimiLinearAttention": NoPositionMLAForward,
     "Llama4TextMoe": Llama4MoeForward,
     "Llama4TextExperts": Llama4ExpertsForward,
 }

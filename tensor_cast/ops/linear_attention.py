@@ -1,4 +1,5 @@
-"""Linear attention as one op: the gated DeltaNet token mixer (Qwen3-Next, Qwen3.5).
+"""Linear attention as one op each: the gated DeltaNet token mixer (Qwen3-Next, Qwen3.5) and
+Kimi Delta Attention (Kimi-Linear).
 
 `gated_delta_net(mixed_qkv, a, b, conv_weight, A_log, dt_bias, num_k_heads, head_k_dim,
 num_v_heads, head_v_dim, decode_query_len) -> (B, S, Hv, dv)` covers what serving engines run
@@ -14,8 +15,17 @@ The state is the layer's whole memory of the past: no KV cache grows with the co
 `decode_query_len` is the largest step (tokens per sequence) engines run with the recurrent
 kernel; longer steps use the chunked (WY) form. It changes the cost, not the result.
 
-The reference implementation runs the recurrence token by token from a zero state (the cached
-state is modelled by the cost rule, not materialized).
+`kimi_delta_attention(q, k, v, g, b, conv_weight, A_log, dt_bias, num_heads, head_dim,
+decode_query_len) -> (B, S, H, d)` is Kimi Delta Attention (KDA), the gated delta rule with a
+*per-channel* decay: q, k, v (B, S, H·d each, from three projections) run the same short conv
+(one depthwise kernel per channel of their concatenation) with SiLU, q and k are L2-normalized,
+g = -exp(A_log)·softplus(g + dt_bias) is one decay per head *and key channel* (the low-rank forget
+gate's output, H·d per token), beta = sigmoid(b) per head, and the state update decays each row of
+S by its own channel: S ← diag(exp(g))·S; S ← S + k·(beta·(v − Sᵀk))ᵀ; o = Sᵀq·d^-½ (transformers'
+`recurrent_kimi_delta_attention`, flash-linear-attention's `fused_recurrent_kda` / `chunk_kda`).
+
+The reference implementations run the recurrence token by token from a zero state (the cached
+state is modelled by the cost rules, not materialized).
 """
 
 from __future__ import annotations
@@ -67,3 +77,45 @@ def _gated_delta_net_fake(mixed_qkv, a, b, conv_weight, A_log, dt_bias, num_k_he
                           head_v_dim, decode_query_len):
     batch, seq, _ = mixed_qkv.shape
     return mixed_qkv.new_empty((batch, seq, num_v_heads, head_v_dim))
+
+
+@torch.library.custom_op("tensor_cast::kimi_delta_attention", mutates_args=())
+def kimi_delta_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    conv_weight: torch.Tensor,
+    A_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+    num_heads: int,
+    head_dim: int,
+    decode_query_len: int,
+) -> torch.Tensor:
+    """q, k, v and g (B, S, H·d), b (B, S, H), conv_weight (3·H·d, 1, K) over cat(q, k, v)."""
+    batch, seq, width = q.shape
+    kernel = conv_weight.shape[-1]
+    mixed = torch.cat([q, k, v], dim=-1).float().transpose(1, 2)
+    x = F.conv1d(mixed, conv_weight.float(), padding=kernel - 1, groups=3 * width)
+    x = F.silu(x[..., :seq]).transpose(1, 2)
+    shape = (batch, seq, num_heads, head_dim)
+    qs, ks, vs = (t.reshape(shape) for t in x.split([width] * 3, dim=-1))
+    qs, ks = F.normalize(qs, dim=-1), F.normalize(ks, dim=-1)
+    decay = -A_log.float().reshape(1, 1, num_heads, 1).exp() * F.softplus(
+        g.float().reshape(shape) + dt_bias.float().reshape(num_heads, head_dim))
+    beta = torch.sigmoid(b.float())
+    state = qs.new_zeros(batch, num_heads, head_dim, head_dim)
+    out = []
+    for t in range(seq):
+        state = state * decay[:, t].exp()[..., None]  # row i of S (key channel i) by its own decay
+        delta = (vs[:, t] - torch.einsum("bhkv,bhk->bhv", state, ks[:, t])) * beta[:, t, :, None]
+        state = state + torch.einsum("bhk,bhv->bhkv", ks[:, t], delta)
+        out.append(torch.einsum("bhkv,bhk->bhv", state, qs[:, t] * head_dim**-0.5))
+    return torch.stack(out, dim=1).to(q.dtype)
+
+
+@kimi_delta_attention.register_fake
+def _kimi_delta_attention_fake(q, k, v, g, b, conv_weight, A_log, dt_bias, num_heads, head_dim, decode_query_len):
+    batch, seq, _ = q.shape
+    return q.new_empty((batch, seq, num_heads, head_dim))

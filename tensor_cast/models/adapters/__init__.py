@@ -11,6 +11,7 @@ from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .hybrid import HybridLinearAdapter
+from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
 from .multimodal import TextDecoderOf
 
@@ -75,6 +76,8 @@ QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",
 register(TextDecoderOf(model_types=("qwen3_5_moe",), texts=(QWEN3_5_MOE_TEXT,)))
 QWEN3_5_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_text",), moe=False, mtp_field="mtp_num_hidden_layers"))
 register(TextDecoderOf(model_types=("qwen3_5",), texts=(QWEN3_5_TEXT,)))
+# Kimi-Linear: KDA (per-channel-gated DeltaNet) + MLA without RoPE, DeepSeek-style MoE under Kimi's names
+register(KimiLinearAdapter(model_types=("kimi_linear",)))
 
 
 def supported_model_types() -> list[str]:
