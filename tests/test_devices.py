@@ -26,8 +26,8 @@ from tensor_cast.backends.roofline import ExecutionMode, op_time
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidProfileError, UnknownDeviceError
 
-BUILTIN = ("a100-80gb-sxm", "ascend-910b", "atlas-a3", "b200", "b300", "gb200", "gb300", "h100-sxm", "h200", "l40s",
-           "mi300x")
+BUILTIN = ("a100-80gb-sxm", "ascend-910b", "atlas-a3", "b200", "b300", "gb200", "gb300", "h100-nvl", "h100-sxm", "h20",
+           "h200", "l4", "l40s", "mi300x", "mi325x", "mi355x", "rtx-pro-6000")
 
 
 def profiles():
@@ -82,8 +82,11 @@ def test_every_section_has_a_source(name):
 
 def test_precision_the_device_lacks_is_zero():
     assert load_device("a100-80gb-sxm").compute["fp8_tflops"] == 0  # Ampere: no FP8 tensor cores
-    for name in ("a100-80gb-sxm", "h100-sxm", "h200", "mi300x", "l40s", "ascend-910b", "atlas-a3"):
-        assert load_device(name).compute["fp4_tflops"] == 0, name  # FP4 tensor cores start with Blackwell
+    for name in ("a100-80gb-sxm", "h100-sxm", "h100-nvl", "h20", "h200", "mi300x", "mi325x", "l40s", "l4", "ascend-910b",
+                 "atlas-a3"):
+        assert load_device(name).compute["fp4_tflops"] == 0, name  # FP4 starts with Blackwell (NVIDIA), CDNA 4 (AMD)
+    assert load_device("mi355x").compute["tf32_tflops"] == 0  # CDNA 4: no native TF32 (hipBLASLt emulates it with BF16)
+    assert load_device("mi355x").rate("tf32") == (157.3e12, "fp32")
     for name in ("ascend-910b", "atlas-a3"):
         assert load_device(name).compute["fp8_tflops"] == 0, name  # FP8 starts with Ascend 950
 
@@ -112,6 +115,20 @@ DATASHEET = {
     "mi300x": (1307.4, 5300, 7 * 128 / 2),
     # NVIDIA L40S datasheet: BF16 362.05 TFLOPS (733 with sparsity), 864 GB/s GDDR6, PCIe Gen4 x16 64 GB/s
     "l40s": (362.05, 864, 64 / 2),
+    # NVIDIA H100 datasheet, H100 NVL: BF16 1,671 TFLOPS with sparsity, 3.9 TB/s HBM3, NVLink bridge 600 GB/s (a pair)
+    "h100-nvl": (1671 / 2, 3900, 600 / 2),
+    # Press-reported H20 spec table (Tom's Hardware; no NVIDIA datasheet): BF16 148 TFLOPS dense, 4.0 TB/s HBM3,
+    # NVLink 900 GB/s
+    "h20": (148, 4000, 900 / 2),
+    # AMD MI325X data sheet: BF16 1,307.4 TFLOPS dense (MI300X's), 6 TB/s HBM3E, 7 Infinity Fabric links x 128 GB/s
+    "mi325x": (1307.4, 6000, 7 * 128 / 2),
+    # AMD MI355X brochure: BF16 5,033.2 TFLOPS with sparsity, 8 TB/s HBM3E, 7 Infinity Fabric links x 153.6 GB/s
+    "mi355x": (5033.2 / 2, 8000, 7 * 153.6 / 2),
+    # NVIDIA RTX PRO 6000 Blackwell Server Edition page: FP16/BF16 1 PFLOPS with sparsity, 1,597 GB/s GDDR7,
+    # PCIe Gen5 x16 128 GB/s
+    "rtx-pro-6000": (1000 / 2, 1597, 128 / 2),
+    # NVIDIA L4 datasheet: BF16 242 TFLOPS with sparsity, 300 GB/s GDDR6, PCIe Gen4 x16 64 GB/s
+    "l4": (242 / 2, 300, 64 / 2),
     # Huawei CloudMatrix384 paper (arXiv 2506.12708): 910C = 2 dies, 752 TFLOPS BF16, 3.2 TB/s; the 910B2
     # is one such die; HCCS 392 GB/s bidirectional per NPU (Atlas 800T A2)
     "ascend-910b": (752 / 2, 3200 / 2, 392 / 2),
@@ -130,9 +147,11 @@ def test_datasheet_numbers(name):
 
 
 def test_inter_node_bandwidth_is_one_nic_per_gpu():
-    # 400 Gb/s NDR (H100/H200/B200/GB200/MI300X), 800 Gb/s ConnectX-8 (B300/GB300), 200 Gb/s HDR (A100): bits / 8 = bytes
-    for name, gbit in (("h100-sxm", 400), ("h200", 400), ("b200", 400), ("gb200", 400), ("b300", 800), ("gb300", 800),
-                       ("mi300x", 400), ("a100-80gb-sxm", 200)):
+    # 400 Gb/s NDR (H100/H200/H20/B200/GB200/MI300X/MI325X), 400 Gb/s Pollara (MI355X), 800 Gb/s ConnectX-8
+    # (B300/GB300), 200 Gb/s HDR (A100), 200 Gb/s RoCE for PCIe cards (L40S, L4, H100 NVL, RTX PRO 6000): bits / 8 = bytes
+    for name, gbit in (("h100-sxm", 400), ("h200", 400), ("h20", 400), ("b200", 400), ("gb200", 400), ("b300", 800),
+                       ("gb300", 800), ("mi300x", 400), ("mi325x", 400), ("mi355x", 400), ("a100-80gb-sxm", 200),
+                       ("l40s", 200), ("l4", 200), ("h100-nvl", 200), ("rtx-pro-6000", 200)):
         assert load_device(name).interconnect.inter_node_bandwidth_gbps == gbit / 8, name
 
 
@@ -142,6 +161,7 @@ def test_aliases_are_case_insensitive():
     assert load_device(" H200 ") is load_device("h200")
     assert load_device("Ascend-910C").name == "atlas-a3"
     assert load_device("910B").name == "ascend-910b"
+    assert load_device("H100NVL").name == "h100-nvl" and load_device("RTX6000-PRO").name == "rtx-pro-6000"
     names = set()
     for p in profiles():
         for key in (p.name, *p.aliases):
