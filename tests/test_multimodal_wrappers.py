@@ -61,3 +61,50 @@ def test_wrapper_refuses_a_text_decoder_it_does_not_hold(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "text_config model_type 'llama' is not supported inside mistral3; supported: ministral3, mistral" in err
     assert len(err.splitlines()) == 1
+
+
+# ---- Qwen3-VL: a text decoder transformers builds only inside its wrapper ------------------------
+def qwen3_vl_config(model_type: str, *, tie: bool, **text_fields):
+    config = AutoConfig.for_model(model_type, tie_word_embeddings=tie)
+    data = config.to_dict()
+    data["text_config"].update(num_hidden_layers=LAYERS, tie_word_embeddings=not tie, **text_fields)  # the wrapper decides
+    data["vision_config"].update(depth=2, out_hidden_size=data["text_config"]["hidden_size"])
+    return data
+
+
+def wrapper_text_parameters(data: dict) -> int:
+    """transformers' own wrapper on meta, less its vision tower: the text decoder and its LM head."""
+    from transformers import AutoModelForImageTextToText
+
+    config = AutoConfig.for_model(data["model_type"], **{k: v for k, v in data.items() if k != "model_type"})
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    visual = {id(p) for p in model.model.visual.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in visual)
+
+
+@pytest.mark.parametrize("model_type, tie, fields", [
+    ("qwen3_vl", False, {}),
+    ("qwen3_vl", True, {}),
+    ("qwen3_vl_moe", False, {"num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1, "mlp_only_layers": []}),
+])
+def test_qwen3_vl_is_costed_as_its_text_decoder(model_type, tie, fields, tmp_path):
+    data = qwen3_vl_config(model_type, tie=tie, **fields)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    assert report.num_parameters == wrapper_text_parameters(data)
+    assert report.context.architecture.endswith("(text decoder only)")
+    text = data["text_config"]
+    per_token = 2 * text["num_key_value_heads"] * text["head_dim"]
+    assert report.memory.kv_cache_bytes == BATCH * (CONTEXT + 1) * LAYERS * per_token * 2  # bf16
+
+
+def test_qwen3_vl_30b_a3b_costs_what_qwen3_30b_a3b_costs():
+    """Qwen3-VL-30B-A3B's text decoder has Qwen3-30B-A3B's dimensions (both published configs): a
+    text step costs the same, op by op (M-RoPE's sections and the larger rope_theta change no cost)."""
+    kwargs = dict(device="h100", batch_size=8, query_len=1, context_len=4096, num_hidden_layers=2)
+    vl = tensor_cast.analyze("Qwen/Qwen3-VL-30B-A3B-Instruct", **kwargs)
+    text = tensor_cast.analyze("Qwen/Qwen3-30B-A3B", **kwargs)
+    assert [(r.op, r.flops, r.bytes) for r in vl.ops] == [(r.op, r.flops, r.bytes) for r in text.ops]
+    assert vl.total_time_s == pytest.approx(text.total_time_s, rel=1e-12)
+    assert vl.memory.kv_cache_bytes == text.memory.kv_cache_bytes

@@ -64,6 +64,12 @@ register(TextDecoderOf(model_types=("gemma3",), texts=(GEMMA3_TEXT,)))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
 register(TextDecoderOf(model_types=("llama4",), texts=(_ADAPTERS["llama4_text"],)))  # Llama 4: its text decoder
+# Qwen3-VL (dense and MoE): the text decoder is Qwen3's / Qwen3-MoE's modules (multimodal.py says why it is exact)
+register(TextDecoderOf(model_types=("qwen3_vl",), texts=(_ADAPTERS["qwen3"],), text_as={"qwen3_vl_text": "qwen3"},
+                       wrapper_ties_embeddings=True))
+register(TextDecoderOf(model_types=("qwen3_vl_moe",), texts=(_ADAPTERS["qwen3_moe"],),
+                       text_as={"qwen3_vl_moe_text": "qwen3_moe"}, wrapper_ties_embeddings=True,
+                       text_fields={"norm_topk_prob": True}))  # Qwen3-VL-MoE's router always renormalizes
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 # glm4_moe_lite: GLM-4.7-Flash; deepseek_v2: DeepSeek-V2 / V2.5 / V2-Lite (softmax routing, complex-table RoPE)
 DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))
