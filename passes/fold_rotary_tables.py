@@ -9,6 +9,8 @@ Invariant after: cos and sin keep their shapes and dtypes; no node of the rotary
 Example:
     before: positions[:, None, :].float() @ inv_freq -> cat -> cos, sin -> * scaling -> to(bf16)
     after:  cos, sin = rotary_table(positions, inv_freq, 1.0, torch.bfloat16)
+Tables with one angle per rotated pair (DeepSeek-V4's interleaved RoPE: no cat of the angles)
+fold as `rotary_table(..., paired=True)`.
 Refuses: rotary modules whose tables the op would not reproduce (shape or dtype differs:
 multimodal / dynamic variants), which then stay as costed elementwise ops.
 """
@@ -50,8 +52,10 @@ def fold_rotary_tables(gm: fx.GraphModule) -> fx.GraphModule:
         if len(outputs) != 2 or len(positions) != 1 or len(freqs) != 1:
             continue
         cos, sin = (example(o) for o in outputs)
-        expected = (*shape_key(positions[0]), str(2 * example(freqs[0]).shape[0]))
-        if shape_key(cos) != expected or shape_key(sin) != expected or cos.dtype != sin.dtype:
+        pairs = example(freqs[0]).shape[0]
+        shapes = {(*shape_key(positions[0]), str(width)): width == pairs for width in (2 * pairs, pairs)}
+        if shape_key(cos) not in shapes or shape_key(sin) != shape_key(cos) or cos.dtype != sin.dtype:
             continue
-        replace_with_op(gm, nodes, op, (positions[0], freqs[0], _scaling(nodes), cos.dtype), outputs)
+        paired = shapes[shape_key(cos)]
+        replace_with_op(gm, nodes, op, (positions[0], freqs[0], _scaling(nodes), cos.dtype, paired), outputs)
     return finish(gm)

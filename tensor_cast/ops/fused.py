@@ -8,8 +8,9 @@
   for the complex-table form).
 - `fused_linear(x, weights, biases) -> [x @ w.T + b ...]`: horizontally fused GEMM (QKV,
   gate+up): reads x once, one launch, N = sum of the weights' rows.
-- `rotary_table(positions, inv_freq, scaling, dtype) -> (cos, sin)`: the per-forward cos/sin
-  computation that engines replace with a precomputed cache indexed inside the RoPE kernel.
+- `rotary_table(positions, inv_freq, scaling, dtype, paired) -> (cos, sin)`: the per-forward cos/sin
+  computation that engines replace with a precomputed cache indexed inside the RoPE kernel
+  (`paired`: one angle per rotated pair, not duplicated — DeepSeek-V4's interleaved RoPE tables).
 
 Reference implementations use the common HF forms (rotate-half RoPE, weight * normed), so the
 fusion passes can be checked numerically on CPU.
@@ -120,14 +121,14 @@ def _fused_linear_fake(x, weights, biases):
 
 @torch.library.custom_op("tensor_cast::rotary_table", mutates_args=())
 def rotary_table(
-    positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype
+    positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype, paired: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     freqs = positions.float().unsqueeze(-1) * inv_freq.float()
-    emb = torch.cat((freqs, freqs), dim=-1)
+    emb = freqs if paired else torch.cat((freqs, freqs), dim=-1)
     return (emb.cos() * scaling).to(dtype), (emb.sin() * scaling).to(dtype)
 
 
 @rotary_table.register_fake
-def _rotary_table_fake(positions, inv_freq, scaling, dtype):
-    shape = (*positions.shape, 2 * inv_freq.shape[0])
+def _rotary_table_fake(positions, inv_freq, scaling, dtype, paired=False):
+    shape = (*positions.shape, (1 if paired else 2) * inv_freq.shape[0])
     return positions.new_empty(shape, dtype=dtype), positions.new_empty(shape, dtype=dtype)
