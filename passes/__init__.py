@@ -99,6 +99,12 @@ def _quant_params(options: Any) -> dict[str, Any]:
             "quantize_router": d.quantize_router}
 
 
+def _moe_quant_params(options: Any) -> dict[str, Any]:
+    """The experts' own scheme where the checkpoint stores them apart (DeepSeek-V4's FP4 experts), else `quant`'s."""
+    d = _deployment(options)
+    return {**_quant_params(options), "scheme": d.moe_quant or d.quant, "shared_scheme": d.quant if d.moe_quant else None}
+
+
 def _kv_quantized(options: Any) -> bool:
     return _deployment(options).kv_cache_bytes is not None
 
@@ -146,7 +152,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
     Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
-    Pass("quantize_moe", quantize_moe, _quantized, _quant_params),  # after replace_moe: the experts' op
+    Pass("quantize_moe", quantize_moe, _quantized, _moe_quant_params),  # after replace_moe: the experts' op
     # after quantize_moe: the dispatch travels in the experts' activation format (FP8 or the model dtype)
     Pass("insert_ep_collectives", insert_ep_collectives, _expert_parallel, _ep_params),
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),

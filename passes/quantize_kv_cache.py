@@ -29,6 +29,8 @@ CACHE_ARGS: dict[Any, tuple[str, ...]] = {
     torch.ops.tensor_cast.attention.default: ("key", "value"),
     torch.ops.tensor_cast.mla_attention.default: ("latent", "k_rope"),
     torch.ops.tensor_cast.dsa_indexer.default: ("k",),  # the indexer's keys
+    torch.ops.tensor_cast.compressed_attention.default: ("kv", "compressed"),  # DeepSeek-V4: window + entries
+    torch.ops.tensor_cast.compressed_indexer.default: ("k",),
 }
 
 

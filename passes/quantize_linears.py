@@ -7,7 +7,9 @@ checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `i
 Produces: for schemes with quantized activations, one `quantize(x, fmt, group, dynamic)` per
 (input, format) — shared by every GEMM reading that input — then
 `quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is
-(`quant_linear(x, None, ...)`). Weight placeholders get `NodeFacts.stored_bytes`:
+(`quant_linear(x, None, ...)`); a `grouped_linear` (DeepSeek-V4's grouped output projection) keeps its
+node and names the scheme (its rule costs the weights and the input's quantization). Weight placeholders get
+`NodeFacts.stored_bytes`:
 their stored bytes per element, scales included (the memory report reads it). MLA's
 `kv_b_proj` weight, folded into `tensor_cast::mla_attention` by `replace_mla`, is stored in the
 scheme's weight format too unless excluded (DeepSeek-V3's FP8 checkpoint keeps it FP8 with
@@ -17,7 +19,8 @@ Example (fp8):
     before: q, k, v = fused_linear(h, [Wq, Wk, Wv], [None] * 3)
     after:  hq = quantize(h, "fp8", 0, True); q, k, v = quant_linear(hq[0], hq[1], [Wq, Wk, Wv], [None] * 3, "fp8", bf16)
 Refuses: scheme "none" (no-op); linears whose weight is not a 2-D floating parameter; excluded
-modules (left as 16-bit GEMMs).
+modules (left as 16-bit GEMMs; a fused GEMM when every member's module is excluded — `fuse_linears`
+only fuses projections of one parent module, DeepSeek-V4's bf16 compressor kv / gate pair).
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from torch import fx
 from ..deployment.quantization import scheme as lookup_scheme
 from .graph_utils import example, fake_result, finish, module_path
 from .node_facts import derive_facts, parameter_name, update_facts
-from .op_args import arg, call_args
+from .op_args import arg, call_args, set_arg
 
 LINEAR, FUSED = torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default
+GROUPED = torch.ops.tensor_cast.grouped_linear.default
 MLA, MLA_WEIGHT = torch.ops.tensor_cast.mla_attention.default, "kv_b_weight"  # argument by schema name
 ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
 LM_HEAD = "lm_head"
@@ -67,6 +71,15 @@ def _weights(node: fx.Node) -> tuple[list[Any], list[Any]]:
     weights, biases = arg(node, "weights"), arg(node, "biases")
     assert isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
     return list(weights), list(biases)
+
+
+def _modules(node: fx.Node, weights: list[Any]) -> list[str]:
+    """The modules whose weights a GEMM multiplies: each member of a fused GEMM (its node belongs to the
+    members' parent module), else the linear's own module."""
+    if node.target is LINEAR:
+        return [module_path(node)]
+    names = [parameter_name(w) for w in weights]
+    return [n.rsplit(".", 1)[0] for n in names if n] or [module_path(node)]
 
 
 def _is_parameter(w: Any) -> bool:
@@ -102,6 +115,13 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
     graph = gm.graph
     quantized_inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
     for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is GROUPED:
+            weight = arg(node, "weight")
+            if _is_parameter(weight) and not excluded(module_path(node), not_converted=not_converted,
+                                                      quantize_lm_head=quantize_lm_head, quantize_router=quantize_router):
+                set_arg(node, "scheme_name", s.name)
+                update_facts(weight, stored_bytes=float(s.weight_bytes))
+            continue
         if node.op != "call_function" or node.target not in (LINEAR, FUSED):
             continue
         if not isinstance(_input(node), fx.Node):
@@ -109,8 +129,8 @@ def quantize_linears(gm: fx.GraphModule, *, scheme: str = "none", not_converted:
         weights, biases = _weights(node)
         if not all(_is_parameter(w) for w in weights):
             continue
-        if excluded(module_path(node), not_converted=not_converted, quantize_lm_head=quantize_lm_head,
-                    quantize_router=quantize_router):
+        if all(excluded(path, not_converted=not_converted, quantize_lm_head=quantize_lm_head,
+                        quantize_router=quantize_router) for path in _modules(node, weights)):
             continue
         x = _input(node)
         x_in: fx.Node = x

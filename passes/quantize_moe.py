@@ -14,7 +14,9 @@ Example (fp8):
     after:  y = moe(h, Wr, [], Wgu, Wd, ..., "fp8")      # Wgu, Wd: 1 byte per element
 Refuses: scheme "none" (no-op); MoE ops whose experts are excluded (left "none"). The router
 stays in the model dtype (engines run the MoE gate unquantized; `quantize_router` applies to
-routers that are plain linears). Shared experts follow the routed experts' scheme.
+routers that are plain linears). Shared experts follow the routed experts' scheme, unless
+`shared_scheme` names their own (a checkpoint that stores the routed experts apart: DeepSeek-V4's
+FP4 experts beside FP8 shared experts), which the op's `shared_scheme` argument then carries.
 """
 
 from __future__ import annotations
@@ -29,17 +31,21 @@ from .op_args import arg, set_arg
 from .quantize_linears import excluded
 
 
-def _weights(node: fx.Node) -> list[fx.Node]:
-    """The routed experts' weights and the shared experts' weights of a `moe` node."""
-    shared = [*arg(node, "shared_in"), *arg(node, "shared_out")]
-    return [w for w in (arg(node, "gate_up"), arg(node, "down"), *shared) if isinstance(w, fx.Node)]
+def _routed(node: fx.Node) -> list[fx.Node]:
+    return [w for w in (arg(node, "gate_up"), arg(node, "down")) if isinstance(w, fx.Node)]
+
+
+def _shared(node: fx.Node) -> list[fx.Node]:
+    return [w for w in (*arg(node, "shared_in"), *arg(node, "shared_out")) if isinstance(w, fx.Node)]
 
 
 def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tuple[str, ...] = (),
-                 quantize_lm_head: bool = False, quantize_router: bool = False) -> fx.GraphModule:
+                 quantize_lm_head: bool = False, quantize_router: bool = False,
+                 shared_scheme: str | None = None) -> fx.GraphModule:
     if scheme == "none":
         return gm
     s = lookup_scheme(scheme)
+    shared = lookup_scheme(shared_scheme) if shared_scheme and shared_scheme not in ("none", scheme) else s
     for node in gm.graph.nodes:
         if node.op != "call_function" or node.target is not torch.ops.tensor_cast.moe.default:
             continue
@@ -48,6 +54,10 @@ def quantize_moe(gm: fx.GraphModule, *, scheme: str = "none", not_converted: tup
                         quantize_router=quantize_router) for path in modules.get("experts", ())):
             continue
         set_arg(node, "scheme", scheme)
-        for weight in _weights(node):
+        for weight in _routed(node):
             update_facts(weight, stored_bytes=float(s.weight_bytes))
+        if shared is not s:
+            set_arg(node, "shared_scheme", shared.name)
+        for weight in _shared(node):
+            update_facts(weight, stored_bytes=float(shared.weight_bytes))
     return finish(gm)

@@ -81,12 +81,18 @@ class MoEDims:
     activation: str
     skew: float
     scheme: str = "none"  # the experts' weight quantization (deployment/quantization.py), or "none"
+    shared_scheme: str = ""  # the shared experts' when it differs (DeepSeek-V4: FP8 beside FP4 experts); "": scheme
     ep: int = 1  # ranks the routed experts are split over (expert parallelism)
     ep_dp: int = 1  # attention-DP replicas whose tokens are routed over those ranks
 
     @property
     def quant(self) -> QuantScheme | None:
         return None if self.scheme == "none" else lookup_scheme(self.scheme)
+
+    @property
+    def shared_quant(self) -> QuantScheme | None:
+        name = self.shared_scheme or self.scheme
+        return None if name == "none" else lookup_scheme(name)
 
 
 def moe_dims(call: OpCall) -> MoEDims:
@@ -98,15 +104,15 @@ def moe_dims(call: OpCall) -> MoEDims:
     intermediate = down.shape[1] if transposed else down.shape[2]
     if gate != "none" and first_out != 2 * intermediate:
         raise ValueError(f"gate_up has {first_out} rows per expert but down has {intermediate} inputs")
-    ep, ep_dp = 1, 1
+    ep, ep_dp, shared_scheme = 1, 1, ""
     if call.op is tc.moe.default:
         top_k, skew, scheme = int(call.get("top_k")), float(call.knobs.moe_skew), str(call.get("scheme"))
-        ep, ep_dp = int(call.get("ep")), int(call.get("ep_dp"))
+        ep, ep_dp, shared_scheme = int(call.get("ep")), int(call.get("ep_dp")), str(call.get("shared_scheme"))
     else:
         top_k, skew, scheme = call.get("top_k_index").shape[-1], 0.0, "none"
     return MoEDims(tokens=numel(hidden.shape[:-1]), experts=experts, top_k=int(top_k), hidden=hidden.shape[-1],
                    intermediate=intermediate, gated=gate != "none", activation=str(call.get("activation")),
-                   skew=skew, scheme=scheme, ep=ep, ep_dp=ep_dp)
+                   skew=skew, scheme=scheme, shared_scheme=shared_scheme, ep=ep, ep_dp=ep_dp)
 
 
 # ---- routing -------------------------------------------------------------------------------
@@ -207,6 +213,8 @@ def routing_stats(call: OpCall) -> RoutingStats:
 def _activation_flops(d: MoEDims) -> int:
     if d.activation == "swiglu_oai":
         return SWIGLU_OAI_FLOPS
+    if d.activation == "swiglu_limit":  # SiLU gate with both inputs clamped (DeepSeek-V4): 3 compares beyond silu·up
+        return ACTIVATION_FLOPS["silu"] + 1 + 3
     return ACTIVATION_FLOPS.get(d.activation, 4) + (1 if d.gated else 0)
 
 
@@ -317,7 +325,7 @@ def shared_counts(call: OpCall) -> Counts:
     if not shared_out:
         return Counts(launches=0)
     d = moe_dims(call)
-    x, t, quant = call.get("hidden"), d.tokens, d.quant
+    x, t, quant = call.get("hidden"), d.tokens, d.shared_quant
     a = x.itemsize
     hidden, inner = shared_out[0].shape[0], shared_out[0].shape[1]
     scalar_gates = [w for w in shared_in if w.shape[0] == 1]

@@ -7,6 +7,9 @@ and "gemm").
   The dynamic per-tensor kernels run one block per row (vLLM's `dynamic_scaled_fp8_quant`), so the
   shape carries the rows, their atomics on the one scale and the row length each block walks.
   ~2 vector FLOPs per element to find the amax (abs, max), ~2 to scale and round.
+- grouped_linear (DeepSeek-V4's grouped output projection): G GEMMs of M x R x K, one batched
+  kernel; in a quantized scheme the weights at its stored size and, for schemes that quantize
+  activations, the quantizing kernel of the input folded in (the GEMM then reads it narrow).
 - quant_linear: 2·M·N·K FLOPs (+ M·N for a bias) at the scheme's tensor-core precision (fp8, int8,
   fp4, or bf16 for weight-only schemes, which dequantize in the GEMM's main loop; that in-register
   work is not counted separately); bytes: the (quantized) activation and its scales, every weight
@@ -15,14 +18,16 @@ and "gemm").
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ...deployment.quantization import PER_TENSOR, scheme
 from ...ops import quant as _quant_ops  # noqa: F401  (ops exist before their rules)
 from ...sizes import numel
 from ..counts import Counts
-from ..kernels import QuantShape
-from .matmul import gemm_counts
+from ..kernels import GemmShape, QuantShape
+from .matmul import gemm_counts, gemm_precision
 from .registry import OpCall, register
 
 tc = torch.ops.tensor_cast
@@ -50,3 +55,23 @@ def quant_linear(call: OpCall) -> Counts:
             + sum((b.nbytes for b in biases if b is not None), 0))
     return gemm_counts(m, n, k, precision=s.precision, read_bytes=read, write_bytes=call.out_bytes,
                        bias=any(b is not None for b in biases), variant=s.name)
+
+
+@register(tc.grouped_linear.default, kind="gemm")
+def grouped_linear(call: OpCall) -> Counts:
+    x, weight, name = call.get("x"), call.get("weight"), str(call.get("scheme_name"))
+    groups, k = x.shape[-2], x.shape[-1]
+    m, r = numel(x.shape[:-2]), weight.shape[0] // x.shape[-2]
+    if name == "none":
+        return Counts(flops={gemm_precision(x, weight): 2 * groups * m * r * k},
+                      bytes_read=x.nbytes + weight.nbytes, bytes_written=call.out_bytes,
+                      kernel=GemmShape(groups, m, r, k))
+    s = scheme(name)
+    gemm = Counts(flops={s.precision: 2 * groups * m * r * k}, bytes_read=weight.numel * s.weight_bytes,
+                  bytes_written=call.out_bytes, kernel=GemmShape(groups, m, r, k, s.name))
+    fmt = s.activation
+    if fmt is None:
+        return dataclasses.replace(gemm + Counts(bytes_read=x.nbytes, launches=0), kernel=gemm.kernel)
+    narrow = x.numel * fmt.bits / 8 + (numel(x.shape[:-1]) * (k // fmt.group if fmt.group > 0 else 1) * fmt.scale_bytes)
+    quantize_x = Counts(flops={"vector": 4 * x.numel}, bytes_read=x.nbytes, bytes_written=narrow)
+    return dataclasses.replace(gemm + quantize_x + Counts(bytes_read=narrow, launches=0), kernel=gemm.kernel)

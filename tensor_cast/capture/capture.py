@@ -45,12 +45,23 @@ class CapturedGraph:
     def to_expr(self, value: Any) -> Any:
         """A SymInt / int / float from node metadata as an expression in B, S, C."""
         if isinstance(value, torch.SymInt | torch.SymFloat | torch.SymBool):
-            return sympy.sympify(value.node.expr).xreplace(self.symbols)
+            return plain_sympy(sympy.sympify(value.node.expr).xreplace(self.symbols))
         if isinstance(value, bool | int | float):
             return value
         if isinstance(value, sympy.Basic):
-            return value.xreplace(self.symbols)
+            return plain_sympy(value.xreplace(self.symbols))
         raise TypeError(f"not a size: {value!r}")
+
+
+def plain_sympy(expr: Any) -> Any:
+    """torch's integer-division functions (a shape like S // 4: `FloorDiv`, `PythonMod`) as plain
+    sympy floor / Mod, which every consumer (lambdify, simplification, printing) understands."""
+    from torch.utils._sympy.functions import FloorDiv, PythonMod
+
+    if not isinstance(expr, sympy.Basic) or not expr.has(FloorDiv, PythonMod):
+        return expr
+    expr = expr.replace(lambda e: isinstance(e, FloorDiv), lambda e: sympy.floor(e.args[0] / e.args[1]))
+    return expr.replace(lambda e: isinstance(e, PythonMod), lambda e: sympy.Mod(*e.args))
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from ..errors import UnsupportedModelError
 from ..ops.moe import routed_experts
 
 # experts class name -> the activation its `_apply_gate` computes (see ops/moe.py)
-CUSTOM_GATES = {"GptOssExperts": "swiglu_oai"}
+CUSTOM_GATES = {"GptOssExperts": "swiglu_oai", "DeepseekV4Experts": "swiglu_limit"}
 
 
 def _activation(module: torch.nn.Module) -> str:

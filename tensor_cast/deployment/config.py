@@ -133,6 +133,7 @@ class TraceDeployment:
     moe_tp: int = 1  # TP degree inside each routed expert (config.py docstring)
     quant: str = "none"  # a quantization.SCHEMES key or "none"
     not_converted: tuple[str, ...] = ()  # module patterns left unquantized (from the checkpoint)
+    moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart; None: quant
     quantize_lm_head: bool = False
     quantize_router: bool = False
     kv_cache_bytes: Any = None  # bytes per cached K/V element; None: the model dtype
@@ -169,6 +170,7 @@ class ResolvedDeployment:
     row_parallel: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     moe_exchange: str = "all_to_all"  # the exchange of attention-DP + EP MoE layers (moe_exchange.py)
+    moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart (DeepSeek-V4)
 
     @property
     def world_size(self) -> int:
@@ -181,7 +183,7 @@ class ResolvedDeployment:
     def trace_options(self) -> TraceDeployment:
         return TraceDeployment(
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
-            quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
+            moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
             moe_exchange=self.token_exchange or "all_to_all")
@@ -213,6 +215,7 @@ class ResolvedDeployment:
             split = " x ".join(f"{k}{v}" for k, v in (("TP", self.moe_tp), ("EP", self.ep)) if v > 1) or "TP1"
             parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE {split} ({exchange})")
         parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
+                     + (f", experts {self.moe_quant}" if self.moe_quant else "")
                      + (" (checkpoint)" if self.quant_source == "checkpoint" else ""))
         parts.append(f"KV cache {self.kv_cache_dtype}")
         return ", ".join(parts)
@@ -246,8 +249,10 @@ def _check_tp(spec: ModelSpec, tp: int) -> None:
     checks: list[tuple[str, int]] = []  # (what, size) that tp must divide
     for layer, _ in spec.layer_kinds():
         a = layer.attention
-        if a.kind in (*GQA_KINDS, "mla"):
+        if a.kind in (*GQA_KINDS, "mla", "compressed"):
             checks.append(("num_attention_heads", a.num_heads))
+        if a.kind == "compressed" and a.compressed is not None:  # DeepSeek-V4: each rank holds whole output groups
+            checks.append(("o_groups", a.compressed.o_groups))
         if a.kind == "linear" and a.linear is not None:
             checks += [("linear_num_key_heads", a.linear.num_key_heads),
                        ("linear_num_value_heads", a.linear.num_value_heads)]
@@ -358,6 +363,10 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         quant, source, not_converted = "none", "none", ()
         if request.quant is None and hf.note:
             notes.append(hf.note)
+    # the checkpoint's experts stored in their own scheme run as stored whenever its weights are served as stored
+    moe_quant = hf.experts if source == "checkpoint" or (source == "user" and quant == hf.scheme) else None
+    if quant != "none" and hf.scheme == quant and hf.note and request.quant is None:
+        notes.append(hf.note)
     kv_name = request.kv_cache_dtype or "auto"
     kv_bytes = kv_cache_bytes(kv_name)
     if kv_bytes is None:
@@ -392,7 +401,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if spans else [range(1)]
     pp_pairs: list[tuple[int, ...]] = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
     return ResolvedDeployment(
-        request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source,
+        request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source, moe_quant=moe_quant,
         not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,
         gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),

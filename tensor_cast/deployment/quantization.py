@@ -12,7 +12,9 @@ Owns:
   asked for on a block-FP8 checkpoint runs its blocks);
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
-  block 128x128; gpt-oss: MXFP4 experts) and the modules it leaves unquantized.
+  block 128x128; gpt-oss: MXFP4 experts), the modules it leaves unquantized, and the routed
+  experts' own scheme where they are stored apart (`expert_dtype`: DeepSeek-V4's FP4 experts
+  beside FP8-block linears, `EXPERT_DTYPES`).
 
 Pure data and lookups: no graph, no device. Byte sizes are exact rationals (sympy.Rational), so a
 formula's bytes stay exact; the memory report converts them to floats.
@@ -147,6 +149,13 @@ class HFQuantization:
     scheme: str | None  # a SCHEMES key; None: not modelled (see `note`)
     not_converted: tuple[str, ...] = ()  # module name patterns the checkpoint keeps unquantized
     note: str = ""
+    experts: str | None = None  # the routed experts' SCHEMES key when stored apart from `scheme`
+
+
+# a quantization_config's `expert_dtype` -> the experts' scheme. DeepSeek-V4's "fp4": E2M1 weights with
+# one E8M0 scale per 32 (its inference code's fp4_block_size), run against FP8 activations quantized
+# per 32 with E8M0 scales (`act_quant`, scale_fmt ue8m0): `w4a8_mxfp4_mxfp8`'s bytes and precision.
+EXPERT_DTYPES: dict[str, str] = {"fp4": "w4a8_mxfp4_mxfp8"}
 
 
 def _bits(cfg: Mapping[str, Any]) -> int:
@@ -207,4 +216,10 @@ def scheme_from_hf(config: Mapping[str, Any] | None) -> HFQuantization:
         return HFQuantization(scheme=None, note=(
             f"the checkpoint's quantization_config (quant_method={method!r}) is not modelled; weights costed "
             f"in the model dtype (pass quant= one of {choices(accepted_quant())})"))
-    return HFQuantization(scheme=name, not_converted=tuple(not_converted))
+    expert_dtype = config.get("expert_dtype")
+    if expert_dtype is not None and str(expert_dtype).lower() not in EXPERT_DTYPES:
+        return HFQuantization(scheme=name, not_converted=tuple(not_converted), note=(
+            f"the checkpoint's expert_dtype={expert_dtype!r} is not modelled (known: {choices(EXPERT_DTYPES)}); its "
+            f"experts are costed as {name}"))
+    experts = EXPERT_DTYPES.get(str(expert_dtype).lower()) if expert_dtype is not None else None
+    return HFQuantization(scheme=name, not_converted=tuple(not_converted), experts=experts)

@@ -5,7 +5,10 @@ Owns `rank_spec(spec, deployment) -> ModelSpec`: the spec of the model one rank 
 
 - attention: query heads / tp; KV heads / tp, or 1 when tp > num_kv_heads (each KV head is then
   replicated on tp / num_kv_heads ranks, as vLLM does); MLA heads / tp (q_b_proj and kv_b_proj
-  column-parallel, the latent projections replicated); linear-attention heads / tp;
+  column-parallel, the latent projections replicated); linear-attention heads / tp; DeepSeek-V4's
+  compressed attention: query heads and output groups / tp (q_b_proj column-parallel, each rank's
+  grouped o_a over its own groups, o_b row-parallel), the shared K = V head, its compressors and the
+  indexer replicated;
 - column-parallel q/k/v, gate/up and row-parallel o_proj/down_proj follow from those sizes: the
   per-rank model's projections have exactly the sharded shapes;
 - dense MLP intermediate / tp; MoE: each expert's intermediate / moe_tp (tp without EP, 1 with
@@ -45,6 +48,9 @@ def _attention(a: AttentionSpec, tp: int) -> AttentionSpec:
     if a.kind == "mla":
         kv = a.num_kv_heads // tp if a.num_kv_heads >= tp else a.num_kv_heads
         return dataclasses.replace(a, num_heads=a.num_heads // tp, num_kv_heads=kv)
+    if a.kind == "compressed" and a.compressed is not None:
+        compressed = dataclasses.replace(a.compressed, o_groups=a.compressed.o_groups // tp)
+        return dataclasses.replace(a, num_heads=a.num_heads // tp, compressed=compressed)
     if a.kind == "linear" and a.linear is not None:
         linear = dataclasses.replace(a.linear, num_key_heads=a.linear.num_key_heads // tp,
                                      num_value_heads=a.linear.num_value_heads // tp)

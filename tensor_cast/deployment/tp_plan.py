@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 ENGINE_PLAN: dict[str, str] = {
     "layers.*.self_attn.o_proj": "rowwise",  # every attention kind, MLA included
+    "layers.*.self_attn.o_b_proj": "rowwise",  # DeepSeek-V4's grouped output projection (o_a per rank's groups)
     "layers.*.linear_attn.out_proj": "rowwise",
     "layers.*.mlp.down_proj": "rowwise",
     "layers.*.mlp.experts": "moe_tp_experts",

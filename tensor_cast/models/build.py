@@ -19,6 +19,8 @@ stack and moved out of it.
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,8 +134,9 @@ def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> 
 
     DeepSeek, GLM-4.5 and ERNIE-4.5 build `XxxMLP(config, intermediate_size=moe_intermediate_size *
     n_shared_experts)`; a TP-sharded shared width beside whole (EP) experts is no such product. The
-    replacement is the same class at `intermediate_size=width`: same module path and parameter
-    names, narrower shapes (one instance; nothing in transformers changes)."""
+    replacement is the same class at `intermediate_size=width` (DeepSeek-V4's `DeepseekV4MLP(config)`
+    reads the width from the config: built from a copy whose `intermediate_size` is the width): same
+    module path and parameter names, narrower shapes (one instance; nothing in transformers changes)."""
     moe = layer_spec.mlp.moe if layer_spec.mlp.kind == "moe" else None
     if moe is None or not moe.shared_intermediate_size:
         return
@@ -143,7 +146,15 @@ def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> 
             down = getattr(shared, "down_proj", None)
             if (isinstance(shared, nn.Module) and isinstance(down, nn.Linear)
                     and down.in_features != moe.shared_intermediate_size):
-                setattr(block, name, type(shared)(config, intermediate_size=moe.shared_intermediate_size))
+                setattr(block, name, _shared_mlp(type(shared), config, moe.shared_intermediate_size))
+
+
+def _shared_mlp(cls: type, config: Any, width: int) -> nn.Module:
+    if "intermediate_size" in inspect.signature(cls).parameters:
+        return cls(config, intermediate_size=width)
+    narrow = copy.deepcopy(config)
+    narrow.intermediate_size = width
+    return cls(narrow)
 
 
 def store_in_checkpoint_dtype(model: nn.Module, dtype: torch.dtype, fp32_suffixes: tuple[str, ...]) -> None:

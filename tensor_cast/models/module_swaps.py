@@ -17,6 +17,10 @@ Why each is needed:
 - Kimi-Linear (`kimi_linear.py`): KDA's torch fallback is a chunk loop like GDN's, emitted as one
   `tensor_cast::kimi_delta_attention`; its MLA layers have no RoPE, so their query is not the
   `cat(q_nope, q_rope)` `replace_mla` matches: the swap emits `tensor_cast::mla_attention` itself.
+- DeepSeek-V4 (`deepseek_v4.py`): its attention's compressors, indexer and window + compressed
+  attention as three ops (transformers concatenates a no-cache compressed KV under an eager masked
+  softmax), its hyper-connections as `hc_pre` / `hc_post` (~90 eager ops each otherwise), its hash
+  router as top-k routing over the same scores (so `replace_moe` folds the block).
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 
@@ -27,6 +31,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from .deepseek_v4 import (
+    CompressedAttentionForward,
+    HashRouterAsTopK,
+    HyperConnectionForward,
+    HyperDecoderLayerForward,
+)
 from .dsa_attention import DSAAttentionForward, DSAIndexerForward
 from .gated_delta_net import GatedDeltaNetForward
 from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
@@ -42,6 +52,10 @@ SWAPS: dict[str, type] = {
     "GlmMoeDsaIndexer": DSAIndexerForward,
     "KimiLinearDeltaAttention": KimiDeltaAttentionForward,
     "KimiLinearAttention": NoPositionMLAForward,
+    "DeepseekV4Attention": CompressedAttentionForward,
+    "DeepseekV4HyperConnection": HyperConnectionForward,
+    "DeepseekV4DecoderLayer": HyperDecoderLayerForward,
+    "DeepseekV4HashRouter": HashRouterAsTopK,
     "Llama4TextMoe": Llama4MoeForward,
     "Llama4TextExperts": Llama4ExpertsForward,
 }

@@ -57,7 +57,17 @@ def mtp_layer_spec(spec: ModelSpec) -> LayerSpec:
     return adapter.layer_spec(adapter.base_config(spec), depth - 1)
 
 
+# families whose checkpoints ship MTP layers this module does not build yet (model_type -> why)
+MTP_NOT_MODELLED = {
+    "deepseek_v4": "DeepSeek-V4's MTP block (num_nextn_predict_layers = 1) carries its own hyper-connections and "
+                   "hyper-connection head, which are not modelled yet",
+}
+
+
 def check_mtp(spec: ModelSpec, mtp: int) -> None:
+    if mtp and spec.model_type in MTP_NOT_MODELLED:
+        raise UnsupportedModelError(f"{spec.name}: mtp={mtp} is not supported: {MTP_NOT_MODELLED[spec.model_type]}; "
+                                    "mtp must be 0 for it")
     if mtp and spec.mtp_layers <= 0:
         raise UnsupportedModelError(
             f"{spec.name} (model_type {spec.model_type!r}) ships no MTP layers (num_nextn_predict_layers = 0); "

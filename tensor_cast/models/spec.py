@@ -1,7 +1,7 @@
 """The engine-owned model spec: what a model *is*, independent of HF field names.
 
 Owns the frozen dataclasses `ModelSpec` / `LayerSpec` / `AttentionSpec` / `MLPSpec` (+ `MoESpec`,
-`MLASpec`, `LinearAttentionSpec`). Adapters (`models/adapters/`) translate a HF config into a spec
+`MLASpec`, `LinearAttentionSpec`, `CompressedAttentionSpec`). Adapters (`models/adapters/`) translate a HF config into a spec
 and back; everything downstream (build, passes, memory, reports) reads the spec, never raw config
 fields. Per-layer heterogeneity is first-class: a spec holds one `LayerSpec` per layer, and layers
 with equal specs are one *layer kind* (traced once, costed once, multiplied by their count).
@@ -19,7 +19,7 @@ from typing import Any
 
 SCHEMA_VERSION = 2  # 2: written_model_type
 
-ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mla", "none")
+ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mla", "compressed", "none")
 # softmax attention over per-head K/V (GQA): the kinds that differ only in which keys a query sees
 GQA_KINDS = ("full", "sliding", "chunked")
 MLP_KINDS = ("dense", "moe", "none")
@@ -52,6 +52,25 @@ class LinearAttentionSpec:
 
 
 @dataclass(frozen=True)
+class CompressedAttentionSpec:
+    """DeepSeek-V4 attention (kind "compressed"): one shared K = V head of the layer's `head_dim`, a
+    sliding window of the last `window` tokens and, when `compress_ratio` > 0, one compressed entry per
+    `compress_ratio` tokens — every entry attended (HCA), or the `index_topk` a lightning indexer of
+    `index_n_heads` x `index_head_dim` picks per query (CSA). Queries through a `q_lora_rank`
+    bottleneck; the output through `o_groups` grouped projections of `o_lora_rank` each."""
+
+    q_lora_rank: int
+    rope_dim: int
+    window: int
+    compress_ratio: int = 0  # 0: the sliding window only
+    index_topk: int = 0  # > 0: CSA
+    index_n_heads: int = 0
+    index_head_dim: int = 0
+    o_groups: int = 1
+    o_lora_rank: int = 0
+
+
+@dataclass(frozen=True)
 class AttentionSpec:
     kind: str  # one of ATTENTION_KINDS
     num_heads: int = 0
@@ -67,6 +86,7 @@ class AttentionSpec:
     sinks: bool = False  # learned attention sinks (gpt-oss)
     mla: MLASpec | None = None
     linear: LinearAttentionSpec | None = None
+    compressed: CompressedAttentionSpec | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ATTENTION_KINDS:
@@ -75,12 +95,21 @@ class AttentionSpec:
             raise ValueError("sliding attention needs a window")
         if self.kind == "chunked" and not self.chunk:
             raise ValueError("chunked attention needs a chunk size")
+        if self.kind == "compressed" and self.compressed is None:
+            raise ValueError("compressed attention needs a CompressedAttentionSpec")
 
     def describe(self) -> str:
         if self.kind == "sliding":
             return f"sliding({self.window})"
         if self.kind == "chunked":
             return f"chunked({self.chunk})"
+        if self.kind == "compressed" and self.compressed is not None:
+            c = self.compressed
+            if not c.compress_ratio:
+                return f"swa({c.window})"
+            if c.index_topk:
+                return f"csa({c.compress_ratio}, top-{c.index_topk})"
+            return f"hca({c.compress_ratio})"
         return self.kind
 
 

@@ -8,8 +8,10 @@ on meta / fake tensors with symbolic sizes), and a cost rule in `tensor_cast.bac
 from . import (  # noqa: F401  (registration side effects)
     attention,
     collectives,
+    compressed_attention,
     expert_parallel,
     fused,
+    hyper_connection,
     linear_attention,
     mla,
     moe,

@@ -31,7 +31,8 @@ The reference implementations are for `opcheck` and numeric pass tests: routing 
 sigmoid) over the router logits, top-k, renormalized over the k chosen. Family refinements that
 change *which* experts are chosen but not what it costs (router logit bias and score-correction
 bias in `router_extra`, grouped top-k, routed scaling) are not reproduced; `swiglu_oai` uses
-gpt-oss's published alpha=1.702, limit=7.0.
+gpt-oss's published alpha=1.702, limit=7.0; `swiglu_limit` is DeepSeek-V4's SiLU gate with the gate
+clamped to at most 10 and the up projection to [-10, 10] (its published `swiglu_limit`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .fused import ACTIVATIONS
 GATE_LAYOUTS = ("concat", "interleaved", "none")
 SCORINGS = ("softmax", "sigmoid")
 SWIGLU_OAI_ALPHA, SWIGLU_OAI_LIMIT = 1.702, 7.0
+SWIGLU_LIMIT = 10.0  # DeepSeek-V4 config `swiglu_limit`
 
 
 def _swiglu_oai(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -60,6 +62,8 @@ def _gated(act: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tenso
 
 GATED_ACTIVATIONS = {name: _gated(fn) for name, fn in ACTIVATIONS.items()}
 GATED_ACTIVATIONS["swiglu_oai"] = _swiglu_oai
+GATED_ACTIVATIONS["swiglu_limit"] = lambda gate, up: (
+    torch.nn.functional.silu(gate.clamp(max=SWIGLU_LIMIT)) * up.clamp(min=-SWIGLU_LIMIT, max=SWIGLU_LIMIT))
 EXPERT_ACTIVATIONS = tuple(GATED_ACTIVATIONS)
 
 
@@ -170,8 +174,10 @@ def moe(
     scheme: str,
     ep: int = 1,
     ep_dp: int = 1,
+    shared_scheme: str = "",
 ) -> torch.Tensor:
-    """hidden (..., H) -> (..., H): routed experts of the top-k router choice (+ shared experts)."""
+    """hidden (..., H) -> (..., H): routed experts of the top-k router choice (+ shared experts).
+    `shared_scheme`: the shared experts' scheme when it differs from the routed ones' ("": `scheme`)."""
     _check(activation, gate)
     if scoring not in SCORINGS:
         raise ValueError(f"unknown router scoring {scoring!r}; known: {', '.join(SCORINGS)}")
@@ -185,7 +191,7 @@ def moe(
 
 @moe.register_fake
 def _moe_fake(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias, shared_in, shared_out,
-              top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1):
+              top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1, shared_scheme=""):
     _check(activation, gate)
     return hidden.new_empty(hidden.shape)
 

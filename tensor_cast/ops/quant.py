@@ -100,3 +100,18 @@ def quant_linear(x: torch.Tensor, x_scale: torch.Tensor | None, weights: list[to
 def _quant_linear_fake(x, x_scale, weights, biases, scheme_name, out_dtype):
     lead = x.shape[:-1]
     return [x.new_empty((*lead, w.shape[0]), dtype=out_dtype) for w in weights]
+
+
+@torch.library.custom_op("tensor_cast::grouped_linear", mutates_args=())
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, scheme_name: str) -> torch.Tensor:
+    """x (..., G, K), weight (G·R, K) -> (..., G, R): group g multiplies rows g·R .. (g+1)·R - 1 of the
+    weight (DeepSeek-V4's grouped output projection, a batched GEMM); `scheme_name` its quantization
+    ("none": the model dtype; set by `quantize_linears`, a cost parameter, not part of the result)."""
+    groups = x.shape[-2]
+    w = weight.float().reshape(groups, -1, weight.shape[-1])
+    return torch.einsum("...gk,grk->...gr", x.float(), w).to(x.dtype).contiguous()
+
+
+@grouped_linear.register_fake
+def _grouped_linear_fake(x, weight, scheme_name):
+    return x.new_empty((*x.shape[:-1], weight.shape[0] // x.shape[-2]))

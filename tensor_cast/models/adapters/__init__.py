@@ -10,6 +10,7 @@ from __future__ import annotations
 from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
+from .deepseek_v4 import DeepseekV4Adapter
 from .hybrid import HybridLinearAdapter
 from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
@@ -75,6 +76,8 @@ register(TextDecoderOf(model_types=("qwen3_vl_moe",), texts=(_ADAPTERS["qwen3_mo
 DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))
 register(TextDecoderOf(model_types=("kimi_k25",), texts=(DEEPSEEK_V3,)))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
+# DeepSeek-V4: sliding-window + compressed (CSA / HCA) attention, hyper-connections, hash-routed first MoE layers
+register(DeepseekV4Adapter(model_types=("deepseek_v4",)))
 # hybrid gated DeltaNet (linear attention) + gated full attention
 register(HybridLinearAdapter(model_types=("qwen3_next",), shipped_mtp_layers=1))
 QWEN3_5_MOE_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_moe_text",), dense_layers_field=None,

@@ -1,0 +1,261 @@
+"""DeepSeek-V4 (`deepseek_v4`): compressed attention, hyper-connections, FP4 experts.
+
+- the swapped modules (attention of each layer type, hyper-connection, decoder layer) compute what
+  transformers' own modules compute (CPU, random weights, no cache);
+- the cost rules from named dimensions and a brute-force count of (query, entry) pairs;
+- DeepSeek-V4-Flash (published config.json): parameters by hand from the named dimensions (card
+  284B total, 13B activated), one op per layer of each kind on the right layers, the window /
+  compressed / indexer caches by hand, the checkpoint's mixed FP8 / FP4 / bf16 weights at TP8 by
+  hand, and the deployments it refuses.
+
+Flash dimensions (config.json): hidden 4096, 43 layers, vocab 129280; 64 heads of 512 (K = V, one
+head), rope 64, q_lora 1024, 8 output groups of 1024, window 128; compress_ratios 0, 0, then 4 / 128
+alternating (21 CSA layers 2, 4, ..., 42; 20 HCA layers 3, 5, ..., 41); indexer 64 x 128, top-512;
+256 experts of 2048, top-6, one shared; 4 hyper-connection streams.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import DeepseekV4Config
+from transformers.models.deepseek_v4 import modeling_deepseek_v4 as hf
+
+import tensor_cast
+from tensor_cast.backends.formulas.compressed_attention import entry_pairs
+from tensor_cast.capture.attention_interface import CONTEXT_KWARG
+from tensor_cast.cli import main
+from tensor_cast.models import registry
+from tensor_cast.models.module_swaps import apply_module_swaps
+
+tc = torch.ops.tensor_cast
+MODEL = "deepseek-ai/DeepSeek-V4-Flash"
+HIDDEN, LAYERS, VOCAB = 4096, 43, 129280
+HEADS, D, ROPE, Q_LORA, GROUPS, O_LORA, WINDOW = 64, 512, 64, 1024, 8, 1024, 128
+INDEX_HEADS, INDEX_D, TOPK = 64, 128, 512
+EXPERTS, EXPERT, TOP_K, STREAMS = 256, 2048, 6, 4
+CSA_LAYERS = list(range(2, 43, 2))  # ratio 4
+HCA_LAYERS = list(range(3, 42, 2))  # ratio 128
+
+
+# ---- the swapped modules against transformers' own ---------------------------------------------
+def tiny_config() -> DeepseekV4Config:
+    config = DeepseekV4Config(
+        hidden_size=64, num_hidden_layers=3, num_attention_heads=4, head_dim=32, qk_rope_head_dim=8, q_lora_rank=16,
+        o_groups=2, o_lora_rank=8, sliding_window=5, index_n_heads=2, index_head_dim=8, index_topk=3,
+        compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4},
+        layer_types=["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention"],
+        mlp_layer_types=["moe"] * 3, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+        vocab_size=100, hc_sinkhorn_iters=5)
+    config._attn_implementation = "eager"
+    config._experts_implementation = "eager"
+    return config
+
+
+def randomize(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.3)
+
+
+def inputs(config: DeepseekV4Config, seq: int, width: tuple[int, ...]) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """Random input, both rotary tables, positions, and the sliding-window causal mask transformers builds."""
+    hidden = torch.randn(2, seq, *width)
+    positions = torch.arange(seq).unsqueeze(0).expand(2, -1)
+    rotary = hf.DeepseekV4RotaryEmbedding(config)
+    tables = {kind: rotary(hidden, positions, layer_type=kind) for kind in ("main", "compress")}
+    i = torch.arange(seq)
+    near = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < config.sliding_window)
+    mask = torch.zeros(seq, seq).masked_fill(~near, float("-inf")).expand(2, 1, seq, seq)
+    return hidden, tables, positions, mask
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2], ids=["sliding", "csa", "hca"])
+def test_swapped_attention_computes_what_transformers_computes(layer):
+    """Sliding window, CSA (compressor + indexer top-k over overlapping windows) and HCA against
+    transformers' forward without a cache (compressed entries of the step's own closed windows)."""
+    torch.manual_seed(layer)
+    config = tiny_config()
+    module = hf.DeepseekV4Attention(config, layer).eval()
+    randomize(module)
+    hidden, tables, positions, mask = inputs(config, 11, (64,))
+    with torch.no_grad():
+        expected, _ = module(hidden, tables, positions, mask)
+        assert apply_module_swaps(torch.nn.ModuleList([module])) == 1
+        got, _ = module(hidden, tables, positions, None, **{CONTEXT_KWARG: torch.empty(0)})
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_swapped_decoder_layer_with_hyper_connections_computes_what_transformers_computes():
+    torch.manual_seed(0)
+    config = tiny_config()
+    layer = hf.DeepseekV4DecoderLayer(config, 1).eval()
+    randomize(layer)
+    streams, tables, positions, mask = inputs(config, 9, (STREAMS, 64))
+    with torch.no_grad():
+        expected = layer(streams, position_embeddings=tables, position_ids=positions, attention_mask=mask)
+        swapped = apply_module_swaps(torch.nn.ModuleList([layer]))
+        got = layer(streams, position_embeddings=tables, position_ids=positions, **{CONTEXT_KWARG: torch.empty(0)})
+    assert swapped == 4  # the layer, its two hyper-connections, its attention
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ops_opcheck():
+    torch.manual_seed(0)
+    streams = torch.randn(2, 5, 4, 8)
+    hc = (streams, torch.randn(24, 32), torch.randn(24), torch.randn(3), 1e-6, 1e-6, 3)
+    torch.library.opcheck(tc.hc_pre.default, hc)
+    post, comb, _ = tc.hc_pre(*hc)
+    torch.library.opcheck(tc.hc_post.default, (torch.randn(2, 5, 8), post, comb, streams))
+    kv, gate = torch.randn(2, 9, 16), torch.randn(2, 9, 16)
+    torch.library.opcheck(tc.kv_compress.default, (kv, gate, torch.randn(4, 16), torch.randn(8), 1e-6, 4, True, 0))
+    entries = tc.kv_compress(kv, gate, torch.randn(4, 16), torch.randn(8), 1e-6, 4, True, 0)
+    q, weights = torch.randn(2, 9, 2, 8), torch.randn(2, 9, 2)
+    torch.library.opcheck(tc.compressed_indexer.default, (q, entries, weights, 0, 3, 4))
+    picks = tc.compressed_indexer(q, entries, weights, 0, 3, 4)
+    assert (picks[:, :3] == -1).all() and (picks[:, 3:7, 1:] == -1).all()  # entry 0 closes at position 3, 1 at 7
+    qa, kva = torch.randn(2, 2, 9, 8), torch.randn(2, 1, 9, 8)
+    torch.library.opcheck(tc.compressed_attention.default, (qa, kva, entries.unsqueeze(1), picks, torch.randn(2), 0, 4,
+                                                            4, 0.3, 1))
+    torch.library.opcheck(tc.grouped_linear.default, (torch.randn(3, 2, 8), torch.randn(10, 8), "none"))
+
+
+# ---- cost rules ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("ratio, cap", [(4, 0), (4, 3), (128, 0), (2, 5)])
+def test_entry_pairs_match_a_brute_force_sum(ratio, cap):
+    for context, seq in [(0, 1), (0, 37), (5, 1), (11, 9), (300, 700), (1023, 1), (4097, 64)]:
+        brute = sum(min(cap, (p + 1) // ratio) if cap else (p + 1) // ratio for p in range(context, context + seq))
+        assert entry_pairs(seq, context, ratio, cap) == brute, (context, seq)
+
+
+def meta(*shape, dtype=torch.bfloat16):
+    return torch.empty(*shape, device="meta", dtype=dtype)
+
+
+def test_csa_decode_attention_by_hand():
+    """One decode token per sequence after 10,000 cached: 128 window keys and the indexer's 512 entries,
+    K = V of 512: 2 x 512 (q·k) + 2 x 512 (p·v) FLOPs per (head, key)."""
+    batch, context = 8, 10_000
+    args = (meta(batch, HEADS, 1, D), meta(batch, 1, 1, D), meta(batch, 1, 1, D), meta(batch, 1, TOPK, dtype=torch.int32),
+            meta(HEADS, dtype=torch.float32), context, WINDOW, 4, 0.04, 1)
+    counts = tensor_cast.op_cost(tc.compressed_attention.default, *args, device="h100").counts
+    pairs = batch * HEADS * (WINDOW + TOPK)
+    assert counts.flops["bf16"] == 2 * pairs * (D + D)
+    entries = (context + 1) // 4
+    assert counts.state_bytes == batch * (WINDOW + entries) * D * 2
+    picked = batch * TOPK * D * 2  # the entries the indexer picked, read once
+    assert counts.bytes_read >= picked + batch * WINDOW * D * 2
+
+
+def test_hca_attends_every_closed_entry():
+    batch, context = 2, 8191
+    args = (meta(batch, HEADS, 1, D), meta(batch, 1, 1, D), meta(batch, 1, 1, D), None, meta(HEADS, dtype=torch.float32),
+            context, WINDOW, 128, 0.04, 1)
+    counts = tensor_cast.op_cost(tc.compressed_attention.default, *args, device="h100").counts
+    assert counts.flops["bf16"] == 2 * batch * HEADS * (WINDOW + 8192 // 128) * 2 * D
+
+
+def test_compressor_writes_the_entries_the_step_closes():
+    """12 cached tokens, 9 new, ratio 4: windows closing at tokens 16 and 20: 2 new entries per sequence."""
+    args = (meta(3, 9, 2 * D), meta(3, 9, 2 * D), meta(4, 2 * D, dtype=torch.float32), meta(D, dtype=torch.float32),
+            1e-6, 4, True, 12)
+    counts = tensor_cast.op_cost(tc.kv_compress.default, *args, device="h100").counts
+    open_window = 3 * 4 * 2 * D * (2 + 2)  # kv and gate rows of the open window, both series
+    assert counts.bytes_written == 3 * 2 * D * 2 + open_window
+    assert counts.state_bytes == open_window
+
+
+# ---- DeepSeek-V4-Flash --------------------------------------------------------------------------
+def attention_parameters() -> int:
+    return (HIDDEN * Q_LORA + Q_LORA + Q_LORA * HEADS * D + HIDDEN * D + D
+            + (HEADS * D // GROUPS) * GROUPS * O_LORA + GROUPS * O_LORA * HIDDEN + HEADS)
+
+
+CSA_COMPRESSOR = (2 * HIDDEN * 2 * D + 4 * 2 * D + D  # kv / gate (two series), position bias, norm
+                  + 2 * HIDDEN * 2 * INDEX_D + 4 * 2 * INDEX_D + INDEX_D  # the indexer's own compressor
+                  + Q_LORA * INDEX_HEADS * INDEX_D + HIDDEN * INDEX_HEADS)  # indexer queries, head weights
+HCA_COMPRESSOR = 2 * HIDDEN * D + 128 * D + D
+EXPERT_PARAMS = 3 * HIDDEN * EXPERT
+HC = 2 * ((2 + STREAMS) * STREAMS * STREAMS * HIDDEN + (2 + STREAMS) * STREAMS + 3)  # attention's and MLP's
+
+
+def test_flash_parameters_by_hand():
+    report = tensor_cast.analyze(MODEL, device="h200", batch_size=1, query_len=1, quant="none")
+    moe = EXPERTS * EXPERT_PARAMS + HIDDEN * EXPERTS + EXPERT_PARAMS  # routed, router, one shared
+    per_layer = attention_parameters() + moe + 2 * HIDDEN + HC
+    head = STREAMS * STREAMS * HIDDEN + STREAMS + 1  # the final hyper-connection collapse
+    total = LAYERS * per_layer + 21 * CSA_COMPRESSOR + 20 * HCA_COMPRESSOR + 2 * VOCAB * HIDDEN + HIDDEN + head
+    assert report.num_parameters == total == 284_332_230_231
+    assert total == pytest.approx(registry.lookup(MODEL).public_parameters, rel=0.01)  # card: 284B
+    active = total - LAYERS * (EXPERTS - TOP_K) * EXPERT_PARAMS - VOCAB * HIDDEN  # the input embedding is a lookup
+    assert report.active_parameters == active
+    assert active == pytest.approx(13e9, rel=0.05)  # card: 13B activated
+
+
+@pytest.fixture(scope="module")
+def flash_point():
+    report = tensor_cast.analyze(MODEL, device="h200", symbolic=True, quant="none")
+    return report.evaluate(batch_size=4, query_len=1, context_len=30_000)
+
+
+def test_one_op_of_each_kind_on_the_published_layers(flash_point):
+    layers = {}
+    for row in flash_point.ops:
+        layers.setdefault(row.op, set()).add(row.layer)
+    assert layers["tensor_cast.compressed_attention"] == set(range(LAYERS))
+    assert layers["tensor_cast.compressed_indexer"] == set(CSA_LAYERS)
+    assert layers["tensor_cast.kv_compress"] == set(CSA_LAYERS) | set(HCA_LAYERS)
+    ops = [row.op for row in flash_point.ops]
+    assert ops.count("tensor_cast.kv_compress") == 2 * 21 + 20  # CSA: the attention's and the indexer's compressor
+    assert ops.count("tensor_cast.hc_pre") == ops.count("tensor_cast.hc_post") == 2 * LAYERS
+    assert ops.count("tensor_cast.moe") == LAYERS  # the three hash-routed layers fold as every MoE block
+    assert not any(op in ("tensor_cast.attention", "tensor_cast.mla_attention", "bmm") for op in ops)
+
+
+def test_window_compressed_and_index_caches_by_hand(flash_point):
+    batch, cached = 4, 30_001
+    window = batch * WINDOW * D * 2  # every layer: the last 128 tokens' K = V
+    csa = batch * (cached // 4) * (D + INDEX_D) * 2 + batch * 4 * 2 * (2 * D + 2 * INDEX_D) * 2  # + open windows
+    hca = batch * (cached // 128) * D * 2 + batch * 128 * 2 * D * 2
+    assert flash_point.memory.kv_cache_bytes == LAYERS * window + 21 * csa + 20 * hca
+
+
+def test_flash_checkpoint_weights_at_tp8_by_hand():
+    """The released checkpoint's storage (safetensors dtypes): FP8 128x128 blocks (one fp32 scale per
+    block) for the attention projections, the indexer's queries and the shared expert; FP4 routed
+    experts (half a byte + one E8M0 byte per 32); bf16 compressors, indexer head weights, routers,
+    embeddings and norms; float32 hyper-connection weights, sinks and position biases. TP8 splits q_b,
+    o_a, o_b, the sinks, the vocabulary, every expert's width and the shared expert; the K = V
+    projection, q_a, the compressors and the indexer are replicated."""
+    report = tensor_cast.analyze(MODEL, device="h200", tp=8, batch_size=1, query_len=1)
+    fp8, fp4, bf16, fp32 = 1 + 4 / (128 * 128), 0.5 + 1 / 32, 2, 4
+    attention = (fp8 * (HIDDEN * Q_LORA + HIDDEN * D + (Q_LORA * HEADS * D + 2 * HEADS * D * O_LORA) / 8)
+                 + bf16 * (Q_LORA + D) + fp32 * HEADS / 8)  # q_a / kv norms, this rank's sinks
+    layer = (attention + fp4 * EXPERTS * EXPERT_PARAMS / 8 + fp8 * EXPERT_PARAMS / 8 + bf16 * HIDDEN * EXPERTS
+             + bf16 * 2 * HIDDEN + fp32 * HC)  # routed / shared experts, router, norms, hyper-connections
+    csa = (bf16 * (2 * HIDDEN * 2 * D + D + 2 * HIDDEN * 2 * INDEX_D + INDEX_D + HIDDEN * INDEX_HEADS)
+           + fp8 * Q_LORA * INDEX_HEADS * INDEX_D + fp32 * 4 * 2 * (D + INDEX_D))
+    hca = bf16 * (2 * HIDDEN * D + D) + fp32 * 128 * D
+    model = 2 * bf16 * (VOCAB // 8) * HIDDEN + bf16 * HIDDEN + fp32 * (STREAMS * STREAMS * HIDDEN + STREAMS + 1)
+    expected = LAYERS * layer + 21 * csa + 20 * hca + model
+    assert report.memory.weights_bytes == pytest.approx(expected, rel=1e-9)
+    assert "experts w4a8_mxfp4_mxfp8" in report.context.deployment.describe()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--tp", "16"], "tp=16 does not divide o_groups=8"),
+    (["--mtp", "1"], "mtp=1 is not supported"),
+])
+def test_refused_in_one_line(args, fragment, capsys):
+    assert main(["analyze", MODEL, "--device", "h200", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+
+
+def test_two_shared_experts_are_refused(tmp_path, capsys):
+    config = dict(registry.lookup(MODEL).config, n_shared_experts=2)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["analyze", str(tmp_path), "--device", "h200"]) == 2
+    assert "n_shared_experts=2" in capsys.readouterr().err
