@@ -173,7 +173,7 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     if fused_reduce:  # said when it changes the graph
         notes.append(why)
     if any(layer.mlp.kind == "moe" for layer in spec.layers):
-        moe_note = kernel_note(profile.architecture, resolved.quant, profile.efficiency)
+        moe_note = kernel_note(profile.architecture, resolved.moe_quant or resolved.quant, profile.efficiency)
         if moe_note:
             notes.append(moe_note)
     options = ExecutionOptions(fuse=fuse, cuda_graphs=cuda_graphs, mla_form=mla_form, mtp=mtp,

@@ -60,16 +60,21 @@ def gated_delta_net(
     k = F.normalize(k.reshape(batch, seq, num_k_heads, head_k_dim), dim=-1).repeat_interleave(rep, dim=2)
     v = v.reshape(batch, seq, num_v_heads, head_v_dim)
     g = -A_log.float().exp() * F.softplus(a.float() + dt_bias.float())
-    beta = torch.sigmoid(b.float())
-    state = q.new_zeros(batch, num_v_heads, head_k_dim, head_v_dim)
+    return _delta_rule(q, k, v, g.unsqueeze(-1), torch.sigmoid(b.float())).to(mixed_qkv.dtype)
+
+
+def _delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, decay: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The gated delta rule token by token from a zero state: q, k (B, S, H, dk), v (B, S, H, dv), the
+    log-decay (B, S, H, 1) per head or (B, S, H, dk) per key channel, beta (B, S, H) -> (B, S, H, dv)."""
+    batch, seq, heads, dk = k.shape
+    state = q.new_zeros(batch, heads, dk, v.shape[-1])
     out = []
     for t in range(seq):
-        state = state * g[:, t].exp()[..., None, None]
-        k_t, v_t = k[:, t], v[:, t]
-        delta = (v_t - torch.einsum("bhkv,bhk->bhv", state, k_t)) * beta[:, t, :, None]
-        state = state + torch.einsum("bhk,bhv->bhkv", k_t, delta)
-        out.append(torch.einsum("bhkv,bhk->bhv", state, q[:, t] * head_k_dim**-0.5))
-    return torch.stack(out, dim=1).to(mixed_qkv.dtype)
+        state = state * decay[:, t].exp()[..., None]  # row i of S (key channel i) by its decay
+        delta = (v[:, t] - torch.einsum("bhkv,bhk->bhv", state, k[:, t])) * beta[:, t, :, None]
+        state = state + torch.einsum("bhk,bhv->bhkv", k[:, t], delta)
+        out.append(torch.einsum("bhkv,bhk->bhv", state, q[:, t] * dk**-0.5))
+    return torch.stack(out, dim=1)
 
 
 @gated_delta_net.register_fake
@@ -104,15 +109,7 @@ def kimi_delta_attention(
     qs, ks = F.normalize(qs, dim=-1), F.normalize(ks, dim=-1)
     decay = -A_log.float().reshape(1, 1, num_heads, 1).exp() * F.softplus(
         g.float().reshape(shape) + dt_bias.float().reshape(num_heads, head_dim))
-    beta = torch.sigmoid(b.float())
-    state = qs.new_zeros(batch, num_heads, head_dim, head_dim)
-    out = []
-    for t in range(seq):
-        state = state * decay[:, t].exp()[..., None]  # row i of S (key channel i) by its own decay
-        delta = (vs[:, t] - torch.einsum("bhkv,bhk->bhv", state, ks[:, t])) * beta[:, t, :, None]
-        state = state + torch.einsum("bhk,bhv->bhkv", ks[:, t], delta)
-        out.append(torch.einsum("bhkv,bhk->bhv", state, qs[:, t] * head_dim**-0.5))
-    return torch.stack(out, dim=1).to(q.dtype)
+    return _delta_rule(qs, ks, vs, decay, torch.sigmoid(b.float())).to(q.dtype)
 
 
 @kimi_delta_attention.register_fake
