@@ -158,13 +158,26 @@ def test_hca_attends_every_closed_entry():
 
 
 def test_compressor_writes_the_entries_the_step_closes():
-    """12 cached tokens, 9 new, ratio 4: windows closing at tokens 16 and 20: 2 new entries per sequence."""
-    args = (meta(3, 9, 2 * D), meta(3, 9, 2 * D), meta(4, 2 * D, dtype=torch.float32), meta(D, dtype=torch.float32),
-            1e-6, 4, True, 12)
+    """12 cached tokens, 9 new, ratio 4: windows closing at tokens 16 and 20: 2 new entries per sequence,
+    each pooled from its window's 4 rows (kv and gate, both CSA series: 2·D channels of 2 bytes each)."""
+    batch, rows = 3, 2 * D * (2 + 2)  # bytes of one token's kv and gate rows
+    args = (meta(batch, 9, 2 * D), meta(batch, 9, 2 * D), meta(4, 2 * D, dtype=torch.float32),
+            meta(D, dtype=torch.float32), 1e-6, 4, True, 12)
     counts = tensor_cast.op_cost(tc.kv_compress.default, *args, device="h100").counts
-    open_window = 3 * 4 * 2 * D * (2 + 2)  # kv and gate rows of the open window, both series
-    assert counts.bytes_written == 3 * 2 * D * 2 + open_window
-    assert counts.state_bytes == open_window
+    entries = batch * 2
+    assert counts.bytes_written == entries * D * 2 + batch * 4 * rows  # entries; the open window's last rows
+    projections, small = 2 * batch * 9 * 2 * D * 2, 4 * 2 * D * 4 + D * 4
+    assert counts.bytes_read == projections + small + entries * 4 * rows
+    assert counts.state_bytes == batch * 4 * rows
+    assert counts.flops["vector"] == 6 * entries * 4 * 2 * D + 4 * entries * D
+
+
+def test_decode_step_closing_no_window_pools_nothing():
+    args = (meta(2, 1, D), meta(2, 1, D), meta(128, D, dtype=torch.float32), meta(D, dtype=torch.float32),
+            1e-6, 128, False, 1000)  # token 1001 of 128-token windows: none closes
+    counts = tensor_cast.op_cost(tc.kv_compress.default, *args, device="h100").counts
+    assert counts.flops.get("vector", 0) == 0
+    assert counts.bytes_written == 2 * 1 * D * (2 + 2)  # the new row appended to the open window
 
 
 # ---- DeepSeek-V4-Flash --------------------------------------------------------------------------

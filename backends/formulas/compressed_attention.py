@@ -14,9 +14,10 @@ over the step's queries exactly (`entry_pairs`, integer floor / mod terms, symbo
   tokens' K = V to the window cache. Holds the window (min(W, C + S) tokens) and every closed entry
   (floor((C + S) / m)) at the cache's bytes per element.
 - `kv_compress`: the new tokens' kv and gate projections (w = 2 overlapping series on CSA) read
-  once, the softmax-weighted pooling (~`POOL_FLOPS` per element) and the RMS norm of each closed
-  entry, the entries written to the compressed cache (floor((C + S) / m) − floor(C / m) of them per
-  sequence); holds the open window's kv and gate rows (m tokens of w·D each: the compressor state).
+  once; every window the step closes (floor((C + S) / m) − floor(C / m) per sequence) has its m rows
+  read back, pooled (~`POOL_FLOPS` per element, the softmax over the window per channel) and its
+  entry RMS-normalized and written to the compressed cache; the step's last rows (at most one
+  window's) are written to the open-window state, which it holds (m tokens of kv and gate, w·D each).
 - `compressed_indexer` (DeepGEMM's fp8 MQA logits + top-k, as DSA's indexer): 2·Hi·Di FLOPs per
   (query, visible index key) pair, the index keys (Di per entry) read once, float32 logits written
   and read back by the top-k; holds floor((C + S) / m) index keys.
@@ -97,13 +98,13 @@ def kv_compress(call: OpCall) -> Counts:
     batch, q_len, channels = kv.shape
     width = norm_weight.shape[0]
     new_entries = batch * ((context + q_len) // ratio - context // ratio)
-    entry_bytes = width * call.out.itemsize
-    open_window = batch * ratio * channels * (kv.itemsize + gate.itemsize)  # kv and gate rows of the open window
+    row_bytes = channels * (kv.itemsize + gate.itemsize)  # one token's kv and gate rows
+    pooled = new_entries * ratio * row_bytes  # the rows of every window the step closes, read to pool them
     return Counts(
-        flops={"vector": POOL_FLOPS * kv.numel + NORM_FLOPS * new_entries * width},
-        bytes_read=kv.nbytes + gate.nbytes + call.get("position_bias").nbytes + norm_weight.nbytes + open_window,
-        bytes_written=new_entries * entry_bytes + open_window,
-        state_bytes=open_window,
+        flops={"vector": POOL_FLOPS * new_entries * ratio * channels + NORM_FLOPS * new_entries * width},
+        bytes_read=kv.nbytes + gate.nbytes + call.get("position_bias").nbytes + norm_weight.nbytes + pooled,
+        bytes_written=batch * smin(q_len, ratio) * row_bytes + new_entries * width * call.out.itemsize,
+        state_bytes=batch * ratio * row_bytes,  # the open window's rows
         launches=1,
     )
 
