@@ -107,3 +107,46 @@ def test_hunyuan_dense_without_head_dim_is_refused(tmp_path, capsys):
     assert main(["analyze", str(tmp_path), "--device", "h100"]) == 2
     err = capsys.readouterr().err.strip()
     assert "lacks required field(s) head_dim" in err and len(err.splitlines()) == 1
+
+
+def hunyuan_moe_config(top_k: list[int], experts: int | list[int] = 8):
+    return AutoConfig.for_model("hunyuan_v1_moe", num_hidden_layers=4, head_dim=128, num_key_value_heads=8,
+                                num_experts=experts, moe_topk=top_k, use_qk_norm=True, intermediate_size=512)
+
+
+def test_hunyuan_moe_per_layer_top_k_against_transformers(tmp_path):
+    """Hunyuan MoE (Hunyuan-A13B's layout: lists of top-k per layer; one shared MLP and experts of
+    intermediate_size): parameters against transformers' modules; active parameters by hand with each
+    layer's own top-k; one MoE op per layer; layers of equal top-k share a kind."""
+    config = hunyuan_moe_config([8, 8, 2, 4])
+    report, reference = analyze_against_transformers(config, tmp_path)
+    assert report.num_parameters == reference
+    expert = 3 * config.hidden_size * config.intermediate_size
+    skipped = sum(config.num_experts - k for k in config.moe_topk) * expert
+    assert report.active_parameters == reference - config.vocab_size * config.hidden_size - skipped
+    assert sum(r.op == "tensor_cast.moe" for r in report.ops) == 4
+    assert report.memory.kv_cache_bytes == expected_kv_bytes(config, "hunyuan_v1_moe")
+
+
+def test_hunyuan_moe_shared_mlp_splits_over_tp_beside_whole_ep_experts(tmp_path):
+    """TP2 + EP2: each rank holds half of the experts at their whole width and half of the shared MLP's
+    width (transformers builds both from intermediate_size: the shared MLP is rebuilt at the spec's width)."""
+    config = hunyuan_moe_config([2] * 4)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT,
+                                 tp=2, ep=2)
+    numel = {p.name: p.numel for p in report.context.params}
+    hidden, width = config.hidden_size, config.intermediate_size
+    assert numel["model.layers.0.mlp.shared_mlp.down_proj.weight"] == hidden * width // 2
+    assert numel["model.layers.0.mlp.experts.down_proj"] == config.num_experts * hidden * width  # E/ep stored, all traced
+
+
+def test_hunyuan_moe_lists_the_modules_cannot_build_are_refused(tmp_path, capsys):
+    from tensor_cast.cli import main
+
+    data = hunyuan_moe_config([2] * 4).to_dict()
+    data["moe_intermediate_size"] = [256] * 4  # transformers builds experts of intermediate_size (512)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert main(["analyze", str(tmp_path), "--device", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "moe_intermediate_size=256" in err and len(err.splitlines()) == 1

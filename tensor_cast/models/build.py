@@ -126,7 +126,7 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return data
 
 
-SHARED_EXPERT_MODULES = ("shared_experts", "shared_expert")  # under the layer's MoE block
+SHARED_EXPERT_MODULES = ("shared_experts", "shared_expert", "shared_mlp")  # under the layer's MoE block (Hunyuan: shared_mlp)
 
 
 def fit_shared_experts(layer: nn.Module, layer_spec: LayerSpec, config: Any) -> None:

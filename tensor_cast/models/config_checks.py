@@ -43,6 +43,8 @@ NON_NEGATIVE_FIELDS = (
 )
 
 
+# families whose configs may give a size per layer, as a list (each entry checked like the scalar)
+PER_LAYER_LISTS = {"hunyuan_v1_moe": ("num_experts", "moe_topk", "moe_intermediate_size", "num_shared_expert")}
 # latent attention without RoPE: `head_dim` is not read by the modules (Kimi-Linear's checkpoint writes 72)
 NO_ROPE_LATENT = ("kimi_linear",)
 
@@ -62,14 +64,17 @@ def _sections(data: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]
 def check_values(data: Mapping[str, Any], source: str) -> None:
     """Size fields are integers in range; heads divide hidden_size when head_dim is absent."""
     for prefix, section in _sections(data):
+        lists = PER_LAYER_LISTS.get(str(section.get("model_type")), ())
         for fields, minimum in ((POSITIVE_FIELDS, 1), (NON_NEGATIVE_FIELDS, 0)):
             for name in fields:
                 value = section.get(name)
                 if value is None:
                     continue
-                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                    raise MalformedConfigError(
-                        f"{source}: {prefix}{name} must be an integer >= {minimum}, got {_describe(value)}")
+                for entry in (value if name in lists and isinstance(value, list) and value else [value]):
+                    if isinstance(entry, bool) or not isinstance(entry, int) or entry < minimum:
+                        what = "an integer" + (" (or a list of them, one per layer)" if name in lists else "")
+                        raise MalformedConfigError(
+                            f"{source}: {prefix}{name} must be {what} >= {minimum}, got {_describe(value)}")
         rope, head_dim = section.get("qk_rope_head_dim"), section.get("head_dim")
         no_rope = section.get("model_type") in NO_ROPE_LATENT
         if (section.get("kv_lora_rank") is not None and head_dim is not None and rope is not None and head_dim != rope

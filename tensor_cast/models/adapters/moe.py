@@ -24,14 +24,15 @@ Must not touch torch graphs: this is config <-> spec translation plus module nam
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import PretrainedConfig
 
-from ...errors import UnsupportedModelError
+from ...errors import MalformedConfigError, UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec, MoESpec
 from .base import CORE_FIELDS, DecoderAdapter, require
 
@@ -185,7 +186,7 @@ class MoEAdapter(DecoderAdapter):
 
     def required_fields(self) -> tuple[str, ...]:
         moe = self.moe
-        return (*CORE_FIELDS, moe.num_experts, moe.top_k, moe.expert_size,
+        return (*CORE_FIELDS, moe.num_experts, moe.top_k, moe.expert_size, *self.extra_required,
                 *((moe.dense_size,) if moe.dense_size and moe.dense_size != moe.expert_size else ()))
 
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
@@ -327,6 +328,43 @@ class Llama4Adapter(MoEAdapter):
         return config
 
 
+@dataclass(frozen=True)
+class HunyuanMoEAdapter(MoEAdapter):
+    """Hunyuan MoE (Hunyuan-A13B, `hunyuan_v1_moe`): `num_experts` and `moe_topk` are an int or one
+    entry per layer (transformers' `HunYuanMoEV1Gate` indexes them by layer); every layer's MoE block
+    holds routed experts and one shared MLP (`shared_mlp`), both of `intermediate_size` — the width
+    transformers' `HunYuanMoEV1Experts` and `HunYuanMoEV1MLP` build (a checkpoint's per-layer
+    `moe_intermediate_size` / `num_shared_expert` lists are read only to refuse what the modules cannot
+    build); per-head q/k RMSNorm after RoPE (`use_qk_norm`); the router (`gate.wg`) in float32."""
+
+    def check_given(self, data: Mapping[str, Any], source: str) -> None:
+        super().check_given(data, source)
+        width = data.get("intermediate_size")
+        for name, accepted in (("moe_intermediate_size", width), ("num_shared_expert", 1)):
+            value = data.get(name)
+            values = value if isinstance(value, list) else [value]
+            bad = sorted({v for v in values if v is not None and v != accepted})
+            if bad:
+                raise UnsupportedModelError(
+                    f"{source}: {name}={bad[0]!r}: transformers' HunYuanMoEV1 modules build every MoE layer with one "
+                    f"shared MLP and experts of intermediate_size={width}; accepted {name}: {accepted}")
+
+    def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
+        return super().mlp_spec(_layer_view(config, index), index)
+
+
+def _layer_view(config: PretrainedConfig, index: int) -> PretrainedConfig:
+    """A copy of `config` with its per-layer list fields (Hunyuan's num_experts / moe_topk) at layer `index`."""
+    view = copy.copy(config)
+    for name in ("num_experts", "moe_topk"):
+        value = getattr(config, name, None)
+        if isinstance(value, (list, tuple)):
+            if index >= len(value):
+                raise MalformedConfigError(f"{name} has {len(value)} entries; layer {index} has none")
+            setattr(view, name, value[index])
+    return view
+
+
 # ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
 def moe_adapters() -> list[MoEAdapter]:
     return [
@@ -377,6 +415,12 @@ def moe_adapters() -> list[MoEAdapter]:
                    out_bias_field="attention_bias", mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
                                  router_module="router")),
+        # Hunyuan MoE (Hunyuan-A13B): per-layer top-k / expert counts, one shared MLP, q/k norm after RoPE
+        HunyuanMoEAdapter(model_types=("hunyuan_v1_moe",), qk_norm_field="use_qk_norm", out_bias_field="attention_bias",
+                          qkv_bias_field="attention_bias", mlp_bias_field=None, extra_required=("head_dim",),
+                          fp32_parameters=("gate.wg.weight", "e_score_correction_bias"),
+                          moe=MoEFamily(num_experts="num_experts", top_k="moe_topk", expert_size="intermediate_size",
+                                        dense_size=None, shared_experts=1, shared_module="shared_mlp")),
         MoEAdapter(model_types=("granitemoe",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
                    mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
