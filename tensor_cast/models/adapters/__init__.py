@@ -11,6 +11,7 @@ from ...errors import UnsupportedModelError, choices
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .deepseek_v4 import DeepseekV4Adapter
+from .gemma4 import Gemma4Adapter
 from .hybrid import HybridLinearAdapter
 from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
@@ -62,6 +63,10 @@ register(DecoderAdapter(model_types=("qwen3",), qk_norm=True, out_bias_field="at
 GEMMA3_TEXT = register(DecoderAdapter(model_types=("gemma3_text",), qk_norm=True, activation_field="hidden_activation",
                                       mlp_bias_field=None, supports_layer_skips=False))
 register(TextDecoderOf(model_types=("gemma3",), texts=(GEMMA3_TEXT,)))
+# Gemma 4 (dense): global layers with their own head width / KV heads (per_layer_config), K = V on them
+GEMMA4_TEXT = register(Gemma4Adapter(model_types=("gemma4_text",), qk_norm=True, activation_field="hidden_activation",
+                                     mlp_bias_field=None, supports_layer_skips=False))
+register(TextDecoderOf(model_types=("gemma4",), texts=(GEMMA4_TEXT,)))
 for _moe_adapter in moe_adapters():  # MoE families: the rows live in adapters/moe.py
     register(_moe_adapter)
 register(TextDecoderOf(model_types=("llama4",), texts=(_ADAPTERS["llama4_text"],)))  # Llama 4: its text decoder

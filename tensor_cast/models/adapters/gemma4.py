@@ -1,0 +1,89 @@
+"""The adapter for Gemma 4's text decoder (`gemma4_text`; `gemma4` wraps it with vision and audio towers).
+
+Gemma 4 interleaves sliding-window layers (`sliding_window`, `num_key_value_heads` KV heads of
+`head_dim`) with global layers whose attention is shaped apart: `global_head_dim` wide heads,
+`num_global_key_value_heads` KV heads when `attention_k_eq_v` (the value is the key projection's
+output, RMS-normalized without a scale: no `v_proj`, but keys and values are both cached), and
+partial RoPE — transformers carries those per layer in its `per_layer_config`. Per-head q/k/v
+norms, sandwich norms around attention and MLP (GELU-tanh gated), a learned per-layer scalar,
+tied embeddings scaled by sqrt(hidden), final logit soft-capping (free here: one elementwise op).
+
+Supported: the dense models (Gemma-4-31B's layout). Refused in one line, not yet modelled: the MoE
+block beside the dense MLP (`enable_moe_block`: its experts hang off the decoder layer, not an MLP
+block), per-layer input embeddings (`hidden_size_per_layer_input`: the E2B / E4B models) and KV-shared
+layers (`num_kv_shared_layers`: later layers attend over an earlier layer's cache).
+
+Maps a stack of layer specs back to `layer_types` and the stack's own `per_layer_config` (keyed by
+the stack's indices). Must not know about capture or costs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from ...errors import UnsupportedModelError
+from ..spec import AttentionSpec, LayerSpec, ModelSpec
+from .base import DecoderAdapter, require
+
+# written fields of the variants not modelled yet -> (the value that means "absent", what it is)
+NOT_MODELLED = {
+    "enable_moe_block": (False, "the MoE block beside the dense MLP (Gemma-4-26B-A4B)"),
+    "hidden_size_per_layer_input": (0, "per-layer input embeddings (Gemma-4 E2B / E4B)"),
+    "num_kv_shared_layers": (0, "KV-shared layers (Gemma-4 E2B / E4B)"),
+}
+
+
+@dataclass(frozen=True)
+class Gemma4Adapter(DecoderAdapter):
+    """Sliding and global layers with their own head width and KV heads; dense GELU-tanh MLPs."""
+
+    def check_given(self, data: Mapping[str, Any], source: str) -> None:
+        super().check_given(data, source)
+        for name, (absent, what) in NOT_MODELLED.items():
+            value = data.get(name)
+            if value not in (None, absent):
+                raise UnsupportedModelError(f"{source}: {name}={value!r}: {what} is not modelled yet; supported: "
+                                            f"{name}={absent!r} (the dense Gemma 4 layout)")
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        layer = config.per_layer_config[index]  # transformers' per-layer view: the global layers' own head shape
+        kind = "sliding" if self.hf_layer_types(config)[index] == "sliding_attention" else "full"
+        return AttentionSpec(kind=kind, num_heads=int(require(config, "num_attention_heads")),
+                             num_kv_heads=int(layer.num_key_value_heads), head_dim=int(layer.head_dim),
+                             window=int(require(config, "sliding_window")) if kind == "sliding" else None,
+                             qk_norm=True)
+
+    def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
+        data = dict(spec.hf_config)
+        data.pop("per_layer_config", None)  # rebuilt below for this stack's indices
+        data["num_hidden_layers"] = len(layers)
+        data["layer_types"] = [self._hf_type(layer) for layer in layers]
+        first = layers[0].attention
+        data["head_dim"], data["num_key_value_heads"] = first.head_dim, first.num_kv_heads
+        data["num_attention_heads"] = first.num_heads
+        data["per_layer_config"] = {i: {"head_dim": layer.attention.head_dim,
+                                        "num_key_value_heads": layer.attention.num_kv_heads}
+                                    for i, layer in enumerate(layers)}
+        model_type = data.pop("model_type", spec.model_type)
+        for key in ("transformers_version", "architectures", "auto_map", "_name_or_path"):
+            data.pop(key, None)
+        from transformers import AutoConfig
+
+        config = AutoConfig.for_model(model_type, **data)
+        return self.config_for_layer(spec, layers[0], config)
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        config = copy.deepcopy(base)
+        if layer.mlp.kind == "dense":
+            config.intermediate_size = layer.mlp.intermediate_size
+        return config
+
+    def hf_layer_types(self, config: PretrainedConfig) -> list[str]:
+        types = super().hf_layer_types(config)
+        require(config, "per_layer_config")
+        return types
