@@ -189,10 +189,11 @@ class DecoderAdapter:
             config.intermediate_size = layer.mlp.intermediate_size
         return config
 
-    def base_config(self, spec: ModelSpec) -> PretrainedConfig:
+    def base_config(self, spec: ModelSpec, **fields: Any) -> PretrainedConfig:
+        """The spec's HF config rebuilt (with `fields` replacing its own: a stack's per-layer lists)."""
         from transformers import AutoConfig
 
-        data = dict(spec.hf_config)
+        data = {**spec.hf_config, **fields}
         model_type = data.pop("model_type", spec.model_type)
         for key in ("transformers_version", "architectures", "auto_map", "_name_or_path"):
             data.pop(key, None)

@@ -59,22 +59,12 @@ class Gemma4Adapter(DecoderAdapter):
                              qk_norm=True)
 
     def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
-        data = dict(spec.hf_config)
-        data.pop("per_layer_config", None)  # rebuilt below for this stack's indices
-        data["num_hidden_layers"] = len(layers)
-        data["layer_types"] = [self._hf_type(layer) for layer in layers]
         first = layers[0].attention
-        data["head_dim"], data["num_key_value_heads"] = first.head_dim, first.num_kv_heads
-        data["num_attention_heads"] = first.num_heads
-        data["per_layer_config"] = {i: {"head_dim": layer.attention.head_dim,
-                                        "num_key_value_heads": layer.attention.num_kv_heads}
-                                    for i, layer in enumerate(layers)}
-        model_type = data.pop("model_type", spec.model_type)
-        for key in ("transformers_version", "architectures", "auto_map", "_name_or_path"):
-            data.pop(key, None)
-        from transformers import AutoConfig
-
-        config = AutoConfig.for_model(model_type, **data)
+        per_layer = {i: {"head_dim": layer.attention.head_dim, "num_key_value_heads": layer.attention.num_kv_heads}
+                     for i, layer in enumerate(layers)}  # keyed by this stack's indices
+        config = self.base_config(spec, num_hidden_layers=len(layers), layer_types=[self._hf_type(x) for x in layers],
+                                  head_dim=first.head_dim, num_key_value_heads=first.num_kv_heads,
+                                  num_attention_heads=first.num_heads, per_layer_config=per_layer)
         return self.config_for_layer(spec, layers[0], config)
 
     def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
