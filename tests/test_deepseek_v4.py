@@ -272,3 +272,12 @@ def test_two_shared_experts_are_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert main(["analyze", str(tmp_path), "--device", "h200"]) == 2
     assert "n_shared_experts=2" in capsys.readouterr().err
+
+
+def test_serving_simulation_holds_the_window_and_the_compressed_entries():
+    """A closed-loop run on DeepSeek-V4-Flash's first 4 layers (sliding, sliding, CSA, HCA) through the
+    serving simulator: every request is served, nothing is preempted, both latencies are positive."""
+    report = tensor_cast.simulate(MODEL, device="h200", tp=8, engine="vllm", concurrency=4, num_requests=8, isl=512,
+                                  osl=8, num_hidden_layers=4)
+    assert len(report.requests) == 8 and report.preemptions == 0
+    assert report.mean_ttft_s > 0 and report.mean_tpot_s > 0
