@@ -1,7 +1,8 @@
 """Gemma 4's text decoder (`gemma4_text`, and the `gemma4` wrapper as its text decoder): sliding layers and
 global layers of their own head width and KV heads (transformers' `per_layer_config`), K = V on the global
-layers (no value projection; keys and values both cached). Parameters against transformers' own modules on
-meta, the KV cache by hand per layer type, tensor parallelism, and the variants not modelled yet refused."""
+layers (no value projection; keys and values both cached); the MoE layout (routed experts beside the dense
+MLP). Parameters against transformers' own modules on meta, active parameters and the KV cache by hand,
+tensor / expert parallelism, quantized experts, and the variants not modelled yet refused."""
 
 from __future__ import annotations
 
@@ -83,8 +84,7 @@ def test_the_wrapper_is_costed_as_its_text_decoder(tmp_path):
     assert report.memory.kv_cache_bytes == kv_bytes(BATCH, CONTEXT)
 
 
-@pytest.mark.parametrize("field, value", [("enable_moe_block", True), ("hidden_size_per_layer_input", 64),
-                                          ("num_kv_shared_layers", 2)])
+@pytest.mark.parametrize("field, value", [("hidden_size_per_layer_input", 64), ("num_kv_shared_layers", 2)])
 def test_variants_not_modelled_are_refused_in_one_line(field, value, tmp_path, capsys):
     data = json.loads(json.dumps(text_config().to_dict()))
     data.pop("per_layer_config", None)
@@ -93,3 +93,41 @@ def test_variants_not_modelled_are_refused_in_one_line(field, value, tmp_path, c
     assert main(["analyze", str(tmp_path), "--device", "h100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{field}={value!r}" in err[0] and "not modelled yet" in err[0]
+
+
+EXPERTS, TOP_K, EXPERT_WIDTH = 8, 2, 96
+
+
+def moe_config():
+    return text_config(enable_moe_block=True, num_experts=EXPERTS, top_k_experts=TOP_K,
+                       moe_intermediate_size=EXPERT_WIDTH)
+
+
+def test_moe_layout_against_transformers_and_by_hand(tmp_path):
+    """Every layer runs its dense MLP and EXPERTS routed experts (top-TOP_K): parameters against
+    transformers; active = all but the EXPERTS - TOP_K experts a token skips (the tied embedding counts
+    once, as the LM head every token multiplies)."""
+    config = moe_config()
+    with torch.device("meta"):
+        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    report = tensor_cast.analyze(write(tmp_path, config), device="h100", batch_size=BATCH, query_len=1,
+                                 context_len=CONTEXT)
+    assert report.num_parameters == reference
+    skipped = 6 * (EXPERTS - TOP_K) * 3 * config.hidden_size * EXPERT_WIDTH
+    assert config.tie_word_embeddings
+    assert report.active_parameters == reference - skipped
+    assert [r.op for r in report.ops].count("tensor_cast.moe") == 6
+    assert report.memory.kv_cache_bytes == kv_bytes(BATCH, CONTEXT)
+
+
+def test_moe_experts_quantize_and_split_over_expert_parallel_ranks(tmp_path):
+    path = write(tmp_path, moe_config())
+    kwargs = dict(device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
+    fp8 = tensor_cast.analyze(path, quant="fp8", **kwargs)
+    numel = {p.name: p for p in fp8.context.params}
+    assert numel["model.layers.0.experts.gate_up_proj"].bytes_per_element == 1  # the experts run as FP8
+    ep = tensor_cast.analyze(path, tp=2, ep=2, **kwargs)
+    rank = {p.name: p for p in ep.context.params}
+    dense_down = rank["model.layers.0.mlp.down_proj.weight"]
+    assert dense_down.numel == moe_config().hidden_size * moe_config().intermediate_size // 2  # TP halves the dense MLP
+    assert rank["model.layers.0.experts.down_proj"].numel == EXPERTS * moe_config().hidden_size * EXPERT_WIDTH

@@ -21,6 +21,8 @@ Why each is needed:
   attention as three ops (transformers concatenates a no-cache compressed KV under an eager masked
   softmax), its hyper-connections as `hc_pre` / `hc_post` (~90 eager ops each otherwise), its hash
   router as top-k routing over the same scores (so `replace_moe` folds the block).
+- Gemma 4's MoE layers (`gemma4_moe.py`): the routed experts hang off the decoder layer beside the
+  dense MLP (no MoE block to fold): emitted as one `tensor_cast::moe` from the experts module.
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 
@@ -39,6 +41,7 @@ from .deepseek_v4 import (
 )
 from .dsa_attention import DSAAttentionForward, DSAIndexerForward
 from .gated_delta_net import GatedDeltaNetForward
+from .gemma4_moe import Gemma4ExpertsForward, Gemma4MoELayerForward
 from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
 from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
 
@@ -56,6 +59,8 @@ SWAPS: dict[str, type] = {
     "DeepseekV4HyperConnection": HyperConnectionForward,
     "DeepseekV4DecoderLayer": HyperDecoderLayerForward,
     "DeepseekV4HashRouter": HashRouterAsTopK,
+    "Gemma4TextDecoderLayer": Gemma4MoELayerForward,
+    "Gemma4TextExperts": Gemma4ExpertsForward,
     "Llama4TextMoe": Llama4MoeForward,
     "Llama4TextExperts": Llama4ExpertsForward,
 }

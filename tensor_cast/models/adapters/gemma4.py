@@ -8,9 +8,11 @@ partial RoPE — transformers carries those per layer in its `per_layer_config`.
 norms, sandwich norms around attention and MLP (GELU-tanh gated), a learned per-layer scalar,
 tied embeddings scaled by sqrt(hidden), final logit soft-capping (free here: one elementwise op).
 
-Supported: the dense models (Gemma-4-31B's layout). Refused in one line, not yet modelled: the MoE
-block beside the dense MLP (`enable_moe_block`: its experts hang off the decoder layer, not an MLP
-block), per-layer input embeddings (`hidden_size_per_layer_input`: the E2B / E4B models) and KV-shared
+Supported: the dense models (Gemma-4-31B's layout) and the MoE ones (`enable_moe_block`, Gemma-4-26B-A4B's
+layout: `num_experts` routed experts of `moe_intermediate_size`, `top_k_experts` per token, beside the
+dense MLP in every layer — in the spec a MoE with one shared expert of `intermediate_size`, which it
+costs like; `models/gemma4_moe.py` emits the branch as one MoE op). Refused in one line, not yet
+modelled: per-layer input embeddings (`hidden_size_per_layer_input`: the E2B / E4B models) and KV-shared
 layers (`num_kv_shared_layers`: later layers attend over an earlier layer's cache).
 
 Maps a stack of layer specs back to `layer_types` and the stack's own `per_layer_config` (keyed by
@@ -26,13 +28,14 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ...errors import UnsupportedModelError
-from ..spec import AttentionSpec, LayerSpec, ModelSpec
+from ...errors import MalformedConfigError, UnsupportedModelError
+from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec, MoESpec
 from .base import DecoderAdapter, require
+
+MOE_FIELDS = ("num_experts", "top_k_experts", "moe_intermediate_size")
 
 # written fields of the variants not modelled yet -> (the value that means "absent", what it is)
 NOT_MODELLED = {
-    "enable_moe_block": (False, "the MoE block beside the dense MLP (Gemma-4-26B-A4B)"),
     "hidden_size_per_layer_input": (0, "per-layer input embeddings (Gemma-4 E2B / E4B)"),
     "num_kv_shared_layers": (0, "KV-shared layers (Gemma-4 E2B / E4B)"),
 }
@@ -48,7 +51,21 @@ class Gemma4Adapter(DecoderAdapter):
             value = data.get(name)
             if value not in (None, absent):
                 raise UnsupportedModelError(f"{source}: {name}={value!r}: {what} is not modelled yet; supported: "
-                                            f"{name}={absent!r} (the dense Gemma 4 layout)")
+                                            f"{name}={absent!r}")
+        if data.get("enable_moe_block"):
+            missing = [name for name in MOE_FIELDS if data.get(name) is None]
+            if missing:
+                raise MalformedConfigError(f"{source}: enable_moe_block needs {', '.join(missing)} "
+                                           f"(required with it: {', '.join(MOE_FIELDS)})")
+
+    def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
+        spec = super().mlp_spec(config, index)
+        if not getattr(config, "enable_moe_block", False):
+            return spec
+        moe = MoESpec(num_experts=int(require(config, "num_experts")), top_k=int(require(config, "top_k_experts")),
+                      expert_intermediate_size=int(require(config, "moe_intermediate_size")), num_shared_experts=1,
+                      shared_intermediate_size=spec.intermediate_size)
+        return MLPSpec(kind="moe", activation=spec.activation, moe=moe)
 
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         layer = config.per_layer_config[index]  # transformers' per-layer view: the global layers' own head shape
@@ -71,7 +88,16 @@ class Gemma4Adapter(DecoderAdapter):
         config = copy.deepcopy(base)
         if layer.mlp.kind == "dense":
             config.intermediate_size = layer.mlp.intermediate_size
+        elif layer.mlp.kind == "moe" and layer.mlp.moe is not None:
+            moe = layer.mlp.moe
+            config.intermediate_size = moe.shared_intermediate_size  # the dense MLP beside the experts
+            config.num_experts, config.top_k_experts = moe.num_experts, moe.top_k
+            config.moe_intermediate_size = moe.expert_intermediate_size
         return config
+
+    @property
+    def routed_experts_path(self) -> str:
+        return "experts"  # on the decoder layer itself
 
     def hf_layer_types(self, config: PretrainedConfig) -> list[str]:
         types = super().hf_layer_types(config)
