@@ -44,12 +44,16 @@ def kv_bytes(batch: int, context: int, tp: int = 1) -> int:
     return sliding + full
 
 
-def test_parameters_against_transformers_and_kv_cache_by_hand(tmp_path):
-    config = text_config()
+def analyze_against_transformers(config, folder):
+    """(tensor_cast's report of `config`, transformers' own parameter count on meta)."""
     with torch.device("meta"):
         reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    report = tensor_cast.analyze(write(tmp_path, config), device="h100", batch_size=BATCH, query_len=1,
-                                 context_len=CONTEXT)
+    return tensor_cast.analyze(write(folder, config), device="h100", batch_size=BATCH, query_len=1,
+                               context_len=CONTEXT), reference
+
+
+def test_parameters_against_transformers_and_kv_cache_by_hand(tmp_path):
+    report, reference = analyze_against_transformers(text_config(), tmp_path)
     assert report.num_parameters == reference
     assert report.memory.kv_cache_bytes == kv_bytes(BATCH, CONTEXT)
     attention = [r for r in report.ops if r.op == "tensor_cast.attention"]
@@ -108,10 +112,7 @@ def test_moe_layout_against_transformers_and_by_hand(tmp_path):
     transformers; active = all but the EXPERTS - TOP_K experts a token skips (the tied embedding counts
     once, as the LM head every token multiplies)."""
     config = moe_config()
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    report = tensor_cast.analyze(write(tmp_path, config), device="h100", batch_size=BATCH, query_len=1,
-                                 context_len=CONTEXT)
+    report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     skipped = 6 * (EXPERTS - TOP_K) * 3 * config.hidden_size * EXPERT_WIDTH
     assert config.tie_word_embeddings
