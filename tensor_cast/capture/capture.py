@@ -26,6 +26,7 @@ from typing import Any
 import sympy
 import torch
 from torch import fx
+from torch.utils._sympy.functions import FloorDiv, PythonMod
 
 from ..compat import IMPLEMENTATION, hf_interfaces
 from ..errors import CaptureError, TensorCastError
@@ -56,8 +57,6 @@ class CapturedGraph:
 def plain_sympy(expr: Any) -> Any:
     """torch's integer-division functions (a shape like S // 4: `FloorDiv`, `PythonMod`) as plain
     sympy floor / Mod, which every consumer (lambdify, simplification, printing) understands."""
-    from torch.utils._sympy.functions import FloorDiv, PythonMod
-
     if not isinstance(expr, sympy.Basic) or not expr.has(FloorDiv, PythonMod):
         return expr
     expr = expr.replace(lambda e: isinstance(e, FloorDiv), lambda e: sympy.floor(e.args[0] / e.args[1]))

@@ -23,7 +23,6 @@ kwargs, as for every other attention. Applied by `module_swaps.py`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -31,15 +30,15 @@ import torch
 from ..ops.compressed_attention import compressed_attention, compressed_indexer, kv_compress
 from ..ops.hyper_connection import hc_post, hc_pre
 from ..ops.quant import grouped_linear
-from .dsa_attention import context_length
+from .dsa_attention import context_length, family_function
 
 
 def _rope(module: Any) -> Any:
     """V4's interleaved trailing-slice RoPE helper, from the module's own modeling file."""
-    return sys.modules[type(module).__module__].apply_rotary_pos_emb
+    return family_function(module, "apply_rotary_pos_emb")
 
 
-def _compressed_entries(compressor: Any, hidden: torch.Tensor, width: int, context: Any, overlap: bool) -> torch.Tensor:
+def _compressed_entries(compressor: Any, hidden: torch.Tensor, context: Any, overlap: bool) -> torch.Tensor:
     """A compressor's entries for the step's closed windows, RoPE-rotated at their window starts."""
     ratio = compressor.compress_rate
     entries = kv_compress(compressor.kv_proj(hidden), compressor.gate_proj(hidden), compressor.position_bias,
@@ -52,7 +51,7 @@ def _compressed_entries(compressor: Any, hidden: torch.Tensor, width: int, conte
 def _indexer_picks(indexer: Any, hidden: torch.Tensor, q_residual: torch.Tensor, position_ids: Any,
                    context: Any) -> torch.Tensor:
     batch, seq, _ = hidden.shape
-    keys = _compressed_entries(indexer, hidden, indexer.head_dim, context, overlap=True)
+    keys = _compressed_entries(indexer, hidden, context, overlap=True)
     cos, sin = indexer.rotary_emb(hidden, position_ids=position_ids, layer_type=indexer.rope_layer_type)
     q = indexer.q_b_proj(q_residual).view(batch, seq, -1, indexer.head_dim).transpose(1, 2)
     q = _rope(indexer)(q, cos, sin).transpose(1, 2)
@@ -83,7 +82,7 @@ class CompressedAttentionForward:
         if compressor is not None:
             ratio = compressor.compress_rate
             sparse = hasattr(compressor, "indexer")  # CSA: overlapping windows and an indexer; HCA: neither
-            compressed = _compressed_entries(compressor, hidden_states, module.head_dim, context, sparse).unsqueeze(1)
+            compressed = _compressed_entries(compressor, hidden_states, context, sparse).unsqueeze(1)
             if sparse:
                 indices = _indexer_picks(compressor.indexer, hidden_states, q_residual, position_ids, context)
         out = compressed_attention(q, kv, compressed, indices, module.sinks, context, module.sliding_window, ratio,

@@ -22,7 +22,7 @@ from ..errors import CaptureError
 from ..ops.mla import dsa_indexer, mla_attention
 
 
-def _family_function(module: Any, name: str) -> Any:
+def family_function(module: Any, name: str) -> Any:
     """A helper (RoPE) from the module's own transformers modeling file."""
     return getattr(sys.modules[type(module).__module__], name)
 
@@ -58,7 +58,7 @@ class DSAIndexerForward:
         q_rot, q_pass = torch.split(q, [rope_dim, module.head_dim - rope_dim], dim=-1)
         k = module.k_norm(module.wk(hidden_states)).unsqueeze(2)
         k_rot, k_pass = torch.split(k, [rope_dim, module.head_dim - rope_dim], dim=-1)
-        rope = _family_function(module, self.ROPE[_original_name(module)])
+        rope = family_function(module, self.ROPE[_original_name(module)])
         cos, sin = position_embeddings
         q_rot, k_rot = rope(q_rot, k_rot, cos, sin, unsqueeze_dim=2)
         q = torch.cat([q_rot, q_pass], dim=-1)
@@ -87,7 +87,7 @@ class DSAAttentionForward:
         latent = module.kv_a_layernorm(latent).view(batch, 1, seq, module.kv_lora_rank)
         k_rot = k_rot.view(batch, 1, seq, rope_dim)
         cos, sin = position_embeddings
-        q_rot, k_rot = _family_function(module, "apply_rotary_pos_emb_interleave")(q_rot, k_rot, cos, sin)
+        q_rot, k_rot = family_function(module, "apply_rotary_pos_emb_interleave")(q_rot, k_rot, cos, sin)
         context = context_length(module, kwargs)
         indices = module.indexer(hidden_states, q_resid, position_embeddings, context)
         out = mla_attention(q_nope, q_rot, latent, k_rot, module.kv_b_proj.weight, context, module.scaling, indices, 1)

@@ -49,10 +49,8 @@ def gated_delta_net(
     decode_query_len: int,
 ) -> torch.Tensor:
     """mixed_qkv (B, S, 2·Hk·dk + Hv·dv), a and b (B, S, Hv), conv_weight (channels, 1, K)."""
-    batch, seq, channels = mixed_qkv.shape
-    kernel = conv_weight.shape[-1]
-    x = F.conv1d(mixed_qkv.float().transpose(1, 2), conv_weight.float(), padding=kernel - 1, groups=channels)
-    x = F.silu(x[..., :seq]).transpose(1, 2)
+    batch, seq, _ = mixed_qkv.shape
+    x = _short_conv(mixed_qkv, conv_weight)
     key_dim = num_k_heads * head_k_dim
     q, k, v = x.split([key_dim, key_dim, num_v_heads * head_v_dim], dim=-1)
     rep = num_v_heads // num_k_heads
@@ -61,6 +59,13 @@ def gated_delta_net(
     v = v.reshape(batch, seq, num_v_heads, head_v_dim)
     g = -A_log.float().exp() * F.softplus(a.float() + dt_bias.float())
     return _delta_rule(q, k, v, g.unsqueeze(-1), torch.sigmoid(b.float())).to(mixed_qkv.dtype)
+
+
+def _short_conv(mixed: torch.Tensor, conv_weight: torch.Tensor) -> torch.Tensor:
+    """The causal depthwise conv1d (kernel K, one per channel) over (B, S, C) and SiLU, in float32."""
+    seq, channels, kernel = mixed.shape[1], mixed.shape[2], conv_weight.shape[-1]
+    x = F.conv1d(mixed.float().transpose(1, 2), conv_weight.float(), padding=kernel - 1, groups=channels)
+    return F.silu(x[..., :seq]).transpose(1, 2)
 
 
 def _delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, decay: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -100,10 +105,7 @@ def kimi_delta_attention(
 ) -> torch.Tensor:
     """q, k, v and g (B, S, H·d), b (B, S, H), conv_weight (3·H·d, 1, K) over cat(q, k, v)."""
     batch, seq, width = q.shape
-    kernel = conv_weight.shape[-1]
-    mixed = torch.cat([q, k, v], dim=-1).float().transpose(1, 2)
-    x = F.conv1d(mixed, conv_weight.float(), padding=kernel - 1, groups=3 * width)
-    x = F.silu(x[..., :seq]).transpose(1, 2)
+    x = _short_conv(torch.cat([q, k, v], dim=-1), conv_weight)
     shape = (batch, seq, num_heads, head_dim)
     qs, ks, vs = (t.reshape(shape) for t in x.split([width] * 3, dim=-1))
     qs, ks = F.normalize(qs, dim=-1), F.normalize(ks, dim=-1)

@@ -45,6 +45,7 @@ class DeepseekAdapter(DecoderAdapter):
     """MLA + (dense | MoE) layers; `sparse_index`: every layer runs DeepSeek sparse attention."""
 
     sparse_index: bool = False
+    moe_family: MoEFamily = DEEPSEEK_MOE  # how the config names the experts (Kimi-Linear: its own names)
     qkv_bias_field: str | None = "attention_bias"
     out_bias_field: str | None = "attention_bias"
     mlp_bias_field: str | None = None
@@ -117,9 +118,9 @@ class DeepseekAdapter(DecoderAdapter):
         if layer.mlp.kind == "dense":
             config.intermediate_size = layer.mlp.intermediate_size
         elif layer.mlp.kind == "moe" and layer.mlp.moe is not None:
-            DEEPSEEK_MOE.set_moe_fields(config, layer.mlp.moe)
+            self.moe_family.set_moe_fields(config, layer.mlp.moe)
         return config
 
     @property
     def routed_experts_path(self) -> str:
-        return DEEPSEEK_MOE.experts_path
+        return self.moe_family.experts_path

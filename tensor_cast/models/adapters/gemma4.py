@@ -98,8 +98,3 @@ class Gemma4Adapter(DecoderAdapter):
     @property
     def routed_experts_path(self) -> str:
         return "experts"  # on the decoder layer itself
-
-    def hf_layer_types(self, config: PretrainedConfig) -> list[str]:
-        types = super().hf_layer_types(config)
-        require(config, "per_layer_config")
-        return types

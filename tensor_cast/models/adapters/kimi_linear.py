@@ -17,7 +17,6 @@ capture or costs (the swapped forwards live in `models/kimi_linear.py`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +41,8 @@ LINEAR_FIELDS = ("layer_types", "linear_num_heads", "linear_head_dim")
 class KimiLinearAdapter(DeepseekAdapter):
     """KDA (linear) + MLA (no RoPE) layers; dense first MLPs, then MoE."""
 
+    moe_family: MoEFamily = KIMI_LINEAR_MOE
+
     def required_fields(self) -> tuple[str, ...]:
         return (*CORE_FIELDS, "intermediate_size", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
                 "v_head_dim", "num_experts", "num_experts_per_token", "moe_intermediate_size")
@@ -65,7 +66,7 @@ class KimiLinearAdapter(DeepseekAdapter):
     def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
         activation = str(getattr(config, self.activation_field, "silu"))
         if self.is_moe_layer(config, index):
-            return MLPSpec(kind="moe", activation=activation, moe=KIMI_LINEAR_MOE.moe_spec(config))
+            return MLPSpec(kind="moe", activation=activation, moe=self.moe_family.moe_spec(config))
         return MLPSpec(kind="dense", intermediate_size=int(require(config, "intermediate_size")), activation=activation)
 
     def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
@@ -77,21 +78,10 @@ class KimiLinearAdapter(DeepseekAdapter):
         return self.config_for_layer(spec, layers[0], config)
 
     def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
-        config = copy.deepcopy(base)
+        config = super().config_for_layer(spec, layer, base)  # MLA heads, the dense width or the experts
         att = layer.attention
         if att.kind == "linear" and att.linear is not None:
             config.linear_num_heads = att.linear.num_value_heads
             config.linear_head_dim = att.linear.value_head_dim
             config.linear_conv_kernel_dim = att.linear.conv_kernel_size
-        elif att.kind == "mla":
-            config.num_attention_heads = att.num_heads
-            config.num_key_value_heads = att.num_kv_heads
-        if layer.mlp.kind == "dense":
-            config.intermediate_size = layer.mlp.intermediate_size
-        elif layer.mlp.kind == "moe" and layer.mlp.moe is not None:
-            KIMI_LINEAR_MOE.set_moe_fields(config, layer.mlp.moe)
         return config
-
-    @property
-    def routed_experts_path(self) -> str:
-        return KIMI_LINEAR_MOE.experts_path
