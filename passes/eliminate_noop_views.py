@@ -25,7 +25,8 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and shape_key(a) == shape_key(b) and a.device == b.device
 
 
-def _is_noop(node: fx.Node) -> bool:
+def is_noop(node: fx.Node) -> bool:
+    """The node returns its input unchanged (a matched no-op conversion or view)."""
     if node.op != "call_method" or not node.args or not is_tensor_node(node.args[0]):
         return False
     out, src = example(node), example(node.args[0])
@@ -40,7 +41,7 @@ def _is_noop(node: fx.Node) -> bool:
 
 def eliminate_noop_views(gm: fx.GraphModule) -> fx.GraphModule:
     for node in list(gm.graph.nodes):
-        if _is_noop(node):
+        if is_noop(node):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
     return finish(gm)

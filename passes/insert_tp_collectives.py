@@ -5,7 +5,7 @@ vocabulary already divided by tp, `tensor_cast/deployment/sharding.py`), so ever
 its sharded shape. What is missing are the collectives that make sharded results whole again.
 
 Matches:
-- the embedding lookup (module `embed_tokens`): vocab-parallel, each rank holds V/tp rows and
+- the embedding lookup (module `embed_tokens`; Nemotron-H's `embeddings`): vocab-parallel, each rank holds V/tp rows and
   looks up only its tokens -> `all_reduce` of the embedded hidden states;
 - every decoder sub-block (`layers.N.self_attn`, `layers.N.mlp`, ...) that holds a row-parallel
   module (the family's TP plan: o_proj, down_proj, MoE experts, ...): its output is a partial sum
@@ -78,7 +78,7 @@ def _sublayer_outputs(gm: fx.GraphModule, sublayer: str, hidden: int | None) -> 
 
 
 def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
-                          row_parallel: tuple[str, ...] = (), embedding: str = "embed_tokens",
+                          row_parallel: tuple[str, ...] = (), embedding: tuple[str, ...] = ("embed_tokens", "embeddings"),
                           lm_head: str = "lm_head") -> fx.GraphModule:
     if tp <= 1:
         return gm
@@ -90,7 +90,7 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
         if node.op not in ("call_function", "call_method"):
             continue
         path = module_path(node)
-        if node.op == "call_function" and node.target in EMBEDDINGS and path.split(".")[-1] == embedding:
+        if node.op == "call_function" and node.target in EMBEDDINGS and path.split(".")[-1] in embedding:
             insert_op_after(gm, node, reduce, (node, tp, nodes, "tp"))
         elif node.op == "call_function" and node.target in LINEARS and path.split(".")[-1] == lm_head:
             insert_op_after(gm, node, gather, (node, -1, tp, nodes, "tp"))

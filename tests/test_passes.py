@@ -169,6 +169,28 @@ def test_fuse_add_rms_norm_refuses_broadcast_add(capture_module):
     assert count(after, tc.add_rms_norm.default) == 0 and count(after, tc.rms_norm.default) == 1
 
 
+def test_fuse_add_rms_norm_looks_through_a_noop_conversion(capture_module):
+    """Nemotron-H's blocks normalize `h.to(norm.weight.dtype)`: a same-dtype `.to` between the residual
+    add and the norm goes with the fused nodes."""
+    class ConvertThenNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = TinyRMSNorm(HIDDEN)
+
+        def forward(self, x, y):
+            h = x + y
+            return self.norm(h.to(dtype=self.norm.weight.dtype)) + h
+
+    before, after = check_same_numbers(capture_module, ConvertThenNorm(),
+                                       lambda g: fuse_add_rms_norm(fuse_rms_norm(g)),
+                                       torch.randn(2, 3, HIDDEN), torch.randn(2, 3, HIDDEN))
+    adds = [n for n in before.graph.nodes if call_target(n) == operator.add
+            and all(isinstance(a, torch.fx.Node) and a.op == "placeholder" for a in n.args)]
+    assert [call_target(u) for u in adds[0].users if u.op == "call_method"] == ["Tensor.to"]  # between add and norm
+    assert count(after, tc.add_rms_norm.default) == 1 and count(after, tc.rms_norm.default) == 0
+    assert count(after, "Tensor.to") == 0
+
+
 def test_fuse_linears(capture_module):
     before, after = check_same_numbers(capture_module, TinyDecoder(), fuse_linears, *inputs())
     linear = torch._C._nn.linear

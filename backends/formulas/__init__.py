@@ -2,7 +2,7 @@
 
 Importing this package fills the registry (`registry.py`). Families: matmul, attention,
 norm/activation, elementwise, memory ops, MoE, collectives, expert-parallel exchange, quantization,
-MLA (latent attention, sparse indexer), linear attention (gated DeltaNet, KDA), DeepSeek-V4's compressed
+MLA (latent attention, sparse indexer), linear attention (gated DeltaNet, KDA), Mamba-2, DeepSeek-V4's compressed
 attention and hyper-connections, and the free-op table.
 """
 
@@ -11,6 +11,7 @@ from ...ops import compressed_attention as _compressed_attention_ops  # noqa: F4
 from ...ops import fused as _fused_ops  # noqa: F401
 from ...ops import hyper_connection as _hyper_connection_ops  # noqa: F401
 from ...ops import linear_attention as _linear_attention_ops  # noqa: F401
+from ...ops import mamba as _mamba_ops  # noqa: F401
 from ...ops import mla as _mla_ops  # noqa: F401
 from ...ops import moe as _moe_ops  # noqa: F401
 from . import (  # noqa: F401
@@ -22,6 +23,7 @@ from . import (  # noqa: F401
     free,
     hyper_connection,
     linear_attention,
+    mamba,
     matmul,
     memory,
     mla,

@@ -18,7 +18,7 @@ aten = torch.ops.aten
 
 RMS_NORM_FLOPS_PER_ELEMENT = 4  # square, accumulate, scale by rsqrt, scale by weight
 LAYER_NORM_FLOPS_PER_ELEMENT = 7
-ACTIVATION_FLOPS = {"silu": 4, "gelu": 8, "gelu_tanh": 8, "relu": 1, "sigmoid": 4}
+ACTIVATION_FLOPS = {"silu": 4, "gelu": 8, "gelu_tanh": 8, "relu": 1, "relu2": 2, "sigmoid": 4}
 
 
 def streaming(call: OpCall, flops_per_element: float) -> Counts:

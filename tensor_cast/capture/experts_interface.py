@@ -35,7 +35,8 @@ def _activation(module: torch.nn.Module) -> str:
                 f"{name} applies its own expert gate; known custom gates: {', '.join(CUSTOM_GATES)}")
         return CUSTOM_GATES[name]
     config = module.config
-    act = getattr(config, "hidden_act", None) or getattr(config, "hidden_activation", None) or "silu"
+    act = next((getattr(config, name) for name in ("hidden_act", "hidden_activation", "mlp_hidden_act")
+                if getattr(config, name, None)), "silu")
     return {"gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"}.get(str(act), str(act))
 
 

@@ -253,6 +253,9 @@ def _check_tp(spec: ModelSpec, tp: int) -> None:
             checks.append(("num_attention_heads", a.num_heads))
         if a.kind == "compressed" and a.compressed is not None:  # DeepSeek-V4: each rank holds whole output groups
             checks.append(("o_groups", a.compressed.o_groups))
+        if a.kind == "mamba" and a.mamba is not None:  # vLLM MambaMixer2: heads split, groups split unless one
+            checks += [("mamba_num_heads", a.mamba.num_heads),
+                       *((("n_groups", a.mamba.n_groups),) if a.mamba.n_groups > 1 else ())]
         if a.kind == "linear" and a.linear is not None:
             checks += [("linear_num_key_heads", a.linear.num_key_heads),
                        ("linear_num_value_heads", a.linear.num_value_heads)]

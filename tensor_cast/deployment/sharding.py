@@ -8,7 +8,8 @@ Owns `rank_spec(spec, deployment) -> ModelSpec`: the spec of the model one rank 
   column-parallel, the latent projections replicated); linear-attention heads / tp; DeepSeek-V4's
   compressed attention: query heads and output groups / tp (q_b_proj column-parallel, each rank's
   grouped o_a over its own groups, o_b row-parallel), the shared K = V head, its compressors and the
-  indexer replicated;
+  indexer replicated; Mamba-2 heads / tp and B / C groups / tp (one group is replicated, as vLLM's
+  `MambaMixer2` does);
 - column-parallel q/k/v, gate/up and row-parallel o_proj/down_proj follow from those sizes: the
   per-rank model's projections have exactly the sharded shapes;
 - dense MLP intermediate / tp; MoE: each expert's intermediate / moe_tp (tp without EP, 1 with
@@ -51,6 +52,10 @@ def _attention(a: AttentionSpec, tp: int) -> AttentionSpec:
     if a.kind == "compressed" and a.compressed is not None:
         compressed = dataclasses.replace(a.compressed, o_groups=a.compressed.o_groups // tp)
         return dataclasses.replace(a, num_heads=a.num_heads // tp, compressed=compressed)
+    if a.kind == "mamba" and a.mamba is not None:  # heads split; B / C groups split, or one replicated
+        groups = a.mamba.n_groups // tp if a.mamba.n_groups > 1 else 1
+        return dataclasses.replace(a, mamba=dataclasses.replace(a.mamba, num_heads=a.mamba.num_heads // tp,
+                                                                n_groups=groups))
     if a.kind == "linear" and a.linear is not None:
         linear = dataclasses.replace(a.linear, num_key_heads=a.linear.num_key_heads // tp,
                                      num_value_heads=a.linear.num_value_heads // tp)

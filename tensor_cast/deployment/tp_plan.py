@@ -24,6 +24,12 @@ ENGINE_PLAN: dict[str, str] = {
     "layers.*.mlp.experts": "moe_tp_experts",
     "layers.*.mlp.shared_experts.down_proj": "rowwise",
     "layers.*.mlp.shared_expert.down_proj": "rowwise",
+    # Nemotron-H: one mixer per block (Mamba-2 out_proj, attention o_proj, MLP down_proj, MoE experts)
+    "layers.*.mixer.out_proj": "rowwise",
+    "layers.*.mixer.o_proj": "rowwise",
+    "layers.*.mixer.down_proj": "rowwise",
+    "layers.*.mixer.experts": "moe_tp_experts",
+    "layers.*.mixer.shared_experts.down_proj": "rowwise",
 }
 # plan values whose module output is a partial sum over the TP group
 PARTIAL_SUM_ROLES = ("rowwise", "rowwise_split_input", "local_rowwise", "moe_tp_experts")

@@ -194,7 +194,7 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
                 stack[index] = type(stack[index])(layer_config, index)
             fit_shared_experts(stack[index], layer_spec, layer_config)
             skip_attention, skip_mlp = layer_spec.attention.kind == "none", layer_spec.mlp.kind == "none"
-            if skip_attention or skip_mlp:
+            if (skip_attention or skip_mlp) and not adapter.single_mixer_blocks:
                 if not adapter.supports_layer_skips:
                     raise UnsupportedModelError(f"model_type {spec.model_type!r} does not support skipped sub-blocks")
                 stack[index] = SkippedSubBlocks(stack[index], skip_attention=skip_attention, skip_mlp=skip_mlp)

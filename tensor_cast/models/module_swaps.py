@@ -23,6 +23,9 @@ Why each is needed:
   router as top-k routing over the same scores (so `replace_moe` folds the block).
 - Gemma 4's MoE layers (`gemma4_moe.py`): the routed experts hang off the decoder layer beside the
   dense MLP (no MoE block to fold): emitted as one `tensor_cast::moe` from the experts module.
+- Mamba-2 mixers (Nemotron-H / Nemotron 3, `mamba2.py`): the torch path is a chunked SSD of ~60 eager
+  ops with chunk x chunk intermediates; the swap emits `tensor_cast::mamba2_scan` and the grouped
+  gated norm as `tensor_cast::gated_rms_norm`.
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 
@@ -44,6 +47,7 @@ from .gated_delta_net import GatedDeltaNetForward
 from .gemma4_moe import Gemma4ExpertsForward, Gemma4MoELayerForward
 from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
 from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
+from .mamba2 import Mamba2MixerForward
 
 SWAPS: dict[str, type] = {
     "Qwen3NextGatedDeltaNet": GatedDeltaNetForward,
@@ -63,6 +67,7 @@ SWAPS: dict[str, type] = {
     "Gemma4TextExperts": Gemma4ExpertsForward,
     "Llama4TextMoe": Llama4MoeForward,
     "Llama4TextExperts": Llama4ExpertsForward,
+    "NemotronHMamba2Mixer": Mamba2MixerForward,
 }
 
 

@@ -61,6 +61,8 @@ def mtp_layer_spec(spec: ModelSpec) -> LayerSpec:
 MTP_NOT_MODELLED = {
     "deepseek_v4": "DeepSeek-V4's MTP block (num_nextn_predict_layers = 1) carries its own hyper-connections and "
                    "hyper-connection head, which are not modelled yet",
+    "nemotron_h": "Nemotron-H's MTP block is its own stack of mixer blocks (mtp_layers_block_type), which is not "
+                  "modelled yet",
 }
 
 

@@ -1,7 +1,7 @@
 """The engine-owned model spec: what a model *is*, independent of HF field names.
 
 Owns the frozen dataclasses `ModelSpec` / `LayerSpec` / `AttentionSpec` / `MLPSpec` (+ `MoESpec`,
-`MLASpec`, `LinearAttentionSpec`, `CompressedAttentionSpec`). Adapters (`models/adapters/`) translate a HF config into a spec
+`MLASpec`, `LinearAttentionSpec`, `MambaSpec`, `CompressedAttentionSpec`). Adapters (`models/adapters/`) translate a HF config into a spec
 and back; everything downstream (build, passes, memory, reports) reads the spec, never raw config
 fields. Per-layer heterogeneity is first-class: a spec holds one `LayerSpec` per layer, and layers
 with equal specs are one *layer kind* (traced once, costed once, multiplied by their count).
@@ -19,7 +19,7 @@ from typing import Any
 
 SCHEMA_VERSION = 2  # 2: written_model_type
 
-ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mla", "compressed", "none")
+ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mamba", "mla", "compressed", "none")
 # softmax attention over per-head K/V (GQA): the kinds that differ only in which keys a query sees
 GQA_KINDS = ("full", "sliding", "chunked")
 MLP_KINDS = ("dense", "moe", "none")
@@ -49,6 +49,22 @@ class LinearAttentionSpec:
     key_head_dim: int
     value_head_dim: int
     conv_kernel_size: int = 4
+
+
+@dataclass(frozen=True)
+class MambaSpec:
+    """Mamba-2 (SSD) mixer sizes (kind "mamba"): `num_heads` x `head_dim` channels, each head's state
+    of `head_dim` x `state_size` values; B and C shared by the heads of each of `n_groups` groups; a
+    causal depthwise conv of `conv_kernel_size` over x, B and C; the chunked scan in chunks of
+    `chunk_size` tokens; the recurrent state stored in `state_dtype` (the conv state in the model's)."""
+
+    num_heads: int
+    head_dim: int
+    state_size: int
+    n_groups: int
+    conv_kernel_size: int = 4
+    chunk_size: int = 128
+    state_dtype: str = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,7 @@ class AttentionSpec:
     sinks: bool = False  # learned attention sinks (gpt-oss)
     mla: MLASpec | None = None
     linear: LinearAttentionSpec | None = None
+    mamba: MambaSpec | None = None
     compressed: CompressedAttentionSpec | None = None
 
     def __post_init__(self) -> None:
@@ -97,6 +114,8 @@ class AttentionSpec:
             raise ValueError("chunked attention needs a chunk size")
         if self.kind == "compressed" and self.compressed is None:
             raise ValueError("compressed attention needs a CompressedAttentionSpec")
+        if self.kind == "mamba" and self.mamba is None:
+            raise ValueError("a Mamba mixer needs a MambaSpec")
 
     def describe(self) -> str:
         if self.kind == "sliding":
@@ -110,6 +129,8 @@ class AttentionSpec:
             if c.index_topk:
                 return f"csa({c.compress_ratio}, top-{c.index_topk})"
             return f"hca({c.compress_ratio})"
+        if self.kind == "mamba" and self.mamba is not None:
+            return f"mamba2({self.mamba.num_heads}x{self.mamba.head_dim}, state {self.mamba.state_size})"
         return self.kind
 
 

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (registration side effects)
     fused,
     hyper_connection,
     linear_attention,
+    mamba,
     mla,
     moe,
     quant,

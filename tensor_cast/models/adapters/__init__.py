@@ -16,6 +16,7 @@ from .hybrid import HybridLinearAdapter
 from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
 from .multimodal import TextDecoderOf
+from .nemotron_h import NemotronHAdapter
 
 _ADAPTERS: dict[str, DecoderAdapter] = {}
 
@@ -92,6 +93,8 @@ QWEN3_5_TEXT = register(HybridLinearAdapter(model_types=("qwen3_5_text",), moe=F
 register(TextDecoderOf(model_types=("qwen3_5",), texts=(QWEN3_5_TEXT,)))
 # Kimi-Linear: KDA (per-channel-gated DeltaNet) + MLA without RoPE, DeepSeek-style MoE under Kimi's names
 register(KimiLinearAdapter(model_types=("kimi_linear",)))
+# Nemotron-H / Nemotron 3 Nano: one mixer per block (Mamba-2, NoPE attention, squared-ReLU MLP or MoE)
+register(NemotronHAdapter(model_types=("nemotron_h",)))
 
 
 def supported_model_types() -> list[str]:

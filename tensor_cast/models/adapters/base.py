@@ -62,6 +62,8 @@ class DecoderAdapter:
     mlp_bias_field: str | None = "mlp_bias"
     layers_path: str = "model.layers"
     supports_layer_skips: bool = True  # layers have input_layernorm/self_attn/post_attention_layernorm/mlp
+    # each layer holds one mixer (Nemotron-H): a "none" attention or MLP is the family's own layout
+    single_mixer_blocks: bool = False
     # Checkpoint tensors the published checkpoints store in float32 (name suffixes): the sigmoid
     # routers' expert-bias correction (DeepSeek-V3's reference code creates it float32; GLM-4.5,
     # MiniMax-M2, MiMo and ERNIE ship it so). Every other parameter is stored in the checkpoint's

@@ -1,0 +1,170 @@
+"""The adapter for Nemotron-H (`nemotron_h`: Nemotron-H 4B-56B, Nemotron Nano 2, Nemotron 3 Nano).
+
+Each decoder block holds one mixer after one RMSNorm, named per layer by `layers_block_type` (older
+configs: `hybrid_override_pattern`, `M` / `*` / `-` / `E`, which transformers turns into the list):
+- `linear_attention` (`M`): a Mamba-2 mixer — `mamba_num_heads` x `mamba_head_dim` channels, a state
+  of `ssm_state_size` per channel, B / C in `n_groups` groups, a `conv_kernel` causal conv, the scan in
+  chunks of `chunk_size`, the state cached in `mamba_ssm_cache_dtype`;
+- `full_attention` (`*`): GQA without positional encoding;
+- `mlp` (`-`): an ungated MLP of `intermediate_size` (`mlp_hidden_act`, squared ReLU);
+- `moe` (`E`): ungated experts (`n_routed_experts`, top-`num_experts_per_tok`, `moe_intermediate_size`)
+  under DeepSeek-V3's sigmoid grouped router, plus one shared MLP of
+  `moe_shared_expert_intermediate_size`.
+
+In the spec a Mamba or attention block is that attention kind with no MLP, an MLP or MoE block an MLP
+with no attention (`kind="none"`): the family's own layout, not a skipped sub-block. Refused in one
+line: latent MoE (`moe_latent_size`, Nemotron 3 Super / Ultra: experts behind a down / up projection
+that `tensor_cast::moe` does not model) and MTP layers.
+
+Maps a stack of layer specs back to `layers_block_type`. Must not know about capture or costs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from ...errors import MalformedConfigError, UnsupportedModelError
+from ..spec import AttentionSpec, LayerSpec, MambaSpec, MLPSpec, ModelSpec
+from .base import DecoderAdapter, require
+from .moe import MoEFamily
+
+NEMOTRON_MOE = MoEFamily(num_experts="n_routed_experts", shared_size="moe_shared_expert_intermediate_size",
+                         router="sigmoid", groups=("n_group", "topk_group"), block="mixer",
+                         shared_module="shared_experts")
+MAMBA, ATTENTION, MLP, MOE = "linear_attention", "full_attention", "mlp", "moe"
+BLOCK_TYPES = (MAMBA, ATTENTION, MLP, MOE)
+# config.json field names before transformers' renames (NemotronHConfig.__post_init__)
+LEGACY_NAMES = {"n_groups": "mamba_n_groups", "conv_kernel": "mamba_d_conv", "chunk_size": "mamba_chunk_size"}
+FIELDS_BY_BLOCK = {MAMBA: ("mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups"),
+                   ATTENTION: ("num_attention_heads", "num_key_value_heads", "head_dim"),
+                   MLP: ("intermediate_size",),
+                   MOE: ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+                         "moe_shared_expert_intermediate_size")}
+PATTERN = {"M": MAMBA, "*": ATTENTION, "-": MLP, "E": MOE}
+LEGACY_BLOCKS = {"mamba": MAMBA, "attention": ATTENTION}  # list names transformers remaps
+
+
+@dataclass(frozen=True)
+class NemotronHAdapter(DecoderAdapter):
+    """One mixer per block: Mamba-2, NoPE GQA attention, ungated MLP or ungated MoE."""
+
+    activation_field: str = "mlp_hidden_act"
+    qkv_bias_field: str | None = "attention_bias"
+    out_bias_field: str | None = "attention_bias"
+    supports_layer_skips: bool = False
+    single_mixer_blocks: bool = True
+
+    # ---- HF config -> spec -------------------------------------------------------------
+    def required_fields(self) -> tuple[str, ...]:
+        return ("hidden_size", "vocab_size")
+
+    def check_given(self, data: Mapping[str, Any], source: str) -> None:
+        """The block list (or pattern) and the fields each present block type reads."""
+        listed = data.get("layers_block_type") or [PATTERN.get(c, c) for c in str(data.get("hybrid_override_pattern") or "")]
+        blocks = [LEGACY_BLOCKS.get(b, b) for b in listed]
+        if not blocks:
+            raise MalformedConfigError(f"{source}: nemotron_h config gives neither layers_block_type nor "
+                                       "hybrid_override_pattern")
+        unknown = sorted({b for b in blocks if b not in BLOCK_TYPES})
+        if unknown:
+            raise MalformedConfigError(f"{source}: unknown block types {unknown}; accepted: {', '.join(BLOCK_TYPES)} "
+                                       f"(pattern letters {', '.join(PATTERN)})")
+        if data.get("moe_latent_size"):
+            raise UnsupportedModelError(self._latent_refusal(data["moe_latent_size"]))
+        needed = [*self.required_fields()]
+        for block in dict.fromkeys(blocks):  # num_key_value_heads and head_dim have usable defaults
+            needed += [f for f in FIELDS_BY_BLOCK[block] if f not in ("num_key_value_heads", "head_dim")]
+        missing = [f for f in dict.fromkeys(needed) if data.get(f) is None and data.get(LEGACY_NAMES.get(f, "")) is None]
+        if missing:
+            raise MalformedConfigError(f"{source}: model_type 'nemotron_h' config lacks required fields "
+                                       f"{', '.join(missing)}")
+
+    @staticmethod
+    def _latent_refusal(size: Any) -> str:
+        return (f"model_type 'nemotron_h': moe_latent_size={size} (latent MoE, Nemotron 3 Super / Ultra: experts "
+                "behind a latent down / up projection) is not modelled; accepted: moe_latent_size null")
+
+    def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
+        if getattr(config, "moe_latent_size", None):
+            raise UnsupportedModelError(self._latent_refusal(config.moe_latent_size))
+        return super().to_spec(config, name)
+
+    def hf_layer_types(self, config: PretrainedConfig) -> list[str]:
+        return list(require(config, "layers_block_type"))
+
+    def layer_spec(self, config: PretrainedConfig, index: int) -> LayerSpec:
+        block = self.hf_layer_types(config)[index]
+        none_attention, none_mlp = AttentionSpec(kind="none"), MLPSpec(kind="none")
+        if block == MAMBA:
+            return LayerSpec(attention=self.mamba_spec(config), mlp=none_mlp)
+        if block == ATTENTION:
+            return LayerSpec(attention=self.attention_spec(config, index), mlp=none_mlp)
+        activation = str(getattr(config, self.activation_field, "relu2"))
+        if block == MLP:
+            return LayerSpec(attention=none_attention, mlp=MLPSpec(
+                kind="dense", intermediate_size=int(require(config, "intermediate_size")), activation=activation,
+                gated=False, bias=self._flag(config, "mlp_bias")))
+        if block == MOE:
+            return LayerSpec(attention=none_attention, mlp=MLPSpec(kind="moe", activation=activation, gated=False,
+                                                                   moe=NEMOTRON_MOE.moe_spec(config)))
+        raise UnsupportedModelError(f"model_type 'nemotron_h': block type {block!r} at layer {index}; "
+                                    f"accepted: {', '.join(BLOCK_TYPES)}")
+
+    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
+        heads = int(require(config, "num_attention_heads"))
+        return AttentionSpec(kind="full", num_heads=heads,
+                             num_kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
+                             head_dim=int(getattr(config, "head_dim", None) or int(config.hidden_size) // heads),
+                             qkv_bias=self._flag(config, self.qkv_bias_field),
+                             out_bias=self._flag(config, self.out_bias_field))
+
+    @staticmethod
+    def mamba_spec(config: PretrainedConfig) -> AttentionSpec:
+        state_dtype = str(getattr(config, "mamba_ssm_cache_dtype", None) or "bfloat16")
+        mamba = MambaSpec(num_heads=int(require(config, "mamba_num_heads")),
+                          head_dim=int(require(config, "mamba_head_dim")),
+                          state_size=int(require(config, "ssm_state_size")), n_groups=int(require(config, "n_groups")),
+                          conv_kernel_size=int(require(config, "conv_kernel")),
+                          chunk_size=int(require(config, "chunk_size")), state_dtype=state_dtype)
+        return AttentionSpec(kind="mamba", mamba=mamba)
+
+    # ---- spec -> HF config ---------------------------------------------------------------
+    def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
+        config = self.base_config(spec)
+        config.layers_block_type = [self.block_type(spec, layer) for layer in layers]
+        return self.config_for_layer(spec, layers[0], config)
+
+    @staticmethod
+    def block_type(spec: ModelSpec, layer: LayerSpec) -> str:
+        kinds = (layer.attention.kind, layer.mlp.kind)
+        types = {("mamba", "none"): MAMBA, ("full", "none"): ATTENTION, ("none", "dense"): MLP, ("none", "moe"): MOE}
+        if kinds not in types:
+            raise UnsupportedModelError(
+                f"model_type {spec.model_type!r}: a block holds one mixer (Mamba-2, full attention, MLP or MoE); "
+                f"this layer asks for attention {kinds[0]!r} with MLP {kinds[1]!r}")
+        return types[kinds]
+
+    def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
+        config = copy.deepcopy(base)
+        att, mlp = layer.attention, layer.mlp
+        if att.kind == "full":
+            config.num_attention_heads, config.num_key_value_heads = att.num_heads, att.num_kv_heads
+            config.head_dim = att.head_dim
+        elif att.kind == "mamba" and att.mamba is not None:
+            m = att.mamba
+            config.mamba_num_heads, config.mamba_head_dim, config.ssm_state_size = m.num_heads, m.head_dim, m.state_size
+            config.n_groups, config.conv_kernel, config.chunk_size = m.n_groups, m.conv_kernel_size, m.chunk_size
+        if mlp.kind == "dense":
+            config.intermediate_size = mlp.intermediate_size
+        elif mlp.kind == "moe" and mlp.moe is not None:
+            NEMOTRON_MOE.set_moe_fields(config, mlp.moe)
+        return config
+
+    @property
+    def routed_experts_path(self) -> str:
+        return NEMOTRON_MOE.experts_path

@@ -1,0 +1,229 @@
+"""Nemotron-H (`nemotron_h`): Mamba-2 mixers, NoPE attention and ungated MoE, one mixer per block.
+
+- the swapped Mamba-2 mixer computes what transformers' own mixer computes (CPU, random weights,
+  its torch chunked scan);
+- the `mamba2_scan` cost rule from named dimensions (decode: the recurrence; prefill: the chunked
+  scan's tensor-core products);
+- Nemotron-3-Nano-30B-A3B (published config): parameters by hand from the named dimensions (card:
+  31.6B total, about 3.2B active, 3.6B with embeddings), one mixer op per block on the pattern's
+  blocks, every block's norm fused with the previous residual add, the state + KV cache by hand,
+  TP splitting the Mamba heads and groups;
+- refusals: latent MoE (Nemotron 3 Super), tp not dividing the B / C groups, a config without its
+  block list.
+
+Dimensions (config.json): hidden 2688, 52 blocks `MEMEM*EMEMEM*...`: 23 Mamba-2 (64 heads x 64, state
+128, 8 groups, conv 4, chunk 128, state cached in float32), 23 MoE (128 experts of 1856, top-6, one
+shared of 3712, squared ReLU, no gate), 6 attention (32 heads, 2 KV heads, 128 wide); vocab 131072,
+untied.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import NemotronHConfig
+from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer, NemotronHRMSNormGated
+
+import tensor_cast
+from tensor_cast.models import registry
+from tensor_cast.models.module_swaps import apply_module_swaps
+
+tc = torch.ops.tensor_cast
+MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+HIDDEN, VOCAB = 2688, 131072
+H, P, N, G, K, CHUNK = 64, 64, 128, 8, 4, 128  # Mamba heads, head width, state, groups, conv, chunk
+HEADS, KV_HEADS, HEAD_DIM = 32, 2, 128
+EXPERTS, TOP_K, EXPERT, SHARED = 128, 6, 1856, 3712
+MAMBA, MOE, ATTENTION = (sum(c == kind for c in PATTERN) for kind in "ME*")
+INNER = H * P
+CHANNELS = INNER + 2 * G * N  # conv channels: x, B, C
+
+
+def tiny_config(**overrides):
+    fields = dict(hidden_size=32, layers_block_type=["linear_attention"], mamba_num_heads=4, mamba_head_dim=8,
+                  ssm_state_size=6, n_groups=2, conv_kernel=4, chunk_size=4, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, intermediate_size=16, moe_intermediate_size=8,
+                  moe_shared_expert_intermediate_size=16, n_routed_experts=4, num_experts_per_tok=2)
+    fields.update(overrides)
+    return NemotronHConfig(**fields)
+
+
+def randomize(module):
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.3)
+
+
+def test_mamba_ops_opcheck():
+    torch.manual_seed(0)
+    channels = 4 * 8 + 2 * 2 * 6
+    scan = (torch.randn(2, 5, channels), torch.randn(2, 5, 4), torch.randn(channels, 1, 4), torch.randn(channels),
+            torch.randn(4), torch.randn(4), torch.randn(4), 4, 8, 2, 6, 4, 1e-3, torch.float32, 1)
+    torch.library.opcheck(tc.mamba2_scan.default, scan)
+    torch.library.opcheck(tc.gated_rms_norm.default, (torch.randn(3, 32), torch.randn(3, 32), torch.randn(32), 16, 1e-5))
+
+
+def test_swapped_mamba2_mixer_computes_what_transformers_computes():
+    """in_proj + one scan op + the grouped gated norm + out_proj against transformers' forward (its torch
+    chunked SSD over chunks of 4, a partial last chunk included), on CPU with random weights."""
+    torch.manual_seed(0)
+    module = NemotronHMamba2Mixer(tiny_config(), 0).eval()
+    randomize(module)
+    with torch.no_grad():
+        module.A_log.copy_(torch.rand(4))  # a decaying state (A = -exp(A_log) < 0), as trained models have
+        module.dt_bias[:2] = -10.0  # softplus below time_step_min on two heads: the dt floor applies
+    hidden = torch.randn(2, 9, 32)
+    with torch.no_grad():
+        expected = module(hidden)
+        assert apply_module_swaps(torch.nn.ModuleList([module])) == 1
+        got = module(hidden)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gated_rms_norm_is_transformers_grouped_gated_norm():
+    torch.manual_seed(0)
+    norm = NemotronHRMSNormGated(32, group_size=8, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(32))
+    x, gate = torch.randn(3, 5, 32), torch.randn(3, 5, 32)
+    torch.testing.assert_close(tc.gated_rms_norm(x, gate, norm.weight, 8, 1e-5), norm(x, gate))
+
+
+# ---- the mamba2_scan cost rule ---------------------------------------------------------------------
+def scan_cost(batch, seq, decode_query_len=1):
+    meta = dict(device="meta", dtype=torch.bfloat16)
+    args = (torch.empty(batch, seq, CHANNELS, **meta), torch.empty(batch, seq, H, **meta),
+            torch.empty(CHANNELS, 1, K, **meta), torch.empty(CHANNELS, **meta), torch.empty(H, **meta),
+            torch.empty(H, **meta), torch.empty(H, **meta), H, P, G, N, CHUNK, 1e-3, torch.float32, decode_query_len)
+    return tensor_cast.op_cost(tc.mamba2_scan.default, *args, device="h100").counts
+
+
+def conv_flops(tokens):
+    return tokens * CHANNELS * (2 * K + 1 + 4)  # depthwise conv, bias, SiLU
+
+
+def test_mamba_decode_is_the_recurrence():
+    batch = 8
+    counts = scan_cost(batch, 1)
+    per_token_head = 6 * P * N + 2 * P + 10  # decay, dt·x·B, add, C contraction; D skip; discretization
+    assert counts.flops == {"vector": conv_flops(batch) + batch * H * per_token_head}
+    state, conv_state = batch * H * P * N * 4, batch * (K - 1) * CHANNELS * 2  # float32 state, bf16 conv state
+    assert counts.state_bytes == state + conv_state
+    assert counts.bytes_written >= state + conv_state + batch * INNER * 2  # and y
+    assert counts.bytes_read >= state + conv_state + batch * (CHANNELS + H) * 2  # and x / B / C, dt
+
+
+def test_mamba_prefill_is_the_chunked_scan():
+    batch, seq = 2, 300  # 3 chunks per sequence, the last partial
+    counts = scan_cost(batch, seq)
+    chunks = batch * 3
+    per_chunk = (G * 2 * CHUNK**2 * N  # C·Bᵀ per group
+                 + H * (2 * CHUNK * N * P  # each chunk's end state
+                        + 2 * CHUNK**2 * P + 2 * CHUNK * N * P))  # the output: intra-chunk, then from the start state
+    assert counts.flops["bf16"] == chunks * per_chunk
+    assert counts.state_bytes == batch * (H * P * N * 4 + (K - 1) * CHANNELS * 2)
+    assert scan_cost(4, 3, decode_query_len=3).flops.keys() == {"vector"}  # MTP drafts stay recurrent
+
+
+# ---- Nemotron-3-Nano-30B-A3B -----------------------------------------------------------------------
+def mamba_block_parameters():
+    in_proj = HIDDEN * (INNER + CHANNELS + H)  # z, x / B / C, dt
+    return in_proj + CHANNELS * K + CHANNELS + 3 * H + INNER + INNER * HIDDEN  # conv (+ bias), A_log / D / dt_bias, norm, out
+
+
+def attention_block_parameters():
+    return HIDDEN * (HEADS + 2 * KV_HEADS) * HEAD_DIM + HEADS * HEAD_DIM * HIDDEN
+
+
+def expert():
+    return 2 * HIDDEN * EXPERT  # up and down, no gate
+
+
+def moe_block_parameters():
+    return EXPERTS * HIDDEN + EXPERTS * expert() + 2 * HIDDEN * SHARED  # router (its correction bias is a buffer)
+
+
+def test_nemotron_3_nano_parameters_by_hand():
+    report = tensor_cast.analyze(MODEL, device="h200", batch_size=1, query_len=1)
+    total = (MAMBA * mamba_block_parameters() + ATTENTION * attention_block_parameters() + MOE * moe_block_parameters()
+             + len(PATTERN) * HIDDEN + HIDDEN + 2 * VOCAB * HIDDEN)  # a norm per block, the final norm
+    assert report.num_parameters == total == 31_577_937_344
+    assert report.num_parameters == pytest.approx(registry.lookup(MODEL).public_parameters, rel=0.01)  # card: 31.6B
+    # less the routed experts a token does not use and the input embedding (a lookup); card: ~3.2B
+    active = total - MOE * (EXPERTS - TOP_K) * expert() - VOCAB * HIDDEN
+    assert report.active_parameters == active
+    assert active == pytest.approx(3.2e9, rel=0.02)
+    assert active + VOCAB * HIDDEN == pytest.approx(3.6e9, rel=0.02)  # card: 3.6B with embeddings
+
+
+@pytest.fixture(scope="module")
+def nano_point():
+    report = tensor_cast.analyze(MODEL, device="h200", symbolic=True)
+    return report.evaluate(batch_size=4, query_len=1, context_len=8192)
+
+
+def test_one_mixer_op_per_block_on_the_pattern(nano_point):
+    ops = nano_point.ops
+    blocks = {kind: {i for i, c in enumerate(PATTERN) if c == kind} for kind in "ME*"}
+    assert {r.layer for r in ops if r.op == "tensor_cast.mamba2_scan"} == blocks["M"]
+    assert {r.layer for r in ops if r.op == "tensor_cast.gated_rms_norm"} == blocks["M"]
+    assert {r.layer for r in ops if r.op == "tensor_cast.moe"} == blocks["E"]
+    assert {r.layer for r in ops if r.op == "tensor_cast.attention"} == blocks["*"]
+    moe = next(r for r in ops if r.op == "tensor_cast.moe")
+    assert moe.flops == pytest.approx(4 * (2 * HIDDEN * EXPERTS + TOP_K * 2 * expert() + 2 * 2 * HIDDEN * SHARED),
+                                      rel=0.01)  # router, k ungated experts, the shared expert: GEMM FLOPs dominate
+    # each block's norm is fused with the residual add before it; only the first block's stands alone
+    names = [r.op for r in ops]
+    assert names.count("tensor_cast.add_rms_norm") == len(PATTERN)  # 51 between blocks + the final norm
+    assert names.count("tensor_cast.rms_norm") == 1
+
+
+def test_state_and_kv_cache_by_hand(nano_point):
+    batch, context = 4, 8192
+    state = MAMBA * batch * (H * P * N * 4 + (K - 1) * CHANNELS * 2)  # float32 SSM state, bf16 conv state
+    kv = ATTENTION * batch * (context + 1) * KV_HEADS * 2 * HEAD_DIM * 2
+    assert nano_point.memory.kv_cache_bytes == state + kv
+
+
+def test_tp_splits_mamba_heads_and_groups():
+    kwargs = dict(device="h200", batch_size=2, query_len=1, context_len=4096)
+    state = MAMBA * 2 * (H * P * N * 4 + (K - 1) * CHANNELS * 2)
+    kv = ATTENTION * 2 * 4097 * KV_HEADS * 2 * HEAD_DIM * 2
+    assert tensor_cast.analyze(MODEL, tp=2, **kwargs).memory.kv_cache_bytes == state // 2 + kv // 2
+    # tp 8: heads and groups / 8; the 2 KV heads are replicated (one per rank)
+    assert tensor_cast.analyze(MODEL, tp=8, **kwargs).memory.kv_cache_bytes == state // 8 + kv // 2
+
+
+def run_cli(args, capsys):
+    from tensor_cast.cli import main
+
+    code = main(args)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_tp_must_divide_the_groups(capsys):
+    code, err = run_cli(["analyze", MODEL, "--device", "h200", "--tp", "16"], capsys)
+    assert code == 2 and len(err) == 1 and "n_groups=8" in err[0] and "1, 2, 4, 8" in err[0]
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"moe_latent_size": 1024}, "moe_latent_size"),  # Nemotron 3 Super / Ultra
+    ({"hybrid_override_pattern": None}, "hybrid_override_pattern"),
+    ({"mamba_num_heads": None}, "mamba_num_heads"),
+])
+def test_unsupported_or_malformed_configs_are_refused(tmp_path, capsys, change, expected):
+    config = {k: v for k, v in {**registry.lookup(MODEL).config, **change}.items() if v is not None}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, err = run_cli(["analyze", str(tmp_path), "--device", "h200"], capsys)
+    assert code == 2 and len(err) == 1 and expected in err[0]
+
+
+def test_mtp_is_refused(tmp_path, capsys):
+    """A checkpoint that ships MTP blocks (Nemotron 3 Super's kind) loads; drafting with them is refused."""
+    config = {**registry.lookup(MODEL).config, "num_nextn_predict_layers": 1}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, err = run_cli(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"], capsys)
+    assert code == 2 and len(err) == 1 and "mtp_layers_block_type" in err[0]
