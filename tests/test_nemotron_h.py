@@ -227,3 +227,40 @@ def test_mtp_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps(config))
     code, err = run_cli(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"], capsys)
     assert code == 2 and len(err) == 1 and "mtp_layers_block_type" in err[0]
+
+
+# ---- serving: each running sequence holds its recurrent state ----------------------------------------
+STATE_PER_SEQUENCE = MAMBA * (H * P * N * 4 + (K - 1) * CHANNELS * 2)  # 46.8 MiB per GPU at TP1
+KV_PER_TOKEN = ATTENTION * KV_HEADS * 2 * HEAD_DIM * 2  # 6 KiB
+
+
+def test_kv_pool_sets_the_state_of_each_sequence_apart():
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.serving.api import kv_pool, step_cost
+    from tensor_cast.serving.engines import engine_profile
+
+    device, engine = load_device("h100-sxm"), engine_profile("vllm")
+    sym, _ = step_cost(MODEL, device=device)
+    pool = kv_pool(sym, device, engine, 1280, 0.9)
+    assert pool.bytes_per_token == pytest.approx(KV_PER_TOKEN)
+    assert pool.state_bytes_per_sequence == pytest.approx(STATE_PER_SEQUENCE)
+    # the budget holds the state and 1,280 tokens of as many sequences as fit, at most max_num_seqs
+    sequences = min(engine.max_num_seqs, int(pool.budget_bytes // (STATE_PER_SEQUENCE + 1280 * KV_PER_TOKEN)))
+    assert pool.max_sequences == sequences
+    assert pool.blocks == int((pool.budget_bytes - sequences * STATE_PER_SEQUENCE) // (KV_PER_TOKEN * 16))
+    dense, _ = step_cost("Qwen/Qwen3-0.6B", device=device, num_hidden_layers=2)
+    assert kv_pool(dense, device, engine, 1280, 0.9).max_sequences is None  # no fixed state: max_num_seqs decides
+
+
+def test_serving_runs_no_more_sequences_than_their_states_fit():
+    """256 clients on one H100: the ~13 GiB the 59 GiB of weights leave hold the state of fewer than 256
+    sequences, so the rest queue until the first ones finish."""
+    report = tensor_cast.simulate(MODEL, device="h100-sxm", concurrency=256, num_requests=256, isl=1024, osl=64,
+                                  record_steps=True)
+    cap = next(int(n.split("capped at ")[1].rstrip(")")) for n in report.notes if "capped at" in n)
+    assert 150 < cap < 256
+    assert max(step.running for step in report.step_records) == cap
+    # the 256 - cap queued requests get their first token only after earlier ones finished (vLLM's
+    # max_num_seqs of 1,024 would have run all 256 at once)
+    first_done = min(r.e2e_s for r in report.requests)
+    assert sum(r.ttft_s > first_done for r in report.requests) == 256 - cap

@@ -80,6 +80,10 @@ class KVPool:
     blocks: int  # per rank
     bytes_per_token: float  # per GPU (pp > 1: on the GPUs of the stage that holds the fewest blocks)
     budget_bytes: float
+    # hybrid models (Mamba-2, gated DeltaNet, KDA layers): the fixed recurrent + conv state of one
+    # sequence, per GPU, and the sequences whose state the budget holds beside their tokens' blocks
+    state_bytes_per_sequence: float = 0.0
+    max_sequences: int | None = None  # None: no fixed state (pure attention), max_num_seqs decides
 
 
 def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, memory_utilization: float) -> KVPool:
@@ -97,7 +101,9 @@ def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, 
     else:
         parts = [(sym.memory.weights_bytes, sym.memory.activation_peak_bytes, sym.memory.kv_cache_bytes)]
     pools = [_kv_pool(*part, profile, engine, typical_tokens, memory_utilization) for part in parts]
-    return min(pools, key=lambda p: p.blocks)
+    fewest = min(pools, key=lambda p: p.blocks)
+    limits = [p.max_sequences for p in pools if p.max_sequences is not None]
+    return replace(fewest, max_sequences=min(limits)) if limits else fewest
 
 
 def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any, engine: EngineProfile,
@@ -109,6 +115,9 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     length = max(1, typical_tokens)
     at = lambda c: float(kv.xreplace({B: sympy.Integer(1), S: sympy.Integer(1), C: sympy.Integer(c)}))  # noqa: E731
     per_token = (at(length) - at(0)) / length
+    state = max(0.0, at(0) - per_token)  # the step's one token aside: what a sequence holds at any length
+    if state < 1e-6 * max(per_token, 1.0):
+        state = 0.0
     capacity = profile.memory_bytes
     if engine.memory_basis == "total":
         budget = capacity * memory_utilization - weights - activation
@@ -119,8 +128,18 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
             f"no memory left for the KV cache: weights {weights / 2**30:.1f} GiB + activations "
             f"{activation / 2**30:.1f} GiB per GPU exceed {memory_utilization:.2f} of {capacity / 2**30:.0f} GiB; "
             "use more GPUs (tp/pp/dp/ep), quantization, or a larger device")
-    blocks = int(budget // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
-    return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
+    if state <= 0:
+        blocks = int(budget // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
+        return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget)
+    # Hybrid: every running sequence holds its layers' fixed state besides its tokens' KV blocks (vLLM's
+    # hybrid allocator gives each request one state page per recurrent layer group, out of the same
+    # memory). Modelled as a static split at the typical request length: state for as many sequences
+    # as the budget holds at that length (at most max_num_seqs), the rest as KV blocks.
+    sequences = min(engine.max_num_seqs, int(budget // (state + length * per_token)))
+    left = budget - sequences * state
+    blocks = int(left // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
+    return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget, state_bytes_per_sequence=state,
+                  max_sequences=sequences)
 
 
 def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
@@ -280,6 +299,11 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         need = longest + (1 + mtp) if profile_engine.policy == "no_evict" else \
             (max(p for p, _ in lengths) + 1 if role == "prefill" else longest)
         capacity = kv.blocks * profile_engine.block_size
+        if kv.max_sequences == 0:
+            raise DeploymentError(
+                f"the memory left per GPU ({kv.budget_bytes / 2**30:.2f} GiB) holds no sequence's recurrent state "
+                f"({kv.state_bytes_per_sequence / 2**20:.1f} MiB) beside its KV cache; accepted: more memory (more "
+                "GPUs, quantization, memory_utilization)")
         if capacity < need:
             raise DeploymentError(
                 f"the KV cache holds {capacity} tokens per rank ({kv.budget_bytes / 2**30:.2f} GiB free for it), "
@@ -308,6 +332,14 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             notes.append(f"{role}: {profile_engine.name} attention DP{ranks_per_worker}: per rank "
                          f"max_num_batched_tokens {rank_engine.max_num_batched_tokens}, max_num_seqs "
                          f"{rank_engine.max_num_seqs}, new_token_ratio {rank_engine.new_token_ratio:.3g}")
+        if kv.max_sequences is not None:  # hybrid: each running sequence holds its recurrent state
+            capped = kv.max_sequences < rank_engine.max_num_seqs
+            if capped:
+                rank_engine = replace(rank_engine, max_num_seqs=kv.max_sequences)
+            notes.append(f"{role}: recurrent state {kv.state_bytes_per_sequence / 2**20:.1f} MiB per sequence per GPU "
+                         f"beside {kv.bytes_per_token / 2**10:.2f} KiB per token: the memory holds the state of "
+                         f"{kv.max_sequences} sequences with {typical} tokens each"
+                         + (f" (max_num_seqs per rank capped at {kv.max_sequences})" if capped else ""))
         workers = []
         for w in range(replicas):
             ranks = [RankScheduler(rank_engine, kv.blocks, decode_tokens=1 + mtp,
