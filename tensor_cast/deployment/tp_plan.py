@@ -30,6 +30,9 @@ ENGINE_PLAN: dict[str, str] = {
     "layers.*.mixer.down_proj": "rowwise",
     "layers.*.mixer.experts": "moe_tp_experts",
     "layers.*.mixer.shared_experts.down_proj": "rowwise",
+    # Granite 4.0 hybrids: the Mamba mixer and the shared MLP beside the MoE block
+    "layers.*.mamba.out_proj": "rowwise",
+    "layers.*.shared_mlp.output_linear": "rowwise",
 }
 # plan values whose module output is a partial sum over the TP group
 PARTIAL_SUM_ROLES = ("rowwise", "rowwise_split_input", "local_rowwise", "moe_tp_experts")

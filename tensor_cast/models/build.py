@@ -32,7 +32,7 @@ from ..errors import UnsupportedModelError
 from .adapters import adapter_for
 from .module_swaps import apply_module_swaps
 from .mtp import attach_mtp, check_mtp, mtp_layer_spec
-from .spec import LayerSpec, ModelSpec
+from .spec import ATTENTION_SPEC_ATTRIBUTE, LayerSpec, ModelSpec
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -106,7 +106,6 @@ class SkippedSubBlocks(nn.Module):
         return hidden_states
 
 
-ATTENTION_SPEC_ATTRIBUTE = "tensor_cast_attention_spec"
 
 
 def attach_attention_spec(layer: nn.Module, layer_spec: LayerSpec) -> None:

@@ -45,6 +45,8 @@ NON_NEGATIVE_FIELDS = (
 
 # families whose configs may give a size per layer, as a list (each entry checked like the scalar)
 PER_LAYER_LISTS = {"hunyuan_v1_moe": ("num_experts", "moe_topk", "moe_intermediate_size", "num_shared_expert")}
+# families where a POSITIVE_FIELDS entry may be 0: Granite 4.0 hybrids without experts (H-Micro: the shared MLP alone)
+ZERO_ALLOWED = {"granitemoehybrid": ("num_local_experts",)}
 # latent attention without RoPE: `head_dim` is not read by the modules (Kimi-Linear's checkpoint writes 72)
 NO_ROPE_LATENT = ("kimi_linear",)
 
@@ -65,11 +67,13 @@ def check_values(data: Mapping[str, Any], source: str) -> None:
     """Size fields are integers in range; heads divide hidden_size when head_dim is absent."""
     for prefix, section in _sections(data):
         lists = PER_LAYER_LISTS.get(str(section.get("model_type")), ())
-        for fields, minimum in ((POSITIVE_FIELDS, 1), (NON_NEGATIVE_FIELDS, 0)):
+        zero_allowed = ZERO_ALLOWED.get(str(section.get("model_type")), ())
+        for fields, least in ((POSITIVE_FIELDS, 1), (NON_NEGATIVE_FIELDS, 0)):
             for name in fields:
                 value = section.get(name)
                 if value is None:
                     continue
+                minimum = 0 if name in zero_allowed else least
                 for entry in (value if name in lists and isinstance(value, list) and value else [value]):
                     if isinstance(entry, bool) or not isinstance(entry, int) or entry < minimum:
                         what = "an integer" + (" (or a list of them, one per layer)" if name in lists else "")

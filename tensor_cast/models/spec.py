@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 2  # 2: written_model_type
+# the attribute the build records each layer's AttentionSpec under on its modules (build.py), read by
+# the capture's attention interface and the swapped mixers that need their layer's spec
+ATTENTION_SPEC_ATTRIBUTE = "tensor_cast_attention_spec"
 
 ATTENTION_KINDS = ("full", "sliding", "chunked", "linear", "mamba", "mla", "compressed", "none")
 # softmax attention over per-head K/V (GQA): the kinds that differ only in which keys a query sees

@@ -12,6 +12,7 @@ from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .deepseek_v4 import DeepseekV4Adapter
 from .gemma4 import Gemma4Adapter
+from .granite_hybrid import GraniteHybridAdapter
 from .hybrid import HybridLinearAdapter
 from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
@@ -95,6 +96,8 @@ register(TextDecoderOf(model_types=("qwen3_5",), texts=(QWEN3_5_TEXT,)))
 register(KimiLinearAdapter(model_types=("kimi_linear",)))
 # Nemotron-H / Nemotron 3 Nano: one mixer per block (Mamba-2, NoPE attention, squared-ReLU MLP or MoE)
 register(NemotronHAdapter(model_types=("nemotron_h",)))
+# Granite 4.0 hybrids: Mamba-2 or GQA mixers, then MoE beside a shared MLP (or the shared MLP alone)
+register(GraniteHybridAdapter(model_types=("granitemoehybrid",)))
 
 
 def supported_model_types() -> list[str]:
