@@ -20,6 +20,7 @@ import json
 
 import pytest
 import torch
+from swap_reference import randomize
 from transformers import DeepseekV4Config
 from transformers.models.deepseek_v4 import modeling_deepseek_v4 as hf
 
@@ -52,12 +53,6 @@ def tiny_config() -> DeepseekV4Config:
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"
     return config
-
-
-def randomize(module: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn_like(parameter) * 0.3)
 
 
 def inputs(config: DeepseekV4Config, seq: int, width: tuple[int, ...]) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:

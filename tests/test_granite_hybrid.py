@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from swap_reference import assert_swap_keeps_output, randomize
 from transformers import AutoConfig, AutoModelForCausalLM, GraniteMoeHybridConfig
 from transformers.models.granitemoehybrid.modeling_granitemoehybrid import GraniteMoeHybridMambaLayer
 
 import tensor_cast
 from tensor_cast.errors import TensorCastError
-from tensor_cast.models.module_swaps import apply_module_swaps
 from tensor_cast.models.spec import ModelSpec
 
 HIDDEN, VOCAB, LAYERS = 4096, 100352, 40
@@ -68,16 +68,10 @@ def test_swapped_mamba_layer_computes_what_transformers_computes():
                                     mamba_d_head=16, mamba_expand=2, mamba_n_groups=2, mamba_d_state=6,
                                     mamba_chunk_size=4, num_attention_heads=4)
     module = GraniteMoeHybridMambaLayer(config, 0).eval()
+    randomize(module)
     with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn_like(parameter) * 0.3)
-        module.A_log.copy_(torch.rand(4))
-    hidden = torch.randn(2, 9, 32)
-    with torch.no_grad():
-        expected = module(hidden)
-        assert apply_module_swaps(torch.nn.ModuleList([module])) == 1
-        got = module(hidden)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        module.A_log.copy_(torch.rand(4))  # a decaying state (A = -exp(A_log) < 0)
+    assert_swap_keeps_output(module, torch.randn(2, 9, 32))
 
 
 @pytest.fixture(scope="module")

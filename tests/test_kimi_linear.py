@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from swap_reference import assert_swap_keeps_output, randomize
 from transformers import KimiLinearConfig
 from transformers.models.kimi_linear.modeling_kimi_linear import KimiLinearAttention, KimiLinearDeltaAttention
 
@@ -43,12 +44,6 @@ def tiny_config(**overrides):
     return KimiLinearConfig(**fields)
 
 
-def randomize(module):
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn_like(parameter) * 0.3)
-
-
 def test_kda_opcheck():
     torch.manual_seed(0)
     q, k, v, g = (torch.randn(2, 5, 2 * 4) for _ in range(4))
@@ -62,12 +57,7 @@ def test_swapped_kda_computes_what_transformers_computes():
     torch.manual_seed(0)
     module = KimiLinearDeltaAttention(tiny_config(), 0).eval()
     randomize(module)
-    hidden = torch.randn(2, 9, 32)
-    with torch.no_grad():
-        expected = module(hidden)
-        assert apply_module_swaps(torch.nn.ModuleList([module])) == 1
-        got = module(hidden)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert_swap_keeps_output(module, torch.randn(2, 9, 32))
 
 
 def test_swapped_mla_without_rope_computes_what_transformers_computes():

@@ -23,12 +23,12 @@ import json
 
 import pytest
 import torch
+from swap_reference import assert_swap_keeps_output, randomize
 from transformers import NemotronHConfig
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMamba2Mixer, NemotronHRMSNormGated
 
 import tensor_cast
 from tensor_cast.models import registry
-from tensor_cast.models.module_swaps import apply_module_swaps
 
 tc = torch.ops.tensor_cast
 MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
@@ -51,12 +51,6 @@ def tiny_config(**overrides):
     return NemotronHConfig(**fields)
 
 
-def randomize(module):
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn_like(parameter) * 0.3)
-
-
 def test_mamba_ops_opcheck():
     torch.manual_seed(0)
     channels = 4 * 8 + 2 * 2 * 6
@@ -75,12 +69,7 @@ def test_swapped_mamba2_mixer_computes_what_transformers_computes():
     with torch.no_grad():
         module.A_log.copy_(torch.rand(4))  # a decaying state (A = -exp(A_log) < 0), as trained models have
         module.dt_bias[:2] = -10.0  # softplus below time_step_min on two heads: the dt floor applies
-    hidden = torch.randn(2, 9, 32)
-    with torch.no_grad():
-        expected = module(hidden)
-        assert apply_module_swaps(torch.nn.ModuleList([module])) == 1
-        got = module(hidden)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert_swap_keeps_output(module, torch.randn(2, 9, 32))
 
 
 def test_gated_rms_norm_is_transformers_grouped_gated_norm():
