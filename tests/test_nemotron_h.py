@@ -253,3 +253,17 @@ def test_serving_runs_no_more_sequences_than_their_states_fit():
     # max_num_seqs of 1,024 would have run all 256 at once)
     first_done = min(r.e2e_s for r in report.requests)
     assert sum(r.ttft_s > first_done for r in report.requests) == 256 - cap
+
+
+def test_disaggregated_transfer_moves_the_state_with_the_prompt_kv():
+    """A prefill worker hands the decode worker the prompt's KV and the recurrent + conv state its prefill
+    ended with: 1,024 tokens x 6 KiB and 46.8 MiB of state, over the intra-node link."""
+    from tensor_cast.backends.device import load_device
+    from tensor_cast.serving.disagg import kv_transfer_s
+
+    report = tensor_cast.simulate(MODEL, device="h100-sxm", concurrency=1, num_requests=1, isl=1024, osl=4,
+                                  disagg="prefill: 1x tp1; decode: 1x tp1")
+    profile = load_device("h100-sxm")
+    expected = kv_transfer_s(1024 * KV_PER_TOKEN + STATE_PER_SEQUENCE, profile, 2)
+    assert report.requests[0].kv_transfer_s == pytest.approx(expected)
+    assert expected > 5 * kv_transfer_s(1024 * KV_PER_TOKEN, profile, 2)  # the state dominates the transfer

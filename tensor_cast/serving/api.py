@@ -270,6 +270,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     traces: dict[str, Any] = {}  # each pool's symbolic report (the time split's typical steps)
     gpus = 0
     per_token: dict[str, float] = {}
+    per_sequence: dict[str, float] = {}  # hybrid models' fixed state per sequence, per GPU
     notes: list[str] = []
     context_notes: dict[str, list[str]] = {}
     descriptions = []
@@ -296,6 +297,7 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             profile_engine, engine_args, profile, resolved, mtp)
         kv = kv_pool(sym, profile, profile_engine, typical, utilization)
         per_token[role] = kv.bytes_per_token
+        per_sequence[role] = kv.state_bytes_per_sequence
         need = longest + (1 + mtp) if profile_engine.policy == "no_evict" else \
             (max(p for p, _ in lengths) + 1 if role == "prefill" else longest)
         capacity = kv.blocks * profile_engine.block_size
@@ -363,7 +365,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
     def transfer(req: Any) -> float:
         seconds = transfers.get(req.prompt)
         if seconds is None:
-            seconds = transfers[req.prompt] = kv_transfer_s(per_token["prefill"] * req.prompt, profile, total_gpus)
+            # the prompt's KV and, for hybrid models, the recurrent + conv state its prefill ended with
+            shard = per_token["prefill"] * req.prompt + per_sequence["prefill"]
+            seconds = transfers[req.prompt] = kv_transfer_s(shard, profile, total_gpus)
         return seconds
 
     if speculative is not None:
