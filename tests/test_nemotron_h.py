@@ -237,8 +237,15 @@ def test_kv_pool_sets_the_state_of_each_sequence_apart():
     sequences = min(engine.max_num_seqs, int(pool.budget_bytes // (STATE_PER_SEQUENCE + 1280 * KV_PER_TOKEN)))
     assert pool.max_sequences == sequences
     assert pool.blocks == int((pool.budget_bytes - sequences * STATE_PER_SEQUENCE) // (KV_PER_TOKEN * 16))
-    dense, _ = step_cost("Qwen/Qwen3-0.6B", device=device, num_hidden_layers=2)
-    assert kv_pool(dense, device, engine, 1280, 0.9).max_sequences is None  # no fixed state: max_num_seqs decides
+    assert pool.state_limited == (sequences < engine.max_num_seqs)
+    # a closed loop of 8 clients never runs more than 8 sequences: their state is all that is set apart
+    eight = kv_pool(sym, device, engine, 1280, 0.9, running=8)
+    assert (eight.max_sequences, eight.state_limited) == (8, False)
+    assert eight.blocks == int((eight.budget_bytes - 8 * STATE_PER_SEQUENCE) // (KV_PER_TOKEN * 16))
+    # no fixed state: max_num_seqs decides (a sliding window's KV stops growing, which is no state either)
+    for model in ("Qwen/Qwen3-0.6B", "google/gemma-3-4b-it"):
+        other, _ = step_cost(model, device=device, num_hidden_layers=6)
+        assert kv_pool(other, device, engine, 4096, 0.9).max_sequences is None, model
 
 
 def test_serving_runs_no_more_sequences_than_their_states_fit():

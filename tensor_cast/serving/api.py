@@ -84,13 +84,17 @@ class KVPool:
     # sequence, per GPU, and the sequences whose state the budget holds beside their tokens' blocks
     state_bytes_per_sequence: float = 0.0
     max_sequences: int | None = None  # None: no fixed state (pure attention), max_num_seqs decides
+    state_limited: bool = False  # the memory, not max_num_seqs or the clients, set max_sequences
 
 
-def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, memory_utilization: float) -> KVPool:
+def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, memory_utilization: float,
+            running: int | None = None) -> KVPool:
     """KV blocks per rank: what the engine's memory share leaves after weights and the activation
     peak of a full-budget prefill step (vLLM's profile run does the same), per GPU. With pipeline
     stages every stage's GPUs hold only their own layers' weights and KV; one block pool serves
-    all stages, so the stage with the fewest blocks sets it (vLLM: the minimum over workers)."""
+    all stages, so the stage with the fewest blocks sets it (vLLM: the minimum over workers). `running`:
+    the most sequences that can run at once (a closed loop's clients), bounding the fixed state a hybrid
+    model's budget sets apart (None: max_num_seqs)."""
     if sym.pp > 1:
         parts = _STAGE_MEMORY.get(sym)
         if parts is None:  # the per-stage view walks every op row: once per trace, not per simulation
@@ -100,14 +104,17 @@ def kv_pool(sym: Any, profile: Any, engine: EngineProfile, typical_tokens: int, 
             _STAGE_MEMORY[sym] = parts
     else:
         parts = [(sym.memory.weights_bytes, sym.memory.activation_peak_bytes, sym.memory.kv_cache_bytes)]
-    pools = [_kv_pool(*part, profile, engine, typical_tokens, memory_utilization) for part in parts]
+    pools = [_kv_pool(*part, profile, engine, typical_tokens, memory_utilization, running) for part in parts]
     fewest = min(pools, key=lambda p: p.blocks)
-    limits = [p.max_sequences for p in pools if p.max_sequences is not None]
-    return replace(fewest, max_sequences=min(limits)) if limits else fewest
+    limits = [p for p in pools if p.max_sequences is not None]
+    if not limits:
+        return fewest
+    least = min(limits, key=lambda p: p.max_sequences or 0)
+    return replace(fewest, max_sequences=least.max_sequences, state_limited=least.state_limited)
 
 
 def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any, engine: EngineProfile,
-             typical_tokens: int, memory_utilization: float) -> KVPool:
+             typical_tokens: int, memory_utilization: float, running: int | None = None) -> KVPool:
     point = {B: sympy.Integer(1), S: sympy.Integer(engine.max_num_batched_tokens), C: sympy.Integer(0)}
     weights = float(weights_expr)
     activation = float(sympy.sympify(activation_expr).xreplace(point))
@@ -115,7 +122,10 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     length = max(1, typical_tokens)
     at = lambda c: float(kv.xreplace({B: sympy.Integer(1), S: sympy.Integer(1), C: sympy.Integer(c)}))  # noqa: E731
     per_token = (at(length) - at(0)) / length
-    state = max(0.0, at(0) - per_token)  # the step's one token aside: what a sequence holds at any length
+    # what a sequence holds whatever its length (a recurrent state): the one-token cache less that token's
+    # KV, from the first token's slope (the mean slope over `length` is lower where sliding windows stop
+    # growing, which is not a fixed state)
+    state = max(0.0, at(0) - (at(1) - at(0)))
     if state < 1e-6 * max(per_token, 1.0):
         state = 0.0
     capacity = profile.memory_bytes
@@ -134,12 +144,14 @@ def _kv_pool(weights_expr: Any, activation_expr: Any, kv_expr: Any, profile: Any
     # Hybrid: every running sequence holds its layers' fixed state besides its tokens' KV blocks (vLLM's
     # hybrid allocator gives each request one state page per recurrent layer group, out of the same
     # memory). Modelled as a static split at the typical request length: state for as many sequences
-    # as the budget holds at that length (at most max_num_seqs), the rest as KV blocks.
-    sequences = min(engine.max_num_seqs, int(budget // (state + length * per_token)))
+    # as the budget holds at that length (at most max_num_seqs, and the clients of a closed loop), the
+    # rest as KV blocks.
+    bound = min(engine.max_num_seqs, running or engine.max_num_seqs)
+    sequences = min(bound, int(budget // (state + length * per_token)))
     left = budget - sequences * state
     blocks = int(left // (per_token * engine.block_size)) if per_token > 0 else 1 << 30
     return KVPool(blocks=blocks, bytes_per_token=per_token, budget_bytes=budget, state_bytes_per_sequence=state,
-                  max_sequences=sequences)
+                  max_sequences=sequences, state_limited=sequences < bound)
 
 
 def engine_graph_defaults(engine: EngineProfile, spec: ModelSpec, profile: Any,
@@ -295,7 +307,8 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
             context_notes[role].append(f"precision fallbacks on {profile.name}: {', '.join(fallbacks)}")
         utilization = options.get("memory_utilization") or default_utilization(
             profile_engine, engine_args, profile, resolved, mtp)
-        kv = kv_pool(sym, profile, profile_engine, typical, utilization)
+        kv = kv_pool(sym, profile, profile_engine, typical, utilization,
+                     running=workload.concurrency if workload.kind == "closed" else None)
         per_token[role] = kv.bytes_per_token
         per_sequence[role] = kv.state_bytes_per_sequence
         need = longest + (1 + mtp) if profile_engine.policy == "no_evict" else \
@@ -335,13 +348,14 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                          f"max_num_batched_tokens {rank_engine.max_num_batched_tokens}, max_num_seqs "
                          f"{rank_engine.max_num_seqs}, new_token_ratio {rank_engine.new_token_ratio:.3g}")
         if kv.max_sequences is not None:  # hybrid: each running sequence holds its recurrent state
-            capped = kv.max_sequences < rank_engine.max_num_seqs
+            capped = kv.state_limited and kv.max_sequences < rank_engine.max_num_seqs
             if capped:
                 rank_engine = replace(rank_engine, max_num_seqs=kv.max_sequences)
+            bound = (f"what the memory holds beside their {typical}-token KV: max_num_seqs per rank capped at "
+                     f"{kv.max_sequences}" if capped else "the most that run at once")
             notes.append(f"{role}: recurrent state {kv.state_bytes_per_sequence / 2**20:.1f} MiB per sequence per GPU "
-                         f"beside {kv.bytes_per_token / 2**10:.2f} KiB per token: the memory holds the state of "
-                         f"{kv.max_sequences} sequences with {typical} tokens each"
-                         + (f" (max_num_seqs per rank capped at {kv.max_sequences})" if capped else ""))
+                         f"beside {kv.bytes_per_token / 2**10:.2f} KiB per token, set apart for {kv.max_sequences} "
+                         f"sequences ({bound})")
         workers = []
         for w in range(replicas):
             ranks = [RankScheduler(rank_engine, kv.blocks, decode_tokens=1 + mtp,
