@@ -175,11 +175,13 @@ KDA_DECAY_FLOPS = 6  # chunked form: cumsum, exp(G), exp(-G), three multiplies
 FLOAT32 = 4
 
 
-def kda_conv(d: DeltaNetDims, act: Any, weights_bytes: Any) -> Counts:
-    """The causal depthwise conv1d + SiLU over q / k / v (GDN's, without its gating)."""
+def causal_conv(d: Any, act: Any, weights_bytes: Any, bias: bool = False) -> Counts:
+    """A causal depthwise conv1d (+ its bias) and SiLU over `d.channels` per token, reading and writing the
+    conv state: KDA's over q / k / v (GDN's, without its gating), Mamba-2's over x / B / C. `d`: any dims
+    with `tokens`, `batch`, `channels`, `kernel` and `conv_state_elements`."""
     conv_io = d.tokens * d.channels * act
     conv_state = d.batch * d.conv_state_elements * act
-    return Counts(flops={"vector": d.tokens * d.channels * (2 * d.kernel + SILU_FLOPS)},
+    return Counts(flops={"vector": d.tokens * d.channels * (2 * d.kernel + int(bias) + SILU_FLOPS)},
                   bytes_read=conv_io + weights_bytes + conv_state, bytes_written=conv_io + conv_state, launches=1)
 
 
@@ -226,7 +228,7 @@ def kimi_delta_attention(call: OpCall) -> Counts:
     short = is_short_step(q_len, call.get("decode_query_len"))
     mixer = pick_form(short, kda_recurrent(dims, act, call.out_bytes),
                       kda_chunked(dims, act, call.out_bytes, gemm_precision(q, q)))
-    total = kda_conv(dims, act, small_weights) + mixer
+    total = causal_conv(dims, act, small_weights) + mixer
     held = batch * (dims.state_elements + dims.conv_state_elements) * act
     return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
                   state_bytes=held, launches=total.launches)

@@ -37,11 +37,11 @@ import torch
 from ...sizes import cdiv
 from ..counts import Counts
 from .kernel_forms import is_short_step, pick_form
+from .linear_attention import SILU_FLOPS, causal_conv
 from .matmul import gemm_precision
 from .norm_activation import streaming
 from .registry import OpCall, register
 
-SILU_FLOPS = 4
 DISCRETIZE_FLOPS = 10  # softplus(dt + bias), clamp, exp(dt·A) per token and head
 FLOAT32 = 4
 CHUNKED_LAUNCHES = 5  # chunk_cumsum, bmm_chunk, chunk_state, state_passing, chunk_scan
@@ -74,14 +74,6 @@ class MambaDims:
     @property
     def conv_state_elements(self) -> int:
         return (self.kernel - 1) * self.channels
-
-
-def conv(d: MambaDims, act: Any, weights_bytes: Any) -> Counts:
-    """The causal depthwise conv1d (+ bias) and SiLU over x / B / C, with the conv state."""
-    io = d.tokens * d.channels * act
-    conv_state = d.batch * d.conv_state_elements * act
-    return Counts(flops={"vector": d.tokens * d.channels * (2 * d.kernel + 1 + SILU_FLOPS)},
-                  bytes_read=io + weights_bytes + conv_state, bytes_written=io + conv_state, launches=1)
 
 
 def recurrent(d: MambaDims, act: Any, state_item: Any, out_bytes: Any) -> Counts:
@@ -131,7 +123,7 @@ def mamba2_scan(call: OpCall) -> Counts:
     short = is_short_step(q_len, call.get("decode_query_len"))
     scan = pick_form(short, recurrent(dims, act, state_item, call.out_bytes),
                      chunked(dims, act, state_item, call.out_bytes, gemm_precision(xbc, xbc)))
-    total = conv(dims, act, small_weights) + scan
+    total = causal_conv(dims, act, small_weights, bias=conv_bias is not None) + scan
     held = batch * (dims.state_elements * state_item + dims.conv_state_elements * act)
     return Counts(flops=total.flops, bytes_read=total.bytes_read, bytes_written=total.bytes_written,
                   state_bytes=held, launches=total.launches)

@@ -33,8 +33,7 @@ from .adapters import adapter_for
 from .module_swaps import apply_module_swaps
 from .mtp import attach_mtp, check_mtp, mtp_layer_spec
 from .spec import ATTENTION_SPEC_ATTRIBUTE, LayerSpec, ModelSpec
-
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+from .torch_dtypes import DTYPES
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ import torch
 
 from ..ops.mamba import gated_rms_norm, mamba2_scan
 from .spec import ATTENTION_SPEC_ATTRIBUTE
-
-STATE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from .torch_dtypes import DTYPES
 
 
 class Mamba2MixerForward:
@@ -33,7 +32,7 @@ class Mamba2MixerForward:
             [module.intermediate_size, module.conv_dim, module.num_heads], dim=-1)
         spec = getattr(module, ATTENTION_SPEC_ATTRIBUTE, None)  # the layer's AttentionSpec (build.py)
         mamba = spec.mamba if spec is not None else None
-        state_dtype = STATE_DTYPES.get(mamba.state_dtype, hidden_states.dtype) if mamba is not None else hidden_states.dtype
+        state_dtype = DTYPES.get(mamba.state_dtype, hidden_states.dtype) if mamba is not None else hidden_states.dtype
         y = mamba2_scan(xbc, dt, module.conv1d.weight, module.conv1d.bias, module.A_log, module.D, module.dt_bias,
                         module.num_heads, module.head_dim, module.n_groups, module.ssm_state_size, module.chunk_size,
                         float(module.time_step_limit[0]), state_dtype, module.tensor_cast_decode_query_len)

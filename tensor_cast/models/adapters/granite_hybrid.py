@@ -26,14 +26,14 @@ from fractions import Fraction
 from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
-from ..spec import AttentionSpec, LayerSpec, MambaSpec, MLPSpec, ModelSpec
+from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 from .base import CORE_FIELDS, DecoderAdapter, require
+from .mamba_fields import GRANITE_HYBRID_MAMBA
 from .moe import MoEFamily
 
 GRANITE_HYBRID_MOE = MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size",
                                shared_size="shared_intermediate_size", dense_size="shared_intermediate_size",
                                block="block_sparse_moe", router_module="router")
-MAMBA_FIELDS = ("mamba_n_heads", "mamba_d_state", "mamba_n_groups", "mamba_d_conv", "mamba_chunk_size")
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,7 @@ class GraniteHybridAdapter(DecoderAdapter):
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
         if self.hf_layer_types(config)[index] != "linear_attention":
             return super().attention_spec(config, index)
-        heads = int(require(config, "mamba_n_heads"))
-        mamba = MambaSpec(num_heads=heads, head_dim=int(require(config, "mamba_d_head")),
-                          state_size=int(require(config, "mamba_d_state")),
-                          n_groups=int(require(config, "mamba_n_groups")),
-                          conv_kernel_size=int(require(config, "mamba_d_conv")),
-                          chunk_size=int(require(config, "mamba_chunk_size")), state_dtype=self.dtype(config))
-        return AttentionSpec(kind="mamba", mamba=mamba)
+        return GRANITE_HYBRID_MAMBA.spec(config, self.dtype(config))
 
     def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
         activation = str(getattr(config, self.activation_field, "silu"))
@@ -81,9 +75,7 @@ class GraniteHybridAdapter(DecoderAdapter):
         config = super().config_for_layer(spec, LayerSpec(attention=att, mlp=MLPSpec(kind="none")), base)
         if att.kind == "mamba" and att.mamba is not None:
             m = att.mamba
-            config.mamba_n_heads, config.mamba_d_head, config.mamba_d_state = m.num_heads, m.head_dim, m.state_size
-            config.mamba_n_groups, config.mamba_d_conv, config.mamba_chunk_size = (m.n_groups, m.conv_kernel_size,
-                                                                                   m.chunk_size)
+            GRANITE_HYBRID_MAMBA.write(config, m)
             # the mixer's width is int(mamba_expand * hidden_size): a TP rank's is a fraction of the hidden size
             object.__setattr__(config, "mamba_expand", Fraction(m.num_heads * m.head_dim, int(spec.hidden_size)))
         if mlp.kind == "moe" and mlp.moe is not None:

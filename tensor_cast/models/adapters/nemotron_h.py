@@ -21,7 +21,6 @@ Maps a stack of layer specs back to `layers_block_type`. Must not know about cap
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +28,9 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...errors import MalformedConfigError, UnsupportedModelError
-from ..spec import AttentionSpec, LayerSpec, MambaSpec, MLPSpec, ModelSpec
+from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
 from .base import DecoderAdapter, require
+from .mamba_fields import NEMOTRON_H_MAMBA
 from .moe import MoEFamily
 
 NEMOTRON_MOE = MoEFamily(num_experts="n_routed_experts", shared_size="moe_shared_expert_intermediate_size",
@@ -40,7 +40,7 @@ MAMBA, ATTENTION, MLP, MOE = "linear_attention", "full_attention", "mlp", "moe"
 BLOCK_TYPES = (MAMBA, ATTENTION, MLP, MOE)
 # config.json field names before transformers' renames (NemotronHConfig.__post_init__)
 LEGACY_NAMES = {"n_groups": "mamba_n_groups", "conv_kernel": "mamba_d_conv", "chunk_size": "mamba_chunk_size"}
-FIELDS_BY_BLOCK = {MAMBA: ("mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups"),
+FIELDS_BY_BLOCK = {MAMBA: NEMOTRON_H_MAMBA.sizes,
                    ATTENTION: ("num_attention_heads", "num_key_value_heads", "head_dim"),
                    MLP: ("intermediate_size",),
                    MOE: ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
@@ -101,7 +101,8 @@ class NemotronHAdapter(DecoderAdapter):
         block = self.hf_layer_types(config)[index]
         none_attention, none_mlp = AttentionSpec(kind="none"), MLPSpec(kind="none")
         if block == MAMBA:
-            return LayerSpec(attention=self.mamba_spec(config), mlp=none_mlp)
+            state_dtype = str(getattr(config, "mamba_ssm_cache_dtype", None) or "bfloat16")
+            return LayerSpec(attention=NEMOTRON_H_MAMBA.spec(config, state_dtype), mlp=none_mlp)
         if block == ATTENTION:
             return LayerSpec(attention=self.attention_spec(config, index), mlp=none_mlp)
         activation = str(getattr(config, self.activation_field, "relu2"))
@@ -114,24 +115,6 @@ class NemotronHAdapter(DecoderAdapter):
                                                                    moe=NEMOTRON_MOE.moe_spec(config)))
         raise UnsupportedModelError(f"model_type 'nemotron_h': block type {block!r} at layer {index}; "
                                     f"accepted: {', '.join(BLOCK_TYPES)}")
-
-    def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
-        heads = int(require(config, "num_attention_heads"))
-        return AttentionSpec(kind="full", num_heads=heads,
-                             num_kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
-                             head_dim=int(getattr(config, "head_dim", None) or int(config.hidden_size) // heads),
-                             qkv_bias=self._flag(config, self.qkv_bias_field),
-                             out_bias=self._flag(config, self.out_bias_field))
-
-    @staticmethod
-    def mamba_spec(config: PretrainedConfig) -> AttentionSpec:
-        state_dtype = str(getattr(config, "mamba_ssm_cache_dtype", None) or "bfloat16")
-        mamba = MambaSpec(num_heads=int(require(config, "mamba_num_heads")),
-                          head_dim=int(require(config, "mamba_head_dim")),
-                          state_size=int(require(config, "ssm_state_size")), n_groups=int(require(config, "n_groups")),
-                          conv_kernel_size=int(require(config, "conv_kernel")),
-                          chunk_size=int(require(config, "chunk_size")), state_dtype=state_dtype)
-        return AttentionSpec(kind="mamba", mamba=mamba)
 
     # ---- spec -> HF config ---------------------------------------------------------------
     def config_for_layers(self, spec: ModelSpec, layers: Sequence[LayerSpec]) -> PretrainedConfig:
@@ -150,18 +133,11 @@ class NemotronHAdapter(DecoderAdapter):
         return types[kinds]
 
     def config_for_layer(self, spec: ModelSpec, layer: LayerSpec, base: PretrainedConfig) -> PretrainedConfig:
-        config = copy.deepcopy(base)
+        config = super().config_for_layer(spec, layer, base)  # GQA heads, the dense MLP's intermediate_size
         att, mlp = layer.attention, layer.mlp
-        if att.kind == "full":
-            config.num_attention_heads, config.num_key_value_heads = att.num_heads, att.num_kv_heads
-            config.head_dim = att.head_dim
-        elif att.kind == "mamba" and att.mamba is not None:
-            m = att.mamba
-            config.mamba_num_heads, config.mamba_head_dim, config.ssm_state_size = m.num_heads, m.head_dim, m.state_size
-            config.n_groups, config.conv_kernel, config.chunk_size = m.n_groups, m.conv_kernel_size, m.chunk_size
-        if mlp.kind == "dense":
-            config.intermediate_size = mlp.intermediate_size
-        elif mlp.kind == "moe" and mlp.moe is not None:
+        if att.kind == "mamba" and att.mamba is not None:
+            NEMOTRON_H_MAMBA.write(config, att.mamba)
+        if mlp.kind == "moe" and mlp.moe is not None:
             NEMOTRON_MOE.set_moe_fields(config, mlp.moe)
         return config
 
