@@ -70,7 +70,7 @@ def _tensor_parallel(options: Any) -> bool:
 
 def _tp_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
-    return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel}
+    return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel, "replicated": d.replicated}
 
 
 def _allreduce_fusing(options: Any) -> bool:

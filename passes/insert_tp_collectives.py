@@ -11,10 +11,18 @@ Matches:
   module (the family's TP plan: o_proj, down_proj, MoE experts, ...): its output is a partial sum
   -> one `all_reduce` on the sub-block's output (engines reduce an MoE block's routed and shared
   experts once, not per projection);
+- a sub-block that also holds a `replicated` module (whole on every rank: LatentMoE's latent
+  projections, vLLM `ReplicatedLinear`): the partial sums are reduced where they stop being linear
+  in the rank's share instead — on the input of a replicated linear or any other op that is not a
+  view, a scalar scaling or a sum of partial sums, and on the partial operand of a sum with a whole
+  tensor (Nemotron 3 Super: the routed experts' latent output before `fc2_latent_proj`, the shared
+  experts' output before it is added to the up-projected routed output, vLLM's MoE runner
+  `_maybe_reduce_routed_output_before_transform` / `_maybe_reduce_shared_expert_output`);
 - the lm_head (`lm_head`): column-parallel over the vocabulary -> `all_gather` of the logits.
 Produces: `tensor_cast::all_reduce(x, tp, nodes, "tp")` / `all_gather(logits, -1, tp, nodes, "tp")`
 between the producer and its users, attributed to the producing module.
-Invariant after: 2 all_reduces per standard decoder layer (attention, MLP); the hidden states
+Invariant after: 2 all_reduces per standard decoder layer (attention, MLP); no replicated module
+or non-linear op reads a partial sum; the hidden states
 keep their shapes and dtypes; the logits have the (padded) full vocabulary.
 Example (tp=4, one Llama layer):
     before: o = linear(attn, Wo[H, H/4]); h = h + o; ...; d = linear(a, Wd[H, I/4]); h = h + d
@@ -26,7 +34,9 @@ found (a TP graph without reductions would be silently wrong).
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +47,10 @@ from .graph_utils import example, finish, insert_op_after, module_path, truncate
 
 EMBEDDINGS = (F.embedding, torch.embedding, torch.ops.aten.embedding.default)
 LINEARS = (torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default)
+# ops whose output is a partial sum when their tensor inputs are (views, conversions, sums, scalar scaling)
+SHAPE_METHODS = ("view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous", "to", "type")
+SUMS = (operator.add, torch.add, operator.sub, torch.sub)
+SCALINGS = (operator.mul, torch.mul, operator.truediv, torch.div)
 SUBLAYER = re.compile(r"^((?:.*\.)?layers\.\d+\.[^.]+)")
 
 
@@ -78,7 +92,7 @@ def _sublayer_outputs(gm: fx.GraphModule, sublayer: str, hidden: int | None) -> 
 
 
 def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
-                          row_parallel: tuple[str, ...] = (), embedding: tuple[str, ...] = ("embed_tokens", "embeddings"),
+                          row_parallel: tuple[str, ...] = (), replicated: tuple[str, ...] = (), embedding: tuple[str, ...] = ("embed_tokens", "embeddings"),
                           lm_head: str = "lm_head") -> fx.GraphModule:
     if tp <= 1:
         return gm
@@ -102,11 +116,66 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
         raise DeploymentError(
             f"tp={tp}: no row-parallel module ({', '.join(row_parallel) or 'empty TP plan'}) found in the graph; "
             "this model family's tensor-parallel plan is unknown")
+    whole = [_pattern(key) for key in replicated]
     for sublayer in sublayers:
+        if whole and any(_module_matches(module_path(n), whole) for n in _inside(gm, sublayer)):
+            def reduce_for(n: fx.Node, users: list[fx.Node], sub: str = sublayer) -> fx.Node:
+                return insert_op_after(gm, n, reduce, (n, tp, nodes, "tp"), users=users,
+                                       module_stack=truncated_stack(n, sub))
+
+            _reduce_where_needed(gm, sublayer, rows, reduce_for, whole)
+            continue
         for node, users in _sublayer_outputs(gm, sublayer, hidden):
             insert_op_after(gm, node, reduce, (node, tp, nodes, "tp"), users=users,
                             module_stack=truncated_stack(node, sublayer))
     return finish(gm)
+
+
+def _inside(gm: fx.GraphModule, sublayer: str) -> list[fx.Node]:
+    prefix = sublayer + "."
+    return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")
+            if (p := module_path(n)) == sublayer or p.startswith(prefix)]
+
+
+def _keeps_partial(node: fx.Node, partial_inputs: list[fx.Node], tensor_inputs: list[fx.Node],
+                   whole: list[re.Pattern[str]]) -> bool:
+    """Whether `node` maps partial sums to a partial sum (so the reduction may wait past it)."""
+    if _module_matches(module_path(node), whole):
+        return False
+    if node.op == "call_method" and node.target in SHAPE_METHODS:
+        return True
+    if node.op == "call_function" and node.target in SUMS:
+        return len(partial_inputs) == len(tensor_inputs)
+    if node.op == "call_function" and node.target in SCALINGS:
+        return len(tensor_inputs) == 1
+    return False
+
+
+def _reduce_where_needed(gm: fx.GraphModule, sublayer: str, rows: list[re.Pattern[str]],
+                         reduce: Callable[[fx.Node, list[fx.Node]], fx.Node], whole: list[re.Pattern[str]]) -> None:
+    """Reduce each partial sum of the sub-block before the first op that needs it whole."""
+    inside = _inside(gm, sublayer)
+    members = set(inside)
+    partial: set[fx.Node] = set()
+    for node in inside:
+        path = module_path(node)
+        if _module_matches(path, rows) or any(_module_matches(p, rows) for p in _enclosing(path)):
+            if any(u not in members or not _module_matches(module_path(u), rows) for u in node.users):
+                partial.add(node)  # the row-parallel module's result
+            continue
+        tensors = [a for a in node.all_input_nodes if isinstance(example(a), torch.Tensor)]
+        partial_inputs = [a for a in tensors if a in partial]
+        if not partial_inputs:
+            continue
+        if _keeps_partial(node, partial_inputs, tensors, whole):
+            partial.add(node)
+            continue
+        for source in partial_inputs:
+            members.add(reduce(source, [node]))
+    for node in [n for n in inside if n in partial]:
+        outside = [u for u in node.users if u not in members]
+        if outside:
+            reduce(node, outside)
 
 
 def _enclosing(path: str) -> list[str]:

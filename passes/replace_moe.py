@@ -127,6 +127,34 @@ def _shared(region: list[fx.Node], excluded: set[fx.Node]) -> tuple[list[fx.Node
     return shared_in, shared_out
 
 
+def _latent_projection(x: fx.Node, region: set[fx.Node]) -> fx.Node | None:
+    """The block's linear the experts' input comes from (through single-input reshapes): LatentMoE's
+    down projection, bias-free over a weight parameter; None when the experts read the block input."""
+    node, seen = x, 0
+    while node in region and seen < 16:
+        if node.target in LINEARS:
+            weight = _weight(node.args[1])
+            return node if weight is not None and _bias(node) is None else None
+        tensors = [a for a in node.all_input_nodes if is_tensor_node(a)]
+        if len(tensors) != 1:
+            return None
+        node, seen = tensors[0], seen + 1
+    return None
+
+
+def _upstream(node: fx.Node, region: set[fx.Node], stop: fx.Node | None = None) -> set[fx.Node]:
+    """The region's nodes `node` depends on, not looking past `stop`."""
+    seen: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent in region and parent not in seen:
+                seen.add(parent)
+                if parent is not stop:
+                    stack.append(parent)
+    return seen
+
+
 def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     path = _block_path(marker)
     region = _region(gm, path) if path is not None else []
@@ -138,9 +166,14 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     if not (isinstance(x, fx.Node) and isinstance(index, fx.Node) and isinstance(routing, fx.Node)):
         return None
     hidden = _source(x, members)
-    if len(outputs) != 1 or hidden is None:
+    latent = _latent_projection(x, members) if hidden is None else None
+    if latent is not None and isinstance(latent.args[0], fx.Node):
+        hidden = _source(latent.args[0], members)
+    # one output, or under TP (LatentMoE) also the partial sums reduced inside the block
+    if hidden is None or (len(outputs) != 1 and latent is None):
         return None
-    weights = [n for n in external_inputs(region) if is_tensor_node(n) and n is not hidden]
+    reduced = _collectives() if latent is not None else set()  # TP sums the block's own partials feed back
+    weights = [n for n in external_inputs(region) if is_tensor_node(n) and n is not hidden and n.target not in reduced]
     if any(n.op != "placeholder" for n in weights):
         return None  # the block reads another activation: not a self-contained MoE block
     router_inputs = ancestors_within(index, members) | ancestors_within(routing, members)
@@ -151,29 +184,44 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     router_weights = [n for n in router_params if tuple(example(n).shape) == (num_experts, hidden_size)]
     if len(router_weights) != 1 or down.shape[0] != num_experts:
         return None
+    experts = {name: arg(marker, name) for name in EXPERT_ARGS}
+    expert_params = {a for a in experts.values() if isinstance(a, fx.Node)}
+    scoring = "sigmoid" if any(call_target(n) in SIGMOIDS for n in router_nodes) else "softmax"
+    top_k = int(example(index).shape[-1])
+    extras = [n for n in router_params if n is not router_weights[0]]
+    moe = torch.ops.tensor_cast.moe.default
+    layout = {name: arg(marker, name) for name in LAYOUT_ARGS}
+    modules = {"router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
+               "experts": [module_path(marker)]}
+    if latent is not None:  # the router and the routed experts only; the projections and shared experts stay
+        kept = {latent, *outputs} | _upstream(latent, members)
+        for out in outputs:
+            kept |= _upstream(out, members, stop=marker) if out is not marker else set()
+        folded = [n for n in region if n not in kept or n is marker]
+        others = set(external_inputs(folded)) - {hidden, x} - set(router_params) - expert_params
+        if any(_source(n, members) is not hidden for n in others):
+            return None  # the router and experts read something besides the block input (or its views),
+            # the latent rows and their weights
+        args = call_args(moe, hidden=x, router_weight=router_weights[0], router_extra=extras, **experts,
+                         shared_in=[], shared_out=[], top_k=top_k, scoring=scoring, **layout, scheme="none",
+                         router_input=hidden)
+        new = replace_with_op(gm, folded, moe, args, [marker])
+        if new is not None:
+            new.meta["tensor_cast_moe_modules"] = {**modules, "shared": []}
+        return new
     shared = _shared(region, router_nodes | {marker} | (ancestors_within(marker, members) & members))
     if shared is None:
         return None
     shared_in, shared_out = shared
-    experts = {name: arg(marker, name) for name in EXPERT_ARGS}
-    expert_params = {a for a in experts.values() if isinstance(a, fx.Node)}
     if set(weights) - set(router_params) - expert_params - set(shared_in) - set(shared_out):
         return None  # a parameter with a role this op does not model
     out = example(outputs[0])
     if shape_key(outputs[0]) != shape_key(hidden) or out.dtype != example(hidden).dtype:
         return None
-    scoring = "sigmoid" if any(call_target(n) in SIGMOIDS for n in router_nodes) else "softmax"
-    top_k = int(example(index).shape[-1])
-    extras = [n for n in router_params if n is not router_weights[0]]
-    moe = torch.ops.tensor_cast.moe.default
     args = call_args(moe, hidden=hidden, router_weight=router_weights[0], router_extra=extras, **experts,
-                     shared_in=shared_in, shared_out=shared_out, top_k=top_k, scoring=scoring,
-                     **{name: arg(marker, name) for name in LAYOUT_ARGS}, scheme="none")
-    modules = {
-        "router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
-        "experts": [module_path(marker)],
-        "shared": sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes}),
-    }
+                     shared_in=shared_in, shared_out=shared_out, top_k=top_k, scoring=scoring, **layout,
+                     scheme="none")
+    modules["shared"] = sorted({module_path(n) for n in region if n.target in LINEARS and n not in router_nodes})
     new = replace_with_op(gm, region, moe, args, outputs)
     if new is not None:
         new.meta["tensor_cast_moe_modules"] = modules

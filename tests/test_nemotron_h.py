@@ -8,8 +8,11 @@
   31.6B total, about 3.2B active, 3.6B with embeddings), one mixer op per block on the pattern's
   blocks, every block's norm fused with the previous residual add, the state + KV cache by hand,
   TP splitting the Mamba heads and groups;
-- refusals: latent MoE (Nemotron 3 Super), tp not dividing the B / C groups, a config without its
-  block list.
+- Nemotron-3-Super-120B-A12B (published config, LatentMoE): parameters by hand (= the release's
+  safetensors headers less its MTP block), the router scoring the hidden states and the experts the
+  1024-wide latent rows, the latent projections whole on every TP rank with the experts' partial
+  sums reduced in the latent width, attention-DP + EP dispatching latent rows;
+- refusals: tp not dividing the B / C groups, a config without its block list, MTP drafting.
 
 Dimensions (config.json): hidden 2688, 52 blocks `MEMEM*EMEMEM*...`: 23 Mamba-2 (64 heads x 64, state
 128, 8 groups, conv 4, chunk 128, state cached in float32), 23 MoE (128 experts of 1856, top-6, one
@@ -199,7 +202,6 @@ def test_tp_must_divide_the_groups(capsys):
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"moe_latent_size": 1024}, "moe_latent_size"),  # Nemotron 3 Super / Ultra
     ({"hybrid_override_pattern": None}, "hybrid_override_pattern"),
     ({"mamba_num_heads": None}, "mamba_num_heads"),
 ])
@@ -216,6 +218,69 @@ def test_mtp_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps(config))
     code, err = run_cli(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"], capsys)
     assert code == 2 and len(err) == 1 and "mtp_layers_block_type" in err[0]
+
+
+# ---- Nemotron-3-Super-120B-A12B: LatentMoE -------------------------------------------------------------
+SUPER = "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16"
+SUPER_PATTERN = "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME"
+S_HIDDEN, S_HEADS_M, S_EXPERTS, S_TOP_K, S_EXPERT, S_LATENT, S_SHARED = 4096, 128, 512, 22, 2688, 1024, 5376
+S_MAMBA, S_MOE, S_ATTENTION = (SUPER_PATTERN.count(kind) for kind in "ME*")  # 40, 40, 8
+S_INNER, S_CHANNELS = S_HEADS_M * P, S_HEADS_M * P + 2 * G * N
+
+
+@pytest.fixture(scope="module")
+def super_tp4():
+    return tensor_cast.analyze(SUPER, device="h200", tp=4, batch_size=8, query_len=1, context_len=1024)
+
+
+def test_nemotron_3_super_parameters_by_hand(super_tp4):
+    mamba = (S_HIDDEN * (S_INNER + S_CHANNELS + S_HEADS_M) + S_CHANNELS * K + S_CHANNELS + 3 * S_HEADS_M + S_INNER
+             + S_INNER * S_HIDDEN)
+    attention = S_HIDDEN * (HEADS + 2 * KV_HEADS) * HEAD_DIM + HEADS * HEAD_DIM * S_HIDDEN
+    expert = 2 * S_LATENT * S_EXPERT  # up and down, in the latent width
+    moe = S_EXPERTS * S_HIDDEN + S_EXPERTS * expert + 2 * S_HIDDEN * S_LATENT + 2 * S_HIDDEN * S_SHARED
+    total = (S_MAMBA * mamba + S_ATTENTION * attention + S_MOE * moe + len(SUPER_PATTERN) * S_HIDDEN + S_HIDDEN
+             + 2 * VOCAB * S_HIDDEN)
+    assert super_tp4.num_parameters == total == 120_668_687_360
+    # the release's safetensors headers: 123,611,012,096 BF16 weights, 2,942,324,736 of them the MTP block
+    assert total == 123_611_012_096 - 2_942_324_736
+    active = total - S_MOE * (S_EXPERTS - S_TOP_K) * expert - VOCAB * S_HIDDEN
+    assert super_tp4.active_parameters == active
+    assert active + VOCAB * S_HIDDEN == pytest.approx(12.8e9, rel=0.01)  # card: 12B active (A12B)
+
+
+def test_latent_moe_scores_hidden_states_and_runs_experts_in_the_latent_width(super_tp4):
+    ops, tokens, tp = super_tp4.ops, 8, 4
+    moe = [r for r in ops if r.op == "tensor_cast.moe"]
+    assert {r.layer for r in moe} == {i for i, c in enumerate(SUPER_PATTERN) if c == "E"}
+    # router GEMM over the 4096-wide hidden states, k ungated experts of 2688 / tp columns over 1024-wide rows
+    gemm = 2 * tokens * S_EXPERTS * S_HIDDEN + tokens * S_TOP_K * 2 * (2 * S_LATENT * S_EXPERT // tp)
+    assert moe[0].flops == pytest.approx(gemm, rel=0.01)
+    assert moe[0].shapes.startswith(f"({tokens}, {S_LATENT})")
+    # the latent projections are whole on every rank (vLLM ReplicatedLinear), one of each per MoE block
+    for name in ("fc1_latent_proj", "fc2_latent_proj"):
+        rows = [r for r in ops if r.module.endswith(name)]
+        assert len(rows) == S_MOE and rows[0].flops == 2 * tokens * S_HIDDEN * S_LATENT
+
+
+def test_latent_partial_sums_are_reduced_in_the_latent_width(super_tp4):
+    reduces = [r for r in super_tp4.ops if r.op == "tensor_cast.all_reduce"]
+    # the embedding, every Mamba and attention block, and two per MoE block: the experts' latent output before
+    # the up projection and the shared expert's output (vLLM's MoE runner), none on the block's output
+    assert len(reduces) == 1 + S_MAMBA + S_ATTENTION + 2 * S_MOE
+    latent = [r for r in reduces if r.shapes == f"(8, {S_LATENT})"]
+    assert len(latent) == S_MOE and {r.layer for r in latent} == {r.layer for r in super_tp4.ops
+                                                                  if r.op == "tensor_cast.moe"}
+
+
+def test_attention_dp_dispatches_latent_rows():
+    report = tensor_cast.analyze(SUPER, device="h200", dp=4, ep=4, moe_exchange="all_to_all", batch_size=8,
+                                 query_len=1, context_len=1024)
+    dispatch = [r for r in report.ops if r.op == "tensor_cast.ep_dispatch"]
+    assert len(dispatch) == S_MOE
+    per_replica = 8 // 4
+    rows = 4 * per_replica * S_TOP_K // 4  # the most loaded rank's (token, expert) rows, uniform routing
+    assert dispatch[0].bytes == 2 * rows * S_LATENT * 2  # read and written once, bf16, 1024 wide (not 4096)
 
 
 # ---- serving: each running sequence holds its recurrent state ----------------------------------------

@@ -3,6 +3,7 @@ after, shapes and dtypes unchanged, the numbers equal, and near-misses left alon
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from typing import Any
 
@@ -14,12 +15,13 @@ from tensor_cast.capture.experts_interface import tensor_cast_experts
 from tensor_cast.capture.provenance import attach_provenance
 from tensor_cast.compat import IMPLEMENTATION, registered
 from tensor_cast.passes import PIPELINE
-from tensor_cast.passes.graph_utils import call_target, example
+from tensor_cast.passes.graph_utils import call_target, example, module_path
 from tensor_cast.passes.op_args import arg, args_of
 from tensor_cast.passes.replace_moe import replace_moe
 
 tc = torch.ops.tensor_cast
 HIDDEN, EXPERT_WIDTH, EXPERTS, TOP_K, TOKENS = 32, 16, 8, 2, 5
+LATENT = 8  # LatentMoE's expert width (Nemotron 3 Super: 1024 of 4096)
 
 
 def _init(module: torch.nn.Module) -> torch.nn.Module:
@@ -182,9 +184,30 @@ class _BiasedShared(torch.nn.Module):
         return (self.experts(flat, index, weights) + shared).view(x.shape)
 
 
+class _BiasedLatent(torch.nn.Module):
+    """Near-miss (bias=True): LatentMoE whose down projection has a bias (not the projection the op reads)."""
+
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        from transformers import Qwen3MoeConfig
+        from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+        narrow = Qwen3MoeSparseMoeBlock(Qwen3MoeConfig(hidden_size=LATENT, moe_intermediate_size=EXPERT_WIDTH,
+                                                       num_experts=EXPERTS, num_experts_per_tok=TOP_K))
+        self.gate, self.experts = _qwen3_block().gate, narrow.experts
+        self.down = torch.nn.Linear(HIDDEN, LATENT, bias=bias)
+        self.up = torch.nn.Linear(LATENT, HIDDEN, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.view(-1, HIDDEN)
+        _, weights, index = self.gate(flat)
+        return self.up(self.experts(self.down(flat), index, weights)).view(x.shape)
+
+
 NEAR_MISSES = {
     "router_output_leaves_block": lambda miss: _LeakyLayer(miss),
     "biased_shared_projection": lambda miss: _Layer(_BiasedShared(miss)),
+    "biased_latent_projection": lambda miss: _Layer(_BiasedLatent(miss)),
 }
 
 
@@ -216,3 +239,76 @@ def test_pipeline_runs_replace_moe_before_the_fusions() -> None:
     names = [p.name for p in PIPELINE]
     assert names.index("replace_moe") < names.index("fuse_linears")
     assert names.index("replace_moe") < names.index("fuse_activation_mul")
+
+
+# ---- LatentMoE (Nemotron 3 Super): the experts work in a latent width behind two replicated linears ---------
+def _latent_block() -> torch.nn.Module:
+    from transformers import NemotronHConfig
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHMoE
+
+    config = NemotronHConfig(hidden_size=HIDDEN, moe_intermediate_size=EXPERT_WIDTH, n_routed_experts=EXPERTS,
+                             num_experts_per_tok=TOP_K, moe_latent_size=LATENT, moe_shared_expert_intermediate_size=24,
+                             n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.0,
+                             layers_block_type=["moe"])
+    return _init(NemotronHMoE(config))
+
+
+class _Mixer(torch.nn.Module):
+    """A Nemotron-H decoder block stand-in: `layers.0.mixer` (the paths the TP plan names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Module()])
+        self.layers[0].mixer = _latent_block()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers[0].mixer(x)
+
+
+def _linear_paths(gm: fx.GraphModule) -> list[str]:
+    return sorted(module_path(n) for n in gm.graph.nodes if call_target(n) is torch._C._nn.linear)
+
+
+def test_latent_block_folds_the_router_and_experts_only() -> None:
+    """The router and routed experts become one op over the latent rows; the latent projections and
+    the shared expert stay linears (replicated / TP-sharded as the engines run them)."""
+    gm, inputs = _capture(_Layer(_latent_block()), torch.randn(1, TOKENS, HIDDEN))
+    assert _counts(gm)[torch._C._nn.linear] == 5  # router, down / up latent projections, shared up / down
+    reference = _run(gm, inputs)
+    gm = replace_moe(gm)
+    after = _counts(gm)
+    assert after[tc.moe.default] == 1 and after[tc.routed_experts.default] == 0
+    assert after[torch.topk] + after["Tensor.topk"] == 0
+    assert _linear_paths(gm) == ["mlp.fc1_latent_proj", "mlp.fc2_latent_proj", "mlp.shared_experts.down_proj",
+                                 "mlp.shared_experts.up_proj"]
+    (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
+    assert tuple(example(node).shape) == (TOKENS, LATENT)  # the routed experts' latent output
+    assert call_target(arg(node, "hidden")) is torch._C._nn.linear  # read from the down projection
+    assert example(arg(node, "router_input")).shape[-1] == HIDDEN  # the router scores the hidden states
+    assert tuple(example(arg(node, "router_weight")).shape) == (EXPERTS, HIDDEN)
+    assert arg(node, "shared_in") == [] and arg(node, "shared_out") == []
+    torch.testing.assert_close(_run(gm, inputs), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_latent_partial_sums_are_reduced_before_the_replicated_projection() -> None:
+    """TP: the experts' latent partial sums are reduced before the (whole) up projection and the shared
+    expert's before the add with its result (vLLM's MoE runner), not once at the block's output."""
+    from tensor_cast.passes.insert_tp_collectives import insert_tp_collectives
+
+    rows = ("layers.*.mixer.experts", "layers.*.mixer.shared_experts.down_proj")
+    whole = ("layers.*.mixer.fc1_latent_proj", "layers.*.mixer.fc2_latent_proj")
+    gm, _ = _capture(_Mixer(), torch.randn(1, TOKENS, HIDDEN))
+    gm = replace_moe(insert_tp_collectives(gm, tp=4, row_parallel=rows, replicated=whole))
+    reduces = [n for n in gm.graph.nodes if n.target is tc.all_reduce.default]
+    assert sorted(example(n).shape[-1] for n in reduces) == [LATENT, HIDDEN]
+    by_width = {example(n).shape[-1]: n for n in reduces}
+    assert by_width[LATENT].args[0].target is tc.moe.default  # the routed experts' latent output ...
+    (up,) = by_width[LATENT].users
+    assert module_path(up) == "layers.0.mixer.fc2_latent_proj"  # ... feeds the up projection
+    assert module_path(by_width[HIDDEN].args[0]) == "layers.0.mixer.shared_experts.down_proj"
+    (add,) = by_width[HIDDEN].users  # ... reduced before it joins the up-projected routed output
+    assert call_target(add) in (operator.add, torch.add) and module_path(add) == "layers.0.mixer"
+    # without the replicated roles the block keeps the one reduction of its output (other families' rule)
+    gm, _ = _capture(_Mixer(), torch.randn(1, TOKENS, HIDDEN))
+    gm = insert_tp_collectives(gm, tp=4, row_parallel=rows)
+    assert [example(n).shape[-1] for n in gm.graph.nodes if n.target is tc.all_reduce.default] == [HIDDEN]

@@ -1,7 +1,8 @@
 """MoE cost rules: `tensor_cast::moe` (a whole MoE block) and `tensor_cast::routed_experts`.
 
 Counted as the kernels a serving engine runs for a MoE block (vLLM `fused_moe`, SGLang):
-- router (`router_counts`): the router GEMM (T x E x H, logits kept in fp32) and one fused
+- router (`router_counts`): the router GEMM (T x E x H, logits kept in fp32; H the width of
+  `router_input` when given: LatentMoE's experts read latent rows of width L, `hidden`) and one fused
   scoring + top-k kernel (softmax/sigmoid, correction bias, grouped top-k) — 2 launches;
 - routed experts (`routed_counts`): align/sort of the T·k (token, expert) pairs, grouped GEMM 1
   (gate+up) reading each chosen token row once per pair and the weights of every expert hit,
@@ -304,11 +305,13 @@ def routed_counts(call: OpCall) -> Counts:
 
 
 def router_counts(call: OpCall) -> Counts:
-    """Router GEMM (T x E x H) and the fused scoring + top-k kernel of a `moe` call."""
+    """Router GEMM (T x E x H) and the fused scoring + top-k kernel of a `moe` call (H: the width the router
+    scores, the hidden states' even where the experts read LatentMoE's latent rows)."""
     d = moe_dims(call)
-    x, weight, extras = call.get("hidden"), call.get("router_weight"), call.get("router_extra") or []
+    x = call.get("hidden") if call.get("router_input") is None else call.get("router_input")
+    weight, extras = call.get("router_weight"), call.get("router_extra") or []
     logits = d.tokens * d.experts
-    gemm = Counts(flops={gemm_precision(x, weight): 2 * logits * d.hidden}, bytes_read=x.nbytes + weight.nbytes,
+    gemm = Counts(flops={gemm_precision(x, weight): 2 * logits * x.shape[-1]}, bytes_read=x.nbytes + weight.nbytes,
                   bytes_written=logits * ROUTER_LOGIT_BYTES)
     topk = Counts(flops={"vector": SCORE_FLOPS_PER_LOGIT * logits},
                   bytes_read=logits * ROUTER_LOGIT_BYTES + sum((e.nbytes for e in extras), 0),

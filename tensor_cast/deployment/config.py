@@ -141,6 +141,7 @@ class TraceDeployment:
     ep_nodes: int = 1  # nodes one EP group spans
     ep_dp: int = 1  # attention-DP replicas the experts span (dp when moe_tp·ep = tp·dp; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
+    replicated: tuple[str, ...] = ()  # module patterns every TP rank holds whole, reading reduced sums (tp_plan.py)
     moe_exchange: str = "all_to_all"  # dp > 1, moe_tp = 1: all_to_all or allgather (moe_exchange.py)
 
     @property
@@ -168,6 +169,7 @@ class ResolvedDeployment:
     pp_nodes: int  # nodes a stage-to-stage send/recv crosses (1 or 2)
     stages: tuple[tuple[int, ...], ...]  # real layer indices of each pipeline stage
     row_parallel: tuple[str, ...] = ()
+    replicated: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     moe_exchange: str = "all_to_all"  # the exchange of attention-DP + EP MoE layers (moe_exchange.py)
     moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart (DeepSeek-V4)
@@ -186,7 +188,7 @@ class ResolvedDeployment:
             moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
-            moe_exchange=self.token_exchange or "all_to_all")
+            replicated=self.replicated, moe_exchange=self.token_exchange or "all_to_all")
 
     @property
     def token_exchange(self) -> str | None:
@@ -408,6 +410,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,
         gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
-        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (), notes=tuple(notes),
+        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (),
+        replicated=tp_roles(spec.model_type).replicated if tp > 1 else (), notes=tuple(notes),
         moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
                                           _span(ep_groups, gpn) > 1)[0])

@@ -9,7 +9,8 @@ column-parallel lm_head with gathered logits are the same for every family.
 
 Only the roles that need a collective matter downstream: a row-parallel module produces partial
 sums, reduced once at the output of the decoder sub-block holding it
-(`passes/insert_tp_collectives.py`). Column-parallel shapes come from the per-rank spec.
+(`passes/insert_tp_collectives.py`), or earlier where a `replicated` module (whole on every rank)
+reads them. Column-parallel shapes come from the per-rank spec.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ ENGINE_PLAN: dict[str, str] = {
     "layers.*.mixer.down_proj": "rowwise",
     "layers.*.mixer.experts": "moe_tp_experts",
     "layers.*.mixer.shared_experts.down_proj": "rowwise",
+    # LatentMoE (Nemotron 3 Super): the latent down / up projections around the routed experts are whole
+    # on every rank (vLLM `ReplicatedLinear`), so the experts' partial sums are reduced before the up one
+    "layers.*.mixer.fc1_latent_proj": "replicated",
+    "layers.*.mixer.fc2_latent_proj": "replicated",
     # Granite 4.0 hybrids: the Mamba mixer and the shared MLP beside the MoE block
     "layers.*.mamba.out_proj": "rowwise",
     "layers.*.shared_mlp.output_linear": "rowwise",
@@ -43,6 +48,7 @@ LM_HEAD = "lm_head"  # column-parallel over the vocabulary: logits all-gathered
 @dataclass(frozen=True)
 class TPRoles:
     row_parallel: tuple[str, ...]  # module patterns relative to the base model ("layers.*.mlp.down_proj")
+    replicated: tuple[str, ...] = ()  # module patterns whole on every rank that may read a partial sum
     embedding: str = EMBEDDING
     lm_head: str = LM_HEAD
 
@@ -68,4 +74,5 @@ def _read_hf_tp_plan(model_type: str) -> dict[str, str]:
 def tp_roles(model_type: str) -> TPRoles:
     plan = {**hf_tp_plan(model_type), **ENGINE_PLAN}
     rows = tuple(sorted(k for k, v in plan.items() if v in PARTIAL_SUM_ROLES))
-    return TPRoles(row_parallel=rows)
+    replicated = tuple(sorted(k for k, v in plan.items() if v == "replicated"))
+    return TPRoles(row_parallel=rows, replicated=replicated)

@@ -147,6 +147,8 @@ class MoESpec:
     router: str = "softmax"  # softmax | sigmoid
     num_groups: int = 1  # grouped top-k (DeepSeek n_group)
     top_k_groups: int = 1
+    latent_size: int = 0  # LatentMoE (Nemotron 3 Super): routed experts work in this width behind a down /
+    # up projection from and back to the hidden size; 0: the experts read the hidden states themselves
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ class LayerSpec:
             att = f"mla(sparse top-{a.mla.index_topk})"
         if self.mlp.kind == "moe" and self.mlp.moe is not None:
             m = self.mlp.moe
-            mlp = f"moe({m.num_experts}x{m.expert_intermediate_size}, top{m.top_k})"
+            latent = f", latent {m.latent_size}" if m.latent_size else ""
+            mlp = f"moe({m.num_experts}x{m.expert_intermediate_size}, top{m.top_k}{latent})"
         elif self.mlp.kind == "dense":
             mlp = f"dense({self.mlp.intermediate_size})"
         else:

@@ -7,7 +7,8 @@
   `grouped_mm` path (topk/sort/histc/cumsum/_grouped_mm), so every family with fused 3-D experts
   traces to one node whose arguments carry E, k, H, I, the weights' dtype and layout.
 - `moe(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias, shared_in,
-  shared_out, top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1)`: the whole MoE block —
+  shared_out, top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1, shared_scheme="",
+  router_input=None)`: the whole MoE block —
   router GEMM, scoring and top-k, routed experts, shared experts and the combine — as one op; the
   `replace_moe` pass produces it from the router subgraph, `routed_experts` and the shared-expert
   GEMMs. `scheme` (the deployment's weight quantization of the experts, "none" or a
@@ -17,6 +18,14 @@
   attention-DP replicas whose tokens are routed over those ranks), set by
   `insert_ep_collectives`. The routing skew is not in the graph: it changes the cost, not the
   graph, so it is a cost knob (`CostKnobs.moe_skew`, backends/formulas/registry.py). Every rank's graph keeps all E experts (the router and top-k need them).
+
+LatentMoE (Nemotron 3 Super; `router_input` given): the routed experts work in a narrower latent
+width behind the block's own down projection (`fc1_latent_proj`, H -> L) and up projection
+(`fc2_latent_proj`, L -> H), both plain replicated linears outside the op, as vLLM runs them around
+its fused MoE (`routed_input_transform` / `routed_output_transform`). The op then reads the latent
+rows as `hidden` (T, L) and returns the routed experts' latent output (T, L); the router scores
+`router_input` (the block's hidden states, (..., H)). The shared experts, which read the hidden
+states, stay outside the op too (`shared_in` / `shared_out` empty).
 
 Weight layout (`gate`, `transposed`): `gate_up` is (E, 2I, H) with the gate rows first
 ("concat"), gate/up rows alternating ("interleaved", gpt-oss), or an ungated (E, I, H) up
@@ -175,14 +184,20 @@ def moe(
     ep: int = 1,
     ep_dp: int = 1,
     shared_scheme: str = "",
+    router_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """hidden (..., H) -> (..., H): routed experts of the top-k router choice (+ shared experts).
-    `shared_scheme`: the shared experts' scheme when it differs from the routed ones' ("": `scheme`)."""
+    `shared_scheme`: the shared experts' scheme when it differs from the routed ones' ("": `scheme`).
+    `router_input`: what the router scores when it is not `hidden` (LatentMoE: the hidden states
+    beside the latent rows the experts read)."""
     _check(activation, gate)
     if scoring not in SCORINGS:
         raise ValueError(f"unknown router scoring {scoring!r}; known: {', '.join(SCORINGS)}")
     x = hidden.reshape(-1, hidden.shape[-1])
-    index, weights = _route(x, router_weight, top_k, scoring)
+    scored = x if router_input is None else router_input.reshape(-1, router_input.shape[-1])
+    if scored.shape[0] != x.shape[0]:
+        raise ValueError(f"router_input has {scored.shape[0]} tokens, hidden {x.shape[0]}")
+    index, weights = _route(scored, router_weight, top_k, scoring)
     out = _experts(x, index, weights, gate_up, down, gate_up_bias, down_bias, activation, gate, transposed).float()
     if shared_out:
         out = out + _shared(x, shared_in, shared_out, activation)
@@ -191,7 +206,7 @@ def moe(
 
 @moe.register_fake
 def _moe_fake(hidden, router_weight, router_extra, gate_up, down, gate_up_bias, down_bias, shared_in, shared_out,
-              top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1, shared_scheme=""):
+              top_k, scoring, activation, gate, transposed, scheme, ep=1, ep_dp=1, shared_scheme="", router_input=None):
     _check(activation, gate)
     return hidden.new_empty(hidden.shape)
 

@@ -124,6 +124,7 @@ class MoEFamily:
     shared_experts: int = 0  # or: a fixed count of shared experts of the expert width, not in the config (Llama 4)
     router: str = "softmax"  # softmax | sigmoid (the scoring before top-k)
     groups: tuple[str, str] | None = None  # (n_group, topk_group): grouped top-k
+    latent_size: str | None = None  # LatentMoE: the experts' width behind a down / up projection (0 / None: none)
     layers: LayerRule = ALL_MOE
     expert_bias: bool = False  # experts carry gate_up/down biases (gpt-oss)
     # module names: <layer>.<block> holds <router>, <experts> and <shared> (None: no shared experts)
@@ -146,7 +147,8 @@ class MoEFamily:
         return MoESpec(num_experts=int(require(config, self.num_experts)), top_k=int(require(config, self.top_k)),
                        expert_intermediate_size=expert_size, num_shared_experts=shared_count,
                        shared_intermediate_size=shared_size, router=self.router, num_groups=groups[0],
-                       top_k_groups=groups[1])
+                       top_k_groups=groups[1],
+                       latent_size=int(getattr(config, self.latent_size, 0) or 0) if self.latent_size else 0)
 
     @property
     def experts_path(self) -> str:
@@ -174,6 +176,8 @@ class MoEFamily:
         if self.groups:
             setattr(config, self.groups[0], moe.num_groups)
             setattr(config, self.groups[1], moe.top_k_groups)
+        if self.latent_size:
+            setattr(config, self.latent_size, moe.latent_size or None)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ configs: `hybrid_override_pattern`, `M` / `*` / `-` / `E`, which transformers tu
 - `mlp` (`-`): an ungated MLP of `intermediate_size` (`mlp_hidden_act`, squared ReLU);
 - `moe` (`E`): ungated experts (`n_routed_experts`, top-`num_experts_per_tok`, `moe_intermediate_size`)
   under DeepSeek-V3's sigmoid grouped router, plus one shared MLP of
-  `moe_shared_expert_intermediate_size`.
+  `moe_shared_expert_intermediate_size`; with `moe_latent_size` (LatentMoE, Nemotron 3 Super) the
+  routed experts work in that width behind the block's `fc1_latent_proj` / `fc2_latent_proj`
+  (`MoESpec.latent_size`).
 
 In the spec a Mamba or attention block is that attention kind with no MLP, an MLP or MoE block an MLP
-with no attention (`kind="none"`): the family's own layout, not a skipped sub-block. Refused in one
-line: latent MoE (`moe_latent_size`, Nemotron 3 Super / Ultra: experts behind a down / up projection
-that `tensor_cast::moe` does not model) and MTP layers.
+with no attention (`kind="none"`): the family's own layout, not a skipped sub-block. MTP drafting is
+refused in one line (`models/mtp.py`: the MTP block is its own stack of mixer blocks).
 
 Maps a stack of layer specs back to `layers_block_type`. Must not know about capture or costs.
 """
@@ -35,7 +36,7 @@ from .moe import MoEFamily
 
 NEMOTRON_MOE = MoEFamily(num_experts="n_routed_experts", shared_size="moe_shared_expert_intermediate_size",
                          router="sigmoid", groups=("n_group", "topk_group"), block="mixer",
-                         shared_module="shared_experts")
+                         shared_module="shared_experts", latent_size="moe_latent_size")
 MAMBA, ATTENTION, MLP, MOE = "linear_attention", "full_attention", "mlp", "moe"
 BLOCK_TYPES = (MAMBA, ATTENTION, MLP, MOE)
 # config.json field names before transformers' renames (NemotronHConfig.__post_init__)
@@ -74,8 +75,6 @@ class NemotronHAdapter(DecoderAdapter):
         if unknown:
             raise MalformedConfigError(f"{source}: unknown block types {unknown}; accepted: {', '.join(BLOCK_TYPES)} "
                                        f"(pattern letters {', '.join(PATTERN)})")
-        if data.get("moe_latent_size"):
-            raise UnsupportedModelError(self._latent_refusal(data["moe_latent_size"]))
         needed = [*self.required_fields()]
         for block in dict.fromkeys(blocks):  # num_key_value_heads and head_dim have usable defaults
             needed += [f for f in FIELDS_BY_BLOCK[block] if f not in ("num_key_value_heads", "head_dim")]
@@ -83,16 +82,6 @@ class NemotronHAdapter(DecoderAdapter):
         if missing:
             raise MalformedConfigError(f"{source}: model_type 'nemotron_h' config lacks required fields "
                                        f"{', '.join(missing)}")
-
-    @staticmethod
-    def _latent_refusal(size: Any) -> str:
-        return (f"model_type 'nemotron_h': moe_latent_size={size} (latent MoE, Nemotron 3 Super / Ultra: experts "
-                "behind a latent down / up projection) is not modelled; accepted: moe_latent_size null")
-
-    def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
-        if getattr(config, "moe_latent_size", None):
-            raise UnsupportedModelError(self._latent_refusal(config.moe_latent_size))
-        return super().to_spec(config, name)
 
     def hf_layer_types(self, config: PretrainedConfig) -> list[str]:
         return list(require(config, "layers_block_type"))
