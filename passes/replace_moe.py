@@ -17,8 +17,13 @@ shared_in, shared_out, top_k, scoring, activation, gate, transposed, "none")`, p
 MoE block's module; `scoring` is "sigmoid" when the router applies a sigmoid, else "softmax";
 the scheme is "none" until `quantize_moe`. The routing skew is not in the graph (a cost knob). The node's `meta["tensor_cast_moe_modules"]` names the block's
 router, experts and shared-expert modules (for passes that treat them apart, e.g. quantization).
+LatentMoE (Nemotron 3 Super: the experts read `fc1_latent_proj(x)`, a bias-free linear of the block
+input, and `fc2_latent_proj` maps their output back): only the router and the routed experts fold,
+into `moe(latent, ..., shared_in=[], shared_out=[], router_input=x)` returning the experts' latent
+output; the two projections, the shared experts and the combine stay as they are (replicated and
+TP-sharded linears, each reduced where `insert_tp_collectives` put its all_reduce).
 Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
-replaced block; exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
+replaced block (a latent block keeps its projections and shared-expert linears); exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
 and dtype; dense MLP layers are untouched (they have no routed_experts node). Collectives a
 deployment pass put on the block's output (tensor parallelism's all_reduce, which finds the
 block by its experts module and so runs first) stay outside the op, reading its result.
@@ -29,8 +34,8 @@ Example:
 Refuses (leaves the block as it is; `routed_experts` keeps its own cost rule): a block with
 more than one output or another activation input, a router without exactly one (E, H) weight,
 shared-expert linears with biases or an unrecognized shape (more than one down projection,
-projections without one), parameters used by anything else than these roles, and a block
-whose output shape or dtype differs from its input.
+projections without one), parameters used by anything else than these roles, a block
+whose output shape or dtype differs from its input, and a latent projection with a bias.
 """
 
 from __future__ import annotations
