@@ -73,9 +73,7 @@ def _hidden_size(gm: fx.GraphModule) -> int | None:
 
 def _sublayer_outputs(gm: fx.GraphModule, sublayer: str, hidden: int | None) -> list[tuple[fx.Node, list[fx.Node]]]:
     """(node, users outside) for the sub-block's floating outputs of the residual width."""
-    prefix = sublayer + "."
-    inside = {n for n in gm.graph.nodes if n.op == "call_function" or n.op == "call_method"
-              if (p := module_path(n)) == sublayer or p.startswith(prefix)}
+    inside = set(_inside(gm, sublayer))
     out = []
     for node in gm.graph.nodes:
         if node not in inside:
@@ -132,6 +130,7 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
 
 
 def _inside(gm: fx.GraphModule, sublayer: str) -> list[fx.Node]:
+    """The sub-block's ops (its own module and every module under it), in graph order."""
     prefix = sublayer + "."
     return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")
             if (p := module_path(n)) == sublayer or p.startswith(prefix)]
