@@ -26,6 +26,7 @@ from .fuse_allreduce_add_rms_norm import fuse_allreduce_add_rms_norm
 from .fuse_linears import fuse_linears
 from .fuse_rms_norm import fuse_rms_norm
 from .fuse_rope import fuse_rope
+from .fuse_squared_relu import fuse_squared_relu
 from .insert_ep_collectives import insert_ep_collectives
 from .insert_tp_collectives import insert_tp_collectives
 from .quantize_kv_cache import quantize_kv_cache
@@ -150,6 +151,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_allreduce_add_rms_norm", fuse_allreduce_add_rms_norm, _allreduce_fusing),
     Pass("fuse_linears", fuse_linears, _fusing),
     Pass("fuse_activation_mul", fuse_activation_mul, _fusing),
+    Pass("fuse_squared_relu", fuse_squared_relu, _fusing),
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
     Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
     Pass("quantize_moe", quantize_moe, _quantized, _moe_quant_params),  # after replace_moe: the experts' op

@@ -68,7 +68,7 @@ def test_deepseek_v3_mtp_costs_one_more_moe_layer():
                                 context_len=4096, mtp=1)
     ops = Counter(r.op for r in point.ops)
     assert ops["tensor_cast.moe"] == 59 and ops["tensor_cast.mla_attention"] == 62
-    assert [r.module for r in point.ops if r.op == "tensor_cast.moe" and r.layer is None] == ["mtp.0.layer.mlp"]
+    assert [r.module for r in point.ops if r.op == "tensor_cast.moe" and r.layer is None] == ["mtp.0.layers.0.mlp"]
 
 
 def test_kimi_k2_structure():

@@ -94,6 +94,19 @@ def test_mtp_adds_its_block_to_the_step(dense_deepseek):
     assert drafted.total_time_s > plain.total_time_s
 
 
+def test_mtp_block_partial_sums_are_reduced_under_tp(dense_deepseek):
+    """Under TP the MTP layer's attention and MLP are split like the stack's, so their partial sums
+    are all-reduced at each sub-block's output as in every stack layer (vLLM's MTP layer is the
+    model's own decoder layer)."""
+    model, _ = dense_deepseek
+    report = analyze(model, mtp=1, tp=2)
+    reduces = [r for r in report.ops if r.op == "tensor_cast.all_reduce"]
+    assert sorted(r.module for r in reduces if r.module.startswith("mtp.")) == ["mtp.0.layers.0.mlp",
+                                                                                  "mtp.0.layers.0.self_attn"]
+    # the embedding, 2 x 2 in the stack, the draft's embedding lookup, 2 in the MTP layer
+    assert len(reduces) == 1 + 2 * 2 + 1 + 2
+
+
 def test_mtp_layer_cache_is_in_the_cache_by_kind(dense_deepseek):
     """The MTP block's MLA layer holds a latent cache like every other layer; the per-kind split
     covers it (2 stack layers + 1 MTP layer), so the kinds add up to the KV cache."""

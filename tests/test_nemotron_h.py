@@ -12,7 +12,11 @@
   safetensors headers less its MTP block), the router scoring the hidden states and the experts the
   1024-wide latent rows, the latent projections whole on every TP rank with the experts' partial
   sums reduced in the latent width, attention-DP + EP dispatching latent rows;
-- refusals: tp not dividing the B / C groups, a config without its block list, MTP drafting.
+- Nemotron-3-Super's MTP block (`*E`: an attention block, then a LatentMoE block, behind enorm / hnorm /
+  eh_proj): its weights by hand (= the release's safetensors headers' MTP tensors), one attention and one
+  MoE op per draft pass, their TP partial sums reduced like the stack's, the draft layer's KV cache;
+- refusals: tp not dividing the B / C groups, a config without its block list, MTP blocks of a type
+  vLLM's drafter does not build.
 
 Dimensions (config.json): hidden 2688, 52 blocks `MEMEM*EMEMEM*...`: 23 Mamba-2 (64 heads x 64, state
 128, 8 groups, conv 4, chunk 128, state cached in float32), 23 MoE (128 experts of 1856, top-6, one
@@ -23,6 +27,7 @@ untied.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -212,12 +217,19 @@ def test_unsupported_or_malformed_configs_are_refused(tmp_path, capsys, change, 
     assert code == 2 and len(err) == 1 and expected in err[0]
 
 
-def test_mtp_is_refused(tmp_path, capsys):
-    """A checkpoint that ships MTP blocks (Nemotron 3 Super's kind) loads; drafting with them is refused."""
-    config = {**registry.lookup(MODEL).config, "num_nextn_predict_layers": 1}
+@pytest.mark.parametrize("blocks, expected", [
+    (["linear_attention", "moe"], "include ['linear_attention'], which vLLM's Nemotron-H drafter does not build; "
+                                  "accepted: full_attention, moe"),
+    (["full_attention", "mlp"], "include ['mlp'], which vLLM's Nemotron-H drafter does not build"),
+])
+def test_mtp_blocks_vllm_does_not_build_are_refused(tmp_path, capsys, blocks, expected):
+    """A checkpoint whose MTP block holds a block type vLLM's drafter does not build loads; drafting
+    with it is refused in one line naming the accepted types."""
+    config = {**registry.lookup(MODEL).config, "num_nextn_predict_layers": 1, "mtp_layers_block_type": blocks}
     (tmp_path / "config.json").write_text(json.dumps(config))
+    assert run_cli(["analyze", str(tmp_path), "--device", "h200", "--top", "1"], capsys)[0] == 0
     code, err = run_cli(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"], capsys)
-    assert code == 2 and len(err) == 1 and "mtp_layers_block_type" in err[0]
+    assert code == 2 and len(err) == 1 and expected in err[0] and "mtp must be 0" in err[0]
 
 
 # ---- Nemotron-3-Super-120B-A12B: LatentMoE -------------------------------------------------------------
@@ -249,6 +261,40 @@ def test_nemotron_3_super_parameters_by_hand(super_tp4):
     assert active + VOCAB * S_HIDDEN == pytest.approx(12.8e9, rel=0.01)  # card: 12B active (A12B)
 
 
+@pytest.fixture(scope="module")
+def super_tp4_mtp():
+    return tensor_cast.analyze(SUPER, device="h200", tp=4, batch_size=8, query_len=1, context_len=1024, mtp=1)
+
+
+def test_nemotron_3_super_mtp_block(super_tp4, super_tp4_mtp):
+    """The shipped MTP block: enorm, hnorm, eh_proj (2 x 4096 -> 4096), an attention block and a LatentMoE
+    block like the stack's (each with its norm), the final norm; vLLM's `nemotron_h_mtp.py`."""
+    attention = S_HIDDEN * (HEADS + 2 * KV_HEADS) * HEAD_DIM + HEADS * HEAD_DIM * S_HIDDEN
+    moe = (S_EXPERTS * S_HIDDEN + S_EXPERTS * 2 * S_LATENT * S_EXPERT + 2 * S_HIDDEN * S_LATENT
+           + 2 * S_HIDDEN * S_SHARED)
+    block = 3 * S_HIDDEN + 2 * S_HIDDEN * S_HIDDEN + (attention + S_HIDDEN) + (moe + S_HIDDEN)
+    # the release's safetensors headers: 2,942,324,736 BF16 weights under mtp.* (its router's float32
+    # correction bias aside: a buffer here)
+    assert block == 2_942_324_736
+    assert super_tp4_mtp.num_parameters - super_tp4.num_parameters == block
+    ops = super_tp4_mtp.ops
+    drafts = [r for r in ops if r.module.startswith("mtp.0.")]
+    assert [r.module for r in drafts if r.op == "tensor_cast.attention"] == ["mtp.0.layers.0.mixer"]
+    assert [r.module for r in drafts if r.op == "tensor_cast.moe"] == ["mtp.0.layers.1.mixer.experts"]
+    assert not any(r.op in ("tensor_cast.mamba2_scan", "tensor_cast.gated_rms_norm") for r in drafts)
+    # TP4: the draft's attention output, its experts' latent output and its shared expert's output are
+    # reduced as in the stack's blocks; the draft's token embedding is one more vocab-parallel lookup
+    reduces = [r for r in ops if r.op == "tensor_cast.all_reduce"]
+    assert len(reduces) == (1 + S_MAMBA + S_ATTENTION + 2 * S_MOE) + 1 + 3
+    shapes = [[int(d) for d in r.shapes.split(")")[0].strip("(").split(",")] for r in reduces
+              if r.module.startswith("mtp.")]
+    assert sorted(s[-1] for s in shapes) == [S_LATENT, S_HIDDEN, S_HIDDEN]
+    assert all(math.prod(s[:-1]) == 8 * 2 for s in shapes)  # 8 sequences x (1 + 1 draft) tokens
+    # the draft's attention layer holds a KV cache like the stack's 8: 2 KV heads over TP4, one per rank
+    kv = (S_ATTENTION + 1) * 8 * (1024 + 2) * 1 * 2 * HEAD_DIM * 2
+    assert super_tp4_mtp.kv_cache_by_kind["full"] == kv
+
+
 def test_latent_moe_scores_hidden_states_and_runs_experts_in_the_latent_width(super_tp4):
     ops, tokens, tp = super_tp4.ops, 8, 4
     moe = [r for r in ops if r.op == "tensor_cast.moe"]
@@ -257,6 +303,11 @@ def test_latent_moe_scores_hidden_states_and_runs_experts_in_the_latent_width(su
     gemm = 2 * tokens * S_EXPERTS * S_HIDDEN + tokens * S_TOP_K * 2 * (2 * S_LATENT * S_EXPERT // tp)
     assert moe[0].flops == pytest.approx(gemm, rel=0.01)
     assert moe[0].shapes.startswith(f"({tokens}, {S_LATENT})")
+    # the shared expert's squared ReLU is one kernel per MoE block (vLLM's compiled ReLUSquaredActivation)
+    acts = [r for r in ops if r.op == "tensor_cast.activation"]
+    assert len(acts) == S_MOE and all(r.module.endswith("shared_experts.act_fn") for r in acts)
+    assert acts[0].bytes == 2 * tokens * S_SHARED // tp * 2  # read and written once, bf16, the rank's columns
+    assert not any(r.op in ("relu", "square", "Tensor.relu", "Tensor.square") for r in ops)
     # the latent projections are whole on every rank (vLLM ReplicatedLinear), one of each per MoE block
     for name in ("fc1_latent_proj", "fc2_latent_proj"):
         rows = [r for r in ops if r.module.endswith(name)]

@@ -24,6 +24,7 @@ from tensor_cast.passes.fuse_add_rms_norm import fuse_add_rms_norm
 from tensor_cast.passes.fuse_linears import fuse_linears
 from tensor_cast.passes.fuse_rms_norm import fuse_rms_norm
 from tensor_cast.passes.fuse_rope import fuse_rope
+from tensor_cast.passes.fuse_squared_relu import fuse_squared_relu
 from tensor_cast.passes.graph_utils import call_target
 
 tc = torch.ops.tensor_cast
@@ -227,6 +228,39 @@ def test_fuse_activation_mul_refuses_shared_activation(capture_module):
 
     _, after = check_same_numbers(capture_module, Shared(), fuse_activation_mul, torch.randn(3, 4), torch.randn(3, 4))
     assert count(after, tc.act_mul.default) == 0 and count(after, F.silu) == 1
+
+
+class SquaredReLU(nn.Module):
+    """transformers' `ReLUSquaredActivation` behind an ungated up / down MLP (Nemotron-H)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(HIDDEN, INTER, bias=False), nn.Linear(INTER, HIDDEN, bias=False)
+
+    def forward(self, x):
+        return self.down(torch.square(F.relu(self.up(x))))
+
+
+def test_fuse_squared_relu(capture_module):
+    before, after = check_same_numbers(capture_module, SquaredReLU(), fuse_squared_relu, torch.randn(3, HIDDEN))
+    assert count(before, F.relu) == 1 and count(before, torch.square) == 1
+    assert count(after, F.relu) == 0 and count(after, torch.square) == 0
+    fused = [n for n in after.graph.nodes if call_target(n) == tc.activation.default]
+    assert len(fused) == 1 and fused[0].args[1] == "relu2"
+    assert list(fused[0].args[0].meta["example_value"].shape) == [3, INTER]  # reads the up projection's output
+
+
+@pytest.mark.parametrize("body", [
+    lambda r: torch.square(r) + r,  # the ReLU's output read again
+    lambda r: torch.pow(r, 3),  # a cube, not a square
+])
+def test_fuse_squared_relu_refuses(capture_module, body):
+    class Other(nn.Module):
+        def forward(self, x):
+            return body(F.relu(x))
+
+    _, after = check_same_numbers(capture_module, Other(), fuse_squared_relu, torch.randn(3, 4))
+    assert count(after, tc.activation.default) == 0 and count(after, F.relu) == 1
 
 
 def test_fold_rotary_tables_and_fuse_rope(capture_module):

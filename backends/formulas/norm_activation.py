@@ -50,6 +50,12 @@ def act_mul(call: OpCall) -> Counts:
     return streaming(call, ACTIVATION_FLOPS.get(str(call.get("activation")), 4) + 1)
 
 
+@register(tc.activation.default, kind="activation")
+def activation(call: OpCall) -> Counts:
+    """A composite activation (squared ReLU) in one kernel: reads x, writes act(x)."""
+    return streaming(call, ACTIVATION_FLOPS[str(call.get("activation"))])
+
+
 @register(F.silu, torch.nn.functional.hardswish, "Tensor.silu", aten.silu.default, kind="activation")
 def silu(call: OpCall) -> Counts:
     return streaming(call, ACTIVATION_FLOPS["silu"])

@@ -90,6 +90,5 @@ def rank_spec(spec: ModelSpec, d: TraceDeployment) -> ModelSpec:
         ids = config.get(key)
         if (isinstance(ids, int) and ids >= vocab) or (isinstance(ids, list) and any(i >= vocab for i in ids)):
             config[key] = None
-    mtp_layer = shard_layer(spec.mtp_layer, d) if spec.mtp_layer is not None else None
     return dataclasses.replace(spec, vocab_size=vocab, layers=tuple(shard_layer(layer, d) for layer in spec.layers),
-                               hf_config=config, mtp_layer=mtp_layer)
+                               hf_config=config, mtp_block=tuple(shard_layer(layer, d) for layer in spec.mtp_block))

@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from .adapters import adapter_for
 from .module_swaps import apply_module_swaps
-from .mtp import attach_mtp, check_mtp, mtp_layer_spec
+from .mtp import attach_mtp, check_mtp, mtp_block_specs
 from .spec import ATTENTION_SPEC_ATTRIBUTE, LayerSpec, ModelSpec
 from .torch_dtypes import DTYPES
 
@@ -43,7 +43,7 @@ class RepresentativeModel:
     kinds: tuple[LayerSpec, ...]  # rep layer i has spec kinds[i]
     layer_indices: tuple[tuple[int, ...], ...]  # real layer indices of each rep layer
     layers_path: str  # module path of the decoder ModuleList, e.g. "model.layers"
-    # layers outside the stack (MTP blocks): (module path prefix, spec), e.g. ("mtp.0.layer", ...)
+    # layers outside the stack (MTP blocks' layers): (module path prefix, spec), e.g. ("mtp.0.layers.0", ...)
     extra_layers: tuple[tuple[str, LayerSpec], ...] = ()
 
     def layer_modules(self) -> tuple[nn.Module, ...]:
@@ -180,7 +180,8 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
     kinds = spec.layer_kinds()
     layers = tuple(kind for kind, _ in kinds)
     mtp_blocks = min(mtp, spec.mtp_layers)
-    built = layers + (mtp_layer_spec(spec),) * mtp_blocks  # MTP layers: built in the stack, then moved out
+    block = mtp_block_specs(spec) if mtp_blocks else ()
+    built = layers + block * mtp_blocks  # MTP blocks' layers: built in the stack, then moved out
     dtype = DTYPES.get(spec.dtype, torch.bfloat16)
     config = adapter.config_for_layers(spec, built)
     with torch.device("meta"), default_dtype(dtype):
@@ -199,10 +200,11 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
         for index, layer_spec in enumerate(built):
             attach_attention_spec(stack[index], layer_spec)
         if mtp:
-            mtp_layers = [stack[index] for index in range(len(layers), len(built))]
+            moved = [stack[index] for index in range(len(layers), len(built))]
             for index in reversed(range(len(layers), len(built))):
                 del stack[index]
-            model = attach_mtp(model, mtp_layers, mtp)
+            blocks = [moved[k * len(block):(k + 1) * len(block)] for k in range(mtp_blocks)]
+            model = attach_mtp(model, blocks, mtp)
     apply_module_swaps(model, decode_query_len=1 + mtp)
     store_in_checkpoint_dtype(model, dtype, adapter.fp32_parameters)
     model.eval()
@@ -211,5 +213,5 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
         model=model, spec=spec, kinds=layers,
         layer_indices=tuple(tuple(indices) for _, indices in kinds),
         layers_path=adapter.layers_path,
-        extra_layers=tuple((f"mtp.{k}.layer", mtp_layer_spec(spec)) for k in range(mtp_blocks)),
+        extra_layers=tuple((f"mtp.{k}.layers.{i}", layer) for k in range(mtp_blocks) for i, layer in enumerate(block)),
     )

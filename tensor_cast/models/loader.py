@@ -155,6 +155,6 @@ def load_spec(model: str | PretrainedConfig | ModelSpec, *, trust_remote_code: b
         config, name, written = resolve_config(model, trust_remote_code=trust_remote_code)
     spec = dataclasses.replace(adapter_for(config.model_type).to_spec(config, name), written_model_type=written)
     check_spec(spec)
-    if spec.mtp_layers and spec.mtp_layer is None:  # the MTP block's layer: like the full model's last one
-        spec = dataclasses.replace(spec, mtp_layer=spec.layers[-1])
+    if spec.mtp_layers and not spec.mtp_block:  # the MTP block's layers, from the full model's config
+        spec = dataclasses.replace(spec, mtp_block=adapter_for(spec.model_type).mtp_block_specs(spec))
     return spec

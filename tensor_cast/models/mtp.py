@@ -6,8 +6,10 @@ engines use them as the draft model of speculative decoding (vLLM / SGLang "MTP"
 One block (DeepSeek-V3 §2.2): `h' = layer(eh_proj(cat(enorm(embed(next tokens)), hnorm(h))))`, a
 final norm, then the model's shared lm_head; the embedding and lm_head are the main model's
 (engines share them, so they are not counted twice). The block's decoder layer is the model's own
-decoder-layer class built like its last layer (`mtp_layer_spec`): DeepSeek-V3's MTP layer is an
-MLA + MoE layer like layers 3..60.
+decoder-layer class built like its last layer (`mtp_block_specs`): DeepSeek-V3's MTP layer is an
+MLA + MoE layer like layers 3..60. Nemotron-H's block (Nemotron 3 Super) holds a short stack of its
+own mixer blocks instead (`mtp_hybrid_override_pattern` `*E`: attention, then MoE; vLLM's
+`nemotron_h_mtp.py`), each with its norm and residual, the final norm after the last.
 
 How an MTP step is modelled (`mtp=N`, documented once here):
 - A decode step with MTP verifies the previous step's N draft tokens: the main model processes
@@ -25,7 +27,9 @@ engines keep one (an overcount of about (N − M)/L of the KV cache for L layers
 evaluates a decode step with MTP at query_len = 1 + N (the API adjusts concrete decode points).
 
 Owns `MTPBlock`, `MTPModel` (the main model + blocks, keeping the main model's module paths:
-`model.layers.*`, `lm_head`; blocks live under `mtp.*`) and `mtp_layer_spec`. Must not know about
+`model.layers.*`, `lm_head`; a block's decoder layers live under `mtp.K.layers.I`, so that every
+per-layer rule keyed on `layers.N.<sub-block>` — the TP plan's row-parallel modules, the sub-block
+whose output is all-reduced — applies to them as to the main stack) and `mtp_block_specs`. Must not know about
 costs.
 """
 
@@ -42,59 +46,63 @@ from ..errors import UnsupportedModelError
 from .spec import LayerSpec, ModelSpec
 
 
-def mtp_layer_spec(spec: ModelSpec) -> LayerSpec:
-    """The layer kind of the model's MTP blocks: `spec.mtp_layer` (set at load time to the full
-    model's last layer, so analyzing only the first layers keeps DeepSeek-V3's MTP block a MoE
+def mtp_block_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
+    """The decoder layers inside each MTP block, in order: `spec.mtp_block` (set at load from the
+    full model's config, so analyzing only the first layers keeps DeepSeek-V3's MTP block a MoE
     layer, and sharded with the rest of the spec), else derived from the config the same way."""
-    if spec.mtp_layer is not None:
-        return spec.mtp_layer
+    if spec.mtp_block:
+        return spec.mtp_block
     from .adapters import adapter_for
 
-    depth = int(spec.hf_config.get("num_hidden_layers", 0) or 0)
-    if depth <= 0:
-        return spec.layers[-1]
-    adapter = adapter_for(spec.model_type)
-    return adapter.layer_spec(adapter.base_config(spec), depth - 1)
+    return adapter_for(spec.model_type).mtp_block_specs(spec)
 
 
 # families whose checkpoints ship MTP layers this module does not build yet (model_type -> why)
 MTP_NOT_MODELLED = {
     "deepseek_v4": "DeepSeek-V4's MTP block (num_nextn_predict_layers = 1) carries its own hyper-connections and "
                    "hyper-connection head, which are not modelled yet",
-    "nemotron_h": "Nemotron-H's MTP block is its own stack of mixer blocks (mtp_layers_block_type), which is not "
-                  "modelled yet",
 }
 
 
 def check_mtp(spec: ModelSpec, mtp: int) -> None:
-    if mtp and spec.model_type in MTP_NOT_MODELLED:
-        raise UnsupportedModelError(f"{spec.name}: mtp={mtp} is not supported: {MTP_NOT_MODELLED[spec.model_type]}; "
-                                    "mtp must be 0 for it")
-    if mtp and spec.mtp_layers <= 0:
+    if not mtp:
+        return
+    from .adapters import adapter_for
+
+    why = MTP_NOT_MODELLED.get(spec.model_type) or (adapter_for(spec.model_type).mtp_refusal(spec)
+                                                    if spec.mtp_layers > 0 else None)
+    if why:
+        raise UnsupportedModelError(f"{spec.name}: mtp={mtp} is not supported: {why}; mtp must be 0 for it")
+    if spec.mtp_layers <= 0:
         raise UnsupportedModelError(
             f"{spec.name} (model_type {spec.model_type!r}) ships no MTP layers (num_nextn_predict_layers = 0); "
             "mtp must be 0 for it")
 
 
 class MTPBlock(nn.Module):
-    """enorm / hnorm / eh_proj in front of one decoder layer, and the norm before the shared head."""
+    """enorm / hnorm / eh_proj in front of the block's decoder layers, and the norm before the
+    shared head. Most families' block holds one layer; Nemotron-H's holds a short stack of mixer
+    blocks (`layers`, each a residual block of its own)."""
 
     norm: Any
 
-    def __init__(self, layer: nn.Module, hidden_size: int, norm: type, eps: float) -> None:
+    def __init__(self, layers: Sequence[nn.Module], hidden_size: int, norm: type, eps: float) -> None:
         super().__init__()
         self.enorm = norm(hidden_size, eps=eps)
         self.hnorm = norm(hidden_size, eps=eps)
         self.eh_proj = nn.Linear(2 * hidden_size, hidden_size, bias=False)
-        self.layer = layer
+        self.layers = nn.ModuleList(layers)
         self.norm = norm(hidden_size, eps=eps)
 
     def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, position_embeddings: Any,
                 position_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         x = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))
-        out = self.layer(x, attention_mask=None, position_ids=position_ids,
-                         position_embeddings=position_embeddings, **kwargs)
-        return out[0] if isinstance(out, tuple) else out
+        if position_embeddings is not None:  # families without rotary positions (Nemotron-H) take none
+            kwargs["position_embeddings"] = position_embeddings
+        for layer in self.layers:
+            out = layer(x, attention_mask=None, position_ids=position_ids, **kwargs)
+            x = out[0] if isinstance(out, tuple) else out
+        return x
 
 
 class MTPModel(nn.Module):
@@ -102,7 +110,8 @@ class MTPModel(nn.Module):
 
     Passes that reuse a shipped block hold a copy of it sharing every parameter (counted once), so
     each pass has its own module path and the per-module rewrite passes see one call per module.
-    `rotary` is a copy of the model's rotary embedding (buffers only) for the drafts' positions.
+    `mtp_rotary_emb` is a copy of the model's rotary embedding (buffers only) for the drafts'
+    positions, None for a model without one.
     """
 
     model: Any  # the transformers base model (`*Model`)
@@ -114,7 +123,8 @@ class MTPModel(nn.Module):
         self.model = causal_lm.model
         self.lm_head = causal_lm.lm_head
         self.mtp = nn.ModuleList(passes)
-        self.mtp_rotary_emb = copy.deepcopy(causal_lm.model.rotary_emb)
+        rotary = getattr(causal_lm.model, "rotary_emb", None)
+        self.mtp_rotary_emb = copy.deepcopy(rotary) if rotary is not None else None
         self.config = causal_lm.config
 
     def set_attn_implementation(self, name: str) -> None:
@@ -131,9 +141,9 @@ class MTPModel(nn.Module):
         hidden = self.model(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
         verified = 1 + len(self.mtp)  # the token before the drafts, and the drafts
         logits = self.lm_head(hidden[:, -verified:, :])
-        embeds = self.model.embed_tokens(input_ids)  # the shifted next tokens: same gather
+        embeds = self.model.get_input_embeddings()(input_ids)  # the shifted next tokens: same gather
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        position_embeddings = self.mtp_rotary_emb(hidden, position_ids)
+        position_embeddings = self.mtp_rotary_emb(hidden, position_ids) if self.mtp_rotary_emb is not None else None
         drafts = []
         for block in self.mtp:
             assert isinstance(block, MTPBlock)
@@ -152,13 +162,25 @@ def shared_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def attach_mtp(causal_lm: Any, layers: Sequence[nn.Module], mtp: int) -> MTPModel:
-    """`causal_lm` with `mtp` draft passes over blocks built around `layers` (one per shipped block);
-    pass k uses block k mod len(layers)."""
+def attach_mtp(causal_lm: Any, blocks: Sequence[Sequence[nn.Module]], mtp: int) -> MTPModel:
+    """`causal_lm` with `mtp` draft passes over MTP blocks built around `blocks` (each the decoder
+    layers of one shipped block); pass k uses block k mod len(blocks)."""
     config = causal_lm.config
-    norm = type(causal_lm.model.norm)
-    eps = float(getattr(config, "rms_norm_eps", 1e-6))
-    blocks = [MTPBlock(layer, int(config.hidden_size), norm, eps) for layer in layers]
-    passes: list[nn.Module] = [blocks[k] if k < len(blocks) else shared_copy(blocks[k % len(blocks)])
+    norm = type(_final_norm(causal_lm.model))
+    eps = float(getattr(config, "rms_norm_eps", None) or getattr(config, "layer_norm_epsilon", None) or 1e-6)
+    built = [MTPBlock(layers, int(config.hidden_size), norm, eps) for layers in blocks]
+    passes: list[nn.Module] = [built[k] if k < len(built) else shared_copy(built[k % len(built)])
                                for k in range(mtp)]
     return MTPModel(causal_lm, passes)
+
+
+FINAL_NORMS = ("norm", "norm_f")  # the base model's final norm: most families, Nemotron-H
+
+
+def _final_norm(model: nn.Module) -> nn.Module:
+    for name in FINAL_NORMS:
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise UnsupportedModelError(f"{type(model).__name__} has no final norm named {' or '.join(FINAL_NORMS)}: "
+                                "its MTP block's norms cannot be built")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: written_model_type
+SCHEMA_VERSION = 3  # 2: written_model_type; 3: mtp_block (an MTP block's layers) for mtp_layer
 # the attribute the build records each layer's AttentionSpec under on its modules (build.py), read by
 # the capture's attention interface and the swapped mixers that need their layer's spec
 ATTENTION_SPEC_ATTRIBUTE = "tensor_cast_attention_spec"
@@ -202,7 +202,9 @@ class ModelSpec:
     dtype: str = "bfloat16"
     max_position_embeddings: int = 0
     mtp_layers: int = 0  # MTP blocks the checkpoint ships (num_nextn_predict_layers)
-    mtp_layer: LayerSpec | None = None  # the decoder layer inside each MTP block (set at load: like the last layer)
+    # the decoder layers inside each MTP block, in order (set at load: the model's last layer; Nemotron-H: its
+    # mtp_hybrid_override_pattern, an attention block then a MoE block)
+    mtp_block: tuple[LayerSpec, ...] = ()
     quantization: Mapping[str, Any] | None = None  # the config's own quantization_config
     # The source config as a dict, for the adapter that made this spec (never read downstream).
     hf_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

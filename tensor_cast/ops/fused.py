@@ -4,6 +4,8 @@
 - `add_rms_norm(x, residual, weight, eps) -> (normed, x + residual)`: the residual add fused into
   the norm (vLLM `fused_add_rms_norm`).
 - `act_mul(gate, up, activation) -> act(gate) * up`: SiLU/GELU-and-mul (vLLM `silu_and_mul`).
+- `activation(x, activation) -> act(x)`: a composite activation as one kernel (squared ReLU: vLLM's
+  `ReLUSquaredActivation`, relu and square fused by its torch.compile).
 - `rope(xs, cos, sin) -> xs rotated`: one kernel rotating q and k together (`rope(xs, freqs_cis, None)`
   for the complex-table form).
 - `fused_linear(x, weights, biases) -> [x @ w.T + b ...]`: horizontally fused GEMM (QKV,
@@ -65,6 +67,16 @@ def _add_rms_norm_fake(x, residual, weight, eps):
     out_dtype = torch.promote_types(summed_dtype, weight.dtype) if weight is not None else summed_dtype
     shape = torch.broadcast_shapes(x.shape, residual.shape)
     return x.new_empty(shape, dtype=out_dtype), x.new_empty(shape, dtype=summed_dtype)
+
+
+@torch.library.custom_op("tensor_cast::activation", mutates_args=())
+def activation(x: torch.Tensor, activation: str) -> torch.Tensor:
+    return ACTIVATIONS[activation](x)
+
+
+@activation.register_fake
+def _activation_fake(x, activation):
+    return torch.empty_like(x)
 
 
 @torch.library.custom_op("tensor_cast::act_mul", mutates_args=())

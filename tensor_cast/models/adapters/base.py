@@ -100,6 +100,19 @@ class DecoderAdapter:
             hf_config=config.to_dict(),
         )
 
+    def mtp_block_specs(self, spec: ModelSpec) -> tuple[LayerSpec, ...]:
+        """The decoder layers inside one MTP block: one layer built like the full model's last
+        (DeepSeek-V3 §2.2; GLM, Qwen3-Next, Qwen3.5 alike); from the config when the spec was cut to
+        its first layers."""
+        depth = int(spec.hf_config.get("num_hidden_layers", 0) or 0)
+        if depth <= 0 or depth == spec.num_layers:
+            return (spec.layers[-1],)
+        return (self.layer_spec(self.base_config(spec), depth - 1),)
+
+    def mtp_refusal(self, spec: ModelSpec) -> str | None:
+        """Why this family's shipped MTP block cannot be built (None: it can)."""
+        return None
+
     def architecture(self, config: PretrainedConfig) -> str:
         archs = getattr(config, "architectures", None) or []
         return archs[0] if archs else f"{type(config).__name__.removesuffix('Config')}ForCausalLM"

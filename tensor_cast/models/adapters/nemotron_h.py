@@ -14,8 +14,9 @@ configs: `hybrid_override_pattern`, `M` / `*` / `-` / `E`, which transformers tu
   (`MoESpec.latent_size`).
 
 In the spec a Mamba or attention block is that attention kind with no MLP, an MLP or MoE block an MLP
-with no attention (`kind="none"`): the family's own layout, not a skipped sub-block. MTP drafting is
-refused in one line (`models/mtp.py`: the MTP block is its own stack of mixer blocks).
+with no attention (`kind="none"`): the family's own layout, not a skipped sub-block. The MTP block
+(Nemotron 3 Super: one) is its own short stack of mixer blocks named by `mtp_hybrid_override_pattern`
+(`*E`: attention, then MoE), each like the main stack's block of that type (`mtp_block_specs`).
 
 Maps a stack of layer specs back to `layers_block_type`. Must not know about capture or costs.
 """
@@ -47,6 +48,8 @@ FIELDS_BY_BLOCK = {MAMBA: NEMOTRON_H_MAMBA.sizes,
                    MOE: ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
                          "moe_shared_expert_intermediate_size")}
 PATTERN = {"M": MAMBA, "*": ATTENTION, "-": MLP, "E": MOE}
+# the MTP block types vLLM's drafter builds (pattern letters * and E: vllm/model_executor/models/nemotron_h_mtp.py)
+MTP_BLOCKS = (ATTENTION, MOE)
 LEGACY_BLOCKS = {"mamba": MAMBA, "attention": ATTENTION}  # list names transformers remaps
 
 
@@ -110,6 +113,37 @@ class NemotronHAdapter(DecoderAdapter):
         config = self.base_config(spec)
         config.layers_block_type = [self.block_type(spec, layer) for layer in layers]
         return self.config_for_layer(spec, layers[0], config)
+
+    # ---- the MTP block ------------------------------------------------------------------
+    def mtp_block_specs(self, spec: ModelSpec) -> tuple[LayerSpec, ...]:
+        """The MTP block's layers, one per entry of `mtp_layers_block_type` (transformers' list form
+        of the config's `mtp_hybrid_override_pattern`; Nemotron 3 Super: `*E`, an attention block
+        then a MoE block), each like the main stack's first block of its type; () when a listed
+        type is one vLLM's drafter does not build (`mtp_refusal` says which)."""
+        if self.mtp_refusal(spec) is not None:
+            return ()
+        config = self.base_config(spec)
+        types = self.hf_layer_types(config)
+        return tuple(self.layer_spec(config, types.index(block)) for block in self._mtp_blocks(spec))
+
+    def mtp_refusal(self, spec: ModelSpec) -> str | None:
+        blocks = self._mtp_blocks(spec)
+        if not blocks:
+            return "its config ships MTP layers but names none of their blocks (mtp_layers_block_type)"
+        unknown = sorted({b for b in blocks if b not in MTP_BLOCKS})
+        if unknown:
+            return (f"its MTP block types {blocks} include {unknown}, which vLLM's Nemotron-H drafter does not "
+                    f"build; accepted: {', '.join(MTP_BLOCKS)}")
+        absent = sorted(set(blocks) - set(self.hf_layer_types(self.base_config(spec))))
+        if absent:
+            return f"its MTP block types {blocks} include {absent}, which the main stack lacks"
+        return None
+
+    @staticmethod
+    def _mtp_blocks(spec: ModelSpec) -> list[str]:
+        listed = spec.hf_config.get("mtp_layers_block_type") or [
+            PATTERN.get(c, c) for c in str(spec.hf_config.get("mtp_hybrid_override_pattern") or "")]
+        return [LEGACY_BLOCKS.get(b, b) for b in listed]
 
     @staticmethod
     def block_type(spec: ModelSpec, layer: LayerSpec) -> str:
