@@ -405,6 +405,10 @@ def moe_adapters() -> list[MoEAdapter]:
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
                                  shared_module="shared_experts")),
+        # Solar Open (Upstage): GLM-4.5's MoE in every layer (no dense MLP layers), no q/k norm
+        MoEAdapter(model_types=("solar_open",), out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
+                                 groups=("n_group", "topk_group"), dense_size=None, shared_module="shared_experts")),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
