@@ -409,6 +409,12 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("solar_open",), out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), dense_size=None, shared_module="shared_experts")),
+        # K-EXAONE (LG, exaone_moe): EXAONE 4's attention (q/k norm, 3:1 sliding / global, global layers NoPE) over
+        # DeepSeek-V3's MoE (sigmoid grouped routing, one shared expert), dense layers where mlp_layer_types says
+        MoEAdapter(model_types=("exaone_moe",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", shared_count="num_shared_experts", router="sigmoid",
+                                 groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES,
+                                 shared_module="shared_experts")),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
