@@ -77,6 +77,14 @@ FIRST_K_DENSE = LayerRule(
     force=_first_k_dense_force)
 
 
+def _num_dense_force(config: PretrainedConfig, moe: bool) -> None:
+    config.num_dense_layers = 0 if moe else int(config.num_hidden_layers)
+
+
+NUM_DENSE_LAYERS = LayerRule(  # AFMoE (Arcee Trinity): the first num_dense_layers layers are dense
+    is_moe=lambda config, index: index >= int(getattr(config, "num_dense_layers", 0) or 0), force=_num_dense_force)
+
+
 def _moe_range_is_moe(config: PretrainedConfig, index: int) -> bool:
     """ERNIE-4.5: every moe_layer_interval-th layer from moe_layer_start_index to moe_layer_end_index."""
     interval = int(config.moe_layer_interval or 1)
@@ -415,6 +423,11 @@ def moe_adapters() -> list[MoEAdapter]:
                    moe=MoEFamily(num_experts="num_experts", shared_count="num_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES,
                                  shared_module="shared_experts")),
+        # Arcee Trinity (afmoe): gated GQA with q/k norms, 3:1 sliding / global layers, sigmoid top-k routing with
+        # an expert bias, shared experts, the first num_dense_layers layers dense
+        MoEAdapter(model_types=("afmoe",), qk_norm=True, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", shared_count="num_shared_experts", router="sigmoid",
+                                 layers=NUM_DENSE_LAYERS, router_module="router", shared_module="shared_experts")),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
