@@ -6,7 +6,8 @@
 - DeepSeek-V4-Flash (published config.json): parameters by hand from the named dimensions (card
   284B total, 13B activated), one op per layer of each kind on the right layers, the window /
   compressed / indexer caches by hand, the checkpoint's mixed FP8 / FP4 / bf16 weights at TP8 by
-  hand, and the deployments it refuses.
+  hand, the shipped MTP block (parameters by hand, its ops, its window, its TP reductions), and the
+  deployments it refuses.
 
 Flash dimensions (config.json): hidden 4096, 43 layers, vocab 129280; 64 heads of 512 (K = V, one
 head), rope 64, q_lora 1024, 8 output groups of 1024, window 128; compress_ratios 0, 0, then 4 / 128
@@ -254,12 +255,54 @@ def test_flash_checkpoint_weights_at_tp8_by_hand():
 
 @pytest.mark.parametrize("args, fragment", [
     (["--tp", "16"], "tp=16 does not divide o_groups=8"),
-    (["--mtp", "1"], "mtp=1 is not supported"),
 ])
 def test_refused_in_one_line(args, fragment, capsys):
     assert main(["analyze", MODEL, "--device", "h200", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
+
+
+@pytest.fixture(scope="module")
+def drafted():
+    return tensor_cast.analyze(MODEL, device="h200", batch_size=8, query_len=1, context_len=4096, mtp=1)
+
+
+def test_mtp_block_by_hand(drafted):
+    """The shipped MTP layer (compress_ratios' 44th entry, 0: a sliding-window layer without compressor,
+    top-k routed) inside vLLM's V4 MTP block: enorm / hnorm, separate e_proj / h_proj over the 4 streams,
+    the layer's two hyper-connections, its own hyper-connection head, the norm before the shared head."""
+    plain = tensor_cast.analyze(MODEL, device="h200", batch_size=8, query_len=1, context_len=4096)
+    attention = (HIDDEN * Q_LORA + Q_LORA + Q_LORA * HEADS * D + HIDDEN * D + D + HEADS  # q_a, norm, q_b, kv, norm, sinks
+                 + HEADS * D * O_LORA + GROUPS * O_LORA * HIDDEN)  # grouped o_a, o_b
+    layer = attention + HC + 2 * HIDDEN + (EXPERTS + 1) * 3 * HIDDEN * EXPERT + EXPERTS * HIDDEN
+    block = 2 * HIDDEN * HIDDEN + 3 * HIDDEN + STREAMS * STREAMS * HIDDEN + STREAMS + 1 + layer  # e/h_proj, norms, head
+    assert drafted.num_parameters - plain.num_parameters == block == 6_610_048_635
+    draft = [r for r in drafted.ops if r.module.startswith("mtp.0.")]
+    ops = [r.op for r in draft]
+    assert ops.count("tensor_cast.compressed_attention") == 1 and ops.count("tensor_cast.moe") == 1
+    assert "tensor_cast.kv_compress" not in ops and "tensor_cast.compressed_indexer" not in ops  # no compressor
+    assert ops.count("tensor_cast.hc_pre") == 2 and ops.count("tensor_cast.hc_post") == 2
+    h_proj = next(r for r in draft if r.module == "mtp.0.h_proj" and "linear" in r.op)
+    assert h_proj.flops == pytest.approx(2 * 8 * 2 * STREAMS * HIDDEN * HIDDEN, rel=0.01)  # every stream, 1 + 1 tokens
+    # the draft layer holds a window like the two sliding layers of the stack
+    assert drafted.kv_cache_by_kind["swa(128)"] == 3 * 8 * WINDOW * D * 2
+    assert drafted.kv_cache_by_kind["swa(128)"] - plain.kv_cache_by_kind["swa(128)"] == 8 * WINDOW * D * 2
+
+
+def test_mtp_block_under_tp8_reduces_its_sub_blocks():
+    report = tensor_cast.analyze(MODEL, device="h200", tp=8, batch_size=8, query_len=1, context_len=4096, mtp=1)
+    reduces = [r.module for r in report.ops if r.op == "tensor_cast.all_reduce"]
+    assert sorted(m for m in reduces if m.startswith("mtp.")) == ["mtp.0.layers.0.mlp", "mtp.0.layers.0.self_attn"]
+    assert len(reduces) == 1 + 2 * LAYERS + 1 + 2  # embedding, the stack, the draft's embedding lookup and layer
+
+
+def test_mtp_needs_the_mtp_layers_attention_kind(tmp_path, capsys):
+    config = dict(registry.lookup(MODEL).config)
+    config["compress_ratios"] = config["compress_ratios"][:LAYERS]  # no entry for the MTP layer
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compress_ratios has no entry past num_hidden_layers" in err[0]
 
 
 def test_two_shared_experts_are_refused(tmp_path, capsys):

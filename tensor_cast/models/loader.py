@@ -63,8 +63,10 @@ def config_from_dict(data: dict[str, Any], *, source: str, trust_remote_code: bo
             f"{choices(supported_model_types())}"
         )
     check_values(data, source)
-    adapter_for(model_type).check_given(data, source)
-    fields = {k: v for k, v in data.items() if k != "model_type"}
+    adapter = adapter_for(model_type)
+    adapter.check_given(data, source)
+    derived = {k: v for k, v in adapter.derived_fields(data).items() if k not in data}
+    fields = {**{k: v for k, v in data.items() if k != "model_type"}, **derived}
     from huggingface_hub.errors import StrictDataclassError  # transformers' config validators raise these
 
     try:

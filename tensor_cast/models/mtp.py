@@ -9,7 +9,9 @@ final norm, then the model's shared lm_head; the embedding and lm_head are the m
 decoder-layer class built like its last layer (`mtp_block_specs`): DeepSeek-V3's MTP layer is an
 MLA + MoE layer like layers 3..60. Nemotron-H's block (Nemotron 3 Super) holds a short stack of its
 own mixer blocks instead (`mtp_hybrid_override_pattern` `*E`: attention, then MoE; vLLM's
-`nemotron_h_mtp.py`), each with its norm and residual, the final norm after the last.
+`nemotron_h_mtp.py`), each with its norm and residual, the final norm after the last. DeepSeek-V4's
+block works on its hyper-connection streams (`HyperConnectionMTPBlock`: separate e_proj / h_proj,
+its own stream-collapsing head before the norm; vLLM's `deepseek_v4_mtp.py`).
 
 How an MTP step is modelled (`mtp=N`, documented once here):
 - A decode step with MTP verifies the previous step's N draft tokens: the main model processes
@@ -26,7 +28,7 @@ with more passes than shipped blocks (N > M) the reused layer's cache is counted
 engines keep one (an overcount of about (N − M)/L of the KV cache for L layers). A symbolic report
 evaluates a decode step with MTP at query_len = 1 + N (the API adjusts concrete decode points).
 
-Owns `MTPBlock`, `MTPModel` (the main model + blocks, keeping the main model's module paths:
+Owns `MTPBlock`, `HyperConnectionMTPBlock`, `MTPModel` (the main model + blocks, keeping the main model's module paths:
 `model.layers.*`, `lm_head`; a block's decoder layers live under `mtp.K.layers.I`, so that every
 per-layer rule keyed on `layers.N.<sub-block>` — the TP plan's row-parallel modules, the sub-block
 whose output is all-reduced — applies to them as to the main stack) and `mtp_block_specs`. Must not know about
@@ -57,20 +59,12 @@ def mtp_block_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
     return adapter_for(spec.model_type).mtp_block_specs(spec)
 
 
-# families whose checkpoints ship MTP layers this module does not build yet (model_type -> why)
-MTP_NOT_MODELLED = {
-    "deepseek_v4": "DeepSeek-V4's MTP block (num_nextn_predict_layers = 1) carries its own hyper-connections and "
-                   "hyper-connection head, which are not modelled yet",
-}
-
-
 def check_mtp(spec: ModelSpec, mtp: int) -> None:
     if not mtp:
         return
     from .adapters import adapter_for
 
-    why = MTP_NOT_MODELLED.get(spec.model_type) or (adapter_for(spec.model_type).mtp_refusal(spec)
-                                                    if spec.mtp_layers > 0 else None)
+    why = adapter_for(spec.model_type).mtp_refusal(spec) if spec.mtp_layers > 0 else None
     if why:
         raise UnsupportedModelError(f"{spec.name}: mtp={mtp} is not supported: {why}; mtp must be 0 for it")
     if spec.mtp_layers <= 0:
@@ -99,10 +93,57 @@ class MTPBlock(nn.Module):
         x = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))
         if position_embeddings is not None:  # families without rotary positions (Nemotron-H) take none
             kwargs["position_embeddings"] = position_embeddings
+        return self.run_layers(x, position_ids, **kwargs)
+
+    def run_layers(self, x: torch.Tensor, position_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         for layer in self.layers:
             out = layer(x, attention_mask=None, position_ids=position_ids, **kwargs)
             x = out[0] if isinstance(out, tuple) else out
         return x
+
+    def head_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the shared lm_head reads of the block's output."""
+        return self.norm(hidden)
+
+    @staticmethod
+    def positions(rotary: Any, hidden: torch.Tensor, position_ids: torch.Tensor) -> Any:
+        """The drafts' rotary tables (None for a model without rotary positions)."""
+        return rotary(hidden, position_ids) if rotary is not None else None
+
+
+class HyperConnectionMTPBlock(MTPBlock):
+    """DeepSeek-V4's MTP block (vLLM `deepseek_v4_mtp.py`): the previous hidden state's `hc_mult`
+    residual streams, each normed (`hnorm`) and projected (`h_proj`), plus the projected normed
+    embedding (`e_proj`) added to every stream; a V4 decoder layer over the streams; then its own
+    hyper-connection head collapses them before the norm and the shared lm_head. `e_proj` / `h_proj`
+    are separate linears (V3's `eh_proj` is one), whole on every TP rank (vLLM `ReplicatedLinear`).
+
+    The first draft pass reads the main model's last hidden state broadcast to the streams: the
+    same shapes (and so the same costs) as the main model's pre-head streams engines hand over."""
+
+    def __init__(self, layers: Sequence[nn.Module], hidden_size: int, norm: type, eps: float,
+                 hc_head: nn.Module, hc_mult: int) -> None:
+        super().__init__(layers, hidden_size, norm, eps)
+        del self.eh_proj
+        self.e_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.h_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.hc_head = hc_head
+        self.hc_mult = hc_mult
+
+    def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, position_embeddings: Any,
+                position_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if hidden.dim() == embeds.dim():  # the main model's collapsed state: one copy per stream
+            hidden = hidden.unsqueeze(-2).expand(*hidden.shape[:-1], self.hc_mult, hidden.shape[-1])
+        x = self.h_proj(self.hnorm(hidden)) + self.e_proj(self.enorm(embeds)).unsqueeze(-2)
+        return self.run_layers(x, position_ids, position_embeddings=position_embeddings, **kwargs)
+
+    def head_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.hc_head(hidden))
+
+    @staticmethod
+    def positions(rotary: Any, hidden: torch.Tensor, position_ids: torch.Tensor) -> Any:
+        """V4's two tables: the sliding window's ("main") and the compressed entries' ("compress")."""
+        return {kind: rotary(hidden, position_ids=position_ids, layer_type=kind) for kind in ("main", "compress")}
 
 
 class MTPModel(nn.Module):
@@ -143,12 +184,14 @@ class MTPModel(nn.Module):
         logits = self.lm_head(hidden[:, -verified:, :])
         embeds = self.model.get_input_embeddings()(input_ids)  # the shifted next tokens: same gather
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        position_embeddings = self.mtp_rotary_emb(hidden, position_ids) if self.mtp_rotary_emb is not None else None
+        first = self.mtp[0]
+        assert isinstance(first, MTPBlock)
+        position_embeddings = first.positions(self.mtp_rotary_emb, hidden, position_ids)
         drafts = []
         for block in self.mtp:
             assert isinstance(block, MTPBlock)
             hidden = block(embeds, hidden, position_embeddings, position_ids, **kwargs)
-            drafts.append(self.lm_head(block.norm(hidden[:, -1:, :])))
+            drafts.append(self.lm_head(block.head_input(hidden[:, -1:])))
         return (logits, *drafts)
 
 
@@ -168,7 +211,13 @@ def attach_mtp(causal_lm: Any, blocks: Sequence[Sequence[nn.Module]], mtp: int) 
     config = causal_lm.config
     norm = type(_final_norm(causal_lm.model))
     eps = float(getattr(config, "rms_norm_eps", None) or getattr(config, "layer_norm_epsilon", None) or 1e-6)
-    built = [MTPBlock(layers, int(config.hidden_size), norm, eps) for layers in blocks]
+    hc_head = getattr(causal_lm.model, "hc_head", None)  # hyper-connection streams (DeepSeek-V4)
+    if hc_head is not None:
+        built: list[MTPBlock] = [HyperConnectionMTPBlock(layers, int(config.hidden_size), norm, eps,
+                                                         type(hc_head)(config), int(config.hc_mult))
+                                 for layers in blocks]
+    else:
+        built = [MTPBlock(layers, int(config.hidden_size), norm, eps) for layers in blocks]
     passes: list[nn.Module] = [built[k] if k < len(built) else shared_copy(built[k % len(built)])
                                for k in range(mtp)]
     return MTPModel(causal_lm, passes)

@@ -82,6 +82,11 @@ class DecoderAdapter:
         """Refuse a config.json (as a dict) that omits required fields, naming all of them."""
         check_required(data, self.required_fields(), source, str(data.get("model_type", self.model_types[0])))
 
+    def derived_fields(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Fields to add to a config.json's contents before transformers reads them: what the family's
+        config class would drop and the spec needs (DeepSeek-V4: the MTP layer's attention kind)."""
+        return {}
+
     def to_spec(self, config: PretrainedConfig, name: str) -> ModelSpec:
         num_layers = int(require(config, "num_hidden_layers"))
         layers = tuple(self.layer_spec(config, i) for i in range(num_layers))

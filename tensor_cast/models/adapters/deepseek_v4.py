@@ -11,8 +11,12 @@ expert of the same width), the first `num_hash_layers` routed by a token-id tabl
 the rest by `scoring_func` (sqrt-softplus) top-k; the residual is `hc_mult` hyper-connection streams.
 
 Maps a stack of layer specs back to `layer_types` / `mlp_layer_types`. Must not know about capture
-or costs (the swapped forwards live in `models/deepseek_v4.py`). The checkpoint's MTP block (with
-its own hyper-connections) is not modelled: `mtp_layers` is 0 and `--mtp` is refused for it.
+or costs (the swapped forwards live in `models/deepseek_v4.py`). The checkpoint's MTP layers
+(`num_nextn_predict_layers`) are V4 decoder layers whose attention kind is `compress_ratios`' entries
+past `num_hidden_layers` (V4-Flash: 0, a sliding-window layer without compressor); transformers'
+config drops those entries, so `derived_fields` keeps them as `mtp_layer_types` and `--mtp` is refused
+in one line for a config that does not give them. Their routing is top-k (never hash: the MTP layer
+index is past `num_hash_layers`). The block around them is `models/mtp.py`'s hyper-connection block.
 """
 
 from __future__ import annotations
@@ -75,10 +79,38 @@ class DeepseekV4Adapter(DecoderAdapter):
             quant["expert_dtype"] = getattr(config, "expert_dtype", None) or EXPERT_DTYPE
         if quant and not any(quant.get(k) for k in ("modules_to_not_convert", "ignored_layers", "ignore")):
             quant["modules_to_not_convert"] = list(BF16_MODULES)
-        return dataclasses.replace(spec, mtp_layers=0, quantization=quant or spec.quantization)
+        return dataclasses.replace(spec, quantization=quant or spec.quantization)
+
+    def derived_fields(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """`mtp_layer_types`: the attention kinds of `compress_ratios`' entries past the main layers."""
+        ratios, layers = data.get("compress_ratios"), data.get("num_hidden_layers")
+        if not isinstance(ratios, list) or not isinstance(layers, int) or len(ratios) <= layers:
+            return {}
+        kinds = {0: SLIDING, data.get("compress_rate_csa", 4): CSA, data.get("compress_rate_hca", 128): HCA}
+        extra = ratios[layers:]
+        return {"mtp_layer_types": [kinds[r] for r in extra]} if all(r in kinds for r in extra) else {}
+
+    def mtp_refusal(self, spec: ModelSpec) -> str | None:
+        kinds = spec.hf_config.get("mtp_layer_types") or []
+        if not kinds:
+            return ("its config does not give the MTP layer's attention kind (compress_ratios has no entry past "
+                    "num_hidden_layers)")
+        if len(set(kinds)) > 1:
+            return f"its MTP layers are of different attention kinds {kinds}; one kind is modelled"
+        return None
+
+    def mtp_block_specs(self, spec: ModelSpec) -> tuple[LayerSpec, ...]:
+        """One V4 decoder layer of the MTP entry's attention kind under top-k routing (() when refused)."""
+        if self.mtp_refusal(spec) is not None:
+            return ()
+        config = self.base_config(spec)
+        kind = str(spec.hf_config["mtp_layer_types"][0])
+        return (LayerSpec(attention=self._attention(config, kind), mlp=self._mlp(config, hashed=False)),)
 
     def attention_spec(self, config: PretrainedConfig, index: int) -> AttentionSpec:
-        kind = self.hf_layer_types(config)[index]
+        return self._attention(config, self.hf_layer_types(config)[index])
+
+    def _attention(self, config: PretrainedConfig, kind: str) -> AttentionSpec:
         rates = dict(getattr(config, "compress_rates", None) or {})
         ratio = 0 if kind == SLIDING else int(rates[kind])
         index_fields = dict(index_topk=int(require(config, "index_topk")),
@@ -92,7 +124,9 @@ class DeepseekV4Adapter(DecoderAdapter):
                              head_dim=int(require(config, "head_dim")), sinks=True, compressed=compressed)
 
     def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
-        hashed = (getattr(config, "mlp_layer_types", None) or [])[index] == HASH_MOE
+        return self._mlp(config, hashed=(getattr(config, "mlp_layer_types", None) or [])[index] == HASH_MOE)
+
+    def _mlp(self, config: PretrainedConfig, *, hashed: bool) -> MLPSpec:
         router = "hash" if hashed else str(getattr(config, "scoring_func", "sqrtsoftplus"))
         moe = dataclasses.replace(DEEPSEEK_MOE.moe_spec(config), router=router)
         return MLPSpec(kind="moe", activation=str(getattr(config, self.activation_field, "silu")), moe=moe)
