@@ -39,6 +39,7 @@ HEADS, D, ROPE, Q_LORA, GROUPS, O_LORA, WINDOW = 64, 512, 64, 1024, 8, 1024, 128
 INDEX_HEADS, INDEX_D, TOPK = 64, 128, 512
 EXPERTS, EXPERT, TOP_K, STREAMS = 256, 2048, 6, 4
 CSA_LAYERS = list(range(2, 43, 2))  # ratio 4
+FLASH_PARAMETERS = 284_332_230_231  # by hand in test_flash_parameters_by_hand
 HCA_LAYERS = list(range(3, 42, 2))  # ratio 128
 
 
@@ -196,7 +197,7 @@ def test_flash_parameters_by_hand():
     per_layer = attention_parameters() + moe + 2 * HIDDEN + HC
     head = STREAMS * STREAMS * HIDDEN + STREAMS + 1  # the final hyper-connection collapse
     total = LAYERS * per_layer + 21 * CSA_COMPRESSOR + 20 * HCA_COMPRESSOR + 2 * VOCAB * HIDDEN + HIDDEN + head
-    assert report.num_parameters == total == 284_332_230_231
+    assert report.num_parameters == total == FLASH_PARAMETERS
     assert total == pytest.approx(registry.lookup(MODEL).public_parameters, rel=0.01)  # card: 284B
     active = total - LAYERS * (EXPERTS - TOP_K) * EXPERT_PARAMS - VOCAB * HIDDEN  # the input embedding is a lookup
     assert report.active_parameters == active
@@ -271,12 +272,11 @@ def test_mtp_block_by_hand(drafted):
     """The shipped MTP layer (compress_ratios' 44th entry, 0: a sliding-window layer without compressor,
     top-k routed) inside vLLM's V4 MTP block: enorm / hnorm, separate e_proj / h_proj over the 4 streams,
     the layer's two hyper-connections, its own hyper-connection head, the norm before the shared head."""
-    plain = tensor_cast.analyze(MODEL, device="h200", batch_size=8, query_len=1, context_len=4096)
     attention = (HIDDEN * Q_LORA + Q_LORA + Q_LORA * HEADS * D + HIDDEN * D + D + HEADS  # q_a, norm, q_b, kv, norm, sinks
                  + HEADS * D * O_LORA + GROUPS * O_LORA * HIDDEN)  # grouped o_a, o_b
     layer = attention + HC + 2 * HIDDEN + (EXPERTS + 1) * 3 * HIDDEN * EXPERT + EXPERTS * HIDDEN
     block = 2 * HIDDEN * HIDDEN + 3 * HIDDEN + STREAMS * STREAMS * HIDDEN + STREAMS + 1 + layer  # e/h_proj, norms, head
-    assert drafted.num_parameters - plain.num_parameters == block == 6_610_048_635
+    assert drafted.num_parameters - FLASH_PARAMETERS == block == 6_610_048_635
     draft = [r for r in drafted.ops if r.module.startswith("mtp.0.")]
     ops = [r.op for r in draft]
     assert ops.count("tensor_cast.compressed_attention") == 1 and ops.count("tensor_cast.moe") == 1
@@ -286,7 +286,6 @@ def test_mtp_block_by_hand(drafted):
     assert h_proj.flops == pytest.approx(2 * 8 * 2 * STREAMS * HIDDEN * HIDDEN, rel=0.01)  # every stream, 1 + 1 tokens
     # the draft layer holds a window like the two sliding layers of the stack
     assert drafted.kv_cache_by_kind["swa(128)"] == 3 * 8 * WINDOW * D * 2
-    assert drafted.kv_cache_by_kind["swa(128)"] - plain.kv_cache_by_kind["swa(128)"] == 8 * WINDOW * D * 2
 
 
 def test_mtp_block_under_tp8_reduces_its_sub_blocks():
