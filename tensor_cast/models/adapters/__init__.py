@@ -37,10 +37,10 @@ def register(adapter: DecoderAdapter) -> DecoderAdapter:
 
 register(DecoderAdapter(model_types=("llama",)))
 # Llama-shaped decoders whose config uses the standard names (`layer_types` for their sliding layers):
-# Apertus, SmolLM3, EXAONE 4, GLM-4 / GLM, Cohere Command-A (cohere2), Arcee AFM, Granite, InternLM3,
+# Apertus, SmolLM3, EXAONE 3.5 / 4, GLM-4 / GLM, Cohere Command-A (cohere2), Arcee AFM, Granite, InternLM3,
 # OLMo 3, ERNIE-4.5 dense, Seed-OSS (tests/test_decoder_families.py: parameters against transformers' own modules,
 # KV cache by hand)
-register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone4", "glm4", "glm", "cohere2", "arcee",
+register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
 # Hunyuan dense (Hunyuan-0.5B to 7B): per-head q/k RMSNorm; its config must give head_dim (transformers' default is None)
 register(DecoderAdapter(model_types=("hunyuan_v1_dense",), qk_norm=True, extra_required=("head_dim",)))
