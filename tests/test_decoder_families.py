@@ -14,12 +14,13 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import tensor_cast
 
 FAMILIES = ("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee", "granite", "internlm3",
-            "olmo3", "ernie4_5", "seed_oss", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
+            "olmo3", "ernie4_5", "seed_oss", "ministral", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
             "cohere", "phi", "hunyuan_v1_dense")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 
-GIVEN = {"hunyuan_v1_dense": {"head_dim": 128}}  # fields a family's transformers default leaves unusable
+GIVEN = {"hunyuan_v1_dense": {"head_dim": 128},  # fields a family's transformers default leaves unusable
+         "ministral": {"head_dim": 128}}
 
 
 def config_for(model_type: str):

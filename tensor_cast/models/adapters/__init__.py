@@ -42,6 +42,9 @@ register(DecoderAdapter(model_types=("llama",)))
 # KV cache by hand)
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
+# Ministral 8B (`ministral`: layer_types interleave sliding and full layers); like Hunyuan dense below, its config
+# must give head_dim (transformers' default is None)
+register(DecoderAdapter(model_types=("ministral",), extra_required=("head_dim",)))
 # Hunyuan dense (Hunyuan-0.5B to 7B): per-head q/k RMSNorm; its config must give head_dim (transformers' default is None)
 register(DecoderAdapter(model_types=("hunyuan_v1_dense",), qk_norm=True, extra_required=("head_dim",)))
 # Ministral 3, Phi-3 and StarCoder2: Mistral's attention, their sliding_window (when set) on every layer
