@@ -34,7 +34,7 @@ from .op_args import arg, call_args, set_args
 
 # transformers classes whose forward expands the MLA latent in `expand_kv` before attention
 MLA_ATTENTION_CLASSES = frozenset({"DeepseekV2Attention", "DeepseekV3Attention", "DeepseekV32Attention", "GlmMoeDsaAttention",
-                                   "Glm4MoeLiteAttention"})
+                                   "Glm4MoeLiteAttention", "AXK1Attention"})
 EXPAND_FUNCTION = "expand_kv"
 LINEARS = (torch._C._nn.linear,)
 

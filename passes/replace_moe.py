@@ -21,7 +21,9 @@ LatentMoE (Nemotron 3 Super: the experts read `fc1_latent_proj(x)`, a bias-free 
 input, and `fc2_latent_proj` maps their output back): only the router and the routed experts fold,
 into `moe(latent, ..., shared_in=[], shared_out=[], router_input=x)` returning the experts' latent
 output; the two projections, the shared experts and the combine stay as they are (replicated and
-TP-sharded linears, each reduced where `insert_tp_collectives` put its all_reduce).
+TP-sharded linears, each reduced where `insert_tp_collectives` put its all_reduce). A norm module
+applied to the combined output inside the block (A.X K1's `post_mlp_layernorm`) is not folded: the
+op returns the combined output and the norm stays after it.
 Invariant after: no topk / routed_experts / router linear / shared-expert linear remains in a
 replaced block (a latent block keeps its projections and shared-expert linears); exactly one `tensor_cast::moe` per MoE block; the block output keeps its shape
 and dtype; dense MLP layers are untouched (they have no routed_experts node). Collectives a
@@ -50,6 +52,7 @@ from .graph_utils import (
     external_inputs,
     finish,
     is_tensor_node,
+    module_class,
     module_path,
     module_stack,
     region_outputs,
@@ -88,6 +91,17 @@ def _region(gm: fx.GraphModule, path: str) -> list[fx.Node]:
     collectives = _collectives()
     return [n for n in gm.graph.nodes if n.op in ("call_function", "call_method") and n.target not in collectives
             and any(p == path for p, _ in module_stack(n))]
+
+
+def _without_output_norm(region: list[fx.Node]) -> list[fx.Node]:
+    """The block's nodes less a norm module applied to its output inside the block (A.X K1's
+    `post_mlp_layernorm`): that norm is not part of the MoE op and stays a norm after it."""
+    outputs = region_outputs(region)
+    if len(outputs) != 1 or "Norm" not in module_class(outputs[0]):
+        return region
+    norm = module_path(outputs[0])
+    rest = [n for n in region if module_path(n) != norm]
+    return rest if rest and len(region_outputs(rest)) == 1 else region
 
 
 def _source(node: fx.Node, region: set[fx.Node]) -> fx.Node | None:
@@ -162,7 +176,7 @@ def _upstream(node: fx.Node, region: set[fx.Node], stop: fx.Node | None = None) 
 
 def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     path = _block_path(marker)
-    region = _region(gm, path) if path is not None else []
+    region = _without_output_norm(_region(gm, path)) if path is not None else []
     members = set(region)
     if marker not in members:
         return None

@@ -132,6 +132,28 @@ def test_block_becomes_one_moe_op(family: str) -> None:
     torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-5)
 
 
+def test_a_norm_on_the_block_output_stays_after_the_op() -> None:
+    """A.X K1's MoE block norms its combined output inside the block: the router, routed and shared
+    experts fold; the norm stays, reading the op's result."""
+    from transformers import AXK1Config
+    from transformers.models.axk1.modeling_axk1 import AXK1MoE
+
+    config = AXK1Config(hidden_size=HIDDEN, moe_intermediate_size=EXPERT_WIDTH, n_routed_experts=EXPERTS,
+                        num_experts_per_tok=TOP_K, n_shared_experts=1, n_group=1, topk_group=1,
+                        norm_topk_prob=True, routed_scaling_factor=1.0)
+    gm, inputs = _capture(_Layer(_init(AXK1MoE(config))), torch.randn(1, TOKENS, HIDDEN))
+    reference = _run(gm, inputs)
+    gm = replace_moe(gm)
+    after = _counts(gm)
+    assert after[tc.moe.default] == 1 and after[tc.routed_experts.default] == 0
+    assert after[torch._C._nn.linear] == 0  # the router and the shared expert's three linears folded
+    (node,) = [n for n in gm.graph.nodes if n.target is tc.moe.default]
+    readers = {module_path(u) for u in node.users}
+    assert any(path.endswith("post_mlp_layernorm") for path in readers)
+    result = _run(gm, inputs)
+    torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-5)
+
+
 def test_router_scoring_and_extras_are_read_from_the_graph() -> None:
     gm, _ = _capture(_Layer(_glm_block()), torch.randn(1, TOKENS, HIDDEN))
     gm = replace_moe(gm)

@@ -84,6 +84,9 @@ register(TextDecoderOf(model_types=("qwen3_vl_moe",), texts=(_ADAPTERS["qwen3_mo
 # MLA families (latent KV cache; DeepSeek sparse attention where `sparse_index`)
 # glm4_moe_lite: GLM-4.7-Flash; deepseek_v2: DeepSeek-V2 / V2.5 / V2-Lite (softmax routing, complex-table RoPE)
 DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lite", "deepseek_v2")))
+# A.X K1 (SKT, axk1): DeepSeek-V3's layout (dense layers where mlp_layer_types says) with a norm on each MoE
+# block's output (replace_moe leaves it after the folded op)
+register(DeepseekAdapter(model_types=("axk1",)))
 register(TextDecoderOf(model_types=("kimi_k25",), texts=(DEEPSEEK_V3,)))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # DeepSeek-V4: sliding-window + compressed (CSA / HCA) attention, hyper-connections, hash-routed first MoE layers
