@@ -46,6 +46,23 @@ def require(config: PretrainedConfig, name: str) -> Any:
     return value
 
 
+def with_aliases(data: Mapping[str, Any], model_type: str) -> dict[str, Any]:
+    """`data` with each field its config class aliases (`attribute_map`) also under the other name."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        aliases = dict(getattr(CONFIG_MAPPING[model_type], "attribute_map", None) or {})
+    except KeyError:
+        aliases = {}
+    out = dict(data)
+    for alias, name in aliases.items():
+        if out.get(name) is None and data.get(alias) is not None:
+            out[name] = data[alias]
+        if out.get(alias) is None and data.get(name) is not None:
+            out[alias] = data[name]
+    return out
+
+
 @dataclass(frozen=True)
 class DecoderAdapter:
     """Standard decoder: embeddings, N x (norm, attention, norm, MLP), final norm, lm_head."""
@@ -79,8 +96,11 @@ class DecoderAdapter:
         return (*CORE_FIELDS, "intermediate_size", *self.extra_required)
 
     def check_given(self, data: Mapping[str, Any], source: str) -> None:
-        """Refuse a config.json (as a dict) that omits required fields, naming all of them."""
-        check_required(data, self.required_fields(), source, str(data.get("model_type", self.model_types[0])))
+        """Refuse a config.json (as a dict) that omits required fields, naming all of them. A field
+        given under its config class's alias (`attribute_map`, e.g. num_experts / num_local_experts)
+        counts as given."""
+        model_type = str(data.get("model_type", self.model_types[0]))
+        check_required(with_aliases(data, model_type), self.required_fields(), source, model_type)
 
     def derived_fields(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Fields to add to a config.json's contents before transformers reads them: what the family's

@@ -433,6 +433,10 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("hy_v3",), qk_norm=True, mlp_bias_field="mlp_bias",
                    moe=MoEFamily(num_experts="num_experts", shared_count="num_shared_experts", router="sigmoid",
                                  layers=MLP_LAYER_TYPES, shared_module="shared_experts")),
+        # Mellum (JetBrains, mellum): sliding / full GQA layers over Qwen3-MoE-style experts (softmax top-k, no
+        # shared expert), dense layers where mlp_layer_types says
+        MoEAdapter(model_types=("mellum",), mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", layers=MLP_LAYER_TYPES)),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
