@@ -8,7 +8,8 @@ dense MLP of 18432, vocab 153600) with the card's 3:1 sliding / global layers, a
 
 Checked: parameters against transformers' own modules and by hand, the active parameters, one MoE op
 per sparse layer and a dense MLP on the first, RoPE on the sliding layers only (global layers are
-NoPE), and the KV cache per kind by hand (sliding layers hold the window, global ones the context).
+NoPE), and the KV cache per kind by hand (sliding layers hold the window, global ones the context);
+MTP drafting refused in one line (its MTP block is not modelled).
 """
 
 from __future__ import annotations
@@ -79,3 +80,12 @@ def test_kv_cache_by_kind(point):
     sliding, full = LAYER_TYPES.count("sliding_attention"), LAYER_TYPES.count("full_attention")
     assert point.kv_cache_by_kind == {f"sliding({WINDOW})": sliding * BATCH * WINDOW * per_token,
                                       "full": full * BATCH * (CONTEXT + 1) * per_token}
+
+
+def test_mtp_is_refused(tmp_path, capsys):
+    from tensor_cast.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps(dict(CONFIG, num_nextn_predict_layers=1)))
+    assert main(["analyze", str(tmp_path), "--device", "h200", "--mtp", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "K-EXAONE's MTP block" in err[0]

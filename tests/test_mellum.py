@@ -5,7 +5,8 @@ No published config.json was found here (no registry entry; the family loads fro
 transformers' own default config (hidden 2304, 32 / 4 heads of 128, 64 experts of 896, top-8, window
 1024) cut to 4 layers (3 sliding + 1 full; the first dense). Checked: parameters against transformers'
 own modules, one MoE op per sparse layer, the KV cache per kind by hand, and the expert count given
-under either of its config class's names (num_experts / num_local_experts).
+under either of its config class's names (num_experts / num_local_experts); MTP drafting refused in
+one line (its MTP layers are not modelled).
 """
 
 from __future__ import annotations
@@ -56,3 +57,13 @@ def test_expert_count_under_its_alias(case, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(renamed))
     again = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
     assert again.num_parameters == report.num_parameters
+
+
+def test_mtp_is_refused(case, tmp_path, capsys):
+    from tensor_cast.cli import main
+
+    _, data, _, _ = case
+    (tmp_path / "config.json").write_text(json.dumps(dict(data, num_nextn_predict_layers=1)))  # num_mtp_layers
+    assert main(["analyze", str(tmp_path), "--device", "h100", "--mtp", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MTP layers (num_mtp_layers" in err[0]

@@ -88,6 +88,8 @@ class DecoderAdapter:
     fp32_parameters: tuple[str, ...] = ("e_score_correction_bias",)
     # fields this family's transformers config leaves without a usable default (Hunyuan: head_dim None)
     extra_required: tuple[str, ...] = ()
+    # why this family's shipped MTP layers are not built (None: they are built like its last layer)
+    mtp_not_modelled: str | None = None
 
     # ---- HF config -> spec -------------------------------------------------------------
     def required_fields(self) -> tuple[str, ...]:
@@ -136,7 +138,7 @@ class DecoderAdapter:
 
     def mtp_refusal(self, spec: ModelSpec) -> str | None:
         """Why this family's shipped MTP block cannot be built (None: it can)."""
-        return None
+        return self.mtp_not_modelled
 
     def architecture(self, config: PretrainedConfig) -> str:
         archs = getattr(config, "architectures", None) or []

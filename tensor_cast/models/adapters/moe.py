@@ -422,7 +422,9 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("exaone_moe",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_experts", shared_count="num_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=MLP_LAYER_TYPES,
-                                 shared_module="shared_experts")),
+                                 shared_module="shared_experts"),
+                   mtp_not_modelled="K-EXAONE's MTP block (its layer's attention kind and layout) is not modelled "
+                                    "yet"),
         # Arcee Trinity (afmoe): gated GQA with q/k norms, 3:1 sliding / global layers, sigmoid top-k routing with
         # an expert bias, shared experts, the first num_dense_layers layers dense
         MoEAdapter(model_types=("afmoe",), qk_norm=True, mlp_bias_field=None,
@@ -436,7 +438,9 @@ def moe_adapters() -> list[MoEAdapter]:
         # Mellum (JetBrains, mellum): sliding / full GQA layers over Qwen3-MoE-style experts (softmax top-k, no
         # shared expert), dense layers where mlp_layer_types says
         MoEAdapter(model_types=("mellum",), mlp_bias_field=None,
-                   moe=MoEFamily(num_experts="num_experts", layers=MLP_LAYER_TYPES)),
+                   moe=MoEFamily(num_experts="num_experts", layers=MLP_LAYER_TYPES),
+                   mtp_not_modelled="Mellum's MTP layers (num_mtp_layers, of their own mtp_layer_types) are not "
+                                    "modelled yet"),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
