@@ -11,11 +11,9 @@ output norm left after it, the latent KV cache by hand, TP8 reductions.
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig
+from transformers_reference import transformers_parameters, write_config
 
 import tensor_cast
 
@@ -23,15 +21,10 @@ BATCH, CONTEXT = 2, 64
 MLP_TYPES = ["dense", "sparse", "sparse", "sparse"]
 
 
-def write(folder, config) -> str:
-    data = dict(config.to_dict(), architectures=["AXK1ForCausalLM"])
-    (folder / "config.json").write_text(json.dumps(data))
-    return str(folder)
-
-
 def test_full_depth_matches_the_card(tmp_path):
     config = AutoConfig.for_model("axk1")
-    report = tensor_cast.analyze(write(tmp_path, config), device="h100", batch_size=1, query_len=1)
+    write_config(config, tmp_path)
+    report = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=1, query_len=1)
     assert report.num_parameters == pytest.approx(519e9, rel=0.002)  # card: 519B (518.98B)
     with_embedding = report.active_parameters + config.vocab_size * config.hidden_size
     assert with_embedding == pytest.approx(33e9, rel=0.01)  # card: 33B active (32.78B)
@@ -40,9 +33,9 @@ def test_full_depth_matches_the_card(tmp_path):
 @pytest.fixture(scope="module")
 def cut(tmp_path_factory):
     config = AutoConfig.for_model("axk1", num_hidden_layers=4, mlp_layer_types=MLP_TYPES)
-    folder = write(tmp_path_factory.mktemp("axk1"), config)
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    path = tmp_path_factory.mktemp("axk1")
+    write_config(config, path)
+    folder, reference = str(path), transformers_parameters(config)
     report = tensor_cast.analyze(folder, device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
     return config, folder, report, reference
 

@@ -10,11 +10,9 @@ FLOPs, the KV cache by hand.
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig
+from transformers_reference import transformers_parameters, write_config
 
 import tensor_cast
 
@@ -26,10 +24,8 @@ MLP_TYPES = ["dense", "sparse", "sparse", "sparse"]
 def case(tmp_path_factory):
     config = AutoConfig.for_model("hy_v3", num_hidden_layers=LAYERS, mlp_layer_types=MLP_TYPES)
     folder = tmp_path_factory.mktemp("hy_v3")
-    data = dict(config.to_dict(), architectures=["HYV3ForCausalLM"])
-    (folder / "config.json").write_text(json.dumps(data))
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    write_config(config, folder)
+    reference = transformers_parameters(config)
     report = tensor_cast.analyze(str(folder), device="h200", batch_size=BATCH, query_len=1, context_len=CONTEXT)
     return config, report, reference
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig
+from transformers_reference import transformers_parameters, write_config
 
 import tensor_cast
 
@@ -28,10 +28,8 @@ BATCH, CONTEXT = 2, 4096
 def case(tmp_path_factory):
     config = AutoConfig.for_model("mellum", num_hidden_layers=4, mlp_layer_types=MLP_TYPES, layer_types=LAYER_TYPES)
     folder = tmp_path_factory.mktemp("mellum")
-    data = dict(config.to_dict(), architectures=["MellumForCausalLM"])
-    (folder / "config.json").write_text(json.dumps(data))
-    with torch.device("meta"):
-        reference = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    data = write_config(config, folder)
+    reference = transformers_parameters(config)
     report = tensor_cast.analyze(str(folder), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT)
     return config, data, report, reference
 
