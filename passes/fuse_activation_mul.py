@@ -24,7 +24,8 @@ from .graph_utils import finish, is_tensor_node, replace_with_op, shape_key
 MULS = (operator.mul, torch.mul)
 
 
-def _activation(node: fx.Node) -> str | None:
+def activation_name(node: fx.Node) -> str | None:
+    """The activation `node` applies (silu, gelu, gelu_tanh, relu, sigmoid), or None."""
     if node.op == "call_function":
         if node.target is F.silu:
             return "silu"
@@ -47,7 +48,7 @@ def fuse_activation_mul(gm: fx.GraphModule) -> fx.GraphModule:
         if not all(is_tensor_node(a) for a in node.args):
             continue
         for act, up in (node.args, node.args[::-1]):
-            name = _activation(act)
+            name = activation_name(act)
             if name is None or len(act.users) != 1:
                 continue
             gate = act.args[0]

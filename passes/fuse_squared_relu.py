@@ -17,20 +17,13 @@ from __future__ import annotations
 import operator
 
 import torch
-import torch.nn.functional as F
 from torch import fx
 
+from .fuse_activation_mul import MULS, activation_name
 from .graph_utils import finish, replace_with_op
 
-RELUS = (F.relu, torch.relu)
 SQUARES = (torch.square,)
 POWS = (torch.pow, operator.pow)
-MULS = (operator.mul, torch.mul)
-
-
-def _is_relu(node: object) -> bool:
-    return isinstance(node, fx.Node) and ((node.op == "call_function" and node.target in RELUS)
-                                          or (node.op == "call_method" and node.target == "relu"))
 
 
 def _squares(node: fx.Node) -> bool:
@@ -49,7 +42,7 @@ def _squared_relu(node: fx.Node) -> fx.Node | None:
     if not _squares(node):
         return None
     base = node.args[0]
-    return base if isinstance(base, fx.Node) and _is_relu(base) and len(base.users) == 1 else None
+    return base if isinstance(base, fx.Node) and activation_name(base) == "relu" and len(base.users) == 1 else None
 
 
 def fuse_squared_relu(gm: fx.GraphModule) -> fx.GraphModule:
