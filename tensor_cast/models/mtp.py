@@ -84,7 +84,7 @@ class MTPBlock(nn.Module):
         super().__init__()
         self.enorm = norm(hidden_size, eps=eps)
         self.hnorm = norm(hidden_size, eps=eps)
-        self.eh_proj = nn.Linear(2 * hidden_size, hidden_size, bias=False)
+        self.add_projections(hidden_size)
         self.layers = nn.ModuleList(layers)
         self.norm = norm(hidden_size, eps=eps)
 
@@ -94,6 +94,10 @@ class MTPBlock(nn.Module):
         if position_embeddings is not None:  # families without rotary positions (Nemotron-H) take none
             kwargs["position_embeddings"] = position_embeddings
         return self.run_layers(x, position_ids, **kwargs)
+
+    def add_projections(self, hidden_size: int) -> None:
+        """The linear mixing the normed embedding with the normed previous hidden state."""
+        self.eh_proj = nn.Linear(2 * hidden_size, hidden_size, bias=False)
 
     def run_layers(self, x: torch.Tensor, position_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         for layer in self.layers:
@@ -124,11 +128,12 @@ class HyperConnectionMTPBlock(MTPBlock):
     def __init__(self, layers: Sequence[nn.Module], hidden_size: int, norm: type, eps: float,
                  hc_head: nn.Module, hc_mult: int) -> None:
         super().__init__(layers, hidden_size, norm, eps)
-        del self.eh_proj
-        self.e_proj = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.h_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.hc_head = hc_head
         self.hc_mult = hc_mult
+
+    def add_projections(self, hidden_size: int) -> None:
+        self.e_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.h_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
     def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, position_embeddings: Any,
                 position_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
