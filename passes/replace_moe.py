@@ -161,19 +161,6 @@ def _latent_projection(x: fx.Node, region: set[fx.Node]) -> fx.Node | None:
     return None
 
 
-def _upstream(node: fx.Node, region: set[fx.Node], stop: fx.Node | None = None) -> set[fx.Node]:
-    """The region's nodes `node` depends on, not looking past `stop`."""
-    seen: set[fx.Node] = set()
-    stack = [node]
-    while stack:
-        for parent in stack.pop().all_input_nodes:
-            if parent in region and parent not in seen:
-                seen.add(parent)
-                if parent is not stop:
-                    stack.append(parent)
-    return seen
-
-
 def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     path = _block_path(marker)
     region = _without_output_norm(_region(gm, path)) if path is not None else []
@@ -213,9 +200,9 @@ def _replace_block(gm: fx.GraphModule, marker: fx.Node) -> fx.Node | None:
     modules = {"router": sorted({module_path(n) for n in router_nodes if n.target in LINEARS}),
                "experts": [module_path(marker)]}
     if latent is not None:  # the router and the routed experts only; the projections and shared experts stay
-        kept = {latent, *outputs} | _upstream(latent, members)
-        for out in outputs:
-            kept |= _upstream(out, members, stop=marker) if out is not marker else set()
+        kept = {latent, *outputs} | (ancestors_within(latent, members) & members)
+        for out in outputs:  # what feeds each output, not looking past the experts' op
+            kept |= ancestors_within(out, members - {marker}) & members if out is not marker else set()
         folded = [n for n in region if n not in kept or n is marker]
         others = set(external_inputs(folded)) - {hidden, x} - set(router_params) - expert_params
         if any(_source(n, members) is not hidden for n in others):
