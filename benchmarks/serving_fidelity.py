@@ -47,8 +47,18 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`; on the
   h100_sxm sa-bench vLLM rows on Marlin's MoE, mxfp4_marlin, as the script's VLLM_MXFP4_USE_MARLIN=1
   selects: inferencemax_flags.engine_knobs); the
-  MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting) and for
-  sa-bench agg rows whose script sets it (see engine), else the model dtype.
+  MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), for
+  sa-bench agg rows whose script sets it (see engine) and for sa-bench disagg rows whose recipes set it
+  (`recipe_fp8_kv`): every TensorRT-LLM one — TensorRT-LLM's disaggregated benchmark generator writes
+  `kv_cache_config: dtype: fp8` into both the context and the generation servers'
+  config (examples/disaggregated/slurm/benchmark/gen_yaml.py), and the srt-slurm TensorRT-LLM recipes
+  keep it whatever the weights (recipes/trtllm/b200-fp8/1k1k/stp/ctx1_gen3_tp8_batch1024_eplb0_mtp0_4*.yaml,
+  DeepSeek-R1 FP8); the H100 FP8 row at 4,916 clients (`ctx2_gen1_dep16_batch256`) could not run its
+  measured 4,096 decodes (256 per rank; TTFT + 1,023 x TPOT = 144.8 s a cycle, 33.9 requests/s) with a
+  bf16 cache, which needs 36.8 GB per rank beside 56 GB of weights on an 80 GB GPU — and SGLang's on
+  Blackwell, whose recipes pair the trtllm_mla attention backend with `kv-cache-dtype: fp8_e4m3` in both
+  pools (srt-slurm recipes/b200-fp8/1k1k.yaml, 8k1k.yaml, gb200-fp8/1k1k/max-tpt.yaml), while the H100
+  SGLang recipes (flashinfer) leave it unset (recipes/h100/1k1k/stp/h100-fp8-2p4d-max-tp.yaml); else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   - sa-bench agg rows on h100_sxm / b200_sxm: the launch flags of the InferenceMAX script that ran
     them (`benchmarks/data/inferencemax_agg_flags.csv`, README there: script path and commit per
@@ -410,9 +420,21 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     if (not forced and mxfp4_checkpoint and (row["system"], row["backend"]) in MXFP8_ACTIVATION_RUNS
             and benchmark_source(row) == "sa-bench"):
         out["quant"] = "w4a8_mxfp4_mxfp8"
-    if mode == "nvfp4" or forced == "nvfp4":
+    if mode == "nvfp4" or forced == "nvfp4" or recipe_fp8_kv(row):
         out["kv_cache_dtype"] = "fp8"
     return out
+
+
+# Systems whose SGLang disaggregated recipes run the trtllm_mla attention backend on an fp8_e4m3 KV cache
+SGLANG_FP8_KV_DISAGG_SYSTEMS = ("b200_sxm", "b300_sxm", "gb200", "gb300")
+
+
+def recipe_fp8_kv(row: dict[str, str]) -> bool:
+    """Whether an InferenceMAX (sa-bench) disaggregated row's recipe ran an FP8 KV cache whatever the
+    weights (docstring, quantization): every TensorRT-LLM one, and SGLang's on Blackwell systems."""
+    if row["mode"] != "disagg" or benchmark_source(row) != "sa-bench":
+        return False
+    return row["backend"] == "trtllm" or (row["backend"] == "sglang" and row["system"] in SGLANG_FP8_KV_DISAGG_SYSTEMS)
 
 
 SA_BENCH_RATIO = 0.8  # sa-bench --random-range-ratio: lengths uniform in [0.8 L, L]

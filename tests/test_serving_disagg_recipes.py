@@ -167,3 +167,24 @@ def test_recipes_are_per_model(table):
     r = {**disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8), "model_path": "moonshotai/Kimi-K2.5"}
     with pytest.raises(fidelity.Unsupported, match="no InferenceMAX recipe matches"):
         fidelity.disagg_deployment(r)
+
+
+@pytest.mark.parametrize("system, backend, precision, expected", [
+    ("h100_sxm", "trtllm", "fp8", "fp8"),  # TensorRT-LLM's disagg generator writes dtype fp8 in both pools
+    ("b200_sxm", "sglang", "fp8", "fp8"),  # SGLang's Blackwell recipes: trtllm_mla + fp8_e4m3
+    ("gb200", "sglang", "fp8", "fp8"),
+    ("h100_sxm", "sglang", "fp8", None),  # SGLang's H100 recipes leave the KV cache at the model dtype
+    ("b200_sxm", "trtllm", "fp4", "fp8"),  # NVFP4 rows: fp8 whatever the recipe
+])
+def test_disagg_recipes_kv_cache_dtype(system, backend, precision, expected):
+    r = disagg_row(system, backend, precision, 1024, 1024, 64, 8, 8, 8,
+                   gemm_quant_mode="nvfp4" if precision == "fp4" else "fp8", moe_quant_mode="")
+    assert fidelity.quant(r, r["model_path"], None).get("kv_cache_dtype") == expected
+
+
+def test_agg_and_aic_eval_rows_keep_the_model_dtype_kv_cache():
+    base = disagg_row("b200_sxm", "trtllm", "fp8", 1024, 1024, 64, 8, 8, 8, gemm_quant_mode="fp8", moe_quant_mode="")
+    agg = {**base, "mode": "agg"}
+    aic = {**base, "silicon_data_source": "aic-auto-gap-analysis; silicon_concurrency=64"}
+    assert "kv_cache_dtype" not in fidelity.quant(agg, agg["model_path"], None)
+    assert "kv_cache_dtype" not in fidelity.quant(aic, aic["model_path"], None)

@@ -29,7 +29,11 @@ Engine defaults (the exchange when the launch names no all-to-all backend):
 - torch (the PyTorch harness, no serving engine): all_to_all, the exchange without replicated work.
 Measured (README "Serving accuracy", eighth round; none of these rows fitted anything): H100
 TensorRT-LLM DeepSeek-R1 DEP16 decode over two nodes, predicted / measured TPOT 0.60 -> 1.03 at 256
-sequences per rank (4,916 clients), 0.56 -> 0.77 at 32 (1,845), 1.20 -> 1.43 at 4 (231); the vLLM
+sequences per rank (4,916 clients), 0.56 -> 0.77 at 32 (1,845), 1.20 -> 1.43 at 4 (231) — with a bf16
+KV cache, under which the 4,916-client row's decode pool could hold only part of its 256 per rank; with
+the recipes' FP8 KV cache (twelfth round) it holds all of them and the all-gather predicts 1.39 there
+(one decode step of 4,096 sequences at 1,500 cached tokens: 164 ms with the all-gather, 92 ms with the
+all-to-all, against 118 ms measured TPOT; which exchange the recipe's H100 run used is not public); the vLLM
 attention-DP rows (MiniMax-M2.5 FP8 and Kimi-K2.5 NVFP4, DP4 + EP4: top-8 over 4 ranks, where the
 gather moves half the rows of an all_to_all) 1.00-1.24 -> 0.98-1.17.
 """
