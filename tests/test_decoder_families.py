@@ -15,7 +15,8 @@ import tensor_cast
 
 FAMILIES = ("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee", "granite", "internlm3",
             "olmo3", "ernie4_5", "seed_oss", "ministral", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
-            "cohere", "phi", "hunyuan_v1_dense")
+            "cohere", "phi", "hunyuan_v1_dense", "apertus1p5_text", "cwm", "jais2", "nanochat", "iquestcoder", "granite_swa",
+            "hyperclovax", "vaultgemma")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 
@@ -72,6 +73,8 @@ MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set 
     "flex_olmo": ("num_experts", "intermediate_size", {}),
     "phimoe": ("num_local_experts", "intermediate_size", {}),
     "granitemoe": ("num_local_experts", "intermediate_size", {}),
+    "granitemoeshared": ("num_local_experts", "intermediate_size", {"shared_intermediate_size": 256}),
+    "granitemoe_swa": ("num_local_experts", "intermediate_size", {"shared_intermediate_size": 256}),
     "sarvam_moe": ("n_routed_experts", "moe_intermediate_size", {}),
     "dots1": ("n_routed_experts", "moe_intermediate_size", {"n_routed_experts": 16, "num_experts_per_tok": 4,
                                                              "n_shared_experts": 1}),

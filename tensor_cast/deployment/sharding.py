@@ -86,9 +86,11 @@ def rank_spec(spec: ModelSpec, d: TraceDeployment) -> ModelSpec:
     vocab = rank_vocab(spec.vocab_size, d.tp)
     config: dict[str, Any] = dict(spec.hf_config)
     config["vocab_size"] = vocab
-    for key in SPECIAL_TOKENS:  # token ids past this rank's rows live on another rank
-        ids = config.get(key)
-        if (isinstance(ids, int) and ids >= vocab) or (isinstance(ids, list) and any(i >= vocab for i in ids)):
-            config[key] = None
+    for key in SPECIAL_TOKENS:  # token ids past this rank's rows live on another rank: row 0 stands in for
+        ids = config.get(key)  # them (an id sizes nothing; configs with strict fields refuse None, Cwm's)
+        if isinstance(ids, int) and ids >= vocab:
+            config[key] = 0
+        elif isinstance(ids, list):
+            config[key] = [i if i < vocab else 0 for i in ids]
     return dataclasses.replace(spec, vocab_size=vocab, layers=tuple(shard_layer(layer, d) for layer in spec.layers),
                                hf_config=config, mtp_block=tuple(shard_layer(layer, d) for layer in spec.mtp_block))

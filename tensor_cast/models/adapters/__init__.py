@@ -42,6 +42,14 @@ register(DecoderAdapter(model_types=("llama",)))
 # KV cache by hand)
 register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee",
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
+# More Llama-shaped decoders under their own names: Apertus 1.5's text decoder, Meta's Code World Model (cwm:
+# sliding / global layer_types), Jais 2 and nanochat (squared-ReLU MLPs), IQuest-Coder (Llama's modules),
+# Granite SWA (Granite's multipliers, sliding layers), HyperCLOVA X (Granite-style multipliers)
+register(DecoderAdapter(model_types=("apertus1p5_text", "cwm", "jais2", "nanochat", "iquestcoder", "granite_swa",
+                                     "hyperclovax")))
+# VaultGemma: Gemma's attention and MLP, pre-norms named as Gemma 2's (no generic sub-block skipping)
+register(DecoderAdapter(model_types=("vaultgemma",), activation_field="hidden_activation", mlp_bias_field=None,
+                        supports_layer_skips=False))
 # Ministral 8B (`ministral`: layer_types interleave sliding and full layers); like Hunyuan dense below, its config
 # must give head_dim (transformers' default is None)
 register(DecoderAdapter(model_types=("ministral",), extra_required=("head_dim",)))

@@ -378,6 +378,13 @@ def _layer_view(config: PretrainedConfig, index: int) -> PretrainedConfig:
 
 
 # ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
+# Granite's MoE block (`block_sparse_moe`) and the shared MLP of `shared_intermediate_size` beside it (`shared_mlp`,
+# outside the block: one shared expert in the spec; none when the width is 0)
+GRANITE_SHARED_MOE = MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size",
+                               shared_size="shared_intermediate_size", dense_size=None, block="block_sparse_moe",
+                               router_module="router")
+
+
 def moe_adapters() -> list[MoEAdapter]:
     return [
         MoEAdapter(model_types=("qwen3_moe",), qk_norm=True, out_bias_field="attention_bias", mlp_bias_field=None,
@@ -465,6 +472,12 @@ def moe_adapters() -> list[MoEAdapter]:
                    mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size", dense_size=None,
                                  block="block_sparse_moe", router_module="router")),
+        # Granite MoE with a shared MLP beside the block (granitemoeshared; granitemoe_swa: sliding / full
+        # layer_types and learned attention sinks): Granite 4.0's MoE layout (granite_hybrid.py) without Mamba
+        MoEAdapter(model_types=("granitemoeshared",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
+                   mlp_bias_field=None, moe=GRANITE_SHARED_MOE),
+        MoEAdapter(model_types=("granitemoe_swa",), sinks=True, qkv_bias_field="attention_bias",
+                   out_bias_field="attention_bias", mlp_bias_field=None, moe=GRANITE_SHARED_MOE),
         # Llama 4 Scout / Maverick: top-1 sigmoid routing plus one shared expert, MoE in `moe_layers`
         # (Maverick: every other layer), dense layers of intermediate_size_mlp; experts swapped (llama4_moe.py)
         Llama4Adapter(model_types=("llama4_text",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
