@@ -432,7 +432,7 @@ SGLANG_FP8_KV_DISAGG_SYSTEMS = ("b200_sxm", "b300_sxm", "gb200", "gb300")
 def recipe_fp8_kv(row: dict[str, str]) -> bool:
     """Whether an InferenceMAX (sa-bench) disaggregated row's recipe ran an FP8 KV cache whatever the
     weights (docstring, quantization): every TensorRT-LLM one, and SGLang's on Blackwell systems."""
-    if row["mode"] != "disagg" or benchmark_source(row) != "sa-bench":
+    if row.get("mode") != "disagg" or benchmark_source(row) != "sa-bench":
         return False
     return row["backend"] == "trtllm" or (row["backend"] == "sglang" and row["system"] in SGLANG_FP8_KV_DISAGG_SYSTEMS)
 

@@ -95,6 +95,8 @@ DEEPSEEK_V3 = register(DeepseekAdapter(model_types=("deepseek_v3", "glm4_moe_lit
 # A.X K1 (SKT, axk1): DeepSeek-V3's layout (dense layers where mlp_layer_types says) with a norm on each MoE
 # block's output (replace_moe leaves it after the folded op)
 register(DeepseekAdapter(model_types=("axk1",)))
+# Sarvam's MLA MoE (sarvam_mla): transformers builds it as DeepSeek-V3's modules (DeepseekV3ForCausalLM)
+register(DeepseekAdapter(model_types=("sarvam_mla",)))
 register(TextDecoderOf(model_types=("kimi_k25",), texts=(DEEPSEEK_V3,)))  # Kimi-K2.5: MoonViT + Kimi-K2's DeepSeek-V3 decoder
 register(DeepseekAdapter(model_types=("deepseek_v32", "glm_moe_dsa"), sparse_index=True))
 # DeepSeek-V4: sliding-window + compressed (CSA / HCA) attention, hyper-connections, hash-routed first MoE layers
