@@ -83,6 +83,7 @@ MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set 
     "granitemoe": ("num_local_experts", "intermediate_size", {}),
     "granitemoeshared": ("num_local_experts", "intermediate_size", {"shared_intermediate_size": 256}),
     "granitemoe_swa": ("num_local_experts", "intermediate_size", {"shared_intermediate_size": 256}),
+    "kolibri1": ("num_local_experts", "moe_intermediate_size", {}),
     "sarvam_moe": ("n_routed_experts", "moe_intermediate_size", {}),
     "dots1": ("n_routed_experts", "moe_intermediate_size", {"n_routed_experts": 16, "num_experts_per_tok": 4,
                                                              "n_shared_experts": 1}),

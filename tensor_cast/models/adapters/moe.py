@@ -448,6 +448,11 @@ def moe_adapters() -> list[MoEAdapter]:
                    moe=MoEFamily(num_experts="num_experts", layers=MLP_LAYER_TYPES),
                    mtp_not_modelled="Mellum's MTP layers (num_mtp_layers, of their own mtp_layer_types) are not "
                                     "modelled yet"),
+        # Kolibri 1 (kolibri1): q/k-normed GQA, sliding layers with RoPE and NoPE global ones, a MoE in every layer
+        # (sigmoid routing with a correction bias, one shared expert of shared_expert_intermediate_size)
+        MoEAdapter(model_types=("kolibri1",), qk_norm=True, qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_local_experts", dense_size=None, router="sigmoid",
+                                 shared_size="shared_expert_intermediate_size", shared_module="shared_experts")),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
