@@ -28,6 +28,8 @@ Why each is needed:
   gated norm as `tensor_cast::gated_rms_norm`.
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
+- Cohere2 MoE's experts: fused 3-D weights looped over with a one-hot mask instead of transformers'
+  experts registry; the swap emits `tensor_cast::routed_experts` over the same weights (`cohere2_moe.py`).
 
 Must not know about costs: the swapped forwards emit ops; formulas cost them.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .cohere2_moe import Cohere2MoeExpertsForward
 from .deepseek_v4 import (
     CompressedAttentionForward,
     HashRouterAsTopK,
@@ -67,6 +70,7 @@ SWAPS: dict[str, type] = {
     "Gemma4TextExperts": Gemma4ExpertsForward,
     "Llama4TextMoe": Llama4MoeForward,
     "Llama4TextExperts": Llama4ExpertsForward,
+    "Cohere2MoeExperts": Cohere2MoeExpertsForward,
     "NemotronHMamba2Mixer": Mamba2MixerForward,
     "GraniteMoeHybridMambaLayer": Mamba2MixerForward,
 }

@@ -377,6 +377,24 @@ def _layer_view(config: PretrainedConfig, index: int) -> PretrainedConfig:
     return view
 
 
+@dataclass(frozen=True)
+class Cohere2MoEAdapter(MoEAdapter):
+    """Cohere2 MoE (`cohere2_moe`): Command-A's parallel attention + MLP block over routed experts of
+    `intermediate_size` with `num_shared_experts` shared ones, dense layers of
+    `prefix_dense_intermediate_size` where `mlp_layer_types` says; the router scores by
+    `expert_selection_fn` (softmax or sigmoid). The dense width is required only where a layer is dense."""
+
+    def required_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in super().required_fields() if f != self.moe.dense_size)
+
+    def mlp_spec(self, config: PretrainedConfig, index: int) -> MLPSpec:
+        spec = super().mlp_spec(config, index)
+        if spec.moe is None:
+            return spec
+        router = "sigmoid" if getattr(config, "expert_selection_fn", "softmax") == "sigmoid" else "softmax"
+        return dataclasses.replace(spec, moe=dataclasses.replace(spec.moe, router=router))
+
+
 # ---- the family rows (registered in adapters/__init__.py) -----------------------------------------
 # Granite's MoE block (`block_sparse_moe`) and the shared MLP of `shared_intermediate_size` beside it (`shared_mlp`,
 # outside the block: one shared expert in the spec; none when the width is 0)
@@ -453,6 +471,11 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("kolibri1",), qk_norm=True, qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_local_experts", dense_size=None, router="sigmoid",
                                  shared_size="shared_expert_intermediate_size", shared_module="shared_experts")),
+        Cohere2MoEAdapter(model_types=("cohere2_moe",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
+                          mlp_bias_field=None, supports_layer_skips=False,
+                          moe=MoEFamily(num_experts="num_experts", expert_size="intermediate_size",
+                                        dense_size="prefix_dense_intermediate_size", shared_count="num_shared_experts",
+                                        layers=MLP_LAYER_TYPES, shared_module="shared_experts")),
         MoEAdapter(model_types=("dots1",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="n_routed_experts", shared_count="n_shared_experts", router="sigmoid",
                                  groups=("n_group", "topk_group"), layers=FIRST_K_DENSE,
