@@ -90,7 +90,11 @@ def _is_token_linear(expr: Any) -> bool:
 def _in_tokens(expr: Any, table_tokens: int) -> tuple[Any, Callable[[Any], Any], np.ndarray]:
     """A token-linear sum (in B, S) as an expression in T, its numpy function and its table over
     T = 0..table_tokens (T = 0 costs 0)."""
-    expr_t = expr.xreplace({B: sympy.Integer(1)}).subs(S, T) if isinstance(expr, sympy.Basic) else expr
+    if isinstance(expr, sympy.Basic):
+        with sympy.evaluate(False):  # a renaming: re-evaluating every Max / Min on the way costs seconds (MoE skew)
+            expr_t = expr.xreplace({B: sympy.Integer(1), S: T})
+    else:
+        expr_t = expr
     fn = sympy.lambdify((T,), expr_t, modules="numpy")
     grid = np.arange(0, table_tokens + 1, dtype=float)
     grid[0] = 1.0
@@ -141,10 +145,10 @@ class BatchCost:
             if not mult:
                 continue
             expr = mult * node.time.time_s
-            if _is_token_linear(expr):
-                linear = linear + _rekey_graph_conditions(expr)
+            if _is_token_linear(expr):  # its conditions on B·S become conditions on T in _in_tokens (B = 1, S = T)
+                linear = linear + expr
                 if node.op in SHARED_OPS or node.op.startswith(MOE_OP):
-                    shared = shared + _rekey_graph_conditions(expr)
+                    shared = shared + expr
             else:
                 group = group + _rekey_graph_conditions(expr)
         linear_t, linear_fn, table = _in_tokens(linear, table_tokens)
