@@ -181,6 +181,30 @@ def test_trust_remote_code_config_failures_are_one_line(tmp_path, capsys, body, 
     assert_one_line_error(status, err, fragment)
 
 
+@pytest.mark.parametrize("command", [
+    ("serve", "--device", "h100", "--concurrency", "2", "--isl", "16", "--osl", "4"),
+    ("search", "--devices", "h100", "--gpus", "1", "--isl", "16", "--osl", "4"),
+    ("recommend", "--rate", "1", "--devices", "h100", "--isl", "16", "--osl", "4"),
+])
+def test_serve_search_and_recommend_take_trust_remote_code(tmp_path, capsys, command):
+    """The refusal names --trust-remote-code; serve, search and recommend accept it (the consented config is
+    read, then refused for its model_type: remote code ran only with the flag)."""
+    config = {"model_type": "my_custom_llm", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "configuration_custom.py").write_text(REMOTE_CONFIG.format(body="pass"))
+    name, *options = command
+    status, _, err = run_cli(capsys, name, str(tmp_path), *options)
+    assert_one_line_error(status, err, "--trust-remote-code")
+    status, _, err = run_cli(capsys, name, str(tmp_path), *options, "--trust-remote-code")
+    assert_one_line_error(status, err, "model_type 'my_custom_llm' is not supported")
+
+
+def test_serve_moe_skew_is_checked(capsys):
+    status, _, err = run_cli(capsys, "serve", "Qwen/Qwen3-30B-A3B", "--device", "h100", "--concurrency", "2",
+                             "--isl", "16", "--osl", "4", "--num-hidden-layers", "1", "--moe-skew", "-1")
+    assert_one_line_error(status, err, "moe_skew")
+
+
 # ==== output files ================================================================================
 @pytest.mark.parametrize("where, fragment", [
     ("missing/out.json", "does not exist"),

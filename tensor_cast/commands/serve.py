@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disagg", help='prefill/decode pools, each "<N>x tp<a> [dp<b>] [ep<c>] [pp<d>] [bs<s>]" '
                                      '(bs: requests one rank runs at once), e.g. "prefill: 2x tp4; decode: 1x tp8 bs64"')
     p.add_argument("--num-hidden-layers", type=int, help="simulate only the first N layers")
+    p.add_argument("--moe-skew", type=finite_float, default=0.0,
+                   help="Zipf skew of MoE expert popularity in every step (0: uniform routing; analyze's --moe-skew)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
     p.add_argument("--range-ratio", type=finite_float, default=0.0,
                    help="prompt/output lengths uniform in [L(1-r), L(1+r)] (vLLM --random-range-ratio); default 0")
     p.add_argument("--warmup-requests", type=int_at_least(0), default=0,
@@ -126,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
     outputs.check_distinct(files)
     load_device(args.device)
     check_model_argument(args.model)
+    model: Any = args.model
+    if args.trust_remote_code:  # the spec, read with consent: the simulator takes it instead of the id
+        from ..api import load_model
+
+        model = load_model(args.model, trust_remote_code=True)
 
     from ..progress import stderr_progress, step
 
@@ -139,15 +147,15 @@ def run(args: argparse.Namespace) -> int:
             osl=args.osl, disagg=args.disagg, engine_args=_engine_args(args.engine_arg), seed=args.seed, mtp=args.mtp,
             mtp_acceptance=args.mtp_acceptance, prefix_hit_rate=args.prefix_hit_rate, range_ratio=args.range_ratio,
             warmup_requests=args.warmup_requests, num_hidden_layers=args.num_hidden_layers, kernels=args.kernels,
-            fast_forward=args.fast_forward, **deployment_options(args))
+            fast_forward=args.fast_forward, moe_skew=args.moe_skew, **deployment_options(args))
         report: Any
         if sweep:  # --concurrency / --rate / --trace are exclusive: trace is None here
             kind = "concurrency" if args.concurrency else "rate"
-            report = simulate_sweep(args.model, **{kind: levels}, **shared,
+            report = simulate_sweep(model, **{kind: levels}, **shared,
                                     progress=_Progress("levels") if sys.stderr.isatty() else None)
         else:
             report = simulate(
-                args.model, concurrency=args.concurrency[0] if args.concurrency else None,
+                model, concurrency=args.concurrency[0] if args.concurrency else None,
                 rate=args.rate[0] if args.rate else None, record_steps=args.trace_out is not None,
                 progress=_Progress() if sys.stderr.isatty() else None, **shared)
         render: dict[str, Callable[[], str]] = {"--json": lambda: report.to_json(requests=True, slo=slo),

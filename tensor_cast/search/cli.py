@@ -44,6 +44,7 @@ def _common(p: Any) -> None:
     p.add_argument("--disagg", action="store_true",
                    help="also search disaggregated units (x prefill workers + a decode worker)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the trace cache")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow running a config's remote code")
     p.add_argument("--no-screen", action="store_true",
                    help="simulate every concurrency level, also those above a level that already misses the SLOs "
                         "(by default they are listed as screened, not simulated)")
@@ -106,16 +107,25 @@ def _write(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> Any:
+    """The model id, or with --trust-remote-code the spec read with consent (search takes either)."""
+    if not args.trust_remote_code:
+        return args.model
+    from ..api import load_model
+
+    return load_model(args.model, trust_remote_code=True)
+
+
 def run_search(args: argparse.Namespace) -> int:
     from .run import search
 
-    return _write(search(args.model, gpus=args.gpus, **_options(args)), args)
+    return _write(search(_model(args), gpus=args.gpus, **_options(args)), args)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
     from .run import recommend
 
-    return _write(recommend(args.model, rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
+    return _write(recommend(_model(args), rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
                             **_options(args)), args)
 
 
