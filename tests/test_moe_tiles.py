@@ -455,6 +455,7 @@ def test_simulate_takes_the_moe_skew_of_its_steps():
     uniform = tensor_cast.simulate("Qwen/Qwen3-30B-A3B", **run)
     skewed = tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=1.2, **run)
     assert skewed.mean_ttft_s != uniform.mean_ttft_s
+    assert any("moe_skew 1.2" in note for note in skewed.notes) and not any("moe_skew" in n for n in uniform.notes)
     with pytest.raises(TensorCastError, match="moe_skew"):
         tensor_cast.simulate("Qwen/Qwen3-30B-A3B", moe_skew=-1.0, **run)
 

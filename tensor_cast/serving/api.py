@@ -399,6 +399,9 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
         notes.append("TTFT includes the KV transfer from the prefill to the decode worker")
     if kernels is not None and kernels != profile_engine.name:
         notes.append(f"step costs from the device profile's {kernels!r} kernel section, not {profile_engine.name}'s")
+    if moe_skew:
+        notes.append(f"MoE routing Zipf-skewed in every step (moe_skew {moe_skew:g}): fewer distinct experts per step "
+                     "than uniform routing")
     notes.append(accuracy_note(spec.family_model_type, profile.name, profile_engine.name, "agg" if pools is None else "disagg"))
     result = simulate_workers(worker_pools, workload, transfer_s=transfer if pools is not None else (lambda r: 0.0),
                               record_steps=record_steps, progress=progress, fast_forward=bool(fast_forward))
