@@ -202,7 +202,7 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
 
-Why one file of ~850 lines (about 195 of them this docstring): the docstring above is the mapping's
+Why one file of ~880 lines (about 205 of them this docstring): the docstring above is the mapping's
 specification and the code below implements it line for line (parallelism, quantization, engine
 arguments, disagg recipes, protocol); a reader checks one against the other. The tables and their
 readers live elsewhere: the recipe table in `benchmarks/data/inferencemax_disagg_recipes.csv`, the agg

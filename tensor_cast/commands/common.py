@@ -125,3 +125,13 @@ def deployment_options(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag):
             options[flag] = True
     return options
+
+
+def model_or_spec(args: argparse.Namespace) -> Any:
+    """The model argument as the simulator and the search take it: the id, or with --trust-remote-code the
+    spec read with consent (their own loading never runs remote code)."""
+    if not args.trust_remote_code:
+        return args.model
+    from ..api import load_model
+
+    return load_model(args.model, trust_remote_code=True)

@@ -27,6 +27,7 @@ from .common import (
     finite_float,
     int_at_least,
     list_of,
+    model_or_spec,
 )
 
 HELP = "simulate serving: TTFT, TPOT, throughput under load"
@@ -129,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
     outputs.check_distinct(files)
     load_device(args.device)
     check_model_argument(args.model)
-    model: Any = args.model
-    if args.trust_remote_code:  # the spec, read with consent: the simulator takes it instead of the id
-        from ..api import load_model
-
-        model = load_model(args.model, trust_remote_code=True)
+    model = model_or_spec(args)
 
     from ..progress import stderr_progress, step
 

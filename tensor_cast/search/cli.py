@@ -107,25 +107,18 @@ def _write(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _model(args: argparse.Namespace) -> Any:
-    """The model id, or with --trust-remote-code the spec read with consent (search takes either)."""
-    if not args.trust_remote_code:
-        return args.model
-    from ..api import load_model
-
-    return load_model(args.model, trust_remote_code=True)
-
-
 def run_search(args: argparse.Namespace) -> int:
+    from ..commands.common import model_or_spec
     from .run import search
 
-    return _write(search(_model(args), gpus=args.gpus, **_options(args)), args)
+    return _write(search(model_or_spec(args), gpus=args.gpus, **_options(args)), args)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    from ..commands.common import model_or_spec
     from .run import recommend
 
-    return _write(recommend(_model(args), rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
+    return _write(recommend(model_or_spec(args), rate=args.rate, max_gpus_per_instance=args.max_gpus_per_instance,
                             **_options(args)), args)
 
 
