@@ -1,7 +1,8 @@
 """Llama-shaped decoder families served by the standard adapter row (models/adapters/__init__.py):
 for each, transformers' own default config cut to 4 layers — parameters against transformers' own
 modules built on the meta device (a second route), the KV cache by hand from the config (sliding
-layers hold at most their window: the window is set below the context to exercise it)."""
+layers hold at most their window: the window is set below the context to exercise it); TP2 halves the
+weights and the KV cache, or, for a family whose attention cannot be built per rank, is refused in one line."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from packaging.version import Version
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import tensor_cast
+from tensor_cast.errors import DeploymentError
 
 FAMILIES = ("apertus", "smollm3", "exaone", "exaone4", "glm4", "glm", "cohere2", "arcee", "granite", "internlm3",
             "olmo3", "ernie4_5", "seed_oss", "ministral", "ministral3", "phi3", "starcoder2", "gemma", "gemma2", "olmo", "olmo2",
             "cohere", "phi", "hunyuan_v1_dense", "apertus1p5_text", "cwm", "jais2", "nanochat", "iquestcoder", "granite_swa",
-            "hyperclovax", "vaultgemma")
+            "hyperclovax", "vaultgemma", "helium", "nemotron", "stablelm")
 CONTEXT, BATCH, WINDOW = 100, 2, 32
 
 
 GIVEN = {"hunyuan_v1_dense": {"head_dim": 128},  # fields a family's transformers default leaves unusable
-         "ministral": {"head_dim": 128}}
+         "ministral": {"head_dim": 128}, "nemotron": {"num_key_value_heads": 8}}
+# families whose transformers attention cannot be built per rank (deployment/config.py TP_UNSUPPORTED)
+TP1_ONLY = ("helium", "stablelm")
 
 
 def config_for(model_type: str):
@@ -71,6 +75,11 @@ def test_family_parameters_and_kv_cache(model_type, tmp_path):
     report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     assert report.memory.kv_cache_bytes == expected_kv_bytes(config, model_type)
+    if model_type in TP1_ONLY:
+        with pytest.raises(DeploymentError, match=rf"^tp=2 is not supported for model_type '{model_type}': .*; "
+                                                  r"accepted tp: 1 \(use dp to scale out\)$"):
+            tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT, tp=2)
+        return
     # tensor parallelism over 2 GPUs: every weight (the vocabulary too) and the KV heads split in half
     split = tensor_cast.analyze(str(tmp_path), device="h100", batch_size=BATCH, query_len=1, context_len=CONTEXT, tp=2)
     assert float(split.memory.weights_bytes) == pytest.approx(float(report.memory.weights_bytes) / 2, rel=1e-3)

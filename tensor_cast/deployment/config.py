@@ -239,6 +239,10 @@ def _common(values: Iterable[int]) -> int:
 TP_UNSUPPORTED = {
     "olmoe": "its q/k RMSNorms span all heads (width = hidden size), so tensor parallelism needs an "
              "all-gather of q and k before them, which is not modelled",
+    "stablelm": "transformers' StableLmAttention derives head_dim from hidden_size / num_attention_heads, so a "
+                "rank's attention with heads / tp cannot be built",
+    "helium": "transformers' HeliumAttention builds o_proj as hidden_size x hidden_size, not from the heads, so a "
+              "rank's attention with heads / tp cannot be built",
 }
 
 

@@ -30,6 +30,9 @@ Why each is needed:
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 - Cohere2 MoE's experts: fused 3-D weights looped over with a one-hot mask instead of transformers'
   experts registry; the swap emits `tensor_cast::routed_experts` over the same weights (`cohere2_moe.py`).
+- Nemotron's and StableLM's decoder layers (`kwargs_layers.py`): they drop their forward's kwargs before
+  the attention call, so the context carrier never reaches the attention function; the swap is the
+  layer's own forward passing them on.
 
 Must not know about costs: the swapped forwards emit ops; formulas cost them.
 """
@@ -49,6 +52,7 @@ from .dsa_attention import DSAAttentionForward, DSAIndexerForward
 from .gated_delta_net import GatedDeltaNetForward
 from .gemma4_moe import Gemma4ExpertsForward, Gemma4MoELayerForward
 from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
+from .kwargs_layers import ParallelResidualLayerForward, PreNormLayerForward
 from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
 from .mamba2 import Mamba2MixerForward
 
@@ -73,6 +77,8 @@ SWAPS: dict[str, type] = {
     "Cohere2MoeExperts": Cohere2MoeExpertsForward,
     "NemotronHMamba2Mixer": Mamba2MixerForward,
     "GraniteMoeHybridMambaLayer": Mamba2MixerForward,
+    "NemotronDecoderLayer": PreNormLayerForward,
+    "StableLmDecoderLayer": ParallelResidualLayerForward,
 }
 
 

@@ -44,9 +44,17 @@ register(DecoderAdapter(model_types=("apertus", "smollm3", "exaone", "exaone4", 
                                      "granite", "internlm3", "olmo3", "ernie4_5", "seed_oss")))
 # More Llama-shaped decoders under their own names: Apertus 1.5's text decoder, Meta's Code World Model (cwm:
 # sliding / global layer_types), Jais 2 and nanochat (squared-ReLU MLPs), IQuest-Coder (Llama's modules),
-# Granite SWA (Granite's multipliers, sliding layers), HyperCLOVA X (Granite-style multipliers)
+# Granite SWA (Granite's multipliers, sliding layers), HyperCLOVA X (Granite-style multipliers), Kyutai Helium
+# (tp > 1 refused: deployment/config.py TP_UNSUPPORTED)
 register(DecoderAdapter(model_types=("apertus1p5_text", "cwm", "jais2", "nanochat", "iquestcoder", "granite_swa",
-                                     "hyperclovax")))
+                                     "hyperclovax", "helium")))
+# Nemotron-4 / Minitron (`nemotron`): LayerNorm1P norms, a squared-ReLU MLP without a gate, partial RoPE; its layer
+# drops the forward's kwargs before attention (models/kwargs_layers.py swaps in its forward that passes them).
+# transformers' default leaves num_key_value_heads None, which its own attention cannot build
+register(DecoderAdapter(model_types=("nemotron",), extra_required=("num_key_value_heads",)))
+# StableLM 2 / StableLM 3B (`stablelm`): LayerNorms with bias, partial RoPE, optional per-head q/k LayerNorms and
+# a parallel residual (its layer is swapped like Nemotron's); tp > 1 is refused (deployment/config.py)
+register(DecoderAdapter(model_types=("stablelm",), qkv_bias_field="use_qkv_bias", supports_layer_skips=False))
 # VaultGemma: Gemma's attention and MLP, pre-norms named as Gemma 2's (no generic sub-block skipping)
 register(DecoderAdapter(model_types=("vaultgemma",), activation_field="hidden_activation", mlp_bias_field=None,
                         supports_layer_skips=False))
