@@ -172,6 +172,14 @@ def store_in_checkpoint_dtype(model: nn.Module, dtype: torch.dtype, fp32_suffixe
                 tensor.data = tensor.data.to(target)
 
 
+def _rebuilt_layer(layer_class: type, layer_config: Any, index: int, stack_config: Any) -> Any:
+    """A decoder layer rebuilt from its own config; a class that takes its mixer type as an argument
+    (Bamba's `layer_type`, which its model reads from the stack's `layer_types`) is given the same one."""
+    if "layer_type" in inspect.signature(layer_class).parameters:
+        return layer_class(layer_config, index, layer_type=stack_config.layer_types[index])
+    return layer_class(layer_config, index)
+
+
 def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeModel:
     from transformers import AutoModelForCausalLM
 
@@ -190,7 +198,7 @@ def build_representative(spec: ModelSpec, *, mtp: int = 0) -> RepresentativeMode
         for index, layer_spec in enumerate(built):
             layer_config = adapter.config_for_layer(spec, layer_spec, config)
             if _config_dict(layer_config) != _config_dict(config):
-                stack[index] = type(stack[index])(layer_config, index)
+                stack[index] = _rebuilt_layer(type(stack[index]), layer_config, index, config)
             fit_shared_experts(stack[index], layer_spec, layer_config)
             skip_attention, skip_mlp = layer_spec.attention.kind == "none", layer_spec.mlp.kind == "none"
             if (skip_attention or skip_mlp) and not adapter.single_mixer_blocks:

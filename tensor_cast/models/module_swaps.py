@@ -23,7 +23,7 @@ Why each is needed:
   router as top-k routing over the same scores (so `replace_moe` folds the block).
 - Gemma 4's MoE layers (`gemma4_moe.py`): the routed experts hang off the decoder layer beside the
   dense MLP (no MoE block to fold): emitted as one `tensor_cast::moe` from the experts module.
-- Mamba-2 mixers (Nemotron-H / Nemotron 3, Granite 4.0 hybrids; `mamba2.py`): the torch path is a chunked SSD of ~60 eager
+- Mamba-2 mixers (Nemotron-H / Nemotron 3, Granite 4.0 hybrids, Bamba; `mamba2.py`): the torch path is a chunked SSD of ~60 eager
   ops with chunk x chunk intermediates; the swap emits `tensor_cast::mamba2_scan` and the grouped
   gated norm as `tensor_cast::gated_rms_norm`.
 - Llama 4's MoE block: transformers computes every expert for every token (E / k times the work);
@@ -77,6 +77,7 @@ SWAPS: dict[str, type] = {
     "Cohere2MoeExperts": Cohere2MoeExpertsForward,
     "NemotronHMamba2Mixer": Mamba2MixerForward,
     "GraniteMoeHybridMambaLayer": Mamba2MixerForward,
+    "BambaMixer": Mamba2MixerForward,
     "NemotronDecoderLayer": PreNormLayerForward,
     "StableLmDecoderLayer": ParallelResidualLayerForward,
 }

@@ -8,6 +8,7 @@ adapter"). Aliases map config names that transformers does not know to the path 
 from __future__ import annotations
 
 from ...errors import UnsupportedModelError, choices
+from .bamba import BambaAdapter
 from .base import DecoderAdapter
 from .deepseek import DeepseekAdapter
 from .deepseek_v4 import DeepseekV4Adapter
@@ -122,6 +123,7 @@ register(KimiLinearAdapter(model_types=("kimi_linear",)))
 register(NemotronHAdapter(model_types=("nemotron_h",)))
 # Granite 4.0 hybrids: Mamba-2 or GQA mixers, then MoE beside a shared MLP (or the shared MLP alone)
 register(GraniteHybridAdapter(model_types=("granitemoehybrid",)))
+register(BambaAdapter(model_types=("bamba",)))
 
 
 def supported_model_types() -> list[str]:

@@ -26,7 +26,7 @@ from fractions import Fraction
 from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
-from ..spec import AttentionSpec, LayerSpec, MLPSpec, ModelSpec
+from ..spec import AttentionSpec, LayerSpec, MambaSpec, MLPSpec, ModelSpec
 from .base import CORE_FIELDS, DecoderAdapter, require
 from .mamba_fields import GRANITE_HYBRID_MAMBA
 from .moe import MoEFamily
@@ -34,6 +34,13 @@ from .moe import MoEFamily
 GRANITE_HYBRID_MOE = MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size",
                                shared_size="shared_intermediate_size", dense_size="shared_intermediate_size",
                                block="block_sparse_moe", router_module="router")
+
+
+def write_mixer(config: PretrainedConfig, mamba: MambaSpec, hidden_size: int) -> None:
+    """A layer's Mamba-2 sizes into `config`; the mixer's width is int(mamba_expand x hidden_size), so a TP
+    rank's (heads / tp) is set as the exact fraction of the hidden size its heads span."""
+    GRANITE_HYBRID_MAMBA.write(config, mamba)
+    object.__setattr__(config, "mamba_expand", Fraction(mamba.num_heads * mamba.head_dim, hidden_size))
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,7 @@ class GraniteHybridAdapter(DecoderAdapter):
         # the base adapter sets the attention fields; the MLP's are this family's own (below)
         config = super().config_for_layer(spec, LayerSpec(attention=att, mlp=MLPSpec(kind="none")), base)
         if att.kind == "mamba" and att.mamba is not None:
-            m = att.mamba
-            GRANITE_HYBRID_MAMBA.write(config, m)
-            # the mixer's width is int(mamba_expand * hidden_size): a TP rank's is a fraction of the hidden size
-            object.__setattr__(config, "mamba_expand", Fraction(m.num_heads * m.head_dim, int(spec.hidden_size)))
+            write_mixer(config, att.mamba, int(spec.hidden_size))
         if mlp.kind == "moe" and mlp.moe is not None:
             GRANITE_HYBRID_MOE.set_moe_fields(config, mlp.moe)
         else:
