@@ -6,7 +6,7 @@ engine knobs (`engine_args`) and deployment keys. Which run a measured row is, a
 `inferencemax_flags`); the table's README says what each column transcribes and from which script.
 
 Lines of one key (model, system, backend, precision) apply in file order where all their conditions
-hold (`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain
+(the script's variables, and the engine version the row ran) hold (`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain
 script's, marked false), a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
 defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
 is not determined (`Undetermined`).
@@ -23,7 +23,7 @@ from typing import Any
 
 FLAGS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "inferencemax_agg_flags.csv")
 KEYS = ("model", "system", "backend", "precision")
-CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc", "mtp")  # matched against the same-named variables
+CONDITIONS = ("isl", "osl", "tp", "ep", "dp_attn", "conc", "mtp", "version")  # matched against the same-named variables
 INT_KNOBS = ("max_num_batched_tokens", "max_num_seqs", "block_size", "batch_wait_timeout_iters",
              "scheduler_recv_interval", "adp_balance_timeout_iters", "adp_batching_wait_iters")
 FLOAT_KNOBS = ("memory_utilization", "batch_wait_max_tokens_ratio")
@@ -68,10 +68,14 @@ def value(text: str, env: dict[str, int]) -> float:
     return ev(ast.parse(text, mode="eval"))
 
 
-def condition_holds(cell: str, variable: int | bool) -> bool:
-    """A condition cell: empty (any), `true`/`false`, `N`, `<N`, `<=N`, `>N`, `>=N` or `A-B` (inclusive)."""
+def condition_holds(cell: str, variable: int | bool | str) -> bool:
+    """A condition cell: empty (any), `true`/`false`, `N`, `<N`, `<=N`, `>N`, `>=N` or `A-B` (inclusive); on
+    the engine version (a string variable) `<V`, `<=V`, `>V`, `>=V` or `V` over release versions, which a
+    non-release build (`nightly-...`) never satisfies."""
     if not cell:
         return True
+    if isinstance(variable, str):
+        return _version_holds(cell, variable)
     if cell in ("true", "false"):
         return variable == (cell == "true")
     m = re.fullmatch(r"(<=|>=|<|>)?(\d+)(?:-(\d+))?", cell)
@@ -84,7 +88,21 @@ def condition_holds(cell: str, variable: int | bool) -> bool:
             ">=": variable >= low}[m.group(1)]
 
 
-def entry(key: tuple[str, str, str, str], variables: dict[str, int]) -> dict[str, str] | None:
+def _version_holds(cell: str, version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    m = re.fullmatch(r"(<=|>=|<|>)?(\d+(?:\.\d+)*)", cell)
+    if not m:
+        raise ValueError(f"bad version condition {cell!r} in {FLAGS_PATH}")
+    try:
+        have = Version(version)
+    except InvalidVersion:
+        return False
+    want = Version(m.group(2))
+    return {None: have == want, "<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[m.group(1)]
+
+
+def entry(key: tuple[str, str, str, str], variables: dict[str, Any]) -> dict[str, str] | None:
     """The merged flags of the run `key` with script variables `variables`; None where the table has
     no line for the key."""
     lines = [r for r in rows() if tuple(r[k] for k in KEYS) == key]

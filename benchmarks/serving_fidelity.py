@@ -676,17 +676,19 @@ IMX_MODEL = {"meta-llama/Llama-3.1-70B": "70b", "deepseek-ai/DeepSeek-R1": "dsr1
              "MiniMaxAI/MiniMax-M2.5": "minimaxm2.5", "moonshotai/Kimi-K2.5": "kimik2.5"}
 
 
-def imx_variables(row: dict[str, str], mtp: bool = False) -> dict[str, int]:
+def imx_variables(row: dict[str, str], mtp: bool = False) -> dict[str, Any]:
     """The script variables of an sa-bench agg row: the harness's CONC, ISL, OSL (the nominal lengths),
     the run's TP, EP and DP_ATTN (`inferencemax_layout`, else the row's columns), MAX_MODEL_LEN,
     the harness's max-model-len (ISL + OSL + 200: 2,248 at 1k/1k), and MTP: 1 for the run of an
-    `_mtp.sh` script (an agg MTP twin, docstring), whose table lines are its own."""
+    `_mtp.sh` script (an agg MTP twin, docstring), whose table lines are its own, and VERSION, the engine
+    version the row ran (its `backend_version`), for the lines of a later script version."""
     layout = inferencemax_layout(row)
     if layout is None:
         layout = (_int(row["tp_size"]), max(1, _int(row["moe_ep_size"])), _int(row["attention_dp_size"]) > 1)
     isl, osl = int(row["isl"]), int(row["osl"])
     return {"CONC": concurrency(row), "ISL": isl, "OSL": osl, "TP": layout[0], "EP": layout[1],
-            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200, "MTP": int(mtp)}
+            "DP_ATTN": int(layout[2]), "MAX_MODEL_LEN": isl + osl + 200, "MTP": int(mtp),
+            "VERSION": row.get("backend_version", "")}
 
 
 def inferencemax_flags(row: dict[str, str], mtp: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -287,6 +287,28 @@ def test_gpt_oss_kv_cache_follows_the_scripts():
     assert "allreduce_fusion" not in h100["engine_args"]
 
 
+@pytest.mark.parametrize(("version", "kv", "utilization"), [("0.19.0", "fp8", 0.9), ("0.17.0", None, 0.95),
+                                                          ("nightly-5b8c30d62b754b57", None, 0.95)])
+def test_minimax_b200_vllm_fp8_rows_get_their_script_versions_kv_cache(version, kv, utilization):
+    # minimaxm2.5_fp8_b200.sh as stored (07e171a): no kv-cache-dtype, gpu-memory-utilization 0.95; its later
+    # fixed_seq_len/ version, transcribed by NVIDIA's recipe for vLLM 0.19.0: kv-cache-dtype fp8, 0.90 (README of
+    # the table: the 0.19.0 runs' measured concurrency needs the FP8 cache, the 0.17.0 runs' fits a BF16 one)
+    row = {**imx_row("MiniMaxAI/MiniMax-M2.5", "vllm", "fp8", 8192, 1024, 128, "r_tp2_ep1_85"),
+           "backend_version": version, "gemm_quant_mode": "fp8_block", "moe_quant_mode": "fp8_block"}
+    kwargs = fidelity.setup(row, 0.0)
+    assert kwargs.get("kv_cache_dtype") == kv
+    assert kwargs["engine_args"]["memory_utilization"] == utilization and kwargs["engine_args"]["block_size"] == 32
+
+
+def test_version_conditions_compare_release_versions():
+    assert imx.condition_holds(">=0.19.0", "0.19.0") and imx.condition_holds(">=0.19.0", "0.20.1")
+    assert not imx.condition_holds(">=0.19.0", "0.17.0") and imx.condition_holds("<0.19", "0.18.2")
+    assert not imx.condition_holds(">=0.19.0", "nightly-5b8c30d62b754b57")  # not a release: no version line applies
+    assert imx.condition_holds("", "nightly-5b8c30d62b754b57")
+    with pytest.raises(ValueError, match="bad version condition"):
+        imx.condition_holds(">=v0.19", "0.19.0")
+
+
 def test_flags_the_measurements_contradict_are_listed_not_simulated():
     # qwen3.5_fp8_b200.sh caps --max-running-requests at 128; the runs above 128 clients decode larger
     # batches, so their cap is not determined (README of the table)
