@@ -8,7 +8,13 @@ Invariant after: the product keeps its shape and dtype; the activation node is g
 Example:
     before: a = silu(g); y = a * u
     after:  y = act_mul(g, u, "silu")
-Refuses: activations with other users, broadcasting muls, activations the op does not know.
+Also absorbs the casts of a gated MLP evaluated in float32 (`(act(g.float()) * u.float()).to(g.dtype)`,
+Beam's MLP): both upcasts, used only there, and the cast back become part of the one `act_mul` of
+the bf16 inputs, which computes in float32 and writes their dtype as the engines' kernel does.
+    before: g32 = g.float(); u32 = u.float(); y = act_mul(g32, u32, "silu").to(bf16)
+    after:  y = act_mul(g, u, "silu")
+Refuses: activations with other users, broadcasting muls, activations the op does not know; a cast
+with other users or one that does not return to the inputs' dtype.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from .graph_utils import finish, is_tensor_node, replace_with_op, shape_key
+from .graph_utils import example, finish, is_tensor_node, replace_with_op, shape_key
 
 MULS = (operator.mul, torch.mul)
 
@@ -57,4 +63,30 @@ def fuse_activation_mul(gm: fx.GraphModule) -> fx.GraphModule:
                 continue
             replace_with_op(gm, [act, node], op, (gate, up, name), [node])
             break
+    _absorb_float32_casts(gm, op)
     return finish(gm)
+
+
+CASTS = ("float", "to", "type_as", "bfloat16", "half")
+
+
+def _upcast_source(node: fx.Node) -> fx.Node | None:
+    """x where `node` is x cast up to float32 and used once, else None."""
+    if node.op != "call_method" or node.target not in CASTS or len(node.users) != 1:
+        return None
+    source = node.args[0]
+    if not is_tensor_node(source) or example(node).dtype != torch.float32:
+        return None
+    return source if example(source).dtype != torch.float32 else None
+
+
+def _absorb_float32_casts(gm: fx.GraphModule, op: object) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not op or len(node.users) != 1:
+            continue
+        gate, up, name = node.args
+        sources = [_upcast_source(a) for a in (gate, up)]
+        down = next(iter(node.users))
+        if None in sources or down.op != "call_method" or down.target not in CASTS:
+            continue
+        replace_with_op(gm, [gate, up, node, down], op, (sources[0], sources[1], name), [down])

@@ -21,8 +21,9 @@ import torch
 from ..errors import UnsupportedModelError
 from ..ops.moe import routed_experts
 
-# experts class name -> the activation its `_apply_gate` computes (see ops/moe.py)
-CUSTOM_GATES = {"GptOssExperts": "swiglu_oai", "DeepseekV4Experts": "swiglu_limit"}
+# experts class name -> the activation its `_apply_gate` computes (see ops/moe.py); Beam's is the standard
+# SwiGLU evaluated in float32 (`silu(gate.float()) * up.float()`, cast back): the same activation
+CUSTOM_GATES = {"GptOssExperts": "swiglu_oai", "DeepseekV4Experts": "swiglu_limit", "BeamExperts": "silu"}
 
 
 def _activation(module: torch.nn.Module) -> str:

@@ -81,7 +81,9 @@ def _activation_fake(x, activation):
 
 @torch.library.custom_op("tensor_cast::act_mul", mutates_args=())
 def act_mul(gate: torch.Tensor, up: torch.Tensor, activation: str) -> torch.Tensor:
-    return ACTIVATIONS[activation](gate) * up
+    # evaluated in float32 and written in the inputs' dtype, as the engines' kernels do (vLLM silu_and_mul)
+    dtype = torch.promote_types(gate.dtype, up.dtype)
+    return (ACTIVATIONS[activation](gate.float()) * up.float()).to(dtype)
 
 
 @act_mul.register_fake

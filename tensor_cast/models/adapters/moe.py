@@ -471,6 +471,13 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("kolibri1",), qk_norm=True, qkv_bias_field=None, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_local_experts", dense_size=None, router="sigmoid",
                                  shared_size="shared_expert_intermediate_size", shared_module="shared_experts")),
+        # Beam (Reflection AI, beam; Beam-1.0-501B-A23B is transformers' default config): q/k-normed GQA with a
+        # sigmoid output gate per head, sliding (RoPE) / global (NoPE, position-scaled queries) layers, sandwich
+        # norms with depth-scaled residuals, DeepSeek-V3's grouped sigmoid routing without shared experts, dense
+        # layers where mlp_layer_types says; its SwiGLU runs in float32 (capture/experts_interface.py)
+        MoEAdapter(model_types=("beam",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
+                   moe=MoEFamily(num_experts="num_experts", router="sigmoid", groups=("n_group", "topk_group"),
+                                 layers=MLP_LAYER_TYPES)),
         Cohere2MoEAdapter(model_types=("cohere2_moe",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
                           mlp_bias_field=None, supports_layer_skips=False,
                           moe=MoEFamily(num_experts="num_experts", expert_size="intermediate_size",
