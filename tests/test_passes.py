@@ -230,6 +230,36 @@ def test_fuse_activation_mul_refuses_shared_activation(capture_module):
     assert count(after, tc.act_mul.default) == 0 and count(after, F.silu) == 1
 
 
+class Float32SwiGLU(nn.Module):
+    """A gated MLP's activation evaluated in float32 and cast back (Beam's `BeamMLP`)."""
+
+    def forward(self, g, u):
+        return (F.silu(g.float()) * u.float()).to(g.dtype)
+
+
+def casts(gm) -> int:
+    return sum(1 for n in gm.graph.nodes if n.op == "call_method" and n.target in ("float", "to"))
+
+
+def test_fuse_activation_mul_absorbs_float32_casts(capture_module):
+    g, u = (torch.randn(3, 4, dtype=torch.bfloat16) for _ in range(2))
+    before, after = check_same_numbers(capture_module, Float32SwiGLU(), fuse_activation_mul, g, u)
+    assert casts(before) == 3 and casts(after) == 0 and count(after, tc.act_mul.default) == 1
+    fused = next(n for n in after.graph.nodes if call_target(n) == tc.act_mul.default)
+    assert fused.meta["example_value"].dtype == torch.bfloat16  # reads and writes the bf16 tensors
+
+
+def test_fuse_activation_mul_keeps_casts_with_other_users(capture_module):
+    class SharedUpcast(nn.Module):
+        def forward(self, g, u):
+            g32 = g.float()
+            return (F.silu(g32) * u.float()).to(g.dtype), g32.sum()
+
+    g, u = (torch.randn(3, 4, dtype=torch.bfloat16) for _ in range(2))
+    _, after = check_same_numbers(capture_module, SharedUpcast(), fuse_activation_mul, g, u)
+    assert count(after, tc.act_mul.default) == 1 and casts(after) == 3  # fused in float32, casts kept
+
+
 class SquaredReLU(nn.Module):
     """transformers' `ReLUSquaredActivation` behind an ungated up / down MLP (Nemotron-H)."""
 
