@@ -96,6 +96,7 @@ MOE_FAMILIES = {  # model_type: (E field, per-expert width field, fields to set 
     "sarvam_moe": ("n_routed_experts", "moe_intermediate_size", {}),
     "dots1": ("n_routed_experts", "moe_intermediate_size", {"n_routed_experts": 16, "num_experts_per_tok": 4,
                                                              "n_shared_experts": 1}),
+    "flint": ("num_experts", "moe_intermediate_size", {}),  # mlp_only_layers [0, 1]: two dense layers
 }
 
 
@@ -110,6 +111,7 @@ def test_moe_family_parameters_active_parameters_and_kv_cache(model_type, tmp_pa
     dense_first = 1 if getattr(config, "first_k_dense_replace", None) is not None else 0
     if dense_first:
         config.first_k_dense_replace = dense_first
+    dense_first = dense_first or len(getattr(config, "mlp_only_layers", None) or [])  # Qwen2-MoE-style dense layers
     report, reference = analyze_against_transformers(config, tmp_path)
     assert report.num_parameters == reference
     experts, k = getattr(config, experts_field), config.num_experts_per_tok

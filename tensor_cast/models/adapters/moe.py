@@ -478,6 +478,14 @@ def moe_adapters() -> list[MoEAdapter]:
         MoEAdapter(model_types=("beam",), qk_norm=True, out_bias_field=None, mlp_bias_field=None,
                    moe=MoEFamily(num_experts="num_experts", router="sigmoid", groups=("n_group", "topk_group"),
                                  layers=MLP_LAYER_TYPES)),
+        # Flint (RecursiveSI, flint): q/k-normed GQA with sinks, sliding (RoPE) / full (NoPE) layers; Qwen2-MoE's
+        # layout (dense mlp_only_layers, decoder_sparse_step) with sigmoid top-k routing and an always-added shared
+        # expert of shared_expert_intermediate_size; router weight and sinks kept in float32 (its
+        # _keep_in_fp32_modules_strict)
+        MoEAdapter(model_types=("flint",), qk_norm=True, sinks=True, out_bias_field="attention_bias",
+                   mlp_bias_field=None, fp32_parameters=("mlp.gate.weight", "self_attn.sinks", "e_score_correction_bias"),
+                   moe=MoEFamily(num_experts="num_experts", shared_size="shared_expert_intermediate_size",
+                                 router="sigmoid", layers=SPARSE_STEP, shared_module="shared_expert")),
         Cohere2MoEAdapter(model_types=("cohere2_moe",), qkv_bias_field="attention_bias", out_bias_field="attention_bias",
                           mlp_bias_field=None, supports_layer_skips=False,
                           moe=MoEFamily(num_experts="num_experts", expert_size="intermediate_size",
