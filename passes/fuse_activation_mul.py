@@ -75,7 +75,7 @@ def _upcast_source(node: fx.Node) -> fx.Node | None:
     if node.op != "call_method" or node.target not in CASTS or len(node.users) != 1:
         return None
     source = node.args[0]
-    if not is_tensor_node(source) or example(node).dtype != torch.float32:
+    if not isinstance(source, fx.Node) or not is_tensor_node(source) or example(node).dtype != torch.float32:
         return None
     return source if example(source).dtype != torch.float32 else None
 
