@@ -6,9 +6,10 @@ engine knobs (`engine_args`) and deployment keys. Which run a measured row is, a
 `inferencemax_flags`); the table's README says what each column transcribes and from which script.
 
 Lines of one key (model, system, backend, precision) apply in file order where all their conditions
-(the script's variables, and the engine version the row ran) hold (`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain
-script's, marked false), a later line's non-empty cells overriding (`kernels` cells accumulating), as the scripts set
-defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
+(the script's variables, and the engine version the row ran: a later script version's lines) hold
+(`mtp` true: the run of the script's `_mtp.sh` twin, whose lines stand apart from the plain script's,
+marked false), a later line's non-empty cells overriding (`kernels` cells accumulating), as the
+scripts set defaults and then override them by branch. A `?` cell is a flag the measurements contradict: the run
 is not determined (`Undetermined`).
 """
 
