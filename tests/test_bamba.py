@@ -5,7 +5,8 @@
   attention, 32 heads / 8 KV heads, MLP 14336, 128 Mamba heads x 64 in one group, state 128, conv 4,
   vocab 128256 untied) against transformers' own modules for the parameters (its card: 9.78B), by hand
   for the Mamba state + KV cache, one mixer op per layer on the right layers;
-- TP: a rank's mixer holds heads / tp (B / C replicated), the MLP and the KV heads split.
+- TP: a rank's mixer holds heads / tp (B / C replicated), the MLP and the KV heads split, the mixer's and the
+  MLP's outputs each reduced once.
 """
 
 from __future__ import annotations
@@ -70,3 +71,5 @@ def test_tp_splits_the_mixer_heads_mlp_and_kv():
     down = [r for r in four.ops if r.op == "linear" and r.layer == 0 and r.shapes.endswith(f"({HIDDEN}, {MLP // 4})")]
     assert down, "the rank's down projection reads MLP / 4 inputs"
     assert float(four.memory.weights_bytes) < float(one.memory.weights_bytes) / 3.5
+    # the mixer's out_proj and the MLP's down_proj (`feed_forward`) are row-parallel: one reduction each
+    assert sum("all_reduce" in r.op for r in four.ops if r.layer == 0) == 2

@@ -1,5 +1,6 @@
 """Cost rules for the Mamba-2 mixer: `tensor_cast::mamba2_scan` and its output norm
-`tensor_cast::gated_rms_norm` (Nemotron-H / Nemotron 3 Mamba layers).
+`tensor_cast::gated_rms_norm` (Nemotron-H / Nemotron 3 Mamba layers); and for the Mamba-1 mixer's conv
+and scan, `tensor_cast::mamba1_conv` / `tensor_cast::mamba1_scan` (Jamba; "Mamba-1" at the end).
 
 Dimensions: H heads of P channels, a state of N per channel, B and C in G groups, conv channels
 Cc = H·P + 2·G·N, conv kernel K; B sequences of S new tokens, T = B·S; chunks of L tokens. The
@@ -25,6 +26,15 @@ The kernels are the ones vLLM's `MambaMixer2` launches (mamba_ssm's Triton kerne
 
 No engine section has measured Mamba-2 kernels: the rule carries no kernel shape, so an engine section
 times the op as a streaming attention kernel from these counts.
+
+Mamba-1 (vLLM's `MambaMixer`, mamba_ssm's kernels): D inner channels, a state of N per channel, one B
+and C per token for all channels. `mamba1_conv` is `causal_conv1d_fn` / `causal_conv1d_update` over the D
+channels (the conv state (K − 1)·D held per sequence). `mamba1_scan` is one kernel in both forms
+(`selective_scan_fn` in prefill keeps the state on chip across the sequence, `selective_state_update` in
+decode): per token and channel the discretization (softplus of dt + bias: DISCRETIZE_FLOPS), the D skip
+(2) and the SiLU gate (SILU_FLOPS + 1); per token, channel and state element exp(dt·A) (2), the decay
+and the dt·x·B update (3) and the C contraction (2). x, dt, z, B and C are read once, y written once,
+the state (D·N in the state dtype) read and written once per sequence and step.
 """
 
 from __future__ import annotations
@@ -133,3 +143,49 @@ def mamba2_scan(call: OpCall) -> Counts:
 def gated_rms_norm(call: OpCall) -> Counts:
     """One kernel: x, the gate and the weight read once, the normed product written once."""
     return streaming(call, GATED_NORM_FLOPS)
+
+
+# ---- Mamba-1 ---------------------------------------------------------------------------------------
+MAMBA1_STATE_FLOPS = 7  # per token, channel and state element: exp(dt·A) (2), decay + dt·x·B update (3), C (2)
+MAMBA1_CHANNEL_FLOPS = DISCRETIZE_FLOPS + 2 + SILU_FLOPS + 1  # softplus(dt + bias), D skip, the SiLU gate
+
+
+@dataclass(frozen=True)
+class ConvDims:
+    batch: Any
+    q_len: Any
+    channels: int
+    kernel: int
+
+    @property
+    def tokens(self) -> Any:
+        return self.batch * self.q_len
+
+    @property
+    def conv_state_elements(self) -> int:
+        return (self.kernel - 1) * self.channels
+
+
+@register(torch.ops.tensor_cast.mamba1_conv.default, kind="attention")
+def mamba1_conv(call: OpCall) -> Counts:
+    x, weight, bias = call.get("x"), call.get("conv_weight"), call.get("conv_bias")
+    batch, q_len, channels = x.shape
+    dims = ConvDims(batch=batch, q_len=q_len, channels=int(channels), kernel=int(weight.shape[-1]))
+    weights = weight.nbytes + (bias.nbytes if bias is not None else 0)
+    conv = causal_conv(dims, x.itemsize, weights, bias=bias is not None)
+    return Counts(flops=conv.flops, bytes_read=conv.bytes_read, bytes_written=conv.bytes_written,
+                  state_bytes=batch * dims.conv_state_elements * x.itemsize, launches=conv.launches)
+
+
+@register(torch.ops.tensor_cast.mamba1_scan.default, kind="attention")
+def mamba1_scan(call: OpCall) -> Counts:
+    x, a_log = call.get("x"), call.get("A_log")
+    batch, q_len, channels = x.shape
+    state_size = int(a_log.shape[1])
+    tokens, act = batch * q_len, x.itemsize
+    state = batch * channels * state_size * call.get("state_dtype").itemsize
+    small = a_log.nbytes + call.get("D").nbytes + call.get("dt_bias").nbytes
+    inputs = tokens * (3 * channels + 2 * state_size) * act  # x, dt, z; B, C
+    flops = tokens * channels * (MAMBA1_STATE_FLOPS * state_size + MAMBA1_CHANNEL_FLOPS)
+    return Counts(flops={"vector": flops}, bytes_read=inputs + small + state, bytes_written=call.out_bytes + state,
+                  state_bytes=state, launches=1)

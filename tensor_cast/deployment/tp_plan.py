@@ -37,6 +37,14 @@ ENGINE_PLAN: dict[str, str] = {
     "layers.*.mixer.fc2_latent_proj": "replicated",
     # Granite 4.0 hybrids: the Mamba mixer and the shared MLP beside the MoE block
     "layers.*.mamba.out_proj": "rowwise",
+    # Jamba's Mamba-1 mixer (vLLM `MambaMixer`): x_proj is row-parallel (its time step, B and C reduced before
+    # the norms Jamba applies to them, which are whole on every rank), dt_proj column-parallel
+    "layers.*.mamba.x_proj": "rowwise",
+    "layers.*.mamba.dt_layernorm": "replicated",
+    "layers.*.mamba.b_layernorm": "replicated",
+    "layers.*.mamba.c_layernorm": "replicated",
+    "layers.*.feed_forward.down_proj": "rowwise",
+    "layers.*.feed_forward.experts": "moe_tp_experts",
     "layers.*.shared_mlp.output_linear": "rowwise",
 }
 # plan values whose module output is a partial sum over the TP group

@@ -30,6 +30,8 @@ Why each is needed:
   the swap routes the top-k through `tensor_cast::routed_experts` as the engines do (`llama4_moe.py`).
 - Cohere2 MoE's experts: fused 3-D weights looped over with a one-hot mask instead of transformers'
   experts registry; the swap emits `tensor_cast::routed_experts` over the same weights (`cohere2_moe.py`).
+- Mamba-1 mixers (Jamba; `mamba1.py`): the torch path is a token loop (or an associative scan) of eager ops;
+  the swap emits `tensor_cast::mamba1_conv` and `tensor_cast::mamba1_scan` around the module's projections.
 - Nemotron's and StableLM's decoder layers (`kwargs_layers.py`): they drop their forward's kwargs before
   the attention call, so the context carrier never reaches the attention function; the swap is the
   layer's own forward passing them on.
@@ -54,6 +56,7 @@ from .gemma4_moe import Gemma4ExpertsForward, Gemma4MoELayerForward
 from .kimi_linear import KimiDeltaAttentionForward, NoPositionMLAForward
 from .kwargs_layers import ParallelResidualLayerForward, PreNormLayerForward
 from .llama4_moe import Llama4ExpertsForward, Llama4MoeForward
+from .mamba1 import Mamba1MixerForward
 from .mamba2 import Mamba2MixerForward
 
 SWAPS: dict[str, type] = {
@@ -78,6 +81,7 @@ SWAPS: dict[str, type] = {
     "NemotronHMamba2Mixer": Mamba2MixerForward,
     "GraniteMoeHybridMambaLayer": Mamba2MixerForward,
     "BambaMixer": Mamba2MixerForward,
+    "JambaMambaMixer": Mamba1MixerForward,
     "NemotronDecoderLayer": PreNormLayerForward,
     "StableLmDecoderLayer": ParallelResidualLayerForward,
 }

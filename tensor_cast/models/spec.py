@@ -56,10 +56,13 @@ class LinearAttentionSpec:
 
 @dataclass(frozen=True)
 class MambaSpec:
-    """Mamba-2 (SSD) mixer sizes (kind "mamba"): `num_heads` x `head_dim` channels, each head's state
-    of `head_dim` x `state_size` values; B and C shared by the heads of each of `n_groups` groups; a
-    causal depthwise conv of `conv_kernel_size` over x, B and C; the chunked scan in chunks of
-    `chunk_size` tokens; the recurrent state stored in `state_dtype` (the conv state in the model's)."""
+    """Mamba mixer sizes (kind "mamba"). Mamba-2 (SSD, `version` 2): `num_heads` x `head_dim` channels,
+    each head's state of `head_dim` x `state_size` values; B and C shared by the heads of each of
+    `n_groups` groups; a causal depthwise conv of `conv_kernel_size` over x, B and C; the chunked scan
+    in chunks of `chunk_size` tokens. Mamba-1 (`version` 1, Jamba): `num_heads` channels of width
+    `head_dim` 1 (the inner width), each with a state of `state_size`; one B / C for all channels
+    (`n_groups` 1) projected from the conv output through a `dt_rank`-wide time step; the conv over x
+    only. The recurrent state is stored in `state_dtype` (the conv state in the model's)."""
 
     num_heads: int
     head_dim: int
@@ -68,6 +71,8 @@ class MambaSpec:
     conv_kernel_size: int = 4
     chunk_size: int = 128
     state_dtype: str = "bfloat16"
+    version: int = 2
+    dt_rank: int = 0  # Mamba-1: the time step's low-rank width
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,10 @@ class AttentionSpec:
                 return f"csa({c.compress_ratio}, top-{c.index_topk})"
             return f"hca({c.compress_ratio})"
         if self.kind == "mamba" and self.mamba is not None:
-            return f"mamba2({self.mamba.num_heads}x{self.mamba.head_dim}, state {self.mamba.state_size})"
+            m = self.mamba
+            if m.version == 1:
+                return f"mamba1({m.num_heads}, state {m.state_size})"
+            return f"mamba2({m.num_heads}x{m.head_dim}, state {m.state_size})"
         return self.kind
 
 

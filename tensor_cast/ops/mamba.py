@@ -1,4 +1,4 @@
-"""The Mamba-2 (SSD) token mixer as one op, and its grouped gated output norm.
+"""The Mamba-2 (SSD) token mixer as one op, its grouped gated output norm, and Mamba-1's conv and scan.
 
 `mamba2_scan(xbc, dt, conv_weight, conv_bias, A_log, D, dt_bias, num_heads, head_dim, n_groups,
 state_size, chunk_size, dt_min, state_dtype, decode_query_len) -> (B, S, H·P)` covers what serving
@@ -21,7 +21,15 @@ engines run with the recurrent kernel (`selective_state_update`), longer ones us
 output norm of Mamba-2 layers (transformers' `...RMSNormGated`, vLLM's `Mixer2RMSNormGated`: one
 kernel), normalizing each group of `group_size` channels on its own.
 
-The reference implementation runs the recurrence token by token from a zero state (the cached state
+Mamba-1 (Jamba's mixer, vLLM's `MambaMixer`) computes its B, C and time step from the conv output
+(`x_proj`, then `dt_proj`, both plain linears in the graph), so its conv and scan are two ops:
+`mamba1_conv(x, conv_weight, conv_bias) -> silu(causal depthwise conv1d(x))` over the D inner channels
+(`causal_conv1d_fn` / `causal_conv1d_update`), and `mamba1_scan(x, dt, A_log, B, C, D, z, dt_bias,
+state_dtype, decode_query_len) -> (B, S, D)`: dt = softplus(dt + dt_bias) per token and channel, A =
+-exp(A_log) (D, N), the state of N values per channel S <- exp(dt·A)·S + dt·x·B, y = (S·C + D·x)·silu(z)
+(mamba_ssm's `selective_scan_fn` in prefill, `selective_state_update` in decode, the gate z fused).
+
+The reference implementations run the recurrences token by token from a zero state (the cached state
 is modelled by the cost rule, not materialized).
 """
 
@@ -93,3 +101,39 @@ def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, gr
 @gated_rms_norm.register_fake
 def _gated_rms_norm_fake(x, gate, weight, group_size, eps):
     return x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, weight.dtype))
+
+
+@torch.library.custom_op("tensor_cast::mamba1_conv", mutates_args=())
+def mamba1_conv(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor | None) -> torch.Tensor:
+    """x (B, S, D), conv_weight (D, 1, K): SiLU of the causal depthwise conv, (B, S, D)."""
+    seq, channels, kernel = x.shape[1], x.shape[2], conv_weight.shape[-1]
+    bias = conv_bias.float() if conv_bias is not None else None
+    conv = F.conv1d(x.float().transpose(1, 2), conv_weight.float(), bias, padding=kernel - 1, groups=channels)
+    return F.silu(conv[..., :seq]).transpose(1, 2).to(x.dtype)
+
+
+@mamba1_conv.register_fake
+def _mamba1_conv_fake(x, conv_weight, conv_bias):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("tensor_cast::mamba1_scan", mutates_args=())
+def mamba1_scan(x: torch.Tensor, dt: torch.Tensor, A_log: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                D: torch.Tensor, z: torch.Tensor, dt_bias: torch.Tensor, state_dtype: torch.dtype,
+                decode_query_len: int) -> torch.Tensor:
+    """x, dt, z (B, S, D); A_log (D, N); B, C (B, S, N); D, dt_bias (D,): the gated scan output (B, S, D)."""
+    step = F.softplus(dt.float() + dt_bias.float())  # (B, S, D)
+    a = -A_log.float().exp()  # (D, N)
+    xs, bs, cs = x.float(), B.float(), C.float()
+    state = xs.new_zeros(x.shape[0], x.shape[2], A_log.shape[1])
+    out = []
+    for t in range(x.shape[1]):
+        state = torch.exp(step[:, t, :, None] * a) * state + (step[:, t] * xs[:, t])[..., None] * bs[:, t, None, :]
+        out.append((state * cs[:, t, None, :]).sum(-1) + D.float() * xs[:, t])
+    y = torch.stack(out, dim=1) * F.silu(z.float())
+    return y.to(x.dtype)
+
+
+@mamba1_scan.register_fake
+def _mamba1_scan_fake(x, dt, A_log, B, C, D, z, dt_bias, state_dtype, decode_query_len):
+    return torch.empty_like(x)

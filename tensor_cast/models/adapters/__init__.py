@@ -15,6 +15,7 @@ from .deepseek_v4 import DeepseekV4Adapter
 from .gemma4 import Gemma4Adapter
 from .granite_hybrid import GraniteHybridAdapter
 from .hybrid import HybridLinearAdapter
+from .jamba import JambaAdapter
 from .kimi_linear import KimiLinearAdapter
 from .moe import moe_adapters
 from .multimodal import TextDecoderOf
@@ -124,6 +125,7 @@ register(NemotronHAdapter(model_types=("nemotron_h",)))
 # Granite 4.0 hybrids: Mamba-2 or GQA mixers, then MoE beside a shared MLP (or the shared MLP alone)
 register(GraniteHybridAdapter(model_types=("granitemoehybrid",)))
 register(BambaAdapter(model_types=("bamba",)))
+register(JambaAdapter(model_types=("jamba",)))
 
 
 def supported_model_types() -> list[str]:
