@@ -29,7 +29,9 @@ Example (tp=4, one Llama layer):
     after:  o = all_reduce(linear(attn, Wo), 4, 1, "tp"); h = h + o; ...
             d = all_reduce(linear(a, Wd), 4, 1, "tp"); h = h + d
 Refuses: tp == 1 (no-op). Raises when tp > 1 and no row-parallel module of the family's plan is
-found (a TP graph without reductions would be silently wrong).
+found (a TP graph without reductions would be silently wrong), and when a decoder sub-block's linear
+projects another width back to the hidden size outside every reduced sub-block and replicated module
+(a row-parallel module the family's plan misses: Bamba's `feed_forward.down_proj` was one).
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
             f"tp={tp}: no row-parallel module ({', '.join(row_parallel) or 'empty TP plan'}) found in the graph; "
             "this model family's tensor-parallel plan is unknown")
     whole = [_pattern(key) for key in replicated]
+    _check_projections_reduced(gm, sublayers, whole, hidden, tp)
     for sublayer in sublayers:
         if whole and any(_module_matches(module_path(n), whole) for n in _inside(gm, sublayer)):
             def reduce_for(n: fx.Node, users: list[fx.Node], sub: str = sublayer) -> fx.Node:
@@ -127,6 +130,30 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
             insert_op_after(gm, node, reduce, (node, tp, nodes, "tp"), users=users,
                             module_stack=truncated_stack(node, sublayer))
     return finish(gm)
+
+
+def _check_projections_reduced(gm: fx.GraphModule, sublayers: dict[str, None], whole: list[re.Pattern[str]],
+                               hidden: int | None, tp: int) -> None:
+    """Every linear of a decoder sub-block that projects another width back to the residual width (an
+    o_proj / down_proj / out_proj kind: its input is the rank's share of a sharded activation) sits in a
+    sub-block that is reduced, or is whole on every rank (`replicated`): else its partial sums would reach
+    the residual stream unreduced — a family whose TP plan misses a row-parallel module is refused."""
+    if hidden is None:
+        return
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target is not torch._C._nn.linear or len(node.args) < 2:
+            continue
+        weight = example(node.args[1])
+        path = module_path(node)
+        match = SUBLAYER.match(path)
+        if (not isinstance(weight, torch.Tensor) or weight.dim() != 2 or match is None
+                or weight.shape[0] != hidden or weight.shape[1] == hidden):
+            continue
+        if match.group(1) not in sublayers and not _module_matches(path, whole):
+            raise DeploymentError(
+                f"tp={tp}: {path} projects {weight.shape[1]} channels back to the hidden size {hidden} but is not "
+                "row-parallel in this family's TP plan (tensor_cast/deployment/tp_plan.py): its partial sums would "
+                "reach the residual stream unreduced")
 
 
 def _inside(gm: fx.GraphModule, sublayer: str) -> list[fx.Node]:

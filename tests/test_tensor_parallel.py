@@ -102,10 +102,16 @@ def test_insert_tp_collectives_near_misses(capture_module):
     gm, _ = capture_module(TinyLM(), torch.randint(0, 24, (2, 3)))
     nodes = len(gm.graph.nodes)
     assert len(insert_tp_collectives(gm, tp=1, row_parallel=LLAMA_PLAN).graph.nodes) == nodes  # tp=1: no-op
-    # an MLP whose output projection is not named by the plan gets no reduction (attention still does)
+    # an MLP whose output projection the plan does not name would add its partial sums to the residual
+    # unreduced (Bamba's feed_forward.down_proj was one): refused, naming the module
     gm, _ = capture_module(TinyLM(down="out_proj"), torch.randint(0, 24, (2, 3)))
-    gm = insert_tp_collectives(gm, tp=2, row_parallel=LLAMA_PLAN)
-    assert _count(gm, tc.all_reduce.default) == 2 + 1
+    with pytest.raises(DeploymentError, match=r"tp=2: model\.layers\.0\.mlp\.out_proj projects 32 channels back to "
+                                              r"the hidden size 16 but is not row-parallel"):
+        insert_tp_collectives(gm, tp=2, row_parallel=LLAMA_PLAN)
+    # named by the plan, it is reduced like down_proj
+    gm, _ = capture_module(TinyLM(down="out_proj"), torch.randint(0, 24, (2, 3)))
+    gm = insert_tp_collectives(gm, tp=2, row_parallel=(*LLAMA_PLAN, "layers.*.mlp.out_proj"))
+    assert _count(gm, tc.all_reduce.default) == 2 * 2 + 1
     gm, _ = capture_module(TinyLM(), torch.randint(0, 24, (2, 3)))
     with pytest.raises(DeploymentError, match="tp=2: no row-parallel module"):
         insert_tp_collectives(gm, tp=2, row_parallel=("layers.*.mystery.proj",))
