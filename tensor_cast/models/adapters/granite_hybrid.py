@@ -11,8 +11,7 @@ alone (a dense MLP of `shared_intermediate_size`). The Mamba state is cached in 
 (vLLM's `mamba_ssm_cache_dtype` default, "auto"; the configs do not say).
 
 transformers sizes the Mamba mixer from `mamba_expand` x `hidden_size`: a TP rank's narrower mixer
-is built with the exact fraction of `hidden_size` its heads span (a `Fraction`; the config's
-validators accept only whole expansions, so it is set past them on the per-layer copy).
+is built with a `mamba_expand` whose product is exactly its width (`mamba_fields.set_mixer_width`).
 
 Maps a stack of layer specs back to `layer_types`. Must not know about capture or costs.
 """
@@ -21,14 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MambaSpec, MLPSpec, ModelSpec
 from .base import CORE_FIELDS, DecoderAdapter, require
-from .mamba_fields import GRANITE_HYBRID_MAMBA
+from .mamba_fields import GRANITE_HYBRID_MAMBA, set_mixer_width
 from .moe import MoEFamily
 
 GRANITE_HYBRID_MOE = MoEFamily(num_experts="num_local_experts", expert_size="intermediate_size",
@@ -37,10 +35,9 @@ GRANITE_HYBRID_MOE = MoEFamily(num_experts="num_local_experts", expert_size="int
 
 
 def write_mixer(config: PretrainedConfig, mamba: MambaSpec, hidden_size: int) -> None:
-    """A layer's Mamba-2 sizes into `config`; the mixer's width is int(mamba_expand x hidden_size), so a TP
-    rank's (heads / tp) is set as the exact fraction of the hidden size its heads span."""
+    """A layer's Mamba-2 sizes into `config`, the mixer's width (a TP rank's: heads / tp) included."""
     GRANITE_HYBRID_MAMBA.write(config, mamba)
-    object.__setattr__(config, "mamba_expand", Fraction(mamba.num_heads * mamba.head_dim, hidden_size))
+    set_mixer_width(config, mamba.num_heads * mamba.head_dim, hidden_size)
 
 
 @dataclass(frozen=True)

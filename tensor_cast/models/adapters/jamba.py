@@ -11,7 +11,7 @@ top-`num_experts_per_tok`, `feed_forward.router` / `feed_forward.experts`).
 transformers derives the layer types from those periods and offsets (read-only properties), so a stack
 of layer specs is written back as the period and offset that place its attention and MoE layers
 (a stack no single period places is refused). A Mamba mixer's width is `mamba_expand` x `hidden_size`:
-a TP rank's (channels / tp) is set as a `mamba_expand` whose product with the hidden size is that width.
+a TP rank's (channels / tp) is set through `mamba_fields.set_mixer_width`, as Granite 4.0's.
 
 Must not know about capture or costs.
 """
@@ -20,35 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from transformers import PretrainedConfig
 
 from ...errors import UnsupportedModelError
 from ..spec import AttentionSpec, LayerSpec, MambaSpec, ModelSpec
 from .base import require
+from .mamba_fields import set_mixer_width
 from .moe import LayerRule, MoEAdapter, MoEFamily
-
-
-class InnerWidth(int):
-    """A `mamba_expand` whose product with `hidden` is `width` (a TP rank's inner channels, not a whole
-    multiple of the hidden size); as an int, the whole expansion it rounds down to."""
-
-    width: int
-    hidden: int
-
-    def __new__(cls, width: int, hidden: int) -> InnerWidth:
-        value = super().__new__(cls, max(1, width // hidden))
-        value.width, value.hidden = width, hidden
-        return value
-
-    def __mul__(self, other: Any) -> Any:
-        return self.width if other == self.hidden else int(self) * other
-
-    __rmul__ = __mul__
-
-    def __reduce__(self) -> tuple[Any, tuple[int, int]]:
-        return InnerWidth, (self.width, self.hidden)
 
 
 def period_offset(hits: Iterable[int], layers: int, what: str) -> tuple[int, int]:
@@ -114,8 +93,7 @@ class JambaAdapter(MoEAdapter):
         layers = int(config.num_hidden_layers)
         config.attn_layer_period, config.attn_layer_offset = (layers + 1, layers) if att.kind == "mamba" else (1, 0)
         if att.kind == "mamba" and att.mamba is not None:
-            m, hidden = att.mamba, int(spec.hidden_size)
+            m = att.mamba
             config.mamba_d_state, config.mamba_d_conv, config.mamba_dt_rank = m.state_size, m.conv_kernel_size, m.dt_rank
-            expand = m.num_heads // hidden if m.num_heads % hidden == 0 else InnerWidth(m.num_heads, hidden)
-            object.__setattr__(config, "mamba_expand", expand)
+            set_mixer_width(config, m.num_heads, int(spec.hidden_size))
         return config
