@@ -718,6 +718,26 @@ def mae(rows: list[dict[str, Any]], key: str) -> str:
     return f"{100 * sum(r[key] for r in rows) / len(rows):.1f}%" if rows else "-"
 
 
+def read_ids(path: str) -> set[str]:
+    """Row ids from a file: an --out CSV (its `id` column) or one id per line."""
+    with open(path, newline="") as fh:
+        text = fh.read()
+    lines = text.splitlines()
+    if lines and "," in lines[0] and "id" in lines[0].split(","):
+        return {r["id"] for r in csv.DictReader(lines)}
+    return {line.strip() for line in lines if line.strip()}
+
+
+def excluded(rows: list[dict[str, str]], paths: list[str]) -> set[str]:
+    """The ids `paths` name and their twins: rows of the same system and engine with the same measured TTFT
+    and TPOT (the sample writes some InferenceMAX runs twice under two layouts, docstring "parallelism")."""
+    ids = set().union(*(read_ids(p) for p in paths)) if paths else set()
+    def measured(r: dict[str, str]) -> tuple[str, ...]:
+        return r["system"], r["backend"], r["silicon_ttft_ms"], r["silicon_tpot_ms"]
+    taken = {measured(r) for r in rows if r["id"] in ids}
+    return {r["id"] for r in rows if r["id"] in ids or measured(r) in taken}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -753,6 +773,10 @@ def main() -> int:
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
                                   "change newly covers)")
+    ap.add_argument("--exclude", nargs="+", default=[],
+                    help="leave out these rows and their twins (the same measured TTFT and TPOT under another id): "
+                         "files of ids, one per line, or --out CSVs (their id column); e.g. the development sample's "
+                         "--out CSVs, to draw a fresh sample of rows no modelling change was checked on")
     ap.add_argument("--max-concurrency", type=int, default=0,
                     help="only rows measured at most this many clients (silicon_concurrency; 0: all): the "
                          "little-queueing rows serving_ttft_signature.py --rows reads")
@@ -767,9 +791,10 @@ def main() -> int:
             wanted = {line.strip() for line in fh if line.strip()}
     with open(args.data, newline="") as fh:
         every = list(csv.DictReader(fh))
+    left_out = excluded(every, args.exclude)
     mtp_sources = {} if args.no_agg_mtp else agg_mtp_sources(every)
     rows = [r for r in every if r["system"] in args.devices.split(",")
-            and (wanted is None or r["id"] in wanted)
+            and (wanted is None or r["id"] in wanted) and r["id"] not in left_out
             and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
             and (not args.families or family(r["model_path"]) in args.families.split(","))
             and (not args.max_concurrency or _measured_clients(r) <= args.max_concurrency)]

@@ -264,6 +264,26 @@ def test_mimo_sliding_layers_double_kv_heads_and_have_sinks() -> None:
     assert [arg(n, "sinks") is not None for n in attention] == [False, True]
 
 
+def test_mimo_at_tp8_holds_one_kv_head_per_rank_on_both_kinds_of_layer() -> None:
+    """tp=8 (the deployment vLLM's recipe runs): the sliding layers' 8 KV heads split one per rank (the
+    module builds twice the config's count, so a rank's config holds a half: `DoubledKVHeads`), the full
+    layers' 4 are replicated, one per rank; the KV cache by hand from the config."""
+    c, tp, batch, context = config("XiaomiMiMo/MiMo-V2-Flash"), 8, 2, 1000
+    spec = tensor_cast.load_model("XiaomiMiMo/MiMo-V2-Flash", num_hidden_layers=2)
+    report = tensor_cast.analyze(spec, device="h200", batch_size=batch, query_len=1, context_len=context, tp=tp)
+    graph = trace(spec, report_options(report)).graph.graph
+    attention = [n for n in graph.nodes if n.target is tc.attention.default]
+    assert [arg(n, "key").meta["example_value"].shape[1] for n in attention] == [1, 1]
+    assert [arg(n, "query").meta["example_value"].shape[1] for n in attention] == [c["num_attention_heads"] // tp] * 2
+    per_head_token = (c["head_dim"] + c["v_head_dim"]) * 2  # K and V, bf16
+    tokens = context + 1
+    full = tokens * batch * per_head_token  # layer 0: one (replicated) head of the 4
+    sliding = (c["sliding_window_size"] + 1) * batch * per_head_token  # layer 1: one head of the 8, the window
+    assert report.memory.kv_cache_bytes == full + sliding
+    with pytest.raises(TypeError, match="only its product with 2"):
+        tensor_cast.models.adapters.moe.DoubledKVHeads(1, 2) * 3
+
+
 def test_tensor_parallel_reduces_the_moe_output_once() -> None:
     """tp=4: each rank holds every expert with I/4 of its width; one all_reduce after the MoE op."""
     c, tp = config("Qwen/Qwen3-30B-A3B"), 4

@@ -303,11 +303,30 @@ class MiMoV2FlashAdapter(MoEAdapter):
         config = super().config_for_layer(spec, layer, base)
         if layer.attention.kind == "sliding":
             kv = layer.attention.num_kv_heads
-            if kv % self.SLIDING_KV_FACTOR:
-                raise UnsupportedModelError(
-                    f"model_type {spec.model_type!r}: sliding layers need an even num_key_value_heads, got {kv}")
-            config.num_key_value_heads = kv // self.SLIDING_KV_FACTOR
+            if kv % self.SLIDING_KV_FACTOR:  # a TP rank's one head (8 KV heads over 8 ranks): no whole half
+                object.__setattr__(config, "num_key_value_heads", DoubledKVHeads(kv, self.SLIDING_KV_FACTOR))
+            else:
+                config.num_key_value_heads = kv // self.SLIDING_KV_FACTOR
         return config
+
+
+@dataclass(frozen=True)
+class DoubledKVHeads:
+    """The `num_key_value_heads` of a layer whose attention builds `num_key_value_heads * factor` heads
+    (MiMo-V2-Flash's sliding layers, factor 2) when the layer's own count is not a whole multiple of the
+    factor — a TP rank's one KV head of MiMo-V2-Flash's eight at tp=8: its product with the factor is
+    exactly `heads`, and multiplying it by anything else is a TypeError, never a silent size."""
+
+    heads: int
+    factor: int
+
+    def __mul__(self, other: object) -> int:
+        if other != self.factor:
+            raise TypeError(f"num_key_value_heads of this layer is {self.heads} / {self.factor}: only its product "
+                            f"with {self.factor} is a head count, not with {other!r}")
+        return self.heads
+
+    __rmul__ = __mul__
 
 
 @dataclass(frozen=True)
