@@ -34,6 +34,7 @@ from .quantize_linears import quantize_linears
 from .quantize_moe import quantize_moe
 from .replace_mla import replace_mla
 from .replace_moe import replace_moe
+from .shard_norms import shard_norms
 from .verify_attention_replaced import verify_attention_replaced
 from .verify_contract import verify_contract
 
@@ -72,6 +73,11 @@ def _tensor_parallel(options: Any) -> bool:
 def _tp_params(options: Any) -> dict[str, Any]:
     d = _deployment(options)
     return {"tp": d.tp, "nodes": d.tp_nodes, "row_parallel": d.row_parallel, "replicated": d.replicated}
+
+
+def _norm_params(options: Any) -> dict[str, Any]:
+    d = _deployment(options)
+    return {"tp": d.tp, "nodes": d.tp_nodes, "norms": d.sharded_norms}
 
 
 def _allreduce_fusing(options: Any) -> bool:
@@ -147,6 +153,8 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_rope", fuse_rope, _fusing),
     Pass("fuse_rms_norm", fuse_rms_norm, _fusing),
     Pass("fuse_add_rms_norm", fuse_add_rms_norm, _fusing),  # after fuse_rms_norm: matches its op
+    # after the norm fusions: a q / k norm over TP-split channels becomes one sharded_rms_norm (refused unfused)
+    Pass("shard_norms", shard_norms, _tensor_parallel, _norm_params),
     # after fuse_add_rms_norm: matches its op fed by insert_tp_collectives' all_reduce
     Pass("fuse_allreduce_add_rms_norm", fuse_allreduce_add_rms_norm, _allreduce_fusing),
     Pass("fuse_linears", fuse_linears, _fusing),

@@ -1,5 +1,5 @@
 """Collective cost rules: `tensor_cast::all_reduce`, `all_gather`, `reduce_scatter`, `all_to_all`,
-`send_recv` and the fused `all_reduce_add_rms_norm` (kind "collective").
+`send_recv`, the fused `all_reduce_add_rms_norm` and `sharded_rms_norm` (kind "collective").
 
 Counts only — bytes, not seconds: `comm.payload_bytes` is the logical message M (all_reduce,
 all_to_all, send/recv: the tensor; all_gather: the gathered output; reduce_scatter: the full input),
@@ -72,6 +72,30 @@ def all_reduce_add_rms_norm(call: OpCall) -> Counts:
     norm_flops = (RMS_NORM_FLOPS_PER_ELEMENT + 1) * call.out.numel  # the add + the norm, per element
     return Counts(flops={"vector": reduced.flops.get("vector", 0) + norm_flops}, bytes_read=reduced.bytes_read,
                   bytes_written=reduced.bytes_written, comm_bytes=reduced.comm_bytes, comm=reduced.comm)
+
+
+@register(tc.sharded_rms_norm.default, kind="collective")
+def sharded_rms_norm(call: OpCall) -> Counts:
+    """"stats": one pass over the rank's share (read x and weight, write the output) around an all-reduce of
+    one fp32 per token (the local mean of squares). "gather": an all-gather of the shares, then the norm
+    over the whole row on every rank (read n shares and the whole weight, write the row), the rank keeping
+    a view of its share."""
+    x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
+    weight = call.get("weight")
+    weight_bytes = weight.nbytes if weight is not None else 0
+    tokens = x.numel / x.shape[-1]
+    if call.get("method") == "stats":
+        stats = collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=4 * tokens,
+                                  read=4 * tokens, written=4 * tokens, reduce_elements=tokens)
+        return Counts(flops={"vector": RMS_NORM_FLOPS_PER_ELEMENT * x.numel + stats.flops.get("vector", 0)},
+                      bytes_read=call.in_bytes + stats.bytes_read, bytes_written=call.out_bytes + stats.bytes_written,
+                      comm_bytes=stats.comm_bytes, comm=stats.comm)
+    row = n * x.nbytes
+    gathered = collective_counts("all_gather", group_size=n, nodes=nodes, scope=scope, payload=row,
+                                 read=x.nbytes, written=row)
+    return Counts(flops={"vector": RMS_NORM_FLOPS_PER_ELEMENT * n * x.numel},
+                  bytes_read=gathered.bytes_read + row + n * weight_bytes, bytes_written=gathered.bytes_written + row,
+                  comm_bytes=gathered.comm_bytes, comm=gathered.comm)
 
 
 @register(tc.all_gather.default, kind="collective")

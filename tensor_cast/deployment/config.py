@@ -142,6 +142,7 @@ class TraceDeployment:
     ep_dp: int = 1  # attention-DP replicas the experts span (dp when moe_tp·ep = tp·dp; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
     replicated: tuple[str, ...] = ()  # module patterns every TP rank holds whole, reading reduced sums (tp_plan.py)
+    sharded_norms: tuple[tuple[str, str], ...] = ()  # (module pattern, method): norms over TP-split channels
     moe_exchange: str = "all_to_all"  # dp > 1, moe_tp = 1: all_to_all or allgather (moe_exchange.py)
 
     @property
@@ -170,6 +171,7 @@ class ResolvedDeployment:
     stages: tuple[tuple[int, ...], ...]  # real layer indices of each pipeline stage
     row_parallel: tuple[str, ...] = ()
     replicated: tuple[str, ...] = ()
+    sharded_norms: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
     moe_exchange: str = "all_to_all"  # the exchange of attention-DP + EP MoE layers (moe_exchange.py)
     moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart (DeepSeek-V4)
@@ -188,7 +190,8 @@ class ResolvedDeployment:
             moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
-            replicated=self.replicated, moe_exchange=self.token_exchange or "all_to_all")
+            replicated=self.replicated, sharded_norms=self.sharded_norms,
+            moe_exchange=self.token_exchange or "all_to_all")
 
     @property
     def token_exchange(self) -> str | None:
@@ -237,8 +240,8 @@ def _common(values: Iterable[int]) -> int:
 
 # Families whose layers TP cannot shard the way engines do without an op this model lacks.
 TP_UNSUPPORTED = {
-    "olmoe": "its q/k RMSNorms span all heads (width = hidden size), so tensor parallelism needs an "
-             "all-gather of q and k before them, which is not modelled",
+    "olmoe": "transformers' OlmoeAttention builds its q norm over hidden_size, not over the heads, so a rank's "
+             "attention with heads / tp cannot be built",
     "stablelm": "transformers' StableLmAttention derives head_dim from hidden_size / num_attention_heads, so a "
                 "rank's attention with heads / tp cannot be built",
     "helium": "transformers' HeliumAttention builds o_proj as hidden_size x hidden_size, not from the heads, so a "
@@ -415,6 +418,7 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
         row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (),
-        replicated=tp_roles(spec.model_type).replicated if tp > 1 else (), notes=tuple(notes),
+        replicated=tp_roles(spec.model_type).replicated if tp > 1 else (),
+        sharded_norms=tp_roles(spec.model_type).sharded_norms if tp > 1 else (), notes=tuple(notes),
         moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
                                           _span(ep_groups, gpn) > 1)[0])

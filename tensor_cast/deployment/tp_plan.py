@@ -7,6 +7,9 @@ attention (HF does not shard it; engines split its heads, o_proj row-parallel) a
 attention's out_proj (HF gathers, engines reduce). The vocabulary-parallel embedding and the
 column-parallel lm_head with gathered logits are the same for every family.
 
+Norms over channels TP splits (`SHARDED_NORMS`: q / k norms spanning all heads) get the whole row's
+statistic by a collective of their own (`passes/shard_norms.py`).
+
 Only the roles that need a collective matter downstream: a row-parallel module produces partial
 sums, reduced once at the output of the decoder sub-block holding it
 (`passes/insert_tp_collectives.py`), or earlier where a `replicated` module (whole on every rank)
@@ -47,6 +50,14 @@ ENGINE_PLAN: dict[str, str] = {
     "layers.*.feed_forward.experts": "moe_tp_experts",
     "layers.*.shared_mlp.output_linear": "rowwise",
 }
+# Norms over channels that TP splits (a q / k RMSNorm spanning all heads, not one head): how the engine gets
+# the whole row's statistic (ops/collectives.py `sharded_rms_norm`). MiniMax-M2: vLLM's and SGLang's
+# `MiniMaxText01RMSNormTP` all-reduce each token's local mean of squares ("stats"); OLMo 2 / 3 and FlexOlmo:
+# vLLM's `_apply_qk_norm` all-gathers q and k, normalizes them whole and keeps the rank's share ("gather";
+# transformers' own plan gathers them too: `colwise_gather_output`). OLMoE's would gather too, but its
+# transformers module cannot be built per rank (deployment/config.py TP_UNSUPPORTED).
+QK_NORMS = ("layers.*.self_attn.q_norm", "layers.*.self_attn.k_norm")
+SHARDED_NORMS: dict[str, str] = {"minimax_m2": "stats", "olmo2": "gather", "olmo3": "gather", "flex_olmo": "gather"}
 # plan values whose module output is a partial sum over the TP group
 PARTIAL_SUM_ROLES = ("rowwise", "rowwise_split_input", "local_rowwise", "moe_tp_experts")
 EMBEDDING = "embed_tokens"  # vocab-parallel: each rank looks up its rows, the sum is all-reduced
@@ -57,6 +68,7 @@ LM_HEAD = "lm_head"  # column-parallel over the vocabulary: logits all-gathered
 class TPRoles:
     row_parallel: tuple[str, ...]  # module patterns relative to the base model ("layers.*.mlp.down_proj")
     replicated: tuple[str, ...] = ()  # module patterns whole on every rank that may read a partial sum
+    sharded_norms: tuple[tuple[str, str], ...] = ()  # (module pattern, "stats" | "gather"): SHARDED_NORMS
     embedding: str = EMBEDDING
     lm_head: str = LM_HEAD
 
@@ -83,4 +95,6 @@ def tp_roles(model_type: str) -> TPRoles:
     plan = {**hf_tp_plan(model_type), **ENGINE_PLAN}
     rows = tuple(sorted(k for k, v in plan.items() if v in PARTIAL_SUM_ROLES))
     replicated = tuple(sorted(k for k, v in plan.items() if v == "replicated"))
-    return TPRoles(row_parallel=rows, replicated=replicated)
+    method = SHARDED_NORMS.get(model_type)
+    norms = tuple((key, method) for key in QK_NORMS) if method else ()
+    return TPRoles(row_parallel=rows, replicated=replicated, sharded_norms=norms)

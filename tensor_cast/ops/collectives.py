@@ -1,5 +1,6 @@
 """Collective communication as graph ops: `all_reduce`, `all_gather`, `reduce_scatter`,
-`all_to_all`, `send_recv` (`torch.ops.tensor_cast.*`), and `all_reduce_add_rms_norm`, the
+`all_to_all`, `send_recv` (`torch.ops.tensor_cast.*`), `sharded_rms_norm` (an RMSNorm over channels split
+over the group, `passes/shard_norms.py`), and `all_reduce_add_rms_norm`, the
 all-reduce that also adds the residual and normalizes (one kernel: TensorRT-LLM's `AllReduce` with
 `RESIDUAL_RMS_NORM`, FlashInfer's `allreduce_fusion` in vLLM and SGLang;
 `passes/fuse_allreduce_add_rms_norm.py` produces it).
@@ -50,6 +51,34 @@ def _all_reduce_add_rms_norm_fake(x, residual, weight, eps, group_size, nodes, s
     out_dtype = torch.promote_types(summed_dtype, weight.dtype) if weight is not None else summed_dtype
     shape = torch.broadcast_shapes(x.shape, residual.shape)
     return x.new_empty(shape, dtype=out_dtype), x.new_empty(shape, dtype=summed_dtype)
+
+
+NORM_SHARDINGS = ("stats", "gather")
+
+
+@torch.library.custom_op("tensor_cast::sharded_rms_norm", mutates_args=())
+def sharded_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float, group_size: int, nodes: int,
+                     scope: str, method: str) -> torch.Tensor:
+    """This rank's share of an RMSNorm whose feature dimension is split over the group (a q / k norm
+    spanning all heads under TP: `x` and `weight` are the rank's channels). `method` is how the engine
+    gets the whole row's mean of squares: "stats" all-reduces each token's local statistic (one fp32)
+    and normalizes the share (vLLM / SGLang `MiniMaxText01RMSNormTP`); "gather" all-gathers the
+    shares, normalizes the whole row on every rank and keeps its own share (vLLM's OLMo 2 / 3 and
+    OLMoE `_apply_qk_norm`). Reference: every rank holds the same share, so the whole row's mean of
+    squares is the share's and the result is the share's own RMSNorm."""
+    if method not in NORM_SHARDINGS:
+        raise ValueError(f"unknown norm sharding {method!r}; known: {', '.join(NORM_SHARDINGS)}")
+    from .fused import rms_norm
+
+    return rms_norm(x, weight, eps).clone()
+
+
+@sharded_rms_norm.register_fake
+def _sharded_rms_norm_fake(x, weight, eps, group_size, nodes, scope, method):
+    if method not in NORM_SHARDINGS:
+        raise ValueError(f"unknown norm sharding {method!r}; known: {', '.join(NORM_SHARDINGS)}")
+    dtype = torch.promote_types(x.dtype, weight.dtype) if weight is not None else x.dtype
+    return x.new_empty(x.shape, dtype=dtype)
 
 
 @torch.library.custom_op("tensor_cast::all_gather", mutates_args=())

@@ -1,0 +1,66 @@
+"""shard_norms: a TP rank's RMSNorm over channels the group splits gets the whole row's statistic.
+
+A q / k norm that spans all heads (OLMo 2 / 3, OLMoE, FlexOlmo, MiniMax-M2: RMSNorm over heads x
+head_dim, not over one head) normalizes by the mean of squares of the whole projection, but a TP rank
+holds only its heads. The rank's graph (captured from the per-rank spec) computes the norm over its
+share alone, which would silently drop the collective the engines run for it (the family table
+`tensor_cast/deployment/tp_plan.py` SHARDED_NORMS says which one: "stats" all-reduces each token's
+local statistic, "gather" all-gathers the shares and normalizes the whole row).
+
+Matches: a `tensor_cast::rms_norm` in a module the family's table names (`layers.*.self_attn.q_norm`,
+`layers.*.self_attn.k_norm`), after `fuse_rms_norm`.
+Produces: `sharded_rms_norm(x, weight, eps, tp, nodes, "tp", method)` in its place (same inputs, same
+output shape and dtype: the rank's share).
+Invariant after: no `rms_norm` left in a named module; every named module that ran ops holds one
+`sharded_rms_norm` per norm it had.
+Example (tp=2, OLMo 2):
+    before: q = linear(h, Wq[H/2 ...]); qn = rms_norm(q, w_q[H/2], 1e-6)
+    after:  q = linear(h, Wq); qn = sharded_rms_norm(q, w_q, 1e-6, 2, 1, "tp", "gather")
+Refuses: tp == 1 (no-op); a named module whose ops hold no fused `rms_norm` (an unfused graph, or a
+norm this pass does not know) — a DeploymentError naming the module, never a norm left unsharded.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import fx
+
+from ..errors import DeploymentError
+from .graph_utils import finish, module_path
+
+
+def _pattern(plan_key: str) -> re.Pattern[str]:
+    body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in plan_key.split("."))
+    return re.compile(rf"(^|\.){body}$")
+
+
+def shard_norms(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
+                norms: tuple[tuple[str, str], ...] = ()) -> fx.GraphModule:
+    if tp <= 1 or not norms:
+        return gm
+    rms, sharded = torch.ops.tensor_cast.rms_norm.default, torch.ops.tensor_cast.sharded_rms_norm.default
+    patterns = [(_pattern(key), method) for key, method in norms]
+    found: dict[str, bool] = {}  # module path -> holds a fused rms_norm
+    for node in list(gm.graph.nodes):
+        if node.op not in ("call_function", "call_method"):
+            continue
+        path = module_path(node)
+        method = next((m for p, m in patterns if p.search(path)), None)
+        if method is None:
+            continue
+        found.setdefault(path, False)
+        if node.target is not rms:
+            continue
+        found[path] = True
+        x, weight, eps = node.args[:3]
+        node.target = sharded
+        node.args = (x, weight, eps, tp, nodes, "tp", method)
+        node.kwargs = {}
+    missing = [path for path, fused in found.items() if not fused]
+    if missing:
+        raise DeploymentError(
+            f"tp={tp}: {missing[0]} normalizes channels split over the TP ranks, but its graph holds no fused "
+            "rms_norm to give the whole row's statistic (run with kernel fusion, the default)")
+    return finish(gm)
