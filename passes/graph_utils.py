@@ -50,6 +50,12 @@ def module_path(node: fx.Node) -> str:
     return stack[-1][0] if stack else ""
 
 
+def plan_pattern(plan_key: str) -> re.Pattern[str]:
+    """A TP-plan key ("layers.*.mlp.down_proj") as a regex over full module paths."""
+    body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in plan_key.split("."))
+    return re.compile(rf"(^|\.){body}$")
+
+
 def module_class(node: fx.Node) -> str:
     stack = module_stack(node)
     return stack[-1][1] if stack else ""

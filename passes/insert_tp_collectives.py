@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import fx
 
 from ..errors import DeploymentError
-from .graph_utils import example, finish, insert_op_after, module_path, truncated_stack
+from .graph_utils import example, finish, insert_op_after, module_path, plan_pattern, truncated_stack
 
 EMBEDDINGS = (F.embedding, torch.embedding, torch.ops.aten.embedding.default)
 LINEARS = (torch._C._nn.linear, torch.ops.tensor_cast.fused_linear.default)
@@ -54,12 +54,6 @@ SHAPE_METHODS = ("view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguo
 SUMS = (operator.add, torch.add, operator.sub, torch.sub)
 SCALINGS = (operator.mul, torch.mul, operator.truediv, torch.div)
 SUBLAYER = re.compile(r"^((?:.*\.)?layers\.\d+\.[^.]+)")
-
-
-def _pattern(plan_key: str) -> re.Pattern[str]:
-    """A TP-plan key ("layers.*.mlp.down_proj") as a regex over full module paths."""
-    body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in plan_key.split("."))
-    return re.compile(rf"(^|\.){body}$")
 
 
 def _module_matches(path: str, patterns: list[re.Pattern[str]]) -> bool:
@@ -97,7 +91,7 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
     if tp <= 1:
         return gm
     reduce, gather = torch.ops.tensor_cast.all_reduce.default, torch.ops.tensor_cast.all_gather.default
-    rows = [_pattern(key) for key in row_parallel]
+    rows = [plan_pattern(key) for key in row_parallel]
     hidden = _hidden_size(gm)
     sublayers: dict[str, None] = {}
     for node in list(gm.graph.nodes):
@@ -116,7 +110,7 @@ def insert_tp_collectives(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
         raise DeploymentError(
             f"tp={tp}: no row-parallel module ({', '.join(row_parallel) or 'empty TP plan'}) found in the graph; "
             "this model family's tensor-parallel plan is unknown")
-    whole = [_pattern(key) for key in replicated]
+    whole = [plan_pattern(key) for key in replicated]
     _check_projections_reduced(gm, sublayers, whole, hidden, tp)
     for sublayer in sublayers:
         if whole and any(_module_matches(module_path(n), whole) for n in _inside(gm, sublayer)):

@@ -1,6 +1,6 @@
 """shard_norms: a TP rank's RMSNorm over channels the group splits gets the whole row's statistic.
 
-A q / k norm that spans all heads (OLMo 2 / 3, OLMoE, FlexOlmo, MiniMax-M2: RMSNorm over heads x
+A q / k norm that spans all heads (OLMo 2 / 3, FlexOlmo, MiniMax-M2: RMSNorm over heads x
 head_dim, not over one head) normalizes by the mean of squares of the whole projection, but a TP rank
 holds only its heads. The rank's graph (captured from the per-rank spec) computes the norm over its
 share alone, which would silently drop the collective the engines run for it (the family table
@@ -22,18 +22,11 @@ norm this pass does not know) — a DeploymentError naming the module, never a n
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import fx
 
 from ..errors import DeploymentError
-from .graph_utils import finish, module_path
-
-
-def _pattern(plan_key: str) -> re.Pattern[str]:
-    body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in plan_key.split("."))
-    return re.compile(rf"(^|\.){body}$")
+from .graph_utils import finish, module_path, plan_pattern
 
 
 def shard_norms(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
@@ -41,7 +34,7 @@ def shard_norms(gm: fx.GraphModule, *, tp: int = 1, nodes: int = 1,
     if tp <= 1 or not norms:
         return gm
     rms, sharded = torch.ops.tensor_cast.rms_norm.default, torch.ops.tensor_cast.sharded_rms_norm.default
-    patterns = [(_pattern(key), method) for key, method in norms]
+    patterns = [(plan_pattern(key), method) for key, method in norms]
     found: dict[str, bool] = {}  # module path -> holds a fused rms_norm
     for node in list(gm.graph.nodes):
         if node.op not in ("call_function", "call_method"):
