@@ -1,4 +1,4 @@
-"""A q / k RMSNorm over all heads under TP (passes/shard_norms.py, ops `sharded_rms_norm`): the rank holds
+"""An RMSNorm over channels TP splits (a q / k norm over all heads; a Mamba-2 gated norm of one group) (passes/shard_norms.py, ops `sharded_rms_norm`): the rank holds
 its heads' channels, the norm needs the whole row's mean of squares, so the engine runs a collective
 for it — MiniMax-M2 all-reduces each token's local statistic ("stats", vLLM / SGLang
 `MiniMaxText01RMSNormTP`), OLMo 2 / 3 and FlexOlmo all-gather q and k, normalize the whole row and keep
@@ -22,7 +22,7 @@ from tensor_cast.passes.shard_norms import shard_norms
 
 tc = torch.ops.tensor_cast
 WIDTH, TOKENS = 32, 6
-QK_NORMS = (("layers.*.self_attn.q_norm", "gather"), ("layers.*.self_attn.k_norm", "gather"))
+QK_NORMS = (("layers.*.self_attn.q_norm", "rms_norm", "gather"), ("layers.*.self_attn.k_norm", "rms_norm", "gather"))
 
 
 class RMSNorm(nn.Module):
@@ -124,4 +124,32 @@ def test_families_whose_qk_norms_span_all_heads_run_their_collective_at_tp2(tmp_
     single = tensor_cast.analyze(tiny(tmp_path, model_type, **fields), device="h100-sxm", batch_size=batch,
                                  query_len=1, context_len=32, cache=False)
     assert [r.op for r in single.ops if r.module.endswith("q_norm")] == ["tensor_cast.rms_norm"]
-    assert report.context is not None and dict(report.context.deployment.sharded_norms)["layers.*.self_attn.q_norm"] == method
+    assert report.context is not None
+    assert ("layers.*.self_attn.q_norm", "rms_norm", method) in report.context.deployment.sharded_norms
+
+
+def test_a_single_group_mamba2_norm_all_reduces_its_statistic_and_eight_groups_do_not():
+    """Bamba (mamba_n_groups 1): vLLM's Mixer2RMSNormGated all-reduces the sum of squares at tp > 1 — one
+    gated sharded norm per Mamba layer, its payload one fp32 per token. Nemotron-H's 8 groups split whole
+    over tp=2: each rank normalizes its own groups, no collective."""
+    tp, batch = 2, 4
+    bamba = tensor_cast.load_model("ibm-ai-platform/Bamba-9B", num_hidden_layers=2)
+    report = tensor_cast.analyze(bamba, device="h100-sxm", batch_size=batch, query_len=1, context_len=64, tp=tp)
+    norms = [r for r in report.ops if r.op == "tensor_cast.sharded_rms_norm"]
+    mamba_layers = [i for i, layer in enumerate(bamba.layers) if layer.attention.kind == "mamba"]
+    assert [r.layer for r in norms] == mamba_layers and all(r.module.endswith(".mamba") for r in norms)
+    assert not [r for r in report.ops if r.op == "tensor_cast.gated_rms_norm"]
+    payload = tensor_cast.op_cost("tensor_cast.sharded_rms_norm", *_gated_args(bamba, tp, batch), device="h100-sxm")
+    assert payload.counts.comm.payload_bytes == 4 * batch
+    nemotron = tensor_cast.load_model("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", num_hidden_layers=2)
+    assert {layer.attention.mamba.n_groups for layer in nemotron.layers if layer.attention.mamba} == {8}
+    plain = tensor_cast.analyze(nemotron, device="h100-sxm", batch_size=batch, query_len=1, context_len=64, tp=tp)
+    assert [r.op for r in plain.ops if "norm" in r.op and r.module.endswith(".mixer")] == ["tensor_cast.gated_rms_norm"]
+
+
+def _gated_args(spec, tp: int, batch: int) -> tuple:
+    mamba = next(layer.attention.mamba for layer in spec.layers if layer.attention.mamba)
+    width = mamba.num_heads * mamba.head_dim // tp
+    x = torch.empty(batch, 1, width, dtype=torch.bfloat16, device="meta")
+    w = torch.empty(width, dtype=torch.bfloat16, device="meta")
+    return x, w, 1e-6, tp, 1, "tp", "stats", x

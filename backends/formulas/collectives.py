@@ -33,6 +33,7 @@ import torch
 
 from ...ops import collectives as _collective_ops  # noqa: F401  (ops exist before their rules)
 from ..counts import CommInfo, Counts
+from .mamba import GATED_NORM_FLOPS
 from .norm_activation import RMS_NORM_FLOPS_PER_ELEMENT
 from .registry import OpCall, register
 
@@ -76,8 +77,8 @@ def all_reduce_add_rms_norm(call: OpCall) -> Counts:
 
 @register(tc.sharded_rms_norm.default, kind="collective")
 def sharded_rms_norm(call: OpCall) -> Counts:
-    """"stats": one pass over the rank's share (read x and weight, write the output) around an all-reduce of
-    one fp32 per token (the local mean of squares). "gather": an all-gather of the shares, then the norm
+    """"stats": one pass over the rank's share (read x, the gate if any, and weight; write the output) around
+    an all-reduce of one fp32 per token (the local mean of squares). "gather": an all-gather of the shares, then the norm
     over the whole row on every rank (read n shares and the whole weight, write the row), the rank keeping
     a view of its share."""
     x, n, nodes, scope = call.get("x"), call.get("group_size"), call.get("nodes"), call.get("scope")
@@ -87,7 +88,8 @@ def sharded_rms_norm(call: OpCall) -> Counts:
     if call.get("method") == "stats":
         stats = collective_counts("all_reduce", group_size=n, nodes=nodes, scope=scope, payload=4 * tokens,
                                   read=4 * tokens, written=4 * tokens, reduce_elements=tokens)
-        return Counts(flops={"vector": RMS_NORM_FLOPS_PER_ELEMENT * x.numel + stats.flops.get("vector", 0)},
+        per_element = GATED_NORM_FLOPS if call.get("gate") is not None else RMS_NORM_FLOPS_PER_ELEMENT
+        return Counts(flops={"vector": per_element * x.numel + stats.flops.get("vector", 0)},
                       bytes_read=call.in_bytes + stats.bytes_read, bytes_written=call.out_bytes + stats.bytes_written,
                       comm_bytes=stats.comm_bytes, comm=stats.comm)
     row = n * x.nbytes

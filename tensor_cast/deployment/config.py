@@ -57,7 +57,7 @@ from .quantization import (
     scheme_from_hf,
     served_scheme,
 )
-from .tp_plan import tp_roles
+from .tp_plan import sharded_norms, tp_roles
 
 # Fraction of device memory an engine may use (vLLM `gpu_memory_utilization` default); the rest is
 # the framework reserve: CUDA context, NCCL buffers, allocator fragmentation.
@@ -142,7 +142,7 @@ class TraceDeployment:
     ep_dp: int = 1  # attention-DP replicas the experts span (dp when moe_tp·ep = tp·dp; DP alone does not retrace)
     row_parallel: tuple[str, ...] = ()  # module patterns whose outputs are TP partial sums (tp_plan.py)
     replicated: tuple[str, ...] = ()  # module patterns every TP rank holds whole, reading reduced sums (tp_plan.py)
-    sharded_norms: tuple[tuple[str, str], ...] = ()  # (module pattern, method): norms over TP-split channels
+    sharded_norms: tuple[tuple[str, str, str], ...] = ()  # (module pattern, op, method): norms over TP-split channels
     moe_exchange: str = "all_to_all"  # dp > 1, moe_tp = 1: all_to_all or allgather (moe_exchange.py)
 
     @property
@@ -171,7 +171,7 @@ class ResolvedDeployment:
     stages: tuple[tuple[int, ...], ...]  # real layer indices of each pipeline stage
     row_parallel: tuple[str, ...] = ()
     replicated: tuple[str, ...] = ()
-    sharded_norms: tuple[tuple[str, str], ...] = ()
+    sharded_norms: tuple[tuple[str, str, str], ...] = ()
     notes: tuple[str, ...] = ()
     moe_exchange: str = "all_to_all"  # the exchange of attention-DP + EP MoE layers (moe_exchange.py)
     moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart (DeepSeek-V4)
@@ -419,6 +419,6 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
         row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (),
         replicated=tp_roles(spec.model_type).replicated if tp > 1 else (),
-        sharded_norms=tp_roles(spec.model_type).sharded_norms if tp > 1 else (), notes=tuple(notes),
+        sharded_norms=sharded_norms(spec) if tp > 1 else (), notes=tuple(notes),
         moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
                                           _span(ep_groups, gpn) > 1)[0])

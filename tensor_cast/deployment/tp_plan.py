@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..models.spec import ModelSpec
+
 ENGINE_PLAN: dict[str, str] = {
     "layers.*.self_attn.o_proj": "rowwise",  # every attention kind, MLA included
     "layers.*.self_attn.o_b_proj": "rowwise",  # DeepSeek-V4's grouped output projection (o_a per rank's groups)
@@ -58,6 +60,11 @@ ENGINE_PLAN: dict[str, str] = {
 # transformers module cannot be built per rank (deployment/config.py TP_UNSUPPORTED).
 QK_NORMS = ("layers.*.self_attn.q_norm", "layers.*.self_attn.k_norm")
 SHARDED_NORMS: dict[str, str] = {"minimax_m2": "stats", "olmo2": "gather", "olmo3": "gather", "flex_olmo": "gather"}
+# Mamba-2 mixers whose gated output norm spans one group of the whole inner width (n_groups 1: Granite 4.0
+# hybrids, Bamba): vLLM's `Mixer2RMSNormGated` at tp > 1 all-reduces each token's local sum of squares;
+# with n_groups a multiple of tp each rank's groups are whole and normalize alone (Nemotron-H). The norm is
+# one `gated_rms_norm` emitted in the mixer (models/mamba2.py), so the pattern names the mixer.
+MAMBA_MIXERS = ("layers.*.mamba", "layers.*.mixer")
 # plan values whose module output is a partial sum over the TP group
 PARTIAL_SUM_ROLES = ("rowwise", "rowwise_split_input", "local_rowwise", "moe_tp_experts")
 EMBEDDING = "embed_tokens"  # vocab-parallel: each rank looks up its rows, the sum is all-reduced
@@ -68,7 +75,7 @@ LM_HEAD = "lm_head"  # column-parallel over the vocabulary: logits all-gathered
 class TPRoles:
     row_parallel: tuple[str, ...]  # module patterns relative to the base model ("layers.*.mlp.down_proj")
     replicated: tuple[str, ...] = ()  # module patterns whole on every rank that may read a partial sum
-    sharded_norms: tuple[tuple[str, str], ...] = ()  # (module pattern, "stats" | "gather"): SHARDED_NORMS
+    sharded_norms: tuple[tuple[str, str, str], ...] = ()  # (module pattern, op, "stats" | "gather"): SHARDED_NORMS
     embedding: str = EMBEDDING
     lm_head: str = LM_HEAD
 
@@ -96,5 +103,14 @@ def tp_roles(model_type: str) -> TPRoles:
     rows = tuple(sorted(k for k, v in plan.items() if v in PARTIAL_SUM_ROLES))
     replicated = tuple(sorted(k for k, v in plan.items() if v == "replicated"))
     method = SHARDED_NORMS.get(model_type)
-    norms = tuple((key, method) for key in QK_NORMS) if method else ()
+    norms = tuple((key, "rms_norm", method) for key in QK_NORMS) if method else ()
     return TPRoles(row_parallel=rows, replicated=replicated, sharded_norms=norms)
+
+
+def sharded_norms(spec: ModelSpec) -> tuple[tuple[str, str, str], ...]:
+    """Every norm over TP-split channels in this model: the family's q / k norms (SHARDED_NORMS) and, where
+    a Mamba-2 layer has one group of B / C (n_groups 1), its mixers' gated output norm (MAMBA_MIXERS)."""
+    single_group = any(layer.attention.mamba is not None and layer.attention.mamba.version == 2
+                       and layer.attention.mamba.n_groups == 1 for layer in spec.layers)
+    mixers = tuple((key, "gated_rms_norm", "stats") for key in MAMBA_MIXERS) if single_group else ()
+    return tp_roles(spec.model_type).sharded_norms + mixers

@@ -58,25 +58,36 @@ NORM_SHARDINGS = ("stats", "gather")
 
 @torch.library.custom_op("tensor_cast::sharded_rms_norm", mutates_args=())
 def sharded_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float, group_size: int, nodes: int,
-                     scope: str, method: str) -> torch.Tensor:
+                     scope: str, method: str, gate: torch.Tensor | None = None) -> torch.Tensor:
     """This rank's share of an RMSNorm whose feature dimension is split over the group (a q / k norm
     spanning all heads under TP: `x` and `weight` are the rank's channels). `method` is how the engine
     gets the whole row's mean of squares: "stats" all-reduces each token's local statistic (one fp32)
     and normalizes the share (vLLM / SGLang `MiniMaxText01RMSNormTP`); "gather" all-gathers the
     shares, normalizes the whole row on every rank and keeps its own share (vLLM's OLMo 2 / 3 and
-    OLMoE `_apply_qk_norm`). Reference: every rank holds the same share, so the whole row's mean of
-    squares is the share's and the result is the share's own RMSNorm."""
-    if method not in NORM_SHARDINGS:
-        raise ValueError(f"unknown norm sharding {method!r}; known: {', '.join(NORM_SHARDINGS)}")
+    FlexOlmo `_apply_qk_norm`). With a `gate` (Mamba-2's output norm with one group, "stats" only) the
+    row normalized is x · silu(gate), vLLM's `Mixer2RMSNormGated` at tp > 1. Reference: every rank holds
+    the same share, so the whole row's mean of squares is the share's and the result is the share's
+    own (gated) RMSNorm."""
+    _check_sharding(method, gate)
+    if gate is not None:
+        from .mamba import gated_rms_norm
+
+        return gated_rms_norm(x, gate, weight, x.shape[-1], eps).clone()
     from .fused import rms_norm
 
     return rms_norm(x, weight, eps).clone()
 
 
-@sharded_rms_norm.register_fake
-def _sharded_rms_norm_fake(x, weight, eps, group_size, nodes, scope, method):
+def _check_sharding(method: str, gate: torch.Tensor | None) -> None:
     if method not in NORM_SHARDINGS:
         raise ValueError(f"unknown norm sharding {method!r}; known: {', '.join(NORM_SHARDINGS)}")
+    if gate is not None and method != "stats":
+        raise ValueError("a gated sharded norm all-reduces its statistic: method 'stats'")
+
+
+@sharded_rms_norm.register_fake
+def _sharded_rms_norm_fake(x, weight, eps, group_size, nodes, scope, method, gate=None):
+    _check_sharding(method, gate)
     dtype = torch.promote_types(x.dtype, weight.dtype) if weight is not None else x.dtype
     return x.new_empty(x.shape, dtype=dtype)
 
