@@ -202,6 +202,15 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   PyTorch-harness fit) instead of the serving engine's own (`simulate(kernels=...)`): the
   comparison issue 10 asks for (run both with `--overhead none`, since the overheads were
   fitted on the engine sections).
+- samples: `--sample N` takes at most N rows per device x engine x family; `--ids FILE` only the rows
+  a file names and `--exclude FILE ...` every row but those and their twins (both read by `read_ids`:
+  an --out CSV's id column or one id per line) — e.g. a fresh sample beside a development one.
+
+Why one file of ~900 lines: this docstring is the specification of how a measured row becomes a
+deployment and a workload, and the functions below implement it clause by clause (system, model,
+parallelism, quantization, engine flags, replicas, disagg recipes, protocol); read apart, a clause
+and its code would drift. The reusable pieces already live elsewhere (`inferencemax_flags.py`, the
+recipe and flags tables under `benchmarks/data/`, `serving_fidelity_summary.py` for the tables).
 
 Why one file of ~880 lines (about 205 of them this docstring): the docstring above is the mapping's
 specification and the code below implements it line for line (parallelism, quantization, engine
@@ -772,8 +781,8 @@ def main() -> int:
                     help="TP all-reduce + residual add + RMSNorm fused (engine knob allreduce_fusion): auto = each "
                          "engine's default and the launch flags; on / off for every row (what-if)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
-    ap.add_argument("--ids", help="only these row ids: a file with one id per line (e.g. the rows a mapping "
-                                  "change newly covers)")
+    ap.add_argument("--ids", help="only these row ids: a file with one id per line or an --out CSV (e.g. the "
+                                  "rows a mapping change newly covers)")
     ap.add_argument("--exclude", nargs="+", default=[],
                     help="leave out these rows and their twins (the same measured TTFT and TPOT under another id): "
                          "files of ids, one per line, or --out CSVs (their id column); e.g. the development sample's "
@@ -786,10 +795,7 @@ def main() -> int:
     import tensor_cast
     from tensor_cast.errors import TensorCastError
 
-    wanted = None
-    if args.ids:
-        with open(args.ids) as fh:
-            wanted = {line.strip() for line in fh if line.strip()}
+    wanted = read_ids(args.ids) if args.ids else None
     with open(args.data, newline="") as fh:
         every = list(csv.DictReader(fh))
     left_out = excluded(every, args.exclude)

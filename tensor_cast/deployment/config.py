@@ -57,7 +57,7 @@ from .quantization import (
     scheme_from_hf,
     served_scheme,
 )
-from .tp_plan import sharded_norms, tp_roles
+from .tp_plan import TPRoles, sharded_norms, tp_roles
 
 # Fraction of device memory an engine may use (vLLM `gpu_memory_utilization` default); the rest is
 # the framework reserve: CUDA context, NCCL buffers, allocator fragmentation.
@@ -412,13 +412,13 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
     spans = ep > 1 or (dp > 1 and moe_tp * ep == stage_size)  # the experts' exchange spans the stage
     ep_groups = [range(s * stage_size, (s + 1) * stage_size) for s in range(pp)] if spans else [range(1)]
     pp_pairs: list[tuple[int, ...]] = [(r, r + stage_size) for r in range(world - stage_size)] or [(0,)]
+    roles = tp_roles(spec.model_type) if tp > 1 else TPRoles(row_parallel=())
     return ResolvedDeployment(
         request=request, tp=tp, ep=ep, dp=dp, pp=pp, moe_tp=moe_tp, quant=quant, quant_source=source, moe_quant=moe_quant,
         not_converted=tuple(not_converted), kv_cache_dtype=kv_name, kv_cache_bytes=kv_bytes,
         gpus_per_node=gpn, nodes=nodes, tp_nodes=_span(tp_groups, gpn), ep_nodes=_span(ep_groups, gpn),
         pp_nodes=_span(pp_pairs, gpn), stages=pipeline_stages(spec.num_layers, pp),
-        row_parallel=tp_roles(spec.model_type).row_parallel if tp > 1 else (),
-        replicated=tp_roles(spec.model_type).replicated if tp > 1 else (),
-        sharded_norms=sharded_norms(spec) if tp > 1 else (), notes=tuple(notes),
+        row_parallel=roles.row_parallel, replicated=roles.replicated,
+        sharded_norms=sharded_norms(spec, roles) if tp > 1 else (), notes=tuple(notes),
         moe_exchange=resolve_moe_exchange(request.moe_exchange, getattr(profile, "engine_requested", "") or "vllm",
                                           _span(ep_groups, gpn) > 1)[0])

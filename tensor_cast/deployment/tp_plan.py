@@ -107,10 +107,11 @@ def tp_roles(model_type: str) -> TPRoles:
     return TPRoles(row_parallel=rows, replicated=replicated, sharded_norms=norms)
 
 
-def sharded_norms(spec: ModelSpec) -> tuple[tuple[str, str, str], ...]:
-    """Every norm over TP-split channels in this model: the family's q / k norms (SHARDED_NORMS) and, where
-    a Mamba-2 layer has one group of B / C (n_groups 1), its mixers' gated output norm (MAMBA_MIXERS)."""
+def sharded_norms(spec: ModelSpec, roles: TPRoles) -> tuple[tuple[str, str, str], ...]:
+    """Every norm over TP-split channels in this model: the family's q / k norms (its `roles`, from
+    SHARDED_NORMS) and, where a Mamba-2 layer has one group of B / C (n_groups 1), its mixers' gated output
+    norm (MAMBA_MIXERS)."""
     single_group = any(layer.attention.mamba is not None and layer.attention.mamba.version == 2
                        and layer.attention.mamba.n_groups == 1 for layer in spec.layers)
     mixers = tuple((key, "gated_rms_norm", "stats") for key in MAMBA_MIXERS) if single_group else ()
-    return tp_roles(spec.model_type).sharded_norms + mixers
+    return roles.sharded_norms + mixers
