@@ -738,14 +738,38 @@ def read_ids(path: str) -> set[str]:
     return {line.strip() for line in lines if line.strip()}
 
 
+def measurement(r: dict[str, str]) -> tuple[str, ...]:
+    """What identifies one measured run: the sample writes some InferenceMAX runs twice, under two layouts
+    (docstring "parallelism"), with the same system, engine and measured TTFT and TPOT."""
+    return r["system"], r["backend"], r["silicon_ttft_ms"], r["silicon_tpot_ms"]
+
+
 def excluded(rows: list[dict[str, str]], paths: list[str]) -> set[str]:
-    """The ids `paths` name and their twins: rows of the same system and engine with the same measured TTFT
-    and TPOT (the sample writes some InferenceMAX runs twice under two layouts, docstring "parallelism")."""
+    """The ids `paths` name and their twins (rows of the same `measurement`)."""
     ids = set().union(*(read_ids(p) for p in paths)) if paths else set()
-    def measured(r: dict[str, str]) -> tuple[str, ...]:
-        return r["system"], r["backend"], r["silicon_ttft_ms"], r["silicon_tpot_ms"]
-    taken = {measured(r) for r in rows if r["id"] in ids}
-    return {r["id"] for r in rows if r["id"] in ids or measured(r) in taken}
+    taken = {measurement(r) for r in rows if r["id"] in ids}
+    return {r["id"] for r in rows if r["id"] in ids or measurement(r) in taken}
+
+
+def distinct(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One row per measured run: the first of each set of twins, in file order."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for r in rows:
+        if measurement(r) not in seen:
+            seen.add(measurement(r))
+            out.append(r)
+    return out
+
+
+INTERNAL_ERROR = "internal error (a defect): "
+SKIPPED_FIELDS = ["id", "system", "engine", "mode", "family", "reason"]
+
+
+def skipped_row(row: dict[str, str], reason: str) -> dict[str, str]:
+    """A --skipped-out line: the row's group and why it was not simulated."""
+    return {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
+            "family": family(row["model_path"]), "reason": reason}
 
 
 def main() -> int:
@@ -787,9 +811,16 @@ def main() -> int:
                     help="leave out these rows and their twins (the same measured TTFT and TPOT under another id): "
                          "files of ids, one per line, or --out CSVs (their id column); e.g. the development sample's "
                          "--out CSVs, to draw a fresh sample of rows no modelling change was checked on")
+    ap.add_argument("--distinct", action="store_true",
+                    help="one row per measured run: twins (the same measured TTFT and TPOT under another id) are "
+                         "simulated once, under the first id in the file")
+    ap.add_argument("--skipped-out",
+                    help="CSV of the rows not simulated, with the reason (written as rows finish): the coverage "
+                         "serving_fidelity_summary.py --skipped reports")
     ap.add_argument("--max-concurrency", type=int, default=0,
-                    help="only rows measured at most this many clients (silicon_concurrency; 0: all): the "
-                         "little-queueing rows serving_ttft_signature.py --rows reads")
+                    help="only rows measured at most this many clients (silicon_concurrency; 0: all; the others are "
+                         "listed as not run): the little-queueing rows serving_ttft_signature.py --rows reads, or a "
+                         "full run without the largest closed loops (10 requests x 16,384 clients take minutes)")
     args = ap.parse_args()
 
     import tensor_cast
@@ -800,11 +831,12 @@ def main() -> int:
         every = list(csv.DictReader(fh))
     left_out = excluded(every, args.exclude)
     mtp_sources = {} if args.no_agg_mtp else agg_mtp_sources(every)
+    if args.distinct:
+        every = distinct(every)
     rows = [r for r in every if r["system"] in args.devices.split(",")
             and (wanted is None or r["id"] in wanted) and r["id"] not in left_out
             and r["mode"] in args.modes.split(",") and r["backend"] in args.engines.split(",")
-            and (not args.families or family(r["model_path"]) in args.families.split(","))
-            and (not args.max_concurrency or _measured_clients(r) <= args.max_concurrency)]
+            and (not args.families or family(r["model_path"]) in args.families.split(","))]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["system"], r["backend"], family(r["model_path"]))].append(r)
@@ -821,10 +853,22 @@ def main() -> int:
               "deployment",
               "pred_ttft_s", "meas_ttft_s", "pred_tpot_s", "meas_tpot_s", "ttft_err", "tpot_err", "preemptions",
               "kv_peak_use"]
-    with open(args.out or os.devnull, "w", newline="") as out:
+    with open(args.out or os.devnull, "w", newline="") as out, \
+            open(args.skipped_out or os.devnull, "w", newline="") as skipped_out:
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
+        skip_writer = csv.DictWriter(skipped_out, fieldnames=SKIPPED_FIELDS)
+        skip_writer.writeheader()
+
+        def skip(row: dict[str, str], reason: str) -> None:
+            skipped[reason].append(row["id"])
+            skip_writer.writerow(skipped_row(row, reason))
+            skipped_out.flush()
+
         for i, row in enumerate(todo):
+            if args.max_concurrency and _measured_clients(row) > args.max_concurrency:
+                skip(row, f"not run: more than --max-concurrency {args.max_concurrency} clients")
+                continue
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
@@ -844,10 +888,13 @@ def main() -> int:
                                               isl=isl, osl=osl, range_ratio=ratio,
                                               warmup_requests=c if args.warmup else 0, kernels=args.kernels)
             except Unsupported as exc:
-                skipped[str(exc)].append(row["id"])
+                skip(row, str(exc))
                 continue
             except TensorCastError as exc:
-                skipped[f"{type(exc).__name__}: {str(exc)[:110]}"].append(row["id"])
+                skip(row, f"{type(exc).__name__}: {str(exc)[:110]}")
+                continue
+            except Exception as exc:  # a defect, not a refusal: listed apart at the end, the long run goes on
+                skip(row, f"{INTERNAL_ERROR}{type(exc).__name__}: {str(exc)[:110]}")
                 continue
             ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
             result = {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
@@ -903,6 +950,11 @@ def main() -> int:
     print("\nrows not simulated:")
     for reason, ids in sorted(skipped.items(), key=lambda kv: -len(kv[1])):
         print(f"- {len(ids)} rows: {reason} (e.g. {ids[0]})")
+    defects = sum(len(ids) for reason, ids in skipped.items() if reason.startswith(INTERNAL_ERROR))
+    if defects:
+        print(f"\nerror: {defects} rows failed with an internal error (listed above): a defect to fix",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,7 +1,7 @@
 """Summarise one or more `serving_fidelity.py --out` CSVs into the README's serving-accuracy tables.
 
     python benchmarks/serving_fidelity_summary.py h100_agg.csv h100_disagg.csv b200_agg.csv b200_disagg.csv \
-        [--before previous.csv]
+        [--before previous.csv] [--skipped h100_skipped.csv ...]
 
 `serving_fidelity.py` is run as separate processes (per device, agg and disagg apart: a combined
 run samples a different row set, see its docstring), each writing its rows with `--out`. This
@@ -11,7 +11,9 @@ script reads those rows back and prints, as markdown:
   (matched by row id: only rows present in both files are compared in the brackets' population);
 - the per device x engine x family table: rows, TPOT / TTFT mean absolute error, and the median
   predicted / measured ratio of each (below 1: predicted low);
-- how many rows are predicted below their measurement.
+- how many rows are predicted below their measurement;
+- with `--skipped` (`serving_fidelity.py --skipped-out` files): each group's coverage (rows simulated /
+  rows in the group) and the rows not simulated, by reason.
 The error of a row is |predicted - measured| / measured, as `serving_fidelity.py` writes it.
 Nothing here simulates: the numbers are the CSVs' own.
 
@@ -104,15 +106,32 @@ def package_table(now: dict[str, dict[str, str]], models: dict[str, str], measur
             "overall": {"rows": len(rows), "tpot_mae": err(rows, "tpot_err"), "ttft_mae": err(rows, "ttft_err")}}
 
 
-def group_table(now: dict[str, dict[str, str]]) -> list[str]:
+def group_table(now: dict[str, dict[str, str]], skipped: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """One line per device x engine x family x mode; with `skipped` (the --skipped-out rows) the rows column
+    reads simulated / all, and groups with no row simulated are listed too."""
     groups = grouped(now)
+    missing = grouped(skipped or {})
     lines = ["| device | engine | family | mode | rows | split | TPOT MAE (median pred/meas) | TTFT MAE (median pred/meas) |",
              "| --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
-    for key in sorted(groups):
-        sub = groups[key]
-        splits = "/".join(sorted({r["split"] for r in sub}))
-        lines.append(f"| {' | '.join(key)} | {len(sub)} | {splits} | {mae(sub, 'tpot_err')} ({median_ratio(sub, 'tpot')}) "
+    for key in sorted(set(groups) | set(missing)):
+        sub = groups.get(key, [])
+        splits = "/".join(sorted({r["split"] for r in sub})) or "-"
+        rows = f"{len(sub)} / {len(sub) + len(missing.get(key, []))}" if skipped is not None else str(len(sub))
+        lines.append(f"| {' | '.join(key)} | {rows} | {splits} | {mae(sub, 'tpot_err')} ({median_ratio(sub, 'tpot')}) "
                      f"| {mae(sub, 'ttft_err')} ({median_ratio(sub, 'ttft')}) |")
+    return lines
+
+
+def skipped_table(skipped: dict[str, dict[str, str]]) -> list[str]:
+    """The rows not simulated, by reason (most rows first), with the groups they fall in and one example id."""
+    by_reason: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in skipped.values():
+        by_reason[r["reason"]].append(r)
+    lines = ["| rows | reason | groups (device engine family mode) | e.g. |", "| ---: | --- | --- | --- |"]
+    for reason, rows in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        where = sorted({f"{r['system']} {r['engine']} {r['family']} {r['mode']}" for r in rows})
+        shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+        lines.append(f"| {len(rows)} | {reason.replace('|', '/')} | {shown} | `{rows[0]['id']}` |")
     return lines
 
 
@@ -120,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", nargs="+", help="serving_fidelity.py --out files")
     ap.add_argument("--before", action="append", default=None, help="an earlier run's --out file(s), for the brackets")
+    ap.add_argument("--skipped", nargs="+", default=None,
+                    help="serving_fidelity.py --skipped-out files: coverage (simulated / all rows) per group, and "
+                         "the rows not simulated by reason")
     ap.add_argument("--package-table", help="also write the per-group JSON that serving reports quote (docstring)")
     ap.add_argument("--data", help="the measured rows' CSV (model ids of --package-table's groups)")
     ap.add_argument("--measured-with", default="", help="what --package-table says the groups were measured with")
@@ -131,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         now = read(args.csv)
         before = read(args.before) if args.before else None
+        skipped = read(args.skipped) if args.skipped else None
     except (OSError, KeyError, csv.Error) as exc:
         print(f"error: cannot read the fidelity CSVs ({exc}); pass serving_fidelity.py --out files", file=sys.stderr)
         return 2
@@ -139,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(population_table(now, before)))
     print()
-    print("\n".join(group_table(now)))
+    print("\n".join(group_table(now, skipped)))
     low_tpot = sum(float(r["pred_tpot_s"]) < float(r["meas_tpot_s"]) for r in now.values())
     low_ttft = sum(float(r["pred_ttft_s"]) < float(r["meas_ttft_s"]) for r in now.values())
     print(f"\npredicted below measured: TPOT in {low_tpot}, TTFT in {low_ttft} of {len(now)} rows")
+    if skipped:
+        print(f"\n{len(skipped)} rows not simulated:\n")
+        print("\n".join(skipped_table(skipped)))
     if args.package_table:
         with open(args.data, newline="") as fh:
             models = {r["id"]: r["model_path"] for r in csv.DictReader(fh)}

@@ -49,3 +49,18 @@ def test_a_file_that_is_not_a_fidelity_csv_is_one_line_and_exit_2(tmp_path, caps
     assert summary.main([str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "serving_fidelity.py --out" in err
+
+
+def test_skipped_rows_give_each_groups_coverage_and_the_reasons(tmp_path, capsys):
+    now = write(tmp_path / "now.csv", [row("a", 0.05, 0.011), row("b", 0.15, 0.008)])
+    skipped = tmp_path / "skipped.csv"
+    skipped.write_text("id,system,engine,mode,family,reason\n"
+                       "c,b200_sxm,vllm,agg,Llama,quant mode int8\n"
+                       "d,b200_sxm,vllm,disagg,Llama,quant mode int8\n"
+                       "e,h100_sxm,sglang,agg,GLM,model zai-org/GLM-6 not in the registry\n")
+    assert summary.main([now, "--skipped", str(skipped)]) == 0
+    out = capsys.readouterr().out
+    assert "| b200_sxm | vllm | Llama | agg | 2 / 3 | held-out | 15.0% (0.95) | 50.0% (1.00) |" in out
+    assert "| h100_sxm | sglang | GLM | agg | 0 / 1 | - | - (-) | - (-) |" in out  # a group with none simulated
+    assert "3 rows not simulated:" in out
+    assert "| 2 | quant mode int8 | b200_sxm vllm Llama agg, b200_sxm vllm Llama disagg | `c` |" in out

@@ -31,3 +31,16 @@ def test_a_list_of_ids_one_per_line_and_several_files(tmp_path):
     second.write_text("fresh\n")
     assert fidelity.excluded(ROWS, [str(first), str(second)]) == {"other-engine", "fresh"}
     assert fidelity.excluded(ROWS, []) == set()
+
+
+def test_distinct_keeps_the_first_row_of_each_measured_run():
+    # "seen-twin" repeats "seen" (same system, engine, TTFT, TPOT); the other three are measurements of their own
+    kept = [r["id"] for r in fidelity.distinct(ROWS)]
+    assert kept == ["seen", "other-engine", "other-system", "fresh"]
+
+
+def test_a_skipped_row_names_its_group_and_reason():
+    r = {**row("x", "1", "1"), "mode": "disagg", "model_path": "deepseek-ai/DeepSeek-R1"}
+    assert fidelity.skipped_row(r, "no device profile for b200_sxm") == {
+        "id": "x", "system": "b200_sxm", "engine": "sglang", "mode": "disagg", "family": "DeepSeek",
+        "reason": "no device profile for b200_sxm"}
