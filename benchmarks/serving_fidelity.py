@@ -29,7 +29,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     moe_ep_size, where moe_tp_size is the run's tp and moe_ep_size its ep: `..._tp8_ep8_920` is
     tp_size 64, moe 8 x 8 (and with dp-attn attention_dp_size 64); vLLM's dp-attn runs are
     written tp = dp = the run's tp, moe_ep = tp x dp (`_tp4_ep4_` -> 4, 4, 1, 16). InferenceMAX
-    agg runs are single-node (runner `b200`, 8 GPUs; tp 64 cannot be), the run's GPU count is its
+    agg runs are single-node (runner `b200`, 8 GPUs; tp 64 cannot be; the 55 gb200 "agg" rows of
+    2026-04-06.csv measured in November 2025 with tp 12-72 are not simulated: their tp is a multi-node
+    run's GPU total, 20 = 4 + 16, 36, 52, ..., and the row does not say how it was split — simulated as one TP64
+    engine, `..._c538_tp64_ep1_113` predicted a 110 ms TPOT against 10 ms measured), the run's GPU count is its
     tp (`--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`,
     vLLM dp-attn `--tensor-parallel-size=1 --data-parallel-size=$TP --enable-expert-parallel`;
     benchmarks/*.sh of SemiAnalysisAI/InferenceX), and the sample holds the same measurements
@@ -362,6 +365,7 @@ def per_replica_concurrency(row: dict[str, str]) -> int:
     return per if c > per and c % per == 0 else c
 
 
+IMX_AGG_MAX_GPUS = 8  # one node of the InferenceMAX agg runners (docstring, parallelism)
 IMX_ID = re.compile(r"_tp(\d+)_ep(\d+)_")  # InferenceMAX run ids: `..._tp8_ep8_920`
 
 
@@ -402,6 +406,10 @@ def parallel(row: dict[str, str], prefix: str = "") -> dict[str, int]:
     if dp == 0:  # 15 gb200 Qwen3-32B rows: "0" with batch_size = concurrency / 2, so not "no attention DP"
         raise Unsupported("attention_dp_size=0 (ambiguous: neither 1 nor concurrency / batch_size)")
     imx = None if prefix else inferencemax_layout(row)
+    if imx is not None and imx[0] > IMX_AGG_MAX_GPUS:
+        raise Unsupported(f"InferenceMAX agg run on more than {IMX_AGG_MAX_GPUS} GPUs: its agg runs are "
+                          "single-node, so the row's tp is a multi-node (disaggregated) run's GPU total whose "
+                          "prefill / decode split the row does not give")
     if imx is not None:
         return {**imx_parallel(*imx, moe=mtp > 1 or mep > 1), **pp}
     world = tp * dp
@@ -866,15 +874,15 @@ def main() -> int:
             skipped_out.flush()
 
         for i, row in enumerate(todo):
-            if args.max_concurrency and _measured_clients(row) > args.max_concurrency:
-                skip(row, f"not run: more than --max-concurrency {args.max_concurrency} clients")
-                continue
             try:
                 isl, osl, ratio = lengths(row, args.range_ratio)
                 kwargs = setup(row, ratio, overhead=args.overhead == "profile", isl=isl,
                                host_launch_s=None if args.host_launch_us is None else args.host_launch_us * 1e-6,
                                mtp_source=mtp_sources.get(row["id"]))
                 c = per_replica_concurrency(row)
+                if args.max_concurrency and _measured_clients(row) > args.max_concurrency:  # mapped, not run
+                    skip(row, f"not run: more than --max-concurrency {args.max_concurrency} clients")
+                    continue
                 if row["mode"] == "agg" and agg_mtp(row, kwargs, mtp_sources.get(row["id"])):
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:

@@ -100,6 +100,18 @@ def test_inferencemax_rows_map_to_the_runs_own_layout(backend, columns, run, exp
     assert fidelity.parallel(moe_row(SA_BENCH[1], backend, *columns, run=run)) == expected
 
 
+@pytest.mark.parametrize(("columns", "run"), [
+    (("64", "1", "64", "1"), "2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_8192x1024_c538_tp64_ep1_113"),
+    (("36", "1", "36", "1"), "2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c32_tp36_ep1_11"),
+])
+def test_inferencemax_agg_rows_beyond_one_node_are_listed_not_simulated(columns, run):
+    # InferenceMAX agg runs are single-node: tp 64 (or 36, which 128 heads do not even divide) is a multi-node
+    # run's GPU total, not a tensor-parallel width
+    with pytest.raises(fidelity.Unsupported, match="agg run on more than 8 GPUs: its agg runs are single-node"):
+        fidelity.parallel(moe_row(SA_BENCH[0], "trtllm", *columns, run=run))
+    assert fidelity.parallel(moe_row(SA_BENCH[0], "trtllm", "8", "1", "8", "1", run="r_tp8_ep1_1")) == {"tp": 8}
+
+
 def test_aic_eval_rows_map_mixed_moe_splits_as_written():
     # TensorRT-LLM moe_tp 2 x moe_ep 2 over tp 4 (moe_tp = tp / ep, the default), 2 x 4 over tp 8
     assert fidelity.parallel(moe_row(AIC_EVAL, "trtllm", "4", "", "2", "2")) == {"tp": 4, "ep": 2}
