@@ -62,7 +62,15 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   bf16 cache, which needs 36.8 GB per rank beside 56 GB of weights on an 80 GB GPU — and SGLang's on
   Blackwell, whose recipes pair the trtllm_mla attention backend with `kv-cache-dtype: fp8_e4m3` in both
   pools (srt-slurm recipes/b200-fp8/1k1k.yaml, 8k1k.yaml, gb200-fp8/1k1k/max-tpt.yaml), while the H100
-  SGLang recipes (flashinfer) leave it unset (recipes/h100/1k1k/stp/h100-fp8-2p4d-max-tp.yaml); else the model dtype.
+  SGLang recipes (flashinfer) leave it unset (recipes/h100/1k1k/stp/h100-fp8-2p4d-max-tp.yaml); and for
+  AIConfigurator's own TensorRT-LLM runs with per-tensor FP8 weights (`aic_modelopt_fp8_kv`; not gpt-oss, whose
+  MXFP4 checkpoint is no ModelOpt FP8 one): TensorRT-LLM takes
+  per-tensor FP8 from a ModelOpt checkpoint, whose quantization config carries an FP8 KV cache that its
+  `kv_cache_dtype: auto` (AIConfigurator's template default) follows — and the measurements need it: Qwen3-32B
+  FP8 on one H100 at 64 clients of 4,096 + 128 tokens (`..._4096x128_c64_tp1_epnone_34`) holds 64 x 4,224
+  tokens x 262,144 B = 70.9 GB of bf16 KV beside 32.8 GB of weights on an 80 GB GPU, which cannot be, while its
+  measured TTFT, 1.63 s, shows no request waiting for memory (simulated with a bf16 cache: 10.3 s; with FP8,
+  35 GB, every request fits). Else the model dtype.
 - engine: backend column (vllm, sglang, trtllm) with each engine's defaults (engines.py), except
   - sa-bench agg rows on h100_sxm / b200_sxm: the launch flags of the InferenceMAX script that ran
     them (`benchmarks/data/inferencemax_agg_flags.csv`, README there: script path and commit per
@@ -438,9 +446,16 @@ def quant(row: dict[str, str], model_path: str, forced: str | None) -> dict[str,
     if (not forced and mxfp4_checkpoint and (row["system"], row["backend"]) in MXFP8_ACTIVATION_RUNS
             and benchmark_source(row) == "sa-bench"):
         out["quant"] = "w4a8_mxfp4_mxfp8"
-    if mode == "nvfp4" or forced == "nvfp4" or recipe_fp8_kv(row):
+    if (mode == "nvfp4" or forced == "nvfp4" or recipe_fp8_kv(row)
+            or (aic_modelopt_fp8_kv(row, out.get("quant")) and not mxfp4_checkpoint)):
         out["kv_cache_dtype"] = "fp8"
     return out
+
+
+def aic_modelopt_fp8_kv(row: dict[str, str], weights: str | None) -> bool:
+    """Whether one of AIConfigurator's own TensorRT-LLM runs served per-tensor FP8 weights, i.e. a ModelOpt
+    checkpoint, whose FP8 KV cache its `kv_cache_dtype: auto` follows (docstring, quantization)."""
+    return weights == "fp8" and row["backend"] == "trtllm" and benchmark_source(row) == "aic-eval"
 
 
 # Systems whose SGLang disaggregated recipes run the trtllm_mla attention backend on an fp8_e4m3 KV cache
@@ -748,8 +763,9 @@ def read_ids(path: str) -> set[str]:
 
 def measurement(r: dict[str, str]) -> tuple[str, ...]:
     """What identifies one measured run: the sample writes some InferenceMAX runs twice, under two layouts
-    (docstring "parallelism"), with the same system, engine and measured TTFT and TPOT."""
-    return r["system"], r["backend"], r["silicon_ttft_ms"], r["silicon_tpot_ms"]
+    (docstring "parallelism"), with the same system, engine and measured TTFT and TPOT — some written to 5
+    decimals, some to 14 (`511.88771` and `511.88770990941356` ms): compared to 1e-4 ms."""
+    return r["system"], r["backend"], f"{float(r['silicon_ttft_ms']):.4f}", f"{float(r['silicon_tpot_ms']):.4f}"
 
 
 def excluded(rows: list[dict[str, str]], paths: list[str]) -> set[str]:
@@ -812,6 +828,8 @@ def main() -> int:
     ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
                     help="TP all-reduce + residual add + RMSNorm fused (engine knob allreduce_fusion): auto = each "
                          "engine's default and the launch flags; on / off for every row (what-if)")
+    ap.add_argument("--kv-cache-dtype", choices=("bf16", "fp8"), default=None,
+                    help="what-if: this KV cache dtype for every row (default: each row's mapping, docstring)")
     ap.add_argument("--out", help="per-row CSV of predictions (written as rows finish)")
     ap.add_argument("--ids", help="only these row ids: a file with one id per line or an --out CSV (e.g. the "
                                   "rows a mapping change newly covers)")
@@ -889,6 +907,8 @@ def main() -> int:
                     kwargs["moe_skew"] = args.moe_skew
                 if args.mtp_acceptance is not None and kwargs.get("mtp"):
                     kwargs["mtp_acceptance"] = args.mtp_acceptance
+                if args.kv_cache_dtype:
+                    kwargs["kv_cache_dtype"] = args.kv_cache_dtype
                 if args.allreduce_fusion != "auto":
                     kwargs["engine_args"] = {**kwargs.get("engine_args", {}),
                                              "allreduce_fusion": args.allreduce_fusion == "on"}

@@ -37,6 +37,9 @@ def test_distinct_keeps_the_first_row_of_each_measured_run():
     # "seen-twin" repeats "seen" (same system, engine, TTFT, TPOT); the other three are measurements of their own
     kept = [r["id"] for r in fidelity.distinct(ROWS)]
     assert kept == ["seen", "other-engine", "other-system", "fresh"]
+    # the sample writes some runs to 5 decimals and their twins to 14: still one measured run
+    rounded = [row("short", "511.88771", "16.746681"), row("long", "511.88770990941356", "16.746680604516214")]
+    assert [r["id"] for r in fidelity.distinct(rounded)] == ["short"]
 
 
 def test_a_skipped_row_names_its_group_and_reason():

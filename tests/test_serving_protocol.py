@@ -159,6 +159,18 @@ def test_qwen3_fp8_checkpoint_rows_run_block_fp8():
     assert (model, fidelity.quant(r, path, forced)) == ("Qwen/Qwen3-235B-A22B", {"quant": "fp8_block"})
 
 
+def test_aic_eval_trtllm_per_tensor_fp8_rows_run_the_modelopt_checkpoints_fp8_kv_cache():
+    # TensorRT-LLM serves per-tensor FP8 from a ModelOpt checkpoint, whose FP8 KV cache kv_cache_dtype auto
+    # follows (64 x 4,224 tokens of bf16 KV, 70.9 GB, beside 32.8 GB of weights cannot fit an 80 GB H100)
+    row = {"gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "backend": "trtllm", "silicon_data_source": AIC_EVAL}
+    assert fidelity.quant(row, "Qwen/Qwen3-32B", None) == {"quant": "fp8", "kv_cache_dtype": "fp8"}
+    # vLLM's auto is the model dtype; InferenceMAX's runs say their cache in their scripts; gpt-oss is MXFP4
+    assert fidelity.quant({**row, "backend": "vllm"}, "Qwen/Qwen3-32B", None) == {"quant": "fp8"}
+    sa_bench = {**row, "silicon_data_source": SA_BENCH[0], "mode": "agg"}
+    assert fidelity.quant(sa_bench, "Qwen/Qwen3-32B", None) == {"quant": "fp8"}
+    assert "kv_cache_dtype" not in fidelity.quant({**row, "system": "h100_sxm"}, "openai/gpt-oss-120b", None)
+
+
 def test_gpt_oss_b200_inferencemax_rows_run_mxfp8_activations():
     # InferenceMAX's B200 gpt-oss scripts select FlashInfer's MXFP4 x MXFP8 MoE (vLLM env var, TRT-LLM
     # moe backend TRTLLM): the checkpoint's MXFP4 experts costed as w4a8_mxfp4_mxfp8; H100 rows, SGLang
