@@ -388,3 +388,14 @@ def test_sglang_disagg_pools_take_their_recipes_moe_exchange():
     assert fidelity.sglang_pool_exchange([dep8], "decode") == "allgather"
     assert fidelity.sglang_pool_exchange([wide, dep8], "decode") is None  # matched recipes disagree
     assert fidelity.sglang_pool_exchange([{"recipe": "no/such/recipe"}], "decode") is None
+
+
+@pytest.mark.parametrize(("version", "kv"), [("0.19.0", "fp8"), ("nightly-5b8c30d62b754b57", None)])
+def test_minimax_b300_vllm_fp8_rows_reuse_the_b200_recipe(version, kv):
+    # minimaxm2.5_fp8_b300.sh "reuses the existing MiniMax-M2.5 FP8 B200 vLLM recipe as-is": the 0.19.0 runs take
+    # the B200 0.19.0 line (FP8 KV, 0.90); the nightly of March 2026, like B200's 0.17.0 runs, no table line
+    row = {**imx_row("MiniMaxAI/MiniMax-M2.5", "vllm", "fp8", 8192, 1024, 256, "r_tp2_ep1_85"), "system": "b300_sxm",
+           "backend_version": version, "gemm_quant_mode": "fp8_block", "moe_quant_mode": "fp8_block"}
+    kwargs = fidelity.setup(row, 0.0)
+    assert kwargs.get("kv_cache_dtype") == kv
+    assert kwargs.get("engine_args", {}).get("memory_utilization") == (0.9 if kv else None)
