@@ -61,7 +61,7 @@ def small_table(monkeypatch):
 
 def test_the_lookup_names_the_group_the_family_elsewhere_or_the_whole(small_table):
     exact = accuracy_note("llama", "b200", "vllm", "agg")
-    assert exact.startswith("measured accuracy on similar runs: vllm Llama agg on b200_sxm, 10 sampled runs")
+    assert exact.startswith("measured accuracy on similar runs: vllm Llama agg on b200_sxm, 10 measured runs")
     assert "TPOT mean abs error 6.7% (median predicted/measured 1.02), TTFT 13.5% (0.93)" in exact
     assert "held out from every fit" in exact and "commit abc" in exact
     elsewhere = accuracy_note("llama", "h200", "vllm", "agg")

@@ -51,7 +51,7 @@ class AccuracyGroup:
     def describe(self) -> str:
         split = {"fit": "in the overhead fit's population", "held-out": "held out from every fit"}.get(
             self.split, "partly in a fit's population")
-        return (f"{self.engine} {self.family} {self.mode} on {self.system}, {self.rows} sampled runs ({split}; "
+        return (f"{self.engine} {self.family} {self.mode} on {self.system}, {self.rows} measured runs ({split}; "
                 f"{', '.join(self.models)}): TPOT mean abs error {self.tpot_mae:.1%} (median predicted/measured "
                 f"{self.tpot_ratio:.2f}), TTFT {self.ttft_mae:.1%} ({self.ttft_ratio:.2f})")
 
@@ -100,6 +100,6 @@ def accuracy_note(model_type: str, device: str, engine: str, mode: str) -> str:
             return f"no measured runs of {missing} to check against; {elsewhere}: {_some(groups)} [{source}]"
     o = table.overall
     what = f"the {family} family" if family else f"model_type {model_type!r}"
-    return (f"no measured runs of {what} under {engine} {mode} to check against; over all {o['rows']} sampled runs "
+    return (f"no measured runs of {what} under {engine} {mode} to check against; over all {o['rows']} measured runs "
             f"(every device, engine and family): TPOT mean abs error {o['tpot_mae']:.1%}, TTFT {o['ttft_mae']:.1%} "
             f"[{source}]")
