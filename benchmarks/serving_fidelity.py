@@ -3,6 +3,7 @@
     python benchmarks/serving_fidelity.py --data ../shared/serving/silicon_sample_visible.csv \
         [--sample N] [--devices h100_sxm,b200_sxm,b300_sxm,gb200,gb300] [--out rows.csv]
         [--exclude earlier.csv ...]   (a fresh sample: leave out rows an earlier run simulated, and their twins)
+        [--distinct --skipped-out skipped.csv]   (every measured run once; the rows not simulated, with the reason)
 
 Every agg and disagg row on a system with a tensor_cast device profile is mapped to a
 deployment and simulated as the benchmark ran it: a closed loop of `silicon_concurrency`
