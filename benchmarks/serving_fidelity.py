@@ -32,8 +32,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     written tp = dp = the run's tp, moe_ep = tp x dp (`_tp4_ep4_` -> 4, 4, 1, 16). InferenceMAX
     agg runs are single-node (runner `b200`, 8 GPUs; tp 64 cannot be; the 55 gb200 "agg" rows of
     2026-04-06.csv measured in November 2025 with tp 12-72 are not simulated: their tp is a multi-node
-    run's GPU total, 20 = 4 + 16, 36, 52, ..., and the row does not say how it was split — simulated as one TP64
-    engine, `..._c538_tp64_ep1_113` predicted a 110 ms TPOT against 10 ms measured), the run's GPU count is its
+    run's GPU total, 20 = 4 + 16, 36, 52, ..., and the row does not say how it was split — when it was
+    simulated as one TP64 engine, `..._c538_tp64_ep1_113` was predicted at a 110 ms TPOT against 10 ms
+    measured: `IMX_AGG_MAX_GPUS`), the run's GPU count is its
     tp (`--tp_size=$TP --ep_size=$EP_SIZE`, SGLang `--tensor-parallel-size=$TP --ep-size $EP_SIZE`,
     vLLM dp-attn `--tensor-parallel-size=1 --data-parallel-size=$TP --enable-expert-parallel`;
     benchmarks/*.sh of SemiAnalysisAI/InferenceX), and the sample holds the same measurements
