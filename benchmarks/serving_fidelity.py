@@ -219,19 +219,14 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   a file names and `--exclude FILE ...` every row but those and their twins (both read by `read_ids`:
   an --out CSV's id column or one id per line) — e.g. a fresh sample beside a development one.
 
-Why one file of ~900 lines: this docstring is the specification of how a measured row becomes a
-deployment and a workload, and the functions below implement it clause by clause (system, model,
-parallelism, quantization, engine flags, replicas, disagg recipes, protocol); read apart, a clause
-and its code would drift. The reusable pieces already live elsewhere (`inferencemax_flags.py`, the
-recipe and flags tables under `benchmarks/data/`, `serving_fidelity_summary.py` for the tables).
-
-Why one file of ~880 lines (about 205 of them this docstring): the docstring above is the mapping's
-specification and the code below implements it line for line (parallelism, quantization, engine
-arguments, disagg recipes, protocol); a reader checks one against the other. The tables and their
-readers live elsewhere: the recipe table in `benchmarks/data/inferencemax_disagg_recipes.csv`, the agg
-launch-flags table in `benchmarks/data/inferencemax_agg_flags.csv` with its reader in
-`inferencemax_flags.py`, the SGLang recipes' flag tables with theirs in `sglang_recipe_tables.py`;
-moving the row mapping into a module of its own is the split to make when another dataset needs it.
+Why one file of ~950 lines (about 215 of them this docstring): the docstring above is the specification of
+how a measured row becomes a deployment and a workload, and the functions below implement it clause by
+clause (system, model, parallelism, quantization, engine flags, replicas, disagg recipes, protocol); read
+apart, a clause and its code would drift. What is not the mapping lives elsewhere: which rows a run takes
+(twins, id files: `fidelity_rows.py`), the recipe and launch-flags tables under `benchmarks/data/` with
+their readers (`inferencemax_flags.py`, `sglang_recipe_tables.py`), the summary tables
+(`serving_fidelity_summary.py`); moving the row mapping into a module of its own is the split to make when
+another dataset needs it.
 """
 
 from __future__ import annotations
@@ -248,6 +243,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import inferencemax_flags as imx  # the InferenceMAX agg launch-flags table (benchmarks/data/)
+from fidelity_rows import distinct, excluded, read_ids  # which measured rows a run takes (twins, id files)
 from sglang_recipe_tables import sglang_pool_exchange, sglang_pool_flags  # SGLang recipe flag tables (data/)
 
 SYSTEMS = {"h100_sxm": "h100-sxm", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200", "gb300": "gb300"}
@@ -751,41 +747,6 @@ def group_label(r: dict[str, Any]) -> str:
 
 def mae(rows: list[dict[str, Any]], key: str) -> str:
     return f"{100 * sum(r[key] for r in rows) / len(rows):.1f}%" if rows else "-"
-
-
-def read_ids(path: str) -> set[str]:
-    """Row ids from a file: an --out CSV (its `id` column) or one id per line."""
-    with open(path, newline="") as fh:
-        text = fh.read()
-    lines = text.splitlines()
-    if lines and "," in lines[0] and "id" in lines[0].split(","):
-        return {r["id"] for r in csv.DictReader(lines)}
-    return {line.strip() for line in lines if line.strip()}
-
-
-def measurement(r: dict[str, str]) -> tuple[str, ...]:
-    """What identifies one measured run: the sample writes some InferenceMAX runs twice, under two layouts
-    (docstring "parallelism"), with the same system, engine and measured TTFT and TPOT — some written to 5
-    decimals, some to 14 (`511.88771` and `511.88770990941356` ms): compared to 1e-4 ms."""
-    return r["system"], r["backend"], f"{float(r['silicon_ttft_ms']):.4f}", f"{float(r['silicon_tpot_ms']):.4f}"
-
-
-def excluded(rows: list[dict[str, str]], paths: list[str]) -> set[str]:
-    """The ids `paths` name and their twins (rows of the same `measurement`)."""
-    ids = set().union(*(read_ids(p) for p in paths)) if paths else set()
-    taken = {measurement(r) for r in rows if r["id"] in ids}
-    return {r["id"] for r in rows if r["id"] in ids or measurement(r) in taken}
-
-
-def distinct(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """One row per measured run: the first of each set of twins, in file order."""
-    seen: set[tuple[str, ...]] = set()
-    out = []
-    for r in rows:
-        if measurement(r) not in seen:
-            seen.add(measurement(r))
-            out.append(r)
-    return out
 
 
 INTERNAL_ERROR = "internal error (a defect): "
