@@ -381,6 +381,18 @@ def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], va
                    overlap=get("overlap", base.overlap), call_floor_s=get("call_floor_us", 0.0) * 1e-6)
 
 
+def uncalibrated_gemm_note(variant: str, efficiency: Mapping[str, Any], engine: str, device: str) -> str:
+    """For the report: the section in force fits some GEMM variants' own kernels (`gemm_<v>_compute`)
+    but not `variant`'s, whose GEMMs then take the section's generic GEMM parameters ("" otherwise,
+    and for bf16, the generic parameters' own variant)."""
+    fitted = sorted(k[len("gemm_"):-len("_compute")] for k in efficiency
+                    if k.startswith("gemm_") and k.endswith("_compute") and k[len("gemm_"):-len("_compute")] in GEMM_VARIANTS)
+    if variant in ("none", "bf16") or variant not in GEMM_VARIANTS or not fitted or variant in fitted:
+        return ""
+    return (f"engine {engine} on {device}: no {variant} GEMM kernel is calibrated (fitted: {', '.join(fitted)}); "
+            f"its {variant} GEMMs are costed with the section's generic GEMM parameters")
+
+
 ELEMENT_BYTES = {"fp8": 1, "int8": 1, "fp4": 0.5}  # operand bytes per element by tensor-core precision (else 2)
 
 

@@ -98,9 +98,10 @@ class EngineKernels:
 
 VLLM = EngineKernels(
     name="vllm", label="vLLM 0.24 kernels",
-    gemm_dtypes=_frozen({"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}),
+    gemm_dtypes=_frozen({"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}),
     gemm_kernels=_frozen({"bf16": ("torch.nn.functional.linear",), "fp8": ("CutlassFP8ScaledMMLinearKernel",),
-                          "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",)}),
+                          "fp8_block": ("DeepGemmFp8BlockScaledMMKernel",),
+                          "nvfp4": ("FlashInferCuteDslNvFp4LinearKernel",)}),
     # DeepGEMM rows never take less than ~80 us (H100) / ~170 us (B200) per call: launched eagerly
     host_timed_gemms=("fp8_block",),
     fp8_dynamic_quant=True, quant_bound_rows=True,

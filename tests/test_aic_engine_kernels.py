@@ -56,7 +56,8 @@ def test_gemm_rows_go_to_the_stage_of_the_kernel_each_engine_runs(aic, tmp_path)
     rows = [gemm_row("TRTLLM", "torch_flow", "bfloat16", 8), gemm_row("TRTLLM", "torch_flow", "nvfp4", 8),
             gemm_row("TRTLLM", "deepgemm", "fp8_block", 8), gemm_row("TRTLLM", "torch_flow", "fp8", 8),
             gemm_row("TRTLLM", "CutlassFP8ScaledMMLinearKernel", "fp8", 16),
-            gemm_row("TRTLLM", "DeepGemmFp8BlockScaledMMKernel", "fp8_block", 16)]
+            gemm_row("TRTLLM", "DeepGemmFp8BlockScaledMMKernel", "fp8_block", 16),
+            gemm_row("TRTLLM", "FlashInferCuteDslNvFp4LinearKernel", "nvfp4", 16)]
     write_table(tmp_path, "gemm_perf", rows)
     trt = aic_tables.gemm_cases(tmp_path)  # the folder's framework: TensorRT-LLM
     assert sorted((c.row.name, c.stage) for c in trt) == [
@@ -71,8 +72,12 @@ def test_gemm_rows_go_to_the_stage_of_the_kernel_each_engine_runs(aic, tmp_path)
     # the same table read as vLLM's kernels takes only vLLM's kernel rows, DeepGEMM launched eagerly
     vllm = aic_tables.gemm_cases(tmp_path, engine=engines.VLLM)
     assert sorted((c.row.name, c.stage) for c in vllm) == [
-        ("CutlassFP8ScaledMMLinearKernel", "gemm fp8"), ("DeepGemmFp8BlockScaledMMKernel", "gemm fp8_block")]
+        ("CutlassFP8ScaledMMLinearKernel", "gemm fp8"), ("DeepGemmFp8BlockScaledMMKernel", "gemm fp8_block"),
+        ("FlashInferCuteDslNvFp4LinearKernel", "gemm nvfp4")]
     assert next(c for c in vllm if c.stage == "gemm fp8_block").mode == aic_tables.HOST_TIMED
+    # vLLM's NVFP4 linear (FlashInfer CuTe DSL), a CUDA-graph replay, with its FP4 activation quantization
+    vllm_fp4 = next(c for c in vllm if c.stage == "gemm nvfp4")
+    assert vllm_fp4.mode == cases_module.IN_GRAPH and vllm_fp4.ops[0].call.args[1:] == ("nvfp4", 16, True)
 
 
 def moe_row(kernel: str, dtype: str, h: int, i: int, k: int, e: int, t: int = 64) -> dict:

@@ -25,7 +25,7 @@ from synthetic_device import (
 import tensor_cast
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import parse_profile
-from tensor_cast.backends.efficiency import efficiency_for
+from tensor_cast.backends.efficiency import efficiency_for, uncalibrated_gemm_note
 from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
 from tensor_cast.backends.kernels import GemmShape
 from tensor_cast.backends.roofline import ExecutionMode, op_time
@@ -409,3 +409,26 @@ def test_dynamic_per_tensor_quantization_walks_rows_in_whole_iterations(hidden, 
 def test_tile_switch_needs_a_table_for_the_architecture():
     with pytest.raises(InvalidProfileError, match="tile-switch table.*'test'.*hopper, blackwell"):
         fp8_gemm_time(synthetic(**FP8), 300, 8192, 4096)
+
+
+def test_a_quantized_gemm_without_its_own_kernel_fit_is_said_not_silently_generic():
+    section = {"gemm_compute": 0.7, "gemm_bf16_compute": 0.8, "gemm_fp8_compute": 0.6}
+    note = uncalibrated_gemm_note("nvfp4", section, "vllm", "b200")
+    assert note == ("engine vllm on b200: no nvfp4 GEMM kernel is calibrated (fitted: bf16, fp8); its nvfp4 "
+                    "GEMMs are costed with the section's generic GEMM parameters")
+    # a fitted variant, bf16 / unquantized, a weight-only scheme that is no GEMM variant, and a section that
+    # fits no variant at all (the generic parameters are all it has) say nothing
+    assert not uncalibrated_gemm_note("fp8", section, "vllm", "b200")
+    assert not uncalibrated_gemm_note("none", section, "vllm", "b200")
+    assert not uncalibrated_gemm_note("w4a16", section, "vllm", "b200")
+    assert not uncalibrated_gemm_note("nvfp4", {"gemm_compute": 0.7}, "torch", "b200")
+
+
+def test_analyze_says_when_the_engine_section_has_no_fit_of_the_weights_gemm_kernel():
+    """The shipped H100 vLLM section fits bf16, fp8 and fp8_block GEMMs, not int8 (AIConfigurator's tables
+    hold none); B200's fits NVFP4 (FlashInfer CuTe DSL rows)."""
+    def notes(device, quant):
+        return tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=device, engine="vllm", batch_size=1,
+                                   query_len=1, context_len=128, quant=quant, num_hidden_layers=1).context.notes
+    assert any("no w8a8_int8 GEMM kernel is calibrated" in n for n in notes("h100-sxm", "w8a8_int8"))
+    assert not any("GEMM kernel is calibrated" in n for n in notes("b200", "nvfp4") + notes("h100-sxm", "fp8"))
