@@ -44,6 +44,19 @@ NEAREST: dict[str, tuple[str, ...]] = {
     "torch": ("vllm", "sglang", "trtllm"),
 }
 LEGACY_ENGINE = "torch"  # the engine a flat [efficiency] table describes
+# (engine, GEMM variant) -> the kernel the engine runs for it, where engines differ enough that one
+# engine's fit of that variant must not stand in for another's: a section standing in for an engine
+# keeps a listed variant's `gemm_<variant>_*` keys only when both engines run the same kernel, else
+# those GEMMs take the section's generic GEMM parameters (and the report says no fit covers them).
+# NVFP4: vLLM 0.24 and SGLang 0.5.14 run FlashInfer's CuTe DSL linear behind a separate activation
+# quantization (AIConfigurator's B200 tables: 11-13 us for an 8k x 2.5k-8k projection at M 16-64, the
+# time of the bf16 GEMM reading 3.6x the bytes); TensorRT-LLM runs its own FP4 GEMMs (trtllm-gen /
+# CUTLASS) with the quantization fused into the preceding norm or activation.
+GEMM_KERNELS: dict[tuple[str, str], str] = {
+    ("vllm", "nvfp4"): "FlashInfer CuTe DSL",
+    ("sglang", "nvfp4"): "FlashInfer CuTe DSL",
+    ("trtllm", "nvfp4"): "TensorRT-LLM FP4 GEMM",
+}
 
 
 def check_engine(engine: Any) -> str:
@@ -88,8 +101,16 @@ def select_engine(profile: DeviceProfile, engine: str | None = None) -> DevicePr
         return profile
     sections = profile.engine_sections
     used, note = resolve_section(tuple(sections), wanted, profile.name)
-    efficiency = MappingProxyType(dict(sections.get(used, {})))
+    efficiency = MappingProxyType(borrowed_section(sections.get(used, {}), used, wanted))
     return replace(profile, efficiency=efficiency, engine=used or wanted, engine_requested=wanted, engine_note=note)
+
+
+def borrowed_section(section: Mapping[str, Any], used: str, wanted: str) -> dict[str, Any]:
+    """`used`'s section as it stands in for `wanted`: without the GEMM variants whose kernels the two
+    engines do not share (`GEMM_KERNELS`)."""
+    foreign = [variant for (engine, variant), kernel in GEMM_KERNELS.items()
+               if engine == used and used != wanted and GEMM_KERNELS.get((wanted, variant), kernel) != kernel]
+    return {k: v for k, v in section.items() if not any(k.startswith(f"gemm_{variant}_") for variant in foreign)}
 
 
 TRANSFERRED = "transferred from"  # how a profile's [sources] marks values copied from another device

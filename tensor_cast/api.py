@@ -173,7 +173,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     fused_reduce = fused_reduce and resolved.tp > 1 and fuse
     if fused_reduce:  # said when it changes the graph
         notes.append(why)
-    gemm_note = uncalibrated_gemm_note(resolved.quant, profile.efficiency, profile.engine, profile.name)
+    gemm_note = uncalibrated_gemm_note(resolved.quant, profile.efficiency, profile.engine_requested or profile.engine,
+                                       profile.name)
     if gemm_note:
         notes.append(gemm_note)
     if any(layer.mlp.kind == "moe" for layer in spec.layers):

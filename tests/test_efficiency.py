@@ -427,8 +427,10 @@ def test_a_quantized_gemm_without_its_own_kernel_fit_is_said_not_silently_generi
 def test_analyze_says_when_the_engine_section_has_no_fit_of_the_weights_gemm_kernel():
     """The shipped H100 vLLM section fits bf16, fp8 and fp8_block GEMMs, not int8 (AIConfigurator's tables
     hold none); B200's fits NVFP4 (FlashInfer CuTe DSL rows)."""
-    def notes(device, quant):
-        return tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=device, engine="vllm", batch_size=1,
+    def notes(device, quant, engine="vllm"):
+        return tensor_cast.analyze("meta-llama/Llama-3.1-8B", device=device, engine=engine, batch_size=1,
                                    query_len=1, context_len=128, quant=quant, num_hidden_layers=1).context.notes
     assert any("no w8a8_int8 GEMM kernel is calibrated" in n for n in notes("h100-sxm", "w8a8_int8"))
+    # TensorRT-LLM borrows B200's vllm section without vLLM's NVFP4 kernel fit (backends/engines.py GEMM_KERNELS)
+    assert any(n.startswith("engine trtllm on b200: no nvfp4 GEMM kernel is calibrated") for n in notes("b200", "nvfp4", "trtllm"))
     assert not any("GEMM kernel is calibrated" in n for n in notes("b200", "nvfp4") + notes("h100-sxm", "fp8"))

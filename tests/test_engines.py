@@ -12,7 +12,7 @@ from profile_text import profile_head, profile_sources
 
 import tensor_cast
 from tensor_cast.backends.device import parse_profile
-from tensor_cast.backends.engines import DEFAULT_ENGINE, ENGINES, NEAREST
+from tensor_cast.backends.engines import DEFAULT_ENGINE, ENGINES, GEMM_KERNELS, NEAREST, borrowed_section
 from tensor_cast.cli import main
 from tensor_cast.errors import InvalidArgumentError, InvalidProfileError
 
@@ -69,6 +69,23 @@ def test_engine_without_a_section_uses_the_nearest_with_a_note(engine):
     assert engine in cost.engine_note and "vllm section" in cost.engine_note
     only_torch = gemm(parse_profile(TORCH_ONLY, "torch.toml"), engine)
     assert only_torch.engine == "torch" and "torch section" in only_torch.engine_note
+
+
+def test_a_borrowed_section_drops_the_gemm_variants_whose_kernel_the_engines_do_not_share():
+    """vLLM's NVFP4 fit is FlashInfer's CuTe DSL linear: it stands in for SGLang's (the same kernel), not for
+    TensorRT-LLM's own FP4 GEMMs, which then take the generic GEMM parameters; other variants carry."""
+    section = {"gemm_compute": 0.7, "gemm_nvfp4_compute": 0.5, "gemm_nvfp4_memory": 0.7, "gemm_fp8_compute": 0.6}
+    assert GEMM_KERNELS[("vllm", "nvfp4")] != GEMM_KERNELS[("trtllm", "nvfp4")]
+    assert borrowed_section(section, "vllm", "trtllm") == {"gemm_compute": 0.7, "gemm_fp8_compute": 0.6}
+    assert borrowed_section(section, "vllm", "sglang") == section
+    assert borrowed_section(section, "vllm", "vllm") == section
+    text = TWO.replace("gemm_compute = 0.8\n", "gemm_compute = 0.8\ngemm_nvfp4_compute = 0.3\n", 1).replace(
+        '"efficiency.vllm.gemm_compute" = "a test"\n',
+        '"efficiency.vllm.gemm_compute" = "a test"\n"efficiency.vllm.gemm_nvfp4_compute" = "a test"\n')
+    profile = parse_profile(text, "two.toml")
+    assert tensor_cast.load_device(profile, "vllm").efficiency["gemm_nvfp4_compute"] == 0.3
+    trt = tensor_cast.load_device(profile, "trtllm")
+    assert trt.engine == "vllm" and "gemm_nvfp4_compute" not in trt.efficiency and trt.efficiency["gemm_compute"] == 0.8
 
 
 def test_flat_efficiency_table_is_the_torch_section():
