@@ -155,7 +155,7 @@ code is `benchmarks/calibration_fit.py`. Nothing here reads measurement files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -381,16 +381,27 @@ def _variant_base(base: Efficiency, counts: Counts, table: Mapping[str, Any], va
                    overlap=get("overlap", base.overlap), call_floor_s=get("call_floor_us", 0.0) * 1e-6)
 
 
-def uncalibrated_gemm_note(variant: str, efficiency: Mapping[str, Any], engine: str, device: str) -> str:
-    """For the report: the section in force fits some GEMM variants' own kernels (`gemm_<v>_compute`)
-    but not `variant`'s, whose GEMMs then take the section's generic GEMM parameters ("" otherwise,
-    and for bf16, the generic parameters' own variant)."""
-    fitted = sorted(k[len("gemm_"):-len("_compute")] for k in efficiency
-                    if k.startswith("gemm_") and k.endswith("_compute") and k[len("gemm_"):-len("_compute")] in GEMM_VARIANTS)
-    if variant in ("none", "bf16") or variant not in GEMM_VARIANTS or not fitted or variant in fitted:
-        return ""
-    return (f"engine {engine} on {device}: no {variant} GEMM kernel is calibrated (fitted: {', '.join(fitted)}); "
-            f"its {variant} GEMMs are costed with the section's generic GEMM parameters")
+def uncalibrated_gemm_notes(variants: Iterable[str], efficiency: Mapping[str, Any], engine: str,
+                            device: str) -> tuple[str, ...]:
+    """For the report: the GEMM variants a step runs (`gemm_variant` of its GEMMs) that the section in
+    force has no fit of (`gemm_<variant>_compute`) while it fits others': those GEMMs take the section's
+    generic GEMM parameters. Nothing for bf16 (the generic parameters' own variant) or for a section that
+    fits no variant at all."""
+    def fitted_variant(key: str) -> str:
+        return key[len("gemm_"):-len("_compute")] if key.startswith("gemm_") and key.endswith("_compute") else ""
+
+    fitted = sorted(v for v in map(fitted_variant, efficiency) if v in GEMM_VARIANTS)
+    missing = sorted({v for v in variants if v not in ("bf16", *fitted)})
+    if not fitted:
+        return ()
+    return tuple(f"engine {engine} on {device}: no {v} GEMM kernel is calibrated (fitted: {', '.join(fitted)}); its "
+                 f"{v} GEMMs are costed with the section's generic GEMM parameters" for v in missing)
+
+
+def gemm_variants(nodes: Iterable[Any]) -> set[str]:
+    """The GEMM variants of costed nodes (objects with `kind` and `counts`)."""
+    return {gemm_variant(n.counts, n.counts.kernel) for n in nodes
+            if n.kind == "gemm" and isinstance(getattr(n.counts, "kernel", None), GemmShape)}
 
 
 ELEMENT_BYTES = {"fp8": 1, "int8": 1, "fp4": 0.5}  # operand bytes per element by tensor-core precision (else 2)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.device import DeviceProfile
+from .backends.efficiency import gemm_variants, uncalibrated_gemm_notes
 from .backends.roofline import ExecutionMode
 from .cache.record import TracedCosts
 from .cache.store import CacheStore, cache_enabled, make_key
@@ -251,7 +252,8 @@ def analyze_spec(spec: ModelSpec, profile: DeviceProfile, *, options: ExecutionO
                  "mtp": options.mtp, "moe_skew": options.moe_skew,
                  # only when it changed the graph: reports without TP fusion read as before
                  **({"allreduce_fusion": True} if options.allreduce_fusion else {}), **(extra_options or {})},
-        notes=notes + (deployment.notes if deployment is not None else ()),
+        notes=notes + (deployment.notes if deployment is not None else ()) + uncalibrated_gemm_notes(
+            gemm_variants(costed.nodes), profile.efficiency, profile.engine_requested or profile.engine, profile.name),
         deployment=deployment,
         model_params=record.model_params,
         capacity_bytes=profile.memory_bytes,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from .analysis import ExecutionOptions, analyze_spec, clear_cache  # noqa: F401  (public: re-exported)
 from .backends.counts import Counts
 from .backends.device import DeviceProfile, device_names, load_device
-from .backends.efficiency import uncalibrated_gemm_note
 from .backends.engines import transfer_note
 from .backends.moe_tiles import kernel_note
 from .backends.roofline import ExecutionMode, op_time
@@ -173,10 +172,6 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
     fused_reduce = fused_reduce and resolved.tp > 1 and fuse
     if fused_reduce:  # said when it changes the graph
         notes.append(why)
-    gemm_note = uncalibrated_gemm_note(resolved.quant, profile.efficiency, profile.engine_requested or profile.engine,
-                                       profile.name)
-    if gemm_note:
-        notes.append(gemm_note)
     if any(layer.mlp.kind == "moe" for layer in spec.layers):
         moe_note = kernel_note(profile.architecture, resolved.moe_quant or resolved.quant, profile.efficiency)
         if moe_note:

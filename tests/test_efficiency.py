@@ -25,7 +25,7 @@ from synthetic_device import (
 import tensor_cast
 from tensor_cast.backends.counts import Counts
 from tensor_cast.backends.device import parse_profile
-from tensor_cast.backends.efficiency import efficiency_for, uncalibrated_gemm_note
+from tensor_cast.backends.efficiency import efficiency_for, uncalibrated_gemm_notes
 from tensor_cast.backends.formulas import OpCall, TensorInfo, lookup
 from tensor_cast.backends.kernels import GemmShape
 from tensor_cast.backends.roofline import ExecutionMode, op_time
@@ -413,15 +413,12 @@ def test_tile_switch_needs_a_table_for_the_architecture():
 
 def test_a_quantized_gemm_without_its_own_kernel_fit_is_said_not_silently_generic():
     section = {"gemm_compute": 0.7, "gemm_bf16_compute": 0.8, "gemm_fp8_compute": 0.6}
-    note = uncalibrated_gemm_note("nvfp4", section, "vllm", "b200")
-    assert note == ("engine vllm on b200: no nvfp4 GEMM kernel is calibrated (fitted: bf16, fp8); its nvfp4 "
-                    "GEMMs are costed with the section's generic GEMM parameters")
-    # a fitted variant, bf16 / unquantized, a weight-only scheme that is no GEMM variant, and a section that
-    # fits no variant at all (the generic parameters are all it has) say nothing
-    assert not uncalibrated_gemm_note("fp8", section, "vllm", "b200")
-    assert not uncalibrated_gemm_note("none", section, "vllm", "b200")
-    assert not uncalibrated_gemm_note("w4a16", section, "vllm", "b200")
-    assert not uncalibrated_gemm_note("nvfp4", {"gemm_compute": 0.7}, "torch", "b200")
+    assert uncalibrated_gemm_notes(["bf16", "nvfp4", "fp8", "nvfp4"], section, "vllm", "b200") == (
+        "engine vllm on b200: no nvfp4 GEMM kernel is calibrated (fitted: bf16, fp8); its nvfp4 GEMMs are "
+        "costed with the section's generic GEMM parameters",)
+    # fitted variants and bf16 say nothing, nor does a section that fits no variant (generic is all it has)
+    assert uncalibrated_gemm_notes(["fp8", "bf16"], section, "vllm", "b200") == ()
+    assert uncalibrated_gemm_notes(["nvfp4"], {"gemm_compute": 0.7}, "torch", "b200") == ()
 
 
 def test_analyze_says_when_the_engine_section_has_no_fit_of_the_weights_gemm_kernel():
@@ -434,3 +431,8 @@ def test_analyze_says_when_the_engine_section_has_no_fit_of_the_weights_gemm_ker
     # TensorRT-LLM borrows B200's vllm section without vLLM's NVFP4 kernel fit (backends/engines.py GEMM_KERNELS)
     assert any(n.startswith("engine trtllm on b200: no nvfp4 GEMM kernel is calibrated") for n in notes("b200", "nvfp4", "trtllm"))
     assert not any("GEMM kernel is calibrated" in n for n in notes("b200", "nvfp4") + notes("h100-sxm", "fp8"))
+    # the variants the costed GEMMs run, not the deployment's scheme: gpt-oss's MXFP4 is its experts', its
+    # linears are bf16
+    gpt_oss = tensor_cast.analyze("openai/gpt-oss-120b", device="gb200", engine="trtllm", batch_size=1,
+                                  query_len=1, context_len=128, num_hidden_layers=1).context.notes
+    assert not any("GEMM kernel is calibrated" in n for n in gpt_oss)
