@@ -387,13 +387,10 @@ def uncalibrated_gemm_notes(variants: Iterable[str], efficiency: Mapping[str, An
     force has no fit of (`gemm_<variant>_compute`) while it fits others': those GEMMs take the section's
     generic GEMM parameters. Nothing for bf16 (the generic parameters' own variant) or for a section that
     fits no variant at all."""
-    def fitted_variant(key: str) -> str:
-        return key[len("gemm_"):-len("_compute")] if key.startswith("gemm_") and key.endswith("_compute") else ""
-
-    fitted = sorted(v for v in map(fitted_variant, efficiency) if v in GEMM_VARIANTS)
-    missing = sorted({v for v in variants if v not in ("bf16", *fitted)})
+    fitted = sorted(v for v in GEMM_VARIANTS if f"gemm_{v}_compute" in efficiency)
     if not fitted:
         return ()
+    missing = sorted({v for v in variants if v not in ("bf16", *fitted)})
     return tuple(f"engine {engine} on {device}: no {v} GEMM kernel is calibrated (fitted: {', '.join(fitted)}); its "
                  f"{v} GEMMs are costed with the section's generic GEMM parameters" for v in missing)
 

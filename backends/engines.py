@@ -108,9 +108,12 @@ def select_engine(profile: DeviceProfile, engine: str | None = None) -> DevicePr
 def borrowed_section(section: Mapping[str, Any], used: str, wanted: str) -> dict[str, Any]:
     """`used`'s section as it stands in for `wanted`: without the GEMM variants whose kernels the two
     engines do not share (`GEMM_KERNELS`)."""
-    foreign = [variant for (engine, variant), kernel in GEMM_KERNELS.items()
-               if engine == used and used != wanted and GEMM_KERNELS.get((wanted, variant), kernel) != kernel]
-    return {k: v for k, v in section.items() if not any(k.startswith(f"gemm_{variant}_") for variant in foreign)}
+    if used == wanted:
+        return dict(section)
+    # a variant the wanted engine does not list runs the same kernel as far as the table knows: kept
+    prefixes = tuple(f"gemm_{variant}_" for (engine, variant), kernel in GEMM_KERNELS.items()
+                     if engine == used and GEMM_KERNELS.get((wanted, variant), kernel) != kernel)
+    return {k: v for k, v in section.items() if not k.startswith(prefixes)}
 
 
 TRANSFERRED = "transferred from"  # how a profile's [sources] marks values copied from another device
