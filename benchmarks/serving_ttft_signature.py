@@ -17,6 +17,13 @@ host-launch floor; a gap that differs by model at the same prompt length is not 
 constant. The rows of README "Serving accuracy" ("What is left"): `serving_fidelity.py
 --sample 0 --modes agg --devices h100_sxm,b200_sxm --max-concurrency 8 --out low.csv`, then
 `--rows low.csv --max-clients 8`.
+With `--rows`, also the prefill slope split: per engine x device x family x precision, the runs of
+one deployment (same deployment, clients, output length and MTP) measured at two or more prompt
+lengths, at <= `--max-clients` clients; over those, the TTFT slope against the prompt length (us per
+prompt token, least squares), measured and simulated, and the intercept (TTFT extrapolated to an empty
+prompt), measured minus simulated. A slope ratio near 1 with a positive intercept gap is a constant per
+request (front end, host time, a wait for steps); a slope ratio above 1 is prefill work costed too
+cheaply per token (the kernels).
 With `--simulate`: the TensorRT-LLM Llama-3.1-8B H100 rows simulated as in serving_fidelity.py and
 again with one running request fewer than the clients (max_num_seqs = c - 1): the what-if of a
 request that waits for the next completion. It is not a default: the same engine version's
@@ -87,6 +94,51 @@ def gap_by_prompt(path: str, data: dict[str, dict[str, str]], max_clients: int =
               f"| {statistics.median(gaps):+.0f} |")
 
 
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares (slope, intercept) of ys against xs."""
+    k = slope(xs, ys)
+    return k, sum(ys) / len(ys) - k * sum(xs) / len(xs)
+
+
+def prefill_slopes(path: str, data: dict[str, dict[str, str]],
+                   max_clients: int = 16) -> dict[tuple[str, str, str, str], list[tuple[float, float, float]]]:
+    """Per (engine, device, family, precision): one (measured slope, simulated slope, intercept gap)
+    per deployment measured at two or more prompt lengths at <= `max_clients` clients. Slopes in
+    seconds per prompt token; the gap is measured minus simulated TTFT at an empty prompt, seconds.
+    Each prompt length of a deployment counts once (the sample repeats some runs under other ids)."""
+    runs: dict[tuple[str, ...], dict[int, tuple[float, float]]] = defaultdict(dict)
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
+                continue
+            row = data[r["id"]]
+            key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"],
+                   row["osl"], r.get("mtp", ""))
+            runs[key].setdefault(int(row["isl"]), (float(r["meas_ttft_s"]), float(r["pred_ttft_s"])))
+    out: dict[tuple[str, str, str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for key, by_isl in runs.items():
+        if len(by_isl) < 2:
+            continue
+        isls = sorted(by_isl)
+        k_meas, b_meas = fit_line([float(i) for i in isls], [by_isl[i][0] for i in isls])
+        k_pred, b_pred = fit_line([float(i) for i in isls], [by_isl[i][1] for i in isls])
+        out[key[:4]].append((k_meas, k_pred, b_meas - b_pred))
+    return out
+
+
+def print_prefill_slopes(slopes: dict[tuple[str, str, str, str], list[tuple[float, float, float]]],
+                         max_clients: int) -> None:
+    print(f"\n| engine | device | family | precision | deployments (<= {max_clients} clients) | median measured "
+          "slope (us / prompt token) | median simulated | median measured / simulated | median intercept gap (ms) |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for key in sorted(slopes):
+        meas, pred, gap = zip(*slopes[key])
+        ratios = [m / p for m, p in zip(meas, pred, strict=True) if p > 0]
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+        print(f"| {' | '.join(key)} | {len(meas)} | {statistics.median(meas) * 1e6:.1f} "
+              f"| {statistics.median(pred) * 1e6:.1f} | {ratio} | {statistics.median(gap) * 1e3:+.0f} |")
+
+
 def simulate_slots(rows: list[dict[str, str]]) -> None:
     import tensor_cast
 
@@ -128,7 +180,9 @@ def main() -> int:
         q = statistics.quantiles(ks, n=4) if len(ks) > 1 else ks * 3
         print(f"| {engine} | {model} | {len(ks)} | {statistics.median(ks):.2f} | {q[0]:.2f} .. {q[2]:.2f} |")
     if args.rows:
-        gap_by_prompt(args.rows, {r["id"]: r for r in rows}, args.max_clients)
+        by_id = {r["id"]: r for r in rows}
+        gap_by_prompt(args.rows, by_id, args.max_clients)
+        print_prefill_slopes(prefill_slopes(args.rows, by_id, args.max_clients), args.max_clients)
     if args.simulate:
         simulate_slots(rows)
     return 0

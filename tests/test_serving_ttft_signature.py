@@ -48,3 +48,33 @@ def test_gap_table_takes_each_measurement_once_and_only_the_few_client_rows(tmp_
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| vllm")]
     # three distinct runs: ratios 2.0, 1.25, 3.0 (median 2.0), gaps +50, +40, +200 ms (median +50)
     assert line == ["| vllm | b200_sxm | Llama | 1024 | 3 | 2.00 | +50 |"]
+
+
+def test_prefill_slope_split_separates_a_per_token_gap_from_a_constant_one(tmp_path):
+    (sig,) = benchmarks("serving_ttft_signature")
+    fields = ["id", "mode", "engine", "system", "family", "concurrency", "deployment", "mtp", "meas_ttft_s",
+              "pred_ttft_s"]
+    # (id, engine, deployment, clients, isl, measured s, simulated s)
+    runs = [
+        # a constant 80 ms per request: measured = simulated + 0.08 at both prompt lengths
+        ("c1", "trtllm", "8 GPUs", 4, 1024, 0.180, 0.100), ("c8", "trtllm", "8 GPUs", 4, 8192, 0.380, 0.300),
+        ("c8-twin", "trtllm", "8 GPUs", 4, 8192, 0.999, 0.300),  # the same deployment and length again: first kept
+        # prefill costed at half its per-token price: simulated 10 us / token, measured 20 us / token, same intercept
+        ("p1", "sglang", "4 GPUs", 8, 1024, 0.05 + 1024 * 20e-6, 0.05 + 1024 * 10e-6),
+        ("p8", "sglang", "4 GPUs", 8, 8192, 0.05 + 8192 * 20e-6, 0.05 + 8192 * 10e-6),
+        ("lone", "sglang", "2 GPUs", 8, 1024, 0.3, 0.1),  # one prompt length only: no slope
+        ("busy1", "sglang", "4 GPUs", 64, 1024, 1.0, 0.5), ("busy8", "sglang", "4 GPUs", 64, 8192, 9.0, 1.0),
+    ]
+    with open(tmp_path / "rows.csv", "w") as fh:
+        fh.write(",".join(fields) + "\n")
+        for rid, engine, dep, c, _, meas, pred in runs:
+            fh.write(f"{rid},agg,{engine},b200_sxm,DeepSeek,{c},{dep},0,{meas},{pred}\n")
+    data = {rid: {"isl": str(isl), "precision": "fp8", "osl": "1024"} for rid, _, _, _, isl, _, _ in runs}
+    slopes = sig.prefill_slopes(str(tmp_path / "rows.csv"), data, max_clients=8)
+    assert set(slopes) == {("trtllm", "b200_sxm", "DeepSeek", "fp8"), ("sglang", "b200_sxm", "DeepSeek", "fp8")}
+    ((k_meas, k_pred, gap),) = slopes[("trtllm", "b200_sxm", "DeepSeek", "fp8")]
+    assert k_meas == pytest.approx(0.2 / 7168) and k_pred == pytest.approx(0.2 / 7168)
+    assert gap == pytest.approx(0.080)
+    ((k_meas, k_pred, gap),) = slopes[("sglang", "b200_sxm", "DeepSeek", "fp8")]
+    assert (k_meas, k_pred) == (pytest.approx(20e-6), pytest.approx(10e-6))
+    assert gap == pytest.approx(0.0, abs=1e-12)
