@@ -24,6 +24,11 @@ prompt token, least squares), measured and simulated, and the intercept (TTFT ex
 prompt), measured minus simulated. A slope ratio near 1 with a positive intercept gap is a constant per
 request (front end, host time, a wait for steps); a slope ratio above 1 is prefill work costed too
 cheaply per token (the kernels).
+With `--rows` and `--step-split`: per deployment measured at the longest prompt (8k) at <= `--max-clients`
+clients, measured minus simulated TTFT beside the simulated prefill step of one such prompt and its
+op kinds (`analyze` on the row's deployment): a gap proportional to the step across tensor-parallel
+sizes is kernel time, one that stays the same from one GPU to eight is not a kernel of the step as
+costed (docs/serving_accuracy.md, "Eighteenth round").
 With `--simulate`: the TensorRT-LLM Llama-3.1-8B H100 rows simulated as in serving_fidelity.py and
 again with one running request fewer than the clients (max_num_seqs = c - 1): the what-if of a
 request that waits for the next completion. It is not a default: the same engine version's
@@ -116,13 +121,14 @@ def prefill_slopes(path: str, data: dict[str, dict[str, str]],
                    row["osl"], r.get("mtp", ""))
             runs[key].setdefault(int(row["isl"]), (float(r["meas_ttft_s"]), float(r["pred_ttft_s"])))
     out: dict[tuple[str, str, str, str], list[tuple[float, float, float]]] = defaultdict(list)
-    for key, by_isl in runs.items():
+    for deployment, by_isl in runs.items():
         if len(by_isl) < 2:
             continue
         isls = sorted(by_isl)
         k_meas, b_meas = fit_line([float(i) for i in isls], [by_isl[i][0] for i in isls])
         k_pred, b_pred = fit_line([float(i) for i in isls], [by_isl[i][1] for i in isls])
-        out[key[:4]].append((k_meas, k_pred, b_meas - b_pred))
+        engine, system, family, precision = deployment[:4]
+        out[(engine, system, family, precision)].append((k_meas, k_pred, b_meas - b_pred))
     return out
 
 
@@ -137,6 +143,55 @@ def print_prefill_slopes(slopes: dict[tuple[str, str, str, str], list[tuple[floa
         ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
         print(f"| {' | '.join(key)} | {len(meas)} | {statistics.median(meas) * 1e6:.1f} "
               f"| {statistics.median(pred) * 1e6:.1f} | {ratio} | {statistics.median(gap) * 1e3:+.0f} |")
+
+
+STEP_KINDS = ("attention", "gemm", "moe", "collective", "quant")
+
+
+def prefill_step_kinds(row: dict[str, str], isl: int) -> tuple[float, dict[str, float]]:
+    """The simulated prefill step of one `isl`-token prompt on the row's deployment: (seconds, seconds by
+    op kind), from `analyze` with the fidelity script's mapping."""
+    import tensor_cast
+
+    kwargs = sf.setup(row, isl=isl)
+    for key in ("engine_args", "mtp", "disagg"):
+        kwargs.pop(key, None)
+    report = tensor_cast.analyze(batch_size=1, query_len=isl, context_len=0, **kwargs)
+    kinds: dict[str, float] = defaultdict(float)
+    for op in report.ops:
+        kinds[op.kind] += op.time_s
+    return report.total_time_s, kinds
+
+
+def step_split(path: str, data: dict[str, dict[str, str]], max_clients: int = 16, step_kinds: Any = None,
+               isl: int = 8192) -> list[tuple[Any, ...]]:
+    """(engine, device, family, precision, deployment, measured - simulated TTFT s, simulated step s, its
+    kinds) for each deployment measured at `isl`-token prompts at <= `max_clients` clients, once per
+    (deployment, clients); the step of the simulated centre length (sa-bench draws [0.8 L, L])."""
+    step_kinds = step_kinds or prefill_step_kinds
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
+                continue
+            row = data[r["id"]]
+            key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"])
+            if int(row["isl"]) != isl or key in seen:
+                continue
+            seen.add(key)
+            step_s, kinds = step_kinds(row, round(0.9 * isl))
+            out.append((*key[:5], float(r["meas_ttft_s"]) - float(r["pred_ttft_s"]), step_s, kinds))
+    return sorted(out, key=lambda o: o[:5])
+
+
+def print_step_split(rows: list[tuple[Any, ...]]) -> None:
+    print("\n| engine | device | family | precision | deployment | measured - simulated TTFT (ms) | simulated "
+          f"8k step (ms) | {' | '.join(STEP_KINDS)} (ms) |")
+    print("| --- | --- | --- | --- | --- | ---: | ---: |" + " ---: |" * len(STEP_KINDS))
+    for *key, gap, step, kinds in rows:
+        print(f"| {' | '.join(key)} | {gap * 1e3:+.0f} | {step * 1e3:.0f} | "
+              + " | ".join(f"{kinds.get(k, 0.0) * 1e3:.0f}" for k in STEP_KINDS) + " |")
 
 
 def simulate_slots(rows: list[dict[str, str]]) -> None:
@@ -170,6 +225,8 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--rows", help="per-row CSV written by serving_fidelity.py --out")
     ap.add_argument("--max-clients", type=int, default=16, help="--rows: only rows of at most this many clients")
+    ap.add_argument("--step-split", action="store_true",
+                    help="--rows: the 8k-prompt gap beside the simulated prefill step and its op kinds (analyze)")
     ap.add_argument("--simulate", action="store_true", help="simulate the TRT-LLM Llama-3.1-8B rows with c - 1 slots")
     args = ap.parse_args()
     with open(args.data, newline="") as fh:
@@ -183,6 +240,8 @@ def main() -> int:
         by_id = {r["id"]: r for r in rows}
         gap_by_prompt(args.rows, by_id, args.max_clients)
         print_prefill_slopes(prefill_slopes(args.rows, by_id, args.max_clients), args.max_clients)
+        if args.step_split:
+            print_step_split(step_split(args.rows, by_id, args.max_clients))
     if args.simulate:
         simulate_slots(rows)
     return 0

@@ -78,3 +78,28 @@ def test_prefill_slope_split_separates_a_per_token_gap_from_a_constant_one(tmp_p
     ((k_meas, k_pred, gap),) = slopes[("sglang", "b200_sxm", "DeepSeek", "fp8")]
     assert (k_meas, k_pred) == (pytest.approx(20e-6), pytest.approx(10e-6))
     assert gap == pytest.approx(0.0, abs=1e-12)
+
+
+def test_step_split_pairs_each_8k_deployment_once_with_its_simulated_step(tmp_path):
+    (sig,) = benchmarks("serving_ttft_signature")
+    fields = ["id", "mode", "engine", "system", "family", "concurrency", "deployment", "meas_ttft_s", "pred_ttft_s"]
+    runs = [  # id, clients, isl, measured s, simulated s
+        ("tp1", 4, 8192, 0.745, 0.580), ("tp1-twin", 4, 8192, 0.9, 0.5),  # same deployment and clients: first kept
+        ("short", 4, 1024, 0.1, 0.1),  # not the 8k prompt
+        ("busy", 64, 8192, 5.0, 1.0),  # above --max-clients
+    ]
+    with open(tmp_path / "rows.csv", "w") as fh:
+        fh.write(",".join(fields) + "\n")
+        for rid, c, _, meas, pred in runs:
+            fh.write(f"{rid},agg,vllm,b200_sxm,Llama,{c},1 GPU,{meas},{pred}\n")
+    data = {rid: {"isl": str(isl), "precision": "fp8"} for rid, _, isl, _, _ in runs}
+    asked = []
+
+    def step_kinds(row, isl):
+        asked.append(isl)
+        return 0.464, {"gemm": 0.294, "attention": 0.066}
+
+    (split,) = sig.step_split(str(tmp_path / "rows.csv"), data, max_clients=8, step_kinds=step_kinds)
+    assert split[:5] == ("vllm", "b200_sxm", "Llama", "fp8", "1 GPU")
+    assert split[5] == pytest.approx(0.165) and split[6] == 0.464 and split[7]["gemm"] == 0.294
+    assert asked == [7373]  # the simulated centre of sa-bench's [0.8 L, L] prompts
