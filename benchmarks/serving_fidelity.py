@@ -49,8 +49,9 @@ Mapping (decided from the CSV's README and the engines' launch flags):
 - quantization: gemm/moe quant modes fp8 -> fp8 (DeepSeek/Kimi/GLM/MiniMax/Qwen-FP8 checkpoints
   keep their own block-FP8), fp8_block -> fp8_block, nvfp4 -> nvfp4, int4_wo -> w4a16, empty ->
   the checkpoint's own (bf16, or MXFP4 for gpt-oss, also where a gpt-oss row says nvfp4: no FP4 on H100,
-  and both engines serve gpt-oss's MXFP4 experts natively; on the b200_sxm sa-bench vLLM / TensorRT-LLM
-  rows with MXFP8 activations, w4a8_mxfp4_mxfp8, as their scripts select: `MXFP8_ACTIVATION_RUNS`; on the
+  and both engines serve gpt-oss's MXFP4 experts natively; TensorRT-LLM on Blackwell with MXFP8
+  activations, w4a8_mxfp4_mxfp8, its default (the library's `quantization.ENGINE_SERVES`); on the b200_sxm
+  sa-bench vLLM rows the same, as their script selects: `MXFP8_ACTIVATION_RUNS`; on the
   h100_sxm sa-bench vLLM rows on Marlin's MoE, mxfp4_marlin, as the script's VLLM_MXFP4_USE_MARLIN=1
   selects: inferencemax_flags.engine_knobs); the
   MoE mode wins when the two differ (the experts hold most weights). KV cache fp8 for nvfp4 rows (the NVFP4 recipes' setting), for
@@ -270,11 +271,12 @@ CHECKPOINT_FP8 = ("deepseek", "kimi", "glm", "minimax", "qwen3-235b-a22b-fp8")
 # vLLM / TensorRT-LLM serve gpt-oss's MXFP4 weights natively (the AIC kernel tables time gpt-oss's MoE
 # as w4a16_mxfp4: OAI Triton on Hopper, FlashInfer TRT-LLM mxfp4 on Blackwell)
 CHECKPOINT_MXFP4 = ("gpt-oss",)
-# ...except where InferenceMAX's B200 scripts select the MXFP8-activation kernel for those MXFP4 experts:
-# vLLM `VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1` (benchmarks/gptoss_fp4_b200.sh), TensorRT-LLM
-# `moe_config: {backend: TRTLLM}` (gptoss_fp4_b200_trt.sh): the same weights as w4a8_mxfp4_mxfp8
-# (quantization.SAME_WEIGHTS_AS keeps the checkpoint's 16-bit attention)
-MXFP8_ACTIVATION_RUNS = {("b200_sxm", "vllm"), ("b200_sxm", "trtllm")}
+# ...except where InferenceMAX's B200 vLLM script selects the MXFP8-activation kernel for those MXFP4
+# experts, `VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1` (benchmarks/gptoss_fp4_b200.sh): the same weights as
+# w4a8_mxfp4_mxfp8 (quantization.SAME_WEIGHTS_AS keeps the checkpoint's 16-bit attention). TensorRT-LLM
+# does so by default on every Blackwell device (quantization.ENGINE_SERVES, applied by the library to the
+# checkpoint's scheme), so its rows need no entry.
+MXFP8_ACTIVATION_RUNS = {("b200_sxm", "vllm")}
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4", "int4_wo": "w4a16"}
 
 

@@ -174,6 +174,26 @@ def test_checkpoint_quantization_is_the_default(llama8b_spec, h100_cluster):
     assert d.quant == "none" and "(quant_method='bitsandbytes') is not modelled" in d.notes[0]
 
 
+def test_tensorrt_llm_serves_mxfp4_checkpoints_with_mxfp8_activations_on_blackwell(llama8b_spec):
+    # TensorRT-LLM's ModelConfig.get_mxfp4_quant_algo: W4A8_MXFP4_MXFP8 on SM 100+, W4A16_MXFP4 on Hopper;
+    # vLLM keeps 16-bit activations unless told; an explicit quant is the user's (OVERRIDE_QUANT_ALGO)
+    gpt_oss = dataclasses.replace(llama8b_spec, quantization={
+        "quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]})
+    for device in ("b200", "gb300", "rtx-pro-6000"):
+        d = resolve(Deployment(), gpt_oss, tensor_cast.load_device(device, "trtllm"))
+        assert (d.quant, d.quant_source) == ("w4a8_mxfp4_mxfp8", "checkpoint")
+        assert d.not_converted == ("model.layers.*.self_attn", "lm_head")  # the same weights: 16-bit attention
+        assert any("serves the checkpoint's mxfp4 as w4a8_mxfp4_mxfp8" in n for n in d.notes)
+    for device, engine, quant in (("h100-sxm", "trtllm", None), ("b200", "vllm", None), ("b200", "sglang", None),
+                                  ("b200", "trtllm", "mxfp4")):
+        d = resolve(Deployment(quant=quant), gpt_oss, tensor_cast.load_device(device, engine))
+        assert d.quant == "mxfp4" and not any("serves the checkpoint" in n for n in d.notes)
+    # a checkpoint in another scheme is served as stored by every engine
+    deepseek = dataclasses.replace(llama8b_spec, quantization={
+        "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128]})
+    assert resolve(Deployment(), deepseek, tensor_cast.load_device("b200", "trtllm")).quant == "fp8_block"
+
+
 def test_tp_refused_for_families_it_cannot_shard():
     with pytest.raises(DeploymentError, match=r"tp=2 is not supported for model_type 'olmoe'.*accepted tp: 1"):
         tensor_cast.analyze("allenai/OLMoE-1B-7B-0924", device="h100", batch_size=1, query_len=1, tp=2)

@@ -172,14 +172,14 @@ def test_aic_eval_trtllm_per_tensor_fp8_rows_run_the_modelopt_checkpoints_fp8_kv
 
 
 def test_gpt_oss_b200_inferencemax_rows_run_mxfp8_activations():
-    # InferenceMAX's B200 gpt-oss scripts select FlashInfer's MXFP4 x MXFP8 MoE (vLLM env var, TRT-LLM
-    # moe backend TRTLLM): the checkpoint's MXFP4 experts costed as w4a8_mxfp4_mxfp8; H100 rows, SGLang
-    # and AIConfigurator's own runs keep the checkpoint's scheme (no quant key)
+    # InferenceMAX's B200 vLLM gpt-oss script selects FlashInfer's MXFP4 x MXFP8 MoE (an env var): the
+    # checkpoint's MXFP4 experts costed as w4a8_mxfp4_mxfp8; TensorRT-LLM does so by default on Blackwell,
+    # which the library applies to the checkpoint's scheme (no quant key here, test_deployment_config);
+    # H100 rows, SGLang and AIConfigurator's own vLLM runs keep the checkpoint's scheme (no quant key)
     r = {"gemm_quant_mode": "", "moe_quant_mode": "nvfp4", "system": "b200_sxm", "silicon_data_source": SA_BENCH[0]}
-    for backend in ("vllm", "trtllm"):
-        assert fidelity.quant({**r, "backend": backend}, "openai/gpt-oss-120b", None)["quant"] == "w4a8_mxfp4_mxfp8"
-    for other in ({**r, "backend": "vllm", "system": "h100_sxm"}, {**r, "backend": "sglang"},
-                  {**r, "backend": "vllm", "silicon_data_source": AIC_EVAL}):
+    assert fidelity.quant({**r, "backend": "vllm"}, "openai/gpt-oss-120b", None)["quant"] == "w4a8_mxfp4_mxfp8"
+    for other in ({**r, "backend": "trtllm"}, {**r, "backend": "vllm", "system": "h100_sxm"},
+                  {**r, "backend": "sglang"}, {**r, "backend": "vllm", "silicon_data_source": AIC_EVAL}):
         assert "quant" not in fidelity.quant(other, "openai/gpt-oss-120b", None)
     assert fidelity.quant({**r, "backend": "vllm"}, "openai/gpt-oss-120b", "mxfp4")["quant"] == "mxfp4"
 

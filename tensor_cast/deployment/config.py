@@ -52,6 +52,7 @@ from .quantization import (
     NO_QUANT,
     SAME_WEIGHTS_AS,
     accepted_quant,
+    engine_serves,
     kv_cache_bytes,
     scheme,
     scheme_from_hf,
@@ -371,6 +372,12 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
             quant, source, not_converted = served, "checkpoint", hf.not_converted
     elif request.quant is None and hf.scheme is not None:
         quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
+        engine = getattr(profile, "engine_requested", "") or ""
+        served_by = engine_serves(engine, getattr(profile, "architecture", ""), quant)
+        if served_by is not None:
+            notes.append(f"engine {engine} on {profile.architecture} serves the checkpoint's {quant} as "
+                         f"{served_by.scheme} ({served_by.source})")
+            quant = served_by.scheme
     else:
         quant, source, not_converted = "none", "none", ()
         if request.quant is None and hf.note:

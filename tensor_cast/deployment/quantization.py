@@ -10,6 +10,8 @@ Owns:
   another kernel;
 - `CHECKPOINT_FORM_OF` / `served_scheme`: the checkpoint schemes a requested scheme is served as (fp8
   asked for on a block-FP8 checkpoint runs its blocks);
+- `ENGINE_SERVES`: the scheme an engine runs a checkpoint's own scheme as by default, on which
+  architectures (TensorRT-LLM runs MXFP4 experts with MXFP8 activations on Blackwell);
 - `KV_CACHE_DTYPES`: bytes per cached K/V element;
 - `scheme_from_hf(quantization_config)`: the scheme a checkpoint ships in (DeepSeek-V3: FP8
   block 128x128; gpt-oss: MXFP4 experts), the modules it leaves unquantized, and the routed
@@ -101,6 +103,36 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
 # run with MXFP8 activations by FlashInfer's TRT-LLM MoE on Blackwell, or by vLLM's Marlin MoE; its
 # attention stays 16-bit).
 SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4", "mxfp4_marlin": "mxfp4"}
+
+@dataclass(frozen=True)
+class EngineServing:
+    """An engine's default for a checkpoint scheme: on these device architectures it runs it as `scheme`."""
+
+    architectures: tuple[str, ...]
+    scheme: str
+    source: str
+
+
+# (engine, checkpoint scheme) -> how the engine serves that checkpoint when no quantization is asked for.
+# TensorRT-LLM picks the MoE activation format of an MXFP4 checkpoint at load time
+# (`ModelConfig.get_mxfp4_quant_algo`, tensorrt_llm/_torch/model_config.py): on SM 100 and newer
+# W4A8_MXFP4_MXFP8 for its CUTLASS and TRTLLM MoE backends (W4A8_MXFP4_FP8 for TRITON), on Hopper
+# W4A16_MXFP4; the environment variable OVERRIDE_QUANT_ALGO changes it (tech blog 9, "Using the MXFP4
+# Checkpoints"). vLLM and SGLang keep 16-bit activations unless told otherwise (vLLM:
+# VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1), so they have no entry.
+ENGINE_SERVES: dict[tuple[str, str], EngineServing] = {
+    ("trtllm", "mxfp4"): EngineServing(
+        ("blackwell", "blackwell-ultra", "blackwell-rtx"), "w4a8_mxfp4_mxfp8",
+        "TensorRT-LLM ModelConfig.get_mxfp4_quant_algo: W4A8_MXFP4_MXFP8 on SM 100+ (CUTLASS / TRTLLM MoE); "
+        "OVERRIDE_QUANT_ALGO=W4A16_MXFP4, here quant='mxfp4', keeps 16-bit activations"),
+}
+
+
+def engine_serves(engine: str, architecture: str, checkpoint: str) -> EngineServing | None:
+    """The engine's own serving of a `checkpoint` scheme on `architecture` (`ENGINE_SERVES`), or None."""
+    entry = ENGINE_SERVES.get((engine, checkpoint))
+    return entry if entry is not None and architecture in entry.architectures else None
+
 
 # A scheme asked for on a checkpoint stored in a finer form of it runs as the checkpoint: the engines
 # take the granularity from the checkpoint's quantization_config, they do not re-quantize its weights.
