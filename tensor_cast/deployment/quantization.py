@@ -104,6 +104,7 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
 # attention stays 16-bit).
 SAME_WEIGHTS_AS: dict[str, str] = {"w4a8_mxfp4_mxfp8": "mxfp4", "mxfp4_marlin": "mxfp4"}
 
+
 @dataclass(frozen=True)
 class EngineServing:
     """An engine's default for a checkpoint scheme: on these device architectures it runs it as `scheme`."""
