@@ -43,6 +43,7 @@ import os
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,17 +80,23 @@ def completion_slopes(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[
     return out
 
 
-def gap_by_prompt(path: str, data: dict[str, dict[str, str]], max_clients: int = 16) -> None:
-    cells: dict[tuple[str, str, str, int], dict[tuple[Any, ...], tuple[float, float]]] = defaultdict(dict)
+def few_client_rows(path: str, data: dict[str, dict[str, str]],
+                    max_clients: int) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """(simulated row of a `serving_fidelity.py --out` CSV, its measured row) for every agg row at <=
+    `max_clients` clients whose id `data` holds."""
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
-            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
-                continue
-            row = data[r["id"]]
-            meas, pred = float(r["meas_ttft_s"]), float(r["pred_ttft_s"])
-            # one entry per distinct measurement: the sample repeats some runs under other ids
-            run = (row["tp_size"], row["precision"], row["osl"], r["concurrency"], r["deployment"], round(meas, 6))
-            cells[(r["engine"], r["system"], r["family"], int(row["isl"]))][run] = (meas / pred, (meas - pred) * 1e3)
+            if r["mode"] == "agg" and int(r["concurrency"]) <= max_clients and r["id"] in data:
+                yield r, data[r["id"]]
+
+
+def gap_by_prompt(path: str, data: dict[str, dict[str, str]], max_clients: int = 16) -> None:
+    cells: dict[tuple[str, str, str, int], dict[tuple[Any, ...], tuple[float, float]]] = defaultdict(dict)
+    for r, row in few_client_rows(path, data, max_clients):
+        meas, pred = float(r["meas_ttft_s"]), float(r["pred_ttft_s"])
+        # one entry per distinct measurement: the sample repeats some runs under other ids
+        run = (row["tp_size"], row["precision"], row["osl"], r["concurrency"], r["deployment"], round(meas, 6))
+        cells[(r["engine"], r["system"], r["family"], int(row["isl"]))][run] = (meas / pred, (meas - pred) * 1e3)
     print(f"\n| engine | device | family | isl | runs (<= {max_clients} clients) | median measured / simulated TTFT "
           "| median measured - simulated (ms) |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
@@ -112,14 +119,10 @@ def prefill_slopes(path: str, data: dict[str, dict[str, str]],
     seconds per prompt token; the gap is measured minus simulated TTFT at an empty prompt, seconds.
     Each prompt length of a deployment counts once (the sample repeats some runs under other ids)."""
     runs: dict[tuple[str, ...], dict[int, tuple[float, float]]] = defaultdict(dict)
-    with open(path, newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
-                continue
-            row = data[r["id"]]
-            key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"],
-                   row["osl"], r.get("mtp", ""))
-            runs[key].setdefault(int(row["isl"]), (float(r["meas_ttft_s"]), float(r["pred_ttft_s"])))
+    for r, row in few_client_rows(path, data, max_clients):
+        key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"],
+               row["osl"], r.get("mtp", ""))
+        runs[key].setdefault(int(row["isl"]), (float(r["meas_ttft_s"]), float(r["pred_ttft_s"])))
     out: dict[tuple[str, str, str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for deployment, by_isl in runs.items():
         if len(by_isl) < 2:
@@ -171,17 +174,13 @@ def step_split(path: str, data: dict[str, dict[str, str]], max_clients: int = 16
     step_kinds = step_kinds or prefill_step_kinds
     seen: set[tuple[str, ...]] = set()
     out = []
-    with open(path, newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["mode"] != "agg" or int(r["concurrency"]) > max_clients or r["id"] not in data:
-                continue
-            row = data[r["id"]]
-            key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"])
-            if int(row["isl"]) != isl or key in seen:
-                continue
-            seen.add(key)
-            step_s, kinds = step_kinds(row, round(0.9 * isl))
-            out.append((*key[:5], float(r["meas_ttft_s"]) - float(r["pred_ttft_s"]), step_s, kinds))
+    for r, row in few_client_rows(path, data, max_clients):
+        key = (r["engine"], r["system"], r["family"], row["precision"], r["deployment"], r["concurrency"])
+        if int(row["isl"]) != isl or key in seen:
+            continue
+        seen.add(key)
+        step_s, kinds = step_kinds(row, round(0.9 * isl))
+        out.append((*key[:5], float(r["meas_ttft_s"]) - float(r["pred_ttft_s"]), step_s, kinds))
     return sorted(out, key=lambda o: o[:5])
 
 

@@ -372,10 +372,10 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
             quant, source, not_converted = served, "checkpoint", hf.not_converted
     elif request.quant is None and hf.scheme is not None:
         quant, source, not_converted = hf.scheme, "checkpoint", hf.not_converted
-        engine = getattr(profile, "engine_requested", "") or ""
-        served_by = engine_serves(engine, getattr(profile, "architecture", ""), quant)
+        engine, architecture = getattr(profile, "engine_requested", "") or "", getattr(profile, "architecture", "")
+        served_by = engine_serves(engine, architecture, quant)
         if served_by is not None:
-            notes.append(f"engine {engine} on {profile.architecture} serves the checkpoint's {quant} as "
+            notes.append(f"engine {engine} on {architecture} serves the checkpoint's {quant} as "
                          f"{served_by.scheme} ({served_by.source})")
             quant = served_by.scheme
     else:
