@@ -9,8 +9,6 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-# The trace cache (tensor_cast/cache/) of this test process: never the user's own.
-os.environ["TENSOR_CAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensor_cast_test_cache_")
 
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +18,16 @@ import torch
 
 import tensor_cast
 
-atexit.register(shutil.rmtree, os.environ["TENSOR_CAST_CACHE_DIR"], True)
+# The trace cache (tensor_cast/cache/) of this test run: never the user's own. The process that starts the
+# run makes it; pytest-xdist's workers inherit its environment, so a model one worker traced is a disk hit
+# on the other (entries are written by atomic rename: store.py; the directory is read at call time, not at
+# import). Only the process that made it removes it.
+_RUN_CACHE = "TENSOR_CAST_TEST_RUN_CACHE_DIR"
+_OWNS_RUN_CACHE = _RUN_CACHE not in os.environ
+if _OWNS_RUN_CACHE:
+    os.environ[_RUN_CACHE] = tempfile.mkdtemp(prefix="tensor_cast_test_cache_")
+    atexit.register(shutil.rmtree, os.environ[_RUN_CACHE], True)
+os.environ["TENSOR_CAST_CACHE_DIR"] = os.environ[_RUN_CACHE]
 
 
 @pytest.fixture(scope="session")
