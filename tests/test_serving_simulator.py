@@ -210,6 +210,35 @@ def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
     assert max(ttfts) <= 3 * d + 1e-9
 
 
+def test_a_disaggregated_decode_run_ends_only_where_its_batch_changes():
+    # Closed loop over a prefill worker (steps of 13 ms) and a decode worker (LinearCost: about 1 ms
+    # a step), a 4 ms KV transfer, synchronous scheduling, KV to spare. The prefill worker's step ends
+    # (and the client's next requests reaching it) land inside the decode worker's fast-forwarded
+    # runs but change nothing there: a decode run may end only where a request finishes or a handed-
+    # over request joins (its first token is the step start that admits it). And the runs give what
+    # stepping every step gives (fast_forward=False), to float rounding.
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": False})
+
+    def simulate(fast_forward):
+        pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                    ConstantCost(0.013), profile)],
+                 "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode")],
+                                   LinearCost(), profile)]}
+        workload = make_workload(concurrency=4, rate=None, trace=None, num_requests=40, isl=100, osl=60,
+                                 range_ratio=0.5, seed=3)
+        return simulate_workers(pools, workload, transfer_s=lambda r: 0.004, record_steps=True,
+                                fast_forward=fast_forward)
+
+    sim, stepped = simulate(True), simulate(False)
+    runs = [s for s in sim.steps if s.worker == "decode0"]
+    assert sum(s.steps for s in runs) > 2 * len(runs)  # runs of several steps were planned
+    changes = {r.first_token_s for r in sim.requests} | {r.finish_s for r in sim.requests}
+    for run in runs[1:]:
+        assert min(abs(run.start_s - t) for t in changes) < 1e-12, f"a decode run was cut at {run.start_s}"
+    for fast, slow in zip(sim.requests, stepped.requests, strict=True):
+        assert (fast.first_token_s, fast.finish_s) == pytest.approx((slow.first_token_s, slow.finish_s), rel=1e-12)
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
 @pytest.mark.parametrize("async_scheduling", [True, False])
 def test_async_scheduling_new_request_waits_for_the_step_in_flight(engine, async_scheduling):

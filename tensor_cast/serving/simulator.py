@@ -25,11 +25,17 @@ once; arrivals during a step wait for the next one (engines schedule between ste
 
 Fast-forward (speed, exact; `fast_forward.py`): when a worker's step is a pure decode that
 nothing can change, the loop plans the run of identical steps that follows (`fast_forward.plan`)
-up to the next event already queued, and keeps the worker in `running_ff` so that an event
-pushed later inside the run cuts it (`fast_forward.cut`) and its STEP_END is pushed again (a
-stale one is recognised by `Worker.version`). When the next event already lands inside the first
-step (a disaggregated decode pool with hundreds of clients receives a hand-over every step or
-two) no run is planned: it would be cut to that one step.
+up to the next event already queued that can bring its pool work, and keeps the worker in
+`running_ff` so that such an event pushed later inside the run cuts it (`fast_forward.cut`) and
+its STEP_END is pushed again (a stale one is recognised by `Worker.version`). Only two kinds of
+event bring a pool work: an arrival (the entry pool: `agg`, or `prefill`) and a KV hand-over's
+end (`decode`); each is routed at the instant it fires to one of its pool's workers, so it
+bounds and cuts the runs of every worker of that pool and of no other (`Loop.incoming`). Another
+worker's step end changes nothing in this worker's run (the request it finishes or hands over
+comes back as one of those two kinds), so a disaggregated decode pool's runs are no longer cut
+by every prefill step. When the next such event already lands inside the first step (a
+disaggregated decode pool with hundreds of clients receives a hand-over every step or two) no
+run is planned: it would be cut to that one step.
 `simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
 
 Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
@@ -95,6 +101,7 @@ from .time_split import PhaseTotals
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
+HANDOVER_POOL = "decode"  # the pool a TRANSFER_END brings work to (an ARRIVAL: the entry pool, `entry_role`)
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
 
 
@@ -194,6 +201,10 @@ class _Loop:
         self.record_steps = record_steps
         self.progress = progress
         self.heap: list[tuple[float, int, int, Any]] = []
+        self.entry = entry_role(pools)
+        # per pool, the (time, order) of the queued events that bring it work (ARRIVAL: the entry pool,
+        # TRANSFER_END: the decode pool): a run's horizon, popped with the same events off `heap`
+        self.incoming: dict[str, list[tuple[float, int]]] = {name: [] for name in pools}
         self.order = 0
         self.requests: list[Request] = []
         self.finished = 0
@@ -223,15 +234,25 @@ class _Loop:
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
+        pool = self._pool_of(kind)
+        if pool is not None:
+            heapq.heappush(self.incoming[pool], (time, self.order))
         self.order += 1
-        if self.running_ff:
-            self._cut_runs(time)
+        if pool is not None and self.running_ff:
+            self._cut_runs(time, pool)
 
-    def _cut_runs(self, time: float) -> None:
-        """An event at `time` lands inside other workers' fast-forwarded runs: each stops at the
-        first step boundary at or after it (fast_forward.cut) and its end is pushed again."""
+    def _pool_of(self, kind: int) -> str | None:
+        """The pool an event of `kind` brings work to (None: it only ends a worker's own step or batch)."""
+        if kind == ARRIVAL:
+            return self.entry
+        return HANDOVER_POOL if kind == TRANSFER_END else None
+
+    def _cut_runs(self, time: float, pool: str) -> None:
+        """An event at `time` that brings `pool` work lands inside its workers' fast-forwarded
+        runs: each stops at the first step boundary at or after it (fast_forward.cut) and its end
+        is pushed again."""
         for worker in list(self.running_ff):
-            if not fast_forward.cut(worker, time):
+            if worker.role != pool or not fast_forward.cut(worker, time):
                 continue
             if worker.ff_steps == 1:
                 self.running_ff.remove(worker)
@@ -255,14 +276,15 @@ class _Loop:
     def run(self) -> None:
         for arrival in self.workload.initial_arrivals():
             self.new_request(*arrival)
-        first = entry_role(self.pools)
+        first = self.entry
         while self.heap:
-            time, _, kind, payload = heapq.heappop(self.heap)
+            time, order, kind, payload = heapq.heappop(self.heap)
             self.now = time
-            if kind == ARRIVAL:
-                self.kick(self.dispatch(first, payload))
-            elif kind == TRANSFER_END:
-                self.kick(self.dispatch("decode", payload, from_client=False))
+            if kind == ARRIVAL or kind == TRANSFER_END:
+                pool = first if kind == ARRIVAL else HANDOVER_POOL
+                if heapq.heappop(self.incoming[pool]) != (time, order):
+                    raise AssertionError(f"the {pool} pool's incoming events are out of step with the event heap")
+                self.kick(self.dispatch(pool, payload, from_client=kind == ARRIVAL))
             elif kind == BATCH_END:
                 self.end_batch(*payload)
             else:
@@ -335,7 +357,8 @@ class _Loop:
         admission.receive(worker, extend=prefill_tokens > 0)  # async: what arrived so far joins the next schedule
         admission.settle_latecomers(worker)
         first = max(costs)
-        horizon = self.heap[0][0] - self.now if self.heap else math.inf
+        incoming = self.incoming[worker.role]  # (only these events can change this worker's batch)
+        horizon = incoming[0][0] - self.now if incoming else math.inf
         # an event before the first step ends cuts any run to that step: no run to plan (the
         # common case in a disaggregated decode pool, where hand-overs land every step or two)
         if not prefill_tokens and self.fast_forward and horizon > first:
