@@ -30,7 +30,7 @@ up to the next event already queued that can bring its pool work, and keeps the 
 its STEP_END is pushed again (a stale one is recognised by `Worker.version`). Only two kinds of
 event bring a pool work: an arrival (the entry pool: `agg`, or `prefill`) and a KV hand-over's
 end (`decode`); each is routed at the instant it fires to one of its pool's workers, so it
-bounds and cuts the runs of every worker of that pool and of no other (`Loop.incoming`). Another
+bounds and cuts the runs of every worker of that pool and of no other (`_Loop.incoming`). Another
 worker's step end changes nothing in this worker's run (the request it finishes or hands over
 comes back as one of those two kinds), so a disaggregated decode pool's runs are no longer cut
 by every prefill step. When the next such event already lands inside the first step (a
@@ -280,7 +280,7 @@ class _Loop:
         while self.heap:
             time, order, kind, payload = heapq.heappop(self.heap)
             self.now = time
-            if kind == ARRIVAL or kind == TRANSFER_END:
+            if kind in (ARRIVAL, TRANSFER_END):
                 pool = first if kind == ARRIVAL else HANDOVER_POOL
                 if heapq.heappop(self.incoming[pool]) != (time, order):
                     raise AssertionError(f"the {pool} pool's incoming events are out of step with the event heap")
