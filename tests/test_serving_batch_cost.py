@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tensor_cast
 from tensor_cast.serving.batch_cost import BatchCost
@@ -68,3 +72,35 @@ def test_bad_sequence_is_an_error(traced):
     _, cost = traced
     with pytest.raises(ValueError, match="new tokens >= 1"):
         cost.step_s([(0, 10)])
+
+
+def _groups_by_a_plain_loop(batch):
+    """The reference `BatchCost.groups`: one pass, groups in first-appearance order, sums in batch order."""
+    groups = {}
+    for new, cached in batch:
+        entry = groups.setdefault(new, [0, 0])
+        entry[0] += 1
+        entry[1] += cached
+    return sum(n for n, _ in batch), groups
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, 1, 1, 2, 7, 512, 2048]),
+                          st.one_of(st.integers(0, 10**6), st.floats(0, 1e6, allow_nan=False))),
+                min_size=1, max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_grouping_is_a_plain_loops(batch):
+    # groups() takes C-level passes (the first group by count and subtraction, the rest by one
+    # compress pass): its groups, their order and their sums (to the bit, floats too) are one loop's.
+    total, groups = BatchCost.groups(batch)
+    want_total, want = _groups_by_a_plain_loop(batch)
+    assert total == want_total
+    assert list(groups) == list(want)
+    for new, (n, c) in want.items():
+        assert groups[new][0] == n
+        assert groups[new][1] == c or (math.isnan(c) and math.isnan(groups[new][1]))
+
+
+@pytest.mark.parametrize("bad", [[(1, 5), (0, 3)], [(1, 5), (4, -1), (4, 2)], [(1, -2)], [(0, 1)]])
+def test_grouping_names_the_bad_sequence(bad):
+    with pytest.raises(ValueError, match="new tokens >= 1 and cached >= 0"):
+        BatchCost.groups(bad)
