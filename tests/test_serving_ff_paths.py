@@ -1,8 +1,9 @@
 """The decode fast-forward's quick routes against their reference routes, bit for bit.
 
 `BatchCost.decode_many_s` costs one rank's fast-forwarded run with its sizes as numpy scalars
-(the expression's terms without C evaluated once) instead of arrays spread over the steps; the
-two must give the same bits, so that a simulation's JSON does not depend on the route (the
+(the expression's terms without C evaluated once) instead of arrays spread over the steps, and a
+short run (at most `SHORT_RUN` steps) one math-module call on Python floats per step; each must
+give the arrays route's bits, so that a simulation's JSON does not depend on the route (the
 speed-up was checked byte-identical on full-size runs; here on a 2-layer model). The reference
 is the arrays route itself, which the vectorized fast-forward always took before."""
 
@@ -14,7 +15,7 @@ import sympy
 
 import tensor_cast
 from tensor_cast.serving import api, hoist
-from tensor_cast.serving.batch_cost import BatchCost, T
+from tensor_cast.serving.batch_cost import SHORT_RUN, BatchCost, T
 from tensor_cast.sizes import B, C, S
 
 MODEL = "Qwen/Qwen3-0.6B"
@@ -32,14 +33,16 @@ def _arrays(cost, count, new, means, tokens):
     return cost.decode_many_s(np.full(k, count), np.full(k, new), means, np.full(k, tokens))
 
 
+@pytest.mark.parametrize("steps", [3, SHORT_RUN, 44])  # up to SHORT_RUN: one math-module call a step
 @pytest.mark.parametrize(("count", "new", "tokens"), [
     (1, 1, 1), (7, 1, 8), (64, 1, 64), (3, 4, 16),  # MTP: 1 + 3 drafts per sequence
     (300, 1, 320), (600, 1, 600),  # 600 tokens: beyond the 512-token table (the linear part's function)
 ])
-def test_scalar_route_equals_the_arrays_route_bit_for_bit(cost, count, new, tokens):
+def test_scalar_route_equals_the_arrays_route_bit_for_bit(cost, count, new, tokens, steps):
     assert cost._scalar_exact  # else both calls take the arrays route and this compares nothing
+    assert cost._group_fn_hoisted is not None  # else a short run takes the numpy scalar route
     rng = np.random.default_rng(count)
-    means = np.concatenate(([0.0, 1.0, 127.5, 128.0], np.sort(rng.uniform(0, 30000, 40))))
+    means = np.concatenate(([0.0, 1.0, 127.5, 128.0], np.sort(rng.uniform(0, 30000, 40))))[:steps]
     fast = cost.decode_many_s(count, new, means, tokens)
     slow = _arrays(cost, count, new, means, tokens)
     assert fast.shape == slow.shape == means.shape

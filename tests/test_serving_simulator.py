@@ -210,6 +210,35 @@ def test_fast_forwarded_decode_run_is_cut_by_a_handover_planned_after_it():
     assert max(ttfts) <= 3 * d + 1e-9
 
 
+class _ShorterRunSteps(ConstantCost):
+    """A step costed alone lasts 10 ms; a fast-forwarded run's further steps 1 ms each."""
+
+    def step_s(self, batch, padded_tokens=None):
+        return 0.01
+
+    def decode_many_s(self, count, new, means, tokens):
+        return np.full(np.shape(means), 0.001)
+
+
+def test_a_run_planned_up_to_the_next_arrival_even_when_its_steps_are_shorter_than_the_first():
+    # r0 (10 + 200 tokens) arrives at 0 and is prefilled in [0, 10 ms]; its decode run starts at
+    # 10 ms with a 10 ms first step, then 1 ms steps. r1 arrives at 50.5 ms: the run keeps every
+    # step starting before it, the first and 31 more (starts 20, 21, ..., 50 ms), 32 in all. The
+    # planner first costs the steps a run no faster than its first step would reach r1 in (6), finds
+    # they fall short of it, and costs the whole run (fast_forward.plan).
+    from tensor_cast.serving.workload import TraceEntry
+
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": False})
+    worker = Worker("agg0", "agg", [RankScheduler(profile, 10_000)], _ShorterRunSteps(), profile)
+    trace = [TraceEntry(0.0, 10, 200), TraceEntry(0.0505, 10, 5)]
+    sim = simulate_workers({"agg": [worker]}, make_workload(concurrency=None, rate=None, trace=trace,
+                                                            num_requests=None, isl=None, osl=None),
+                           record_steps=True)
+    assert [(s.steps, s.prefill_tokens, s.decode_seqs) for s in sim.steps[:2]] == [(1, 10, 0), (32, 0, 1)]
+    assert sim.steps[1].start_s == pytest.approx(0.01)
+    assert (sim.steps[2].start_s, sim.steps[2].prefill_tokens) == (pytest.approx(0.051), 10)  # r1 joins after it
+
+
 def test_a_disaggregated_decode_run_ends_only_where_its_batch_changes():
     # Closed loop over a prefill worker (steps of 13 ms) and a decode worker (LinearCost: about 1 ms
     # a step), a 4 ms KV transfer, synchronous scheduling, KV to spare. The prefill worker's step ends

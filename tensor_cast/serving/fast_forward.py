@@ -55,10 +55,18 @@ def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float, ho
         k = admission.run_limit(worker, admit, k, lambda n: run_growth(worker, batches, n))
     if k <= 1:
         return np.array([first])
-    durations = decode_durations(worker, batches, k)
-    durations[0] = first
-    starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
-    k = max(1, min(k, int(np.searchsorted(starts, horizon, side="left"))))
+    # Only the steps starting before the horizon are kept: cost those a run of steps no shorter than
+    # the first would reach it in, and all k only when they fall short of it (a step shorter than
+    # the first). Each step's time is the same whichever count is costed, so the run is the same.
+    reach = k if not math.isfinite(horizon) or first <= 0 else min(k, int(horizon / first) + 2)
+    while True:
+        durations = decode_durations(worker, batches, reach)
+        durations[0] = first
+        starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+        if reach == k or starts[-1] >= horizon:
+            break
+        reach = k
+    k = max(1, min(reach, int(np.searchsorted(starts, horizon, side="left"))))
     return durations[:k]
 
 
