@@ -255,22 +255,23 @@ class BatchCost:
         step, and once per (count, new, tokens) across calls where hoist.py can split them out.
         Every operation is the same IEEE one on the same values; where the expression holds one
         whose scalar and array forms might round differently (`_scalar_exact`), they are spread
-        into arrays instead. A short run (at most `SHORT_RUN` steps) of such an expression is costed
+        into arrays instead. A short run (at most `SHORT_RUN` steps) of a scalar-exact expression is costed
         step by step with the math-module function on Python floats instead (hoisted the same way):
         the same IEEE operations again (a ceiling or floor gives an int there, exact at these sizes),
         at a few microseconds a step against a numpy call's overhead per operation."""
         mean_cached = np.asarray(mean_cached, dtype=float)
         if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
-            one = self._group_fn_hoisted if len(mean_cached) <= SHORT_RUN and self._scalar_exact else None
-            if one is not None:  # a short run: one Python-float call per step beats ~150 numpy calls
-                b, s, t = float(count), float(new), float(tokens)
-                group = np.fromiter((one(b, s, c, t) for c in mean_cached.tolist()), float, len(mean_cached))
-                return group + self._linear_many(np.array([tokens], dtype=np.int64))[0]
             if self._scalar_exact:
-                fn = self._group_hoisted or self.group_np
-                group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)), dtype=float)
-                if group.shape != mean_cached.shape:
-                    group = np.broadcast_to(group, mean_cached.shape)
+                one = self._group_fn_hoisted if len(mean_cached) <= SHORT_RUN else None
+                if one is not None:  # a short run: one Python-float call per step beats ~150 numpy calls
+                    b, s, t = float(count), float(new), float(tokens)
+                    group = np.fromiter((one(b, s, c, t) for c in mean_cached.tolist()), float, len(mean_cached))
+                else:
+                    fn = self._group_hoisted or self.group_np
+                    group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)),
+                                       dtype=float)
+                    if group.shape != mean_cached.shape:
+                        group = np.broadcast_to(group, mean_cached.shape)
                 return group + self._linear_many(np.array([tokens], dtype=np.int64))[0]
             count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)

@@ -101,7 +101,6 @@ from .time_split import PhaseTotals
 from .workload import Request, Workload
 
 ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
-HANDOVER_POOL = "decode"  # the pool a TRANSFER_END brings work to (an ARRIVAL: the entry pool, `entry_role`)
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
 
 
@@ -201,9 +200,10 @@ class _Loop:
         self.record_steps = record_steps
         self.progress = progress
         self.heap: list[tuple[float, int, int, Any]] = []
-        self.entry = entry_role(pools)
-        # per pool, the (time, order) of the queued events that bring it work (ARRIVAL: the entry pool,
-        # TRANSFER_END: the decode pool): a run's horizon, popped with the same events off `heap`
+        # the pool each kind of event brings work to (the others only end a worker's own step or batch)
+        self.pool_of: dict[int, str] = {ARRIVAL: entry_role(pools), TRANSFER_END: "decode"}
+        # per pool, the (time, order) of the queued events that bring it work: a run's horizon, popped
+        # with the same events off `heap`
         self.incoming: dict[str, list[tuple[float, int]]] = {name: [] for name in pools}
         self.order = 0
         self.requests: list[Request] = []
@@ -234,18 +234,12 @@ class _Loop:
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
-        pool = self._pool_of(kind)
+        pool = self.pool_of.get(kind)
         if pool is not None:
             heapq.heappush(self.incoming[pool], (time, self.order))
         self.order += 1
         if pool is not None and self.running_ff:
             self._cut_runs(time, pool)
-
-    def _pool_of(self, kind: int) -> str | None:
-        """The pool an event of `kind` brings work to (None: it only ends a worker's own step or batch)."""
-        if kind == ARRIVAL:
-            return self.entry
-        return HANDOVER_POOL if kind == TRANSFER_END else None
 
     def _cut_runs(self, time: float, pool: str) -> None:
         """An event at `time` that brings `pool` work lands inside its workers' fast-forwarded
@@ -276,12 +270,11 @@ class _Loop:
     def run(self) -> None:
         for arrival in self.workload.initial_arrivals():
             self.new_request(*arrival)
-        first = self.entry
         while self.heap:
             time, order, kind, payload = heapq.heappop(self.heap)
             self.now = time
-            if kind in (ARRIVAL, TRANSFER_END):
-                pool = first if kind == ARRIVAL else HANDOVER_POOL
+            pool = self.pool_of.get(kind)
+            if pool is not None:
                 if heapq.heappop(self.incoming[pool]) != (time, order):
                     raise AssertionError(f"the {pool} pool's incoming events are out of step with the event heap")
                 self.kick(self.dispatch(pool, payload, from_client=kind == ARRIVAL))
