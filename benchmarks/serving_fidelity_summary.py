@@ -12,6 +12,10 @@ script reads those rows back and prints, as markdown:
 - the per device x engine x family table: rows, TPOT / TTFT mean absolute error, and the median
   predicted / measured ratio of each (below 1: predicted low);
 - how many rows are predicted below their measurement;
+- where the error sits: per engine x mode x client count (1-8, 9-32, 33-128, 129-512, more; the
+  rows' `concurrency` column), the rows, each error's mean and median predicted / measured ratio,
+  and the bucket's share of the summed error of every row (a bucket of 50 % TTFT error on a tenth
+  of the rows holds a fifth of the error if the rest average 22 %);
 - with `--skipped` (`serving_fidelity.py --skipped-out` files): each group's coverage (rows simulated /
   rows in the group) and the rows not simulated, by reason.
 The error of a row is |predicted - measured| / measured, as `serving_fidelity.py` writes it.
@@ -122,6 +126,40 @@ def group_table(now: dict[str, dict[str, str]], skipped: dict[str, dict[str, str
     return lines
 
 
+CLIENT_BUCKETS = ((1, 8), (9, 32), (33, 128), (129, 512), (513, None))  # closed-loop clients (inclusive)
+
+
+def client_bucket(concurrency: str) -> str:
+    """The `CLIENT_BUCKETS` label of a row's client count, e.g. "9-32" or "513+"."""
+    clients = int(float(concurrency))
+    for low, high in CLIENT_BUCKETS:
+        if high is None or clients <= high:
+            return f"{low}+" if high is None else f"{low}-{high}"
+    raise AssertionError("the last bucket is open-ended")
+
+
+def share_table(now: dict[str, dict[str, str]]) -> list[str]:
+    """Where the error sits: one line per engine x mode x client bucket (module docstring)."""
+    rows = list(now.values())
+    total = {key: sum(float(r[key]) for r in rows) for key in ("tpot_err", "ttft_err")}
+    buckets: dict[tuple[str, str, int], list[dict[str, str]]] = defaultdict(list)
+    order = [f"{low}+" if high is None else f"{low}-{high}" for low, high in CLIENT_BUCKETS]
+    for r in rows:
+        buckets[(r["engine"], r["mode"], order.index(client_bucket(r["concurrency"])))].append(r)
+
+    def share(sub: list[dict[str, str]], key: str) -> str:
+        return f"{100 * sum(float(r[key]) for r in sub) / total[key]:.1f}%" if total[key] else "-"
+
+    lines = ["| engine | mode | clients | rows | TPOT MAE (median pred/meas) | share of TPOT error "
+             "| TTFT MAE (median pred/meas) | share of TTFT error |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for (engine, mode, bucket), sub in sorted(buckets.items()):
+        lines.append(f"| {engine} | {mode} | {order[bucket]} | {len(sub)} | {mae(sub, 'tpot_err')} "
+                     f"({median_ratio(sub, 'tpot')}) | {share(sub, 'tpot_err')} | {mae(sub, 'ttft_err')} "
+                     f"({median_ratio(sub, 'ttft')}) | {share(sub, 'ttft_err')} |")
+    return lines
+
+
 def skipped_table(skipped: dict[str, dict[str, str]]) -> list[str]:
     """The rows not simulated, by reason (most rows first), with the groups they fall in and one example id."""
     by_reason: dict[str, list[dict[str, str]]] = defaultdict(list)
@@ -166,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     low_tpot = sum(float(r["pred_tpot_s"]) < float(r["meas_tpot_s"]) for r in now.values())
     low_ttft = sum(float(r["pred_ttft_s"]) < float(r["meas_ttft_s"]) for r in now.values())
     print(f"\npredicted below measured: TPOT in {low_tpot}, TTFT in {low_ttft} of {len(now)} rows")
+    if all(r.get("concurrency") for r in now.values()):  # (files of older runs may lack the column)
+        print("\nwhere the error sits, by engine, mode and closed-loop clients:\n")
+        print("\n".join(share_table(now)))
     if skipped:
         print(f"\n{len(skipped)} rows not simulated:\n")
         print("\n".join(skipped_table(skipped)))

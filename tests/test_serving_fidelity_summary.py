@@ -64,3 +64,28 @@ def test_skipped_rows_give_each_groups_coverage_and_the_reasons(tmp_path, capsys
     assert "| h100_sxm | sglang | GLM | agg | 0 / 1 | - | - (-) | - (-) |" in out  # a group with none simulated
     assert "3 rows not simulated:" in out
     assert "| 2 | quant mode int8 | b200_sxm vllm Llama agg, b200_sxm vllm Llama disagg | `c` |" in out
+
+
+def test_the_error_is_split_by_engine_mode_and_client_count_with_each_buckets_share(tmp_path, capsys):
+    # TTFT errors 50 % (4 clients), 50 % (16), 0 % (16), 100 % (600 clients): 200 % in all
+    rows = [row("a", 0.05, 0.011), row("b", 0.15, 0.008), row("c", 0.1, 0.01), row("d", 0.2, 0.01)]
+    for r, clients in zip(rows, (4, 16, 16, 600), strict=True):
+        r["concurrency"] = clients
+    path = tmp_path / "now.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*FIELDS, "concurrency"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "ttft_err": abs(r["pred_ttft_s"] - 0.1) / 0.1, "tpot_err": abs(r["pred_tpot_s"] - 0.01) / 0.01})
+    assert summary.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    # TPOT errors 10 % (4 clients), 20 % and 0 % (16), 0 % (600): 30 % in all
+    assert "| vllm | agg | 1-8 | 1 | 10.0% (1.10) | 33.3% | 50.0% (0.50) | 25.0% |" in out
+    assert "| vllm | agg | 9-32 | 2 | 10.0% (0.90) | 66.7% | 25.0% (1.25) | 25.0% |" in out
+    assert "| vllm | agg | 513+ | 1 | 0.0% (1.00) | 0.0% | 100.0% (2.00) | 50.0% |" in out
+    assert "33-128" not in out  # no row there: no line
+
+
+def test_a_client_count_falls_in_the_bucket_whose_bounds_hold_it():
+    assert [summary.client_bucket(c) for c in ("1", "8", "9", "32.0", "128", "129", "512", "513", "20000")] == \
+        ["1-8", "1-8", "9-32", "9-32", "33-128", "129-512", "129-512", "513+", "513+"]
