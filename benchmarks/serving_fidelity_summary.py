@@ -127,15 +127,14 @@ def group_table(now: dict[str, dict[str, str]], skipped: dict[str, dict[str, str
 
 
 CLIENT_BUCKETS = ((1, 8), (9, 32), (33, 128), (129, 512), (513, None))  # closed-loop clients (inclusive)
+BUCKET_LABELS = tuple(f"{low}+" if high is None else f"{low}-{high}" for low, high in CLIENT_BUCKETS)
 
 
 def client_bucket(concurrency: str) -> str:
-    """The `CLIENT_BUCKETS` label of a row's client count, e.g. "9-32" or "513+"."""
+    """The `BUCKET_LABELS` entry of a row's client count, e.g. "9-32" or "513+"."""
     clients = int(float(concurrency))
-    for low, high in CLIENT_BUCKETS:
-        if high is None or clients <= high:
-            return f"{low}+" if high is None else f"{low}-{high}"
-    raise AssertionError("the last bucket is open-ended")
+    return next(label for (_, high), label in zip(CLIENT_BUCKETS, BUCKET_LABELS, strict=True)
+                if high is None or clients <= high)
 
 
 def share_table(now: dict[str, dict[str, str]]) -> list[str]:
@@ -143,9 +142,8 @@ def share_table(now: dict[str, dict[str, str]]) -> list[str]:
     rows = list(now.values())
     total = {key: sum(float(r[key]) for r in rows) for key in ("tpot_err", "ttft_err")}
     buckets: dict[tuple[str, str, int], list[dict[str, str]]] = defaultdict(list)
-    order = [f"{low}+" if high is None else f"{low}-{high}" for low, high in CLIENT_BUCKETS]
-    for r in rows:
-        buckets[(r["engine"], r["mode"], order.index(client_bucket(r["concurrency"])))].append(r)
+    for r in rows:  # (keyed by the bucket's position, so lines sort by client count)
+        buckets[(r["engine"], r["mode"], BUCKET_LABELS.index(client_bucket(r["concurrency"])))].append(r)
 
     def share(sub: list[dict[str, str]], key: str) -> str:
         return f"{100 * sum(float(r[key]) for r in sub) / total[key]:.1f}%" if total[key] else "-"
@@ -154,7 +152,7 @@ def share_table(now: dict[str, dict[str, str]]) -> list[str]:
              "| TTFT MAE (median pred/meas) | share of TTFT error |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for (engine, mode, bucket), sub in sorted(buckets.items()):
-        lines.append(f"| {engine} | {mode} | {order[bucket]} | {len(sub)} | {mae(sub, 'tpot_err')} "
+        lines.append(f"| {engine} | {mode} | {BUCKET_LABELS[bucket]} | {len(sub)} | {mae(sub, 'tpot_err')} "
                      f"({median_ratio(sub, 'tpot')}) | {share(sub, 'tpot_err')} | {mae(sub, 'ttft_err')} "
                      f"({median_ratio(sub, 'ttft')}) | {share(sub, 'ttft_err')} |")
     return lines

@@ -14,9 +14,9 @@ FIELDS = ["id", "system", "engine", "mode", "family", "split", "pred_ttft_s", "m
           "meas_tpot_s", "ttft_err", "tpot_err"]
 
 
-def write(path, rows):
+def write(path, rows, extra=()):
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=[*FIELDS, *extra])
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "ttft_err": abs(r["pred_ttft_s"] - r["meas_ttft_s"]) / r["meas_ttft_s"],
@@ -71,13 +71,7 @@ def test_the_error_is_split_by_engine_mode_and_client_count_with_each_buckets_sh
     rows = [row("a", 0.05, 0.011), row("b", 0.15, 0.008), row("c", 0.1, 0.01), row("d", 0.2, 0.01)]
     for r, clients in zip(rows, (4, 16, 16, 600), strict=True):
         r["concurrency"] = clients
-    path = tmp_path / "now.csv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*FIELDS, "concurrency"])
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({**r, "ttft_err": abs(r["pred_ttft_s"] - 0.1) / 0.1, "tpot_err": abs(r["pred_tpot_s"] - 0.01) / 0.01})
-    assert summary.main([str(path)]) == 0
+    assert summary.main([write(tmp_path / "now.csv", rows, extra=("concurrency",))]) == 0
     out = capsys.readouterr().out
     # TPOT errors 10 % (4 clients), 20 % and 0 % (16), 0 % (600): 30 % in all
     assert "| vllm | agg | 1-8 | 1 | 10.0% (1.10) | 33.3% | 50.0% (0.50) | 25.0% |" in out
