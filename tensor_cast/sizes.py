@@ -43,13 +43,32 @@ def is_concrete(value: Any) -> bool:
 def smax(*values: Size) -> Size:
     if all(isinstance(v, (int, float)) for v in values):
         return max(values)
-    return sympy.Max(*[as_expr(v) for v in values])
+    return _extremum(sympy.Max, max, values)
 
 
 def smin(*values: Size) -> Size:
     if all(isinstance(v, (int, float)) for v in values):
         return min(values)
-    return sympy.Min(*[as_expr(v) for v in values])
+    return _extremum(sympy.Min, min, values)
+
+
+def _extremum(kind: type, pick: Any, values: tuple[Size, ...]) -> Size:
+    """Max / Min of sizes some of which are symbolic, without sympy's pairwise simplification.
+
+    sympy decides which arguments of Max / Min dominate by comparing every pair
+    (`_find_localzeros`), which costs tens of milliseconds on the nested expressions of tile and
+    wave formulas; here the numbers fold into one and repeated arguments collapse, and the rest stay
+    unevaluated: the same value at every point (substitution evaluates it), never a wrong one."""
+    numbers = [as_expr(v) for v in values if is_concrete(v)]
+    args: list[sympy.Expr] = []
+    if numbers:
+        args.append(pick(numbers, key=float))
+    for value in values:
+        if not is_concrete(value):
+            expr = as_expr(value)
+            if expr not in args:
+                args.append(expr)
+    return args[0] if len(args) == 1 else kind(*args, evaluate=False)
 
 
 def cdiv(a: Size, b: Size) -> Size:

@@ -50,3 +50,21 @@ def test_sweep_broadcasts_a_grid(llama8b):
     assert grid["total_time_s"].shape == (40, 25)
     assert np.all(np.diff(grid["total_time_s"], axis=0) >= 0)  # more sequences never take less time
     assert np.all(np.diff(grid["total_time_s"], axis=1) >= 0)  # a longer context never takes less time
+
+
+def test_smax_smin_keep_sympys_value_without_its_pairwise_simplification():
+    """smax / smin leave symbolic extrema unevaluated (numbers folded, repeats collapsed); at every
+    point they equal sympy's own evaluated Max / Min and Python's max / min of the substituted values."""
+    from tensor_cast.sizes import smax, smin, substitute
+
+    args = (2 * B, sympy.Integer(7), 3, B * S + C, 2 * B, sympy.ceiling(C / 64))
+    hi, lo = smax(*args), smin(*args)
+    assert isinstance(hi, sympy.Max) and isinstance(lo, sympy.Min)
+    assert len(hi.args) == 4 and sympy.Integer(7) in hi.args and sympy.Integer(3) not in hi.args
+    assert sympy.Integer(3) in lo.args and sympy.Integer(7) not in lo.args
+    assert smax(B, 4, B) == sympy.Max(4, B, evaluate=False) and smin(S) == S and smax(3, 5.5) == 5.5
+    for b, s, c in [(1, 1, 0), (3, 1, 100), (64, 2, 4095), (7, 512, 8192)]:
+        point = {B: b, S: s, C: c}
+        values = [int(substitute(sympy.sympify(a), point)) for a in args]
+        assert substitute(hi, point) == max(values) == sympy.Max(*args).xreplace(point)
+        assert substitute(lo, point) == min(values) == sympy.Min(*args).xreplace(point)
