@@ -24,6 +24,9 @@ class ConstantCost:
     def decode_many_s(self, count, new, means, tokens):
         return np.full(np.shape(means), self.d)
 
+    def decode_short_s(self, count, new, means, tokens):
+        return None  # no quick short-run route: decode_many_s costs every run (fast_forward.decode_durations)
+
 
 class LinearCost(ConstantCost):
     def step_s(self, batch, padded_tokens=None):

@@ -70,14 +70,21 @@ def test_disagg_json_is_the_same_bytes_through_either_route(monkeypatch):
     spec = tensor_cast.load_model(MODEL, num_hidden_layers=2)
     kwargs = dict(device=DEVICE, concurrency=24, num_requests=120, isl=300, osl=200, range_ratio=0.2, seed=4,
                   disagg="prefill: 1x tp1; decode: 1x tp1")
-    routes = []
-    many = BatchCost.decode_many_s
+    routes = []  # per run costed: True where a quick route (scalar sizes, or Python floats) took it
+    many, short = BatchCost.decode_many_s, BatchCost.decode_short_s
 
     def counting(self, count, new, means, tokens):
         routes.append(np.ndim(count) == 0 and self._scalar_exact)
         return many(self, count, new, means, tokens)
 
+    def counting_short(self, count, new, means, tokens):
+        seconds = short(self, count, new, means, tokens)
+        if seconds is not None:
+            routes.append(True)
+        return seconds
+
     monkeypatch.setattr(BatchCost, "decode_many_s", counting)
+    monkeypatch.setattr(BatchCost, "decode_short_s", counting_short)
     fast = tensor_cast.simulate(spec, **kwargs).to_json(requests=True)
     assert sum(routes) > 20  # the scalar route costed the runs
     routes.clear()
@@ -143,3 +150,70 @@ def test_hoist_cache_is_bounded(monkeypatch):
     for b in range(7):
         assert h(float(b), 2.0, 3.0, 1.0) == fn(float(b), 2.0, 3.0, 1.0)
         assert len(h.cache) <= 3
+
+
+@pytest.mark.parametrize(("count", "new", "tokens", "steps"), [(64, 1, 64, 5), (3, 4, 16, SHORT_RUN), (600, 1, 600, 2)])
+def test_short_run_as_python_floats_is_the_short_routes_bits(cost, count, new, tokens, steps):
+    # BatchCost.decode_short_s: the short route of decode_many_s without the numpy around it
+    # (fast_forward.decode_durations takes it for one rank's short run); 600 tokens: beyond the table
+    means = [float(m) for m in np.linspace(3.0, 29000.5, steps)]
+    floats = cost.decode_short_s(count, new, means, tokens)
+    assert floats is not None and all(type(x) is float for x in floats)
+    assert np.array(floats).tobytes() == cost.decode_many_s(count, new, np.array(means), tokens).tobytes()
+    assert np.array(floats).tobytes() == _arrays(cost, count, new, np.array(means), tokens).tobytes()
+    assert cost.decode_short_s(count, new, means * SHORT_RUN, tokens) is None  # longer: the arrays route
+
+
+def test_runs_costed_lazily_give_the_same_bytes_as_runs_costed_whole(monkeypatch):
+    # fast_forward.plan costs only a run's first LAZY_STEPS steps when nothing queued bounds it; the
+    # rest when the run gets there (its provisional STEP_END) or when an event pushed later lands
+    # past them (fast_forward.cut), with or without cutting the run. At 1 step every run of more
+    # than one step is costed so; the results must not change by a bit from runs costed whole.
+    from tensor_cast.serving import fast_forward
+
+    spec = tensor_cast.load_model(MODEL, num_hidden_layers=2)
+    base = dict(device=DEVICE, concurrency=16, num_requests=150, isl=300, osl=120, range_ratio=0.3, seed=7)
+    cases = [dict(base), dict(base, engine="sglang", disagg="prefill: 2x tp1; decode: 1x tp1"),
+             dict(base, disagg="prefill: 1x tp1; decode: 1x tp1"), dict(base, engine="trtllm", concurrency=None,
+                                                                        rate=40.0)]
+    extended = []
+    extend = fast_forward.extend
+
+    def counting(worker):
+        extended.append(len(worker.run_durations) < worker.ff_steps)
+        extend(worker)
+
+    monkeypatch.setattr(fast_forward, "extend", counting)
+    for kwargs in cases:
+        outputs = []
+        for lazy in (1, 10**9):
+            monkeypatch.setattr(fast_forward, "LAZY_STEPS", lazy)
+            outputs.append(tensor_cast.simulate(spec, **kwargs).to_json(requests=True))
+        assert outputs[0] == outputs[1], kwargs
+    assert sum(extended) > 50  # runs were costed lazily, then extended
+
+
+_CALLS: list[float] = []
+
+
+def _ceil_counted(x):
+    _CALLS.append(x)
+    return float(np.ceil(x))
+
+
+def test_hoist_computes_a_repeated_subtree_once_with_the_same_bits():
+    # hoist.py's common-subexpression step: an operation that occurs twice (the same text) is
+    # evaluated once, before the return; repeated C-free terms share one hoisted value
+    def fn(B, S, C, T):
+        return _ceil_counted((C + S) / 128) * B + _ceil_counted((C + S) / 128) / (B * S) + (B * S) * C
+
+    h = hoist.build(fn)
+    assert h is not None and h.count == 1  # B * S, twice in the text, hoisted once
+    for c in (0.0, 127.0, 128.5, 4096.25):
+        _CALLS.clear()
+        want = fn(3.0, 2.0, c, 8.0)
+        assert len(_CALLS) == 2
+        _CALLS.clear()
+        got = h(3.0, 2.0, c, 8.0)
+        assert len(_CALLS) == 1  # the repeated _ceil_counted(...) evaluated once
+        assert repr(got) == repr(want)

@@ -585,3 +585,46 @@ def test_vllm_preempted_request_recomputes_only_what_the_prefix_cache_evicted(pr
     assert r1.computed == (48 if prefix_caching else 0)  # what the step computes on top of
     assert rank.used_blocks == 6  # ceil(81 / 16) blocks either way (r0 finished and freed its 7)
     assert rank.victims == []
+
+
+def test_attention_dp_runs_costed_lazily_equal_runs_costed_whole(monkeypatch):
+    # fast_forward.plan costs a run with nothing queued to bound it only up to LAZY_STEPS steps and
+    # the rest later (fast_forward.extend): when the run gets past them (its provisional STEP_END), or
+    # when a hand-over pushed later lands past them — inside the run (it is cut there) or past its
+    # last step's start (it stands, and its end is where the whole run ends). With several
+    # attention-DP ranks (the vectorized route), every request's times, the steps and the ITL
+    # samples are the same numbers as with every run costed whole.
+    from tensor_cast.serving import fast_forward
+
+    outcomes = []  # per cut asked of a run not costed to its end: (extended by it, cut)
+    cut = fast_forward.cut
+
+    def watching(worker, time):
+        partial = len(worker.run_durations) < worker.ff_steps
+        shorter = cut(worker, time)
+        if partial:
+            outcomes.append((len(worker.run_durations) >= worker.ff_steps, shorter))
+        return shorter
+
+    monkeypatch.setattr(fast_forward, "cut", watching)
+
+    def simulate(lazy):
+        monkeypatch.setattr(fast_forward, "LAZY_STEPS", lazy)
+        profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
+        pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                    LinearCost(0.0), profile)],
+                 "decode": [Worker("decode0", "decode",
+                                   [RankScheduler(profile, 10_000, role="decode") for _ in range(3)],
+                                   LinearCost(0.0), profile)]}
+        workload = make_workload(concurrency=10, rate=None, trace=None, num_requests=60, isl=300, osl=200,
+                                 range_ratio=0.5, seed=2)
+        return simulate_workers(pools, workload, transfer_s=lambda r: 3e-3, record_steps=True)
+
+    lazy, whole = simulate(1), simulate(10**9)
+    assert (True, True) in outcomes and (True, False) in outcomes  # extended, then cut / left standing
+    assert max(s.steps for s in whole.steps) > 10  # long runs were planned
+    assert [(r.first_token_s, r.finish_s) for r in lazy.requests] == \
+        [(r.first_token_s, r.finish_s) for r in whole.requests]
+    assert lazy.itl_durations.tobytes() == whole.itl_durations.tobytes()
+    assert [(s.start_s, s.duration_s, s.steps) for s in lazy.steps] == \
+        [(s.start_s, s.duration_s, s.steps) for s in whole.steps]

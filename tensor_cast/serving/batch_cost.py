@@ -279,6 +279,18 @@ class BatchCost:
                                          mean_cached, tokens.astype(float)), dtype=float)
         return np.broadcast_to(group, tokens.shape) + self._linear_many(tokens)
 
+    def decode_short_s(self, count: int, new: int, mean_cached: Sequence[float], tokens: int) -> list[float] | None:
+        """`decode_many_s(count, new, mean_cached, tokens)` of a short run (at most `SHORT_RUN` steps,
+        integer sizes) as a list of Python floats, bit for bit its short route's numbers (the same
+        float operations, without the numpy calls around them); None where that route does not apply."""
+        one = self._group_fn_hoisted if self._scalar_exact and len(mean_cached) <= SHORT_RUN else None
+        if one is None:
+            return None
+        b, s, t = float(count), float(new), float(tokens)
+        linear = float(self.linear_table[tokens]) if 0 < tokens < len(self.linear_table) else \
+            float(self._linear_many(np.array([tokens], dtype=np.int64))[0])
+        return [float(one(b, s, c, t)) + linear for c in mean_cached]
+
     def _linear_many(self, tokens: np.ndarray) -> np.ndarray:
         """`linear_s` of each entry of an int64 array of token counts (>= 1)."""
         size = len(self.linear_table)

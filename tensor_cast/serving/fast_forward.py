@@ -3,8 +3,10 @@
 Owns, for one worker (`simulator.Worker`, pp = 1) whose step the event loop has just scheduled
 and costed, how many steps its batch runs unchanged (`run_length`), those steps' times and KV
 growth (`decode_durations`, `run_growth`), the run as finally planned against the event heap's
-horizon (`plan`), a run cut short by an event pushed after it was planned (`cut`), and the
-requests' write-back when the run ends (`write_back`).
+horizon (`plan`, the steps beyond its first few costed when it gets there: `extend`), and a run
+cut short by an event pushed after it was planned (`cut`). When the
+run ends, its requests move on by its steps (`RankScheduler.complete(..., steps=k)`) and its KV
+use per step is counted for the steps it kept (`run_growth`).
 
 When every rank of a worker runs all its requests in pure decode and nothing can change its
 batch (no waiting request it could admit), the next k steps have a known composition — same
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import admission
+from .batch_cost import SHORT_RUN
 from .scheduler import Batch, RankScheduler
 
 if TYPE_CHECKING:
@@ -43,22 +46,33 @@ if TYPE_CHECKING:
 
 _OUTPUT, _GENERATED = attrgetter("output"), attrgetter("generated")
 _COMPUTED, _BLOCKS = attrgetter("computed"), attrgetter("blocks")
+LAZY_STEPS = SHORT_RUN  # steps of a run with nothing queued to bound it that `plan` costs (the rest: `extend`)
 
 
-def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float, horizon: float) -> np.ndarray:
-    """The times of the steps (>= 1) the worker runs before it schedules again: its first step
-    (`first` seconds, costed by the caller), then as many further identical decode steps as
-    `run_length` and the admission holds allow, cut at the first step boundary at or after
-    `horizon` (seconds from now to the next event already queued)."""
+def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float,
+         horizon: float) -> tuple[np.ndarray, int]:
+    """(the times of the run's first steps, its length k >= 1): the steps the worker runs before
+    it schedules again — its first step (`first` seconds, costed by the caller), then as many
+    further identical decode steps as `run_length` and the admission holds allow, cut at the first
+    step boundary at or after `horizon` (seconds from now to the next event already queued).
+
+    With nothing queued (an infinite horizon) only the first `LAZY_STEPS` steps are costed now, on
+    the quick short-run route: an event pushed later (a disaggregated decode pool's next KV
+    hand-over) cuts most such runs within a few steps, and `extend` costs the rest once the run
+    gets past them or a cut asks where its later steps start."""
     k = run_length(worker, batches)
     if k > 1:  # a held run stops at the step whose counter lets the held requests in
         k = admission.run_limit(worker, admit, k, lambda n: run_growth(worker, batches, n))
     if k <= 1:
-        return np.array([first])
+        return np.array([first]), 1
+    if not math.isfinite(horizon):
+        durations = decode_durations(worker, batches, min(k, LAZY_STEPS))
+        durations[0] = first
+        return durations, k
     # Only the steps starting before the horizon are kept: cost those a run of steps no shorter than
     # the first would reach it in, and all k only when they fall short of it (a step shorter than
     # the first). Each step's time is the same whichever count is costed, so the run is the same.
-    reach = k if not math.isfinite(horizon) or first <= 0 else min(k, int(horizon / first) + 2)
+    reach = k if first <= 0 else min(k, int(horizon / first) + 2)
     while True:
         durations = decode_durations(worker, batches, reach)
         durations[0] = first
@@ -67,7 +81,16 @@ def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float, ho
             break
         reach = k
     k = max(1, min(reach, int(np.searchsorted(starts, horizon, side="left"))))
-    return durations[:k]
+    return durations[:k], k
+
+
+def extend(worker: Worker) -> None:
+    """Cost the steps of the worker's run that `plan` left uncosted, each as it would have been
+    costed then (the run's batch and requests do not change while it runs)."""
+    done = len(worker.run_durations)
+    if done < worker.ff_steps:
+        rest = decode_durations(worker, worker.batches, worker.ff_steps, start=done)
+        worker.run_durations = np.concatenate((worker.run_durations, rest))
 
 
 def cut(worker: Worker, time: float) -> bool:
@@ -78,7 +101,11 @@ def cut(worker: Worker, time: float) -> bool:
         return False
     starts = worker.run_starts  # computed at the first event that may cut the run, then kept
     if starts is None:
-        starts = worker.run_starts = worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
+        starts = _starts(worker)
+        if time > starts[-1] and len(worker.run_durations) < worker.ff_steps:  # past the steps costed so far
+            extend(worker)
+            starts = _starts(worker)
+        worker.run_starts = starts
         worker.run_last_start = float(starts[-1])
         if time > worker.run_last_start:
             return False
@@ -89,27 +116,15 @@ def cut(worker: Worker, time: float) -> bool:
     worker.run_durations = worker.run_durations[:k]
     worker.run_starts = starts[:k]  # (a prefix of a cumulative sum is the prefix's own)
     worker.run_last_start = float(starts[k - 1])
+    worker.run_provisional = False  # (its end, pushed again by the caller, is the run's own)
     worker.version += 1
     return True
 
 
-def write_back(worker: Worker) -> None:
-    """A run of k > 1 steps ended: its requests' cached and generated tokens move on by the k - 1
-    steps after the first (the first step's own progress is `RankScheduler.complete`'s), and
-    their KV blocks grow to hold the last step's tokens."""
-    k = worker.ff_steps
-    if k <= 1:
-        return
-    for rank, batch in zip(worker.ranks, worker.batches, strict=True):
-        if batch:
-            advance = (k - 1) * rank.tokens_per_step
-            bs = rank.engine.block_size
-            for req, n in batch:
-                req.computed += advance
-                req.generated += advance
-                # (`_allocate`'s own first test inlined: most sequences still fit their last block)
-                if req.computed + n > req.blocks * bs and not rank._allocate(req, req.computed + n):
-                    raise AssertionError("fast-forward ran past the KV blocks it checked")
+def _starts(worker: Worker) -> np.ndarray:
+    """When each costed step of the worker's run starts (the prefix of a cumulative sum is the
+    prefix's own: costing more steps later leaves these as they are)."""
+    return worker.run_start_s + np.concatenate(([0.0], np.cumsum(worker.run_durations)[:-1]))
 
 
 def run_length(worker: Worker, batches: Sequence[Batch]) -> int:
@@ -196,11 +211,21 @@ def run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
     return np.zeros(k) if extra is None else extra
 
 
-def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
-    """Each of the k steps' time: the slowest rank's, the k steps of all ranks with the same sizes
-    costed in one vectorized call (an attention-DP worker has up to dozens of ranks, mostly of a
-    few sizes)."""
-    steps = np.arange(k)
+def decode_durations(worker: Worker, batches: Sequence[Batch], k: int, start: int = 0) -> np.ndarray:
+    """The times of steps `start` .. k - 1 of the run: the slowest rank's, those steps of all ranks
+    with the same sizes costed in one vectorized call (an attention-DP worker has up to dozens of
+    ranks, mostly of a few sizes). A step's time does not depend on which others are costed with
+    it (element by element, and the quick routes bit for bit: tests/test_serving_ff_paths.py)."""
+    if len(batches) == 1 and batches[0] and k - start <= SHORT_RUN:  # one rank, a short run: Python floats
+        rank, batch = worker.ranks[0], batches[0]
+        count, d, e = len(batch), rank.decode_tokens, rank.tokens_per_step
+        mean = sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count
+        seconds = worker.cost.decode_short_s(count, d, [mean + e * j for j in range(start, k)],
+                                             max(count * d, rank.engine.padded_tokens(count, d)))
+        if seconds is not None:  # the float operations of the arrays below, element by element
+            overhead, step_s = rank.engine.overhead_s(count), rank.engine.step_s
+            return np.array([max(0.0, step_s(x, overhead)) for x in seconds])
+    steps = np.arange(start, k)
     counts, news, tokens, means, overheads, engines = [], [], [], [], [], []
     for rank, batch in zip(worker.ranks, batches, strict=True):
         if not batch:
@@ -217,13 +242,13 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int) -> np.nda
     alike: dict[tuple[int, int, int], list[int]] = {}
     for i, sizes in enumerate(zip(counts, news, tokens)):
         alike.setdefault(sizes, []).append(i)
-    times = np.empty((len(counts), k))
+    times = np.empty((len(counts), len(steps)))
     for (count, d, padded), rows in alike.items():
         stacked = means[rows[0]] if len(rows) == 1 else np.concatenate([means[i] for i in rows])
         seconds = np.asarray(worker.cost.decode_many_s(count, d, stacked, padded))
         times[rows] = (seconds if seconds.shape == stacked.shape else np.broadcast_to(seconds, stacked.shape)) \
-            .reshape(len(rows), k)
-    out = np.zeros(k)
+            .reshape(len(rows), len(steps))
+    out = np.zeros(len(steps))
     for row, overhead, engine in zip(times, overheads, engines, strict=True):
         out = np.maximum(out, engine.step_s(row, overhead))
     return out

@@ -4,13 +4,16 @@ Owns `Hoisted`: built from a function that `sympy.lambdify` printed (one `return
 expression of B, S, C, T; numpy or math module), it rewrites that expression's syntax tree so
 that every largest subtree not naming the varying argument (C, the cached tokens) becomes a
 value computed once per combination of the other arguments (B, S, T) and kept in a bounded
-cache; the rest is evaluated with those values in place. A decode pool costs its steps at the
+cache (the same subtree twice: one value); the rest is evaluated with those values in place, each
+operation it repeats (the same subtree text: a lambdified cost repeats its ceilings of C and the
+terms built on them many times) computed once into a local first (`_common_subtrees`). A decode pool costs its steps at the
 same few (B, S, T) again and again with a new C each time (one C per step, or an array of C
 for a fast-forwarded run), so most of the expression is not evaluated at all.
 
-Exact by construction: each hoisted subtree is the same Python expression applied to the same
-values as in the original (an expression without conditionals is evaluated bottom-up, every
-subtree once), so the result has the same bits (tests/test_serving_ff_paths.py). A conditional
+Exact by construction: each hoisted or shared subtree is the same Python expression applied to
+the same values as in the original (an expression without conditionals is evaluated bottom-up,
+every subtree once, and its operations are pure), so the result has the same bits
+(tests/test_serving_ff_paths.py). A conditional
 or a short-circuit (whose subtrees might not be evaluated at all) is hoisted whole when it is
 free of C; one that C flows through is refused (`build` returns None) and the caller evaluates
 the original function.
@@ -34,6 +37,7 @@ _LAZY = (ast.IfExp, ast.BoolOp, ast.Compare)  # may leave subtrees unevaluated (
 
 
 _KEPT = (ast.Constant, ast.Name, ast.List, ast.Tuple)  # cheap, or mutable: never hoisted themselves
+_SHARED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.Subscript)  # computed once when repeated
 
 
 class Hoisted:
@@ -85,23 +89,87 @@ def build(fn: Callable[..., Any], varying: str = "C") -> Hoisted | None:
     if any(isinstance(node, _LAZY) and id(node) in dependent and not _strict(node) for node in ast.walk(expr)):
         return None
 
+    shape = _shapes(expr)
+    seen: dict[int, str] = {}  # a hoisted subtree's shape -> its name (the same subtree twice: one value)
+
     class Hoist(ast.NodeTransformer):
         def generic_visit(self, node: ast.AST) -> ast.AST:
             if isinstance(node, ast.expr) and not isinstance(node, _KEPT) and id(node) not in dependent:
-                hoisted.append(node)
-                return ast.Name(id=f"_h{len(hoisted) - 1}", ctx=ast.Load())
+                key = shape[id(node)]
+                if key not in seen:
+                    seen[key] = f"_h{len(hoisted)}"
+                    hoisted.append(node)
+                return ast.Name(id=seen[key], ctx=ast.Load())
             return super().generic_visit(node)
 
     rest = Hoist().visit(expr)
     if not hoisted:
         return None
+    shared, rest = _common_subtrees(rest, shape)
     names = ", ".join(f"_h{i}" for i in range(len(hoisted)))
     # ast.unparse keeps the tree (parse(unparse(t)) == t; floats as their repr, which round-trips)
+    body = "".join(f"    {name} = {ast.unparse(node)}\n" for name, node in shared)
     source = (f"def _constants(B, S, T):\n    return ({', '.join(map(ast.unparse, hoisted))},)\n"
-              f"def _varying({varying}, {names}, B, S, T):\n    return {ast.unparse(rest)}\n")
+              f"def _varying({varying}, {names}, B, S, T):\n{body}    return {ast.unparse(rest)}\n")
     namespace = dict(fn.__globals__)
     exec(compile(source, f"<hoisted {fn.__name__}>", "exec"), namespace)
     return Hoisted(namespace["_constants"], namespace["_varying"], len(hoisted))
+
+
+def _shapes(expr: ast.AST) -> dict[int, int]:
+    """id(node) -> a number per distinct subtree shape, for every node of `expr`: two subtrees get
+    the same number exactly when they are the same expression (the same node types, fields and
+    constants — the text `ast.dump` would give — found bottom-up in one pass)."""
+    numbers: dict[tuple[Any, ...], int] = {}
+    shapes: dict[int, int] = {}
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, ast.AST):
+            number = shapes.get(id(value))
+            if number is None:
+                parts = (type(value).__name__, *((name, shape(field)) for name, field in ast.iter_fields(value)))
+                number = shapes[id(value)] = numbers.setdefault(parts, len(numbers))
+            return number
+        if isinstance(value, list):
+            return tuple(map(shape, value))
+        return type(value).__name__, repr(value)  # a constant: 1, 1.0 and True differ
+
+    shape(expr)
+    return shapes
+
+
+def _common_subtrees(expr: ast.expr, shape: dict[int, int]) -> tuple[list[tuple[str, ast.expr]], ast.expr]:
+    """Common-subexpression elimination: each operation that occurs more than once in `expr` (the
+    same shape: `_shapes`, taken before hoisting) becomes a local `_cN` computed once, before the
+    return, in the order the subtrees complete (a subtree's own repeats first) — ([(name, subtree)],
+    the expression naming them). The same operations on the same values, so the same bits: `expr`
+    holds no lazy node that could leave a subtree unevaluated (`build` refuses those, or hoists them
+    whole), and every operation in it is pure (arithmetic, ceiling / floor, min / max, numpy's
+    select and reductions, which return new values). Hoisted subtrees of the same shape share one
+    name (`build`), so the operations around them match as the original subtrees did."""
+    counts: dict[int, int] = {}
+    for node in ast.walk(expr):
+        if isinstance(node, _SHARED):
+            counts[shape[id(node)]] = counts.get(shape[id(node)], 0) + 1
+    names: dict[int, str] = {}
+    shared: list[tuple[str, ast.expr]] = []
+
+    class Share(ast.NodeTransformer):
+        def visit(self, node: ast.AST) -> ast.AST:
+            if not isinstance(node, _SHARED):
+                return self.generic_visit(node)
+            key = shape[id(node)]  # (the node's shape before anything in it was hoisted or shared)
+            if key in names:
+                return ast.Name(id=names[key], ctx=ast.Load())
+            node = self.generic_visit(node)
+            if counts[key] < 2:
+                return node
+            names[key] = f"_c{len(shared)}"
+            shared.append((names[key], node))
+            return ast.Name(id=names[key], ctx=ast.Load())
+
+    rest = Share().visit(expr)
+    return shared, rest
 
 
 def _strict(node: ast.AST) -> bool:

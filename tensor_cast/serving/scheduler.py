@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from operator import itemgetter
+from itertools import repeat
+from operator import add, attrgetter, itemgetter, le, lt, mul
 from typing import Any
 
 from .engines import EngineProfile
 from .workload import Request
 
 Batch = list[tuple[Request, int]]
+_COMPUTED, _PREFILL_TARGET, _BLOCKS = attrgetter("computed"), attrgetter("prefill_target"), attrgetter("blocks")
 
 
 class RankScheduler:
@@ -225,6 +227,13 @@ class RankScheduler:
         d = self.decode_tokens
         bs = self.engine.block_size
         running = self.running
+        if running and d * len(running) <= budget:  # every running request decodes in its blocks: C-level passes
+            computed = list(map(_COMPUTED, running))
+            if not any(map(lt, computed, map(_PREFILL_TARGET, running))) and \
+                    all(map(le, map(add, computed, repeat(d)), map(mul, map(_BLOCKS, running), repeat(bs)))):
+                batch = list(zip(running, repeat(d)))
+                budget -= d * len(running)
+                i = len(running)
         while i < len(running) and budget > 0:
             req = running[i]
             if req.computed < req.prefill_target:
@@ -431,39 +440,60 @@ class RankScheduler:
             self._blocks_for(tokens) - head.blocks > self.free_blocks
 
     # ---- after the step -------------------------------------------------------------------
-    def complete(self, batch: Batch, end_s: float) -> tuple[list[Request], list[Request], int]:
+    def complete(self, batch: Batch, end_s: float, steps: int = 1) -> tuple[list[Request], list[Request], int]:
         """Advance the batch's requests; returns (finished, handed over after prefill, decode tokens
-        emitted). A `prefill` role hands a request over once its first token exists."""
+        emitted in the last step). A `prefill` role hands a request over once its first token exists.
+        `steps` > 1: the batch, pure decode, ran that many identical steps (a fast-forwarded run,
+        fast_forward.py): each request first moves on by the steps after the first, its KV blocks
+        grown to hold the last step's tokens, then completes that step as a single one."""
         finished: list[Request] = []
         handover: list[Request] = []
         emitted = 0
         e = self.tokens_per_step
-        for req, n in batch:
-            if req.computed >= req.prefill_target:  # decode
+        if steps > 1:
+            advance = (steps - 1) * e
+            bs = self.engine.block_size
+            for req, n in batch:
+                req.computed += advance
+                req.generated += advance
+                # (`_allocate`'s own first test inlined: most sequences still fit their last block)
+                if req.computed + n > req.blocks * bs and not self._allocate(req, req.computed + n):
+                    raise AssertionError("fast-forward ran past the KV blocks it checked")
+                if req.computed < req.prefill_target:
+                    raise AssertionError("a fast-forwarded run holds a request in prefill")
                 req.computed += e
                 req.generated += e
                 emitted += 1
                 if req.generated >= req.output - 1e-9:
                     req.finish_s = end_s
                     finished.append(req)
-                continue
-            if req.in_prefill:
-                req.computed += n
+        else:
+            for req, n in batch:
+                if req.computed >= req.prefill_target:  # decode
+                    req.computed += e
+                    req.generated += e
+                    emitted += 1
+                    if req.generated >= req.output - 1e-9:
+                        req.finish_s = end_s
+                        finished.append(req)
+                    continue
                 if req.in_prefill:
-                    continue
-                req.generated += 1  # the prefill's last position samples a token
-                if math.isnan(req.first_token_s):
-                    req.first_token_s = end_s
-                if self.role == "prefill" and not req.done:
-                    handover.append(req)
-                    continue
-            else:
-                req.computed += self.tokens_per_step
-                req.generated += self.tokens_per_step
-                emitted += 1
-            if req.done:
-                req.finish_s = end_s
-                finished.append(req)
+                    req.computed += n
+                    if req.in_prefill:
+                        continue
+                    req.generated += 1  # the prefill's last position samples a token
+                    if math.isnan(req.first_token_s):
+                        req.first_token_s = end_s
+                    if self.role == "prefill" and not req.done:
+                        handover.append(req)
+                        continue
+                else:
+                    req.computed += self.tokens_per_step
+                    req.generated += self.tokens_per_step
+                    emitted += 1
+                if req.done:
+                    req.finish_s = end_s
+                    finished.append(req)
         gone = finished + handover
         if gone:
             ids = {id(r) for r in gone}

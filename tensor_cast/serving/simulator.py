@@ -115,11 +115,14 @@ class Worker:
     next_rank: int = 0
     batches: list[Batch] = field(default_factory=list)
     ff_steps: int = 1
+    run_planned: int = 1  # steps the current run was planned with (a cut may shorten ff_steps since)
+    run_order: int = 0  # the event sequence number of the run's STEP_END as planned
+    run_provisional: bool = False  # that STEP_END is where the steps costed at planning end (fast_forward.plan)
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
     run_starts: Any = None  # a fast-forwarded run's step starts, once an event pushed during it asked (fast_forward.cut)
     run_last_start: float = math.inf  # its last step's start, once known (fast_forward.cut)
-    run_info: tuple[int, int, Any, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use (per step), running
+    run_info: tuple[int, int, float, int] = (0, 0, 0.0, 0)  # prefill tokens, decode seqs, KV use at the start, running
     version: int = 0  # bumped when a fast-forwarded run is cut short (its old STEP_END is stale)
     inbox: list[Request] = field(default_factory=list)  # arrived after the next step was scheduled (async)
     latecomers: list[Request] = field(default_factory=list)  # arrived as the next step was being scheduled
@@ -282,7 +285,16 @@ class _Loop:
                 self.end_batch(*payload)
             else:
                 worker, version = payload
-                if version == worker.version:  # else: a run cut short, re-pushed with its new end
+                if version != worker.version:  # a run cut short, re-pushed with its new end
+                    pass
+                elif worker.run_provisional:  # the run's costed steps ran: cost the rest (unless a cut
+                    # that asked did already); its end takes the sequence number it was planned with, so
+                    # that it keeps its place among events at the same instant
+                    fast_forward.extend(worker)
+                    worker.run_provisional = False
+                    end = worker.run_start_s + float(worker.run_durations.sum())
+                    heapq.heappush(self.heap, (end, worker.run_order, STEP_END, (worker, worker.version)))
+                else:
                     self.end_step(worker)
             if not self.heap or self.heap[0][0] > time:  # every event of this instant is in: start steps
                 pending, self.pending = self.pending, []
@@ -355,24 +367,23 @@ class _Loop:
         # an event before the first step ends cuts any run to that step: no run to plan (the
         # common case in a disaggregated decode pool, where hand-overs land every step or two)
         if not prefill_tokens and self.fast_forward and horizon > first:
-            durations = fast_forward.plan(worker, batches, admit, first, horizon)
+            durations, k = fast_forward.plan(worker, batches, admit, first, horizon)
         else:
-            durations = np.array([first])
-        k = len(durations)
+            durations, k = np.array([first]), 1
         worker.busy = True
         worker.batches = batches
-        worker.ff_steps = k
+        worker.ff_steps = worker.run_planned = k
         worker.run_start_s = self.now
-        worker.run_durations = durations
+        worker.run_durations = durations  # its first steps only, until the rest is costed (fast_forward.extend)
+        worker.run_provisional = len(durations) < k  # its STEP_END is where those steps end, not the run
         worker.run_starts = None
         worker.run_last_start = math.inf
-        total_blocks = max(1, sum(r.total_blocks for r in worker.ranks))
-        used: Any = sum(r.used_blocks for r in worker.ranks) / total_blocks
-        if k > 1:
-            used = used + fast_forward.run_growth(worker, batches, k) / total_blocks
+        used = sum(r.used_blocks for r in worker.ranks) / max(1, sum(r.total_blocks for r in worker.ranks))
         worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
         if k > 1:
             self.running_ff.append(worker)
+        # (a run whose later steps are not costed yet: this STEP_END, where its costed steps end, costs them)
+        worker.run_order = self.order
         self.push(self.now + (first if k == 1 else float(durations.sum())), STEP_END, (worker, worker.version))
 
     @staticmethod
@@ -397,6 +408,10 @@ class _Loop:
         if k > 1:
             admission.advance(worker, k)
         prefill_tokens, decode_seqs, used, running = worker.run_info
+        if worker.run_planned > 1:  # KV use per step: the blocks each step holds beyond the first's, counted
+            # now for the steps the run kept (its requests are as they were when it was planned)
+            used = used + fast_forward.run_growth(worker, worker.batches, k) / max(
+                1, sum(r.total_blocks for r in worker.ranks))
         self.num_steps += k
         if not isinstance(used, np.ndarray):  # one step (never a run cut to one): plain floats, the same numbers
             total = float(durations[0])
@@ -416,7 +431,6 @@ class _Loop:
             self._flush_itl()
             self.itl_d.append(durations)
             self.itl_w.append(np.full(k, decode_seqs, dtype=float))
-        used = used[:k]
         self.kv_peak = max(self.kv_peak, float(np.max(used)))
         self.kv_time += total
         self.kv_weighted += float(np.dot(used, durations))
@@ -542,15 +556,15 @@ class _Loop:
         if worker in self.running_ff:
             self.running_ff.remove(worker)
         self._account(worker)
-        fast_forward.write_back(worker)
         for rank, batch in zip(worker.ranks, worker.batches, strict=True):
-            self._complete(rank, batch)
+            self._complete(rank, batch, worker.ff_steps)
         worker.batches = []
         self.kick(worker)
 
-    def _complete(self, rank: RankScheduler, batch: Batch) -> None:
-        """The step of `batch` on `rank` ended now: advance its requests, hand over, finish, refill."""
-        finished, handover, _ = rank.complete(batch, self.now)
+    def _complete(self, rank: RankScheduler, batch: Batch, steps: int = 1) -> None:
+        """The step (or run of `steps` decode steps) of `batch` on `rank` ended now: advance its
+        requests, hand over, finish, refill."""
+        finished, handover, _ = rank.complete(batch, self.now, steps)
         for req in handover:
             transfer = self.transfer_s(req)
             req.transfer_s = transfer
