@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import repeat
-from operator import add, attrgetter, itemgetter, le, lt, mul
+from operator import itemgetter
 from typing import Any
 
 from .engines import EngineProfile
 from .workload import Request
 
 Batch = list[tuple[Request, int]]
-_COMPUTED, _PREFILL_TARGET, _BLOCKS = attrgetter("computed"), attrgetter("prefill_target"), attrgetter("blocks")
 
 
 class RankScheduler:
@@ -227,13 +225,6 @@ class RankScheduler:
         d = self.decode_tokens
         bs = self.engine.block_size
         running = self.running
-        if running and d * len(running) <= budget:  # every running request decodes in its blocks: C-level passes
-            computed = list(map(_COMPUTED, running))
-            if not any(map(lt, computed, map(_PREFILL_TARGET, running))) and \
-                    all(map(le, map(add, computed, repeat(d)), map(mul, map(_BLOCKS, running), repeat(bs)))):
-                batch = list(zip(running, repeat(d)))
-                budget -= d * len(running)
-                i = len(running)
         while i < len(running) and budget > 0:
             req = running[i]
             if req.computed < req.prefill_target:
