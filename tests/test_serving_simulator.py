@@ -512,6 +512,20 @@ def test_attention_dp_balance_knobs_reject_negative_values():
             engine_profile("trtllm", {knob: -1})
 
 
+def _adp_disagg_closed_loop(num_requests: int, fast_forward: bool = True):
+    """A prefill worker handing over to a decode worker of three attention-DP ranks (TensorRT-LLM
+    profile, synchronous, a batch-dependent LinearCost so that the ranks' step times differ, 3 ms KV
+    transfers): a closed loop of 10 clients, prompts 300 +-50 %, outputs 200 +-50 %."""
+    profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
+    pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
+                                LinearCost(0.0), profile)],
+             "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode") for _ in range(3)],
+                               LinearCost(0.0), profile)]}
+    workload = make_workload(concurrency=10, rate=None, trace=None, num_requests=num_requests, isl=300, osl=200,
+                             range_ratio=0.5, seed=2)
+    return simulate_workers(pools, workload, transfer_s=lambda r: 3e-3, record_steps=True, fast_forward=fast_forward)
+
+
 def test_attention_dp_decode_pool_fast_forward_equals_step_by_step():
     # A disaggregated decode pool of three attention-DP ranks (one worker: each step lasts as long as
     # its slowest rank) fed by KV hand-overs from a prefill worker, with a batch-dependent cost so that
@@ -519,16 +533,7 @@ def test_attention_dp_decode_pool_fast_forward_equals_step_by_step():
     # call; a run cut where a hand-over lands; none planned when one lands inside the first step) give
     # the same per-request times as the step-by-step path (Python sums vs numpy: 1e-12 relative).
     def simulate(fast_forward):
-        profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
-        pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
-                                    LinearCost(0.0), profile)],
-                 "decode": [Worker("decode0", "decode",
-                                   [RankScheduler(profile, 10_000, role="decode") for _ in range(3)],
-                                   LinearCost(0.0), profile)]}
-        workload = make_workload(concurrency=10, rate=None, trace=None, num_requests=40, isl=300, osl=200,
-                                 range_ratio=0.5, seed=2)
-        return simulate_workers(pools, workload, transfer_s=lambda r: 3e-3, record_steps=True,
-                                fast_forward=fast_forward)
+        return _adp_disagg_closed_loop(40, fast_forward=fast_forward)
 
     fast, slow = simulate(True), simulate(False)
     assert fast.num_steps == slow.num_steps
@@ -610,15 +615,7 @@ def test_attention_dp_runs_costed_lazily_equal_runs_costed_whole(monkeypatch):
 
     def simulate(lazy):
         monkeypatch.setattr(fast_forward, "LAZY_STEPS", lazy)
-        profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
-        pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
-                                    LinearCost(0.0), profile)],
-                 "decode": [Worker("decode0", "decode",
-                                   [RankScheduler(profile, 10_000, role="decode") for _ in range(3)],
-                                   LinearCost(0.0), profile)]}
-        workload = make_workload(concurrency=10, rate=None, trace=None, num_requests=60, isl=300, osl=200,
-                                 range_ratio=0.5, seed=2)
-        return simulate_workers(pools, workload, transfer_s=lambda r: 3e-3, record_steps=True)
+        return _adp_disagg_closed_loop(60)
 
     lazy, whole = simulate(1), simulate(10**9)
     assert (True, True) in outcomes and (True, False) in outcomes  # extended, then cut / left standing

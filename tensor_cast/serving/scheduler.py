@@ -441,10 +441,10 @@ class RankScheduler:
         handover: list[Request] = []
         emitted = 0
         e = self.tokens_per_step
-        if steps > 1:
-            advance = (steps - 1) * e
-            bs = self.engine.block_size
-            for req, n in batch:
+        advance = (steps - 1) * e  # a run's steps after the first (none for a single step)
+        bs = self.engine.block_size
+        for req, n in batch:
+            if advance:
                 req.computed += advance
                 req.generated += advance
                 # (`_allocate`'s own first test inlined: most sequences still fit their last block)
@@ -452,39 +452,31 @@ class RankScheduler:
                     raise AssertionError("fast-forward ran past the KV blocks it checked")
                 if req.computed < req.prefill_target:
                     raise AssertionError("a fast-forwarded run holds a request in prefill")
+            if req.computed >= req.prefill_target:  # decode
                 req.computed += e
                 req.generated += e
                 emitted += 1
                 if req.generated >= req.output - 1e-9:
                     req.finish_s = end_s
                     finished.append(req)
-        else:
-            for req, n in batch:
-                if req.computed >= req.prefill_target:  # decode
-                    req.computed += e
-                    req.generated += e
-                    emitted += 1
-                    if req.generated >= req.output - 1e-9:
-                        req.finish_s = end_s
-                        finished.append(req)
-                    continue
+                continue
+            if req.in_prefill:
+                req.computed += n
                 if req.in_prefill:
-                    req.computed += n
-                    if req.in_prefill:
-                        continue
-                    req.generated += 1  # the prefill's last position samples a token
-                    if math.isnan(req.first_token_s):
-                        req.first_token_s = end_s
-                    if self.role == "prefill" and not req.done:
-                        handover.append(req)
-                        continue
-                else:
-                    req.computed += self.tokens_per_step
-                    req.generated += self.tokens_per_step
-                    emitted += 1
-                if req.done:
-                    req.finish_s = end_s
-                    finished.append(req)
+                    continue
+                req.generated += 1  # the prefill's last position samples a token
+                if math.isnan(req.first_token_s):
+                    req.first_token_s = end_s
+                if self.role == "prefill" and not req.done:
+                    handover.append(req)
+                    continue
+            else:
+                req.computed += self.tokens_per_step
+                req.generated += self.tokens_per_step
+                emitted += 1
+            if req.done:
+                req.finish_s = end_s
+                finished.append(req)
         gone = finished + handover
         if gone:
             ids = {id(r) for r in gone}
