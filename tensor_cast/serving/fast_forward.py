@@ -93,6 +93,15 @@ def extend(worker: Worker) -> None:
         worker.run_durations = np.concatenate((worker.run_durations, rest))
 
 
+def provisional_end(worker: Worker) -> float:
+    """The worker's provisional STEP_END fired (the steps costed when its run was planned ran, and
+    no event cut the run): its remaining steps costed (`extend`, unless a cut that asked did it
+    already), when the run ends, its STEP_END no longer provisional."""
+    extend(worker)
+    worker.run_provisional = False
+    return worker.run_start_s + float(worker.run_durations.sum())
+
+
 def cut(worker: Worker, time: float) -> bool:
     """An event at `time` lands inside the worker's fast-forwarded run (pushed after the run was
     planned): the run stops at the first step boundary at or after `time`, as if the horizon had
@@ -220,11 +229,11 @@ def decode_durations(worker: Worker, batches: Sequence[Batch], k: int, start: in
         rank, batch = worker.ranks[0], batches[0]
         count, d, e = len(batch), rank.decode_tokens, rank.tokens_per_step
         mean = sum(map(int, map(_COMPUTED, next(zip(*batch))))) / count
-        seconds = worker.cost.decode_short_s(count, d, [mean + e * j for j in range(start, k)],
-                                             max(count * d, rank.engine.padded_tokens(count, d)))
-        if seconds is not None:  # the float operations of the arrays below, element by element
+        floats = worker.cost.decode_short_s(count, d, [mean + e * j for j in range(start, k)],
+                                            max(count * d, rank.engine.padded_tokens(count, d)))
+        if floats is not None:  # the float operations of the arrays below, element by element
             overhead, step_s = rank.engine.overhead_s(count), rank.engine.step_s
-            return np.array([max(0.0, step_s(x, overhead)) for x in seconds])
+            return np.array([max(0.0, step_s(x, overhead)) for x in floats])
     steps = np.arange(start, k)
     counts, news, tokens, means, overheads, engines = [], [], [], [], [], []
     for rank, batch in zip(worker.ranks, batches, strict=True):

@@ -164,11 +164,13 @@ def _common_subtrees(expr: ast.expr, shape: dict[int, int]) -> tuple[list[tuple[
             node = self.generic_visit(node)
             if counts[key] < 2:
                 return node
+            assert isinstance(node, ast.expr)
             names[key] = f"_c{len(shared)}"
             shared.append((names[key], node))
             return ast.Name(id=names[key], ctx=ast.Load())
 
     rest = Share().visit(expr)
+    assert isinstance(rest, ast.expr)
     return shared, rest
 
 

@@ -35,8 +35,10 @@ worker's step end changes nothing in this worker's run (the request it finishes 
 comes back as one of those two kinds), so a disaggregated decode pool's runs are no longer cut
 by every prefill step. When the next such event already lands inside the first step (a
 disaggregated decode pool with hundreds of clients receives a hand-over every step or two) no
-run is planned: it would be cut to that one step.
-`simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
+run is planned: it would be cut to that one step. A run with nothing queued to bound it is costed
+for its first steps only; its STEP_END there (`Worker.run_provisional`) costs the rest
+(`fast_forward.provisional_end`) and comes back at the run's end with the sequence number it was planned
+with. `simulate_workers(..., fast_forward=False)` steps every worker one step (batch) at a time.
 
 Pipeline parallelism (a worker with pp > 1 stages, `pipeline.py`): the worker schedules batches
 while fewer than pp are in flight, each of requests not already in one; a batch's stages are
@@ -117,7 +119,7 @@ class Worker:
     ff_steps: int = 1
     run_planned: int = 1  # steps the current run was planned with (a cut may shorten ff_steps since)
     run_order: int = 0  # the event sequence number of the run's STEP_END as planned
-    run_provisional: bool = False  # that STEP_END is where the steps costed at planning end (fast_forward.plan)
+    run_provisional: bool = False  # that STEP_END ends only the steps costed when it was planned (fast_forward.plan)
     run_start_s: float = 0.0  # the current step (or fast-forwarded run): start, step durations, bookkeeping
     run_durations: Any = None
     run_starts: Any = None  # a fast-forwarded run's step starts, once an event pushed during it asked (fast_forward.cut)
@@ -285,16 +287,10 @@ class _Loop:
                 self.end_batch(*payload)
             else:
                 worker, version = payload
-                if version != worker.version:  # a run cut short, re-pushed with its new end
-                    pass
-                elif worker.run_provisional:  # the run's costed steps ran: cost the rest (unless a cut
-                    # that asked did already); its end takes the sequence number it was planned with, so
-                    # that it keeps its place among events at the same instant
-                    fast_forward.extend(worker)
-                    worker.run_provisional = False
-                    end = worker.run_start_s + float(worker.run_durations.sum())
+                if version == worker.version and worker.run_provisional:  # its costed steps ran: the rest
+                    end = fast_forward.provisional_end(worker)  # (its place among events of one instant kept)
                     heapq.heappush(self.heap, (end, worker.run_order, STEP_END, (worker, worker.version)))
-                else:
+                elif version == worker.version:  # else: a run cut short, re-pushed with its new end
                     self.end_step(worker)
             if not self.heap or self.heap[0][0] > time:  # every event of this instant is in: start steps
                 pending, self.pending = self.pending, []
@@ -370,19 +366,14 @@ class _Loop:
             durations, k = fast_forward.plan(worker, batches, admit, first, horizon)
         else:
             durations, k = np.array([first]), 1
-        worker.busy = True
-        worker.batches = batches
-        worker.ff_steps = worker.run_planned = k
-        worker.run_start_s = self.now
-        worker.run_durations = durations  # its first steps only, until the rest is costed (fast_forward.extend)
-        worker.run_provisional = len(durations) < k  # its STEP_END is where those steps end, not the run
-        worker.run_starts = None
-        worker.run_last_start = math.inf
+        worker.busy, worker.batches, worker.ff_steps, worker.run_planned = True, batches, k, k
+        worker.run_start_s, worker.run_starts, worker.run_last_start = self.now, None, math.inf
+        worker.run_durations = durations  # (its first steps only while run_provisional)
+        worker.run_provisional = len(durations) < k
         used = sum(r.used_blocks for r in worker.ranks) / max(1, sum(r.total_blocks for r in worker.ranks))
         worker.run_info = (prefill_tokens, decode_seqs, used, sum(len(r.running) for r in worker.ranks))
         if k > 1:
             self.running_ff.append(worker)
-        # (a run whose later steps are not costed yet: this STEP_END, where its costed steps end, costs them)
         worker.run_order = self.order
         self.push(self.now + (first if k == 1 else float(durations.sum())), STEP_END, (worker, worker.version))
 
@@ -407,9 +398,9 @@ class _Loop:
         durations, k = worker.run_durations, worker.ff_steps
         if k > 1:
             admission.advance(worker, k)
-        prefill_tokens, decode_seqs, used, running = worker.run_info
-        if worker.run_planned > 1:  # KV use per step: the blocks each step holds beyond the first's, counted
-            # now for the steps the run kept (its requests are as they were when it was planned)
+        prefill_tokens, decode_seqs, start_use, running = worker.run_info
+        used: Any = start_use
+        if worker.run_planned > 1:  # KV use per step, for the steps the run kept (its requests as planned)
             used = used + fast_forward.run_growth(worker, worker.batches, k) / max(
                 1, sum(r.total_blocks for r in worker.ranks))
         self.num_steps += k
