@@ -262,16 +262,15 @@ class BatchCost:
         mean_cached = np.asarray(mean_cached, dtype=float)
         if np.ndim(count) == np.ndim(new) == np.ndim(tokens) == 0:
             if self._scalar_exact:
-                one = self._group_fn_hoisted if len(mean_cached) <= SHORT_RUN else None
-                if one is not None:  # a short run: one Python-float call per step beats ~150 numpy calls
-                    b, s, t = float(count), float(new), float(tokens)
-                    group = np.fromiter((one(b, s, c, t) for c in mean_cached.tolist()), float, len(mean_cached))
-                else:
-                    fn = self._group_hoisted or self.group_np
-                    group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)),
-                                       dtype=float)
-                    if group.shape != mean_cached.shape:
-                        group = np.broadcast_to(group, mean_cached.shape)
+                # a short run: one Python-float call per step beats ~150 numpy calls
+                floats = self.decode_short_s(count, new, mean_cached.tolist(), tokens)
+                if floats is not None:
+                    return np.array(floats)
+                fn = self._group_hoisted or self.group_np
+                group = np.asarray(fn(np.float64(count), np.float64(new), mean_cached, np.float64(tokens)),
+                                   dtype=float)
+                if group.shape != mean_cached.shape:
+                    group = np.broadcast_to(group, mean_cached.shape)
                 return group + self._linear_many(np.array([tokens], dtype=np.int64))[0]
             count, new, tokens = (np.full(mean_cached.shape, v) for v in (count, new, tokens))
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -280,9 +279,10 @@ class BatchCost:
         return np.broadcast_to(group, tokens.shape) + self._linear_many(tokens)
 
     def decode_short_s(self, count: int, new: int, mean_cached: Sequence[float], tokens: int) -> list[float] | None:
-        """`decode_many_s(count, new, mean_cached, tokens)` of a short run (at most `SHORT_RUN` steps,
-        integer sizes) as a list of Python floats, bit for bit its short route's numbers (the same
-        float operations, without the numpy calls around them); None where that route does not apply."""
+        """The short route of `decode_many_s` (a run of at most `SHORT_RUN` steps, integer sizes, a
+        scalar-exact expression), as a list of Python floats: the hoisted math-module function once
+        per step, plus the token-linear time; None where the route does not apply. One rank's short
+        runs (fast_forward.decode_durations) take it without the numpy calls around it."""
         one = self._group_fn_hoisted if self._scalar_exact and len(mean_cached) <= SHORT_RUN else None
         if one is None:
             return None

@@ -5,10 +5,10 @@ expression of B, S, C, T; numpy or math module), it rewrites that expression's s
 that every largest subtree not naming the varying argument (C, the cached tokens) becomes a
 value computed once per combination of the other arguments (B, S, T) and kept in a bounded
 cache (the same subtree twice: one value); the rest is evaluated with those values in place, each
-operation it repeats (the same subtree text: a lambdified cost repeats its ceilings of C and the
-terms built on them many times) computed once into a local first (`_common_subtrees`). A decode pool costs its steps at the
-same few (B, S, T) again and again with a new C each time (one C per step, or an array of C
-for a fast-forwarded run), so most of the expression is not evaluated at all.
+operation it repeats computed once into a local first (`_common_subtrees`: a lambdified cost
+repeats its ceilings of C and the terms built on them many times). A decode pool costs its steps
+at the same few (B, S, T) again and again with a new C each time (one C per step, or an array of
+C for a fast-forwarded run), so most of the expression is not evaluated at all.
 
 Exact by construction: each hoisted or shared subtree is the same Python expression applied to
 the same values as in the original (an expression without conditionals is evaluated bottom-up,
