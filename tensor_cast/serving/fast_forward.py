@@ -20,7 +20,7 @@ sizes are costed in one vectorized call.
 
 The invariant it keeps with simulator.py: a fast-forwarded run gives the results of stepping
 it one step at a time (`simulate(..., fast_forward=False)`) to float rounding
-(tests/test_serving_simulator.py, test_serving_request_holds.py); the quick routes its runs are
+(tests/test_serving_fast_forward.py, test_serving_request_holds.py); the quick routes its runs are
 costed by (`BatchCost.decode_many_s` with scalar sizes, hoist.py) give the same bits as the
 arrays route they replaced (tests/test_serving_ff_paths.py).
 

@@ -75,7 +75,7 @@ Split: the PP ring is its own module (`decode_ring.py`), the decode fast-forward
 `fast_forward.py`, the scheduler policy `scheduler.py`, the admission holds `admission.py`; what
 stays here is the event loop and the worker state it advances, whose event order the
 fast-forwarded and stepped paths share (`tests/test_serving_pipeline_ff.py`,
-`tests/test_serving_simulator.py`).
+`tests/test_serving_fast_forward.py`).
 """
 
 from __future__ import annotations
