@@ -48,9 +48,12 @@ def small_shaped_config(**overrides) -> dict:
     return config
 
 
+SCRATCH = tempfile.TemporaryDirectory(prefix="granite-4.0-h-shaped-")  # removed when the test process ends
+
+
 def spec_of(config: dict) -> ModelSpec:
     """The spec tensor_cast loads from this config.json (as a user's local checkpoint directory)."""
-    folder = Path(tempfile.mkdtemp(prefix="granite-4.0-h-shaped-"))
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH.name))
     (folder / "config.json").write_text(json.dumps(config))
     return tensor_cast.load_model(str(folder))
 
