@@ -66,14 +66,17 @@ def test_a_run_planned_up_to_the_next_arrival_even_when_its_steps_are_shorter_th
     assert (sim.steps[2].start_s, sim.steps[2].prefill_tokens) == (pytest.approx(0.051), 10)  # r1 joins after it
 
 
-def test_a_disaggregated_decode_run_ends_only_where_its_batch_changes():
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_a_disaggregated_decode_run_ends_only_where_its_batch_changes(async_scheduling):
     # Closed loop over a prefill worker (steps of 13 ms) and a decode worker (LinearCost: about 1 ms
-    # a step), a 4 ms KV transfer, synchronous scheduling, KV to spare. The prefill worker's step ends
-    # (and the client's next requests reaching it) land inside the decode worker's fast-forwarded
-    # runs but change nothing there: a decode run may end only where a request finishes or a handed-
-    # over request joins (its first token is the step start that admits it). And the runs give what
-    # stepping every step gives (fast_forward=False), to float rounding.
-    profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": False})
+    # a step), a 4 ms KV transfer, KV to spare. The prefill worker's step ends (and the client's next
+    # requests reaching it) land inside the decode worker's fast-forwarded runs but change nothing
+    # there: a decode run may end only where a request finishes or a handed-over request joins (its
+    # first token is the step start that admits it). Async scheduling: a hand-over landing during a
+    # step is polled at the next step's start, which was scheduled without it, and joins the step
+    # after; the run goes on through the polling step (its start a POLL event, no run of its own).
+    # And the runs give what stepping every step gives (fast_forward=False), to float rounding.
+    profile = engine_profile("vllm", {**NO_OVERHEAD, "async_scheduling": async_scheduling})
 
     def simulate(fast_forward):
         pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
@@ -181,11 +184,11 @@ def test_attention_dp_runs_costed_lazily_equal_runs_costed_whole(monkeypatch):
     cut = fast_forward.cut
 
     def watching(worker, time):
-        partial = len(worker.run_durations) < worker.ff_steps
-        shorter = cut(worker, time)
+        partial, version = len(worker.run_durations) < worker.ff_steps, worker.version
+        poll = cut(worker, time)
         if partial:
-            outcomes.append((len(worker.run_durations) >= worker.ff_steps, shorter))
-        return shorter
+            outcomes.append((len(worker.run_durations) >= worker.ff_steps, worker.version != version))
+        return poll
 
     monkeypatch.setattr(fast_forward, "cut", watching)
 

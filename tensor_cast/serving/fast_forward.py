@@ -15,7 +15,9 @@ step) come from one vectorized cost call, up to the first request that finishes,
 that still fit, and the next event anywhere else. A request still waiting does not stop the run
 where admission is provably impossible for k steps (`admission_horizon`). An event pushed later
 that lands inside such a run cuts it at the first step boundary at or after it (`cut`), so a
-worker never overlooks work that reached it. A run's k steps on all attention-DP ranks of the same
+worker never overlooks work that reached it; one step later where the step starting at that
+boundary was scheduled before the request could join it (async scheduling: `polled`), the poll at
+its start returned to the caller. A run's k steps on all attention-DP ranks of the same
 sizes are costed in one vectorized call.
 
 The invariant it keeps with simulator.py: a fast-forwarded run gives the results of stepping
@@ -50,11 +52,14 @@ LAZY_STEPS = SHORT_RUN  # steps of a run with nothing queued to bound it that `p
 
 
 def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float,
-         horizon: float) -> tuple[np.ndarray, int]:
-    """(the times of the run's first steps, its length k >= 1): the steps the worker runs before
-    it schedules again — its first step (`first` seconds, costed by the caller), then as many
-    further identical decode steps as `run_length` and the admission holds allow, cut at the first
-    step boundary at or after `horizon` (seconds from now to the next event already queued).
+         horizon: float) -> tuple[np.ndarray, int, float | None]:
+    """(the times of the run's first steps, its length k >= 1, when its poll is): the steps the
+    worker runs before it schedules again — its first step (`first` seconds, costed by the caller),
+    then as many further identical decode steps as `run_length` and the admission holds allow, cut
+    at the first step boundary at or after `horizon` (seconds from now to the next event already
+    queued that brings the worker's pool a request), or one step later when that boundary's step
+    start is the poll that takes the request (`polled`); then the poll's time, seconds from now
+    (None: no poll in the run).
 
     With nothing queued (an infinite horizon) only the first `LAZY_STEPS` steps are costed now, on
     the quick short-run route: an event pushed later (a disaggregated decode pool's next KV
@@ -64,24 +69,25 @@ def plan(worker: Worker, batches: Sequence[Batch], admit: bool, first: float,
     if k > 1:  # a held run stops at the step whose counter lets the held requests in
         k = admission.run_limit(worker, admit, k, lambda n: run_growth(worker, batches, n))
     if k <= 1:
-        return np.array([first]), 1
+        return np.array([first]), 1, None
     if not math.isfinite(horizon):
-        durations = decode_durations(worker, batches, min(k, LAZY_STEPS))
-        durations[0] = first
-        return durations, k
+        return decode_durations(worker, batches, min(k, LAZY_STEPS), first=first), k, None
     # Only the steps starting before the horizon are kept: cost those a run of steps no shorter than
     # the first would reach it in, and all k only when they fall short of it (a step shorter than
     # the first). Each step's time is the same whichever count is costed, so the run is the same.
     reach = k if first <= 0 else min(k, int(horizon / first) + 2)
     while True:
-        durations = decode_durations(worker, batches, reach)
-        durations[0] = first
+        durations = decode_durations(worker, batches, reach, first=first)
         starts = np.concatenate(([0.0], np.cumsum(durations)[:-1]))
         if reach == k or starts[-1] >= horizon:
             break
         reach = k
     k = max(1, min(reach, int(np.searchsorted(starts, horizon, side="left"))))
-    return durations[:k], k
+    poll = None
+    if k < reach and polled(worker) and starts[k - 1] < horizon < starts[k]:
+        poll = float(starts[k])
+        k += 1
+    return durations[:k], k, poll
 
 
 def extend(worker: Worker) -> None:
@@ -102,12 +108,15 @@ def provisional_end(worker: Worker) -> float:
     return worker.run_start_s + float(worker.run_durations.sum())
 
 
-def cut(worker: Worker, time: float) -> bool:
-    """An event at `time` lands inside the worker's fast-forwarded run (pushed after the run was
-    planned): the run stops at the first step boundary at or after `time`, as if the horizon had
-    been known. True when the run got shorter (its old end is stale: `worker.version` is bumped)."""
+def cut(worker: Worker, time: float) -> float | None:
+    """An event at `time` that brings the worker a request lands inside its fast-forwarded run
+    (pushed after the run was planned): the run stops at the first step boundary at or after
+    `time`, as if the horizon had been known. When the worker polls such a request (`polled`), the
+    run stops one step later, and the poll's time is returned (None: no poll in the run; the caller
+    moves the inbox to the waiting queues then). A run that got shorter has `worker.version` bumped
+    (its old end is stale)."""
     if time > worker.run_last_start:  # after the last step's start: the run stands (k would be ff_steps)
-        return False
+        return None
     starts = worker.run_starts  # computed at the first event that may cut the run, then kept
     if starts is None:
         starts = _starts(worker)
@@ -117,17 +126,28 @@ def cut(worker: Worker, time: float) -> bool:
         worker.run_starts = starts
         worker.run_last_start = float(starts[-1])
         if time > worker.run_last_start:
-            return False
+            return None
     k = max(1, int(np.searchsorted(starts, time, side="left")))
+    poll = None
+    if polled(worker) and starts[k - 1] < time < starts[k]:  # (a step starts after `time`: k < len(starts))
+        poll = float(starts[k])  # the step starting then runs as planned; its start polls the request
+        k += 1
     if k >= worker.ff_steps:
-        return False
+        return poll
     worker.ff_steps = k
     worker.run_durations = worker.run_durations[:k]
     worker.run_starts = starts[:k]  # (a prefix of a cumulative sum is the prefix's own)
     worker.run_last_start = float(starts[k - 1])
     worker.run_provisional = False  # (its end, pushed again by the caller, is the run's own)
     worker.version += 1
-    return True
+    return poll
+
+
+def polled(worker: Worker) -> bool:
+    """A request reaching the worker during a step waits in its inbox for the next step's start, whose
+    poll moves it to the waiting queues, one schedule after the step's own (`async_scheduling`: the
+    next step was scheduled while this one ran; every step polls without a receive interval)."""
+    return worker.engine.async_scheduling and worker.engine.scheduler_recv_interval <= 1
 
 
 def _starts(worker: Worker) -> np.ndarray:
@@ -220,11 +240,16 @@ def run_growth(worker: Worker, batches: Sequence[Batch], k: int) -> np.ndarray:
     return np.zeros(k) if extra is None else extra
 
 
-def decode_durations(worker: Worker, batches: Sequence[Batch], k: int, start: int = 0) -> np.ndarray:
+def decode_durations(worker: Worker, batches: Sequence[Batch], k: int, start: int = 0,
+                     first: float | None = None) -> np.ndarray:
     """The times of steps `start` .. k - 1 of the run: the slowest rank's, those steps of all ranks
     with the same sizes costed in one vectorized call (an attention-DP worker has up to dozens of
     ranks, mostly of a few sizes). A step's time does not depend on which others are costed with
-    it (element by element, and the quick routes bit for bit: tests/test_serving_ff_paths.py)."""
+    it (element by element, and the quick routes bit for bit: tests/test_serving_ff_paths.py).
+    `first` (with `start` 0): step 0's time, costed by the caller, taken as it is."""
+    if first is not None:
+        rest = decode_durations(worker, batches, k, start=1)
+        return np.concatenate(([first], rest))
     if len(batches) == 1 and batches[0] and k - start <= SHORT_RUN:  # one rank, a short run: Python floats
         rank, batch = worker.ranks[0], batches[0]
         count, d, e = len(batch), rank.decode_tokens, rank.tokens_per_step

@@ -439,19 +439,38 @@ class RankScheduler:
         grown to hold the last step's tokens, then completes that step as a single one."""
         finished: list[Request] = []
         handover: list[Request] = []
-        emitted = 0
         e = self.tokens_per_step
         advance = (steps - 1) * e  # a run's steps after the first (none for a single step)
-        bs = self.engine.block_size
-        for req, n in batch:
-            if advance:
-                req.computed += advance
-                req.generated += advance
+        if advance:  # a run: every request decodes; the additions of `_step_done`'s decode, in its order
+            bs = self.engine.block_size
+            for req, n in batch:
+                computed = req.computed + advance
                 # (`_allocate`'s own first test inlined: most sequences still fit their last block)
-                if req.computed + n > req.blocks * bs and not self._allocate(req, req.computed + n):
+                if computed + n > req.blocks * bs and not self._allocate(req, computed + n):
                     raise AssertionError("fast-forward ran past the KV blocks it checked")
-                if req.computed < req.prefill_target:
+                if computed < req.prefill_target:
                     raise AssertionError("a fast-forwarded run holds a request in prefill")
+                req.computed = computed + e
+                req.generated = generated = req.generated + advance + e
+                if generated >= req.output - 1e-9:
+                    req.finish_s = end_s
+                    finished.append(req)
+            emitted = len(batch)
+        else:
+            emitted = self._step_done(batch, end_s, finished, handover)
+        gone = finished + handover
+        if gone:
+            ids = {id(r) for r in gone}
+            self.running = [r for r in self.running if id(r) not in ids]
+            for req in gone:
+                self._free(req)
+        return finished, handover, emitted
+
+    def _step_done(self, batch: Batch, end_s: float, finished: list[Request], handover: list[Request]) -> int:
+        """One step of `batch` ended: its requests move on (`complete`); the decode tokens it emitted."""
+        emitted = 0
+        e = self.tokens_per_step
+        for req, n in batch:
             if req.computed >= req.prefill_target:  # decode
                 req.computed += e
                 req.generated += e
@@ -477,13 +496,7 @@ class RankScheduler:
             if req.done:
                 req.finish_s = end_s
                 finished.append(req)
-        gone = finished + handover
-        if gone:
-            ids = {id(r) for r in gone}
-            self.running = [r for r in self.running if id(r) not in ids]
-            for req in gone:
-                self._free(req)
-        return finished, handover, emitted
+        return emitted
 
     def context_ready(self) -> bool:
         """A new context request could join this rank's next step: one waits and a batch slot is

@@ -20,14 +20,19 @@ step (`Worker.latecomers`, `admission.settle_latecomers`, engines.py "The closed
 request"); a KV hand-over (disagg) at that instant is seen by that step's schedule.
 
 Events (a heap ordered by time, then by a sequence number, so a run is deterministic): an
-arrival, a worker's step end, a KV transfer's end. A worker idle with work starts a step at
-once; arrivals during a step wait for the next one (engines schedule between steps).
+arrival, a worker's step end, a KV transfer's end, a poll inside a fast-forwarded run (below). A
+worker idle with work starts a step at once; arrivals during a step wait for the next one (engines
+schedule between steps). What the loop records of the steps it ran is `step_log.StepLog`'s.
 
 Fast-forward (speed, exact; `fast_forward.py`): when a worker's step is a pure decode that
 nothing can change, the loop plans the run of identical steps that follows (`fast_forward.plan`)
 up to the next event already queued that can bring its pool work, and keeps the worker in
 `running_ff` so that such an event pushed later inside the run cuts it (`fast_forward.cut`) and
-its STEP_END is pushed again (a stale one is recognised by `Worker.version`). Only two kinds of
+its STEP_END is pushed again (a stale one is recognised by `Worker.version`). Under async
+scheduling (no receive interval) the request such an event brings waits in the inbox for the next
+step's start, and that step was scheduled without it: the run goes on through that step, whose
+start is a POLL event moving the inbox to the waiting queues (`fast_forward.polled`), and ends
+after it, where the request can join — one run where stepping takes a run, a step and a run. Only two kinds of
 event bring a pool work: an arrival (the entry pool: `agg`, or `prefill`) and a KV hand-over's
 end (`decode`); each is routed at the instant it fires to one of its pool's workers, so it
 bounds and cuts the runs of every worker of that pool and of no other (`_Loop.incoming`). Another
@@ -99,10 +104,10 @@ from .engines import EngineProfile
 from .pipeline import Flight, StageClock
 from .scheduler import Batch, RankScheduler
 from .sim_result import SimResult, StepRecord
-from .time_split import PhaseTotals
+from .step_log import StepLog
 from .workload import Request, Workload
 
-ARRIVAL, STEP_END, TRANSFER_END, BATCH_END = 0, 1, 2, 3
+ARRIVAL, STEP_END, TRANSFER_END, BATCH_END, POLL = 0, 1, 2, 3, 4
 _COMPUTED, _PREFILL_TARGET = attrgetter("computed"), attrgetter("prefill_target")
 
 
@@ -202,7 +207,6 @@ class _Loop:
         self.fast_forward = fast_forward
         self.workload = workload
         self.transfer_s = transfer_s
-        self.record_steps = record_steps
         self.progress = progress
         self.heap: list[tuple[float, int, int, Any]] = []
         # the pool each kind of event brings work to (the others only end a worker's own step or batch)
@@ -213,29 +217,13 @@ class _Loop:
         self.order = 0
         self.requests: list[Request] = []
         self.finished = 0
-        self.steps: list[StepRecord] = []
-        self.itl_d: list[np.ndarray] = []
-        self.itl_w: list[np.ndarray] = []
-        self.itl_one: list[tuple[float, float]] = []  # single steps' and pipelined batches' (ITL, decode sequences), not yet in itl_d/w
-        self.num_steps = 0
-        self.kv_time = 0.0
-        self.kv_weighted = 0.0
-        self.kv_peak = 0.0
         self.now = 0.0
         self.route = {name: 0 for name in pools}
         self.lengths = workload.lengths()
         self.pending: list[Worker] = []
         self.running_ff: list[Worker] = []  # workers in a fast-forwarded run of more than one step
         self.front_end_s = pools[entry_role(pools)][0].engine.request_overhead_s
-        self.phases = {role: PhaseTotals(ranks=len(workers[0].ranks)) for role, workers in pools.items()}
-
-    def _flush_itl(self) -> None:
-        """Move the single steps' and pipelined batches' ITL samples into itl_d / itl_w (keeping their order)."""
-        if self.itl_one:
-            durations, weights = zip(*self.itl_one)
-            self.itl_d.append(np.array(durations))
-            self.itl_w.append(np.array(weights))
-            self.itl_one = []
+        self.log = StepLog({role: len(workers[0].ranks) for role, workers in pools.items()}, record_steps)
 
     def push(self, time: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (time, self.order, kind, payload))
@@ -251,7 +239,14 @@ class _Loop:
         runs: each stops at the first step boundary at or after it (fast_forward.cut) and its end
         is pushed again."""
         for worker in list(self.running_ff):
-            if worker.role != pool or not fast_forward.cut(worker, time):
+            if worker.role != pool:
+                continue
+            version = worker.version
+            poll = fast_forward.cut(worker, time)
+            if poll is not None:  # the run's step that starts then polls the request the event brings
+                heapq.heappush(self.heap, (poll, self.order, POLL, (worker, worker.version)))
+                self.order += 1
+            if worker.version == version:
                 continue
             if worker.ff_steps == 1:
                 self.running_ff.remove(worker)
@@ -285,6 +280,9 @@ class _Loop:
                 self.kick(self.dispatch(pool, payload, from_client=kind == ARRIVAL))
             elif kind == BATCH_END:
                 self.end_batch(*payload)
+            elif kind == POLL:  # (stale once its run was cut to end at or before it)
+                if payload[1] == payload[0].version:
+                    admission.release_inbox(payload[0])
             else:
                 worker, version = payload
                 if version == worker.version and worker.run_provisional:  # its costed steps ran: the rest
@@ -362,8 +360,10 @@ class _Loop:
         horizon = incoming[0][0] - self.now if incoming else math.inf
         # an event before the first step ends cuts any run to that step: no run to plan (the
         # common case in a disaggregated decode pool, where hand-overs land every step or two)
-        if not prefill_tokens and self.fast_forward and horizon > first:
-            durations, k = fast_forward.plan(worker, batches, admit, first, horizon)
+        # (one inside the first step that the next step's start polls leaves a run of two)
+        poll = None
+        if not prefill_tokens and self.fast_forward and (horizon > first or (horizon > 0 and fast_forward.polled(worker))):
+            durations, k, poll = fast_forward.plan(worker, batches, admit, first, horizon)
         else:
             durations, k = np.array([first]), 1
         worker.busy, worker.batches, worker.ff_steps, worker.run_planned = True, batches, k, k
@@ -376,6 +376,8 @@ class _Loop:
             self.running_ff.append(worker)
         worker.run_order = self.order
         self.push(self.now + (first if k == 1 else float(durations.sum())), STEP_END, (worker, worker.version))
+        if poll is not None:
+            self.push(self.now + poll, POLL, (worker, worker.version))
 
     @staticmethod
     def _adp_shared_s(worker: Worker, parts: Sequence[tuple[float, float, float, int]]) -> float | None:
@@ -403,30 +405,12 @@ class _Loop:
         if worker.run_planned > 1:  # KV use per step, for the steps the run kept (its requests as planned)
             used = used + fast_forward.run_growth(worker, worker.batches, k) / max(
                 1, sum(r.total_blocks for r in worker.ranks))
-        self.num_steps += k
         if not isinstance(used, np.ndarray):  # one step (never a run cut to one): plain floats, the same numbers
-            total = float(durations[0])
-            self.phases[worker.role].add(total, k, prefill_tokens, decode_seqs)
-            if decode_seqs:
-                self.itl_one.append((total, float(decode_seqs)))
-            self.kv_peak = max(self.kv_peak, used)
-            self.kv_time += total
-            self.kv_weighted += used * total
-            if self.record_steps:
-                self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs,
-                                             running))
-            return
-        total = float(durations.sum())
-        self.phases[worker.role].add(total, k, prefill_tokens, decode_seqs)
-        if decode_seqs:
-            self._flush_itl()
-            self.itl_d.append(durations)
-            self.itl_w.append(np.full(k, decode_seqs, dtype=float))
-        self.kv_peak = max(self.kv_peak, float(np.max(used)))
-        self.kv_time += total
-        self.kv_weighted += float(np.dot(used, durations))
-        if self.record_steps:
-            self.steps.append(StepRecord(worker.name, worker.run_start_s, total, k, prefill_tokens, decode_seqs, running))
+            record = (worker.name, worker.run_start_s, float(durations[0]), k, prefill_tokens, decode_seqs, running)
+            self.log.step(worker.role, record, used)
+        else:
+            record = (worker.name, worker.run_start_s, float(durations.sum()), k, prefill_tokens, decode_seqs, running)
+            self.log.run(worker.role, record, durations, used)
 
     # ---- pipeline parallelism: up to pp batches in flight (pipeline.py) ---------------------
     def start_batches(self, worker: Worker) -> None:
@@ -513,18 +497,12 @@ class _Loop:
         if ring is None:
             self._settle(worker, flight)
         worker.busy = False
-        self.num_steps += 1
-        if flight.decode_seqs:
-            self.itl_one.append((flight.end_s - flight.start_s, float(flight.decode_seqs)))
-        period = max(flight.stage_s)  # the batch's share of the pipeline's time: its slowest stage
-        self.phases[worker.role].add(period, 1, flight.prefill_tokens, flight.decode_seqs)
-        self.kv_peak = max(self.kv_peak, flight.kv_use)
-        self.kv_time += period
-        self.kv_weighted += flight.kv_use * period
-        if self.record_steps:  # one record per stage: the trace shows the batches passing the stages
-            for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True)):
-                self.steps.append(StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1,
-                                             flight.prefill_tokens, flight.decode_seqs, flight.running))
+        stages = [StepRecord(f"{worker.name}.stage{i}", end - duration, duration, 1, flight.prefill_tokens,
+                             flight.decode_seqs, flight.running)
+                  for i, (end, duration) in enumerate(zip(flight.stage_end_s, flight.stage_s, strict=True))] \
+            if self.log.record_steps else []
+        self.log.batch(worker.role, flight.end_s - flight.start_s, max(flight.stage_s), flight.prefill_tokens,
+                       flight.decode_seqs, flight.kv_use, stages)
         if ring is None:
             for rank, batch, preemptions in zip(worker.ranks, flight.batches, flight.preemptions, strict=True):
                 # a request preempted while this batch was in flight lost its KV: its work here is void
@@ -581,7 +559,6 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
                  fast_forward=fast_forward)
     with paused_gc():  # a run allocates per step / batch; each automatic collection would walk the
         loop.run()  # process's millions of long-lived objects (torch, sympy): a third of a PP run's time
-    loop._flush_itl()
     unfinished = [r.rid for r in loop.requests if math.isnan(r.finish_s)]
     if unfinished:
         raise AssertionError(f"{len(unfinished)} requests never finished (first: {unfinished[:5]})")
@@ -589,11 +566,10 @@ def simulate_workers(pools: dict[str, list[Worker]], workload: Workload, *,
     if stuck:
         raise AssertionError(f"pipeline books do not balance: batches or tokens still in flight on {stuck}")
     ranks = [rank for workers in pools.values() for w in workers for rank in w.ranks]
-    durations = np.concatenate(loop.itl_d) if loop.itl_d else np.zeros(0)
-    weights = np.concatenate(loop.itl_w) if loop.itl_w else np.zeros(0)
+    durations, weights = loop.log.itl()
     end = max(r.finish_s for r in loop.requests)
-    return SimResult(requests=loop.requests, steps=loop.steps, itl_durations=durations, itl_weights=weights,
+    log = loop.log
+    return SimResult(requests=loop.requests, steps=log.steps, itl_durations=durations, itl_weights=weights,
                      duration_s=end, preemptions=sum(r.preemptions for r in ranks),
-                     kv_blocks=sum(r.total_blocks for r in ranks), kv_peak_use=loop.kv_peak,
-                     kv_mean_use=loop.kv_weighted / loop.kv_time if loop.kv_time else 0.0, num_steps=loop.num_steps,
-                     phases=loop.phases)
+                     kv_blocks=sum(r.total_blocks for r in ranks), kv_peak_use=log.kv_peak,
+                     kv_mean_use=log.kv_mean_use, num_steps=log.num_steps, phases=log.phases)
