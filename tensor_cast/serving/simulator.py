@@ -236,8 +236,8 @@ class _Loop:
 
     def _cut_runs(self, time: float, pool: str) -> None:
         """An event at `time` that brings `pool` work lands inside its workers' fast-forwarded
-        runs: each stops at the first step boundary at or after it (fast_forward.cut) and its end
-        is pushed again."""
+        runs: each stops at the first step boundary at or after it (fast_forward.cut), or one step
+        later with a POLL event at that boundary (async scheduling), and its end is pushed again."""
         for worker in list(self.running_ff):
             if worker.role != pool:
                 continue
