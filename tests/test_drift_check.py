@@ -1,0 +1,27 @@
+"""The CI drift check's look-up of the newest transformers 5.x on the package index (.ci/drift_check.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SPEC = importlib.util.spec_from_file_location("drift_check", Path(__file__).parents[1] / ".ci" / "drift_check.py")
+assert SPEC is not None and SPEC.loader is not None
+drift_check = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(drift_check)
+
+LISTING = """transformers (6.0.1)
+Available versions: 6.0.1, 6.0.0, 5.25.0, 5.24.0, 5.9.0, 5.10.4, 4.57.6
+  INSTALLED: 5.24.0
+"""
+
+
+def test_newest_5x_is_read_from_pips_listing_by_release_not_by_text():
+    assert drift_check.newest_on_index(LISTING) == "5.25.0"
+    assert drift_check.newest_on_index(LISTING.replace("5.25.0, ", "")) == "5.24.0"  # 5.24 > 5.10 > 5.9
+    assert drift_check.newest_on_index(LISTING, major=4) == "4.57.6"
+
+
+def test_a_listing_without_5x_releases_or_without_versions_gives_none():
+    assert drift_check.newest_on_index("transformers (4.57.6)\nAvailable versions: 4.57.6, 4.57.5\n") is None
+    assert drift_check.newest_on_index("ERROR: No matching distribution found for transformers\n") is None
