@@ -139,11 +139,12 @@ def test_fast_forward_past_waiting_requests_equals_step_by_step(monkeypatch, eng
                                                                              b.preemptions), rel=1e-12)
 
 
-def _adp_disagg_closed_loop(num_requests: int, fast_forward: bool = True):
-    """A prefill worker handing over to a decode worker of three attention-DP ranks (TensorRT-LLM
-    profile, synchronous, a batch-dependent LinearCost so that the ranks' step times differ, 3 ms KV
-    transfers): a closed loop of 10 clients, prompts 300 +-50 %, outputs 200 +-50 %."""
-    profile = engine_profile("trtllm", {**NO_OVERHEAD, "async_scheduling": False})
+def _adp_disagg_closed_loop(num_requests: int, fast_forward: bool = True, engine: str = "trtllm",
+                            knobs: dict | None = None):
+    """A prefill worker handing over to a decode worker of three attention-DP ranks (by default the
+    TensorRT-LLM profile, synchronous; a batch-dependent LinearCost so that the ranks' step times
+    differ, 3 ms KV transfers): a closed loop of 10 clients, prompts 300 +-50 %, outputs 200 +-50 %."""
+    profile = engine_profile(engine, {**NO_OVERHEAD, **(knobs if knobs is not None else {"async_scheduling": False})})
     pools = {"prefill": [Worker("prefill0", "prefill", [RankScheduler(profile, 10_000, role="prefill")],
                                 LinearCost(0.0), profile)],
              "decode": [Worker("decode0", "decode", [RankScheduler(profile, 10_000, role="decode") for _ in range(3)],
@@ -153,14 +154,20 @@ def _adp_disagg_closed_loop(num_requests: int, fast_forward: bool = True):
     return simulate_workers(pools, workload, transfer_s=lambda r: 3e-3, record_steps=True, fast_forward=fast_forward)
 
 
-def test_attention_dp_decode_pool_fast_forward_equals_step_by_step():
+@pytest.mark.parametrize(("engine", "knobs"), [
+    ("trtllm", {"async_scheduling": False}),
+    ("trtllm", {"adp_balance_timeout_iters": 5, "adp_batching_wait_iters": 2}),  # async, the ADP balance on
+    ("sglang", {}),  # async, every step polls
+])
+def test_attention_dp_decode_pool_fast_forward_equals_step_by_step(engine, knobs):
     # A disaggregated decode pool of three attention-DP ranks (one worker: each step lasts as long as
     # its slowest rank) fed by KV hand-overs from a prefill worker, with a batch-dependent cost so that
     # the ranks' step times differ. Its fast-forwarded runs (every rank's steps costed in one vectorized
-    # call; a run cut where a hand-over lands; none planned when one lands inside the first step) give
-    # the same per-request times as the step-by-step path (Python sums vs numpy: 1e-12 relative).
+    # call; a run cut where a hand-over lands, or, async, after the step whose start polls it; none
+    # planned when one lands inside the first step, synchronous) give the same per-request times as the
+    # step-by-step path (Python sums vs numpy: 1e-12 relative).
     def simulate(fast_forward):
-        return _adp_disagg_closed_loop(40, fast_forward=fast_forward)
+        return _adp_disagg_closed_loop(40, fast_forward=fast_forward, engine=engine, knobs=knobs)
 
     fast, slow = simulate(True), simulate(False)
     assert fast.num_steps == slow.num_steps
