@@ -19,10 +19,6 @@ import re
 import subprocess
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ["TENSOR_CAST_CACHE"] = "0"  # every count from a fresh trace under this install, never a cached one
-
 CASES: dict[str, tuple[str, dict[str, object]]] = {
     "Llama-3.1-8B": ("meta-llama/Llama-3.1-8B", {}),
     "Qwen3-8B": ("Qwen/Qwen3-8B", {}),
@@ -91,6 +87,10 @@ def main() -> int:
     mode.add_argument("--write", help="record the counts of this install into a JSON file")
     mode.add_argument("--compare", help="compare this install's counts with a recorded JSON file")
     args = parser.parse_args()
+    # (set here, not at import: the tests import this module for its version look-up)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ["TENSOR_CAST_CACHE"] = "0"  # every count from a fresh trace under this install, never a cached one
     from tensor_cast.versions import versions_line
 
     found = counts()

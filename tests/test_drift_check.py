@@ -25,3 +25,12 @@ def test_newest_5x_is_read_from_pips_listing_by_release_not_by_text():
 def test_a_listing_without_5x_releases_or_without_versions_gives_none():
     assert drift_check.newest_on_index("transformers (4.57.6)\nAvailable versions: 4.57.6, 4.57.5\n") is None
     assert drift_check.newest_on_index("ERROR: No matching distribution found for transformers\n") is None
+
+
+def test_importing_the_check_leaves_the_environment_alone():
+    # the check turns tensor_cast's disk cache off for its own run (main), not for whoever imports it
+    import os
+
+    before = dict(os.environ)
+    SPEC.loader.exec_module(importlib.util.module_from_spec(SPEC))
+    assert dict(os.environ) == before
