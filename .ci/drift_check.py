@@ -19,6 +19,8 @@ import re
 import subprocess
 import sys
 
+from tensor_cast.versions import release  # (no torch, no transformers: package metadata only)
+
 CASES: dict[str, tuple[str, dict[str, object]]] = {
     "Llama-3.1-8B": ("meta-llama/Llama-3.1-8B", {}),
     "Qwen3-8B": ("Qwen/Qwen3-8B", {}),
@@ -58,13 +60,7 @@ def newest_on_index(listing: str, major: int = 5) -> str | None:
     if not found:
         return None
     releases = [v.strip() for v in found.group(1).split(",") if re.fullmatch(rf"{major}\.\d+(\.\d+)*", v.strip())]
-    return max(releases, key=_release, default=None)
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """The numeric release of a version string ("5.24.0.dev0" -> (5, 24, 0))."""
-    found = re.match(r"\d+(\.\d+)*", version)
-    return tuple(map(int, found.group(0).split("."))) if found else ()
+    return max(releases, key=release, default=None)
 
 
 def unchecked_release_line(installed: str) -> str | None:
@@ -75,7 +71,7 @@ def unchecked_release_line(installed: str) -> str | None:
     newest = newest_on_index(listing)
     if newest is None:
         return "drift check: the package index did not list transformers 5.x releases; the newest was not looked up"
-    if _release(newest) > _release(installed):
+    if release(newest) > release(installed):
         return (f"drift check: transformers {newest} is on the package index but pip installed {installed} here "
                 f"(the newer release's dependencies do not resolve from the index): {newest} was not checked")
     return None

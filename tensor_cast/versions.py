@@ -1,8 +1,9 @@
 """The versions tensor_cast runs with, and the dependency window its suite passed on.
 
 Owns `versions()` (tensor_cast, torch, transformers), `versions_line()` (the one-line form error
-messages name) and `outside_window()` (warnings for a torch / transformers release outside the
-window `pyproject.toml` declares; the same bounds are written here, a test keeps both equal).
+messages name), `release()` (a version's numeric release, also the CI drift check's) and
+`outside_window()` (warnings for a torch / transformers release outside the window
+`pyproject.toml` declares; the same bounds are written here, a test keeps both equal).
 Nothing here imports torch or transformers: versions come from installed package metadata.
 """
 
@@ -34,7 +35,7 @@ def versions_line() -> str:
     return ", ".join(f"{name} {version}" for name, version in versions().items())
 
 
-def _release(version: str) -> tuple[int, ...]:
+def release(version: str) -> tuple[int, ...]:
     """'2.13.0+cpu' -> (2, 13, 0); a pre-release ('6.0.0rc1', '5.25.0.dev0') as its base release."""
     match = re.match(r"(\d+(?:\.\d+)*)", version)
     return tuple(int(p) for p in match.group(1).split(".")) if match else ()
@@ -48,7 +49,7 @@ def outside_window() -> list[str]:
         installed = found[package]
         if installed == "not installed":
             warnings.append(f"{package} is not installed (tested: {low} to {high})")
-        elif not _release(low) <= _release(installed) <= _release(high):
+        elif not release(low) <= release(installed) <= release(high):
             warnings.append(f"{package} {installed} is outside the tested window {low} to {high}: "
                             f"numbers may be wrong; run the drift check (.ci/drift_check) before trusting them")
     return warnings

@@ -45,7 +45,7 @@ def test_version_flag_prints_the_three_versions_and_warns_outside_the_window(cap
 @pytest.mark.parametrize(("version", "release"), [("2.13.0+cpu", (2, 13, 0)), ("5.24.0", (5, 24, 0)),
                                                   ("5.25.0.dev0", (5, 25, 0)), ("6.0.0rc1", (6, 0, 0))])
 def test_release_parsing(version, release):
-    assert versions._release(version) == release
+    assert versions.release(version) == release
 
 
 class _Block(torch.nn.Module):

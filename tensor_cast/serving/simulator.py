@@ -244,8 +244,7 @@ class _Loop:
             version = worker.version
             poll = fast_forward.cut(worker, time)
             if poll is not None:  # the run's step that starts then polls the request the event brings
-                heapq.heappush(self.heap, (poll, self.order, POLL, (worker, worker.version)))
-                self.order += 1
+                self.push(poll, POLL, (worker, worker.version))
             if worker.version == version:
                 continue
             if worker.ff_steps == 1:
