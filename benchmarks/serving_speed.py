@@ -1,7 +1,7 @@
 """Serving simulator speed: batch-cost calls and closed-loop runs, after the trace.
 
     python benchmarks/serving_speed.py [--model meta-llama/Llama-3.1-8B] [--device h100-sxm] [--big 100000]
-        [--disagg "prefill: 1x tp1; decode: 1x tp1"] [--only agg|pp|disagg]
+        [--disagg "prefill: 1x tp1; decode: 1x tp1"] [--only agg|pp|disagg|wide]
 
 Prints a table: microseconds per `BatchCost.step_s` call on typical batches, and wall time of
 closed-loop runs of 1,000 and `--big` requests (the trace and BatchCost are built first and
@@ -9,6 +9,11 @@ not counted), plus a determinism check (two runs with the same seed -> identical
 The disaggregated rows (`--disagg`) run the same closed loops on a prefill and a decode pool:
 every request's KV hand-over lands in the decode pool while it decodes, which cuts its
 fast-forward (fast_forward.py) to a few steps, so these measure the per-step and per-run costs.
+`--only wide` (not in the default set: ~1 min) runs a wide attention-DP decode pool instead, as the
+GB300 disaggregated runs of thousands of clients deploy it (`WIDE`: DeepSeek-V3 on gb300, 2 prefill
+workers of DEP8, one decode worker of DEP32, 6,144 clients, 12,288 requests, under SGLang and
+TensorRT-LLM): about 190 requests a rank decode every step and a hand-over lands every step or two,
+so the scheduler's per-request work decides the time.
 Closed-loop rows print wall and CPU (process) time: on a shared machine only the latter is the
 run's own. Run it with one core (`taskset -c 0`) to check the issue's one-core budgets.
 """
@@ -29,11 +34,15 @@ def main() -> int:
     ap.add_argument("--engine", default="vllm")
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--disagg", default="prefill: 1x tp1; decode: 1x tp1", help="pools of the disaggregated rows")
-    ap.add_argument("--only", choices=("agg", "pp", "disagg"), help="only these rows (default: all)")
+    ap.add_argument("--only", choices=("agg", "pp", "disagg", "wide"),
+                    help="only these rows (default: agg, pp and disagg)")
     args = ap.parse_args()
 
     import tensor_cast
 
+    if args.only == "wide":
+        print(tabulate(wide_rows(), headers=("wide attention-DP decode pool", "")))
+        return 0
     start = time.perf_counter()  # the trace and BatchCost, built once (simulate() reuses them from its cache)
     tensor_cast.simulate(args.model, device=args.device, engine=args.engine, concurrency=1, num_requests=1,
                          isl=16, osl=2)
@@ -132,6 +141,24 @@ def disagg_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
                                  isl=512, osl=256, seed=3, range_ratio=0.2, disagg=args.disagg).to_json(requests=True)
             for _ in range(2)]
     rows.append(("disagg, same seed twice: identical JSON bytes", str(runs[0] == runs[1])))
+    return rows
+
+
+WIDE = {"model": "deepseek-ai/DeepSeek-V3", "device": "gb300", "isl": 1024, "osl": 1024, "range_ratio": 0.1,
+        "disagg": "prefill: 2x tp1 dp8 ep8; decode: 1x tp1 dp32 ep32 a2a"}
+
+
+def wide_rows() -> list[tuple[str, str]]:
+    """Closed loops of 6,144 clients on a DEP32 decode pool (the trace and step costs built first)."""
+    import tensor_cast
+
+    rows = []
+    for engine in ("sglang", "trtllm"):
+        tensor_cast.simulate(**{**WIDE, "osl": 16}, engine=engine, concurrency=8, num_requests=8)
+        t, cpu = time.perf_counter(), time.process_time()
+        report = tensor_cast.simulate(**WIDE, engine=engine, concurrency=6144, num_requests=12_288)
+        rows.append((f"{engine}: {WIDE['model']} on {WIDE['device']}, {WIDE['disagg']}, c=6144, 12,288 requests",
+                     f"{time.perf_counter() - t:.2f} s, CPU {time.process_time() - cpu:.2f} s ({report.steps:,} steps)"))
     return rows
 
 

@@ -147,6 +147,25 @@ def test_preemption_by_recompute_when_kv_runs_short():
     assert sorted(r.ttft_s for r in tr.requests)[1] >= 64 * 0.01  # the second waits for the first to finish
 
 
+@pytest.mark.parametrize("fast_forward", [True, False])
+@pytest.mark.parametrize("blocks", [220, 221])
+def test_sglang_retracts_the_latest_request_when_a_decode_step_runs_out_of_kv(blocks, fast_forward):
+    # SGLang: one-token pages, admission reserves need + 0.7 x output = 64 + 44.8 per request, so
+    # both 64-token prompts are admitted into 220 (221) tokens and prefill in one step (t = 0.01).
+    # Decode step j holds 2 x (64 + j) tokens: step 46 fits, step 47 does not; the first request
+    # then finds no free block (220: the second is retracted for it) or takes the last one (221:
+    # the second, short of one, retracts itself). Either way the retracted one is the second
+    # (fewest outputs, 47 each, then the latest). The first runs its 63 decode steps alone
+    # (done at 64 x 0.01); the second waits (its reservation, 111 + 0.7 x 17, exceeds what the
+    # first leaves), then recomputes its 64 + 47 tokens in one step that samples its 48th token,
+    # and decodes 16 more: done at 0.64 + 17 x 0.01.
+    _, rep = run("sglang", blocks=blocks, concurrency=2, num_requests=2, isl=64, osl=64, fast_forward=fast_forward)
+    assert rep.preemptions == 1
+    first, second = sorted(rep.requests, key=lambda r: r.e2e_s)
+    assert all(r.output_tokens == 64 and r.ttft_s == pytest.approx(0.01) for r in rep.requests)
+    assert first.e2e_s == pytest.approx(0.64) and second.e2e_s == pytest.approx(0.81)
+
+
 def test_disagg_ttft_adds_the_kv_transfer():
     d, x = 0.01, 0.005
     profile = engine_profile("vllm", NO_OVERHEAD)

@@ -292,7 +292,7 @@ class RankScheduler:
         bs = self.engine.block_size
         # the chunked (partially prefilled) request continues first
         for req in self.running:
-            if req.in_prefill and budget > 0:
+            if req.computed < req.prefill_target and budget > 0:  # in prefill (inlined: runs every step)
                 n = self._chunk(self._need(req), budget)
                 if not self._allocate(req, req.computed + n):
                     break
@@ -322,12 +322,29 @@ class RankScheduler:
         if batch:
             return batch
         # a decode step of every running request; retract on KV shortage (fewest output tokens first)
-        decoding = [r for r in self.running if not r.in_prefill]
+        # (a request retracted here is out of `running`: `gone` says so without scanning the list,
+        # which made every decode step quadratic in the batch of a wide attention-DP pool's rank)
+        # (`in_prefill` and `_allocate` inlined: this runs every step over every request; with
+        # SGLang's one-token pages every decode takes a block every step)
+        d = self.decode_tokens
+        gone: set[Request] = set()
+        decoding = [r for r in self.running if r.computed >= r.prefill_target]
+        grow = [(r, math.ceil((r.computed + d) / bs - 1e-9) - r.blocks) for r in decoding if r.computed + d > r.blocks * bs]
+        need = sum(map(itemgetter(1), grow))
+        if need <= self.free_blocks:  # every one fits: what `_allocate` one by one would do, at once
+            for req, k in grow:
+                req.blocks += k
+            self.free_blocks -= need
+            self.allocated += need
+            return [(r, d) for r in decoding]
         for req in decoding:
-            while req in self.running and not self._allocate(req, req.computed + self.decode_tokens):
+            while req not in gone and not self._allocate(req, req.computed + d):
                 victim = min(self.running, key=lambda r: (r.generated, -r.rid))
                 self._preempt(victim)
-        return [(r, self.decode_tokens) for r in self.running if not r.in_prefill]
+                gone.add(victim)
+        if gone:
+            decoding = [r for r in decoding if r not in gone]
+        return [(r, d) for r in decoding]
 
     def _no_evict(self) -> Batch:
         budget = self.engine.max_num_batched_tokens
