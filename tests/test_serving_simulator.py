@@ -12,7 +12,7 @@ from tensor_cast.serving.engines import engine_profile
 from tensor_cast.serving.report import ServingReport
 from tensor_cast.serving.scheduler import RankScheduler
 from tensor_cast.serving.simulator import Worker, simulate_workers
-from tensor_cast.serving.workload import Request, Workload, make_workload
+from tensor_cast.serving.workload import Request, TraceEntry, Workload, make_workload
 
 NO_OVERHEAD = {"step_overhead_s": 0.0, "seq_overhead_s": 0.0, "request_overhead_s": 0.0}
 
@@ -207,6 +207,36 @@ def test_disagg_decode_queue_wait_is_ttft_not_tpot():
     # the second waits on the decode side until the first's 19 decode steps free its blocks
     assert second.first_token_s == pytest.approx(d + x + 19 * d)
     assert second.finish_s - second.first_token_s == pytest.approx(19 * d)
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+@pytest.mark.parametrize("prebuilt, expected", [
+    # SGLang through 0.5.8: an arrived request gets a prebuilt iteration of its own (no forward: the
+    # step overhead o only) that ends with its first token, while the rank's running requests wait
+    (True, [(0.019, 0.249), (0.069, 0.297)]),
+    # the same-iteration merge (SGLang PR #19568): it joins the next decode step, first token at its start
+    (False, [(0.017, 0.245), (0.065, 0.293)]),
+])
+def test_sglang_disagg_decode_takes_an_arrived_request_in_a_prebuilt_iteration(prebuilt, expected, fast_forward):
+    # sync scheduling, step d + o = 12 ms (o = 2 ms of host overhead), transfer x = 5 ms; r0 at 0, r1 at
+    # 0.045, each 100 + 20 tokens. r0: prefill ends at 0.012, KV at the decode worker at 0.017. Prebuilt:
+    # its iteration 0.017-0.019 (first token), then 19 decode steps: 0.019 + 19 x 0.012 = 0.249. r1: KV
+    # at 0.045 + 0.017 = 0.062, inside r0's step 0.055-0.067; prebuilt 0.067-0.069 (r0 waits), then
+    # 19 steps: 0.297; r0 had 4 of its decode steps, 15 left from 0.069: 0.249. Merged instead: r0
+    # decodes from 0.017 (0.245); r1 joins at the step boundary 0.065 (0.293).
+    knobs = {"step_overhead_s": 0.002, "seq_overhead_s": 0.0, "request_overhead_s": 0.0,
+             "async_scheduling": False, "prebuilt_iteration": prebuilt}
+    profile = engine_profile("sglang", knobs)
+    pools = {role: [Worker(f"{role}0", role, [RankScheduler(profile, 10_000, role=role)], ConstantCost(0.01), profile)]
+             for role in ("prefill", "decode")}
+    workload = make_workload(concurrency=None, rate=None, num_requests=None, isl=None, osl=None,
+                             trace=[TraceEntry(0.0, 100, 20), TraceEntry(0.045, 100, 20)])
+    sim = simulate_workers(pools, workload, transfer_s=lambda r: 0.005, fast_forward=fast_forward)
+    for req, (first_token_s, finish_s) in zip(sim.requests, expected, strict=True):
+        assert req.first_token_s == pytest.approx(first_token_s) and req.finish_s == pytest.approx(finish_s)
+        assert req.generated == pytest.approx(20)  # the prebuilt iteration emits no token
+    with pytest.raises(InvalidArgumentError, match="prebuilt_iteration"):
+        engine_profile("vllm", {"prebuilt_iteration": True})
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])

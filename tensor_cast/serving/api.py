@@ -357,12 +357,13 @@ def simulate(model: str | ModelSpec, *, device: str, engine: str = "vllm", concu
                          f"beside {kv.bytes_per_token / 2**10:.2f} KiB per token, set apart for {kv.max_sequences} "
                          f"sequences ({bound})")
         workers = []
+        pipelined = len(costs) > 1
         for w in range(replicas):
+            # (a pipelined decode worker takes new requests into its next batch: no prebuilt step)
             ranks = [RankScheduler(rank_engine, kv.blocks, decode_tokens=1 + mtp,
                                    tokens_per_step=speculative.tokens_per_step if speculative else 1.0,
-                                   prefix_hit_rate=float(prefix_hit_rate), role=role)
+                                   prefix_hit_rate=float(prefix_hit_rate), role=role, prebuilt=not pipelined)
                      for _ in range(ranks_per_worker)]
-            pipelined = len(costs) > 1
             workers.append(Worker(name=f"{role}{w}", role=role, ranks=ranks, cost=costs[0], engine=pool_engine,
                                   stages=costs if pipelined else (),
                                   clock=StageClock(len(costs)) if pipelined else None))

@@ -257,6 +257,15 @@ not divided) as a second cap on a prefill batch's new tokens. The decode CUDA-gr
 rank (each rank replays its own graphs up to `cuda_graph_max_bs`; no division of it was found in
 `_handle_data_parallelism`).
 
+Prebuilt iteration (`prebuilt_iteration`, SGLang): a disaggregated SGLang decode rank runs the
+requests whose KV arrived as a "prebuilt" batch of their own (disaggregation/decode.py
+`get_next_disagg_decode_batch_to_run`), merged into the running batch at the next iteration: no forward
+for them (a fake extend whose output, the prefill's first token, streams to the client as it ends; an
+idle forward under attention DP, PR #12839), no token, and the rank's running requests wait. The
+same-iteration merge (SGLANG_ENABLE_OPT_PREBUILT_BATCH, default off) became the default with PR #19568
+(2026-02-28), after the releases measured here (0.5.1-0.5.8.post1); `prebuilt_iteration` False
+simulates it (the new requests join the next decode step, as vLLM's and TensorRT-LLM's do).
+
 It must not simulate time or cost steps.
 """
 
@@ -335,6 +344,9 @@ class EngineProfile:
     host_overlap: bool = False  # with async_scheduling, overhead_s runs beside the kernels: max, not sum ("Host overlap")
     prefill_pool_async: bool = True  # a disaggregated prefill pool keeps async_scheduling ("Async scheduling")
     prefix_caching: bool = True  # freed KV blocks stay cached until evicted ("Preemption and the prefix cache")
+    # a disaggregated decode rank takes newly transferred requests in an iteration of their own that
+    # runs no forward for them (SGLang's prebuilt batch: "Prebuilt iteration")
+    prebuilt_iteration: bool = False
     # TP all-reduce + residual add + RMSNorm as one kernel: None = the engine's default for the model
     # and deployment (tensor_cast/deployment/allreduce_fusion.py); vLLM pass_config.fuse_allreduce_rms,
     # SGLang --enable-flashinfer-allreduce-fusion
@@ -350,6 +362,8 @@ class EngineProfile:
             raise InvalidArgumentError(f"engine policy must be one of {choices(POLICIES)}, got {self.policy!r}")
         if self.dp_routing not in DP_ROUTINGS:
             raise InvalidArgumentError(f"engine dp_routing must be one of {choices(DP_ROUTINGS)}, got {self.dp_routing!r}")
+        if self.prebuilt_iteration and self.policy != "prefill_first":
+            raise InvalidArgumentError(f"prebuilt_iteration is SGLang's (policy prefill_first), not {self.policy}'s")
         if self.memory_basis not in MEMORY_BASES:
             raise InvalidArgumentError(f"memory_basis must be one of {choices(MEMORY_BASES)}, got {self.memory_basis!r}")
         for name in ("max_num_batched_tokens", "max_num_seqs", "block_size"):
@@ -504,7 +518,7 @@ ENGINES: dict[str, EngineProfile] = {
         long_prefill_token_threshold=0, block_size=1, memory_utilization=0.88, memory_basis="total",
         new_token_ratio=0.7, cuda_graph_sizes=_sglang_graph_sizes(), step_overhead_s=0.86e-3, seq_overhead_s=10.7e-6,
         request_overhead_s=FRONT_END_S, eager_launch_host_s=43e-6, dp_attention_divides=True,
-        dp_attention_conservativeness=0.3,
+        dp_attention_conservativeness=0.3, prebuilt_iteration=True,
         sources={
             "request_overhead_s": FRONT_END_SOURCE,
             "step_overhead_s, seq_overhead_s": FITTED.format(rows=10, families="Qwen3-32B") +
@@ -523,6 +537,8 @@ ENGINES: dict[str, EngineProfile] = {
             "async_scheduling": "overlap scheduler on unless --disable-overlap-schedule (zero-overhead batch scheduler, v0.4)",
             "eager_launch_host_s": "sgl-project/sglang PR #12160: eager 1-token DeepSeek-V3 prefill 82.6 ms (23.1 ms as a "
                                    "CUDA graph) / 1,929 launches; prefill graphs opt-in (PR #10062)",
+            "prebuilt_iteration": "disaggregation/decode.py get_next_disagg_decode_batch_to_run (PR #12839); "
+                                  "merged in the same iteration by default from PR #19568 (2026-02-28)",
             "dp_attention_divides, dp_attention_conservativeness": "server_args.py _handle_data_parallelism: under "
                 "--enable-dp-attention chunked_prefill_size //= dp_size and schedule_conservativeness *= 0.3; "
                 "max_running_requests // dp_size per rank when set (model_runner / pool_configurator.py)",

@@ -33,7 +33,8 @@ Batch = list[tuple[Request, int]]
 
 class RankScheduler:
     def __init__(self, engine: EngineProfile, kv_blocks: int, *, decode_tokens: int = 1,
-                 tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0, role: str = "agg") -> None:
+                 tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0, role: str = "agg",
+                 prebuilt: bool = True) -> None:
         self.engine = engine
         self.total_blocks = kv_blocks
         self.free_blocks = kv_blocks
@@ -41,6 +42,9 @@ class RankScheduler:
         self.tokens_per_step = tokens_per_step  # tokens a decode step emits per sequence (expected)
         self.prefix_hit_rate = prefix_hit_rate
         self.role = role  # agg | prefill (stops after the first token) | decode (requests arrive prefilled)
+        # a decode rank takes arrived requests in a step of their own with no tokens (engines.py "Prebuilt
+        # iteration"; `prebuilt=False`: not on this rank, e.g. a pipelined worker's)
+        self.prebuilt = prebuilt and role == "decode" and engine.prebuilt_iteration
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.preemptions = 0
@@ -310,14 +314,15 @@ class RankScheduler:
                     break
                 if not self.engine.chunked_prefill and need > budget:
                     break
-                n = self._chunk(need, budget)
+                n = self._chunk(need, budget) if req.in_prefill or self.role != "decode" else 0
                 if not self._allocate(req, req.computed + n):
                     break
                 available -= reserve
                 self.waiting.popleft()
                 self.running.append(req)
                 self.admitted.append(req)
-                batch.append((req, n))
+                if n or self.prebuilt:  # (KV arrived, no prebuilt step: it joins this step's decodes below)
+                    batch.append((req, n))
                 budget -= n
         if batch:
             return batch
@@ -489,6 +494,9 @@ class RankScheduler:
         e = self.tokens_per_step
         for req, n in batch:
             if req.computed >= req.prefill_target:  # decode
+                if not n:  # a prebuilt entry (`prebuilt`): no token; its first one reaches the client now
+                    req.first_token_s = end_s
+                    continue
                 req.computed += e
                 req.generated += e
                 emitted += 1

@@ -335,11 +335,16 @@ class _Loop:
             # C-level passes (map, zip, compress) over the batch: in a decode pool this runs every step
             # over every running request
             reqs, news = zip(*batch)
+            if not any(news):  # a prebuilt batch (engines.py "Prebuilt iteration"): no forward, host work only
+                parts.append((0.0, 0.0, engine.overhead_s(len(batch)), 0))
+                continue
+            if 0 in news:  # prebuilt entries beside a recomputed prompt's chunk: only the chunk runs
+                reqs, news = zip(*((r, n) for r, n in batch if n))
             computed = list(map(_COMPUTED, reqs))
             seqs = list(zip(news, map(int, computed)))
             chunks = list(compress(news, map(lt, computed, map(_PREFILL_TARGET, reqs))))
             prefill = sum(chunks)
-            decodes = len(batch) - len(chunks)
+            decodes = len(reqs) - len(chunks)
             prefill_tokens += prefill
             decode_seqs += decodes
             pad = engine.padded_tokens(len(batch), rank.decode_tokens) if not prefill else None
@@ -361,7 +366,8 @@ class _Loop:
         # common case in a disaggregated decode pool, where hand-overs land every step or two)
         # (one inside the first step that the next step's start polls leaves a run of two)
         poll = None
-        if not prefill_tokens and self.fast_forward and (horizon > first or (horizon > 0 and fast_forward.polled(worker))):
+        if not prefill_tokens and self.fast_forward and all(part[3] for part in parts) \
+                and (horizon > first or (horizon > 0 and fast_forward.polled(worker))):
             durations, k, poll = fast_forward.plan(worker, batches, admit, first, horizon)
         else:
             durations, k = np.array([first]), 1
