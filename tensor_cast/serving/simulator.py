@@ -338,7 +338,7 @@ class _Loop:
             if not any(news):  # a prebuilt batch (engines.py "Prebuilt iteration"): no forward, host work only
                 parts.append((0.0, 0.0, engine.overhead_s(len(batch)), 0))
                 continue
-            if 0 in news:  # prebuilt entries beside a recomputed prompt's chunk: only the chunk runs
+            if rank.prebuilt and 0 in news:  # prebuilt entries beside a recomputed prompt's chunk: only it runs
                 reqs, news = zip(*((r, n) for r, n in batch if n))
             computed = list(map(_COMPUTED, reqs))
             seqs = list(zip(news, map(int, computed)))
