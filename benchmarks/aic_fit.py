@@ -59,6 +59,7 @@ from aic_stages import (  # noqa: E402, F401  (re-exported: importers read the s
     STAGES,
     cta_gbps,
 )
+from aic_table_rows import family_hash  # noqa: E402
 from calibration_cases import Case  # noqa: E402
 
 from tensor_cast.backends.communication import CUSTOM_MAX_KEY  # noqa: E402
@@ -82,17 +83,17 @@ def held_out(case: Case) -> bool:
     if case.stage == at.NOT_FITTED:
         return True
     if case.stage.startswith("gemm"):
-        return at.family_hash(case.group, "gemm") < HELD_OUT_SHARE
+        return family_hash(case.group, "gemm") < HELD_OUT_SHARE
     if case.stage.startswith("attention"):
-        return at.family_hash(case.group, "attention") < HELD_OUT_SHARE
+        return family_hash(case.group, "attention") < HELD_OUT_SHARE
     if case.stage.startswith("moe"):
-        return at.family_hash(case.group, "moe") < 0.25
+        return family_hash(case.group, "moe") < 0.25
     if case.stage.startswith("mla"):
-        return at.family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
+        return family_hash(case.group, "mla") < MLA_HELD_OUT_SHARE
     if case.stage.startswith("dsa"):
-        return at.family_hash(case.group, "dsa") < DSA_HELD_OUT_SHARE
+        return family_hash(case.group, "dsa") < DSA_HELD_OUT_SHARE
     if case.stage.startswith("gdn"):
-        return at.family_hash(case.group, "gdn") < GDN_HELD_OUT_SHARE
+        return family_hash(case.group, "gdn") < GDN_HELD_OUT_SHARE
     return case.group == "n4"  # collectives: the fit sees 2 and 8 GPUs
 
 

@@ -122,7 +122,7 @@ def mla_stage(name: str, kv: str, note: str) -> cf.Stage:
         P(f"{a}_prefill_head_token_ns", 0.5, 0.0, 50.0, "per new token and local head, expanded form: the "
                                                         "up-projected keys and values assembled, written, read"),
     ), note=f"DeepSeek-V3 MLA layer as vLLM runs it ({note}); the H100 tables' unfused RMSNorm chain is costed "
-             f"as such (aic_tables.NATIVE_NORM_DEVICES), not fitted into these")
+             f"as such (aic_mla_tables.NATIVE_NORM_DEVICES), not fitted into these")
 
 
 MLA_STAGES = (mla_stage("mla", "", "bf16 latent cache"), mla_stage("mla fp8kv", "_fp8kv", "fp8 latent cache"))

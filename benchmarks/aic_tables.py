@@ -21,29 +21,6 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
   (as bytes, 2 GPUs would reach only 167 GB/s at 1 GB, half of NCCL on the same link).
 - context / generation attention: `isl` new tokens per sequence (prefill, causal) / `isl + step`
   cached tokens per sequence with one new token (decode); `window_size` 0 = full attention.
-- mla_context_module_perf / mla_generation_module_perf: one DeepSeek-V3 MLA attention layer on
-  one GPU, projections included (AIConfigurator's loader: "module-level attention profiling
-  (complete self_attn forward)"; at B=1, one token, 128 heads the bf16 rows take ~210 us on H100:
-  the layer's 187 M projection weights are ~374 MB, ~112 us of HBM at the datasheet rate; the
-  attention core of one token is a few us). `num_heads` is the heads on this GPU (128 / TP;
-  `tp_size` is always 1), `isl` the prompt (context: `batch_size` fresh prompts of `isl` tokens;
-  generation: `isl` = 1, one new token over `isl + step` cached tokens), `gemm_type` the
-  projections' dtype, `kv_cache_dtype` the latent cache's. Timed as a CUDA-graph replay of the
-  module's forward (AIConfigurator's `collector/vllm/collect_mla_module.py`: `use_cuda_graph` for
-  MLA context and both generation phases), so no host launch time is in the rows. `kernel_source`
-  is the backend that ran the attention: on H100 the decode backend also takes short prompts
-  (FLASH_ATTN_MLA, bf16 cache, up to 512 tokens; FLASHMLA, fp8 cache, up to 128), longer ones
-  run FLASH_ATTN prefill; on B200 only one-token prompts go to FLASHINFER_MLA.
-- dsa_context_module_perf / dsa_generation_module_perf: one DeepSeek sparse-attention layer on one
-  GPU (`architecture` DeepseekV32ForCausalLM or GlmMoeDsaForCausalLM, each with its own dims), the
-  MLA module above plus the lightning indexer and sparse MLA over its top-k (the same collector,
-  `collect_mla_module.py`, attention type `dsa`). Context rows: `isl` new tokens per prompt over a
-  cached prefix of `step` tokens (0 or 128), launched eagerly (the collector: the sparse prefill's
-  scratch does not survive CUDA-graph capture; none takes less than ~1.1 ms on H100 at any size);
-  generation rows: one new token over `isl + step - 1` cached, CUDA-graph replays. `num_heads` is
-  the attention's local heads; the indexer is replicated (64 / 32 heads whatever `num_heads`).
-  `kernel_source` FLASHMLA_SPARSE, or on B200 FLASHINFER_MLA_SPARSE for a bf16 cache at <= 16
-  heads and every fp8 cache.
 - gdn_perf: one gated DeltaNet layer's kernels on one GPU, by `phase` (AIConfigurator's
   `collector/vllm/collect_gdn.py`): `context` times the packed-QKV causal conv1d
   (`causal_conv1d_fn`, launched eagerly: vLLM 0.24's varlen conv cannot be captured) and the
@@ -61,43 +38,43 @@ Column meanings, checked against the data (latency against size, see `aic_fit.py
 - moe_perf `num_tokens` tokens through one MoE layer (router + routed experts), `inter_size` the
   expert width before tensor parallelism (each rank holds inter_size / moe_tp_size).
 
-Why one file of ~840 lines: every table's reader, case builder and held-out family rule share the
-row conventions above (`_row`, `sample`, the kernel tables per dtype), and a table's section is
-read top to bottom beside its column notes; the sections (GEMM, attention, MoE, MLA, DSA, gated
-DeltaNet, collectives) are independent and would split into per-table modules when one grows.
+The MLA and DSA module tables are read by `aic_mla_tables.py`, the harness's MoE routing is `aic_moe_routing.py`,
+and the row conventions every builder shares (reading, sampling, held-out families) are `aic_table_rows.py`;
+this module builds the GEMM, attention, MoE, gated DeltaNet and collective cases and `all_cases`.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aic_engine_kernels as aek
 import torch
 from aic_engine_kernels import VLLM, EngineKernels
-from calibration_cases import IN_GRAPH, Case, Op, Row, _rms_norm_eager, meta, meta_op
+from aic_mla_tables import dsa_cases, dsa_indexer_kernel_cases, mla_cases
+from aic_moe_routing import GROUP_LIMITED_MOE, replayed_experts, routed_rows, zipf_skew_for
+from aic_table_rows import (
+    FP8,
+    HOST_TIMED,
+    NOT_FITTED,
+    _row,
+    aten,
+    engine_for,
+    read_table,
+    sample,
+    tc,
+)
+from calibration_cases import IN_GRAPH, Case, Op, meta, meta_op
 
-from tensor_cast.backends.roofline import ExecutionMode
 from tensor_cast.deployment.quantization import PER_TENSOR
 
-tc, aten = torch.ops.tensor_cast, torch.ops.aten
-FP8 = torch.float8_e4m3fn
 # Which kernel_source rows each engine's stages read, and how they were launched: aic_engine_kernels.py
 # (`EngineKernels`, one entry per engine; the engine is the tables' `framework`). The vLLM names below
 # are kept for importers.
 GEMM_DTYPES = dict(VLLM.gemm_dtypes)
 GEMM_KERNELS = dict(VLLM.gemm_kernels)
-# DeepGEMM rows never take less than ~80 us (H100) / ~170 us (B200) per call, at any shape up to
-# where the GPU time passes it (then latency follows the FLOPs: max(floor, GPU), not a sum): the
-# launcher's host-side work per call is in them. They are costed as eager launches, which pay
-# `gemm_fp8_block_call_floor_us`; a CUDA-graph replay does not.
-HOST_TIMED = ExecutionMode(cuda_graphs="never")
 HOST_TIMED_GEMMS = VLLM.host_timed_gemms
 COLLECTIVES = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
                "alltoall": "all_to_all"}
@@ -110,7 +87,6 @@ MOE_DTYPES = {"bfloat16": "none", "fp8_block": "fp8_block", "fp8": "fp8", "w4a16
 MOE_KERNELS = dict(VLLM.moe_kernels)  # per engine: EngineKernels.moe_kernels
 FLAG_MOE_KERNELS = dict(VLLM.flag_moe_kernels)
 ATTENTION_FALLBACK_KERNELS = VLLM.attention_excluded
-NOT_FITTED = "not fitted: another kernel"  # classes evaluated only (the fit never sees them)
 # An isolated GEMM row: more than ISOLATED_RATIO x off both of its M neighbours in the table (the
 # next smaller and larger M of the same kernel, dtype, N and K; at an end of the sweep, the two
 # nearest on its one side, so an end row beside a glitch is not taken for one). Latency is monotone in M within a tile regime and the tables step M by at most 2x (1 to
@@ -124,34 +100,6 @@ ISOLATED = "isolated: > 1.8x off both M neighbours"
 # A custom all-reduce row larger than the engine's custom kernel takes (it runs NCCL there): not used
 ABOVE_CUSTOM_LIMIT = "above the engine's custom all-reduce limit"
 FA3_MAX_HEAD_DIM = VLLM.attention_max_head_dim  # FlashAttention-3 runs head_dim <= 256
-
-
-def engine_for(folder: str | Path, engine: EngineKernels | None) -> EngineKernels:
-    """`engine`, else the entry of the engine whose kernels the folder's tables timed."""
-    return engine if engine is not None else aek.kernels(aek.engine_of(folder))
-
-
-def read_table(folder: str | Path, name: str) -> list[dict[str, str]]:
-    path = Path(folder) / f"{name}.csv.gz"
-    if not path.is_file():
-        return []
-    with gzip.open(path, "rt", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def family_hash(key: Any, salt: str = "") -> float:
-    """A stable number in [0, 1) for a shape family: held-out families are chosen by it."""
-    return zlib.crc32(f"{salt}{key}".encode()) / 2**32
-
-
-def sample(items: Sequence[Any], count: int, seed: int = 0) -> list[Any]:
-    if len(items) <= count:
-        return list(items)
-    return random.Random(seed).sample(list(items), count)
-
-
-def _row(section: str, name: str, params: dict[str, Any], dtype: str, latency_ms: str) -> Row:
-    return Row(section=section, name=name, params=params, dtype=dtype, median_us=float(latency_ms) * 1e3)
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
@@ -297,168 +245,6 @@ def moe_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: 
     return [op]
 
 
-def balanced_counts(tokens: int, experts: int, top_k: int) -> Any:
-    """Rows per expert of AIConfigurator's `balanced_logits` (collector/helper.py): token i picks
-    experts (i + j·stride) mod E, j < k, stride = ceil(E / k); with fewer tokens than the stride,
-    (floor(i·stride / T) + j·stride) mod E (exact, no randomness)."""
-    import numpy as np
-
-    stride = -(-experts // top_k)
-    i = np.arange(tokens)[:, None]
-    j = np.arange(top_k)[None, :]
-    if tokens >= stride:
-        picks = (i + j * stride) % experts
-    else:
-        picks = np.floor(i * stride / tokens + j * stride).astype(np.int64) % experts
-    return np.bincount(picks.ravel(), minlength=experts)
-
-
-def power_law_counts(tokens: int, experts: int, top_k: int, ep: int, alpha: float, seed: int) -> Any:
-    """Rows per expert of one draw of AIConfigurator's power-law generator (collector/helper.py
-    `_generate_power_law_distribution`, facts only): E iid samples of a power law x^-alpha on [1,
-    0.8 T] (on [0.01, 2] when T·k <= E), scaled to T·k rows and rounded (the remainder given to the
-    largest / taken from the smallest, ties in random order), then the EP rank of largest load
-    swapped to rank 0."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    low, high = (1.0, tokens * 0.8) if tokens * top_k > experts else (0.01, 2.0)
-    u = rng.random(experts)
-    a = 1 - alpha
-    x = ((high ** a - low ** a) * u + low ** a) ** (1 / a)
-    counts = np.round(x / x.sum() * tokens * top_k).astype(np.int64)
-    delta = tokens * top_k - int(counts.sum())
-    order = np.lexsort((rng.random(experts), -counts))  # largest first, ties in random order (torch.argsort's are unordered)
-    for n in range(abs(delta)):
-        if delta > 0:
-            counts[order[n % experts]] += 1
-        else:
-            e = order[-(n % experts) - 1]
-            counts[e if counts[e] > 0 else int(np.argmax(counts))] -= 1
-    groups = counts.reshape(ep, experts // ep)
-    top = int(np.argmax(groups.sum(axis=1)))
-    groups[[0, top]] = groups[[top, 0]]
-    return groups.reshape(-1)
-
-
-# Expert configurations whose model routes group-limited (DeepSeek-V3's `n_group` 8, `topk_group` 4:
-# a token picks its k experts only inside the 4 groups of E / 8 experts with the best top-2 scores),
-# as the harness runs them: (H, I, k, E) -> (groups, groups kept). The tables show it in the balanced
-# rows: DeepSeek-V3's layer (H 7,168, I 2,048, E 256) takes 832 us at 32 tokens on B200 (block fp8),
-# which would stream all 256 experts at 13.6 TB/s (B200's HBM: 8 TB/s), and 0.53-0.62x the time of
-# the same experts at H 6,144 from 8 to 64 tokens; costed with `group_limited_counts` its balanced
-# rows up to 128 tokens come within -7 to +15% on B200 block fp8 and NVFP4 and on H100 block fp8 (was
-# +36 to +125%). Kimi-K2 (E 384) and the E 256, k 6 configuration route plainly (n_group 1): costed
-# group-limited they come out 20-50% fast.
-GROUP_LIMITED_MOE = {(7168, 2048, 8, 256): (8, 4)}
-
-
-def group_limited_counts(tokens: int, experts: int, top_k: int, groups: int, kept: int) -> Any:
-    """Rows per expert of AIConfigurator's balanced logits (`balanced_counts`) under group-limited
-    top-k routing. The logits are softmax(one-hot of the token's k balanced experts): every picked
-    expert scores the same, every other one the same lower value. A group scores the sum of its top
-    two; with stride E / k = E / groups every group holds one of the token's experts, so all groups
-    tie and the `kept` lowest-indexed win; the token keeps its experts there and fills the k -
-    `kept` other picks with the lowest-indexed remaining experts of those groups (ties broken by
-    index, as the tables show: those few experts take every token's extra picks)."""
-    import numpy as np
-
-    per = experts // groups
-    stride = -(-experts // top_k)
-    counts = np.zeros(experts, dtype=np.int64)
-    for i in range(tokens):
-        if tokens >= stride:
-            picks = [(i + j * stride) % experts for j in range(top_k)]
-        else:
-            picks = [int(i * stride / tokens + j * stride) % experts for j in range(top_k)]
-        score = [0] * groups
-        for e in picks:
-            score[e // per] = min(2, score[e // per] + 1)
-        chosen_groups = sorted(sorted(range(groups), key=lambda g: (-score[g], g))[:kept])
-        chosen = [e for e in picks if e // per in chosen_groups][:top_k]
-        taken = set(chosen)
-        for g in chosen_groups:
-            for e in range(g * per, (g + 1) * per):
-                if len(chosen) == top_k:
-                    break
-                if e not in taken:
-                    chosen.append(e)
-                    taken.add(e)
-        counts[chosen] += 1
-    return counts
-
-
-def routed_rows(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int,
-                groups: tuple[int, int] | None = None) -> list[int]:
-    """Rows per expert on the timed rank (its E / ep experts) for a table row's routing; an
-    expert's rows are capped at the tokens (a token picks an expert once). `groups`: (groups, kept)
-    of a group-limited model (`GROUP_LIMITED_MOE`), applied to the balanced rows."""
-    if distribution == "balanced" and groups:
-        counts = group_limited_counts(tokens, experts, top_k, *groups)
-    elif distribution == "balanced":
-        counts = balanced_counts(tokens, experts, top_k)
-    elif distribution.startswith("power_law_"):
-        counts = power_law_counts(tokens, experts, top_k, ep, float(distribution.removeprefix("power_law_")), seed)
-    else:
-        raise ValueError(f"unknown MoE routing distribution {distribution!r}; known: balanced, power_law_<alpha>")
-    return [min(int(c), tokens) for c in counts[: experts // ep]]
-
-
-# Routings one power-law row's CUDA graph cycles through (AIConfigurator collector/vllm/collect_moe.py:
-# `num_iter = 5` power-law draws captured in one graph, its latency divided by 5; a balanced row
-# replays its one routing).
-POWER_LAW_DRAWS = 5
-
-
-def replayed_experts(distribution: str, tokens: int, experts: int, top_k: int, ep: int, seed: int,
-                     groups: tuple[int, int] | None = None) -> int:
-    """Distinct experts of the timed rank whose weights the harness's replays touch. It replays the
-    same weights back to back (`benchmark_with_power`: warm-up, then timed CUDA-graph replays, no L2
-    flush), so what fits in L2 is read from it (`moe_tiles.l2_resident_share`). A balanced row: its
-    hit experts. A power-law row cycles through `POWER_LAW_DRAWS` draws: with T·k <= E the
-    generator's scaled loads all round to 0 rows and its remainder loop hands the T·k rows out
-    round-robin over the ranks to the lowest-indexed experts (collector/helper.py
-    `_generate_power_law_distribution`), the same experts every draw; above, every draw hits its own
-    random experts: the union of the seeded draws `seed`, `seed + 1`, ... (the first is the one the
-    row is costed with)."""
-    draws = POWER_LAW_DRAWS if distribution.startswith("power_law_") and tokens * top_k > experts else 1
-    hit: set[int] = set()
-    for j in range(draws):
-        rows = routed_rows(distribution, tokens, experts, top_k, ep, seed + j, groups)
-        hit.update(e for e, r in enumerate(rows) if r)
-    return len(hit)
-
-
-def zipf_skew_for(distribution: str, tokens: int, experts: int, top_k: int) -> float:
-    """The `moe_skew` (Zipf exponent of expert popularity, `CostKnobs.moe_skew`) whose hottest expert
-    takes the same expected share of the rows as in AIConfigurator's routing `distribution`
-    (0 for balanced). The generator's expert loads are iid power-law draws on [low, high]
-    (`power_law_counts`), so its hottest expert is the top order statistic of E draws, expected at
-    the quantile 1 - 1/(2E); Zipf(s) gives expert 1 the inclusion probability q_1(s) (capped at 1:
-    a token picks an expert once). Solved for s by bisection. The two shapes differ below the top
-    (a power law's loads fall off exponentially with rank, Zipf's as a power): see README."""
-    from tensor_cast.backends.formulas.moe import inclusion_probabilities
-
-    if distribution == "balanced":
-        return 0.0
-    alpha = float(distribution.removeprefix("power_law_"))
-    low, high = (1.0, tokens * 0.8) if tokens * top_k > experts else (0.01, 2.0)
-    a = 1 - alpha
-
-    def quantile(u: float) -> float:
-        return ((high ** a - low ** a) * u + low ** a) ** (1 / a)
-
-    grid = 2000
-    mean = sum(quantile((j + 0.5) / grid) for j in range(grid)) / grid
-    share = min(1.0, quantile(1 - 0.5 / experts) / (experts * mean) * top_k)  # q_1: the hottest's per-token rate
-    lo, hi = 0.0, 8.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if inclusion_probabilities(experts, top_k, round(mid, 6))[0] < share:
-            lo = mid
-        else:
-            hi = mid
-    return round((lo + hi) / 2, 3)
 
 
 def moe_table_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int, tp: int, ep: int, scheme: str,
@@ -578,167 +364,6 @@ def moe_skew_ops(tokens: int, hidden: int, inter: int, top_k: int, experts: int,
     call = replace(op.call, knobs=CostKnobs(moe_skew=skew))
     return [replace(op, call=call, counts=moe(call))]
 
-
-# ---- MLA modules ---------------------------------------------------------------------------------
-# DeepSeek-V3's MLA dimensions (config.json): hidden, q_lora_rank, kv_lora_rank, qk_nope/rope head
-# dims, v head dim.
-MLA_DIMS = {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128}
-MLA_GEMM_TYPES = {"bfloat16": "bf16"}
-# Tables whose harness ran vLLM's two MLA RMSNorms (q_a, kv_a) as the native eager chain (8 kernels
-# each: fp32 upcast, pow, mean, +eps, rsqrt, mul, downcast, x weight), not the fused kernel a
-# serving engine runs. AIConfigurator's collector/vllm/utils.py `enable_engine_fused_ops` says
-# module collectors did so until it installed the fused `vllm_c` RMSNorm ("tens of us per call";
-# B200 MLA generation module, 64 heads, fp8 cache, 8192 tokens: bs1 109.5 -> 78.6 us, bs16
-# 143.7 -> 95.2 us). The B200 tables match the fused numbers (78.1 / 97.7 us), the H100 ones show
-# its signature: a cost per prompt token (22 ns in a fit without the chain; 0 with it and on B200)
-# and ~22 us more per call. The chain is costed as the eager kernels it is, so the fitted MLA
-# parameters keep only what a serving engine also runs.
-NATIVE_NORM_DEVICES = set(VLLM.native_norm_devices)  # per engine: EngineKernels.native_norm_devices
-
-
-def mla_linear(tokens: int, n: int, k: int) -> Op:
-    return meta_op(aten.linear.default, meta(tokens, k), meta(n, k))[0]
-
-
-def mla_module_ops(batch: int, heads: int, q_len: int, context: int, kv_dtype: str,
-                   native_norms: bool = False, dims: dict[str, int] | None = None) -> list[Op]:
-    """What tensor_cast costs for one DeepSeek-V3 MLA attention layer on one GPU with `heads`
-    local heads (vLLM's DeepseekV2MLAAttention forward): the fused q_a + kv_a projection
-    (7168 -> 1536 + 576), the q_a and kv_a RMSNorms, q_b (1536 -> heads x 192), RoPE on the query
-    and key rope parts, `mla_attention` over the latent (form `auto`: absorbed, FlashMLA-style, for
-    one-token decode steps; expanded with kv_b for prefill, which also up-projects the latent) and
-    o_proj (heads x 128 -> 7168). The cache append is inside the attention op's cost.
-
-    `dims` with `index_heads`, `index_dim`, `topk` (a DSA model, `DSA_DIMS`): the layer also runs
-    the lightning indexer as tensor_cast traces it (`models/dsa_attention.py`: wq_b from the q_a
-    residual, wk and its LayerNorm, the head weights, one `dsa_indexer`) and attends its top-k
-    (sparse MLA, absorbed at every step length)."""
-    d = MLA_DIMS if dims is None else dims
-    tokens = batch * q_len
-    kv = FP8 if kv_dtype == "fp8" else torch.bfloat16
-    if native_norms:  # the harness's unfused RMSNorm: 8 eager kernels each (see NATIVE_NORM_DEVICES)
-        norms = _rms_norm_eager(tokens, d["q_lora"]) + _rms_norm_eager(tokens, d["kv_lora"])
-    else:
-        norms = [meta_op(tc.rms_norm.default, meta(tokens, width), meta(width), 1e-6)[0]
-                 for width in (d["q_lora"], d["kv_lora"])]
-    ops = [mla_linear(tokens, d["q_lora"] + d["kv_lora"] + d["rope"], d["hidden"]), *norms,
-           mla_linear(tokens, heads * (d["nope"] + d["rope"]), d["q_lora"])]
-    indices = None
-    if "topk" in d:
-        ops += dsa_indexer_ops(batch, q_len, context, kv, d)
-        indices = meta(batch, q_len, d["topk"], dtype=torch.int32)
-    q_nope, q_rope = meta(batch, heads, q_len, d["nope"]), meta(batch, heads, q_len, d["rope"])
-    latent, k_rope = meta(batch, 1, q_len, d["kv_lora"], dtype=kv), meta(batch, 1, q_len, d["rope"], dtype=kv)
-    kv_b = meta(heads * (d["nope"] + d["v"]), d["kv_lora"])
-    ops.append(meta_op(tc.mla_attention.default, q_nope, q_rope, latent, k_rope, kv_b, context,
-                       (d["nope"] + d["rope"]) ** -0.5, indices, 1)[0])
-    ops.append(mla_linear(tokens, d["hidden"], heads * d["v"]))
-    return ops
-
-
-def dsa_indexer_ops(batch: int, q_len: int, context: int, kv: torch.dtype, d: dict[str, int]) -> list[Op]:
-    """The lightning indexer of one DSA layer as tensor_cast traces it: wq_b (q_lora -> index heads x
-    index dim, from the q_a residual), wk (hidden -> index dim) and its LayerNorm, weights_proj
-    (hidden -> index heads), then `dsa_indexer` over the cached and new keys (the keys at the KV
-    cache dtype). The indexer is replicated, not split by tensor parallelism: its heads are the
-    model's whatever `heads` the attention has on the GPU."""
-    tokens, heads, dim = batch * q_len, d["index_heads"], d["index_dim"]
-    norm = meta_op(aten.layer_norm.default, meta(tokens, dim), [dim], meta(dim), meta(dim), 1e-6)[0]
-    indexer = meta_op(tc.dsa_indexer.default, meta(batch, q_len, heads, dim), meta(batch, q_len, dim, dtype=kv),
-                      meta(batch, q_len, heads), context, d["topk"])[0]
-    return [mla_linear(tokens, heads * dim, d["q_lora"]), mla_linear(tokens, dim, d["hidden"]), norm,
-            mla_linear(tokens, heads, d["hidden"]), indexer]
-
-
-def mla_cases(folder: str | Path, per_phase: int = 1500, seed: int = 0, engine: EngineKernels | None = None
-              ) -> list[Case]:
-    """One DeepSeek-V3 MLA layer per row (bf16 projections), fitting stage `mla`; the shape family is
-    the local head count (`aic_fit.held_out` keeps some head counts out of the fit)."""
-    eng = engine_for(folder, engine)
-    cases = []
-    for table, phase in (("mla_context_module_perf", "prefill"), ("mla_generation_module_perf", "decode")):
-        rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
-                and r["mla_dtype"] == "bfloat16" and r["tp_size"] == "1"]
-        for r in sample(rows, per_phase, seed):
-            b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
-            q_len, context = (isl, 0) if phase == "prefill" else (1, isl + step - 1)
-            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
-            params = {"B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
-            row = _row("mla", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
-            cls = f"mla {phase}" + (" fp8 KV" if kv == "fp8" else "")
-            cases.append(Case(row=row, cls=cls, group=f"heads{h}", stage="mla",
-                              ops=tuple(mla_module_ops(b, h, q_len, context, kv, r["device"] in eng.native_norm_devices))))
-    return cases
-
-
-# ---- DSA modules ---------------------------------------------------------------------------------
-# The DSA models' attention dimensions (config.json), by the tables' `architecture`.
-DSA_DIMS = {
-    "DeepseekV32ForCausalLM": {"hidden": 7168, "q_lora": 1536, "kv_lora": 512, "nope": 128, "rope": 64, "v": 128,
-                               "index_heads": 64, "index_dim": 128, "topk": 2048},
-    "GlmMoeDsaForCausalLM": {"hidden": 6144, "q_lora": 2048, "kv_lora": 512, "nope": 192, "rope": 64, "v": 256,
-                             "index_heads": 32, "index_dim": 128, "topk": 2048},
-}
-DSA_NAMES = {"DeepseekV32ForCausalLM": "V3.2", "GlmMoeDsaForCausalLM": "GLM-5"}
-
-
-def dsa_cases(folder: str | Path, per_phase: int = 1200, seed: int = 0, engine: EngineKernels | None = None
-              ) -> list[Case]:
-    """One DSA attention layer per row (bf16 projections; DeepSeek-V3.2 and GLM-5), fitting stage
-    `dsa`; the shape family is the model's head configuration on the GPU (`aic_fit.held_out`).
-    Context rows were launched eagerly (AIConfigurator's collector: the sparse prefill's scratch
-    does not survive CUDA-graph capture), generation rows replayed in a CUDA graph; context rows'
-    `step` is the cached prefix, generation rows' the sequence length with the new token."""
-    eng = engine_for(folder, engine)
-    cases = []
-    for table, phase in (("dsa_context_module_perf", "prefill"), ("dsa_generation_module_perf", "decode")):
-        # `num_heads` is the heads on the GPU (SGLang's rows at tp_size 2-8 too: 64 / tp_size for GLM-5)
-        rows = [r for r in read_table(folder, table) if r["gemm_type"] in MLA_GEMM_TYPES
-                and r["mla_dtype"] == "bfloat16" and r["architecture"] in DSA_DIMS
-                and not any(marker in r["kernel_source"] for marker in eng.dsa_excluded)]
-        for r in sample(rows, per_phase, seed):
-            b, h, isl, step = (int(r[c]) for c in ("batch_size", "num_heads", "isl", "step"))
-            q_len, context = (isl, step) if phase == "prefill" else (1, isl + step - 1)
-            kv = "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16"
-            model = DSA_NAMES[r["architecture"]]
-            params = {"model": model, "B": b, "isl": isl, "step": step, "heads": h, "kv": kv}
-            row = _row("dsa", r["kernel_source"], params, MLA_GEMM_TYPES[r["gemm_type"]], r["latency"])
-            cls = f"dsa {phase}" + (" fp8 KV" if kv == "fp8" else "")
-            ops = mla_module_ops(b, h, q_len, context, kv, r["device"] in eng.native_norm_devices,
-                                 DSA_DIMS[r["architecture"]])
-            cases.append(Case(row=row, cls=cls, group=f"{model} heads{h}", stage="dsa", ops=tuple(ops),
-                              mode=HOST_TIMED if phase == "prefill" else IN_GRAPH))
-    return cases
-
-
-# SGLang's GLM-5 indexer kernels timed alone (AIConfigurator's collector/sglang/glm5_dsa_sparse_modules.py, CUDA-graph
-# replays, synthetic inputs): DeepGEMM's fp8_mqa_logits over each request's causal key range and the fused top-2048
-# (`score_mode` top_last: clear winners; the collector writes 0 where a request's keys are at most the top-k: nothing
-# to select, no kernel). Their sum is the indexer's logits + top-k; the module rows also hold its RoPE, fp8
-# quantization and key-cache insert, which these do not. Rows of one new token are left out: the collector times the
-# ragged prefill kernel at those shapes too (one query's keys walked by one CTA: B200, 1 x 131,072 keys, 311 us), where
-# SGLang's decode runs the paged kernel (fp8_paged_mqa_logits, split over the keys).
-INDEXER_KERNEL_TABLES = ("glm5_mqa_logits_module_perf", "glm5_topk_module_perf")
-INDEXER_KERNELS_CLASS = "dsa indexer kernels, GLM-5 (logits + top-k alone; evaluated only)"
-
-
-def dsa_indexer_kernel_cases(folder: str | Path, count: int = 400, seed: int = 0,
-                             engine: EngineKernels | None = None) -> list[Case]:
-    """Evaluation-only cases: the `dsa_indexer` op of GLM-5 (fp8 keys) against the logits + top-k kernel rows
-    of the same (batch, new tokens, cached tokens)."""
-    logits = {(r["batch_size"], r["isl"], r["step"]): float(r["latency"])
-              for r in read_table(folder, INDEXER_KERNEL_TABLES[0])}
-    topk = {(r["batch_size"], r["isl"], r["step"]): float(r["latency"])
-            for r in read_table(folder, INDEXER_KERNEL_TABLES[1]) if r["score_mode"] == "top_last"}
-    d = DSA_DIMS["GlmMoeDsaForCausalLM"]
-    cases = []
-    for key in sample(sorted(k for k in set(logits) & set(topk) if int(k[1]) > 1), count, seed):
-        b, isl, step = (int(v) for v in key)
-        row = _row("dsa", "+".join(INDEXER_KERNEL_TABLES), {"model": "GLM-5", "B": b, "isl": isl, "step": step},
-                   "fp8", str(logits[key] + topk[key]))
-        indexer = dsa_indexer_ops(b, isl, step, FP8, d)[-1]
-        cases.append(Case(row=row, cls=INDEXER_KERNELS_CLASS, group="GLM-5 indexer", stage=NOT_FITTED, ops=(indexer,)))
-    return cases
 
 
 # ---- gated DeltaNet --------------------------------------------------------------------------------

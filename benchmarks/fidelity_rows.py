@@ -3,7 +3,7 @@
 Owns `read_ids` (an --out CSV's id column or one id per line), `measurement` (what identifies one measured
 run), `excluded` (the rows some files name, with their twins: `serving_fidelity.py --exclude`) and
 `distinct` (one row per measured run: `--distinct`). Plain functions over the measured CSV's rows (dicts of
-strings); the row mapping itself is `serving_fidelity.py`'s.
+strings); the row mapping itself is `fidelity_mapping.py`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def read_ids(path: str) -> set[str]:
 
 def measurement(r: dict[str, str]) -> tuple[str, ...]:
     """What identifies one measured run: the sample writes some InferenceMAX runs twice, under two layouts
-    (serving_fidelity.py docstring, "parallelism"), with the same system, engine and measured TTFT and
+    (fidelity_mapping.py docstring, "parallelism"), with the same system, engine and measured TTFT and
     TPOT — some written to 5 decimals, some to 14 (`511.88771` and `511.88770990941356` ms): compared to
     1e-4 ms."""
     return r["system"], r["backend"], f"{float(r['silicon_ttft_ms']):.4f}", f"{float(r['silicon_tpot_ms']):.4f}"

@@ -39,26 +39,27 @@ from pathlib import Path
 from typing import Any
 
 
-def _fidelity_module() -> Any:
+def _fidelity_modules() -> tuple[Any, Any]:
+    """serving_fidelity (its row `setup`) and fidelity_mapping (the row's `concurrency`, `_int`), from this folder."""
     path = Path(__file__).with_name("serving_fidelity.py")
     spec = importlib.util.spec_from_file_location("serving_fidelity", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    spec.loader.exec_module(module)  # puts this folder on sys.path, where fidelity_mapping lives
+    return module, importlib.import_module("fidelity_mapping")
 
 
-def gpus(row: dict[str, str], f: Any) -> int:
+def gpus(row: dict[str, str], m: Any) -> int:
     if row["mode"] == "disagg":
-        return sum(f._int(row[f"{r}_num_workers"]) * f._int(row[f"{r}_tp_size"]) * f._int(row[f"{r}_attention_dp_size"])
-                   * f._int(row[f"{r}_pp_size"]) for r in ("prefill", "decode"))
-    return f._int(row["tp_size"]) * f._int(row["attention_dp_size"]) * f._int(row["pp_size"])
+        return sum(m._int(row[f"{r}_num_workers"]) * m._int(row[f"{r}_tp_size"]) * m._int(row[f"{r}_attention_dp_size"])
+                   * m._int(row[f"{r}_pp_size"]) for r in ("prefill", "decode"))
+    return m._int(row["tp_size"]) * m._int(row["attention_dp_size"]) * m._int(row["pp_size"])
 
 
-def measured_per_gpu(row: dict[str, str], f: Any) -> float:
-    c, osl = f.concurrency(row), int(row["osl"])
+def measured_per_gpu(row: dict[str, str], m: Any) -> float:
+    c, osl = m.concurrency(row), int(row["osl"])
     ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
-    return c * osl / (ttft + (osl - 1) * tpot) / gpus(row, f)
+    return c * osl / (ttft + (osl - 1) * tpot) / gpus(row, m)
 
 
 def trace_keys(setups: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -98,7 +99,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.resume and not args.out:
         ap.error("--resume needs --out (the CSV of the groups already done)")
-    f = _fidelity_module()
+    f, m = _fidelity_modules()
     from scipy.stats import spearmanr
     from tabulate import tabulate
 
@@ -121,7 +122,7 @@ def main() -> int:
     if args.max_groups:
         chosen = chosen[: args.max_groups]
     if args.cheapest_first:  # by simulated output tokens (the simulation's work), so coverage comes first
-        chosen.sort(key=lambda k: sum(f.concurrency(r) * int(r["osl"]) for r, _ in groups[k]))
+        chosen.sort(key=lambda k: sum(m.concurrency(r) * int(r["osl"]) for r, _ in groups[k]))
     print(f"{len(chosen)} of {eligible} groups with >= {args.min_configs} mapped configurations "
           f"({sum(len(groups[k]) for k in chosen)} rows, {len(trace_keys([s for k in chosen for _, s in groups[k]]))} "
           "traces)", file=sys.stderr)
@@ -148,15 +149,15 @@ def main() -> int:
         for row, setup in groups[key]:
             kwargs = dict(setup)
             model = kwargs.pop("model")
-            c = f.concurrency(row)
+            c = m.concurrency(row)
             try:
                 report = tensor_cast.simulate(model, concurrency=c, num_requests=max(16, args.requests_per_client * c),
                                               isl=int(row["isl"]), osl=int(row["osl"]), **kwargs)
             except TensorCastError as exc:
                 print(f"  skipped {row['id']}: {exc}", file=sys.stderr)
                 continue
-            measured.append(measured_per_gpu(row, f))
-            predicted.append(report.output_tokens_per_s / gpus(row, f))
+            measured.append(measured_per_gpu(row, m))
+            predicted.append(report.output_tokens_per_s / gpus(row, m))
         if len(measured) < args.min_configs:
             continue
         rho = float(spearmanr(predicted, measured).statistic)

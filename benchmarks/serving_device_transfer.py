@@ -31,6 +31,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+import fidelity_mapping as fm  # the row's concurrency
 import serving_fidelity as sf
 
 KEY = ("backend", "model_path", "precision", "mode", "isl", "osl", "tp_size", "pp_size", "attention_dp_size",
@@ -125,7 +126,7 @@ def main() -> int:
             ttft, twin_ttft = float(row["silicon_ttft_ms"]) / 1e3, float(twin["silicon_ttft_ms"]) / 1e3
             result = {"id": row["id"], "b200_id": twin["id"], "system": row["system"], "engine": row["backend"],
                       "model": sf.family(row["model_path"]), "precision": row["precision"], "isl": row["isl"],
-                      "concurrency": sf.concurrency(row), "image": image(row),
+                      "concurrency": fm.concurrency(row), "image": image(row),
                       "b200_tpot_err": tpot_b / twin_tpot - 1, "tpot_err": tpot_h / tpot - 1,
                       "b200_ttft_err": ttft_b / twin_ttft - 1, "ttft_err": ttft_h / ttft - 1,
                       "meas_tpot_ratio": tpot / twin_tpot, "pred_tpot_ratio": tpot_h / tpot_b,

@@ -48,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import fidelity_mapping as fm  # the row's concurrency
 import serving_fidelity as sf  # the fidelity script's row mapping
 
 
@@ -67,7 +68,7 @@ def completion_slopes(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[
         if r["system"] != "h100_sxm" or r["mode"] != "agg" or not aic:
             continue
         key = (r["backend"], r["model_path"].split("/")[-1], r["tp_size"], r["gemm_quant_mode"], int(r["isl"]),
-               sf.concurrency(r))
+               fm.concurrency(r))
         groups[key][int(r["osl"])] = (float(r["silicon_ttft_ms"]), float(r["silicon_tpot_ms"]))
     out: dict[tuple[str, str], list[float]] = defaultdict(list)
     for key, by_osl in groups.items():
@@ -197,11 +198,11 @@ def simulate_slots(rows: list[dict[str, str]]) -> None:
     import tensor_cast
 
     chosen = [r for r in rows if r["system"] == "h100_sxm" and r["backend"] == "trtllm" and r["mode"] == "agg"
-              and r["model_path"].endswith("Llama-3.1-8B-Instruct") and sf.concurrency(r) <= 32]
+              and r["model_path"].endswith("Llama-3.1-8B-Instruct") and fm.concurrency(r) <= 32]
     errs: dict[str, list[float]] = defaultdict(list)
     print("\n| tp | isl | osl | clients | measured TTFT ms | simulated | simulated, c - 1 running |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in sorted(chosen, key=lambda r: (int(r["tp_size"]), int(r["isl"]), sf.concurrency(r), int(r["osl"]))):
+    for r in sorted(chosen, key=lambda r: (int(r["tp_size"]), int(r["isl"]), fm.concurrency(r), int(r["osl"]))):
         isl, osl, ratio = sf.lengths(r, None)
         c = sf.per_replica_concurrency(r)
         meas = float(r["silicon_ttft_ms"]) / 1e3

@@ -6,7 +6,7 @@ hand-transcribed tables in `benchmarks/data/` (README there: source repositories
 - `sglang_pool_exchange(found, role)`: `sglang_disagg_recipe_a2a.csv` — a pool's MoE exchange from
   `--moe-a2a-backend` ("a2a" for deepep, "allgather" without one: SGLang's default).
 
-`found` is the InferenceMAX recipes a row matched (`serving_fidelity._matching_recipes`); a value is
+`found` is the InferenceMAX recipes a row matched (`fidelity_disagg._matching_recipes`); a value is
 taken where the matched recipes' lines agree (a recipe's `stp` and `mtp` variants share them; the
 exchange also needs a line for every matched recipe), else the engine's default applies. Each table
 is read once.

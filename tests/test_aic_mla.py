@@ -1,4 +1,4 @@
-"""The MLA module tables' reading (benchmarks/aic_tables.py `mla_cases`): which rows are kept, what
+"""The MLA module tables' reading (benchmarks/aic_mla_tables.py `mla_cases`): which rows are kept, what
 each row's shape means (prefill prompt vs decode cache), that the costed module is DeepSeek-V3's
 projections + attention with the named dimensions, and that the H100 tables' unfused RMSNorms are
 costed as the 8-kernel chain they ran. Synthetic rows written here; no measured table is read."""

@@ -223,7 +223,7 @@ def test_skew_costs_more_padding_than_uniform_routing():
 
 
 # ---- the AIC table helpers -----------------------------------------------------------------------
-(aic_tables,) = benchmarks("aic_tables")
+aic_tables, routing = benchmarks("aic_tables", "aic_moe_routing")
 
 
 def test_every_table_dtype_maps_to_a_scheme():
@@ -235,17 +235,17 @@ def test_every_table_dtype_maps_to_a_scheme():
 
 def test_balanced_routing_of_the_tables():
     # 32 tokens, 256 experts, k = 8: stride 32, token i picks i, i + 32, ...: every expert once
-    assert list(aic_tables.balanced_counts(32, 256, 8)) == [1] * 256
+    assert list(routing.balanced_counts(32, 256, 8)) == [1] * 256
     # 4 tokens: floor(i * 32 / 4) + 32 j: experts 0, 8, 16, 24 (+ 32 j), one row each
-    counts = aic_tables.balanced_counts(4, 256, 8)
+    counts = routing.balanced_counts(4, 256, 8)
     assert sorted(int(x) for x in counts.nonzero()[0]) == sorted(8 * i + 32 * j for i in range(4) for j in range(8))
     # 1,024 tokens: 32 rows per expert
-    assert set(aic_tables.balanced_counts(1024, 256, 8)) == {32}
+    assert set(routing.balanced_counts(1024, 256, 8)) == {32}
 
 
 def test_power_law_routing_of_the_tables():
     t, e, k, ep = 1024, 64, 4, 8
-    counts = aic_tables.power_law_counts(t, e, k, ep, 1.01, seed=3)
+    counts = routing.power_law_counts(t, e, k, ep, 1.01, seed=3)
     assert counts.sum() == t * k
     loads = counts.reshape(ep, e // ep).sum(axis=1)
     assert loads[0] == loads.max()  # the timed rank holds the largest load
@@ -396,7 +396,7 @@ def test_power_law_rows_replay_the_union_of_their_draws():
     # union of the 5 seeded draws (at least the first draw's hits, at most the rank's experts).
     t, k, e, ep = 64, 2, 64, 1
     union = set()
-    for j in range(aic_tables.POWER_LAW_DRAWS):
+    for j in range(routing.POWER_LAW_DRAWS):
         union |= {x for x, r in enumerate(aic_tables.routed_rows("power_law_1.2", t, e, k, ep, 7 + j)) if r}
     first = sum(1 for r in aic_tables.routed_rows("power_law_1.2", t, e, k, ep, 7) if r)
     assert aic_tables.replayed_experts("power_law_1.2", t, e, k, ep, 7) == len(union)
@@ -464,9 +464,9 @@ def test_group_limited_balanced_routing_keeps_half_the_groups():
     # DeepSeek-V3 (E 256 in 8 groups of 32, k 8, 4 groups kept): a token's balanced experts are i + 32 j,
     # one per group; all groups tie, groups 0-3 win, so it keeps i, i + 32, i + 64, i + 96 and fills
     # its other 4 picks with the lowest-indexed free experts of group 0
-    one = aic_tables.group_limited_counts(1, 256, 8, 8, 4)
+    one = routing.group_limited_counts(1, 256, 8, 8, 4)
     assert sorted(one.nonzero()[0].tolist()) == [0, 1, 2, 3, 4, 32, 64, 96]
-    rows = aic_tables.group_limited_counts(32, 256, 8, 8, 4)
+    rows = routing.group_limited_counts(32, 256, 8, 8, 4)
     assert rows.sum() == 32 * 8
     assert (rows[:128] > 0).all() and not rows[128:].any()  # half the experts, every one of groups 0-3
     assert rows[:4].tolist() == [32, 32, 32, 32]  # the fill experts take every token

@@ -1,4 +1,4 @@
-"""The serving-fidelity benchmark's disagg mapping (benchmarks/serving_fidelity.py): a disagg row
+"""The serving-fidelity benchmark's disagg mapping (benchmarks/fidelity_disagg.py): a disagg row
 without worker counts takes the InferenceMAX recipe it matches exactly (workers, parallelism,
 MTP, decode batch cap), or is listed as undetermined. The recipe table and the rows are made up
 here (a table of our own in tmp_path); neither the measured CSV nor the shipped table is read."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from benchmark_modules import benchmarks
 
-fidelity, sglang_recipes = benchmarks("serving_fidelity", "sglang_recipe_tables")
+fidelity, disagg, sglang_recipes = benchmarks("serving_fidelity", "fidelity_disagg", "sglang_recipe_tables")
 
 HEADER = "model,system,backend,precision,isl,osl,concurrency,p_workers,p_tp,p_ep,p_dp_attn,d_workers,d_tp,d_ep,d_dp_attn,recipe"
 TABLE = [
@@ -38,7 +38,7 @@ SGLANG_FLAGS = {("b200-fp4/1k1k/stp/max-tpt-dep4-1p-dep8-1d", role): {"chunked_p
 def table(tmp_path, monkeypatch):
     path = tmp_path / "recipes.csv"
     path.write_text("\n".join([HEADER, *TABLE]) + "\n")
-    monkeypatch.setattr(fidelity, "_RECIPES", fidelity.load_recipes(str(path)))
+    monkeypatch.setattr(disagg, "_RECIPES", disagg.load_recipes(str(path)))
     monkeypatch.setattr(sglang_recipes, "_SGLANG_FLAGS", SGLANG_FLAGS)
 
 
@@ -58,8 +58,8 @@ def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, cl
 
 def test_unique_recipe_gives_workers_attention_dp_mtp_and_decode_cap(table):
     r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8)
-    assert fidelity.disagg_source(r) == "recipe"
-    spec, mtp = fidelity.disagg_deployment(r)
+    assert disagg.disagg_source(r) == "recipe"
+    spec, mtp = disagg.disagg_deployment(r)
     # prefill 1 x (tp4, ep4, dp-attn) = attention DP 4 + EP 4; decode 2 x DEP8 capped at 64 per rank
     assert spec == "prefill: 1x tp1 dp4 ep4; decode: 2x tp1 dp8 ep8 bs64"
     assert mtp == 2
@@ -67,8 +67,8 @@ def test_unique_recipe_gives_workers_attention_dp_mtp_and_decode_cap(table):
 
 def test_same_layout_with_and_without_mtp_is_simulated_without_and_labelled(table):
     r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 15, 4, 4, 8)
-    assert fidelity.disagg_source(r) == "recipe, MTP unknown"
-    spec, mtp = fidelity.disagg_deployment(r)
+    assert disagg.disagg_source(r) == "recipe, MTP unknown"
+    spec, mtp = disagg.disagg_deployment(r)
     assert spec == "prefill: 1x tp1 dp4 ep4; decode: 5x tp8 ep8 bs32"  # TEP8: attention TP 8, EP 8
     assert mtp == 0
 
@@ -83,11 +83,11 @@ def test_same_layout_with_and_without_mtp_is_simulated_without_and_labelled(tabl
 ])
 def test_undetermined_counts_are_listed_not_guessed(table, args, reason):
     with pytest.raises(fidelity.Unsupported, match=reason):
-        fidelity.disagg_deployment(disagg_row(*args))
+        disagg.disagg_deployment(disagg_row(*args))
 
 
 def test_attention_dp_with_moe_tp_maps_to_moe_tp(table):
-    spec, mtp = fidelity.disagg_deployment(disagg_row("b300_sxm", "trtllm", "fp8", 1024, 1024, 720, 4, 1, 8))
+    spec, mtp = disagg.disagg_deployment(disagg_row("b300_sxm", "trtllm", "fp8", 1024, 1024, 720, 4, 1, 8))
     assert spec == "prefill: 1x tp1 dp4 moetp4; decode: 5x tp1 dp8 ep8 bs16" and mtp == 2
 
 
@@ -99,16 +99,16 @@ def test_given_pool_written_as_moe_tp_over_attention_dp_takes_the_entries_ep(tab
              "decode_tp_size": "1", "decode_attention_dp_size": "8", "decode_moe_tp_size": "1",
              "decode_moe_ep_size": "8"}
     r = disagg_row("b200_sxm", "trtllm", "fp8", 8192, 1024, 128, 8, 8, 8, **pools)
-    found = fidelity._matching_recipes(r, given=True)
+    found = disagg._matching_recipes(r, given=True)
     assert [rec["d_workers"] for rec in found] == [1]
-    assert fidelity.given_pool(r, "prefill", found) == {"tp": 1, "dp": 8, "ep": 8}
-    assert fidelity.given_pool(r, "decode", found) == {"tp": 1, "dp": 8, "ep": 8}  # its own columns
+    assert disagg.given_pool(r, "prefill", found) == {"tp": 1, "dp": 8, "ep": 8}
+    assert disagg.given_pool(r, "decode", found) == {"tp": 1, "dp": 8, "ep": 8}  # its own columns
     with pytest.raises(fidelity.Unsupported, match="no single InferenceMAX entry gives its EP"):
-        fidelity.given_pool(r, "prefill", [])
+        disagg.given_pool(r, "prefill", [])
 
 
 def test_sglang_recipe_has_no_decode_cap(table):
-    spec, mtp = fidelity.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp8", 1024, 1024, 4, 8, 8, 8))
+    spec, mtp = disagg.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp8", 1024, 1024, 4, 8, 8, 8))
     assert spec == "prefill: 1x tp8 ep8; decode: 1x tp8 ep8" and mtp == 0
 
 
@@ -116,7 +116,7 @@ def test_sglang_pools_take_their_recipes_budget_and_per_rank_running_cap(table):
     # --chunked-prefill-size 32768 is each pool's worker budget (SGLang divides it among the DP ranks
     # itself: `tok`); --max-running-requests 1024 // dp per rank (`bs`): 256 on DEP4, 128 on DEP8. The
     # stp and mtp twins match; only the stp one has flags lines, which both share
-    spec, mtp = fidelity.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp4", 1024, 1024, 512, 4, 4, 8))
+    spec, mtp = disagg.disagg_deployment(disagg_row("b200_sxm", "sglang", "fp4", 1024, 1024, 512, 4, 4, 8))
     assert spec == "prefill: 1x tp1 dp4 ep4 bs256 tok32768; decode: 1x tp1 dp8 ep8 bs128 tok32768" and mtp == 0
 
 
@@ -124,8 +124,8 @@ def test_rows_with_counts_keep_them_and_take_mtp_from_a_unique_recipe(table):
     given = {"prefill_num_workers": "1", "decode_num_workers": "2", "decode_tp_size": "1",
              "decode_attention_dp_size": "8", "decode_moe_tp_size": "1", "decode_moe_ep_size": "8"}
     r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8, **given)
-    assert fidelity.disagg_source(r) == "given"
-    spec, mtp = fidelity.disagg_deployment(r)
+    assert disagg.disagg_source(r) == "given"
+    spec, mtp = disagg.disagg_deployment(r)
     # the row's own parallelism (prefill tp4 with EP 4 = TP attention + EP), the recipe's MTP and cap
     assert spec == "prefill: 1x tp4 ep4; decode: 2x tp1 dp8 ep8 bs64"
     assert mtp == 2
@@ -135,7 +135,7 @@ def test_rows_with_counts_take_the_cap_their_mtp_twins_agree_on_but_no_mtp(table
     # the TEP8 layout at 10 clients matches its mtp3 and mtp0 recipes: both say batch32, MTP unknown
     given = {"prefill_num_workers": "1", "decode_num_workers": "5", "decode_moe_tp_size": "1", "decode_moe_ep_size": "8"}
     r = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 10, 4, 4, 8, **given)
-    spec, mtp = fidelity.disagg_deployment(r)
+    spec, mtp = disagg.disagg_deployment(r)
     assert spec == "prefill: 1x tp4 ep4; decode: 5x tp8 ep8 bs32"
     assert mtp == 0
 
@@ -150,23 +150,23 @@ def test_rows_with_counts_take_the_cap_their_mtp_twins_agree_on_but_no_mtp(table
     (1, 1, False, {"tp": 1}),
 ])
 def test_recipe_parallelism_maps_to_deployment_keys(tp, ep, dp_attn, expected):
-    assert fidelity.recipe_parallel(tp, ep, dp_attn) == expected
+    assert disagg.recipe_parallel(tp, ep, dp_attn) == expected
 
 
 def test_disagg_row_without_silicon_concurrency_is_listed_not_run_with_one_client():
     r = {"mode": "disagg", "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/sglang/q.csv",
          "decode_batch_size": "224", "decode_num_workers": "2", "decode_attention_dp_size": "1", "batch_size": ""}
     with pytest.raises(fidelity.Unsupported, match="concurrency is not determined"):
-        fidelity.concurrency(r)
+        disagg.concurrency(r)
     r["silicon_data_source"] += "; silicon_concurrency=300"
-    assert fidelity.concurrency(r) == 300
+    assert disagg.concurrency(r) == 300
 
 
 def test_recipes_are_per_model(table):
     # a Kimi row with a DeepSeek recipe's system, engine, lengths, concurrency and pools matches nothing
     r = {**disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 1214, 4, 4, 8), "model_path": "moonshotai/Kimi-K2.5"}
     with pytest.raises(fidelity.Unsupported, match="no InferenceMAX recipe matches"):
-        fidelity.disagg_deployment(r)
+        disagg.disagg_deployment(r)
 
 
 @pytest.mark.parametrize("system, backend, precision, expected", [

@@ -11,7 +11,8 @@ from benchmark_modules import benchmarks
 
 from tensor_cast.serving.workload import make_workload
 
-fidelity, imx = benchmarks("serving_fidelity", "inferencemax_flags")
+fidelity, engine_flags, imx, sglang_recipes = benchmarks("serving_fidelity", "fidelity_engine_flags", "inferencemax_flags",
+                                                        "sglang_recipe_tables")
 
 
 def row(source: str, isl: int = 1024, osl: int = 8192, backend: str = "trtllm") -> dict[str, str]:
@@ -207,7 +208,7 @@ def test_llama_trtllm_b200_rows_get_the_scripts_batch_wait_and_budget(isl, osl, 
     expected = (20, 0.9) if waits else (None, None)
     assert (args.get("batch_wait_timeout_iters"), args.get("batch_wait_max_tokens_ratio")) == expected
     # the harness's max-model-len, a script variable: ISL + OSL + 200
-    assert fidelity.imx_variables(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"))["MAX_MODEL_LEN"] \
+    assert engine_flags.imx_variables(imx_row(LLAMA, "trtllm", "fp4", isl, osl, 8, f"r_tp{tp}_ep1_5"))["MAX_MODEL_LEN"] \
         == isl + osl + 200
 
 
@@ -296,7 +297,7 @@ def test_flag_table_cells_parse_and_every_entry_names_its_source():
         imx.condition_holds("~8", 8)
     rows = imx.rows()
     assert rows and all(r["source"].startswith("benchmarks/") and len(r["commit"]) == 40 for r in rows)
-    assert {r["model"] for r in rows} == set(fidelity.IMX_MODEL.values())
+    assert {r["model"] for r in rows} == set(engine_flags.IMX_MODEL.values())
 
 
 def test_gpt_oss_kv_cache_follows_the_scripts():
@@ -365,7 +366,7 @@ def test_gpt_oss_h100_vllm_rows_run_marlin_moe():
 ])
 def test_vllm_rows_before_async_scheduling_add_their_host_overhead(backend, version, source, added):
     r = {**row(source, backend=backend), "backend_version": version}
-    assert fidelity.vllm_scheduling(r) == ({"host_overlap": False} if added else {})
+    assert engine_flags.vllm_scheduling(r) == ({"host_overlap": False} if added else {})
 
 
 def test_trtllm_forced_nvlink_all_to_all_is_the_moe_exchange():
@@ -384,10 +385,10 @@ def test_sglang_disagg_pools_take_their_recipes_moe_exchange():
     # srt-slurm gb200-fp8/1k1k/max-tpt: moe-a2a-backend deepep in both pools; b200-fp8/1k1k/mtp/
     # max-tpt-dep8-1p2d sets none (SGLang's default: DP attention gathers the tokens)
     wide, dep8 = {"recipe": "gb200-fp8/1k1k/max-tpt"}, {"recipe": "b200-fp8/1k1k/mtp/max-tpt-dep8-1p2d"}
-    assert [fidelity.sglang_pool_exchange([wide], role) for role in ("prefill", "decode")] == ["a2a", "a2a"]
-    assert fidelity.sglang_pool_exchange([dep8], "decode") == "allgather"
-    assert fidelity.sglang_pool_exchange([wide, dep8], "decode") is None  # matched recipes disagree
-    assert fidelity.sglang_pool_exchange([{"recipe": "no/such/recipe"}], "decode") is None
+    assert [sglang_recipes.sglang_pool_exchange([wide], role) for role in ("prefill", "decode")] == ["a2a", "a2a"]
+    assert sglang_recipes.sglang_pool_exchange([dep8], "decode") == "allgather"
+    assert sglang_recipes.sglang_pool_exchange([wide, dep8], "decode") is None  # matched recipes disagree
+    assert sglang_recipes.sglang_pool_exchange([{"recipe": "no/such/recipe"}], "decode") is None
 
 
 @pytest.mark.parametrize(("version", "kv"), [("0.19.0", "fp8"), ("nightly-5b8c30d62b754b57", None)])
