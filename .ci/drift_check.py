@@ -7,7 +7,11 @@ installed and prints one line per model whose numbers moved, naming the versions
 .ci/run records them with the pinned install and compares with the newest transformers 5.x the
 package index offers, in a second environment; when pip cannot install that newest release there
 (its own dependencies missing from the index), the comparison says which release it did check and
-which it could not.
+which it could not, and with `--newest-without-deps` (.ci/run passes it; it installs into the running
+environment) installs that release alone (`pip install --no-deps`) and compares again: the counts need
+torch and transformers' model code, not every dependency of a release (transformers 5.25.0 requires
+`kernels` 0.19, which the index lacks). A release that does not run without its dependencies is
+reported as not checked; one that runs and moves a count fails the check.
 """
 
 from __future__ import annotations
@@ -63,18 +67,46 @@ def newest_on_index(listing: str, major: int = 5) -> str | None:
     return max(releases, key=release, default=None)
 
 
-def unchecked_release_line(installed: str) -> str | None:
-    """One line when the package index offers a newer transformers 5.x than pip could install here
-    (its own dependencies do not resolve from the index): that release was not checked. None otherwise."""
+def unchecked_release(installed: str) -> tuple[str | None, str | None]:
+    """(newer release, one line) when the package index offers a newer transformers 5.x than pip could
+    install here (its own dependencies do not resolve from the index): that release was not checked;
+    (None, a line) when the index lists no 5.x; (None, None) when `installed` is the newest."""
     listing = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "transformers"],
                              capture_output=True, text=True, check=False).stdout
     newest = newest_on_index(listing)
     if newest is None:
-        return "drift check: the package index did not list transformers 5.x releases; the newest was not looked up"
+        return None, "drift check: the package index did not list transformers 5.x releases; the newest was not looked up"
     if release(newest) > release(installed):
-        return (f"drift check: transformers {newest} is on the package index but pip installed {installed} here "
-                f"(the newer release's dependencies do not resolve from the index): {newest} was not checked")
-    return None
+        return newest, (f"drift check: transformers {newest} is on the package index but pip installed {installed} "
+                        f"here (the newer release's dependencies do not resolve from the index): {newest} was not "
+                        "checked with them")
+    return None, None
+
+
+def without_deps_verdict(newest: str, returncode: int, output: str) -> tuple[int, str]:
+    """(exit status, line) of the comparison run under `newest` installed without its dependencies:
+    its own result where it ran (identical: 0; a moved count: 1, its FAILED lines), else not checked (0)."""
+    lines = [line for line in output.splitlines() if line.startswith("drift check")]
+    if returncode == 0 and any("identical" in line for line in lines):
+        return 0, f"{lines[-1]} (transformers {newest} installed alone, without its dependencies)"
+    if returncode == 1 and any("FAILED" in line for line in lines):
+        return 1, "\n".join(line for line in lines if "FAILED" in line)
+    last = output.strip().splitlines()[-1][:160] if output.strip() else f"exit status {returncode}"
+    return 0, (f"drift check: transformers {newest} installed without its dependencies did not run ({last}): "
+               f"{newest} was not checked")
+
+
+def check_without_deps(newest: str, pinned: str) -> int:
+    """Install `newest` alone into the running environment and compare again (`--newest-without-deps`)."""
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"transformers=={newest}"],
+                             capture_output=True, text=True, check=False)
+    if install.returncode != 0:
+        print(f"drift check: pip could not install transformers {newest} even without its dependencies: not checked")
+        return 0
+    run = subprocess.run([sys.executable, __file__, "--compare", pinned], capture_output=True, text=True, check=False)
+    status, line = without_deps_verdict(newest, run.returncode, run.stdout + run.stderr)
+    print(line)
+    return status
 
 
 def main() -> int:
@@ -82,6 +114,9 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", help="record the counts of this install into a JSON file")
     mode.add_argument("--compare", help="compare this install's counts with a recorded JSON file")
+    parser.add_argument("--newest-without-deps", action="store_true",
+                        help="with --compare: where pip could not install the index's newest transformers 5.x, "
+                             "install it alone (--no-deps) into this environment and compare again (CI)")
     args = parser.parse_args()
     # (set here, not at import: the tests import this module for its version look-up)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,9 +146,11 @@ def main() -> int:
     print(f"drift check: {len(pinned['counts'])} models identical under {versions_line()} and {pinned['versions']}")
     import transformers
 
-    note = unchecked_release_line(transformers.__version__)
+    newest, note = unchecked_release(transformers.__version__)
     if note:
         print(note)
+    if newest and args.newest_without_deps:
+        return check_without_deps(newest, args.compare)
     return 0
 
 

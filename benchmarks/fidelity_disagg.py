@@ -27,7 +27,18 @@ matrix (`benchmarks/data/inferencemax_disagg_recipes.csv`) where it does not.
   simulated without MTP and reported apart ("disagg, recipe, MTP unknown"). Rows that give the
   counts take MTP from a recipe when exactly one matches them (counts, concurrency, decode GPUs),
   and the decode batch cap below when every matching recipe gives the same one (the MTP and
-  non-MTP twins of a layout do: `..._batch1_eplb0_mtp3` / `_mtp0`).
+  non-MTP twins of a layout do: `..._batch1_eplb0_mtp3` / `_mtp0`); where an MTP and a plain twin
+  both match, MTP is open for them too ("given, MTP unknown").
+- disagg MTP levels (`disagg_mtp_sources`): the rows tell the twins apart where the recipes do not,
+  as the agg MTP twins do (`fidelity_mapping.py`, agg MTP). Of the 58 measured configurations whose
+  matching recipes are a layout's MTP and plain twins (system, engine, precision, isl/osl,
+  concurrency and the recipes matched), most were measured at two TPOT levels 1.3-2.1x apart, each
+  level repeated within 2 % (B200 TensorRT-LLM FP4 TEP8 1k/1k at 10 clients: 3.46 and 6.10 ms; SGLang
+  FP8 TP8 at 128 clients: 12.35-12.47 and 19.50-19.55 ms). Where a configuration's TPOTs form exactly
+  two such levels (at least `MTP_TWIN_RATIO` apart, each within `LEVEL_SPREAD`), the faster rows are
+  the MTP run, simulated with the MTP recipe's draft count, and the slower the plain run
+  ("..., MTP by TPOT level"); the others stay "MTP unknown", simulated without MTP. An MTP recipe
+  whose name gives no draft count (SGLang's `.../mtp/...` recipes) leaves its rows unknown.
   The TensorRT-LLM recipe names also give the decode servers' max_batch_size per attention-DP
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
@@ -64,9 +75,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections import defaultdict
 from typing import Any
 
-from fidelity_mapping import Unsupported, _int, concurrency, family, imx_parallel, parallel
+from fidelity_mapping import MTP_TWIN_RATIO, Unsupported, _int, concurrency, family, imx_parallel, parallel
 from sglang_recipe_tables import sglang_pool_exchange, sglang_pool_flags  # SGLang recipe flag tables (data/)
 
 
@@ -121,11 +133,25 @@ def _matching_recipes(row: dict[str, str], given: bool) -> list[dict[str, Any]]:
             and r["p_ep"] == _int(row["prefill_moe_ep_size"])]
 
 
-def disagg_source(row: dict[str, str]) -> str:
-    """How a disagg row's deployment was decided: `given`, `recipe` or `recipe, MTP unknown` (or
-    Unsupported with the reason it is not determined)."""
+def mtp_open(found: list[dict[str, Any]]) -> bool:
+    """Whether the recipes a row matched leave its MTP open: MTP and plain twins of one layout, or an MTP
+    recipe whose name gives no draft count."""
+    drafts = {r["mtp"] for r in found}
+    return len(drafts) > 1 or None in drafts
+
+
+def twin_drafts(found: list[dict[str, Any]]) -> int | None:
+    """The draft count of the MTP twin when the recipes matched are a layout's plain recipe and MTP ones
+    of one draft count (`..._mtp0` / `_mtp3`: 3), else None."""
+    drafts = {r["mtp"] for r in found}
+    return max(drafts) if len(drafts) == 2 and 0 in drafts and None not in drafts else None
+
+
+def _found(row: dict[str, str]) -> list[dict[str, Any]]:
+    """The recipes a disagg row matched (its own counts' where it gives them); Unsupported where they do
+    not determine its workers."""
     if workers_given(row):
-        return "given"
+        return _matching_recipes(row, given=True)
     found = _matching_recipes(row, given=False)
     if not found:
         raise Unsupported("disagg worker counts not determined: no InferenceMAX recipe matches the row")
@@ -134,7 +160,60 @@ def disagg_source(row: dict[str, str]) -> str:
     if len(layouts) > 1:
         raise Unsupported("disagg worker counts not determined: InferenceMAX recipes with different "
                           "worker counts / parallelism match the row")
-    return "recipe" if len({r["mtp"] for r in found}) == 1 and found[0]["mtp"] is not None else "recipe, MTP unknown"
+    return found
+
+
+def disagg_source(row: dict[str, str], mtp_source: str | None = None) -> str:
+    """How a disagg row's deployment was decided: `given` or `recipe`, with `, MTP unknown` where the
+    recipes leave MTP open and `, MTP by TPOT level` where `mtp_source` (`disagg_mtp_sources`) decided it
+    (or Unsupported with the reason it is not determined)."""
+    found = _found(row)
+    base = "given" if workers_given(row) else "recipe"
+    if not found or not mtp_open(found):
+        return base
+    decided = mtp_source in ("MTP", "no MTP") and twin_drafts(found) is not None
+    return f"{base}, MTP by TPOT level" if decided else f"{base}, MTP unknown"
+
+
+LEVEL_SPREAD = 1.05  # the TPOTs of one level: the sample's repeated measurements of a run differ by <= 2 %
+
+
+def two_levels(tpots: list[float]) -> float | None:
+    """The boundary between the two TPOT levels of one configuration's measurements (docstring, disagg
+    MTP levels): None unless they form exactly two, each within `LEVEL_SPREAD`, the slower at least
+    `MTP_TWIN_RATIO` x the faster."""
+    v = sorted(tpots)
+    if len(v) < 2:
+        return None
+    i = max(range(len(v) - 1), key=lambda j: v[j + 1] / v[j])
+    if v[i + 1] < MTP_TWIN_RATIO * v[i] or v[i] > LEVEL_SPREAD * v[0] or v[-1] > LEVEL_SPREAD * v[i + 1]:
+        return None
+    return (v[i] + v[i + 1]) / 2
+
+
+def disagg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
+    """row id -> "MTP" or "no MTP" for the disagg rows whose recipes are a layout's MTP and plain twins
+    and whose configuration was measured at two TPOT levels (docstring, disagg MTP levels), from every
+    row given (the whole file: a row's twin may not be sampled); other rows are absent."""
+    levels: dict[tuple[Any, ...], list[tuple[float, str]]] = defaultdict(list)
+    for r in rows:
+        if r["mode"] != "disagg":
+            continue
+        try:
+            found = _found(r)
+        except Unsupported:
+            continue
+        if twin_drafts(found) is None:
+            continue
+        key = (r["system"], r["backend"], r["precision"], r["isl"], r["osl"], concurrency(r),
+               tuple(sorted(rec["recipe"] for rec in found)))
+        levels[key].append((float(r["silicon_tpot_ms"]), r["id"]))
+    out: dict[str, str] = {}
+    for members in levels.values():
+        boundary = two_levels([tpot for tpot, _ in members])
+        if boundary is not None:
+            out.update((rid, "MTP" if tpot < boundary else "no MTP") for tpot, rid in members)
+    return out
 
 
 def decode_batch(recipe: dict[str, Any]) -> int | None:
@@ -163,10 +242,11 @@ def given_pool(row: dict[str, str], role: str, found: list[dict[str, Any]]) -> d
     return recipe_parallel(tp, ep, bool(dp_attn))
 
 
-def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
-    """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg)."""
+def disagg_deployment(row: dict[str, str], mtp_source: str | None = None) -> tuple[str, int]:
+    """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg); `mtp_source` "MTP" (from
+    `disagg_mtp_sources`) gives a row whose recipes are MTP twins its MTP twin's draft count."""
     source = disagg_source(row)
-    if source == "given":
+    if source.startswith("given"):
         found = _matching_recipes(row, given=True)
         pools = {role: given_pool(row, role, found) for role in ROLES}
         counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
@@ -183,6 +263,8 @@ def disagg_deployment(row: dict[str, str]) -> tuple[str, int]:
         mtp = rec["mtp"] if source == "recipe" else 0
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
+    if mtp_source == "MTP" and (drafts := twin_drafts(found)):
+        mtp = drafts
     exchange: dict[str, str] = {}
     if row["backend"] == "sglang":
         for role in ROLES:

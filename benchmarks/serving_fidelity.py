@@ -70,7 +70,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fidelity_disagg import disagg_deployment, disagg_source  # a disagg row's pools and workers
+from fidelity_disagg import (  # a disagg row's pools, workers
+    disagg_deployment,
+    disagg_mtp_sources,
+    disagg_source,
+)
 from fidelity_engine_flags import (  # the engine's flags
     engine_defaults,
     inferencemax_flags,
@@ -131,7 +135,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
     if engine_args:
         kwargs["engine_args"] = engine_args
     if row["mode"] == "disagg":
-        kwargs["disagg"], mtp = disagg_deployment(row)
+        kwargs["disagg"], mtp = disagg_deployment(row, mtp_source)
         if mtp:
             kwargs["mtp"] = mtp
     else:
@@ -197,6 +201,9 @@ def main() -> int:
                          "prompts, docs/serving_accuracy.md 'MTP acceptance')")
     ap.add_argument("--no-agg-mtp", action="store_true",
                     help="simulate every agg row without MTP (ignore the DeepSeek B200 MTP twins: fidelity_mapping.py, agg MTP)")
+    ap.add_argument("--no-disagg-mtp", action="store_true",
+                    help="simulate every disagg row whose recipes are MTP twins without MTP (ignore its TPOT level: "
+                         "fidelity_disagg.py, disagg MTP levels)")
     ap.add_argument("--allreduce-fusion", choices=("auto", "on", "off"), default="auto",
                     help="TP all-reduce + residual add + RMSNorm fused (engine knob allreduce_fusion): auto = each "
                          "engine's default and the launch flags; on / off for every row (what-if)")
@@ -229,6 +236,8 @@ def main() -> int:
         every = list(csv.DictReader(fh))
     left_out = excluded(every, args.exclude)
     mtp_sources = {} if args.no_agg_mtp else agg_mtp_sources(every)
+    if not args.no_disagg_mtp:
+        mtp_sources.update(disagg_mtp_sources(every))
     if args.distinct:
         every = distinct(every)
     rows = [r for r in every if r["system"] in args.devices.split(",")
@@ -299,9 +308,9 @@ def main() -> int:
             ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
             result = {"id": row["id"], "system": row["system"], "engine": row["backend"], "mode": row["mode"],
                       "family": family(row["model_path"]), "split": split(row),
-                      "workers": disagg_source(row) if row["mode"] == "disagg" else "given",
+                      "workers": disagg_source(row, mtp_sources.get(row["id"])) if row["mode"] == "disagg" else "given",
                       "mtp": kwargs.get("mtp", 0),
-                      "mtp_source": mtp_sources.get(row["id"], "given") if row["mode"] == "agg" else "",
+                      "mtp_source": mtp_sources.get(row["id"], "given" if row["mode"] == "agg" else ""),
                       "concurrency": c,
                       "deployment": report.deployment, "pred_ttft_s": report.mean_ttft_s, "meas_ttft_s": ttft,
                       "pred_tpot_s": report.mean_tpot_s, "meas_tpot_s": tpot,

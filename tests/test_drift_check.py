@@ -34,3 +34,26 @@ def test_importing_the_check_leaves_the_environment_alone():
     before = dict(os.environ)
     SPEC.loader.exec_module(importlib.util.module_from_spec(SPEC))
     assert dict(os.environ) == before
+
+
+IDENTICAL = ("drift check: 7 models identical under tensor_cast 0.1.0, torch 2.13.0+cpu, transformers 5.25.0 and "
+             "tensor_cast 0.1.0, torch 2.13.0+cpu, transformers 5.24.0\n")
+MOVED = ("drift check FAILED: Qwen3-8B under tensor_cast 0.1.0, torch 2.13.0+cpu, transformers 5.25.0 differs from the "
+         "pinned run (tensor_cast 0.1.0, torch 2.13.0+cpu, transformers 5.24.0) in 3 counts, e.g. prefill 1x2048: "
+         "flops: 1.0 vs 2.0\n")
+
+
+def test_a_release_installed_without_its_dependencies_is_judged_by_its_own_comparison():
+    status, line = drift_check.without_deps_verdict("5.25.0", 0, IDENTICAL)
+    assert status == 0 and "7 models identical" in line and "5.25.0 installed alone" in line
+    status, line = drift_check.without_deps_verdict("5.25.0", 1, MOVED)
+    assert status == 1 and line == MOVED.strip()  # a moved count fails CI, naming the model and the count
+
+
+def test_a_release_that_does_not_run_without_its_dependencies_is_reported_as_not_checked():
+    crash = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'kernels'\n"
+    status, line = drift_check.without_deps_verdict("5.25.0", 1, crash)
+    assert status == 0 and line.count("\n") == 0
+    assert "No module named 'kernels'" in line and line.endswith("5.25.0 was not checked")
+    status, line = drift_check.without_deps_verdict("5.25.0", 0, "")  # ran, printed nothing: not a verdict
+    assert status == 0 and "exit status 0" in line and "not checked" in line

@@ -140,6 +140,58 @@ def test_rows_with_counts_take_the_cap_their_mtp_twins_agree_on_but_no_mtp(table
     assert mtp == 0
 
 
+def measured(row: dict[str, str], rid: str, tpot_ms: float) -> dict[str, str]:
+    return {**row, "id": rid, "silicon_tpot_ms": str(tpot_ms)}
+
+
+@pytest.mark.parametrize(("tpots", "boundary"), [
+    ([3.456, 3.456, 6.102], (3.456 + 6.102) / 2),  # InferenceMAX's MTP3 and plain TEP8 runs at 10 clients
+    ([12.345, 12.469, 19.504, 19.553], (12.469 + 19.504) / 2),  # each level measured twice, within 1 %
+    ([5.364, 5.404], None),  # one level: which run it was is not told
+    ([6.0, 6.9], None),  # 1.15x apart: run-to-run noise is not ruled out (MTP_TWIN_RATIO 1.2)
+    ([4.0, 4.5, 8.0], None),  # the faster "level" spreads 12 %: three runs, not two
+    ([4.0, 8.0, 9.0], None),
+    ([7.0], None),
+])
+def test_two_tpot_levels_are_told_apart_only_when_clean(tpots, boundary):
+    assert disagg.two_levels(tpots) == boundary
+
+
+def test_mtp_twin_recipes_are_decided_by_the_rows_tpot_levels(table):
+    """The TEP8 layout at 15 clients matches its mtp3 and mtp0 recipes; measured at 3.6 ms (twice, as the
+    sample writes some runs) and 6.5 ms: the faster rows are the MTP run (3 drafts), the slower the plain."""
+    row = disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 15, 4, 4, 8)
+    rows = [measured(row, "fast", 3.62), measured(row, "fast-twin", 3.62), measured(row, "slow", 6.51),
+            measured(disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 10, 4, 4, 8), "alone", 3.46)]
+    sources = disagg.disagg_mtp_sources(rows)
+    assert sources == {"fast": "MTP", "fast-twin": "MTP", "slow": "no MTP"}  # "alone": one level, left open
+    assert disagg.disagg_deployment(rows[0], sources["fast"]) == ("prefill: 1x tp1 dp4 ep4; decode: 5x tp8 ep8 bs32", 3)
+    assert disagg.disagg_deployment(rows[2], sources["slow"])[1] == 0
+    assert disagg.disagg_source(rows[0], "MTP") == "recipe, MTP by TPOT level"
+    assert disagg.disagg_source(rows[3], None) == "recipe, MTP unknown"
+    assert disagg.disagg_deployment(rows[3])[1] == 0
+
+
+def test_rows_with_counts_and_mtp_twins_are_labelled_open_and_take_the_level(table):
+    given = {"prefill_num_workers": "1", "decode_num_workers": "5", "decode_moe_tp_size": "1", "decode_moe_ep_size": "8"}
+    plain = measured(disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 10, 4, 4, 8, **given), "given-slow", 6.10)
+    mtp = measured(disagg_row("b200_sxm", "trtllm", "fp4", 1024, 1024, 10, 4, 4, 8), "recipe-fast", 3.46)
+    assert disagg.disagg_source(plain) == "given, MTP unknown"  # the mtp3 and mtp0 recipes both match its counts
+    sources = disagg.disagg_mtp_sources([plain, mtp])
+    assert sources == {"given-slow": "no MTP", "recipe-fast": "MTP"}
+    assert disagg.disagg_source(plain, sources["given-slow"]) == "given, MTP by TPOT level"
+    assert disagg.disagg_deployment(plain, sources["given-slow"]) == ("prefill: 1x tp4 ep4; decode: 5x tp8 ep8 bs32", 0)
+    assert disagg.disagg_deployment(mtp, sources["recipe-fast"])[1] == 3
+
+
+def test_an_mtp_recipe_without_a_draft_count_leaves_the_levels_unused(table):
+    # SGLang's `.../mtp/...` recipe names give no draft count: two levels, but nothing to simulate the MTP run with
+    row = disagg_row("b200_sxm", "sglang", "fp4", 1024, 1024, 512, 4, 4, 8)
+    rows = [measured(row, "fast", 6.28), measured(row, "slow", 8.81)]
+    assert disagg.disagg_mtp_sources(rows) == {}
+    assert disagg.disagg_source(rows[0], "MTP") == "recipe, MTP unknown"
+
+
 @pytest.mark.parametrize(("tp", "ep", "dp_attn", "expected"), [
     (8, 8, True, {"tp": 1, "dp": 8, "ep": 8}),  # DEP8
     (8, 8, False, {"tp": 8, "ep": 8}),  # TEP8
