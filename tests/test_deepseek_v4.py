@@ -99,6 +99,19 @@ def test_swapped_decoder_layer_with_hyper_connections_computes_what_transformers
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_unweighted_norms_epsilon_is_read_under_either_name():
+    # transformers 5.23-5.24 name DeepseekV4UnweightedRMSNorm's epsilon `eps`, 5.25 `variance_epsilon`
+    from types import SimpleNamespace
+
+    from tensor_cast.models.deepseek_v4 import norm_eps
+
+    assert norm_eps(SimpleNamespace(eps=1e-6)) == 1e-6
+    assert norm_eps(SimpleNamespace(variance_epsilon=2e-6)) == 2e-6
+    assert norm_eps(hf.DeepseekV4UnweightedRMSNorm(3e-6)) == 3e-6  # the installed release's own module
+    with pytest.raises(AttributeError, match="neither variance_epsilon nor eps"):
+        norm_eps(SimpleNamespace(epsilon=1e-6))
+
+
 def test_ops_opcheck():
     torch.manual_seed(0)
     streams = torch.randn(2, 5, 4, 8)

@@ -57,3 +57,14 @@ def test_a_release_that_does_not_run_without_its_dependencies_is_reported_as_not
     assert "No module named 'kernels'" in line and line.endswith("5.25.0 was not checked")
     status, line = drift_check.without_deps_verdict("5.25.0", 0, "")  # ran, printed nothing: not a verdict
     assert status == 0 and "exit status 0" in line and "not checked" in line
+
+
+def test_a_missing_dependency_is_found_anywhere_in_the_cause_chain():
+    try:
+        try:
+            raise ModuleNotFoundError("No module named 'kernels'", name="kernels")
+        except ModuleNotFoundError as inner:
+            raise RuntimeError("could not capture the model") from inner
+    except RuntimeError as outer:
+        assert drift_check.missing_module(outer) == "kernels"
+    assert drift_check.missing_module(AttributeError("'Norm' object has no attribute 'eps'")) is None

@@ -33,6 +33,15 @@ from ..ops.quant import grouped_linear
 from .dsa_attention import context_length, family_function
 
 
+def norm_eps(norm: Any) -> float:
+    """An unweighted RMSNorm's epsilon: `variance_epsilon` (transformers 5.25's `DeepseekV4UnweightedRMSNorm`,
+    as most norms name it) or `eps` (5.23-5.24's); a norm with neither is an AttributeError naming both."""
+    for name in ("variance_epsilon", "eps"):
+        if hasattr(norm, name):
+            return float(getattr(norm, name))
+    raise AttributeError(f"{type(norm).__name__} has neither variance_epsilon nor eps: its RMSNorm epsilon is unknown")
+
+
 def _rope(module: Any) -> Any:
     """V4's interleaved trailing-slice RoPE helper, from the module's own modeling file."""
     return family_function(module, "apply_rotary_pos_emb")
@@ -98,7 +107,7 @@ class HyperConnectionForward:
 
     def forward(self, hidden_streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         module: Any = self
-        post, comb, collapsed = hc_pre(hidden_streams, module.fn, module.base, module.scale, module.input_norm.eps,
+        post, comb, collapsed = hc_pre(hidden_streams, module.fn, module.base, module.scale, norm_eps(module.input_norm),
                                        module.hc_eps, module.hc_sinkhorn_iters)
         return post, comb, collapsed
 
