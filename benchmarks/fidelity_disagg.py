@@ -14,7 +14,9 @@ matrix (`benchmarks/data/inferencemax_disagg_recipes.csv`) where it does not.
   dropped the worker counts, dp-attn and the speculative-decoding setting. Every such run is one
   entry of InferenceMAX's benchmark matrix, `.github/configs/nvidia-master.yaml` (per entry: its
   concurrencies, MTP or not, and each pool's num-worker / tp / ep / dp-attn; the CONFIG_FILE recipe
-  name carries the MTP draft count, e.g. `ctx1_gen5_dep8_batch16_eplb0_mtp2`). Those entries are
+  name carries the MTP draft count, e.g. `ctx1_gen5_dep8_batch16_eplb0_mtp2`; SGLang's srt-slurm recipe names
+  say only `.../mtp/...`: their decode pools' `--speculative-num-steps` are transcribed in
+  `benchmarks/data/sglang_disagg_recipe_mtp.csv`, `sglang_recipe_drafts`). Those entries are
   transcribed in `benchmarks/data/inferencemax_disagg_recipes.csv` (README there: source commit,
   what was transcribed). A row takes the recipe that matches its model (DeepSeek-R1 / -V3 rows take
   the `dsr1` entries, gpt-oss the `gptoss` ones; no other model has entries), system, engine, precision,
@@ -37,8 +39,8 @@ matrix (`benchmarks/data/inferencemax_disagg_recipes.csv`) where it does not.
   FP8 TP8 at 128 clients: 12.35-12.47 and 19.50-19.55 ms). Where a configuration's TPOTs form exactly
   two such levels (at least `MTP_TWIN_RATIO` apart, each within `LEVEL_SPREAD`), the faster rows are
   the MTP run, simulated with the MTP recipe's draft count, and the slower the plain run
-  ("..., MTP by TPOT level"); the others stay "MTP unknown", simulated without MTP. An MTP recipe
-  whose name gives no draft count (SGLang's `.../mtp/...` recipes) leaves its rows unknown.
+  ("..., MTP by TPOT level"); the others stay "MTP unknown", simulated without MTP. An SGLang MTP
+  recipe the draft table lacks leaves its rows unknown.
   The TensorRT-LLM recipe names also give the decode servers' max_batch_size per attention-DP
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
@@ -79,7 +81,11 @@ from collections import defaultdict
 from typing import Any
 
 from fidelity_mapping import MTP_TWIN_RATIO, Unsupported, _int, concurrency, family, imx_parallel, parallel
-from sglang_recipe_tables import sglang_pool_exchange, sglang_pool_flags  # SGLang recipe flag tables (data/)
+from sglang_recipe_tables import (  # SGLang recipe flag tables (data/)
+    sglang_pool_exchange,
+    sglang_pool_flags,
+    sglang_recipe_drafts,
+)
 
 
 def workers_given(row: dict[str, str]) -> bool:
@@ -99,8 +105,8 @@ def load_recipes(path: str = RECIPES_PATH) -> list[dict[str, Any]]:
             ints = {k: int(v) for k, v in rec.items() if k not in ("model", "system", "backend", "precision",
                                                                   "concurrency", "recipe")}
             mtp = re.search(r"mtp(\d*)", rec["recipe"])
-            out.append({**rec, **ints, "concurrency": {int(c) for c in rec["concurrency"].split()},
-                        "mtp": (int(mtp.group(1)) if mtp.group(1) else None) if mtp else 0})
+            drafts = (int(mtp.group(1)) if mtp.group(1) else sglang_recipe_drafts(rec["recipe"])) if mtp else 0
+            out.append({**rec, **ints, "concurrency": {int(c) for c in rec["concurrency"].split()}, "mtp": drafts})
     return out
 
 

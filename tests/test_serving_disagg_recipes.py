@@ -32,14 +32,20 @@ TABLE = [
 SGLANG_FLAGS = {("b200-fp4/1k1k/stp/max-tpt-dep4-1p-dep8-1d", role): {"chunked_prefill_size": "32768",
                                                                      "max_running_requests": "1024"}
                 for role in ("prefill", "decode")}
+# SGLang MTP recipes' decode flags (sglang_disagg_recipe_mtp.csv's columns): a line for another recipe only (an
+# empty table would be filled from the shipped file), unless a test adds them
+EAGLE_TWO_STEPS = {"speculative_algorithm": "EAGLE", "speculative_num_steps": "2", "speculative_eagle_topk": "1",
+                   "speculative_num_draft_tokens": "3"}
+SGLANG_MTP = {("b200-fp8/1k1k/mtp/a-recipe-no-row-matches", "decode"): EAGLE_TWO_STEPS}
 
 
 @pytest.fixture
 def table(tmp_path, monkeypatch):
     path = tmp_path / "recipes.csv"
     path.write_text("\n".join([HEADER, *TABLE]) + "\n")
-    monkeypatch.setattr(disagg, "_RECIPES", disagg.load_recipes(str(path)))
     monkeypatch.setattr(sglang_recipes, "_SGLANG_FLAGS", SGLANG_FLAGS)
+    monkeypatch.setattr(sglang_recipes, "_SGLANG_MTP", dict(SGLANG_MTP))
+    monkeypatch.setattr(disagg, "_RECIPES", disagg.load_recipes(str(path)))  # (after the MTP table: it reads it)
 
 
 def disagg_row(system: str, backend: str, precision: str, isl: int, osl: int, clients: int, p_tp: int, p_ep: int,
@@ -190,6 +196,24 @@ def test_an_mtp_recipe_without_a_draft_count_leaves_the_levels_unused(table):
     rows = [measured(row, "fast", 6.28), measured(row, "slow", 8.81)]
     assert disagg.disagg_mtp_sources(rows) == {}
     assert disagg.disagg_source(rows[0], "MTP") == "recipe, MTP unknown"
+
+
+def test_an_sglang_mtp_recipe_takes_its_draft_count_from_the_flags_table(table, tmp_path, monkeypatch):
+    # the recipe's decode pool runs EAGLE with 2 steps, top-k 1, 3 draft tokens (verified one included): 2 drafts
+    monkeypatch.setattr(sglang_recipes, "_SGLANG_MTP",
+                        {("b200-fp4/1k1k/mtp/max-tpt-dep4-1p-dep8-1d", "decode"): EAGLE_TWO_STEPS})
+    path = tmp_path / "recipes.csv"
+    path.write_text("\n".join([HEADER, *TABLE]) + "\n")
+    monkeypatch.setattr(disagg, "_RECIPES", disagg.load_recipes(str(path)))
+    row = disagg_row("b200_sxm", "sglang", "fp4", 1024, 1024, 512, 4, 4, 8)
+    rows = [measured(row, "fast", 6.28), measured(row, "slow", 8.81)]
+    assert disagg.disagg_mtp_sources(rows) == {"fast": "MTP", "slow": "no MTP"}
+    assert disagg.disagg_deployment(rows[0], "MTP")[1] == 2
+    assert disagg.disagg_deployment(rows[1], "no MTP")[1] == 0
+    # a tree of drafts (top-k > 1) is not a chain of k tokens: no count
+    monkeypatch.setattr(sglang_recipes, "_SGLANG_MTP", {("x", "decode"): {**EAGLE_TWO_STEPS, "speculative_eagle_topk": "4"}})
+    assert sglang_recipes.sglang_recipe_drafts("x") is None
+    assert sglang_recipes.sglang_recipe_drafts("not in the table") is None
 
 
 @pytest.mark.parametrize(("tp", "ep", "dp_attn", "expected"), [
