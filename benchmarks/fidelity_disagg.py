@@ -32,9 +32,9 @@ matrix (`benchmarks/data/inferencemax_disagg_recipes.csv`) where it does not.
   non-MTP twins of a layout do: `..._batch1_eplb0_mtp3` / `_mtp0`); where an MTP and a plain twin
   both match, MTP is open for them too ("given, MTP unknown").
 - disagg MTP levels (`disagg_mtp_sources`): the rows tell the twins apart where the recipes do not,
-  as the agg MTP twins do (`fidelity_mapping.py`, agg MTP). Of the 58 measured configurations whose
+  as the agg MTP twins do (`fidelity_mapping.py`, agg MTP). Of the 64 measured configurations whose
   matching recipes are a layout's MTP and plain twins (system, engine, precision, isl/osl,
-  concurrency and the recipes matched), most were measured at two TPOT levels 1.3-2.1x apart, each
+  concurrency and the recipes matched), 47 were measured at two TPOT levels 1.21-2.17x apart, each
   level repeated within 2 % (B200 TensorRT-LLM FP4 TEP8 1k/1k at 10 clients: 3.46 and 6.10 ms; SGLang
   FP8 TP8 at 128 clients: 12.35-12.47 and 19.50-19.55 ms). Where a configuration's TPOTs form exactly
   two such levels (at least `MTP_TWIN_RATIO` apart, each within `LEVEL_SPREAD`), the faster rows are
