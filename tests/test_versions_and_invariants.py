@@ -74,6 +74,43 @@ def test_provenance_refuses_a_module_the_model_does_not_have(capture_module):
         attach_provenance(gm, _Block(), inputs)
 
 
+class _KernelFunc(torch.nn.Module):
+    """What `kernels`' `@use_kernel_forward_from_hub` makes of a function (transformers 5.25 with `kernels`
+    installed: `apply_rotary_pos_emb`): a parameterless module instance, a global of the modeling file."""
+
+    kernel_layer_name = "rotary_pos_emb"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+double = _KernelFunc()  # the module-level global the model's forward calls
+
+
+class _CallsAKernelFunc(_Block):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return double(self.proj(x))
+
+
+def test_provenance_sees_through_a_hub_kernel_function_wrapper(capture_module):
+    from tensor_cast.capture.provenance import kernel_function_wrappers
+
+    model = _CallsAKernelFunc()
+    assert id(double) in kernel_function_wrappers(model)
+    gm, _ = capture_module(model, torch.randn(2, 4))  # attaches provenance: no CaptureError
+    mul = next(n for n in gm.graph.nodes if n.op == "call_function" and n.target in (torch.mul, operator_mul()))
+    assert list(mul.meta.get("nn_module_stack", {}).values()) == []  # the wrapper's op belongs to its caller (the root)
+    weighted = _KernelFunc()
+    weighted.scale = torch.nn.Parameter(torch.ones(1))  # a module with weights is no function wrapper: not transparent
+    assert id(weighted) not in kernel_function_wrappers(model)
+
+
+def operator_mul():
+    import operator
+
+    return operator.mul
+
+
 @pytest.fixture(scope="module")
 def qwen_rep():
     from tensor_cast.analysis import trace

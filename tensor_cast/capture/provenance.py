@@ -16,11 +16,15 @@ Owns `attach_provenance(gm, model, example_inputs, layers)`, run once right afte
 - the graph's `meta[LAYERS_KEY]`: the layers that own call nodes (what `verify_contract` keeps).
 
 A stack entry whose module is not in the model is a `CaptureError` naming the versions: the
-tracer changed in a way tensor_cast does not know, and costing on would undercount silently.
+tracer changed in a way tensor_cast does not know, and costing on would undercount silently. One
+kind of foreign module is known and transparent (`kernel_function_wrappers`): with the `kernels`
+package installed, transformers 5.25 turns hub-kernel functions such as `apply_rotary_pos_emb` into
+parameterless modules called from the model's forward; their ops belong to the module that calls them.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +51,33 @@ def parameter_layers(model: torch.nn.Module, layers: Sequence[torch.nn.Module]) 
     return {name: owner[id(p)] for name, p in model.named_parameters() if id(p) in owner}
 
 
+def _is_function_wrapper(value: Any) -> bool:
+    """A `kernels` hub-kernel function turned module: `kernel_layer_name`, no parameters or buffers."""
+    return (isinstance(value, torch.nn.Module) and hasattr(value, "kernel_layer_name")
+            and next(value.parameters(), None) is None and next(value.buffers(), None) is None)
+
+
+def kernel_function_wrappers(model: torch.nn.Module) -> set[int]:
+    """ids of the function wrappers the model's forward may call without owning them (module docstring):
+    the module-level globals of the files that define the model's module classes (`@use_kernel_forward_from_hub`
+    on a function makes it a module instance) and each module's private copies (`_kernel_funcs`, what
+    `@use_kernelized_func` routes the global's calls to)."""
+    out: set[int] = set()
+    sources: set[str] = set()
+    for module in model.modules():
+        out.update(id(fn) for fn in vars(module).get("_kernel_funcs", {}).values() if _is_function_wrapper(fn))
+        sources.add(type(module).__module__)
+    for name in sources:
+        source = sys.modules.get(name)
+        if source is not None:
+            out.update(id(value) for value in vars(source).values() if _is_function_wrapper(value))
+    return out
+
+
 def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs: Sequence[Any],
                       layers: Sequence[torch.nn.Module] = ()) -> None:
     paths = {id(module): name for name, module in model.named_modules(remove_duplicate=False)}
+    transparent = kernel_function_wrappers(model)
     layer_of_module = {id(module): index for index, module in enumerate(layers)}
     unknown: set[str] = set()
     layer_of: dict[fx.Node, int | None] = {}
@@ -61,6 +89,8 @@ def attach_provenance(gm: fx.GraphModule, model: torch.nn.Module, example_inputs
         resolved = {}
         for key, (raw, cls) in stack.items():
             module_id = str(key).split("@", 1)[0]  # "<id>@<n>": the module's n-th call
+            if module_id.isdigit() and int(module_id) in transparent:
+                continue  # a hub-kernel function wrapper: its ops are its caller's
             path = paths.get(int(module_id)) if module_id.isdigit() else None
             if path is None:
                 unknown.add(str(raw))
