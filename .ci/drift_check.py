@@ -49,6 +49,12 @@ def missing_module(exc: BaseException) -> str | None:
     return None
 
 
+def first_line(exc: BaseException) -> str:
+    """`Type: the message's first line` (at most 200 characters of it) for a one-line report."""
+    message = str(exc).splitlines()
+    return f"{type(exc).__name__}: {message[0][:200] if message else ''}"
+
+
 def counts() -> tuple[dict[str, dict[str, float]], dict[str, BaseException]]:
     """(the counts of every case this install analyzes, the error of every case it could not)."""
     import tensor_cast
@@ -145,7 +151,7 @@ def main() -> int:
     if args.write:
         for label, exc in errors.items():
             print(f"drift check FAILED: {label} could not be analyzed under the pinned install {versions_line()}: "
-                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                  f"{first_line(exc)}")
         if errors:
             return 1
         with open(args.write, "w") as f:
@@ -164,7 +170,7 @@ def main() -> int:
             continue
         failures += 1
         print(f"drift check FAILED: {label} could not be analyzed under {versions_line()} (the pinned run "
-              f"{pinned['versions']} could): {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+              f"{pinned['versions']} could): {first_line(exc)}")
     for label, row in pinned["counts"].items():
         if label in errors:
             continue

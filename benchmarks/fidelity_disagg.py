@@ -37,10 +37,10 @@ matrix (`benchmarks/data/inferencemax_disagg_recipes.csv`) where it does not.
   concurrency and the recipes matched), 47 were measured at two TPOT levels 1.21-2.17x apart, each
   level repeated within 2 % (B200 TensorRT-LLM FP4 TEP8 1k/1k at 10 clients: 3.46 and 6.10 ms; SGLang
   FP8 TP8 at 128 clients: 12.35-12.47 and 19.50-19.55 ms). Where a configuration's TPOTs form exactly
-  two such levels (at least `MTP_TWIN_RATIO` apart, each within `LEVEL_SPREAD`), the faster rows are
-  the MTP run, simulated with the MTP recipe's draft count, and the slower the plain run
-  ("..., MTP by TPOT level"); the others stay "MTP unknown", simulated without MTP. An SGLang MTP
-  recipe the draft table lacks leaves its rows unknown.
+  two such levels (`fidelity_mapping.two_levels`, the agg rule: at least `MTP_TWIN_RATIO` apart, each
+  within `LEVEL_SPREAD`), the faster rows are the MTP run, simulated with the MTP recipe's draft
+  count, and the slower the plain run ("..., MTP by TPOT level"); the others stay "MTP unknown",
+  simulated without MTP. An SGLang MTP recipe the draft table lacks leaves its rows unknown.
   The TensorRT-LLM recipe names also give the decode servers' max_batch_size per attention-DP
   rank (`_batch64_`), simulated as the decode pool's `bs` (max_num_seqs of each rank): InferenceMAX
   runs these recipes at 1.05-1.4x that capacity (e.g. 1214 clients on 2 x DEP8 x 64), so the cap
@@ -80,7 +80,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from fidelity_mapping import MTP_TWIN_RATIO, Unsupported, _int, concurrency, family, imx_parallel, parallel
+from fidelity_mapping import Unsupported, _int, concurrency, family, imx_parallel, parallel, two_levels
 from sglang_recipe_tables import (  # SGLang recipe flag tables (data/)
     sglang_pool_exchange,
     sglang_pool_flags,
@@ -181,22 +181,6 @@ def disagg_source(row: dict[str, str], mtp_source: str | None = None) -> str:
     return f"{base}, MTP by TPOT level" if decided else f"{base}, MTP unknown"
 
 
-LEVEL_SPREAD = 1.05  # the TPOTs of one level: the sample's repeated measurements of a run differ by <= 2 %
-
-
-def two_levels(tpots: list[float]) -> float | None:
-    """The boundary between the two TPOT levels of one configuration's measurements (docstring, disagg
-    MTP levels): None unless they form exactly two, each within `LEVEL_SPREAD`, the slower at least
-    `MTP_TWIN_RATIO` x the faster."""
-    v = sorted(tpots)
-    if len(v) < 2:
-        return None
-    i = max(range(len(v) - 1), key=lambda j: v[j + 1] / v[j])
-    if v[i + 1] < MTP_TWIN_RATIO * v[i] or v[i] > LEVEL_SPREAD * v[0] or v[-1] > LEVEL_SPREAD * v[i + 1]:
-        return None
-    return (v[i] + v[i + 1]) / 2
-
-
 def disagg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
     """row id -> "MTP" or "no MTP" for the disagg rows whose recipes are a layout's MTP and plain twins
     and whose configuration was measured at two TPOT levels (docstring, disagg MTP levels), from every
@@ -251,9 +235,8 @@ def given_pool(row: dict[str, str], role: str, found: list[dict[str, Any]]) -> d
 def disagg_deployment(row: dict[str, str], mtp_source: str | None = None) -> tuple[str, int]:
     """(disagg spec, MTP draft tokens) of a disagg row (docstring, disagg); `mtp_source` "MTP" (from
     `disagg_mtp_sources`) gives a row whose recipes are MTP twins its MTP twin's draft count."""
-    source = disagg_source(row)
-    if source.startswith("given"):
-        found = _matching_recipes(row, given=True)
+    found = _found(row)
+    if workers_given(row):
         pools = {role: given_pool(row, role, found) for role in ROLES}
         counts = {role: _int(row[role + "_num_workers"]) for role in ROLES}
         mtp = found[0]["mtp"] or 0 if len(found) == 1 else 0
@@ -261,12 +244,11 @@ def disagg_deployment(row: dict[str, str], mtp_source: str | None = None) -> tup
         if len(caps) == 1 and (cap := caps.pop()):
             pools["decode"]["bs"] = cap
     else:
-        found = _matching_recipes(row, given=False)
         rec = found[0]
         pools = {role: recipe_parallel(rec[role[0] + "_tp"], rec[role[0] + "_ep"], bool(rec[role[0] + "_dp_attn"]))
                  for role in ROLES}
         counts = {role: rec[role[0] + "_workers"] for role in ROLES}
-        mtp = rec["mtp"] if source == "recipe" else 0
+        mtp = 0 if mtp_open(found) else rec["mtp"]
         if decode_batch(rec):
             pools["decode"]["bs"] = decode_batch(rec)
     if mtp_source == "MTP" and (drafts := twin_drafts(found)):

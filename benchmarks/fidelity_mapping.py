@@ -80,9 +80,10 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   row measured at a second TPOT level, 1.3-2.2x apart on the same image and date (TRT-LLM FP8 TP8, 16
   clients, 1k/1k: 8.61 and 18.45 ms), while no gpt-oss, Kimi, GLM-5 or Qwen3.5 configuration (no MTP
   scripts) has two levels. Where a configuration has exactly two levels at least `MTP_TWIN_RATIO`
-  apart, the faster rows are the MTP run (simulated with the script's draft count, tensor_cast's
-  default acceptance) and the slower ones the plain run; rows of a one-level configuration are
-  simulated without MTP and reported apart ("agg, ..., MTP unknown"), as the disagg rows are.
+  apart, each within `LEVEL_SPREAD` (`two_levels`, which the disagg MTP twins share), the faster rows
+  are the MTP run (simulated with the script's draft count, tensor_cast's default acceptance) and the
+  slower ones the plain run; rows of a one-level configuration are simulated without MTP and
+  reported apart ("agg, ..., MTP unknown"), as the disagg rows are.
 """
 
 from __future__ import annotations
@@ -161,10 +162,26 @@ IMX_AGG_MTP = {("sglang", False): 2, ("trtllm", False): 3, ("trtllm", True): 1}
 MTP_TWIN_RATIO = 1.2  # below it two levels could be run-to-run noise, not an MTP / plain pair
 
 
+LEVEL_SPREAD = 1.05  # the TPOTs of one level: the sample's repeated measurements of a run differ by <= 2 %
+
+
+def two_levels(tpots: list[float]) -> float | None:
+    """The boundary between the two TPOT levels of one configuration's measurements (docstring, agg MTP;
+    `fidelity_disagg.py`, disagg MTP levels): None unless they form exactly two, each within `LEVEL_SPREAD`,
+    the slower at least `MTP_TWIN_RATIO` x the faster."""
+    v = sorted(tpots)
+    if len(v) < 2:
+        return None
+    i = max(range(len(v) - 1), key=lambda j: v[j + 1] / v[j])
+    if v[i + 1] < MTP_TWIN_RATIO * v[i] or v[i] > LEVEL_SPREAD * v[0] or v[-1] > LEVEL_SPREAD * v[i + 1]:
+        return None
+    return (v[i] + v[i + 1]) / 2
+
+
 def agg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
     """row id -> "MTP", "no MTP" or "MTP unknown" for the sa-bench DeepSeek-R1 agg rows on b200_sxm
     (docstring, agg MTP), from every row given (the whole file: a row's twin may not be sampled)."""
-    levels: dict[tuple[str, ...], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    levels: dict[tuple[Any, ...], list[tuple[float, str]]] = defaultdict(list)
     for r in rows:
         if (r["mode"] == "agg" and r["system"] == "b200_sxm" and family(r["model_path"]) == "DeepSeek"
                 and benchmark_source(r) == "sa-bench"):
@@ -172,14 +189,12 @@ def agg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
             # with empty or 1 parallel columns, its TPOT equal to ~1e-12 ms
             key = (r["backend"], r["precision"], r["isl"], r["osl"], concurrency(r),
                    *(_int(r[k]) for k in ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")))
-            levels[key][f"{float(r['silicon_tpot_ms']):.4f}"].append(r["id"])
+            levels[key].append((float(r["silicon_tpot_ms"]), r["id"]))
     out: dict[str, str] = {}
-    for by_tpot in levels.values():
-        tpots = sorted(by_tpot, key=float)
-        twins = len(tpots) == 2 and float(tpots[1]) >= MTP_TWIN_RATIO * float(tpots[0])
-        for tpot, ids in by_tpot.items():
-            label = ("MTP" if tpot == tpots[0] else "no MTP") if twins else "MTP unknown"
-            out.update(dict.fromkeys(ids, label))
+    for members in levels.values():
+        boundary = two_levels([tpot for tpot, _ in members])
+        out.update((rid, "MTP unknown" if boundary is None else "MTP" if tpot < boundary else "no MTP")
+                   for tpot, rid in members)
     return out
 
 

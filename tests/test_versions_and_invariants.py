@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import tomllib
 from pathlib import Path
 
@@ -98,17 +99,11 @@ def test_provenance_sees_through_a_hub_kernel_function_wrapper(capture_module):
     model = _CallsAKernelFunc()
     assert id(double) in kernel_function_wrappers(model)
     gm, _ = capture_module(model, torch.randn(2, 4))  # attaches provenance: no CaptureError
-    mul = next(n for n in gm.graph.nodes if n.op == "call_function" and n.target in (torch.mul, operator_mul()))
+    mul = next(n for n in gm.graph.nodes if n.op == "call_function" and n.target in (torch.mul, operator.mul))
     assert list(mul.meta.get("nn_module_stack", {}).values()) == []  # the wrapper's op belongs to its caller (the root)
     weighted = _KernelFunc()
     weighted.scale = torch.nn.Parameter(torch.ones(1))  # a module with weights is no function wrapper: not transparent
     assert id(weighted) not in kernel_function_wrappers(model)
-
-
-def operator_mul():
-    import operator
-
-    return operator.mul
 
 
 @pytest.fixture(scope="module")
