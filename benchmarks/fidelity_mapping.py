@@ -84,6 +84,13 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   are the MTP run (simulated with the script's draft count, tensor_cast's default acceptance) and the
   slower ones the plain run; rows of a one-level configuration are simulated without MTP and
   reported apart ("agg, ..., MTP unknown"), as the disagg rows are.
+- the MTP block of NVIDIA's NVFP4 DeepSeek checkpoints (`nvfp4_mtp_block`): NVIDIA's FP4 DeepSeek-R1
+  checkpoints leave the MTP layer unquantized (nvidia/DeepSeek-R1-FP4 hf_quant_config.json `exclude_modules`
+  "model.layers.61*", quoted in vllm-project/vllm PR #25987; nvidia/DeepSeek-R1-0528-FP4-v2, which the
+  InferenceMAX FP4 scripts serve, runs its MTP layer's MoE with "bfloat16 fused moe triton kernels",
+  sgl-project/sglang PR #13455), so an nvfp4 DeepSeek row run with MTP keeps `mtp.*` in bf16
+  (`keep_unquantized`); its main model stays costed all-NVFP4 (whether the checkpoint's attention
+  projections are FP4 is not settled by any source at hand).
 """
 
 from __future__ import annotations
@@ -196,6 +203,13 @@ def agg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
         out.update((rid, "MTP unknown" if boundary is None else "MTP" if tpot < boundary else "no MTP")
                    for tpot, rid in members)
     return out
+
+
+def nvfp4_mtp_block(row: dict[str, str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword that keeps the MTP block of an NVFP4 DeepSeek checkpoint in bf16 (docstring), or none."""
+    if kwargs.get("mtp") and kwargs.get("quant") == "nvfp4" and family(row["model_path"]) == "DeepSeek":
+        return {"keep_unquantized": ("mtp.*",)}
+    return {}
 
 
 def agg_mtp(row: dict[str, str], deployment: dict[str, Any], source: str | None) -> int:

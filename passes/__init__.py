@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import fx
 
+from .check_kept_unquantized import check_kept_unquantized
 from .eliminate_dead_code import eliminate_dead_code
 from .eliminate_noop_views import eliminate_noop_views
 from .fold_rotary_tables import fold_rotary_tables
@@ -112,6 +113,14 @@ def _moe_quant_params(options: Any) -> dict[str, Any]:
     return {**_quant_params(options), "scheme": d.moe_quant or d.quant, "shared_scheme": d.quant if d.moe_quant else None}
 
 
+def _keeps_unquantized(options: Any) -> bool:
+    return bool(_deployment(options).keep_unquantized)
+
+
+def _kept_params(options: Any) -> dict[str, Any]:
+    return {"patterns": _deployment(options).keep_unquantized}
+
+
 def _kv_quantized(options: Any) -> bool:
     return _deployment(options).kv_cache_bytes is not None
 
@@ -163,6 +172,7 @@ PIPELINE: tuple[Pass, ...] = (
     # after fuse_linears: a fused QKV / gate+up GEMM is quantized as one, its input quantized once
     Pass("quantize_linears", quantize_linears, _quantized, _quant_params),
     Pass("quantize_moe", quantize_moe, _quantized, _moe_quant_params),  # after replace_moe: the experts' op
+    Pass("check_kept_unquantized", check_kept_unquantized, _keeps_unquantized, _kept_params),
     # after quantize_moe: the dispatch travels in the experts' activation format (FP8 or the model dtype)
     Pass("insert_ep_collectives", insert_ep_collectives, _expert_parallel, _ep_params),
     Pass("quantize_kv_cache", quantize_kv_cache, _kv_quantized, _kv_params),

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 CUDA_GRAPH_MODES = ("auto", "always", "never")
 MLA_FORMS = ("auto", "absorbed", "expanded")  # tensor_cast.ops.mla.MLA_FORMS (checked equal by a test)
 # parallelism / quantization keywords: tp, ep, dp, pp, quant, kv_cache_dtype, nodes, gpus_per_node,
-# quantize_lm_head, quantize_router, memory_utilization (tensor_cast/deployment/config.py)
+# quantize_lm_head, quantize_router, memory_utilization, keep_unquantized (tensor_cast/deployment/config.py)
 DEPLOYMENT_KEYS: tuple[str, ...] = Deployment.keys()
 
 
@@ -86,7 +86,8 @@ def analyze(model: str | ModelSpec, *, device: str | DeviceProfile, batch_size: 
 
     Deployment keywords: `tp`, `ep`, `dp`, `pp` (world size = tp·dp·pp), `moe_tp`,
     `quant` (default: the checkpoint's own quantization_config, else none), `kv_cache_dtype`,
-    `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`.
+    `nodes`, `gpus_per_node`, `quantize_lm_head`, `quantize_router`, `memory_utilization`,
+    `keep_unquantized` (module patterns left in the model dtype, e.g. ("mtp.*",); each must name a module).
     `batch_size` is the whole deployment's: each of the dp replicas runs ceil(batch_size / dp)
     sequences (the symbolic B is the per-replica batch). Times and memory are per GPU.
     Attention and dense layers run tensor-parallel over tp in dp replicas; MoE routed experts are

@@ -94,6 +94,25 @@ def test_mtp_adds_its_block_to_the_step(dense_deepseek):
     assert drafted.total_time_s > plain.total_time_s
 
 
+def test_mtp_block_kept_unquantized(dense_deepseek):
+    """NVIDIA's NVFP4 DeepSeek-R1 checkpoints keep the MTP block BF16 (exclude_modules "model.layers.61*"):
+    keep_unquantized=("mtp.*",) with per-tensor fp8 elsewhere (1 byte) adds one byte per matrix parameter of
+    the block (eh_proj 2h x h and the decoder layer's projections, from named dimensions; its norms are
+    vectors, never quantized), and draft passes that read them cost more."""
+    model, c = dense_deepseek
+    fp8 = analyze(model, mtp=1, quant="fp8")
+    kept = analyze(model, mtp=1, quant="fp8", keep_unquantized=("mtp.*",))
+    h = c["hidden_size"]
+    norms = 2 * h + c["q_lora_rank"] + c["kv_lora_rank"]  # input / post-attention, q_a and kv_a norms
+    matrices = 2 * h * h + dense_layer_params(c) - norms
+    assert kept.memory.weights_bytes - fp8.memory.weights_bytes == pytest.approx(matrices, rel=1e-9)
+    mtp_time = [sum(r.time_s for r in rep.ops if r.module.startswith("mtp.")) for rep in (fp8, kept)]
+    assert mtp_time[1] > mtp_time[0]
+    stack = [sum(r.time_s for r in rep.ops if r.module.startswith("model.layers.")) for rep in (fp8, kept)]
+    assert stack[1] == pytest.approx(stack[0], rel=1e-12)  # the main model untouched
+    assert "mtp.* unquantized" in kept.summary()
+
+
 def test_mtp_block_partial_sums_are_reduced_under_tp(dense_deepseek):
     """Under TP the MTP layer's attention and MLP are split like the stack's, so their partial sums
     are all-reduced at each sub-block's output as in every stack layer (vLLM's MTP layer is the

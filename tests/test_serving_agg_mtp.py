@@ -64,3 +64,14 @@ def test_undetermined_rows_are_reported_apart():
     base = {"mode": "agg", "split": "held-out", "workers": "given"}
     assert fidelity.group_label({**base, "mtp_source": "MTP unknown"}) == "agg, held-out, MTP unknown"
     assert fidelity.group_label({**base, "mtp_source": "MTP"}) == "agg, held-out"
+
+
+def test_the_nvfp4_deepseek_mtp_block_stays_bf16():
+    """NVIDIA's FP4 DeepSeek-R1 checkpoints leave the MTP layer unquantized (exclude_modules "model.layers.61*"):
+    an nvfp4 DeepSeek row run with MTP keeps `mtp.*` in bf16; FP8 rows, rows without MTP and other models do not."""
+    row = dsr1("r", 8.6, precision="fp4")
+    assert fidelity.nvfp4_mtp_block(row, {"quant": "nvfp4", "mtp": 3}) == {"keep_unquantized": ("mtp.*",)}
+    assert fidelity.nvfp4_mtp_block(row, {"quant": "nvfp4"}) == {}
+    assert fidelity.nvfp4_mtp_block(dsr1("r", 8.6), {"quant": "fp8", "mtp": 3}) == {}
+    kimi = dsr1("k", 8.6, model_path="moonshotai/Kimi-K2.5")
+    assert fidelity.nvfp4_mtp_block(kimi, {"quant": "nvfp4", "mtp": 3}) == {}

@@ -84,7 +84,7 @@ def per_layer_config(text: str | None) -> dict[str, Any] | None:
 
 # flag destinations passed to the API as deployment keywords when given
 DEPLOYMENT_FLAGS = ("tp", "ep", "dp", "pp", "moe_tp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node", "memory_utilization",
-                    "moe_exchange")
+                    "moe_exchange", "keep_unquantized")
 
 
 def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,6 +114,9 @@ def add_deployment_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus-per-node", type=int_at_least(1), help="GPUs per node (default: the device profile's)")
     g.add_argument("--quantize-lm-head", action="store_true", help="quantize the lm_head too (excluded by default)")
     g.add_argument("--quantize-router", action="store_true", help="quantize MoE routers too (excluded by default)")
+    g.add_argument("--keep-unquantized", action="append", metavar="PATTERN",
+                   help="leave the modules matching this pattern in the model dtype (fnmatch over module paths; "
+                        "repeatable), e.g. 'mtp.*': the MTP block NVIDIA's NVFP4 DeepSeek-R1 checkpoints keep BF16")
     g.add_argument("--memory-utilization", type=float,
                    help="fraction of device memory the engine may use (default 0.9, vLLM's)")
 

@@ -82,9 +82,14 @@ class Deployment:
     quantize_router: bool = False
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
     moe_exchange: str | None = None  # attention DP + EP MoE: "all_to_all" | "allgather"; None: the engine's (moe_exchange.py)
+    # module patterns left in the model dtype beside the checkpoint's own (fnmatch over tensor_cast's module
+    # paths, e.g. "mtp.*": the MTP block NVIDIA's NVFP4 DeepSeek-R1 checkpoints keep BF16); each must name a
+    # quantizable module (passes/check_kept_unquantized.py)
+    keep_unquantized: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_moe_exchange(self.moe_exchange)
+        object.__setattr__(self, "keep_unquantized", _patterns("keep_unquantized", self.keep_unquantized))
         for name in ("tp", "ep", "dp", "pp"):
             _positive_int(name, getattr(self, name))
         for name in ("moe_tp", "nodes", "gpus_per_node"):
@@ -120,6 +125,14 @@ class Deployment:
         return cls(**{k: v for k, v in options.items() if v is not None})
 
 
+def _patterns(name: str, value: Any) -> tuple[str, ...]:
+    """A tuple of non-empty module-name patterns (one string is one pattern)."""
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise InvalidArgumentError(f"{name} must be module-name patterns (non-empty strings, e.g. 'mtp.*'), got {value!r}")
+    return tuple(v.strip() for v in items)
+
+
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
@@ -133,7 +146,8 @@ class TraceDeployment:
     ep: int = 1
     moe_tp: int = 1  # TP degree inside each routed expert (config.py docstring)
     quant: str = "none"  # a quantization.SCHEMES key or "none"
-    not_converted: tuple[str, ...] = ()  # module patterns left unquantized (from the checkpoint)
+    not_converted: tuple[str, ...] = ()  # module patterns left unquantized (the checkpoint's and keep_unquantized)
+    keep_unquantized: tuple[str, ...] = ()  # the user's among them: each must name a module (check_kept_unquantized)
     moe_quant: str | None = None  # the routed experts' scheme when the checkpoint stores them apart; None: quant
     quantize_lm_head: bool = False
     quantize_router: bool = False
@@ -188,7 +202,7 @@ class ResolvedDeployment:
     def trace_options(self) -> TraceDeployment:
         return TraceDeployment(
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
-            moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
+            keep_unquantized=self.request.keep_unquantized, moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
             replicated=self.replicated, sharded_norms=self.sharded_norms,
@@ -222,7 +236,8 @@ class ResolvedDeployment:
             parts.append(f"attention DP{self.dp} x TP{self.tp} + MoE {split} ({exchange})")
         parts.append(f"weights {self.quant if self.quant != 'none' else 'unquantized'}"
                      + (f", experts {self.moe_quant}" if self.moe_quant else "")
-                     + (" (checkpoint)" if self.quant_source == "checkpoint" else ""))
+                     + (" (checkpoint)" if self.quant_source == "checkpoint" else "")
+                     + (f", {' '.join(self.request.keep_unquantized)} unquantized" if self.request.keep_unquantized else ""))
         parts.append(f"KV cache {self.kv_cache_dtype}")
         return ", ".join(parts)
 
@@ -382,6 +397,11 @@ def resolve(request: Deployment, spec: ModelSpec, profile: Any) -> ResolvedDeplo
         quant, source, not_converted = "none", "none", ()
         if request.quant is None and hf.note:
             notes.append(hf.note)
+    if request.keep_unquantized:
+        if quant == "none":
+            raise DeploymentError(f"keep_unquantized={list(request.keep_unquantized)} needs quantized weights: "
+                                  f"{spec.name} runs unquantized here (pass quant= one of {choices(accepted_quant())})")
+        not_converted = (*not_converted, *request.keep_unquantized)
     # the checkpoint's experts stored in their own scheme run as stored whenever its weights are served as stored
     moe_quant = hf.experts if source == "checkpoint" or (source == "user" and quant == hf.scheme) else None
     if quant != "none" and hf.scheme == quant and hf.note and request.quant is None:
