@@ -84,13 +84,23 @@ Mapping (decided from the CSV's README and the engines' launch flags):
   are the MTP run (simulated with the script's draft count, tensor_cast's default acceptance) and the
   slower ones the plain run; rows of a one-level configuration are simulated without MTP and
   reported apart ("agg, ..., MTP unknown"), as the disagg rows are.
-- the MTP block of NVIDIA's NVFP4 DeepSeek checkpoints (`nvfp4_mtp_block`): NVIDIA's FP4 DeepSeek-R1
-  checkpoints leave the MTP layer unquantized (nvidia/DeepSeek-R1-FP4 hf_quant_config.json `exclude_modules`
-  "model.layers.61*", quoted in vllm-project/vllm PR #25987; nvidia/DeepSeek-R1-0528-FP4-v2, which the
-  InferenceMAX FP4 scripts serve, runs its MTP layer's MoE with "bfloat16 fused moe triton kernels",
-  sgl-project/sglang PR #13455), so an nvfp4 DeepSeek row run with MTP keeps `mtp.*` in bf16
-  (`keep_unquantized`); its main model stays costed all-NVFP4 (whether the checkpoint's attention
-  projections are FP4 is not settled by any source at hand).
+- the 16-bit modules of NVIDIA's NVFP4 DeepSeek checkpoints (`nvfp4_deepseek_bf16`): the InferenceMAX FP4
+  DeepSeek runs serve nvidia/DeepSeek-R1-0528-FP4-V2 (`.github/configs/nvidia-master.yaml`,
+  `dsr1-fp4-b200-sglang` / `-trt`: `model: nvidia/DeepSeek-R1-0528-FP4-V2`), which keeps in BF16
+  * the MTP layer: NVIDIA's FP4 DeepSeek-R1 checkpoints exclude "model.layers.61*" (nvidia/DeepSeek-R1-FP4
+    hf_quant_config.json, quoted in vllm-project/vllm PR #25987), and SGLang runs this one's MTP MoE with
+    "bfloat16 fused moe triton kernels" (sgl-project/sglang PR #13455);
+  * the MLA projections q_a, q_b, kv_a and kv_b (o_proj is NVFP4): the one split of DeepSeek-R1's weights that
+    gives the checkpoint's published size, 413,340,567,567 bytes in 350 files (384.95 GiB) and 394B stored
+    elements (FP4 packed two to a byte, one FP8 scale per 16): NVFP4 routed, shared and dense-MLP experts
+    (653.9B + 3.7B parameters x 0.5625 bytes), BF16 embedding and lm_head, routers, the whole MTP layer
+    (13.5B with its own embedding and head) and those four projections (69.7M a layer) give 413.29 GB and
+    393.6B elements; all-FP4 attention gives 407.2 GB, all-BF16 attention 423.6 GB. SGLang's own code
+    treats the checkpoint's q_b_proj as BF16 (`NVFP4_CKPT_FP8_ATTN_QUANT_MODULES`, an opt-in FP8 requant,
+    sgl-project/sglang PR #10194 "Use fp8 instead of bf16 for gemm in attention for nvfp4 checkpoint").
+  So a sa-bench nvfp4 DeepSeek row keeps those projections (and, run with MTP, `mtp.*`) in bf16
+  (`keep_unquantized`); AIConfigurator's NVFP4 DeepSeek rows, whose checkpoint layout no source at hand gives,
+  keep only the MTP block.
 """
 
 from __future__ import annotations
@@ -205,11 +215,19 @@ def agg_mtp_sources(rows: list[dict[str, str]]) -> dict[str, str]:
     return out
 
 
-def nvfp4_mtp_block(row: dict[str, str], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The keyword that keeps the MTP block of an NVFP4 DeepSeek checkpoint in bf16 (docstring), or none."""
-    if kwargs.get("mtp") and kwargs.get("quant") == "nvfp4" and family(row["model_path"]) == "DeepSeek":
-        return {"keep_unquantized": ("mtp.*",)}
-    return {}
+# the MLA projections NVIDIA's nvidia/DeepSeek-R1-0528-FP4-V2 stores in BF16 (docstring)
+NVFP4_DEEPSEEK_BF16_ATTENTION = ("*.self_attn.q_a_proj", "*.self_attn.q_b_proj", "*.self_attn.kv_a_proj_with_mqa",
+                                 "*.self_attn.kv_b_proj")
+
+
+def nvfp4_deepseek_bf16(row: dict[str, str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The modules an NVFP4 DeepSeek checkpoint keeps in bf16 (docstring), as `keep_unquantized`, or none."""
+    if kwargs.get("quant") != "nvfp4" or family(row["model_path"]) != "DeepSeek":
+        return {}
+    patterns = NVFP4_DEEPSEEK_BF16_ATTENTION if benchmark_source(row) == "sa-bench" else ()
+    if kwargs.get("mtp"):
+        patterns = (*patterns, "mtp.*")
+    return {"keep_unquantized": patterns} if patterns else {}
 
 
 def agg_mtp(row: dict[str, str], deployment: dict[str, Any], source: str | None) -> int:

@@ -89,7 +89,7 @@ from fidelity_mapping import (  # the row -> deployment mapping
     agg_mtp_sources,
     benchmark_source,
     family,
-    nvfp4_mtp_block,
+    nvfp4_deepseek_bf16,
     parallel,
     per_replica_concurrency,
     quant,
@@ -287,7 +287,7 @@ def main() -> int:
                     kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
-                kwargs.update(nvfp4_mtp_block(row, kwargs))
+                kwargs.update(nvfp4_deepseek_bf16(row, kwargs))
                 if args.mtp_acceptance is not None and kwargs.get("mtp"):
                     kwargs["mtp_acceptance"] = args.mtp_acceptance
                 if args.kv_cache_dtype:

@@ -66,12 +66,17 @@ def test_undetermined_rows_are_reported_apart():
     assert fidelity.group_label({**base, "mtp_source": "MTP"}) == "agg, held-out"
 
 
-def test_the_nvfp4_deepseek_mtp_block_stays_bf16():
-    """NVIDIA's FP4 DeepSeek-R1 checkpoints leave the MTP layer unquantized (exclude_modules "model.layers.61*"):
-    an nvfp4 DeepSeek row run with MTP keeps `mtp.*` in bf16; FP8 rows, rows without MTP and other models do not."""
+def test_the_nvfp4_deepseek_checkpoint_keeps_its_bf16_modules():
+    """InferenceMAX's FP4 DeepSeek runs serve nvidia/DeepSeek-R1-0528-FP4-V2: MLA q_a / q_b / kv_a / kv_b and the MTP
+    layer stay BF16 (fidelity_mapping docstring); an AIConfigurator NVFP4 row keeps only the MTP layer (exclude_modules
+    "model.layers.61*"); FP8 rows and other models keep nothing."""
     row = dsr1("r", 8.6, precision="fp4")
-    assert fidelity.nvfp4_mtp_block(row, {"quant": "nvfp4", "mtp": 3}) == {"keep_unquantized": ("mtp.*",)}
-    assert fidelity.nvfp4_mtp_block(row, {"quant": "nvfp4"}) == {}
-    assert fidelity.nvfp4_mtp_block(dsr1("r", 8.6), {"quant": "fp8", "mtp": 3}) == {}
+    attention = ("*.self_attn.q_a_proj", "*.self_attn.q_b_proj", "*.self_attn.kv_a_proj_with_mqa", "*.self_attn.kv_b_proj")
+    assert fidelity.nvfp4_deepseek_bf16(row, {"quant": "nvfp4", "mtp": 3}) == {"keep_unquantized": (*attention, "mtp.*")}
+    assert fidelity.nvfp4_deepseek_bf16(row, {"quant": "nvfp4"}) == {"keep_unquantized": attention}
+    aic = {**row, "silicon_data_source": "aic-auto-gap-analysis/b200"}
+    assert fidelity.nvfp4_deepseek_bf16(aic, {"quant": "nvfp4", "mtp": 1}) == {"keep_unquantized": ("mtp.*",)}
+    assert fidelity.nvfp4_deepseek_bf16(aic, {"quant": "nvfp4"}) == {}
+    assert fidelity.nvfp4_deepseek_bf16(dsr1("r", 8.6), {"quant": "fp8", "mtp": 3}) == {}
     kimi = dsr1("k", 8.6, model_path="moonshotai/Kimi-K2.5")
-    assert fidelity.nvfp4_mtp_block(kimi, {"quant": "nvfp4", "mtp": 3}) == {}
+    assert fidelity.nvfp4_deepseek_bf16(kimi, {"quant": "nvfp4", "mtp": 3}) == {}
