@@ -3,7 +3,8 @@
 Matches: every `linear(x, W, b)` and horizontally fused `fused_linear(x, [W...], [b...])` whose
 weights are 2-D parameters, except the lm_head (unless `quantize_lm_head`), MoE routers (modules
 named `gate` / `router` / `shared_expert_gate`, unless `quantize_router`) and the modules the
-checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `ignore` patterns).
+checkpoint leaves unquantized (`not_converted`: HF `modules_to_not_convert` / `ignore` patterns, and the
+deployment's `keep_unquantized` patterns, which `check_kept_unquantized` then holds to naming a module).
 Produces: for schemes with quantized activations, one `quantize(x, fmt, group, dynamic)` per
 (input, format) — shared by every GEMM reading that input — then
 `quant_linear(x_q, scale, [W...], [b...], scheme, out_dtype)`; weight-only schemes read x as is

@@ -84,3 +84,5 @@ def test_kept_mlps_cost_their_16_bit_weights():
     kept = tensor_cast.analyze("meta-llama/Llama-3.2-1B", keep_unquantized=("*.mlp.*",), **kw)
     assert kept.memory.weights_bytes - fp8.memory.weights_bytes == pytest.approx(16 * 3 * 2048 * 8192, rel=1e-9)
     assert kept.total_time_s > fp8.total_time_s
+    assert kept.to_dict()["deployment"]["keep_unquantized"] == ["*.mlp.*"]
+    assert "keep_unquantized" not in fp8.to_dict()["deployment"]

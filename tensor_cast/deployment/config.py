@@ -202,7 +202,8 @@ class ResolvedDeployment:
     def trace_options(self) -> TraceDeployment:
         return TraceDeployment(
             tp=self.tp, ep=self.ep, moe_tp=self.moe_tp, quant=self.quant, not_converted=self.not_converted,
-            keep_unquantized=self.request.keep_unquantized, moe_quant=self.moe_quant, quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
+            keep_unquantized=self.request.keep_unquantized, moe_quant=self.moe_quant,
+            quantize_lm_head=self.request.quantize_lm_head, quantize_router=self.request.quantize_router,
             kv_cache_bytes=self.kv_cache_bytes, tp_nodes=self.tp_nodes, ep_nodes=self.ep_nodes,
             ep_dp=self.dp if self.experts_span_replicas else 1, row_parallel=self.row_parallel,
             replicated=self.replicated, sharded_norms=self.sharded_norms,

@@ -32,6 +32,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
                                    "tp", "ep", "dp", "pp", "quant", "kv_cache_dtype", "nodes", "gpus_per_node")},
                                # the attention-DP ranks' MoE exchange; None where the MoE layers exchange no tokens
                                "moe_exchange": deployment.token_exchange}
+        if deployment.request.keep_unquantized:  # the modules kept in the model dtype, when any are
+            extra["deployment"]["keep_unquantized"] = list(deployment.request.keep_unquantized)
     if not report.symbolic:
         fit = report.fit
         extra["fit"] = {k: plain(v) for k, v in asdict(fit).items()}
