@@ -95,7 +95,11 @@ Mapping (decided from the CSV's README and the engines' launch flags):
     elements (FP4 packed two to a byte, one FP8 scale per 16): NVFP4 routed, shared and dense-MLP experts
     (653.9B + 3.7B parameters x 0.5625 bytes), BF16 embedding and lm_head, routers, the whole MTP layer
     (13.5B with its own embedding and head) and those four projections (69.7M a layer) give 413.29 GB and
-    393.6B elements; all-FP4 attention gives 407.2 GB, all-BF16 attention 423.6 GB. SGLang's own code
+    393.6B elements (tensor_cast's own weight bytes for that layout, plus the MTP layer's copy of embedding and
+    head that engines share, 413.31 GB: tested); all-FP4 attention gives 407.2 GB, all-BF16 attention 423.6 GB.
+    TensorRT-LLM runs the unquantized fused q_a + kv_a projection with its own BF16 kernel at 1-16 tokens
+    (`DeepseekV3Linear`, `dsv3_fused_a_gemm_op`) and the MTP layer unquantized ("The MTP layer in the nvfp4
+    checkpoint is unquantized", tensorrt_llm/_torch/models/modeling_deepseekv3.py). SGLang's own code
     treats the checkpoint's q_b_proj as BF16 (`NVFP4_CKPT_FP8_ATTN_QUANT_MODULES`, an opt-in FP8 requant,
     sgl-project/sglang PR #10194 "Use fp8 instead of bf16 for gemm in attention for nvfp4 checkpoint").
   So a sa-bench nvfp4 DeepSeek row keeps those projections (and, run with MTP, `mtp.*`) in bf16
