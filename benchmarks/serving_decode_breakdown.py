@@ -48,8 +48,8 @@ def main() -> int:
             print(f"\n== {rid}: {'not in the data' if row is None else 'not an agg row'}")
             continue
         try:
-            kwargs = sf.setup(row)
-            mtp = sf.agg_mtp(row, kwargs, mtp_sources.get(rid))
+            kwargs = sf.setup(row, mtp_source=mtp_sources.get(rid))
+            mtp = kwargs.pop("mtp", 0)
         except sf.Unsupported as exc:
             print(f"\n== {rid}: not simulated: {exc}")
             continue

@@ -141,6 +141,8 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
             kwargs["mtp"] = mtp
     else:
         kwargs.update(parallel(row))
+        if drafts := agg_mtp(row, kwargs, mtp_source):
+            kwargs["mtp"] = drafts
         flags = inferencemax_flags(row, mtp=mtp_source == "MTP")
         if flags is None:  # no InferenceMAX entry (other systems, AIConfigurator's runs)
             flags = trtllm_adp_balance(row, kwargs), {}
@@ -150,6 +152,7 @@ def setup(row: dict[str, str], range_ratio: float = 0.0, overhead: bool = True, 
         if args:
             kwargs["engine_args"] = {**kwargs.get("engine_args", {}), **args}
         kwargs.update(extra)
+    kwargs.update(nvfp4_deepseek_bf16(row, kwargs))  # after the MTP draft count: it keeps the MTP layer bf16
     return {"model": model, **kwargs}
 
 
@@ -283,11 +286,8 @@ def main() -> int:
                 if args.max_concurrency and _measured_clients(row) > args.max_concurrency:  # mapped, not run
                     skip(row, f"not run: more than --max-concurrency {args.max_concurrency} clients")
                     continue
-                if row["mode"] == "agg" and agg_mtp(row, kwargs, mtp_sources.get(row["id"])):
-                    kwargs["mtp"] = agg_mtp(row, kwargs, mtp_sources.get(row["id"]))
                 if args.moe_skew:
                     kwargs["moe_skew"] = args.moe_skew
-                kwargs.update(nvfp4_deepseek_bf16(row, kwargs))
                 if args.mtp_acceptance is not None and kwargs.get("mtp"):
                     kwargs["mtp_acceptance"] = args.mtp_acceptance
                 if args.kv_cache_dtype:

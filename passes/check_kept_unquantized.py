@@ -8,7 +8,7 @@ Matches: nothing; reads the graph's weight placeholders (parameters of two or mo
 module each belongs to, e.g. `model.layers.3.mlp.experts` or `mtp.0.layers.0.self_attn.q_a_proj` (an MTP
 block's decoder layers live under `mtp.K.layers.I`, models/mtp.py).
 Invariant after: the graph unchanged; each pattern matches at least one weight's module (the same
-matching as `quantize_linears.excluded`: fnmatch over the path, with or without a leading `model.`).
+matching as `quantize_linears.excluded`, `matches`: fnmatch over the path, with or without a leading `model.`).
 Refuses: a pattern that matches no weight's module (DeploymentError naming it and a few module paths).
 """
 
@@ -20,7 +20,7 @@ from torch import fx
 from ..errors import DeploymentError
 from .graph_utils import example
 from .node_facts import parameter_name
-from .quantize_linears import excluded
+from .quantize_linears import matches
 
 
 def _weight_modules(gm: fx.GraphModule) -> list[str]:
@@ -40,7 +40,7 @@ def check_kept_unquantized(gm: fx.GraphModule, *, patterns: tuple[str, ...] = ()
         return gm
     modules = _weight_modules(gm)
     for pattern in patterns:
-        if not any(excluded(m, not_converted=(pattern,), quantize_lm_head=True, quantize_router=True) for m in modules):
+        if not any(matches(m, pattern) for m in modules):
             examples = ", ".join(repr(m) for m in modules[:3])
             raise DeploymentError(
                 f"keep_unquantized pattern {pattern!r} matches no module with weights (fnmatch over module paths such "

@@ -45,19 +45,24 @@ ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
 LM_HEAD = "lm_head"
 
 
+def matches(path: str, pattern: str) -> bool:
+    """Whether a module-name pattern (HF `modules_to_not_convert` style: fnmatch, a prefix, or a trailing
+    name; with or without the leading `model.`) names the module at `path` or one it is inside."""
+    bare = pattern.removeprefix("model.")
+    for candidate in (path, path.removeprefix("model.")):
+        if fnmatch.fnmatch(candidate, bare) or fnmatch.fnmatch(candidate, bare + ".*") or \
+                candidate.endswith("." + bare) or fnmatch.fnmatch(candidate, pattern):
+            return True
+    return False
+
+
 def excluded(path: str, *, not_converted: tuple[str, ...], quantize_lm_head: bool, quantize_router: bool) -> bool:
     last = path.rsplit(".", 1)[-1]
     if last == LM_HEAD and not quantize_lm_head:
         return True
     if last in ROUTER_NAMES and not quantize_router:
         return True
-    for pattern in not_converted:
-        bare = pattern.removeprefix("model.")
-        for candidate in (path, path.removeprefix("model.")):
-            if fnmatch.fnmatch(candidate, bare) or fnmatch.fnmatch(candidate, bare + ".*") or \
-                    candidate.endswith("." + bare) or fnmatch.fnmatch(candidate, pattern):
-                return True
-    return False
+    return any(matches(path, pattern) for pattern in not_converted)
 
 
 def _input(node: fx.Node) -> Any:
